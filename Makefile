@@ -1,0 +1,31 @@
+# healcache: `make demo` runs the main job, `make test` runs every suite. Both install what is
+# missing first (Rust targets, a Python venv, npm packages), so a fresh machine needs nothing else.
+# Each language adds its targets in mk/<lang>.mk: it appends its suite to TEST_SUITES.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+CARGO ?= cargo
+TEST_SUITES := test-rust
+
+-include mk/*.mk
+
+.PHONY: test demo test-rust lint bench lab fmt
+test: $(TEST_SUITES)
+	@echo "make test: all suites passed ($(TEST_SUITES))"
+
+test-rust:
+	$(CARGO) test -p healcache --release
+	$(CARGO) build -p healcache --release --target wasm32-unknown-unknown
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+demo:
+	$(CARGO) run -p healcache --release --example demo
+
+bench:
+	$(CARGO) bench -p healcache

@@ -1,0 +1,1 @@
+//! node binding of healcache (filled in by its issue).

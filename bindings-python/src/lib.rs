@@ -1,0 +1,1 @@
+//! python binding of healcache (filled in by its issue).

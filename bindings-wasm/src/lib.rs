@@ -1,0 +1,1 @@
+//! wasm binding of healcache (filled in by its issue).

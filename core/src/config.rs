@@ -1,0 +1,285 @@
+//! Configuration: a plain [`Config`] (serde, defaults) and a validating [`CacheBuilder`].
+//!
+//! Numbers are kept as `f64` in [`Config`] on purpose: the same struct is filled from JSON, from a JS
+//! options object and from Python keyword arguments, and a negative, fractional or NaN value must
+//! become a typed [`Error::InvalidConfig`] naming the field, not a host-specific conversion error.
+//! Rust users get typed setters on the builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+
+/// Hard ceilings: values above these are refused as absurd rather than allocated.
+pub const MAX_ENTRIES_LIMIT: f64 = (1u64 << 31) as f64;
+/// Largest `max_bytes` accepted (1 PiB).
+pub const MAX_BYTES_LIMIT: f64 = (1u64 << 50) as f64;
+/// Largest key length accepted for `max_key_len` (1 MiB).
+pub const MAX_KEY_LEN_LIMIT: f64 = (1u64 << 20) as f64;
+/// Longest duration accepted (100 years, in ms).
+pub const MAX_DURATION_MS: f64 = 100.0 * 365.0 * 24.0 * 3600.0 * 1000.0;
+
+/// Cache settings. Every field documents its default; [`CacheBuilder::build`] validates all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Maximum number of entries. Defaults to: 10,000.
+    pub max_entries: f64,
+    /// Maximum total weight in bytes (key length + value weight). Defaults to: unbounded by weight.
+    pub max_bytes: Option<f64>,
+    /// Default time-to-live of an entry, in milliseconds. Defaults to: no expiry.
+    pub ttl_ms: Option<f64>,
+    /// Longest key accepted, in bytes. Defaults to: 4,096.
+    pub max_key_len: f64,
+    /// Heaviest single entry accepted, in bytes. Defaults to: `max_bytes`, else 64 MiB.
+    pub max_entry_bytes: Option<f64>,
+    /// Most distinct keys loading at once through `get_or_load`. Defaults to: 10,000.
+    pub max_in_flight: f64,
+    /// Time a load may take before every waiter gets [`Error::LoadTimeout`], in ms. Defaults to: none.
+    /// Needs a [`crate::Timer`] for async loads (the bindings supply one).
+    pub load_timeout_ms: Option<f64>,
+    /// Number of lock shards (a power of two up to 256). Defaults to: chosen from `max_entries`.
+    pub shards: Option<f64>,
+    /// Seed of the cache's random generator (eviction sampling, key sampling). Defaults to: from the host.
+    pub seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_entries: 10_000.0,
+            max_bytes: None,
+            ttl_ms: None,
+            max_key_len: 4096.0,
+            max_entry_bytes: None,
+            max_in_flight: 10_000.0,
+            load_timeout_ms: None,
+            shards: None,
+            seed: None,
+        }
+    }
+}
+
+/// Validated settings, in the types the engine uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub max_entries: u64,
+    pub max_bytes: u64,
+    pub ttl: Option<Duration>,
+    pub max_key_len: usize,
+    pub max_entry_bytes: u64,
+    pub max_in_flight: usize,
+    pub load_timeout: Option<Duration>,
+    pub shards: usize,
+    pub seed: u64,
+}
+
+fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u64> {
+    if !v.is_finite() {
+        return Err(Error::invalid(field, format!("must be a finite number, got {v}")));
+    }
+    if v.fract() != 0.0 {
+        return Err(Error::invalid(field, format!("must be a whole number, got {v}")));
+    }
+    if v < min || v > max {
+        return Err(Error::invalid(field, format!("must be between {min} and {max}, got {v}")));
+    }
+    Ok(v as u64)
+}
+
+/// Validates a duration in milliseconds: finite, positive, at most 100 years.
+pub fn duration_ms(field: &'static str, v: f64) -> Result<Duration> {
+    if !v.is_finite() || v <= 0.0 {
+        return Err(Error::invalid(field, format!("must be a positive number of milliseconds, got {v}")));
+    }
+    if v > MAX_DURATION_MS {
+        return Err(Error::invalid(field, format!("must be at most 100 years, got {v} ms")));
+    }
+    Ok(Duration::from_nanos((v * 1_000_000.0) as u64))
+}
+
+fn host_seed() -> u64 {
+    // Native: std's RandomState is seeded from the OS. On wasm32-unknown-unknown its keys are
+    // fixed, so the WASM binding passes a seed from the host (`crypto.getRandomValues`).
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6865_616c_6361_6368);
+    h.finish()
+}
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<Settings> {
+        let max_entries = count("max_entries", self.max_entries, 1.0, MAX_ENTRIES_LIMIT)?;
+        let max_bytes = match self.max_bytes {
+            Some(b) => count("max_bytes", b, 1.0, MAX_BYTES_LIMIT)?,
+            None => u64::MAX,
+        };
+        let max_key_len = count("max_key_len", self.max_key_len, 1.0, MAX_KEY_LEN_LIMIT)? as usize;
+        let max_entry_bytes = match self.max_entry_bytes {
+            Some(b) => {
+                let b = count("max_entry_bytes", b, 1.0, MAX_BYTES_LIMIT)?;
+                if b > max_bytes {
+                    return Err(Error::invalid("max_entry_bytes", "must not exceed max_bytes"));
+                }
+                b
+            }
+            None => max_bytes.min(64 << 20),
+        };
+        let max_in_flight = count("max_in_flight", self.max_in_flight, 1.0, 1e7)? as usize;
+        let ttl = self.ttl_ms.map(|v| duration_ms("ttl_ms", v)).transpose()?;
+        let load_timeout = self.load_timeout_ms.map(|v| duration_ms("load_timeout_ms", v)).transpose()?;
+        let shards = match self.shards {
+            Some(s) => {
+                let s = count("shards", s, 1.0, 256.0)? as usize;
+                if !s.is_power_of_two() {
+                    return Err(Error::invalid("shards", format!("must be a power of two, got {s}")));
+                }
+                if s as u64 > max_entries {
+                    return Err(Error::invalid("shards", "must not exceed max_entries"));
+                }
+                s
+            }
+            // About 4,096 entries per shard, at most 64 shards: enough to spread a 2-64 core host.
+            None => ((max_entries / 4096).max(1).next_power_of_two() as usize).min(64),
+        };
+        Ok(Settings {
+            max_entries,
+            max_bytes,
+            ttl,
+            max_key_len,
+            max_entry_bytes,
+            max_in_flight,
+            load_timeout,
+            shards,
+            seed: self.seed.unwrap_or_else(host_seed),
+        })
+    }
+}
+
+/// Computes the weight of a value in bytes (the key's length is added by the cache).
+pub type Weigher<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
+
+/// Builds a [`crate::Cache`], validating every setting.
+///
+/// ```
+/// use healcache::Cache;
+/// use std::time::Duration;
+///
+/// let cache: Cache<String> = Cache::builder()
+///     .max_entries(100_000)
+///     .max_bytes(64 << 20)
+///     .ttl(Duration::from_secs(60))
+///     .weigher(|v: &String| v.len() as u64)
+///     .build()
+///     .unwrap();
+/// cache.set("user:1", "Ada".to_string()).unwrap();
+/// assert_eq!(cache.get("user:1").as_deref(), Some("Ada"));
+///
+/// // Invalid settings are typed errors naming the field.
+/// let err = Cache::<String>::builder().max_entries(0).build().unwrap_err();
+/// assert_eq!(err.code(), "InvalidConfig");
+/// ```
+pub struct CacheBuilder<V> {
+    pub(crate) config: Config,
+    pub(crate) weigher: Option<Weigher<V>>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) timer: Option<Arc<dyn crate::Timer>>,
+    pub(crate) listener: Option<crate::RemovalListener<V>>,
+}
+
+impl<V> CacheBuilder<V> {
+    /// A builder with [`Config::default`].
+    pub fn new() -> Self {
+        Self::from_config(Config::default())
+    }
+
+    /// A builder starting from `config`.
+    pub fn from_config(config: Config) -> Self {
+        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None }
+    }
+
+    /// Maximum number of entries. Defaults to: 10,000.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.config.max_entries = n as f64;
+        self
+    }
+
+    /// Maximum total weight in bytes. Defaults to: unbounded by weight.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.config.max_bytes = Some(n as f64);
+        self
+    }
+
+    /// Default TTL of entries. Defaults to: no expiry.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl_ms = Some(ttl.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// Longest key accepted, in bytes. Defaults to: 4,096.
+    pub fn max_key_len(mut self, n: usize) -> Self {
+        self.config.max_key_len = n as f64;
+        self
+    }
+
+    /// Heaviest entry accepted, in bytes. Defaults to: `max_bytes`, else 64 MiB.
+    pub fn max_entry_bytes(mut self, n: u64) -> Self {
+        self.config.max_entry_bytes = Some(n as f64);
+        self
+    }
+
+    /// Most keys loading at once. Defaults to: 10,000.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.config.max_in_flight = n as f64;
+        self
+    }
+
+    /// Time a load may take. Defaults to: none.
+    pub fn load_timeout(mut self, d: Duration) -> Self {
+        self.config.load_timeout_ms = Some(d.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// Number of lock shards, a power of two. Defaults to: chosen from `max_entries`.
+    pub fn shards(mut self, n: usize) -> Self {
+        self.config.shards = Some(n as f64);
+        self
+    }
+
+    /// Seed of the random generator. Defaults to: from the host.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
+    /// Weight of a value in bytes. Defaults to: `size_of::<V>()`.
+    pub fn weigher(mut self, f: impl Fn(&V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// The clock. Defaults to: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The timer used for load timeouts of async loads. Defaults to: none.
+    pub fn timer(mut self, timer: impl crate::Timer) -> Self {
+        self.timer = Some(Arc::new(timer));
+        self
+    }
+
+    pub(crate) fn take_clock(&mut self) -> Arc<dyn Clock> {
+        self.clock.take().unwrap_or_else(|| Arc::new(SystemClock::new()))
+    }
+}
+
+impl<V> Default for CacheBuilder<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

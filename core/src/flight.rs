@@ -1,0 +1,243 @@
+//! Single-flight: one load per key at a time, shared by every caller (PROMISES P1-P4).
+//!
+//! A flight is a boxed load future wrapped in [`futures::future::Shared`]. The flight table holds
+//! only a weak handle; each waiter holds a strong one. So:
+//! - the load is owned by the flight, not by the first caller: whichever waiter is polled drives
+//!   it, and `Shared` wakes *every* waiter when the load makes progress, so a leader that is
+//!   parked unpolled or dropped never stalls the others (moka #240, P1, P3);
+//! - when the last waiter is gone the load future is dropped (work nobody waits for stops), and
+//!   its guard removes the table entry so the next caller starts afresh;
+//! - the loader runs lazily at the first poll, outside the table lock (P4), under `catch_unwind`:
+//!   a panic becomes [`Error::LoaderPanicked`] for every waiter and leaves no lock poisoned;
+//! - a loader that asks for its own key is detected while it is being polled (a thread-local stack
+//!   of flights being polled) and gets [`Error::RecursiveLoad`] instead of waiting on itself.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
+use hashbrown::HashMap;
+
+use crate::error::{Error, LoaderError, Result};
+use crate::sync::{lock, Mutex};
+
+/// A source of delays for load timeouts, supplied by the host runtime (tokio, JS `setTimeout`).
+///
+/// The core has no runtime of its own; a cache with `load_timeout_ms` needs one.
+///
+/// ```
+/// use healcache::Timer;
+/// use futures::future::BoxFuture;
+/// use std::time::Duration;
+///
+/// struct TokioTimer;
+/// impl Timer for TokioTimer {
+///     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+///         Box::pin(tokio::time::sleep(d))
+///     }
+/// }
+/// ```
+pub trait Timer: Send + Sync + 'static {
+    /// A future that completes after `d`.
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+}
+
+pub(crate) type LoadFuture<V> = BoxFuture<'static, Result<V>>;
+pub(crate) type SharedLoad<V> = Shared<LoadFuture<V>>;
+
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Flights whose loader is being polled on this thread right now, innermost last.
+    static POLLING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+fn is_polling(id: u64) -> bool {
+    POLLING.with(|p| p.borrow().contains(&id))
+}
+
+/// Counters of the flight table.
+#[derive(Default)]
+pub(crate) struct FlightCounters {
+    pub loads: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub load_errors: AtomicU64,
+    pub load_panics: AtomicU64,
+    pub load_timeouts: AtomicU64,
+}
+
+pub(crate) struct Flights<V> {
+    map: Mutex<HashMap<Arc<str>, (u64, WeakShared<LoadFuture<V>>)>>,
+    max: usize,
+    pub counters: FlightCounters,
+}
+
+/// What a caller joined: a new or existing flight.
+pub(crate) struct Joined<V> {
+    pub id: u64,
+    pub load: SharedLoad<V>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Flights<V> {
+    pub fn new(max: usize) -> Self {
+        Flights { map: Mutex::new(HashMap::new()), max, counters: FlightCounters::default() }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Joins the flight of `key`, or starts one with `make(id)` when there is none.
+    /// `recheck` runs under the table lock before starting: a flight that just finished has
+    /// already stored its value, so a late caller takes that value instead of loading again.
+    pub fn join_or_start(
+        &self,
+        key: &str,
+        recheck: impl FnOnce() -> Option<V>,
+        make: impl FnOnce(u64) -> LoadFuture<V>,
+    ) -> Result<std::result::Result<Joined<V>, V>> {
+        // Strong handles taken under the lock are dropped after it: dropping the last one runs
+        // the flight guard, which takes this lock again.
+        let mut dead: Vec<SharedLoad<V>> = Vec::new();
+        let res = {
+            let mut map = lock(&self.map);
+            if let Some((id, weak)) = map.get(key) {
+                let id = *id;
+                if let Some(load) = weak.upgrade() {
+                    if is_polling(id) {
+                        dead.push(load);
+                        return Err(Error::RecursiveLoad);
+                    }
+                    self.counters.coalesced.fetch_add(1, Relaxed);
+                    return Ok(Ok(Joined { id, load }));
+                }
+            }
+            if let Some(v) = recheck() {
+                return Ok(Err(v));
+            }
+            if map.len() >= self.max {
+                map.retain(|_, (_, w)| match w.upgrade() {
+                    Some(s) => {
+                        dead.push(s);
+                        true
+                    }
+                    None => false,
+                });
+                if map.len() >= self.max {
+                    drop(map);
+                    drop(dead);
+                    return Err(Error::TooManyLoads { max: self.max });
+                }
+            }
+            let id = NEXT_FLIGHT.fetch_add(1, Relaxed);
+            let load = make(id).shared();
+            let weak = load.downgrade().expect("a fresh Shared has not completed");
+            map.insert(Arc::from(key), (id, weak));
+            self.counters.loads.fetch_add(1, Relaxed);
+            Ok(Ok(Joined { id, load }))
+        };
+        drop(dead);
+        res
+    }
+
+    /// Removes the entry of flight `id` (if still the current one for `key`).
+    pub fn finish(&self, key: &str, id: u64) {
+        let removed = {
+            let mut map = lock(&self.map);
+            match map.get(key) {
+                Some((cur, _)) if *cur == id => map.remove(key),
+                _ => None,
+            }
+        };
+        drop(removed);
+    }
+}
+
+/// Polls a loader with its flight marked as "being polled" and panics caught.
+pub(crate) struct Tracked<F> {
+    pub id: u64,
+    pub fut: F,
+}
+
+impl<V, F> Future for Tracked<F>
+where
+    F: Future<Output = std::result::Result<V, LoaderError>> + Unpin,
+{
+    type Output = Result<V>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let id = self.id;
+        POLLING.with(|p| p.borrow_mut().push(id));
+        let r = catch_unwind(AssertUnwindSafe(|| self.fut.poll_unpin(cx)));
+        POLLING.with(|p| {
+            let mut p = p.borrow_mut();
+            if let Some(pos) = p.iter().rposition(|&x| x == id) {
+                p.remove(pos);
+            }
+        });
+        match r {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(v))) => Poll::Ready(Ok(v)),
+            Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Error::Loader(e))),
+            Err(_) => Poll::Ready(Err(Error::LoaderPanicked)),
+        }
+    }
+}
+
+/// Waits for a joined flight; refuses to wait on a flight that is polling this very waiter.
+pub(crate) async fn wait<V: Clone + Send + Sync + 'static>(joined: Joined<V>) -> Result<V> {
+    if is_polling(joined.id) {
+        return Err(Error::RecursiveLoad);
+    }
+    joined.load.await
+}
+
+/// Blocks the current thread on a flight, up to `timeout` (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
+    joined: Joined<V>,
+    timeout: Option<Duration>,
+) -> Result<V> {
+    use std::sync::Arc as StdArc;
+    use std::task::Wake;
+    use std::thread::{self, Thread};
+
+    struct Unparker(Thread);
+    impl Wake for Unparker {
+        fn wake(self: StdArc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &StdArc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    if is_polling(joined.id) {
+        return Err(Error::RecursiveLoad);
+    }
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let waker = std::task::Waker::from(StdArc::new(Unparker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut load = joined.load;
+    loop {
+        if let Poll::Ready(v) = load.poll_unpin(&mut cx) {
+            return v;
+        }
+        match deadline {
+            None => thread::park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    return Err(Error::LoadTimeout { after_ms: timeout.map_or(0, |t| t.as_millis() as u64) });
+                }
+                thread::park_timeout(d - now);
+            }
+        }
+    }
+}

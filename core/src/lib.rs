@@ -1,0 +1,33 @@
+//! # healcache
+//!
+//! One caching engine for Rust, Python, Node and edge workers: a bounded in-memory store with
+//! TTLs, versions and sampled-LFU eviction; coalesced loads (single flight); uniform O(k) key
+//! sampling for self-healing. The crate has no async runtime and compiles for
+//! `wasm32-unknown-unknown`: time comes through [`Clock`], delays through [`Timer`], randomness
+//! from a seed the host gives.
+//!
+//! ```
+//! use healcache::Cache;
+//! use std::time::Duration;
+//!
+//! let cache = Cache::<String>::builder().max_entries(10_000).ttl(Duration::from_secs(60)).build().unwrap();
+//! cache.set("greeting", "hello".into()).unwrap();
+//! assert_eq!(cache.get("greeting").as_deref(), Some("hello"));
+//! ```
+#![warn(missing_docs)]
+
+mod cache;
+pub mod clock;
+mod config;
+mod error;
+mod flight;
+pub mod sampler;
+mod store;
+mod sync;
+
+pub use cache::{Cache, RemovalListener, Stats, Ttl, WriteOptions};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{duration_ms, CacheBuilder, Config, Weigher};
+pub use error::{Error, LoaderError, Result};
+pub use flight::Timer;
+pub use store::{Entry, KeySample, RemovalCause};

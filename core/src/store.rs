@@ -1,0 +1,579 @@
+//! The bounded store: sharded hash tables over dense slot vectors.
+//!
+//! Each shard keeps its entries in a dense `Vec` (removal is a swap-remove that re-points the moved
+//! entry's table slot) and a `hashbrown::HashTable` of indexes into it. The dense vector makes the
+//! live key set indexable, so uniform sampling of k keys is O(k) ([`crate::sampler`]), and it is the
+//! candidate pool of the eviction policy.
+//!
+//! **Eviction: sampled LFU with aging** (the policy of Redis' `allkeys-lfu`, with expired entries
+//! taken first). Each entry has a 4-bit access counter, bumped on reads under the shard's *read* lock
+//! (a relaxed load/store, no write when saturated, so hot keys cost no cache-line traffic). To make
+//! room, a shard draws 5 random entries and evicts an expired one if any, else the one with the
+//! lowest counter. Every `capacity` inserts a shard halves its counters, so old popularity fades.
+//! Under a skewed (Zipf) load the frequently read keys keep high counters and stay; one-hit keys
+//! leave first.
+//!
+//! Values removed from a shard (evicted, expired, replaced) are dropped only after its lock is
+//! released, because dropping a host object may run host code (PROMISES P4).
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashTable;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::sampler::PartialShuffle;
+use crate::sync::{read, write, RwLock};
+
+/// `expires_at` of an entry that never expires.
+pub(crate) const NEVER: u64 = u64::MAX;
+const MAX_FREQ: u8 = 15;
+const EVICTION_SAMPLES: usize = 5;
+const SWEEP_PROBES: usize = 2;
+
+/// Why an entry left the cache, as told to an eviction listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// Made room for another entry (count or weight bound).
+    Evicted,
+    /// Its TTL passed.
+    Expired,
+    /// Overwritten by a write to the same key.
+    Replaced,
+    /// Removed by `remove`, `clear` or a versioned removal.
+    Explicit,
+}
+
+pub(crate) struct Slot<V> {
+    pub key: Arc<str>,
+    hash: u64,
+    pub value: V,
+    pub expires_at: u64,
+    pub version: u64,
+    weight: u64,
+    freq: AtomicU8,
+}
+
+impl<V> Slot<V> {
+    #[inline]
+    fn live(&self, now: u64) -> bool {
+        self.expires_at == NEVER || self.expires_at > now
+    }
+
+    #[inline]
+    fn touch(&self) {
+        let f = self.freq.load(Relaxed);
+        if f < MAX_FREQ {
+            self.freq.store(f + 1, Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+struct ShardStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    updates: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+struct ShardInner<V> {
+    table: HashTable<u32>,
+    slots: Vec<Slot<V>>,
+    weight: u64,
+    max_entries: usize,
+    max_bytes: u64,
+    rng: SmallRng,
+    inserts_since_aging: usize,
+    /// Entries with an expiry: the write-path sweep runs only when some exist.
+    expiring: usize,
+}
+
+#[repr(align(128))]
+struct Shard<V> {
+    inner: RwLock<ShardInner<V>>,
+    stats: ShardStats,
+}
+
+/// Values taken out of a shard under its lock, dropped (or handed to the listener) after it.
+pub(crate) type Removed<V> = Vec<(Arc<str>, V, RemovalCause)>;
+
+/// A read of an entry with its metadata.
+#[derive(Debug, Clone)]
+pub struct Entry<V> {
+    /// The value.
+    pub value: V,
+    /// The entry's version (monotonic per cache, never 0).
+    pub version: u64,
+    /// Time left before expiry, `None` if it never expires.
+    pub expires_in: Option<Duration>,
+}
+
+/// Counters of the store, summed over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// Reads that found a live entry.
+    pub hits: u64,
+    /// Reads that found nothing live.
+    pub misses: u64,
+    /// Writes that created an entry.
+    pub inserts: u64,
+    /// Writes that replaced an entry.
+    pub updates: u64,
+    /// Entries removed to make room.
+    pub evictions: u64,
+    /// Entries removed because their TTL passed.
+    pub expirations: u64,
+    /// Entries stored now (expired ones not yet swept included).
+    pub entries: u64,
+    /// Total weight stored now, in bytes.
+    pub weight: u64,
+}
+
+pub(crate) struct Store<V> {
+    shards: Box<[Shard<V>]>,
+    mask: usize,
+    hasher: hashbrown::DefaultHashBuilder,
+    pub clock: Arc<dyn Clock>,
+    next_version: AtomicU64,
+    max_key_len: usize,
+    max_entry_bytes: u64,
+}
+
+impl<V: Clone> Store<V> {
+    pub fn new(
+        shards: usize,
+        max_entries: u64,
+        max_bytes: u64,
+        max_key_len: usize,
+        max_entry_bytes: u64,
+        seed: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let mut seeder = SmallRng::seed_from_u64(seed);
+        let n = shards as u64;
+        let shards: Box<[Shard<V>]> = (0..n)
+            .map(|i| {
+                // Spread the bounds exactly: the shards' capacities sum to max_entries.
+                let cap = max_entries / n + u64::from(i < max_entries % n);
+                let bytes = if max_bytes == u64::MAX { u64::MAX } else { max_bytes / n + u64::from(i < max_bytes % n) };
+                Shard {
+                    inner: RwLock::new(ShardInner {
+                        table: HashTable::new(),
+                        slots: Vec::new(),
+                        weight: 0,
+                        max_entries: cap as usize,
+                        max_bytes: bytes,
+                        rng: SmallRng::seed_from_u64(seeder.random()),
+                        inserts_since_aging: 0,
+                        expiring: 0,
+                    }),
+                    stats: ShardStats::default(),
+                }
+            })
+            .collect();
+        Store {
+            mask: shards.len() - 1,
+            shards,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            clock,
+            next_version: AtomicU64::new(1),
+            max_key_len,
+            max_entry_bytes,
+        }
+    }
+
+    #[inline]
+    fn locate(&self, key: &str) -> (u64, &Shard<V>) {
+        let hash = self.hasher.hash_one(key);
+        (hash, &self.shards[(hash >> 48) as usize & self.mask])
+    }
+
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    pub fn check_key(&self, key: &str) -> Result<()> {
+        if key.len() > self.max_key_len {
+            return Err(Error::KeyTooLong { len: key.len(), max: self.max_key_len });
+        }
+        Ok(())
+    }
+
+    pub fn check_weight(&self, weight: u64) -> Result<()> {
+        if weight > self.max_entry_bytes {
+            return Err(Error::ValueTooLarge { weight, max: self.max_entry_bytes });
+        }
+        Ok(())
+    }
+
+    pub fn expiry(&self, ttl: Option<Duration>) -> u64 {
+        match ttl {
+            None => NEVER,
+            Some(d) => self.now().saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).min(NEVER - 1),
+        }
+    }
+
+    /// The live value of `key`, counting a hit or a miss and bumping its access counter.
+    #[inline]
+    pub fn get(&self, key: &str, removed: &mut Removed<V>) -> Option<V> {
+        self.get_with(key, removed, |s| s.value.clone())
+    }
+
+    #[inline]
+    pub fn get_with<T>(&self, key: &str, removed: &mut Removed<V>, f: impl FnOnce(&Slot<V>) -> T) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let expired_version;
+        {
+            let g = read(&shard.inner);
+            let Some(&i) = g.table.find(hash, |&i| &*g.slots[i as usize].key == key) else {
+                shard.stats.misses.fetch_add(1, Relaxed);
+                return None;
+            };
+            let slot = &g.slots[i as usize];
+            if slot.expires_at == NEVER || slot.expires_at > self.now() {
+                slot.touch();
+                shard.stats.hits.fetch_add(1, Relaxed);
+                return Some(f(slot));
+            }
+            expired_version = slot.version;
+        }
+        shard.stats.misses.fetch_add(1, Relaxed);
+        self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == expired_version);
+        None
+    }
+
+    /// Like `get` but without touching counters or access frequency.
+    pub fn peek_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>, u64) -> T) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let g = read(&shard.inner);
+        let &i = g.table.find(hash, |&i| &*g.slots[i as usize].key == key)?;
+        let now = self.now();
+        let slot = &g.slots[i as usize];
+        slot.live(now).then(|| f(slot, now))
+    }
+
+    /// The version of the live entry, 0 if there is none.
+    pub fn version(&self, key: &str) -> u64 {
+        self.peek_with(key, |s, _| s.version).unwrap_or(0)
+    }
+
+    /// Writes `value` if the live version of `key` equals `expected` (0: absent), or always when
+    /// `expected` is `None`. Returns the new version.
+    pub fn write(
+        &self,
+        key: &str,
+        value: V,
+        weight: u64,
+        expires_at: u64,
+        expected: Option<u64>,
+        removed: &mut Removed<V>,
+    ) -> Result<u64> {
+        self.check_key(key)?;
+        let weight = weight.saturating_add(key.len() as u64);
+        self.check_weight(weight)?;
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        let now = self.now();
+        let inner = &mut *g;
+        if let Some(&i) = inner.table.find(hash, |&i| &*inner.slots[i as usize].key == key) {
+            let slot = &mut inner.slots[i as usize];
+            let current = if slot.live(now) { slot.version } else { 0 };
+            if let Some(exp) = expected {
+                if exp != current {
+                    return Err(Error::VersionMismatch { expected: exp, current });
+                }
+            }
+            let version = self.next_version.fetch_add(1, Relaxed);
+            let cause = if current == 0 { RemovalCause::Expired } else { RemovalCause::Replaced };
+            let old = std::mem::replace(&mut slot.value, value);
+            removed.push((slot.key.clone(), old, cause));
+            inner.weight = inner.weight - slot.weight + weight;
+            slot.weight = weight;
+            inner.expiring = inner.expiring + usize::from(expires_at != NEVER) - usize::from(slot.expires_at != NEVER);
+            slot.expires_at = expires_at;
+            slot.version = version;
+            if cause == RemovalCause::Expired {
+                slot.freq.store(0, Relaxed);
+                shard.stats.expirations.fetch_add(1, Relaxed);
+                shard.stats.inserts.fetch_add(1, Relaxed);
+            } else {
+                shard.stats.updates.fetch_add(1, Relaxed);
+            }
+            // A heavier value may push the shard over its weight bound.
+            if inner.weight > inner.max_bytes {
+                let keep = i as usize;
+                inner.make_room(0, now, Some(keep), &shard.stats, removed);
+            }
+            return Ok(version);
+        }
+        if let Some(exp) = expected {
+            if exp != 0 {
+                return Err(Error::VersionMismatch { expected: exp, current: 0 });
+            }
+        }
+        inner.sweep(now, &shard.stats, removed);
+        inner.make_room(weight, now, None, &shard.stats, removed);
+        let version = self.next_version.fetch_add(1, Relaxed);
+        let idx = inner.slots.len() as u32;
+        inner.slots.push(Slot {
+            key: Arc::from(key),
+            hash,
+            value,
+            expires_at,
+            version,
+            weight,
+            freq: AtomicU8::new(0),
+        });
+        inner.weight += weight;
+        inner.expiring += usize::from(expires_at != NEVER);
+        let slots = &inner.slots;
+        inner.table.insert_unique(hash, idx, |&j| slots[j as usize].hash);
+        shard.stats.inserts.fetch_add(1, Relaxed);
+        inner.inserts_since_aging += 1;
+        if inner.inserts_since_aging >= inner.max_entries.max(16) {
+            inner.inserts_since_aging = 0;
+            for s in &inner.slots {
+                s.freq.store(s.freq.load(Relaxed) / 2, Relaxed);
+            }
+        }
+        Ok(version)
+    }
+
+    /// Removes `key` if `pred` holds for its entry; returns whether it was live.
+    pub fn remove_where(
+        &self,
+        key: &str,
+        removed: &mut Removed<V>,
+        cause: RemovalCause,
+        pred: impl FnOnce(&Slot<V>) -> bool,
+    ) -> Option<bool> {
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        let now = self.now();
+        let &i = g.table.find(hash, |&i| &*g.slots[i as usize].key == key)?;
+        if !pred(&g.slots[i as usize]) {
+            return None;
+        }
+        let slot = g.remove_at(i as usize);
+        let live = slot.live(now);
+        let cause = if live { cause } else { RemovalCause::Expired };
+        if cause == RemovalCause::Expired {
+            shard.stats.expirations.fetch_add(1, Relaxed);
+        }
+        removed.push((slot.key, slot.value, cause));
+        Some(live)
+    }
+
+    pub fn clear(&self, removed: &mut Removed<V>) {
+        for shard in self.shards.iter() {
+            let mut g = write(&shard.inner);
+            g.table.clear();
+            g.weight = 0;
+            g.expiring = 0;
+            removed.extend(g.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
+        }
+    }
+
+    /// Removes every expired entry; returns how many.
+    pub fn purge_expired(&self, removed: &mut Removed<V>) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut g = write(&shard.inner);
+            let now = self.now();
+            let mut i = 0;
+            while i < g.slots.len() {
+                if g.slots[i].live(now) {
+                    i += 1;
+                } else {
+                    let s = g.remove_at(i);
+                    removed.push((s.key, s.value, RemovalCause::Expired));
+                    shard.stats.expirations.fetch_add(1, Relaxed);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(&s.inner).slots.len()).sum()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let mut t = StoreStats::default();
+        for s in self.shards.iter() {
+            t.hits += s.stats.hits.load(Relaxed);
+            t.misses += s.stats.misses.load(Relaxed);
+            t.inserts += s.stats.inserts.load(Relaxed);
+            t.updates += s.stats.updates.load(Relaxed);
+            t.evictions += s.stats.evictions.load(Relaxed);
+            t.expirations += s.stats.expirations.load(Relaxed);
+            let g = read(&s.inner);
+            t.entries += g.slots.len() as u64;
+            t.weight += g.weight;
+        }
+        t
+    }
+
+    /// Up to `k` live keys drawn uniformly without replacement, in O(k) (expected, while few
+    /// stored entries are expired). Holds every shard's read lock for the draw, so the key set
+    /// does not move under it; readers are not blocked.
+    pub fn sample_keys(&self, k: usize, rng: &mut SmallRng) -> KeySample {
+        let guards: Vec<_> = self.shards.iter().map(|s| read(&s.inner)).collect();
+        let mut ends = Vec::with_capacity(guards.len());
+        let mut n = 0usize;
+        for g in &guards {
+            n += g.slots.len();
+            ends.push(n);
+        }
+        let mut out = KeySample::with_capacity(k.min(n));
+        if k == 0 || n == 0 {
+            return out;
+        }
+        let now = self.now();
+        let mut shuffle = PartialShuffle::new(n, k);
+        while out.len() < k {
+            let Some(i) = shuffle.next_index(rng) else { break };
+            let s = ends.partition_point(|&e| e <= i);
+            let start = if s == 0 { 0 } else { ends[s - 1] };
+            let slot = &guards[s].slots[i - start];
+            if slot.live(now) {
+                out.push(&slot.key);
+            }
+        }
+        out
+    }
+}
+
+impl<V> ShardInner<V> {
+    fn remove_at(&mut self, idx: usize) -> Slot<V> {
+        let hash = self.slots[idx].hash;
+        match self.table.find_entry(hash, |&i| i as usize == idx) {
+            Ok(e) => {
+                e.remove();
+            }
+            Err(_) => unreachable!("slot {idx} has no table entry"),
+        }
+        let last = self.slots.len() - 1;
+        if idx != last {
+            let moved = self.slots[last].hash;
+            if let Some(p) = self.table.find_mut(moved, |&i| i as usize == last) {
+                *p = idx as u32;
+            }
+        }
+        let s = self.slots.swap_remove(idx);
+        self.weight -= s.weight;
+        self.expiring -= usize::from(s.expires_at != NEVER);
+        s
+    }
+
+    /// Probes a few random entries and drops the expired ones, so expired entries do not linger
+    /// until they are read or sampled for eviction (Redis' active expiry, on the write path).
+    fn sweep(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+        for _ in 0..SWEEP_PROBES {
+            let n = self.slots.len();
+            if self.expiring == 0 || n == 0 {
+                return;
+            }
+            let i = self.rng.random_range(0..n);
+            if !self.slots[i].live(now) {
+                let s = self.remove_at(i);
+                stats.expirations.fetch_add(1, Relaxed);
+                removed.push((s.key, s.value, RemovalCause::Expired));
+            }
+        }
+    }
+
+    fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
+        let mut keep = keep;
+        while !self.slots.is_empty()
+            && (keep.is_none() && self.slots.len() >= self.max_entries || self.weight + weight > self.max_bytes)
+        {
+            let n = self.slots.len();
+            if keep.is_some() && n == 1 {
+                break;
+            }
+            let mut victim = usize::MAX;
+            let mut best = u8::MAX;
+            for _ in 0..EVICTION_SAMPLES.min(n) {
+                let i = self.rng.random_range(0..n);
+                if Some(i) == keep {
+                    continue;
+                }
+                let s = &self.slots[i];
+                if !s.live(now) {
+                    victim = i;
+                    break;
+                }
+                let f = s.freq.load(Relaxed);
+                if f < best {
+                    best = f;
+                    victim = i;
+                }
+            }
+            if victim == usize::MAX {
+                continue;
+            }
+            let last = n - 1;
+            let s = self.remove_at(victim);
+            // the kept entry may have been the last slot, moved into the victim's place
+            if keep == Some(last) {
+                keep = Some(victim);
+            }
+            let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
+            match cause {
+                RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
+                _ => stats.evictions.fetch_add(1, Relaxed),
+            };
+            removed.push((s.key, s.value, cause));
+        }
+    }
+}
+
+/// Keys drawn by a sample, packed in one buffer (one allocation, no reference-count traffic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySample {
+    buf: String,
+    ends: Vec<usize>,
+}
+
+impl KeySample {
+    fn with_capacity(k: usize) -> Self {
+        KeySample { buf: String::with_capacity(k * 16), ends: Vec::with_capacity(k) }
+    }
+
+    fn push(&mut self, key: &str) {
+        self.buf.push_str(key);
+        self.ends.push(self.buf.len());
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no key was drawn.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The keys, in draw order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&e| {
+            let k = &self.buf[start..e];
+            start = e;
+            k
+        })
+    }
+}
