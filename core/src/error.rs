@@ -135,3 +135,10 @@ impl Error {
 
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any `std::error::Error` can be a loader's error (which is why `LoaderError` itself is not one).
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for LoaderError {
+    fn from(err: E) -> Self {
+        LoaderError::from_error(err)
+    }
+}

@@ -141,7 +141,8 @@ pub struct StoreStats {
 pub(crate) struct Store<V> {
     shards: Box<[Shard<V>]>,
     mask: usize,
-    hasher: hashbrown::DefaultHashBuilder,
+    /// Seeded from the cache's seed: reproducible when the host fixes it, random otherwise.
+    hasher: foldhash::fast::FixedState,
     pub clock: Arc<dyn Clock>,
     next_version: AtomicU64,
     max_key_len: usize,
@@ -183,7 +184,7 @@ impl<V: Clone> Store<V> {
         Store {
             mask: shards.len() - 1,
             shards,
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
             clock,
             next_version: AtomicU64::new(1),
             max_key_len,

@@ -1,0 +1,407 @@
+//! Coalesced loads: PROMISES P1 (every call ends), P2 (one load per flight), P3 (a caller's
+//! cancellation never cancels shared work), P4 (no lock across a callback, no poison).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::future::Future;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::{Boom, TokioTimer};
+use futures::FutureExt;
+use healcache::{Cache, Error};
+
+fn cache() -> Cache<String> {
+    Cache::builder().max_entries(10_000).build().unwrap()
+}
+
+/// P2: 1,000 concurrent callers for a cold key run the loader once and all get its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2_one_load_for_a_thousand_callers() {
+    let c = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (c, calls) = (c.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("k", move || async move {
+                calls.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, Boom>("v".to_string())
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "v");
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    let s = c.stats();
+    assert_eq!(s.loads, 1);
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(c.get("k").as_deref(), Some("v"));
+}
+
+/// P2: a loader error reaches every waiter, is not cached, and the next call loads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2_error_reaches_all_and_is_not_cached() {
+    let c = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (c, calls) = (c.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("k", move || async move {
+                calls.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Err::<String, _>(Boom("db down"))
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(Error::Loader(e)) => {
+                assert_eq!(e.downcast_ref::<Boom>().unwrap().0, "db down");
+                assert_eq!(e.message(), "db down");
+            }
+            other => panic!("expected the loader's error, got {other:?}"),
+        }
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    assert!(c.get("k").is_none(), "errors are never cached");
+    assert_eq!(c.stats().load_errors, 1);
+    let v = c.get_or_load("k", || async { Ok::<_, Boom>("ok".to_string()) }).await.unwrap();
+    assert_eq!(v, "ok");
+    assert_eq!(c.stats().loads, 2);
+}
+
+/// P1/P4: a panicking loader gives every waiter `LoaderPanicked`; the key is not stuck, no lock
+/// is poisoned, and the next call loads normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p1_panicking_loader_does_not_stick_the_key() {
+    let c = cache();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("k", move || async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if i < 100 {
+                    panic!("loader bug");
+                }
+                Ok::<_, Boom>("never".to_string())
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Err(Error::LoaderPanicked)));
+    }
+    // a panic in the synchronous part of the loader (before any future exists) too
+    let r = c.get_or_load("k2", || -> futures::future::Ready<Result<String, Boom>> { panic!("sync part") }).await;
+    assert!(matches!(r, Err(Error::LoaderPanicked)));
+    assert_eq!(c.stats().load_panics, 2);
+    assert_eq!(c.stats().in_flight, 0);
+    let v = c.get_or_load("k", || async { Ok::<_, Boom>("fine".to_string()) }).await.unwrap();
+    assert_eq!(v, "fine");
+    c.set("other", "x".into()).unwrap();
+    assert_eq!(c.get("other").as_deref(), Some("x"));
+}
+
+/// P3: the first caller is cancelled (its future dropped) mid-load; the others still get the
+/// value, with one loader call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_first_caller_cancelled_others_unharmed() {
+    let c = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let loader = |calls: Arc<AtomicUsize>| {
+        move || async move {
+            calls.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, Boom>("v".to_string())
+        }
+    };
+    let first = {
+        let (c, l) = (c.clone(), loader(calls.clone()));
+        tokio::spawn(async move { c.get_or_load("k", l).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        let (c, l) = (c.clone(), loader(calls.clone()));
+        others.push(tokio::spawn(async move { c.get_or_load("k", l).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    for t in others {
+        assert_eq!(t.await.unwrap().unwrap(), "v");
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+/// P1/P3: the first caller polls once and is then parked forever (never polled again, never
+/// dropped): the others still finish, with one loader call (moka #240).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p1_leader_parked_unpolled() {
+    let c = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let calls2 = calls.clone();
+    let mut leader = Box::pin(c.get_or_load("k", move || async move {
+        calls2.fetch_add(1, SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, Boom>("v".to_string())
+    }));
+    let noop = futures::task::noop_waker();
+    assert!(leader.as_mut().poll(&mut Context::from_waker(&noop)).is_pending());
+    let mut others = Vec::new();
+    for _ in 0..5 {
+        let c = c.clone();
+        others.push(tokio::spawn(async move {
+            c.get_or_load("k", || async { Ok::<_, Boom>("second load".to_string()) }).await
+        }));
+    }
+    for t in others {
+        let r = tokio::time::timeout(Duration::from_secs(5), t).await.expect("follower hung");
+        assert_eq!(r.unwrap().unwrap(), "v");
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    // the parked leader, polled at last, gets the same value
+    assert!(matches!(leader.as_mut().poll(&mut Context::from_waker(&noop)), Poll::Ready(Ok(ref v)) if v == "v"));
+}
+
+/// P3: when every waiter is gone the load stops, and the key is free for a new flight.
+#[tokio::test]
+async fn p3_all_waiters_gone_stops_the_load() {
+    let c = cache();
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (s, f) = (started.clone(), finished.clone());
+    let fut = c.get_or_load("k", move || async move {
+        s.fetch_add(1, SeqCst);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        f.fetch_add(1, SeqCst);
+        Ok::<_, Boom>("late".to_string())
+    });
+    let r = tokio::time::timeout(Duration::from_millis(20), fut).await;
+    assert!(r.is_err(), "timed out as planned");
+    assert_eq!(started.load(SeqCst), 1);
+    assert_eq!(c.stats().in_flight, 0, "dropping the last waiter removed the flight");
+    let v = c.get_or_load("k", || async { Ok::<_, Boom>("fresh".to_string()) }).await.unwrap();
+    assert_eq!(v, "fresh");
+    assert_eq!(finished.load(SeqCst), 0);
+}
+
+/// A loader for key A that asks for key A gets a clear error instead of a deadlock, directly
+/// or through another key.
+#[tokio::test]
+async fn recursive_load_is_an_error() {
+    let c = cache();
+    let c2 = c.clone();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        c.get_or_load("a", move || async move {
+            match c2.get_or_load("a", || async { Ok::<_, Boom>("inner".to_string()) }).await {
+                Err(Error::RecursiveLoad) => Ok("detected".to_string()),
+                other => Err(Boom(if other.is_ok() { "inner load ran" } else { "other error" })),
+            }
+        }),
+    )
+    .await
+    .expect("recursive load deadlocked");
+    assert_eq!(r.unwrap(), "detected");
+
+    // a -> b -> a
+    let (c2, c3) = (c.clone(), c.clone());
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        c.get_or_load("x", move || async move {
+            c2.get_or_load("y", move || async move { c3.get_or_load("x", || async { Ok::<_, Boom>("z".into()) }).await })
+                .await
+                .map_err(|e| Boom(e.code()))
+        }),
+    )
+    .await
+    .expect("indirect recursion deadlocked");
+    match r {
+        Err(Error::Loader(e)) => assert_eq!(e.downcast_ref::<Boom>().unwrap().0, "LoaderError"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// P1: a hanging loader ends with `LoadTimeout` for every waiter; nothing is cached and the
+/// next call loads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p1_load_timeout() {
+    let c: Cache<String> = Cache::builder()
+        .load_timeout(Duration::from_millis(50))
+        .timer(TokioTimer(tokio::runtime::Handle::current()))
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load("k", || async {
+                futures::future::pending::<()>().await;
+                Ok::<_, Boom>("never".to_string())
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        let r = tokio::time::timeout(Duration::from_secs(5), t).await.expect("a call did not end");
+        assert!(matches!(r.unwrap(), Err(Error::LoadTimeout { after_ms: 50 })));
+    }
+    assert_eq!(c.stats().load_timeouts, 1);
+    assert!(c.get("k").is_none());
+    let v = c.get_or_load("k", || async { Ok::<_, Boom>("ok".to_string()) }).await.unwrap();
+    assert_eq!(v, "ok");
+}
+
+#[test]
+fn timeout_without_timer_is_a_config_error() {
+    let e = Cache::<u8>::builder().load_timeout(Duration::from_millis(5)).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "load_timeout_ms", .. }));
+}
+
+/// Fenced rebuild: a slow load that finishes after a fresh `set` does not overwrite it.
+#[tokio::test]
+async fn slow_load_does_not_overwrite_newer_write() {
+    let c = cache();
+    let c2 = c.clone();
+    let load = tokio::spawn(async move {
+        c2.get_or_load("k", || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Boom>("stale from db".to_string())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    c.set("k", "fresh write".into()).unwrap();
+    assert_eq!(load.await.unwrap().unwrap(), "stale from db", "the caller gets what it loaded");
+    assert_eq!(c.get("k").as_deref(), Some("fresh write"), "the newer write is kept");
+    assert_eq!(c.stats().fenced_writes, 1);
+}
+
+/// Works under a plain executor (no tokio): futures' block_on.
+#[test]
+fn plain_executor() {
+    let c = cache();
+    let v = futures::executor::block_on(c.get_or_load("k", || async { Ok::<_, Boom>("v".to_string()) })).unwrap();
+    assert_eq!(v, "v");
+    let v = futures::executor::block_on(c.get_or_load("k", || async { Ok::<_, Boom>("other".to_string()) })).unwrap();
+    assert_eq!(v, "v", "second call is a hit");
+    assert_eq!(c.stats().loads, 1);
+}
+
+/// The blocking variant coalesces threads into one load, and shares flights with async callers.
+#[test]
+fn blocking_variant_coalesces_threads() {
+    let c = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (c, calls, barrier) = (c.clone(), calls.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                c.get_or_load_blocking("k", move || {
+                    calls.fetch_add(1, SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    Ok::<_, Boom>("v".to_string())
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().unwrap(), "v");
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+#[test]
+fn blocking_and_async_share_one_flight() {
+    let c = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c2, calls2) = (c.clone(), calls.clone());
+    let t = std::thread::spawn(move || {
+        c2.get_or_load_blocking("k", move || {
+            calls2.fetch_add(1, SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            Ok::<_, Boom>("sync".to_string())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    let calls3 = calls.clone();
+    let v = futures::executor::block_on(c.get_or_load("k", move || async move {
+        calls3.fetch_add(1, SeqCst);
+        Ok::<_, Boom>("async".to_string())
+    }))
+    .unwrap();
+    assert_eq!(v, "sync");
+    assert_eq!(t.join().unwrap().unwrap(), "sync");
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+/// A blocking waiter stops waiting at the load timeout while another thread's loader hangs.
+#[test]
+fn blocking_waiter_times_out() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c: Cache<String> = Cache::builder()
+        .load_timeout(Duration::from_millis(80))
+        .timer(TokioTimer(rt.handle().clone()))
+        .build()
+        .unwrap();
+    let c2 = c.clone();
+    let _hang = std::thread::spawn(move || {
+        let _ = c2.get_or_load_blocking("k", || {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok::<_, Boom>("late".to_string())
+        });
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let t0 = std::time::Instant::now();
+    let r = c.get_or_load_blocking("k", || Ok::<_, Boom>("mine".to_string()));
+    assert!(matches!(r, Err(Error::LoadTimeout { .. })), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_millis(390), "waited for the hung loader");
+}
+
+#[tokio::test]
+async fn too_many_loads_is_bounded() {
+    let c: Cache<String> = Cache::builder().max_in_flight(2).build().unwrap();
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, Boom>("v".to_string())
+    };
+    let a = c.get_or_load("a", slow).boxed();
+    let b = c.get_or_load("b", slow).boxed();
+    let third = c.get_or_load("c", slow);
+    let (ra, rb, rc) = futures::future::join3(a, b, third).await;
+    assert!(ra.is_ok() && rb.is_ok());
+    assert!(matches!(rc, Err(Error::TooManyLoads { max: 2 })));
+    assert!(c.get("c").is_none());
+    // once the flights end there is room again
+    assert!(c.get_or_load("c", slow).await.is_ok());
+}
+
+#[tokio::test]
+async fn key_bounds_apply_to_loads() {
+    let c: Cache<String> = Cache::builder().max_key_len(4).build().unwrap();
+    let r = c.get_or_load("too long", || async { Ok::<_, Boom>("v".to_string()) }).await;
+    assert!(matches!(r, Err(Error::KeyTooLong { len: 8, max: 4 })));
+    assert_eq!(c.stats().loads, 0);
+}
+
+#[tokio::test]
+async fn oversize_loaded_value_is_returned_but_not_stored() {
+    let c: Cache<String> =
+        Cache::builder().max_bytes(1000).max_entry_bytes(10).weigher(|v: &String| v.len() as u64).build().unwrap();
+    let v = c.get_or_load("k", || async { Ok::<_, Boom>("x".repeat(100)) }).await.unwrap();
+    assert_eq!(v.len(), 100);
+    assert!(c.get("k").is_none());
+    assert_eq!(c.stats().oversize_rejections, 1);
+}
