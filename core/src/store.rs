@@ -5,13 +5,16 @@
 //! live key set indexable, so uniform sampling of k keys is O(k) ([`crate::sampler`]), and it is the
 //! candidate pool of the eviction policy.
 //!
-//! **Eviction: sampled LFU with aging** (the policy of Redis' `allkeys-lfu`, with expired entries
-//! taken first). Each entry has a 4-bit access counter, bumped on reads under the shard's *read* lock
-//! (a relaxed load/store, no write when saturated, so hot keys cost no cache-line traffic). To make
-//! room, a shard draws 5 random entries and evicts an expired one if any, else the one with the
-//! lowest counter. Every `capacity` inserts a shard halves its counters, so old popularity fades.
-//! Under a skewed (Zipf) load the frequently read keys keep high counters and stay; one-hit keys
-//! leave first.
+//! **Eviction: sampled LFU with aging and ghost history** (the policy of Redis' `allkeys-lfu`,
+//! with expired entries taken first). Each entry has an access counter (saturating at 63), bumped
+//! on reads under the shard's *read* lock (a relaxed load/store, no write once saturated, so hot
+//! keys cost no cache-line traffic). To make room, a shard draws 5 random entries and evicts an
+//! expired one if any, else the one with the lowest counter. Every 8 x capacity inserts a shard
+//! halves its counters, so old popularity fades. A small sketch remembers how often absent keys
+//! were asked for and what counter evicted keys had; a new entry starts from that estimate, so a
+//! popular key that was pushed out returns protected. Under a skewed (Zipf) load the frequently
+//! read keys keep high counters and stay; one-hit keys leave first. Measured against moka and
+//! quick_cache by `cargo bench -p healcache --bench hit_ratio` (figures in the README).
 //!
 //! Values removed from a shard (evicted, expired, replaced) are dropped only after its lock is
 //! released, because dropping a host object may run host code (PROMISES P4).
@@ -32,9 +35,11 @@ use crate::sync::{read, write, RwLock};
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
-const MAX_FREQ: u8 = 15;
+const MAX_FREQ: u8 = 63;
 const EVICTION_SAMPLES: usize = 5;
 const SWEEP_PROBES: usize = 2;
+/// Counters are halved every `AGING_PERIOD * capacity` inserts of a shard.
+const AGING_PERIOD: usize = 8;
 
 /// Why an entry left the cache, as told to an eviction listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +100,27 @@ struct ShardInner<V> {
     inserts_since_aging: usize,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
     expiring: usize,
+    /// Ghost frequencies: how often keys were asked for while absent, and the counter an evicted
+    /// key had, in two 8-bit cells per key hash (a 2-row count-min sketch). Bumped only on misses
+    /// and evictions, never on the hit path. A newly inserted entry starts at its estimate, so a
+    /// popular key that was evicted comes back protected (the history TinyLFU keeps).
+    ghost: Box<[AtomicU8]>,
 }
 
 #[repr(align(128))]
 struct Shard<V> {
     inner: RwLock<ShardInner<V>>,
     stats: ShardStats,
+}
+
+fn ghost_len(cap: u64) -> usize {
+    (cap.saturating_mul(2) as usize).clamp(64, 1 << 18).next_power_of_two()
+}
+
+#[inline]
+fn ghost_cells(hash: u64, len: usize) -> (usize, usize) {
+    let m = len - 1;
+    ((hash as usize) & m, ((hash >> 24) as usize ^ (hash >> 40) as usize) & m)
 }
 
 /// Values taken out of a shard under its lock, dropped (or handed to the listener) after it.
@@ -176,6 +196,7 @@ impl<V: Clone> Store<V> {
                         rng: SmallRng::seed_from_u64(seeder.random()),
                         inserts_since_aging: 0,
                         expiring: 0,
+                        ghost: (0..ghost_len(cap)).map(|_| AtomicU8::new(0)).collect(),
                     }),
                     stats: ShardStats::default(),
                 }
@@ -238,6 +259,7 @@ impl<V: Clone> Store<V> {
             let g = read(&shard.inner);
             let Some(&i) = g.table.find(hash, |&i| &*g.slots[i as usize].key == key) else {
                 shard.stats.misses.fetch_add(1, Relaxed);
+                g.ghost_bump(hash);
                 return None;
             };
             let slot = &g.slots[i as usize];
@@ -333,7 +355,7 @@ impl<V: Clone> Store<V> {
             expires_at,
             version,
             weight,
-            freq: AtomicU8::new(0),
+            freq: AtomicU8::new(inner.ghost_estimate(hash)),
         });
         inner.weight += weight;
         inner.expiring += usize::from(expires_at != NEVER);
@@ -341,10 +363,13 @@ impl<V: Clone> Store<V> {
         inner.table.insert_unique(hash, idx, |&j| slots[j as usize].hash);
         shard.stats.inserts.fetch_add(1, Relaxed);
         inner.inserts_since_aging += 1;
-        if inner.inserts_since_aging >= inner.max_entries.max(16) {
+        if inner.inserts_since_aging >= AGING_PERIOD * inner.max_entries.max(16) {
             inner.inserts_since_aging = 0;
             for s in &inner.slots {
                 s.freq.store(s.freq.load(Relaxed) / 2, Relaxed);
+            }
+            for c in inner.ghost.iter() {
+                c.store(c.load(Relaxed) / 2, Relaxed);
             }
         }
         Ok(version)
@@ -457,6 +482,30 @@ impl<V: Clone> Store<V> {
 }
 
 impl<V> ShardInner<V> {
+    #[inline]
+    fn ghost_bump(&self, hash: u64) {
+        let (a, b) = ghost_cells(hash, self.ghost.len());
+        for i in [a, b] {
+            let c = &self.ghost[i];
+            let v = c.load(Relaxed);
+            if v < u8::MAX {
+                c.store(v + 1, Relaxed);
+            }
+        }
+    }
+
+    fn ghost_estimate(&self, hash: u64) -> u8 {
+        let (a, b) = ghost_cells(hash, self.ghost.len());
+        self.ghost[a].load(Relaxed).min(self.ghost[b].load(Relaxed)).min(MAX_FREQ)
+    }
+
+    fn ghost_remember(&self, hash: u64, freq: u8) {
+        let (a, b) = ghost_cells(hash, self.ghost.len());
+        for i in [a, b] {
+            self.ghost[i].fetch_max(freq, Relaxed);
+        }
+    }
+
     fn remove_at(&mut self, idx: usize) -> Slot<V> {
         let hash = self.slots[idx].hash;
         match self.table.find_entry(hash, |&i| i as usize == idx) {
@@ -532,6 +581,9 @@ impl<V> ShardInner<V> {
                 keep = Some(victim);
             }
             let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
+            if cause == RemovalCause::Evicted {
+                self.ghost_remember(s.hash, s.freq.load(Relaxed));
+            }
             match cause {
                 RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
                 _ => stats.evictions.fetch_add(1, Relaxed),
