@@ -15,11 +15,13 @@ test: $(TEST_SUITES)
 
 test-rust:
 	$(CARGO) test -p healcache --release
+	$(CARGO) test -p healcache --release --features shuttle --test shuttle
 	$(CARGO) build -p healcache --release --target wasm32-unknown-unknown
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p healcache --features shuttle --tests -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -29,3 +31,7 @@ demo:
 
 bench:
 	$(CARGO) bench -p healcache
+
+# Hit ratio against moka and quick_cache on a Zipf 0.99 trace (prints a table).
+bench-hit-ratio:
+	$(CARGO) bench -p healcache --bench hit_ratio

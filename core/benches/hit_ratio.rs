@@ -46,10 +46,7 @@ fn run(name: &str, cap: usize, tr: &[usize], keys: &[String], scan_every: usize)
         }
     }
     let r = hits.map(|h| h as f64 / total as f64);
-    println!(
-        "{name:<28} {:>10} {:>10.4} {:>10.4} {:>12.4}",
-        cap, r[0], r[1], r[2]
-    );
+    println!("{name:<28} {:>10} {:>10.4} {:>10.4} {:>12.4}", cap, r[0], r[1], r[2]);
     r
 }
 

@@ -59,7 +59,7 @@ fn bench_get(c: &mut Criterion) {
             pos
         };
         let (k, t) = (&cs.keys, &tr);
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("get_hit/{dist}/healcache"), |b| {
             b.iter(|| {
                 let s = p();
@@ -68,7 +68,7 @@ fn bench_get(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("get_hit/{dist}/moka"), |b| {
             b.iter(|| {
                 let s = p();
@@ -77,7 +77,7 @@ fn bench_get(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("get_hit/{dist}/quick_cache"), |b| {
             b.iter(|| {
                 let s = p();
@@ -128,7 +128,7 @@ fn bench_writes(c: &mut Criterion) {
             pos
         };
         let (k, t) = (&wide, &tr);
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("insert/{dist}/healcache"), |b| {
             b.iter(|| {
                 let s = p();
@@ -137,7 +137,7 @@ fn bench_writes(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("insert/{dist}/moka"), |b| {
             b.iter(|| {
                 let s = p();
@@ -146,7 +146,7 @@ fn bench_writes(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("insert/{dist}/quick_cache"), |b| {
             b.iter(|| {
                 let s = p();
@@ -155,7 +155,7 @@ fn bench_writes(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         let mut hb = cs.hb.clone();
         g.bench_function(format!("insert/{dist}/hashbrown"), |b| {
             b.iter(|| {
@@ -166,7 +166,7 @@ fn bench_writes(c: &mut Criterion) {
             })
         });
         // mixed: 90% reads, 10% writes
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("mixed_90_10/{dist}/healcache"), |b| {
             b.iter(|| {
                 let s = p();
@@ -179,7 +179,7 @@ fn bench_writes(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("mixed_90_10/{dist}/moka"), |b| {
             b.iter(|| {
                 let s = p();
@@ -192,7 +192,7 @@ fn bench_writes(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("mixed_90_10/{dist}/quick_cache"), |b| {
             b.iter(|| {
                 let s = p();
@@ -205,7 +205,7 @@ fn bench_writes(c: &mut Criterion) {
                 }
             })
         });
-        let mut p = next.clone();
+        let mut p = next;
         g.bench_function(format!("mixed_90_10/{dist}/hashbrown"), |b| {
             b.iter(|| {
                 let s = p();

@@ -46,7 +46,10 @@ async fn herd(n: usize, origin: Arc<Origin>, cache: Option<Cache<String>>) -> (u
             let v = match cache {
                 None => origin.query("product:42").await,
                 Some(c) => c
-                    .get_or_load("product:42", move || async move { Ok::<_, Infallible>(origin.query("product:42").await) })
+                    .get_or_load(
+                        "product:42",
+                        move || async move { Ok::<_, Infallible>(origin.query("product:42").await) },
+                    )
                     .await
                     .expect("load"),
             };
@@ -72,10 +75,7 @@ async fn main() {
     let (q2, p50, p99, total) = herd(1000, Origin::new(), Some(cache.clone())).await;
     println!("{:<28} {:>15} {:>10.1?} {:>10.1?} {:>10.1?}", "healcache get_or_load", q2, p50, p99, total);
     let s = cache.stats();
-    println!(
-        "\nhealcache stats: loads={} coalesced={} hits={} misses={}",
-        s.loads, s.coalesced, s.hits, s.misses
-    );
+    println!("\nhealcache stats: loads={} coalesced={} hits={} misses={}", s.loads, s.coalesced, s.hits, s.misses);
     assert_eq!(q, 1000, "every uncached request reached the origin");
     assert_eq!(q2, 1, "the coalesced herd reached the origin once");
     println!("\n=> 1,000 requests reached the origin {q} times without healcache and {q2} time with it.");

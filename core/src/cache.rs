@@ -442,10 +442,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             let _finish = Finish(cache.clone(), key.clone(), id);
             let counters = &cache.inner.flights.counters;
-            let load = Tracked {
-                id,
-                fut: future::lazy(move |_| loader()).flatten().map(|r| r.map_err(Into::into)).boxed(),
-            };
+            let load =
+                Tracked { id, fut: future::lazy(move |_| loader()).flatten().map(|r| r.map_err(Into::into)).boxed() };
             let res = match (cache.inner.settings.load_timeout, &cache.inner.timer) {
                 (Some(t), Some(timer)) => match future::select(load, timer.sleep(t)).await {
                     Either::Left((r, _)) => r,

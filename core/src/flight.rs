@@ -72,8 +72,11 @@ pub(crate) struct FlightCounters {
     pub load_timeouts: AtomicU64,
 }
 
+/// A flight's id and a weak handle on its shared load.
+type FlightEntry<V> = (u64, WeakShared<LoadFuture<V>>);
+
 pub(crate) struct Flights<V> {
-    map: Mutex<HashMap<Arc<str>, (u64, WeakShared<LoadFuture<V>>)>>,
+    map: Mutex<HashMap<Arc<str>, FlightEntry<V>>>,
     max: usize,
     pub counters: FlightCounters,
 }

@@ -3,9 +3,9 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -219,9 +219,12 @@ async fn recursive_load_is_an_error() {
     let r = tokio::time::timeout(
         Duration::from_secs(5),
         c.get_or_load("x", move || async move {
-            c2.get_or_load("y", move || async move { c3.get_or_load("x", || async { Ok::<_, Boom>("z".into()) }).await })
-                .await
-                .map_err(|e| Boom(e.code()))
+            c2.get_or_load(
+                "y",
+                move || async move { c3.get_or_load("x", || async { Ok::<_, Boom>("z".into()) }).await },
+            )
+            .await
+            .map_err(|e| Boom(e.code()))
         }),
     )
     .await

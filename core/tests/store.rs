@@ -82,7 +82,9 @@ fn versions_are_monotonic_and_fence_writes() {
     let v2 = c.set("k", 2).unwrap();
     assert!(v2 > v1);
     // compare-and-set
-    assert!(matches!(c.set_if_version("k", 3, v1), Err(Error::VersionMismatch { expected, current }) if expected == v1 && current == v2));
+    assert!(
+        matches!(c.set_if_version("k", 3, v1), Err(Error::VersionMismatch { expected, current }) if expected == v1 && current == v2)
+    );
     assert_eq!(c.get("k"), Some(2), "a failed CAS changes nothing");
     let v3 = c.set_if_version("k", 3, v2).unwrap();
     assert!(v3 > v2);
@@ -156,8 +158,13 @@ fn entry_count_bound_holds_and_hot_keys_survive() {
 
 #[test]
 fn weight_bound_holds() {
-    let c: Cache<Vec<u8>> =
-        Cache::builder().max_entries(100_000).max_bytes(10_000).shards(4).weigher(|v: &Vec<u8>| v.len() as u64).build().unwrap();
+    let c: Cache<Vec<u8>> = Cache::builder()
+        .max_entries(100_000)
+        .max_bytes(10_000)
+        .shards(4)
+        .weigher(|v: &Vec<u8>| v.len() as u64)
+        .build()
+        .unwrap();
     for i in 0..5000 {
         c.set(&format!("{i:05}"), vec![0; (i % 200) as usize]).unwrap();
         assert!(c.stats().weight <= 10_000);
@@ -290,10 +297,13 @@ fn config_validation_names_the_field() {
     bad(|c| c.max_in_flight = 0.0, "max_in_flight");
     bad(|c| c.shards = Some(3.0), "shards");
     bad(|c| c.shards = Some(1024.0), "shards");
-    bad(|c| {
-        c.max_bytes = Some(100.0);
-        c.max_entry_bytes = Some(200.0)
-    }, "max_entry_bytes");
+    bad(
+        |c| {
+            c.max_bytes = Some(100.0);
+            c.max_entry_bytes = Some(200.0)
+        },
+        "max_entry_bytes",
+    );
     bad(|c| c.load_timeout_ms = Some(-3.0), "load_timeout_ms");
 }
 
