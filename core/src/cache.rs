@@ -12,9 +12,11 @@ use rand::{Rng, SeedableRng};
 use crate::config::{CacheBuilder, Config, Settings, Weigher};
 use crate::error::{Error, LoaderError, Result};
 use crate::flight::{self, Flights, LoadFuture, Tracked};
-use crate::store::{Entry, KeySample, RemovalCause, Removed, Store, StoreStats, NEVER};
+use crate::metrics::{HistogramSnapshot, StampedeCounters};
+use crate::store::{Entry, KeySample, Lookup, Meta, RemovalCause, Removed, Store, StoreStats, NEVER};
 use crate::sync::{lock, Mutex};
-use crate::Timer;
+use crate::xfetch;
+use crate::{Spawner, Timer};
 
 /// Called with each entry that leaves the cache, after the cache's locks are released.
 pub type RemovalListener<V> = Arc<dyn Fn(Arc<str>, V, RemovalCause) + Send + Sync>;
@@ -40,12 +42,89 @@ pub struct WriteOptions {
     pub if_version: Option<u64>,
 }
 
+/// What a loader found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded<V> {
+    /// The value.
+    Value(V),
+    /// The key does not exist at the source; cached for `negative_ttl_ms` when that is set.
+    NotFound,
+}
+
+/// Per-call overrides of [`Cache::fetch`]; `None` fields take the cache's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FetchOptions {
+    /// TTL of a loaded value. Defaults to: the cache's TTL.
+    pub ttl: Ttl,
+    /// TTL of a "not found" answer. Defaults to: the cache's `negative_ttl_ms`.
+    pub negative_ttl: Option<Duration>,
+    /// Serve a stale value at once while refreshing. Defaults to: `stale_while_revalidate`.
+    pub stale_while_revalidate: Option<bool>,
+    /// XFetch early refresh on this read. Defaults to: `xfetch`.
+    pub xfetch: Option<bool>,
+    /// Soft timeout of this load. Defaults to: `load_soft_timeout_ms`.
+    pub soft_timeout: Option<Duration>,
+}
+
+/// What a fetch did, like lru-cache's fetch status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum Status {
+    /// A fresh value was there.
+    Hit,
+    /// This call ran the loader.
+    Loaded,
+    /// This call waited for a load another caller started.
+    Coalesced,
+    /// A stale value was served at once while one refresh runs (stale-while-revalidate).
+    Stale,
+    /// The load failed or hit its hard timeout; the stale value was served (fail-safe).
+    StaleFailSafe,
+    /// The load passed its soft timeout; the stale value was served, the load goes on.
+    StaleSoftTimeout,
+    /// A fresh value was served and XFetch started an early refresh.
+    EarlyRefresh,
+    /// A fresh value was served and refresh-ahead started a refresh.
+    RefreshAhead,
+    /// A cached "not found" answered.
+    NegativeHit,
+    /// The loader answered "not found".
+    NegativeLoaded,
+}
+
+impl Status {
+    /// The status as a stable kebab-case string (the bindings' status values).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Hit => "hit",
+            Status::Loaded => "loaded",
+            Status::Coalesced => "coalesced",
+            Status::Stale => "stale",
+            Status::StaleFailSafe => "stale-fail-safe",
+            Status::StaleSoftTimeout => "stale-soft-timeout",
+            Status::EarlyRefresh => "early-refresh",
+            Status::RefreshAhead => "refresh-ahead",
+            Status::NegativeHit => "negative-hit",
+            Status::NegativeLoaded => "negative-loaded",
+        }
+    }
+}
+
+/// The answer of [`Cache::fetch`]: the value (`None`: not found) and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched<V> {
+    /// The value, or `None` when the key does not exist at the source.
+    pub value: Option<V>,
+    /// What the call did.
+    pub status: Status,
+}
+
 /// Every counter of a cache, summed at the time of the call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
-    /// Reads that found a live entry.
+    /// Reads that found a fresh value.
     pub hits: u64,
-    /// Reads that found nothing live.
+    /// Reads that found no fresh value.
     pub misses: u64,
     /// Writes that created an entry.
     pub inserts: u64,
@@ -53,13 +132,13 @@ pub struct Stats {
     pub updates: u64,
     /// Entries removed to make room.
     pub evictions: u64,
-    /// Entries removed because their TTL passed.
+    /// Entries removed because their TTL (and grace window) passed.
     pub expirations: u64,
     /// Entries stored now (expired ones not yet swept included).
     pub entries: u64,
     /// Total weight stored now, in bytes.
     pub weight: u64,
-    /// Loader calls started by `get_or_load` (one per flight).
+    /// Loader calls (one per flight).
     pub loads: u64,
     /// Callers that joined a flight already under way instead of loading.
     pub coalesced: u64,
@@ -75,19 +154,39 @@ pub struct Stats {
     pub oversize_rejections: u64,
     /// Flights under way now.
     pub in_flight: u64,
+    /// Stale values served at once while refreshing (stale-while-revalidate).
+    pub stale_served_swr: u64,
+    /// Stale values served because the load failed or timed out (fail-safe).
+    pub stale_served_fail_safe: u64,
+    /// Stale values served because the load passed its soft timeout.
+    pub stale_served_soft_timeout: u64,
+    /// XFetch early refreshes started.
+    pub early_refreshes: u64,
+    /// Refresh-ahead refreshes started.
+    pub refresh_ahead: u64,
+    /// Reads answered by a cached "not found".
+    pub negative_hits: u64,
+    /// Cached "not found" answers stored now.
+    pub negative_entries: u64,
+    /// "Not found" answers not cached because negatives had their full share of capacity.
+    pub negative_refused: u64,
+    /// Durations of loader calls.
+    pub load_latency: HistogramSnapshot,
 }
 
 struct Inner<V> {
-    store: Store<V>,
-    flights: Flights<V>,
+    store: Store<Option<V>>,
+    flights: Flights<Option<V>>,
     settings: Settings,
     config: Config,
     weigher: Option<Weigher<V>>,
     listener: Option<RemovalListener<V>>,
     timer: Option<Arc<dyn Timer>>,
+    spawner: Option<Arc<dyn Spawner>>,
     rng: Mutex<SmallRng>,
-    fenced_writes: AtomicU64,
-    oversize_rejections: AtomicU64,
+    draws: AtomicU64,
+    seed: u64,
+    counters: StampedeCounters,
 }
 
 /// A bounded, concurrent cache from string keys to values of type `V`.
@@ -129,6 +228,18 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
         if settings.load_timeout.is_some() && self.timer.is_none() {
             return Err(Error::invalid("load_timeout_ms", "needs a timer (CacheBuilder::timer)"));
         }
+        if settings.soft_timeout.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
+            return Err(Error::invalid("load_soft_timeout_ms", "needs a timer and a spawner"));
+        }
+        for (on, field) in [
+            (settings.stale_while_revalidate, "stale_while_revalidate"),
+            (settings.xfetch_beta.is_some(), "xfetch"),
+            (settings.refresh_after.is_some(), "refresh_after_ms"),
+        ] {
+            if on && self.spawner.is_none() {
+                return Err(Error::invalid(field, "needs a spawner (CacheBuilder::spawner) for background refreshes"));
+            }
+        }
         let clock = self.take_clock();
         let store = Store::new(
             settings.shards,
@@ -144,13 +255,15 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
                 store,
                 flights: Flights::new(settings.max_in_flight),
                 rng: Mutex::new(SmallRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
+                draws: AtomicU64::new(0),
+                seed: settings.seed,
                 settings,
                 config: self.config,
                 weigher: self.weigher,
                 listener: self.listener,
                 timer: self.timer,
-                fenced_writes: AtomicU64::new(0),
-                oversize_rejections: AtomicU64::new(0),
+                spawner: self.spawner,
+                counters: StampedeCounters::default(),
             }),
         })
     }
@@ -179,60 +292,93 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         &self.inner.config
     }
 
-    fn done(&self, removed: Removed<V>) {
+    fn done(&self, removed: Removed<Option<V>>) {
         if removed.is_empty() {
             return;
         }
-        if let Some(l) = &self.inner.listener {
-            for (k, v, cause) in removed {
-                l(k, v, cause);
+        for (k, v, cause) in removed {
+            match v {
+                Some(v) => {
+                    if let Some(l) = &self.inner.listener {
+                        l(k, v, cause);
+                    }
+                }
+                None => {
+                    self.inner.counters.negative_entries.fetch_sub(1, Relaxed);
+                }
             }
         }
     }
 
-    fn weigh(&self, value: &V) -> u64 {
-        match &self.inner.weigher {
-            Some(w) => w(value),
-            None => std::mem::size_of::<V>() as u64,
+    fn weigh(&self, value: &Option<V>) -> u64 {
+        match (value, &self.inner.weigher) {
+            (None, _) => 0,
+            (Some(v), Some(w)) => w(v),
+            (Some(_), None) => std::mem::size_of::<V>() as u64,
         }
     }
 
-    fn expiry(&self, ttl: Ttl) -> u64 {
-        match ttl {
-            Ttl::Default => self.inner.store.expiry(self.inner.settings.ttl),
-            Ttl::Never => NEVER,
-            Ttl::For(d) => self.inner.store.expiry(Some(d)),
-        }
+    /// A uniform variate in (0, 1] from the cache's seeded stream, without a lock.
+    fn unit(&self) -> f64 {
+        xfetch::unit(xfetch::splitmix64(self.inner.seed ^ self.inner.draws.fetch_add(1, Relaxed)))
     }
 
-    /// The live value of `key`.
+    fn meta(&self, ttl: Ttl, load_nanos: u64) -> Meta {
+        let s = &self.inner.settings;
+        let ttl = match ttl {
+            Ttl::Default => s.ttl,
+            Ttl::Never => None,
+            Ttl::For(d) => Some(d),
+        };
+        let Some(ttl) = ttl else {
+            return Meta { expires_at: NEVER, grace_until: NEVER, load_nanos };
+        };
+        let mut nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        if s.ttl_jitter > 0.0 {
+            nanos = nanos.saturating_add((nanos as f64 * s.ttl_jitter * (1.0 - self.unit())) as u64);
+        }
+        let expires_at = self.inner.store.now().saturating_add(nanos).min(NEVER - 1);
+        let grace = s.grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX));
+        Meta { expires_at, grace_until: expires_at.saturating_add(grace).min(NEVER - 1), load_nanos }
+    }
+
+    /// The fresh value of `key` (`None` also for a cached "not found").
     #[inline]
     pub fn get(&self, key: &str) -> Option<V> {
         let mut removed = Vec::new();
         let v = self.inner.store.get(key, &mut removed);
-        self.done(removed);
-        v
+        if !removed.is_empty() {
+            self.done(removed);
+        }
+        match v {
+            Some(None) => {
+                self.inner.counters.negative_hits.fetch_add(1, Relaxed);
+                None
+            }
+            Some(v) => v,
+            None => None,
+        }
     }
 
-    /// The live entry of `key` with its version and remaining TTL (counts as a read).
+    /// The fresh entry of `key` with its version and remaining TTL (counts as a read).
     pub fn get_entry(&self, key: &str) -> Option<Entry<V>> {
         let mut removed = Vec::new();
         let store = &self.inner.store;
         let v = store.get_with(key, &mut removed, |s| {
             let expires_in =
                 (s.expires_at != NEVER).then(|| Duration::from_nanos(s.expires_at.saturating_sub(store.now())));
-            Entry { value: s.value.clone(), version: s.version, expires_in }
+            s.value.clone().map(|value| Entry { value, version: s.version, expires_in })
         });
         self.done(removed);
-        v
+        v.flatten()
     }
 
-    /// Whether `key` has a live entry (not counted as a read).
+    /// Whether `key` has a fresh value (not counted as a read).
     pub fn contains(&self, key: &str) -> bool {
-        self.inner.store.peek_with(key, |_, _| ()).is_some()
+        self.inner.store.peek_with(key, |s, _| s.value.is_some()).unwrap_or(false)
     }
 
-    /// The version of `key`'s live entry, 0 if it has none.
+    /// The version of `key`'s fresh entry (a cached "not found" included), 0 if it has none.
     pub fn version(&self, key: &str) -> u64 {
         self.inner.store.version(key)
     }
@@ -256,26 +402,34 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Writes with explicit [`WriteOptions`]; returns the new version.
     pub fn write(&self, key: &str, value: V, opts: WriteOptions) -> Result<u64> {
-        if let Ttl::For(d) = opts.ttl {
+        self.write_raw(key, Some(value), opts.ttl, opts.if_version, 0)
+    }
+
+    fn write_raw(&self, key: &str, value: Option<V>, ttl: Ttl, if_version: Option<u64>, load_nanos: u64) -> Result<u64> {
+        if let Ttl::For(d) = ttl {
             if d.is_zero() {
                 return Err(Error::invalid("ttl", "must be positive"));
             }
         }
         self.inner.store.check_key(key)?;
+        let negative = value.is_none();
         let weight = self.weigh(&value);
-        let expires_at = self.expiry(opts.ttl);
+        let meta = self.meta(ttl, load_nanos);
         let mut removed = Vec::new();
-        let r = self.inner.store.write(key, value, weight, expires_at, opts.if_version, &mut removed);
+        let r = self.inner.store.write(key, value, weight, meta, if_version, &mut removed);
+        if negative && r.is_ok() {
+            self.inner.counters.negative_entries.fetch_add(1, Relaxed);
+        }
         self.done(removed);
         r
     }
 
-    /// Removes `key`; returns its value if it was live.
+    /// Removes `key`; returns its value if it was fresh.
     pub fn remove(&self, key: &str) -> Option<V> {
         let mut removed = Vec::new();
         let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
         let v = match live {
-            Some(true) => removed.last().map(|(_, v, _)| v.clone()),
+            Some(true) => removed.last().and_then(|(_, v, _)| v.clone()),
             _ => None,
         };
         self.done(removed);
@@ -316,7 +470,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.done(removed);
     }
 
-    /// Removes every expired entry now; returns how many.
+    /// Removes every entry past its TTL and grace window now; returns how many.
     pub fn purge_expired(&self) -> usize {
         let mut removed = Vec::new();
         let n = self.inner.store.purge_expired(&mut removed);
@@ -340,8 +494,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let StoreStats { hits, misses, inserts, updates, evictions, expirations, entries, weight } =
             self.inner.store.stats();
         let c = &self.inner.flights.counters;
+        let s = &self.inner.counters;
+        let negative_hits = s.negative_hits.load(Relaxed);
         Stats {
-            hits,
+            hits: hits.saturating_sub(negative_hits),
             misses,
             inserts,
             updates,
@@ -354,16 +510,31 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             load_errors: c.load_errors.load(Relaxed),
             load_panics: c.load_panics.load(Relaxed),
             load_timeouts: c.load_timeouts.load(Relaxed),
-            fenced_writes: self.inner.fenced_writes.load(Relaxed),
-            oversize_rejections: self.inner.oversize_rejections.load(Relaxed),
+            fenced_writes: s.fenced_writes.load(Relaxed),
+            oversize_rejections: s.oversize_rejections.load(Relaxed),
             in_flight: self.inner.flights.in_flight() as u64,
+            stale_served_swr: s.stale_swr.load(Relaxed),
+            stale_served_fail_safe: s.stale_fail_safe.load(Relaxed),
+            stale_served_soft_timeout: s.stale_soft_timeout.load(Relaxed),
+            early_refreshes: s.early_refreshes.load(Relaxed),
+            refresh_ahead: s.refresh_ahead.load(Relaxed),
+            negative_hits,
+            negative_entries: s.negative_entries.load(Relaxed),
+            negative_refused: s.negative_refused.load(Relaxed),
+            load_latency: s.load_latency.snapshot(),
         }
     }
 
-    /// Returns `key`'s live value, or loads it with `loader`: concurrent callers for the same key
+    /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`.
+    pub fn prometheus(&self, name: &str) -> String {
+        crate::metrics::prometheus_text(&self.stats(), name)
+    }
+
+    /// Returns `key`'s fresh value, or loads it with `loader`: concurrent callers for the same key
     /// share one loader call and its result (value or error). The loader's future is owned by the
     /// flight, not by this caller: dropping this future leaves the others waiting unharmed. The
     /// value is stored fenced: if `key` was written while it loaded, the newer write is kept.
+    /// With a grace window, a stale value is served when the load fails (fail-safe).
     ///
     /// ```
     /// use healcache::Cache;
@@ -383,9 +554,156 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
-        match self.join(key, loader)? {
-            Err(v) => Ok(v),
-            Ok(joined) => flight::wait(joined).await,
+        let f = self.fetch(key, FetchOptions::default(), move || loader().map(|r| r.map(Loaded::Value))).await?;
+        f.value.ok_or(Error::NotFound)
+    }
+
+    /// The full read-through call: [`Cache::get_or_load`] plus "not found" answers (negative
+    /// caching), per-call options, and the [`Status`] of what happened. Every stampede layer the
+    /// cache is configured with applies: stale-while-revalidate, fail-safe and soft timeout within
+    /// the grace window, XFetch early refresh, refresh-ahead, TTL jitter.
+    ///
+    /// ```
+    /// use healcache::{Cache, FetchOptions, Loaded, Status};
+    /// use std::time::Duration;
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<String>::builder().negative_ttl(Duration::from_secs(5)).build().unwrap();
+    /// let missing = || async { Ok::<_, std::io::Error>(Loaded::NotFound) };
+    /// let f = cache.fetch("user:404", FetchOptions::default(), missing).await.unwrap();
+    /// assert_eq!((f.value, f.status), (None, Status::NegativeLoaded));
+    /// let f = cache.fetch("user:404", FetchOptions::default(), missing).await.unwrap();
+    /// assert_eq!(f.status, Status::NegativeHit);
+    /// # });
+    /// ```
+    pub async fn fetch<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> Result<Fetched<V>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let inner = &self.inner;
+        let s = &inner.settings;
+        inner.store.check_key(key)?;
+        let mut removed = Vec::new();
+        let look = inner.store.lookup(key, &mut removed);
+        self.done(removed);
+        let stale = match look {
+            Lookup::Fresh(raw) => {
+                let Some(value) = raw.value else {
+                    inner.counters.negative_hits.fetch_add(1, Relaxed);
+                    return Ok(Fetched { value: None, status: Status::NegativeHit });
+                };
+                let mut status = Status::Hit;
+                if s.refresh_after.is_some() || s.xfetch_beta.is_some() {
+                    let now = inner.store.now();
+                    if let Some(ra) = s.refresh_after {
+                        if now.saturating_sub(raw.written_at) >= ra.as_nanos() as u64 {
+                            status = Status::RefreshAhead;
+                        }
+                    }
+                    if let (Status::Hit, Some(beta), true) = (status, s.xfetch_beta, opts.xfetch.unwrap_or(true)) {
+                        if xfetch::should_refresh(now, raw.expires_at, raw.load_nanos, beta, self.unit()) {
+                            status = Status::EarlyRefresh;
+                        }
+                    }
+                    if status != Status::Hit {
+                        if self.refresh_in_background(key, opts, loader) {
+                            let c = if status == Status::EarlyRefresh {
+                                &inner.counters.early_refreshes
+                            } else {
+                                &inner.counters.refresh_ahead
+                            };
+                            c.fetch_add(1, Relaxed);
+                        } else {
+                            status = Status::Hit;
+                        }
+                    }
+                }
+                return Ok(Fetched { value: Some(value), status });
+            }
+            Lookup::Stale(raw) => raw.value,
+            Lookup::Absent => None,
+        };
+        if let Some(stale) = &stale {
+            if opts.stale_while_revalidate.unwrap_or(s.stale_while_revalidate) && inner.spawner.is_some() {
+                self.refresh_in_background(key, opts, loader);
+                inner.counters.stale_swr.fetch_add(1, Relaxed);
+                return Ok(Fetched { value: Some(stale.clone()), status: Status::Stale });
+            }
+        }
+        let joined = match inner.flights.join_or_start(
+            key,
+            || inner.store.peek_with(key, |s, _| s.value.clone()),
+            |id| self.load_future(Arc::from(key), id, inner.store.version(key), opts, loader),
+        )? {
+            Err(v) => {
+                let status = if v.is_some() { Status::Hit } else { Status::NegativeHit };
+                return Ok(Fetched { value: v, status });
+            }
+            Ok(j) => j,
+        };
+        let started = joined.started;
+        let soft = opts.soft_timeout.or(s.soft_timeout);
+        let result = match (&stale, soft, &inner.timer, &inner.spawner) {
+            (Some(stale), Some(t), Some(timer), Some(spawner)) => {
+                let keep = joined.load.clone();
+                match future::select(Box::pin(flight::wait(joined)), timer.sleep(t)).await {
+                    Either::Left((r, _)) => r,
+                    Either::Right(_) => {
+                        // The load goes on in the background and stores its value when done.
+                        spawner.spawn(
+                            async move {
+                                let _ = keep.await;
+                            }
+                            .boxed(),
+                        );
+                        inner.counters.stale_soft_timeout.fetch_add(1, Relaxed);
+                        return Ok(Fetched { value: Some(stale.clone()), status: Status::StaleSoftTimeout });
+                    }
+                }
+            }
+            _ => flight::wait(joined).await,
+        };
+        match result {
+            Ok(Some(v)) => Ok(Fetched { value: Some(v), status: if started { Status::Loaded } else { Status::Coalesced } }),
+            Ok(None) => Ok(Fetched { value: None, status: Status::NegativeLoaded }),
+            Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
+            Err(e) => match stale {
+                Some(stale) => {
+                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                    Ok(Fetched { value: Some(stale), status: Status::StaleFailSafe })
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Starts a background refresh of `key` unless one is under way; true if it started.
+    fn refresh_in_background<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let inner = &self.inner;
+        let Some(spawner) = &inner.spawner else { return false };
+        let joined = inner.flights.join_or_start(
+            key,
+            || None,
+            |id| self.load_future(Arc::from(key), id, inner.store.version(key), opts, loader),
+        );
+        match joined {
+            Ok(Ok(j)) if j.started => {
+                let load = j.load;
+                spawner.spawn(
+                    async move {
+                        let _ = load.await;
+                    }
+                    .boxed(),
+                );
+                true
+            }
+            _ => false,
         }
     }
 
@@ -398,37 +716,30 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
         E: Into<LoaderError>,
     {
-        match self.join(key, move || future::lazy(move |_| loader()))? {
-            Err(v) => Ok(v),
-            Ok(joined) => flight::wait_blocking(joined, self.inner.settings.load_timeout),
-        }
-    }
-
-    fn join<F, Fut, E>(&self, key: &str, loader: F) -> Result<std::result::Result<flight::Joined<V>, V>>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
-        E: Into<LoaderError>,
-    {
-        self.inner.store.check_key(key)?;
-        if let Some(v) = self.get(key) {
-            return Ok(Err(v));
-        }
         let inner = &self.inner;
-        inner.flights.join_or_start(
+        inner.store.check_key(key)?;
+        let mut removed = Vec::new();
+        let look = inner.store.lookup(key, &mut removed);
+        self.done(removed);
+        if let Lookup::Fresh(raw) = look {
+            return raw.value.ok_or(Error::NotFound);
+        }
+        let loader = move || future::lazy(move |_| loader().map(Loaded::Value));
+        let joined = match inner.flights.join_or_start(
             key,
             || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| {
-                let fence = inner.store.version(key);
-                self.load_future(Arc::from(key), id, fence, loader)
-            },
-        )
+            |id| self.load_future(Arc::from(key), id, inner.store.version(key), FetchOptions::default(), loader),
+        )? {
+            Err(v) => return v.ok_or(Error::NotFound),
+            Ok(j) => j,
+        };
+        flight::wait_blocking(joined, inner.settings.load_timeout)?.ok_or(Error::NotFound)
     }
 
-    fn load_future<F, Fut, E>(&self, key: Arc<str>, id: u64, fence: u64, loader: F) -> LoadFuture<V>
+    fn load_future<F, Fut, E>(&self, key: Arc<str>, id: u64, fence: u64, opts: FetchOptions, loader: F) -> LoadFuture<Option<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
         let cache = self.clone();
@@ -441,18 +752,33 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 }
             }
             let _finish = Finish(cache.clone(), key.clone(), id);
-            let counters = &cache.inner.flights.counters;
-            let load =
-                Tracked { id, fut: future::lazy(move |_| loader()).flatten().map(|r| r.map_err(Into::into)).boxed() };
-            let res = match (cache.inner.settings.load_timeout, &cache.inner.timer) {
+            let inner = &cache.inner;
+            let counters = &inner.flights.counters;
+            let started = inner.store.now();
+            let load = Tracked {
+                id,
+                fut: future::lazy(move |_| loader())
+                    .flatten()
+                    .map(|r| {
+                        r.map(|l| match l {
+                            Loaded::Value(v) => Some(v),
+                            Loaded::NotFound => None,
+                        })
+                        .map_err(Into::into)
+                    })
+                    .boxed(),
+            };
+            let res = match (inner.settings.load_timeout, &inner.timer) {
                 (Some(t), Some(timer)) => match future::select(load, timer.sleep(t)).await {
                     Either::Left((r, _)) => r,
                     Either::Right(_) => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),
                 },
                 _ => load.await,
             };
+            let took = inner.store.now().saturating_sub(started);
+            inner.counters.load_latency.record(took);
             match &res {
-                Ok(v) => cache.store_loaded(&key, v.clone(), fence),
+                Ok(v) => cache.store_loaded(&key, v.clone(), fence, took, opts),
                 Err(Error::LoadTimeout { .. }) => {
                     counters.load_timeouts.fetch_add(1, Relaxed);
                 }
@@ -469,15 +795,26 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Stores a loaded value unless a write landed since the load began (its version fence).
-    fn store_loaded(&self, key: &str, value: V, fence: u64) {
-        let opts = WriteOptions { ttl: Ttl::Default, if_version: Some(fence) };
-        match self.write(key, value, opts) {
+    fn store_loaded(&self, key: &str, value: Option<V>, fence: u64, load_nanos: u64, opts: FetchOptions) {
+        let c = &self.inner.counters;
+        let ttl = match &value {
+            Some(_) => opts.ttl,
+            None => {
+                let Some(t) = opts.negative_ttl.or(self.inner.settings.negative_ttl) else { return };
+                if c.negative_entries.load(Relaxed) >= self.inner.settings.max_negative {
+                    c.negative_refused.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ttl::For(t)
+            }
+        };
+        match self.write_raw(key, value, ttl, Some(fence), load_nanos) {
             Ok(_) => {}
             Err(Error::VersionMismatch { .. }) => {
-                self.inner.fenced_writes.fetch_add(1, Relaxed);
+                c.fenced_writes.fetch_add(1, Relaxed);
             }
             Err(_) => {
-                self.inner.oversize_rejections.fetch_add(1, Relaxed);
+                c.oversize_rejections.fetch_add(1, Relaxed);
             }
         }
     }

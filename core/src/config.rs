@@ -45,6 +45,33 @@ pub struct Config {
     pub shards: Option<f64>,
     /// Seed of the cache's random generator (eviction sampling, key sampling). Defaults to: from the host.
     pub seed: Option<u64>,
+    /// Window after an entry's TTL during which its stale value may still be served: at once
+    /// while one refresh runs (`stale_while_revalidate`), or when a load fails or passes its soft
+    /// timeout (fail-safe), in ms. Defaults to: none.
+    pub grace_ms: Option<f64>,
+    /// Within the grace window, `fetch` returns the stale value at once and refreshes it in the
+    /// background (needs `grace_ms` and a spawner). Defaults to: false.
+    pub stale_while_revalidate: bool,
+    /// A load that has a stale value to fall back on returns it after this long and finishes in
+    /// the background, in ms (needs a timer and a spawner). Defaults to: none.
+    pub load_soft_timeout_ms: Option<f64>,
+    /// XFetch probabilistic early refresh (Vattani et al., VLDB 2015): a read at time t refreshes
+    /// in the background when `t - delta * beta * ln(rand()) >= expiry` (needs a spawner).
+    /// Defaults to: false.
+    pub xfetch: bool,
+    /// XFetch's beta: above 1 refreshes earlier, below 1 later. Defaults to: 1.0.
+    pub xfetch_beta: f64,
+    /// Reads of a value written longer ago than this trigger one background refresh, in ms
+    /// (Caffeine's refreshAfterWrite; needs a spawner). Defaults to: none.
+    pub refresh_after_ms: Option<f64>,
+    /// Each TTL is stretched by a random fraction in `[0, ttl_jitter)`, so keys written together
+    /// do not expire together (0 to 1). Defaults to: 0.
+    pub ttl_jitter: f64,
+    /// TTL of cached "not found" answers of a loader, in ms. Defaults to: none (not cached).
+    pub negative_ttl_ms: Option<f64>,
+    /// Largest share of `max_entries` that cached "not found" answers may take (0 to 1).
+    /// Defaults to: 0.1.
+    pub max_negative_share: f64,
 }
 
 impl Default for Config {
@@ -59,6 +86,15 @@ impl Default for Config {
             load_timeout_ms: None,
             shards: None,
             seed: None,
+            grace_ms: None,
+            stale_while_revalidate: false,
+            load_soft_timeout_ms: None,
+            xfetch: false,
+            xfetch_beta: 1.0,
+            refresh_after_ms: None,
+            ttl_jitter: 0.0,
+            negative_ttl_ms: None,
+            max_negative_share: 0.1,
         }
     }
 }
@@ -75,6 +111,14 @@ pub(crate) struct Settings {
     pub load_timeout: Option<Duration>,
     pub shards: usize,
     pub seed: u64,
+    pub grace: Option<Duration>,
+    pub stale_while_revalidate: bool,
+    pub soft_timeout: Option<Duration>,
+    pub xfetch_beta: Option<f64>,
+    pub refresh_after: Option<Duration>,
+    pub ttl_jitter: f64,
+    pub negative_ttl: Option<Duration>,
+    pub max_negative: u64,
 }
 
 fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u64> {
@@ -99,6 +143,13 @@ pub fn duration_ms(field: &'static str, v: f64) -> Result<Duration> {
         return Err(Error::invalid(field, format!("must be at most 100 years, got {v} ms")));
     }
     Ok(Duration::from_nanos((v * 1_000_000.0) as u64))
+}
+
+fn fraction(field: &'static str, v: f64) -> Result<f64> {
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+        return Err(Error::invalid(field, format!("must be between 0 and 1, got {v}")));
+    }
+    Ok(v)
 }
 
 fn host_seed() -> u64 {
@@ -145,7 +196,32 @@ impl Config {
             // About 4,096 entries per shard, at most 64 shards: enough to spread a 2-64 core host.
             None => ((max_entries / 4096).max(1).next_power_of_two() as usize).min(64),
         };
+        let grace = self.grace_ms.map(|v| duration_ms("grace_ms", v)).transpose()?;
+        if self.stale_while_revalidate && grace.is_none() {
+            return Err(Error::invalid("stale_while_revalidate", "needs grace_ms"));
+        }
+        let soft_timeout = self.load_soft_timeout_ms.map(|v| duration_ms("load_soft_timeout_ms", v)).transpose()?;
+        if let (Some(s), Some(h)) = (soft_timeout, load_timeout) {
+            if s >= h {
+                return Err(Error::invalid("load_soft_timeout_ms", "must be shorter than load_timeout_ms"));
+            }
+        }
+        if !self.xfetch_beta.is_finite() || self.xfetch_beta <= 0.0 || self.xfetch_beta > 1000.0 {
+            return Err(Error::invalid("xfetch_beta", format!("must be above 0 and at most 1000, got {}", self.xfetch_beta)));
+        }
+        let refresh_after = self.refresh_after_ms.map(|v| duration_ms("refresh_after_ms", v)).transpose()?;
+        let ttl_jitter = fraction("ttl_jitter", self.ttl_jitter)?;
+        let negative_ttl = self.negative_ttl_ms.map(|v| duration_ms("negative_ttl_ms", v)).transpose()?;
+        let share = fraction("max_negative_share", self.max_negative_share)?;
         Ok(Settings {
+            grace,
+            stale_while_revalidate: self.stale_while_revalidate,
+            soft_timeout,
+            xfetch_beta: self.xfetch.then_some(self.xfetch_beta),
+            refresh_after,
+            ttl_jitter,
+            negative_ttl,
+            max_negative: (max_entries as f64 * share) as u64,
             max_entries,
             max_bytes,
             ttl,
@@ -188,6 +264,7 @@ pub struct CacheBuilder<V> {
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) timer: Option<Arc<dyn crate::Timer>>,
     pub(crate) listener: Option<crate::RemovalListener<V>>,
+    pub(crate) spawner: Option<Arc<dyn crate::Spawner>>,
 }
 
 impl<V> CacheBuilder<V> {
@@ -198,7 +275,7 @@ impl<V> CacheBuilder<V> {
 
     /// A builder starting from `config`.
     pub fn from_config(config: Config) -> Self {
-        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None }
+        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None, spawner: None }
     }
 
     /// Maximum number of entries. Defaults to: 10,000.
@@ -270,6 +347,57 @@ impl<V> CacheBuilder<V> {
     /// The timer used for load timeouts of async loads. Defaults to: none.
     pub fn timer(mut self, timer: impl crate::Timer) -> Self {
         self.timer = Some(Arc::new(timer));
+        self
+    }
+
+    /// Runs background refreshes (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
+    /// soft-timed-out load). Defaults to: none.
+    pub fn spawner(mut self, spawner: impl crate::Spawner) -> Self {
+        self.spawner = Some(Arc::new(spawner));
+        self
+    }
+
+    /// Grace window after the TTL for stale values. Defaults to: none.
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.config.grace_ms = Some(d.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// Serve stale values at once within the grace window, refreshing in the background.
+    /// Defaults to: false.
+    pub fn stale_while_revalidate(mut self, on: bool) -> Self {
+        self.config.stale_while_revalidate = on;
+        self
+    }
+
+    /// Soft load timeout (falls back to a stale value). Defaults to: none.
+    pub fn load_soft_timeout(mut self, d: Duration) -> Self {
+        self.config.load_soft_timeout_ms = Some(d.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// XFetch early refresh with this beta. Defaults to: off.
+    pub fn xfetch(mut self, beta: f64) -> Self {
+        self.config.xfetch = true;
+        self.config.xfetch_beta = beta;
+        self
+    }
+
+    /// Refresh-ahead age. Defaults to: none.
+    pub fn refresh_after(mut self, d: Duration) -> Self {
+        self.config.refresh_after_ms = Some(d.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// TTL jitter fraction (0 to 1). Defaults to: 0.
+    pub fn ttl_jitter(mut self, f: f64) -> Self {
+        self.config.ttl_jitter = f;
+        self
+    }
+
+    /// TTL of cached "not found" answers. Defaults to: none.
+    pub fn negative_ttl(mut self, d: Duration) -> Self {
+        self.config.negative_ttl_ms = Some(d.as_secs_f64() * 1000.0);
         self
     }
 

@@ -106,6 +106,10 @@ pub enum Error {
         /// The configured `max_in_flight`.
         max: usize,
     },
+    /// The loader, or a cached "not found" answer, says the key does not exist (from the
+    /// calls that must return a value; [`crate::Cache::fetch`] returns `None` instead).
+    #[error("not found")]
+    NotFound,
     /// The caller stopped waiting (a cancelled host task, an aborted signal); others are unaffected.
     #[error("cancelled")]
     Cancelled,
@@ -124,6 +128,7 @@ impl Error {
             Error::LoadTimeout { .. } => "LoadTimeout",
             Error::RecursiveLoad => "RecursiveLoad",
             Error::TooManyLoads { .. } => "TooManyLoads",
+            Error::NotFound => "NotFound",
             Error::Cancelled => "Cancelled",
         }
     }

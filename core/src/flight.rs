@@ -48,6 +48,13 @@ pub trait Timer: Send + Sync + 'static {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
 }
 
+/// Runs a future to completion in the background, on the host's runtime (tokio, the JS event
+/// loop). Background refreshes need one; the core has no runtime of its own.
+pub trait Spawner: Send + Sync + 'static {
+    /// Starts `fut`; it must be polled to completion unless the runtime shuts down.
+    fn spawn(&self, fut: BoxFuture<'static, ()>);
+}
+
 pub(crate) type LoadFuture<V> = BoxFuture<'static, Result<V>>;
 pub(crate) type SharedLoad<V> = Shared<LoadFuture<V>>;
 
@@ -85,6 +92,8 @@ pub(crate) struct Flights<V> {
 pub(crate) struct Joined<V> {
     pub id: u64,
     pub load: SharedLoad<V>,
+    /// This caller started the flight (its loader runs); otherwise it joined one under way.
+    pub started: bool,
 }
 
 impl<V: Clone + Send + Sync + 'static> Flights<V> {
@@ -118,7 +127,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
                         return Err(Error::RecursiveLoad);
                     }
                     self.counters.coalesced.fetch_add(1, Relaxed);
-                    return Ok(Ok(Joined { id, load }));
+                    return Ok(Ok(Joined { id, load, started: false }));
                 }
             }
             if let Some(v) = recheck() {
@@ -143,7 +152,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
             let weak = load.downgrade().expect("a fresh Shared has not completed");
             map.insert(Arc::from(key), (id, weak));
             self.counters.loads.fetch_add(1, Relaxed);
-            Ok(Ok(Joined { id, load }))
+            Ok(Ok(Joined { id, load, started: true }))
         };
         drop(dead);
         res

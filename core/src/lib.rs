@@ -21,13 +21,16 @@ pub mod clock;
 mod config;
 mod error;
 mod flight;
+pub mod metrics;
 pub mod sampler;
 mod store;
 mod sync;
+pub mod xfetch;
 
-pub use cache::{Cache, RemovalListener, Stats, Ttl, WriteOptions};
+pub use cache::{Cache, FetchOptions, Fetched, Loaded, RemovalListener, Stats, Status, Ttl, WriteOptions};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{duration_ms, CacheBuilder, Config, Weigher};
 pub use error::{Error, LoaderError, Result};
-pub use flight::Timer;
+pub use flight::{Spawner, Timer};
+pub use metrics::HistogramSnapshot;
 pub use store::{Entry, KeySample, RemovalCause};

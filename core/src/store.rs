@@ -59,16 +59,30 @@ pub(crate) struct Slot<V> {
     pub key: Arc<str>,
     hash: u64,
     pub value: V,
+    /// Fresh until then: reads after it are misses (or stale, within the grace window).
     pub expires_at: u64,
+    /// Physically removed after then (`expires_at` plus the grace window).
+    pub grace_until: u64,
     pub version: u64,
+    /// How long the load that wrote this value took (XFetch's delta); 0 for plain writes.
+    pub load_nanos: u64,
+    /// When the value was written (for refresh-ahead).
+    pub written_at: u64,
     weight: u64,
     freq: AtomicU8,
 }
 
 impl<V> Slot<V> {
+    /// Fresh: within its TTL.
     #[inline]
     fn live(&self, now: u64) -> bool {
-        self.expires_at == NEVER || self.expires_at > now
+        self.expires_at > now
+    }
+
+    /// Past its grace window too: to be removed.
+    #[inline]
+    fn gone(&self, now: u64) -> bool {
+        self.grace_until <= now
     }
 
     #[inline]
@@ -121,6 +135,30 @@ fn ghost_len(cap: u64) -> usize {
 fn ghost_cells(hash: u64, len: usize) -> (usize, usize) {
     let m = len - 1;
     ((hash as usize) & m, ((hash >> 24) as usize ^ (hash >> 40) as usize) & m)
+}
+
+/// When a written entry stops being fresh and when it is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub expires_at: u64,
+    pub grace_until: u64,
+    pub load_nanos: u64,
+}
+
+/// An entry read with its metadata, by [`Store::lookup`].
+#[derive(Debug, Clone)]
+pub(crate) struct Raw<V> {
+    pub value: V,
+    pub expires_at: u64,
+    pub load_nanos: u64,
+    pub written_at: u64,
+}
+
+pub(crate) enum Lookup<V> {
+    Fresh(Raw<V>),
+    /// Past its TTL, within its grace window.
+    Stale(Raw<V>),
+    Absent,
 }
 
 /// Values taken out of a shard under its lock, dropped (or handed to the listener) after it.
@@ -238,13 +276,6 @@ impl<V: Clone> Store<V> {
         Ok(())
     }
 
-    pub fn expiry(&self, ttl: Option<Duration>) -> u64 {
-        match ttl {
-            None => NEVER,
-            Some(d) => self.now().saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).min(NEVER - 1),
-        }
-    }
-
     /// The live value of `key`, counting a hit or a miss and bumping its access counter.
     #[inline]
     pub fn get(&self, key: &str, removed: &mut Removed<V>) -> Option<V> {
@@ -263,16 +294,61 @@ impl<V: Clone> Store<V> {
                 return None;
             };
             let slot = &g.slots[i as usize];
-            if slot.expires_at == NEVER || slot.expires_at > self.now() {
+            if slot.expires_at == NEVER {
                 slot.touch();
                 shard.stats.hits.fetch_add(1, Relaxed);
                 return Some(f(slot));
+            }
+            let now = self.now();
+            if slot.live(now) {
+                slot.touch();
+                shard.stats.hits.fetch_add(1, Relaxed);
+                return Some(f(slot));
+            }
+            if !slot.gone(now) {
+                shard.stats.misses.fetch_add(1, Relaxed);
+                return None;
             }
             expired_version = slot.version;
         }
         shard.stats.misses.fetch_add(1, Relaxed);
         self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == expired_version);
         None
+    }
+
+    /// A read for loads: fresh entries count as hits; stale ones (within grace) are returned too.
+    pub fn lookup(&self, key: &str, removed: &mut Removed<V>) -> Lookup<V> {
+        let (hash, shard) = self.locate(key);
+        let expired_version;
+        {
+            let g = read(&shard.inner);
+            let Some(&i) = g.table.find(hash, |&i| &*g.slots[i as usize].key == key) else {
+                shard.stats.misses.fetch_add(1, Relaxed);
+                g.ghost_bump(hash);
+                return Lookup::Absent;
+            };
+            let slot = &g.slots[i as usize];
+            let now = self.now();
+            let raw = || Raw {
+                value: slot.value.clone(),
+                expires_at: slot.expires_at,
+                load_nanos: slot.load_nanos,
+                written_at: slot.written_at,
+            };
+            if slot.live(now) {
+                slot.touch();
+                shard.stats.hits.fetch_add(1, Relaxed);
+                return Lookup::Fresh(raw());
+            }
+            shard.stats.misses.fetch_add(1, Relaxed);
+            if !slot.gone(now) {
+                slot.touch();
+                return Lookup::Stale(raw());
+            }
+            expired_version = slot.version;
+        }
+        self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == expired_version);
+        Lookup::Absent
     }
 
     /// Like `get` but without touching counters or access frequency.
@@ -297,10 +373,11 @@ impl<V: Clone> Store<V> {
         key: &str,
         value: V,
         weight: u64,
-        expires_at: u64,
+        meta: Meta,
         expected: Option<u64>,
         removed: &mut Removed<V>,
     ) -> Result<u64> {
+        let Meta { expires_at, grace_until, load_nanos } = meta;
         self.check_key(key)?;
         let weight = weight.saturating_add(key.len() as u64);
         self.check_weight(weight)?;
@@ -322,8 +399,11 @@ impl<V: Clone> Store<V> {
             removed.push((slot.key.clone(), old, cause));
             inner.weight = inner.weight - slot.weight + weight;
             slot.weight = weight;
-            inner.expiring = inner.expiring + usize::from(expires_at != NEVER) - usize::from(slot.expires_at != NEVER);
+            inner.expiring = inner.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
             slot.expires_at = expires_at;
+            slot.grace_until = grace_until;
+            slot.load_nanos = load_nanos;
+            slot.written_at = now;
             slot.version = version;
             if cause == RemovalCause::Expired {
                 slot.freq.store(0, Relaxed);
@@ -353,12 +433,15 @@ impl<V: Clone> Store<V> {
             hash,
             value,
             expires_at,
+            grace_until,
             version,
+            load_nanos,
+            written_at: now,
             weight,
             freq: AtomicU8::new(inner.ghost_estimate(hash)),
         });
         inner.weight += weight;
-        inner.expiring += usize::from(expires_at != NEVER);
+        inner.expiring += usize::from(grace_until != NEVER);
         let slots = &inner.slots;
         inner.table.insert_unique(hash, idx, |&j| slots[j as usize].hash);
         shard.stats.inserts.fetch_add(1, Relaxed);
@@ -418,7 +501,7 @@ impl<V: Clone> Store<V> {
             let now = self.now();
             let mut i = 0;
             while i < g.slots.len() {
-                if g.slots[i].live(now) {
+                if !g.slots[i].gone(now) {
                     i += 1;
                 } else {
                     let s = g.remove_at(i);
@@ -523,7 +606,7 @@ impl<V> ShardInner<V> {
         }
         let s = self.slots.swap_remove(idx);
         self.weight -= s.weight;
-        self.expiring -= usize::from(s.expires_at != NEVER);
+        self.expiring -= usize::from(s.grace_until != NEVER);
         s
     }
 
@@ -536,7 +619,7 @@ impl<V> ShardInner<V> {
                 return;
             }
             let i = self.rng.random_range(0..n);
-            if !self.slots[i].live(now) {
+            if self.slots[i].gone(now) {
                 let s = self.remove_at(i);
                 stats.expirations.fetch_add(1, Relaxed);
                 removed.push((s.key, s.value, RemovalCause::Expired));
