@@ -9,7 +9,7 @@ TEST_SUITES := test-rust
 
 -include mk/*.mk
 
-.PHONY: test demo test-rust lint bench lab fmt
+.PHONY: test demo test-rust lint bench lab fmt bench-hit-ratio
 test: $(TEST_SUITES)
 	@echo "make test: all suites passed ($(TEST_SUITES))"
 
@@ -28,6 +28,10 @@ fmt:
 
 demo:
 	$(CARGO) run -p healcache --release --example demo
+
+# The stampede lab: one row per protection layer, the same load for each (prints a table).
+lab:
+	$(CARGO) run -p healcache --release --example lab
 
 bench:
 	$(CARGO) bench -p healcache

@@ -405,7 +405,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.write_raw(key, Some(value), opts.ttl, opts.if_version, 0)
     }
 
-    fn write_raw(&self, key: &str, value: Option<V>, ttl: Ttl, if_version: Option<u64>, load_nanos: u64) -> Result<u64> {
+    fn write_raw(
+        &self,
+        key: &str,
+        value: Option<V>,
+        ttl: Ttl,
+        if_version: Option<u64>,
+        load_nanos: u64,
+    ) -> Result<u64> {
         if let Ttl::For(d) = ttl {
             if d.is_zero() {
                 return Err(Error::invalid("ttl", "must be positive"));
@@ -621,14 +628,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 }
                 return Ok(Fetched { value: Some(value), status });
             }
-            Lookup::Stale(raw) => raw.value,
+            // a stale "not found" is served like a stale value
+            Lookup::Stale(raw) => Some(raw.value),
             Lookup::Absent => None,
         };
         if let Some(stale) = &stale {
             if opts.stale_while_revalidate.unwrap_or(s.stale_while_revalidate) && inner.spawner.is_some() {
                 self.refresh_in_background(key, opts, loader);
                 inner.counters.stale_swr.fetch_add(1, Relaxed);
-                return Ok(Fetched { value: Some(stale.clone()), status: Status::Stale });
+                return Ok(Fetched { value: stale.clone(), status: Status::Stale });
             }
         }
         let joined = match inner.flights.join_or_start(
@@ -658,20 +666,22 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             .boxed(),
                         );
                         inner.counters.stale_soft_timeout.fetch_add(1, Relaxed);
-                        return Ok(Fetched { value: Some(stale.clone()), status: Status::StaleSoftTimeout });
+                        return Ok(Fetched { value: stale.clone(), status: Status::StaleSoftTimeout });
                     }
                 }
             }
             _ => flight::wait(joined).await,
         };
         match result {
-            Ok(Some(v)) => Ok(Fetched { value: Some(v), status: if started { Status::Loaded } else { Status::Coalesced } }),
+            Ok(Some(v)) => {
+                Ok(Fetched { value: Some(v), status: if started { Status::Loaded } else { Status::Coalesced } })
+            }
             Ok(None) => Ok(Fetched { value: None, status: Status::NegativeLoaded }),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
             Err(e) => match stale {
                 Some(stale) => {
                     inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
-                    Ok(Fetched { value: Some(stale), status: Status::StaleFailSafe })
+                    Ok(Fetched { value: stale, status: Status::StaleFailSafe })
                 }
                 None => Err(e),
             },
@@ -736,7 +746,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         flight::wait_blocking(joined, inner.settings.load_timeout)?.ok_or(Error::NotFound)
     }
 
-    fn load_future<F, Fut, E>(&self, key: Arc<str>, id: u64, fence: u64, opts: FetchOptions, loader: F) -> LoadFuture<Option<V>>
+    fn load_future<F, Fut, E>(
+        &self,
+        key: Arc<str>,
+        id: u64,
+        fence: u64,
+        opts: FetchOptions,
+        loader: F,
+    ) -> LoadFuture<Option<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,

@@ -207,7 +207,10 @@ impl Config {
             }
         }
         if !self.xfetch_beta.is_finite() || self.xfetch_beta <= 0.0 || self.xfetch_beta > 1000.0 {
-            return Err(Error::invalid("xfetch_beta", format!("must be above 0 and at most 1000, got {}", self.xfetch_beta)));
+            return Err(Error::invalid(
+                "xfetch_beta",
+                format!("must be above 0 and at most 1000, got {}", self.xfetch_beta),
+            ));
         }
         let refresh_after = self.refresh_after_ms.map(|v| duration_ms("refresh_after_ms", v)).transpose()?;
         let ttl_jitter = fraction("ttl_jitter", self.ttl_jitter)?;

@@ -5,7 +5,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Upper bounds of the load-latency buckets, in milliseconds (the last bucket is +Inf).
-pub const LATENCY_BUCKETS_MS: [f64; 13] = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+pub const LATENCY_BUCKETS_MS: [f64; 13] =
+    [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
 /// A fixed-bucket histogram with atomic counts.
 #[derive(Default)]
@@ -39,7 +40,10 @@ impl Histogram {
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot { counts: std::array::from_fn(|i| self.buckets[i].load(Relaxed)), sum_nanos: self.sum_nanos.load(Relaxed) }
+        HistogramSnapshot {
+            counts: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum_nanos: self.sum_nanos.load(Relaxed),
+        }
     }
 }
 

@@ -399,7 +399,8 @@ impl<V: Clone> Store<V> {
             removed.push((slot.key.clone(), old, cause));
             inner.weight = inner.weight - slot.weight + weight;
             slot.weight = weight;
-            inner.expiring = inner.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
+            inner.expiring =
+                inner.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
             slot.expires_at = expires_at;
             slot.grace_until = grace_until;
             slot.load_nanos = load_nanos;

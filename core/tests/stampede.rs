@@ -1,0 +1,380 @@
+//! Stampede layers on a manual clock: XFetch, stale-while-revalidate, fail-safe, soft timeout,
+//! refresh-ahead, TTL jitter, negative caching, per-call status, metrics.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Boom, TokioTimer};
+use futures::executor::block_on;
+use futures::future::BoxFuture;
+use healcache::{Cache, CacheBuilder, Error, FetchOptions, Loaded, ManualClock, Spawner, Status};
+
+/// Collects background work; the test runs it when it chooses, so timing is deterministic.
+#[derive(Clone, Default)]
+struct QueueSpawner(Arc<Mutex<Vec<BoxFuture<'static, ()>>>>);
+
+impl Spawner for QueueSpawner {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        self.0.lock().unwrap().push(fut);
+    }
+}
+
+impl QueueSpawner {
+    fn drain(&self) -> usize {
+        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().unwrap());
+        let n = jobs.len();
+        for j in jobs {
+            block_on(j);
+        }
+        n
+    }
+}
+
+struct TokioSpawner;
+impl Spawner for TokioSpawner {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        tokio::spawn(fut);
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn setup(f: impl FnOnce(CacheBuilder<u64>) -> CacheBuilder<u64>) -> (Cache<u64>, ManualClock, QueueSpawner) {
+    let clock = ManualClock::new();
+    let sp = QueueSpawner::default();
+    let c = f(Cache::builder().clock(clock.clone()).spawner(sp.clone()).seed(11)).build().unwrap();
+    (c, clock, sp)
+}
+
+/// A loader that takes `delta` of (manual) time and returns the number of loads so far.
+fn loader(
+    clock: &ManualClock,
+    calls: &Arc<AtomicUsize>,
+    delta: Duration,
+) -> impl FnOnce() -> BoxFuture<'static, Result<Loaded<u64>, Boom>> + Send + 'static {
+    let (clock, calls) = (clock.clone(), calls.clone());
+    move || {
+        Box::pin(async move {
+            clock.advance(delta);
+            Ok(Loaded::Value(calls.fetch_add(1, SeqCst) as u64 + 1))
+        })
+    }
+}
+
+/// XFetch on a hot key: about one early refresh per TTL window, and no read ever misses at
+/// expiry after the first load.
+#[test]
+fn xfetch_hot_key_refreshes_about_once_per_window_and_never_misses() {
+    let ttl = 1000 * MS;
+    let (c, clock, sp) = setup(|b| b.ttl(ttl).xfetch(1.0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let delta = 50 * MS;
+    let mut statuses = std::collections::HashMap::new();
+    let windows = 40;
+    // a read every millisecond for 40 TTL windows
+    for _ in 0..(windows * 1000) {
+        let f = block_on(c.fetch("hot", FetchOptions::default(), loader(&clock, &calls, delta))).unwrap();
+        *statuses.entry(f.status).or_insert(0usize) += 1;
+        sp.drain();
+        clock.advance(MS);
+    }
+    let early = statuses.get(&Status::EarlyRefresh).copied().unwrap_or(0);
+    let misses = statuses.get(&Status::Loaded).copied().unwrap_or(0);
+    assert_eq!(misses, 1, "only the very first read loads in the foreground: {statuses:?}");
+    // each refresh lands about `delta`-ish before expiry and restarts the window: the TTL window is
+    // then about 1000 - gap + 50 ms of simulated time; roughly one refresh per window.
+    let per_window = early as f64 / windows as f64;
+    assert!((0.9..=1.3).contains(&per_window), "early refreshes per window = {per_window} ({statuses:?})");
+    assert_eq!(c.stats().early_refreshes as usize, early);
+    assert_eq!(c.stats().loads as usize, early + 1);
+}
+
+/// XFetch on a cold key read once per TTL: every read finds the entry expired (a miss), and no
+/// early refresh ever happens.
+#[test]
+fn xfetch_cold_key_refreshes_nothing_early() {
+    let ttl = 1000 * MS;
+    let (c, clock, sp) = setup(|b| b.ttl(ttl).xfetch(1.0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..200 {
+        let f = block_on(c.fetch("cold", FetchOptions::default(), loader(&clock, &calls, 50 * MS))).unwrap();
+        assert_eq!(f.status, Status::Loaded);
+        sp.drain();
+        clock.advance(ttl);
+    }
+    assert_eq!(c.stats().early_refreshes, 0);
+}
+
+#[test]
+fn xfetch_can_be_turned_off_per_call() {
+    let (c, clock, sp) = setup(|b| b.ttl(1000 * MS).xfetch(1000.0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, 100 * MS))).unwrap();
+    clock.advance(900 * MS);
+    let off = FetchOptions { xfetch: Some(false), ..Default::default() };
+    for _ in 0..50 {
+        let f = block_on(c.fetch("k", off, loader(&clock, &calls, MS))).unwrap();
+        assert_eq!(f.status, Status::Hit);
+    }
+    assert_eq!(sp.drain(), 0);
+    // beta 1000 with 100 ms of delta: the next read with XFetch on refreshes
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!(f.status, Status::EarlyRefresh);
+}
+
+/// Stale-while-revalidate: within grace, reads get the stale value at once and exactly one
+/// refresh runs; after it, reads are fresh hits.
+#[test]
+fn stale_while_revalidate_serves_stale_with_one_refresh() {
+    let (c, clock, sp) = setup(|b| b.ttl(1000 * MS).grace(500 * MS).stale_while_revalidate(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!((f.value, f.status), (Some(1), Status::Loaded));
+    clock.advance(1100 * MS);
+    assert_eq!(c.get("k"), None, "plain reads never see stale values");
+    for _ in 0..100 {
+        let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+        assert_eq!((f.value, f.status), (Some(1), Status::Stale));
+    }
+    assert_eq!(sp.drain(), 1, "one background refresh for 100 stale reads");
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!((f.value, f.status), (Some(2), Status::Hit));
+    assert_eq!(c.stats().stale_served_swr, 100);
+    // past the grace window the stale value is gone: a foreground load
+    clock.advance(1600 * MS);
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!((f.value, f.status), (Some(3), Status::Loaded));
+}
+
+/// Fail-safe: within grace, a failing load serves the stale value (counted); the error is not
+/// cached; past grace the error reaches the caller.
+#[test]
+fn fail_safe_serves_stale_when_the_loader_fails() {
+    let (c, clock, _sp) = setup(|b| b.ttl(1000 * MS).grace(5000 * MS));
+    c.set("k", 7).unwrap();
+    clock.advance(1500 * MS);
+    let failing = || async { Err::<Loaded<u64>, _>(Boom("db down")) };
+    let f = block_on(c.fetch("k", FetchOptions::default(), failing)).unwrap();
+    assert_eq!((f.value, f.status), (Some(7), Status::StaleFailSafe));
+    let s = c.stats();
+    assert_eq!((s.stale_served_fail_safe, s.load_errors), (1, 1));
+    // get_or_load falls back the same way
+    let v = block_on(c.get_or_load("k", || async { Err::<u64, _>(Boom("still down")) })).unwrap();
+    assert_eq!(v, 7);
+    clock.advance(5000 * MS);
+    let r = block_on(c.fetch("k", FetchOptions::default(), failing));
+    assert!(matches!(r, Err(Error::Loader(_))));
+}
+
+/// Soft timeout: a slow load with a stale value to fall back on returns the stale value at the
+/// soft timeout; the load finishes in the background and stores its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_timeout_returns_stale_and_finishes_in_background() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> = Cache::builder()
+        .clock(clock.clone())
+        .ttl(1000 * MS)
+        .grace(60_000 * MS)
+        .load_soft_timeout(Duration::from_millis(30))
+        .load_timeout(Duration::from_secs(5))
+        .timer(TokioTimer(tokio::runtime::Handle::current()))
+        .spawner(TokioSpawner)
+        .build()
+        .unwrap();
+    c.set("k", 1).unwrap();
+    clock.advance(2000 * MS);
+    let t0 = std::time::Instant::now();
+    let f = c
+        .fetch("k", FetchOptions::default(), || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, Boom>(Loaded::Value(2))
+        })
+        .await
+        .unwrap();
+    assert_eq!((f.value, f.status), (Some(1), Status::StaleSoftTimeout));
+    assert!(t0.elapsed() < Duration::from_millis(250));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.get("k"), Some(2), "the load finished in the background");
+    assert_eq!(c.stats().stale_served_soft_timeout, 1);
+}
+
+/// A hard timeout with a stale value is a fail-safe too; without one it is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_timeout_falls_back_to_stale() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> = Cache::builder()
+        .clock(clock.clone())
+        .ttl(1000 * MS)
+        .grace(60_000 * MS)
+        .load_timeout(Duration::from_millis(30))
+        .timer(TokioTimer(tokio::runtime::Handle::current()))
+        .build()
+        .unwrap();
+    c.set("k", 1).unwrap();
+    clock.advance(2000 * MS);
+    let hang = || async {
+        futures::future::pending::<()>().await;
+        Ok::<_, Boom>(Loaded::Value(2))
+    };
+    let f = c.fetch("k", FetchOptions::default(), hang).await.unwrap();
+    assert_eq!((f.value, f.status), (Some(1), Status::StaleFailSafe));
+    let r = c.fetch("absent", FetchOptions::default(), hang).await;
+    assert!(matches!(r, Err(Error::LoadTimeout { after_ms: 30 })));
+}
+
+#[test]
+fn refresh_ahead_refreshes_old_values_in_background() {
+    let (c, clock, sp) = setup(|b| b.ttl(1000 * MS).refresh_after(600 * MS));
+    let calls = Arc::new(AtomicUsize::new(0));
+    block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    clock.advance(300 * MS);
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!(f.status, Status::Hit);
+    clock.advance(400 * MS);
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!((f.value, f.status), (Some(1), Status::RefreshAhead));
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!((f.value, f.status), (Some(1), Status::Hit), "one refresh at a time");
+    assert_eq!(sp.drain(), 1);
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    assert_eq!((f.value, f.status), (Some(2), Status::Hit));
+    assert_eq!(c.stats().refresh_ahead, 1);
+}
+
+#[test]
+fn ttl_jitter_spreads_expiries() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> =
+        Cache::builder().clock(clock.clone()).ttl(1000 * MS).ttl_jitter(0.1).max_entries(2000).build().unwrap();
+    let mut exp = Vec::new();
+    for i in 0..1000 {
+        c.set(&format!("k{i}"), i).unwrap();
+        exp.push(c.get_entry(&format!("k{i}")).unwrap().expires_in.unwrap());
+    }
+    exp.sort();
+    assert!(exp[0] >= 1000 * MS);
+    assert!(exp[999] < 1100 * MS);
+    assert!(exp[999] - exp[0] > 80 * MS, "spread {:?}", exp[999] - exp[0]);
+    // without jitter every expiry is the same
+    let c: Cache<u64> = Cache::builder().clock(clock.clone()).ttl(1000 * MS).build().unwrap();
+    c.set("a", 1).unwrap();
+    c.set("b", 1).unwrap();
+    assert_eq!(c.get_entry("a").unwrap().expires_in, c.get_entry("b").unwrap().expires_in);
+}
+
+#[test]
+fn negative_caching() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> = Cache::builder().clock(clock.clone()).max_entries(100).negative_ttl(200 * MS).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let nf = |calls: &Arc<AtomicUsize>| {
+        let calls = calls.clone();
+        move || async move {
+            calls.fetch_add(1, SeqCst);
+            Ok::<_, Boom>(Loaded::<u64>::NotFound)
+        }
+    };
+    let f = block_on(c.fetch("gone", FetchOptions::default(), nf(&calls))).unwrap();
+    assert_eq!((f.value, f.status), (None, Status::NegativeLoaded));
+    let f = block_on(c.fetch("gone", FetchOptions::default(), nf(&calls))).unwrap();
+    assert_eq!((f.value, f.status), (None, Status::NegativeHit));
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(c.get("gone"), None);
+    assert!(!c.contains("gone"));
+    assert!(matches!(block_on(c.get_or_load("gone", || async { Ok::<u64, Boom>(1) })), Err(Error::NotFound)));
+    let s = c.stats();
+    assert_eq!((s.negative_entries, s.negative_hits, s.hits), (1, 3, 0));
+    // negative entries expire on their own TTL
+    clock.advance(200 * MS);
+    let f = block_on(c.fetch("gone", FetchOptions::default(), nf(&calls))).unwrap();
+    assert_eq!(f.status, Status::NegativeLoaded);
+    // a real value replaces a negative entry
+    c.set("gone", 5).unwrap();
+    assert_eq!(c.get("gone"), Some(5));
+    assert_eq!(c.stats().negative_entries, 0);
+    // bounded: at most 10% of 100 entries
+    for i in 0..50 {
+        block_on(c.fetch(&format!("nf{i}"), FetchOptions::default(), nf(&calls))).unwrap();
+    }
+    let s = c.stats();
+    assert_eq!(s.negative_entries, 10);
+    assert_eq!(s.negative_refused, 40);
+    // errors are never cached as values or as negatives
+    let r = block_on(c.fetch("err", FetchOptions::default(), || async { Err::<Loaded<u64>, _>(Boom("x")) }));
+    assert!(r.is_err());
+    assert_eq!(c.version("err"), 0);
+}
+
+#[test]
+fn not_found_is_not_cached_without_negative_ttl() {
+    let c: Cache<u64> = Cache::builder().build().unwrap();
+    let f = block_on(c.fetch("k", FetchOptions::default(), || async { Ok::<_, Boom>(Loaded::NotFound) })).unwrap();
+    assert_eq!(f.status, Status::NegativeLoaded);
+    assert_eq!(c.len(), 0);
+    // per call
+    let opts = FetchOptions { negative_ttl: Some(Duration::from_secs(1)), ..Default::default() };
+    block_on(c.fetch("k", opts, || async { Ok::<_, Boom>(Loaded::NotFound) })).unwrap();
+    assert_eq!(c.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_loaded_coalesced_hit() {
+    let c: Cache<u64> = Cache::builder().build().unwrap();
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, Boom>(Loaded::Value(1))
+    };
+    let (a, b) =
+        futures::future::join(c.fetch("k", FetchOptions::default(), slow), c.fetch("k", FetchOptions::default(), slow))
+            .await;
+    let mut st = [a.unwrap().status, b.unwrap().status];
+    st.sort_by_key(|s| s.as_str());
+    assert_eq!(st, [Status::Coalesced, Status::Loaded]);
+    assert_eq!(c.fetch("k", FetchOptions::default(), slow).await.unwrap().status, Status::Hit);
+}
+
+#[test]
+fn metrics_snapshot_and_prometheus_text() {
+    let (c, clock, _sp) = setup(|b| b.ttl(1000 * MS));
+    let calls = Arc::new(AtomicUsize::new(0));
+    block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, 30 * MS))).unwrap();
+    block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, 30 * MS))).unwrap();
+    let s = c.stats();
+    assert_eq!(s.load_latency.count(), 1);
+    assert_eq!(s.load_latency.sum_nanos, 30_000_000);
+    let text = c.prometheus("users\"svc");
+    assert!(text.contains("healcache_hits_total{cache=\"users\\\"svc\"} 1"), "{text}");
+    assert!(text.contains("healcache_loader_calls_total{cache=\"users\\\"svc\"} 1"));
+    assert!(text.contains("healcache_load_duration_seconds_bucket{cache=\"users\\\"svc\",le=\"0.05\"} 1"));
+    assert!(text.contains("healcache_load_duration_seconds_bucket{cache=\"users\\\"svc\",le=\"0.025\"} 0"));
+    assert!(text.contains("healcache_stale_served_total{cache=\"users\\\"svc\",reason=\"fail_safe\"} 0"));
+    assert!(text.contains("# TYPE healcache_in_flight_loads gauge"));
+    let json = serde_json::to_value(s).unwrap();
+    assert_eq!(json["loads"], 1);
+}
+
+#[test]
+fn stampede_config_is_validated() {
+    let e = Cache::<u8>::builder().xfetch(1.0).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "xfetch", .. }));
+    let e = Cache::<u8>::builder().spawner(QueueSpawner::default()).xfetch(0.0).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "xfetch_beta", .. }));
+    let e = Cache::<u8>::builder().spawner(QueueSpawner::default()).stale_while_revalidate(true).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "stale_while_revalidate", .. }));
+    let e = Cache::<u8>::builder().ttl_jitter(1.5).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "ttl_jitter", .. }));
+    let e = Cache::<u8>::builder().refresh_after(MS).build().unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "refresh_after_ms", .. }));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = Cache::<u8>::builder()
+        .timer(TokioTimer(rt.handle().clone()))
+        .spawner(QueueSpawner::default())
+        .load_timeout(10 * MS)
+        .load_soft_timeout(20 * MS)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "load_soft_timeout_ms", .. }));
+}
