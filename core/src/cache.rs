@@ -300,7 +300,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             match v {
                 Some(v) => {
                     if let Some(l) = &self.inner.listener {
-                        l(k, v, cause);
+                        l(Arc::from(k.as_str()), v, cause);
                     }
                 }
                 None => {
