@@ -555,14 +555,25 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(cache.stats().loads, 1);
     /// # });
     /// ```
-    pub async fn get_or_load<F, Fut, E>(&self, key: &str, loader: F) -> Result<V>
+    pub fn get_or_load<F, Fut, E>(&self, key: &str, loader: F) -> impl Future<Output = Result<V>> + Send + '_
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
-        let f = self.fetch(key, FetchOptions::default(), move || loader().map(|r| r.map(Loaded::Value))).await?;
-        f.value.ok_or(Error::NotFound)
+        // Fast path: a fresh value, when no refresh layer needs to see the read, is returned
+        // without building the load machinery.
+        let s = &self.inner.settings;
+        if s.xfetch_beta.is_none() && s.refresh_after.is_none() {
+            if let Some(v) = self.inner.store.try_hit(key, |slot| slot.value.clone()) {
+                return Either::Left(future::ready(Ok(v)));
+            }
+        }
+        let key = key.to_owned();
+        Either::Right(async move {
+            let f = self.fetch(&key, FetchOptions::default(), move || loader().map(|r| r.map(Loaded::Value))).await?;
+            f.value.ok_or(Error::NotFound)
+        })
     }
 
     /// The full read-through call: [`Cache::get_or_load`] plus "not found" answers (negative
@@ -726,6 +737,17 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
         E: Into<LoaderError>,
     {
+        self.get_or_load_blocking_with(key, FetchOptions::default(), loader)
+    }
+
+    /// [`Cache::get_or_load_blocking`] with per-call [`FetchOptions`] (e.g. the loaded value's
+    /// TTL), as [`Cache::fetch`] takes them: the threaded twin of a `fetch` that returns a value.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn get_or_load_blocking_with<F, E>(&self, key: &str, opts: FetchOptions, loader: F) -> Result<V>
+    where
+        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        E: Into<LoaderError>,
+    {
         let inner = &self.inner;
         inner.store.check_key(key)?;
         let mut removed = Vec::new();
@@ -738,7 +760,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let joined = match inner.flights.join_or_start(
             key,
             || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.version(key), FetchOptions::default(), loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.version(key), opts, loader),
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,

@@ -34,3 +34,8 @@ pub use error::{Error, LoaderError, Result};
 pub use flight::{Spawner, Timer};
 pub use metrics::HistogramSnapshot;
 pub use store::{Entry, KeySample, RemovalCause};
+
+/// The README's Rust examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -333,6 +333,23 @@ impl<V: Clone> Store<V> {
         None
     }
 
+    /// The fresh value's `f(slot)`, counted as a hit; on anything else `None`, counting nothing
+    /// (the caller's slower path counts it).
+    #[inline]
+    pub fn try_hit<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> Option<T>) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let g = read(&shard.inner);
+        let &i = g.table.find(hash, |&i| &*g.slots[i as usize].key == key)?;
+        let slot = &g.slots[i as usize];
+        if slot.expires_at != NEVER && !slot.live(self.now()) {
+            return None;
+        }
+        let t = f(slot)?;
+        slot.touch();
+        shard.stats.hits.fetch_add(1, Relaxed);
+        Some(t)
+    }
+
     /// A read for loads: fresh entries count as hits; stale ones (within grace) are returned too.
     pub fn lookup(&self, key: &str, removed: &mut Removed<V>) -> Lookup<V> {
         let (hash, shard) = self.locate(key);
