@@ -378,6 +378,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.store.peek_with(key, |s, _| s.value.is_some()).unwrap_or(false)
     }
 
+    /// The fresh entry of `key` as stored (a `None` value is a cached "not found") with its
+    /// version, without counting a read or touching its access counter.
+    pub fn peek_versioned(&self, key: &str) -> Option<(Option<V>, u64)> {
+        self.inner.store.peek_with(key, |s, _| (s.value.clone(), s.version))
+    }
+
+    pub(crate) fn now_nanos(&self) -> u64 {
+        self.inner.store.now()
+    }
+
+    pub(crate) fn timer(&self) -> Option<Arc<dyn Timer>> {
+        self.inner.timer.clone()
+    }
+
     /// The version of `key`'s fresh entry (a cached "not found" included), 0 if it has none.
     pub fn version(&self, key: &str) -> u64 {
         self.inner.store.version(key)

@@ -106,6 +106,12 @@ pub enum Error {
         /// The configured `max_in_flight`.
         max: usize,
     },
+    /// A key that cannot be used where it was asked for (e.g. as a URL segment of a source).
+    #[error("invalid key: {reason}")]
+    InvalidKey {
+        /// Why the key was refused (the key itself is never part of the message).
+        reason: &'static str,
+    },
     /// The loader, or a cached "not found" answer, says the key does not exist (from the
     /// calls that must return a value; [`crate::Cache::fetch`] returns `None` instead).
     #[error("not found")]
@@ -129,6 +135,7 @@ impl Error {
             Error::RecursiveLoad => "RecursiveLoad",
             Error::TooManyLoads { .. } => "TooManyLoads",
             Error::NotFound => "NotFound",
+            Error::InvalidKey { .. } => "InvalidKey",
             Error::Cancelled => "Cancelled",
         }
     }

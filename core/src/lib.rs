@@ -21,8 +21,11 @@ pub mod clock;
 mod config;
 mod error;
 mod flight;
+mod healing;
 pub mod metrics;
 pub mod sampler;
+pub mod scoring;
+mod source;
 mod store;
 mod sync;
 pub mod xfetch;
@@ -32,7 +35,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{duration_ms, CacheBuilder, Config, Weigher};
 pub use error::{Error, LoaderError, Result};
 pub use flight::{Spawner, Timer};
+pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
 pub use metrics::HistogramSnapshot;
+pub use source::{FnSource, Source, SourceAnswer, SourceError, UrlTemplate};
 pub use store::{Entry, KeySample, RemovalCause};
 
 /// The README's Rust examples, run as doctests.

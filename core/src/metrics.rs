@@ -117,6 +117,47 @@ pub fn prometheus_text(stats: &crate::Stats, cache_name: &str) -> String {
     out
 }
 
+/// Renders healing metrics: `healing.samples_total`, `healing.repairs_total`,
+/// `healing.source_failures`, `healing.interval_duration_ms` (histogram) and
+/// `healing.score.{prefix}` (a gauge per prefix, the prefix as a label).
+pub fn healing_prometheus_text(stats: &crate::HealingStats, scores: &[crate::PrefixScore], cache_name: &str) -> String {
+    let name = escape_label(cache_name);
+    let mut out = String::with_capacity(2048);
+    for (metric, help, v) in [
+        ("healing_samples_total", "Samples verified against a source.", stats.total_sampled),
+        ("healing_repairs_total", "Drifted entries repaired.", stats.total_repaired),
+        ("healing_drift_total", "Drifted entries found.", stats.total_drift),
+        ("healing_source_failures", "Source calls that failed or timed out.", stats.source_failures),
+    ] {
+        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} counter\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP healcache_healing_score Rolling consistency score per prefix.\n# TYPE healcache_healing_score gauge"
+    );
+    for p in scores {
+        let _ = writeln!(
+            out,
+            "healcache_healing_score{{cache=\"{name}\",prefix=\"{}\"}} {}",
+            escape_label(&p.prefix),
+            p.score
+        );
+    }
+    let h = &stats.interval_duration;
+    let _ = writeln!(out, "# HELP healcache_healing_interval_duration_ms Healing interval durations.\n# TYPE healcache_healing_interval_duration_ms histogram");
+    let mut cum = 0;
+    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        cum += h.counts[i];
+        let _ = writeln!(out, "healcache_healing_interval_duration_ms_bucket{{cache=\"{name}\",le=\"{b}\"}} {cum}");
+    }
+    cum += h.counts[LATENCY_BUCKETS_MS.len()];
+    let _ = writeln!(out, "healcache_healing_interval_duration_ms_bucket{{cache=\"{name}\",le=\"+Inf\"}} {cum}");
+    let _ =
+        writeln!(out, "healcache_healing_interval_duration_ms_sum{{cache=\"{name}\"}} {}", h.sum_nanos as f64 / 1e6);
+    let _ = writeln!(out, "healcache_healing_interval_duration_ms_count{{cache=\"{name}\"}} {cum}");
+    out
+}
+
 /// Escapes a label value (backslash, quote, newline), so a name can never break the format.
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")

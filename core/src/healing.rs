@@ -1,0 +1,658 @@
+//! Self-healing: every interval, sample keys uniformly, check each against its prefix's source of
+//! truth, repair drift with a compare-and-set on the version read at sampling time, and keep a
+//! rolling consistency score per prefix.
+//!
+//! The core runs one interval per [`Healer::run_interval`] call: native hosts call it from a
+//! background task every `verify_interval_ms` ([`Healer::run`] is that loop), WASM hosts from
+//! their own scheduler (a cron trigger, an alarm). No lock is held while a source is asked
+//! (PROMISES P4); a source that fails or times out makes its samples skipped, never counted in a
+//! score, and after repeated failures it is left alone for an exponentially growing, capped time.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{self, Either};
+use futures::stream::{self, StreamExt};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::duration_ms;
+use crate::error::{Error, Result};
+use crate::metrics::Histogram;
+use crate::scoring::ScoreWindow;
+use crate::source::{Source, SourceAnswer, SourceError};
+use crate::sync::{lock, Mutex};
+use crate::{Cache, HistogramSnapshot};
+
+/// Consecutive failures of a source before it is backed off.
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
+/// Longest backoff, in verify intervals.
+const MAX_BACKOFF_INTERVALS: u64 = 32;
+
+/// Self-healing settings. Every field documents its default; all can change at runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealingConfig {
+    /// Whether the background loop verifies at all. Defaults to: false.
+    pub enabled: bool,
+    /// Share of live keys sampled each interval (0 to 1). Defaults to: 0.01.
+    pub sample_rate: f64,
+    /// Time between intervals, in ms. Defaults to: 5,000.
+    pub verify_interval_ms: f64,
+    /// Whether drift is repaired (else only reported). Defaults to: true.
+    pub auto_repair: bool,
+    /// Samples per prefix in the rolling score. Defaults to: 1,000.
+    pub score_window: f64,
+    /// Time a source may take per key, in ms. Defaults to: 2,000.
+    pub source_timeout_ms: f64,
+    /// Most keys asked of one source at once. Defaults to: 16.
+    pub source_concurrency: f64,
+    /// Most registered prefixes. Defaults to: 1,024.
+    pub max_prefixes: f64,
+    /// Drift events kept for `drift_events`. Defaults to: 1,000.
+    pub max_drift_events: f64,
+    /// Most keys sampled in one interval. Defaults to: 100,000.
+    pub max_samples: f64,
+}
+
+impl Default for HealingConfig {
+    fn default() -> Self {
+        HealingConfig {
+            enabled: false,
+            sample_rate: 0.01,
+            verify_interval_ms: 5000.0,
+            auto_repair: true,
+            score_window: 1000.0,
+            source_timeout_ms: 2000.0,
+            source_concurrency: 16.0,
+            max_prefixes: 1024.0,
+            max_drift_events: 1000.0,
+            max_samples: 100_000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    enabled: bool,
+    sample_rate: f64,
+    interval: Duration,
+    auto_repair: bool,
+    score_window: usize,
+    source_timeout: Duration,
+    concurrency: usize,
+    max_prefixes: usize,
+    max_drift_events: usize,
+    max_samples: usize,
+}
+
+fn whole(field: &'static str, v: f64, min: f64, max: f64) -> Result<usize> {
+    if !v.is_finite() || v.fract() != 0.0 || v < min || v > max {
+        return Err(Error::InvalidConfig {
+            field,
+            reason: format!("must be a whole number from {min} to {max}, got {v}"),
+        });
+    }
+    Ok(v as usize)
+}
+
+impl HealingConfig {
+    fn validate(&self) -> Result<Settings> {
+        if !self.sample_rate.is_finite() || !(0.0..=1.0).contains(&self.sample_rate) {
+            return Err(Error::InvalidConfig {
+                field: "healing.sample_rate",
+                reason: format!("must be between 0 and 1, got {}", self.sample_rate),
+            });
+        }
+        Ok(Settings {
+            enabled: self.enabled,
+            sample_rate: self.sample_rate,
+            interval: duration_ms("healing.verify_interval_ms", self.verify_interval_ms)?,
+            auto_repair: self.auto_repair,
+            score_window: whole("healing.score_window", self.score_window, 1.0, 1e6)?,
+            source_timeout: duration_ms("healing.source_timeout_ms", self.source_timeout_ms)?,
+            concurrency: whole("healing.source_concurrency", self.source_concurrency, 1.0, 4096.0)?,
+            max_prefixes: whole("healing.max_prefixes", self.max_prefixes, 1.0, 1e5)?,
+            max_drift_events: whole("healing.max_drift_events", self.max_drift_events, 0.0, 1e6)?,
+            max_samples: whole("healing.max_samples", self.max_samples, 1.0, 1e7)?,
+        })
+    }
+
+    /// Sets one field by its name (`healing.sample_rate`, ...) from text; the whole config is
+    /// validated and nothing changes on error.
+    pub fn set_by_name(&mut self, name: &str, value: &str) -> Result<()> {
+        let mut next = self.clone();
+        let num = |field: &'static str| -> Result<f64> {
+            value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| Error::InvalidConfig { field, reason: format!("not a number: {value:?}") })
+        };
+        let flag = |field: &'static str| -> Result<bool> {
+            match value.trim() {
+                "true" | "1" | "on" => Ok(true),
+                "false" | "0" | "off" => Ok(false),
+                _ => Err(Error::InvalidConfig { field, reason: format!("not a boolean: {value:?}") }),
+            }
+        };
+        match name {
+            "healing.enabled" => next.enabled = flag("healing.enabled")?,
+            "healing.sample_rate" => next.sample_rate = num("healing.sample_rate")?,
+            "healing.verify_interval_ms" => next.verify_interval_ms = num("healing.verify_interval_ms")?,
+            "healing.auto_repair" => next.auto_repair = flag("healing.auto_repair")?,
+            "healing.score_window" => next.score_window = num("healing.score_window")?,
+            "healing.source_timeout_ms" => next.source_timeout_ms = num("healing.source_timeout_ms")?,
+            "healing.source_concurrency" => next.source_concurrency = num("healing.source_concurrency")?,
+            "healing.max_prefixes" => next.max_prefixes = num("healing.max_prefixes")?,
+            "healing.max_drift_events" => next.max_drift_events = num("healing.max_drift_events")?,
+            "healing.max_samples" => next.max_samples = num("healing.max_samples")?,
+            _ => return Err(Error::InvalidConfig { field: "name", reason: "unknown setting".into() }),
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    /// One field by its name, as text.
+    pub fn get_by_name(&self, name: &str) -> Result<String> {
+        Ok(match name {
+            "healing.enabled" => self.enabled.to_string(),
+            "healing.sample_rate" => self.sample_rate.to_string(),
+            "healing.verify_interval_ms" => self.verify_interval_ms.to_string(),
+            "healing.auto_repair" => self.auto_repair.to_string(),
+            "healing.score_window" => self.score_window.to_string(),
+            "healing.source_timeout_ms" => self.source_timeout_ms.to_string(),
+            "healing.source_concurrency" => self.source_concurrency.to_string(),
+            "healing.max_prefixes" => self.max_prefixes.to_string(),
+            "healing.max_drift_events" => self.max_drift_events.to_string(),
+            "healing.max_samples" => self.max_samples.to_string(),
+            _ => return Err(Error::InvalidConfig { field: "name", reason: "unknown setting".into() }),
+        })
+    }
+}
+
+/// A prefix's score report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrefixScore {
+    /// The registered prefix.
+    pub prefix: String,
+    /// consistent / verified over the last `score_window` samples (1.0 before any).
+    pub score: f64,
+    /// Samples verified for this prefix, ever.
+    pub sampled: u64,
+    /// Drifted entries repaired for this prefix, ever.
+    pub repaired: u64,
+}
+
+/// Totals of the healer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealingStats {
+    /// Samples verified, ever (skipped ones not included).
+    pub total_sampled: u64,
+    /// Drifted entries repaired, ever.
+    pub total_repaired: u64,
+    /// Mean score of the prefixes that have samples (1.0 when none has).
+    pub avg_score: f64,
+    /// Source calls that failed or timed out.
+    pub source_failures: u64,
+    /// Duration of the last interval, in ms.
+    pub last_interval_ms: f64,
+    /// Drift found, ever (repaired or not).
+    pub total_drift: u64,
+    /// Durations of intervals.
+    pub interval_duration: HistogramSnapshot,
+}
+
+/// One drift found: the cache held something else than the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftEvent {
+    /// The key.
+    pub key: String,
+    /// Its registered prefix.
+    pub prefix: String,
+    /// When, on the cache's clock, in ms.
+    pub at_ms: u64,
+    /// Short digest of the cached value (`absent` for a cached "not found").
+    pub old_digest: String,
+    /// Short digest of the source's value (`absent` when the source said "not found").
+    pub new_digest: String,
+    /// Whether it was repaired (false: auto_repair off, or a newer write won the race).
+    pub repaired: bool,
+}
+
+/// What one interval did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IntervalReport {
+    /// Keys drawn.
+    pub drawn: u64,
+    /// Keys verified (consistent + drift).
+    pub verified: u64,
+    /// Keys found consistent.
+    pub consistent: u64,
+    /// Keys found drifted.
+    pub drift: u64,
+    /// Drifted keys repaired.
+    pub repaired: u64,
+    /// Keys skipped: no source, source backed off, source failed, or the entry changed meanwhile.
+    pub skipped: u64,
+    /// Source calls that failed or timed out.
+    pub failures: u64,
+    /// The interval's duration, in ms.
+    pub duration_ms: u64,
+    /// True when another interval was still running, so this one did nothing.
+    pub overlapped: bool,
+}
+
+/// Compares a cached value with a source's value (true: consistent).
+pub type Comparator<V> = Arc<dyn Fn(&V, &V) -> bool + Send + Sync>;
+/// A short digest of a value for drift events.
+pub type Digest<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
+
+struct Registered<V> {
+    prefix: Arc<str>,
+    source: Arc<dyn Source<V>>,
+    failures: u32,
+    backoff_until: u64,
+}
+
+struct PrefixState {
+    window: ScoreWindow,
+    sampled: u64,
+    repaired: u64,
+}
+
+struct Inner<V> {
+    cache: Cache<V>,
+    config: Mutex<(HealingConfig, Settings)>,
+    sources: Mutex<Vec<Registered<V>>>,
+    prefixes: Mutex<HashMap<Arc<str>, PrefixState>>,
+    drift: Mutex<VecDeque<DriftEvent>>,
+    compare: Comparator<V>,
+    digest: Digest<V>,
+    running: AtomicBool,
+    stopped: AtomicBool,
+    total_sampled: AtomicU64,
+    total_repaired: AtomicU64,
+    total_drift: AtomicU64,
+    source_failures: AtomicU64,
+    last_interval_nanos: AtomicU64,
+    interval_hist: Histogram,
+}
+
+/// The self-healing engine of one cache. Cheap to clone (a handle).
+pub struct Healer<V> {
+    inner: Arc<Inner<V>>,
+}
+
+impl<V> Clone for Healer<V> {
+    fn clone(&self) -> Self {
+        Healer { inner: Arc::clone(&self.inner) }
+    }
+}
+
+enum Outcome<V> {
+    Consistent,
+    Drift { repaired: bool, old: Option<V>, new: Option<V> },
+    Failed,
+    Skipped,
+}
+
+impl<V: Clone + Send + Sync + PartialEq + Hash + 'static> Healer<V> {
+    /// A healer comparing values with `==` and digesting them with their `Hash`.
+    pub fn new(cache: Cache<V>, config: HealingConfig) -> Result<Self> {
+        let seed = cache.random_u64();
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
+        Self::with_comparator(cache, config, Arc::new(|a: &V, b: &V| a == b), Arc::new(move |v: &V| hasher.hash_one(v)))
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Healer<V> {
+    /// A healer with its own comparison (e.g. canonical JSON, so key order is not drift) and digest.
+    pub fn with_comparator(
+        cache: Cache<V>,
+        config: HealingConfig,
+        compare: Comparator<V>,
+        digest: Digest<V>,
+    ) -> Result<Self> {
+        let settings = config.validate()?;
+        Ok(Healer {
+            inner: Arc::new(Inner {
+                cache,
+                config: Mutex::new((config, settings)),
+                sources: Mutex::new(Vec::new()),
+                prefixes: Mutex::new(HashMap::new()),
+                drift: Mutex::new(VecDeque::new()),
+                compare,
+                digest,
+                running: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                total_sampled: AtomicU64::new(0),
+                total_repaired: AtomicU64::new(0),
+                total_drift: AtomicU64::new(0),
+                source_failures: AtomicU64::new(0),
+                last_interval_nanos: AtomicU64::new(0),
+                interval_hist: Histogram::default(),
+            }),
+        })
+    }
+
+    /// Registers (or replaces) the source of truth of keys starting with `prefix`; the longest
+    /// registered prefix of a key wins. At most `healing.max_prefixes` prefixes.
+    pub fn register_source(&self, prefix: &str, source: impl Source<V>) -> Result<()> {
+        let max = lock(&self.inner.config).1.max_prefixes;
+        let mut sources = lock(&self.inner.sources);
+        let source: Arc<dyn Source<V>> = Arc::new(source);
+        if let Some(r) = sources.iter_mut().find(|r| &*r.prefix == prefix) {
+            r.source = source;
+            r.failures = 0;
+            r.backoff_until = 0;
+            return Ok(());
+        }
+        if sources.len() >= max {
+            return Err(Error::InvalidConfig {
+                field: "healing.max_prefixes",
+                reason: format!("at most {max} prefixes"),
+            });
+        }
+        let prefix: Arc<str> = Arc::from(prefix);
+        sources.push(Registered { prefix: prefix.clone(), source, failures: 0, backoff_until: 0 });
+        sources.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        drop(sources);
+        let window = lock(&self.inner.config).1.score_window;
+        lock(&self.inner.prefixes)
+            .insert(prefix, PrefixState { window: ScoreWindow::new(window), sampled: 0, repaired: 0 });
+        Ok(())
+    }
+
+    /// Removes a prefix's source and its score; true if it was registered.
+    pub fn unregister_source(&self, prefix: &str) -> bool {
+        let mut sources = lock(&self.inner.sources);
+        let before = sources.len();
+        sources.retain(|r| &*r.prefix != prefix);
+        let removed = sources.len() != before;
+        drop(sources);
+        lock(&self.inner.prefixes).remove(prefix);
+        removed
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> HealingConfig {
+        lock(&self.inner.config).0.clone()
+    }
+
+    /// Replaces every setting at once, validated; nothing changes on error.
+    pub fn set_config(&self, config: HealingConfig) -> Result<()> {
+        let settings = config.validate()?;
+        self.apply(config, settings);
+        Ok(())
+    }
+
+    /// Sets one setting by name (`config_set("healing.sample_rate", "0.02")`).
+    pub fn config_set(&self, name: &str, value: &str) -> Result<()> {
+        let mut c = self.config();
+        c.set_by_name(name, value)?;
+        let settings = c.validate()?;
+        self.apply(c, settings);
+        Ok(())
+    }
+
+    /// One setting by name, as text.
+    pub fn config_get(&self, name: &str) -> Result<String> {
+        self.config().get_by_name(name)
+    }
+
+    fn apply(&self, config: HealingConfig, settings: Settings) {
+        let old = std::mem::replace(&mut *lock(&self.inner.config), (config, settings)).1;
+        if old.score_window != settings.score_window {
+            for p in lock(&self.inner.prefixes).values_mut() {
+                p.window = p.window.resized(settings.score_window);
+            }
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        lock(&self.inner.config).1
+    }
+
+    /// Runs one interval now: sample, verify, repair, score. Concurrent calls do not overlap:
+    /// a call while another runs returns at once with `overlapped: true`.
+    pub async fn run_interval(&self) -> IntervalReport {
+        let inner = &self.inner;
+        if inner.running.swap(true, Relaxed) {
+            return IntervalReport { overlapped: true, ..Default::default() };
+        }
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Relaxed);
+            }
+        }
+        let _done = Done(&inner.running);
+        let s = self.settings();
+        let start = inner.cache.now_nanos();
+        let live = inner.cache.len();
+        let k = ((live as f64 * s.sample_rate).ceil() as usize).min(s.max_samples);
+        let sample = inner.cache.sample_keys(k);
+        let mut report = IntervalReport { drawn: sample.len() as u64, ..Default::default() };
+        // group the keys by source (longest prefix), skipping backed-off sources
+        let mut groups: Vec<(Arc<str>, Arc<dyn Source<V>>, Vec<String>)> = Vec::new();
+        {
+            let sources = lock(&inner.sources);
+            for key in sample.iter() {
+                let Some(idx) = sources.iter().position(|r| key.starts_with(&*r.prefix)) else {
+                    report.skipped += 1;
+                    continue;
+                };
+                let r = &sources[idx];
+                if r.backoff_until > start {
+                    report.skipped += 1;
+                    continue;
+                }
+                match groups.iter_mut().find(|g| Arc::ptr_eq(&g.0, &r.prefix)) {
+                    Some(g) => g.2.push(key.to_string()),
+                    None => groups.push((r.prefix.clone(), r.source.clone(), vec![key.to_string()])),
+                }
+            }
+        }
+        let verified = future::join_all(groups.into_iter().map(|(prefix, source, keys)| {
+            let this = self.clone();
+            async move {
+                let outcomes: Vec<(String, Outcome<V>)> = stream::iter(keys)
+                    .map(|key| {
+                        let (this, source) = (this.clone(), source.clone());
+                        async move {
+                            let o = this.verify(&key, &*source, s).await;
+                            (key, o)
+                        }
+                    })
+                    .buffer_unordered(s.concurrency)
+                    .collect()
+                    .await;
+                (prefix, outcomes)
+            }
+        }))
+        .await;
+        let now = inner.cache.now_nanos();
+        for (prefix, outcomes) in verified {
+            let mut failed = 0u32;
+            let mut answered = false;
+            let mut events = Vec::new();
+            {
+                let mut prefixes = lock(&inner.prefixes);
+                let Some(p) = prefixes.get_mut(&prefix) else { continue };
+                for (key, o) in outcomes {
+                    match o {
+                        Outcome::Consistent => {
+                            answered = true;
+                            p.window.push(true);
+                            p.sampled += 1;
+                            report.consistent += 1;
+                        }
+                        Outcome::Drift { repaired, old, new } => {
+                            answered = true;
+                            p.window.push(false);
+                            p.sampled += 1;
+                            p.repaired += u64::from(repaired);
+                            report.drift += 1;
+                            report.repaired += u64::from(repaired);
+                            let digest = |v: &Option<V>| {
+                                v.as_ref()
+                                    .map_or("absent".to_string(), |v| format!("{:08x}", (self.inner.digest)(v) as u32))
+                            };
+                            events.push(DriftEvent {
+                                key,
+                                prefix: prefix.to_string(),
+                                at_ms: now / 1_000_000,
+                                old_digest: digest(&old),
+                                new_digest: digest(&new),
+                                repaired,
+                            });
+                        }
+                        Outcome::Failed => {
+                            failed += 1;
+                            report.failures += 1;
+                            report.skipped += 1;
+                        }
+                        Outcome::Skipped => report.skipped += 1,
+                    }
+                }
+            }
+            if !events.is_empty() && s.max_drift_events > 0 {
+                let mut d = lock(&inner.drift);
+                for e in events {
+                    if d.len() >= s.max_drift_events {
+                        d.pop_front();
+                    }
+                    d.push_back(e);
+                }
+            }
+            let mut sources = lock(&inner.sources);
+            if let Some(r) = sources.iter_mut().find(|r| Arc::ptr_eq(&r.prefix, &prefix)) {
+                if answered {
+                    r.failures = 0;
+                    r.backoff_until = 0;
+                }
+                if failed > 0 && !answered {
+                    r.failures += 1;
+                    if r.failures >= FAILURES_BEFORE_BACKOFF {
+                        let steps = (r.failures - FAILURES_BEFORE_BACKOFF).min(5);
+                        let intervals = (1u64 << steps).min(MAX_BACKOFF_INTERVALS);
+                        r.backoff_until = now.saturating_add(s.interval.as_nanos() as u64 * intervals);
+                    }
+                }
+            }
+        }
+        report.verified = report.consistent + report.drift;
+        inner.total_sampled.fetch_add(report.verified, Relaxed);
+        inner.total_repaired.fetch_add(report.repaired, Relaxed);
+        inner.total_drift.fetch_add(report.drift, Relaxed);
+        inner.source_failures.fetch_add(report.failures, Relaxed);
+        let took = inner.cache.now_nanos().saturating_sub(start);
+        inner.last_interval_nanos.store(took, Relaxed);
+        inner.interval_hist.record(took);
+        report.duration_ms = took / 1_000_000;
+        report
+    }
+
+    async fn verify(&self, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
+        let inner = &self.inner;
+        let Some((cached, version)) = inner.cache.peek_versioned(key) else { return Outcome::Skipped };
+        let fetch = source.fetch(key);
+        let answer = match inner.cache.timer() {
+            Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {
+                Either::Left((a, _)) => a,
+                Either::Right(_) => Err(SourceError::Timeout),
+            },
+            None => fetch.await,
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(_) => return Outcome::Failed,
+        };
+        match (answer, cached) {
+            (SourceAnswer::Value(new), Some(old)) if (inner.compare)(&old, &new) => Outcome::Consistent,
+            (SourceAnswer::NotFound, None) => Outcome::Consistent,
+            (SourceAnswer::Value(new), old) => {
+                // fenced: a write after the sample was read wins over the repair
+                let repaired = s.auto_repair && inner.cache.set_if_version(key, new.clone(), version).is_ok();
+                Outcome::Drift { repaired, old, new: Some(new) }
+            }
+            (SourceAnswer::NotFound, old) => {
+                let repaired = s.auto_repair && inner.cache.remove_if_version(key, version).is_ok();
+                Outcome::Drift { repaired, old, new: None }
+            }
+        }
+    }
+
+    /// The background loop: an interval every `verify_interval_ms` while enabled, until
+    /// [`Healer::stop`] or until the future is dropped. Needs the cache's timer.
+    pub async fn run(&self) {
+        let Some(timer) = self.inner.cache.timer() else { return };
+        while !self.inner.stopped.load(Relaxed) {
+            let s = self.settings();
+            timer.sleep(s.interval).await;
+            if s.enabled && !self.inner.stopped.load(Relaxed) {
+                self.run_interval().await;
+            }
+        }
+    }
+
+    /// Ends [`Healer::run`] after its current sleep or interval.
+    pub fn stop(&self) {
+        self.inner.stopped.store(true, Relaxed);
+    }
+
+    /// The score report of one prefix.
+    pub fn score(&self, prefix: &str) -> Option<PrefixScore> {
+        lock(&self.inner.prefixes).get(prefix).map(|p| PrefixScore {
+            prefix: prefix.to_string(),
+            score: p.window.score(),
+            sampled: p.sampled,
+            repaired: p.repaired,
+        })
+    }
+
+    /// Every prefix's score report, sorted by prefix.
+    pub fn scores(&self) -> Vec<PrefixScore> {
+        let mut v: Vec<_> = lock(&self.inner.prefixes)
+            .iter()
+            .map(|(k, p)| PrefixScore {
+                prefix: k.to_string(),
+                score: p.window.score(),
+                sampled: p.sampled,
+                repaired: p.repaired,
+            })
+            .collect();
+        v.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        v
+    }
+
+    /// Totals.
+    pub fn stats(&self) -> HealingStats {
+        let scored: Vec<f64> =
+            lock(&self.inner.prefixes).values().filter(|p| !p.window.is_empty()).map(|p| p.window.score()).collect();
+        let i = &self.inner;
+        HealingStats {
+            total_sampled: i.total_sampled.load(Relaxed),
+            total_repaired: i.total_repaired.load(Relaxed),
+            avg_score: if scored.is_empty() { 1.0 } else { scored.iter().sum::<f64>() / scored.len() as f64 },
+            source_failures: i.source_failures.load(Relaxed),
+            last_interval_ms: i.last_interval_nanos.load(Relaxed) as f64 / 1e6,
+            total_drift: i.total_drift.load(Relaxed),
+            interval_duration: i.interval_hist.snapshot(),
+        }
+    }
+
+    /// The most recent drift events, newest last (at most `healing.max_drift_events`).
+    pub fn drift_events(&self) -> Vec<DriftEvent> {
+        lock(&self.inner.drift).iter().cloned().collect()
+    }
+
+    /// Healing metrics in the Prometheus text format, labelled `cache="<name>"`.
+    pub fn prometheus(&self, name: &str) -> String {
+        crate::metrics::healing_prometheus_text(&self.stats(), &self.scores(), name)
+    }
+}
