@@ -251,6 +251,9 @@ pub type Comparator<V> = Arc<dyn Fn(&V, &V) -> bool + Send + Sync>;
 /// A short digest of a value for drift events.
 pub type Digest<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
 
+/// The sampled keys of one source: its prefix, the source, the keys.
+type Group<V> = (Arc<str>, Arc<dyn Source<V>>, Vec<String>);
+
 struct Registered<V> {
     prefix: Arc<str>,
     source: Arc<dyn Source<V>>,
@@ -359,7 +362,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
         let prefix: Arc<str> = Arc::from(prefix);
         sources.push(Registered { prefix: prefix.clone(), source, failures: 0, backoff_until: 0 });
-        sources.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        sources.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         drop(sources);
         let window = lock(&self.inner.config).1.score_window;
         lock(&self.inner.prefixes)
@@ -438,7 +441,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         let sample = inner.cache.sample_keys(k);
         let mut report = IntervalReport { drawn: sample.len() as u64, ..Default::default() };
         // group the keys by source (longest prefix), skipping backed-off sources
-        let mut groups: Vec<(Arc<str>, Arc<dyn Source<V>>, Vec<String>)> = Vec::new();
+        let mut groups: Vec<Group<V>> = Vec::new();
         {
             let sources = lock(&inner.sources);
             for key in sample.iter() {

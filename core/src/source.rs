@@ -110,7 +110,7 @@ impl UrlTemplate {
         let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
         let in_path = segments.iter().filter(|s| s.contains(MARK)).count();
         let slot = if in_path == 1 {
-            if !segments.iter().any(|s| *s == MARK) {
+            if !segments.contains(&MARK) {
                 return Err(bad_template("`{key}` must be a whole path segment"));
             }
             Slot::PathSegment
