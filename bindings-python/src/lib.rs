@@ -1,1 +1,21 @@
-//! python binding of healcache (filled in by its issue).
+//! Python binding of healcache: `healcache._healcache`, wrapped by the `healcache` package.
+//!
+//! Only conversion lives here: keyword arguments to [`healcache::Config`] (`config.rs`), Python
+//! objects to cache values and core errors to Python exceptions (`error.rs`), and the bridge between
+//! core flights and asyncio or threads (`cache.rs`). TTLs, eviction and coalescing are the core's.
+
+use pyo3::prelude::*;
+
+mod cache;
+mod config;
+mod error;
+
+/// The compiled module; `python/healcache/__init__.py` re-exports it.
+#[pymodule]
+fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<cache::PyCache>()?;
+    m.add_class::<cache::LoopDriver>()?;
+    cache::install_fast_get(&m.py().get_type::<cache::PyCache>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! The backend functions the JS wrapper (`js/cache.js`) calls. Each converts its arguments, calls
+//! the core once and converts the result. Values never cross: the core stores the numeric handle
+//! the wrapper gives, with the value's weight (`Cache<Handle>`); the wrapper keeps the value.
+//!
+//! Removal events: the core's removal listener queues the (key, handle) of entries it evicted or
+//! expired (the wrapper itself knows about replaced and deleted ones). Calls that may evict return
+//! a flag (a negative version from `set`, `true` from `touch`); the wrapper then calls `drain` and
+//! forgets those values, so its read mirror never answers for an entry the core dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::future::{AbortHandle, Abortable, BoxFuture};
+use healcache::{duration_ms, Cache, CacheBuilder, Error, LoaderError, RemovalCause, Timer, Ttl, WriteOptions};
+use napi::bindgen_prelude::{BigInt, Either, External, Promise, PromiseRaw};
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{Env, Status};
+use napi_derive::napi;
+
+use crate::config::config;
+use crate::error::into_js_error;
+
+/// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, or to
+/// `[-loadId, 0]` when the user's loader threw or rejected (the wrapper keeps that value and hands
+/// it to every waiter).
+type Loader = ThreadsafeFunction<(), Promise<Vec<f64>>, (), Status, false>;
+
+#[derive(Default)]
+struct Removals {
+    pending: AtomicBool,
+    entries: Mutex<Vec<(Arc<str>, f64)>>,
+}
+
+/// What the core stores per entry: the wrapper's handle of the value and the value's weight in
+/// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
+#[derive(Clone, Copy, Debug)]
+pub struct Handle {
+    id: f64,
+    weight: u64,
+}
+
+/// One cache: the core instance plus the queue of removed handles and the cancel handles of
+/// `getOrLoad` calls still waiting.
+pub struct Backend {
+    cache: Cache<Handle>,
+    removed: Arc<Removals>,
+    cancels: Arc<Mutex<HashMap<u32, AbortHandle>>>,
+}
+
+impl Backend {
+    #[inline]
+    fn pending(&self) -> bool {
+        self.removed.pending.load(Relaxed)
+    }
+}
+
+/// Delays for `load_timeout_ms`, on napi's tokio runtime (where flights are polled).
+struct TokioTimer;
+
+impl Timer for TokioTimer {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Builds a cache from the core settings, in the order of `config::config`.
+#[napi(ts_return_type = "ExternalObject<'Backend'>")]
+#[allow(clippy::too_many_arguments)]
+pub fn create(
+    env: &Env,
+    max_entries: Option<f64>,
+    max_bytes: Option<f64>,
+    ttl_ms: Option<f64>,
+    max_key_len: Option<f64>,
+    max_entry_bytes: Option<f64>,
+    max_in_flight: Option<f64>,
+    load_timeout_ms: Option<f64>,
+    shards: Option<f64>,
+    seed: Option<BigInt>,
+) -> napi::Result<External<Backend>> {
+    let cfg = config(
+        max_entries,
+        max_bytes,
+        ttl_ms,
+        max_key_len,
+        max_entry_bytes,
+        max_in_flight,
+        load_timeout_ms,
+        shards,
+        seed,
+    );
+    let removed = Arc::new(Removals::default());
+    let r = Arc::clone(&removed);
+    let cache = CacheBuilder::from_config(cfg)
+        .weigher(|h: &Handle| h.weight)
+        .timer(TokioTimer)
+        .on_removal(move |key, handle, cause| {
+            if matches!(cause, RemovalCause::Evicted | RemovalCause::Expired) {
+                lock(&r.entries).push((key, handle.id));
+                r.pending.store(true, Relaxed);
+            }
+        })
+        .build()
+        .map_err(|e| into_js_error(env, e))?;
+    Ok(External::new(Backend { cache, removed, cancels: Arc::default() }))
+}
+
+/// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`undefined`: the cache's, `Infinity`: never),
+/// `ifVersion` for a compare-and-set. Returns the new version, negated when removals are queued.
+#[napi]
+pub fn set(
+    env: &Env,
+    c: &External<Backend>,
+    key: String,
+    handle: f64,
+    weight: f64,
+    ttl: Option<f64>,
+    if_version: Option<f64>,
+) -> napi::Result<f64> {
+    let ttl = match ttl {
+        None => Ttl::Default,
+        Some(t) if t == f64::INFINITY => Ttl::Never,
+        Some(t) => Ttl::For(duration_ms("ttl", t).map_err(|e| into_js_error(env, e))?),
+    };
+    let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
+    let v =
+        c.cache.write(&key, Handle { id: handle, weight: weight as u64 }, opts).map_err(|e| into_js_error(env, e))?
+            as f64;
+    Ok(if c.pending() { -v } else { v })
+}
+
+/// Removes `key`; returns the removed handle, or -1 if nothing live was there.
+#[napi]
+pub fn remove(c: &External<Backend>, key: String) -> f64 {
+    c.cache.remove(&key).map_or(-1.0, |h| h.id)
+}
+
+/// Removes `key` only if its live version is `expected` (0: absent), else throws VersionMismatch.
+#[napi]
+pub fn remove_if_version(env: &Env, c: &External<Backend>, key: String, expected: f64) -> napi::Result<()> {
+    c.cache.remove_if_version(&key, expected as u64).map_err(|e| into_js_error(env, e))
+}
+
+/// `[handle, version, expiresInMs (-1: never)]` of `key`'s live entry, `[]` if none.
+#[napi]
+pub fn peek(c: &External<Backend>, key: String) -> Vec<f64> {
+    match c.cache.get_entry(&key) {
+        Some(e) => vec![e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
+        None => Vec::new(),
+    }
+}
+
+/// Reports a batch of reads answered by the wrapper's mirror, so the eviction policy sees them.
+/// Returns whether removals are queued.
+#[napi]
+pub fn touch(c: &External<Backend>, keys: Vec<String>) -> bool {
+    for k in &keys {
+        c.cache.get(k);
+    }
+    c.pending()
+}
+
+/// Takes the queued evicted and expired entries, as `[key, handle, key, handle, ...]`.
+#[napi(ts_return_type = "Array<string | number>")]
+pub fn drain(c: &External<Backend>) -> Vec<Either<String, f64>> {
+    c.removed.pending.store(false, Relaxed);
+    let taken = std::mem::take(&mut *lock(&c.removed.entries));
+    taken.into_iter().flat_map(|(k, h)| [Either::A(k.to_string()), Either::B(h)]).collect()
+}
+
+/// Number of stored entries (expired ones not yet swept included).
+#[napi]
+pub fn len(c: &External<Backend>) -> f64 {
+    c.cache.len() as f64
+}
+
+/// Removes every entry.
+#[napi]
+pub fn clear(c: &External<Backend>) {
+    c.cache.clear();
+}
+
+/// Removes every expired entry now (queued as removals); returns how many.
+#[napi]
+pub fn purge_expired(c: &External<Backend>) -> f64 {
+    c.cache.purge_expired() as f64
+}
+
+/// Every counter of `healcache::Stats`, in its declaration order.
+#[napi]
+pub fn stats(c: &External<Backend>) -> Vec<f64> {
+    let s = c.cache.stats();
+    [
+        s.hits,
+        s.misses,
+        s.inserts,
+        s.updates,
+        s.evictions,
+        s.expirations,
+        s.entries,
+        s.weight,
+        s.loads,
+        s.coalesced,
+        s.load_errors,
+        s.load_panics,
+        s.load_timeouts,
+        s.fenced_writes,
+        s.oversize_rejections,
+        s.in_flight,
+    ]
+    .iter()
+    .map(|&n| n as f64)
+    .collect()
+}
+
+/// Core `get_or_load`: resolves to the handle of `key`'s value, loaded once per flight by calling
+/// `loader` (on the JS thread). `ticket` lets `cancel` stop this one caller's wait.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn get_or_load<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    loader: Loader,
+    ticket: u32,
+) -> napi::Result<PromiseRaw<'env, f64>> {
+    let cache = c.cache.clone();
+    let cancels = Arc::clone(&c.cancels);
+    let (abort, reg) = AbortHandle::new_pair();
+    lock(&cancels).insert(ticket, abort);
+    let fut = async move {
+        let load = cache.get_or_load(&key, move || async move {
+            let to_err = |e: napi::Error| LoaderError::new(0.0f64, e.reason.clone());
+            let got = loader.call_async_catch(()).await.map_err(to_err)?.await.map_err(to_err)?;
+            match got[..] {
+                [id, _] if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
+                [id, weight] => Ok(Handle { id, weight: weight as u64 }),
+                _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
+            }
+        });
+        let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
+        lock(&cancels).remove(&ticket);
+        Ok(r)
+    };
+    env.spawn_future_with_callback(fut, |env, r| r.map(|h| h.id).map_err(|e| into_js_error(env, e)))
+}
+
+/// Stops the wait of the `getOrLoad` call with this ticket (it rejects with `Cancelled`); the
+/// flight goes on for its other waiters.
+#[napi]
+pub fn cancel(c: &External<Backend>, ticket: u32) {
+    if let Some(a) = lock(&c.cancels).remove(&ticket) {
+        a.abort();
+    }
+}

@@ -1,0 +1,268 @@
+//! The backend functions the JS wrapper (`js/cache.js`) calls, as in `bindings-node`. The core
+//! stores the numeric handle the wrapper gives (`Cache<f64>`); the wrapper keeps the values.
+//! Evicted and expired (key, handle) pairs are queued by the removal listener; calls that may evict return a
+//! flag (a negative version from `set`, `true` from `touch`) and the wrapper then calls `drain`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
+use healcache::{duration_ms, Cache, CacheBuilder, Error, LoaderError, RemovalCause, Timer, Ttl, WriteOptions};
+use js_sys::{Function, Promise};
+use send_wrapper::SendWrapper;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::config::config;
+use crate::error::into_js_error;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: f64) -> JsValue;
+}
+
+#[derive(Default)]
+struct Removals {
+    pending: AtomicBool,
+    entries: Mutex<Vec<(Arc<str>, f64)>>,
+}
+
+/// What the core stores per entry: the wrapper's handle of the value and the value's weight in
+/// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
+#[derive(Clone, Copy, Debug)]
+pub struct Handle {
+    id: f64,
+    weight: u64,
+}
+
+/// One cache: the core instance, the queue of removed handles, the cancel handles of waiting
+/// `getOrLoad` calls.
+#[wasm_bindgen]
+pub struct Backend {
+    cache: Cache<Handle>,
+    removed: Arc<Removals>,
+    cancels: Arc<Mutex<HashMap<u32, AbortHandle>>>,
+}
+
+impl Backend {
+    #[inline]
+    fn pending(&self) -> bool {
+        self.removed.pending.load(Relaxed)
+    }
+}
+
+/// Delays for `load_timeout_ms`: a host `setTimeout` promise (the module has no timer of its own).
+struct JsTimer;
+
+impl Timer for JsTimer {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        let ms = d.as_secs_f64() * 1e3;
+        let p = Promise::new(&mut |resolve, _| {
+            set_timeout(&resolve, ms);
+        });
+        SendWrapper::new(JsFuture::from(p)).map(|_| ()).boxed()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Builds a cache from the core settings, in the order of `config::config`.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn create(
+    max_entries: Option<f64>,
+    max_bytes: Option<f64>,
+    ttl_ms: Option<f64>,
+    max_key_len: Option<f64>,
+    max_entry_bytes: Option<f64>,
+    max_in_flight: Option<f64>,
+    load_timeout_ms: Option<f64>,
+    shards: Option<f64>,
+    seed: Option<u64>,
+) -> Result<Backend, JsValue> {
+    let cfg = config(
+        max_entries,
+        max_bytes,
+        ttl_ms,
+        max_key_len,
+        max_entry_bytes,
+        max_in_flight,
+        load_timeout_ms,
+        shards,
+        seed,
+    );
+    let removed = Arc::new(Removals::default());
+    let r = Arc::clone(&removed);
+    let cache = CacheBuilder::from_config(cfg)
+        .weigher(|h: &Handle| h.weight)
+        .timer(JsTimer)
+        .on_removal(move |key, handle, cause| {
+            if matches!(cause, RemovalCause::Evicted | RemovalCause::Expired) {
+                lock(&r.entries).push((key, handle.id));
+                r.pending.store(true, Relaxed);
+            }
+        })
+        .build()
+        .map_err(into_js_error)?;
+    Ok(Backend { cache, removed, cancels: Arc::default() })
+}
+
+/// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`undefined`: the cache's, `Infinity`: never),
+/// `ifVersion` for a compare-and-set. Returns the new version, negated when removals are queued.
+#[wasm_bindgen]
+pub fn set(
+    c: &Backend,
+    key: &str,
+    handle: f64,
+    weight: f64,
+    ttl: Option<f64>,
+    if_version: Option<f64>,
+) -> Result<f64, JsValue> {
+    let ttl = match ttl {
+        None => Ttl::Default,
+        Some(t) if t == f64::INFINITY => Ttl::Never,
+        Some(t) => Ttl::For(duration_ms("ttl", t).map_err(into_js_error)?),
+    };
+    let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
+    let v = c.cache.write(key, Handle { id: handle, weight: weight as u64 }, opts).map_err(into_js_error)? as f64;
+    Ok(if c.pending() { -v } else { v })
+}
+
+/// Removes `key`; returns the removed handle, or -1 if nothing live was there.
+#[wasm_bindgen]
+pub fn remove(c: &Backend, key: &str) -> f64 {
+    c.cache.remove(key).map_or(-1.0, |h| h.id)
+}
+
+/// Removes `key` only if its live version is `expected` (0: absent), else throws VersionMismatch.
+#[wasm_bindgen(js_name = removeIfVersion)]
+pub fn remove_if_version(c: &Backend, key: &str, expected: f64) -> Result<(), JsValue> {
+    c.cache.remove_if_version(key, expected as u64).map_err(into_js_error)
+}
+
+/// `[handle, version, expiresInMs (-1: never)]` of `key`'s live entry, `[]` if none.
+#[wasm_bindgen]
+pub fn peek(c: &Backend, key: &str) -> Vec<f64> {
+    match c.cache.get_entry(key) {
+        Some(e) => vec![e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
+        None => Vec::new(),
+    }
+}
+
+/// Reports a batch of reads answered by the wrapper's mirror, so the eviction policy sees them.
+/// Returns whether removals are queued.
+#[wasm_bindgen]
+pub fn touch(c: &Backend, keys: Vec<String>) -> bool {
+    for k in &keys {
+        c.cache.get(k);
+    }
+    c.pending()
+}
+
+/// Takes the queued evicted and expired entries, as `[key, handle, key, handle, ...]`.
+#[wasm_bindgen]
+pub fn drain(c: &Backend) -> js_sys::Array {
+    c.removed.pending.store(false, Relaxed);
+    let taken = std::mem::take(&mut *lock(&c.removed.entries));
+    let out = js_sys::Array::new_with_length(2 * taken.len() as u32);
+    for (i, (k, h)) in taken.into_iter().enumerate() {
+        out.set(2 * i as u32, JsValue::from_str(&k));
+        out.set(2 * i as u32 + 1, JsValue::from_f64(h));
+    }
+    out
+}
+
+/// Number of stored entries (expired ones not yet swept included).
+#[wasm_bindgen]
+pub fn len(c: &Backend) -> f64 {
+    c.cache.len() as f64
+}
+
+/// Removes every entry.
+#[wasm_bindgen]
+pub fn clear(c: &Backend) {
+    c.cache.clear();
+}
+
+/// Removes every expired entry now (queued as removals); returns how many.
+#[wasm_bindgen(js_name = purgeExpired)]
+pub fn purge_expired(c: &Backend) -> f64 {
+    c.cache.purge_expired() as f64
+}
+
+/// Every counter of `healcache::Stats`, in its declaration order.
+#[wasm_bindgen]
+pub fn stats(c: &Backend) -> Vec<f64> {
+    let s = c.cache.stats();
+    [
+        s.hits,
+        s.misses,
+        s.inserts,
+        s.updates,
+        s.evictions,
+        s.expirations,
+        s.entries,
+        s.weight,
+        s.loads,
+        s.coalesced,
+        s.load_errors,
+        s.load_panics,
+        s.load_timeouts,
+        s.fenced_writes,
+        s.oversize_rejections,
+        s.in_flight,
+    ]
+    .iter()
+    .map(|&n| n as f64)
+    .collect()
+}
+
+/// Core `get_or_load`: resolves to the handle of `key`'s value, loaded once per flight by calling
+/// `loader()`, which returns a promise of `[handle, weight]`, or of `[-loadId, 0]` when the user's
+/// loader failed. `ticket` lets `cancel` stop this one caller's wait.
+#[wasm_bindgen(js_name = getOrLoad)]
+pub fn get_or_load(c: &Backend, key: String, loader: Function, ticket: u32) -> Promise {
+    let cache = c.cache.clone();
+    let cancels = Arc::clone(&c.cancels);
+    let (abort, reg) = AbortHandle::new_pair();
+    lock(&cancels).insert(ticket, abort);
+    let loader = SendWrapper::new(loader);
+    future_to_promise(async move {
+        let load = cache.get_or_load(&key, move || {
+            let called = loader.call0(&JsValue::UNDEFINED).map(|p| JsFuture::from(Promise::from(p)));
+            SendWrapper::new(async move {
+                let to_err = |_e: JsValue| LoaderError::new(0.0f64, "loader call failed");
+                let got = js_sys::Array::from(&called.map_err(to_err)?.await.map_err(to_err)?);
+                let (id, weight) = (got.get(0).as_f64(), got.get(1).as_f64());
+                match (id, weight) {
+                    (Some(id), _) if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
+                    (Some(id), Some(weight)) => Ok(Handle { id, weight: weight as u64 }),
+                    _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
+                }
+            })
+        });
+        let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
+        lock(&cancels).remove(&ticket);
+        r.map(|h| JsValue::from_f64(h.id)).map_err(into_js_error)
+    })
+}
+
+/// Stops the wait of the `getOrLoad` call with this ticket (it rejects with `Cancelled`); the
+/// flight goes on for its other waiters.
+#[wasm_bindgen]
+pub fn cancel(c: &Backend, ticket: u32) {
+    if let Some(a) = lock(&c.cancels).remove(&ticket) {
+        a.abort();
+    }
+}
+
+/// Test hook: panics inside the module, to check that the wrapper reports a poisoned instance.
+#[wasm_bindgen(js_name = __panicForTest)]
+pub fn panic_for_test() {
+    panic!("healcache-wasm: panic requested by a test");
+}

@@ -1,0 +1,16 @@
+'use strict';
+// healcache for Node.js: the shared JS wrapper (js/cache.mjs) over the napi-rs addon
+// (bindings-node). Build the addon with `npm run build`.
+const { AsyncLocalStorage } = require('node:async_hooks');
+const { makeCache } = require('./dist/cache.cjs');
+
+let native;
+try {
+  native = require('./dist/healcache.node');
+} catch (e) {
+  throw new Error(`healcache: the native addon is not built; run \`npm run build\` (${e.message})`);
+}
+
+// AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection).
+const Cache = makeCache(native, { asyncLocalStorage: new AsyncLocalStorage() });
+module.exports = { Cache };

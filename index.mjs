@@ -1,0 +1,5 @@
+// ES module entry of healcache for Node.js (the CommonJS entry does the work).
+import healcache from './index.js';
+
+export const Cache = healcache.Cache;
+export default healcache;

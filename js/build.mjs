@@ -1,0 +1,95 @@
+// Builds the native addon (`node js/build.mjs node`) or the WebAssembly packages
+// (`node js/build.mjs wasm`), and the CommonJS copy of the shared wrapper (dist/cache.cjs).
+// Respects CARGO_TARGET_DIR. Run by `npm run build` / `npm run build:wasm` and by mk/*.mk.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync, statSync, existsSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = (cmd, args, env) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+const out = (cmd, args) => execFileSync(cmd, args, { cwd: root, encoding: 'utf8' }).trim();
+
+function cjs() {
+  const src = readFileSync(join(root, 'js/cache.mjs'), 'utf8');
+  const m = src.match(/^export \{([^}]*)\};$/m);
+  if (!m) throw new Error('js/cache.mjs: expected one `export { ... };` line');
+  const body = src.replace(m[0], `module.exports = {${m[1]}};`);
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  writeFileSync(join(root, 'dist/cache.cjs'), `'use strict';\n// Generated from js/cache.mjs by js/build.mjs: edit that file.\n${body}`);
+}
+
+function targetDir() {
+  const meta = JSON.parse(out('cargo', ['metadata', '--format-version', '1', '--no-deps']));
+  return meta.target_directory;
+}
+
+function buildNode() {
+  run('cargo', ['build', '-p', 'healcache-node', '--release']);
+  const lib = { linux: 'libhealcache_node.so', darwin: 'libhealcache_node.dylib', win32: 'healcache_node.dll' }[process.platform];
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  const dest = join(root, 'dist/healcache.node');
+  copyFileSync(join(targetDir(), 'release', lib), dest);
+  if (process.platform === 'linux') {
+    try {
+      run('strip', ['--strip-unneeded', dest]);
+    } catch {
+      // strip is optional
+    }
+  }
+  console.log(`built ${dest} (${statSync(dest).size} bytes)`);
+}
+
+function wasmBindgenVersion() {
+  const lock = readFileSync(join(root, 'Cargo.lock'), 'utf8');
+  const m = lock.match(/name = "wasm-bindgen"\nversion = "([^"]+)"/);
+  if (!m) throw new Error('wasm-bindgen not found in Cargo.lock');
+  return m[1];
+}
+
+function ensureWasmBindgen() {
+  const want = wasmBindgenVersion();
+  let have = '';
+  try {
+    have = out('wasm-bindgen', ['--version']);
+  } catch {
+    // not installed
+  }
+  if (have !== `wasm-bindgen ${want}`) {
+    console.log(`installing wasm-bindgen-cli ${want} (found: ${have || 'none'})`);
+    // --locked fails here (TOOLCHAIN.md): a pinned dependency of the CLI is missing from the registry
+    run('cargo', ['install', 'wasm-bindgen-cli', '--version', want]);
+  }
+}
+
+function buildWasm() {
+  const installed = out('rustup', ['target', 'list', '--installed']);
+  if (!installed.split('\n').includes('wasm32-unknown-unknown')) run('rustup', ['target', 'add', 'wasm32-unknown-unknown']);
+  ensureWasmBindgen();
+  // Size: optimise for size, fat LTO, one codegen unit (the workspace profile is tuned for speed).
+  run('cargo', ['build', '-p', 'healcache-wasm', '--release', '--target', 'wasm32-unknown-unknown'], {
+    CARGO_PROFILE_RELEASE_OPT_LEVEL: 's',
+    CARGO_PROFILE_RELEASE_LTO: 'fat',
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '1',
+    CARGO_PROFILE_RELEASE_PANIC: 'abort',
+  });
+  const wasm = join(targetDir(), 'wasm32-unknown-unknown/release/healcache_wasm.wasm');
+  const wasmOpt = join(root, 'node_modules/.bin/wasm-opt');
+  if (!existsSync(wasmOpt)) throw new Error('node_modules/.bin/wasm-opt missing: run npm install (npm package binaryen)');
+  for (const target of ['web', 'nodejs']) {
+    const dir = join(root, `bindings-wasm/pkg-${target === 'web' ? 'web' : 'node'}`);
+    run('wasm-bindgen', ['--target', target, '--out-dir', dir, '--out-name', 'healcache_wasm', wasm]);
+    // the web glue is an ES module in a .js file: say so, or Node re-parses it with a warning
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: target === 'web' ? 'module' : 'commonjs' }) + '\n');
+    const bg = join(dir, 'healcache_wasm_bg.wasm');
+    run(wasmOpt, ['-Oz', '--strip-debug', '--strip-producers', bg, '-o', bg]);
+    const bytes = readFileSync(bg);
+    console.log(`${bg}: ${bytes.length} bytes, ${gzipSync(bytes, { level: 9 }).length} gzipped`);
+  }
+}
+
+const what = process.argv[2] || 'node';
+cjs();
+if (what === 'node' || what === 'all') buildNode();
+if (what === 'wasm' || what === 'all') buildWasm();

@@ -1,0 +1,31 @@
+# Node package (napi-rs addon + shared JS wrapper): `make test-node`, `make bench-node`.
+# npm packages are installed from package-lock.json when node_modules is missing or stale; the
+# addon is rebuilt when Rust sources, the lock file or the JS wrapper change.
+TEST_SUITES += test-node
+NPM ?= npm
+NODE ?= node
+
+NODE_DEPS := node_modules/.healcache-stamp
+NODE_ADDON := dist/healcache.node
+NODE_RUST_SRC := $(wildcard core/src/*.rs bindings-node/src/*.rs) core/Cargo.toml bindings-node/Cargo.toml \
+	bindings-node/build.rs Cargo.lock
+JS_SHARED := js/cache.mjs js/build.mjs
+
+.PHONY: node-deps build-node test-node bench-node
+
+$(NODE_DEPS): package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+node-deps: $(NODE_DEPS)
+
+$(NODE_ADDON): $(NODE_DEPS) $(NODE_RUST_SRC) $(JS_SHARED)
+	$(NODE) js/build.mjs node
+
+build-node: $(NODE_ADDON)
+
+test-node: $(NODE_ADDON)
+	$(NODE) --test tests/js/*.test.mjs
+
+bench-node: $(NODE_ADDON)
+	$(NODE) bench/node_bench.mjs

@@ -1,0 +1,39 @@
+# Python package (issue 4): a venv in .venv, the test tools, the package built by maturin through
+# pyproject.toml (`pip install .`), then pytest. Stamps skip what is already there; the package is
+# rebuilt whenever the Rust or Python sources change.
+
+TEST_SUITES += test-python
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+PY_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 cachetools==8.0.0 mypy==2.4.1 maturin==1.16.0
+PY_DEPS_STAMP := $(VENV)/.healcache-tools
+PY_PKG_STAMP := $(VENV)/.healcache-package
+PY_PKG_SOURCES := $(shell find core/src bindings-python/src python -type f -not -name '*.pyc' 2>/dev/null) \
+	core/Cargo.toml bindings-python/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
+
+.PHONY: test-python bench-python python-package
+
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_DEPS_STAMP): $(VENV_PY) mk/python.mk
+	$(VENV_PY) -m pip install --disable-pip-version-check -q $(PY_TOOLS)
+	touch $@
+
+# maturin (installed above; its PEP 517 hook runs the `maturin` binary from PATH) builds the abi3
+# wheel in release mode; no build isolation, so nothing is fetched again on a rebuild.
+# CARGO_TARGET_DIR is honoured when set.
+$(PY_PKG_STAMP): $(PY_DEPS_STAMP) $(PY_PKG_SOURCES)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV_PY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps --force-reinstall .
+	touch $@
+
+python-package: $(PY_PKG_STAMP)
+
+test-python: $(PY_PKG_STAMP)
+	$(VENV_PY) -m pytest tests/python -q
+
+# Not part of `make test`: timings vary with the machine; the script prints the bars, never asserts them.
+bench-python: $(PY_PKG_STAMP)
+	$(VENV_PY) bench/python_bench.py

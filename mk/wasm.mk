@@ -1,0 +1,21 @@
+# WebAssembly package (wasm-bindgen --target web and --target nodejs, wasm-opt from npm binaryen):
+# `make test-wasm` runs the JS suite against it (TEST_WASM=1), `make bench-wasm`.
+# js/build.mjs adds the wasm32 target and installs the wasm-bindgen-cli matching Cargo.lock
+# when `wasm-bindgen --version` does not already match.
+TEST_SUITES += test-wasm
+
+WASM_PKG := bindings-wasm/pkg-node/healcache_wasm_bg.wasm
+WASM_RUST_SRC := $(wildcard core/src/*.rs bindings-wasm/src/*.rs) core/Cargo.toml bindings-wasm/Cargo.toml Cargo.lock
+
+.PHONY: build-wasm test-wasm bench-wasm
+
+$(WASM_PKG): $(NODE_DEPS) $(WASM_RUST_SRC) $(JS_SHARED)
+	$(NODE) js/build.mjs wasm
+
+build-wasm: $(WASM_PKG)
+
+test-wasm: $(WASM_PKG) $(NODE_ADDON)
+	TEST_WASM=1 $(NODE) --test tests/js/*.test.mjs
+
+bench-wasm: $(WASM_PKG)
+	$(NODE) bench/wasm_bench.mjs

@@ -1,0 +1,61 @@
+"""Glue between core flights and asyncio, called by the compiled module (not public API)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from typing import Any, Awaitable, Callable
+
+from ._healcache import _LoopDriver
+
+_drivers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDriver]" = weakref.WeakKeyDictionary()
+
+
+def driver(loop: asyncio.AbstractEventLoop) -> _LoopDriver:
+    """The driver polling this loop's waiting ``get_or_load`` calls (made on first use)."""
+    d = _drivers.get(loop)
+    if d is None:
+        d = _LoopDriver()
+        loop.add_reader(d.fileno(), d.run)
+        _drivers[loop] = d
+    return d
+
+
+async def _await(aw: Awaitable[Any]) -> Any:
+    return await aw
+
+
+def start(loader: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any], None]) -> tuple[bool, Any]:
+    """Calls ``loader()``. A plain value comes back as ``(False, value)``; an awaitable becomes a
+    task on ``loop`` reporting to ``done``, returned as ``(True, task)``."""
+    result = loader()
+    if not inspect.isawaitable(result):
+        return False, result
+    try:
+        on_loop = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        on_loop = False
+    if on_loop:
+        task: Any = asyncio.ensure_future(result)
+    else:  # the flight was first polled on another thread
+        coro = result if asyncio.iscoroutine(result) else _await(result)
+        task = asyncio.run_coroutine_threadsafe(coro, loop)
+    task.add_done_callback(done)
+    return True, task
+
+
+def cancel(loop: asyncio.AbstractEventLoop, task: Any) -> None:
+    """Cancels a loader's task from any thread (nobody waits for it any more)."""
+    try:
+        loop.call_soon_threadsafe(task.cancel)
+    except RuntimeError:  # the loop is closed: the task is gone with it
+        pass
+
+
+def refuse_awaitable(result: Any) -> None:
+    if asyncio.iscoroutine(result):
+        result.close()
+    raise TypeError(
+        "get_or_load_sync: the loader returned an awaitable; use `await cache.get_or_load(...)` for async loaders"
+    )

@@ -1,0 +1,106 @@
+"""The exception tree of healcache: one class per core error code (``Error::code()``)."""
+
+from __future__ import annotations
+
+
+class HealcacheError(Exception):
+    """Base class of every error healcache raises. ``code`` is the core's stable name of the error."""
+
+    code: str = "HealcacheError"
+
+
+class InvalidConfig(HealcacheError, ValueError):
+    """A configuration value is out of range; ``field`` names it (Python names: ``ttl`` in seconds)."""
+
+    code = "InvalidConfig"
+    field: str = ""
+    reason: str = ""
+
+
+class KeyTooLong(HealcacheError, ValueError):
+    """The key is longer than ``max_key_len`` bytes (UTF-8)."""
+
+    code = "KeyTooLong"
+    len: int = 0
+    max: int = 0
+
+
+class ValueTooLarge(HealcacheError, ValueError):
+    """The entry (key length + value weight) is heavier than ``max_entry_bytes``."""
+
+    code = "ValueTooLarge"
+    weight: int = 0
+    max: int = 0
+
+
+class VersionMismatch(HealcacheError):
+    """A compare-and-set found another version than the one expected (0 means absent)."""
+
+    code = "VersionMismatch"
+    expected: int = 0
+    current: int = 0
+
+
+class LoaderError(HealcacheError):
+    """A loader failed without a Python exception of its own (a Python loader's exception is
+    re-raised as it was, never wrapped in this)."""
+
+    code = "LoaderError"
+
+
+class LoaderPanicked(HealcacheError):
+    """The loader panicked inside the engine; the key is not stuck and the next call loads again."""
+
+    code = "LoaderPanicked"
+
+
+class LoadTimeout(HealcacheError, TimeoutError):
+    """The load did not finish within ``load_timeout`` seconds."""
+
+    code = "LoadTimeout"
+    after_ms: int = 0
+
+
+class RecursiveLoad(HealcacheError, RuntimeError):
+    """A loader asked for the very key it is loading, which could never finish."""
+
+    code = "RecursiveLoad"
+
+
+class TooManyLoads(HealcacheError):
+    """More distinct keys are loading at once than ``max_in_flight`` allows."""
+
+    code = "TooManyLoads"
+    max: int = 0
+
+
+class NotFound(HealcacheError, LookupError):
+    """The source answered "not found" for the key (a cached negative answer)."""
+
+    code = "NotFound"
+
+
+class Cancelled(HealcacheError):
+    """The caller stopped waiting; others waiting for the same load are unaffected."""
+
+    code = "Cancelled"
+
+
+__all__ = [
+    "HealcacheError",
+    "InvalidConfig",
+    "KeyTooLong",
+    "ValueTooLarge",
+    "VersionMismatch",
+    "LoaderError",
+    "LoaderPanicked",
+    "LoadTimeout",
+    "RecursiveLoad",
+    "TooManyLoads",
+    "NotFound",
+    "Cancelled",
+]
+
+for _name in __all__:
+    globals()[_name].__module__ = "healcache"
+del _name

@@ -1,0 +1,15 @@
+"""The compiled module; its public names are re-exported (and typed) by ``healcache``."""
+
+from typing import final
+
+from healcache import Cache as Cache
+
+__version__: str
+
+@final
+class _LoopDriver:
+    """Polls the waiting ``get_or_load`` calls of one event loop (internal)."""
+
+    def __new__(cls) -> _LoopDriver: ...
+    def fileno(self) -> int: ...
+    def run(self) -> None: ...

@@ -1,0 +1,63 @@
+// WebAssembly only (TEST_WASM=1): the --target web build loaded as an edge worker does (bytes +
+// initSync), and a panic inside the module giving a clear, stable error afterwards.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { WASM } from './helpers.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+test('the web build: bytes + initSync, then getOrLoad', { skip: !WASM && 'TEST_WASM not set' }, async () => {
+  const { initSync, Cache } = await import('healcache/wasm/web');
+  const bytes = readFileSync(new URL('../../bindings-wasm/pkg-web/healcache_wasm_bg.wasm', import.meta.url));
+  initSync(bytes); // the raw bytes of the .wasm, as a worker that embeds them would
+  const cache = new Cache({ maxEntries: 100, ttl: 1000 });
+  let calls = 0;
+  const load = async (key) => {
+    calls++;
+    await new Promise((r) => setTimeout(r, 5));
+    return { key };
+  };
+  const got = await Promise.all(Array.from({ length: 100 }, () => cache.getOrLoad('k', load)));
+  assert.equal(calls, 1);
+  for (const g of got) assert.equal(g, got[0]);
+  assert.equal(cache.get('k'), got[0]);
+  assert.equal(cache.stats().coalesced, 99);
+});
+
+test('a panic poisons the instance: later calls throw code Poisoned', { skip: !WASM && 'TEST_WASM not set' }, () => {
+  // in a child process: the instance stays poisoned for the rest of its life
+  const script = `
+    const assert = require('node:assert/strict');
+    const { Cache, __testing } = require('healcache/wasm');
+    const c = new Cache();
+    const obj = {};
+    c.set('a', obj);
+    assert.throws(() => __testing.panic(), (e) => e.code === 'Poisoned');
+    assert.equal(__testing.isPoisoned(), true);
+    assert.throws(() => c.set('b', 1), (e) => e.code === 'Poisoned' && /trapped/.test(e.message));
+    assert.throws(() => new Cache(), (e) => e.code === 'Poisoned');
+    c.getOrLoad('z', () => 1).then(() => process.exit(2), (e) => {
+      assert.equal(e.code, 'Poisoned');
+      assert.equal(c.get('a'), obj);
+      console.log('poisoned-ok');
+    });
+  `;
+  const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /poisoned-ok/);
+});
+
+test('no timer or thread inside the module: an idle cache lets the process exit', { skip: !WASM && 'TEST_WASM not set' }, () => {
+  const script = `
+    const { Cache } = require('healcache/wasm');
+    const c = new Cache({ ttl: 60000 });
+    c.set('a', 1);
+    c.getOrLoad('b', () => 2).then((v) => console.log('loaded', v));
+  `;
+  const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /loaded 2/);
+});

@@ -1,0 +1,49 @@
+"""The shipped `.pyi` stubs match the runtime module (mypy.stubtest), and the package is typed."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import healcache
+
+
+def test_py_typed_and_stub_are_installed() -> None:
+    pkg = pathlib.Path(healcache.__file__).parent
+    assert (pkg / "py.typed").exists()
+    assert (pkg / "__init__.pyi").exists()
+
+
+def test_stubtest() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "healcache", "--ignore-missing-stub"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_accepts_typed_usage(tmp_path: pathlib.Path) -> None:
+    src = tmp_path / "usage.py"
+    src.write_text(
+        "import healcache\n"
+        "c = healcache.Cache(max_entries=10, ttl=1.5)\n"
+        "v: int = c.set('k', 1, ttl=2)\n"
+        "s: healcache.Stats = c.stats()\n"
+        "n: int = s['hits']\n"
+        "@c.cached(key=lambda x: str(x))\n"
+        "def f(x: int) -> int:\n"
+        "    return x\n"
+        "r: int = f(1)\n"
+        "async def g() -> str:\n"
+        "    return await c.get_or_load('k', lambda: 'v')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,137 @@
+"""`get_or_load_sync` from threads: one loader call, the GIL released while waiting (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import healcache
+from healcache import Cache
+
+
+def test_threads_share_one_sync_loader_call() -> None:
+    c = Cache()
+    calls = 0
+    lock = threading.Lock()
+    value = object()
+
+    def loader() -> object:
+        nonlocal calls
+        with lock:
+            calls += 1
+        time.sleep(0.2)  # the other threads wait meanwhile, without the GIL
+        return value
+
+    barrier = threading.Barrier(32)
+
+    def call() -> object:
+        barrier.wait()
+        return c.get_or_load_sync("hot", loader)
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda _: call(), range(32)))
+    assert calls == 1
+    assert all(r is value for r in results)
+    assert c.stats()["coalesced"] >= 1
+
+
+def test_waiting_releases_the_gil() -> None:
+    c = Cache()
+    entered = threading.Event()
+    ticks = 0
+
+    def loader() -> str:
+        entered.set()
+        time.sleep(0.3)
+        return "v"
+
+    leader = threading.Thread(target=lambda: c.get_or_load_sync("k", loader))
+    leader.start()
+    entered.wait(5)
+    waiter = threading.Thread(target=lambda: c.get_or_load_sync("k", lambda: "other"))
+    waiter.start()
+    # Python code keeps running on this thread while both others are inside the cache.
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        ticks += 1
+    leader.join()
+    waiter.join()
+    assert ticks > 1000 and c["k"] == "v"
+
+
+def test_loader_error_reaches_every_thread() -> None:
+    c = Cache()
+    err = ValueError("bad origin")
+
+    def loader() -> str:
+        time.sleep(0.1)
+        raise err
+
+    barrier = threading.Barrier(8)
+
+    def call() -> BaseException:
+        barrier.wait()
+        try:
+            c.get_or_load_sync("k", loader)
+        except BaseException as e:  # noqa: BLE001
+            return e
+        raise AssertionError("no error")
+
+    with ThreadPoolExecutor(8) as pool:
+        errors = list(pool.map(lambda _: call(), range(8)))
+    assert all(e is err for e in errors)
+
+
+def test_async_loader_is_refused_in_sync_call() -> None:
+    c = Cache()
+
+    async def loader() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="get_or_load"):
+        c.get_or_load_sync("k", loader)
+
+
+def test_async_and_threaded_callers_share_one_flight() -> None:
+    c = Cache()
+    calls = 0
+    release = threading.Event()
+
+    async def loader() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 5)
+        return "shared"
+
+    results: list = []
+
+    async def main() -> None:
+        task = asyncio.ensure_future(c.get_or_load("k", loader))
+        await asyncio.sleep(0.01)
+        threads = [threading.Thread(target=lambda: results.append(c.get_or_load_sync("k", lambda: "own"))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        await asyncio.sleep(0.05)
+        release.set()
+        results.append(await task)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: [t.join() for t in threads])
+
+    asyncio.run(main())
+    assert calls == 1 and results == ["shared"] * 5
+
+
+def test_recursive_sync_loader_from_async_call() -> None:
+    c = Cache()
+
+    async def main() -> None:
+        def loader() -> int:
+            return c.get_or_load_sync("k", lambda: 1)
+
+        with pytest.raises(healcache.RecursiveLoad):
+            await c.get_or_load("k", loader)
+
+    asyncio.run(main())

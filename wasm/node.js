@@ -1,0 +1,15 @@
+'use strict';
+// healcache on WebAssembly, for Node (wasm-bindgen --target nodejs): the same `Cache` as the
+// native package. Build with `npm run build:wasm`.
+const { AsyncLocalStorage } = require('node:async_hooks');
+const { makeCache, guardWasm } = require('../dist/cache.cjs');
+const raw = require('../bindings-wasm/pkg-node/healcache_wasm.js');
+
+const backend = guardWasm(raw);
+const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage() });
+
+module.exports = {
+  Cache,
+  /** Test hooks: panic inside the module; whether the instance trapped. */
+  __testing: { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned },
+};

@@ -1,0 +1,18 @@
+// Types of healcache/wasm/web (edge workers, browsers): the same Cache, plus initialisation.
+export * from '../index';
+
+/** What the module can be instantiated from. */
+export type WasmInput = BufferSource | WebAssembly.Module;
+
+/** Instantiates the module synchronously from its bytes or a compiled module (once per isolate). */
+export declare function initSync(module: WasmInput): void;
+
+/** Instantiates the module from a URL, Response, bytes or module (default: the .wasm next to the glue). */
+export declare function init(input?: WasmInput | URL | string | Response | Promise<Response>): Promise<void>;
+export default init;
+
+/** Test hooks of the WebAssembly build. */
+export declare const __testing: {
+  panic(): void;
+  isPoisoned(): boolean;
+};
