@@ -4,16 +4,17 @@
 // `js/build.mjs` writes a CommonJS copy (dist/cache.cjs) for `require`.
 //
 // Design: the core is the authority, JS keeps the values.
-// - The core (`healcache::Cache<f64>`) stores a numeric handle per entry; this wrapper keeps the JS
-//   value under that handle. A hit returns the very value that was stored (`get(k) === obj`), no
-//   value is copied or serialised, and no napi Reference is needed.
+// - The core (`healcache::Cache<Handle>`) stores a numeric handle per entry, with the value's weight
+//   (`sizeOf`, for maxBytes/maxEntryBytes); this wrapper keeps the JS value under that handle. A hit
+//   returns the very value that was stored (`get(k) === obj`), no value is copied or serialised, and
+//   no napi Reference is needed; the same code runs over napi and WASM.
 // - Eviction, TTL rules, versions, coalescing (the core flight table) and sampling live in the core.
 //   This wrapper keeps a read mirror `Map<key, slot>` of what the core answered ({value, handle,
 //   version, expiresAt}), so `get` is a Map lookup in JS (a call into Rust costs 75-420 ns against
 //   about 12 ns for lru-cache's `get`, TOOLCHAIN.md).
 // - The mirror stays exact: writes and deletes go through the core and update it with the core's
-//   answer; entries the core evicts or expires are queued by the core's removal listener (handles),
-//   as (key, handle) pairs, and a call that may evict returns a flag (a negative version from
+//   answer; entries the core evicts or expires are queued by the core's removal listener as
+//   (key, handle) pairs, and a call that may evict returns a flag (a negative version from
 //   `set`, `true` from `touch`), after which the wrapper drains the queue and drops those entries
 //   (only if the mirror still holds that very handle: handles are never reused).
 // - The mirror's expiry is computed from a JS clock read taken before the core's, so it expires an
@@ -26,6 +27,7 @@
 //   (one per key per cache) and calls back the JS loader once. The loader's value gets a handle like
 //   a `set`; its rejection (or synchronous throw) is kept here under a load id, and every waiter
 //   receives that very value. An AbortSignal cancels only its caller's wait (core `Cancelled`).
+//   A loaded value enters the mirror once the core is seen to hold it (`peek` at settle time).
 
 /** Options of `new Cache(options)`: [JS name, core `Config` field], in the order backends take them. */
 const OPTIONS = [
@@ -151,9 +153,11 @@ function ttlArg(ttl) {
 /**
  * The `Cache` class over one backend module (napi addon or wasm-bindgen module), which exports
  * create, set, remove, removeIfVersion, peek, touch, drain, len, clear, purgeExpired, stats,
- * getOrLoad and cancel (see bindings-node/src/cache.rs).
+ * getOrLoad and cancel (see bindings-node/src/cache.rs). `asyncLocalStorage` (Node's, when the
+ * host has one) lets a loader that asks for a key it is loading get `RecursiveLoad` instead of
+ * waiting on itself: JS loaders run outside the core's poll, where the core detects it for Rust.
  */
-function makeCache(B) {
+function makeCache(B, { asyncLocalStorage: als } = {}) {
   let tickets = 0;
 
   class Cache {
@@ -319,11 +323,16 @@ function makeCache(B) {
       this._misses++;
       tickets = (tickets + 1) >>> 0;
       const ticket = tickets;
+      // the loads this call is nested in: [cache, key] pairs, carried by the host's async context
+      const chain = als === undefined ? undefined : als.getStore();
+      if (chain !== undefined && chain.some(([c, k]) => c === this && k === key)) {
+        throw codeError('RecursiveLoad', 'recursive load: a loader asked for the key it is loading');
+      }
       this._waiting.set(key, (this._waiting.get(key) || 0) + 1);
       this._loading++;
       let onAbort;
       try {
-        const p = B.getOrLoad(this._c, key, () => this._runLoader(key, loader), ticket);
+        const p = B.getOrLoad(this._c, key, () => this._runLoader(key, loader, chain), ticket);
         if (signal) {
           onAbort = () => B.cancel(this._c, ticket);
           signal.addEventListener('abort', onAbort, { once: true });
@@ -365,11 +374,13 @@ function makeCache(B) {
     // Called by the core, once per flight: runs the user's loader and gives the core
     // [handle, weight] (or [-loadId, 0] when it threw or rejected: that value is kept for every
     // waiter).
-    async _runLoader(key, loader) {
+    async _runLoader(key, loader, chain) {
       let s;
       let w;
       try {
-        s = { k: key, v: await loader(key), h: 0, ver: 0, exp: Infinity };
+        const call = () => loader(key);
+        const v = await (als === undefined ? call() : als.run([...(chain || []), [this, key]], call));
+        s = { k: key, v, h: 0, ver: 0, exp: Infinity };
         w = weigh(this._sizeOf, s.v, key);
       } catch (err) {
         const id = ++this._next;
