@@ -459,7 +459,10 @@ impl<V: Clone> Store<V> {
                 return Err(Error::VersionMismatch { expected: exp, current: 0 });
             }
         }
-        inner.sweep(now, &shard.stats, removed);
+        // Below capacity, probe for expired entries; at capacity eviction takes expired ones first.
+        if inner.slots.len() < inner.max_entries {
+            inner.sweep(now, &shard.stats, removed);
+        }
         inner.make_room(weight, now, None, &shard.stats, removed);
         let version = self.next_version.fetch_add(1, Relaxed);
         let idx = inner.slots.len() as u32;
@@ -700,8 +703,14 @@ impl<V> ShardInner<V> {
             }
             let mut victim = usize::MAX;
             let mut best = u8::MAX;
-            for _ in 0..EVICTION_SAMPLES.min(n) {
-                let i = self.rng.random_range(0..n);
+            // Draw and prefetch every candidate first, so their cache misses overlap.
+            let mut cand = [0usize; EVICTION_SAMPLES];
+            let m = EVICTION_SAMPLES.min(n);
+            for c in cand.iter_mut().take(m) {
+                *c = self.rng.random_range(0..n);
+                prefetch(&self.slots[*c]);
+            }
+            for &i in &cand[..m] {
                 if Some(i) == keep {
                     continue;
                 }
