@@ -767,9 +767,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);
-        if let Lookup::Fresh(raw) = look {
-            return raw.value.ok_or(Error::NotFound);
-        }
+        let stale = match look {
+            Lookup::Fresh(raw) => return raw.value.ok_or(Error::NotFound),
+            Lookup::Stale(raw) => Some(raw.value),
+            Lookup::Absent => None,
+        };
         let loader = move || future::lazy(move |_| loader().map(Loaded::Value));
         let joined = match inner.flights.join_or_start(
             key,
@@ -779,7 +781,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,
         };
-        flight::wait_blocking(joined, inner.settings.load_timeout)?.ok_or(Error::NotFound)
+        match flight::wait_blocking(joined, inner.settings.load_timeout) {
+            Ok(v) => v.ok_or(Error::NotFound),
+            Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
+            // fail-safe, as in `fetch`: within grace a failed load serves the stale value
+            Err(e) => match stale {
+                Some(v) => {
+                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                    v.ok_or(Error::NotFound)
+                }
+                None => Err(e),
+            },
+        }
     }
 
     fn load_future<F, Fut, E>(

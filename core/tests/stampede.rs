@@ -164,9 +164,14 @@ fn fail_safe_serves_stale_when_the_loader_fails() {
     // get_or_load falls back the same way
     let v = block_on(c.get_or_load("k", || async { Err::<u64, _>(Boom("still down")) })).unwrap();
     assert_eq!(v, 7);
+    // and so does the blocking twin
+    let v = c.get_or_load_blocking("k", || Err::<u64, _>(Boom("down for threads too"))).unwrap();
+    assert_eq!(v, 7);
+    assert_eq!(c.stats().stale_served_fail_safe, 3);
     clock.advance(5000 * MS);
     let r = block_on(c.fetch("k", FetchOptions::default(), failing));
     assert!(matches!(r, Err(Error::Loader(_))));
+    assert!(matches!(c.get_or_load_blocking("k", || Err::<u64, _>(Boom("x"))), Err(Error::Loader(_))));
 }
 
 /// Soft timeout: a slow load with a stale value to fall back on returns the stale value at the
