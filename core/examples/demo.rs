@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use healcache::Cache;
+use healcache::{Cache, FnSource, Healer, HealingConfig, SourceAnswer, SourceError};
 use tokio::sync::Semaphore;
 
 /// A slow origin that counts its queries and saturates at 16 concurrent ones.
@@ -79,4 +79,90 @@ async fn main() {
     assert_eq!(q, 1000, "every uncached request reached the origin");
     assert_eq!(q2, 1, "the coalesced herd reached the origin once");
     println!("\n=> 1,000 requests reached the origin {q} times without healcache and {q2} time with it.");
+
+    healing_section().await;
+}
+
+/// Section 2: a cache filled from a database drifts when writes bypass it; the healer samples
+/// keys, checks them against the database, repairs the drift and scores each prefix.
+async fn healing_section() {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+
+    println!("\n2. Self-healing: 100,000 cached rows; then 10% of the `user:` rows change in the database behind the cache\n");
+    let n = 100_000u64;
+    let db: Arc<RwLock<HashMap<String, u64>>> = Arc::default();
+    let cache: Cache<u64> = Cache::builder().max_entries(2 * n).build().unwrap();
+    for i in 0..n {
+        let key = if i % 2 == 0 { format!("user:{i}") } else { format!("order:{i}") };
+        db.write().unwrap().insert(key.clone(), i);
+        cache.set(&key, i).unwrap();
+    }
+    // writes that bypass the cache: a lost invalidation, a batch job, a manual fix
+    let mut drifted = 0;
+    for i in (0..n).step_by(2).filter(|i| i % 20 == 0) {
+        db.write().unwrap().insert(format!("user:{i}"), i + 1_000_000);
+        drifted += 1;
+    }
+    println!("   {drifted} of {} user rows drifted; order rows untouched", n / 2);
+    let source = |db: &Arc<RwLock<HashMap<String, u64>>>| {
+        let db = db.clone();
+        FnSource(move |k: &str| {
+            let answer = match db.read().unwrap().get(k) {
+                Some(v) => SourceAnswer::Value(*v),
+                None => SourceAnswer::NotFound,
+            };
+            futures::future::ready(Ok::<_, SourceError>(answer))
+        })
+    };
+    let healer = Healer::new(
+        cache.clone(),
+        HealingConfig {
+            enabled: true,
+            sample_rate: 0.05,
+            auto_repair: false,
+            score_window: 1000.0,
+            ..HealingConfig::default()
+        },
+    )
+    .unwrap();
+    healer.register_source("user:", source(&db)).unwrap();
+    healer.register_source("order:", source(&db)).unwrap();
+    println!(
+        "\n   {:<10} {:>8} {:>9} {:>9} {:>12} {:>12}",
+        "interval", "sampled", "drift", "repaired", "user: score", "order: score"
+    );
+    let mut row = |i: usize, r: healcache::IntervalReport, h: &Healer<u64>| {
+        println!(
+            "   {:<10} {:>8} {:>9} {:>9} {:>12.3} {:>12.3}",
+            i,
+            r.verified,
+            r.drift,
+            r.repaired,
+            h.score("user:").map_or(1.0, |s| s.score),
+            h.score("order:").map_or(1.0, |s| s.score)
+        );
+    };
+    for i in 1..=3 {
+        let r = healer.run_interval().await;
+        row(i, r, &healer);
+    }
+    println!("   -- auto_repair on --");
+    healer.config_set("healing.auto_repair", "true").unwrap();
+    let mut i = 3;
+    while healer.score("user:").unwrap().score < 1.0 && i < 60 {
+        i += 1;
+        let r = healer.run_interval().await;
+        if i <= 8 || i % 5 == 0 || healer.score("user:").unwrap().score >= 1.0 {
+            row(i, r, &healer);
+        }
+    }
+    let st = healer.stats();
+    println!(
+        "\n=> drift found {} times, {} repairs landed; user: score back to {:.3} after {} intervals (sample rate 5%, window 1,000).",
+        st.total_drift,
+        st.total_repaired,
+        healer.score("user:").unwrap().score,
+        i
+    );
 }
