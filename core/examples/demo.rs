@@ -132,7 +132,7 @@ async fn healing_section() {
         "\n   {:<10} {:>8} {:>9} {:>9} {:>12} {:>12}",
         "interval", "sampled", "drift", "repaired", "user: score", "order: score"
     );
-    let mut row = |i: usize, r: healcache::IntervalReport, h: &Healer<u64>| {
+    let row = |i: usize, r: healcache::IntervalReport, h: &Healer<u64>| {
         println!(
             "   {:<10} {:>8} {:>9} {:>9} {:>12.3} {:>12.3}",
             i,
