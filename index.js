@@ -2,7 +2,7 @@
 // healcache for Node.js: the shared JS wrapper (js/cache.mjs) over the napi-rs addon
 // (bindings-node). Build the addon with `npm run build`.
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { makeCache } = require('./dist/cache.cjs');
+const { makeCache, NOT_FOUND } = require('./dist/cache.cjs');
 
 let native;
 try {
@@ -13,4 +13,4 @@ try {
 
 // AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection).
 const Cache = makeCache(native, { asyncLocalStorage: new AsyncLocalStorage() });
-module.exports = { Cache };
+module.exports = { Cache, NOT_FOUND };

@@ -2,4 +2,5 @@
 import healcache from './index.js';
 
 export const Cache = healcache.Cache;
+export const NOT_FOUND = healcache.NOT_FOUND;
 export default healcache;

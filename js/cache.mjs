@@ -27,7 +27,18 @@
 //   (one per key per cache) and calls back the JS loader once. The loader's value gets a handle like
 //   a `set`; its rejection (or synchronous throw) is kept here under a load id, and every waiter
 //   receives that very value. An AbortSignal cancels only its caller's wait (core `Cancelled`).
-//   A loaded value enters the mirror once the core is seen to hold it (`peek` at settle time).
+//   A loaded value enters the mirror once the core is seen to hold it (`state` at settle time).
+// - `fetch`: the same flight through core `fetch`, with the core's status string; a loader may
+//   answer `NOT_FOUND` (core `Loaded::NotFound`). Every stampede layer (stale-while-revalidate,
+//   fail-safe, soft timeout, XFetch, refresh-ahead, jitter, negative entries) is the core's.
+// - Background refreshes store values outside any JS call. So when a loader resolves (the only
+//   way a value reaches the core besides `set`), its key becomes "pending": the mirror stops
+//   answering for it and its reads ask the core (`state`: which handle it holds, with its
+//   expiry) until every value loaded for the key is decided: the core holds it or a newer
+//   value, or no flight is under way any more (then it never will). Values loaded for a key are
+//   kept under their handle until then, so whatever the core holds resolves to its JS value. A
+//   stale value (past its TTL, within `grace`) is never a mirror hit: it comes from the core's
+//   answer to `fetch`/`getOrLoad` only.
 
 /** Options of `new Cache(options)`: [JS name, core `Config` field], in the order backends take them. */
 const OPTIONS = [
@@ -40,8 +51,35 @@ const OPTIONS = [
   ['loadTimeout', 'load_timeout_ms'],
   ['shards', 'shards'],
   ['seed', 'seed'],
+  ['grace', 'grace_ms'],
+  ['staleWhileRevalidate', 'stale_while_revalidate'],
+  ['loadSoftTimeout', 'load_soft_timeout_ms'],
+  ['xfetch', 'xfetch'],
+  ['xfetchBeta', 'xfetch_beta'],
+  ['refreshAfter', 'refresh_after_ms'],
+  ['ttlJitter', 'ttl_jitter'],
+  ['negativeTtl', 'negative_ttl_ms'],
+  ['maxNegativeShare', 'max_negative_share'],
 ];
-const JS_NAME = new Map(OPTIONS.map(([js, core]) => [core, js]));
+/** Options of `fetch(key, loader, options)`: [JS name, core `FetchOptions` field], in backend order. */
+const FETCH_OPTIONS = [
+  ['ttl', 'ttl'],
+  ['negativeTtl', 'negative_ttl'],
+  ['staleWhileRevalidate', 'stale_while_revalidate'],
+  ['xfetch', 'xfetch'],
+  ['softTimeout', 'soft_timeout'],
+];
+const BOOLEAN_OPTIONS = new Set(['staleWhileRevalidate', 'xfetch']);
+const JS_NAME = new Map([...OPTIONS, ...FETCH_OPTIONS].map(([js, core]) => [core, js]));
+const FETCH_KNOWN = new Map(FETCH_OPTIONS.map(([js], i) => [js, i]));
+
+/**
+ * What a loader returns for a key that does not exist at the source (core `Loaded::NotFound`):
+ * `fetch` gives `{ value: undefined, status: "negative-loaded" }`, `getOrLoad` rejects with code
+ * "NotFound", and with `negativeTtl` the answer is cached. A registered symbol, so the Node and
+ * WASM packages (and their CommonJS and ES copies) share it.
+ */
+const NOT_FOUND = Symbol.for('healcache.NOT_FOUND');
 // JS-only option: `sizeOf(value, key)`, the weight of a value in bytes for maxBytes/maxEntryBytes.
 const SIZE_OF = 'sizeOf';
 const KNOWN = new Map(OPTIONS.map(([js], i) => [js, i]));
@@ -50,8 +88,12 @@ const KNOWN = new Map(OPTIONS.map(([js], i) => [js, i]));
 const STATS = [
   'hits', 'misses', 'inserts', 'updates', 'evictions', 'expirations', 'entries', 'weight', 'loads',
   'coalesced', 'loadErrors', 'loadPanics', 'loadTimeouts', 'fencedWrites', 'oversizeRejections',
-  'inFlight',
+  'inFlight', 'staleServedSwr', 'staleServedFailSafe', 'staleServedSoftTimeout', 'earlyRefreshes',
+  'refreshAhead', 'negativeHits', 'negativeEntries', 'negativeRefused',
 ];
+const LATENCY_BUCKETS = 14;
+/** `fetch` statuses that answered with a fresh value (counted as hits). */
+const HIT_STATUS = new Set(['hit', 'early-refresh', 'refresh-ahead']);
 
 const SAMPLE_MASK = 15; // one mirror hit in 16 is reported to the core
 const READ_BUFFER = 64; // keys per `touch` batch
@@ -118,6 +160,9 @@ function coreArgs(options) {
       } else {
         throw invalid('seed', `must be a non-negative integer or bigint, got ${String(v)}`);
       }
+    } else if (BOOLEAN_OPTIONS.has(name)) {
+      if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+      args[i] = v;
     } else if (typeof v !== 'number') {
       throw invalid(name, `must be a number, got ${typeof v}`);
     } else {
@@ -145,6 +190,27 @@ function weigh(sizeOf, value, key) {
   return w;
 }
 
+/** The backends' `fetch` option arguments; names and types checked here, values by the core. */
+function fetchArgs(options) {
+  const args = new Array(FETCH_OPTIONS.length).fill(undefined);
+  if (options === undefined || options === null) return args;
+  if (typeof options !== 'object') throw invalid('options', 'must be an object');
+  for (const name of Object.keys(options)) {
+    if (name === 'signal') continue;
+    const i = FETCH_KNOWN.get(name);
+    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal'].join(', ')})`);
+    const v = options[name];
+    if (v === undefined) continue;
+    if (BOOLEAN_OPTIONS.has(name)) {
+      if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+    } else if (typeof v !== 'number') {
+      throw invalid(name, `must be a number of milliseconds, got ${typeof v}`);
+    }
+    args[i] = v;
+  }
+  return args;
+}
+
 function ttlArg(ttl) {
   if (ttl === undefined || typeof ttl === 'number') return ttl;
   throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
@@ -152,35 +218,49 @@ function ttlArg(ttl) {
 
 /**
  * The `Cache` class over one backend module (napi addon or wasm-bindgen module), which exports
- * create, set, remove, removeIfVersion, peek, touch, drain, len, clear, purgeExpired, stats,
- * getOrLoad and cancel (see bindings-node/src/cache.rs). `asyncLocalStorage` (Node's, when the
- * host has one) lets a loader that asks for a key it is loading get `RecursiveLoad` instead of
- * waiting on itself: JS loaders run outside the core's poll, where the core detects it for Rust.
+ * create, set, remove, removeIfVersion, peek, state, touch, drain, len, clear, purgeExpired,
+ * stats, prometheus, getOrLoad, fetch and cancel (see bindings-node/src/cache.rs).
+ * `asyncLocalStorage` (Node's, when the host has one) lets a loader that asks for a key it is
+ * loading get `RecursiveLoad` instead of waiting on itself: JS loaders run outside the core's
+ * poll, where the core detects it for Rust.
  */
 function makeCache(B, { asyncLocalStorage: als } = {}) {
   let tickets = 0;
+  const SEED = KNOWN.get('seed');
+  const TTL = KNOWN.get('ttl');
+  const JITTER = KNOWN.get('ttlJitter');
+  const XFETCH = KNOWN.get('xfetch');
+  const REFRESH_AFTER = KNOWN.get('refreshAfter');
+  const PENDING_SWEEP = 1024; // pending keys before a sweep asks the core about all of them
 
   class Cache {
     constructor(options) {
       const args = coreArgs(options);
       // On wasm32 std's RandomState is not random: the seed always comes from the host.
-      if (args[8] === undefined) args[8] = randomSeed();
+      if (args[SEED] === undefined) args[SEED] = randomSeed();
       try {
         this._c = B.create(...args);
       } catch (e) {
         throw jsField(e);
       }
-      this._ttl = args[2] === undefined ? Infinity : args[2];
+      this._ttl = args[TTL] === undefined ? Infinity : args[TTL];
+      // TTLs stretched by the core: the mirror takes each entry's expiry from the core
+      this._jitter = args[JITTER] !== undefined && args[JITTER] > 0;
+      // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
+      this._readRefresh = args[XFETCH] === true || args[REFRESH_AFTER] !== undefined;
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
-      this._m = new Map(); // key -> slot {k, v, h, ver, exp}: what the core holds
+      this._m = new Map(); // key -> slot {k, v, h, ver, exp}: what the core holds (exp: mirror freshness)
       this._next = 0; // last handle / load id given (never reused)
       this._hits = 0;
       this._misses = 0;
       this._reads = [];
-      this._loaded = new Map(); // handle or load id -> slot or {err}, while its key has waiters
-      this._waiting = new Map(); // key -> getOrLoad calls under way
-      this._keyLoads = new Map(); // key -> handles / load ids made by its loaders
-      this._loading = 0;
+      this._loaded = new Map(); // handle -> slot, for values loaders returned, until decided
+      this._pending = new Map(); // key -> handles loaded for it and not yet decided
+      this._kept = new Map(); // key -> decided handles kept while the key has waiters
+      this._sweepAt = PENDING_SWEEP;
+      this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
+      this._keyErrors = new Map(); // key -> load ids of rejections
+      this._waiting = new Map(); // key -> getOrLoad/fetch calls under way
     }
 
     /** The value of `key`, or undefined. A hit returns the very value stored. */
@@ -190,11 +270,11 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
         if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
         return s.v;
       }
-      if (this._loading > 0 && typeof key === 'string') {
-        const t = this._peekLoaded(key);
-        if (t !== undefined) {
+      if (this._pending.size !== 0 && this._pending.has(key)) {
+        const f = this._reconcile(key);
+        if (f !== undefined) {
           this._hits++;
-          return t.v;
+          return f[0].v;
         }
       }
       this._misses++;
@@ -203,26 +283,25 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
 
     /** `{ value, version, expiresIn }` of `key` (expiresIn in ms, undefined: never), or undefined. */
     getEntry(key) {
-      const s = this._m.get(key);
-      const t = now();
-      if (s === undefined || s.exp <= t) {
+      const f = this._fresh(key);
+      if (f === undefined) {
         this._misses++;
         return undefined;
       }
       if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
-      return { value: s.v, version: s.ver, expiresIn: s.exp === Infinity ? undefined : s.exp - t };
+      const [s, exp] = f;
+      return { value: s.v, version: s.ver, expiresIn: exp === Infinity ? undefined : exp - now() };
     }
 
     /** Whether `key` has a live entry (not counted as a read). */
     has(key) {
-      const s = this._m.get(key);
-      return s !== undefined && s.exp > now();
+      return this._fresh(key) !== undefined;
     }
 
     /** The version of `key`'s live entry, 0 if it has none. */
     version(key) {
-      const s = this._m.get(key);
-      return s !== undefined && s.exp > now() ? s.ver : 0;
+      const f = this._fresh(key);
+      return f === undefined ? 0 : f[0].ver;
     }
 
     /**
@@ -249,7 +328,14 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
         this._drain();
       }
       const ttlMs = ttl === undefined ? this._ttl : ttl;
-      this._m.set(key, { k: key, v: value, h, ver, exp: ttlMs === Infinity ? Infinity : t0 + ttlMs });
+      let exp = ttlMs === Infinity ? Infinity : t0 + ttlMs;
+      if (this._jitter && exp !== Infinity) {
+        const e = B.peek(this._c, key);
+        if (e.length === 3 && e[0] === h) exp = e[2] < 0 ? Infinity : t0 + e[2];
+      }
+      this._m.set(key, { k: key, v: value, h, ver, exp });
+      // a loaded value older than this write can no longer be stored (fenced, or replaced)
+      if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, h, false);
       return ver;
     }
 
@@ -291,6 +377,7 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
     purgeExpired() {
       const n = B.purgeExpired(this._c);
       this._drain();
+      this._sweep();
       return n;
     }
 
@@ -301,26 +388,73 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       for (let i = 0; i < STATS.length; i++) out[STATS[i]] = a[i];
       out.hits = this._hits;
       out.misses = this._misses;
+      out.loadLatency = {
+        counts: a.slice(STATS.length, STATS.length + LATENCY_BUCKETS),
+        sumNanos: a[STATS.length + LATENCY_BUCKETS],
+      };
       return out;
+    }
+
+    /** Every counter in the Prometheus text format (core `Cache::prometheus`), labelled `cache="<name>"`. */
+    prometheus(name) {
+      if (typeof name !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'the cache name is a string');
+      return B.prometheus(this._c, name, this._hits, this._misses);
     }
 
     /**
      * The value of `key`, or the value `loader(key)` returns or resolves to, stored in the cache.
      * Concurrent callers of one key share one loader call (the core's flight table) and its
      * result: a rejection reaches every waiter as the same value. `signal` stops this caller's
-     * wait (it rejects with code "Cancelled"); the load goes on for the others.
+     * wait (it rejects with code "Cancelled"); the load goes on for the others. A loader
+     * answering `NOT_FOUND` (or a cached "not found") rejects with code "NotFound".
      */
     async getOrLoad(key, loader, options) {
-      const s = this._m.get(key);
-      if (s !== undefined && (s.exp === Infinity || s.exp > now())) {
-        if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
-        return s.v;
+      if (!this._readRefresh) {
+        const s = this._m.get(key);
+        if (s !== undefined && (s.exp === Infinity || s.exp > now())) {
+          if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
+          return s.v;
+        }
       }
+      const signal = options === undefined ? undefined : options.signal;
+      const [h] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket));
+      return h;
+    }
+
+    /**
+     * `getOrLoad` with the core's status: resolves to `{ value, status }`, `status` one of "hit",
+     * "loaded", "coalesced", "stale", "stale-fail-safe", "stale-soft-timeout", "early-refresh",
+     * "refresh-ahead", "negative-hit", "negative-loaded" (value undefined for the last two). The
+     * loader may return `NOT_FOUND`. Options: `ttl`, `negativeTtl`, `softTimeout` (ms),
+     * `staleWhileRevalidate`, `xfetch` (booleans), `signal`; unset ones take the cache's.
+     */
+    async fetch(key, loader, options) {
+      const args = fetchArgs(options);
+      if (!this._readRefresh) {
+        const s = this._m.get(key);
+        if (s !== undefined && (s.exp === Infinity || s.exp > now())) {
+          if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
+          return { value: s.v, status: 'hit' };
+        }
+      }
+      const signal = options == null ? undefined : options.signal;
+      const [value, status] = await this._flight(key, loader, signal, (ticket, run) => {
+        try {
+          return B.fetch(this._c, key, run, ticket, ...args);
+        } catch (e) {
+          throw jsField(e);
+        }
+      });
+      return { value, status };
+    }
+
+    // ---- internals ----
+
+    // One getOrLoad/fetch call through the core: resolves to [value, status].
+    async _flight(key, loader, signal, call) {
       checkKey(key);
       if (typeof loader !== 'function') throw codeError('ERR_INVALID_ARG_TYPE', 'loader must be a function');
-      const signal = options === undefined ? undefined : options.signal;
       if (signal && signal.aborted) throw codeError('Cancelled', 'cancelled');
-      this._misses++;
       tickets = (tickets + 1) >>> 0;
       const ticket = tickets;
       // the loads this call is nested in: [cache, key] pairs, carried by the host's async context
@@ -329,28 +463,29 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
         throw codeError('RecursiveLoad', 'recursive load: a loader asked for the key it is loading');
       }
       this._waiting.set(key, (this._waiting.get(key) || 0) + 1);
-      this._loading++;
       let onAbort;
       try {
-        const p = B.getOrLoad(this._c, key, () => this._runLoader(key, loader, chain), ticket);
+        const p = call(ticket, () => this._runLoader(key, loader, chain));
         if (signal) {
           onAbort = () => B.cancel(this._c, ticket);
           signal.addEventListener('abort', onAbort, { once: true });
         }
-        let h;
+        let r;
         try {
-          h = await p;
+          r = await p;
         } catch (e) {
+          this._misses++;
           throw this._loadError(e);
         }
-        return this._settle(key, h);
+        const [h, status] = r;
+        if (HIT_STATUS.has(status)) this._hits++;
+        else this._misses++;
+        return [h < 0 ? undefined : this._settle(key, h), status];
       } finally {
         if (onAbort) signal.removeEventListener('abort', onAbort);
         this._leave(key);
       }
     }
-
-    // ---- internals ----
 
     _read(key) {
       const r = this._reads;
@@ -368,90 +503,135 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       for (let i = 0; i < a.length; i += 2) {
         const s = this._m.get(a[i]);
         if (s !== undefined && s.h === a[i + 1]) this._m.delete(a[i]);
+        if (!this._waiting.has(a[i])) this._loaded.delete(a[i + 1]);
       }
     }
 
-    // Called by the core, once per flight: runs the user's loader and gives the core
-    // [handle, weight] (or [-loadId, 0] when it threw or rejected: that value is kept for every
-    // waiter).
+    // The fresh slot of `key` and its expiry, asking the core when the key is pending.
+    _fresh(key) {
+      const s = this._m.get(key);
+      if (s !== undefined && s.exp > now()) return [s, s.exp];
+      if (this._pending.size !== 0 && this._pending.has(key)) return this._reconcile(key);
+      return undefined;
+    }
+
+    // Asks the core which value `key` holds now: returns [slot, expiry] if a fresh one, and
+    // decides the key's pending loaded values. The mirror answers for the key again once none
+    // is left.
+    _reconcile(key) {
+      const t0 = now();
+      const e = B.state(this._c, key); // [flights, handle (-1: none), version, expiresInMs (-1: never)]
+      let out;
+      if (e[1] >= 0) {
+        let s = this._m.get(key);
+        if (s === undefined || s.h !== e[1]) s = this._loaded.get(e[1]);
+        if (s !== undefined) {
+          s.ver = e[2];
+          out = [s, e[3] < 0 ? Infinity : t0 + e[3]];
+          s.exp = out[1];
+          this._m.set(key, s);
+        }
+      }
+      this._decide(key, e[1], e[0] === 0);
+      // still pending: a value may yet land, so the mirror keeps asking the core
+      if (out !== undefined && this._pending.has(key)) out[0].exp = -Infinity;
+      return out;
+    }
+
+    // Values loaded for `key` up to handle `held` (which the core holds now, or which a write
+    // superseded) are decided; with `idle` (no flight under way) all of them are. Decided values
+    // are forgotten unless the mirror holds them, and kept while the key has waiters.
+    _decide(key, held, idle) {
+      const ids = this._pending.get(key);
+      if (ids === undefined) return;
+      const keep = idle ? [] : ids.filter((id) => id > held);
+      if (keep.length === 0) this._pending.delete(key);
+      else this._pending.set(key, keep);
+      const done = ids.filter((id) => !keep.includes(id));
+      if (this._waiting.has(key)) {
+        const k = this._kept.get(key);
+        if (k === undefined) this._kept.set(key, done);
+        else k.push(...done);
+        return;
+      }
+      for (const id of done) this._loaded.delete(id);
+    }
+
+    // Asks the core about every pending key (bounds what the pending values keep alive).
+    _sweep() {
+      for (const key of [...this._pending.keys()]) this._reconcile(key);
+      this._sweepAt = Math.max(PENDING_SWEEP, 2 * this._pending.size);
+    }
+
+    // Called by the core, once per flight (also for background refreshes): runs the user's loader
+    // and gives the core [handle, weight], [0, 0] for NOT_FOUND, or [-loadId, 0] when it threw
+    // or rejected (that value is kept for every waiter).
     async _runLoader(key, loader, chain) {
-      let s;
-      let w;
+      let v;
+      let w = 0;
       try {
         const call = () => loader(key);
-        const v = await (als === undefined ? call() : als.run([...(chain || []), [this, key]], call));
-        s = { k: key, v, h: 0, ver: 0, exp: Infinity };
-        w = weigh(this._sizeOf, s.v, key);
+        v = await (als === undefined ? call() : als.run([...(chain || []), [this, key]], call));
+        if (v !== NOT_FOUND) w = weigh(this._sizeOf, v, key);
       } catch (err) {
         const id = ++this._next;
-        this._track(key, id, { err });
+        if (this._waiting.has(key)) {
+          this._errors.set(id, err);
+          const l = this._keyErrors.get(key);
+          if (l === undefined) this._keyErrors.set(key, [id]);
+          else l.push(id);
+        }
         return [-id, 0];
       }
-      s.h = ++this._next;
-      // no waiter left: the core dropped this flight and will not store the value
-      if (this._waiting.has(key)) this._track(key, s.h, s);
-      return [s.h, w];
-    }
-
-    _track(key, id, v) {
-      this._loaded.set(id, v);
-      const l = this._keyLoads.get(key);
-      if (l === undefined) this._keyLoads.set(key, [id]);
-      else l.push(id);
+      // The core may store this answer at any time from now on: the key is pending.
+      const h = ++this._next;
+      if (v !== NOT_FOUND) this._loaded.set(h, { k: key, v, h, ver: 0, exp: -Infinity });
+      const ids = this._pending.get(key);
+      if (ids === undefined) this._pending.set(key, [h]);
+      else ids.push(h);
+      const s = this._m.get(key);
+      if (s !== undefined) s.exp = -Infinity;
+      if (this._pending.size > this._sweepAt) this._sweep();
+      return v === NOT_FOUND ? [0, 0] : [h, w];
     }
 
     _loadError(e) {
       if (e && e.code === 'LoaderError' && typeof e.loadId === 'number') {
-        const r = this._loaded.get(e.loadId);
-        if (r !== undefined && 'err' in r) return r.err;
+        const r = this._errors.get(e.loadId);
+        if (r !== undefined) return r;
       }
       return e;
     }
 
-    // The core answered `h` for `key`: a value stored by `set` or by a loader; a loaded value
-    // enters the mirror once the core is seen to hold it.
+    // The core answered handle `h` for `key`: a value stored by `set` or by a loader (fresh, or
+    // stale within grace); a loaded value enters the mirror once the core is seen to hold it.
     _settle(key, h) {
       let s = this._m.get(key);
       if (s === undefined || s.h !== h) s = this._loaded.get(h);
       if (s === undefined) throw codeError('LoaderError', 'the loaded value is gone');
-      if (this._m.get(key) !== s) this._confirm(key, s);
+      if (this._pending.has(key)) this._reconcile(key);
       return s.v;
     }
 
-    _confirm(key, s) {
-      const t0 = now();
-      const e = B.peek(this._c, key);
-      this._drain();
-      if (e.length === 3 && e[0] === s.h) {
-        s.ver = e[1];
-        s.exp = e[2] < 0 ? Infinity : t0 + e[2];
-        this._m.set(key, s);
-      }
-    }
-
-    // A value a flight stored that no caller has settled yet (the core stored it just before).
-    _peekLoaded(key) {
-      const e = B.peek(this._c, key);
-      if (e.length !== 3) return undefined;
-      const s = this._loaded.get(e[0]);
-      if (s === undefined || s.h === undefined) return undefined;
-      this._confirm(key, s);
-      return s;
-    }
-
     _leave(key) {
-      this._loading--;
       const n = this._waiting.get(key) - 1;
       if (n > 0) {
         this._waiting.set(key, n);
         return;
       }
       this._waiting.delete(key);
-      const ids = this._keyLoads.get(key);
-      if (ids === undefined) return;
-      this._keyLoads.delete(key);
-      // values the core kept are in the mirror by now; the others (fenced, too large) go
-      for (const id of ids) this._loaded.delete(id);
+      const errs = this._keyErrors.get(key);
+      if (errs !== undefined) {
+        this._keyErrors.delete(key);
+        for (const id of errs) this._errors.delete(id);
+      }
+      if (this._pending.has(key)) this._reconcile(key);
+      // decided values kept for the waiters (the mirror holds the one the core kept)
+      const kept = this._kept.get(key);
+      if (kept !== undefined) {
+        this._kept.delete(key);
+        for (const id of kept) this._loaded.delete(id);
+      }
     }
   }
 
@@ -459,8 +639,8 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
 }
 
 const BACKEND_FNS = [
-  'create', 'set', 'remove', 'removeIfVersion', 'peek', 'touch', 'drain', 'len', 'clear',
-  'purgeExpired', 'stats', 'getOrLoad', 'cancel', '__panicForTest',
+  'create', 'set', 'remove', 'removeIfVersion', 'peek', 'state', 'touch', 'drain', 'len', 'clear',
+  'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', '__panicForTest',
 ];
 
 /**
@@ -498,4 +678,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, guardWasm, OPTIONS, STATS, codeError };
+export { makeCache, guardWasm, NOT_FOUND, OPTIONS, FETCH_OPTIONS, STATS, codeError };

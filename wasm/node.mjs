@@ -2,5 +2,6 @@
 import m from './node.js';
 
 export const Cache = m.Cache;
+export const NOT_FOUND = m.NOT_FOUND;
 export const __testing = m.__testing;
 export default m;

@@ -4,7 +4,9 @@
 //   initSync(wasmModuleOrBytes);          // or: await init(urlOrResponseOrBytes)
 //   const cache = new Cache({ maxEntries: 10_000, ttl: 60_000 });
 import rawInit, * as raw from '../bindings-wasm/pkg-web/healcache_wasm.js';
-import { makeCache, guardWasm } from '../js/cache.mjs';
+import { makeCache, guardWasm, NOT_FOUND } from '../js/cache.mjs';
+
+export { NOT_FOUND };
 
 const backend = guardWasm(raw);
 

@@ -6,6 +6,10 @@
 //! expired (the wrapper itself knows about replaced and deleted ones). Calls that may evict return
 //! a flag (a negative version from `set`, `true` from `touch`); the wrapper then calls `drain` and
 //! forgets those values, so its read mirror never answers for an entry the core dropped.
+//!
+//! Stampede layers (stale-while-revalidate, XFetch, refresh-ahead, soft timeout) live in the core;
+//! this crate gives it a [`Spawner`] on napi's tokio runtime for their background refreshes, and
+//! `state` lets the wrapper ask which value a key holds after a refresh it did not wait for.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -13,18 +17,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
-use healcache::{duration_ms, Cache, CacheBuilder, Error, LoaderError, RemovalCause, Timer, Ttl, WriteOptions};
+use healcache::{
+    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Loaded, LoaderError, RemovalCause, Spawner, Timer, Ttl,
+    WriteOptions,
+};
 use napi::bindgen_prelude::{BigInt, Either, External, Promise, PromiseRaw};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::config;
+use crate::config::{config, Stampede};
 use crate::error::into_js_error;
 
-/// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, or to
-/// `[-loadId, 0]` when the user's loader threw or rejected (the wrapper keeps that value and hands
-/// it to every waiter).
+/// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, to
+/// `[0, 0]` when it answered "not found" (`NOT_FOUND`), or to `[-loadId, 0]` when the user's
+/// loader threw or rejected (the wrapper keeps that value and hands it to every waiter).
 type Loader = ThreadsafeFunction<(), Promise<Vec<f64>>, (), Status, false>;
 
 #[derive(Default)]
@@ -65,6 +72,16 @@ impl Timer for TokioTimer {
     }
 }
 
+/// Runs background refreshes (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
+/// soft-timed-out load) on napi's tokio runtime.
+struct TokioSpawner;
+
+impl Spawner for TokioSpawner {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        napi::bindgen_prelude::spawn(fut);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -83,6 +100,15 @@ pub fn create(
     load_timeout_ms: Option<f64>,
     shards: Option<f64>,
     seed: Option<BigInt>,
+    grace_ms: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    load_soft_timeout_ms: Option<f64>,
+    xfetch: Option<bool>,
+    xfetch_beta: Option<f64>,
+    refresh_after_ms: Option<f64>,
+    ttl_jitter: Option<f64>,
+    negative_ttl_ms: Option<f64>,
+    max_negative_share: Option<f64>,
 ) -> napi::Result<External<Backend>> {
     let cfg = config(
         max_entries,
@@ -94,12 +120,24 @@ pub fn create(
         load_timeout_ms,
         shards,
         seed,
+        Stampede {
+            grace_ms,
+            stale_while_revalidate,
+            load_soft_timeout_ms,
+            xfetch,
+            xfetch_beta,
+            refresh_after_ms,
+            ttl_jitter,
+            negative_ttl_ms,
+            max_negative_share,
+        },
     );
     let removed = Arc::new(Removals::default());
     let r = Arc::clone(&removed);
     let cache = CacheBuilder::from_config(cfg)
         .weigher(|h: &Handle| h.weight)
         .timer(TokioTimer)
+        .spawner(TokioSpawner)
         .on_removal(move |key, handle, cause| {
             if matches!(cause, RemovalCause::Evicted | RemovalCause::Expired) {
                 lock(&r.entries).push((key, handle.id));
@@ -123,16 +161,21 @@ pub fn set(
     ttl: Option<f64>,
     if_version: Option<f64>,
 ) -> napi::Result<f64> {
-    let ttl = match ttl {
-        None => Ttl::Default,
-        Some(t) if t == f64::INFINITY => Ttl::Never,
-        Some(t) => Ttl::For(duration_ms("ttl", t).map_err(|e| into_js_error(env, e))?),
-    };
+    let ttl = ttl_arg(ttl).map_err(|e| into_js_error(env, e))?;
     let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
     let v =
         c.cache.write(&key, Handle { id: handle, weight: weight as u64 }, opts).map_err(|e| into_js_error(env, e))?
             as f64;
     Ok(if c.pending() { -v } else { v })
+}
+
+/// A TTL in ms: `undefined` is the cache's, `Infinity` never expires.
+fn ttl_arg(ttl: Option<f64>) -> healcache::Result<Ttl> {
+    Ok(match ttl {
+        None => Ttl::Default,
+        Some(t) if t == f64::INFINITY => Ttl::Never,
+        Some(t) => Ttl::For(duration_ms("ttl", t)?),
+    })
 }
 
 /// Removes `key`; returns the removed handle, or -1 if nothing live was there.
@@ -153,6 +196,17 @@ pub fn peek(c: &External<Backend>, key: String) -> Vec<f64> {
     match c.cache.get_entry(&key) {
         Some(e) => vec![e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
         None => Vec::new(),
+    }
+}
+
+/// `[flightsUnderWay, handle (-1: no fresh value), version, expiresInMs (-1: never)]` of `key`:
+/// what the wrapper needs to follow a value a background refresh stored (counts as a read).
+#[napi]
+pub fn state(c: &External<Backend>, key: String) -> Vec<f64> {
+    let flights = c.cache.stats().in_flight as f64;
+    match c.cache.get_entry(&key) {
+        Some(e) => vec![flights, e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
+        None => vec![flights, -1.0, 0.0, 0.0],
     }
 }
 
@@ -192,7 +246,8 @@ pub fn purge_expired(c: &External<Backend>) -> f64 {
     c.cache.purge_expired() as f64
 }
 
-/// Every counter of `healcache::Stats`, in its declaration order.
+/// Every counter of `healcache::Stats`, in its declaration order, then the 14 load-latency
+/// bucket counts and their sum in nanoseconds.
 #[napi]
 pub fn stats(c: &External<Backend>) -> Vec<f64> {
     let s = c.cache.stats();
@@ -213,41 +268,134 @@ pub fn stats(c: &External<Backend>) -> Vec<f64> {
         s.fenced_writes,
         s.oversize_rejections,
         s.in_flight,
+        s.stale_served_swr,
+        s.stale_served_fail_safe,
+        s.stale_served_soft_timeout,
+        s.early_refreshes,
+        s.refresh_ahead,
+        s.negative_hits,
+        s.negative_entries,
+        s.negative_refused,
     ]
     .iter()
+    .chain(s.load_latency.counts.iter())
+    .chain([s.load_latency.sum_nanos].iter())
     .map(|&n| n as f64)
     .collect()
 }
 
-/// Core `get_or_load`: resolves to the handle of `key`'s value, loaded once per flight by calling
-/// `loader` (on the JS thread). `ticket` lets `cancel` stop this one caller's wait.
-#[napi(ts_return_type = "Promise<number>")]
+/// Core `Cache::prometheus` text, with the reads the wrapper's mirror answered as hits/misses
+/// (the same numbers as its `stats()`).
+#[napi]
+pub fn prometheus(c: &External<Backend>, name: String, hits: f64, misses: f64) -> String {
+    let mut s = c.cache.stats();
+    s.hits = hits as u64;
+    s.misses = misses as u64;
+    healcache::metrics::prometheus_text(&s, &name)
+}
+
+/// What `fetch` resolves to: `[handle of the value (-1: not found), core Status::as_str]`.
+type FetchAnswer = Vec<Either<f64, &'static str>>;
+
+fn answer(handle: f64, status: healcache::Status) -> FetchAnswer {
+    vec![Either::A(handle), Either::B(status.as_str())]
+}
+
+/// The JS loader as a core loader: one call per flight, on the JS thread.
+fn core_loader(loader: Loader) -> impl FnOnce() -> BoxFuture<'static, Result<Loaded<Handle>, LoaderError>> + Send {
+    move || {
+        Box::pin(async move {
+            let to_err = |e: napi::Error| LoaderError::new(0.0f64, e.reason.clone());
+            let got = loader.call_async_catch(()).await.map_err(to_err)?.await.map_err(to_err)?;
+            match got[..] {
+                [id, _] if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
+                [id, _] if id == 0.0 => Ok(Loaded::NotFound),
+                [id, weight] => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
+                _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
+            }
+        })
+    }
+}
+
+/// Core `fetch` for one caller with a cancel ticket; `must_value` makes "not found" the core
+/// `NotFound` error (`get_or_load`).
+fn run_fetch<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    loader: Loader,
+    ticket: u32,
+    opts: FetchOptions,
+    must_value: bool,
+) -> napi::Result<PromiseRaw<'env, FetchAnswer>> {
+    let cache = c.cache.clone();
+    let cancels = Arc::clone(&c.cancels);
+    let (abort, reg) = AbortHandle::new_pair();
+    lock(&cancels).insert(ticket, abort);
+    let fut = async move {
+        let load = cache.fetch(&key, opts, core_loader(loader));
+        let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
+        lock(&cancels).remove(&ticket);
+        Ok(r.and_then(|f| match f.value {
+            Some(h) => Ok(answer(h.id, f.status)),
+            None if must_value => Err(Error::NotFound),
+            None => Ok(answer(-1.0, f.status)),
+        }))
+    };
+    env.spawn_future_with_callback(fut, |env, r| r.map_err(|e| into_js_error(env, e)))
+}
+
+/// Core `get_or_load`: resolves to `[handle, status]` of `key`'s value, loaded once per flight by calling
+/// `loader` (on the JS thread); "not found" rejects with `NotFound`. `ticket` lets `cancel` stop
+/// this one caller's wait.
+#[napi(ts_return_type = "Promise<[number, string]>")]
 pub fn get_or_load<'env>(
     env: &'env Env,
     c: &External<Backend>,
     key: String,
     loader: Loader,
     ticket: u32,
-) -> napi::Result<PromiseRaw<'env, f64>> {
-    let cache = c.cache.clone();
-    let cancels = Arc::clone(&c.cancels);
-    let (abort, reg) = AbortHandle::new_pair();
-    lock(&cancels).insert(ticket, abort);
-    let fut = async move {
-        let load = cache.get_or_load(&key, move || async move {
-            let to_err = |e: napi::Error| LoaderError::new(0.0f64, e.reason.clone());
-            let got = loader.call_async_catch(()).await.map_err(to_err)?.await.map_err(to_err)?;
-            match got[..] {
-                [id, _] if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
-                [id, weight] => Ok(Handle { id, weight: weight as u64 }),
-                _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
-            }
-        });
-        let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
-        lock(&cancels).remove(&ticket);
-        Ok(r)
-    };
-    env.spawn_future_with_callback(fut, |env, r| r.map(|h| h.id).map_err(|e| into_js_error(env, e)))
+) -> napi::Result<PromiseRaw<'env, FetchAnswer>> {
+    run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true)
+}
+
+/// Core `fetch`: resolves to `[handle (-1: not found), status]`. Per-call options:
+/// `ttl` (ms; `Infinity`: never), `negativeTtl` (ms), `staleWhileRevalidate`, `xfetch`,
+/// `softTimeout` (ms); `undefined` takes the cache's setting.
+#[napi(ts_return_type = "Promise<[number, string]>")]
+#[allow(clippy::too_many_arguments)]
+pub fn fetch<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    loader: Loader,
+    ticket: u32,
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<f64>,
+) -> napi::Result<PromiseRaw<'env, FetchAnswer>> {
+    let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
+        .map_err(|e| into_js_error(env, e))?;
+    run_fetch(env, c, key, loader, ticket, opts, false)
+}
+
+/// Per-call options → core `FetchOptions`, validated by the core (`duration_ms`).
+fn fetch_options(
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<f64>,
+) -> healcache::Result<FetchOptions> {
+    Ok(FetchOptions {
+        ttl: ttl_arg(ttl)?,
+        negative_ttl: negative_ttl.map(|v| duration_ms("negative_ttl", v)).transpose()?,
+        stale_while_revalidate,
+        xfetch,
+        soft_timeout: soft_timeout.map(|v| duration_ms("soft_timeout", v)).transpose()?,
+    })
 }
 
 /// Stops the wait of the `getOrLoad` call with this ticket (it rejects with `Cancelled`); the

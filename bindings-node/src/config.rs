@@ -4,6 +4,19 @@
 use healcache::Config;
 use napi::bindgen_prelude::BigInt;
 
+/// The stampede settings of [`Config`] (`undefined`: the core default).
+pub struct Stampede {
+    pub grace_ms: Option<f64>,
+    pub stale_while_revalidate: Option<bool>,
+    pub load_soft_timeout_ms: Option<f64>,
+    pub xfetch: Option<bool>,
+    pub xfetch_beta: Option<f64>,
+    pub refresh_after_ms: Option<f64>,
+    pub ttl_jitter: Option<f64>,
+    pub negative_ttl_ms: Option<f64>,
+    pub max_negative_share: Option<f64>,
+}
+
 /// Core settings in the order the JS wrapper passes them (`undefined`: the core default).
 #[allow(clippy::too_many_arguments)]
 pub fn config(
@@ -16,6 +29,7 @@ pub fn config(
     load_timeout_ms: Option<f64>,
     shards: Option<f64>,
     seed: Option<BigInt>,
+    st: Stampede,
 ) -> Config {
     let d = Config::default();
     Config {
@@ -28,6 +42,14 @@ pub fn config(
         load_timeout_ms,
         shards,
         seed: seed.map(|s| s.get_u64().1),
-        ..d
+        grace_ms: st.grace_ms,
+        stale_while_revalidate: st.stale_while_revalidate.unwrap_or(d.stale_while_revalidate),
+        load_soft_timeout_ms: st.load_soft_timeout_ms,
+        xfetch: st.xfetch.unwrap_or(d.xfetch),
+        xfetch_beta: st.xfetch_beta.unwrap_or(d.xfetch_beta),
+        refresh_after_ms: st.refresh_after_ms,
+        ttl_jitter: st.ttl_jitter.unwrap_or(d.ttl_jitter),
+        negative_ttl_ms: st.negative_ttl_ms,
+        max_negative_share: st.max_negative_share.unwrap_or(d.max_negative_share),
     }
 }

@@ -9,12 +9,18 @@
 //! runs as a task on the event loop of the call that started the flight (loop and contextvars
 //! captured when the call is made), and that task is cancelled if every waiter goes away.
 //!
+//! `fetch` is the same call returning the core's `Fetched` (value and status); background work
+//! the core spawns from it (refreshes of stale-while-revalidate, XFetch and refresh-ahead, the
+//! tail of a soft-timed-out load) is handed by [`DriverSpawner`] to the driver of the loop whose
+//! call started it, so a refresh's Python loader also runs on that loop, awaited by nobody.
+//!
 //! An async waiter is polled on its event loop's own thread by a [`LoopDriver`]: wakers (called on
 //! any thread) only queue the waiter and write a byte to a socket the loop watches, so no foreign
 //! thread ever runs Python code to hand a result back. (A thread that does so while the interpreter
 //! shuts down is killed by CPython with `pthread_exit`, which aborts the process when it unwinds
 //! through Rust frames: seen with a runtime-thread completion scheme.)
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_char;
 use std::future::Future;
@@ -28,7 +34,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::{Cache, Error, FetchOptions, Loaded, LoaderError, WriteOptions};
+use healcache::{Cache, Error, FetchOptions, Fetched, Loaded, LoaderError, Spawner, WriteOptions};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -84,7 +90,16 @@ impl PyCache {
         load_timeout=None,
         shards=None,
         seed=None,
-        weigher=None
+        weigher=None,
+        grace=None,
+        stale_while_revalidate=None,
+        load_soft_timeout=None,
+        xfetch=None,
+        xfetch_beta=None,
+        refresh_after=None,
+        ttl_jitter=None,
+        negative_ttl=None,
+        max_negative_share=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -99,6 +114,15 @@ impl PyCache {
         shards: Option<f64>,
         seed: Option<Bound<'py, PyAny>>,
         weigher: Option<Bound<'py, PyAny>>,
+        grace: Option<f64>,
+        stale_while_revalidate: Option<bool>,
+        load_soft_timeout: Option<f64>,
+        xfetch: Option<bool>,
+        xfetch_beta: Option<f64>,
+        refresh_after: Option<f64>,
+        ttl_jitter: Option<f64>,
+        negative_ttl: Option<f64>,
+        max_negative_share: Option<f64>,
     ) -> PyResult<Self> {
         let options = Options {
             max_entries,
@@ -111,6 +135,15 @@ impl PyCache {
             shards,
             seed,
             weigher,
+            grace,
+            stale_while_revalidate,
+            load_soft_timeout,
+            xfetch,
+            xfetch_beta,
+            refresh_after,
+            ttl_jitter,
+            negative_ttl,
+            max_negative_share,
         };
         let (inner, weigh) = config::build(py, options)?;
         Ok(PyCache { inner, weigh: Arc::new(weigh) })
@@ -223,6 +256,7 @@ impl PyCache {
     /// `await cache.get_or_load(key, loader)`: the live value of `key`, or the result of one
     /// `loader()` call shared by every concurrent caller of this key (async or threaded).
     /// `ttl`: seconds the loaded value lives (`None`: the cache's TTL, `math.inf`: forever).
+    /// A "not found" answer (`NOT_FOUND`, loaded or cached) raises `NotFound`.
     #[pyo3(signature = (key, loader, /, *, ttl=None))]
     fn get_or_load<'py>(
         &self,
@@ -231,32 +265,55 @@ impl PyCache {
         loader: Py<PyAny>,
         ttl: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let key = key_str(key)?.to_owned();
-        check_callable(loader.bind(py))?;
         let opts = FetchOptions { ttl: config::write_ttl(py, ttl)?, ..FetchOptions::default() };
-        let (event_loop, context) = running_loop(py)?;
-        let load = AsyncLoad {
-            loader,
-            event_loop: event_loop.clone().unbind(),
-            context: context.unbind(),
-            weigh: Arc::clone(&self.weigh),
+        self.call(py, key, loader, opts, false)
+    }
+
+    /// `await cache.fetch(key, loader)`: `Fetched(value, status)`, the read-through call with
+    /// every stampede layer of the cache; `status` is the core's `Status::as_str()`. A loader
+    /// answers "not found" with `NOT_FOUND` (then `value` is `None`). Per-call options override
+    /// the cache's: `ttl`, `negative_ttl` and `soft_timeout` in seconds, `stale_while_revalidate`
+    /// and `xfetch` as booleans.
+    #[pyo3(signature = (
+        key,
+        loader,
+        /,
+        *,
+        ttl=None,
+        negative_ttl=None,
+        stale_while_revalidate=None,
+        xfetch=None,
+        soft_timeout=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        loader: Py<PyAny>,
+        ttl: Option<f64>,
+        negative_ttl: Option<f64>,
+        stale_while_revalidate: Option<bool>,
+        xfetch: Option<bool>,
+        soft_timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let seconds = |field, s: Option<f64>| {
+            s.map(|s| healcache::duration_ms(field, s * 1000.0)).transpose().map_err(|e| to_pyerr(py, e))
         };
-        let cache = self.inner.clone();
-        let mut fut: WaitFuture = Box::pin(async move {
-            let loader = move || load.start().map(|r| r.map(Loaded::Value));
-            cache.fetch(&key, opts, loader).await?.value.ok_or(Error::NotFound)
-        });
-        let done = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
-        // First poll here, on the loop's thread: a hit (or a sync loader) completes at once
-        // without the driver, and a new flight's loader starts right here.
-        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(r) => complete(py, &done, r)?,
-            Poll::Pending => {
-                let driver = bridge(py)?.getattr(pyo3::intern!(py, "driver"))?.call1((&event_loop,))?;
-                LoopDriver::adopt(driver.cast::<LoopDriver>()?, fut, &done)?;
-            }
-        }
-        Ok(done)
+        let opts = FetchOptions {
+            ttl: config::write_ttl(py, ttl)?,
+            negative_ttl: seconds("negative_ttl_ms", negative_ttl)?,
+            stale_while_revalidate,
+            xfetch,
+            soft_timeout: seconds("soft_timeout_ms", soft_timeout)?,
+        };
+        self.call(py, key, loader, opts, true)
+    }
+
+    /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`.
+    #[pyo3(signature = (name, /))]
+    fn prometheus(&self, name: &str) -> String {
+        self.inner.prometheus(name)
     }
 
     /// The threaded twin of `get_or_load`: blocks with the GIL released while another thread
@@ -297,6 +354,62 @@ impl PyCache {
 
     fn __repr__(&self) -> String {
         format!("Cache(max_entries={}, entries={})", self.inner.config().max_entries, self.inner.len())
+    }
+}
+
+impl PyCache {
+    /// One asyncio call of the core's `fetch`: the asyncio future of its `Reply`.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        loader: Py<PyAny>,
+        opts: FetchOptions,
+        fetched: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = key_str(key)?.to_owned();
+        check_callable(loader.bind(py))?;
+        let (event_loop, context) = running_loop(py)?;
+        let load = AsyncLoad {
+            loader,
+            event_loop: event_loop.clone().unbind(),
+            context: context.unbind(),
+            weigh: Arc::clone(&self.weigh),
+        };
+        let cache = self.inner.clone();
+        let mut fut: WaitFuture = Box::pin(async move {
+            let f = cache.fetch(&key, opts, move || load.start()).await?;
+            if fetched {
+                Ok(Reply::Fetched(f))
+            } else {
+                f.value.map(Reply::Value).ok_or(Error::NotFound)
+            }
+        });
+        let done = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+        // First poll here, on the loop's thread: a hit (or a sync loader) completes at once
+        // without the driver, and a new flight's loader starts right here. Background work the
+        // core spawns meanwhile (a refresh) goes to the loop's driver.
+        let (poll, spawned) = collect_spawned(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+        let driver = if poll.is_pending() || !spawned.is_empty() {
+            Some(bridge(py)?.getattr(pyo3::intern!(py, "driver"))?.call1((&event_loop,))?)
+        } else {
+            None
+        };
+        if let Some(d) = &driver {
+            let d = d.cast::<LoopDriver>()?.get();
+            for job in spawned {
+                d.spawn(job);
+            }
+        }
+        match poll {
+            Poll::Ready(r) => complete(py, &done, r)?,
+            Poll::Pending => {
+                if let Some(d) = &driver {
+                    LoopDriver::adopt(d.cast::<LoopDriver>()?, fut, &done)?;
+                }
+            }
+        }
+        Ok(done)
     }
 }
 
@@ -343,13 +456,34 @@ fn check_callable(loader: &Bound<'_, PyAny>) -> PyResult<()> {
     Err(PyTypeError::new_err(format!("loader must be callable, not {name}")))
 }
 
-/// Calls a loader for `get_or_load_sync` (GIL held).
+/// Calls a loader for `get_or_load_sync` (GIL held). The core's blocking load takes values
+/// only, so a `NOT_FOUND` answer raises `NotFound` to every waiter (and is not cached).
 fn call_sync(py: Python<'_>, loader: &Py<PyAny>, weigh: &Weigh) -> PyResult<Value> {
     let r = loader.bind(py).call0()?;
     if r.hasattr(pyo3::intern!(py, "__await__"))? {
         bridge(py)?.getattr("refuse_awaitable")?.call1((&r,))?;
     }
-    weigh.value(r)
+    match loaded(weigh, r)? {
+        Loaded::Value(v) => Ok(v),
+        Loaded::NotFound => Err(to_pyerr(py, Error::NotFound)),
+    }
+}
+
+static FETCH: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn fetch_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    FETCH.get_or_try_init(py, || Ok(py.import("healcache._fetch")?.unbind())).map(|m| m.bind(py))
+}
+
+/// A loader's answer: `NOT_FOUND` is the core's `Loaded::NotFound`, anything else a value.
+fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
+    static NOT_FOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = obj.py();
+    let nf = NOT_FOUND.get_or_try_init(py, || Ok::<_, PyErr>(fetch_module(py)?.getattr("NOT_FOUND")?.unbind()))?;
+    if obj.is(nf.bind(py)) {
+        return Ok(Loaded::NotFound);
+    }
+    weigh.value(obj).map(Loaded::Value)
 }
 
 /// The running loop and a copy of the caller's contextvars (`RuntimeError` outside a loop).
@@ -363,13 +497,36 @@ fn running_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)
     Ok((get_loop.bind(py).call0()?, copy.bind(py).call0()?))
 }
 
+/// What an asyncio call resolves to.
+enum Reply {
+    /// `get_or_load`: the value.
+    Value(Value),
+    /// `fetch`: a `Fetched(value, status)` named tuple.
+    Fetched(Fetched<Value>),
+}
+
+impl Reply {
+    fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        match self {
+            Reply::Value(v) => Ok(v.obj.bind(py).clone()),
+            Reply::Fetched(f) => {
+                static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                let class =
+                    CLASS.get_or_try_init(py, || Ok::<_, PyErr>(fetch_module(py)?.getattr("Fetched")?.unbind()))?;
+                let value = f.value.map_or_else(|| py.None(), |v| v.obj.clone_ref(py));
+                class.bind(py).call1((value, PyString::intern(py, f.status.as_str())))
+            }
+        }
+    }
+}
+
 /// Hands a waiter's outcome to its asyncio future (loop thread), unless it was cancelled.
-fn complete(py: Python<'_>, done: &Bound<'_, PyAny>, r: healcache::Result<Value>) -> PyResult<()> {
+fn complete(py: Python<'_>, done: &Bound<'_, PyAny>, r: healcache::Result<Reply>) -> PyResult<()> {
     if done.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
         return Ok(());
     }
     match r {
-        Ok(v) => done.call_method1(pyo3::intern!(py, "set_result"), (v.obj.bind(py),))?,
+        Ok(reply) => done.call_method1(pyo3::intern!(py, "set_result"), (reply.into_py(py)?,))?,
         Err(e) => done.call_method1(pyo3::intern!(py, "set_exception"), (to_pyerr(py, e).into_value(py),))?,
     };
     Ok(())
@@ -383,7 +540,7 @@ struct AsyncLoad {
     weigh: Arc<Weigh>,
 }
 
-type LoadResult = Result<Value, LoaderError>;
+type LoadResult = Result<Loaded<Value>, LoaderError>;
 
 impl AsyncLoad {
     fn start(self) -> BoxFuture<'static, LoadResult> {
@@ -403,7 +560,7 @@ impl AsyncLoad {
             self.context.bind(py).call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done))?;
         let (pending, obj): (bool, Bound<'_, PyAny>) = r.extract()?;
         if !pending {
-            return Ok(future::ready(Ok(self.weigh.value(obj)?)).boxed());
+            return Ok(future::ready(Ok(loaded(&self.weigh, obj)?)).boxed());
         }
         let mut guard = CancelOnDrop { task: Some(obj.unbind()), event_loop: self.event_loop };
         Ok(async move {
@@ -451,12 +608,12 @@ struct Done {
 #[pymethods]
 impl Done {
     fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        let outcome = (|| -> PyResult<Value> {
+        let outcome = (|| -> PyResult<Loaded<Value>> {
             let exc = task.call_method0(pyo3::intern!(py, "exception"))?; // raises if cancelled
             if !exc.is_none() {
                 return Err(PyErr::from_value(exc));
             }
-            self.weigh.value(task.call_method0(pyo3::intern!(py, "result"))?)
+            loaded(&self.weigh, task.call_method0(pyo3::intern!(py, "result"))?)
         })();
         let outcome = outcome.map_err(|e| loader_error(py, e));
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -466,10 +623,65 @@ impl Done {
     }
 }
 
-/// The wait of one `get_or_load` call: a core future, polled on the event loop's thread.
-type WaitFuture = Pin<Box<dyn Future<Output = healcache::Result<Value>> + Send>>;
+/// The wait of one `get_or_load` or `fetch` call: a core future, polled on the event loop's thread.
+type WaitFuture = Pin<Box<dyn Future<Output = healcache::Result<Reply>> + Send>>;
 
-/// Polls the waiting `get_or_load` calls of one event loop, on that loop's thread.
+/// What a driver polls: a call with its asyncio future, or background work of the core.
+enum Job {
+    Call(WaitFuture, Py<PyAny>),
+    Background(BoxFuture<'static, ()>),
+}
+
+thread_local! {
+    /// Background work the core spawned while a call was polled on this thread (see
+    /// [`collect_spawned`]); `None` outside such a poll.
+    static SPAWNED: RefCell<Option<Vec<BoxFuture<'static, ()>>>> = const { RefCell::new(None) };
+}
+
+/// The core's [`Spawner`]: background refreshes (stale-while-revalidate, XFetch, refresh-ahead,
+/// the tail of a soft-timed-out load) run on the driver of the event loop whose call started them.
+///
+/// The core spawns only from inside `fetch`, which is polled only on an event loop's thread, by
+/// [`PyCache::call`] or a [`LoopDriver`], both inside [`collect_spawned`]; they hand what was
+/// spawned to that loop's driver once the poll is over. So a refresh calls its Python loader on
+/// the loop that made the call, runs to completion whether or not anyone awaits it, and never
+/// touches Python from a foreign thread (nothing to kill at interpreter exit).
+pub(crate) struct DriverSpawner;
+
+impl Spawner for DriverSpawner {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        let rejected = SPAWNED.with(|s| match &mut *s.borrow_mut() {
+            Some(jobs) => {
+                jobs.push(fut);
+                None
+            }
+            None => Some(fut),
+        });
+        // Not reached (see above); were it, dropping the refresh only ends its flight early.
+        drop(rejected);
+    }
+}
+
+/// Runs `poll` collecting what the core spawns meanwhile (nested calls collect their own).
+fn collect_spawned<T>(poll: impl FnOnce() -> T) -> (T, Vec<BoxFuture<'static, ()>>) {
+    struct Restore(Option<Option<Vec<BoxFuture<'static, ()>>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(outer) = self.0.take() {
+                let mine = SPAWNED.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
+                drop(mine); // a panic unwinds through here: the jobs are dropped
+            }
+        }
+    }
+    let mut restore = Restore(Some(SPAWNED.with(|s| s.borrow_mut().replace(Vec::new()))));
+    let r = poll();
+    let outer = restore.0.take().unwrap_or_default();
+    let mine = SPAWNED.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
+    (r, mine.unwrap_or_default())
+}
+
+/// Polls the waiting `get_or_load` / `fetch` calls and the background refreshes of one event
+/// loop, on that loop's thread.
 ///
 /// `healcache._bridge.driver(loop)` makes one per loop and registers `run` as the reader of
 /// `fileno()`. A waker, on any thread, queues its call's id and writes one byte (only when none
@@ -480,7 +692,7 @@ pub(crate) struct LoopDriver {
     reader: UnixStream,
     next_id: AtomicU64,
     /// Calls still waiting; only the loop's thread touches them.
-    waiting: Mutex<HashMap<u64, (WaitFuture, Py<PyAny>)>>,
+    waiting: Mutex<HashMap<u64, Job>>,
 }
 
 struct Wakeup {
@@ -549,24 +761,40 @@ impl LoopDriver {
         let this = slf.get();
         let id = this.next_id.fetch_add(1, Ordering::Relaxed);
         done.call_method1("add_done_callback", (Forget { driver: slf.clone().unbind(), id },))?;
-        relock(&this.waiting).insert(id, (fut, done.clone().unbind()));
+        relock(&this.waiting).insert(id, Job::Call(fut, done.clone().unbind()));
         this.poll(slf.py(), id);
         Ok(())
     }
 
+    /// Takes background work of the core; it is first polled at the loop's next turn.
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        relock(&self.waiting).insert(id, Job::Background(fut));
+        Arc::new(CallWaker { id, wake: Arc::clone(&self.wake) }).wake_by_ref();
+    }
+
     fn poll(&self, py: Python<'_>, id: u64) {
         // Taken out while polled: polling may run Python code that calls back into this driver.
-        let Some((mut fut, done)) = relock(&self.waiting).remove(&id) else { return };
+        let Some(job) = relock(&self.waiting).remove(&id) else { return };
         let waker = Waker::from(Arc::new(CallWaker { id, wake: Arc::clone(&self.wake) }));
-        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
-            Poll::Pending => {
-                relock(&self.waiting).insert(id, (fut, done));
-            }
-            Poll::Ready(r) => {
-                if let Err(e) = complete(py, done.bind(py), r) {
-                    e.write_unraisable(py, Some(done.bind(py)));
+        let mut cx = Context::from_waker(&waker);
+        let (pending, spawned) = collect_spawned(|| match job {
+            Job::Call(mut fut, done) => match fut.as_mut().poll(&mut cx) {
+                Poll::Pending => Some(Job::Call(fut, done)),
+                Poll::Ready(r) => {
+                    if let Err(e) = complete(py, done.bind(py), r) {
+                        e.write_unraisable(py, Some(done.bind(py)));
+                    }
+                    None
                 }
-            }
+            },
+            Job::Background(mut fut) => fut.as_mut().poll(&mut cx).is_pending().then_some(Job::Background(fut)),
+        });
+        if let Some(job) = pending {
+            relock(&self.waiting).insert(id, job);
+        }
+        for job in spawned {
+            self.spawn(job);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Keyword arguments of `Cache(...)` to [`healcache::Config`], value weights, and the tokio timer.
+//! Keyword arguments of `Cache(...)` to [`healcache::Config`], value weights, and the tokio timer
+//! (the spawner of background refreshes is `cache::DriverSpawner`, next to the loop drivers).
 //!
 //! Numbers go to the core as `f64` unchecked, so the core validates them and names the field.
 //! Durations are seconds in Python and milliseconds in the core.
@@ -111,6 +112,15 @@ pub(crate) struct Options<'py> {
     pub shards: Option<f64>,
     pub seed: Option<Bound<'py, PyAny>>,
     pub weigher: Option<Bound<'py, PyAny>>,
+    pub grace: Option<f64>,
+    pub stale_while_revalidate: Option<bool>,
+    pub load_soft_timeout: Option<f64>,
+    pub xfetch: Option<bool>,
+    pub xfetch_beta: Option<f64>,
+    pub refresh_after: Option<f64>,
+    pub ttl_jitter: Option<f64>,
+    pub negative_ttl: Option<f64>,
+    pub max_negative_share: Option<f64>,
 }
 
 /// Builds the core cache; every invalid value raises `InvalidConfig` (a `ValueError`) naming it.
@@ -127,8 +137,18 @@ pub(crate) fn build(py: Python<'_>, o: Options<'_>) -> PyResult<(Cache<Value>, W
         load_timeout_ms: o.load_timeout.map(|s| s * 1000.0),
         shards: o.shards,
         seed,
+        grace_ms: o.grace.map(|s| s * 1000.0),
+        load_soft_timeout_ms: o.load_soft_timeout.map(|s| s * 1000.0),
+        refresh_after_ms: o.refresh_after.map(|s| s * 1000.0),
+        negative_ttl_ms: o.negative_ttl.map(|s| s * 1000.0),
         ..Config::default()
     };
+    let defaults = Config::default();
+    config.stale_while_revalidate = o.stale_while_revalidate.unwrap_or(defaults.stale_while_revalidate);
+    config.xfetch = o.xfetch.unwrap_or(defaults.xfetch);
+    config.xfetch_beta = o.xfetch_beta.unwrap_or(defaults.xfetch_beta);
+    config.ttl_jitter = o.ttl_jitter.unwrap_or(defaults.ttl_jitter);
+    config.max_negative_share = o.max_negative_share.unwrap_or(defaults.max_negative_share);
     if let Some(n) = o.max_entries {
         config.max_entries = n;
     }
@@ -147,6 +167,7 @@ pub(crate) fn build(py: Python<'_>, o: Options<'_>) -> PyResult<(Cache<Value>, W
     let cache = healcache::CacheBuilder::from_config(config)
         .weigher(|v: &Value| v.weight)
         .timer(TokioTimer)
+        .spawner(crate::cache::DriverSpawner)
         .build()
         .map_err(|e| to_pyerr(py, e))?;
     Ok((cache, weigh))

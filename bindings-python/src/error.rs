@@ -41,8 +41,20 @@ fn python_field(field: &'static str) -> &'static str {
     match field {
         "ttl_ms" => "ttl",
         "load_timeout_ms" => "load_timeout",
+        "grace_ms" => "grace",
+        "load_soft_timeout_ms" => "load_soft_timeout",
+        "refresh_after_ms" => "refresh_after",
+        "negative_ttl_ms" => "negative_ttl",
+        "soft_timeout_ms" => "soft_timeout",
         f => f,
     }
+}
+
+/// A core reason in Python names ("needs grace_ms" reads "needs grace").
+fn python_reason(reason: &str) -> String {
+    ["load_soft_timeout_ms", "load_timeout_ms", "grace_ms", "refresh_after_ms", "negative_ttl_ms"]
+        .iter()
+        .fold(reason.to_string(), |r, f| r.replace(f, python_field(f)))
 }
 
 /// Converts a core error (GIL held). A loader's own exception comes back as it was raised.
@@ -65,13 +77,14 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         Error::InvalidConfig { field, .. } if python_field(field) != *field => {
             format!("{e} (`{}` is given in seconds in Python)", python_field(field))
         }
+        Error::InvalidConfig { .. } => python_reason(&e.to_string()),
         _ => e.to_string(),
     };
     let exc = class.call1((message,))?;
     match e {
         Error::InvalidConfig { field, reason } => {
             exc.setattr("field", python_field(field))?;
-            exc.setattr("reason", reason)?;
+            exc.setattr("reason", python_reason(reason))?;
         }
         Error::KeyTooLong { len, max } => {
             exc.setattr("len", len)?;
@@ -87,6 +100,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         }
         Error::LoadTimeout { after_ms } => exc.setattr("after_ms", after_ms)?,
         Error::TooManyLoads { max } => exc.setattr("max", max)?,
+        Error::InvalidKey { reason } => exc.setattr("reason", reason)?,
         _ => {}
     }
     Ok(PyErr::from_value(exc))

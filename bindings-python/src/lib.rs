@@ -2,7 +2,8 @@
 //!
 //! Only conversion lives here: keyword arguments to [`healcache::Config`] (`config.rs`), Python
 //! objects to cache values and core errors to Python exceptions (`error.rs`), and the bridge between
-//! core flights and asyncio or threads (`cache.rs`). TTLs, eviction and coalescing are the core's.
+//! core flights and asyncio or threads, including the spawner of background refreshes (`cache.rs`).
+//! TTLs, eviction, coalescing and the stampede layers are the core's.
 
 use pyo3::prelude::*;
 

@@ -2,6 +2,7 @@
 //! stores the numeric handle the wrapper gives (`Cache<f64>`); the wrapper keeps the values.
 //! Evicted and expired (key, handle) pairs are queued by the removal listener; calls that may evict return a
 //! flag (a negative version from `set`, `true` from `touch`) and the wrapper then calls `drain`.
+//! Background refreshes of the core's stampede layers run through `spawn_local` (the [`Spawner`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -9,13 +10,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
-use healcache::{duration_ms, Cache, CacheBuilder, Error, LoaderError, RemovalCause, Timer, Ttl, WriteOptions};
+use healcache::{
+    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Loaded, LoaderError, RemovalCause, Spawner, Timer, Ttl,
+    WriteOptions,
+};
 use js_sys::{Function, Promise};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::config::config;
+use crate::config::{config, Stampede};
 use crate::error::into_js_error;
 
 #[wasm_bindgen]
@@ -67,6 +71,16 @@ impl Timer for JsTimer {
     }
 }
 
+/// Runs background refreshes (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
+/// soft-timed-out load) on the host's event loop.
+struct LocalSpawner;
+
+impl Spawner for LocalSpawner {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        wasm_bindgen_futures::spawn_local(fut);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -84,6 +98,15 @@ pub fn create(
     load_timeout_ms: Option<f64>,
     shards: Option<f64>,
     seed: Option<u64>,
+    grace_ms: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    load_soft_timeout_ms: Option<f64>,
+    xfetch: Option<bool>,
+    xfetch_beta: Option<f64>,
+    refresh_after_ms: Option<f64>,
+    ttl_jitter: Option<f64>,
+    negative_ttl_ms: Option<f64>,
+    max_negative_share: Option<f64>,
 ) -> Result<Backend, JsValue> {
     let cfg = config(
         max_entries,
@@ -95,12 +118,24 @@ pub fn create(
         load_timeout_ms,
         shards,
         seed,
+        Stampede {
+            grace_ms,
+            stale_while_revalidate,
+            load_soft_timeout_ms,
+            xfetch,
+            xfetch_beta,
+            refresh_after_ms,
+            ttl_jitter,
+            negative_ttl_ms,
+            max_negative_share,
+        },
     );
     let removed = Arc::new(Removals::default());
     let r = Arc::clone(&removed);
     let cache = CacheBuilder::from_config(cfg)
         .weigher(|h: &Handle| h.weight)
         .timer(JsTimer)
+        .spawner(LocalSpawner)
         .on_removal(move |key, handle, cause| {
             if matches!(cause, RemovalCause::Evicted | RemovalCause::Expired) {
                 lock(&r.entries).push((key, handle.id));
@@ -123,14 +158,19 @@ pub fn set(
     ttl: Option<f64>,
     if_version: Option<f64>,
 ) -> Result<f64, JsValue> {
-    let ttl = match ttl {
-        None => Ttl::Default,
-        Some(t) if t == f64::INFINITY => Ttl::Never,
-        Some(t) => Ttl::For(duration_ms("ttl", t).map_err(into_js_error)?),
-    };
+    let ttl = ttl_arg(ttl).map_err(into_js_error)?;
     let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
     let v = c.cache.write(key, Handle { id: handle, weight: weight as u64 }, opts).map_err(into_js_error)? as f64;
     Ok(if c.pending() { -v } else { v })
+}
+
+/// A TTL in ms: `undefined` is the cache's, `Infinity` never expires.
+fn ttl_arg(ttl: Option<f64>) -> healcache::Result<Ttl> {
+    Ok(match ttl {
+        None => Ttl::Default,
+        Some(t) if t == f64::INFINITY => Ttl::Never,
+        Some(t) => Ttl::For(duration_ms("ttl", t)?),
+    })
 }
 
 /// Removes `key`; returns the removed handle, or -1 if nothing live was there.
@@ -151,6 +191,17 @@ pub fn peek(c: &Backend, key: &str) -> Vec<f64> {
     match c.cache.get_entry(key) {
         Some(e) => vec![e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
         None => Vec::new(),
+    }
+}
+
+/// `[flightsUnderWay, handle (-1: no fresh value), version, expiresInMs (-1: never)]` of `key`:
+/// what the wrapper needs to follow a value a background refresh stored (counts as a read).
+#[wasm_bindgen]
+pub fn state(c: &Backend, key: &str) -> Vec<f64> {
+    let flights = c.cache.stats().in_flight as f64;
+    match c.cache.get_entry(key) {
+        Some(e) => vec![flights, e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
+        None => vec![flights, -1.0, 0.0, 0.0],
     }
 }
 
@@ -195,7 +246,8 @@ pub fn purge_expired(c: &Backend) -> f64 {
     c.cache.purge_expired() as f64
 }
 
-/// Every counter of `healcache::Stats`, in its declaration order.
+/// Every counter of `healcache::Stats`, in its declaration order, then the 14 load-latency
+/// bucket counts and their sum in nanoseconds.
 #[wasm_bindgen]
 pub fn stats(c: &Backend) -> Vec<f64> {
     let s = c.cache.stats();
@@ -216,40 +268,108 @@ pub fn stats(c: &Backend) -> Vec<f64> {
         s.fenced_writes,
         s.oversize_rejections,
         s.in_flight,
+        s.stale_served_swr,
+        s.stale_served_fail_safe,
+        s.stale_served_soft_timeout,
+        s.early_refreshes,
+        s.refresh_ahead,
+        s.negative_hits,
+        s.negative_entries,
+        s.negative_refused,
     ]
     .iter()
+    .chain(s.load_latency.counts.iter())
+    .chain([s.load_latency.sum_nanos].iter())
     .map(|&n| n as f64)
     .collect()
 }
 
-/// Core `get_or_load`: resolves to the handle of `key`'s value, loaded once per flight by calling
-/// `loader()`, which returns a promise of `[handle, weight]`, or of `[-loadId, 0]` when the user's
-/// loader failed. `ticket` lets `cancel` stop this one caller's wait.
-#[wasm_bindgen(js_name = getOrLoad)]
-pub fn get_or_load(c: &Backend, key: String, loader: Function, ticket: u32) -> Promise {
+/// Core `Cache::prometheus` text, with the reads the wrapper's mirror answered as hits/misses
+/// (the same numbers as its `stats()`).
+#[wasm_bindgen]
+pub fn prometheus(c: &Backend, name: &str, hits: f64, misses: f64) -> String {
+    let mut s = c.cache.stats();
+    s.hits = hits as u64;
+    s.misses = misses as u64;
+    healcache::metrics::prometheus_text(&s, name)
+}
+
+/// The JS loader as a core loader: `loader()` returns a promise of `[handle, weight]`, of `[0, 0]`
+/// for "not found" (`NOT_FOUND`), or of `[-loadId, 0]` when the user's loader failed.
+fn core_loader(
+    loader: SendWrapper<Function>,
+) -> impl FnOnce() -> BoxFuture<'static, Result<Loaded<Handle>, LoaderError>> + Send {
+    move || {
+        let called = loader.call0(&JsValue::UNDEFINED).map(|p| JsFuture::from(Promise::from(p)));
+        SendWrapper::new(async move {
+            let to_err = |_e: JsValue| LoaderError::new(0.0f64, "loader call failed");
+            let got = js_sys::Array::from(&called.map_err(to_err)?.await.map_err(to_err)?);
+            let (id, weight) = (got.get(0).as_f64(), got.get(1).as_f64());
+            match (id, weight) {
+                (Some(id), _) if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
+                (Some(id), _) if id == 0.0 => Ok(Loaded::NotFound),
+                (Some(id), Some(weight)) => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
+                _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
+            }
+        })
+        .boxed()
+    }
+}
+
+/// Core `fetch` for one caller with a cancel ticket, resolving to `[handle (-1: not found),
+/// status]`; `must_value` makes "not found" the core `NotFound` error (`get_or_load`).
+fn run_fetch(c: &Backend, key: String, loader: Function, ticket: u32, opts: FetchOptions, must_value: bool) -> Promise {
     let cache = c.cache.clone();
     let cancels = Arc::clone(&c.cancels);
     let (abort, reg) = AbortHandle::new_pair();
     lock(&cancels).insert(ticket, abort);
     let loader = SendWrapper::new(loader);
     future_to_promise(async move {
-        let load = cache.get_or_load(&key, move || {
-            let called = loader.call0(&JsValue::UNDEFINED).map(|p| JsFuture::from(Promise::from(p)));
-            SendWrapper::new(async move {
-                let to_err = |_e: JsValue| LoaderError::new(0.0f64, "loader call failed");
-                let got = js_sys::Array::from(&called.map_err(to_err)?.await.map_err(to_err)?);
-                let (id, weight) = (got.get(0).as_f64(), got.get(1).as_f64());
-                match (id, weight) {
-                    (Some(id), _) if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
-                    (Some(id), Some(weight)) => Ok(Handle { id, weight: weight as u64 }),
-                    _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
-                }
-            })
-        });
+        let load = cache.fetch(&key, opts, core_loader(loader));
         let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
         lock(&cancels).remove(&ticket);
-        r.map(|h| JsValue::from_f64(h.id)).map_err(into_js_error)
+        let f = r.map_err(into_js_error)?;
+        let handle = match f.value {
+            Some(h) => h.id,
+            None if must_value => return Err(into_js_error(Error::NotFound)),
+            None => -1.0,
+        };
+        Ok(js_sys::Array::of2(&JsValue::from_f64(handle), &JsValue::from_str(f.status.as_str())).into())
     })
+}
+
+/// Core `get_or_load`: resolves to `[handle, status]` of `key`'s value, loaded once per flight
+/// by calling `loader()`; "not found" rejects with `NotFound`. `ticket` lets `cancel` stop this
+/// one caller's wait.
+#[wasm_bindgen(js_name = getOrLoad)]
+pub fn get_or_load(c: &Backend, key: String, loader: Function, ticket: u32) -> Promise {
+    run_fetch(c, key, loader, ticket, FetchOptions::default(), true)
+}
+
+/// Core `fetch`: resolves to `[handle (-1: not found), status]`. Per-call options: `ttl` (ms;
+/// `Infinity`: never), `negativeTtl` (ms), `staleWhileRevalidate`, `xfetch`, `softTimeout` (ms);
+/// `undefined` takes the cache's setting.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn fetch(
+    c: &Backend,
+    key: String,
+    loader: Function,
+    ticket: u32,
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<f64>,
+) -> Result<Promise, JsValue> {
+    let opts = FetchOptions {
+        ttl: ttl_arg(ttl).map_err(into_js_error)?,
+        negative_ttl: negative_ttl.map(|v| duration_ms("negative_ttl", v)).transpose().map_err(into_js_error)?,
+        stale_while_revalidate,
+        xfetch,
+        soft_timeout: soft_timeout.map(|v| duration_ms("soft_timeout", v)).transpose().map_err(into_js_error)?,
+    };
+    Ok(run_fetch(c, key, loader, ticket, opts, false))
 }
 
 /// Stops the wait of the `getOrLoad` call with this ticket (it rejects with `Cancelled`); the

@@ -2,7 +2,9 @@
 
 ``Cache`` stores Python objects under ``str`` keys, bounded by count and bytes, with TTLs,
 versions (compare-and-set) and coalesced loads: concurrent ``get_or_load`` calls for a missing
-key share one loader call, from asyncio tasks and threads alike.
+key share one loader call, from asyncio tasks and threads alike. ``fetch`` adds the stampede
+layers (stale-while-revalidate, fail-safe, soft timeout, XFetch, refresh-ahead, negative caching)
+and says what it did.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from ._errors import (
     Cancelled,
     HealcacheError,
     InvalidConfig,
+    InvalidKey,
     KeyTooLong,
     LoaderError,
     LoaderPanicked,
@@ -23,6 +26,7 @@ from ._errors import (
     ValueTooLarge,
     VersionMismatch,
 )
+from ._fetch import NOT_FOUND, Fetched, Status
 from ._healcache import Cache, __version__
 
 
@@ -66,6 +70,9 @@ class Stats(TypedDict):
 
 __all__ = [
     "Cache",
+    "Fetched",
+    "Status",
+    "NOT_FOUND",
     "Stats",
     "LoadLatency",
     "HealcacheError",
@@ -78,6 +85,7 @@ __all__ = [
     "LoadTimeout",
     "RecursiveLoad",
     "TooManyLoads",
+    "InvalidKey",
     "NotFound",
     "Cancelled",
     "__version__",

@@ -2,6 +2,11 @@
 
 from typing import Any, Awaitable, Callable, Optional, TypedDict, TypeVar, Union, final, overload
 
+from healcache._fetch import NOT_FOUND as NOT_FOUND
+from healcache._fetch import Fetched as Fetched
+from healcache._fetch import Status as Status
+from healcache._fetch import _NotFound
+
 __version__: str
 
 _T = TypeVar("_T")
@@ -62,6 +67,22 @@ class Cache:
     - ``seed``: seed of the eviction sampler (default: random).
     - ``weigher``: ``weigher(value) -> int`` bytes of a value (default, when a byte bound is
       set: ``len()`` of str/bytes/bytearray, ``sys.getsizeof`` otherwise).
+
+    Stampede protection (``fetch`` reports which layer answered; refreshes run in the
+    background on the event loop of the call that started them):
+
+    - ``grace``: seconds after the TTL during which a stale value may still be served (default: none).
+    - ``stale_while_revalidate``: within ``grace``, serve the stale value at once and refresh it
+      in the background (needs ``grace``; default False).
+    - ``load_soft_timeout``: seconds after which a load with a stale value to fall back on
+      returns it and finishes in the background (below ``load_timeout``; default: none).
+    - ``xfetch``: XFetch probabilistic early refresh of hot keys (default False);
+      ``xfetch_beta``: above 1 refreshes earlier (default 1.0).
+    - ``refresh_after``: reads of a value older than this many seconds refresh it in the
+      background (default: none).
+    - ``ttl_jitter``: each TTL is stretched by a random fraction in ``[0, ttl_jitter)`` (0 to 1; default 0).
+    - ``negative_ttl``: seconds a loader's ``NOT_FOUND`` answer is cached (default: not cached).
+    - ``max_negative_share``: largest share of ``max_entries`` for cached ``NOT_FOUND`` answers (default 0.1).
     """
 
     def __new__(
@@ -77,6 +98,15 @@ class Cache:
         shards: Optional[float] = None,
         seed: Optional[int] = None,
         weigher: Optional[Callable[[Any], int]] = None,
+        grace: Optional[float] = None,
+        stale_while_revalidate: Optional[bool] = None,
+        load_soft_timeout: Optional[float] = None,
+        xfetch: Optional[bool] = None,
+        xfetch_beta: Optional[float] = None,
+        refresh_after: Optional[float] = None,
+        ttl_jitter: Optional[float] = None,
+        negative_ttl: Optional[float] = None,
+        max_negative_share: Optional[float] = None,
     ) -> "Cache": ...
     @overload
     def get(self, key: str, /) -> Any: ...
@@ -101,15 +131,43 @@ class Cache:
     def purge_expired(self) -> int: ...
     def sample_keys(self, k: int, /) -> list[str]: ...
     def stats(self) -> Stats: ...
+    def prometheus(self, name: str, /) -> str:
+        """Every counter in the Prometheus text format, labelled ``cache="<name>"``."""
     def get_or_load(
-        self, key: str, loader: Callable[[], Union[Awaitable[_T], _T]], /, *, ttl: Optional[float] = None
+        self,
+        key: str,
+        loader: Callable[[], Union[Awaitable[Union[_T, _NotFound]], _T, _NotFound]],
+        /,
+        *,
+        ttl: Optional[float] = None,
     ) -> Awaitable[_T]:
         """``await cache.get_or_load(key, loader)``: the live value of ``key``, or the result of
         one ``loader()`` call shared by every concurrent caller. ``loader`` may be an async
         function, a function returning an awaitable, or a plain function (called directly).
-        ``ttl``: seconds the loaded value lives (``None``: the cache's TTL)."""
-    def get_or_load_sync(self, key: str, loader: Callable[[], _T], /, *, ttl: Optional[float] = None) -> _T:
-        """The threaded twin of ``get_or_load``; waits with the GIL released."""
+        ``ttl``: seconds the loaded value lives (``None``: the cache's TTL). A ``NOT_FOUND``
+        answer, loaded or cached, raises ``NotFound``."""
+    def fetch(
+        self,
+        key: str,
+        loader: Callable[[], Union[Awaitable[Union[_T, _NotFound]], _T, _NotFound]],
+        /,
+        *,
+        ttl: Optional[float] = None,
+        negative_ttl: Optional[float] = None,
+        stale_while_revalidate: Optional[bool] = None,
+        xfetch: Optional[bool] = None,
+        soft_timeout: Optional[float] = None,
+    ) -> Awaitable[Fetched]:
+        """``value, status = await cache.fetch(key, loader)``: like ``get_or_load`` with every
+        stampede layer of the cache, and the ``Status`` of what happened. A loader returning
+        ``NOT_FOUND`` gives ``value`` None (``"negative-loaded"``, then ``"negative-hit"`` while
+        cached). Per-call overrides: ``ttl``, ``negative_ttl``, ``soft_timeout`` (seconds),
+        ``stale_while_revalidate``, ``xfetch``."""
+    def get_or_load_sync(
+        self, key: str, loader: Callable[[], Union[_T, _NotFound]], /, *, ttl: Optional[float] = None
+    ) -> _T:
+        """The threaded twin of ``get_or_load``; waits with the GIL released. A ``NOT_FOUND``
+        answer raises ``NotFound`` (cached ones too; this call does not cache it)."""
     @overload
     def cached(self, func: _F, /) -> _F: ...
     @overload
@@ -147,11 +205,17 @@ class RecursiveLoad(HealcacheError, RuntimeError): ...
 class TooManyLoads(HealcacheError):
     max: int
 
+class InvalidKey(HealcacheError, ValueError):
+    reason: str
+
 class NotFound(HealcacheError, LookupError): ...
 class Cancelled(HealcacheError): ...
 
 __all__ = [
     "Cache",
+    "Fetched",
+    "Status",
+    "NOT_FOUND",
     "Stats",
     "LoadLatency",
     "HealcacheError",
@@ -164,6 +228,7 @@ __all__ = [
     "LoadTimeout",
     "RecursiveLoad",
     "TooManyLoads",
+    "InvalidKey",
     "NotFound",
     "Cancelled",
     "__version__",

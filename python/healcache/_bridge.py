@@ -13,7 +13,8 @@ _drivers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDriver]" = 
 
 
 def driver(loop: asyncio.AbstractEventLoop) -> _LoopDriver:
-    """The driver polling this loop's waiting ``get_or_load`` calls (made on first use)."""
+    """The driver polling this loop's waiting ``get_or_load``/``fetch`` calls and background
+    refreshes (made on first use)."""
     d = _drivers.get(loop)
     if d is None:
         d = _LoopDriver()

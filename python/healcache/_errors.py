@@ -74,8 +74,16 @@ class TooManyLoads(HealcacheError):
     max: int = 0
 
 
+class InvalidKey(HealcacheError, ValueError):
+    """The key cannot be used where it was asked for (e.g. as a URL segment); ``reason`` says why
+    (the key itself is never part of the message)."""
+
+    code = "InvalidKey"
+    reason: str = ""
+
+
 class NotFound(HealcacheError, LookupError):
-    """The source answered "not found" for the key (a cached negative answer)."""
+    """The loader answered ``NOT_FOUND`` for the key, or a cached "not found" answer did."""
 
     code = "NotFound"
 
@@ -97,6 +105,7 @@ __all__ = [
     "LoadTimeout",
     "RecursiveLoad",
     "TooManyLoads",
+    "InvalidKey",
     "NotFound",
     "Cancelled",
 ]

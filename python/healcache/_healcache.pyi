@@ -8,7 +8,7 @@ __version__: str
 
 @final
 class _LoopDriver:
-    """Polls the waiting ``get_or_load`` calls of one event loop (internal)."""
+    """Polls the waiting ``get_or_load``/``fetch`` calls and background refreshes of one event loop (internal)."""
 
     def __new__(cls) -> _LoopDriver: ...
     def fileno(self) -> int: ...

@@ -20,6 +20,7 @@ CODES = {
     "LoadTimeout": (TimeoutError,),
     "RecursiveLoad": (RuntimeError,),
     "TooManyLoads": (),
+    "InvalidKey": (ValueError,),
     "NotFound": (LookupError,),
     "Cancelled": (),
 }

@@ -39,6 +39,13 @@ def test_mypy_accepts_typed_usage(tmp_path: pathlib.Path) -> None:
         "r: int = f(1)\n"
         "async def g() -> str:\n"
         "    return await c.get_or_load('k', lambda: 'v')\n"
+        "c2 = healcache.Cache(ttl=1, grace=5, stale_while_revalidate=True, negative_ttl=0.5, xfetch=True)\n"
+        "async def h() -> None:\n"
+        "    f: healcache.Fetched = await c2.fetch('k', lambda: healcache.NOT_FOUND, soft_timeout=0.1)\n"
+        "    st: healcache.Status = f.status\n"
+        "    value, status = await c2.fetch('k', lambda: 1, xfetch=False)\n"
+        "    text: str = c2.prometheus('users')\n"
+        "    n: int = c2.stats()['negative_hits'] + c2.stats()['load_latency']['sum_nanos']\n"
     )
     r = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
