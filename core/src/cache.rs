@@ -13,7 +13,7 @@ use crate::config::{CacheBuilder, Config, Settings, Weigher};
 use crate::error::{Error, LoaderError, Result};
 use crate::flight::{self, Flights, LoadFuture, Tracked};
 use crate::metrics::{HistogramSnapshot, StampedeCounters};
-use crate::store::{Entry, KeySample, Lookup, Meta, RemovalCause, Removed, Store, StoreStats, NEVER};
+use crate::store::{Entry, Expect, KeySample, Lookup, Meta, RemovalCause, Removed, Store, StoreStats, NEVER};
 use crate::sync::{lock, Mutex};
 use crate::xfetch;
 use crate::{Spawner, Timer};
@@ -416,7 +416,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Writes with explicit [`WriteOptions`]; returns the new version.
     pub fn write(&self, key: &str, value: V, opts: WriteOptions) -> Result<u64> {
-        self.write_raw(key, Some(value), opts.ttl, opts.if_version, 0)
+        self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)
     }
 
     fn write_raw(
@@ -424,7 +424,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         key: &str,
         value: Option<V>,
         ttl: Ttl,
-        if_version: Option<u64>,
+        if_version: Option<Expect>,
         load_nanos: u64,
     ) -> Result<u64> {
         if let Ttl::For(d) = ttl {
@@ -667,7 +667,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let joined = match inner.flights.join_or_start(
             key,
             || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.version(key), opts, loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
         )? {
             Err(v) => {
                 let status = if v.is_some() { Status::Hit } else { Status::NegativeHit };
@@ -725,7 +725,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let joined = inner.flights.join_or_start(
             key,
             || None,
-            |id| self.load_future(Arc::from(key), id, inner.store.version(key), opts, loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
         );
         match joined {
             Ok(Ok(j)) if j.started => {
@@ -776,7 +776,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let joined = match inner.flights.join_or_start(
             key,
             || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.version(key), opts, loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,
@@ -874,7 +874,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Ttl::For(t)
             }
         };
-        match self.write_raw(key, value, ttl, Some(fence), load_nanos) {
+        match self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
             Ok(_) => {}
             Err(Error::VersionMismatch { .. }) => {
                 c.fenced_writes.fetch_add(1, Relaxed);

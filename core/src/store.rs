@@ -162,6 +162,16 @@ pub(crate) struct Meta {
     pub load_nanos: u64,
 }
 
+/// The condition of a versioned write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// The live version must be this (0: absent or expired). Public compare-and-set.
+    Live(u64),
+    /// The stored entry's own version must be this, fresh or stale (0: no entry at all). A load's
+    /// fence: only a write or a removal since the load began makes it lose, not mere expiry.
+    Stored(u64),
+}
+
 /// An entry read with its metadata, by [`Store::lookup`].
 #[derive(Debug, Clone)]
 pub(crate) struct Raw<V> {
@@ -395,6 +405,13 @@ impl<V: Clone> Store<V> {
         slot.live(now).then(|| f(slot, now))
     }
 
+    /// The stored entry's version, fresh or stale, 0 if there is none (a load's fence).
+    pub fn stored_version(&self, key: &str) -> u64 {
+        let (hash, shard) = self.locate(key);
+        let g = read(&shard.inner);
+        g.table.find(hash, |&i| &*g.slots[i as usize].key == key).map_or(0, |&i| g.slots[i as usize].version)
+    }
+
     /// The version of the live entry, 0 if there is none.
     pub fn version(&self, key: &str) -> u64 {
         self.peek_with(key, |s, _| s.version).unwrap_or(0)
@@ -408,7 +425,7 @@ impl<V: Clone> Store<V> {
         value: V,
         weight: u64,
         meta: Meta,
-        expected: Option<u64>,
+        expected: Option<Expect>,
         removed: &mut Removed<V>,
     ) -> Result<u64> {
         let Meta { expires_at, grace_until, load_nanos } = meta;
@@ -422,10 +439,14 @@ impl<V: Clone> Store<V> {
         if let Some(&i) = inner.table.find(hash, |&i| &*inner.slots[i as usize].key == key) {
             let slot = &mut inner.slots[i as usize];
             let current = if slot.live(now) { slot.version } else { 0 };
-            if let Some(exp) = expected {
-                if exp != current {
+            match expected {
+                Some(Expect::Live(exp)) if exp != current => {
                     return Err(Error::VersionMismatch { expected: exp, current });
                 }
+                Some(Expect::Stored(exp)) if exp != slot.version => {
+                    return Err(Error::VersionMismatch { expected: exp, current: slot.version });
+                }
+                _ => {}
             }
             let version = self.next_version.fetch_add(1, Relaxed);
             let cause = if current == 0 { RemovalCause::Expired } else { RemovalCause::Replaced };
@@ -454,7 +475,7 @@ impl<V: Clone> Store<V> {
             }
             return Ok(version);
         }
-        if let Some(exp) = expected {
+        if let Some(Expect::Live(exp) | Expect::Stored(exp)) = expected {
             if exp != 0 {
                 return Err(Error::VersionMismatch { expected: exp, current: 0 });
             }

@@ -249,6 +249,37 @@ fn refresh_ahead_refreshes_old_values_in_background() {
     assert_eq!(c.stats().refresh_ahead, 1);
 }
 
+/// A refresh that finishes after its entry's TTL is stored (expiry is not a newer write), while a
+/// write or a removal during the load still wins over it.
+#[test]
+fn refresh_finishing_after_expiry_is_stored_but_writes_and_removals_still_win() {
+    let (c, clock, sp) = setup(|b| b.ttl(100 * MS).refresh_after(20 * MS));
+    let calls = Arc::new(AtomicUsize::new(0));
+    block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, MS))).unwrap();
+    clock.advance(30 * MS);
+    let f = block_on(c.fetch("k", FetchOptions::default(), loader(&clock, &calls, 200 * MS))).unwrap();
+    assert_eq!(f.status, Status::RefreshAhead);
+    // the refresh takes 200 ms: the entry expires meanwhile
+    assert_eq!(sp.drain(), 1);
+    assert_eq!(c.get("k"), Some(2), "the late refresh was stored");
+    assert_eq!(c.stats().fenced_writes, 0);
+
+    // a removal while a refresh of the entry is in flight fences it (an invalidation is never
+    // undone by a load that began before it)
+    c.set("k", 5).unwrap();
+    clock.advance(30 * MS);
+    let c2 = c.clone();
+    let f = block_on(c.fetch("k", FetchOptions::default(), move || {
+        c2.remove("k");
+        async { Ok::<_, Boom>(Loaded::Value(99)) }
+    }))
+    .unwrap();
+    assert_eq!((f.value, f.status), (Some(5), Status::RefreshAhead));
+    assert_eq!(sp.drain(), 1);
+    assert_eq!(c.get("k"), None, "the removal won");
+    assert_eq!(c.stats().fenced_writes, 1);
+}
+
 #[test]
 fn ttl_jitter_spreads_expiries() {
     let clock = ManualClock::new();
