@@ -20,6 +20,24 @@ export interface CacheOptions {
   shards?: number;
   /** Seed of the cache's random generator (eviction sampling). Defaults to `crypto.getRandomValues`. */
   seed?: number | bigint;
+  /** Window after an entry's TTL during which `fetch`/`getOrLoad` may still serve its stale value, in ms. Defaults to none. */
+  grace?: number;
+  /** Within `grace`, serve the stale value at once and refresh it in the background (needs `grace`). Defaults to false. */
+  staleWhileRevalidate?: boolean;
+  /** A load with a stale value to fall back on returns it after this long and finishes in the background, in ms. Defaults to none. */
+  loadSoftTimeout?: number;
+  /** XFetch probabilistic early refresh of hot keys before they expire (`fetch`/`getOrLoad`). Defaults to false. */
+  xfetch?: boolean;
+  /** XFetch's beta: above 1 refreshes earlier, below 1 later (above 0, at most 1000). Defaults to 1. */
+  xfetchBeta?: number;
+  /** Reads of a value written longer ago than this refresh it once in the background, in ms. Defaults to none. */
+  refreshAfter?: number;
+  /** Each TTL is stretched by a random fraction in [0, ttlJitter), so keys written together do not expire together (0 to 1). Defaults to 0. */
+  ttlJitter?: number;
+  /** TTL of cached "not found" answers (a loader returning `NOT_FOUND`), in ms. Defaults to none (not cached). */
+  negativeTtl?: number;
+  /** Largest share of `maxEntries` that cached "not found" answers may take (0 to 1). Defaults to 0.1. */
+  maxNegativeShare?: number;
   /**
    * The weight of a value in bytes, for `maxBytes` and `maxEntryBytes`. Defaults to: a string's
    * length, the byteLength of an ArrayBuffer or view (Buffer, Uint8Array), 0 for other values.
@@ -52,6 +70,51 @@ export interface AbortSignalLike {
 export interface GetOrLoadOptions {
   /** Stops this caller's wait (it rejects with code `Cancelled`); the load goes on for the others. */
   signal?: AbortSignalLike;
+}
+
+/** Options of `fetch`: per-call overrides of the cache's settings, plus `signal`. */
+export interface FetchOptions extends GetOrLoadOptions {
+  /** TTL of a loaded value in ms; `Infinity`: never expires. Defaults to the cache's `ttl`. */
+  ttl?: number;
+  /** TTL of a "not found" answer in ms. Defaults to the cache's `negativeTtl`. */
+  negativeTtl?: number;
+  /** Serve a stale value at once while refreshing. Defaults to the cache's `staleWhileRevalidate`. */
+  staleWhileRevalidate?: boolean;
+  /** `false` turns XFetch off for this read (it cannot turn it on). Defaults to the cache's `xfetch`. */
+  xfetch?: boolean;
+  /** Soft timeout of this load in ms. Defaults to the cache's `loadSoftTimeout`. */
+  softTimeout?: number;
+}
+
+/** What a `fetch` did (the core's `Status`). */
+export type FetchStatus =
+  | 'hit'
+  | 'loaded'
+  | 'coalesced'
+  | 'stale'
+  | 'stale-fail-safe'
+  | 'stale-soft-timeout'
+  | 'early-refresh'
+  | 'refresh-ahead'
+  | 'negative-hit'
+  | 'negative-loaded';
+
+/** The answer of `fetch`: the value (`undefined` when the key does not exist at the source) and its status. */
+export interface Fetched<V> {
+  value: V | undefined;
+  status: FetchStatus;
+}
+
+/** What a loader returns for a key that does not exist at the source (cached for `negativeTtl`). */
+export declare const NOT_FOUND: unique symbol;
+/** The type of `NOT_FOUND`. */
+export type NotFound = typeof NOT_FOUND;
+
+/** Load-latency histogram: `counts[i]` loads took at most 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 ms (last: more). */
+export interface LatencyHistogram {
+  counts: number[];
+  /** Sum of all load durations, in nanoseconds. */
+  sumNanos: number;
 }
 
 /** A live entry with its metadata. */
@@ -97,6 +160,24 @@ export interface CacheStats {
   oversizeRejections: number;
   /** Flights under way now. */
   inFlight: number;
+  /** Stale values served at once while refreshing (stale-while-revalidate). */
+  staleServedSwr: number;
+  /** Stale values served because the load failed or timed out (fail-safe). */
+  staleServedFailSafe: number;
+  /** Stale values served because the load passed its soft timeout. */
+  staleServedSoftTimeout: number;
+  /** XFetch early refreshes started. */
+  earlyRefreshes: number;
+  /** Refresh-ahead refreshes started. */
+  refreshAhead: number;
+  /** Reads answered by a cached "not found". */
+  negativeHits: number;
+  /** Cached "not found" answers stored now. */
+  negativeEntries: number;
+  /** "Not found" answers not cached because negatives had their full share of capacity. */
+  negativeRefused: number;
+  /** Durations of loader calls. */
+  loadLatency: LatencyHistogram;
 }
 
 /** The stable `err.code` values: the core's error variants, plus JS argument errors and `Poisoned` (WASM). */
@@ -110,6 +191,8 @@ export type ErrorCode =
   | 'LoadTimeout'
   | 'RecursiveLoad'
   | 'TooManyLoads'
+  | 'NotFound'
+  | 'InvalidKey'
   | 'Cancelled'
   | 'Poisoned'
   | 'ERR_INVALID_ARG_TYPE';
@@ -148,11 +231,27 @@ export declare class Cache<V = unknown> {
   purgeExpired(): number;
   /** Every counter. */
   stats(): CacheStats;
+  /** Every counter in the Prometheus text exposition format, labelled `cache="<name>"`. */
+  prometheus(name: string): string;
   /** Number of stored entries (expired ones not yet swept included). */
   readonly size: number;
   /**
    * The value of `key`, or loads it: concurrent callers of one key share one `loader` call and
-   * its result; a rejection reaches every waiter as the same value and is not cached.
+   * its result; a rejection reaches every waiter as the same value and is not cached. A loader
+   * answering `NOT_FOUND` (or a cached "not found") rejects with code `NotFound`.
    */
-  getOrLoad(key: string, loader: (key: string) => V | PromiseLike<V>, options?: GetOrLoadOptions): Promise<V>;
+  getOrLoad(
+    key: string,
+    loader: (key: string) => V | NotFound | PromiseLike<V | NotFound>,
+    options?: GetOrLoadOptions,
+  ): Promise<V>;
+  /**
+   * `getOrLoad` with every stampede layer and the status of what happened: stale values within
+   * `grace`, background refreshes, negative caching (the loader may return `NOT_FOUND`).
+   */
+  fetch(
+    key: string,
+    loader: (key: string) => V | NotFound | PromiseLike<V | NotFound>,
+    options?: FetchOptions,
+  ): Promise<Fetched<V>>;
 }

@@ -257,6 +257,7 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       this._loaded = new Map(); // handle -> slot, for values loaders returned, until decided
       this._pending = new Map(); // key -> handles loaded for it and not yet decided
       this._kept = new Map(); // key -> decided handles kept while the key has waiters
+      this._cand = new Map(); // key -> decided handles that may be its stale entry in the core
       this._sweepAt = PENDING_SWEEP;
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
       this._keyErrors = new Map(); // key -> load ids of rejections
@@ -348,6 +349,11 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
     delete(key, options) {
       checkKey(key);
       const s = this._m.get(key);
+      const cand = this._cand.get(key);
+      if (cand !== undefined) {
+        this._cand.delete(key);
+        this._forget(key, cand);
+      }
       if (options !== undefined && options.ifVersion !== undefined) {
         B.removeIfVersion(this._c, key, options.ifVersion);
         if (s !== undefined) this._m.delete(key);
@@ -368,6 +374,8 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       B.clear(this._c);
       B.drain(this._c);
       this._m.clear();
+      for (const [key, ids] of this._cand) this._forget(key, ids);
+      this._cand.clear();
     }
 
     /**
@@ -538,23 +546,49 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       return out;
     }
 
-    // Values loaded for `key` up to handle `held` (which the core holds now, or which a write
-    // superseded) are decided; with `idle` (no flight under way) all of them are. Decided values
-    // are forgotten unless the mirror holds them, and kept while the key has waiters.
+    // Values loaded for `key` up to handle `held` (a fresh value the core holds now, or a write
+    // that superseded them) are decided; with `idle` (no flight under way) all of them are.
+    // With nothing fresh in the core, a decided value may still be its stale entry (within
+    // grace): those stay resolvable as the key's candidates until the key is written, deleted,
+    // holds a fresh value, or the core reports them gone. Values are kept while the key has
+    // waiters.
     _decide(key, held, idle) {
       const ids = this._pending.get(key);
-      if (ids === undefined) return;
-      const keep = idle ? [] : ids.filter((id) => id > held);
-      if (keep.length === 0) this._pending.delete(key);
-      else this._pending.set(key, keep);
-      const done = ids.filter((id) => !keep.includes(id));
+      let done = [];
+      if (ids !== undefined) {
+        const keep = idle ? [] : ids.filter((id) => id > held);
+        if (keep.length === 0) this._pending.delete(key);
+        else this._pending.set(key, keep);
+        done = ids.filter((id) => !keep.includes(id));
+      }
+      if (held < 0) {
+        const cand = done.filter((id) => this._loaded.has(id));
+        if (cand.length !== 0) {
+          const c = this._cand.get(key);
+          if (c === undefined) this._cand.set(key, cand);
+          else c.push(...cand);
+          done = done.filter((id) => !this._loaded.has(id));
+        }
+      } else {
+        const c = this._cand.get(key);
+        if (c !== undefined) {
+          this._cand.delete(key);
+          done.push(...c);
+        }
+      }
+      this._forget(key, done);
+    }
+
+    // Forgets loaded values, or keeps them until the key's waiters have settled.
+    _forget(key, ids) {
+      if (ids.length === 0) return;
       if (this._waiting.has(key)) {
         const k = this._kept.get(key);
-        if (k === undefined) this._kept.set(key, done);
-        else k.push(...done);
+        if (k === undefined) this._kept.set(key, ids);
+        else k.push(...ids);
         return;
       }
-      for (const id of done) this._loaded.delete(id);
+      for (const id of ids) this._loaded.delete(id);
     }
 
     // Asks the core about every pending key (bounds what the pending values keep alive).

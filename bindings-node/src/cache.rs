@@ -309,7 +309,7 @@ fn core_loader(loader: Loader) -> impl FnOnce() -> BoxFuture<'static, Result<Loa
             let got = loader.call_async_catch(()).await.map_err(to_err)?.await.map_err(to_err)?;
             match got[..] {
                 [id, _] if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
-                [id, _] if id == 0.0 => Ok(Loaded::NotFound),
+                [0.0, _] => Ok(Loaded::NotFound),
                 [id, weight] => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
                 _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
             }

@@ -307,7 +307,7 @@ fn core_loader(
             let (id, weight) = (got.get(0).as_f64(), got.get(1).as_f64());
             match (id, weight) {
                 (Some(id), _) if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
-                (Some(id), _) if id == 0.0 => Ok(Loaded::NotFound),
+                (Some(0.0), _) => Ok(Loaded::NotFound),
                 (Some(id), Some(weight)) => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
                 _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
             }

@@ -10,11 +10,17 @@ import { WASM } from './helpers.mjs';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
-function jsBlock(section) {
+function jsBlocks(section) {
   const body = readme.split(`<!-- ${section}:begin -->`)[1].split(`<!-- ${section}:end -->`)[0];
-  const m = body.match(/```js\n([\s\S]*?)```/);
-  assert.ok(m, `README has a js example in the ${section} section`);
-  return m[1];
+  const blocks = [...body.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.ok(blocks.length > 0, `README has a js example in the ${section} section`);
+  return blocks;
+}
+const jsBlock = (section) => jsBlocks(section)[0];
+
+async function runNodeExample(name, src) {
+  if (WASM) src = src.replace("from 'healcache'", "from 'healcache/wasm'");
+  return withTempModule(name, src, (path) => spawnSync(process.execPath, [path], { cwd: root, encoding: 'utf8' }));
 }
 
 // Written inside the package so `import 'healcache'` resolves to this checkout (self-reference).
@@ -29,11 +35,17 @@ async function withTempModule(name, source, fn) {
 }
 
 test('README Node example runs', async () => {
-  let src = jsBlock('node');
-  if (WASM) src = src.replace("from 'healcache'", "from 'healcache/wasm'");
-  const r = await withTempModule('node', src, (path) => spawnSync(process.execPath, [path], { cwd: root, encoding: 'utf8' }));
+  const r = await runNodeExample('node', jsBlock('node'));
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /coalesced/);
+});
+
+test('README fetch / stampede example runs', async () => {
+  const src = jsBlocks('node').find((b) => b.includes('.fetch('));
+  assert.ok(src, 'the Node section has a fetch example');
+  const r = await runNodeExample('fetch', src);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^healcache_loader_calls_total\{cache="users"\} 3$/m);
 });
 
 test('README edge-worker example runs as a worker', { skip: !WASM && 'TEST_WASM not set' }, async () => {

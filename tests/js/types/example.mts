@@ -1,7 +1,7 @@
 // A small typed user of the package: `tsc --noEmit -p tests/js/types` must accept it
 // (types.test.mjs). The @ts-expect-error lines check that the types refuse misuse.
-import { Cache, type CacheStats, type Entry, type HealcacheError } from 'healcache';
-import { Cache as WasmCache } from 'healcache/wasm';
+import { Cache, NOT_FOUND, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError } from 'healcache';
+import { Cache as WasmCache, NOT_FOUND as WASM_NOT_FOUND } from 'healcache/wasm';
 import { initSync, Cache as EdgeCache } from 'healcache/wasm/web';
 
 interface User {
@@ -23,6 +23,22 @@ loaded.catch((err: HealcacheError) => err.code === 'Cancelled' || err.field);
 users.delete('user:1', { ifVersion: version });
 users.purgeExpired();
 
+const guarded = new Cache<User>({
+  ttl: 60_000, grace: 600_000, staleWhileRevalidate: true, loadSoftTimeout: 200, xfetch: true, xfetchBeta: 1.5,
+  refreshAfter: 30_000, ttlJitter: 0.1, negativeTtl: 5_000, maxNegativeShare: 0.2,
+});
+const fetched: Promise<Fetched<User>> = guarded.fetch('user:4', async (key) => (key ? { id: 4, name: key } : NOT_FOUND), {
+  ttl: 1_000, negativeTtl: 100, staleWhileRevalidate: false, xfetch: false, softTimeout: 50, signal: ac.signal,
+});
+fetched.then(({ value, status }) => {
+  const st: FetchStatus = status;
+  const name: string | undefined = value?.name;
+  return [st, name];
+});
+guarded.getOrLoad('user:5', () => WASM_NOT_FOUND);
+const p8s: string = guarded.prometheus('users');
+const lat: number = guarded.stats().loadLatency.counts[0] + guarded.stats().negativeHits + p8s.length;
+
 const w = new WasmCache<string>({ maxEntries: 10 });
 w.set('a', 'b');
 declare const bytes: Uint8Array;
@@ -37,3 +53,9 @@ new Cache({ maxEntrys: 10 });
 users.get(1);
 // @ts-expect-error the value type is User
 users.set('user:9', 'not a user');
+// @ts-expect-error staleWhileRevalidate is a boolean
+new Cache({ staleWhileRevalidate: 1, grace: lat });
+// @ts-expect-error a loader returns a User or NOT_FOUND
+guarded.fetch('user:6', () => 'nope');
+// @ts-expect-error unknown fetch option
+guarded.fetch('user:7', () => NOT_FOUND, { tll: 5 });
