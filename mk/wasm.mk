@@ -15,7 +15,7 @@ $(WASM_PKG): $(NODE_DEPS) $(WASM_RUST_SRC) $(JS_SHARED)
 build-wasm: $(WASM_PKG)
 
 test-wasm: $(WASM_PKG) $(NODE_ADDON)
-	TEST_WASM=1 $(NODE) --test tests/js/*.test.mjs
+	TEST_WASM=1 $(NODE) --test --test-timeout=120000 tests/js/*.test.mjs
 
 bench-wasm: $(WASM_PKG)
 	$(NODE) bench/wasm_bench.mjs
