@@ -21,7 +21,7 @@
 //   entry no later than the core does.
 // - The eviction policy still sees the reads: one mirror hit in 16 is recorded in a read buffer,
 //   sent to the core in batches of 64 keys (`touch`, a core `get` per key), as Caffeine's read
-//   buffer does; the core's LFU counters are 4-bit and halved with age, so sampling reads keeps
+//   buffer does; the core's LFU counters saturate at 63 and are halved with age, so sampling reads keeps
 //   their order.
 // - `getOrLoad`: a mirror hit answers at once; otherwise the core's `get_or_load` runs the flight
 //   (one per key per cache) and calls back the JS loader once. The loader's value gets a handle like
