@@ -251,37 +251,13 @@ pub fn purge_expired(c: &Backend) -> f64 {
 #[wasm_bindgen]
 pub fn stats(c: &Backend) -> Vec<f64> {
     let s = c.cache.stats();
-    [
-        s.hits,
-        s.misses,
-        s.inserts,
-        s.updates,
-        s.evictions,
-        s.expirations,
-        s.entries,
-        s.weight,
-        s.loads,
-        s.coalesced,
-        s.load_errors,
-        s.load_panics,
-        s.load_timeouts,
-        s.fenced_writes,
-        s.oversize_rejections,
-        s.in_flight,
-        s.stale_served_swr,
-        s.stale_served_fail_safe,
-        s.stale_served_soft_timeout,
-        s.early_refreshes,
-        s.refresh_ahead,
-        s.negative_hits,
-        s.negative_entries,
-        s.negative_refused,
-    ]
-    .iter()
-    .chain(s.load_latency.counts.iter())
-    .chain([s.load_latency.sum_nanos].iter())
-    .map(|&n| n as f64)
-    .collect()
+    s.counters()
+        .iter()
+        .map(|&(_, n)| n)
+        .chain(s.load_latency.counts)
+        .chain([s.load_latency.sum_nanos])
+        .map(|n| n as f64)
+        .collect()
 }
 
 /// Core `Cache::prometheus` text, with the reads the wrapper's mirror answered as hits/misses

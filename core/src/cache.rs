@@ -174,6 +174,39 @@ pub struct Stats {
     pub load_latency: HistogramSnapshot,
 }
 
+impl Stats {
+    /// Every counter with its field name, in declaration order (the load-latency histogram aside):
+    /// the one list bindings walk instead of naming each field again.
+    pub fn counters(&self) -> [(&'static str, u64); 24] {
+        [
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("inserts", self.inserts),
+            ("updates", self.updates),
+            ("evictions", self.evictions),
+            ("expirations", self.expirations),
+            ("entries", self.entries),
+            ("weight", self.weight),
+            ("loads", self.loads),
+            ("coalesced", self.coalesced),
+            ("load_errors", self.load_errors),
+            ("load_panics", self.load_panics),
+            ("load_timeouts", self.load_timeouts),
+            ("fenced_writes", self.fenced_writes),
+            ("oversize_rejections", self.oversize_rejections),
+            ("in_flight", self.in_flight),
+            ("stale_served_swr", self.stale_served_swr),
+            ("stale_served_fail_safe", self.stale_served_fail_safe),
+            ("stale_served_soft_timeout", self.stale_served_soft_timeout),
+            ("early_refreshes", self.early_refreshes),
+            ("refresh_ahead", self.refresh_ahead),
+            ("negative_hits", self.negative_hits),
+            ("negative_entries", self.negative_entries),
+            ("negative_refused", self.negative_refused),
+        ]
+    }
+}
+
 struct Inner<V> {
     store: Store<Option<V>>,
     flights: Flights<Option<V>>,

@@ -347,3 +347,24 @@ fn concurrent_readers_and_writers() {
     let reads = (0..20_000u64).filter(|i| i % 3 != 0).count() as u64;
     assert_eq!(s.hits + s.misses, 4 * reads);
 }
+
+/// `Stats::counters` names every counter field exactly once, with its value.
+#[test]
+fn stats_counters_cover_every_field() {
+    let c: Cache<u64> = Cache::builder().build().unwrap();
+    c.set("a", 1).unwrap();
+    c.get("a");
+    c.get("b");
+    let s = c.stats();
+    let json = serde_json::to_value(s).unwrap();
+    let obj = json.as_object().unwrap();
+    let names: Vec<&str> = s.counters().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len() + 1, obj.len(), "every field but load_latency");
+    for (name, v) in s.counters() {
+        assert_eq!(obj[name].as_u64(), Some(v), "{name}");
+    }
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "each counter once");
+}
