@@ -87,6 +87,7 @@ fn xfetch_hot_key_refreshes_about_once_per_window_and_never_misses() {
     // each refresh lands about `delta`-ish before expiry and restarts the window: the TTL window is
     // then about 1000 - gap + 50 ms of simulated time; roughly one refresh per window.
     let per_window = early as f64 / windows as f64;
+    println!("xfetch hot key: {early} early refreshes in {windows} TTL windows ({per_window:.2} per window), {misses} foreground load, statuses {statuses:?}");
     assert!((0.9..=1.3).contains(&per_window), "early refreshes per window = {per_window} ({statuses:?})");
     assert_eq!(c.stats().early_refreshes as usize, early);
     assert_eq!(c.stats().loads as usize, early + 1);
@@ -106,6 +107,11 @@ fn xfetch_cold_key_refreshes_nothing_early() {
         clock.advance(ttl);
     }
     assert_eq!(c.stats().early_refreshes, 0);
+    println!(
+        "xfetch cold key: 200 reads, one per TTL: {} early refreshes, {} loads",
+        c.stats().early_refreshes,
+        c.stats().loads
+    );
 }
 
 #[test]
