@@ -150,7 +150,7 @@ async fn healing_section() {
     println!("   -- auto_repair on --");
     healer.config_set("healing.auto_repair", "true").unwrap();
     let mut i = 3;
-    while healer.score("user:").unwrap().score < 1.0 && i < 60 {
+    while healer.score("user:").unwrap().score < 1.0 && i < 100 {
         i += 1;
         let r = healer.run_interval().await;
         if i <= 8 || i % 5 == 0 || healer.score("user:").unwrap().score >= 1.0 {
