@@ -238,8 +238,16 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       const args = coreArgs(options);
       // On wasm32 std's RandomState is not random: the seed always comes from the host.
       if (args[SEED] === undefined) args[SEED] = randomSeed();
+      // core field names and values (booleans as 0/1); the core maps them with `Config::set`
+      const names = [];
+      const values = [];
+      OPTIONS.forEach(([, core], i) => {
+        if (i === SEED || args[i] === undefined) return;
+        names.push(core);
+        values.push(typeof args[i] === 'boolean' ? Number(args[i]) : args[i]);
+      });
       try {
-        this._c = B.create(...args);
+        this._c = B.create(names.join(','), values, args[SEED]);
       } catch (e) {
         throw jsField(e);
       }

@@ -26,7 +26,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::{config, Stampede};
+use crate::config::config;
 use crate::error::into_js_error;
 
 /// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, to
@@ -86,52 +86,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Builds a cache from the core settings, in the order of `config::config`.
+/// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
+/// each: see `config::config`) and the seed.
 #[napi(ts_return_type = "ExternalObject<'Backend'>")]
-#[allow(clippy::too_many_arguments)]
-pub fn create(
-    env: &Env,
-    max_entries: Option<f64>,
-    max_bytes: Option<f64>,
-    ttl_ms: Option<f64>,
-    max_key_len: Option<f64>,
-    max_entry_bytes: Option<f64>,
-    max_in_flight: Option<f64>,
-    load_timeout_ms: Option<f64>,
-    shards: Option<f64>,
-    seed: Option<BigInt>,
-    grace_ms: Option<f64>,
-    stale_while_revalidate: Option<bool>,
-    load_soft_timeout_ms: Option<f64>,
-    xfetch: Option<bool>,
-    xfetch_beta: Option<f64>,
-    refresh_after_ms: Option<f64>,
-    ttl_jitter: Option<f64>,
-    negative_ttl_ms: Option<f64>,
-    max_negative_share: Option<f64>,
-) -> napi::Result<External<Backend>> {
-    let cfg = config(
-        max_entries,
-        max_bytes,
-        ttl_ms,
-        max_key_len,
-        max_entry_bytes,
-        max_in_flight,
-        load_timeout_ms,
-        shards,
-        seed,
-        Stampede {
-            grace_ms,
-            stale_while_revalidate,
-            load_soft_timeout_ms,
-            xfetch,
-            xfetch_beta,
-            refresh_after_ms,
-            ttl_jitter,
-            negative_ttl_ms,
-            max_negative_share,
-        },
-    );
+pub fn create(env: &Env, names: String, values: Vec<f64>, seed: Option<BigInt>) -> napi::Result<External<Backend>> {
+    let cfg = config(&names, &values, seed).map_err(|e| into_js_error(env, e))?;
     let removed = Arc::new(Removals::default());
     let r = Arc::clone(&removed);
     let cache = CacheBuilder::from_config(cfg)

@@ -19,7 +19,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::config::{config, Stampede};
+use crate::config::config;
 use crate::error::into_js_error;
 
 #[wasm_bindgen]
@@ -85,51 +85,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Builds a cache from the core settings, in the order of `config::config`.
+/// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
+/// each: see `config::config`) and the seed.
 #[wasm_bindgen]
-#[allow(clippy::too_many_arguments)]
-pub fn create(
-    max_entries: Option<f64>,
-    max_bytes: Option<f64>,
-    ttl_ms: Option<f64>,
-    max_key_len: Option<f64>,
-    max_entry_bytes: Option<f64>,
-    max_in_flight: Option<f64>,
-    load_timeout_ms: Option<f64>,
-    shards: Option<f64>,
-    seed: Option<u64>,
-    grace_ms: Option<f64>,
-    stale_while_revalidate: Option<bool>,
-    load_soft_timeout_ms: Option<f64>,
-    xfetch: Option<bool>,
-    xfetch_beta: Option<f64>,
-    refresh_after_ms: Option<f64>,
-    ttl_jitter: Option<f64>,
-    negative_ttl_ms: Option<f64>,
-    max_negative_share: Option<f64>,
-) -> Result<Backend, JsValue> {
-    let cfg = config(
-        max_entries,
-        max_bytes,
-        ttl_ms,
-        max_key_len,
-        max_entry_bytes,
-        max_in_flight,
-        load_timeout_ms,
-        shards,
-        seed,
-        Stampede {
-            grace_ms,
-            stale_while_revalidate,
-            load_soft_timeout_ms,
-            xfetch,
-            xfetch_beta,
-            refresh_after_ms,
-            ttl_jitter,
-            negative_ttl_ms,
-            max_negative_share,
-        },
-    );
+pub fn create(names: String, values: Vec<f64>, seed: Option<u64>) -> Result<Backend, JsValue> {
+    let cfg = config(&names, &values, seed).map_err(into_js_error)?;
     let removed = Arc::new(Removals::default());
     let r = Arc::clone(&removed);
     let cache = CacheBuilder::from_config(cfg)

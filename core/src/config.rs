@@ -162,6 +162,42 @@ fn host_seed() -> u64 {
 }
 
 impl Config {
+    /// Sets one field by its name from a host number (booleans: 0 is false, anything else true).
+    /// The one place that lists the fields for hosts that pass settings by name (the JS packages);
+    /// values are checked when the cache is built. `seed` is set directly (a `u64` does not fit in
+    /// an `f64`).
+    ///
+    /// ```
+    /// let mut c = healcache::Config::default();
+    /// c.set("max_entries", 500.0).unwrap();
+    /// c.set("stale_while_revalidate", 1.0).unwrap();
+    /// assert!(c.set("max_entrys", 1.0).is_err());
+    /// ```
+    pub fn set(&mut self, field: &str, value: f64) -> Result<()> {
+        let flag = value != 0.0;
+        match field {
+            "max_entries" => self.max_entries = value,
+            "max_bytes" => self.max_bytes = Some(value),
+            "ttl_ms" => self.ttl_ms = Some(value),
+            "max_key_len" => self.max_key_len = value,
+            "max_entry_bytes" => self.max_entry_bytes = Some(value),
+            "max_in_flight" => self.max_in_flight = value,
+            "load_timeout_ms" => self.load_timeout_ms = Some(value),
+            "shards" => self.shards = Some(value),
+            "grace_ms" => self.grace_ms = Some(value),
+            "stale_while_revalidate" => self.stale_while_revalidate = flag,
+            "load_soft_timeout_ms" => self.load_soft_timeout_ms = Some(value),
+            "xfetch" => self.xfetch = flag,
+            "xfetch_beta" => self.xfetch_beta = value,
+            "refresh_after_ms" => self.refresh_after_ms = Some(value),
+            "ttl_jitter" => self.ttl_jitter = value,
+            "negative_ttl_ms" => self.negative_ttl_ms = Some(value),
+            "max_negative_share" => self.max_negative_share = value,
+            _ => return Err(Error::invalid("name", "unknown setting")),
+        }
+        Ok(())
+    }
+
     pub(crate) fn validate(&self) -> Result<Settings> {
         let max_entries = count("max_entries", self.max_entries, 1.0, MAX_ENTRIES_LIMIT)?;
         let max_bytes = match self.max_bytes {

@@ -368,3 +368,22 @@ fn stats_counters_cover_every_field() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "each counter once");
 }
+
+/// `Config::set` reaches every field the JSON form has (seed aside) and refuses unknown names.
+#[test]
+fn config_set_by_name_covers_every_field() {
+    let json = serde_json::to_value(Config::default()).unwrap();
+    let mut c = Config::default();
+    for name in json.as_object().unwrap().keys().filter(|k| *k != "seed") {
+        c.set(name, 7.0).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let after = serde_json::to_value(&c).unwrap();
+    for (name, v) in after.as_object().unwrap().iter().filter(|(k, _)| *k != "seed") {
+        assert!(v == &serde_json::json!(7.0) || v == &serde_json::json!(true), "{name} = {v}");
+    }
+    assert!(matches!(c.set("nope", 1.0), Err(Error::InvalidConfig { field: "name", .. })));
+    // values are checked when the cache is built, naming the field
+    let mut c = Config::default();
+    c.set("max_entries", -1.0).unwrap();
+    assert!(matches!(Cache::<u8>::from_config(c), Err(Error::InvalidConfig { field: "max_entries", .. })));
+}
