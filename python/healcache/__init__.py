@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from . import _errors
 from ._errors import (
     Cancelled,
     HealcacheError,
@@ -75,18 +76,6 @@ __all__ = [
     "NOT_FOUND",
     "Stats",
     "LoadLatency",
-    "HealcacheError",
-    "InvalidConfig",
-    "KeyTooLong",
-    "ValueTooLarge",
-    "VersionMismatch",
-    "LoaderError",
-    "LoaderPanicked",
-    "LoadTimeout",
-    "RecursiveLoad",
-    "TooManyLoads",
-    "InvalidKey",
-    "NotFound",
-    "Cancelled",
+    *_errors.__all__,
     "__version__",
 ]
