@@ -103,17 +103,7 @@ pub fn prometheus_text(stats: &crate::Stats, cache_name: &str) -> String {
     gauge("weight_bytes", "Total weight stored.", stats.weight);
     gauge("in_flight_loads", "Loads under way.", stats.in_flight);
     gauge("negative_entries", "Cached not-found answers.", stats.negative_entries);
-    let h = &stats.load_latency;
-    let _ = writeln!(out, "# HELP healcache_load_duration_seconds Loader call durations.\n# TYPE healcache_load_duration_seconds histogram");
-    let mut cum = 0;
-    for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-        cum += h.counts[i];
-        let _ = writeln!(out, "healcache_load_duration_seconds_bucket{{cache=\"{name}\",le=\"{}\"}} {cum}", b / 1000.0);
-    }
-    cum += h.counts[LATENCY_BUCKETS_MS.len()];
-    let _ = writeln!(out, "healcache_load_duration_seconds_bucket{{cache=\"{name}\",le=\"+Inf\"}} {cum}");
-    let _ = writeln!(out, "healcache_load_duration_seconds_sum{{cache=\"{name}\"}} {}", h.sum_nanos as f64 / 1e9);
-    let _ = writeln!(out, "healcache_load_duration_seconds_count{{cache=\"{name}\"}} {cum}");
+    histogram(&mut out, "load_duration_seconds", "Loader call durations.", &name, &stats.load_latency, 1000.0);
     out
 }
 
@@ -143,19 +133,30 @@ pub fn healing_prometheus_text(stats: &crate::HealingStats, scores: &[crate::Pre
             p.score
         );
     }
-    let h = &stats.interval_duration;
-    let _ = writeln!(out, "# HELP healcache_healing_interval_duration_ms Healing interval durations.\n# TYPE healcache_healing_interval_duration_ms histogram");
+    histogram(
+        &mut out,
+        "healing_interval_duration_ms",
+        "Healing interval durations.",
+        &name,
+        &stats.interval_duration,
+        1.0,
+    );
+    out
+}
+
+/// Writes one histogram; `ms_per_unit` converts the millisecond buckets (and the sum) to the
+/// metric's unit (1000 for seconds, 1 for milliseconds). `name` is already escaped.
+fn histogram(out: &mut String, metric: &str, help: &str, name: &str, h: &HistogramSnapshot, ms_per_unit: f64) {
+    let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} histogram");
     let mut cum = 0;
     for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
         cum += h.counts[i];
-        let _ = writeln!(out, "healcache_healing_interval_duration_ms_bucket{{cache=\"{name}\",le=\"{b}\"}} {cum}");
+        let _ = writeln!(out, "healcache_{metric}_bucket{{cache=\"{name}\",le=\"{}\"}} {cum}", b / ms_per_unit);
     }
     cum += h.counts[LATENCY_BUCKETS_MS.len()];
-    let _ = writeln!(out, "healcache_healing_interval_duration_ms_bucket{{cache=\"{name}\",le=\"+Inf\"}} {cum}");
-    let _ =
-        writeln!(out, "healcache_healing_interval_duration_ms_sum{{cache=\"{name}\"}} {}", h.sum_nanos as f64 / 1e6);
-    let _ = writeln!(out, "healcache_healing_interval_duration_ms_count{{cache=\"{name}\"}} {cum}");
-    out
+    let _ = writeln!(out, "healcache_{metric}_bucket{{cache=\"{name}\",le=\"+Inf\"}} {cum}");
+    let _ = writeln!(out, "healcache_{metric}_sum{{cache=\"{name}\"}} {}", h.sum_nanos as f64 / 1e6 / ms_per_unit);
+    let _ = writeln!(out, "healcache_{metric}_count{{cache=\"{name}\"}} {cum}");
 }
 
 /// Escapes a label value (backslash, quote, newline), so a name can never break the format.

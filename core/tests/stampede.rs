@@ -420,3 +420,16 @@ fn stampede_config_is_validated() {
         .unwrap_err();
     assert!(matches!(e, Error::InvalidConfig { field: "load_soft_timeout_ms", .. }));
 }
+
+/// Every bucket bound of the load-latency histogram is printed in seconds, exactly.
+#[test]
+fn prometheus_bucket_bounds_are_exact() {
+    let c: Cache<u64> = Cache::builder().build().unwrap();
+    let text = c.prometheus("x");
+    let les: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("healcache_load_duration_seconds_bucket"))
+        .map(|l| l.split("le=\"").nth(1).unwrap().split('"').next().unwrap())
+        .collect();
+    assert_eq!(les, ["0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]);
+}
