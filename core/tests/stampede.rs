@@ -431,5 +431,8 @@ fn prometheus_bucket_bounds_are_exact() {
         .filter(|l| l.starts_with("healcache_load_duration_seconds_bucket"))
         .map(|l| l.split("le=\"").nth(1).unwrap().split('"').next().unwrap())
         .collect();
-    assert_eq!(les, ["0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]);
+    assert_eq!(
+        les,
+        ["0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
+    );
 }
