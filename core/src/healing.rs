@@ -573,6 +573,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         };
         let answer = match answer {
             Ok(a) => a,
+            Err(SourceError::Refused) => return Outcome::Skipped,
             Err(_) => return Outcome::Failed,
         };
         match (answer, cached) {

@@ -27,6 +27,10 @@ pub enum SourceError {
     /// The source did not answer within `healing.source_timeout_ms`.
     #[error("source timed out")]
     Timeout,
+    /// The key cannot be asked of this source (e.g. a URL template refuses it, PROMISES.md): the
+    /// sample is skipped and counts neither as drift nor as a source failure.
+    #[error("key refused by the source")]
+    Refused,
 }
 
 /// A source of truth for the keys of one prefix.
@@ -131,6 +135,11 @@ impl UrlTemplate {
             segments: segments.len(),
             slot,
         })
+    }
+
+    /// The template as given.
+    pub fn as_str(&self) -> &str {
+        &self.template
     }
 
     /// The URL for `key`, or [`Error::InvalidKey`] when the key cannot be a URL segment.

@@ -317,3 +317,25 @@ async fn source_timeout_and_background_loop() {
     tokio::time::timeout(Duration::from_secs(2), bg).await.expect("loop stopped").unwrap();
     assert!(h.score("fast:").unwrap().sampled >= 3, "the loop ran intervals");
 }
+
+/// A key the source refuses (a URL template that cannot carry it) is skipped: no drift, no
+/// failure, no backoff, and the source is asked again for the other keys.
+#[test]
+fn refused_keys_are_skipped_not_failures() {
+    let cache: Cache<u64> = Cache::builder().build().unwrap();
+    for i in 0..10 {
+        cache.set(&format!("k{i}"), i).unwrap();
+    }
+    let src = FnSource(|k: &str| {
+        let v: u64 = k[1..].parse().unwrap();
+        futures::future::ready(if v < 5 { Err(SourceError::Refused) } else { Ok(SourceAnswer::Value(v)) })
+    });
+    let h = Healer::new(cache.clone(), config(1.0)).unwrap();
+    h.register_source("k", src).unwrap();
+    for _ in 0..4 {
+        let r = block_on(h.run_interval());
+        assert_eq!((r.verified, r.consistent, r.skipped, r.failures), (5, 5, 5, 0));
+    }
+    assert_eq!(h.stats().source_failures, 0);
+    assert_eq!(h.score("k").unwrap().sampled, 20);
+}

@@ -1,0 +1,208 @@
+//! HTTP sources of truth for healcache's self-healing, in native builds.
+//!
+//! [`HttpSource`] answers for a key by a `GET` of a URL template such as
+//! `https://api.internal/users/{key}`. The template and every expanded URL are checked by
+//! [`healcache::UrlTemplate`] (PROMISES.md, "URL-template sources"): a key is always one
+//! percent-encoded path segment or query value, and a key that cannot be one is refused
+//! ([`SourceError::Refused`]: the healer skips it, it is neither drift nor a source failure).
+//!
+//! Answers: a 2xx status gives the body as the value, 404 and 410 mean "not found", and anything
+//! else is [`SourceError::Unavailable`]: other statuses, redirects (never followed), connection
+//! errors, and bodies larger than [`HttpOptions::max_body_bytes`] (read no further than the cap).
+//! No answer within [`HttpOptions::timeout`] is [`SourceError::Timeout`]. Proxies from the
+//! environment are ignored: the request goes to the template's host and nowhere else.
+//!
+//! Requests run on this crate's own runtime: one tokio worker thread, started at the first
+//! request, so the futures this crate returns work under any executor (the Python binding's loop
+//! driver, napi's tokio runtime, `futures::executor::block_on`). Dropping such a future aborts
+//! its request.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use healcache::{Error, Result, Source, SourceAnswer, SourceError, UrlTemplate};
+
+/// What a source fetch gives: the value, or why there is none.
+pub type Answer<V> = std::result::Result<SourceAnswer<V>, SourceError>;
+
+/// Limits of one HTTP source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The whole request (connect, headers, body) must finish within this; default 2 s
+    /// (healcache's `healing.source_timeout_ms`).
+    pub timeout: Duration,
+    /// Bodies larger than this are an unavailable answer; default 1 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { timeout: Duration::from_secs(2), max_body_bytes: 1 << 20 }
+    }
+}
+
+/// A source of truth served over HTTP(S), answering with the response body's bytes.
+#[derive(Clone)]
+pub struct HttpSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    template: UrlTemplate,
+    client: reqwest::Client,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSource")
+            .field("template", &self.inner.template.as_str())
+            .field("max_body_bytes", &self.inner.max_body_bytes)
+            .finish()
+    }
+}
+
+/// The one runtime of every HTTP source in the process (a thread that only does I/O).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("healcache-http")
+            .enable_all()
+            .build()
+            .expect("healcache-http: cannot start the I/O thread")
+    })
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidConfig { field: "source", reason }
+}
+
+impl HttpSource {
+    /// A source for `template`; [`Error::InvalidConfig`] when the template breaks the rules or an
+    /// option is out of range (zero timeout or body cap).
+    pub fn new(template: &str, options: HttpOptions) -> Result<Self> {
+        let template = UrlTemplate::parse(template)?;
+        if options.timeout.is_zero() {
+            return Err(invalid("HTTP source timeout must be above zero".into()));
+        }
+        if options.max_body_bytes == 0 {
+            return Err(invalid("HTTP source max_body_bytes must be above zero".into()));
+        }
+        // reqwest is built without a rustls crypto provider (see Cargo.toml): use the process's
+        // default if the host installed one, ring otherwise.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .user_agent(concat!("healcache/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| invalid(format!("HTTP client: {e}")))?;
+        Ok(HttpSource { inner: Arc::new(Inner { template, client, max_body_bytes: options.max_body_bytes }) })
+    }
+
+    /// The template as given.
+    pub fn template(&self) -> &str {
+        self.inner.template.as_str()
+    }
+
+    /// The source's answer for `key`, as the response body's bytes.
+    pub fn fetch_bytes(&self, key: &str) -> BoxFuture<'static, Answer<Vec<u8>>> {
+        let url = match self.inner.template.expand(key) {
+            Ok(url) => url,
+            Err(_) => return futures::future::ready(Err(SourceError::Refused)).boxed(),
+        };
+        let inner = Arc::clone(&self.inner);
+        let task = AbortOnDrop(runtime().spawn(async move { get(&inner, &url).await }));
+        task.map(|joined| joined.unwrap_or(Err(SourceError::Unavailable))).boxed()
+    }
+
+    /// This source with each body turned into a `V` by `convert` (e.g. decoded as JSON); an
+    /// `Err` from `convert` is the source's answer.
+    pub fn map<V, F>(self, convert: F) -> Mapped<F>
+    where
+        F: Fn(Vec<u8>) -> std::result::Result<V, SourceError> + Send + Sync + 'static,
+    {
+        Mapped { source: self, convert: Arc::new(convert) }
+    }
+}
+
+impl Source<Vec<u8>> for HttpSource {
+    fn fetch(&self, key: &str) -> BoxFuture<'static, Answer<Vec<u8>>> {
+        self.fetch_bytes(key)
+    }
+}
+
+/// An [`HttpSource`] whose bodies are converted to `V` (see [`HttpSource::map`]).
+pub struct Mapped<F> {
+    source: HttpSource,
+    convert: Arc<F>,
+}
+
+impl<V, F> Source<V> for Mapped<F>
+where
+    V: Send + 'static,
+    F: Fn(Vec<u8>) -> std::result::Result<V, SourceError> + Send + Sync + 'static,
+{
+    fn fetch(&self, key: &str) -> BoxFuture<'static, Answer<V>> {
+        let convert = Arc::clone(&self.convert);
+        self.source
+            .fetch_bytes(key)
+            .map(move |a| match a? {
+                SourceAnswer::Value(body) => convert(body).map(SourceAnswer::Value),
+                SourceAnswer::NotFound => Ok(SourceAnswer::NotFound),
+            })
+            .boxed()
+    }
+}
+
+/// A spawned request that is aborted when its waiter goes away.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        self.0.poll_unpin(cx)
+    }
+}
+
+fn failure(e: &reqwest::Error) -> SourceError {
+    if e.is_timeout() {
+        SourceError::Timeout
+    } else {
+        SourceError::Unavailable
+    }
+}
+
+async fn get(inner: &Inner, url: &str) -> Answer<Vec<u8>> {
+    let mut resp = inner.client.get(url).send().await.map_err(|e| failure(&e))?;
+    let status = resp.status().as_u16();
+    if status == 404 || status == 410 {
+        return Ok(SourceAnswer::NotFound);
+    }
+    if !resp.status().is_success() {
+        return Err(SourceError::Unavailable);
+    }
+    let cap = inner.max_body_bytes;
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(SourceError::Unavailable);
+    }
+    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| failure(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(SourceError::Unavailable);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(SourceAnswer::Value(body))
+}
