@@ -3,7 +3,7 @@
 //! costs O(k) time and memory whatever n is. Written here because `rand::seq::index::sample`
 //! returns a fixed k up front, while the store needs to keep drawing past expired entries until k
 //! live keys are found (still uniform over the live ones), and because its general-purpose set
-//! is several times slower than the read/upsert-only table below.
+//! is several times slower than the dense front and single-probe table below.
 
 use rand::Rng;
 
@@ -11,27 +11,40 @@ const EMPTY: u32 = u32::MAX;
 
 /// Draws distinct indices of `0..n` uniformly at random, one at a time.
 ///
-/// The swapped positions live in a small open-addressing table of u32 pairs (linear probing,
-/// multiplicative hash, no deletion): position `i` is never read again after draw `i`, so entries are only
-/// read and upserted, never removed. Three probes of an L2-resident table per draw is what keeps
-/// 10,000 draws well under the 200 us budget of a healing interval.
+/// Draw `t` swaps position `t` of the virtual array with a random position `j >= t` and returns
+/// what stood at `j`. Positions below the planned number of draws (the "front", read in order,
+/// one each) live in a dense array; the positions `j` beyond it live in a small open-addressing
+/// table of u32 pairs (linear probing, multiplicative hash, no deletion), read and written by a
+/// single probe per draw. Since `j` falls in the front with probability k/n only, a draw costs one
+/// random access to an L2-resident table, which is what keeps 10,000 draws well under the 200 us
+/// budget of a healing interval.
 pub struct PartialShuffle {
     n: usize,
     drawn: usize,
+    /// Values of positions `0..front.len()` (identity until swapped).
+    front: Vec<u32>,
     table: Vec<(u32, u32)>,
     len: usize,
     shift: u32,
 }
 
 impl PartialShuffle {
-    /// A shuffle of `0..n`; `expected` sizes the table (the number of draws planned).
+    /// A shuffle of `0..n`; `expected` sizes the front and the table (the number of draws planned).
     ///
     /// # Panics
     /// If `n` is `u32::MAX` or more (the store holds at most 2^31 entries).
     pub fn new(n: usize, expected: usize) -> Self {
         assert!(n < EMPTY as usize, "PartialShuffle supports n < 2^32 - 1");
-        let cap = (expected.min(n).max(8) * 2).next_power_of_two();
-        PartialShuffle { n, drawn: 0, table: vec![(EMPTY, 0); cap], len: 0, shift: 64 - cap.trailing_zeros() }
+        let front_len = expected.min(n);
+        let cap = (front_len.max(8) * 2).next_power_of_two();
+        PartialShuffle {
+            n,
+            drawn: 0,
+            front: (0..front_len as u32).collect(),
+            table: vec![(EMPTY, 0); cap],
+            len: 0,
+            shift: 64 - cap.trailing_zeros(),
+        }
     }
 
     #[inline]
@@ -39,41 +52,43 @@ impl PartialShuffle {
         ((p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
 
+    /// The value at back position `p` (not in the front), replaced by `v`.
     #[inline]
-    fn get(&self, p: u32) -> u32 {
-        let mask = self.table.len() - 1;
-        let mut i = self.slot(p);
-        loop {
-            let (k, v) = self.table[i];
-            if k == p {
-                return v;
-            }
-            if k == EMPTY {
-                return p;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    #[inline]
-    fn set(&mut self, p: u32, v: u32) {
+    fn swap_back(&mut self, p: u32, v: u32) -> u32 {
         if (self.len + 1) * 2 > self.table.len() {
             self.grow();
         }
         let mask = self.table.len() - 1;
         let mut i = self.slot(p);
         loop {
-            let k = self.table[i].0;
-            if k == p {
-                self.table[i].1 = v;
-                return;
+            let e = &mut self.table[i];
+            if e.0 == p {
+                return std::mem::replace(&mut e.1, v);
             }
-            if k == EMPTY {
-                self.table[i] = (p, v);
+            if e.0 == EMPTY {
+                *e = (p, v);
                 self.len += 1;
-                return;
+                return p;
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// The value at position `p`, replaced by `v`.
+    #[inline]
+    fn swap(&mut self, p: usize, v: u32) -> u32 {
+        match self.front.get_mut(p) {
+            Some(f) => std::mem::replace(f, v),
+            None => self.swap_back(p as u32, v),
+        }
+    }
+
+    /// The value at position `p`, which is never read again.
+    #[inline]
+    fn take(&mut self, p: usize) -> u32 {
+        match self.front.get(p) {
+            Some(&f) => f,
+            None => self.swap_back(p as u32, p as u32),
         }
     }
 
@@ -84,12 +99,12 @@ impl PartialShuffle {
         self.len = 0;
         for (k, v) in old {
             if k != EMPTY {
-                self.set(k, v);
+                self.swap_back(k, v);
             }
         }
     }
 
-    /// Positions remembered (at most the number of draws).
+    /// Positions remembered beyond the front (at most the number of draws).
     pub fn remembered(&self) -> usize {
         self.len
     }
@@ -102,14 +117,13 @@ impl PartialShuffle {
         }
         let i = self.drawn;
         let j = rng.random_range(i..self.n);
-        // swap positions i and j of the virtual array; position i is never read again
-        let vj = self.get(j as u32);
-        if j != i {
-            let vi = self.get(i as u32);
-            self.set(j as u32, vi);
-        }
         self.drawn += 1;
-        Some(vj as usize)
+        // position i is never read again: its value moves to j, j's value is the draw
+        let vi = self.take(i);
+        if j == i {
+            return Some(vi as usize);
+        }
+        Some(self.swap(j, vi) as usize)
     }
 }
 

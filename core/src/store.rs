@@ -637,7 +637,10 @@ impl<V: Clone> Store<V> {
             const AHEAD: usize = 8;
             for t in 0..batch.len() {
                 if let Some(&(s, l)) = batch.get(t + AHEAD) {
-                    prefetch(&guards[s as usize].slots[l as usize]);
+                    // the key and the expiry (the slot's first 32 bytes) may straddle two lines
+                    let slot = &guards[s as usize].slots[l as usize];
+                    prefetch(slot);
+                    prefetch(&slot.expires_at);
                 }
                 let (s, l) = batch[t];
                 let slot = &guards[s as usize].slots[l as usize];
