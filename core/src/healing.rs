@@ -483,10 +483,25 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             let mut failed = 0u32;
             let mut answered = false;
             let mut events = Vec::new();
+            // digests are host code (a binding's callback): computed before any lock is taken
+            let digest = |v: &Option<V>| {
+                v.as_ref().map_or("absent".to_string(), |v| format!("{:08x}", (self.inner.digest)(v) as u32))
+            };
+            // and the values are dropped here too (dropping a host object may run host code)
+            let outcomes: Vec<(String, Outcome<V>, Option<(String, String)>)> = outcomes
+                .into_iter()
+                .map(|(key, o)| match o {
+                    Outcome::Drift { repaired, old, new } => {
+                        let d = (digest(&old), digest(&new));
+                        (key, Outcome::Drift { repaired, old: None, new: None }, Some(d))
+                    }
+                    o => (key, o, None),
+                })
+                .collect();
             {
                 let mut prefixes = lock(&inner.prefixes);
                 let Some(p) = prefixes.get_mut(&prefix) else { continue };
-                for (key, o) in outcomes {
+                for (key, o, digests) in outcomes {
                     match o {
                         Outcome::Consistent => {
                             answered = true;
@@ -494,23 +509,20 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                             p.sampled += 1;
                             report.consistent += 1;
                         }
-                        Outcome::Drift { repaired, old, new } => {
+                        Outcome::Drift { repaired, .. } => {
                             answered = true;
                             p.window.push(false);
                             p.sampled += 1;
                             p.repaired += u64::from(repaired);
                             report.drift += 1;
                             report.repaired += u64::from(repaired);
-                            let digest = |v: &Option<V>| {
-                                v.as_ref()
-                                    .map_or("absent".to_string(), |v| format!("{:08x}", (self.inner.digest)(v) as u32))
-                            };
+                            let (old_digest, new_digest) = digests.unwrap_or_default();
                             events.push(DriftEvent {
                                 key,
                                 prefix: prefix.to_string(),
                                 at_ms: now / 1_000_000,
-                                old_digest: digest(&old),
-                                new_digest: digest(&new),
+                                old_digest,
+                                new_digest,
                                 repaired,
                             });
                         }

@@ -339,3 +339,36 @@ fn refused_keys_are_skipped_not_failures() {
     assert_eq!(h.stats().source_failures, 0);
     assert_eq!(h.score("k").unwrap().sampled, 20);
 }
+
+/// Host code (comparator, digest, value drops) runs with no healer lock held (PROMISES P4): a
+/// digest that reads the healer's reports from another thread finishes. Under a held lock that
+/// thread would block and the wait below would time out.
+#[test]
+fn digest_runs_with_no_healer_lock_held() {
+    let cache: Cache<u64> = Cache::builder().build().unwrap();
+    for i in 0..20 {
+        cache.set(&format!("k{i}"), i).unwrap();
+    }
+    let cell: Arc<std::sync::OnceLock<Healer<u64>>> = Arc::default();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (c, n) = (cell.clone(), seen.clone());
+    let digest = Arc::new(move |v: &u64| {
+        if let Some(h) = c.get() {
+            let h = h.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send((h.scores().len(), h.stats().total_sampled, h.drift_events().len()));
+            });
+            rx.recv_timeout(Duration::from_secs(10)).expect("reports blocked: digest called under a healer lock");
+            n.fetch_add(1, SeqCst);
+        }
+        *v
+    });
+    let h = Healer::with_comparator(cache.clone(), config(1.0), Arc::new(|a: &u64, b: &u64| a == b), digest).unwrap();
+    cell.set(h.clone()).ok().unwrap();
+    let db: Db = Arc::new(RwLock::new((0..20).map(|i| (format!("k{i}"), i + 1)).collect()));
+    h.register_source("k", db_source(&db)).unwrap();
+    let r = block_on(h.run_interval());
+    assert_eq!((r.drift, r.repaired), (20, 20));
+    assert_eq!(seen.load(SeqCst), 40, "two digests per drift event");
+}
