@@ -296,6 +296,9 @@ impl<V> Clone for Healer<V> {
     }
 }
 
+/// The short digests (old, new) of a drift event's values.
+type Digests = (String, String);
+
 enum Outcome<V> {
     Consistent,
     Drift { repaired: bool, old: Option<V>, new: Option<V> },
@@ -488,7 +491,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 v.as_ref().map_or("absent".to_string(), |v| format!("{:08x}", (self.inner.digest)(v) as u32))
             };
             // and the values are dropped here too (dropping a host object may run host code)
-            let outcomes: Vec<(String, Outcome<V>, Option<(String, String)>)> = outcomes
+            let outcomes: Vec<(String, Outcome<V>, Option<Digests>)> = outcomes
                 .into_iter()
                 .map(|(key, o)| match o {
                     Outcome::Drift { repaired, old, new } => {
