@@ -34,7 +34,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::{Cache, Error, FetchOptions, Fetched, Loaded, LoaderError, Spawner, WriteOptions};
+use healcache::{Cache, Error, FetchOptions, Fetched, IntervalReport, Loaded, LoaderError, Spawner, WriteOptions};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -43,6 +43,7 @@ use pyo3::types::{PyDict, PyList, PyModule, PyString};
 
 use crate::config::{self, Options, Value, Weigh};
 use crate::error::{loader_error, to_pyerr};
+use crate::healing::{self, Healing, HealingOptions};
 
 extern "C" {
     // Part of the stable ABI since 3.10 and exported by CPython 3.9 as well (pyo3-ffi hides it
@@ -74,6 +75,14 @@ fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
 pub(crate) struct PyCache {
     inner: Cache<Value>,
     weigh: Arc<Weigh>,
+    healing: Healing,
+}
+
+impl Drop for PyCache {
+    /// A dropped cache ends its background healing (the thread stops at its next step).
+    fn drop(&mut self) {
+        self.healing.drop_background();
+    }
 }
 
 #[pymethods]
@@ -99,7 +108,14 @@ impl PyCache {
         refresh_after=None,
         ttl_jitter=None,
         negative_ttl=None,
-        max_negative_share=None
+        max_negative_share=None,
+        healing_enabled=None,
+        healing_sample_rate=None,
+        healing_verify_interval=None,
+        healing_auto_repair=None,
+        healing_score_window=None,
+        healing_source_timeout=None,
+        healing_comparator=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -123,6 +139,13 @@ impl PyCache {
         ttl_jitter: Option<f64>,
         negative_ttl: Option<f64>,
         max_negative_share: Option<f64>,
+        healing_enabled: Option<bool>,
+        healing_sample_rate: Option<f64>,
+        healing_verify_interval: Option<f64>,
+        healing_auto_repair: Option<bool>,
+        healing_score_window: Option<f64>,
+        healing_source_timeout: Option<f64>,
+        healing_comparator: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let options = Options {
             max_entries,
@@ -146,7 +169,16 @@ impl PyCache {
             max_negative_share,
         };
         let (inner, weigh) = config::build(py, options)?;
-        Ok(PyCache { inner, weigh: Arc::new(weigh) })
+        let healing_options = HealingOptions {
+            enabled: healing_enabled,
+            sample_rate: healing_sample_rate,
+            verify_interval: healing_verify_interval,
+            auto_repair: healing_auto_repair,
+            score_window: healing_score_window,
+            source_timeout: healing_source_timeout,
+        };
+        let healing = Healing::new(py, &inner, &healing_options, healing_comparator)?;
+        Ok(PyCache { inner, weigh: Arc::new(weigh), healing })
     }
 
     /// The live value of `key`, else `default`.
@@ -247,10 +279,13 @@ impl PyCache {
         self.inner.sample_keys(k).iter().map(str::to_owned).collect()
     }
 
-    /// Every counter of the cache, as a plain dict (the core's `Stats`, field for field).
+    /// Every counter of the cache, as a plain dict (the core's `Stats`, field for field), with
+    /// the healer's totals under `"healing"` (as `healing_stats()`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let v = serde_json::to_value(self.inner.stats()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        json_to_py(py, &v)
+        let stats = json_to_py(py, &v)?;
+        stats.set_item("healing", self.healing_stats(py)?)?;
+        Ok(stats)
     }
 
     /// `await cache.get_or_load(key, loader)`: the live value of `key`, or the result of one
@@ -310,10 +345,11 @@ impl PyCache {
         self.call(py, key, loader, opts, true)
     }
 
-    /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`.
+    /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`,
+    /// the healing metrics included.
     #[pyo3(signature = (name, /))]
     fn prometheus(&self, name: &str) -> String {
-        self.inner.prometheus(name)
+        self.inner.prometheus(name) + &self.healing.healer.prometheus(name)
     }
 
     /// The threaded twin of `get_or_load`: blocks with the GIL released while another thread
@@ -352,6 +388,133 @@ impl PyCache {
         py.import("healcache._decorator")?.getattr("cached")?.call1((slf, func, key, ttl))
     }
 
+    /// Registers (or replaces) the source of truth of keys starting with `prefix` (the longest
+    /// registered prefix of a key wins): a sync callable `source(key)`, an async one, or a URL
+    /// template (`str`) fetched over HTTP whose body is `decode`d (`"bytes"`, `"text"`, `"json"`).
+    #[pyo3(signature = (prefix, source, /, *, decode=None))]
+    fn register_source(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        source: &Bound<'_, PyAny>,
+        decode: Option<&str>,
+    ) -> PyResult<()> {
+        self.healing.register_source(py, prefix, source, decode, &self.weigh)
+    }
+
+    /// Removes a prefix's source and its score; returns whether it was registered.
+    #[pyo3(signature = (prefix, /))]
+    fn unregister_source(&self, prefix: &str) -> bool {
+        self.healing.unregister_source(prefix)
+    }
+
+    /// `await cache.verify_now()`: one healing interval now; its report as a dict.
+    fn verify_now<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (event_loop, _) = running_loop(py)?;
+        let healer = self.healing.healer.clone();
+        let fut: WaitFuture = Box::pin(async move { Ok(Reply::Report(healer.run_interval().await)) });
+        drive(py, &event_loop, fut)
+    }
+
+    /// One healing interval now, on this thread (the GIL is released while sources answer);
+    /// raises `RuntimeError` inside a running event loop, which it would block.
+    fn verify_now_sync<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if running_loop(py).is_ok() {
+            return Err(PyRuntimeError::new_err(
+                "verify_now_sync() would block the running event loop: use `await cache.verify_now()`",
+            ));
+        }
+        let report = healing::block_on_attached(py, self.healing.healer.run_interval())?;
+        healing::to_py(py, &report)
+    }
+
+    /// The score report of one prefix, or `None` if it has no source.
+    #[pyo3(signature = (prefix, /))]
+    fn score<'py>(&self, py: Python<'py>, prefix: &str) -> PyResult<Bound<'py, PyAny>> {
+        healing::to_py(py, &self.healing.healer.score(prefix))
+    }
+
+    /// The score reports of every prefix, sorted by prefix.
+    fn scores<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        healing::to_py(py, &self.healing.healer.scores())
+    }
+
+    /// The healer's totals.
+    fn healing_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        healing::to_py(py, &self.healing.healer.stats())
+    }
+
+    /// The most recent drift events, newest last.
+    fn drift_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        healing::to_py(py, &self.healing.healer.drift_events())
+    }
+
+    /// Changes healing settings at runtime, all validated before any changes.
+    #[pyo3(signature = (
+        *,
+        enabled=None,
+        sample_rate=None,
+        verify_interval=None,
+        auto_repair=None,
+        score_window=None,
+        source_timeout=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_healing(
+        &self,
+        py: Python<'_>,
+        enabled: Option<bool>,
+        sample_rate: Option<f64>,
+        verify_interval: Option<f64>,
+        auto_repair: Option<bool>,
+        score_window: Option<f64>,
+        source_timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let options =
+            HealingOptions { enabled, sample_rate, verify_interval, auto_repair, score_window, source_timeout };
+        self.healing.set(py, &options)
+    }
+
+    /// The healing settings under the keywords of `set_healing` (durations in seconds).
+    fn healing_config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.healing.config(py)
+    }
+
+    /// Sets one setting by its name (`"healing.sample_rate"`, ...), validated by the core.
+    #[pyo3(signature = (name, value, /))]
+    fn config_set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.healing.config_set(py, name, value)
+    }
+
+    /// One setting by its name, as text.
+    #[pyo3(signature = (name, /))]
+    fn config_get(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        self.healing.config_get(py, name)
+    }
+
+    /// Ends background work for good (the healing loop) and waits for it; the cache stays usable.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.healing.close(py)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        self.healing.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.healing.clear()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
     fn __repr__(&self) -> String {
         format!("Cache(max_entries={}, entries={})", self.inner.config().max_entries, self.inner.len())
     }
@@ -377,7 +540,7 @@ impl PyCache {
             weigh: Arc::clone(&self.weigh),
         };
         let cache = self.inner.clone();
-        let mut fut: WaitFuture = Box::pin(async move {
+        let fut: WaitFuture = Box::pin(async move {
             let f = cache.fetch(&key, opts, move || load.start()).await?;
             if fetched {
                 Ok(Reply::Fetched(f))
@@ -385,39 +548,45 @@ impl PyCache {
                 f.value.map(Reply::Value).ok_or(Error::NotFound)
             }
         });
-        let done = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
-        // First poll here, on the loop's thread: a hit (or a sync loader) completes at once
-        // without the driver, and a new flight's loader starts right here. Background work the
-        // core spawns meanwhile (a refresh) goes to the loop's driver.
-        let (poll, spawned) = collect_spawned(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-        let driver = if poll.is_pending() || !spawned.is_empty() {
-            Some(bridge(py)?.getattr(pyo3::intern!(py, "driver"))?.call1((&event_loop,))?)
-        } else {
-            None
-        };
-        if let Some(d) = &driver {
-            let d = d.cast::<LoopDriver>()?.get();
-            for job in spawned {
-                d.spawn(job);
-            }
-        }
-        match poll {
-            Poll::Ready(r) => complete(py, &done, r)?,
-            Poll::Pending => {
-                if let Some(d) = &driver {
-                    LoopDriver::adopt(d.cast::<LoopDriver>()?, fut, &done)?;
-                }
-            }
-        }
-        Ok(done)
+        drive(py, &event_loop, fut)
     }
+}
+
+/// Hands a call's future to asyncio: the asyncio future it settles, polled first right here (on
+/// the loop's thread) and then by the loop's driver.
+fn drive<'py>(py: Python<'py>, event_loop: &Bound<'py, PyAny>, mut fut: WaitFuture) -> PyResult<Bound<'py, PyAny>> {
+    let done = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+    // First poll here, on the loop's thread: a hit (or a sync loader) completes at once
+    // without the driver, and a new flight's loader starts right here. Background work the
+    // core spawns meanwhile (a refresh) goes to the loop's driver.
+    let (poll, spawned) = collect_spawned(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+    let driver = if poll.is_pending() || !spawned.is_empty() {
+        Some(bridge(py)?.getattr(pyo3::intern!(py, "driver"))?.call1((event_loop,))?)
+    } else {
+        None
+    };
+    if let Some(d) = &driver {
+        let d = d.cast::<LoopDriver>()?.get();
+        for job in spawned {
+            d.spawn(job);
+        }
+    }
+    match poll {
+        Poll::Ready(r) => complete(py, &done, r)?,
+        Poll::Pending => {
+            if let Some(d) = &driver {
+                LoopDriver::adopt(d.cast::<LoopDriver>()?, fut, &done)?;
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// `(value, version, seconds_left)` of `Cache.get_entry`.
 type EntryTuple = (Py<PyAny>, u64, Option<f64>);
 
 /// Plain data (the core's serde view) to Python dicts, lists, ints and floats.
-fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
     use serde_json::Value as J;
     Ok(match v {
         J::Null => py.None().into_bound(py),
@@ -476,7 +645,7 @@ fn fetch_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 }
 
 /// A loader's answer: `NOT_FOUND` is the core's `Loaded::NotFound`, anything else a value.
-fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
+pub(crate) fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
     static NOT_FOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = obj.py();
     let nf = NOT_FOUND.get_or_try_init(py, || Ok::<_, PyErr>(fetch_module(py)?.getattr("NOT_FOUND")?.unbind()))?;
@@ -487,7 +656,7 @@ fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
 }
 
 /// The running loop and a copy of the caller's contextvars (`RuntimeError` outside a loop).
-fn running_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
     static GET_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let get_loop =
@@ -503,6 +672,8 @@ enum Reply {
     Value(Value),
     /// `fetch`: a `Fetched(value, status)` named tuple.
     Fetched(Fetched<Value>),
+    /// `verify_now`: the interval's report, as a dict.
+    Report(IntervalReport),
 }
 
 impl Reply {
@@ -516,6 +687,7 @@ impl Reply {
                 let value = f.value.map_or_else(|| py.None(), |v| v.obj.clone_ref(py));
                 class.bind(py).call1((value, PyString::intern(py, f.status.as_str())))
             }
+            Reply::Report(r) => healing::to_py(py, &r),
         }
     }
 }
@@ -720,7 +892,7 @@ impl Wake for CallWaker {
     }
 }
 
-fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

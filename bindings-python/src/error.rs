@@ -106,6 +106,42 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     Ok(PyErr::from_value(exc))
 }
 
+/// The Python keyword of a healing setting (`healing.sample_rate` -> `sample_rate`) and whether
+/// Python gives it in seconds (the core takes milliseconds).
+fn healing_keyword(field: &str) -> Option<(&'static str, bool)> {
+    Some(match field {
+        "healing.enabled" => ("enabled", false),
+        "healing.sample_rate" => ("sample_rate", false),
+        "healing.verify_interval_ms" => ("verify_interval", true),
+        "healing.auto_repair" => ("auto_repair", false),
+        "healing.score_window" => ("score_window", false),
+        "healing.source_timeout_ms" => ("source_timeout", true),
+        _ => return None,
+    })
+}
+
+/// Converts a core error of a typed healing setter: an invalid healing setting names the Python
+/// keyword (`prefix` + `sample_rate`: `healing_sample_rate` in `Cache(...)`, `sample_rate` in
+/// `set_healing`). Settings by name (`config_set`) keep the core's names: use [`to_pyerr`].
+pub(crate) fn healing_kw_error(py: Python<'_>, e: Error, prefix: &str) -> PyErr {
+    let Error::InvalidConfig { field, reason } = &e else { return to_pyerr(py, e) };
+    let Some((keyword, seconds)) = healing_keyword(field) else { return to_pyerr(py, e) };
+    let name = format!("{prefix}{keyword}");
+    let hint = if seconds { format!(" (`{name}` is given in seconds in Python)") } else { String::new() };
+    invalid_config(py, &format!("invalid config: `{name}` {reason}{hint}"), &name, reason)
+}
+
+/// An `InvalidConfig` exception with this message, `field` and `reason`.
+pub(crate) fn invalid_config(py: Python<'_>, message: &str, field: &str, reason: &str) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let exc = errors(py)?.getattr("InvalidConfig")?.call1((message,))?;
+        exc.setattr("field", field)?;
+        exc.setattr("reason", reason)?;
+        Ok(PyErr::from_value(exc))
+    })();
+    made.unwrap_or_else(|err| err)
+}
+
 /// An [`Error::InvalidConfig`] raised by the binding itself (a value the core never sees).
 pub(crate) fn invalid(py: Python<'_>, field: &'static str, reason: &str) -> PyErr {
     let e = Error::InvalidConfig { field, reason: reason.to_string() };

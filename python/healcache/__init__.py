@@ -4,7 +4,8 @@
 versions (compare-and-set) and coalesced loads: concurrent ``get_or_load`` calls for a missing
 key share one loader call, from asyncio tasks and threads alike. ``fetch`` adds the stampede
 layers (stale-while-revalidate, fail-safe, soft timeout, XFetch, refresh-ahead, negative caching)
-and says what it did.
+and says what it did. Self-healing checks sampled entries against a source of truth per key
+prefix (``register_source``), repairs drift and scores every prefix (``verify_now``, ``scores``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class LoadLatency(TypedDict):
 
 
 class Stats(TypedDict):
-    """What ``Cache.stats()`` returns: every counter of the cache."""
+    """What ``Cache.stats()`` returns: every counter of the cache, and the healer's totals."""
 
     hits: int
     misses: int
@@ -67,6 +68,75 @@ class Stats(TypedDict):
     negative_entries: int
     negative_refused: int
     load_latency: LoadLatency
+    healing: "HealingStats"
+
+
+class IntervalReport(TypedDict):
+    """What one healing interval did (``verify_now()``, ``verify_now_sync()``)."""
+
+    drawn: int
+    verified: int
+    consistent: int
+    drift: int
+    repaired: int
+    skipped: int
+    failures: int
+    duration_ms: int
+    overlapped: bool
+
+
+class PrefixScore(TypedDict):
+    """A prefix's score report: ``score`` is consistent / verified over its last ``score_window``
+    samples (1.0 before any); ``sampled`` and ``repaired`` count since registration."""
+
+    prefix: str
+    score: float
+    sampled: int
+    repaired: int
+
+
+class IntervalDuration(TypedDict):
+    """Healing interval durations: ``counts[i]`` intervals fell in bucket i (the buckets of
+    ``LoadLatency``); ``sum_nanos`` is the total time."""
+
+    counts: list[int]
+    sum_nanos: int
+
+
+class HealingStats(TypedDict):
+    """What ``Cache.healing_stats()`` returns: the healer's totals."""
+
+    total_sampled: int
+    total_repaired: int
+    avg_score: float
+    source_failures: int
+    last_interval_ms: float
+    total_drift: int
+    interval_duration: IntervalDuration
+
+
+class DriftEvent(TypedDict):
+    """One drift found: the cache held something else than the source. Digests are 8 hex digits
+    of the value's content (``"absent"`` for no value); ``at_ms`` is on the cache's monotonic clock."""
+
+    key: str
+    prefix: str
+    at_ms: int
+    old_digest: str
+    new_digest: str
+    repaired: bool
+
+
+class HealingConfig(TypedDict):
+    """``Cache.healing_config()``: the healing settings under ``set_healing``'s keywords
+    (durations in seconds)."""
+
+    enabled: bool
+    sample_rate: float
+    verify_interval: float
+    auto_repair: bool
+    score_window: int
+    source_timeout: float
 
 
 __all__ = [
@@ -76,6 +146,12 @@ __all__ = [
     "NOT_FOUND",
     "Stats",
     "LoadLatency",
+    "IntervalReport",
+    "PrefixScore",
+    "HealingStats",
+    "IntervalDuration",
+    "DriftEvent",
+    "HealingConfig",
     *_errors.__all__,
     "__version__",
 ]

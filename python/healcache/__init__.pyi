@@ -1,6 +1,6 @@
 """Type stubs of healcache (checked against the module by mypy.stubtest in tests/python)."""
 
-from typing import Any, Awaitable, Callable, Optional, TypedDict, TypeVar, Union, final, overload
+from typing import Any, Awaitable, Callable, Literal, Optional, TypedDict, TypeVar, Union, final, overload
 
 from healcache._fetch import NOT_FOUND as NOT_FOUND
 from healcache._fetch import Fetched as Fetched
@@ -21,7 +21,7 @@ class LoadLatency(TypedDict):
 
 
 class Stats(TypedDict):
-    """What ``Cache.stats()`` returns: every counter of the cache."""
+    """What ``Cache.stats()`` returns: every counter of the cache, and the healer's totals."""
 
     hits: int
     misses: int
@@ -48,6 +48,75 @@ class Stats(TypedDict):
     negative_entries: int
     negative_refused: int
     load_latency: LoadLatency
+    healing: HealingStats
+
+
+class IntervalReport(TypedDict):
+    """What one healing interval did (``verify_now()``, ``verify_now_sync()``)."""
+
+    drawn: int
+    verified: int
+    consistent: int
+    drift: int
+    repaired: int
+    skipped: int
+    failures: int
+    duration_ms: int
+    overlapped: bool
+
+
+class PrefixScore(TypedDict):
+    """A prefix's score report: ``score`` is consistent / verified over its last ``score_window``
+    samples (1.0 before any); ``sampled`` and ``repaired`` count since registration."""
+
+    prefix: str
+    score: float
+    sampled: int
+    repaired: int
+
+
+class IntervalDuration(TypedDict):
+    """Healing interval durations: ``counts[i]`` intervals fell in bucket i (the buckets of
+    ``LoadLatency``); ``sum_nanos`` is the total time."""
+
+    counts: list[int]
+    sum_nanos: int
+
+
+class HealingStats(TypedDict):
+    """What ``Cache.healing_stats()`` returns: the healer's totals."""
+
+    total_sampled: int
+    total_repaired: int
+    avg_score: float
+    source_failures: int
+    last_interval_ms: float
+    total_drift: int
+    interval_duration: IntervalDuration
+
+
+class DriftEvent(TypedDict):
+    """One drift found: the cache held something else than the source. Digests are 8 hex digits
+    of the value's content (``"absent"`` for no value); ``at_ms`` is on the cache's monotonic clock."""
+
+    key: str
+    prefix: str
+    at_ms: int
+    old_digest: str
+    new_digest: str
+    repaired: bool
+
+
+class HealingConfig(TypedDict):
+    """``Cache.healing_config()``: the healing settings under ``set_healing``'s keywords
+    (durations in seconds)."""
+
+    enabled: bool
+    sample_rate: float
+    verify_interval: float
+    auto_repair: bool
+    score_window: int
+    source_timeout: float
 
 @final
 class Cache:
@@ -83,6 +152,20 @@ class Cache:
     - ``ttl_jitter``: each TTL is stretched by a random fraction in ``[0, ttl_jitter)`` (0 to 1; default 0).
     - ``negative_ttl``: seconds a loader's ``NOT_FOUND`` answer is cached (default: not cached).
     - ``max_negative_share``: largest share of ``max_entries`` for cached ``NOT_FOUND`` answers (default 0.1).
+
+    Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
+    keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
+
+    - ``healing_enabled``: run intervals in the background (default False); a daemon thread that
+      stops on ``close()``, when the cache is garbage collected, and at interpreter exit.
+    - ``healing_sample_rate``: share of the live keys sampled per interval, 0 to 1 (default 0.01).
+    - ``healing_verify_interval``: seconds between intervals (default 5).
+    - ``healing_auto_repair``: write the source's value over drift (default True); else only report.
+    - ``healing_score_window``: samples per prefix in the rolling score (default 1,000).
+    - ``healing_source_timeout``: seconds a source may take per key (default 2); later answers are
+      source failures.
+    - ``healing_comparator``: ``comparator(cached, fresh) -> bool``, True when consistent (default
+      ``cached == fresh``: bytes compare byte for byte, parsed JSON structurally).
     """
 
     def __new__(
@@ -107,6 +190,13 @@ class Cache:
         ttl_jitter: Optional[float] = None,
         negative_ttl: Optional[float] = None,
         max_negative_share: Optional[float] = None,
+        healing_enabled: Optional[bool] = None,
+        healing_sample_rate: Optional[float] = None,
+        healing_verify_interval: Optional[float] = None,
+        healing_auto_repair: Optional[bool] = None,
+        healing_score_window: Optional[float] = None,
+        healing_source_timeout: Optional[float] = None,
+        healing_comparator: Optional[Callable[[Any, Any], bool]] = None,
     ) -> "Cache": ...
     @overload
     def get(self, key: str, /) -> Any: ...
@@ -132,7 +222,8 @@ class Cache:
     def sample_keys(self, k: int, /) -> list[str]: ...
     def stats(self) -> Stats: ...
     def prometheus(self, name: str, /) -> str:
-        """Every counter in the Prometheus text format, labelled ``cache="<name>"``."""
+        """Every counter in the Prometheus text format, labelled ``cache="<name>"``, healing
+        metrics included."""
     def get_or_load(
         self,
         key: str,
@@ -168,6 +259,75 @@ class Cache:
     ) -> _T:
         """The threaded twin of ``get_or_load``; waits with the GIL released. A ``NOT_FOUND``
         answer raises ``NotFound`` (cached ones too; this call does not cache it)."""
+    def register_source(
+        self,
+        prefix: str,
+        source: Union[Callable[[str], Any], str],
+        /,
+        *,
+        decode: Optional[Literal["bytes", "text", "json"]] = None,
+    ) -> None:
+        """Registers (or replaces) the source of truth of keys starting with ``prefix``; the
+        longest registered prefix of a key wins. ``source(key)`` (the whole key, prefix
+        included) returns the value or ``NOT_FOUND`` (the entry is then removed); raising is a
+        source failure (skipped, never drift), raising ``InvalidKey`` skips the key without a
+        failure.
+
+        - A sync callable runs on a pool of healcache worker threads.
+        - An async callable (or one returning an awaitable) runs on the event loop running when
+          it was registered while that loop runs, else on healcache's own event loop thread.
+        - A ``str`` is a URL template such as ``"https://api.internal/users/{key}"``: a GET over
+          HTTP(S), ``{key}`` percent-encoded as one path segment or query value. A 2xx answer
+          is the value: the body as ``bytes``, or as ``str`` or parsed JSON with ``decode="text"``
+          / ``"json"``; 404/410 is ``NOT_FOUND``; anything else (redirects included) a failure.
+          A template breaking the rules raises ``InvalidConfig``; keys such as ``".."`` are
+          skipped. The request timeout is ``healing_source_timeout`` at registration.
+        """
+    def unregister_source(self, prefix: str, /) -> bool:
+        """Removes a prefix's source and its score; returns whether it was registered."""
+    def verify_now(self) -> Awaitable[IntervalReport]:
+        """``await cache.verify_now()``: one healing interval now (sample, verify, repair, score);
+        concurrent intervals do not overlap (the later one reports ``overlapped``)."""
+    def verify_now_sync(self) -> IntervalReport:
+        """One healing interval on this thread, waiting with the GIL released. Raises
+        ``RuntimeError`` inside a running event loop (it would block it; async sources of that
+        loop could not run): ``await verify_now()`` there."""
+    def score(self, prefix: str, /) -> Optional[PrefixScore]:
+        """The score report of one registered prefix, else ``None``."""
+    def scores(self) -> list[PrefixScore]:
+        """The score reports of every registered prefix, sorted by prefix."""
+    def healing_stats(self) -> HealingStats:
+        """The healer's totals."""
+    def drift_events(self) -> list[DriftEvent]:
+        """The most recent drift events, newest last (at most ``healing.max_drift_events``)."""
+    def set_healing(
+        self,
+        *,
+        enabled: Optional[bool] = None,
+        sample_rate: Optional[float] = None,
+        verify_interval: Optional[float] = None,
+        auto_repair: Optional[bool] = None,
+        score_window: Optional[float] = None,
+        source_timeout: Optional[float] = None,
+    ) -> None:
+        """Changes the given healing settings (the ``healing_*`` options of ``Cache``), all
+        validated first: on ``InvalidConfig`` nothing changes. A new interval or timeout applies
+        from the next interval."""
+    def healing_config(self) -> HealingConfig:
+        """The healing settings under ``set_healing``'s keywords."""
+    def config_set(self, name: str, value: Union[str, bool, int, float], /) -> None:
+        """Sets a setting by its name: ``healing.enabled``, ``healing.sample_rate``,
+        ``healing.verify_interval_ms``, ``healing.auto_repair``, ``healing.score_window``,
+        ``healing.source_timeout_ms``, ``healing.source_concurrency``, ``healing.max_prefixes``,
+        ``healing.max_drift_events``, ``healing.max_samples`` (durations in milliseconds).
+        An unknown name or a bad value raises ``InvalidConfig`` and changes nothing."""
+    def config_get(self, name: str, /) -> str:
+        """A setting by its name, as text."""
+    def close(self) -> None:
+        """Ends the background healing for good and waits for its thread; the cache stays usable
+        (``verify_now`` included)."""
+    def __enter__(self) -> Cache: ...
+    def __exit__(self, *_exc: object) -> bool: ...
     @overload
     def cached(self, func: _F, /) -> _F: ...
     @overload
@@ -218,6 +378,12 @@ __all__ = [
     "NOT_FOUND",
     "Stats",
     "LoadLatency",
+    "IntervalReport",
+    "PrefixScore",
+    "HealingStats",
+    "IntervalDuration",
+    "DriftEvent",
+    "HealingConfig",
     "HealcacheError",
     "InvalidConfig",
     "KeyTooLong",

@@ -1,0 +1,694 @@
+//! Self-healing from Python: sources of truth (sync and async callables, URL templates), the
+//! background loop, `verify_now_sync`, and the conversion of settings and reports. Sampling,
+//! verification, repair, scores and backoff are the core's [`Healer`].
+//!
+//! Threads. An interval is always polled with the GIL held, on a thread Python created: the event
+//! loop's thread (`await verify_now()`, through the loop's `LoopDriver`), the caller's thread
+//! (`verify_now_sync()`, which waits between polls with the GIL released), or the cache's
+//! background thread (`healcache-healer`, a Python daemon thread that polls [`HealLoop`] and
+//! waits in `os.read`). Sources never run on those threads: `healcache._healing.submit` hands a
+//! sync source to a pool of Python worker threads and an async source's coroutine to its event
+//! loop, and each call answers through a [`SourceReply`], whose methods only send on a channel.
+//! So no thread Rust started ever runs Python code (the tokio timer thread and the HTTP thread
+//! only wake wakers), and every call of a Python source starts from a Python frame: a daemon
+//! thread that interpreter exit stops is never inside Rust frames, which would abort the process
+//! (test_shutdown.py). The background threads themselves are stopped and joined at exit.
+//!
+//! Digests. The core computes a drift event's digests outside its locks, on the thread polling
+//! the interval (GIL held), so the digest function calls Python directly: [`content_digest`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hasher;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::{self, BoxFuture, FutureExt};
+use healcache::{Cache, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
+use healcache_http::{HttpOptions, HttpSource};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyModule, PyString};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::cache::{json_to_py, loaded, relock};
+use crate::config::{Value, Weigh};
+use crate::error::{healing_kw_error, invalid, invalid_config, to_pyerr};
+
+type Answer = Result<SourceAnswer<Value>, SourceError>;
+
+static HEALING: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn glue(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    HEALING.get_or_try_init(py, || Ok(py.import("healcache._healing")?.unbind())).map(|m| m.bind(py))
+}
+
+/// The healing keywords of `Cache(...)` and `set_healing(...)`; `None` keeps the current value.
+/// Durations are seconds (the core takes milliseconds).
+#[derive(Default)]
+pub(crate) struct HealingOptions {
+    pub enabled: Option<bool>,
+    pub sample_rate: Option<f64>,
+    pub verify_interval: Option<f64>,
+    pub auto_repair: Option<bool>,
+    pub score_window: Option<f64>,
+    pub source_timeout: Option<f64>,
+}
+
+impl HealingOptions {
+    fn apply(&self, c: &mut HealingConfig) {
+        if let Some(v) = self.enabled {
+            c.enabled = v;
+        }
+        if let Some(v) = self.sample_rate {
+            c.sample_rate = v;
+        }
+        if let Some(s) = self.verify_interval {
+            c.verify_interval_ms = s * 1000.0;
+        }
+        if let Some(v) = self.auto_repair {
+            c.auto_repair = v;
+        }
+        if let Some(v) = self.score_window {
+            c.score_window = v;
+        }
+        if let Some(s) = self.source_timeout {
+            c.source_timeout_ms = s * 1000.0;
+        }
+    }
+}
+
+/// A digest of a value's content that never raises and is the same in every process: the bytes
+/// of `bytes`/`bytearray`/`str`, else the text of `repr()`, else the object's address.
+fn content_digest(obj: &Bound<'_, PyAny>) -> u64 {
+    // SipHash with fixed keys: no per-process seed, unlike Python's `hash()` of str and bytes.
+    let mut h = std::hash::DefaultHasher::new();
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        h.write_u8(b'b');
+        h.write(b.as_bytes());
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        h.write_u8(b'b');
+        h.write(&b.to_vec());
+    } else if let Some(s) = obj.cast::<PyString>().ok().and_then(|s| s.to_cow().ok().map(|c| c.into_owned())) {
+        h.write_u8(b's');
+        h.write(s.as_bytes());
+    } else if let Some(r) = obj.repr().ok().and_then(|r| r.to_cow().ok().map(|c| c.into_owned())) {
+        h.write_u8(b'r');
+        h.write(r.as_bytes());
+    } else {
+        h.write_u8(b'i');
+        h.write_usize(obj.as_ptr() as usize);
+    }
+    h.finish()
+}
+
+/// The core comparator: `comparator(cached, fresh)` if given, else `cached == fresh` (identity
+/// first, as Python containers do). An exception goes to `sys.unraisablehook` and counts as a
+/// mismatch.
+fn comparator(custom: Held) -> healcache::Comparator<Value> {
+    Arc::new(move |cached: &Value, fresh: &Value| {
+        if Arc::ptr_eq(cached, fresh) {
+            return true;
+        }
+        Python::attach(|py| {
+            let (a, b) = (cached.obj.bind(py), fresh.obj.bind(py));
+            if a.is(b) {
+                return true;
+            }
+            let custom = relock(&custom).as_ref().map(|f| f.clone_ref(py));
+            let same = match &custom {
+                None => a.eq(b),
+                Some(f) => f.bind(py).call1((a, b)).and_then(|r| r.is_truthy()),
+            };
+            same.unwrap_or_else(|e| {
+                e.write_unraisable(py, custom.as_ref().map(|f| f.bind(py)));
+                false
+            })
+        })
+    })
+}
+
+/// What a source call answered, sent by [`SourceReply`].
+enum Reply {
+    Value(Py<PyAny>),
+    Refused,
+    Failed,
+}
+
+struct ReplyState {
+    tx: Option<oneshot::Sender<Reply>>,
+    /// Cancels an async source's task, called if the answer is no longer wanted (a timeout, or
+    /// the interval was dropped).
+    cancel: Option<Py<PyAny>>,
+    cancelled: bool,
+}
+
+/// The answer slot of one source call, handed to `healcache._healing.submit`. Its methods only
+/// send on a channel, so a worker thread never runs Python code inside Rust frames.
+#[pyclass(frozen, name = "_SourceReply", module = "healcache._healcache")]
+pub(crate) struct SourceReply {
+    state: Mutex<ReplyState>,
+}
+
+impl SourceReply {
+    fn send(&self, reply: Reply) {
+        let (tx, cancel) = {
+            let mut s = relock(&self.state);
+            (s.tx.take(), s.cancel.take())
+        };
+        if let Some(tx) = tx {
+            // Unwanted answers are dropped here; the caller's frame still holds the object.
+            let _ = tx.send(reply);
+        }
+        drop(cancel);
+    }
+
+    /// The answer is no longer wanted: how to cancel its task, if it has one.
+    fn abandon(&self) -> Option<Py<PyAny>> {
+        let mut s = relock(&self.state);
+        s.cancelled = true;
+        s.tx = None;
+        s.cancel.take()
+    }
+}
+
+#[pymethods]
+impl SourceReply {
+    /// The source's answer: a value, or `NOT_FOUND`.
+    fn ok(&self, value: &Bound<'_, PyAny>) {
+        self.send(Reply::Value(value.clone().unbind()))
+    }
+
+    /// The source raised: unavailable (a source failure, skipped).
+    fn fail(&self) {
+        self.send(Reply::Failed)
+    }
+
+    /// The source raised `InvalidKey`: the key cannot be asked of it (skipped, not a failure).
+    fn refuse(&self) {
+        self.send(Reply::Refused)
+    }
+
+    /// Whether the answer is no longer wanted (a queued call is then not made).
+    fn cancelled(&self) -> bool {
+        relock(&self.state).cancelled
+    }
+
+    /// Keeps `cancel()`, which cancels an async source's task; false when the answer is no
+    /// longer wanted already (the caller then cancels the task itself).
+    fn set_task(&self, cancel: &Bound<'_, PyAny>) -> bool {
+        let mut s = relock(&self.state);
+        if s.cancelled {
+            return false;
+        }
+        if s.tx.is_some() {
+            s.cancel = Some(cancel.clone().unbind());
+        }
+        true
+    }
+}
+
+/// Cancels the call (and its task) when its answer is dropped unread.
+struct Asked(Option<Py<SourceReply>>);
+
+impl Asked {
+    /// Answered: nothing to cancel.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Asked {
+    fn drop(&mut self) {
+        let Some(reply) = self.0.take() else { return };
+        if let Some(cancel) = reply.get().abandon() {
+            Python::try_attach(|py| {
+                if let Err(e) = cancel.bind(py).call0() {
+                    e.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+/// A Python callable as a source, called through `healcache._healing.submit`. The callable and
+/// its event loop are [`Held`]: their only reference, shared with the cache's GC methods.
+struct PySource {
+    callable: Held,
+    event_loop: Held,
+    is_async: bool,
+    weigh: Arc<Weigh>,
+}
+
+impl PySource {
+    /// `None` once the garbage collector cleared the cache.
+    fn submit(&self, py: Python<'_>, key: &str) -> PyResult<Option<(Asked, oneshot::Receiver<Reply>)>> {
+        let held = |h: &Held| relock(h).as_ref().map(|o| o.clone_ref(py));
+        let Some(callable) = held(&self.callable) else { return Ok(None) };
+        let (tx, rx) = oneshot::channel();
+        let state = ReplyState { tx: Some(tx), cancel: None, cancelled: false };
+        let reply = Py::new(py, SourceReply { state: Mutex::new(state) })?;
+        let asked = Asked(Some(reply.clone_ref(py)));
+        glue(py)?.getattr(pyo3::intern!(py, "submit"))?.call1((
+            callable,
+            key,
+            held(&self.event_loop),
+            self.is_async,
+            reply,
+        ))?;
+        Ok(Some((asked, rx)))
+    }
+}
+
+impl Source<Value> for PySource {
+    fn fetch(&self, key: &str) -> BoxFuture<'static, Answer> {
+        // Called while an interval is polled, GIL held (see the module docs).
+        let submitted = Python::attach(|py| self.submit(py, key).map_err(|e| e.write_unraisable(py, None)));
+        let Ok(Some((mut asked, rx))) = submitted else {
+            return future::ready(Err(SourceError::Unavailable)).boxed();
+        };
+        let weigh = Arc::clone(&self.weigh);
+        async move {
+            let reply = rx.await;
+            asked.disarm();
+            match reply {
+                Ok(Reply::Value(obj)) => Python::attach(|py| match loaded(&weigh, obj.into_bound(py)) {
+                    Ok(Loaded::Value(v)) => Ok(SourceAnswer::Value(v)),
+                    Ok(Loaded::NotFound) => Ok(SourceAnswer::NotFound),
+                    Err(_) => Err(SourceError::Unavailable), // the weigher raised
+                }),
+                Ok(Reply::Refused) => Err(SourceError::Refused),
+                Ok(Reply::Failed) | Err(_) => Err(SourceError::Unavailable),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// How the body of an HTTP source becomes a Python value.
+#[derive(Clone, Copy)]
+enum Decode {
+    Bytes,
+    Text,
+    Json,
+}
+
+impl Decode {
+    fn parse(py: Python<'_>, decode: Option<&str>) -> PyResult<Self> {
+        match decode.unwrap_or("bytes") {
+            "bytes" => Ok(Decode::Bytes),
+            "text" => Ok(Decode::Text),
+            "json" => Ok(Decode::Json),
+            _ => Err(invalid(py, "decode", "must be \"bytes\", \"text\" or \"json\"")),
+        }
+    }
+
+    /// The body as a Python value (GIL held: the future is polled by an interval's poller).
+    /// Decoding never runs code (no pickle); a malformed body is an unavailable answer.
+    fn apply<'py>(self, py: Python<'py>, body: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        match self {
+            Decode::Bytes => Ok(PyBytes::new(py, &body).into_any()),
+            Decode::Text => {
+                let text = String::from_utf8(body).map_err(PyErr::from)?;
+                Ok(PyString::new(py, &text).into_any())
+            }
+            Decode::Json => {
+                let loads =
+                    LOADS.get_or_try_init(py, || Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind()))?;
+                loads.bind(py).call1((PyBytes::new(py, &body),))
+            }
+        }
+    }
+}
+
+/// A Python object the healer holds, shared with the `Cache`'s GC methods.
+type Held = Arc<Mutex<Option<Py<PyAny>>>>;
+
+/// The self-healing state of one `Cache`: its core healer and its background thread.
+pub(crate) struct Healing {
+    pub healer: Healer<Value>,
+    cache: Cache<Value>,
+    background: Mutex<Background>,
+    /// The Python objects each prefix's source holds (its callable, its event loop), and the
+    /// comparator: visited by the `Cache`'s `__traverse__`, released by its `__clear__`, so a
+    /// source that refers back to its cache (a bound method of an object holding the cache)
+    /// does not keep the cycle alive.
+    held: Mutex<HashMap<String, [Held; 2]>>,
+    comparator: Held,
+}
+
+enum Background {
+    Idle,
+    Running(Py<HealLoop>),
+    Closed,
+}
+
+impl Healing {
+    /// The healer of `cache` with the keyword settings of `Cache(...)`; starts the background
+    /// thread when `healing_enabled` is set.
+    pub fn new(
+        py: Python<'_>,
+        cache: &Cache<Value>,
+        options: &HealingOptions,
+        custom: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        if let Some(f) = &custom {
+            if !f.is_callable() {
+                return Err(invalid(py, "healing_comparator", "must be callable"));
+            }
+        }
+        let mut config = HealingConfig::default();
+        options.apply(&mut config);
+        let custom: Held = Arc::new(Mutex::new(custom.map(Bound::unbind)));
+        let healer = Healer::with_comparator(
+            cache.clone(),
+            config,
+            comparator(Arc::clone(&custom)),
+            Arc::new(|v: &Value| Python::attach(|py| content_digest(v.obj.bind(py)))),
+        )
+        .map_err(|e| healing_kw_error(py, e, "healing_"))?;
+        let healing = Healing {
+            healer,
+            cache: cache.clone(),
+            background: Mutex::new(Background::Idle),
+            held: Mutex::new(HashMap::new()),
+            comparator: custom,
+        };
+        healing.follow_enabled(py)?;
+        Ok(healing)
+    }
+
+    /// Starts the background thread the first time healing is enabled (it then runs until the
+    /// cache is closed or dropped, idle while healing is disabled).
+    fn follow_enabled(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.healer.config().enabled {
+            return Ok(());
+        }
+        let heal_loop = {
+            let mut bg = relock(&self.background);
+            if !matches!(*bg, Background::Idle) {
+                return Ok(());
+            }
+            let heal_loop = Py::new(py, HealLoop::new(self.healer.clone())?)?;
+            *bg = Background::Running(heal_loop.clone_ref(py));
+            heal_loop
+        };
+        // Outside the lock: starting a thread releases the GIL.
+        if let Err(e) = glue(py)?.getattr("start_healer")?.call1((&heal_loop,)) {
+            heal_loop.get().stop();
+            let mut bg = relock(&self.background);
+            if matches!(*bg, Background::Running(_)) {
+                *bg = Background::Idle;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends the background thread for good and waits for it (at most 10 s).
+    pub fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let bg = std::mem::replace(&mut *relock(&self.background), Background::Closed);
+        if let Background::Running(heal_loop) = bg {
+            glue(py)?.getattr("stop_healer")?.call1((heal_loop,))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the background thread without waiting (the cache is being dropped).
+    pub fn drop_background(&self) {
+        let bg = std::mem::replace(&mut *relock(&self.background), Background::Closed);
+        if let Background::Running(heal_loop) = bg {
+            heal_loop.get().stop();
+        }
+    }
+
+    pub fn register_source(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        source: &Bound<'_, PyAny>,
+        decode: Option<&str>,
+        weigh: &Arc<Weigh>,
+    ) -> PyResult<()> {
+        let max = self.cache.config().max_key_len;
+        if prefix.len() as f64 > max {
+            return Err(to_pyerr(py, healcache::Error::KeyTooLong { len: prefix.len(), max: max as usize }));
+        }
+        let mut held: Option<[Held; 2]> = None;
+        let registered = if let Ok(template) = source.cast::<PyString>() {
+            let decode = Decode::parse(py, decode)?;
+            let timeout = Duration::from_secs_f64(self.healer.config().source_timeout_ms / 1000.0);
+            let options = HttpOptions { timeout, ..HttpOptions::default() };
+            let http = HttpSource::new(&template.to_cow()?, options).map_err(|e| to_pyerr(py, e))?;
+            let weigh = Arc::clone(weigh);
+            let source = http.map(move |body: Vec<u8>| {
+                Python::attach(|py| decode.apply(py, body).and_then(|v| weigh.value(v)))
+                    .map_err(|_| SourceError::Unavailable)
+            });
+            self.healer.register_source(prefix, source)
+        } else if source.is_callable() {
+            if decode.is_some() {
+                return Err(PyTypeError::new_err("register_source: `decode` applies to URL-template sources only"));
+            }
+            let (is_async, event_loop): (bool, Option<Bound<'_, PyAny>>) =
+                glue(py)?.getattr("prepare")?.call1((source,))?.extract()?;
+            let source = PySource {
+                callable: Arc::new(Mutex::new(Some(source.clone().unbind()))),
+                event_loop: Arc::new(Mutex::new(event_loop.map(Bound::unbind))),
+                is_async,
+                weigh: Arc::clone(weigh),
+            };
+            held = Some([Arc::clone(&source.callable), Arc::clone(&source.event_loop)]);
+            self.healer.register_source(prefix, source)
+        } else {
+            let name = source.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            return Err(PyTypeError::new_err(format!(
+                "register_source: a source is a callable or a URL template (str), not {name}"
+            )));
+        };
+        registered.map_err(|e| to_pyerr(py, e))?;
+        let replaced = match held {
+            Some(h) => relock(&self.held).insert(prefix.to_owned(), h),
+            None => relock(&self.held).remove(prefix),
+        };
+        drop(replaced); // outside the lock
+        Ok(())
+    }
+
+    pub fn unregister_source(&self, prefix: &str) -> bool {
+        let removed = self.healer.unregister_source(prefix);
+        let held = relock(&self.held).remove(prefix);
+        drop(held);
+        removed
+    }
+
+    /// `Cache.__traverse__`: the Python objects of the sources and the comparator.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(held) = self.held.try_lock() {
+            for h in held.values().flatten() {
+                if let Ok(obj) = h.try_lock() {
+                    visit.call(&*obj)?;
+                }
+            }
+        }
+        if let Ok(c) = self.comparator.try_lock() {
+            visit.call(&*c)?;
+        }
+        Ok(())
+    }
+
+    /// `Cache.__clear__`: the cache is garbage: stops its background loop, drops every source and
+    /// the comparator.
+    pub fn clear(&self) {
+        self.drop_background();
+        let held = std::mem::take(&mut *relock(&self.held));
+        for (prefix, objects) in &held {
+            self.healer.unregister_source(prefix);
+            for h in objects {
+                let obj = relock(h).take();
+                drop(obj);
+            }
+        }
+        drop(held);
+        let comparator = relock(&self.comparator).take();
+        drop(comparator);
+    }
+
+    /// `set_healing(...)`: every given setting at once, validated by the core; nothing changes
+    /// on error.
+    pub fn set(&self, py: Python<'_>, options: &HealingOptions) -> PyResult<()> {
+        let mut config = self.healer.config();
+        options.apply(&mut config);
+        self.healer.set_config(config).map_err(|e| healing_kw_error(py, e, ""))?;
+        self.follow_enabled(py)
+    }
+
+    /// `config_set(name, value)`: the core parses and validates the text.
+    pub fn config_set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let text = setting_text(value)?;
+        self.healer.config_set(name, &text).map_err(|e| named_error(py, e, name))?;
+        self.follow_enabled(py)
+    }
+
+    pub fn config_get(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        self.healer.config_get(name).map_err(|e| named_error(py, e, name))
+    }
+
+    /// The six settings of the issue under their Python keywords (durations in seconds).
+    pub fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.healer.config();
+        let d = PyDict::new(py);
+        d.set_item("enabled", c.enabled)?;
+        d.set_item("sample_rate", c.sample_rate)?;
+        d.set_item("verify_interval", c.verify_interval_ms / 1000.0)?;
+        d.set_item("auto_repair", c.auto_repair)?;
+        d.set_item("score_window", c.score_window as u64)?;
+        d.set_item("source_timeout", c.source_timeout_ms / 1000.0)?;
+        Ok(d)
+    }
+}
+
+/// A setting's value as the core's text: `str` as given, booleans as `true`/`false`, numbers
+/// as Python writes them.
+fn setting_text(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_cow()?.into_owned());
+    }
+    if let Ok(b) = value.cast::<PyBool>() {
+        return Ok(if b.is_true() { "true" } else { "false" }.to_string());
+    }
+    if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
+        return Ok(value.repr()?.to_cow()?.into_owned());
+    }
+    let name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {name}")))
+}
+
+/// A core error of `config_set`/`config_get`; an unknown setting names what was asked.
+fn named_error(py: Python<'_>, e: healcache::Error, name: &str) -> PyErr {
+    match &e {
+        healcache::Error::InvalidConfig { field: "name", reason } => {
+            invalid_config(py, &format!("invalid config: unknown setting {name:?}"), "name", reason)
+        }
+        _ => to_pyerr(py, e),
+    }
+}
+
+/// Plain data of the core (reports, scores, stats) to Python.
+pub(crate) fn to_py<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(v).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    json_to_py(py, &v)
+}
+
+/// Runs `fut` on this thread: polls with the GIL held (the interval's comparator and sources
+/// need it), waits for a wake-up with the GIL released, and checks for signals (Ctrl-C) between
+/// polls; a signal drops the future, which cancels what it was waiting for.
+pub(crate) fn block_on_attached<F: Future>(py: Python<'_>, fut: F) -> PyResult<F::Output> {
+    struct Unpark {
+        thread: std::thread::Thread,
+        woken: AtomicBool,
+    }
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.store(true, Ordering::Release);
+            self.thread.unpark();
+        }
+    }
+    let mut fut = std::pin::pin!(fut);
+    let signal = Arc::new(Unpark { thread: std::thread::current(), woken: AtomicBool::new(false) });
+    let waker = Waker::from(Arc::clone(&signal));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return Ok(v);
+        }
+        let s = Arc::clone(&signal);
+        py.detach(move || {
+            if !s.woken.swap(false, Ordering::AcqRel) {
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+        });
+        py.check_signals()?;
+    }
+}
+
+/// The background loop of one cache: the core's `Healer::run` future, polled by a Python daemon
+/// thread (`healcache._healing._heal`) each time its waker writes a byte to `fileno()`.
+#[pyclass(frozen, name = "_HealLoop", module = "healcache._healcache")]
+pub(crate) struct HealLoop {
+    run: Mutex<Option<BoxFuture<'static, ()>>>,
+    stopped: AtomicBool,
+    reader: UnixStream,
+    waker: Arc<SocketWaker>,
+}
+
+struct SocketWaker(UnixStream);
+
+impl Wake for SocketWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Non-blocking: a full socket already holds a pending wake-up.
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+impl HealLoop {
+    fn new(healer: Healer<Value>) -> std::io::Result<Self> {
+        let (reader, writer) = UnixStream::pair()?;
+        writer.set_nonblocking(true)?;
+        Ok(HealLoop {
+            run: Mutex::new(Some(async move { healer.run().await }.boxed())),
+            stopped: AtomicBool::new(false),
+            reader,
+            waker: Arc::new(SocketWaker(writer)),
+        })
+    }
+}
+
+#[pymethods]
+impl HealLoop {
+    /// The descriptor the thread reads wake-ups from (blocking).
+    fn fileno(&self) -> i32 {
+        self.reader.as_raw_fd()
+    }
+
+    /// Polls the loop once (GIL held); false when it is over (stopped), and the thread ends.
+    fn step(&self) -> bool {
+        let mut run = relock(&self.run);
+        if self.stopped.load(Ordering::Acquire) {
+            let fut = run.take();
+            drop(run);
+            drop(fut); // cancels the interval under way, if any
+            return false;
+        }
+        let Some(fut) = run.as_mut() else { return false };
+        let waker = Waker::from(Arc::clone(&self.waker));
+        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(()) => {
+                *run = None;
+                false
+            }
+            Poll::Pending => true,
+        }
+    }
+
+    /// Ends the loop at its next step (from any thread, without waiting).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.waker.wake_by_ref();
+    }
+}

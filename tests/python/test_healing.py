@@ -1,0 +1,819 @@
+"""Self-healing from Python (issue 7): sources of truth (sync, async, HTTP URL templates), verify now,
+scores, stats, drift events, settings by keyword and by name, the background loop and its end.
+
+Sampling, verification, repair, scores and backoff are the core's (core/tests/healing.rs); these
+tests check the conversion, the threads and event loops the sources run on, and the errors. Real
+parts only: a dict as the database, a loopback HTTP server. No timing assertions: waits are bounded
+polls of a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import weakref
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import healcache
+from healcache import NOT_FOUND, Cache
+
+REPORT_FIELDS = ["drawn", "verified", "consistent", "drift", "repaired", "skipped", "failures", "duration_ms", "overlapped"]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.005)
+
+
+def settles(read: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Waits until `read()` stays the same for 0.2 s."""
+    deadline = time.monotonic() + timeout
+    last = read()
+    while True:
+        time.sleep(0.2)
+        now = read()
+        if now == last:
+            return
+        assert time.monotonic() < deadline, "never settled"
+        last = now
+
+
+def filled(n: int, **options: Any) -> tuple[Cache, dict[str, Any]]:
+    """A cache and its "database", both holding user:0..n-1."""
+    c = Cache(max_entries=10 * n, seed=7, **options)
+    db: dict[str, Any] = {}
+    for i in range(n):
+        db[f"user:{i}"] = {"id": i, "name": f"user {i}"}
+        c[f"user:{i}"] = {"id": i, "name": f"user {i}"}
+    return c, db
+
+
+def healer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "healcache-healer"]
+
+
+# --- the issue's scenario, at small size ---------------------------------------------------------
+
+
+def test_drift_is_scored_then_repaired_until_the_score_is_one() -> None:
+    n = 2000
+    c, db = filled(n, healing_sample_rate=0.5, healing_score_window=400, healing_auto_repair=False)
+    c.register_source("user:", lambda k: db.get(k, NOT_FOUND))
+    assert c.score("user:") == {"prefix": "user:", "score": 1.0, "sampled": 0, "repaired": 0}
+    # 10% drift behind the cache's back: the database changes, nobody invalidates
+    for i in range(0, n, 10):
+        db[f"user:{i}"] = {"id": i, "name": f"renamed {i}"}
+    report = c.verify_now_sync()
+    assert list(report) == REPORT_FIELDS
+    assert report["drawn"] == report["verified"] == 1000 and report["repaired"] == 0
+    assert report["consistent"] + report["drift"] == 1000
+    s = c.score("user:")
+    assert s is not None and 0.8 < s["score"] < 0.98, s  # 0.9 within 3 sd of a 400-sample window
+    assert s["sampled"] == 1000 and s["repaired"] == 0
+    assert c["user:0"]["name"] == "user 0", "auto_repair off: drift reported, not repaired"
+
+    c.set_healing(auto_repair=True)
+    rounds = 0
+    while c.score("user:")["score"] < 1.0:  # type: ignore[index]
+        rounds += 1
+        assert rounds <= 40, c.score("user:")
+        r = c.verify_now_sync()
+        assert r["repaired"] == r["drift"], r
+    # a full pass repairs whatever drift is left, then the cache equals the database
+    c.set_healing(sample_rate=1.0)
+    c.verify_now_sync()
+    r = c.verify_now_sync()
+    assert (r["verified"], r["consistent"], r["drift"]) == (n, n, 0)
+    assert all(c[k] == v for k, v in db.items())
+
+    st = c.healing_stats()
+    assert list(st)[:5] == ["total_sampled", "total_repaired", "avg_score", "source_failures", "last_interval_ms"]
+    assert st["total_repaired"] >= 150 and st["source_failures"] == 0 and st["avg_score"] == 1.0
+    assert st["total_sampled"] == c.score("user:")["sampled"]  # type: ignore[index]
+    events = c.drift_events()
+    assert {e["key"] for e in events} <= {f"user:{i}" for i in range(0, n, 10)}
+    e = events[-1]
+    assert list(e) == ["key", "prefix", "at_ms", "old_digest", "new_digest", "repaired"]
+    assert e["prefix"] == "user:" and e["repaired"] is True
+    assert len(e["old_digest"]) == len(e["new_digest"]) == 8 and e["old_digest"] != e["new_digest"]
+
+
+def test_digests_are_content_digests_and_never_raise() -> None:
+    class NoRepr:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, NoRepr) and other.n == self.n
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    c = Cache()
+    truth = {"a": {"x": [1, 2]}, "b": {"x": [1, 2]}, "c": NoRepr(2), "d": b"new"}
+    c["a"] = {"x": [1]}  # unhashable values
+    c["b"] = {"x": [1]}
+    c["c"] = NoRepr(1)
+    c["d"] = b"old"
+    c.register_source("", truth.__getitem__)
+    c.set_healing(sample_rate=1.0)
+    r = c.verify_now_sync()
+    assert (r["drift"], r["repaired"], r["failures"]) == (4, 4, 0)
+    ev = {e["key"]: e for e in c.drift_events()}
+    assert ev["a"]["old_digest"] == ev["b"]["old_digest"] and ev["a"]["new_digest"] == ev["b"]["new_digest"]
+    assert ev["a"]["old_digest"] != ev["a"]["new_digest"]
+    assert all(len(e["old_digest"]) == 8 for e in ev.values())
+
+
+# --- source kinds ---------------------------------------------------------------------------------
+
+
+def test_sync_source_runs_on_a_worker_thread_with_the_key() -> None:
+    c = Cache()
+    c["k:1"] = "v1"
+    c["other"] = "x"
+    seen: list[tuple[str, str]] = []
+
+    def source(key: str) -> str:
+        seen.append((key, threading.current_thread().name))
+        return "v1"
+
+    c.register_source("k:", source)
+    c.set_healing(sample_rate=1.0)
+    r = c.verify_now_sync()
+    assert (r["drawn"], r["verified"], r["consistent"], r["skipped"]) == (2, 1, 1, 1)  # "other" has no source
+    assert seen[0][0] == "k:1" and seen[0][1].startswith("healcache-source")
+
+
+@pytest.mark.asyncio
+async def test_async_source_runs_on_the_loop_it_was_registered_from() -> None:
+    c, db = filled(50, healing_sample_rate=1.0)
+    loops: set[int] = set()
+
+    async def source(key: str) -> Any:
+        loops.add(id(asyncio.get_running_loop()))
+        await asyncio.sleep(0.001)
+        return db.get(key, NOT_FOUND)
+
+    db["user:3"] = "changed"
+    c.register_source("user:", source)
+    r = await c.verify_now()
+    assert (r["verified"], r["drift"], r["repaired"]) == (50, 1, 1)
+    assert c["user:3"] == "changed"
+    assert loops == {id(asyncio.get_running_loop())}
+    # from a thread, while this loop awaits: the source still runs here, nothing blocks
+    r = await asyncio.get_running_loop().run_in_executor(None, c.verify_now_sync)
+    assert (r["verified"], r["consistent"]) == (50, 50)
+    assert loops == {id(asyncio.get_running_loop())}
+
+
+@pytest.mark.asyncio
+async def test_callable_returning_an_awaitable_and_async_callable_objects() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["a:1"] = 1
+    c["b:1"] = 1
+
+    async def lookup(key: str) -> int:
+        await asyncio.sleep(0)
+        return 2
+
+    class Api:
+        async def __call__(self, key: str) -> int:
+            return 1
+
+    c.register_source("a:", lambda k: lookup(k))
+    c.register_source("b:", Api())
+    r = await c.verify_now()
+    assert (r["verified"], r["drift"], r["failures"]) == (2, 1, 0)
+    assert (c["a:1"], c["b:1"]) == (2, 1)
+
+
+def test_async_source_registered_outside_a_loop_runs_on_healcaches_loop() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["k"] = 1
+    threads: list[str] = []
+
+    async def source(key: str) -> int:
+        threads.append(threading.current_thread().name)
+        await asyncio.sleep(0.001)
+        return 5
+
+    c.register_source("", source)
+    r = c.verify_now_sync()
+    assert (r["drift"], r["repaired"]) == (1, 1) and c["k"] == 5
+    assert threads == ["healcache-loop"]
+
+
+def test_async_source_whose_loop_is_closed_runs_on_healcaches_loop() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["k"] = 1
+
+    async def source(key: str) -> int:
+        return 2
+
+    async def setup() -> None:
+        c.register_source("", source)
+        r = await c.verify_now()
+        assert r["repaired"] == 1
+
+    asyncio.run(setup())  # the loop the source was registered from is closed now
+    c["k"] = 1
+    assert c.verify_now_sync()["repaired"] == 1 and c["k"] == 2
+
+
+@pytest.mark.asyncio
+async def test_verify_now_sync_refuses_to_block_a_running_loop() -> None:
+    c = Cache()
+    with pytest.raises(RuntimeError, match="verify_now"):
+        c.verify_now_sync()
+
+
+def test_verify_now_needs_a_running_loop() -> None:
+    with pytest.raises(RuntimeError):
+        Cache().verify_now()
+
+
+# --- answers ----------------------------------------------------------------------------------------
+
+
+def test_not_found_removes_the_entry() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["gone"] = "x"
+    c["here"] = "y"
+    db = {"here": "y"}
+    c.register_source("", lambda k: db.get(k, NOT_FOUND))
+    r = c.verify_now_sync()
+    assert (r["consistent"], r["drift"], r["repaired"]) == (1, 1, 1)
+    assert "gone" not in c and c["here"] == "y"
+    (e,) = c.drift_events()
+    assert e["key"] == "gone" and e["new_digest"] == "absent" and len(e["old_digest"]) == 8
+
+
+def test_a_raising_source_is_a_failure_not_drift() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    for i in range(10):
+        c[f"k{i}"] = i
+
+    def down(key: str) -> int:
+        raise ConnectionError("database down")
+
+    c.register_source("k", down)
+    r = c.verify_now_sync()
+    assert (r["verified"], r["drift"], r["failures"], r["skipped"]) == (0, 0, 10, 10)
+    assert c.score("k") == {"prefix": "k", "score": 1.0, "sampled": 0, "repaired": 0}
+    assert c.healing_stats()["source_failures"] == 10
+    assert c.drift_events() == [] and c["k3"] == 3
+
+
+def test_invalid_key_from_a_source_skips_the_key_without_failure() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["ok"] = 1
+    c["odd"] = 1
+
+    def source(key: str) -> int:
+        if key == "odd":
+            raise healcache.InvalidKey("cannot ask for that")
+        return 1
+
+    c.register_source("", source)
+    r = c.verify_now_sync()
+    assert (r["verified"], r["skipped"], r["failures"]) == (1, 1, 0)
+
+
+def test_a_hanging_source_times_out_and_the_interval_ends() -> None:
+    c = Cache(healing_sample_rate=1.0, healing_source_timeout=0.05)
+    c["slow"] = 1
+    release = threading.Event()
+    c.register_source("", lambda k: release.wait(30))
+    try:
+        r = c.verify_now_sync()
+        assert (r["verified"], r["failures"]) == (0, 1)
+    finally:
+        release.set()
+
+
+def test_a_newer_write_wins_over_the_repair() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["k"] = "cached"
+
+    def source(key: str) -> str:
+        c[key] = "written while the source was asked"  # after the sample was read
+        return "from the source"
+
+    c.register_source("", source)
+    r = c.verify_now_sync()
+    assert (r["drift"], r["repaired"]) == (1, 0)
+    assert c["k"] == "written while the source was asked"
+    assert c.drift_events()[0]["repaired"] is False
+
+
+def test_custom_comparator_and_a_raising_comparator() -> None:
+    c = Cache(healing_sample_rate=1.0, healing_comparator=lambda cached, fresh: json.loads(cached) == json.loads(fresh))
+    c["u"] = '{"a": 1, "b": 2}'
+    c.register_source("", lambda k: '{"b": 2, "a": 1}')
+    assert c.verify_now_sync()["consistent"] == 1, "key order is not drift"
+    with pytest.raises(healcache.InvalidConfig):
+        Cache(healing_comparator=42)  # type: ignore[arg-type]
+
+    def broken(cached: Any, fresh: Any) -> bool:
+        raise ValueError("cannot compare")
+
+    b = Cache(healing_sample_rate=1.0, healing_comparator=broken)
+    b["k"] = [1]
+    b.register_source("", lambda k: [1])
+    seen: list[Any] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        r = b.verify_now_sync()
+    finally:
+        sys.unraisablehook = old_hook
+    assert r["drift"] == 1, "an error in the comparator counts as a mismatch"
+    assert isinstance(seen[0].exc_value, ValueError)
+
+
+def test_default_comparison_is_python_equality() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["bytes"] = b"abc"
+    c["json"] = {"a": 1, "b": [1, 2]}
+    c["text"] = "abc"
+    truth = {"bytes": b"abc", "json": {"b": [1, 2], "a": 1}, "text": b"abc"}
+    c.register_source("", truth.__getitem__)
+    r = c.verify_now_sync()
+    assert (r["consistent"], r["drift"]) == (2, 1)
+    assert c["text"] == b"abc"
+
+
+def test_longest_prefix_wins_and_unregister() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    for k in ["user:1", "user:vip:1", "order:1"]:
+        c[k] = 1
+    asked: list[str] = []
+    c.register_source("user:", lambda k: asked.append(f"users {k}") or 1)
+    c.register_source("user:vip:", lambda k: asked.append(f"vips {k}") or 1)
+    r = c.verify_now_sync()
+    assert (r["verified"], r["skipped"]) == (2, 1)
+    assert sorted(asked) == ["users user:1", "vips user:vip:1"]
+    assert [s["prefix"] for s in c.scores()] == ["user:", "user:vip:"]
+    assert set(c.scores()[0]) >= {"prefix", "score"}
+    assert c.unregister_source("user:vip:") is True
+    assert c.unregister_source("user:vip:") is False
+    assert c.score("user:vip:") is None
+
+
+def test_bad_sources_and_prefixes_raise_typed_errors() -> None:
+    c = Cache(max_key_len=8)
+    with pytest.raises(TypeError):
+        c.register_source("p", 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        c.register_source(1, lambda k: 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        c.register_source("p", lambda k: 1, decode="json")
+    with pytest.raises(healcache.KeyTooLong):
+        c.register_source("a-very-long-prefix", lambda k: 1)
+    c.config_set("healing.max_prefixes", "2")
+    c.register_source("a", lambda k: 1)
+    c.register_source("b", lambda k: 1)
+    c.register_source("a", lambda k: 2)  # replacing is not adding
+    with pytest.raises(healcache.InvalidConfig) as e:
+        c.register_source("c", lambda k: 1)
+    assert e.value.field == "healing.max_prefixes"
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_source_referring_to_its_cache_is_garbage_collected(background: bool) -> None:
+    before = len(healer_threads())
+
+    class Service:
+        def __init__(self) -> None:
+            self.cache = Cache(
+                healing_comparator=self.same,
+                healing_enabled=background,
+                healing_verify_interval=0.01,
+                healing_sample_rate=1.0,
+            )
+            self.cache["user:1"] = "user:1"
+            self.cache.register_source("user:", self.load)
+            self.cache.register_source("order:", self.load_async)
+
+        def load(self, key: str) -> str:
+            return key
+
+        async def load_async(self, key: str) -> str:
+            return key
+
+        def same(self, cached: Any, fresh: Any) -> bool:
+            return bool(cached == fresh)
+
+    s = Service()
+    if background:
+        wait_for(lambda: s.cache.healing_stats()["total_sampled"] > 2)
+    ref = weakref.ref(s)
+    del s
+    gc.collect()
+    assert ref() is None
+    wait_for(lambda: len(healer_threads()) == before)
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def test_settings_by_name() -> None:
+    c = Cache()
+    assert c.config_get("healing.sample_rate") == "0.01"
+    c.config_set("healing.sample_rate", "0.02")
+    assert c.config_get("healing.sample_rate") == "0.02"
+    c.config_set("healing.auto_repair", False)
+    c.config_set("healing.score_window", 50)
+    c.config_set("healing.verify_interval_ms", 2500.0)
+    assert c.healing_config() == {
+        "enabled": False,
+        "sample_rate": 0.02,
+        "verify_interval": 2.5,
+        "auto_repair": False,
+        "score_window": 50,
+        "source_timeout": 2.0,
+    }
+    for name, value, field in [
+        ("healing.nope", "1", "name"),
+        ("max_entries", "5", "name"),
+        ("healing.sample_rate", "nan", "healing.sample_rate"),
+        ("healing.sample_rate", "-0.1", "healing.sample_rate"),
+        ("healing.sample_rate", "abc", "healing.sample_rate"),
+        ("healing.verify_interval_ms", "0", "healing.verify_interval_ms"),
+        ("healing.source_timeout_ms", "-5", "healing.source_timeout_ms"),
+        ("healing.score_window", "0", "healing.score_window"),
+        ("healing.score_window", "2.5", "healing.score_window"),
+        ("healing.enabled", "maybe", "healing.enabled"),
+    ]:
+        with pytest.raises(healcache.InvalidConfig) as e:
+            c.config_set(name, value)
+        assert isinstance(e.value, ValueError) and e.value.field == field, (name, value, e.value.field)
+    with pytest.raises(healcache.InvalidConfig, match="healing.nope"):
+        c.config_get("healing.nope")
+    with pytest.raises(TypeError):
+        c.config_set("healing.sample_rate", [0.1])  # type: ignore[arg-type]
+    assert c.config_get("healing.sample_rate") == "0.02", "a refused change changes nothing"
+    assert c.healing_config()["score_window"] == 50
+
+
+def test_typed_settings_and_their_errors() -> None:
+    c = Cache(
+        healing_sample_rate=0.5,
+        healing_verify_interval=1.5,
+        healing_auto_repair=False,
+        healing_score_window=100,
+        healing_source_timeout=0.25,
+    )
+    assert c.healing_config() == {
+        "enabled": False,
+        "sample_rate": 0.5,
+        "verify_interval": 1.5,
+        "auto_repair": False,
+        "score_window": 100,
+        "source_timeout": 0.25,
+    }
+    assert c.config_get("healing.verify_interval_ms") == "1500"
+    c.set_healing(sample_rate=0.02, auto_repair=True)
+    before = c.healing_config()
+    assert before["sample_rate"] == 0.02 and before["auto_repair"] is True
+    for kwargs, field in [
+        ({"sample_rate": float("nan")}, "sample_rate"),
+        ({"sample_rate": -1.0}, "sample_rate"),
+        ({"sample_rate": 1.5}, "sample_rate"),
+        ({"verify_interval": 0.0}, "verify_interval"),
+        ({"verify_interval": float("inf")}, "verify_interval"),
+        ({"score_window": 0}, "score_window"),
+        ({"source_timeout": -0.5}, "source_timeout"),
+        ({"sample_rate": 0.3, "score_window": 0.5}, "score_window"),  # one bad value: nothing changes
+    ]:
+        with pytest.raises(healcache.InvalidConfig) as e:
+            c.set_healing(**kwargs)
+        assert e.value.field == field, (kwargs, e.value.field)
+        assert c.healing_config() == before
+    with pytest.raises(healcache.InvalidConfig, match="seconds"):
+        c.set_healing(verify_interval=-1)
+    with pytest.raises(TypeError):
+        c.set_healing(0.1)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        c.set_healing(sample_rte=0.1)  # type: ignore[call-arg]
+    with pytest.raises(healcache.InvalidConfig) as e:
+        Cache(healing_sample_rate=-0.5)
+    assert e.value.field == "healing_sample_rate"
+    with pytest.raises(healcache.InvalidConfig) as e:
+        Cache(healing_verify_interval=0)
+    assert e.value.field == "healing_verify_interval"
+    with pytest.raises(healcache.InvalidConfig) as e:
+        Cache(healing_score_window=float("nan"))
+    assert e.value.field == "healing_score_window"
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+
+def test_stats_and_prometheus_carry_the_healing_metrics() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["p:1"] = 1
+    c.register_source("p:", lambda k: 9)
+    c.verify_now_sync()
+    s = c.stats()
+    assert s["healing"] == c.healing_stats()
+    assert s["healing"]["total_sampled"] == 1 and sum(s["healing"]["interval_duration"]["counts"]) == 1
+    text = c.prometheus("c1")
+    assert 'healcache_hits_total{cache="c1"}' in text
+    assert 'healcache_healing_samples_total{cache="c1"} 1' in text
+    assert 'healcache_healing_repairs_total{cache="c1"} 1' in text
+    assert 'healcache_healing_score{cache="c1",prefix="p:"} 0' in text
+    assert 'healcache_healing_interval_duration_ms_count{cache="c1"} 1' in text
+
+
+# --- running in the background, overlapping, cancelling ---------------------------------------------
+
+
+def test_background_loop_heals_and_stops_on_close() -> None:
+    c, db = filled(100, healing_enabled=True, healing_verify_interval=0.02, healing_sample_rate=1.0)
+    for i in range(0, 100, 10):
+        db[f"user:{i}"] = "changed"
+    c.register_source("user:", db.__getitem__)
+    wait_for(lambda: all(c[k] == v for k, v in db.items()))
+    wait_for(lambda: c.healing_stats()["total_sampled"] >= 300)
+    assert any(t.is_alive() for t in healer_threads())
+    c.close()
+    sampled = c.healing_stats()["total_sampled"]
+    time.sleep(0.1)
+    assert c.healing_stats()["total_sampled"] == sampled, "no interval after close()"
+    c.close()  # idempotent
+    c.set_healing(enabled=True)  # closed: no loop starts again
+    time.sleep(0.1)
+    assert c.healing_stats()["total_sampled"] == sampled
+    assert c.verify_now_sync()["verified"] == 100, "verify_now still works after close()"
+
+
+def test_enabling_at_runtime_starts_the_loop_and_disabling_pauses_it() -> None:
+    before = len(healer_threads())
+    with Cache(healing_verify_interval=0.02, healing_sample_rate=1.0) as c:
+        c["k"] = 1
+        c.register_source("", lambda k: 2)
+        time.sleep(0.1)
+        assert c.healing_stats()["total_sampled"] == 0 and len(healer_threads()) == before
+        c.config_set("healing.enabled", "true")
+        wait_for(lambda: c["k"] == 2)
+        c.set_healing(enabled=False)
+        settles(lambda: c.healing_stats()["total_sampled"])  # after the interval under way, if any
+    wait_for(lambda: len(healer_threads()) == before)  # the with block closed it
+
+
+def test_a_garbage_collected_cache_ends_its_loop() -> None:
+    before = len(healer_threads())
+    c = Cache(healing_enabled=True, healing_verify_interval=0.01, healing_sample_rate=1.0)
+    c["k"] = 1
+    c.register_source("", lambda k: 1)
+    wait_for(lambda: c.healing_stats()["total_sampled"] > 2)
+    assert len(healer_threads()) == before + 1
+    del c
+    gc.collect()
+    wait_for(lambda: len(healer_threads()) == before)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_intervals_do_not_overlap_and_cancelling_one_ends_it() -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["k"] = 1
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    cancelled = 0
+
+    async def source(key: str) -> int:
+        nonlocal cancelled
+        started.set()
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+        return 1
+
+    c.register_source("", source)
+    first = asyncio.ensure_future(c.verify_now())
+    await asyncio.wait_for(started.wait(), 10)
+    assert (await c.verify_now())["overlapped"] is True
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    for _ in range(200):
+        if cancelled:
+            break
+        await asyncio.sleep(0.005)
+    assert cancelled == 1, "the source's task is cancelled with the interval"
+    gate.set()
+    r = await c.verify_now()
+    assert (r["overlapped"], r["consistent"]) == (False, 1)
+
+
+EXIT_SCRIPT = r"""
+import asyncio, random, sys, time, healcache
+
+def slow(key):
+    time.sleep(0.001)
+    return int(key[2:]) + 1
+
+async def aslow(key):
+    await asyncio.sleep(0.001)
+    return int(key[2:]) + 1
+
+caches = []
+for n in range(3):
+    c = healcache.Cache(healing_enabled=True, healing_verify_interval=0.005, healing_sample_rate=1.0,
+                        healing_source_timeout=0.05)
+    for i in range(100):
+        c[f"s:{i}"] = i
+        c[f"a:{i}"] = i
+    c.register_source("s:", slow)
+    c.register_source("a:", aslow)
+    caches.append(c)
+
+async def main():
+    caches[0].register_source("a:", aslow)   # on this loop, closed at the end of asyncio.run
+    await caches[0].verify_now()
+
+asyncio.run(main())
+time.sleep(random.random() * 0.05)
+if len(sys.argv) > 1:
+    del caches[1]
+# the interpreter exits now, while intervals and source calls are under way
+"""
+
+
+def test_exit_while_healing_runs_never_aborts() -> None:
+    for i in range(12):
+        args = [sys.executable, "-c", EXIT_SCRIPT] + (["drop"] if i % 2 else [])
+        r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+        assert "Fatal Python error" not in r.stderr, r.stderr[-2000:]
+
+
+# --- HTTP sources -----------------------------------------------------------------------------------
+
+
+class Api(http.server.BaseHTTPRequestHandler):
+    """users/<key>: the user as JSON; "missing" -> 404, "boom" -> 500, "moved" -> 302."""
+
+    users: dict[str, Any] = {}
+    paths: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        Api.paths.append(self.path)
+        _, kind, segment = self.path.split("/")[:3]
+        key = urllib.parse.unquote(segment)
+        if key == "boom":
+            self.send_response(500)
+            self.end_headers()
+            return
+        if key == "moved":
+            self.send_response(302)
+            self.send_header("Location", "/users/1")
+            self.end_headers()
+            return
+        if key not in Api.users:
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = json.dumps(Api.users[key]).encode() if kind == "json" else str(Api.users[key]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    Api.paths = []
+    Api.users = {"1": {"name": "Ada"}, "2": {"name": "Grace"}, "../admin": {"name": "root"}, "a b": "spaced"}
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_source_json_not_found_and_failures(api: str) -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["1"] = {"name": "Ada"}  # consistent: parsed JSON compares structurally
+    c["2"] = {"name": "old"}  # drift
+    c["missing"] = {"name": "x"}  # 404: removed
+    c["boom"] = {"name": "y"}  # 500: a failure, kept
+    c["moved"] = {"name": "z"}  # redirects are not followed: a failure
+    c.register_source("", api + "/json/{key}", decode="json")
+    r = c.verify_now_sync()
+    assert (r["consistent"], r["drift"], r["repaired"], r["failures"]) == (1, 2, 2, 2), r
+    assert c["2"] == {"name": "Grace"} and "missing" not in c
+    assert c["boom"] == {"name": "y"} and c["moved"] == {"name": "z"}
+    assert c.healing_stats()["source_failures"] == 2
+
+
+@pytest.mark.asyncio
+async def test_http_source_from_asyncio(api: str) -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["2"] = {"name": "old"}
+    c["1"] = {"name": "Ada"}
+    c.register_source("", api + "/json/{key}", decode="json")
+    r = await c.verify_now()
+    assert (r["consistent"], r["repaired"]) == (1, 1)
+    assert c["2"] == {"name": "Grace"}
+
+
+def test_http_source_bytes_and_text(api: str) -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["b:a b"] = b"stale"
+    c.register_source("b:", api + "/users/{key}")
+    Api.users["b:a b"] = "fresh"
+    assert c.verify_now_sync()["repaired"] == 1
+    assert c["b:a b"] == b"fresh"
+    t = Cache(healing_sample_rate=1.0)
+    t["t:x"] = "fresh"
+    Api.users["t:x"] = "fresh"
+    t.register_source("t:", api + "/users/{key}", decode="text")
+    assert t.verify_now_sync()["consistent"] == 1
+
+
+def test_http_hostile_keys_stay_one_path_segment(api: str) -> None:
+    c = Cache(healing_sample_rate=1.0)
+    for k in ["../admin", "a b", "..", "."]:
+        c[k] = "stale"
+    c.register_source("", api + "/users/{key}/")
+    r = c.verify_now_sync()
+    # "." and ".." cannot name a resource: refused, skipped, never asked, not failures
+    assert (r["verified"], r["skipped"], r["failures"]) == (2, 2, 0), r
+    assert sorted(Api.paths) == ["/users/..%2Fadmin/", "/users/a%20b/"]
+    assert c["../admin"] == b"{'name': 'root'}"
+
+
+def test_http_templates_refused_at_registration() -> None:
+    c = Cache()
+    for template in [
+        "http://{key}.example.com/x",
+        "http://example.com/users/pre{key}",
+        "http://example.com/users",
+        "ftp://example.com/{key}",
+        "not a url {key}",
+    ]:
+        with pytest.raises(healcache.InvalidConfig):
+            c.register_source("", template)
+    with pytest.raises(healcache.InvalidConfig) as e:
+        c.register_source("", "http://127.0.0.1:9/{key}", decode="xml")  # type: ignore[arg-type]
+    assert e.value.field == "decode"
+    assert c.scores() == []
+
+
+def test_typed_usage_passes_mypy_strict(tmp_path: Any) -> None:
+    src = tmp_path / "usage.py"
+    src.write_text(
+        "import asyncio\n"
+        "import healcache\n"
+        "c = healcache.Cache(healing_sample_rate=0.5, healing_verify_interval=1, healing_comparator=lambda a, b: a == b)\n"
+        "c.register_source('user:', lambda k: healcache.NOT_FOUND)\n"
+        "c.register_source('api:', 'http://127.0.0.1:9/users/{key}', decode='json')\n"
+        "async def load(key: str) -> bytes:\n"
+        "    return b''\n"
+        "c.register_source('bin:', load)\n"
+        "r: healcache.IntervalReport = c.verify_now_sync()\n"
+        "n: int = r['repaired'] + c.healing_stats()['total_sampled'] + c.stats()['healing']['source_failures']\n"
+        "s = c.score('user:')\n"
+        "f: float = s['score'] if s is not None else 1.0\n"
+        "prefixes: list[str] = [p['prefix'] for p in c.scores()]\n"
+        "events: list[healcache.DriftEvent] = c.drift_events()\n"
+        "c.set_healing(enabled=True, sample_rate=0.02)\n"
+        "c.config_set('healing.sample_rate', '0.02')\n"
+        "v: str = c.config_get('healing.sample_rate')\n"
+        "w: int = c.healing_config()['score_window']\n"
+        "ok: bool = c.unregister_source('user:')\n"
+        "async def main() -> None:\n"
+        "    rep = await c.verify_now()\n"
+        "    d: int = rep['drift']\n"
+        "with healcache.Cache() as c2:\n"
+        "    c2.close()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
