@@ -43,6 +43,138 @@ export interface CacheOptions {
    * length, the byteLength of an ArrayBuffer or view (Buffer, Uint8Array), 0 for other values.
    */
   sizeOf?: (value: any, key: string) => number;
+  /** Self-healing settings (see `HealingOptions`); changeable later with `setHealing` or `configSet`. */
+  healing?: HealingOptions;
+}
+
+/**
+ * Self-healing settings, validated by the core; all changeable at runtime (`setHealing`, or by
+ * core name with `configSet("healing.sample_rate", "0.02")`).
+ */
+export interface HealingOptions {
+  /** Run intervals in the background every `verifyIntervalMs` (Node; WASM hosts call `runHealingInterval`). Defaults to false. */
+  enabled?: boolean;
+  /** Share of live keys sampled per interval (0 to 1). Defaults to 0.01. */
+  sampleRate?: number;
+  /** Time between background intervals, in ms. Defaults to 5,000. */
+  verifyIntervalMs?: number;
+  /** Repair drift (else only report it). Defaults to true. */
+  autoRepair?: boolean;
+  /** Verified samples per prefix in the rolling score. Defaults to 1,000. */
+  scoreWindow?: number;
+  /** Time a source may take per key before the sample counts as a failure, in ms. Defaults to 2,000. */
+  sourceTimeoutMs?: number;
+  /** Most keys asked of one source at once. Defaults to 16. */
+  sourceConcurrency?: number;
+  /** Most registered prefixes. Defaults to 1,024. */
+  maxPrefixes?: number;
+  /** Drift events kept for `driftEvents()`. Defaults to 1,000. */
+  maxDriftEvents?: number;
+  /** Most keys sampled in one interval. Defaults to 100,000. */
+  maxSamples?: number;
+}
+
+/** The core names of the healing settings, for `configSet` / `configGet`. */
+export type HealingSettingName =
+  | 'healing.enabled'
+  | 'healing.sample_rate'
+  | 'healing.verify_interval_ms'
+  | 'healing.auto_repair'
+  | 'healing.score_window'
+  | 'healing.source_timeout_ms'
+  | 'healing.source_concurrency'
+  | 'healing.max_prefixes'
+  | 'healing.max_drift_events'
+  | 'healing.max_samples';
+
+/**
+ * A source of truth: the key's current value, or `NOT_FOUND` when it does not exist. Throwing,
+ * rejecting or returning `undefined` is a failed answer (skipped, counted in `sourceFailures`).
+ */
+export type Source<V> = (key: string) => V | NotFound | PromiseLike<V | NotFound>;
+
+/** Options of `registerSource`. */
+export interface SourceOptions<V> {
+  /**
+   * Whether the cached value and the source's are the same (e.g. canonical JSON). Defaults to:
+   * strings and bytes (Buffer, typed arrays, ArrayBuffer) byte for byte, other values by `JSON.stringify` text.
+   */
+  compare?: (cached: V, fresh: V, key: string) => boolean;
+}
+
+/** Options of a URL-template source (Node only). */
+export interface UrlSourceOptions<V> extends SourceOptions<V> {
+  /** How a 2xx body becomes the value: a `Buffer`, UTF-8 text, or parsed JSON. Defaults to "buffer". */
+  decode?: 'buffer' | 'text' | 'json';
+  /** Put the key without the registered prefix in the URL (`user:42` -> `/users/42`). Defaults to false. */
+  stripPrefix?: boolean;
+  /** Bodies larger than this are a failed answer. Defaults to 1 MiB. */
+  maxBodyBytes?: number;
+}
+
+/** What one healing interval did (core `IntervalReport`). */
+export interface IntervalReport {
+  /** Keys drawn. */
+  drawn: number;
+  /** Keys verified (consistent + drift). */
+  verified: number;
+  /** Keys found consistent. */
+  consistent: number;
+  /** Keys found drifted. */
+  drift: number;
+  /** Drifted keys repaired. */
+  repaired: number;
+  /** Keys skipped: no source, source backed off, failed or refused the key, or the entry changed meanwhile. */
+  skipped: number;
+  /** Source calls that failed or timed out. */
+  failures: number;
+  /** The interval's duration, in ms. */
+  durationMs: number;
+  /** True when another interval was still running, so this call did nothing. */
+  overlapped: boolean;
+}
+
+/** The score of one registered prefix. */
+export interface PrefixScore {
+  prefix: string;
+  /** Consistent / verified over the last `scoreWindow` samples (1 before any). */
+  score: number;
+  /** Samples verified for this prefix, ever. */
+  sampled: number;
+  /** Drifted entries repaired for this prefix, ever. */
+  repaired: number;
+}
+
+/** Healing totals. */
+export interface HealingStats {
+  /** Samples verified, ever (skipped ones not included). */
+  totalSampled: number;
+  /** Drifted entries repaired, ever. */
+  totalRepaired: number;
+  /** Mean score of the prefixes that have samples (1 when none has). */
+  avgScore: number;
+  /** Source calls that failed or timed out. */
+  sourceFailures: number;
+  /** Duration of the last interval, in ms. */
+  lastIntervalMs: number;
+  /** Drift found, ever (repaired or not). */
+  totalDrift: number;
+  /** Interval durations (same buckets as `loadLatency`). */
+  intervalDuration: LatencyHistogram;
+}
+
+/** One drift found: the cache held something else than its source. */
+export interface DriftEvent {
+  key: string;
+  prefix: string;
+  /** When, on the cache's monotonic clock, in ms. */
+  atMs: number;
+  /** 8 hex digits of FNV-1a over the cached value's bytes or JSON text; "absent" for a cached "not found". */
+  oldDigest: string;
+  /** The same for the source's value; "absent" when the source said "not found". */
+  newDigest: string;
+  /** Whether it was repaired (false: autoRepair off, or a newer write won). */
+  repaired: boolean;
 }
 
 /** Options of `set`. */
@@ -254,4 +386,37 @@ export declare class Cache<V = unknown> {
     loader: (key: string) => V | NotFound | PromiseLike<V | NotFound>,
     options?: FetchOptions,
   ): Promise<Fetched<V>>;
+
+  /**
+   * Registers (or replaces) the source of truth of keys starting with `prefix`; the longest
+   * registered prefix of a key wins. In Node, `source` may be a URL template
+   * (`"https://api.internal/users/{key}"`); in WebAssembly that throws `InvalidConfig` (register a
+   * function that calls `fetch()`).
+   */
+  registerSource(prefix: string, source: Source<V>, options?: SourceOptions<V>): void;
+  registerSource(prefix: string, urlTemplate: string, options?: UrlSourceOptions<V>): void;
+  /** Removes the source of `prefix` and its score; returns whether one was registered. */
+  unregisterSource(prefix: string): boolean;
+  /** Runs one healing interval now; reads after it resolves see every repair. */
+  verifyNow(): Promise<IntervalReport>;
+  /** `verifyNow`, for a host's scheduler (a cron trigger, an alarm in an edge worker). */
+  runHealingInterval(): Promise<IntervalReport>;
+  /** The score of a registered prefix, or undefined. */
+  score(prefix: string): PrefixScore | undefined;
+  /** The scores of every registered prefix, sorted by prefix. */
+  scores(): PrefixScore[];
+  /** Healing totals. */
+  healingStats(): HealingStats;
+  /** The most recent drift events, oldest first (at most `maxDriftEvents`). */
+  driftEvents(): DriftEvent[];
+  /** Changes healing settings, validated by the core: all or none. */
+  setHealing(settings: HealingOptions): void;
+  /** The healing settings now. */
+  healingConfig(): Required<HealingOptions>;
+  /** Sets one runtime setting by core name, from text (`"0.02"`) or a number/boolean; nothing changes on error. */
+  configSet(name: HealingSettingName, value: string | number | boolean): void;
+  /** One runtime setting by core name, as text. */
+  configGet(name: HealingSettingName): string;
+  /** Stops self-healing: the background loop ends and every source is unregistered; entries stay. */
+  close(): void;
 }

@@ -12,5 +12,6 @@ try {
 }
 
 // AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection).
-const Cache = makeCache(native, { asyncLocalStorage: new AsyncLocalStorage() });
+// With `healing: { enabled: true }` a cache heals itself in the background (an unref'd timer).
+const Cache = makeCache(native, { asyncLocalStorage: new AsyncLocalStorage(), backgroundHealing: true });
 module.exports = { Cache, NOT_FOUND };

@@ -39,6 +39,20 @@
 //   kept under their handle until then, so whatever the core holds resolves to its JS value. A
 //   stale value (past its TTL, within `grace`) is never a mirror hit: it comes from the core's
 //   answer to `fetch`/`getOrLoad` only.
+// - Self-healing (issue 7): sampling, scoring, fenced repair, backoff, timeouts and settings are
+//   the core's `Healer`. Values live here, so comparing is done here: the core asks a registered
+//   source through the backend, which calls `_verify(key, handle)` with the handle the core holds;
+//   the user's source answers, the answer is compared with that handle's value (`compare`, by
+//   default strings and bytes byte for byte, other values by JSON text), and the core gets the
+//   same handle (consistent), a fresh handle with the new value's weight (drift: the core repairs
+//   with a compare-and-set on the version it sampled), 0 ("not found": a fenced removal), or a
+//   failure/skip code. A repair lands outside any JS call, so a drifted answer follows the
+//   "pending" rule above: the fresh value is kept under its handle and the key is pending (reads
+//   ask the core) until the interval is over (`_verifying` is 0: a pending key is never decided
+//   while an interval runs); then the backend's removal queue, which also carries the handles
+//   the healer found drifted once they are replaced or removed, is drained and the interval's
+//   drifted keys are reconciled. A `set` racing with the interval wins: the core's repair is
+//   fenced, and the set decides the key's older pending handles as for loaders.
 
 /** Options of `new Cache(options)`: [JS name, core `Config` field], in the order backends take them. */
 const OPTIONS = [
@@ -95,6 +109,39 @@ const LATENCY_BUCKETS = 14;
 /** `fetch` statuses that answered with a fresh value (counted as hits). */
 const HIT_STATUS = new Set(['hit', 'early-refresh', 'refresh-ahead']);
 
+/**
+ * Self-healing settings: [JS name (the `healing` option, `setHealing`), core name (`configSet`)].
+ * Values are checked by the core (`HealingConfig::set`), which the backends get by name as numbers
+ * (flags 1/0: no text parsing in the WebAssembly module).
+ */
+const HEALING = [
+  ['enabled', 'healing.enabled'],
+  ['sampleRate', 'healing.sample_rate'],
+  ['verifyIntervalMs', 'healing.verify_interval_ms'],
+  ['autoRepair', 'healing.auto_repair'],
+  ['scoreWindow', 'healing.score_window'],
+  ['sourceTimeoutMs', 'healing.source_timeout_ms'],
+  ['sourceConcurrency', 'healing.source_concurrency'],
+  ['maxPrefixes', 'healing.max_prefixes'],
+  ['maxDriftEvents', 'healing.max_drift_events'],
+  ['maxSamples', 'healing.max_samples'],
+];
+const HEALING_BOOLEAN = new Set(['enabled', 'autoRepair']);
+const HEALING_FLAGS = new Set(['healing.enabled', 'healing.auto_repair']);
+const HEALING_CORE = new Map(HEALING);
+const HEALING_JS = new Map(HEALING.map(([js, core]) => [core, js]));
+/** Fields of core `IntervalReport`, in the order backends return them. */
+const REPORT = ['drawn', 'verified', 'consistent', 'drift', 'repaired', 'skipped', 'failures', 'durationMs', 'overlapped'];
+/** Fields of core `HealingStats` (the interval-duration histogram follows), in backend order. */
+const HEALING_STATS = ['totalSampled', 'totalRepaired', 'avgScore', 'sourceFailures', 'lastIntervalMs', 'totalDrift'];
+const SOURCE_OPTIONS = ['compare', 'decode', 'stripPrefix', 'maxBodyBytes'];
+const DECODE = ['buffer', 'text', 'json'];
+// `_verify`'s answers to the core besides handles (see bindings-node/src/healing.rs)
+const SOURCE_FAILED = [-1, 0];
+const SOURCE_SKIP = [-2, 0];
+// what an internal (URL-template) source returns for a key the template cannot carry
+const REFUSED = Symbol('healcache.REFUSED');
+
 const SAMPLE_MASK = 15; // one mirror hit in 16 is reported to the core
 const READ_BUFFER = 64; // keys per `touch` batch
 
@@ -147,8 +194,9 @@ function coreArgs(options) {
       if (options[name] !== undefined && typeof options[name] !== 'function') throw invalid(name, 'must be a function');
       continue;
     }
+    if (name === 'healing') continue; // checked by healingArgs
     const i = KNOWN.get(name);
-    if (i === undefined) throw invalid(name, `is not an option (known: ${[...KNOWN.keys(), SIZE_OF].join(', ')})`);
+    if (i === undefined) throw invalid(name, `is not an option (known: ${[...KNOWN.keys(), SIZE_OF, 'healing'].join(', ')})`);
     const v = options[name];
     if (v === undefined) continue;
     if (name === 'seed') {
@@ -216,15 +264,164 @@ function ttlArg(ttl) {
   throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
 }
 
+/** Core names and values (as text) of healing settings given by JS name; names and types checked here. */
+function healingArgs(settings) {
+  const names = [];
+  const values = [];
+  if (settings === undefined || settings === null) return [names, values];
+  if (typeof settings !== 'object') throw invalid('healing', 'must be an object');
+  for (const name of Object.keys(settings)) {
+    const core = HEALING_CORE.get(name);
+    if (core === undefined) {
+      throw invalid(`healing.${name}`, `is not a healing setting (known: ${[...HEALING_CORE.keys()].join(', ')})`);
+    }
+    const v = settings[name];
+    if (v === undefined) continue;
+    if (HEALING_BOOLEAN.has(name) ? typeof v !== 'boolean' : typeof v !== 'number') {
+      throw invalid(`healing.${name}`, `must be a ${HEALING_BOOLEAN.has(name) ? 'boolean' : 'number'}, got ${typeof v}`);
+    }
+    names.push(core);
+    values.push(typeof v === 'boolean' ? Number(v) : v);
+  }
+  return [names, values];
+}
+
+/** The number a `configSet` value stands for (flags: 1/0, from true/false, 1/0, on/off). */
+function settingNumber(core, value) {
+  if (typeof value === 'boolean') return Number(value);
+  if (typeof value === 'number') return value;
+  const t = value.trim();
+  let n = NaN;
+  if (!HEALING_FLAGS.has(core)) n = t === '' ? NaN : Number(t);
+  else if (t === 'true' || t === '1' || t === 'on') n = 1;
+  else if (t === 'false' || t === '0' || t === 'off') n = 0;
+  if (Number.isNaN(n) && HEALING_JS.has(core)) {
+    throw invalid(core, `not a ${HEALING_FLAGS.has(core) ? 'boolean' : 'number'}: ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** A setting's number as `configGet` text (flags: "true"/"false"). */
+function settingText(core, n) {
+  return HEALING_FLAGS.has(core) ? String(n === 1) : String(n);
+}
+
+/** A core error naming a healing setting (`healing.sample_rate`) names its JS spelling instead (`healing.sampleRate`). */
+function healingField(e) {
+  if (e && e.code === 'InvalidConfig' && typeof e.field === 'string') {
+    const js = HEALING_JS.get(e.field);
+    if (js !== undefined) {
+      e.message = e.message.split(`\`${e.field}\``).join(`\`healing.${js}\``);
+      e.field = `healing.${js}`;
+    }
+  }
+  return e;
+}
+
+/** A core "unknown setting" error says which name it was given and which exist. */
+function settingError(e, name) {
+  if (e && e.code === 'InvalidConfig' && e.field === 'name') {
+    e.message = `invalid config: unknown setting ${JSON.stringify(name)} (known: ${[...HEALING_JS.keys()].join(', ')})`;
+  }
+  return e;
+}
+
+const UTF8 = new TextEncoder();
+
+/** The bytes of a string (UTF-8), an ArrayBuffer or a view (Buffer, Uint8Array...); undefined for other values. */
+function bytesOf(v) {
+  if (typeof v === 'string') return UTF8.encode(v);
+  if (typeof v !== 'object' || v === null) return undefined;
+  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  return undefined;
+}
+
+/**
+ * The default comparison of a cached value with a source's: the same value, strings and bytes
+ * (Buffer, typed arrays, ArrayBuffer) byte for byte, other objects by `JSON.stringify` text (so
+ * key order counts: give `compare` for canonical JSON, Maps, Sets or class instances).
+ */
+function sameValue(a, b) {
+  if (a === b || Object.is(a, b)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const x = bytesOf(a);
+  const y = bytesOf(b);
+  if (x !== undefined || y !== undefined) {
+    if (x === undefined || y === undefined || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  try {
+    return JSON.stringify(a) === JSON.stringify(b);
+  } catch {
+    return false;
+  }
+}
+
+/** A short digest of a value for drift events: FNV-1a (32 bits) of its bytes or its JSON text. */
+function digest(v) {
+  let b = bytesOf(v);
+  if (b === undefined) {
+    let text;
+    try {
+      text = JSON.stringify(v);
+      if (text === undefined) text = String(v);
+    } catch {
+      text = '';
+    }
+    b = UTF8.encode(text);
+  }
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  return h >>> 0;
+}
+
+/** The options of `registerSource`, checked. */
+function sourceOptions(options, isUrl) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw invalid('options', 'must be an object');
+  for (const name of Object.keys(options)) {
+    if (!SOURCE_OPTIONS.includes(name)) throw invalid(name, `is not a source option (known: ${SOURCE_OPTIONS.join(', ')})`);
+    const v = options[name];
+    if (v === undefined) continue;
+    if (name === 'compare') {
+      if (typeof v !== 'function') throw invalid(name, 'must be a function (cached, fresh, key) => boolean');
+    } else if (!isUrl) {
+      throw invalid(name, 'applies to URL-template sources only');
+    } else if (name === 'decode' && !DECODE.includes(v)) {
+      throw invalid(name, `must be one of ${DECODE.join(', ')}`);
+    } else if (name === 'stripPrefix' && typeof v !== 'boolean') {
+      throw invalid(name, 'must be a boolean');
+    } else if (name === 'maxBodyBytes' && !(Number.isSafeInteger(v) && v > 0)) {
+      throw invalid(name, 'must be a positive whole number of bytes');
+    }
+  }
+  return options;
+}
+
+/** The body of an HTTP answer as the source's value; a body that does not decode is a failed answer. */
+function decodeBody(decode, body) {
+  if (decode === 'buffer') return body;
+  const text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+  return decode === 'text' ? text : JSON.parse(text);
+}
+
 /**
  * The `Cache` class over one backend module (napi addon or wasm-bindgen module), which exports
  * create, set, remove, removeIfVersion, peek, state, touch, drain, len, clear, purgeExpired,
- * stats, prometheus, getOrLoad, fetch and cancel (see bindings-node/src/cache.rs).
+ * stats, prometheus, getOrLoad, fetch and cancel (see bindings-node/src/cache.rs), and for
+ * self-healing registerSource, unregisterSource, verifyNow, healingSet, healingGet, healingScore,
+ * healingScores, healingStats, driftEvents, healingPrometheus, healingReset
+ * (bindings-node/src/healing.rs; the napi addon also httpSource and httpFetch, for URL-template
+ * sources).
  * `asyncLocalStorage` (Node's, when the host has one) lets a loader that asks for a key it is
  * loading get `RecursiveLoad` instead of waiting on itself: JS loaders run outside the core's
- * poll, where the core detects it for Rust.
+ * poll, where the core detects it for Rust. With `backgroundHealing` (Node), a cache whose
+ * `healing.enabled` is on runs an interval every `healing.verifyIntervalMs` on an unref'd timer
+ * (the next one is scheduled when the last has ended, so they never pile up) until `close()`.
  */
-function makeCache(B, { asyncLocalStorage: als } = {}) {
+function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}) {
   let tickets = 0;
   const SEED = KNOWN.get('seed');
   const TTL = KNOWN.get('ttl');
@@ -270,6 +467,23 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
       this._keyErrors = new Map(); // key -> load ids of rejections
       this._waiting = new Map(); // key -> getOrLoad/fetch calls under way
+      // self-healing
+      this._sources = new Set(); // registered prefixes
+      this._verifying = 0; // verifyNow calls under way
+      this._healEpoch = 0; // counts runs of intervals (a source answer from an earlier one is dropped)
+      this._healKeys = new Set(); // keys made pending by drifted answers during the current interval
+      this._healTimer = undefined;
+      this._healTicking = false;
+      this._closed = false;
+      if (options && options.healing !== undefined) {
+        const [hn, hv] = healingArgs(options.healing);
+        try {
+          B.healingSet(this._c, hn, hv);
+        } catch (e) {
+          throw healingField(e);
+        }
+        this._healSchedule();
+      }
     }
 
     /** The value of `key`, or undefined. A hit returns the very value stored. */
@@ -405,16 +619,193 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       out.hits = this._hits;
       out.misses = this._misses;
       out.loadLatency = {
-        counts: a.slice(STATS.length, STATS.length + LATENCY_BUCKETS),
+        counts: Array.from(a.slice(STATS.length, STATS.length + LATENCY_BUCKETS)), // a plain array on WASM too
         sumNanos: a[STATS.length + LATENCY_BUCKETS],
       };
       return out;
     }
 
-    /** Every counter in the Prometheus text format (core `Cache::prometheus`), labelled `cache="<name>"`. */
+    /**
+     * Every counter in the Prometheus text format (core `Cache::prometheus`), then the healing
+     * metrics (core `Healer::prometheus`), labelled `cache="<name>"`.
+     */
     prometheus(name) {
       if (typeof name !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'the cache name is a string');
-      return B.prometheus(this._c, name, this._hits, this._misses);
+      return B.prometheus(this._c, name, this._hits, this._misses) + B.healingPrometheus(this._c, name);
+    }
+
+    // ---- self-healing ----
+
+    /**
+     * Registers (or replaces) the source of truth of keys starting with `prefix` (the longest
+     * registered prefix of a key wins). `source(key)` returns or resolves to the key's current
+     * value, or `NOT_FOUND`; throwing, rejecting or returning `undefined` is a failed answer
+     * (skipped, counted in `sourceFailures`, never drift). Options: `compare(cached, fresh, key)`
+     * (default: strings and bytes byte for byte, other values by JSON text). In Node `source` may
+     * also be a URL template (`http://host/users/{key}`), with `decode` ("buffer", default,
+     * "text" or "json"), `stripPrefix` (the URL gets the key without `prefix`) and `maxBodyBytes`.
+     */
+    registerSource(prefix, source, options) {
+      if (typeof prefix !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'a source prefix is a string');
+      const url = typeof source === 'string';
+      if (!url && typeof source !== 'function') {
+        throw codeError('ERR_INVALID_ARG_TYPE', 'a source is a function (key) => value, or a URL template string');
+      }
+      const o = sourceOptions(options, url);
+      const fn = url ? this._httpSource(prefix, source, o) : source;
+      const compare = o.compare || sameValue;
+      // the backend holds this callback for as long as the source is registered: a weak
+      // reference lets an unused cache be collected (with its healer and its sources)
+      const ref = new WeakRef(this);
+      const verify = (key, handle) => {
+        const c = ref.deref();
+        return c === undefined ? Promise.resolve(SOURCE_SKIP) : c._verify(fn, compare, key, handle);
+      };
+      try {
+        B.registerSource(this._c, prefix, verify);
+      } catch (e) {
+        throw healingField(e);
+      }
+      this._sources.add(prefix);
+    }
+
+    /** Removes the source of `prefix` and its score; returns whether one was registered. */
+    unregisterSource(prefix) {
+      if (typeof prefix !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'a source prefix is a string');
+      this._sources.delete(prefix);
+      return B.unregisterSource(this._c, prefix);
+    }
+
+    /**
+     * Runs one healing interval now (core `Healer::run_interval`): samples `healing.sampleRate`
+     * of the keys, asks their sources, repairs drift, updates the scores. Resolves to the
+     * interval's report; a call while another interval runs resolves at once with
+     * `overlapped: true`. Reads after it resolves see every repair.
+     */
+    async verifyNow() {
+      if (this._verifying++ === 0) this._healEpoch++;
+      let a;
+      try {
+        a = await B.verifyNow(this._c);
+      } finally {
+        if (--this._verifying === 0) this._healSettle();
+      }
+      const out = {};
+      for (let i = 0; i < REPORT.length; i++) out[REPORT[i]] = a[i];
+      out.overlapped = a[REPORT.length - 1] === 1;
+      return out;
+    }
+
+    /** `verifyNow` under the name a host scheduler calls (a cron trigger, an alarm). */
+    runHealingInterval() {
+      return this.verifyNow();
+    }
+
+    /** `{ prefix, score, sampled, repaired }` of a registered prefix, or undefined. */
+    score(prefix) {
+      if (typeof prefix !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'a source prefix is a string');
+      const a = B.healingScore(this._c, prefix);
+      return a.length === 0 ? undefined : { prefix, score: a[0], sampled: a[1], repaired: a[2] };
+    }
+
+    /** `[{ prefix, score, sampled, repaired }]` of every registered prefix, sorted by prefix. */
+    scores() {
+      const a = B.healingScores(this._c);
+      const out = [];
+      for (let i = 0; i < a.length; i += 4) out.push({ prefix: a[i], score: a[i + 1], sampled: a[i + 2], repaired: a[i + 3] });
+      return out;
+    }
+
+    /**
+     * Healing totals: `{ totalSampled, totalRepaired, avgScore, sourceFailures, lastIntervalMs,
+     * totalDrift, intervalDuration: { counts, sumNanos } }`.
+     */
+    healingStats() {
+      const a = B.healingStats(this._c);
+      const out = {};
+      for (let i = 0; i < HEALING_STATS.length; i++) out[HEALING_STATS[i]] = a[i];
+      const n = HEALING_STATS.length;
+      out.intervalDuration = { counts: Array.from(a.slice(n, n + LATENCY_BUCKETS)), sumNanos: a[n + LATENCY_BUCKETS] };
+      return out;
+    }
+
+    /**
+     * The most recent drift events, oldest first (at most `healing.maxDriftEvents`):
+     * `{ key, prefix, atMs, oldDigest, newDigest, repaired }`; digests are 8 hex digits of FNV-1a
+     * over the value's bytes or JSON text, `"absent"` for "not found".
+     */
+    driftEvents() {
+      const a = B.driftEvents(this._c);
+      const out = [];
+      for (let i = 0; i < a.length; i += 6) {
+        out.push({ key: a[i], prefix: a[i + 1], atMs: a[i + 2], oldDigest: a[i + 3], newDigest: a[i + 4], repaired: a[i + 5] === 1 });
+      }
+      return out;
+    }
+
+    /** Changes healing settings (`{ sampleRate: 0.02, ... }`), validated by the core: all or none. */
+    setHealing(settings) {
+      if (settings === undefined || settings === null || typeof settings !== 'object') {
+        throw invalid('healing', 'must be an object');
+      }
+      const [names, values] = healingArgs(settings);
+      try {
+        B.healingSet(this._c, names, values);
+      } catch (e) {
+        throw healingField(e);
+      }
+      this._healSchedule();
+    }
+
+    /** The healing settings now, by JS name. */
+    healingConfig() {
+      const out = {};
+      for (const [js, core] of HEALING) {
+        const v = B.healingGet(this._c, core);
+        out[js] = HEALING_BOOLEAN.has(js) ? v === 1 : v;
+      }
+      return out;
+    }
+
+    /**
+     * Sets one runtime setting by its core name from text (`configSet("healing.sample_rate",
+     * "0.02")`; numbers and booleans are turned to text), validated: nothing changes on error.
+     */
+    configSet(name, value) {
+      if (typeof name !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'a setting name is a string');
+      if (!['string', 'number', 'boolean'].includes(typeof value)) {
+        throw codeError('ERR_INVALID_ARG_TYPE', 'a setting value is a string, number or boolean');
+      }
+      try {
+        B.healingSet(this._c, [name], [settingNumber(name, value)]);
+      } catch (e) {
+        throw settingError(e, name);
+      }
+      this._healSchedule();
+    }
+
+    /** One runtime setting by its core name, as text (`configGet("healing.sample_rate")` is "0.01"). */
+    configGet(name) {
+      if (typeof name !== 'string') throw codeError('ERR_INVALID_ARG_TYPE', 'a setting name is a string');
+      try {
+        return settingText(name, B.healingGet(this._c, name));
+      } catch (e) {
+        throw settingError(e, name);
+      }
+    }
+
+    /**
+     * Stops self-healing: the background loop ends (an interval under way finishes) and every
+     * source is unregistered. The entries stay readable and writable.
+     */
+    close() {
+      this._closed = true;
+      if (this._healTimer !== undefined) {
+        clearTimeout(this._healTimer);
+        this._healTimer = undefined;
+      }
+      for (const prefix of this._sources) B.unregisterSource(this._c, prefix);
+      this._sources.clear();
     }
 
     /**
@@ -548,7 +939,8 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
           this._m.set(key, s);
         }
       }
-      this._decide(key, e[1], e[0] === 0);
+      // decided when no flight is under way, and no healing interval (a repair may yet land)
+      this._decide(key, e[1], e[0] === 0 && this._verifying === 0);
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out !== undefined && this._pending.has(key)) out[0].exp = -Infinity;
       return out;
@@ -655,6 +1047,135 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
       return s.v;
     }
 
+    // (Re)arms the background healing timer when enabled (backgroundHealing hosts only). The
+    // timer holds the cache weakly and does not keep the process alive.
+    _healSchedule() {
+      if (!backgroundHealing || this._closed || this._healTicking) return;
+      if (this._healTimer !== undefined) {
+        clearTimeout(this._healTimer);
+        this._healTimer = undefined;
+      }
+      if (B.healingGet(this._c, 'healing.enabled') !== 1) return;
+      const ms = B.healingGet(this._c, 'healing.verify_interval_ms');
+      const ref = new WeakRef(this);
+      const t = setTimeout(() => {
+        const c = ref.deref();
+        if (c !== undefined) c._healTick();
+      }, ms);
+      if (typeof t === 'object' && t !== null && typeof t.unref === 'function') t.unref();
+      this._healTimer = t;
+    }
+
+    async _healTick() {
+      this._healTimer = undefined;
+      if (this._closed) return;
+      this._healTicking = true;
+      try {
+        await this.verifyNow();
+      } catch {
+        // nothing to report to: source failures are counted by the core
+      } finally {
+        this._healTicking = false;
+      }
+      this._healSchedule();
+    }
+
+    // Called by the core (through the backend) for a sampled key whose entry holds handle `h`
+    // (0: a cached "not found"): asks `source` and answers the core (bindings-node/src/healing.rs).
+    async _verify(source, compare, key, h) {
+      const epoch = this._healEpoch;
+      let cur;
+      if (h !== 0) {
+        const s = this._m.get(key);
+        cur = s !== undefined && s.h === h ? s : this._loaded.get(h);
+        if (cur === undefined) return SOURCE_SKIP; // not a value this wrapper knows: cannot compare
+      }
+      await undefined; // the user's source runs outside the backend's call
+      let v;
+      try {
+        v = await source(key);
+      } catch {
+        return SOURCE_FAILED;
+      }
+      if (v === REFUSED) return SOURCE_SKIP;
+      if (v === undefined) return SOURCE_FAILED; // a source that forgot to return never wipes the cache
+      // the interval that asked is over (the core stopped waiting): nothing may land now
+      if (this._verifying === 0 || epoch !== this._healEpoch) return SOURCE_SKIP;
+      if (v === NOT_FOUND) {
+        if (h === 0) return [0, 0];
+        this._healPending(key, false);
+        return [0, 0, digest(cur.v)];
+      }
+      if (h !== 0) {
+        try {
+          if (compare(cur.v, v, key)) return [h, 0];
+        } catch {
+          return SOURCE_FAILED;
+        }
+      }
+      let w;
+      try {
+        w = weigh(this._sizeOf, v, key);
+      } catch {
+        return SOURCE_FAILED;
+      }
+      const nh = this._healPending(key, true, v);
+      return [nh, w, h === 0 ? 0 : digest(cur.v), digest(v)];
+    }
+
+    // A drifted answer for `key`: the core may repair (store the new value under a fresh handle,
+    // or remove the entry) at any time until the interval ends, so the key is pending, as for a
+    // loaded value. Returns the fresh handle.
+    _healPending(key, hasValue, v) {
+      const h = ++this._next;
+      if (hasValue) this._loaded.set(h, { k: key, v, h, ver: 0, exp: -Infinity });
+      const ids = this._pending.get(key);
+      if (ids === undefined) this._pending.set(key, [h]);
+      else ids.push(h);
+      const s = this._m.get(key);
+      if (s !== undefined) s.exp = -Infinity;
+      this._healKeys.add(key);
+      if (this._pending.size > this._sweepAt) this._sweep();
+      return h;
+    }
+
+    // After the last interval under way: every repair has landed. Drops the values the healer
+    // replaced or removed (queued by the backend) and settles the keys it found drifted.
+    _healSettle() {
+      this._drain();
+      B.healingReset(this._c);
+      if (this._healKeys.size === 0) return;
+      const keys = this._healKeys;
+      this._healKeys = new Set();
+      for (const key of keys) if (this._pending.has(key)) this._reconcile(key);
+    }
+
+    // A URL-template source (napi addon only): fetched by healcache-http, decoded here.
+    _httpSource(prefix, template, o) {
+      if (typeof B.httpSource !== 'function') {
+        throw invalid(
+          'source',
+          'URL-template sources need the native package (healcache); in WebAssembly, register a function that calls fetch()',
+        );
+      }
+      const timeout = B.healingGet(this._c, 'healing.source_timeout_ms');
+      let src;
+      try {
+        src = B.httpSource(template, timeout, o.maxBodyBytes === undefined ? 1 << 20 : o.maxBodyBytes);
+      } catch (e) {
+        throw healingField(e);
+      }
+      const decode = o.decode === undefined ? 'buffer' : o.decode;
+      const strip = o.stripPrefix === true;
+      return async (key) => {
+        const [status, body] = await B.httpFetch(src, strip ? key.slice(prefix.length) : key);
+        if (status === 0) return decodeBody(decode, body);
+        if (status === 1) return NOT_FOUND;
+        if (status === 4) return REFUSED;
+        throw codeError(status === 3 ? 'SourceTimeout' : 'SourceUnavailable', 'the source did not answer');
+      };
+    }
+
     _leave(key) {
       const n = this._waiting.get(key) - 1;
       if (n > 0) {
@@ -683,6 +1204,8 @@ function makeCache(B, { asyncLocalStorage: als } = {}) {
 const BACKEND_FNS = [
   'create', 'set', 'remove', 'removeIfVersion', 'peek', 'state', 'touch', 'drain', 'len', 'clear',
   'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', '__panicForTest',
+  'registerSource', 'unregisterSource', 'verifyNow', 'healingSet', 'healingGet', 'healingScore',
+  'healingScores', 'healingStats', 'driftEvents', 'healingPrometheus', 'healingReset',
 ];
 
 /**
@@ -720,4 +1243,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, guardWasm, NOT_FOUND, OPTIONS, FETCH_OPTIONS, STATS, codeError };
+export { makeCache, guardWasm, NOT_FOUND, OPTIONS, FETCH_OPTIONS, STATS, HEALING, codeError };

@@ -10,8 +10,8 @@ VENV_PY := $(VENV)/bin/python
 PY_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 cachetools==8.0.0 mypy==2.4.1 maturin==1.16.0
 PY_DEPS_STAMP := $(VENV)/.healcache-tools
 PY_PKG_STAMP := $(VENV)/.healcache-package
-PY_PKG_SOURCES := $(shell find core/src bindings-python/src python -type f -not -name '*.pyc' 2>/dev/null) \
-	core/Cargo.toml bindings-python/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
+PY_PKG_SOURCES := $(shell find core/src http/src bindings-python/src python -type f -not -name '*.pyc' 2>/dev/null) \
+	core/Cargo.toml http/Cargo.toml bindings-python/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
 
 .PHONY: test-python bench-python python-package
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::{
-    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Loaded, LoaderError, RemovalCause, Spawner, Timer, Ttl,
-    WriteOptions,
+    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, RemovalCause, Spawner, Timer,
+    Ttl, WriteOptions,
 };
 use napi::bindgen_prelude::{BigInt, Either, External, Promise, PromiseRaw};
 use napi::threadsafe_function::ThreadsafeFunction;
@@ -28,6 +28,7 @@ use napi_derive::napi;
 
 use crate::config::config;
 use crate::error::into_js_error;
+use crate::healing::{new_healer, HealState};
 
 /// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, to
 /// `[0, 0]` when it answered "not found" (`NOT_FOUND`), or to `[-loadId, 0]` when the user's
@@ -44,16 +45,18 @@ struct Removals {
 /// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
 #[derive(Clone, Copy, Debug)]
 pub struct Handle {
-    id: f64,
-    weight: u64,
+    pub(crate) id: f64,
+    pub(crate) weight: u64,
 }
 
-/// One cache: the core instance plus the queue of removed handles and the cancel handles of
-/// `getOrLoad` calls still waiting.
+/// One cache: the core instance plus the queue of removed handles, the cancel handles of
+/// `getOrLoad` calls still waiting, and the cache's healer (see `healing.rs`).
 pub struct Backend {
-    cache: Cache<Handle>,
+    pub(crate) cache: Cache<Handle>,
     removed: Arc<Removals>,
     cancels: Arc<Mutex<HashMap<u32, AbortHandle>>>,
+    pub(crate) healer: Healer<Handle>,
+    pub(crate) heal: Arc<HealState>,
 }
 
 impl Backend {
@@ -82,7 +85,7 @@ impl Spawner for TokioSpawner {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -92,20 +95,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn create(env: &Env, names: String, values: Vec<f64>, seed: Option<BigInt>) -> napi::Result<External<Backend>> {
     let cfg = config(&names, &values, seed).map_err(|e| into_js_error(env, e))?;
     let removed = Arc::new(Removals::default());
-    let r = Arc::clone(&removed);
+    let heal = Arc::new(HealState::default());
+    let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
     let cache = CacheBuilder::from_config(cfg)
         .weigher(|h: &Handle| h.weight)
         .timer(TokioTimer)
         .spawner(TokioSpawner)
         .on_removal(move |key, handle, cause| {
-            if matches!(cause, RemovalCause::Evicted | RemovalCause::Expired) {
+            // the wrapper knows of its own replaces and deletes, not of the healer's repairs
+            let queue = match cause {
+                RemovalCause::Evicted | RemovalCause::Expired => true,
+                _ => h.take_watched(handle.id),
+            };
+            if queue {
                 lock(&r.entries).push((key, handle.id));
                 r.pending.store(true, Relaxed);
             }
         })
         .build()
         .map_err(|e| into_js_error(env, e))?;
-    Ok(External::new(Backend { cache, removed, cancels: Arc::default() }))
+    let healer = new_healer(&cache, &heal).map_err(|e| into_js_error(env, e))?;
+    Ok(External::new(Backend { cache, removed, cancels: Arc::default(), healer, heal }))
 }
 
 /// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`undefined`: the cache's, `Infinity`: never),

@@ -9,5 +9,7 @@
 mod cache;
 mod config;
 mod error;
+mod healing;
 
 pub use cache::*;
+pub use healing::*;

@@ -4,15 +4,18 @@
 //! flag (a negative version from `set`, `true` from `touch`) and the wrapper then calls `drain`.
 //! Background refreshes of the core's stampede layers run through `spawn_local` (the [`Spawner`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
+use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt, Shared, WeakShared};
 use healcache::{
-    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Loaded, LoaderError, RemovalCause, Spawner, Timer, Ttl,
-    WriteOptions,
+    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, RemovalCause, Spawner, Timer,
+    Ttl, WriteOptions,
 };
 use js_sys::{Function, Promise};
 use send_wrapper::SendWrapper;
@@ -21,11 +24,14 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::config::config;
 use crate::error::into_js_error;
+use crate::healing::{new_healer, HealState};
 
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(f: &Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
 }
 
 #[derive(Default)]
@@ -38,17 +44,19 @@ struct Removals {
 /// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
 #[derive(Clone, Copy, Debug)]
 pub struct Handle {
-    id: f64,
-    weight: u64,
+    pub(crate) id: f64,
+    pub(crate) weight: u64,
 }
 
 /// One cache: the core instance, the queue of removed handles, the cancel handles of waiting
-/// `getOrLoad` calls.
+/// `getOrLoad` calls, and the cache's healer (see `healing.rs`).
 #[wasm_bindgen]
 pub struct Backend {
-    cache: Cache<Handle>,
+    pub(crate) cache: Cache<Handle>,
     removed: Arc<Removals>,
     cancels: Arc<Mutex<HashMap<u32, AbortHandle>>>,
+    pub(crate) healer: Healer<Handle>,
+    pub(crate) heal: Arc<HealState>,
 }
 
 impl Backend {
@@ -58,16 +66,70 @@ impl Backend {
     }
 }
 
-/// Delays for `load_timeout_ms`: a host `setTimeout` promise (the module has no timer of its own).
+/// Delays for `load_timeout_ms` and `healing.source_timeout_ms` on host `setTimeout`s (the module
+/// has no timer of its own). The healer asks for one delay per sampled key, so delays that end
+/// within the same slice of time (1/32 of the delay, from 1 to 250 ms) share one host timeout: a
+/// delay ends up to a slice later than asked, never earlier. A host timeout nobody waits for any
+/// more is cleared, so none outlives its use or keeps a Node process alive.
 struct JsTimer;
+
+/// A host timeout's promise, awaited.
+type HostWait = SendWrapper<Pin<Box<dyn Future<Output = ()>>>>;
+/// One host timeout, shared by the delays that end with it.
+type HostTimeout = Shared<HostWait>;
+
+thread_local! {
+    /// Host timeouts under way with their deadline (µs since `EPOCH`), held weakly (their waiters
+    /// hold them): about 32 per delay length in use (one per 250 ms for delays over 8 s).
+    static TIMEOUTS: RefCell<Vec<(u64, WeakShared<HostWait>)>> =
+        const { RefCell::new(Vec::new()) };
+    static EPOCH: web_time::Instant = web_time::Instant::now();
+}
+
+/// Clears a host timeout when dropped (a no-op once it fired).
+struct ClearOnDrop(JsValue);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        clear_timeout(&self.0);
+    }
+}
+
+fn host_timeout(ms: f64) -> HostTimeout {
+    let mut id = JsValue::UNDEFINED;
+    let p = Promise::new(&mut |resolve, _| {
+        id = set_timeout(&resolve, ms);
+    });
+    let guard = ClearOnDrop(id);
+    let fut: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+        let _guard = guard;
+        let _ = JsFuture::from(p).await;
+    });
+    SendWrapper::new(fut).shared()
+}
 
 impl Timer for JsTimer {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        let now = EPOCH.with(|e| e.elapsed().as_secs_f64() * 1e3);
         let ms = d.as_secs_f64() * 1e3;
-        let p = Promise::new(&mut |resolve, _| {
-            set_timeout(&resolve, ms);
-        });
-        SendWrapper::new(JsFuture::from(p)).map(|_| ()).boxed()
+        let slice = (ms / 32.0).clamp(1.0, 250.0);
+        let deadline = ((now + ms) / slice).ceil() * slice;
+        let key = (deadline * 1e3) as u64;
+        TIMEOUTS.with(|t| {
+            let mut t = t.borrow_mut();
+            // forget the timeouts that have fired
+            let now_us = (now * 1e3) as u64;
+            t.retain(|(at, _)| *at >= now_us);
+            if let Some(shared) = t.iter().find(|(at, _)| *at == key).and_then(|(_, w)| w.upgrade()) {
+                return shared.boxed();
+            }
+            let shared = host_timeout(deadline - now);
+            if let Some(weak) = shared.downgrade() {
+                t.retain(|(at, _)| *at != key);
+                t.push((key, weak));
+            }
+            shared.boxed()
+        })
     }
 }
 
@@ -81,7 +143,7 @@ impl Spawner for LocalSpawner {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -91,20 +153,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn create(names: String, values: Vec<f64>, seed: Option<u64>) -> Result<Backend, JsValue> {
     let cfg = config(&names, &values, seed).map_err(into_js_error)?;
     let removed = Arc::new(Removals::default());
-    let r = Arc::clone(&removed);
+    let heal = Arc::new(HealState::default());
+    let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
     let cache = CacheBuilder::from_config(cfg)
         .weigher(|h: &Handle| h.weight)
         .timer(JsTimer)
         .spawner(LocalSpawner)
         .on_removal(move |key, handle, cause| {
-            if matches!(cause, RemovalCause::Evicted | RemovalCause::Expired) {
+            // the wrapper knows of its own replaces and deletes, not of the healer's repairs
+            let queue = match cause {
+                RemovalCause::Evicted | RemovalCause::Expired => true,
+                _ => h.take_watched(handle.id),
+            };
+            if queue {
                 lock(&r.entries).push((key, handle.id));
                 r.pending.store(true, Relaxed);
             }
         })
         .build()
         .map_err(into_js_error)?;
-    Ok(Backend { cache, removed, cancels: Arc::default() })
+    let healer = new_healer(&cache, &heal).map_err(into_js_error)?;
+    Ok(Backend { cache, removed, cancels: Arc::default(), healer, heal })
 }
 
 /// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`undefined`: the cache's, `Infinity`: never),

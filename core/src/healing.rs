@@ -121,34 +121,29 @@ impl HealingConfig {
         })
     }
 
-    /// Sets one field by its name (`healing.sample_rate`, ...) from text; the whole config is
-    /// validated and nothing changes on error.
-    pub fn set_by_name(&mut self, name: &str, value: &str) -> Result<()> {
+    /// Sets one field by its name (`healing.sample_rate`, ...) to a number (flags: 1 or 0); the
+    /// whole config is validated and nothing changes on error. The hosts that hold numbers call
+    /// this (the JS wrapper) and so leave text parsing out of the WebAssembly module.
+    pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
         let mut next = self.clone();
-        let num = |field: &'static str| -> Result<f64> {
-            value
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| Error::InvalidConfig { field, reason: format!("not a number: {value:?}") })
-        };
         let flag = |field: &'static str| -> Result<bool> {
-            match value.trim() {
-                "true" | "1" | "on" => Ok(true),
-                "false" | "0" | "off" => Ok(false),
-                _ => Err(Error::InvalidConfig { field, reason: format!("not a boolean: {value:?}") }),
+            match value {
+                1.0 => Ok(true),
+                0.0 => Ok(false),
+                _ => Err(Error::InvalidConfig { field, reason: format!("must be true or false, got {value}") }),
             }
         };
         match name {
             "healing.enabled" => next.enabled = flag("healing.enabled")?,
-            "healing.sample_rate" => next.sample_rate = num("healing.sample_rate")?,
-            "healing.verify_interval_ms" => next.verify_interval_ms = num("healing.verify_interval_ms")?,
+            "healing.sample_rate" => next.sample_rate = value,
+            "healing.verify_interval_ms" => next.verify_interval_ms = value,
             "healing.auto_repair" => next.auto_repair = flag("healing.auto_repair")?,
-            "healing.score_window" => next.score_window = num("healing.score_window")?,
-            "healing.source_timeout_ms" => next.source_timeout_ms = num("healing.source_timeout_ms")?,
-            "healing.source_concurrency" => next.source_concurrency = num("healing.source_concurrency")?,
-            "healing.max_prefixes" => next.max_prefixes = num("healing.max_prefixes")?,
-            "healing.max_drift_events" => next.max_drift_events = num("healing.max_drift_events")?,
-            "healing.max_samples" => next.max_samples = num("healing.max_samples")?,
+            "healing.score_window" => next.score_window = value,
+            "healing.source_timeout_ms" => next.source_timeout_ms = value,
+            "healing.source_concurrency" => next.source_concurrency = value,
+            "healing.max_prefixes" => next.max_prefixes = value,
+            "healing.max_drift_events" => next.max_drift_events = value,
+            "healing.max_samples" => next.max_samples = value,
             _ => return Err(Error::InvalidConfig { field: "name", reason: "unknown setting".into() }),
         }
         next.validate()?;
@@ -156,23 +151,68 @@ impl HealingConfig {
         Ok(())
     }
 
-    /// One field by its name, as text.
-    pub fn get_by_name(&self, name: &str) -> Result<String> {
+    /// One field by its name, as a number (flags: 1 or 0).
+    pub fn get(&self, name: &str) -> Result<f64> {
         Ok(match name {
-            "healing.enabled" => self.enabled.to_string(),
-            "healing.sample_rate" => self.sample_rate.to_string(),
-            "healing.verify_interval_ms" => self.verify_interval_ms.to_string(),
-            "healing.auto_repair" => self.auto_repair.to_string(),
-            "healing.score_window" => self.score_window.to_string(),
-            "healing.source_timeout_ms" => self.source_timeout_ms.to_string(),
-            "healing.source_concurrency" => self.source_concurrency.to_string(),
-            "healing.max_prefixes" => self.max_prefixes.to_string(),
-            "healing.max_drift_events" => self.max_drift_events.to_string(),
-            "healing.max_samples" => self.max_samples.to_string(),
+            "healing.enabled" => f64::from(u8::from(self.enabled)),
+            "healing.sample_rate" => self.sample_rate,
+            "healing.verify_interval_ms" => self.verify_interval_ms,
+            "healing.auto_repair" => f64::from(u8::from(self.auto_repair)),
+            "healing.score_window" => self.score_window,
+            "healing.source_timeout_ms" => self.source_timeout_ms,
+            "healing.source_concurrency" => self.source_concurrency,
+            "healing.max_prefixes" => self.max_prefixes,
+            "healing.max_drift_events" => self.max_drift_events,
+            "healing.max_samples" => self.max_samples,
             _ => return Err(Error::InvalidConfig { field: "name", reason: "unknown setting".into() }),
         })
     }
+
+    /// Whether the setting `name` is a flag (`healing.enabled`, `healing.auto_repair`).
+    pub fn is_flag(name: &str) -> bool {
+        matches!(name, "healing.enabled" | "healing.auto_repair")
+    }
+
+    /// Sets one field by its name from text (`"0.02"`; flags: `true`/`false`, `1`/`0`,
+    /// `on`/`off`); the whole config is validated and nothing changes on error.
+    pub fn set_by_name(&mut self, name: &str, value: &str) -> Result<()> {
+        self.get(name)?; // an unknown name is named as such, whatever the value
+        let field = || -> &'static str { HEALING_NAMES.iter().find(|n| **n == name).copied().unwrap_or("name") };
+        let v = if Self::is_flag(name) {
+            match value.trim() {
+                "true" | "1" | "on" => 1.0,
+                "false" | "0" | "off" => 0.0,
+                _ => return Err(Error::InvalidConfig { field: field(), reason: format!("not a boolean: {value:?}") }),
+            }
+        } else {
+            value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| Error::InvalidConfig { field: field(), reason: format!("not a number: {value:?}") })?
+        };
+        self.set(name, v)
+    }
+
+    /// One field by its name, as text (flags: `true`/`false`).
+    pub fn get_by_name(&self, name: &str) -> Result<String> {
+        let v = self.get(name)?;
+        Ok(if Self::is_flag(name) { (v == 1.0).to_string() } else { v.to_string() })
+    }
 }
+
+/// Every setting's name, in declaration order.
+const HEALING_NAMES: [&str; 10] = [
+    "healing.enabled",
+    "healing.sample_rate",
+    "healing.verify_interval_ms",
+    "healing.auto_repair",
+    "healing.score_window",
+    "healing.source_timeout_ms",
+    "healing.source_concurrency",
+    "healing.max_prefixes",
+    "healing.max_drift_events",
+    "healing.max_samples",
+];
 
 /// A prefix's score report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -365,7 +405,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
         let prefix: Arc<str> = Arc::from(prefix);
         sources.push(Registered { prefix: prefix.clone(), source, failures: 0, backoff_until: 0 });
-        sources.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        sources.sort_unstable_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         drop(sources);
         let window = lock(&self.inner.config).1.score_window;
         lock(&self.inner.prefixes)
@@ -408,6 +448,20 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     /// One setting by name, as text.
     pub fn config_get(&self, name: &str) -> Result<String> {
         self.config().get_by_name(name)
+    }
+
+    /// Sets one setting by name to a number (flags: 1 or 0); see [`HealingConfig::set`].
+    pub fn config_set_number(&self, name: &str, value: f64) -> Result<()> {
+        let mut c = self.config();
+        c.set(name, value)?;
+        let settings = c.validate()?;
+        self.apply(c, settings);
+        Ok(())
+    }
+
+    /// One setting by name, as a number (flags: 1 or 0).
+    pub fn config_get_number(&self, name: &str) -> Result<f64> {
+        self.config().get(name)
     }
 
     fn apply(&self, config: HealingConfig, settings: Settings) {
@@ -645,7 +699,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 repaired: p.repaired,
             })
             .collect();
-        v.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        v.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix));
         v
     }
 

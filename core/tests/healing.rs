@@ -245,6 +245,23 @@ fn settings_by_name_and_validation() {
     }
     assert_eq!(h.config().sample_rate, 0.02, "a refused change changes nothing");
     assert!(h.config_get("healing.nope").is_err());
+    // the same settings as numbers (flags 1/0), as the JS wrapper passes them
+    h.config_set_number("healing.enabled", 1.0).unwrap();
+    h.config_set_number("healing.score_window", 50.0).unwrap();
+    assert_eq!((h.config_get("healing.enabled").unwrap().as_str(), h.config().score_window), ("true", 50.0));
+    assert_eq!(h.config_get_number("healing.auto_repair").unwrap(), 1.0);
+    for (name, value, field) in [
+        ("healing.enabled", 0.5, "healing.enabled"),
+        ("healing.sample_rate", f64::NAN, "healing.sample_rate"),
+        ("healing.max_samples", 0.0, "healing.max_samples"),
+        ("healing.nope", 1.0, "name"),
+    ] {
+        match h.config_set_number(name, value) {
+            Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field, "{name}={value}"),
+            other => panic!("{name}={value}: {other:?}"),
+        }
+    }
+    assert_eq!((h.config().sample_rate, h.config().enabled), (0.02, true), "nothing changed");
     assert!(Healer::new(
         Cache::<u64>::builder().build().unwrap(),
         HealingConfig { sample_rate: f64::NAN, ..Default::default() }

@@ -68,3 +68,18 @@ test('README edge-worker example runs as a worker', { skip: !WASM && 'TEST_WASM 
     await worker.scheduled();
   });
 });
+
+// The self-healing examples (issue 7): the first runs on both backends, the second (a URL
+// template, served by node:http) on Node only.
+test('README self-healing example runs', async () => {
+  const r = await runNodeExample('healing', jsBlocks('js-healing')[0]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /prefix: 'user:'/);
+});
+
+test('README URL-template source example runs', { skip: WASM && 'URL-template sources are native only' }, async () => {
+  const src = jsBlocks('js-healing').find((b) => b.includes('{key}'));
+  assert.ok(src, 'the self-healing section has a URL-template example');
+  const r = await runNodeExample('healing-http', src);
+  assert.equal(r.status, 0, r.stderr);
+});

@@ -1,6 +1,9 @@
 // A small typed user of the package: `tsc --noEmit -p tests/js/types` must accept it
 // (types.test.mjs). The @ts-expect-error lines check that the types refuse misuse.
-import { Cache, NOT_FOUND, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError } from 'healcache';
+import {
+  Cache, NOT_FOUND, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError,
+  type IntervalReport, type PrefixScore, type HealingStats, type DriftEvent,
+} from 'healcache';
 import { Cache as WasmCache, NOT_FOUND as WASM_NOT_FOUND } from 'healcache/wasm';
 import { initSync, Cache as EdgeCache } from 'healcache/wasm/web';
 
@@ -39,6 +42,29 @@ guarded.getOrLoad('user:5', () => WASM_NOT_FOUND);
 const p8s: string = guarded.prometheus('users');
 const lat: number = guarded.stats().loadLatency.counts[0] + guarded.stats().negativeHits + p8s.length;
 
+// self-healing
+const db = new Map<string, User>();
+const healed = new Cache<User>({ healing: { enabled: true, sampleRate: 0.05, verifyIntervalMs: 1_000, autoRepair: true } });
+healed.registerSource('user:', async (key) => db.get(key) ?? NOT_FOUND, {
+  compare: (cached, fresh) => cached.id === fresh.id && cached.name === fresh.name,
+});
+healed.registerSource('user:admin:', (key) => db.get(key) ?? NOT_FOUND);
+healed.registerSource('profile:', 'http://127.0.0.1:8080/profiles/{key}', { decode: 'json', stripPrefix: true });
+const report: Promise<IntervalReport> = healed.verifyNow();
+report.then((r) => r.repaired + r.drift + (r.overlapped ? 1 : 0));
+const sc: PrefixScore | undefined = healed.score('user:');
+const all: PrefixScore[] = healed.scores();
+const hs: HealingStats = healed.healingStats();
+const ev: DriftEvent[] = healed.driftEvents();
+healed.setHealing({ sampleRate: 0.02 });
+healed.configSet('healing.sample_rate', '0.02');
+const rate: string = healed.configGet('healing.sample_rate');
+const enabled: boolean = healed.healingConfig().enabled;
+healed.unregisterSource('user:admin:');
+void new WasmCache<User>().runHealingInterval();
+healed.close();
+void [sc?.score, all.length, hs.avgScore, ev[0]?.oldDigest, rate, enabled];
+
 const w = new WasmCache<string>({ maxEntries: 10 });
 w.set('a', 'b');
 declare const bytes: Uint8Array;
@@ -59,3 +85,11 @@ new Cache({ staleWhileRevalidate: 1, grace: lat });
 guarded.fetch('user:6', () => 'nope');
 // @ts-expect-error unknown fetch option
 guarded.fetch('user:7', () => NOT_FOUND, { tll: 5 });
+// @ts-expect-error a source returns a User or NOT_FOUND
+healed.registerSource('user:', () => 42);
+// @ts-expect-error sampleRate is a number
+healed.setHealing({ sampleRate: '0.1' });
+// @ts-expect-error unknown setting name
+healed.configSet('healing.sample_rat', '0.1');
+// @ts-expect-error decode applies to URL templates only
+healed.registerSource('user:', () => NOT_FOUND, { decode: 'json' });
