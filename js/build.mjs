@@ -68,8 +68,9 @@ function buildWasm() {
   if (!installed.split('\n').includes('wasm32-unknown-unknown')) run('rustup', ['target', 'add', 'wasm32-unknown-unknown']);
   ensureWasmBindgen();
   // Size: optimise for size, fat LTO, one codegen unit (the workspace profile is tuned for speed).
+  // 'z' rather than 's': 12 KB less once the healer joined (217 -> 205 KB before other cuts).
   run('cargo', ['build', '-p', 'healcache-wasm', '--release', '--target', 'wasm32-unknown-unknown'], {
-    CARGO_PROFILE_RELEASE_OPT_LEVEL: 's',
+    CARGO_PROFILE_RELEASE_OPT_LEVEL: 'z',
     CARGO_PROFILE_RELEASE_LTO: 'fat',
     CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '1',
     CARGO_PROFILE_RELEASE_PANIC: 'abort',

@@ -5,7 +5,6 @@
 //! Background refreshes of the core's stampede layers run through `spawn_local` (the [`Spawner`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -54,7 +53,7 @@ pub struct Handle {
 pub struct Backend {
     pub(crate) cache: Cache<Handle>,
     removed: Arc<Removals>,
-    cancels: Arc<Mutex<HashMap<u32, AbortHandle>>>,
+    cancels: Arc<Mutex<crate::Map<u32, AbortHandle>>>,
     pub(crate) healer: Healer<Handle>,
     pub(crate) heal: Arc<HealState>,
 }

@@ -18,7 +18,6 @@
 //! queues it like an eviction, so the wrapper's read mirror drops the old value. The host's scheduler calls `verifyNow`
 //! (`runHealingInterval` in the wrapper); the module runs no timer of its own.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -44,8 +43,8 @@ pub struct HealState {
 
 #[derive(Default)]
 struct Marks {
-    watched: HashSet<u64>,
-    digests: HashMap<u64, u32>,
+    watched: hashbrown::HashSet<u64, foldhash::fast::FixedState>,
+    digests: crate::Map<u64, u32>,
 }
 
 impl HealState {

@@ -13,3 +13,7 @@ mod healing;
 
 pub use cache::*;
 pub use healing::*;
+
+/// The maps of this crate: the core's hashbrown with a fixed foldhash state (no std `RandomState`,
+/// whose SipHash and second table would grow the module; keys here are handles and load ids).
+pub(crate) type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;

@@ -286,7 +286,7 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
         Ok(Cache {
             inner: Arc::new(Inner {
                 store,
-                flights: Flights::new(settings.max_in_flight),
+                flights: Flights::new(settings.max_in_flight, settings.seed),
                 rng: Mutex::new(SmallRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
                 draws: AtomicU64::new(0),
                 seed: settings.seed,

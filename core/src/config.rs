@@ -154,11 +154,18 @@ fn fraction(field: &'static str, v: f64) -> Result<f64> {
 
 fn host_seed() -> u64 {
     // Native: std's RandomState is seeded from the OS. On wasm32-unknown-unknown its keys are
-    // fixed, so the WASM binding passes a seed from the host (`crypto.getRandomValues`).
+    // fixed, so the WASM binding passes a seed from the host (`crypto.getRandomValues`), and a
+    // fixed fallback is all std could give there anyway (without linking its hasher).
+    #[cfg(target_arch = "wasm32")]
+    return 0x6865_616c_6361_6368;
+    #[cfg(not(target_arch = "wasm32"))]
     use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x6865_616c_6361_6368);
-    h.finish()
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x6865_616c_6361_6368);
+        h.finish()
+    }
 }
 
 impl Config {

@@ -83,7 +83,8 @@ pub(crate) struct FlightCounters {
 type FlightEntry<V> = (u64, WeakShared<LoadFuture<V>>);
 
 pub(crate) struct Flights<V> {
-    map: Mutex<HashMap<Arc<str>, FlightEntry<V>>>,
+    /// Keyed with the cache's seed (as the store is), not a process-global random state.
+    map: Mutex<HashMap<Arc<str>, FlightEntry<V>, foldhash::fast::FixedState>>,
     max: usize,
     pub counters: FlightCounters,
 }
@@ -97,8 +98,9 @@ pub(crate) struct Joined<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Flights<V> {
-    pub fn new(max: usize) -> Self {
-        Flights { map: Mutex::new(HashMap::new()), max, counters: FlightCounters::default() }
+    pub fn new(max: usize, seed: u64) -> Self {
+        let hasher = foldhash::fast::FixedState::with_seed(seed ^ 0xf11e_5eed);
+        Flights { map: Mutex::new(HashMap::with_hasher(hasher)), max, counters: FlightCounters::default() }
     }
 
     pub fn in_flight(&self) -> usize {

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use futures::future::{self, Either};
 use futures::stream::{self, StreamExt};
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::duration_ms;
@@ -311,7 +310,7 @@ struct Inner<V> {
     cache: Cache<V>,
     config: Mutex<(HealingConfig, Settings)>,
     sources: Mutex<Vec<Registered<V>>>,
-    prefixes: Mutex<HashMap<Arc<str>, PrefixState>>,
+    prefixes: Mutex<Prefixes>,
     drift: Mutex<VecDeque<DriftEvent>>,
     compare: Comparator<V>,
     digest: Digest<V>,
@@ -323,6 +322,39 @@ struct Inner<V> {
     source_failures: AtomicU64,
     last_interval_nanos: AtomicU64,
     interval_hist: Histogram,
+}
+
+/// The score state of every registered prefix, sorted by prefix: looked up by binary search,
+/// reported in order without a sort (a few hundred prefixes at most; no hashing or sorting
+/// code in the WebAssembly module).
+#[derive(Default)]
+struct Prefixes(Vec<(Arc<str>, PrefixState)>);
+
+impl Prefixes {
+    fn find(&self, prefix: &str) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by(|(p, _)| (**p).cmp(prefix))
+    }
+
+    fn get(&self, prefix: &str) -> Option<&PrefixState> {
+        self.find(prefix).ok().map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, prefix: &str) -> Option<&mut PrefixState> {
+        self.find(prefix).ok().map(|i| &mut self.0[i].1)
+    }
+
+    fn insert(&mut self, prefix: Arc<str>, state: PrefixState) {
+        match self.find(&prefix) {
+            Ok(i) => self.0[i].1 = state,
+            Err(i) => self.0.insert(i, (prefix, state)),
+        }
+    }
+
+    fn remove(&mut self, prefix: &str) {
+        if let Ok(i) = self.find(prefix) {
+            self.0.remove(i);
+        }
+    }
 }
 
 /// The self-healing engine of one cache. Cheap to clone (a handle).
@@ -369,7 +401,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 cache,
                 config: Mutex::new((config, settings)),
                 sources: Mutex::new(Vec::new()),
-                prefixes: Mutex::new(HashMap::new()),
+                prefixes: Mutex::new(Prefixes::default()),
                 drift: Mutex::new(VecDeque::new()),
                 compare,
                 digest,
@@ -404,8 +436,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             });
         }
         let prefix: Arc<str> = Arc::from(prefix);
-        sources.push(Registered { prefix: prefix.clone(), source, failures: 0, backoff_until: 0 });
-        sources.sort_unstable_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        // longest first: the first match of a key is its longest prefix
+        let at = sources.partition_point(|r| r.prefix.len() >= prefix.len());
+        sources.insert(at, Registered { prefix: prefix.clone(), source, failures: 0, backoff_until: 0 });
         drop(sources);
         let window = lock(&self.inner.config).1.score_window;
         lock(&self.inner.prefixes)
@@ -467,7 +500,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     fn apply(&self, config: HealingConfig, settings: Settings) {
         let old = std::mem::replace(&mut *lock(&self.inner.config), (config, settings)).1;
         if old.score_window != settings.score_window {
-            for p in lock(&self.inner.prefixes).values_mut() {
+            for (_, p) in lock(&self.inner.prefixes).0.iter_mut() {
                 p.window = p.window.resized(settings.score_window);
             }
         }
@@ -690,7 +723,8 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
 
     /// Every prefix's score report, sorted by prefix.
     pub fn scores(&self) -> Vec<PrefixScore> {
-        let mut v: Vec<_> = lock(&self.inner.prefixes)
+        lock(&self.inner.prefixes)
+            .0
             .iter()
             .map(|(k, p)| PrefixScore {
                 prefix: k.to_string(),
@@ -698,15 +732,18 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 sampled: p.sampled,
                 repaired: p.repaired,
             })
-            .collect();
-        v.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix));
-        v
+            .collect()
     }
 
     /// Totals.
     pub fn stats(&self) -> HealingStats {
-        let scored: Vec<f64> =
-            lock(&self.inner.prefixes).values().filter(|p| !p.window.is_empty()).map(|p| p.window.score()).collect();
+        let scored: Vec<f64> = lock(&self.inner.prefixes)
+            .0
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| !p.window.is_empty())
+            .map(|p| p.window.score())
+            .collect();
         let i = &self.inner;
         HealingStats {
             total_sampled: i.total_sampled.load(Relaxed),
