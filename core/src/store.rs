@@ -144,18 +144,6 @@ fn prefetch<T>(t: &T) {
     let _ = t;
 }
 
-/// Entries a shard makes room for when it is created. Native builds reserve up to 65,536
-/// (the slot vector only as address space, untouched until used) so a filling cache does not
-/// rehash its table each time it doubles: each rehash re-reads every slot for its hash, a cache
-/// miss per entry. wasm32 memory is committed as soon as it is reserved: grow there.
-fn initial_reserve(cap: u64) -> usize {
-    if cfg!(target_arch = "wasm32") {
-        0
-    } else {
-        cap.min(1 << 16) as usize
-    }
-}
-
 fn ghost_len(cap: u64) -> usize {
     (cap.saturating_mul(2) as usize).clamp(64, 1 << 18).next_power_of_two()
 }
@@ -263,11 +251,10 @@ impl<V: Clone> Store<V> {
                 // Spread the bounds exactly: the shards' capacities sum to max_entries.
                 let cap = max_entries / n + u64::from(i < max_entries % n);
                 let bytes = if max_bytes == u64::MAX { u64::MAX } else { max_bytes / n + u64::from(i < max_bytes % n) };
-                let reserve = initial_reserve(cap);
                 Shard {
                     inner: RwLock::new(ShardInner {
-                        table: HashTable::with_capacity(reserve),
-                        slots: Vec::with_capacity(reserve),
+                        table: HashTable::new(),
+                        slots: Vec::new(),
                         weight: 0,
                         max_entries: cap as usize,
                         max_bytes: bytes,
