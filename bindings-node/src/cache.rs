@@ -28,7 +28,7 @@ use napi_derive::napi;
 
 use crate::config::config;
 use crate::error::into_js_error;
-use crate::healing::{new_healer, HealState};
+use healcache_js_common::{new_healer, HealState};
 
 /// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, to
 /// `[0, 0]` when it answered "not found" (`NOT_FOUND`), or to `[-loadId, 0]` when the user's
@@ -41,13 +41,7 @@ struct Removals {
     entries: Mutex<Vec<(Arc<str>, f64)>>,
 }
 
-/// What the core stores per entry: the wrapper's handle of the value and the value's weight in
-/// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
-#[derive(Clone, Copy, Debug)]
-pub struct Handle {
-    pub(crate) id: f64,
-    pub(crate) weight: u64,
-}
+pub use healcache_js_common::Handle;
 
 /// One cache: the core instance plus the queue of removed handles, the cancel handles of
 /// `getOrLoad` calls still waiting, and the cache's healer (see `healing.rs`).

@@ -23,7 +23,7 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::config::config;
 use crate::error::into_js_error;
-use crate::healing::{new_healer, HealState};
+use healcache_js_common::{new_healer, HealState};
 
 #[wasm_bindgen]
 extern "C" {
@@ -39,13 +39,7 @@ struct Removals {
     entries: Mutex<Vec<(Arc<str>, f64)>>,
 }
 
-/// What the core stores per entry: the wrapper's handle of the value and the value's weight in
-/// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
-#[derive(Clone, Copy, Debug)]
-pub struct Handle {
-    pub(crate) id: f64,
-    pub(crate) weight: u64,
-}
+pub use healcache_js_common::Handle;
 
 /// One cache: the core instance, the queue of removed handles, the cancel handles of waiting
 /// `getOrLoad` calls, and the cache's healer (see `healing.rs`).

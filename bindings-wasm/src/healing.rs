@@ -1,120 +1,26 @@
 //! Self-healing (issue 7): the core [`Healer`] over the cache's handles, as in `bindings-node`.
 //!
-//! Values live in JS, so a source's answer is compared there. The core asks a registered source
-//! through [`JsSource`], which calls the wrapper's `verify(key, handle)` with the handle the core
-//! holds (0: a cached "not found"). The wrapper calls the user's source (a function; a WASM build
-//! has no HTTP client of its own: the function calls `fetch()`), compares its answer with the
-//! value of that handle and resolves to `[handle, weight, oldDigest, newDigest]`:
-//! - the same handle: consistent (the core's comparator is handle equality);
-//! - a fresh handle (> 0) with the new value's weight: drift, repaired by the core's fenced
-//!   compare-and-set;
-//! - 0: the source says "not found" (drift when a value is cached: a fenced removal);
-//! - -1: the source failed (`Unavailable`: skipped, counted as a failure);
-//! - -2: skip this key (`Refused`: neither drift nor failure).
+//! Values live in JS, so a source's answer is compared there: [`JsSource`] calls the wrapper's
+//! `verify(key, handle)` with the handle the core holds and hands its answer to
+//! `healcache_js_common::answer`, where the handle protocol and the state it keeps are written
+//! once for this crate and its twin (see `js/cache.mjs` for the JS side).
 //!
-//! For drift the wrapper adds short digests of both values, which the core's digest function
-//! reads back for its drift events. A handle found drifted is watched until the wrapper has seen
-//! its interval end (`healingReset`): when the repair replaces or removes it, the removal listener
-//! queues it like an eviction, so the wrapper's read mirror drops the old value. The host's scheduler calls `verifyNow`
-//! (`runHealingInterval` in the wrapper); the module runs no timer of its own.
+//! The host's scheduler calls `verifyNow` (`runHealingInterval` in the wrapper); the module runs
+//! no timer of its own, and has no HTTP client: a source is a function (which may call `fetch()`).
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::{
-    Cache, DriftEvent, Error, Healer, HealingConfig, IntervalReport, PrefixScore, Source, SourceAnswer, SourceError,
-};
+use healcache::{Cache, DriftEvent, Error, IntervalReport, PrefixScore, Source, SourceAnswer, SourceError};
 use js_sys::{Array, Function, Promise};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::cache::{lock, Backend, Handle};
+use healcache_js_common::{answer, Handle, HealState};
+
+use crate::cache::Backend;
 use crate::error::into_js_error;
-
-/// What the healer of one cache remembers during an interval: the handles found drifted (watched
-/// for their repair) and the digests of drifted values (read back for drift events).
-#[derive(Default)]
-pub struct HealState {
-    watching: AtomicBool,
-    marks: Mutex<Marks>,
-}
-
-#[derive(Default)]
-struct Marks {
-    watched: hashbrown::HashSet<u64, foldhash::fast::FixedState>,
-    digests: crate::Map<u64, u32>,
-}
-
-impl HealState {
-    /// Whether a replaced or removed handle is one the healer found drifted (it is forgotten).
-    /// Costs one relaxed load outside intervals that found drift.
-    #[inline]
-    pub(crate) fn take_watched(&self, id: f64) -> bool {
-        self.watching.load(Relaxed) && lock(&self.marks).watched.remove(&id.to_bits())
-    }
-
-    /// Drift on the entry holding `old`: watch it, keep both digests.
-    fn mark(&self, old: f64, old_digest: Option<f64>, new: Option<(f64, Option<f64>)>) {
-        let mut m = lock(&self.marks);
-        if old > 0.0 {
-            m.watched.insert(old.to_bits());
-            self.watching.store(true, Relaxed);
-        }
-        if let Some(d) = old_digest {
-            m.digests.insert(old.to_bits(), d as u32);
-        }
-        if let Some((id, Some(d))) = new {
-            m.digests.insert(id.to_bits(), d as u32);
-        }
-    }
-
-    fn digest(&self, id: f64) -> u64 {
-        lock(&self.marks).digests.remove(&id.to_bits()).map_or(0, u64::from)
-    }
-
-    /// Once no interval runs: their repairs are done, nothing needs watching any more.
-    fn reset(&self) {
-        let mut m = lock(&self.marks);
-        self.watching.store(false, Relaxed);
-        m.watched.clear();
-        m.digests.clear();
-    }
-}
-
-/// The healer of a new cache: handles compare by identity, digests come from the wrapper.
-pub(crate) fn new_healer(cache: &Cache<Handle>, heal: &Arc<HealState>) -> healcache::Result<Healer<Handle>> {
-    let h = Arc::clone(heal);
-    Healer::with_comparator(
-        cache.clone(),
-        HealingConfig::default(),
-        Arc::new(|a: &Handle, b: &Handle| a.id == b.id),
-        Arc::new(move |v: &Handle| h.digest(v.id)),
-    )
-}
-
-/// The wrapper's answer for a key whose entry held `held` (protocol above).
-fn answer(heal: &HealState, held: f64, got: &[f64]) -> Result<SourceAnswer<Handle>, SourceError> {
-    let Some(&id) = got.first() else { return Err(SourceError::Unavailable) };
-    let weight = got.get(1).copied().unwrap_or(0.0);
-    let (old_digest, new_digest) = (got.get(2).copied(), got.get(3).copied());
-    if id == -2.0 {
-        Err(SourceError::Refused)
-    } else if id < 0.0 || id.is_nan() {
-        Err(SourceError::Unavailable)
-    } else if id == 0.0 {
-        if held > 0.0 {
-            heal.mark(held, old_digest, None);
-        }
-        Ok(SourceAnswer::NotFound)
-    } else if id == held {
-        Ok(SourceAnswer::Value(Handle { id, weight: weight as u64 }))
-    } else {
-        heal.mark(held, old_digest, Some((id, new_digest)));
-        Ok(SourceAnswer::Value(Handle { id, weight: weight as u64 }))
-    }
-}
 
 /// A registered JS source, as the core sees it.
 struct JsSource {

@@ -1,0 +1,139 @@
+//! What the Node (napi-rs) and WebAssembly (wasm-bindgen) bindings share: the [`Handle`] the core
+//! stores for a JS value, and the self-healing side of the handle protocol ([`HealState`],
+//! [`answer`], [`new_healer`]). No napi or wasm-bindgen types: each binding converts its own
+//! arguments and calls these, so the protocol is written once.
+//!
+//! The healing protocol: the core asks a registered source through the binding, which calls the
+//! wrapper's `verify(key, handle)` with the handle the core holds (0: a cached "not found"). The
+//! wrapper calls the user's source, compares its answer with the value of that handle (values live
+//! in JS) and resolves to `[handle, weight, oldDigest, newDigest]`:
+//! - the same handle: consistent (the core's comparator is handle equality);
+//! - a fresh handle (> 0) with the new value's weight: drift, repaired by the core's fenced
+//!   compare-and-set;
+//! - 0: the source says "not found" (drift when a value is cached: a fenced removal);
+//! - -1: the source failed (`Unavailable`: skipped, counted as a failure);
+//! - -2: skip this key (`Refused`: neither drift nor failure).
+//!
+//! For drift the wrapper adds short digests of both values, which the core's digest function reads
+//! back for its drift events. A handle found drifted is watched until the wrapper has seen its
+//! interval end (`reset`): when the repair replaces or removes it, the binding's removal listener
+//! queues it like an eviction, so the wrapper's read mirror drops the old value.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use foldhash::fast::FixedState;
+use healcache::{Cache, Healer, HealingConfig, SourceAnswer, SourceError};
+
+/// What the core stores per entry: the wrapper's handle of the value and the value's weight in
+/// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
+#[derive(Clone, Copy)]
+pub struct Handle {
+    /// The wrapper's id of the value (> 0; never reused).
+    pub id: f64,
+    /// The value's weight in bytes.
+    pub weight: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the healer of one cache remembers during an interval: the handles found drifted (watched
+/// for their repair) and the digests of drifted values (read back for drift events).
+#[derive(Default)]
+pub struct HealState {
+    watching: AtomicBool,
+    marks: Mutex<Marks>,
+}
+
+/// By handle (its bits): whether it is watched for its repair, and its digest if not yet read.
+/// One map for both (one hash table in the WebAssembly module).
+#[derive(Default)]
+struct Marks(hashbrown::HashMap<u64, Mark, FixedState>);
+
+#[derive(Default, Clone, Copy)]
+struct Mark {
+    watched: bool,
+    digest: Option<u32>,
+}
+
+impl Marks {
+    /// Applies `f` to `id`'s mark, dropping the mark once it is empty.
+    fn update<T>(&mut self, id: f64, f: impl FnOnce(&mut Mark) -> T) -> T {
+        let m = self.0.entry(id.to_bits()).or_default();
+        let out = f(m);
+        if !m.watched && m.digest.is_none() {
+            self.0.remove(&id.to_bits());
+        }
+        out
+    }
+}
+
+impl HealState {
+    /// Whether a replaced or removed handle is one the healer found drifted (it is forgotten).
+    /// Costs one relaxed load outside intervals that found drift.
+    #[inline]
+    pub fn take_watched(&self, id: f64) -> bool {
+        self.watching.load(Relaxed) && lock(&self.marks).update(id, |m| std::mem::take(&mut m.watched))
+    }
+
+    /// Drift on the entry holding `old`: watch it, keep both digests.
+    fn mark(&self, old: f64, old_digest: Option<f64>, new: Option<(f64, Option<f64>)>) {
+        let mut m = lock(&self.marks);
+        if old > 0.0 {
+            m.update(old, |m| m.watched = true);
+            self.watching.store(true, Relaxed);
+        }
+        if let Some(d) = old_digest {
+            m.update(old, |m| m.digest = Some(d as u32));
+        }
+        if let Some((id, Some(d))) = new {
+            m.update(id, |m| m.digest = Some(d as u32));
+        }
+    }
+
+    fn digest(&self, id: f64) -> u64 {
+        lock(&self.marks).update(id, |m| m.digest.take()).map_or(0, u64::from)
+    }
+
+    /// Once no interval runs: their repairs are done, nothing needs watching any more.
+    pub fn reset(&self) {
+        let mut m = lock(&self.marks);
+        self.watching.store(false, Relaxed);
+        m.0.clear();
+    }
+}
+
+/// The healer of a new cache: handles compare by identity, digests come from the wrapper.
+pub fn new_healer(cache: &Cache<Handle>, heal: &Arc<HealState>) -> healcache::Result<Healer<Handle>> {
+    let h = Arc::clone(heal);
+    Healer::with_comparator(
+        cache.clone(),
+        HealingConfig::default(),
+        Arc::new(|a: &Handle, b: &Handle| a.id == b.id),
+        Arc::new(move |v: &Handle| h.digest(v.id)),
+    )
+}
+
+/// The wrapper's answer for a key whose entry held `held` (protocol above).
+pub fn answer(heal: &HealState, held: f64, got: &[f64]) -> Result<SourceAnswer<Handle>, SourceError> {
+    let Some(&id) = got.first() else { return Err(SourceError::Unavailable) };
+    let weight = got.get(1).copied().unwrap_or(0.0);
+    let (old_digest, new_digest) = (got.get(2).copied(), got.get(3).copied());
+    if id == -2.0 {
+        Err(SourceError::Refused)
+    } else if id < 0.0 || id.is_nan() {
+        Err(SourceError::Unavailable)
+    } else if id == 0.0 {
+        if held > 0.0 {
+            heal.mark(held, old_digest, None);
+        }
+        Ok(SourceAnswer::NotFound)
+    } else if id == held {
+        Ok(SourceAnswer::Value(Handle { id, weight: weight as u64 }))
+    } else {
+        heal.mark(held, old_digest, Some((id, new_digest)));
+        Ok(SourceAnswer::Value(Handle { id, weight: weight as u64 }))
+    }
+}
