@@ -20,7 +20,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use healcache_js_common::{answer, Handle, HealState};
+use healcache_js_common::{answer, held_handle, Handle, HealState};
 
 use crate::cache::Backend;
 use crate::error::into_js_error;
@@ -38,12 +38,9 @@ struct JsSource {
 
 impl Source<Handle> for JsSource {
     fn fetch(&self, key: &str) -> BoxFuture<'static, Result<SourceAnswer<Handle>, SourceError>> {
-        // The core read the entry just before; a write since then is answered for the newer value
-        // (and loses nothing: the core's repair is fenced on the version it read).
-        let held = match self.cache.peek_versioned(key) {
-            Some((Some(h), _)) => h.id,
-            Some((None, _)) => 0.0,
-            None => return Box::pin(future::ready(Err(SourceError::Refused))),
+        let held = match held_handle(&self.cache, key) {
+            Ok(h) => h,
+            Err(e) => return Box::pin(future::ready(Err(e))),
         };
         let (verify, heal, key) = (Arc::clone(&self.verify), Arc::clone(&self.heal), key.to_string());
         Box::pin(async move {

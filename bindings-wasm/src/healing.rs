@@ -17,7 +17,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use healcache_js_common::{answer, Handle, HealState};
+use healcache_js_common::{answer, held_handle, Handle, HealState};
 
 use crate::cache::Backend;
 use crate::error::into_js_error;
@@ -31,12 +31,9 @@ struct JsSource {
 
 impl Source<Handle> for JsSource {
     fn fetch(&self, key: &str) -> BoxFuture<'static, Result<SourceAnswer<Handle>, SourceError>> {
-        // The core read the entry just before; a write since then is answered for the newer value
-        // (and loses nothing: the core's repair is fenced on the version it read).
-        let held = match self.cache.peek_versioned(key) {
-            Some((Some(h), _)) => h.id,
-            Some((None, _)) => 0.0,
-            None => return future::ready(Err(SourceError::Refused)).boxed(),
+        let held = match held_handle(&self.cache, key) {
+            Ok(h) => h,
+            Err(e) => return future::ready(Err(e)).boxed(),
         };
         let called = self.verify.call2(&JsValue::UNDEFINED, &JsValue::from_str(key), &JsValue::from_f64(held));
         let heal = Arc::clone(&self.heal);
