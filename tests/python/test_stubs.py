@@ -47,6 +47,41 @@ def test_mypy_accepts_typed_usage(tmp_path: pathlib.Path) -> None:
         "    text: str = c2.prometheus('users')\n"
         "    n: int = c2.stats()['negative_hits'] + c2.stats()['load_latency']['sum_nanos']\n"
     )
+    _mypy_strict(src)
+
+
+def test_mypy_accepts_typed_healing_usage(tmp_path: pathlib.Path) -> None:
+    src = tmp_path / "healing_usage.py"
+    src.write_text(
+        "import asyncio\n"
+        "import healcache\n"
+        "c = healcache.Cache(healing_sample_rate=0.5, healing_verify_interval=1, healing_comparator=lambda a, b: a == b)\n"
+        "c.register_source('user:', lambda k: healcache.NOT_FOUND)\n"
+        "c.register_source('api:', 'http://127.0.0.1:9/users/{key}', decode='json')\n"
+        "async def load(key: str) -> bytes:\n"
+        "    return b''\n"
+        "c.register_source('bin:', load)\n"
+        "r: healcache.IntervalReport = c.verify_now_sync()\n"
+        "n: int = r['repaired'] + c.healing_stats()['total_sampled'] + c.stats()['healing']['source_failures']\n"
+        "s = c.score('user:')\n"
+        "f: float = s['score'] if s is not None else 1.0\n"
+        "prefixes: list[str] = [p['prefix'] for p in c.scores()]\n"
+        "events: list[healcache.DriftEvent] = c.drift_events()\n"
+        "c.set_healing(enabled=True, sample_rate=0.02)\n"
+        "c.config_set('healing.sample_rate', '0.02')\n"
+        "v: str = c.config_get('healing.sample_rate')\n"
+        "w: int = c.healing_config()['score_window']\n"
+        "ok: bool = c.unregister_source('user:')\n"
+        "async def main() -> None:\n"
+        "    rep = await c.verify_now()\n"
+        "    d: int = rep['drift']\n"
+        "with healcache.Cache() as c2:\n"
+        "    c2.close()\n"
+    )
+    _mypy_strict(src)
+
+
+def _mypy_strict(src: pathlib.Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
         capture_output=True,
