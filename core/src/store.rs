@@ -119,6 +119,14 @@ struct ShardInner<V> {
     inserts_since_aging: usize,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
     expiring: usize,
+    /// The write-path sweep's hand: the next slot it looks at.
+    sweep_at: usize,
+    /// No entry is gone before this time: a lower bound of every entry's `grace_until`, so the
+    /// sweep costs nothing while nothing can have expired. Tightened each time the hand wraps.
+    next_gone: u64,
+    /// The least `grace_until` of the entries the hand passed in its current round, and of those
+    /// written or moved behind it meanwhile: the next `next_gone`.
+    round_min: u64,
     /// Ghost frequencies: how often keys were asked for while absent, and the counter an evicted
     /// key had, in two 8-bit cells per key hash (a 2-row count-min sketch). Bumped only on misses
     /// and evictions, never on the hit path. A newly inserted entry starts at its estimate, so a
@@ -261,6 +269,9 @@ impl<V: Clone> Store<V> {
                         rng: SmallRng::seed_from_u64(seeder.random()),
                         inserts_since_aging: 0,
                         expiring: 0,
+                        sweep_at: 0,
+                        next_gone: NEVER,
+                        round_min: NEVER,
                         ghost: (0..ghost_len(cap)).map(|_| AtomicU8::new(0)).collect(),
                     }),
                     stats: ShardStats::default(),
@@ -458,6 +469,9 @@ impl<V: Clone> Store<V> {
                 inner.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
             slot.expires_at = expires_at;
             slot.grace_until = grace_until;
+            // (`note_expiry`, by field: `slot` borrows `inner.slots`)
+            inner.next_gone = inner.next_gone.min(grace_until);
+            inner.round_min = inner.round_min.min(grace_until);
             slot.load_nanos = load_nanos;
             slot.written_at = now;
             slot.version = version;
@@ -501,6 +515,7 @@ impl<V: Clone> Store<V> {
         });
         inner.weight += weight;
         inner.expiring += usize::from(grace_until != NEVER);
+        inner.note_expiry(grace_until);
         let slots = &inner.slots;
         inner.table.insert_unique(hash, idx, |&j| slots[j as usize].hash);
         shard.stats.inserts.fetch_add(1, Relaxed);
@@ -548,6 +563,9 @@ impl<V: Clone> Store<V> {
             g.table.clear();
             g.weight = 0;
             g.expiring = 0;
+            g.sweep_at = 0;
+            g.next_gone = NEVER;
+            g.round_min = NEVER;
             removed.extend(g.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
         }
     }
@@ -689,6 +707,10 @@ impl<V> ShardInner<V> {
         let last = self.slots.len() - 1;
         if idx != last {
             let moved = self.slots[last].hash;
+            if idx < self.sweep_at {
+                // moved behind the sweep's hand: it counts for this round without being passed
+                self.round_min = self.round_min.min(self.slots[last].grace_until);
+            }
             if let Some(p) = self.table.find_mut(moved, |&i| i as usize == last) {
                 *p = idx as u32;
             }
@@ -699,19 +721,43 @@ impl<V> ShardInner<V> {
         s
     }
 
-    /// Probes a few random entries and drops the expired ones, so expired entries do not linger
-    /// until they are read or sampled for eviction (Redis' active expiry, on the write path).
+    /// A write stored an entry gone at `grace_until`.
+    #[inline]
+    fn note_expiry(&mut self, grace_until: u64) {
+        self.next_gone = self.next_gone.min(grace_until);
+        self.round_min = self.round_min.min(grace_until);
+    }
+
+    /// Looks at the next few entries under a rotating hand and drops the expired ones, so expired
+    /// entries do not linger until they are read or sampled for eviction (Redis' active expiry, on
+    /// the write path). A hand rather than random probes: it reaches every entry within
+    /// `len / SWEEP_PROBES` writes, and it keeps the least expiry it saw in a round, so while no
+    /// entry can be gone (`now < next_gone`) the sweep reads no slot at all (a probe of a large
+    /// shard is a cache miss: a quarter of an insert's time).
     fn sweep(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
         for _ in 0..SWEEP_PROBES {
-            let n = self.slots.len();
-            if self.expiring == 0 || n == 0 {
+            if self.expiring == 0 || now < self.next_gone {
                 return;
             }
-            let i = self.rng.random_range(0..n);
+            let mut i = self.sweep_at;
+            if i >= self.slots.len() {
+                // a round is over: every entry was passed, written or moved behind the hand
+                self.next_gone = self.round_min;
+                self.round_min = NEVER;
+                self.sweep_at = 0;
+                if now < self.next_gone || self.slots.is_empty() {
+                    return;
+                }
+                i = 0;
+            }
             if self.slots[i].gone(now) {
+                // the last entry moves into slot `i`: the hand looks at it next
                 let s = self.remove_at(i);
                 stats.expirations.fetch_add(1, Relaxed);
                 removed.push((s.key, s.value, RemovalCause::Expired));
+            } else {
+                self.round_min = self.round_min.min(self.slots[i].grace_until);
+                self.sweep_at = i + 1;
             }
         }
     }
@@ -806,5 +852,85 @@ impl KeySample {
             start = e;
             k
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The write-path sweep's bound: `next_gone` never passes an entry that may be gone, whatever
+    //! writes, removals, reads of expired entries and evictions move slots around the hand.
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(u8, Option<u16>),
+        Remove(u8),
+        Get(u8),
+        Advance(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0u8..40, proptest::option::of(1u16..400)).prop_map(|(k, t)| Op::Write(k, t)),
+            1 => (0u8..40).prop_map(Op::Remove),
+            2 => (0u8..40).prop_map(Op::Get),
+            2 => (0u16..200).prop_map(Op::Advance),
+        ]
+    }
+
+    const MS: u64 = 1_000_000;
+
+    fn write(s: &Store<u32>, clock: &ManualClock, key: &str, ttl_ms: Option<u16>) {
+        let at = ttl_ms.map_or(NEVER, |t| clock.now_nanos() + t as u64 * MS);
+        let meta = Meta { expires_at: at, grace_until: at, load_nanos: 0 };
+        s.write(key, 0, 0, meta, None, &mut Vec::new()).unwrap();
+    }
+
+    /// `next_gone` bounds every entry's removal time, and `round_min` every entry behind the hand.
+    fn check_bounds(s: &Store<u32>) -> std::result::Result<(), TestCaseError> {
+        let g = read(&s.shards[0].inner);
+        let all = g.slots.iter().map(|s| s.grace_until).min().unwrap_or(NEVER);
+        let behind = g.slots.iter().take(g.sweep_at).map(|s| s.grace_until).min().unwrap_or(NEVER);
+        prop_assert!(g.next_gone <= all, "next_gone {} passes an entry gone at {}", g.next_gone, all);
+        prop_assert!(g.round_min <= behind, "round_min {} passes an entry behind the hand at {}", g.round_min, behind);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn sweep_bound_holds(ops in proptest::collection::vec(op(), 1..300), cap in 8u64..48) {
+            let clock = ManualClock::new();
+            // one shard, small enough that writes also evict
+            let s: Store<u32> = Store::new(1, cap, u64::MAX, 64, u64::MAX, 7, Arc::new(clock.clone()));
+            for op in ops {
+                match op {
+                    Op::Write(k, t) => write(&s, &clock, &format!("k{k}"), t),
+                    Op::Remove(k) => {
+                        s.remove_where(&format!("k{k}"), &mut Vec::new(), RemovalCause::Explicit, |_| true);
+                    }
+                    Op::Get(k) => {
+                        s.get(&format!("k{k}"), &mut Vec::new());
+                    }
+                    Op::Advance(ms) => clock.advance(Duration::from_millis(ms as u64)),
+                }
+                check_bounds(&s)?;
+            }
+            // once everything is expired, inserts sweep every old entry away within a round of
+            // the hand (inserting and removing one key: the shard stays below capacity, where
+            // inserts sweep rather than evict)
+            clock.advance(Duration::from_millis(500));
+            let before = s.len();
+            for _ in 0..before + 2 {
+                write(&s, &clock, "probe", None);
+                s.remove_where("probe", &mut Vec::new(), RemovalCause::Explicit, |_| true);
+            }
+            let g = read(&s.shards[0].inner);
+            prop_assert!(g.slots.iter().all(|s| s.grace_until == NEVER), "an expired entry outlived {} writes", before);
+        }
     }
 }

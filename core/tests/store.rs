@@ -73,6 +73,35 @@ fn default_ttl_and_purge() {
 }
 
 #[test]
+fn inserts_sweep_expired_entries() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> = Cache::builder().max_entries(10_000).shards(1).clock(clock.clone()).build().unwrap();
+    let ttl = |s| Some(Duration::from_secs(s));
+    for i in 0..500 {
+        c.set_with_ttl(&format!("short{i}"), i, ttl(5)).unwrap();
+        c.set_with_ttl(&format!("long{i}"), i, ttl(20)).unwrap();
+        c.set(&format!("pinned{i}"), i).unwrap();
+    }
+    for i in 0..100 {
+        c.set(&format!("a{i}"), i).unwrap();
+    }
+    assert_eq!((c.stats().expirations, c.len()), (0, 1600), "nothing is gone yet");
+    clock.advance(Duration::from_secs(6));
+    // without any read or purge, inserts drop every expired entry within a round of the sweep
+    for i in 0..2000 {
+        c.set(&format!("b{i}"), i).unwrap();
+    }
+    assert_eq!((c.stats().expirations, c.len()), (500, 3100), "the short entries are swept");
+    assert!((0..500).all(|i| c.contains(&format!("long{i}"))), "live entries stay");
+    clock.advance(Duration::from_secs(15));
+    for i in 0..4000 {
+        c.set(&format!("c{i}"), i).unwrap();
+    }
+    assert_eq!((c.stats().expirations, c.len()), (1000, 6600), "then the long ones");
+    assert!((0..500).all(|i| c.contains(&format!("pinned{i}"))), "entries without a TTL stay");
+}
+
+#[test]
 fn versions_are_monotonic_and_fence_writes() {
     let (c, clock) = clocked(100);
     assert_eq!(c.version("k"), 0);
