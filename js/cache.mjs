@@ -10,13 +10,22 @@
 //   no napi Reference is needed; the same code runs over napi and WASM.
 // - Eviction, TTL rules, versions, coalescing (the core flight table) and sampling live in the core.
 //   This wrapper keeps a read mirror `Map<key, slot>` of what the core answered ({value, handle,
-//   version, expiresAt}), so `get` is a Map lookup in JS (a call into Rust costs 75-420 ns against
-//   about 12 ns for lru-cache's `get`, TOOLCHAIN.md).
+//   version, expiresAt}), so a repeated `get` is a Map lookup in JS (a call into Rust costs 75-420
+//   ns against about 12 ns for lru-cache's `get`, TOOLCHAIN.md).
+// - Values `set` stores live in a slot table (value, key, and the last load id given when it was
+//   written), under handle 2 * slot + 2 (even; loads and repairs get odd ids, never reused). The
+//   core reports every set value it drops (bindings' `Removals`), and its slot is reused after the
+//   wrapper drains that report (or once the key's waiters are gone). So a write costs one hash
+//   insert, the core's, plus an array store: the mirror is filled by reads. A `set` updates the
+//   key's mirror slot when it has one; a read the mirror cannot answer asks the core which handle
+//   the key holds (`_reconcile`) and mirrors it. Mirror slots are never shared with other maps,
+//   so a write may update one in place. The WebAssembly package mirrors writes at once
+//   (`mirrorWrites`), so values already cached stay readable after a trap.
 // - The mirror stays exact: writes and deletes go through the core and update it with the core's
 //   answer; entries the core evicts or expires are queued by the core's removal listener as
 //   (key, handle) pairs, and a call that may evict returns a flag (a negative version from
 //   `set`, `true` from `touch`), after which the wrapper drains the queue and drops those entries
-//   (only if the mirror still holds that very handle: handles are never reused).
+//   (only if the mirror still holds that very handle).
 // - The mirror's expiry is computed from a JS clock read taken before the core's, so it expires an
 //   entry no later than the core does.
 // - The eviction policy still sees the reads: one mirror hit in 16 is recorded in a read buffer,
@@ -24,8 +33,8 @@
 //   buffer does; the core's LFU counters saturate at 63 and are halved with age, so sampling reads keeps
 //   their order.
 // - `getOrLoad`: a mirror hit answers at once; otherwise the core's `get_or_load` runs the flight
-//   (one per key per cache) and calls back the JS loader once. The loader's value gets a handle like
-//   a `set`; its rejection (or synchronous throw) is kept here under a load id, and every waiter
+//   (one per key per cache) and calls back the JS loader once. The loader's value gets an odd id
+//   (kept under it until decided); its rejection (or synchronous throw) is kept here under a load id, and every waiter
 //   receives that very value. An AbortSignal cancels only its caller's wait (core `Cancelled`).
 //   A loaded value enters the mirror once the core is seen to hold it (`state` at settle time).
 // - `fetch`: the same flight through core `fetch`, with the core's status string; a loader may
@@ -421,7 +430,7 @@ function decodeBody(decode, body) {
  * `healing.enabled` is on runs an interval every `healing.verifyIntervalMs` on an unref'd timer
  * (the next one is scheduled when the last has ended, so they never pile up) until `close()`.
  */
-function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}) {
+function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirrorWrites = false } = {}) {
   let tickets = 0;
   const SEED = KNOWN.get('seed');
   const TTL = KNOWN.get('ttl');
@@ -455,13 +464,19 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       this._readRefresh = args[XFETCH] === true || args[REFRESH_AFTER] !== undefined;
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
       this._m = new Map(); // key -> slot {k, v, h, ver, exp}: what the core holds (exp: mirror freshness)
-      this._next = 0; // last handle / load id given (never reused)
+      this._next = -1; // last load id given: odd, never reused (`_id`)
+      // values `set` stored, by slot: handle 2 * slot + 2 (even), reused once drained (see top)
+      this._sv = []; // slot -> value
+      this._sk = []; // slot -> key
+      this._sseq = new Float64Array(1024); // slot -> last load id given when it was written
+      this._sn = 0; // slots ever used
+      this._free = []; // slots the core dropped
       this._hits = 0;
       this._misses = 0;
       this._reads = [];
       this._loaded = new Map(); // handle -> slot, for values loaders returned, until decided
       this._pending = new Map(); // key -> handles loaded for it and not yet decided
-      this._kept = new Map(); // key -> decided handles kept while the key has waiters
+      this._kept = new Map(); // key -> decided handles (loaded values, set slots) kept while the key has waiters
       this._cand = new Map(); // key -> decided handles that may be its stale entry in the core
       this._sweepAt = PENDING_SWEEP;
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
@@ -493,7 +508,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
         return s.v;
       }
-      if (this._pending.size !== 0 && this._pending.has(key)) {
+      if ((!mirrorWrites && this._sn !== this._free.length) || (this._pending.size !== 0 && this._pending.has(key))) {
         const f = this._reconcile(key);
         if (f !== undefined) {
           this._hits++;
@@ -543,22 +558,47 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         }
       }
       const w = weigh(this._sizeOf, value, key);
-      const t0 = now();
-      const h = ++this._next;
-      let ver = B.set(this._c, key, h, w, ttl, ifVersion);
+      // The mirror is filled by reads: a write updates the key's mirror slot if it has one
+      // (mirror slots are never shared), else the next read asks the core (`_reconcile`). The
+      // slot's expiry comes from a clock read taken before the core's.
+      let s = this._m.size === 0 ? undefined : this._m.get(key);
+      const t0 = s === undefined && !mirrorWrites ? 0 : now();
+      const i = this._slot();
+      const h = 2 * i + 2;
+      this._sv[i] = value;
+      this._sk[i] = key;
+      this._sseq[i] = this._next;
+      let ver;
+      try {
+        ver = B.set(this._c, key, h, w, ttl, ifVersion);
+      } catch (e) {
+        this._sv[i] = undefined;
+        this._sk[i] = undefined;
+        this._free.push(i);
+        throw e;
+      }
       if (ver < 0) {
         ver = -ver;
         this._drain();
       }
-      const ttlMs = ttl === undefined ? this._ttl : ttl;
-      let exp = ttlMs === Infinity ? Infinity : t0 + ttlMs;
-      if (this._jitter && exp !== Infinity) {
-        const e = B.peek(this._c, key);
-        if (e.length === 3 && e[0] === h) exp = e[2] < 0 ? Infinity : t0 + e[2];
+      if (s !== undefined || mirrorWrites) {
+        if (s === undefined) {
+          s = { k: key, v: value, h, ver, exp: 0 };
+          this._m.set(key, s);
+        }
+        const ttlMs = ttl === undefined ? this._ttl : ttl;
+        let exp = ttlMs === Infinity ? Infinity : t0 + ttlMs;
+        if (this._jitter && exp !== Infinity) {
+          const e = B.peek(this._c, key);
+          if (e.length === 3 && e[0] === h) exp = e[2] < 0 ? Infinity : t0 + e[2];
+        }
+        s.v = value;
+        s.h = h;
+        s.ver = ver;
+        s.exp = exp;
       }
-      this._m.set(key, { k: key, v: value, h, ver, exp });
       // a loaded value older than this write can no longer be stored (fenced, or replaced)
-      if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, h, false);
+      if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
       return ver;
     }
 
@@ -594,7 +634,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     /** Removes every entry. */
     clear() {
       B.clear(this._c);
-      B.drain(this._c);
+      this._drain(); // frees the set slots (kept for keys with waiters)
       this._m.clear();
       for (const [key, ids] of this._cand) this._forget(key, ids);
       this._cand.clear();
@@ -904,21 +944,68 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       }
     }
 
-    // Drops the entries the core evicted or expired: [key, handle, key, handle, ...].
+    // Drops the mirror entries the core evicted or expired, and frees the slots of set values
+    // it dropped: [key, handle, ...], a set value's handle without its key (bindings' `Removals`).
     _drain() {
       const a = B.drain(this._c);
-      for (let i = 0; i < a.length; i += 2) {
-        const s = this._m.get(a[i]);
-        if (s !== undefined && s.h === a[i + 1]) this._m.delete(a[i]);
-        if (!this._waiting.has(a[i])) this._loaded.delete(a[i + 1]);
+      for (let i = 0; i < a.length; ) {
+        let key = a[i++];
+        let h;
+        if (typeof key === 'number') {
+          h = key;
+          key = this._sk[h / 2 - 1];
+        } else h = a[i++];
+        const s = this._m.get(key);
+        if (s !== undefined && s.h === h) this._m.delete(key);
+        if (this._waiting.has(key)) {
+          // a waiter may yet settle on this handle: freed when the key's waiters are gone
+          if (h % 2 === 0) this._forget(key, [h]);
+        } else if (h % 2 === 0) this._release(h);
+        else this._loaded.delete(h);
       }
     }
 
-    // The fresh slot of `key` and its expiry, asking the core when the key is pending.
+    // A slot for a set value: a freed one, else a new one (reclaiming dropped ones first when
+    // the table is full, so it grows only when the live values need it).
+    _slot() {
+      if (this._free.length !== 0) return this._free.pop();
+      if (this._sn === this._sseq.length) {
+        this._drain();
+        if (this._free.length !== 0) return this._free.pop();
+        const a = new Float64Array(2 * this._sseq.length);
+        a.set(this._sseq);
+        this._sseq = a;
+      }
+      return this._sn++;
+    }
+
+    // Frees the slot of set value `h` (the core dropped it, and no waiter can settle on it).
+    _release(h) {
+      const i = h / 2 - 1;
+      this._sv[i] = undefined;
+      this._sk[i] = undefined;
+      this._free.push(i);
+    }
+
+    // The value of handle `h` the core holds for `key`, as [value], or undefined if this
+    // wrapper no longer has it.
+    _valueOf(key, h) {
+      if (h % 2 === 0) {
+        const i = h / 2 - 1;
+        return this._sk[i] === key ? [this._sv[i]] : undefined;
+      }
+      const l = this._loaded.get(h);
+      return l === undefined ? undefined : [l.v];
+    }
+
+    // The fresh slot of `key` and its expiry, asking the core when the key is pending or may
+    // hold a set value the mirror has not seen yet.
     _fresh(key) {
       const s = this._m.get(key);
       if (s !== undefined && s.exp > now()) return [s, s.exp];
-      if (this._pending.size !== 0 && this._pending.has(key)) return this._reconcile(key);
+      if ((!mirrorWrites && this._sn !== this._free.length) || (this._pending.size !== 0 && this._pending.has(key))) {
+        return this._reconcile(key);
+      }
       return undefined;
     }
 
@@ -928,19 +1015,26 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     _reconcile(key) {
       const t0 = now();
       const e = B.state(this._c, key); // [flights, handle (-1: none), version, expiresInMs (-1: never)]
+      const h = e[1];
       let out;
-      if (e[1] >= 0) {
+      if (h >= 0) {
         let s = this._m.get(key);
-        if (s === undefined || s.h !== e[1]) s = this._loaded.get(e[1]);
+        if (s === undefined || s.h !== h) {
+          const v = this._valueOf(key, h);
+          // a mirror slot of its own (never a loaded slot: `set` updates mirror slots in place)
+          s = v === undefined ? undefined : { k: key, v: v[0], h, ver: 0, exp: 0 };
+          if (s !== undefined) this._m.set(key, s);
+        }
         if (s !== undefined) {
           s.ver = e[2];
           out = [s, e[3] < 0 ? Infinity : t0 + e[3]];
           s.exp = out[1];
-          this._m.set(key, s);
         }
       }
-      // decided when no flight is under way, and no healing interval (a repair may yet land)
-      this._decide(key, e[1], e[0] === 0 && this._verifying === 0);
+      // decided when no flight is under way, and no healing interval (a repair may yet land);
+      // a set value decides the loads that began before it was written
+      const held = h >= 0 && h % 2 === 0 ? this._sseq[h / 2 - 1] : h;
+      this._decide(key, held, e[0] === 0 && this._verifying === 0);
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out !== undefined && this._pending.has(key)) out[0].exp = -Infinity;
       return out;
@@ -991,6 +1085,12 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       for (const id of ids) this._loaded.delete(id);
     }
 
+    // A new load id: odd, never reused (set values have even handles).
+    _id() {
+      this._next += 2;
+      return this._next;
+    }
+
     // Asks the core about every pending key (bounds what the pending values keep alive).
     _sweep() {
       for (const key of [...this._pending.keys()]) this._reconcile(key);
@@ -1008,7 +1108,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         v = await (als === undefined ? call() : als.run([...(chain || []), [this, key]], call));
         if (v !== NOT_FOUND) w = weigh(this._sizeOf, v, key);
       } catch (err) {
-        const id = ++this._next;
+        const id = this._id();
         if (this._waiting.has(key)) {
           this._errors.set(id, err);
           const l = this._keyErrors.get(key);
@@ -1018,7 +1118,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         return [-id, 0];
       }
       // The core may store this answer at any time from now on: the key is pending.
-      const h = ++this._next;
+      const h = this._id();
       if (v !== NOT_FOUND) this._loaded.set(h, { k: key, v, h, ver: 0, exp: -Infinity });
       const ids = this._pending.get(key);
       if (ids === undefined) this._pending.set(key, [h]);
@@ -1040,11 +1140,11 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     // The core answered handle `h` for `key`: a value stored by `set` or by a loader (fresh, or
     // stale within grace); a loaded value enters the mirror once the core is seen to hold it.
     _settle(key, h) {
-      let s = this._m.get(key);
-      if (s === undefined || s.h !== h) s = this._loaded.get(h);
-      if (s === undefined) throw codeError('LoaderError', 'the loaded value is gone');
+      const s = this._m.get(key);
+      const v = s !== undefined && s.h === h ? [s.v] : this._valueOf(key, h);
+      if (v === undefined) throw codeError('LoaderError', 'the loaded value is gone');
       if (this._pending.has(key)) this._reconcile(key);
-      return s.v;
+      return v[0];
     }
 
     // (Re)arms the background healing timer when enabled (backgroundHealing hosts only). The
@@ -1087,8 +1187,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       let cur;
       if (h !== 0) {
         const s = this._m.get(key);
-        cur = s !== undefined && s.h === h ? s : this._loaded.get(h);
-        if (cur === undefined) return SOURCE_SKIP; // not a value this wrapper knows: cannot compare
+        const v = s !== undefined && s.h === h ? [s.v] : this._valueOf(key, h);
+        if (v === undefined) return SOURCE_SKIP; // not a value this wrapper knows: cannot compare
+        cur = { v: v[0] };
       }
       await undefined; // the user's source runs outside the backend's call
       let v;
@@ -1127,7 +1228,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     // or remove the entry) at any time until the interval ends, so the key is pending, as for a
     // loaded value. Returns the fresh handle.
     _healPending(key, hasValue, v) {
-      const h = ++this._next;
+      const h = this._id();
       if (hasValue) this._loaded.set(h, { k: key, v, h, ver: 0, exp: -Infinity });
       const ids = this._pending.get(key);
       if (ids === undefined) this._pending.set(key, [h]);
@@ -1193,7 +1294,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const kept = this._kept.get(key);
       if (kept !== undefined) {
         this._kept.delete(key);
-        for (const id of kept) this._loaded.delete(id);
+        for (const id of kept) {
+          if (id % 2 === 0) this._release(id);
+          else this._loaded.delete(id);
+        }
       }
     }
   }

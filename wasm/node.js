@@ -6,7 +6,8 @@ const { makeCache, guardWasm, NOT_FOUND } = require('../dist/cache.cjs');
 const raw = require('../bindings-wasm/pkg-node/healcache_wasm.js');
 
 const backend = guardWasm(raw);
-const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage() });
+// writes enter the read mirror at once: values already cached stay readable after a trap
+const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage(), mirrorWrites: true });
 
 module.exports = {
   Cache,

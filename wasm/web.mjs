@@ -22,6 +22,10 @@ export async function init(input) {
 
 // Runtimes that expose AsyncLocalStorage globally get RecursiveLoad detection too.
 const ALS = globalThis.AsyncLocalStorage;
-export const Cache = makeCache(backend, { asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined });
+// writes enter the read mirror at once: values already cached stay readable after a trap
+export const Cache = makeCache(backend, {
+  asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined,
+  mirrorWrites: true,
+});
 export const __testing = { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned };
 export default init;

@@ -12,14 +12,14 @@
 //! `state` lets the wrapper ask which value a key holds after a refresh it did not wait for.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::{
-    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, RemovalCause, Spawner, Timer,
-    Ttl, WriteOptions,
+    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, Spawner, Timer, Ttl,
+    WriteOptions,
 };
 use napi::bindgen_prelude::{BigInt, Either, External, Promise, PromiseRaw};
 use napi::threadsafe_function::ThreadsafeFunction;
@@ -28,18 +28,12 @@ use napi_derive::napi;
 
 use crate::config::config;
 use crate::error::into_js_error;
-use healcache_js_common::{new_healer, HealState};
+use healcache_js_common::{new_healer, HealState, Removals};
 
 /// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, to
 /// `[0, 0]` when it answered "not found" (`NOT_FOUND`), or to `[-loadId, 0]` when the user's
 /// loader threw or rejected (the wrapper keeps that value and hands it to every waiter).
 type Loader = ThreadsafeFunction<(), Promise<Vec<f64>>, (), Status, false>;
-
-#[derive(Default)]
-struct Removals {
-    pending: AtomicBool,
-    entries: Mutex<Vec<(Arc<str>, f64)>>,
-}
 
 pub use healcache_js_common::Handle;
 
@@ -95,17 +89,7 @@ pub fn create(env: &Env, names: String, values: Vec<f64>, seed: Option<BigInt>) 
         .weigher(|h: &Handle| h.weight)
         .timer(TokioTimer)
         .spawner(TokioSpawner)
-        .on_removal(move |key, handle, cause| {
-            // the wrapper knows of its own replaces and deletes, not of the healer's repairs
-            let queue = match cause {
-                RemovalCause::Evicted | RemovalCause::Expired => true,
-                _ => h.take_watched(handle.id),
-            };
-            if queue {
-                lock(&r.entries).push((key, handle.id));
-                r.pending.store(true, Relaxed);
-            }
-        })
+        .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
         .build()
         .map_err(|e| into_js_error(env, e))?;
     let healer = new_healer(&cache, &heal).map_err(|e| into_js_error(env, e))?;
@@ -166,7 +150,7 @@ pub fn peek(c: &External<Backend>, key: String) -> Vec<f64> {
 /// what the wrapper needs to follow a value a background refresh stored (counts as a read).
 #[napi]
 pub fn state(c: &External<Backend>, key: String) -> Vec<f64> {
-    let flights = c.cache.stats().in_flight as f64;
+    let flights = c.cache.in_flight() as f64;
     match c.cache.get_entry(&key) {
         Some(e) => vec![flights, e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
         None => vec![flights, -1.0, 0.0, 0.0],
@@ -183,12 +167,18 @@ pub fn touch(c: &External<Backend>, keys: Vec<String>) -> bool {
     c.pending()
 }
 
-/// Takes the queued evicted and expired entries, as `[key, handle, key, handle, ...]`.
+/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle without its key.
 #[napi(ts_return_type = "Array<string | number>")]
 pub fn drain(c: &External<Backend>) -> Vec<Either<String, f64>> {
-    c.removed.pending.store(false, Relaxed);
-    let taken = std::mem::take(&mut *lock(&c.removed.entries));
-    taken.into_iter().flat_map(|(k, h)| [Either::A(k.to_string()), Either::B(h)]).collect()
+    let taken = c.removed.take();
+    let mut out = Vec::with_capacity(2 * taken.len());
+    for (k, h) in taken {
+        if let Some(k) = k {
+            out.push(Either::A(k.to_string()));
+        }
+        out.push(Either::B(h));
+    }
+    out
 }
 
 /// Number of stored entries (expired ones not yet swept included).

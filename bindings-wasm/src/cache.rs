@@ -7,14 +7,14 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt, Shared, WeakShared};
 use healcache::{
-    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, RemovalCause, Spawner, Timer,
-    Ttl, WriteOptions,
+    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, Spawner, Timer, Ttl,
+    WriteOptions,
 };
 use js_sys::{Function, Promise};
 use send_wrapper::SendWrapper;
@@ -23,7 +23,7 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::config::config;
 use crate::error::into_js_error;
-use healcache_js_common::{new_healer, HealState};
+use healcache_js_common::{new_healer, HealState, Removals};
 
 #[wasm_bindgen]
 extern "C" {
@@ -31,12 +31,6 @@ extern "C" {
     fn set_timeout(f: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
-}
-
-#[derive(Default)]
-struct Removals {
-    pending: AtomicBool,
-    entries: Mutex<Vec<(Arc<str>, f64)>>,
 }
 
 pub use healcache_js_common::Handle;
@@ -152,17 +146,7 @@ pub fn create(names: String, values: Vec<f64>, seed: Option<u64>) -> Result<Back
         .weigher(|h: &Handle| h.weight)
         .timer(JsTimer)
         .spawner(LocalSpawner)
-        .on_removal(move |key, handle, cause| {
-            // the wrapper knows of its own replaces and deletes, not of the healer's repairs
-            let queue = match cause {
-                RemovalCause::Evicted | RemovalCause::Expired => true,
-                _ => h.take_watched(handle.id),
-            };
-            if queue {
-                lock(&r.entries).push((key, handle.id));
-                r.pending.store(true, Relaxed);
-            }
-        })
+        .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
         .build()
         .map_err(into_js_error)?;
     let healer = new_healer(&cache, &heal).map_err(into_js_error)?;
@@ -220,7 +204,7 @@ pub fn peek(c: &Backend, key: &str) -> Vec<f64> {
 /// what the wrapper needs to follow a value a background refresh stored (counts as a read).
 #[wasm_bindgen]
 pub fn state(c: &Backend, key: &str) -> Vec<f64> {
-    let flights = c.cache.stats().in_flight as f64;
+    let flights = c.cache.in_flight() as f64;
     match c.cache.get_entry(key) {
         Some(e) => vec![flights, e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
         None => vec![flights, -1.0, 0.0, 0.0],
@@ -237,15 +221,16 @@ pub fn touch(c: &Backend, keys: Vec<String>) -> bool {
     c.pending()
 }
 
-/// Takes the queued evicted and expired entries, as `[key, handle, key, handle, ...]`.
+/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle without its key.
 #[wasm_bindgen]
 pub fn drain(c: &Backend) -> js_sys::Array {
-    c.removed.pending.store(false, Relaxed);
-    let taken = std::mem::take(&mut *lock(&c.removed.entries));
-    let out = js_sys::Array::new_with_length(2 * taken.len() as u32);
-    for (i, (k, h)) in taken.into_iter().enumerate() {
-        out.set(2 * i as u32, JsValue::from_str(&k));
-        out.set(2 * i as u32 + 1, JsValue::from_f64(h));
+    let taken = c.removed.take();
+    let out = js_sys::Array::new();
+    for (k, h) in taken {
+        if let Some(k) = k {
+            out.push(&JsValue::from_str(&k));
+        }
+        out.push(&JsValue::from_f64(h));
     }
     out
 }

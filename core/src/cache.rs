@@ -543,6 +543,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         lock(&self.inner.rng).random()
     }
 
+    /// Loads under way now (`stats().in_flight`, without summing every shard's counters).
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights.in_flight()
+    }
+
     /// Every counter.
     pub fn stats(&self) -> Stats {
         let StoreStats { hits, misses, inserts, updates, evictions, expirations, entries, weight } =

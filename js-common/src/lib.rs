@@ -23,13 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use foldhash::fast::FixedState;
-use healcache::{Cache, Healer, HealingConfig, SourceAnswer, SourceError};
+use healcache::{Cache, Healer, HealingConfig, RemovalCause, SourceAnswer, SourceError};
 
 /// What the core stores per entry: the wrapper's handle of the value and the value's weight in
 /// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
 #[derive(Clone, Copy)]
 pub struct Handle {
-    /// The wrapper's id of the value (> 0; never reused).
+    /// The wrapper's id of the value (> 0). Even: a value `set` stored, in a slot of the wrapper's
+    /// value table, reused once the core has dropped the handle and the wrapper has drained that.
+    /// Odd: a loaded value or a repair (never reused).
     pub id: f64,
     /// The value's weight in bytes.
     pub weight: u64,
@@ -37,6 +39,59 @@ pub struct Handle {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Handle {
+    /// Whether the value was stored by `set` (its slot in the wrapper's table is freed once the
+    /// core drops it, whatever the cause).
+    #[inline]
+    pub fn from_set(&self) -> bool {
+        // ids are integers below 2^53 (an integer test: `%` on f64 pulls fmod into the module)
+        self.id as u64 & 1 == 0
+    }
+}
+
+/// Removals queued without a flag before the binding flags them: bounds the queue between two
+/// drains when only replaced and deleted `set` values are queued.
+pub const QUIET_LIMIT: usize = 256;
+
+/// The removal queue of one cache, filled by the core's removal listener and taken by `drain`:
+/// `(key, handle)`, the key left out for `set` values (the wrapper has it in their slot), of
+/// - entries the core evicted or expired, and handles the healer watched: the wrapper's read
+///   mirror must drop them before it answers again, so they raise `pending` (the flag a write
+///   returns, after which the wrapper drains);
+/// - `set` values replaced or removed: their slots in the wrapper's value table may be reused.
+///   The wrapper knows of these writes itself (its mirror is right), so they wait, quietly, for
+///   the next drain, or raise `pending` once `QUIET_LIMIT` are queued.
+#[derive(Default)]
+pub struct Removals {
+    pub pending: AtomicBool,
+    entries: Mutex<Vec<(Option<Arc<str>>, f64)>>,
+}
+
+impl Removals {
+    /// The core's removal listener of a binding's cache.
+    #[inline]
+    pub fn record(&self, key: Arc<str>, handle: Handle, cause: RemovalCause, heal: &HealState) {
+        let now = match cause {
+            RemovalCause::Evicted | RemovalCause::Expired => true,
+            // the wrapper knows of its own replaces and deletes, not of the healer's repairs
+            _ if heal.take_watched(handle.id) => true,
+            _ if handle.from_set() => false,
+            _ => return,
+        };
+        let mut q = lock(&self.entries);
+        q.push(((!handle.from_set()).then_some(key), handle.id));
+        if now || q.len() >= QUIET_LIMIT {
+            self.pending.store(true, Relaxed);
+        }
+    }
+
+    /// Takes the queue (and clears the flag).
+    pub fn take(&self) -> Vec<(Option<Arc<str>>, f64)> {
+        self.pending.store(false, Relaxed);
+        std::mem::take(&mut *lock(&self.entries))
+    }
 }
 
 /// What the healer of one cache remembers during an interval: the handles found drifted (watched

@@ -152,6 +152,7 @@ test('versions and compare-and-set', () => {
 test('ttl: the cache default and per entry, in milliseconds', async () => {
   const c = new Cache({ ttl: 40 });
   c.set('short', 1);
+  c.set('unread', 1);
   c.set('long', 2, { ttl: 10_000 });
   c.set('forever', 3, { ttl: Infinity });
   const e = c.getEntry('long');
@@ -163,9 +164,12 @@ test('ttl: the cache default and per entry, in milliseconds', async () => {
   assert.equal(c.has('short'), false);
   assert.equal(c.get('long'), 2);
   assert.equal(c.get('forever'), 3);
-  assert.equal(c.purgeExpired(), 1);
+  // 'unread' waits for the purge; 'short' too, unless the read past its TTL asked the core
+  // (Node's read mirror is filled by reads), which dropped it then
+  const purged = c.purgeExpired();
+  assert.ok(purged === 2 || (purged === 1 && !WASM), String(purged));
   assert.equal(c.size, 2);
-  assert.equal(c.stats().expirations, 1);
+  assert.equal(c.stats().expirations, 2);
 });
 
 test('eviction keeps the bound and the JS side agrees with the core', () => {

@@ -24,3 +24,45 @@ test('getOrLoad gives every waiter the loaded object itself, then hits return it
   assert.equal(c.get('k'), obj);
   assert.equal(await c.getOrLoad('k', () => ({ other: 1 })), obj);
 });
+
+// Values `set` stored live in slots the wrapper reuses once the core has dropped them (Node's
+// read mirror is filled by reads): a reused slot never answers for another key.
+test('every key answers its own value while slots are reused (evictions, overwrites, deletes)', () => {
+  const c = new Cache({ maxEntries: 100, shards: 1 });
+  const mine = new Map();
+  for (let i = 0; i < 20_000; i++) {
+    const key = `k${i % 3000}`;
+    const v = { key, i };
+    c.set(key, v);
+    mine.set(key, v);
+    assert.equal(c.get(key), v);
+    if (i % 7 === 0) c.delete(`k${(i * 13) % 3000}`);
+    if (i % 5 === 0) c.set('hot', { key: 'hot', i });
+    const probe = `k${(i * 31) % 3000}`;
+    const got = c.get(probe);
+    assert.ok(got === undefined || got === mine.get(probe), `${probe} answered ${JSON.stringify(got)}`);
+  }
+  assert.equal(c.get('hot').key, 'hot');
+  assert.ok(c.size <= 100);
+  // the slot table stays bounded by the live values, not by the writes made
+  assert.ok(c._sn <= 1024, `slots used: ${c._sn}`);
+});
+
+test('a getOrLoad answered from a set value gets that key\'s value while the key is rewritten', async () => {
+  const c = new Cache({ maxEntries: 50, shards: 1 });
+  const a = { v: 'a' };
+  const ours = new Set([a]);
+  c.set('k', a);
+  const p = c.getOrLoad('k', () => ({ v: 'loaded' }));
+  // let the backend answer (napi: on its own thread) before the rewrites below run
+  const until = Date.now() + 20;
+  while (Date.now() < until);
+  for (let i = 0; i < 600; i++) {
+    const o = { v: i };
+    ours.add(o);
+    c.set('k', o); // replaces: the replaced slots are freed in batches, then reused
+    c.set(`other${i}`, { other: i });
+  }
+  const got = await p;
+  assert.ok(ours.has(got), JSON.stringify(got));
+});
