@@ -12,8 +12,7 @@
 //   This wrapper keeps a read mirror `Map<key, slot>` of what the core answered ({value, handle,
 //   version, expiresAt}), so a repeated `get` is a Map lookup in JS (a call into Rust costs 75-420
 //   ns against about 12 ns for lru-cache's `get`, TOOLCHAIN.md).
-// - Values `set` stores live in a slot table (value, key, and the last load id given when it was
-//   written), under handle 2 * slot + 2 (even; loads and repairs get odd ids, never reused). The
+// - Values `set` stores live in a slot table (value and key), under handle 2 * slot + 2 (even; loads and repairs get odd ids, never reused). The
 //   core reports every set value it drops (bindings' `Removals`), and its slot is reused after the
 //   wrapper drains that report (or once the key's waiters are gone). So a write costs one hash
 //   insert, the core's, plus an array store: the mirror is filled by reads. A `set` updates the
@@ -466,9 +465,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
       this._m = new Map(); // key -> slot {k, v, h, ver, exp}: what the core holds (exp: mirror freshness)
       this._next = -1; // last load id given: odd, never reused (`_id`)
       // values `set` stored, by slot: handle 2 * slot + 2 (even), reused once drained (see top)
-      this._sv = []; // slot -> value
-      this._sk = []; // slot -> key
-      this._sseq = new Float64Array(1024); // slot -> last load id given when it was written
+      this._s = []; // slot i -> value at 2i, key at 2i + 1 (one cache line for both)
+      this._cap = 1024; // slots before the table grows (reclaiming dropped ones first)
       this._sn = 0; // slots ever used
       this._free = []; // slots the core dropped
       this._hits = 0;
@@ -565,15 +563,14 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
       const t0 = s === undefined && !mirrorWrites ? 0 : now();
       const i = this._slot();
       const h = 2 * i + 2;
-      this._sv[i] = value;
-      this._sk[i] = key;
-      this._sseq[i] = this._next;
+      this._s[2 * i] = value;
+      this._s[2 * i + 1] = key;
       let ver;
       try {
         ver = B.set(this._c, key, h, w, ttl, ifVersion);
       } catch (e) {
-        this._sv[i] = undefined;
-        this._sk[i] = undefined;
+        this._s[2 * i] = undefined;
+        this._s[2 * i + 1] = undefined;
         this._free.push(i);
         throw e;
       }
@@ -945,15 +942,22 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
     }
 
     // Drops the mirror entries the core evicted or expired, and frees the slots of set values
-    // it dropped: [key, handle, ...], a set value's handle without its key (bindings' `Removals`).
+    // it dropped: [key, handle, ...], a set value's handle without its key, negated when it was
+    // replaced or deleted (the mirror knows of those already) (bindings' `Removals`).
     _drain() {
       const a = B.drain(this._c);
       for (let i = 0; i < a.length; ) {
         let key = a[i++];
         let h;
         if (typeof key === 'number') {
-          h = key;
-          key = this._sk[h / 2 - 1];
+          h = key < 0 ? -key : key;
+          const k = this._s[h - 1];
+          if (key < 0) {
+            if (this._waiting.size !== 0 && this._waiting.has(k)) this._forget(k, [h]);
+            else this._release(h);
+            continue;
+          }
+          key = k;
         } else h = a[i++];
         const s = this._m.get(key);
         if (s !== undefined && s.h === h) this._m.delete(key);
@@ -969,12 +973,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
     // the table is full, so it grows only when the live values need it).
     _slot() {
       if (this._free.length !== 0) return this._free.pop();
-      if (this._sn === this._sseq.length) {
+      if (this._sn === this._cap) {
         this._drain();
         if (this._free.length !== 0) return this._free.pop();
-        const a = new Float64Array(2 * this._sseq.length);
-        a.set(this._sseq);
-        this._sseq = a;
+        this._cap *= 2;
       }
       return this._sn++;
     }
@@ -982,8 +984,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
     // Frees the slot of set value `h` (the core dropped it, and no waiter can settle on it).
     _release(h) {
       const i = h / 2 - 1;
-      this._sv[i] = undefined;
-      this._sk[i] = undefined;
+      this._s[2 * i] = undefined;
+      this._s[2 * i + 1] = undefined;
       this._free.push(i);
     }
 
@@ -992,7 +994,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
     _valueOf(key, h) {
       if (h % 2 === 0) {
         const i = h / 2 - 1;
-        return this._sk[i] === key ? [this._sv[i]] : undefined;
+        return this._s[2 * i + 1] === key ? [this._s[2 * i]] : undefined;
       }
       const l = this._loaded.get(h);
       return l === undefined ? undefined : [l.v];
@@ -1032,8 +1034,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
         }
       }
       // decided when no flight is under way, and no healing interval (a repair may yet land);
-      // a set value decides the loads that began before it was written
-      const held = h >= 0 && h % 2 === 0 ? this._sseq[h / 2 - 1] : h;
+      // a set value decided the loads that began before it when it was written, and those that
+      // began after may yet land (held 0: none by order)
+      const held = h >= 0 && h % 2 === 0 ? 0 : h;
       this._decide(key, held, e[0] === 0 && this._verifying === 0);
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out !== undefined && this._pending.has(key)) out[0].exp = -Infinity;

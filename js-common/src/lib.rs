@@ -56,7 +56,8 @@ impl Handle {
 pub const QUIET_LIMIT: usize = 256;
 
 /// The removal queue of one cache, filled by the core's removal listener and taken by `drain`:
-/// `(key, handle)`, the key left out for `set` values (the wrapper has it in their slot), of
+/// `(key, handle)`, the key left out for `set` values (the wrapper has it in their slot, and the
+/// handle is negated for the quiet ones below), of
 /// - entries the core evicted or expired, and handles the healer watched: the wrapper's read
 ///   mirror must drop them before it answers again, so they raise `pending` (the flag a write
 ///   returns, after which the wrapper drains);
@@ -80,8 +81,14 @@ impl Removals {
             _ if handle.from_set() => false,
             _ => return,
         };
+        // a set value's handle goes without its key, negated when the mirror is right already
+        let entry = match (handle.from_set(), now) {
+            (false, _) => (Some(key), handle.id),
+            (true, true) => (None, handle.id),
+            (true, false) => (None, -handle.id),
+        };
         let mut q = lock(&self.entries);
-        q.push(((!handle.from_set()).then_some(key), handle.id));
+        q.push(entry);
         if now || q.len() >= QUIET_LIMIT {
             self.pending.store(true, Relaxed);
         }
