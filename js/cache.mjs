@@ -12,14 +12,15 @@
 //   This wrapper keeps a read mirror `Map<key, slot>` of what the core answered ({value, handle,
 //   version, expiresAt}), so a repeated `get` is a Map lookup in JS (a call into Rust costs 75-420
 //   ns against about 12 ns for lru-cache's `get`, TOOLCHAIN.md).
-// - Values `set` stores live in a slot table (value and key), under handle 2 * slot + 2 (even; loads and repairs get odd ids, never reused). The
-//   core reports every set value it drops (bindings' `Removals`), and its slot is reused after the
-//   wrapper drains that report (or once the key's waiters are gone). So a write costs one hash
-//   insert, the core's, plus an array store: the mirror is filled by reads. A `set` updates the
-//   key's mirror slot when it has one; a read the mirror cannot answer asks the core which handle
-//   the key holds (`_reconcile`) and mirrors it. Mirror slots are never shared with other maps,
-//   so a write may update one in place. The WebAssembly package mirrors writes at once
-//   (`mirrorWrites`), so values already cached stay readable after a trap.
+// - Values `set` stores live in a slot table (value and key), under handle 2 * slot + 2 (even; loads
+//   and repairs get odd ids, never reused). The core reports every set value it drops (bindings'
+//   `Removals`), and its slot is reused after the wrapper drains that report (or once the key's
+//   waiters are gone). So a write costs one hash insert, the core's, plus an array store: the mirror
+//   is filled by reads. A `set` updates the key's mirror slot when it has one; a read the mirror
+//   cannot answer asks the core which handle the key holds (`_reconcile`) and mirrors it. Mirror
+//   slots are never shared with other maps, so a write may update one in place. The WebAssembly
+//   package mirrors writes at once (`mirrorWrites`), so values already cached stay readable after a
+//   trap.
 // - The mirror stays exact: writes and deletes go through the core and update it with the core's
 //   answer; entries the core evicts or expires are queued by the core's removal listener as
 //   (key, handle) pairs, and a call that may evict returns a flag (a negative version from
@@ -33,9 +34,10 @@
 //   their order.
 // - `getOrLoad`: a mirror hit answers at once; otherwise the core's `get_or_load` runs the flight
 //   (one per key per cache) and calls back the JS loader once. The loader's value gets an odd id
-//   (kept under it until decided); its rejection (or synchronous throw) is kept here under a load id, and every waiter
-//   receives that very value. An AbortSignal cancels only its caller's wait (core `Cancelled`).
-//   A loaded value enters the mirror once the core is seen to hold it (`state` at settle time).
+//   (kept under it until decided); its rejection (or synchronous throw) is kept here under a load id,
+//   and every waiter receives that very value. An AbortSignal cancels only its caller's wait (core
+//   `Cancelled`). A loaded value enters the mirror once the core is seen to hold it (`state` at
+//   settle time).
 // - `fetch`: the same flight through core `fetch`, with the core's status string; a loader may
 //   answer `NOT_FOUND` (core `Loaded::NotFound`). Every stampede layer (stale-while-revalidate,
 //   fail-safe, soft timeout, XFetch, refresh-ahead, jitter, negative entries) is the core's.
@@ -474,7 +476,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
       this._reads = [];
       this._loaded = new Map(); // handle -> slot, for values loaders returned, until decided
       this._pending = new Map(); // key -> handles loaded for it and not yet decided
-      this._kept = new Map(); // key -> decided handles (loaded values, set slots) kept while the key has waiters
+      this._kept = new Map(); // key -> decided handles (loaded values, set slots) kept for waiters
       this._cand = new Map(); // key -> decided handles that may be its stale entry in the core
       this._sweepAt = PENDING_SWEEP;
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
@@ -506,7 +508,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
         if ((++this._hits & SAMPLE_MASK) === 0) this._read(key);
         return s.v;
       }
-      if ((!mirrorWrites && this._sn !== this._free.length) || (this._pending.size !== 0 && this._pending.has(key))) {
+      if (this._askCore(key)) {
         const f = this._reconcile(key);
         if (f !== undefined) {
           this._hits++;
@@ -953,20 +955,23 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
           h = key < 0 ? -key : key;
           const k = this._s[h - 1];
           if (key < 0) {
-            if (this._waiting.size !== 0 && this._waiting.has(k)) this._forget(k, [h]);
-            else this._release(h);
+            this._dropSet(k, h);
             continue;
           }
           key = k;
         } else h = a[i++];
         const s = this._m.get(key);
         if (s !== undefined && s.h === h) this._m.delete(key);
-        if (this._waiting.has(key)) {
-          // a waiter may yet settle on this handle: freed when the key's waiters are gone
-          if (h % 2 === 0) this._forget(key, [h]);
-        } else if (h % 2 === 0) this._release(h);
-        else this._loaded.delete(h);
+        if (h % 2 === 0) this._dropSet(key, h);
+        else if (!this._waiting.has(key)) this._loaded.delete(h);
       }
+    }
+
+    // The core dropped set value `h` of `key`: its slot is freed, or kept until the key's waiters
+    // are gone (one may yet settle on it).
+    _dropSet(key, h) {
+      if (this._waiting.size !== 0 && this._waiting.has(key)) this._forget(key, [h]);
+      else this._release(h);
     }
 
     // A slot for a set value: a freed one, else a new one (reclaiming dropped ones first when
@@ -1000,14 +1005,17 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false, mirro
       return l === undefined ? undefined : [l.v];
     }
 
-    // The fresh slot of `key` and its expiry, asking the core when the key is pending or may
-    // hold a set value the mirror has not seen yet.
+    // Whether a read the mirror did not answer must ask the core: the key is pending, or the
+    // core may hold a set value the mirror has not seen yet.
+    _askCore(key) {
+      return (!mirrorWrites && this._sn !== this._free.length) || (this._pending.size !== 0 && this._pending.has(key));
+    }
+
+    // The fresh slot of `key` and its expiry, asking the core when it must (`_askCore`).
     _fresh(key) {
       const s = this._m.get(key);
       if (s !== undefined && s.exp > now()) return [s, s.exp];
-      if ((!mirrorWrites && this._sn !== this._free.length) || (this._pending.size !== 0 && this._pending.has(key))) {
-        return this._reconcile(key);
-      }
+      if (this._askCore(key)) return this._reconcile(key);
       return undefined;
     }
 

@@ -167,7 +167,8 @@ pub fn touch(c: &External<Backend>, keys: Vec<String>) -> bool {
     c.pending()
 }
 
-/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle without its key (negated: replaced or deleted).
+/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle
+/// without its key (negated: replaced or deleted).
 #[napi(ts_return_type = "Array<string | number>")]
 pub fn drain(c: &External<Backend>) -> Vec<Either<String, f64>> {
     let taken = c.removed.take();

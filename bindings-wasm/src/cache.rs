@@ -221,7 +221,8 @@ pub fn touch(c: &Backend, keys: Vec<String>) -> bool {
     c.pending()
 }
 
-/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle without its key (negated: replaced or deleted).
+/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle
+/// without its key (negated: replaced or deleted).
 #[wasm_bindgen]
 pub fn drain(c: &Backend) -> js_sys::Array {
     let taken = c.removed.take();
