@@ -22,6 +22,7 @@ mod config;
 mod error;
 mod flight;
 mod healing;
+mod index;
 pub mod metrics;
 pub mod sampler;
 pub mod scoring;

@@ -1,7 +1,8 @@
 //! The bounded store: sharded hash tables over dense slot vectors.
 //!
 //! Each shard keeps its entries in a dense `Vec` (removal is a swap-remove that re-points the moved
-//! entry's table slot) and a `hashbrown::HashTable` of indexes into it. The dense vector makes the
+//! entry's index bucket) and a [`SlotIndex`] of positions into it (hash tag and position in one
+//! word, so a lookup costs one miss in the index, then the slot). The dense vector makes the
 //! live key set indexable, so uniform sampling of k keys is O(k) ([`crate::sampler`]), and it is the
 //! candidate pool of the eviction policy.
 //!
@@ -25,12 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use compact_str::CompactString;
-use hashbrown::HashTable;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::index::SlotIndex;
 use crate::sampler::PartialShuffle;
 use crate::sync::{read, write, RwLock};
 
@@ -110,7 +111,7 @@ struct ShardStats {
 }
 
 struct ShardInner<V> {
-    table: HashTable<u32>,
+    table: SlotIndex,
     slots: Vec<Slot<V>>,
     weight: u64,
     max_entries: usize,
@@ -261,7 +262,7 @@ impl<V: Clone> Store<V> {
                 let bytes = if max_bytes == u64::MAX { u64::MAX } else { max_bytes / n + u64::from(i < max_bytes % n) };
                 Shard {
                     inner: RwLock::new(ShardInner {
-                        table: HashTable::new(),
+                        table: SlotIndex::new(),
                         slots: Vec::new(),
                         weight: 0,
                         max_entries: cap as usize,
@@ -326,7 +327,7 @@ impl<V: Clone> Store<V> {
         let expired_version;
         {
             let g = read(&shard.inner);
-            let Some(&i) = g.table.find(hash, |&i| &*g.slots[i as usize].key == key) else {
+            let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) else {
                 shard.stats.misses.fetch_add(1, Relaxed);
                 g.ghost_bump(hash);
                 return None;
@@ -360,7 +361,7 @@ impl<V: Clone> Store<V> {
     pub fn try_hit<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> Option<T>) -> Option<T> {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        let &i = g.table.find(hash, |&i| &*g.slots[i as usize].key == key)?;
+        let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
         let slot = &g.slots[i as usize];
         if slot.expires_at != NEVER && !slot.live(self.now()) {
             return None;
@@ -377,7 +378,7 @@ impl<V: Clone> Store<V> {
         let expired_version;
         {
             let g = read(&shard.inner);
-            let Some(&i) = g.table.find(hash, |&i| &*g.slots[i as usize].key == key) else {
+            let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) else {
                 shard.stats.misses.fetch_add(1, Relaxed);
                 g.ghost_bump(hash);
                 return Lookup::Absent;
@@ -410,7 +411,7 @@ impl<V: Clone> Store<V> {
     pub fn peek_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>, u64) -> T) -> Option<T> {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        let &i = g.table.find(hash, |&i| &*g.slots[i as usize].key == key)?;
+        let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
         let now = self.now();
         let slot = &g.slots[i as usize];
         slot.live(now).then(|| f(slot, now))
@@ -420,7 +421,7 @@ impl<V: Clone> Store<V> {
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        g.table.find(hash, |&i| &*g.slots[i as usize].key == key).map_or(0, |&i| g.slots[i as usize].version)
+        g.table.find(hash, |i| &*g.slots[i as usize].key == key).map_or(0, |i| g.slots[i as usize].version)
     }
 
     /// The version of the live entry, 0 if there is none.
@@ -447,7 +448,7 @@ impl<V: Clone> Store<V> {
         let mut g = write(&shard.inner);
         let now = self.now();
         let inner = &mut *g;
-        if let Some(&i) = inner.table.find(hash, |&i| &*inner.slots[i as usize].key == key) {
+        if let Some(i) = inner.table.find(hash, |i| &*inner.slots[i as usize].key == key) {
             let slot = &mut inner.slots[i as usize];
             let current = if slot.live(now) { slot.version } else { 0 };
             match expected {
@@ -516,8 +517,7 @@ impl<V: Clone> Store<V> {
         inner.weight += weight;
         inner.expiring += usize::from(grace_until != NEVER);
         inner.note_expiry(grace_until);
-        let slots = &inner.slots;
-        inner.table.insert_unique(hash, idx, |&j| slots[j as usize].hash);
+        inner.table.insert(hash, idx);
         shard.stats.inserts.fetch_add(1, Relaxed);
         inner.inserts_since_aging += 1;
         if inner.inserts_since_aging >= AGING_PERIOD * inner.max_entries.max(16) {
@@ -543,7 +543,7 @@ impl<V: Clone> Store<V> {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
         let now = self.now();
-        let &i = g.table.find(hash, |&i| &*g.slots[i as usize].key == key)?;
+        let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
         if !pred(&g.slots[i as usize]) {
             return None;
         }
@@ -701,12 +701,8 @@ impl<V> ShardInner<V> {
 
     fn remove_at(&mut self, idx: usize) -> Slot<V> {
         let hash = self.slots[idx].hash;
-        match self.table.find_entry(hash, |&i| i as usize == idx) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => unreachable!("slot {idx} has no table entry"),
-        }
+        let indexed = self.table.remove(hash, idx as u32);
+        debug_assert!(indexed, "slot {idx} has no index entry");
         let last = self.slots.len() - 1;
         if idx != last {
             let moved = self.slots[last].hash;
@@ -714,9 +710,7 @@ impl<V> ShardInner<V> {
                 // moved behind the sweep's hand: it counts for this round without being passed
                 self.round_min = self.round_min.min(self.slots[last].grace_until);
             }
-            if let Some(p) = self.table.find_mut(moved, |&i| i as usize == last) {
-                *p = idx as u32;
-            }
+            self.table.relocate(moved, last as u32, idx as u32);
         }
         let s = self.slots.swap_remove(idx);
         self.weight -= s.weight;

@@ -1,0 +1,231 @@
+//! The key index of a shard: from a key's hash to the position of its slot in the shard's dense
+//! slot vector.
+//!
+//! Written here rather than taken from hashbrown: `hashbrown::HashTable<u32>` keeps its control
+//! bytes and its buckets in two regions, so a lookup in a large table pays two dependent cache
+//! misses (the control group, then the bucket holding the slot position) before the third, the
+//! slot itself. This index keeps a 32-bit hash tag and the slot position together in one `u64`
+//! per bucket, with linear probing, so a lookup reads one line of the index and then the slot.
+//! It holds positions only (the store compares keys), and its entries carry their hash tag, so
+//! growing it never reads a slot.
+
+/// An empty bucket. A full one holds `tag << 32 | (position + 1)`.
+const EMPTY: u64 = 0;
+/// Buckets of a new index.
+const MIN_BUCKETS: usize = 8;
+
+pub(crate) struct SlotIndex {
+    buckets: Box<[u64]>,
+    mask: usize,
+    len: usize,
+}
+
+#[inline]
+fn tag(hash: u64) -> u32 {
+    hash as u32
+}
+
+#[inline]
+fn pack(tag: u32, pos: u32) -> u64 {
+    (tag as u64) << 32 | (pos as u64 + 1)
+}
+
+#[inline]
+fn pos_of(e: u64) -> u32 {
+    (e as u32).wrapping_sub(1)
+}
+
+impl SlotIndex {
+    pub fn new() -> Self {
+        SlotIndex { buckets: vec![EMPTY; MIN_BUCKETS].into_boxed_slice(), mask: MIN_BUCKETS - 1, len: 0 }
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        tag as usize & self.mask
+    }
+
+    /// The position of the entry of `hash` for which `eq(position)` holds.
+    #[inline]
+    pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let t = tag(hash);
+        let mut i = self.home(t);
+        loop {
+            let e = self.buckets[i];
+            if e == EMPTY {
+                return None;
+            }
+            if (e >> 32) as u32 == t && eq(pos_of(e)) {
+                return Some(pos_of(e));
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The bucket holding `pos` under `hash`.
+    fn bucket_of(&self, hash: u64, pos: u32) -> Option<usize> {
+        let want = pack(tag(hash), pos);
+        let mut i = self.home(tag(hash));
+        loop {
+            match self.buckets[i] {
+                EMPTY => return None,
+                e if e == want => return Some(i),
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+    }
+
+    /// Adds `pos` under `hash` (the caller knows its key is not indexed yet).
+    #[inline]
+    pub fn insert(&mut self, hash: u64, pos: u32) {
+        // at most 5/8 full: linear probing stays short (a miss probes about three buckets, all
+        // on one cache line most of the time)
+        if (self.len + 1) * 8 > self.buckets.len() * 5 {
+            self.grow();
+        }
+        self.put(pack(tag(hash), pos));
+        self.len += 1;
+    }
+
+    fn put(&mut self, e: u64) {
+        let mut i = self.home((e >> 32) as u32);
+        while self.buckets[i] != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.buckets[i] = e;
+    }
+
+    fn grow(&mut self) {
+        let n = 2 * self.buckets.len();
+        let old = std::mem::replace(&mut self.buckets, vec![EMPTY; n].into_boxed_slice());
+        self.mask = self.buckets.len() - 1;
+        for e in old.iter().copied().filter(|&e| e != EMPTY) {
+            self.put(e);
+        }
+    }
+
+    /// Removes `pos` indexed under `hash`; returns whether it was there.
+    pub fn remove(&mut self, hash: u64, pos: u32) -> bool {
+        let Some(mut hole) = self.bucket_of(hash, pos) else { return false };
+        // backward-shift deletion: pull later entries of the probe run into the hole when their
+        // home bucket is not after it, so no lookup ever stops early at the hole
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let e = self.buckets[j];
+            if e == EMPTY {
+                break;
+            }
+            let home = self.home((e >> 32) as u32);
+            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
+                self.buckets[hole] = e;
+                hole = j;
+            }
+        }
+        self.buckets[hole] = EMPTY;
+        self.len -= 1;
+        true
+    }
+
+    /// Moves the entry of `hash` from position `from` to `to` (a slot moved in the vector);
+    /// returns whether it was there.
+    pub fn relocate(&mut self, hash: u64, from: u32, to: u32) -> bool {
+        match self.bucket_of(hash, from) {
+            Some(i) => {
+                self.buckets[i] = pack(tag(hash), to);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.buckets.fill(EMPTY);
+        self.len = 0;
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16),
+        Remove(u16),
+        Relocate(u16),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u16..400).prop_map(Op::Insert),
+            3 => (0u16..400).prop_map(Op::Remove),
+            2 => (0u16..400).prop_map(Op::Relocate),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    // Few distinct low bits, so keys share home buckets and tags and probe runs wrap around.
+    fn hash_of(key: u16) -> u64 {
+        let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if key % 3 == 0 {
+            h & !0xFFFF_FFFF | (key as u64 % 5)
+        } else {
+            h
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The index agrees with a map from key to position after any sequence of operations.
+        #[test]
+        fn index_matches_a_map(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut ix = SlotIndex::new();
+            let mut model: HashMap<u16, u32> = HashMap::new();
+            let mut next = 0u32;
+            for op in ops {
+                match op {
+                    Op::Insert(k) => {
+                        if let std::collections::hash_map::Entry::Vacant(v) = model.entry(k) {
+                            ix.insert(hash_of(k), next);
+                            v.insert(next);
+                            next += 1;
+                        }
+                    }
+                    Op::Remove(k) => {
+                        let had = model.remove(&k);
+                        let removed = had.is_some_and(|p| ix.remove(hash_of(k), p));
+                        prop_assert_eq!(removed, had.is_some());
+                    }
+                    Op::Relocate(k) => {
+                        if let Some(p) = model.get_mut(&k) {
+                            prop_assert!(ix.relocate(hash_of(k), *p, next));
+                            *p = next;
+                            next += 1;
+                        }
+                    }
+                    Op::Clear => {
+                        ix.clear();
+                        model.clear();
+                    }
+                }
+                prop_assert_eq!(ix.len(), model.len());
+                for k in 0u16..400 {
+                    let want = model.get(&k).copied();
+                    // the store's equality: the position's key is `k`
+                    let got = ix.find(hash_of(k), |p| model.get(&k) == Some(&p));
+                    prop_assert_eq!(got, want, "key {}", k);
+                }
+            }
+        }
+    }
+}
