@@ -53,10 +53,26 @@ fn main() {
         let tr = trace(N, TRACE, zipf, 1);
         let mut t: [Vec<f64>; 4] = Default::default();
         for _ in 0..rounds {
-            t[0].push(timed(|| tr.iter().for_each(|&i| drop(black_box(hc.get(&keys[i]))))));
-            t[1].push(timed(|| tr.iter().for_each(|&i| drop(black_box(qc.get(&keys[i]))))));
-            t[2].push(timed(|| tr.iter().for_each(|&i| drop(black_box(moka.get(&keys[i]))))));
-            t[3].push(timed(|| tr.iter().for_each(|&i| drop(black_box(hb.get(&keys[i]))))));
+            t[0].push(timed(|| {
+                tr.iter().for_each(|&i| {
+                    black_box(hc.get(&keys[i]));
+                })
+            }));
+            t[1].push(timed(|| {
+                tr.iter().for_each(|&i| {
+                    black_box(qc.get(&keys[i]));
+                })
+            }));
+            t[2].push(timed(|| {
+                tr.iter().for_each(|&i| {
+                    black_box(moka.get(&keys[i]));
+                })
+            }));
+            t[3].push(timed(|| {
+                tr.iter().for_each(|&i| {
+                    black_box(hb.get(&keys[i]));
+                })
+            }));
         }
         let [h, q, m, f] = t.map(|mut v| median(&mut v));
         println!(

@@ -29,7 +29,7 @@ use compact_str::CompactString;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::index::SlotIndex;
 use crate::sampler::PartialShuffle;
@@ -238,6 +238,8 @@ pub(crate) struct Store<V> {
     /// Seeded from the cache's seed: reproducible when the host fixes it, random otherwise.
     hasher: foldhash::fast::FixedState,
     pub clock: Arc<dyn Clock>,
+    /// `clock` itself when it is the system clock, called without the trait object.
+    system: Option<SystemClock>,
     next_version: AtomicU64,
     /// Set by the first write of an entry that expires: from then on reads take the time first.
     expiry_seen: AtomicBool,
@@ -285,6 +287,7 @@ impl<V: Clone> Store<V> {
             mask: shards.len() - 1,
             shards,
             hasher: foldhash::fast::FixedState::with_seed(seed),
+            system: clock.as_system(),
             clock,
             next_version: AtomicU64::new(1),
             expiry_seen: AtomicBool::new(false),
@@ -301,7 +304,10 @@ impl<V: Clone> Store<V> {
 
     #[inline]
     pub fn now(&self) -> u64 {
-        self.clock.now_nanos()
+        match &self.system {
+            Some(c) => c.now_nanos(),
+            None => self.clock.now_nanos(),
+        }
     }
 
     /// Whether a read takes the time before its lookup rather than after finding an entry that
