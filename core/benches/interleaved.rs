@@ -13,14 +13,16 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{keys, trace, N, TRACE};
-use healcache::Cache;
+use common::{filled, trace, Caches, N, TRACE};
 
-fn timed(mut f: impl FnMut()) -> f64 {
+/// Nanoseconds per get over the trace (a generic, so each cache's loop is its own code).
+fn timed<R>(tr: &[usize], keys: &[String], get: impl Fn(&str) -> R) -> f64 {
     let t = Instant::now();
-    f();
+    for &i in tr {
+        black_box(get(&keys[i]));
+    }
     t.elapsed().as_nanos() as f64 / TRACE as f64
 }
 
@@ -32,18 +34,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     // `cargo bench` passes `--bench`; a number among the arguments sets the rounds
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(30).max(1);
-    let keys = keys(N);
-    let hc = Cache::builder().max_entries(N as u64).ttl(Duration::from_secs(3600)).build().unwrap();
-    let moka = moka::sync::Cache::builder().max_capacity(N as u64).time_to_live(Duration::from_secs(3600)).build();
-    let qc = quick_cache::sync::Cache::new(N);
-    let mut hb = hashbrown::HashMap::with_capacity(N);
-    for (i, k) in keys.iter().enumerate() {
-        hc.set(k, i as u64).unwrap();
-        moka.insert(k.clone(), i as u64);
-        qc.insert(k.clone(), i as u64);
-        hb.insert(k.clone(), i as u64);
-    }
-    moka.run_pending_tasks();
+    let Caches { keys, hc, moka, qc, hb } = filled();
     println!("get hit, ns per get (median of {rounds} rounds of {TRACE} gets per cache, taken in turn)");
     println!(
         "{:<8} {:>9} {:>11} {:>7} {:>9}   bars: <= 2.5x floor, <= 1x quick_cache, >= 3x faster than moka",
@@ -53,26 +44,10 @@ fn main() {
         let tr = trace(N, TRACE, zipf, 1);
         let mut t: [Vec<f64>; 4] = Default::default();
         for _ in 0..rounds {
-            t[0].push(timed(|| {
-                tr.iter().for_each(|&i| {
-                    black_box(hc.get(&keys[i]));
-                })
-            }));
-            t[1].push(timed(|| {
-                tr.iter().for_each(|&i| {
-                    black_box(qc.get(&keys[i]));
-                })
-            }));
-            t[2].push(timed(|| {
-                tr.iter().for_each(|&i| {
-                    black_box(moka.get(&keys[i]));
-                })
-            }));
-            t[3].push(timed(|| {
-                tr.iter().for_each(|&i| {
-                    black_box(hb.get(&keys[i]));
-                })
-            }));
+            t[0].push(timed(&tr, &keys, |k| hc.get(k)));
+            t[1].push(timed(&tr, &keys, |k| qc.get(k)));
+            t[2].push(timed(&tr, &keys, |k| moka.get(k)));
+            t[3].push(timed(&tr, &keys, |k| hb.get(k).copied()));
         }
         let [h, q, m, f] = t.map(|mut v| median(&mut v));
         println!(

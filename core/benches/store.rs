@@ -8,38 +8,13 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{keys, trace, N, TRACE};
+use common::{filled, keys, trace, N, TRACE};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use healcache::Cache;
 use rand::rngs::SmallRng;
 use rand::seq::IteratorRandom;
 use rand::SeedableRng;
 
 const BATCH: usize = 1000;
-
-struct Caches {
-    keys: Vec<String>,
-    hc: Cache<u64>,
-    moka: moka::sync::Cache<String, u64>,
-    qc: quick_cache::sync::Cache<String, u64>,
-    hb: hashbrown::HashMap<String, u64>,
-}
-
-fn filled() -> Caches {
-    let keys = keys(N);
-    let hc = Cache::builder().max_entries(N as u64).ttl(Duration::from_secs(3600)).build().unwrap();
-    let moka = moka::sync::Cache::builder().max_capacity(N as u64).time_to_live(Duration::from_secs(3600)).build();
-    let qc = quick_cache::sync::Cache::new(N);
-    let mut hb = hashbrown::HashMap::with_capacity(N);
-    for (i, k) in keys.iter().enumerate() {
-        hc.set(k, i as u64).unwrap();
-        moka.insert(k.clone(), i as u64);
-        qc.insert(k.clone(), i as u64);
-        hb.insert(k.clone(), i as u64);
-    }
-    moka.run_pending_tasks();
-    Caches { keys, hc, moka, qc, hb }
-}
 
 fn config(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group("x");

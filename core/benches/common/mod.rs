@@ -4,6 +4,9 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
+use std::time::Duration;
+
+use healcache::Cache;
 
 pub const N: usize = 1_000_000;
 pub const TRACE: usize = 1 << 16;
@@ -22,4 +25,30 @@ pub fn trace(n: usize, len: usize, zipf: bool, seed: u64) -> Vec<usize> {
     // scatter ranks over the key space so hot keys are not neighbours
     let mult = 2_654_435_761usize;
     (0..len).map(|_| ((z.sample(&mut rng) as usize - 1).wrapping_mul(mult)) % n).collect()
+}
+
+/// The four caches of the get-hit benchmarks, each filled with the same 1,000,000 keys (healcache and
+/// moka with a 1 h TTL on every entry).
+pub struct Caches {
+    pub keys: Vec<String>,
+    pub hc: Cache<u64>,
+    pub moka: moka::sync::Cache<String, u64>,
+    pub qc: quick_cache::sync::Cache<String, u64>,
+    pub hb: hashbrown::HashMap<String, u64>,
+}
+
+pub fn filled() -> Caches {
+    let keys = keys(N);
+    let hc = Cache::builder().max_entries(N as u64).ttl(Duration::from_secs(3600)).build().unwrap();
+    let moka = moka::sync::Cache::builder().max_capacity(N as u64).time_to_live(Duration::from_secs(3600)).build();
+    let qc = quick_cache::sync::Cache::new(N);
+    let mut hb = hashbrown::HashMap::with_capacity(N);
+    for (i, k) in keys.iter().enumerate() {
+        hc.set(k, i as u64).unwrap();
+        moka.insert(k.clone(), i as u64);
+        qc.insert(k.clone(), i as u64);
+        hb.insert(k.clone(), i as u64);
+    }
+    moka.run_pending_tasks();
+    Caches { keys, hc, moka, qc, hb }
 }
