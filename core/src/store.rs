@@ -181,6 +181,10 @@ pub(crate) enum Expect {
     Stored(u64),
 }
 
+/// The time of one read (see [`Store::read_time`]).
+#[derive(Clone, Copy)]
+struct ReadTime(Option<u64>);
+
 /// An entry read with its metadata, by [`Store::lookup`].
 #[derive(Debug, Clone)]
 pub(crate) struct Raw<V> {
@@ -322,6 +326,21 @@ impl<V: Clone> Store<V> {
         self.expiry_seen.load(Relaxed)
     }
 
+    /// The time of one read: taken now, before its lookup, if entries expire (`clock_early`);
+    /// else left for [`Store::at`] to take if the entry found expires.
+    #[inline]
+    fn read_time(&self) -> ReadTime {
+        ReadTime(if self.clock_early() { Some(self.now()) } else { None })
+    }
+
+    #[inline]
+    fn at(&self, t: ReadTime) -> u64 {
+        match t.0 {
+            Some(now) => now,
+            None => self.now(),
+        }
+    }
+
     pub fn check_key(&self, key: &str) -> Result<()> {
         if key.len() > self.max_key_len {
             return Err(Error::KeyTooLong { len: key.len(), max: self.max_key_len });
@@ -344,8 +363,7 @@ impl<V: Clone> Store<V> {
 
     #[inline]
     pub fn get_with<T>(&self, key: &str, removed: &mut Removed<V>, f: impl FnOnce(&Slot<V>) -> T) -> Option<T> {
-        let early = self.clock_early();
-        let mut now = if early { self.now() } else { 0 };
+        let t = self.read_time();
         let (hash, shard) = self.locate(key);
         let expired_version;
         {
@@ -361,9 +379,7 @@ impl<V: Clone> Store<V> {
                 shard.stats.hits.fetch_add(1, Relaxed);
                 return Some(f(slot));
             }
-            if !early {
-                now = self.now();
-            }
+            let now = self.at(t);
             if slot.live(now) {
                 slot.touch();
                 shard.stats.hits.fetch_add(1, Relaxed);
@@ -384,13 +400,12 @@ impl<V: Clone> Store<V> {
     /// (the caller's slower path counts it).
     #[inline]
     pub fn try_hit<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> Option<T>) -> Option<T> {
-        let early = self.clock_early();
-        let now = if early { self.now() } else { 0 };
+        let t = self.read_time();
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
         let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
         let slot = &g.slots[i as usize];
-        if slot.expires_at != NEVER && !slot.live(if early { now } else { self.now() }) {
+        if slot.expires_at != NEVER && !slot.live(self.at(t)) {
             return None;
         }
         let t = f(slot)?;
@@ -401,8 +416,7 @@ impl<V: Clone> Store<V> {
 
     /// A read for loads: fresh entries count as hits; stale ones (within grace) are returned too.
     pub fn lookup(&self, key: &str, removed: &mut Removed<V>) -> Lookup<V> {
-        // before the lookup: see `clock_early`
-        let now = self.now();
+        let t = self.read_time();
         let (hash, shard) = self.locate(key);
         let expired_version;
         {
@@ -413,6 +427,7 @@ impl<V: Clone> Store<V> {
                 return Lookup::Absent;
             };
             let slot = &g.slots[i as usize];
+            let now = self.at(t);
             let raw = || Raw {
                 value: slot.value.clone(),
                 expires_at: slot.expires_at,
