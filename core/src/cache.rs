@@ -421,6 +421,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.store.now()
     }
 
+    /// The clock at full resolution, for timing durations.
+    pub(crate) fn precise_nanos(&self) -> u64 {
+        self.inner.store.precise_now()
+    }
+
     pub(crate) fn timer(&self) -> Option<Arc<dyn Timer>> {
         self.inner.timer.clone()
     }
@@ -858,7 +863,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let _finish = Finish(cache.clone(), key.clone(), id);
             let inner = &cache.inner;
             let counters = &inner.flights.counters;
-            let started = inner.store.now();
+            let started = inner.store.precise_now();
             let load = Tracked {
                 id,
                 fut: future::lazy(move |_| loader())
@@ -879,7 +884,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 },
                 _ => load.await,
             };
-            let took = inner.store.now().saturating_sub(started);
+            let took = inner.store.precise_now().saturating_sub(started);
             inner.counters.load_latency.record(took);
             match &res {
                 Ok(v) => cache.store_loaded(&key, v.clone(), fence, took, opts),

@@ -525,7 +525,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
         let _done = Done(&inner.running);
         let s = self.settings();
-        let start = inner.cache.now_nanos();
+        let start = inner.cache.precise_nanos();
         let live = inner.cache.len();
         let k = ((live as f64 * s.sample_rate).ceil() as usize).min(s.max_samples);
         let sample = inner.cache.sample_keys(k);
@@ -655,7 +655,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         inner.total_repaired.fetch_add(report.repaired, Relaxed);
         inner.total_drift.fetch_add(report.drift, Relaxed);
         inner.source_failures.fetch_add(report.failures, Relaxed);
-        let took = inner.cache.now_nanos().saturating_sub(start);
+        let took = inner.cache.precise_nanos().saturating_sub(start);
         inner.last_interval_nanos.store(took, Relaxed);
         inner.interval_hist.record(took);
         report.duration_ms = took / 1_000_000;

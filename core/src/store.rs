@@ -306,6 +306,11 @@ impl<V: Clone> Store<V> {
         (hash, &self.shards[(hash >> 48) as usize & self.mask])
     }
 
+    /// The clock at full resolution, for timing durations ([`Clock::precise_nanos`]).
+    pub fn precise_now(&self) -> u64 {
+        self.clock.precise_nanos()
+    }
+
     #[inline]
     pub fn now(&self) -> u64 {
         match &self.system {

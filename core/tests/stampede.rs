@@ -378,6 +378,27 @@ async fn status_loaded_coalesced_hit() {
     assert_eq!(c.fetch("k", FetchOptions::default(), slow).await.unwrap().status, Status::Hit);
 }
 
+/// The system clock's TTL reads are coarse on Linux (one scheduler tick, 4 ms here), so a load
+/// timed with them would record 0 or a whole tick: load latencies use the precise read instead
+/// (a Node test saw `sumNanos == 0` for a 5 ms load in CI).
+#[test]
+fn load_latency_of_the_system_clock_is_precise() {
+    let c: Cache<u64> = Cache::builder().build().unwrap();
+    let mut before = 0;
+    for i in 0..5u64 {
+        c.get_or_load_blocking(&format!("k{i}"), move || {
+            std::thread::sleep(Duration::from_micros(300));
+            Ok::<_, Boom>(i)
+        })
+        .unwrap();
+        let s = c.stats().load_latency;
+        assert_eq!(s.count(), i + 1);
+        // this load slept at least 300 µs; a coarse read records 0 for most loads this short
+        assert!(s.sum_nanos - before >= 300_000, "load {i}: {} ns", s.sum_nanos - before);
+        before = s.sum_nanos;
+    }
+}
+
 #[test]
 fn metrics_snapshot_and_prometheus_text() {
     let (c, clock, _sp) = setup(|b| b.ttl(1000 * MS));
