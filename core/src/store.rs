@@ -326,6 +326,11 @@ impl<V: Clone> Store<V> {
     /// the other, in alternating runs of a scratch probe). A store whose entries never expire
     /// reads no clock at all. The flag only moves the clock read: a read that does not see it
     /// yet still reads the clock when it finds an entry that expires.
+    ///
+    /// Reads hash the key first, then take the time, then the lock. Taking the time before
+    /// hashing gave a Zipf get hit 0.87-0.94x quick_cache's time, against 0.82-0.87x this way
+    /// (eleven alternating runs each of `cargo bench -p healcache --bench interleaved`,
+    /// 2026-11-30); the uniform hit moved within the noise (1.05-1.08x against 1.02-1.08x).
     #[inline]
     fn clock_early(&self) -> bool {
         self.expiry_seen.load(Relaxed)
@@ -368,8 +373,8 @@ impl<V: Clone> Store<V> {
 
     #[inline]
     pub fn get_with<T>(&self, key: &str, removed: &mut Removed<V>, f: impl FnOnce(&Slot<V>) -> T) -> Option<T> {
-        let t = self.read_time();
         let (hash, shard) = self.locate(key);
+        let t = self.read_time();
         let expired_version;
         {
             let g = read(&shard.inner);
@@ -379,12 +384,8 @@ impl<V: Clone> Store<V> {
                 return None;
             };
             let slot = &g.slots[i as usize];
-            if slot.expires_at == NEVER {
-                slot.touch();
-                shard.stats.hits.fetch_add(1, Relaxed);
-                return Some(f(slot));
-            }
-            let now = self.at(t);
+            // an entry that never expires needs no clock (`t` may not hold the time)
+            let now = if slot.expires_at == NEVER { 0 } else { self.at(t) };
             if slot.live(now) {
                 slot.touch();
                 shard.stats.hits.fetch_add(1, Relaxed);
@@ -405,8 +406,8 @@ impl<V: Clone> Store<V> {
     /// (the caller's slower path counts it).
     #[inline]
     pub fn try_hit<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> Option<T>) -> Option<T> {
-        let t = self.read_time();
         let (hash, shard) = self.locate(key);
+        let t = self.read_time();
         let g = read(&shard.inner);
         let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
         let slot = &g.slots[i as usize];
@@ -421,8 +422,8 @@ impl<V: Clone> Store<V> {
 
     /// A read for loads: fresh entries count as hits; stale ones (within grace) are returned too.
     pub fn lookup(&self, key: &str, removed: &mut Removed<V>) -> Lookup<V> {
-        let t = self.read_time();
         let (hash, shard) = self.locate(key);
+        let t = self.read_time();
         let expired_version;
         {
             let g = read(&shard.inner);
@@ -439,16 +440,14 @@ impl<V: Clone> Store<V> {
                 load_nanos: slot.load_nanos,
                 written_at: slot.written_at,
             };
-            if slot.live(now) {
+            let fresh = slot.live(now);
+            if fresh || !slot.gone(now) {
                 slot.touch();
-                shard.stats.hits.fetch_add(1, Relaxed);
-                return Lookup::Fresh(raw());
+                let counts = if fresh { &shard.stats.hits } else { &shard.stats.misses };
+                counts.fetch_add(1, Relaxed);
+                return if fresh { Lookup::Fresh(raw()) } else { Lookup::Stale(raw()) };
             }
             shard.stats.misses.fetch_add(1, Relaxed);
-            if !slot.gone(now) {
-                slot.touch();
-                return Lookup::Stale(raw());
-            }
             expired_version = slot.version;
         }
         self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == expired_version);
@@ -976,6 +975,44 @@ mod tests {
         s.write("b", 2, 0, soon, None, &mut Vec::new()).unwrap();
         assert_eq!(reads(&s, "a"), 1);
         assert_eq!(reads(&s, "b"), 1);
+    }
+
+    /// Every read path bumps the access counter of the entry it found (a get, a flight's hit, a
+    /// load's lookup), a peek does not, and an entry moved by a swap-remove keeps its counter.
+    #[test]
+    fn reads_bump_their_entrys_counter() {
+        let clock = Arc::new(ManualClock::new());
+        let s: Store<u32> = Store::new(1, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        for k in ["a", "b", "c"] {
+            write(&s, &clock, k, None);
+        }
+        let counter = |key: &str| {
+            let g = read(&s.shards[0].inner);
+            let i = g.table.find(s.hasher.hash_one(key), |i| &*g.slots[i as usize].key == key).unwrap();
+            (i, g.slots[i as usize].freq.load(Relaxed))
+        };
+        let base = [counter("a").1, counter("b").1, counter("c").1];
+        for _ in 0..3 {
+            assert!(s.get("c", &mut Vec::new()).is_some());
+        }
+        assert_eq!(s.try_hit("c", |_| Some(())), Some(()));
+        assert!(matches!(s.lookup("c", &mut Vec::new()), Lookup::Fresh(_)));
+        assert!(s.get("b", &mut Vec::new()).is_some());
+        assert_eq!(counter("c"), (2, base[2] + 5));
+        assert_eq!(counter("b"), (1, base[1] + 1));
+        // removing "a" moves "c", the last slot, into position 0 with its counter
+        s.remove_where("a", &mut Vec::new(), RemovalCause::Explicit, |_| true);
+        assert_eq!(counter("c"), (0, base[2] + 5));
+        // a stale read (past the TTL, within grace) counts too; a peek does not
+        let at = clock.now_nanos() + 10 * MS;
+        s.write("d", 4, 0, Meta { expires_at: at, grace_until: at + 100 * MS, load_nanos: 0 }, None, &mut Vec::new())
+            .unwrap();
+        let d = counter("d").1;
+        clock.advance(Duration::from_millis(20));
+        assert!(matches!(s.lookup("d", &mut Vec::new()), Lookup::Stale(_)));
+        assert_eq!(counter("d").1, d + 1);
+        s.peek_with("c", |_, _| ());
+        assert_eq!(counter("c").1, base[2] + 5);
     }
 
     proptest! {
