@@ -83,11 +83,12 @@ impl Clock for SystemClock {
         }
         #[cfg(not(target_os = "linux"))]
         {
-            u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+            self.precise_nanos()
         }
     }
 
     fn precise_nanos(&self) -> u64 {
+        // offset by 1 like `now_nanos`
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 

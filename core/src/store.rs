@@ -343,6 +343,13 @@ impl<V: Clone> Store<V> {
         ReadTime(if self.clock_early() { Some(self.now()) } else { None })
     }
 
+    /// Whether `slot` is fresh at the read time `t`. An entry that never expires needs no clock
+    /// (`t` may not hold the time yet).
+    #[inline]
+    fn fresh(&self, slot: &Slot<V>, t: ReadTime) -> bool {
+        slot.expires_at == NEVER || slot.live(self.at(t))
+    }
+
     #[inline]
     fn at(&self, t: ReadTime) -> u64 {
         match t.0 {
@@ -384,14 +391,12 @@ impl<V: Clone> Store<V> {
                 return None;
             };
             let slot = &g.slots[i as usize];
-            // an entry that never expires needs no clock (`t` may not hold the time)
-            let now = if slot.expires_at == NEVER { 0 } else { self.at(t) };
-            if slot.live(now) {
+            if self.fresh(slot, t) {
                 slot.touch();
                 shard.stats.hits.fetch_add(1, Relaxed);
                 return Some(f(slot));
             }
-            if !slot.gone(now) {
+            if !slot.gone(self.at(t)) {
                 shard.stats.misses.fetch_add(1, Relaxed);
                 return None;
             }
@@ -411,7 +416,7 @@ impl<V: Clone> Store<V> {
         let g = read(&shard.inner);
         let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
         let slot = &g.slots[i as usize];
-        if slot.expires_at != NEVER && !slot.live(self.at(t)) {
+        if !self.fresh(slot, t) {
             return None;
         }
         let t = f(slot)?;
