@@ -30,6 +30,7 @@ test('getOrLoad gives every waiter the loaded object itself, then hits return it
 test('every key answers its own value while slots are reused (evictions, overwrites, deletes)', () => {
   const c = new Cache({ maxEntries: 100, shards: 1 });
   const mine = new Map();
+  let hot;
   for (let i = 0; i < 20_000; i++) {
     const key = `k${i % 3000}`;
     const v = { key, i };
@@ -37,12 +38,19 @@ test('every key answers its own value while slots are reused (evictions, overwri
     mine.set(key, v);
     assert.equal(c.get(key), v);
     if (i % 7 === 0) c.delete(`k${(i * 13) % 3000}`);
-    if (i % 5 === 0) c.set('hot', { key: 'hot', i });
+    if (i % 5 === 0) {
+      hot = { key: 'hot', i };
+      c.set('hot', hot);
+      assert.equal(c.get('hot'), hot);
+    }
     const probe = `k${(i * 31) % 3000}`;
     const got = c.get(probe);
     assert.ok(got === undefined || got === mine.get(probe), `${probe} answered ${JSON.stringify(got)}`);
   }
-  assert.equal(c.get('hot').key, 'hot');
+  // 'hot' is overwritten often but never read between its writes, so the eviction policy may
+  // take it (the cache's seed is random): it answers its latest value or nothing
+  const last = c.get('hot');
+  assert.ok(last === undefined || last === hot, `hot answered ${JSON.stringify(last)}`);
   assert.ok(c.size <= 100);
   // the slot table stays bounded by the live values, not by the writes made
   assert.ok(c._sn <= 1024, `slots used: ${c._sn}`);
