@@ -13,7 +13,7 @@ use crate::config::{CacheBuilder, Config, Settings, Weigher};
 use crate::error::{Error, LoaderError, Result};
 use crate::flight::{self, Flights, LoadFuture, Tracked};
 use crate::metrics::{HistogramSnapshot, StampedeCounters};
-use crate::store::{Entry, Expect, KeySample, Lookup, Meta, RemovalCause, Removed, Store, StoreStats, NEVER};
+use crate::store::{Entry, Expect, KeySample, Lookup, Meta, Read, RemovalCause, Removed, Store, StoreStats, NEVER};
 use crate::sync::{lock, Mutex};
 use crate::xfetch;
 use crate::{Spawner, Timer};
@@ -378,32 +378,43 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// The fresh value of `key` (`None` also for a cached "not found").
     #[inline]
     pub fn get(&self, key: &str) -> Option<V> {
-        let mut removed = Vec::new();
-        let v = self.inner.store.get(key, &mut removed);
-        if !removed.is_empty() {
-            self.done(removed);
-        }
-        match v {
-            Some(None) => {
+        match self.inner.store.get_with(key, |s| s.value.clone()) {
+            Read::Hit(Some(v)) => Some(v),
+            Read::Hit(None) => {
                 self.inner.counters.negative_hits.fetch_add(1, Relaxed);
                 None
             }
-            Some(v) => v,
-            None => None,
+            Read::Miss => None,
+            Read::Gone(version) => {
+                self.expire(key, version);
+                None
+            }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expire(&self, key: &str, version: u64) {
+        let mut removed = Vec::new();
+        self.inner.store.remove_gone(key, version, &mut removed);
+        self.done(removed);
     }
 
     /// The fresh entry of `key` with its version and remaining TTL (counts as a read).
     pub fn get_entry(&self, key: &str) -> Option<Entry<V>> {
-        let mut removed = Vec::new();
         let store = &self.inner.store;
-        let v = store.get_with(key, &mut removed, |s| {
+        match store.get_with(key, |s| {
             let expires_in =
                 (s.expires_at != NEVER).then(|| Duration::from_nanos(s.expires_at.saturating_sub(store.now())));
             s.value.clone().map(|value| Entry { value, version: s.version, expires_in })
-        });
-        self.done(removed);
-        v.flatten()
+        }) {
+            Read::Hit(e) => e,
+            Read::Miss => None,
+            Read::Gone(version) => {
+                self.expire(key, version);
+                None
+            }
+        }
     }
 
     /// Whether `key` has a fresh value (not counted as a read).

@@ -230,6 +230,8 @@ fn removal_listener_sees_every_cause_outside_locks() {
     c.set_with_ttl("t", 3, Some(Duration::from_secs(1))).unwrap();
     clock.advance(Duration::from_secs(2));
     assert_eq!(c.get("t"), None);
+    // the read itself removed the entry it found past its TTL (no write has swept yet)
+    assert_eq!(log.lock().unwrap().len(), 3);
     c.set("x", 4).unwrap();
     c.set("y", 5).unwrap();
     c.set("z", 6).unwrap();
@@ -240,6 +242,31 @@ fn removal_listener_sees_every_cause_outside_locks() {
     assert_eq!(log[3].2, RemovalCause::Evicted);
     assert_eq!(log.len(), 4);
     *cache_slot.lock().unwrap() = None;
+}
+
+/// `get` and `get_entry` remove an entry they find past its TTL (and past any grace), tell the
+/// listener, and count a miss; an entry replaced in the meantime stays.
+#[test]
+fn reads_remove_entries_past_their_ttl() {
+    let clock = ManualClock::new();
+    let log: Arc<Mutex<Vec<(String, u64, RemovalCause)>>> = Arc::default();
+    let l = log.clone();
+    let c: Cache<u64> = Cache::builder()
+        .clock(clock.clone())
+        .on_removal(move |k, v, cause| l.lock().unwrap().push((k.to_string(), v, cause)))
+        .build()
+        .unwrap();
+    let ttl = Some(Duration::from_secs(1));
+    c.set_with_ttl("a", 1, ttl).unwrap();
+    c.set_with_ttl("b", 2, ttl).unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(c.get("a"), None);
+    assert_eq!(*log.lock().unwrap(), [("a".to_string(), 1, RemovalCause::Expired)]);
+    assert!(c.get_entry("b").is_none());
+    assert_eq!(log.lock().unwrap()[1], ("b".to_string(), 2, RemovalCause::Expired));
+    assert_eq!(c.len(), 0);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses, s.expirations), (0, 2, 2));
 }
 
 #[test]
