@@ -9,14 +9,14 @@
 //! with it than with std's `RwLock` (paired in-process runs of both builds and alternating runs of
 //! `cargo bench -p healcache --bench interleaved`, 2026-11-30); in-cache hits did not change.
 
-#[cfg(feature = "shuttle")]
-pub(crate) use shuttle::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(all(not(feature = "shuttle"), not(target_arch = "wasm32")))]
 pub(crate) use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(all(not(feature = "shuttle"), target_arch = "wasm32"))]
-pub(crate) use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(feature = "shuttle")]
+pub(crate) use shuttle::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
+#[cfg(all(not(feature = "shuttle"), target_arch = "wasm32"))]
+pub(crate) use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use std::sync::PoisonError;
 
