@@ -410,25 +410,34 @@ impl<V: Clone> Store<V> {
     /// `Removed` list in (paired runs of both builds in one process, 2026-11-30).
     #[inline]
     pub fn get_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> T) -> Read<T> {
+        self.read_slot(key, Read::Miss, |stats, t, slot| {
+            if self.fresh(slot, t) {
+                slot.touch();
+                stats.hits.fetch_add(1, Relaxed);
+                return Read::Hit(f(slot));
+            }
+            stats.misses.fetch_add(1, Relaxed);
+            if !slot.gone(self.at(t)) {
+                return Read::Miss;
+            }
+            Read::Gone(slot.version)
+        })
+    }
+
+    /// The start of every counted read: takes the read time, read-locks the shard of `key` and
+    /// finds its slot, then answers `found(stats, time, slot)` under the lock; when the key is
+    /// absent, counts the miss, remembers it in the ghost sketch and answers `absent`.
+    #[inline(always)]
+    fn read_slot<R>(&self, key: &str, absent: R, found: impl FnOnce(&ShardStats, ReadTime, &Slot<V>) -> R) -> R {
         let (hash, shard) = self.locate(key);
         let t = self.read_time();
         let g = read(&shard.inner);
         let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) else {
             shard.stats.misses.fetch_add(1, Relaxed);
             g.ghost_bump(hash);
-            return Read::Miss;
+            return absent;
         };
-        let slot = &g.slots[i as usize];
-        if self.fresh(slot, t) {
-            slot.touch();
-            shard.stats.hits.fetch_add(1, Relaxed);
-            return Read::Hit(f(slot));
-        }
-        shard.stats.misses.fetch_add(1, Relaxed);
-        if !slot.gone(self.at(t)) {
-            return Read::Miss;
-        }
-        Read::Gone(slot.version)
+        found(&shard.stats, t, &g.slots[i as usize])
     }
 
     /// The fresh value's `f(slot)`, counted as a hit; on anything else `None`, counting nothing
@@ -451,17 +460,8 @@ impl<V: Clone> Store<V> {
 
     /// A read for loads: fresh entries count as hits; stale ones (within grace) are returned too.
     pub fn lookup(&self, key: &str, removed: &mut Removed<V>) -> Lookup<V> {
-        let (hash, shard) = self.locate(key);
-        let t = self.read_time();
-        let expired_version;
-        {
-            let g = read(&shard.inner);
-            let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) else {
-                shard.stats.misses.fetch_add(1, Relaxed);
-                g.ghost_bump(hash);
-                return Lookup::Absent;
-            };
-            let slot = &g.slots[i as usize];
+        // Err: past its grace window at this version, removed below (after the read lock)
+        let read = self.read_slot(key, Ok(Lookup::Absent), |stats, t, slot| {
             let now = self.at(t);
             let raw = || Raw {
                 value: slot.value.clone(),
@@ -472,15 +472,17 @@ impl<V: Clone> Store<V> {
             let fresh = slot.live(now);
             if fresh || !slot.gone(now) {
                 slot.touch();
-                let counts = if fresh { &shard.stats.hits } else { &shard.stats.misses };
+                let counts = if fresh { &stats.hits } else { &stats.misses };
                 counts.fetch_add(1, Relaxed);
-                return if fresh { Lookup::Fresh(raw()) } else { Lookup::Stale(raw()) };
+                return Ok(if fresh { Lookup::Fresh(raw()) } else { Lookup::Stale(raw()) });
             }
-            shard.stats.misses.fetch_add(1, Relaxed);
-            expired_version = slot.version;
-        }
-        self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == expired_version);
-        Lookup::Absent
+            stats.misses.fetch_add(1, Relaxed);
+            Err(slot.version)
+        });
+        read.unwrap_or_else(|version| {
+            self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == version);
+            Lookup::Absent
+        })
     }
 
     /// Like `get` but without touching counters or access frequency.
