@@ -5,41 +5,17 @@
 //! the ratio of build b's time to build a's (its median is the figure to compare builds by: both
 //! ran in the same process, under the same conditions, within milliseconds of each other).
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Zipf};
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+// the benchmarks' shared keys, traces and timing loop; `healcache` there is build a
+extern crate hc_a as healcache;
+#[path = "../../core/benches/common/mod.rs"]
+mod common;
 
-const N: usize = 1_000_000;
-const TRACE: usize = 1 << 16;
-
-fn trace(zipf: bool) -> Vec<usize> {
-    let mut rng = SmallRng::seed_from_u64(1);
-    if !zipf {
-        return (0..TRACE).map(|_| rng.random_range(0..N)).collect();
-    }
-    let z = Zipf::new(N as f64, 0.99).unwrap();
-    // scatter ranks over the key space so hot keys are not neighbours
-    (0..TRACE).map(|_| ((z.sample(&mut rng) as usize - 1).wrapping_mul(2_654_435_761)) % N).collect()
-}
-
-fn timed<R>(tr: &[usize], keys: &[String], get: impl Fn(&str) -> R) -> f64 {
-    let t = Instant::now();
-    for &i in tr {
-        black_box(get(&keys[i]));
-    }
-    t.elapsed().as_nanos() as f64 / tr.len() as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+use common::{keys, median, timed, trace, N, TRACE};
+use std::time::Duration;
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(42).max(1);
-    let keys: Vec<String> = (0..N).map(|i| format!("user:{i:08}")).collect();
+    let keys = keys(N);
     let ttl = Duration::from_secs(3600);
     let a: hc_a::Cache<u64> = hc_a::Cache::builder().max_entries(N as u64).ttl(ttl).build().unwrap();
     let b: hc_b::Cache<u64> = hc_b::Cache::builder().max_entries(N as u64).ttl(ttl).build().unwrap();
@@ -51,7 +27,7 @@ fn main() {
     }
     println!("get hit, ns per get (median of {rounds} rounds of {TRACE} gets per cache, taken in turn)");
     for (name, zipf) in [("uniform", false), ("zipf", true)] {
-        let tr = trace(zipf);
+        let tr = trace(N, TRACE, zipf, 1);
         let mut t: [Vec<f64>; 3] = Default::default();
         let mut ratio = Vec::new();
         for r in 0..rounds {

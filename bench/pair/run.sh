@@ -16,7 +16,7 @@ rev_a=${1:?usage: bench/pair/run.sh REV_A [REV_B] [ROUNDS]}
 rev_b=${2:-}
 rounds=${3:-42}
 ws=$root/target/pair
-rm -rf "$ws" && mkdir -p "$ws/h/src"
+rm -rf "$ws" && mkdir -p "$ws/h"
 # the root workspace's shared settings, with its own members
 sed -e '/^members = /c\members = ["a", "b", "h"]' -e '/^default-members = /d' -e '/^healcache = /d' \
     "$root/Cargo.toml" > "$ws/Cargo.toml"
@@ -40,18 +40,17 @@ version = "0.1.0"
 edition = "2021"
 publish = false
 
-[[bin]]
-name = "pair"
-path = "src/main.rs"
-
 [dependencies]
 hc_a = { path = "../a" }
 hc_b = { path = "../b" }
 quick_cache = "0.7"
 rand = { workspace = true }
 rand_distr = "0.5"
+# for core/benches/common, which main.rs includes
+moka = { version = "0.12", features = ["sync"] }
+hashbrown = { workspace = true }
 TOML
-cp "$root/bench/pair/main.rs" "$ws/h/src/main.rs"
+printf '[[bin]]\nname = "pair"\npath = "%s"\n' "$root/bench/pair/main.rs" >> "$ws/h/Cargo.toml"
 cp "$root/Cargo.lock" "$ws/Cargo.lock"
 (cd "$ws" && cargo build --release -q -p pair)
 echo "a = $rev_a, b = ${rev_b:-working tree}"

@@ -17,28 +17,11 @@
 
 mod common;
 
-use std::hint::black_box;
-use std::time::Instant;
-
-use common::{filled, trace, Caches, N, TRACE};
+use common::{filled, median, timed, trace, Caches, N, TRACE};
 
 /// Orders of healcache (0), quick_cache (1), moka (2) and hashbrown (3): each ordered pair of
 /// caches is adjacent in exactly one of them.
 const ORDERS: [[usize; 4]; 4] = [[0, 1, 3, 2], [1, 2, 0, 3], [2, 3, 1, 0], [3, 0, 2, 1]];
-
-/// Nanoseconds per get over the trace (a generic, so each cache's loop is its own code).
-fn timed<R>(tr: &[usize], keys: &[String], get: impl Fn(&str) -> R) -> f64 {
-    let t = Instant::now();
-    for &i in tr {
-        black_box(get(&keys[i]));
-    }
-    t.elapsed().as_nanos() as f64 / TRACE as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; a number among the arguments sets the rounds

@@ -4,7 +4,8 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use std::time::Duration;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use healcache::Cache;
 
@@ -25,6 +26,20 @@ pub fn trace(n: usize, len: usize, zipf: bool, seed: u64) -> Vec<usize> {
     // scatter ranks over the key space so hot keys are not neighbours
     let mult = 2_654_435_761usize;
     (0..len).map(|_| ((z.sample(&mut rng) as usize - 1).wrapping_mul(mult)) % n).collect()
+}
+
+/// Nanoseconds per get over the trace (a generic, so each cache's loop is its own code).
+pub fn timed<R>(tr: &[usize], keys: &[String], get: impl Fn(&str) -> R) -> f64 {
+    let t = Instant::now();
+    for &i in tr {
+        black_box(get(&keys[i]));
+    }
+    t.elapsed().as_nanos() as f64 / tr.len() as f64
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 /// The four caches of the get-hit benchmarks, each filled with the same 1,000,000 keys (healcache and
