@@ -188,7 +188,7 @@ pub(crate) enum Read<T> {
     /// Absent, or past its TTL within its grace window: counted as a miss.
     Miss,
     /// Past its grace window too, at this version: counted as a miss. The caller removes it with
-    /// [`Store::remove_gone`].
+    /// [`Store::remove_gone`] (after the read lock is released).
     Gone(u64),
 }
 
@@ -396,7 +396,8 @@ impl<V: Clone> Store<V> {
         }
     }
 
-    /// Removes the entry a read found [`Read::Gone`], unless a write replaced it since.
+    /// Removes, as expired, the entry a read found past its grace window at `version`
+    /// ([`Read::Gone`], or `lookup`'s), unless a write replaced it since.
     #[cold]
     #[inline(never)]
     pub fn remove_gone(&self, key: &str, version: u64, removed: &mut Removed<V>) {
@@ -480,7 +481,7 @@ impl<V: Clone> Store<V> {
             Err(slot.version)
         });
         read.unwrap_or_else(|version| {
-            self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == version);
+            self.remove_gone(key, version, removed);
             Lookup::Absent
         })
     }
