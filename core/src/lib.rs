@@ -20,6 +20,7 @@ mod cache;
 pub mod clock;
 mod config;
 mod error;
+mod eviction;
 mod flight;
 mod healing;
 mod index;
@@ -39,8 +40,9 @@ pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use flight::{Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
 pub use metrics::HistogramSnapshot;
+pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError, UrlTemplate};
-pub use store::{Entry, KeySample, RemovalCause};
+pub use store::{Entry, RemovalCause};
 
 /// The README's Rust examples, run as doctests.
 #[cfg(doctest)]
