@@ -26,7 +26,7 @@ pub type RemovalListener<V> = Arc<dyn Fn(Arc<str>, V, RemovalCause) + Send + Syn
 /// How long a written entry lives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Ttl {
-    /// The cache's `ttl_ms` (no expiry if it has none).
+    /// The cache's `ttl` (no expiry if it has none).
     #[default]
     Default,
     /// Never expires.

@@ -54,7 +54,7 @@ pub struct Config {
     /// timeout (fail-safe), in ms. Defaults to: none.
     pub grace_ms: Option<f64>,
     /// Within the grace window, `fetch` returns the stale value at once and refreshes it in the
-    /// background (needs `grace_ms` and a spawner). Defaults to: false.
+    /// background (needs `grace` and a spawner). Defaults to: false.
     pub stale_while_revalidate: bool,
     /// A load that has a stale value to fall back on returns it after this long and finishes in
     /// the background, in ms (needs a timer and a spawner). Defaults to: none.

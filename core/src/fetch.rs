@@ -22,7 +22,7 @@ use crate::xfetch;
 pub enum Loaded<V> {
     /// The value.
     Value(V),
-    /// The key does not exist at the source; cached for `negative_ttl_ms` when that is set.
+    /// The key does not exist at the source; cached for `negative_ttl` when that is set.
     NotFound,
 }
 
@@ -31,13 +31,13 @@ pub enum Loaded<V> {
 pub struct FetchOptions {
     /// TTL of a loaded value. Defaults to: the cache's TTL.
     pub ttl: Ttl,
-    /// TTL of a "not found" answer. Defaults to: the cache's `negative_ttl_ms`.
+    /// TTL of a "not found" answer. Defaults to: the cache's `negative_ttl`.
     pub negative_ttl: Option<Duration>,
     /// Serve a stale value at once while refreshing. Defaults to: `stale_while_revalidate`.
     pub stale_while_revalidate: Option<bool>,
     /// XFetch early refresh on this read. Defaults to: `xfetch`.
     pub xfetch: Option<bool>,
-    /// Soft timeout of this load. Defaults to: `load_soft_timeout_ms`.
+    /// Soft timeout of this load. Defaults to: `load_soft_timeout`.
     pub soft_timeout: Option<Duration>,
 }
 
@@ -243,7 +243,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// The blocking twin of [`Cache::get_or_load`] for threaded code (native only). It shares
-    /// flights with the async variant. Waits at most `load_timeout_ms` when that is set; a thread
+    /// flights with the async variant. Waits at most `load_timeout` when that is set; a thread
     /// running a synchronous loader itself cannot be interrupted and returns when it finishes.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn get_or_load_blocking<F, E>(&self, key: &str, loader: F) -> Result<V>

@@ -75,7 +75,7 @@ pub struct Stats {
     pub load_errors: u64,
     /// Loads whose loader panicked.
     pub load_panics: u64,
-    /// Loads that hit `load_timeout_ms`.
+    /// Loads that hit `load_timeout`.
     pub load_timeouts: u64,
     /// Loaded values not stored because a newer write happened during the load (fenced).
     pub fenced_writes: u64,
