@@ -216,13 +216,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         Ok(())
     }
 
-    /// Sets one setting by name (`config_set("healing.sample_rate", "0.02")`).
+    /// Sets one setting by its name in the settings table, from text (`config_set("sample_rate", "0.02")`).
     pub fn config_set(&self, name: &str, value: &str) -> Result<()> {
-        let mut c = self.config();
-        c.set_by_name(name, value)?;
-        let settings = c.validate()?;
-        self.apply(c, settings);
-        Ok(())
+        self.update(|c| c.set_by_name(name, value))
     }
 
     /// One setting by name, as text.
@@ -232,11 +228,14 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
 
     /// Sets one setting by name to a number (flags: 1 or 0); see [`HealingConfig::set`].
     pub fn config_set_number(&self, name: &str, value: f64) -> Result<()> {
+        self.update(|c| c.set(name, value))
+    }
+
+    /// Applies `change` to a copy of the settings, then the copy as a whole (validated).
+    fn update(&self, change: impl FnOnce(&mut HealingConfig) -> Result<()>) -> Result<()> {
         let mut c = self.config();
-        c.set(name, value)?;
-        let settings = c.validate()?;
-        self.apply(c, settings);
-        Ok(())
+        change(&mut c)?;
+        self.set_config(c)
     }
 
     /// One setting by name, as a number (flags: 1 or 0).
@@ -503,7 +502,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// The most recent drift events, newest last (at most `healing.max_drift_events`).
+    /// The most recent drift events, newest last (at most `max_drift_events`).
     pub fn drift_events(&self) -> Vec<DriftEvent> {
         lock(&self.inner.drift).iter().cloned().collect()
     }
