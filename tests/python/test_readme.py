@@ -60,7 +60,7 @@ def test_every_block_is_run_by_some_suite() -> None:
 
 
 def make_targets() -> set[str]:
-    targets = set()
+    targets: set[str] = set()
     for mk in [ROOT / "Makefile", *sorted((ROOT / "mk").glob("*.mk"))]:
         for line in mk.read_text(encoding="utf-8").splitlines():
             m = re.match(r"^([A-Za-z0-9_. -]+):(?!=)", line)
