@@ -1,27 +1,48 @@
-// README examples are tests: the Node section's example runs as written (against healcache/wasm
-// too under TEST_WASM, by changing the import), the edge-worker example runs as a worker would.
+// Documentation examples are tests: every ```js block of README.md and docs/*.md runs here, as
+// written. A module block runs in its own Node process (against healcache/wasm under TEST_WASM, by
+// changing the import); the edge-worker block runs as a worker would, against a real origin on
+// 127.0.0.1. A block this file cannot run (a ts block, say) fails the suite instead of being skipped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WASM } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const DOCS = ['README.md', ...readdirSync(`${root}docs`).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const JS_TAGS = new Set(['js', 'javascript', 'mjs']);
+const TS_TAGS = new Set(['ts', 'typescript', 'mts']);
 
-function jsBlocks(section) {
-  const body = readme.split(`<!-- ${section}:begin -->`)[1].split(`<!-- ${section}:end -->`)[0];
-  const blocks = [...body.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
-  assert.ok(blocks.length > 0, `README has a js example in the ${section} section`);
+/** Every fenced block of the documents: { doc, line, tag, src }. */
+function fencedBlocks() {
+  const blocks = [];
+  for (const doc of DOCS) {
+    const text = readFileSync(`${root}${doc}`, 'utf8');
+    for (const m of text.matchAll(/^```(\S*)\n([\s\S]*?)^```$/gm)) {
+      const line = text.slice(0, m.index).split('\n').length;
+      blocks.push({ doc, line, tag: m[1], src: m[2] });
+    }
+  }
   return blocks;
 }
-const jsBlock = (section) => jsBlocks(section)[0];
+const blocks = fencedBlocks();
+const jsBlocks = blocks.filter((b) => JS_TAGS.has(b.tag));
 
-async function runNodeExample(name, src) {
-  if (WASM) src = src.replace("from 'healcache'", "from 'healcache/wasm'");
-  return withTempModule(name, src, (path) => spawnSync(process.execPath, [path], { cwd: root, encoding: 'utf8' }));
-}
+// What a block prints, where its output is the point: each entry must match exactly one block.
+const EXPECTED_STDOUT = [
+  { doc: 'README.md', contains: "cache.score('user:')", stdout: /prefix: 'user:'/ },
+  { doc: 'docs/node.md', contains: 'setIfVersion', stdout: /coalesced/ },
+  { doc: 'docs/node.md', contains: '.fetch(', stdout: /^healcache_loader_calls_total\{cache="users"\} 3$/m },
+  { doc: 'docs/node.md', contains: 'renamed', stdout: /prefix: 'user:'/ },
+];
+
+const WORKER_WASM_IMPORT = "import wasm from 'healcache/wasm/healcache_wasm_bg.wasm';";
+const WORKER_ORIGIN = "const ORIGIN = 'https://api.internal';";
+const isWorker = (b) => b.src.includes(WORKER_WASM_IMPORT);
+// URL-template sources need the native HTTP client: such blocks run against the Node addon only.
+const isNativeOnly = (b) => b.src.includes('{key}');
 
 // Written inside the package so `import 'healcache'` resolves to this checkout (self-reference).
 async function withTempModule(name, source, fn) {
@@ -34,52 +55,86 @@ async function withTempModule(name, source, fn) {
   }
 }
 
-test('README Node example runs', async () => {
-  const r = await runNodeExample('node', jsBlock('node'));
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /coalesced/);
+function runModule(block, name) {
+  let src = block.src;
+  if (WASM) src = src.replaceAll("from 'healcache'", "from 'healcache/wasm'");
+  return withTempModule(name, src, (path) => spawnSync(process.execPath, [path], { cwd: root, encoding: 'utf8' }));
+}
+
+test('the documents have the examples this file runs', () => {
+  assert.ok(jsBlocks.some((b) => b.doc === 'README.md' && !isWorker(b)), 'README has a Node example');
+  assert.ok(jsBlocks.some((b) => b.doc === 'README.md' && isWorker(b)), 'README has an edge-worker example');
+  for (const e of EXPECTED_STDOUT) {
+    const n = jsBlocks.filter((b) => b.doc === e.doc && b.src.includes(e.contains)).length;
+    assert.equal(n, 1, `${e.doc}: exactly one js block contains ${JSON.stringify(e.contains)}`);
+  }
 });
 
-test('README fetch / stampede example runs', async () => {
-  const src = jsBlocks('node').find((b) => b.includes('.fetch('));
-  assert.ok(src, 'the Node section has a fetch example');
-  const r = await runNodeExample('fetch', src);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^healcache_loader_calls_total\{cache="users"\} 3$/m);
+// (tests/python/test_readme.py checks that every block of every document has a tag some suite runs)
+test('no ts blocks: this file would neither run nor type-check them', () => {
+  const ts = blocks.filter((b) => TS_TAGS.has(b.tag)).map((b) => `${b.doc}:${b.line}`);
+  assert.deepEqual(ts, [], 'write the example as js');
 });
 
-test('README edge-worker example runs as a worker', { skip: !WASM && 'TEST_WASM not set' }, async () => {
-  const line = "import wasm from 'healcache/wasm/healcache_wasm_bg.wasm';";
-  const src = jsBlock('wasm');
-  assert.ok(src.includes(line));
-  // what a worker bundler's wasm import gives: a compiled WebAssembly.Module
-  const wasmPath = fileURLToPath(new URL('../../bindings-wasm/pkg-web/healcache_wasm_bg.wasm', import.meta.url));
-  const patched = src.replace(
-    /^import wasm from .*$/m,
-    `import { readFileSync } from 'node:fs';\nconst wasm = new WebAssembly.Module(readFileSync(${JSON.stringify(wasmPath)}));`,
-  );
-  await withTempModule('worker', patched, async (path) => {
-    const worker = (await import(pathToFileURL(path).href)).default;
-    const responses = await Promise.all(
-      Array.from({ length: 20 }, () => worker.fetch(new Request('https://example.test/users/42'))),
+for (const [i, block] of jsBlocks.entries()) {
+  const where = `${block.doc}:${block.line}`;
+  if (isWorker(block)) {
+    test(`${where} runs as an edge worker`, { skip: !WASM && 'the worker needs the WASM build (TEST_WASM=1)' }, () =>
+      runWorker(block, i),
     );
-    const bodies = await Promise.all(responses.map((r) => r.json()));
-    assert.ok(bodies.every((b) => b.key === '/users/42' && b.at === bodies[0].at));
-    await worker.scheduled();
+    continue;
+  }
+  const skip = WASM && isNativeOnly(block) && 'URL-template sources are native only';
+  test(`${where} runs`, { skip }, async () => {
+    const r = await runModule(block, `block${i}`);
+    assert.equal(r.status, 0, `${where}\n${r.stderr}`);
+    for (const e of EXPECTED_STDOUT) {
+      if (e.doc === block.doc && block.src.includes(e.contains)) assert.match(r.stdout, e.stdout, where);
+    }
   });
-});
+}
 
-// The self-healing examples (issue 7): the first runs on both backends, the second (a URL
-// template, served by node:http) on Node only.
-test('README self-healing example runs', async () => {
-  const r = await runNodeExample('healing', jsBlocks('js-healing')[0]);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /prefix: 'user:'/);
-});
+// The worker example against a real origin: concurrent requests share one origin call, a key the
+// origin does not have is a 404, and the scheduled handler's healing interval repairs drift.
+async function runWorker(block, i) {
+  assert.ok(block.src.includes(WORKER_ORIGIN), `the worker example declares ${WORKER_ORIGIN}`);
+  const users = new Map([['/users/42', { name: 'Ada' }]]);
+  let originCalls = 0;
+  const origin = createServer((req, res) => {
+    originCalls++;
+    const user = users.get(req.url);
+    if (user) res.end(JSON.stringify({ key: req.url, ...user }));
+    else res.writeHead(404).end();
+  });
+  await new Promise((resolve) => origin.listen(0, '127.0.0.1', resolve));
+  try {
+    // what a worker bundler's wasm import gives: a compiled WebAssembly.Module
+    const wasmPath = `${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`;
+    const src = block.src
+      .replace(
+        WORKER_WASM_IMPORT,
+        `import { readFileSync } from 'node:fs';\nconst wasm = new WebAssembly.Module(readFileSync(${JSON.stringify(wasmPath)}));`,
+      )
+      .replace(WORKER_ORIGIN, `const ORIGIN = 'http://127.0.0.1:${origin.address().port}';`);
+    await withTempModule(`worker${i}`, src, async (path) => {
+      const worker = (await import(pathToFileURL(path).href)).default;
+      const get = (p) => worker.fetch(new Request(`https://example.test${p}`));
 
-test('README URL-template source example runs', { skip: WASM && 'URL-template sources are native only' }, async () => {
-  const src = jsBlocks('js-healing').find((b) => b.includes('{key}'));
-  assert.ok(src, 'the self-healing section has a URL-template example');
-  const r = await runNodeExample('healing-http', src);
-  assert.equal(r.status, 0, r.stderr);
-});
+      const responses = await Promise.all(Array.from({ length: 20 }, () => get('/users/42')));
+      assert.ok(responses.every((r) => r.status === 200));
+      const bodies = await Promise.all(responses.map((r) => r.json()));
+      assert.ok(bodies.every((b) => b.key === '/users/42' && b.name === 'Ada'));
+      assert.equal(originCalls, 1, 'concurrent requests for a cold key share one origin call');
+      assert.equal((await get('/nope')).status, 404);
+
+      users.set('/users/42', { name: 'Ada L.' }); // drift behind the cache's back
+      const waits = [];
+      await worker.scheduled({}, {}, { waitUntil: (p) => waits.push(p) });
+      const [report] = await Promise.all(waits);
+      assert.deepEqual([report.drift, report.repaired], [1, 1]);
+      assert.equal((await (await get('/users/42')).json()).name, 'Ada L.');
+    });
+  } finally {
+    origin.close();
+  }
+}

@@ -1,17 +1,101 @@
-"""The README's Python example runs as written."""
+"""Documentation examples are tests: every ```python block of README.md and docs/*.md runs as
+written, and every other block is one that some suite runs (Rust blocks as doctests of the README,
+js blocks in tests/js/readme.test.mjs) or a shell line whose commands exist."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
+import shlex
+from typing import NamedTuple
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(\S*)\n(.*?)^```$", re.S | re.M)
 
 
-def test_readme_python_example_runs() -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("<!-- python:begin -->", 1)[1].split("<!-- python:end -->", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert blocks, "no ```python block between the python markers"
-    for code in blocks:
-        exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
+class Block(NamedTuple):
+    doc: str
+    line: int
+    tag: str
+    src: str
+
+
+def fenced_blocks() -> list[Block]:
+    blocks = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            blocks.append(Block(str(path.relative_to(ROOT)), line, m.group(1), m.group(2)))
+    return blocks
+
+
+BLOCKS = fenced_blocks()
+PYTHON = [b for b in BLOCKS if b.tag == "python"]
+
+
+def test_readme_has_a_python_example() -> None:
+    assert any(b.doc == "README.md" for b in PYTHON), "no ```python block in the README"
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=[f"{b.doc}:{b.line}" for b in PYTHON])
+def test_python_block_runs(block: Block) -> None:
+    code = compile(block.src, f"{ROOT / block.doc}:{block.line}", "exec")
+    exec(code, {"__name__": "readme_example"})
+
+
+def test_every_block_is_run_by_some_suite() -> None:
+    # rust: doctests of the README only (core/src/lib.rs includes README.md); python: here;
+    # js: tests/js/readme.test.mjs; sh: checked below. Anything else would never run.
+    not_run = [
+        f"{b.doc}:{b.line} ({b.tag or 'untagged'})"
+        for b in BLOCKS
+        if not (b.tag in ("python", "js", "sh") or (b.tag == "rust" and b.doc == "README.md"))
+    ]
+    assert not_run == [], "blocks no suite runs"
+
+
+def make_targets() -> set[str]:
+    targets: set[str] = set()
+    for mk in [ROOT / "Makefile", *sorted((ROOT / "mk").glob("*.mk"))]:
+        for line in mk.read_text(encoding="utf-8").splitlines():
+            m = re.match(r"^([A-Za-z0-9_. -]+):(?!=)", line)
+            if m:
+                targets.update(t for t in m.group(1).split() if not t.startswith("."))
+    return targets
+
+
+def test_shell_lines_name_commands_that_exist() -> None:
+    targets = make_targets()
+    scripts = set(json.loads((ROOT / "package.json").read_text(encoding="utf-8"))["scripts"])
+    seen = 0
+    for block in (b for b in BLOCKS if b.tag == "sh"):
+        for line in block.src.splitlines():
+            for command in line.split("#", 1)[0].split("&&"):
+                words = shlex.split(command)
+                if not words:
+                    continue
+                seen += 1
+                where = f"{block.doc}:{block.line}: {command.strip()}"
+                if words[0] == "make":
+                    assert set(words[1:]) <= targets, where
+                elif words[:2] == ["npm", "run"]:
+                    assert words[2] in scripts, where
+                else:
+                    assert words[:2] in (["npm", "install"], ["pip", "install"]), where
+    assert seen > 0, "no shell lines found: the parser no longer matches the documents"
+
+
+def test_make_targets_named_in_the_text_exist() -> None:
+    targets = make_targets()
+    named = {
+        (str(path.relative_to(ROOT)), target)
+        for path in DOCS
+        for target in re.findall(r"`make ([a-z][a-z0-9-]*)`", path.read_text(encoding="utf-8"))
+    }
+    assert len(named) > 5, "the README names its make targets"
+    assert sorted(n for n in named if n[1] not in targets) == []
