@@ -1,4 +1,4 @@
-"""Conversion of every core store operation: arguments in, results out (issue 4)."""
+"""Conversion of every core store operation: arguments in, results out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Self-healing from Python (issue 7): sources of truth (sync, async, HTTP URL templates), verify now,
+"""Self-healing from Python: sources of truth (sync, async, HTTP URL templates), verify now,
 scores, stats, drift events, settings by keyword and by name, the background loop and its end.
 
 Sampling, verification, repair, scores and backoff are the core's (core/tests/healing.rs); these
@@ -63,7 +63,7 @@ def healer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "healcache-healer"]
 
 
-# --- the issue's scenario, at small size ---------------------------------------------------------
+# --- drift scored then repaired, at small size -----------------------------------------------------
 
 
 def test_drift_is_scored_then_repaired_until_the_score_is_one() -> None:
