@@ -1,104 +1,15 @@
-//! Keyword arguments of `Cache(...)` to [`healcache::Config`], value weights, and the tokio timer
-//! (the spawner of background refreshes is `cache::DriverSpawner`, next to the loop drivers).
+//! Keyword arguments of `Cache(...)` to the core's [`healcache::Config`], and the core cache built
+//! from them with the binding's timer and spawner.
 //!
 //! Numbers go to the core as `f64` unchecked, so the core validates them and names the field.
 //! Durations are seconds in Python and milliseconds in the core.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures::future::BoxFuture;
-use healcache::{Cache, Config, Timer};
+use healcache::{Cache, Config};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyString};
 
+use crate::convert::{Value, Weigh};
 use crate::error::{invalid, to_pyerr};
-
-/// A stored Python object and its weight, computed once when it enters the cache (GIL held), so
-/// the core's weigher, which may run on a thread without the GIL, only reads a number.
-pub(crate) struct Stored {
-    pub obj: Py<PyAny>,
-    pub weight: u64,
-}
-
-/// The value type of the core cache.
-pub(crate) type Value = Arc<Stored>;
-
-/// How values are weighed.
-pub(crate) enum Weigh {
-    /// No byte bound is set: weights are not needed.
-    Off,
-    /// `len()` for str and bytes-likes, `sys.getsizeof` otherwise.
-    Default,
-    /// The user's `weigher(value) -> int`.
-    Custom(Py<PyAny>),
-}
-
-impl Weigh {
-    /// Wraps `obj` as a cache value with its weight (GIL held).
-    pub fn value(&self, obj: Bound<'_, PyAny>) -> PyResult<Value> {
-        let py = obj.py();
-        let weight = match self {
-            Weigh::Off => 0,
-            Weigh::Default => {
-                if let Ok(s) = obj.cast::<PyString>() {
-                    s.len()? as u64
-                } else if let Ok(b) = obj.cast::<PyBytes>() {
-                    b.as_bytes().len() as u64
-                } else if let Ok(b) = obj.cast::<PyByteArray>() {
-                    b.len() as u64
-                } else {
-                    py.import("sys")?.call_method1("getsizeof", (&obj,))?.extract::<u64>()?
-                }
-            }
-            Weigh::Custom(f) => {
-                let w = f.bind(py).call1((&obj,))?;
-                w.extract::<u64>().map_err(|_| invalid(py, "weigher", "must return an int between 0 and 2**64-1"))?
-            }
-        };
-        Ok(Arc::new(Stored { obj: obj.unbind(), weight }))
-    }
-}
-
-/// Load timeouts on a one-thread tokio runtime of their own. The returned future only awaits a
-/// channel, so it works from any thread or executor (a thread blocked in `get_or_load_sync` may
-/// poll it), and the runtime's thread never touches Python.
-struct TokioTimer;
-
-fn timer_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("healcache-timer")
-            .enable_time()
-            .build()
-            .expect("healcache: cannot start the timer thread")
-    })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Timer for TokioTimer {
-    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        let task = timer_runtime().spawn(async move {
-            tokio::time::sleep(d).await;
-            let _ = tx.send(());
-        });
-        let guard = AbortOnDrop(task);
-        Box::pin(async move {
-            let _ = rx.await;
-            drop(guard);
-        })
-    }
-}
+use crate::runtime::{DriverSpawner, TokioTimer};
 
 /// The keyword arguments of `Cache(...)`, as declared in its signature.
 pub(crate) struct Options<'py> {
@@ -167,17 +78,8 @@ pub(crate) fn build(py: Python<'_>, o: Options<'_>) -> PyResult<(Cache<Value>, W
     let cache = healcache::CacheBuilder::from_config(config)
         .weigher(|v: &Value| v.weight)
         .timer(TokioTimer)
-        .spawner(crate::cache::DriverSpawner)
+        .spawner(DriverSpawner)
         .build()
         .map_err(|e| to_pyerr(py, e))?;
     Ok((cache, weigh))
-}
-
-/// A per-write TTL in seconds: `None` keeps the cache's TTL, `math.inf` never expires.
-pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<f64>) -> PyResult<healcache::Ttl> {
-    match ttl {
-        None => Ok(healcache::Ttl::Default),
-        Some(s) if s == f64::INFINITY => Ok(healcache::Ttl::Never),
-        Some(s) => healcache::duration_ms("ttl_ms", s * 1000.0).map(healcache::Ttl::For).map_err(|e| to_pyerr(py, e)),
-    }
 }

@@ -16,6 +16,11 @@ fn errors(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     ERRORS.get_or_try_init(py, || Ok(py.import("healcache._errors")?.unbind())).map(|m| m.bind(py))
 }
 
+/// The name of an object's type, for error messages.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+}
+
 /// A Python loader's exception, carried inside [`LoaderError`] so that every waiter of the flight
 /// raises this very object, with the traceback it had when the loader raised it.
 pub(crate) struct PyLoadFailure {
@@ -28,7 +33,7 @@ pub(crate) fn loader_error(py: Python<'_>, err: PyErr) -> LoaderError {
     let exc = err.into_value(py);
     let b = exc.bind(py);
     let traceback = b.getattr("__traceback__").map(Bound::unbind).unwrap_or_else(|_| py.None());
-    let name = b.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    let name = type_name(b);
     let message = match b.str() {
         Ok(s) => format!("{name}: {s}"),
         Err(_) => name,

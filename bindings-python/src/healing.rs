@@ -1,12 +1,13 @@
 //! Self-healing from Python: sources of truth (sync and async callables, URL templates), the
-//! background loop, `verify_now_sync`, and the conversion of settings and reports. Sampling,
-//! verification, repair, scores and backoff are the core's [`Healer`].
+//! background loop, and the conversion of settings. Sampling, verification, repair, scores and
+//! backoff are the core's [`Healer`]; the background loop and `verify_now_sync` are polled by
+//! `runtime.rs`.
 //!
 //! Threads. An interval is always polled with the GIL held, on a thread Python created: the event
 //! loop's thread (`await verify_now()`, through the loop's `LoopDriver`), the caller's thread
 //! (`verify_now_sync()`, which waits between polls with the GIL released), or the cache's
-//! background thread (`healcache-healer`, a Python daemon thread that polls [`HealLoop`] and
-//! waits in `os.read`). Sources never run on those threads: `healcache._healing.submit` hands a
+//! background thread (`healcache-healer`, a Python daemon thread that polls `runtime::HealLoop`
+//! and waits in `os.read`). Sources never run on those threads: `healcache._healing.submit` hands a
 //! sync source to a pool of Python worker threads and an async source's coroutine to its event
 //! loop, and each call answers through a [`SourceReply`], whose methods only send on a channel.
 //! So no thread Rust started ever runs Python code (the tokio timer thread and the HTTP thread
@@ -18,29 +19,23 @@
 //! the interval (GIL held), so the digest function calls Python directly: [`content_digest`].
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::Hasher;
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
 use healcache::{Cache, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
 use healcache_http::{HttpOptions, HttpSource};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyModule, PyString};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::cache::{json_to_py, loaded, relock};
-use crate::config::{Value, Weigh};
-use crate::error::{healing_kw_error, invalid, invalid_config, to_pyerr};
+use crate::convert::{loaded, Value, Weigh};
+use crate::error::{healing_kw_error, invalid, invalid_config, to_pyerr, type_name};
+use crate::runtime::{relock, HealLoop};
 
 type Answer = Result<SourceAnswer<Value>, SourceError>;
 
@@ -469,9 +464,9 @@ impl Healing {
             held = Some([Arc::clone(&source.callable), Arc::clone(&source.event_loop)]);
             self.healer.register_source(prefix, source)
         } else {
-            let name = source.get_type().name().map(|n| n.to_string()).unwrap_or_default();
             return Err(PyTypeError::new_err(format!(
-                "register_source: a source is a callable or a URL template (str), not {name}"
+                "register_source: a source is a callable or a URL template (str), not {}",
+                type_name(source)
             )));
         };
         registered.map_err(|e| to_pyerr(py, e))?;
@@ -542,7 +537,7 @@ impl Healing {
         self.healer.config_get(name).map_err(|e| named_error(py, e, name))
     }
 
-    /// The six settings of the issue under their Python keywords (durations in seconds).
+    /// The settings under their Python keywords (durations in seconds).
     pub fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = self.healer.config();
         let d = PyDict::new(py);
@@ -568,8 +563,7 @@ fn setting_text(value: &Bound<'_, PyAny>) -> PyResult<String> {
     if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
         return Ok(value.repr()?.to_cow()?.into_owned());
     }
-    let name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-    Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {name}")))
+    Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {}", type_name(value))))
 }
 
 /// A core error of `config_set`/`config_get`; an unknown setting names what was asked.
@@ -579,116 +573,5 @@ fn named_error(py: Python<'_>, e: healcache::Error, name: &str) -> PyErr {
             invalid_config(py, &format!("invalid config: unknown setting {name:?}"), "name", reason)
         }
         _ => to_pyerr(py, e),
-    }
-}
-
-/// Plain data of the core (reports, scores, stats) to Python.
-pub(crate) fn to_py<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py, PyAny>> {
-    let v = serde_json::to_value(v).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-    json_to_py(py, &v)
-}
-
-/// Runs `fut` on this thread: polls with the GIL held (the interval's comparator and sources
-/// need it), waits for a wake-up with the GIL released, and checks for signals (Ctrl-C) between
-/// polls; a signal drops the future, which cancels what it was waiting for.
-pub(crate) fn block_on_attached<F: Future>(py: Python<'_>, fut: F) -> PyResult<F::Output> {
-    struct Unpark {
-        thread: std::thread::Thread,
-        woken: AtomicBool,
-    }
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref()
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.woken.store(true, Ordering::Release);
-            self.thread.unpark();
-        }
-    }
-    let mut fut = std::pin::pin!(fut);
-    let signal = Arc::new(Unpark { thread: std::thread::current(), woken: AtomicBool::new(false) });
-    let waker = Waker::from(Arc::clone(&signal));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return Ok(v);
-        }
-        let s = Arc::clone(&signal);
-        py.detach(move || {
-            if !s.woken.swap(false, Ordering::AcqRel) {
-                std::thread::park_timeout(Duration::from_millis(50));
-            }
-        });
-        py.check_signals()?;
-    }
-}
-
-/// The background loop of one cache: the core's `Healer::run` future, polled by a Python daemon
-/// thread (`healcache._healing._heal`) each time its waker writes a byte to `fileno()`.
-#[pyclass(frozen, name = "_HealLoop", module = "healcache._healcache")]
-pub(crate) struct HealLoop {
-    run: Mutex<Option<BoxFuture<'static, ()>>>,
-    stopped: AtomicBool,
-    reader: UnixStream,
-    waker: Arc<SocketWaker>,
-}
-
-struct SocketWaker(UnixStream);
-
-impl Wake for SocketWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Non-blocking: a full socket already holds a pending wake-up.
-        let _ = (&self.0).write(&[1]);
-    }
-}
-
-impl HealLoop {
-    fn new(healer: Healer<Value>) -> std::io::Result<Self> {
-        let (reader, writer) = UnixStream::pair()?;
-        writer.set_nonblocking(true)?;
-        Ok(HealLoop {
-            run: Mutex::new(Some(async move { healer.run().await }.boxed())),
-            stopped: AtomicBool::new(false),
-            reader,
-            waker: Arc::new(SocketWaker(writer)),
-        })
-    }
-}
-
-#[pymethods]
-impl HealLoop {
-    /// The descriptor the thread reads wake-ups from (blocking).
-    fn fileno(&self) -> i32 {
-        self.reader.as_raw_fd()
-    }
-
-    /// Polls the loop once (GIL held); false when it is over (stopped), and the thread ends.
-    fn step(&self) -> bool {
-        let mut run = relock(&self.run);
-        if self.stopped.load(Ordering::Acquire) {
-            let fut = run.take();
-            drop(run);
-            drop(fut); // cancels the interval under way, if any
-            return false;
-        }
-        let Some(fut) = run.as_mut() else { return false };
-        let waker = Waker::from(Arc::clone(&self.waker));
-        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready(()) => {
-                *run = None;
-                false
-            }
-            Poll::Pending => true,
-        }
-    }
-
-    /// Ends the loop at its next step (from any thread, without waiting).
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        self.waker.wake_by_ref();
     }
 }
