@@ -13,10 +13,10 @@ use pyo3::exceptions::{PyKeyError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::{self, Options};
-use crate::convert::{self, key_str, to_py, EntryTuple, Reply, Value, Weigh};
+use crate::config;
+use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
 use crate::error::to_pyerr;
-use crate::healing::{Healing, HealingOptions};
+use crate::healing::Healing;
 use crate::loaders::{check_callable, sync_loader, AsyncLoad};
 use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
 
@@ -37,6 +37,9 @@ impl Drop for PyCache {
 
 #[pymethods]
 impl PyCache {
+    /// Keyword-only settings, one per entry of the core's settings table (healing settings
+    /// prefixed `healing_`), passed on by the table's names; `seed`, `weigher` and
+    /// `healing_comparator` are Python objects rather than numbers.
     #[new]
     #[pyo3(signature = (
         *,
@@ -65,69 +68,79 @@ impl PyCache {
         healing_auto_repair=None,
         healing_score_window=None,
         healing_source_timeout=None,
+        healing_source_concurrency=None,
+        healing_max_prefixes=None,
+        healing_max_drift_events=None,
+        healing_max_samples=None,
         healing_comparator=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
         py: Python<'py>,
-        max_entries: Option<f64>,
-        max_bytes: Option<f64>,
-        ttl: Option<f64>,
-        max_key_len: Option<f64>,
-        max_entry_bytes: Option<f64>,
-        max_in_flight: Option<f64>,
-        load_timeout: Option<f64>,
-        shards: Option<f64>,
+        max_entries: Option<Given>,
+        max_bytes: Option<Given>,
+        ttl: Option<Given>,
+        max_key_len: Option<Given>,
+        max_entry_bytes: Option<Given>,
+        max_in_flight: Option<Given>,
+        load_timeout: Option<Given>,
+        shards: Option<Given>,
         seed: Option<Bound<'py, PyAny>>,
         weigher: Option<Bound<'py, PyAny>>,
-        grace: Option<f64>,
-        stale_while_revalidate: Option<bool>,
-        load_soft_timeout: Option<f64>,
-        xfetch: Option<bool>,
-        xfetch_beta: Option<f64>,
-        refresh_after: Option<f64>,
-        ttl_jitter: Option<f64>,
-        negative_ttl: Option<f64>,
-        max_negative_share: Option<f64>,
-        healing_enabled: Option<bool>,
-        healing_sample_rate: Option<f64>,
-        healing_verify_interval: Option<f64>,
-        healing_auto_repair: Option<bool>,
-        healing_score_window: Option<f64>,
-        healing_source_timeout: Option<f64>,
+        grace: Option<Given>,
+        stale_while_revalidate: Option<Given>,
+        load_soft_timeout: Option<Given>,
+        xfetch: Option<Given>,
+        xfetch_beta: Option<Given>,
+        refresh_after: Option<Given>,
+        ttl_jitter: Option<Given>,
+        negative_ttl: Option<Given>,
+        max_negative_share: Option<Given>,
+        healing_enabled: Option<Given>,
+        healing_sample_rate: Option<Given>,
+        healing_verify_interval: Option<Given>,
+        healing_auto_repair: Option<Given>,
+        healing_score_window: Option<Given>,
+        healing_source_timeout: Option<Given>,
+        healing_source_concurrency: Option<Given>,
+        healing_max_prefixes: Option<Given>,
+        healing_max_drift_events: Option<Given>,
+        healing_max_samples: Option<Given>,
         healing_comparator: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
-        let options = Options {
-            max_entries,
-            max_bytes,
-            ttl,
-            max_key_len,
-            max_entry_bytes,
-            max_in_flight,
-            load_timeout,
-            shards,
-            seed,
-            weigher,
-            grace,
-            stale_while_revalidate,
-            load_soft_timeout,
-            xfetch,
-            xfetch_beta,
-            refresh_after,
-            ttl_jitter,
-            negative_ttl,
-            max_negative_share,
-        };
-        let (inner, weigh) = config::build(py, options)?;
-        let healing_options = HealingOptions {
-            enabled: healing_enabled,
-            sample_rate: healing_sample_rate,
-            verify_interval: healing_verify_interval,
-            auto_repair: healing_auto_repair,
-            score_window: healing_score_window,
-            source_timeout: healing_source_timeout,
-        };
-        let healing = Healing::new(py, &inner, &healing_options, healing_comparator)?;
+        let settings = [
+            ("max_entries", max_entries),
+            ("max_bytes", max_bytes),
+            ("ttl", ttl),
+            ("max_key_len", max_key_len),
+            ("max_entry_bytes", max_entry_bytes),
+            ("max_in_flight", max_in_flight),
+            ("load_timeout", load_timeout),
+            ("shards", shards),
+            ("grace", grace),
+            ("stale_while_revalidate", stale_while_revalidate),
+            ("load_soft_timeout", load_soft_timeout),
+            ("xfetch", xfetch),
+            ("xfetch_beta", xfetch_beta),
+            ("refresh_after", refresh_after),
+            ("ttl_jitter", ttl_jitter),
+            ("negative_ttl", negative_ttl),
+            ("max_negative_share", max_negative_share),
+        ];
+        let (inner, weigh) = config::build(py, &settings, seed, weigher)?;
+        let healing_settings = [
+            ("enabled", healing_enabled),
+            ("sample_rate", healing_sample_rate),
+            ("verify_interval", healing_verify_interval),
+            ("auto_repair", healing_auto_repair),
+            ("score_window", healing_score_window),
+            ("source_timeout", healing_source_timeout),
+            ("source_concurrency", healing_source_concurrency),
+            ("max_prefixes", healing_max_prefixes),
+            ("max_drift_events", healing_max_drift_events),
+            ("max_samples", healing_max_samples),
+        ];
+        let healing = Healing::new(py, &inner, &healing_settings, healing_comparator)?;
         Ok(PyCache { inner, weigh: Arc::new(weigh), healing })
     }
 
@@ -156,7 +169,7 @@ impl PyCache {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: Bound<'_, PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<Seconds>,
         if_version: Option<u64>,
     ) -> PyResult<u64> {
         let k = key_str(key)?;
@@ -247,7 +260,7 @@ impl PyCache {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
         self.call(py, key, loader, opts, false)
@@ -275,19 +288,19 @@ impl PyCache {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
-        ttl: Option<f64>,
-        negative_ttl: Option<f64>,
+        ttl: Option<Seconds>,
+        negative_ttl: Option<Seconds>,
         stale_while_revalidate: Option<bool>,
         xfetch: Option<bool>,
-        soft_timeout: Option<f64>,
+        soft_timeout: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let seconds = |field, s: Option<f64>| s.map(|s| convert::duration(py, field, s)).transpose();
+        let seconds = |field, s: Option<Seconds>| s.map(|s| convert::duration(py, field, s)).transpose();
         let opts = FetchOptions {
             ttl: convert::write_ttl(py, ttl)?,
-            negative_ttl: seconds("negative_ttl_ms", negative_ttl)?,
+            negative_ttl: seconds("negative_ttl", negative_ttl)?,
             stale_while_revalidate,
             xfetch,
-            soft_timeout: seconds("soft_timeout_ms", soft_timeout)?,
+            soft_timeout: seconds("soft_timeout", soft_timeout)?,
         };
         self.call(py, key, loader, opts, true)
     }
@@ -307,7 +320,7 @@ impl PyCache {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         loader: Py<PyAny>,
-        ttl: Option<f64>,
+        ttl: Option<Seconds>,
     ) -> PyResult<Py<PyAny>> {
         let k = key_str(key)?;
         check_callable(loader.bind(py))?;
@@ -327,10 +340,11 @@ impl PyCache {
         slf: &Bound<'py, Self>,
         func: Option<Bound<'py, PyAny>>,
         key: Option<Bound<'py, PyAny>>,
-        ttl: Option<f64>,
+        ttl: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        convert::write_ttl(py, ttl)?; // a bad ttl fails at decoration time
+        // a bad ttl fails at decoration time; the calls get it as given
+        convert::write_ttl(py, ttl.as_ref().map(|t| t.extract()).transpose()?)?;
         py.import("healcache._decorator")?.getattr("cached")?.call1((slf, func, key, ttl))
     }
 
@@ -395,7 +409,8 @@ impl PyCache {
         to_py(py, &self.healing.healer.drift_events())
     }
 
-    /// Changes healing settings at runtime, all validated before any changes.
+    /// Changes healing settings at runtime, all validated before any changes; one keyword per
+    /// healing setting of the core's settings table.
     #[pyo3(signature = (
         *,
         enabled=None,
@@ -403,22 +418,40 @@ impl PyCache {
         verify_interval=None,
         auto_repair=None,
         score_window=None,
-        source_timeout=None
+        source_timeout=None,
+        source_concurrency=None,
+        max_prefixes=None,
+        max_drift_events=None,
+        max_samples=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn set_healing(
         &self,
         py: Python<'_>,
-        enabled: Option<bool>,
-        sample_rate: Option<f64>,
-        verify_interval: Option<f64>,
-        auto_repair: Option<bool>,
-        score_window: Option<f64>,
-        source_timeout: Option<f64>,
+        enabled: Option<Given>,
+        sample_rate: Option<Given>,
+        verify_interval: Option<Given>,
+        auto_repair: Option<Given>,
+        score_window: Option<Given>,
+        source_timeout: Option<Given>,
+        source_concurrency: Option<Given>,
+        max_prefixes: Option<Given>,
+        max_drift_events: Option<Given>,
+        max_samples: Option<Given>,
     ) -> PyResult<()> {
-        let options =
-            HealingOptions { enabled, sample_rate, verify_interval, auto_repair, score_window, source_timeout };
-        self.healing.set(py, &options)
+        let settings = [
+            ("enabled", enabled),
+            ("sample_rate", sample_rate),
+            ("verify_interval", verify_interval),
+            ("auto_repair", auto_repair),
+            ("score_window", score_window),
+            ("source_timeout", source_timeout),
+            ("source_concurrency", source_concurrency),
+            ("max_prefixes", max_prefixes),
+            ("max_drift_events", max_drift_events),
+            ("max_samples", max_samples),
+        ];
+        self.healing.set(py, &settings)
     }
 
     /// The healing settings under the keywords of `set_healing` (durations in seconds).

@@ -1,5 +1,6 @@
 //! Conversions between Python objects and the core's types: keys, stored values and their
-//! weights, loader answers, durations, plain data (reports, stats) and the replies of asyncio calls.
+//! weights, loader answers, settings and durations (seconds or `datetime.timedelta` in Python,
+//! milliseconds in the core), plain data (reports, stats) and the replies of asyncio calls.
 //!
 //! Values are stored as the Python objects themselves (`Arc<Stored>`): a hit returns the very
 //! object that was stored, with one reference-count increment and no serialization.
@@ -8,12 +9,13 @@ use std::ffi::c_char;
 use std::sync::Arc;
 use std::time::Duration;
 
+use healcache::settings::{setting, Setting, Unit};
 use healcache::{Fetched, IntervalReport, Loaded};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyModule, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyModule, PyString, PyType};
 
 use crate::error::{invalid, to_pyerr, type_name};
 
@@ -104,18 +106,102 @@ pub(crate) fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Va
     weigh.value(obj).map(Loaded::Value)
 }
 
-/// A per-write TTL in seconds: `None` keeps the cache's TTL, `math.inf` never expires.
-pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<f64>) -> PyResult<healcache::Ttl> {
-    match ttl {
-        None => Ok(healcache::Ttl::Default),
-        Some(s) if s == f64::INFINITY => Ok(healcache::Ttl::Never),
-        Some(s) => duration(py, "ttl_ms", s).map(healcache::Ttl::For),
+/// `datetime.timedelta` (not in the stable ABI's C API: looked up once).
+fn is_timedelta(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static TIMEDELTA: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let py = obj.py();
+    let class = TIMEDELTA.import(py, "datetime", "timedelta")?;
+    obj.is_instance(class)
+}
+
+/// A duration as Python gives it: seconds (an int or a float) or a `datetime.timedelta`.
+#[derive(Clone, Copy)]
+pub(crate) struct Seconds(pub f64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if is_timedelta(&obj)? {
+            return Ok(Seconds(obj.call_method0(pyo3::intern!(obj.py(), "total_seconds"))?.extract()?));
+        }
+        Ok(Seconds(obj.extract()?))
     }
 }
 
-/// A per-call duration in seconds, validated by the core under its field name.
-pub(crate) fn duration(py: Python<'_>, field: &'static str, s: f64) -> PyResult<Duration> {
-    healcache::duration_ms(field, s * 1000.0).map_err(|e| to_pyerr(py, e))
+impl Seconds {
+    /// In the core's unit (milliseconds).
+    pub fn ms(self) -> f64 {
+        self.0 * 1000.0
+    }
+}
+
+/// The value of a setting's keyword argument: a flag, a number, or a duration.
+pub(crate) enum Given {
+    Flag(bool),
+    Number(f64),
+    Span(Seconds),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Given {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Ok(Given::Flag(b.is_true()));
+        }
+        if is_timedelta(&obj)? {
+            return Seconds::extract(obj).map(Given::Span);
+        }
+        Ok(Given::Number(obj.extract()?))
+    }
+}
+
+impl Given {
+    /// The value in the core's unit for `setting`, given as the keyword `keyword`: seconds to
+    /// milliseconds for durations; flags only from `bool`; a timedelta only for durations.
+    pub fn to_core(&self, setting: &Setting, keyword: &str) -> PyResult<f64> {
+        match (setting.unit, self) {
+            (Unit::Flag, Given::Flag(b)) => Ok(f64::from(u8::from(*b))),
+            (Unit::Flag, _) => Err(PyTypeError::new_err(format!("`{keyword}` must be a bool"))),
+            (Unit::Duration, Given::Number(n)) => Ok(Seconds(*n).ms()),
+            (Unit::Duration, Given::Span(s)) => Ok(s.ms()),
+            (_, Given::Span(_)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not timedelta"))),
+            // an int, like Python's `True == 1`
+            (_, Given::Flag(b)) => Ok(f64::from(u8::from(*b))),
+            (_, Given::Number(n)) => Ok(*n),
+        }
+    }
+}
+
+/// A setting's value from the core (its unit) to Python: a bool, seconds, an int or a float.
+pub(crate) fn setting_to_py<'py>(py: Python<'py>, setting: &Setting, v: f64) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match setting.unit {
+        Unit::Flag => PyBool::new(py, v != 0.0).to_owned().into_any(),
+        Unit::Duration => PyFloat::new(py, v / 1000.0).into_any(),
+        Unit::Count | Unit::Bytes => (v as u64).into_pyobject(py)?.into_any(),
+        _ => PyFloat::new(py, v).into_any(),
+    })
+}
+
+/// Whether Python gives `name`'s value in seconds: a duration called by its name in the table
+/// (a former `_ms` name keeps milliseconds).
+pub(crate) fn in_seconds(name: &str) -> bool {
+    setting(name).is_some_and(|s| s.unit == Unit::Duration && !s.aliases.contains(&name))
+}
+
+/// A per-write TTL: `None` keeps the cache's TTL, `math.inf` never expires.
+pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<Seconds>) -> PyResult<healcache::Ttl> {
+    match ttl {
+        None => Ok(healcache::Ttl::Default),
+        Some(s) if s.0 == f64::INFINITY => Ok(healcache::Ttl::Never),
+        Some(s) => duration(py, "ttl", s).map(healcache::Ttl::For),
+    }
+}
+
+/// A per-call duration, validated by the core under the option's name.
+pub(crate) fn duration(py: Python<'_>, field: &'static str, s: Seconds) -> PyResult<Duration> {
+    healcache::duration_ms(field, s.ms()).map_err(|e| to_pyerr(py, e))
 }
 
 /// `(value, version, seconds_left)` of `Cache.get_entry`.

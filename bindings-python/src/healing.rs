@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::{Cache, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
+use healcache::{Cache, ConfigProblem, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
 use healcache_http::{HttpOptions, HttpSource};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -33,8 +33,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyModule, PyString};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::convert::{loaded, Value, Weigh};
-use crate::error::{healing_kw_error, invalid, invalid_config, to_pyerr, type_name};
+use crate::config::{self, Settings};
+use crate::convert::{in_seconds, loaded, Seconds, Value, Weigh};
+use crate::error::{config_error, invalid, to_pyerr, type_name, unknown_setting, Spelling};
 use crate::runtime::{relock, HealLoop};
 
 type Answer = Result<SourceAnswer<Value>, SourceError>;
@@ -43,41 +44,6 @@ static HEALING: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 fn glue(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     HEALING.get_or_try_init(py, || Ok(py.import("healcache._healing")?.unbind())).map(|m| m.bind(py))
-}
-
-/// The healing keywords of `Cache(...)` and `set_healing(...)`; `None` keeps the current value.
-/// Durations are seconds (the core takes milliseconds).
-#[derive(Default)]
-pub(crate) struct HealingOptions {
-    pub enabled: Option<bool>,
-    pub sample_rate: Option<f64>,
-    pub verify_interval: Option<f64>,
-    pub auto_repair: Option<bool>,
-    pub score_window: Option<f64>,
-    pub source_timeout: Option<f64>,
-}
-
-impl HealingOptions {
-    fn apply(&self, c: &mut HealingConfig) {
-        if let Some(v) = self.enabled {
-            c.enabled = v;
-        }
-        if let Some(v) = self.sample_rate {
-            c.sample_rate = v;
-        }
-        if let Some(s) = self.verify_interval {
-            c.verify_interval_ms = s * 1000.0;
-        }
-        if let Some(v) = self.auto_repair {
-            c.auto_repair = v;
-        }
-        if let Some(v) = self.score_window {
-            c.score_window = v;
-        }
-        if let Some(s) = self.source_timeout {
-            c.source_timeout_ms = s * 1000.0;
-        }
-    }
 }
 
 /// A digest of a value's content that never raises and is the same in every process: the bytes
@@ -347,12 +313,12 @@ enum Background {
 }
 
 impl Healing {
-    /// The healer of `cache` with the keyword settings of `Cache(...)`; starts the background
+    /// The healer of `cache` with the healing keywords of `Cache(...)`; starts the background
     /// thread when `healing_enabled` is set.
     pub fn new(
         py: Python<'_>,
         cache: &Cache<Value>,
-        options: &HealingOptions,
+        given: &Settings,
         custom: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if let Some(f) = &custom {
@@ -360,8 +326,7 @@ impl Healing {
                 return Err(invalid(py, "healing_comparator", "must be callable"));
             }
         }
-        let mut config = HealingConfig::default();
-        options.apply(&mut config);
+        let config = config::healing(py, HealingConfig::default(), given, KEYWORD_PREFIX)?;
         let custom: Held = Arc::new(Mutex::new(custom.map(Bound::unbind)));
         let healer = Healer::with_comparator(
             cache.clone(),
@@ -369,7 +334,7 @@ impl Healing {
             comparator(Arc::clone(&custom)),
             Arc::new(|v: &Value| Python::attach(|py| content_digest(v.obj.bind(py)))),
         )
-        .map_err(|e| healing_kw_error(py, e, "healing_"))?;
+        .map_err(|e| config_error(py, e, Spelling::Keyword(KEYWORD_PREFIX)))?;
         let healing = Healing {
             healer,
             cache: cache.clone(),
@@ -519,36 +484,54 @@ impl Healing {
 
     /// `set_healing(...)`: every given setting at once, validated by the core; nothing changes
     /// on error.
-    pub fn set(&self, py: Python<'_>, options: &HealingOptions) -> PyResult<()> {
-        let mut config = self.healer.config();
-        options.apply(&mut config);
-        self.healer.set_config(config).map_err(|e| healing_kw_error(py, e, ""))?;
+    pub fn set(&self, py: Python<'_>, given: &Settings) -> PyResult<()> {
+        let config = config::healing(py, self.healer.config(), given, "")?;
+        self.healer.set_config(config).map_err(|e| config_error(py, e, Spelling::Keyword("")))?;
         self.follow_enabled(py)
     }
 
-    /// `config_set(name, value)`: the core parses and validates the text.
+    /// `config_set(name, value)`: the core parses and validates the text. A duration called by
+    /// its name in the table is in seconds, as everywhere in Python (its former `_ms` names keep
+    /// milliseconds).
     pub fn config_set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let text = setting_text(value)?;
-        self.healer.config_set(name, &text).map_err(|e| named_error(py, e, name))?;
+        let set = match seconds_given(name, value)? {
+            Some(s) => self.healer.config_set_number(name, s.ms()),
+            None => self.healer.config_set(name, &setting_text(value)?),
+        };
+        set.map_err(|e| named_error(py, e, name))?;
         self.follow_enabled(py)
     }
 
+    /// `config_get(name)`: the core's text (durations in seconds under the table's names).
     pub fn config_get(&self, py: Python<'_>, name: &str) -> PyResult<String> {
-        self.healer.config_get(name).map_err(|e| named_error(py, e, name))
+        let got = if in_seconds(name) {
+            self.healer.config_get_number(name).map(|ms| (ms / 1000.0).to_string())
+        } else {
+            self.healer.config_get(name)
+        };
+        got.map_err(|e| named_error(py, e, name))
     }
 
-    /// The settings under their Python keywords (durations in seconds).
+    /// Every healing setting under its name, durations in seconds.
     pub fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.healer.config();
-        let d = PyDict::new(py);
-        d.set_item("enabled", c.enabled)?;
-        d.set_item("sample_rate", c.sample_rate)?;
-        d.set_item("verify_interval", c.verify_interval_ms / 1000.0)?;
-        d.set_item("auto_repair", c.auto_repair)?;
-        d.set_item("score_window", c.score_window as u64)?;
-        d.set_item("source_timeout", c.source_timeout_ms / 1000.0)?;
-        Ok(d)
+        config::healing_dict(py, &self.healer.config())
     }
+}
+
+/// The keywords of healing settings in `Cache(...)` are the table's names with this prefix.
+pub(crate) const KEYWORD_PREFIX: &str = "healing_";
+
+/// The duration `config_set` was given for a setting Python gives in seconds (an int, a float,
+/// a `timedelta` or their text); `None` for other settings and for text that is no number (the
+/// core then refuses it by name).
+fn seconds_given(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Seconds>> {
+    if !in_seconds(name) {
+        return Ok(None);
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_cow()?.trim().parse().ok().map(Seconds));
+    }
+    value.extract().map(Some)
 }
 
 /// A setting's value as the core's text: `str` as given, booleans as `true`/`false`, numbers
@@ -566,12 +549,13 @@ fn setting_text(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {}", type_name(value))))
 }
 
-/// A core error of `config_set`/`config_get`; an unknown setting names what was asked.
+/// A core error of `config_set`/`config_get`, naming the setting as it was asked for; an
+/// unknown setting names what was asked.
 fn named_error(py: Python<'_>, e: healcache::Error, name: &str) -> PyErr {
     match &e {
-        healcache::Error::InvalidConfig { field: "name", reason } => {
-            invalid_config(py, &format!("invalid config: unknown setting {name:?}"), "name", reason)
+        healcache::Error::InvalidConfig { field: "name", problem: ConfigProblem::Unknown, .. } => {
+            unknown_setting(py, name)
         }
-        _ => to_pyerr(py, e),
+        _ => config_error(py, e, Spelling::Asked(name)),
     }
 }

@@ -4,16 +4,17 @@
 //! are the core's.
 //!
 //! - `cache.rs`: the `Cache` class; each method converts, calls the core once, converts back.
-//! - `config.rs`: the keyword arguments of `Cache(...)` to the core's config.
+//! - `config.rs`: keyword arguments to the core's config and healing config, by the names of the
+//!   core's settings table.
 //! - `healing.rs`: self-healing settings, Python sources of truth, the healer's background thread.
 //! - `convert.rs`: keys, values, durations and plain data between Python and the core.
 //! - `loaders.rs`: Python loaders as the core's loaders.
 //! - `error.rs`: core errors to Python exceptions, and loader exceptions through the core.
 //! - `runtime.rs`: the one place that polls, parks, spawns or releases the GIL.
 //!
-//! Modules depend downwards only: `cache` on all the others; `config`, `healing` and `loaders`
-//! on `convert`, `error` and `runtime`; `runtime` on `convert` and `error`; `convert` on `error`;
-//! `error` on none.
+//! Modules depend downwards only: `cache` on all the others; `healing` on `config`; `config`,
+//! `healing` and `loaders` on `convert`, `error` and `runtime`; `runtime` on `convert` and
+//! `error`; `convert` on `error`; `error` on none.
 
 use pyo3::prelude::*;
 
@@ -30,6 +31,7 @@ mod runtime;
 fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<runtime::LoopDriver>()?;
+    m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
     cache::install_fast_get(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
