@@ -161,15 +161,16 @@ impl Given {
     /// The value in the core's unit for `setting`, given as the keyword `keyword`: seconds to
     /// milliseconds for durations; flags only from `bool`; a timedelta only for durations.
     pub fn to_core(&self, setting: &Setting, keyword: &str) -> PyResult<f64> {
+        let flag = |b: bool| f64::from(u8::from(b));
+        let number = |n: f64| if setting.unit == Unit::Duration { Seconds(n).ms() } else { n };
         match (setting.unit, self) {
-            (Unit::Flag, Given::Flag(b)) => Ok(f64::from(u8::from(*b))),
+            (Unit::Flag, Given::Flag(b)) => Ok(flag(*b)),
             (Unit::Flag, _) => Err(PyTypeError::new_err(format!("`{keyword}` must be a bool"))),
-            (Unit::Duration, Given::Number(n)) => Ok(Seconds(*n).ms()),
             (Unit::Duration, Given::Span(s)) => Ok(s.ms()),
             (_, Given::Span(_)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not timedelta"))),
-            // an int, like Python's `True == 1`
-            (_, Given::Flag(b)) => Ok(f64::from(u8::from(*b))),
-            (_, Given::Number(n)) => Ok(*n),
+            // a bool elsewhere is the int it equals, as in Python
+            (_, Given::Flag(b)) => Ok(number(flag(*b))),
+            (_, Given::Number(n)) => Ok(number(*n)),
         }
     }
 }

@@ -77,3 +77,9 @@ def test_every_flag_is_a_bool(name: str, scope: str) -> None:
 def test_no_other_setting_takes_a_timedelta(name: str, scope: str) -> None:
     with pytest.raises(TypeError):
         Cache(**{keyword(name, scope): timedelta(seconds=1)})
+
+
+def test_a_bool_given_for_a_number_is_the_int_it_equals() -> None:
+    c = Cache(healing_verify_interval=True, healing_score_window=True)
+    assert c.healing_config()["verify_interval"] == 1.0, "one second, as `1` would be"
+    assert c.healing_config()["score_window"] == 1
