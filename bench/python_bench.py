@@ -3,7 +3,7 @@
 
 Run with `make bench-python` (it builds the release package first). One run times every peer on
 the same 1,000,000 keys and the same access sequences (uniform and Zipf s=1.0), loop overhead
-measured and subtracted, and prints the ratios and the issue's bars. Nothing is asserted.
+measured and subtracted, and prints the ratios and the target bars. Nothing is asserted.
 
   healcache get hit  <= 1.1 x functools.lru_cache hit,  <= 0.5 x cachetools.TTLCache get
   healcache set      <= 0.5 x cachetools.TTLCache set

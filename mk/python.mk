@@ -1,4 +1,4 @@
-# Python package (issue 4): a venv in .venv, the test tools, the package built by maturin through
+# Python package: a venv in .venv, the test tools, the package built by maturin through
 # pyproject.toml (`pip install .`), then pytest. Stamps skip what is already there; the package is
 # rebuilt whenever the Rust or Python sources change.
 

@@ -1,164 +1,63 @@
-//! Keyword arguments of `Cache(...)` to [`healcache::Config`], value weights, and the tokio timer
-//! (the spawner of background refreshes is `cache::DriverSpawner`, next to the loop drivers).
+//! Settings from Python keyword arguments, through the core's settings table.
 //!
-//! Numbers go to the core as `f64` unchecked, so the core validates them and names the field.
-//! Durations are seconds in Python and milliseconds in the core.
+//! `Cache(...)` and `set_healing(...)` declare one keyword per setting of the table (healing
+//! settings prefixed `healing_` in `Cache(...)`) and pass them here by the table's name. Each value
+//! is converted by the table's unit (seconds or a `timedelta` to milliseconds, flags from `bool`)
+//! and set by name on the core's config, which validates it and names it in its errors.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures::future::BoxFuture;
-use healcache::{Cache, Config, Timer};
+use healcache::settings::{setting, Scope, Setting, SETTINGS};
+use healcache::{Cache, Config, HealingConfig};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyString};
+use pyo3::types::PyDict;
 
-use crate::error::{invalid, to_pyerr};
+use crate::convert::{setting_to_py, Given, Value, Weigh};
+use crate::error::{config_error, invalid, to_pyerr, Spelling};
+use crate::runtime::{DriverSpawner, TokioTimer};
 
-/// A stored Python object and its weight, computed once when it enters the cache (GIL held), so
-/// the core's weigher, which may run on a thread without the GIL, only reads a number.
-pub(crate) struct Stored {
-    pub obj: Py<PyAny>,
-    pub weight: u64,
+/// Keyword arguments by the settings table's names; `None`: not given.
+pub(crate) type Settings = [(&'static str, Option<Given>)];
+
+/// The table's entry of a name this binding declares.
+fn declared(name: &str) -> PyResult<&'static Setting> {
+    setting(name).ok_or_else(|| PyRuntimeError::new_err(format!("healcache: no setting {name:?} in the core")))
 }
 
-/// The value type of the core cache.
-pub(crate) type Value = Arc<Stored>;
-
-/// How values are weighed.
-pub(crate) enum Weigh {
-    /// No byte bound is set: weights are not needed.
-    Off,
-    /// `len()` for str and bytes-likes, `sys.getsizeof` otherwise.
-    Default,
-    /// The user's `weigher(value) -> int`.
-    Custom(Py<PyAny>),
-}
-
-impl Weigh {
-    /// Wraps `obj` as a cache value with its weight (GIL held).
-    pub fn value(&self, obj: Bound<'_, PyAny>) -> PyResult<Value> {
-        let py = obj.py();
-        let weight = match self {
-            Weigh::Off => 0,
-            Weigh::Default => {
-                if let Ok(s) = obj.cast::<PyString>() {
-                    s.len()? as u64
-                } else if let Ok(b) = obj.cast::<PyBytes>() {
-                    b.as_bytes().len() as u64
-                } else if let Ok(b) = obj.cast::<PyByteArray>() {
-                    b.len() as u64
-                } else {
-                    py.import("sys")?.call_method1("getsizeof", (&obj,))?.extract::<u64>()?
-                }
-            }
-            Weigh::Custom(f) => {
-                let w = f.bind(py).call1((&obj,))?;
-                w.extract::<u64>().map_err(|_| invalid(py, "weigher", "must return an int between 0 and 2**64-1"))?
-            }
+/// Sets every given setting with `set` (the core's by-name setter), converted by the table's unit.
+fn apply(
+    py: Python<'_>,
+    given: &Settings,
+    spelling: Spelling<'_>,
+    mut set: impl FnMut(&str, f64) -> healcache::Result<()>,
+) -> PyResult<()> {
+    for (name, value) in given {
+        let Some(value) = value else { continue };
+        let setting = declared(name)?;
+        let keyword = match spelling {
+            Spelling::Keyword(prefix) => format!("{prefix}{name}"),
+            _ => name.to_string(),
         };
-        Ok(Arc::new(Stored { obj: obj.unbind(), weight }))
+        set(setting.name, value.to_core(setting, &keyword)?).map_err(|e| config_error(py, e, spelling))?;
     }
+    Ok(())
 }
 
-/// Load timeouts on a one-thread tokio runtime of their own. The returned future only awaits a
-/// channel, so it works from any thread or executor (a thread blocked in `get_or_load_sync` may
-/// poll it), and the runtime's thread never touches Python.
-struct TokioTimer;
-
-fn timer_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("healcache-timer")
-            .enable_time()
-            .build()
-            .expect("healcache: cannot start the timer thread")
-    })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Builds the core cache from the keywords of `Cache(...)`; every invalid value raises
+/// `InvalidConfig` (a `ValueError`) naming it. `seed` is a whole `u64` (more than an `f64`
+/// holds), so it is set directly.
+pub(crate) fn build(
+    py: Python<'_>,
+    given: &Settings,
+    seed: Option<Bound<'_, PyAny>>,
+    weigher: Option<Bound<'_, PyAny>>,
+) -> PyResult<(Cache<Value>, Weigh)> {
+    let mut config = Config::default();
+    apply(py, given, Spelling::ByName, |name, v| config.set(name, v))?;
+    if let Some(s) = seed {
+        config.seed =
+            Some(s.extract::<u64>().map_err(|_| invalid(py, "seed", "must be an int between 0 and 2**64-1"))?);
     }
-}
-
-impl Timer for TokioTimer {
-    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        let task = timer_runtime().spawn(async move {
-            tokio::time::sleep(d).await;
-            let _ = tx.send(());
-        });
-        let guard = AbortOnDrop(task);
-        Box::pin(async move {
-            let _ = rx.await;
-            drop(guard);
-        })
-    }
-}
-
-/// The keyword arguments of `Cache(...)`, as declared in its signature.
-pub(crate) struct Options<'py> {
-    pub max_entries: Option<f64>,
-    pub max_bytes: Option<f64>,
-    pub ttl: Option<f64>,
-    pub max_key_len: Option<f64>,
-    pub max_entry_bytes: Option<f64>,
-    pub max_in_flight: Option<f64>,
-    pub load_timeout: Option<f64>,
-    pub shards: Option<f64>,
-    pub seed: Option<Bound<'py, PyAny>>,
-    pub weigher: Option<Bound<'py, PyAny>>,
-    pub grace: Option<f64>,
-    pub stale_while_revalidate: Option<bool>,
-    pub load_soft_timeout: Option<f64>,
-    pub xfetch: Option<bool>,
-    pub xfetch_beta: Option<f64>,
-    pub refresh_after: Option<f64>,
-    pub ttl_jitter: Option<f64>,
-    pub negative_ttl: Option<f64>,
-    pub max_negative_share: Option<f64>,
-}
-
-/// Builds the core cache; every invalid value raises `InvalidConfig` (a `ValueError`) naming it.
-pub(crate) fn build(py: Python<'_>, o: Options<'_>) -> PyResult<(Cache<Value>, Weigh)> {
-    let seed = match o.seed {
-        None => None,
-        Some(s) => Some(s.extract::<u64>().map_err(|_| invalid(py, "seed", "must be an int between 0 and 2**64-1"))?),
-    };
-    // Fields this binding does not expose keep the core's defaults.
-    let mut config = Config {
-        max_bytes: o.max_bytes,
-        ttl_ms: o.ttl.map(|s| s * 1000.0),
-        max_entry_bytes: o.max_entry_bytes,
-        load_timeout_ms: o.load_timeout.map(|s| s * 1000.0),
-        shards: o.shards,
-        seed,
-        grace_ms: o.grace.map(|s| s * 1000.0),
-        load_soft_timeout_ms: o.load_soft_timeout.map(|s| s * 1000.0),
-        refresh_after_ms: o.refresh_after.map(|s| s * 1000.0),
-        negative_ttl_ms: o.negative_ttl.map(|s| s * 1000.0),
-        ..Config::default()
-    };
-    let defaults = Config::default();
-    config.stale_while_revalidate = o.stale_while_revalidate.unwrap_or(defaults.stale_while_revalidate);
-    config.xfetch = o.xfetch.unwrap_or(defaults.xfetch);
-    config.xfetch_beta = o.xfetch_beta.unwrap_or(defaults.xfetch_beta);
-    config.ttl_jitter = o.ttl_jitter.unwrap_or(defaults.ttl_jitter);
-    config.max_negative_share = o.max_negative_share.unwrap_or(defaults.max_negative_share);
-    if let Some(n) = o.max_entries {
-        config.max_entries = n;
-    }
-    if let Some(n) = o.max_key_len {
-        config.max_key_len = n;
-    }
-    if let Some(n) = o.max_in_flight {
-        config.max_in_flight = n;
-    }
-    let weigh = match o.weigher {
+    let weigh = match weigher {
         Some(f) if !f.is_callable() => return Err(invalid(py, "weigher", "must be callable")),
         Some(f) => Weigh::Custom(f.unbind()),
         None if config.max_bytes.is_some() || config.max_entry_bytes.is_some() => Weigh::Default,
@@ -167,17 +66,38 @@ pub(crate) fn build(py: Python<'_>, o: Options<'_>) -> PyResult<(Cache<Value>, W
     let cache = healcache::CacheBuilder::from_config(config)
         .weigher(|v: &Value| v.weight)
         .timer(TokioTimer)
-        .spawner(crate::cache::DriverSpawner)
+        .spawner(DriverSpawner)
         .build()
         .map_err(|e| to_pyerr(py, e))?;
     Ok((cache, weigh))
 }
 
-/// A per-write TTL in seconds: `None` keeps the cache's TTL, `math.inf` never expires.
-pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<f64>) -> PyResult<healcache::Ttl> {
-    match ttl {
-        None => Ok(healcache::Ttl::Default),
-        Some(s) if s == f64::INFINITY => Ok(healcache::Ttl::Never),
-        Some(s) => healcache::duration_ms("ttl_ms", s * 1000.0).map(healcache::Ttl::For).map_err(|e| to_pyerr(py, e)),
+/// `config` with the given healing settings, each validated as it is set; errors name the
+/// keyword (`prefix` + the table's name).
+pub(crate) fn healing(
+    py: Python<'_>,
+    mut config: HealingConfig,
+    given: &Settings,
+    prefix: &'static str,
+) -> PyResult<HealingConfig> {
+    apply(py, given, Spelling::Keyword(prefix), |name, v| config.set(name, v))?;
+    Ok(config)
+}
+
+/// Every healing setting of the table under its name, in Python's units.
+pub(crate) fn healing_dict<'py>(py: Python<'py>, config: &HealingConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for s in SETTINGS.iter().filter(|s| s.scope == Scope::Healing) {
+        let v = config.get(s.name).map_err(|e| to_pyerr(py, e))?;
+        d.set_item(s.name, setting_to_py(py, s, v)?)?;
     }
+    Ok(d)
+}
+
+/// `_healcache._settings()`: the core's settings table as `(name, scope, unit)` in lowercase, so
+/// the tests check that every setting has its Python keyword.
+#[pyfunction]
+pub(crate) fn _settings() -> Vec<(&'static str, String, String)> {
+    let lower = |d: &dyn std::fmt::Debug| format!("{d:?}").to_lowercase();
+    SETTINGS.iter().map(|s| (s.name, lower(&s.scope), lower(&s.unit))).collect()
 }

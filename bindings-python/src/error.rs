@@ -2,9 +2,11 @@
 //!
 //! The exception classes are plain Python classes in `healcache/_errors.py`, one per core
 //! [`Error::code`] (multiple inheritance from `ValueError`, `TimeoutError`... is natural there);
-//! this file looks them up by that code and fills their structured fields.
+//! this file looks them up by that code and fills their structured fields. Messages are the
+//! core's, written for Python (`Error::message_for(Host::Python)`: durations in seconds).
 
-use healcache::{Error, LoaderError};
+use healcache::settings::{setting, Scope};
+use healcache::{ConfigProblem, Error, Host, LoaderError};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -14,6 +16,11 @@ static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 fn errors(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     ERRORS.get_or_try_init(py, || Ok(py.import("healcache._errors")?.unbind())).map(|m| m.bind(py))
+}
+
+/// The name of an object's type, for error messages.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
 }
 
 /// A Python loader's exception, carried inside [`LoaderError`] so that every waiter of the flight
@@ -28,7 +35,7 @@ pub(crate) fn loader_error(py: Python<'_>, err: PyErr) -> LoaderError {
     let exc = err.into_value(py);
     let b = exc.bind(py);
     let traceback = b.getattr("__traceback__").map(Bound::unbind).unwrap_or_else(|_| py.None());
-    let name = b.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    let name = type_name(b);
     let message = match b.str() {
         Ok(s) => format!("{name}: {s}"),
         Err(_) => name,
@@ -36,29 +43,38 @@ pub(crate) fn loader_error(py: Python<'_>, err: PyErr) -> LoaderError {
     LoaderError::new(PyLoadFailure { exc, traceback }, message)
 }
 
-/// The name a config field has in Python, where durations are seconds.
-fn python_field(field: &'static str) -> &'static str {
-    match field {
-        "ttl_ms" => "ttl",
-        "load_timeout_ms" => "load_timeout",
-        "grace_ms" => "grace",
-        "load_soft_timeout_ms" => "load_soft_timeout",
-        "refresh_after_ms" => "refresh_after",
-        "negative_ttl_ms" => "negative_ttl",
-        "soft_timeout_ms" => "soft_timeout",
-        f => f,
-    }
+/// How an `InvalidConfig` exception names its setting in `field`: the way the caller wrote it.
+#[derive(Clone, Copy)]
+pub(crate) enum Spelling<'a> {
+    /// By name: a cache setting as the settings table names it, a healing setting as
+    /// `healing.<name>` (its name in `config_set`), anything else as the core names it.
+    ByName,
+    /// A keyword argument: `prefix` + the table's name (`healing_sample_rate` in `Cache(...)`,
+    /// `sample_rate` in `set_healing`).
+    Keyword(&'static str),
+    /// The name the caller asked for (`config_set("healing.verify_interval_ms", ...)`).
+    Asked(&'a str),
 }
 
-/// A core reason in Python names ("needs grace_ms" reads "needs grace").
-fn python_reason(reason: &str) -> String {
-    ["load_soft_timeout_ms", "load_timeout_ms", "grace_ms", "refresh_after_ms", "negative_ttl_ms"]
-        .iter()
-        .fold(reason.to_string(), |r, f| r.replace(f, python_field(f)))
+impl Spelling<'_> {
+    fn field(self, field: &'static str) -> String {
+        let Some(s) = setting(field) else { return field.to_string() };
+        match self {
+            Spelling::Keyword(prefix) => format!("{prefix}{}", s.name),
+            Spelling::Asked(name) if setting(name).is_some_and(|asked| asked.name == s.name) => name.to_string(),
+            Spelling::Asked(_) | Spelling::ByName if s.scope == Scope::Healing => format!("healing.{}", s.name),
+            Spelling::Asked(_) | Spelling::ByName => s.name.to_string(),
+        }
+    }
 }
 
 /// Converts a core error (GIL held). A loader's own exception comes back as it was raised.
 pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
+    config_error(py, e, Spelling::ByName)
+}
+
+/// Converts a core error whose `InvalidConfig` names its setting as `spelling` says.
+pub(crate) fn config_error(py: Python<'_>, e: Error, spelling: Spelling<'_>) -> PyErr {
     if let Error::Loader(le) = &e {
         if let Some(f) = le.downcast_ref::<PyLoadFailure>() {
             let exc = f.exc.bind(py);
@@ -67,24 +83,17 @@ pub(crate) fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
             return PyErr::from_value(exc.clone().into_any());
         }
     }
-    build(py, &e).unwrap_or_else(|err| err)
+    build(py, &e, spelling).unwrap_or_else(|err| err)
 }
 
-fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
+fn build(py: Python<'_>, e: &Error, spelling: Spelling<'_>) -> PyResult<PyErr> {
     let module = errors(py)?;
     let class = module.getattr(e.code()).or_else(|_| module.getattr("HealcacheError"))?;
-    let message = match e {
-        Error::InvalidConfig { field, .. } if python_field(field) != *field => {
-            format!("{e} (`{}` is given in seconds in Python)", python_field(field))
-        }
-        Error::InvalidConfig { .. } => python_reason(&e.to_string()),
-        _ => e.to_string(),
-    };
-    let exc = class.call1((message,))?;
+    let exc = class.call1((e.message_for(Host::Python),))?;
     match e {
-        Error::InvalidConfig { field, reason } => {
-            exc.setattr("field", python_field(field))?;
-            exc.setattr("reason", python_reason(reason))?;
+        Error::InvalidConfig { field, problem, value, unit } => {
+            exc.setattr("field", spelling.field(field))?;
+            exc.setattr("reason", problem.text(Host::Python, *unit, *value))?;
         }
         Error::KeyTooLong { len, max } => {
             exc.setattr("len", len)?;
@@ -106,44 +115,21 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     Ok(PyErr::from_value(exc))
 }
 
-/// The Python keyword of a healing setting (`healing.sample_rate` -> `sample_rate`) and whether
-/// Python gives it in seconds (the core takes milliseconds).
-fn healing_keyword(field: &str) -> Option<(&'static str, bool)> {
-    Some(match field {
-        "healing.enabled" => ("enabled", false),
-        "healing.sample_rate" => ("sample_rate", false),
-        "healing.verify_interval_ms" => ("verify_interval", true),
-        "healing.auto_repair" => ("auto_repair", false),
-        "healing.score_window" => ("score_window", false),
-        "healing.source_timeout_ms" => ("source_timeout", true),
-        _ => return None,
-    })
-}
-
-/// Converts a core error of a typed healing setter: an invalid healing setting names the Python
-/// keyword (`prefix` + `sample_rate`: `healing_sample_rate` in `Cache(...)`, `sample_rate` in
-/// `set_healing`). Settings by name (`config_set`) keep the core's names: use [`to_pyerr`].
-pub(crate) fn healing_kw_error(py: Python<'_>, e: Error, prefix: &str) -> PyErr {
-    let Error::InvalidConfig { field, reason } = &e else { return to_pyerr(py, e) };
-    let Some((keyword, seconds)) = healing_keyword(field) else { return to_pyerr(py, e) };
-    let name = format!("{prefix}{keyword}");
-    let hint = if seconds { format!(" (`{name}` is given in seconds in Python)") } else { String::new() };
-    invalid_config(py, &format!("invalid config: `{name}` {reason}{hint}"), &name, reason)
-}
-
-/// An `InvalidConfig` exception with this message, `field` and `reason`.
-pub(crate) fn invalid_config(py: Python<'_>, message: &str, field: &str, reason: &str) -> PyErr {
+/// An `InvalidConfig` exception with this message, `field` and `reason` (a name no setting has:
+/// the core's error does not carry the name asked for).
+pub(crate) fn unknown_setting(py: Python<'_>, name: &str) -> PyErr {
+    let reason = ConfigProblem::Unknown.text(Host::Python, healcache::settings::Unit::Number, None);
     let made = (|| -> PyResult<PyErr> {
+        let message = format!("invalid config: {reason} {name:?}");
         let exc = errors(py)?.getattr("InvalidConfig")?.call1((message,))?;
-        exc.setattr("field", field)?;
+        exc.setattr("field", "name")?;
         exc.setattr("reason", reason)?;
         Ok(PyErr::from_value(exc))
     })();
     made.unwrap_or_else(|err| err)
 }
 
-/// An [`Error::InvalidConfig`] raised by the binding itself (a value the core never sees).
-pub(crate) fn invalid(py: Python<'_>, field: &'static str, reason: &str) -> PyErr {
-    let e = Error::InvalidConfig { field, reason: reason.to_string() };
-    to_pyerr(py, e)
+/// An [`Error::InvalidConfig`] found by the binding itself (a value the core never sees).
+pub(crate) fn invalid(py: Python<'_>, field: &'static str, rule: &'static str) -> PyErr {
+    to_pyerr(py, Error::invalid_config(field, ConfigProblem::Rule(rule), None))
 }

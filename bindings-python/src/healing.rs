@@ -1,12 +1,13 @@
 //! Self-healing from Python: sources of truth (sync and async callables, URL templates), the
-//! background loop, `verify_now_sync`, and the conversion of settings and reports. Sampling,
-//! verification, repair, scores and backoff are the core's [`Healer`].
+//! background loop, and the conversion of settings. Sampling, verification, repair, scores and
+//! backoff are the core's [`Healer`]; the background loop and `verify_now_sync` are polled by
+//! `runtime.rs`.
 //!
 //! Threads. An interval is always polled with the GIL held, on a thread Python created: the event
 //! loop's thread (`await verify_now()`, through the loop's `LoopDriver`), the caller's thread
 //! (`verify_now_sync()`, which waits between polls with the GIL released), or the cache's
-//! background thread (`healcache-healer`, a Python daemon thread that polls [`HealLoop`] and
-//! waits in `os.read`). Sources never run on those threads: `healcache._healing.submit` hands a
+//! background thread (`healcache-healer`, a Python daemon thread that polls `runtime::HealLoop`
+//! and waits in `os.read`). Sources never run on those threads: `healcache._healing.submit` hands a
 //! sync source to a pool of Python worker threads and an async source's coroutine to its event
 //! loop, and each call answers through a [`SourceReply`], whose methods only send on a channel.
 //! So no thread Rust started ever runs Python code (the tokio timer thread and the HTTP thread
@@ -18,29 +19,24 @@
 //! the interval (GIL held), so the digest function calls Python directly: [`content_digest`].
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::Hasher;
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::{Cache, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
+use healcache::{Cache, ConfigProblem, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
 use healcache_http::{HttpOptions, HttpSource};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyModule, PyString};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::cache::{json_to_py, loaded, relock};
-use crate::config::{Value, Weigh};
-use crate::error::{healing_kw_error, invalid, invalid_config, to_pyerr};
+use crate::config::{self, Settings};
+use crate::convert::{in_seconds, loaded, Seconds, Value, Weigh};
+use crate::error::{config_error, invalid, to_pyerr, type_name, unknown_setting, Spelling};
+use crate::runtime::{relock, HealLoop};
 
 type Answer = Result<SourceAnswer<Value>, SourceError>;
 
@@ -48,41 +44,6 @@ static HEALING: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 fn glue(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     HEALING.get_or_try_init(py, || Ok(py.import("healcache._healing")?.unbind())).map(|m| m.bind(py))
-}
-
-/// The healing keywords of `Cache(...)` and `set_healing(...)`; `None` keeps the current value.
-/// Durations are seconds (the core takes milliseconds).
-#[derive(Default)]
-pub(crate) struct HealingOptions {
-    pub enabled: Option<bool>,
-    pub sample_rate: Option<f64>,
-    pub verify_interval: Option<f64>,
-    pub auto_repair: Option<bool>,
-    pub score_window: Option<f64>,
-    pub source_timeout: Option<f64>,
-}
-
-impl HealingOptions {
-    fn apply(&self, c: &mut HealingConfig) {
-        if let Some(v) = self.enabled {
-            c.enabled = v;
-        }
-        if let Some(v) = self.sample_rate {
-            c.sample_rate = v;
-        }
-        if let Some(s) = self.verify_interval {
-            c.verify_interval_ms = s * 1000.0;
-        }
-        if let Some(v) = self.auto_repair {
-            c.auto_repair = v;
-        }
-        if let Some(v) = self.score_window {
-            c.score_window = v;
-        }
-        if let Some(s) = self.source_timeout {
-            c.source_timeout_ms = s * 1000.0;
-        }
-    }
 }
 
 /// A digest of a value's content that never raises and is the same in every process: the bytes
@@ -352,12 +313,12 @@ enum Background {
 }
 
 impl Healing {
-    /// The healer of `cache` with the keyword settings of `Cache(...)`; starts the background
+    /// The healer of `cache` with the healing keywords of `Cache(...)`; starts the background
     /// thread when `healing_enabled` is set.
     pub fn new(
         py: Python<'_>,
         cache: &Cache<Value>,
-        options: &HealingOptions,
+        given: &Settings,
         custom: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if let Some(f) = &custom {
@@ -365,8 +326,7 @@ impl Healing {
                 return Err(invalid(py, "healing_comparator", "must be callable"));
             }
         }
-        let mut config = HealingConfig::default();
-        options.apply(&mut config);
+        let config = config::healing(py, HealingConfig::default(), given, KEYWORD_PREFIX)?;
         let custom: Held = Arc::new(Mutex::new(custom.map(Bound::unbind)));
         let healer = Healer::with_comparator(
             cache.clone(),
@@ -374,7 +334,7 @@ impl Healing {
             comparator(Arc::clone(&custom)),
             Arc::new(|v: &Value| Python::attach(|py| content_digest(v.obj.bind(py)))),
         )
-        .map_err(|e| healing_kw_error(py, e, "healing_"))?;
+        .map_err(|e| config_error(py, e, Spelling::Keyword(KEYWORD_PREFIX)))?;
         let healing = Healing {
             healer,
             cache: cache.clone(),
@@ -469,9 +429,9 @@ impl Healing {
             held = Some([Arc::clone(&source.callable), Arc::clone(&source.event_loop)]);
             self.healer.register_source(prefix, source)
         } else {
-            let name = source.get_type().name().map(|n| n.to_string()).unwrap_or_default();
             return Err(PyTypeError::new_err(format!(
-                "register_source: a source is a callable or a URL template (str), not {name}"
+                "register_source: a source is a callable or a URL template (str), not {}",
+                type_name(source)
             )));
         };
         registered.map_err(|e| to_pyerr(py, e))?;
@@ -524,36 +484,54 @@ impl Healing {
 
     /// `set_healing(...)`: every given setting at once, validated by the core; nothing changes
     /// on error.
-    pub fn set(&self, py: Python<'_>, options: &HealingOptions) -> PyResult<()> {
-        let mut config = self.healer.config();
-        options.apply(&mut config);
-        self.healer.set_config(config).map_err(|e| healing_kw_error(py, e, ""))?;
+    pub fn set(&self, py: Python<'_>, given: &Settings) -> PyResult<()> {
+        let config = config::healing(py, self.healer.config(), given, "")?;
+        self.healer.set_config(config).map_err(|e| config_error(py, e, Spelling::Keyword("")))?;
         self.follow_enabled(py)
     }
 
-    /// `config_set(name, value)`: the core parses and validates the text.
+    /// `config_set(name, value)`: the core parses and validates the text. A duration called by
+    /// its name in the table is in seconds, as everywhere in Python (its former `_ms` names keep
+    /// milliseconds).
     pub fn config_set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let text = setting_text(value)?;
-        self.healer.config_set(name, &text).map_err(|e| named_error(py, e, name))?;
+        let set = match seconds_given(name, value)? {
+            Some(s) => self.healer.config_set_number(name, s.ms()),
+            None => self.healer.config_set(name, &setting_text(value)?),
+        };
+        set.map_err(|e| named_error(py, e, name))?;
         self.follow_enabled(py)
     }
 
+    /// `config_get(name)`: the core's text (durations in seconds under the table's names).
     pub fn config_get(&self, py: Python<'_>, name: &str) -> PyResult<String> {
-        self.healer.config_get(name).map_err(|e| named_error(py, e, name))
+        let got = if in_seconds(name) {
+            self.healer.config_get_number(name).map(|ms| (ms / 1000.0).to_string())
+        } else {
+            self.healer.config_get(name)
+        };
+        got.map_err(|e| named_error(py, e, name))
     }
 
-    /// The six settings of the issue under their Python keywords (durations in seconds).
+    /// Every healing setting under its name, durations in seconds.
     pub fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.healer.config();
-        let d = PyDict::new(py);
-        d.set_item("enabled", c.enabled)?;
-        d.set_item("sample_rate", c.sample_rate)?;
-        d.set_item("verify_interval", c.verify_interval_ms / 1000.0)?;
-        d.set_item("auto_repair", c.auto_repair)?;
-        d.set_item("score_window", c.score_window as u64)?;
-        d.set_item("source_timeout", c.source_timeout_ms / 1000.0)?;
-        Ok(d)
+        config::healing_dict(py, &self.healer.config())
     }
+}
+
+/// The keywords of healing settings in `Cache(...)` are the table's names with this prefix.
+pub(crate) const KEYWORD_PREFIX: &str = "healing_";
+
+/// The duration `config_set` was given for a setting Python gives in seconds (an int, a float,
+/// a `timedelta` or their text); `None` for other settings and for text that is no number (the
+/// core then refuses it by name).
+fn seconds_given(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Seconds>> {
+    if !in_seconds(name) {
+        return Ok(None);
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_cow()?.trim().parse().ok().map(Seconds));
+    }
+    value.extract().map(Some)
 }
 
 /// A setting's value as the core's text: `str` as given, booleans as `true`/`false`, numbers
@@ -568,127 +546,16 @@ fn setting_text(value: &Bound<'_, PyAny>) -> PyResult<String> {
     if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
         return Ok(value.repr()?.to_cow()?.into_owned());
     }
-    let name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-    Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {name}")))
+    Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {}", type_name(value))))
 }
 
-/// A core error of `config_set`/`config_get`; an unknown setting names what was asked.
+/// A core error of `config_set`/`config_get`, naming the setting as it was asked for; an
+/// unknown setting names what was asked.
 fn named_error(py: Python<'_>, e: healcache::Error, name: &str) -> PyErr {
     match &e {
-        healcache::Error::InvalidConfig { field: "name", reason } => {
-            invalid_config(py, &format!("invalid config: unknown setting {name:?}"), "name", reason)
+        healcache::Error::InvalidConfig { field: "name", problem: ConfigProblem::Unknown, .. } => {
+            unknown_setting(py, name)
         }
-        _ => to_pyerr(py, e),
-    }
-}
-
-/// Plain data of the core (reports, scores, stats) to Python.
-pub(crate) fn to_py<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py, PyAny>> {
-    let v = serde_json::to_value(v).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-    json_to_py(py, &v)
-}
-
-/// Runs `fut` on this thread: polls with the GIL held (the interval's comparator and sources
-/// need it), waits for a wake-up with the GIL released, and checks for signals (Ctrl-C) between
-/// polls; a signal drops the future, which cancels what it was waiting for.
-pub(crate) fn block_on_attached<F: Future>(py: Python<'_>, fut: F) -> PyResult<F::Output> {
-    struct Unpark {
-        thread: std::thread::Thread,
-        woken: AtomicBool,
-    }
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref()
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.woken.store(true, Ordering::Release);
-            self.thread.unpark();
-        }
-    }
-    let mut fut = std::pin::pin!(fut);
-    let signal = Arc::new(Unpark { thread: std::thread::current(), woken: AtomicBool::new(false) });
-    let waker = Waker::from(Arc::clone(&signal));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return Ok(v);
-        }
-        let s = Arc::clone(&signal);
-        py.detach(move || {
-            if !s.woken.swap(false, Ordering::AcqRel) {
-                std::thread::park_timeout(Duration::from_millis(50));
-            }
-        });
-        py.check_signals()?;
-    }
-}
-
-/// The background loop of one cache: the core's `Healer::run` future, polled by a Python daemon
-/// thread (`healcache._healing._heal`) each time its waker writes a byte to `fileno()`.
-#[pyclass(frozen, name = "_HealLoop", module = "healcache._healcache")]
-pub(crate) struct HealLoop {
-    run: Mutex<Option<BoxFuture<'static, ()>>>,
-    stopped: AtomicBool,
-    reader: UnixStream,
-    waker: Arc<SocketWaker>,
-}
-
-struct SocketWaker(UnixStream);
-
-impl Wake for SocketWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Non-blocking: a full socket already holds a pending wake-up.
-        let _ = (&self.0).write(&[1]);
-    }
-}
-
-impl HealLoop {
-    fn new(healer: Healer<Value>) -> std::io::Result<Self> {
-        let (reader, writer) = UnixStream::pair()?;
-        writer.set_nonblocking(true)?;
-        Ok(HealLoop {
-            run: Mutex::new(Some(async move { healer.run().await }.boxed())),
-            stopped: AtomicBool::new(false),
-            reader,
-            waker: Arc::new(SocketWaker(writer)),
-        })
-    }
-}
-
-#[pymethods]
-impl HealLoop {
-    /// The descriptor the thread reads wake-ups from (blocking).
-    fn fileno(&self) -> i32 {
-        self.reader.as_raw_fd()
-    }
-
-    /// Polls the loop once (GIL held); false when it is over (stopped), and the thread ends.
-    fn step(&self) -> bool {
-        let mut run = relock(&self.run);
-        if self.stopped.load(Ordering::Acquire) {
-            let fut = run.take();
-            drop(run);
-            drop(fut); // cancels the interval under way, if any
-            return false;
-        }
-        let Some(fut) = run.as_mut() else { return false };
-        let waker = Waker::from(Arc::clone(&self.waker));
-        match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready(()) => {
-                *run = None;
-                false
-            }
-            Poll::Pending => true,
-        }
-    }
-
-    /// Ends the loop at its next step (from any thread, without waiting).
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        self.waker.wake_by_ref();
+        _ => config_error(py, e, Spelling::Asked(name)),
     }
 }

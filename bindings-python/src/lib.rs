@@ -1,23 +1,37 @@
 //! Python binding of healcache: `healcache._healcache`, wrapped by the `healcache` package.
 //!
-//! Only conversion lives here: keyword arguments to [`healcache::Config`] (`config.rs`), Python
-//! objects to cache values and core errors to Python exceptions (`error.rs`), and the bridge between
-//! core flights and asyncio or threads, including the spawner of background refreshes (`cache.rs`).
-//! TTLs, eviction, coalescing, the stampede layers and self-healing are the core's; `healing.rs`
-//! bridges the healer's sources and loop to Python threads and event loops.
+//! Only conversion lives here; TTLs, eviction, coalescing, the stampede layers and self-healing
+//! are the core's.
+//!
+//! - `cache.rs`: the `Cache` class; each method converts, calls the core once, converts back.
+//! - `config.rs`: keyword arguments to the core's config and healing config, by the names of the
+//!   core's settings table.
+//! - `healing.rs`: self-healing settings, Python sources of truth, the healer's background thread.
+//! - `convert.rs`: keys, values, durations and plain data between Python and the core.
+//! - `loaders.rs`: Python loaders as the core's loaders.
+//! - `error.rs`: core errors to Python exceptions, and loader exceptions through the core.
+//! - `runtime.rs`: the one place that polls, parks, spawns or releases the GIL.
+//!
+//! Modules depend downwards only: `cache` on all the others; `healing` on `config`; `config`,
+//! `healing` and `loaders` on `convert`, `error` and `runtime`; `runtime` on `convert` and
+//! `error`; `convert` on `error`; `error` on none.
 
 use pyo3::prelude::*;
 
 mod cache;
 mod config;
+mod convert;
 mod error;
 mod healing;
+mod loaders;
+mod runtime;
 
 /// The compiled module; `python/healcache/__init__.py` re-exports it.
 #[pymodule]
 fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
-    m.add_class::<cache::LoopDriver>()?;
+    m.add_class::<runtime::LoopDriver>()?;
+    m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
     cache::install_fast_get(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

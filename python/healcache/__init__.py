@@ -137,6 +137,10 @@ class HealingConfig(TypedDict):
     auto_repair: bool
     score_window: int
     source_timeout: float
+    source_concurrency: int
+    max_prefixes: int
+    max_drift_events: int
+    max_samples: int
 
 
 __all__ = [

@@ -1,5 +1,6 @@
 """Type stubs of healcache (checked against the module by mypy.stubtest in tests/python)."""
 
+from datetime import timedelta
 from typing import Any, Awaitable, Callable, Literal, Optional, TypedDict, TypeVar, Union, final, overload
 
 from healcache._fetch import NOT_FOUND as NOT_FOUND
@@ -11,6 +12,7 @@ __version__: str
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
+_Seconds = Union[float, timedelta]
 
 class LoadLatency(TypedDict):
     """Loader latency histogram: ``counts[i]`` loads fell in bucket i (not cumulative; the last
@@ -117,12 +119,17 @@ class HealingConfig(TypedDict):
     auto_repair: bool
     score_window: int
     source_timeout: float
+    source_concurrency: int
+    max_prefixes: int
+    max_drift_events: int
+    max_samples: int
 
 @final
 class Cache:
     """A bounded, concurrent in-memory cache from ``str`` keys to Python objects.
 
-    Every argument is optional and keyword-only; durations are seconds. Invalid values raise
+    Every argument is optional and keyword-only; durations are seconds (a ``float``) or a
+    ``datetime.timedelta``. Invalid values raise
     ``InvalidConfig`` (a ``ValueError``) naming the argument.
 
     - ``max_entries``: most entries (default 10,000).
@@ -164,6 +171,10 @@ class Cache:
     - ``healing_score_window``: samples per prefix in the rolling score (default 1,000).
     - ``healing_source_timeout``: seconds a source may take per key (default 2); later answers are
       source failures.
+    - ``healing_source_concurrency``: most keys asked of one source at once (default 16).
+    - ``healing_max_prefixes``: most registered prefixes (default 1,024).
+    - ``healing_max_drift_events``: drift events kept for ``drift_events()`` (default 1,000).
+    - ``healing_max_samples``: most keys sampled in one interval (default 100,000).
     - ``healing_comparator``: ``comparator(cached, fresh) -> bool``, True when consistent (default
       ``cached == fresh``: bytes compare byte for byte, parsed JSON structurally).
     """
@@ -173,29 +184,33 @@ class Cache:
         *,
         max_entries: Optional[float] = None,
         max_bytes: Optional[float] = None,
-        ttl: Optional[float] = None,
+        ttl: Optional[_Seconds] = None,
         max_key_len: Optional[float] = None,
         max_entry_bytes: Optional[float] = None,
         max_in_flight: Optional[float] = None,
-        load_timeout: Optional[float] = None,
+        load_timeout: Optional[_Seconds] = None,
         shards: Optional[float] = None,
         seed: Optional[int] = None,
         weigher: Optional[Callable[[Any], int]] = None,
-        grace: Optional[float] = None,
+        grace: Optional[_Seconds] = None,
         stale_while_revalidate: Optional[bool] = None,
-        load_soft_timeout: Optional[float] = None,
+        load_soft_timeout: Optional[_Seconds] = None,
         xfetch: Optional[bool] = None,
         xfetch_beta: Optional[float] = None,
-        refresh_after: Optional[float] = None,
+        refresh_after: Optional[_Seconds] = None,
         ttl_jitter: Optional[float] = None,
-        negative_ttl: Optional[float] = None,
+        negative_ttl: Optional[_Seconds] = None,
         max_negative_share: Optional[float] = None,
         healing_enabled: Optional[bool] = None,
         healing_sample_rate: Optional[float] = None,
-        healing_verify_interval: Optional[float] = None,
+        healing_verify_interval: Optional[_Seconds] = None,
         healing_auto_repair: Optional[bool] = None,
         healing_score_window: Optional[float] = None,
-        healing_source_timeout: Optional[float] = None,
+        healing_source_timeout: Optional[_Seconds] = None,
+        healing_source_concurrency: Optional[float] = None,
+        healing_max_prefixes: Optional[float] = None,
+        healing_max_drift_events: Optional[float] = None,
+        healing_max_samples: Optional[float] = None,
         healing_comparator: Optional[Callable[[Any, Any], bool]] = None,
     ) -> "Cache": ...
     @overload
@@ -203,7 +218,7 @@ class Cache:
     @overload
     def get(self, key: str, default: Any, /) -> Any: ...
     def __getitem__(self, key: str, /) -> Any: ...
-    def set(self, key: str, value: Any, /, *, ttl: Optional[float] = None, if_version: Optional[int] = None) -> int:
+    def set(self, key: str, value: Any, /, *, ttl: Optional[_Seconds] = None, if_version: Optional[int] = None) -> int:
         """Stores ``value``; returns the entry's new version. ``ttl`` in seconds (``None``: the
         cache's TTL, ``math.inf``: never expires). ``if_version``: write only if the live version
         is this one (0: only if absent), else raise ``VersionMismatch``."""
@@ -230,7 +245,7 @@ class Cache:
         loader: Callable[[], Union[Awaitable[Union[_T, _NotFound]], _T, _NotFound]],
         /,
         *,
-        ttl: Optional[float] = None,
+        ttl: Optional[_Seconds] = None,
     ) -> Awaitable[_T]:
         """``await cache.get_or_load(key, loader)``: the live value of ``key``, or the result of
         one ``loader()`` call shared by every concurrent caller. ``loader`` may be an async
@@ -243,11 +258,11 @@ class Cache:
         loader: Callable[[], Union[Awaitable[Union[_T, _NotFound]], _T, _NotFound]],
         /,
         *,
-        ttl: Optional[float] = None,
-        negative_ttl: Optional[float] = None,
+        ttl: Optional[_Seconds] = None,
+        negative_ttl: Optional[_Seconds] = None,
         stale_while_revalidate: Optional[bool] = None,
         xfetch: Optional[bool] = None,
-        soft_timeout: Optional[float] = None,
+        soft_timeout: Optional[_Seconds] = None,
     ) -> Awaitable[Fetched]:
         """``value, status = await cache.fetch(key, loader)``: like ``get_or_load`` with every
         stampede layer of the cache, and the ``Status`` of what happened. A loader returning
@@ -255,7 +270,7 @@ class Cache:
         cached). Per-call overrides: ``ttl``, ``negative_ttl``, ``soft_timeout`` (seconds),
         ``stale_while_revalidate``, ``xfetch``."""
     def get_or_load_sync(
-        self, key: str, loader: Callable[[], Union[_T, _NotFound]], /, *, ttl: Optional[float] = None
+        self, key: str, loader: Callable[[], Union[_T, _NotFound]], /, *, ttl: Optional[_Seconds] = None
     ) -> _T:
         """The threaded twin of ``get_or_load``; waits with the GIL released. A ``NOT_FOUND``
         answer raises ``NotFound`` (cached ones too; this call does not cache it)."""
@@ -305,24 +320,27 @@ class Cache:
         *,
         enabled: Optional[bool] = None,
         sample_rate: Optional[float] = None,
-        verify_interval: Optional[float] = None,
+        verify_interval: Optional[_Seconds] = None,
         auto_repair: Optional[bool] = None,
         score_window: Optional[float] = None,
-        source_timeout: Optional[float] = None,
+        source_timeout: Optional[_Seconds] = None,
+        source_concurrency: Optional[float] = None,
+        max_prefixes: Optional[float] = None,
+        max_drift_events: Optional[float] = None,
+        max_samples: Optional[float] = None,
     ) -> None:
         """Changes the given healing settings (the ``healing_*`` options of ``Cache``), all
         validated first: on ``InvalidConfig`` nothing changes. A new interval or timeout applies
         from the next interval."""
     def healing_config(self) -> HealingConfig:
         """The healing settings under ``set_healing``'s keywords."""
-    def config_set(self, name: str, value: Union[str, bool, int, float], /) -> None:
-        """Sets a setting by its name: ``healing.enabled``, ``healing.sample_rate``,
-        ``healing.verify_interval_ms``, ``healing.auto_repair``, ``healing.score_window``,
-        ``healing.source_timeout_ms``, ``healing.source_concurrency``, ``healing.max_prefixes``,
-        ``healing.max_drift_events``, ``healing.max_samples`` (durations in milliseconds).
-        An unknown name or a bad value raises ``InvalidConfig`` and changes nothing."""
+    def config_set(self, name: str, value: Union[str, bool, int, float, timedelta], /) -> None:
+        """Sets a healing setting by its name, the keyword of ``set_healing`` (``sample_rate``,
+        ``verify_interval``: durations in seconds), or its former name (``healing.sample_rate``,
+        ``healing.verify_interval_ms``: durations in milliseconds). An unknown name or a bad value
+        raises ``InvalidConfig`` naming the setting as asked, and changes nothing."""
     def config_get(self, name: str, /) -> str:
-        """A setting by its name, as text."""
+        """A setting by its name, as text, in the unit ``config_set`` takes under that name."""
     def close(self) -> None:
         """Ends the background healing for good and waits for its thread; the cache stays usable
         (``verify_now`` included)."""
@@ -332,7 +350,7 @@ class Cache:
     def cached(self, func: _F, /) -> _F: ...
     @overload
     def cached(
-        self, func: None = None, /, *, key: Optional[Callable[..., str]] = None, ttl: Optional[float] = None
+        self, func: None = None, /, *, key: Optional[Callable[..., str]] = None, ttl: Optional[_Seconds] = None
     ) -> Callable[[_F], _F]: ...
 
 class HealcacheError(Exception):

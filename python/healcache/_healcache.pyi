@@ -6,6 +6,9 @@ from healcache import Cache as Cache
 
 __version__: str
 
+def _settings() -> list[tuple[str, str, str]]:
+    """The core's settings table as ``(name, scope, unit)`` (internal)."""
+
 @final
 class _LoopDriver:
     """Polls the waiting ``get_or_load``/``fetch`` calls and background refreshes of one event loop (internal)."""

@@ -1,9 +1,11 @@
-"""Conversion of every core store operation: arguments in, results out (issue 4)."""
+"""Conversion of every core store operation: arguments in, results out."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -115,6 +117,69 @@ def test_bad_write_ttl_is_a_value_error(bad: float) -> None:
     with pytest.raises(healcache.InvalidConfig) as ei:
         Cache().set("k", 1, ttl=bad)
     assert ei.value.field == "ttl" and "ttl" in str(ei.value)
+
+
+def test_every_duration_accepts_a_timedelta() -> None:
+    c = Cache(
+        ttl=timedelta(minutes=1),
+        grace=timedelta(seconds=1),
+        load_soft_timeout=timedelta(milliseconds=500),
+        load_timeout=timedelta(seconds=5),
+        refresh_after=timedelta(seconds=30),
+        negative_ttl=timedelta(seconds=2),
+        healing_verify_interval=timedelta(milliseconds=1500),
+        healing_source_timeout=timedelta(milliseconds=250),
+    )
+    c.set("default", 1)
+    assert 59 < c.get_entry("default")[2] <= 60  # type: ignore[index,operator]
+    c.set("short", 1, ttl=timedelta(seconds=5))
+    assert 4 < c.get_entry("short")[2] <= 5  # type: ignore[index,operator]
+    assert c.get_or_load_sync("sync", lambda: 1, ttl=timedelta(seconds=7)) == 1
+    assert 6 < c.get_entry("sync")[2] <= 7  # type: ignore[index,operator]
+    assert c.config_get("healing.verify_interval_ms") == "1500"
+    assert c.config_get("healing.source_timeout_ms") == "250"
+    c.set_healing(verify_interval=timedelta(seconds=2), source_timeout=timedelta(milliseconds=100))
+    assert c.healing_config()["verify_interval"] == 2.0 and c.healing_config()["source_timeout"] == 0.1
+
+    async def main() -> None:
+        assert await c.get_or_load("async", lambda: 1, ttl=timedelta(seconds=8)) == 1
+        assert 7 < c.get_entry("async")[2] <= 8  # type: ignore[index,operator]
+        f = await c.fetch(
+            "fetched",
+            lambda: healcache.NOT_FOUND,
+            ttl=timedelta(seconds=9),
+            negative_ttl=timedelta(seconds=3),
+            soft_timeout=timedelta(milliseconds=100),
+        )
+        assert f == (None, "negative-loaded")
+
+    asyncio.run(main())
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        Cache(ttl=timedelta(0))
+    assert ei.value.field == "ttl"
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        c.set("k", 1, ttl=timedelta(seconds=-1))
+    assert ei.value.field == "ttl"
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        c.set_healing(verify_interval=timedelta(0))
+    assert ei.value.field == "verify_interval"
+    with pytest.raises(TypeError):
+        Cache(ttl="1s")  # type: ignore[arg-type]
+
+
+def test_a_timedelta_load_timeout_fires() -> None:
+    c = Cache(load_timeout=timedelta(milliseconds=50))
+
+    async def main() -> None:
+        async def slow() -> int:
+            await asyncio.sleep(10)
+            return 1
+
+        with pytest.raises(healcache.LoadTimeout) as ei:
+            await c.get_or_load("k", slow)
+        assert ei.value.after_ms == 50
+
+    asyncio.run(main())
 
 
 def test_eviction_keeps_the_bound() -> None:

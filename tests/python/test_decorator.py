@@ -1,4 +1,4 @@
-"""`@cache.cached`: sync and async functions, default and custom key functions (issue 4)."""
+"""`@cache.cached`: sync and async functions, default and custom key functions."""
 
 from __future__ import annotations
 

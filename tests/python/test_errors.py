@@ -1,4 +1,4 @@
-"""The exception tree: one class per core error code, subclassing builtins where they fit (issue 4)."""
+"""The exception tree: one class per core error code, subclassing builtins where they fit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""`await cache.get_or_load(key, loader)`: coalescing, cancellation, errors (issue 4; PROMISES P1-P3)."""
+"""`await cache.get_or_load(key, loader)`: coalescing, cancellation, errors. Every call ends; one load
+per key per flight, whose result every waiter gets; a caller's cancellation never cancels the load
+others wait for."""
 
 from __future__ import annotations
 

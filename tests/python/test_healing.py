@@ -1,4 +1,4 @@
-"""Self-healing from Python (issue 7): sources of truth (sync, async, HTTP URL templates), verify now,
+"""Self-healing from Python: sources of truth (sync, async, HTTP URL templates), verify now,
 scores, stats, drift events, settings by keyword and by name, the background loop and its end.
 
 Sampling, verification, repair, scores and backoff are the core's (core/tests/healing.rs); these
@@ -63,7 +63,7 @@ def healer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "healcache-healer"]
 
 
-# --- the issue's scenario, at small size ---------------------------------------------------------
+# --- drift scored then repaired, at small size -----------------------------------------------------
 
 
 def test_drift_is_scored_then_repaired_until_the_score_is_one() -> None:
@@ -444,6 +444,10 @@ def test_settings_by_name() -> None:
         "auto_repair": False,
         "score_window": 50,
         "source_timeout": 2.0,
+        "source_concurrency": 16,
+        "max_prefixes": 1024,
+        "max_drift_events": 1000,
+        "max_samples": 100000,
     }
     for name, value, field in [
         ("healing.nope", "1", "name"),
@@ -483,6 +487,10 @@ def test_typed_settings_and_their_errors() -> None:
         "auto_repair": False,
         "score_window": 100,
         "source_timeout": 0.25,
+        "source_concurrency": 16,
+        "max_prefixes": 1024,
+        "max_drift_events": 1000,
+        "max_samples": 100000,
     }
     assert c.config_get("healing.verify_interval_ms") == "1500"
     c.set_healing(sample_rate=0.02, auto_repair=True)
@@ -517,6 +525,103 @@ def test_typed_settings_and_their_errors() -> None:
     with pytest.raises(healcache.InvalidConfig) as e:
         Cache(healing_score_window=float("nan"))
     assert e.value.field == "healing_score_window"
+
+
+@pytest.mark.parametrize(
+    "name, value, bad",
+    [
+        ("source_concurrency", 4, 0),
+        ("max_prefixes", 8, 0),
+        ("max_drift_events", 20, -1),
+        ("max_samples", 500, 0.5),
+    ],
+)
+def test_every_healing_setting_is_a_keyword(name: str, value: int, bad: float) -> None:
+    c = Cache(**{f"healing_{name}": value})
+    assert c.healing_config()[name] == value  # type: ignore[literal-required]
+    assert c.config_get(f"healing.{name}") == str(value)
+    c.set_healing(**{name: value + 1})
+    assert c.healing_config()[name] == value + 1  # type: ignore[literal-required]
+    with pytest.raises(healcache.InvalidConfig) as e:
+        c.set_healing(**{name: bad})
+    assert e.value.field == name and f"`{name}`" in str(e.value)
+    assert c.healing_config()[name] == value + 1, "a refused change changes nothing"  # type: ignore[literal-required]
+    with pytest.raises(healcache.InvalidConfig) as e:
+        Cache(**{f"healing_{name}": bad})
+    assert e.value.field == f"healing_{name}"
+    with pytest.raises(TypeError):
+        Cache(**{f"healing_{name}": "many"})
+
+
+def test_settings_by_their_table_names_take_seconds() -> None:
+    c = Cache()
+    c.config_set("verify_interval", 2.5)
+    assert c.healing_config()["verify_interval"] == 2.5
+    assert c.config_get("verify_interval") == "2.5"
+    assert c.config_get("healing.verify_interval_ms") == "2500", "former names keep milliseconds"
+    c.config_set("source_timeout", "0.5")
+    c.config_set("sample_rate", 0.25)
+    c.config_set("max_samples", "10")
+    assert (c.healing_config()["source_timeout"], c.healing_config()["sample_rate"]) == (0.5, 0.25)
+    assert c.healing_config()["max_samples"] == 10
+    with pytest.raises(healcache.InvalidConfig) as e:
+        c.config_set("source_timeout", 0)
+    assert e.value.field == "source_timeout" and "seconds" in str(e.value)
+    with pytest.raises(healcache.InvalidConfig) as e:
+        c.config_set("verify_interval", "soon")
+    assert e.value.field == "verify_interval"
+    with pytest.raises(TypeError):
+        c.config_set("verify_interval", [1])  # type: ignore[arg-type]
+    assert c.healing_config()["verify_interval"] == 2.5
+
+
+def test_max_prefixes_keyword_bounds_the_sources() -> None:
+    c = Cache(healing_max_prefixes=1)
+    c.register_source("a", lambda k: 1)
+    with pytest.raises(healcache.InvalidConfig) as e:
+        c.register_source("b", lambda k: 1)
+    assert e.value.field == "healing.max_prefixes"
+    c.set_healing(max_prefixes=2)
+    c.register_source("b", lambda k: 1)
+
+
+def test_max_samples_keyword_bounds_an_interval() -> None:
+    c, _ = filled(50, healing_sample_rate=1.0, healing_max_samples=5)
+    c.register_source("user:", lambda k: k)
+    assert c.verify_now_sync()["drawn"] == 5
+    c.set_healing(max_samples=50)
+    assert c.verify_now_sync()["drawn"] == 50
+
+
+def test_max_drift_events_keyword_bounds_the_history() -> None:
+    c, _ = filled(20, healing_sample_rate=1.0, healing_max_drift_events=3)
+    c.register_source("user:", lambda k: "changed")
+    assert c.verify_now_sync()["drift"] == 20
+    assert len(c.drift_events()) == 3
+
+
+def test_source_concurrency_keyword_bounds_the_calls_under_way() -> None:
+    c, _ = filled(12, healing_sample_rate=1.0, healing_source_concurrency=1)
+    lock = threading.Lock()
+    running, most = 0, 0
+
+    def source(key: str) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return {"id": int(key[5:]), "name": f"user {key[5:]}"}
+
+    c.register_source("user:", source)
+    assert c.verify_now_sync()["verified"] == 12
+    assert most == 1
+    c.set_healing(source_concurrency=4)
+    most = 0
+    assert c.verify_now_sync()["verified"] == 12
+    assert 1 <= most <= 4
 
 
 # --- metrics ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A hit returns the very object stored: no copy, no serialization (issue 4)."""
+"""A hit returns the very object stored: no copy, no serialization."""
 
 from __future__ import annotations
 

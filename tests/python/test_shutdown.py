@@ -1,4 +1,5 @@
-"""The interpreter exits cleanly right after coalesced loads (PROMISES P1, P4).
+"""The interpreter exits cleanly right after coalesced loads: every call ends, and nothing blocks
+or aborts at exit.
 
 A completion handed back by a non-Python thread while the interpreter shuts down gets that thread
 killed by CPython (`pthread_exit`), which aborts a process whose thread runs Rust frames. Waiters

@@ -1,4 +1,4 @@
-"""Stampede protection from Python (issue 8): the `Cache(...)` options, `fetch` and its status
+"""Stampede protection from Python: the `Cache(...)` options, `fetch` and its status
 values, background refreshes on the caller's event loop, negative caching, fenced rebuilds,
 stats and Prometheus text. The layers themselves are the core's (tested in core/tests/stampede.rs);
 these tests check the conversion and the async bridging, with small real durations and gates
@@ -512,7 +512,7 @@ async def test_cancelled_caller_does_not_stop_the_background_refresh() -> None:
     task.cancel()  # the only waiter goes before the soft timeout
     with pytest.raises(asyncio.CancelledError):
         await task
-    await until(lambda: c.stats()["in_flight"] == 0)  # its load stops with it (P3)
+    await until(lambda: c.stats()["in_flight"] == 0)  # its load stops with it once no waiter is left
     assert src.finished == 0
     # a soft-timed-out load lives on without its caller
     f = await c.fetch("k", src)

@@ -1,4 +1,4 @@
-"""`get_or_load_sync` from threads: one loader call, the GIL released while waiting (issue 4)."""
+"""`get_or_load_sync` from threads: one loader call, the GIL released while waiting."""
 
 from __future__ import annotations
 

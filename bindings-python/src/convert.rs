@@ -1,0 +1,267 @@
+//! Conversions between Python objects and the core's types: keys, stored values and their
+//! weights, loader answers, settings and durations (seconds or `datetime.timedelta` in Python,
+//! milliseconds in the core), plain data (reports, stats) and the replies of asyncio calls.
+//!
+//! Values are stored as the Python objects themselves (`Arc<Stored>`): a hit returns the very
+//! object that was stored, with one reference-count increment and no serialization.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+use std::time::Duration;
+
+use healcache::settings::{setting, Setting, Unit};
+use healcache::{Fetched, IntervalReport, Loaded};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyModule, PyString, PyType};
+
+use crate::error::{invalid, to_pyerr, type_name};
+
+extern "C" {
+    // Part of the stable ABI since 3.10 and exported by CPython 3.9 as well (pyo3-ffi hides it
+    // under abi3-py39). It borrows the str's cached UTF-8 buffer: no allocation per call.
+    fn PyUnicode_AsUTF8AndSize(unicode: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+}
+
+/// Borrows a key's UTF-8 text from the Python `str` (the buffer lives as long as the str).
+#[inline]
+pub(crate) fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    let mut size: ffi::Py_ssize_t = 0;
+    // SAFETY: `key` is a valid object and the GIL is held; on success the buffer is owned by the
+    // str object, which `key` keeps alive for 'a.
+    let p = unsafe { PyUnicode_AsUTF8AndSize(key.as_ptr(), &mut size) };
+    if p.is_null() {
+        let err = PyErr::fetch(key.py());
+        if key.is_instance_of::<PyString>() {
+            return Err(err); // a str with lone surrogates: UnicodeEncodeError
+        }
+        return Err(PyTypeError::new_err(format!("cache keys must be str, not {}", type_name(key))));
+    }
+    // SAFETY: CPython returns valid UTF-8 of `size` bytes.
+    Ok(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.cast::<u8>(), size as usize)) })
+}
+
+/// A stored Python object and its weight, computed once when it enters the cache (GIL held), so
+/// the core's weigher, which may run on a thread without the GIL, only reads a number.
+pub(crate) struct Stored {
+    pub obj: Py<PyAny>,
+    pub weight: u64,
+}
+
+/// The value type of the core cache.
+pub(crate) type Value = Arc<Stored>;
+
+/// How values are weighed.
+pub(crate) enum Weigh {
+    /// No byte bound is set: weights are not needed.
+    Off,
+    /// `len()` for str and bytes-likes, `sys.getsizeof` otherwise.
+    Default,
+    /// The user's `weigher(value) -> int`.
+    Custom(Py<PyAny>),
+}
+
+impl Weigh {
+    /// Wraps `obj` as a cache value with its weight (GIL held).
+    pub fn value(&self, obj: Bound<'_, PyAny>) -> PyResult<Value> {
+        let py = obj.py();
+        let weight = match self {
+            Weigh::Off => 0,
+            Weigh::Default => {
+                if let Ok(s) = obj.cast::<PyString>() {
+                    s.len()? as u64
+                } else if let Ok(b) = obj.cast::<PyBytes>() {
+                    b.as_bytes().len() as u64
+                } else if let Ok(b) = obj.cast::<PyByteArray>() {
+                    b.len() as u64
+                } else {
+                    py.import("sys")?.call_method1("getsizeof", (&obj,))?.extract::<u64>()?
+                }
+            }
+            Weigh::Custom(f) => {
+                let w = f.bind(py).call1((&obj,))?;
+                w.extract::<u64>().map_err(|_| invalid(py, "weigher", "must return an int between 0 and 2**64-1"))?
+            }
+        };
+        Ok(Arc::new(Stored { obj: obj.unbind(), weight }))
+    }
+}
+
+static FETCH: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn fetch_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    FETCH.get_or_try_init(py, || Ok(py.import("healcache._fetch")?.unbind())).map(|m| m.bind(py))
+}
+
+/// A loader's answer: `NOT_FOUND` is the core's `Loaded::NotFound`, anything else a value.
+pub(crate) fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
+    static NOT_FOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let py = obj.py();
+    let nf = NOT_FOUND.get_or_try_init(py, || Ok::<_, PyErr>(fetch_module(py)?.getattr("NOT_FOUND")?.unbind()))?;
+    if obj.is(nf.bind(py)) {
+        return Ok(Loaded::NotFound);
+    }
+    weigh.value(obj).map(Loaded::Value)
+}
+
+/// `datetime.timedelta` (not in the stable ABI's C API: looked up once).
+fn is_timedelta(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static TIMEDELTA: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let py = obj.py();
+    let class = TIMEDELTA.import(py, "datetime", "timedelta")?;
+    obj.is_instance(class)
+}
+
+/// A duration as Python gives it: seconds (an int or a float) or a `datetime.timedelta`.
+#[derive(Clone, Copy)]
+pub(crate) struct Seconds(pub f64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if is_timedelta(&obj)? {
+            return Ok(Seconds(obj.call_method0(pyo3::intern!(obj.py(), "total_seconds"))?.extract()?));
+        }
+        Ok(Seconds(obj.extract()?))
+    }
+}
+
+impl Seconds {
+    /// In the core's unit (milliseconds).
+    pub fn ms(self) -> f64 {
+        self.0 * 1000.0
+    }
+}
+
+/// The value of a setting's keyword argument: a flag, a number, or a duration.
+pub(crate) enum Given {
+    Flag(bool),
+    Number(f64),
+    Span(Seconds),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Given {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = obj.cast::<PyBool>() {
+            return Ok(Given::Flag(b.is_true()));
+        }
+        if is_timedelta(&obj)? {
+            return Seconds::extract(obj).map(Given::Span);
+        }
+        Ok(Given::Number(obj.extract()?))
+    }
+}
+
+impl Given {
+    /// The value in the core's unit for `setting`, given as the keyword `keyword`: seconds to
+    /// milliseconds for durations; flags only from `bool`; a timedelta only for durations.
+    pub fn to_core(&self, setting: &Setting, keyword: &str) -> PyResult<f64> {
+        let flag = |b: bool| f64::from(u8::from(b));
+        let number = |n: f64| if setting.unit == Unit::Duration { Seconds(n).ms() } else { n };
+        match (setting.unit, self) {
+            (Unit::Flag, Given::Flag(b)) => Ok(flag(*b)),
+            (Unit::Flag, _) => Err(PyTypeError::new_err(format!("`{keyword}` must be a bool"))),
+            (Unit::Duration, Given::Span(s)) => Ok(s.ms()),
+            (_, Given::Span(_)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not timedelta"))),
+            // a bool elsewhere is the int it equals, as in Python
+            (_, Given::Flag(b)) => Ok(number(flag(*b))),
+            (_, Given::Number(n)) => Ok(number(*n)),
+        }
+    }
+}
+
+/// A setting's value from the core (its unit) to Python: a bool, seconds, an int or a float.
+pub(crate) fn setting_to_py<'py>(py: Python<'py>, setting: &Setting, v: f64) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match setting.unit {
+        Unit::Flag => PyBool::new(py, v != 0.0).to_owned().into_any(),
+        Unit::Duration => PyFloat::new(py, v / 1000.0).into_any(),
+        Unit::Count | Unit::Bytes => (v as u64).into_pyobject(py)?.into_any(),
+        _ => PyFloat::new(py, v).into_any(),
+    })
+}
+
+/// Whether Python gives `name`'s value in seconds: a duration called by its name in the table
+/// (a former `_ms` name keeps milliseconds).
+pub(crate) fn in_seconds(name: &str) -> bool {
+    setting(name).is_some_and(|s| s.unit == Unit::Duration && !s.aliases.contains(&name))
+}
+
+/// A per-write TTL: `None` keeps the cache's TTL, `math.inf` never expires.
+pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<Seconds>) -> PyResult<healcache::Ttl> {
+    match ttl {
+        None => Ok(healcache::Ttl::Default),
+        Some(s) if s.0 == f64::INFINITY => Ok(healcache::Ttl::Never),
+        Some(s) => duration(py, "ttl", s).map(healcache::Ttl::For),
+    }
+}
+
+/// A per-call duration, validated by the core under the option's name.
+pub(crate) fn duration(py: Python<'_>, field: &'static str, s: Seconds) -> PyResult<Duration> {
+    healcache::duration_ms(field, s.ms()).map_err(|e| to_pyerr(py, e))
+}
+
+/// `(value, version, seconds_left)` of `Cache.get_entry`.
+pub(crate) type EntryTuple = (Py<PyAny>, u64, Option<f64>);
+
+/// Plain data (the core's serde view) to Python dicts, lists, ints and floats.
+pub(crate) fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => py.None().into_bound(py),
+        J::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        J::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (None, Some(i)) => i.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        J::String(s) => s.into_pyobject(py)?.into_any(),
+        J::Array(a) => {
+            let items = a.iter().map(|x| json_to_py(py, x)).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        J::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, json_to_py(py, x)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// Plain data of the core (reports, scores, stats) to Python.
+pub(crate) fn to_py<'py, T: serde::Serialize>(py: Python<'py>, v: &T) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(v).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    json_to_py(py, &v)
+}
+
+/// What an asyncio call resolves to.
+pub(crate) enum Reply {
+    /// `get_or_load`: the value.
+    Value(Value),
+    /// `fetch`: a `Fetched(value, status)` named tuple.
+    Fetched(Fetched<Value>),
+    /// `verify_now`: the interval's report, as a dict.
+    Report(IntervalReport),
+}
+
+impl Reply {
+    pub fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        match self {
+            Reply::Value(v) => Ok(v.obj.bind(py).clone()),
+            Reply::Fetched(f) => {
+                static CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                let class =
+                    CLASS.get_or_try_init(py, || Ok::<_, PyErr>(fetch_module(py)?.getattr("Fetched")?.unbind()))?;
+                let value = f.value.map_or_else(|| py.None(), |v| v.obj.clone_ref(py));
+                class.bind(py).call1((value, PyString::intern(py, f.status.as_str())))
+            }
+            Reply::Report(r) => to_py(py, &r),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Python loaders as the core's loaders: a plain callable for `get_or_load_sync`, and a sync or
+//! async callable for `get_or_load` / `fetch`.
+//!
+//! A core flight runs its loader lazily at its first poll, on whichever thread polls it, so the
+//! adapters attach to the interpreter themselves. An async loader's awaitable runs as a task on
+//! the event loop of the call that started the flight (loop and contextvars captured when the
+//! call is made), and that task is cancelled if every waiter goes away.
+
+use std::sync::{Arc, Mutex};
+
+use futures::channel::oneshot;
+use futures::future::{self, BoxFuture, FutureExt};
+use healcache::{Error, Loaded, LoaderError};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::convert::{loaded, Value, Weigh};
+use crate::error::{loader_error, to_pyerr, type_name};
+use crate::runtime::{bridge, relock};
+
+/// A loader must be callable; checked when the call is made, before any flight starts.
+pub(crate) fn check_callable(loader: &Bound<'_, PyAny>) -> PyResult<()> {
+    if loader.is_callable() {
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!("loader must be callable, not {}", type_name(loader))))
+}
+
+/// The loader of `get_or_load_sync`, called on the thread that leads the flight. The core's
+/// blocking load takes values only, so a `NOT_FOUND` answer raises `NotFound` to every waiter
+/// (and is not cached).
+pub(crate) fn sync_loader(loader: Py<PyAny>, weigh: Arc<Weigh>) -> impl FnOnce() -> Result<Value, LoaderError> + Send {
+    move || Python::attach(|py| call_sync(py, &loader, &weigh).map_err(|e| loader_error(py, e)))
+}
+
+fn call_sync(py: Python<'_>, loader: &Py<PyAny>, weigh: &Weigh) -> PyResult<Value> {
+    let r = loader.bind(py).call0()?;
+    if r.hasattr(pyo3::intern!(py, "__await__"))? {
+        bridge(py)?.getattr("refuse_awaitable")?.call1((&r,))?;
+    }
+    match loaded(weigh, r)? {
+        Loaded::Value(v) => Ok(v),
+        Loaded::NotFound => Err(to_pyerr(py, Error::NotFound)),
+    }
+}
+
+/// The loader of an async `get_or_load`, started by the flight's first poll on any thread.
+pub(crate) struct AsyncLoad {
+    pub loader: Py<PyAny>,
+    pub event_loop: Py<PyAny>,
+    pub context: Py<PyAny>,
+    pub weigh: Arc<Weigh>,
+}
+
+type LoadResult = Result<Loaded<Value>, LoaderError>;
+
+impl AsyncLoad {
+    pub fn start(self) -> BoxFuture<'static, LoadResult> {
+        Python::attach(|py| match self.try_start(py) {
+            Ok(f) => f,
+            Err(e) => future::ready(Err(loader_error(py, e))).boxed(),
+        })
+    }
+
+    fn try_start(self, py: Python<'_>) -> PyResult<BoxFuture<'static, LoadResult>> {
+        let (tx, rx) = oneshot::channel();
+        let done = Done { tx: Mutex::new(Some(tx)), weigh: Arc::clone(&self.weigh) };
+        // In the caller's contextvars: call the loader; an awaitable it returns becomes a task
+        // on the caller's loop, which reports to `done`.
+        let start = bridge(py)?.getattr("start")?;
+        let r =
+            self.context.bind(py).call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done))?;
+        let (pending, obj): (bool, Bound<'_, PyAny>) = r.extract()?;
+        if !pending {
+            return Ok(future::ready(Ok(loaded(&self.weigh, obj)?)).boxed());
+        }
+        let mut guard = CancelOnDrop { task: Some(obj.unbind()), event_loop: self.event_loop };
+        Ok(async move {
+            let r = rx.await;
+            guard.disarm();
+            r.unwrap_or_else(|_| Err(LoaderError::new((), "the loader's task ended without a result")))
+        }
+        .boxed())
+    }
+}
+
+/// Cancels the loader's task when the flight is dropped before it finished (every waiter gone,
+/// or the load timed out).
+struct CancelOnDrop {
+    task: Option<Py<PyAny>>,
+    event_loop: Py<PyAny>,
+}
+
+impl CancelOnDrop {
+    /// The task finished: nothing to cancel.
+    fn disarm(&mut self) {
+        self.task = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            Python::attach(|py| {
+                if let Ok(cancel) = bridge(py).and_then(|b| b.getattr("cancel")) {
+                    let _ = cancel.call1((self.event_loop.bind(py), task));
+                }
+            });
+        }
+    }
+}
+
+/// Done-callback of the loader's task (or concurrent future): sends its outcome to the flight.
+#[pyclass(frozen)]
+struct Done {
+    tx: Mutex<Option<oneshot::Sender<LoadResult>>>,
+    weigh: Arc<Weigh>,
+}
+
+#[pymethods]
+impl Done {
+    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        let outcome = (|| -> PyResult<Loaded<Value>> {
+            let exc = task.call_method0(pyo3::intern!(py, "exception"))?; // raises if cancelled
+            if !exc.is_none() {
+                return Err(PyErr::from_value(exc));
+            }
+            loaded(&self.weigh, task.call_method0(pyo3::intern!(py, "result"))?)
+        })();
+        let outcome = outcome.map_err(|e| loader_error(py, e));
+        let tx = relock(&self.tx).take();
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome);
+        }
+    }
+}
