@@ -7,11 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use healcache::{Cache, CacheBuilder, Clock, Config, Error, FnSource, Healer, HealingConfig, ManualClock, SourceAnswer, SourceError};
+use healcache::{
+    Cache, CacheBuilder, Clock, Config, Error, FnSource, Healer, HealingConfig, ManualClock, SourceAnswer, SourceError,
+};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 fn weighed(max_bytes: u64, shards: Option<usize>) -> Cache<Vec<u8>> {
-    let mut b = Cache::<Vec<u8>>::builder().max_entries(100_000).max_bytes(max_bytes).seed(7).weigher(|v: &Vec<u8>| v.len() as u64);
+    let mut b = Cache::<Vec<u8>>::builder()
+        .max_entries(100_000)
+        .max_bytes(max_bytes)
+        .seed(7)
+        .weigher(|v: &Vec<u8>| v.len() as u64);
     if let Some(s) = shards {
         b = b.shards(s);
     }
@@ -71,7 +77,8 @@ fn durations_below_a_nanosecond_are_refused() {
         if field == "grace_ms" {
             c.set("ttl_ms", 1000.0).unwrap();
         }
-        let e = CacheBuilder::<u32>::from_config(c).build().err().unwrap_or_else(|| panic!("{field} = 1e-9 ms accepted"));
+        let e =
+            CacheBuilder::<u32>::from_config(c).build().err().unwrap_or_else(|| panic!("{field} = 1e-9 ms accepted"));
         assert_eq!(e.code(), "InvalidConfig", "{field}");
     }
     // one nanosecond is the shortest duration kept
@@ -157,7 +164,8 @@ fn healing_backoff_uses_one_time_base() {
         let v: u64 = k[1..].parse().unwrap();
         futures::future::ready(if d.load(SeqCst) { Err(SourceError::Unavailable) } else { Ok(SourceAnswer::Value(v)) })
     });
-    let h = Healer::new(cache.clone(), HealingConfig { enabled: true, sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    let h = Healer::new(cache.clone(), HealingConfig { enabled: true, sample_rate: 1.0, ..HealingConfig::default() })
+        .unwrap();
     h.register_source("k", src).unwrap();
     for _ in 0..3 {
         block_on(h.run_interval());
@@ -172,4 +180,30 @@ fn healing_backoff_uses_one_time_base() {
     now.fetch_add(((33.0 * interval) * 1e6) as u64, SeqCst);
     let r = block_on(h.run_interval());
     assert_eq!(r.verified, 10, "a recovered source was still skipped after the backoff cap: {r:?}");
+}
+
+/// Writers on four threads shedding from each other's shards at once: no deadlock, and once they
+/// have all returned the store is within its budget.
+#[test]
+fn byte_budget_holds_under_concurrent_heavy_writes() {
+    let budget = 512u64 << 10;
+    let cache = weighed(budget, Some(4));
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let cache = &cache;
+            s.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(t);
+                for i in 0..2_000u32 {
+                    let len = if rng.random_range(0..8) == 0 {
+                        rng.random_range(100_000..400_000)
+                    } else {
+                        rng.random_range(1..2_000)
+                    };
+                    cache.set(&format!("t{t}-{}", i % 300), vec![0u8; len]).unwrap();
+                }
+            });
+        }
+    });
+    let w = cache.stats().weight;
+    assert!(w <= budget, "{w} bytes stored after the writers returned, budget {budget}");
 }
