@@ -342,6 +342,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.done(removed);
         match r {
             Some(_) => Ok(()),
+            // Version 0 means "absent": an absent key meets it as an expired one does.
+            None if expected == 0 && current == 0 => Ok(()),
             None => Err(Error::VersionMismatch { expected, current }),
         }
     }

@@ -144,6 +144,9 @@ pub(crate) fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u
 pub fn duration_ms(field: &'static str, v: f64) -> Result<Duration> {
     let problem = if !v.is_finite() || v <= 0.0 {
         ConfigProblem::NotPositive
+    } else if v < 1e-6 {
+        // Below a nanosecond the duration would round to zero: an entry would expire on arrival.
+        ConfigProblem::TooShort { min: 1e-6 }
     } else if v > MAX_DURATION_MS {
         ConfigProblem::TooLong { max: MAX_DURATION_MS }
     } else {

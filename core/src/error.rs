@@ -83,6 +83,11 @@ pub enum ConfigProblem {
         /// Largest value accepted.
         max: f64,
     },
+    /// A duration shorter than `min` milliseconds (below a nanosecond it would round to zero).
+    TooShort {
+        /// Shortest duration accepted, in milliseconds.
+        min: f64,
+    },
     /// A duration longer than `max` milliseconds.
     TooLong {
         /// Longest duration accepted, in milliseconds.
@@ -151,7 +156,10 @@ pub enum Error {
     /// The loader returned an error; every waiter of the flight gets this same value.
     Loader(LoaderError),
     /// The loader panicked; the key is not stuck and the next call loads again.
-    LoaderPanicked,
+    LoaderPanicked {
+        /// The panic's message when it was text (`panic!("...")`), else a placeholder.
+        message: Arc<str>,
+    },
     /// The load did not finish within `load_timeout`.
     LoadTimeout {
         /// The timeout that fired, in milliseconds.
@@ -185,7 +193,7 @@ impl Error {
             Error::ValueTooLarge { .. } => "ValueTooLarge",
             Error::VersionMismatch { .. } => "VersionMismatch",
             Error::Loader(_) => "LoaderError",
-            Error::LoaderPanicked => "LoaderPanicked",
+            Error::LoaderPanicked { .. } => "LoaderPanicked",
             Error::LoadTimeout { .. } => "LoadTimeout",
             Error::RecursiveLoad => "RecursiveLoad",
             Error::TooManyLoads { .. } => "TooManyLoads",
@@ -193,6 +201,18 @@ impl Error {
             Error::InvalidKey { .. } => "InvalidKey",
             Error::Cancelled => "Cancelled",
         }
+    }
+
+    /// The error every waiter of a panicked loader gets, carrying the panic's text.
+    pub(crate) fn panicked(payload: &(dyn Any + Send)) -> Self {
+        let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).into()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.as_str().into()
+        } else {
+            "(a panic payload that is not text)".into()
+        };
+        Error::LoaderPanicked { message }
     }
 
     /// A refused configuration value: `field` as in the settings table (its unit is the table's,
@@ -215,7 +235,7 @@ impl Error {
                 format!("version mismatch: expected {expected}, found {current}")
             }
             Error::Loader(e) => format!("loader failed: {e}"),
-            Error::LoaderPanicked => "loader panicked".to_string(),
+            Error::LoaderPanicked { message } => format!("loader panicked: {message}"),
             Error::LoadTimeout { after_ms } => {
                 format!("load timed out after {}", duration(host, *after_ms as f64))
             }
@@ -241,6 +261,10 @@ impl ConfigProblem {
             ConfigProblem::NotPositive if dur => format!("must be a positive number of {}{got}", unit_word(host)),
             ConfigProblem::NotPositive => format!("must be positive{got}"),
             ConfigProblem::OutOfRange { min, max } => format!("must be between {} and {}{got}", num(min), num(max)),
+            ConfigProblem::TooShort { min } => {
+                let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
+                format!("must be at least one nanosecond ({} {}){got}", num(min), unit_word(host))
+            }
             ConfigProblem::TooLong { max } => {
                 let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
                 let years = max / YEAR_MS;

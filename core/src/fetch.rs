@@ -348,7 +348,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Err(Error::LoadTimeout { .. }) => {
                     counters.load_timeouts.fetch_add(1, Relaxed);
                 }
-                Err(Error::LoaderPanicked) => {
+                Err(Error::LoaderPanicked { .. }) => {
                     counters.load_panics.fetch_add(1, Relaxed);
                 }
                 Err(_) => {

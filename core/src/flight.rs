@@ -201,7 +201,7 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(v))) => Poll::Ready(Ok(v)),
             Ok(Poll::Ready(Err(e))) => Poll::Ready(Err(Error::Loader(e))),
-            Err(_) => Poll::Ready(Err(Error::LoaderPanicked)),
+            Err(p) => Poll::Ready(Err(Error::panicked(&*p))),
         }
     }
 }

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::eviction::{self, Aging, Freq, Ghost};
+use crate::eviction::{self, Aging, Budget, Freq, Ghost};
 use crate::index::SlotIndex;
 use crate::stats::{ShardStats, StoreStats};
 use crate::sync::{read, write, RwLock};
@@ -88,7 +88,8 @@ pub(crate) struct ShardInner<V> {
     pub slots: Vec<Slot<V>>,
     weight: u64,
     max_entries: usize,
-    max_bytes: u64,
+    /// The whole store's byte budget, shared by every shard.
+    budget: Arc<Budget>,
     rng: SmallRng,
     aging: Aging,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
@@ -201,19 +202,19 @@ impl<V: Clone> Store<V> {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let mut seeder = SmallRng::seed_from_u64(seed);
+        let budget = Arc::new(Budget::new(max_bytes));
         let n = shards as u64;
         let shards: Box<[Shard<V>]> = (0..n)
             .map(|i| {
                 // Spread the bounds exactly: the shards' capacities sum to max_entries.
                 let cap = max_entries / n + u64::from(i < max_entries % n);
-                let bytes = if max_bytes == u64::MAX { u64::MAX } else { max_bytes / n + u64::from(i < max_bytes % n) };
                 Shard {
                     inner: RwLock::new(ShardInner {
                         table: SlotIndex::new(),
                         slots: Vec::new(),
                         weight: 0,
                         max_entries: cap as usize,
-                        max_bytes: bytes,
+                        budget: budget.clone(),
                         rng: SmallRng::seed_from_u64(seeder.random()),
                         aging: Aging::default(),
                         expiring: 0,
@@ -475,6 +476,8 @@ impl<V: Clone> Store<V> {
             let old = std::mem::replace(&mut slot.value, value);
             removed.push((slot.key.clone(), old, cause));
             inner.weight = inner.weight - slot.weight + weight;
+            inner.budget.sub(slot.weight);
+            inner.budget.add(weight);
             slot.weight = weight;
             inner.expiring =
                 inner.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
@@ -493,10 +496,15 @@ impl<V: Clone> Store<V> {
             } else {
                 shard.stats.updates.fetch_add(1, Relaxed);
             }
-            // A heavier value may push the shard over its weight bound.
-            if inner.weight > inner.max_bytes {
+            // A heavier value may push the store over its byte budget.
+            if inner.budget.over(0) {
                 let keep = i as usize;
                 inner.make_room(0, now, Some(keep), &shard.stats, removed);
+            }
+            let over = inner.budget.over(0);
+            drop(g);
+            if over {
+                self.shed(shard, now, removed);
             }
             return Ok(version);
         }
@@ -525,12 +533,39 @@ impl<V: Clone> Store<V> {
             freq: Freq::new(inner.ghost.estimate(hash)),
         });
         inner.weight += weight;
+        inner.budget.add(weight);
         inner.expiring += usize::from(grace_until != NEVER);
         inner.note_expiry(grace_until);
         inner.table.insert(hash, idx);
         shard.stats.inserts.fetch_add(1, Relaxed);
         inner.aging.insert(inner.max_entries, inner.slots.iter().map(|s| &s.freq), &inner.ghost);
+        let over = inner.budget.over(0);
+        drop(g);
+        if over {
+            self.shed(shard, now, removed);
+        }
         Ok(version)
+    }
+
+    /// Evicts from the shards other than `own` (whose writer already evicted all it could there)
+    /// until the store is within its byte budget ([`Budget`]). One shard lock at a time, never
+    /// two, so writers shedding at once cannot deadlock; the first shard rotates with the version
+    /// counter, so no shard always pays first.
+    #[cold]
+    fn shed(&self, own: &Shard<V>, now: u64, removed: &mut Removed<V>) {
+        let n = self.shards.len();
+        let start = self.next_version.load(Relaxed) as usize;
+        for j in 0..n {
+            let shard = &self.shards[(start + j) & self.mask];
+            if std::ptr::eq(shard, own) {
+                continue;
+            }
+            let mut g = write(&shard.inner);
+            if !g.budget.over(0) {
+                return;
+            }
+            g.shed_bytes(now, &shard.stats, removed);
+        }
     }
 
     /// Removes `key` if `pred` holds for its entry; returns whether it was live.
@@ -562,6 +597,8 @@ impl<V: Clone> Store<V> {
         for shard in self.shards.iter() {
             let mut g = write(&shard.inner);
             g.table.clear();
+            let w = g.weight;
+            g.budget.sub(w);
             g.weight = 0;
             g.expiring = 0;
             g.sweep_at = 0;
@@ -629,6 +666,7 @@ impl<V> ShardInner<V> {
         }
         let s = self.slots.swap_remove(idx);
         self.weight -= s.weight;
+        self.budget.sub(s.weight);
         self.expiring -= usize::from(s.grace_until != NEVER);
         s
     }
@@ -677,36 +715,59 @@ impl<V> ShardInner<V> {
     fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
         let mut keep = keep;
         while !self.slots.is_empty()
-            && (keep.is_none() && self.slots.len() >= self.max_entries || self.weight + weight > self.max_bytes)
+            && (keep.is_none() && self.slots.len() >= self.max_entries || self.budget.over(weight))
         {
-            let n = self.slots.len();
-            if keep.is_some() && n == 1 {
+            if keep.is_some() && self.slots.len() == 1 {
                 break;
             }
-            // Draw and prefetch every candidate first, so their cache misses overlap.
-            let (cand, m) = eviction::candidates(&mut self.rng, n);
-            for &c in &cand[..m] {
-                prefetch(&self.slots[c]);
-            }
-            let slots = &self.slots;
-            let Some(victim) = eviction::victim(&cand[..m], keep, |i| (slots[i].live(now), slots[i].freq.get())) else {
-                continue;
-            };
-            let last = n - 1;
-            let s = self.remove_at(victim);
-            // the kept entry may have been the last slot, moved into the victim's place
-            if keep == Some(last) {
-                keep = Some(victim);
-            }
-            let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
-            if cause == RemovalCause::Evicted {
-                self.ghost.remember(s.hash, s.freq.get());
-            }
-            match cause {
-                RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
-                _ => stats.evictions.fetch_add(1, Relaxed),
-            };
-            removed.push((s.key, s.value, cause));
+            keep = self.evict_one(now, keep, stats, removed);
+        }
+    }
+
+    /// Evicts from this shard while the store is over its byte budget (the count bound is this
+    /// shard's own business and is not applied here).
+    fn shed_bytes(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+        while !self.slots.is_empty() && self.budget.over(0) {
+            self.evict_one(now, None, stats, removed);
+        }
+    }
+
+    /// One round of sampled eviction, never of `keep`; returns where `keep` is afterwards (the
+    /// last slot moves into the victim's place). A round whose samples were all `keep` evicts
+    /// nothing.
+    fn evict_one(
+        &mut self,
+        now: u64,
+        keep: Option<usize>,
+        stats: &ShardStats,
+        removed: &mut Removed<V>,
+    ) -> Option<usize> {
+        let n = self.slots.len();
+        // Draw and prefetch every candidate first, so their cache misses overlap.
+        let (cand, m) = eviction::candidates(&mut self.rng, n);
+        for &c in &cand[..m] {
+            prefetch(&self.slots[c]);
+        }
+        let slots = &self.slots;
+        let Some(victim) = eviction::victim(&cand[..m], keep, |i| (slots[i].live(now), slots[i].freq.get())) else {
+            return keep;
+        };
+        let last = n - 1;
+        let s = self.remove_at(victim);
+        let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
+        if cause == RemovalCause::Evicted {
+            self.ghost.remember(s.hash, s.freq.get());
+        }
+        match cause {
+            RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
+            _ => stats.evictions.fetch_add(1, Relaxed),
+        };
+        removed.push((s.key, s.value, cause));
+        // the kept entry may have been the last slot, moved into the victim's place
+        if keep == Some(last) {
+            Some(victim)
+        } else {
+            keep
         }
     }
 }

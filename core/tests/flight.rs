@@ -98,11 +98,11 @@ async fn p1_panicking_loader_does_not_stick_the_key() {
         }));
     }
     for t in tasks {
-        assert!(matches!(t.await.unwrap(), Err(Error::LoaderPanicked)));
+        assert!(matches!(t.await.unwrap(), Err(Error::LoaderPanicked { .. })));
     }
     // a panic in the synchronous part of the loader (before any future exists) too
     let r = c.get_or_load("k2", || -> futures::future::Ready<Result<String, Boom>> { panic!("sync part") }).await;
-    assert!(matches!(r, Err(Error::LoaderPanicked)));
+    assert!(matches!(r, Err(Error::LoaderPanicked { .. })));
     assert_eq!(c.stats().load_panics, 2);
     assert_eq!(c.stats().in_flight, 0);
     let v = c.get_or_load("k", || async { Ok::<_, Boom>("fine".to_string()) }).await.unwrap();

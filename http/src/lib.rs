@@ -10,12 +10,17 @@
 //! else is [`SourceError::Unavailable`]: other statuses, redirects (never followed), connection
 //! errors, and bodies larger than [`HttpOptions::max_body_bytes`] (read no further than the cap).
 //! No answer within [`HttpOptions::timeout`] is [`SourceError::Timeout`]. Proxies from the
-//! environment are ignored: the request goes to the template's host and nowhere else.
+//! environment are ignored: the request goes to the template's host and nowhere else, and only
+//! to a public address unless [`HttpOptions::allow_private`] says otherwise (see
+//! [`AllowPrivate`]); a refused destination is an unavailable answer, counted as a source
+//! failure. `Debug` output shows templates with their password and query values redacted.
 //!
 //! Requests run on this crate's own runtime: one tokio worker thread, started at the first
 //! request, so the futures this crate returns work under any executor (the Python binding's loop
 //! driver, napi's tokio runtime, `futures::executor::block_on`). Dropping such a future aborts
 //! its request.
+
+mod destination;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -26,22 +31,27 @@ use healcache::{ConfigProblem, Error, Result, Source, SourceAnswer, SourceError}
 mod template;
 use template::UrlTemplate;
 
+pub use destination::{is_non_public, AllowPrivate};
+
 /// What a source fetch gives: the value, or why there is none.
 pub type Answer<V> = std::result::Result<SourceAnswer<V>, SourceError>;
 
 /// Limits of one HTTP source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     /// The whole request (connect, headers, body) must finish within this; default 2 s
     /// (healcache's `healing.source_timeout_ms`).
     pub timeout: Duration,
     /// Bodies larger than this are an unavailable answer; default 1 MiB.
     pub max_body_bytes: usize,
+    /// Which hosts may resolve to loopback, private, link-local or other non-public addresses;
+    /// default none.
+    pub allow_private: AllowPrivate,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { timeout: Duration::from_secs(2), max_body_bytes: 1 << 20 }
+        HttpOptions { timeout: Duration::from_secs(2), max_body_bytes: 1 << 20, allow_private: AllowPrivate::No }
     }
 }
 
@@ -55,12 +65,13 @@ struct Inner {
     template: UrlTemplate,
     client: reqwest::Client,
     max_body_bytes: usize,
+    allow_private: AllowPrivate,
 }
 
 impl std::fmt::Debug for HttpSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSource")
-            .field("template", &self.inner.template.as_str())
+            .field("template", &redact(self.inner.template.as_str()))
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .finish()
     }
@@ -77,6 +88,50 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("healcache-http: cannot start the I/O thread")
     })
+}
+
+/// `url` with the password of its userinfo and every query value but `{key}` replaced by `***`:
+/// templates carry credentials (`https://user:pass@host/...?token=...`) that logs must not.
+pub fn redact(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let auth_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(auth_end);
+            out.push_str(scheme);
+            out.push_str("://");
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    out.push_str(user);
+                    if userinfo.contains(':') {
+                        out.push_str(":***");
+                    }
+                    out.push('@');
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(path);
+        }
+        None => out.push_str(head),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if v != "{key}" && !v.is_empty() => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 fn invalid(rule: &'static str) -> Error {
@@ -103,9 +158,17 @@ impl HttpSource {
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .user_agent(concat!("healcache/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(destination::Guard { allow: options.allow_private.clone() })
             .build()
             .map_err(|_| invalid("HTTP client cannot be built"))?;
-        Ok(HttpSource { inner: Arc::new(Inner { template, client, max_body_bytes: options.max_body_bytes }) })
+        Ok(HttpSource {
+            inner: Arc::new(Inner {
+                template,
+                client,
+                max_body_bytes: options.max_body_bytes,
+                allow_private: options.allow_private,
+            }),
+        })
     }
 
     /// The template as given.
@@ -188,6 +251,14 @@ fn failure(e: &reqwest::Error) -> SourceError {
 }
 
 async fn get(inner: &Inner, url: &str) -> Answer<Vec<u8>> {
+    // IP-literal hosts are not resolved, so the resolver's check cannot see them.
+    let host_ok = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| destination::literal_allowed(h, &inner.allow_private)))
+        .unwrap_or(false);
+    if !host_ok {
+        return Err(SourceError::Unavailable);
+    }
     let mut resp = inner.client.get(url).send().await.map_err(|e| failure(&e))?;
     let status = resp.status().as_u16();
     if status == 404 || status == 410 {

@@ -24,7 +24,7 @@ enum Slot {
 /// percent-encoded as a single segment (every byte outside the unreserved set); keys that are
 /// empty, `.`, `..` or hold control characters are refused; the expanded URL is parsed again and
 /// must keep the template's scheme, host, port and number of path segments.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct UrlTemplate {
     template: String,
     scheme: String,
@@ -32,6 +32,13 @@ pub(crate) struct UrlTemplate {
     port: Option<u16>,
     segments: usize,
     slot: Slot,
+}
+
+/// Shows the template with its password and query values redacted (see [`crate::redact`]).
+impl std::fmt::Debug for UrlTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UrlTemplate").field(&crate::redact(&self.template)).finish()
+    }
 }
 
 /// A refused template: the `source` setting, with the rule it breaks.
@@ -180,5 +187,73 @@ mod tests {
         }
         let q = UrlTemplate::parse("http://127.0.0.1:9/get?id={key}&v=1").unwrap();
         assert_eq!(q.expand("a&b=c").unwrap(), "http://127.0.0.1:9/get?id=a%26b%3Dc&v=1");
+    }
+}
+
+/// Keys are untrusted input: arbitrary strings (any Unicode, any bytes of ASCII, dot segments,
+/// separators, percent signs) never make expansion panic, never leave the template's target, and
+/// two different keys never expand to one URL.
+#[cfg(test)]
+mod fuzz {
+    use super::UrlTemplate;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("."),
+                    Just(".."),
+                    Just("/"),
+                    Just("%2e"),
+                    Just("%"),
+                    Just("?"),
+                    Just("#"),
+                    Just("&"),
+                    Just("="),
+                    Just("@"),
+                    Just(":"),
+                    Just("\\"),
+                    Just("a"),
+                    Just("\u{0}"),
+                    Just("\u{FFFD}")
+                ],
+                0..8
+            )
+            .prop_map(|parts| parts.concat()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn expansion_is_safe_and_injective(a in key(), b in key()) {
+            for t in ["https://api.example/users/{key}/profile", "https://api.example:8443/get?id={key}&v=1"] {
+                let tpl = UrlTemplate::parse(t).unwrap();
+                let (ua, ub) = (tpl.expand(&a), tpl.expand(&b));
+                for u in [&ua, &ub].into_iter().flatten() {
+                    let url = url::Url::parse(u).unwrap();
+                    prop_assert_eq!(url.host_str(), Some("api.example"));
+                    let base = if t.contains('?') { "/get" } else { "/users/" };
+                    prop_assert!(url.path().starts_with(base), "{} leaves {}", u, base);
+                }
+                if let (Ok(ua), Ok(ub)) = (&ua, &ub) {
+                    prop_assert_eq!(ua == ub, a == b, "{:?} and {:?} expand to {} and {}", a, b, ua, ub);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::UrlTemplate;
+
+    #[test]
+    fn debug_redacts_credentials() {
+        let t = UrlTemplate::parse("https://svc:s3cret@api.example/u/{key}?token=abc").unwrap();
+        let d = format!("{t:?}");
+        assert!(!d.contains("s3cret") && !d.contains("abc"), "{d}");
+        assert!(d.contains("svc:***@api.example/u/{key}?token=***"), "{d}");
     }
 }

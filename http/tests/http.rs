@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::executor::block_on;
 use healcache::{Cache, Healer, HealingConfig, Source, SourceAnswer, SourceError};
-use healcache_http::{HttpOptions, HttpSource};
+use healcache_http::{AllowPrivate, HttpOptions, HttpSource};
 use http_body_util::Full;
 use hyper::{Request, Response};
 
@@ -89,8 +89,13 @@ impl Server {
     }
 }
 
+/// The test servers listen on loopback, which sources may reach only when allowed explicitly.
+fn local() -> HttpOptions {
+    HttpOptions { allow_private: AllowPrivate::hosts(["127.0.0.1"]), ..HttpOptions::default() }
+}
+
 fn opts(timeout_ms: u64, cap: usize) -> HttpOptions {
-    HttpOptions { timeout: Duration::from_millis(timeout_ms), max_body_bytes: cap }
+    HttpOptions { timeout: Duration::from_millis(timeout_ms), max_body_bytes: cap, ..local() }
 }
 
 #[test]
@@ -102,7 +107,7 @@ fn statuses_map_to_answers() {
     srv.route("/users/teapot", 418, b"");
     srv.route("/users/moved", 302, b"");
     srv.route("/users/redirected", 200, b"followed");
-    let src = HttpSource::new(&srv.url("/users/{key}"), HttpOptions::default()).unwrap();
+    let src = HttpSource::new(&srv.url("/users/{key}"), local()).unwrap();
     assert_eq!(block_on(src.fetch_bytes("1")), Ok(SourceAnswer::Value(b"{\"name\":\"ann\"}".to_vec())));
     assert_eq!(block_on(src.fetch_bytes("nobody")), Ok(SourceAnswer::NotFound));
     assert_eq!(block_on(src.fetch_bytes("gone")), Ok(SourceAnswer::NotFound));
@@ -116,7 +121,7 @@ fn statuses_map_to_answers() {
 #[test]
 fn hostile_keys_arrive_as_one_encoded_segment_or_are_refused() {
     let srv = Server::start();
-    let src = HttpSource::new(&srv.url("/users/{key}/profile"), HttpOptions::default()).unwrap();
+    let src = HttpSource::new(&srv.url("/users/{key}/profile"), local()).unwrap();
     for k in ["../admin", "a/b?c#d", "%2E%2E", "@evil.com", "a b"] {
         assert_eq!(block_on(src.fetch_bytes(k)), Ok(SourceAnswer::NotFound), "{k}");
     }
@@ -134,7 +139,7 @@ fn hostile_keys_arrive_as_one_encoded_segment_or_are_refused() {
         assert_eq!(block_on(src.fetch_bytes(k)), Err(SourceError::Refused), "{k:?}");
     }
     assert_eq!(srv.seen().len(), 5, "refused keys never reach the server");
-    let q = HttpSource::new(&srv.url("/get?id={key}&v=1"), HttpOptions::default()).unwrap();
+    let q = HttpSource::new(&srv.url("/get?id={key}&v=1"), local()).unwrap();
     block_on(q.fetch_bytes("a&b=c")).unwrap();
     assert_eq!(srv.seen().last().unwrap(), "/get?id=a%26b%3Dc&v=1");
 }
@@ -142,7 +147,7 @@ fn hostile_keys_arrive_as_one_encoded_segment_or_are_refused() {
 #[test]
 fn bad_templates_and_options_are_refused() {
     for t in ["http://{key}.example/x", "ftp://127.0.0.1/{key}", "http://127.0.0.1/x{key}", "http://127.0.0.1/x"] {
-        let e = HttpSource::new(t, HttpOptions::default()).unwrap_err();
+        let e = HttpSource::new(t, local()).unwrap_err();
         assert_eq!(e.code(), "InvalidConfig", "{t}");
     }
     let t = "http://127.0.0.1:9/{key}";
@@ -173,7 +178,7 @@ fn mapped_sources_convert_bodies() {
     let srv = Server::start();
     srv.route("/n/7", 200, b"7");
     srv.route("/n/bad", 200, b"seven");
-    let src = HttpSource::new(&srv.url("/n/{key}"), HttpOptions::default())
+    let src = HttpSource::new(&srv.url("/n/{key}"), local())
         .unwrap()
         .map(|b| String::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()).ok_or(SourceError::Unavailable));
     assert_eq!(block_on(src.fetch("7")), Ok(SourceAnswer::Value(7)));
@@ -202,7 +207,7 @@ fn healer_repairs_drift_from_an_http_source() {
     let h = Healer::new(cache.clone(), HealingConfig { sample_rate: 1.0, ..Default::default() }).unwrap();
     // `{key}` is the whole cache key; this server names users without the `user:` prefix
     let base = srv.url("/users/{key}");
-    let src = HttpSource::new(&base, HttpOptions::default()).unwrap();
+    let src = HttpSource::new(&base, local()).unwrap();
     h.register_source("user:", StripPrefix("user:", src)).unwrap();
     let r = block_on(h.run_interval());
     assert_eq!((r.verified, r.consistent, r.drift, r.repaired, r.failures), (200, 170, 30, 30, 0));
@@ -248,4 +253,52 @@ fn futures_timer(d: Duration) -> futures::channel::oneshot::Receiver<()> {
         let _ = tx.send(());
     });
     rx
+}
+
+/// Loopback, private and link-local destinations are refused unless allowed: an IP literal before
+/// any connection, a name after it resolves; the server never sees the request.
+#[test]
+fn non_public_destinations_are_refused_by_default() {
+    let srv = Server::start();
+    srv.route("/v/1", 200, b"one");
+    let port = srv.addr.unwrap().port();
+    for host in ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"] {
+        let t = format!("http://{host}:{port}/v/{{key}}");
+        let src = HttpSource::new(&t, HttpOptions::default()).unwrap();
+        assert_eq!(block_on(src.fetch_bytes("1")), Err(SourceError::Unavailable), "{host} reached by default");
+        // allowed for that host only
+        let other = HttpSource::new(
+            &t,
+            HttpOptions { allow_private: AllowPrivate::hosts(["api.internal"]), ..HttpOptions::default() },
+        )
+        .unwrap();
+        assert_eq!(
+            block_on(other.fetch_bytes("1")),
+            Err(SourceError::Unavailable),
+            "{host} reached through another host's allowance"
+        );
+    }
+    assert!(srv.seen().is_empty(), "a refused destination was contacted: {:?}", srv.seen());
+    for allow in [AllowPrivate::hosts(["127.0.0.1"]), AllowPrivate::All] {
+        let src = HttpSource::new(&srv.url("/v/{key}"), HttpOptions { allow_private: allow, ..HttpOptions::default() })
+            .unwrap();
+        assert_eq!(block_on(src.fetch_bytes("1")), Ok(SourceAnswer::Value(b"one".to_vec())));
+    }
+    let by_name = HttpSource::new(
+        &format!("http://localhost:{port}/v/{{key}}"),
+        HttpOptions { allow_private: AllowPrivate::hosts(["LOCALHOST"]), ..HttpOptions::default() },
+    )
+    .unwrap();
+    assert_eq!(block_on(by_name.fetch_bytes("1")), Ok(SourceAnswer::Value(b"one".to_vec())));
+}
+
+/// Credentials in a template never reach `Debug` output.
+#[test]
+fn debug_output_redacts_credentials() {
+    let src =
+        HttpSource::new("https://svc:s3cret@api.example/users/{key}?token=abc123&v=2", HttpOptions::default()).unwrap();
+    let d = format!("{src:?}");
+    assert!(!d.contains("s3cret") && !d.contains("abc123"), "{d}");
+    assert!(d.contains("https://svc:***@api.example/users/{key}?token=***&v=***"), "{d}");
+    assert_eq!(healcache_http::redact("http://h/x/{key}"), "http://h/x/{key}");
 }

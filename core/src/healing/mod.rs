@@ -272,6 +272,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         let _done = Done(&inner.running);
         let s = self.settings();
         let start = inner.cache.precise_nanos();
+        // Backoff deadlines are set from `now_nanos` (below), so they are compared with it too:
+        // a clock's precise reading may count from another origin.
+        let began = inner.cache.now_nanos();
         let live = inner.cache.len();
         let k = ((live as f64 * s.sample_rate).ceil() as usize).min(s.max_samples);
         let sample = inner.cache.sample_keys(k);
@@ -286,7 +289,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                     continue;
                 };
                 let r = &sources[idx];
-                if r.backoff_until > start {
+                if r.backoff_until > began {
                     report.skipped += 1;
                     continue;
                 }

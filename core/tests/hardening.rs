@@ -1,0 +1,213 @@
+//! Hostile use of the core: each test is a bound or a meaning that broke once under a user who
+//! pushed at it (heavy entries against the byte budget, durations below a nanosecond, version 0 on
+//! an absent key, a panic's message, a clock whose two readings have different origins).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use healcache::{
+    Cache, CacheBuilder, Clock, Config, Error, FnSource, Healer, HealingConfig, ManualClock, SourceAnswer, SourceError,
+};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+fn weighed(max_bytes: u64, shards: Option<usize>) -> Cache<Vec<u8>> {
+    let mut b = Cache::<Vec<u8>>::builder()
+        .max_entries(100_000)
+        .max_bytes(max_bytes)
+        .seed(7)
+        .weigher(|v: &Vec<u8>| v.len() as u64);
+    if let Some(s) = shards {
+        b = b.shards(s);
+    }
+    b.build().unwrap()
+}
+
+/// The byte budget bounds the whole cache, not each shard: 64 values of 900 KiB into 1 MiB once
+/// left about 25 times the budget stored, because each of the shards admitted one heavy entry.
+#[test]
+fn byte_budget_holds_for_heavy_entries() {
+    let budget = 1u64 << 20;
+    let cache = weighed(budget, Some(8));
+    for i in 0..64 {
+        cache.set(&format!("k{i}"), vec![0u8; 900 << 10]).unwrap();
+        let w = cache.stats().weight;
+        assert!(w <= budget, "after write {i}: {w} bytes stored, budget {budget}");
+        // the entry just written is the one kept: a write that returns Ok is readable at once
+        assert!(cache.get(&format!("k{i}")).is_some(), "write {i} returned Ok but is not stored");
+    }
+}
+
+/// Entries from one byte up to `max_entry_bytes` (the default: the whole budget), in random order
+/// and sizes, over 16 shards: the total weight never exceeds the budget after any write returns.
+#[test]
+fn byte_budget_holds_from_tiny_entries_to_the_entry_bound() {
+    let budget = 256u64 << 10;
+    let cache = weighed(budget, Some(16));
+    let mut rng = SmallRng::seed_from_u64(11);
+    for i in 0..3_000u32 {
+        let len = match rng.random_range(0..10) {
+            0 => budget as usize - 16, // the key's length counts too: at the bound exactly
+            1..=2 => rng.random_range(budget as usize / 4..budget as usize / 2),
+            _ => rng.random_range(1..512),
+        };
+        let key = format!("k{:011}", rng.random_range(0..2_000u32)); // 12 bytes
+        let r = cache.set(&key, vec![1u8; len]);
+        if len + key.len() <= budget as usize {
+            r.unwrap_or_else(|e| panic!("write {i} of {len} bytes refused: {e}"));
+        }
+        let w = cache.stats().weight;
+        assert!(w <= budget, "after write {i} ({len} bytes): {w} stored, budget {budget}");
+    }
+    // one byte over the entry bound is refused and changes nothing
+    let before = cache.stats().weight;
+    let e = cache.set("over", vec![0u8; budget as usize]).unwrap_err();
+    assert_eq!(e.code(), "ValueTooLarge");
+    assert_eq!(cache.stats().weight, before);
+}
+
+/// A duration that rounds to zero nanoseconds would make every entry expire on arrival: it is
+/// refused, naming the field, like any other invalid duration.
+#[test]
+fn durations_below_a_nanosecond_are_refused() {
+    for field in ["ttl_ms", "grace_ms", "negative_ttl_ms", "load_timeout_ms", "refresh_after_ms"] {
+        let mut c = Config::default();
+        c.set(field, 1e-9).unwrap();
+        if field == "grace_ms" {
+            c.set("ttl_ms", 1000.0).unwrap();
+        }
+        let e =
+            CacheBuilder::<u32>::from_config(c).build().err().unwrap_or_else(|| panic!("{field} = 1e-9 ms accepted"));
+        assert_eq!(e.code(), "InvalidConfig", "{field}");
+    }
+    // one nanosecond is the shortest duration kept
+    let mut c = Config::default();
+    c.set("ttl_ms", 1e-6).unwrap();
+    assert!(CacheBuilder::<u32>::from_config(c).build().is_ok());
+}
+
+/// Version 0 means "absent", for absent, expired and live keys alike: removing "only if absent"
+/// succeeds (there is nothing to remove) unless a live entry is there.
+#[test]
+fn version_zero_means_absent_everywhere() {
+    let clock = ManualClock::new();
+    let cache: Cache<u32> = Cache::builder().clock(clock.clone()).build().unwrap();
+    assert!(cache.remove_if_version("never-written", 0).is_ok());
+    cache.set_with_ttl("expired", 1, Some(Duration::from_secs(1))).unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert!(cache.remove_if_version("expired", 0).is_ok());
+    let v = cache.set("live", 2).unwrap();
+    match cache.remove_if_version("live", 0) {
+        Err(Error::VersionMismatch { expected: 0, current }) => assert_eq!(current, v),
+        other => panic!("expected a mismatch on a live key, got {other:?}"),
+    }
+    assert_eq!(cache.get("live"), Some(2));
+    // and a version that never existed is a mismatch on an absent key, reporting 0
+    match cache.remove_if_version("never-written", 5) {
+        Err(Error::VersionMismatch { expected: 5, current: 0 }) => {}
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+/// Every waiter of a panicking loader learns what the panic said.
+#[test]
+fn a_loader_panic_carries_its_message() {
+    let cache: Cache<u32> = Cache::builder().build().unwrap();
+    let e = block_on(cache.get_or_load("k", || async {
+        if true {
+            panic!("boom {}", 7);
+        }
+        Ok::<u32, std::io::Error>(1)
+    }))
+    .unwrap_err();
+    assert_eq!(e.code(), "LoaderPanicked");
+    assert!(e.to_string().contains("boom 7"), "message lost: {e}");
+    let e = block_on(cache.get_or_load("k2", || async {
+        if true {
+            std::panic::panic_any(42u8);
+        }
+        Ok::<u32, std::io::Error>(1)
+    }))
+    .unwrap_err();
+    assert_eq!(e.code(), "LoaderPanicked", "a payload that is not text still panics cleanly");
+    // the key is not stuck
+    assert_eq!(block_on(cache.get_or_load("k", || async { Ok::<u32, std::io::Error>(3) })).unwrap(), 3);
+}
+
+/// A clock whose precise reading has another origin than its plain one (allowed: only
+/// differences of precise reads mean anything). The healer's backoff must use one time base.
+#[derive(Clone)]
+struct SkewedClock(Arc<AtomicU64>);
+
+impl Clock for SkewedClock {
+    fn now_nanos(&self) -> u64 {
+        self.0.load(SeqCst)
+    }
+    fn precise_nanos(&self) -> u64 {
+        self.0.load(SeqCst) - 600_000_000_000 // 600 s behind
+    }
+}
+
+#[test]
+fn healing_backoff_uses_one_time_base() {
+    let now = Arc::new(AtomicU64::new(10_000_000_000_000));
+    let cache: Cache<u64> = Cache::builder().clock(SkewedClock(now.clone())).build().unwrap();
+    for i in 0..10 {
+        cache.set(&format!("k{i}"), i).unwrap();
+    }
+    let down = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (d, c) = (down.clone(), calls.clone());
+    let src = FnSource(move |k: &str| {
+        c.fetch_add(1, SeqCst);
+        let v: u64 = k[1..].parse().unwrap();
+        futures::future::ready(if d.load(SeqCst) { Err(SourceError::Unavailable) } else { Ok(SourceAnswer::Value(v)) })
+    });
+    let h = Healer::new(cache.clone(), HealingConfig { enabled: true, sample_rate: 1.0, ..HealingConfig::default() })
+        .unwrap();
+    h.register_source("k", src).unwrap();
+    for _ in 0..3 {
+        block_on(h.run_interval());
+    }
+    assert_eq!(calls.load(SeqCst), 30);
+    // backed off: the next interval does not ask the source
+    let r = block_on(h.run_interval());
+    assert_eq!((r.skipped, calls.load(SeqCst)), (10, 30), "no backoff after three failed intervals");
+    let interval = h.config().verify_interval_ms;
+    // after the longest backoff; after the longest backoff (32 intervals) it must be asked again
+    down.store(false, SeqCst);
+    now.fetch_add(((33.0 * interval) * 1e6) as u64, SeqCst);
+    let r = block_on(h.run_interval());
+    assert_eq!(r.verified, 10, "a recovered source was still skipped after the backoff cap: {r:?}");
+}
+
+/// Writers on four threads shedding from each other's shards at once: no deadlock, and once they
+/// have all returned the store is within its budget.
+#[test]
+fn byte_budget_holds_under_concurrent_heavy_writes() {
+    let budget = 512u64 << 10;
+    let cache = weighed(budget, Some(4));
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let cache = &cache;
+            s.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(t);
+                for i in 0..2_000u32 {
+                    let len = if rng.random_range(0..8) == 0 {
+                        rng.random_range(100_000..400_000)
+                    } else {
+                        rng.random_range(1..2_000)
+                    };
+                    cache.set(&format!("t{t}-{}", i % 300), vec![0u8; len]).unwrap();
+                }
+                // end on heavy writes, which per-shard shares let every shard keep one of
+                for i in 0..3 {
+                    cache.set(&format!("heavy-{t}-{i}"), vec![0u8; 300_000]).unwrap();
+                }
+            });
+        }
+    });
+    let w = cache.stats().weight;
+    assert!(w <= budget, "{w} bytes stored after the writers returned, budget {budget}");
+}
