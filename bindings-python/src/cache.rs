@@ -62,6 +62,7 @@ impl PyCache {
         ttl_jitter=None,
         negative_ttl=None,
         max_negative_share=None,
+        max_negative_ttl=None,
         healing_enabled=None,
         healing_sample_rate=None,
         healing_verify_interval=None,
@@ -96,6 +97,7 @@ impl PyCache {
         ttl_jitter: Option<Given>,
         negative_ttl: Option<Given>,
         max_negative_share: Option<Given>,
+        max_negative_ttl: Option<Given>,
         healing_enabled: Option<Given>,
         healing_sample_rate: Option<Given>,
         healing_verify_interval: Option<Given>,
@@ -126,6 +128,7 @@ impl PyCache {
             ("ttl_jitter", ttl_jitter),
             ("negative_ttl", negative_ttl),
             ("max_negative_share", max_negative_share),
+            ("max_negative_ttl", max_negative_ttl),
         ];
         let (inner, weigh) = config::build(py, &settings, seed, weigher)?;
         let healing_settings = [
@@ -350,16 +353,18 @@ impl PyCache {
 
     /// Registers (or replaces) the source of truth of keys starting with `prefix` (the longest
     /// registered prefix of a key wins): a sync callable `source(key)`, an async one, or a URL
-    /// template (`str`) fetched over HTTP whose body is `decode`d (`"bytes"`, `"text"`, `"json"`).
-    #[pyo3(signature = (prefix, source, /, *, decode=None))]
+    /// template (`str`) fetched over HTTP whose body is `decode`d (`"bytes"`, `"text"`, `"json"`);
+    /// `allow_private` (True, or a list of hosts) lets a template reach non-public addresses.
+    #[pyo3(signature = (prefix, source, /, *, decode=None, allow_private=None))]
     fn register_source(
         &self,
         py: Python<'_>,
         prefix: &str,
         source: &Bound<'_, PyAny>,
         decode: Option<&str>,
+        allow_private: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.healing.register_source(py, prefix, source, decode, &self.weigh)
+        self.healing.register_source(py, prefix, source, decode, allow_private, &self.weigh)
     }
 
     /// Removes a prefix's source and its score; returns whether it was registered.
@@ -512,11 +517,15 @@ impl PyCache {
         let key = key_str(key)?.to_owned();
         check_callable(loader.bind(py))?;
         let (event_loop, context) = running_loop(py)?;
+        if runtime::bridge(py)?.getattr(pyo3::intern!(py, "recursive"))?.call1((&key,))?.is_truthy()? {
+            return Err(to_pyerr(py, Error::RecursiveLoad));
+        }
         let load = AsyncLoad {
             loader,
             event_loop: event_loop.clone().unbind(),
             context: context.unbind(),
             weigh: Arc::clone(&self.weigh),
+            key: key.clone(),
         };
         let cache = self.inner.clone();
         let fut: WaitFuture = Box::pin(async move {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
 use healcache::{Cache, ConfigProblem, Healer, HealingConfig, Loaded, Source, SourceAnswer, SourceError};
-use healcache_http::{HttpOptions, HttpSource};
+use healcache_http::{AllowPrivate, HttpOptions, HttpSource};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -396,6 +396,7 @@ impl Healing {
         prefix: &str,
         source: &Bound<'_, PyAny>,
         decode: Option<&str>,
+        allow_private: Option<&Bound<'_, PyAny>>,
         weigh: &Arc<Weigh>,
     ) -> PyResult<()> {
         let max = self.cache.config().max_key_len;
@@ -406,7 +407,8 @@ impl Healing {
         let registered = if let Ok(template) = source.cast::<PyString>() {
             let decode = Decode::parse(py, decode)?;
             let timeout = Duration::from_secs_f64(self.healer.config().source_timeout_ms / 1000.0);
-            let options = HttpOptions { timeout, ..HttpOptions::default() };
+            let options =
+                HttpOptions { timeout, allow_private: allow_private_arg(allow_private)?, ..HttpOptions::default() };
             let http = HttpSource::new(&template.to_cow()?, options).map_err(|e| to_pyerr(py, e))?;
             let weigh = Arc::clone(weigh);
             let source = http.map(move |body: Vec<u8>| {
@@ -415,6 +417,11 @@ impl Healing {
             });
             self.healer.register_source(prefix, source)
         } else if source.is_callable() {
+            if allow_private.is_some() {
+                return Err(PyTypeError::new_err(
+                    "register_source: `allow_private` applies to URL-template sources only",
+                ));
+            }
             if decode.is_some() {
                 return Err(PyTypeError::new_err("register_source: `decode` applies to URL-template sources only"));
             }
@@ -558,4 +565,25 @@ fn named_error(py: Python<'_>, e: healcache::Error, name: &str) -> PyErr {
         }
         _ => config_error(py, e, Spelling::Asked(name)),
     }
+}
+
+/// `allow_private=`: None or False (public destinations only), True (any), or an iterable of hosts.
+fn allow_private_arg(arg: Option<&Bound<'_, PyAny>>) -> PyResult<AllowPrivate> {
+    let Some(arg) = arg else { return Ok(AllowPrivate::No) };
+    if let Ok(flag) = arg.cast::<pyo3::types::PyBool>() {
+        return Ok(if flag.is_true() { AllowPrivate::All } else { AllowPrivate::No });
+    }
+    if arg.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "register_source: `allow_private` takes a bool or a list of hosts, not a str",
+        ));
+    }
+    let mut hosts = Vec::new();
+    for h in arg.try_iter()? {
+        hosts.push(
+            h?.extract::<String>()
+                .map_err(|_| PyTypeError::new_err("register_source: `allow_private` hosts must be str"))?,
+        );
+    }
+    Ok(AllowPrivate::hosts(hosts))
 }

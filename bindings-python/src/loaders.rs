@@ -50,6 +50,7 @@ pub(crate) struct AsyncLoad {
     pub event_loop: Py<PyAny>,
     pub context: Py<PyAny>,
     pub weigh: Arc<Weigh>,
+    pub key: String,
 }
 
 type LoadResult = Result<Loaded<Value>, LoaderError>;
@@ -69,7 +70,7 @@ impl AsyncLoad {
         // on the caller's loop, which reports to `done`.
         let start = bridge(py)?.getattr("start")?;
         let r =
-            self.context.bind(py).call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done))?;
+            self.context.bind(py).call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done, &self.key))?;
         let (pending, obj): (bool, Bound<'_, PyAny>) = r.extract()?;
         if !pending {
             return Ok(future::ready(Ok(loaded(&self.weigh, obj)?)).boxed());

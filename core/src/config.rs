@@ -76,6 +76,10 @@ pub struct Config {
     /// Largest share of `max_entries` that cached "not found" answers may take (0 to 1).
     /// Defaults to: 0.1.
     pub max_negative_share: f64,
+    /// Longest TTL a cached "not found" answer may have, in ms: `negative_ttl` and per-call
+    /// negative TTLs above it are refused, so a mistaken "not found" cannot pin a key for hours.
+    /// Defaults to: 60,000 (one minute).
+    pub max_negative_ttl_ms: f64,
 }
 
 impl Default for Config {
@@ -99,6 +103,7 @@ impl Default for Config {
             ttl_jitter: 0.0,
             negative_ttl_ms: None,
             max_negative_share: 0.1,
+            max_negative_ttl_ms: 60_000.0,
         }
     }
 }
@@ -122,6 +127,7 @@ pub(crate) struct Settings {
     pub refresh_after: Option<Duration>,
     pub ttl_jitter: f64,
     pub negative_ttl: Option<Duration>,
+    pub max_negative_ttl: Duration,
     pub max_negative: u64,
 }
 
@@ -215,6 +221,7 @@ impl Config {
             "ttl_jitter" => self.ttl_jitter = value,
             "negative_ttl" => self.negative_ttl_ms = Some(value),
             "max_negative_share" => self.max_negative_share = value,
+            "max_negative_ttl" => self.max_negative_ttl_ms = value,
             _ => return Err(unknown()),
         }
         Ok(())
@@ -279,7 +286,15 @@ impl Config {
         }
         let refresh_after = self.refresh_after_ms.map(|v| duration_ms("refresh_after", v)).transpose()?;
         let ttl_jitter = fraction("ttl_jitter", self.ttl_jitter)?;
+        let max_negative_ttl = duration_ms("max_negative_ttl", self.max_negative_ttl_ms)?;
         let negative_ttl = self.negative_ttl_ms.map(|v| duration_ms("negative_ttl", v)).transpose()?;
+        if negative_ttl.is_some_and(|t| t > max_negative_ttl) {
+            return Err(Error::invalid_config(
+                "negative_ttl",
+                ConfigProblem::MustNotExceed("max_negative_ttl"),
+                self.negative_ttl_ms,
+            ));
+        }
         let share = fraction("max_negative_share", self.max_negative_share)?;
         Ok(Settings {
             grace,
@@ -289,6 +304,7 @@ impl Config {
             refresh_after,
             ttl_jitter,
             negative_ttl,
+            max_negative_ttl,
             max_negative: (max_entries as f64 * share) as u64,
             max_entries,
             max_bytes,
@@ -466,6 +482,12 @@ impl<V> CacheBuilder<V> {
     /// TTL of cached "not found" answers. Defaults to: none.
     pub fn negative_ttl(mut self, d: Duration) -> Self {
         self.config.negative_ttl_ms = Some(d.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// Longest TTL of a cached "not found" answer. Defaults to: one minute.
+    pub fn max_negative_ttl(mut self, d: Duration) -> Self {
+        self.config.max_negative_ttl_ms = d.as_secs_f64() * 1000.0;
         self
     }
 

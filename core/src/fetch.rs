@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::{self, Either, FutureExt};
 
 use crate::cache::{Cache, Ttl};
-use crate::error::{Error, LoaderError, Result};
+use crate::error::{ConfigProblem, Error, LoaderError, Result};
 use crate::flight::{self, LoadFuture, Tracked};
 use crate::stats::Status;
 use crate::store::{Expect, Lookup};
@@ -116,6 +116,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let inner = &self.inner;
         let s = &inner.settings;
         inner.store.check_key(key)?;
+        if let Some(t) = opts.negative_ttl.filter(|t| *t > s.max_negative_ttl) {
+            return Err(Error::invalid_config(
+                "negative_ttl",
+                ConfigProblem::MustNotExceed("max_negative_ttl"),
+                Some(t.as_secs_f64() * 1000.0),
+            ));
+        }
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);

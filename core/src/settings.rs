@@ -149,6 +149,17 @@ pub static SETTINGS: &[Setting] = &[
         "0.1",
         "Largest share of max_entries that cached \"not found\" answers may take.",
     ),
+    aka(
+        s(
+            "max_negative_ttl",
+            "maxNegativeTtl",
+            Cache,
+            Duration,
+            "60000",
+            "Longest TTL of a cached \"not found\" answer (negative_ttl and per-call ones above it are refused).",
+        ),
+        &["max_negative_ttl_ms"],
+    ),
     aka(s("enabled", "enabled", Healing, Flag, "false", "Whether the background loop verifies."), &["healing.enabled"]),
     aka(
         s("sample_rate", "sampleRate", Healing, Fraction, "0.01", "Share of live keys sampled each interval."),

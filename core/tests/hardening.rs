@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use healcache::{
-    Cache, CacheBuilder, Clock, Config, Error, FnSource, Healer, HealingConfig, ManualClock, SourceAnswer, SourceError,
+    Cache, CacheBuilder, Clock, Config, Error, FetchOptions, FnSource, Healer, HealingConfig, Loaded, ManualClock,
+    SourceAnswer, SourceError,
 };
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
@@ -210,4 +211,26 @@ fn byte_budget_holds_under_concurrent_heavy_writes() {
     });
     let w = cache.stats().weight;
     assert!(w <= budget, "{w} bytes stored after the writers returned, budget {budget}");
+}
+
+/// A cached "not found" lives at most `max_negative_ttl` (default one minute), so a mistaken
+/// answer cannot pin a key for hours: longer negative TTLs are refused, in the settings and per
+/// call, before any work.
+#[test]
+fn negative_entries_have_a_ttl_cap() {
+    let e = Cache::<u32>::builder().negative_ttl(Duration::from_secs(61)).build().err().expect("61 s accepted");
+    assert_eq!(e.code(), "InvalidConfig");
+    assert!(e.to_string().contains("max_negative_ttl"), "{e}");
+    assert!(
+        Cache::<u32>::builder().negative_ttl(Duration::from_secs(60)).build().is_ok(),
+        "the bound itself is allowed"
+    );
+    let raised =
+        Cache::<u32>::builder().max_negative_ttl(Duration::from_secs(3600)).negative_ttl(Duration::from_secs(600));
+    assert!(raised.build().is_ok());
+    let c = Cache::<u32>::builder().negative_ttl(Duration::from_secs(5)).build().unwrap();
+    let long = FetchOptions { negative_ttl: Some(Duration::from_secs(61)), ..FetchOptions::default() };
+    let e = block_on(c.fetch("k", long, || async { Ok::<_, std::io::Error>(Loaded::NotFound) })).unwrap_err();
+    assert_eq!(e.code(), "InvalidConfig");
+    assert_eq!(c.stats().loads, 0, "refused before any work");
 }

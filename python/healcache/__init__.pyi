@@ -1,7 +1,7 @@
 """Type stubs of healcache (checked against the module by mypy.stubtest in tests/python)."""
 
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Literal, Optional, TypedDict, TypeVar, Union, final, overload
+from typing import Any, Awaitable, Callable, Literal, Optional, Sequence, TypedDict, TypeVar, Union, final, overload
 
 from healcache._fetch import NOT_FOUND as NOT_FOUND
 from healcache._fetch import Fetched as Fetched
@@ -159,6 +159,7 @@ class Cache:
     - ``ttl_jitter``: each TTL is stretched by a random fraction in ``[0, ttl_jitter)`` (0 to 1; default 0).
     - ``negative_ttl``: seconds a loader's ``NOT_FOUND`` answer is cached (default: not cached).
     - ``max_negative_share``: largest share of ``max_entries`` for cached ``NOT_FOUND`` answers (default 0.1).
+    - ``max_negative_ttl``: longest ``negative_ttl`` accepted, here and per call, in seconds (default 60).
 
     Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
     keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
@@ -201,6 +202,7 @@ class Cache:
         ttl_jitter: Optional[float] = None,
         negative_ttl: Optional[_Seconds] = None,
         max_negative_share: Optional[float] = None,
+        max_negative_ttl: Optional[_Seconds] = None,
         healing_enabled: Optional[bool] = None,
         healing_sample_rate: Optional[float] = None,
         healing_verify_interval: Optional[_Seconds] = None,
@@ -281,6 +283,7 @@ class Cache:
         /,
         *,
         decode: Optional[Literal["bytes", "text", "json"]] = None,
+        allow_private: Union[bool, Sequence[str], None] = None,
     ) -> None:
         """Registers (or replaces) the source of truth of keys starting with ``prefix``; the
         longest registered prefix of a key wins. ``source(key)`` (the whole key, prefix
@@ -297,6 +300,8 @@ class Cache:
           / ``"json"``; 404/410 is ``NOT_FOUND``; anything else (redirects included) a failure.
           A template breaking the rules raises ``InvalidConfig``; keys such as ``".."`` are
           skipped. The request timeout is ``healing_source_timeout`` at registration.
+          Loopback, private, link-local and other non-public destinations are refused (a
+          source failure) unless ``allow_private`` is ``True`` or lists the template's host.
         """
     def unregister_source(self, prefix: str, /) -> bool:
         """Removes a prefix's source and its score; returns whether it was registered."""

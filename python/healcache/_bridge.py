@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import weakref
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, FrozenSet
 
 from ._healcache import _LoopDriver
 
 _drivers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDriver]" = weakref.WeakKeyDictionary()
+
+
+# The keys whose loaders run in this context (the loader's task inherits it, and so do tasks it
+# starts): an async loader awaiting its own key, directly or through other keys, would wait for
+# itself forever, so that call is refused instead (threads have the core's own check).
+_loading: "contextvars.ContextVar[FrozenSet[str]]" = contextvars.ContextVar("healcache_loading", default=frozenset())
+
+
+def recursive(key: str) -> bool:
+    """Whether ``key`` is being loaded by a loader this call runs inside."""
+    return key in _loading.get()
 
 
 def driver(loop: asyncio.AbstractEventLoop) -> _LoopDriver:
@@ -27,9 +39,13 @@ async def _await(aw: Awaitable[Any]) -> Any:
     return await aw
 
 
-def start(loader: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any], None]) -> tuple[bool, Any]:
-    """Calls ``loader()``. A plain value comes back as ``(False, value)``; an awaitable becomes a
-    task on ``loop`` reporting to ``done``, returned as ``(True, task)``."""
+def start(
+    loader: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any], None], key: str
+) -> tuple[bool, Any]:
+    """Calls ``loader()`` (in the caller's copied context, with ``key`` marked as loading). A
+    plain value comes back as ``(False, value)``; an awaitable becomes a task on ``loop``
+    reporting to ``done``, returned as ``(True, task)``."""
+    _loading.set(_loading.get() | {key})
     result = loader()
     if not inspect.isawaitable(result):
         return False, result

@@ -138,6 +138,39 @@ def test_recursive_load_is_refused() -> None:
     assert c.get_or_load_sync("k", lambda: 5) == 5  # the key is not stuck
 
 
+def test_async_recursive_load_is_refused() -> None:
+    """An async loader awaiting its own key, directly or through another key, would wait for
+    itself forever: the call is refused with RecursiveLoad, the key is not stuck, and loaders
+    that read other keys are unaffected."""
+    c = Cache()
+
+    async def main() -> None:
+        async def self_loader() -> int:
+            return await c.get_or_load("a", self_loader)
+
+        with pytest.raises(healcache.RecursiveLoad):
+            await asyncio.wait_for(c.get_or_load("a", self_loader), 5)
+
+        async def load_x() -> int:
+            return await c.get_or_load("y", load_y)
+
+        async def load_y() -> int:
+            return await c.get_or_load("x", load_x)
+
+        with pytest.raises(healcache.RecursiveLoad):
+            await asyncio.wait_for(c.get_or_load("x", load_x), 5)
+        assert await c.get_or_load("a", lambda: 7) == 7
+        assert await c.get_or_load("x", lambda: 8) == 8
+
+        async def load_sum() -> int:
+            parts = await asyncio.gather(c.get_or_load("p1", lambda: 1), c.get_or_load("p2", lambda: 2))
+            return sum(parts)
+
+        assert await c.get_or_load("sum", load_sum) == 3
+
+    asyncio.run(main())
+
+
 def test_too_many_loads() -> None:
     c = Cache(max_in_flight=1)
 

@@ -379,7 +379,7 @@ def test_bad_sources_and_prefixes_raise_typed_errors() -> None:
     with pytest.raises(TypeError):
         c.register_source(1, lambda k: 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        c.register_source("p", lambda k: 1, decode="json")
+        c.register_source("p", lambda k: 1, decode="json", allow_private=["127.0.0.1"])
     with pytest.raises(healcache.KeyTooLong):
         c.register_source("a-very-long-prefix", lambda k: 1)
     c.config_set("healing.max_prefixes", "2")
@@ -825,7 +825,7 @@ def test_http_source_json_not_found_and_failures(api: str) -> None:
     c["missing"] = {"name": "x"}  # 404: removed
     c["boom"] = {"name": "y"}  # 500: a failure, kept
     c["moved"] = {"name": "z"}  # redirects are not followed: a failure
-    c.register_source("", api + "/json/{key}", decode="json")
+    c.register_source("", api + "/json/{key}", decode="json", allow_private=["127.0.0.1"])
     r = c.verify_now_sync()
     assert (r["consistent"], r["drift"], r["repaired"], r["failures"]) == (1, 2, 2, 2), r
     assert c["2"] == {"name": "Grace"} and "missing" not in c
@@ -838,7 +838,7 @@ async def test_http_source_from_asyncio(api: str) -> None:
     c = Cache(healing_sample_rate=1.0)
     c["2"] = {"name": "old"}
     c["1"] = {"name": "Ada"}
-    c.register_source("", api + "/json/{key}", decode="json")
+    c.register_source("", api + "/json/{key}", decode="json", allow_private=["127.0.0.1"])
     r = await c.verify_now()
     assert (r["consistent"], r["repaired"]) == (1, 1)
     assert c["2"] == {"name": "Grace"}
@@ -847,14 +847,14 @@ async def test_http_source_from_asyncio(api: str) -> None:
 def test_http_source_bytes_and_text(api: str) -> None:
     c = Cache(healing_sample_rate=1.0)
     c["b:a b"] = b"stale"
-    c.register_source("b:", api + "/users/{key}")
+    c.register_source("b:", api + "/users/{key}", allow_private=True)
     Api.users["b:a b"] = "fresh"
     assert c.verify_now_sync()["repaired"] == 1
     assert c["b:a b"] == b"fresh"
     t = Cache(healing_sample_rate=1.0)
     t["t:x"] = "fresh"
     Api.users["t:x"] = "fresh"
-    t.register_source("t:", api + "/users/{key}", decode="text")
+    t.register_source("t:", api + "/users/{key}", decode="text", allow_private=True)
     assert t.verify_now_sync()["consistent"] == 1
 
 
@@ -862,12 +862,29 @@ def test_http_hostile_keys_stay_one_path_segment(api: str) -> None:
     c = Cache(healing_sample_rate=1.0)
     for k in ["../admin", "a b", "..", "."]:
         c[k] = "stale"
-    c.register_source("", api + "/users/{key}/")
+    c.register_source("", api + "/users/{key}/", allow_private=["127.0.0.1"])
     r = c.verify_now_sync()
     # "." and ".." cannot name a resource: refused, skipped, never asked, not failures
     assert (r["verified"], r["skipped"], r["failures"]) == (2, 2, 0), r
     assert sorted(Api.paths) == ["/users/..%2Fadmin/", "/users/a%20b/"]
     assert c["../admin"] == b"{'name': 'root'}"
+
+
+def test_http_sources_refuse_non_public_destinations_by_default(api: str) -> None:
+    c = Cache(healing_sample_rate=1.0)
+    c["1"] = "stale"
+    c.register_source("", api + "/json/{key}", decode="json")
+    r = c.verify_now_sync()
+    assert (r["failures"], r["repaired"]) == (1, 0), r
+    assert Api.paths == [], "a refused destination was contacted"
+    c.register_source("", api + "/json/{key}", decode="json", allow_private=["api.internal"])
+    assert c.verify_now_sync()["failures"] == 1 and Api.paths == []
+    c.register_source("", api + "/json/{key}", decode="json", allow_private=["127.0.0.1"])
+    assert c.verify_now_sync()["repaired"] == 1
+    with pytest.raises(TypeError):
+        c.register_source("", api + "/json/{key}", allow_private="127.0.0.1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        c.register_source("", lambda k: 1, allow_private=True)
 
 
 def test_http_templates_refused_at_registration() -> None:
