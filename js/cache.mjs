@@ -14,8 +14,7 @@
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import {
-  OPTIONS, FETCH_OPTIONS, HEALING, codeError, argError, jsField, healingField, checkKey, createArgs, fetchArgs,
-  setArgs, defaultSizeOf, weigh,
+  useSettings, codeError, argError, checkKey, createArgs, fetchArgs, setArgs, defaultSizeOf, weigh,
 } from './options.mjs';
 
 /**
@@ -47,6 +46,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
   function ready() {
     if (P.out !== undefined) return;
     Object.assign(P, B.protocol());
+    useSettings(B.settings());
     if (typeof B.outRow !== 'function') out = new Float64Array(P.out.len);
   }
 
@@ -55,11 +55,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       ready();
       super();
       const [names, values, seed] = createArgs(options);
-      try {
-        this._c = B.create(names, values, seed, backgroundHealing);
-      } catch (e) {
-        throw jsField(e);
-      }
+      this._c = B.create(names, values, seed, backgroundHealing);
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
@@ -197,13 +193,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         if (s !== undefined) return { value: s.v, status: 'hit' };
       }
       const signal = options == null ? undefined : options.signal;
-      const [value, status] = await this._flight(key, loader, signal, (ticket, run) => {
-        try {
-          return B.fetch(this._c, key, run, ticket, ...args);
-        } catch (e) {
-          throw jsField(e);
-        }
-      });
+      const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
+        B.fetch(this._c, key, run, ticket, ...args),
+      );
       return { value, status };
     }
 
@@ -292,7 +284,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
 /** What a backend module exports (the napi addon also httpSource and httpFetch). */
 const BACKEND_FNS = [
-  'protocol', 'outRow', 'create', 'set', 'remove', 'removeIfVersion', 'state', 'touch', 'drain', 'len', 'clear',
+  'protocol', 'settings', 'outRow', 'create', 'set', 'remove', 'removeIfVersion', 'state', 'touch', 'drain', 'len', 'clear',
   'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', '__panicForTest', 'registerSource',
   'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset', 'healingSet', 'healingGet', 'healingScore',
   'healingScores', 'healingStats', 'driftEvents', 'healingClose',
@@ -333,4 +325,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, guardWasm, NOT_FOUND, OPTIONS, FETCH_OPTIONS, HEALING, codeError, healingField };
+export { makeCache, guardWasm, NOT_FOUND, codeError };

@@ -10,8 +10,8 @@
 // the repair has landed, or the interval that asked is over.
 
 import {
-  HEALING, HEALING_BOOLEAN, codeError, invalid, argError, healingField, checkPrefix, healingArgs, settingNumber,
-  settingText, settingError, weigh,
+  healingSettings, codeError, invalid, argError, healingField, checkPrefix, healingArgs, settingNumber, settingText,
+  settingError, weigh,
 } from './options.mjs';
 
 const SOURCE_OPTIONS = ['compare', 'decode', 'stripPrefix', 'maxBodyBytes'];
@@ -213,27 +213,28 @@ function makeHealing(Base, B, P, notFound) {
     }
 
     _healingSet(settings) {
-      const [names, values] = healingArgs(settings);
+      const [names, values, wrote] = healingArgs(settings);
       try {
         B.healingSet(this._c, names, values);
       } catch (e) {
-        throw healingField(e);
+        throw healingField(e, wrote);
       }
     }
 
     /** The healing settings now, by JS name. */
     healingConfig() {
       const out = {};
-      for (const [js, core] of HEALING) {
-        const v = B.healingGet(this._c, core);
-        out[js] = HEALING_BOOLEAN.has(js) ? v === 1 : v;
+      for (const [shown, s] of healingSettings()) {
+        const v = B.healingGet(this._c, s.jsName);
+        out[shown] = s.flag ? v === 1 : v;
       }
       return out;
     }
 
     /**
-     * Sets one runtime setting by its core name from text (`configSet("healing.sample_rate",
-     * "0.02")`; numbers and booleans are turned to text), validated: nothing changes on error.
+     * Sets one runtime setting by any of its names from text (`configSet("sample_rate", "0.02")`,
+     * or `sampleRate`, or the former `healing.sample_rate`; numbers and booleans as they are),
+     * validated by the core: nothing changes on error.
      */
     configSet(name, value) {
       if (typeof name !== 'string') throw argError('a setting name is a string');
@@ -247,7 +248,7 @@ function makeHealing(Base, B, P, notFound) {
       }
     }
 
-    /** One runtime setting by its core name, as text (`configGet("healing.sample_rate")` is "0.01"). */
+    /** One runtime setting by any of its names, as text (`configGet("sample_rate")` is "0.01"). */
     configGet(name) {
       if (typeof name !== 'string') throw argError('a setting name is a string');
       try {
@@ -344,7 +345,7 @@ function makeHealing(Base, B, P, notFound) {
           'URL-template sources need the native package (healcache); in WebAssembly, register a function that calls fetch()',
         );
       }
-      const timeout = B.healingGet(this._c, 'healing.source_timeout_ms');
+      const timeout = B.healingGet(this._c, 'sourceTimeout');
       let src;
       try {
         src = B.httpSource(template, timeout, o.maxBodyBytes === undefined ? 1 << 20 : o.maxBodyBytes);

@@ -2,63 +2,45 @@
 // what the backends take. Values are checked by the core (it names the setting at fault); this
 // file only refuses what cannot be passed on (unknown names, wrong types).
 
-/** Options of `new Cache(options)`: [JS name, core `Config` field]. */
-const OPTIONS = [
-  ['maxEntries', 'max_entries'],
-  ['maxBytes', 'max_bytes'],
-  ['ttl', 'ttl_ms'],
-  ['maxKeyLen', 'max_key_len'],
-  ['maxEntryBytes', 'max_entry_bytes'],
-  ['maxInFlight', 'max_in_flight'],
-  ['loadTimeout', 'load_timeout_ms'],
-  ['shards', 'shards'],
-  ['seed', 'seed'],
-  ['grace', 'grace_ms'],
-  ['staleWhileRevalidate', 'stale_while_revalidate'],
-  ['loadSoftTimeout', 'load_soft_timeout_ms'],
-  ['xfetch', 'xfetch'],
-  ['xfetchBeta', 'xfetch_beta'],
-  ['refreshAfter', 'refresh_after_ms'],
-  ['ttlJitter', 'ttl_jitter'],
-  ['negativeTtl', 'negative_ttl_ms'],
-  ['maxNegativeShare', 'max_negative_share'],
-];
-/** Options of `fetch(key, loader, options)`: [JS name, core `FetchOptions` field], in backend order. */
-const FETCH_OPTIONS = [
-  ['ttl', 'ttl'],
-  ['negativeTtl', 'negative_ttl'],
-  ['staleWhileRevalidate', 'stale_while_revalidate'],
-  ['xfetch', 'xfetch'],
-  ['softTimeout', 'soft_timeout'],
-];
-const BOOLEAN_OPTIONS = new Set(['staleWhileRevalidate', 'xfetch']);
-const JS_NAME = new Map([...OPTIONS, ...FETCH_OPTIONS].map(([js, core]) => [core, js]));
-const KNOWN = new Map(OPTIONS);
-const FETCH_KNOWN = new Map(FETCH_OPTIONS.map(([js], i) => [js, i]));
-// JS-only option: `sizeOf(value, key)`, the weight of a value in bytes for maxBytes/maxEntryBytes.
+/** Options of `fetch(key, loader, options)`, in the order the backends take them. */
+const FETCH_OPTIONS = ['ttl', 'negativeTtl', 'staleWhileRevalidate', 'xfetch', 'softTimeout'];
+const FETCH_BOOLEAN = new Set(['staleWhileRevalidate', 'xfetch']);
+const FETCH_KNOWN = new Map(FETCH_OPTIONS.map((js, i) => [js, i]));
+// JS-only options of `new Cache`: `sizeOf(value, key)`, the weight of a value in bytes for
+// maxBytes/maxEntryBytes, and `healing`, the healing settings.
 const SIZE_OF = 'sizeOf';
+const HEALING_OPTION = 'healing';
+/** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
+const FORMER = new Map([
+  ['verifyIntervalMs', 'verifyInterval'],
+  ['sourceTimeoutMs', 'sourceTimeout'],
+]);
+const SHOWN = new Map([...FORMER].map(([former, js]) => [js, former]));
 
-/**
- * Self-healing settings: [JS name (the `healing` option, `setHealing`), core name (`configSet`)].
- * The core checks the values (`HealingConfig::set`); the backends take them by name as numbers
- * (flags 1/0: no text parsing in the WebAssembly module).
+/*
+ * The core's table of settings (`settings()` of the backend): every cache option and healing
+ * setting with its names, scope and whether it is a flag. Read once, by `useSettings`.
  */
-const HEALING = [
-  ['enabled', 'healing.enabled'],
-  ['sampleRate', 'healing.sample_rate'],
-  ['verifyIntervalMs', 'healing.verify_interval_ms'],
-  ['autoRepair', 'healing.auto_repair'],
-  ['scoreWindow', 'healing.score_window'],
-  ['sourceTimeoutMs', 'healing.source_timeout_ms'],
-  ['sourceConcurrency', 'healing.source_concurrency'],
-  ['maxPrefixes', 'healing.max_prefixes'],
-  ['maxDriftEvents', 'healing.max_drift_events'],
-  ['maxSamples', 'healing.max_samples'],
-];
-const HEALING_BOOLEAN = new Set(['enabled', 'autoRepair']);
-const HEALING_FLAGS = new Set(['healing.enabled', 'healing.auto_repair']);
-const HEALING_CORE = new Map(HEALING);
-const HEALING_JS = new Map(HEALING.map(([js, core]) => [core, js]));
+let CACHE; // JS name -> setting, for `new Cache(options)`
+let HEALING; // JS name (and former JS name) -> setting, for `healing` and `setHealing`
+let ANY; // any name the core takes (snake, camelCase, former) -> setting, for `configSet`
+
+function useSettings(table) {
+  if (ANY !== undefined) return;
+  CACHE = new Map();
+  HEALING = new Map();
+  ANY = new Map();
+  for (const s of table) {
+    (s.scope === 'healing' ? HEALING : CACHE).set(s.jsName, s);
+    for (const n of [s.name, s.jsName, ...s.aliases]) ANY.set(n, s);
+  }
+  for (const [former, js] of FORMER) HEALING.set(former, HEALING.get(js));
+}
+
+/** The healing settings as `healingConfig()` shows them: [shown name, setting]. */
+function healingSettings() {
+  return [...HEALING].filter(([js]) => !FORMER.has(js)).map(([js, s]) => [SHOWN.get(js) || js, s]);
+}
 
 function codeError(code, message, props) {
   const e = new Error(message);
@@ -74,22 +56,28 @@ function argError(message) {
   return codeError('ERR_INVALID_ARG_TYPE', message);
 }
 
-/** Renames the field of a core error with `rename` (core name -> the name the user wrote). */
+/** Renames the field of a core error with `rename` (the core's JS name -> the name the user wrote). */
 function renamed(e, rename) {
   if (e && e.code === 'InvalidConfig' && typeof e.field === 'string') {
-    const js = rename(e.field);
-    if (js !== undefined) {
-      e.message = e.message.split(`\`${e.field}\``).join(`\`${js}\``);
-      e.field = js;
+    const name = rename(e.field);
+    if (name !== undefined) {
+      e.message = e.message.split(`\`${e.field}\``).join(`\`${name}\``);
+      e.field = name;
     }
   }
   return e;
 }
 
-/** A core error naming a core field gets the JS option name instead (`max_entries` -> `maxEntries`). */
-const jsField = (e) => renamed(e, (f) => JS_NAME.get(f));
-/** A core error naming a healing setting (`healing.sample_rate`) names its JS spelling (`healing.sampleRate`). */
-const healingField = (e) => renamed(e, (f) => (HEALING_JS.has(f) ? `healing.${HEALING_JS.get(f)}` : undefined));
+/**
+ * A core error naming a healing setting names it as the user wrote it, under `healing.`
+ * (`sampleRate` -> `healing.sampleRate`); `wrote` maps JS names to the names given.
+ */
+const healingField = (e, wrote) =>
+  renamed(e, (f) => {
+    const s = ANY.get(f);
+    if (s === undefined || s.scope !== 'healing') return undefined;
+    return `healing.${(wrote && wrote.get(s.jsName)) || SHOWN.get(s.jsName) || s.jsName}`;
+  });
 
 function checkKey(key) {
   if (typeof key !== 'string') throw argError(`cache keys are strings, got ${typeof key}`);
@@ -118,7 +106,7 @@ function checkSeed(v) {
 }
 
 /**
- * The backends' `create` arguments from the options object: core names (comma-separated) and
+ * The backends' `create` arguments from the options object: setting names (comma-separated) and
  * values (booleans as 0/1), and the seed (the host's when none is given: on wasm32 std's
  * RandomState is not random).
  */
@@ -134,20 +122,20 @@ function createArgs(options) {
         if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
         continue;
       }
-      if (name === 'healing') continue; // checked by healingArgs
-      const core = KNOWN.get(name);
-      if (core === undefined) throw invalid(name, `is not an option (known: ${[...KNOWN.keys(), SIZE_OF, 'healing'].join(', ')})`);
+      if (name === HEALING_OPTION) continue; // checked by healingArgs
+      const s = CACHE.get(name);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, HEALING_OPTION].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
-        seed = checkSeed(v);
+        seed = checkSeed(v); // a u64: passed on its own, as a bigint
         continue;
       }
-      if (BOOLEAN_OPTIONS.has(name)) {
+      if (s.flag) {
         if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
       } else if (typeof v !== 'number') {
         throw invalid(name, `must be a number, got ${typeof v}`);
       }
-      names.push(core);
+      names.push(name);
       values.push(Number(v)); // NaN, negative, fractional: the core refuses them and names the field
     }
   }
@@ -165,7 +153,7 @@ function fetchArgs(options) {
     if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal'].join(', ')})`);
     const v = options[name];
     if (v === undefined) continue;
-    if (BOOLEAN_OPTIONS.has(name)) {
+    if (FETCH_BOOLEAN.has(name)) {
       if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
     } else if (typeof v !== 'number') {
       throw invalid(name, `must be a number of milliseconds, got ${typeof v}`);
@@ -183,55 +171,64 @@ function setArgs(options) {
   return [ttl, ifVersion];
 }
 
-/** Core names and values of healing settings given by JS name; names and types checked here. */
+/**
+ * Names and values of healing settings given by JS name (today's or a former one), and which
+ * name the user wrote for each; names and types checked here, values by the core.
+ */
 function healingArgs(settings) {
   const names = [];
   const values = [];
-  if (settings === undefined || settings === null) return [names, values];
+  const wrote = new Map();
+  if (settings === undefined || settings === null) return [names, values, wrote];
   if (typeof settings !== 'object') throw invalid('healing', 'must be an object');
   for (const name of Object.keys(settings)) {
-    const core = HEALING_CORE.get(name);
-    if (core === undefined) {
-      throw invalid(`healing.${name}`, `is not a healing setting (known: ${[...HEALING_CORE.keys()].join(', ')})`);
+    const s = HEALING.get(name);
+    if (s === undefined) {
+      throw invalid(`healing.${name}`, `is not a healing setting (known: ${healingSettings().map(([n]) => n).join(', ')})`);
     }
     const v = settings[name];
     if (v === undefined) continue;
-    const flag = HEALING_BOOLEAN.has(name);
-    if (flag ? typeof v !== 'boolean' : typeof v !== 'number') {
-      throw invalid(`healing.${name}`, `must be a ${flag ? 'boolean' : 'number'}, got ${typeof v}`);
+    if (s.flag ? typeof v !== 'boolean' : typeof v !== 'number') {
+      throw invalid(`healing.${name}`, `must be a ${s.flag ? 'boolean' : 'number'}, got ${typeof v}`);
     }
-    names.push(core);
+    names.push(s.jsName);
     values.push(Number(v));
+    wrote.set(s.jsName, name);
   }
-  return [names, values];
+  return [names, values, wrote];
 }
 
 /** The number a `configSet` value stands for (flags: 1/0, from true/false, 1/0, on/off). */
-function settingNumber(core, value) {
+function settingNumber(name, value) {
   if (typeof value === 'boolean') return Number(value);
   if (typeof value === 'number') return value;
+  const s = ANY.get(name);
   const t = value.trim();
   let n = NaN;
-  if (!HEALING_FLAGS.has(core)) n = t === '' ? NaN : Number(t);
+  if (s === undefined || !s.flag) n = t === '' ? NaN : Number(t);
   else if (t === 'true' || t === '1' || t === 'on') n = 1;
   else if (t === 'false' || t === '0' || t === 'off') n = 0;
-  if (Number.isNaN(n) && HEALING_JS.has(core)) {
-    throw invalid(core, `not a ${HEALING_FLAGS.has(core) ? 'boolean' : 'number'}: ${JSON.stringify(value)}`);
-  }
+  if (Number.isNaN(n) && s !== undefined) throw invalid(name, `not a ${s.flag ? 'boolean' : 'number'}: ${JSON.stringify(value)}`);
   return n;
 }
 
 /** A setting's number as `configGet` text (flags: "true"/"false"). */
-function settingText(core, n) {
-  return HEALING_FLAGS.has(core) ? String(n === 1) : String(n);
+function settingText(name, n) {
+  const s = ANY.get(name);
+  return s !== undefined && s.flag ? String(n === 1) : String(n);
 }
 
-/** A core "unknown setting" error says which name it was given and which exist. */
+/**
+ * A core error of `configSet(name)` / `configGet(name)` names the setting as given; an unknown
+ * setting says which names exist.
+ */
 function settingError(e, name) {
   if (e && e.code === 'InvalidConfig' && e.field === 'name') {
-    e.message = `invalid config: unknown setting ${JSON.stringify(name)} (known: ${[...HEALING_JS.keys()].join(', ')})`;
+    const known = [...ANY].filter(([, s]) => s.scope === 'healing').map(([n]) => n);
+    e.message = `invalid config: unknown setting ${JSON.stringify(name)} (known: ${known.join(', ')})`;
+    return e;
   }
-  return e;
+  return renamed(e, (f) => (ANY.get(f) === ANY.get(name) ? name : undefined));
 }
 
 /**
@@ -253,7 +250,6 @@ function weigh(sizeOf, value, key) {
 }
 
 export {
-  OPTIONS, FETCH_OPTIONS, HEALING, HEALING_BOOLEAN, codeError, invalid, argError, jsField, healingField, checkKey,
-  checkPrefix, createArgs, fetchArgs, setArgs, healingArgs, settingNumber, settingText, settingError,
-  defaultSizeOf, weigh,
+  FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
+  createArgs, fetchArgs, setArgs, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

@@ -1,6 +1,6 @@
 //! Options → the cache, and the protocol's named numbers.
 
-use healcache_js_common::{config, protocol, Backend};
+use healcache_js_common::{config, protocol, settings, Backend};
 use napi::bindgen_prelude::{BigInt, External};
 use napi::Env;
 use napi_derive::napi;
@@ -22,6 +22,12 @@ pub fn create(
     let make =
         || Backend::new(config(&names, &values, seed.map(|s| s.get_u64().1))?, TokioTimer, TokioSpawner, background);
     make().map(External::new).map_err(|e| into_js_error(env, e))
+}
+
+/// The core's table of settings, as the wrapper reads it (`healcache_js_common::settings`).
+#[napi(js_name = "settings", ts_return_type = "any[]")]
+pub fn settings_table() -> ToJs {
+    ToJs(settings())
 }
 
 /// The named numbers of the protocol between this module and the wrapper.

@@ -9,7 +9,8 @@ use crate::convert::ToJs;
 /// A core error as a JS error.
 pub fn into_js_error(env: &Env, e: healcache::Error) -> napi::Error {
     let build = || -> napi::Result<napi::Error> {
-        let mut obj = env.create_error(napi::Error::new(Status::GenericFailure, e.to_string()))?;
+        let mut obj =
+            env.create_error(napi::Error::new(Status::GenericFailure, healcache_js_common::error_message(&e)))?;
         for (k, v) in healcache_js_common::error_props(&e) {
             obj.set(k, ToJs(v))?;
         }

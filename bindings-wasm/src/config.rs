@@ -1,6 +1,6 @@
 //! Options → the cache, and the protocol's named numbers.
 
-use healcache_js_common::{config, protocol, Backend};
+use healcache_js_common::{config, protocol, settings, Backend};
 use wasm_bindgen::prelude::*;
 
 use crate::cache::{JsTimer, LocalSpawner, Wasm};
@@ -13,6 +13,12 @@ use crate::error::into_js_error;
 pub fn create(names: String, values: Vec<f64>, seed: Option<u64>, background: bool) -> Result<Wasm, JsValue> {
     let make = || Backend::new(config(&names, &values, seed)?, JsTimer, LocalSpawner, background);
     make().map(Wasm).map_err(into_js_error)
+}
+
+/// The core's table of settings, as the wrapper reads it (`healcache_js_common::settings`).
+#[wasm_bindgen(js_name = settings)]
+pub fn settings_table() -> JsValue {
+    to_js(settings())
 }
 
 /// The named numbers of the protocol between this module and the wrapper.

@@ -294,7 +294,7 @@ impl Backend {
     /// all or none; starts the background loop the first time healing is enabled.
     pub fn healing_set(&self, names: &[String], values: &[f64]) -> Result<()> {
         if names.len() != values.len() {
-            return Err(Error::InvalidConfig { field: "healing", reason: "one value per setting name".into() });
+            return Err(crate::config::one_value_each("healing"));
         }
         let mut cfg = self.healer.config();
         for (n, v) in names.iter().zip(values) {
@@ -357,8 +357,8 @@ impl Backend {
     }
 }
 
-/// A core counter's name as its JS field (`load_errors` → `loadErrors`).
-fn camel(name: &str) -> String {
+/// A core name as JS spells it (`load_errors` → `loadErrors`).
+pub(crate) fn camel(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut up = false;
     for c in name.chars() {

@@ -1,16 +1,19 @@
 //! Options → [`healcache::Config`] and per-call options → [`healcache::FetchOptions`]. The
-//! wrapper checks names and types and passes the core's names with their values;
-//! [`Config::set`] maps them (the one list of fields) and the core validates values when the
-//! cache is built.
+//! wrapper passes the options by their JS names with their values (in ms); [`Config::set`] finds
+//! them in the core's table of settings ([`settings`], which the wrapper reads for the names it
+//! checks) and the core validates values when the cache is built.
 
-use healcache::{duration_ms, Config, Error, FetchOptions, Result, Ttl};
+use healcache::settings::{Scope, Unit, SETTINGS};
+use healcache::{duration_ms, Config, ConfigProblem, Error, FetchOptions, Result, Ttl};
 
-/// A `Config` from `names` (comma-separated core field names) and one value per name
+use crate::Js;
+
+/// A `Config` from `names` (comma-separated setting names) and one value per name
 /// (booleans as 0/1), plus the seed.
 pub fn config(names: &str, values: &[f64], seed: Option<u64>) -> Result<Config> {
     let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
     if names.len() != values.len() {
-        return Err(Error::InvalidConfig { field: "options", reason: "one value per setting name".into() });
+        return Err(one_value_each("options"));
     }
     let mut c = Config::default();
     for (name, &v) in names.iter().zip(values) {
@@ -44,4 +47,28 @@ pub fn fetch_options(
         xfetch,
         soft_timeout: soft_timeout.map(|v| duration_ms("soft_timeout", v)).transpose()?,
     })
+}
+
+/// The error of a call that passed names and values of different lengths.
+pub(crate) fn one_value_each(field: &'static str) -> Error {
+    Error::invalid_config(field, ConfigProblem::Rule("needs one value per setting name"), None)
+}
+
+/// The core's table of settings as the wrapper reads it: `{ name, jsName, scope ("cache" or
+/// "healing"), flag, aliases }` for each.
+pub fn settings() -> Js {
+    Js::List(
+        SETTINGS
+            .iter()
+            .map(|s| {
+                Js::Obj(vec![
+                    ("name", Js::Str(s.name.to_string())),
+                    ("jsName", Js::Str(s.js_name.to_string())),
+                    ("scope", Js::Str(if s.scope == Scope::Healing { "healing" } else { "cache" }.to_string())),
+                    ("flag", Js::Bool(s.unit == Unit::Flag)),
+                    ("aliases", Js::List(s.aliases.iter().map(|a| Js::Str(a.to_string())).collect())),
+                ])
+            })
+            .collect(),
+    )
 }

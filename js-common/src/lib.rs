@@ -16,8 +16,8 @@ mod removals;
 mod value;
 
 pub use backend::{Backend, FetchAnswer, LoaderFuture};
-pub use config::{config, fetch_options};
-pub use error::error_props;
+pub use config::{config, fetch_options, settings};
+pub use error::{error_message, error_props};
 pub use heal::{HealState, JsSource, VerifyCall};
 pub use removals::{Removals, QUIET_LIMIT};
 pub use value::{http, loaded_from, loader_failed, protocol, Js, Out, NONE, NOT_FOUND, SOURCE_FAILED, SOURCE_SKIP};
