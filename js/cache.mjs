@@ -56,6 +56,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       super();
       const [names, values, seed] = createArgs(options);
       this._c = B.create(names, values, seed, backgroundHealing);
+      this._fresh0 = B.freshness(this._c); // { ms, exact } of a write with the cache's TTL
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
@@ -284,10 +285,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
 /** What a backend module exports (the napi addon also httpSource and httpFetch). */
 const BACKEND_FNS = [
-  'protocol', 'settings', 'outRow', 'create', 'set', 'remove', 'removeIfVersion', 'state', 'touch', 'drain', 'len', 'clear',
-  'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', '__panicForTest', 'registerSource',
-  'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset', 'healingSet', 'healingGet', 'healingScore',
-  'healingScores', 'healingStats', 'driftEvents', 'healingClose',
+  'protocol', 'settings', 'outRow', 'create', 'freshness', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state',
+  'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel',
+  '__panicForTest', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
+  'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',
 ];
 
 /**

@@ -136,17 +136,30 @@ function makeMirror(B, P, row) {
       this._s[2 * i + 1] = key;
       const t0 = now();
       let ver;
+      let exp;
+      let sure;
+      let pending;
       try {
-        ver = B.set(this._c, key, h, w, ttl, ifVersion, row());
+        if (ttl === undefined && ifVersion === undefined) {
+          // the common case: the cache's TTL, whose freshness the core gave once (`_fresh0`)
+          ver = B.setPlain(this._c, key, h, w);
+          pending = ver < 0;
+          if (pending) ver = -ver;
+          exp = t0 + this._fresh0.ms;
+          sure = this._fresh0.exact;
+        } else {
+          ver = B.set(this._c, key, h, w, ttl, ifVersion, row());
+          const o = row();
+          exp = t0 + o[O_EXPIRES];
+          sure = o[O_EXACT] === 1;
+          pending = o[O_PENDING] === 1;
+        }
       } catch (e) {
         this._s[2 * i] = undefined;
         this._s[2 * i + 1] = undefined;
         this._free.push(i);
         throw e;
       }
-      const o = row();
-      const exp = t0 + o[O_EXPIRES];
-      const sure = o[O_EXACT] === 1;
       const s = this._m.get(key);
       if (s === undefined) this._m.set(key, { k: key, v: value, h, ver, exp, sure });
       else {
@@ -156,7 +169,7 @@ function makeMirror(B, P, row) {
         s.exp = exp;
         s.sure = sure;
       }
-      if (o[O_PENDING] === 1) this._drain();
+      if (pending) this._drain();
       // a value on its way older than this write can no longer be stored (fenced, or replaced)
       if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
       return ver;

@@ -12,7 +12,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::convert::ToJs;
+use crate::convert::{Key, ToJs};
 use crate::error::into_js_error;
 
 /// The JS loader as the core sees it: resolves to the answer row of `loaded_from`.
@@ -55,7 +55,7 @@ fn row<'a>(out: &'a mut Float64ArraySlice) -> napi::Result<&'a mut [f64]> {
 pub fn set(
     env: &Env,
     c: &External<Backend>,
-    key: String,
+    key: Key,
     handle: f64,
     weight: f64,
     ttl: Option<f64>,
@@ -63,25 +63,37 @@ pub fn set(
     mut out: Float64ArraySlice,
 ) -> napi::Result<f64> {
     let out = row(&mut out)?;
-    c.write(&key, handle, weight, ttl, if_version, out).map_err(|e| into_js_error(env, e))
+    c.write(key.as_str(), handle, weight, ttl, if_version, out).map_err(|e| into_js_error(env, e))
+}
+
+/// `Backend::write_plain`.
+#[napi]
+pub fn set_plain(env: &Env, c: &External<Backend>, key: Key, handle: f64, weight: f64) -> napi::Result<f64> {
+    c.write_plain(key.as_str(), handle, weight).map_err(|e| into_js_error(env, e))
+}
+
+/// `Backend::default_freshness`.
+#[napi(ts_return_type = "{ ms: number, exact: boolean }")]
+pub fn freshness(c: &External<Backend>) -> ToJs {
+    ToJs(c.default_freshness())
 }
 
 /// `Backend::remove`.
 #[napi]
-pub fn remove(c: &External<Backend>, key: String) -> f64 {
-    c.remove(&key)
+pub fn remove(c: &External<Backend>, key: Key) -> f64 {
+    c.remove(key.as_str())
 }
 
 /// `Backend::remove_if_version`.
 #[napi]
-pub fn remove_if_version(env: &Env, c: &External<Backend>, key: String, expected: f64) -> napi::Result<()> {
-    c.remove_if_version(&key, expected).map_err(|e| into_js_error(env, e))
+pub fn remove_if_version(env: &Env, c: &External<Backend>, key: Key, expected: f64) -> napi::Result<()> {
+    c.remove_if_version(key.as_str(), expected).map_err(|e| into_js_error(env, e))
 }
 
 /// `Backend::state`: a counted read of the core, into `out`.
 #[napi]
-pub fn state(c: &External<Backend>, key: String, mut out: Float64ArraySlice) -> napi::Result<()> {
-    c.state(&key, row(&mut out)?);
+pub fn state(c: &External<Backend>, key: Key, mut out: Float64ArraySlice) -> napi::Result<()> {
+    c.state(key.as_str(), row(&mut out)?);
     Ok(())
 }
 

@@ -143,6 +143,18 @@ pub fn set(
     c.0.write(key, handle, weight, ttl, if_version, row()).map_err(into_js_error)
 }
 
+/// `Backend::write_plain`.
+#[wasm_bindgen(js_name = setPlain)]
+pub fn set_plain(c: &Wasm, key: &str, handle: f64, weight: f64) -> Result<f64, JsValue> {
+    c.0.write_plain(key, handle, weight).map_err(into_js_error)
+}
+
+/// `Backend::default_freshness`.
+#[wasm_bindgen]
+pub fn freshness(c: &Wasm) -> JsValue {
+    to_js(c.0.default_freshness())
+}
+
 /// `Backend::remove`.
 #[wasm_bindgen]
 pub fn remove(c: &Wasm, key: &str) -> f64 {

@@ -107,9 +107,29 @@ impl Backend {
         let expires = self.fresh_for(ttl);
         out[Out::VERSION] = version;
         out[Out::EXPIRES] = expires;
-        out[Out::EXACT] = f64::from(u8::from(expires == f64::INFINITY || self.cache.config().ttl_jitter <= 0.0));
+        out[Out::EXACT] = f64::from(u8::from(self.exact(expires)));
         out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
         Ok(version)
+    }
+
+    /// `write` with the cache's TTL and no condition, the common case, in fewer arguments:
+    /// returns the new version, negated when removals are queued (the wrapper then drains). The
+    /// entry stays fresh for [`Backend::default_freshness`] at least.
+    pub fn write_plain(&self, key: &str, handle: f64, weight: f64) -> Result<f64> {
+        let v = self.cache.write(key, Handle { id: handle, weight: weight as u64 }, WriteOptions::default())? as f64;
+        Ok(if self.removed.pending() { -v } else { v })
+    }
+
+    /// How long an entry written with the cache's TTL stays fresh at least, in ms, and whether
+    /// that is its exact expiry: `{ ms, exact }`.
+    pub fn default_freshness(&self) -> Js {
+        let ms = self.fresh_for(Ttl::Default);
+        Js::Obj(vec![("ms", Js::Num(ms)), ("exact", Js::Bool(self.exact(ms)))])
+    }
+
+    /// Whether an entry fresh for `ms` expires exactly then (its TTL is not stretched by jitter).
+    fn exact(&self, ms: f64) -> bool {
+        ms == f64::INFINITY || self.cache.config().ttl_jitter <= 0.0
     }
 
     /// How long an entry written now with `ttl` stays fresh at least, in ms (`Infinity`: never):
