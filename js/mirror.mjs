@@ -8,7 +8,7 @@
 //   2 * slot + 2 (even); loaded values and repairs get odd ids, never reused. A slot is reused
 //   once the core has dropped its handle (its removal queue says so) and no waiter may still
 //   settle on it.
-// - The mirror (`_m`: key -> {k, v, h, ver, exp}) holds what the core holds: every write enters
+// - The mirror (`_m`: key -> {v, h, ver, exp, sure}) holds what the core holds: every write enters
 //   it with the version the core gave and the time the core keeps it fresh at least (the TTL the
 //   core applied; its jitter only stretches it), so the first read after a write is a mirror
 //   hit. A read the mirror cannot answer is a read of the core (`state`), which the core counts,
@@ -48,7 +48,7 @@ function makeMirror(B, P, row) {
           P.out);
         NONE = P.none;
       }
-      this._m = new Map(); // key -> {k, v, h, ver, exp, sure}: what the core holds (sure: exp is the core's own)
+      this._m = new Map(); // key -> {v, h, ver, exp, sure}: what the core holds (sure: exp is the core's own)
       this._next = -1; // last odd id given (`_id`)
       this._s = []; // set values by slot: value at 2i, key at 2i + 1 (one cache line for both)
       this._cap = 1024; // slots before the table grows (reclaiming dropped ones first)
@@ -161,7 +161,7 @@ function makeMirror(B, P, row) {
         throw e;
       }
       const s = this._m.get(key);
-      if (s === undefined) this._m.set(key, { k: key, v: value, h, ver, exp, sure });
+      if (s === undefined) this._m.set(key, { v: value, h, ver, exp, sure });
       else {
         s.v = value;
         s.h = h;
@@ -252,7 +252,7 @@ function makeMirror(B, P, row) {
         let s = this._m.get(key);
         if (s === undefined || s.h !== h) {
           const v = this._valueOf(key, h);
-          s = v === undefined ? undefined : { k: key, v: v[0], h, ver: 0, exp: 0, sure: true };
+          s = v === undefined ? undefined : { v: v[0], h, ver: 0, exp: 0, sure: true };
           if (s !== undefined) this._m.set(key, s);
         }
         if (s !== undefined) {
