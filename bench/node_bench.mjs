@@ -1,5 +1,5 @@
 // `make bench-node`: healcache (napi-rs addon) against Map and lru-cache, in the same run.
-// Bars (issue 5): get hit <= 2x lru-cache-with-ttl get; set <= 2x lru-cache-with-ttl set.
+// Prints the bars: first read <= 1.2x lru-cache (with TTL), insert and overwrite <= 1.5x.
 import { Cache } from 'healcache';
 import { run } from '../js/bench-harness.mjs';
 

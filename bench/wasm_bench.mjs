@@ -1,5 +1,5 @@
 // `make bench-wasm`: healcache (WebAssembly build) against Map and lru-cache, in the same run.
-// Bar (issue 6): WASM get hit <= 2x lru-cache-with-ttl get.
+// Prints the same bars as bench/node_bench.mjs, for the WebAssembly build.
 import { Cache } from 'healcache/wasm';
 import { run } from '../js/bench-harness.mjs';
 

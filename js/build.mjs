@@ -1,5 +1,5 @@
 // Builds the native addon (`node js/build.mjs node`) or the WebAssembly packages
-// (`node js/build.mjs wasm`), and the CommonJS copy of the shared wrapper (dist/cache.cjs).
+// (`node js/build.mjs wasm`), and the CommonJS bundle of the shared wrapper (dist/cache.cjs).
 // Respects CARGO_TARGET_DIR. Run by `npm run build` / `npm run build:wasm` and by mk/*.mk.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync, statSync, existsSync } from 'node:fs';
@@ -11,13 +11,27 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd, args, env) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
 const out = (cmd, args) => execFileSync(cmd, args, { cwd: root, encoding: 'utf8' }).trim();
 
+// The wrapper's ES modules, in dependency order, bundled into one CommonJS file: their imports
+// of each other dropped, the last one's exports made `module.exports`.
+const WRAPPER = ['js/options.mjs', 'js/mirror.mjs', 'js/healing.mjs', 'js/cache.mjs'];
+
 function cjs() {
-  const src = readFileSync(join(root, 'js/cache.mjs'), 'utf8');
-  const m = src.match(/^export \{([^}]*)\};$/m);
-  if (!m) throw new Error('js/cache.mjs: expected one `export { ... };` line');
-  const body = src.replace(m[0], `module.exports = {${m[1]}};`);
+  const exportLine = /^export \{([^}]*)\};\n?/m;
+  let body = '';
+  let exported = '';
+  for (const file of WRAPPER) {
+    let src = readFileSync(join(root, file), 'utf8').replace(/^import [^;]*? from '\.\/[^']+';\n/gm, '');
+    const m = src.match(exportLine);
+    if (!m) throw new Error(`${file}: expected one \`export { ... };\` statement`);
+    src = src.replace(m[0], '');
+    exported = m[1];
+    body += `// ---- ${file} ----\n${src}\n`;
+  }
   mkdirSync(join(root, 'dist'), { recursive: true });
-  writeFileSync(join(root, 'dist/cache.cjs'), `'use strict';\n// Generated from js/cache.mjs by js/build.mjs: edit that file.\n${body}`);
+  writeFileSync(
+    join(root, 'dist/cache.cjs'),
+    `'use strict';\n// Generated from ${WRAPPER.join(', ')} by js/build.mjs: edit those files.\n${body}module.exports = {${exported}};\n`,
+  );
 }
 
 function targetDir() {
@@ -58,7 +72,7 @@ function ensureWasmBindgen() {
   }
   if (have !== `wasm-bindgen ${want}`) {
     console.log(`installing wasm-bindgen-cli ${want} (found: ${have || 'none'})`);
-    // --locked fails here (TOOLCHAIN.md): a pinned dependency of the CLI is missing from the registry
+    // not --locked: a dependency version the CLI's lock file pins is missing from the registry
     run('cargo', ['install', 'wasm-bindgen-cli', '--version', want]);
   }
 }

@@ -9,7 +9,7 @@ NODE_DEPS := node_modules/.healcache-stamp
 NODE_ADDON := dist/healcache.node
 NODE_RUST_SRC := $(wildcard core/src/*.rs bindings-node/src/*.rs http/src/*.rs js-common/src/*.rs) core/Cargo.toml bindings-node/Cargo.toml http/Cargo.toml js-common/Cargo.toml \
 	bindings-node/build.rs Cargo.lock
-JS_SHARED := js/cache.mjs js/build.mjs
+JS_SHARED := $(wildcard js/*.mjs)
 
 .PHONY: node-deps build-node test-node bench-node
 

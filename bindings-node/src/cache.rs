@@ -1,61 +1,25 @@
-//! The backend functions the JS wrapper (`js/cache.js`) calls. Each converts its arguments, calls
-//! the core once and converts the result. Values never cross: the core stores the numeric handle
-//! the wrapper gives, with the value's weight (`Cache<Handle>`); the wrapper keeps the value.
-//!
-//! Removal events: the core's removal listener queues the (key, handle) of entries it evicted or
-//! expired (the wrapper itself knows about replaced and deleted ones). Calls that may evict return
-//! a flag (a negative version from `set`, `true` from `touch`); the wrapper then calls `drain` and
-//! forgets those values, so its read mirror never answers for an entry the core dropped.
-//!
-//! Stampede layers (stale-while-revalidate, XFetch, refresh-ahead, soft timeout) live in the core;
-//! this crate gives it a [`Spawner`] on napi's tokio runtime for their background refreshes, and
-//! `state` lets the wrapper ask which value a key holds after a refresh it did not wait for.
+//! The cache functions the JS wrapper calls: each converts its arguments and calls the shared
+//! body (`healcache_js_common::Backend`). Host glue: delays and background work on napi's tokio
+//! runtime, the JS loader as a core loader, promises.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable, BoxFuture};
-use healcache::{
-    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, Spawner, Timer, Ttl,
-    WriteOptions,
-};
-use napi::bindgen_prelude::{BigInt, Either, External, Promise, PromiseRaw};
+use futures::future::BoxFuture;
+use healcache::{FetchOptions, Spawner, Timer};
+use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
+use napi::bindgen_prelude::{External, Float64ArraySlice, Promise, PromiseRaw};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::config::config;
+use crate::convert::{Key, ToJs};
 use crate::error::into_js_error;
-use healcache_js_common::{new_healer, HealState, Removals};
 
-/// The JS loader as the core sees it: resolves to `[handle, weight]` of the loaded value, to
-/// `[0, 0]` when it answered "not found" (`NOT_FOUND`), or to `[-loadId, 0]` when the user's
-/// loader threw or rejected (the wrapper keeps that value and hands it to every waiter).
+/// The JS loader as the core sees it: resolves to the answer row of `loaded_from`.
 type Loader = ThreadsafeFunction<(), Promise<Vec<f64>>, (), Status, false>;
 
-pub use healcache_js_common::Handle;
-
-/// One cache: the core instance plus the queue of removed handles, the cancel handles of
-/// `getOrLoad` calls still waiting, and the cache's healer (see `healing.rs`).
-pub struct Backend {
-    pub(crate) cache: Cache<Handle>,
-    removed: Arc<Removals>,
-    cancels: Arc<Mutex<HashMap<u32, AbortHandle>>>,
-    pub(crate) healer: Healer<Handle>,
-    pub(crate) heal: Arc<HealState>,
-}
-
-impl Backend {
-    #[inline]
-    fn pending(&self) -> bool {
-        self.removed.pending.load(Relaxed)
-    }
-}
-
-/// Delays for `load_timeout_ms`, on napi's tokio runtime (where flights are polled).
-struct TokioTimer;
+/// Delays (load timeouts, source timeouts, the healing loop's sleeps) on napi's tokio runtime.
+pub(crate) struct TokioTimer;
 
 impl Timer for TokioTimer {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
@@ -63,9 +27,10 @@ impl Timer for TokioTimer {
     }
 }
 
-/// Runs background refreshes (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
-/// soft-timed-out load) on napi's tokio runtime.
-struct TokioSpawner;
+/// Runs background work (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
+/// soft-timed-out load, the healing loop) on napi's tokio runtime.
+#[derive(Clone)]
+pub(crate) struct TokioSpawner;
 
 impl Spawner for TokioSpawner {
     fn spawn(&self, fut: BoxFuture<'static, ()>) {
@@ -73,182 +38,119 @@ impl Spawner for TokioSpawner {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// The wrapper's result row (`Out`), written in place.
+fn row<'a>(out: &'a mut Float64ArraySlice) -> napi::Result<&'a mut [f64]> {
+    // SAFETY: the slice is the wrapper's own Float64Array, borrowed for this call only; nothing
+    // else reads or writes it while the call runs (JS is single-threaded and waits for it).
+    let row = unsafe { out.as_mut() };
+    if row.len() < Out::LEN {
+        return Err(napi::Error::new(Status::InvalidArg, "result row too short"));
+    }
+    Ok(row)
 }
 
-/// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
-/// each: see `config::config`) and the seed.
-#[napi(ts_return_type = "ExternalObject<'Backend'>")]
-pub fn create(env: &Env, names: String, values: Vec<f64>, seed: Option<BigInt>) -> napi::Result<External<Backend>> {
-    let cfg = config(&names, &values, seed).map_err(|e| into_js_error(env, e))?;
-    let removed = Arc::new(Removals::default());
-    let heal = Arc::new(HealState::default());
-    let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
-    let cache = CacheBuilder::from_config(cfg)
-        .weigher(|h: &Handle| h.weight)
-        .timer(TokioTimer)
-        .spawner(TokioSpawner)
-        .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
-        .build()
-        .map_err(|e| into_js_error(env, e))?;
-    let healer = new_healer(&cache, &heal).map_err(|e| into_js_error(env, e))?;
-    Ok(External::new(Backend { cache, removed, cancels: Arc::default(), healer, heal }))
-}
-
-/// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`undefined`: the cache's, `Infinity`: never),
-/// `ifVersion` for a compare-and-set. Returns the new version, negated when removals are queued.
+/// `Backend::write`: returns the new version and fills `out`.
 #[napi]
+#[allow(clippy::too_many_arguments)]
 pub fn set(
     env: &Env,
     c: &External<Backend>,
-    key: String,
+    key: Key,
     handle: f64,
     weight: f64,
     ttl: Option<f64>,
     if_version: Option<f64>,
+    mut out: Float64ArraySlice,
 ) -> napi::Result<f64> {
-    let ttl = ttl_arg(ttl).map_err(|e| into_js_error(env, e))?;
-    let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
-    let v =
-        c.cache.write(&key, Handle { id: handle, weight: weight as u64 }, opts).map_err(|e| into_js_error(env, e))?
-            as f64;
-    Ok(if c.pending() { -v } else { v })
+    let out = row(&mut out)?;
+    c.write(key.as_str(), handle, weight, ttl, if_version, out).map_err(|e| into_js_error(env, e))
 }
 
-/// A TTL in ms: `undefined` is the cache's, `Infinity` never expires.
-fn ttl_arg(ttl: Option<f64>) -> healcache::Result<Ttl> {
-    Ok(match ttl {
-        None => Ttl::Default,
-        Some(t) if t == f64::INFINITY => Ttl::Never,
-        Some(t) => Ttl::For(duration_ms("ttl", t)?),
-    })
-}
-
-/// Removes `key`; returns the removed handle, or -1 if nothing live was there.
+/// `Backend::write_plain`.
 #[napi]
-pub fn remove(c: &External<Backend>, key: String) -> f64 {
-    c.cache.remove(&key).map_or(-1.0, |h| h.id)
+pub fn set_plain(env: &Env, c: &External<Backend>, key: Key, handle: f64, weight: f64) -> napi::Result<f64> {
+    c.write_plain(key.as_str(), handle, weight).map_err(|e| into_js_error(env, e))
 }
 
-/// Removes `key` only if its live version is `expected` (0: absent), else throws VersionMismatch.
+/// `Backend::default_freshness`.
+#[napi(ts_return_type = "{ ms: number, exact: boolean }")]
+pub fn freshness(c: &External<Backend>) -> ToJs {
+    ToJs(c.default_freshness())
+}
+
+/// `Backend::remove`.
 #[napi]
-pub fn remove_if_version(env: &Env, c: &External<Backend>, key: String, expected: f64) -> napi::Result<()> {
-    c.cache.remove_if_version(&key, expected as u64).map_err(|e| into_js_error(env, e))
+pub fn remove(c: &External<Backend>, key: Key) -> f64 {
+    c.remove(key.as_str())
 }
 
-/// `[handle, version, expiresInMs (-1: never)]` of `key`'s live entry, `[]` if none.
+/// `Backend::remove_if_version`.
 #[napi]
-pub fn peek(c: &External<Backend>, key: String) -> Vec<f64> {
-    match c.cache.get_entry(&key) {
-        Some(e) => vec![e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
-        None => Vec::new(),
-    }
+pub fn remove_if_version(env: &Env, c: &External<Backend>, key: Key, expected: f64) -> napi::Result<()> {
+    c.remove_if_version(key.as_str(), expected).map_err(|e| into_js_error(env, e))
 }
 
-/// `[flightsUnderWay, handle (-1: no fresh value), version, expiresInMs (-1: never)]` of `key`:
-/// what the wrapper needs to follow a value a background refresh stored (counts as a read).
+/// `Backend::state`: a counted read of the core, into `out`.
 #[napi]
-pub fn state(c: &External<Backend>, key: String) -> Vec<f64> {
-    let flights = c.cache.in_flight() as f64;
-    match c.cache.get_entry(&key) {
-        Some(e) => vec![flights, e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
-        None => vec![flights, -1.0, 0.0, 0.0],
-    }
+pub fn state(c: &External<Backend>, key: Key, mut out: Float64ArraySlice) -> napi::Result<()> {
+    c.state(key.as_str(), row(&mut out)?);
+    Ok(())
 }
 
-/// Reports a batch of reads answered by the wrapper's mirror, so the eviction policy sees them.
-/// Returns whether removals are queued.
+/// `Backend::touch`.
 #[napi]
-pub fn touch(c: &External<Backend>, keys: Vec<String>) -> bool {
-    for k in &keys {
-        c.cache.get(k);
-    }
-    c.pending()
+pub fn touch(c: &External<Backend>, keys: Vec<String>, hits: f64, missed: Vec<String>) -> bool {
+    c.touch(&keys, hits, &missed)
 }
 
-/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle
-/// without its key (negated: replaced or deleted).
+/// `Backend::drain`.
 #[napi(ts_return_type = "Array<string | number>")]
-pub fn drain(c: &External<Backend>) -> Vec<Either<String, f64>> {
-    let taken = c.removed.take();
-    let mut out = Vec::with_capacity(2 * taken.len());
-    for (k, h) in taken {
-        if let Some(k) = k {
-            out.push(Either::A(k.to_string()));
-        }
-        out.push(Either::B(h));
-    }
-    out
+pub fn drain(c: &External<Backend>) -> ToJs {
+    ToJs(c.drain())
 }
 
-/// Number of stored entries (expired ones not yet swept included).
+/// `Backend::len`.
 #[napi]
 pub fn len(c: &External<Backend>) -> f64 {
-    c.cache.len() as f64
+    c.len()
 }
 
-/// Removes every entry.
+/// `Backend::clear`.
 #[napi]
 pub fn clear(c: &External<Backend>) {
-    c.cache.clear();
+    c.clear();
 }
 
-/// Removes every expired entry now (queued as removals); returns how many.
+/// `Backend::purge_expired`.
 #[napi]
 pub fn purge_expired(c: &External<Backend>) -> f64 {
-    c.cache.purge_expired() as f64
+    c.purge_expired()
 }
 
-/// Every counter of `healcache::Stats`, in its declaration order, then the 14 load-latency
-/// bucket counts and their sum in nanoseconds.
+/// `Backend::stats`.
+#[napi(ts_return_type = "any")]
+pub fn stats(c: &External<Backend>) -> ToJs {
+    ToJs(c.stats())
+}
+
+/// `Backend::prometheus`.
 #[napi]
-pub fn stats(c: &External<Backend>) -> Vec<f64> {
-    let s = c.cache.stats();
-    s.counters()
-        .iter()
-        .map(|&(_, n)| n)
-        .chain(s.load_latency.counts)
-        .chain([s.load_latency.sum_nanos])
-        .map(|n| n as f64)
-        .collect()
-}
-
-/// Core `Cache::prometheus` text, with the reads the wrapper's mirror answered as hits/misses
-/// (the same numbers as its `stats()`).
-#[napi]
-pub fn prometheus(c: &External<Backend>, name: String, hits: f64, misses: f64) -> String {
-    let mut s = c.cache.stats();
-    s.hits = hits as u64;
-    s.misses = misses as u64;
-    healcache::metrics::prometheus_text(&s, &name)
-}
-
-/// What `fetch` resolves to: `[handle of the value (-1: not found), core Status::as_str]`.
-type FetchAnswer = Vec<Either<f64, &'static str>>;
-
-fn answer(handle: f64, status: healcache::Status) -> FetchAnswer {
-    vec![Either::A(handle), Either::B(status.as_str())]
+pub fn prometheus(c: &External<Backend>, name: String) -> String {
+    c.prometheus(&name)
 }
 
 /// The JS loader as a core loader: one call per flight, on the JS thread.
-fn core_loader(loader: Loader) -> impl FnOnce() -> BoxFuture<'static, Result<Loaded<Handle>, LoaderError>> + Send {
+fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
         Box::pin(async move {
-            let to_err = |e: napi::Error| LoaderError::new(0.0f64, e.reason.clone());
-            let got = loader.call_async_catch(()).await.map_err(to_err)?.await.map_err(to_err)?;
-            match got[..] {
-                [id, _] if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
-                [0.0, _] => Ok(Loaded::NotFound),
-                [id, weight] => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
-                _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
-            }
+            let failed = |e: napi::Error| loader_failed(e.reason.clone());
+            let got = loader.call_async_catch(()).await.map_err(failed)?.await.map_err(failed)?;
+            loaded_from(&got)
         })
     }
 }
 
-/// Core `fetch` for one caller with a cancel ticket; `must_value` makes "not found" the core
-/// `NotFound` error (`get_or_load`).
+/// `Backend::fetch` as a promise.
 fn run_fetch<'env>(
     env: &'env Env,
     c: &External<Backend>,
@@ -257,42 +159,28 @@ fn run_fetch<'env>(
     ticket: u32,
     opts: FetchOptions,
     must_value: bool,
-) -> napi::Result<PromiseRaw<'env, FetchAnswer>> {
-    let cache = c.cache.clone();
-    let cancels = Arc::clone(&c.cancels);
-    let (abort, reg) = AbortHandle::new_pair();
-    lock(&cancels).insert(ticket, abort);
-    let fut = async move {
-        let load = cache.fetch(&key, opts, core_loader(loader));
-        let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
-        lock(&cancels).remove(&ticket);
-        Ok(r.and_then(|f| match f.value {
-            Some(h) => Ok(answer(h.id, f.status)),
-            None if must_value => Err(Error::NotFound),
-            None => Ok(answer(-1.0, f.status)),
-        }))
-    };
-    env.spawn_future_with_callback(fut, |env, r| r.map_err(|e| into_js_error(env, e)))
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let fut = c.fetch(key, core_loader(loader), ticket, opts, must_value);
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+        r.map(ToJs).map_err(|e| into_js_error(env, e))
+    })
 }
 
-/// Core `get_or_load`: resolves to `[handle, status]` of `key`'s value, loaded once per flight by calling
-/// `loader` (on the JS thread); "not found" rejects with `NotFound`. `ticket` lets `cancel` stop
-/// this one caller's wait.
-#[napi(ts_return_type = "Promise<[number, string]>")]
+/// Core `get_or_load` for one caller: resolves to `{ handle, status }`; "not found" rejects
+/// with `NotFound`. `ticket` lets `cancel` stop this one caller's wait.
+#[napi(ts_return_type = "Promise<any>")]
 pub fn get_or_load<'env>(
     env: &'env Env,
     c: &External<Backend>,
     key: String,
     loader: Loader,
     ticket: u32,
-) -> napi::Result<PromiseRaw<'env, FetchAnswer>> {
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
     run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true)
 }
 
-/// Core `fetch`: resolves to `[handle (-1: not found), status]`. Per-call options:
-/// `ttl` (ms; `Infinity`: never), `negativeTtl` (ms), `staleWhileRevalidate`, `xfetch`,
-/// `softTimeout` (ms); `undefined` takes the cache's setting.
-#[napi(ts_return_type = "Promise<[number, string]>")]
+/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
+#[napi(ts_return_type = "Promise<any>")]
 #[allow(clippy::too_many_arguments)]
 pub fn fetch<'env>(
     env: &'env Env,
@@ -305,34 +193,14 @@ pub fn fetch<'env>(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
-) -> napi::Result<PromiseRaw<'env, FetchAnswer>> {
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
     run_fetch(env, c, key, loader, ticket, opts, false)
 }
 
-/// Per-call options → core `FetchOptions`, validated by the core (`duration_ms`).
-fn fetch_options(
-    ttl: Option<f64>,
-    negative_ttl: Option<f64>,
-    stale_while_revalidate: Option<bool>,
-    xfetch: Option<bool>,
-    soft_timeout: Option<f64>,
-) -> healcache::Result<FetchOptions> {
-    Ok(FetchOptions {
-        ttl: ttl_arg(ttl)?,
-        negative_ttl: negative_ttl.map(|v| duration_ms("negative_ttl", v)).transpose()?,
-        stale_while_revalidate,
-        xfetch,
-        soft_timeout: soft_timeout.map(|v| duration_ms("soft_timeout", v)).transpose()?,
-    })
-}
-
-/// Stops the wait of the `getOrLoad` call with this ticket (it rejects with `Cancelled`); the
-/// flight goes on for its other waiters.
+/// `Backend::cancel`.
 #[napi]
 pub fn cancel(c: &External<Backend>, ticket: u32) {
-    if let Some(a) = lock(&c.cancels).remove(&ticket) {
-        a.abort();
-    }
+    c.cancel(ticket);
 }

@@ -1,21 +1,37 @@
-//! Options → [`healcache::Config`]. The JS wrapper checks names and types (camelCase lives there,
-//! in one table shared with WASM) and passes the core field names with their values;
-//! [`Config::set`] maps them (the one list of fields) and the core validates values when the cache is built.
+//! Options → the cache, and the protocol's named numbers.
 
-use healcache::{Config, Error, Result};
-use napi::bindgen_prelude::BigInt;
+use healcache_js_common::{config, protocol, settings, Backend};
+use napi::bindgen_prelude::{BigInt, External};
+use napi::Env;
+use napi_derive::napi;
 
-/// A `Config` from `names` (comma-separated core field names) and one value per name
-/// (booleans as 0/1), plus the seed.
-pub fn config(names: &str, values: &[f64], seed: Option<BigInt>) -> Result<Config> {
-    let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
-    if names.len() != values.len() {
-        return Err(Error::InvalidConfig { field: "options", reason: "one value per setting name".into() });
-    }
-    let mut c = Config::default();
-    for (name, &v) in names.iter().zip(values) {
-        c.set(name, v)?;
-    }
-    c.seed = seed.map(|s| s.get_u64().1);
-    Ok(c)
+use crate::cache::{TokioSpawner, TokioTimer};
+use crate::convert::ToJs;
+use crate::error::into_js_error;
+
+/// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
+/// each), the seed, and whether its healing loop runs in the background.
+#[napi(ts_return_type = "ExternalObject<'Backend'>")]
+pub fn create(
+    env: &Env,
+    names: String,
+    values: Vec<f64>,
+    seed: Option<BigInt>,
+    background: bool,
+) -> napi::Result<External<Backend>> {
+    let make =
+        || Backend::new(config(&names, &values, seed.map(|s| s.get_u64().1))?, TokioTimer, TokioSpawner, background);
+    make().map(External::new).map_err(|e| into_js_error(env, e))
+}
+
+/// The core's table of settings, as the wrapper reads it (`healcache_js_common::settings`).
+#[napi(js_name = "settings", ts_return_type = "any[]")]
+pub fn settings_table() -> ToJs {
+    ToJs(settings())
+}
+
+/// The named numbers of the protocol between this module and the wrapper.
+#[napi(js_name = "protocol", ts_return_type = "any")]
+pub fn protocol_numbers() -> ToJs {
+    ToJs(protocol())
 }

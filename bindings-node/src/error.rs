@@ -1,33 +1,20 @@
-//! The one conversion of a core error into a JS `Error` with a stable `code`.
+//! The one conversion of a core error into a JS `Error` with a stable `code` and the fields of
+//! its variant (`healcache_js_common::error_props`).
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::{Env, Status};
 
-/// A core error as a JS error: `err.code` is [`healcache::Error::code`]; `err.field` names a bad
-/// option (core name, the JS wrapper maps it to camelCase); `err.loadId` lets the wrapper hand
-/// back the loader's own rejection value; `expected`/`current` for a version mismatch.
-pub fn into_js_error(env: &Env, e: healcache::Error) -> napi::Error {
-    match build(env, &e) {
-        Ok(err) => err,
-        Err(_) => napi::Error::new(Status::GenericFailure, format!("{}: {e}", e.code())),
-    }
-}
+use crate::convert::ToJs;
 
-fn build(env: &Env, e: &healcache::Error) -> napi::Result<napi::Error> {
-    let mut obj = env.create_error(napi::Error::new(Status::GenericFailure, e.to_string()))?;
-    obj.set("code", e.code())?;
-    match e {
-        healcache::Error::InvalidConfig { field, .. } => obj.set("field", *field)?,
-        healcache::Error::VersionMismatch { expected, current } => {
-            obj.set("expected", *expected as f64)?;
-            obj.set("current", *current as f64)?;
+/// A core error as a JS error.
+pub fn into_js_error(env: &Env, e: healcache::Error) -> napi::Error {
+    let build = || -> napi::Result<napi::Error> {
+        let mut obj =
+            env.create_error(napi::Error::new(Status::GenericFailure, healcache_js_common::error_message(&e)))?;
+        for (k, v) in healcache_js_common::error_props(&e) {
+            obj.set(k, ToJs(v))?;
         }
-        healcache::Error::Loader(le) => {
-            if let Some(id) = le.downcast_ref::<f64>() {
-                obj.set("loadId", *id)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(napi::Error::from(obj.into_unknown(env)?))
+        Ok(napi::Error::from(obj.into_unknown(env)?))
+    };
+    build().unwrap_or_else(|_| napi::Error::new(Status::GenericFailure, format!("{}: {e}", e.code())))
 }

@@ -1,15 +1,17 @@
-//! Node.js binding of healcache (napi-rs): conversion only.
+//! Node.js binding of healcache (napi-rs): attributes and host glue only.
 //!
-//! The public JS API is the wrapper in `js/cache.js`, shared with the WASM binding. This crate is
-//! its "backend": free functions over an `External` handle (a napi class method costs about 170 ns
-//! more per call, see TOOLCHAIN.md). Core stores a small numeric handle per entry
-//! (`healcache::Cache<f64>`); the JS wrapper keeps the values, so an in-process hit returns the very
-//! object that was stored. See `js/cache.js` for the whole design.
+//! Every body lives in `healcache-js-common` (shared with the WebAssembly binding); this crate
+//! adds napi's attributes, its host glue (delays and background work on napi's tokio runtime,
+//! JS promises, the conversion of shared values and errors) and the URL-template sources, which
+//! need the native HTTP client. The public JS API is the wrapper in `js/`. The exports are free
+//! functions over an `External` handle: a napi class method costs about 170 ns more per call.
 
 mod cache;
 mod config;
+mod convert;
 mod error;
 mod healing;
 
 pub use cache::*;
+pub use config::*;
 pub use healing::*;

@@ -1,29 +1,26 @@
-//! The backend functions the JS wrapper (`js/cache.js`) calls, as in `bindings-node`. The core
-//! stores the numeric handle the wrapper gives (`Cache<f64>`); the wrapper keeps the values.
-//! Evicted and expired (key, handle) pairs are queued by the removal listener; calls that may evict return a
-//! flag (a negative version from `set`, `true` from `touch`) and the wrapper then calls `drain`.
-//! Background refreshes of the core's stampede layers run through `spawn_local` (the [`Spawner`]).
+//! The cache functions the JS wrapper calls: each converts its arguments and calls the shared
+//! body (`healcache_js_common::Backend`). Host glue: delays on host `setTimeout`s, background
+//! work on the host's event loop, the JS loader as a core loader, promises, the result row.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt, Shared, WeakShared};
-use healcache::{
-    duration_ms, Cache, CacheBuilder, Error, FetchOptions, Healer, Loaded, LoaderError, Spawner, Timer, Ttl,
-    WriteOptions,
-};
+use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
+use healcache::{FetchOptions, Spawner, Timer};
+use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
 use js_sys::{Function, Promise};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::config::config;
+use crate::convert::to_js;
 use crate::error::into_js_error;
-use healcache_js_common::{new_healer, HealState, Removals};
+
+/// One cache, as the wrapper holds it.
+#[wasm_bindgen(js_name = Backend)]
+pub struct Wasm(pub(crate) Backend);
 
 #[wasm_bindgen]
 extern "C" {
@@ -33,32 +30,12 @@ extern "C" {
     fn clear_timeout(id: &JsValue);
 }
 
-pub use healcache_js_common::Handle;
-
-/// One cache: the core instance, the queue of removed handles, the cancel handles of waiting
-/// `getOrLoad` calls, and the cache's healer (see `healing.rs`).
-#[wasm_bindgen]
-pub struct Backend {
-    pub(crate) cache: Cache<Handle>,
-    removed: Arc<Removals>,
-    cancels: Arc<Mutex<crate::Map<u32, AbortHandle>>>,
-    pub(crate) healer: Healer<Handle>,
-    pub(crate) heal: Arc<HealState>,
-}
-
-impl Backend {
-    #[inline]
-    fn pending(&self) -> bool {
-        self.removed.pending.load(Relaxed)
-    }
-}
-
 /// Delays for `load_timeout_ms` and `healing.source_timeout_ms` on host `setTimeout`s (the module
 /// has no timer of its own). The healer asks for one delay per sampled key, so delays that end
 /// within the same slice of time (1/32 of the delay, from 1 to 250 ms) share one host timeout: a
 /// delay ends up to a slice later than asked, never earlier. A host timeout nobody waits for any
 /// more is cleared, so none outlives its use or keeps a Node process alive.
-struct JsTimer;
+pub(crate) struct JsTimer;
 
 /// A host timeout's promise, awaited.
 type HostWait = SendWrapper<Pin<Box<dyn Future<Output = ()>>>>;
@@ -121,8 +98,9 @@ impl Timer for JsTimer {
 }
 
 /// Runs background refreshes (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
-/// soft-timed-out load) on the host's event loop.
-struct LocalSpawner;
+/// soft-timed-out load, a healing loop) on the host's event loop.
+#[derive(Clone)]
+pub(crate) struct LocalSpawner;
 
 impl Spawner for LocalSpawner {
     fn spawn(&self, fut: BoxFuture<'static, ()>) {
@@ -130,213 +108,145 @@ impl Spawner for LocalSpawner {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// The result row (`Out`) that `set` and `state` fill: one per module (the module runs on one
+/// thread, and a call fills it before the wrapper reads it). Its address never changes; a view
+/// of it goes stale when the module's memory grows, and the wrapper then asks for a new one.
+struct Row(UnsafeCell<[f64; Out::LEN]>);
+
+// SAFETY: wasm32-unknown-unknown runs this module on one thread; no call re-enters another.
+unsafe impl Sync for Row {}
+
+static ROW: Row = Row(UnsafeCell::new([0.0; Out::LEN]));
+
+fn row() -> &'static mut [f64] {
+    // SAFETY: one thread, and each exported function takes the row at most once while it runs.
+    unsafe { &mut *ROW.0.get() }
 }
 
-/// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
-/// each: see `config::config`) and the seed.
-#[wasm_bindgen]
-pub fn create(names: String, values: Vec<f64>, seed: Option<u64>) -> Result<Backend, JsValue> {
-    let cfg = config(&names, &values, seed).map_err(into_js_error)?;
-    let removed = Arc::new(Removals::default());
-    let heal = Arc::new(HealState::default());
-    let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
-    let cache = CacheBuilder::from_config(cfg)
-        .weigher(|h: &Handle| h.weight)
-        .timer(JsTimer)
-        .spawner(LocalSpawner)
-        .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
-        .build()
-        .map_err(into_js_error)?;
-    let healer = new_healer(&cache, &heal).map_err(into_js_error)?;
-    Ok(Backend { cache, removed, cancels: Arc::default(), healer, heal })
+/// A view of the result row (valid until the module's memory grows).
+#[wasm_bindgen(js_name = outRow)]
+pub fn out_row() -> js_sys::Float64Array {
+    // SAFETY: the view is read by the wrapper between calls; it checks for a detached view.
+    unsafe { js_sys::Float64Array::view(&*ROW.0.get()) }
 }
 
-/// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`undefined`: the cache's, `Infinity`: never),
-/// `ifVersion` for a compare-and-set. Returns the new version, negated when removals are queued.
+/// `Backend::write`: returns the new version and fills the result row.
 #[wasm_bindgen]
 pub fn set(
-    c: &Backend,
+    c: &Wasm,
     key: &str,
     handle: f64,
     weight: f64,
     ttl: Option<f64>,
     if_version: Option<f64>,
 ) -> Result<f64, JsValue> {
-    let ttl = ttl_arg(ttl).map_err(into_js_error)?;
-    let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
-    let v = c.cache.write(key, Handle { id: handle, weight: weight as u64 }, opts).map_err(into_js_error)? as f64;
-    Ok(if c.pending() { -v } else { v })
+    c.0.write(key, handle, weight, ttl, if_version, row()).map_err(into_js_error)
 }
 
-/// A TTL in ms: `undefined` is the cache's, `Infinity` never expires.
-fn ttl_arg(ttl: Option<f64>) -> healcache::Result<Ttl> {
-    Ok(match ttl {
-        None => Ttl::Default,
-        Some(t) if t == f64::INFINITY => Ttl::Never,
-        Some(t) => Ttl::For(duration_ms("ttl", t)?),
-    })
+/// `Backend::write_plain`.
+#[wasm_bindgen(js_name = setPlain)]
+pub fn set_plain(c: &Wasm, key: &str, handle: f64, weight: f64) -> Result<f64, JsValue> {
+    c.0.write_plain(key, handle, weight).map_err(into_js_error)
 }
 
-/// Removes `key`; returns the removed handle, or -1 if nothing live was there.
+/// `Backend::default_freshness`.
 #[wasm_bindgen]
-pub fn remove(c: &Backend, key: &str) -> f64 {
-    c.cache.remove(key).map_or(-1.0, |h| h.id)
+pub fn freshness(c: &Wasm) -> JsValue {
+    to_js(c.0.default_freshness())
 }
 
-/// Removes `key` only if its live version is `expected` (0: absent), else throws VersionMismatch.
+/// `Backend::remove`.
+#[wasm_bindgen]
+pub fn remove(c: &Wasm, key: &str) -> f64 {
+    c.0.remove(key)
+}
+
+/// `Backend::remove_if_version`.
 #[wasm_bindgen(js_name = removeIfVersion)]
-pub fn remove_if_version(c: &Backend, key: &str, expected: f64) -> Result<(), JsValue> {
-    c.cache.remove_if_version(key, expected as u64).map_err(into_js_error)
+pub fn remove_if_version(c: &Wasm, key: &str, expected: f64) -> Result<(), JsValue> {
+    c.0.remove_if_version(key, expected).map_err(into_js_error)
 }
 
-/// `[handle, version, expiresInMs (-1: never)]` of `key`'s live entry, `[]` if none.
+/// `Backend::state`: a counted read of the core, into the result row.
 #[wasm_bindgen]
-pub fn peek(c: &Backend, key: &str) -> Vec<f64> {
-    match c.cache.get_entry(key) {
-        Some(e) => vec![e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
-        None => Vec::new(),
-    }
+pub fn state(c: &Wasm, key: &str) {
+    c.0.state(key, row());
 }
 
-/// `[flightsUnderWay, handle (-1: no fresh value), version, expiresInMs (-1: never)]` of `key`:
-/// what the wrapper needs to follow a value a background refresh stored (counts as a read).
+/// `Backend::touch`.
 #[wasm_bindgen]
-pub fn state(c: &Backend, key: &str) -> Vec<f64> {
-    let flights = c.cache.in_flight() as f64;
-    match c.cache.get_entry(key) {
-        Some(e) => vec![flights, e.value.id, e.version as f64, e.expires_in.map_or(-1.0, |d| d.as_secs_f64() * 1e3)],
-        None => vec![flights, -1.0, 0.0, 0.0],
-    }
+pub fn touch(c: &Wasm, keys: Vec<String>, hits: f64, missed: Vec<String>) -> bool {
+    c.0.touch(&keys, hits, &missed)
 }
 
-/// Reports a batch of reads answered by the wrapper's mirror, so the eviction policy sees them.
-/// Returns whether removals are queued.
+/// `Backend::drain`.
 #[wasm_bindgen]
-pub fn touch(c: &Backend, keys: Vec<String>) -> bool {
-    for k in &keys {
-        c.cache.get(k);
-    }
-    c.pending()
+pub fn drain(c: &Wasm) -> JsValue {
+    to_js(c.0.drain())
 }
 
-/// Takes the removal queue (`Removals`): `[key, handle, ...]`, a set value's (even) handle
-/// without its key (negated: replaced or deleted).
+/// `Backend::len`.
 #[wasm_bindgen]
-pub fn drain(c: &Backend) -> js_sys::Array {
-    let taken = c.removed.take();
-    let out = js_sys::Array::new();
-    for (k, h) in taken {
-        if let Some(k) = k {
-            out.push(&JsValue::from_str(&k));
-        }
-        out.push(&JsValue::from_f64(h));
-    }
-    out
+pub fn len(c: &Wasm) -> f64 {
+    c.0.len()
 }
 
-/// Number of stored entries (expired ones not yet swept included).
+/// `Backend::clear`.
 #[wasm_bindgen]
-pub fn len(c: &Backend) -> f64 {
-    c.cache.len() as f64
+pub fn clear(c: &Wasm) {
+    c.0.clear();
 }
 
-/// Removes every entry.
-#[wasm_bindgen]
-pub fn clear(c: &Backend) {
-    c.cache.clear();
-}
-
-/// Removes every expired entry now (queued as removals); returns how many.
+/// `Backend::purge_expired`.
 #[wasm_bindgen(js_name = purgeExpired)]
-pub fn purge_expired(c: &Backend) -> f64 {
-    c.cache.purge_expired() as f64
+pub fn purge_expired(c: &Wasm) -> f64 {
+    c.0.purge_expired()
 }
 
-/// Every counter of `healcache::Stats`, in its declaration order, then the 14 load-latency
-/// bucket counts and their sum in nanoseconds.
+/// `Backend::stats`.
 #[wasm_bindgen]
-pub fn stats(c: &Backend) -> Vec<f64> {
-    let s = c.cache.stats();
-    s.counters()
-        .iter()
-        .map(|&(_, n)| n)
-        .chain(s.load_latency.counts)
-        .chain([s.load_latency.sum_nanos])
-        .map(|n| n as f64)
-        .collect()
+pub fn stats(c: &Wasm) -> JsValue {
+    to_js(c.0.stats())
 }
 
-/// Core `Cache::prometheus` text, with the reads the wrapper's mirror answered as hits/misses
-/// (the same numbers as its `stats()`).
+/// `Backend::prometheus`.
 #[wasm_bindgen]
-pub fn prometheus(c: &Backend, name: &str, hits: f64, misses: f64) -> String {
-    let mut s = c.cache.stats();
-    s.hits = hits as u64;
-    s.misses = misses as u64;
-    healcache::metrics::prometheus_text(&s, name)
+pub fn prometheus(c: &Wasm, name: &str) -> String {
+    c.0.prometheus(name)
 }
 
-/// The JS loader as a core loader: `loader()` returns a promise of `[handle, weight]`, of `[0, 0]`
-/// for "not found" (`NOT_FOUND`), or of `[-loadId, 0]` when the user's loader failed.
-fn core_loader(
-    loader: SendWrapper<Function>,
-) -> impl FnOnce() -> BoxFuture<'static, Result<Loaded<Handle>, LoaderError>> + Send {
+/// The JS loader as a core loader: `loader()` returns a promise of the answer row of `loaded_from`.
+fn core_loader(loader: SendWrapper<Function>) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
         let called = loader.call0(&JsValue::UNDEFINED).map(|p| JsFuture::from(Promise::from(p)));
         SendWrapper::new(async move {
-            let to_err = |_e: JsValue| LoaderError::new(0.0f64, "loader call failed");
-            let got = js_sys::Array::from(&called.map_err(to_err)?.await.map_err(to_err)?);
-            let (id, weight) = (got.get(0).as_f64(), got.get(1).as_f64());
-            match (id, weight) {
-                (Some(id), _) if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
-                (Some(0.0), _) => Ok(Loaded::NotFound),
-                (Some(id), Some(weight)) => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
-                _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
-            }
+            let failed = |_e: JsValue| loader_failed("loader call failed");
+            let got = js_sys::Array::from(&called.map_err(failed)?.await.map_err(failed)?);
+            let got: Vec<f64> = got.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+            loaded_from(&got)
         })
         .boxed()
     }
 }
 
-/// Core `fetch` for one caller with a cancel ticket, resolving to `[handle (-1: not found),
-/// status]`; `must_value` makes "not found" the core `NotFound` error (`get_or_load`).
-fn run_fetch(c: &Backend, key: String, loader: Function, ticket: u32, opts: FetchOptions, must_value: bool) -> Promise {
-    let cache = c.cache.clone();
-    let cancels = Arc::clone(&c.cancels);
-    let (abort, reg) = AbortHandle::new_pair();
-    lock(&cancels).insert(ticket, abort);
-    let loader = SendWrapper::new(loader);
-    future_to_promise(async move {
-        let load = cache.fetch(&key, opts, core_loader(loader));
-        let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
-        lock(&cancels).remove(&ticket);
-        let f = r.map_err(into_js_error)?;
-        let handle = match f.value {
-            Some(h) => h.id,
-            None if must_value => return Err(into_js_error(Error::NotFound)),
-            None => -1.0,
-        };
-        Ok(js_sys::Array::of2(&JsValue::from_f64(handle), &JsValue::from_str(f.status.as_str())).into())
-    })
+/// `Backend::fetch` as a promise.
+fn run_fetch(c: &Wasm, key: String, loader: Function, ticket: u32, opts: FetchOptions, must_value: bool) -> Promise {
+    let fut = c.0.fetch(key, core_loader(SendWrapper::new(loader)), ticket, opts, must_value);
+    future_to_promise(async move { fut.await.map(to_js).map_err(into_js_error) })
 }
 
-/// Core `get_or_load`: resolves to `[handle, status]` of `key`'s value, loaded once per flight
-/// by calling `loader()`; "not found" rejects with `NotFound`. `ticket` lets `cancel` stop this
-/// one caller's wait.
+/// Core `get_or_load` for one caller: resolves to `{ handle, status }`; "not found" rejects
+/// with `NotFound`. `ticket` lets `cancel` stop this one caller's wait.
 #[wasm_bindgen(js_name = getOrLoad)]
-pub fn get_or_load(c: &Backend, key: String, loader: Function, ticket: u32) -> Promise {
+pub fn get_or_load(c: &Wasm, key: String, loader: Function, ticket: u32) -> Promise {
     run_fetch(c, key, loader, ticket, FetchOptions::default(), true)
 }
 
-/// Core `fetch`: resolves to `[handle (-1: not found), status]`. Per-call options: `ttl` (ms;
-/// `Infinity`: never), `negativeTtl` (ms), `staleWhileRevalidate`, `xfetch`, `softTimeout` (ms);
-/// `undefined` takes the cache's setting.
+/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn fetch(
-    c: &Backend,
+    c: &Wasm,
     key: String,
     loader: Function,
     ticket: u32,
@@ -346,23 +256,14 @@ pub fn fetch(
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
 ) -> Result<Promise, JsValue> {
-    let opts = FetchOptions {
-        ttl: ttl_arg(ttl).map_err(into_js_error)?,
-        negative_ttl: negative_ttl.map(|v| duration_ms("negative_ttl", v)).transpose().map_err(into_js_error)?,
-        stale_while_revalidate,
-        xfetch,
-        soft_timeout: soft_timeout.map(|v| duration_ms("soft_timeout", v)).transpose().map_err(into_js_error)?,
-    };
+    let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout).map_err(into_js_error)?;
     Ok(run_fetch(c, key, loader, ticket, opts, false))
 }
 
-/// Stops the wait of the `getOrLoad` call with this ticket (it rejects with `Cancelled`); the
-/// flight goes on for its other waiters.
+/// `Backend::cancel`.
 #[wasm_bindgen]
-pub fn cancel(c: &Backend, ticket: u32) {
-    if let Some(a) = lock(&c.cancels).remove(&ticket) {
-        a.abort();
-    }
+pub fn cancel(c: &Wasm, ticket: u32) {
+    c.0.cancel(ticket);
 }
 
 /// Test hook: panics inside the module, to check that the wrapper reports a poisoned instance.

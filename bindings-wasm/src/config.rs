@@ -1,20 +1,28 @@
-//! Options → [`healcache::Config`]. The JS wrapper checks names and types (camelCase lives there,
-//! in one table shared with Node) and passes the core field names with their values;
-//! [`Config::set`] maps them (the one list of fields) and the core validates values when the cache is built.
+//! Options → the cache, and the protocol's named numbers.
 
-use healcache::{Config, Error, Result};
+use healcache_js_common::{config, protocol, settings, Backend};
+use wasm_bindgen::prelude::*;
 
-/// A `Config` from `names` (comma-separated core field names) and one value per name
-/// (booleans as 0/1), plus the seed.
-pub fn config(names: &str, values: &[f64], seed: Option<u64>) -> Result<Config> {
-    let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
-    if names.len() != values.len() {
-        return Err(Error::InvalidConfig { field: "options", reason: "one value per setting name".into() });
-    }
-    let mut c = Config::default();
-    for (name, &v) in names.iter().zip(values) {
-        c.set(name, v)?;
-    }
-    c.seed = seed;
-    Ok(c)
+use crate::cache::{JsTimer, LocalSpawner, Wasm};
+use crate::convert::to_js;
+use crate::error::into_js_error;
+
+/// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
+/// each), the seed, and whether its healing loop runs in the background.
+#[wasm_bindgen]
+pub fn create(names: String, values: Vec<f64>, seed: Option<u64>, background: bool) -> Result<Wasm, JsValue> {
+    let make = || Backend::new(config(&names, &values, seed)?, JsTimer, LocalSpawner, background);
+    make().map(Wasm).map_err(into_js_error)
+}
+
+/// The core's table of settings, as the wrapper reads it (`healcache_js_common::settings`).
+#[wasm_bindgen(js_name = settings)]
+pub fn settings_table() -> JsValue {
+    to_js(settings())
+}
+
+/// The named numbers of the protocol between this module and the wrapper.
+#[wasm_bindgen(js_name = protocol)]
+pub fn protocol_numbers() -> JsValue {
+    to_js(protocol())
 }

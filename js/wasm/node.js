@@ -2,12 +2,11 @@
 // healcache on WebAssembly, for Node (wasm-bindgen --target nodejs): the same `Cache` as the
 // native package. Build with `npm run build:wasm`.
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { makeCache, guardWasm, NOT_FOUND } = require('../dist/cache.cjs');
-const raw = require('../bindings-wasm/pkg-node/healcache_wasm.js');
+const { makeCache, guardWasm, NOT_FOUND } = require('../../dist/cache.cjs');
+const raw = require('../../bindings-wasm/pkg-node/healcache_wasm.js');
 
 const backend = guardWasm(raw);
-// writes enter the read mirror at once: values already cached stay readable after a trap
-const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage(), mirrorWrites: true });
+const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage() });
 
 module.exports = {
   Cache,

@@ -1,5 +1,5 @@
 // Types of healcache/wasm on Node: the same Cache as the native package.
-export * from '../index';
+export * from '../node/index';
 
 /** Test hooks of the WebAssembly build. */
 export declare const __testing: {

@@ -1,5 +1,5 @@
 // Types of healcache/wasm/web (edge workers, browsers): the same Cache, plus initialisation.
-export * from '../index';
+export * from '../node/index';
 
 /** What the module can be instantiated from. */
 export type WasmInput = BufferSource | WebAssembly.Module;

@@ -3,8 +3,8 @@
 //   import { initSync, Cache } from 'healcache/wasm/web';
 //   initSync(wasmModuleOrBytes);          // or: await init(urlOrResponseOrBytes)
 //   const cache = new Cache({ maxEntries: 10_000, ttl: 60_000 });
-import rawInit, * as raw from '../bindings-wasm/pkg-web/healcache_wasm.js';
-import { makeCache, guardWasm, NOT_FOUND } from '../js/cache.mjs';
+import rawInit, * as raw from '../../bindings-wasm/pkg-web/healcache_wasm.js';
+import { makeCache, guardWasm, NOT_FOUND } from '../cache.mjs';
 
 export { NOT_FOUND };
 
@@ -15,17 +15,13 @@ export function initSync(module) {
   raw.initSync({ module });
 }
 
-/** Instantiates the module: from a URL, Response, bytes or WebAssembly.Module (default: next to this file). */
+/** Instantiates the module: from a URL, Response, bytes or WebAssembly.Module (default: next to the glue). */
 export async function init(input) {
   await rawInit(input === undefined ? undefined : { module_or_path: input });
 }
 
 // Runtimes that expose AsyncLocalStorage globally get RecursiveLoad detection too.
 const ALS = globalThis.AsyncLocalStorage;
-// writes enter the read mirror at once: values already cached stay readable after a trap
-export const Cache = makeCache(backend, {
-  asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined,
-  mirrorWrites: true,
-});
+export const Cache = makeCache(backend, { asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined });
 export const __testing = { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned };
 export default init;

@@ -1,0 +1,395 @@
+//! [`Backend`]: one cache as the JS wrapper sees it, and every function body the bindings
+//! export. Each converts its arguments, calls the core and converts the result; the bindings
+//! add only their attributes and host glue.
+//!
+//! Removal events: the core's removal listener queues the (key, handle) of entries the wrapper
+//! must forget ([`Removals`]). Calls that may evict say so (`Out::PENDING` after `set`, `touch`'s
+//! answer); the wrapper then calls `drain`, so its read mirror never answers for an entry the
+//! core dropped.
+//!
+//! Reads: the wrapper's read mirror answers repeated reads in JS. The reads it answered reach
+//! the core in batches (`touch`), counted there like any read and seen by the eviction policy,
+//! and every read it cannot answer is a read of the core (`state`). So the core's counters are
+//! the only ones.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{AbortHandle, Abortable, BoxFuture};
+use healcache::{
+    Cache, CacheBuilder, Config, Error, FetchOptions, Healer, Loaded, LoaderError, Result, Spawner, Timer, Ttl,
+    WriteOptions,
+};
+
+use crate::config::ttl_arg;
+use crate::heal::{self, HealState, JsSource, VerifyCall};
+use crate::value::{Out, NONE};
+use crate::{lock, Handle, Js, Map, Removals};
+
+/// The loader of one flight, as the binding bridges the JS function (see [`crate::loaded_from`]).
+pub type LoaderFuture = BoxFuture<'static, std::result::Result<Loaded<Handle>, LoaderError>>;
+
+/// What `fetch` and `getOrLoad` resolve to: `{ handle, status }` (handle [`NONE`]: not found;
+/// status: the core's `Status::as_str`).
+pub type FetchAnswer = Js;
+
+/// One cache: the core instance, its removal queue, its healer, and the cancel handles of the
+/// `getOrLoad` calls still waiting.
+pub struct Backend {
+    cache: Cache<Handle>,
+    removed: Arc<Removals>,
+    heal: Arc<HealState>,
+    healer: Healer<Handle>,
+    cancels: Arc<Mutex<Map<u32, AbortHandle>>>,
+    /// Where the healing loop runs; `None` where the host schedules intervals itself.
+    background: Option<Arc<dyn Spawner>>,
+    heal_loop: Mutex<HealLoop>,
+}
+
+/// The background healing loop of one cache (the core's `Healer::run`).
+enum HealLoop {
+    /// Not started: healing was never enabled.
+    Idle,
+    /// Started the first time healing was enabled; idle while it is disabled.
+    Running(AbortHandle),
+    /// `close()` was called: never started again.
+    Closed,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let HealLoop::Running(h) = &*lock(&self.heal_loop) {
+            h.abort();
+        }
+    }
+}
+
+impl Backend {
+    /// A cache from `config`, its delays on `timer`, its background refreshes on `spawner`; with
+    /// `background`, its healing loop runs on `spawner` too.
+    pub fn new<S: Spawner + Clone>(config: Config, timer: impl Timer, spawner: S, background: bool) -> Result<Self> {
+        let removed = Arc::new(Removals::default());
+        let heal = Arc::new(HealState::default());
+        let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
+        let cache = CacheBuilder::from_config(config)
+            .weigher(|h: &Handle| h.weight)
+            .timer(timer)
+            .spawner(spawner.clone())
+            .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
+            .build()?;
+        let healer = heal::new_healer(&cache, &heal)?;
+        Ok(Backend {
+            cache,
+            removed,
+            heal,
+            healer,
+            cancels: Arc::default(),
+            background: background.then(|| Arc::new(spawner) as Arc<dyn Spawner>),
+            heal_loop: Mutex::new(HealLoop::Idle),
+        })
+    }
+
+    /// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`None`: the cache's,
+    /// `Infinity`: never), `if_version` for a compare-and-set. Returns the new version, and fills
+    /// `out` with it, the entry's freshness and the pending flag.
+    pub fn write(
+        &self,
+        key: &str,
+        handle: f64,
+        weight: f64,
+        ttl: Option<f64>,
+        if_version: Option<f64>,
+        out: &mut [f64],
+    ) -> Result<f64> {
+        let ttl = ttl_arg(ttl)?;
+        let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
+        let version = self.cache.write(key, Handle { id: handle, weight: weight as u64 }, opts)? as f64;
+        let expires = self.fresh_for(ttl);
+        out[Out::VERSION] = version;
+        out[Out::EXPIRES] = expires;
+        out[Out::EXACT] = f64::from(u8::from(self.exact(expires)));
+        out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
+        Ok(version)
+    }
+
+    /// `write` with the cache's TTL and no condition, the common case, in fewer arguments:
+    /// returns the new version, negated when removals are queued (the wrapper then drains). The
+    /// entry stays fresh for [`Backend::default_freshness`] at least.
+    pub fn write_plain(&self, key: &str, handle: f64, weight: f64) -> Result<f64> {
+        let v = self.cache.write(key, Handle { id: handle, weight: weight as u64 }, WriteOptions::default())? as f64;
+        Ok(if self.removed.pending() { -v } else { v })
+    }
+
+    /// How long an entry written with the cache's TTL stays fresh at least, in ms, and whether
+    /// that is its exact expiry: `{ ms, exact }`.
+    pub fn default_freshness(&self) -> Js {
+        let ms = self.fresh_for(Ttl::Default);
+        Js::Obj(vec![("ms", Js::Num(ms)), ("exact", Js::Bool(self.exact(ms)))])
+    }
+
+    /// Whether an entry fresh for `ms` expires exactly then (its TTL is not stretched by jitter).
+    fn exact(&self, ms: f64) -> bool {
+        ms == f64::INFINITY || self.cache.config().ttl_jitter <= 0.0
+    }
+
+    /// How long an entry written now with `ttl` stays fresh at least, in ms (`Infinity`: never):
+    /// the core's TTL for it, which its jitter may only stretch.
+    fn fresh_for(&self, ttl: Ttl) -> f64 {
+        match ttl {
+            Ttl::Never => f64::INFINITY,
+            Ttl::For(d) => d.as_secs_f64() * 1e3,
+            Ttl::Default => self.cache.config().ttl_ms.unwrap_or(f64::INFINITY),
+        }
+    }
+
+    /// Removes `key`; returns the removed handle, or [`NONE`] if nothing live was there.
+    pub fn remove(&self, key: &str) -> f64 {
+        self.cache.remove(key).map_or(NONE, |h| h.id)
+    }
+
+    /// Removes `key` only if its live version is `expected` (0: absent), else `VersionMismatch`.
+    pub fn remove_if_version(&self, key: &str, expected: f64) -> Result<()> {
+        self.cache.remove_if_version(key, expected as u64)
+    }
+
+    /// A read of `key` by the core (counted as a hit or a miss): fills `out` with the handle of
+    /// its fresh value ([`NONE`] if none), its version and freshness, the loads under way (so the
+    /// wrapper can follow a value a background refresh stored) and the pending flag.
+    pub fn state(&self, key: &str, out: &mut [f64]) {
+        out[Out::FLIGHTS] = self.cache.in_flight() as f64;
+        match self.cache.get_entry(key) {
+            Some(e) => {
+                out[Out::HANDLE] = e.value.id;
+                out[Out::VERSION] = e.version as f64;
+                out[Out::EXPIRES] = e.expires_in.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3);
+                out[Out::EXACT] = 1.0;
+            }
+            None => {
+                out[Out::HANDLE] = NONE;
+                out[Out::VERSION] = 0.0;
+                out[Out::EXPIRES] = 0.0;
+            }
+        }
+        out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
+    }
+
+    /// Reports the reads the wrapper's mirror answered: `hits` hits, of which `keys` is a
+    /// sample (each sampled key stands for its share of them and is read that many times), and
+    /// the reads of `missed` keys it knew expired. So the core counts every read and its eviction
+    /// policy sees them. Returns whether removals are queued.
+    pub fn touch(&self, keys: &[String], hits: f64, missed: &[String]) -> bool {
+        for k in missed {
+            self.cache.get(k);
+        }
+        let hits = hits.max(0.0) as usize;
+        if !keys.is_empty() {
+            let (each, extra) = (hits / keys.len(), hits % keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                for _ in 0..each + usize::from(i < extra) {
+                    self.cache.get(k);
+                }
+            }
+        }
+        self.removed.pending()
+    }
+
+    /// Takes the removal queue ([`Removals`]): `[key, handle, ...]`, a set value's (even)
+    /// handle without its key (negated: replaced or deleted).
+    pub fn drain(&self) -> Js {
+        let taken = self.removed.take();
+        let mut out = Vec::with_capacity(2 * taken.len());
+        for (k, h) in taken {
+            if let Some(k) = k {
+                out.push(Js::Str(k.to_string()));
+            }
+            out.push(Js::Num(h));
+        }
+        Js::List(out)
+    }
+
+    /// Number of stored entries (expired ones not yet swept included).
+    pub fn len(&self) -> f64 {
+        self.cache.len() as f64
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+
+    /// Removes every expired entry now (queued as removals); returns how many.
+    pub fn purge_expired(&self) -> f64 {
+        self.cache.purge_expired() as f64
+    }
+
+    /// Every counter of the core's `Stats`, by its JS name, and the load-latency histogram.
+    pub fn stats(&self) -> Js {
+        let s = self.cache.stats();
+        let mut fields: Vec<(String, Js)> = s.counters().iter().map(|&(name, n)| (camel(name), n.into())).collect();
+        fields.push(("loadLatency".to_string(), heal::histogram(&s.load_latency)));
+        Js::Named(fields)
+    }
+
+    /// The core's counters, then the healer's, in the Prometheus text format.
+    pub fn prometheus(&self, name: &str) -> String {
+        self.cache.prometheus(name) + &self.healer.prometheus(name)
+    }
+
+    /// Core `fetch` for one caller with a cancel `ticket` ([`Backend::cancel`]): the value of
+    /// `key`, loaded once per flight by `loader`. `must_value` makes "not found" the core
+    /// `NotFound` error (`getOrLoad`).
+    pub fn fetch<L>(
+        &self,
+        key: String,
+        loader: L,
+        ticket: u32,
+        opts: FetchOptions,
+        must_value: bool,
+    ) -> impl Future<Output = Result<FetchAnswer>> + Send + 'static
+    where
+        L: FnOnce() -> LoaderFuture + Send + 'static,
+    {
+        let cache = self.cache.clone();
+        let cancels = Arc::clone(&self.cancels);
+        let (abort, reg) = AbortHandle::new_pair();
+        lock(&cancels).insert(ticket, abort);
+        async move {
+            let load = cache.fetch(&key, opts, loader);
+            let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
+            lock(&cancels).remove(&ticket);
+            let f = r?;
+            let handle = match f.value {
+                Some(h) => h.id,
+                None if must_value => return Err(Error::NotFound),
+                None => NONE,
+            };
+            Ok(Js::Obj(vec![("handle", Js::Num(handle)), ("status", Js::Str(f.status.as_str().to_string()))]))
+        }
+    }
+
+    /// Stops the wait of the call with this ticket (it fails with `Cancelled`); the flight goes
+    /// on for its other waiters.
+    pub fn cancel(&self, ticket: u32) {
+        if let Some(a) = lock(&self.cancels).remove(&ticket) {
+            a.abort();
+        }
+    }
+
+    // ---- self-healing ----
+
+    /// Core `Healer::register_source`, for a source the wrapper answers through `verify`.
+    pub fn register_source(&self, prefix: &str, verify: VerifyCall) -> Result<()> {
+        let source = JsSource::new(verify, self.cache.clone(), Arc::clone(&self.heal));
+        self.healer.register_source(prefix, source)
+    }
+
+    /// Core `Healer::unregister_source`.
+    pub fn unregister_source(&self, prefix: &str) -> bool {
+        self.healer.unregister_source(prefix)
+    }
+
+    /// Core `Healer::run_interval`, resolving to its report.
+    pub fn verify_now(&self) -> impl Future<Output = Js> + Send + 'static {
+        let healer = self.healer.clone();
+        async move { heal::report(&healer.run_interval().await) }
+    }
+
+    /// How many intervals have ended (the wrapper's answers during one are settled after it).
+    pub fn healing_intervals(&self) -> f64 {
+        self.healer.stats().interval_duration.counts.iter().sum::<u64>() as f64
+    }
+
+    /// Forgets what the healer watched (called by the wrapper once the intervals it awaited are
+    /// over: their repairs have landed and been queued).
+    pub fn healing_reset(&self) {
+        self.heal.reset();
+    }
+
+    /// Sets healing settings by core name (`healing.sample_rate`, ...) to numbers (flags 1/0),
+    /// all or none; starts the background loop the first time healing is enabled.
+    pub fn healing_set(&self, names: &[String], values: &[f64]) -> Result<()> {
+        if names.len() != values.len() {
+            return Err(crate::config::one_value_each("healing"));
+        }
+        let mut cfg = self.healer.config();
+        for (n, v) in names.iter().zip(values) {
+            cfg.set(n, *v)?;
+        }
+        let enabled = cfg.enabled;
+        self.healer.set_config(cfg)?;
+        if enabled {
+            self.start_loop();
+        }
+        Ok(())
+    }
+
+    /// Starts the core's `Healer::run` on the background spawner, once, unless closed.
+    fn start_loop(&self) {
+        let Some(spawner) = &self.background else { return };
+        let mut state = lock(&self.heal_loop);
+        if !matches!(*state, HealLoop::Idle) {
+            return;
+        }
+        let (abort, reg) = AbortHandle::new_pair();
+        let healer = self.healer.clone();
+        spawner.spawn(Box::pin(async move {
+            let _ = Abortable::new(healer.run(), reg).await;
+        }));
+        *state = HealLoop::Running(abort);
+    }
+
+    /// One healing setting by core name, as a number (flags 1/0).
+    pub fn healing_get(&self, name: &str) -> Result<f64> {
+        self.healer.config_get_number(name)
+    }
+
+    /// `{ prefix, score, sampled, repaired }` of `prefix`, `undefined` if it has no source.
+    pub fn score(&self, prefix: &str) -> Js {
+        self.healer.score(prefix).map_or(Js::Undefined, heal::score)
+    }
+
+    /// Every prefix's score, sorted by prefix.
+    pub fn scores(&self) -> Js {
+        Js::List(self.healer.scores().into_iter().map(heal::score).collect())
+    }
+
+    /// The core's `HealingStats`.
+    pub fn healing_stats(&self) -> Js {
+        heal::stats(&self.healer.stats())
+    }
+
+    /// Recent drift events, oldest first.
+    pub fn drift_events(&self) -> Js {
+        Js::List(self.healer.drift_events().into_iter().map(heal::drift_event).collect())
+    }
+
+    /// Ends the background loop for good (after its current sleep or interval).
+    pub fn close(&self) {
+        let state = std::mem::replace(&mut *lock(&self.heal_loop), HealLoop::Closed);
+        if let HealLoop::Running(_) = state {
+            self.healer.stop();
+        }
+    }
+}
+
+/// A core name as JS spells it (`load_errors` → `loadErrors`).
+pub(crate) fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut up = false;
+    for c in name.chars() {
+        match c {
+            '_' => up = true,
+            c if up => {
+                out.push(c.to_ascii_uppercase());
+                up = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}

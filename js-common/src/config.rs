@@ -1,0 +1,74 @@
+//! Options → [`healcache::Config`] and per-call options → [`healcache::FetchOptions`]. The
+//! wrapper passes the options by their JS names with their values (in ms); [`Config::set`] finds
+//! them in the core's table of settings ([`settings`], which the wrapper reads for the names it
+//! checks) and the core validates values when the cache is built.
+
+use healcache::settings::{Scope, Unit, SETTINGS};
+use healcache::{duration_ms, Config, ConfigProblem, Error, FetchOptions, Result, Ttl};
+
+use crate::Js;
+
+/// A `Config` from `names` (comma-separated setting names) and one value per name
+/// (booleans as 0/1), plus the seed.
+pub fn config(names: &str, values: &[f64], seed: Option<u64>) -> Result<Config> {
+    let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
+    if names.len() != values.len() {
+        return Err(one_value_each("options"));
+    }
+    let mut c = Config::default();
+    for (name, &v) in names.iter().zip(values) {
+        c.set(name, v)?;
+    }
+    c.seed = seed;
+    Ok(c)
+}
+
+/// A TTL in ms: `undefined` is the cache's, `Infinity` never expires.
+pub(crate) fn ttl_arg(ttl: Option<f64>) -> Result<Ttl> {
+    Ok(match ttl {
+        None => Ttl::Default,
+        Some(t) if t == f64::INFINITY => Ttl::Never,
+        Some(t) => Ttl::For(duration_ms("ttl", t)?),
+    })
+}
+
+/// `fetch`'s per-call options, validated by the core (`duration_ms`); `None` takes the cache's.
+pub fn fetch_options(
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<f64>,
+) -> Result<FetchOptions> {
+    Ok(FetchOptions {
+        ttl: ttl_arg(ttl)?,
+        negative_ttl: negative_ttl.map(|v| duration_ms("negative_ttl", v)).transpose()?,
+        stale_while_revalidate,
+        xfetch,
+        soft_timeout: soft_timeout.map(|v| duration_ms("soft_timeout", v)).transpose()?,
+    })
+}
+
+/// The error of a call that passed names and values of different lengths.
+pub(crate) fn one_value_each(field: &'static str) -> Error {
+    Error::invalid_config(field, ConfigProblem::Rule("needs one value per setting name"), None)
+}
+
+/// The core's table of settings as the wrapper reads it: `{ name, jsName, scope ("cache" or
+/// "healing"), flag, aliases }` for each.
+pub fn settings() -> Js {
+    Js::List(
+        SETTINGS
+            .iter()
+            .map(|s| {
+                Js::Obj(vec![
+                    ("name", Js::Str(s.name.to_string())),
+                    ("jsName", Js::Str(s.js_name.to_string())),
+                    ("scope", Js::Str(if s.scope == Scope::Healing { "healing" } else { "cache" }.to_string())),
+                    ("flag", Js::Bool(s.unit == Unit::Flag)),
+                    ("aliases", Js::List(s.aliases.iter().map(|a| Js::Str(a.to_string())).collect())),
+                ])
+            })
+            .collect(),
+    )
+}

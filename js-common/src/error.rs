@@ -1,0 +1,37 @@
+//! What a core error carries to JS: its message as JS spells it (camelCase setting names,
+//! durations in ms), its stable `code` and the fields of its variant. Each binding builds its
+//! host's `Error` from these (one small function each).
+
+use healcache::settings::setting;
+use healcache::{Error, Host};
+
+use crate::Js;
+
+/// The message of `e` for a JS user.
+pub fn error_message(e: &Error) -> String {
+    e.message_for(Host::Js)
+}
+
+/// `code` ([`Error::code`]), then `field` for a bad option (its JS name: the wrapper spells it
+/// as the user did), `expected`/`current` for a version mismatch, and `loadId` for a loader's
+/// rejection (the wrapper hands back the rejection value it kept under that id).
+pub fn error_props(e: &Error) -> Vec<(&'static str, Js)> {
+    let mut props = vec![("code", Js::Str(e.code().to_string()))];
+    match e {
+        Error::InvalidConfig { field, .. } => {
+            let name = setting(field).map_or_else(|| crate::backend::camel(field), |s| s.js_name.to_string());
+            props.push(("field", Js::Str(name)));
+        }
+        Error::VersionMismatch { expected, current } => {
+            props.push(("expected", (*expected).into()));
+            props.push(("current", (*current).into()));
+        }
+        Error::Loader(le) => {
+            if let Some(id) = le.downcast_ref::<f64>() {
+                props.push(("loadId", Js::Num(*id)));
+            }
+        }
+        _ => {}
+    }
+    props
+}

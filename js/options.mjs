@@ -1,0 +1,255 @@
+// Options of the JS `Cache`: their names, the checks of names and types, and the conversion to
+// what the backends take. Values are checked by the core (it names the setting at fault); this
+// file only refuses what cannot be passed on (unknown names, wrong types).
+
+/** Options of `fetch(key, loader, options)`, in the order the backends take them. */
+const FETCH_OPTIONS = ['ttl', 'negativeTtl', 'staleWhileRevalidate', 'xfetch', 'softTimeout'];
+const FETCH_BOOLEAN = new Set(['staleWhileRevalidate', 'xfetch']);
+const FETCH_KNOWN = new Map(FETCH_OPTIONS.map((js, i) => [js, i]));
+// JS-only options of `new Cache`: `sizeOf(value, key)`, the weight of a value in bytes for
+// maxBytes/maxEntryBytes, and `healing`, the healing settings.
+const SIZE_OF = 'sizeOf';
+const HEALING_OPTION = 'healing';
+/** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
+const FORMER = new Map([
+  ['verifyIntervalMs', 'verifyInterval'],
+  ['sourceTimeoutMs', 'sourceTimeout'],
+]);
+const SHOWN = new Map([...FORMER].map(([former, js]) => [js, former]));
+
+/*
+ * The core's table of settings (`settings()` of the backend): every cache option and healing
+ * setting with its names, scope and whether it is a flag. Read once, by `useSettings`.
+ */
+let CACHE; // JS name -> setting, for `new Cache(options)`
+let HEALING; // JS name (and former JS name) -> setting, for `healing` and `setHealing`
+let ANY; // any name the core takes (snake, camelCase, former) -> setting, for `configSet`
+
+function useSettings(table) {
+  if (ANY !== undefined) return;
+  CACHE = new Map();
+  HEALING = new Map();
+  ANY = new Map();
+  for (const s of table) {
+    (s.scope === 'healing' ? HEALING : CACHE).set(s.jsName, s);
+    for (const n of [s.name, s.jsName, ...s.aliases]) ANY.set(n, s);
+  }
+  for (const [former, js] of FORMER) HEALING.set(former, HEALING.get(js));
+}
+
+/** The healing settings as `healingConfig()` shows them: [shown name, setting]. */
+function healingSettings() {
+  return [...HEALING].filter(([js]) => !FORMER.has(js)).map(([js, s]) => [SHOWN.get(js) || js, s]);
+}
+
+function codeError(code, message, props) {
+  const e = new Error(message);
+  e.code = code;
+  return props ? Object.assign(e, props) : e;
+}
+
+function invalid(field, reason) {
+  return codeError('InvalidConfig', `invalid config: \`${field}\` ${reason}`, { field });
+}
+
+function argError(message) {
+  return codeError('ERR_INVALID_ARG_TYPE', message);
+}
+
+/** Renames the field of a core error with `rename` (the core's JS name -> the name the user wrote). */
+function renamed(e, rename) {
+  if (e && e.code === 'InvalidConfig' && typeof e.field === 'string') {
+    const name = rename(e.field);
+    if (name !== undefined) {
+      e.message = e.message.split(`\`${e.field}\``).join(`\`${name}\``);
+      e.field = name;
+    }
+  }
+  return e;
+}
+
+/**
+ * A core error naming a healing setting names it as the user wrote it, under `healing.`
+ * (`sampleRate` -> `healing.sampleRate`); `wrote` maps JS names to the names given.
+ */
+const healingField = (e, wrote) =>
+  renamed(e, (f) => {
+    const s = ANY.get(f);
+    if (s === undefined || s.scope !== 'healing') return undefined;
+    return `healing.${(wrote && wrote.get(s.jsName)) || SHOWN.get(s.jsName) || s.jsName}`;
+  });
+
+function checkKey(key) {
+  if (typeof key !== 'string') throw argError(`cache keys are strings, got ${typeof key}`);
+}
+
+function checkPrefix(prefix) {
+  if (typeof prefix !== 'string') throw argError('a source prefix is a string');
+}
+
+function randomSeed() {
+  const c = globalThis.crypto;
+  if (c && typeof c.getRandomValues === 'function') {
+    const w = c.getRandomValues(new Uint32Array(2));
+    return (BigInt(w[0]) << 32n) | BigInt(w[1]);
+  }
+  return BigInt(Math.floor(Math.random() * 2 ** 32)) << 32n | BigInt(Math.floor(Math.random() * 2 ** 32));
+}
+
+function checkSeed(v) {
+  if (typeof v === 'bigint') {
+    if (v < 0n || v >= 1n << 64n) throw invalid('seed', 'must fit in 64 bits');
+    return v;
+  }
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  throw invalid('seed', `must be a non-negative integer or bigint, got ${String(v)}`);
+}
+
+/**
+ * The backends' `create` arguments from the options object: setting names (comma-separated) and
+ * values (booleans as 0/1), and the seed (the host's when none is given: on wasm32 std's
+ * RandomState is not random).
+ */
+function createArgs(options) {
+  const names = [];
+  const values = [];
+  let seed;
+  if (options !== undefined && options !== null) {
+    if (typeof options !== 'object') throw invalid('options', 'must be an object');
+    for (const name of Object.keys(options)) {
+      const v = options[name];
+      if (name === SIZE_OF) {
+        if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
+        continue;
+      }
+      if (name === HEALING_OPTION) continue; // checked by healingArgs
+      const s = CACHE.get(name);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, HEALING_OPTION].join(', ')})`);
+      if (v === undefined) continue;
+      if (name === 'seed') {
+        seed = checkSeed(v); // a u64: passed on its own, as a bigint
+        continue;
+      }
+      if (s.flag) {
+        if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+      } else if (typeof v !== 'number') {
+        throw invalid(name, `must be a number, got ${typeof v}`);
+      }
+      names.push(name);
+      values.push(Number(v)); // NaN, negative, fractional: the core refuses them and names the field
+    }
+  }
+  return [names.join(','), values, seed === undefined ? randomSeed() : seed];
+}
+
+/** The backends' `fetch` option arguments; names and types checked here, values by the core. */
+function fetchArgs(options) {
+  const args = new Array(FETCH_OPTIONS.length).fill(undefined);
+  if (options === undefined || options === null) return args;
+  if (typeof options !== 'object') throw invalid('options', 'must be an object');
+  for (const name of Object.keys(options)) {
+    if (name === 'signal') continue;
+    const i = FETCH_KNOWN.get(name);
+    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal'].join(', ')})`);
+    const v = options[name];
+    if (v === undefined) continue;
+    if (FETCH_BOOLEAN.has(name)) {
+      if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+    } else if (typeof v !== 'number') {
+      throw invalid(name, `must be a number of milliseconds, got ${typeof v}`);
+    }
+    args[i] = v;
+  }
+  return args;
+}
+
+/** `set`'s options: [ttl, ifVersion], types checked. */
+function setArgs(options) {
+  const { ttl, ifVersion } = options;
+  if (ttl !== undefined && typeof ttl !== 'number') throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
+  if (ifVersion !== undefined && typeof ifVersion !== 'number') throw argError('ifVersion must be a number');
+  return [ttl, ifVersion];
+}
+
+/**
+ * Names and values of healing settings given by JS name (today's or a former one), and which
+ * name the user wrote for each; names and types checked here, values by the core.
+ */
+function healingArgs(settings) {
+  const names = [];
+  const values = [];
+  const wrote = new Map();
+  if (settings === undefined || settings === null) return [names, values, wrote];
+  if (typeof settings !== 'object') throw invalid('healing', 'must be an object');
+  for (const name of Object.keys(settings)) {
+    const s = HEALING.get(name);
+    if (s === undefined) {
+      throw invalid(`healing.${name}`, `is not a healing setting (known: ${healingSettings().map(([n]) => n).join(', ')})`);
+    }
+    const v = settings[name];
+    if (v === undefined) continue;
+    if (s.flag ? typeof v !== 'boolean' : typeof v !== 'number') {
+      throw invalid(`healing.${name}`, `must be a ${s.flag ? 'boolean' : 'number'}, got ${typeof v}`);
+    }
+    names.push(s.jsName);
+    values.push(Number(v));
+    wrote.set(s.jsName, name);
+  }
+  return [names, values, wrote];
+}
+
+/** The number a `configSet` value stands for (flags: 1/0, from true/false, 1/0, on/off). */
+function settingNumber(name, value) {
+  if (typeof value === 'boolean') return Number(value);
+  if (typeof value === 'number') return value;
+  const s = ANY.get(name);
+  const t = value.trim();
+  let n = NaN;
+  if (s === undefined || !s.flag) n = t === '' ? NaN : Number(t);
+  else if (t === 'true' || t === '1' || t === 'on') n = 1;
+  else if (t === 'false' || t === '0' || t === 'off') n = 0;
+  if (Number.isNaN(n) && s !== undefined) throw invalid(name, `not a ${s.flag ? 'boolean' : 'number'}: ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** A setting's number as `configGet` text (flags: "true"/"false"). */
+function settingText(name, n) {
+  const s = ANY.get(name);
+  return s !== undefined && s.flag ? String(n === 1) : String(n);
+}
+
+/**
+ * A core error of `configSet(name)` / `configGet(name)` names the setting as given; an unknown
+ * setting says which names exist.
+ */
+function settingError(e, name) {
+  if (e && e.code === 'InvalidConfig' && e.field === 'name') {
+    const known = [...ANY].filter(([, s]) => s.scope === 'healing').map(([n]) => n);
+    e.message = `invalid config: unknown setting ${JSON.stringify(name)} (known: ${known.join(', ')})`;
+    return e;
+  }
+  return renamed(e, (f) => (ANY.get(f) === ANY.get(name) ? name : undefined));
+}
+
+/**
+ * The default weight of a value: strings weigh their length, ArrayBuffers and views (Buffer,
+ * Uint8Array...) their byteLength, other values 0 (give `sizeOf` to weigh them).
+ */
+function defaultSizeOf(v) {
+  if (typeof v === 'string') return v.length;
+  if (typeof v === 'object' && v !== null && (ArrayBuffer.isView(v) || v instanceof ArrayBuffer)) return v.byteLength;
+  return 0;
+}
+
+function weigh(sizeOf, value, key) {
+  const w = sizeOf(value, key);
+  if (typeof w !== 'number' || !(w >= 0) || w === Infinity) {
+    throw invalid(SIZE_OF, `must return a non-negative number of bytes, got ${String(w)}`);
+  }
+  return w;
+}
+
+export {
+  FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
+  createArgs, fetchArgs, setArgs, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+};
