@@ -14,7 +14,7 @@ import {
   settingError, weigh,
 } from './options.mjs';
 
-const SOURCE_OPTIONS = ['compare', 'decode', 'stripPrefix', 'maxBodyBytes'];
+const SOURCE_OPTIONS = ['compare', 'decode', 'stripPrefix', 'maxBodyBytes', 'allowPrivate'];
 const DECODE = ['buffer', 'text', 'json'];
 // what a URL-template source returns for a key the template cannot carry
 const REFUSED = Symbol('healcache.REFUSED');
@@ -87,6 +87,12 @@ function sourceOptions(options, isUrl) {
       throw invalid(name, 'must be a boolean');
     } else if (name === 'maxBodyBytes' && !(Number.isSafeInteger(v) && v > 0)) {
       throw invalid(name, 'must be a positive whole number of bytes');
+    } else if (
+      name === 'allowPrivate' &&
+      typeof v !== 'boolean' &&
+      !(Array.isArray(v) && v.every((h) => typeof h === 'string'))
+    ) {
+      throw invalid(name, 'must be a boolean or an array of host names');
     }
   }
   return options;
@@ -123,7 +129,9 @@ function makeHealing(Base, B, P, notFound) {
      * (skipped, counted in `sourceFailures`, never drift). Options: `compare(cached, fresh, key)`
      * (default: strings and bytes byte for byte, other values by JSON text). In Node `source` may
      * also be a URL template (`http://host/users/{key}`), with `decode` ("buffer", default,
-     * "text" or "json"), `stripPrefix` (the URL gets the key without `prefix`) and `maxBodyBytes`.
+     * "text" or "json"), `stripPrefix` (the URL gets the key without `prefix`), `maxBodyBytes`
+     * and `allowPrivate` (`true`, or the hosts that may resolve to loopback, private or
+     * link-local addresses; refused by default).
      */
     registerSource(prefix, source, options) {
       checkPrefix(prefix);
@@ -348,7 +356,14 @@ function makeHealing(Base, B, P, notFound) {
       const timeout = B.healingGet(this._c, 'sourceTimeout');
       let src;
       try {
-        src = B.httpSource(template, timeout, o.maxBodyBytes === undefined ? 1 << 20 : o.maxBodyBytes);
+        const allow = o.allowPrivate;
+        src = B.httpSource(
+          template,
+          timeout,
+          o.maxBodyBytes === undefined ? 1 << 20 : o.maxBodyBytes,
+          allow === true,
+          Array.isArray(allow) ? allow : [],
+        );
       } catch (e) {
         throw healingField(e);
       }

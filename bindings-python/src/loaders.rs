@@ -69,8 +69,10 @@ impl AsyncLoad {
         // In the caller's contextvars: call the loader; an awaitable it returns becomes a task
         // on the caller's loop, which reports to `done`.
         let start = bridge(py)?.getattr("start")?;
-        let r =
-            self.context.bind(py).call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done, &self.key))?;
+        let r = self
+            .context
+            .bind(py)
+            .call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done, &self.key))?;
         let (pending, obj): (bool, Bound<'_, PyAny>) = r.extract()?;
         if !pending {
             return Ok(future::ready(Ok(loaded(&self.weigh, obj)?)).boxed());

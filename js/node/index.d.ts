@@ -110,6 +110,8 @@ export interface UrlSourceOptions<V> extends SourceOptions<V> {
   stripPrefix?: boolean;
   /** Bodies larger than this are a failed answer. Defaults to 1 MiB. */
   maxBodyBytes?: number;
+  /** Hosts that may resolve to loopback, private, link-local or other non-public addresses (`true`: any). Defaults to none. */
+  allowPrivate?: boolean | string[];
 }
 
 /** What one healing interval did (core `IntervalReport`). */

@@ -502,7 +502,7 @@ test('HTTP source: 200 JSON decoded and compared, 404 removes, 500 is a failure'
     s.routes.set('/users/ann', [200, '{"name":"ann","age":30}']);
     s.routes.set('/users/bob', [200, '{"name":"robert"}']);
     s.routes.set('/users/err', [500, 'oops']);
-    cache.registerSource('user:', `${s.base}/users/{key}`, { decode: 'json', stripPrefix: true });
+    cache.registerSource('user:', `${s.base}/users/{key}`, { decode: 'json', stripPrefix: true, allowPrivate: ['127.0.0.1'] });
     const r = await cache.verifyNow();
     assert.deepEqual([r.verified, r.consistent, r.drift, r.repaired, r.failures], [3, 1, 2, 2, 1]);
     assert.deepEqual(cache.get('user:bob'), { name: 'robert' });
@@ -520,6 +520,31 @@ test('HTTP source: 200 JSON decoded and compared, 404 removes, 500 is a failure'
   }
 });
 
+test('HTTP source: loopback and other non-public destinations are refused unless allowed', { skip: WASM && 'URL-template sources are native only' }, async () => {
+  const s = await server();
+  try {
+    const cache = new Cache({ healing: { sampleRate: 1 } });
+    cache.set('d:1', 'stale');
+    s.routes.set('/d/1', [200, 'fresh']);
+    cache.registerSource('d:', `${s.base}/d/{key}`, { decode: 'text', stripPrefix: true });
+    let r = await cache.verifyNow();
+    assert.deepEqual([r.failures, r.repaired], [1, 0]);
+    cache.registerSource('d:', `${s.base}/d/{key}`, { decode: 'text', stripPrefix: true, allowPrivate: ['api.internal'] });
+    r = await cache.verifyNow();
+    assert.deepEqual([r.failures, r.repaired], [1, 0]);
+    assert.deepEqual(s.seen, [], 'a refused destination was contacted');
+    cache.registerSource('d:', `${s.base}/d/{key}`, { decode: 'text', stripPrefix: true, allowPrivate: ['127.0.0.1'] });
+    r = await cache.verifyNow();
+    assert.equal(r.repaired, 1);
+    assert.equal(cache.get('d:1'), 'fresh');
+    const thrown = (f) => { try { f(); } catch (e) { return e; } assert.fail('no error'); };
+    assert.equal(thrown(() => cache.registerSource('d:', `${s.base}/d/{key}`, { allowPrivate: '127.0.0.1' })).field, 'allowPrivate');
+    assert.equal(thrown(() => cache.registerSource('d:', () => 1, { allowPrivate: true })).field, 'allowPrivate');
+  } finally {
+    await s.close();
+  }
+});
+
 test('HTTP source: buffer and text decoding, byte for byte', { skip: WASM && 'URL-template sources are native only' }, async () => {
   const s = await server();
   try {
@@ -530,8 +555,8 @@ test('HTTP source: buffer and text decoding, byte for byte', { skip: WASM && 'UR
     s.routes.set('/b/b%3A1', [200, 'same']);
     s.routes.set('/b/b%3A2', [200, 'new']);
     s.routes.set('/t?id=1', [200, 'héllo']);
-    cache.registerSource('b:', `${s.base}/b/{key}`); // decode: "buffer", the whole key in the URL
-    cache.registerSource('t:', `${s.base}/t?id={key}`, { decode: 'text', stripPrefix: true });
+    cache.registerSource('b:', `${s.base}/b/{key}`, { allowPrivate: true }); // decode: "buffer", the whole key in the URL
+    cache.registerSource('t:', `${s.base}/t?id={key}`, { decode: 'text', stripPrefix: true, allowPrivate: true });
     const r = await cache.verifyNow();
     assert.deepEqual([r.consistent, r.drift, r.failures], [2, 1, 0], JSON.stringify(s.seen));
     assert.ok(Buffer.isBuffer(cache.get('b:2')));
@@ -549,7 +574,7 @@ test('HTTP source: hostile keys stay one percent-encoded segment or are refused;
     cache.set('u:a/b?c#d', 'x');
     cache.set('u:..', 'x'); // `..` after the prefix is stripped: refused, never asked
     cache.set('u:', 'x'); // empty: refused
-    cache.registerSource('u:', `${s.base}/users/{key}/profile`, { decode: 'text', stripPrefix: true });
+    cache.registerSource('u:', `${s.base}/users/{key}/profile`, { decode: 'text', stripPrefix: true, allowPrivate: true });
     const r = await cache.verifyNow();
     assert.deepEqual([r.drawn, r.verified, r.failures, r.skipped], [4, 2, 0, 2], 'refused keys are skipped, not failures');
     assert.deepEqual(s.seen.sort(), ['/users/..%2Fadmin/profile', '/users/a%2Fb%3Fc%23d/profile']);
@@ -580,7 +605,7 @@ test('HTTP source: a connection refused or an oversized body is a failure', { sk
   try {
     const cache = new Cache({ healing: { sampleRate: 1 } });
     cache.set('x:1', 'v');
-    cache.registerSource('x:', `${s.base}/big/{key}`, { maxBodyBytes: 1000, decode: 'text' });
+    cache.registerSource('x:', `${s.base}/big/{key}`, { maxBodyBytes: 1000, decode: 'text', allowPrivate: true });
     assert.equal(s.routes.has('/big/x:1'), true);
     s.routes.set('/big/x%3A1', s.routes.get('/big/x:1'));
     assert.equal((await cache.verifyNow()).failures, 1);
