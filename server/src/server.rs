@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use healcache::{Cache, CacheBuilder, Healer, Timer};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::config::Settings;
 
@@ -114,9 +114,8 @@ pub fn run(settings: Settings) -> Result<(), String> {
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async move {
-        let listener = TcpListener::bind((ip, settings.server.port))
-            .await
-            .map_err(|e| format!("listen on {ip}:{}: {e}", settings.server.port))?;
+        let addr = SocketAddr::new(ip, settings.server.port);
+        let listener = listen(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let metrics = match settings.server.metrics_port {
             Some(p) => Some(
@@ -138,6 +137,14 @@ pub fn run(settings: Settings) -> Result<(), String> {
         shared.healer.stop();
         Ok(())
     })
+}
+
+/// A listener with Redis's backlog (511): a burst of connects waits in the kernel, not refused.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(511)
 }
 
 async fn shutdown_signal() {
