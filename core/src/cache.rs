@@ -10,10 +10,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{CacheBuilder, Config, Settings, Weigher};
-use crate::error::{Error, LoaderError, Result};
+use crate::error::{ConfigProblem, Error, LoaderError, Result};
 use crate::flight::{self, Flights, LoadFuture, Tracked};
 use crate::metrics::{HistogramSnapshot, StampedeCounters};
-use crate::store::{Entry, Expect, KeySample, Lookup, Meta, Read, RemovalCause, Removed, Store, StoreStats, NEVER};
+use crate::sampler::KeySample;
+use crate::settings::Unit;
+use crate::store::{Entry, Expect, Lookup, Meta, Read, RemovalCause, Removed, Store, StoreStats, NEVER};
 use crate::sync::{lock, Mutex};
 use crate::xfetch;
 use crate::{Spawner, Timer};
@@ -259,18 +261,27 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
     pub fn build(mut self) -> Result<Cache<V>> {
         let settings = self.config.validate()?;
         if settings.load_timeout.is_some() && self.timer.is_none() {
-            return Err(Error::invalid("load_timeout_ms", "needs a timer (CacheBuilder::timer)"));
+            return Err(Error::invalid_config(
+                "load_timeout",
+                ConfigProblem::Needs("a timer (CacheBuilder::timer)"),
+                None,
+            ));
         }
         if settings.soft_timeout.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
-            return Err(Error::invalid("load_soft_timeout_ms", "needs a timer and a spawner"));
+            return Err(Error::invalid_config(
+                "load_soft_timeout",
+                ConfigProblem::Needs("a timer and a spawner"),
+                None,
+            ));
         }
         for (on, field) in [
             (settings.stale_while_revalidate, "stale_while_revalidate"),
             (settings.xfetch_beta.is_some(), "xfetch"),
-            (settings.refresh_after.is_some(), "refresh_after_ms"),
+            (settings.refresh_after.is_some(), "refresh_after"),
         ] {
             if on && self.spawner.is_none() {
-                return Err(Error::invalid(field, "needs a spawner (CacheBuilder::spawner) for background refreshes"));
+                let problem = ConfigProblem::Needs("a spawner (CacheBuilder::spawner) for background refreshes");
+                return Err(Error::invalid_config(field, problem, None));
             }
         }
         let clock = self.take_clock();
@@ -478,7 +489,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     ) -> Result<u64> {
         if let Ttl::For(d) = ttl {
             if d.is_zero() {
-                return Err(Error::invalid("ttl", "must be positive"));
+                return Err(Error::InvalidConfig {
+                    field: "ttl",
+                    problem: ConfigProblem::NotPositive,
+                    value: Some(0.0),
+                    unit: Unit::Duration,
+                });
             }
         }
         self.inner.store.check_key(key)?;

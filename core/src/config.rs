@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Result};
+use crate::error::{ConfigProblem, Error, Result};
+use crate::settings::{setting_in, Scope, Unit};
 
 /// Hard ceilings: values above these are refused as absurd rather than allocated.
 pub const MAX_ENTRIES_LIMIT: f64 = (1u64 << 31) as f64;
@@ -121,33 +122,37 @@ pub(crate) struct Settings {
     pub max_negative: u64,
 }
 
-fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u64> {
-    if !v.is_finite() {
-        return Err(Error::invalid(field, format!("must be a finite number, got {v}")));
-    }
-    if v.fract() != 0.0 {
-        return Err(Error::invalid(field, format!("must be a whole number, got {v}")));
-    }
-    if v < min || v > max {
-        return Err(Error::invalid(field, format!("must be between {min} and {max}, got {v}")));
-    }
-    Ok(v as u64)
+/// Checks a whole number in `min..=max` (counts and sizes).
+pub(crate) fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u64> {
+    let problem = if !v.is_finite() {
+        ConfigProblem::NotFinite
+    } else if v.fract() != 0.0 {
+        ConfigProblem::NotWhole
+    } else if v < min || v > max {
+        ConfigProblem::OutOfRange { min, max }
+    } else {
+        return Ok(v as u64);
+    };
+    Err(Error::invalid_config(field, problem, Some(v)))
 }
 
-/// Validates a duration in milliseconds: finite, positive, at most 100 years.
+/// Validates a duration in milliseconds: finite, positive, at most 100 years. `field` names the
+/// setting (as in the settings table) or the option of a call.
 pub fn duration_ms(field: &'static str, v: f64) -> Result<Duration> {
-    if !v.is_finite() || v <= 0.0 {
-        return Err(Error::invalid(field, format!("must be a positive number of milliseconds, got {v}")));
-    }
-    if v > MAX_DURATION_MS {
-        return Err(Error::invalid(field, format!("must be at most 100 years, got {v} ms")));
-    }
-    Ok(Duration::from_nanos((v * 1_000_000.0) as u64))
+    let problem = if !v.is_finite() || v <= 0.0 {
+        ConfigProblem::NotPositive
+    } else if v > MAX_DURATION_MS {
+        ConfigProblem::TooLong { max: MAX_DURATION_MS }
+    } else {
+        return Ok(Duration::from_nanos((v * 1_000_000.0) as u64));
+    };
+    Err(Error::InvalidConfig { field, problem, value: Some(v), unit: Unit::Duration })
 }
 
-fn fraction(field: &'static str, v: f64) -> Result<f64> {
+/// Checks a share between 0 and 1.
+pub(crate) fn fraction(field: &'static str, v: f64) -> Result<f64> {
     if !v.is_finite() || !(0.0..=1.0).contains(&v) {
-        return Err(Error::invalid(field, format!("must be between 0 and 1, got {v}")));
+        return Err(Error::invalid_config(field, ConfigProblem::OutOfRange { min: 0.0, max: 1.0 }, Some(v)));
     }
     Ok(v)
 }
@@ -169,38 +174,42 @@ fn host_seed() -> u64 {
 }
 
 impl Config {
-    /// Sets one field by its name from a host number (booleans: 0 is false, anything else true).
-    /// The one place that lists the fields for hosts that pass settings by name (the JS packages);
-    /// values are checked when the cache is built. `seed` is set directly (a `u64` does not fit in
-    /// an `f64`).
+    /// Sets one field by its name in the settings table ([`crate::settings::SETTINGS`], snake or
+    /// camelCase) from a host number: durations in milliseconds, flags 0 (false) or anything else
+    /// (true), `seed` a whole number up to 2^53. Values are checked when the cache is built.
     ///
     /// ```
     /// let mut c = healcache::Config::default();
     /// c.set("max_entries", 500.0).unwrap();
+    /// c.set("loadTimeout", 250.0).unwrap();
     /// c.set("stale_while_revalidate", 1.0).unwrap();
+    /// assert_eq!((c.max_entries, c.load_timeout_ms, c.stale_while_revalidate), (500.0, Some(250.0), true));
     /// assert!(c.set("max_entrys", 1.0).is_err());
     /// ```
-    pub fn set(&mut self, field: &str, value: f64) -> Result<()> {
+    pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
+        let unknown = || Error::invalid_config("name", ConfigProblem::Unknown, Some(value));
+        let setting = setting_in(Scope::Cache, name).ok_or_else(unknown)?;
         let flag = value != 0.0;
-        match field {
+        match setting.name {
             "max_entries" => self.max_entries = value,
             "max_bytes" => self.max_bytes = Some(value),
-            "ttl_ms" => self.ttl_ms = Some(value),
+            "ttl" => self.ttl_ms = Some(value),
             "max_key_len" => self.max_key_len = value,
             "max_entry_bytes" => self.max_entry_bytes = Some(value),
             "max_in_flight" => self.max_in_flight = value,
-            "load_timeout_ms" => self.load_timeout_ms = Some(value),
+            "load_timeout" => self.load_timeout_ms = Some(value),
             "shards" => self.shards = Some(value),
-            "grace_ms" => self.grace_ms = Some(value),
+            "seed" => self.seed = Some(count("seed", value, 0.0, (1u64 << 53) as f64)?),
+            "grace" => self.grace_ms = Some(value),
             "stale_while_revalidate" => self.stale_while_revalidate = flag,
-            "load_soft_timeout_ms" => self.load_soft_timeout_ms = Some(value),
+            "load_soft_timeout" => self.load_soft_timeout_ms = Some(value),
             "xfetch" => self.xfetch = flag,
             "xfetch_beta" => self.xfetch_beta = value,
-            "refresh_after_ms" => self.refresh_after_ms = Some(value),
+            "refresh_after" => self.refresh_after_ms = Some(value),
             "ttl_jitter" => self.ttl_jitter = value,
-            "negative_ttl_ms" => self.negative_ttl_ms = Some(value),
+            "negative_ttl" => self.negative_ttl_ms = Some(value),
             "max_negative_share" => self.max_negative_share = value,
-            _ => return Err(Error::invalid("name", "unknown setting")),
+            _ => return Err(unknown()),
         }
         Ok(())
     }
@@ -216,48 +225,55 @@ impl Config {
             Some(b) => {
                 let b = count("max_entry_bytes", b, 1.0, MAX_BYTES_LIMIT)?;
                 if b > max_bytes {
-                    return Err(Error::invalid("max_entry_bytes", "must not exceed max_bytes"));
+                    let problem = ConfigProblem::MustNotExceed("max_bytes");
+                    return Err(Error::invalid_config("max_entry_bytes", problem, Some(b as f64)));
                 }
                 b
             }
             None => max_bytes.min(64 << 20),
         };
         let max_in_flight = count("max_in_flight", self.max_in_flight, 1.0, 1e7)? as usize;
-        let ttl = self.ttl_ms.map(|v| duration_ms("ttl_ms", v)).transpose()?;
-        let load_timeout = self.load_timeout_ms.map(|v| duration_ms("load_timeout_ms", v)).transpose()?;
+        let ttl = self.ttl_ms.map(|v| duration_ms("ttl", v)).transpose()?;
+        let load_timeout = self.load_timeout_ms.map(|v| duration_ms("load_timeout", v)).transpose()?;
         let shards = match self.shards {
             Some(s) => {
                 let s = count("shards", s, 1.0, 256.0)? as usize;
                 if !s.is_power_of_two() {
-                    return Err(Error::invalid("shards", format!("must be a power of two, got {s}")));
+                    return Err(Error::invalid_config("shards", ConfigProblem::NotPowerOfTwo, Some(s as f64)));
                 }
                 if s as u64 > max_entries {
-                    return Err(Error::invalid("shards", "must not exceed max_entries"));
+                    let problem = ConfigProblem::MustNotExceed("max_entries");
+                    return Err(Error::invalid_config("shards", problem, Some(s as f64)));
                 }
                 s
             }
             // About 4,096 entries per shard, at most 64 shards: enough to spread a 2-64 core host.
             None => ((max_entries / 4096).max(1).next_power_of_two() as usize).min(64),
         };
-        let grace = self.grace_ms.map(|v| duration_ms("grace_ms", v)).transpose()?;
+        let grace = self.grace_ms.map(|v| duration_ms("grace", v)).transpose()?;
         if self.stale_while_revalidate && grace.is_none() {
-            return Err(Error::invalid("stale_while_revalidate", "needs grace_ms"));
+            return Err(Error::invalid_config("stale_while_revalidate", ConfigProblem::Needs("grace"), None));
         }
-        let soft_timeout = self.load_soft_timeout_ms.map(|v| duration_ms("load_soft_timeout_ms", v)).transpose()?;
+        let soft_timeout = self.load_soft_timeout_ms.map(|v| duration_ms("load_soft_timeout", v)).transpose()?;
         if let (Some(s), Some(h)) = (soft_timeout, load_timeout) {
             if s >= h {
-                return Err(Error::invalid("load_soft_timeout_ms", "must be shorter than load_timeout_ms"));
+                let problem = ConfigProblem::MustBeBelow("load_timeout");
+                return Err(Error::invalid_config("load_soft_timeout", problem, Some(s.as_secs_f64() * 1000.0)));
             }
         }
         if !self.xfetch_beta.is_finite() || self.xfetch_beta <= 0.0 || self.xfetch_beta > 1000.0 {
-            return Err(Error::invalid(
-                "xfetch_beta",
-                format!("must be above 0 and at most 1000, got {}", self.xfetch_beta),
-            ));
+            let problem = if !self.xfetch_beta.is_finite() {
+                ConfigProblem::NotFinite
+            } else if self.xfetch_beta <= 0.0 {
+                ConfigProblem::NotPositive
+            } else {
+                ConfigProblem::OutOfRange { min: 0.0, max: 1000.0 }
+            };
+            return Err(Error::invalid_config("xfetch_beta", problem, Some(self.xfetch_beta)));
         }
-        let refresh_after = self.refresh_after_ms.map(|v| duration_ms("refresh_after_ms", v)).transpose()?;
+        let refresh_after = self.refresh_after_ms.map(|v| duration_ms("refresh_after", v)).transpose()?;
         let ttl_jitter = fraction("ttl_jitter", self.ttl_jitter)?;
-        let negative_ttl = self.negative_ttl_ms.map(|v| duration_ms("negative_ttl_ms", v)).transpose()?;
+        let negative_ttl = self.negative_ttl_ms.map(|v| duration_ms("negative_ttl", v)).transpose()?;
         let share = fraction("max_negative_share", self.max_negative_share)?;
         Ok(Settings {
             grace,

@@ -1,11 +1,14 @@
 //! The one error type of the crate.
 //!
 //! Every variant is stable: bindings map each to a Python exception subclass and a JS `err.code`
-//! (see [`Error::code`]). Keys never appear in messages (PROMISES P8: a key is data, maybe a secret).
+//! (see [`Error::code`]). Keys never appear in messages: a key is data, and may be a secret.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+
+use crate::settings::{setting, Unit};
 
 /// The error a loader returned, shared unchanged by every waiter of its flight.
 ///
@@ -49,20 +52,82 @@ impl fmt::Display for LoaderError {
     }
 }
 
+/// The host a message is written for: it decides how a setting is spelt (`load_timeout` in
+/// Rust and Python, `loadTimeout` in JS) and the unit of a duration (Rust and JS milliseconds,
+/// Python seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// Rust: snake_case names, durations in milliseconds (or a `Duration`).
+    Rust,
+    /// Python: snake_case names, durations in seconds.
+    Python,
+    /// JavaScript (Node and WASM): camelCase names, durations in milliseconds.
+    Js,
+}
+
+/// What is wrong with a configuration value. Bounds are in the core unit of the setting
+/// (milliseconds for durations); [`Error::message_for`] writes them in the host's unit.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConfigProblem {
+    /// NaN or infinite.
+    NotFinite,
+    /// Has a fractional part where a whole number is needed.
+    NotWhole,
+    /// Zero or negative where only a positive value makes sense.
+    NotPositive,
+    /// Outside `min..=max`.
+    OutOfRange {
+        /// Smallest value accepted.
+        min: f64,
+        /// Largest value accepted.
+        max: f64,
+    },
+    /// A duration longer than `max` milliseconds.
+    TooLong {
+        /// Longest duration accepted, in milliseconds.
+        max: f64,
+    },
+    /// Not a power of two.
+    NotPowerOfTwo,
+    /// Neither true nor false (a number other than 1 and 0, or text that is no boolean).
+    NotFlag,
+    /// Text that is no number.
+    NotNumber,
+    /// Needs another setting (named as in the settings table) or a part of the cache.
+    Needs(&'static str),
+    /// Must not be above the setting named (as in the settings table).
+    MustNotExceed(&'static str),
+    /// Must be below (shorter than) the setting named (as in the settings table).
+    MustBeBelow(&'static str),
+    /// A bound set by this very setting is reached (e.g. one prefix too many).
+    LimitReached {
+        /// The bound.
+        max: f64,
+    },
+    /// No setting has this name; `field` is `name`.
+    Unknown,
+    /// Another rule, stated in words (`must be callable`).
+    Rule(&'static str),
+}
+
 /// Every way a healcache call can fail.
 #[non_exhaustive]
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone)]
 pub enum Error {
-    /// A configuration value is out of range; `field` names it as in [`crate::Config`].
-    #[error("invalid config: `{field}` {reason}")]
+    /// A configuration value is refused; `field` names it as in the settings table
+    /// ([`crate::settings::SETTINGS`]), or names the option of a call (`ttl`, `soft_timeout`).
     InvalidConfig {
-        /// The field's name, e.g. `max_entries`.
+        /// The setting's name in the table, e.g. `max_entries`, `load_timeout`.
         field: &'static str,
         /// What is wrong with it.
-        reason: String,
+        problem: ConfigProblem,
+        /// The value refused, in the core unit (milliseconds for durations), when there is one.
+        value: Option<f64>,
+        /// The unit of the value and of the problem's bounds.
+        unit: Unit,
     },
     /// The key is longer than `max_key_len` bytes.
-    #[error("key is {len} bytes, over the limit of {max}")]
     KeyTooLong {
         /// Length of the refused key, in bytes.
         len: usize,
@@ -70,7 +135,6 @@ pub enum Error {
         max: usize,
     },
     /// The entry (key + value weight) is heavier than `max_entry_bytes`.
-    #[error("entry weighs {weight} bytes, over the limit of {max}")]
     ValueTooLarge {
         /// Weight of the refused entry.
         weight: u64,
@@ -78,7 +142,6 @@ pub enum Error {
         max: u64,
     },
     /// A compare-and-set found another version than the one expected.
-    #[error("version mismatch: expected {expected}, found {current}")]
     VersionMismatch {
         /// The version the caller expected (0 means "absent").
         expected: u64,
@@ -86,38 +149,30 @@ pub enum Error {
         current: u64,
     },
     /// The loader returned an error; every waiter of the flight gets this same value.
-    #[error("loader failed: {0}")]
     Loader(LoaderError),
     /// The loader panicked; the key is not stuck and the next call loads again.
-    #[error("loader panicked")]
     LoaderPanicked,
-    /// The load did not finish within `load_timeout_ms`.
-    #[error("load timed out after {after_ms} ms")]
+    /// The load did not finish within `load_timeout`.
     LoadTimeout {
         /// The timeout that fired, in milliseconds.
         after_ms: u64,
     },
     /// A loader asked for the very key it is loading, which could never finish.
-    #[error("recursive load: a loader asked for the key it is loading")]
     RecursiveLoad,
     /// More distinct keys are loading at once than `max_in_flight` allows.
-    #[error("too many loads in flight (limit {max})")]
     TooManyLoads {
         /// The configured `max_in_flight`.
         max: usize,
     },
     /// A key that cannot be used where it was asked for (e.g. as a URL segment of a source).
-    #[error("invalid key: {reason}")]
     InvalidKey {
         /// Why the key was refused (the key itself is never part of the message).
         reason: &'static str,
     },
     /// The loader, or a cached "not found" answer, says the key does not exist (from the
     /// calls that must return a value; [`crate::Cache::fetch`] returns `None` instead).
-    #[error("not found")]
     NotFound,
     /// The caller stopped waiting (a cancelled host task, an aborted signal); others are unaffected.
-    #[error("cancelled")]
     Cancelled,
 }
 
@@ -140,10 +195,133 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidConfig { field, reason: reason.into() }
+    /// A refused configuration value: `field` as in the settings table (its unit is the table's,
+    /// or [`Unit::Number`] for a name the table lacks).
+    pub fn invalid_config(field: &'static str, problem: ConfigProblem, value: Option<f64>) -> Self {
+        let unit = setting(field).map_or(Unit::Number, |s| s.unit);
+        Error::InvalidConfig { field, problem, value, unit }
+    }
+
+    /// The message as the user of `host` reads it: settings spelt as that host spells them,
+    /// durations in its unit. `Display` gives [`Host::Rust`]'s.
+    pub fn message_for(&self, host: Host) -> String {
+        match self {
+            Error::InvalidConfig { field, problem, value, unit } => {
+                format!("invalid config: `{}` {}", host_name(field, host), problem.text(host, *unit, *value))
+            }
+            Error::KeyTooLong { len, max } => format!("key is {len} bytes, over the limit of {max}"),
+            Error::ValueTooLarge { weight, max } => format!("entry weighs {weight} bytes, over the limit of {max}"),
+            Error::VersionMismatch { expected, current } => {
+                format!("version mismatch: expected {expected}, found {current}")
+            }
+            Error::Loader(e) => format!("loader failed: {e}"),
+            Error::LoaderPanicked => "loader panicked".to_string(),
+            Error::LoadTimeout { after_ms } => {
+                format!("load timed out after {}", duration(host, *after_ms as f64))
+            }
+            Error::RecursiveLoad => "recursive load: a loader asked for the key it is loading".to_string(),
+            Error::TooManyLoads { max } => format!("too many loads in flight (limit {max})"),
+            Error::InvalidKey { reason } => format!("invalid key: {reason}"),
+            Error::NotFound => "not found".to_string(),
+            Error::Cancelled => "cancelled".to_string(),
+        }
     }
 }
+
+impl ConfigProblem {
+    /// The problem in words for `host` (the part of the message after the setting's name), with
+    /// `value` and any bound of `unit` written in the host's unit.
+    pub fn text(&self, host: Host, unit: Unit, value: Option<f64>) -> String {
+        let dur = unit == Unit::Duration;
+        let num = |v: f64| if dur { to_host(host, v).to_string() } else { v.to_string() };
+        let got = value.map_or(String::new(), |v| format!(", got {}", num(v)));
+        match *self {
+            ConfigProblem::NotFinite => format!("must be a finite number{got}"),
+            ConfigProblem::NotWhole => format!("must be a whole number{got}"),
+            ConfigProblem::NotPositive if dur => format!("must be a positive number of {}{got}", unit_word(host)),
+            ConfigProblem::NotPositive => format!("must be positive{got}"),
+            ConfigProblem::OutOfRange { min, max } => format!("must be between {} and {}{got}", num(min), num(max)),
+            ConfigProblem::TooLong { max } => {
+                let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
+                let years = max / YEAR_MS;
+                if years.fract() == 0.0 {
+                    format!("must be at most {years} years{got}")
+                } else {
+                    format!("must be at most {} {}{got}", num(max), unit_word(host))
+                }
+            }
+            ConfigProblem::NotPowerOfTwo => format!("must be a power of two{got}"),
+            ConfigProblem::NotFlag => format!("must be true or false{got}"),
+            ConfigProblem::NotNumber => "must be a number".to_string(),
+            ConfigProblem::Needs(what) => match setting(what) {
+                Some(_) => format!("needs `{}`", host_name(what, host)),
+                None => format!("needs {what}"),
+            },
+            ConfigProblem::MustNotExceed(other) => format!("must not exceed `{}`", host_name(other, host)),
+            ConfigProblem::MustBeBelow(other) if dur => format!("must be shorter than `{}`", host_name(other, host)),
+            ConfigProblem::MustBeBelow(other) => format!("must be below `{}`", host_name(other, host)),
+            ConfigProblem::LimitReached { max } => format!("limit of {max} reached"),
+            ConfigProblem::Unknown => "unknown setting".to_string(),
+            ConfigProblem::Rule(rule) => rule.to_string(),
+        }
+    }
+}
+
+const YEAR_MS: f64 = 365.0 * 24.0 * 3600.0 * 1000.0;
+
+/// Milliseconds in the host's unit.
+fn to_host(host: Host, ms: f64) -> f64 {
+    match host {
+        Host::Python => ms / 1000.0,
+        Host::Rust | Host::Js => ms,
+    }
+}
+
+fn unit_word(host: Host) -> &'static str {
+    match host {
+        Host::Python => "seconds",
+        Host::Rust | Host::Js => "milliseconds",
+    }
+}
+
+fn duration(host: Host, ms: f64) -> String {
+    match host {
+        Host::Python => format!("{} s", to_host(host, ms)),
+        Host::Rust | Host::Js => format!("{ms} ms"),
+    }
+}
+
+/// A setting's name as `host` spells it: the table's names, else the name given (camelCase in JS).
+fn host_name(field: &'static str, host: Host) -> Cow<'static, str> {
+    match (setting(field), host) {
+        (Some(s), Host::Js) => Cow::Borrowed(s.js_name),
+        (Some(s), _) => Cow::Borrowed(s.name),
+        (None, Host::Js) if field.contains('_') => {
+            let mut out = String::with_capacity(field.len());
+            let mut upper = false;
+            for c in field.chars() {
+                match c {
+                    '_' => upper = true,
+                    c if upper => {
+                        out.extend(c.to_uppercase());
+                        upper = false;
+                    }
+                    c => out.push(c),
+                }
+            }
+            Cow::Owned(out)
+        }
+        (None, _) => Cow::Borrowed(field),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message_for(Host::Rust))
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -18,10 +18,11 @@ use futures::future::{self, Either};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration_ms;
-use crate::error::{Error, Result};
+use crate::config::{count, duration_ms, fraction};
+use crate::error::{ConfigProblem, Error, Result};
 use crate::metrics::Histogram;
 use crate::scoring::ScoreWindow;
+use crate::settings::{setting_in, Scope, Setting, Unit};
 use crate::source::{Source, SourceAnswer, SourceError};
 use crate::sync::{lock, Mutex};
 use crate::{Cache, HistogramSnapshot};
@@ -88,106 +89,102 @@ struct Settings {
     max_samples: usize,
 }
 
-fn whole(field: &'static str, v: f64, min: f64, max: f64) -> Result<usize> {
-    if !v.is_finite() || v.fract() != 0.0 || v < min || v > max {
-        return Err(Error::InvalidConfig {
-            field,
-            reason: format!("must be a whole number from {min} to {max}, got {v}"),
-        });
-    }
-    Ok(v as usize)
-}
-
 impl HealingConfig {
     fn validate(&self) -> Result<Settings> {
-        if !self.sample_rate.is_finite() || !(0.0..=1.0).contains(&self.sample_rate) {
-            return Err(Error::InvalidConfig {
-                field: "healing.sample_rate",
-                reason: format!("must be between 0 and 1, got {}", self.sample_rate),
-            });
-        }
         Ok(Settings {
             enabled: self.enabled,
-            sample_rate: self.sample_rate,
-            interval: duration_ms("healing.verify_interval_ms", self.verify_interval_ms)?,
+            sample_rate: fraction("sample_rate", self.sample_rate)?,
+            interval: duration_ms("verify_interval", self.verify_interval_ms)?,
             auto_repair: self.auto_repair,
-            score_window: whole("healing.score_window", self.score_window, 1.0, 1e6)?,
-            source_timeout: duration_ms("healing.source_timeout_ms", self.source_timeout_ms)?,
-            concurrency: whole("healing.source_concurrency", self.source_concurrency, 1.0, 4096.0)?,
-            max_prefixes: whole("healing.max_prefixes", self.max_prefixes, 1.0, 1e5)?,
-            max_drift_events: whole("healing.max_drift_events", self.max_drift_events, 0.0, 1e6)?,
-            max_samples: whole("healing.max_samples", self.max_samples, 1.0, 1e7)?,
+            score_window: count("score_window", self.score_window, 1.0, 1e6)? as usize,
+            source_timeout: duration_ms("source_timeout", self.source_timeout_ms)?,
+            concurrency: count("source_concurrency", self.source_concurrency, 1.0, 4096.0)? as usize,
+            max_prefixes: count("max_prefixes", self.max_prefixes, 1.0, 1e5)? as usize,
+            max_drift_events: count("max_drift_events", self.max_drift_events, 0.0, 1e6)? as usize,
+            max_samples: count("max_samples", self.max_samples, 1.0, 1e7)? as usize,
         })
     }
 
-    /// Sets one field by its name (`healing.sample_rate`, ...) to a number (flags: 1 or 0); the
-    /// whole config is validated and nothing changes on error. The hosts that hold numbers call
-    /// this (the JS wrapper) and so leave text parsing out of the WebAssembly module.
+    /// The healing setting called `name` in the settings table (snake or camelCase).
+    fn setting(name: &str, value: Option<f64>) -> Result<&'static Setting> {
+        setting_in(Scope::Healing, name).ok_or(Error::invalid_config("name", ConfigProblem::Unknown, value))
+    }
+
+    /// Sets one field by its name in the settings table ([`crate::settings::SETTINGS`], snake or
+    /// camelCase) to a number: durations in milliseconds, flags 1 or 0. The whole config is
+    /// validated and nothing changes on error.
+    ///
+    /// ```
+    /// let mut c = healcache::HealingConfig::default();
+    /// c.set("sample_rate", 0.05).unwrap();
+    /// c.set("verifyInterval", 250.0).unwrap();
+    /// assert_eq!((c.sample_rate, c.verify_interval_ms), (0.05, 250.0));
+    /// assert!(c.set("sample_rate", 2.0).is_err());
+    /// ```
     pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
+        let setting = Self::setting(name, Some(value))?;
         let mut next = self.clone();
-        let flag = |field: &'static str| -> Result<bool> {
-            match value {
-                1.0 => Ok(true),
-                0.0 => Ok(false),
-                _ => Err(Error::InvalidConfig { field, reason: format!("must be true or false, got {value}") }),
-            }
+        let flag = || match value {
+            1.0 => Ok(true),
+            0.0 => Ok(false),
+            _ => Err(Error::invalid_config(setting.name, ConfigProblem::NotFlag, Some(value))),
         };
-        match name {
-            "healing.enabled" => next.enabled = flag("healing.enabled")?,
-            "healing.sample_rate" => next.sample_rate = value,
-            "healing.verify_interval_ms" => next.verify_interval_ms = value,
-            "healing.auto_repair" => next.auto_repair = flag("healing.auto_repair")?,
-            "healing.score_window" => next.score_window = value,
-            "healing.source_timeout_ms" => next.source_timeout_ms = value,
-            "healing.source_concurrency" => next.source_concurrency = value,
-            "healing.max_prefixes" => next.max_prefixes = value,
-            "healing.max_drift_events" => next.max_drift_events = value,
-            "healing.max_samples" => next.max_samples = value,
-            _ => return Err(Error::InvalidConfig { field: "name", reason: "unknown setting".into() }),
+        match setting.name {
+            "enabled" => next.enabled = flag()?,
+            "sample_rate" => next.sample_rate = value,
+            "verify_interval" => next.verify_interval_ms = value,
+            "auto_repair" => next.auto_repair = flag()?,
+            "score_window" => next.score_window = value,
+            "source_timeout" => next.source_timeout_ms = value,
+            "source_concurrency" => next.source_concurrency = value,
+            "max_prefixes" => next.max_prefixes = value,
+            "max_drift_events" => next.max_drift_events = value,
+            "max_samples" => next.max_samples = value,
+            _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, Some(value))),
         }
         next.validate()?;
         *self = next;
         Ok(())
     }
 
-    /// One field by its name, as a number (flags: 1 or 0).
+    /// One field by its name in the settings table, as a number (durations in milliseconds,
+    /// flags 1 or 0).
     pub fn get(&self, name: &str) -> Result<f64> {
-        Ok(match name {
-            "healing.enabled" => f64::from(u8::from(self.enabled)),
-            "healing.sample_rate" => self.sample_rate,
-            "healing.verify_interval_ms" => self.verify_interval_ms,
-            "healing.auto_repair" => f64::from(u8::from(self.auto_repair)),
-            "healing.score_window" => self.score_window,
-            "healing.source_timeout_ms" => self.source_timeout_ms,
-            "healing.source_concurrency" => self.source_concurrency,
-            "healing.max_prefixes" => self.max_prefixes,
-            "healing.max_drift_events" => self.max_drift_events,
-            "healing.max_samples" => self.max_samples,
-            _ => return Err(Error::InvalidConfig { field: "name", reason: "unknown setting".into() }),
+        let flag = |on: bool| f64::from(u8::from(on));
+        Ok(match Self::setting(name, None)?.name {
+            "enabled" => flag(self.enabled),
+            "sample_rate" => self.sample_rate,
+            "verify_interval" => self.verify_interval_ms,
+            "auto_repair" => flag(self.auto_repair),
+            "score_window" => self.score_window,
+            "source_timeout" => self.source_timeout_ms,
+            "source_concurrency" => self.source_concurrency,
+            "max_prefixes" => self.max_prefixes,
+            "max_drift_events" => self.max_drift_events,
+            "max_samples" => self.max_samples,
+            _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, None)),
         })
     }
 
-    /// Whether the setting `name` is a flag (`healing.enabled`, `healing.auto_repair`).
+    /// Whether the setting `name` is a flag (`enabled`, `auto_repair`).
     pub fn is_flag(name: &str) -> bool {
-        matches!(name, "healing.enabled" | "healing.auto_repair")
+        setting_in(Scope::Healing, name).is_some_and(|s| s.unit == Unit::Flag)
     }
 
-    /// Sets one field by its name from text (`"0.02"`; flags: `true`/`false`, `1`/`0`,
-    /// `on`/`off`); the whole config is validated and nothing changes on error.
+    /// [`HealingConfig::set`] from text (`"0.02"`; flags: `true`/`false`, `1`/`0`, `on`/`off`).
     pub fn set_by_name(&mut self, name: &str, value: &str) -> Result<()> {
-        self.get(name)?; // an unknown name is named as such, whatever the value
-        let field = || -> &'static str { HEALING_NAMES.iter().find(|n| **n == name).copied().unwrap_or("name") };
-        let v = if Self::is_flag(name) {
+        let setting = Self::setting(name, None)?;
+        let v = if setting.unit == Unit::Flag {
             match value.trim() {
                 "true" | "1" | "on" => 1.0,
                 "false" | "0" | "off" => 0.0,
-                _ => return Err(Error::InvalidConfig { field: field(), reason: format!("not a boolean: {value:?}") }),
+                _ => return Err(Error::invalid_config(setting.name, ConfigProblem::NotFlag, None)),
             }
         } else {
             value
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| Error::InvalidConfig { field: field(), reason: format!("not a number: {value:?}") })?
+                .map_err(|_| Error::invalid_config(setting.name, ConfigProblem::NotNumber, None))?
         };
         self.set(name, v)
     }
@@ -198,20 +195,6 @@ impl HealingConfig {
         Ok(if Self::is_flag(name) { (v == 1.0).to_string() } else { v.to_string() })
     }
 }
-
-/// Every setting's name, in declaration order.
-const HEALING_NAMES: [&str; 10] = [
-    "healing.enabled",
-    "healing.sample_rate",
-    "healing.verify_interval_ms",
-    "healing.auto_repair",
-    "healing.score_window",
-    "healing.source_timeout_ms",
-    "healing.source_concurrency",
-    "healing.max_prefixes",
-    "healing.max_drift_events",
-    "healing.max_samples",
-];
 
 /// A prefix's score report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -418,7 +401,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     }
 
     /// Registers (or replaces) the source of truth of keys starting with `prefix`; the longest
-    /// registered prefix of a key wins. At most `healing.max_prefixes` prefixes.
+    /// registered prefix of a key wins. At most `max_prefixes` prefixes.
     pub fn register_source(&self, prefix: &str, source: impl Source<V>) -> Result<()> {
         let max = lock(&self.inner.config).1.max_prefixes;
         let mut sources = lock(&self.inner.sources);
@@ -430,10 +413,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             return Ok(());
         }
         if sources.len() >= max {
-            return Err(Error::InvalidConfig {
-                field: "healing.max_prefixes",
-                reason: format!("at most {max} prefixes"),
-            });
+            return Err(Error::invalid_config("max_prefixes", ConfigProblem::LimitReached { max: max as f64 }, None));
         }
         let prefix: Arc<str> = Arc::from(prefix);
         // longest first: the first match of a key is its longest prefix

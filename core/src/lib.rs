@@ -20,12 +20,14 @@ mod cache;
 pub mod clock;
 mod config;
 mod error;
+mod eviction;
 mod flight;
 mod healing;
 mod index;
 pub mod metrics;
 pub mod sampler;
 pub mod scoring;
+pub mod settings;
 mod source;
 mod store;
 mod sync;
@@ -34,12 +36,13 @@ pub mod xfetch;
 pub use cache::{Cache, FetchOptions, Fetched, Loaded, RemovalListener, Stats, Status, Ttl, WriteOptions};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{duration_ms, CacheBuilder, Config, Weigher};
-pub use error::{Error, LoaderError, Result};
+pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use flight::{Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
 pub use metrics::HistogramSnapshot;
+pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError, UrlTemplate};
-pub use store::{Entry, KeySample, RemovalCause};
+pub use store::{Entry, RemovalCause};
 
 /// The README's Rust examples, run as doctests.
 #[cfg(doctest)]

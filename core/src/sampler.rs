@@ -1,11 +1,16 @@
-//! Uniform sampling without replacement in O(k): a partial Fisher-Yates shuffle over a virtual
+//! Uniform sampling of live keys in O(k) ([`Store::sample_keys`]), built on uniform sampling
+//! without replacement in O(k): a partial Fisher-Yates shuffle over a virtual
 //! array `0..n`, remembering only the positions it has swapped (a sparse map), so drawing k of n
 //! costs O(k) time and memory whatever n is. Written here because `rand::seq::index::sample`
 //! returns a fixed k up front, while the store needs to keep drawing past expired entries until k
 //! live keys are found (still uniform over the live ones), and because its general-purpose set
 //! is several times slower than the dense front and single-probe table below.
 
+use rand::rngs::SmallRng;
 use rand::Rng;
+
+use crate::store::{prefetch, Store};
+use crate::sync::read;
 
 const EMPTY: u32 = u32::MAX;
 
@@ -128,10 +133,113 @@ impl PartialShuffle {
 }
 
 /// `k` distinct indices of `0..n` (all of them if `k >= n`), uniformly, in O(k).
-pub fn sample_indices<R: Rng + ?Sized>(rng: &mut R, n: usize, k: usize) -> Vec<usize> {
+#[cfg(test)]
+fn sample_indices<R: Rng + ?Sized>(rng: &mut R, n: usize, k: usize) -> Vec<usize> {
     let k = k.min(n);
     let mut s = PartialShuffle::new(n, k);
     (0..k).map(|_| s.next_index(rng).expect("k <= n")).collect()
+}
+
+impl<V: Clone> Store<V> {
+    /// Up to `k` live keys drawn uniformly without replacement, in O(k) (expected, while few
+    /// stored entries are expired). Holds every shard's read lock for the draw, so the key set
+    /// does not move under it; readers are not blocked.
+    pub fn sample_keys(&self, k: usize, rng: &mut SmallRng) -> KeySample {
+        let guards: Vec<_> = self.shards.iter().map(|s| read(&s.inner)).collect();
+        let mut ends = Vec::with_capacity(guards.len());
+        let mut n = 0usize;
+        for g in &guards {
+            n += g.slots.len();
+            ends.push(n);
+        }
+        let mut out = KeySample::with_capacity(k.min(n));
+        if k == 0 || n == 0 {
+            return out;
+        }
+        let now = self.now();
+        let shards = guards.len();
+        let mut shuffle = PartialShuffle::new(n, k);
+        let mut batch: Vec<(u32, u32)> = Vec::with_capacity(k.min(n));
+        // (i * recip) >> 32 == i * shards / n, give or take one, without a division per draw
+        let recip = ((shards as u64) << 32) / n as u64;
+        // Draw first, then gather: the gather loop is short and prefetches ahead, so the cache
+        // misses of many slots overlap instead of being paid one after another.
+        while out.len() < k {
+            batch.clear();
+            for _ in 0..(k - out.len()) {
+                let Some(i) = shuffle.next_index(rng) else { break };
+                // shards are about equal in size: guess, then walk to the right one
+                let mut s = ((i as u64 * recip) >> 32) as usize;
+                while ends[s] <= i {
+                    s += 1;
+                }
+                while s > 0 && ends[s - 1] > i {
+                    s -= 1;
+                }
+                let start = if s == 0 { 0 } else { ends[s - 1] };
+                batch.push((s as u32, (i - start) as u32));
+            }
+            if batch.is_empty() {
+                break;
+            }
+            // How far ahead to prefetch: 64 slots keep enough misses in flight to hide DRAM and
+            // page-walk latency (`cargo bench --bench store -- sample_10k`: AHEAD 8 262 µs,
+            // 16 203, 32 158, 64 149, 512 169 per 10,000 of 1,000,000).
+            const AHEAD: usize = 64;
+            for t in 0..batch.len() {
+                if let Some(&(s, l)) = batch.get(t + AHEAD) {
+                    // the key and the expiry (the slot's first 32 bytes) may straddle two lines
+                    let slot = &guards[s as usize].slots[l as usize];
+                    prefetch(slot);
+                    prefetch(&slot.expires_at);
+                }
+                let (s, l) = batch[t];
+                let slot = &guards[s as usize].slots[l as usize];
+                if slot.live(now) {
+                    out.push(&slot.key);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Keys drawn by a sample, packed in one buffer (one allocation, no reference-count traffic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySample {
+    buf: String,
+    ends: Vec<usize>,
+}
+
+impl KeySample {
+    fn with_capacity(k: usize) -> Self {
+        KeySample { buf: String::with_capacity(k * 16), ends: Vec::with_capacity(k) }
+    }
+
+    fn push(&mut self, key: &str) {
+        self.buf.push_str(key);
+        self.ends.push(self.buf.len());
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no key was drawn.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The keys, in draw order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&e| {
+            let k = &self.buf[start..e];
+            start = e;
+            k
+        })
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigProblem, Error, Result};
 
 /// What a source says about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,36 +86,39 @@ pub struct UrlTemplate {
     slot: Slot,
 }
 
-fn bad_template(reason: &str) -> Error {
-    Error::InvalidConfig { field: "source", reason: format!("URL template refused: {reason}") }
+/// A refused template: the `source` setting, with the rule it breaks.
+macro_rules! bad_template {
+    ($rule:literal) => {
+        Error::invalid_config("source", ConfigProblem::Rule(concat!("URL template refused: ", $rule)), None)
+    };
 }
 
 impl UrlTemplate {
     /// Validates `template`.
     pub fn parse(template: &str) -> Result<Self> {
         if template.matches(PLACEHOLDER).count() != 1 {
-            return Err(bad_template("`{key}` must appear exactly once"));
+            return Err(bad_template!("`{key}` must appear exactly once"));
         }
         if template.contains(MARK) {
-            return Err(bad_template("reserved marker in template"));
+            return Err(bad_template!("reserved marker in template"));
         }
         let marked = template.replace(PLACEHOLDER, MARK);
-        let url = url::Url::parse(&marked).map_err(|e| bad_template(&e.to_string()))?;
+        let url = url::Url::parse(&marked).map_err(|_| bad_template!("not a valid URL"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(bad_template("scheme must be http or https"));
+            return Err(bad_template!("scheme must be http or https"));
         }
-        let host = url.host_str().ok_or_else(|| bad_template("no host"))?.to_string();
+        let host = url.host_str().ok_or_else(|| bad_template!("no host"))?.to_string();
         if host.contains(MARK) || url.username().contains(MARK) || url.password().is_some_and(|p| p.contains(MARK)) {
-            return Err(bad_template("`{key}` may not stand in the host or credentials"));
+            return Err(bad_template!("`{key}` may not stand in the host or credentials"));
         }
         if url.fragment().is_some_and(|f| f.contains(MARK)) {
-            return Err(bad_template("`{key}` may not stand in the fragment"));
+            return Err(bad_template!("`{key}` may not stand in the fragment"));
         }
         let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
         let in_path = segments.iter().filter(|s| s.contains(MARK)).count();
         let slot = if in_path == 1 {
             if !segments.contains(&MARK) {
-                return Err(bad_template("`{key}` must be a whole path segment"));
+                return Err(bad_template!("`{key}` must be a whole path segment"));
             }
             Slot::PathSegment
         } else {
@@ -123,7 +126,7 @@ impl UrlTemplate {
             let whole_value =
                 q.split('&').any(|pair| pair.split_once('=').is_some_and(|(k, v)| v == MARK && !k.contains(MARK)));
             if !whole_value {
-                return Err(bad_template("`{key}` must be a whole path segment or a whole query value"));
+                return Err(bad_template!("`{key}` must be a whole path segment or a whole query value"));
             }
             Slot::QueryValue
         };

@@ -4,24 +4,14 @@
 //! entry's index bucket) and a [`SlotIndex`] of positions into it (hash tag and position in one
 //! word, so a lookup costs one miss in the index, then the slot). The dense vector makes the
 //! live key set indexable, so uniform sampling of k keys is O(k) ([`crate::sampler`]), and it is the
-//! candidate pool of the eviction policy.
-//!
-//! **Eviction: sampled LFU with aging and ghost history** (the policy of Redis' `allkeys-lfu`,
-//! with expired entries taken first). Each entry has an access counter (saturating at 63), bumped
-//! on reads under the shard's *read* lock (a relaxed load/store, no write once saturated, so hot
-//! keys cost no cache-line traffic). To make room, a shard draws 5 random entries and evicts an
-//! expired one if any, else the one with the lowest counter. Every 8 x capacity inserts a shard
-//! halves its counters, so old popularity fades. A small sketch remembers how often absent keys
-//! were asked for and what counter evicted keys had; a new entry starts from that estimate, so a
-//! popular key that was pushed out returns protected. Under a skewed (Zipf) load the frequently
-//! read keys keep high counters and stay; one-hit keys leave first. Measured against moka and
-//! quick_cache by `cargo bench -p healcache --bench hit_ratio` (figures in the README).
+//! candidate pool of the eviction policy ([`crate::eviction`]: sampled LFU with aging and ghost
+//! history, expired entries taken first).
 //!
 //! Values removed from a shard (evicted, expired, replaced) are dropped only after its lock is
-//! released, because dropping a host object may run host code (PROMISES P4).
+//! released: dropping a host object may run host code, and no lock is held across host code.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,17 +21,13 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::eviction::{self, Aging, Freq, Ghost};
 use crate::index::SlotIndex;
-use crate::sampler::PartialShuffle;
 use crate::sync::{read, write, RwLock};
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
-const MAX_FREQ: u8 = 63;
-const EVICTION_SAMPLES: usize = 5;
 const SWEEP_PROBES: usize = 2;
-/// Counters are halved every `AGING_PERIOD * capacity` inserts of a shard.
-const AGING_PERIOD: usize = 8;
 
 /// Why an entry left the cache, as told to an eviction listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +52,7 @@ pub(crate) struct Slot<V> {
     /// Fresh until then: reads after it are misses (or stale, within the grace window).
     pub expires_at: u64,
     pub value: V,
-    freq: AtomicU8,
+    freq: Freq,
     /// Physically removed after then (`expires_at` plus the grace window).
     pub grace_until: u64,
     pub version: u64,
@@ -81,7 +67,7 @@ pub(crate) struct Slot<V> {
 impl<V> Slot<V> {
     /// Fresh: within its TTL.
     #[inline]
-    fn live(&self, now: u64) -> bool {
+    pub fn live(&self, now: u64) -> bool {
         self.expires_at > now
     }
 
@@ -93,10 +79,7 @@ impl<V> Slot<V> {
 
     #[inline]
     fn touch(&self) {
-        let f = self.freq.load(Relaxed);
-        if f < MAX_FREQ {
-            self.freq.store(f + 1, Relaxed);
-        }
+        self.freq.touch();
     }
 }
 
@@ -110,14 +93,14 @@ struct ShardStats {
     expirations: AtomicU64,
 }
 
-struct ShardInner<V> {
+pub(crate) struct ShardInner<V> {
     table: SlotIndex,
-    slots: Vec<Slot<V>>,
+    pub slots: Vec<Slot<V>>,
     weight: u64,
     max_entries: usize,
     max_bytes: u64,
     rng: SmallRng,
-    inserts_since_aging: usize,
+    aging: Aging,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
     expiring: usize,
     /// The write-path sweep's hand: the next slot it looks at.
@@ -128,22 +111,19 @@ struct ShardInner<V> {
     /// The least `grace_until` of the entries the hand passed in its current round, and of those
     /// written or moved behind it meanwhile: the next `next_gone`.
     round_min: u64,
-    /// Ghost frequencies: how often keys were asked for while absent, and the counter an evicted
-    /// key had, in two 8-bit cells per key hash (a 2-row count-min sketch). Bumped only on misses
-    /// and evictions, never on the hit path. A newly inserted entry starts at its estimate, so a
-    /// popular key that was evicted comes back protected (the history TinyLFU keeps).
-    ghost: Box<[AtomicU8]>,
+    /// How often absent and evicted keys were asked for ([`Ghost`]).
+    ghost: Ghost,
 }
 
 #[repr(align(128))]
-struct Shard<V> {
-    inner: RwLock<ShardInner<V>>,
+pub(crate) struct Shard<V> {
+    pub inner: RwLock<ShardInner<V>>,
     stats: ShardStats,
 }
 
 /// Hints the CPU to fetch `t`'s cache line (a no-op off x86_64).
 #[inline(always)]
-fn prefetch<T>(t: &T) {
+pub(crate) fn prefetch<T>(t: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint that never faults, and SSE is part of the x86_64 baseline.
     unsafe {
@@ -151,16 +131,6 @@ fn prefetch<T>(t: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = t;
-}
-
-fn ghost_len(cap: u64) -> usize {
-    (cap.saturating_mul(2) as usize).clamp(64, 1 << 18).next_power_of_two()
-}
-
-#[inline]
-fn ghost_cells(hash: u64, len: usize) -> (usize, usize) {
-    let m = len - 1;
-    ((hash as usize) & m, ((hash >> 24) as usize ^ (hash >> 40) as usize) & m)
 }
 
 /// When a written entry stops being fresh and when it is removed.
@@ -248,7 +218,7 @@ pub struct StoreStats {
 }
 
 pub(crate) struct Store<V> {
-    shards: Box<[Shard<V>]>,
+    pub shards: Box<[Shard<V>]>,
     mask: usize,
     /// Seeded from the cache's seed: reproducible when the host fixes it, random otherwise.
     hasher: foldhash::fast::FixedState,
@@ -287,12 +257,12 @@ impl<V: Clone> Store<V> {
                         max_entries: cap as usize,
                         max_bytes: bytes,
                         rng: SmallRng::seed_from_u64(seeder.random()),
-                        inserts_since_aging: 0,
+                        aging: Aging::default(),
                         expiring: 0,
                         sweep_at: 0,
                         next_gone: NEVER,
                         round_min: NEVER,
-                        ghost: (0..ghost_len(cap)).map(|_| AtomicU8::new(0)).collect(),
+                        ghost: Ghost::new(cap),
                     }),
                     stats: ShardStats::default(),
                 }
@@ -435,7 +405,7 @@ impl<V: Clone> Store<V> {
         let g = read(&shard.inner);
         let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) else {
             shard.stats.misses.fetch_add(1, Relaxed);
-            g.ghost_bump(hash);
+            g.ghost.bump(hash);
             return absent;
         };
         found(&shard.stats, t, &g.slots[i as usize])
@@ -559,7 +529,7 @@ impl<V: Clone> Store<V> {
             slot.written_at = now;
             slot.version = version;
             if cause == RemovalCause::Expired {
-                slot.freq.store(0, Relaxed);
+                slot.freq.reset();
                 shard.stats.expirations.fetch_add(1, Relaxed);
                 shard.stats.inserts.fetch_add(1, Relaxed);
             } else {
@@ -594,23 +564,14 @@ impl<V: Clone> Store<V> {
             load_nanos,
             written_at: now,
             weight,
-            freq: AtomicU8::new(inner.ghost_estimate(hash)),
+            freq: Freq::new(inner.ghost.estimate(hash)),
         });
         inner.weight += weight;
         inner.expiring += usize::from(grace_until != NEVER);
         inner.note_expiry(grace_until);
         inner.table.insert(hash, idx);
         shard.stats.inserts.fetch_add(1, Relaxed);
-        inner.inserts_since_aging += 1;
-        if inner.inserts_since_aging >= AGING_PERIOD * inner.max_entries.max(16) {
-            inner.inserts_since_aging = 0;
-            for s in &inner.slots {
-                s.freq.store(s.freq.load(Relaxed) / 2, Relaxed);
-            }
-            for c in inner.ghost.iter() {
-                c.store(c.load(Relaxed) / 2, Relaxed);
-            }
-        }
+        inner.aging.insert(inner.max_entries, inner.slots.iter().map(|s| &s.freq), &inner.ghost);
         Ok(version)
     }
 
@@ -692,95 +653,9 @@ impl<V: Clone> Store<V> {
         }
         t
     }
-
-    /// Up to `k` live keys drawn uniformly without replacement, in O(k) (expected, while few
-    /// stored entries are expired). Holds every shard's read lock for the draw, so the key set
-    /// does not move under it; readers are not blocked.
-    pub fn sample_keys(&self, k: usize, rng: &mut SmallRng) -> KeySample {
-        let guards: Vec<_> = self.shards.iter().map(|s| read(&s.inner)).collect();
-        let mut ends = Vec::with_capacity(guards.len());
-        let mut n = 0usize;
-        for g in &guards {
-            n += g.slots.len();
-            ends.push(n);
-        }
-        let mut out = KeySample::with_capacity(k.min(n));
-        if k == 0 || n == 0 {
-            return out;
-        }
-        let now = self.now();
-        let shards = guards.len();
-        let mut shuffle = PartialShuffle::new(n, k);
-        let mut batch: Vec<(u32, u32)> = Vec::with_capacity(k.min(n));
-        // (i * recip) >> 32 == i * shards / n, give or take one, without a division per draw
-        let recip = ((shards as u64) << 32) / n as u64;
-        // Draw first, then gather: the gather loop is short and prefetches ahead, so the cache
-        // misses of many slots overlap instead of being paid one after another.
-        while out.len() < k {
-            batch.clear();
-            for _ in 0..(k - out.len()) {
-                let Some(i) = shuffle.next_index(rng) else { break };
-                // shards are about equal in size: guess, then walk to the right one
-                let mut s = ((i as u64 * recip) >> 32) as usize;
-                while ends[s] <= i {
-                    s += 1;
-                }
-                while s > 0 && ends[s - 1] > i {
-                    s -= 1;
-                }
-                let start = if s == 0 { 0 } else { ends[s - 1] };
-                batch.push((s as u32, (i - start) as u32));
-            }
-            if batch.is_empty() {
-                break;
-            }
-            // How far ahead to prefetch: 64 slots keep enough misses in flight to hide DRAM and
-            // page-walk latency (`cargo bench --bench store -- sample_10k`: AHEAD 8 262 µs,
-            // 16 203, 32 158, 64 149, 512 169 per 10,000 of 1,000,000).
-            const AHEAD: usize = 64;
-            for t in 0..batch.len() {
-                if let Some(&(s, l)) = batch.get(t + AHEAD) {
-                    // the key and the expiry (the slot's first 32 bytes) may straddle two lines
-                    let slot = &guards[s as usize].slots[l as usize];
-                    prefetch(slot);
-                    prefetch(&slot.expires_at);
-                }
-                let (s, l) = batch[t];
-                let slot = &guards[s as usize].slots[l as usize];
-                if slot.live(now) {
-                    out.push(&slot.key);
-                }
-            }
-        }
-        out
-    }
 }
 
 impl<V> ShardInner<V> {
-    #[inline]
-    fn ghost_bump(&self, hash: u64) {
-        let (a, b) = ghost_cells(hash, self.ghost.len());
-        for i in [a, b] {
-            let c = &self.ghost[i];
-            let v = c.load(Relaxed);
-            if v < u8::MAX {
-                c.store(v + 1, Relaxed);
-            }
-        }
-    }
-
-    fn ghost_estimate(&self, hash: u64) -> u8 {
-        let (a, b) = ghost_cells(hash, self.ghost.len());
-        self.ghost[a].load(Relaxed).min(self.ghost[b].load(Relaxed)).min(MAX_FREQ)
-    }
-
-    fn ghost_remember(&self, hash: u64, freq: u8) {
-        let (a, b) = ghost_cells(hash, self.ghost.len());
-        for i in [a, b] {
-            self.ghost[i].fetch_max(freq, Relaxed);
-        }
-    }
-
     fn remove_at(&mut self, idx: usize) -> Slot<V> {
         let hash = self.slots[idx].hash;
         let indexed = self.table.remove(hash, idx as u32);
@@ -850,33 +725,15 @@ impl<V> ShardInner<V> {
             if keep.is_some() && n == 1 {
                 break;
             }
-            let mut victim = usize::MAX;
-            let mut best = u8::MAX;
             // Draw and prefetch every candidate first, so their cache misses overlap.
-            let mut cand = [0usize; EVICTION_SAMPLES];
-            let m = EVICTION_SAMPLES.min(n);
-            for c in cand.iter_mut().take(m) {
-                *c = self.rng.random_range(0..n);
-                prefetch(&self.slots[*c]);
+            let (cand, m) = eviction::candidates(&mut self.rng, n);
+            for &c in &cand[..m] {
+                prefetch(&self.slots[c]);
             }
-            for &i in &cand[..m] {
-                if Some(i) == keep {
-                    continue;
-                }
-                let s = &self.slots[i];
-                if !s.live(now) {
-                    victim = i;
-                    break;
-                }
-                let f = s.freq.load(Relaxed);
-                if f < best {
-                    best = f;
-                    victim = i;
-                }
-            }
-            if victim == usize::MAX {
+            let slots = &self.slots;
+            let Some(victim) = eviction::victim(&cand[..m], keep, |i| (slots[i].live(now), slots[i].freq.get())) else {
                 continue;
-            }
+            };
             let last = n - 1;
             let s = self.remove_at(victim);
             // the kept entry may have been the last slot, moved into the victim's place
@@ -885,7 +742,7 @@ impl<V> ShardInner<V> {
             }
             let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
             if cause == RemovalCause::Evicted {
-                self.ghost_remember(s.hash, s.freq.load(Relaxed));
+                self.ghost.remember(s.hash, s.freq.get());
             }
             match cause {
                 RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
@@ -893,44 +750,6 @@ impl<V> ShardInner<V> {
             };
             removed.push((s.key, s.value, cause));
         }
-    }
-}
-
-/// Keys drawn by a sample, packed in one buffer (one allocation, no reference-count traffic).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeySample {
-    buf: String,
-    ends: Vec<usize>,
-}
-
-impl KeySample {
-    fn with_capacity(k: usize) -> Self {
-        KeySample { buf: String::with_capacity(k * 16), ends: Vec::with_capacity(k) }
-    }
-
-    fn push(&mut self, key: &str) {
-        self.buf.push_str(key);
-        self.ends.push(self.buf.len());
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether no key was drawn.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The keys, in draw order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        let mut start = 0;
-        self.ends.iter().map(move |&e| {
-            let k = &self.buf[start..e];
-            start = e;
-            k
-        })
     }
 }
 
@@ -1021,7 +840,7 @@ mod tests {
         let counter = |key: &str| {
             let g = read(&s.shards[0].inner);
             let i = g.table.find(s.hasher.hash_one(key), |i| &*g.slots[i as usize].key == key).unwrap();
-            (i, g.slots[i as usize].freq.load(Relaxed))
+            (i, g.slots[i as usize].freq.get())
         };
         let base = [counter("a").1, counter("b").1, counter("c").1];
         for _ in 0..3 {

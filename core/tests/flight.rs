@@ -268,7 +268,7 @@ async fn p1_load_timeout() {
 #[test]
 fn timeout_without_timer_is_a_config_error() {
     let e = Cache::<u8>::builder().load_timeout(Duration::from_millis(5)).build().unwrap_err();
-    assert!(matches!(e, Error::InvalidConfig { field: "load_timeout_ms", .. }));
+    assert!(matches!(e, Error::InvalidConfig { field: "load_timeout", .. }));
 }
 
 /// Fenced rebuild: a slow load that finishes after a fresh `set` does not overwrite it.

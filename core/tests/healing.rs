@@ -54,8 +54,8 @@ fn score_converges_to_one_minus_drift_then_to_one() {
     assert!((s.score - 0.9).abs() < 0.04, "score {} with 10% drift", s.score);
     assert_eq!(s.sampled, 20_000);
 
-    h.config_set("healing.auto_repair", "true").unwrap();
-    h.config_set("healing.sample_rate", "0.2").unwrap();
+    h.config_set("auto_repair", "true").unwrap();
+    h.config_set("sample_rate", "0.2").unwrap();
     let mut last = s.score;
     let mut rounds = 0;
     while h.score("user:").unwrap().score < 1.0 {
@@ -227,15 +227,18 @@ fn canonical_json_comparator() {
 fn settings_by_name_and_validation() {
     let cache: Cache<u64> = Cache::builder().build().unwrap();
     let h = Healer::new(cache, HealingConfig::default()).unwrap();
-    assert_eq!(h.config_get("healing.sample_rate").unwrap(), "0.01");
-    h.config_set("healing.sample_rate", "0.02").unwrap();
+    assert_eq!(h.config_get("sample_rate").unwrap(), "0.01");
+    h.config_set("sample_rate", "0.02").unwrap();
     assert_eq!(h.config().sample_rate, 0.02);
     for (name, value, field) in [
-        ("healing.sample_rate", "1.5", "healing.sample_rate"),
-        ("healing.sample_rate", "abc", "healing.sample_rate"),
-        ("healing.verify_interval_ms", "-1", "healing.verify_interval_ms"),
-        ("healing.score_window", "0", "healing.score_window"),
-        ("healing.enabled", "maybe", "healing.enabled"),
+        ("sample_rate", "1.5", "sample_rate"),
+        ("sample_rate", "abc", "sample_rate"),
+        ("verify_interval", "-1", "verify_interval"),
+        ("score_window", "0", "score_window"),
+        ("enabled", "maybe", "enabled"),
+        ("nope", "1", "name"),
+        // the former names still reach the same settings
+        ("healing.verify_interval_ms", "-1", "verify_interval"),
         ("healing.nope", "1", "name"),
     ] {
         match h.config_set(name, value) {
@@ -244,17 +247,17 @@ fn settings_by_name_and_validation() {
         }
     }
     assert_eq!(h.config().sample_rate, 0.02, "a refused change changes nothing");
-    assert!(h.config_get("healing.nope").is_err());
+    assert!(h.config_get("nope").is_err());
     // the same settings as numbers (flags 1/0), as the JS wrapper passes them
-    h.config_set_number("healing.enabled", 1.0).unwrap();
-    h.config_set_number("healing.score_window", 50.0).unwrap();
-    assert_eq!((h.config_get("healing.enabled").unwrap().as_str(), h.config().score_window), ("true", 50.0));
-    assert_eq!(h.config_get_number("healing.auto_repair").unwrap(), 1.0);
+    h.config_set_number("enabled", 1.0).unwrap();
+    h.config_set_number("score_window", 50.0).unwrap();
+    assert_eq!((h.config_get("enabled").unwrap().as_str(), h.config().score_window), ("true", 50.0));
+    assert_eq!(h.config_get_number("auto_repair").unwrap(), 1.0);
     for (name, value, field) in [
-        ("healing.enabled", 0.5, "healing.enabled"),
-        ("healing.sample_rate", f64::NAN, "healing.sample_rate"),
-        ("healing.max_samples", 0.0, "healing.max_samples"),
-        ("healing.nope", 1.0, "name"),
+        ("enabled", 0.5, "enabled"),
+        ("sample_rate", f64::NAN, "sample_rate"),
+        ("max_samples", 0.0, "max_samples"),
+        ("nope", 1.0, "name"),
     ] {
         match h.config_set_number(name, value) {
             Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field, "{name}={value}"),
@@ -283,7 +286,7 @@ fn prefixes_are_bounded() {
     h.register_source("a", src()).unwrap();
     h.register_source("b", src()).unwrap();
     h.register_source("a", src()).unwrap();
-    assert!(matches!(h.register_source("c", src()), Err(Error::InvalidConfig { field: "healing.max_prefixes", .. })));
+    assert!(matches!(h.register_source("c", src()), Err(Error::InvalidConfig { field: "max_prefixes", .. })));
 }
 
 #[test]

@@ -430,7 +430,7 @@ fn stampede_config_is_validated() {
     let e = Cache::<u8>::builder().ttl_jitter(1.5).build().unwrap_err();
     assert!(matches!(e, Error::InvalidConfig { field: "ttl_jitter", .. }));
     let e = Cache::<u8>::builder().refresh_after(MS).build().unwrap_err();
-    assert!(matches!(e, Error::InvalidConfig { field: "refresh_after_ms", .. }));
+    assert!(matches!(e, Error::InvalidConfig { field: "refresh_after", .. }));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let e = Cache::<u8>::builder()
         .timer(TokioTimer(rt.handle().clone()))
@@ -439,7 +439,7 @@ fn stampede_config_is_validated() {
         .load_soft_timeout(20 * MS)
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::InvalidConfig { field: "load_soft_timeout_ms", .. }));
+    assert!(matches!(e, Error::InvalidConfig { field: "load_soft_timeout", .. }));
 }
 
 /// Every bucket bound of the load-latency histogram is printed in seconds, exactly.

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use healcache::{Error, Result, Source, SourceAnswer, SourceError, UrlTemplate};
+use healcache::{ConfigProblem, Error, Result, Source, SourceAnswer, SourceError, UrlTemplate};
 
 /// What a source fetch gives: the value, or why there is none.
 pub type Answer<V> = std::result::Result<SourceAnswer<V>, SourceError>;
@@ -76,8 +76,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn invalid(reason: String) -> Error {
-    Error::InvalidConfig { field: "source", reason }
+fn invalid(rule: &'static str) -> Error {
+    Error::invalid_config("source", ConfigProblem::Rule(rule), None)
 }
 
 impl HttpSource {
@@ -86,10 +86,10 @@ impl HttpSource {
     pub fn new(template: &str, options: HttpOptions) -> Result<Self> {
         let template = UrlTemplate::parse(template)?;
         if options.timeout.is_zero() {
-            return Err(invalid("HTTP source timeout must be above zero".into()));
+            return Err(invalid("HTTP source timeout must be above zero"));
         }
         if options.max_body_bytes == 0 {
-            return Err(invalid("HTTP source max_body_bytes must be above zero".into()));
+            return Err(invalid("HTTP source max_body_bytes must be above zero"));
         }
         // reqwest is built without a rustls crypto provider (see Cargo.toml): use the process's
         // default if the host installed one, ring otherwise.
@@ -101,7 +101,7 @@ impl HttpSource {
             .connect_timeout(options.timeout)
             .user_agent(concat!("healcache/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| invalid(format!("HTTP client: {e}")))?;
+            .map_err(|_| invalid("HTTP client cannot be built"))?;
         Ok(HttpSource { inner: Arc::new(Inner { template, client, max_body_bytes: options.max_body_bytes }) })
     }
 

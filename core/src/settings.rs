@@ -1,0 +1,334 @@
+//! The one table of settings: every field of [`Config`](crate::Config) and
+//! [`HealingConfig`](crate::HealingConfig) with its name, unit, default and meaning.
+//!
+//! Each host reads this table instead of listing settings again: Rust and Python use the snake
+//! name, JS the camelCase `js_name`, and each host gives durations in its own unit (Rust
+//! milliseconds or a `Duration`, Python seconds, JS milliseconds) while the core keeps
+//! milliseconds. Names carry no unit (`ttl`, not `ttl_ms`), so a setting is spelt the same
+//! everywhere apart from case.
+
+/// The unit of a setting's value in the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// A number of things (entries, shards, samples): a whole number.
+    Count,
+    /// A size in bytes: a whole number.
+    Bytes,
+    /// A duration, in milliseconds (an `f64`) in the core.
+    Duration,
+    /// A share between 0 and 1.
+    Fraction,
+    /// Any other number (a factor, a seed).
+    Number,
+    /// On or off (1 or 0 where a number is passed).
+    Flag,
+}
+
+/// Which configuration a setting belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// [`Config`](crate::Config): fixed when the cache is built.
+    Cache,
+    /// [`HealingConfig`](crate::HealingConfig): may change at runtime.
+    Healing,
+}
+
+/// One setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The name in Rust and Python: snake_case, without a unit (`load_timeout`).
+    pub name: &'static str,
+    /// The name in JS: camelCase (`loadTimeout`).
+    pub js_name: &'static str,
+    /// The configuration it belongs to.
+    pub scope: Scope,
+    /// The unit of its value in the core.
+    pub unit: Unit,
+    /// Its default, as a user reads it (`"10000"`, `"none"`, `"false"`); durations in ms.
+    pub default: &'static str,
+    /// One line on what it does.
+    pub doc: &'static str,
+    /// Former names still accepted by [`setting`] while the bindings move to the table's names
+    /// (the `_ms` spellings and the `healing.` prefix). To be emptied once they have.
+    pub aliases: &'static [&'static str],
+}
+
+const fn s(
+    name: &'static str,
+    js_name: &'static str,
+    scope: Scope,
+    unit: Unit,
+    default: &'static str,
+    doc: &'static str,
+) -> Setting {
+    Setting { name, js_name, scope, unit, default, doc, aliases: &[] }
+}
+
+const fn aka(setting: Setting, aliases: &'static [&'static str]) -> Setting {
+    Setting { aliases, ..setting }
+}
+
+use Scope::{Cache, Healing};
+use Unit::{Bytes, Count, Duration, Flag, Fraction, Number};
+
+/// Every setting of [`Config`](crate::Config), then of [`HealingConfig`](crate::HealingConfig),
+/// in declaration order.
+pub static SETTINGS: &[Setting] = &[
+    s("max_entries", "maxEntries", Cache, Count, "10000", "Maximum number of entries."),
+    s("max_bytes", "maxBytes", Cache, Bytes, "none", "Maximum total weight (key length + value weight)."),
+    aka(s("ttl", "ttl", Cache, Duration, "none", "Default time-to-live of an entry."), &["ttl_ms"]),
+    s("max_key_len", "maxKeyLen", Cache, Bytes, "4096", "Longest key accepted."),
+    s("max_entry_bytes", "maxEntryBytes", Cache, Bytes, "max_bytes, else 64 MiB", "Heaviest single entry accepted."),
+    s("max_in_flight", "maxInFlight", Cache, Count, "10000", "Most distinct keys loading at once."),
+    aka(
+        s(
+            "load_timeout",
+            "loadTimeout",
+            Cache,
+            Duration,
+            "none",
+            "Time a load may take before every waiter gets a timeout.",
+        ),
+        &["load_timeout_ms"],
+    ),
+    s("shards", "shards", Cache, Count, "from max_entries", "Number of lock shards (a power of two up to 256)."),
+    s("seed", "seed", Cache, Number, "from the host", "Seed of the random generator (a u64)."),
+    aka(
+        s(
+            "grace",
+            "grace",
+            Cache,
+            Duration,
+            "none",
+            "Window after the TTL in which a stale value may still be served.",
+        ),
+        &["grace_ms"],
+    ),
+    s(
+        "stale_while_revalidate",
+        "staleWhileRevalidate",
+        Cache,
+        Flag,
+        "false",
+        "Within grace, serve the stale value at once and refresh in the background.",
+    ),
+    aka(
+        s(
+            "load_soft_timeout",
+            "loadSoftTimeout",
+            Cache,
+            Duration,
+            "none",
+            "A load with a stale fallback returns it after this long and finishes in the background.",
+        ),
+        &["load_soft_timeout_ms"],
+    ),
+    s("xfetch", "xfetch", Cache, Flag, "false", "XFetch probabilistic early refresh."),
+    s("xfetch_beta", "xfetchBeta", Cache, Number, "1", "XFetch's beta: above 1 refreshes earlier."),
+    aka(
+        s(
+            "refresh_after",
+            "refreshAfter",
+            Cache,
+            Duration,
+            "none",
+            "Reads of an older value trigger one background refresh.",
+        ),
+        &["refresh_after_ms"],
+    ),
+    s("ttl_jitter", "ttlJitter", Cache, Fraction, "0", "Each TTL is stretched by a random fraction below this."),
+    aka(
+        s("negative_ttl", "negativeTtl", Cache, Duration, "none", "TTL of cached \"not found\" answers of a loader."),
+        &["negative_ttl_ms"],
+    ),
+    s(
+        "max_negative_share",
+        "maxNegativeShare",
+        Cache,
+        Fraction,
+        "0.1",
+        "Largest share of max_entries that cached \"not found\" answers may take.",
+    ),
+    aka(s("enabled", "enabled", Healing, Flag, "false", "Whether the background loop verifies."), &["healing.enabled"]),
+    aka(
+        s("sample_rate", "sampleRate", Healing, Fraction, "0.01", "Share of live keys sampled each interval."),
+        &["healing.sample_rate"],
+    ),
+    aka(
+        s("verify_interval", "verifyInterval", Healing, Duration, "5000", "Time between intervals."),
+        &["healing.verify_interval_ms", "verify_interval_ms"],
+    ),
+    aka(
+        s("auto_repair", "autoRepair", Healing, Flag, "true", "Whether drift is repaired (else only reported)."),
+        &["healing.auto_repair"],
+    ),
+    aka(
+        s("score_window", "scoreWindow", Healing, Count, "1000", "Samples per prefix in the rolling score."),
+        &["healing.score_window"],
+    ),
+    aka(
+        s("source_timeout", "sourceTimeout", Healing, Duration, "2000", "Time a source may take per key."),
+        &["healing.source_timeout_ms", "source_timeout_ms"],
+    ),
+    aka(
+        s("source_concurrency", "sourceConcurrency", Healing, Count, "16", "Most keys asked of one source at once."),
+        &["healing.source_concurrency"],
+    ),
+    aka(
+        s("max_prefixes", "maxPrefixes", Healing, Count, "1024", "Most registered prefixes."),
+        &["healing.max_prefixes"],
+    ),
+    aka(
+        s("max_drift_events", "maxDriftEvents", Healing, Count, "1000", "Drift events kept."),
+        &["healing.max_drift_events"],
+    ),
+    aka(
+        s("max_samples", "maxSamples", Healing, Count, "100000", "Most keys sampled in one interval."),
+        &["healing.max_samples"],
+    ),
+];
+
+/// The setting called `name`: its snake name, its camelCase name, or a former name.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name || s.js_name == name || s.aliases.contains(&name))
+}
+
+/// The setting of `scope` called `name`, as [`setting`] finds it.
+pub(crate) fn setting_in(scope: Scope, name: &str) -> Option<&'static Setting> {
+    setting(name).filter(|s| s.scope == scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Error, HealingConfig, Host};
+
+    #[test]
+    fn names_are_unique_and_spelt_alike() {
+        for (i, a) in SETTINGS.iter().enumerate() {
+            for b in &SETTINGS[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert_ne!(a.js_name, b.js_name);
+            }
+            assert!(!a.name.ends_with("_ms"), "{}: names carry no unit", a.name);
+            // the camelCase name is the snake name without its underscores
+            assert_eq!(a.js_name.to_lowercase(), a.name.replace('_', ""), "{}", a.name);
+        }
+    }
+
+    #[test]
+    fn lookup_by_snake_camel_and_former_name() {
+        assert_eq!(setting("load_timeout").unwrap().js_name, "loadTimeout");
+        assert_eq!(setting("loadTimeout").unwrap().name, "load_timeout");
+        assert_eq!(setting("load_timeout_ms").unwrap().name, "load_timeout");
+        assert_eq!(setting("healing.sample_rate").unwrap().name, "sample_rate");
+        assert_eq!(setting("sampleRate").unwrap().scope, Scope::Healing);
+        assert_eq!(setting("verify_interval").unwrap().unit, Unit::Duration);
+        assert!(setting("nope").is_none());
+        assert!(setting("").is_none());
+        assert!(setting_in(Scope::Cache, "sample_rate").is_none());
+    }
+
+    /// Every table entry set by name reaches its own field, and no two entries share a field.
+    #[test]
+    fn every_setting_reaches_its_field() {
+        let value = |s: &Setting| match s.unit {
+            Unit::Flag => 1.0,
+            Unit::Fraction => 0.5,
+            _ => 3.0,
+        };
+        let cache_json = |c: &Config| serde_json::to_value(c).unwrap();
+        let healing_json = |c: &HealingConfig| serde_json::to_value(c).unwrap();
+        let mut cache_fields = Vec::new();
+        let mut healing_fields = Vec::new();
+        for s in SETTINGS {
+            let changed: Vec<String> = match s.scope {
+                Scope::Cache => {
+                    let mut c = Config::default();
+                    // a default-valued flag would not show a change: start from the other value
+                    c.set(s.name, value(s)).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+                    c.set(s.js_name, value(s)).unwrap_or_else(|e| panic!("{}: {e}", s.js_name));
+                    diff(&cache_json(&Config::default()), &cache_json(&c))
+                }
+                Scope::Healing => {
+                    let mut c = HealingConfig { enabled: false, auto_repair: false, ..Default::default() };
+                    let before = healing_json(&c);
+                    c.set(s.name, value(s)).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+                    c.set(s.js_name, value(s)).unwrap_or_else(|e| panic!("{}: {e}", s.js_name));
+                    assert_eq!(c.get(s.name).unwrap(), value(s), "{} reads back", s.name);
+                    diff(&before, &healing_json(&c))
+                }
+            };
+            assert_eq!(changed.len(), 1, "{} changed {changed:?}", s.name);
+            let field = &changed[0];
+            assert!(field == s.name || field == &format!("{}_ms", s.name), "{} reached {field}", s.name);
+            match s.scope {
+                Scope::Cache => cache_fields.push(field.clone()),
+                Scope::Healing => healing_fields.push(field.clone()),
+            }
+        }
+        // and every field has its entry
+        let all = |j: serde_json::Value| j.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        cache_fields.sort();
+        healing_fields.sort();
+        let (mut want_cache, mut want_healing) =
+            (all(cache_json(&Config::default())), all(healing_json(&HealingConfig::default())));
+        want_cache.sort();
+        want_healing.sort();
+        assert_eq!(cache_fields, want_cache);
+        assert_eq!(healing_fields, want_healing);
+    }
+
+    fn diff(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+        let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+        a.keys().filter(|k| a[*k] != b[*k]).cloned().collect()
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        let mut c = Config::default();
+        assert!(matches!(c.set("nope", 1.0), Err(Error::InvalidConfig { field: "name", .. })));
+        assert!(matches!(c.set("sample_rate", 0.5), Err(Error::InvalidConfig { field: "name", .. })));
+        let mut h = HealingConfig::default();
+        assert!(matches!(h.set("max_entries", 5.0), Err(Error::InvalidConfig { field: "name", .. })));
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn messages_in_each_hosts_names_and_units() {
+        let mut c = Config::default();
+        c.set("load_timeout", -1500.0).unwrap();
+        let e = crate::Cache::<u8>::from_config(c).unwrap_err();
+        assert!(matches!(e, Error::InvalidConfig { field: "load_timeout", value: Some(v), .. } if v == -1500.0));
+        assert_eq!(
+            e.message_for(Host::Rust),
+            "invalid config: `load_timeout` must be a positive number of milliseconds, got -1500"
+        );
+        assert_eq!(
+            e.message_for(Host::Python),
+            "invalid config: `load_timeout` must be a positive number of seconds, got -1.5"
+        );
+        assert_eq!(
+            e.message_for(Host::Js),
+            "invalid config: `loadTimeout` must be a positive number of milliseconds, got -1500"
+        );
+        assert_eq!(e.to_string(), e.message_for(Host::Rust));
+
+        let e = crate::Cache::<u8>::builder().max_entries(0).build().unwrap_err();
+        assert_eq!(e.code(), "InvalidConfig");
+        assert_eq!(e.message_for(Host::Rust), "invalid config: `max_entries` must be between 1 and 2147483648, got 0");
+        assert_eq!(e.message_for(Host::Python), e.message_for(Host::Rust));
+        assert_eq!(e.message_for(Host::Js), "invalid config: `maxEntries` must be between 1 and 2147483648, got 0");
+
+        // a rule naming another setting names it in the host's spelling
+        let mut c = Config::default();
+        c.set("load_timeout", 10.0).unwrap();
+        c.set("load_soft_timeout", 20.0).unwrap();
+        let e = crate::Cache::<u8>::from_config(c).unwrap_err();
+        assert_eq!(e.message_for(Host::Js), "invalid config: `loadSoftTimeout` must be shorter than `loadTimeout`");
+        // a load timeout in the host's unit
+        let e = Error::LoadTimeout { after_ms: 250 };
+        assert_eq!(e.message_for(Host::Python), "load timed out after 0.25 s");
+        assert_eq!(e.message_for(Host::Js), "load timed out after 250 ms");
+    }
+}
