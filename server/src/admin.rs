@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
+use healcache::settings::{setting, Scope, Setting, SETTINGS};
 use healcache::{DriftEvent, PrefixScore};
 use healcache_http::{HttpOptions, HttpSource};
 
@@ -13,19 +14,32 @@ use crate::conn::Client;
 use crate::resp::{parse_int, Reply};
 use crate::server::Shared;
 
-/// The healing settings CONFIG GET and CONFIG SET know, by their core names.
-const HEALING_SETTINGS: [&str; 10] = [
-    "healing.enabled",
-    "healing.sample_rate",
-    "healing.verify_interval_ms",
-    "healing.auto_repair",
-    "healing.score_window",
-    "healing.source_timeout_ms",
-    "healing.source_concurrency",
-    "healing.max_prefixes",
-    "healing.max_drift_events",
-    "healing.max_samples",
-];
+/// The prefix of the healing settings in CONFIG GET and CONFIG SET (`healing.sample_rate`).
+const HEALING: &str = "healing.";
+
+/// The healing settings of the core's table, in its order.
+fn healing_settings() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().filter(|s| s.scope == Scope::Healing)
+}
+
+/// The healing setting a CONFIG name stands for: `healing.` and a name of the table (or one
+/// of its former names, such as `healing.verify_interval_ms`).
+fn healing_setting(name: &[u8]) -> Option<&'static Setting> {
+    let name = std::str::from_utf8(name).ok()?;
+    let bare = name.strip_prefix(HEALING)?;
+    setting(bare).or_else(|| setting(name)).filter(|s| s.scope == Scope::Healing)
+}
+
+/// A core error about a healing setting, naming it as CONFIG does (`healing.sample_rate`).
+fn config_error(e: &healcache::Error) -> Reply {
+    let reply = core_error(e);
+    match (e, reply) {
+        (healcache::Error::InvalidConfig { field, .. }, Reply::Error(text)) if healing_settings().any(|s| s.name == *field) => {
+            Reply::Error(text.replacen(&format!("`{field}`"), &format!("`{HEALING}{field}`"), 1))
+        }
+        (_, reply) => reply,
+    }
+}
 
 /// Settings answered so redis-benchmark and other tools find what they ask for at start (the
 /// server keeps nothing on disk).
@@ -129,39 +143,37 @@ pub fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
         if args.len() < 3 {
             return Err(arity("config|get"));
         }
-        let mut pairs = Vec::new();
-        let healer = &shared.healer;
-        let names = HEALING_SETTINGS.iter().map(|n| (*n, None)).chain(BENIGN.iter().map(|(n, v)| (*n, Some(*v))));
-        for (name, benign) in names {
-            // A pattern is at most a few bytes of * and letters; longer ones match nothing.
-            if args[2..].iter().any(|p| p.len() <= 128 && glob(p, name.as_bytes())) {
-                let value = match benign {
-                    Some(v) => v.to_string(),
-                    None => healer.config_get(name).map_err(|e| core_error(&e))?,
-                };
-                pairs.push((text(name), text(&value)));
-            }
-        }
+        let config = shared.healer.config();
+        let healing = healing_settings().map(|s| {
+            let value = config.get_by_name(s.name).unwrap_or_default();
+            (format!("{HEALING}{}", s.name), value)
+        });
+        let benign = BENIGN.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+        // A pattern is at most a few bytes of * and letters; longer ones match nothing.
+        let pairs = healing
+            .chain(benign)
+            .filter(|(name, _)| args[2..].iter().any(|p| p.len() <= 128 && glob(p, name.as_bytes())))
+            .map(|(name, value)| (Reply::text(name), Reply::text(value)))
+            .collect();
         return Ok(Reply::Map(pairs));
     }
     if sub.eq_ignore_ascii_case(b"set") {
         if args.len() < 4 || args.len() % 2 != 0 {
             return Err(arity("config|set"));
         }
-        // Checked all before any is applied, so a bad pair changes nothing.
+        // All checked before any is applied, so a refused pair changes nothing.
         let mut next = shared.healer.config();
         for pair in args[2..].chunks(2) {
-            let name = std::str::from_utf8(&pair[0]).unwrap_or("");
-            if !HEALING_SETTINGS.contains(&name) {
+            let Some(s) = healing_setting(&pair[0]) else {
                 return Err(Reply::Error(format!(
                     "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
                     printable(&pair[0], 128)
                 )));
-            }
+            };
             let value = std::str::from_utf8(&pair[1]).unwrap_or("\u{fffd}");
-            next.set_by_name(name, value).map_err(|e| core_error(&e))?;
+            next.set_by_name(s.name, value).map_err(|e| config_error(&e))?;
         }
-        shared.healer.set_config(next).map_err(|e| core_error(&e))?;
+        shared.healer.set_config(next).map_err(|e| config_error(&e))?;
         return Ok(Reply::Status("OK"));
     }
     if sub.eq_ignore_ascii_case(b"resetstat") {
@@ -247,7 +259,7 @@ fn register_source(shared: &Shared, prefix: &str, template: &str) -> Result<(), 
             "NOPERM the source's host is not allowed: the server must be started with --source-allow naming it",
         ));
     }
-    let timeout_ms = healer_number(shared, "healing.source_timeout_ms").max(1.0);
+    let timeout_ms = shared.healer.config().source_timeout_ms.max(1.0);
     let options = HttpOptions {
         timeout: Duration::from_millis(timeout_ms as u64),
         max_body_bytes: shared.settings.server.max_bulk,
@@ -257,8 +269,4 @@ fn register_source(shared: &Shared, prefix: &str, template: &str) -> Result<(), 
         .healer
         .register_source(prefix, source.map(|body: Vec<u8>| Ok::<_, healcache::SourceError>(Bytes::from(body))))
         .map_err(|e| core_error(&e))
-}
-
-fn healer_number(shared: &Shared, name: &str) -> f64 {
-    shared.healer.config_get_number(name).unwrap_or(2000.0)
 }

@@ -128,11 +128,16 @@ fn drift_is_repaired_through_every_command() {
         let all = map(&query(&mut con, &["CONFIG", "GET", "healing.*"]).unwrap());
         assert_eq!(field(&all, "healing.sample_rate"), "1");
         assert_eq!(field(&all, "healing.enabled"), "true");
+        // The core's settings table names them, durations in ms.
+        assert_eq!(field(&all, "healing.verify_interval"), "50");
+        assert_eq!(all.len(), 10, "{all:?}");
+        assert_eq!(text(&query(&mut con, &["CONFIG", "SET", "healing.verify_interval", "40"]).unwrap()), "OK");
         assert_eq!(text(&query(&mut con, &["CONFIG", "SET", "healing.sample_rate", "0.5"]).unwrap()), "OK");
         let one = map(&query(&mut con, &["CONFIG", "GET", "healing.sample_rate"]).unwrap());
         assert_eq!(one, [("healing.sample_rate".to_string(), "0.5".to_string())]);
         let err = query(&mut con, &["CONFIG", "SET", "healing.sample_rate", "1", "healing.score_window", "-1"]).unwrap_err();
         assert_eq!(err.code(), Some("INVALIDCONFIG"), "{err}");
+        assert!(err.to_string().contains("`healing.score_window`"), "{err}");
         assert_eq!(field(&map(&query(&mut con, &["CONFIG", "GET", "healing.sample_rate"]).unwrap()), "healing.sample_rate"), "0.5", "a refused CONFIG SET changes nothing");
         let benign = map(&query(&mut con, &["CONFIG", "GET", "save", "appendonly"]).unwrap());
         assert_eq!(benign, [("save".to_string(), String::new()), ("appendonly".to_string(), "no".to_string())]);
