@@ -34,7 +34,9 @@ fn healing_setting(name: &[u8]) -> Option<&'static Setting> {
 fn config_error(e: &healcache::Error) -> Reply {
     let reply = core_error(e);
     match (e, reply) {
-        (healcache::Error::InvalidConfig { field, .. }, Reply::Error(text)) if healing_settings().any(|s| s.name == *field) => {
+        (healcache::Error::InvalidConfig { field, .. }, Reply::Error(text))
+            if healing_settings().any(|s| s.name == *field) =>
+        {
             Reply::Error(text.replacen(&format!("`{field}`"), &format!("`{HEALING}{field}`"), 1))
         }
         (_, reply) => reply,
@@ -71,52 +73,68 @@ pub fn info(shared: &Shared, _client: &Client, wanted: &[Bytes]) -> Reply {
     let cfg = &shared.settings.server;
     let mut out = String::new();
     if want("server") {
-        section(&mut out, "Server", &[
-            ("redis_version", "7.0.0".into()),
-            ("healcache_version", env!("CARGO_PKG_VERSION").into()),
-            ("redis_mode", "standalone".into()),
-            ("process_id", std::process::id().to_string()),
-            ("tcp_port", shared.port.to_string()),
-            ("uptime_in_seconds", shared.started.elapsed().as_secs().to_string()),
-        ]);
+        section(
+            &mut out,
+            "Server",
+            &[
+                ("redis_version", "7.0.0".into()),
+                ("healcache_version", env!("CARGO_PKG_VERSION").into()),
+                ("redis_mode", "standalone".into()),
+                ("process_id", std::process::id().to_string()),
+                ("tcp_port", shared.port.to_string()),
+                ("uptime_in_seconds", shared.started.elapsed().as_secs().to_string()),
+            ],
+        );
     }
     if want("clients") {
-        section(&mut out, "Clients", &[
-            ("connected_clients", shared.clients.load(Relaxed).to_string()),
-            ("maxclients", cfg.max_clients.to_string()),
-        ]);
+        section(
+            &mut out,
+            "Clients",
+            &[
+                ("connected_clients", shared.clients.load(Relaxed).to_string()),
+                ("maxclients", cfg.max_clients.to_string()),
+            ],
+        );
     }
     if want("stats") {
         let s = shared.cache.stats();
-        section(&mut out, "Stats", &[
-            ("total_connections_received", c.connections.load(Relaxed).to_string()),
-            ("total_commands_processed", c.commands.load(Relaxed).to_string()),
-            ("rejected_connections", c.rejected.load(Relaxed).to_string()),
-            ("protocol_error_disconnects", c.protocol_errors.load(Relaxed).to_string()),
-            ("timeout_disconnects", c.timeouts.load(Relaxed).to_string()),
-            ("output_limit_disconnects", c.output_disconnects.load(Relaxed).to_string()),
-            ("cross_protocol_disconnects", c.cross_protocol.load(Relaxed).to_string()),
-            ("auth_failures", c.auth_failures.load(Relaxed).to_string()),
-            ("keyspace_hits", s.hits.to_string()),
-            ("keyspace_misses", s.misses.to_string()),
-            ("evicted_keys", s.evictions.to_string()),
-            ("expired_keys", s.expirations.to_string()),
-            ("oversize_rejections", s.oversize_rejections.to_string()),
-            ("used_memory_values", s.weight.to_string()),
-        ]);
+        section(
+            &mut out,
+            "Stats",
+            &[
+                ("total_connections_received", c.connections.load(Relaxed).to_string()),
+                ("total_commands_processed", c.commands.load(Relaxed).to_string()),
+                ("rejected_connections", c.rejected.load(Relaxed).to_string()),
+                ("protocol_error_disconnects", c.protocol_errors.load(Relaxed).to_string()),
+                ("timeout_disconnects", c.timeouts.load(Relaxed).to_string()),
+                ("output_limit_disconnects", c.output_disconnects.load(Relaxed).to_string()),
+                ("cross_protocol_disconnects", c.cross_protocol.load(Relaxed).to_string()),
+                ("auth_failures", c.auth_failures.load(Relaxed).to_string()),
+                ("keyspace_hits", s.hits.to_string()),
+                ("keyspace_misses", s.misses.to_string()),
+                ("evicted_keys", s.evictions.to_string()),
+                ("expired_keys", s.expirations.to_string()),
+                ("oversize_rejections", s.oversize_rejections.to_string()),
+                ("used_memory_values", s.weight.to_string()),
+            ],
+        );
     }
     if want("healing") {
         let h = shared.healer.stats();
-        section(&mut out, "Healing", &[
-            ("healing_enabled", shared.healer.config().enabled.to_string()),
-            ("healing_prefixes", shared.healer.scores().len().to_string()),
-            ("total_sampled", h.total_sampled.to_string()),
-            ("total_repaired", h.total_repaired.to_string()),
-            ("total_drift", h.total_drift.to_string()),
-            ("avg_score", h.avg_score.to_string()),
-            ("source_failures", h.source_failures.to_string()),
-            ("last_interval_ms", h.last_interval_ms.to_string()),
-        ]);
+        section(
+            &mut out,
+            "Healing",
+            &[
+                ("healing_enabled", shared.healer.config().enabled.to_string()),
+                ("healing_prefixes", shared.healer.scores().len().to_string()),
+                ("total_sampled", h.total_sampled.to_string()),
+                ("total_repaired", h.total_repaired.to_string()),
+                ("total_drift", h.total_drift.to_string()),
+                ("avg_score", h.avg_score.to_string()),
+                ("source_failures", h.source_failures.to_string()),
+                ("last_interval_ms", h.last_interval_ms.to_string()),
+            ],
+        );
     }
     if want("keyspace") {
         section(&mut out, "Keyspace", &[("db0", format!("keys={},expires=0,avg_ttl=0", shared.cache.len()))]);
@@ -158,7 +176,7 @@ pub fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
         return Ok(Reply::Map(pairs));
     }
     if sub.eq_ignore_ascii_case(b"set") {
-        if args.len() < 4 || args.len() % 2 != 0 {
+        if args.len() < 4 || !args.len().is_multiple_of(2) {
             return Err(arity("config|set"));
         }
         // All checked before any is applied, so a refused pair changes nothing.
@@ -243,7 +261,10 @@ pub fn consistency(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
     } else if ["source", "score", "scores", "stats", "drift"].iter().any(|s| is(s.as_bytes())) {
         Err(arity(&format!("consistency|{}", String::from_utf8_lossy(sub).to_ascii_lowercase())))
     } else {
-        Err(Reply::Error(format!("ERR unknown subcommand '{}'. Try CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT.", printable(sub, 128))))
+        Err(Reply::Error(format!(
+            "ERR unknown subcommand '{}'. Try CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT.",
+            printable(sub, 128)
+        )))
     }
 }
 

@@ -67,8 +67,7 @@ pub async fn serve(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
     let cfg = &shared.settings.server;
     let counters = &shared.counters;
     let _ = sock.set_nodelay(true);
-    let mut client =
-        Client { id: shared.next_id(), proto: 2, authenticated: cfg.requirepass.is_none(), name: None };
+    let mut client = Client { id: shared.next_id(), proto: 2, authenticated: cfg.requirepass.is_none(), name: None };
     let mut input = BytesMut::with_capacity(READ_ROOM);
     let mut out = BytesMut::with_capacity(READ_ROOM);
     let mut parser = Parser::new();
@@ -110,9 +109,8 @@ pub async fn serve(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
         };
         counters.commands.fetch_add(done, Relaxed);
         let limits = cfg.limits(client.authenticated);
-        let failure = failure.or_else(|| {
-            (input.len() + parser.pending() > limits.max_buffer).then_some(ProtoError::QueryBufferLimit)
-        });
+        let failure = failure
+            .or_else(|| (input.len() + parser.pending() > limits.max_buffer).then_some(ProtoError::QueryBufferLimit));
         if let Some(e) = failure {
             counters.protocol_errors.fetch_add(1, Relaxed);
             write_error(&mut out, &format!("ERR {}", e.message()));

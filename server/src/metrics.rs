@@ -27,10 +27,22 @@ pub fn text(shared: &Shared) -> String {
         ("connections_total", "Connections accepted.", c.connections.load(Relaxed)),
         ("rejected_connections_total", "Connections refused at max_clients.", c.rejected.load(Relaxed)),
         ("commands_total", "Commands executed.", c.commands.load(Relaxed)),
-        ("protocol_error_disconnects_total", "Connections closed for a protocol error.", c.protocol_errors.load(Relaxed)),
+        (
+            "protocol_error_disconnects_total",
+            "Connections closed for a protocol error.",
+            c.protocol_errors.load(Relaxed),
+        ),
         ("timeout_disconnects_total", "Connections closed for idleness or a slow request.", c.timeouts.load(Relaxed)),
-        ("output_limit_disconnects_total", "Connections closed because replies did not drain.", c.output_disconnects.load(Relaxed)),
-        ("cross_protocol_disconnects_total", "Connections closed for sending POST or Host:.", c.cross_protocol.load(Relaxed)),
+        (
+            "output_limit_disconnects_total",
+            "Connections closed because replies did not drain.",
+            c.output_disconnects.load(Relaxed),
+        ),
+        (
+            "cross_protocol_disconnects_total",
+            "Connections closed for sending POST or Host:.",
+            c.cross_protocol.load(Relaxed),
+        ),
         ("auth_failures_total", "Failed AUTH attempts.", c.auth_failures.load(Relaxed)),
     ];
     for (name, help, v) in counters {

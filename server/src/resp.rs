@@ -307,7 +307,9 @@ pub fn split_args(line: &[u8], max_args: usize) -> Result<Args, ProtoError> {
             if dq {
                 let Some(c) = c else { return Err(ProtoError::UnbalancedQuotes) };
                 match (c, line.get(p + 1).copied()) {
-                    (b'\\', Some(b'x')) if line.len() > p + 3 && hex(line[p + 2]).is_some() && hex(line[p + 3]).is_some() => {
+                    (b'\\', Some(b'x'))
+                        if line.len() > p + 3 && hex(line[p + 2]).is_some() && hex(line[p + 3]).is_some() =>
+                    {
                         cur.push(hex(line[p + 2]).unwrap_or(0) * 16 + hex(line[p + 3]).unwrap_or(0));
                         p += 3;
                     }
@@ -493,11 +495,14 @@ mod tests {
     #[test]
     fn multibulk_and_inline() {
         let got = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\nset a \"b c\"\n").unwrap();
-        assert_eq!(got, vec![vec![Bytes::from("GET"), Bytes::from("k")], vec![Bytes::from("PING")], vec![
-            Bytes::from("set"),
-            Bytes::from("a"),
-            Bytes::from("b c")
-        ]]);
+        assert_eq!(
+            got,
+            vec![
+                vec![Bytes::from("GET"), Bytes::from("k")],
+                vec![Bytes::from("PING")],
+                vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b c")]
+            ]
+        );
     }
 
     #[test]

@@ -118,9 +118,9 @@ pub fn run(settings: Settings) -> Result<(), String> {
         let listener = listen(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let metrics = match settings.server.metrics_port {
-            Some(p) => Some(
-                TcpListener::bind(("127.0.0.1", p)).await.map_err(|e| format!("metrics on 127.0.0.1:{p}: {e}"))?,
-            ),
+            Some(p) => {
+                Some(TcpListener::bind(("127.0.0.1", p)).await.map_err(|e| format!("metrics on 127.0.0.1:{p}: {e}"))?)
+            }
             None => None,
         };
         let shared = build(settings, port)?;
@@ -194,6 +194,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn refuse(mut sock: TcpStream, slot: Slot) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), sock.write_all(b"-ERR max number of clients reached\r\n")).await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), sock.write_all(b"-ERR max number of clients reached\r\n")).await;
     drop(slot);
 }

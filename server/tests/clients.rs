@@ -28,10 +28,10 @@ fn cli(s: &Server, extra: &[&str], cmd: &[&str]) -> String {
 }
 
 fn secured() -> Server {
-    Server::start(json!({"cache": {"max_key_len": 64, "max_bytes": 1e7, "max_entry_bytes": 4096}}), &[
-        "--requirepass",
-        PASSWORD,
-    ])
+    Server::start(
+        json!({"cache": {"max_key_len": 64, "max_bytes": 1e7, "max_entry_bytes": 4096}}),
+        &["--requirepass", PASSWORD],
+    )
 }
 
 #[test]
@@ -133,7 +133,8 @@ fn rust_redis_crate_resp2_and_resp3() {
         assert_eq!(names, ["total_sampled", "total_repaired", "avg_score", "source_failures", "last_interval_ms"]);
         let err = redis::cmd("SET").arg("big").arg(vec![b'x'; 5000]).query::<()>(&mut con).unwrap_err();
         assert_eq!(err.code(), Some("VALUETOOLARGE"), "{err}");
-        let err = redis::cmd("CONFIG").arg("SET").arg("healing.sample_rate").arg("2").query::<()>(&mut con).unwrap_err();
+        let err =
+            redis::cmd("CONFIG").arg("SET").arg("healing.sample_rate").arg("2").query::<()>(&mut con).unwrap_err();
         assert_eq!(err.code(), Some("INVALIDCONFIG"), "{err}");
         let name: Option<String> = redis::cmd("CLIENT").arg("GETNAME").query(&mut con).unwrap();
         assert_eq!(name, None);

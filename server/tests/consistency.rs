@@ -51,12 +51,10 @@ fn get(con: &mut Connection, key: &str) -> Option<String> {
 
 fn start(source: &HttpSource) -> Server {
     let healing = json!({"enabled": true, "sample_rate": 1.0, "verify_interval_ms": 50, "source_timeout_ms": 2000});
-    Server::start(json!({"healing": healing}), &[
-        "--requirepass",
-        PASSWORD,
-        "--source-allow",
-        &format!("127.0.0.1:{}", source.port),
-    ])
+    Server::start(
+        json!({"healing": healing}),
+        &["--requirepass", PASSWORD, "--source-allow", &format!("127.0.0.1:{}", source.port)],
+    )
 }
 
 #[test]
@@ -135,22 +133,28 @@ fn drift_is_repaired_through_every_command() {
         assert_eq!(text(&query(&mut con, &["CONFIG", "SET", "healing.sample_rate", "0.5"]).unwrap()), "OK");
         let one = map(&query(&mut con, &["CONFIG", "GET", "healing.sample_rate"]).unwrap());
         assert_eq!(one, [("healing.sample_rate".to_string(), "0.5".to_string())]);
-        let err = query(&mut con, &["CONFIG", "SET", "healing.sample_rate", "1", "healing.score_window", "-1"]).unwrap_err();
+        let err =
+            query(&mut con, &["CONFIG", "SET", "healing.sample_rate", "1", "healing.score_window", "-1"]).unwrap_err();
         assert_eq!(err.code(), Some("INVALIDCONFIG"), "{err}");
         assert!(err.to_string().contains("`healing.score_window`"), "{err}");
-        assert_eq!(field(&map(&query(&mut con, &["CONFIG", "GET", "healing.sample_rate"]).unwrap()), "healing.sample_rate"), "0.5", "a refused CONFIG SET changes nothing");
+        assert_eq!(
+            field(&map(&query(&mut con, &["CONFIG", "GET", "healing.sample_rate"]).unwrap()), "healing.sample_rate"),
+            "0.5",
+            "a refused CONFIG SET changes nothing"
+        );
         let benign = map(&query(&mut con, &["CONFIG", "GET", "save", "appendonly"]).unwrap());
         assert_eq!(benign, [("save".to_string(), String::new()), ("appendonly".to_string(), "no".to_string())]);
 
         // With auto_repair off, drift is reported and left alone.
         query(&mut con, &["CONFIG", "SET", "healing.auto_repair", "false", "healing.sample_rate", "1"]).unwrap();
         query(&mut con, &["SET", "user:1", "changed"]).unwrap();
-        let reported = eventually(Duration::from_secs(20), || match query(&mut con, &["CONSISTENCY", "DRIFT", "1000"]) {
-            Ok(Value::Array(events)) => {
-                events.iter().map(map).any(|e| field(&e, "key") == "user:1" && field(&e, "repaired") == "0")
-            }
-            _ => false,
-        });
+        let reported =
+            eventually(Duration::from_secs(20), || match query(&mut con, &["CONSISTENCY", "DRIFT", "1000"]) {
+                Ok(Value::Array(events)) => {
+                    events.iter().map(map).any(|e| field(&e, "key") == "user:1" && field(&e, "repaired") == "0")
+                }
+                _ => false,
+            });
         assert!(reported, "unrepaired drift of user:1 not reported");
         assert_eq!(get(&mut con, "user:1").as_deref(), Some("changed"));
 

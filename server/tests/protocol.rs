@@ -168,7 +168,10 @@ fn resp3_after_hello() {
     assert!(hello.contains("proto: :3"), "{hello}");
     c.send(b"GET missing\r\nCONSISTENCY STATS\r\nHELLO 4\r\nHELLO 2\r\nGET missing\r\n");
     assert_eq!(c.value(), "nil");
-    assert_eq!(c.value(), "{total_sampled: :0, total_repaired: :0, avg_score: ,1, source_failures: :0, last_interval_ms: ,0}");
+    assert_eq!(
+        c.value(),
+        "{total_sampled: :0, total_repaired: :0, avg_score: ,1, source_failures: :0, last_interval_ms: ,0}"
+    );
     assert_eq!(c.value(), "-NOPROTO unsupported protocol version");
     assert!(c.value().contains("proto, :2"), "HELLO 2 answers in RESP2");
     assert_eq!(c.line(), "$-1");
