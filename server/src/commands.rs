@@ -174,7 +174,9 @@ fn set(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
         }
         i += 1;
     }
-    let value = args[2].clone();
+    // A copy: the argument is a slice of the connection's read buffer, which a stored slice
+    // would keep alive whole (with whatever else arrived in it).
+    let value = Bytes::copy_from_slice(&args[2]);
     let cache = &shared.cache;
     if !xx {
         let if_version = nx.then_some(0);

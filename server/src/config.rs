@@ -39,6 +39,9 @@ pub const PRE_AUTH: Limits = Limits { max_args: 10, max_bulk: 16 * 1024, max_buf
 /// Replies held for a client before AUTH.
 pub const PRE_AUTH_OUTPUT: usize = 64 * 1024;
 
+/// Longest timeout accepted, in ms (a year): deadlines are computed by adding it to the time now.
+const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
+
 /// The `server` section. Every field documents its default.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -153,6 +156,9 @@ impl ServerConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be above zero"));
         }
+        if let Some((name, _)) = positive[1..4].iter().find(|(_, v)| *v > MAX_TIMEOUT_MS) {
+            return Err(format!("{name} must be at most {MAX_TIMEOUT_MS} (a year)"));
+        }
         if self.max_query_buffer < self.max_bulk + 2 || self.output_limit < PRE_AUTH_OUTPUT {
             return Err("max_query_buffer must hold a max_bulk argument; output_limit at least 64 KiB".into());
         }
@@ -254,6 +260,8 @@ mod tests {
         let open = from_args(args(&["--bind", "0.0.0.0", "--requirepass", "pw"])).unwrap();
         assert!(open.server.bind_addr().is_ok());
         assert!(from_args(args(&["--nope", "1"])).is_err());
+        let forever = ServerConfig { idle_timeout_ms: u64::MAX, ..ServerConfig::default() };
+        assert!(forever.bind_addr().unwrap_err().contains("idle_timeout_ms"));
     }
 
     #[test]

@@ -220,3 +220,24 @@ fn a_hammering_client_does_not_starve_another() {
     assert!(during > before, "the hammer made no progress while the light client ran");
     assert!(s.rss_kib() < rss + RSS_GROWTH_KIB);
 }
+
+#[test]
+fn stored_values_do_not_pin_read_buffers() {
+    let s = start(json!({}));
+    let rss = s.rss_kib();
+    let mut c = authed(&s);
+    // A 100 KiB value overwritten 1,000 times, a small key written after each: were a small
+    // value stored as a slice of the read buffer it arrived in, it would keep that buffer
+    // (and the big value before it) alive: about 100 MiB for 1,000 small keys.
+    let big = vec![b'b'; 100 * 1024];
+    for i in 0..1000 {
+        c.send(format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", big.len()).as_bytes());
+        c.send(&big);
+        c.send(format!("\r\n*3\r\n$3\r\nSET\r\n$9\r\nsmall{i:04}\r\n$1\r\nv\r\n").as_bytes());
+        assert_eq!(c.line(), "+OK");
+        assert_eq!(c.line(), "+OK");
+    }
+    c.send(b"DBSIZE\r\n");
+    assert_eq!(c.line(), ":1001");
+    assert!(s.rss_kib() < rss + RSS_GROWTH_KIB, "{} KiB -> {} KiB", rss, s.rss_kib());
+}

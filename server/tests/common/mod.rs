@@ -144,6 +144,7 @@ pub struct Raw {
 impl Raw {
     pub fn connect(port: u16) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Raw { reader: BufReader::new(s) }
     }
