@@ -10,7 +10,6 @@ use healcache::{DriftEvent, PrefixScore};
 use healcache_http::{HttpOptions, HttpSource};
 
 use crate::commands::{arity, core_error, printable, Failed};
-use crate::conn::Client;
 use crate::resp::{parse_int, Reply};
 use crate::server::Shared;
 
@@ -65,7 +64,7 @@ fn section(out: &mut String, title: &str, fields: &[(&str, String)]) {
 }
 
 /// `INFO [section ...]`: server, clients, stats, healing, keyspace (all when none is named).
-pub fn info(shared: &Shared, _client: &Client, wanted: &[Bytes]) -> Reply {
+pub fn info(shared: &Shared, wanted: &[Bytes]) -> Reply {
     let all = wanted.is_empty()
         || wanted.iter().any(|w| ["all", "default", "everything"].iter().any(|a| w.eq_ignore_ascii_case(a.as_bytes())));
     let want = |name: &str| all || wanted.iter().any(|w| w.eq_ignore_ascii_case(name.as_bytes()));

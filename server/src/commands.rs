@@ -110,7 +110,7 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Bytes], out: &mut B
             Some(sub) if sub.eq_ignore_ascii_case(b"docs") => Reply::Map(Vec::new()),
             _ => Reply::Array(Vec::new()),
         }),
-        b"INFO" => Ok(crate::admin::info(shared, client, &args[1..])),
+        b"INFO" => Ok(crate::admin::info(shared, &args[1..])),
         b"CONFIG" => crate::admin::config(shared, args),
         b"CONSISTENCY" => crate::admin::consistency(shared, args),
         b"ECHO" | b"SELECT" => Err(arity(&String::from_utf8_lossy(name).to_ascii_lowercase())),

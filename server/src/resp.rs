@@ -248,7 +248,12 @@ impl Parser {
         if text.last() == Some(&b'\r') {
             text = &text[..text.len() - 1];
         }
-        split_args(text, limits.max_args).map(Some)
+        match split_args(text, limits.max_args) {
+            Err(ProtoError::InvalidMultibulkLength) if limits.unauthenticated => {
+                Err(ProtoError::UnauthenticatedMultibulkLength)
+            }
+            r => r.map(Some),
+        }
     }
 }
 

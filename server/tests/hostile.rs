@@ -33,7 +33,7 @@ fn unauthenticated_oversize_input_is_refused() {
     let cases: [(&[u8], &str); 4] = [
         (b"*11\r\n", "-ERR Protocol error: unauthenticated multibulk length"),
         (b"*1\r\n$16385\r\n", "-ERR Protocol error: unauthenticated bulk length"),
-        (b"AUTH a b c d e f g h i j k\r\n", "-ERR Protocol error: invalid multibulk length"),
+        (b"AUTH a b c d e f g h i j k\r\n", "-ERR Protocol error: unauthenticated multibulk length"),
         (b"*2\r\n$4\r\nAUTH\r\n$2000000000\r\n", "-ERR Protocol error: unauthenticated bulk length"),
     ];
     for (input, reply) in cases {
