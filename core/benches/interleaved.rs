@@ -1,6 +1,6 @@
 //! Get hits on 1,000,000 keys, every cache timed in turn within each round: healcache, quick_cache,
 //! moka and a plain hashbrown map (the floor), uniform and Zipf 0.99 traces; medians over the
-//! rounds and the ratios against issue 3's bars. `cargo bench -p healcache --bench interleaved`
+//! rounds and the ratios against quick_cache. `cargo bench -p healcache --bench interleaved`
 //! (an optional argument sets the number of rounds, default 32).
 //!
 //! Why beside the criterion bench (`--bench store`): on this project's VM the time of a cache-miss

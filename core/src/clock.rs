@@ -1,4 +1,4 @@
-//! Monotonic time, injected (PROMISES P6).
+//! Monotonic time, injected: TTLs, XFetch and stale windows never read wall time.
 //!
 //! The store, TTLs and load timings read time only through [`Clock`], so tests drive time by hand
 //! with [`ManualClock`] and hosts may supply their own (the WASM binding passes `performance.now`).

@@ -1,4 +1,5 @@
-//! Configuration: a plain [`Config`] (serde, defaults) and a validating [`CacheBuilder`].
+//! Configuration: a plain [`Config`] (serde, defaults) and the [`CacheBuilder`] whose `build()`
+//! validates it and builds the [`Cache`].
 //!
 //! Numbers are kept as `f64` in [`Config`] on purpose: the same struct is filled from JSON, from a JS
 //! options object and from Python keyword arguments, and a negative, fractional or NaN value must
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{Cache, RemovalListener};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigProblem, Error, Result};
 use crate::settings::{setting_in, Scope, Unit};
+use crate::store::RemovalCause;
 
 /// Hard ceilings: values above these are refused as absurd rather than allocated.
 pub const MAX_ENTRIES_LIMIT: f64 = (1u64 << 31) as f64;
@@ -51,7 +54,7 @@ pub struct Config {
     /// timeout (fail-safe), in ms. Defaults to: none.
     pub grace_ms: Option<f64>,
     /// Within the grace window, `fetch` returns the stale value at once and refreshes it in the
-    /// background (needs `grace_ms` and a spawner). Defaults to: false.
+    /// background (needs `grace` and a spawner). Defaults to: false.
     pub stale_while_revalidate: bool,
     /// A load that has a stale value to fall back on returns it after this long and finishes in
     /// the background, in ms (needs a timer and a spawner). Defaults to: none.
@@ -325,7 +328,7 @@ pub struct CacheBuilder<V> {
     pub(crate) weigher: Option<Weigher<V>>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) timer: Option<Arc<dyn crate::Timer>>,
-    pub(crate) listener: Option<crate::RemovalListener<V>>,
+    pub(crate) listener: Option<RemovalListener<V>>,
     pub(crate) spawner: Option<Arc<dyn crate::Spawner>>,
 }
 
@@ -465,6 +468,46 @@ impl<V> CacheBuilder<V> {
 
     pub(crate) fn take_clock(&mut self) -> Arc<dyn Clock> {
         self.clock.take().unwrap_or_else(|| Arc::new(SystemClock::new()))
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
+    /// Validates every setting and builds the cache.
+    pub fn build(mut self) -> Result<Cache<V>> {
+        let settings = self.config.validate()?;
+        if settings.load_timeout.is_some() && self.timer.is_none() {
+            return Err(Error::invalid_config(
+                "load_timeout",
+                ConfigProblem::Needs("a timer (CacheBuilder::timer)"),
+                None,
+            ));
+        }
+        if settings.soft_timeout.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
+            return Err(Error::invalid_config(
+                "load_soft_timeout",
+                ConfigProblem::Needs("a timer and a spawner"),
+                None,
+            ));
+        }
+        for (on, field) in [
+            (settings.stale_while_revalidate, "stale_while_revalidate"),
+            (settings.xfetch_beta.is_some(), "xfetch"),
+            (settings.refresh_after.is_some(), "refresh_after"),
+        ] {
+            if on && self.spawner.is_none() {
+                let problem = ConfigProblem::Needs("a spawner (CacheBuilder::spawner) for background refreshes");
+                return Err(Error::invalid_config(field, problem, None));
+            }
+        }
+        let clock = self.take_clock();
+        Ok(Cache::assemble(settings, clock, self))
+    }
+
+    /// Called with each entry that leaves the cache (evicted, expired, replaced, removed),
+    /// after the cache's locks are released. Defaults to: none.
+    pub fn on_removal(mut self, f: impl Fn(Arc<str>, V, RemovalCause) + Send + Sync + 'static) -> Self {
+        self.listener = Some(Arc::new(f));
+        self
     }
 }
 

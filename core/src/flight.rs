@@ -1,13 +1,15 @@
-//! Single-flight: one load per key at a time, shared by every caller (PROMISES P1-P4).
+//! Single-flight: one load per key at a time, shared by every caller. Every call ends; one load
+//! per key per flight; a caller's cancellation never cancels work others share; no lock is held
+//! across an await or a loader.
 //!
 //! A flight is a boxed load future wrapped in [`futures::future::Shared`]. The flight table holds
 //! only a weak handle; each waiter holds a strong one. So:
 //! - the load is owned by the flight, not by the first caller: whichever waiter is polled drives
 //!   it, and `Shared` wakes *every* waiter when the load makes progress, so a leader that is
-//!   parked unpolled or dropped never stalls the others (moka #240, P1, P3);
+//!   parked unpolled or dropped never stalls the others (a bug moka once had);
 //! - when the last waiter is gone the load future is dropped (work nobody waits for stops), and
 //!   its guard removes the table entry so the next caller starts afresh;
-//! - the loader runs lazily at the first poll, outside the table lock (P4), under `catch_unwind`:
+//! - the loader runs lazily at the first poll, outside the table lock, under `catch_unwind`:
 //!   a panic becomes [`Error::LoaderPanicked`] for every waiter and leaves no lock poisoned;
 //! - a loader that asks for its own key is detected while it is being polled (a thread-local stack
 //!   of flights being polled) and gets [`Error::RecursiveLoad`] instead of waiting on itself.
@@ -29,7 +31,7 @@ use crate::sync::{lock, Mutex};
 
 /// A source of delays for load timeouts, supplied by the host runtime (tokio, JS `setTimeout`).
 ///
-/// The core has no runtime of its own; a cache with `load_timeout_ms` needs one.
+/// The core has no runtime of its own; a cache with `load_timeout` needs one.
 ///
 /// ```
 /// use healcache::Timer;

@@ -17,32 +17,42 @@
 #![warn(missing_docs)]
 
 mod cache;
-pub mod clock;
+mod clock;
 mod config;
 mod error;
 mod eviction;
+mod fetch;
 mod flight;
 mod healing;
 mod index;
-pub mod metrics;
-pub mod sampler;
-pub mod scoring;
+mod prometheus;
+mod sampler;
+mod scoring;
 pub mod settings;
 mod source;
+mod stats;
 mod store;
 mod sync;
-pub mod xfetch;
+mod xfetch;
 
-pub use cache::{Cache, FetchOptions, Fetched, Loaded, RemovalListener, Stats, Status, Ttl, WriteOptions};
+pub use cache::{Cache, Entry, RemovalListener, Ttl, WriteOptions};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{duration_ms, CacheBuilder, Config, Weigher};
 pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
+pub use fetch::{FetchOptions, Fetched, Loaded};
 pub use flight::{Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
-pub use metrics::HistogramSnapshot;
 pub use sampler::KeySample;
-pub use source::{FnSource, Source, SourceAnswer, SourceError, UrlTemplate};
-pub use store::{Entry, RemovalCause};
+pub use source::{FnSource, Source, SourceAnswer, SourceError};
+pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
+pub use store::RemovalCause;
+
+/// Kept while the Node and WASM bindings still call `healcache::metrics::prometheus_text`; they
+/// can call [`Cache::prometheus`] instead. To be removed once they do.
+#[doc(hidden)]
+pub mod metrics {
+    pub use crate::prometheus::prometheus_text;
+}
 
 /// The README's Rust examples, run as doctests.
 #[cfg(doctest)]

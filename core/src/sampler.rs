@@ -110,6 +110,7 @@ impl PartialShuffle {
     }
 
     /// Positions remembered beyond the front (at most the number of draws).
+    #[cfg(test)]
     pub fn remembered(&self) -> usize {
         self.len
     }

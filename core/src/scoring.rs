@@ -54,6 +54,7 @@ impl ScoreWindow {
     }
 
     /// Samples in the window now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

@@ -13,7 +13,6 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use compact_str::CompactString;
 use rand::rngs::SmallRng;
@@ -23,6 +22,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::eviction::{self, Aging, Freq, Ghost};
 use crate::index::SlotIndex;
+use crate::stats::{ShardStats, StoreStats};
 use crate::sync::{read, write, RwLock};
 
 /// `expires_at` of an entry that never expires.
@@ -81,16 +81,6 @@ impl<V> Slot<V> {
     fn touch(&self) {
         self.freq.touch();
     }
-}
-
-#[derive(Default)]
-struct ShardStats {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    inserts: AtomicU64,
-    updates: AtomicU64,
-    evictions: AtomicU64,
-    expirations: AtomicU64,
 }
 
 pub(crate) struct ShardInner<V> {
@@ -184,38 +174,6 @@ pub(crate) enum Lookup<V> {
 
 /// Values taken out of a shard under its lock, dropped (or handed to the listener) after it.
 pub(crate) type Removed<V> = Vec<(CompactString, V, RemovalCause)>;
-
-/// A read of an entry with its metadata.
-#[derive(Debug, Clone)]
-pub struct Entry<V> {
-    /// The value.
-    pub value: V,
-    /// The entry's version (monotonic per cache, never 0).
-    pub version: u64,
-    /// Time left before expiry, `None` if it never expires.
-    pub expires_in: Option<Duration>,
-}
-
-/// Counters of the store, summed over shards.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StoreStats {
-    /// Reads that found a live entry.
-    pub hits: u64,
-    /// Reads that found nothing live.
-    pub misses: u64,
-    /// Writes that created an entry.
-    pub inserts: u64,
-    /// Writes that replaced an entry.
-    pub updates: u64,
-    /// Entries removed to make room.
-    pub evictions: u64,
-    /// Entries removed because their TTL passed.
-    pub expirations: u64,
-    /// Entries stored now (expired ones not yet swept included).
-    pub entries: u64,
-    /// Total weight stored now, in bytes.
-    pub weight: u64,
-}
 
 pub(crate) struct Store<V> {
     pub shards: Box<[Shard<V>]>,
@@ -761,6 +719,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     #[derive(Debug, Clone)]
     enum Op {

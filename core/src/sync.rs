@@ -1,7 +1,7 @@
 //! Lock shim: shuttle's locks under `--features shuttle` so the model checker controls every lock
 //! the engine takes; otherwise std's `Mutex`, and for the store's shard locks parking_lot's
 //! `RwLock` on native targets (std's on wasm32, where nothing contends and the module stays
-//! smaller). Poison is recovered, never spread (PROMISES P4): no user code runs while an engine
+//! smaller). Poison is recovered, never spread (a panic must not break later callers): no user code runs while an engine
 //! lock is held, so the data behind a poisoned lock is still consistent (parking_lot's locks do
 //! not poison at all).
 //!

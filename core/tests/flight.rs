@@ -1,5 +1,5 @@
-//! Coalesced loads: PROMISES P1 (every call ends), P2 (one load per flight), P3 (a caller's
-//! cancellation never cancels shared work), P4 (no lock across a callback, no poison).
+//! Coalesced loads: every call ends; one load per flight; a caller's cancellation never cancels
+//! shared work; no lock is held across a callback, and a panic poisons nothing.
 
 mod common;
 
@@ -17,7 +17,7 @@ fn cache() -> Cache<String> {
     Cache::builder().max_entries(10_000).build().unwrap()
 }
 
-/// P2: 1,000 concurrent callers for a cold key run the loader once and all get its value.
+/// One load per flight: 1,000 concurrent callers for a cold key run the loader once and all get its value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2_one_load_for_a_thousand_callers() {
     let c = cache();
@@ -44,7 +44,7 @@ async fn p2_one_load_for_a_thousand_callers() {
     assert_eq!(c.get("k").as_deref(), Some("v"));
 }
 
-/// P2: a loader error reaches every waiter, is not cached, and the next call loads again.
+/// One load per flight: a loader error reaches every waiter, is not cached, and the next call loads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2_error_reaches_all_and_is_not_cached() {
     let c = cache();
@@ -78,7 +78,7 @@ async fn p2_error_reaches_all_and_is_not_cached() {
     assert_eq!(c.stats().loads, 2);
 }
 
-/// P1/P4: a panicking loader gives every waiter `LoaderPanicked`; the key is not stuck, no lock
+/// Every call ends, nothing poisoned: a panicking loader gives every waiter `LoaderPanicked`; the key is not stuck, no lock
 /// is poisoned, and the next call loads normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p1_panicking_loader_does_not_stick_the_key() {
@@ -111,7 +111,7 @@ async fn p1_panicking_loader_does_not_stick_the_key() {
     assert_eq!(c.get("other").as_deref(), Some("x"));
 }
 
-/// P3: the first caller is cancelled (its future dropped) mid-load; the others still get the
+/// Cancellation never cancels shared work: the first caller is cancelled (its future dropped) mid-load; the others still get the
 /// value, with one loader call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p3_first_caller_cancelled_others_unharmed() {
@@ -143,8 +143,8 @@ async fn p3_first_caller_cancelled_others_unharmed() {
     assert_eq!(calls.load(SeqCst), 1);
 }
 
-/// P1/P3: the first caller polls once and is then parked forever (never polled again, never
-/// dropped): the others still finish, with one loader call (moka #240).
+/// Every call ends: the first caller polls once and is then parked forever (never polled again, never
+/// dropped): the others still finish, with one loader call (a bug moka once had).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p1_leader_parked_unpolled() {
     let c = cache();
@@ -173,7 +173,7 @@ async fn p1_leader_parked_unpolled() {
     assert!(matches!(leader.as_mut().poll(&mut Context::from_waker(&noop)), Poll::Ready(Ok(ref v)) if v == "v"));
 }
 
-/// P3: when every waiter is gone the load stops, and the key is free for a new flight.
+/// Work nobody waits for stops: when every waiter is gone the load stops, and the key is free for a new flight.
 #[tokio::test]
 async fn p3_all_waiters_gone_stops_the_load() {
     let c = cache();
@@ -235,7 +235,7 @@ async fn recursive_load_is_an_error() {
     }
 }
 
-/// P1: a hanging loader ends with `LoadTimeout` for every waiter; nothing is cached and the
+/// Every call ends: a hanging loader ends with `LoadTimeout` for every waiter; nothing is cached and the
 /// next call loads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p1_load_timeout() {

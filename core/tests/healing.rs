@@ -270,7 +270,7 @@ fn settings_by_name_and_validation() {
         HealingConfig { sample_rate: f64::NAN, ..Default::default() }
     )
     .is_err());
-    // defaults of the issue
+    // the documented defaults
     let d = HealingConfig::default();
     assert_eq!(
         (d.enabled, d.sample_rate, d.verify_interval_ms, d.auto_repair, d.score_window, d.source_timeout_ms),
@@ -360,7 +360,7 @@ fn refused_keys_are_skipped_not_failures() {
     assert_eq!(h.score("k").unwrap().sampled, 20);
 }
 
-/// Host code (comparator, digest, value drops) runs with no healer lock held (PROMISES P4): a
+/// Host code (comparator, digest, value drops) runs with no healer lock held (no lock across host code): a
 /// digest that reads the healer's reports from another thread finishes. Under a held lock that
 /// thread would block and the wait below would time out.
 #[test]

@@ -13,7 +13,7 @@ use healcache::Cache;
 
 const ITERATIONS: usize = 2000;
 
-/// P2: however the tasks interleave, one loader call serves every caller.
+/// One load per flight: however the tasks interleave, one loader call serves every caller.
 #[test]
 fn one_load_per_flight_under_random_schedules() {
     shuttle::check_random(
@@ -43,7 +43,7 @@ fn one_load_per_flight_under_random_schedules() {
     );
 }
 
-/// P3: a caller polled once then dropped, racing with others: every other caller still gets
+/// Cancellation never cancels shared work: a caller polled once then dropped, racing with others: every other caller still gets
 /// the value, the table ends empty, and at most two loads ran (the dropped flight's, if every
 /// waiter was gone before anyone joined it, and a fresh one).
 #[test]

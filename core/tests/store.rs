@@ -1,4 +1,4 @@
-//! The store: operations, TTLs on a manual clock, versions and compare-and-set, bounds (P5),
+//! The store: operations, TTLs on a manual clock, versions and compare-and-set, bounds (every size is bounded),
 //! eviction under pressure, sampling, configuration.
 
 use std::collections::HashMap;

@@ -2,8 +2,8 @@
 //!
 //! [`HttpSource`] answers for a key by a `GET` of a URL template such as
 //! `https://api.internal/users/{key}`. The template and every expanded URL are checked by
-//! [`healcache::UrlTemplate`] (PROMISES.md, "URL-template sources"): a key is always one
-//! percent-encoded path segment or query value, and a key that cannot be one is refused
+//! `UrlTemplate` (`template.rs`): a key is always one percent-encoded path segment or query
+//! value, never URL syntax, and a key that cannot be one is refused
 //! ([`SourceError::Refused`]: the healer skips it, it is neither drift nor a source failure).
 //!
 //! Answers: a 2xx status gives the body as the value, 404 and 410 mean "not found", and anything
@@ -21,7 +21,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use healcache::{ConfigProblem, Error, Result, Source, SourceAnswer, SourceError, UrlTemplate};
+use healcache::{ConfigProblem, Error, Result, Source, SourceAnswer, SourceError};
+
+mod template;
+use template::UrlTemplate;
 
 /// What a source fetch gives: the value, or why there is none.
 pub type Answer<V> = std::result::Result<SourceAnswer<V>, SourceError>;

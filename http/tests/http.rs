@@ -181,7 +181,7 @@ fn mapped_sources_convert_bodies() {
     assert_eq!(block_on(src.fetch("none")), Ok(SourceAnswer::NotFound));
 }
 
-/// The scenario end to end over real HTTP: a cache filled from the "database" the server
+/// Self-healing end to end over real HTTP: a cache filled from the "database" the server
 /// serves, drift behind its back, a healer that finds and repairs it.
 #[test]
 fn healer_repairs_drift_from_an_http_source() {

@@ -1,71 +1,29 @@
-//! Metrics: counters of the stampede layers, a load-latency histogram, and Prometheus text
-//! exposition of a [`Stats`](crate::Stats) snapshot.
+//! Prometheus text exposition (version 0.0.4) of a cache's [`Stats`] and of a healer's
+//! [`HealingStats`] and scores. Reads the counters; nothing below it imports this module.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Upper bounds of the load-latency buckets, in milliseconds (the last bucket is +Inf).
-pub const LATENCY_BUCKETS_MS: [f64; 13] =
-    [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+use crate::cache::Cache;
+use crate::healing::{Healer, HealingStats, PrefixScore};
+use crate::stats::{HistogramSnapshot, Stats, LATENCY_BUCKETS_MS};
 
-/// A fixed-bucket histogram with atomic counts.
-#[derive(Default)]
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; 14],
-    sum_nanos: AtomicU64,
-}
-
-/// A histogram read at one time: `counts[i]` observations fell in bucket i (not cumulative).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HistogramSnapshot {
-    /// Per-bucket counts for [`LATENCY_BUCKETS_MS`] and a last +Inf bucket.
-    pub counts: [u64; 14],
-    /// Sum of all observations, in nanoseconds.
-    pub sum_nanos: u64,
-}
-
-impl HistogramSnapshot {
-    /// Number of observations.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`.
+    pub fn prometheus(&self, name: &str) -> String {
+        prometheus_text(&self.stats(), name)
     }
 }
 
-impl Histogram {
-    pub fn record(&self, nanos: u64) {
-        let ms = nanos as f64 / 1e6;
-        let i = LATENCY_BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BUCKETS_MS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
+impl<V: Clone + Send + Sync + 'static> Healer<V> {
+    /// Healing metrics in the Prometheus text format, labelled `cache="<name>"`.
+    pub fn prometheus(&self, name: &str) -> String {
+        healing_prometheus_text(&self.stats(), &self.scores(), name)
     }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot {
-            counts: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
-            sum_nanos: self.sum_nanos.load(Relaxed),
-        }
-    }
-}
-
-/// Counters of the stampede layers.
-#[derive(Default)]
-pub(crate) struct StampedeCounters {
-    pub stale_swr: AtomicU64,
-    pub stale_fail_safe: AtomicU64,
-    pub stale_soft_timeout: AtomicU64,
-    pub early_refreshes: AtomicU64,
-    pub refresh_ahead: AtomicU64,
-    pub negative_hits: AtomicU64,
-    pub negative_refused: AtomicU64,
-    pub negative_entries: AtomicU64,
-    pub fenced_writes: AtomicU64,
-    pub oversize_rejections: AtomicU64,
-    pub load_latency: Histogram,
 }
 
 /// Renders `stats` in the Prometheus text exposition format (version 0.0.4), every metric
 /// named `healcache_*` and labelled with `cache="<name>"`.
-pub fn prometheus_text(stats: &crate::Stats, cache_name: &str) -> String {
+pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     let name = escape_label(cache_name);
     let mut out = String::with_capacity(4096);
     let mut counter = |metric: &str, help: &str, v: u64| {
@@ -110,7 +68,7 @@ pub fn prometheus_text(stats: &crate::Stats, cache_name: &str) -> String {
 /// Renders healing metrics: `healing.samples_total`, `healing.repairs_total`,
 /// `healing.source_failures`, `healing.interval_duration_ms` (histogram) and
 /// `healing.score.{prefix}` (a gauge per prefix, the prefix as a label).
-pub fn healing_prometheus_text(stats: &crate::HealingStats, scores: &[crate::PrefixScore], cache_name: &str) -> String {
+fn healing_prometheus_text(stats: &HealingStats, scores: &[PrefixScore], cache_name: &str) -> String {
     let name = escape_label(cache_name);
     let mut out = String::with_capacity(2048);
     for (metric, help, v) in [
@@ -167,20 +125,6 @@ fn escape_label(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets() {
-        let h = Histogram::default();
-        h.record(500_000); // 0.5 ms
-        h.record(3_000_000); // 3 ms
-        h.record(20_000_000_000); // 20 s
-        let s = h.snapshot();
-        assert_eq!(s.counts[0], 1);
-        assert_eq!(s.counts[2], 1);
-        assert_eq!(s.counts[13], 1);
-        assert_eq!(s.count(), 3);
-        assert_eq!(s.sum_nanos, 20_003_500_000);
-    }
 
     #[test]
     fn label_values_are_escaped() {

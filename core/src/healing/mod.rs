@@ -3,270 +3,37 @@
 //! rolling consistency score per prefix.
 //!
 //! The core runs one interval per [`Healer::run_interval`] call: native hosts call it from a
-//! background task every `verify_interval_ms` ([`Healer::run`] is that loop), WASM hosts from
-//! their own scheduler (a cron trigger, an alarm). No lock is held while a source is asked
-//! (PROMISES P4); a source that fails or times out makes its samples skipped, never counted in a
+//! background task every `verify_interval` ([`Healer::run`] is that loop), WASM hosts from
+//! their own scheduler (a cron trigger, an alarm). No lock is held while a source is asked (a
+//! source may be host code, and no lock is held across host code); a source that fails or times out makes its samples skipped, never counted in a
 //! score, and after repeated failures it is left alone for an exponentially growing, capped time.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::{self, Either};
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 
-use crate::config::{count, duration_ms, fraction};
+use crate::cache::Cache;
 use crate::error::{ConfigProblem, Error, Result};
-use crate::metrics::Histogram;
 use crate::scoring::ScoreWindow;
-use crate::settings::{setting_in, Scope, Setting, Unit};
 use crate::source::{Source, SourceAnswer, SourceError};
+use crate::stats::Histogram;
 use crate::sync::{lock, Mutex};
-use crate::{Cache, HistogramSnapshot};
+
+mod config;
+mod report;
+
+pub use config::HealingConfig;
+use config::Settings;
+pub use report::{DriftEvent, HealingStats, IntervalReport, PrefixScore};
 
 /// Consecutive failures of a source before it is backed off.
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
 /// Longest backoff, in verify intervals.
 const MAX_BACKOFF_INTERVALS: u64 = 32;
-
-/// Self-healing settings. Every field documents its default; all can change at runtime.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealingConfig {
-    /// Whether the background loop verifies at all. Defaults to: false.
-    pub enabled: bool,
-    /// Share of live keys sampled each interval (0 to 1). Defaults to: 0.01.
-    pub sample_rate: f64,
-    /// Time between intervals, in ms. Defaults to: 5,000.
-    pub verify_interval_ms: f64,
-    /// Whether drift is repaired (else only reported). Defaults to: true.
-    pub auto_repair: bool,
-    /// Samples per prefix in the rolling score. Defaults to: 1,000.
-    pub score_window: f64,
-    /// Time a source may take per key, in ms. Defaults to: 2,000.
-    pub source_timeout_ms: f64,
-    /// Most keys asked of one source at once. Defaults to: 16.
-    pub source_concurrency: f64,
-    /// Most registered prefixes. Defaults to: 1,024.
-    pub max_prefixes: f64,
-    /// Drift events kept for `drift_events`. Defaults to: 1,000.
-    pub max_drift_events: f64,
-    /// Most keys sampled in one interval. Defaults to: 100,000.
-    pub max_samples: f64,
-}
-
-impl Default for HealingConfig {
-    fn default() -> Self {
-        HealingConfig {
-            enabled: false,
-            sample_rate: 0.01,
-            verify_interval_ms: 5000.0,
-            auto_repair: true,
-            score_window: 1000.0,
-            source_timeout_ms: 2000.0,
-            source_concurrency: 16.0,
-            max_prefixes: 1024.0,
-            max_drift_events: 1000.0,
-            max_samples: 100_000.0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Settings {
-    enabled: bool,
-    sample_rate: f64,
-    interval: Duration,
-    auto_repair: bool,
-    score_window: usize,
-    source_timeout: Duration,
-    concurrency: usize,
-    max_prefixes: usize,
-    max_drift_events: usize,
-    max_samples: usize,
-}
-
-impl HealingConfig {
-    fn validate(&self) -> Result<Settings> {
-        Ok(Settings {
-            enabled: self.enabled,
-            sample_rate: fraction("sample_rate", self.sample_rate)?,
-            interval: duration_ms("verify_interval", self.verify_interval_ms)?,
-            auto_repair: self.auto_repair,
-            score_window: count("score_window", self.score_window, 1.0, 1e6)? as usize,
-            source_timeout: duration_ms("source_timeout", self.source_timeout_ms)?,
-            concurrency: count("source_concurrency", self.source_concurrency, 1.0, 4096.0)? as usize,
-            max_prefixes: count("max_prefixes", self.max_prefixes, 1.0, 1e5)? as usize,
-            max_drift_events: count("max_drift_events", self.max_drift_events, 0.0, 1e6)? as usize,
-            max_samples: count("max_samples", self.max_samples, 1.0, 1e7)? as usize,
-        })
-    }
-
-    /// The healing setting called `name` in the settings table (snake or camelCase).
-    fn setting(name: &str, value: Option<f64>) -> Result<&'static Setting> {
-        setting_in(Scope::Healing, name).ok_or(Error::invalid_config("name", ConfigProblem::Unknown, value))
-    }
-
-    /// Sets one field by its name in the settings table ([`crate::settings::SETTINGS`], snake or
-    /// camelCase) to a number: durations in milliseconds, flags 1 or 0. The whole config is
-    /// validated and nothing changes on error.
-    ///
-    /// ```
-    /// let mut c = healcache::HealingConfig::default();
-    /// c.set("sample_rate", 0.05).unwrap();
-    /// c.set("verifyInterval", 250.0).unwrap();
-    /// assert_eq!((c.sample_rate, c.verify_interval_ms), (0.05, 250.0));
-    /// assert!(c.set("sample_rate", 2.0).is_err());
-    /// ```
-    pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
-        let setting = Self::setting(name, Some(value))?;
-        let mut next = self.clone();
-        let flag = || match value {
-            1.0 => Ok(true),
-            0.0 => Ok(false),
-            _ => Err(Error::invalid_config(setting.name, ConfigProblem::NotFlag, Some(value))),
-        };
-        match setting.name {
-            "enabled" => next.enabled = flag()?,
-            "sample_rate" => next.sample_rate = value,
-            "verify_interval" => next.verify_interval_ms = value,
-            "auto_repair" => next.auto_repair = flag()?,
-            "score_window" => next.score_window = value,
-            "source_timeout" => next.source_timeout_ms = value,
-            "source_concurrency" => next.source_concurrency = value,
-            "max_prefixes" => next.max_prefixes = value,
-            "max_drift_events" => next.max_drift_events = value,
-            "max_samples" => next.max_samples = value,
-            _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, Some(value))),
-        }
-        next.validate()?;
-        *self = next;
-        Ok(())
-    }
-
-    /// One field by its name in the settings table, as a number (durations in milliseconds,
-    /// flags 1 or 0).
-    pub fn get(&self, name: &str) -> Result<f64> {
-        let flag = |on: bool| f64::from(u8::from(on));
-        Ok(match Self::setting(name, None)?.name {
-            "enabled" => flag(self.enabled),
-            "sample_rate" => self.sample_rate,
-            "verify_interval" => self.verify_interval_ms,
-            "auto_repair" => flag(self.auto_repair),
-            "score_window" => self.score_window,
-            "source_timeout" => self.source_timeout_ms,
-            "source_concurrency" => self.source_concurrency,
-            "max_prefixes" => self.max_prefixes,
-            "max_drift_events" => self.max_drift_events,
-            "max_samples" => self.max_samples,
-            _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, None)),
-        })
-    }
-
-    /// Whether the setting `name` is a flag (`enabled`, `auto_repair`).
-    pub fn is_flag(name: &str) -> bool {
-        setting_in(Scope::Healing, name).is_some_and(|s| s.unit == Unit::Flag)
-    }
-
-    /// [`HealingConfig::set`] from text (`"0.02"`; flags: `true`/`false`, `1`/`0`, `on`/`off`).
-    pub fn set_by_name(&mut self, name: &str, value: &str) -> Result<()> {
-        let setting = Self::setting(name, None)?;
-        let v = if setting.unit == Unit::Flag {
-            match value.trim() {
-                "true" | "1" | "on" => 1.0,
-                "false" | "0" | "off" => 0.0,
-                _ => return Err(Error::invalid_config(setting.name, ConfigProblem::NotFlag, None)),
-            }
-        } else {
-            value
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| Error::invalid_config(setting.name, ConfigProblem::NotNumber, None))?
-        };
-        self.set(name, v)
-    }
-
-    /// One field by its name, as text (flags: `true`/`false`).
-    pub fn get_by_name(&self, name: &str) -> Result<String> {
-        let v = self.get(name)?;
-        Ok(if Self::is_flag(name) { (v == 1.0).to_string() } else { v.to_string() })
-    }
-}
-
-/// A prefix's score report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PrefixScore {
-    /// The registered prefix.
-    pub prefix: String,
-    /// consistent / verified over the last `score_window` samples (1.0 before any).
-    pub score: f64,
-    /// Samples verified for this prefix, ever.
-    pub sampled: u64,
-    /// Drifted entries repaired for this prefix, ever.
-    pub repaired: u64,
-}
-
-/// Totals of the healer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HealingStats {
-    /// Samples verified, ever (skipped ones not included).
-    pub total_sampled: u64,
-    /// Drifted entries repaired, ever.
-    pub total_repaired: u64,
-    /// Mean score of the prefixes that have samples (1.0 when none has).
-    pub avg_score: f64,
-    /// Source calls that failed or timed out.
-    pub source_failures: u64,
-    /// Duration of the last interval, in ms.
-    pub last_interval_ms: f64,
-    /// Drift found, ever (repaired or not).
-    pub total_drift: u64,
-    /// Durations of intervals.
-    pub interval_duration: HistogramSnapshot,
-}
-
-/// One drift found: the cache held something else than the source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DriftEvent {
-    /// The key.
-    pub key: String,
-    /// Its registered prefix.
-    pub prefix: String,
-    /// When, on the cache's clock, in ms.
-    pub at_ms: u64,
-    /// Short digest of the cached value (`absent` for a cached "not found").
-    pub old_digest: String,
-    /// Short digest of the source's value (`absent` when the source said "not found").
-    pub new_digest: String,
-    /// Whether it was repaired (false: auto_repair off, or a newer write won the race).
-    pub repaired: bool,
-}
-
-/// What one interval did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct IntervalReport {
-    /// Keys drawn.
-    pub drawn: u64,
-    /// Keys verified (consistent + drift).
-    pub verified: u64,
-    /// Keys found consistent.
-    pub consistent: u64,
-    /// Keys found drifted.
-    pub drift: u64,
-    /// Drifted keys repaired.
-    pub repaired: u64,
-    /// Keys skipped: no source, source backed off, source failed, or the entry changed meanwhile.
-    pub skipped: u64,
-    /// Source calls that failed or timed out.
-    pub failures: u64,
-    /// The interval's duration, in ms.
-    pub duration_ms: u64,
-    /// True when another interval was still running, so this one did nothing.
-    pub overlapped: bool,
-}
 
 /// Compares a cached value with a source's value (true: consistent).
 pub type Comparator<V> = Arc<dyn Fn(&V, &V) -> bool + Send + Sync>;
@@ -449,13 +216,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         Ok(())
     }
 
-    /// Sets one setting by name (`config_set("healing.sample_rate", "0.02")`).
+    /// Sets one setting by its name in the settings table, from text (`config_set("sample_rate", "0.02")`).
     pub fn config_set(&self, name: &str, value: &str) -> Result<()> {
-        let mut c = self.config();
-        c.set_by_name(name, value)?;
-        let settings = c.validate()?;
-        self.apply(c, settings);
-        Ok(())
+        self.update(|c| c.set_by_name(name, value))
     }
 
     /// One setting by name, as text.
@@ -465,11 +228,14 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
 
     /// Sets one setting by name to a number (flags: 1 or 0); see [`HealingConfig::set`].
     pub fn config_set_number(&self, name: &str, value: f64) -> Result<()> {
+        self.update(|c| c.set(name, value))
+    }
+
+    /// Applies `change` to a copy of the settings, then the copy as a whole (validated).
+    fn update(&self, change: impl FnOnce(&mut HealingConfig) -> Result<()>) -> Result<()> {
         let mut c = self.config();
-        c.set(name, value)?;
-        let settings = c.validate()?;
-        self.apply(c, settings);
-        Ok(())
+        change(&mut c)?;
+        self.set_config(c)
     }
 
     /// One setting by name, as a number (flags: 1 or 0).
@@ -673,7 +439,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// The background loop: an interval every `verify_interval_ms` while enabled, until
+    /// The background loop: an interval every `verify_interval` while enabled, until
     /// [`Healer::stop`] or until the future is dropped. Needs the cache's timer.
     pub async fn run(&self) {
         let Some(timer) = self.inner.cache.timer() else { return };
@@ -736,13 +502,8 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// The most recent drift events, newest last (at most `healing.max_drift_events`).
+    /// The most recent drift events, newest last (at most `max_drift_events`).
     pub fn drift_events(&self) -> Vec<DriftEvent> {
         lock(&self.inner.drift).iter().cloned().collect()
-    }
-
-    /// Healing metrics in the Prometheus text format, labelled `cache="<name>"`.
-    pub fn prometheus(&self, name: &str) -> String {
-        crate::metrics::healing_prometheus_text(&self.stats(), &self.scores(), name)
     }
 }

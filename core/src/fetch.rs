@@ -1,0 +1,387 @@
+//! The read-through pipeline: [`Cache::get_or_load`] and [`Cache::fetch`] (and their blocking
+//! twins) on top of the flight table, with every stampede layer the cache is configured with:
+//! stale-while-revalidate, fail-safe and the soft timeout within the grace window, XFetch early
+//! refresh, refresh-ahead, negative caching, and the fenced store of a loaded value.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{self, Either, FutureExt};
+
+use crate::cache::{Cache, Ttl};
+use crate::error::{Error, LoaderError, Result};
+use crate::flight::{self, LoadFuture, Tracked};
+use crate::stats::Status;
+use crate::store::{Expect, Lookup};
+use crate::xfetch;
+
+/// What a loader found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded<V> {
+    /// The value.
+    Value(V),
+    /// The key does not exist at the source; cached for `negative_ttl` when that is set.
+    NotFound,
+}
+
+/// Per-call overrides of [`Cache::fetch`]; `None` fields take the cache's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FetchOptions {
+    /// TTL of a loaded value. Defaults to: the cache's TTL.
+    pub ttl: Ttl,
+    /// TTL of a "not found" answer. Defaults to: the cache's `negative_ttl`.
+    pub negative_ttl: Option<Duration>,
+    /// Serve a stale value at once while refreshing. Defaults to: `stale_while_revalidate`.
+    pub stale_while_revalidate: Option<bool>,
+    /// XFetch early refresh on this read. Defaults to: `xfetch`.
+    pub xfetch: Option<bool>,
+    /// Soft timeout of this load. Defaults to: `load_soft_timeout`.
+    pub soft_timeout: Option<Duration>,
+}
+
+/// The answer of [`Cache::fetch`]: the value (`None`: not found) and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched<V> {
+    /// The value, or `None` when the key does not exist at the source.
+    pub value: Option<V>,
+    /// What the call did.
+    pub status: Status,
+}
+
+impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    /// Returns `key`'s fresh value, or loads it with `loader`: concurrent callers for the same key
+    /// share one loader call and its result (value or error). The loader's future is owned by the
+    /// flight, not by this caller: dropping this future leaves the others waiting unharmed. The
+    /// value is stored fenced: if `key` was written while it loaded, the newer write is kept.
+    /// With a grace window, a stale value is served when the load fails (fail-safe).
+    ///
+    /// ```
+    /// use healcache::Cache;
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<String>::builder().build().unwrap();
+    /// let v = cache
+    ///     .get_or_load("user:1", || async { Ok::<_, std::io::Error>("Ada".to_string()) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(v, "Ada");
+    /// assert_eq!(cache.stats().loads, 1);
+    /// # });
+    /// ```
+    pub fn get_or_load<F, Fut, E>(&self, key: &str, loader: F) -> impl Future<Output = Result<V>> + Send + '_
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        // Fast path: a fresh value, when no refresh layer needs to see the read, is returned
+        // without building the load machinery.
+        let s = &self.inner.settings;
+        if s.xfetch_beta.is_none() && s.refresh_after.is_none() {
+            if let Some(v) = self.inner.store.try_hit(key, |slot| slot.value.clone()) {
+                return Either::Left(future::ready(Ok(v)));
+            }
+        }
+        let key = key.to_owned();
+        Either::Right(async move {
+            let f = self.fetch(&key, FetchOptions::default(), move || loader().map(|r| r.map(Loaded::Value))).await?;
+            f.value.ok_or(Error::NotFound)
+        })
+    }
+
+    /// The full read-through call: [`Cache::get_or_load`] plus "not found" answers (negative
+    /// caching), per-call options, and the [`Status`] of what happened. Every stampede layer the
+    /// cache is configured with applies: stale-while-revalidate, fail-safe and soft timeout within
+    /// the grace window, XFetch early refresh, refresh-ahead, TTL jitter.
+    ///
+    /// ```
+    /// use healcache::{Cache, FetchOptions, Loaded, Status};
+    /// use std::time::Duration;
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<String>::builder().negative_ttl(Duration::from_secs(5)).build().unwrap();
+    /// let missing = || async { Ok::<_, std::io::Error>(Loaded::NotFound) };
+    /// let f = cache.fetch("user:404", FetchOptions::default(), missing).await.unwrap();
+    /// assert_eq!((f.value, f.status), (None, Status::NegativeLoaded));
+    /// let f = cache.fetch("user:404", FetchOptions::default(), missing).await.unwrap();
+    /// assert_eq!(f.status, Status::NegativeHit);
+    /// # });
+    /// ```
+    pub async fn fetch<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> Result<Fetched<V>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let inner = &self.inner;
+        let s = &inner.settings;
+        inner.store.check_key(key)?;
+        let mut removed = Vec::new();
+        let look = inner.store.lookup(key, &mut removed);
+        self.done(removed);
+        let stale = match look {
+            Lookup::Fresh(raw) => {
+                let Some(value) = raw.value else {
+                    inner.counters.negative_hits.fetch_add(1, Relaxed);
+                    return Ok(Fetched { value: None, status: Status::NegativeHit });
+                };
+                let mut status = Status::Hit;
+                if s.refresh_after.is_some() || s.xfetch_beta.is_some() {
+                    let now = inner.store.now();
+                    if let Some(ra) = s.refresh_after {
+                        if now.saturating_sub(raw.written_at) >= ra.as_nanos() as u64 {
+                            status = Status::RefreshAhead;
+                        }
+                    }
+                    if let (Status::Hit, Some(beta), true) = (status, s.xfetch_beta, opts.xfetch.unwrap_or(true)) {
+                        if xfetch::should_refresh(now, raw.expires_at, raw.load_nanos, beta, self.unit()) {
+                            status = Status::EarlyRefresh;
+                        }
+                    }
+                    if status != Status::Hit {
+                        if self.refresh_in_background(key, opts, loader) {
+                            let c = if status == Status::EarlyRefresh {
+                                &inner.counters.early_refreshes
+                            } else {
+                                &inner.counters.refresh_ahead
+                            };
+                            c.fetch_add(1, Relaxed);
+                        } else {
+                            status = Status::Hit;
+                        }
+                    }
+                }
+                return Ok(Fetched { value: Some(value), status });
+            }
+            // a stale "not found" is served like a stale value
+            Lookup::Stale(raw) => Some(raw.value),
+            Lookup::Absent => None,
+        };
+        if let Some(stale) = &stale {
+            if opts.stale_while_revalidate.unwrap_or(s.stale_while_revalidate) && inner.spawner.is_some() {
+                self.refresh_in_background(key, opts, loader);
+                inner.counters.stale_swr.fetch_add(1, Relaxed);
+                return Ok(Fetched { value: stale.clone(), status: Status::Stale });
+            }
+        }
+        let joined = match inner.flights.join_or_start(
+            key,
+            || inner.store.peek_with(key, |s, _| s.value.clone()),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
+        )? {
+            Err(v) => {
+                let status = if v.is_some() { Status::Hit } else { Status::NegativeHit };
+                return Ok(Fetched { value: v, status });
+            }
+            Ok(j) => j,
+        };
+        let started = joined.started;
+        let soft = opts.soft_timeout.or(s.soft_timeout);
+        let result = match (&stale, soft, &inner.timer, &inner.spawner) {
+            (Some(stale), Some(t), Some(timer), Some(spawner)) => {
+                let keep = joined.load.clone();
+                match future::select(Box::pin(flight::wait(joined)), timer.sleep(t)).await {
+                    Either::Left((r, _)) => r,
+                    Either::Right(_) => {
+                        // The load goes on in the background and stores its value when done.
+                        spawner.spawn(
+                            async move {
+                                let _ = keep.await;
+                            }
+                            .boxed(),
+                        );
+                        inner.counters.stale_soft_timeout.fetch_add(1, Relaxed);
+                        return Ok(Fetched { value: stale.clone(), status: Status::StaleSoftTimeout });
+                    }
+                }
+            }
+            _ => flight::wait(joined).await,
+        };
+        match result {
+            Ok(Some(v)) => {
+                Ok(Fetched { value: Some(v), status: if started { Status::Loaded } else { Status::Coalesced } })
+            }
+            Ok(None) => Ok(Fetched { value: None, status: Status::NegativeLoaded }),
+            Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
+            Err(e) => match stale {
+                Some(stale) => {
+                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                    Ok(Fetched { value: stale, status: Status::StaleFailSafe })
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Starts a background refresh of `key` unless one is under way; true if it started.
+    fn refresh_in_background<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let inner = &self.inner;
+        let Some(spawner) = &inner.spawner else { return false };
+        let joined = inner.flights.join_or_start(
+            key,
+            || None,
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
+        );
+        match joined {
+            Ok(Ok(j)) if j.started => {
+                let load = j.load;
+                spawner.spawn(
+                    async move {
+                        let _ = load.await;
+                    }
+                    .boxed(),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The blocking twin of [`Cache::get_or_load`] for threaded code (native only). It shares
+    /// flights with the async variant. Waits at most `load_timeout` when that is set; a thread
+    /// running a synchronous loader itself cannot be interrupted and returns when it finishes.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn get_or_load_blocking<F, E>(&self, key: &str, loader: F) -> Result<V>
+    where
+        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        self.get_or_load_blocking_with(key, FetchOptions::default(), loader)
+    }
+
+    /// [`Cache::get_or_load_blocking`] with per-call [`FetchOptions`] (e.g. the loaded value's
+    /// TTL), as [`Cache::fetch`] takes them: the threaded twin of a `fetch` that returns a value.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn get_or_load_blocking_with<F, E>(&self, key: &str, opts: FetchOptions, loader: F) -> Result<V>
+    where
+        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let inner = &self.inner;
+        inner.store.check_key(key)?;
+        let mut removed = Vec::new();
+        let look = inner.store.lookup(key, &mut removed);
+        self.done(removed);
+        let stale = match look {
+            Lookup::Fresh(raw) => return raw.value.ok_or(Error::NotFound),
+            Lookup::Stale(raw) => Some(raw.value),
+            Lookup::Absent => None,
+        };
+        let loader = move || future::lazy(move |_| loader().map(Loaded::Value));
+        let joined = match inner.flights.join_or_start(
+            key,
+            || inner.store.peek_with(key, |s, _| s.value.clone()),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
+        )? {
+            Err(v) => return v.ok_or(Error::NotFound),
+            Ok(j) => j,
+        };
+        match flight::wait_blocking(joined, inner.settings.load_timeout) {
+            Ok(v) => v.ok_or(Error::NotFound),
+            Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
+            // fail-safe, as in `fetch`: within grace a failed load serves the stale value
+            Err(e) => match stale {
+                Some(v) => {
+                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                    v.ok_or(Error::NotFound)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    fn load_future<F, Fut, E>(
+        &self,
+        key: Arc<str>,
+        id: u64,
+        fence: u64,
+        opts: FetchOptions,
+        loader: F,
+    ) -> LoadFuture<Option<V>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let cache = self.clone();
+        async move {
+            // Removes the table entry however the flight ends: done, or dropped by its last waiter.
+            struct Finish<V: Clone + Send + Sync + 'static>(Cache<V>, Arc<str>, u64);
+            impl<V: Clone + Send + Sync + 'static> Drop for Finish<V> {
+                fn drop(&mut self) {
+                    self.0.inner.flights.finish(&self.1, self.2);
+                }
+            }
+            let _finish = Finish(cache.clone(), key.clone(), id);
+            let inner = &cache.inner;
+            let counters = &inner.flights.counters;
+            let started = inner.store.precise_now();
+            let load = Tracked {
+                id,
+                fut: future::lazy(move |_| loader())
+                    .flatten()
+                    .map(|r| {
+                        r.map(|l| match l {
+                            Loaded::Value(v) => Some(v),
+                            Loaded::NotFound => None,
+                        })
+                        .map_err(Into::into)
+                    })
+                    .boxed(),
+            };
+            let res = match (inner.settings.load_timeout, &inner.timer) {
+                (Some(t), Some(timer)) => match future::select(load, timer.sleep(t)).await {
+                    Either::Left((r, _)) => r,
+                    Either::Right(_) => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),
+                },
+                _ => load.await,
+            };
+            let took = inner.store.precise_now().saturating_sub(started);
+            inner.counters.load_latency.record(took);
+            match &res {
+                Ok(v) => cache.store_loaded(&key, v.clone(), fence, took, opts),
+                Err(Error::LoadTimeout { .. }) => {
+                    counters.load_timeouts.fetch_add(1, Relaxed);
+                }
+                Err(Error::LoaderPanicked) => {
+                    counters.load_panics.fetch_add(1, Relaxed);
+                }
+                Err(_) => {
+                    counters.load_errors.fetch_add(1, Relaxed);
+                }
+            }
+            res
+        }
+        .boxed()
+    }
+
+    /// Stores a loaded value unless a write landed since the load began (its version fence).
+    fn store_loaded(&self, key: &str, value: Option<V>, fence: u64, load_nanos: u64, opts: FetchOptions) {
+        let c = &self.inner.counters;
+        let ttl = match &value {
+            Some(_) => opts.ttl,
+            None => {
+                let Some(t) = opts.negative_ttl.or(self.inner.settings.negative_ttl) else { return };
+                if c.negative_entries.load(Relaxed) >= self.inner.settings.max_negative {
+                    c.negative_refused.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ttl::For(t)
+            }
+        };
+        match self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
+            Ok(_) => {}
+            Err(Error::VersionMismatch { .. }) => {
+                c.fenced_writes.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                c.oversize_rejections.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The counters of a cache: what [`Stats`] reports and where each number is kept (per shard in
+//! the store, per flight table, per stampede layer), the load-latency histogram, and the
+//! [`Status`] of a fetch that the counters tally.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What a fetch did, like lru-cache's fetch status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum Status {
+    /// A fresh value was there.
+    Hit,
+    /// This call ran the loader.
+    Loaded,
+    /// This call waited for a load another caller started.
+    Coalesced,
+    /// A stale value was served at once while one refresh runs (stale-while-revalidate).
+    Stale,
+    /// The load failed or hit its hard timeout; the stale value was served (fail-safe).
+    StaleFailSafe,
+    /// The load passed its soft timeout; the stale value was served, the load goes on.
+    StaleSoftTimeout,
+    /// A fresh value was served and XFetch started an early refresh.
+    EarlyRefresh,
+    /// A fresh value was served and refresh-ahead started a refresh.
+    RefreshAhead,
+    /// A cached "not found" answered.
+    NegativeHit,
+    /// The loader answered "not found".
+    NegativeLoaded,
+}
+
+impl Status {
+    /// The status as a stable kebab-case string (the bindings' status values).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Hit => "hit",
+            Status::Loaded => "loaded",
+            Status::Coalesced => "coalesced",
+            Status::Stale => "stale",
+            Status::StaleFailSafe => "stale-fail-safe",
+            Status::StaleSoftTimeout => "stale-soft-timeout",
+            Status::EarlyRefresh => "early-refresh",
+            Status::RefreshAhead => "refresh-ahead",
+            Status::NegativeHit => "negative-hit",
+            Status::NegativeLoaded => "negative-loaded",
+        }
+    }
+}
+
+/// Every counter of a cache, summed at the time of the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Reads that found a fresh value.
+    pub hits: u64,
+    /// Reads that found no fresh value.
+    pub misses: u64,
+    /// Writes that created an entry.
+    pub inserts: u64,
+    /// Writes that replaced an entry.
+    pub updates: u64,
+    /// Entries removed to make room.
+    pub evictions: u64,
+    /// Entries removed because their TTL (and grace window) passed.
+    pub expirations: u64,
+    /// Entries stored now (expired ones not yet swept included).
+    pub entries: u64,
+    /// Total weight stored now, in bytes.
+    pub weight: u64,
+    /// Loader calls (one per flight).
+    pub loads: u64,
+    /// Callers that joined a flight already under way instead of loading.
+    pub coalesced: u64,
+    /// Loads that ended with the loader's error.
+    pub load_errors: u64,
+    /// Loads whose loader panicked.
+    pub load_panics: u64,
+    /// Loads that hit `load_timeout`.
+    pub load_timeouts: u64,
+    /// Loaded values not stored because a newer write happened during the load (fenced).
+    pub fenced_writes: u64,
+    /// Loaded values not stored because they exceeded `max_entry_bytes`.
+    pub oversize_rejections: u64,
+    /// Flights under way now.
+    pub in_flight: u64,
+    /// Stale values served at once while refreshing (stale-while-revalidate).
+    pub stale_served_swr: u64,
+    /// Stale values served because the load failed or timed out (fail-safe).
+    pub stale_served_fail_safe: u64,
+    /// Stale values served because the load passed its soft timeout.
+    pub stale_served_soft_timeout: u64,
+    /// XFetch early refreshes started.
+    pub early_refreshes: u64,
+    /// Refresh-ahead refreshes started.
+    pub refresh_ahead: u64,
+    /// Reads answered by a cached "not found".
+    pub negative_hits: u64,
+    /// Cached "not found" answers stored now.
+    pub negative_entries: u64,
+    /// "Not found" answers not cached because negatives had their full share of capacity.
+    pub negative_refused: u64,
+    /// Durations of loader calls.
+    pub load_latency: HistogramSnapshot,
+}
+
+impl Stats {
+    /// Every counter with its field name, in declaration order (the load-latency histogram aside):
+    /// the one list bindings walk instead of naming each field again.
+    pub fn counters(&self) -> [(&'static str, u64); 24] {
+        [
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("inserts", self.inserts),
+            ("updates", self.updates),
+            ("evictions", self.evictions),
+            ("expirations", self.expirations),
+            ("entries", self.entries),
+            ("weight", self.weight),
+            ("loads", self.loads),
+            ("coalesced", self.coalesced),
+            ("load_errors", self.load_errors),
+            ("load_panics", self.load_panics),
+            ("load_timeouts", self.load_timeouts),
+            ("fenced_writes", self.fenced_writes),
+            ("oversize_rejections", self.oversize_rejections),
+            ("in_flight", self.in_flight),
+            ("stale_served_swr", self.stale_served_swr),
+            ("stale_served_fail_safe", self.stale_served_fail_safe),
+            ("stale_served_soft_timeout", self.stale_served_soft_timeout),
+            ("early_refreshes", self.early_refreshes),
+            ("refresh_ahead", self.refresh_ahead),
+            ("negative_hits", self.negative_hits),
+            ("negative_entries", self.negative_entries),
+            ("negative_refused", self.negative_refused),
+        ]
+    }
+}
+
+#[derive(Default)]
+/// One shard's counters, bumped under its read or write lock.
+pub(crate) struct ShardStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub inserts: AtomicU64,
+    pub updates: AtomicU64,
+    pub evictions: AtomicU64,
+    pub expirations: AtomicU64,
+}
+
+/// Counters of the store, summed over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// Reads that found a live entry.
+    pub hits: u64,
+    /// Reads that found nothing live.
+    pub misses: u64,
+    /// Writes that created an entry.
+    pub inserts: u64,
+    /// Writes that replaced an entry.
+    pub updates: u64,
+    /// Entries removed to make room.
+    pub evictions: u64,
+    /// Entries removed because their TTL passed.
+    pub expirations: u64,
+    /// Entries stored now (expired ones not yet swept included).
+    pub entries: u64,
+    /// Total weight stored now, in bytes.
+    pub weight: u64,
+}
+
+/// Upper bounds of the load-latency buckets, in milliseconds (the last bucket is +Inf).
+pub const LATENCY_BUCKETS_MS: [f64; 13] =
+    [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// A fixed-bucket histogram with atomic counts.
+#[derive(Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; 14],
+    sum_nanos: AtomicU64,
+}
+
+/// A histogram read at one time: `counts[i]` observations fell in bucket i (not cumulative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HistogramSnapshot {
+    /// Per-bucket counts for [`LATENCY_BUCKETS_MS`] and a last +Inf bucket.
+    pub counts: [u64; 14],
+    /// Sum of all observations, in nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl HistogramSnapshot {
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+impl Histogram {
+    pub fn record(&self, nanos: u64) {
+        let ms = nanos as f64 / 1e6;
+        let i = LATENCY_BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum_nanos: self.sum_nanos.load(Relaxed),
+        }
+    }
+}
+
+/// Counters of the stampede layers.
+#[derive(Default)]
+pub(crate) struct StampedeCounters {
+    pub stale_swr: AtomicU64,
+    pub stale_fail_safe: AtomicU64,
+    pub stale_soft_timeout: AtomicU64,
+    pub early_refreshes: AtomicU64,
+    pub refresh_ahead: AtomicU64,
+    pub negative_hits: AtomicU64,
+    pub negative_refused: AtomicU64,
+    pub negative_entries: AtomicU64,
+    pub fenced_writes: AtomicU64,
+    pub oversize_rejections: AtomicU64,
+    pub load_latency: Histogram,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets() {
+        let h = Histogram::default();
+        h.record(500_000); // 0.5 ms
+        h.record(3_000_000); // 3 ms
+        h.record(20_000_000_000); // 20 s
+        let s = h.snapshot();
+        assert_eq!(s.counts[0], 1);
+        assert_eq!(s.counts[2], 1);
+        assert_eq!(s.counts[13], 1);
+        assert_eq!(s.count(), 3);
+        assert_eq!(s.sum_nanos, 20_003_500_000);
+    }
+}
