@@ -6,8 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, PASSWORD};
-use redis::Value;
+use common::{map, Server, PASSWORD};
 use serde_json::json;
 
 fn tool(name: &str) -> Command {
@@ -79,26 +78,6 @@ fn redis_benchmark_runs_without_errors() {
     assert!(commands >= 4000, "{commands}");
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) => d.to_string(),
-        Value::Okay => "OK".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// A map reply (RESP3) or flat pairs (RESP2) as (field, text) pairs.
-fn pairs(v: Value) -> Vec<(String, String)> {
-    match v {
-        Value::Map(m) => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        Value::Array(a) => a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect(),
-        other => panic!("not a map: {other:?}"),
-    }
-}
-
 #[test]
 fn rust_redis_crate_resp2_and_resp3() {
     let s = secured();
@@ -128,7 +107,7 @@ fn rust_redis_crate_resp2_and_resp3() {
         }
         let got: Vec<i64> = pipe.query(&mut con).unwrap();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
-        let stats = pairs(redis::cmd("CONSISTENCY").arg("STATS").query(&mut con).unwrap());
+        let stats = map(&redis::cmd("CONSISTENCY").arg("STATS").query(&mut con).unwrap());
         let names: Vec<&str> = stats.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["total_sampled", "total_repaired", "avg_score", "source_failures", "last_interval_ms"]);
         let err = redis::cmd("SET").arg("big").arg(vec![b'x'; 5000]).query::<()>(&mut con).unwrap_err();

@@ -5,29 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, HttpSource, Server, PASSWORD};
+use common::{eventually, map, text, HttpSource, Server, PASSWORD};
 use redis::{Connection, Value};
 use serde_json::json;
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) => d.to_string(),
-        Value::Nil => "nil".into(),
-        Value::Okay => "OK".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn map(v: &Value) -> Vec<(String, String)> {
-    match v {
-        Value::Map(m) => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        Value::Array(a) => a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect(),
-        other => panic!("not a map: {other:?}"),
-    }
-}
 
 fn field(m: &[(String, String)], name: &str) -> String {
     m.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no {name} in {m:?}")).1.clone()

@@ -317,3 +317,27 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A reply of the redis crate as text (`nil` for none).
+pub fn text(v: &redis::Value) -> String {
+    use redis::Value;
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) => d.to_string(),
+        Value::Nil => "nil".into(),
+        Value::Okay => "OK".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A map reply (RESP3) or flat pairs (RESP2) as (field, text) pairs.
+pub fn map(v: &redis::Value) -> Vec<(String, String)> {
+    use redis::Value;
+    match v {
+        Value::Map(m) => m.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        Value::Array(a) => a.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect(),
+        other => panic!("not a map: {other:?}"),
+    }
+}
