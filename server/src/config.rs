@@ -20,10 +20,19 @@ impl Secret {
         Secret(s.into())
     }
 
-    /// Whether `given` is the password; the time taken does not depend on where they differ.
+    /// Whether `given` is the password. The time taken depends on the length of `given` only:
+    /// neither where the two differ nor the password's length shows.
     pub fn matches(&self, given: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(given).into()
+        let secret = self.0.as_bytes();
+        if secret.is_empty() {
+            return given.is_empty();
+        }
+        let mut diff = u8::from(secret.len() != given.len());
+        for (i, b) in given.iter().enumerate() {
+            diff |= std::hint::black_box(secret[i % secret.len()] ^ b);
+        }
+        diff.ct_eq(&0).into()
     }
 }
 
@@ -142,6 +151,9 @@ impl ServerConfig {
             "localhost" => IpAddr::from([127, 0, 0, 1]),
             other => other.parse().map_err(|_| format!("--bind: not an IP address: {other:?}"))?,
         };
+        if self.requirepass.as_ref().is_some_and(|p| p.0.is_empty()) {
+            return Err("requirepass must not be empty".into());
+        }
         if !ip.is_loopback() && self.requirepass.is_none() {
             return Err(format!("refusing to listen on {ip} without --requirepass (only loopback may go without)"));
         }
@@ -259,6 +271,8 @@ mod tests {
         assert!(open.server.bind_addr().unwrap_err().contains("refusing"));
         let open = from_args(args(&["--bind", "0.0.0.0", "--requirepass", "pw"])).unwrap();
         assert!(open.server.bind_addr().is_ok());
+        let empty = from_args(args(&["--bind", "0.0.0.0", "--requirepass", ""])).unwrap();
+        assert!(empty.server.bind_addr().unwrap_err().contains("empty"));
         assert!(from_args(args(&["--nope", "1"])).is_err());
         let forever = ServerConfig { idle_timeout_ms: u64::MAX, ..ServerConfig::default() };
         assert!(forever.bind_addr().unwrap_err().contains("idle_timeout_ms"));
@@ -270,5 +284,9 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(s.matches(b"hunter2"));
         assert!(!s.matches(b"hunter3"));
+        assert!(!s.matches(b"hunter2hunter2"), "a repetition of the password is not it");
+        assert!(!s.matches(b"hunter"));
+        assert!(!s.matches(b""));
+        assert!(Secret::new("").matches(b""));
     }
 }
