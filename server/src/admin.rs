@@ -1,0 +1,292 @@
+//! INFO, CONFIG and CONSISTENCY: the server's report and the self-healing controls.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use healcache::settings::{setting, Scope, Setting, SETTINGS};
+use healcache::{DriftEvent, PrefixScore};
+use healcache_http::{HttpOptions, HttpSource};
+
+use crate::commands::{arity, core_error, printable, Failed};
+use crate::resp::{parse_int, Reply};
+use crate::server::Shared;
+
+/// The prefix of the healing settings in CONFIG GET and CONFIG SET (`healing.sample_rate`).
+const HEALING: &str = "healing.";
+
+/// The healing settings of the core's table, in its order.
+fn healing_settings() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().filter(|s| s.scope == Scope::Healing)
+}
+
+/// The healing setting a CONFIG name stands for: `healing.` and a name of the table (or one
+/// of its former names, such as `healing.verify_interval_ms`).
+fn healing_setting(name: &[u8]) -> Option<&'static Setting> {
+    let name = std::str::from_utf8(name).ok()?;
+    let bare = name.strip_prefix(HEALING)?;
+    setting(bare).or_else(|| setting(name)).filter(|s| s.scope == Scope::Healing)
+}
+
+/// A core error about a healing setting, naming it as CONFIG does (`healing.sample_rate`).
+fn config_error(e: &healcache::Error) -> Reply {
+    let reply = core_error(e);
+    match (e, reply) {
+        (healcache::Error::InvalidConfig { field, .. }, Reply::Error(text))
+            if healing_settings().any(|s| s.name == *field) =>
+        {
+            Reply::Error(text.replacen(&format!("`{field}`"), &format!("`{HEALING}{field}`"), 1))
+        }
+        (_, reply) => reply,
+    }
+}
+
+/// Settings answered so redis-benchmark and other tools find what they ask for at start (the
+/// server keeps nothing on disk).
+const BENIGN: [(&str, &str); 2] = [("save", ""), ("appendonly", "no")];
+
+/// Drift events CONSISTENCY DRIFT returns without a count.
+const DEFAULT_DRIFT: usize = 10;
+
+fn text(s: &str) -> Reply {
+    Reply::text(s)
+}
+
+fn section(out: &mut String, title: &str, fields: &[(&str, String)]) {
+    if !out.is_empty() {
+        out.push_str("\r\n");
+    }
+    let _ = write!(out, "# {title}\r\n");
+    for (k, v) in fields {
+        let _ = write!(out, "{k}:{v}\r\n");
+    }
+}
+
+/// `INFO [section ...]`: server, clients, stats, healing, keyspace (all when none is named).
+pub fn info(shared: &Shared, wanted: &[Bytes]) -> Reply {
+    let all = wanted.is_empty()
+        || wanted.iter().any(|w| ["all", "default", "everything"].iter().any(|a| w.eq_ignore_ascii_case(a.as_bytes())));
+    let want = |name: &str| all || wanted.iter().any(|w| w.eq_ignore_ascii_case(name.as_bytes()));
+    let c = &shared.counters;
+    let cfg = &shared.settings.server;
+    let mut out = String::new();
+    if want("server") {
+        section(
+            &mut out,
+            "Server",
+            &[
+                ("redis_version", "7.0.0".into()),
+                ("healcache_version", env!("CARGO_PKG_VERSION").into()),
+                ("redis_mode", "standalone".into()),
+                ("process_id", std::process::id().to_string()),
+                ("tcp_port", shared.port.to_string()),
+                ("uptime_in_seconds", shared.started.elapsed().as_secs().to_string()),
+            ],
+        );
+    }
+    if want("clients") {
+        section(
+            &mut out,
+            "Clients",
+            &[
+                ("connected_clients", shared.clients.load(Relaxed).to_string()),
+                ("maxclients", cfg.max_clients.to_string()),
+            ],
+        );
+    }
+    if want("stats") {
+        let s = shared.cache.stats();
+        section(
+            &mut out,
+            "Stats",
+            &[
+                ("total_connections_received", c.connections.load(Relaxed).to_string()),
+                ("total_commands_processed", c.commands.load(Relaxed).to_string()),
+                ("rejected_connections", c.rejected.load(Relaxed).to_string()),
+                ("protocol_error_disconnects", c.protocol_errors.load(Relaxed).to_string()),
+                ("timeout_disconnects", c.timeouts.load(Relaxed).to_string()),
+                ("output_limit_disconnects", c.output_disconnects.load(Relaxed).to_string()),
+                ("cross_protocol_disconnects", c.cross_protocol.load(Relaxed).to_string()),
+                ("auth_failures", c.auth_failures.load(Relaxed).to_string()),
+                ("keyspace_hits", s.hits.to_string()),
+                ("keyspace_misses", s.misses.to_string()),
+                ("evicted_keys", s.evictions.to_string()),
+                ("expired_keys", s.expirations.to_string()),
+                ("oversize_rejections", s.oversize_rejections.to_string()),
+                ("used_memory_values", s.weight.to_string()),
+            ],
+        );
+    }
+    if want("healing") {
+        let h = shared.healer.stats();
+        section(
+            &mut out,
+            "Healing",
+            &[
+                ("healing_enabled", shared.healer.config().enabled.to_string()),
+                ("healing_prefixes", shared.healer.scores().len().to_string()),
+                ("total_sampled", h.total_sampled.to_string()),
+                ("total_repaired", h.total_repaired.to_string()),
+                ("total_drift", h.total_drift.to_string()),
+                ("avg_score", h.avg_score.to_string()),
+                ("source_failures", h.source_failures.to_string()),
+                ("last_interval_ms", h.last_interval_ms.to_string()),
+            ],
+        );
+    }
+    if want("keyspace") {
+        section(&mut out, "Keyspace", &[("db0", format!("keys={},expires=0,avg_ttl=0", shared.cache.len()))]);
+    }
+    Reply::text(out)
+}
+
+/// Redis's glob subset for CONFIG GET: `*` and `?`, case-insensitive.
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),
+        Some((&p, rest)) => match name.split_first() {
+            Some((&n, tail)) if p == b'?' || p.eq_ignore_ascii_case(&n) => glob(rest, tail),
+            _ => false,
+        },
+    }
+}
+
+/// `CONFIG GET pattern ...` and `CONFIG SET healing.name value ...`.
+pub fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
+    let Some(sub) = args.get(1) else { return Err(arity("config")) };
+    if sub.eq_ignore_ascii_case(b"get") {
+        if args.len() < 3 {
+            return Err(arity("config|get"));
+        }
+        let config = shared.healer.config();
+        let healing = healing_settings().map(|s| {
+            let value = config.get_by_name(s.name).unwrap_or_default();
+            (format!("{HEALING}{}", s.name), value)
+        });
+        let benign = BENIGN.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+        // A pattern is at most a few bytes of * and letters; longer ones match nothing.
+        let pairs = healing
+            .chain(benign)
+            .filter(|(name, _)| args[2..].iter().any(|p| p.len() <= 128 && glob(p, name.as_bytes())))
+            .map(|(name, value)| (Reply::text(name), Reply::text(value)))
+            .collect();
+        return Ok(Reply::Map(pairs));
+    }
+    if sub.eq_ignore_ascii_case(b"set") {
+        if args.len() < 4 || !args.len().is_multiple_of(2) {
+            return Err(arity("config|set"));
+        }
+        // All checked before any is applied, so a refused pair changes nothing.
+        let mut next = shared.healer.config();
+        for pair in args[2..].chunks(2) {
+            let Some(s) = healing_setting(&pair[0]) else {
+                return Err(Reply::Error(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                    printable(&pair[0], 128)
+                )));
+            };
+            let value = std::str::from_utf8(&pair[1]).unwrap_or("\u{fffd}");
+            next.set_by_name(s.name, value).map_err(|e| config_error(&e))?;
+        }
+        shared.healer.set_config(next).map_err(|e| config_error(&e))?;
+        return Ok(Reply::Status("OK"));
+    }
+    if sub.eq_ignore_ascii_case(b"resetstat") {
+        return Ok(Reply::Status("OK"));
+    }
+    Err(Reply::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", printable(sub, 128))))
+}
+
+fn score_reply(s: PrefixScore) -> Reply {
+    Reply::Map(vec![
+        (text("prefix"), Reply::text(s.prefix)),
+        (text("score"), Reply::Double(s.score)),
+        (text("sampled"), Reply::Int(s.sampled as i64)),
+        (text("repaired"), Reply::Int(s.repaired as i64)),
+    ])
+}
+
+fn drift_reply(e: DriftEvent) -> Reply {
+    Reply::Map(vec![
+        (text("key"), Reply::text(e.key)),
+        (text("prefix"), Reply::text(e.prefix)),
+        (text("at_ms"), Reply::Int(e.at_ms as i64)),
+        (text("old_digest"), Reply::text(e.old_digest)),
+        (text("new_digest"), Reply::text(e.new_digest)),
+        (text("repaired"), Reply::Int(i64::from(e.repaired))),
+    ])
+}
+
+fn utf8<'a>(b: &'a Bytes, what: &str) -> Result<&'a str, Failed> {
+    std::str::from_utf8(b).map_err(|_| Reply::Error(format!("ERR the {what} must be UTF-8 text")))
+}
+
+/// `CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT ...`.
+pub fn consistency(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
+    let Some(sub) = args.get(1) else { return Err(arity("consistency")) };
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    let healer = &shared.healer;
+    if is(b"source") && args.len() == 4 {
+        let prefix = utf8(&args[2], "prefix")?;
+        let template = utf8(&args[3], "URL template")?;
+        register_source(shared, prefix, template)?;
+        Ok(Reply::Status("OK"))
+    } else if is(b"score") && args.len() == 3 {
+        Ok(healer.score(utf8(&args[2], "prefix")?).map_or(Reply::Null, score_reply))
+    } else if is(b"scores") && args.len() == 2 {
+        Ok(Reply::Array(healer.scores().into_iter().map(score_reply).collect()))
+    } else if is(b"stats") && args.len() == 2 {
+        let s = healer.stats();
+        Ok(Reply::Map(vec![
+            (text("total_sampled"), Reply::Int(s.total_sampled as i64)),
+            (text("total_repaired"), Reply::Int(s.total_repaired as i64)),
+            (text("avg_score"), Reply::Double(s.avg_score)),
+            (text("source_failures"), Reply::Int(s.source_failures as i64)),
+            (text("last_interval_ms"), Reply::Double(s.last_interval_ms)),
+        ]))
+    } else if is(b"drift") && args.len() <= 3 {
+        let n = match args.get(2) {
+            Some(n) => match parse_int(n) {
+                Some(n) if n >= 0 => n as usize,
+                _ => return Err(Reply::err("ERR value is not an integer or out of range")),
+            },
+            None => DEFAULT_DRIFT,
+        };
+        let events = healer.drift_events();
+        let skip = events.len().saturating_sub(n);
+        Ok(Reply::Array(events.into_iter().skip(skip).map(drift_reply).collect()))
+    } else if ["source", "score", "scores", "stats", "drift"].iter().any(|s| is(s.as_bytes())) {
+        Err(arity(&format!("consistency|{}", String::from_utf8_lossy(sub).to_ascii_lowercase())))
+    } else {
+        Err(Reply::Error(format!(
+            "ERR unknown subcommand '{}'. Try CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT.",
+            printable(sub, 128)
+        )))
+    }
+}
+
+/// Registers an HTTP source: its host must be in the startup-time allowlist (the server makes
+/// requests to it: a way into the network behind the server that no command may widen).
+fn register_source(shared: &Shared, prefix: &str, template: &str) -> Result<(), Failed> {
+    let probe = url::Url::parse(&template.replace("{key}", "k"))
+        .map_err(|_| Reply::err("INVALIDCONFIG invalid config: `source` is not a URL template"))?;
+    let host = probe.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if !shared.settings.server.source_allowed(host, probe.port_or_known_default()) {
+        return Err(Reply::err(
+            "NOPERM the source's host is not allowed: the server must be started with --source-allow naming it",
+        ));
+    }
+    let timeout_ms = shared.healer.config().source_timeout_ms.max(1.0);
+    let options = HttpOptions {
+        timeout: Duration::from_millis(timeout_ms as u64),
+        max_body_bytes: shared.settings.server.max_bulk,
+    };
+    let source = HttpSource::new(template, options).map_err(|e| core_error(&e))?;
+    shared
+        .healer
+        .register_source(prefix, source.map(|body: Vec<u8>| Ok::<_, healcache::SourceError>(Bytes::from(body))))
+        .map_err(|e| core_error(&e))
+}
