@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use healcache::settings::{setting, Scope, Setting, SETTINGS};
 use healcache::{DriftEvent, PrefixScore};
-use healcache_http::{HttpOptions, HttpSource};
+use healcache_http::{AllowPrivate, HttpOptions, HttpSource};
 
 use crate::commands::{arity, core_error, printable, Failed};
 use crate::resp::{parse_int, Reply};
@@ -283,6 +283,9 @@ fn register_source(shared: &Shared, prefix: &str, template: &str) -> Result<(), 
     let options = HttpOptions {
         timeout: Duration::from_millis(timeout_ms as u64),
         max_body_bytes: shared.settings.server.max_bulk,
+        // --source-allow names this host at startup: that is the explicit allowance a
+        // loopback or private destination needs
+        allow_private: AllowPrivate::hosts([host]),
     };
     let source = HttpSource::new(template, options).map_err(|e| core_error(&e))?;
     shared
