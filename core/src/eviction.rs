@@ -168,6 +168,43 @@ pub(crate) fn victim(cand: &[usize], keep: Option<usize>, entry: impl Fn(usize) 
     victim
 }
 
+/// The byte budget is one total for the whole store, not a share per shard: an entry may weigh up
+/// to `max_entry_bytes` (by default the whole budget), far more than `max_bytes / shards`, and
+/// per-shard shares let every shard keep one heavy entry (64 entries of 900 KiB in a 1 MiB budget
+/// once stored 25 MiB). A write evicts in its own shard first; if the store is still over budget
+/// it sheds from the other shards, one lock at a time, before it returns. Unbounded stores
+/// (`max == u64::MAX`) touch no shared counter.
+pub(crate) struct Budget {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl Budget {
+    pub fn new(max: u64) -> Self {
+        Budget { used: AtomicU64::new(0), max }
+    }
+
+    #[inline]
+    pub fn add(&self, w: u64) {
+        if self.max != u64::MAX {
+            self.used.fetch_add(w, Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn sub(&self, w: u64) {
+        if self.max != u64::MAX {
+            self.used.fetch_sub(w, Relaxed);
+        }
+    }
+
+    /// Whether `extra` more bytes would take the store over its budget.
+    #[inline]
+    pub fn over(&self, extra: u64) -> bool {
+        self.max != u64::MAX && self.used.load(Relaxed).saturating_add(extra) > self.max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,42 +243,5 @@ mod tests {
         assert_eq!(g.estimate(7), 40);
         g.remember(8, 200);
         assert_eq!(g.estimate(8), MAX_FREQ, "an estimate is a counter value");
-    }
-}
-
-/// The byte budget is one total for the whole store, not a share per shard: an entry may weigh up
-/// to `max_entry_bytes` (by default the whole budget), far more than `max_bytes / shards`, and
-/// per-shard shares let every shard keep one heavy entry (64 entries of 900 KiB in a 1 MiB budget
-/// once stored 25 MiB). A write evicts in its own shard first; if the store is still over budget
-/// it sheds from the other shards, one lock at a time, before it returns. Unbounded stores
-/// (`max == u64::MAX`) touch no shared counter.
-pub(crate) struct Budget {
-    used: AtomicU64,
-    max: u64,
-}
-
-impl Budget {
-    pub fn new(max: u64) -> Self {
-        Budget { used: AtomicU64::new(0), max }
-    }
-
-    #[inline]
-    pub fn add(&self, w: u64) {
-        if self.max != u64::MAX {
-            self.used.fetch_add(w, Relaxed);
-        }
-    }
-
-    #[inline]
-    pub fn sub(&self, w: u64) {
-        if self.max != u64::MAX {
-            self.used.fetch_sub(w, Relaxed);
-        }
-    }
-
-    /// Whether `extra` more bytes would take the store over its budget.
-    #[inline]
-    pub fn over(&self, extra: u64) -> bool {
-        self.max != u64::MAX && self.used.load(Relaxed).saturating_add(extra) > self.max
     }
 }

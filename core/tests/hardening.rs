@@ -218,7 +218,11 @@ fn byte_budget_holds_under_concurrent_heavy_writes() {
 /// call, before any work.
 #[test]
 fn negative_entries_have_a_ttl_cap() {
-    let e = Cache::<u32>::builder().negative_ttl(Duration::from_secs(61)).build().err().expect("61 s accepted");
+    let e = Cache::<u32>::builder()
+        .negative_ttl(Duration::from_secs(61))
+        .build()
+        .err()
+        .unwrap_or_else(|| panic!("61 s accepted"));
     assert_eq!(e.code(), "InvalidConfig");
     assert!(e.to_string().contains("max_negative_ttl"), "{e}");
     assert!(
