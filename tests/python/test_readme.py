@@ -50,13 +50,29 @@ def test_python_block_runs(block: Block) -> None:
 
 def test_every_block_is_run_by_some_suite() -> None:
     # rust: doctests of the README only (core/src/lib.rs includes README.md); python: here;
-    # js: tests/js/readme.test.mjs; sh: checked below. Anything else would never run.
+    # js: tests/js/readme.test.mjs; sh: checked below; console (docs/ only): command lines of the
+    # Redis tools and the server, which the server's client tests drive. Anything else would never run.
     not_run = [
         f"{b.doc}:{b.line} ({b.tag or 'untagged'})"
         for b in BLOCKS
-        if not (b.tag in ("python", "js", "sh") or (b.tag == "rust" and b.doc == "README.md"))
+        if not (
+            b.tag in ("python", "js", "sh")
+            or (b.tag == "rust" and b.doc == "README.md")
+            or (b.tag == "console" and b.doc.startswith("docs/"))
+        )
     ]
     assert not_run == [], "blocks no suite runs"
+
+
+CONSOLE_TOOLS = {"redis-cli", "redis-benchmark", "healcache-server", "cargo"}
+
+
+def test_console_lines_name_known_tools() -> None:
+    for block in (b for b in BLOCKS if b.tag == "console"):
+        for line in block.src.splitlines():
+            words = shlex.split(line.split(" #", 1)[0]) if line.strip() else []
+            if words:
+                assert words[0] in CONSOLE_TOOLS, f"{block.doc}:{block.line}: {line}"
 
 
 def make_targets() -> set[str]:
@@ -82,7 +98,8 @@ def test_shell_lines_name_commands_that_exist() -> None:
                 seen += 1
                 where = f"{block.doc}:{block.line}: {command.strip()}"
                 if words[0] == "make":
-                    assert set(words[1:]) <= targets, where
+                    # VAR=value words set make variables; the rest must be targets
+                    assert {w for w in words[1:] if "=" not in w} <= targets, where
                 elif words[:2] == ["npm", "run"]:
                     assert words[2] in scripts, where
                 else:
