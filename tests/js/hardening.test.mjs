@@ -137,3 +137,21 @@ test('printing a cache shows its size, never keys or values', () => {
   assert.ok(shown.length < 200, shown);
   assert.match(util.format('%o', c), /^Cache \{ entries: 2/);
 });
+
+test('one synchronous burst of getOrLoad runs the loader once per key', async () => {
+  let multi = 0;
+  for (let burst = 0; burst < 100; burst++) {
+    const c = new Cache();
+    let calls = 0;
+    const loader = () => {
+      calls++;
+      throw new Error('fails at once');
+    };
+    const waits = [];
+    for (let i = 0; i < 200; i++) waits.push(c.getOrLoad('k', loader));
+    const got = await Promise.allSettled(waits);
+    assert.ok(got.every((g) => g.status === 'rejected' && g.reason.message === 'fails at once'));
+    if (calls !== 1) multi++;
+  }
+  assert.equal(multi, 0, `bursts that ran the loader more than once: ${multi} of 100`);
+});
