@@ -14,7 +14,7 @@
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import {
-  useSettings, codeError, argError, checkKey, createArgs, fetchArgs, setArgs, defaultSizeOf, weigh,
+  useSettings, codeError, argError, checkKey, createArgs, fetchArgs, setArgs, checkVersion, defaultSizeOf, weigh,
 } from './options.mjs';
 
 /**
@@ -60,6 +60,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
+      this._maxEntries = options != null && typeof options.maxEntries === 'number' ? options.maxEntries : undefined;
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
       this._keyErrors = new Map(); // key -> load ids of rejections
       if (options && options.healing !== undefined) this._healingSet(options.healing);
@@ -68,7 +69,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     /** The value of `key`, or undefined. A hit returns the very value stored. */
     get(key) {
       const s = this._hit(key);
-      return s !== undefined ? s.v : this._readMissed(key);
+      if (s !== undefined) return s.v; // only checked keys enter the mirror
+      checkKey(key);
+      return this._readMissed(key);
     }
 
     /**
@@ -76,6 +79,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * A read of the core, which has the entry's exact expiry (the mirror keeps a lower bound).
      */
     getEntry(key) {
+      checkKey(key);
       const f = this._reconcile(key);
       if (f === undefined) return undefined;
       const [s, exp] = f;
@@ -115,7 +119,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       checkKey(key);
       this._flushReads();
       if (options !== undefined && options.ifVersion !== undefined) {
-        B.removeIfVersion(this._c, key, options.ifVersion);
+        B.removeIfVersion(this._c, key, checkVersion(options.ifVersion));
         this._unmirror(key);
         return true;
       }
@@ -259,12 +263,18 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return found ? [h, w] : [P.notFound];
     }
 
+    // The loader's own rejection for a core LoaderError naming its load id (any value, undefined too).
     _loadError(e) {
-      if (e && e.code === 'LoaderError' && typeof e.loadId === 'number') {
-        const r = this._errors.get(e.loadId);
-        if (r !== undefined) return r;
+      if (e && e.code === 'LoaderError' && typeof e.loadId === 'number' && this._errors.has(e.loadId)) {
+        return this._errors.get(e.loadId);
       }
       return e;
+    }
+
+    // What `util.inspect` and `console.log` show: the size and bound, never keys or values.
+    [Symbol.for('nodejs.util.inspect.custom')]() {
+      const bound = this._maxEntries === undefined ? '' : `, maxEntries: ${this._maxEntries}`;
+      return `Cache { entries: ${B.len(this._c)}${bound} }`;
     }
 
     _leave(key) {

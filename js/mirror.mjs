@@ -26,6 +26,8 @@
 //   their way are kept under their handle until then, so whatever the core holds resolves to
 //   its JS value. A stale value (past its TTL, within `grace`) is never a mirror hit.
 
+import { checkKey } from './options.mjs';
+
 const SAMPLE_MASK = 15; // one mirror hit in 16 sends its key to the core
 const READ_BUFFER = 64; // keys per `touch` batch
 const PENDING_SWEEP = 1024; // pending keys before a sweep asks the core about all of them
@@ -91,6 +93,7 @@ function makeMirror(B, P, row) {
         if (this._expired(s)) return undefined;
         return this._reconcile(key);
       }
+      checkKey(key); // only checked keys enter the mirror
       return this._pending.size !== 0 && this._pending.has(key) ? this._reconcile(key) : undefined;
     }
 

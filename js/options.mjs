@@ -79,8 +79,27 @@ const healingField = (e, wrote) =>
     return `healing.${(wrote && wrote.get(s.jsName)) || SHOWN.get(s.jsName) || s.jsName}`;
   });
 
+function keyError(message) {
+  const e = new TypeError(message);
+  e.code = 'InvalidKey';
+  return e;
+}
+
+// A lone surrogate is not text: the hosts' string conversion turns each into U+FFFD, which would
+// make distinct JS keys one key in the core. `isWellFormed` where the host has it (Node 20,
+// current browsers and workers), else the same test as a pattern.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed =
+  typeof String.prototype.isWellFormed === 'function' ? (s) => s.isWellFormed() : (s) => !LONE_SURROGATE.test(s);
+
+/**
+ * Refuses what cannot be a key (TypeError, code "InvalidKey"): a non-string, or a string that is
+ * not well-formed UTF-16. Called where a key enters the mirror or crosses into the backend, so a
+ * key found in the mirror was checked when it entered.
+ */
 function checkKey(key) {
-  if (typeof key !== 'string') throw argError(`cache keys are strings, got ${typeof key}`);
+  if (typeof key !== 'string') throw keyError(`cache keys are strings, got ${typeof key}`);
+  if (!wellFormed(key)) throw keyError('cache keys are well-formed UTF-16 strings (this one has a lone surrogate)');
 }
 
 function checkPrefix(prefix) {
@@ -167,8 +186,14 @@ function fetchArgs(options) {
 function setArgs(options) {
   const { ttl, ifVersion } = options;
   if (ttl !== undefined && typeof ttl !== 'number') throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
-  if (ifVersion !== undefined && typeof ifVersion !== 'number') throw argError('ifVersion must be a number');
-  return [ttl, ifVersion];
+  return [ttl, ifVersion === undefined ? undefined : checkVersion(ifVersion)];
+}
+
+/** An expected version (`ifVersion`): a non-negative integer (0: absent). */
+function checkVersion(v) {
+  if (typeof v !== 'number') throw argError('ifVersion must be a number');
+  if (!Number.isSafeInteger(v) || v < 0) throw invalid('ifVersion', `must be a non-negative integer, got ${String(v)}`);
+  return v;
 }
 
 /**
@@ -251,5 +276,5 @@ function weigh(sizeOf, value, key) {
 
 export {
   FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
-  createArgs, fetchArgs, setArgs, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+  createArgs, fetchArgs, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

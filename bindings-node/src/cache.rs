@@ -2,12 +2,14 @@
 //! body (`healcache_js_common::Backend`). Host glue: delays and background work on napi's tokio
 //! runtime, the JS loader as a core loader, promises.
 
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture};
+use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
-use napi::bindgen_prelude::{External, Float64ArraySlice, Promise, PromiseRaw};
+use napi::bindgen_prelude::{within_runtime_if_available, External, Float64ArraySlice, Promise, PromiseRaw};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -160,7 +162,16 @@ fn run_fetch<'env>(
     opts: FetchOptions,
     must_value: bool,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    let fut = c.fetch(key, core_loader(loader), ticket, opts, must_value);
+    let mut fut = c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed();
+    // The core joins the key's flight or starts one on the first poll. Polling once here, in
+    // call order, makes every call of one synchronous burst join the flight the first started;
+    // left to the runtime's tasks, a late call could find that flight over already (a loader
+    // failing at once) and start another. The task re-polls with its own waker.
+    let first = within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+    let fut = match first {
+        Poll::Ready(r) => future::ready(r).boxed(),
+        Poll::Pending => fut,
+    };
     env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
         r.map(ToJs).map_err(|e| into_js_error(env, e))
     })

@@ -1,0 +1,157 @@
+// Hardening of the JS surface: keys that are not well-formed strings, bad versions, loader
+// rejections with any value, what a cache shows when printed, and the core's bounds seen from JS.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import util from 'node:util';
+import { Cache } from './helpers.mjs';
+
+const thrown = (f) => {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  assert.fail('expected an error');
+};
+const isInvalidKey = (e) => e instanceof TypeError && e.code === 'InvalidKey';
+
+// Lone surrogates: host string conversion would turn each into U+FFFD and make them one key.
+const MALFORMED = ['\uD800', '\uDC00', 'a\uD83D', '\uDE00b', '\uDBFF\uDBFF', 'x\uDC00\uD800y'];
+
+test('keys that are not well-formed UTF-16 are InvalidKey in every call taking a key', async () => {
+  const c = new Cache();
+  c.set('\uFFFD', 'replacement');
+  for (const k of MALFORMED) {
+    for (const f of [
+      () => c.get(k),
+      () => c.set(k, 1),
+      () => c.has(k),
+      () => c.delete(k),
+      () => c.version(k),
+      () => c.getEntry(k),
+      () => c.setIfVersion(k, 1, 0),
+      () => c.delete(k, { ifVersion: 0 }),
+    ]) {
+      assert.ok(isInvalidKey(thrown(f)), `${JSON.stringify(k)}: ${f}`);
+    }
+    let loads = 0;
+    await assert.rejects(c.getOrLoad(k, () => ++loads), isInvalidKey);
+    await assert.rejects(c.fetch(k, () => ++loads), isInvalidKey);
+    assert.equal(loads, 0);
+  }
+  // nothing changed: the well-formed key that the malformed ones used to become is untouched
+  assert.equal(c.get('\uFFFD'), 'replacement');
+  assert.equal(c.size, 1);
+  // well-formed pairs are keys as usual
+  c.set('\uD83D\uDE00', 'smile');
+  assert.equal(c.get('\uD83D\uDE00'), 'smile');
+});
+
+test('distinct malformed keys never collide (no writes read back as another key)', async () => {
+  const c = new Cache();
+  assert.ok(isInvalidKey(thrown(() => c.set('\uD800', 'a'))));
+  assert.ok(isInvalidKey(thrown(() => c.set('\uDC00', 'b'))));
+  assert.equal(c.size, 0);
+});
+
+test('a non-string key is InvalidKey, on an empty cache and on a full one', async () => {
+  for (const fill of [false, true]) {
+    const c = new Cache();
+    if (fill) c.set('k', 'v');
+    for (const k of [1, null, undefined, {}, Symbol('s'), 1n, ['k']]) {
+      for (const f of [() => c.get(k), () => c.set(k, 1), () => c.has(k), () => c.delete(k), () => c.version(k), () => c.getEntry(k)]) {
+        assert.ok(isInvalidKey(thrown(f)), `fill=${fill} ${String(k)}: ${f}`);
+      }
+      await assert.rejects(c.getOrLoad(k, () => 1), isInvalidKey);
+      await assert.rejects(c.fetch(k, () => 1), isInvalidKey);
+    }
+    assert.equal(c.size, fill ? 1 : 0);
+  }
+});
+
+test('ifVersion must be a non-negative integer, and a bad one changes nothing', () => {
+  const c = new Cache();
+  const v1 = c.set('k', 'a');
+  for (const bad of [-1, NaN, -0.5, 1.5, Infinity, -Infinity, 2 ** 64]) {
+    for (const f of [
+      () => c.set('k', 'b', { ifVersion: bad }),
+      () => c.set('absent', 'b', { ifVersion: bad }),
+      () => c.setIfVersion('k', 'b', bad),
+      () => c.delete('k', { ifVersion: bad }),
+    ]) {
+      const e = thrown(f);
+      assert.equal(e.code, 'InvalidConfig', `${bad}: ${f}`);
+      assert.equal(e.field, 'ifVersion');
+    }
+  }
+  for (const bad of ['1', true, {}, null, 1n]) {
+    assert.equal(thrown(() => c.set('k', 'b', { ifVersion: bad })).code, 'ERR_INVALID_ARG_TYPE');
+    assert.equal(thrown(() => c.delete('k', { ifVersion: bad })).code, 'ERR_INVALID_ARG_TYPE');
+  }
+  assert.equal(c.get('k'), 'a');
+  assert.equal(c.version('k'), v1);
+  assert.equal(c.has('absent'), false);
+  assert.equal(c.size, 1);
+});
+
+test('every waiter gets exactly the value the loader rejected with', async () => {
+  const c = new Cache();
+  const err = new Error('boom');
+  for (const [i, r] of [undefined, null, 0, 42, '', 'text', false, err, { a: 1 }].entries()) {
+    let calls = 0;
+    let release;
+    const gate = new Promise((res) => (release = res));
+    const loader = async () => {
+      calls++;
+      await gate;
+      throw r;
+    };
+    const key = `k${i}`;
+    const waits = [c.getOrLoad(key, loader), c.getOrLoad(key, loader), c.fetch(key, loader)];
+    release();
+    const got = await Promise.allSettled(waits);
+    for (const g of got) {
+      assert.equal(g.status, 'rejected');
+      assert.equal(g.reason, r, `rejected with ${String(r)}, waiter got ${String(g.reason)}`);
+    }
+    assert.equal(calls, 1);
+    // a synchronous throw too
+    const s = await Promise.allSettled([
+      c.getOrLoad(`s${i}`, () => {
+        throw r;
+      }),
+    ]);
+    assert.equal(s[0].reason, r);
+  }
+});
+
+test('printing a cache shows its size, never keys or values', () => {
+  const c = new Cache({ maxEntries: 10 });
+  c.set('secret-key-1234', 'secret-value-5678');
+  c.set('other', { nested: 'secret-nested-9999' });
+  const shown = util.inspect(c, { depth: 10, showHidden: true });
+  for (const s of ['secret-key-1234', 'secret-value-5678', 'secret-nested-9999', 'other']) {
+    assert.ok(!shown.includes(s), `${s} in ${shown}`);
+  }
+  assert.match(shown, /^Cache \{ entries: 2/);
+  assert.ok(shown.length < 200, shown);
+  assert.match(util.format('%o', c), /^Cache \{ entries: 2/);
+});
+
+test('one synchronous burst of getOrLoad runs the loader once per key', async () => {
+  let multi = 0;
+  for (let burst = 0; burst < 100; burst++) {
+    const c = new Cache();
+    let calls = 0;
+    const loader = () => {
+      calls++;
+      throw new Error('fails at once');
+    };
+    const waits = [];
+    for (let i = 0; i < 200; i++) waits.push(c.getOrLoad('k', loader));
+    const got = await Promise.allSettled(waits);
+    assert.ok(got.every((g) => g.status === 'rejected' && g.reason.message === 'fails at once'));
+    if (calls !== 1) multi++;
+  }
+  assert.equal(multi, 0, `bursts that ran the loader more than once: ${multi} of 100`);
+});
