@@ -33,6 +33,15 @@ use template::UrlTemplate;
 
 pub use destination::{is_non_public, AllowPrivate};
 
+/// Entry points for the fuzz target in `http/fuzz` (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `template` and expands `key` in it, as a source does before each request.
+    pub fn expand(template: &str, key: &str) -> healcache::Result<String> {
+        crate::template::UrlTemplate::parse(template)?.expand(key)
+    }
+}
+
 /// What a source fetch gives: the value, or why there is none.
 pub type Answer<V> = std::result::Result<SourceAnswer<V>, SourceError>;
 
