@@ -2,16 +2,8 @@
 // version 0 of an absent key), on both backends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache } from './helpers.mjs';
+import { Cache, thrown } from './helpers.mjs';
 
-const thrown = (f) => {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  assert.fail('expected an error');
-};
 
 test('the byte budget holds for heavy entries (strings and Buffers)', () => {
   for (const make of [(i) => String(i % 10).repeat(900 * 1024), (i) => Buffer.alloc(900 * 1024, i)]) {

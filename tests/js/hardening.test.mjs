@@ -3,16 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import util from 'node:util';
-import { Cache } from './helpers.mjs';
+import { Cache, thrown } from './helpers.mjs';
 
-const thrown = (f) => {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  assert.fail('expected an error');
-};
 const isInvalidKey = (e) => e instanceof TypeError && e.code === 'InvalidKey';
 
 // Lone surrogates: host string conversion would turn each into U+FFFD and make them one key.

@@ -537,7 +537,6 @@ test('HTTP source: loopback and other non-public destinations are refused unless
     r = await cache.verifyNow();
     assert.equal(r.repaired, 1);
     assert.equal(cache.get('d:1'), 'fresh');
-    const thrown = (f) => { try { f(); } catch (e) { return e; } assert.fail('no error'); };
     assert.equal(thrown(() => cache.registerSource('d:', `${s.base}/d/{key}`, { allowPrivate: '127.0.0.1' })).field, 'allowPrivate');
     assert.equal(thrown(() => cache.registerSource('d:', () => 1, { allowPrivate: true })).field, 'allowPrivate');
   } finally {

@@ -5,3 +5,13 @@ const mod = WASM ? await import('healcache/wasm') : await import('healcache');
 export const { Cache, NOT_FOUND } = mod;
 export const testing = mod.__testing;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The error `f()` throws (the test fails if it throws none). */
+export const thrown = (f) => {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected an error');
+};
