@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::settings::{setting, Unit};
+use crate::settings::{js_name, setting, Unit};
 
 /// The error a loader returned, shared unchanged by every waiter of its flight.
 ///
@@ -318,23 +318,8 @@ fn duration(host: Host, ms: f64) -> String {
 /// A setting's name as `host` spells it: the table's names, else the name given (camelCase in JS).
 fn host_name(field: &'static str, host: Host) -> Cow<'static, str> {
     match (setting(field), host) {
-        (Some(s), Host::Js) => Cow::Borrowed(s.js_name),
+        (_, Host::Js) => js_name(field),
         (Some(s), _) => Cow::Borrowed(s.name),
-        (None, Host::Js) if field.contains('_') => {
-            let mut out = String::with_capacity(field.len());
-            let mut upper = false;
-            for c in field.chars() {
-                match c {
-                    '_' => upper = true,
-                    c if upper => {
-                        out.extend(c.to_uppercase());
-                        upper = false;
-                    }
-                    c => out.push(c),
-                }
-            }
-            Cow::Owned(out)
-        }
         (None, _) => Cow::Borrowed(field),
     }
 }

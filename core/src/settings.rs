@@ -204,6 +204,31 @@ pub fn setting(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name || s.js_name == name || s.aliases.contains(&name))
 }
 
+/// `name` as JS spells it: a setting's camelCase name from the table, else `snake_case` turned
+/// into camelCase (counters and per-call options are not in the table: `load_errors` ->
+/// `loadErrors`).
+pub fn js_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(s) = setting(name) {
+        return std::borrow::Cow::Borrowed(s.js_name);
+    }
+    if !name.contains('_') {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The setting of `scope` called `name`, as [`setting`] finds it.
 pub(crate) fn setting_in(scope: Scope, name: &str) -> Option<&'static Setting> {
     setting(name).filter(|s| s.scope == scope)
@@ -238,6 +263,17 @@ mod tests {
         assert!(setting("nope").is_none());
         assert!(setting("").is_none());
         assert!(setting_in(Scope::Cache, "sample_rate").is_none());
+    }
+
+    /// One spelling of names for JS: the table's for settings (former names included), camelCase
+    /// for the rest.
+    #[test]
+    fn js_names() {
+        assert_eq!(js_name("load_timeout"), "loadTimeout");
+        assert_eq!(js_name("ttl_ms"), "ttl");
+        assert_eq!(js_name("healing.verify_interval_ms"), "verifyInterval");
+        assert_eq!(js_name("load_errors"), "loadErrors");
+        assert_eq!(js_name("hits"), "hits");
     }
 
     /// Every table entry set by name reaches its own field, and no two entries share a field.

@@ -2,15 +2,14 @@
 //! pushed at it (heavy entries against the byte budget, durations below a nanosecond, version 0 on
 //! an absent key, a panic's message, a clock whose two readings have different origins).
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use healcache::{
-    Cache, CacheBuilder, Clock, Config, Error, FetchOptions, FnSource, Healer, HealingConfig, Loaded, ManualClock,
-    SourceAnswer, SourceError,
-};
+use healcache::{Cache, CacheBuilder, Clock, Config, Error, FetchOptions, Healer, HealingConfig, Loaded, ManualClock};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 fn weighed(max_bytes: u64, shards: Option<usize>) -> Cache<Vec<u8>> {
@@ -159,12 +158,7 @@ fn healing_backoff_uses_one_time_base() {
     }
     let down = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(AtomicUsize::new(0));
-    let (d, c) = (down.clone(), calls.clone());
-    let src = FnSource(move |k: &str| {
-        c.fetch_add(1, SeqCst);
-        let v: u64 = k[1..].parse().unwrap();
-        futures::future::ready(if d.load(SeqCst) { Err(SourceError::Unavailable) } else { Ok(SourceAnswer::Value(v)) })
-    });
+    let src = common::flaky_source(&down, &calls);
     let h = Healer::new(cache.clone(), HealingConfig { enabled: true, sample_rate: 1.0, ..HealingConfig::default() })
         .unwrap();
     h.register_source("k", src).unwrap();

@@ -97,12 +97,7 @@ fn failures_are_skipped_and_backed_off() {
     }
     let down = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(AtomicUsize::new(0));
-    let (d, c) = (down.clone(), calls.clone());
-    let src = FnSource(move |k: &str| {
-        c.fetch_add(1, SeqCst);
-        let v: u64 = k[1..].parse().unwrap();
-        futures::future::ready(if d.load(SeqCst) { Err(SourceError::Unavailable) } else { Ok(SourceAnswer::Value(v)) })
-    });
+    let src = common::flaky_source(&down, &calls);
     let h = Healer::new(cache.clone(), config(1.0)).unwrap();
     h.register_source("k", src).unwrap();
     for _ in 0..3 {

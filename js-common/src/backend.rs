@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
+use healcache::settings::js_name;
 use healcache::{
     Cache, CacheBuilder, Config, Error, FetchOptions, Healer, Loaded, LoaderError, Result, Spawner, Timer, Ttl,
     WriteOptions,
@@ -230,7 +231,8 @@ impl Backend {
     /// Every counter of the core's `Stats`, by its JS name, and the load-latency histogram.
     pub fn stats(&self) -> Js {
         let s = self.cache.stats();
-        let mut fields: Vec<(String, Js)> = s.counters().iter().map(|&(name, n)| (camel(name), n.into())).collect();
+        let mut fields: Vec<(String, Js)> =
+            s.counters().iter().map(|&(name, n)| (js_name(name).into_owned(), n.into())).collect();
         fields.push(("loadLatency".to_string(), heal::histogram(&s.load_latency)));
         Js::Named(fields)
     }
@@ -375,21 +377,4 @@ impl Backend {
             self.healer.stop();
         }
     }
-}
-
-/// A core name as JS spells it (`load_errors` → `loadErrors`).
-pub(crate) fn camel(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut up = false;
-    for c in name.chars() {
-        match c {
-            '_' => up = true,
-            c if up => {
-                out.push(c.to_ascii_uppercase());
-                up = false;
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }

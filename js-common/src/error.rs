@@ -2,7 +2,7 @@
 //! durations in ms), its stable `code` and the fields of its variant. Each binding builds its
 //! host's `Error` from these (one small function each).
 
-use healcache::settings::setting;
+use healcache::settings::js_name;
 use healcache::{Error, Host};
 
 use crate::Js;
@@ -19,8 +19,7 @@ pub fn error_props(e: &Error) -> Vec<(&'static str, Js)> {
     let mut props = vec![("code", Js::Str(e.code().to_string()))];
     match e {
         Error::InvalidConfig { field, .. } => {
-            let name = setting(field).map_or_else(|| crate::backend::camel(field), |s| s.js_name.to_string());
-            props.push(("field", Js::Str(name)));
+            props.push(("field", Js::Str(js_name(field).into_owned())));
         }
         Error::VersionMismatch { expected, current } => {
             props.push(("expected", (*expected).into()));

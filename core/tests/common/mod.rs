@@ -29,3 +29,23 @@ impl std::fmt::Display for Boom {
     }
 }
 impl std::error::Error for Boom {}
+
+/// A source answering `k<n>` with `n`, or `Unavailable` while `down` holds; counts its calls.
+pub fn flaky_source(
+    down: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    calls: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> healcache::FnSource<
+    impl Fn(&str) -> futures::future::Ready<Result<healcache::SourceAnswer<u64>, healcache::SourceError>> + Send + Sync,
+> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (d, c) = (down.clone(), calls.clone());
+    healcache::FnSource(move |k: &str| {
+        c.fetch_add(1, SeqCst);
+        let v: u64 = k[1..].parse().unwrap();
+        futures::future::ready(if d.load(SeqCst) {
+            Err(healcache::SourceError::Unavailable)
+        } else {
+            Ok(healcache::SourceAnswer::Value(v))
+        })
+    })
+}
