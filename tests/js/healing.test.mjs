@@ -1,4 +1,4 @@
-// Self-healing (issue 7) through the JS API: sources, verification, repair, scores, settings,
+// Self-healing through the JS API: sources, verification, repair, scores, settings,
 // the read mirror after repairs, the background loop (Node), URL-template sources over real HTTP
 // on loopback (Node). The algorithms are tested in core/tests/healing.rs; these check the binding.
 import { test } from 'node:test';

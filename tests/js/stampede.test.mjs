@@ -1,4 +1,4 @@
-// The core's stampede layers through the JS API (issue 8): options, fetch statuses, stale values,
+// The core's stampede layers through the JS API: options, fetch statuses, stale values,
 // background refreshes and the read mirror, negative caching, jitter, metrics. Node and WASM.
 // Small real durations; only behaviour is asserted, never speed.
 import { test } from 'node:test';
