@@ -10,7 +10,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
-use crate::config::{CacheBuilder, Config, Settings, Weigher};
+use crate::config::{CacheBuilder, Config, RemovalListener, Settings, Weigher};
 use crate::error::{ConfigProblem, Error, Result};
 use crate::flight::Flights;
 use crate::sampler::KeySample;
@@ -19,9 +19,6 @@ use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, NEVER};
 use crate::sync::{lock, Mutex};
 use crate::xfetch;
 use crate::{Spawner, Timer};
-
-/// Called with each entry that leaves the cache, after the cache's locks are released.
-pub type RemovalListener<V> = Arc<dyn Fn(Arc<str>, V, RemovalCause) + Send + Sync>;
 
 /// How long a written entry lives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +49,17 @@ pub struct Entry<V> {
     /// The entry's version (monotonic per cache, never 0).
     pub version: u64,
     /// Time left before expiry, `None` if it never expires.
+    pub expires_in: Option<Duration>,
+}
+
+/// What a write decided: the entry's new version and how long it stays fresh (`None`: it never
+/// expires), with the cache's TTL jitter applied. A host that mirrors entries takes the expiry
+/// from here instead of working it out from the TTL it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The entry's version (monotonic per cache, never 0).
+    pub version: u64,
+    /// Time from the write until the entry stops being fresh, `None` if it never expires.
     pub expires_in: Option<Duration>,
 }
 
@@ -100,6 +108,39 @@ impl<V> Clone for Cache<V> {
 impl<V> std::fmt::Debug for Cache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
+    /// Validates every setting and builds the cache.
+    pub fn build(mut self) -> Result<Cache<V>> {
+        let settings = self.config.validate()?;
+        if settings.load_timeout.is_some() && self.timer.is_none() {
+            return Err(Error::invalid_config(
+                "load_timeout",
+                ConfigProblem::Needs("a timer (CacheBuilder::timer)"),
+                None,
+            ));
+        }
+        if settings.soft_timeout.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
+            return Err(Error::invalid_config(
+                "load_soft_timeout",
+                ConfigProblem::Needs("a timer and a spawner"),
+                None,
+            ));
+        }
+        for (on, field) in [
+            (settings.stale_while_revalidate, "stale_while_revalidate"),
+            (settings.xfetch_beta.is_some(), "xfetch"),
+            (settings.refresh_after.is_some(), "refresh_after"),
+        ] {
+            if on && self.spawner.is_none() {
+                let problem = ConfigProblem::Needs("a spawner (CacheBuilder::spawner) for background refreshes");
+                return Err(Error::invalid_config(field, problem, None));
+            }
+        }
+        let clock = self.take_clock();
+        Ok(Cache::assemble(settings, clock, self))
     }
 }
 
@@ -179,7 +220,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         xfetch::unit(xfetch::splitmix64(self.inner.seed ^ self.inner.draws.fetch_add(1, Relaxed)))
     }
 
-    fn meta(&self, ttl: Ttl, load_nanos: u64) -> Meta {
+    /// When an entry written now with `ttl` expires, and how long from now that is (the TTL the
+    /// cache decided, its jitter included; `None`: never).
+    fn meta(&self, ttl: Ttl, load_nanos: u64) -> (Meta, Option<Duration>) {
         let s = &self.inner.settings;
         let ttl = match ttl {
             Ttl::Default => s.ttl,
@@ -187,15 +230,17 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Ttl::For(d) => Some(d),
         };
         let Some(ttl) = ttl else {
-            return Meta { expires_at: NEVER, grace_until: NEVER, load_nanos };
+            return (Meta { expires_at: NEVER, grace_until: NEVER, load_nanos }, None);
         };
         let mut nanos = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
         if s.ttl_jitter > 0.0 {
             nanos = nanos.saturating_add((nanos as f64 * s.ttl_jitter * (1.0 - self.unit())) as u64);
         }
-        let expires_at = self.inner.store.now().saturating_add(nanos).min(NEVER - 1);
+        let now = self.inner.store.now();
+        let expires_at = now.saturating_add(nanos).min(NEVER - 1);
         let grace = s.grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX));
-        Meta { expires_at, grace_until: expires_at.saturating_add(grace).min(NEVER - 1), load_nanos }
+        let meta = Meta { expires_at, grace_until: expires_at.saturating_add(grace).min(NEVER - 1), load_nanos };
+        (meta, Some(Duration::from_nanos(expires_at - now)))
     }
 
     /// The fresh value of `key` (`None` also for a cached "not found").
@@ -251,6 +296,36 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.store.peek_with(key, |s, _| (s.value.clone(), s.version))
     }
 
+    /// The fresh entry of `key` with its version and remaining TTL, like [`Cache::get_entry`] but
+    /// without counting a read or touching its access counter (a cached "not found" is `None`).
+    pub fn peek_entry(&self, key: &str) -> Option<Entry<V>> {
+        self.inner.store.peek_with(key, |s, now| {
+            let expires_in = (s.expires_at != NEVER).then(|| Duration::from_nanos(s.expires_at.saturating_sub(now)));
+            s.value.clone().map(|value| Entry { value, version: s.version, expires_in })
+        })?
+    }
+
+    /// Counts `hits` reads answered outside the cache (a host's copy of fresh entries, as the
+    /// JS packages keep) as hits. `sample` is a sample of the keys read: each stands for its
+    /// share of the hits on its access counter, so eviction sees what is read as if every read
+    /// had come here. No value is read; keys no longer fresh are passed over.
+    pub fn record_hits<K: AsRef<str>>(&self, sample: &[K], hits: u64) {
+        self.inner.store.count_hits(hits);
+        if sample.is_empty() {
+            return;
+        }
+        let n = sample.len() as u64;
+        let (each, extra) = (hits / n, hits % n);
+        for (i, k) in sample.iter().enumerate() {
+            self.inner.store.touch_key(k.as_ref(), each + u64::from((i as u64) < extra));
+        }
+    }
+
+    /// Every live key, in no particular order (a snapshot: later writes do not change it).
+    pub fn keys(&self) -> KeySample {
+        self.sample_keys(usize::MAX)
+    }
+
     pub(crate) fn now_nanos(&self) -> u64 {
         self.inner.store.now()
     }
@@ -288,6 +363,22 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Writes with explicit [`WriteOptions`]; returns the new version.
     pub fn write(&self, key: &str, value: V, opts: WriteOptions) -> Result<u64> {
+        self.write_entry(key, value, opts).map(|w| w.version)
+    }
+
+    /// [`Cache::write`], returning what the cache decided: the version and the expiry.
+    ///
+    /// ```
+    /// use healcache::{Cache, Ttl, WriteOptions};
+    /// use std::time::Duration;
+    ///
+    /// let cache = Cache::<u64>::builder().ttl(Duration::from_secs(60)).build().unwrap();
+    /// let w = cache.write_entry("a", 1, WriteOptions::default()).unwrap();
+    /// assert_eq!(w.expires_in, Some(Duration::from_secs(60)));
+    /// let w = cache.write_entry("b", 2, WriteOptions { ttl: Ttl::Never, ..Default::default() }).unwrap();
+    /// assert_eq!(w.expires_in, None);
+    /// ```
+    pub fn write_entry(&self, key: &str, value: V, opts: WriteOptions) -> Result<Written> {
         self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)
     }
 
@@ -298,7 +389,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         ttl: Ttl,
         if_version: Option<Expect>,
         load_nanos: u64,
-    ) -> Result<u64> {
+    ) -> Result<Written> {
         if let Ttl::For(d) = ttl {
             if d.is_zero() {
                 return Err(Error::invalid_config("ttl", ConfigProblem::NotPositive, Some(0.0)));
@@ -307,14 +398,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.store.check_key(key)?;
         let negative = value.is_none();
         let weight = self.weigh(&value);
-        let meta = self.meta(ttl, load_nanos);
+        let (meta, expires_in) = self.meta(ttl, load_nanos);
         let mut removed = Vec::new();
         let r = self.inner.store.write(key, value, weight, meta, if_version, &mut removed);
         if negative && r.is_ok() {
             self.inner.counters.negative_entries.fetch_add(1, Relaxed);
         }
         self.done(removed);
-        r
+        r.map(|version| Written { version, expires_in })
     }
 
     /// Removes `key`; returns its value if it was fresh.

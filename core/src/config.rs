@@ -1,5 +1,6 @@
-//! Configuration: a plain [`Config`] (serde, defaults) and the [`CacheBuilder`] whose `build()`
-//! validates it and builds the [`Cache`].
+//! Configuration: a plain [`Config`] (serde, defaults) and the [`CacheBuilder`] that collects it
+//! with the cache's parts. `build()` lives with the cache (`cache.rs`): this module knows nothing
+//! of the cache it configures, so the two do not import each other.
 //!
 //! Numbers are kept as `f64` in [`Config`] on purpose: the same struct is filled from JSON, from a JS
 //! options object and from Python keyword arguments, and a negative, fractional or NaN value must
@@ -11,11 +12,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Cache, RemovalListener};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigProblem, Error, Result};
 use crate::settings::{setting_in, Scope, Unit};
 use crate::store::RemovalCause;
+
+/// Called with each entry that leaves the cache, after the cache's locks are released.
+pub type RemovalListener<V> = Arc<dyn Fn(Arc<str>, V, RemovalCause) + Send + Sync>;
 
 /// Hard ceilings: values above these are refused as absurd rather than allocated.
 pub const MAX_ENTRIES_LIMIT: f64 = (1u64 << 31) as f64;
@@ -322,7 +325,7 @@ impl Config {
 /// Computes the weight of a value in bytes (the key's length is added by the cache).
 pub type Weigher<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
 
-/// Builds a [`crate::Cache`], validating every setting.
+/// Builds a [`crate::Cache`], validating every setting ([`CacheBuilder::build`]).
 ///
 /// ```
 /// use healcache::Cache;
@@ -491,48 +494,15 @@ impl<V> CacheBuilder<V> {
         self
     }
 
-    pub(crate) fn take_clock(&mut self) -> Arc<dyn Clock> {
-        self.clock.take().unwrap_or_else(|| Arc::new(SystemClock::new()))
-    }
-}
-
-impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
-    /// Validates every setting and builds the cache.
-    pub fn build(mut self) -> Result<Cache<V>> {
-        let settings = self.config.validate()?;
-        if settings.load_timeout.is_some() && self.timer.is_none() {
-            return Err(Error::invalid_config(
-                "load_timeout",
-                ConfigProblem::Needs("a timer (CacheBuilder::timer)"),
-                None,
-            ));
-        }
-        if settings.soft_timeout.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
-            return Err(Error::invalid_config(
-                "load_soft_timeout",
-                ConfigProblem::Needs("a timer and a spawner"),
-                None,
-            ));
-        }
-        for (on, field) in [
-            (settings.stale_while_revalidate, "stale_while_revalidate"),
-            (settings.xfetch_beta.is_some(), "xfetch"),
-            (settings.refresh_after.is_some(), "refresh_after"),
-        ] {
-            if on && self.spawner.is_none() {
-                let problem = ConfigProblem::Needs("a spawner (CacheBuilder::spawner) for background refreshes");
-                return Err(Error::invalid_config(field, problem, None));
-            }
-        }
-        let clock = self.take_clock();
-        Ok(Cache::assemble(settings, clock, self))
-    }
-
     /// Called with each entry that leaves the cache (evicted, expired, replaced, removed),
     /// after the cache's locks are released. Defaults to: none.
     pub fn on_removal(mut self, f: impl Fn(Arc<str>, V, RemovalCause) + Send + Sync + 'static) -> Self {
         self.listener = Some(Arc::new(f));
         self
+    }
+
+    pub(crate) fn take_clock(&mut self) -> Arc<dyn Clock> {
+        self.clock.take().unwrap_or_else(|| Arc::new(SystemClock::new()))
     }
 }
 

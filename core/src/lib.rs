@@ -35,9 +35,9 @@ mod store;
 mod sync;
 mod xfetch;
 
-pub use cache::{Cache, Entry, RemovalListener, Ttl, WriteOptions};
+pub use cache::{Cache, Entry, Ttl, WriteOptions, Written};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{duration_ms, CacheBuilder, Config, Weigher};
+pub use config::{duration_ms, CacheBuilder, Config, RemovalListener, Weigher};
 pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use fetch::{FetchOptions, Fetched, Loaded};
 pub use flight::{Spawner, Timer};

@@ -415,6 +415,29 @@ impl<V: Clone> Store<V> {
         })
     }
 
+    /// Counts `n` hits answered outside the store (see `Cache::record_hits`).
+    pub fn count_hits(&self, n: u64) {
+        if n != 0 {
+            self.shards[0].stats.hits.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Counts `times` reads of `key` on its access counter if it is fresh (at most 255: the
+    /// counter saturates below that), without counting hits.
+    pub fn touch_key(&self, key: &str, times: u64) {
+        let (hash, shard) = self.locate(key);
+        let t = self.read_time();
+        let g = read(&shard.inner);
+        if let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) {
+            let slot = &g.slots[i as usize];
+            if self.fresh(slot, t) {
+                for _ in 0..times.min(255) {
+                    slot.touch();
+                }
+            }
+        }
+    }
+
     /// Like `get` but without touching counters or access frequency.
     pub fn peek_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>, u64) -> T) -> Option<T> {
         let (hash, shard) = self.locate(key);

@@ -1,0 +1,114 @@
+//! What a host that mirrors entries (the JS packages) needs from the core: the expiry a write
+//! decided, reads that count nothing (`peek_entry`), hits recorded without reading values
+//! (`record_hits`), and the live keys.
+
+use std::time::Duration;
+
+use healcache::{Cache, ManualClock, Ttl, WriteOptions};
+
+fn cache(clock: &ManualClock) -> Cache<u64> {
+    Cache::builder().clock(clock.clone()).ttl(Duration::from_secs(10)).build().unwrap()
+}
+
+#[test]
+fn a_write_returns_the_expiry_it_decided() {
+    let clock = ManualClock::new();
+    let c = cache(&clock);
+    let w = c.write_entry("a", 1, WriteOptions::default()).unwrap();
+    assert_eq!(w.expires_in, Some(Duration::from_secs(10)));
+    assert_eq!(w.version, c.version("a"));
+    let w = c.write_entry("b", 2, WriteOptions { ttl: Ttl::For(Duration::from_millis(250)), if_version: None }).unwrap();
+    assert_eq!(w.expires_in, Some(Duration::from_millis(250)));
+    let w = c.write_entry("c", 3, WriteOptions { ttl: Ttl::Never, if_version: None }).unwrap();
+    assert_eq!(w.expires_in, None);
+    // a refused write decides nothing
+    assert!(c.write_entry("a", 9, WriteOptions { ttl: Ttl::Default, if_version: Some(12345) }).is_err());
+    assert_eq!(c.get("a"), Some(1));
+    // what a write said is what a read sees
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(c.get_entry("b").unwrap().expires_in, Some(Duration::from_millis(150)));
+}
+
+#[test]
+fn with_jitter_the_write_says_which_expiry_it_chose() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> =
+        Cache::builder().clock(clock.clone()).ttl(Duration::from_secs(10)).ttl_jitter(0.5).seed(3).build().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..100 {
+        let key = format!("k{i}");
+        let w = c.write_entry(&key, i, WriteOptions::default()).unwrap();
+        let e = w.expires_in.unwrap();
+        assert!(e >= Duration::from_secs(10) && e < Duration::from_secs(15), "{e:?}");
+        // the core keeps it fresh exactly that long
+        assert_eq!(c.peek_entry(&key).unwrap().expires_in, Some(e));
+        seen.insert(e);
+    }
+    assert!(seen.len() > 90, "the jitter spreads expiries");
+}
+
+#[test]
+fn peek_entry_counts_nothing() {
+    let clock = ManualClock::new();
+    let c = cache(&clock);
+    c.set("a", 1).unwrap();
+    let before = c.stats();
+    let e = c.peek_entry("a").unwrap();
+    assert_eq!((e.value, e.version), (1, c.version("a")));
+    assert!(c.peek_entry("absent").is_none());
+    let after = c.stats();
+    assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+    clock.advance(Duration::from_secs(11));
+    assert!(c.peek_entry("a").is_none());
+}
+
+#[test]
+fn record_hits_counts_hits_without_reading() {
+    let clock = ManualClock::new();
+    let c = cache(&clock);
+    c.set("a", 1).unwrap();
+    c.set("b", 2).unwrap();
+    c.record_hits(&["a", "b", "absent"], 48);
+    c.record_hits::<&str>(&[], 2);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses), (50, 0));
+    // a key past its TTL is passed over: no miss, no removal
+    clock.advance(Duration::from_secs(11));
+    c.record_hits(&["a"], 1);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses, s.entries), (51, 0, 2));
+}
+
+#[test]
+fn recorded_reads_protect_from_eviction() {
+    // one shard of 64: the keys whose mirror hits are recorded survive a flood of new keys
+    let c: Cache<u64> = Cache::builder().max_entries(64).shards(1).seed(5).build().unwrap();
+    for i in 0..64 {
+        c.set(&format!("k{i}"), i).unwrap();
+    }
+    let hot: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    for round in 0..200 {
+        c.record_hits(&hot, 64);
+        c.set(&format!("new{round}"), round).unwrap();
+    }
+    let kept = hot.iter().filter(|k| c.contains(k)).count();
+    assert!(kept >= 7, "only {kept} of 8 hot keys kept");
+}
+
+#[test]
+fn keys_lists_every_live_key_once() {
+    let clock = ManualClock::new();
+    let c = cache(&clock);
+    assert!(c.keys().is_empty());
+    for i in 0..500 {
+        c.set(&format!("k{i}"), i).unwrap();
+    }
+    c.set_with_ttl("short", 1, Some(Duration::from_secs(1))).unwrap();
+    c.remove("k7");
+    clock.advance(Duration::from_secs(2));
+    let mut keys: Vec<String> = c.keys().iter().map(str::to_string).collect();
+    keys.sort();
+    let mut want: Vec<String> = (0..500).filter(|&i| i != 7).map(|i| format!("k{i}")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+}
