@@ -4,21 +4,24 @@
 // Design note. The core is the authority; JS keeps the values.
 // - The core (`Cache<Handle>`) stores a numeric handle per entry with the value's weight; JS
 //   keeps the value under that handle, so a hit returns the very value stored and nothing is
-//   copied or serialised. Values `set` stores live in a slot table (value and key) under handle
-//   2 * slot + 2 (even); loaded values and repairs get odd ids, never reused. A slot is reused
-//   once the core has dropped its handle (its removal queue says so) and no waiter may still
-//   settle on it.
-// - The mirror (`_m`: key -> {v, h, ver, exp, sure}) holds what the core holds: every write enters
-//   it with the version the core gave and the time the core keeps it fresh at least (the TTL the
-//   core applied; its jitter only stretches it), so the first read after a write is a mirror
-//   hit. A read the mirror cannot answer is a read of the core (`state`), which the core counts,
-//   and its answer (handle, version, exact expiry) enters the mirror.
+//   copied or serialised. JS keeps values in slots: per-slot arrays of value, key, handle,
+//   version and expiry (typed arrays for the numbers), so a write allocates nothing per key.
+//   Values `set` stores take a slot under handle 2 * slot + 2 (even); loaded values and repairs
+//   get odd ids, never reused, and a slot when they enter the mirror. A set value's slot is
+//   reused once the core has dropped its handle (its removal queue says so) and no waiter may
+//   still settle on it; a loaded value's slot once the mirror moves on from it.
+// - The mirror (`_m`: key -> slot) holds what the core holds: every write enters it with the
+//   version and the expiry the core decided (as time left, added to a JS clock read taken
+//   before the core's), so the first read after a write is a mirror hit. A read the mirror
+//   cannot answer is a read of the core (`state`), which the core counts, and its answer
+//   (handle, version, expiry) enters the mirror.
 // - The mirror stays exact: writes and deletes update it with the core's answer; entries the
 //   core evicts or expires come back through its removal queue (a call that may evict raises a
 //   flag, then the queue is drained), and are dropped if the mirror still holds that handle.
 // - The core sees every read: the mirror counts its hits and sends a sample of their keys, with
-//   the count, in batches (`touch`), which the core counts as reads of those keys. So its
-//   counters are the only counters and its eviction policy sees what is read.
+//   the count, in batches (`touch`); the core counts the hits and bumps the sampled keys'
+//   access counters. So its counters are the only counters and its eviction policy sees what
+//   is read.
 // - Values reach the core outside any JS call too (a loader's value stored by a background
 //   refresh, a repair by the healer). So a key with such a value on its way is "pending": the
 //   mirror stops answering for it and its reads ask the core which handle it holds, until every
@@ -31,31 +34,36 @@ import { checkKey } from './options.mjs';
 const SAMPLE_MASK = 15; // one mirror hit in 16 sends its key to the core
 const READ_BUFFER = 64; // keys per `touch` batch
 const PENDING_SWEEP = 1024; // pending keys before a sweep asks the core about all of them
+const FIRST_SLOTS = 1024; // slots before the table first grows
 
 const now = () => performance.now();
 
 /**
  * The value-keeping base class over backend `B`. `P` is the backend's protocol (named numbers,
- * filled before the first cache is made), `row()` its current result row (a Float64Array the
- * backend fills).
+ * filled before the first cache is made), `row()` its result row (a Float64Array the backend
+ * fills).
  */
 function makeMirror(B, P, row) {
   // read from `P` when the first cache is made (a WebAssembly module is instantiated later)
-  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_EXACT, NONE;
+  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, NONE;
 
   return class Mirror {
     constructor() {
       if (NONE === undefined) {
-        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, exact: O_EXACT } =
-          P.out);
+        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING } = P.out);
         NONE = P.none;
       }
-      this._m = new Map(); // key -> {v, h, ver, exp, sure}: what the core holds (sure: exp is the core's own)
-      this._next = -1; // last odd id given (`_id`)
-      this._s = []; // set values by slot: value at 2i, key at 2i + 1 (one cache line for both)
-      this._cap = 1024; // slots before the table grows (reclaiming dropped ones first)
+      this._m = new Map(); // key -> slot of what the core holds
+      // the slots: value, key, handle, version, expiry (a JS clock time, -Infinity: ask the core)
+      this._v = [];
+      this._k = [];
+      this._h = new Float64Array(FIRST_SLOTS);
+      this._ver = new Float64Array(FIRST_SLOTS);
+      this._exp = new Float64Array(FIRST_SLOTS);
+      this._cap = FIRST_SLOTS; // slots before the table grows (reclaiming dropped ones first)
       this._sn = 0; // slots ever used
-      this._free = []; // slots the core dropped
+      this._free = []; // free slots
+      this._next = -1; // last odd id given (`_id`)
       this._hits = 0; // mirror hits not yet reported to the core
       this._reads = []; // their sampled keys
       this._missed = []; // keys read past an expiry the core gave, not yet reported
@@ -65,47 +73,55 @@ function makeMirror(B, P, row) {
       this._cand = new Map(); // key -> decided handles that may be its stale entry in the core
       this._sweepAt = PENDING_SWEEP;
       this._waiting = new Map(); // key -> getOrLoad/fetch calls under way
+      this._dispose = undefined; // the user's dispose(value, key, reason), when given
+      this._odd = undefined; // with dispose: loaded handle -> its slot, kept until the core drops it
     }
 
-    // The mirror's fresh entry of `key`, counted as a hit, or undefined.
+    // Hands every value the core lets go from now on to `dispose(value, key, reason)`: the core
+    // reports each removal with its cause, and loaded values keep their slots until reported.
+    _disposeWith(dispose) {
+      this._dispose = dispose;
+      this._odd = new Map();
+      B.reportRemovals(this._c);
+    }
+
+    // The mirror's slot of `key` if fresh, counted as a hit, or -1.
     _hit(key) {
-      const s = this._m.get(key);
-      if (s !== undefined && (s.exp === Infinity || s.exp > now())) {
-        if ((++this._hits & SAMPLE_MASK) === 1) this._read(key);
-        return s;
+      const i = this._m.get(key);
+      if (i !== undefined) {
+        const e = this._exp[i];
+        if (e === Infinity || e > now()) {
+          if ((++this._hits & SAMPLE_MASK) === 1) this._read(key);
+          return i;
+        }
       }
-      return undefined;
+      return -1;
     }
 
-    // Whether mirror entry `s`, not fresh, is past the expiry the core gave it: then the key is a
-    // miss without asking the core (-Infinity: a value is on its way, ask).
-    _expired(s) {
-      return s.sure && s.exp !== -Infinity;
-    }
-
-    // The fresh entry of `key` as [slot, expiry], without counting a read. The core is asked
-    // when the mirror holds an entry whose expiry is only a lower bound or whose key has a value
-    // on its way; otherwise the core has nothing fresh either.
+    // The slot of `key`'s fresh entry, without counting a read, or -1. The core is asked when
+    // the key has a value on its way; otherwise a mirror entry past its expiry is past the
+    // core's, and a key the mirror lacks has nothing fresh in the core either.
     _fresh(key) {
-      const s = this._m.get(key);
-      if (s !== undefined) {
-        if (s.exp > now()) return [s, s.exp];
-        if (this._expired(s)) return undefined;
-        return this._reconcile(key);
+      const i = this._m.get(key);
+      if (i !== undefined) {
+        const e = this._exp[i];
+        if (e > now()) return i;
+        return e === -Infinity ? this._reconcile(key) : -1;
       }
       checkKey(key); // only checked keys enter the mirror
-      return this._pending.size !== 0 && this._pending.has(key) ? this._reconcile(key) : undefined;
+      return this._pending.size !== 0 && this._pending.has(key) ? this._reconcile(key) : -1;
     }
 
     // A read of `key` the mirror did not answer with a hit: the value, or undefined.
     _readMissed(key) {
-      const s = this._m.get(key);
-      if (s !== undefined && this._expired(s)) {
+      const i = this._m.get(key);
+      // (with dispose, the core is read: it removes what expired and reports it)
+      if (i !== undefined && this._exp[i] !== -Infinity && this._dispose === undefined) {
         this._miss(key);
         return undefined;
       }
       const f = this._reconcile(key);
-      return f === undefined ? undefined : f[0].v;
+      return f < 0 ? undefined : this._v[f];
     }
 
     // A read of `key` the mirror answered "expired": reported to the core with the hits.
@@ -135,70 +151,113 @@ function makeMirror(B, P, row) {
     _write(key, value, w, ttl, ifVersion) {
       const i = this._slot();
       const h = 2 * i + 2;
-      this._s[2 * i] = value;
-      this._s[2 * i + 1] = key;
+      this._v[i] = value;
+      this._k[i] = key;
       const t0 = now();
       let ver;
-      let exp;
-      let sure;
-      let pending;
       try {
-        if (ttl === undefined && ifVersion === undefined) {
-          // the common case: the cache's TTL, whose freshness the core gave once (`_fresh0`)
-          ver = B.setPlain(this._c, key, h, w);
-          pending = ver < 0;
-          if (pending) ver = -ver;
-          exp = t0 + this._fresh0.ms;
-          sure = this._fresh0.exact;
-        } else {
-          ver = B.set(this._c, key, h, w, ttl, ifVersion, row());
-          const o = row();
-          exp = t0 + o[O_EXPIRES];
-          sure = o[O_EXACT] === 1;
-          pending = o[O_PENDING] === 1;
-        }
+        ver =
+          ttl === undefined && ifVersion === undefined
+            ? B.setPlain(this._c, key, h, w)
+            : B.set(this._c, key, h, w, ttl, ifVersion);
       } catch (e) {
-        this._s[2 * i] = undefined;
-        this._s[2 * i + 1] = undefined;
+        this._v[i] = undefined;
+        this._k[i] = undefined;
         this._free.push(i);
         throw e;
       }
-      const s = this._m.get(key);
-      if (s === undefined) this._m.set(key, { v: value, h, ver, exp, sure });
-      else {
-        s.v = value;
-        s.h = h;
-        s.ver = ver;
-        s.exp = exp;
-        s.sure = sure;
-      }
-      if (pending) this._drain();
+      const o = row();
+      this._h[i] = h;
+      this._ver[i] = ver;
+      this._exp[i] = t0 + o[O_EXPIRES];
+      this._point(key, i);
+      if (o[O_PENDING] === 1) this._drain();
       // a value on its way older than this write can no longer be stored (fenced, or replaced)
       if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
       return ver;
     }
 
+    // Points the mirror entry of `key` at slot `i`, freeing the slot of a loaded value it leaves.
+    _point(key, i) {
+      const old = this._m.get(key);
+      if (old !== i) {
+        if (old !== undefined) this._leaveSlot(old);
+        this._m.set(key, i);
+      }
+    }
+
+    // The mirror moved on from slot `i`: a loaded value's slot is freed (a set value's waits for
+    // the core to drop its handle).
+    _leaveSlot(i) {
+      if (this._h[i] % 2 === 1 && this._dispose === undefined) this._freeSlot(i);
+    }
+
+    _freeSlot(i) {
+      this._v[i] = undefined;
+      this._k[i] = undefined;
+      this._h[i] = 0;
+      this._free.push(i);
+    }
+
     // Drops the mirror entries the core evicted or expired, and frees the slots of set values
     // it dropped: [key, handle, ...], a set value's handle without its key, negated when it was
-    // replaced or deleted (the mirror knows of those already).
+    // replaced or deleted (the mirror knows of those already). With dispose, each handle is
+    // followed by its cause, and the values go to dispose once the mirror is consistent.
     _drain() {
       const a = B.drain(this._c);
+      const gone = this._dispose === undefined ? undefined : [];
       for (let i = 0; i < a.length; ) {
         let key = a[i++];
         let h;
+        let quiet = false;
         if (typeof key === 'number') {
-          h = key < 0 ? -key : key;
-          const k = this._s[h - 1];
-          if (key < 0) {
-            this._dropSet(k, h);
-            continue;
-          }
-          key = k;
+          quiet = key < 0;
+          h = quiet ? -key : key;
+          key = this._k[h / 2 - 1];
         } else h = a[i++];
-        const s = this._m.get(key);
-        if (s !== undefined && s.h === h) this._m.delete(key);
+        if (gone !== undefined) gone.push(this._valueOf(key, h), key, a[i++]);
+        if (quiet) {
+          this._dropSet(key, h);
+          continue;
+        }
+        const j = this._m.get(key);
+        if (j !== undefined && this._h[j] === h) {
+          this._m.delete(key);
+          this._leaveSlot(j);
+        }
         if (h % 2 === 0) this._dropSet(key, h);
-        else if (!this._waiting.has(key)) this._loaded.delete(h);
+        else {
+          if (gone !== undefined) this._dropOdd(h);
+          if (!this._waiting.has(key)) this._loaded.delete(h);
+        }
+      }
+      if (gone !== undefined && gone.length !== 0) this._disposeAll(gone);
+    }
+
+    // With dispose: the core dropped loaded value `h`; its slot is freed.
+    _dropOdd(h) {
+      const j = this._odd.get(h);
+      if (j === undefined) return;
+      this._odd.delete(h);
+      const key = this._k[j];
+      if (this._m.get(key) === j) this._m.delete(key);
+      this._freeSlot(j);
+    }
+
+    // Calls dispose(value, key, reason) for [[value] or undefined, key, cause, ...]; a dispose
+    // that throws does not stop the others, nor the call that removed the values.
+    _disposeAll(gone) {
+      const R = P.removal;
+      for (let i = 0; i < gone.length; i += 3) {
+        const v = gone[i];
+        if (v === undefined) continue; // not a value this wrapper kept
+        const c = gone[i + 2];
+        const reason = c === R.evicted ? 'evict' : c === R.expired ? 'expire' : c === R.replaced ? 'set' : 'delete';
+        try {
+          this._dispose(v[0], gone[i + 1], reason);
+        } catch {
+          // the user's callback failed: the removal stands
+        }
       }
     }
 
@@ -209,60 +268,96 @@ function makeMirror(B, P, row) {
       else this._release(h);
     }
 
-    // A slot for a set value: a freed one, else a new one (reclaiming dropped ones first when
-    // the table is full, so it grows only when the live values need it).
+    // A free slot: a freed one, else a new one (reclaiming dropped ones first when the table is
+    // full, so it grows only when the live values need it).
     _slot() {
       if (this._free.length !== 0) return this._free.pop();
       if (this._sn === this._cap) {
         this._drain();
         if (this._free.length !== 0) return this._free.pop();
-        this._cap *= 2;
+        this._grow();
       }
       return this._sn++;
     }
 
-    // Frees the slot of set value `h` (the core dropped it, and no waiter can settle on it).
+    _grow() {
+      const cap = this._cap * 2;
+      for (const f of ['_h', '_ver', '_exp']) {
+        const a = new Float64Array(cap);
+        a.set(this[f]);
+        this[f] = a;
+      }
+      this._cap = cap;
+    }
+
+    // Frees the slot of set value `h` (the core dropped it, and no waiter can settle on it); a
+    // mirror entry still on it goes too (the core no longer holds it).
     _release(h) {
       const i = h / 2 - 1;
-      this._s[2 * i] = undefined;
-      this._s[2 * i + 1] = undefined;
-      this._free.push(i);
+      const key = this._k[i];
+      if (key !== undefined && this._m.get(key) === i) this._m.delete(key);
+      this._freeSlot(i);
     }
 
     // The value of handle `h` the core holds for `key`, as [value], or undefined if JS no longer has it.
     _valueOf(key, h) {
-      const s = this._m.get(key);
-      if (s !== undefined && s.h === h) return [s.v];
+      const i = this._m.get(key);
+      if (i !== undefined && this._h[i] === h) return [this._v[i]];
       if (h % 2 === 0) {
-        const i = h / 2 - 1;
-        return this._s[2 * i + 1] === key ? [this._s[2 * i]] : undefined;
+        const j = h / 2 - 1;
+        return this._k[j] === key && this._h[j] === h ? [this._v[j]] : undefined;
       }
+      const j = this._odd === undefined ? undefined : this._odd.get(h);
+      if (j !== undefined) return [this._v[j]];
       const l = this._loaded.get(h);
       return l === undefined ? undefined : [l.v];
     }
 
-    // Asks the core which value `key` holds now (a read, counted by the core): returns [slot,
-    // expiry] if a fresh one, and decides the key's values on their way. The mirror answers for
-    // the key again once none is left.
-    _reconcile(key) {
+    // The slot of the value of handle `h` for `key` (that of a set value, or a new one for a
+    // loaded value), pointed at by the mirror; -1 if JS no longer has the value.
+    _enterMirror(key, h) {
+      const i = this._m.get(key);
+      if (i !== undefined && this._h[i] === h) return i;
+      let j;
+      if (h % 2 === 0) {
+        j = h / 2 - 1;
+        if (this._k[j] !== key || this._h[j] !== h) return -1;
+      } else {
+        j = this._odd === undefined ? undefined : this._odd.get(h);
+        if (j === undefined) {
+          const l = this._loaded.get(h);
+          if (l === undefined) return -1;
+          j = this._slot();
+          this._v[j] = l.v;
+          this._k[j] = key;
+          this._h[j] = h;
+          if (this._odd !== undefined) this._odd.set(h, j);
+        }
+      }
+      this._point(key, j);
+      return j;
+    }
+
+    // Asks the core which value `key` holds now (a read, counted by the core): returns its
+    // slot if a fresh one (else -1), and decides the key's values on their way. The mirror
+    // answers for the key again once none is left.
+    _reconcile(key, peek = false) {
       const t0 = now();
-      B.state(this._c, key, row());
+      if (peek) B.peek(this._c, key);
+      else B.state(this._c, key);
       const o = row();
       const h = o[O_HANDLE];
-      const [ver, expIn, flights, pending] = [o[O_VERSION], o[O_EXPIRES], o[O_FLIGHTS], o[O_PENDING]];
-      let out;
+      const ver = o[O_VERSION];
+      const expIn = o[O_EXPIRES];
+      const flights = o[O_FLIGHTS];
+      // what the core dropped first: the key's values decided below are past their reports
+      if (o[O_PENDING] === 1) this._drain();
+      let out = -1;
       if (h !== NONE) {
-        let s = this._m.get(key);
-        if (s === undefined || s.h !== h) {
-          const v = this._valueOf(key, h);
-          s = v === undefined ? undefined : { v: v[0], h, ver: 0, exp: 0, sure: true };
-          if (s !== undefined) this._m.set(key, s);
-        }
-        if (s !== undefined) {
-          s.ver = ver;
-          s.exp = t0 + expIn;
-          s.sure = true;
-          out = [s, s.exp];
+        out = this._enterMirror(key, h);
+        if (out >= 0) {
+          this._ver[out] = ver;
+          this._exp[out] = t0 + expIn;
         }
       }
       // decided when no flight is under way and no repair may land; a set value decided the
@@ -271,8 +366,7 @@ function makeMirror(B, P, row) {
       const held = h !== NONE && h % 2 === 0 ? 0 : h;
       this._decide(key, held, flights === 0 && this._settled(key));
       // still pending: a value may yet land, so the mirror keeps asking the core
-      if (out !== undefined && this._pending.has(key)) out[0].exp = -Infinity;
-      if (pending === 1) this._drain();
+      if (out >= 0 && this._pending.has(key)) this._exp[out] = -Infinity;
       return out;
     }
 
@@ -334,8 +428,8 @@ function makeMirror(B, P, row) {
       const ids = this._pending.get(key);
       if (ids === undefined) this._pending.set(key, [h]);
       else ids.push(h);
-      const s = this._m.get(key);
-      if (s !== undefined) s.exp = -Infinity;
+      const i = this._m.get(key);
+      if (i !== undefined) this._exp[i] = -Infinity;
       if (this._pending.size > this._sweepAt) this._sweep();
       return h;
     }
@@ -354,7 +448,11 @@ function makeMirror(B, P, row) {
 
     // Removes `key` from the mirror and forgets its stale candidates.
     _unmirror(key) {
-      this._m.delete(key);
+      const i = this._m.get(key);
+      if (i !== undefined) {
+        this._m.delete(key);
+        this._leaveSlot(i);
+      }
       const cand = this._cand.get(key);
       if (cand !== undefined) {
         this._cand.delete(key);
@@ -365,6 +463,7 @@ function makeMirror(B, P, row) {
     // Clears the mirror after the core was cleared.
     _clearMirror() {
       this._drain(); // frees the set slots (kept for keys with waiters)
+      for (const i of this._m.values()) this._leaveSlot(i);
       this._m.clear();
       for (const [key, ids] of this._cand) this._forget(key, ids);
       this._cand.clear();

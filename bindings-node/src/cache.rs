@@ -2,6 +2,9 @@
 //! body (`healcache_js_common::Backend`). Host glue: delays and background work on napi's tokio
 //! runtime, the JS loader as a core loader, promises.
 
+use std::cell::UnsafeCell;
+use std::ffi::c_void;
+use std::ptr;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -9,16 +12,32 @@ use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
-use napi::bindgen_prelude::{within_runtime_if_available, External, Float64ArraySlice, Promise, PromiseRaw};
-use napi::threadsafe_function::ThreadsafeFunction;
-use napi::{Env, Status};
+use napi::bindgen_prelude::{
+    within_runtime_if_available, External, Promise, PromiseRaw, ToNapiValue, TypeName, ValueType,
+};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{check_status, sys, Env, Status};
 use napi_derive::napi;
 
 use crate::convert::{Key, ToJs};
 use crate::error::into_js_error;
 
-/// The JS loader as the core sees it: resolves to the answer row of `loaded_from`.
-type Loader = ThreadsafeFunction<(), Promise<Vec<f64>>, (), Status, false>;
+/// The JS loader as the core sees it: `run(false)` runs it and resolves to the answer row of
+/// `loaded_from`; `run(true)` aborts its signal.
+type Loader = ThreadsafeFunction<bool, Promise<Vec<f64>>, bool, Status, false>;
+
+/// Aborts the loader's signal when the core drops the load before it ended (every waiter has
+/// gone, or the load timed out).
+struct AbortOnDrop(Option<Loader>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(l) = self.0.take() {
+            // queued to the JS thread: the wrapper's callback only aborts an AbortController
+            let _ = l.call(true, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
 
 /// Delays (load timeouts, source timeouts, the healing loop's sleeps) on napi's tokio runtime.
 pub(crate) struct TokioTimer;
@@ -40,20 +59,70 @@ impl Spawner for TokioSpawner {
     }
 }
 
-/// The wrapper's result row (`Out`), written in place.
-fn row<'a>(out: &'a mut Float64ArraySlice) -> napi::Result<&'a mut [f64]> {
-    // SAFETY: the slice is the wrapper's own Float64Array, borrowed for this call only; nothing
-    // else reads or writes it while the call runs (JS is single-threaded and waits for it).
-    let row = unsafe { out.as_mut() };
-    if row.len() < Out::LEN {
-        return Err(napi::Error::new(Status::InvalidArg, "result row too short"));
-    }
-    Ok(row)
+/// The result row (`Out`) that `set`, `state` and `peek` fill: one per JS thread (each thread
+/// has its own isolate and calls in turn), viewed from JS through `outRow` without a copy.
+struct Row(UnsafeCell<[f64; Out::LEN]>);
+
+thread_local! {
+    static ROW: Row = const { Row(UnsafeCell::new([0.0; Out::LEN])) };
 }
 
-/// `Backend::write`: returns the new version and fills `out`.
+/// Runs `f` on this thread's result row.
+fn with_row<R>(f: impl FnOnce(&mut [f64]) -> R) -> R {
+    // SAFETY: the row belongs to this thread, and each exported function takes it once while it
+    // runs; JS reads it only between calls.
+    ROW.with(|r| f(unsafe { &mut *r.0.get() }))
+}
+
+/// A `Float64Array` over this thread's result row.
+pub struct RowView;
+
+impl TypeName for RowView {
+    fn type_name() -> &'static str {
+        "Float64Array"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for RowView {
+    unsafe fn to_napi_value(env: sys::napi_env, _: Self) -> napi::Result<sys::napi_value> {
+        let data = ROW.with(|r| r.0.get().cast::<c_void>());
+        let (mut buffer, mut array) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: the row lives as long as this thread, and so as long as its isolate; no
+        // finalizer is needed (nothing to free). `env` is the live environment napi passed in.
+        unsafe {
+            check_status!(sys::napi_create_external_arraybuffer(
+                env,
+                data,
+                Out::LEN * 8,
+                None,
+                ptr::null_mut(),
+                &mut buffer
+            ))?;
+            check_status!(sys::napi_create_typedarray(
+                env,
+                sys::TypedarrayType::float64_array,
+                Out::LEN,
+                buffer,
+                0,
+                &mut array
+            ))?;
+        }
+        Ok(array)
+    }
+}
+
+/// A view of the result row (the same memory on every call).
+#[napi(ts_return_type = "Float64Array")]
+pub fn out_row() -> RowView {
+    RowView
+}
+
+/// `Backend::write`: returns the new version and fills the result row.
 #[napi]
-#[allow(clippy::too_many_arguments)]
 pub fn set(
     env: &Env,
     c: &External<Backend>,
@@ -62,22 +131,14 @@ pub fn set(
     weight: f64,
     ttl: Option<f64>,
     if_version: Option<f64>,
-    mut out: Float64ArraySlice,
 ) -> napi::Result<f64> {
-    let out = row(&mut out)?;
-    c.write(key.as_str(), handle, weight, ttl, if_version, out).map_err(|e| into_js_error(env, e))
+    with_row(|out| c.write(key.as_str(), handle, weight, ttl, if_version, out)).map_err(|e| into_js_error(env, e))
 }
 
-/// `Backend::write_plain`.
+/// `Backend::write_plain`: returns the new version and fills the result row.
 #[napi]
 pub fn set_plain(env: &Env, c: &External<Backend>, key: Key, handle: f64, weight: f64) -> napi::Result<f64> {
-    c.write_plain(key.as_str(), handle, weight).map_err(|e| into_js_error(env, e))
-}
-
-/// `Backend::default_freshness`.
-#[napi(ts_return_type = "{ ms: number, exact: boolean }")]
-pub fn freshness(c: &External<Backend>) -> ToJs {
-    ToJs(c.default_freshness())
+    with_row(|out| c.write_plain(key.as_str(), handle, weight, out)).map_err(|e| into_js_error(env, e))
 }
 
 /// `Backend::remove`.
@@ -92,11 +153,22 @@ pub fn remove_if_version(env: &Env, c: &External<Backend>, key: Key, expected: f
     c.remove_if_version(key.as_str(), expected).map_err(|e| into_js_error(env, e))
 }
 
-/// `Backend::state`: a counted read of the core, into `out`.
+/// `Backend::state`: a counted read of the core, into the result row.
 #[napi]
-pub fn state(c: &External<Backend>, key: Key, mut out: Float64ArraySlice) -> napi::Result<()> {
-    c.state(key.as_str(), row(&mut out)?);
-    Ok(())
+pub fn state(c: &External<Backend>, key: Key) {
+    with_row(|out| c.state(key.as_str(), out));
+}
+
+/// `Backend::peek`: `state` without counting a read, into the result row.
+#[napi]
+pub fn peek(c: &External<Backend>, key: Key) {
+    with_row(|out| c.peek(key.as_str(), out));
+}
+
+/// `Backend::keys`.
+#[napi(ts_return_type = "string[]")]
+pub fn keys(c: &External<Backend>) -> ToJs {
+    ToJs(c.keys())
 }
 
 /// `Backend::touch`.
@@ -109,6 +181,12 @@ pub fn touch(c: &External<Backend>, keys: Vec<String>, hits: f64, missed: Vec<St
 #[napi(ts_return_type = "Array<string | number>")]
 pub fn drain(c: &External<Backend>) -> ToJs {
     ToJs(c.drain())
+}
+
+/// `Backend::report_removals`.
+#[napi]
+pub fn report_removals(c: &External<Backend>) {
+    c.report_removals();
 }
 
 /// `Backend::len`.
@@ -145,9 +223,18 @@ pub fn prometheus(c: &External<Backend>, name: String) -> String {
 fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
         Box::pin(async move {
+            let mut guard = AbortOnDrop(Some(loader));
             let failed = |e: napi::Error| loader_failed(e.reason.clone());
-            let got = loader.call_async_catch(()).await.map_err(failed)?.await.map_err(failed)?;
-            loaded_from(&got)
+            let r = match &guard.0 {
+                Some(l) => match l.call_async_catch(false).await {
+                    Ok(p) => p.await.map_err(failed),
+                    Err(e) => Err(failed(e)),
+                },
+                None => Err(loader_failed("loader gone")),
+            };
+            // the load ended: its signal stays as it is
+            guard.0 = None;
+            loaded_from(&r?)
         })
     }
 }

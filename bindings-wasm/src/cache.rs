@@ -143,16 +143,10 @@ pub fn set(
     c.0.write(key, handle, weight, ttl, if_version, row()).map_err(into_js_error)
 }
 
-/// `Backend::write_plain`.
+/// `Backend::write_plain`: returns the new version and fills the result row.
 #[wasm_bindgen(js_name = setPlain)]
 pub fn set_plain(c: &Wasm, key: &str, handle: f64, weight: f64) -> Result<f64, JsValue> {
-    c.0.write_plain(key, handle, weight).map_err(into_js_error)
-}
-
-/// `Backend::default_freshness`.
-#[wasm_bindgen]
-pub fn freshness(c: &Wasm) -> JsValue {
-    to_js(c.0.default_freshness())
+    c.0.write_plain(key, handle, weight, row()).map_err(into_js_error)
 }
 
 /// `Backend::remove`.
@@ -173,6 +167,18 @@ pub fn state(c: &Wasm, key: &str) {
     c.0.state(key, row());
 }
 
+/// `Backend::peek`: `state` without counting a read, into the result row.
+#[wasm_bindgen]
+pub fn peek(c: &Wasm, key: &str) {
+    c.0.peek(key, row());
+}
+
+/// `Backend::keys`.
+#[wasm_bindgen]
+pub fn keys(c: &Wasm) -> JsValue {
+    to_js(c.0.keys())
+}
+
 /// `Backend::touch`.
 #[wasm_bindgen]
 pub fn touch(c: &Wasm, keys: Vec<String>, hits: f64, missed: Vec<String>) -> bool {
@@ -183,6 +189,12 @@ pub fn touch(c: &Wasm, keys: Vec<String>, hits: f64, missed: Vec<String>) -> boo
 #[wasm_bindgen]
 pub fn drain(c: &Wasm) -> JsValue {
     to_js(c.0.drain())
+}
+
+/// `Backend::report_removals`.
+#[wasm_bindgen(js_name = reportRemovals)]
+pub fn report_removals(c: &Wasm) {
+    c.0.report_removals();
 }
 
 /// `Backend::len`.
@@ -215,13 +227,35 @@ pub fn prometheus(c: &Wasm, name: &str) -> String {
     c.0.prometheus(name)
 }
 
-/// The JS loader as a core loader: `loader()` returns a promise of the answer row of `loaded_from`.
+/// Aborts the loader's signal when the core drops the load before it ended (every waiter has
+/// gone, or the load timed out).
+struct AbortOnDrop(Option<Function>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(l) = self.0.take() {
+            // the wrapper's callback defers the abort to a microtask: no user code runs here
+            let _ = l.call1(&JsValue::UNDEFINED, &JsValue::TRUE);
+        }
+    }
+}
+
+/// The JS loader as a core loader: `run(false)` returns a promise of the answer row of
+/// `loaded_from`; `run(true)` aborts its signal.
 fn core_loader(loader: SendWrapper<Function>) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
-        let called = loader.call0(&JsValue::UNDEFINED).map(|p| JsFuture::from(Promise::from(p)));
+        let called = loader.call1(&JsValue::UNDEFINED, &JsValue::FALSE).map(|p| JsFuture::from(Promise::from(p)));
+        let guard = AbortOnDrop(Some(loader.take()));
         SendWrapper::new(async move {
+            let mut guard = guard;
             let failed = |_e: JsValue| loader_failed("loader call failed");
-            let got = js_sys::Array::from(&called.map_err(failed)?.await.map_err(failed)?);
+            let r = match called {
+                Ok(p) => p.await.map_err(failed),
+                Err(e) => Err(failed(e)),
+            };
+            // the load ended: its signal stays as it is
+            guard.0 = None;
+            let got = js_sys::Array::from(&r?);
             let got: Vec<f64> = got.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
             loaded_from(&got)
         })

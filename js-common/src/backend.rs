@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex};
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::settings::js_name;
 use healcache::{
-    Cache, CacheBuilder, Config, Error, FetchOptions, Healer, Loaded, LoaderError, Result, Spawner, Timer, Ttl,
-    WriteOptions,
+    Cache, CacheBuilder, Config, Entry, Error, FetchOptions, Healer, Loaded, LoaderError, Result, Spawner, Timer,
+    WriteOptions, Written,
 };
 
 use crate::config::ttl_arg;
 use crate::heal::{self, HealState, JsSource, VerifyCall};
 use crate::value::{Out, NONE};
+use crate::removals::cause_code;
 use crate::{lock, Handle, Js, Map, Removals};
 
 /// The loader of one flight, as the binding bridges the JS function (see [`crate::loaded_from`]).
@@ -33,6 +34,12 @@ pub type LoaderFuture = BoxFuture<'static, std::result::Result<Loaded<Handle>, L
 /// What `fetch` and `getOrLoad` resolve to: `{ handle, status }` (handle [`NONE`]: not found;
 /// status: the core's `Status::as_str`).
 pub type FetchAnswer = Js;
+
+/// Milliseconds until an expiry the core decided (`Infinity`: never).
+#[inline]
+fn ms_left(d: Option<std::time::Duration>) -> f64 {
+    d.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3)
+}
 
 /// One cache: the core instance, its removal queue, its healer, and the cancel handles of the
 /// `getOrLoad` calls still waiting.
@@ -92,7 +99,7 @@ impl Backend {
 
     /// Writes `handle` (a value of `weight` bytes) under `key`; `ttl` in ms (`None`: the cache's,
     /// `Infinity`: never), `if_version` for a compare-and-set. Returns the new version, and fills
-    /// `out` with it, the entry's freshness and the pending flag.
+    /// `out` with it, the time until the expiry the core decided and the pending flag.
     pub fn write(
         &self,
         key: &str,
@@ -102,45 +109,24 @@ impl Backend {
         if_version: Option<f64>,
         out: &mut [f64],
     ) -> Result<f64> {
-        let ttl = ttl_arg(ttl)?;
-        let opts = WriteOptions { ttl, if_version: if_version.map(|v| v as u64) };
-        let version = self.cache.write(key, Handle { id: handle, weight: weight as u64 }, opts)? as f64;
-        let expires = self.fresh_for(ttl);
+        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
+        self.written(self.cache.write_entry(key, Handle { id: handle, weight: weight as u64 }, opts)?, out)
+    }
+
+    /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
+    pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
+        let h = Handle { id: handle, weight: weight as u64 };
+        self.written(self.cache.write_entry(key, h, WriteOptions::default())?, out)
+    }
+
+    /// What a write decided, into `out`; returns the version.
+    #[inline]
+    fn written(&self, w: Written, out: &mut [f64]) -> Result<f64> {
+        let version = w.version as f64;
         out[Out::VERSION] = version;
-        out[Out::EXPIRES] = expires;
-        out[Out::EXACT] = f64::from(u8::from(self.exact(expires)));
+        out[Out::EXPIRES] = ms_left(w.expires_in);
         out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
         Ok(version)
-    }
-
-    /// `write` with the cache's TTL and no condition, the common case, in fewer arguments:
-    /// returns the new version, negated when removals are queued (the wrapper then drains). The
-    /// entry stays fresh for [`Backend::default_freshness`] at least.
-    pub fn write_plain(&self, key: &str, handle: f64, weight: f64) -> Result<f64> {
-        let v = self.cache.write(key, Handle { id: handle, weight: weight as u64 }, WriteOptions::default())? as f64;
-        Ok(if self.removed.pending() { -v } else { v })
-    }
-
-    /// How long an entry written with the cache's TTL stays fresh at least, in ms, and whether
-    /// that is its exact expiry: `{ ms, exact }`.
-    pub fn default_freshness(&self) -> Js {
-        let ms = self.fresh_for(Ttl::Default);
-        Js::Obj(vec![("ms", Js::Num(ms)), ("exact", Js::Bool(self.exact(ms)))])
-    }
-
-    /// Whether an entry fresh for `ms` expires exactly then (its TTL is not stretched by jitter).
-    fn exact(&self, ms: f64) -> bool {
-        ms == f64::INFINITY || self.cache.config().ttl_jitter <= 0.0
-    }
-
-    /// How long an entry written now with `ttl` stays fresh at least, in ms (`Infinity`: never):
-    /// the core's TTL for it, which its jitter may only stretch.
-    fn fresh_for(&self, ttl: Ttl) -> f64 {
-        match ttl {
-            Ttl::Never => f64::INFINITY,
-            Ttl::For(d) => d.as_secs_f64() * 1e3,
-            Ttl::Default => self.cache.config().ttl_ms.unwrap_or(f64::INFINITY),
-        }
     }
 
     /// Removes `key`; returns the removed handle, or [`NONE`] if nothing live was there.
@@ -158,12 +144,21 @@ impl Backend {
     /// wrapper can follow a value a background refresh stored) and the pending flag.
     pub fn state(&self, key: &str, out: &mut [f64]) {
         out[Out::FLIGHTS] = self.cache.in_flight() as f64;
-        match self.cache.get_entry(key) {
+        self.entry_into(self.cache.get_entry(key), out);
+    }
+
+    /// `state` without counting a read or touching the entry's access counter (`peek`).
+    pub fn peek(&self, key: &str, out: &mut [f64]) {
+        out[Out::FLIGHTS] = self.cache.in_flight() as f64;
+        self.entry_into(self.cache.peek_entry(key), out);
+    }
+
+    fn entry_into(&self, e: Option<Entry<Handle>>, out: &mut [f64]) {
+        match e {
             Some(e) => {
                 out[Out::HANDLE] = e.value.id;
                 out[Out::VERSION] = e.version as f64;
-                out[Out::EXPIRES] = e.expires_in.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3);
-                out[Out::EXACT] = 1.0;
+                out[Out::EXPIRES] = ms_left(e.expires_in);
             }
             None => {
                 out[Out::HANDLE] = NONE;
@@ -174,38 +169,45 @@ impl Backend {
         out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
     }
 
+    /// Every live key, in no particular order.
+    pub fn keys(&self) -> Js {
+        Js::List(self.cache.keys().iter().map(|k| Js::Str(k.to_string())).collect())
+    }
+
     /// Reports the reads the wrapper's mirror answered: `hits` hits, of which `keys` is a
-    /// sample (each sampled key stands for its share of them and is read that many times), and
-    /// the reads of `missed` keys it knew expired. So the core counts every read and its eviction
-    /// policy sees them. Returns whether removals are queued.
+    /// sample (core `Cache::record_hits`: counted, and seen by the eviction policy, without
+    /// reading a value), and the reads of `missed` keys it knew expired (reads of the core,
+    /// counted as misses). Returns whether removals are queued.
     pub fn touch(&self, keys: &[String], hits: f64, missed: &[String]) -> bool {
         for k in missed {
             self.cache.get(k);
         }
-        let hits = hits.max(0.0) as usize;
-        if !keys.is_empty() {
-            let (each, extra) = (hits / keys.len(), hits % keys.len());
-            for (i, k) in keys.iter().enumerate() {
-                for _ in 0..each + usize::from(i < extra) {
-                    self.cache.get(k);
-                }
-            }
-        }
+        self.cache.record_hits(keys, hits.max(0.0) as u64);
         self.removed.pending()
     }
 
     /// Takes the removal queue ([`Removals`]): `[key, handle, ...]`, a set value's (even)
-    /// handle without its key (negated: replaced or deleted).
+    /// handle without its key (negated: replaced or deleted); once `report_removals` was
+    /// called, each handle followed by its cause ([`cause_code`]).
     pub fn drain(&self) -> Js {
         let taken = self.removed.take();
-        let mut out = Vec::with_capacity(2 * taken.len());
-        for (k, h) in taken {
+        let causes = self.removed.reports_all();
+        let mut out = Vec::with_capacity(3 * taken.len());
+        for (k, h, cause) in taken {
             if let Some(k) = k {
                 out.push(Js::Str(k.to_string()));
             }
             out.push(Js::Num(h));
+            if causes {
+                out.push(Js::Num(cause_code(cause)));
+            }
         }
         Js::List(out)
+    }
+
+    /// Queues every removal from now on, with its cause (the wrapper's `dispose` callback).
+    pub fn report_removals(&self) {
+        self.removed.report_all();
     }
 
     /// Number of stored entries (expired ones not yet swept included).

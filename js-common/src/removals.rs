@@ -20,10 +20,25 @@ pub const QUIET_LIMIT: usize = 256;
 /// - `set` values replaced or removed: their slots in the wrapper's value table may be reused.
 ///   The wrapper knows of these writes itself (its mirror is right), so they wait, quietly, for
 ///   the next drain, or raise `pending` once `QUIET_LIMIT` are queued.
+///
+/// With [`Removals::report_all`] (the wrapper's `dispose` callback), every removal is queued
+/// with its cause and raises `pending`, so the wrapper can hand each value it let go to the
+/// callback.
 #[derive(Default)]
 pub struct Removals {
     pending: AtomicBool,
-    entries: Mutex<Vec<(Option<Arc<str>>, f64)>>,
+    all: AtomicBool,
+    entries: Mutex<Vec<(Option<Arc<str>>, f64, RemovalCause)>>,
+}
+
+/// The number of a removal cause as the wrapper reads it (names in `protocol().removal`).
+pub fn cause_code(cause: RemovalCause) -> f64 {
+    match cause {
+        RemovalCause::Evicted => 0.0,
+        RemovalCause::Expired => 1.0,
+        RemovalCause::Replaced => 2.0,
+        _ => 3.0,
+    }
 }
 
 impl Removals {
@@ -33,9 +48,26 @@ impl Removals {
         self.pending.load(Relaxed)
     }
 
+    /// Queues every removal from now on, with its cause.
+    pub fn report_all(&self) {
+        self.all.store(true, Relaxed);
+    }
+
+    /// Whether every removal is queued with its cause.
+    pub fn reports_all(&self) -> bool {
+        self.all.load(Relaxed)
+    }
+
     /// The core's removal listener of a binding's cache.
     #[inline]
     pub fn record(&self, key: Arc<str>, handle: Handle, cause: RemovalCause, heal: &HealState) {
+        if self.all.load(Relaxed) {
+            heal.take_watched(handle.id);
+            let key = (!handle.from_set()).then_some(key);
+            lock(&self.entries).push((key, handle.id, cause));
+            self.pending.store(true, Relaxed);
+            return;
+        }
         let now = match cause {
             RemovalCause::Evicted | RemovalCause::Expired => true,
             // the wrapper knows of its own replaces and deletes, not of the healer's repairs
@@ -45,9 +77,9 @@ impl Removals {
         };
         // a set value's handle goes without its key, negated when the mirror is right already
         let entry = match (handle.from_set(), now) {
-            (false, _) => (Some(key), handle.id),
-            (true, true) => (None, handle.id),
-            (true, false) => (None, -handle.id),
+            (false, _) => (Some(key), handle.id, cause),
+            (true, true) => (None, handle.id, cause),
+            (true, false) => (None, -handle.id, cause),
         };
         let mut q = lock(&self.entries);
         q.push(entry);
@@ -57,7 +89,7 @@ impl Removals {
     }
 
     /// Takes the queue (and clears the flag).
-    pub fn take(&self) -> Vec<(Option<Arc<str>>, f64)> {
+    pub fn take(&self) -> Vec<(Option<Arc<str>>, f64, RemovalCause)> {
         self.pending.store(false, Relaxed);
         std::mem::take(&mut *lock(&self.entries))
     }

@@ -3,8 +3,9 @@
 //! fields), the row layout of the hot calls ([`Out`]) and the named outcomes of the handle
 //! protocol ([`protocol`], which the wrapper reads once instead of restating numbers).
 
-use healcache::{Loaded, LoaderError};
+use healcache::{Loaded, LoaderError, RemovalCause};
 
+use crate::removals::cause_code;
 use crate::Handle;
 
 /// A JS value as the bindings build it: records are objects with named fields.
@@ -67,11 +68,8 @@ impl Out {
     pub const FLIGHTS: usize = 3;
     /// 1 when removals are queued: the wrapper drains them before it answers again.
     pub const PENDING: usize = 4;
-    /// 1 when `EXPIRES` is the core's own expiry of the entry, 0 when it is a lower bound (a
-    /// jittered TTL): past an exact expiry a read is a miss without asking the core.
-    pub const EXACT: usize = 5;
     /// The row's length.
-    pub const LEN: usize = 6;
+    pub const LEN: usize = 5;
 }
 
 /// No handle: nothing live under the key.
@@ -118,8 +116,16 @@ pub fn protocol() -> Js {
                 ("handle", u(Out::HANDLE)),
                 ("flights", u(Out::FLIGHTS)),
                 ("pending", u(Out::PENDING)),
-                ("exact", u(Out::EXACT)),
                 ("len", u(Out::LEN)),
+            ]),
+        ),
+        (
+            "removal",
+            Js::Obj(vec![
+                ("evicted", n(cause_code(RemovalCause::Evicted))),
+                ("expired", n(cause_code(RemovalCause::Expired))),
+                ("replaced", n(cause_code(RemovalCause::Replaced))),
+                ("explicit", n(cause_code(RemovalCause::Explicit))),
             ]),
         ),
         ("none", n(NONE)),
