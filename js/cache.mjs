@@ -9,7 +9,7 @@
 // (`healing.mjs`). `getOrLoad` and `fetch` run the core's flight for the key (one per key per
 // cache), which calls the JS loader once; the loader's rejection (or synchronous throw) is kept
 // here under a load id and every waiter receives that very value. An AbortSignal cancels only
-// its caller's wait (core `Cancelled`).
+// its caller's wait, which rejects with the signal's reason.
 
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
@@ -25,6 +25,10 @@ import {
  */
 const NOT_FOUND = Symbol.for('healcache.NOT_FOUND');
 
+// `Symbol.dispose` where the host has it (Node 20, current browsers and workers), else the name
+// TypeScript's polyfill registers, so `using` works once a polyfill is loaded.
+const DISPOSE = typeof Symbol.dispose === 'symbol' ? Symbol.dispose : Symbol.for('Symbol.dispose');
+
 /**
  * The `Cache` class over one backend module (napi addon or wasm-bindgen module; see
  * `BACKEND_FNS` for what it exports). `asyncLocalStorage` (Node's, when the host has one) lets a
@@ -39,15 +43,12 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
   // instantiated after this module loads).
   const P = {};
   let out;
-  const row =
-    typeof B.outRow === 'function'
-      ? () => (out !== undefined && out.length !== 0 ? out : (out = B.outRow())) // a view of module memory
-      : () => out;
+  // a view of the backend's result row (of WebAssembly memory: a new one once memory grew)
+  const row = () => (out !== undefined && out.length !== 0 ? out : (out = B.outRow()));
   function ready() {
     if (P.out !== undefined) return;
     Object.assign(P, B.protocol());
     useSettings(B.settings());
-    if (typeof B.outRow !== 'function') out = new Float64Array(P.out.len);
   }
 
   class Cache extends makeHealing(makeMirror(B, P, row), B, P, NOT_FOUND) {
@@ -56,7 +57,6 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       super();
       const [names, values, seed] = createArgs(options);
       this._c = B.create(names, values, seed, backgroundHealing);
-      this._fresh0 = B.freshness(this._c); // { ms, exact } of a write with the cache's TTL
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
@@ -64,12 +64,13 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
       this._keyErrors = new Map(); // key -> load ids of rejections
       if (options && options.healing !== undefined) this._healingSet(options.healing);
+      if (options && typeof options.dispose === 'function') this._disposeWith(options.dispose);
     }
 
     /** The value of `key`, or undefined. A hit returns the very value stored. */
     get(key) {
-      const s = this._hit(key);
-      if (s !== undefined) return s.v; // only checked keys enter the mirror
+      const i = this._hit(key);
+      if (i >= 0) return this._v[i]; // only checked keys enter the mirror
       checkKey(key);
       return this._readMissed(key);
     }
@@ -80,21 +81,82 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      */
     getEntry(key) {
       checkKey(key);
-      const f = this._reconcile(key);
-      if (f === undefined) return undefined;
-      const [s, exp] = f;
-      return { value: s.v, version: s.ver, expiresIn: exp === Infinity ? undefined : exp - performance.now() };
+      const i = this._reconcile(key);
+      if (i < 0) return undefined;
+      const exp = this._exp[i];
+      return { value: this._v[i], version: this._ver[i], expiresIn: exp === Infinity ? undefined : exp - performance.now() };
+    }
+
+    /**
+     * The value of `key` if it has a live entry, or undefined, without counting a read or
+     * changing what eviction sees of the key (lru-cache's `peek`).
+     */
+    peek(key) {
+      const i = this._peekSlot(key);
+      return i < 0 ? undefined : this._v[i];
+    }
+
+    /**
+     * Milliseconds until `key`'s live entry expires: Infinity if it never does, 0 if `key` has
+     * no live entry (lru-cache's `getRemainingTTL`). Not counted as a read.
+     */
+    getRemainingTTL(key) {
+      const i = this._peekSlot(key);
+      if (i < 0) return 0;
+      const exp = this._exp[i];
+      return exp === Infinity ? Infinity : Math.max(0, exp - performance.now());
+    }
+
+    // The slot of `key`'s live entry without counting a read (a peek of the core when the
+    // mirror cannot answer), or -1.
+    _peekSlot(key) {
+      const i = this._m.get(key);
+      if (i !== undefined && this._exp[i] > performance.now()) return i;
+      checkKey(key);
+      if (i !== undefined && this._exp[i] !== -Infinity) return -1;
+      return this._reconcile(key, true);
     }
 
     /** Whether `key` has a live entry (not counted as a read). */
     has(key) {
-      return this._fresh(key) !== undefined;
+      return this._fresh(key) >= 0;
     }
 
     /** The version of `key`'s live entry, 0 if it has none. */
     version(key) {
-      const f = this._fresh(key);
-      return f === undefined ? 0 : f[0].ver;
+      const i = this._fresh(key);
+      return i < 0 ? 0 : this._ver[i];
+    }
+
+    /**
+     * The keys of the live entries, in no particular order: a snapshot taken when the call is
+     * made (entries written later are not visited; one removed meanwhile is skipped).
+     */
+    *keys() {
+      for (const [k] of this._live()) yield k;
+    }
+
+    /** The values of the live entries, in the order of `keys()`. Not counted as reads. */
+    *values() {
+      for (const [, v] of this._live()) yield v;
+    }
+
+    /** `[key, value]` of the live entries, in the order of `keys()`. Not counted as reads. */
+    *entries() {
+      yield* this._live();
+    }
+
+    [Symbol.iterator]() {
+      return this.entries();
+    }
+
+    // [key, value] of each live entry of a snapshot of the core's keys, read as `peek` reads.
+    *_live() {
+      this._flushReads();
+      for (const k of B.keys(this._c)) {
+        const i = this._peekSlot(k);
+        if (i >= 0) yield [k, this._v[i]];
+      }
     }
 
     /**
@@ -121,10 +183,12 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       if (options !== undefined && options.ifVersion !== undefined) {
         B.removeIfVersion(this._c, key, checkVersion(options.ifVersion));
         this._unmirror(key);
+        if (this._dispose !== undefined) this._drain();
         return true;
       }
       const h = B.remove(this._c, key);
       this._unmirror(key);
+      if (this._dispose !== undefined) this._drain();
       return h !== P.none;
     }
 
@@ -171,15 +235,17 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * The value of `key`, or the value `loader(key)` returns or resolves to, stored in the cache.
      * Concurrent callers of one key share one loader call (the core's flight table) and its
      * result: a rejection reaches every waiter as the same value. `signal` stops this caller's
-     * wait (it rejects with code "Cancelled"); the load goes on for the others. A loader
+     * wait (it rejects with `signal.reason`, as `fetch()` does, at once when already aborted);
+     * the load goes on for the others. A loader
      * answering `NOT_FOUND` (or a cached "not found") rejects with code "NotFound".
      */
     async getOrLoad(key, loader, options) {
+      const signal = options === undefined || options === null ? undefined : options.signal;
+      if (signal && signal.aborted) throw signal.reason;
       if (!this._readRefresh) {
-        const s = this._hit(key);
-        if (s !== undefined) return s.v;
+        const i = this._hit(key);
+        if (i >= 0) return this._v[i];
       }
-      const signal = options === undefined ? undefined : options.signal;
       const [v] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket));
       return v;
     }
@@ -193,11 +259,12 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      */
     async fetch(key, loader, options) {
       const args = fetchArgs(options);
-      if (!this._readRefresh) {
-        const s = this._hit(key);
-        if (s !== undefined) return { value: s.v, status: 'hit' };
-      }
       const signal = options == null ? undefined : options.signal;
+      if (signal && signal.aborted) throw signal.reason;
+      if (!this._readRefresh) {
+        const i = this._hit(key);
+        if (i >= 0) return { value: this._v[i], status: 'hit' };
+      }
       const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
         B.fetch(this._c, key, run, ticket, ...args),
       );
@@ -208,7 +275,6 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     async _flight(key, loader, signal, call) {
       checkKey(key);
       if (typeof loader !== 'function') throw argError('loader must be a function');
-      if (signal && signal.aborted) throw codeError('Cancelled', 'cancelled');
       tickets = (tickets + 1) >>> 0;
       const ticket = tickets;
       // the loads this call is nested in: [cache, key] pairs, carried by the host's async context
@@ -218,8 +284,20 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       }
       this._enter(key);
       let onAbort;
+      // the flight's own signal, made when the core calls the loader: the core aborts it (`run(true)`)
+      // once every waiter has gone or the load timed out; the abort runs in a microtask of its own
+      let ctl;
+      const run = (abort) => {
+        if (abort !== true) {
+          ctl = new AbortController();
+          return this._runLoader(key, loader, chain, ctl.signal);
+        }
+        const c = ctl;
+        if (c !== undefined) queueMicrotask(() => c.abort());
+        return undefined;
+      };
       try {
-        const p = call(ticket, () => this._runLoader(key, loader, chain));
+        const p = call(ticket, run);
         if (signal) {
           onAbort = () => B.cancel(this._c, ticket);
           signal.addEventListener('abort', onAbort, { once: true });
@@ -228,6 +306,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         try {
           r = await p;
         } catch (e) {
+          // an aborted wait rejects with the signal's reason, as fetch() does
+          if (signal && signal.aborted && e && e.code === 'Cancelled') throw signal.reason;
           throw this._loadError(e);
         }
         return [r.handle === P.none ? undefined : this._settle(key, r.handle), r.status];
@@ -240,11 +320,11 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     // Called by the core, once per flight (also for background refreshes): runs the user's loader
     // and gives the core [handle, weight], [NOT_FOUND], or [-loadId] when it threw or rejected
     // (that value is kept for every waiter).
-    async _runLoader(key, loader, chain) {
+    async _runLoader(key, loader, chain, signal) {
       let v;
       let w = 0;
       try {
-        const call = () => loader(key);
+        const call = () => loader(key, { signal });
         v = await (als === undefined ? call() : als.run([...(chain || []), [this, key]], call));
         if (v !== NOT_FOUND) w = weigh(this._sizeOf, v, key);
       } catch (err) {
@@ -271,6 +351,11 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return e;
     }
 
+    /** Closes the cache (`close()`), so a `using` declaration closes it at the end of its block. */
+    [DISPOSE]() {
+      this.close();
+    }
+
     // What `util.inspect` and `console.log` show: the size and bound, never keys or values.
     [Symbol.for('nodejs.util.inspect.custom')]() {
       const bound = this._maxEntries === undefined ? '' : `, maxEntries: ${this._maxEntries}`;
@@ -295,7 +380,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
 /** What a backend module exports (the napi addon also httpSource and httpFetch). */
 const BACKEND_FNS = [
-  'protocol', 'settings', 'outRow', 'create', 'freshness', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state',
+  'protocol', 'settings', 'outRow', 'create', 'reportRemovals', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state', 'peek', 'keys',
   'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel',
   '__panicForTest', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
   'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',

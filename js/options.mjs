@@ -7,8 +7,9 @@ const FETCH_OPTIONS = ['ttl', 'negativeTtl', 'staleWhileRevalidate', 'xfetch', '
 const FETCH_BOOLEAN = new Set(['staleWhileRevalidate', 'xfetch']);
 const FETCH_KNOWN = new Map(FETCH_OPTIONS.map((js, i) => [js, i]));
 // JS-only options of `new Cache`: `sizeOf(value, key)`, the weight of a value in bytes for
-// maxBytes/maxEntryBytes, and `healing`, the healing settings.
+// maxBytes/maxEntryBytes, `healing`, the healing settings, and `dispose(value, key, reason)`.
 const SIZE_OF = 'sizeOf';
+const DISPOSE_OPTION = 'dispose';
 const HEALING_OPTION = 'healing';
 /** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
 const FORMER = new Map([
@@ -102,8 +103,10 @@ function checkKey(key) {
   if (!wellFormed(key)) throw keyError('cache keys are well-formed UTF-16 strings (this one has a lone surrogate)');
 }
 
+/** Refuses what cannot be a source prefix, as `checkKey` refuses keys (a prefix is the start of keys). */
 function checkPrefix(prefix) {
-  if (typeof prefix !== 'string') throw argError('a source prefix is a string');
+  if (typeof prefix !== 'string') throw keyError(`source prefixes are strings, got ${prefix === null ? 'null' : typeof prefix}`);
+  if (!wellFormed(prefix)) throw keyError('source prefixes are well-formed UTF-16 strings (this one has a lone surrogate)');
 }
 
 function randomSeed() {
@@ -137,13 +140,13 @@ function createArgs(options) {
     if (typeof options !== 'object') throw invalid('options', 'must be an object');
     for (const name of Object.keys(options)) {
       const v = options[name];
-      if (name === SIZE_OF) {
+      if (name === SIZE_OF || name === DISPOSE_OPTION) {
         if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
         continue;
       }
       if (name === HEALING_OPTION) continue; // checked by healingArgs
       const s = CACHE.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, HEALING_OPTION].join(', ')})`);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, DISPOSE_OPTION, HEALING_OPTION].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint

@@ -353,7 +353,10 @@ test('settings: constructor option, typed setter, by name; errors name the setti
 
 test('registerSource checks its arguments; prefixes are bounded by healing.maxPrefixes', () => {
   const cache = new Cache({ healing: { maxPrefixes: 2 } });
-  assert.equal(thrown(() => cache.registerSource(1, () => 1)).code, 'ERR_INVALID_ARG_TYPE');
+  // a prefix is checked as keys are: a non-string is a TypeError with code InvalidKey
+  const notString = thrown(() => cache.registerSource(1, () => 1));
+  assert.equal(notString.code, 'InvalidKey');
+  assert.ok(notString instanceof TypeError);
   assert.equal(thrown(() => cache.registerSource('p', 42)).code, 'ERR_INVALID_ARG_TYPE');
   assert.equal(thrown(() => cache.registerSource('p', () => 1, { comparer: () => true })).field, 'comparer');
   assert.equal(thrown(() => cache.registerSource('p', () => 1, { decode: 'json' })).field, 'decode');
