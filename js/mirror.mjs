@@ -7,9 +7,9 @@
 //   copied or serialised. JS keeps values in slots: per-slot arrays of value, key, handle,
 //   version and expiry (typed arrays for the numbers), so a write allocates nothing per key.
 //   Values `set` stores take a slot under handle 2 * slot + 2 (even); loaded values and repairs
-//   get odd ids, never reused, and a slot when they enter the mirror. A set value's slot is
-//   reused once the core has dropped its handle (its removal queue says so) and no waiter may
-//   still settle on it; a loaded value's slot once the mirror moves on from it.
+//   get odd ids, never reused, and a slot when they enter the mirror. A slot is reused once the
+//   core has dropped its handle (its removal queue says so, for every value it drops) and no
+//   waiter may still settle on it. So a write is one core call, array stores and one `Map.set`.
 // - The mirror (`_m`: key -> slot) holds what the core holds: every write enters it with the
 //   version and the expiry the core decided (as time left, added to a JS clock read taken
 //   before the core's), so the first read after a write is a mirror hit. A read the mirror
@@ -73,15 +73,14 @@ function makeMirror(B, P, row) {
       this._cand = new Map(); // key -> decided handles that may be its stale entry in the core
       this._sweepAt = PENDING_SWEEP;
       this._waiting = new Map(); // key -> getOrLoad/fetch calls under way
+      this._odd = new Map(); // loaded handle -> its slot, kept until the core drops the handle
       this._dispose = undefined; // the user's dispose(value, key, reason), when given
-      this._odd = undefined; // with dispose: loaded handle -> its slot, kept until the core drops it
     }
 
     // Hands every value the core lets go from now on to `dispose(value, key, reason)`: the core
-    // reports each removal with its cause, and loaded values keep their slots until reported.
+    // reports each removal at once, with its cause.
     _disposeWith(dispose) {
       this._dispose = dispose;
-      this._odd = new Map();
       B.reportRemovals(this._c);
     }
 
@@ -170,26 +169,12 @@ function makeMirror(B, P, row) {
       this._h[i] = h;
       this._ver[i] = ver;
       this._exp[i] = t0 + o[O_EXPIRES];
-      this._point(key, i);
+      // the slot it replaces is freed when the core reports its value dropped
+      this._m.set(key, i);
       if (o[O_PENDING] === 1) this._drain();
       // a value on its way older than this write can no longer be stored (fenced, or replaced)
       if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
       return ver;
-    }
-
-    // Points the mirror entry of `key` at slot `i`, freeing the slot of a loaded value it leaves.
-    _point(key, i) {
-      const old = this._m.get(key);
-      if (old !== i) {
-        if (old !== undefined) this._leaveSlot(old);
-        this._m.set(key, i);
-      }
-    }
-
-    // The mirror moved on from slot `i`: a loaded value's slot is freed (a set value's waits for
-    // the core to drop its handle).
-    _leaveSlot(i) {
-      if (this._h[i] % 2 === 1 && this._dispose === undefined) this._freeSlot(i);
     }
 
     _freeSlot(i) {
@@ -199,49 +184,57 @@ function makeMirror(B, P, row) {
       this._free.push(i);
     }
 
-    // Drops the mirror entries the core evicted or expired, and frees the slots of set values
-    // it dropped: [key, handle, ...], a set value's handle without its key, negated when it was
-    // replaced or deleted (the mirror knows of those already). With dispose, each handle is
-    // followed by its cause, and the values go to dispose once the mirror is consistent.
+    // Drops the mirror entries the core evicted or expired, and frees the slots of the values it
+    // dropped: [key, handle, ...], a set value's handle without its key, negated when it was
+    // replaced or deleted (the mirror has moved on already, or stopped answering for the key).
+    // With dispose, each handle is followed by its cause, and the values go to dispose once the
+    // mirror is consistent.
     _drain() {
       const a = B.drain(this._c);
       const gone = this._dispose === undefined ? undefined : [];
       for (let i = 0; i < a.length; ) {
         let key = a[i++];
         let h;
-        let quiet = false;
+        let quiet;
         if (typeof key === 'number') {
           quiet = key < 0;
           h = quiet ? -key : key;
           key = this._k[h / 2 - 1];
-        } else h = a[i++];
+        } else {
+          h = a[i++];
+          quiet = h < 0;
+          if (quiet) h = -h;
+        }
         if (gone !== undefined) gone.push(this._valueOf(key, h), key, a[i++]);
-        if (quiet) {
-          this._dropSet(key, h);
-          continue;
-        }
-        const j = this._m.get(key);
-        if (j !== undefined && this._h[j] === h) {
-          this._m.delete(key);
-          this._leaveSlot(j);
-        }
-        if (h % 2 === 0) this._dropSet(key, h);
-        else {
-          if (gone !== undefined) this._dropOdd(h);
+        if (h % 2 === 0) {
+          if (!quiet) {
+            const j = this._m.get(key);
+            if (j !== undefined && this._h[j] === h) this._m.delete(key);
+          }
+          this._dropSet(key, h, quiet);
+        } else {
+          this._dropOdd(h, quiet);
           if (!this._waiting.has(key)) this._loaded.delete(h);
         }
       }
       if (gone !== undefined && gone.length !== 0) this._disposeAll(gone);
     }
 
-    // With dispose: the core dropped loaded value `h`; its slot is freed.
-    _dropOdd(h) {
+    // The core dropped loaded value `h`: the slot it has (if it entered the mirror) is freed.
+    _dropOdd(h, quiet) {
       const j = this._odd.get(h);
       if (j === undefined) return;
       this._odd.delete(h);
-      const key = this._k[j];
-      if (this._m.get(key) === j) this._m.delete(key);
+      this._unpoint(this._k[j], j, quiet);
       this._freeSlot(j);
+    }
+
+    // Slot `i` of `key` is about to be freed: a mirror entry still on it goes. After a quiet
+    // removal (a replace or a delete) the mirror has moved on already, unless the value was
+    // replaced outside a JS call, which only a key with a value on its way can see.
+    _unpoint(key, i, quiet) {
+      if (quiet && (this._pending.size === 0 || !this._pending.has(key))) return;
+      if (this._m.get(key) === i) this._m.delete(key);
     }
 
     // Calls dispose(value, key, reason) for [[value] or undefined, key, cause, ...]; a dispose
@@ -263,9 +256,9 @@ function makeMirror(B, P, row) {
 
     // The core dropped set value `h` of `key`: its slot is freed, or kept until the key's waiters
     // are gone (one may yet settle on it).
-    _dropSet(key, h) {
+    _dropSet(key, h, quiet) {
       if (this._waiting.size !== 0 && this._waiting.has(key)) this._forget(key, [h]);
-      else this._release(h);
+      else this._release(h, quiet);
     }
 
     // A free slot: a freed one, else a new one (reclaiming dropped ones first when the table is
@@ -291,11 +284,11 @@ function makeMirror(B, P, row) {
     }
 
     // Frees the slot of set value `h` (the core dropped it, and no waiter can settle on it); a
-    // mirror entry still on it goes too (the core no longer holds it).
-    _release(h) {
+    // mirror entry still on it goes too (the core no longer holds it). `quiet`: see `_unpoint`.
+    _release(h, quiet) {
       const i = h / 2 - 1;
       const key = this._k[i];
-      if (key !== undefined && this._m.get(key) === i) this._m.delete(key);
+      if (key !== undefined) this._unpoint(key, i, quiet);
       this._freeSlot(i);
     }
 
@@ -307,7 +300,7 @@ function makeMirror(B, P, row) {
         const j = h / 2 - 1;
         return this._k[j] === key && this._h[j] === h ? [this._v[j]] : undefined;
       }
-      const j = this._odd === undefined ? undefined : this._odd.get(h);
+      const j = this._odd.get(h);
       if (j !== undefined) return [this._v[j]];
       const l = this._loaded.get(h);
       return l === undefined ? undefined : [l.v];
@@ -323,7 +316,7 @@ function makeMirror(B, P, row) {
         j = h / 2 - 1;
         if (this._k[j] !== key || this._h[j] !== h) return -1;
       } else {
-        j = this._odd === undefined ? undefined : this._odd.get(h);
+        j = this._odd.get(h);
         if (j === undefined) {
           const l = this._loaded.get(h);
           if (l === undefined) return -1;
@@ -331,10 +324,10 @@ function makeMirror(B, P, row) {
           this._v[j] = l.v;
           this._k[j] = key;
           this._h[j] = h;
-          if (this._odd !== undefined) this._odd.set(h, j);
+          this._odd.set(h, j);
         }
       }
-      this._point(key, j);
+      this._m.set(key, j);
       return j;
     }
 
@@ -448,11 +441,7 @@ function makeMirror(B, P, row) {
 
     // Removes `key` from the mirror and forgets its stale candidates.
     _unmirror(key) {
-      const i = this._m.get(key);
-      if (i !== undefined) {
-        this._m.delete(key);
-        this._leaveSlot(i);
-      }
+      this._m.delete(key);
       const cand = this._cand.get(key);
       if (cand !== undefined) {
         this._cand.delete(key);
@@ -463,7 +452,6 @@ function makeMirror(B, P, row) {
     // Clears the mirror after the core was cleared.
     _clearMirror() {
       this._drain(); // frees the set slots (kept for keys with waiters)
-      for (const i of this._m.values()) this._leaveSlot(i);
       this._m.clear();
       for (const [key, ids] of this._cand) this._forget(key, ids);
       this._cand.clear();

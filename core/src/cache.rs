@@ -197,7 +197,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             match v {
                 Some(v) => {
                     if let Some(l) = &self.inner.listener {
-                        l(Arc::from(k.as_str()), v, cause);
+                        l(k.as_str(), v, cause);
                     }
                 }
                 None => {

@@ -17,8 +17,10 @@ use crate::error::{ConfigProblem, Error, Result};
 use crate::settings::{setting_in, Scope, Unit};
 use crate::store::RemovalCause;
 
-/// Called with each entry that leaves the cache, after the cache's locks are released.
-pub type RemovalListener<V> = Arc<dyn Fn(Arc<str>, V, RemovalCause) + Send + Sync>;
+/// Called with each entry that leaves the cache, after the cache's locks are released. The key
+/// is lent: a listener that keeps it copies it (most keep only some, so none is allocated for
+/// the others).
+pub type RemovalListener<V> = Arc<dyn Fn(&str, V, RemovalCause) + Send + Sync>;
 
 /// Hard ceilings: values above these are refused as absurd rather than allocated.
 pub const MAX_ENTRIES_LIMIT: f64 = (1u64 << 31) as f64;
@@ -496,7 +498,7 @@ impl<V> CacheBuilder<V> {
 
     /// Called with each entry that leaves the cache (evicted, expired, replaced, removed),
     /// after the cache's locks are released. Defaults to: none.
-    pub fn on_removal(mut self, f: impl Fn(Arc<str>, V, RemovalCause) + Send + Sync + 'static) -> Self {
+    pub fn on_removal(mut self, f: impl Fn(&str, V, RemovalCause) + Send + Sync + 'static) -> Self {
         self.listener = Some(Arc::new(f));
         self
     }

@@ -12,14 +12,15 @@ use crate::{lock, Handle};
 /// drains when only replaced and deleted `set` values are queued.
 pub const QUIET_LIMIT: usize = 256;
 
-/// `(key, handle)` pairs, the key left out for `set` values (the wrapper has it in their slot,
-/// and the handle is negated for the quiet ones below), of
+/// `(key, handle)` pairs of every value the core drops, the key left out for `set` values (the
+/// wrapper has it in their slot), the handle negated for the quiet ones below:
 /// - entries the core evicted or expired, and handles the healer watched: the wrapper's read
 ///   mirror must drop them before it answers again, so they raise `pending` (the flag a write
 ///   returns, after which the wrapper drains);
-/// - `set` values replaced or removed: their slots in the wrapper's value table may be reused.
-///   The wrapper knows of these writes itself (its mirror is right), so they wait, quietly, for
-///   the next drain, or raise `pending` once `QUIET_LIMIT` are queued.
+/// - values replaced or removed: their slots in the wrapper's value table may be reused. The
+///   wrapper knows of these writes itself, or has stopped answering for the key (a value on its
+///   way), so they wait, quietly, for the next drain, or raise `pending` once `QUIET_LIMIT` are
+///   queued.
 ///
 /// With [`Removals::report_all`] (the wrapper's `dispose` callback), every removal is queued
 /// with its cause and raises `pending`, so the wrapper can hand each value it let go to the
@@ -60,27 +61,15 @@ impl Removals {
 
     /// The core's removal listener of a binding's cache.
     #[inline]
-    pub fn record(&self, key: Arc<str>, handle: Handle, cause: RemovalCause, heal: &HealState) {
-        if self.all.load(Relaxed) {
-            heal.take_watched(handle.id);
-            let key = (!handle.from_set()).then_some(key);
-            lock(&self.entries).push((key, handle.id, cause));
-            self.pending.store(true, Relaxed);
-            return;
-        }
+    pub fn record(&self, key: &str, handle: Handle, cause: RemovalCause, heal: &HealState) {
         let now = match cause {
             RemovalCause::Evicted | RemovalCause::Expired => true,
             // the wrapper knows of its own replaces and deletes, not of the healer's repairs
-            _ if heal.take_watched(handle.id) => true,
-            _ if handle.from_set() => false,
-            _ => return,
+            _ => heal.take_watched(handle.id) || self.all.load(Relaxed),
         };
-        // a set value's handle goes without its key, negated when the mirror is right already
-        let entry = match (handle.from_set(), now) {
-            (false, _) => (Some(key), handle.id, cause),
-            (true, true) => (None, handle.id, cause),
-            (true, false) => (None, -handle.id, cause),
-        };
+        // a set value's handle goes without its key (its slot has it); negated when quiet
+        let key = (!handle.from_set()).then(|| Arc::from(key));
+        let entry = (key, if now { handle.id } else { -handle.id }, cause);
         let mut q = lock(&self.entries);
         q.push(entry);
         if now || q.len() >= QUIET_LIMIT {
