@@ -17,7 +17,8 @@ fn a_write_returns_the_expiry_it_decided() {
     let w = c.write_entry("a", 1, WriteOptions::default()).unwrap();
     assert_eq!(w.expires_in, Some(Duration::from_secs(10)));
     assert_eq!(w.version, c.version("a"));
-    let w = c.write_entry("b", 2, WriteOptions { ttl: Ttl::For(Duration::from_millis(250)), if_version: None }).unwrap();
+    let w =
+        c.write_entry("b", 2, WriteOptions { ttl: Ttl::For(Duration::from_millis(250)), if_version: None }).unwrap();
     assert_eq!(w.expires_in, Some(Duration::from_millis(250)));
     let w = c.write_entry("c", 3, WriteOptions { ttl: Ttl::Never, if_version: None }).unwrap();
     assert_eq!(w.expires_in, None);

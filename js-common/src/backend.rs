@@ -24,8 +24,8 @@ use healcache::{
 
 use crate::config::ttl_arg;
 use crate::heal::{self, HealState, JsSource, VerifyCall};
-use crate::value::{Out, NONE};
 use crate::removals::cause_code;
+use crate::value::{Out, NONE};
 use crate::{lock, Handle, Js, Map, Removals};
 
 /// The loader of one flight, as the binding bridges the JS function (see [`crate::loaded_from`]).

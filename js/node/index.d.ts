@@ -43,6 +43,12 @@ export interface CacheOptions {
    * length, the byteLength of an ArrayBuffer or view (Buffer, Uint8Array), 0 for other values.
    */
   sizeOf?: (value: any, key: string) => number;
+  /**
+   * Called with every value the cache lets go, once the call that removed it has updated the
+   * cache: `reason` is "evict" (room for others), "expire" (past its TTL), "set" (replaced) or
+   * "delete" (`delete`, `clear`, a healing removal). A throw is ignored. Defaults to: none.
+   */
+  dispose?: (value: any, key: string, reason: DisposeReason) => void;
   /** Self-healing settings (see `HealingOptions`); changeable later with `setHealing` or `configSet`. */
   healing?: HealingOptions;
 }
@@ -193,16 +199,33 @@ export interface DeleteOptions {
   ifVersion?: number;
 }
 
+/** Why `dispose` was called (lru-cache's names). */
+export type DisposeReason = 'evict' | 'expire' | 'set' | 'delete';
+
+/** What a loader gets besides the key. */
+export interface LoaderContext {
+  /** Aborted once no caller waits for this load any more, or the load timed out. */
+  readonly signal: AbortSignalLike;
+}
+
+/** A loader: the value of `key`, or `NOT_FOUND`, sync or as a promise. */
+export type Loader<V> = (key: string, context: LoaderContext) => V | NotFound | PromiseLike<V | NotFound>;
+
 /** The part of `AbortSignal` that `getOrLoad` uses. */
 export interface AbortSignalLike {
   readonly aborted: boolean;
+  /** What an aborted call rejects with. */
+  readonly reason?: unknown;
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 /** Options of `getOrLoad`. */
 export interface GetOrLoadOptions {
-  /** Stops this caller's wait (it rejects with code `Cancelled`); the load goes on for the others. */
+  /**
+   * Stops this caller's wait: it rejects with `signal.reason`, as `fetch()` does (at once when
+   * already aborted, a hit too); the load goes on for the others.
+   */
   signal?: AbortSignalLike;
 }
 
@@ -349,6 +372,10 @@ export declare class Cache<V = unknown> {
   get(key: string): V | undefined;
   /** The live entry of `key` with its version and remaining TTL, or undefined. */
   getEntry(key: string): Entry<V> | undefined;
+  /** The value of `key`'s live entry without counting a read or changing its eviction standing. */
+  peek(key: string): V | undefined;
+  /** Milliseconds until `key`'s live entry expires: `Infinity` if never, 0 if `key` has none. */
+  getRemainingTTL(key: string): number;
   /** Whether `key` has a live entry (not counted as a read). */
   has(key: string): boolean;
   /** The version of `key`'s live entry, 0 if none. */
@@ -376,7 +403,7 @@ export declare class Cache<V = unknown> {
    */
   getOrLoad(
     key: string,
-    loader: (key: string) => V | NotFound | PromiseLike<V | NotFound>,
+    loader: Loader<V>,
     options?: GetOrLoadOptions,
   ): Promise<V>;
   /**
@@ -385,7 +412,7 @@ export declare class Cache<V = unknown> {
    */
   fetch(
     key: string,
-    loader: (key: string) => V | NotFound | PromiseLike<V | NotFound>,
+    loader: Loader<V>,
     options?: FetchOptions,
   ): Promise<Fetched<V>>;
 
@@ -421,4 +448,21 @@ export declare class Cache<V = unknown> {
   configGet(name: HealingSettingName): string;
   /** Stops self-healing: the background loop ends and every source is unregistered; entries stay. */
   close(): void;
+  /** `close()`, for a `using` declaration. */
+  [Symbol.dispose](): void;
+  /** Keys of the live entries, in no particular order (a snapshot taken when iteration starts). */
+  keys(): IterableIterator<string>;
+  /** Values of the live entries, in the order of `keys()`; not counted as reads. */
+  values(): IterableIterator<V>;
+  /** `[key, value]` of the live entries, in the order of `keys()`; not counted as reads. */
+  entries(): IterableIterator<[string, V]>;
+  /** `entries()`. */
+  [Symbol.iterator](): IterableIterator<[string, V]>;
+}
+
+declare global {
+  interface SymbolConstructor {
+    /** The method a `using` declaration calls (Node 20 and current hosts have it). */
+    readonly dispose: unique symbol;
+  }
 }

@@ -73,6 +73,21 @@ new EdgeCache<number>().set('x', n);
 
 // @ts-expect-error maxEntries is a number
 new Cache({ maxEntries: '10' });
+// conventions: peek, getRemainingTTL, iteration, dispose, the loader's signal
+const conv = new Cache<User>({ dispose: (v: User, key: string, reason: 'evict' | 'expire' | 'set' | 'delete') => void [v, key, reason] });
+const peeked: User | undefined = conv.peek('user:1');
+const left: number = conv.getRemainingTTL('user:1');
+for (const [k, v] of conv) void [k.toUpperCase(), v];
+const ks: string[] = [...conv.keys()];
+const vs: User[] = [...conv.values()];
+conv[Symbol.dispose]();
+void conv.getOrLoad('user:1', async (key, { signal }) => {
+  if (signal.aborted) throw signal.reason;
+  return { id: 1, name: key };
+});
+void [peeked, left, ks, vs];
+// @ts-expect-error dispose reasons are named
+new Cache({ dispose: (_v: unknown, _k: string, r: 'evicted') => void r });
 // @ts-expect-error unknown option
 new Cache({ maxEntrys: 10 });
 // @ts-expect-error keys are strings
