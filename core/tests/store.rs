@@ -217,7 +217,7 @@ fn removal_listener_sees_every_cause_outside_locks() {
         .on_removal(move |k, v, cause| {
             // re-entering the cache from the listener must not deadlock (no lock is held)
             if let Some(c) = slot.lock().unwrap().as_ref() {
-                let _ = c.contains(&k);
+                let _ = c.contains(k);
             }
             l.lock().unwrap().push((k.to_string(), v, cause));
         })

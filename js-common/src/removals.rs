@@ -29,8 +29,12 @@ pub const QUIET_LIMIT: usize = 256;
 pub struct Removals {
     pending: AtomicBool,
     all: AtomicBool,
-    entries: Mutex<Vec<(Option<Arc<str>>, f64, RemovalCause)>>,
+    entries: Mutex<Vec<Removal>>,
 }
+
+/// One queued removal: the key (left out for `set` values), the handle (negated when quiet) and
+/// the cause.
+pub type Removal = (Option<Arc<str>>, f64, RemovalCause);
 
 /// The number of a removal cause as the wrapper reads it (names in `protocol().removal`).
 pub fn cause_code(cause: RemovalCause) -> f64 {
@@ -78,7 +82,7 @@ impl Removals {
     }
 
     /// Takes the queue (and clears the flag).
-    pub fn take(&self) -> Vec<(Option<Arc<str>>, f64, RemovalCause)> {
+    pub fn take(&self) -> Vec<Removal> {
         self.pending.store(false, Relaxed);
         std::mem::take(&mut *lock(&self.entries))
     }
