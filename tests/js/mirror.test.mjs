@@ -1,0 +1,72 @@
+// The slot mirror at its edges: the slot table growing past its first size, slots reused after
+// the core drops values replaced outside any JS call (a background refresh), the expiry the core
+// decided (jitter), and dispose across a refresh. Runs on the addon and, with TEST_WASM=1, WASM.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cache, sleep } from './helpers.mjs';
+
+test('the slot table grows past its first 1,024 slots and every key keeps its own value', () => {
+  const c = new Cache({ maxEntries: 100_000 });
+  const objs = Array.from({ length: 5000 }, (_, i) => ({ i }));
+  for (let r = 0; r < 3; r++) {
+    for (let i = 0; i < 5000; i++) c.set(`k${i}`, objs[(i + r) % 5000]);
+    for (let i = 0; i < 5000; i += 7) c.delete(`k${i}`);
+  }
+  for (let i = 0; i < 5000; i++) {
+    assert.equal(c.get(`k${i}`), i % 7 === 0 ? undefined : objs[(i + 2) % 5000], `k${i}`);
+  }
+  assert.equal(c.size, 5000 - Math.ceil(5000 / 7));
+});
+
+test('a set value replaced by a background refresh frees its slot without another key reading it', async () => {
+  const c = new Cache({ ttl: 30, grace: 60_000, staleWhileRevalidate: true });
+  c.set('k', 'from set');
+  await sleep(50); // past the TTL, within grace
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const { status } = await c.fetch('k', () => gate.then(() => 'refreshed'), { ttl: 60_000 });
+  assert.equal(status, 'stale');
+  release();
+  await sleep(20); // the refresh lands outside any JS call, replacing the set value
+  // writes of other keys reuse freed slots; `k` answers only its own value
+  for (let i = 0; i < 600; i++) c.set(`other${i}`, `v${i}`);
+  assert.equal(c.get('k'), 'refreshed');
+  for (let i = 0; i < 600; i++) assert.equal(c.get(`other${i}`), `v${i}`);
+  assert.equal(c.get('k'), 'refreshed');
+});
+
+test('with jitter the first read after a set is a hit that ends when the core says', async () => {
+  const c = new Cache({ ttl: 40, ttlJitter: 1 });
+  c.set('k', 'v');
+  const s0 = c.stats();
+  assert.equal(c.get('k'), 'v');
+  const left = c.getRemainingTTL('k');
+  assert.ok(left > 0 && left <= 80, String(left));
+  await sleep(100); // past any jittered expiry (at most 2x the TTL)
+  assert.equal(c.get('k'), undefined);
+  assert.equal(c.has('k'), false);
+  const s1 = c.stats();
+  assert.equal(s1.hits - s0.hits, 1);
+});
+
+test('dispose sees a stale loaded value replaced by a background refresh, once, as expired', async () => {
+  const log = [];
+  const c = new Cache({ ttl: 30, grace: 60_000, staleWhileRevalidate: true, dispose: (v, k, r) => log.push([v, k, r]) });
+  let n = 0;
+  const load = async () => `v${++n}`;
+  assert.equal(await c.getOrLoad('k', load), 'v1');
+  await sleep(50);
+  assert.equal((await c.fetch('k', load)).status, 'stale');
+  await sleep(30);
+  assert.equal(c.get('k'), 'v2');
+  // the stale value had passed its TTL when the refresh replaced it: the core says "expired"
+  assert.deepEqual(log, [['v1', 'k', 'expire']]);
+});
+
+test('mirror hits are counted by the core, in batches', () => {
+  const c = new Cache();
+  c.set('k', 1);
+  for (let i = 0; i < 1000; i++) c.get('k');
+  assert.equal(c.stats().hits, 1000);
+  assert.equal(c.stats().misses, 0);
+});
