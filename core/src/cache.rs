@@ -17,6 +17,7 @@ use crate::sampler::KeySample;
 use crate::stats::{StampedeCounters, Stats, StoreStats};
 use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, NEVER};
 use crate::sync::{lock, Mutex};
+use crate::tier::{self, Tier};
 use crate::xfetch;
 use crate::{Spawner, Timer};
 
@@ -69,6 +70,8 @@ pub(crate) struct Inner<V> {
     draws: AtomicU64,
     seed: u64,
     pub counters: StampedeCounters,
+    /// The shared tier (L2), when the cache has one.
+    pub tier: Option<Arc<Tier<V>>>,
 }
 
 /// A bounded, concurrent cache from string keys to values of type `V`.
@@ -115,8 +118,23 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.seed,
             clock,
         );
+        let tier = b.tier.map(|(transport, codec, cfg)| {
+            let (timer, spawner) = (b.timer.clone(), b.spawner.clone());
+            let c = Arc::clone(&clock);
+            Tier::new(
+                transport,
+                codec,
+                cfg,
+                settings.max_entry_bytes,
+                settings.seed,
+                timer.expect("checked by build"),
+                spawner.expect("checked by build"),
+                Arc::new(move || c.now_nanos()),
+            )
+        });
         Cache {
             inner: Arc::new(Inner {
+                tier,
                 store,
                 flights: Flights::new(settings.max_in_flight, settings.seed),
                 rng: Mutex::new(SmallRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
@@ -287,8 +305,31 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Writes with explicit [`WriteOptions`]; returns the new version.
+    ///
+    /// With a shared tier, the value is also written to L2 (queued in call order, unconditional:
+    /// a plain write is the newest by definition); a value the tier cannot encode is refused with
+    /// [`Error::ValueNotEncodable`], changing nothing.
     pub fn write(&self, key: &str, value: V, opts: WriteOptions) -> Result<u64> {
-        self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)
+        let Some(tier) = &self.inner.tier else {
+            return self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0);
+        };
+        let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
+        let version = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
+        let grace = self.inner.settings.grace.unwrap_or_default();
+        let ttl = self.resolve_ttl(opts.ttl);
+        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any) {
+            tier.spawn(w);
+        }
+        Ok(version)
+    }
+
+    /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
+    pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Option<Duration> {
+        match ttl {
+            Ttl::Default => self.inner.settings.ttl,
+            Ttl::Never => None,
+            Ttl::For(d) => Some(d),
+        }
     }
 
     pub(crate) fn write_raw(
@@ -317,8 +358,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         r
     }
 
-    /// Removes `key`; returns its value if it was fresh.
+    /// Removes `key`; returns its value if it was fresh. With a shared tier, L2 gets a
+    /// tombstone: other processes read a miss, and a rebuild that read the key before is fenced out.
     pub fn remove(&self, key: &str) -> Option<V> {
+        if let Some(tier) = &self.inner.tier {
+            if let Some(w) = tier.tombstone(key) {
+                tier.spawn(w);
+            }
+        }
         let mut removed = Vec::new();
         let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
         let v = match live {
@@ -341,7 +388,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         });
         self.done(removed);
         match r {
-            Some(_) => Ok(()),
+            Some(_) => {
+                if let Some(tier) = &self.inner.tier {
+                    if let Some(w) = tier.tombstone(key) {
+                        tier.spawn(w);
+                    }
+                }
+                Ok(())
+            }
             // Version 0 means "absent": an absent key meets it as an expired one does.
             None if expected == 0 && current == 0 => Ok(()),
             None => Err(Error::VersionMismatch { expected, current }),
@@ -422,6 +476,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             negative_entries: s.negative_entries.load(Relaxed),
             negative_refused: s.negative_refused.load(Relaxed),
             load_latency: s.load_latency.snapshot(),
+            l2: self.inner.tier.as_ref().map(|t| t.stats()).unwrap_or_default(),
         }
     }
 }

@@ -349,7 +349,12 @@ pub struct CacheBuilder<V> {
     pub(crate) timer: Option<Arc<dyn crate::Timer>>,
     pub(crate) listener: Option<RemovalListener<V>>,
     pub(crate) spawner: Option<Arc<dyn crate::Spawner>>,
+    pub(crate) tier: Option<SharedTier<V>>,
 }
+
+/// A shared tier as the builder keeps it until `build`.
+pub(crate) type SharedTier<V> =
+    (Arc<dyn crate::tier::Transport>, Arc<dyn crate::tier::ValueCodec<V>>, crate::tier::TierConfig);
 
 impl<V> CacheBuilder<V> {
     /// A builder with [`Config::default`].
@@ -359,7 +364,7 @@ impl<V> CacheBuilder<V> {
 
     /// A builder starting from `config`.
     pub fn from_config(config: Config) -> Self {
-        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None, spawner: None }
+        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None, spawner: None, tier: None }
     }
 
     /// Maximum number of entries. Defaults to: 10,000.
@@ -524,8 +529,25 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
                 return Err(Error::invalid_config(field, problem, None));
             }
         }
+        if self.tier.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
+            let problem = ConfigProblem::Needs("a timer and a spawner (deadlines and background writes)");
+            return Err(Error::invalid_config("shared_tier", problem, None));
+        }
         let clock = self.take_clock();
         Ok(Cache::assemble(settings, clock, self))
+    }
+
+    /// A shared tier (L2) every process of a fleet reads: `transport` reaches it (the
+    /// `healcache-redis` crate gives one for Redis), `codec` turns values into payload bytes
+    /// (`healcache::tier::MsgPack` for serde types). Needs a timer and a spawner. Defaults to: none.
+    pub fn shared_tier(
+        mut self,
+        transport: impl crate::tier::Transport,
+        codec: impl crate::tier::ValueCodec<V>,
+        config: crate::tier::TierConfig,
+    ) -> Self {
+        self.tier = Some((Arc::new(transport), Arc::new(codec), config));
+        self
     }
 
     /// Called with each entry that leaves the cache (evicted, expired, replaced, removed),

@@ -182,6 +182,12 @@ pub enum Error {
     NotFound,
     /// The caller stopped waiting (a cancelled host task, an aborted signal); others are unaffected.
     Cancelled,
+    /// The value cannot be written to the shared tier (a type its payload model lacks, such as
+    /// a set or a function, or a map with non-text keys); nothing was written.
+    ValueNotEncodable {
+        /// What could not be encoded.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -200,6 +206,7 @@ impl Error {
             Error::NotFound => "NotFound",
             Error::InvalidKey { .. } => "InvalidKey",
             Error::Cancelled => "Cancelled",
+            Error::ValueNotEncodable { .. } => "ValueNotEncodable",
         }
     }
 
@@ -244,6 +251,7 @@ impl Error {
             Error::InvalidKey { reason } => format!("invalid key: {reason}"),
             Error::NotFound => "not found".to_string(),
             Error::Cancelled => "cancelled".to_string(),
+            Error::ValueNotEncodable { reason } => format!("value cannot be stored in the shared tier: {reason}"),
         }
     }
 }

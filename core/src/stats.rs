@@ -28,6 +28,10 @@ pub enum Status {
     NegativeHit,
     /// The loader answered "not found".
     NegativeLoaded,
+    /// Read from the shared tier (L2): fresh there, not in this process.
+    L2Hit,
+    /// Loaded by the loader while the shared tier was skipped (unreachable, breaker open).
+    L2Skipped,
 }
 
 impl Status {
@@ -44,6 +48,8 @@ impl Status {
             Status::RefreshAhead => "refresh-ahead",
             Status::NegativeHit => "negative-hit",
             Status::NegativeLoaded => "negative-loaded",
+            Status::L2Hit => "l2-hit",
+            Status::L2Skipped => "l2-skipped",
         }
     }
 }
@@ -101,12 +107,14 @@ pub struct Stats {
     pub negative_refused: u64,
     /// Durations of loader calls.
     pub load_latency: HistogramSnapshot,
+    /// The shared tier's counters (zero without one).
+    pub l2: crate::tier::L2Stats,
 }
 
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 24] {
+    pub fn counters(&self) -> [(&'static str, u64); 36] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -132,6 +140,18 @@ impl Stats {
             ("negative_hits", self.negative_hits),
             ("negative_entries", self.negative_entries),
             ("negative_refused", self.negative_refused),
+            ("l2_hits", self.l2.hits),
+            ("l2_misses", self.l2.misses),
+            ("l2_errors", self.l2.errors),
+            ("l2_timeouts", self.l2.timeouts),
+            ("l2_skipped", self.l2.skipped),
+            ("l2_writes", self.l2.writes),
+            ("l2_fenced_out", self.l2.fenced_out),
+            ("l2_codec_errors", self.l2.codec_errors),
+            ("l2_breaker_state", self.l2.breaker_state),
+            ("l2_breaker_opens", self.l2.breaker_opens),
+            ("l2_recovery_depth", self.l2.recovery_depth),
+            ("l2_recovery_dropped", self.l2.recovery_dropped),
         ]
     }
 }
