@@ -1,0 +1,129 @@
+//! `healcache-faultproxy --upstream 127.0.0.1:PORT`: the kit's [`FaultProxy`] for Python and Node tests.
+//!
+//! Prints the port it listens on (127.0.0.1) as the first stdout line, then reads one JSON command per
+//! stdin line and answers each with one line: `ok`, `ok {json}` for `stats`, or `error <reason>` (and
+//! nothing changes). It exits when stdin closes, so it never outlives the test that started it.
+//!
+//! Commands:
+//! - `{"cmd":"set","direction":"both|upstream|downstream","latency_ms":0,"jitter_ms":0,
+//!   "bytes_per_sec":null,"slice_1byte":false,"blackhole":false,"refuse":false,"data_limit":null}`:
+//!   replaces that direction's faults (fields left out are off); `direction` defaults to `both`.
+//! - `{"cmd":"clear"}`, `{"cmd":"reset_all"}`, `{"cmd":"stats"}` (`connections`, `active`, `refused`).
+
+use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use healcache_testkit::{Direction, FaultProxy, Faults};
+use serde::Deserialize;
+
+/// Latency and jitter above this are refused as a typo: no test waits an hour.
+const MAX_DELAY_MS: u64 = 3_600_000;
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Dir {
+    #[default]
+    Both,
+    Upstream,
+    Downstream,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+enum Cmd {
+    Set {
+        #[serde(default)]
+        direction: Dir,
+        #[serde(default)]
+        latency_ms: u64,
+        #[serde(default)]
+        jitter_ms: u64,
+        #[serde(default)]
+        bytes_per_sec: Option<u64>,
+        #[serde(default)]
+        slice_1byte: bool,
+        #[serde(default)]
+        blackhole: bool,
+        #[serde(default)]
+        refuse: bool,
+        #[serde(default)]
+        data_limit: Option<u64>,
+    },
+    Clear,
+    ResetAll,
+    Stats,
+}
+
+fn run(proxy: &FaultProxy, line: &str) -> Result<String, String> {
+    let cmd: Cmd = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    match cmd {
+        Cmd::Set { direction, latency_ms, jitter_ms, bytes_per_sec, slice_1byte, blackhole, refuse, data_limit } => {
+            if latency_ms > MAX_DELAY_MS || jitter_ms > MAX_DELAY_MS {
+                return Err(format!("latency_ms and jitter_ms must be at most {MAX_DELAY_MS}"));
+            }
+            let faults = Faults {
+                latency: Duration::from_millis(latency_ms),
+                jitter: Duration::from_millis(jitter_ms),
+                bytes_per_sec,
+                slice_1byte,
+                blackhole,
+                refuse,
+                data_limit,
+            };
+            let dir = match direction {
+                Dir::Both => Direction::Both,
+                Dir::Upstream => Direction::Upstream,
+                Dir::Downstream => Direction::Downstream,
+            };
+            proxy.set_dir(dir, faults);
+            Ok("ok".into())
+        }
+        Cmd::Clear => {
+            proxy.clear();
+            Ok("ok".into())
+        }
+        Cmd::ResetAll => {
+            proxy.reset_all();
+            Ok("ok".into())
+        }
+        Cmd::Stats => Ok(format!(
+            "ok {}",
+            serde_json::json!({
+                "connections": proxy.connections(),
+                "active": proxy.active(),
+                "refused": proxy.refused(),
+            })
+        )),
+    }
+}
+
+fn upstream_arg() -> Result<SocketAddr, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, addr] if flag == "--upstream" => addr.parse().map_err(|e| format!("bad --upstream {addr:?}: {e}")),
+        _ => Err("usage: healcache-faultproxy --upstream 127.0.0.1:PORT".into()),
+    }
+}
+
+fn main() {
+    let proxy = match upstream_arg().and_then(|a| FaultProxy::start(a).map_err(|e| e.to_string())) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("healcache-faultproxy: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{}", proxy.addr().port()).and_then(|_| out.flush());
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = run(&proxy, &line).unwrap_or_else(|e| format!("error {}", e.replace('\n', " ")));
+        if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+            break;
+        }
+    }
+}
