@@ -116,7 +116,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.max_key_len,
             settings.max_entry_bytes,
             settings.seed,
-            clock,
+            Arc::clone(&clock),
         );
         let tier = b.tier.map(|(transport, codec, cfg)| {
             let (timer, spawner) = (b.timer.clone(), b.spawner.clone());
@@ -400,6 +400,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             None if expected == 0 && current == 0 => Ok(()),
             None => Err(Error::VersionMismatch { expected, current }),
         }
+    }
+
+    /// Unlinks from the shared tier every value whose key matches the glob `pattern` (`*`, `?`,
+    /// `[...]`; escape a literal metacharacter with `\\`), with SCAN and UNLINK in batches (never
+    /// KEYS); answers how many. This process's L1 copies stay until they expire or are replaced.
+    /// Without a shared tier: 0. [`Error::L2Unavailable`] when it cannot be reached.
+    pub async fn unlink_shared(&self, pattern: &str) -> Result<u64> {
+        let Some(tier) = &self.inner.tier else { return Ok(0) };
+        tier.unlink_matching(pattern.to_string()).await.map_err(|e| Error::L2Unavailable { reason: e.to_string() })
     }
 
     /// Number of stored entries (expired entries not yet swept included; see [`Cache::purge_expired`]).

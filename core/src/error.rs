@@ -188,6 +188,13 @@ pub enum Error {
         /// What could not be encoded.
         reason: String,
     },
+    /// The shared tier could not do what was asked (unreachable, the breaker open, a deadline
+    /// passed) for a call that needs it; reads and writes never fail this way (they fall back to
+    /// L1 and the loader).
+    L2Unavailable {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -207,6 +214,7 @@ impl Error {
             Error::InvalidKey { .. } => "InvalidKey",
             Error::Cancelled => "Cancelled",
             Error::ValueNotEncodable { .. } => "ValueNotEncodable",
+            Error::L2Unavailable { .. } => "L2Unavailable",
         }
     }
 
@@ -252,6 +260,7 @@ impl Error {
             Error::NotFound => "not found".to_string(),
             Error::Cancelled => "cancelled".to_string(),
             Error::ValueNotEncodable { reason } => format!("value cannot be stored in the shared tier: {reason}"),
+            Error::L2Unavailable { reason } => format!("the shared tier is unavailable: {reason}"),
         }
     }
 }

@@ -9,7 +9,7 @@ use healcache::tier::{scripts, Expect, ReadReply, Transport, TransportError, Wri
 use healcache::{ConfigProblem, Error};
 use healcache_rt::ForkGuard;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script, Value};
+use redis::{AsyncConnectionConfig, Client, Script};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long connecting may take: a probe that cannot connect in this long fails, and the
@@ -84,7 +84,7 @@ impl RedisTransport {
                 conn: Mutex::new(None),
                 writer: Mutex::new(None),
                 read: Script::new(scripts::READ),
-                write: Script::new(scripts::WRITE),
+                write: Script::new(scripts::WRITE_SEEN),
             }),
         };
         // A first connection now, so the first reads do not count as failures; an unreachable
@@ -208,8 +208,8 @@ impl RedisTransport {
 
     async fn probe_now(&self) -> Result<(), TransportError> {
         if let Ok(mut conn) = self.conn() {
-            let ping = redis::cmd("PING").query_async::<String>(&mut conn);
-            if let Ok(Ok(_)) = tokio::time::timeout(PING_TIMEOUT, ping).await {
+            let ping = redis::cmd("PING");
+            if let Ok(Ok(_)) = tokio::time::timeout(PING_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
                 return Ok(());
             }
             self.lost();

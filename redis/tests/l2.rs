@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use healcache::tier::{MsgPack, TierConfig};
+use healcache::tier::{MsgPack, Neutral, TierConfig};
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -209,7 +209,7 @@ fn values_cross_with_their_types() {
     let a: Cache<rmpv::Value> = Cache::builder()
         .timer(IoTimer)
         .spawner(IoSpawner)
-        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new(), TierConfig::default())
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral, TierConfig::default())
         .build()
         .unwrap();
     let v = rmpv::Value::Map(vec![
@@ -222,7 +222,7 @@ fn values_cross_with_their_types() {
     let b: Cache<rmpv::Value> = Cache::builder()
         .timer(IoTimer)
         .spawner(IoSpawner)
-        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new(), TierConfig::default())
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral, TierConfig::default())
         .build()
         .unwrap();
     let got = block(b.get_or_load("typed", || async { Err::<rmpv::Value, _>(std::io::Error::other("no")) })).unwrap();

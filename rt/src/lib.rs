@@ -76,7 +76,7 @@ pub struct IoTimer;
 
 impl healcache::Timer for IoTimer {
     fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
-        spawn(tokio::time::sleep(d)).map(|_| ()).boxed()
+        spawn(async move { tokio::time::sleep(d).await }).map(|_| ()).boxed()
     }
 }
 

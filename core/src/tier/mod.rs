@@ -111,8 +111,23 @@ pub trait ValueCodec<V>: Send + Sync + 'static {
     fn decode(&self, codec: PayloadCodec, payload: &[u8]) -> Result<V, String>;
 }
 
-/// MessagePack through serde, for Rust values: a `serde_json::Value`, a typed struct, or
-/// [`rmpv::Value`] (the neutral model every surface shares).
+/// The neutral value model every surface shares ([`rmpv::Value`]: nil, bool, integers, floats,
+/// text, bytes, arrays, maps with text keys), as MessagePack; reads JSON payloads too. Depth
+/// and size are bounded by the core's codec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Neutral;
+
+impl ValueCodec<rmpv::Value> for Neutral {
+    fn encode(&self, value: &rmpv::Value) -> Result<(PayloadCodec, Vec<u8>), String> {
+        crate::codec::encode_msgpack(value).map(|b| (PayloadCodec::MsgPack, b)).map_err(|e| e.to_string())
+    }
+
+    fn decode(&self, codec: PayloadCodec, payload: &[u8]) -> Result<rmpv::Value, String> {
+        crate::codec::decode_value(codec, payload).map_err(|e| e.to_string())
+    }
+}
+
+/// MessagePack through serde, for Rust values: a `serde_json::Value` or a typed struct.
 pub struct MsgPack<T>(std::marker::PhantomData<fn() -> T>);
 
 impl<T> MsgPack<T> {

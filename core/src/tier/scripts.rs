@@ -159,3 +159,39 @@ pub mod write_result {
     /// Fenced out: an envelope with the same epoch and a counter at least as high is stored.
     pub const NEWER_STORED: i64 = -2;
 }
+
+/// The fenced write of a process that holds no lock: it lands only if L2 still holds what the
+/// writer read before its load, so a slow loader never overwrites a newer value and a delete's
+/// tombstone (written unconditionally, with a fresh token) makes a late rebuild lose.
+///
+/// KEYS: value, fence. ARGV: `mode` (`any`: unconditional; `absent`: only if no value is stored;
+/// `token`: only if the stored token is `seen` (16 bytes), or the key expired with no newer
+/// write), `seen`, envelope, px (`0` = no expiry). Returns `{1, epoch, counter}` written (a fresh
+/// token from the slot's fence record), `{0}` refused.
+pub const WRITE_SEEN: &str = concat!(
+    token_helpers!(),
+    r#"
+local v, f = KEYS[1], KEYS[2]
+local mode, env = ARGV[1], ARGV[3]
+if #env < 56 or string.sub(env, 1, 2) ~= 'hc' then
+  return redis.error_reply('ERR healcache: the value is not an envelope')
+end
+if mode ~= 'any' then
+  local cur = redis.call('GETRANGE', v, 8, 23)
+  if mode == 'absent' then
+    if redis.call('EXISTS', v) == 1 then return {0} end
+  elseif cur ~= '' and cur ~= ARGV[2] then
+    return {0}
+  end
+end
+local e = epoch(f)
+local c = redis.call('HINCRBY', f, 'c', 1)
+env = string.sub(env, 1, 8) .. be8(e) .. be8(c) .. string.sub(env, 25)
+if ARGV[4] == '0' then
+  redis.call('SET', v, env)
+else
+  redis.call('SET', v, env, 'PX', ARGV[4])
+end
+return {1, e, c}
+"#
+);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::{self, BoxFuture, Either, FutureExt};
 
-use super::breaker::{Admit, Breaker, BreakerConfig, State};
+use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
 use super::recovery::RecoveryQueue;
 use super::{Expect, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Token};
@@ -17,6 +17,9 @@ use crate::{Spawner, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
 const UNLINK_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a probe may take at least: it may have to connect anew.
+const PROBE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Settings of the shared tier.
 #[derive(Debug, Clone)]
@@ -204,19 +207,19 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
             Err(e) => {
                 self.counters.errors.fetch_add(1, Relaxed);
-                if *e == TransportError::Timeout {
+                let timeout = *e == TransportError::Timeout;
+                if timeout {
                     self.counters.timeouts.fetch_add(1, Relaxed);
                 }
-                self.failed();
+                self.failed(timeout);
             }
         }
         r
     }
 
-    fn failed(self: &Arc<Self>) {
-        let was_open = self.breaker.state() != State::Closed;
-        self.breaker.on_failure(self.now());
-        if !was_open && self.breaker.state() != State::Closed {
+    fn failed(self: &Arc<Self>, timeout: bool) {
+        let t = if timeout { self.breaker.on_timeout(self.now()) } else { self.breaker.on_failure(self.now()) };
+        if t == Transition::Opened {
             self.counters.breaker_opens.fetch_add(1, Relaxed);
         }
         if self.breaker.state() != State::Closed {
@@ -241,7 +244,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                         Admit::No => tier.timer.sleep(step).await,
                         Admit::Probe => {
                             let probe = tier.transport.probe();
-                            let ok = match future::select(probe, tier.timer.sleep(tier.cfg.timeout)).await {
+                            let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
+                            let ok = match future::select(probe, tier.timer.sleep(deadline)).await {
                                 Either::Left((r, _)) => r.is_ok(),
                                 Either::Right(_) => false,
                             };
