@@ -196,7 +196,8 @@ impl RedisTransport {
                 .await
                 .map_err(|e| self.failed(e))?;
             for batch in keys.chunks(UNLINK_BATCH) {
-                let n: u64 = redis::cmd("UNLINK").arg(batch).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+                let n: u64 =
+                    redis::cmd("UNLINK").arg(batch).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
                 unlinked += n;
             }
             if next == 0 {

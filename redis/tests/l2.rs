@@ -146,7 +146,10 @@ fn bytes_that_are_not_our_envelope_for_this_key_are_misses() {
         // a value copied under another key: the checksum covers the key
         (other.value.clone(), stored.clone()),
         // a Python pickle whose loading would create a file
-        (healcache::keys::l2_keys("hc1", "pickle").value, b"\x80\x04\x95cos\nsystem\n(S'touch /tmp/hc-marker'\ntR.".to_vec()),
+        (
+            healcache::keys::l2_keys("hc1", "pickle").value,
+            b"\x80\x04\x95cos\nsystem\n(S'touch /tmp/hc-marker'\ntR.".to_vec(),
+        ),
         (healcache::keys::l2_keys("hc1", "trunc").value, stored[..40].to_vec()),
         (healcache::keys::l2_keys("hc1", "empty").value, Vec::new()),
     ];

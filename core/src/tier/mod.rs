@@ -21,8 +21,8 @@ mod shared;
 
 use futures::future::BoxFuture;
 
-pub use shared::{L2Stats, TierConfig};
 pub(crate) use shared::{L2Read, Tier};
+pub use shared::{L2Stats, TierConfig};
 
 use crate::codec::{PayloadCodec, Token};
 use crate::keys::L2Keys;

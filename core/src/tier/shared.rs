@@ -28,7 +28,8 @@ pub struct TierConfig {
     pub prefix: String,
     /// Deadline of every L2 operation. Defaults to: 100 ms.
     pub timeout: Duration,
-    /// When the breaker opens and how it probes.
+    /// When the breaker opens and how it probes. Defaults to: open after 3 consecutive failures
+    /// or 2 timeouts within 1 s; probes after `U(0, min(4 s, 1 s * 2^k))`.
     pub breaker: BreakerConfig,
     /// Pending invalidations kept while L2 is unreachable. Defaults to: 10,000.
     pub recovery_max: usize,
@@ -43,7 +44,9 @@ impl Default for TierConfig {
         TierConfig {
             prefix: "hc1".into(),
             timeout: Duration::from_millis(100),
-            breaker: BreakerConfig::default(),
+            // probes at most 4 s apart: a restarted Redis is in use again within about 4 s,
+            // while the first 1 s window (full jitter) still spreads a fleet's reconnects
+            breaker: BreakerConfig { max_window: Duration::from_secs(4), ..BreakerConfig::default() },
             recovery_max: 10_000,
             compress_min_bytes: 1024,
             tombstone_ttl: Duration::from_secs(10),
@@ -176,17 +179,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.suspect_before.load(Relaxed) != 0
     }
 
-    /// Whether an operation may go to L2 now; counts a skip, and starts the probe loop when the
-    /// breaker wants one.
+    /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
+    /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
+    /// half-open until the probe is presumed lost.
     fn admit(self: &Arc<Self>) -> bool {
-        match self.breaker.allow(self.now()) {
-            Admit::Yes => true,
-            Admit::Probe | Admit::No => {
-                self.counters.skipped.fetch_add(1, Relaxed);
-                self.start_probing();
-                false
-            }
+        if self.breaker.state() == State::Closed {
+            return true;
         }
+        self.counters.skipped.fetch_add(1, Relaxed);
+        self.start_probing();
+        false
     }
 
     /// `op` under the tier's deadline, its latency recorded and its outcome told to the breaker.
