@@ -63,6 +63,12 @@ impl PyCache {
         negative_ttl=None,
         max_negative_share=None,
         max_negative_ttl=None,
+        l2_timeout=None,
+        l2_recovery_max=None,
+        l2_compress_min_bytes=None,
+        l2_tombstone_ttl=None,
+        redis=None,
+        l2_prefix=None,
         healing_enabled=None,
         healing_sample_rate=None,
         healing_verify_interval=None,
@@ -98,6 +104,12 @@ impl PyCache {
         negative_ttl: Option<Given>,
         max_negative_share: Option<Given>,
         max_negative_ttl: Option<Given>,
+        l2_timeout: Option<Given>,
+        l2_recovery_max: Option<Given>,
+        l2_compress_min_bytes: Option<Given>,
+        l2_tombstone_ttl: Option<Given>,
+        redis: Option<String>,
+        l2_prefix: Option<String>,
         healing_enabled: Option<Given>,
         healing_sample_rate: Option<Given>,
         healing_verify_interval: Option<Given>,
@@ -129,8 +141,13 @@ impl PyCache {
             ("negative_ttl", negative_ttl),
             ("max_negative_share", max_negative_share),
             ("max_negative_ttl", max_negative_ttl),
+            ("l2_timeout", l2_timeout),
+            ("l2_recovery_max", l2_recovery_max),
+            ("l2_compress_min_bytes", l2_compress_min_bytes),
+            ("l2_tombstone_ttl", l2_tombstone_ttl),
         ];
-        let (inner, weigh) = config::build(py, &settings, seed, weigher)?;
+        let shared = config::Shared { redis, prefix: l2_prefix };
+        let (inner, weigh) = config::build(py, &settings, seed, weigher, shared)?;
         let healing_settings = [
             ("enabled", healing_enabled),
             ("sample_rate", healing_sample_rate),
@@ -144,7 +161,7 @@ impl PyCache {
             ("max_samples", healing_max_samples),
         ];
         let healing = Healing::new(py, &inner, &healing_settings, healing_comparator)?;
-        Ok(PyCache { inner, weigh: Arc::new(weigh), healing })
+        Ok(PyCache { inner, weigh, healing })
     }
 
     /// The live value of `key`, else `default`.

@@ -11,9 +11,19 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::sync::Arc;
+
 use crate::convert::{setting_to_py, Given, Value, Weigh};
+use crate::shared::PyCodec;
 use crate::error::{config_error, invalid, to_pyerr, Spelling};
-use crate::runtime::{DriverSpawner, TokioTimer};
+use crate::runtime::{detach, DriverSpawner, TokioTimer};
+
+/// The shared tier's keywords that are text: `redis` (a URL) and `l2_prefix`.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub redis: Option<String>,
+    pub prefix: Option<String>,
+}
 
 /// Keyword arguments by the settings table's names; `None`: not given.
 pub(crate) type Settings = [(&'static str, Option<Given>)];
@@ -50,7 +60,8 @@ pub(crate) fn build(
     given: &Settings,
     seed: Option<Bound<'_, PyAny>>,
     weigher: Option<Bound<'_, PyAny>>,
-) -> PyResult<(Cache<Value>, Weigh)> {
+    shared: Shared,
+) -> PyResult<(Cache<Value>, Arc<Weigh>)> {
     let mut config = Config::default();
     apply(py, given, Spelling::ByName, |name, v| config.set(name, v))?;
     if let Some(s) = seed {
@@ -63,12 +74,18 @@ pub(crate) fn build(
         None if config.max_bytes.is_some() || config.max_entry_bytes.is_some() => Weigh::Default,
         None => Weigh::Off,
     };
-    let cache = healcache::CacheBuilder::from_config(config)
-        .weigher(|v: &Value| v.weight)
-        .timer(TokioTimer)
-        .spawner(DriverSpawner)
-        .build()
-        .map_err(|e| to_pyerr(py, e))?;
+    if let Some(prefix) = shared.prefix {
+        config.l2_prefix = prefix;
+    }
+    let weigh = Arc::new(weigh);
+    let mut builder =
+        healcache::CacheBuilder::from_config(config).weigher(|v: &Value| v.weight).timer(TokioTimer).spawner(DriverSpawner);
+    if let Some(url) = shared.redis {
+        // connecting waits at most the connect timeout; the GIL is not needed meanwhile
+        let transport = detach(py, || healcache_redis::RedisTransport::connect(&url)).map_err(|e| to_pyerr(py, e))?;
+        builder = builder.shared_tier(transport, PyCodec { weigh: Arc::clone(&weigh) });
+    }
+    let cache = builder.build().map_err(|e| to_pyerr(py, e))?;
     Ok((cache, weigh))
 }
 

@@ -9,11 +9,12 @@
 //! - `healing.rs`: self-healing settings, Python sources of truth, the healer's background thread.
 //! - `convert.rs`: keys, values, durations and plain data between Python and the core.
 //! - `loaders.rs`: Python loaders as the core's loaders.
+//! - `shared.rs`: the shared tier (Redis L2): Python values to the core's payload model and back.
 //! - `error.rs`: core errors to Python exceptions, and loader exceptions through the core.
 //! - `runtime.rs`: the one place that polls, parks, spawns or releases the GIL.
 //!
 //! Modules depend downwards only: `cache` on all the others; `healing` on `config`; `config`,
-//! `healing` and `loaders` on `convert`, `error` and `runtime`; `runtime` on `convert` and
+//! `healing`, `loaders` and `shared` on `convert`, `error` and `runtime`; `runtime` on `convert` and
 //! `error`; `convert` on `error`; `error` on none.
 
 use pyo3::prelude::*;
@@ -25,6 +26,7 @@ mod error;
 mod healing;
 mod loaders;
 mod runtime;
+mod shared;
 
 /// The compiled module; `python/healcache/__init__.py` re-exports it.
 #[pymodule]

@@ -118,13 +118,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.seed,
             Arc::clone(&clock),
         );
-        let tier = b.tier.map(|(transport, codec, cfg)| {
+        let tier = b.tier.map(|(transport, codec)| {
             let (timer, spawner) = (b.timer.clone(), b.spawner.clone());
             let c = Arc::clone(&clock);
             Tier::new(
                 transport,
                 codec,
-                cfg,
+                settings.tier.clone(),
                 settings.max_entry_bytes,
                 settings.seed,
                 timer.expect("checked by build"),

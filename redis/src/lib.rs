@@ -15,14 +15,14 @@
 //! - URLs carry credentials (`redis://user:password@host`): `Debug` shows them redacted.
 //!
 //! ```no_run
-//! use healcache::tier::{MsgPack, TierConfig};
+//! use healcache::tier::MsgPack;
 //! use healcache::Cache;
 //! # fn run(timer: impl healcache::Timer, spawner: impl healcache::Spawner) -> healcache::Result<()> {
 //! let l2 = healcache_redis::RedisTransport::connect("redis://127.0.0.1:6379")?;
 //! let cache = Cache::<serde_json::Value>::builder()
 //!     .timer(timer)
 //!     .spawner(spawner)
-//!     .shared_tier(l2, MsgPack::new(), TierConfig::default())
+//!     .shared_tier(l2, MsgPack::new())
 //!     .build()?;
 //! # Ok(()) }
 //! ```

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use healcache::tier::{MsgPack, Neutral, TierConfig};
+use healcache::tier::{MsgPack, Neutral};
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -20,15 +20,15 @@ fn server() -> RedisServer {
 }
 
 fn cache(url: &str) -> Cache<Value> {
-    cache_with(url, TierConfig::default())
+    cache_with(url)
 }
 
-fn cache_with(url: &str, cfg: TierConfig) -> Cache<Value> {
+fn cache_with(url: &str) -> Cache<Value> {
     Cache::builder()
         .timer(IoTimer)
         .spawner(IoSpawner)
         .ttl(Duration::from_secs(60))
-        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new(), cfg)
+        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
         .build()
         .unwrap()
 }
@@ -212,7 +212,7 @@ fn values_cross_with_their_types() {
     let a: Cache<rmpv::Value> = Cache::builder()
         .timer(IoTimer)
         .spawner(IoSpawner)
-        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral, TierConfig::default())
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral)
         .build()
         .unwrap();
     let v = rmpv::Value::Map(vec![
@@ -225,7 +225,7 @@ fn values_cross_with_their_types() {
     let b: Cache<rmpv::Value> = Cache::builder()
         .timer(IoTimer)
         .spawner(IoSpawner)
-        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral, TierConfig::default())
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral)
         .build()
         .unwrap();
     let got = block(b.get_or_load("typed", || async { Err::<rmpv::Value, _>(std::io::Error::other("no")) })).unwrap();

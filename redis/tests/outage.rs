@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use healcache::tier::{MsgPack, TierConfig};
+use healcache::tier::MsgPack;
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -23,11 +23,8 @@ fn cache(url: &str) -> Cache<Value> {
         .spawner(IoSpawner)
         .max_entries(100_000)
         .ttl(Duration::from_secs(60))
-        .shared_tier(
-            RedisTransport::connect(url).unwrap(),
-            MsgPack::new(),
-            TierConfig { timeout: L2_TIMEOUT, ..Default::default() },
-        )
+        .l2_timeout(L2_TIMEOUT)
+        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
         .build()
         .unwrap()
 }

@@ -22,7 +22,8 @@ mod shared;
 use futures::future::BoxFuture;
 
 pub(crate) use shared::{L2Read, Tier};
-pub use shared::{L2Stats, TierConfig};
+pub use shared::L2Stats;
+pub(crate) use shared::TierConfig;
 
 use crate::codec::{PayloadCodec, Token};
 use crate::keys::L2Keys;

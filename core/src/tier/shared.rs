@@ -23,7 +23,7 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Settings of the shared tier.
 #[derive(Debug, Clone)]
-pub struct TierConfig {
+pub(crate) struct TierConfig {
     /// First part of every L2 key; its digit is the layout version. Defaults to: `hc1`.
     pub prefix: String,
     /// Deadline of every L2 operation. Defaults to: 100 ms.
