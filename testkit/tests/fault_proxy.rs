@@ -22,6 +22,22 @@ fn setup() -> (RedisServer, FaultProxy) {
     (redis, proxy)
 }
 
+/// A connection to `addr` is reset (at connect, when the RST wins the race, or at the first read) or
+/// closed without a byte of data.
+fn assert_reset_or_closed(addr: SocketAddr) {
+    let mut s = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => return assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"PING\r\n");
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => assert_eq!(n, 0, "got data"),
+    }
+}
+
 fn timed_out(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
@@ -215,14 +231,7 @@ fn refuse_resets_new_connections_until_cleared() {
     let mut open = conn(proxy.addr());
     pong(&mut open);
     proxy.set_dir(Direction::Upstream, Faults { refuse: true, ..Default::default() });
-    let mut s = TcpStream::connect(proxy.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(b"PING\r\n");
-    let mut buf = [0u8; 16];
-    match s.read(&mut buf) {
-        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
-        Ok(n) => assert_eq!(n, 0, "a refused connection got data"),
-    }
+    assert_reset_or_closed(proxy.addr());
     assert_eq!(proxy.refused(), 1);
     // Connections open before the refusal keep working.
     pong(&mut open);
@@ -235,14 +244,7 @@ fn refuse_resets_new_connections_until_cleared() {
 fn an_upstream_that_is_down_resets_the_client() {
     let (mut redis, proxy) = setup();
     redis.kill();
-    let mut s = TcpStream::connect(proxy.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(b"PING\r\n");
-    let mut buf = [0u8; 16];
-    match s.read(&mut buf) {
-        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
-        Ok(n) => assert_eq!(n, 0),
-    }
+    assert_reset_or_closed(proxy.addr());
     redis.restart().unwrap();
     pong(&mut conn(proxy.addr()));
 }
