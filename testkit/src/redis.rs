@@ -140,7 +140,16 @@ impl RedisServer {
 
     /// `redis://[user:password@]127.0.0.1:PORT`, with the restricted user's credentials when set.
     pub fn url(&self) -> String {
-        Self::url_for(self.opts.acl_user.as_ref(), self.port)
+        self.url_via(self.addr())
+    }
+
+    /// [`url`](Self::url) with its credentials but another address: the way to reach this server
+    /// through a [`FaultProxy`](crate::FaultProxy) (`redis.url_via(proxy.addr())`).
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        match &self.opts.acl_user {
+            Some((u, p)) => format!("redis://{u}:{p}@{addr}"),
+            None => format!("redis://{addr}"),
+        }
     }
 
     /// A URL for the unrestricted `hcadmin` user, when the server runs with an ACL user (for test setup
@@ -150,9 +159,10 @@ impl RedisServer {
     }
 
     fn url_for(user: Option<&(String, String)>, port: u16) -> String {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         match user {
-            Some((u, p)) => format!("redis://{u}:{p}@127.0.0.1:{port}"),
-            None => format!("redis://127.0.0.1:{port}"),
+            Some((u, p)) => format!("redis://{u}:{p}@{addr}"),
+            None => format!("redis://{addr}"),
         }
     }
 

@@ -33,6 +33,7 @@ fn starts_on_a_loopback_port_and_answers_ping() {
     let b = RedisServer::start().unwrap();
     assert_ne!(a.port(), b.port());
     assert_eq!(a.url(), format!("redis://127.0.0.1:{}", a.port()));
+    assert_eq!(a.url_via("127.0.0.1:7".parse().unwrap()), "redis://127.0.0.1:7");
     assert_eq!(a.addr().to_string(), format!("127.0.0.1:{}", a.port()));
     assert!(alive(a.pid()));
     let mut c = a.connect().unwrap();
@@ -53,6 +54,7 @@ fn restricted_user_cannot_scan_wipe_or_debug_but_can_do_cache_work() {
     let (user, pw) = s.credentials().unwrap();
     assert_eq!(user, "hc");
     assert_eq!(s.url(), format!("redis://hc:{pw}@127.0.0.1:{}", s.port()));
+    assert_eq!(s.url_via("127.0.0.1:7".parse().unwrap()), format!("redis://hc:{pw}@127.0.0.1:7"));
     let mut c = s.connect().unwrap();
     noperm(c.cmd(&["KEYS", "*"]).unwrap());
     noperm(c.cmd(&["FLUSHALL"]).unwrap());

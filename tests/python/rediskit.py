@@ -199,6 +199,10 @@ class RedisServer:
     def url(self) -> str:
         return self._url(self.acl_user, self.port)
 
+    def url_via(self, port: int) -> str:
+        """``url`` with its credentials but another loopback port: reach this server through a proxy."""
+        return self._url(self.acl_user, port)
+
     @property
     def admin_url(self) -> str:
         return self._url(self.admin, self.port)

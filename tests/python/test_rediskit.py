@@ -138,6 +138,7 @@ def test_stop_and_cont(redis_server):
 
 def test_the_restricted_user_is_denied_keys_flushall_debug(redis_server):
     assert redis_server.url == f"redis://hc:{redis_server.acl_user[1]}@127.0.0.1:{redis_server.port}"
+    assert redis_server.url_via(7) == f"redis://hc:{redis_server.acl_user[1]}@127.0.0.1:7"
     with redis_server.connect() as c:
         for cmd in (("KEYS", "*"), ("FLUSHALL",), ("FLUSHDB",), ("DEBUG", "SLEEP", "0")):
             with pytest.raises(RespError, match="^NOPERM"):
