@@ -2,7 +2,7 @@
 //! injected delay must be seen at least once); nothing asserts how fast anything is.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use healcache_testkit::resp::{Reply, RespConn};
@@ -303,4 +303,51 @@ fn dropping_the_proxy_closes_its_connections_and_port() {
     drop(proxy);
     assert!(c.cmd(&["PING"]).is_err());
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn a_reset_from_the_upstream_reaches_the_client_as_a_reset() {
+    // A plain loopback listener as the upstream, so the test controls when it resets.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
+    let mut client = TcpStream::connect(proxy.addr()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.write_all(b"hello").unwrap();
+    let (mut peer, _) = upstream.accept().unwrap();
+    let mut buf = [0u8; 5];
+    peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    socket_rst(peer);
+    let e = client.read(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+}
+
+/// Closes a std socket with RST (SO_LINGER 0), through tokio's safe setter.
+fn socket_rst(s: TcpStream) {
+    s.set_nonblocking(true).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let t = tokio::net::TcpStream::from_std(s).unwrap();
+        t.set_zero_linger().unwrap();
+    });
+}
+
+#[test]
+fn a_half_close_is_passed_on_and_the_reply_still_arrives() {
+    let (_redis, proxy) = setup();
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"PING\r\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"+PONG\r\n");
+}
+
+#[test]
+fn the_kit_types_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<FaultProxy>();
+    send_sync::<RedisServer>();
+    send_sync::<Faults>();
 }

@@ -5,6 +5,8 @@ Use the fixtures by importing them into a test module (``from rediskit import re
 - ``redis_server``: a fresh redis-server per test, running as the restricted ACL user ``hc`` (denied
   KEYS, FLUSHALL, FLUSHDB and DEBUG; the default user is off). ``redis_server_module``: one per module.
 - ``fault_proxy``: a healcache-faultproxy child in front of ``redis_server``.
+- ``make_redis_server(**options)`` and ``make_fault_proxy(upstream_port)``: factories for more, or
+  other, servers and proxies in one test; all are closed at teardown.
 
 Everything listens on 127.0.0.1 only; processes are signalled by their own pid, never by name. A RESP2
 client written here (``Resp``) checks things without the client under test.
@@ -12,6 +14,7 @@ client written here (``Resp``) checks things without the client under test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -421,3 +424,33 @@ def redis_server_module():
 def fault_proxy(redis_server):
     with FaultProxy(redis_server.port) as proxy:
         yield proxy
+
+
+@contextlib.contextmanager
+def closing_all(make):
+    """A factory calling ``make``; everything it made is closed when the block ends."""
+    made = []
+
+    def factory(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    try:
+        yield factory
+    finally:
+        for thing in made:
+            thing.close()
+
+
+@pytest.fixture
+def make_redis_server():
+    """``make_redis_server(acl_user=..., maxmemory=..., maxmemory_policy=...)``; the restricted user by default."""
+    with closing_all(lambda acl_user=None, **kw: RedisServer(acl_user=acl_user or restricted_user(), **kw)) as f:
+        yield f
+
+
+@pytest.fixture
+def make_fault_proxy():
+    """``make_fault_proxy(upstream_port)``."""
+    with closing_all(FaultProxy) as f:
+        yield f

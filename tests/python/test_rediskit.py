@@ -6,10 +6,13 @@ import time
 import pytest
 from rediskit import (  # noqa: F401 (fixtures)
     FaultProxy,
+    closing_all,
     RedisServer,
     Resp,
     RespError,
     fault_proxy,
+    make_fault_proxy,
+    make_redis_server,
     redis_available,
     redis_server,
     redis_server_module,
@@ -192,3 +195,25 @@ def test_close_kills_by_pid_and_proxy_exits_with_stdin():
     p.close()
     assert not alive(pid)
     assert p.proc.returncode == 0 and not alive(proxy_pid)
+
+
+def test_factories_make_several_and_close_them(make_redis_server, make_fault_proxy):
+    a = make_redis_server()
+    b = make_redis_server(maxmemory="4mb")
+    assert a.port != b.port and a.acl_user[0] == b.acl_user[0] == "hc" and a.acl_user[1] != b.acl_user[1]
+    proxies = [make_fault_proxy(a.port), make_fault_proxy(b.port)]
+    for proxy, server in zip(proxies, (a, b)):
+        with proxied(proxy, server) as c:
+            assert c.command("PING") == "PONG"
+    with b.connect() as c:
+        with pytest.raises(RespError, match="^NOPERM"):
+            c.command("KEYS", "*")
+
+
+def test_closing_all_closes_what_it_made():
+    with closing_all(RedisServer) as make_server, closing_all(FaultProxy) as make_proxy:
+        servers = [make_server(), make_server()]
+        proxies = [make_proxy(s.port) for s in servers]
+        pids = [x.pid for x in servers + proxies]
+        assert all(alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
