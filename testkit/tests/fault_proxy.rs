@@ -351,3 +351,85 @@ fn the_kit_types_can_be_shared_across_threads() {
     send_sync::<RedisServer>();
     send_sync::<Faults>();
 }
+
+#[test]
+fn one_connection_can_be_faulted_alone() {
+    let (_redis, proxy) = setup();
+    let mut data = conn(proxy.addr());
+    pong(&mut data);
+    let mut bus = conn(proxy.addr());
+    assert_eq!(bus.cmd(&["SUBSCRIBE", "inval"]).unwrap(), {
+        let b = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+        Reply::Array(Some(vec![b("subscribe"), b("inval"), Reply::Int(1)]))
+    });
+    let open = proxy.open_connections();
+    assert_eq!(open.iter().map(|c| c.id).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(open[0].first_bytes, b"*1\r\n$4\r\nPING\r\n");
+    let bus_id = open.iter().find(|c| c.first_bytes.windows(9).any(|w| w == b"SUBSCRIBE")).unwrap().id;
+    assert_eq!(bus_id, 2);
+    assert_eq!(open[0].bytes_down, 7);
+    assert!(open[1].bytes_up > 0 && open[1].bytes_down > 0);
+
+    // Blackhole the bus link only: a PUBLISH on the data link no longer reaches the subscriber.
+    assert!(proxy.set_conn(bus_id, Direction::Downstream, Faults { blackhole: true, ..Default::default() }));
+    assert_eq!(data.cmd(&["PUBLISH", "inval", "k1"]).unwrap(), Reply::Int(1));
+    bus.stream().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(timed_out(&bus.read_reply().unwrap_err()));
+    pong(&mut data);
+    // Proxy-wide faults no longer apply to the overridden direction.
+    proxy.set(Faults { latency: Duration::from_millis(100), ..Default::default() });
+    assert!(timed_out(&bus.read_reply().unwrap_err()));
+
+    // Reset one connection: the other stays up.
+    proxy.clear();
+    assert!(proxy.reset_conn(1));
+    assert_eq!(data.read_reply().unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.open_connections().len() != 1 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!proxy.reset_conn(1), "no longer open");
+    assert!(!proxy.set_conn(1, Direction::Both, Faults::default()));
+    assert!(!proxy.set_conn(99, Direction::Both, Faults::default()));
+    assert_eq!(proxy.open_connections()[0].id, 2);
+}
+
+#[test]
+fn first_bytes_are_kept_up_to_the_bound() {
+    let (_redis, proxy) = setup();
+    let mut c = conn(proxy.addr());
+    let msg = "m".repeat(400);
+    c.cmd(&["ECHO", &msg]).unwrap();
+    let info = &proxy.open_connections()[0];
+    assert_eq!(info.first_bytes.len(), healcache_testkit::FIRST_BYTES_KEPT);
+    assert_eq!(
+        &info.first_bytes[..],
+        &healcache_testkit::resp::encode(&["ECHO", &msg])[..healcache_testkit::FIRST_BYTES_KEPT]
+    );
+}
+
+#[test]
+fn accept_times_keep_the_last_connections_up_to_the_bound() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
+    proxy.set(Faults { refuse: true, ..Default::default() });
+    let t0 = Instant::now();
+    let n = healcache_testkit::ACCEPT_LOG_LEN + 1;
+    for _ in 0..n {
+        // Wait for each reset, so the accept queue never overflows (a dropped SYN is retried after 1 s).
+        if let Ok(mut s) = TcpStream::connect(proxy.addr()) {
+            let _ = s.read(&mut [0u8; 1]);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.connections() < n as u64 {
+        assert!(Instant::now() < deadline, "{} accepted", proxy.connections());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let times = proxy.accept_times();
+    assert_eq!(times.len(), healcache_testkit::ACCEPT_LOG_LEN);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    assert!(*times.last().unwrap() <= t0.elapsed() + Duration::from_secs(1));
+    assert_eq!(proxy.refused(), n as u64);
+}

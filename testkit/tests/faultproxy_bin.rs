@@ -128,3 +128,35 @@ fn exits_when_stdin_closes_and_refuses_bad_arguments() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn one_connection_is_listed_faulted_and_reset_by_id() {
+    let redis = RedisServer::start().unwrap();
+    let mut bin = Bin::start(&redis.addr().to_string());
+    let mut a = RespConn::connect(bin.addr(), Duration::from_secs(10)).unwrap();
+    assert_eq!(a.cmd(&["PING"]).unwrap(), Reply::Simple("PONG".into()));
+    let mut b = RespConn::connect(bin.addr(), Duration::from_secs(10)).unwrap();
+    assert_eq!(b.cmd(&["ECHO", "bus"]).unwrap(), Reply::Bulk(Some(b"bus".to_vec())));
+    let answer = bin.cmd(r#"{"cmd":"connections"}"#);
+    let list: serde_json::Value = serde_json::from_str(answer.strip_prefix("ok ").unwrap()).unwrap();
+    assert_eq!(list[0]["id"], 1);
+    assert_eq!(list[0]["first_bytes"], "*1\r\n$4\r\nPING\r\n");
+    assert_eq!(list[0]["bytes_down"], 7);
+    assert_eq!(list[1]["id"], 2);
+    assert!(list[1]["age_ms"].as_f64().unwrap() >= 0.0);
+
+    assert_eq!(bin.cmd(r#"{"cmd":"set","conn":2,"blackhole":true}"#), "ok");
+    b.stream().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    b.send(&["PING"]).unwrap();
+    assert!(b.read_reply().is_err());
+    assert_eq!(a.cmd(&["PING"]).unwrap(), Reply::Simple("PONG".into()));
+    assert_eq!(bin.cmd(r#"{"cmd":"reset","conn":1}"#), "ok");
+    assert!(a.read_reply().is_err());
+    assert_eq!(bin.cmd(r#"{"cmd":"set","conn":99,"blackhole":true}"#), "error no open connection 99");
+    assert_eq!(bin.cmd(r#"{"cmd":"reset","conn":99}"#), "error no open connection 99");
+    assert!(bin.cmd(r#"{"cmd":"reset"}"#).starts_with("error "));
+    let times = bin.cmd(r#"{"cmd":"accept_times"}"#);
+    let times: Vec<f64> = serde_json::from_str(times.strip_prefix("ok ").unwrap()).unwrap();
+    assert_eq!(times.len(), 2);
+    assert!(times[0] <= times[1]);
+}

@@ -445,20 +445,36 @@ export class FaultProxy {
   }
 
   /**
-   * Replaces the faults of `direction` ('both', 'upstream' = requests, 'downstream' = replies).
+   * Replaces the faults of `direction` ('both', 'upstream' = requests, 'downstream' = replies),
+   * proxy-wide or, with `conn: id`, for that open connection only.
    * @param {{direction?: string, latencyMs?: number, jitterMs?: number, bytesPerSec?: number|null,
-   *   slice1byte?: boolean, blackhole?: boolean, refuse?: boolean, dataLimit?: number|null}} faults
+   *   slice1byte?: boolean, blackhole?: boolean, refuse?: boolean, dataLimit?: number|null, conn?: number}} faults
    */
   async set(faults = {}) {
-    const known = ['direction', 'latencyMs', 'jitterMs', 'bytesPerSec', 'slice1byte', 'blackhole', 'refuse', 'dataLimit'];
+    const known = ['direction', 'latencyMs', 'jitterMs', 'bytesPerSec', 'slice1byte', 'blackhole', 'refuse', 'dataLimit', 'conn'];
     const unknown = Object.keys(faults).filter((k) => !known.includes(k));
     if (unknown.length) throw new TypeError(`unknown fault options: ${unknown.join(', ')}`);
     const f = faults;
     await this.#cmd({
       cmd: 'set', direction: f.direction ?? 'both', latency_ms: f.latencyMs ?? 0, jitter_ms: f.jitterMs ?? 0,
       bytes_per_sec: f.bytesPerSec ?? null, slice_1byte: f.slice1byte ?? false, blackhole: f.blackhole ?? false,
-      refuse: f.refuse ?? false, data_limit: f.dataLimit ?? null,
+      refuse: f.refuse ?? false, data_limit: f.dataLimit ?? null, ...(f.conn === undefined ? {} : { conn: f.conn }),
     });
+  }
+
+  /** RST one open connection. */
+  async reset(conn) {
+    await this.#cmd({ cmd: 'reset', conn });
+  }
+
+  /** Open connections: `[{id, age_ms, first_bytes, bytes_up, bytes_down}]`. */
+  async connections() {
+    return JSON.parse(await this.#cmd({ cmd: 'connections' }));
+  }
+
+  /** Milliseconds since the proxy started at which each connection was accepted (the last 4096). */
+  async acceptTimes() {
+    return JSON.parse(await this.#cmd({ cmd: 'accept_times' }));
   }
 
   async clear() {

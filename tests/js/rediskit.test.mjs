@@ -202,3 +202,28 @@ test('close kills by pid; the proxy exits when its stdin closes', async () => {
   assert.deepEqual(await proxy.close(), { code: 0, sig: null });
   assert.ok(!alive(pid) && !alive(proxyPid));
 });
+
+test('one connection faulted and reset alone', async (t) => {
+  const { redis, proxy } = await setup(t);
+  const data = await proxied(proxy, redis);
+  const bus = await proxied(proxy, redis);
+  await bus.command('SUBSCRIBE', 'inval');
+  const conns = await proxy.connections();
+  assert.deepEqual(conns.map((c) => c.id), [1, 2]);
+  const busId = conns.find((c) => c.first_bytes.includes('SUBSCRIBE')).id;
+  assert.equal(busId, 2);
+  await proxy.set({ conn: busId, direction: 'downstream', blackhole: true });
+  assert.equal(await data.command('PUBLISH', 'inval', 'k'), 1);
+  const message = bus.read();
+  assert.equal(await within(message, 300), TIMEOUT);
+  const reset = assert.rejects(data.read(), { code: 'ECONNRESET' });
+  await proxy.reset(1);
+  await reset;
+  await assert.rejects(proxy.set({ conn: 99, blackhole: true }), /no open connection 99/);
+  await assert.rejects(proxy.reset(99), RangeError);
+  bus.close();
+  await assert.rejects(message);
+  const times = await proxy.acceptTimes();
+  assert.equal(times.length, 2);
+  assert.ok(times[0] <= times[1]);
+});

@@ -369,11 +369,15 @@ class FaultProxy:
 
     def set(self, *, direction: str = "both", latency_ms: int = 0, jitter_ms: int = 0,
             bytes_per_sec: int | None = None, slice_1byte: bool = False, blackhole: bool = False,
-            refuse: bool = False, data_limit: int | None = None) -> None:
-        """Replaces the faults of ``direction`` ("both", "upstream" = requests, "downstream" = replies)."""
-        self._cmd(cmd="set", direction=direction, latency_ms=latency_ms, jitter_ms=jitter_ms,
-                  bytes_per_sec=bytes_per_sec, slice_1byte=slice_1byte, blackhole=blackhole,
-                  refuse=refuse, data_limit=data_limit)
+            refuse: bool = False, data_limit: int | None = None, conn: int | None = None) -> None:
+        """Replaces the faults of ``direction`` ("both", "upstream" = requests, "downstream" = replies),
+        proxy-wide or, with ``conn=id``, for that open connection only."""
+        cmd = dict(cmd="set", direction=direction, latency_ms=latency_ms, jitter_ms=jitter_ms,
+                   bytes_per_sec=bytes_per_sec, slice_1byte=slice_1byte, blackhole=blackhole,
+                   refuse=refuse, data_limit=data_limit)
+        if conn is not None:
+            cmd["conn"] = conn
+        self._cmd(**cmd)
 
     def clear(self) -> None:
         self._cmd(cmd="clear")
@@ -381,6 +385,18 @@ class FaultProxy:
     def reset_all(self) -> None:
         """RST every open connection."""
         self._cmd(cmd="reset_all")
+
+    def reset(self, conn: int) -> None:
+        """RST one open connection."""
+        self._cmd(cmd="reset", conn=conn)
+
+    def connections(self) -> list:
+        """Open connections: ``[{"id", "age_ms", "first_bytes", "bytes_up", "bytes_down"}]``."""
+        return json.loads(self._cmd(cmd="connections"))
+
+    def accept_times(self) -> list:
+        """Milliseconds since the proxy started at which each connection was accepted (the last 4096)."""
+        return json.loads(self._cmd(cmd="accept_times"))
 
     def stats(self) -> dict:
         """``{"connections": accepted so far, "active": open now, "refused": reset at accept}``."""

@@ -217,3 +217,26 @@ def test_closing_all_closes_what_it_made():
         pids = [x.pid for x in servers + proxies]
         assert all(alive(pid) for pid in pids)
     assert not any(alive(pid) for pid in pids)
+
+
+def test_one_connection_faulted_and_reset_alone(redis_server, fault_proxy):
+    with proxied(fault_proxy, redis_server) as data, proxied(fault_proxy, redis_server) as bus:
+        bus.command("SUBSCRIBE", "inval")
+        conns = fault_proxy.connections()
+        assert [c["id"] for c in conns] == [1, 2]
+        bus_id = next(c["id"] for c in conns if "SUBSCRIBE" in c["first_bytes"])
+        assert bus_id == 2
+        fault_proxy.set(conn=bus_id, direction="downstream", blackhole=True)
+        assert data.command("PUBLISH", "inval", "k") == 1
+        bus.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            bus.read_reply()
+        fault_proxy.reset(1)
+        with pytest.raises(ConnectionResetError):
+            data.read_reply()
+        with pytest.raises(ValueError, match="no open connection 99"):
+            fault_proxy.set(conn=99, blackhole=True)
+        with pytest.raises(ValueError):
+            fault_proxy.reset(99)
+    times = fault_proxy.accept_times()
+    assert len(times) == 2 and times[0] <= times[1]
