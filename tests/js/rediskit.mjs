@@ -34,16 +34,26 @@ export const within = (promise, ms) => {
 
 // Children still running when the test process exits are killed by pid, so none outlives the suite.
 const live = new Set();
+const gone = new WeakSet();
 process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
+// Resolves when the child has exited or could not start at all (a spawn failure is an 'error'
+// event, which would otherwise crash the test process).
 const track = (child) => {
   live.add(child);
-  const exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve({ code, sig })));
-  exited.then(() => live.delete(child));
+  const exited = new Promise((resolve) => {
+    child.once('exit', (code, sig) => resolve({ code, sig }));
+    child.once('error', (error) => resolve({ code: null, sig: null, error }));
+  });
+  exited.then(() => {
+    live.delete(child);
+    gone.add(child);
+  });
   return exited;
 };
+const isRunning = (child) => child !== null && !gone.has(child) && child.exitCode === null && child.signalCode === null;
 
 /** `$REDIS_SERVER`, else `redis-server` on PATH, else null. */
 export function redisServerPath() {
@@ -260,7 +270,7 @@ export class RedisServer {
   }
 
   get running() {
-    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+    return isRunning(this.child);
   }
 
   /** A raw connection, authenticated as the restricted user (or hcadmin) when there is one. */
@@ -343,8 +353,9 @@ export class RedisServer {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
       if (!this.running) {
-        const { code, sig } = await this.exited;
+        const { code, sig, error } = await this.exited;
         this.child = null;
+        if (error) throw new Error(`cannot start redis-server: ${error.message}`);
         throw new Error(`redis-server exited (${code ?? sig}) on port ${this.port}: ${this.#logTail()}`);
       }
       try {
@@ -421,7 +432,10 @@ export class FaultProxy {
   async #line(timeoutMs = 10000) {
     const deadline = Date.now() + timeoutMs;
     while (!this.lines.length) {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+      if (!isRunning(this.child)) {
+        // 'exit' can come before the last of stderr: wait (briefly) for its end to tell why.
+        const ended = this.child.stderr.readableEnded || new Promise((r) => this.child.stderr.once('end', r));
+        await within(Promise.resolve(ended), 1000);
         throw new Error(`healcache-faultproxy exited: ${this.err.trim()}`);
       }
       const left = deadline - Date.now();
@@ -493,7 +507,7 @@ export class FaultProxy {
 
   /** Closes its stdin (it exits on that), and kills it by pid if it has not exited within 5 s. */
   async close() {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
+    if (isRunning(this.child)) {
       this.child.stdin.end();
       if ((await within(this.exited, 5000)) === TIMEOUT) this.child.kill('SIGKILL');
     }

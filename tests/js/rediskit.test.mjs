@@ -227,3 +227,17 @@ test('one connection faulted and reset alone', async (t) => {
   assert.equal(times.length, 2);
   assert.ok(times[0] <= times[1]);
 });
+
+test('a missing redis-server or proxy binary is a clear error, not a crash or a hang', async () => {
+  const saved = { ...process.env };
+  try {
+    process.env.REDIS_SERVER = '/nonexistent/redis-server';
+    await assert.rejects(RedisServer.start(), /cannot start redis-server: .*ENOENT/);
+    process.env.HEALCACHE_FAULTPROXY_BIN = '/nonexistent/healcache-faultproxy';
+    await assert.rejects(FaultProxy.start(1), /healcache-faultproxy is missing: build it with/);
+  } finally {
+    process.env = saved;
+  }
+  // Refused arguments: the binary exits with its reason, which the error carries.
+  await assert.rejects(FaultProxy.start('nonsense'), /healcache-faultproxy exited: .*bad --upstream/);
+});

@@ -240,3 +240,21 @@ def test_one_connection_faulted_and_reset_alone(redis_server, fault_proxy):
             fault_proxy.reset(99)
     times = fault_proxy.accept_times()
     assert len(times) == 2 and times[0] <= times[1]
+
+
+def test_a_missing_executable_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("REDIS_SERVER", "/nonexistent/redis-server")
+    with pytest.raises(FileNotFoundError):
+        RedisServer()
+    monkeypatch.delenv("REDIS_SERVER")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(RuntimeError, match="redis-server is not installed"):
+        RedisServer()
+    monkeypatch.setenv("HEALCACHE_FAULTPROXY_BIN", "/nonexistent/healcache-faultproxy")
+    with pytest.raises(RuntimeError, match="is missing: build it with"):
+        FaultProxy(1)
+
+
+def test_the_proxy_binary_reports_why_it_refused_to_start():
+    with pytest.raises(RuntimeError, match="healcache-faultproxy exited: .*bad --upstream"):
+        FaultProxy("nonsense")
