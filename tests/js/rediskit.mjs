@@ -21,6 +21,9 @@ const READY_TIMEOUT_MS = 10000;
 // A reply larger than this is refused rather than buffered (the kit only talks to its own servers).
 const MAX_REPLY_BYTES = 64 << 20;
 const WORD = /^[A-Za-z0-9._~-]{1,128}$/;
+// Settings the kit itself owns (loopback only, no persistence, the ACL users): configSet refuses them.
+const KIT_SETTINGS = new Set(['bind', 'port', 'unixsocket', 'dir', 'logfile', 'save', 'appendonly', 'protected-mode',
+  'daemonize', 'enable-debug-command', 'requirepass', 'aclfile', 'user', 'masterauth', 'replicaof', 'slaveof']);
 export const TIMEOUT = Symbol('timeout');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -203,9 +206,9 @@ const checkWord = (what, v) => {
 
 /** A redis-server child on a free 127.0.0.1 port, no persistence, its own temp dir. */
 export class RedisServer {
-  /** @param {{aclUser?: [string, string], maxmemory?: string, maxmemoryPolicy?: string}} opts */
+  /** @param {{aclUser?: [string, string], maxmemory?: string}} opts */
   static async start(opts = {}) {
-    const { aclUser = null, maxmemory = null, maxmemoryPolicy = null } = opts;
+    const { aclUser = null, maxmemory = null } = opts;
     if (aclUser) {
       checkWord('ACL user name', aclUser[0]);
       checkWord('ACL password', aclUser[1]);
@@ -213,10 +216,10 @@ export class RedisServer {
         throw new TypeError('the ACL user may not be `default` or `hcadmin`');
       }
     }
-    for (const v of [maxmemory, maxmemoryPolicy]) if (v !== null) checkWord('maxmemory setting', v);
+    if (maxmemory !== null) checkWord('maxmemory setting', maxmemory);
     const exe = redisServerPath();
     if (!exe) throw new Error('redis-server is not installed (not on PATH, REDIS_SERVER unset): run .ci/setup-server.sh');
-    const s = new RedisServer(exe, aclUser, maxmemory, maxmemoryPolicy);
+    const s = new RedisServer(exe, aclUser, maxmemory);
     try {
       for (let attempt = 0; ; attempt++) {
         s.port = await freePort();
@@ -234,12 +237,12 @@ export class RedisServer {
     }
   }
 
-  constructor(exe, aclUser, maxmemory, maxmemoryPolicy) {
+  constructor(exe, aclUser, maxmemory) {
     this.exe = exe;
     this.aclUser = aclUser;
     this.admin = aclUser ? ['hcadmin', randomBytes(16).toString('hex')] : null;
     this.maxmemory = maxmemory;
-    this.maxmemoryPolicy = maxmemoryPolicy;
+    this.config = new Map(); // from configSet, kept across restarts
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'healcache-redis-'));
     this.port = 0;
     this.child = null;
@@ -286,6 +289,27 @@ export class RedisServer {
     return c;
   }
 
+  /**
+   * CONFIG SET now (as the unrestricted user) and for every later restart, e.g.
+   * `configSet('maxmemory-policy', 'allkeys-lru')`. The value is words of `A-Z a-z 0-9 - _ . ~`
+   * separated by single spaces (at most 256 characters); the kit's own settings are refused.
+   */
+  async configSet(key, value) {
+    if (!/^[a-z-]{1,64}$/.test(key) || KIT_SETTINGS.has(key)) throw new TypeError(`configSet: ${key} cannot be set`);
+    if (typeof value !== 'string' || value.length > 256 || !value.split(' ').every((w) => WORD.test(w))) {
+      throw new TypeError('configSet: the value must be words of A-Z a-z 0-9 - _ . ~ separated by single spaces, at most 256 characters');
+    }
+    const c = await this.connect({ admin: true });
+    try {
+      await c.command('CONFIG', 'SET', key, value);
+    } catch (e) {
+      throw new TypeError(`CONFIG SET ${key}: ${e.message}`);
+    } finally {
+      c.close();
+    }
+    this.config.set(key, value);
+  }
+
   /** SIGKILL by its own pid; resolves once the process is gone. */
   async kill() {
     if (!this.child) return;
@@ -326,7 +350,7 @@ export class RedisServer {
     const lines = [`port ${this.port}`, 'bind 127.0.0.1', 'protected-mode yes', 'save ""', 'appendonly no',
       'daemonize no', `dir "${this.dir}"`, `logfile "${this.dir}/redis.log"`];
     if (this.maxmemory) lines.push(`maxmemory ${this.maxmemory}`);
-    if (this.maxmemoryPolicy) lines.push(`maxmemory-policy ${this.maxmemoryPolicy}`);
+    for (const [k, v] of this.config) lines.push(`${k} ${v}`);
     if (this.aclUser) {
       // DEBUG allowed locally, so the restricted user's refusal is its ACL's (NOPERM).
       lines.push('enable-debug-command local', 'user default off',

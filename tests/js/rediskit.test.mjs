@@ -177,11 +177,22 @@ test('the restricted user is denied KEYS, FLUSHALL, FLUSHDB and DEBUG, not cache
   assert.ok(!JSON.stringify(redis).includes(redis.aclUser[1]));
 });
 
-test('maxmemory and bad options', async (t) => {
-  const redis = await RedisServer.start({ maxmemory: '2mb', maxmemoryPolicy: 'allkeys-lru' });
+test('maxmemory, configSet and bad options', async (t) => {
+  const redis = await RedisServer.start({ aclUser: restrictedUser(), maxmemory: '2mb' });
   t.after(() => redis.close());
-  const c = await redis.connect();
+  await redis.configSet('maxmemory-policy', 'allkeys-lru');
+  await redis.restart(); // kept across a restart
+  let c = await redis.connect({ admin: true });
   assert.deepEqual((await c.command('CONFIG', 'GET', 'maxmemory')).map(String), ['maxmemory', '2097152']);
+  assert.deepEqual((await c.command('CONFIG', 'GET', 'maxmemory-policy')).map(String), ['maxmemory-policy', 'allkeys-lru']);
+  c.close();
+  for (const [key, value] of [['bind', '0.0.0.0'], ['save', '60 1'], ['MAXMEMORY', '1mb'], ['maxmemory', '1mb\n'],
+    ['maxmemory', '1mb '], ['maxmemory-policy', 'no-such-policy'], ['x', '1'.repeat(257)]]) {
+    await assert.rejects(redis.configSet(key, value), TypeError, key);
+  }
+  await redis.restart();
+  c = await redis.connect({ admin: true });
+  assert.deepEqual((await c.command('CONFIG', 'GET', 'bind')).map(String), ['bind', '127.0.0.1']);
   c.close();
   for (const bad of [{ aclUser: ['a b', 'pw'] }, { aclUser: ['hc', ''] }, { aclUser: ['default', 'pw'] },
     { aclUser: ['hc', 'p'.repeat(129)] }, { maxmemory: '1mb\nuser x on' }]) {

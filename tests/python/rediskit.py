@@ -36,6 +36,9 @@ READY_TIMEOUT = 10.0
 # A reply larger than this is refused rather than buffered (the kit only talks to its own servers).
 MAX_REPLY_BYTES = 64 << 20
 _WORD = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+# Settings the kit itself owns (loopback only, no persistence, the ACL users): config_set refuses them.
+KIT_SETTINGS = {"bind", "port", "unixsocket", "dir", "logfile", "save", "appendonly", "protected-mode", "daemonize",
+                "enable-debug-command", "requirepass", "aclfile", "user", "masterauth", "replicaof", "slaveof"}
 
 
 def redis_server_path() -> str | None:
@@ -150,16 +153,14 @@ class RedisServer:
     carries the credentials; ``admin_url`` is an unrestricted ``hcadmin`` for test setup only).
     """
 
-    def __init__(self, acl_user: tuple[str, str] | None = None, maxmemory: str | None = None,
-                 maxmemory_policy: str | None = None):
+    def __init__(self, acl_user: tuple[str, str] | None = None, maxmemory: str | None = None):
         if acl_user is not None:
             _check_word("ACL user name", acl_user[0])
             _check_word("ACL password", acl_user[1])
             if acl_user[0] in ("default", "hcadmin"):
                 raise ValueError("the ACL user may not be `default` or `hcadmin`")
-        for v in (maxmemory, maxmemory_policy):
-            if v is not None:
-                _check_word("maxmemory setting", v)
+        if maxmemory is not None:
+            _check_word("maxmemory setting", maxmemory)
         exe = redis_server_path()
         if exe is None:
             raise RuntimeError("redis-server is not installed (not on PATH, REDIS_SERVER unset): "
@@ -168,7 +169,7 @@ class RedisServer:
         self.acl_user = acl_user
         self.admin = ("hcadmin", secrets.token_hex(16)) if acl_user else None
         self.maxmemory = maxmemory
-        self.maxmemory_policy = maxmemory_policy
+        self.config: dict[str, str] = {}  # from config_set, kept across restarts
         self.dir = tempfile.mkdtemp(prefix="healcache-redis-")
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -222,6 +223,22 @@ class RedisServer:
             raise
         return conn
 
+    def config_set(self, key: str, value: str) -> None:
+        """CONFIG SET now (as the unrestricted user) and for every later restart, e.g.
+        ``config_set("maxmemory-policy", "allkeys-lru")``. The value is words of ``A-Z a-z 0-9 - _ . ~``
+        separated by single spaces (at most 256 characters); the kit's own settings are refused."""
+        if not re.fullmatch(r"[a-z-]{1,64}", key) or key in KIT_SETTINGS:
+            raise ValueError(f"config_set: {key!r} cannot be set")
+        if len(value) > 256 or not all(_WORD.match(w) for w in value.split(" ")):
+            raise ValueError("config_set: the value must be words of A-Z a-z 0-9 - _ . ~ separated by single "
+                             "spaces, at most 256 characters")
+        with self.connect(admin=True) as c:
+            try:
+                c.command("CONFIG", "SET", key, value)
+            except RespError as e:
+                raise ValueError(f"CONFIG SET {key}: {e}") from None
+        self.config[key] = value
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -262,8 +279,7 @@ class RedisServer:
                  "daemonize no", f'dir "{self.dir}"', f'logfile "{self.dir}/redis.log"']
         if self.maxmemory:
             lines.append(f"maxmemory {self.maxmemory}")
-        if self.maxmemory_policy:
-            lines.append(f"maxmemory-policy {self.maxmemory_policy}")
+        lines += [f"{k} {v}" for k, v in self.config.items()]
         if self.acl_user:
             # DEBUG allowed locally, so the restricted user's refusal is its ACL's (NOPERM).
             lines += ["enable-debug-command local", "user default off",
@@ -460,7 +476,7 @@ def closing_all(make):
 
 @pytest.fixture
 def make_redis_server():
-    """``make_redis_server(acl_user=..., maxmemory=..., maxmemory_policy=...)``; the restricted user by default."""
+    """``make_redis_server(acl_user=..., maxmemory=...)``; the restricted user by default."""
     with closing_all(lambda acl_user=None, **kw: RedisServer(acl_user=acl_user or restricted_user(), **kw)) as f:
         yield f
 

@@ -16,6 +16,7 @@ from rediskit import (  # noqa: F401 (fixtures)
     redis_available,
     redis_server,
     redis_server_module,
+    restricted_user,
 )
 
 
@@ -173,11 +174,20 @@ def test_module_scoped_server_is_shared_again(redis_server_module):
         assert c.command("INCR", "module-counter") == 2
 
 
-def test_maxmemory_and_bad_options():
-    with RedisServer(maxmemory="2mb", maxmemory_policy="allkeys-lru") as s:
-        with s.connect() as c:
+def test_maxmemory_config_set_and_bad_options():
+    with RedisServer(acl_user=restricted_user(), maxmemory="2mb") as s:
+        s.config_set("maxmemory-policy", "allkeys-lru")
+        s.restart()  # kept across a restart
+        with s.connect(admin=True) as c:
             assert c.command("CONFIG", "GET", "maxmemory") == [b"maxmemory", b"2097152"]
             assert c.command("CONFIG", "GET", "maxmemory-policy") == [b"maxmemory-policy", b"allkeys-lru"]
+        for key, value in (("bind", "0.0.0.0"), ("save", "60 1"), ("MAXMEMORY", "1mb"), ("maxmemory", "1mb\n"),
+                           ("maxmemory", "1mb "), ("maxmemory-policy", "no-such-policy"), ("x", "1" * 257)):
+            with pytest.raises(ValueError):
+                s.config_set(key, value)
+        s.restart()
+        with s.connect(admin=True) as c:
+            assert c.command("CONFIG", "GET", "bind") == [b"bind", b"127.0.0.1"]
     for bad in (dict(acl_user=("a b", "pw")), dict(acl_user=("hc", "")), dict(acl_user=("default", "pw")),
                 dict(acl_user=("hc", "p" * 129)), dict(maxmemory="1mb\nuser x on")):
         with pytest.raises(ValueError):
