@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub const RESTRICTED_ACL_RULES: &str = "~* &* +@all -keys -flushall -flushdb -de
 
 /// How long a start or restart waits for the server to answer PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `terminate` waits for a clean exit before it falls back to SIGKILL.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many fresh ports `start` tries when another process takes the chosen one first.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -270,6 +272,24 @@ impl RedisServer {
         }
     }
 
+    /// SIGTERM (and SIGCONT, in case it is stopped): Redis closes its clients' connections and exits;
+    /// then reap. Falls back to SIGKILL after 10 s. Returns how it exited (`None` when not running).
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        signal(&child, libc::SIGTERM);
+        signal(&child, libc::SIGCONT);
+        let deadline = Instant::now() + TERMINATE_TIMEOUT;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
     /// SIGSTOP: the process keeps its sockets open but answers nothing until [`cont`](Self::cont).
     pub fn stop(&self) {
         self.signal(libc::SIGSTOP);
@@ -281,12 +301,8 @@ impl RedisServer {
     }
 
     fn signal(&self, sig: libc::c_int) {
-        // Only a child not yet reaped: its pid cannot have been reused by another process.
         if let Some(child) = &self.child {
-            // SAFETY: kill(2) with our own child's pid and a valid signal number has no memory effects.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, sig);
-            }
+            signal(child, sig);
         }
     }
 
@@ -391,6 +407,14 @@ impl RedisServer {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// Signals a child that is not yet reaped: its pid cannot have been reused by another process.
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) with our own child's pid and a valid signal number has no memory effects.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
     }
 }
 

@@ -260,3 +260,19 @@ fn drop_kills_and_reaps_the_process() {
     assert!(!alive(pid));
     assert!(RespConn::connect(addr, Duration::from_secs(1)).is_err());
 }
+
+#[test]
+fn terminate_shuts_down_cleanly_also_when_stopped() {
+    let mut s = RedisServer::start().unwrap();
+    let pid = s.pid();
+    let mut c = s.connect().unwrap();
+    let status = s.terminate().unwrap();
+    assert!(status.success(), "a clean exit, not the SIGKILL fallback: {status}");
+    assert!(!alive(pid));
+    // Redis closed its clients' connections on the way out.
+    assert!(c.cmd(&["PING"]).is_err());
+    assert!(s.terminate().is_none(), "nothing left to terminate");
+    s.restart().unwrap();
+    s.stop();
+    assert!(s.terminate().unwrap().success());
+}

@@ -318,6 +318,20 @@ export class RedisServer {
     this.child = null;
   }
 
+  /**
+   * SIGTERM (and SIGCONT, in case it is stopped): Redis closes its clients' connections and exits.
+   * Falls back to SIGKILL after 10 s. Resolves to how it exited ({code, sig}; null when not running).
+   */
+  async terminate() {
+    if (!this.child) return null;
+    this.#signal('SIGTERM');
+    this.#signal('SIGCONT');
+    if ((await within(this.exited, 10000)) === TIMEOUT && this.running) this.child.kill('SIGKILL');
+    const { code, sig } = await this.exited;
+    this.child = null;
+    return { code, sig };
+  }
+
   #signal(sig) {
     // Only a child that has not exited: its pid cannot belong to another process yet.
     if (this.running) process.kill(this.child.pid, sig);

@@ -252,3 +252,18 @@ test('a missing redis-server or proxy binary is a clear error, not a crash or a 
   // Refused arguments: the binary exits with its reason, which the error carries.
   await assert.rejects(FaultProxy.start('nonsense'), /healcache-faultproxy exited: .*bad --upstream/);
 });
+
+test('terminate shuts down cleanly, also when stopped', async (t) => {
+  const redis = await RedisServer.start();
+  t.after(() => redis.close());
+  const pid = redis.pid;
+  const c = await redis.connect();
+  const closed = assert.rejects(c.read()); // Redis closes its clients' connections on the way out
+  assert.deepEqual(await redis.terminate(), { code: 0, sig: null }); // not the SIGKILL fallback
+  await closed;
+  assert.ok(!alive(pid));
+  assert.equal(await redis.terminate(), null);
+  await redis.restart();
+  redis.stop();
+  assert.deepEqual(await redis.terminate(), { code: 0, sig: null });
+});

@@ -250,6 +250,21 @@ class RedisServer:
             self.proc.wait()
             self.proc = None
 
+    def terminate(self) -> int | None:
+        """SIGTERM (and SIGCONT, in case it is stopped): Redis closes its clients' connections and
+        exits. Falls back to SIGKILL after 10 s. Returns the exit code (None when not running)."""
+        if self.proc is None:
+            return None
+        self._signal(signal.SIGTERM)
+        self._signal(signal.SIGCONT)
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
     def _signal(self, sig) -> None:
         # Only an unreaped child: its pid cannot belong to another process yet.
         if self.running():

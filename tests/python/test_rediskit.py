@@ -268,3 +268,15 @@ def test_a_missing_executable_is_a_clear_error(monkeypatch):
 def test_the_proxy_binary_reports_why_it_refused_to_start():
     with pytest.raises(RuntimeError, match="healcache-faultproxy exited: .*bad --upstream"):
         FaultProxy("nonsense")
+
+
+def test_terminate_shuts_down_cleanly_also_when_stopped(redis_server):
+    pid = redis_server.pid
+    with redis_server.connect() as c:
+        assert redis_server.terminate() == 0  # a clean exit, not the SIGKILL fallback
+        with pytest.raises(ConnectionError):
+            c.command("PING")  # Redis closed its clients' connections
+    assert not alive(pid) and redis_server.terminate() is None
+    redis_server.restart()
+    redis_server.stop()
+    assert redis_server.terminate() == 0
