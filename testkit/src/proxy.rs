@@ -6,17 +6,18 @@
 //! jitter) and a writer that waits for it and then writes it whole, one byte at a time, or paced to a
 //! bandwidth. Both read the current faults for every chunk, so changes apply to open connections at once.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::{sleep, sleep_until, Instant};
 
 /// Chunks in flight per direction: bounds the memory a slowed pipe holds (64 x 16 KiB).
@@ -26,6 +27,10 @@ const CHUNK_BYTES: usize = 16 * 1024;
 const PACING_SLICES_PER_SEC: u64 = 50;
 /// How often a stalled direction (`bytes_per_sec: Some(0)`) looks at its faults again.
 const STALL_POLL: Duration = Duration::from_millis(10);
+/// The first bytes a client sent are kept (per connection) so a test can tell connections apart.
+pub const FIRST_BYTES_KEPT: usize = 256;
+/// Accept times kept; older ones are dropped first.
+pub const ACCEPT_LOG_LEN: usize = 4096;
 
 /// The faults of one direction. `Faults::default()` is a clean pass-through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,11 +69,52 @@ struct Shared {
     connections: AtomicU64,
     active: AtomicU64,
     refused: AtomicU64,
+    started: Instant,
+    accepted_at: Mutex<VecDeque<Duration>>,
+    open: Mutex<BTreeMap<u64, Arc<Conn>>>,
+}
+
+/// One open connection: its own fault overrides, counters and reset switch.
+struct Conn {
+    opened: Instant,
+    first_bytes: Mutex<Vec<u8>>,
+    /// Per direction; `None` follows the proxy-wide faults.
+    overrides: Mutex<[Option<Faults>; 2]>,
+    forwarded: [AtomicU64; 2],
+    reset: Notify,
+}
+
+/// What a test can see of an open connection, to pick one out (for example the one that sent
+/// SUBSCRIBE) and fault it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Accept order, from 1.
+    pub id: u64,
+    /// Time since it was accepted.
+    pub age: Duration,
+    /// The first bytes the client sent (up to [`FIRST_BYTES_KEPT`]), blackholed ones included.
+    pub first_bytes: Vec<u8>,
+    /// Bytes forwarded to the upstream so far.
+    pub bytes_up: u64,
+    /// Bytes forwarded to the client so far.
+    pub bytes_down: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data stays valid if a holder panicked: a test's failure must not cascade into the proxy.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
-    fn faults(&self, dir: usize) -> Faults {
-        self.faults.borrow()[dir].clone()
+    fn faults(&self, conn: &Conn, dir: usize) -> Faults {
+        match &lock(&conn.overrides)[dir] {
+            Some(f) => f.clone(),
+            None => self.faults.borrow()[dir].clone(),
+        }
+    }
+
+    fn conn(&self, id: u64) -> Option<Arc<Conn>> {
+        lock(&self.open).get(&id).cloned()
     }
 }
 
@@ -106,6 +152,9 @@ impl FaultProxy {
             connections: AtomicU64::new(0),
             active: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            started: Instant::now(),
+            accepted_at: Mutex::new(VecDeque::new()),
+            open: Mutex::new(BTreeMap::new()),
         });
         let (shutdown, stopped) = oneshot::channel();
         let thread_shared = shared.clone();
@@ -175,6 +224,44 @@ impl FaultProxy {
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::SeqCst)
     }
+
+    /// When each connection (refused ones included) was accepted, as time since the proxy started,
+    /// oldest first; the last [`ACCEPT_LOG_LEN`] are kept. For reconnect-herd checks.
+    pub fn accept_times(&self) -> Vec<Duration> {
+        lock(&self.shared.accepted_at).iter().copied().collect()
+    }
+
+    /// The connections open now, in accept order.
+    pub fn open_connections(&self) -> Vec<ConnInfo> {
+        lock(&self.shared.open)
+            .iter()
+            .map(|(&id, c)| ConnInfo {
+                id,
+                age: c.opened.elapsed(),
+                first_bytes: lock(&c.first_bytes).clone(),
+                bytes_up: c.forwarded[0].load(Ordering::SeqCst),
+                bytes_down: c.forwarded[1].load(Ordering::SeqCst),
+            })
+            .collect()
+    }
+
+    /// Overrides the faults of one open connection (one direction or both); the proxy-wide faults
+    /// no longer apply to it in that direction. False when no connection `id` is open.
+    pub fn set_conn(&self, id: u64, dir: Direction, faults: Faults) -> bool {
+        let Some(conn) = self.shared.conn(id) else { return false };
+        let mut o = lock(&conn.overrides);
+        match dir {
+            Direction::Upstream => o[0] = Some(faults),
+            Direction::Downstream => o[1] = Some(faults),
+            Direction::Both => *o = [Some(faults.clone()), Some(faults)],
+        }
+        true
+    }
+
+    /// Resets (RST) one open connection. False when no connection `id` is open.
+    pub fn reset_conn(&self, id: u64) -> bool {
+        self.shared.conn(id).map(|c| c.reset.notify_one()).is_some()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -198,14 +285,21 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut log = lock(&shared.accepted_at);
+            if log.len() == ACCEPT_LOG_LEN {
+                log.pop_front();
+            }
+            log.push_back(shared.started.elapsed());
+        }
         let refuse = shared.faults.borrow().iter().any(|f| f.refuse);
         if refuse {
             shared.refused.fetch_add(1, Ordering::SeqCst);
             rst(sock);
             continue;
         }
-        tokio::spawn(serve(sock, shared.clone()));
+        tokio::spawn(serve(sock, id, shared.clone()));
     }
 }
 
@@ -221,16 +315,26 @@ enum Stop {
     Limit,
 }
 
-struct ActiveGuard<'a>(&'a AtomicU64);
-impl Drop for ActiveGuard<'_> {
+/// Keeps `active` and the open-connection table right however `serve` ends.
+struct OpenGuard<'a>(&'a Shared, u64);
+impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        lock(&self.0.open).remove(&self.1);
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
+async fn serve(mut client: TcpStream, id: u64, shared: Arc<Shared>) {
+    let conn = Arc::new(Conn {
+        opened: Instant::now(),
+        first_bytes: Mutex::new(Vec::new()),
+        overrides: Mutex::new([None, None]),
+        forwarded: [AtomicU64::new(0), AtomicU64::new(0)],
+        reset: Notify::new(),
+    });
     shared.active.fetch_add(1, Ordering::SeqCst);
-    let _active = ActiveGuard(&shared.active);
+    lock(&shared.open).insert(id, conn.clone());
+    let _open = OpenGuard(&shared, id);
     let mut resets = shared.resets.subscribe();
     let mut server = tokio::select! {
         r = TcpStream::connect(shared.upstream) => match r {
@@ -239,16 +343,20 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
             Err(_) => return rst(client),
         },
         _ = resets.changed() => return rst(client),
+        _ = conn.reset.notified() => return rst(client),
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let reset = {
         let (mut cr, mut cw) = client.split();
         let (mut sr, mut sw) = server.split();
-        let both = async { tokio::try_join!(pipe(&mut cr, &mut sw, 0, &shared), pipe(&mut sr, &mut cw, 1, &shared)) };
+        let both = async {
+            tokio::try_join!(pipe(&mut cr, &mut sw, 0, &shared, &conn), pipe(&mut sr, &mut cw, 1, &shared, &conn))
+        };
         tokio::select! {
             r = both => matches!(r, Err(Stop::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset),
             _ = resets.changed() => true,
+            _ = conn.reset.notified() => true,
         }
     };
     if reset {
@@ -260,13 +368,13 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Copies `from` to `to` under the faults of direction `dir` until EOF (then shuts `to` down).
-async fn pipe<R, W>(from: &mut R, to: &mut W, dir: usize, shared: &Shared) -> Result<(), Stop>
+async fn pipe<R, W>(from: &mut R, to: &mut W, dir: usize, shared: &Shared, conn: &Conn) -> Result<(), Stop>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>(QUEUE_CHUNKS);
-    tokio::try_join!(read_side(from, tx, dir, shared), write_side(to, rx, dir, shared)).map(|_| ())
+    tokio::try_join!(read_side(from, tx, dir, shared, conn), write_side(to, rx, dir, shared, conn)).map(|_| ())
 }
 
 async fn read_side<R: AsyncRead + Unpin>(
@@ -274,6 +382,7 @@ async fn read_side<R: AsyncRead + Unpin>(
     tx: mpsc::Sender<(Instant, Vec<u8>)>,
     dir: usize,
     shared: &Shared,
+    conn: &Conn,
 ) -> Result<(), Stop> {
     static SEEDS: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(SEEDS.fetch_add(0x9e37_79b9, Ordering::Relaxed));
@@ -283,7 +392,12 @@ async fn read_side<R: AsyncRead + Unpin>(
         if n == 0 {
             return Ok(()); // dropping tx lets the writer drain and shut down
         }
-        let f = shared.faults(dir);
+        if dir == 0 {
+            let mut first = lock(&conn.first_bytes);
+            let take = n.min(FIRST_BYTES_KEPT - first.len());
+            first.extend_from_slice(&buf[..take]);
+        }
+        let f = shared.faults(conn, dir);
         if f.blackhole {
             continue;
         }
@@ -302,6 +416,7 @@ async fn write_side<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<(Instant, Vec<u8>)>,
     dir: usize,
     shared: &Shared,
+    conn: &Conn,
 ) -> Result<(), Stop> {
     let mut sent: u64 = 0;
     let mut next_slot = Instant::now();
@@ -309,7 +424,7 @@ async fn write_side<W: AsyncWrite + Unpin>(
         sleep_until(due).await;
         let mut rest = &data[..];
         while !rest.is_empty() {
-            let f = shared.faults(dir);
+            let f = shared.faults(conn, dir);
             let mut n = rest.len();
             if f.slice_1byte {
                 n = 1;
@@ -328,6 +443,8 @@ async fn write_side<W: AsyncWrite + Unpin>(
                 }
                 n = n.min(left.min(usize::MAX as u64) as usize);
             }
+            // Counted before the write, so a peer that has seen the bytes always finds them counted.
+            conn.forwarded[dir].fetch_add(n as u64, Ordering::SeqCst);
             to.write_all(&rest[..n]).await.map_err(Stop::Io)?;
             sent += n as u64;
             rest = &rest[n..];

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,34 @@ use rand::{Rng, SeedableRng};
 
 use crate::resp::{Reply, RespConn};
 
+/// Settings the kit itself owns (loopback only, no persistence, the ACL users): `config_set` refuses them.
+const KIT_SETTINGS: &[&str] = &[
+    "bind",
+    "port",
+    "unixsocket",
+    "dir",
+    "logfile",
+    "save",
+    "appendonly",
+    "protected-mode",
+    "daemonize",
+    "enable-debug-command",
+    "requirepass",
+    "aclfile",
+    "user",
+    "masterauth",
+    "replicaof",
+    "slaveof",
+];
+
 /// The ACL rules of the restricted user: everything a cache client needs (GET/SET/EVAL/SCAN/UNLINK/
 /// PUBLISH/SUBSCRIBE ...), nothing that scans or wipes the whole keyspace or debugs the server.
 pub const RESTRICTED_ACL_RULES: &str = "~* &* +@all -keys -flushall -flushdb -debug";
 
 /// How long a start or restart waits for the server to answer PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `terminate` waits for a clean exit before it falls back to SIGKILL.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many fresh ports `start` tries when another process takes the chosen one first.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -27,10 +49,9 @@ pub struct RedisOptions {
     /// Run as this ACL user `(name, password)` with [`RESTRICTED_ACL_RULES`]; the `default` user is then
     /// switched off, so every client must authenticate. [`RedisServer::url`] carries these credentials.
     pub acl_user: Option<(String, String)>,
-    /// `maxmemory`, in redis.conf syntax (`"2mb"`).
+    /// `maxmemory`, in redis.conf syntax (`"2mb"`). Other settings (`maxmemory-policy` ...) go
+    /// through [`RedisServer::config_set`].
     pub maxmemory: Option<String>,
-    /// `maxmemory-policy` (`"allkeys-lru"`); Redis's own default (`noeviction`) when unset.
-    pub maxmemory_policy: Option<String>,
 }
 
 impl RedisOptions {
@@ -44,6 +65,8 @@ impl RedisOptions {
 /// temporary directory. Signals go to its own pid only; dropping it kills and reaps the process.
 pub struct RedisServer {
     opts: RedisOptions,
+    /// Settings from `config_set`, written into redis.conf so a restart keeps them.
+    config: Vec<(String, String)>,
     admin: Option<(String, String)>,
     port: u16,
     pid: u32,
@@ -119,12 +142,12 @@ impl RedisServer {
                 ));
             }
         }
-        for v in [&opts.maxmemory, &opts.maxmemory_policy].into_iter().flatten() {
+        if let Some(v) = &opts.maxmemory {
             check_word("maxmemory setting", v)?;
         }
         let admin = opts.acl_user.as_ref().map(|_| ("hcadmin".to_string(), random_secret()));
         let dir = tempfile::Builder::new().prefix("healcache-redis-").tempdir()?;
-        let mut server = RedisServer { opts, admin, port: 0, pid: 0, child: None, dir };
+        let mut server = RedisServer { opts, config: Vec::new(), admin, port: 0, pid: 0, child: None, dir };
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port()?;
@@ -140,7 +163,16 @@ impl RedisServer {
 
     /// `redis://[user:password@]127.0.0.1:PORT`, with the restricted user's credentials when set.
     pub fn url(&self) -> String {
-        Self::url_for(self.opts.acl_user.as_ref(), self.port)
+        self.url_via(self.addr())
+    }
+
+    /// [`url`](Self::url) with its credentials but another address: the way to reach this server
+    /// through a [`FaultProxy`](crate::FaultProxy) (`redis.url_via(proxy.addr())`).
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        match &self.opts.acl_user {
+            Some((u, p)) => format!("redis://{u}:{p}@{addr}"),
+            None => format!("redis://{addr}"),
+        }
     }
 
     /// A URL for the unrestricted `hcadmin` user, when the server runs with an ACL user (for test setup
@@ -150,9 +182,10 @@ impl RedisServer {
     }
 
     fn url_for(user: Option<&(String, String)>, port: u16) -> String {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         match user {
-            Some((u, p)) => format!("redis://{u}:{p}@127.0.0.1:{port}"),
-            None => format!("redis://127.0.0.1:{port}"),
+            Some((u, p)) => format!("redis://{u}:{p}@{addr}"),
+            None => format!("redis://{addr}"),
         }
     }
 
@@ -186,7 +219,8 @@ impl RedisServer {
         self.connect_as(self.opts.acl_user.as_ref())
     }
 
-    /// A raw RESP connection authenticated as `hcadmin` (when the server runs with an ACL user).
+    /// A raw RESP connection authenticated as `hcadmin` (when the server runs with an ACL user;
+    /// otherwise as the default user).
     pub fn connect_admin(&self) -> io::Result<RespConn> {
         self.connect_as(self.admin.as_ref())
     }
@@ -204,6 +238,31 @@ impl RedisServer {
         Ok(conn)
     }
 
+    /// Sets a redis.conf setting now (CONFIG SET, as the unrestricted user) and for every later
+    /// [`restart`](Self::restart): `config_set("maxmemory-policy", "allkeys-lru")`,
+    /// `config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60")`. The value is words of
+    /// `A-Z a-z 0-9 - _ . ~` separated by single spaces (at most 256 characters); the kit's own settings
+    /// (bind, port, dir, save, appendonly, users ...) are refused.
+    pub fn config_set(&mut self, key: &str, value: &str) -> io::Result<()> {
+        let key_ok = !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        if !key_ok || KIT_SETTINGS.contains(&key) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("config_set: {key:?} cannot be set")));
+        }
+        if value.len() > 256 || value.split(' ').any(|w| check_word("config value", w).is_err()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "config_set: the value must be words of A-Z a-z 0-9 - _ . ~ separated by single spaces, at most 256 characters",
+            ));
+        }
+        match self.connect_admin()?.cmd(&["CONFIG", "SET", key, value])? {
+            Reply::Simple(ok) if ok == "OK" => {}
+            other => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("CONFIG SET {key}: {other:?}"))),
+        }
+        self.config.retain(|(k, _)| k != key);
+        self.config.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+
     /// SIGKILL by its own pid, then reap. Nothing happens when it is not running.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -211,6 +270,24 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM (and SIGCONT, in case it is stopped): Redis closes its clients' connections and exits;
+    /// then reap. Falls back to SIGKILL after 10 s. Returns how it exited (`None` when not running).
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        signal(&child, libc::SIGTERM);
+        signal(&child, libc::SIGCONT);
+        let deadline = Instant::now() + TERMINATE_TIMEOUT;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        child.wait().ok()
     }
 
     /// SIGSTOP: the process keeps its sockets open but answers nothing until [`cont`](Self::cont).
@@ -224,12 +301,8 @@ impl RedisServer {
     }
 
     fn signal(&self, sig: libc::c_int) {
-        // Only a child not yet reaped: its pid cannot have been reused by another process.
         if let Some(child) = &self.child {
-            // SAFETY: kill(2) with our own child's pid and a valid signal number has no memory effects.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, sig);
-            }
+            signal(child, sig);
         }
     }
 
@@ -268,8 +341,8 @@ impl RedisServer {
         if let Some(m) = &self.opts.maxmemory {
             conf += &format!("maxmemory {m}\n");
         }
-        if let Some(p) = &self.opts.maxmemory_policy {
-            conf += &format!("maxmemory-policy {p}\n");
+        for (key, value) in &self.config {
+            conf += &format!("{key} {value}\n");
         }
         if let (Some((user, pw)), Some((admin, admin_pw))) = (&self.opts.acl_user, &self.admin) {
             // DEBUG is enabled for local connections so that the restricted user's refusal comes from
@@ -334,6 +407,14 @@ impl RedisServer {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// Signals a child that is not yet reaped: its pid cannot have been reused by another process.
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) with our own child's pid and a valid signal number has no memory effects.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
     }
 }
 

@@ -33,6 +33,7 @@ fn starts_on_a_loopback_port_and_answers_ping() {
     let b = RedisServer::start().unwrap();
     assert_ne!(a.port(), b.port());
     assert_eq!(a.url(), format!("redis://127.0.0.1:{}", a.port()));
+    assert_eq!(a.url_via("127.0.0.1:7".parse().unwrap()), "redis://127.0.0.1:7");
     assert_eq!(a.addr().to_string(), format!("127.0.0.1:{}", a.port()));
     assert!(alive(a.pid()));
     let mut c = a.connect().unwrap();
@@ -53,6 +54,7 @@ fn restricted_user_cannot_scan_wipe_or_debug_but_can_do_cache_work() {
     let (user, pw) = s.credentials().unwrap();
     assert_eq!(user, "hc");
     assert_eq!(s.url(), format!("redis://hc:{pw}@127.0.0.1:{}", s.port()));
+    assert_eq!(s.url_via("127.0.0.1:7".parse().unwrap()), format!("redis://hc:{pw}@127.0.0.1:7"));
     let mut c = s.connect().unwrap();
     noperm(c.cmd(&["KEYS", "*"]).unwrap());
     noperm(c.cmd(&["FLUSHALL"]).unwrap());
@@ -116,20 +118,20 @@ fn bad_options_are_refused_before_anything_starts() {
     assert_eq!(RedisServer::start_with(opts).unwrap_err().kind(), io::ErrorKind::InvalidInput);
 }
 
+fn config_get(s: &RedisServer, key: &str) -> Reply {
+    match s.connect_admin().unwrap().cmd(&["CONFIG", "GET", key]).unwrap() {
+        Reply::Array(Some(mut kv)) if kv.len() == 2 => kv.pop().unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
-fn maxmemory_and_policy_are_applied() {
-    let opts = RedisOptions {
-        maxmemory: Some("2mb".into()),
-        maxmemory_policy: Some("noeviction".into()),
-        ..Default::default()
-    };
+fn maxmemory_is_applied() {
+    let opts = RedisOptions { maxmemory: Some("2mb".into()), ..Default::default() };
     let s = RedisServer::start_with(opts).unwrap();
+    assert_eq!(config_get(&s, "maxmemory"), Reply::Bulk(Some(b"2097152".to_vec())));
+    // noeviction is Redis's default: writes past the limit are refused.
     let mut c = s.connect().unwrap();
-    let r = c.cmd(&["CONFIG", "GET", "maxmemory"]).unwrap();
-    assert_eq!(
-        r,
-        Reply::Array(Some(vec![Reply::Bulk(Some(b"maxmemory".to_vec())), Reply::Bulk(Some(b"2097152".to_vec()))]))
-    );
     let value = vec![b'x'; 256 * 1024];
     let mut oom = false;
     for i in 0..32 {
@@ -141,6 +143,64 @@ fn maxmemory_and_policy_are_applied() {
         }
     }
     assert!(oom, "8 MB written under a 2 MB maxmemory with noeviction");
+}
+
+#[test]
+fn config_set_applies_now_and_after_a_restart() {
+    let mut s =
+        RedisServer::start_with(RedisOptions { maxmemory: Some("2mb".into()), ..RedisOptions::restricted() }).unwrap();
+    s.config_set("maxmemory-policy", "allkeys-lru").unwrap();
+    s.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60").unwrap();
+    s.config_set("maxmemory-policy", "allkeys-lfu").unwrap(); // the last value wins
+    assert_eq!(config_get(&s, "maxmemory-policy"), Reply::Bulk(Some(b"allkeys-lfu".to_vec())));
+    s.restart().unwrap();
+    assert_eq!(config_get(&s, "maxmemory-policy"), Reply::Bulk(Some(b"allkeys-lfu".to_vec())));
+    assert_eq!(config_get(&s, "maxmemory"), Reply::Bulk(Some(b"2097152".to_vec())));
+    let limits = config_get(&s, "client-output-buffer-limit");
+    assert!(limits.as_str().unwrap().contains("pubsub 33554432 8388608 60"), "{limits:?}");
+    // With eviction on, 8 MB of writes under 2 MB succeed (older keys are evicted).
+    let mut c = s.connect().unwrap();
+    let value = vec![b'x'; 256 * 1024];
+    for i in 0..32 {
+        let key = format!("k{i}");
+        assert_eq!(c.cmd(&[b"SET".as_slice(), key.as_bytes(), &value]).unwrap(), Reply::Simple("OK".into()));
+    }
+}
+
+#[test]
+fn config_set_refuses_the_kits_own_settings_and_bad_values() {
+    let mut s = RedisServer::start().unwrap();
+    for (key, value) in [
+        ("bind", "0.0.0.0"),
+        ("port", "6379"),
+        ("save", "60 1"),
+        ("appendonly", "yes"),
+        ("dir", "tmp"),
+        ("requirepass", "x"),
+        ("enable-debug-command", "yes"),
+        ("MAXMEMORY", "1mb"),
+        ("", "1"),
+        ("maxmemory", ""),
+        ("maxmemory", "1mb\nuser x on"),
+        ("maxmemory", "1mb  2"),
+        ("maxmemory", "1mb "),
+        ("maxmemory-policy", "no-such-policy"),
+        ("no-such-setting", "1"),
+    ] {
+        let e = s.config_set(key, value).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{key:?} {value:?}: {e}");
+    }
+    // 256 characters is the longest value accepted; 257 is refused before Redis sees it.
+    let at = format!("pubsub {} {}", "1".repeat(128), "1".repeat(120));
+    assert_eq!(at.len(), 256);
+    let e = s.config_set("client-output-buffer-limit", &at).unwrap_err();
+    assert!(e.to_string().contains("CONFIG SET"), "refused by Redis, not by the length check: {e}");
+    let over = format!("pubsub {} {}", "1".repeat(128), "1".repeat(121));
+    let e = s.config_set("client-output-buffer-limit", &over).unwrap_err();
+    assert!(e.to_string().contains("at most 256"), "{e}");
+    // Nothing refused was kept: a restart starts cleanly.
+    s.restart().unwrap();
+    assert_eq!(config_get(&s, "bind"), Reply::Bulk(Some(b"127.0.0.1".to_vec())));
 }
 
 #[test]
@@ -199,4 +259,20 @@ fn drop_kills_and_reaps_the_process() {
     drop(s);
     assert!(!alive(pid));
     assert!(RespConn::connect(addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn terminate_shuts_down_cleanly_also_when_stopped() {
+    let mut s = RedisServer::start().unwrap();
+    let pid = s.pid();
+    let mut c = s.connect().unwrap();
+    let status = s.terminate().unwrap();
+    assert!(status.success(), "a clean exit, not the SIGKILL fallback: {status}");
+    assert!(!alive(pid));
+    // Redis closed its clients' connections on the way out.
+    assert!(c.cmd(&["PING"]).is_err());
+    assert!(s.terminate().is_none(), "nothing left to terminate");
+    s.restart().unwrap();
+    s.stop();
+    assert!(s.terminate().unwrap().success());
 }

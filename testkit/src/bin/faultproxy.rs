@@ -8,7 +8,11 @@
 //! - `{"cmd":"set","direction":"both|upstream|downstream","latency_ms":0,"jitter_ms":0,
 //!   "bytes_per_sec":null,"slice_1byte":false,"blackhole":false,"refuse":false,"data_limit":null}`:
 //!   replaces that direction's faults (fields left out are off); `direction` defaults to `both`.
+//!   With `"conn":ID` it applies to that open connection only (see `connections`).
 //! - `{"cmd":"clear"}`, `{"cmd":"reset_all"}`, `{"cmd":"stats"}` (`connections`, `active`, `refused`).
+//! - `{"cmd":"reset","conn":ID}`: resets one open connection.
+//! - `{"cmd":"connections"}`: `ok [{"id","age_ms","first_bytes" (lossy UTF-8),"bytes_up","bytes_down"}]`.
+//! - `{"cmd":"accept_times"}`: `ok [ms since start, ...]`, one per accepted connection.
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
@@ -49,16 +53,37 @@ enum Cmd {
         refuse: bool,
         #[serde(default)]
         data_limit: Option<u64>,
+        #[serde(default)]
+        conn: Option<u64>,
     },
     Clear,
     ResetAll,
+    Reset {
+        conn: u64,
+    },
     Stats,
+    Connections,
+    AcceptTimes,
+}
+
+fn no_conn(id: u64) -> String {
+    format!("no open connection {id}")
 }
 
 fn run(proxy: &FaultProxy, line: &str) -> Result<String, String> {
     let cmd: Cmd = serde_json::from_str(line).map_err(|e| e.to_string())?;
     match cmd {
-        Cmd::Set { direction, latency_ms, jitter_ms, bytes_per_sec, slice_1byte, blackhole, refuse, data_limit } => {
+        Cmd::Set {
+            direction,
+            latency_ms,
+            jitter_ms,
+            bytes_per_sec,
+            slice_1byte,
+            blackhole,
+            refuse,
+            data_limit,
+            conn,
+        } => {
             if latency_ms > MAX_DELAY_MS || jitter_ms > MAX_DELAY_MS {
                 return Err(format!("latency_ms and jitter_ms must be at most {MAX_DELAY_MS}"));
             }
@@ -76,7 +101,14 @@ fn run(proxy: &FaultProxy, line: &str) -> Result<String, String> {
                 Dir::Upstream => Direction::Upstream,
                 Dir::Downstream => Direction::Downstream,
             };
-            proxy.set_dir(dir, faults);
+            match conn {
+                Some(id) => {
+                    if !proxy.set_conn(id, dir, faults) {
+                        return Err(no_conn(id));
+                    }
+                }
+                None => proxy.set_dir(dir, faults),
+            }
             Ok("ok".into())
         }
         Cmd::Clear => {
@@ -86,6 +118,30 @@ fn run(proxy: &FaultProxy, line: &str) -> Result<String, String> {
         Cmd::ResetAll => {
             proxy.reset_all();
             Ok("ok".into())
+        }
+        Cmd::Reset { conn } => match proxy.reset_conn(conn) {
+            true => Ok("ok".into()),
+            false => Err(no_conn(conn)),
+        },
+        Cmd::Connections => {
+            let list: Vec<_> = proxy
+                .open_connections()
+                .into_iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.id,
+                        "age_ms": c.age.as_secs_f64() * 1e3,
+                        "first_bytes": String::from_utf8_lossy(&c.first_bytes),
+                        "bytes_up": c.bytes_up,
+                        "bytes_down": c.bytes_down,
+                    })
+                })
+                .collect();
+            Ok(format!("ok {}", serde_json::Value::Array(list)))
+        }
+        Cmd::AcceptTimes => {
+            let ms: Vec<f64> = proxy.accept_times().iter().map(|d| d.as_secs_f64() * 1e3).collect();
+            Ok(format!("ok {}", serde_json::json!(ms)))
         }
         Cmd::Stats => Ok(format!(
             "ok {}",
