@@ -14,9 +14,9 @@ use pyo3::types::PyDict;
 use std::sync::Arc;
 
 use crate::convert::{setting_to_py, Given, Value, Weigh};
-use crate::shared::PyCodec;
 use crate::error::{config_error, invalid, to_pyerr, Spelling};
 use crate::runtime::{detach, DriverSpawner, TokioTimer};
+use crate::shared::PyCodec;
 
 /// The shared tier's keywords that are text: `redis` (a URL) and `l2_prefix`.
 #[derive(Default)]
@@ -78,8 +78,10 @@ pub(crate) fn build(
         config.l2_prefix = prefix;
     }
     let weigh = Arc::new(weigh);
-    let mut builder =
-        healcache::CacheBuilder::from_config(config).weigher(|v: &Value| v.weight).timer(TokioTimer).spawner(DriverSpawner);
+    let mut builder = healcache::CacheBuilder::from_config(config)
+        .weigher(|v: &Value| v.weight)
+        .timer(TokioTimer)
+        .spawner(DriverSpawner);
     if let Some(url) = shared.redis {
         // connecting waits at most the connect timeout; the GIL is not needed meanwhile
         let transport = detach(py, || healcache_redis::RedisTransport::connect(&url)).map_err(|e| to_pyerr(py, e))?;

@@ -459,6 +459,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let c = &self.inner.flights.counters;
         let s = &self.inner.counters;
         let negative_hits = s.negative_hits.load(Relaxed);
+        let l2 = self.inner.tier.as_ref().map(|t| t.stats()).unwrap_or_default();
         Stats {
             hits: hits.saturating_sub(negative_hits),
             misses,
@@ -485,7 +486,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             negative_entries: s.negative_entries.load(Relaxed),
             negative_refused: s.negative_refused.load(Relaxed),
             load_latency: s.load_latency.snapshot(),
-            l2: self.inner.tier.as_ref().map(|t| t.stats()).unwrap_or_default(),
+            l2_hits: l2.hits,
+            l2_misses: l2.misses,
+            l2_errors: l2.errors,
+            l2_timeouts: l2.timeouts,
+            l2_skipped: l2.skipped,
+            l2_writes: l2.writes,
+            l2_fenced_out: l2.fenced_out,
+            l2_codec_errors: l2.codec_errors,
+            l2_breaker_state: l2.breaker_state,
+            l2_breaker_opens: l2.breaker_opens,
+            l2_recovery_depth: l2.recovery_depth,
+            l2_recovery_dropped: l2.recovery_dropped,
+            l2_latency: l2.latency,
         }
     }
 }

@@ -574,7 +574,11 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
     /// `healcache-redis` crate gives one for Redis), `codec` turns values into payload bytes
     /// (`healcache::tier::MsgPack` for serde types). Its settings are the `l2_*` ones. Needs a
     /// timer and a spawner. Defaults to: none.
-    pub fn shared_tier(mut self, transport: impl crate::tier::Transport, codec: impl crate::tier::ValueCodec<V>) -> Self {
+    pub fn shared_tier(
+        mut self,
+        transport: impl crate::tier::Transport,
+        codec: impl crate::tier::ValueCodec<V>,
+    ) -> Self {
         self.tier = Some((Arc::new(transport), Arc::new(codec)));
         self
     }

@@ -16,6 +16,7 @@ from . import _errors
 from ._errors import (
     Cancelled,
     HealcacheError,
+    L2Unavailable,
     InvalidConfig,
     InvalidKey,
     KeyTooLong,
@@ -25,6 +26,7 @@ from ._errors import (
     NotFound,
     RecursiveLoad,
     TooManyLoads,
+    ValueNotEncodable,
     ValueTooLarge,
     VersionMismatch,
 )
@@ -67,6 +69,18 @@ class Stats(TypedDict):
     negative_hits: int
     negative_entries: int
     negative_refused: int
+    l2_hits: int
+    l2_misses: int
+    l2_errors: int
+    l2_timeouts: int
+    l2_skipped: int
+    l2_writes: int
+    l2_fenced_out: int
+    l2_codec_errors: int
+    l2_breaker_state: int
+    l2_breaker_opens: int
+    l2_recovery_depth: int
+    l2_recovery_dropped: int
     load_latency: LoadLatency
     healing: "HealingStats"
 

@@ -49,6 +49,18 @@ class Stats(TypedDict):
     negative_hits: int
     negative_entries: int
     negative_refused: int
+    l2_hits: int
+    l2_misses: int
+    l2_errors: int
+    l2_timeouts: int
+    l2_skipped: int
+    l2_writes: int
+    l2_fenced_out: int
+    l2_codec_errors: int
+    l2_breaker_state: int
+    l2_breaker_opens: int
+    l2_recovery_depth: int
+    l2_recovery_dropped: int
     load_latency: LoadLatency
     healing: HealingStats
 
@@ -161,6 +173,19 @@ class Cache:
     - ``max_negative_share``: largest share of ``max_entries`` for cached ``NOT_FOUND`` answers (default 0.1).
     - ``max_negative_ttl``: longest ``negative_ttl`` accepted, here and per call, in seconds (default 60).
 
+    Shared tier (an L2 on Redis that every process of a fleet reads, whatever its language):
+
+    - ``redis``: ``"redis://[user:password@]host:port[/db]"`` (default: none, no shared tier).
+      Values cross as MessagePack: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+      ``list``/``tuple`` (read back as ``list``) and ``dict`` with ``str`` keys; anything else
+      raises ``ValueNotEncodable``. Never pickle.
+    - ``l2_prefix``: first part of every Redis key (default ``"hc1"``).
+    - ``l2_timeout``: deadline of each Redis operation in seconds (default 0.1); a breaker skips
+      Redis while it is unhealthy, and the local cache and loaders serve.
+    - ``l2_recovery_max``: invalidations kept while Redis is away, replayed when it returns (default 10,000).
+    - ``l2_compress_min_bytes``: payloads at least this long are lz4-compressed (default 1,024).
+    - ``l2_tombstone_ttl``: seconds a delete's tombstone fences out older rebuilds (default 10).
+
     Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
     keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
 
@@ -203,6 +228,12 @@ class Cache:
         negative_ttl: Optional[_Seconds] = None,
         max_negative_share: Optional[float] = None,
         max_negative_ttl: Optional[_Seconds] = None,
+        l2_timeout: Optional[_Seconds] = None,
+        l2_recovery_max: Optional[float] = None,
+        l2_compress_min_bytes: Optional[float] = None,
+        l2_tombstone_ttl: Optional[_Seconds] = None,
+        redis: Optional[str] = None,
+        l2_prefix: Optional[str] = None,
         healing_enabled: Optional[bool] = None,
         healing_sample_rate: Optional[float] = None,
         healing_verify_interval: Optional[_Seconds] = None,
@@ -394,6 +425,12 @@ class InvalidKey(HealcacheError, ValueError):
 class NotFound(HealcacheError, LookupError): ...
 class Cancelled(HealcacheError): ...
 
+class ValueNotEncodable(HealcacheError, TypeError):
+    reason: str
+
+class L2Unavailable(HealcacheError, ConnectionError):
+    reason: str
+
 __all__ = [
     "Cache",
     "Fetched",
@@ -420,5 +457,7 @@ __all__ = [
     "InvalidKey",
     "NotFound",
     "Cancelled",
+    "ValueNotEncodable",
+    "L2Unavailable",
     "__version__",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Literal, NamedTuple, Union
 
-# A union of one-value Literals rather than one Literal of ten: the same type for checkers, and a
+# A union of one-value Literals rather than one Literal of many: the same type for checkers, and a
 # `Union` at runtime, as mypy.stubtest expects of a union alias.
 Status = Union[
     Literal["hit"],
@@ -18,6 +18,8 @@ Status = Union[
     Literal["refresh-ahead"],
     Literal["negative-hit"],
     Literal["negative-loaded"],
+    Literal["l2-hit"],
+    Literal["l2-skipped"],
 ]
 """What a ``fetch`` did: the core's ``Status::as_str()``."""
 

@@ -21,9 +21,9 @@ mod shared;
 
 use futures::future::BoxFuture;
 
-pub(crate) use shared::{L2Read, Tier};
 pub use shared::L2Stats;
 pub(crate) use shared::TierConfig;
+pub(crate) use shared::{L2Read, Tier};
 
 use crate::codec::{PayloadCodec, Token};
 use crate::keys::L2Keys;
