@@ -62,7 +62,7 @@ fn to_neutral(obj: &Bound<'_, PyAny>, depth: usize) -> Result<rmpv::Value, Strin
         return Ok(V::F64(f.value()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(V::String(s.to_str().map_err(|_| "a str that is not valid UTF-8")?.into()));
+        return Ok(V::String(s.to_cow().map_err(|_| "a str that is not valid UTF-8")?.into_owned().into()));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(V::Binary(b.as_bytes().to_vec()));
@@ -82,8 +82,8 @@ fn to_neutral(obj: &Bound<'_, PyAny>, depth: usize) -> Result<rmpv::Value, Strin
             let Ok(k) = k.cast::<PyString>() else {
                 return Err(format!("a dict key of type {} (keys must be str)", type_name(&k)));
             };
-            let k = k.to_str().map_err(|_| "a str that is not valid UTF-8")?;
-            map.push((V::String(k.into()), to_neutral(&v, depth + 1)?));
+            let k = k.to_cow().map_err(|_| "a str that is not valid UTF-8")?;
+            map.push((V::String(k.into_owned().into()), to_neutral(&v, depth + 1)?));
         }
         return Ok(V::Map(map));
     }

@@ -119,8 +119,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Arc::clone(&clock),
         );
         let tier = b.tier.map(|(transport, codec)| {
-            let (timer, spawner) = (b.timer.clone(), b.spawner.clone());
-            let c = Arc::clone(&clock);
+            let timer = b.timer.clone();
             Tier::new(
                 transport,
                 codec,
@@ -128,8 +127,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 settings.max_entry_bytes,
                 settings.seed,
                 timer.expect("checked by build"),
-                spawner.expect("checked by build"),
-                Arc::new(move || c.now_nanos()),
+                Arc::clone(&clock),
             )
         });
         Cache {

@@ -319,7 +319,10 @@ impl Config {
             ));
         }
         let share = fraction("max_negative_share", self.max_negative_share)?;
-        crate::keys::check_prefix(&self.l2_prefix)?;
+        if crate::keys::check_prefix(&self.l2_prefix).is_err() {
+            let problem = ConfigProblem::Rule("must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
+            return Err(Error::invalid_config("l2_prefix", problem, None));
+        }
         let tier = crate::tier::TierConfig {
             prefix: self.l2_prefix.clone(),
             timeout: duration_ms("l2_timeout", self.l2_timeout_ms)?,
@@ -562,8 +565,8 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
                 return Err(Error::invalid_config(field, problem, None));
             }
         }
-        if self.tier.is_some() && (self.timer.is_none() || self.spawner.is_none()) {
-            let problem = ConfigProblem::Needs("a timer and a spawner (deadlines and background writes)");
+        if self.tier.is_some() && self.timer.is_none() {
+            let problem = ConfigProblem::Needs("a timer (CacheBuilder::timer) for the shared tier's deadlines");
             return Err(Error::invalid_config("shared_tier", problem, None));
         }
         let clock = self.take_clock();
@@ -573,7 +576,7 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
     /// A shared tier (L2) every process of a fleet reads: `transport` reaches it (the
     /// `healcache-redis` crate gives one for Redis), `codec` turns values into payload bytes
     /// (`healcache::tier::MsgPack` for serde types). Its settings are the `l2_*` ones. Needs a
-    /// timer and a spawner. Defaults to: none.
+    /// timer. Defaults to: none.
     pub fn shared_tier(
         mut self,
         transport: impl crate::tier::Transport,

@@ -55,7 +55,11 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     counter("l2_fenced_out_total", "Shared-tier writes refused because a newer value was stored.", stats.l2_fenced_out);
     counter("l2_codec_errors_total", "Shared-tier values that did not decode or encode.", stats.l2_codec_errors);
     counter("l2_breaker_opens_total", "Times the shared tier's breaker opened.", stats.l2_breaker_opens);
-    counter("l2_recovery_dropped_total", "Invalidations dropped at the recovery queue's bound.", stats.l2_recovery_dropped);
+    counter(
+        "l2_recovery_dropped_total",
+        "Invalidations dropped at the recovery queue's bound.",
+        stats.l2_recovery_dropped,
+    );
     let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
     for (reason, v) in [
         ("stale_while_revalidate", stats.stale_served_swr),

@@ -100,6 +100,20 @@ impl RedisTransport {
         slot.as_ref().and_then(|g| g.get().cloned()).ok_or_else(|| TransportError::Io("not connected".into()))
     }
 
+    /// The connection, or a new one when the one kept was made by a parent process (this
+    /// process forked after connecting): a child reconnects at its first use, not after the
+    /// breaker's failures.
+    async fn conn_here(&self) -> Result<MultiplexedConnection, TransportError> {
+        let inherited = {
+            let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref().is_some_and(|g| g.get().is_none())
+        };
+        if inherited {
+            self.reconnect().await?;
+        }
+        self.conn()
+    }
+
     /// Forgets the connection after it failed: the next probe makes a new one.
     fn lost(&self) {
         *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -151,7 +165,7 @@ impl RedisTransport {
     }
 
     async fn write_now(&self, req: WriteRequest) -> Result<WriteReply, TransportError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_here().await?;
         let (mode, seen): (&str, Vec<u8>) = match req.expect {
             Expect::Any => ("any", Vec::new()),
             Expect::Absent => ("absent", Vec::new()),
@@ -175,14 +189,14 @@ impl RedisTransport {
     }
 
     async fn read_now(&self, key: String) -> Result<ReadReply, TransportError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_here().await?;
         let reply: (Option<Vec<u8>>, i64) =
             self.inner.read.key(key).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
         Ok(ReadReply { value: reply.0, pttl_ms: reply.1 })
     }
 
     async fn unlink_now(&self, pattern: String) -> Result<u64, TransportError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_here().await?;
         let mut cursor: u64 = 0;
         let mut unlinked = 0u64;
         loop {
@@ -269,6 +283,10 @@ impl Transport for RedisTransport {
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {
         let me = self.clone();
         run(async move { me.probe_now().await })
+    }
+
+    fn spawn(&self, work: BoxFuture<'static, ()>) {
+        healcache_rt::handle().spawn(work);
     }
 }
 

@@ -101,6 +101,10 @@ pub trait Transport: Send + Sync + 'static {
     fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>>;
     /// A health probe that also reconnects when the connection was lost.
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// Runs the tier's background work (answers of queued writes, the probe loop, replayed
+    /// invalidations) to completion on the transport's own runtime: it must not depend on a
+    /// host call being under way, as a host's spawner may.
+    fn spawn(&self, work: BoxFuture<'static, ()>);
 }
 
 /// Turns a host value into payload bytes and back. Bindings implement it as a conversion (a

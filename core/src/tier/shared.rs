@@ -13,7 +13,7 @@ use super::{Expect, Transport, TransportError, ValueCodec, WriteReply, WriteRequ
 use crate::codec::{self, Kind, Limits, Token};
 use crate::keys::{self, L2Keys};
 use crate::stats::{Histogram, HistogramSnapshot};
-use crate::{Spawner, Timer};
+use crate::{Clock, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
 const UNLINK_DEADLINE: Duration = Duration::from_secs(60);
@@ -121,12 +121,11 @@ pub(crate) struct Tier<V> {
     recovery: RecoveryQueue,
     counters: Counters,
     timer: Arc<dyn Timer>,
-    spawner: Arc<dyn Spawner>,
     /// L1 entries written before this instant (cache clock, nanoseconds) are suspect: written
     /// before an outage ended, they may have missed an invalidation.
     suspect_before: AtomicU64,
     probing: AtomicBool,
-    now: Arc<dyn Fn() -> u64 + Send + Sync>,
+    clock: Arc<dyn Clock>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -138,8 +137,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         max_entry_bytes: u64,
         seed: u64,
         timer: Arc<dyn Timer>,
-        spawner: Arc<dyn Spawner>,
-        now: Arc<dyn Fn() -> u64 + Send + Sync>,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let limits = Limits {
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
@@ -154,15 +152,14 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             cfg,
             counters: Counters::default(),
             timer,
-            spawner,
             suspect_before: AtomicU64::new(0),
             probing: AtomicBool::new(false),
-            now,
+            clock,
         })
     }
 
     fn now(&self) -> Duration {
-        Duration::from_nanos((self.now)())
+        Duration::from_nanos(self.clock.now_nanos())
     }
 
     fn keys(&self, key: &str) -> L2Keys {
@@ -197,12 +194,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         op: BoxFuture<'static, Result<T, TransportError>>,
         deadline: Duration,
     ) -> Result<T, TransportError> {
-        let started = (self.now)();
+        let started = self.clock.precise_nanos();
         let r = match future::select(op, self.timer.sleep(deadline)).await {
             Either::Left((r, _)) => r,
             Either::Right(_) => Err(TransportError::Timeout),
         };
-        self.counters.latency.record((self.now)().saturating_sub(started));
+        self.counters.latency.record(self.clock.precise_nanos().saturating_sub(started));
         match &r {
             Ok(_) => {
                 self.breaker.on_success(self.now());
@@ -237,7 +234,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             return;
         }
         let tier = Arc::clone(self);
-        self.spawner.spawn(
+        self.transport.spawn(
             async move {
                 let step = Duration::from_millis(20).min(tier.cfg.timeout);
                 loop {
@@ -270,10 +267,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
     /// cannot be decided across processes without a shared clock).
     fn recovered(self: &Arc<Self>) {
-        self.suspect_before.store((self.now)().max(1), Relaxed);
+        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
         for key in self.recovery.drain(self.now()) {
             if let Some(w) = self.tombstone(&key) {
-                self.spawner.spawn(w);
+                self.transport.spawn(w);
             }
         }
     }
@@ -444,7 +441,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
 
     /// Hands a write's answer to the background.
     pub(crate) fn spawn(&self, w: BoxFuture<'static, ()>) {
-        self.spawner.spawn(w);
+        self.transport.spawn(w);
     }
 
     /// Unlinks every L2 value whose cache key matches `pattern` (a glob over cache keys, as
