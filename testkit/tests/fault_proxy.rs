@@ -154,14 +154,15 @@ fn one_byte_slicing_still_delivers_correct_replies() {
 #[test]
 fn one_byte_slicing_cuts_replies_into_separate_writes() {
     let (_redis, proxy) = setup();
-    proxy.set_dir(Direction::Downstream, Faults { slice_1byte: true, latency: Duration::ZERO, ..Default::default() });
+    // Paced at 2000 B/s so the bytes are about 0.5 ms apart: a waiting reader sees the first one alone
+    // even on a busy machine. (Pacing alone would write 40-byte pieces.)
+    let faults = Faults { slice_1byte: true, bytes_per_sec: Some(2000), ..Default::default() };
+    proxy.set_dir(Direction::Downstream, faults);
     let mut s = TcpStream::connect(proxy.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    // Without slicing, a 64-byte ECHO reply arrives in one read; with it, the first read is a lone byte
-    // when the reader is waiting for it (the reply is still in flight when read() blocks).
     let msg = "x".repeat(64);
     let mut first_reads = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..10 {
         s.write_all(&healcache_testkit::resp::encode(&["ECHO", &msg])).unwrap();
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).unwrap();
