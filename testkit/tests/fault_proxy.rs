@@ -434,3 +434,36 @@ fn accept_times_keep_the_last_connections_up_to_the_bound() {
     assert!(*times.last().unwrap() <= t0.elapsed() + Duration::from_secs(1));
     assert_eq!(proxy.refused(), n as u64);
 }
+
+#[test]
+fn a_stalled_direction_stops_reading_instead_of_buffering() {
+    // The upstream writes 128 MiB at a client whose direction is stalled: the proxy must stop reading
+    // once its queue (64 chunks of 16 KiB) is full, so the upstream blocks after kernel buffers fill
+    // (tens of MiB at most here), well before 128 MiB.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
+    proxy.set_dir(Direction::Downstream, Faults { bytes_per_sec: Some(0), ..Default::default() });
+    let _client = TcpStream::connect(proxy.addr()).unwrap();
+    let (mut peer, _) = upstream.accept().unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let (mut written, mut blocked_since) = (0usize, None::<Instant>);
+    while written < 128 << 20 {
+        match peer.write(&chunk) {
+            Ok(n) => {
+                written += n;
+                blocked_since = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(written < 64 << 20, "the proxy took {written} bytes it could not forward");
+    assert_eq!(proxy.open_connections()[0].bytes_down, 0);
+}

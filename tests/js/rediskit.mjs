@@ -18,7 +18,7 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const RESTRICTED_ACL_RULES = '~* &* +@all -keys -flushall -flushdb -debug';
 const READY_TIMEOUT_MS = 10000;
 // A reply larger than this is refused rather than buffered (the kit only talks to its own servers).
-const MAX_REPLY_BYTES = 64 << 20;
+export const MAX_REPLY_BYTES = 64 << 20;
 const WORD = /^[A-Za-z0-9._~-]{1,128}$/;
 // Settings the kit itself owns (loopback only, no persistence, the ACL users): configSet refuses them.
 const KIT_SETTINGS = new Set(['bind', 'port', 'unixsocket', 'dir', 'logfile', 'save', 'appendonly', 'protected-mode',

@@ -2,9 +2,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import {
-  FaultProxy, RedisServer, Resp, TIMEOUT, proxyFor, redisAvailable, redisFor, restrictedUser, within,
+  FaultProxy, MAX_REPLY_BYTES, RedisServer, Resp, TIMEOUT, proxyFor, redisAvailable, redisFor, restrictedUser, within,
 } from './rediskit.mjs';
 
 const alive = (pid) => fs.existsSync(`/proc/${pid}`);
@@ -279,4 +280,22 @@ test('redisFor and proxyFor close what they started when the test ends', async (
   });
   assert.equal(pids.length, 3);
   assert.ok(!pids.some(alive));
+});
+
+// A loopback listener that sends `payload` to its first client and closes.
+async function serveOnce(payload) {
+  const srv = net.createServer((sock) => {
+    sock.end(payload);
+    srv.close();
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return srv.address().port;
+}
+
+test('Resp refuses a length past the bound', async () => {
+  let c = await Resp.connect(await serveOnce(`$${MAX_REPLY_BYTES + 1}\r\n`));
+  await assert.rejects(c.read(), /bad length/);
+  // At the bound the length is accepted: what fails is the payload that never comes.
+  c = await Resp.connect(await serveOnce(`$${MAX_REPLY_BYTES}\r\n`));
+  await assert.rejects(c.read(), { code: 'ECONNCLOSED' });
 });
