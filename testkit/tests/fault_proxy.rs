@@ -467,3 +467,18 @@ fn a_stalled_direction_stops_reading_instead_of_buffering() {
     assert!(written < 64 << 20, "the proxy took {written} bytes it could not forward");
     assert_eq!(proxy.open_connections()[0].bytes_down, 0);
 }
+
+#[test]
+fn huge_delays_are_capped_not_a_crash() {
+    let (_redis, proxy) = setup();
+    proxy.set(Faults { latency: Duration::MAX, jitter: Duration::MAX, ..Default::default() });
+    let mut c = conn(proxy.addr());
+    c.stream().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    c.send(&["PING"]).unwrap();
+    assert!(timed_out(&c.read_reply().unwrap_err()));
+    // The connection task is alive (held, not panicked): clearing the faults does not release the
+    // chunk already queued for an hour, but the connection stays open and counted.
+    assert_eq!(proxy.active(), 1);
+    proxy.clear();
+    pong(&mut conn(proxy.addr()));
+}
