@@ -307,3 +307,16 @@ def test_resp_refuses_a_length_past_the_bound():
     with Resp(serve_once(b"$%d\r\n" % MAX_REPLY_BYTES)) as c:
         with pytest.raises(ConnectionError, match="connection closed"):
             c.read_reply()
+
+
+def test_restart_reports_a_port_taken_meanwhile(redis_server):
+    port = redis_server.port
+    redis_server.kill()
+    with socket.create_server(("127.0.0.1", port)):
+        with pytest.raises(OSError, match="Address already in use"):
+            redis_server.restart()
+        assert not redis_server.running()
+    redis_server.restart()
+    assert redis_server.port == port
+    with redis_server.connect() as c:
+        assert c.command("PING") == "PONG"
