@@ -43,5 +43,5 @@ mod proxy;
 mod redis;
 pub mod resp;
 
-pub use proxy::{ConnInfo, Direction, FaultProxy, Faults, ACCEPT_LOG_LEN, FIRST_BYTES_KEPT};
+pub use proxy::{ConnInfo, Direction, FaultProxy, Faults, ACCEPT_LOG_LEN, FIRST_BYTES_KEPT, MAX_DELAY};
 pub use redis::{redis_available, RedisOptions, RedisServer, RESTRICTED_ACL_RULES};

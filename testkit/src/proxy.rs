@@ -29,13 +29,17 @@ const PACING_SLICES_PER_SEC: u64 = 50;
 const STALL_POLL: Duration = Duration::from_millis(10);
 /// The first bytes a client sent are kept (per connection) so a test can tell connections apart.
 pub const FIRST_BYTES_KEPT: usize = 256;
+/// Latency plus jitter is capped here: no test waits longer, and the cap keeps the deadline arithmetic
+/// from overflowing.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// Accept times kept; older ones are dropped first.
 pub const ACCEPT_LOG_LEN: usize = 4096;
 
 /// The faults of one direction. `Faults::default()` is a clean pass-through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Added to every chunk before it is forwarded (chunks keep their order).
+    /// Added to every chunk before it is forwarded (chunks keep their order). Latency plus jitter
+    /// counts as at most [`MAX_DELAY`].
     pub latency: Duration,
     /// Up to this much more, uniformly at random, per chunk.
     pub jitter: Duration,
@@ -401,11 +405,12 @@ async fn read_side<R: AsyncRead + Unpin>(
         if f.blackhole {
             continue;
         }
-        let jitter = match f.jitter.as_nanos() as u64 {
+        let jitter = match f.jitter.min(MAX_DELAY).as_nanos() as u64 {
             0 => Duration::ZERO,
             j => Duration::from_nanos(rng.random_range(0..=j)),
         };
-        if tx.send((Instant::now() + f.latency + jitter, buf[..n].to_vec())).await.is_err() {
+        let delay = f.latency.saturating_add(jitter).min(MAX_DELAY);
+        if tx.send((Instant::now() + delay, buf[..n].to_vec())).await.is_err() {
             return Ok(());
         }
     }

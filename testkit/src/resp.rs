@@ -185,6 +185,17 @@ mod tests {
     }
 
     #[test]
+    fn accepts_lengths_at_the_bounds() {
+        // At the bound the length is accepted: what fails is the missing payload, not the check.
+        let at = format!("${MAX_REPLY_BYTES}\r\n");
+        assert_eq!(parse(at.as_bytes()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let arr = format!("*{MAX_ARRAY_LEN}\r\n");
+        assert_eq!(parse(arr.as_bytes()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let over = format!("${}\r\n", MAX_REPLY_BYTES + 1);
+        assert_eq!(parse(over.as_bytes()).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
     fn encodes_binary_arguments() {
         assert_eq!(encode(&[&b"SET"[..], b"k", b"a\r\nb"]), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n".to_vec());
     }

@@ -154,14 +154,15 @@ fn one_byte_slicing_still_delivers_correct_replies() {
 #[test]
 fn one_byte_slicing_cuts_replies_into_separate_writes() {
     let (_redis, proxy) = setup();
-    proxy.set_dir(Direction::Downstream, Faults { slice_1byte: true, latency: Duration::ZERO, ..Default::default() });
+    // Paced at 2000 B/s so the bytes are about 0.5 ms apart: a waiting reader sees the first one alone
+    // even on a busy machine. (Pacing alone would write 40-byte pieces.)
+    let faults = Faults { slice_1byte: true, bytes_per_sec: Some(2000), ..Default::default() };
+    proxy.set_dir(Direction::Downstream, faults);
     let mut s = TcpStream::connect(proxy.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    // Without slicing, a 64-byte ECHO reply arrives in one read; with it, the first read is a lone byte
-    // when the reader is waiting for it (the reply is still in flight when read() blocks).
     let msg = "x".repeat(64);
     let mut first_reads = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..10 {
         s.write_all(&healcache_testkit::resp::encode(&["ECHO", &msg])).unwrap();
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).unwrap();
@@ -432,4 +433,52 @@ fn accept_times_keep_the_last_connections_up_to_the_bound() {
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
     assert!(*times.last().unwrap() <= t0.elapsed() + Duration::from_secs(1));
     assert_eq!(proxy.refused(), n as u64);
+}
+
+#[test]
+fn a_stalled_direction_stops_reading_instead_of_buffering() {
+    // The upstream writes 128 MiB at a client whose direction is stalled: the proxy must stop reading
+    // once its queue (64 chunks of 16 KiB) is full, so the upstream blocks after kernel buffers fill
+    // (tens of MiB at most here), well before 128 MiB.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
+    proxy.set_dir(Direction::Downstream, Faults { bytes_per_sec: Some(0), ..Default::default() });
+    let _client = TcpStream::connect(proxy.addr()).unwrap();
+    let (mut peer, _) = upstream.accept().unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let (mut written, mut blocked_since) = (0usize, None::<Instant>);
+    while written < 128 << 20 {
+        match peer.write(&chunk) {
+            Ok(n) => {
+                written += n;
+                blocked_since = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let since = *blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(written < 64 << 20, "the proxy took {written} bytes it could not forward");
+    assert_eq!(proxy.open_connections()[0].bytes_down, 0);
+}
+
+#[test]
+fn huge_delays_are_capped_not_a_crash() {
+    let (_redis, proxy) = setup();
+    proxy.set(Faults { latency: Duration::MAX, jitter: Duration::MAX, ..Default::default() });
+    let mut c = conn(proxy.addr());
+    c.stream().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    c.send(&["PING"]).unwrap();
+    assert!(timed_out(&c.read_reply().unwrap_err()));
+    // The connection task is alive (held, not panicked): clearing the faults does not release the
+    // chunk already queued for an hour, but the connection stays open and counted.
+    assert_eq!(proxy.active(), 1);
+    proxy.clear();
+    pong(&mut conn(proxy.addr()));
 }

@@ -276,3 +276,19 @@ fn terminate_shuts_down_cleanly_also_when_stopped() {
     s.stop();
     assert!(s.terminate().unwrap().success());
 }
+
+#[test]
+fn restart_reports_a_port_taken_meanwhile_and_works_once_it_is_free() {
+    let mut s = RedisServer::start().unwrap();
+    let port = s.port();
+    s.kill();
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let e = s.restart().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+    assert!(e.to_string().contains("Address already in use"), "the log says why: {e}");
+    assert!(!s.is_running());
+    drop(blocker);
+    s.restart().unwrap();
+    assert_eq!(s.port(), port);
+    assert_eq!(s.connect().unwrap().cmd(&["PING"]).unwrap(), Reply::Simple("PONG".into()));
+}

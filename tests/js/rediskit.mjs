@@ -1,10 +1,9 @@
 // Real parts for the shared-tier tests in node:test: redis-server children and the
 // healcache-faultproxy binary, driven over raw sockets and pipes.
 //
-//   const redis = await RedisServer.start({ aclUser: restrictedUser() });  // as the restricted user
-//   const proxy = await FaultProxy.start(redis.port);
+//   const redis = await redisFor(t);               // as the restricted user, closed after the test
+//   const proxy = await proxyFor(t, redis.port);
 //   await proxy.set({ latencyMs: 100 });
-//   t.after(() => { proxy.close(); redis.close(); });
 //
 // Everything listens on 127.0.0.1 only; processes are signalled by their own pid, never by name.
 import { spawn } from 'node:child_process';
@@ -19,7 +18,7 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const RESTRICTED_ACL_RULES = '~* &* +@all -keys -flushall -flushdb -debug';
 const READY_TIMEOUT_MS = 10000;
 // A reply larger than this is refused rather than buffered (the kit only talks to its own servers).
-const MAX_REPLY_BYTES = 64 << 20;
+export const MAX_REPLY_BYTES = 64 << 20;
 const WORD = /^[A-Za-z0-9._~-]{1,128}$/;
 // Settings the kit itself owns (loopback only, no persistence, the ACL users): configSet refuses them.
 const KIT_SETTINGS = new Set(['bind', 'port', 'unixsocket', 'dir', 'logfile', 'save', 'appendonly', 'protected-mode',
@@ -551,4 +550,18 @@ export class FaultProxy {
     }
     return this.exited;
   }
+}
+
+/** A RedisServer (the restricted user unless `opts` says otherwise) closed when test `t` ends. */
+export async function redisFor(t, opts = { aclUser: restrictedUser() }) {
+  const redis = await RedisServer.start(opts);
+  t.after(() => redis.close());
+  return redis;
+}
+
+/** A FaultProxy in front of 127.0.0.1:upstreamPort, closed when test `t` ends. */
+export async function proxyFor(t, upstreamPort) {
+  const proxy = await FaultProxy.start(upstreamPort);
+  t.after(() => proxy.close());
+  return proxy;
 }

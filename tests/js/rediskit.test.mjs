@@ -2,18 +2,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { FaultProxy, RedisServer, Resp, TIMEOUT, redisAvailable, restrictedUser, within } from './rediskit.mjs';
+import {
+  FaultProxy, MAX_REPLY_BYTES, RedisServer, Resp, TIMEOUT, proxyFor, redisAvailable, redisFor, restrictedUser, within,
+} from './rediskit.mjs';
 
 const alive = (pid) => fs.existsSync(`/proc/${pid}`);
 
 async function setup(t) {
-  const redis = await RedisServer.start({ aclUser: restrictedUser() });
-  const proxy = await FaultProxy.start(redis.port);
-  t.after(async () => {
-    await proxy.close();
-    await redis.close();
-  });
+  const redis = await redisFor(t);
+  const proxy = await proxyFor(t, redis.port);
   return { redis, proxy };
 }
 
@@ -266,4 +265,37 @@ test('terminate shuts down cleanly, also when stopped', async (t) => {
   await redis.restart();
   redis.stop();
   assert.deepEqual(await redis.terminate(), { code: 0, sig: null });
+});
+
+test('redisFor and proxyFor close what they started when the test ends', async (t) => {
+  const pids = [];
+  await t.test('inner', async (t) => {
+    const redis = await redisFor(t);
+    const plain = await redisFor(t, {});
+    const proxy = await proxyFor(t, redis.port);
+    assert.equal(redis.aclUser[0], 'hc');
+    assert.equal(plain.aclUser, null);
+    pids.push(redis.pid, plain.pid, proxy.pid);
+    assert.ok(pids.every(alive));
+  });
+  assert.equal(pids.length, 3);
+  assert.ok(!pids.some(alive));
+});
+
+// A loopback listener that sends `payload` to its first client and closes.
+async function serveOnce(payload) {
+  const srv = net.createServer((sock) => {
+    sock.end(payload);
+    srv.close();
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return srv.address().port;
+}
+
+test('Resp refuses a length past the bound', async () => {
+  let c = await Resp.connect(await serveOnce(`$${MAX_REPLY_BYTES + 1}\r\n`));
+  await assert.rejects(c.read(), /bad length/);
+  // At the bound the length is accepted: what fails is the payload that never comes.
+  c = await Resp.connect(await serveOnce(`$${MAX_REPLY_BYTES}\r\n`));
+  await assert.rejects(c.read(), { code: 'ECONNCLOSED' });
 });

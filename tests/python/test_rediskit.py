@@ -1,10 +1,13 @@
 """The Python side of the real-parts kit: redis-server children and the fault proxy binary."""
 
 import os
+import socket
+import threading
 import time
 
 import pytest
 from rediskit import (  # noqa: F401 (fixtures)
+    MAX_REPLY_BYTES,
     FaultProxy,
     closing_all,
     RedisServer,
@@ -280,3 +283,40 @@ def test_terminate_shuts_down_cleanly_also_when_stopped(redis_server):
     redis_server.restart()
     redis_server.stop()
     assert redis_server.terminate() == 0
+
+
+def serve_once(payload):
+    """A loopback listener that sends `payload` to its first client and closes."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def run():
+        conn, _ = srv.accept()
+        conn.sendall(payload)
+        conn.close()
+        srv.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def test_resp_refuses_a_length_past_the_bound():
+    with Resp(serve_once(b"$%d\r\n" % (MAX_REPLY_BYTES + 1))) as c:
+        with pytest.raises(ValueError, match="out of bounds"):
+            c.read_reply()
+    # At the bound the length is accepted: what fails is the payload that never comes.
+    with Resp(serve_once(b"$%d\r\n" % MAX_REPLY_BYTES)) as c:
+        with pytest.raises(ConnectionError, match="connection closed"):
+            c.read_reply()
+
+
+def test_restart_reports_a_port_taken_meanwhile(redis_server):
+    port = redis_server.port
+    redis_server.kill()
+    with socket.create_server(("127.0.0.1", port)):
+        with pytest.raises(OSError, match="Address already in use"):
+            redis_server.restart()
+        assert not redis_server.running()
+    redis_server.restart()
+    assert redis_server.port == port
+    with redis_server.connect() as c:
+        assert c.command("PING") == "PONG"

@@ -18,11 +18,11 @@ use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use healcache_testkit::{Direction, FaultProxy, Faults};
+use healcache_testkit::{Direction, FaultProxy, Faults, MAX_DELAY};
 use serde::Deserialize;
 
-/// Latency and jitter above this are refused as a typo: no test waits an hour.
-const MAX_DELAY_MS: u64 = 3_600_000;
+/// Latency and jitter above the proxy's cap are refused here (likely a typo) rather than capped.
+const MAX_DELAY_MS: u64 = MAX_DELAY.as_millis() as u64;
 
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
