@@ -10,9 +10,10 @@
 //! - `convert.rs`: keys, values, durations and plain data between Python and the core.
 //! - `loaders.rs`: Python loaders as the core's loaders.
 //! - `error.rs`: core errors to Python exceptions, and loader exceptions through the core.
+//! - `fast_get.rs`: `Cache.get` installed as a `METH_FASTCALL` method (the hottest call).
 //! - `runtime.rs`: the one place that polls, parks, spawns or releases the GIL.
 //!
-//! Modules depend downwards only: `cache` on all the others; `healing` on `config`; `config`,
+//! Modules depend downwards only: `fast_get` on `cache` and `convert`; `cache` on all the others; `healing` on `config`; `config`,
 //! `healing` and `loaders` on `convert`, `error` and `runtime`; `runtime` on `convert` and
 //! `error`; `convert` on `error`; `error` on none.
 
@@ -22,6 +23,7 @@ mod cache;
 mod config;
 mod convert;
 mod error;
+mod fast_get;
 mod healing;
 mod loaders;
 mod runtime;
@@ -32,7 +34,7 @@ fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<runtime::LoopDriver>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
-    cache::install_fast_get(&m.py().get_type::<cache::PyCache>())?;
+    fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
