@@ -422,3 +422,10 @@ export declare class Cache<V = unknown> {
   /** Stops self-healing: the background loop ends and every source is unregistered; entries stay. */
   close(): void;
 }
+
+/**
+ * What serves this process: `"native"` (the napi-rs addon: a local build or the
+ * `@healcache/<platform>` package) or `"wasm"` (the WebAssembly build, when no native binary fits
+ * this platform or `HEALCACHE_BACKEND=wasm`). Only the Node entry has it.
+ */
+export declare const backend: 'native' | 'wasm';
