@@ -108,6 +108,9 @@ test('without the platform package the WebAssembly build serves', () => {
   assert.equal(run(p, 'user.mjs'), 'wasm');
   writeFileSync(join(p, 'user.cjs'), `const { backend, Cache } = require('healcache');\nnew Cache().set('k', 1);\nconsole.log(backend);\n`);
   assert.equal(run(p, 'user.cjs'), 'wasm');
+  // an addon built for another machine (a tarball packed elsewhere) is passed over, not fatal
+  writeFileSync(join(p, 'node_modules/healcache/dist/healcache.node'), 'not a shared object');
+  assert.equal(run(p, 'user.cjs'), 'wasm');
   // and asking for the native addon where there is none is healcache's own error
   assert.throws(() => run(p, 'user.cjs', { HEALCACHE_BACKEND: 'native' }), /healcache: no native binary for .*rustup/s);
 });
