@@ -258,7 +258,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Every key with a fresh value, in no particular order: a snapshot, so keys written or
-    /// removed meanwhile may or may not appear. O(entries); counts no read.
+    /// removed meanwhile may or may not appear. O(entries); counts no read. Holds every shard's
+    /// read lock while it copies the stored keys: writers wait that long, readers do not.
     pub fn keys(&self) -> Vec<String> {
         // Every stored key once (a sample as large as the store), then only those holding a
         // value: a cached "not found" is no key of the cache, as `contains` says.
