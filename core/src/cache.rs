@@ -267,6 +267,22 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.store.peek_with(key, |s, _| (s.value.clone(), s.version))
     }
 
+    /// The fresh value of `key` without counting a read or touching its access counter, so
+    /// looking does not change what is evicted next (`None` also for a cached "not found").
+    pub fn peek(&self, key: &str) -> Option<V> {
+        self.peek_versioned(key).and_then(|(v, _)| v)
+    }
+
+    /// Every key with a fresh value, in no particular order: a snapshot, so keys written or
+    /// removed meanwhile may or may not appear. O(entries); counts no read. Holds every shard's
+    /// read lock while it copies the stored keys: writers wait that long, readers do not.
+    pub fn keys(&self) -> Vec<String> {
+        // Every stored key once (a sample as large as the store), then only those holding a
+        // value: a cached "not found" is no key of the cache, as `contains` says.
+        let all = self.sample_keys(usize::MAX);
+        all.iter().filter(|k| self.contains(k)).map(str::to_owned).collect()
+    }
+
     pub(crate) fn now_nanos(&self) -> u64 {
         self.inner.store.now()
     }
@@ -498,5 +514,86 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_recovery_dropped: l2.recovery_dropped,
             l2_latency: l2.latency,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Cache, FetchOptions, Loaded, ManualClock};
+
+    fn cache(max: u64) -> (Cache<u64>, ManualClock) {
+        let clock = ManualClock::new();
+        let c = Cache::builder().max_entries(max).shards(1).seed(1).clock(clock.clone()).build().unwrap();
+        (c, clock)
+    }
+
+    #[test]
+    fn peek_reads_without_counting_or_expiring() {
+        let (c, clock) = cache(10);
+        assert_eq!(c.peek("a"), None);
+        c.set("a", 1).unwrap();
+        c.set_with_ttl("t", 2, Some(Duration::from_secs(1))).unwrap();
+        let before = c.stats();
+        assert_eq!(c.peek("a"), Some(1));
+        assert_eq!(c.peek("t"), Some(2));
+        let after = c.stats();
+        assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(c.peek("t"), None, "an expired entry is not returned");
+        assert_eq!(c.stats().expirations, before.expirations, "and peek does not remove it either");
+    }
+
+    #[test]
+    fn peek_leaves_eviction_order_alone() {
+        // Two entries, one slot to free; "b" was read 3 times. Whether "a" survives the next
+        // insert depends on the seed's eviction candidates and on the read counters: peeking at
+        // "a" must give, seed for seed, the outcome of not looking at it at all.
+        let survives = |seed: u64, look: &dyn Fn(&Cache<u64>)| {
+            let c = Cache::builder().max_entries(2).shards(1).seed(seed).build().unwrap();
+            c.set("a", 1).unwrap();
+            c.set("b", 2).unwrap();
+            for _ in 0..3 {
+                c.get("b");
+            }
+            look(&c);
+            c.set("c", 3).unwrap();
+            c.peek("a").is_some()
+        };
+        let mut reads_matter = false;
+        for seed in 0..64 {
+            let untouched = survives(seed, &|_| {});
+            let peeked = survives(seed, &|c| (0..50).for_each(|_| assert_eq!(c.peek("a"), Some(1))));
+            let read = survives(seed, &|c| (0..50).for_each(|_| assert_eq!(c.get("a"), Some(1))));
+            assert_eq!(peeked, untouched, "seed {seed}");
+            reads_matter |= read != untouched;
+        }
+        assert!(reads_matter, "reads of \"a\" never changed an eviction: this test could not see a touch");
+    }
+
+    #[test]
+    fn keys_lists_fresh_values_only() {
+        let (c, clock) = cache(100);
+        assert!(c.keys().is_empty());
+        for i in 0..20 {
+            c.set(&format!("k{i}"), i).unwrap();
+        }
+        c.set_with_ttl("short", 0, Some(Duration::from_secs(1))).unwrap();
+        let loaded: Loaded<u64> = Loaded::NotFound;
+        let _ = futures::executor::block_on(c.fetch(
+            "missing",
+            FetchOptions { negative_ttl: Some(Duration::from_secs(60)), ..FetchOptions::default() },
+            move || async move { Ok::<_, std::io::Error>(loaded) },
+        ));
+        assert!(!c.contains("missing"));
+        clock.advance(Duration::from_secs(2));
+        let before = c.stats();
+        let mut keys = c.keys();
+        keys.sort();
+        let mut want: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        want.sort();
+        assert_eq!(keys, want, "no expired key, no cached \"not found\"");
+        assert_eq!((c.stats().hits, c.stats().misses), (before.hits, before.misses));
     }
 }

@@ -342,8 +342,12 @@ export interface HealcacheError extends Error {
   current?: number;
 }
 
-/** A bounded cache from string keys to JS values, with TTLs, versions and coalesced loads. */
-export declare class Cache<V = unknown> {
+/**
+ * A bounded cache from string keys to JS values, with TTLs, versions and coalesced loads.
+ * `new Cache<User>()` types its values; a plain `new Cache()` holds anything, as `new Map()`
+ * does, so plain JavaScript (checked by an editor) reads its values without casts.
+ */
+export declare class Cache<V = any> {
   constructor(options?: CacheOptions);
   /** The value of `key`, or undefined. A hit returns the very value that was stored. */
   get(key: string): V | undefined;
@@ -422,3 +426,10 @@ export declare class Cache<V = unknown> {
   /** Stops self-healing: the background loop ends and every source is unregistered; entries stay. */
   close(): void;
 }
+
+/**
+ * What serves this process: `"native"` (the napi-rs addon: a local build or the
+ * `@healcache/<platform>` package) or `"wasm"` (the WebAssembly build, when no native binary fits
+ * this platform or `HEALCACHE_BACKEND=wasm`). Only the Node entry has it.
+ */
+export declare const backend: 'native' | 'wasm';

@@ -3,4 +3,5 @@ import healcache from './index.js';
 
 export const Cache = healcache.Cache;
 export const NOT_FOUND = healcache.NOT_FOUND;
+export const backend = healcache.backend;
 export default healcache;

@@ -30,7 +30,8 @@ from ._errors import (
     ValueTooLarge,
     VersionMismatch,
 )
-from ._fetch import NOT_FOUND, Fetched, Status
+from ._decorator import CachedFunction, CacheInfo
+from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
 from ._healcache import Cache, __version__
 
 
@@ -162,6 +163,9 @@ __all__ = [
     "Fetched",
     "Status",
     "NOT_FOUND",
+    "NotFoundType",
+    "CacheInfo",
+    "CachedFunction",
     "Stats",
     "LoadLatency",
     "IntervalReport",
