@@ -31,6 +31,7 @@ mod runtime;
 fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<runtime::LoopDriver>()?;
+    m.add_class::<config::PyManualClock>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
     cache::install_fast_get(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -2,7 +2,7 @@
 // healcache for Node.js: the shared JS wrapper (js/cache.mjs) over the napi-rs addon
 // (bindings-node). Build the addon with `npm run build`.
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { makeCache, NOT_FOUND } = require('../../dist/cache.cjs');
+const { makeCache, makeClock, NOT_FOUND } = require('../../dist/cache.cjs');
 
 let native;
 try {
@@ -15,4 +15,6 @@ try {
 // With `healing: { enabled: true }` a cache heals itself in the background (the core's loop on
 // the addon's runtime, which never keeps the process alive).
 const Cache = makeCache(native, { asyncLocalStorage: new AsyncLocalStorage(), backgroundHealing: true });
-module.exports = { Cache, NOT_FOUND };
+// A test clock: `new Cache({ clock: new ManualClock() })`, moved by `clock.advance(ms)`.
+const ManualClock = makeClock(native);
+module.exports = { Cache, ManualClock, NOT_FOUND };

@@ -29,7 +29,7 @@ from ._errors import (
     VersionMismatch,
 )
 from ._fetch import NOT_FOUND, Fetched, Status
-from ._healcache import Cache, __version__
+from ._healcache import Cache, ManualClock, __version__
 
 
 class LoadLatency(TypedDict):
@@ -145,6 +145,7 @@ class HealingConfig(TypedDict):
 
 __all__ = [
     "Cache",
+    "ManualClock",
     "Fetched",
     "Status",
     "NOT_FOUND",

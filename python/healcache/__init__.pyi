@@ -125,6 +125,17 @@ class HealingConfig(TypedDict):
     max_samples: int
 
 @final
+class ManualClock:
+    """A clock moved only by hand, for deterministic tests: ``Cache(clock=clock)`` reads its time
+    from it. ``clock()`` is its time in seconds (as ``time.monotonic()``), so the same object is a
+    ``timer=`` for cachetools. Load timeouts still sleep on the host's timer (wall time)."""
+
+    def __new__(cls) -> ManualClock: ...
+    def advance(self, seconds: _Seconds, /) -> None:
+        """Moves the clock forward by ``seconds`` (a number or a ``timedelta``, not negative)."""
+    def __call__(self) -> float: ...
+
+@final
 class Cache:
     """A bounded, concurrent in-memory cache from ``str`` keys to Python objects.
 
@@ -178,6 +189,9 @@ class Cache:
     - ``healing_max_samples``: most keys sampled in one interval (default 100,000).
     - ``healing_comparator``: ``comparator(cached, fresh) -> bool``, True when consistent (default
       ``cached == fresh``: bytes compare byte for byte, parsed JSON structurally).
+
+    Tests: ``clock``, a ``ManualClock``, is the time TTLs, grace windows, refresh-ahead and XFetch
+    read (default: the host's monotonic clock); with ``seed`` every random draw repeats.
     """
 
     def __new__(
@@ -214,6 +228,7 @@ class Cache:
         healing_max_drift_events: Optional[float] = None,
         healing_max_samples: Optional[float] = None,
         healing_comparator: Optional[Callable[[Any, Any], bool]] = None,
+        clock: Optional[ManualClock] = None,
     ) -> "Cache": ...
     @overload
     def get(self, key: str, /) -> Any: ...
@@ -396,6 +411,7 @@ class Cancelled(HealcacheError): ...
 
 __all__ = [
     "Cache",
+    "ManualClock",
     "Fetched",
     "Status",
     "NOT_FOUND",
