@@ -79,7 +79,9 @@ fn loader(ctx: &Ctx, spec: &Value) -> Load {
             }
             if let Some(k) = spec["load"].as_str() {
                 let inner = loader(&ctx, &spec["loader"]);
-                let value = move || inner().map(|r| r.and_then(|l| if let Loaded::Value(v) = l { Ok(v) } else { Err(Error::NotFound) }));
+                let value = move || {
+                    inner().map(|r| r.and_then(|l| if let Loaded::Value(v) = l { Ok(v) } else { Err(Error::NotFound) }))
+                };
                 return ctx.2.get_or_load(k, value).await.map(Loaded::Value);
             }
             Ok(if spec.get("not_found").is_some() { Loaded::NotFound } else { Loaded::Value(J(spec["value"].clone())) })
@@ -97,6 +99,7 @@ struct Run {
     pool: LocalPool,
     gates: Arc<Mutex<HashMap<String, Gate>>>,
     calls: HashMap<String, Slot>,
+    aborts: HashMap<String, future::AbortHandle>,
 }
 
 fn ms(v: &Value) -> Duration {
@@ -141,7 +144,17 @@ fn build(s: &Value) -> Result<Run> {
     }
     let healer = Healer::new(cache.clone(), hc)?;
     let gates = Arc::default();
-    Ok(Run { cache, healer, clock, timer, jobs, pool: LocalPool::new(), gates, calls: HashMap::new() })
+    Ok(Run {
+        cache,
+        healer,
+        clock,
+        timer,
+        jobs,
+        pool: LocalPool::new(),
+        gates,
+        calls: HashMap::new(),
+        aborts: HashMap::new(),
+    })
 }
 
 impl Run {
@@ -175,7 +188,8 @@ impl Run {
     /// Starts a `fetch` or `get_or_load` call; its outcome lands in the slot.
     fn start(&mut self, step: &Value) -> Slot {
         let ctx = Ctx(self.clock.clone(), self.gates.clone(), self.cache.clone());
-        let (cache, key, load) = (self.cache.clone(), step["key"].as_str().unwrap().to_owned(), loader(&ctx, &step["loader"]));
+        let (cache, key, load) =
+            (self.cache.clone(), step["key"].as_str().unwrap().to_owned(), loader(&ctx, &step["loader"]));
         let o = &step["opts"];
         // per-call durations in milliseconds, checked as the core checks a host's number
         let d = |f: &'static str| o.get(f).map(|v| duration_ms(f, v.as_f64().unwrap())).transpose();
@@ -198,7 +212,16 @@ impl Run {
                 Err(e) => err(&e),
             }
         };
-        self.pool.spawner().spawn_local(async move { *out.borrow_mut() = Some(call.await) }).unwrap();
+        // a cancelled caller stops waiting: its future is dropped
+        let (call, abort) = future::abortable(call);
+        let cancelled = json!({"error": "Cancelled"});
+        self.pool
+            .spawner()
+            .spawn_local(async move { *out.borrow_mut() = Some(call.await.unwrap_or(cancelled)) })
+            .unwrap();
+        if let Some(id) = step["id"].as_str() {
+            self.aborts.insert(id.to_owned(), abort);
+        }
         // the call joins its flight now, as a Python or JS call does before its first await
         self.pool.run_until_stalled();
         slot
@@ -220,7 +243,9 @@ impl Run {
                     Some(t) if t == "never" => Ok(Ttl::Never),
                     Some(t) => duration_ms("ttl", t.as_f64().unwrap()).map(Ttl::For),
                 };
-                let write = |ttl| c.write(key, J(st["value"].clone()), WriteOptions { ttl, if_version: st["if_version"].as_u64() });
+                let write = |ttl| {
+                    c.write(key, J(st["value"].clone()), WriteOptions { ttl, if_version: st["if_version"].as_u64() })
+                };
                 or_err(ttl.and_then(write).map(|v| json!(v)))
             }
             "get" => c.get(key).map_or(Value::Null, |v| v.0),
@@ -249,7 +274,15 @@ impl Run {
                 let slot = self.calls.remove(st["id"].as_str().unwrap()).expect("no call of that id");
                 self.wait(&slot)
             }
-            "release" => json!(self.gates.lock().unwrap().get_mut(st["gate"].as_str().unwrap()).map(|g| g.0.take()?.send(()).ok())),
+            "cancel" => {
+                self.aborts[st["id"].as_str().unwrap()].abort();
+                json!(self.pool.run_until_stalled())
+            }
+            "release" => json!(self.gates.lock().unwrap().get_mut(st["gate"].as_str().unwrap()).map(|g| g
+                .0
+                .take()?
+                .send(())
+                .ok())),
             "settle" => json!(self.settle(None)),
             "stats" => serde_json::to_value(c.stats()).unwrap(),
             "register_source" => {
@@ -268,7 +301,10 @@ impl Run {
                 let h = self.healer.clone();
                 let slot: Slot = Rc::default();
                 let out = slot.clone();
-                self.pool.spawner().spawn_local(async move { *out.borrow_mut() = Some(json!(h.run_interval().await)) }).unwrap();
+                self.pool
+                    .spawner()
+                    .spawn_local(async move { *out.borrow_mut() = Some(json!(h.run_interval().await)) })
+                    .unwrap();
                 self.wait(&slot)
             }
             "score" => json!(self.healer.score(st["prefix"].as_str().unwrap())),
@@ -293,7 +329,9 @@ fn matches(expect: &Value, actual: &Value) -> bool {
 fn run(s: &Value) -> std::result::Result<(), String> {
     let mut r = match (build(s), s.get("build_error")) {
         (Ok(_), Some(e)) => return Err(format!("built, expected {e}")),
-        (Err(a), Some(e)) => return if matches(e, &err(&a)) { Ok(()) } else { Err(format!("expected {e}, got {a:?}")) },
+        (Err(a), Some(e)) => {
+            return if matches(e, &err(&a)) { Ok(()) } else { Err(format!("expected {e}, got {a:?}")) }
+        }
         (Err(e), None) => return Err(format!("build: {e}")),
         (Ok(r), None) => r,
     };
@@ -311,7 +349,8 @@ fn run(s: &Value) -> std::result::Result<(), String> {
 #[test]
 fn conformance() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut files: Vec<_> = std::fs::read_dir(root.join("tests/conformance")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(root.join("tests/conformance")).unwrap().map(|e| e.unwrap().path()).collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "json"));
     files.sort();
     let (mut results, mut failed) = (BTreeMap::new(), Vec::new());

@@ -60,6 +60,7 @@ class Run {
     this.cache = new Cache(o);
     this.gates = new Map();
     this.calls = new Map();
+    this.aborts = new Map();
   }
 
   gate(name) {
@@ -84,7 +85,12 @@ class Run {
   }
 
   start(st) {
-    const opts = st.opts && Object.fromEntries(Object.entries(st.opts).map(([k, v]) => [camel(k), v]));
+    const opts = Object.fromEntries(Object.entries(st.opts || {}).map(([k, v]) => [camel(k), v]));
+    if (st.id !== undefined) {
+      const ac = new AbortController(); // a cancelled caller stops waiting
+      this.aborts.set(st.id, ac);
+      opts.signal = ac.signal;
+    }
     const call = st.op === 'fetch' ? this.cache.fetch(st.key, this.loader(st.loader), opts) : this.cache.getOrLoad(st.key, this.loader(st.loader), opts);
     return call.then((r) => (st.op === 'fetch' ? { value: nulled(r.value), status: r.status } : r), outcome);
   }
@@ -140,6 +146,9 @@ class Run {
         this.calls.set(st.id, call);
         return await tick(0);
       }
+      case 'cancel':
+        this.aborts.get(st.id).abort();
+        return await tick(0);
       case 'await': return this.wait(this.calls.get(st.id));
       case 'release': return this.gate(st.gate).open();
       case 'settle': return this.settle();

@@ -105,6 +105,8 @@ class Run:
             return {"error": "did not end"}
         try:
             r = done.pop().result()
+        except asyncio.CancelledError:
+            return {"error": "Cancelled"}
         except Exception as e:
             return outcome(e)
         return {"value": r.value, "status": r.status} if fetch else r
@@ -157,6 +159,9 @@ class Run:
                     await asyncio.sleep(0)
                     return None
                 return await self.wait(call, op == "fetch")
+            if op == "cancel":
+                self.calls[st["id"]][0].cancel()
+                return await asyncio.sleep(0)
             if op == "await":
                 return await self.wait(*self.calls.pop(st["id"]))
             if op == "release":
