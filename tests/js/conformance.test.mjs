@@ -210,3 +210,18 @@ after(() => {
   mkdirSync(`${root}target/conformance`, { recursive: true });
   writeFileSync(`${root}target/conformance/${SURFACE}.json`, JSON.stringify({ surface: SURFACE, scenarios: RESULTS }, null, 2));
 });
+
+test(`${SURFACE}: the test clock refuses what is not a duration, and two caches may share one`, () => {
+  const clock = new ManualClock();
+  for (const bad of [-1, NaN, Infinity]) assert.throws(() => clock.advance(bad), { code: 'InvalidConfig' });
+  assert.throws(() => clock.advance('5'), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.ok(clock.now() < 1e-3);
+  assert.throws(() => new Cache({ clock: { now: () => 0 } }), { code: 'InvalidConfig', field: 'clock' });
+  const [a, b] = [new Cache({ ttl: 1000, clock }), new Cache({ ttl: 2000, clock })];
+  a.set('k', 1);
+  b.set('k', 2);
+  clock.advance(1000);
+  assert.deepEqual([a.get('k'), b.get('k')], [undefined, 2]);
+  clock.advance(1000);
+  assert.equal(b.get('k'), undefined);
+});

@@ -218,3 +218,23 @@ def test_scenario(s: Dict[str, Any]) -> None:
         RESULTS[s["name"]]["reason"] = str(e)
         raise
     RESULTS[s["name"]] = {"feature": s["feature"], "result": "pass", "reason": ""}
+
+
+def test_the_test_clock_refuses_what_is_not_a_duration_and_serves_cachetools() -> None:
+    import datetime
+
+    import cachetools
+
+    clock = ManualClock()
+    for bad in (-1, math.nan, math.inf):
+        with pytest.raises(healcache.InvalidConfig):
+            clock.advance(bad)
+    assert clock() < 1e-6
+    with pytest.raises(healcache.InvalidConfig, match="clock"):
+        Cache(clock=lambda: 0.0)  # a Python callable would be called under the cache's locks
+    ours, theirs = Cache(ttl=1, clock=clock), cachetools.TTLCache(maxsize=10, ttl=1, timer=clock)
+    ours["k"] = theirs["k"] = "v"
+    clock.advance(datetime.timedelta(milliseconds=999))
+    assert (ours.get("k"), theirs.get("k")) == ("v", "v")
+    clock.advance(0.001)
+    assert (ours.get("k"), theirs.get("k")) == (None, None)
