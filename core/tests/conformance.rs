@@ -38,7 +38,9 @@ impl Spawner for Jobs {
 
 /// Sleeps in the manual clock's time: fired by the driver once the clock has passed the deadline.
 #[derive(Clone)]
-struct ClockTimer(ManualClock, Arc<Mutex<Vec<(u64, oneshot::Sender<()>)>>>);
+struct ClockTimer(ManualClock, Arc<Mutex<Vec<Due>>>);
+/// A sleep's deadline on the manual clock, in nanoseconds, and what wakes it.
+type Due = (u64, oneshot::Sender<()>);
 impl Timer for ClockTimer {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
         let (tx, rx) = oneshot::channel();
