@@ -133,7 +133,8 @@ class ManualClock:
     def __new__(cls) -> ManualClock: ...
     def advance(self, seconds: _Seconds, /) -> None:
         """Moves the clock forward by ``seconds`` (a number or a ``timedelta``, not negative)."""
-    def __call__(self) -> float: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> float:
+        """The clock's time in seconds (it starts near 0); takes no argument."""
 
 @final
 class Cache:
