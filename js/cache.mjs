@@ -14,7 +14,7 @@
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import {
-  useSettings, codeError, argError, checkKey, createArgs, fetchArgs, setArgs, checkVersion, defaultSizeOf, weigh,
+  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, setArgs, checkVersion, defaultSizeOf, weigh,
 } from './options.mjs';
 
 /**
@@ -55,7 +55,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       ready();
       super();
       const [names, values, seed] = createArgs(options);
-      this._c = B.create(names, values, seed, backgroundHealing);
+      const clock = options == null ? undefined : options.clock;
+      this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock));
+      if (clock !== undefined) this._now = () => clock.now();
       this._fresh0 = B.freshness(this._c); // { ms, exact } of a write with the cache's TTL
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
@@ -83,7 +85,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const f = this._reconcile(key);
       if (f === undefined) return undefined;
       const [s, exp] = f;
-      return { value: s.v, version: s.ver, expiresIn: exp === Infinity ? undefined : exp - performance.now() };
+      return { value: s.v, version: s.ver, expiresIn: exp === Infinity ? undefined : exp - this._now() };
     }
 
     /** Whether `key` has a live entry (not counted as a read). */
@@ -297,7 +299,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 const BACKEND_FNS = [
   'protocol', 'settings', 'outRow', 'create', 'freshness', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state',
   'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel',
-  '__panicForTest', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
+  '__panicForTest', 'manualClockNew', 'clockShare', 'clockAdvanceBy', 'clockNowMs', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
   'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',
 ];
 
@@ -336,4 +338,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, guardWasm, NOT_FOUND, codeError };
+export { makeCache, makeClock, guardWasm, NOT_FOUND, codeError };

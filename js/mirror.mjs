@@ -50,6 +50,7 @@ function makeMirror(B, P, row) {
           P.out);
         NONE = P.none;
       }
+      this._now = now; // the cache's clock (a ManualClock's `now` in tests)
       this._m = new Map(); // key -> {v, h, ver, exp, sure}: what the core holds (sure: exp is the core's own)
       this._next = -1; // last odd id given (`_id`)
       this._s = []; // set values by slot: value at 2i, key at 2i + 1 (one cache line for both)
@@ -70,7 +71,7 @@ function makeMirror(B, P, row) {
     // The mirror's fresh entry of `key`, counted as a hit, or undefined.
     _hit(key) {
       const s = this._m.get(key);
-      if (s !== undefined && (s.exp === Infinity || s.exp > now())) {
+      if (s !== undefined && (s.exp === Infinity || s.exp > this._now())) {
         if ((++this._hits & SAMPLE_MASK) === 1) this._read(key);
         return s;
       }
@@ -89,7 +90,7 @@ function makeMirror(B, P, row) {
     _fresh(key) {
       const s = this._m.get(key);
       if (s !== undefined) {
-        if (s.exp > now()) return [s, s.exp];
+        if (s.exp > this._now()) return [s, s.exp];
         if (this._expired(s)) return undefined;
         return this._reconcile(key);
       }
@@ -137,7 +138,7 @@ function makeMirror(B, P, row) {
       const h = 2 * i + 2;
       this._s[2 * i] = value;
       this._s[2 * i + 1] = key;
-      const t0 = now();
+      const t0 = this._now();
       let ver;
       let exp;
       let sure;
@@ -245,7 +246,7 @@ function makeMirror(B, P, row) {
     // expiry] if a fresh one, and decides the key's values on their way. The mirror answers for
     // the key again once none is left.
     _reconcile(key) {
-      const t0 = now();
+      const t0 = this._now();
       B.state(this._c, key, row());
       const o = row();
       const h = o[O_HANDLE];

@@ -10,6 +10,9 @@ const FETCH_KNOWN = new Map(FETCH_OPTIONS.map((js, i) => [js, i]));
 // maxBytes/maxEntryBytes, and `healing`, the healing settings.
 const SIZE_OF = 'sizeOf';
 const HEALING_OPTION = 'healing';
+// `clock`, a `ManualClock` of the same package: the time the core and the read mirror read.
+const CLOCK_OPTION = 'clock';
+const CLOCK = Symbol('healcache.clock');
 /** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
 const FORMER = new Map([
   ['verifyIntervalMs', 'verifyInterval'],
@@ -125,6 +128,41 @@ function checkSeed(v) {
 }
 
 /**
+ * The `ManualClock` class over backend `B`: the core's manual clock, for deterministic tests.
+ * `new Cache({ clock })` reads its time from it (TTLs, grace, refresh-ahead, XFetch, and the read
+ * mirror's expiry checks); `now()` is its time in ms, `advance(ms)` moves it. A plain
+ * `{ now() }` object is refused: the core reads its clock on any thread, under its locks, where
+ * it cannot call JS. Load timeouts still sleep on the host's timer (wall time).
+ */
+function makeClock(B) {
+  return class ManualClock {
+    constructor() {
+      this[CLOCK] = B.manualClockNew();
+    }
+
+    /** Moves the clock forward by `ms` milliseconds (finite, not negative). */
+    advance(ms) {
+      if (typeof ms !== 'number') throw argError('ManualClock.advance(ms) takes a number of milliseconds');
+      B.clockAdvanceBy(this[CLOCK], ms);
+    }
+
+    /** The clock's time in milliseconds (it starts near 0), as `performance.now()`. */
+    now() {
+      return B.clockNowMs(this[CLOCK]);
+    }
+  };
+}
+
+/** The backend handle of a `clock` option (a share of it), or undefined. */
+function clockArg(B, clock) {
+  if (clock === undefined) return undefined;
+  if (clock === null || typeof clock !== 'object' || clock[CLOCK] === undefined) {
+    throw invalid(CLOCK_OPTION, 'must be a ManualClock of this package');
+  }
+  return B.clockShare(clock[CLOCK]);
+}
+
+/**
  * The backends' `create` arguments from the options object: setting names (comma-separated) and
  * values (booleans as 0/1), and the seed (the host's when none is given: on wasm32 std's
  * RandomState is not random).
@@ -141,9 +179,9 @@ function createArgs(options) {
         if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
         continue;
       }
-      if (name === HEALING_OPTION) continue; // checked by healingArgs
+      if (name === HEALING_OPTION || name === CLOCK_OPTION) continue; // checked by healingArgs, clockArg
       const s = CACHE.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, HEALING_OPTION].join(', ')})`);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, HEALING_OPTION, CLOCK_OPTION].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint
@@ -276,5 +314,5 @@ function weigh(sizeOf, value, key) {
 
 export {
   FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
-  createArgs, fetchArgs, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+  makeClock, clockArg, createArgs, fetchArgs, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

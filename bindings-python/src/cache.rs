@@ -38,8 +38,8 @@ impl Drop for PyCache {
 #[pymethods]
 impl PyCache {
     /// Keyword-only settings, one per entry of the core's settings table (healing settings
-    /// prefixed `healing_`), passed on by the table's names; `seed`, `weigher` and
-    /// `healing_comparator` are Python objects rather than numbers.
+    /// prefixed `healing_`), passed on by the table's names; `seed`, `weigher`,
+    /// `healing_comparator` and `clock` are Python objects rather than numbers.
     #[new]
     #[pyo3(signature = (
         *,
@@ -79,7 +79,8 @@ impl PyCache {
         healing_max_prefixes=None,
         healing_max_drift_events=None,
         healing_max_samples=None,
-        healing_comparator=None
+        healing_comparator=None,
+        clock=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -121,6 +122,7 @@ impl PyCache {
         healing_max_drift_events: Option<Given>,
         healing_max_samples: Option<Given>,
         healing_comparator: Option<Bound<'py, PyAny>>,
+        clock: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let settings = [
             ("max_entries", max_entries),
@@ -148,7 +150,7 @@ impl PyCache {
             ("l2_tombstone_ttl", l2_tombstone_ttl),
         ];
         let shared = config::Shared { redis, prefix: l2_prefix };
-        let (inner, weigh) = config::build(py, &settings, seed, weigher, shared)?;
+        let (inner, weigh) = config::build(py, &settings, seed, weigher, clock, shared)?;
         let healing_settings = [
             ("enabled", healing_enabled),
             ("sample_rate", healing_sample_rate),

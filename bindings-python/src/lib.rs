@@ -36,6 +36,7 @@ mod shared;
 fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<runtime::LoopDriver>()?;
+    m.add_class::<config::PyManualClock>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
     fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

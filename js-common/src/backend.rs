@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::settings::js_name;
 use healcache::{
-    Cache, CacheBuilder, Config, Error, FetchOptions, Healer, Loaded, LoaderError, Result, Spawner, Timer, Ttl,
-    WriteOptions,
+    Cache, CacheBuilder, Config, Error, FetchOptions, Healer, Loaded, LoaderError, ManualClock, Result, Spawner, Timer,
+    Ttl, WriteOptions,
 };
 
 use crate::config::ttl_arg;
@@ -66,13 +66,24 @@ impl Drop for Backend {
 }
 
 impl Backend {
-    /// A cache from `config`, its delays on `timer`, its background refreshes on `spawner`; with
-    /// `background`, its healing loop runs on `spawner` too.
-    pub fn new<S: Spawner + Clone>(config: Config, timer: impl Timer, spawner: S, background: bool) -> Result<Self> {
+    /// A cache from `config`, its delays on `timer`, its background refreshes on `spawner`, its
+    /// time from `clock` (the host's monotonic clock when `None`); with `background`, its healing
+    /// loop runs on `spawner` too.
+    pub fn new<S: Spawner + Clone>(
+        config: Config,
+        timer: impl Timer,
+        spawner: S,
+        background: bool,
+        clock: Option<ManualClock>,
+    ) -> Result<Self> {
         let removed = Arc::new(Removals::default());
         let heal = Arc::new(HealState::default());
         let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
-        let cache = CacheBuilder::from_config(config)
+        let mut builder = CacheBuilder::from_config(config);
+        if let Some(c) = clock {
+            builder = builder.clock(c);
+        }
+        let cache = builder
             .weigher(|h: &Handle| h.weight)
             .timer(timer)
             .spawner(spawner.clone())

@@ -20,6 +20,8 @@ export interface CacheOptions {
   shards?: number;
   /** Seed of the cache's random generator (eviction sampling). Defaults to `crypto.getRandomValues`. */
   seed?: number | bigint;
+  /** Test clock: TTLs, grace, refresh-ahead, XFetch and the read mirror read its time. Defaults to `performance.now()`. */
+  clock?: ManualClock;
   /** Window after an entry's TTL during which `fetch`/`getOrLoad` may still serve its stale value, in ms. Defaults to none. */
   grace?: number;
   /** Within `grace`, serve the stale value at once and refresh it in the background (needs `grace`). Defaults to false. */
@@ -237,6 +239,18 @@ export type FetchStatus =
 export interface Fetched<V> {
   value: V | undefined;
   status: FetchStatus;
+}
+
+/**
+ * A clock moved only by hand, for deterministic tests: `new Cache({ clock })` reads its time from
+ * it. Load timeouts still sleep on the host's timer (wall time).
+ */
+export declare class ManualClock {
+  constructor();
+  /** Moves the clock forward by `ms` milliseconds (finite, not negative). */
+  advance(ms: number): void;
+  /** The clock's time in milliseconds (it starts near 0). */
+  now(): number;
 }
 
 /** What a loader returns for a key that does not exist at the source (cached for `negativeTtl`). */

@@ -73,6 +73,7 @@ if (forced !== undefined && forced !== 'native' && forced !== 'wasm') {
 const { addon, tried } = forced === 'wasm' ? { addon: undefined, tried: [] } : loadNative(triple);
 
 let Cache;
+let ManualClock;
 let backend;
 if (addon !== undefined) {
   const { AsyncLocalStorage } = require('node:async_hooks');
@@ -80,6 +81,8 @@ if (addon !== undefined) {
   // With `healing: { enabled: true }` a cache heals itself in the background (the core's loop on
   // the addon's runtime, which never keeps the process alive).
   Cache = wrapper.makeCache(addon, { asyncLocalStorage: new AsyncLocalStorage(), backgroundHealing: true });
+  // A test clock: `new Cache({ clock: new ManualClock() })`, moved by `clock.advance(ms)`.
+  ManualClock = wrapper.makeClock(addon);
   backend = 'native';
 } else {
   if (forced === 'native') throw notBuilt(`no native binary for ${triple} (looked for ${tried.join(', ')})`);
@@ -91,7 +94,8 @@ if (addon !== undefined) {
     );
   }
   Cache = wasm.Cache;
+  ManualClock = wasm.ManualClock;
   backend = 'wasm';
 }
 
-module.exports = { Cache, NOT_FOUND: wrapper.NOT_FOUND, backend };
+module.exports = { Cache, ManualClock, NOT_FOUND: wrapper.NOT_FOUND, backend };

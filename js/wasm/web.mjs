@@ -4,7 +4,7 @@
 //   initSync(wasmModuleOrBytes);          // or: await init(urlOrResponseOrBytes)
 //   const cache = new Cache({ maxEntries: 10_000, ttl: 60_000 });
 import rawInit, * as raw from '../../bindings-wasm/pkg-web/healcache_wasm.js';
-import { makeCache, guardWasm, NOT_FOUND } from '../cache.mjs';
+import { makeCache, makeClock, guardWasm, NOT_FOUND } from '../cache.mjs';
 
 export { NOT_FOUND };
 
@@ -23,5 +23,6 @@ export async function init(input) {
 // Runtimes that expose AsyncLocalStorage globally get RecursiveLoad detection too.
 const ALS = globalThis.AsyncLocalStorage;
 export const Cache = makeCache(backend, { asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined });
+export const ManualClock = makeClock(backend);
 export const __testing = { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned };
 export default init;

@@ -32,7 +32,7 @@ from ._errors import (
 )
 from ._decorator import CachedFunction, CacheInfo
 from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
-from ._healcache import Cache, __version__
+from ._healcache import Cache, ManualClock, __version__
 
 
 class LoadLatency(TypedDict):
@@ -160,6 +160,7 @@ class HealingConfig(TypedDict):
 
 __all__ = [
     "Cache",
+    "ManualClock",
     "Fetched",
     "Status",
     "NOT_FOUND",

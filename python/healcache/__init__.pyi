@@ -188,6 +188,17 @@ class HealingConfig(TypedDict):
     max_samples: int
 
 @final
+class ManualClock:
+    """A clock moved only by hand, for deterministic tests: ``Cache(clock=clock)`` reads its time
+    from it. ``clock()`` is its time in seconds (as ``time.monotonic()``), so the same object is a
+    ``timer=`` for cachetools. Load timeouts still sleep on the host's timer (wall time)."""
+
+    def __new__(cls) -> ManualClock: ...
+    def advance(self, seconds: _Seconds, /) -> None:
+        """Moves the clock forward by ``seconds`` (a number or a ``timedelta``, not negative)."""
+    def __call__(self, *args: Any, **kwargs: Any) -> float:
+        """The clock's time in seconds (it starts near 0); takes no argument."""
+
 class Cache(Generic[_V]):
     """A bounded, concurrent in-memory cache from ``str`` keys to Python objects.
 
@@ -258,6 +269,9 @@ class Cache(Generic[_V]):
     ``Cache[User]`` is a cache of ``User`` values for type checkers (``get`` returns
     ``User | None``); a plain ``Cache()`` holds anything. A cache cannot be pickled or copied
     into another process (``TypeError``).
+
+    Tests: ``clock``, a ``ManualClock``, is the time TTLs, grace windows, refresh-ahead and XFetch
+    read (default: the host's monotonic clock); with ``seed`` every random draw repeats.
     """
 
     def __new__(
@@ -300,6 +314,7 @@ class Cache(Generic[_V]):
         healing_max_drift_events: Optional[float] = None,
         healing_max_samples: Optional[float] = None,
         healing_comparator: Optional[Callable[[Any, Any], bool]] = None,
+        clock: Optional[ManualClock] = None,
     ) -> Cache[_V]: ...
     @overload
     def get(self, key: str, /) -> Optional[_V]: ...
@@ -517,6 +532,7 @@ class L2Unavailable(HealcacheError, ConnectionError):
 
 __all__ = [
     "Cache",
+    "ManualClock",
     "Fetched",
     "Status",
     "NOT_FOUND",
