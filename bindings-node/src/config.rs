@@ -19,8 +19,9 @@ pub fn create(
     seed: Option<BigInt>,
     background: bool,
 ) -> napi::Result<External<Backend>> {
-    let make =
-        || Backend::new(config(&names, &values, seed.map(|s| s.get_u64().1))?, TokioTimer, TokioSpawner, background);
+    let make = || {
+        Backend::new(config(&names, &values, seed.map(|s| s.get_u64().1))?, TokioTimer, TokioSpawner, background, None)
+    };
     make().map(External::new).map_err(|e| into_js_error(env, e))
 }
 
