@@ -1,0 +1,128 @@
+// The WebAssembly package under real edge runtimes: the README's worker and tests/edge/worker.mjs
+// run under workerd (npm `workerd`) and Deno (npm `deno`), each a child process on 127.0.0.1,
+// against an origin on 127.0.0.1 that this file starts and counts. A runtime whose binary cannot
+// run on this platform is skipped with the reason printed; any other failure fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { cannotRun, denoImports, root, startDeno, startOrigin, startWorkerd } from './harness.mjs';
+
+const README_WORKER = (() => {
+  const m = readFileSync(`${root}README.md`, 'utf8').match(/^```js\n(\/\/ worker\.mjs[\s\S]*?)^```$/m);
+  assert.ok(m, 'README.md has the worker example (a js block starting with `// worker.mjs`)');
+  return m[1];
+})();
+const TEST_WORKER = readFileSync(new URL('./worker.mjs', import.meta.url), 'utf8');
+const ORIGIN_LINE = "const ORIGIN = 'https://api.internal';";
+
+const RUNTIMES = [
+  { name: 'workerd', start: startWorkerd, source: (s) => s },
+  { name: 'deno', start: startDeno, source: denoImports },
+];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const getJson = async (url) => {
+  const r = await fetch(url);
+  return [r.status, await r.json().catch(() => undefined)];
+};
+
+for (const rt of RUNTIMES) {
+  const why = cannotRun(rt.name);
+  if (why) console.log(`# tests/edge: ${rt.name} skipped: ${why}`);
+
+  test(`${rt.name}: the README worker: 100 concurrent cold requests, one origin call; healing from scheduled()`, { skip: why }, async () => {
+    const users = new Map([['/users/42', { name: 'Ada' }]]);
+    // slow enough that all 100 requests arrive while the first load is under way
+    const origin = await startOrigin((path) =>
+      users.has(path) ? { body: JSON.stringify(users.get(path)), delayMs: 300 } : { status: 404 },
+    );
+    assert.ok(README_WORKER.includes(ORIGIN_LINE));
+    const w = await rt.start(rt.source(README_WORKER.replace(ORIGIN_LINE, `const ORIGIN = '${origin.url}';`)));
+    try {
+      const answers = await Promise.all(Array.from({ length: 100 }, () => getJson(`${w.url}/users/42`)));
+      const ok = answers.filter(([s, b]) => s === 200 && b && b.name === 'Ada').length;
+      console.log(`# ${rt.name}: 100 concurrent cold requests: ${ok} successes, ${origin.calls('/users/42')} origin call(s)`);
+      assert.equal(ok, 100, `every request answered (${rt.name} output:\n${w.output().slice(0, 2000)})`);
+      assert.equal(origin.calls('/users/42'), 1, 'one origin call for the 100 requests');
+      assert.equal((await fetch(`${w.url}/users/7`)).status, 404);
+
+      users.set('/users/42', { name: 'Ada L.' }); // drift behind the cache's back
+      const reports = await w.scheduled();
+      if (rt.name === 'deno') assert.deepEqual([reports[0].drift, reports[0].repaired], [1, 1]);
+      const [, body] = await getJson(`${w.url}/users/42`);
+      assert.equal(body.name, 'Ada L.', 'the scheduled healing interval repaired the drifted key');
+    } finally {
+      await w.stop();
+      await origin.close();
+    }
+  });
+
+  test(`${rt.name}: a stale value's refresh lands through waitUntil`, { skip: why }, async () => {
+    let version = 1;
+    const origin = await startOrigin(() => ({ body: JSON.stringify({ version }), delayMs: 100 }));
+    const w = await rt.start(rt.source(TEST_WORKER));
+    const get = () => getJson(`${w.url}/swr/k?origin=${encodeURIComponent(origin.url)}`);
+    try {
+      let [status, body] = await get();
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'loaded']);
+      version = 2;
+      await sleep(400); // past the TTL (300 ms), within grace
+      [status, body] = await get();
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'stale'], 'served stale at once');
+      // the refresh was handed to waitUntil after the request answered: it lands
+      const end = Date.now() + 5000;
+      while (body.value.version !== 2 && Date.now() < end) {
+        await sleep(50);
+        [, body] = await get();
+      }
+      assert.deepEqual([body.value, body.status], [{ version: 2 }, 'hit'], 'the refresh landed');
+      assert.equal(origin.calls('/k'), 2, 'one load and one refresh');
+    } finally {
+      await w.stop();
+      await origin.close();
+    }
+  });
+
+  test(`${rt.name}: timed-out loads never strand their key`, { skip: why }, async () => {
+    let delayMs = 1000;
+    let version = 1;
+    const origin = await startOrigin(() => ({ body: JSON.stringify({ version }), delayMs }));
+    const w = await rt.start(rt.source(TEST_WORKER));
+    const q = `?origin=${encodeURIComponent(origin.url)}`;
+    try {
+      // a hard load timeout (300 ms): the call fails, the next one loads again
+      let [status, body] = await getJson(`${w.url}/timed/slow${q}`);
+      assert.deepEqual([status, body.code], [500, 'LoadTimeout']);
+      delayMs = 0;
+      [status, body] = await getJson(`${w.url}/timed/slow${q}`);
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'loaded']);
+
+      // a soft timeout (50 ms) with a stale value: the request answers stale and the load's tail
+      // goes on. Handed to no waitUntil, the host may stop it once the request has answered:
+      // later callers never wait on it (each answers at once, and may start a load of its own)
+      for (const [route, key] of [['soft-unkept', '/u'], ['soft', '/k']]) {
+        [delayMs, version] = [0, 1];
+        [status, body] = await getJson(`${w.url}/${route}${key}${q}`);
+        assert.deepEqual([status, body.status], [200, 'loaded']);
+        await sleep(400); // past the TTL (300 ms), within grace
+        [delayMs, version] = [600, 2];
+        [status, body] = await getJson(`${w.url}/${route}${key}${q}`);
+        assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'stale-soft-timeout']);
+        const end = Date.now() + (route === 'soft' ? 8000 : 1500);
+        while (Date.now() < end && body.status !== 'hit') {
+          const t0 = Date.now();
+          [status, body] = await getJson(`${w.url}/${route}${key}${q}`);
+          assert.equal(status, 200);
+          assert.ok(Date.now() - t0 < 2000, `${route}: answered within 2 s (${body.status})`);
+          assert.ok(['stale-soft-timeout', 'hit'].includes(body.status), body.status);
+          await sleep(100);
+        }
+        // handed to waitUntil, the tail lands
+        if (route === 'soft') assert.deepEqual([body.value, body.status], [{ version: 2 }, 'hit']);
+      }
+    } finally {
+      await w.stop();
+      await origin.close();
+    }
+  });
+}
