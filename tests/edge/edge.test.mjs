@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { cannotRun, denoImports, root, startDeno, startOrigin, startWorkerd } from './harness.mjs';
+import { createServer } from 'node:http';
+import { pathToFileURL } from 'node:url';
+import { cannotRun, denoImports, root, runDeno, startDeno, startOrigin, startWorkerd } from './harness.mjs';
 
 const README_WORKER = (() => {
   const m = readFileSync(`${root}README.md`, 'utf8').match(/^```js\n(\/\/ worker\.mjs[\s\S]*?)^```$/m);
@@ -126,3 +128,59 @@ for (const rt of RUNTIMES) {
     }
   });
 }
+
+// `init()` with no argument fetches the .wasm beside the glue, `init(url)` the one at `url`: both
+// reach the host's `fetch` (a module export named `fetch` once shadowed it in the glue).
+test('deno: init() and init(url) load the module', { skip: cannotRun('deno') }, async () => {
+  const wasmUrl = pathToFileURL(`${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`).href;
+  for (const call of ['init()', `init(${JSON.stringify(wasmUrl)})`]) {
+    const r = await runDeno(
+      `import init, { Cache } from 'healcache/wasm/web';
+await ${call};
+const c = new Cache({ maxEntries: 10 });
+c.set('k', 'v');
+console.log(JSON.stringify([c.get('k'), await c.getOrLoad('j', async () => 'w')]));`,
+    );
+    assert.equal(r.status, 0, `${call}: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), '["v","w"]', call);
+  }
+});
+
+test('node: init(url) loads the module over HTTP; no export shadows a global', async () => {
+  const bytes = readFileSync(`${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`);
+  const server = createServer((req, res) => res.writeHead(200, { 'content-type': 'application/wasm' }).end(bytes));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const glue = await import('../../bindings-wasm/pkg-web/healcache_wasm.js');
+    const shadowing = Object.keys(glue).filter((name) => name in globalThis);
+    assert.deepEqual(shadowing, [], 'module exports named like globals');
+    const web = await import('healcache/wasm/web');
+    await web.init(`http://127.0.0.1:${server.address().port}/healcache_wasm_bg.wasm`);
+    const c = new web.Cache();
+    c.set('k', 1);
+    assert.equal(c.get('k'), 1);
+  } finally {
+    server.close();
+  }
+});
+
+test('node: waitUntil is a function, as a cache option and a call option', async () => {
+  const { Cache } = await import('healcache/wasm');
+  for (const bad of [5, 'ctx', {}]) {
+    assert.throws(() => new Cache({ waitUntil: bad }), (e) => e.code === 'InvalidConfig' && e.field === 'waitUntil');
+    const c = new Cache();
+    await assert.rejects(c.fetch('k', async () => 1, { waitUntil: bad }), (e) => e.code === 'InvalidConfig' && e.field === 'waitUntil');
+    await assert.rejects(c.getOrLoad('k', async () => 1, { waitUntil: bad }), (e) => e.code === 'InvalidConfig' && e.field === 'waitUntil');
+  }
+  // a stale value's refresh is handed to the call's waitUntil, else to the cache's
+  const handed = [];
+  const c = new Cache({ ttl: 200, grace: 10_000, staleWhileRevalidate: true, waitUntil: (p) => handed.push(['cache', p]) });
+  assert.equal((await c.fetch('k', async () => 1)).status, 'loaded');
+  assert.equal((await c.fetch('j', async () => 1)).status, 'loaded');
+  await new Promise((r) => setTimeout(r, 250));
+  assert.equal((await c.fetch('k', async () => 2, { waitUntil: (p) => handed.push(['call', p]) })).status, 'stale');
+  assert.equal((await c.fetch('j', async () => 2)).status, 'stale');
+  assert.deepEqual(handed.map(([who]) => who), ['call', 'cache']);
+  await Promise.all(handed.map(([, p]) => p));
+  assert.deepEqual([c.get('k'), c.get('j')], [2, 2], 'the refreshes landed');
+});

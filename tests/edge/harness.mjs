@@ -94,6 +94,27 @@ const PACKAGE_MODULES = [
 export const denoImports = (source) =>
   source.replace(/^import (\w+) from '(healcache\/wasm\/healcache_wasm_bg\.wasm)';/m, "import source $1 from '$2';");
 
+const denoMap = () => ({
+  imports: {
+    'healcache/wasm/web': pathToFileURL(join(root, 'js/wasm/web.mjs')).href,
+    'healcache/wasm/healcache_wasm_bg.wasm': pathToFileURL(join(root, 'bindings-wasm/pkg-web/healcache_wasm_bg.wasm')).href,
+  },
+});
+const denoEnv = (dir) => ({ ...process.env, DENO_DIR: join(dir, '.deno'), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' });
+
+/** Runs `source` as a Deno script (reading the package only); returns spawnSync's result. */
+export function runDeno(source) {
+  const dir = mkdtempSync(join(tmpdir(), 'healcache-deno-'));
+  try {
+    writeFileSync(join(dir, 'main.mjs'), source);
+    writeFileSync(join(dir, 'import_map.json'), JSON.stringify(denoMap()));
+    const args = ['run', '--quiet', `--allow-read=${root}`, '--no-prompt', `--import-map=${join(dir, 'import_map.json')}`, join(dir, 'main.mjs')];
+    return spawnSync(bin('deno'), args, { cwd: dir, env: denoEnv(dir), encoding: 'utf8', timeout: 60_000 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /**
  * Starts `deno serve` with `source` (an ES module worker, its imports as Deno takes them) on a
  * free loopback port, allowed to reach 127.0.0.1 only. Deno has no request context to extend nor
@@ -122,19 +143,12 @@ export default {
 };
 `,
   );
-  const map = {
-    imports: {
-      'healcache/wasm/web': pathToFileURL(join(root, 'js/wasm/web.mjs')).href,
-      'healcache/wasm/healcache_wasm_bg.wasm': pathToFileURL(join(root, 'bindings-wasm/pkg-web/healcache_wasm_bg.wasm')).href,
-    },
-  };
-  writeFileSync(join(dir, 'import_map.json'), JSON.stringify(map));
+  writeFileSync(join(dir, 'import_map.json'), JSON.stringify(denoMap()));
   const args = [
     'serve', '--quiet', '--host', '127.0.0.1', '--port', String(port), '--allow-net=127.0.0.1',
     `--allow-read=${dir},${root}`, '--no-prompt', `--import-map=${join(dir, 'import_map.json')}`, join(dir, 'serve.mjs'),
   ];
-  const env = { ...process.env, DENO_DIR: join(dir, '.deno'), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' };
-  const child = startChild(bin('deno'), args, { cwd: dir, env });
+  const child = startChild(bin('deno'), args, { cwd: dir, env: denoEnv(dir) });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitUp(url + '/__up', child, 60_000);
