@@ -148,9 +148,13 @@ impl Spawner for LocalSpawner {
     fn spawn(&self, fut: BoxFuture<'static, ()>) {
         match WAIT_UNTIL.with(|w| w.borrow().clone()) {
             Some(wait_until) => {
-                let p = future_to_promise(async move {
+                // a promise settled when `fut` ends (not `future_to_promise`: a second copy of it
+                // for this future type would grow the module)
+                let mut settle = JsValue::UNDEFINED;
+                let p = Promise::new(&mut |resolve, _| settle = resolve.into());
+                wasm_bindgen_futures::spawn_local(async move {
                     fut.await;
-                    Ok(JsValue::UNDEFINED)
+                    let _ = Function::from(settle).call0(&JsValue::UNDEFINED);
                 });
                 // the task runs anyway; a host that refuses it (its request is over) only loses the keep-alive
                 let _ = wait_until.call1(&JsValue::UNDEFINED, &p);
