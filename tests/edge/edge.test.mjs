@@ -184,3 +184,35 @@ test('node: waitUntil is a function, as a cache option and a call option', async
   await Promise.all(handed.map(([, p]) => p));
   assert.deepEqual([c.get('k'), c.get('j')], [2, 2], 'the refreshes landed');
 });
+
+// workerd refuses crypto.getRandomValues in global scope, where caches are often created (there it
+// throws, and the module falls back to Math.random): creating a cache draws no randomness.
+test('node: a cache draws its seed at its first use, never at its creation', async () => {
+  const { Cache } = await import('healcache/wasm');
+  const { crypto } = globalThis;
+  const real = crypto.getRandomValues;
+  let draws = 0;
+  Object.defineProperty(crypto, 'getRandomValues', {
+    value: (a) => {
+      draws++;
+      return real.call(crypto, a);
+    },
+    configurable: true,
+    writable: true,
+  });
+  try {
+    const c = new Cache({ maxEntries: 10, ttl: 60_000 });
+    assert.equal(draws, 0, 'new Cache() drew no randomness');
+    c.set('k', 1);
+    assert.equal(draws, 1, 'the first call that needs the engine draws the seed');
+    c.set('j', 2);
+    assert.deepEqual([c.get('k'), c.get('j'), draws], [1, 2, 1]);
+    const seeded = new Cache({ seed: 7 });
+    seeded.set('k', 1);
+    assert.equal(draws, 1, 'a cache given a seed draws none');
+    assert.throws(() => new Cache({ maxEntries: -1 }), (e) => e.code === 'InvalidConfig', 'settings are still checked at creation');
+    assert.equal(draws, 1);
+  } finally {
+    Object.defineProperty(crypto, 'getRandomValues', { value: real, configurable: true, writable: true });
+  }
+});
