@@ -14,7 +14,8 @@
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import {
-  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, setArgs, checkVersion, defaultSizeOf, weigh,
+  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion,
+  defaultSizeOf, weigh,
 } from './options.mjs';
 
 /**
@@ -58,6 +59,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const clock = options == null ? undefined : options.clock;
       this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock));
       if (clock !== undefined) this._now = () => clock.now();
+      // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given
+      const waitUntil = waitUntilArg(options);
+      if (waitUntil !== undefined && typeof B.setWaitUntil === 'function') B.setWaitUntil(this._c, waitUntil);
       this._fresh0 = B.freshness(this._c); // { ms, exact } of a write with the cache's TTL
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
@@ -182,7 +186,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         if (s !== undefined) return s.v;
       }
       const signal = options === undefined ? undefined : options.signal;
-      const [v] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket));
+      const waitUntil = waitUntilArg(options);
+      const [v] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket, waitUntil));
       return v;
     }
 
@@ -191,7 +196,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * "loaded", "coalesced", "stale", "stale-fail-safe", "stale-soft-timeout", "early-refresh",
      * "refresh-ahead", "negative-hit", "negative-loaded" (value undefined for the last two). The
      * loader may return `NOT_FOUND`. Options: `ttl`, `negativeTtl`, `softTimeout` (ms),
-     * `staleWhileRevalidate`, `xfetch` (booleans), `signal`; unset ones take the cache's.
+     * `staleWhileRevalidate`, `xfetch` (booleans), `signal`, `waitUntil` (the host's hook for the
+     * background work this call starts); unset ones take the cache's.
      */
     async fetch(key, loader, options) {
       const args = fetchArgs(options);
@@ -200,8 +206,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         if (s !== undefined) return { value: s.v, status: 'hit' };
       }
       const signal = options == null ? undefined : options.signal;
+      const waitUntil = waitUntilArg(options);
       const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
-        B.fetch(this._c, key, run, ticket, ...args),
+        B.fetch(this._c, key, run, ticket, ...args, waitUntil),
       );
       return { value, status };
     }
@@ -298,7 +305,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 /** What a backend module exports (the napi addon also httpSource and httpFetch). */
 const BACKEND_FNS = [
   'protocol', 'settings', 'outRow', 'create', 'freshness', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state',
-  'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel',
+  'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', 'setWaitUntil',
   '__panicForTest', 'manualClockNew', 'clockShare', 'clockAdvanceBy', 'clockNowMs', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
   'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',
 ];

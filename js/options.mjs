@@ -13,6 +13,8 @@ const HEALING_OPTION = 'healing';
 // `clock`, a `ManualClock` of the same package: the time the core and the read mirror read.
 const CLOCK_OPTION = 'clock';
 const CLOCK = Symbol('healcache.clock');
+// the host's hook for background work (edge runtimes: `ctx.waitUntil`), a cache option and a per-call one
+const WAIT_UNTIL = 'waitUntil';
 /** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
 const FORMER = new Map([
   ['verifyIntervalMs', 'verifyInterval'],
@@ -109,15 +111,6 @@ function checkPrefix(prefix) {
   if (typeof prefix !== 'string') throw argError('a source prefix is a string');
 }
 
-function randomSeed() {
-  const c = globalThis.crypto;
-  if (c && typeof c.getRandomValues === 'function') {
-    const w = c.getRandomValues(new Uint32Array(2));
-    return (BigInt(w[0]) << 32n) | BigInt(w[1]);
-  }
-  return BigInt(Math.floor(Math.random() * 2 ** 32)) << 32n | BigInt(Math.floor(Math.random() * 2 ** 32));
-}
-
 function checkSeed(v) {
   if (typeof v === 'bigint') {
     if (v < 0n || v >= 1n << 64n) throw invalid('seed', 'must fit in 64 bits');
@@ -164,8 +157,8 @@ function clockArg(B, clock) {
 
 /**
  * The backends' `create` arguments from the options object: setting names (comma-separated) and
- * values (booleans as 0/1), and the seed (the host's when none is given: on wasm32 std's
- * RandomState is not random).
+ * values (booleans as 0/1), and the seed (undefined when none is given: the backend draws one from
+ * the host's randomness at the cache's first use, as edge runtimes refuse it in global scope).
  */
 function createArgs(options) {
   const names = [];
@@ -175,13 +168,13 @@ function createArgs(options) {
     if (typeof options !== 'object') throw invalid('options', 'must be an object');
     for (const name of Object.keys(options)) {
       const v = options[name];
-      if (name === SIZE_OF) {
+      if (name === SIZE_OF || name === WAIT_UNTIL) {
         if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
         continue;
       }
       if (name === HEALING_OPTION || name === CLOCK_OPTION) continue; // checked by healingArgs, clockArg
       const s = CACHE.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, HEALING_OPTION, CLOCK_OPTION].join(', ')})`);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint
@@ -196,7 +189,7 @@ function createArgs(options) {
       values.push(Number(v)); // NaN, negative, fractional: the core refuses them and names the field
     }
   }
-  return [names.join(','), values, seed === undefined ? randomSeed() : seed];
+  return [names.join(','), values, seed];
 }
 
 /** The backends' `fetch` option arguments; names and types checked here, values by the core. */
@@ -206,8 +199,12 @@ function fetchArgs(options) {
   if (typeof options !== 'object') throw invalid('options', 'must be an object');
   for (const name of Object.keys(options)) {
     if (name === 'signal') continue;
+    if (name === WAIT_UNTIL) {
+      waitUntilArg(options);
+      continue;
+    }
     const i = FETCH_KNOWN.get(name);
-    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal'].join(', ')})`);
+    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal', WAIT_UNTIL].join(', ')})`);
     const v = options[name];
     if (v === undefined) continue;
     if (FETCH_BOOLEAN.has(name)) {
@@ -218,6 +215,13 @@ function fetchArgs(options) {
     args[i] = v;
   }
   return args;
+}
+
+/** The `waitUntil` of a cache's or a call's options (undefined: none), type checked. */
+function waitUntilArg(options) {
+  const v = options == null ? undefined : options[WAIT_UNTIL];
+  if (v !== undefined && typeof v !== 'function') throw invalid(WAIT_UNTIL, 'must be a function (the host\'s waitUntil)');
+  return v;
 }
 
 /** `set`'s options: [ttl, ifVersion], types checked. */
@@ -314,5 +318,5 @@ function weigh(sizeOf, value, key) {
 
 export {
   FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
-  makeClock, clockArg, createArgs, fetchArgs, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+  makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

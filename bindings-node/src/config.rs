@@ -23,7 +23,7 @@ pub fn create(
 ) -> napi::Result<External<Backend>> {
     let clock = clock.map(|c| (*c).clone());
     let seed = seed.map(|s| s.get_u64().1);
-    let make = || Backend::new(config(&names, &values, seed)?, TokioTimer, TokioSpawner, background, clock);
+    let make = || Backend::new(config(&names, &values, seed)?, TokioTimer, TokioSpawner, background, clock, None);
     make().map(External::new).map_err(|e| into_js_error(env, e))
 }
 

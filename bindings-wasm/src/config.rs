@@ -4,12 +4,13 @@ use healcache::ManualClock;
 use healcache_js_common::{clock_advance, clock_now, config, manual_clock, protocol, settings, Backend};
 use wasm_bindgen::prelude::*;
 
-use crate::cache::{JsTimer, LocalSpawner, Wasm};
+use crate::cache::{host_seed, Host, JsTimer, LocalSpawner, Wasm};
 use crate::convert::to_js;
 use crate::error::into_js_error;
 
 /// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
-/// each), the seed, whether its healing loop runs in the background, and its test clock.
+/// each), the seed (`undefined`: the host's, drawn at the cache's first use), whether its
+/// healing loop runs in the background, and its test clock.
 #[wasm_bindgen]
 pub fn create(
     names: String,
@@ -18,8 +19,9 @@ pub fn create(
     background: bool,
     clock: Option<WasmClock>,
 ) -> Result<Wasm, JsValue> {
-    let make = || Backend::new(config(&names, &values, seed)?, JsTimer, LocalSpawner, background, clock.map(|c| c.0));
-    make().map(Wasm).map_err(into_js_error)
+    let make =
+        || Backend::new(config(&names, &values, seed)?, JsTimer, LocalSpawner, background, clock.map(|c| c.0), Some(host_seed));
+    make().map(|b| Wasm(b, Host::default())).map_err(into_js_error)
 }
 
 /// A test clock (`healcache_js_common::manual_clock`); clones share one time.

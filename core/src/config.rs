@@ -250,6 +250,11 @@ impl Config {
         Ok(())
     }
 
+    /// Checks every setting as [`CacheBuilder::build`] does, without building a cache.
+    pub fn check(&self) -> Result<()> {
+        self.validate().map(drop)
+    }
+
     pub(crate) fn validate(&self) -> Result<Settings> {
         let max_entries = count("max_entries", self.max_entries, 1.0, MAX_ENTRIES_LIMIT)?;
         let max_bytes = match self.max_bytes {

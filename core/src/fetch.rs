@@ -196,7 +196,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             Ok(j) => j,
         };
-        let started = joined.started;
+        let (started, id) = (joined.started, joined.id);
         let soft = opts.soft_timeout.or(s.soft_timeout);
         let result = match (&stale, soft, &inner.timer, &inner.spawner) {
             (Some(stale), Some(t), Some(timer), Some(spawner)) => {
@@ -205,6 +205,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     Either::Left((r, _)) => r,
                     Either::Right(_) => {
                         // The load goes on in the background and stores its value when done.
+                        if !spawner.keeps_alive() {
+                            inner.flights.abandon(key, id);
+                        }
                         spawner.spawn(
                             async move {
                                 let _ = keep.await;
@@ -247,6 +250,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     {
         let inner = &self.inner;
         let Some(spawner) = &inner.spawner else { return false };
+        // one background refresh at a time, also while one the host may stop is under way
+        if inner.flights.loading(key) {
+            return false;
+        }
         let joined = inner.flights.join_or_start(
             key,
             || None,
@@ -254,6 +261,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         );
         match joined {
             Ok(Ok(j)) if j.started => {
+                if !spawner.keeps_alive() {
+                    inner.flights.abandon(key, j.id);
+                }
                 let load = j.load;
                 spawner.spawn(
                     async move {

@@ -47,6 +47,11 @@ export interface CacheOptions {
   sizeOf?: (value: any, key: string) => number;
   /** Self-healing settings (see `HealingOptions`); changeable later with `setHealing` or `configSet`. */
   healing?: HealingOptions;
+  /**
+   * The host's hook for background work (an edge runtime's `(p) => ctx.waitUntil(p)`): the
+   * refreshes and soft-timeout tails of calls that give no `waitUntil` of their own. Defaults to: none.
+   */
+  waitUntil?: (promise: Promise<unknown>) => void;
 }
 
 /**
@@ -206,6 +211,8 @@ export interface AbortSignalLike {
 export interface GetOrLoadOptions {
   /** Stops this caller's wait (it rejects with code `Cancelled`); the load goes on for the others. */
   signal?: AbortSignalLike;
+  /** The host's hook for the background work this call starts (edge: `(p) => ctx.waitUntil(p)`). */
+  waitUntil?: (promise: Promise<unknown>) => void;
 }
 
 /** Options of `fetch`: per-call overrides of the cache's settings, plus `signal`. */

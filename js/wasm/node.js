@@ -5,7 +5,8 @@ const { AsyncLocalStorage } = require('node:async_hooks');
 const { makeCache, makeClock, guardWasm, NOT_FOUND } = require('../../dist/cache.cjs');
 const raw = require('../../bindings-wasm/pkg-node/healcache_wasm.js');
 
-const backend = guardWasm(raw);
+// the module exports `fetchWith` (an export named `fetch` would shadow the global in the web glue)
+const backend = guardWasm({ ...raw, fetch: raw.fetchWith });
 const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage() });
 
 module.exports = {
