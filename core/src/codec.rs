@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3Default;
 
+use crate::error::Error;
+
 /// Size of the fixed header, in bytes.
 pub const HEADER_LEN: usize = 56;
 /// The first two bytes of every envelope: `"hc"`.
@@ -304,6 +306,21 @@ impl CodecError {
             CodecError::Payload(_) => "Payload",
             CodecError::Depth => "Depth",
             CodecError::NotEncodable(_) => "NotEncodable",
+        }
+    }
+}
+
+impl CodecError {
+    /// The user-facing error for a failure to *encode* a caller's value (decode failures are
+    /// misses plus a counter, never user errors): [`Error::ValueTooLarge`] for a payload over the
+    /// bound, else [`Error::ValueNotEncodable`].
+    pub fn to_user_error(&self) -> Error {
+        match self {
+            CodecError::TooLarge { len, max } => Error::ValueTooLarge { weight: *len, max: *max },
+            CodecError::NotEncodable(reason) => Error::ValueNotEncodable { reason },
+            CodecError::Depth => Error::ValueNotEncodable { reason: "nested deeper than 64 levels" },
+            CodecError::Tags(reason) => Error::ValueNotEncodable { reason },
+            _ => Error::ValueNotEncodable { reason: "the serializer refused it" },
         }
     }
 }
@@ -627,69 +644,126 @@ pub fn from_msgpack<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
 }
 
 /// Encodes a value as JSON text; bytes and non-finite floats are refused (never base64-guessed).
+/// Map entries keep their order.
 pub fn encode_json(v: &Value) -> Result<Vec<u8>, CodecError> {
     check_value(v, 0, true)?;
-    serde_json::to_vec(&to_json(v)).map_err(|e| CodecError::Payload(e.to_string()))
+    serde_json::to_vec(&JsonOut(v)).map_err(|e| CodecError::Payload(e.to_string()))
 }
 
-/// Decodes JSON text into the value model (nesting bounded by [`MAX_DEPTH`]).
+/// Decodes JSON text into the value model (nesting bounded by [`MAX_DEPTH`]); map entries keep
+/// the document's order.
 pub fn decode_json(b: &[u8]) -> Result<Value, CodecError> {
-    // serde_json refuses nesting past 128 levels itself, so this parse is bounded
-    let j: serde_json::Value = serde_json::from_slice(b).map_err(|e| CodecError::Payload(e.to_string()))?;
-    from_json(&j, 0)
+    let mut de = serde_json::Deserializer::from_slice(b);
+    // serde_json refuses nesting past 128 levels itself; JsonIn refuses past MAX_DEPTH first
+    let v = serde::de::DeserializeSeed::deserialize(JsonIn(0), &mut de).map_err(|e| {
+        if e.to_string().starts_with(DEPTH_MSG) {
+            CodecError::Depth
+        } else {
+            CodecError::Payload(e.to_string())
+        }
+    })?;
+    de.end().map_err(|e| CodecError::Payload(e.to_string()))?;
+    Ok(v)
 }
 
-fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Nil => J::Null,
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Integer(i) => match (i.as_i64(), i.as_u64()) {
-            (Some(n), _) => J::from(n),
-            (None, Some(n)) => J::from(n),
-            _ => J::Null,
-        },
-        Value::F32(f) => J::from(*f as f64),
-        Value::F64(f) => J::from(*f),
-        Value::String(s) => J::String(s.as_str().unwrap_or_default().to_owned()),
-        Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => {
-            J::Object(entries.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_json(v))).collect())
+/// Serializes a value already checked by `check_value(.., json = true)` straight to JSON, in
+/// order (a `serde_json::Value` would sort the keys).
+struct JsonOut<'a>(&'a Value);
+
+impl Serialize for JsonOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Nil => s.serialize_unit(),
+            Value::Boolean(b) => s.serialize_bool(*b),
+            Value::Integer(i) => match (i.as_i64(), i.as_u64()) {
+                (Some(n), _) => s.serialize_i64(n),
+                (None, Some(n)) => s.serialize_u64(n),
+                _ => Err(S::Error::custom("an integer out of range")),
+            },
+            Value::F32(f) => s.serialize_f64(*f as f64),
+            Value::F64(f) => s.serialize_f64(*f),
+            Value::String(t) => s.serialize_str(t.as_str().unwrap_or_default()),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                items.iter().try_for_each(|i| seq.serialize_element(&JsonOut(i)))?;
+                seq.end()
+            }
+            Value::Map(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k.as_str().unwrap_or_default(), &JsonOut(v))?;
+                }
+                map.end()
+            }
+            Value::Binary(_) | Value::Ext(..) => Err(S::Error::custom("bytes in JSON")),
         }
-        // refused by check_value before we get here
-        Value::Binary(_) | Value::Ext(..) => J::Null,
     }
 }
 
-fn from_json(j: &serde_json::Value, depth: usize) -> Result<Value, CodecError> {
-    use serde_json::Value as J;
-    Ok(match j {
-        J::Null => Value::Nil,
-        J::Bool(b) => Value::Boolean(*b),
-        J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::from(i),
-            (None, Some(u), _) => Value::from(u),
-            (None, None, Some(f)) => Value::F64(f),
-            _ => return Err(CodecError::Payload("a number out of range".into())),
-        },
-        J::String(s) => Value::from(s.as_str()),
-        J::Array(items) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            Value::Array(items.iter().map(|i| from_json(i, depth + 1)).collect::<Result<_, _>>()?)
+const DEPTH_MSG: &str = "nested deeper than the bound";
+
+/// Builds a value from JSON in document order, refusing nesting past [`MAX_DEPTH`]; the `usize`
+/// is the depth of the containers around the value.
+#[derive(Clone, Copy)]
+struct JsonIn(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonIn {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonIn {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Boolean(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::F64(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::from(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(inner)? {
+            items.push(v);
         }
-        J::Object(map) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            Value::Map(
-                map.iter()
-                    .map(|(k, v)| Ok((Value::from(k.as_str()), from_json(v, depth + 1)?)))
-                    .collect::<Result<_, CodecError>>()?,
-            )
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            entries.push((Value::from(k), map.next_value_seed(inner)?));
         }
-    })
+        Ok(Value::Map(entries))
+    }
+}
+
+impl JsonIn {
+    fn nested<E: serde::de::Error>(self) -> Result<JsonIn, E> {
+        if self.0 >= MAX_DEPTH {
+            return Err(E::custom(DEPTH_MSG));
+        }
+        Ok(JsonIn(self.0 + 1))
+    }
 }
 
 /// Encodes a value under `codec`: `Raw` and application codecs take bytes, `Utf8` takes text.

@@ -182,6 +182,12 @@ pub enum Error {
     NotFound,
     /// The caller stopped waiting (a cancelled host task, an aborted signal); others are unaffected.
     Cancelled,
+    /// A value outside the shared tier's value model (nil, bool, integer, float, text, bytes,
+    /// array, map with text keys, nested at most 64 deep), or bytes given to the JSON codec.
+    ValueNotEncodable {
+        /// What is outside the model (the value itself is never part of the message).
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -200,6 +206,7 @@ impl Error {
             Error::NotFound => "NotFound",
             Error::InvalidKey { .. } => "InvalidKey",
             Error::Cancelled => "Cancelled",
+            Error::ValueNotEncodable { .. } => "ValueNotEncodable",
         }
     }
 
@@ -244,6 +251,7 @@ impl Error {
             Error::InvalidKey { reason } => format!("invalid key: {reason}"),
             Error::NotFound => "not found".to_string(),
             Error::Cancelled => "cancelled".to_string(),
+            Error::ValueNotEncodable { reason } => format!("value not encodable: {reason}"),
         }
     }
 }
