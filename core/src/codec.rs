@@ -217,7 +217,7 @@ pub struct Decoded {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CodecError {
-    /// Shorter than the header, or than a length it declares.
+    /// Shorter than the 56-byte header.
     #[error("envelope too short: {len} bytes")]
     Short {
         /// Bytes present.

@@ -1,8 +1,8 @@
 //! KeySpace and the L2 key layout: injectivity, parse inverting key, glob safety, slots.
 
 use healcache::keys::{
-    cache_key_of, check_prefix, glob_escape, l2_keys, slot, DimValue, KeySpace, DEFAULT_PREFIX, MAX_DIMS,
-    MAX_PREFIX_LEN,
+    bus_channel, cache_key_of, check_prefix, glob_escape, l2_keys, slot, tag_key, DimValue, KeySpace, DEFAULT_PREFIX,
+    MAX_DIMS, MAX_PREFIX_LEN,
 };
 use proptest::prelude::*;
 
@@ -95,6 +95,15 @@ fn l2_layout_shares_one_hash_tag() {
     assert_eq!(cache_key_of("hc1", &braces.value), Some("{other}:x"));
     assert_eq!(cache_key_of("hc1", &k.lock), None);
     assert_eq!(cache_key_of("hc1", "hc1:{0000}:v:user:42"), None);
+}
+
+#[test]
+fn tag_keys_and_bus_channels_encode_their_parts() {
+    assert_eq!(tag_key("hc1", "shop", "user:42"), format!("hc1:{{{:04x}}}:t:shop:user%3A42", slot(b"shop:user%3A42")));
+    assert_eq!(bus_channel("hc1", "shop"), "hc1:{shop}:bus");
+    assert_eq!(bus_channel("hc1", "{x}*"), "hc1:{%7Bx%7D%2A}:bus");
+    // an injective pair: a colon inside the namespace cannot make two tags one key
+    assert_ne!(tag_key("hc1", "a:b", "c"), tag_key("hc1", "a", "b:c"));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use healcache::codec::{self, CodecError, Kind, Limits, PayloadCodec, Tag, Token, HEADER_LEN, NEVER};
-use healcache::keys::{l2_keys, slot, DimValue, KeySpace};
+use healcache::keys::{bus_channel, l2_keys, slot, tag_key, DimValue, KeySpace};
 use rmpv::Value;
 use serde_json::{json, Value as J};
 
@@ -342,10 +342,20 @@ fn key_vectors() -> J {
             json!({ "prefix": "hc1", "cache_key": k, "slot": slot(k.as_bytes()), "value": l2.value, "lock": l2.lock, "fence": l2.fence })
         })
         .collect();
+    let tags: Vec<J> = [("shop", "user:42"), ("a:b", "{c}")]
+        .iter()
+        .map(|(ns, tag)| json!({ "prefix": "hc1", "namespace": ns, "tag": tag, "key": tag_key("hc1", ns, tag) }))
+        .collect();
+    let bus: Vec<J> = ["shop", "{x}*"]
+        .iter()
+        .map(|ns| json!({ "prefix": "hc1", "namespace": ns, "channel": bus_channel("hc1", ns) }))
+        .collect();
     json!({
-        "about": "healcache key vectors (docs/wire-format.md): KeySpace keys (percent-encoding over A-Z a-z 0-9 - . _ ~, integers as decimal) and the L2 layout <prefix>:{<slot as 4 hex>}:v|l:<key>, fence <prefix>:{<slot>}:f, slot = CRC16-XMODEM(key) mod 16384.",
+        "about": "healcache key vectors (docs/wire-format.md): KeySpace keys (percent-encoding over A-Z a-z 0-9 - . _ ~, integers as decimal) and the L2 layout <prefix>:{<slot as 4 hex>}:v|l:<key>, fence <prefix>:{<slot>}:f, slot = CRC16-XMODEM(key) mod 16384; tag version keys <prefix>:{<slot of ns:tag>}:t:<ns>:<tag> and bus channels <prefix>:{<ns>}:bus, ns and tag percent-encoded.",
         "spaces": spaces,
         "plain": plain,
+        "tags": tags,
+        "bus": bus,
     })
 }
 

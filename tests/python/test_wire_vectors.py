@@ -186,3 +186,15 @@ def test_keyspace_keys_rebuild_independently(space):
 def test_plain_keys_map_to_one_slot(plain):
     assert l2(plain["prefix"], plain["cache_key"]) == (plain["value"], plain["lock"], plain["fence"])
     assert plain["slot"] == binascii.crc_hqx(plain["cache_key"].encode(), 0) % 16384
+
+
+@pytest.mark.parametrize("t", KEYS["tags"], ids=lambda t: t["tag"])
+def test_tag_version_keys(t):
+    name = f"{key_part(t['namespace'])}:{key_part(t['tag'])}"
+    b = "{%04x}" % (binascii.crc_hqx(name.encode(), 0) % 16384)
+    assert t["key"] == f"{t['prefix']}:{b}:t:{name}"
+
+
+@pytest.mark.parametrize("bus", KEYS["bus"], ids=lambda b: b["namespace"])
+def test_bus_channels(bus):
+    assert bus["channel"] == f"{bus['prefix']}:{{{key_part(bus['namespace'])}}}:bus"
