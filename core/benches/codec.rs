@@ -10,6 +10,16 @@ use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
 use healcache::keys::{l2_keys, KeySpace};
 use rmpv::Value;
 
+/// The typed twin of a `document` row, for the serde helpers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Row {
+    id: u64,
+    name: String,
+    email: String,
+    active: bool,
+    score: f64,
+}
+
 /// A list of user records, about `bytes` long as MessagePack.
 fn document(bytes: usize) -> Value {
     let row = |i: usize| {
@@ -80,6 +90,9 @@ fn bench(c: &mut Criterion) {
                 let d = codec::decode(key.as_bytes(), black_box(&env), &limits).unwrap();
                 codec::decode_msgpack(&d.payload).unwrap()
             })
+        });
+        g.bench_function(format!("from_msgpack_typed/{name}"), |b| {
+            b.iter(|| codec::from_msgpack::<Vec<Row>>(black_box(&payload)).unwrap())
         });
         g.bench_function(format!("decode_envelope_only/{name}"), |b| {
             b.iter(|| codec::decode(key.as_bytes(), black_box(&env), &limits).unwrap())

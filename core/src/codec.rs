@@ -570,34 +570,70 @@ fn read_tags(section: &[u8], count: usize) -> Vec<Tag> {
 // ---------------------------------------------------------------------------------------------
 // The value model
 
+/// The shape of a MessagePack value, owned ([`Value`]) or borrowed ([`rmpv::ValueRef`]), so one
+/// model check serves both.
+enum Shape<'a, N> {
+    Scalar,
+    Float(f64),
+    Text(bool),
+    Bytes,
+    Ext,
+    Array(&'a [N]),
+    Map(&'a [(N, N)]),
+}
+
+trait Node: Sized {
+    fn shape(&self) -> Shape<'_, Self>;
+}
+
+impl Node for Value {
+    fn shape(&self) -> Shape<'_, Self> {
+        match self {
+            Value::Nil | Value::Boolean(_) | Value::Integer(_) => Shape::Scalar,
+            Value::F32(f) => Shape::Float(*f as f64),
+            Value::F64(f) => Shape::Float(*f),
+            Value::String(s) => Shape::Text(s.is_str()),
+            Value::Binary(_) => Shape::Bytes,
+            Value::Ext(..) => Shape::Ext,
+            Value::Array(a) => Shape::Array(a),
+            Value::Map(m) => Shape::Map(m),
+        }
+    }
+}
+
+impl Node for rmpv::ValueRef<'_> {
+    fn shape(&self) -> Shape<'_, Self> {
+        use rmpv::ValueRef as R;
+        match self {
+            R::Nil | R::Boolean(_) | R::Integer(_) => Shape::Scalar,
+            R::F32(f) => Shape::Float(*f as f64),
+            R::F64(f) => Shape::Float(*f),
+            R::String(s) => Shape::Text(s.as_str().is_some()),
+            R::Binary(_) => Shape::Bytes,
+            R::Ext(..) => Shape::Ext,
+            R::Array(a) => Shape::Array(a),
+            R::Map(m) => Shape::Map(m),
+        }
+    }
+}
+
 /// Checks that `v` is inside the model (see the module doc); `json` also refuses bytes and
 /// non-finite floats, which JSON cannot carry.
-fn check_value(v: &Value, depth: usize, json: bool) -> Result<(), CodecError> {
-    match v {
-        Value::Nil | Value::Boolean(_) | Value::Integer(_) => Ok(()),
-        Value::F32(f) if json && !f.is_finite() => Err(CodecError::NotEncodable("a non-finite float in JSON")),
-        Value::F64(f) if json && !f.is_finite() => Err(CodecError::NotEncodable("a non-finite float in JSON")),
-        Value::F32(_) | Value::F64(_) => Ok(()),
-        Value::String(s) if s.is_str() => Ok(()),
-        Value::String(_) => Err(CodecError::NotEncodable("text that is not UTF-8")),
-        Value::Binary(_) if json => Err(CodecError::NotEncodable("bytes in JSON")),
-        Value::Binary(_) => Ok(()),
-        Value::Ext(..) => Err(CodecError::NotEncodable("a MessagePack extension type")),
-        Value::Array(items) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            items.iter().try_for_each(|i| check_value(i, depth + 1, json))
-        }
-        Value::Map(entries) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            entries.iter().try_for_each(|(k, v)| match k {
-                Value::String(s) if s.is_str() => check_value(v, depth + 1, json),
-                _ => Err(CodecError::NotEncodable("a map key that is not text")),
-            })
-        }
+fn check_value<N: Node>(v: &N, depth: usize, json: bool) -> Result<(), CodecError> {
+    match v.shape() {
+        Shape::Scalar | Shape::Text(true) => Ok(()),
+        Shape::Float(f) if json && !f.is_finite() => Err(CodecError::NotEncodable("a non-finite float in JSON")),
+        Shape::Float(_) => Ok(()),
+        Shape::Text(false) => Err(CodecError::NotEncodable("text that is not UTF-8")),
+        Shape::Bytes if json => Err(CodecError::NotEncodable("bytes in JSON")),
+        Shape::Bytes => Ok(()),
+        Shape::Ext => Err(CodecError::NotEncodable("a MessagePack extension type")),
+        Shape::Array(_) | Shape::Map(_) if depth >= MAX_DEPTH => Err(CodecError::Depth),
+        Shape::Array(items) => items.iter().try_for_each(|i| check_value(i, depth + 1, json)),
+        Shape::Map(entries) => entries.iter().try_for_each(|(k, v)| match k.shape() {
+            Shape::Text(true) => check_value(v, depth + 1, json),
+            _ => Err(CodecError::NotEncodable("a map key that is not text")),
+        }),
     }
 }
 
@@ -613,10 +649,28 @@ pub fn encode_msgpack(v: &Value) -> Result<Vec<u8>, CodecError> {
 /// nested deeper than [`MAX_DEPTH`]) is refused. Memory is bounded by the input: no declared
 /// length is allocated ahead of the bytes that fill it.
 pub fn decode_msgpack(b: &[u8]) -> Result<Value, CodecError> {
+    // owned directly: borrowing first and copying took 1.1-1.3x as long (in-process, 1.3 KB
+    // document of 20 records)
+    msgpack_checked(b, |rd| rmpv::decode::read_value_with_max_depth(rd, RMPV_DEPTH))
+}
+
+/// The value of `b`, borrowed from it and checked: what [`from_msgpack`] and [`to_msgpack`]
+/// validate without building an owned value.
+fn checked_msgpack(b: &[u8]) -> Result<rmpv::ValueRef<'_>, CodecError> {
+    msgpack_checked(b, |rd| rmpv::decode::read_value_ref_with_max_depth(rd, RMPV_DEPTH))
+}
+
+/// rmpv spends about two units of its depth budget per nesting level; this bound only keeps its
+/// recursion (stack) in check, `check_value` enforces [`MAX_DEPTH`] exactly.
+const RMPV_DEPTH: usize = 2 * MAX_DEPTH + 8;
+
+/// Reads one value with `read`, which must consume all of `b`, and checks it against the model.
+fn msgpack_checked<'a, N: Node>(
+    b: &'a [u8],
+    read: impl FnOnce(&mut &'a [u8]) -> Result<N, rmpv::decode::Error>,
+) -> Result<N, CodecError> {
     let mut rd = b;
-    // rmpv spends about two units of its depth budget per nesting level; this bound only keeps
-    // its recursion (stack) in check, `check_value` enforces MAX_DEPTH exactly
-    let v = rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_DEPTH + 8).map_err(|e| match e {
+    let v = read(&mut rd).map_err(|e| match e {
         rmpv::decode::Error::DepthLimitExceeded => CodecError::Depth,
         e => CodecError::Payload(e.to_string()),
     })?;
@@ -632,14 +686,14 @@ pub fn decode_msgpack(b: &[u8]) -> Result<Value, CodecError> {
 /// with integer keys, say).
 pub fn to_msgpack<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CodecError> {
     let out = rmp_serde::to_vec_named(v).map_err(|e| CodecError::Payload(e.to_string()))?;
-    decode_msgpack(&out)?;
+    checked_msgpack(&out)?;
     Ok(out)
 }
 
 /// Deserializes a Rust value from MessagePack, after the bounds and model checks of
-/// [`decode_msgpack`].
+/// [`decode_msgpack`] (made on a borrowed view: no value is built twice).
 pub fn from_msgpack<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
-    decode_msgpack(b)?;
+    checked_msgpack(b)?;
     rmp_serde::from_slice(b).map_err(|e| CodecError::Payload(e.to_string()))
 }
 
