@@ -233,3 +233,117 @@ fn recovery_repeated_pushes_of_two_keys_keep_two_items_in_order() {
     assert_eq!(q.dropped(), 0);
     assert_eq!(q.drain(ms(0)), ["a", "b"]);
 }
+
+/// What the recovery queue must do, written the slow and obvious way.
+#[derive(Default)]
+struct Model {
+    items: Vec<(String, Duration)>,
+    dropped: u64,
+    expired: u64,
+}
+
+impl Model {
+    fn push(&mut self, max: usize, key: &str, deadline: Duration) {
+        self.items.retain(|(k, _)| k != key);
+        self.items.push((key.to_owned(), deadline));
+        while self.items.len() > max {
+            self.items.remove(0);
+            self.dropped += 1;
+        }
+    }
+    fn drain(&mut self, now: Duration) -> Vec<String> {
+        let (live, dead): (Vec<_>, Vec<_>) = self.items.drain(..).partition(|(_, d)| *d > now);
+        self.expired += dead.len() as u64;
+        live.into_iter().map(|(k, _)| k).collect()
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn recovery_queue_behaves_like_the_model(
+        max in 1usize..12,
+        ops in proptest::collection::vec((0u8..20, 0u64..40, 0u64..60), 1..400),
+    ) {
+        let q = RecoveryQueue::new(max);
+        let mut m = Model::default();
+        let mut t = 0u64;
+        for (key, ttl, step) in ops {
+            t += step % 7;
+            if key == 0 {
+                // a drain now and then; most operations are pushes of few keys, so re-pushes
+                // (and the queue's compaction of stale entries) are frequent
+                proptest::prop_assert_eq!(q.drain(ms(t)), m.drain(ms(t)));
+            } else {
+                let k = format!("k{}", key % 8);
+                q.push(&k, ms(t), ms(ttl));
+                m.push(max, &k, ms(t + ttl));
+            }
+            proptest::prop_assert_eq!(q.len(), m.items.len());
+            proptest::prop_assert_eq!(q.dropped(), m.dropped);
+            proptest::prop_assert_eq!(q.expired(), m.expired);
+        }
+        proptest::prop_assert_eq!(q.drain(ms(t)), m.drain(ms(t)));
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any sequence of outcomes, at any pace: Closed admits everything, Open nothing before its
+    /// probe time, HalfOpen one probe per probe timeout; "closed again" comes only after a probe.
+    #[test]
+    fn breaker_invariants_hold_for_any_sequence(
+        seed in proptest::prelude::any::<u64>(),
+        events in proptest::collection::vec((0u8..5, 0u64..1500), 1..300),
+    ) {
+        let b = breaker(seed);
+        let mut t = Duration::ZERO;
+        let mut probe_out: Option<Duration> = None;
+        for (ev, step) in events {
+            t += ms(step);
+            let before = b.state();
+            match ev {
+                0 | 1 => {
+                    let probe_at = b.probe_at();
+                    let a = b.allow(t);
+                    match before {
+                        State::Closed => proptest::prop_assert_eq!(a, Admit::Yes),
+                        State::Open => proptest::prop_assert_eq!(a == Admit::Probe, t >= probe_at.unwrap()),
+                        State::HalfOpen => {
+                            let sent = probe_out.unwrap();
+                            proptest::prop_assert_eq!(a == Admit::Probe, t >= sent + ms(1000));
+                        }
+                    }
+                    if a == Admit::Probe {
+                        probe_out = Some(t);
+                        proptest::prop_assert_eq!(b.state(), State::HalfOpen);
+                    }
+                }
+                2 => {
+                    let tr = b.on_success(t);
+                    proptest::prop_assert_eq!(tr == Transition::Closed, before == State::HalfOpen);
+                    if before == State::HalfOpen {
+                        proptest::prop_assert_eq!(b.state(), State::Closed);
+                    }
+                }
+                3 | 4 => {
+                    let tr = if ev == 3 { b.on_failure(t) } else { b.on_timeout(t) };
+                    proptest::prop_assert_ne!(tr, Transition::Closed);
+                    if before == State::HalfOpen {
+                        proptest::prop_assert_eq!(tr, Transition::Opened);
+                    }
+                    if before == State::Open {
+                        proptest::prop_assert_eq!(tr, Transition::None);
+                    }
+                    if tr == Transition::Opened {
+                        let at = b.probe_at().unwrap();
+                        proptest::prop_assert!(at >= t && at <= t + ms(8000));
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+}
