@@ -16,10 +16,15 @@
 
 use std::fmt;
 
-use rmpv::Value;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3Default;
+
+use crate::error::Error;
+
+mod value;
+
+pub use value::{
+    decode_json, decode_msgpack, decode_value, encode_json, encode_msgpack, encode_value, from_msgpack, to_msgpack,
+};
 
 /// Size of the fixed header, in bytes.
 pub const HEADER_LEN: usize = 56;
@@ -215,7 +220,7 @@ pub struct Decoded {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CodecError {
-    /// Shorter than the header, or than a length it declares.
+    /// Shorter than the 56-byte header.
     #[error("envelope too short: {len} bytes")]
     Short {
         /// Bytes present.
@@ -304,6 +309,21 @@ impl CodecError {
             CodecError::Payload(_) => "Payload",
             CodecError::Depth => "Depth",
             CodecError::NotEncodable(_) => "NotEncodable",
+        }
+    }
+}
+
+impl CodecError {
+    /// The user-facing error for a failure to *encode* a caller's value (decode failures are
+    /// misses plus a counter, never user errors): [`Error::ValueTooLarge`] for a payload over the
+    /// bound, else [`Error::ValueNotEncodable`].
+    pub fn to_user_error(&self) -> Error {
+        match self {
+            CodecError::TooLarge { len, max } => Error::ValueTooLarge { weight: *len, max: *max },
+            CodecError::NotEncodable(reason) => Error::ValueNotEncodable { reason },
+            CodecError::Depth => Error::ValueNotEncodable { reason: "nested deeper than 64 levels" },
+            CodecError::Tags(reason) => Error::ValueNotEncodable { reason },
+            _ => Error::ValueNotEncodable { reason: "the serializer refused it" },
         }
     }
 }
@@ -548,173 +568,6 @@ fn read_tags(section: &[u8], count: usize) -> Vec<Tag> {
         at += 2 + len + 8;
     }
     tags
-}
-
-// ---------------------------------------------------------------------------------------------
-// The value model
-
-/// Checks that `v` is inside the model (see the module doc); `json` also refuses bytes and
-/// non-finite floats, which JSON cannot carry.
-fn check_value(v: &Value, depth: usize, json: bool) -> Result<(), CodecError> {
-    match v {
-        Value::Nil | Value::Boolean(_) | Value::Integer(_) => Ok(()),
-        Value::F32(f) if json && !f.is_finite() => Err(CodecError::NotEncodable("a non-finite float in JSON")),
-        Value::F64(f) if json && !f.is_finite() => Err(CodecError::NotEncodable("a non-finite float in JSON")),
-        Value::F32(_) | Value::F64(_) => Ok(()),
-        Value::String(s) if s.is_str() => Ok(()),
-        Value::String(_) => Err(CodecError::NotEncodable("text that is not UTF-8")),
-        Value::Binary(_) if json => Err(CodecError::NotEncodable("bytes in JSON")),
-        Value::Binary(_) => Ok(()),
-        Value::Ext(..) => Err(CodecError::NotEncodable("a MessagePack extension type")),
-        Value::Array(items) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            items.iter().try_for_each(|i| check_value(i, depth + 1, json))
-        }
-        Value::Map(entries) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            entries.iter().try_for_each(|(k, v)| match k {
-                Value::String(s) if s.is_str() => check_value(v, depth + 1, json),
-                _ => Err(CodecError::NotEncodable("a map key that is not text")),
-            })
-        }
-    }
-}
-
-/// Encodes a value as MessagePack; a value outside the model is refused.
-pub fn encode_msgpack(v: &Value) -> Result<Vec<u8>, CodecError> {
-    check_value(v, 0, false)?;
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, v).map_err(|e| CodecError::Payload(e.to_string()))?;
-    Ok(out)
-}
-
-/// Decodes one MessagePack value that must fill `b` exactly; a value outside the model (or
-/// nested deeper than [`MAX_DEPTH`]) is refused. Memory is bounded by the input: no declared
-/// length is allocated ahead of the bytes that fill it.
-pub fn decode_msgpack(b: &[u8]) -> Result<Value, CodecError> {
-    let mut rd = b;
-    // rmpv spends about two units of its depth budget per nesting level; this bound only keeps
-    // its recursion (stack) in check, `check_value` enforces MAX_DEPTH exactly
-    let v = rmpv::decode::read_value_with_max_depth(&mut rd, 2 * MAX_DEPTH + 8).map_err(|e| match e {
-        rmpv::decode::Error::DepthLimitExceeded => CodecError::Depth,
-        e => CodecError::Payload(e.to_string()),
-    })?;
-    if !rd.is_empty() {
-        return Err(CodecError::Payload(format!("{} bytes after the value", rd.len())));
-    }
-    check_value(&v, 0, false)?;
-    Ok(v)
-}
-
-/// Serializes a Rust value to MessagePack with named fields (structs become maps with text keys,
-/// which every language reads). Refused like [`encode_msgpack`] when outside the model (a map
-/// with integer keys, say).
-pub fn to_msgpack<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CodecError> {
-    let out = rmp_serde::to_vec_named(v).map_err(|e| CodecError::Payload(e.to_string()))?;
-    decode_msgpack(&out)?;
-    Ok(out)
-}
-
-/// Deserializes a Rust value from MessagePack, after the bounds and model checks of
-/// [`decode_msgpack`].
-pub fn from_msgpack<T: DeserializeOwned>(b: &[u8]) -> Result<T, CodecError> {
-    decode_msgpack(b)?;
-    rmp_serde::from_slice(b).map_err(|e| CodecError::Payload(e.to_string()))
-}
-
-/// Encodes a value as JSON text; bytes and non-finite floats are refused (never base64-guessed).
-pub fn encode_json(v: &Value) -> Result<Vec<u8>, CodecError> {
-    check_value(v, 0, true)?;
-    serde_json::to_vec(&to_json(v)).map_err(|e| CodecError::Payload(e.to_string()))
-}
-
-/// Decodes JSON text into the value model (nesting bounded by [`MAX_DEPTH`]).
-pub fn decode_json(b: &[u8]) -> Result<Value, CodecError> {
-    // serde_json refuses nesting past 128 levels itself, so this parse is bounded
-    let j: serde_json::Value = serde_json::from_slice(b).map_err(|e| CodecError::Payload(e.to_string()))?;
-    from_json(&j, 0)
-}
-
-fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Nil => J::Null,
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Integer(i) => match (i.as_i64(), i.as_u64()) {
-            (Some(n), _) => J::from(n),
-            (None, Some(n)) => J::from(n),
-            _ => J::Null,
-        },
-        Value::F32(f) => J::from(*f as f64),
-        Value::F64(f) => J::from(*f),
-        Value::String(s) => J::String(s.as_str().unwrap_or_default().to_owned()),
-        Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => {
-            J::Object(entries.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), to_json(v))).collect())
-        }
-        // refused by check_value before we get here
-        Value::Binary(_) | Value::Ext(..) => J::Null,
-    }
-}
-
-fn from_json(j: &serde_json::Value, depth: usize) -> Result<Value, CodecError> {
-    use serde_json::Value as J;
-    Ok(match j {
-        J::Null => Value::Nil,
-        J::Bool(b) => Value::Boolean(*b),
-        J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::from(i),
-            (None, Some(u), _) => Value::from(u),
-            (None, None, Some(f)) => Value::F64(f),
-            _ => return Err(CodecError::Payload("a number out of range".into())),
-        },
-        J::String(s) => Value::from(s.as_str()),
-        J::Array(items) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            Value::Array(items.iter().map(|i| from_json(i, depth + 1)).collect::<Result<_, _>>()?)
-        }
-        J::Object(map) => {
-            if depth >= MAX_DEPTH {
-                return Err(CodecError::Depth);
-            }
-            Value::Map(
-                map.iter()
-                    .map(|(k, v)| Ok((Value::from(k.as_str()), from_json(v, depth + 1)?)))
-                    .collect::<Result<_, CodecError>>()?,
-            )
-        }
-    })
-}
-
-/// Encodes a value under `codec`: `Raw` and application codecs take bytes, `Utf8` takes text.
-pub fn encode_value(codec: PayloadCodec, v: &Value) -> Result<Vec<u8>, CodecError> {
-    match (codec, v) {
-        (PayloadCodec::MsgPack, v) => encode_msgpack(v),
-        (PayloadCodec::Json, v) => encode_json(v),
-        (PayloadCodec::Utf8, Value::String(s)) if s.is_str() => Ok(s.as_bytes().to_vec()),
-        (PayloadCodec::Utf8, _) => Err(CodecError::NotEncodable("the UTF-8 codec takes text")),
-        (PayloadCodec::Raw | PayloadCodec::App(_), Value::Binary(b)) => Ok(b.clone()),
-        (PayloadCodec::Raw | PayloadCodec::App(_), _) => Err(CodecError::NotEncodable("the raw codec takes bytes")),
-    }
-}
-
-/// Decodes a payload under `codec`: `Raw` and application codecs give bytes, `Utf8` text.
-pub fn decode_value(codec: PayloadCodec, b: &[u8]) -> Result<Value, CodecError> {
-    match codec {
-        PayloadCodec::MsgPack => decode_msgpack(b),
-        PayloadCodec::Json => decode_json(b),
-        PayloadCodec::Utf8 => match std::str::from_utf8(b) {
-            Ok(s) => Ok(Value::from(s)),
-            Err(_) => Err(CodecError::Payload("text that is not UTF-8".into())),
-        },
-        PayloadCodec::Raw | PayloadCodec::App(_) => Ok(Value::Binary(b.to_vec())),
-    }
 }
 
 impl fmt::Display for Kind {

@@ -183,9 +183,10 @@ pub enum Error {
     /// The caller stopped waiting (a cancelled host task, an aborted signal); others are unaffected.
     Cancelled,
     /// The value cannot be written to the shared tier (a type its payload model lacks, such as
-    /// a set or a function, or a map with non-text keys); nothing was written.
+    /// a set or a function, a map with non-text keys, nesting deeper than 64, bytes given to the JSON
+    /// codec); nothing was written.
     ValueNotEncodable {
-        /// What could not be encoded.
+        /// What could not be encoded (the value itself is never part of the message).
         reason: String,
     },
     /// The shared tier could not do what was asked (unreachable, the breaker open, a deadline

@@ -14,7 +14,8 @@
 //! lock `<prefix>:{<b>}:l:<key>`, fence hash `<prefix>:{<b>}:f`, where `<b>` is the Redis Cluster
 //! slot of the whole key, CRC16-XMODEM mod 16384, as 4 lowercase hex digits. Redis hashes only the
 //! first `{...}` of a key, and ours comes first, so value, lock and fence share one slot whatever
-//! braces the user's key holds.
+//! braces the user's key holds. Tag versions live at `<prefix>:{<b>}:t:<ns>:<tag>` ([`tag_key`])
+//! and a namespace's bus channel is `<prefix>:{<ns>}:bus` ([`bus_channel`]).
 
 use std::fmt::Write as _;
 
@@ -72,6 +73,24 @@ pub fn l2_keys(prefix: &str, cache_key: &str) -> L2Keys {
         lock: format!("{prefix}:{b}:l:{cache_key}"),
         fence: format!("{prefix}:{b}:f"),
     }
+}
+
+/// The key holding a tag's version: `<prefix>:{<b>}:t:<ns>:<tag>`, with `ns` and `tag`
+/// percent-encoded and `<b>` the slot of `<ns>:<tag>` as encoded. `prefix` is assumed checked.
+pub fn tag_key(prefix: &str, namespace: &str, tag: &str) -> String {
+    let mut name = String::new();
+    percent_encode(namespace, &mut name);
+    name.push(':');
+    percent_encode(tag, &mut name);
+    format!("{prefix}:{}:t:{name}", bucket(name.as_bytes()))
+}
+
+/// The invalidation bus channel of a namespace: `<prefix>:{<ns>}:bus`, `ns` percent-encoded (so
+/// braces in it cannot move the hash tag; a sharded channel's slot is the namespace's).
+pub fn bus_channel(prefix: &str, namespace: &str) -> String {
+    let mut ns = String::new();
+    percent_encode(namespace, &mut ns);
+    format!("{prefix}:{{{ns}}}:bus")
 }
 
 /// The cache key of an L2 value key built by [`l2_keys`] with `prefix`; `None` for any other key.
