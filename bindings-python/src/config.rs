@@ -79,8 +79,10 @@ pub(crate) fn build(
         config.l2_prefix = prefix;
     }
     let weigh = Arc::new(weigh);
-    let mut builder =
-        healcache::CacheBuilder::from_config(config).weigher(|v: &Value| v.weight).timer(TokioTimer).spawner(DriverSpawner);
+    let mut builder = healcache::CacheBuilder::from_config(config)
+        .weigher(|v: &Value| v.weight)
+        .timer(TokioTimer)
+        .spawner(DriverSpawner);
     if let Some(c) = clock {
         // Only the core's own manual clock: the cache reads its clock under its shard locks, on
         // any thread, where calling back into Python could deadlock with a thread holding the GIL.

@@ -19,8 +19,16 @@ pub fn create(
     background: bool,
     clock: Option<WasmClock>,
 ) -> Result<Wasm, JsValue> {
-    let make =
-        || Backend::new(config(&names, &values, seed)?, JsTimer, LocalSpawner, background, clock.map(|c| c.0), Some(host_seed));
+    let make = || {
+        Backend::new(
+            config(&names, &values, seed)?,
+            JsTimer,
+            LocalSpawner,
+            background,
+            clock.map(|c| c.0),
+            Some(host_seed),
+        )
+    };
     make().map(|b| Wasm(b, Host::default())).map_err(into_js_error)
 }
 

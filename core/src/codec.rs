@@ -320,10 +320,10 @@ impl CodecError {
     pub fn to_user_error(&self) -> Error {
         match self {
             CodecError::TooLarge { len, max } => Error::ValueTooLarge { weight: *len, max: *max },
-            CodecError::NotEncodable(reason) => Error::ValueNotEncodable { reason },
-            CodecError::Depth => Error::ValueNotEncodable { reason: "nested deeper than 64 levels" },
-            CodecError::Tags(reason) => Error::ValueNotEncodable { reason },
-            _ => Error::ValueNotEncodable { reason: "the serializer refused it" },
+            CodecError::NotEncodable(reason) => Error::ValueNotEncodable { reason: reason.to_string() },
+            CodecError::Depth => Error::ValueNotEncodable { reason: "nested deeper than 64 levels".into() },
+            CodecError::Tags(reason) => Error::ValueNotEncodable { reason: reason.to_string() },
+            _ => Error::ValueNotEncodable { reason: "the serializer refused it".into() },
         }
     }
 }

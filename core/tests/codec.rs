@@ -310,7 +310,7 @@ fn values_outside_the_model_are_refused() {
     // the user-facing error of a refused value
     let e = CodecError::NotEncodable("bytes in JSON").to_user_error();
     assert_eq!(e.code(), "ValueNotEncodable");
-    assert_eq!(e.to_string(), "value not encodable: bytes in JSON");
+    assert_eq!(e.to_string(), "value cannot be stored in the shared tier: bytes in JSON");
     assert_eq!(CodecError::TooLarge { len: 9, max: 8 }.to_user_error().code(), "ValueTooLarge");
 }
 

@@ -450,8 +450,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         if !self.admit() {
             return Err(TransportError::Io("the breaker is open".into()));
         }
-        // every slot's hash tag, then the cache-key pattern: `{*}` matches the four hex digits
-        let glob = format!("{}:{{*}}:v:{}", self.cfg.prefix, pattern);
+        // every slot's hash tag (`{????}`: exactly its four hex digits), then the cache-key pattern
+        let glob = format!("{}:{{????}}:v:{}", self.cfg.prefix, pattern);
         // a scan of many keys takes many round trips: its deadline is the scan's, not one operation's
         self.timed(self.transport.unlink_matching(glob), UNLINK_DEADLINE).await
     }
