@@ -69,14 +69,15 @@ impl<T> Future for AbortOnDrop<T> {
     }
 }
 
-/// The core's [`healcache::Timer`] on this process's runtime: its sleeps work under any
-/// executor (they are awaited through a task of the I/O runtime).
+/// The core's [`healcache::Timer`] on this process's runtime: a sleep is registered with the
+/// runtime's timer when made, so it can be polled under any executor without a task of its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IoTimer;
 
 impl healcache::Timer for IoTimer {
     fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
-        spawn(async move { tokio::time::sleep(d).await }).map(|_| ()).boxed()
+        let _in_runtime = handle().enter();
+        tokio::time::sleep(d).boxed()
     }
 }
 
