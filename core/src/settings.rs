@@ -160,7 +160,10 @@ pub static SETTINGS: &[Setting] = &[
         ),
         &["max_negative_ttl_ms"],
     ),
-    s("l2_timeout", "l2Timeout", Cache, Duration, "100", "Deadline of every shared-tier (L2) operation."),
+    aka(
+        s("l2_timeout", "l2Timeout", Cache, Duration, "100", "Deadline of every shared-tier (L2) operation."),
+        &["l2_timeout_ms"],
+    ),
     s(
         "l2_recovery_max",
         "l2RecoveryMax",
@@ -177,13 +180,16 @@ pub static SETTINGS: &[Setting] = &[
         "1024",
         "L2 payloads at least this long are lz4-compressed (kept only if that saves 12.5%).",
     ),
-    s(
-        "l2_tombstone_ttl",
-        "l2TombstoneTtl",
-        Cache,
-        Duration,
-        "10000",
-        "How long a delete's L2 tombstone fences out rebuilds that read before it.",
+    aka(
+        s(
+            "l2_tombstone_ttl",
+            "l2TombstoneTtl",
+            Cache,
+            Duration,
+            "10000",
+            "How long a delete's L2 tombstone fences out rebuilds that read before it.",
+        ),
+        &["l2_tombstone_ttl_ms"],
     ),
     aka(s("enabled", "enabled", Healing, Flag, "false", "Whether the background loop verifies."), &["healing.enabled"]),
     aka(
