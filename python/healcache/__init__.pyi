@@ -199,6 +199,7 @@ class ManualClock:
     def __call__(self, *args: Any, **kwargs: Any) -> float:
         """The clock's time in seconds (it starts near 0); takes no argument."""
 
+@final
 class Cache(Generic[_V]):
     """A bounded, concurrent in-memory cache from ``str`` keys to Python objects.
 

@@ -23,6 +23,8 @@ CODES = {
     "InvalidKey": (ValueError,),
     "NotFound": (LookupError,),
     "Cancelled": (),
+    "ValueNotEncodable": (TypeError,),
+    "L2Unavailable": (ConnectionError,),
 }
 
 
