@@ -1,13 +1,12 @@
-//! The Lua scripts against a real redis-server (started here as a child on a free loopback port,
+//! The Lua scripts against a real redis-server (the test kit's: a child on a free loopback port,
 //! stopped by its pid), spoken to with a minimal RESP2 client: the core has no Redis client, and
 //! these tests need nothing but `EVAL`.
 //!
 //! Needs `redis-server` on PATH (`bash .ci/setup-server.sh` installs it; CI runs that first).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
 use healcache::keys::{l2_keys, L2Keys};
@@ -45,41 +44,20 @@ impl Reply {
 }
 
 struct Redis {
-    child: Child,
+    // the server, stopped by its own pid when dropped (the test kit: a free port picked and held
+    // until the server has it, so tests running at once never race for one)
+    _server: healcache_testkit::RedisServer,
     conn: BufReader<TcpStream>,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        // our own child, by its pid
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let server = healcache_testkit::RedisServer::start()
             .expect("redis-server on PATH (install it with `bash .ci/setup-server.sh`)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => panic!("redis-server did not listen on {port}: {e}"),
-            }
-        };
+        let stream = TcpStream::connect(server.addr()).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut r = Redis { child, conn: BufReader::new(stream) };
-        while r.cmd(&[b"PING"]) != Reply::Status("PONG".into()) {
-            assert!(Instant::now() < deadline, "redis-server never answered PING");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut r = Redis { _server: server, conn: BufReader::new(stream) };
+        assert_eq!(r.cmd(&[b"PING"]), Reply::Status("PONG".into()));
         r
     }
 
