@@ -5,6 +5,6 @@ TEST_SUITES += test-edge
 .PHONY: test-edge
 
 # (targets by name: this file is read before wasm.mk, which defines the variables)
-# a whole file may take minutes on a loaded 2-core machine (each test starts runtimes)
+# each test starts its runtimes: a loaded 2-core machine may take a minute for one
 test-edge: build-wasm
-	$(NODE) --test --test-timeout=600000 tests/edge/
+	$(NODE) --test --test-timeout=180000 tests/edge/

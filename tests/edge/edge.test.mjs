@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { cannotRun, denoImports, root, runDeno, startDeno, startOrigin, startWorkerd } from './harness.mjs';
+import { cannotRun, denoImports, processesMentioning, root, runDeno, startDeno, startOrigin, startWorkerd } from './harness.mjs';
 
 const README_WORKER = (() => {
   const m = readFileSync(`${root}README.md`, 'utf8').match(/^```js\n(\/\/ worker\.mjs[\s\S]*?)^```$/m);
@@ -57,6 +57,15 @@ for (const rt of RUNTIMES) {
       await w.stop();
       await origin.close();
     }
+  });
+
+  // The runtime is the child started, stopped by its pid: nothing of it outlives the stop (an npm
+  // `bin` shim in between once kept the runtime, and this file, running after every test).
+  test(`${rt.name}: stopping the runtime leaves no process behind`, { skip: why }, async () => {
+    const w = await rt.start(rt.source(TEST_WORKER));
+    assert.ok(processesMentioning(w.dir).length > 0, 'the runtime runs, its config in its own directory');
+    await w.stop();
+    assert.deepEqual(processesMentioning(w.dir), [], 'processes left running after stop');
   });
 
   test(`${rt.name}: a stale value's refresh lands through waitUntil`, { skip: why }, async () => {

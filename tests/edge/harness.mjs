@@ -3,14 +3,29 @@
 // an HTTP server on 127.0.0.1 started by the test, counting its calls.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as netServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = (name) => join(root, 'node_modules/.bin', name);
+const require = createRequire(join(root, 'package.json'));
+// The runtimes' own executables, not the npm `bin` shims: a shim is a node process that runs the
+// binary as its child, so stopping the shim by its pid would leave the runtime running, holding
+// the pipes (and this test file) open.
+const EXECUTABLES = {
+  workerd: () => require('workerd').default,
+  deno: () => join(dirname(require.resolve('deno/package.json')), 'deno'),
+};
+const bin = (name) => {
+  try {
+    return EXECUTABLES[name]();
+  } catch {
+    return join(root, 'node_modules/.bin', name); // not installed: cannotRun reports ENOENT
+  }
+};
 
 /** Why `name --version` cannot run here (a printed skip reason), or undefined when it can. */
 export function cannotRun(name) {
@@ -18,6 +33,19 @@ export function cannotRun(name) {
   if (r.error && r.error.code === 'ENOENT') return `${name} is not installed: run npm ci (devDependency ${name})`;
   if (r.status !== 0) return `${name} does not run on this platform (${process.platform}-${process.arch}): ${r.stderr || r.error}`;
   return undefined;
+}
+
+/** The pids of running processes whose command line mentions `text` (Linux: read from /proc). */
+export function processesMentioning(text) {
+  const pids = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text)) pids.push(Number(pid));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
 }
 
 /** A free loopback port. */
@@ -159,6 +187,7 @@ export default {
   }
   return {
     url,
+    dir,
     scheduled: () => fetch(url + '/__scheduled').then((r) => r.json()),
     output: child.output,
     stop: async () => {
@@ -232,6 +261,7 @@ const trigger :Workerd.Worker = (
   }
   return {
     url,
+    dir,
     scheduled: () => fetch(`http://127.0.0.1:${triggerPort}/scheduled`).then((r) => r.json()),
     output: child.output,
     stop: async () => {
