@@ -77,19 +77,26 @@ function ensureWasmBindgen() {
   }
 }
 
+// wasm-opt optimises as the profile does: -Oz for opt-level "z", -O3 for 3, and so on. Cargo's
+// CARGO_PROFILE_WASM_OPT_LEVEL overrides both (to compare levels without editing Cargo.toml).
+function wasmOptLevel() {
+  let level = process.env.CARGO_PROFILE_WASM_OPT_LEVEL;
+  if (!level) {
+    const profile = readFileSync(join(root, 'Cargo.toml'), 'utf8').split('[profile.wasm]')[1] || '';
+    const m = profile.match(/^opt-level = "?([0-3sz])"?/m);
+    if (!m) throw new Error('Cargo.toml: [profile.wasm] needs an opt-level');
+    level = m[1];
+  }
+  return `-O${level === '0' ? '1' : level}`;
+}
+
 function buildWasm() {
   const installed = out('rustup', ['target', 'list', '--installed']);
   if (!installed.split('\n').includes('wasm32-unknown-unknown')) run('rustup', ['target', 'add', 'wasm32-unknown-unknown']);
   ensureWasmBindgen();
-  // Size: optimise for size, fat LTO, one codegen unit (the workspace profile is tuned for speed).
-  // 'z' rather than 's': 12 KB less once the healer joined (217 -> 205 KB before other cuts).
-  run('cargo', ['build', '-p', 'healcache-wasm', '--release', '--target', 'wasm32-unknown-unknown'], {
-    CARGO_PROFILE_RELEASE_OPT_LEVEL: 'z',
-    CARGO_PROFILE_RELEASE_LTO: 'fat',
-    CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '1',
-    CARGO_PROFILE_RELEASE_PANIC: 'abort',
-  });
-  const wasm = join(targetDir(), 'wasm32-unknown-unknown/release/healcache_wasm.wasm');
+  // The `wasm` profile of the workspace's Cargo.toml: its opt level, fat LTO, one codegen unit.
+  run('cargo', ['build', '-p', 'healcache-wasm', '--profile', 'wasm', '--target', 'wasm32-unknown-unknown']);
+  const wasm = join(targetDir(), 'wasm32-unknown-unknown/wasm/healcache_wasm.wasm');
   const wasmOpt = join(root, 'node_modules/.bin/wasm-opt');
   if (!existsSync(wasmOpt)) throw new Error('node_modules/.bin/wasm-opt missing: run npm install (npm package binaryen)');
   for (const target of ['web', 'nodejs']) {
@@ -99,7 +106,7 @@ function buildWasm() {
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: target === 'web' ? 'module' : 'commonjs' }) + '\n');
     const bg = join(dir, 'healcache_wasm_bg.wasm');
     // --converge: repeat the passes while they still shrink the module (about 180 bytes here)
-    run(wasmOpt, ['-Oz', '--converge', '--strip-debug', '--strip-producers', bg, '-o', bg]);
+    run(wasmOpt, [wasmOptLevel(), '--converge', '--strip-debug', '--strip-producers', bg, '-o', bg]);
     const bytes = readFileSync(bg);
     console.log(`${bg}: ${bytes.length} bytes, ${gzipSync(bytes, { level: 9 }).length} gzipped`);
   }

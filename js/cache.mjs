@@ -14,7 +14,8 @@
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import {
-  useSettings, codeError, argError, checkKey, createArgs, fetchArgs, setArgs, checkVersion, defaultSizeOf, weigh,
+  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion,
+  defaultSizeOf, weigh,
 } from './options.mjs';
 
 /**
@@ -56,7 +57,12 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       ready();
       super();
       const [names, values, seed] = createArgs(options);
-      this._c = B.create(names, values, seed, backgroundHealing);
+      const clock = options == null ? undefined : options.clock;
+      this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock));
+      if (clock !== undefined) this._now = () => clock.now();
+      // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given
+      const waitUntil = waitUntilArg(options);
+      if (waitUntil !== undefined && typeof B.setWaitUntil === 'function') B.setWaitUntil(this._c, waitUntil);
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
@@ -84,7 +90,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const i = this._reconcile(key);
       if (i < 0) return undefined;
       const exp = this._exp[i];
-      return { value: this._v[i], version: this._ver[i], expiresIn: exp === Infinity ? undefined : exp - performance.now() };
+      return { value: this._v[i], version: this._ver[i], expiresIn: exp === Infinity ? undefined : exp - this._now() };
     }
 
     /**
@@ -104,14 +110,14 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const i = this._peekSlot(key);
       if (i < 0) return 0;
       const exp = this._exp[i];
-      return exp === Infinity ? Infinity : Math.max(0, exp - performance.now());
+      return exp === Infinity ? Infinity : Math.max(0, exp - this._now());
     }
 
     // The slot of `key`'s live entry without counting a read (a peek of the core when the
     // mirror cannot answer), or -1.
     _peekSlot(key) {
       const i = this._m.get(key);
-      if (i !== undefined && this._exp[i] > performance.now()) return i;
+      if (i !== undefined && this._exp[i] > this._now()) return i;
       checkKey(key);
       if (i !== undefined && this._exp[i] !== -Infinity) return -1;
       return this._reconcile(key, true);
@@ -246,7 +252,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         const i = this._hit(key);
         if (i >= 0) return this._v[i];
       }
-      const [v] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket));
+      const waitUntil = waitUntilArg(options);
+      const [v] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket, waitUntil));
       return v;
     }
 
@@ -255,7 +262,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * "loaded", "coalesced", "stale", "stale-fail-safe", "stale-soft-timeout", "early-refresh",
      * "refresh-ahead", "negative-hit", "negative-loaded" (value undefined for the last two). The
      * loader may return `NOT_FOUND`. Options: `ttl`, `negativeTtl`, `softTimeout` (ms),
-     * `staleWhileRevalidate`, `xfetch` (booleans), `signal`; unset ones take the cache's.
+     * `staleWhileRevalidate`, `xfetch` (booleans), `signal`, `waitUntil` (the host's hook for the
+     * background work this call starts); unset ones take the cache's.
      */
     async fetch(key, loader, options) {
       const args = fetchArgs(options);
@@ -265,8 +273,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         const i = this._hit(key);
         if (i >= 0) return { value: this._v[i], status: 'hit' };
       }
+      const waitUntil = waitUntilArg(options);
       const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
-        B.fetch(this._c, key, run, ticket, ...args),
+        B.fetch(this._c, key, run, ticket, ...args, waitUntil),
       );
       return { value, status };
     }
@@ -381,8 +390,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 /** What a backend module exports (the napi addon also httpSource and httpFetch). */
 const BACKEND_FNS = [
   'protocol', 'settings', 'outRow', 'create', 'reportRemovals', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state', 'peek', 'keys',
-  'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel',
-  '__panicForTest', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
+  'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', 'setWaitUntil',
+  '__panicForTest', 'manualClockNew', 'clockShare', 'clockAdvanceBy', 'clockNowMs', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
   'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',
 ];
 
@@ -421,4 +430,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, guardWasm, NOT_FOUND, codeError };
+export { makeCache, makeClock, guardWasm, NOT_FOUND, codeError };

@@ -53,6 +53,7 @@ function makeMirror(B, P, row) {
         ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING } = P.out);
         NONE = P.none;
       }
+      this._now = now; // the cache's clock (a ManualClock's `now` in tests)
       this._m = new Map(); // key -> slot of what the core holds
       // the slots: value, key, handle, version, expiry (a JS clock time, -Infinity: ask the core)
       this._v = [];
@@ -89,7 +90,7 @@ function makeMirror(B, P, row) {
       const i = this._m.get(key);
       if (i !== undefined) {
         const e = this._exp[i];
-        if (e === Infinity || e > now()) {
+        if (e === Infinity || e > this._now()) {
           if ((++this._hits & SAMPLE_MASK) === 1) this._read(key);
           return i;
         }
@@ -104,7 +105,7 @@ function makeMirror(B, P, row) {
       const i = this._m.get(key);
       if (i !== undefined) {
         const e = this._exp[i];
-        if (e > now()) return i;
+        if (e > this._now()) return i;
         return e === -Infinity ? this._reconcile(key) : -1;
       }
       checkKey(key); // only checked keys enter the mirror
@@ -152,7 +153,7 @@ function makeMirror(B, P, row) {
       const h = 2 * i + 2;
       this._v[i] = value;
       this._k[i] = key;
-      const t0 = now();
+      const t0 = this._now();
       let ver;
       try {
         ver =
@@ -335,7 +336,7 @@ function makeMirror(B, P, row) {
     // slot if a fresh one (else -1), and decides the key's values on their way. The mirror
     // answers for the key again once none is left.
     _reconcile(key, peek = false) {
-      const t0 = now();
+      const t0 = this._now();
       if (peek) B.peek(this._c, key);
       else B.state(this._c, key);
       const o = row();

@@ -11,6 +11,11 @@ const FETCH_KNOWN = new Map(FETCH_OPTIONS.map((js, i) => [js, i]));
 const SIZE_OF = 'sizeOf';
 const DISPOSE_OPTION = 'dispose';
 const HEALING_OPTION = 'healing';
+// `clock`, a `ManualClock` of the same package: the time the core and the read mirror read.
+const CLOCK_OPTION = 'clock';
+const CLOCK = Symbol('healcache.clock');
+// the host's hook for background work (edge runtimes: `ctx.waitUntil`), a cache option and a per-call one
+const WAIT_UNTIL = 'waitUntil';
 /** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
 const FORMER = new Map([
   ['verifyIntervalMs', 'verifyInterval'],
@@ -109,15 +114,6 @@ function checkPrefix(prefix) {
   if (!wellFormed(prefix)) throw keyError('source prefixes are well-formed UTF-16 strings (this one has a lone surrogate)');
 }
 
-function randomSeed() {
-  const c = globalThis.crypto;
-  if (c && typeof c.getRandomValues === 'function') {
-    const w = c.getRandomValues(new Uint32Array(2));
-    return (BigInt(w[0]) << 32n) | BigInt(w[1]);
-  }
-  return BigInt(Math.floor(Math.random() * 2 ** 32)) << 32n | BigInt(Math.floor(Math.random() * 2 ** 32));
-}
-
 function checkSeed(v) {
   if (typeof v === 'bigint') {
     if (v < 0n || v >= 1n << 64n) throw invalid('seed', 'must fit in 64 bits');
@@ -128,9 +124,44 @@ function checkSeed(v) {
 }
 
 /**
+ * The `ManualClock` class over backend `B`: the core's manual clock, for deterministic tests.
+ * `new Cache({ clock })` reads its time from it (TTLs, grace, refresh-ahead, XFetch, and the read
+ * mirror's expiry checks); `now()` is its time in ms, `advance(ms)` moves it. A plain
+ * `{ now() }` object is refused: the core reads its clock on any thread, under its locks, where
+ * it cannot call JS. Load timeouts still sleep on the host's timer (wall time).
+ */
+function makeClock(B) {
+  return class ManualClock {
+    constructor() {
+      this[CLOCK] = B.manualClockNew();
+    }
+
+    /** Moves the clock forward by `ms` milliseconds (finite, not negative). */
+    advance(ms) {
+      if (typeof ms !== 'number') throw argError('ManualClock.advance(ms) takes a number of milliseconds');
+      B.clockAdvanceBy(this[CLOCK], ms);
+    }
+
+    /** The clock's time in milliseconds (it starts near 0), as `performance.now()`. */
+    now() {
+      return B.clockNowMs(this[CLOCK]);
+    }
+  };
+}
+
+/** The backend handle of a `clock` option (a share of it), or undefined. */
+function clockArg(B, clock) {
+  if (clock === undefined) return undefined;
+  if (clock === null || typeof clock !== 'object' || clock[CLOCK] === undefined) {
+    throw invalid(CLOCK_OPTION, 'must be a ManualClock of this package');
+  }
+  return B.clockShare(clock[CLOCK]);
+}
+
+/**
  * The backends' `create` arguments from the options object: setting names (comma-separated) and
- * values (booleans as 0/1), and the seed (the host's when none is given: on wasm32 std's
- * RandomState is not random).
+ * values (booleans as 0/1), and the seed (undefined when none is given: the backend draws one from
+ * the host's randomness at the cache's first use, as edge runtimes refuse it in global scope).
  */
 function createArgs(options) {
   const names = [];
@@ -140,13 +171,13 @@ function createArgs(options) {
     if (typeof options !== 'object') throw invalid('options', 'must be an object');
     for (const name of Object.keys(options)) {
       const v = options[name];
-      if (name === SIZE_OF || name === DISPOSE_OPTION) {
+      if (name === SIZE_OF || name === DISPOSE_OPTION || name === WAIT_UNTIL) {
         if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
         continue;
       }
-      if (name === HEALING_OPTION) continue; // checked by healingArgs
+      if (name === HEALING_OPTION || name === CLOCK_OPTION) continue; // checked by healingArgs, clockArg
       const s = CACHE.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, DISPOSE_OPTION, HEALING_OPTION].join(', ')})`);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint
@@ -161,7 +192,7 @@ function createArgs(options) {
       values.push(Number(v)); // NaN, negative, fractional: the core refuses them and names the field
     }
   }
-  return [names.join(','), values, seed === undefined ? randomSeed() : seed];
+  return [names.join(','), values, seed];
 }
 
 /** The backends' `fetch` option arguments; names and types checked here, values by the core. */
@@ -171,8 +202,12 @@ function fetchArgs(options) {
   if (typeof options !== 'object') throw invalid('options', 'must be an object');
   for (const name of Object.keys(options)) {
     if (name === 'signal') continue;
+    if (name === WAIT_UNTIL) {
+      waitUntilArg(options);
+      continue;
+    }
     const i = FETCH_KNOWN.get(name);
-    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal'].join(', ')})`);
+    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal', WAIT_UNTIL].join(', ')})`);
     const v = options[name];
     if (v === undefined) continue;
     if (FETCH_BOOLEAN.has(name)) {
@@ -183,6 +218,13 @@ function fetchArgs(options) {
     args[i] = v;
   }
   return args;
+}
+
+/** The `waitUntil` of a cache's or a call's options (undefined: none), type checked. */
+function waitUntilArg(options) {
+  const v = options == null ? undefined : options[WAIT_UNTIL];
+  if (v !== undefined && typeof v !== 'function') throw invalid(WAIT_UNTIL, 'must be a function (the host\'s waitUntil)');
+  return v;
 }
 
 /** `set`'s options: [ttl, ifVersion], types checked. */
@@ -279,5 +321,5 @@ function weigh(sizeOf, value, key) {
 
 export {
   FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
-  createArgs, fetchArgs, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+  makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

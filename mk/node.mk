@@ -1,6 +1,7 @@
 # Node package (napi-rs addon + shared JS wrapper): `make test-node`, `make bench-node`.
-# npm packages are installed from package-lock.json when node_modules is missing or stale; the
-# addon is rebuilt when Rust sources, the lock file or the JS wrapper change.
+# npm packages are installed from package-lock.json when node_modules is missing or stale (without
+# the package's own prepare script: make builds the addon itself); the addon is rebuilt when Rust
+# sources, the lock file or the JS wrapper change. Packaging: mk/package.mk.
 TEST_SUITES += test-node
 NPM ?= npm
 NODE ?= node
@@ -14,7 +15,7 @@ JS_SHARED := $(wildcard js/*.mjs)
 .PHONY: node-deps build-node test-node bench-node
 
 $(NODE_DEPS): package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	$(NPM) ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
 node-deps: $(NODE_DEPS)

@@ -7,13 +7,15 @@ TEST_SUITES += test-python
 PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
-PY_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 cachetools==8.0.0 mypy==2.4.1 maturin==1.16.0
+# msgpack, lz4 and xxhash: the independent reader of the wire vectors (tests/python/test_wire_vectors.py).
+PY_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 cachetools==8.0.0 mypy==2.4.1 maturin==1.16.0 auditwheel==6.8.2 \
+	msgpack==1.2.4 lz4==4.4.5 xxhash==4.1.0
 PY_DEPS_STAMP := $(VENV)/.healcache-tools
 PY_PKG_STAMP := $(VENV)/.healcache-package
 PY_PKG_SOURCES := $(shell find core/src http/src bindings-python/src python -type f -not -name '*.pyc' 2>/dev/null) \
 	core/Cargo.toml http/Cargo.toml bindings-python/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
 
-.PHONY: test-python bench-python python-package
+.PHONY: test-python bench-python python-package wheel test-wheel
 
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +39,21 @@ test-python: $(PY_PKG_STAMP)
 # Not part of `make test`: timings vary with the machine; the script prints the bars, never asserts them.
 bench-python: $(PY_PKG_STAMP)
 	$(VENV_PY) bench/python_bench.py
+
+# The wheel pip users get: abi3 (one wheel for CPython 3.9+), manylinux, built by maturin with the
+# settings of pyproject.toml, into target/wheelhouse. manylinux_2_34: the oldest glibc whose symbols
+# a build on this machine may use (maturin refuses the wheel if it needs a newer one; auditwheel
+# in test-wheel checks the tag). An older tag needs an older glibc to build on, such as a
+# manylinux container, or `make wheel WHEEL_COMPAT=manylinux2014 MATURIN_FLAGS=--zig` with ziglang.
+WHEEL_DIR := target/wheelhouse
+WHEEL_COMPAT ?= manylinux_2_34
+MATURIN_FLAGS ?=
+
+wheel: $(PY_DEPS_STAMP)
+	rm -f $(WHEEL_DIR)/healcache-*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --compatibility $(WHEEL_COMPAT) $(MATURIN_FLAGS) --out $(WHEEL_DIR)
+
+# Installs the wheel into a fresh venv with no Rust toolchain on PATH and runs an example.
+TEST_SUITES += test-wheel
+test-wheel: wheel
+	HEALCACHE_WHEEL_DIR=$(WHEEL_DIR) $(VENV_PY) -m pytest tests/package/test_wheel.py -q -p no:cacheprovider

@@ -5,7 +5,8 @@
 TEST_SUITES += test-wasm
 
 WASM_PKG := bindings-wasm/pkg-node/healcache_wasm_bg.wasm
-WASM_RUST_SRC := $(wildcard core/src/*.rs bindings-wasm/src/*.rs js-common/src/*.rs) core/Cargo.toml bindings-wasm/Cargo.toml js-common/Cargo.toml Cargo.lock
+WASM_RUST_SRC := $(wildcard core/src/*.rs core/src/*/*.rs bindings-wasm/src/*.rs js-common/src/*.rs) core/Cargo.toml bindings-wasm/Cargo.toml \
+	js-common/Cargo.toml Cargo.toml Cargo.lock js/build.mjs
 
 .PHONY: build-wasm test-wasm bench-wasm
 

@@ -1,7 +1,8 @@
 //! Options → the cache, and the protocol's named numbers.
 
-use healcache_js_common::{config, protocol, settings, Backend};
-use napi::bindgen_prelude::{BigInt, External};
+use healcache::ManualClock;
+use healcache_js_common::{clock_advance, clock_now, config, manual_clock, protocol, settings, Backend};
+use napi::bindgen_prelude::{BigInt, External, ExternalRef};
 use napi::Env;
 use napi_derive::napi;
 
@@ -10,7 +11,7 @@ use crate::convert::ToJs;
 use crate::error::into_js_error;
 
 /// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
-/// each), the seed, and whether its healing loop runs in the background.
+/// each), the seed, whether its healing loop runs in the background, and its test clock.
 #[napi(ts_return_type = "ExternalObject<'Backend'>")]
 pub fn create(
     env: &Env,
@@ -18,10 +19,37 @@ pub fn create(
     values: Vec<f64>,
     seed: Option<BigInt>,
     background: bool,
+    #[napi(ts_arg_type = "ExternalObject<'ManualClock'> | undefined")] clock: Option<ExternalRef<ManualClock>>,
 ) -> napi::Result<External<Backend>> {
-    let make =
-        || Backend::new(config(&names, &values, seed.map(|s| s.get_u64().1))?, TokioTimer, TokioSpawner, background);
+    let clock = clock.map(|c| (*c).clone());
+    let seed = seed.map(|s| s.get_u64().1);
+    let make = || Backend::new(config(&names, &values, seed)?, TokioTimer, TokioSpawner, background, clock, None);
     make().map(External::new).map_err(|e| into_js_error(env, e))
+}
+
+/// A new test clock (`healcache_js_common::manual_clock`).
+#[napi(ts_return_type = "ExternalObject<'ManualClock'>")]
+pub fn manual_clock_new() -> External<ManualClock> {
+    External::new(manual_clock())
+}
+
+/// Another handle on the same clock (the WASM binding's `create` consumes the one it is given;
+/// the wrapper passes a share to both).
+#[napi(ts_return_type = "ExternalObject<'ManualClock'>")]
+pub fn clock_share(clock: &External<ManualClock>) -> External<ManualClock> {
+    External::new((**clock).clone())
+}
+
+/// Moves a test clock forward by `ms`.
+#[napi]
+pub fn clock_advance_by(env: &Env, clock: &External<ManualClock>, ms: f64) -> napi::Result<()> {
+    clock_advance(clock, ms).map_err(|e| into_js_error(env, e))
+}
+
+/// A test clock's time in ms.
+#[napi]
+pub fn clock_now_ms(clock: &External<ManualClock>) -> f64 {
+    clock_now(clock)
 }
 
 /// The core's table of settings, as the wrapper reads it (`healcache_js_common::settings`).

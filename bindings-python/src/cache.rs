@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use healcache::{Cache, Error, FetchOptions, WriteOptions};
-use pyo3::exceptions::{PyKeyError, PyRuntimeError};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyIterator, PyList, PyTuple, PyType};
 
 use crate::config;
 use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
@@ -23,7 +23,7 @@ use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
 /// A bounded, concurrent in-memory cache from `str` keys to Python objects.
 #[pyclass(name = "Cache", module = "healcache", frozen, mapping)]
 pub(crate) struct PyCache {
-    inner: Cache<Value>,
+    pub(crate) inner: Cache<Value>,
     weigh: Arc<Weigh>,
     healing: Healing,
 }
@@ -38,8 +38,8 @@ impl Drop for PyCache {
 #[pymethods]
 impl PyCache {
     /// Keyword-only settings, one per entry of the core's settings table (healing settings
-    /// prefixed `healing_`), passed on by the table's names; `seed`, `weigher` and
-    /// `healing_comparator` are Python objects rather than numbers.
+    /// prefixed `healing_`), passed on by the table's names; `seed`, `weigher`,
+    /// `healing_comparator` and `clock` are Python objects rather than numbers.
     #[new]
     #[pyo3(signature = (
         *,
@@ -63,6 +63,12 @@ impl PyCache {
         negative_ttl=None,
         max_negative_share=None,
         max_negative_ttl=None,
+        l2_timeout=None,
+        l2_recovery_max=None,
+        l2_compress_min_bytes=None,
+        l2_tombstone_ttl=None,
+        redis=None,
+        l2_prefix=None,
         healing_enabled=None,
         healing_sample_rate=None,
         healing_verify_interval=None,
@@ -73,7 +79,8 @@ impl PyCache {
         healing_max_prefixes=None,
         healing_max_drift_events=None,
         healing_max_samples=None,
-        healing_comparator=None
+        healing_comparator=None,
+        clock=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -98,6 +105,12 @@ impl PyCache {
         negative_ttl: Option<Given>,
         max_negative_share: Option<Given>,
         max_negative_ttl: Option<Given>,
+        l2_timeout: Option<Given>,
+        l2_recovery_max: Option<Given>,
+        l2_compress_min_bytes: Option<Given>,
+        l2_tombstone_ttl: Option<Given>,
+        redis: Option<String>,
+        l2_prefix: Option<String>,
         healing_enabled: Option<Given>,
         healing_sample_rate: Option<Given>,
         healing_verify_interval: Option<Given>,
@@ -109,11 +122,13 @@ impl PyCache {
         healing_max_drift_events: Option<Given>,
         healing_max_samples: Option<Given>,
         healing_comparator: Option<Bound<'py, PyAny>>,
+        clock: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let settings = [
             ("max_entries", max_entries),
             ("max_bytes", max_bytes),
-            ("ttl", ttl),
+            // `math.inf` is no expiry, as for a write's `ttl`: the setting's default
+            ("ttl", ttl.filter(|t| !matches!(t, Given::Number(n) if *n == f64::INFINITY))),
             ("max_key_len", max_key_len),
             ("max_entry_bytes", max_entry_bytes),
             ("max_in_flight", max_in_flight),
@@ -129,8 +144,13 @@ impl PyCache {
             ("negative_ttl", negative_ttl),
             ("max_negative_share", max_negative_share),
             ("max_negative_ttl", max_negative_ttl),
+            ("l2_timeout", l2_timeout),
+            ("l2_recovery_max", l2_recovery_max),
+            ("l2_compress_min_bytes", l2_compress_min_bytes),
+            ("l2_tombstone_ttl", l2_tombstone_ttl),
         ];
-        let (inner, weigh) = config::build(py, &settings, seed, weigher)?;
+        let shared = config::Shared { redis, prefix: l2_prefix };
+        let (inner, weigh) = config::build(py, &settings, seed, weigher, clock, shared)?;
         let healing_settings = [
             ("enabled", healing_enabled),
             ("sample_rate", healing_sample_rate),
@@ -144,7 +164,7 @@ impl PyCache {
             ("max_samples", healing_max_samples),
         ];
         let healing = Healing::new(py, &inner, &healing_settings, healing_comparator)?;
-        Ok(PyCache { inner, weigh: Arc::new(weigh), healing })
+        Ok(PyCache { inner, weigh, healing })
     }
 
     /// The live value of `key`, else `default`.
@@ -154,6 +174,32 @@ impl PyCache {
             Some(v) => Ok(v.obj.clone_ref(py)),
             None => Ok(default.unwrap_or_else(|| py.None())),
         }
+    }
+
+    /// The live value of `key`, else `default`, counting no read: the hit and miss counters and
+    /// what is evicted next stay as they were.
+    #[pyo3(signature = (key, default=None, /))]
+    fn peek(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match self.inner.peek(key_str(key)?) {
+            Some(v) => Ok(v.obj.clone_ref(py)),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        }
+    }
+
+    /// Every key holding a value, in no particular order: a snapshot, so writing while
+    /// iterating over it is safe.
+    fn keys(&self) -> Vec<String> {
+        self.inner.keys()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        PyList::new(py, self.inner.keys())?.try_iter()
+    }
+
+    /// The entry bound the cache was built with.
+    #[getter]
+    fn max_entries(&self) -> u64 {
+        self.inner.config().max_entries as u64
     }
 
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -499,6 +545,33 @@ impl PyCache {
         Ok(false)
     }
 
+    /// `async with Cache(...) as cache:` gives the cache itself.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        runtime::bridge(slf.py())?.getattr(pyo3::intern!(slf.py(), "entered"))?.call1((slf,))
+    }
+
+    /// The end of `async with`: `close()`, awaited without blocking the event loop.
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(slf: &Bound<'py, Self>, _exc: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        runtime::bridge(slf.py())?.getattr(pyo3::intern!(slf.py(), "closed"))?.call1((slf,))
+    }
+
+    /// A cache holds live objects, locks and threads of this process, so it cannot be pickled
+    /// or copied into another; processes share entries through a shared tier instead.
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(
+            "healcache.Cache cannot be pickled or copied: it holds live objects, locks and threads of this \
+             process; each process makes its own cache (share entries between processes through a shared tier)",
+        ))
+    }
+
+    /// `Cache[User]`, for annotations evaluated at runtime (the type checkers read the stubs).
+    #[classmethod]
+    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        py.import("types")?.getattr("GenericAlias")?.call1((cls, item))
+    }
+
     fn __repr__(&self) -> String {
         format!("Cache(max_entries={}, entries={})", self.inner.config().max_entries, self.inner.len())
     }
@@ -539,98 +612,3 @@ impl PyCache {
         drive(py, &event_loop, fut)
     }
 }
-
-/// `Cache.get` as a `METH_FASTCALL` method descriptor.
-///
-/// Under `abi3-py39` PyO3 can only register methods with the tuple-and-dict calling convention
-/// (vectorcall methods entered the stable ABI in 3.10), which costs a tuple per call: about 30 ns
-/// on a ~65 ns hit. `METH_FASTCALL` itself has worked in every CPython since 3.7, so the hottest
-/// method is installed by hand over the PyO3 one (which stays as the fallback if the type refuses
-/// the attribute). Its behaviour is that of `PyCache::get`.
-mod fast_get {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::ptr::null_mut;
-
-    use pyo3::exceptions::{PyRuntimeError, PyTypeError};
-    use pyo3::ffi;
-    use pyo3::prelude::*;
-    use pyo3::types::PyType;
-    use pyo3::Borrowed;
-
-    use super::{key_str, PyCache};
-
-    const METH_FASTCALL: std::ffi::c_int = 0x0080;
-
-    type FastCall =
-        unsafe extern "C" fn(*mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t) -> *mut ffi::PyObject;
-
-    struct Def(ffi::PyMethodDef);
-    // SAFETY: the definition is immutable and only read by CPython.
-    unsafe impl Sync for Def {}
-
-    static GET: Def = Def(ffi::PyMethodDef {
-        ml_name: c"get".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            // SAFETY: CPython calls a METH_FASTCALL function with the fastcall signature; the
-            // union only lacks that variant under abi3-py39 (C code casts the same way).
-            PyCFunction: unsafe { std::mem::transmute::<FastCall, ffi::PyCFunction>(get as FastCall) },
-        },
-        ml_flags: METH_FASTCALL,
-        ml_doc: c"get($self, key, default=None, /)\n--\n\nThe live value of `key`, else `default`.".as_ptr(),
-    });
-
-    unsafe extern "C" fn get(
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: CPython calls methods attached to the interpreter.
-        let py = unsafe { Python::assume_attached() };
-        let r = catch_unwind(AssertUnwindSafe(|| -> PyResult<*mut ffi::PyObject> {
-            if !(1..=2).contains(&nargs) {
-                return Err(PyTypeError::new_err(format!("get() takes 1 or 2 positional arguments ({nargs} given)")));
-            }
-            // SAFETY: the method descriptor checked that `slf` is a `Cache`; `args` holds `nargs`
-            // borrowed objects.
-            let (cache, key) =
-                unsafe { (Borrowed::from_ptr(py, slf).cast_unchecked::<PyCache>(), Borrowed::from_ptr(py, *args)) };
-            match cache.get().inner.get(key_str(&key)?) {
-                Some(v) => Ok(v.obj.clone_ref(py).into_ptr()),
-                None => {
-                    let default = if nargs == 2 { unsafe { *args.add(1) } } else { py.None().into_ptr() };
-                    if nargs == 2 {
-                        // SAFETY: a borrowed argument, returned as a new reference.
-                        unsafe { ffi::Py_IncRef(default) };
-                    }
-                    Ok(default)
-                }
-            }
-        }));
-        match r {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                e.restore(py);
-                null_mut()
-            }
-            Err(_) => {
-                PyRuntimeError::new_err("healcache: panic in Cache.get").restore(py);
-                null_mut()
-            }
-        }
-    }
-
-    /// Puts the fastcall `get` on the class.
-    pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
-        let py = ty.py();
-        // SAFETY: `GET` is 'static; CPython only reads it.
-        let descr = unsafe {
-            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_ptr().cast(), (&raw const GET.0).cast_mut()))
-        }?;
-        if ty.setattr("get", descr).is_err() {
-            PyErr::take(py); // an immutable type keeps PyO3's `get`
-        }
-        Ok(())
-    }
-}
-
-pub(crate) use fast_get::install as install_fast_get;

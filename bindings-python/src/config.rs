@@ -6,14 +6,24 @@
 //! and set by name on the core's config, which validates it and names it in its errors.
 
 use healcache::settings::{setting, Scope, Setting, SETTINGS};
-use healcache::{Cache, Config, HealingConfig};
+use healcache::{Cache, Clock, Config, HealingConfig, ManualClock};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::convert::{setting_to_py, Given, Value, Weigh};
+use std::sync::Arc;
+
+use crate::convert::{setting_to_py, Given, Seconds, Value, Weigh};
 use crate::error::{config_error, invalid, to_pyerr, Spelling};
-use crate::runtime::{DriverSpawner, TokioTimer};
+use crate::runtime::{detach, DriverSpawner, TokioTimer};
+use crate::shared::PyCodec;
+
+/// The shared tier's keywords that are text: `redis` (a URL) and `l2_prefix`.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub redis: Option<String>,
+    pub prefix: Option<String>,
+}
 
 /// Keyword arguments by the settings table's names; `None`: not given.
 pub(crate) type Settings = [(&'static str, Option<Given>)];
@@ -44,13 +54,15 @@ fn apply(
 
 /// Builds the core cache from the keywords of `Cache(...)`; every invalid value raises
 /// `InvalidConfig` (a `ValueError`) naming it. `seed` is a whole `u64` (more than an `f64`
-/// holds), so it is set directly.
+/// holds), so it is set directly; `clock` is a [`PyManualClock`] or nothing (the host's clock).
 pub(crate) fn build(
     py: Python<'_>,
     given: &Settings,
     seed: Option<Bound<'_, PyAny>>,
     weigher: Option<Bound<'_, PyAny>>,
-) -> PyResult<(Cache<Value>, Weigh)> {
+    clock: Option<Bound<'_, PyAny>>,
+    shared: Shared,
+) -> PyResult<(Cache<Value>, Arc<Weigh>)> {
     let mut config = Config::default();
     apply(py, given, Spelling::ByName, |name, v| config.set(name, v))?;
     if let Some(s) = seed {
@@ -63,13 +75,63 @@ pub(crate) fn build(
         None if config.max_bytes.is_some() || config.max_entry_bytes.is_some() => Weigh::Default,
         None => Weigh::Off,
     };
-    let cache = healcache::CacheBuilder::from_config(config)
+    if let Some(prefix) = shared.prefix {
+        config.l2_prefix = prefix;
+    }
+    let weigh = Arc::new(weigh);
+    let mut builder = healcache::CacheBuilder::from_config(config)
         .weigher(|v: &Value| v.weight)
         .timer(TokioTimer)
-        .spawner(DriverSpawner)
-        .build()
-        .map_err(|e| to_pyerr(py, e))?;
+        .spawner(DriverSpawner);
+    if let Some(c) = clock {
+        // Only the core's own manual clock: the cache reads its clock under its shard locks, on
+        // any thread, where calling back into Python could deadlock with a thread holding the GIL.
+        let c = c.cast::<PyManualClock>().map_err(|_| invalid(py, "clock", "must be a healcache.ManualClock"))?;
+        builder = builder.clock(c.get().inner.clone());
+    }
+    if let Some(url) = shared.redis {
+        // connecting waits at most the connect timeout; the GIL is not needed meanwhile
+        let transport = detach(py, || healcache_redis::RedisTransport::connect(&url)).map_err(|e| to_pyerr(py, e))?;
+        builder = builder.shared_tier(transport, PyCodec { weigh: Arc::clone(&weigh) });
+    }
+    let cache = builder.build().map_err(|e| to_pyerr(py, e))?;
     Ok((cache, weigh))
+}
+
+/// `healcache.ManualClock`: the core's manual clock, for deterministic tests of TTLs, grace
+/// windows and XFetch. `Cache(clock=...)` reads time from it; `clock()` is its time in seconds,
+/// like `time.monotonic`, so it is also a `timer=` for cachetools. Load timeouts still sleep on
+/// the host's timer (wall time).
+#[pyclass(name = "ManualClock", module = "healcache", frozen)]
+pub(crate) struct PyManualClock {
+    inner: ManualClock,
+}
+
+#[pymethods]
+impl PyManualClock {
+    #[new]
+    fn new() -> Self {
+        PyManualClock { inner: ManualClock::new() }
+    }
+
+    /// Moves the clock forward by `seconds` (a number or a `timedelta`, not negative).
+    #[pyo3(signature = (seconds, /))]
+    fn advance(&self, py: Python<'_>, seconds: Seconds) -> PyResult<()> {
+        if !(seconds.0.is_finite() && seconds.0 >= 0.0) {
+            return Err(invalid(py, "seconds", "must be a finite number of seconds, not negative"));
+        }
+        self.inner.advance(std::time::Duration::from_secs_f64(seconds.0));
+        Ok(())
+    }
+
+    /// The clock's time in seconds (it starts near 0).
+    fn __call__(&self) -> f64 {
+        self.inner.now_nanos() as f64 / 1e9
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock({})", self.__call__())
+    }
 }
 
 /// `config` with the given healing settings, each validated as it is set; errors name the

@@ -9,11 +9,14 @@
 //! - `healing.rs`: self-healing settings, Python sources of truth, the healer's background thread.
 //! - `convert.rs`: keys, values, durations and plain data between Python and the core.
 //! - `loaders.rs`: Python loaders as the core's loaders.
+//! - `shared.rs`: the shared tier (Redis L2): Python values to the core's payload model and back.
 //! - `error.rs`: core errors to Python exceptions, and loader exceptions through the core.
+//! - `fast_get.rs`: `Cache.get` installed as a `METH_FASTCALL` method (the hottest call).
 //! - `runtime.rs`: the one place that polls, parks, spawns or releases the GIL.
 //!
-//! Modules depend downwards only: `cache` on all the others; `healing` on `config`; `config`,
-//! `healing` and `loaders` on `convert`, `error` and `runtime`; `runtime` on `convert` and
+//! Modules depend downwards only: `fast_get` on `cache` and `convert`; `cache` on all the
+//! others; `healing` on `config`; `config`, `healing`, `loaders` and `shared` on `convert`,
+//! `error` and `runtime`; `runtime` on `convert` and
 //! `error`; `convert` on `error`; `error` on none.
 
 use pyo3::prelude::*;
@@ -22,17 +25,20 @@ mod cache;
 mod config;
 mod convert;
 mod error;
+mod fast_get;
 mod healing;
 mod loaders;
 mod runtime;
+mod shared;
 
 /// The compiled module; `python/healcache/__init__.py` re-exports it.
 #[pymodule]
 fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<runtime::LoopDriver>()?;
+    m.add_class::<config::PyManualClock>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
-    cache::install_fast_get(&m.py().get_type::<cache::PyCache>())?;
+    fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

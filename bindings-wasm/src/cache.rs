@@ -1,10 +1,12 @@
 //! The cache functions the JS wrapper calls: each converts its arguments and calls the shared
 //! body (`healcache_js_common::Backend`). Host glue: delays on host `setTimeout`s, background
-//! work on the host's event loop, the JS loader as a core loader, promises, the result row.
+//! work on the host's event loop or its `waitUntil`, the host's randomness, the JS loader as a
+//! core loader, promises (answered in each caller's own request context), the result row.
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
@@ -13,14 +15,24 @@ use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, Lo
 use js_sys::{Function, Promise};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::convert::to_js;
 use crate::error::into_js_error;
 
-/// One cache, as the wrapper holds it.
+/// One cache, as the wrapper holds it, with its host hooks.
 #[wasm_bindgen(js_name = Backend)]
-pub struct Wasm(pub(crate) Backend);
+pub struct Wasm(pub(crate) Backend, pub(crate) Host);
+
+/// What one cache keeps of its host.
+#[derive(Default)]
+pub(crate) struct Host {
+    /// The cache's `waitUntil` (background work of calls that give none of their own).
+    wait_until: RefCell<Option<Function>>,
+    /// Key -> the promise of its flight's loader call, while it is pending (see `answer`).
+    loading: Rc<js_sys::Map>,
+}
 
 #[wasm_bindgen]
 extern "C" {
@@ -28,6 +40,21 @@ extern "C" {
     fn set_timeout(f: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
+    fn get_random_values(buf: &js_sys::Uint32Array) -> Result<JsValue, JsValue>;
+}
+
+/// The seed of a cache created without one, drawn at its first use (edge runtimes refuse
+/// `crypto.getRandomValues` in global scope, where caches are often created): the host's
+/// `crypto`, or `Math.random` on a host without it.
+pub(crate) fn host_seed() -> u64 {
+    let words = js_sys::Uint32Array::new_with_length(2);
+    if get_random_values(&words).is_err() {
+        for i in 0..2 {
+            words.set_index(i, (js_sys::Math::random() * 4_294_967_296.0) as u32);
+        }
+    }
+    (u64::from(words.get_index(0)) << 32) | u64::from(words.get_index(1))
 }
 
 /// Delays for `load_timeout_ms` and `healing.source_timeout_ms` on host `setTimeout`s (the module
@@ -97,15 +124,72 @@ impl Timer for JsTimer {
     }
 }
 
+thread_local! {
+    /// The `waitUntil` of the call being polled (its own, else its cache's), if any.
+    static WAIT_UNTIL: RefCell<Option<Function>> = const { RefCell::new(None) };
+    /// Whether the host stops a request's work once it has answered (set by the edge entry).
+    static ENDS_REQUESTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Tells the module that its host stops a request's work once it has answered (edge runtimes),
+/// so background work handed to no `waitUntil` may never finish.
+#[wasm_bindgen(js_name = hostEndsRequests)]
+pub fn host_ends_requests(on: bool) {
+    ENDS_REQUESTS.with(|e| e.set(on));
+}
+
 /// Runs background refreshes (stale-while-revalidate, XFetch, refresh-ahead, the tail of a
-/// soft-timed-out load, a healing loop) on the host's event loop.
+/// soft-timed-out load, a healing loop): handed to the `waitUntil` of the call that started
+/// them when there is one, else on the host's event loop.
 #[derive(Clone)]
 pub(crate) struct LocalSpawner;
 
 impl Spawner for LocalSpawner {
     fn spawn(&self, fut: BoxFuture<'static, ()>) {
-        wasm_bindgen_futures::spawn_local(fut);
+        match WAIT_UNTIL.with(|w| w.borrow().clone()) {
+            Some(wait_until) => {
+                // a promise settled when `fut` ends (not `future_to_promise`: a second copy of it
+                // for this future type would grow the module)
+                let mut settle = JsValue::UNDEFINED;
+                let p = Promise::new(&mut |resolve, _| settle = resolve.into());
+                wasm_bindgen_futures::spawn_local(async move {
+                    fut.await;
+                    let _ = Function::from(settle).call0(&JsValue::UNDEFINED);
+                });
+                // the task runs anyway; a host that refuses it (its request is over) only loses the keep-alive
+                let _ = wait_until.call1(&JsValue::UNDEFINED, &p);
+            }
+            None => wasm_bindgen_futures::spawn_local(fut),
+        }
     }
+
+    fn keeps_alive(&self) -> bool {
+        WAIT_UNTIL.with(|w| w.borrow().is_some()) || !ENDS_REQUESTS.with(Cell::get)
+    }
+}
+
+/// A caller's future, polled with its `waitUntil` in reach of the spawner.
+struct Kept<F> {
+    wait_until: Option<Function>,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Kept<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let outer = WAIT_UNTIL.with(|w| w.replace(self.wait_until.clone()));
+        let r = self.fut.as_mut().poll(cx);
+        WAIT_UNTIL.with(|w| *w.borrow_mut() = outer);
+        r
+    }
+}
+
+/// Sets the cache's `waitUntil` (`undefined`: none): background work of calls that give no
+/// `waitUntil` of their own is handed to it.
+#[wasm_bindgen(js_name = setWaitUntil)]
+pub fn set_wait_until(c: &Wasm, wait_until: Option<Function>) {
+    *c.1.wait_until.borrow_mut() = wait_until;
 }
 
 /// The result row (`Out`) that `set` and `state` fill: one per module (the module runs on one
@@ -241,21 +325,37 @@ impl Drop for AbortOnDrop {
 }
 
 /// The JS loader as a core loader: `run(false)` returns a promise of the answer row of
-/// `loaded_from`; `run(true)` aborts its signal.
-fn core_loader(loader: SendWrapper<Function>) -> impl FnOnce() -> LoaderFuture + Send {
+/// `loaded_from` (while it is pending it stands for its key's flight in `loading`); `run(true)`
+/// aborts its signal.
+fn core_loader(
+    loader: SendWrapper<Function>,
+    key: String,
+    loading: SendWrapper<Rc<js_sys::Map>>,
+) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
-        let called = loader.call1(&JsValue::UNDEFINED, &JsValue::FALSE).map(|p| JsFuture::from(Promise::from(p)));
+        let called = loader.call1(&JsValue::UNDEFINED, &JsValue::FALSE).map(Promise::from);
+        let key = JsValue::from_str(&key);
+        if let Ok(p) = &called {
+            loading.set(&key, p);
+        }
         let guard = AbortOnDrop(Some(loader.take()));
         SendWrapper::new(async move {
             let mut guard = guard;
             let failed = |_e: JsValue| loader_failed("loader call failed");
-            let r = match called {
-                Ok(p) => p.await.map_err(failed),
-                Err(e) => Err(failed(e)),
+            let promise = match called {
+                Ok(p) => p,
+                Err(e) => {
+                    guard.0 = None;
+                    return Err(failed(e));
+                }
             };
+            let got = JsFuture::from(promise.clone()).await;
+            if loading.get(&key) == JsValue::from(promise.clone()) {
+                loading.delete(&key);
+            }
             // the load ended: its signal stays as it is
             guard.0 = None;
-            let got = js_sys::Array::from(&r?);
+            let got = js_sys::Array::from(&got.map_err(failed)?);
             let got: Vec<f64> = got.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
             loaded_from(&got)
         })
@@ -263,23 +363,63 @@ fn core_loader(loader: SendWrapper<Function>) -> impl FnOnce() -> LoaderFuture +
     }
 }
 
+thread_local! {
+    /// `() => new Promise(() => {})`, made once.
+    static NEVER: Closure<dyn Fn(JsValue) -> JsValue> =
+        Closure::new(|_| Promise::new(&mut |_, _| {}).into());
+}
+
+/// The promise a caller awaits. Edge runtimes answer a request only from its own context and
+/// cancel a request that waits on nothing it started: a caller that joined another request's
+/// flight waits on that flight's loader call too (as with a plain shared promise), and then only
+/// on its own answer, which the host delivers in the caller's own context.
+fn answer(own: Promise, joined: Option<Promise>) -> Promise {
+    match joined {
+        None => own,
+        Some(flight) => NEVER.with(|never| {
+            let never = never.as_ref().unchecked_ref::<Function>();
+            // `flight.then(never, never)`: js-sys's `then` takes closures, this is one function
+            let then = js_sys::Reflect::get(&flight, &JsValue::from_str("then")).map(Function::from);
+            let Ok(keep) = then.and_then(|then| then.call2(&flight, never, never)) else { return own };
+            Promise::race(&js_sys::Array::of2(&own, &keep))
+        }),
+    }
+}
+
 /// `Backend::fetch` as a promise.
-fn run_fetch(c: &Wasm, key: String, loader: Function, ticket: u32, opts: FetchOptions, must_value: bool) -> Promise {
-    let fut = c.0.fetch(key, core_loader(SendWrapper::new(loader)), ticket, opts, must_value);
-    future_to_promise(async move { fut.await.map(to_js).map_err(into_js_error) })
+#[allow(clippy::too_many_arguments)]
+fn run_fetch(
+    c: &Wasm,
+    key: String,
+    loader: Function,
+    ticket: u32,
+    opts: FetchOptions,
+    must_value: bool,
+    wait_until: Option<Function>,
+) -> Promise {
+    let loading = Rc::clone(&c.1.loading);
+    let joined = loading.get(&JsValue::from_str(&key)).dyn_into::<Promise>().ok();
+    let load = core_loader(SendWrapper::new(loader), key.clone(), SendWrapper::new(loading));
+    let fut = c.0.fetch(key, load, ticket, opts, must_value);
+    let wait_until = wait_until.or_else(|| c.1.wait_until.borrow().clone());
+    let fut = Kept { wait_until, fut: Box::pin(fut) };
+    answer(future_to_promise(async move { fut.await.map(to_js).map_err(into_js_error) }), joined)
 }
 
 /// Core `get_or_load` for one caller: resolves to `{ handle, status }`; "not found" rejects
-/// with `NotFound`. `ticket` lets `cancel` stop this one caller's wait.
+/// with `NotFound`. `ticket` lets `cancel` stop this one caller's wait; background work it
+/// starts goes to `waitUntil` (else the cache's).
 #[wasm_bindgen(js_name = getOrLoad)]
-pub fn get_or_load(c: &Wasm, key: String, loader: Function, ticket: u32) -> Promise {
-    run_fetch(c, key, loader, ticket, FetchOptions::default(), true)
+pub fn get_or_load(c: &Wasm, key: String, loader: Function, ticket: u32, wait_until: Option<Function>) -> Promise {
+    run_fetch(c, key, loader, ticket, FetchOptions::default(), true, wait_until)
 }
 
-/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
-#[wasm_bindgen]
+/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's). Exported
+/// as `fetchWith`: a module export named `fetch` would shadow the global `fetch` in the glue
+/// that loads the module.
+#[wasm_bindgen(js_name = fetchWith)]
 #[allow(clippy::too_many_arguments)]
-pub fn fetch(
+pub fn fetch_with(
     c: &Wasm,
     key: String,
     loader: Function,
@@ -289,9 +429,10 @@ pub fn fetch(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
+    wait_until: Option<Function>,
 ) -> Result<Promise, JsValue> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout).map_err(into_js_error)?;
-    Ok(run_fetch(c, key, loader, ticket, opts, false))
+    Ok(run_fetch(c, key, loader, ticket, opts, false, wait_until))
 }
 
 /// `Backend::cancel`.

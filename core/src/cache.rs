@@ -17,6 +17,7 @@ use crate::sampler::KeySample;
 use crate::stats::{StampedeCounters, Stats, StoreStats};
 use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, NEVER};
 use crate::sync::{lock, Mutex};
+use crate::tier::{self, Tier};
 use crate::xfetch;
 use crate::{Spawner, Timer};
 
@@ -77,6 +78,8 @@ pub(crate) struct Inner<V> {
     draws: AtomicU64,
     seed: u64,
     pub counters: StampedeCounters,
+    /// The shared tier (L2), when the cache has one.
+    pub tier: Option<Arc<Tier<V>>>,
 }
 
 /// A bounded, concurrent cache from string keys to values of type `V`.
@@ -139,6 +142,10 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
                 return Err(Error::invalid_config(field, problem, None));
             }
         }
+        if self.tier.is_some() && self.timer.is_none() {
+            let problem = ConfigProblem::Needs("a timer (CacheBuilder::timer) for the shared tier's deadlines");
+            return Err(Error::invalid_config("shared_tier", problem, None));
+        }
         let clock = self.take_clock();
         Ok(Cache::assemble(settings, clock, self))
     }
@@ -154,10 +161,23 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.max_key_len,
             settings.max_entry_bytes,
             settings.seed,
-            clock,
+            Arc::clone(&clock),
         );
+        let tier = b.tier.map(|(transport, codec)| {
+            let timer = b.timer.clone();
+            Tier::new(
+                transport,
+                codec,
+                settings.tier.clone(),
+                settings.max_entry_bytes,
+                settings.seed,
+                timer.expect("checked by build"),
+                Arc::clone(&clock),
+            )
+        });
         Cache {
             inner: Arc::new(Inner {
+                tier,
                 store,
                 flights: Flights::new(settings.max_in_flight, settings.seed),
                 rng: Mutex::new(SmallRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
@@ -321,9 +341,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// Every live key, in no particular order (a snapshot: later writes do not change it).
-    pub fn keys(&self) -> KeySample {
-        self.sample_keys(usize::MAX)
+    /// The fresh value of `key` without counting a read or touching its access counter, so
+    /// looking does not change what is evicted next (`None` also for a cached "not found").
+    pub fn peek(&self, key: &str) -> Option<V> {
+        self.peek_versioned(key).and_then(|(v, _)| v)
+    }
+
+    /// Every key with a fresh value, in no particular order: a snapshot, so keys written or
+    /// removed meanwhile may or may not appear. O(entries); counts no read. Holds every shard's
+    /// read lock while it copies the stored keys: writers wait that long, readers do not.
+    pub fn keys(&self) -> Vec<String> {
+        // Every stored key once (a sample as large as the store), then only those holding a
+        // value: a cached "not found" is no key of the cache, as `contains` says.
+        let all = self.sample_keys(usize::MAX);
+        all.iter().filter(|k| self.contains(k)).map(str::to_owned).collect()
     }
 
     pub(crate) fn now_nanos(&self) -> u64 {
@@ -362,6 +393,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Writes with explicit [`WriteOptions`]; returns the new version.
+    ///
+    /// With a shared tier, the value is also written to L2 (queued in call order, unconditional:
+    /// a plain write is the newest by definition); a value the tier cannot encode is refused with
+    /// [`Error::ValueNotEncodable`], changing nothing.
     pub fn write(&self, key: &str, value: V, opts: WriteOptions) -> Result<u64> {
         self.write_entry(key, value, opts).map(|w| w.version)
     }
@@ -379,7 +414,26 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(w.expires_in, None);
     /// ```
     pub fn write_entry(&self, key: &str, value: V, opts: WriteOptions) -> Result<Written> {
-        self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)
+        let Some(tier) = &self.inner.tier else {
+            return self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0);
+        };
+        let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
+        let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
+        let grace = self.inner.settings.grace.unwrap_or_default();
+        let ttl = self.resolve_ttl(opts.ttl);
+        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any) {
+            tier.spawn(w);
+        }
+        Ok(written)
+    }
+
+    /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
+    pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Option<Duration> {
+        match ttl {
+            Ttl::Default => self.inner.settings.ttl,
+            Ttl::Never => None,
+            Ttl::For(d) => Some(d),
+        }
     }
 
     pub(crate) fn write_raw(
@@ -408,8 +462,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         r.map(|version| Written { version, expires_in })
     }
 
-    /// Removes `key`; returns its value if it was fresh.
+    /// Removes `key`; returns its value if it was fresh. With a shared tier, L2 gets a
+    /// tombstone: other processes read a miss, and a rebuild that read the key before is fenced out.
     pub fn remove(&self, key: &str) -> Option<V> {
+        if let Some(tier) = &self.inner.tier {
+            if let Some(w) = tier.tombstone(key) {
+                tier.spawn(w);
+            }
+        }
         let mut removed = Vec::new();
         let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
         let v = match live {
@@ -432,11 +492,27 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         });
         self.done(removed);
         match r {
-            Some(_) => Ok(()),
+            Some(_) => {
+                if let Some(tier) = &self.inner.tier {
+                    if let Some(w) = tier.tombstone(key) {
+                        tier.spawn(w);
+                    }
+                }
+                Ok(())
+            }
             // Version 0 means "absent": an absent key meets it as an expired one does.
             None if expected == 0 && current == 0 => Ok(()),
             None => Err(Error::VersionMismatch { expected, current }),
         }
+    }
+
+    /// Unlinks from the shared tier every value whose key matches the glob `pattern` (`*`, `?`,
+    /// `[...]`; escape a literal metacharacter with `\\`), with SCAN and UNLINK in batches (never
+    /// KEYS); answers how many. This process's L1 copies stay until they expire or are replaced.
+    /// Without a shared tier: 0. [`Error::L2Unavailable`] when it cannot be reached.
+    pub async fn unlink_shared(&self, pattern: &str) -> Result<u64> {
+        let Some(tier) = &self.inner.tier else { return Ok(0) };
+        tier.unlink_matching(pattern.to_string()).await.map_err(|e| Error::L2Unavailable { reason: e.to_string() })
     }
 
     /// Number of stored entries (expired entries not yet swept included; see [`Cache::purge_expired`]).
@@ -487,6 +563,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let c = &self.inner.flights.counters;
         let s = &self.inner.counters;
         let negative_hits = s.negative_hits.load(Relaxed);
+        let l2 = self.inner.tier.as_ref().map(|t| t.stats()).unwrap_or_default();
         Stats {
             hits: hits.saturating_sub(negative_hits),
             misses,
@@ -513,6 +590,100 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             negative_entries: s.negative_entries.load(Relaxed),
             negative_refused: s.negative_refused.load(Relaxed),
             load_latency: s.load_latency.snapshot(),
+            l2_hits: l2.hits,
+            l2_misses: l2.misses,
+            l2_errors: l2.errors,
+            l2_timeouts: l2.timeouts,
+            l2_skipped: l2.skipped,
+            l2_writes: l2.writes,
+            l2_fenced_out: l2.fenced_out,
+            l2_codec_errors: l2.codec_errors,
+            l2_breaker_state: l2.breaker_state,
+            l2_breaker_opens: l2.breaker_opens,
+            l2_recovery_depth: l2.recovery_depth,
+            l2_recovery_dropped: l2.recovery_dropped,
+            l2_latency: l2.latency,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Cache, FetchOptions, Loaded, ManualClock};
+
+    fn cache(max: u64) -> (Cache<u64>, ManualClock) {
+        let clock = ManualClock::new();
+        let c = Cache::builder().max_entries(max).shards(1).seed(1).clock(clock.clone()).build().unwrap();
+        (c, clock)
+    }
+
+    #[test]
+    fn peek_reads_without_counting_or_expiring() {
+        let (c, clock) = cache(10);
+        assert_eq!(c.peek("a"), None);
+        c.set("a", 1).unwrap();
+        c.set_with_ttl("t", 2, Some(Duration::from_secs(1))).unwrap();
+        let before = c.stats();
+        assert_eq!(c.peek("a"), Some(1));
+        assert_eq!(c.peek("t"), Some(2));
+        let after = c.stats();
+        assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(c.peek("t"), None, "an expired entry is not returned");
+        assert_eq!(c.stats().expirations, before.expirations, "and peek does not remove it either");
+    }
+
+    #[test]
+    fn peek_leaves_eviction_order_alone() {
+        // Two entries, one slot to free; "b" was read 3 times. Whether "a" survives the next
+        // insert depends on the seed's eviction candidates and on the read counters: peeking at
+        // "a" must give, seed for seed, the outcome of not looking at it at all.
+        let survives = |seed: u64, look: &dyn Fn(&Cache<u64>)| {
+            let c = Cache::builder().max_entries(2).shards(1).seed(seed).build().unwrap();
+            c.set("a", 1).unwrap();
+            c.set("b", 2).unwrap();
+            for _ in 0..3 {
+                c.get("b");
+            }
+            look(&c);
+            c.set("c", 3).unwrap();
+            c.peek("a").is_some()
+        };
+        let mut reads_matter = false;
+        for seed in 0..64 {
+            let untouched = survives(seed, &|_| {});
+            let peeked = survives(seed, &|c| (0..50).for_each(|_| assert_eq!(c.peek("a"), Some(1))));
+            let read = survives(seed, &|c| (0..50).for_each(|_| assert_eq!(c.get("a"), Some(1))));
+            assert_eq!(peeked, untouched, "seed {seed}");
+            reads_matter |= read != untouched;
+        }
+        assert!(reads_matter, "reads of \"a\" never changed an eviction: this test could not see a touch");
+    }
+
+    #[test]
+    fn keys_lists_fresh_values_only() {
+        let (c, clock) = cache(100);
+        assert!(c.keys().is_empty());
+        for i in 0..20 {
+            c.set(&format!("k{i}"), i).unwrap();
+        }
+        c.set_with_ttl("short", 0, Some(Duration::from_secs(1))).unwrap();
+        let loaded: Loaded<u64> = Loaded::NotFound;
+        let _ = futures::executor::block_on(c.fetch(
+            "missing",
+            FetchOptions { negative_ttl: Some(Duration::from_secs(60)), ..FetchOptions::default() },
+            move || async move { Ok::<_, std::io::Error>(loaded) },
+        ));
+        assert!(!c.contains("missing"));
+        clock.advance(Duration::from_secs(2));
+        let before = c.stats();
+        let mut keys = c.keys();
+        keys.sort();
+        let mut want: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        want.sort();
+        assert_eq!(keys, want, "no expired key, no cached \"not found\"");
+        assert_eq!((c.stats().hits, c.stats().misses), (before.hits, before.misses));
     }
 }

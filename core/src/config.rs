@@ -85,6 +85,19 @@ pub struct Config {
     /// negative TTLs above it are refused, so a mistaken "not found" cannot pin a key for hours.
     /// Defaults to: 60,000 (one minute).
     pub max_negative_ttl_ms: f64,
+    /// Deadline of every shared-tier (L2) operation, in ms. Defaults to: 100.
+    pub l2_timeout_ms: f64,
+    /// Invalidations kept while L2 is unreachable (replayed when it returns; beyond it the
+    /// oldest is dropped and counted). Defaults to: 10,000.
+    pub l2_recovery_max: f64,
+    /// L2 payloads at least this long are lz4-compressed, kept only if that saves 12.5%, in
+    /// bytes. Defaults to: 1,024.
+    pub l2_compress_min_bytes: f64,
+    /// How long a delete's L2 tombstone fences out rebuilds that read before it, in ms.
+    /// Defaults to: 10,000.
+    pub l2_tombstone_ttl_ms: f64,
+    /// First part of every L2 key (the digit is the layout version). Defaults to: `hc1`.
+    pub l2_prefix: String,
 }
 
 impl Default for Config {
@@ -109,6 +122,11 @@ impl Default for Config {
             negative_ttl_ms: None,
             max_negative_share: 0.1,
             max_negative_ttl_ms: 60_000.0,
+            l2_timeout_ms: 100.0,
+            l2_recovery_max: 10_000.0,
+            l2_compress_min_bytes: 1024.0,
+            l2_tombstone_ttl_ms: 10_000.0,
+            l2_prefix: crate::keys::DEFAULT_PREFIX.to_string(),
         }
     }
 }
@@ -134,6 +152,7 @@ pub(crate) struct Settings {
     pub negative_ttl: Option<Duration>,
     pub max_negative_ttl: Duration,
     pub max_negative: u64,
+    pub tier: crate::tier::TierConfig,
 }
 
 /// Checks a whole number in `min..=max` (counts and sizes).
@@ -227,9 +246,18 @@ impl Config {
             "negative_ttl" => self.negative_ttl_ms = Some(value),
             "max_negative_share" => self.max_negative_share = value,
             "max_negative_ttl" => self.max_negative_ttl_ms = value,
+            "l2_timeout" => self.l2_timeout_ms = value,
+            "l2_recovery_max" => self.l2_recovery_max = value,
+            "l2_compress_min_bytes" => self.l2_compress_min_bytes = value,
+            "l2_tombstone_ttl" => self.l2_tombstone_ttl_ms = value,
             _ => return Err(unknown()),
         }
         Ok(())
+    }
+
+    /// Checks every setting as [`CacheBuilder::build`] does, without building a cache.
+    pub fn check(&self) -> Result<()> {
+        self.validate().map(drop)
     }
 
     pub(crate) fn validate(&self) -> Result<Settings> {
@@ -301,7 +329,21 @@ impl Config {
             ));
         }
         let share = fraction("max_negative_share", self.max_negative_share)?;
+        if crate::keys::check_prefix(&self.l2_prefix).is_err() {
+            let problem = ConfigProblem::Rule("must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
+            return Err(Error::invalid_config("l2_prefix", problem, None));
+        }
+        let tier = crate::tier::TierConfig {
+            prefix: self.l2_prefix.clone(),
+            timeout: duration_ms("l2_timeout", self.l2_timeout_ms)?,
+            recovery_max: count("l2_recovery_max", self.l2_recovery_max, 1.0, 1e7)? as usize,
+            compress_min_bytes: count("l2_compress_min_bytes", self.l2_compress_min_bytes, 0.0, MAX_BYTES_LIMIT)?
+                as usize,
+            tombstone_ttl: duration_ms("l2_tombstone_ttl", self.l2_tombstone_ttl_ms)?,
+            ..crate::tier::TierConfig::default()
+        };
         Ok(Settings {
+            tier,
             grace,
             stale_while_revalidate: self.stale_while_revalidate,
             soft_timeout,
@@ -354,7 +396,11 @@ pub struct CacheBuilder<V> {
     pub(crate) timer: Option<Arc<dyn crate::Timer>>,
     pub(crate) listener: Option<RemovalListener<V>>,
     pub(crate) spawner: Option<Arc<dyn crate::Spawner>>,
+    pub(crate) tier: Option<SharedTier<V>>,
 }
+
+/// A shared tier as the builder keeps it until `build`.
+pub(crate) type SharedTier<V> = (Arc<dyn crate::tier::Transport>, Arc<dyn crate::tier::ValueCodec<V>>);
 
 impl<V> CacheBuilder<V> {
     /// A builder with [`Config::default`].
@@ -364,7 +410,7 @@ impl<V> CacheBuilder<V> {
 
     /// A builder starting from `config`.
     pub fn from_config(config: Config) -> Self {
-        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None, spawner: None }
+        CacheBuilder { config, weigher: None, clock: None, timer: None, listener: None, spawner: None, tier: None }
     }
 
     /// Maximum number of entries. Defaults to: 10,000.
@@ -493,6 +539,31 @@ impl<V> CacheBuilder<V> {
     /// Longest TTL of a cached "not found" answer. Defaults to: one minute.
     pub fn max_negative_ttl(mut self, d: Duration) -> Self {
         self.config.max_negative_ttl_ms = d.as_secs_f64() * 1000.0;
+        self
+    }
+
+    /// A shared tier (L2) every process of a fleet reads: `transport` reaches it (the
+    /// `healcache-redis` crate gives one for Redis), `codec` turns values into payload bytes
+    /// (`healcache::tier::MsgPack` for serde types). Its settings are the `l2_*` ones. Needs a
+    /// timer. Defaults to: none.
+    pub fn shared_tier(
+        mut self,
+        transport: impl crate::tier::Transport,
+        codec: impl crate::tier::ValueCodec<V>,
+    ) -> Self {
+        self.tier = Some((Arc::new(transport), Arc::new(codec)));
+        self
+    }
+
+    /// Deadline of every shared-tier operation. Defaults to: 100 ms.
+    pub fn l2_timeout(mut self, d: Duration) -> Self {
+        self.config.l2_timeout_ms = d.as_secs_f64() * 1000.0;
+        self
+    }
+
+    /// First part of every L2 key. Defaults to: `hc1`.
+    pub fn l2_prefix(mut self, prefix: &str) -> Self {
+        self.config.l2_prefix = prefix.to_string();
         self
     }
 

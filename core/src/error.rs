@@ -182,6 +182,20 @@ pub enum Error {
     NotFound,
     /// The caller stopped waiting (a cancelled host task, an aborted signal); others are unaffected.
     Cancelled,
+    /// The value cannot be written to the shared tier (a type its payload model lacks, such as
+    /// a set or a function, a map with non-text keys, nesting deeper than 64, bytes given to the JSON
+    /// codec); nothing was written.
+    ValueNotEncodable {
+        /// What could not be encoded (the value itself is never part of the message).
+        reason: String,
+    },
+    /// The shared tier could not do what was asked (unreachable, the breaker open, a deadline
+    /// passed) for a call that needs it; reads and writes never fail this way (they fall back to
+    /// L1 and the loader).
+    L2Unavailable {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -200,6 +214,8 @@ impl Error {
             Error::NotFound => "NotFound",
             Error::InvalidKey { .. } => "InvalidKey",
             Error::Cancelled => "Cancelled",
+            Error::ValueNotEncodable { .. } => "ValueNotEncodable",
+            Error::L2Unavailable { .. } => "L2Unavailable",
         }
     }
 
@@ -244,6 +260,8 @@ impl Error {
             Error::InvalidKey { reason } => format!("invalid key: {reason}"),
             Error::NotFound => "not found".to_string(),
             Error::Cancelled => "cancelled".to_string(),
+            Error::ValueNotEncodable { reason } => format!("value cannot be stored in the shared tier: {reason}"),
+            Error::L2Unavailable { reason } => format!("the shared tier is unavailable: {reason}"),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! refresh, refresh-ahead, negative caching, and the fenced store of a loaded value.
 
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,13 @@ use crate::error::{ConfigProblem, Error, LoaderError, Result};
 use crate::flight::{self, LoadFuture, Tracked};
 use crate::stats::Status;
 use crate::store::{Expect, Lookup};
+use crate::tier::L2Read;
 use crate::xfetch;
+
+/// Where a flight's value came from, for the status of the call that started it.
+const FROM_LOADER: u8 = 0;
+const FROM_L2: u8 = 1;
+const L2_SKIPPED: u8 = 2;
 
 /// What a loader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +84,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         // Fast path: a fresh value, when no refresh layer needs to see the read, is returned
         // without building the load machinery.
         let s = &self.inner.settings;
-        if s.xfetch_beta.is_none() && s.refresh_after.is_none() {
+        let trusted = self.inner.tier.as_ref().is_none_or(|t| !t.any_suspect());
+        if s.xfetch_beta.is_none() && s.refresh_after.is_none() && trusted {
             if let Some(v) = self.inner.store.try_hit(key, |slot| slot.value.clone()) {
                 return Either::Left(future::ready(Ok(v)));
             }
@@ -126,6 +133,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);
+        // An entry written before the shared tier's last outage ended may have missed an
+        // invalidation: it is re-read from L2 (and serves as the stale value meanwhile).
+        let look = match (look, &inner.tier) {
+            (Lookup::Fresh(raw), Some(t)) if t.is_suspect(raw.written_at) => Lookup::Stale(raw),
+            (look, _) => look,
+        };
         let stale = match look {
             Lookup::Fresh(raw) => {
                 let Some(value) = raw.value else {
@@ -171,10 +184,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 return Ok(Fetched { value: stale.clone(), status: Status::Stale });
             }
         }
+        let origin = Arc::new(AtomicU8::new(FROM_LOADER));
         let joined = match inner.flights.join_or_start(
             key,
             || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader, origin.clone()),
         )? {
             Err(v) => {
                 let status = if v.is_some() { Status::Hit } else { Status::NegativeHit };
@@ -182,7 +196,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             Ok(j) => j,
         };
-        let started = joined.started;
+        let (started, id) = (joined.started, joined.id);
         let soft = opts.soft_timeout.or(s.soft_timeout);
         let result = match (&stale, soft, &inner.timer, &inner.spawner) {
             (Some(stale), Some(t), Some(timer), Some(spawner)) => {
@@ -191,6 +205,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     Either::Left((r, _)) => r,
                     Either::Right(_) => {
                         // The load goes on in the background and stores its value when done.
+                        if !spawner.keeps_alive() {
+                            inner.flights.abandon(key, id);
+                        }
                         spawner.spawn(
                             async move {
                                 let _ = keep.await;
@@ -204,11 +221,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             _ => flight::wait(joined).await,
         };
+        let status = |loaded| match (started, origin.load(Relaxed)) {
+            (false, _) => Status::Coalesced,
+            (true, FROM_L2) => Status::L2Hit,
+            (true, L2_SKIPPED) => Status::L2Skipped,
+            _ => loaded,
+        };
         match result {
-            Ok(Some(v)) => {
-                Ok(Fetched { value: Some(v), status: if started { Status::Loaded } else { Status::Coalesced } })
-            }
-            Ok(None) => Ok(Fetched { value: None, status: Status::NegativeLoaded }),
+            Ok(Some(v)) => Ok(Fetched { value: Some(v), status: status(Status::Loaded) }),
+            Ok(None) => Ok(Fetched { value: None, status: status(Status::NegativeLoaded) }),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
             Err(e) => match stale {
                 Some(stale) => {
@@ -229,13 +250,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     {
         let inner = &self.inner;
         let Some(spawner) = &inner.spawner else { return false };
+        // one background refresh at a time, also while one the host may stop is under way
+        if inner.flights.loading(key) {
+            return false;
+        }
         let joined = inner.flights.join_or_start(
             key,
             || None,
-            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader, Arc::default()),
         );
         match joined {
             Ok(Ok(j)) if j.started => {
+                if !spawner.keeps_alive() {
+                    inner.flights.abandon(key, j.id);
+                }
                 let load = j.load;
                 spawner.spawn(
                     async move {
@@ -283,7 +311,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let joined = match inner.flights.join_or_start(
             key,
             || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader),
+            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader, Arc::default()),
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,
@@ -309,6 +337,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         fence: u64,
         opts: FetchOptions,
         loader: F,
+        origin: Arc<AtomicU8>,
     ) -> LoadFuture<Option<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -327,6 +356,25 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let _finish = Finish(cache.clone(), key.clone(), id);
             let inner = &cache.inner;
             let counters = &inner.flights.counters;
+            // The shared tier first: a fresh L2 value ends the flight without the loader.
+            let mut l2_expect = None;
+            if let Some(tier) = &inner.tier {
+                match tier.read(&key).await {
+                    L2Read::Hit { value, fresh, load_nanos } => {
+                        // L1 keeps it for the life Redis has left, within its own TTL
+                        let ttl = match (fresh, cache.resolve_ttl(opts.ttl)) {
+                            (None, _) => Ttl::Default,
+                            (Some(f), Some(own)) => Ttl::For(f.min(own)),
+                            (Some(f), None) => Ttl::For(f),
+                        };
+                        let _ = cache.write_raw(&key, value.clone(), ttl, Some(Expect::Stored(fence)), load_nanos);
+                        origin.store(FROM_L2, Relaxed);
+                        return Ok(value);
+                    }
+                    L2Read::Miss(e) => l2_expect = Some(e),
+                    L2Read::Skipped => origin.store(L2_SKIPPED, Relaxed),
+                }
+            }
             let started = inner.store.precise_now();
             let load = Tracked {
                 id,
@@ -350,6 +398,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             };
             let took = inner.store.precise_now().saturating_sub(started);
             inner.counters.load_latency.record(took);
+            if let (Ok(v), Some(tier), Some(expect)) = (&res, &inner.tier, l2_expect) {
+                let ttl = match v {
+                    Some(_) => Some(cache.resolve_ttl(opts.ttl)),
+                    None => opts.negative_ttl.or(inner.settings.negative_ttl).map(Some),
+                };
+                if let Some(ttl) = ttl {
+                    let grace = inner.settings.grace.unwrap_or_default();
+                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect) {
+                        w.await;
+                    }
+                }
+            }
             match &res {
                 Ok(v) => cache.store_loaded(&key, v.clone(), fence, took, opts),
                 Err(Error::LoadTimeout { .. }) => {

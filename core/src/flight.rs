@@ -55,6 +55,14 @@ pub trait Timer: Send + Sync + 'static {
 pub trait Spawner: Send + Sync + 'static {
     /// Starts `fut`; it must be polled to completion unless the runtime shuts down.
     fn spawn(&self, fut: BoxFuture<'static, ()>);
+
+    /// Whether work spawned now is kept running until it ends. Edge runtimes stop a request's
+    /// work once it has answered, unless it was handed to their `waitUntil`: a background load
+    /// spawned while this is false may never finish, so the cache does not make later callers
+    /// wait on it (the next caller of its key starts a new load). Defaults to: true.
+    fn keeps_alive(&self) -> bool {
+        true
+    }
 }
 
 pub(crate) type LoadFuture<V> = BoxFuture<'static, Result<V>>;
@@ -81,8 +89,9 @@ pub(crate) struct FlightCounters {
     pub load_timeouts: AtomicU64,
 }
 
-/// A flight's id and a weak handle on its shared load.
-type FlightEntry<V> = (u64, WeakShared<LoadFuture<V>>);
+/// A flight's id, a weak handle on its shared load, and whether later callers may wait on it
+/// (false once it was left to a background task the host may stop: see [`Spawner::keeps_alive`]).
+type FlightEntry<V> = (u64, WeakShared<LoadFuture<V>>, bool);
 
 pub(crate) struct Flights<V> {
     /// Keyed with the cache's seed (as the store is), not a process-global random state.
@@ -123,7 +132,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         let mut dead: Vec<SharedLoad<V>> = Vec::new();
         let res = {
             let mut map = lock(&self.map);
-            if let Some((id, weak)) = map.get(key) {
+            if let Some((id, weak, true)) = map.get(key) {
                 let id = *id;
                 if let Some(load) = weak.upgrade() {
                     if is_polling(id) {
@@ -138,7 +147,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
                 return Ok(Err(v));
             }
             if map.len() >= self.max {
-                map.retain(|_, (_, w)| match w.upgrade() {
+                map.retain(|_, (_, w, _)| match w.upgrade() {
                     Some(s) => {
                         dead.push(s);
                         true
@@ -154,7 +163,10 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
             let id = NEXT_FLIGHT.fetch_add(1, Relaxed);
             let load = make(id).shared();
             let weak = load.downgrade().expect("a fresh Shared has not completed");
-            map.insert(Arc::from(key), (id, weak));
+            // replaces a flight nobody may wait on: its guard removes only its own entry
+            if let Some(old) = map.insert(Arc::from(key), (id, weak, true)).and_then(|(_, w, _)| w.upgrade()) {
+                dead.push(old);
+            }
             self.counters.loads.fetch_add(1, Relaxed);
             Ok(Ok(Joined { id, load, started: true }))
         };
@@ -162,12 +174,29 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         res
     }
 
+    /// Whether a load of `key` is under way (one later callers may wait on or not).
+    pub fn loading(&self, key: &str) -> bool {
+        // the strong handle is dropped after the lock: dropping the last one takes the lock
+        let load = lock(&self.map).get(key).and_then(|(_, w, _)| w.upgrade());
+        load.is_some()
+    }
+
+    /// Marks flight `id` of `key` as one later callers must not wait on: it was left to a
+    /// background task the host may stop before it ends.
+    pub fn abandon(&self, key: &str, id: u64) {
+        if let Some((cur, _, joinable)) = lock(&self.map).get_mut(key) {
+            if *cur == id {
+                *joinable = false;
+            }
+        }
+    }
+
     /// Removes the entry of flight `id` (if still the current one for `key`).
     pub fn finish(&self, key: &str, id: u64) {
         let removed = {
             let mut map = lock(&self.map);
             match map.get(key) {
-                Some((cur, _)) if *cur == id => map.remove(key),
+                Some((cur, _, _)) if *cur == id => map.remove(key),
                 _ => None,
             }
         };

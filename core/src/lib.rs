@@ -18,6 +18,7 @@
 
 mod cache;
 mod clock;
+pub mod codec;
 mod config;
 mod error;
 mod eviction;
@@ -25,6 +26,7 @@ mod fetch;
 mod flight;
 mod healing;
 mod index;
+pub mod keys;
 mod prometheus;
 mod sampler;
 mod scoring;
@@ -33,6 +35,7 @@ mod source;
 mod stats;
 mod store;
 mod sync;
+pub mod tier;
 mod xfetch;
 
 pub use cache::{Cache, Entry, Ttl, WriteOptions, Written};

@@ -46,6 +46,20 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     counter("negative_refused_total", "Not-found answers not cached (share bound).", stats.negative_refused);
     counter("fenced_writes_total", "Loaded values dropped because a newer write landed.", stats.fenced_writes);
     counter("oversize_rejections_total", "Loaded values over max_entry_bytes, not stored.", stats.oversize_rejections);
+    counter("l2_hits_total", "Shared-tier reads that found a fresh value.", stats.l2_hits);
+    counter("l2_misses_total", "Shared-tier reads that found nothing usable.", stats.l2_misses);
+    counter("l2_errors_total", "Shared-tier operations that failed (I/O, refusals, deadlines).", stats.l2_errors);
+    counter("l2_timeouts_total", "Shared-tier operations past their deadline.", stats.l2_timeouts);
+    counter("l2_skipped_total", "Shared-tier operations skipped while the breaker was open.", stats.l2_skipped);
+    counter("l2_writes_total", "Values and tombstones written to the shared tier.", stats.l2_writes);
+    counter("l2_fenced_out_total", "Shared-tier writes refused because a newer value was stored.", stats.l2_fenced_out);
+    counter("l2_codec_errors_total", "Shared-tier values that did not decode or encode.", stats.l2_codec_errors);
+    counter("l2_breaker_opens_total", "Times the shared tier's breaker opened.", stats.l2_breaker_opens);
+    counter(
+        "l2_recovery_dropped_total",
+        "Invalidations dropped at the recovery queue's bound.",
+        stats.l2_recovery_dropped,
+    );
     let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
     for (reason, v) in [
         ("stale_while_revalidate", stats.stale_served_swr),
@@ -61,7 +75,10 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     gauge("weight_bytes", "Total weight stored.", stats.weight);
     gauge("in_flight_loads", "Loads under way.", stats.in_flight);
     gauge("negative_entries", "Cached not-found answers.", stats.negative_entries);
+    gauge("l2_breaker_state", "The shared tier's breaker: 0 closed, 1 open, 2 half-open.", stats.l2_breaker_state);
+    gauge("l2_recovery_depth", "Invalidations waiting for the shared tier to return.", stats.l2_recovery_depth);
     histogram(&mut out, "load_duration_seconds", "Loader call durations.", &name, &stats.load_latency, 1000.0);
+    histogram(&mut out, "l2_duration_seconds", "Shared-tier operation durations.", &name, &stats.l2_latency, 1000.0);
     out
 }
 

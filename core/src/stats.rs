@@ -28,6 +28,10 @@ pub enum Status {
     NegativeHit,
     /// The loader answered "not found".
     NegativeLoaded,
+    /// Read from the shared tier (L2): fresh there, not in this process.
+    L2Hit,
+    /// Loaded by the loader while the shared tier was skipped (unreachable, breaker open).
+    L2Skipped,
 }
 
 impl Status {
@@ -44,6 +48,8 @@ impl Status {
             Status::RefreshAhead => "refresh-ahead",
             Status::NegativeHit => "negative-hit",
             Status::NegativeLoaded => "negative-loaded",
+            Status::L2Hit => "l2-hit",
+            Status::L2Skipped => "l2-skipped",
         }
     }
 }
@@ -101,12 +107,39 @@ pub struct Stats {
     pub negative_refused: u64,
     /// Durations of loader calls.
     pub load_latency: HistogramSnapshot,
+    /// Shared tier (zero without one), as [`crate::tier::L2Stats`] describes each: reads that
+    /// found a fresh value in L2.
+    pub l2_hits: u64,
+    /// L2 reads that found nothing usable.
+    pub l2_misses: u64,
+    /// L2 operations that failed (I/O, refusals, deadlines).
+    pub l2_errors: u64,
+    /// Of those, deadlines passed.
+    pub l2_timeouts: u64,
+    /// L2 operations skipped while the breaker was open.
+    pub l2_skipped: u64,
+    /// Values and tombstones written to L2.
+    pub l2_writes: u64,
+    /// L2 writes refused by the fence (a newer value was stored).
+    pub l2_fenced_out: u64,
+    /// Stored values that did not decode, and values that could not be encoded.
+    pub l2_codec_errors: u64,
+    /// The breaker: 0 closed, 1 open, 2 half-open.
+    pub l2_breaker_state: u64,
+    /// Times the breaker opened.
+    pub l2_breaker_opens: u64,
+    /// Invalidations waiting for L2 to return.
+    pub l2_recovery_depth: u64,
+    /// Invalidations dropped at the recovery queue's bound.
+    pub l2_recovery_dropped: u64,
+    /// Latency of L2 operations.
+    pub l2_latency: HistogramSnapshot,
 }
 
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 24] {
+    pub fn counters(&self) -> [(&'static str, u64); 36] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -132,6 +165,18 @@ impl Stats {
             ("negative_hits", self.negative_hits),
             ("negative_entries", self.negative_entries),
             ("negative_refused", self.negative_refused),
+            ("l2_hits", self.l2_hits),
+            ("l2_misses", self.l2_misses),
+            ("l2_errors", self.l2_errors),
+            ("l2_timeouts", self.l2_timeouts),
+            ("l2_skipped", self.l2_skipped),
+            ("l2_writes", self.l2_writes),
+            ("l2_fenced_out", self.l2_fenced_out),
+            ("l2_codec_errors", self.l2_codec_errors),
+            ("l2_breaker_state", self.l2_breaker_state),
+            ("l2_breaker_opens", self.l2_breaker_opens),
+            ("l2_recovery_depth", self.l2_recovery_depth),
+            ("l2_recovery_dropped", self.l2_recovery_dropped),
         ]
     }
 }

@@ -15,14 +15,14 @@
 //! [`AllowPrivate`]); a refused destination is an unavailable answer, counted as a source
 //! failure. `Debug` output shows templates with their password and query values redacted.
 //!
-//! Requests run on this crate's own runtime: one tokio worker thread, started at the first
-//! request, so the futures this crate returns work under any executor (the Python binding's loop
+//! Requests run on the process's I/O runtime (`healcache-rt`: one tokio worker thread, started
+//! at the first request and rebuilt in a forked child), so the futures this crate returns work under any executor (the Python binding's loop
 //! driver, napi's tokio runtime, `futures::executor::block_on`). Dropping such a future aborts
 //! its request.
 
 mod destination;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -84,19 +84,6 @@ impl std::fmt::Debug for HttpSource {
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .finish()
     }
-}
-
-/// The one runtime of every HTTP source in the process (a thread that only does I/O).
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("healcache-http")
-            .enable_all()
-            .build()
-            .expect("healcache-http: cannot start the I/O thread")
-    })
 }
 
 /// `url` with the password of its userinfo and every query value but `{key}` replaced by `***`:
@@ -192,7 +179,7 @@ impl HttpSource {
             Err(_) => return futures::future::ready(Err(SourceError::Refused)).boxed(),
         };
         let inner = Arc::clone(&self.inner);
-        let task = AbortOnDrop(runtime().spawn(async move { get(&inner, &url).await }));
+        let task = healcache_rt::spawn(async move { get(&inner, &url).await });
         task.map(|joined| joined.unwrap_or(Err(SourceError::Unavailable))).boxed()
     }
 
@@ -232,22 +219,6 @@ where
                 SourceAnswer::NotFound => Ok(SourceAnswer::NotFound),
             })
             .boxed()
-    }
-}
-
-/// A spawned request that is aborted when its waiter goes away.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = std::result::Result<T, tokio::task::JoinError>;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        self.0.poll_unpin(cx)
     }
 }
 

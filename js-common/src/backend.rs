@@ -13,13 +13,13 @@
 //! the only ones.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::settings::js_name;
 use healcache::{
-    Cache, CacheBuilder, Config, Entry, Error, FetchOptions, Healer, Loaded, LoaderError, Result, Spawner, Timer,
-    WriteOptions, Written,
+    Cache, CacheBuilder, Config, Entry, Error, FetchOptions, Healer, Loaded, LoaderError, ManualClock, Result, Spawner,
+    Timer, WriteOptions, Written,
 };
 
 use crate::config::ttl_arg;
@@ -41,18 +41,29 @@ fn ms_left(d: Option<std::time::Duration>) -> f64 {
     d.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3)
 }
 
-/// One cache: the core instance, its removal queue, its healer, and the cancel handles of the
-/// `getOrLoad` calls still waiting.
+/// One cache: the core instance (built at its first use, see [`Backend::new`]), and the cancel
+/// handles of the `getOrLoad` calls still waiting.
 pub struct Backend {
-    cache: Cache<Handle>,
-    removed: Arc<Removals>,
-    heal: Arc<HealState>,
-    healer: Healer<Handle>,
+    core: OnceLock<Core>,
+    /// Builds the core from a seed (`None`: the core's); taken at the first use.
+    make: Mutex<Option<MakeCore>>,
+    /// Where the seed of a cache created without one comes from (the host's randomness).
+    seed: Option<fn() -> u64>,
     cancels: Arc<Mutex<Map<u32, AbortHandle>>>,
     /// Where the healing loop runs; `None` where the host schedules intervals itself.
     background: Option<Arc<dyn Spawner>>,
     heal_loop: Mutex<HealLoop>,
 }
+
+/// The core instance, its removal queue and its healer.
+struct Core {
+    cache: Cache<Handle>,
+    removed: Arc<Removals>,
+    heal: Arc<HealState>,
+    healer: Healer<Handle>,
+}
+
+type MakeCore = Box<dyn FnOnce(Option<u64>) -> Result<Core> + Send>;
 
 /// The background healing loop of one cache (the core's `Healer::run`).
 enum HealLoop {
@@ -73,27 +84,69 @@ impl Drop for Backend {
 }
 
 impl Backend {
-    /// A cache from `config`, its delays on `timer`, its background refreshes on `spawner`; with
-    /// `background`, its healing loop runs on `spawner` too.
-    pub fn new<S: Spawner + Clone>(config: Config, timer: impl Timer, spawner: S, background: bool) -> Result<Self> {
-        let removed = Arc::new(Removals::default());
-        let heal = Arc::new(HealState::default());
-        let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
-        let cache = CacheBuilder::from_config(config)
-            .weigher(|h: &Handle| h.weight)
-            .timer(timer)
-            .spawner(spawner.clone())
-            .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
-            .build()?;
-        let healer = heal::new_healer(&cache, &heal)?;
-        Ok(Backend {
-            cache,
-            removed,
-            heal,
-            healer,
+    /// A cache from `config`, its delays on `timer`, its background refreshes on `spawner`, its
+    /// time from `clock` (the host's monotonic clock when `None`); with `background`, its healing
+    /// loop runs on `spawner` too. With `seed` (a host's randomness) and no `config.seed`, the
+    /// settings are checked now and the core is built at the first call that uses it, seeded
+    /// then: edge runtimes forbid randomness in global scope, where a cache is often created.
+    /// Otherwise the core is built now (seeded by the core when `config.seed` is `None`).
+    pub fn new<S: Spawner + Clone>(
+        config: Config,
+        timer: impl Timer,
+        spawner: S,
+        background: bool,
+        clock: Option<ManualClock>,
+        seed: Option<fn() -> u64>,
+    ) -> Result<Self> {
+        config.check()?;
+        let now = match (config.seed, seed) {
+            (Some(_), _) | (None, None) => Some(config.seed),
+            (None, Some(_)) => None,
+        };
+        let bg = background.then(|| Arc::new(spawner.clone()) as Arc<dyn Spawner>);
+        let make: MakeCore = Box::new(move |seed| {
+            let removed = Arc::new(Removals::default());
+            let heal = Arc::new(HealState::default());
+            let (r, h) = (Arc::clone(&removed), Arc::clone(&heal));
+            let mut builder = CacheBuilder::from_config(Config { seed, ..config });
+            if let Some(c) = clock {
+                builder = builder.clock(c);
+            }
+            let cache = builder
+                .weigher(|h: &Handle| h.weight)
+                .timer(timer)
+                .spawner(spawner)
+                .on_removal(move |key, handle, cause| r.record(key, handle, cause, &h))
+                .build()?;
+            let healer = heal::new_healer(&cache, &heal)?;
+            Ok(Core { cache, removed, heal, healer })
+        });
+        let b = Backend {
+            core: OnceLock::new(),
+            make: Mutex::new(Some(make)),
+            seed,
             cancels: Arc::default(),
-            background: background.then(|| Arc::new(spawner) as Arc<dyn Spawner>),
+            background: bg,
             heal_loop: Mutex::new(HealLoop::Idle),
+        };
+        if let Some(seed) = now {
+            let make = lock(&b.make).take().expect("not built yet");
+            let _ = b.core.set(make(seed)?);
+        }
+        Ok(b)
+    }
+
+    /// The core, built (and seeded) at the first use.
+    #[inline]
+    fn core(&self) -> &Core {
+        self.core.get_or_init(|| {
+            let make = lock(&self.make).take().expect("the core is built once");
+            // the settings were checked by `new`, and the timer and the spawner are given (no
+            // `expect`: the error's Debug text would grow the WebAssembly module by kilobytes)
+            match make(self.seed.map(|f| f())) {
+                Ok(core) => core,
+                Err(_) => unreachable!("a checked config builds"),
+            }
         })
     }
 
@@ -110,13 +163,13 @@ impl Backend {
         out: &mut [f64],
     ) -> Result<f64> {
         let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
-        self.written(self.cache.write_entry(key, Handle { id: handle, weight: weight as u64 }, opts)?, out)
+        self.written(self.core().cache.write_entry(key, Handle { id: handle, weight: weight as u64 }, opts)?, out)
     }
 
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
         let h = Handle { id: handle, weight: weight as u64 };
-        self.written(self.cache.write_entry(key, h, WriteOptions::default())?, out)
+        self.written(self.core().cache.write_entry(key, h, WriteOptions::default())?, out)
     }
 
     /// What a write decided, into `out`; returns the version.
@@ -125,32 +178,32 @@ impl Backend {
         let version = w.version as f64;
         out[Out::VERSION] = version;
         out[Out::EXPIRES] = ms_left(w.expires_in);
-        out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
+        out[Out::PENDING] = f64::from(u8::from(self.core().removed.pending()));
         Ok(version)
     }
 
     /// Removes `key`; returns the removed handle, or [`NONE`] if nothing live was there.
     pub fn remove(&self, key: &str) -> f64 {
-        self.cache.remove(key).map_or(NONE, |h| h.id)
+        self.core().cache.remove(key).map_or(NONE, |h| h.id)
     }
 
     /// Removes `key` only if its live version is `expected` (0: absent), else `VersionMismatch`.
     pub fn remove_if_version(&self, key: &str, expected: f64) -> Result<()> {
-        self.cache.remove_if_version(key, expected as u64)
+        self.core().cache.remove_if_version(key, expected as u64)
     }
 
     /// A read of `key` by the core (counted as a hit or a miss): fills `out` with the handle of
     /// its fresh value ([`NONE`] if none), its version and freshness, the loads under way (so the
     /// wrapper can follow a value a background refresh stored) and the pending flag.
     pub fn state(&self, key: &str, out: &mut [f64]) {
-        out[Out::FLIGHTS] = self.cache.in_flight() as f64;
-        self.entry_into(self.cache.get_entry(key), out);
+        out[Out::FLIGHTS] = self.core().cache.in_flight() as f64;
+        self.entry_into(self.core().cache.get_entry(key), out);
     }
 
     /// `state` without counting a read or touching the entry's access counter (`peek`).
     pub fn peek(&self, key: &str, out: &mut [f64]) {
-        out[Out::FLIGHTS] = self.cache.in_flight() as f64;
-        self.entry_into(self.cache.peek_entry(key), out);
+        out[Out::FLIGHTS] = self.core().cache.in_flight() as f64;
+        self.entry_into(self.core().cache.peek_entry(key), out);
     }
 
     fn entry_into(&self, e: Option<Entry<Handle>>, out: &mut [f64]) {
@@ -166,12 +219,12 @@ impl Backend {
                 out[Out::EXPIRES] = 0.0;
             }
         }
-        out[Out::PENDING] = f64::from(u8::from(self.removed.pending()));
+        out[Out::PENDING] = f64::from(u8::from(self.core().removed.pending()));
     }
 
     /// Every live key, in no particular order.
     pub fn keys(&self) -> Js {
-        Js::List(self.cache.keys().iter().map(|k| Js::Str(k.to_string())).collect())
+        Js::List(self.core().cache.keys().into_iter().map(Js::Str).collect())
     }
 
     /// Reports the reads the wrapper's mirror answered: `hits` hits, of which `keys` is a
@@ -180,18 +233,18 @@ impl Backend {
     /// counted as misses). Returns whether removals are queued.
     pub fn touch(&self, keys: &[String], hits: f64, missed: &[String]) -> bool {
         for k in missed {
-            self.cache.get(k);
+            self.core().cache.get(k);
         }
-        self.cache.record_hits(keys, hits.max(0.0) as u64);
-        self.removed.pending()
+        self.core().cache.record_hits(keys, hits.max(0.0) as u64);
+        self.core().removed.pending()
     }
 
     /// Takes the removal queue ([`Removals`]): `[key, handle, ...]`, a set value's (even)
     /// handle without its key (negated: replaced or deleted); once `report_removals` was
     /// called, each handle followed by its cause ([`cause_code`]).
     pub fn drain(&self) -> Js {
-        let taken = self.removed.take();
-        let causes = self.removed.reports_all();
+        let taken = self.core().removed.take();
+        let causes = self.core().removed.reports_all();
         let mut out = Vec::with_capacity(3 * taken.len());
         for (k, h, cause) in taken {
             if let Some(k) = k {
@@ -207,32 +260,32 @@ impl Backend {
 
     /// Queues every removal from now on, with its cause (the wrapper's `dispose` callback).
     pub fn report_removals(&self) {
-        self.removed.report_all();
+        self.core().removed.report_all();
     }
 
     /// Number of stored entries (expired ones not yet swept included).
     pub fn len(&self) -> f64 {
-        self.cache.len() as f64
+        self.core().cache.len() as f64
     }
 
     /// Whether the cache holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
+        self.core().cache.is_empty()
     }
 
     /// Removes every entry.
     pub fn clear(&self) {
-        self.cache.clear();
+        self.core().cache.clear();
     }
 
     /// Removes every expired entry now (queued as removals); returns how many.
     pub fn purge_expired(&self) -> f64 {
-        self.cache.purge_expired() as f64
+        self.core().cache.purge_expired() as f64
     }
 
     /// Every counter of the core's `Stats`, by its JS name, and the load-latency histogram.
     pub fn stats(&self) -> Js {
-        let s = self.cache.stats();
+        let s = self.core().cache.stats();
         let mut fields: Vec<(String, Js)> =
             s.counters().iter().map(|&(name, n)| (js_name(name).into_owned(), n.into())).collect();
         fields.push(("loadLatency".to_string(), heal::histogram(&s.load_latency)));
@@ -241,7 +294,7 @@ impl Backend {
 
     /// The core's counters, then the healer's, in the Prometheus text format.
     pub fn prometheus(&self, name: &str) -> String {
-        self.cache.prometheus(name) + &self.healer.prometheus(name)
+        self.core().cache.prometheus(name) + &self.core().healer.prometheus(name)
     }
 
     /// Core `fetch` for one caller with a cancel `ticket` ([`Backend::cancel`]): the value of
@@ -258,7 +311,7 @@ impl Backend {
     where
         L: FnOnce() -> LoaderFuture + Send + 'static,
     {
-        let cache = self.cache.clone();
+        let cache = self.core().cache.clone();
         let cancels = Arc::clone(&self.cancels);
         let (abort, reg) = AbortHandle::new_pair();
         lock(&cancels).insert(ticket, abort);
@@ -288,30 +341,30 @@ impl Backend {
 
     /// Core `Healer::register_source`, for a source the wrapper answers through `verify`.
     pub fn register_source(&self, prefix: &str, verify: VerifyCall) -> Result<()> {
-        let source = JsSource::new(verify, self.cache.clone(), Arc::clone(&self.heal));
-        self.healer.register_source(prefix, source)
+        let source = JsSource::new(verify, self.core().cache.clone(), Arc::clone(&self.core().heal));
+        self.core().healer.register_source(prefix, source)
     }
 
     /// Core `Healer::unregister_source`.
     pub fn unregister_source(&self, prefix: &str) -> bool {
-        self.healer.unregister_source(prefix)
+        self.core().healer.unregister_source(prefix)
     }
 
     /// Core `Healer::run_interval`, resolving to its report.
     pub fn verify_now(&self) -> impl Future<Output = Js> + Send + 'static {
-        let healer = self.healer.clone();
+        let healer = self.core().healer.clone();
         async move { heal::report(&healer.run_interval().await) }
     }
 
     /// How many intervals have ended (the wrapper's answers during one are settled after it).
     pub fn healing_intervals(&self) -> f64 {
-        self.healer.stats().interval_duration.counts.iter().sum::<u64>() as f64
+        self.core().healer.stats().interval_duration.counts.iter().sum::<u64>() as f64
     }
 
     /// Forgets what the healer watched (called by the wrapper once the intervals it awaited are
     /// over: their repairs have landed and been queued).
     pub fn healing_reset(&self) {
-        self.heal.reset();
+        self.core().heal.reset();
     }
 
     /// Sets healing settings by core name (`healing.sample_rate`, ...) to numbers (flags 1/0),
@@ -320,12 +373,12 @@ impl Backend {
         if names.len() != values.len() {
             return Err(crate::config::one_value_each("healing"));
         }
-        let mut cfg = self.healer.config();
+        let mut cfg = self.core().healer.config();
         for (n, v) in names.iter().zip(values) {
             cfg.set(n, *v)?;
         }
         let enabled = cfg.enabled;
-        self.healer.set_config(cfg)?;
+        self.core().healer.set_config(cfg)?;
         if enabled {
             self.start_loop();
         }
@@ -340,7 +393,7 @@ impl Backend {
             return;
         }
         let (abort, reg) = AbortHandle::new_pair();
-        let healer = self.healer.clone();
+        let healer = self.core().healer.clone();
         spawner.spawn(Box::pin(async move {
             let _ = Abortable::new(healer.run(), reg).await;
         }));
@@ -349,34 +402,34 @@ impl Backend {
 
     /// One healing setting by core name, as a number (flags 1/0).
     pub fn healing_get(&self, name: &str) -> Result<f64> {
-        self.healer.config_get_number(name)
+        self.core().healer.config_get_number(name)
     }
 
     /// `{ prefix, score, sampled, repaired }` of `prefix`, `undefined` if it has no source.
     pub fn score(&self, prefix: &str) -> Js {
-        self.healer.score(prefix).map_or(Js::Undefined, heal::score)
+        self.core().healer.score(prefix).map_or(Js::Undefined, heal::score)
     }
 
     /// Every prefix's score, sorted by prefix.
     pub fn scores(&self) -> Js {
-        Js::List(self.healer.scores().into_iter().map(heal::score).collect())
+        Js::List(self.core().healer.scores().into_iter().map(heal::score).collect())
     }
 
     /// The core's `HealingStats`.
     pub fn healing_stats(&self) -> Js {
-        heal::stats(&self.healer.stats())
+        heal::stats(&self.core().healer.stats())
     }
 
     /// Recent drift events, oldest first.
     pub fn drift_events(&self) -> Js {
-        Js::List(self.healer.drift_events().into_iter().map(heal::drift_event).collect())
+        Js::List(self.core().healer.drift_events().into_iter().map(heal::drift_event).collect())
     }
 
     /// Ends the background loop for good (after its current sleep or interval).
     pub fn close(&self) {
         let state = std::mem::replace(&mut *lock(&self.heal_loop), HealLoop::Closed);
         if let HealLoop::Running(_) = state {
-            self.healer.stop();
+            self.core().healer.stop();
         }
     }
 }

@@ -4,7 +4,7 @@
 //! checks) and the core validates values when the cache is built.
 
 use healcache::settings::{Scope, Unit, SETTINGS};
-use healcache::{duration_ms, Config, ConfigProblem, Error, FetchOptions, Result, Ttl};
+use healcache::{duration_ms, Clock, Config, ConfigProblem, Error, FetchOptions, ManualClock, Result, Ttl};
 
 use crate::Js;
 
@@ -21,6 +21,27 @@ pub fn config(names: &str, values: &[f64], seed: Option<u64>) -> Result<Config> 
     }
     c.seed = seed;
     Ok(c)
+}
+
+/// The test clock of `new Cache({ clock })`: the core's [`ManualClock`], so the core and the
+/// wrapper's read mirror read one time, on any thread, without calling into JS.
+pub fn manual_clock() -> ManualClock {
+    ManualClock::new()
+}
+
+/// Moves `clock` forward by `ms` milliseconds (finite, not negative).
+pub fn clock_advance(clock: &ManualClock, ms: f64) -> Result<()> {
+    if !(ms.is_finite() && ms >= 0.0) {
+        let problem = ConfigProblem::Rule("must be a finite number of milliseconds, not negative");
+        return Err(Error::invalid_config("ms", problem, Some(ms)));
+    }
+    clock.advance(std::time::Duration::from_secs_f64(ms / 1000.0));
+    Ok(())
+}
+
+/// The time of `clock` in milliseconds, the unit of `performance.now()`.
+pub fn clock_now(clock: &ManualClock) -> f64 {
+    clock.now_nanos() as f64 / 1e6
 }
 
 /// A TTL in ms: `undefined` is the cache's, `Infinity` never expires.

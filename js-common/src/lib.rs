@@ -16,7 +16,7 @@ mod removals;
 mod value;
 
 pub use backend::{Backend, FetchAnswer, LoaderFuture};
-pub use config::{config, fetch_options, settings};
+pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings};
 pub use error::{error_message, error_props};
 pub use heal::{HealState, JsSource, VerifyCall};
 pub use removals::{Removals, QUIET_LIMIT};

@@ -20,6 +20,8 @@ export interface CacheOptions {
   shards?: number;
   /** Seed of the cache's random generator (eviction sampling). Defaults to `crypto.getRandomValues`. */
   seed?: number | bigint;
+  /** Test clock: TTLs, grace, refresh-ahead, XFetch and the read mirror read its time. Defaults to `performance.now()`. */
+  clock?: ManualClock;
   /** Window after an entry's TTL during which `fetch`/`getOrLoad` may still serve its stale value, in ms. Defaults to none. */
   grace?: number;
   /** Within `grace`, serve the stale value at once and refresh it in the background (needs `grace`). Defaults to false. */
@@ -51,6 +53,11 @@ export interface CacheOptions {
   dispose?: (value: any, key: string, reason: DisposeReason) => void;
   /** Self-healing settings (see `HealingOptions`); changeable later with `setHealing` or `configSet`. */
   healing?: HealingOptions;
+  /**
+   * The host's hook for background work (an edge runtime's `(p) => ctx.waitUntil(p)`): the
+   * refreshes and soft-timeout tails of calls that give no `waitUntil` of their own. Defaults to: none.
+   */
+  waitUntil?: (promise: Promise<unknown>) => void;
 }
 
 /**
@@ -227,6 +234,8 @@ export interface GetOrLoadOptions {
    * already aborted, a hit too); the load goes on for the others.
    */
   signal?: AbortSignalLike;
+  /** The host's hook for the background work this call starts (edge: `(p) => ctx.waitUntil(p)`). */
+  waitUntil?: (promise: Promise<unknown>) => void;
 }
 
 /** Options of `fetch`: per-call overrides of the cache's settings, plus `signal`. */
@@ -260,6 +269,18 @@ export type FetchStatus =
 export interface Fetched<V> {
   value: V | undefined;
   status: FetchStatus;
+}
+
+/**
+ * A clock moved only by hand, for deterministic tests: `new Cache({ clock })` reads its time from
+ * it. Load timeouts still sleep on the host's timer (wall time).
+ */
+export declare class ManualClock {
+  constructor();
+  /** Moves the clock forward by `ms` milliseconds (finite, not negative). */
+  advance(ms: number): void;
+  /** The clock's time in milliseconds (it starts near 0). */
+  now(): number;
 }
 
 /** What a loader returns for a key that does not exist at the source (cached for `negativeTtl`). */
@@ -365,8 +386,12 @@ export interface HealcacheError extends Error {
   current?: number;
 }
 
-/** A bounded cache from string keys to JS values, with TTLs, versions and coalesced loads. */
-export declare class Cache<V = unknown> {
+/**
+ * A bounded cache from string keys to JS values, with TTLs, versions and coalesced loads.
+ * `new Cache<User>()` types its values; a plain `new Cache()` holds anything, as `new Map()`
+ * does, so plain JavaScript (checked by an editor) reads its values without casts.
+ */
+export declare class Cache<V = any> {
   constructor(options?: CacheOptions);
   /** The value of `key`, or undefined. A hit returns the very value that was stored. */
   get(key: string): V | undefined;
@@ -466,3 +491,10 @@ declare global {
     readonly dispose: unique symbol;
   }
 }
+
+/**
+ * What serves this process: `"native"` (the napi-rs addon: a local build or the
+ * `@healcache/<platform>` package) or `"wasm"` (the WebAssembly build, when no native binary fits
+ * this platform or `HEALCACHE_BACKEND=wasm`). Only the Node entry has it.
+ */
+export declare const backend: 'native' | 'wasm';

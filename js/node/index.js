@@ -1,18 +1,101 @@
 'use strict';
-// healcache for Node.js: the shared JS wrapper (js/cache.mjs) over the napi-rs addon
-// (bindings-node). Build the addon with `npm run build`.
-const { AsyncLocalStorage } = require('node:async_hooks');
-const { makeCache, NOT_FOUND } = require('../../dist/cache.cjs');
+// healcache for Node.js: the shared JS wrapper (js/cache.mjs, bundled as dist/cache.cjs) over the
+// napi-rs addon (bindings-node), or over the WebAssembly build when no native binary fits.
+//
+// The native binary is looked for, in order (the napi-rs layout):
+//   1. dist/healcache.node: built in a checkout (`npm run build`, `make build-node`), or by the
+//      `prepare` script of a git or path install;
+//   2. @healcache/<platform>: the prebuilt package npm installs from `optionalDependencies`
+//      when its `os`, `cpu` and `libc` fit this machine (`make package` builds them).
+// With none of them, the WebAssembly build serves (the same `Cache`, without a background
+// healing thread: call `runHealingInterval()`). HEALCACHE_BACKEND=wasm asks for it directly.
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+const { platformTriple } = require('./platform.js');
 
-let native;
-try {
-  native = require('../../dist/healcache.node');
-} catch (e) {
-  throw new Error(`healcache: the native addon is not built; run \`npm run build\` (${e.message})`);
+const root = join(__dirname, '..', '..');
+
+function notBuilt(what, cause) {
+  const e = new Error(
+    `healcache: ${what}. From a checkout of the repository: \`npm install\` (or \`npm run build\`) builds ` +
+      'it with Rust (rustup, 1.95 or newer) in a few minutes; an install from npm gets a prebuilt binary ' +
+      '(@healcache/<platform>) or the WebAssembly build.' +
+      (cause ? ` (${cause.message.split('\n')[0]})` : ''),
+  );
+  e.code = 'HEALCACHE_NOT_BUILT';
+  return e;
 }
 
-// AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection).
-// With `healing: { enabled: true }` a cache heals itself in the background (the core's loop on
-// the addon's runtime, which never keeps the process alive).
-const Cache = makeCache(native, { asyncLocalStorage: new AsyncLocalStorage(), backgroundHealing: true });
-module.exports = { Cache, NOT_FOUND };
+let wrapper;
+try {
+  wrapper = require('../../dist/cache.cjs');
+} catch (e) {
+  if (e.code !== 'MODULE_NOT_FOUND') throw e;
+  throw notBuilt('the package is not built (dist/cache.cjs is missing)', e);
+}
+
+function loadNative(triple) {
+  const tried = [];
+  const local = join(root, 'dist', 'healcache.node');
+  tried.push(local);
+  if (existsSync(local)) {
+    try {
+      return { addon: require(local), tried };
+    } catch (e) {
+      // built for another platform (a tarball packed elsewhere): the next candidates may fit
+      if (e.code !== 'ERR_DLOPEN_FAILED') throw e;
+    }
+  }
+  const pkg = `@healcache/${triple}`;
+  tried.push(pkg);
+  try {
+    return { addon: require(pkg), tried };
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    return { addon: undefined, tried };
+  }
+}
+
+function loadWasm() {
+  try {
+    return require('../wasm/node.js');
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    return undefined;
+  }
+}
+
+const triple = platformTriple();
+const forced = process.env.HEALCACHE_BACKEND;
+if (forced !== undefined && forced !== 'native' && forced !== 'wasm') {
+  throw new Error(`healcache: HEALCACHE_BACKEND must be "native" or "wasm", not ${JSON.stringify(forced)}`);
+}
+const { addon, tried } = forced === 'wasm' ? { addon: undefined, tried: [] } : loadNative(triple);
+
+let Cache;
+let ManualClock;
+let backend;
+if (addon !== undefined) {
+  const { AsyncLocalStorage } = require('node:async_hooks');
+  // AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection).
+  // With `healing: { enabled: true }` a cache heals itself in the background (the core's loop on
+  // the addon's runtime, which never keeps the process alive).
+  Cache = wrapper.makeCache(addon, { asyncLocalStorage: new AsyncLocalStorage(), backgroundHealing: true });
+  // A test clock: `new Cache({ clock: new ManualClock() })`, moved by `clock.advance(ms)`.
+  ManualClock = wrapper.makeClock(addon);
+  backend = 'native';
+} else {
+  if (forced === 'native') throw notBuilt(`no native binary for ${triple} (looked for ${tried.join(', ')})`);
+  const wasm = loadWasm();
+  if (wasm === undefined) {
+    throw notBuilt(
+      `neither a native binary for ${triple} (looked for ${tried.join(', ')}) nor the WebAssembly build ` +
+        '(bindings-wasm/pkg-node) is here',
+    );
+  }
+  Cache = wasm.Cache;
+  ManualClock = wasm.ManualClock;
+  backend = 'wasm';
+}
+
+module.exports = { Cache, ManualClock, NOT_FOUND: wrapper.NOT_FOUND, backend };

@@ -3,4 +3,6 @@ import healcache from './index.js';
 
 export const Cache = healcache.Cache;
 export const NOT_FOUND = healcache.NOT_FOUND;
+export const backend = healcache.backend;
+export const ManualClock = healcache.ManualClock;
 export default healcache;

@@ -2,14 +2,16 @@
 // healcache on WebAssembly, for Node (wasm-bindgen --target nodejs): the same `Cache` as the
 // native package. Build with `npm run build:wasm`.
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { makeCache, guardWasm, NOT_FOUND } = require('../../dist/cache.cjs');
+const { makeCache, makeClock, guardWasm, NOT_FOUND } = require('../../dist/cache.cjs');
 const raw = require('../../bindings-wasm/pkg-node/healcache_wasm.js');
 
-const backend = guardWasm(raw);
+// the module exports `fetchWith` (an export named `fetch` would shadow the global in the web glue)
+const backend = guardWasm({ ...raw, fetch: raw.fetchWith });
 const Cache = makeCache(backend, { asyncLocalStorage: new AsyncLocalStorage() });
 
 module.exports = {
   Cache,
+  ManualClock: makeClock(backend),
   NOT_FOUND,
   /** Test hooks: panic inside the module; whether the instance trapped. */
   __testing: { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned },

@@ -3,5 +3,6 @@ import m from './node.js';
 
 export const Cache = m.Cache;
 export const NOT_FOUND = m.NOT_FOUND;
+export const ManualClock = m.ManualClock;
 export const __testing = m.__testing;
 export default m;

@@ -16,6 +16,7 @@ from . import _errors
 from ._errors import (
     Cancelled,
     HealcacheError,
+    L2Unavailable,
     InvalidConfig,
     InvalidKey,
     KeyTooLong,
@@ -25,11 +26,13 @@ from ._errors import (
     NotFound,
     RecursiveLoad,
     TooManyLoads,
+    ValueNotEncodable,
     ValueTooLarge,
     VersionMismatch,
 )
-from ._fetch import NOT_FOUND, Fetched, Status
-from ._healcache import Cache, __version__
+from ._decorator import CachedFunction, CacheInfo
+from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
+from ._healcache import Cache, ManualClock, __version__
 
 
 class LoadLatency(TypedDict):
@@ -67,6 +70,18 @@ class Stats(TypedDict):
     negative_hits: int
     negative_entries: int
     negative_refused: int
+    l2_hits: int
+    l2_misses: int
+    l2_errors: int
+    l2_timeouts: int
+    l2_skipped: int
+    l2_writes: int
+    l2_fenced_out: int
+    l2_codec_errors: int
+    l2_breaker_state: int
+    l2_breaker_opens: int
+    l2_recovery_depth: int
+    l2_recovery_dropped: int
     load_latency: LoadLatency
     healing: "HealingStats"
 
@@ -145,9 +160,13 @@ class HealingConfig(TypedDict):
 
 __all__ = [
     "Cache",
+    "ManualClock",
     "Fetched",
     "Status",
     "NOT_FOUND",
+    "NotFoundType",
+    "CacheInfo",
+    "CachedFunction",
     "Stats",
     "LoadLatency",
     "IntervalReport",

@@ -1,18 +1,69 @@
 """Type stubs of healcache (checked against the module by mypy.stubtest in tests/python)."""
 
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Literal, Optional, Sequence, TypedDict, TypeVar, Union, final, overload
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Generic,
+    Iterator,
+    Literal,
+    NamedTuple,
+    Optional,
+    Protocol,
+    Sequence,
+    TypedDict,
+    Union,
+    final,
+    overload,
+)
+
+from typing_extensions import ParamSpec, TypeVar
 
 from healcache._fetch import NOT_FOUND as NOT_FOUND
-from healcache._fetch import Fetched as Fetched
+from healcache._fetch import NotFoundType as NotFoundType
 from healcache._fetch import Status as Status
-from healcache._fetch import _NotFound
 
 __version__: str
 
+# What a cache holds; a plain `Cache()` holds anything (`Cache[User]` narrows it).
+_V = TypeVar("_V", default=Any)
+# What a loader returns: a call's result has the loader's type.
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
+_D = TypeVar("_D")
+_P = ParamSpec("_P")
+_R = TypeVar("_R", covariant=True)
 _Seconds = Union[float, timedelta]
+
+_FV = TypeVar("_FV", default=Any)
+
+class Fetched(NamedTuple, Generic[_FV]):
+    """``value, status = await cache.fetch(key, loader)``: the value (``None`` when not found)
+    and what the call did (a ``Status`` string)."""
+
+    value: Optional[_FV]
+    status: Status
+
+class CacheInfo(NamedTuple):
+    """``cache_info()`` of a decorated function, as ``functools.lru_cache`` gives it: the
+    counters of the cache the function stores in (shared with its other users)."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+class CachedFunction(Protocol[_P, _R]):
+    """What ``@cache.cached`` returns: the function itself plus ``cache``, ``cache_info()``
+    and ``cache_clear()``."""
+
+    cache: Cache[Any]
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_clear(self) -> None: ...
+
+_Loader = Callable[[], Awaitable[Union[_T, NotFoundType]]]
 
 class LoadLatency(TypedDict):
     """Loader latency histogram: ``counts[i]`` loads fell in bucket i (not cumulative; the last
@@ -49,6 +100,18 @@ class Stats(TypedDict):
     negative_hits: int
     negative_entries: int
     negative_refused: int
+    l2_hits: int
+    l2_misses: int
+    l2_errors: int
+    l2_timeouts: int
+    l2_skipped: int
+    l2_writes: int
+    l2_fenced_out: int
+    l2_codec_errors: int
+    l2_breaker_state: int
+    l2_breaker_opens: int
+    l2_recovery_depth: int
+    l2_recovery_dropped: int
     load_latency: LoadLatency
     healing: HealingStats
 
@@ -125,7 +188,19 @@ class HealingConfig(TypedDict):
     max_samples: int
 
 @final
-class Cache:
+class ManualClock:
+    """A clock moved only by hand, for deterministic tests: ``Cache(clock=clock)`` reads its time
+    from it. ``clock()`` is its time in seconds (as ``time.monotonic()``), so the same object is a
+    ``timer=`` for cachetools. Load timeouts still sleep on the host's timer (wall time)."""
+
+    def __new__(cls) -> ManualClock: ...
+    def advance(self, seconds: _Seconds, /) -> None:
+        """Moves the clock forward by ``seconds`` (a number or a ``timedelta``, not negative)."""
+    def __call__(self, *args: Any, **kwargs: Any) -> float:
+        """The clock's time in seconds (it starts near 0); takes no argument."""
+
+@final
+class Cache(Generic[_V]):
     """A bounded, concurrent in-memory cache from ``str`` keys to Python objects.
 
     Every argument is optional and keyword-only; durations are seconds (a ``float``) or a
@@ -161,6 +236,19 @@ class Cache:
     - ``max_negative_share``: largest share of ``max_entries`` for cached ``NOT_FOUND`` answers (default 0.1).
     - ``max_negative_ttl``: longest ``negative_ttl`` accepted, here and per call, in seconds (default 60).
 
+    Shared tier (an L2 on Redis that every process of a fleet reads, whatever its language):
+
+    - ``redis``: ``"redis://[user:password@]host:port[/db]"`` (default: none, no shared tier).
+      Values cross as MessagePack: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+      ``list``/``tuple`` (read back as ``list``) and ``dict`` with ``str`` keys; anything else
+      raises ``ValueNotEncodable``. Never pickle.
+    - ``l2_prefix``: first part of every Redis key (default ``"hc1"``).
+    - ``l2_timeout``: deadline of each Redis operation in seconds (default 0.1); a breaker skips
+      Redis while it is unhealthy, and the local cache and loaders serve.
+    - ``l2_recovery_max``: invalidations kept while Redis is away, replayed when it returns (default 10,000).
+    - ``l2_compress_min_bytes``: payloads at least this long are lz4-compressed (default 1,024).
+    - ``l2_tombstone_ttl``: seconds a delete's tombstone fences out older rebuilds (default 10).
+
     Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
     keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
 
@@ -178,6 +266,13 @@ class Cache:
     - ``healing_max_samples``: most keys sampled in one interval (default 100,000).
     - ``healing_comparator``: ``comparator(cached, fresh) -> bool``, True when consistent (default
       ``cached == fresh``: bytes compare byte for byte, parsed JSON structurally).
+
+    ``Cache[User]`` is a cache of ``User`` values for type checkers (``get`` returns
+    ``User | None``); a plain ``Cache()`` holds anything. A cache cannot be pickled or copied
+    into another process (``TypeError``).
+
+    Tests: ``clock``, a ``ManualClock``, is the time TTLs, grace windows, refresh-ahead and XFetch
+    read (default: the host's monotonic clock); with ``seed`` every random draw repeats.
     """
 
     def __new__(
@@ -203,6 +298,12 @@ class Cache:
         negative_ttl: Optional[_Seconds] = None,
         max_negative_share: Optional[float] = None,
         max_negative_ttl: Optional[_Seconds] = None,
+        l2_timeout: Optional[_Seconds] = None,
+        l2_recovery_max: Optional[float] = None,
+        l2_compress_min_bytes: Optional[float] = None,
+        l2_tombstone_ttl: Optional[_Seconds] = None,
+        redis: Optional[str] = None,
+        l2_prefix: Optional[str] = None,
         healing_enabled: Optional[bool] = None,
         healing_sample_rate: Optional[float] = None,
         healing_verify_interval: Optional[_Seconds] = None,
@@ -214,17 +315,31 @@ class Cache:
         healing_max_drift_events: Optional[float] = None,
         healing_max_samples: Optional[float] = None,
         healing_comparator: Optional[Callable[[Any, Any], bool]] = None,
-    ) -> "Cache": ...
+        clock: Optional[ManualClock] = None,
+    ) -> Cache[_V]: ...
     @overload
-    def get(self, key: str, /) -> Any: ...
+    def get(self, key: str, /) -> Optional[_V]: ...
     @overload
-    def get(self, key: str, default: Any, /) -> Any: ...
-    def __getitem__(self, key: str, /) -> Any: ...
-    def set(self, key: str, value: Any, /, *, ttl: Optional[_Seconds] = None, if_version: Optional[int] = None) -> int:
+    def get(self, key: str, default: _D, /) -> Union[_V, _D]: ...
+    @overload
+    def peek(self, key: str, /) -> Optional[_V]:
+        """The live value of ``key``, else ``default`` (``None``), counting no read: the hit and
+        miss counters and what is evicted next stay as they were."""
+    @overload
+    def peek(self, key: str, default: _D, /) -> Union[_V, _D]: ...
+    def keys(self) -> list[str]:
+        """Every key holding a value, in no particular order: a snapshot, so writing while
+        iterating over it is safe. ``for key in cache`` iterates over it."""
+    def __iter__(self) -> Iterator[str]: ...
+    @property
+    def max_entries(self) -> int:
+        """The entry bound the cache was built with."""
+    def __getitem__(self, key: str, /) -> _V: ...
+    def set(self, key: str, value: _V, /, *, ttl: Optional[_Seconds] = None, if_version: Optional[int] = None) -> int:
         """Stores ``value``; returns the entry's new version. ``ttl`` in seconds (``None``: the
         cache's TTL, ``math.inf``: never expires). ``if_version``: write only if the live version
         is this one (0: only if absent), else raise ``VersionMismatch``."""
-    def __setitem__(self, key: str, value: Any, /) -> None: ...
+    def __setitem__(self, key: str, value: _V, /) -> None: ...
     def delete(self, key: str, /, *, if_version: Optional[int] = None) -> bool:
         """Removes ``key``; returns whether a live entry was removed."""
     def __delitem__(self, key: str, /) -> None: ...
@@ -232,7 +347,7 @@ class Cache:
     def __len__(self) -> int: ...
     def version(self, key: str, /) -> int:
         """The version of ``key``'s live entry, 0 if it has none."""
-    def get_entry(self, key: str, /) -> Optional[tuple[Any, int, Optional[float]]]:
+    def get_entry(self, key: str, /) -> Optional[tuple[_V, int, Optional[float]]]:
         """``(value, version, seconds_left)`` of ``key``'s live entry, or ``None``."""
     def clear(self) -> None: ...
     def purge_expired(self) -> int: ...
@@ -241,23 +356,22 @@ class Cache:
     def prometheus(self, name: str, /) -> str:
         """Every counter in the Prometheus text format, labelled ``cache="<name>"``, healing
         metrics included."""
-    def get_or_load(
-        self,
-        key: str,
-        loader: Callable[[], Union[Awaitable[Union[_T, _NotFound]], _T, _NotFound]],
-        /,
-        *,
-        ttl: Optional[_Seconds] = None,
-    ) -> Awaitable[_T]:
+    @overload
+    def get_or_load(self, key: str, loader: _Loader[_T], /, *, ttl: Optional[_Seconds] = None) -> Awaitable[_T]:
         """``await cache.get_or_load(key, loader)``: the live value of ``key``, or the result of
         one ``loader()`` call shared by every concurrent caller. ``loader`` may be an async
         function, a function returning an awaitable, or a plain function (called directly).
         ``ttl``: seconds the loaded value lives (``None``: the cache's TTL). A ``NOT_FOUND``
-        answer, loaded or cached, raises ``NotFound``."""
+        answer, loaded or cached, raises ``NotFound``. The result has the loader's type."""
+    @overload
+    def get_or_load(
+        self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None
+    ) -> Awaitable[_T]: ...
+    @overload
     def fetch(
         self,
         key: str,
-        loader: Callable[[], Union[Awaitable[Union[_T, _NotFound]], _T, _NotFound]],
+        loader: _Loader[_T],
         /,
         *,
         ttl: Optional[_Seconds] = None,
@@ -265,14 +379,27 @@ class Cache:
         stale_while_revalidate: Optional[bool] = None,
         xfetch: Optional[bool] = None,
         soft_timeout: Optional[_Seconds] = None,
-    ) -> Awaitable[Fetched]:
+    ) -> Awaitable[Fetched[_T]]:
         """``value, status = await cache.fetch(key, loader)``: like ``get_or_load`` with every
         stampede layer of the cache, and the ``Status`` of what happened. A loader returning
         ``NOT_FOUND`` gives ``value`` None (``"negative-loaded"``, then ``"negative-hit"`` while
         cached). Per-call overrides: ``ttl``, ``negative_ttl``, ``soft_timeout`` (seconds),
         ``stale_while_revalidate``, ``xfetch``."""
+    @overload
+    def fetch(
+        self,
+        key: str,
+        loader: Callable[[], Union[_T, NotFoundType]],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        negative_ttl: Optional[_Seconds] = None,
+        stale_while_revalidate: Optional[bool] = None,
+        xfetch: Optional[bool] = None,
+        soft_timeout: Optional[_Seconds] = None,
+    ) -> Awaitable[Fetched[_T]]: ...
     def get_or_load_sync(
-        self, key: str, loader: Callable[[], Union[_T, _NotFound]], /, *, ttl: Optional[_Seconds] = None
+        self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None
     ) -> _T:
         """The threaded twin of ``get_or_load``; waits with the GIL released. A ``NOT_FOUND``
         answer raises ``NotFound`` (cached ones too; this call does not cache it)."""
@@ -349,14 +476,18 @@ class Cache:
     def close(self) -> None:
         """Ends the background healing for good and waits for its thread; the cache stays usable
         (``verify_now`` included)."""
-    def __enter__(self) -> Cache: ...
+    def __enter__(self) -> Cache[_V]: ...
     def __exit__(self, *_exc: object) -> bool: ...
+    def __aenter__(self) -> Awaitable[Cache[_V]]:
+        """``async with Cache(...) as cache:``; leaving the block awaits ``close()`` without
+        blocking the event loop."""
+    def __aexit__(self, *_exc: object) -> Awaitable[bool]: ...
     @overload
-    def cached(self, func: _F, /) -> _F: ...
+    def cached(self, func: Callable[_P, _T], /) -> CachedFunction[_P, _T]: ...
     @overload
     def cached(
         self, func: None = None, /, *, key: Optional[Callable[..., str]] = None, ttl: Optional[_Seconds] = None
-    ) -> Callable[[_F], _F]: ...
+    ) -> Callable[[Callable[_P, _T]], CachedFunction[_P, _T]]: ...
 
 class HealcacheError(Exception):
     code: str
@@ -394,11 +525,21 @@ class InvalidKey(HealcacheError, ValueError):
 class NotFound(HealcacheError, LookupError): ...
 class Cancelled(HealcacheError): ...
 
+class ValueNotEncodable(HealcacheError, TypeError):
+    reason: str
+
+class L2Unavailable(HealcacheError, ConnectionError):
+    reason: str
+
 __all__ = [
     "Cache",
+    "ManualClock",
     "Fetched",
     "Status",
     "NOT_FOUND",
+    "NotFoundType",
+    "CacheInfo",
+    "CachedFunction",
     "Stats",
     "LoadLatency",
     "IntervalReport",
@@ -420,5 +561,7 @@ __all__ = [
     "InvalidKey",
     "NotFound",
     "Cancelled",
+    "ValueNotEncodable",
+    "L2Unavailable",
     "__version__",
 ]

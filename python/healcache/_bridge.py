@@ -76,3 +76,16 @@ def refuse_awaitable(result: Any) -> None:
     raise TypeError(
         "get_or_load_sync: the loader returned an awaitable; use `await cache.get_or_load(...)` for async loaders"
     )
+
+
+async def entered(cache: Any) -> Any:
+    """``async with Cache(...) as cache``: the cache itself."""
+    return cache
+
+
+async def closed(cache: Any) -> bool:
+    """The end of ``async with``: ``close()`` joins the background healer's thread, so it runs
+    on a worker thread rather than blocking the event loop (an async source of this loop may be
+    what the healer is waiting for)."""
+    await asyncio.get_running_loop().run_in_executor(None, cache.close)
+    return False

@@ -4,7 +4,36 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional
+import types
+from typing import Any, Callable, NamedTuple, Optional, Protocol
+
+
+class CacheInfo(NamedTuple):
+    """``cache_info()`` of a decorated function, as ``functools.lru_cache`` gives it: the
+    counters of the cache the function stores in (shared with its other users)."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class CachedFunction(Protocol):
+    """What ``@cache.cached`` returns: the function itself (same signature, name and
+    docstring) plus ``cache``, ``cache_info()`` and ``cache_clear()``. Generic for type
+    checkers: ``CachedFunction[[int], str]``."""
+
+    cache: Any
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def cache_info(self) -> CacheInfo: ...
+
+    def cache_clear(self) -> None: ...
+
+
+# `CachedFunction[[int], str]` in annotations evaluated at runtime (Python 3.9 has no ParamSpec).
+setattr(CachedFunction, "__class_getitem__", classmethod(types.GenericAlias))
 
 
 def default_key(func: Callable[..., Any]) -> Callable[..., str]:
@@ -34,7 +63,11 @@ def cached(
     ``key(*args, **kwargs) -> str`` builds the cache key from the call's arguments (default:
     :func:`default_key`). Sync functions go through ``get_or_load_sync`` (concurrent threads
     share one call), async functions through ``await get_or_load`` (concurrent tasks share one
-    call). ``ttl``: seconds each result lives (default: the cache's ``ttl``).
+    call). ``ttl``: seconds or a ``timedelta`` each result lives (default: the cache's ``ttl``).
+
+    The wrapper has ``cache``, ``cache_info()`` (the cache's own hit and miss counters, its
+    ``max_entries`` and entry count) and ``cache_clear()`` (empties the cache: give a function
+    a cache of its own to clear only its entries).
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,16 +78,25 @@ def cached(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await cache.get_or_load(make_key(*args, **kwargs), lambda: fn(*args, **kwargs), ttl=ttl)
 
-            async_wrapper.cache = cache  # type: ignore[attr-defined]
-            return async_wrapper
+            return _with_cache(async_wrapper, cache)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return cache.get_or_load_sync(make_key(*args, **kwargs), lambda: fn(*args, **kwargs), ttl=ttl)
 
-        wrapper.cache = cache  # type: ignore[attr-defined]
-        return wrapper
+        return _with_cache(wrapper, cache)
 
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _with_cache(wrapper: Any, cache: Any) -> Any:
+    def cache_info() -> CacheInfo:
+        stats = cache.stats()
+        return CacheInfo(stats["hits"], stats["misses"], cache.max_entries, len(cache))
+
+    wrapper.cache = cache
+    wrapper.cache_info = cache_info
+    wrapper.cache_clear = cache.clear
+    return wrapper

@@ -94,6 +94,23 @@ class Cancelled(HealcacheError):
     code = "Cancelled"
 
 
+class ValueNotEncodable(HealcacheError, TypeError):
+    """The value cannot be written to the shared tier (Redis): only ``None``, ``bool``, ``int``
+    (64-bit), ``float``, ``str``, ``bytes``, ``list``/``tuple`` and ``dict`` with ``str`` keys
+    cross processes and languages. Nothing was written."""
+
+    code = "ValueNotEncodable"
+    reason: str = ""
+
+
+class L2Unavailable(HealcacheError, ConnectionError):
+    """The shared tier could not do what a call that needs it asked (unreachable, or its
+    breaker open). Reads and writes never raise this: they fall back to the local cache."""
+
+    code = "L2Unavailable"
+    reason: str = ""
+
+
 __all__ = [
     "HealcacheError",
     "InvalidConfig",
@@ -108,6 +125,8 @@ __all__ = [
     "InvalidKey",
     "NotFound",
     "Cancelled",
+    "ValueNotEncodable",
+    "L2Unavailable",
 ]
 
 for _name in __all__:

@@ -3,6 +3,7 @@
 from typing import final
 
 from healcache import Cache as Cache
+from healcache import ManualClock as ManualClock
 
 __version__: str
 

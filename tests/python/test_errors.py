@@ -23,6 +23,8 @@ CODES = {
     "InvalidKey": (ValueError,),
     "NotFound": (LookupError,),
     "Cancelled": (),
+    "ValueNotEncodable": (TypeError,),
+    "L2Unavailable": (ConnectionError,),
 }
 
 
@@ -46,7 +48,8 @@ def test_one_class_per_core_code(code: str) -> None:
         ({"max_bytes": 0}, "max_bytes"),
         ({"ttl": -1}, "ttl"),
         ({"ttl": 0}, "ttl"),
-        ({"ttl": math.inf}, "ttl"),
+        ({"ttl": -math.inf}, "ttl"),  # (+inf is "no expiry": tests/python/test_conventions.py)
+        ({"load_timeout": math.inf}, "load_timeout"),
         ({"max_key_len": 0}, "max_key_len"),
         ({"max_entry_bytes": 10, "max_bytes": 5}, "max_entry_bytes"),
         ({"max_in_flight": 0}, "max_in_flight"),

@@ -18,7 +18,7 @@ TABLE = _settings()
 CACHE = [(name, unit) for name, scope, unit in TABLE if scope == "cache"]
 HEALING = [(name, unit) for name, scope, unit in TABLE if scope == "healing"]
 # Python objects rather than numbers: not settings of the table
-PYTHON_ONLY = {"weigher", "healing_comparator"}
+PYTHON_ONLY = {"weigher", "healing_comparator", "clock", "redis", "l2_prefix"}
 
 
 def keyword(name: str, scope: str) -> str:
@@ -50,7 +50,8 @@ def test_every_duration_is_seconds_or_a_timedelta(name: str, scope: str) -> None
     kw = keyword(name, scope)
     Cache(**{kw: 1.5})
     Cache(**{kw: timedelta(milliseconds=1500)})
-    for bad in [0, -1, timedelta(0), timedelta(seconds=-1), math.nan, math.inf]:
+    # `ttl=math.inf` is "no expiry" (tests/python/test_conventions.py); -inf is no duration
+    for bad in [0, -1, timedelta(0), timedelta(seconds=-1), math.nan, -math.inf] + ([] if kw == "ttl" else [math.inf]):
         with pytest.raises(healcache.InvalidConfig) as ei:
             Cache(**{kw: bad})
         assert ei.value.field == kw and "seconds" in str(ei.value) and "_ms" not in str(ei.value), bad

@@ -1,7 +1,7 @@
 // A small typed user of the package: `tsc --noEmit -p tests/js/types` must accept it
 // (types.test.mjs). The @ts-expect-error lines check that the types refuse misuse.
 import {
-  Cache, NOT_FOUND, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError,
+  Cache, ManualClock, NOT_FOUND, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError,
   type IntervalReport, type PrefixScore, type HealingStats, type DriftEvent,
 } from 'healcache';
 import { Cache as WasmCache, NOT_FOUND as WASM_NOT_FOUND } from 'healcache/wasm';
@@ -108,3 +108,10 @@ healed.setHealing({ sampleRate: '0.1' });
 healed.configSet('healing.sample_rat', '0.1');
 // @ts-expect-error decode applies to URL templates only
 healed.registerSource('user:', () => NOT_FOUND, { decode: 'json' });
+// a test clock: the time of the caches given it
+const clock = new ManualClock();
+const timed = new Cache<User>({ ttl: 1_000, clock, seed: 1 });
+clock.advance(999);
+const at: number = clock.now() + (timed.getEntry('user:1')?.expiresIn ?? 0);
+// @ts-expect-error a clock is a ManualClock, not any object with now()
+new Cache({ clock: { now: () => at } });

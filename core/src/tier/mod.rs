@@ -1,0 +1,166 @@
+//! The shared tier: an L2 every process of a fleet reads (Redis), behind two traits so the
+//! protocol lives here and the sockets in a native crate (`healcache-redis`).
+//!
+//! - [`Transport`] runs the tier's few operations (read a value with its remaining life, fenced
+//!   write, pattern unlink, probe); [`ValueCodec`] turns a host value into payload bytes and back.
+//! - The read path: an L1 miss or stale entry reads L2 inside the key's flight (so concurrent
+//!   misses share one L2 read); a fresh L2 value fills L1 for the life Redis has left (its PTTL,
+//!   so no wall clock crosses processes); an L2 miss runs the loader and writes L2 with a fenced
+//!   compare-and-set: the write lands only if the stored token is still the one read before the
+//!   load, so a slow loader never overwrites a newer value, and a delete's tombstone makes a late
+//!   rebuild lose.
+//! - Degradation: every operation has a deadline; a three-state breaker skips L2 without
+//!   awaiting while Redis is unhealthy, writes made meanwhile queue an invalidation (never a
+//!   value) replayed when it returns, and every L1 entry written before the outage becomes
+//!   suspect: it is re-read from L2 before it is served fresh again.
+
+pub mod breaker;
+pub mod recovery;
+pub mod scripts;
+mod shared;
+
+use futures::future::BoxFuture;
+
+pub use shared::L2Stats;
+pub(crate) use shared::TierConfig;
+pub(crate) use shared::{L2Read, Tier};
+
+use crate::codec::{PayloadCodec, Token};
+use crate::keys::L2Keys;
+
+/// What a read of L2 found: the stored bytes (an envelope, or anything else a foreign writer put
+/// there) and Redis's PTTL of the key (-2 absent, -1 no expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReply {
+    /// The stored bytes, `None` when the key is absent.
+    pub value: Option<Vec<u8>>,
+    /// The key's remaining life in milliseconds as Redis reports it.
+    pub pttl_ms: i64,
+}
+
+/// The condition of a fenced write, from what the writer read before its load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Unconditional: a plain `set`, a delete's tombstone, or an overwrite of a stored value that
+    /// did not decode.
+    Any,
+    /// Only if no value is stored now (a write or a tombstone since the read refuses it).
+    Absent,
+    /// Only if the stored token is still this one, or the key has expired without a newer write.
+    Token(Token),
+}
+
+/// A write of one envelope. The transport must order writes as they are submitted: the request
+/// is queued when [`Transport::write`] is called, not when its future is first polled.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// The L2 keys of the cache key (value and fence record).
+    pub keys: L2Keys,
+    /// The encoded envelope; the script sets its token field.
+    pub envelope: Vec<u8>,
+    /// Redis expiry in milliseconds (fresh plus grace); 0 means none.
+    pub px_ms: u64,
+    /// When the write may land.
+    pub expect: Expect,
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteReply {
+    /// Stored under this token.
+    Written(Token),
+    /// Refused: a newer value (or a tombstone) is stored.
+    Newer,
+}
+
+/// A failure of the transport. Every kind counts against the breaker: data outcomes (a value
+/// that does not decode, a refused write) are not errors of this type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No answer within the deadline.
+    #[error("the shared tier did not answer in time")]
+    Timeout,
+    /// No connection, or the connection failed.
+    #[error("the shared tier is unreachable: {0}")]
+    Io(String),
+    /// Redis answered with an error.
+    #[error("the shared tier refused the command: {0}")]
+    Reply(String),
+}
+
+/// The operations the shared tier needs from its store. Futures must not borrow the transport
+/// (they run after the call returns) and must be safe to drop at any await: a dropped operation
+/// is abandoned, never answered to another caller.
+pub trait Transport: Send + Sync + 'static {
+    /// The value stored at `value_key` and its PTTL, in one round trip.
+    fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>>;
+    /// A fenced write (see [`WriteRequest`]); queued in call order.
+    fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>>;
+    /// Unlinks every key matching the glob `pattern` (SCAN and UNLINK in batches, never KEYS);
+    /// answers how many were unlinked.
+    fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>>;
+    /// A health probe that also reconnects when the connection was lost.
+    fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// Runs the tier's background work (answers of queued writes, the probe loop, replayed
+    /// invalidations) to completion on the transport's own runtime: it must not depend on a
+    /// host call being under way, as a host's spawner may.
+    fn spawn(&self, work: BoxFuture<'static, ()>);
+}
+
+/// Turns a host value into payload bytes and back. Bindings implement it as a conversion (a
+/// Python object or a JS value to MessagePack); Rust users take [`MsgPack`].
+pub trait ValueCodec<V>: Send + Sync + 'static {
+    /// The payload of `value`; an `Err` names why it cannot be encoded.
+    fn encode(&self, value: &V) -> Result<(PayloadCodec, Vec<u8>), String>;
+    /// The value of a payload; an `Err` is counted as a codec error and read as a miss.
+    fn decode(&self, codec: PayloadCodec, payload: &[u8]) -> Result<V, String>;
+}
+
+/// The neutral value model every surface shares ([`rmpv::Value`]: nil, bool, integers, floats,
+/// text, bytes, arrays, maps with text keys), as MessagePack; reads JSON payloads too. Depth
+/// and size are bounded by the core's codec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Neutral;
+
+impl ValueCodec<rmpv::Value> for Neutral {
+    fn encode(&self, value: &rmpv::Value) -> Result<(PayloadCodec, Vec<u8>), String> {
+        crate::codec::encode_msgpack(value).map(|b| (PayloadCodec::MsgPack, b)).map_err(|e| e.to_string())
+    }
+
+    fn decode(&self, codec: PayloadCodec, payload: &[u8]) -> Result<rmpv::Value, String> {
+        crate::codec::decode_value(codec, payload).map_err(|e| e.to_string())
+    }
+}
+
+/// MessagePack through serde, for Rust values: a `serde_json::Value` or a typed struct.
+pub struct MsgPack<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> MsgPack<T> {
+    /// The codec.
+    pub fn new() -> Self {
+        MsgPack(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for MsgPack<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ValueCodec<T> for MsgPack<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    fn encode(&self, value: &T) -> Result<(PayloadCodec, Vec<u8>), String> {
+        rmp_serde::to_vec_named(value).map(|b| (PayloadCodec::MsgPack, b)).map_err(|e| e.to_string())
+    }
+
+    fn decode(&self, codec: PayloadCodec, payload: &[u8]) -> Result<T, String> {
+        match codec {
+            PayloadCodec::MsgPack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
+            PayloadCodec::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+            other => Err(format!("payload codec {other:?} does not decode to this type")),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The Lua scripts of the shared tier, as text: part of the wire protocol, like the envelope.
+//!
+//! Every script names all its keys in `KEYS[]`, and they share one hash tag (see
+//! [`crate::keys::l2_keys`]), so each runs on one Redis Cluster slot. They use only the Redis 7.0
+//! command set (Valkey runs them too). Tokens are compared as numbers below 2^53 (exact in Lua's
+//! doubles) or byte by byte with `string.byte`, never with string `<`, which follows the server's
+//! locale (`strcoll`).
+//!
+//! | script | KEYS | ARGV | returns |
+//! |---|---|---|---|
+//! | [`READ`] | value | | `{envelope or nil, PTTL}` |
+//! | [`REVALIDATE`] | value | | `{16 token bytes or "", PTTL}` |
+//! | [`WRITE`] | value, fence, lock | epoch, counter (`""` = allocate), envelope, px (`""`/`0` = none), lockval (`""` = none) | `{1, epoch, counter}`, `{-1}` epoch changed, `{-2}` newer stored |
+//! | [`ACQUIRE`] | lock, fence, value | owner, lease_ms | `{1, epoch, counter, lockval, header (56 bytes or ""), PTTL}` or `{0, lock PTTL}` |
+//! | [`RENEW`] | lock | lockval, lease_ms | 1 renewed, 0 lost |
+//! | [`RELEASE`] | lock | lockval | 1 released, 0 not ours |
+//!
+//! The fence hash (`<prefix>:{b}:f`, one per slot, so at most 16,384) holds `e`, the epoch, and
+//! `c`, the counter. The epoch is the server's `TIME` in microseconds whenever the hash is missing
+//! (first use, a restart without persistence, eviction, `FLUSHALL`): only equality of epochs is
+//! tested, so a token from before the loss is fenced out without comparing clocks. Microseconds,
+//! not milliseconds, so that two losses within one millisecond still give two epochs; 2^53 µs
+//! lasts until the year 2255.
+
+/// Lua helpers shared by the scripts that handle tokens (one text, spliced with `concat!`).
+macro_rules! token_helpers {
+    () => {
+        r#"
+local TWO53 = 9007199254740992
+-- an integer 0 <= n < 2^53 from decimal text, else nil
+local function num(s)
+  local n = tonumber(s)
+  if n and n >= 0 and n < TWO53 and n == math.floor(n) then return n end
+  return nil
+end
+-- n (< 2^53) as 8 big-endian bytes; % and floor are exact on such doubles
+local function be8(n)
+  local t = {}
+  for i = 8, 1, -1 do t[i] = n % 256; n = math.floor(n / 256) end
+  return string.char(unpack(t))
+end
+-- a >= b for byte strings of equal length read as big-endian numbers
+local function ge(a, b)
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return true
+end
+-- the slot's epoch, made from the server clock (microseconds) when the fence hash lacks one
+local function epoch(f)
+  local e = num(redis.call('HGET', f, 'e'))
+  if not e then
+    local t = redis.call('TIME')
+    e = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.call('HSET', f, 'e', string.format('%.0f', e))
+  end
+  return e
+end
+"#
+    };
+}
+
+/// `{GET v, PTTL v}`: the envelope (nil when absent) and its remaining time to live in ms
+/// (-2 absent, -1 no expiry). Fresh for `PTTL - grace_ms` more.
+pub const READ: &str = r#"
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"#;
+
+/// `{GETRANGE v 8 23, PTTL v}`: the stored token's 16 bytes ("" when absent) without the
+/// payload, so a suspect L1 copy whose token matches is trusted again for 16 bytes of traffic.
+pub const REVALIDATE: &str = r#"
+return {redis.call('GETRANGE', KEYS[1], 8, 23), redis.call('PTTL', KEYS[1])}
+"#;
+
+/// The fenced compare-and-set of every L2 write.
+///
+/// With a counter (a load under a token from ACQUIRE): refused with `{-1}` when the slot's epoch
+/// is not the token's (fence state was lost or renewed since), and with `{-2}` when the stored
+/// envelope carries the same epoch and a counter at least as high (a newer write, a tombstone
+/// included, landed since the token was taken). With counter `""` (a plain set, write-through or a
+/// delete's tombstone): a fresh token is allocated, so the write beats every token handed out
+/// before it. The envelope's bytes 8-23 are replaced by the token written; the SET uses `PX px`
+/// (none when `px` is `""` or `0`); the lock is released when `lockval` still holds it.
+pub const WRITE: &str = concat!(
+    token_helpers!(),
+    r#"
+local v, f, l = KEYS[1], KEYS[2], KEYS[3]
+local env = ARGV[3]
+if #env < 56 or string.sub(env, 1, 2) ~= 'hc' then
+  return redis.error_reply('ERR healcache: the value is not an envelope')
+end
+local e, c
+if ARGV[2] == '' then
+  e = epoch(f)
+  c = redis.call('HINCRBY', f, 'c', 1)
+else
+  e, c = num(ARGV[1]), num(ARGV[2])
+  if not e or not c then
+    return redis.error_reply('ERR healcache: a token is not an integer below 2^53')
+  end
+  if num(redis.call('HGET', f, 'e')) ~= e then return {-1} end
+  local h = redis.call('GETRANGE', v, 0, 23)
+  if #h == 24 and string.sub(h, 1, 2) == 'hc' and string.sub(h, 9, 16) == be8(e)
+      and ge(string.sub(h, 17, 24), be8(c)) then
+    return {-2}
+  end
+end
+env = string.sub(env, 1, 8) .. be8(e) .. be8(c) .. string.sub(env, 25)
+local px = ARGV[4]
+if px == '' or px == '0' then
+  redis.call('SET', v, env)
+else
+  redis.call('SET', v, env, 'PX', px)
+end
+if ARGV[5] ~= '' and redis.call('GET', l) == ARGV[5] then redis.call('DEL', l) end
+return {1, e, c}
+"#
+);
+
+/// Try-lock for a rebuild: when the lock is free, allocates a token, sets the lock to
+/// `owner:epoch:counter` for `lease_ms`, and returns the stored envelope's header so the winner
+/// can skip a reload that another node just finished.
+pub const ACQUIRE: &str = concat!(
+    token_helpers!(),
+    r#"
+local l, f, v = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', l) == 1 then return {0, redis.call('PTTL', l)} end
+local e = epoch(f)
+local c = redis.call('HINCRBY', f, 'c', 1)
+local lockval = ARGV[1] .. ':' .. string.format('%.0f', e) .. ':' .. string.format('%.0f', c)
+redis.call('SET', l, lockval, 'PX', ARGV[2])
+return {1, e, c, lockval, redis.call('GETRANGE', v, 0, 55), redis.call('PTTL', v)}
+"#
+);
+
+/// Extends the lease when the lock still holds `lockval`.
+pub const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+/// Deletes the lock when it still holds `lockval` (compare-and-delete).
+pub const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// Result codes of [`WRITE`] (first element of its reply).
+pub mod write_result {
+    /// Written; the reply goes on with the epoch and counter of the token written.
+    pub const WRITTEN: i64 = 1;
+    /// Fenced out: the slot's epoch is not the token's.
+    pub const EPOCH_CHANGED: i64 = -1;
+    /// Fenced out: an envelope with the same epoch and a counter at least as high is stored.
+    pub const NEWER_STORED: i64 = -2;
+}
+
+/// The fenced write of a process that holds no lock: it lands only if L2 still holds what the
+/// writer read before its load, so a slow loader never overwrites a newer value and a delete's
+/// tombstone (written unconditionally, with a fresh token) makes a late rebuild lose.
+///
+/// KEYS: value, fence. ARGV: `mode` (`any`: unconditional; `absent`: only if no value is stored;
+/// `token`: only if the stored token is `seen` (16 bytes), or the key expired with no newer
+/// write), `seen`, envelope, px (`0` = no expiry). Returns `{1, epoch, counter}` written (a fresh
+/// token from the slot's fence record), `{0}` refused.
+pub const WRITE_SEEN: &str = concat!(
+    token_helpers!(),
+    r#"
+local v, f = KEYS[1], KEYS[2]
+local mode, env = ARGV[1], ARGV[3]
+if #env < 56 or string.sub(env, 1, 2) ~= 'hc' then
+  return redis.error_reply('ERR healcache: the value is not an envelope')
+end
+if mode ~= 'any' then
+  local cur = redis.call('GETRANGE', v, 8, 23)
+  if mode == 'absent' then
+    if redis.call('EXISTS', v) == 1 then return {0} end
+  elseif cur ~= '' and cur ~= ARGV[2] then
+    return {0}
+  end
+end
+local e = epoch(f)
+local c = redis.call('HINCRBY', f, 'c', 1)
+env = string.sub(env, 1, 8) .. be8(e) .. be8(c) .. string.sub(env, 25)
+if ARGV[4] == '0' then
+  redis.call('SET', v, env)
+else
+  redis.call('SET', v, env, 'PX', ARGV[4])
+end
+return {1, e, c}
+"#
+);

@@ -1,0 +1,481 @@
+//! [`Tier`]: one cache's link to the shared tier — the read and write paths over a
+//! [`Transport`], with their deadline, the breaker, the recovery queue and the counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{self, BoxFuture, Either, FutureExt};
+
+use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
+use super::recovery::RecoveryQueue;
+use super::{Expect, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
+use crate::codec::{self, Kind, Limits, Token};
+use crate::keys::{self, L2Keys};
+use crate::stats::{Histogram, HistogramSnapshot};
+use crate::{Clock, Timer};
+
+/// How long a pattern unlink may take (many SCAN and UNLINK round trips).
+const UNLINK_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a probe may take at least: it may have to connect anew.
+const PROBE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Settings of the shared tier.
+#[derive(Debug, Clone)]
+pub(crate) struct TierConfig {
+    /// First part of every L2 key; its digit is the layout version. Defaults to: `hc1`.
+    pub prefix: String,
+    /// Deadline of every L2 operation. Defaults to: 100 ms.
+    pub timeout: Duration,
+    /// When the breaker opens and how it probes. Defaults to: open after 3 consecutive failures
+    /// or 2 timeouts within 1 s; probes after `U(0, min(4 s, 1 s * 2^k))`.
+    pub breaker: BreakerConfig,
+    /// Pending invalidations kept while L2 is unreachable. Defaults to: 10,000.
+    pub recovery_max: usize,
+    /// Payloads at least this long are compressed (kept only if that saves 12.5%). Defaults to: 1,024.
+    pub compress_min_bytes: usize,
+    /// How long a delete's tombstone fences out late rebuilds. Defaults to: 10 s.
+    pub tombstone_ttl: Duration,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig {
+            prefix: "hc1".into(),
+            timeout: Duration::from_millis(100),
+            // probes at most 4 s apart: a restarted Redis is in use again within about 4 s,
+            // while the first 1 s window (full jitter) still spreads a fleet's reconnects
+            breaker: BreakerConfig { max_window: Duration::from_secs(4), ..BreakerConfig::default() },
+            recovery_max: 10_000,
+            compress_min_bytes: 1024,
+            tombstone_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The shared tier's counters, as [`crate::Stats`] reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct L2Stats {
+    /// Reads that found a fresh value (or a fresh "not found").
+    pub hits: u64,
+    /// Reads that found nothing usable: absent, stale, a tombstone, or a value that did not decode.
+    pub misses: u64,
+    /// Operations that failed: I/O errors, refusals by Redis, deadlines passed.
+    pub errors: u64,
+    /// Of those, deadlines passed.
+    pub timeouts: u64,
+    /// Operations skipped without awaiting because the breaker was open.
+    pub skipped: u64,
+    /// Values (and tombstones) written.
+    pub writes: u64,
+    /// Writes refused by the fence: a newer value or a tombstone was stored.
+    pub fenced_out: u64,
+    /// Stored values that did not decode (malformed, oversized, foreign, written for another
+    /// key), and values that could not be encoded.
+    pub codec_errors: u64,
+    /// The breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: u64,
+    /// Times the breaker opened.
+    pub breaker_opens: u64,
+    /// Invalidations waiting for L2 to return.
+    pub recovery_depth: u64,
+    /// Invalidations dropped at the recovery queue's bound.
+    pub recovery_dropped: u64,
+    /// Latency of L2 operations.
+    pub latency: HistogramSnapshot,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    skipped: AtomicU64,
+    writes: AtomicU64,
+    fenced_out: AtomicU64,
+    codec_errors: AtomicU64,
+    breaker_opens: AtomicU64,
+    latency: Histogram,
+}
+
+/// What a read of L2 found.
+pub(crate) enum L2Read<V> {
+    /// A fresh value (`None`: a fresh "not found"), with the life it has left (`None`: no expiry)
+    /// and the duration of the load that produced it.
+    Hit { value: Option<V>, fresh: Option<Duration>, load_nanos: u64 },
+    /// Nothing usable; a write after the load must expect this.
+    Miss(Expect),
+    /// Not read: the breaker is open, or the read failed.
+    Skipped,
+}
+
+/// One cache's link to the shared tier.
+pub(crate) struct Tier<V> {
+    transport: Arc<dyn Transport>,
+    codec: Arc<dyn ValueCodec<V>>,
+    cfg: TierConfig,
+    limits: Limits,
+    breaker: Breaker,
+    recovery: RecoveryQueue,
+    counters: Counters,
+    timer: Arc<dyn Timer>,
+    /// L1 entries written before this instant (cache clock, nanoseconds) are suspect: written
+    /// before an outage ended, they may have missed an invalidation.
+    suspect_before: AtomicU64,
+    probing: AtomicBool,
+    clock: Arc<dyn Clock>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Tier<V> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        transport: Arc<dyn Transport>,
+        codec: Arc<dyn ValueCodec<V>>,
+        cfg: TierConfig,
+        max_entry_bytes: u64,
+        seed: u64,
+        timer: Arc<dyn Timer>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        let limits = Limits {
+            max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
+            compress_min_bytes: cfg.compress_min_bytes,
+        };
+        Arc::new(Tier {
+            transport,
+            codec,
+            limits,
+            breaker: Breaker::new(cfg.breaker.clone(), seed),
+            recovery: RecoveryQueue::new(cfg.recovery_max),
+            cfg,
+            counters: Counters::default(),
+            timer,
+            suspect_before: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            clock,
+        })
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.clock.now_nanos())
+    }
+
+    fn keys(&self, key: &str) -> L2Keys {
+        keys::l2_keys(&self.cfg.prefix, key)
+    }
+
+    /// True when an L1 entry written at `written_at` (cache clock) must be re-read from L2.
+    pub(crate) fn is_suspect(&self, written_at: u64) -> bool {
+        written_at < self.suspect_before.load(Relaxed)
+    }
+
+    /// True once some L1 entries may be suspect (after the first outage).
+    pub(crate) fn any_suspect(&self) -> bool {
+        self.suspect_before.load(Relaxed) != 0
+    }
+
+    /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
+    /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
+    /// half-open until the probe is presumed lost.
+    fn admit(self: &Arc<Self>) -> bool {
+        if self.breaker.state() == State::Closed {
+            return true;
+        }
+        self.counters.skipped.fetch_add(1, Relaxed);
+        self.start_probing();
+        false
+    }
+
+    /// `op` under the tier's deadline, its latency recorded and its outcome told to the breaker.
+    async fn timed<T>(
+        self: &Arc<Self>,
+        op: BoxFuture<'static, Result<T, TransportError>>,
+        deadline: Duration,
+    ) -> Result<T, TransportError> {
+        let started = self.clock.precise_nanos();
+        let r = match future::select(op, self.timer.sleep(deadline)).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(TransportError::Timeout),
+        };
+        self.counters.latency.record(self.clock.precise_nanos().saturating_sub(started));
+        match &r {
+            Ok(_) => {
+                self.breaker.on_success(self.now());
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Relaxed);
+                let timeout = *e == TransportError::Timeout;
+                if timeout {
+                    self.counters.timeouts.fetch_add(1, Relaxed);
+                }
+                self.failed(timeout);
+            }
+        }
+        r
+    }
+
+    fn failed(self: &Arc<Self>, timeout: bool) {
+        let t = if timeout { self.breaker.on_timeout(self.now()) } else { self.breaker.on_failure(self.now()) };
+        if t == Transition::Opened {
+            self.counters.breaker_opens.fetch_add(1, Relaxed);
+        }
+        if self.breaker.state() != State::Closed {
+            self.start_probing();
+        }
+    }
+
+    /// While the breaker is open, one background task probes at the times the breaker draws
+    /// (full jitter) until a probe succeeds; then L1 entries written before now become suspect
+    /// and the queued invalidations are replayed.
+    fn start_probing(self: &Arc<Self>) {
+        if self.probing.swap(true, Relaxed) {
+            return;
+        }
+        let tier = Arc::clone(self);
+        self.transport.spawn(
+            async move {
+                let step = Duration::from_millis(20).min(tier.cfg.timeout);
+                loop {
+                    match tier.breaker.allow(tier.now()) {
+                        Admit::Yes => break,
+                        Admit::No => tier.timer.sleep(step).await,
+                        Admit::Probe => {
+                            let probe = tier.transport.probe();
+                            let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
+                            let ok = match future::select(probe, tier.timer.sleep(deadline)).await {
+                                Either::Left((r, _)) => r.is_ok(),
+                                Either::Right(_) => false,
+                            };
+                            if ok {
+                                tier.breaker.on_success(tier.now());
+                                tier.recovered();
+                                break;
+                            }
+                            tier.breaker.on_failure(tier.now());
+                        }
+                    }
+                }
+                tier.probing.store(false, Relaxed);
+            }
+            .boxed(),
+        );
+    }
+
+    /// L2 is back: every L1 entry written until now is suspect, and each key written while L2
+    /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
+    /// cannot be decided across processes without a shared clock).
+    fn recovered(self: &Arc<Self>) {
+        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
+        for key in self.recovery.drain(self.now()) {
+            if let Some(w) = self.tombstone(&key) {
+                self.transport.spawn(w);
+            }
+        }
+    }
+
+    /// Reads `key` from L2.
+    pub(crate) async fn read(self: &Arc<Self>, key: &str) -> L2Read<V> {
+        if !self.admit() {
+            return L2Read::Skipped;
+        }
+        let keys = self.keys(key);
+        let reply = match self.timed(self.transport.read(&keys.value), self.cfg.timeout).await {
+            Ok(r) => r,
+            Err(_) => return L2Read::Skipped,
+        };
+        let c = &self.counters;
+        let miss = |expect| {
+            c.misses.fetch_add(1, Relaxed);
+            L2Read::Miss(expect)
+        };
+        let Some(stored) = reply.value else { return miss(Expect::Absent) };
+        let decoded = match codec::decode(keys.value.as_bytes(), &stored, &self.limits) {
+            Ok(d) => d,
+            Err(_) => {
+                c.codec_errors.fetch_add(1, Relaxed);
+                return miss(Expect::Any);
+            }
+        };
+        let h = &decoded.header;
+        let seen = Expect::Token(h.token);
+        // Freshness from Redis's own clock: the key lives fresh + grace, so what is left of its
+        // PTTL beyond the grace is what is left fresh.
+        let fresh = match (reply.pttl_ms, h.fresh_ms) {
+            (-1, u64::MAX) => None,
+            (p, _) if p < 0 => return miss(seen),
+            (p, _) => match (p as u64).checked_sub(h.grace_ms) {
+                Some(left) if left > 0 => Some(Duration::from_millis(left)),
+                _ => return miss(seen),
+            },
+        };
+        let load_nanos = u64::from(h.load_us) * 1000;
+        let value = match h.kind {
+            Kind::Tombstone => return miss(seen),
+            Kind::NotFound => None,
+            Kind::Value => match self.codec.decode(h.codec, &decoded.payload) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    c.codec_errors.fetch_add(1, Relaxed);
+                    return miss(Expect::Any);
+                }
+            },
+        };
+        c.hits.fetch_add(1, Relaxed);
+        L2Read::Hit { value, fresh, load_nanos }
+    }
+
+    /// The payload of `value`, or why it cannot be stored in L2.
+    pub(crate) fn encode(&self, value: &V) -> Result<(codec::PayloadCodec, Vec<u8>), String> {
+        self.codec.encode(value)
+    }
+
+    /// Writes `key`'s value (`None`: a "not found") to L2, fresh for `ttl` (`None`: no expiry)
+    /// and stale for `grace` after it. The write is queued now; the returned future awaits its
+    /// answer and counts it. `None`: not written (L2 unavailable: the key is queued for
+    /// invalidation instead; or the value cannot be encoded, counted as a codec error).
+    pub(crate) fn write(
+        self: &Arc<Self>,
+        key: &str,
+        value: Option<&V>,
+        ttl: Option<Duration>,
+        grace: Duration,
+        load_nanos: u64,
+        expect: Expect,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let payload = match value.map(|v| self.codec.encode(v)).transpose() {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.codec_errors.fetch_add(1, Relaxed);
+                return None;
+            }
+        };
+        self.write_encoded(key, payload, ttl, grace, load_nanos, expect)
+    }
+
+    /// [`Tier::write`] of a payload already encoded (`None`: a "not found").
+    pub(crate) fn write_encoded(
+        self: &Arc<Self>,
+        key: &str,
+        payload: Option<(codec::PayloadCodec, Vec<u8>)>,
+        ttl: Option<Duration>,
+        grace: Duration,
+        load_nanos: u64,
+        expect: Expect,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let (kind, pc, payload) = match payload {
+            Some((pc, p)) => (Kind::Value, pc, p),
+            None => (Kind::NotFound, codec::PayloadCodec::Raw, Vec::new()),
+        };
+        let fresh_ms = ttl.map_or(u64::MAX, |t| (t.as_millis() as u64).max(1));
+        let grace_ms = grace.as_millis() as u64;
+        let px_ms = ttl.map_or(0, |_| fresh_ms.saturating_add(grace_ms));
+        self.submit(key, kind, pc, fresh_ms, grace_ms, load_nanos, &payload, px_ms, expect, ttl)
+    }
+
+    /// Writes a tombstone for `key`: other processes read a miss, and a rebuild that read `key`
+    /// before it is fenced out.
+    pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, ()>> {
+        let ms = (self.cfg.tombstone_ttl.as_millis() as u64).max(1);
+        let raw = codec::PayloadCodec::Raw;
+        let ttl = Some(self.cfg.tombstone_ttl);
+        self.submit(key, Kind::Tombstone, raw, ms, 0, 0, &[], ms, Expect::Any, ttl)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        self: &Arc<Self>,
+        key: &str,
+        kind: Kind,
+        pc: codec::PayloadCodec,
+        fresh_ms: u64,
+        grace_ms: u64,
+        load_nanos: u64,
+        payload: &[u8],
+        px_ms: u64,
+        expect: Expect,
+        ttl: Option<Duration>,
+    ) -> Option<BoxFuture<'static, ()>> {
+        if !self.admit() {
+            let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
+            self.recovery.push(key, self.now(), keep);
+            return None;
+        }
+        let keys = self.keys(key);
+        let load_us = u32::try_from(load_nanos / 1000).unwrap_or(u32::MAX);
+        let envelope = match codec::encode(
+            keys.value.as_bytes(),
+            kind,
+            pc,
+            Token::default(),
+            fresh_ms,
+            grace_ms,
+            load_us,
+            payload,
+            &self.limits,
+        ) {
+            Ok(e) => e,
+            Err(_) => {
+                self.counters.codec_errors.fetch_add(1, Relaxed);
+                return None;
+            }
+        };
+        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect });
+        let tier = Arc::clone(self);
+        Some(
+            async move {
+                match tier.timed(op, tier.cfg.timeout).await {
+                    Ok(WriteReply::Written(_)) => {
+                        tier.counters.writes.fetch_add(1, Relaxed);
+                    }
+                    Ok(WriteReply::Newer) => {
+                        tier.counters.fenced_out.fetch_add(1, Relaxed);
+                    }
+                    Err(_) => {}
+                }
+            }
+            .boxed(),
+        )
+    }
+
+    /// Hands a write's answer to the background.
+    pub(crate) fn spawn(&self, w: BoxFuture<'static, ()>) {
+        self.transport.spawn(w);
+    }
+
+    /// Unlinks every L2 value whose cache key matches `pattern` (a glob over cache keys, as
+    /// [`crate::keys`] builds them); answers how many.
+    pub(crate) async fn unlink_matching(self: &Arc<Self>, pattern: String) -> Result<u64, TransportError> {
+        if !self.admit() {
+            return Err(TransportError::Io("the breaker is open".into()));
+        }
+        // every slot's hash tag (`{????}`: exactly its four hex digits), then the cache-key pattern
+        let glob = format!("{}:{{????}}:v:{}", self.cfg.prefix, pattern);
+        // a scan of many keys takes many round trips: its deadline is the scan's, not one operation's
+        self.timed(self.transport.unlink_matching(glob), UNLINK_DEADLINE).await
+    }
+
+    pub(crate) fn stats(&self) -> L2Stats {
+        let c = &self.counters;
+        L2Stats {
+            hits: c.hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+            timeouts: c.timeouts.load(Relaxed),
+            skipped: c.skipped.load(Relaxed),
+            writes: c.writes.load(Relaxed),
+            fenced_out: c.fenced_out.load(Relaxed),
+            codec_errors: c.codec_errors.load(Relaxed),
+            breaker_state: match self.breaker.state() {
+                State::Closed => 0,
+                State::Open => 1,
+                State::HalfOpen => 2,
+            },
+            breaker_opens: c.breaker_opens.load(Relaxed),
+            recovery_depth: self.recovery.len() as u64,
+            recovery_dropped: self.recovery.dropped(),
+            latency: c.latency.snapshot(),
+        }
+    }
+}

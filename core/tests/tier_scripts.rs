@@ -1,0 +1,313 @@
+//! The Lua scripts against a real redis-server (the test kit's: a child on a free loopback port,
+//! stopped by its pid), spoken to with a minimal RESP2 client: the core has no Redis client, and
+//! these tests need nothing but `EVAL`.
+//!
+//! Needs `redis-server` on PATH (`bash .ci/setup-server.sh` installs it; CI runs that first).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
+use healcache::keys::{l2_keys, L2Keys};
+use healcache::tier::scripts::{self, write_result};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Reply {
+    Nil,
+    Int(i64),
+    Bulk(Vec<u8>),
+    Status(String),
+    Error(String),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    fn int(&self) -> i64 {
+        match self {
+            Reply::Int(n) => *n,
+            other => panic!("not an integer: {other:?}"),
+        }
+    }
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Reply::Bulk(b) => b.clone(),
+            other => panic!("not a bulk string: {other:?}"),
+        }
+    }
+    fn items(&self) -> Vec<Reply> {
+        match self {
+            Reply::Array(a) => a.clone(),
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+}
+
+struct Redis {
+    // the server, stopped by its own pid when dropped (the test kit: a free port picked and held
+    // until the server has it, so tests running at once never race for one)
+    _server: healcache_testkit::RedisServer,
+    conn: BufReader<TcpStream>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let server = healcache_testkit::RedisServer::start()
+            .expect("redis-server on PATH (install it with `bash .ci/setup-server.sh`)");
+        let stream = TcpStream::connect(server.addr()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = Redis { _server: server, conn: BufReader::new(stream) };
+        assert_eq!(r.cmd(&[b"PING"]), Reply::Status("PONG".into()));
+        r
+    }
+
+    fn cmd(&mut self, args: &[&[u8]]) -> Reply {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.conn.get_mut().write_all(&out).unwrap();
+        self.read()
+    }
+
+    fn read(&mut self) -> Reply {
+        let mut line = String::new();
+        self.conn.read_line(&mut line).unwrap();
+        let (kind, rest) = line.trim_end().split_at(1);
+        match kind {
+            "+" => Reply::Status(rest.into()),
+            "-" => Reply::Error(rest.into()),
+            ":" => Reply::Int(rest.parse().unwrap()),
+            "$" if rest == "-1" => Reply::Nil,
+            "$" => {
+                let mut b = vec![0; rest.parse::<usize>().unwrap() + 2];
+                self.conn.read_exact(&mut b).unwrap();
+                b.truncate(b.len() - 2);
+                Reply::Bulk(b)
+            }
+            "*" if rest == "-1" => Reply::Nil,
+            "*" => Reply::Array((0..rest.parse::<usize>().unwrap()).map(|_| self.read()).collect()),
+            _ => panic!("unexpected reply line {line:?}"),
+        }
+    }
+
+    fn eval(&mut self, script: &str, keys: &[&str], args: &[&[u8]]) -> Reply {
+        let n = keys.len().to_string();
+        let mut all: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), n.as_bytes()];
+        all.extend(keys.iter().map(|k| k.as_bytes()));
+        all.extend_from_slice(args);
+        self.cmd(&all)
+    }
+
+    /// WRITE; `token` `None` = a plain write.
+    fn write(&mut self, k: &L2Keys, token: Option<Token>, env: &[u8], px: &str, lockval: &str) -> Reply {
+        let (e, c) = token.map_or((String::new(), String::new()), |t| (t.epoch.to_string(), t.counter.to_string()));
+        self.eval(
+            scripts::WRITE,
+            &[&k.value, &k.fence, &k.lock],
+            &[e.as_bytes(), c.as_bytes(), env, px.as_bytes(), lockval.as_bytes()],
+        )
+    }
+
+    /// ACQUIRE: the token and lock value, or `None` when the lock is held.
+    fn acquire(&mut self, k: &L2Keys, owner: &str, lease_ms: u64) -> Option<(Token, String)> {
+        let r = self
+            .eval(
+                scripts::ACQUIRE,
+                &[&k.lock, &k.fence, &k.value],
+                &[owner.as_bytes(), lease_ms.to_string().as_bytes()],
+            )
+            .items();
+        if r[0].int() == 0 {
+            return None;
+        }
+        let t = Token { epoch: r[1].int() as u64, counter: r[2].int() as u64 };
+        Some((t, String::from_utf8(r[3].bytes()).unwrap()))
+    }
+
+    fn read_value(&mut self, k: &L2Keys) -> (Option<Vec<u8>>, i64) {
+        let r = self.eval(scripts::READ, &[&k.value], &[]).items();
+        let v = match &r[0] {
+            Reply::Nil => None,
+            b => Some(b.bytes()),
+        };
+        (v, r[1].int())
+    }
+}
+
+fn envelope(k: &L2Keys, kind: Kind, payload: &[u8]) -> Vec<u8> {
+    codec::encode(
+        k.value.as_bytes(),
+        kind,
+        PayloadCodec::Utf8,
+        Token::default(),
+        60_000,
+        5_000,
+        10,
+        payload,
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
+fn written(r: &Reply) -> Token {
+    let r = r.items();
+    assert_eq!(r[0].int(), write_result::WRITTEN, "{r:?}");
+    Token { epoch: r[1].int() as u64, counter: r[2].int() as u64 }
+}
+
+fn status(r: &Reply) -> i64 {
+    r.items()[0].int()
+}
+
+#[test]
+fn scripts_against_a_real_redis_server() {
+    let mut r = Redis::start();
+    let lim = Limits::default();
+
+    // READ of an absent key
+    let k = l2_keys("hc1", "user:1");
+    assert_eq!(r.read_value(&k), (None, -2));
+
+    // a plain write allocates a token, stamps it into the envelope, sets PX
+    let t1 = written(&r.write(&k, None, &envelope(&k, Kind::Value, b"one"), "65000", ""));
+    assert!(t1.epoch > 1_600_000_000_000_000, "epoch is TIME in microseconds: {}", t1.epoch);
+    assert_eq!(t1.counter, 1);
+    let (v, pttl) = r.read_value(&k);
+    assert!(pttl > 60_000 && pttl <= 65_000, "{pttl}");
+    let d = codec::decode(k.value.as_bytes(), &v.unwrap(), &lim).unwrap();
+    assert_eq!((d.header.token, d.payload.as_slice()), (t1, &b"one"[..]));
+
+    // the next plain write: same epoch, next counter
+    let t2 = written(&r.write(&k, None, &envelope(&k, Kind::Value, b"two"), "65000", ""));
+    assert_eq!((t2.epoch, t2.counter), (t1.epoch, 2));
+
+    // REVALIDATE: the 16 token bytes and the PTTL
+    let rv = r.eval(scripts::REVALIDATE, &[&k.value], &[]).items();
+    assert_eq!(Token::from_bytes(&rv[0].bytes()), Some(t2));
+    assert!(rv[1].int() > 0);
+
+    // a rebuild under a lock token writes and releases its lock
+    let (ta, lockval) = r.acquire(&k, "node-a", 5000).unwrap();
+    assert_eq!((ta.epoch, ta.counter), (t1.epoch, 3));
+    assert_eq!(lockval, format!("node-a:{}:3", ta.epoch));
+    assert_eq!(r.acquire(&k, "node-b", 5000), None, "the lock is held");
+    assert_eq!(written(&r.write(&k, Some(ta), &envelope(&k, Kind::Value, b"rebuilt"), "65000", &lockval)), ta);
+    assert_eq!(r.cmd(&[b"EXISTS", k.lock.as_bytes()]), Reply::Int(0));
+
+    // a slow rebuild loses to a plain write made after its token was taken
+    let (slow, lockval) = r.acquire(&k, "node-a", 5000).unwrap();
+    let newer = written(&r.write(&k, None, &envelope(&k, Kind::Value, b"set meanwhile"), "65000", ""));
+    assert!(newer.counter > slow.counter);
+    assert_eq!(
+        status(&r.write(&k, Some(slow), &envelope(&k, Kind::Value, b"stale"), "65000", &lockval)),
+        write_result::NEWER_STORED
+    );
+    let (v, _) = r.read_value(&k);
+    assert_eq!(codec::decode(k.value.as_bytes(), &v.unwrap(), &lim).unwrap().payload, b"set meanwhile");
+    // a fenced write leaves the lock alone
+    assert_eq!(r.cmd(&[b"GET", k.lock.as_bytes()]), Reply::Bulk(lockval.clone().into_bytes()));
+    assert_eq!(r.eval(scripts::RELEASE, &[&k.lock], &[b"someone-else"]), Reply::Int(0));
+    assert_eq!(r.eval(scripts::RELEASE, &[&k.lock], &[lockval.as_bytes()]), Reply::Int(1));
+
+    // a delete's tombstone beats a rebuild that began before it
+    let (before_delete, lockval) = r.acquire(&k, "node-a", 5000).unwrap();
+    written(&r.write(&k, None, &envelope(&k, Kind::Tombstone, b""), "10000", ""));
+    assert_eq!(
+        status(&r.write(&k, Some(before_delete), &envelope(&k, Kind::Value, b"late"), "65000", &lockval)),
+        write_result::NEWER_STORED
+    );
+    let (v, pttl) = r.read_value(&k);
+    assert!(pttl <= 10_000);
+    assert_eq!(codec::decode(k.value.as_bytes(), &v.unwrap(), &lim).unwrap().header.kind, Kind::Tombstone);
+    r.eval(scripts::RELEASE, &[&k.lock], &[lockval.as_bytes()]);
+
+    // lost fence state (DEL, eviction, restart without persistence) fences out every older token
+    let (old, lockval) = r.acquire(&k, "node-a", 5000).unwrap();
+    r.cmd(&[b"DEL", k.fence.as_bytes()]);
+    assert_eq!(
+        status(&r.write(&k, Some(old), &envelope(&k, Kind::Value, b"x"), "65000", &lockval)),
+        write_result::EPOCH_CHANGED
+    );
+    r.eval(scripts::RELEASE, &[&k.lock], &[lockval.as_bytes()]);
+    // a token of the new epoch overwrites what was stored under the old one, whatever its counter
+    let (renewed, lockval) = r.acquire(&k, "node-b", 5000).unwrap();
+    assert_ne!(renewed.epoch, old.epoch);
+    assert_eq!(renewed.counter, 1);
+    assert!(old.counter > renewed.counter);
+    assert_eq!(
+        written(&r.write(&k, Some(renewed), &envelope(&k, Kind::Value, b"after loss"), "65000", &lockval)),
+        renewed
+    );
+    let fresh = written(&r.write(&k, None, &envelope(&k, Kind::Value, b"plain"), "65000", ""));
+    assert_eq!((fresh.epoch, fresh.counter), (renewed.epoch, 2));
+
+    // no PX: no expiry
+    let k2 = l2_keys("hc1", "forever");
+    written(&r.write(&k2, None, &envelope(&k2, Kind::Value, b"v"), "", ""));
+    assert_eq!(r.read_value(&k2).1, -1);
+
+    // RENEW extends only the holder's lease
+    let (_, lockval) = r.acquire(&k2, "node-a", 1000).unwrap();
+    assert_eq!(r.eval(scripts::RENEW, &[&k2.lock], &[b"not-mine", b"60000"]), Reply::Int(0));
+    assert_eq!(r.eval(scripts::RENEW, &[&k2.lock], &[lockval.as_bytes(), b"60000"]), Reply::Int(1));
+    assert!(r.cmd(&[b"PTTL", k2.lock.as_bytes()]).int() > 1000);
+
+    // refused arguments are script errors, and change nothing
+    let k3 = l2_keys("hc1", "refused");
+    assert!(matches!(r.write(&k3, None, b"not an envelope", "1000", ""), Reply::Error(_)));
+    let bad = envelope(&k3, Kind::Value, b"v");
+    for (e, c) in [("1", "x"), ("1", "9007199254740992"), ("-1", "1"), ("1.5", "1")] {
+        let reply = r.eval(
+            scripts::WRITE,
+            &[&k3.value, &k3.fence, &k3.lock],
+            &[e.as_bytes(), c.as_bytes(), &bad, b"1000", b""],
+        );
+        assert!(matches!(reply, Reply::Error(_)), "{e} {c}: {reply:?}");
+    }
+    assert_eq!(r.cmd(&[b"EXISTS", k3.value.as_bytes()]), Reply::Int(0));
+}
+
+#[test]
+fn tokens_compare_as_numbers_across_byte_boundaries_and_up_to_2_pow_53() {
+    let mut r = Redis::start();
+    for start in [254u64, 65_534, (1 << 32) - 2, (1 << 53) - 4] {
+        let k = l2_keys("hc1", &format!("boundary:{start}"));
+        written(&r.write(&k, None, &envelope(&k, Kind::Value, b"seed"), "60000", ""));
+        r.cmd(&[b"HSET", k.fence.as_bytes(), b"c", start.to_string().as_bytes()]);
+        // A takes start+1, B takes start+2 (a byte boundary lies between for the first three)
+        let (a, la) = r.acquire(&k, "a", 5000).unwrap();
+        r.eval(scripts::RELEASE, &[&k.lock], &[la.as_bytes()]);
+        let (b, lb) = r.acquire(&k, "b", 5000).unwrap();
+        assert_eq!((a.counter, b.counter), (start + 1, start + 2));
+        // A writes first (older stored), then B (higher) wins, then A again is fenced out
+        assert_eq!(written(&r.write(&k, Some(a), &envelope(&k, Kind::Value, b"a"), "60000", "")), a);
+        assert_eq!(written(&r.write(&k, Some(b), &envelope(&k, Kind::Value, b"b"), "60000", &lb)), b);
+        assert_eq!(
+            status(&r.write(&k, Some(a), &envelope(&k, Kind::Value, b"a"), "60000", "")),
+            write_result::NEWER_STORED
+        );
+        // equal counters are fenced too (a retried write is not applied twice)
+        assert_eq!(
+            status(&r.write(&k, Some(b), &envelope(&k, Kind::Value, b"b"), "60000", "")),
+            write_result::NEWER_STORED
+        );
+        let (v, _) = r.read_value(&k);
+        let d = codec::decode(k.value.as_bytes(), &v.unwrap(), &Limits::default()).unwrap();
+        assert_eq!((d.header.token, d.payload.as_slice()), (b, &b"b"[..]));
+    }
+}
+
+#[test]
+fn a_foreign_value_under_the_key_is_overwritten_by_a_token_write() {
+    let mut r = Redis::start();
+    let k = l2_keys("hc1", "foreign");
+    let (t, lockval) = r.acquire(&k, "a", 5000).unwrap();
+    // a value some other program left (not an envelope): no token to compare, so it is replaced
+    r.cmd(&[b"SET", k.value.as_bytes(), b"hc\x01 plain text from someone else, long enough"]);
+    assert_eq!(written(&r.write(&k, Some(t), &envelope(&k, Kind::Value, b"ours"), "60000", &lockval)), t);
+    let (v, _) = r.read_value(&k);
+    assert_eq!(codec::decode(k.value.as_bytes(), &v.unwrap(), &Limits::default()).unwrap().payload, b"ours");
+}

@@ -1,0 +1,304 @@
+//! [`RedisTransport`]: the core's [`Transport`] on one multiplexed Redis connection.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use healcache::codec::Token;
+use healcache::tier::{scripts, Expect, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
+use healcache::{ConfigProblem, Error};
+use healcache_rt::ForkGuard;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Script};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long connecting may take: a probe that cannot connect in this long fails, and the
+/// breaker tries again later.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a probe's PING may take on an existing connection before it is replaced.
+const PING_TIMEOUT: Duration = Duration::from_millis(250);
+/// Writes waiting for the connection at most; beyond, a write fails at once (the breaker counts
+/// it) rather than queueing without bound behind a slow Redis.
+const WRITE_QUEUE: usize = 65_536;
+/// Keys asked per SCAN round trip and unlinked per UNLINK.
+const SCAN_COUNT: usize = 1000;
+const UNLINK_BATCH: usize = 500;
+
+/// The shared tier's transport on Redis. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    redacted: String,
+    conn: Mutex<Option<ForkGuard<MultiplexedConnection>>>,
+    writer: Mutex<Option<ForkGuard<mpsc::Sender<Job>>>>,
+    read: Script,
+    write: Script,
+}
+
+struct Job {
+    req: WriteRequest,
+    reply: oneshot::Sender<Result<WriteReply, TransportError>>,
+}
+
+impl std::fmt::Debug for RedisTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTransport").field("url", &self.inner.redacted).finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password of its userinfo replaced by `***`, for logs and `Debug`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None if auth.is_empty() => url.to_string(),
+        // `redis://password@host` is a password alone
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
+impl RedisTransport {
+    /// A transport to the Redis at `url` (`redis://[user:password@]host:port[/db]`), spoken to
+    /// in RESP3. Connects at once when it can; when Redis is down the transport starts
+    /// disconnected and the breaker's probes connect it later. A URL that does not parse is
+    /// [`Error::InvalidConfig`] (the message never repeats the password).
+    pub fn connect(url: &str) -> healcache::Result<Self> {
+        let redacted = redact(url);
+        let bad = |_| Error::invalid_config("redis", ConfigProblem::Rule("must be a redis:// URL"), None);
+        let mut info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad)?;
+        let redis_settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        info = info.set_redis_settings(redis_settings);
+        let client = Client::open(info).map_err(bad)?;
+        let t = RedisTransport {
+            inner: Arc::new(Inner {
+                client,
+                redacted,
+                conn: Mutex::new(None),
+                writer: Mutex::new(None),
+                read: Script::new(scripts::READ),
+                write: Script::new(scripts::WRITE_SEEN),
+            }),
+        };
+        // A first connection now, so the first reads do not count as failures; an unreachable
+        // Redis is no error here (the cache serves from L1 and loaders meanwhile).
+        let first = t.clone();
+        let _ = futures::executor::block_on(healcache_rt::spawn(async move { first.reconnect().await }));
+        Ok(t)
+    }
+
+    /// The connection of this process, if there is one.
+    fn conn(&self) -> Result<MultiplexedConnection, TransportError> {
+        let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().and_then(|g| g.get().cloned()).ok_or_else(|| TransportError::Io("not connected".into()))
+    }
+
+    /// The connection, or a new one when the one kept was made by a parent process (this
+    /// process forked after connecting): a child reconnects at its first use, not after the
+    /// breaker's failures.
+    async fn conn_here(&self) -> Result<MultiplexedConnection, TransportError> {
+        let inherited = {
+            let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref().is_some_and(|g| g.get().is_none())
+        };
+        if inherited {
+            self.reconnect().await?;
+        }
+        self.conn()
+    }
+
+    /// Forgets the connection after it failed: the next probe makes a new one.
+    fn lost(&self) {
+        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn reconnect(&self) -> Result<(), TransportError> {
+        let cfg = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let mut conn = self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(failure)?;
+        let pong: String = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
+            .await
+            .map_err(|_| TransportError::Timeout)?
+            .map_err(failure)?;
+        if pong != "PONG" {
+            return Err(TransportError::Reply(format!("PING answered {pong}")));
+        }
+        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(ForkGuard::new(conn));
+        Ok(())
+    }
+
+    /// The sender of this process's write queue, starting its writer task on first use.
+    fn writer(&self) -> mpsc::Sender<Job> {
+        let mut slot = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = slot.as_ref().and_then(|g| g.get()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let me = self.clone();
+        healcache_rt::handle().spawn(async move { me.write_loop(rx).await });
+        *slot = Some(ForkGuard::new(tx.clone()));
+        tx
+    }
+
+    /// Runs the queued writes one after another, so they land in the order they were made; a
+    /// write whose caller has stopped waiting (its deadline passed) is not sent.
+    async fn write_loop(self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(mut job) = rx.recv().await {
+            if job.reply.is_closed() {
+                continue;
+            }
+            // a write on a connection that stopped answering is abandoned when its caller's
+            // deadline passes, so it never holds up the queue behind it
+            tokio::select! {
+                r = self.write_now(job.req) => {
+                    let _ = job.reply.send(r);
+                }
+                _ = job.reply.closed() => {}
+            }
+        }
+    }
+
+    async fn write_now(&self, req: WriteRequest) -> Result<WriteReply, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let (mode, seen): (&str, Vec<u8>) = match req.expect {
+            Expect::Any => ("any", Vec::new()),
+            Expect::Absent => ("absent", Vec::new()),
+            Expect::Token(t) => ("token", token_bytes(t)),
+        };
+        let mut call = self.inner.write.key(&req.keys.value);
+        call.key(&req.keys.fence).arg(mode).arg(seen).arg(req.envelope).arg(req.px_ms);
+        let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        match reply.as_slice() {
+            [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
+            [0, ..] => Ok(WriteReply::Newer),
+            other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),
+        }
+    }
+
+    fn failed(&self, e: redis::RedisError) -> TransportError {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+            self.lost();
+        }
+        failure(e)
+    }
+
+    async fn read_now(&self, key: String) -> Result<ReadReply, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let reply: (Option<Vec<u8>>, i64) =
+            self.inner.read.key(key).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(ReadReply { value: reply.0, pttl_ms: reply.1 })
+    }
+
+    async fn unlink_now(&self, pattern: String) -> Result<u64, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let mut cursor: u64 = 0;
+        let mut unlinked = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            for batch in keys.chunks(UNLINK_BATCH) {
+                let n: u64 =
+                    redis::cmd("UNLINK").arg(batch).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+                unlinked += n;
+            }
+            if next == 0 {
+                return Ok(unlinked);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn probe_now(&self) -> Result<(), TransportError> {
+        if let Ok(mut conn) = self.conn() {
+            let ping = redis::cmd("PING");
+            if let Ok(Ok(_)) = tokio::time::timeout(PING_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+                return Ok(());
+            }
+            self.lost();
+        }
+        self.reconnect().await
+    }
+}
+
+fn token_bytes(t: Token) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16);
+    b.extend_from_slice(&t.epoch.to_be_bytes());
+    b.extend_from_slice(&t.counter.to_be_bytes());
+    b
+}
+
+fn failure(e: redis::RedisError) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        TransportError::Io(e.to_string())
+    } else {
+        TransportError::Reply(e.to_string())
+    }
+}
+
+/// A task on the I/O runtime whose outcome a caller on any executor awaits.
+fn run<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
+) -> BoxFuture<'static, Result<T, TransportError>> {
+    healcache_rt::spawn(fut)
+        .map(|r| r.unwrap_or_else(|e| Err(TransportError::Io(format!("the I/O task ended: {e}")))))
+        .boxed()
+}
+
+impl Transport for RedisTransport {
+    fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
+        let me = self.clone();
+        let key = value_key.to_string();
+        run(async move { me.read_now(key).await })
+    }
+
+    fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
+        let (reply, answer) = oneshot::channel();
+        // queued now, in call order (the contract of `Transport::write`)
+        if self.writer().try_send(Job { req, reply }).is_err() {
+            return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
+        }
+        answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
+    }
+
+    fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>> {
+        let me = self.clone();
+        run(async move { me.unlink_now(pattern).await })
+    }
+
+    fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        let me = self.clone();
+        run(async move { me.probe_now().await })
+    }
+
+    fn spawn(&self, work: BoxFuture<'static, ()>) {
+        healcache_rt::handle().spawn(work);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(redact("redis://hc:s3cret@127.0.0.1:6379/0"), "redis://hc:***@127.0.0.1:6379/0");
+        assert_eq!(redact("redis://s3cret@127.0.0.1"), "redis://***@127.0.0.1");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("rediss://u:p@a@b:1"), "rediss://u:***@b:1");
+    }
+}

@@ -1,0 +1,264 @@
+//! The shared tier against a real redis-server (started on a free loopback port by the test
+//! kit, as a restricted ACL user that may not run KEYS, FLUSHALL or DEBUG), checked from the
+//! cache's public API: what one cache writes another reads, freshness follows Redis's PTTL,
+//! deletes fence out late rebuilds, and stored bytes that are not ours are misses.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use healcache::tier::{MsgPack, Neutral};
+use healcache::{Cache, FetchOptions, Loaded, Status};
+use healcache_redis::RedisTransport;
+use healcache_rt::{IoSpawner, IoTimer};
+use healcache_testkit::{RedisOptions, RedisServer};
+use serde_json::{json, Value};
+
+fn server() -> RedisServer {
+    RedisServer::start_with(RedisOptions { acl_user: Some(("hc".into(), "pw".into())), ..Default::default() })
+        .expect("redis-server must be installed (.ci/setup-server.sh) to run these tests")
+}
+
+fn cache(url: &str) -> Cache<Value> {
+    cache_with(url)
+}
+
+fn cache_with(url: &str) -> Cache<Value> {
+    Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .ttl(Duration::from_secs(60))
+        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
+        .build()
+        .unwrap()
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures::executor::block_on(f)
+}
+
+async fn fetch(c: &Cache<Value>, key: &str, v: Value) -> healcache::Fetched<Value> {
+    c.fetch(key, FetchOptions::default(), move || async move { Ok::<_, std::io::Error>(Loaded::Value(v)) })
+        .await
+        .unwrap()
+}
+
+async fn fetch_unloadable(c: &Cache<Value>, key: &str) -> healcache::Result<healcache::Fetched<Value>> {
+    c.fetch(key, FetchOptions::default(), || async { Err::<Loaded<Value>, _>(std::io::Error::other("origin down")) })
+        .await
+}
+
+/// Raw access for planting and inspecting values: a plain RESP connection as the ACL user.
+fn raw(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+#[test]
+fn what_one_cache_loads_another_reads_from_l2() {
+    let r = server();
+    let (a, b) = (cache(&r.url()), cache(&r.url()));
+    let doc = json!({"name": "Ada", "langs": ["en", "fr"], "n": 36, "ok": true, "x": null, "pi": 3.5});
+    let f = block(fetch(&a, "user:1", doc.clone()));
+    assert_eq!((f.value.as_ref(), f.status), (Some(&doc), Status::Loaded));
+    let f = block(fetch_unloadable(&b, "user:1")).unwrap();
+    assert_eq!((f.value, f.status), (Some(doc.clone()), Status::L2Hit));
+    // now in b's L1: a plain hit, no second L2 read
+    let f = block(fetch_unloadable(&b, "user:1")).unwrap();
+    assert_eq!(f.status, Status::Hit);
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!((sa.l2_misses, sa.l2_writes, sb.l2_hits, sb.l2_codec_errors), (1, 1, 1, 0));
+}
+
+#[test]
+fn plain_sets_and_deletes_reach_other_caches() {
+    let r = server();
+    let (a, b) = (cache(&r.url()), cache(&r.url()));
+    a.set("k", json!("v1")).unwrap();
+    // the write is queued in call order; wait for it to land
+    wait_for(|| a.stats().l2_writes == 1);
+    assert_eq!(block(fetch_unloadable(&b, "k")).unwrap().value, Some(json!("v1")));
+    a.remove("k");
+    wait_for(|| a.stats().l2_writes == 2);
+    let c = cache(&r.url());
+    let f = block(fetch(&c, "k", json!("reloaded")));
+    assert_eq!((f.value, f.status), (Some(json!("reloaded")), Status::Loaded), "a tombstone reads as a miss");
+}
+
+#[test]
+fn l1_keeps_an_l2_value_only_for_the_life_redis_has_left() {
+    let r = server();
+    let a = cache(&r.url());
+    let b = cache(&r.url());
+    let f = block(a.fetch(
+        "short",
+        FetchOptions { ttl: healcache::Ttl::For(Duration::from_millis(400)), ..Default::default() },
+        || async { Ok::<_, std::io::Error>(Loaded::Value(json!(1))) },
+    ))
+    .unwrap();
+    assert_eq!(f.status, Status::Loaded);
+    std::thread::sleep(Duration::from_millis(150));
+    let e = {
+        block(fetch_unloadable(&b, "short")).unwrap();
+        b.get_entry("short").unwrap()
+    };
+    let left = e.expires_in.unwrap();
+    assert!(left <= Duration::from_millis(260), "b's copy outlives Redis's: {left:?}");
+    std::thread::sleep(left + Duration::from_millis(50));
+    let f = block(fetch(&b, "short", json!(2)));
+    assert_eq!((f.value, f.status), (Some(json!(2)), Status::Loaded));
+}
+
+#[test]
+fn a_delete_fences_out_a_rebuild_that_read_before_it() {
+    let r = server();
+    let (a, b) = (cache(&r.url()), cache(&r.url()));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let a2 = a.clone();
+    let slow = std::thread::spawn(move || {
+        block(a2.fetch("acct", FetchOptions::default(), move || async move {
+            // the rebuild read L2 (a miss) before this point; hold it past the delete
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            Ok::<_, std::io::Error>(Loaded::Value(json!("old balance")))
+        }))
+        .unwrap()
+    });
+    wait_for(|| a.stats().l2_misses == 1);
+    b.remove("acct");
+    wait_for(|| b.stats().l2_writes == 1);
+    tx.send(()).unwrap();
+    assert_eq!(slow.join().unwrap().value, Some(json!("old balance")), "the caller still gets its value");
+    assert_eq!(a.stats().l2_fenced_out, 1, "but L2 refused it");
+    let c = cache(&r.url());
+    let f = block(fetch(&c, "acct", json!("fresh")));
+    assert_eq!(f.status, Status::Loaded, "the old value never reached L2");
+}
+
+#[test]
+fn bytes_that_are_not_our_envelope_for_this_key_are_misses() {
+    let r = server();
+    let a = cache(&r.url());
+    block(fetch(&a, "good", json!({"secret": "alice"})));
+    let keys = healcache::keys::l2_keys("hc1", "good");
+    let other = healcache::keys::l2_keys("hc1", "other");
+    let mut con = raw(&r.url());
+    let stored: Vec<u8> = redis::cmd("GET").arg(&keys.value).query(&mut con).unwrap();
+    let mut planted: Vec<(String, Vec<u8>)> = vec![
+        // a value copied under another key: the checksum covers the key
+        (other.value.clone(), stored.clone()),
+        // a Python pickle whose loading would create a file
+        (
+            healcache::keys::l2_keys("hc1", "pickle").value,
+            b"\x80\x04\x95cos\nsystem\n(S'touch /tmp/hc-marker'\ntR.".to_vec(),
+        ),
+        (healcache::keys::l2_keys("hc1", "trunc").value, stored[..40].to_vec()),
+        (healcache::keys::l2_keys("hc1", "empty").value, Vec::new()),
+    ];
+    let mut bad_sum = stored.clone();
+    *bad_sum.last_mut().unwrap() ^= 0xff;
+    planted.push((healcache::keys::l2_keys("hc1", "badsum").value, bad_sum));
+    let mut huge = stored.clone();
+    huge[44..48].copy_from_slice(&u32::MAX.to_be_bytes());
+    planted.push((healcache::keys::l2_keys("hc1", "huge").value, huge));
+    for (k, v) in &planted {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(&mut con).unwrap();
+    }
+    let b = cache(&r.url());
+    for key in ["other", "pickle", "trunc", "empty", "badsum", "huge"] {
+        let f = block(fetch(&b, key, json!("from origin")));
+        assert_eq!((f.value, f.status), (Some(json!("from origin")), Status::Loaded), "{key}");
+    }
+    assert_eq!(b.stats().l2_codec_errors, 6);
+    assert_eq!(b.stats().l2_hits, 0);
+}
+
+#[test]
+fn the_acl_user_cannot_run_keys_flushall_or_debug() {
+    let r = server();
+    let mut con = raw(&r.url());
+    for cmd in ["KEYS", "FLUSHALL", "DEBUG"] {
+        let mut c = redis::cmd(cmd);
+        if cmd == "KEYS" {
+            c.arg("*");
+        }
+        if cmd == "DEBUG" {
+            c.arg("SLEEP").arg(0);
+        }
+        let e = c.query::<redis::Value>(&mut con).unwrap_err();
+        assert!(e.to_string().contains("NOPERM") || e.to_string().contains("permission"), "{cmd}: {e}");
+    }
+}
+
+#[test]
+fn pattern_unlink_removes_exactly_the_matching_keys() {
+    let r = server();
+    let a = cache(&r.url());
+    for i in 0..300 {
+        a.set(&format!("user:{i}:en"), json!(i)).unwrap();
+        a.set(&format!("user:{i}:fr"), json!(i)).unwrap();
+    }
+    // a key whose literal text contains glob metacharacters
+    a.set("user:*:en", json!("star")).unwrap();
+    wait_for(|| a.stats().l2_writes == 601);
+    let n = block(a.unlink_shared("user:*:en")).unwrap();
+    assert_eq!(n, 301);
+    let b = cache(&r.url());
+    assert_eq!(block(fetch_unloadable(&b, "user:7:fr")).unwrap().status, Status::L2Hit);
+    assert_eq!(block(fetch(&b, "user:7:en", json!("x"))).status, Status::Loaded);
+}
+
+#[test]
+fn values_cross_with_their_types() {
+    let r = server();
+    let a: Cache<rmpv::Value> = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral)
+        .build()
+        .unwrap();
+    let v = rmpv::Value::Map(vec![
+        ("bytes".into(), rmpv::Value::Binary(vec![0, 1, 255])),
+        ("big".into(), rmpv::Value::from(u64::MAX)),
+        ("neg".into(), rmpv::Value::from(-5i64)),
+    ]);
+    a.set("typed", v.clone()).unwrap();
+    wait_for(|| a.stats().l2_writes == 1);
+    let b: Cache<rmpv::Value> = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Neutral)
+        .build()
+        .unwrap();
+    let got = block(b.get_or_load("typed", || async { Err::<rmpv::Value, _>(std::io::Error::other("no")) })).unwrap();
+    assert_eq!(got, v);
+}
+
+#[test]
+fn an_unreachable_redis_is_skipped_and_the_loader_serves() {
+    // a port nothing listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let c = cache(&format!("redis://127.0.0.1:{port}"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    for i in 0..20 {
+        let calls = calls.clone();
+        let f = block(c.fetch(&format!("k{i}"), FetchOptions::default(), move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Loaded::Value(json!(i)))
+        }))
+        .unwrap();
+        assert_eq!(f.value, Some(json!(i)));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 20);
+    let s = c.stats();
+    assert_eq!(s.l2_breaker_state, 1, "{s:?}");
+    assert!(s.l2_skipped >= 17, "{s:?}");
+}
+
+fn wait_for(cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("condition not met within 5 s");
+}

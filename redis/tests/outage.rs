@@ -1,0 +1,238 @@
+//! Degradation against a real redis-server killed and restarted by its pid, and through a
+//! fault proxy: the breaker opens fast, L1 and the loader keep serving, nothing waits past its
+//! deadline, the tier comes back by itself, and no reply ever reaches the wrong caller.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use healcache::tier::MsgPack;
+use healcache::{Cache, FetchOptions, Loaded, Status};
+use healcache_redis::RedisTransport;
+use healcache_rt::{IoSpawner, IoTimer};
+use healcache_testkit::{FaultProxy, Faults, RedisOptions, RedisServer};
+use serde_json::{json, Value};
+
+const L2_TIMEOUT: Duration = Duration::from_millis(100);
+/// What an operation may take beyond its deadline on this shared 2-core machine (scheduling).
+const SLACK: Duration = Duration::from_millis(400);
+
+fn cache(url: &str) -> Cache<Value> {
+    Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .max_entries(100_000)
+        .ttl(Duration::from_secs(60))
+        .l2_timeout(L2_TIMEOUT)
+        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
+        .build()
+        .unwrap()
+}
+
+/// Every value names its key, so a reply delivered to the wrong request is seen.
+async fn get(c: &Cache<Value>, key: String) -> (healcache::Result<healcache::Fetched<Value>>, Duration) {
+    let t = Instant::now();
+    let k = key.clone();
+    let r = c
+        .fetch(&key, FetchOptions::default(), move || async move {
+            Ok::<_, std::io::Error>(Loaded::Value(json!({ "key": k })))
+        })
+        .await;
+    (r, t.elapsed())
+}
+
+#[test]
+fn redis_killed_under_64_workers_then_restarted() {
+    let mut r = RedisServer::start_with(RedisOptions::restricted()).unwrap();
+    let url = r.url();
+    let c = cache(&url);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // hot keys in L1 (and L2) before the outage
+    rt.block_on(async {
+        for i in 0..200 {
+            get(&c, format!("hot:{i}")).await.0.unwrap();
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (errors, slow, ops) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let worst = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..64u64 {
+        let (c, stop, errors, slow, ops, worst) =
+            (c.clone(), stop.clone(), errors.clone(), slow.clone(), ops.clone(), worst.clone());
+        workers.push(rt.spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                // mostly hot keys (in L1), some cold ones (L2, then the loader)
+                let key =
+                    if i.is_multiple_of(4) { format!("cold:{w}:{i}") } else { format!("hot:{}", (i * 7 + w) % 200) };
+                let (res, took) = get(&c, key.clone()).await;
+                ops.fetch_add(1, Ordering::Relaxed);
+                worst.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
+                if took > L2_TIMEOUT * 2 + SLACK {
+                    slow.fetch_add(1, Ordering::Relaxed);
+                }
+                match res {
+                    Ok(f) if f.value == Some(json!({ "key": key })) => {}
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    r.kill();
+    let opened = wait_until(Duration::from_secs(3), || c.stats().l2_breaker_state != 0);
+    let open_after = killed.elapsed();
+    let hits_before = c.stats().hits;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.stats().hits > hits_before + 1000, "L1 keeps serving hot keys during the outage");
+    let skipped = c.stats().l2_skipped;
+    r.restart().unwrap();
+    let restarted = Instant::now();
+    let back = wait_until(Duration::from_secs(10), || c.stats().l2_breaker_state == 0);
+    let back_after = restarted.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for w in workers {
+            w.await.unwrap();
+        }
+    });
+    let s = c.stats();
+    eprintln!(
+        "ops {} errors {} slow {} worst {:?}; breaker open after {:?}, closed {:?} after restart; l2 {:?}",
+        ops.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        slow.load(Ordering::Relaxed),
+        Duration::from_micros(worst.load(Ordering::Relaxed)),
+        open_after,
+        back_after,
+        s
+    );
+    assert!(opened && open_after < Duration::from_secs(1), "breaker open within 1 s (took {open_after:?})");
+    assert!(skipped > 0, "L2 calls were skipped while open");
+    assert!(back && back_after < Duration::from_secs(5), "reconnected within 5 s of the restart ({back_after:?})");
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "no error for a key in L1 or loadable");
+    assert_eq!(slow.load(Ordering::Relaxed), 0, "no operation waited past its deadline");
+    // the tier is used again after the restart
+    let writes = s.l2_writes;
+    rt.block_on(get(&c, "after:1".into())).0.unwrap();
+    assert!(wait_until(Duration::from_secs(2), || c.stats().l2_writes > writes));
+}
+
+#[test]
+fn a_stopped_redis_opens_the_breaker_by_deadlines_and_cont_closes_it() {
+    let r = RedisServer::start_with(RedisOptions::restricted()).unwrap();
+    let c = cache(&r.url());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(get(&c, "k:0".into())).0.unwrap();
+    r.stop();
+    for i in 1..20 {
+        let (res, took) = rt.block_on(get(&c, format!("k:{i}")));
+        assert_eq!(res.unwrap().value, Some(json!({ "key": format!("k:{i}") })));
+        assert!(took < L2_TIMEOUT * 2 + SLACK, "op {i} took {took:?}");
+    }
+    let s = c.stats();
+    assert_eq!(s.l2_breaker_state, 1, "{s:?}");
+    assert!(s.l2_timeouts >= 2, "{s:?}");
+    r.cont();
+    assert!(wait_until(Duration::from_secs(10), || c.stats().l2_breaker_state == 0), "{:?}", c.stats());
+}
+
+#[test]
+fn through_a_faulty_link_no_reply_reaches_the_wrong_caller() {
+    let r = RedisServer::start_with(RedisOptions::restricted()).unwrap();
+    let proxy = FaultProxy::start(r.addr()).unwrap();
+    let url = r.url().replace(&r.port().to_string(), &proxy.addr().port().to_string());
+    let writer = cache(&r.url());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // 300 keys in L2, each value naming its key
+    rt.block_on(async {
+        for i in 0..300 {
+            get(&writer, format!("k:{i}")).await.0.unwrap();
+        }
+    });
+    let reader = cache(&url);
+    proxy.set(Faults { slice_1byte: true, latency: Duration::from_millis(1), ..Default::default() });
+    let (wrong, late, l2_hits) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..32u64 {
+        let (c, wrong, late, l2_hits, stop) =
+            (reader.clone(), wrong.clone(), late.clone(), l2_hits.clone(), stop.clone());
+        tasks.push(rt.spawn(async move {
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                i += 13;
+                let key = format!("k:{}", i % 300);
+                c.remove(&key); // L1 only matters here: each read goes to L2
+                let t = Instant::now();
+                let fut = get(&c, key.clone());
+                // a fifth of the callers give up early
+                let res = if i.is_multiple_of(5) {
+                    match tokio::time::timeout(Duration::from_micros(300), fut).await {
+                        Ok(r) => Some(r.0),
+                        Err(_) => None,
+                    }
+                } else {
+                    Some(fut.await.0)
+                };
+                if t.elapsed() > L2_TIMEOUT * 2 + SLACK {
+                    late.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(res) = res {
+                    match res {
+                        Ok(f) => {
+                            if f.value != Some(json!({ "key": key })) {
+                                wrong.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if f.status == Status::L2Hit {
+                                l2_hits.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            wrong.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(300));
+        proxy.reset_all();
+    }
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    eprintln!(
+        "l2 hits {} wrong {} late {}; {:?}",
+        l2_hits.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed),
+        late.load(Ordering::Relaxed),
+        reader.stats()
+    );
+    assert_eq!(wrong.load(Ordering::Relaxed), 0, "a reply reached the wrong request");
+    assert_eq!(late.load(Ordering::Relaxed), 0, "an operation outlived its deadline");
+    assert!(l2_hits.load(Ordering::Relaxed) > 0, "reads went through the proxy");
+}
+
+fn wait_until(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}

@@ -1,0 +1,227 @@
+// The WebAssembly package under real edge runtimes: the README's worker and tests/edge/worker.mjs
+// run under workerd (npm `workerd`) and Deno (npm `deno`), each a child process on 127.0.0.1,
+// against an origin on 127.0.0.1 that this file starts and counts. A runtime whose binary cannot
+// run on this platform is skipped with the reason printed; any other failure fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { pathToFileURL } from 'node:url';
+import { cannotRun, denoImports, processesMentioning, root, runDeno, startDeno, startOrigin, startWorkerd } from './harness.mjs';
+
+const README_WORKER = (() => {
+  const m = readFileSync(`${root}README.md`, 'utf8').match(/^```js\n(\/\/ worker\.mjs[\s\S]*?)^```$/m);
+  assert.ok(m, 'README.md has the worker example (a js block starting with `// worker.mjs`)');
+  return m[1];
+})();
+const TEST_WORKER = readFileSync(new URL('./worker.mjs', import.meta.url), 'utf8');
+const ORIGIN_LINE = "const ORIGIN = 'https://api.internal';";
+
+const RUNTIMES = [
+  { name: 'workerd', start: startWorkerd, source: (s) => s },
+  { name: 'deno', start: startDeno, source: denoImports },
+];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const getJson = async (url) => {
+  const r = await fetch(url);
+  return [r.status, await r.json().catch(() => undefined)];
+};
+
+for (const rt of RUNTIMES) {
+  const why = cannotRun(rt.name);
+  if (why) console.log(`# tests/edge: ${rt.name} skipped: ${why}`);
+
+  test(`${rt.name}: the README worker: 100 concurrent cold requests, one origin call; healing from scheduled()`, { skip: why }, async () => {
+    const users = new Map([['/users/42', { name: 'Ada' }]]);
+    // slow enough that all 100 requests arrive while the first load is under way
+    const origin = await startOrigin((path) =>
+      users.has(path) ? { body: JSON.stringify(users.get(path)), delayMs: 300 } : { status: 404 },
+    );
+    assert.ok(README_WORKER.includes(ORIGIN_LINE));
+    const w = await rt.start(rt.source(README_WORKER.replace(ORIGIN_LINE, `const ORIGIN = '${origin.url}';`)));
+    try {
+      const answers = await Promise.all(Array.from({ length: 100 }, () => getJson(`${w.url}/users/42`)));
+      const ok = answers.filter(([s, b]) => s === 200 && b && b.name === 'Ada').length;
+      console.log(`# ${rt.name}: 100 concurrent cold requests: ${ok} successes, ${origin.calls('/users/42')} origin call(s)`);
+      assert.equal(ok, 100, `every request answered (${rt.name} output:\n${w.output().slice(0, 2000)})`);
+      assert.equal(origin.calls('/users/42'), 1, 'one origin call for the 100 requests');
+      assert.equal((await fetch(`${w.url}/users/7`)).status, 404);
+
+      users.set('/users/42', { name: 'Ada L.' }); // drift behind the cache's back
+      const reports = await w.scheduled();
+      if (rt.name === 'deno') assert.deepEqual([reports[0].drift, reports[0].repaired], [1, 1]);
+      const [, body] = await getJson(`${w.url}/users/42`);
+      assert.equal(body.name, 'Ada L.', 'the scheduled healing interval repaired the drifted key');
+    } finally {
+      await w.stop();
+      await origin.close();
+    }
+  });
+
+  // The runtime is the child started, stopped by its pid: nothing of it outlives the stop (an npm
+  // `bin` shim in between once kept the runtime, and this file, running after every test).
+  test(`${rt.name}: stopping the runtime leaves no process behind`, { skip: why }, async () => {
+    const w = await rt.start(rt.source(TEST_WORKER));
+    assert.ok(processesMentioning(w.dir).length > 0, 'the runtime runs, its config in its own directory');
+    await w.stop();
+    assert.deepEqual(processesMentioning(w.dir), [], 'processes left running after stop');
+  });
+
+  test(`${rt.name}: a stale value's refresh lands through waitUntil`, { skip: why }, async () => {
+    let version = 1;
+    const origin = await startOrigin(() => ({ body: JSON.stringify({ version }), delayMs: 100 }));
+    const w = await rt.start(rt.source(TEST_WORKER));
+    const get = () => getJson(`${w.url}/swr/k?origin=${encodeURIComponent(origin.url)}`);
+    try {
+      let [status, body] = await get();
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'loaded']);
+      version = 2;
+      await sleep(400); // past the TTL (300 ms), within grace
+      [status, body] = await get();
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'stale'], 'served stale at once');
+      // the refresh was handed to waitUntil after the request answered: it lands
+      const end = Date.now() + 5000;
+      while (body.value.version !== 2 && Date.now() < end) {
+        await sleep(50);
+        [, body] = await get();
+      }
+      assert.deepEqual([body.value, body.status], [{ version: 2 }, 'hit'], 'the refresh landed');
+      assert.equal(origin.calls('/k'), 2, 'one load and one refresh');
+    } finally {
+      await w.stop();
+      await origin.close();
+    }
+  });
+
+  test(`${rt.name}: timed-out loads never strand their key`, { skip: why }, async () => {
+    let delayMs = 1000;
+    let version = 1;
+    const origin = await startOrigin(() => ({ body: JSON.stringify({ version }), delayMs }));
+    const w = await rt.start(rt.source(TEST_WORKER));
+    const q = `?origin=${encodeURIComponent(origin.url)}`;
+    try {
+      // a hard load timeout (300 ms): the call fails, the next one loads again
+      let [status, body] = await getJson(`${w.url}/timed/slow${q}`);
+      assert.deepEqual([status, body.code], [500, 'LoadTimeout']);
+      delayMs = 0;
+      [status, body] = await getJson(`${w.url}/timed/slow${q}`);
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'loaded']);
+
+      // a soft timeout (50 ms) with a stale value: the request answers stale and the load's tail
+      // goes on. Handed to no waitUntil, the host may stop it once the request has answered:
+      // later callers never wait on it (each answers at once, and may start a load of its own)
+      for (const [route, key] of [['soft-unkept', '/u'], ['soft', '/k']]) {
+        [delayMs, version] = [0, 1];
+        [status, body] = await getJson(`${w.url}/${route}${key}${q}`);
+        assert.deepEqual([status, body.status], [200, 'loaded']);
+        await sleep(400); // past the TTL (300 ms), within grace
+        [delayMs, version] = [600, 2];
+        [status, body] = await getJson(`${w.url}/${route}${key}${q}`);
+        assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'stale-soft-timeout']);
+        const end = Date.now() + (route === 'soft' ? 8000 : 1500);
+        while (Date.now() < end && body.status !== 'hit') {
+          const t0 = Date.now();
+          [status, body] = await getJson(`${w.url}/${route}${key}${q}`);
+          assert.equal(status, 200);
+          assert.ok(Date.now() - t0 < 2000, `${route}: answered within 2 s (${body.status})`);
+          assert.ok(['stale-soft-timeout', 'hit'].includes(body.status), body.status);
+          await sleep(100);
+        }
+        // handed to waitUntil, the tail lands
+        if (route === 'soft') assert.deepEqual([body.value, body.status], [{ version: 2 }, 'hit']);
+      }
+    } finally {
+      await w.stop();
+      await origin.close();
+    }
+  });
+}
+
+// `init()` with no argument fetches the .wasm beside the glue, `init(url)` the one at `url`: both
+// reach the host's `fetch` (a module export named `fetch` once shadowed it in the glue).
+test('deno: init() and init(url) load the module', { skip: cannotRun('deno') }, async () => {
+  const wasmUrl = pathToFileURL(`${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`).href;
+  for (const call of ['init()', `init(${JSON.stringify(wasmUrl)})`]) {
+    const r = await runDeno(
+      `import init, { Cache } from 'healcache/wasm/web';
+await ${call};
+const c = new Cache({ maxEntries: 10 });
+c.set('k', 'v');
+console.log(JSON.stringify([c.get('k'), await c.getOrLoad('j', async () => 'w')]));`,
+    );
+    assert.equal(r.status, 0, `${call}: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), '["v","w"]', call);
+  }
+});
+
+test('node: init(url) loads the module over HTTP; no export shadows a global', async () => {
+  const bytes = readFileSync(`${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`);
+  const server = createServer((req, res) => res.writeHead(200, { 'content-type': 'application/wasm' }).end(bytes));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const glue = await import('../../bindings-wasm/pkg-web/healcache_wasm.js');
+    const shadowing = Object.keys(glue).filter((name) => name in globalThis);
+    assert.deepEqual(shadowing, [], 'module exports named like globals');
+    const web = await import('healcache/wasm/web');
+    await web.init(`http://127.0.0.1:${server.address().port}/healcache_wasm_bg.wasm`);
+    const c = new web.Cache();
+    c.set('k', 1);
+    assert.equal(c.get('k'), 1);
+  } finally {
+    server.close();
+  }
+});
+
+test('node: waitUntil is a function, as a cache option and a call option', async () => {
+  const { Cache } = await import('healcache/wasm');
+  for (const bad of [5, 'ctx', {}]) {
+    assert.throws(() => new Cache({ waitUntil: bad }), (e) => e.code === 'InvalidConfig' && e.field === 'waitUntil');
+    const c = new Cache();
+    await assert.rejects(c.fetch('k', async () => 1, { waitUntil: bad }), (e) => e.code === 'InvalidConfig' && e.field === 'waitUntil');
+    await assert.rejects(c.getOrLoad('k', async () => 1, { waitUntil: bad }), (e) => e.code === 'InvalidConfig' && e.field === 'waitUntil');
+  }
+  // a stale value's refresh is handed to the call's waitUntil, else to the cache's
+  const handed = [];
+  const c = new Cache({ ttl: 200, grace: 10_000, staleWhileRevalidate: true, waitUntil: (p) => handed.push(['cache', p]) });
+  assert.equal((await c.fetch('k', async () => 1)).status, 'loaded');
+  assert.equal((await c.fetch('j', async () => 1)).status, 'loaded');
+  await new Promise((r) => setTimeout(r, 250));
+  assert.equal((await c.fetch('k', async () => 2, { waitUntil: (p) => handed.push(['call', p]) })).status, 'stale');
+  assert.equal((await c.fetch('j', async () => 2)).status, 'stale');
+  assert.deepEqual(handed.map(([who]) => who), ['call', 'cache']);
+  await Promise.all(handed.map(([, p]) => p));
+  assert.deepEqual([c.get('k'), c.get('j')], [2, 2], 'the refreshes landed');
+});
+
+// workerd refuses crypto.getRandomValues in global scope, where caches are often created (there it
+// throws, and the module falls back to Math.random): creating a cache draws no randomness.
+test('node: a cache draws its seed at its first use, never at its creation', async () => {
+  const { Cache } = await import('healcache/wasm');
+  const { crypto } = globalThis;
+  const real = crypto.getRandomValues;
+  let draws = 0;
+  Object.defineProperty(crypto, 'getRandomValues', {
+    value: (a) => {
+      draws++;
+      return real.call(crypto, a);
+    },
+    configurable: true,
+    writable: true,
+  });
+  try {
+    const c = new Cache({ maxEntries: 10, ttl: 60_000 });
+    assert.equal(draws, 0, 'new Cache() drew no randomness');
+    c.set('k', 1);
+    assert.equal(draws, 1, 'the first call that needs the engine draws the seed');
+    c.set('j', 2);
+    assert.deepEqual([c.get('k'), c.get('j'), draws], [1, 2, 1]);
+    const seeded = new Cache({ seed: 7 });
+    seeded.set('k', 1);
+    assert.equal(draws, 1, 'a cache given a seed draws none');
+    assert.throws(() => new Cache({ maxEntries: -1 }), (e) => e.code === 'InvalidConfig', 'settings are still checked at creation');
+    assert.equal(draws, 1);
+  } finally {
+    Object.defineProperty(crypto, 'getRandomValues', { value: real, configurable: true, writable: true });
+  }
+});

@@ -1,0 +1,190 @@
+"""The shared tier (Redis L2) from Python, against a real redis-server started by the test kit
+as a restricted ACL user (no KEYS, FLUSHALL, DEBUG): values cross processes with their types,
+freshness follows Redis, bad stored bytes are misses (never code run), and an unreachable Redis
+degrades to the local cache and the loader."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+
+import healcache
+from rediskit import Resp, free_port, redis_server, fault_proxy  # noqa: F401 (fixtures)
+
+
+def wait_for(cond, limit: float = 5.0) -> None:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def fetch(cache, key, loader):
+    async def go():
+        return await cache.fetch(key, loader)
+
+    return asyncio.run(go())
+
+
+def unloadable():
+    raise RuntimeError("the origin must not be called")
+
+
+DOC = {"name": "Ada", "langs": ["en", "fr"], "n": 36, "big": 2**63, "neg": -(2**63), "pi": 3.5,
+       "ok": True, "none": None, "raw": b"\x00\xff", "nested": {"a": [1, {"b": "c"}]}}
+
+
+def test_what_one_process_loads_another_reads(redis_server):
+    a = healcache.Cache(redis=redis_server.url, ttl=60)
+    b = healcache.Cache(redis=redis_server.url, ttl=60)
+    assert a.get_or_load_sync("user:1", lambda: DOC) == DOC
+    wait_for(lambda: a.stats()["l2_writes"] == 1)
+    f = fetch(b, "user:1", unloadable)
+    assert (f.value, f.status) == (DOC, "l2-hit")
+    assert b.stats()["l2_hits"] == 1 and b.stats()["l2_codec_errors"] == 0
+    # tuples come back as lists: the payload model has one sequence type
+    a.set("t", (1, "two"))
+    wait_for(lambda: a.stats()["l2_writes"] == 2)
+    assert b.get_or_load_sync("t", unloadable) == [1, "two"]
+
+
+def test_values_the_model_lacks_are_refused_and_change_nothing(redis_server):
+    c = healcache.Cache(redis=redis_server.url)
+    for bad in [{1, 2}, object(), {1: "int key"}, 2**64, lambda: 1]:
+        with pytest.raises(healcache.ValueNotEncodable) as e:
+            c.set("k", bad)
+        assert isinstance(e.value, TypeError)
+        assert "k" not in c
+    deep = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(healcache.ValueNotEncodable):
+        c.set("deep", deep)
+    # without a shared tier, any object is fine
+    plain = healcache.Cache()
+    plain.set("k", {1, 2})
+    assert plain.get("k") == {1, 2}
+
+
+def test_a_pickle_planted_in_redis_never_runs(redis_server, tmp_path):
+    marker = tmp_path / "marker"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    # the key layout: <prefix>:{<slot>}:v:<key>; find it as a writer would
+    c = healcache.Cache(redis=redis_server.url)
+    c.set("victim", "placeholder")
+    wait_for(lambda: c.stats()["l2_writes"] == 1)
+    with redis_server.connect(admin=True) as r:
+        cursor, keys = r.command("SCAN", "0", "MATCH", "hc1:*:v:victim")
+        (vkey,) = keys
+        r.command("SET", vkey, pickle.dumps(Evil()))
+    reader = healcache.Cache(redis=redis_server.url)
+    f = fetch(reader, "victim", lambda: "from origin")
+    assert (f.value, f.status) == ("from origin", "loaded")
+    assert reader.stats()["l2_codec_errors"] == 1
+    assert not marker.exists()
+
+
+def test_an_unreachable_redis_degrades_to_the_loader():
+    c = healcache.Cache(redis=f"redis://127.0.0.1:{free_port()}", l2_timeout=0.05)
+    for i in range(10):
+        assert c.get_or_load_sync(f"k{i}", lambda i=i: i) == i
+    s = c.stats()
+    assert s["l2_breaker_state"] == 1
+    assert s["l2_skipped"] >= 7
+
+
+def test_credentials_never_show(redis_server):
+    url = redis_server.url
+    assert "@" in url
+    password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    with pytest.raises(healcache.InvalidConfig) as e:
+        healcache.Cache(redis=f"nonsense://hc:{password}@x")
+    assert password not in str(e.value)
+    c = healcache.Cache(redis=url)
+    assert password not in repr(c)
+
+
+def test_settings_are_checked(redis_server):
+    with pytest.raises(healcache.InvalidConfig) as e:
+        healcache.Cache(redis=redis_server.url, l2_timeout=-1)
+    assert e.value.field == "l2_timeout"
+    with pytest.raises(healcache.InvalidConfig):
+        healcache.Cache(redis=redis_server.url, l2_prefix="")
+
+
+CHILD = r"""
+import sys, healcache
+c = healcache.Cache(redis=sys.argv[1])
+print(c.get_or_load_sync("forked", lambda: "child-loaded"))
+s = c.stats()
+print(s["l2_hits"], s["l2_errors"])
+"""
+
+
+def test_a_forked_child_gets_a_working_tier(redis_server):
+    # the parent uses the tier first, so its runtime and connection exist before the fork
+    parent = healcache.Cache(redis=redis_server.url)
+    parent.set("forked", "parent-wrote")
+    wait_for(lambda: parent.stats()["l2_writes"] == 1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        try:
+            child = healcache.Cache(redis=redis_server.url)
+            ok = child.get_or_load_sync("forked", unloadable) == "parent-wrote"
+            # and the parent's cache object works in the child too
+            parent.set("from-child", "x")
+            ok = ok and parent.stats()["l2_errors"] == 0
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_python_reads_what_another_interpreter_wrote(redis_server):
+    w = healcache.Cache(redis=redis_server.url)
+    w.set("forked", "written-by-parent")
+    wait_for(lambda: w.stats()["l2_writes"] == 1)
+    out = subprocess.run([sys.executable, "-c", CHILD, redis_server.url], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    value, counts = out.stdout.splitlines()
+    assert value == "written-by-parent"
+    assert counts == "1 0"
+
+
+def l2_get_binary() -> str:
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "target")
+    path = os.path.join(target, "release", "examples", "l2_get")
+    assert os.path.exists(path), f"{path} is built by `make build-l2-tools` (a prerequisite of make test-python)"
+    return path
+
+
+def test_python_and_rust_read_each_others_entries(redis_server):
+    py = healcache.Cache(redis=redis_server.url)
+    doc = {"name": "Ada", "langs": ["en", "fr"], "n": 36, "pi": 3.5, "ok": True, "none": None}
+    py.set("from:python", doc)
+    wait_for(lambda: py.stats()["l2_writes"] == 1)
+    out = subprocess.run(
+        [l2_get_binary(), redis_server.url, "--set", 'from:rust={"lang":"rust","n":[1,2,3]}', "from:python", "nope"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    import json
+
+    got_py, missing = out.stdout.splitlines()
+    assert json.loads(got_py) == doc
+    assert missing == "error: LoaderError"
+    f = fetch(healcache.Cache(redis=redis_server.url), "from:rust", unloadable)
+    assert (f.value, f.status) == ({"lang": "rust", "n": [1, 2, 3]}, "l2-hit")
