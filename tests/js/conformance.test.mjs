@@ -86,13 +86,16 @@ class Run {
 
   start(st) {
     const opts = Object.fromEntries(Object.entries(st.opts || {}).map(([k, v]) => [camel(k), v]));
+    let ac;
     if (st.id !== undefined) {
-      const ac = new AbortController(); // a cancelled caller stops waiting
+      ac = new AbortController(); // a cancelled caller stops waiting
       this.aborts.set(st.id, ac);
       opts.signal = ac.signal;
     }
     const call = st.op === 'fetch' ? this.cache.fetch(st.key, this.loader(st.loader), opts) : this.cache.getOrLoad(st.key, this.loader(st.loader), opts);
-    return call.then((r) => (st.op === 'fetch' ? { value: nulled(r.value), status: r.status } : r), outcome);
+    // JS rejects an aborted call with its signal's reason, as fetch() does: the scenarios' "Cancelled"
+    const failed = (e) => (ac !== undefined && ac.signal.aborted && e === ac.signal.reason ? { error: 'Cancelled', field: null } : outcome(e));
+    return call.then((r) => (st.op === 'fetch' ? { value: nulled(r.value), status: r.status } : r), failed);
   }
 
   async wait(call) {
