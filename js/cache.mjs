@@ -131,7 +131,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     /** The version of `key`'s live entry, 0 if it has none. */
     version(key) {
       const i = this._fresh(key);
-      return i < 0 ? 0 : this._ver[i];
+      // the mirror holds values only: a cached "not found" has its version in the core
+      return i >= 0 ? this._ver[i] : B.version(this._c, key);
     }
 
     /**
@@ -200,6 +201,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
     /** Number of stored entries (expired ones not yet swept included). */
     get size() {
+      this._flushReads(); // the reads the mirror found expired let the core drop those entries
       return B.len(this._c);
     }
 
@@ -389,7 +391,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
 /** What a backend module exports (the napi addon also httpSource and httpFetch). */
 const BACKEND_FNS = [
-  'protocol', 'settings', 'outRow', 'create', 'reportRemovals', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state', 'peek', 'keys',
+  'protocol', 'settings', 'outRow', 'create', 'reportRemovals', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state', 'peek', 'version', 'keys',
   'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', 'setWaitUntil',
   '__panicForTest', 'manualClockNew', 'clockShare', 'clockAdvanceBy', 'clockNowMs', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
   'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',

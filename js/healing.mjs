@@ -342,7 +342,7 @@ function makeHealing(Base, B, P, notFound) {
     _healSettle() {
       this._drain();
       B.healingReset(this._c);
-      for (const key of [...this._healKeys.keys()]) if (this._pending.has(key)) this._reconcile(key);
+      for (const key of [...this._healKeys.keys()]) if (this._pending.has(key)) this._reconcile(key, true);
     }
 
     // A URL-template source (napi addon only): fetched by healcache-http, decoded here.

@@ -106,10 +106,10 @@ function makeMirror(B, P, row) {
       if (i !== undefined) {
         const e = this._exp[i];
         if (e > this._now()) return i;
-        return e === -Infinity ? this._reconcile(key) : -1;
+        return e === -Infinity ? this._reconcile(key, true) : -1;
       }
       checkKey(key); // only checked keys enter the mirror
-      return this._pending.size !== 0 && this._pending.has(key) ? this._reconcile(key) : -1;
+      return this._pending.size !== 0 && this._pending.has(key) ? this._reconcile(key, true) : -1;
     }
 
     // A read of `key` the mirror did not answer with a hit: the value, or undefined.
@@ -332,7 +332,7 @@ function makeMirror(B, P, row) {
       return j;
     }
 
-    // Asks the core which value `key` holds now (a read, counted by the core): returns its
+    // Asks the core which value `key` holds now (a read counted by the core, or a `peek`): returns its
     // slot if a fresh one (else -1), and decides the key's values on their way. The mirror
     // answers for the key again once none is left.
     _reconcile(key, peek = false) {
@@ -436,7 +436,7 @@ function makeMirror(B, P, row) {
 
     // Asks the core about every pending key (bounds what the pending values keep alive).
     _sweep() {
-      for (const key of [...this._pending.keys()]) this._reconcile(key);
+      for (const key of [...this._pending.keys()]) this._reconcile(key, true);
       this._sweepAt = Math.max(PENDING_SWEEP, 2 * this._pending.size);
     }
 
@@ -463,7 +463,7 @@ function makeMirror(B, P, row) {
     _settle(key, h) {
       const v = this._valueOf(key, h);
       if (v === undefined) throw Object.assign(new Error('the loaded value is gone'), { code: 'LoaderError' });
-      if (this._pending.has(key)) this._reconcile(key);
+      if (this._pending.has(key)) this._reconcile(key, true);
       return v[0];
     }
 
@@ -480,7 +480,7 @@ function makeMirror(B, P, row) {
         return false;
       }
       this._waiting.delete(key);
-      if (this._pending.has(key)) this._reconcile(key);
+      if (this._pending.has(key)) this._reconcile(key, true);
       const kept = this._kept.get(key);
       if (kept !== undefined) {
         this._kept.delete(key);

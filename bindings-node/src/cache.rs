@@ -165,6 +165,12 @@ pub fn peek(c: &External<Backend>, key: Key) {
     with_row(|out| c.peek(key.as_str(), out));
 }
 
+/// `Backend::version`.
+#[napi]
+pub fn version(c: &External<Backend>, key: Key) -> f64 {
+    c.version(key.as_str())
+}
+
 /// `Backend::keys`.
 #[napi(ts_return_type = "string[]")]
 pub fn keys(c: &External<Backend>) -> ToJs {

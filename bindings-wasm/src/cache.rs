@@ -257,6 +257,12 @@ pub fn peek(c: &Wasm, key: &str) {
     c.0.peek(key, row());
 }
 
+/// `Backend::version`.
+#[wasm_bindgen]
+pub fn version(c: &Wasm, key: &str) -> f64 {
+    c.0.version(key)
+}
+
 /// `Backend::keys`.
 #[wasm_bindgen]
 pub fn keys(c: &Wasm) -> JsValue {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::rngs::SmallRng;
+use crate::SeededRng;
 use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
@@ -74,7 +74,7 @@ pub(crate) struct Inner<V> {
     listener: Option<RemovalListener<V>>,
     pub timer: Option<Arc<dyn Timer>>,
     pub spawner: Option<Arc<dyn Spawner>>,
-    rng: Mutex<SmallRng>,
+    rng: Mutex<SeededRng>,
     draws: AtomicU64,
     seed: u64,
     pub counters: StampedeCounters,
@@ -180,7 +180,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 tier,
                 store,
                 flights: Flights::new(settings.max_in_flight, settings.seed),
-                rng: Mutex::new(SmallRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
+                rng: Mutex::new(SeededRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
                 draws: AtomicU64::new(0),
                 seed: settings.seed,
                 settings,

@@ -22,7 +22,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use rand::rngs::SmallRng;
+use crate::SeededRng;
 use rand::Rng;
 
 /// Highest value of an access counter.
@@ -137,7 +137,7 @@ impl Aging {
 /// draws (fewer when `n` is smaller). The caller prefetches them before [`victim`] reads them,
 /// so their cache misses overlap.
 #[inline]
-pub(crate) fn candidates(rng: &mut SmallRng, n: usize) -> ([usize; EVICTION_SAMPLES], usize) {
+pub(crate) fn candidates(rng: &mut SeededRng, n: usize) -> ([usize; EVICTION_SAMPLES], usize) {
     let mut cand = [0usize; EVICTION_SAMPLES];
     let m = EVICTION_SAMPLES.min(n);
     for c in cand.iter_mut().take(m) {

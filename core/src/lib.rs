@@ -38,6 +38,11 @@ mod sync;
 pub mod tier;
 mod xfetch;
 
+/// The seeded generator behind every random choice of the core (eviction samples, jitter,
+/// XFetch, healing draws): Xoshiro256++ on every target. rand's `SmallRng` is Xoshiro128++ on
+/// 32-bit targets (wasm32), so one seed would choose differently in WebAssembly than natively.
+pub(crate) type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
+
 pub use cache::{Cache, Entry, Ttl, WriteOptions, Written};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{duration_ms, CacheBuilder, Config, RemovalListener, Weigher};

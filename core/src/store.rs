@@ -14,8 +14,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::SeededRng;
 use compact_str::CompactString;
-use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
@@ -90,7 +90,7 @@ pub(crate) struct ShardInner<V> {
     max_entries: usize,
     /// The whole store's byte budget, shared by every shard.
     budget: Arc<Budget>,
-    rng: SmallRng,
+    rng: SeededRng,
     aging: Aging,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
     expiring: usize,
@@ -201,7 +201,7 @@ impl<V: Clone> Store<V> {
         seed: u64,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let mut seeder = SmallRng::seed_from_u64(seed);
+        let mut seeder = SeededRng::seed_from_u64(seed);
         let budget = Arc::new(Budget::new(max_bytes));
         let n = shards as u64;
         let shards: Box<[Shard<V>]> = (0..n)
@@ -215,7 +215,7 @@ impl<V: Clone> Store<V> {
                         weight: 0,
                         max_entries: cap as usize,
                         budget: budget.clone(),
-                        rng: SmallRng::seed_from_u64(seeder.random()),
+                        rng: SeededRng::seed_from_u64(seeder.random()),
                         aging: Aging::default(),
                         expiring: 0,
                         sweep_at: 0,

@@ -107,7 +107,7 @@ fn keys_lists_every_live_key_once() {
     c.set_with_ttl("short", 1, Some(Duration::from_secs(1))).unwrap();
     c.remove("k7");
     clock.advance(Duration::from_secs(2));
-    let mut keys: Vec<String> = c.keys().iter().map(str::to_string).collect();
+    let mut keys: Vec<String> = c.keys();
     keys.sort();
     let mut want: Vec<String> = (0..500).filter(|&i| i != 7).map(|i| format!("k{i}")).collect();
     want.sort();

@@ -263,6 +263,12 @@ impl Backend {
         self.core().removed.report_all();
     }
 
+    /// The version of `key`'s fresh entry, a cached "not found" included (0: none): the mirror
+    /// holds no "not found" entries, so it asks the core for keys it lacks.
+    pub fn version(&self, key: &str) -> f64 {
+        self.core().cache.version(key) as f64
+    }
+
     /// Number of stored entries (expired ones not yet swept included).
     pub fn len(&self) -> f64 {
         self.core().cache.len() as f64

@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::Duration;
 
-use rand::rngs::SmallRng;
+use crate::SeededRng;
 use rand::{Rng, SeedableRng};
 
 use crate::sync::{lock, Mutex};
@@ -99,7 +99,7 @@ struct Inner {
     probe_at: Duration,
     /// While HalfOpen: when the probe went.
     probe_sent: Duration,
-    rng: SmallRng,
+    rng: SeededRng,
     opened_total: u64,
 }
 
@@ -130,7 +130,7 @@ impl Breaker {
                 k: 0,
                 probe_at: Duration::ZERO,
                 probe_sent: Duration::ZERO,
-                rng: SmallRng::seed_from_u64(seed),
+                rng: SeededRng::seed_from_u64(seed),
                 opened_total: 0,
             }),
         }
