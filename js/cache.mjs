@@ -56,9 +56,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     constructor(options) {
       ready();
       super();
-      const [names, values, seed] = createArgs(options);
+      const [names, values, seed, redis, l2Prefix] = createArgs(options);
       const clock = options == null ? undefined : options.clock;
-      this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock));
+      this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock), redis, l2Prefix);
+      this._shared = redis !== undefined; // values also cross to L2, converted by the binding
       if (clock !== undefined) this._now = () => clock.now();
       // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given
       const waitUntil = waitUntilArg(options);
@@ -351,7 +352,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       // the core may store this answer at any time from now on
       const found = v !== NOT_FOUND;
       const h = this._onItsWay(key, found, v);
-      return found ? [h, w] : [P.notFound];
+      if (!found) return [P.notFound];
+      return this._shared ? [h, w, v] : [h, w];
     }
 
     // The loader's own rejection for a core LoaderError naming its load id (any value, undefined too).

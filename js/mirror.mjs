@@ -45,15 +45,17 @@ const now = () => performance.now();
  */
 function makeMirror(B, P, row) {
   // read from `P` when the first cache is made (a WebAssembly module is instantiated later)
-  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, NONE;
+  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, NONE, L2_FIRST_ID;
 
   return class Mirror {
     constructor() {
       if (NONE === undefined) {
         ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING } = P.out);
         NONE = P.none;
+        L2_FIRST_ID = P.l2FirstId; // handles of values the core read from the shared tier
       }
       this._now = now; // the cache's clock (a ManualClock's `now` in tests)
+      this._shared = false; // whether values also cross to the shared tier (set by the cache)
       this._m = new Map(); // key -> slot of what the core holds
       // the slots: value, key, handle, version, expiry (a JS clock time, -Infinity: ask the core)
       this._v = [];
@@ -156,10 +158,12 @@ function makeMirror(B, P, row) {
       const t0 = this._now();
       let ver;
       try {
-        ver =
-          ttl === undefined && ifVersion === undefined
-            ? B.setPlain(this._c, key, h, w)
-            : B.set(this._c, key, h, w, ttl, ifVersion);
+        if (this._shared) ver = B.setShared(this._c, key, h, w, ttl, ifVersion, value);
+        else
+          ver =
+            ttl === undefined && ifVersion === undefined
+              ? B.setPlain(this._c, key, h, w)
+              : B.set(this._c, key, h, w, ttl, ifVersion);
       } catch (e) {
         this._v[i] = undefined;
         this._k[i] = undefined;
@@ -303,8 +307,20 @@ function makeMirror(B, P, row) {
       }
       const j = this._odd.get(h);
       if (j !== undefined) return [this._v[j]];
-      const l = this._loaded.get(h);
+      const l = this._loadedValue(h);
       return l === undefined ? undefined : [l.v];
+    }
+
+    // A loaded value (or a repair) on its way or decided, as {v}; one the core read from the
+    // shared tier becomes a JS value here, once.
+    _loadedValue(h) {
+      const l = this._loaded.get(h);
+      if (l !== undefined || h < L2_FIRST_ID) return l;
+      const got = B.l2Value(this._c, h);
+      if (got === undefined) return undefined;
+      const m = { v: got[0] };
+      this._loaded.set(h, m);
+      return m;
     }
 
     // The slot of the value of handle `h` for `key` (that of a set value, or a new one for a
@@ -319,7 +335,7 @@ function makeMirror(B, P, row) {
       } else {
         j = this._odd.get(h);
         if (j === undefined) {
-          const l = this._loaded.get(h);
+          const l = this._loadedValue(h);
           if (l === undefined) return -1;
           j = this._slot();
           this._v[j] = l.v;

@@ -16,6 +16,8 @@ const CLOCK_OPTION = 'clock';
 const CLOCK = Symbol('healcache.clock');
 // the host's hook for background work (edge runtimes: `ctx.waitUntil`), a cache option and a per-call one
 const WAIT_UNTIL = 'waitUntil';
+// the shared tier's text options: `redis`, a redis:// URL, and `l2Prefix`, the first part of every L2 key
+const TEXT_OPTIONS = ['redis', 'l2Prefix'];
 /** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
 const FORMER = new Map([
   ['verifyIntervalMs', 'verifyInterval'],
@@ -167,6 +169,7 @@ function createArgs(options) {
   const names = [];
   const values = [];
   let seed;
+  const text = [undefined, undefined];
   if (options !== undefined && options !== null) {
     if (typeof options !== 'object') throw invalid('options', 'must be an object');
     for (const name of Object.keys(options)) {
@@ -176,8 +179,14 @@ function createArgs(options) {
         continue;
       }
       if (name === HEALING_OPTION || name === CLOCK_OPTION) continue; // checked by healingArgs, clockArg
+      const t = TEXT_OPTIONS.indexOf(name);
+      if (t >= 0) {
+        if (v !== undefined && typeof v !== 'string') throw invalid(name, `must be a string, got ${typeof v}`);
+        text[t] = v;
+        continue;
+      }
       const s = CACHE.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION].join(', ')})`);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION, ...TEXT_OPTIONS].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint
@@ -192,7 +201,7 @@ function createArgs(options) {
       values.push(Number(v)); // NaN, negative, fractional: the core refuses them and names the field
     }
   }
-  return [names.join(','), values, seed];
+  return [names.join(','), values, seed, ...text];
 }
 
 /** The backends' `fetch` option arguments; names and types checked here, values by the core. */

@@ -12,3 +12,11 @@ build-l2-tools:
 	$(CARGO) build -p healcache-redis --release --example l2_get
 
 test-python: build-l2-tools
+
+# Not part of `make test`: L2 hits beside their peers, interleaved rounds in one run, ratios printed.
+.PHONY: bench-l2 bench-l2-node
+bench-l2:
+	$(CARGO) bench -p healcache-redis --bench l2_hit
+
+bench-l2-node: build-node
+	$(NODE) bench/l2_node.mjs

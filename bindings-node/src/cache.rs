@@ -21,10 +21,11 @@ use napi_derive::napi;
 
 use crate::convert::{Key, ToJs};
 use crate::error::into_js_error;
+use crate::shared::LoaderRow;
 
 /// The JS loader as the core sees it: `run(false)` runs it and resolves to the answer row of
 /// `loaded_from`; `run(true)` aborts its signal.
-type Loader = ThreadsafeFunction<bool, Promise<Vec<f64>>, bool, Status, false>;
+type Loader = ThreadsafeFunction<bool, Promise<LoaderRow>, bool, Status, false>;
 
 /// Aborts the loader's signal when the core drops the load before it ended (every waiter has
 /// gone, or the load timed out).
@@ -68,7 +69,7 @@ thread_local! {
 }
 
 /// Runs `f` on this thread's result row.
-fn with_row<R>(f: impl FnOnce(&mut [f64]) -> R) -> R {
+pub(crate) fn with_row<R>(f: impl FnOnce(&mut [f64]) -> R) -> R {
     // SAFETY: the row belongs to this thread, and each exported function takes it once while it
     // runs; JS reads it only between calls.
     ROW.with(|r| f(unsafe { &mut *r.0.get() }))
@@ -240,7 +241,12 @@ fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
             };
             // the load ended: its signal stays as it is
             guard.0 = None;
-            loaded_from(&r?)
+            let r = r?;
+            let mut loaded = loaded_from(&r.nums)?;
+            if let (healcache::Loaded::Value(h), Some(p)) = (&mut loaded, r.payload) {
+                h.payload = Some(std::sync::Arc::new(p));
+            }
+            Ok(loaded)
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Options → the cache, and the protocol's named numbers.
 
 use healcache::ManualClock;
-use healcache_js_common::{clock_advance, clock_now, config, manual_clock, protocol, settings, Backend};
+use healcache_js_common::{clock_advance, clock_now, config, manual_clock, protocol, settings, AttachTier, Backend};
 use napi::bindgen_prelude::{BigInt, External, ExternalRef};
 use napi::Env;
 use napi_derive::napi;
@@ -11,8 +11,10 @@ use crate::convert::ToJs;
 use crate::error::into_js_error;
 
 /// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
-/// each), the seed, whether its healing loop runs in the background, and its test clock.
+/// each), the seed, whether its healing loop runs in the background, its test clock, and its
+/// shared tier (a redis:// URL and the L2 key prefix).
 #[napi(ts_return_type = "ExternalObject<'Backend'>")]
+#[allow(clippy::too_many_arguments)]
 pub fn create(
     env: &Env,
     names: String,
@@ -20,10 +22,27 @@ pub fn create(
     seed: Option<BigInt>,
     background: bool,
     #[napi(ts_arg_type = "ExternalObject<'ManualClock'> | undefined")] clock: Option<ExternalRef<ManualClock>>,
+    redis: Option<String>,
+    l2_prefix: Option<String>,
 ) -> napi::Result<External<Backend>> {
     let clock = clock.map(|c| (*c).clone());
     let seed = seed.map(|s| s.get_u64().1);
-    let make = || Backend::new(config(&names, &values, seed)?, TokioTimer, TokioSpawner, background, clock, None);
+    let make = || {
+        let mut config = config(&names, &values, seed)?;
+        if let Some(prefix) = l2_prefix {
+            config.l2_prefix = prefix;
+        }
+        let tier = match redis {
+            Some(url) => {
+                config.check()?; // before connecting
+                let transport = healcache_redis::RedisTransport::connect(&url)?;
+                let attach: AttachTier = Box::new(move |b, codec| b.shared_tier(transport, codec));
+                Some(attach)
+            }
+            None => None,
+        };
+        Backend::new(config, TokioTimer, TokioSpawner, background, clock, None, tier)
+    };
     make().map(External::new).map_err(|e| into_js_error(env, e))
 }
 

@@ -11,7 +11,9 @@ mod config;
 mod convert;
 mod error;
 mod healing;
+mod shared;
 
 pub use cache::*;
 pub use config::*;
 pub use healing::*;
+pub use shared::*;

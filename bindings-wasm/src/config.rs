@@ -1,6 +1,6 @@
 //! Options → the cache, and the protocol's named numbers.
 
-use healcache::ManualClock;
+use healcache::{ConfigProblem, ManualClock};
 use healcache_js_common::{clock_advance, clock_now, config, manual_clock, protocol, settings, Backend};
 use wasm_bindgen::prelude::*;
 
@@ -18,16 +18,20 @@ pub fn create(
     seed: Option<u64>,
     background: bool,
     clock: Option<WasmClock>,
+    redis: Option<String>,
+    l2_prefix: Option<String>,
 ) -> Result<Wasm, JsValue> {
     let make = || {
-        Backend::new(
-            config(&names, &values, seed)?,
-            JsTimer,
-            LocalSpawner,
-            background,
-            clock.map(|c| c.0),
-            Some(host_seed),
-        )
+        let mut config = config(&names, &values, seed)?;
+        if let Some(prefix) = l2_prefix {
+            config.l2_prefix = prefix;
+        }
+        if redis.is_some() {
+            // no TCP from a worker's module: the shared tier is the Node package's
+            let problem = ConfigProblem::Rule("is not available in WebAssembly (use the Node package)");
+            return Err(healcache::Error::invalid_config("redis", problem, None));
+        }
+        Backend::new(config, JsTimer, LocalSpawner, background, clock.map(|c| c.0), Some(host_seed), None)
     };
     make().map(|b| Wasm(b, Host::default())).map_err(into_js_error)
 }

@@ -25,6 +25,7 @@ use healcache::{
 use crate::config::ttl_arg;
 use crate::heal::{self, HealState, JsSource, VerifyCall};
 use crate::removals::cause_code;
+use crate::shared::{JsCodec, L2Values, Payload};
 use crate::value::{Out, NONE};
 use crate::{lock, Handle, Js, Map, Removals};
 
@@ -50,6 +51,8 @@ pub struct Backend {
     /// Where the seed of a cache created without one comes from (the host's randomness).
     seed: Option<fn() -> u64>,
     cancels: Arc<Mutex<Map<u32, AbortHandle>>>,
+    /// Values read from the shared tier, until the wrapper takes them.
+    l2: Arc<L2Values>,
     /// Where the healing loop runs; `None` where the host schedules intervals itself.
     background: Option<Arc<dyn Spawner>>,
     heal_loop: Mutex<HealLoop>,
@@ -62,6 +65,9 @@ struct Core {
     heal: Arc<HealState>,
     healer: Healer<Handle>,
 }
+
+/// Gives a builder its shared tier with the codec of JS values (a binding that has a transport).
+pub type AttachTier = Box<dyn FnOnce(CacheBuilder<Handle>, JsCodec) -> CacheBuilder<Handle> + Send>;
 
 type MakeCore = Box<dyn FnOnce(Option<u64>) -> Result<Core> + Send>;
 
@@ -97,6 +103,7 @@ impl Backend {
         background: bool,
         clock: Option<ManualClock>,
         seed: Option<fn() -> u64>,
+        tier: Option<AttachTier>,
     ) -> Result<Self> {
         config.check()?;
         let now = match (config.seed, seed) {
@@ -104,6 +111,8 @@ impl Backend {
             (None, Some(_)) => None,
         };
         let bg = background.then(|| Arc::new(spawner.clone()) as Arc<dyn Spawner>);
+        let l2 = Arc::new(L2Values::default());
+        let codec = JsCodec(Arc::clone(&l2));
         let make: MakeCore = Box::new(move |seed| {
             let removed = Arc::new(Removals::default());
             let heal = Arc::new(HealState::default());
@@ -111,6 +120,9 @@ impl Backend {
             let mut builder = CacheBuilder::from_config(Config { seed, ..config });
             if let Some(c) = clock {
                 builder = builder.clock(c);
+            }
+            if let Some(attach) = tier {
+                builder = attach(builder, codec);
             }
             let cache = builder
                 .weigher(|h: &Handle| h.weight)
@@ -126,6 +138,7 @@ impl Backend {
             make: Mutex::new(Some(make)),
             seed,
             cancels: Arc::default(),
+            l2,
             background: bg,
             heal_loop: Mutex::new(HealLoop::Idle),
         };
@@ -163,12 +176,36 @@ impl Backend {
         out: &mut [f64],
     ) -> Result<f64> {
         let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
-        self.written(self.core().cache.write_entry(key, Handle { id: handle, weight: weight as u64 }, opts)?, out)
+        let h = Handle { id: handle, weight: weight as u64, payload: None };
+        self.written(self.core().cache.write_entry(key, h, opts)?, out)
+    }
+
+    /// `write` on a cache with a shared tier: the value also as it crosses to other processes
+    /// (converted by the binding), so the core can write it to L2.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_shared(
+        &self,
+        key: &str,
+        handle: f64,
+        weight: f64,
+        ttl: Option<f64>,
+        if_version: Option<f64>,
+        payload: Payload,
+        out: &mut [f64],
+    ) -> Result<f64> {
+        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
+        let h = Handle { id: handle, weight: weight as u64, payload: Some(Arc::new(payload)) };
+        self.written(self.core().cache.write_entry(key, h, opts)?, out)
+    }
+
+    /// The value read from L2 under handle `id`, while the core holds it (`None` once dropped).
+    pub fn l2_value(&self, id: f64) -> Option<Arc<Payload>> {
+        self.l2.get(id)
     }
 
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
-        let h = Handle { id: handle, weight: weight as u64 };
+        let h = Handle { id: handle, weight: weight as u64, payload: None };
         self.written(self.core().cache.write_entry(key, h, WriteOptions::default())?, out)
     }
 

@@ -112,7 +112,7 @@ impl HealState {
             if id != held {
                 self.mark(held, old_digest, Some((id, new_digest)));
             }
-            Ok(SourceAnswer::Value(Handle { id, weight: weight as u64 }))
+            Ok(SourceAnswer::Value(Handle { id, weight: weight as u64, payload: None }))
         }
     }
 }

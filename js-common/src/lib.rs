@@ -13,18 +13,20 @@ mod config;
 mod error;
 mod heal;
 mod removals;
+mod shared;
 mod value;
 
-pub use backend::{Backend, FetchAnswer, LoaderFuture};
+pub use backend::{AttachTier, Backend, FetchAnswer, LoaderFuture};
 pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings};
 pub use error::{error_message, error_props};
 pub use heal::{HealState, JsSource, VerifyCall};
 pub use removals::{Removals, QUIET_LIMIT};
+pub use shared::{JsCodec, L2Values, Payload, L2_FIRST_ID};
 pub use value::{http, loaded_from, loader_failed, protocol, Js, Out, NONE, NOT_FOUND, SOURCE_FAILED, SOURCE_SKIP};
 
 /// What the core stores per entry: the wrapper's handle of the value and the value's weight in
 /// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Handle {
     /// The wrapper's id of the value (> 0). Even: a value `set` stored, in a slot of the wrapper's
     /// value table, reused once the core has dropped the handle and the wrapper has drained that.
@@ -32,6 +34,8 @@ pub struct Handle {
     pub id: f64,
     /// The value's weight in bytes.
     pub weight: u64,
+    /// With a shared tier: the value as it crosses to other processes (`None` without one).
+    pub payload: Option<std::sync::Arc<Payload>>,
 }
 
 impl Handle {

@@ -130,6 +130,7 @@ pub fn protocol() -> Js {
         ),
         ("none", n(NONE)),
         ("notFound", n(NOT_FOUND)),
+        ("l2FirstId", n(crate::shared::L2_FIRST_ID as f64)),
         ("sourceFailed", n(SOURCE_FAILED)),
         ("sourceSkip", n(SOURCE_SKIP)),
         (
@@ -152,7 +153,7 @@ pub fn loaded_from(got: &[f64]) -> Result<Loaded<Handle>, LoaderError> {
     match *got {
         [id, ..] if id < 0.0 => Err(LoaderError::new(-id, "loader rejected")),
         [id, ..] if id == NOT_FOUND => Ok(Loaded::NotFound),
-        [id, weight, ..] => Ok(Loaded::Value(Handle { id, weight: weight as u64 })),
+        [id, weight, ..] => Ok(Loaded::Value(Handle { id, weight: weight as u64, payload: None })),
         _ => Err(LoaderError::new(0.0f64, "loader protocol: expected [handle, weight]")),
     }
 }

@@ -58,6 +58,23 @@ export interface CacheOptions {
    * refreshes and soft-timeout tails of calls that give no `waitUntil` of their own. Defaults to: none.
    */
   waitUntil?: (promise: Promise<unknown>) => void;
+  /**
+   * A shared tier (L2) on Redis every process of a fleet reads, any language: `redis://[user:password@]host:port[/db]`
+   * (Node only; the WebAssembly package refuses it). Values cross as MessagePack: null, booleans, numbers, BigInts
+   * in 64 bits, strings, Uint8Array/Buffer (read back as Buffer), arrays and plain objects; `set` refuses
+   * others with `ValueNotEncodable`. Defaults to: none.
+   */
+  redis?: string;
+  /** First part of every L2 key. Defaults to "hc1". */
+  l2Prefix?: string;
+  /** Deadline of every shared-tier (L2) operation, in ms. Defaults to 100. */
+  l2Timeout?: number;
+  /** Invalidations kept while L2 is unreachable, replayed when it returns (oldest dropped beyond). Defaults to 10000. */
+  l2RecoveryMax?: number;
+  /** L2 payloads at least this long are lz4-compressed (kept only if that saves 12.5%). Defaults to 1024. */
+  l2CompressMinBytes?: number;
+  /** How long a delete's L2 tombstone fences out rebuilds that read before it, in ms. Defaults to 10000. */
+  l2TombstoneTtl?: number;
 }
 
 /**
@@ -263,7 +280,9 @@ export type FetchStatus =
   | 'early-refresh'
   | 'refresh-ahead'
   | 'negative-hit'
-  | 'negative-loaded';
+  | 'negative-loaded'
+  | 'l2-hit'
+  | 'l2-skipped';
 
 /** The answer of `fetch`: the value (`undefined` when the key does not exist at the source) and its status. */
 export interface Fetched<V> {
@@ -356,6 +375,32 @@ export interface CacheStats {
   negativeRefused: number;
   /** Durations of loader calls. */
   loadLatency: LatencyHistogram;
+  /** Shared tier (0 without one): reads that found a fresh value in L2. */
+  l2Hits: number;
+  /** L2 reads that found nothing usable. */
+  l2Misses: number;
+  /** L2 operations that failed (I/O, refusals, deadlines). */
+  l2Errors: number;
+  /** Of those, deadlines passed. */
+  l2Timeouts: number;
+  /** L2 operations skipped while the breaker was open. */
+  l2Skipped: number;
+  /** Values and tombstones written to L2. */
+  l2Writes: number;
+  /** L2 writes refused by the fence (a newer value was stored). */
+  l2FencedOut: number;
+  /** Stored values that did not decode, and values that could not be encoded. */
+  l2CodecErrors: number;
+  /** The breaker: 0 closed, 1 open, 2 half-open. */
+  l2BreakerState: number;
+  /** Times the breaker opened. */
+  l2BreakerOpens: number;
+  /** Invalidations waiting for L2 to return. */
+  l2RecoveryDepth: number;
+  /** Invalidations dropped at the recovery queue's bound. */
+  l2RecoveryDropped: number;
+  /** Latency of L2 operations. */
+  l2Latency: LatencyHistogram;
 }
 
 /** The stable `err.code` values: the core's error variants, plus JS argument errors and `Poisoned` (WASM). */
@@ -373,6 +418,8 @@ export type ErrorCode =
   | 'InvalidKey'
   | 'Cancelled'
   | 'Poisoned'
+  | 'ValueNotEncodable'
+  | 'L2Unavailable'
   | 'ERR_INVALID_ARG_TYPE';
 
 /** The errors healcache throws (a loader's own rejection is passed on unchanged instead). */

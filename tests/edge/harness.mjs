@@ -17,7 +17,9 @@ const require = createRequire(join(root, 'package.json'));
 // the pipes (and this test file) open.
 const EXECUTABLES = {
   workerd: () => require('workerd').default,
-  deno: () => join(dirname(require.resolve('deno/package.json')), 'deno'),
+  // the package copies its platform package's binary beside itself at first use (its shim does
+  // this when npm ran no install scripts)
+  deno: () => require('deno/install_api.cjs').runInstall(),
 };
 const bin = (name) => {
   try {

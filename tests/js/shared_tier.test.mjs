@@ -1,0 +1,152 @@
+// The shared tier from Node against a real redis-server (tests/js/rediskit.mjs starts it on a free
+// 127.0.0.1 port as the restricted ACL user, and stops it by its pid): values cross processes and
+// languages as MessagePack, values without a neutral form are refused and change nothing,
+// credentials never show, a Redis that is down degrades to the loader. Node addon only: the
+// WebAssembly package refuses `redis` (no TCP from a worker's module).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { REPO, redisAvailable, redisFor, sleep } from './rediskit.mjs';
+import { Cache, WASM } from './helpers.mjs';
+
+const skip = !redisAvailable() ? 'redis-server is not installed' : false;
+
+const DOC = { name: 'Ada', langs: ['en', 'fr'], n: 36, big: 2n ** 63n - 1n, neg: -(2n ** 63n), pi: 3.5, ok: true, none: null, nested: { a: [1, { b: 'c' }] } };
+const unloadable = async () => {
+  throw new Error('the loader ran: the value should have come from L2');
+};
+
+async function waitFor(f, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${f}`);
+    await sleep(10);
+  }
+}
+
+test('wasm refuses redis with a typed error', { skip: !WASM }, () => {
+  assert.throws(() => new Cache({ redis: 'redis://127.0.0.1:1' }), (e) => e.code === 'InvalidConfig' && e.field === 'redis');
+});
+
+test('what one process loads another reads: an l2-hit, the same value', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const a = new Cache({ redis: redis.url, ttl: 60_000 });
+  const b = new Cache({ redis: redis.url, ttl: 60_000 });
+  t.after(() => [a.close(), b.close()]);
+  assert.deepEqual(await a.getOrLoad('user:1', async () => DOC), DOC);
+  await waitFor(() => a.stats().l2Writes === 1);
+  const f = await b.fetch('user:1', unloadable);
+  assert.equal(f.status, 'l2-hit');
+  assert.deepEqual(f.value, DOC);
+  assert.equal(b.stats().l2Hits, 1);
+  assert.equal(b.stats().l2CodecErrors, 0);
+  // a hit now comes from L1, the same value, and a sync get sees it
+  assert.deepEqual(b.get('user:1'), DOC);
+  assert.deepEqual((await b.fetch('user:1', unloadable)).status, 'hit');
+  // set values cross too; bytes come back as a Buffer
+  a.set('bytes', new Uint8Array([0, 255, 7]));
+  a.set('list', [1, 'two', [3.25]]);
+  await waitFor(() => a.stats().l2Writes === 3);
+  assert.deepEqual([...(await b.getOrLoad('bytes', unloadable))], [0, 255, 7]);
+  assert.ok(Buffer.isBuffer(b.get('bytes')));
+  assert.deepEqual(await b.getOrLoad('list', unloadable), [1, 'two', [3.25]]);
+});
+
+test('values without a neutral form are refused with ValueNotEncodable and change nothing', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const c = new Cache({ redis: redis.url });
+  t.after(() => c.close());
+  class Point {
+    constructor() {
+      this.x = 1;
+    }
+  }
+  let deep = [];
+  for (let i = 0; i < 100; i++) deep = [deep];
+  const cyclic = {};
+  cyclic.self = cyclic;
+  for (const bad of [() => 1, Symbol('s'), new Date(0), new Map(), new Set([1]), new Point(), { f: () => 1 }, 2n ** 64n, new Float32Array(2), deep, cyclic]) {
+    assert.throws(() => c.set('k', bad), (e) => e.code === 'ValueNotEncodable', String(bad));
+    assert.equal(c.has('k'), false);
+    assert.equal(c.size, 0);
+  }
+  assert.equal(c.stats().l2Writes, 0);
+  // properties holding undefined are left out, as JSON does
+  c.set('k', { a: 1, gone: undefined });
+  const other = new Cache({ redis: redis.url });
+  t.after(() => other.close());
+  await waitFor(() => c.stats().l2Writes === 1);
+  assert.deepEqual(await other.getOrLoad('k', unloadable), { a: 1 });
+  // a loaded value with no neutral form stays in this process: served, not written to L2
+  assert.equal(typeof (await c.getOrLoad('fn', async () => () => 7))(), 'number');
+  await sleep(100);
+  assert.equal(c.stats().l2Writes, 1);
+  // without a shared tier, any value is fine
+  const plain = new Cache();
+  plain.set('k', new Map([[1, 2]]));
+  assert.ok(plain.get('k') instanceof Map);
+});
+
+test('a value planted in Redis that is no envelope is a miss and a codec error', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const c = new Cache({ redis: redis.url });
+  t.after(() => c.close());
+  // the key layout: <prefix>:{<slot>}:v:<key>; found as a writer would find it
+  c.set('victim', 'placeholder');
+  await waitFor(() => c.stats().l2Writes === 1);
+  const r = await redis.connect();
+  t.after(() => r.close());
+  const [, keys] = await r.command('SCAN', '0', 'MATCH', 'hc1:*:v:victim');
+  assert.equal(keys.length, 1);
+  await r.command('SET', keys[0].toString(), 'not an envelope');
+  c.delete('victim'); // L1 forgets it (and leaves a tombstone in L2: planted again below)
+  await sleep(100);
+  await r.command('SET', keys[0].toString(), 'not an envelope');
+  assert.equal(await c.getOrLoad('victim', async () => 'loaded'), 'loaded');
+  assert.equal(c.stats().l2CodecErrors, 1);
+  assert.equal(c.stats().l2Hits, 0);
+});
+
+test('credentials never show; a Redis that is down degrades to the loader', { skip: skip || WASM }, async (t) => {
+  const c = new Cache({ redis: 'redis://hc:s3cret-pass@127.0.0.1:1', l2Timeout: 50 });
+  t.after(() => c.close());
+  assert.equal(await c.getOrLoad('k', async () => 'v'), 'v');
+  const text = JSON.stringify(c.stats(), (k, v) => (typeof v === 'bigint' ? String(v) : v)) + c.prometheus('hc');
+  assert.ok(!text.includes('s3cret-pass'));
+  assert.throws(() => new Cache({ redis: 'http://x' }), (e) => e.code === 'InvalidConfig' && e.field === 'redis' && !String(e.message).includes('s3cret'));
+  assert.throws(() => new Cache({ redis: 5 }), (e) => e.code === 'InvalidConfig' && e.field === 'redis');
+  assert.throws(() => new Cache({ l2Prefix: 5 }), (e) => e.code === 'InvalidConfig' && e.field === 'l2Prefix');
+});
+
+// A Python process writes, Node reads, and the other way round (the Python package must be built:
+// `make test` builds it before the JS suites).
+const PY = path.join(REPO, '.venv/bin/python');
+test('Python and Node read each other\'s entries', { skip: skip || WASM || (!existsSync(PY) && 'no .venv') }, async (t) => {
+  const redis = await redisFor(t);
+  const c = new Cache({ redis: redis.url, ttl: 60_000 });
+  t.after(() => c.close());
+  const py = (code) => {
+    const r = spawnSync(PY, ['-c', code, redis.url], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  py(`import sys, time, healcache
+c = healcache.Cache(redis=sys.argv[1], ttl=60)
+c.set("from:python", {"lang": "python", "n": [1, 2, 3], "pi": 3.5, "raw": b"\\x01", "none": None})
+end = time.time() + 5
+while c.stats()["l2_writes"] < 1 and time.time() < end: time.sleep(0.01)
+print(c.stats()["l2_writes"])`);
+  const got = await c.fetch('from:python', unloadable);
+  assert.equal(got.status, 'l2-hit');
+  assert.deepEqual({ ...got.value, raw: [...got.value.raw] }, { lang: 'python', n: [1, 2, 3], pi: 3.5, raw: [1], none: null });
+  c.set('from:node', { lang: 'node', n: [1, 2, 3], big: 2n ** 62n * 3n, ok: true });
+  await waitFor(() => c.stats().l2Writes === 1);
+  const out = py(`import sys, json, healcache
+c = healcache.Cache(redis=sys.argv[1])
+f = c.fetch_sync("from:node", lambda: 1 / 0) if hasattr(c, "fetch_sync") else None
+v = c.get_or_load_sync("from:node", lambda: 1 / 0)
+print(json.dumps([v, c.stats()["l2_hits"]]))`);
+  assert.deepEqual(JSON.parse(out.split('\n').pop()), [{ lang: 'node', n: [1, 2, 3], big: 3 * 2 ** 62, ok: true }, 1]);
+});
