@@ -25,7 +25,7 @@ $(NODE_ADDON): $(NODE_DEPS) $(NODE_RUST_SRC) $(JS_SHARED)
 
 build-node: $(NODE_ADDON)
 
-test-node: $(NODE_ADDON) python-package
+test-node: $(NODE_ADDON) python-package build-l2-tools
 	$(NODE) --test --test-timeout=120000 tests/js/*.test.mjs
 
 bench-node: $(NODE_ADDON)

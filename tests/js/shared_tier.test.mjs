@@ -123,7 +123,8 @@ test('credentials never show; a Redis that is down degrades to the loader', { sk
 // A Python process writes, Node reads, and the other way round (the Python package must be built:
 // `make test` builds it before the JS suites).
 const PY = path.join(REPO, '.venv/bin/python');
-test('Python and Node read each other\'s entries', { skip: skip || WASM || (!existsSync(PY) && 'no .venv') }, async (t) => {
+const L2_GET = path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, 'target'), 'release/examples/l2_get');
+test('Python and Node read each other\'s entries, and Rust reads both', { skip: skip || WASM || (!existsSync(PY) && 'no .venv') }, async (t) => {
   const redis = await redisFor(t);
   const c = new Cache({ redis: redis.url, ttl: 60_000 });
   t.after(() => c.close());
@@ -149,4 +150,15 @@ f = c.fetch_sync("from:node", lambda: 1 / 0) if hasattr(c, "fetch_sync") else No
 v = c.get_or_load_sync("from:node", lambda: 1 / 0)
 print(json.dumps([v, c.stats()["l2_hits"]]))`);
   assert.deepEqual(JSON.parse(out.split('\n').pop()), [{ lang: 'node', n: [1, 2, 3], big: 3 * 2 ** 62, ok: true }, 1]);
+
+  // a Rust process reads Node's entry, and writes one Node reads (`l2_get`, built by make
+  // build-l2-tools; tests/python/test_shared_tier.py has Rust read Python's). Its values are
+  // serde_json::Value, which has no bytes: Python's entry (it holds bytes) is a miss there.
+  const r = spawnSync(L2_GET, [redis.url, '--set', 'from:rust={"lang":"rust","n":[1,2,3]}', 'from:node', 'from:python'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const [fromNode, fromPython] = r.stdout.trim().split('\n');
+  assert.deepEqual(JSON.parse(fromNode), { lang: 'node', n: [1, 2, 3], big: 3 * 2 ** 62, ok: true });
+  assert.equal(fromPython, 'error: LoaderError');
+  const rust = await c.fetch('from:rust', unloadable);
+  assert.deepEqual([rust.value, rust.status], [{ lang: 'rust', n: [1, 2, 3] }, 'l2-hit']);
 });
