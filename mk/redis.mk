@@ -14,9 +14,12 @@ build-l2-tools:
 test-python: build-l2-tools
 
 # Not part of `make test`: L2 hits beside their peers, interleaved rounds in one run, ratios printed.
-.PHONY: bench-l2 bench-l2-node
+.PHONY: bench-l2 bench-l2-node bench-l2-python
 bench-l2:
 	$(CARGO) bench -p healcache-redis --bench l2_hit
 
 bench-l2-node: build-node
 	$(NODE) bench/l2_node.mjs
+
+bench-l2-python: python-package
+	$(VENV_PY) bench/l2_python.py

@@ -20,6 +20,8 @@ const PING_TIMEOUT: Duration = Duration::from_millis(250);
 /// Writes waiting for the connection at most; beyond, a write fails at once (the breaker counts
 /// it) rather than queueing without bound behind a slow Redis.
 const WRITE_QUEUE: usize = 65_536;
+/// Writes sent in one pipeline at most (what is queued when the previous batch is answered).
+const WRITE_BATCH: usize = 512;
 /// Keys asked per SCAN round trip and unlinked per UNLINK.
 const SCAN_COUNT: usize = 1000;
 const UNLINK_BATCH: usize = 500;
@@ -146,35 +148,89 @@ impl RedisTransport {
         tx
     }
 
-    /// Runs the queued writes one after another, so they land in the order they were made; a
-    /// write whose caller has stopped waiting (its deadline passed) is not sent.
+    /// Runs the queued writes in call order, in pipelined batches of what is queued (one round
+    /// trip each, rather than one per write: a burst of thousands then fits in one deadline); Redis
+    /// runs a connection's commands in the order sent, so they land in the order they were made.
+    /// A write whose caller has stopped waiting (its deadline passed) is not sent.
     async fn write_loop(self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(mut job) = rx.recv().await {
-            if job.reply.is_closed() {
+        let mut jobs = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
+            jobs.retain(|j| !j.reply.is_closed());
+            let (reqs, mut replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
+            if reqs.is_empty() {
                 continue;
             }
-            // a write on a connection that stopped answering is abandoned when its caller's
-            // deadline passes, so it never holds up the queue behind it
+            // a batch on a connection that stopped answering is abandoned once every caller's
+            // deadline has passed, so it never holds up the queue behind it
+            let gone = futures::future::join_all(replies.iter_mut().map(|r| r.closed()));
+            let deadline = reqs.iter().map(|r| r.deadline).max().unwrap_or_default();
+            let n = reqs.len();
+            let batch = async {
+                tokio::time::timeout(deadline, self.write_batch(reqs))
+                    .await
+                    .unwrap_or_else(|_| vec![Err(TransportError::Timeout); n])
+            };
             tokio::select! {
-                r = self.write_now(job.req) => {
-                    let _ = job.reply.send(r);
+                answers = batch => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(answer);
+                    }
                 }
-                _ = job.reply.closed() => {}
+                _ = gone => {}
             }
         }
     }
 
-    async fn write_now(&self, req: WriteRequest) -> Result<WriteReply, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let (mode, seen): (&str, Vec<u8>) = match req.expect {
-            Expect::Any => ("any", Vec::new()),
-            Expect::Absent => ("absent", Vec::new()),
-            Expect::Token(t) => ("token", token_bytes(t)),
+    /// One pipeline of WRITE script calls, an answer per write. A Redis that lost the script
+    /// (restarted, `SCRIPT FLUSH`) is given it again and the batch sent once more: every write
+    /// in it is fenced, so one that had landed lands again as the same newest value.
+    async fn write_batch(&self, reqs: Vec<WriteRequest>) -> Vec<Result<WriteReply, TransportError>> {
+        let n = reqs.len();
+        let all = |e: TransportError| vec![Err(e); n];
+        let mut conn = match self.conn_here().await {
+            Ok(c) => c,
+            Err(e) => return all(e),
         };
-        let mut call = self.inner.write.key(&req.keys.value);
-        call.key(&req.keys.fence).arg(mode).arg(seen).arg(req.envelope).arg(req.px_ms);
-        let reply: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
-        match reply.as_slice() {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for req in &reqs {
+            let (mode, seen): (&str, Vec<u8>) = match req.expect {
+                Expect::Any => ("any", Vec::new()),
+                Expect::Absent => ("absent", Vec::new()),
+                Expect::Token(t) => ("token", token_bytes(t)),
+            };
+            pipe.cmd("EVALSHA")
+                .arg(self.inner.write.get_hash())
+                .arg(2)
+                .arg(&req.keys.value)
+                .arg(&req.keys.fence)
+                .arg(mode)
+                .arg(seen)
+                .arg(&req.envelope)
+                .arg(req.px_ms);
+        }
+        let no_script = |r: &redis::RedisResult<Vec<i64>>| {
+            matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        };
+        let mut loaded = false;
+        loop {
+            let answers: Vec<redis::RedisResult<Vec<i64>>> = match pipe.query_async(&mut conn).await {
+                Ok(a) => a,
+                Err(e) => return all(self.failed(e)),
+            };
+            if !loaded && answers.iter().any(no_script) {
+                if let Err(e) = self.inner.write.load_async(&mut conn).await {
+                    return all(self.failed(e));
+                }
+                loaded = true;
+                continue;
+            }
+            return answers.into_iter().map(|a| self.write_answer(a)).collect();
+        }
+    }
+
+    fn write_answer(&self, a: redis::RedisResult<Vec<i64>>) -> Result<WriteReply, TransportError> {
+        match a.map_err(|e| self.failed(e))?.as_slice() {
             [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
             [0, ..] => Ok(WriteReply::Newer),
             other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),

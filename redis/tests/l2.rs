@@ -262,3 +262,27 @@ fn wait_for(cond: impl Fn() -> bool) {
     }
     panic!("condition not met within 5 s");
 }
+
+/// A burst of writes (a warm-up, a batch import) lands: writes are queued in call order and sent
+/// in pipelined batches, so thousands of them fit in one deadline instead of one round trip each
+/// timing out behind the others and opening the breaker. The last write of a key wins.
+#[test]
+fn a_burst_of_writes_lands_in_order_within_its_deadlines() {
+    const N: u64 = 20_000;
+    let r = server();
+    let a = cache(&r.url());
+    for i in 0..N {
+        a.set(&format!("k{}", i % 1000), json!({"i": i})).unwrap();
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while a.stats().l2_writes + a.stats().l2_errors < N && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = a.stats();
+    assert_eq!((s.l2_writes, s.l2_errors, s.l2_timeouts, s.l2_breaker_opens), (N, 0, 0, 0));
+    let b = cache(&r.url());
+    for k in 0..1000u64 {
+        let got = block(fetch_unloadable(&b, &format!("k{k}"))).unwrap();
+        assert_eq!((got.value, got.status), (Some(json!({"i": N - 1000 + k})), Status::L2Hit));
+    }
+}

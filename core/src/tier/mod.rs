@@ -62,6 +62,10 @@ pub struct WriteRequest {
     pub px_ms: u64,
     /// When the write may land.
     pub expect: Expect,
+    /// How long the write may take once sent, then it fails with [`TransportError::Timeout`].
+    /// Counted from the send, not the call: writes wait their turn in a bounded queue (so a
+    /// burst of thousands is no burst of timeouts), and only the round trip is Redis's to keep.
+    pub deadline: std::time::Duration,
 }
 
 /// How a write ended.
@@ -94,7 +98,8 @@ pub enum TransportError {
 pub trait Transport: Send + Sync + 'static {
     /// The value stored at `value_key` and its PTTL, in one round trip.
     fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>>;
-    /// A fenced write (see [`WriteRequest`]); queued in call order.
+    /// A fenced write (see [`WriteRequest`]); queued in call order; the transport keeps its
+    /// deadline, from when it sends it.
     fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>>;
     /// Unlinks every key matching the glob `pattern` (SCAN and UNLINK in batches, never KEYS);
     /// answers how many were unlinked.

@@ -192,12 +192,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     async fn timed<T>(
         self: &Arc<Self>,
         op: BoxFuture<'static, Result<T, TransportError>>,
-        deadline: Duration,
+        deadline: Option<Duration>,
     ) -> Result<T, TransportError> {
         let started = self.clock.precise_nanos();
-        let r = match future::select(op, self.timer.sleep(deadline)).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => Err(TransportError::Timeout),
+        let r = match deadline {
+            Some(d) => match future::select(op, self.timer.sleep(d)).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => Err(TransportError::Timeout),
+            },
+            None => op.await,
         };
         self.counters.latency.record(self.clock.precise_nanos().saturating_sub(started));
         match &r {
@@ -281,7 +284,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             return L2Read::Skipped;
         }
         let keys = self.keys(key);
-        let reply = match self.timed(self.transport.read(&keys.value), self.cfg.timeout).await {
+        let reply = match self.timed(self.transport.read(&keys.value), Some(self.cfg.timeout)).await {
             Ok(r) => r,
             Err(_) => return L2Read::Skipped,
         };
@@ -421,11 +424,13 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 return None;
             }
         };
-        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect });
+        let deadline = self.cfg.timeout;
+        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect, deadline });
         let tier = Arc::clone(self);
         Some(
             async move {
-                match tier.timed(op, tier.cfg.timeout).await {
+                // the transport keeps the deadline from when it sends the write (see WriteRequest)
+                match tier.timed(op, None).await {
                     Ok(WriteReply::Written(_)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
                     }
@@ -453,7 +458,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         // every slot's hash tag (`{????}`: exactly its four hex digits), then the cache-key pattern
         let glob = format!("{}:{{????}}:v:{}", self.cfg.prefix, pattern);
         // a scan of many keys takes many round trips: its deadline is the scan's, not one operation's
-        self.timed(self.transport.unlink_matching(glob), UNLINK_DEADLINE).await
+        self.timed(self.transport.unlink_matching(glob), Some(UNLINK_DEADLINE)).await
     }
 
     pub(crate) fn stats(&self) -> L2Stats {
