@@ -209,9 +209,7 @@ impl RedisTransport {
                 .arg(&req.envelope)
                 .arg(req.px_ms);
         }
-        let no_script = |r: &redis::RedisResult<Vec<i64>>| {
-            matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
-        };
+        let no_script = |r: &redis::RedisResult<Vec<i64>>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
         let mut loaded = false;
         loop {
             let answers: Vec<redis::RedisResult<Vec<i64>>> = match pipe.query_async(&mut conn).await {
