@@ -41,8 +41,9 @@ const EXPECTED_STDOUT = [
 const WORKER_WASM_IMPORT = "import wasm from 'healcache/wasm/healcache_wasm_bg.wasm';";
 const WORKER_ORIGIN = "const ORIGIN = 'https://api.internal';";
 const isWorker = (b) => b.src.includes(WORKER_WASM_IMPORT);
-// URL-template sources need the native HTTP client: such blocks run against the Node addon only.
-const isNativeOnly = (b) => b.src.includes('{key}');
+// URL-template sources need the native HTTP client, the shared tier a TCP connection: such
+// blocks run against the Node addon only.
+const isNativeOnly = (b) => b.src.includes('{key}') || b.src.includes('redis:');
 
 // Written inside the package so `import 'healcache'` resolves to this checkout (self-reference).
 async function withTempModule(name, source, fn) {
