@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WASM } from './helpers.mjs';
-import { camel, camelKeys, nulled, runSteps, snake, snaked, testScenarios } from './scenarios.mjs';
+import { camel, camelKeys, matches, nulled, runSteps, snake, snaked, testScenarios } from './scenarios.mjs';
 
 const { Cache, ManualClock, NOT_FOUND } = WASM ? await import('healcache/wasm') : await import('healcache');
 const SURFACE = WASM ? 'wasm' : 'node';
@@ -154,4 +154,13 @@ test(`${SURFACE}: the test clock refuses what is not a duration, and two caches 
   assert.deepEqual([a.get('k'), b.get('k')], [undefined, 2]);
   clock.advance(1000);
   assert.equal(b.get('k'), undefined);
+});
+
+test(`${SURFACE}: the matcher refuses what differs (it is what makes every scenario able to fail)`, () => {
+  assert.ok(matches({ a: 1 }, { a: 1, b: 2 }), 'keys not expected are ignored');
+  assert.ok(matches({ a: null }, {}), 'a missing key reads as null');
+  assert.ok(matches(1, 1.0000001), 'numbers within 1e-6');
+  for (const [e, a] of [[1, 1.00001], [[1, 2], [1, 2, 3]], [{ a: { b: 1 } }, { a: { b: 2 } }], [true, 1], [1, '1'], ['x', 'y'], [{ a: 1 }, [1]]]) {
+    assert.ok(!matches(e, a), `${JSON.stringify(e)} matched ${JSON.stringify(a)}`);
+  }
 });

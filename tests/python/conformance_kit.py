@@ -23,6 +23,8 @@ def matches(expect: Any, actual: Any) -> bool:
         return isinstance(actual, list) and len(expect) == len(actual) and all(map(matches, expect, actual))
     if isinstance(expect, (int, float)) and not isinstance(expect, bool):
         return isinstance(actual, (int, float)) and not isinstance(actual, bool) and abs(expect - actual) < 1e-6
+    if isinstance(expect, bool):  # True == 1 in Python: a boolean matches only a boolean
+        return expect is actual
     return bool(expect == actual)
 
 

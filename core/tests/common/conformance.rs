@@ -227,3 +227,19 @@ pub fn run_all(root: &Path, mut scenario: impl FnMut(&Value) -> Result<(), Strin
     std::fs::write(dir.join("rust.json"), serde_json::to_string_pretty(&out).unwrap()).unwrap();
     assert!(failed.is_empty(), "{} scenarios failed:\n{}", failed.len(), failed.join("\n"));
 }
+
+/// The matcher is what makes every scenario able to fail: it must refuse what differs.
+#[test]
+fn the_matcher_refuses_what_differs() {
+    let m = |e: Value, a: Value| matches(&e, &a);
+    assert!(m(json!({"a": 1}), json!({"a": 1, "b": 2})), "keys not expected are ignored");
+    assert!(m(json!({"a": null}), json!({})), "a missing key reads as null");
+    assert!(m(json!(1), json!(1.000_000_1)), "numbers within 1e-6");
+    assert!(!m(json!(1), json!(1.000_01)));
+    assert!(!m(json!([1, 2]), json!([1, 2, 3])), "lists of another length");
+    assert!(!m(json!({"a": {"b": 1}}), json!({"a": {"b": 2}})), "nested objects");
+    assert!(!m(json!(true), json!(1)));
+    assert!(!m(json!(1), json!("1")));
+    assert!(!m(json!("x"), json!("y")));
+    assert!(!m(json!({"a": 1}), json!([1])));
+}
