@@ -617,6 +617,29 @@ mod tests {
         assert_eq!(counter("c").1, base[2] + 5);
     }
 
+    /// A replace that takes an entry to the whole byte budget (the entry bound, key included)
+    /// evicts every other entry, from every shard, and keeps itself; one byte more is refused and
+    /// changes nothing.
+    #[test]
+    fn a_replace_up_to_the_whole_byte_budget_keeps_the_entry() {
+        let clock = Arc::new(ManualClock::new());
+        let s: Store<u32> = Store::new(4, 1000, 1000, 64, 1000, 7, clock);
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        for i in 0..20 {
+            s.write(&format!("k{i:02}"), i, 40, forever, None, &mut Vec::new()).unwrap();
+        }
+        assert_eq!((s.len(), s.stats().weight), (20, 20 * 43));
+        let mut removed = Vec::new();
+        let v = s.write("k00", 100, 997, forever, None, &mut removed).unwrap();
+        assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
+        assert_eq!(removed.iter().filter(|r| r.2 == RemovalCause::Evicted).count(), 19);
+        assert!(removed.iter().any(|r| r.0 == "k00" && r.2 == RemovalCause::Replaced));
+        let over = s.write("k00", 101, 998, forever, None, &mut Vec::new());
+        assert!(matches!(over, Err(Error::ValueTooLarge { weight: 1001, max: 1000 })));
+        assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
+        assert_eq!(s.get("k00", &mut Vec::new()), Some(100));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
