@@ -20,14 +20,16 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::eviction::{self, Aging, Budget, Freq, Ghost};
-use crate::index::SlotIndex;
+use crate::eviction::Budget;
 use crate::stats::{ShardStats, StoreStats};
-use crate::sync::{read, write, RwLock};
+use crate::sync::{read, write};
+
+mod shard;
+use shard::Written;
+pub(crate) use shard::{prefetch, Shard, Slot};
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
-const SWEEP_PROBES: usize = 2;
 
 /// Why an entry left the cache, as told to an eviction listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,87 +43,6 @@ pub enum RemovalCause {
     Replaced,
     /// Removed by `remove`, `clear` or a versioned removal.
     Explicit,
-}
-
-// Field order is fixed so that what a read touches (key, expiry, value, counter) comes first.
-#[repr(C)]
-pub(crate) struct Slot<V> {
-    /// Keys of up to 24 bytes are stored inline: a lookup compares them without another
-    /// dependent cache miss, and sampling copies them from the slot itself.
-    pub key: CompactString,
-    /// Fresh until then: reads after it are misses (or stale, within the grace window).
-    pub expires_at: u64,
-    pub value: V,
-    freq: Freq,
-    /// Physically removed after then (`expires_at` plus the grace window).
-    pub grace_until: u64,
-    pub version: u64,
-    hash: u64,
-    /// How long the load that wrote this value took (XFetch's delta); 0 for plain writes.
-    pub load_nanos: u64,
-    /// When the value was written (for refresh-ahead).
-    pub written_at: u64,
-    weight: u64,
-}
-
-impl<V> Slot<V> {
-    /// Fresh: within its TTL.
-    #[inline]
-    pub fn live(&self, now: u64) -> bool {
-        self.expires_at > now
-    }
-
-    /// Past its grace window too: to be removed.
-    #[inline]
-    fn gone(&self, now: u64) -> bool {
-        self.grace_until <= now
-    }
-
-    #[inline]
-    fn touch(&self) {
-        self.freq.touch();
-    }
-}
-
-pub(crate) struct ShardInner<V> {
-    table: SlotIndex,
-    pub slots: Vec<Slot<V>>,
-    weight: u64,
-    max_entries: usize,
-    /// The whole store's byte budget, shared by every shard.
-    budget: Arc<Budget>,
-    rng: SeededRng,
-    aging: Aging,
-    /// Entries with an expiry: the write-path sweep runs only when some exist.
-    expiring: usize,
-    /// The write-path sweep's hand: the next slot it looks at.
-    sweep_at: usize,
-    /// No entry is gone before this time: a lower bound of every entry's `grace_until`, so the
-    /// sweep costs nothing while nothing can have expired. Tightened each time the hand wraps.
-    next_gone: u64,
-    /// The least `grace_until` of the entries the hand passed in its current round, and of those
-    /// written or moved behind it meanwhile: the next `next_gone`.
-    round_min: u64,
-    /// How often absent and evicted keys were asked for ([`Ghost`]).
-    ghost: Ghost,
-}
-
-#[repr(align(128))]
-pub(crate) struct Shard<V> {
-    pub inner: RwLock<ShardInner<V>>,
-    stats: ShardStats,
-}
-
-/// Hints the CPU to fetch `t`'s cache line (a no-op off x86_64).
-#[inline(always)]
-pub(crate) fn prefetch<T>(t: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint that never faults, and SSE is part of the x86_64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(t as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = t;
 }
 
 /// When a written entry stops being fresh and when it is removed.
@@ -208,23 +129,7 @@ impl<V: Clone> Store<V> {
             .map(|i| {
                 // Spread the bounds exactly: the shards' capacities sum to max_entries.
                 let cap = max_entries / n + u64::from(i < max_entries % n);
-                Shard {
-                    inner: RwLock::new(ShardInner {
-                        table: SlotIndex::new(),
-                        slots: Vec::new(),
-                        weight: 0,
-                        max_entries: cap as usize,
-                        budget: budget.clone(),
-                        rng: SeededRng::seed_from_u64(seeder.random()),
-                        aging: Aging::default(),
-                        expiring: 0,
-                        sweep_at: 0,
-                        next_gone: NEVER,
-                        round_min: NEVER,
-                        ghost: Ghost::new(cap),
-                    }),
-                    stats: ShardStats::default(),
-                }
+                Shard::new(cap, budget.clone(), seeder.random())
             })
             .collect();
         Store {
@@ -362,7 +267,7 @@ impl<V: Clone> Store<V> {
         let (hash, shard) = self.locate(key);
         let t = self.read_time();
         let g = read(&shard.inner);
-        let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) else {
+        let Some(i) = g.find(hash, key) else {
             shard.stats.misses.fetch_add(1, Relaxed);
             g.ghost.bump(hash);
             return absent;
@@ -377,7 +282,7 @@ impl<V: Clone> Store<V> {
         let (hash, shard) = self.locate(key);
         let t = self.read_time();
         let g = read(&shard.inner);
-        let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
+        let i = g.find(hash, key)?;
         let slot = &g.slots[i as usize];
         if !self.fresh(slot, t) {
             return None;
@@ -428,7 +333,7 @@ impl<V: Clone> Store<V> {
         let (hash, shard) = self.locate(key);
         let t = self.read_time();
         let g = read(&shard.inner);
-        if let Some(i) = g.table.find(hash, |i| &*g.slots[i as usize].key == key) {
+        if let Some(i) = g.find(hash, key) {
             let slot = &g.slots[i as usize];
             if self.fresh(slot, t) {
                 for _ in 0..times.min(255) {
@@ -442,7 +347,7 @@ impl<V: Clone> Store<V> {
     pub fn peek_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>, u64) -> T) -> Option<T> {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
+        let i = g.find(hash, key)?;
         let now = self.now();
         let slot = &g.slots[i as usize];
         slot.live(now).then(|| f(slot, now))
@@ -452,7 +357,7 @@ impl<V: Clone> Store<V> {
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        g.table.find(hash, |i| &*g.slots[i as usize].key == key).map_or(0, |i| g.slots[i as usize].version)
+        g.find(hash, key).map_or(0, |i| g.slots[i as usize].version)
     }
 
     /// The version of the live entry, 0 if there is none.
@@ -471,19 +376,17 @@ impl<V: Clone> Store<V> {
         expected: Option<Expect>,
         removed: &mut Removed<V>,
     ) -> Result<u64> {
-        let Meta { expires_at, grace_until, load_nanos } = meta;
         self.check_key(key)?;
         let weight = weight.saturating_add(key.len() as u64);
         self.check_weight(weight)?;
-        if grace_until != NEVER && !self.expiry_seen.load(Relaxed) {
+        if meta.grace_until != NEVER && !self.expiry_seen.load(Relaxed) {
             self.expiry_seen.store(true, Relaxed);
         }
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
         let now = self.now();
-        let inner = &mut *g;
-        if let Some(i) = inner.table.find(hash, |i| &*inner.slots[i as usize].key == key) {
-            let slot = &mut inner.slots[i as usize];
+        let version = if let Some(i) = g.find(hash, key) {
+            let slot = &g.slots[i as usize];
             let current = if slot.live(now) { slot.version } else { 0 };
             match expected {
                 Some(Expect::Live(exp)) if exp != current => {
@@ -495,74 +398,20 @@ impl<V: Clone> Store<V> {
                 _ => {}
             }
             let version = self.next_version.fetch_add(1, Relaxed);
-            let cause = if current == 0 { RemovalCause::Expired } else { RemovalCause::Replaced };
-            let old = std::mem::replace(&mut slot.value, value);
-            removed.push((slot.key.clone(), old, cause));
-            inner.weight = inner.weight - slot.weight + weight;
-            inner.budget.sub(slot.weight);
-            inner.budget.add(weight);
-            slot.weight = weight;
-            inner.expiring =
-                inner.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
-            slot.expires_at = expires_at;
-            slot.grace_until = grace_until;
-            // (`note_expiry`, by field: `slot` borrows `inner.slots`)
-            inner.next_gone = inner.next_gone.min(grace_until);
-            inner.round_min = inner.round_min.min(grace_until);
-            slot.load_nanos = load_nanos;
-            slot.written_at = now;
-            slot.version = version;
-            if cause == RemovalCause::Expired {
-                slot.freq.reset();
-                shard.stats.expirations.fetch_add(1, Relaxed);
-                shard.stats.inserts.fetch_add(1, Relaxed);
-            } else {
-                shard.stats.updates.fetch_add(1, Relaxed);
+            g.replace(i as usize, value, Written { weight, meta, now, version }, &shard.stats, removed);
+            version
+        } else {
+            if let Some(Expect::Live(exp) | Expect::Stored(exp)) = expected {
+                if exp != 0 {
+                    return Err(Error::VersionMismatch { expected: exp, current: 0 });
+                }
             }
-            // A heavier value may push the store over its byte budget.
-            if inner.budget.over(0) {
-                let keep = i as usize;
-                inner.make_room(0, now, Some(keep), &shard.stats, removed);
-            }
-            let over = inner.budget.over(0);
-            drop(g);
-            if over {
-                self.shed(shard, now, removed);
-            }
-            return Ok(version);
-        }
-        if let Some(Expect::Live(exp) | Expect::Stored(exp)) = expected {
-            if exp != 0 {
-                return Err(Error::VersionMismatch { expected: exp, current: 0 });
-            }
-        }
-        // Below capacity, probe for expired entries; at capacity eviction takes expired ones first.
-        if inner.slots.len() < inner.max_entries {
-            inner.sweep(now, &shard.stats, removed);
-        }
-        inner.make_room(weight, now, None, &shard.stats, removed);
-        let version = self.next_version.fetch_add(1, Relaxed);
-        let idx = inner.slots.len() as u32;
-        inner.slots.push(Slot {
-            key: CompactString::from(key),
-            hash,
-            value,
-            expires_at,
-            grace_until,
-            version,
-            load_nanos,
-            written_at: now,
-            weight,
-            freq: Freq::new(inner.ghost.estimate(hash)),
-        });
-        inner.weight += weight;
-        inner.budget.add(weight);
-        inner.expiring += usize::from(grace_until != NEVER);
-        inner.note_expiry(grace_until);
-        inner.table.insert(hash, idx);
-        shard.stats.inserts.fetch_add(1, Relaxed);
-        inner.aging.insert(inner.max_entries, inner.slots.iter().map(|s| &s.freq), &inner.ghost);
-        let over = inner.budget.over(0);
+            g.admit(weight, now, &shard.stats, removed);
+            let version = self.next_version.fetch_add(1, Relaxed);
+            g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
+            version
+        };
+        let over = g.budget.over(0);
         drop(g);
         if over {
             self.shed(shard, now, removed);
@@ -602,7 +451,7 @@ impl<V: Clone> Store<V> {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
         let now = self.now();
-        let i = g.table.find(hash, |i| &*g.slots[i as usize].key == key)?;
+        let i = g.find(hash, key)?;
         if !pred(&g.slots[i as usize]) {
             return None;
         }
@@ -618,16 +467,7 @@ impl<V: Clone> Store<V> {
 
     pub fn clear(&self, removed: &mut Removed<V>) {
         for shard in self.shards.iter() {
-            let mut g = write(&shard.inner);
-            g.table.clear();
-            let w = g.weight;
-            g.budget.sub(w);
-            g.weight = 0;
-            g.expiring = 0;
-            g.sweep_at = 0;
-            g.next_gone = NEVER;
-            g.round_min = NEVER;
-            removed.extend(g.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
+            write(&shard.inner).clear(removed);
         }
     }
 
@@ -637,17 +477,7 @@ impl<V: Clone> Store<V> {
         for shard in self.shards.iter() {
             let mut g = write(&shard.inner);
             let now = self.now();
-            let mut i = 0;
-            while i < g.slots.len() {
-                if !g.slots[i].gone(now) {
-                    i += 1;
-                } else {
-                    let s = g.remove_at(i);
-                    removed.push((s.key, s.value, RemovalCause::Expired));
-                    shard.stats.expirations.fetch_add(1, Relaxed);
-                    n += 1;
-                }
-            }
+            n += g.purge_expired(now, &shard.stats, removed);
         }
         n
     }
@@ -670,128 +500,6 @@ impl<V: Clone> Store<V> {
             t.weight += g.weight;
         }
         t
-    }
-}
-
-impl<V> ShardInner<V> {
-    fn remove_at(&mut self, idx: usize) -> Slot<V> {
-        let hash = self.slots[idx].hash;
-        let indexed = self.table.remove(hash, idx as u32);
-        debug_assert!(indexed, "slot {idx} has no index entry");
-        let last = self.slots.len() - 1;
-        if idx != last {
-            let moved = self.slots[last].hash;
-            if idx < self.sweep_at {
-                // moved behind the sweep's hand: it counts for this round without being passed
-                self.round_min = self.round_min.min(self.slots[last].grace_until);
-            }
-            self.table.relocate(moved, last as u32, idx as u32);
-        }
-        let s = self.slots.swap_remove(idx);
-        self.weight -= s.weight;
-        self.budget.sub(s.weight);
-        self.expiring -= usize::from(s.grace_until != NEVER);
-        s
-    }
-
-    /// A write stored an entry gone at `grace_until`.
-    #[inline]
-    fn note_expiry(&mut self, grace_until: u64) {
-        self.next_gone = self.next_gone.min(grace_until);
-        self.round_min = self.round_min.min(grace_until);
-    }
-
-    /// Looks at the next few entries under a rotating hand and drops the expired ones, so expired
-    /// entries do not linger until they are read or sampled for eviction (Redis' active expiry, on
-    /// the write path). A hand rather than random probes: it reaches every entry within
-    /// `len / SWEEP_PROBES` writes, and it keeps the least expiry it saw in a round, so while no
-    /// entry can be gone (`now < next_gone`) the sweep reads no slot at all (a probe of a large
-    /// shard is a cache miss: a quarter of an insert's time).
-    fn sweep(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
-        for _ in 0..SWEEP_PROBES {
-            if self.expiring == 0 || now < self.next_gone {
-                return;
-            }
-            let mut i = self.sweep_at;
-            if i >= self.slots.len() {
-                // a round is over: every entry was passed, written or moved behind the hand
-                self.next_gone = self.round_min;
-                self.round_min = NEVER;
-                self.sweep_at = 0;
-                if now < self.next_gone || self.slots.is_empty() {
-                    return;
-                }
-                i = 0;
-            }
-            if self.slots[i].gone(now) {
-                // the last entry moves into slot `i`: the hand looks at it next
-                let s = self.remove_at(i);
-                stats.expirations.fetch_add(1, Relaxed);
-                removed.push((s.key, s.value, RemovalCause::Expired));
-            } else {
-                self.round_min = self.round_min.min(self.slots[i].grace_until);
-                self.sweep_at = i + 1;
-            }
-        }
-    }
-
-    fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
-        let mut keep = keep;
-        while !self.slots.is_empty()
-            && (keep.is_none() && self.slots.len() >= self.max_entries || self.budget.over(weight))
-        {
-            if keep.is_some() && self.slots.len() == 1 {
-                break;
-            }
-            keep = self.evict_one(now, keep, stats, removed);
-        }
-    }
-
-    /// Evicts from this shard while the store is over its byte budget (the count bound is this
-    /// shard's own business and is not applied here).
-    fn shed_bytes(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
-        while !self.slots.is_empty() && self.budget.over(0) {
-            self.evict_one(now, None, stats, removed);
-        }
-    }
-
-    /// One round of sampled eviction, never of `keep`; returns where `keep` is afterwards (the
-    /// last slot moves into the victim's place). A round whose samples were all `keep` evicts
-    /// nothing.
-    fn evict_one(
-        &mut self,
-        now: u64,
-        keep: Option<usize>,
-        stats: &ShardStats,
-        removed: &mut Removed<V>,
-    ) -> Option<usize> {
-        let n = self.slots.len();
-        // Draw and prefetch every candidate first, so their cache misses overlap.
-        let (cand, m) = eviction::candidates(&mut self.rng, n);
-        for &c in &cand[..m] {
-            prefetch(&self.slots[c]);
-        }
-        let slots = &self.slots;
-        let Some(victim) = eviction::victim(&cand[..m], keep, |i| (slots[i].live(now), slots[i].freq.get())) else {
-            return keep;
-        };
-        let last = n - 1;
-        let s = self.remove_at(victim);
-        let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
-        if cause == RemovalCause::Evicted {
-            self.ghost.remember(s.hash, s.freq.get());
-        }
-        match cause {
-            RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
-            _ => stats.evictions.fetch_add(1, Relaxed),
-        };
-        removed.push((s.key, s.value, cause));
-        // the kept entry may have been the last slot, moved into the victim's place
-        if keep == Some(last) {
-            Some(victim)
-        } else {
-            keep
-        }
     }
 }
 
@@ -907,6 +615,29 @@ mod tests {
         assert_eq!(counter("d").1, d + 1);
         s.peek_with("c", |_, _| ());
         assert_eq!(counter("c").1, base[2] + 5);
+    }
+
+    /// A replace that takes an entry to the whole byte budget (the entry bound, key included)
+    /// evicts every other entry, from every shard, and keeps itself; one byte more is refused and
+    /// changes nothing.
+    #[test]
+    fn a_replace_up_to_the_whole_byte_budget_keeps_the_entry() {
+        let clock = Arc::new(ManualClock::new());
+        let s: Store<u32> = Store::new(4, 1000, 1000, 64, 1000, 7, clock);
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        for i in 0..20 {
+            s.write(&format!("k{i:02}"), i, 40, forever, None, &mut Vec::new()).unwrap();
+        }
+        assert_eq!((s.len(), s.stats().weight), (20, 20 * 43));
+        let mut removed = Vec::new();
+        let v = s.write("k00", 100, 997, forever, None, &mut removed).unwrap();
+        assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
+        assert_eq!(removed.iter().filter(|r| r.2 == RemovalCause::Evicted).count(), 19);
+        assert!(removed.iter().any(|r| r.0 == "k00" && r.2 == RemovalCause::Replaced));
+        let over = s.write("k00", 101, 998, forever, None, &mut Vec::new());
+        assert!(matches!(over, Err(Error::ValueTooLarge { weight: 1001, max: 1000 })));
+        assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
+        assert_eq!(s.get("k00", &mut Vec::new()), Some(100));
     }
 
     proptest! {

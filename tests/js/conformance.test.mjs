@@ -2,33 +2,16 @@
 // surface, or on the WASM one under TEST_WASM=1: the same files the Rust and Python drivers run,
 // on a ManualClock and a fixed seed. Load timeouts sleep on the host's timer (wall time), so a
 // scenario awaiting one waits those few milliseconds. Writes target/conformance/<surface>.json.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { WASM } from './helpers.mjs';
+import { camel, camelKeys, matches, nulled, runSteps, snake, snaked, testScenarios } from './scenarios.mjs';
 
 const { Cache, ManualClock, NOT_FOUND } = WASM ? await import('healcache/wasm') : await import('healcache');
 const SURFACE = WASM ? 'wasm' : 'node';
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const dir = `${root}tests/conformance/`;
-const SCENARIOS = readdirSync(dir)
-  .filter((f) => f.endsWith('.json'))
-  .sort()
-  .flatMap((f) => JSON.parse(readFileSync(dir + f, 'utf8')).scenarios);
-const RESULTS = {};
 
 /** A scripted loader's or source's own error. */
 class ScenarioError extends Error {}
-
-const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
-const snake = (s) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-/** Plain data with JS's camelCase keys under the scenarios' snake_case ones. */
-const snaked = (v) =>
-  Array.isArray(v) ? v.map(snaked)
-  : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), snaked(x)]))
-  : v;
-const nulled = (v) => (v === undefined ? null : v);
 
 function outcome(e) {
   if (e instanceof ScenarioError) return { error: 'LoaderError', message: e.message };
@@ -36,17 +19,30 @@ function outcome(e) {
   throw e;
 }
 
-/** Objects by the keys expected, lists item by item, numbers within 1e-6. */
-function matches(expect, actual) {
-  if (Array.isArray(expect)) return Array.isArray(actual) && expect.length === actual.length && expect.every((e, i) => matches(e, actual[i]));
-  if (expect !== null && typeof expect === 'object') {
-    return actual !== null && typeof actual === 'object' && Object.entries(expect).every(([k, v]) => matches(v, nulled(actual[k])));
-  }
-  if (typeof expect === 'number') return typeof actual === 'number' && Math.abs(expect - actual) < 1e-6;
-  return expect === actual;
-}
-
 const tick = (ms = 2) => new Promise((r) => setTimeout(r, ms));
+
+// The steps that need nothing but the cache and the clock: op -> (run, step) => what it gives.
+const OPS = {
+  set: (r, st) => r.cache.set(st.key, st.value, { ttl: st.ttl === 'never' ? Infinity : st.ttl, ifVersion: st.if_version }),
+  get: (r, st) => nulled(r.cache.get(st.key)),
+  get_entry: (r, st) => {
+    const e = r.cache.getEntry(st.key);
+    return e === undefined ? null : { value: e.value, version: e.version, expires_in: nulled(e.expiresIn) };
+  },
+  contains: (r, st) => r.cache.has(st.key),
+  version: (r, st) => r.cache.version(st.key),
+  delete: (r, st) => r.cache.delete(st.key, st.if_version === undefined ? undefined : { ifVersion: st.if_version }),
+  len: (r) => r.cache.size,
+  clear: (r) => r.cache.clear(),
+  purge_expired: (r) => r.cache.purgeExpired(),
+  advance: (r, st) => r.clock.advance(st.ms),
+  release: (r, st) => r.gate(st.gate).open(),
+  stats: (r) => snaked(r.cache.stats()),
+  register_source: (r, st) => r.cache.registerSource(st.prefix, r.source(st.answers)) ?? true,
+  score: (r, st) => nulled(snaked(r.cache.score(st.prefix))),
+  drift_events: (r) => snaked(r.cache.driftEvents()),
+  healing_stats: (r) => snaked(r.cache.healingStats()),
+};
 
 class Run {
   constructor(s) {
@@ -56,7 +52,7 @@ class Run {
       if (k === 'weigher') o.sizeOf = (x) => (typeof x === 'string' ? x.length : 0);
       else o[camel(k)] = v;
     }
-    if (s.healing) o.healing = Object.fromEntries(Object.entries(s.healing).map(([k, v]) => [camel(k), v]));
+    if (s.healing) o.healing = camelKeys(s.healing);
     this.cache = new Cache(o);
     this.gates = new Map();
     this.calls = new Map();
@@ -85,7 +81,7 @@ class Run {
   }
 
   start(st) {
-    const opts = Object.fromEntries(Object.entries(st.opts || {}).map(([k, v]) => [camel(k), v]));
+    const opts = camelKeys(st.opts);
     let ac;
     if (st.id !== undefined) {
       ac = new AbortController(); // a cancelled caller stops waiting
@@ -123,25 +119,8 @@ class Run {
   }
 
   async step(st) {
-    const c = this.cache;
-    const key = st.key;
+    if (Object.hasOwn(OPS, st.op)) return OPS[st.op](this, st);
     switch (st.op) {
-      case 'set': {
-        const ttl = st.ttl === 'never' ? Infinity : st.ttl;
-        return c.set(key, st.value, { ttl, ifVersion: st.if_version });
-      }
-      case 'get': return nulled(c.get(key));
-      case 'get_entry': {
-        const e = c.getEntry(key);
-        return e === undefined ? null : { value: e.value, version: e.version, expires_in: nulled(e.expiresIn) };
-      }
-      case 'contains': return c.has(key);
-      case 'version': return c.version(key);
-      case 'delete': return c.delete(key, st.if_version === undefined ? undefined : { ifVersion: st.if_version });
-      case 'len': return c.size;
-      case 'clear': return c.clear();
-      case 'purge_expired': return c.purgeExpired();
-      case 'advance': return this.clock.advance(st.ms);
       case 'fetch':
       case 'get_or_load': {
         const call = this.start(st);
@@ -153,66 +132,14 @@ class Run {
         this.aborts.get(st.id).abort();
         return await tick(0);
       case 'await': return this.wait(this.calls.get(st.id));
-      case 'release': return this.gate(st.gate).open();
       case 'settle': return this.settle();
-      case 'stats': return snaked(c.stats());
-      case 'register_source': return c.registerSource(st.prefix, this.source(st.answers)) ?? true;
-      case 'verify_now': return snaked(await c.verifyNow());
-      case 'score': return nulled(snaked(c.score(st.prefix)));
-      case 'drift_events': return snaked(c.driftEvents());
-      case 'healing_stats': return snaked(c.healingStats());
+      case 'verify_now': return snaked(await this.cache.verifyNow());
       default: throw new Error(`unknown op ${st.op}`);
     }
   }
 }
 
-async function run(s) {
-  let r;
-  try {
-    r = new Run(s);
-  } catch (e) {
-    assert.ok(s.build_error, `build: ${e.stack}`);
-    assert.ok(matches(s.build_error, outcome(e)), `expected ${JSON.stringify(s.build_error)}, got ${JSON.stringify(outcome(e))}`);
-    return;
-  }
-  assert.ok(!s.build_error, `built, expected ${JSON.stringify(s.build_error)}`);
-  try {
-    for (const [i, st] of s.steps.entries()) {
-      let got;
-      try {
-        got = await r.step(st);
-      } catch (e) {
-        got = outcome(e);
-      }
-      if ('expect' in st) {
-        assert.ok(matches(st.expect, got), `step ${i} (${st.op}): expected ${JSON.stringify(st.expect)}, got ${JSON.stringify(got)}`);
-      }
-    }
-    await r.settle();
-  } finally {
-    r.cache.close();
-  }
-}
-
-for (const s of SCENARIOS) {
-  const why = s.skip && s.skip[SURFACE];
-  test(`${SURFACE}: ${s.name}`, { skip: why || false }, async () => {
-    RESULTS[s.name] = { feature: s.feature, result: 'fail', reason: 'did not finish' };
-    try {
-      await run(s);
-      RESULTS[s.name] = { feature: s.feature, result: 'pass', reason: '' };
-    } catch (e) {
-      RESULTS[s.name].reason = e.message;
-      throw e;
-    }
-  });
-  if (why) RESULTS[s.name] = { feature: s.feature, result: 'skip', reason: why };
-}
-
-after(() => {
-  mkdirSync(`${root}target/conformance`, { recursive: true });
-  writeFileSync(`${root}target/conformance/${SURFACE}.json`, JSON.stringify({ surface: SURFACE, scenarios: RESULTS }, null, 2));
-});
+testScenarios(SURFACE, (s) => runSteps(s, () => new Run(s), outcome));
 
 test(`${SURFACE}: the test clock refuses what is not a duration, and two caches may share one`, () => {
   const clock = new ManualClock();
@@ -227,4 +154,13 @@ test(`${SURFACE}: the test clock refuses what is not a duration, and two caches 
   assert.deepEqual([a.get('k'), b.get('k')], [undefined, 2]);
   clock.advance(1000);
   assert.equal(b.get('k'), undefined);
+});
+
+test(`${SURFACE}: the matcher refuses what differs (it is what makes every scenario able to fail)`, () => {
+  assert.ok(matches({ a: 1 }, { a: 1, b: 2 }), 'keys not expected are ignored');
+  assert.ok(matches({ a: null }, {}), 'a missing key reads as null');
+  assert.ok(matches(1, 1.0000001), 'numbers within 1e-6');
+  for (const [e, a] of [[1, 1.00001], [[1, 2], [1, 2, 3]], [{ a: { b: 1 } }, { a: { b: 2 } }], [true, 1], [1, '1'], ['x', 'y'], [{ a: 1 }, [1]]]) {
+    assert.ok(!matches(e, a), `${JSON.stringify(e)} matched ${JSON.stringify(a)}`);
+  }
 });

@@ -6,21 +6,20 @@ waits those few milliseconds. Writes target/conformance/python.json for the READ
 from __future__ import annotations
 
 import asyncio
-import json
+import datetime
+import inspect
 import math
-import pathlib
 from typing import Any, Callable, Dict, Iterator
 
+import cachetools
 import pytest
+from conformance_kit import SCENARIOS, record, run_steps, write_results
 
 import healcache
 from healcache import NOT_FOUND, Cache, ManualClock
 from healcache._healcache import _settings
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCENARIOS = [s for f in sorted((ROOT / "tests/conformance").glob("*.json")) for s in json.loads(f.read_text())["scenarios"]]
 DURATIONS = {name for name, _, unit in _settings() if unit == "duration"}
-RESULTS: Dict[str, Dict[str, Any]] = {}
 
 
 class ScenarioError(Exception):
@@ -51,21 +50,43 @@ def build(s: Dict[str, Any], clock: ManualClock) -> Cache:
     return Cache(**kw)
 
 
-def matches(expect: Any, actual: Any) -> bool:
-    """Objects by the keys expected, lists item by item, numbers within 1e-6."""
-    if isinstance(expect, dict):
-        return isinstance(actual, dict) and all(matches(v, actual.get(k)) for k, v in expect.items())
-    if isinstance(expect, list):
-        return isinstance(actual, list) and len(expect) == len(actual) and all(map(matches, expect, actual))
-    if isinstance(expect, (int, float)) and not isinstance(expect, bool):
-        return isinstance(actual, (int, float)) and not isinstance(actual, bool) and abs(expect - actual) < 1e-6
-    return bool(expect == actual)
+def ttl(st: Dict[str, Any]) -> Any:
+    t = st.get("ttl")
+    return math.inf if t == "never" else None if t is None else t / 1000
+
+
+def entry(e: Any) -> Any:
+    return e and {"value": e[0], "version": e[1], "expires_in": None if e[2] is None else e[2] * 1000}
+
+
+# Every step but starting and cancelling a call: op -> (run, step) -> what it gives (or awaits).
+OPS: Dict[str, Callable[[Run, Dict[str, Any]], Any]] = {
+    "set": lambda r, st: r.cache.set(st["key"], st["value"], ttl=ttl(st), if_version=st.get("if_version")),
+    "get": lambda r, st: r.cache.get(st["key"]),
+    "get_entry": lambda r, st: entry(r.cache.get_entry(st["key"])),
+    "contains": lambda r, st: st["key"] in r.cache,
+    "version": lambda r, st: r.cache.version(st["key"]),
+    "delete": lambda r, st: r.cache.delete(st["key"], if_version=st.get("if_version")),
+    "len": lambda r, st: len(r.cache),
+    "clear": lambda r, st: r.cache.clear(),
+    "purge_expired": lambda r, st: r.cache.purge_expired(),
+    "advance": lambda r, st: r.clock.advance(st["ms"] / 1000),
+    "release": lambda r, st: r.gates[st["gate"]].set(),
+    "stats": lambda r, st: r.cache.stats(),
+    "register_source": lambda r, st: r.register_source(st),
+    "score": lambda r, st: r.cache.score(st["prefix"]),
+    "drift_events": lambda r, st: r.cache.drift_events(),
+    "healing_stats": lambda r, st: r.cache.healing_stats(),
+    "verify_now": lambda r, st: r.cache.verify_now(),
+    "await": lambda r, st: r.wait(*r.calls.pop(st["id"])),
+    "settle": lambda r, st: r.settle(),
+}
 
 
 class Run:
     def __init__(self, s: Dict[str, Any]) -> None:
-        self.clock = ManualClock()
-        self.cache = build(s, self.clock)
+        self.clock: ManualClock = ManualClock()
+        self.cache: Cache[Any] = build(s, self.clock)
         self.gates: Dict[str, asyncio.Event] = {}
         self.calls: Dict[str, Any] = {}
 
@@ -90,9 +111,8 @@ class Run:
     def start(self, st: Dict[str, Any]) -> Any:
         o = {k: seconds(k if k != "soft_timeout" else "ttl", v) for k, v in st.get("opts", {}).items()}
         try:
-            if st["op"] == "fetch":
-                return self.cache.fetch(st["key"], self.loader(st["loader"]), **o)
-            return self.cache.get_or_load(st["key"], self.loader(st["loader"]), **o)
+            call = self.cache.fetch if st["op"] == "fetch" else self.cache.get_or_load
+            return call(st["key"], self.loader(st["loader"]), **o)
         except Exception as e:  # refused before any await: the call's outcome
             return outcome(e)
 
@@ -119,120 +139,58 @@ class Run:
                 break
         await asyncio.sleep(0.002)
 
-    def source(self, answers: Dict[str, Any]) -> Callable[[str], Any]:
+    def register_source(self, st: Dict[str, Any]) -> bool:
+        """Registers the step's scripted source of truth."""
+
         def answer(key: str) -> Any:
-            a = answers.get(key)
+            a = st["answers"].get(key)
             if a is None or "error" in a:
                 raise ScenarioError("source down")
             return NOT_FOUND if "not_found" in a else a["value"]
 
-        return answer
+        self.cache.register_source(st["prefix"], answer)
+        return True
 
     async def step(self, st: Dict[str, Any]) -> Any:
-        c, op, key = self.cache, st["op"], st.get("key", "")
+        op = st["op"]
         try:
-            if op == "set":
-                ttl = st.get("ttl")
-                ttl = math.inf if ttl == "never" else None if ttl is None else ttl / 1000
-                return c.set(key, st["value"], ttl=ttl, if_version=st.get("if_version"))
-            if op == "get":
-                return c.get(key)
-            if op == "get_entry":
-                e = c.get_entry(key)
-                return e and {"value": e[0], "version": e[1], "expires_in": None if e[2] is None else e[2] * 1000}
-            if op == "contains":
-                return key in c
-            if op == "version":
-                return c.version(key)
-            if op == "delete":
-                return c.delete(key, if_version=st.get("if_version"))
-            if op == "len":
-                return len(c)
-            if op in ("clear", "purge_expired"):
-                return getattr(c, op)()
-            if op == "advance":
-                return self.clock.advance(st["ms"] / 1000)
+            if op in OPS:
+                got = OPS[op](self, st)
+                return await got if inspect.isawaitable(got) else got
             if op in ("fetch", "get_or_load"):
                 call = self.start(st)
-                if "id" in st:
-                    self.calls[st["id"]] = (call, op == "fetch")
-                    await asyncio.sleep(0)
-                    return None
-                return await self.wait(call, op == "fetch")
+                if "id" not in st:
+                    return await self.wait(call, op == "fetch")
+                self.calls[st["id"]] = (call, op == "fetch")
+                return await asyncio.sleep(0)
             if op == "cancel":
                 self.calls[st["id"]][0].cancel()
                 return await asyncio.sleep(0)
-            if op == "await":
-                return await self.wait(*self.calls.pop(st["id"]))
-            if op == "release":
-                return self.gates[st["gate"]].set()
-            if op == "settle":
-                return await self.settle()
-            if op == "stats":
-                return c.stats()
-            if op == "register_source":
-                c.register_source(st["prefix"], self.source(st["answers"]))
-                return True
-            if op == "verify_now":
-                return await c.verify_now()
-            if op in ("score", "drift_events", "healing_stats"):
-                return getattr(c, op)(*([st["prefix"]] if "prefix" in st else []))
         except Exception as e:
             return outcome(e)
         raise AssertionError(f"unknown op {op}")
 
 
-async def run(s: Dict[str, Any]) -> None:
-    try:
-        r = Run(s)
-    except Exception as e:
-        assert "build_error" in s, f"build: {e!r}"
-        assert matches(s["build_error"], outcome(e)), f"expected {s['build_error']}, got {outcome(e)}"
-        return
-    assert "build_error" not in s, f"built, expected {s['build_error']}"
-    for i, st in enumerate(s["steps"]):
-        got = await r.step(st)
-        if "expect" in st:
-            assert matches(st["expect"], got), f"step {i} ({st['op']}): expected {st['expect']}, got {got}"
-    await r.settle()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def results() -> Iterator[None]:
-    yield
-    out = ROOT / "target/conformance"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "python.json").write_text(json.dumps({"surface": "python", "scenarios": RESULTS}, indent=2))
+    yield from write_results("python")
 
 
 @pytest.mark.parametrize("s", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
 def test_scenario(s: Dict[str, Any]) -> None:
-    why = s.get("skip", {}).get("python")
-    if why:
-        RESULTS[s["name"]] = {"feature": s["feature"], "result": "skip", "reason": why}
-        pytest.skip(why)
-    RESULTS[s["name"]] = {"feature": s["feature"], "result": "fail", "reason": "did not finish"}
-    try:
-        asyncio.run(run(s))
-    except AssertionError as e:
-        RESULTS[s["name"]]["reason"] = str(e)
-        raise
-    RESULTS[s["name"]] = {"feature": s["feature"], "result": "pass", "reason": ""}
+    record(s, "python", lambda: asyncio.run(run_steps(s, lambda: Run(s), outcome)))
 
 
 def test_the_test_clock_refuses_what_is_not_a_duration_and_serves_cachetools() -> None:
-    import datetime
-
-    import cachetools
-
     clock = ManualClock()
     for bad in (-1, math.nan, math.inf):
         with pytest.raises(healcache.InvalidConfig):
             clock.advance(bad)
     assert clock() < 1e-6
     with pytest.raises(healcache.InvalidConfig, match="clock"):
-        Cache(clock=lambda: 0.0)  # a Python callable would be called under the cache's locks
-    ours, theirs = Cache(ttl=1, clock=clock), cachetools.TTLCache(maxsize=10, ttl=1, timer=clock)
+        Cache(clock=lambda: 0.0)  # type: ignore[arg-type]  # a Python callable would be called under the cache's locks
+    theirs: cachetools.TTLCache[str, str] = cachetools.TTLCache(maxsize=10, ttl=1, timer=clock)
+    ours: Cache[str] = Cache(ttl=1, clock=clock)
     ours["k"] = theirs["k"] = "v"
     clock.advance(datetime.timedelta(milliseconds=999))
     assert (ours.get("k"), theirs.get("k")) == ("v", "v")

@@ -1,0 +1,357 @@
+//! One shard of the store: a dense vector of entries, the index of their positions, and the
+//! shard's own eviction and expiry (sampled LFU, the write-path sweep). The store routes keys to
+//! shards and shares one byte budget between them; everything here runs under the shard's lock.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use rand::SeedableRng;
+
+use super::{Meta, RemovalCause, Removed, NEVER};
+use crate::eviction::{self, Aging, Budget, Freq, Ghost};
+use crate::index::SlotIndex;
+use crate::stats::ShardStats;
+use crate::sync::RwLock;
+use crate::SeededRng;
+
+const SWEEP_PROBES: usize = 2;
+
+// Field order is fixed so that what a read touches (key, expiry, value, counter) comes first.
+#[repr(C)]
+pub(crate) struct Slot<V> {
+    /// Keys of up to 24 bytes are stored inline: a lookup compares them without another
+    /// dependent cache miss, and sampling copies them from the slot itself.
+    pub key: CompactString,
+    /// Fresh until then: reads after it are misses (or stale, within the grace window).
+    pub expires_at: u64,
+    pub value: V,
+    pub(super) freq: Freq,
+    /// Physically removed after then (`expires_at` plus the grace window).
+    pub grace_until: u64,
+    pub version: u64,
+    hash: u64,
+    /// How long the load that wrote this value took (XFetch's delta); 0 for plain writes.
+    pub load_nanos: u64,
+    /// When the value was written (for refresh-ahead).
+    pub written_at: u64,
+    weight: u64,
+}
+
+impl<V> Slot<V> {
+    /// Fresh: within its TTL.
+    #[inline]
+    pub fn live(&self, now: u64) -> bool {
+        self.expires_at > now
+    }
+
+    /// Past its grace window too: to be removed.
+    #[inline]
+    pub(super) fn gone(&self, now: u64) -> bool {
+        self.grace_until <= now
+    }
+
+    #[inline]
+    pub(super) fn touch(&self) {
+        self.freq.touch();
+    }
+}
+
+pub(crate) struct ShardInner<V> {
+    pub(super) table: SlotIndex,
+    pub slots: Vec<Slot<V>>,
+    pub(super) weight: u64,
+    max_entries: usize,
+    /// The whole store's byte budget, shared by every shard.
+    pub(super) budget: Arc<Budget>,
+    rng: SeededRng,
+    aging: Aging,
+    /// Entries with an expiry: the write-path sweep runs only when some exist.
+    expiring: usize,
+    /// The write-path sweep's hand: the next slot it looks at.
+    pub(super) sweep_at: usize,
+    /// No entry is gone before this time: a lower bound of every entry's `grace_until`, so the
+    /// sweep costs nothing while nothing can have expired. Tightened each time the hand wraps.
+    pub(super) next_gone: u64,
+    /// The least `grace_until` of the entries the hand passed in its current round, and of those
+    /// written or moved behind it meanwhile: the next `next_gone`.
+    pub(super) round_min: u64,
+    /// How often absent and evicted keys were asked for ([`Ghost`]).
+    pub(super) ghost: Ghost,
+}
+
+#[repr(align(128))]
+pub(crate) struct Shard<V> {
+    pub inner: RwLock<ShardInner<V>>,
+    pub(super) stats: ShardStats,
+}
+
+/// Hints the CPU to fetch `t`'s cache line (a no-op off x86_64).
+#[inline(always)]
+pub(crate) fn prefetch<T>(t: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint that never faults, and SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(t as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = t;
+}
+
+/// What a write stores besides the key and the value.
+#[derive(Clone, Copy)]
+pub(super) struct Written {
+    /// The entry's weight, key included.
+    pub weight: u64,
+    pub meta: Meta,
+    pub now: u64,
+    pub version: u64,
+}
+
+impl<V> Shard<V> {
+    /// An empty shard holding at most `cap` entries, drawing its eviction samples from `seed`.
+    pub(super) fn new(cap: u64, budget: Arc<Budget>, seed: u64) -> Self {
+        Shard {
+            inner: RwLock::new(ShardInner {
+                table: SlotIndex::new(),
+                slots: Vec::new(),
+                weight: 0,
+                max_entries: cap as usize,
+                budget,
+                rng: SeededRng::seed_from_u64(seed),
+                aging: Aging::default(),
+                expiring: 0,
+                sweep_at: 0,
+                next_gone: NEVER,
+                round_min: NEVER,
+                ghost: Ghost::new(cap),
+            }),
+            stats: ShardStats::default(),
+        }
+    }
+}
+
+impl<V> ShardInner<V> {
+    /// The position of `key`'s slot (`hash` is the key's hash).
+    #[inline(always)]
+    pub(super) fn find(&self, hash: u64, key: &str) -> Option<u32> {
+        self.table.find(hash, |i| &*self.slots[i as usize].key == key)
+    }
+
+    /// Overwrites the entry at `i` (whose version the caller checked), then evicts others if the
+    /// heavier value took the store over its byte budget.
+    pub(super) fn replace(&mut self, i: usize, value: V, w: Written, stats: &ShardStats, removed: &mut Removed<V>) {
+        let Written { weight, meta: Meta { expires_at, grace_until, load_nanos }, now, version } = w;
+        let slot = &mut self.slots[i];
+        let cause = if slot.live(now) { RemovalCause::Replaced } else { RemovalCause::Expired };
+        let old = std::mem::replace(&mut slot.value, value);
+        removed.push((slot.key.clone(), old, cause));
+        self.weight = self.weight - slot.weight + weight;
+        self.budget.sub(slot.weight);
+        self.budget.add(weight);
+        slot.weight = weight;
+        self.expiring = self.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
+        slot.expires_at = expires_at;
+        slot.grace_until = grace_until;
+        // (`note_expiry`, by field: `slot` borrows `self.slots`)
+        self.next_gone = self.next_gone.min(grace_until);
+        self.round_min = self.round_min.min(grace_until);
+        slot.load_nanos = load_nanos;
+        slot.written_at = now;
+        slot.version = version;
+        if cause == RemovalCause::Expired {
+            slot.freq.reset();
+            stats.expirations.fetch_add(1, Relaxed);
+            stats.inserts.fetch_add(1, Relaxed);
+        } else {
+            stats.updates.fetch_add(1, Relaxed);
+        }
+        // A heavier value may push the store over its byte budget.
+        if self.budget.over(0) {
+            self.make_room(0, now, Some(i), stats, removed);
+        }
+    }
+
+    /// Makes room for a new entry of `weight`: below capacity, probes for expired entries; at
+    /// capacity (or over the byte budget) evicts, expired entries first.
+    pub(super) fn admit(&mut self, weight: u64, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+        if self.slots.len() < self.max_entries {
+            self.sweep(now, stats, removed);
+        }
+        self.make_room(weight, now, None, stats, removed);
+    }
+
+    /// Stores a new entry for `key` (absent here, room made by [`ShardInner::admit`]).
+    pub(super) fn push(&mut self, key: &str, hash: u64, value: V, w: Written, stats: &ShardStats) {
+        let Written { weight, meta: Meta { expires_at, grace_until, load_nanos }, now, version } = w;
+        let idx = self.slots.len() as u32;
+        self.slots.push(Slot {
+            key: CompactString::from(key),
+            hash,
+            value,
+            expires_at,
+            grace_until,
+            version,
+            load_nanos,
+            written_at: now,
+            weight,
+            freq: Freq::new(self.ghost.estimate(hash)),
+        });
+        self.weight += weight;
+        self.budget.add(weight);
+        self.expiring += usize::from(grace_until != NEVER);
+        self.note_expiry(grace_until);
+        self.table.insert(hash, idx);
+        stats.inserts.fetch_add(1, Relaxed);
+        self.aging.insert(self.max_entries, self.slots.iter().map(|s| &s.freq), &self.ghost);
+    }
+
+    /// Takes every entry out, as explicit removals.
+    pub(super) fn clear(&mut self, removed: &mut Removed<V>) {
+        self.table.clear();
+        self.budget.sub(self.weight);
+        self.weight = 0;
+        self.expiring = 0;
+        self.sweep_at = 0;
+        self.next_gone = NEVER;
+        self.round_min = NEVER;
+        removed.extend(self.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
+    }
+
+    /// Removes every entry past its grace window; returns how many.
+    pub(super) fn purge_expired(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.slots.len() {
+            if !self.slots[i].gone(now) {
+                i += 1;
+            } else {
+                let s = self.remove_at(i);
+                removed.push((s.key, s.value, RemovalCause::Expired));
+                stats.expirations.fetch_add(1, Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub(super) fn remove_at(&mut self, idx: usize) -> Slot<V> {
+        let hash = self.slots[idx].hash;
+        let indexed = self.table.remove(hash, idx as u32);
+        debug_assert!(indexed, "slot {idx} has no index entry");
+        let last = self.slots.len() - 1;
+        if idx != last {
+            let moved = self.slots[last].hash;
+            if idx < self.sweep_at {
+                // moved behind the sweep's hand: it counts for this round without being passed
+                self.round_min = self.round_min.min(self.slots[last].grace_until);
+            }
+            self.table.relocate(moved, last as u32, idx as u32);
+        }
+        let s = self.slots.swap_remove(idx);
+        self.weight -= s.weight;
+        self.budget.sub(s.weight);
+        self.expiring -= usize::from(s.grace_until != NEVER);
+        s
+    }
+
+    /// A write stored an entry gone at `grace_until`.
+    #[inline]
+    fn note_expiry(&mut self, grace_until: u64) {
+        self.next_gone = self.next_gone.min(grace_until);
+        self.round_min = self.round_min.min(grace_until);
+    }
+
+    /// Looks at the next few entries under a rotating hand and drops the expired ones, so expired
+    /// entries do not linger until they are read or sampled for eviction (Redis' active expiry, on
+    /// the write path). A hand rather than random probes: it reaches every entry within
+    /// `len / SWEEP_PROBES` writes, and it keeps the least expiry it saw in a round, so while no
+    /// entry can be gone (`now < next_gone`) the sweep reads no slot at all (a probe of a large
+    /// shard is a cache miss: a quarter of an insert's time).
+    fn sweep(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+        for _ in 0..SWEEP_PROBES {
+            if self.expiring == 0 || now < self.next_gone {
+                return;
+            }
+            let mut i = self.sweep_at;
+            if i >= self.slots.len() {
+                // a round is over: every entry was passed, written or moved behind the hand
+                self.next_gone = self.round_min;
+                self.round_min = NEVER;
+                self.sweep_at = 0;
+                if now < self.next_gone || self.slots.is_empty() {
+                    return;
+                }
+                i = 0;
+            }
+            if self.slots[i].gone(now) {
+                // the last entry moves into slot `i`: the hand looks at it next
+                let s = self.remove_at(i);
+                stats.expirations.fetch_add(1, Relaxed);
+                removed.push((s.key, s.value, RemovalCause::Expired));
+            } else {
+                self.round_min = self.round_min.min(self.slots[i].grace_until);
+                self.sweep_at = i + 1;
+            }
+        }
+    }
+
+    fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
+        let mut keep = keep;
+        while !self.slots.is_empty()
+            && (keep.is_none() && self.slots.len() >= self.max_entries || self.budget.over(weight))
+        {
+            if keep.is_some() && self.slots.len() == 1 {
+                break;
+            }
+            keep = self.evict_one(now, keep, stats, removed);
+        }
+    }
+
+    /// Evicts from this shard while the store is over its byte budget (the count bound is this
+    /// shard's own business and is not applied here).
+    pub(super) fn shed_bytes(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+        while !self.slots.is_empty() && self.budget.over(0) {
+            self.evict_one(now, None, stats, removed);
+        }
+    }
+
+    /// One round of sampled eviction, never of `keep`; returns where `keep` is afterwards (the
+    /// last slot moves into the victim's place). A round whose samples were all `keep` evicts
+    /// nothing.
+    fn evict_one(
+        &mut self,
+        now: u64,
+        keep: Option<usize>,
+        stats: &ShardStats,
+        removed: &mut Removed<V>,
+    ) -> Option<usize> {
+        let n = self.slots.len();
+        // Draw and prefetch every candidate first, so their cache misses overlap.
+        let (cand, m) = eviction::candidates(&mut self.rng, n);
+        for &c in &cand[..m] {
+            prefetch(&self.slots[c]);
+        }
+        let slots = &self.slots;
+        let Some(victim) = eviction::victim(&cand[..m], keep, |i| (slots[i].live(now), slots[i].freq.get())) else {
+            return keep;
+        };
+        let last = n - 1;
+        let s = self.remove_at(victim);
+        let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
+        if cause == RemovalCause::Evicted {
+            self.ghost.remember(s.hash, s.freq.get());
+        }
+        match cause {
+            RemovalCause::Expired => stats.expirations.fetch_add(1, Relaxed),
+            _ => stats.evictions.fetch_add(1, Relaxed),
+        };
+        removed.push((s.key, s.value, cause));
+        // the kept entry may have been the last slot, moved into the victim's place
+        if keep == Some(last) {
+            Some(victim)
+        } else {
+            keep
+        }
+    }
+}
