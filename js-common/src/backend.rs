@@ -175,9 +175,7 @@ impl Backend {
         if_version: Option<f64>,
         out: &mut [f64],
     ) -> Result<f64> {
-        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
-        let h = Handle { id: handle, weight: weight as u64, payload: None };
-        self.written(self.core().cache.write_entry(key, h, opts)?, out)
+        self.write_handle(key, Handle { id: handle, weight: weight as u64, payload: None }, ttl, if_version, out)
     }
 
     /// `write` on a cache with a shared tier: the value also as it crosses to other processes
@@ -193,8 +191,19 @@ impl Backend {
         payload: Payload,
         out: &mut [f64],
     ) -> Result<f64> {
-        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
         let h = Handle { id: handle, weight: weight as u64, payload: Some(Arc::new(payload)) };
+        self.write_handle(key, h, ttl, if_version, out)
+    }
+
+    fn write_handle(
+        &self,
+        key: &str,
+        h: Handle,
+        ttl: Option<f64>,
+        if_version: Option<f64>,
+        out: &mut [f64],
+    ) -> Result<f64> {
+        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
         self.written(self.core().cache.write_entry(key, h, opts)?, out)
     }
 
