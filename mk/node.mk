@@ -8,7 +8,9 @@ NODE ?= node
 
 NODE_DEPS := node_modules/.healcache-stamp
 NODE_ADDON := dist/healcache.node
-NODE_RUST_SRC := $(wildcard core/src/*.rs bindings-node/src/*.rs http/src/*.rs js-common/src/*.rs) core/Cargo.toml bindings-node/Cargo.toml http/Cargo.toml js-common/Cargo.toml \
+# every crate the addon links, at any depth (the core has module folders: tier/, codec/, store/)
+NODE_RUST_SRC := $(shell find core/src bindings-node/src http/src js-common/src redis/src rt/src -name '*.rs') \
+	core/Cargo.toml bindings-node/Cargo.toml http/Cargo.toml js-common/Cargo.toml redis/Cargo.toml rt/Cargo.toml \
 	bindings-node/build.rs Cargo.lock
 JS_SHARED := $(wildcard js/*.mjs)
 

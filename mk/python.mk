@@ -13,8 +13,9 @@ PY_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 cachetools==8.0.0 mypy==2.4.1 ma
 	msgpack==1.2.4 lz4==4.4.5 xxhash==4.1.0 redis==8.1.0
 PY_DEPS_STAMP := $(VENV)/.healcache-tools
 PY_PKG_STAMP := $(VENV)/.healcache-package
-PY_PKG_SOURCES := $(shell find core/src http/src bindings-python/src python -type f -not -name '*.pyc' 2>/dev/null) \
-	core/Cargo.toml http/Cargo.toml bindings-python/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
+# every crate the extension links (the shared tier's too), and the package
+PY_PKG_SOURCES := $(shell find core/src http/src redis/src rt/src bindings-python/src python -type f -not -name '*.pyc' 2>/dev/null) \
+	core/Cargo.toml http/Cargo.toml redis/Cargo.toml rt/Cargo.toml bindings-python/Cargo.toml Cargo.toml Cargo.lock pyproject.toml
 
 .PHONY: test-python bench-python python-package wheel test-wheel
 

@@ -5,7 +5,7 @@
 TEST_SUITES += test-wasm
 
 WASM_PKG := bindings-wasm/pkg-node/healcache_wasm_bg.wasm
-WASM_RUST_SRC := $(wildcard core/src/*.rs core/src/*/*.rs bindings-wasm/src/*.rs js-common/src/*.rs) core/Cargo.toml bindings-wasm/Cargo.toml \
+WASM_RUST_SRC := $(shell find core/src bindings-wasm/src js-common/src -name '*.rs') core/Cargo.toml bindings-wasm/Cargo.toml \
 	js-common/Cargo.toml Cargo.toml Cargo.lock js/build.mjs
 
 .PHONY: build-wasm test-wasm bench-wasm
