@@ -28,8 +28,9 @@ for x in a b; do
   else
     mkdir -p "$ws/core" && cp -r "$root/core/Cargo.toml" "$root/core/src" "$ws/core/"
   fi
-  # the package only: no benches, examples or tests (they name the crate `healcache`)
-  sed -e "s/^name = \"healcache\"/name = \"hc_$x\"/" -e '/^\[\[bench\]\]/,$d' "$ws/core/Cargo.toml" > "$ws/core/Cargo.new"
+  # the package only: no benches, examples, tests or their dev-dependencies (they name the crate
+  # `healcache`, and the test kit lives outside the archived folder)
+  sed -e "s/^name = \"healcache\"/name = \"hc_$x\"/" -e '/^\[dev-dependencies\]/,$d' "$ws/core/Cargo.toml" > "$ws/core/Cargo.new"
   mv "$ws/core/Cargo.new" "$ws/core/Cargo.toml"
   mv "$ws/core" "$ws/$x"
 done
