@@ -149,7 +149,7 @@ export function runDeno(source) {
  * Starts `deno serve` with `source` (an ES module worker, its imports as Deno takes them) on a
  * free loopback port, allowed to reach 127.0.0.1 only. Deno has no request context to extend nor
  * cron in `serve`: a wrapper passes `{ waitUntil }` to the worker and runs its `scheduled`
- * handler on `GET /__scheduled`. Returns `{ url, scheduled, stop, output }`.
+ * handler on `GET /__scheduled`. Returns what `running` gives.
  */
 export async function startDeno(source) {
   const dir = mkdtempSync(join(tmpdir(), 'healcache-deno-'));
@@ -180,30 +180,14 @@ export default {
   ];
   const child = startChild(bin('deno'), args, { cwd: dir, env: denoEnv(dir) });
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitUp(url + '/__up', child, 60_000);
-  } catch (e) {
-    await stop(child);
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
-  return {
-    url,
-    dir,
-    scheduled: () => fetch(url + '/__scheduled').then((r) => r.json()),
-    output: child.output,
-    stop: async () => {
-      await stop(child);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return running(child, dir, url, `${url}/__scheduled`, 60_000);
 }
 
 /**
  * Starts `workerd serve` with `source` (an ES module worker) on a free loopback port; its global
  * `fetch` may reach 127.0.0.1 (the test's origin). A second worker, `trigger`, runs the main
  * worker's `scheduled` handler through a service binding (raw workerd has no
- * `/cdn-cgi/handler/scheduled`: that route is wrangler's). Returns `{ url, scheduled, stop, output }`.
+ * `/cdn-cgi/handler/scheduled`: that route is wrangler's). Returns what `running` gives.
  */
 export async function startWorkerd(source) {
   const dir = mkdtempSync(join(tmpdir(), 'healcache-workerd-'));
@@ -253,22 +237,24 @@ const trigger :Workerd.Worker = (
   );
   // --experimental: the trigger's `scheduled()` on a service binding is an experimental handler
   const child = startChild(bin('workerd'), ['serve', join(dir, 'config.capnp'), '--experimental'], { cwd: dir });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitUp(url + '/__up', child);
-  } catch (e) {
+  return running(child, dir, `http://127.0.0.1:${port}`, `http://127.0.0.1:${triggerPort}/scheduled`, 20_000);
+}
+
+/**
+ * A started runtime once it answers at `url`: `{ url, dir, scheduled, stop, output }`, where
+ * `scheduled()` asks `scheduledUrl` to run the worker's scheduled handler and `stop()` stops the
+ * runtime by its pid and removes `dir`. A runtime that does not come up is stopped at once.
+ */
+async function running(child, dir, url, scheduledUrl, upMs) {
+  const done = async () => {
     await stop(child);
     rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitUp(`${url}/__up`, child, upMs);
+  } catch (e) {
+    await done();
     throw e;
   }
-  return {
-    url,
-    dir,
-    scheduled: () => fetch(`http://127.0.0.1:${triggerPort}/scheduled`).then((r) => r.json()),
-    output: child.output,
-    stop: async () => {
-      await stop(child);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { url, dir, scheduled: () => fetch(scheduledUrl).then((r) => r.json()), output: child.output, stop: done };
 }
