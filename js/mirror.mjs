@@ -317,7 +317,7 @@ function makeMirror(B, P, row) {
       const l = this._loaded.get(h);
       if (l !== undefined || h < L2_FIRST_ID) return l;
       const got = B.l2Value(this._c, h);
-      if (got === undefined) return undefined;
+      if (got == null) return undefined;
       const m = { v: got[0] };
       this._loaded.set(h, m);
       return m;

@@ -365,6 +365,7 @@ impl Backend {
     {
         let cache = self.core().cache.clone();
         let cancels = Arc::clone(&self.cancels);
+        let l2 = Arc::clone(&self.l2);
         let (abort, reg) = AbortHandle::new_pair();
         lock(&cancels).insert(ticket, abort);
         async move {
@@ -373,7 +374,10 @@ impl Backend {
             lock(&cancels).remove(&ticket);
             let f = r?;
             let handle = match f.value {
-                Some(h) => h.id,
+                Some(h) => {
+                    l2.answered(&h);
+                    h.id
+                }
                 None if must_value => return Err(Error::NotFound),
                 None => NONE,
             };

@@ -28,11 +28,18 @@ pub enum Payload {
 
 /// The values read from L2, by handle, while the core holds them: the wrapper turns one into a
 /// JS value on its thread ([`L2Values::get`]). Held weakly: the core's entry owns the payload.
+/// The last [`KEPT_ANSWERS`] values answered to a call are also held here, so a value the core
+/// evicts between answering and the wrapper's read of it is still there to read.
 #[derive(Default)]
 pub struct L2Values {
     next: AtomicU64,
     map: Mutex<L2Map>,
+    answered: Mutex<std::collections::VecDeque<Arc<Payload>>>,
 }
+
+/// Values answered to calls kept alive until the wrapper has read them (it reads each within the
+/// same turn of its event loop; the bound only caps memory).
+const KEPT_ANSWERS: usize = 4096;
 
 #[derive(Default)]
 struct L2Map {
@@ -54,7 +61,18 @@ impl L2Values {
         (id, payload)
     }
 
-    /// The value read from L2 under handle `id`, while the core still holds it.
+    /// Keeps a value read from L2 that a call is being answered with.
+    pub fn answered(&self, h: &Handle) {
+        if let Some(p) = h.payload.as_ref().filter(|p| matches!(***p, Payload::Decoded(_))) {
+            let mut q = lock(&self.answered);
+            if q.len() == KEPT_ANSWERS {
+                q.pop_front();
+            }
+            q.push_back(Arc::clone(p));
+        }
+    }
+
+    /// The value read from L2 under handle `id`, while the core or a recent answer holds it.
     pub fn get(&self, id: f64) -> Option<Arc<Payload>> {
         lock(&self.map).by_id.get(&(id as u64)).and_then(Weak::upgrade)
     }

@@ -54,6 +54,20 @@ test('what one process loads another reads: an l2-hit, the same value', { skip: 
   assert.deepEqual(await b.getOrLoad('list', unloadable), [1, 'two', [3.25]]);
 });
 
+// A value read from L2 reaches its caller even when the core has evicted it by the time the
+// caller's promise settles (a cache of one entry, 300 reads at once: all 300 once failed).
+test('every caller gets its L2 value, also when the cache evicted it meanwhile', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const w = new Cache({ redis: redis.url });
+  const r = new Cache({ redis: redis.url, maxEntries: 1 });
+  t.after(() => [w.close(), r.close()]);
+  for (let i = 0; i < 300; i++) w.set(`k${i}`, { i });
+  await waitFor(() => w.stats().l2Writes === 300);
+  const got = await Promise.all(Array.from({ length: 300 }, (_, i) => r.getOrLoad(`k${i}`, unloadable)));
+  assert.deepEqual(got.map((v) => v.i), Array.from({ length: 300 }, (_, i) => i));
+  assert.equal(r.stats().l2Hits, 300);
+});
+
 test('values without a neutral form are refused with ValueNotEncodable and change nothing', { skip: skip || WASM }, async (t) => {
   const redis = await redisFor(t);
   const c = new Cache({ redis: redis.url });
