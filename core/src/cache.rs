@@ -421,7 +421,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
         let grace = self.inner.settings.grace.unwrap_or_default();
         let ttl = self.resolve_ttl(opts.ttl);
-        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any) {
+        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None) {
             tier.spawn(w);
         }
         Ok(written)
@@ -602,6 +602,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_breaker_opens: l2.breaker_opens,
             l2_recovery_depth: l2.recovery_depth,
             l2_recovery_dropped: l2.recovery_dropped,
+            l2_lock_acquired: l2.lock_acquired,
+            l2_lock_contended: l2.lock_contended,
+            l2_lock_skipped: l2.lock_skipped,
+            l2_lock_timeouts: l2.lock_timeouts,
+            l2_lock_lease_lost: l2.lock_lease_lost,
+            l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,
         }
     }

@@ -353,6 +353,15 @@ impl<V: Clone> Store<V> {
         slot.live(now).then(|| f(slot, now))
     }
 
+    /// Like `peek_with`, but a stale entry within its grace window answers too.
+    pub fn peek_stored<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> T) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let g = read(&shard.inner);
+        let i = g.find(hash, key)?;
+        let slot = &g.slots[i as usize];
+        (!slot.gone(self.now())).then(|| f(slot))
+    }
+
     /// The stored entry's version, fresh or stale, 0 if there is none (a load's fence).
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);

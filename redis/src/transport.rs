@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
-use healcache::tier::{scripts, Expect, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
+use healcache::keys::L2Keys;
+use healcache::tier::{scripts, Expect, LockReply, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
 use healcache::{ConfigProblem, Error};
 use healcache_rt::ForkGuard;
 use redis::aio::MultiplexedConnection;
@@ -39,6 +40,11 @@ struct Inner {
     writer: Mutex<Option<ForkGuard<mpsc::Sender<Job>>>>,
     read: Script,
     write: Script,
+    /// The fenced write of a rebuild under the fleet lock (checks the token's epoch, releases the lock).
+    write_fenced: Script,
+    acquire: Script,
+    renew: Script,
+    release: Script,
 }
 
 struct Job {
@@ -87,6 +93,10 @@ impl RedisTransport {
                 writer: Mutex::new(None),
                 read: Script::new(scripts::READ),
                 write: Script::new(scripts::WRITE_SEEN),
+                write_fenced: Script::new(scripts::WRITE),
+                acquire: Script::new(scripts::ACQUIRE),
+                renew: Script::new(scripts::RENEW),
+                release: Script::new(scripts::RELEASE),
             }),
         };
         // A first connection now, so the first reads do not count as failures; an unreachable
@@ -198,6 +208,20 @@ impl RedisTransport {
                 Expect::Any => ("any", Vec::new()),
                 Expect::Absent => ("absent", Vec::new()),
                 Expect::Token(t) => ("token", token_bytes(t)),
+                Expect::Fenced(t) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.inner.write_fenced.get_hash())
+                        .arg(3)
+                        .arg(&req.keys.value)
+                        .arg(&req.keys.fence)
+                        .arg(&req.keys.lock)
+                        .arg(t.epoch)
+                        .arg(t.counter)
+                        .arg(&req.envelope)
+                        .arg(req.px_ms)
+                        .arg(req.release.as_deref().unwrap_or(""));
+                    continue;
+                }
             };
             pipe.cmd("EVALSHA")
                 .arg(self.inner.write.get_hash())
@@ -217,8 +241,10 @@ impl RedisTransport {
                 Err(e) => return all(self.failed(e)),
             };
             if !loaded && answers.iter().any(no_script) {
-                if let Err(e) = self.inner.write.load_async(&mut conn).await {
-                    return all(self.failed(e));
+                for script in [&self.inner.write, &self.inner.write_fenced] {
+                    if let Err(e) = script.load_async(&mut conn).await {
+                        return all(self.failed(e));
+                    }
                 }
                 loaded = true;
                 continue;
@@ -230,7 +256,8 @@ impl RedisTransport {
     fn write_answer(&self, a: redis::RedisResult<Vec<i64>>) -> Result<WriteReply, TransportError> {
         match a.map_err(|e| self.failed(e))?.as_slice() {
             [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
-            [0, ..] => Ok(WriteReply::Newer),
+            [0, ..] | [-2, ..] => Ok(WriteReply::Newer),
+            [-1, ..] => Ok(WriteReply::EpochChanged),
             other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),
         }
     }
@@ -275,6 +302,60 @@ impl RedisTransport {
         }
     }
 
+    async fn acquire_now(&self, keys: L2Keys, owner: String, lease_ms: u64) -> Result<LockReply, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let reply: redis::Value = self
+            .inner
+            .acquire
+            .key(&keys.lock)
+            .key(&keys.fence)
+            .key(&keys.value)
+            .arg(owner)
+            .arg(lease_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let bad = || TransportError::Reply("unexpected ACQUIRE answer".into());
+        let redis::Value::Array(items) = reply else { return Err(bad()) };
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        match int(items.first()) {
+            Some(1) => {
+                let (e, c) = (int(items.get(1)).ok_or_else(bad)?, int(items.get(2)).ok_or_else(bad)?);
+                let lockval = match items.get(3) {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => return Err(bad()),
+                };
+                Ok(LockReply::Won { token: Token { epoch: e as u64, counter: c as u64 }, lockval })
+            }
+            Some(0) => Ok(LockReply::Held { pttl_ms: int(items.get(1)).unwrap_or(-2) }),
+            _ => Err(bad()),
+        }
+    }
+
+    async fn renew_now(&self, lock_key: String, lockval: String, lease_ms: u64) -> Result<bool, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let n: i64 = self
+            .inner
+            .renew
+            .key(lock_key)
+            .arg(lockval)
+            .arg(lease_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(n == 1)
+    }
+
+    async fn release_now(&self, lock_key: String, lockval: String) -> Result<bool, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let n: i64 =
+            self.inner.release.key(lock_key).arg(lockval).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(n == 1)
+    }
+
     async fn probe_now(&self) -> Result<(), TransportError> {
         if let Ok(mut conn) = self.conn() {
             let ping = redis::cmd("PING");
@@ -285,6 +366,11 @@ impl RedisTransport {
         }
         self.reconnect().await
     }
+}
+
+/// A lease in whole milliseconds, at least 1 (`PX 0` is an error in Redis).
+fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
 }
 
 fn token_bytes(t: Token) -> Vec<u8> {
@@ -332,6 +418,31 @@ impl Transport for RedisTransport {
     fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>> {
         let me = self.clone();
         run(async move { me.unlink_now(pattern).await })
+    }
+
+    fn acquire(
+        &self,
+        keys: &L2Keys,
+        owner: &str,
+        lease: Duration,
+    ) -> BoxFuture<'static, Result<LockReply, TransportError>> {
+        let (me, keys, owner) = (self.clone(), keys.clone(), owner.to_string());
+        run(async move { me.acquire_now(keys, owner, millis(lease)).await })
+    }
+
+    fn renew(
+        &self,
+        lock_key: &str,
+        lockval: &str,
+        lease: Duration,
+    ) -> BoxFuture<'static, Result<bool, TransportError>> {
+        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
+        run(async move { me.renew_now(key, val, millis(lease)).await })
+    }
+
+    fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
+        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
+        run(async move { me.release_now(key, val).await })
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use futures::future::{self, BoxFuture, Either, FutureExt};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
+use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
-use super::{Expect, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
+use super::{Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Token};
 use crate::keys::{self, L2Keys};
 use crate::stats::{Histogram, HistogramSnapshot};
@@ -37,6 +38,9 @@ pub(crate) struct TierConfig {
     pub compress_min_bytes: usize,
     /// How long a delete's tombstone fences out late rebuilds. Defaults to: 10 s.
     pub tombstone_ttl: Duration,
+    /// The fleet rebuild lock. Defaults to: background refreshes only, lease 5 s, renewed for
+    /// 30 s at most.
+    pub lock: LockConfig,
 }
 
 impl Default for TierConfig {
@@ -50,6 +54,7 @@ impl Default for TierConfig {
             recovery_max: 10_000,
             compress_min_bytes: 1024,
             tombstone_ttl: Duration::from_secs(10),
+            lock: LockConfig::default(),
         }
     }
 }
@@ -82,6 +87,19 @@ pub struct L2Stats {
     pub recovery_depth: u64,
     /// Invalidations dropped at the recovery queue's bound.
     pub recovery_dropped: u64,
+    /// Fleet rebuild locks taken by this process.
+    pub lock_acquired: u64,
+    /// Try-locks that found another instance rebuilding.
+    pub lock_contended: u64,
+    /// Background refreshes skipped because another instance was refreshing the key.
+    pub lock_skipped: u64,
+    /// Foreground waits for another instance's rebuild that gave up (after `lease +
+    /// load_timeout`) and loaded locally.
+    pub lock_timeouts: u64,
+    /// Leases lost while the loader ran (a renewal found the lock taken over).
+    pub lock_lease_lost: u64,
+    /// How long foreground misses waited for another instance's rebuild.
+    pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
     pub latency: HistogramSnapshot,
 }
@@ -98,6 +116,29 @@ struct Counters {
     codec_errors: AtomicU64,
     breaker_opens: AtomicU64,
     latency: Histogram,
+    lock_wait: Histogram,
+}
+
+/// How a write to L2 ended, for the caller that waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrote {
+    /// Stored.
+    Written,
+    /// Refused by the fence: a newer write, or a fence record lost since the token was taken.
+    FencedOut,
+    /// Not stored: L2 failed or is unreachable, or the value could not be encoded.
+    Failed,
+}
+
+/// What a miss in L2 became under the fleet lock.
+pub(crate) enum Rebuild<V> {
+    /// This process rebuilds under the lease (`None`: without the lock: it is off for this load,
+    /// or L2 failed), and its write must expect this.
+    Load(Option<Lease>, Expect),
+    /// Another instance rebuilt it meanwhile: its value.
+    Fleet(L2Read<V>),
+    /// A background refresh found another instance refreshing: nothing to do.
+    Skip,
 }
 
 /// What a read of L2 found.
@@ -126,6 +167,10 @@ pub(crate) struct Tier<V> {
     suspect_before: AtomicU64,
     probing: AtomicBool,
     clock: Arc<dyn Clock>,
+    locks: Arc<LockCounters>,
+    jitter: Arc<AtomicU64>,
+    /// This process in the fleet lock's values: random per cache, so two instances never share it.
+    owner: String,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -155,6 +200,9 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             suspect_before: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             clock,
+            locks: Arc::default(),
+            jitter: Arc::new(AtomicU64::new(seed)),
+            owner: format!("{:016x}", crate::xfetch::splitmix64(seed ^ 0x000f_1ee7_10c4)),
         })
     }
 
@@ -273,7 +321,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
         for key in self.recovery.drain(self.now()) {
             if let Some(w) = self.tombstone(&key) {
-                self.transport.spawn(w);
+                self.spawn(w);
             }
         }
     }
@@ -338,6 +386,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// and stale for `grace` after it. The write is queued now; the returned future awaits its
     /// answer and counts it. `None`: not written (L2 unavailable: the key is queued for
     /// invalidation instead; or the value cannot be encoded, counted as a codec error).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write(
         self: &Arc<Self>,
         key: &str,
@@ -346,7 +395,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         grace: Duration,
         load_nanos: u64,
         expect: Expect,
-    ) -> Option<BoxFuture<'static, ()>> {
+        release: Option<String>,
+    ) -> Option<BoxFuture<'static, Wrote>> {
         let payload = match value.map(|v| self.codec.encode(v)).transpose() {
             Ok(p) => p,
             Err(_) => {
@@ -354,10 +404,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 return None;
             }
         };
-        self.write_encoded(key, payload, ttl, grace, load_nanos, expect)
+        self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release)
     }
 
     /// [`Tier::write`] of a payload already encoded (`None`: a "not found").
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_encoded(
         self: &Arc<Self>,
         key: &str,
@@ -366,7 +417,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         grace: Duration,
         load_nanos: u64,
         expect: Expect,
-    ) -> Option<BoxFuture<'static, ()>> {
+        release: Option<String>,
+    ) -> Option<BoxFuture<'static, Wrote>> {
         let (kind, pc, payload) = match payload {
             Some((pc, p)) => (Kind::Value, pc, p),
             None => (Kind::NotFound, codec::PayloadCodec::Raw, Vec::new()),
@@ -374,32 +426,30 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let fresh_ms = ttl.map_or(u64::MAX, |t| (t.as_millis() as u64).max(1));
         let grace_ms = grace.as_millis() as u64;
         let px_ms = ttl.map_or(0, |_| fresh_ms.saturating_add(grace_ms));
-        self.submit(key, kind, pc, fresh_ms, grace_ms, load_nanos, &payload, px_ms, expect, ttl)
+        let w = Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release };
+        self.submit(key, w, &payload)
     }
 
     /// Writes a tombstone for `key`: other processes read a miss, and a rebuild that read `key`
     /// before it is fenced out.
-    pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, ()>> {
+    pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, Wrote>> {
         let ms = (self.cfg.tombstone_ttl.as_millis() as u64).max(1);
-        let raw = codec::PayloadCodec::Raw;
-        let ttl = Some(self.cfg.tombstone_ttl);
-        self.submit(key, Kind::Tombstone, raw, ms, 0, 0, &[], ms, Expect::Any, ttl)
+        let w = Write {
+            kind: Kind::Tombstone,
+            pc: codec::PayloadCodec::Raw,
+            fresh_ms: ms,
+            grace_ms: 0,
+            load_nanos: 0,
+            px_ms: ms,
+            expect: Expect::Any,
+            ttl: Some(self.cfg.tombstone_ttl),
+            release: None,
+        };
+        self.submit(key, w, &[])
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn submit(
-        self: &Arc<Self>,
-        key: &str,
-        kind: Kind,
-        pc: codec::PayloadCodec,
-        fresh_ms: u64,
-        grace_ms: u64,
-        load_nanos: u64,
-        payload: &[u8],
-        px_ms: u64,
-        expect: Expect,
-        ttl: Option<Duration>,
-    ) -> Option<BoxFuture<'static, ()>> {
+    fn submit(self: &Arc<Self>, key: &str, w: Write, payload: &[u8]) -> Option<BoxFuture<'static, Wrote>> {
+        let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release } = w;
         if !self.admit() {
             let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
             self.recovery.push(key, self.now(), keep);
@@ -425,7 +475,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
         };
         let deadline = self.cfg.timeout;
-        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect, deadline });
+        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect, deadline, release });
         let tier = Arc::clone(self);
         Some(
             async move {
@@ -433,11 +483,13 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 match tier.timed(op, None).await {
                     Ok(WriteReply::Written(_)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
+                        Wrote::Written
                     }
-                    Ok(WriteReply::Newer) => {
+                    Ok(WriteReply::Newer | WriteReply::EpochChanged) => {
                         tier.counters.fenced_out.fetch_add(1, Relaxed);
+                        Wrote::FencedOut
                     }
-                    Err(_) => {}
+                    Err(_) => Wrote::Failed,
                 }
             }
             .boxed(),
@@ -445,8 +497,96 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// Hands a write's answer to the background.
-    pub(crate) fn spawn(&self, w: BoxFuture<'static, ()>) {
-        self.transport.spawn(w);
+    pub(crate) fn spawn(&self, w: BoxFuture<'static, Wrote>) {
+        self.transport.spawn(w.map(drop).boxed());
+    }
+
+    /// Whether a load (background or not) takes the fleet lock.
+    pub(crate) fn locks(&self, background: bool) -> bool {
+        self.cfg.lock.mode.applies(background)
+    }
+
+    /// After a miss in L2 (`expect` from that read): takes the fleet lock when the mode says so.
+    /// Won: the value is read once more (an instance may have finished just before), then this
+    /// process rebuilds under the lease. Held: a background refresh skips; a foreground miss
+    /// waits for the holder's value, polling L2 every `min(lease / 10, 50 ms)` (jittered) and
+    /// trying the lock again, for `lease + load_timeout` at most, then loads itself.
+    pub(crate) async fn rebuild(
+        self: &Arc<Self>,
+        key: &str,
+        expect: Expect,
+        background: bool,
+        load_timeout: Option<Duration>,
+    ) -> Rebuild<V> {
+        if !self.locks(background) {
+            return Rebuild::Load(None, expect);
+        }
+        let lc = &self.cfg.lock;
+        let started = self.clock.precise_nanos();
+        let limit = lc.lease + load_timeout.unwrap_or(lc.lease);
+        let mut first = true;
+        loop {
+            match self.try_lock(key).await {
+                Ok(lease) => {
+                    self.record_wait(started, first);
+                    return match self.read(key).await {
+                        L2Read::Miss(e) => Rebuild::Load(Some(lease), e),
+                        // a hit: another instance finished meanwhile (the lease is released)
+                        other => Rebuild::Fleet(other).or_load(lease),
+                    };
+                }
+                Err(true) if background => {
+                    self.locks.skipped.fetch_add(1, Relaxed);
+                    return Rebuild::Skip;
+                }
+                Err(true) => {}
+                // the lock could not be asked (L2 failed): load without it
+                Err(false) => return Rebuild::Load(None, expect),
+            }
+            if first {
+                self.locks.contended.fetch_add(1, Relaxed);
+                first = false;
+            }
+            let waited = Duration::from_nanos(self.clock.precise_nanos().saturating_sub(started));
+            if waited >= limit {
+                self.locks.timeouts.fetch_add(1, Relaxed);
+                self.record_wait(started, false);
+                return Rebuild::Load(None, expect);
+            }
+            self.timer.sleep(lock::jittered(lc.poll(), &self.jitter).min(limit - waited)).await;
+            match self.read(key).await {
+                L2Read::Miss(_) => {}
+                other => {
+                    self.record_wait(started, false);
+                    return Rebuild::Fleet(other);
+                }
+            }
+        }
+    }
+
+    fn record_wait(&self, started: u64, first: bool) {
+        if !first {
+            self.counters.lock_wait.record(self.clock.precise_nanos().saturating_sub(started));
+        }
+    }
+
+    /// One try-lock: the lease when won; `Err(true)` held by another instance, `Err(false)` not
+    /// asked (breaker open or L2 failed).
+    async fn try_lock(self: &Arc<Self>, key: &str) -> Result<Lease, bool> {
+        if !self.admit() {
+            return Err(false);
+        }
+        let keys = self.keys(key);
+        let op = self.transport.acquire(&keys, &self.owner, self.cfg.lock.lease);
+        match self.timed(op, Some(self.cfg.timeout)).await {
+            Ok(LockReply::Won { token, lockval }) => {
+                self.locks.acquired.fetch_add(1, Relaxed);
+                let (c, j) = (Arc::clone(&self.locks), Arc::clone(&self.jitter));
+                Ok(lock::lease(&self.transport, &self.timer, &self.cfg.lock, c, j, keys.lock, token, lockval))
+            }
+            Ok(LockReply::Held { .. }) => Err(true),
+            Err(_) => Err(false),
+        }
     }
 
     /// Unlinks every L2 value whose cache key matches `pattern` (a glob over cache keys, as
@@ -480,7 +620,37 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             breaker_opens: c.breaker_opens.load(Relaxed),
             recovery_depth: self.recovery.len() as u64,
             recovery_dropped: self.recovery.dropped(),
+            lock_acquired: self.locks.acquired.load(Relaxed),
+            lock_contended: self.locks.contended.load(Relaxed),
+            lock_skipped: self.locks.skipped.load(Relaxed),
+            lock_timeouts: self.locks.timeouts.load(Relaxed),
+            lock_lease_lost: self.locks.lease_lost.load(Relaxed),
+            lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
+        }
+    }
+}
+
+/// The parts of one L2 write, as [`Tier::submit`] takes them.
+struct Write {
+    kind: Kind,
+    pc: codec::PayloadCodec,
+    fresh_ms: u64,
+    grace_ms: u64,
+    load_nanos: u64,
+    px_ms: u64,
+    expect: Expect,
+    ttl: Option<Duration>,
+    release: Option<String>,
+}
+
+impl<V> Rebuild<V> {
+    /// A won lock whose second read found the value: the rebuild is not needed; the lease is
+    /// dropped (released) unless the read failed, in which case this process loads under it.
+    fn or_load(self, lease: Lease) -> Rebuild<V> {
+        match self {
+            Rebuild::Fleet(L2Read::Skipped) => Rebuild::Load(Some(lease), Expect::Any),
+            other => other,
         }
     }
 }
