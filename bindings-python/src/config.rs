@@ -18,11 +18,12 @@ use crate::error::{config_error, invalid, to_pyerr, Spelling};
 use crate::runtime::{detach, DriverSpawner, TokioTimer};
 use crate::shared::PyCodec;
 
-/// The shared tier's keywords that are text: `redis` (a URL) and `l2_prefix`.
+/// The shared tier's keywords that are text: `redis` (a URL), `l2_prefix` and `fleet_lock`.
 #[derive(Default)]
 pub(crate) struct Shared {
     pub redis: Option<String>,
     pub prefix: Option<String>,
+    pub fleet_lock: Option<String>,
 }
 
 /// Keyword arguments by the settings table's names; `None`: not given.
@@ -77,6 +78,10 @@ pub(crate) fn build(
     };
     if let Some(prefix) = shared.prefix {
         config.l2_prefix = prefix;
+    }
+    if let Some(mode) = shared.fleet_lock {
+        config.fleet_lock = healcache::tier::FleetLock::parse(&mode)
+            .ok_or_else(|| invalid(py, "fleet_lock", "must be \"off\", \"refresh\" or \"all\""))?;
     }
     let weigh = Arc::new(weigh);
     let mut builder = healcache::CacheBuilder::from_config(config)

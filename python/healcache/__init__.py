@@ -82,6 +82,11 @@ class Stats(TypedDict):
     l2_breaker_opens: int
     l2_recovery_depth: int
     l2_recovery_dropped: int
+    l2_lock_acquired: int
+    l2_lock_contended: int
+    l2_lock_skipped: int
+    l2_lock_timeouts: int
+    l2_lock_lease_lost: int
     load_latency: LoadLatency
     healing: "HealingStats"
 
