@@ -76,12 +76,10 @@ pub(crate) fn build(
         None if config.max_bytes.is_some() || config.max_entry_bytes.is_some() => Weigh::Default,
         None => Weigh::Off,
     };
-    if let Some(prefix) = shared.prefix {
-        config.l2_prefix = prefix;
-    }
-    if let Some(mode) = shared.fleet_lock {
-        config.fleet_lock = healcache::tier::FleetLock::parse(&mode)
-            .ok_or_else(|| invalid(py, "fleet_lock", "must be \"off\", \"refresh\" or \"all\""))?;
+    for (name, text) in [("l2_prefix", shared.prefix), ("fleet_lock", shared.fleet_lock)] {
+        if let Some(text) = text {
+            config.set_text(name, &text).map_err(|e| config_error(py, e, Spelling::ByName))?;
+        }
     }
     let weigh = Arc::new(weigh);
     let mut builder = healcache::CacheBuilder::from_config(config)

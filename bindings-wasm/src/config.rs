@@ -20,11 +20,14 @@ pub fn create(
     clock: Option<WasmClock>,
     redis: Option<String>,
     l2_prefix: Option<String>,
+    fleet_lock: Option<String>,
 ) -> Result<Wasm, JsValue> {
     let make = || {
         let mut config = config(&names, &values, seed)?;
-        if let Some(prefix) = l2_prefix {
-            config.l2_prefix = prefix;
+        for (name, text) in [("l2_prefix", l2_prefix), ("fleet_lock", fleet_lock)] {
+            if let Some(text) = text {
+                config.set_text(name, &text)?;
+            }
         }
         if redis.is_some() {
             // no TCP from a worker's module: the shared tier is the Node package's

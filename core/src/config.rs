@@ -270,6 +270,29 @@ impl Config {
         Ok(())
     }
 
+    /// Sets a text setting by name: `l2_prefix` (checked when the cache is built) or
+    /// `fleet_lock` (`off`, `refresh` or `all`, checked now). The hosts' text options.
+    ///
+    /// ```
+    /// let mut c = healcache::Config::default();
+    /// c.set_text("fleetLock", "all").unwrap();
+    /// assert_eq!(c.fleet_lock, healcache::tier::FleetLock::All);
+    /// assert!(c.set_text("fleet_lock", "sometimes").is_err());
+    /// ```
+    pub fn set_text(&mut self, name: &str, value: &str) -> Result<()> {
+        match name {
+            "l2_prefix" | "l2Prefix" => self.l2_prefix = value.to_string(),
+            "fleet_lock" | "fleetLock" => {
+                self.fleet_lock = crate::tier::FleetLock::parse(value).ok_or_else(|| {
+                    let problem = ConfigProblem::Rule("must be \"off\", \"refresh\" or \"all\"");
+                    Error::invalid_config("fleet_lock", problem, None)
+                })?
+            }
+            _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, None)),
+        }
+        Ok(())
+    }
+
     /// Checks every setting as [`CacheBuilder::build`] does, without building a cache.
     pub fn check(&self) -> Result<()> {
         self.validate().map(drop)

@@ -189,7 +189,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let origin = Arc::new(AtomicU8::new(FROM_LOADER));
         let joined = match inner.flights.join_or_start(
             key,
-            || inner.store.peek_with(key, |s, _| s.value.clone()),
+            || self.trusted_peek(key),
             |id| {
                 let fence = inner.store.stored_version(key);
                 self.load_future(Arc::from(key), id, fence, opts, loader, origin.clone(), false)
@@ -320,7 +320,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let loader = move || future::lazy(move |_| loader().map(Loaded::Value));
         let joined = match inner.flights.join_or_start(
             key,
-            || inner.store.peek_with(key, |s, _| s.value.clone()),
+            || self.trusted_peek(key),
             |id| {
                 let fence = inner.store.stored_version(key);
                 self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), false)
@@ -480,6 +480,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             res
         }
         .boxed()
+    }
+
+    /// The fresh value of `key` in L1 unless it is suspect (written before the shared tier's
+    /// last gap or outage): a flight about to start re-reads a suspect entry instead of
+    /// answering with it.
+    fn trusted_peek(&self, key: &str) -> Option<Option<V>> {
+        let tier = &self.inner.tier;
+        self.inner
+            .store
+            .peek_with(key, |s, _| (s.value.clone(), s.written_at))
+            .filter(|(_, written)| tier.as_ref().is_none_or(|t| !t.is_suspect(*written)))
+            .map(|(v, _)| v)
     }
 
     /// Stores a value read from L2 for the life Redis has left (`fresh`; `None`: no expiry),

@@ -69,6 +69,12 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     );
     counter("l2_lock_timeouts_total", "Waits for another instance's rebuild that gave up.", stats.l2_lock_timeouts);
     counter("l2_lock_lease_lost_total", "Fleet lock leases lost while a loader ran.", stats.l2_lock_lease_lost);
+    counter("l2_bus_sent_total", "Invalidation messages published on the bus.", stats.l2_bus_sent);
+    counter("l2_bus_publish_failed_total", "Bus publishes that failed.", stats.l2_bus_publish_failed);
+    counter("l2_bus_received_total", "Invalidation messages received from other instances.", stats.l2_bus_received);
+    counter("l2_bus_invalidated_total", "L1 copies dropped by other instances' writes.", stats.l2_bus_invalidated);
+    counter("l2_bus_gaps_total", "Lost bus messages noticed (older L1 entries made suspect).", stats.l2_bus_gaps);
+    counter("l2_bus_malformed_total", "Received bytes that were not a bus message.", stats.l2_bus_malformed);
     let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
     for (reason, v) in [
         ("stale_while_revalidate", stats.stale_served_swr),

@@ -150,6 +150,18 @@ pub struct Stats {
     pub l2_lock_timeouts: u64,
     /// Leases lost while a loader ran.
     pub l2_lock_lease_lost: u64,
+    /// Invalidation messages published on the bus.
+    pub l2_bus_sent: u64,
+    /// Bus publishes that failed (receivers notice the gap).
+    pub l2_bus_publish_failed: u64,
+    /// Invalidation messages received from other instances.
+    pub l2_bus_received: u64,
+    /// L1 copies dropped by other instances' writes.
+    pub l2_bus_invalidated: u64,
+    /// Lost bus messages noticed; each made older L1 entries suspect.
+    pub l2_bus_gaps: u64,
+    /// Received bytes that were not a bus message.
+    pub l2_bus_malformed: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -159,7 +171,7 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 41] {
+    pub fn counters(&self) -> [(&'static str, u64); 47] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -202,6 +214,12 @@ impl Stats {
             ("l2_lock_skipped", self.l2_lock_skipped),
             ("l2_lock_timeouts", self.l2_lock_timeouts),
             ("l2_lock_lease_lost", self.l2_lock_lease_lost),
+            ("l2_bus_sent", self.l2_bus_sent),
+            ("l2_bus_publish_failed", self.l2_bus_publish_failed),
+            ("l2_bus_received", self.l2_bus_received),
+            ("l2_bus_invalidated", self.l2_bus_invalidated),
+            ("l2_bus_gaps", self.l2_bus_gaps),
+            ("l2_bus_malformed", self.l2_bus_malformed),
         ]
     }
 }

@@ -362,6 +362,24 @@ impl<V: Clone> Store<V> {
         (!slot.gone(self.now())).then(|| f(slot))
     }
 
+    /// Makes `key`'s fresh entry stale now (kept within its grace window as a fallback; without
+    /// one it is gone); true if it was fresh.
+    pub fn make_stale(&self, key: &str) -> bool {
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        let now = self.now();
+        let Some(i) = g.find(hash, key) else { return false };
+        let slot = &mut g.slots[i as usize];
+        if !slot.live(now) {
+            return false;
+        }
+        if slot.grace_until == slot.expires_at {
+            slot.grace_until = now;
+        }
+        slot.expires_at = now;
+        true
+    }
+
     /// The stored entry's version, fresh or stale, 0 if there is none (a load's fence).
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);

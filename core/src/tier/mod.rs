@@ -15,6 +15,7 @@
 //!   suspect: it is re-read from L2 before it is served fresh again.
 
 pub mod breaker;
+pub mod bus;
 pub mod lock;
 pub mod recovery;
 pub mod scripts;
@@ -133,12 +134,31 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<bool, TransportError>>;
     /// Deletes the lock at `lock_key` if it still holds `lockval`; false when it did not.
     fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>>;
+    /// Publishes `message` on the pub/sub `channel`, best effort (a lost message is a gap the
+    /// receivers notice by its number). Queued when called, in the same order as writes, so a
+    /// message follows the write it announces and messages leave in call order.
+    fn publish(&self, channel: &str, message: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// Keeps `sink` subscribed to `channel` from now on, on a connection of its own, until
+    /// `sink.alive()` is false: every message goes to `sink.message`, every (re)subscription to
+    /// `sink.subscribed` (messages may have been lost while it was down); a connection that
+    /// stops answering its pings is replaced, and a process that forked subscribes again.
+    fn subscribe(&self, channel: &str, sink: std::sync::Arc<dyn BusSink>);
     /// A health probe that also reconnects when the connection was lost.
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>>;
     /// Runs the tier's background work (answers of queued writes, the probe loop, replayed
     /// invalidations) to completion on the transport's own runtime: it must not depend on a
     /// host call being under way, as a host's spawner may.
     fn spawn(&self, work: BoxFuture<'static, ()>);
+}
+
+/// Where a subscription delivers (see [`Transport::subscribe`]).
+pub trait BusSink: Send + Sync + 'static {
+    /// A message's bytes.
+    fn message(&self, bytes: &[u8]);
+    /// The subscription started (`first`) or started again after a loss.
+    fn subscribed(&self, first: bool);
+    /// False once nobody listens any more (the cache was dropped): the subscription ends.
+    fn alive(&self) -> bool;
 }
 
 /// Turns a host value into payload bytes and back. Bindings implement it as a conversion (a

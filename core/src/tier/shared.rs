@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures::future::{self, BoxFuture, Either, FutureExt};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
+use super::bus::{self, Heard, Link};
 use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
-use super::{Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
+use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Token};
 use crate::keys::{self, L2Keys};
 use crate::stats::{Histogram, HistogramSnapshot};
@@ -18,6 +19,10 @@ use crate::{Clock, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
 const UNLINK_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How often an instance announces its last message number on the bus; a subscription that has
+/// delivered nothing, not even this cache's own heartbeats, for 1.5 of these is presumed lost.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How long a probe may take at least: it may have to connect anew.
 const PROBE_DEADLINE: Duration = Duration::from_secs(1);
@@ -98,6 +103,19 @@ pub struct L2Stats {
     pub lock_timeouts: u64,
     /// Leases lost while the loader ran (a renewal found the lock taken over).
     pub lock_lease_lost: u64,
+    /// Invalidation messages published (writes, deletes, repairs; heartbeats aside).
+    pub bus_sent: u64,
+    /// Publishes that failed (their numbers are gaps the receivers notice).
+    pub bus_publish_failed: u64,
+    /// Invalidation messages received from other instances.
+    pub bus_received: u64,
+    /// L1 copies dropped by those messages.
+    pub bus_invalidated: u64,
+    /// Lost messages noticed (a number skipped, a heartbeat ahead, a silent or restarted
+    /// subscription): each made every older L1 entry suspect.
+    pub bus_gaps: u64,
+    /// Received bytes that were not a bus message.
+    pub bus_malformed: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -171,6 +189,7 @@ pub(crate) struct Tier<V> {
     jitter: Arc<AtomicU64>,
     /// This process in the fleet lock's values: random per cache, so two instances never share it.
     owner: String,
+    bus: Link,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -188,6 +207,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
             compress_min_bytes: cfg.compress_min_bytes,
         };
+        let node = bus::node_id(seed, clock.precise_nanos(), Arc::as_ptr(&transport) as *const () as usize);
+        let cfg_prefix = cfg.prefix.clone();
         Arc::new(Tier {
             transport,
             codec,
@@ -202,7 +223,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             clock,
             locks: Arc::default(),
             jitter: Arc::new(AtomicU64::new(seed)),
-            owner: format!("{:016x}", crate::xfetch::splitmix64(seed ^ 0x000f_1ee7_10c4)),
+            owner: node.iter().map(|b| format!("{b:02x}")).collect(),
+            bus: Link::new(node, keys::bus_channel(&cfg_prefix, "cache")),
         })
     }
 
@@ -318,7 +340,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
     /// cannot be decided across processes without a shared clock).
     fn recovered(self: &Arc<Self>) {
-        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
+        self.distrust();
         for key in self.recovery.drain(self.now()) {
             if let Some(w) = self.tombstone(&key) {
                 self.spawn(w);
@@ -477,12 +499,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let deadline = self.cfg.timeout;
         let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect, deadline, release });
         let tier = Arc::clone(self);
+        let key = key.to_string();
         Some(
             async move {
                 // the transport keeps the deadline from when it sends the write (see WriteRequest)
                 match tier.timed(op, None).await {
-                    Ok(WriteReply::Written(_)) => {
+                    Ok(WriteReply::Written(token)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
+                        let what = if kind == Kind::Tombstone { bus::Kind::Removed } else { bus::Kind::Changed };
+                        tier.publish(what, vec![(key, token)]);
                         Wrote::Written
                     }
                     Ok(WriteReply::Newer | WriteReply::EpochChanged) => {
@@ -499,6 +524,94 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Hands a write's answer to the background.
     pub(crate) fn spawn(&self, w: BoxFuture<'static, Wrote>) {
         self.transport.spawn(w.map(drop).boxed());
+    }
+
+    /// Announces written or deleted keys on the bus (after the write landed: never a message
+    /// without its value in L2). Best effort: a failed publish is a gap receivers notice.
+    fn publish(self: &Arc<Self>, kind: bus::Kind, keys: Vec<(String, codec::Token)>) {
+        // numbered and queued under one lock: the transport sends in queue order, so numbers
+        // arrive in order unless messages are lost
+        let sending = self.bus.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(msg) = self.bus.message(kind, keys) else {
+            // over the message bound: receivers see the skipped number as a gap
+            self.bus.numbering.take();
+            self.bus.publish_failed.fetch_add(1, Relaxed);
+            return;
+        };
+        if kind != bus::Kind::Heartbeat {
+            self.bus.sent.fetch_add(1, Relaxed);
+        }
+        let tier = Arc::clone(self);
+        let send = self.transport.publish(&self.bus.channel, msg);
+        drop(sending);
+        self.transport.spawn(
+            async move {
+                if send.await.is_err() {
+                    tier.bus.publish_failed.fetch_add(1, Relaxed);
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// Subscribes to the bus: other instances' messages make keys stale (changed) or remove them
+    /// (deleted) in L1 through `drop_key`;
+    /// heartbeats go out every second, and a subscription silent for 1.5 s (this cache's own
+    /// heartbeats stopped coming back) makes every older L1 entry suspect.
+    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey) {
+        let _ = self.bus.on_key.set(drop_key);
+        self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
+        let weak = Arc::downgrade(self);
+        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak.clone())));
+        let timer = Arc::clone(&self.timer);
+        let jitter = Arc::clone(&self.jitter);
+        self.transport.spawn(
+            async move {
+                loop {
+                    timer.sleep(lock::jittered(HEARTBEAT, &jitter)).await;
+                    let Some(tier) = weak.upgrade() else { return };
+                    tier.publish(bus::Kind::Heartbeat, Vec::new());
+                    let quiet = tier.clock.now_nanos().saturating_sub(tier.bus.last_heard.load(Relaxed));
+                    if quiet > (HEARTBEAT.as_nanos() as u64) * 3 / 2 && !tier.bus.silent.swap(true, Relaxed) {
+                        tier.bus.gaps.fetch_add(1, Relaxed);
+                        tier.distrust();
+                    }
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// Every L1 entry written before now is suspect: re-read from L2 before it is served fresh.
+    pub(crate) fn distrust(&self) {
+        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
+    }
+
+    fn heard(&self, bytes: &[u8]) {
+        let now = self.clock.now_nanos();
+        let b = &self.bus;
+        b.last_heard.store(now, Relaxed);
+        b.silent.store(false, Relaxed);
+        let gap = match b.numbering.hear(bytes, now) {
+            Heard::Own => false,
+            Heard::Malformed => {
+                b.malformed.fetch_add(1, Relaxed);
+                false
+            }
+            Heard::Heartbeat { gap } => gap,
+            Heard::Keys { keys, removed, gap } => {
+                b.received.fetch_add(1, Relaxed);
+                if let Some(drop_key) = b.on_key.get() {
+                    let dropped = keys.iter().filter(|k| drop_key(k, removed)).count();
+                    b.invalidated.fetch_add(dropped as u64, Relaxed);
+                }
+                gap
+            }
+        };
+        if gap {
+            b.gaps.fetch_add(1, Relaxed);
+            self.distrust();
+        }
     }
 
     /// Whether a load (background or not) takes the fleet lock.
@@ -625,6 +738,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             lock_skipped: self.locks.skipped.load(Relaxed),
             lock_timeouts: self.locks.timeouts.load(Relaxed),
             lock_lease_lost: self.locks.lease_lost.load(Relaxed),
+            bus_sent: self.bus.sent.load(Relaxed),
+            bus_publish_failed: self.bus.publish_failed.load(Relaxed),
+            bus_received: self.bus.received.load(Relaxed),
+            bus_invalidated: self.bus.invalidated.load(Relaxed),
+            bus_gaps: self.bus.gaps.load(Relaxed),
+            bus_malformed: self.bus.malformed.load(Relaxed),
             lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
         }
@@ -651,6 +770,33 @@ impl<V> Rebuild<V> {
         match self {
             Rebuild::Fleet(L2Read::Skipped) => Rebuild::Load(Some(lease), Expect::Any),
             other => other,
+        }
+    }
+}
+
+/// The bus subscription's end in a tier (weak: a dropped cache stops listening).
+struct Sink<V>(std::sync::Weak<Tier<V>>);
+
+impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
+    fn message(&self, bytes: &[u8]) {
+        if let Some(t) = self.0.upgrade() {
+            t.heard(bytes);
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    fn subscribed(&self, first: bool) {
+        let Some(t) = self.0.upgrade() else { return };
+        t.bus.last_heard.store(t.clock.now_nanos(), Relaxed);
+        t.bus.silent.store(false, Relaxed);
+        if !first {
+            // messages sent while it was down are lost: numbering starts afresh, L1 is suspect
+            t.bus.numbering.forget();
+            t.bus.gaps.fetch_add(1, Relaxed);
+            t.distrust();
         }
     }
 }
