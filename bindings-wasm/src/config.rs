@@ -12,6 +12,7 @@ use crate::error::into_js_error;
 /// each), the seed (`undefined`: the host's, drawn at the cache's first use), whether its
 /// healing loop runs in the background, and its test clock.
 #[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
 pub fn create(
     names: String,
     values: Vec<f64>,
