@@ -87,15 +87,6 @@ impl Ghost {
         [(hash as usize) & m, ((hash >> 24) as usize ^ (hash >> 40) as usize) & m]
     }
 
-    /// Hints the CPU to fetch the cells of this hash (a new entry's [`Ghost::estimate`] reads
-    /// them), so their cache misses overlap the caller's others.
-    #[inline(always)]
-    pub fn prefetch(&self, hash: u64) {
-        for i in self.cells(hash) {
-            crate::store::prefetch(&self.0[i]);
-        }
-    }
-
     /// A miss of the key with this hash.
     #[inline]
     pub fn bump(&self, hash: u64) {

@@ -170,15 +170,14 @@ impl<V> ShardInner<V> {
         self.table.find(hash, |i| &*self.slots[i as usize].key == key)
     }
 
-    /// Hints the CPU to fetch what a write of `hash` reads first: the index bucket its lookup
-    /// starts at and, should it insert, the ghost cells of the new entry's counter. Their cache
-    /// misses then overlap instead of following one another (the next slot of the vector is
-    /// fetched by the insert before, see [`ShardInner::push`]). An overwrite fetches the two
-    /// ghost lines for nothing; it waits on none of them.
+    /// Hints the CPU to fetch the index bucket where a write's lookup of `hash` starts, so its
+    /// cache miss overlaps the clock read and the checks before it. (Fetching the ghost cells an
+    /// insert reads as well made no difference beyond the noise to inserts, and costs an
+    /// overwrite two lines for nothing; the next slot is fetched by the insert before, see
+    /// [`ShardInner::push`].)
     #[inline(always)]
     pub(super) fn prefetch_write(&self, hash: u64) {
         self.table.prefetch(hash);
-        self.ghost.prefetch(hash);
     }
 
     /// Overwrites the entry at `i` (whose version the caller checked), then evicts others if the
