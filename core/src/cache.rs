@@ -206,7 +206,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Another instance replaced `key` in L2 (this L1 copy becomes stale: a fallback within its
     /// grace window, re-read before it is served fresh) or deleted it (`deleted`: removed here
     /// too); true if there was a fresh copy.
-    fn drop_local(&self, key: &str, deleted: bool) -> bool {
+    pub(crate) fn drop_local(&self, key: &str, deleted: bool) -> bool {
         if !deleted {
             return self.inner.store.make_stale(key);
         }

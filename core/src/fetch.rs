@@ -443,22 +443,37 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         None => (expect, None),
                     };
                     if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release) {
-                        match w.await {
-                            Wrote::Written => {
+                        // a write still queued at the deadline lands later; if a newer value won
+                        // meanwhile, the copy kept here is made stale (as the winner's bus
+                        // message would)
+                        let (c, k) = (cache.clone(), key.clone());
+                        let late = move |wrote| {
+                            if wrote == Wrote::FencedOut {
+                                c.drop_local(&k, false);
+                            }
+                        };
+                        match tier.settle(w, late).await {
+                            // the write carries the lock's release: the lease ends with it
+                            None => {
+                                if let Some(l) = &mut lease {
+                                    l.released = true;
+                                }
+                            }
+                            Some(Wrote::Written) => {
                                 if let Some(l) = &mut lease {
                                     l.released = true;
                                 }
                             }
                             // A newer write won: this value is not kept here either; L1 takes
                             // what L2 holds now (the winner's value), if it is fresh.
-                            Wrote::FencedOut => {
+                            Some(Wrote::FencedOut) => {
                                 keep = false;
                                 origin.store(FENCED_OUT, Relaxed);
                                 if let L2Read::Hit { value, fresh, load_nanos } = tier.read(&key).await {
                                     cache.store_shared(&key, value, fresh, load_nanos, fence, opts);
                                 }
                             }
-                            Wrote::Failed => {}
+                            Some(Wrote::Failed) => {}
                         }
                     }
                 }

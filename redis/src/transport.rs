@@ -62,20 +62,17 @@ struct Inner {
 /// sent after the write it announces and messages leave in the order they were numbered.
 enum Queued {
     Write(WriteRequest),
-    Publish { channel: String, message: Vec<u8> },
+    Publish { channel: String, message: Vec<u8>, deadline: Duration },
 }
 
 impl Queued {
     fn deadline(&self) -> Duration {
         match self {
             Queued::Write(w) => w.deadline,
-            Queued::Publish { .. } => PUBLISH_DEADLINE,
+            Queued::Publish { deadline, .. } => *deadline,
         }
     }
 }
-
-/// How long a publish may take once sent.
-const PUBLISH_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The bus subscriptions asked for (channel and sink), and the process that runs them.
 type Subscriptions = (Vec<(String, Arc<dyn BusSink>)>, Option<ForkGuard<()>>);
@@ -242,7 +239,7 @@ impl RedisTransport {
         for req in &reqs {
             let req = match req {
                 Queued::Write(w) => w,
-                Queued::Publish { channel, message } => {
+                Queued::Publish { channel, message, .. } => {
                     pipe.cmd("PUBLISH").arg(channel).arg(message);
                     continue;
                 }
@@ -568,8 +565,13 @@ impl Transport for RedisTransport {
         run(async move { me.release_now(key, val).await })
     }
 
-    fn publish(&self, channel: &str, message: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.queue(Queued::Publish { channel: channel.to_string(), message }).map(|r| r.map(drop)).boxed()
+    fn publish(
+        &self,
+        channel: &str,
+        message: Vec<u8>,
+        deadline: Duration,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.queue(Queued::Publish { channel: channel.to_string(), message, deadline }).map(|r| r.map(drop)).boxed()
     }
 
     fn subscribe(&self, channel: &str, sink: Arc<dyn BusSink>) {

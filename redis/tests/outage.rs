@@ -64,6 +64,10 @@ fn redis_killed_under_64_workers_then_restarted() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
+                // a request handler awaits its I/O: without this, an iteration that never waits
+                // (L1 hit, or L2 skipped and the loader ready at once) keeps its worker thread,
+                // and the other tasks' clocks run on while they are not scheduled
+                tokio::task::yield_now().await;
                 // mostly hot keys (in L1), some cold ones (L2, then the loader)
                 let key =
                     if i.is_multiple_of(4) { format!("cold:{w}:{i}") } else { format!("hot:{}", (i * 7 + w) % 200) };
@@ -171,6 +175,10 @@ fn through_a_faulty_link_no_reply_reaches_the_wrong_caller() {
             while !stop.load(Ordering::Relaxed) {
                 i += 13;
                 let key = format!("k:{}", i % 300);
+                // a request handler awaits its I/O: without this, an iteration that never waits
+                // (L1 hit, or L2 skipped and the loader ready at once) keeps its worker thread,
+                // and the other tasks' clocks run on while they are not scheduled
+                tokio::task::yield_now().await;
                 c.remove(&key); // L1 only matters here: each read goes to L2
                 let t = Instant::now();
                 let fut = get(&c, key.clone());
@@ -224,6 +232,46 @@ fn through_a_faulty_link_no_reply_reaches_the_wrong_caller() {
     assert_eq!(wrong.load(Ordering::Relaxed), 0, "a reply reached the wrong request");
     assert_eq!(late.load(Ordering::Relaxed), 0, "an operation outlived its deadline");
     assert!(l2_hits.load(Ordering::Relaxed) > 0, "reads went through the proxy");
+}
+
+/// A bus message queued before a write on a link that stopped answering: the write still ends at
+/// its own deadline (a message never lends the write a longer one, nor holds the queue past it).
+/// Best of three tries, as the bound is a wall-clock one on a shared machine.
+#[test]
+fn a_bus_message_on_a_stalled_link_holds_no_write_past_its_deadline() {
+    use healcache::keys::L2Keys;
+    use healcache::tier::{Expect, Transport, WriteRequest};
+    const DEADLINE: Duration = Duration::from_millis(20);
+    let r = RedisServer::start_with(RedisOptions::restricted()).unwrap();
+    let proxy = FaultProxy::start(r.addr()).unwrap();
+    let url = r.url().replace(&r.port().to_string(), &proxy.addr().port().to_string());
+    let t = RedisTransport::connect(&url).unwrap();
+    let mut took = Vec::new();
+    for round in 0..3 {
+        proxy.set(Faults::default());
+        futures::executor::block_on(t.probe()).unwrap();
+        proxy.set(Faults { blackhole: true, ..Default::default() });
+        // kept, not polled: a message whose sender stopped waiting would not be sent
+        let message = t.publish("hc:{bus}:test", vec![1; 64], DEADLINE);
+        let keys =
+            L2Keys { value: format!("hc:{{0}}:v:k{round}"), lock: "hc:{0}:l:k".into(), fence: "hc:{0}:f".into() };
+        let write = t.write(WriteRequest {
+            keys,
+            envelope: vec![0; 32],
+            px_ms: 1000,
+            expect: Expect::Any,
+            deadline: DEADLINE,
+            release: None,
+        });
+        let started = Instant::now();
+        let res = futures::executor::block_on(write);
+        took.push(started.elapsed());
+        assert_eq!(res, Err(healcache::tier::TransportError::Timeout), "nothing answers on a blackholed link");
+        drop(message);
+    }
+    // its own deadline, plus at most the message's ahead of it in the queue
+    let best = took.iter().min().unwrap();
+    assert!(*best < DEADLINE * 2 + Duration::from_millis(200), "the write took {took:?}");
 }
 
 fn wait_until(limit: Duration, cond: impl Fn() -> bool) -> bool {

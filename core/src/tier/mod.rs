@@ -136,8 +136,14 @@ pub trait Transport: Send + Sync + 'static {
     fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>>;
     /// Publishes `message` on the pub/sub `channel`, best effort (a lost message is a gap the
     /// receivers notice by its number). Queued when called, in the same order as writes, so a
-    /// message follows the write it announces and messages leave in call order.
-    fn publish(&self, channel: &str, message: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// message follows the write it announces and messages leave in call order; `deadline`
+    /// counts as a write's does.
+    fn publish(
+        &self,
+        channel: &str,
+        message: Vec<u8>,
+        deadline: std::time::Duration,
+    ) -> BoxFuture<'static, Result<(), TransportError>>;
     /// Keeps `sink` subscribed to `channel` from now on, on a connection of its own, until
     /// `sink.alive()` is false: every message goes to `sink.message`, every (re)subscription to
     /// `sink.subscribed` (messages may have been lost while it was down); a connection that

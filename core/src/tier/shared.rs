@@ -526,6 +526,23 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.transport.spawn(w.map(drop).boxed());
     }
 
+    /// Waits for a write's answer at most the tier's deadline from now: a write may wait its turn
+    /// in the queue longer than that, and the caller that loaded the value is not held for it.
+    /// Past the deadline the write goes on in the background and `late` gets its answer.
+    pub(crate) async fn settle(
+        &self,
+        w: BoxFuture<'static, Wrote>,
+        late: impl FnOnce(Wrote) + Send + 'static,
+    ) -> Option<Wrote> {
+        match future::select(w, self.timer.sleep(self.cfg.timeout)).await {
+            Either::Left((wrote, _)) => Some(wrote),
+            Either::Right((_, w)) => {
+                self.transport.spawn(w.map(late).boxed());
+                None
+            }
+        }
+    }
+
     /// Announces written or deleted keys on the bus (after the write landed: never a message
     /// without its value in L2). Best effort: a failed publish is a gap receivers notice.
     fn publish(self: &Arc<Self>, kind: bus::Kind, keys: Vec<(String, codec::Token)>) {
@@ -542,7 +559,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             self.bus.sent.fetch_add(1, Relaxed);
         }
         let tier = Arc::clone(self);
-        let send = self.transport.publish(&self.bus.channel, msg);
+        let send = self.transport.publish(&self.bus.channel, msg, self.cfg.timeout);
         drop(sending);
         self.transport.spawn(
             async move {
