@@ -84,7 +84,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         // Fast path: a fresh value, when no refresh layer needs to see the read, is returned
         // without building the load machinery.
         let s = &self.inner.settings;
-        let trusted = self.inner.tier.as_ref().is_none_or(|t| !t.any_suspect());
+        let trusted = self.inner.tier().is_none_or(|t| !t.any_suspect());
         if s.xfetch_beta.is_none() && s.refresh_after.is_none() && trusted {
             if let Some(v) = self.inner.store.try_hit(key, |slot| slot.value.clone()) {
                 return Either::Left(future::ready(Ok(v)));
@@ -135,7 +135,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.done(removed);
         // An entry written before the shared tier's last outage ended may have missed an
         // invalidation: it is re-read from L2 (and serves as the stale value meanwhile).
-        let look = match (look, &inner.tier) {
+        let look = match (look, inner.tier()) {
             (Lookup::Fresh(raw), Some(t)) if t.is_suspect(raw.written_at) => Lookup::Stale(raw),
             (look, _) => look,
         };
@@ -358,8 +358,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let counters = &inner.flights.counters;
             // The shared tier first: a fresh L2 value ends the flight without the loader.
             let mut l2_expect = None;
-            if let Some(tier) = &inner.tier {
-                match tier.read(&key).await {
+            if let Some(tier) = inner.tier() {
+                // boxed: a future awaited in place is polled from this state machine even where
+                // its branch is never taken, so without the `tier` feature the read's code
+                // would stay in the build; boxed, only this (dead) branch refers to it
+                match tier.read(&key).boxed().await {
                     L2Read::Hit { value, fresh, load_nanos } => {
                         // L1 keeps it for the life Redis has left, within its own TTL
                         let ttl = match (fresh, cache.resolve_ttl(opts.ttl)) {
@@ -398,7 +401,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             };
             let took = inner.store.precise_now().saturating_sub(started);
             inner.counters.load_latency.record(took);
-            if let (Ok(v), Some(tier), Some(expect)) = (&res, &inner.tier, l2_expect) {
+            if let (Ok(v), Some(tier), Some(expect)) = (&res, inner.tier(), l2_expect) {
                 let ttl = match v {
                     Some(_) => Some(cache.resolve_ttl(opts.ttl)),
                     None => opts.negative_ttl.or(inner.settings.negative_ttl).map(Some),
