@@ -20,6 +20,7 @@ mod cache;
 mod clock;
 pub mod codec;
 mod config;
+mod decimal;
 mod error;
 mod eviction;
 mod fetch;
