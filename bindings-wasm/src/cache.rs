@@ -13,13 +13,42 @@ use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
 use js_sys::{Function, Promise};
-use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::convert::to_js;
 use crate::error::into_js_error;
+
+/// A JS value, or a future holding JS values, marked `Send` so the core's `Send` bounds take it.
+/// Sound because this module has one thread: wasm32-unknown-unknown without the `atomics` target
+/// feature runs no other (a build with it is refused below). The send_wrapper crate does the same
+/// with a thread-id check on every access, which links std's thread registry (about 3 KB) into a
+/// module that cannot have a second thread.
+pub(crate) struct Local<T>(pub T);
+
+#[cfg(target_feature = "atomics")]
+compile_error!("healcache-wasm marks JS values `Send` (`Local`): it must run on one thread");
+
+// SAFETY: one thread (above).
+unsafe impl<T> Send for Local<T> {}
+
+impl<T> std::ops::Deref for Local<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<F: Future> Future for Local<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        // SAFETY: structural pinning: the field is never moved out of a pinned `Local`.
+        unsafe { self.map_unchecked_mut(|l| &mut l.0) }.poll(cx)
+    }
+}
 
 /// One cache, as the wrapper holds it, with its host hooks.
 #[wasm_bindgen(js_name = Backend)]
@@ -65,7 +94,7 @@ pub(crate) fn host_seed() -> u64 {
 pub(crate) struct JsTimer;
 
 /// A host timeout's promise, awaited.
-type HostWait = SendWrapper<Pin<Box<dyn Future<Output = ()>>>>;
+type HostWait = Local<Pin<Box<dyn Future<Output = ()>>>>;
 /// One host timeout, shared by the delays that end with it.
 type HostTimeout = Shared<HostWait>;
 
@@ -96,7 +125,7 @@ fn host_timeout(ms: f64) -> HostTimeout {
         let _guard = guard;
         let _ = JsFuture::from(p).await;
     });
-    SendWrapper::new(fut).shared()
+    Local(fut).shared()
 }
 
 impl Timer for JsTimer {
@@ -334,9 +363,9 @@ impl Drop for AbortOnDrop {
 /// `loaded_from` (while it is pending it stands for its key's flight in `loading`); `run(true)`
 /// aborts its signal.
 fn core_loader(
-    loader: SendWrapper<Function>,
+    loader: Local<Function>,
     key: String,
-    loading: SendWrapper<Rc<js_sys::Map>>,
+    loading: Local<Rc<js_sys::Map>>,
 ) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
         let called = loader.call1(&JsValue::UNDEFINED, &JsValue::FALSE).map(Promise::from);
@@ -344,8 +373,8 @@ fn core_loader(
         if let Ok(p) = &called {
             loading.set(&key, p);
         }
-        let guard = AbortOnDrop(Some(loader.take()));
-        SendWrapper::new(async move {
+        let guard = AbortOnDrop(Some(loader.0));
+        Local(async move {
             let mut guard = guard;
             let failed = |_e: JsValue| loader_failed("loader call failed");
             let promise = match called {
@@ -405,7 +434,7 @@ fn run_fetch(
 ) -> Promise {
     let loading = Rc::clone(&c.1.loading);
     let joined = loading.get(&JsValue::from_str(&key)).dyn_into::<Promise>().ok();
-    let load = core_loader(SendWrapper::new(loader), key.clone(), SendWrapper::new(loading));
+    let load = core_loader(Local(loader), key.clone(), Local(loading));
     let fut = c.0.fetch(key, load, ticket, opts, must_value);
     let wait_until = wait_until.or_else(|| c.1.wait_until.borrow().clone());
     let fut = Kept { wait_until, fut: Box::pin(fut) };
