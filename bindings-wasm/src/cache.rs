@@ -6,10 +6,10 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
+use futures::future::{BoxFuture, FutureExt};
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
 use js_sys::{Function, Promise};
@@ -93,20 +93,15 @@ pub(crate) fn host_seed() -> u64 {
 /// more is cleared, so none outlives its use or keeps a Node process alive.
 pub(crate) struct JsTimer;
 
-/// A host timeout's promise, awaited.
-type HostWait = Local<Pin<Box<dyn Future<Output = ()>>>>;
-/// One host timeout, shared by the delays that end with it.
-type HostTimeout = Shared<HostWait>;
-
 thread_local! {
-    /// Host timeouts under way with their deadline (µs since `EPOCH`), held weakly (their waiters
-    /// hold them): about 32 per delay length in use (one per 250 ms for delays over 8 s).
-    static TIMEOUTS: RefCell<Vec<(u64, WeakShared<HostWait>)>> =
-        const { RefCell::new(Vec::new()) };
+    /// Host timeouts under way with their deadline (µs since `EPOCH`): the promise each waiter
+    /// awaits, and its guard held weakly (its waiters hold it): about 32 per delay length in use
+    /// (one per 250 ms for delays over 8 s).
+    static TIMEOUTS: RefCell<Vec<(u64, Promise, Weak<ClearOnDrop>)>> = const { RefCell::new(Vec::new()) };
     static EPOCH: web_time::Instant = web_time::Instant::now();
 }
 
-/// Clears a host timeout when dropped (a no-op once it fired).
+/// Clears a host timeout when dropped, by its last waiter (a no-op once it fired).
 struct ClearOnDrop(JsValue);
 
 impl Drop for ClearOnDrop {
@@ -115,17 +110,23 @@ impl Drop for ClearOnDrop {
     }
 }
 
-fn host_timeout(ms: f64) -> HostTimeout {
+/// A new host timeout of `ms`: the promise it resolves, and its guard.
+fn host_timeout(ms: f64) -> (Promise, Rc<ClearOnDrop>) {
     let mut id = JsValue::UNDEFINED;
     let p = Promise::new(&mut |resolve, _| {
         id = set_timeout(&resolve, ms);
     });
-    let guard = ClearOnDrop(id);
-    let fut: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+    (p, Rc::new(ClearOnDrop(id)))
+}
+
+/// One delay: awaits the shared promise (a JS promise takes any number of waiters, so no
+/// futures `Shared` is needed) and holds the guard until it ends or is dropped.
+fn wait_on(p: Promise, guard: Rc<ClearOnDrop>) -> BoxFuture<'static, ()> {
+    Local(async move {
         let _guard = guard;
         let _ = JsFuture::from(p).await;
-    });
-    Local(fut).shared()
+    })
+    .boxed()
 }
 
 impl Timer for JsTimer {
@@ -139,16 +140,15 @@ impl Timer for JsTimer {
             let mut t = t.borrow_mut();
             // forget the timeouts that have fired
             let now_us = (now * 1e3) as u64;
-            t.retain(|(at, _)| *at >= now_us);
-            if let Some(shared) = t.iter().find(|(at, _)| *at == key).and_then(|(_, w)| w.upgrade()) {
-                return shared.boxed();
+            t.retain(|(at, _, _)| *at >= now_us);
+            let live = t.iter().find(|(at, _, _)| *at == key).and_then(|(_, p, w)| Some((p.clone(), w.upgrade()?)));
+            if let Some((p, guard)) = live {
+                return wait_on(p, guard);
             }
-            let shared = host_timeout(deadline - now);
-            if let Some(weak) = shared.downgrade() {
-                t.retain(|(at, _)| *at != key);
-                t.push((key, weak));
-            }
-            shared.boxed()
+            let (p, guard) = host_timeout(deadline - now);
+            t.retain(|(at, _, _)| *at != key);
+            t.push((key, p.clone(), Rc::downgrade(&guard)));
+            wait_on(p, guard)
         })
     }
 }
