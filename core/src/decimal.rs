@@ -55,13 +55,14 @@ impl fmt::Display for Decimal {
             }
             text[..len].iter().try_for_each(|&b| digit(f, b))
         } else {
-            for i in 0..(point as usize).max(len) {
-                if i == point as usize {
+            let point = point as usize;
+            for (i, &b) in text[..len].iter().enumerate() {
+                if i == point {
                     f.write_str(".")?;
                 }
-                digit(f, if i < len { text[i] } else { b'0' })?;
+                digit(f, b)?;
             }
-            Ok(())
+            (len..point).try_for_each(|_| f.write_str("0"))
         }
     }
 }
@@ -125,6 +126,8 @@ mod tests {
     }
 
     #[test]
+    // the ties below are exact values, written in full on purpose
+    #[allow(clippy::excessive_precision)]
     fn special_and_edge_values_display_as_f64_does() {
         for v in [
             0.0,
