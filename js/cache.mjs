@@ -56,9 +56,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     constructor(options) {
       ready();
       super();
-      const [names, values, seed, redis, l2Prefix] = createArgs(options);
+      const [names, values, seed, redis, l2Prefix, fleetLock] = createArgs(options);
       const clock = options == null ? undefined : options.clock;
-      this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock), redis, l2Prefix);
+      this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock), redis, l2Prefix, fleetLock);
       this._shared = redis !== undefined; // values also cross to L2, converted by the binding
       if (clock !== undefined) this._now = () => clock.now();
       // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given

@@ -16,8 +16,9 @@ const CLOCK_OPTION = 'clock';
 const CLOCK = Symbol('healcache.clock');
 // the host's hook for background work (edge runtimes: `ctx.waitUntil`), a cache option and a per-call one
 const WAIT_UNTIL = 'waitUntil';
-// the shared tier's text options: `redis`, a redis:// URL, and `l2Prefix`, the first part of every L2 key
-const TEXT_OPTIONS = ['redis', 'l2Prefix'];
+// the shared tier's text options: `redis`, a redis:// URL, `l2Prefix`, the first part of every L2 key,
+// and `fleetLock`, which loads take the fleet rebuild lock ('off', 'refresh', 'all'; the core checks it)
+const TEXT_OPTIONS = ['redis', 'l2Prefix', 'fleetLock'];
 /** Healing settings that JS spelt with their unit before the core's table named them: still accepted, and shown. */
 const FORMER = new Map([
   ['verifyIntervalMs', 'verifyInterval'],
@@ -169,7 +170,7 @@ function createArgs(options) {
   const names = [];
   const values = [];
   let seed;
-  const text = [undefined, undefined];
+  const text = TEXT_OPTIONS.map(() => undefined);
   if (options !== undefined && options !== null) {
     if (typeof options !== 'object') throw invalid('options', 'must be an object');
     for (const name of Object.keys(options)) {

@@ -1,6 +1,7 @@
 # The shared tier on Redis (healcache-redis, healcache-rt): `make test-redis` runs its Rust tests
 # against real redis-server processes (installed by .ci/setup-server.sh); the Python suite also
-# uses `l2_get`, a small Rust reader of the shared tier, for its cross-language checks.
+# uses `l2_get`, a small Rust reader of the shared tier, and `fleet_node`, one instance of a fleet
+# driven on stdin, for its cross-language checks.
 TEST_SUITES += test-redis
 
 .PHONY: test-redis build-l2-tools
@@ -9,7 +10,7 @@ test-redis:
 	$(CARGO) test -p healcache-rt -p healcache-redis --release
 
 build-l2-tools:
-	$(CARGO) build -p healcache-redis --release --example l2_get
+	$(CARGO) build -p healcache-redis --release --example l2_get --example fleet_node
 
 test-python: build-l2-tools
 

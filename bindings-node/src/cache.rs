@@ -13,10 +13,11 @@ use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
 use napi::bindgen_prelude::{
-    within_runtime_if_available, External, Promise, PromiseRaw, ToNapiValue, TypeName, ValueType,
+    within_runtime_if_available, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
+    ToNapiValue, TypeName, ValueType,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{check_status, sys, Env, Status};
+use napi::{check_status, sys, Env, JsError, Status};
 use napi_derive::napi;
 
 use crate::convert::{Key, ToJs};
@@ -136,10 +137,80 @@ pub fn set(
     with_row(|out| c.write(key.as_str(), handle, weight, ttl, if_version, out)).map_err(|e| into_js_error(env, e))
 }
 
-/// `Backend::write_plain`: returns the new version and fills the result row.
-#[napi]
-pub fn set_plain(env: &Env, c: &External<Backend>, key: Key, handle: f64, weight: f64) -> napi::Result<f64> {
-    with_row(|out| c.write_plain(key.as_str(), handle, weight, out)).map_err(|e| into_js_error(env, e))
+/// `setPlain(c, key, handle, weight)`: `Backend::write_plain`, the wrapper's common write;
+/// returns the new version and fills the result row.
+///
+/// A raw napi callback rather than a `#[napi]` function: napi-rs wraps each of those in a
+/// native-borrow scope (an `Arc` allocated and freed, thread-local pushes and mutex locks on
+/// every call), which this function has no use for: it borrows its `External` only while it
+/// runs, and calls no JS. The conversions are napi-rs' own, as a generated function makes them.
+unsafe extern "C" fn set_plain(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this with a live `env` and the call's `info`, on the JS thread.
+    let r = unsafe { set_plain_args(env, info) }.and_then(|(c, key, handle, weight)| {
+        let w = with_row(|out| c.write_plain(key.as_str(), handle, weight, out));
+        // SAFETY: the same live `env`.
+        w.map_err(|e| into_js_error(&Env::from(env), e)).and_then(|v| unsafe { f64::to_napi_value(env, v) })
+    });
+    r.unwrap_or_else(|e| {
+        // SAFETY: the same live `env`; the thrown error is what the function returns to JS.
+        unsafe { JsError::from(e).throw_into(env) };
+        ptr::null_mut()
+    })
+}
+
+/// The arguments of [`set_plain`], converted (a missing argument converts as `undefined`: a
+/// type error).
+///
+/// # Safety
+/// `env` and `info` are those napi passed to the callback, which is still running.
+unsafe fn set_plain_args(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> napi::Result<(&'static External<Backend>, Key, f64, f64)> {
+    let mut argc = 4;
+    let mut argv = [ptr::null_mut(); 4];
+    // SAFETY (every call below): the caller's guarantee; `argv` holds `argc` values.
+    unsafe {
+        check_status!(sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut()
+        ))?;
+        if argc < 4 {
+            return Err(napi::Error::new(Status::InvalidArg, "setPlain takes 4 arguments"));
+        }
+        let c = <External<Backend> as FromNapiRef>::from_napi_ref(env, argv[0])?;
+        Ok((
+            c,
+            Key::from_napi_value(env, argv[1])?,
+            f64::from_napi_value(env, argv[2])?,
+            f64::from_napi_value(env, argv[3])?,
+        ))
+    }
+}
+
+/// Adds the raw callbacks ([`set_plain`]) to the module's exports.
+#[napi(module_exports)]
+pub fn raw_exports(exports: Object, env: Env) -> napi::Result<()> {
+    let mut f = ptr::null_mut();
+    // SAFETY: `env` and `exports` are the live ones of the module being loaded; the name is
+    // NUL-terminated and outlives the calls.
+    unsafe {
+        let name = c"setPlain";
+        check_status!(sys::napi_create_function(
+            env.raw(),
+            name.as_ptr(),
+            8,
+            Some(set_plain),
+            ptr::null_mut(),
+            &mut f
+        ))?;
+        check_status!(sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), f))?;
+    }
+    Ok(())
 }
 
 /// `Backend::remove`.

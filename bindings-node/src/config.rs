@@ -12,7 +12,7 @@ use crate::error::into_js_error;
 
 /// Builds a cache from core `Config` settings given by name (`names` comma-separated, one value
 /// each), the seed, whether its healing loop runs in the background, its test clock, and its
-/// shared tier (a redis:// URL and the L2 key prefix).
+/// shared tier (a redis:// URL, the L2 key prefix and the fleet lock's mode).
 #[napi(ts_return_type = "ExternalObject<'Backend'>")]
 #[allow(clippy::too_many_arguments)]
 pub fn create(
@@ -24,13 +24,16 @@ pub fn create(
     #[napi(ts_arg_type = "ExternalObject<'ManualClock'> | undefined")] clock: Option<ExternalRef<ManualClock>>,
     redis: Option<String>,
     l2_prefix: Option<String>,
+    fleet_lock: Option<String>,
 ) -> napi::Result<External<Backend>> {
     let clock = clock.map(|c| (*c).clone());
     let seed = seed.map(|s| s.get_u64().1);
     let make = || {
         let mut config = config(&names, &values, seed)?;
-        if let Some(prefix) = l2_prefix {
-            config.l2_prefix = prefix;
+        for (name, text) in [("l2_prefix", l2_prefix), ("fleet_lock", fleet_lock)] {
+            if let Some(text) = text {
+                config.set_text(name, &text)?;
+            }
         }
         let tier = match redis {
             Some(url) => {

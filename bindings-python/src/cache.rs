@@ -67,8 +67,11 @@ impl PyCache {
         l2_recovery_max=None,
         l2_compress_min_bytes=None,
         l2_tombstone_ttl=None,
+        fleet_lock_lease=None,
+        fleet_lock_max_hold=None,
         redis=None,
         l2_prefix=None,
+        fleet_lock=None,
         healing_enabled=None,
         healing_sample_rate=None,
         healing_verify_interval=None,
@@ -109,8 +112,11 @@ impl PyCache {
         l2_recovery_max: Option<Given>,
         l2_compress_min_bytes: Option<Given>,
         l2_tombstone_ttl: Option<Given>,
+        fleet_lock_lease: Option<Given>,
+        fleet_lock_max_hold: Option<Given>,
         redis: Option<String>,
         l2_prefix: Option<String>,
+        fleet_lock: Option<String>,
         healing_enabled: Option<Given>,
         healing_sample_rate: Option<Given>,
         healing_verify_interval: Option<Given>,
@@ -148,8 +154,10 @@ impl PyCache {
             ("l2_recovery_max", l2_recovery_max),
             ("l2_compress_min_bytes", l2_compress_min_bytes),
             ("l2_tombstone_ttl", l2_tombstone_ttl),
+            ("fleet_lock_lease", fleet_lock_lease),
+            ("fleet_lock_max_hold", fleet_lock_max_hold),
         ];
-        let shared = config::Shared { redis, prefix: l2_prefix };
+        let shared = config::Shared { redis, prefix: l2_prefix, fleet_lock };
         let (inner, weigh) = config::build(py, &settings, seed, weigher, clock, shared)?;
         let healing_settings = [
             ("enabled", healing_enabled),

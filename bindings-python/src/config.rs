@@ -18,11 +18,12 @@ use crate::error::{config_error, invalid, to_pyerr, Spelling};
 use crate::runtime::{detach, DriverSpawner, TokioTimer};
 use crate::shared::PyCodec;
 
-/// The shared tier's keywords that are text: `redis` (a URL) and `l2_prefix`.
+/// The shared tier's keywords that are text: `redis` (a URL), `l2_prefix` and `fleet_lock`.
 #[derive(Default)]
 pub(crate) struct Shared {
     pub redis: Option<String>,
     pub prefix: Option<String>,
+    pub fleet_lock: Option<String>,
 }
 
 /// Keyword arguments by the settings table's names; `None`: not given.
@@ -75,8 +76,10 @@ pub(crate) fn build(
         None if config.max_bytes.is_some() || config.max_entry_bytes.is_some() => Weigh::Default,
         None => Weigh::Off,
     };
-    if let Some(prefix) = shared.prefix {
-        config.l2_prefix = prefix;
+    for (name, text) in [("l2_prefix", shared.prefix), ("fleet_lock", shared.fleet_lock)] {
+        if let Some(text) = text {
+            config.set_text(name, &text).map_err(|e| config_error(py, e, Spelling::ByName))?;
+        }
     }
     let weigh = Arc::new(weigh);
     let mut builder = healcache::CacheBuilder::from_config(config)

@@ -12,6 +12,7 @@ use crate::error::into_js_error;
 /// each), the seed (`undefined`: the host's, drawn at the cache's first use), whether its
 /// healing loop runs in the background, and its test clock.
 #[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
 pub fn create(
     names: String,
     values: Vec<f64>,
@@ -20,11 +21,14 @@ pub fn create(
     clock: Option<WasmClock>,
     redis: Option<String>,
     l2_prefix: Option<String>,
+    fleet_lock: Option<String>,
 ) -> Result<Wasm, JsValue> {
     let make = || {
         let mut config = config(&names, &values, seed)?;
-        if let Some(prefix) = l2_prefix {
-            config.l2_prefix = prefix;
+        for (name, text) in [("l2_prefix", l2_prefix), ("fleet_lock", fleet_lock)] {
+            if let Some(text) = text {
+                config.set_text(name, &text)?;
+            }
         }
         if redis.is_some() {
             // no TCP from a worker's module: the shared tier is the Node package's

@@ -193,7 +193,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Arc::clone(&clock),
             )
         });
-        Cache {
+        let cache = Cache {
             inner: Arc::new(Inner {
                 tier,
                 store,
@@ -209,7 +209,29 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 spawner: b.spawner,
                 counters: StampedeCounters::default(),
             }),
+        };
+        if let Some(tier) = cache.inner.tier() {
+            // other instances' writes drop this cache's L1 copies (weakly: the bus does not keep
+            // a dropped cache alive)
+            let weak = Arc::downgrade(&cache.inner);
+            tier.start_bus(Box::new(move |key, removed| {
+                weak.upgrade().is_some_and(|inner| Cache { inner }.drop_local(key, removed))
+            }));
         }
+        cache
+    }
+
+    /// Another instance replaced `key` in L2 (this L1 copy becomes stale: a fallback within its
+    /// grace window, re-read before it is served fresh) or deleted it (`deleted`: removed here
+    /// too); true if there was a fresh copy.
+    fn drop_local(&self, key: &str, deleted: bool) -> bool {
+        if !deleted {
+            return self.inner.store.make_stale(key);
+        }
+        let mut removed = Vec::new();
+        let had = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
+        self.done(removed);
+        had == Some(true)
     }
 
     /// A builder with default settings.
@@ -439,7 +461,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
         let grace = self.inner.settings.grace.unwrap_or_default();
         let ttl = self.resolve_ttl(opts.ttl);
-        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any) {
+        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None) {
             tier.spawn(w);
         }
         Ok(written)
@@ -620,6 +642,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_breaker_opens: l2.breaker_opens,
             l2_recovery_depth: l2.recovery_depth,
             l2_recovery_dropped: l2.recovery_dropped,
+            l2_lock_acquired: l2.lock_acquired,
+            l2_lock_contended: l2.lock_contended,
+            l2_lock_skipped: l2.lock_skipped,
+            l2_lock_timeouts: l2.lock_timeouts,
+            l2_lock_lease_lost: l2.lock_lease_lost,
+            l2_bus_sent: l2.bus_sent,
+            l2_bus_publish_failed: l2.bus_publish_failed,
+            l2_bus_received: l2.bus_received,
+            l2_bus_invalidated: l2.bus_invalidated,
+            l2_bus_gaps: l2.bus_gaps,
+            l2_bus_malformed: l2.bus_malformed,
+            l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,
         }
     }

@@ -98,6 +98,16 @@ pub struct Config {
     pub l2_tombstone_ttl_ms: f64,
     /// First part of every L2 key (the digit is the layout version). Defaults to: `hc1`.
     pub l2_prefix: String,
+    /// Which loads take the fleet rebuild lock (one rebuild per fleet): `off`, `refresh`
+    /// (background refreshes only, skipping when another instance refreshes) or `all` (foreground
+    /// misses too; they wait for the holder's value). Defaults to: `refresh`.
+    pub fleet_lock: crate::tier::FleetLock,
+    /// How long a fleet lock lives without renewal, in ms; the holder renews it every third of
+    /// it. Defaults to: 5,000.
+    pub fleet_lock_lease_ms: f64,
+    /// How long a holder keeps renewing at most, in ms: a loader slower than this loses the lock
+    /// to the next instance and its write is fenced out. Defaults to: 30,000.
+    pub fleet_lock_max_hold_ms: f64,
 }
 
 impl Default for Config {
@@ -127,6 +137,9 @@ impl Default for Config {
             l2_compress_min_bytes: 1024.0,
             l2_tombstone_ttl_ms: 10_000.0,
             l2_prefix: crate::keys::DEFAULT_PREFIX.to_string(),
+            fleet_lock: crate::tier::FleetLock::Refresh,
+            fleet_lock_lease_ms: 5_000.0,
+            fleet_lock_max_hold_ms: 30_000.0,
         }
     }
 }
@@ -250,7 +263,32 @@ impl Config {
             "l2_recovery_max" => self.l2_recovery_max = value,
             "l2_compress_min_bytes" => self.l2_compress_min_bytes = value,
             "l2_tombstone_ttl" => self.l2_tombstone_ttl_ms = value,
+            "fleet_lock_lease" => self.fleet_lock_lease_ms = value,
+            "fleet_lock_max_hold" => self.fleet_lock_max_hold_ms = value,
             _ => return Err(unknown()),
+        }
+        Ok(())
+    }
+
+    /// Sets a text setting by name: `l2_prefix` (checked when the cache is built) or
+    /// `fleet_lock` (`off`, `refresh` or `all`, checked now). The hosts' text options.
+    ///
+    /// ```
+    /// let mut c = healcache::Config::default();
+    /// c.set_text("fleetLock", "all").unwrap();
+    /// assert_eq!(c.fleet_lock, healcache::tier::FleetLock::All);
+    /// assert!(c.set_text("fleet_lock", "sometimes").is_err());
+    /// ```
+    pub fn set_text(&mut self, name: &str, value: &str) -> Result<()> {
+        match name {
+            "l2_prefix" | "l2Prefix" => self.l2_prefix = value.to_string(),
+            "fleet_lock" | "fleetLock" => {
+                self.fleet_lock = crate::tier::FleetLock::parse(value).ok_or_else(|| {
+                    let problem = ConfigProblem::Rule("must be \"off\", \"refresh\" or \"all\"");
+                    Error::invalid_config("fleet_lock", problem, None)
+                })?
+            }
+            _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, None)),
         }
         Ok(())
     }
@@ -340,6 +378,11 @@ impl Config {
             compress_min_bytes: count("l2_compress_min_bytes", self.l2_compress_min_bytes, 0.0, MAX_BYTES_LIMIT)?
                 as usize,
             tombstone_ttl: duration_ms("l2_tombstone_ttl", self.l2_tombstone_ttl_ms)?,
+            lock: crate::tier::lock::LockConfig {
+                mode: self.fleet_lock,
+                lease: duration_ms("fleet_lock_lease", self.fleet_lock_lease_ms)?,
+                max_hold: duration_ms("fleet_lock_max_hold", self.fleet_lock_max_hold_ms)?,
+            },
             ..crate::tier::TierConfig::default()
         };
         Ok(Settings {
@@ -564,6 +607,24 @@ impl<V> CacheBuilder<V> {
     /// First part of every L2 key. Defaults to: `hc1`.
     pub fn l2_prefix(mut self, prefix: &str) -> Self {
         self.config.l2_prefix = prefix.to_string();
+        self
+    }
+
+    /// Which loads take the fleet rebuild lock. Defaults to: [`crate::tier::FleetLock::Refresh`].
+    pub fn fleet_lock(mut self, mode: crate::tier::FleetLock) -> Self {
+        self.config.fleet_lock = mode;
+        self
+    }
+
+    /// How long a fleet lock lives without renewal. Defaults to: 5 s.
+    pub fn fleet_lock_lease(mut self, d: Duration) -> Self {
+        self.config.fleet_lock_lease_ms = d.as_secs_f64() * 1000.0;
+        self
+    }
+
+    /// How long a fleet lock holder keeps renewing at most. Defaults to: 30 s.
+    pub fn fleet_lock_max_hold(mut self, d: Duration) -> Self {
+        self.config.fleet_lock_max_hold_ms = d.as_secs_f64() * 1000.0;
         self
     }
 

@@ -15,13 +15,15 @@ use crate::error::{ConfigProblem, Error, LoaderError, Result};
 use crate::flight::{self, LoadFuture, Tracked};
 use crate::stats::Status;
 use crate::store::{Expect, Lookup};
-use crate::tier::L2Read;
+use crate::tier::{L2Read, Rebuild, Wrote};
 use crate::xfetch;
 
 /// Where a flight's value came from, for the status of the call that started it.
 const FROM_LOADER: u8 = 0;
 const FROM_L2: u8 = 1;
 const L2_SKIPPED: u8 = 2;
+const FROM_FLEET: u8 = 3;
+const FENCED_OUT: u8 = 4;
 
 /// What a loader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +189,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let origin = Arc::new(AtomicU8::new(FROM_LOADER));
         let joined = match inner.flights.join_or_start(
             key,
-            || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader, origin.clone()),
+            || self.trusted_peek(key),
+            |id| {
+                let fence = inner.store.stored_version(key);
+                self.load_future(Arc::from(key), id, fence, opts, loader, origin.clone(), false)
+            },
         )? {
             Err(v) => {
                 let status = if v.is_some() { Status::Hit } else { Status::NegativeHit };
@@ -225,6 +230,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             (false, _) => Status::Coalesced,
             (true, FROM_L2) => Status::L2Hit,
             (true, L2_SKIPPED) => Status::L2Skipped,
+            (true, FROM_FLEET) => Status::FleetCoalesced,
+            (true, FENCED_OUT) => Status::FencedOut,
             _ => loaded,
         };
         match result {
@@ -257,7 +264,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let joined = inner.flights.join_or_start(
             key,
             || None,
-            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader, Arc::default()),
+            |id| {
+                let fence = inner.store.stored_version(key);
+                self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), true)
+            },
         );
         match joined {
             Ok(Ok(j)) if j.started => {
@@ -310,8 +320,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let loader = move || future::lazy(move |_| loader().map(Loaded::Value));
         let joined = match inner.flights.join_or_start(
             key,
-            || inner.store.peek_with(key, |s, _| s.value.clone()),
-            |id| self.load_future(Arc::from(key), id, inner.store.stored_version(key), opts, loader, Arc::default()),
+            || self.trusted_peek(key),
+            |id| {
+                let fence = inner.store.stored_version(key);
+                self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), false)
+            },
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,
@@ -330,6 +343,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn load_future<F, Fut, E>(
         &self,
         key: Arc<str>,
@@ -338,6 +352,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         opts: FetchOptions,
         loader: F,
         origin: Arc<AtomicU8>,
+        background: bool,
     ) -> LoadFuture<Option<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -356,22 +371,40 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let _finish = Finish(cache.clone(), key.clone(), id);
             let inner = &cache.inner;
             let counters = &inner.flights.counters;
-            // The shared tier first: a fresh L2 value ends the flight without the loader.
-            let mut l2_expect = None;
+            // The shared tier first: a fresh L2 value ends the flight without the loader; a miss
+            // there may take the fleet lock (one rebuild per fleet) or wait for its holder.
+            let mut l2_expect: Option<crate::tier::Expect> = None;
+            #[cfg(feature = "tier")]
+            let mut lease: Option<crate::tier::lock::Lease> = None;
+            // compiled out without the `tier` feature: a future awaited in place is polled from
+            // this state machine even where its branch is never taken, so a branch that is only
+            // dead at run time would keep the tier's code in the build
+            #[cfg(feature = "tier")]
             if let Some(tier) = inner.tier() {
-                // boxed: a future awaited in place is polled from this state machine even where
-                // its branch is never taken, so without the `tier` feature the read's code
-                // would stay in the build; boxed, only this (dead) branch refers to it
-                match tier.read(&key).boxed().await {
+                let mut read = tier.read(&key).await;
+                if let L2Read::Miss(e) = read {
+                    // a background refresh skips when another instance refreshes, but only while
+                    // there is a value here to serve meanwhile
+                    let serving = inner.store.peek_stored(&key, |slot| slot.value.clone());
+                    let background = background && serving.is_some();
+                    read = match tier.rebuild(&key, e, background, inner.settings.load_timeout).await {
+                        Rebuild::Load(l, e) => {
+                            lease = l;
+                            L2Read::Miss(e)
+                        }
+                        Rebuild::Fleet(r) => {
+                            origin.store(FROM_FLEET, Relaxed);
+                            r
+                        }
+                        Rebuild::Skip => return Ok(serving.flatten()),
+                    };
+                }
+                match read {
                     L2Read::Hit { value, fresh, load_nanos } => {
-                        // L1 keeps it for the life Redis has left, within its own TTL
-                        let ttl = match (fresh, cache.resolve_ttl(opts.ttl)) {
-                            (None, _) => Ttl::Default,
-                            (Some(f), Some(own)) => Ttl::For(f.min(own)),
-                            (Some(f), None) => Ttl::For(f),
-                        };
-                        let _ = cache.write_raw(&key, value.clone(), ttl, Some(Expect::Stored(fence)), load_nanos);
-                        origin.store(FROM_L2, Relaxed);
+                        cache.store_shared(&key, value.clone(), fresh, load_nanos, fence, opts);
+                        if origin.load(Relaxed) != FROM_FLEET {
+                            origin.store(FROM_L2, Relaxed);
+                        }
                         return Ok(value);
                     }
                     L2Read::Miss(e) => l2_expect = Some(e),
@@ -401,6 +434,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             };
             let took = inner.store.precise_now().saturating_sub(started);
             inner.counters.load_latency.record(took);
+            let mut keep = true;
+            #[cfg(feature = "tier")]
             if let (Ok(v), Some(tier), Some(expect)) = (&res, inner.tier(), l2_expect) {
                 let ttl = match v {
                     Some(_) => Some(cache.resolve_ttl(opts.ttl)),
@@ -408,13 +443,37 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 };
                 if let Some(ttl) = ttl {
                     let grace = inner.settings.grace.unwrap_or_default();
-                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect) {
-                        w.await;
+                    // under the lease the write is fenced by its token, and releases the lock
+                    let (expect, release) = match &lease {
+                        Some(l) => (crate::tier::Expect::Fenced(l.token), Some(l.lockval.clone())),
+                        None => (expect, None),
+                    };
+                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release) {
+                        match w.await {
+                            Wrote::Written => {
+                                if let Some(l) = &mut lease {
+                                    l.released = true;
+                                }
+                            }
+                            // A newer write won: this value is not kept here either; L1 takes
+                            // what L2 holds now (the winner's value), if it is fresh.
+                            Wrote::FencedOut => {
+                                keep = false;
+                                origin.store(FENCED_OUT, Relaxed);
+                                if let L2Read::Hit { value, fresh, load_nanos } = tier.read(&key).await {
+                                    cache.store_shared(&key, value, fresh, load_nanos, fence, opts);
+                                }
+                            }
+                            Wrote::Failed => {}
+                        }
                     }
                 }
             }
+            #[cfg(feature = "tier")]
+            drop(lease);
             match &res {
-                Ok(v) => cache.store_loaded(&key, v.clone(), fence, took, opts),
+                Ok(v) if keep => cache.store_loaded(&key, v.clone(), fence, took, opts),
+                Ok(_) => {}
                 Err(Error::LoadTimeout { .. }) => {
                     counters.load_timeouts.fetch_add(1, Relaxed);
                 }
@@ -428,6 +487,37 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             res
         }
         .boxed()
+    }
+
+    /// The fresh value of `key` in L1 unless it is suspect (written before the shared tier's
+    /// last gap or outage): a flight about to start re-reads a suspect entry instead of
+    /// answering with it.
+    fn trusted_peek(&self, key: &str) -> Option<Option<V>> {
+        let tier = self.inner.tier();
+        self.inner
+            .store
+            .peek_with(key, |s, _| (s.value.clone(), s.written_at))
+            .filter(|(_, written)| tier.is_none_or(|t| !t.is_suspect(*written)))
+            .map(|(v, _)| v)
+    }
+
+    /// Stores a value read from L2 for the life Redis has left (`fresh`; `None`: no expiry),
+    /// within the cache's own TTL, unless a write landed here since the load began.
+    fn store_shared(
+        &self,
+        key: &str,
+        value: Option<V>,
+        fresh: Option<Duration>,
+        load_nanos: u64,
+        fence: u64,
+        opts: FetchOptions,
+    ) {
+        let ttl = match (fresh, self.resolve_ttl(opts.ttl)) {
+            (None, _) => Ttl::Default,
+            (Some(f), Some(own)) => Ttl::For(f.min(own)),
+            (Some(f), None) => Ttl::For(f),
+        };
+        let _ = self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos);
     }
 
     /// Stores a loaded value unless a write landed since the load began (its version fence).

@@ -36,8 +36,24 @@ fn pos_of(e: u64) -> u32 {
 }
 
 impl SlotIndex {
+    #[cfg(test)]
     pub fn new() -> Self {
-        SlotIndex { buckets: vec![EMPTY; MIN_BUCKETS].into_boxed_slice(), mask: MIN_BUCKETS - 1, len: 0 }
+        Self::with_capacity(0)
+    }
+
+    /// An index that holds `n` positions before it first grows (the store sizes it from its
+    /// capacity, within a bound: see `store::RESERVED_ENTRIES`). The buckets are zeroed memory
+    /// fresh from the allocator, so the pages of a large index are touched only as it fills.
+    pub fn with_capacity(n: usize) -> Self {
+        let buckets = (n.saturating_mul(8) / 5 + 1).next_power_of_two().max(MIN_BUCKETS);
+        SlotIndex { buckets: vec![EMPTY; buckets].into_boxed_slice(), mask: buckets - 1, len: 0 }
+    }
+
+    /// Hints the CPU to fetch the bucket where a lookup of `hash` starts, so its cache miss
+    /// overlaps the caller's others.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        crate::store::prefetch(&self.buckets[self.home(tag(hash))]);
     }
 
     #[inline]
@@ -148,6 +164,12 @@ impl SlotIndex {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Positions it holds before it grows.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * 5 / 8
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +202,25 @@ mod tests {
             h & !0xFFFF_FFFF | (key as u64 % 5)
         } else {
             h
+        }
+    }
+
+    /// An index made for `n` positions holds them without growing (so filling a store to its
+    /// reservation never rehashes), and grows at the next.
+    #[test]
+    fn with_capacity_holds_n_without_growing() {
+        for n in (0..300).chain([1000, 16_383, 16_384, 65_536, 65_537]) {
+            let mut ix = SlotIndex::with_capacity(n);
+            let buckets = ix.buckets.len();
+            assert!(ix.capacity() >= n, "{n}");
+            for p in 0..n as u32 {
+                ix.insert(hash_of(p as u16) ^ (p as u64) << 20, p);
+            }
+            assert_eq!(ix.buckets.len(), buckets, "grew while filling {n}");
+            for p in n as u32..ix.capacity() as u32 + 1 {
+                ix.insert(hash_of(p as u16) ^ (p as u64) << 20, p);
+            }
+            assert_eq!(ix.buckets.len(), 2 * buckets, "past its capacity, {n} doubles");
         }
     }
 

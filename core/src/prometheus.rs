@@ -61,6 +61,21 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
         "Invalidations dropped at the recovery queue's bound.",
         stats.l2_recovery_dropped,
     );
+    counter("l2_lock_acquired_total", "Fleet rebuild locks taken by this process.", stats.l2_lock_acquired);
+    counter("l2_lock_contended_total", "Try-locks that found another instance rebuilding.", stats.l2_lock_contended);
+    counter(
+        "l2_lock_skipped_total",
+        "Background refreshes skipped because another instance was refreshing.",
+        stats.l2_lock_skipped,
+    );
+    counter("l2_lock_timeouts_total", "Waits for another instance's rebuild that gave up.", stats.l2_lock_timeouts);
+    counter("l2_lock_lease_lost_total", "Fleet lock leases lost while a loader ran.", stats.l2_lock_lease_lost);
+    counter("l2_bus_sent_total", "Invalidation messages published on the bus.", stats.l2_bus_sent);
+    counter("l2_bus_publish_failed_total", "Bus publishes that failed.", stats.l2_bus_publish_failed);
+    counter("l2_bus_received_total", "Invalidation messages received from other instances.", stats.l2_bus_received);
+    counter("l2_bus_invalidated_total", "L1 copies dropped by other instances' writes.", stats.l2_bus_invalidated);
+    counter("l2_bus_gaps_total", "Lost bus messages noticed (older L1 entries made suspect).", stats.l2_bus_gaps);
+    counter("l2_bus_malformed_total", "Received bytes that were not a bus message.", stats.l2_bus_malformed);
     let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
     for (reason, v) in [
         ("stale_while_revalidate", stats.stale_served_swr),
@@ -79,6 +94,14 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     gauge("l2_breaker_state", "The shared tier's breaker: 0 closed, 1 open, 2 half-open.", stats.l2_breaker_state);
     gauge("l2_recovery_depth", "Invalidations waiting for the shared tier to return.", stats.l2_recovery_depth);
     histogram(&mut out, "load_duration_seconds", "Loader call durations.", &name, &stats.load_latency, 1000.0);
+    histogram(
+        &mut out,
+        "l2_lock_wait_seconds",
+        "Waits for another instance's rebuild.",
+        &name,
+        &stats.l2_lock_wait,
+        1000.0,
+    );
     histogram(&mut out, "l2_duration_seconds", "Shared-tier operation durations.", &name, &stats.l2_latency, 1000.0);
     out
 }

@@ -191,6 +191,28 @@ pub static SETTINGS: &[Setting] = &[
         ),
         &["l2_tombstone_ttl_ms"],
     ),
+    aka(
+        s(
+            "fleet_lock_lease",
+            "fleetLockLease",
+            Cache,
+            Duration,
+            "5000",
+            "How long a fleet rebuild lock lives without renewal (renewed every third of it while the loader runs).",
+        ),
+        &["fleet_lock_lease_ms"],
+    ),
+    aka(
+        s(
+            "fleet_lock_max_hold",
+            "fleetLockMaxHold",
+            Cache,
+            Duration,
+            "30000",
+            "How long a fleet lock holder keeps renewing at most; a slower loader is fenced out if another takes over.",
+        ),
+        &["fleet_lock_max_hold_ms"],
+    ),
     aka(s("enabled", "enabled", Healing, Flag, "false", "Whether the background loop verifies."), &["healing.enabled"]),
     aka(
         s("sample_rate", "sampleRate", Healing, Fraction, "0.01", "Share of live keys sampled each interval."),
@@ -354,7 +376,7 @@ mod tests {
         let (mut want_cache, mut want_healing) =
             (all(cache_json(&Config::default())), all(healing_json(&HealingConfig::default())));
         // text, not a number: set by its own builder call and host keyword
-        want_cache.retain(|f| f != "l2_prefix");
+        want_cache.retain(|f| f != "l2_prefix" && f != "fleet_lock");
         want_cache.sort();
         want_healing.sort();
         assert_eq!(cache_fields, want_cache);

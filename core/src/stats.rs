@@ -32,6 +32,12 @@ pub enum Status {
     L2Hit,
     /// Loaded by the loader while the shared tier was skipped (unreachable, breaker open).
     L2Skipped,
+    /// Another instance of the fleet rebuilt it under the fleet lock; this call waited for its
+    /// value (read from L2) instead of loading.
+    FleetCoalesced,
+    /// This call loaded, but a newer write won in L2 meanwhile (the fence refused this one): the
+    /// loaded value was returned and not cached; L1 holds the newer value when L2 had it fresh.
+    FencedOut,
 }
 
 impl Status {
@@ -50,6 +56,8 @@ impl Status {
             Status::NegativeLoaded => "negative-loaded",
             Status::L2Hit => "l2-hit",
             Status::L2Skipped => "l2-skipped",
+            Status::FleetCoalesced => "fleet-coalesced",
+            Status::FencedOut => "fenced-out",
         }
     }
 }
@@ -132,6 +140,30 @@ pub struct Stats {
     pub l2_recovery_depth: u64,
     /// Invalidations dropped at the recovery queue's bound.
     pub l2_recovery_dropped: u64,
+    /// Fleet rebuild locks taken by this process.
+    pub l2_lock_acquired: u64,
+    /// Try-locks that found another instance rebuilding.
+    pub l2_lock_contended: u64,
+    /// Background refreshes skipped because another instance was refreshing the key.
+    pub l2_lock_skipped: u64,
+    /// Waits for another instance's rebuild that gave up and loaded locally.
+    pub l2_lock_timeouts: u64,
+    /// Leases lost while a loader ran.
+    pub l2_lock_lease_lost: u64,
+    /// Invalidation messages published on the bus.
+    pub l2_bus_sent: u64,
+    /// Bus publishes that failed (receivers notice the gap).
+    pub l2_bus_publish_failed: u64,
+    /// Invalidation messages received from other instances.
+    pub l2_bus_received: u64,
+    /// L1 copies dropped by other instances' writes.
+    pub l2_bus_invalidated: u64,
+    /// Lost bus messages noticed; each made older L1 entries suspect.
+    pub l2_bus_gaps: u64,
+    /// Received bytes that were not a bus message.
+    pub l2_bus_malformed: u64,
+    /// How long foreground misses waited for another instance's rebuild.
+    pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
     pub l2_latency: HistogramSnapshot,
 }
@@ -139,7 +171,7 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 36] {
+    pub fn counters(&self) -> [(&'static str, u64); 47] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -177,6 +209,17 @@ impl Stats {
             ("l2_breaker_opens", self.l2_breaker_opens),
             ("l2_recovery_depth", self.l2_recovery_depth),
             ("l2_recovery_dropped", self.l2_recovery_dropped),
+            ("l2_lock_acquired", self.l2_lock_acquired),
+            ("l2_lock_contended", self.l2_lock_contended),
+            ("l2_lock_skipped", self.l2_lock_skipped),
+            ("l2_lock_timeouts", self.l2_lock_timeouts),
+            ("l2_lock_lease_lost", self.l2_lock_lease_lost),
+            ("l2_bus_sent", self.l2_bus_sent),
+            ("l2_bus_publish_failed", self.l2_bus_publish_failed),
+            ("l2_bus_received", self.l2_bus_received),
+            ("l2_bus_invalidated", self.l2_bus_invalidated),
+            ("l2_bus_gaps", self.l2_bus_gaps),
+            ("l2_bus_malformed", self.l2_bus_malformed),
         ]
     }
 }

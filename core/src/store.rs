@@ -31,6 +31,18 @@ pub(crate) use shard::{prefetch, Shard, Slot};
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
 
+/// Entries a new store makes room for up front (its slot vectors and indexes, spread over the
+/// shards), at most `max_entries`: filling it then never grows or rehashes a table, as
+/// quick_cache and lru-cache allocate for their capacity. Above it the tables grow as entries
+/// arrive. On native targets the reservation is address space: the allocator hands out untouched
+/// pages, and memory is taken as entries fill them. A WebAssembly module's memory is committed
+/// when it grows, so there it is small.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const RESERVED_ENTRIES: u64 = 1 << 21;
+/// Entries a new store makes room for up front (see the native value): 1,024 on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub(crate) const RESERVED_ENTRIES: u64 = 1 << 10;
+
 /// Why an entry left the cache, as told to an eviction listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,11 +137,12 @@ impl<V: Clone> Store<V> {
         let mut seeder = SeededRng::seed_from_u64(seed);
         let budget = Arc::new(Budget::new(max_bytes));
         let n = shards as u64;
+        let reserve = RESERVED_ENTRIES / n;
         let shards: Box<[Shard<V>]> = (0..n)
             .map(|i| {
                 // Spread the bounds exactly: the shards' capacities sum to max_entries.
                 let cap = max_entries / n + u64::from(i < max_entries % n);
-                Shard::new(cap, budget.clone(), seeder.random())
+                Shard::new(cap, cap.min(reserve) as usize, budget.clone(), seeder.random())
             })
             .collect();
         Store {
@@ -353,6 +366,33 @@ impl<V: Clone> Store<V> {
         slot.live(now).then(|| f(slot, now))
     }
 
+    /// Like `peek_with`, but a stale entry within its grace window answers too.
+    pub fn peek_stored<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> T) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let g = read(&shard.inner);
+        let i = g.find(hash, key)?;
+        let slot = &g.slots[i as usize];
+        (!slot.gone(self.now())).then(|| f(slot))
+    }
+
+    /// Makes `key`'s fresh entry stale now (kept within its grace window as a fallback; without
+    /// one it is gone); true if it was fresh.
+    pub fn make_stale(&self, key: &str) -> bool {
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        let now = self.now();
+        let Some(i) = g.find(hash, key) else { return false };
+        let slot = &mut g.slots[i as usize];
+        if !slot.live(now) {
+            return false;
+        }
+        if slot.grace_until == slot.expires_at {
+            slot.grace_until = now;
+        }
+        slot.expires_at = now;
+        true
+    }
+
     /// The stored entry's version, fresh or stale, 0 if there is none (a load's fence).
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);
@@ -384,6 +424,7 @@ impl<V: Clone> Store<V> {
         }
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
+        g.prefetch_write(hash);
         let now = self.now();
         let version = if let Some(i) = g.find(hash, key) {
             let slot = &g.slots[i as usize];
@@ -459,7 +500,7 @@ impl<V: Clone> Store<V> {
         let live = slot.live(now);
         let cause = if live { cause } else { RemovalCause::Expired };
         if cause == RemovalCause::Expired {
-            shard.stats.expirations.fetch_add(1, Relaxed);
+            shard::count(&shard.stats.expirations);
         }
         removed.push((slot.key, slot.value, cause));
         Some(live)
@@ -638,6 +679,41 @@ mod tests {
         assert!(matches!(over, Err(Error::ValueTooLarge { weight: 1001, max: 1000 })));
         assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
         assert_eq!(s.get("k00", &mut Vec::new()), Some(100));
+    }
+
+    /// Each shard's slot vector and index hold (its share of) `RESERVED_ENTRIES` before they grow.
+    fn reserved(s: &Store<u32>) -> Vec<(usize, usize)> {
+        s.shards.iter().map(|sh| read(&sh.inner)).map(|g| (g.slots.capacity(), g.table.capacity())).collect()
+    }
+
+    /// A store makes room up front for its capacity, up to `RESERVED_ENTRIES`: filling it to
+    /// its capacity moves no slot vector and grows no index; above the bound each shard reserves
+    /// its share of the bound, and its tables grow past it.
+    #[test]
+    fn a_store_reserves_its_capacity_up_to_the_bound() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        let s: Store<u32> = Store::new(4, 1000, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        assert!(reserved(&s).iter().all(|&(v, ix)| v >= 250 && ix >= 250), "{:?}", reserved(&s));
+        let at: Vec<_> = s.shards.iter().map(|sh| read(&sh.inner).slots.as_ptr() as usize).collect();
+        let before = reserved(&s);
+        for i in 0..1000 {
+            s.write(&format!("k{i}"), i, 0, forever, None, &mut Vec::new()).unwrap();
+        }
+        // the count bound is per shard: some shards evicted, none grew
+        assert_eq!(reserved(&s), before);
+        assert_eq!(s.shards.iter().map(|sh| read(&sh.inner).slots.as_ptr() as usize).collect::<Vec<_>>(), at);
+
+        // at the bound: every shard reserves its whole capacity
+        let share = (RESERVED_ENTRIES / 64) as usize;
+        let s: Store<u32> = Store::new(64, RESERVED_ENTRIES, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        assert!(reserved(&s).iter().all(|&(v, ix)| v >= share && ix >= share));
+        // above it: the bound's share, not the capacity (the tables grow past it)
+        let s: Store<u32> = Store::new(64, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let r = reserved(&s);
+        assert!(r.iter().all(|&(v, ix)| v == share && ix >= share && ix < 2 * share), "{:?}", &r[..2]);
+        let s: Store<u32> = Store::new(1, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock);
+        assert_eq!(reserved(&s)[0].0, RESERVED_ENTRIES as usize);
     }
 
     proptest! {

@@ -335,12 +335,17 @@ impl Backend {
         self.core().cache.purge_expired() as f64
     }
 
-    /// Every counter of the core's `Stats`, by its JS name, and the load-latency histogram.
+    /// Every counter of the core's `Stats`, by its JS name, and the histograms (load latency,
+    /// L2 latency, fleet lock waits).
     pub fn stats(&self) -> Js {
         let s = self.core().cache.stats();
         let mut fields: Vec<(String, Js)> =
             s.counters().iter().map(|&(name, n)| (js_name(name).into_owned(), n.into())).collect();
-        fields.push(("loadLatency".to_string(), heal::histogram(&s.load_latency)));
+        for (name, h) in
+            [("loadLatency", &s.load_latency), ("l2Latency", &s.l2_latency), ("l2LockWait", &s.l2_lock_wait)]
+        {
+            fields.push((name.to_string(), heal::histogram(h)));
+        }
         Js::Named(fields)
     }
 

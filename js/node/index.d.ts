@@ -75,6 +75,17 @@ export interface CacheOptions {
   l2CompressMinBytes?: number;
   /** How long a delete's L2 tombstone fences out rebuilds that read before it, in ms. Defaults to 10000. */
   l2TombstoneTtl?: number;
+  /**
+   * Which loads take the fleet rebuild lock, so one instance of the fleet rebuilds a key: 'refresh' (background
+   * refreshes try it and skip when another instance refreshes), 'all' (misses too: they wait for the holder's
+   * value, status 'fleet-coalesced') or 'off'. A holder that lost its lease is fenced out ('fenced-out'): a newer
+   * value always wins. Defaults to 'refresh'.
+   */
+  fleetLock?: 'off' | 'refresh' | 'all';
+  /** How long a fleet rebuild lock lives without renewal, in ms (renewed every third of it while the loader runs). Defaults to 5000. */
+  fleetLockLease?: number;
+  /** How long a fleet lock holder keeps renewing at most, in ms; a slower loader is fenced out if another takes over. Defaults to 30000. */
+  fleetLockMaxHold?: number;
 }
 
 /**
@@ -282,7 +293,9 @@ export type FetchStatus =
   | 'negative-hit'
   | 'negative-loaded'
   | 'l2-hit'
-  | 'l2-skipped';
+  | 'l2-skipped'
+  | 'fleet-coalesced'
+  | 'fenced-out';
 
 /** The answer of `fetch`: the value (`undefined` when the key does not exist at the source) and its status. */
 export interface Fetched<V> {
@@ -399,6 +412,30 @@ export interface CacheStats {
   l2RecoveryDepth: number;
   /** Invalidations dropped at the recovery queue's bound. */
   l2RecoveryDropped: number;
+  /** Fleet rebuild locks taken by this process. */
+  l2LockAcquired: number;
+  /** Try-locks that found another instance rebuilding. */
+  l2LockContended: number;
+  /** Background refreshes skipped because another instance was refreshing the key. */
+  l2LockSkipped: number;
+  /** Waits for another instance's rebuild that gave up and loaded locally. */
+  l2LockTimeouts: number;
+  /** Leases lost while a loader ran. */
+  l2LockLeaseLost: number;
+  /** Invalidation messages published on the bus (writes, deletes). */
+  l2BusSent: number;
+  /** Bus publishes that failed (receivers notice the gap). */
+  l2BusPublishFailed: number;
+  /** Invalidation messages received from other instances. */
+  l2BusReceived: number;
+  /** L1 copies dropped by other instances' writes. */
+  l2BusInvalidated: number;
+  /** Lost bus messages noticed; each made older L1 entries suspect (re-read from L2). */
+  l2BusGaps: number;
+  /** Received bytes that were not a bus message. */
+  l2BusMalformed: number;
+  /** How long foreground misses waited for another instance's rebuild. */
+  l2LockWait: LatencyHistogram;
   /** Latency of L2 operations. */
   l2Latency: LatencyHistogram;
 }

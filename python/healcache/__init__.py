@@ -82,6 +82,17 @@ class Stats(TypedDict):
     l2_breaker_opens: int
     l2_recovery_depth: int
     l2_recovery_dropped: int
+    l2_lock_acquired: int
+    l2_lock_contended: int
+    l2_lock_skipped: int
+    l2_lock_timeouts: int
+    l2_lock_lease_lost: int
+    l2_bus_sent: int
+    l2_bus_publish_failed: int
+    l2_bus_received: int
+    l2_bus_invalidated: int
+    l2_bus_gaps: int
+    l2_bus_malformed: int
     load_latency: LoadLatency
     healing: "HealingStats"
 

@@ -112,6 +112,17 @@ class Stats(TypedDict):
     l2_breaker_opens: int
     l2_recovery_depth: int
     l2_recovery_dropped: int
+    l2_lock_acquired: int
+    l2_lock_contended: int
+    l2_lock_skipped: int
+    l2_lock_timeouts: int
+    l2_lock_lease_lost: int
+    l2_bus_sent: int
+    l2_bus_publish_failed: int
+    l2_bus_received: int
+    l2_bus_invalidated: int
+    l2_bus_gaps: int
+    l2_bus_malformed: int
     load_latency: LoadLatency
     healing: HealingStats
 
@@ -248,6 +259,13 @@ class Cache(Generic[_V]):
     - ``l2_recovery_max``: invalidations kept while Redis is away, replayed when it returns (default 10,000).
     - ``l2_compress_min_bytes``: payloads at least this long are lz4-compressed (default 1,024).
     - ``l2_tombstone_ttl``: seconds a delete's tombstone fences out older rebuilds (default 10).
+    - ``fleet_lock``: which loads take the fleet rebuild lock, so one instance of the fleet
+      rebuilds a key: ``"refresh"`` (default: background refreshes try it and skip when another
+      instance refreshes), ``"all"`` (misses too; they wait for the holder's value, status
+      ``"fleet-coalesced"``) or ``"off"``. A holder that loses its lease is fenced out
+      (``"fenced-out"``): a newer value always wins.
+    - ``fleet_lock_lease``: seconds a lock lives without renewal (default 5); renewed every third
+      of it while the loader runs, for ``fleet_lock_max_hold`` seconds at most (default 30).
 
     Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
     keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
@@ -302,8 +320,11 @@ class Cache(Generic[_V]):
         l2_recovery_max: Optional[float] = None,
         l2_compress_min_bytes: Optional[float] = None,
         l2_tombstone_ttl: Optional[_Seconds] = None,
+        fleet_lock_lease: Optional[_Seconds] = None,
+        fleet_lock_max_hold: Optional[_Seconds] = None,
         redis: Optional[str] = None,
         l2_prefix: Optional[str] = None,
+        fleet_lock: Optional[Literal["off", "refresh", "all"]] = None,
         healing_enabled: Optional[bool] = None,
         healing_sample_rate: Optional[float] = None,
         healing_verify_interval: Optional[_Seconds] = None,

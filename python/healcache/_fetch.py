@@ -21,6 +21,8 @@ Status = Union[
     Literal["negative-loaded"],
     Literal["l2-hit"],
     Literal["l2-skipped"],
+    Literal["fleet-coalesced"],
+    Literal["fenced-out"],
 ]
 """What a ``fetch`` did: the core's ``Status::as_str()``."""
 

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
-use healcache::tier::{scripts, Expect, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
+use healcache::keys::L2Keys;
+use healcache::tier::{
+    scripts, BusSink, Expect, LockReply, ReadReply, Transport, TransportError, WriteReply, WriteRequest,
+};
 use healcache::{ConfigProblem, Error};
 use healcache_rt::ForkGuard;
 use redis::aio::MultiplexedConnection;
@@ -22,6 +25,12 @@ const PING_TIMEOUT: Duration = Duration::from_millis(250);
 const WRITE_QUEUE: usize = 65_536;
 /// Writes sent in one pipeline at most (what is queued when the previous batch is answered).
 const WRITE_BATCH: usize = 512;
+/// The bus connection is pinged this often; one that does not answer within [`BUS_PONG`] is
+/// replaced (pub/sub has no other sign of a silently dead link).
+const BUS_PING: Duration = Duration::from_secs(1);
+const BUS_PONG: Duration = Duration::from_secs(3);
+/// Longest pause between attempts to subscribe again.
+const BUS_RETRY_MAX: Duration = Duration::from_secs(1);
 /// Keys asked per SCAN round trip and unlinked per UNLINK.
 const SCAN_COUNT: usize = 1000;
 const UNLINK_BATCH: usize = 500;
@@ -37,12 +46,42 @@ struct Inner {
     redacted: String,
     conn: Mutex<Option<ForkGuard<MultiplexedConnection>>>,
     writer: Mutex<Option<ForkGuard<mpsc::Sender<Job>>>>,
+    /// The bus subscriptions asked for, and a marker of the process that runs them: a child of
+    /// `fork()` finds the marker inherited and starts them again.
+    subs: Mutex<Subscriptions>,
     read: Script,
     write: Script,
+    /// The fenced write of a rebuild under the fleet lock (checks the token's epoch, releases the lock).
+    write_fenced: Script,
+    acquire: Script,
+    renew: Script,
+    release: Script,
 }
 
+/// What the ordered queue carries: writes, and the bus messages announcing them, so a message is
+/// sent after the write it announces and messages leave in the order they were numbered.
+enum Queued {
+    Write(WriteRequest),
+    Publish { channel: String, message: Vec<u8> },
+}
+
+impl Queued {
+    fn deadline(&self) -> Duration {
+        match self {
+            Queued::Write(w) => w.deadline,
+            Queued::Publish { .. } => PUBLISH_DEADLINE,
+        }
+    }
+}
+
+/// How long a publish may take once sent.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The bus subscriptions asked for (channel and sink), and the process that runs them.
+type Subscriptions = (Vec<(String, Arc<dyn BusSink>)>, Option<ForkGuard<()>>);
+
 struct Job {
-    req: WriteRequest,
+    req: Queued,
     reply: oneshot::Sender<Result<WriteReply, TransportError>>,
 }
 
@@ -85,8 +124,13 @@ impl RedisTransport {
                 redacted,
                 conn: Mutex::new(None),
                 writer: Mutex::new(None),
+                subs: Mutex::new((Vec::new(), None)),
                 read: Script::new(scripts::READ),
                 write: Script::new(scripts::WRITE_SEEN),
+                write_fenced: Script::new(scripts::WRITE),
+                acquire: Script::new(scripts::ACQUIRE),
+                renew: Script::new(scripts::RENEW),
+                release: Script::new(scripts::RELEASE),
             }),
         };
         // A first connection now, so the first reads do not count as failures; an unreachable
@@ -106,6 +150,7 @@ impl RedisTransport {
     /// process forked after connecting): a child reconnects at its first use, not after the
     /// breaker's failures.
     async fn conn_here(&self) -> Result<MultiplexedConnection, TransportError> {
+        self.resubscribe_after_fork();
         let inherited = {
             let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             slot.as_ref().is_some_and(|g| g.get().is_none())
@@ -156,14 +201,14 @@ impl RedisTransport {
         let mut jobs = Vec::with_capacity(WRITE_BATCH);
         while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
             jobs.retain(|j| !j.reply.is_closed());
-            let (reqs, mut replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
+            let (reqs, mut replies): (Vec<Queued>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
             if reqs.is_empty() {
                 continue;
             }
             // a batch on a connection that stopped answering is abandoned once every caller's
             // deadline has passed, so it never holds up the queue behind it
             let gone = futures::future::join_all(replies.iter_mut().map(|r| r.closed()));
-            let deadline = reqs.iter().map(|r| r.deadline).max().unwrap_or_default();
+            let deadline = reqs.iter().map(|r| r.deadline()).max().unwrap_or_default();
             let n = reqs.len();
             let batch = async {
                 tokio::time::timeout(deadline, self.write_batch(reqs))
@@ -181,10 +226,11 @@ impl RedisTransport {
         }
     }
 
-    /// One pipeline of WRITE script calls, an answer per write. A Redis that lost the script
-    /// (restarted, `SCRIPT FLUSH`) is given it again and the batch sent once more: every write
-    /// in it is fenced, so one that had landed lands again as the same newest value.
-    async fn write_batch(&self, reqs: Vec<WriteRequest>) -> Vec<Result<WriteReply, TransportError>> {
+    /// One pipeline of WRITE script calls and PUBLISHes, an answer per item. A Redis that lost
+    /// the script (restarted, `SCRIPT FLUSH`) is given it again and the batch sent once more:
+    /// every write in it is fenced, so one that had landed lands again as the same newest value,
+    /// and a message sent twice is a duplicate receivers ignore.
+    async fn write_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
         let n = reqs.len();
         let all = |e: TransportError| vec![Err(e); n];
         let mut conn = match self.conn_here().await {
@@ -194,10 +240,31 @@ impl RedisTransport {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for req in &reqs {
+            let req = match req {
+                Queued::Write(w) => w,
+                Queued::Publish { channel, message } => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(message);
+                    continue;
+                }
+            };
             let (mode, seen): (&str, Vec<u8>) = match req.expect {
                 Expect::Any => ("any", Vec::new()),
                 Expect::Absent => ("absent", Vec::new()),
                 Expect::Token(t) => ("token", token_bytes(t)),
+                Expect::Fenced(t) => {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.inner.write_fenced.get_hash())
+                        .arg(3)
+                        .arg(&req.keys.value)
+                        .arg(&req.keys.fence)
+                        .arg(&req.keys.lock)
+                        .arg(t.epoch)
+                        .arg(t.counter)
+                        .arg(&req.envelope)
+                        .arg(req.px_ms)
+                        .arg(req.release.as_deref().unwrap_or(""));
+                    continue;
+                }
             };
             pipe.cmd("EVALSHA")
                 .arg(self.inner.write.get_hash())
@@ -209,28 +276,42 @@ impl RedisTransport {
                 .arg(&req.envelope)
                 .arg(req.px_ms);
         }
-        let no_script = |r: &redis::RedisResult<Vec<i64>>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
+        let no_script = |r: &redis::RedisResult<redis::Value>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
         let mut loaded = false;
         loop {
-            let answers: Vec<redis::RedisResult<Vec<i64>>> = match pipe.query_async(&mut conn).await {
+            let answers: Vec<redis::RedisResult<redis::Value>> = match pipe.query_async(&mut conn).await {
                 Ok(a) => a,
                 Err(e) => return all(self.failed(e)),
             };
             if !loaded && answers.iter().any(no_script) {
-                if let Err(e) = self.inner.write.load_async(&mut conn).await {
-                    return all(self.failed(e));
+                for script in [&self.inner.write, &self.inner.write_fenced] {
+                    if let Err(e) = script.load_async(&mut conn).await {
+                        return all(self.failed(e));
+                    }
                 }
                 loaded = true;
                 continue;
             }
-            return answers.into_iter().map(|a| self.write_answer(a)).collect();
+            return answers
+                .into_iter()
+                .zip(&reqs)
+                .map(|(a, req)| match req {
+                    Queued::Write(_) => self.write_answer(a),
+                    // a publish answers how many subscribers got it: any number is a success
+                    Queued::Publish { .. } => {
+                        a.map(|_| WriteReply::Written(Token::default())).map_err(|e| self.failed(e))
+                    }
+                })
+                .collect();
         }
     }
 
-    fn write_answer(&self, a: redis::RedisResult<Vec<i64>>) -> Result<WriteReply, TransportError> {
+    fn write_answer(&self, a: redis::RedisResult<redis::Value>) -> Result<WriteReply, TransportError> {
+        let a = a.and_then(|v| redis::from_redis_value::<Vec<i64>>(v).map_err(Into::into));
         match a.map_err(|e| self.failed(e))?.as_slice() {
             [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
-            [0, ..] => Ok(WriteReply::Newer),
+            [0, ..] | [-2, ..] => Ok(WriteReply::Newer),
+            [-1, ..] => Ok(WriteReply::EpochChanged),
             other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),
         }
     }
@@ -275,6 +356,134 @@ impl RedisTransport {
         }
     }
 
+    async fn acquire_now(&self, keys: L2Keys, owner: String, lease_ms: u64) -> Result<LockReply, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let reply: redis::Value = self
+            .inner
+            .acquire
+            .key(&keys.lock)
+            .key(&keys.fence)
+            .key(&keys.value)
+            .arg(owner)
+            .arg(lease_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let bad = || TransportError::Reply("unexpected ACQUIRE answer".into());
+        let redis::Value::Array(items) = reply else { return Err(bad()) };
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        match int(items.first()) {
+            Some(1) => {
+                let (e, c) = (int(items.get(1)).ok_or_else(bad)?, int(items.get(2)).ok_or_else(bad)?);
+                let lockval = match items.get(3) {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => return Err(bad()),
+                };
+                Ok(LockReply::Won { token: Token { epoch: e as u64, counter: c as u64 }, lockval })
+            }
+            Some(0) => Ok(LockReply::Held { pttl_ms: int(items.get(1)).unwrap_or(-2) }),
+            _ => Err(bad()),
+        }
+    }
+
+    async fn renew_now(&self, lock_key: String, lockval: String, lease_ms: u64) -> Result<bool, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let n: i64 = self
+            .inner
+            .renew
+            .key(lock_key)
+            .arg(lockval)
+            .arg(lease_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(n == 1)
+    }
+
+    async fn release_now(&self, lock_key: String, lockval: String) -> Result<bool, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let n: i64 =
+            self.inner.release.key(lock_key).arg(lockval).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(n == 1)
+    }
+
+    /// In a child of `fork()`, the parent's subscription tasks are gone: start them again.
+    fn resubscribe_after_fork(&self) {
+        let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
+        if subs.1.as_ref().is_some_and(|g| g.get().is_none()) {
+            subs.1 = Some(ForkGuard::new(()));
+            for (channel, sink) in subs.0.iter().filter(|(_, s)| s.alive()) {
+                healcache_rt::handle().spawn(self.clone().bus_loop(channel.clone(), Arc::clone(sink), true));
+            }
+        }
+    }
+
+    /// One subscription for as long as its sink is alive: subscribe, deliver, ping; when the
+    /// connection fails or stops answering, subscribe again after a short jittered pause.
+    async fn bus_loop(self, channel: String, sink: Arc<dyn BusSink>, mut first: bool) {
+        let mut pause = Duration::from_millis(50);
+        while sink.alive() {
+            match self.bus_session(&channel, &sink, first).await {
+                Ok(()) => {
+                    first = false;
+                    pause = Duration::from_millis(50);
+                }
+                Err(()) => {
+                    // spread a fleet's resubscriptions: somewhere in [pause/2, pause]
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    let nanos = u64::from(now.subsec_nanos()) ^ u64::from(std::process::id());
+                    let wait = pause / 2 + Duration::from_nanos(nanos % (pause.as_nanos() as u64 / 2 + 1));
+                    tokio::time::sleep(wait).await;
+                    pause = (pause * 2).min(BUS_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Subscribed until the connection fails (`Ok` once it had subscribed), `Err` when it could
+    /// not subscribe.
+    async fn bus_session(&self, channel: &str, sink: &Arc<dyn BusSink>, first: bool) -> Result<(), ()> {
+        use futures::StreamExt;
+        let connect = self.inner.client.get_async_pubsub();
+        let Ok(Ok(pubsub)) = tokio::time::timeout(BUS_PONG, connect).await else { return Err(()) };
+        let (mut tx, mut rx) = pubsub.split();
+        if !matches!(tokio::time::timeout(BUS_PONG, tx.subscribe(channel)).await, Ok(Ok(()))) {
+            return Err(());
+        }
+        sink.subscribed(first);
+        let mut tick = tokio::time::interval(BUS_PING);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                m = rx.next() => match m {
+                    Some(m) => sink.message(m.get_payload_bytes()),
+                    None => return Ok(()),
+                },
+                _ = tick.tick() => {
+                    if !sink.alive() {
+                        return Ok(());
+                    }
+                    if !matches!(tokio::time::timeout(BUS_PONG, tx.ping::<String>()).await, Ok(Ok(_))) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a write or a publish now, in call order (the contract of `Transport::write` and
+    /// `Transport::publish`); the future answers it.
+    fn queue(&self, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
+        let (reply, answer) = oneshot::channel();
+        if self.writer().try_send(Job { req, reply }).is_err() {
+            return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
+        }
+        answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
+    }
+
     async fn probe_now(&self) -> Result<(), TransportError> {
         if let Ok(mut conn) = self.conn() {
             let ping = redis::cmd("PING");
@@ -285,6 +494,11 @@ impl RedisTransport {
         }
         self.reconnect().await
     }
+}
+
+/// A lease in whole milliseconds, at least 1 (`PX 0` is an error in Redis).
+fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
 }
 
 fn token_bytes(t: Token) -> Vec<u8> {
@@ -321,17 +535,52 @@ impl Transport for RedisTransport {
     }
 
     fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-        let (reply, answer) = oneshot::channel();
-        // queued now, in call order (the contract of `Transport::write`)
-        if self.writer().try_send(Job { req, reply }).is_err() {
-            return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
-        }
-        answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
+        self.queue(Queued::Write(req))
     }
 
     fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>> {
         let me = self.clone();
         run(async move { me.unlink_now(pattern).await })
+    }
+
+    fn acquire(
+        &self,
+        keys: &L2Keys,
+        owner: &str,
+        lease: Duration,
+    ) -> BoxFuture<'static, Result<LockReply, TransportError>> {
+        let (me, keys, owner) = (self.clone(), keys.clone(), owner.to_string());
+        run(async move { me.acquire_now(keys, owner, millis(lease)).await })
+    }
+
+    fn renew(
+        &self,
+        lock_key: &str,
+        lockval: &str,
+        lease: Duration,
+    ) -> BoxFuture<'static, Result<bool, TransportError>> {
+        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
+        run(async move { me.renew_now(key, val, millis(lease)).await })
+    }
+
+    fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
+        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
+        run(async move { me.release_now(key, val).await })
+    }
+
+    fn publish(&self, channel: &str, message: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.queue(Queued::Publish { channel: channel.to_string(), message }).map(|r| r.map(drop)).boxed()
+    }
+
+    fn subscribe(&self, channel: &str, sink: Arc<dyn BusSink>) {
+        let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
+        subs.0.retain(|(_, s)| s.alive());
+        subs.0.push((channel.to_string(), Arc::clone(&sink)));
+        if subs.1.is_none() {
+            subs.1 = Some(ForkGuard::new(()));
+        }
+        drop(subs);
+        healcache_rt::handle().spawn(self.clone().bus_loop(channel.to_string(), sink, true));
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {

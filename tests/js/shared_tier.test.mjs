@@ -5,7 +5,7 @@
 // WebAssembly package refuses `redis` (no TCP from a worker's module).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { REPO, redisAvailable, redisFor, sleep } from './rediskit.mjs';
@@ -175,4 +175,102 @@ print(json.dumps([v, c.stats()["l2_hits"]]))`);
   assert.equal(fromPython, 'error: LoaderError');
   const rust = await c.fetch('from:rust', unloadable);
   assert.deepEqual([rust.value, rust.status], [{ lang: 'rust', n: [1, 2, 3] }, 'l2-hit']);
+});
+
+test('the fleet lock: three caches missing one key rebuild it once, the others fleet-coalesced', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const caches = [0, 1, 2].map(() => new Cache({ redis: redis.url, fleetLock: 'all', fleetLockLease: 2000 }));
+  t.after(() => caches.map((c) => c.close()));
+  let calls = 0;
+  const load = async () => {
+    calls += 1;
+    await sleep(200);
+    return 'built';
+  };
+  const got = await Promise.all(caches.map((c) => c.fetch('hot', load)));
+  assert.equal(calls, 1);
+  assert.deepEqual(got.map((f) => f.status).sort(), ['fleet-coalesced', 'fleet-coalesced', 'loaded']);
+  assert.ok(got.every((f) => f.value === 'built'));
+  const s = caches.map((c) => c.stats());
+  assert.ok(s.reduce((n, x) => n + x.l2LockAcquired, 0) >= 1);
+  assert.equal(s.reduce((n, x) => n + x.l2LockContended, 0), s.reduce((n, x) => n + x.l2LockWait.counts.reduce((a, b) => a + b, 0), 0));
+});
+
+test('a rebuild that lost its lease is fenced out, and the newer value stays in every cache', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const opts = { redis: redis.url, fleetLock: 'all', fleetLockLease: 100, fleetLockMaxHold: 100 };
+  const [a, b] = [new Cache(opts), new Cache(opts)];
+  t.after(() => [a.close(), b.close()]);
+  const slow = a.fetch('acct', async () => {
+    await sleep(800);
+    return 'A';
+  });
+  await waitFor(() => a.stats().l2LockAcquired === 1);
+  const fb = await b.fetch('acct', async () => 'B');
+  assert.deepEqual([fb.status, fb.value], ['loaded', 'B']);
+  const fa = await slow;
+  assert.deepEqual([fa.status, fa.value], ['fenced-out', 'A']);
+  assert.equal(a.stats().l2FencedOut, 1);
+  assert.deepEqual([a.get('acct'), b.get('acct')], ['B', 'B']);
+});
+
+test('fleetLock is checked: a typed error names it', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  assert.throws(() => new Cache({ redis: redis.url, fleetLock: 'sometimes' }), (e) => e.code === 'InvalidConfig' && e.field === 'fleetLock');
+  assert.throws(() => new Cache({ redis: redis.url, fleetLock: 1 }), (e) => e.code === 'InvalidConfig' && e.field === 'fleetLock');
+  assert.throws(() => new Cache({ redis: redis.url, fleetLockLease: -1 }), (e) => e.code === 'InvalidConfig' && e.field === 'fleetLockLease');
+});
+
+// One fleet, three languages: a Rust, a Python and a Node instance miss one key at the same
+// moment under the fleet lock; exactly one of them runs its loader.
+const FLEET_NODE = path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, 'target'), 'release/examples/fleet_node');
+test('Rust, Python and Node instances rebuild a key once for the fleet', { skip: skip || WASM || (!existsSync(PY) && 'no .venv') }, async (t) => {
+  const redis = await redisFor(t);
+  const start = Date.now() + 2000;
+  // each child's output lines, in order, whether they arrive before or after they are asked for
+  const lines = (child) => {
+    let buf = '';
+    const ready = [];
+    const waiting = [];
+    child.stdout.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (waiting.length > 0) waiting.shift()(line);
+        else ready.push(line);
+      }
+    });
+    return () => (ready.length > 0 ? Promise.resolve(ready.shift()) : new Promise((resolve) => waiting.push(resolve)));
+  };
+  const rust = spawn(FLEET_NODE, ['--redis', redis.url, '--fleet-lock', 'all'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const python = spawn(PY, ['-c', `import asyncio, sys, time, healcache
+c = healcache.Cache(redis=sys.argv[1], fleet_lock="all")
+async def load():
+    await asyncio.sleep(0.3)
+    return "python"
+async def go():
+    while time.time() * 1000 < ${start}:
+        await asyncio.sleep(0.001)
+    return await c.fetch("fleet", load)
+f = asyncio.run(go())
+print(f.status, f.value)`, redis.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => [rust.kill('SIGKILL'), python.kill('SIGKILL')]);
+  const [rustLine, pyLine] = [lines(rust), lines(python)];
+  assert.equal(await rustLine(), '"ready"');
+  const c = new Cache({ redis: redis.url, fleetLock: 'all' });
+  t.after(() => c.close());
+  await sleep(start - Date.now());
+  rust.stdin.write('fetch fleet 300 "rust"\n');
+  const node = await c.fetch('fleet', async () => {
+    await sleep(300);
+    return 'node';
+  });
+  const r = JSON.parse(await rustLine());
+  const [pyStatus, pyValue] = (await pyLine()).split(' ');
+  const statuses = [r.status, pyStatus, node.status].sort();
+  assert.deepEqual(statuses, ['fleet-coalesced', 'fleet-coalesced', 'loaded'], `rust ${r.status}, python ${pyStatus}, node ${node.status}`);
+  assert.ok(r.value === pyValue && pyValue === node.value, `one value for all: ${r.value} ${pyValue} ${node.value}`);
+  rust.stdin.end();
 });

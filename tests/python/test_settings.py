@@ -18,7 +18,7 @@ TABLE = _settings()
 CACHE = [(name, unit) for name, scope, unit in TABLE if scope == "cache"]
 HEALING = [(name, unit) for name, scope, unit in TABLE if scope == "healing"]
 # Python objects rather than numbers: not settings of the table
-PYTHON_ONLY = {"weigher", "healing_comparator", "clock", "redis", "l2_prefix"}
+PYTHON_ONLY = {"weigher", "healing_comparator", "clock", "redis", "l2_prefix", "fleet_lock"}
 
 
 def keyword(name: str, scope: str) -> str:

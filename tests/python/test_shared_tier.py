@@ -188,3 +188,69 @@ def test_python_and_rust_read_each_others_entries(redis_server):
     assert missing == "error: LoaderError"
     f = fetch(healcache.Cache(redis=redis_server.url), "from:rust", unloadable)
     assert (f.value, f.status) == ({"lang": "rust", "n": [1, 2, 3]}, "l2-hit")
+
+
+FLEET_CHILD = r"""
+import asyncio, sys, time, healcache
+url, start = sys.argv[1], float(sys.argv[2])
+c = healcache.Cache(redis=url, fleet_lock="all", fleet_lock_lease=2)
+async def load():
+    await asyncio.sleep(0.3)
+    return "built"
+async def go():
+    while time.time() < start:
+        await asyncio.sleep(0.001)
+    return await c.fetch("hot", load)
+f = asyncio.run(go())
+print(f.status, f.value)
+"""
+
+
+def test_the_fleet_lock_lets_one_process_rebuild_for_all(redis_server):
+    # three interpreters miss one key at once: one rebuilds, the others wait for its value
+    start = time.time() + 1.5
+    procs = [
+        subprocess.Popen([sys.executable, "-c", FLEET_CHILD, redis_server.url, str(start)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outs = sorted(p.communicate(timeout=30)[0].strip() for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert outs == ["fleet-coalesced built", "fleet-coalesced built", "loaded built"]
+
+
+def test_a_rebuild_that_lost_its_lease_is_fenced_out(redis_server):
+    # lease 0.1 s, renewed for 0.1 s at most: A's 0.8 s rebuild loses the lock to B, whose value stays
+    def make():
+        return healcache.Cache(redis=redis_server.url, fleet_lock="all", fleet_lock_lease=0.1, fleet_lock_max_hold=0.1)
+
+    a, b = make(), make()
+
+    async def slow():
+        await asyncio.sleep(0.8)
+        return "A"
+
+    async def fast():
+        return "B"
+
+    async def go():
+        fa = asyncio.ensure_future(a.fetch("acct", slow))
+        await asyncio.sleep(0.05)
+        fb = await b.fetch("acct", fast)
+        return await fa, fb
+
+    fa, fb = asyncio.run(go())
+    assert (fb.status, fb.value) == ("loaded", "B")
+    assert (fa.status, fa.value) == ("fenced-out", "A")
+    assert a.stats()["l2_fenced_out"] == 1
+    assert a.get("acct") == "B" and b.get("acct") == "B"
+
+
+def test_fleet_lock_settings_are_checked(redis_server):
+    with pytest.raises(healcache.InvalidConfig) as e:
+        healcache.Cache(redis=redis_server.url, fleet_lock="sometimes")
+    assert e.value.field == "fleet_lock"
+    with pytest.raises(healcache.InvalidConfig) as e:
+        healcache.Cache(redis=redis_server.url, fleet_lock_lease=0)
+    assert e.value.field == "fleet_lock_lease"
+    for mode in ("off", "refresh", "all"):
+        healcache.Cache(redis=redis_server.url, fleet_lock=mode)

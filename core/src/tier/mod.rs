@@ -15,15 +15,18 @@
 //!   suspect: it is re-read from L2 before it is served fresh again.
 
 pub mod breaker;
+pub mod bus;
+pub mod lock;
 pub mod recovery;
 pub mod scripts;
 mod shared;
 
 use futures::future::BoxFuture;
 
+pub use lock::{FleetLock, LockReply};
 pub use shared::L2Stats;
 pub(crate) use shared::TierConfig;
-pub(crate) use shared::{L2Read, Tier};
+pub(crate) use shared::{L2Read, Rebuild, Tier, Wrote};
 
 use crate::codec::{PayloadCodec, Token};
 use crate::keys::L2Keys;
@@ -48,6 +51,10 @@ pub enum Expect {
     Absent,
     /// Only if the stored token is still this one, or the key has expired without a newer write.
     Token(Token),
+    /// A rebuild under the fleet lock: only if the slot's epoch is still this token's and no
+    /// envelope with the same epoch and a counter at least as high is stored (any write since
+    /// the lock was taken, a tombstone included, wins).
+    Fenced(Token),
 }
 
 /// A write of one envelope. The transport must order writes as they are submitted: the request
@@ -66,6 +73,9 @@ pub struct WriteRequest {
     /// Counted from the send, not the call: writes wait their turn in a bounded queue (so a
     /// burst of thousands is no burst of timeouts), and only the round trip is Redis's to keep.
     pub deadline: std::time::Duration,
+    /// The fleet lock's value to release with the write (compare-and-delete), when the write
+    /// is a rebuild under the lock.
+    pub release: Option<String>,
 }
 
 /// How a write ended.
@@ -75,6 +85,9 @@ pub enum WriteReply {
     Written(Token),
     /// Refused: a newer value (or a tombstone) is stored.
     Newer,
+    /// Refused: the slot's fence record was lost (Redis restarted without persistence, was
+    /// flushed, or evicted it) since the token was taken, so every older holder is fenced out.
+    EpochChanged,
 }
 
 /// A failure of the transport. Every kind counts against the breaker: data outcomes (a value
@@ -104,12 +117,48 @@ pub trait Transport: Send + Sync + 'static {
     /// Unlinks every key matching the glob `pattern` (SCAN and UNLINK in batches, never KEYS);
     /// answers how many were unlinked.
     fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>>;
+    /// Try-lock of `keys.lock` for `lease` (the ACQUIRE script): a won lock comes with a fresh
+    /// fencing token from `keys.fence`; `owner` names this process in the lock's value.
+    fn acquire(
+        &self,
+        keys: &L2Keys,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> BoxFuture<'static, Result<LockReply, TransportError>>;
+    /// Extends the lock at `lock_key` to `lease` if it still holds `lockval`; false when lost.
+    fn renew(
+        &self,
+        lock_key: &str,
+        lockval: &str,
+        lease: std::time::Duration,
+    ) -> BoxFuture<'static, Result<bool, TransportError>>;
+    /// Deletes the lock at `lock_key` if it still holds `lockval`; false when it did not.
+    fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>>;
+    /// Publishes `message` on the pub/sub `channel`, best effort (a lost message is a gap the
+    /// receivers notice by its number). Queued when called, in the same order as writes, so a
+    /// message follows the write it announces and messages leave in call order.
+    fn publish(&self, channel: &str, message: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// Keeps `sink` subscribed to `channel` from now on, on a connection of its own, until
+    /// `sink.alive()` is false: every message goes to `sink.message`, every (re)subscription to
+    /// `sink.subscribed` (messages may have been lost while it was down); a connection that
+    /// stops answering its pings is replaced, and a process that forked subscribes again.
+    fn subscribe(&self, channel: &str, sink: std::sync::Arc<dyn BusSink>);
     /// A health probe that also reconnects when the connection was lost.
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>>;
     /// Runs the tier's background work (answers of queued writes, the probe loop, replayed
     /// invalidations) to completion on the transport's own runtime: it must not depend on a
     /// host call being under way, as a host's spawner may.
     fn spawn(&self, work: BoxFuture<'static, ()>);
+}
+
+/// Where a subscription delivers (see [`Transport::subscribe`]).
+pub trait BusSink: Send + Sync + 'static {
+    /// A message's bytes.
+    fn message(&self, bytes: &[u8]);
+    /// The subscription started (`first`) or started again after a loss.
+    fn subscribed(&self, first: bool);
+    /// False once nobody listens any more (the cache was dropped): the subscription ends.
+    fn alive(&self) -> bool;
 }
 
 /// Turns a host value into payload bytes and back. Bindings implement it as a conversion (a

@@ -8,8 +8,10 @@ use std::time::Duration;
 use futures::future::{self, BoxFuture, Either, FutureExt};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
+use super::bus::{self, Heard, Link};
+use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
-use super::{Expect, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
+use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Token};
 use crate::keys::{self, L2Keys};
 use crate::stats::{Histogram, HistogramSnapshot};
@@ -17,6 +19,10 @@ use crate::{Clock, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
 const UNLINK_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How often an instance announces its last message number on the bus; a subscription that has
+/// delivered nothing, not even this cache's own heartbeats, for 1.5 of these is presumed lost.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How long a probe may take at least: it may have to connect anew.
 const PROBE_DEADLINE: Duration = Duration::from_secs(1);
@@ -37,6 +43,9 @@ pub(crate) struct TierConfig {
     pub compress_min_bytes: usize,
     /// How long a delete's tombstone fences out late rebuilds. Defaults to: 10 s.
     pub tombstone_ttl: Duration,
+    /// The fleet rebuild lock. Defaults to: background refreshes only, lease 5 s, renewed for
+    /// 30 s at most.
+    pub lock: LockConfig,
 }
 
 impl Default for TierConfig {
@@ -50,6 +59,7 @@ impl Default for TierConfig {
             recovery_max: 10_000,
             compress_min_bytes: 1024,
             tombstone_ttl: Duration::from_secs(10),
+            lock: LockConfig::default(),
         }
     }
 }
@@ -82,6 +92,32 @@ pub struct L2Stats {
     pub recovery_depth: u64,
     /// Invalidations dropped at the recovery queue's bound.
     pub recovery_dropped: u64,
+    /// Fleet rebuild locks taken by this process.
+    pub lock_acquired: u64,
+    /// Try-locks that found another instance rebuilding.
+    pub lock_contended: u64,
+    /// Background refreshes skipped because another instance was refreshing the key.
+    pub lock_skipped: u64,
+    /// Foreground waits for another instance's rebuild that gave up (after `lease +
+    /// load_timeout`) and loaded locally.
+    pub lock_timeouts: u64,
+    /// Leases lost while the loader ran (a renewal found the lock taken over).
+    pub lock_lease_lost: u64,
+    /// Invalidation messages published (writes, deletes, repairs; heartbeats aside).
+    pub bus_sent: u64,
+    /// Publishes that failed (their numbers are gaps the receivers notice).
+    pub bus_publish_failed: u64,
+    /// Invalidation messages received from other instances.
+    pub bus_received: u64,
+    /// L1 copies dropped by those messages.
+    pub bus_invalidated: u64,
+    /// Lost messages noticed (a number skipped, a heartbeat ahead, a silent or restarted
+    /// subscription): each made every older L1 entry suspect.
+    pub bus_gaps: u64,
+    /// Received bytes that were not a bus message.
+    pub bus_malformed: u64,
+    /// How long foreground misses waited for another instance's rebuild.
+    pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
     pub latency: HistogramSnapshot,
 }
@@ -98,6 +134,29 @@ struct Counters {
     codec_errors: AtomicU64,
     breaker_opens: AtomicU64,
     latency: Histogram,
+    lock_wait: Histogram,
+}
+
+/// How a write to L2 ended, for the caller that waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrote {
+    /// Stored.
+    Written,
+    /// Refused by the fence: a newer write, or a fence record lost since the token was taken.
+    FencedOut,
+    /// Not stored: L2 failed or is unreachable, or the value could not be encoded.
+    Failed,
+}
+
+/// What a miss in L2 became under the fleet lock.
+pub(crate) enum Rebuild<V> {
+    /// This process rebuilds under the lease (`None`: without the lock: it is off for this load,
+    /// or L2 failed), and its write must expect this.
+    Load(Option<Lease>, Expect),
+    /// Another instance rebuilt it meanwhile: its value.
+    Fleet(L2Read<V>),
+    /// A background refresh found another instance refreshing: nothing to do.
+    Skip,
 }
 
 /// What a read of L2 found.
@@ -126,6 +185,11 @@ pub(crate) struct Tier<V> {
     suspect_before: AtomicU64,
     probing: AtomicBool,
     clock: Arc<dyn Clock>,
+    locks: Arc<LockCounters>,
+    jitter: Arc<AtomicU64>,
+    /// This process in the fleet lock's values: random per cache, so two instances never share it.
+    owner: String,
+    bus: Link,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -143,6 +207,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
             compress_min_bytes: cfg.compress_min_bytes,
         };
+        let node = bus::node_id(seed, clock.precise_nanos(), Arc::as_ptr(&transport) as *const () as usize);
+        let cfg_prefix = cfg.prefix.clone();
         Arc::new(Tier {
             transport,
             codec,
@@ -155,6 +221,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             suspect_before: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             clock,
+            locks: Arc::default(),
+            jitter: Arc::new(AtomicU64::new(seed)),
+            owner: node.iter().map(|b| format!("{b:02x}")).collect(),
+            bus: Link::new(node, keys::bus_channel(&cfg_prefix, "cache")),
         })
     }
 
@@ -270,10 +340,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
     /// cannot be decided across processes without a shared clock).
     fn recovered(self: &Arc<Self>) {
-        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
+        self.distrust();
         for key in self.recovery.drain(self.now()) {
             if let Some(w) = self.tombstone(&key) {
-                self.transport.spawn(w);
+                self.spawn(w);
             }
         }
     }
@@ -338,6 +408,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// and stale for `grace` after it. The write is queued now; the returned future awaits its
     /// answer and counts it. `None`: not written (L2 unavailable: the key is queued for
     /// invalidation instead; or the value cannot be encoded, counted as a codec error).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write(
         self: &Arc<Self>,
         key: &str,
@@ -346,7 +417,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         grace: Duration,
         load_nanos: u64,
         expect: Expect,
-    ) -> Option<BoxFuture<'static, ()>> {
+        release: Option<String>,
+    ) -> Option<BoxFuture<'static, Wrote>> {
         let payload = match value.map(|v| self.codec.encode(v)).transpose() {
             Ok(p) => p,
             Err(_) => {
@@ -354,10 +426,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 return None;
             }
         };
-        self.write_encoded(key, payload, ttl, grace, load_nanos, expect)
+        self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release)
     }
 
     /// [`Tier::write`] of a payload already encoded (`None`: a "not found").
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_encoded(
         self: &Arc<Self>,
         key: &str,
@@ -366,7 +439,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         grace: Duration,
         load_nanos: u64,
         expect: Expect,
-    ) -> Option<BoxFuture<'static, ()>> {
+        release: Option<String>,
+    ) -> Option<BoxFuture<'static, Wrote>> {
         let (kind, pc, payload) = match payload {
             Some((pc, p)) => (Kind::Value, pc, p),
             None => (Kind::NotFound, codec::PayloadCodec::Raw, Vec::new()),
@@ -374,32 +448,30 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let fresh_ms = ttl.map_or(u64::MAX, |t| (t.as_millis() as u64).max(1));
         let grace_ms = grace.as_millis() as u64;
         let px_ms = ttl.map_or(0, |_| fresh_ms.saturating_add(grace_ms));
-        self.submit(key, kind, pc, fresh_ms, grace_ms, load_nanos, &payload, px_ms, expect, ttl)
+        let w = Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release };
+        self.submit(key, w, &payload)
     }
 
     /// Writes a tombstone for `key`: other processes read a miss, and a rebuild that read `key`
     /// before it is fenced out.
-    pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, ()>> {
+    pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, Wrote>> {
         let ms = (self.cfg.tombstone_ttl.as_millis() as u64).max(1);
-        let raw = codec::PayloadCodec::Raw;
-        let ttl = Some(self.cfg.tombstone_ttl);
-        self.submit(key, Kind::Tombstone, raw, ms, 0, 0, &[], ms, Expect::Any, ttl)
+        let w = Write {
+            kind: Kind::Tombstone,
+            pc: codec::PayloadCodec::Raw,
+            fresh_ms: ms,
+            grace_ms: 0,
+            load_nanos: 0,
+            px_ms: ms,
+            expect: Expect::Any,
+            ttl: Some(self.cfg.tombstone_ttl),
+            release: None,
+        };
+        self.submit(key, w, &[])
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn submit(
-        self: &Arc<Self>,
-        key: &str,
-        kind: Kind,
-        pc: codec::PayloadCodec,
-        fresh_ms: u64,
-        grace_ms: u64,
-        load_nanos: u64,
-        payload: &[u8],
-        px_ms: u64,
-        expect: Expect,
-        ttl: Option<Duration>,
-    ) -> Option<BoxFuture<'static, ()>> {
+    fn submit(self: &Arc<Self>, key: &str, w: Write, payload: &[u8]) -> Option<BoxFuture<'static, Wrote>> {
+        let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release } = w;
         if !self.admit() {
             let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
             self.recovery.push(key, self.now(), keep);
@@ -425,19 +497,24 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
         };
         let deadline = self.cfg.timeout;
-        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect, deadline });
+        let op = self.transport.write(WriteRequest { keys, envelope, px_ms, expect, deadline, release });
         let tier = Arc::clone(self);
+        let key = key.to_string();
         Some(
             async move {
                 // the transport keeps the deadline from when it sends the write (see WriteRequest)
                 match tier.timed(op, None).await {
-                    Ok(WriteReply::Written(_)) => {
+                    Ok(WriteReply::Written(token)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
+                        let what = if kind == Kind::Tombstone { bus::Kind::Removed } else { bus::Kind::Changed };
+                        tier.publish(what, vec![(key, token)]);
+                        Wrote::Written
                     }
-                    Ok(WriteReply::Newer) => {
+                    Ok(WriteReply::Newer | WriteReply::EpochChanged) => {
                         tier.counters.fenced_out.fetch_add(1, Relaxed);
+                        Wrote::FencedOut
                     }
-                    Err(_) => {}
+                    Err(_) => Wrote::Failed,
                 }
             }
             .boxed(),
@@ -445,8 +522,184 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// Hands a write's answer to the background.
-    pub(crate) fn spawn(&self, w: BoxFuture<'static, ()>) {
-        self.transport.spawn(w);
+    pub(crate) fn spawn(&self, w: BoxFuture<'static, Wrote>) {
+        self.transport.spawn(w.map(drop).boxed());
+    }
+
+    /// Announces written or deleted keys on the bus (after the write landed: never a message
+    /// without its value in L2). Best effort: a failed publish is a gap receivers notice.
+    fn publish(self: &Arc<Self>, kind: bus::Kind, keys: Vec<(String, codec::Token)>) {
+        // numbered and queued under one lock: the transport sends in queue order, so numbers
+        // arrive in order unless messages are lost
+        let sending = self.bus.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(msg) = self.bus.message(kind, keys) else {
+            // over the message bound: receivers see the skipped number as a gap
+            self.bus.numbering.take();
+            self.bus.publish_failed.fetch_add(1, Relaxed);
+            return;
+        };
+        if kind != bus::Kind::Heartbeat {
+            self.bus.sent.fetch_add(1, Relaxed);
+        }
+        let tier = Arc::clone(self);
+        let send = self.transport.publish(&self.bus.channel, msg);
+        drop(sending);
+        self.transport.spawn(
+            async move {
+                if send.await.is_err() {
+                    tier.bus.publish_failed.fetch_add(1, Relaxed);
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// Subscribes to the bus: other instances' messages make keys stale (changed) or remove them
+    /// (deleted) in L1 through `drop_key`;
+    /// heartbeats go out every second, and a subscription silent for 1.5 s (this cache's own
+    /// heartbeats stopped coming back) makes every older L1 entry suspect.
+    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey) {
+        let _ = self.bus.on_key.set(drop_key);
+        self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
+        let weak = Arc::downgrade(self);
+        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak.clone())));
+        let timer = Arc::clone(&self.timer);
+        let jitter = Arc::clone(&self.jitter);
+        self.transport.spawn(
+            async move {
+                loop {
+                    timer.sleep(lock::jittered(HEARTBEAT, &jitter)).await;
+                    let Some(tier) = weak.upgrade() else { return };
+                    tier.publish(bus::Kind::Heartbeat, Vec::new());
+                    let quiet = tier.clock.now_nanos().saturating_sub(tier.bus.last_heard.load(Relaxed));
+                    if quiet > (HEARTBEAT.as_nanos() as u64) * 3 / 2 && !tier.bus.silent.swap(true, Relaxed) {
+                        tier.bus.gaps.fetch_add(1, Relaxed);
+                        tier.distrust();
+                    }
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// Every L1 entry written before now is suspect: re-read from L2 before it is served fresh.
+    pub(crate) fn distrust(&self) {
+        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
+    }
+
+    fn heard(&self, bytes: &[u8]) {
+        let now = self.clock.now_nanos();
+        let b = &self.bus;
+        b.last_heard.store(now, Relaxed);
+        b.silent.store(false, Relaxed);
+        let gap = match b.numbering.hear(bytes, now) {
+            Heard::Own => false,
+            Heard::Malformed => {
+                b.malformed.fetch_add(1, Relaxed);
+                false
+            }
+            Heard::Heartbeat { gap } => gap,
+            Heard::Keys { keys, removed, gap } => {
+                b.received.fetch_add(1, Relaxed);
+                if let Some(drop_key) = b.on_key.get() {
+                    let dropped = keys.iter().filter(|k| drop_key(k, removed)).count();
+                    b.invalidated.fetch_add(dropped as u64, Relaxed);
+                }
+                gap
+            }
+        };
+        if gap {
+            b.gaps.fetch_add(1, Relaxed);
+            self.distrust();
+        }
+    }
+
+    /// Whether a load (background or not) takes the fleet lock.
+    pub(crate) fn locks(&self, background: bool) -> bool {
+        self.cfg.lock.mode.applies(background)
+    }
+
+    /// After a miss in L2 (`expect` from that read): takes the fleet lock when the mode says so.
+    /// Won: the value is read once more (an instance may have finished just before), then this
+    /// process rebuilds under the lease. Held: a background refresh skips; a foreground miss
+    /// waits for the holder's value, polling L2 every `min(lease / 10, 50 ms)` (jittered) and
+    /// trying the lock again, for `lease + load_timeout` at most, then loads itself.
+    pub(crate) async fn rebuild(
+        self: &Arc<Self>,
+        key: &str,
+        expect: Expect,
+        background: bool,
+        load_timeout: Option<Duration>,
+    ) -> Rebuild<V> {
+        if !self.locks(background) {
+            return Rebuild::Load(None, expect);
+        }
+        let lc = &self.cfg.lock;
+        let started = self.clock.precise_nanos();
+        let limit = lc.lease + load_timeout.unwrap_or(lc.lease);
+        let mut first = true;
+        loop {
+            match self.try_lock(key).await {
+                Ok(lease) => {
+                    self.record_wait(started, first);
+                    return match self.read(key).await {
+                        L2Read::Miss(e) => Rebuild::Load(Some(lease), e),
+                        // a hit: another instance finished meanwhile (the lease is released)
+                        other => Rebuild::Fleet(other).or_load(lease),
+                    };
+                }
+                Err(true) if background => {
+                    self.locks.skipped.fetch_add(1, Relaxed);
+                    return Rebuild::Skip;
+                }
+                Err(true) => {}
+                // the lock could not be asked (L2 failed): load without it
+                Err(false) => return Rebuild::Load(None, expect),
+            }
+            if first {
+                self.locks.contended.fetch_add(1, Relaxed);
+                first = false;
+            }
+            let waited = Duration::from_nanos(self.clock.precise_nanos().saturating_sub(started));
+            if waited >= limit {
+                self.locks.timeouts.fetch_add(1, Relaxed);
+                self.record_wait(started, false);
+                return Rebuild::Load(None, expect);
+            }
+            self.timer.sleep(lock::jittered(lc.poll(), &self.jitter).min(limit - waited)).await;
+            match self.read(key).await {
+                L2Read::Miss(_) => {}
+                other => {
+                    self.record_wait(started, false);
+                    return Rebuild::Fleet(other);
+                }
+            }
+        }
+    }
+
+    fn record_wait(&self, started: u64, first: bool) {
+        if !first {
+            self.counters.lock_wait.record(self.clock.precise_nanos().saturating_sub(started));
+        }
+    }
+
+    /// One try-lock: the lease when won; `Err(true)` held by another instance, `Err(false)` not
+    /// asked (breaker open or L2 failed).
+    async fn try_lock(self: &Arc<Self>, key: &str) -> Result<Lease, bool> {
+        if !self.admit() {
+            return Err(false);
+        }
+        let keys = self.keys(key);
+        let op = self.transport.acquire(&keys, &self.owner, self.cfg.lock.lease);
+        match self.timed(op, Some(self.cfg.timeout)).await {
+            Ok(LockReply::Won { token, lockval }) => {
+                self.locks.acquired.fetch_add(1, Relaxed);
+                let (c, j) = (Arc::clone(&self.locks), Arc::clone(&self.jitter));
+                Ok(lock::lease(&self.transport, &self.timer, &self.cfg.lock, c, j, keys.lock, token, lockval))
+            }
+            Ok(LockReply::Held { .. }) => Err(true),
+            Err(_) => Err(false),
+        }
     }
 
     /// Unlinks every L2 value whose cache key matches `pattern` (a glob over cache keys, as
@@ -480,7 +733,70 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             breaker_opens: c.breaker_opens.load(Relaxed),
             recovery_depth: self.recovery.len() as u64,
             recovery_dropped: self.recovery.dropped(),
+            lock_acquired: self.locks.acquired.load(Relaxed),
+            lock_contended: self.locks.contended.load(Relaxed),
+            lock_skipped: self.locks.skipped.load(Relaxed),
+            lock_timeouts: self.locks.timeouts.load(Relaxed),
+            lock_lease_lost: self.locks.lease_lost.load(Relaxed),
+            bus_sent: self.bus.sent.load(Relaxed),
+            bus_publish_failed: self.bus.publish_failed.load(Relaxed),
+            bus_received: self.bus.received.load(Relaxed),
+            bus_invalidated: self.bus.invalidated.load(Relaxed),
+            bus_gaps: self.bus.gaps.load(Relaxed),
+            bus_malformed: self.bus.malformed.load(Relaxed),
+            lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
+        }
+    }
+}
+
+/// The parts of one L2 write, as [`Tier::submit`] takes them.
+struct Write {
+    kind: Kind,
+    pc: codec::PayloadCodec,
+    fresh_ms: u64,
+    grace_ms: u64,
+    load_nanos: u64,
+    px_ms: u64,
+    expect: Expect,
+    ttl: Option<Duration>,
+    release: Option<String>,
+}
+
+impl<V> Rebuild<V> {
+    /// A won lock whose second read found the value: the rebuild is not needed; the lease is
+    /// dropped (released) unless the read failed, in which case this process loads under it.
+    fn or_load(self, lease: Lease) -> Rebuild<V> {
+        match self {
+            Rebuild::Fleet(L2Read::Skipped) => Rebuild::Load(Some(lease), Expect::Any),
+            other => other,
+        }
+    }
+}
+
+/// The bus subscription's end in a tier (weak: a dropped cache stops listening).
+struct Sink<V>(std::sync::Weak<Tier<V>>);
+
+impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
+    fn message(&self, bytes: &[u8]) {
+        if let Some(t) = self.0.upgrade() {
+            t.heard(bytes);
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    fn subscribed(&self, first: bool) {
+        let Some(t) = self.0.upgrade() else { return };
+        t.bus.last_heard.store(t.clock.now_nanos(), Relaxed);
+        t.bus.silent.store(false, Relaxed);
+        if !first {
+            // messages sent while it was down are lost: numbering starts afresh, L1 is suspect
+            t.bus.numbering.forget();
+            t.bus.gaps.fetch_add(1, Relaxed);
+            t.distrust();
         }
     }
 }

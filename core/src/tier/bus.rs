@@ -1,0 +1,364 @@
+//! The invalidation bus: how one instance's write drops the copies other instances hold in L1.
+//!
+//! Every write, delete and repair that lands in L2 is announced on a pub/sub channel per prefix
+//! (`<prefix>:{<ns>}:bus`, hash-tagged so sharded pub/sub can carry it later); other instances
+//! remove their L1 copy, and their next read takes the new value from L2. Pub/sub delivers at
+//! most once, so the bus is best effort and a gap must be noticed: each instance numbers its
+//! messages (a publish that fails still takes its number) and announces its last number in a
+//! heartbeat; a receiver that sees a number jump, a heartbeat ahead of what it received, its own
+//! heartbeats stop coming back, or its subscription start again, distrusts every L1 entry
+//! written before that moment (one "trusted since" stamp, O(1)): those entries are re-read from
+//! L2 before they are served fresh again, never flushed into a miss storm.
+//!
+//! Message v1, big-endian: u8 version (1), u8 kind, 16-byte node id, u64 seq, u16 count, then
+//! `count` × (u16 key length, key bytes, u64 epoch, u64 counter). At most [`MAX_MESSAGE`] bytes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use crate::codec::Token;
+
+/// Largest message accepted or sent.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Publishers whose numbering a receiver tracks; the one heard from longest ago is forgotten.
+pub const MAX_PUBLISHERS: usize = 4096;
+
+/// What a message says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The keys were written (a set, a load, a repair): copies elsewhere are out of date.
+    Changed = 1,
+    /// The keys were deleted.
+    Removed = 2,
+    /// Nothing changed: the sender's last sequence number, so receivers notice lost messages.
+    Heartbeat = 5,
+}
+
+/// One bus message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// What happened.
+    pub kind: Kind,
+    /// The sender (random per cache).
+    pub node: [u8; 16],
+    /// The sender's number for this message (a heartbeat: its last number used).
+    pub seq: u64,
+    /// The keys and the tokens they were written under (empty for a heartbeat).
+    pub keys: Vec<(String, Token)>,
+}
+
+/// Why bytes are not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// Shorter than what it announces, longer than [`MAX_MESSAGE`], or with bytes left over.
+    #[error("a bus message of the wrong length")]
+    Length,
+    /// A version or kind this build does not know.
+    #[error("an unknown bus message version or kind")]
+    Unknown,
+    /// A key that is not UTF-8.
+    #[error("a bus message key that is not UTF-8")]
+    Key,
+}
+
+impl Message {
+    /// The message's bytes; `None` when it would exceed [`MAX_MESSAGE`] (the caller splits).
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(28 + self.keys.iter().map(|(k, _)| 18 + k.len()).sum::<usize>());
+        out.push(1);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.node);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(self.keys.len()).ok()?.to_be_bytes());
+        for (k, t) in &self.keys {
+            out.extend_from_slice(&u16::try_from(k.len()).ok()?.to_be_bytes());
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(&t.epoch.to_be_bytes());
+            out.extend_from_slice(&t.counter.to_be_bytes());
+        }
+        (out.len() <= MAX_MESSAGE).then_some(out)
+    }
+
+    /// Reads a message; anything malformed is an error, never a panic.
+    pub fn decode(b: &[u8]) -> Result<Message, BusError> {
+        if b.len() > MAX_MESSAGE {
+            return Err(BusError::Length);
+        }
+        let mut r = Reader(b);
+        if r.take(1)?[0] != 1 {
+            return Err(BusError::Unknown);
+        }
+        let kind = match r.take(1)?[0] {
+            1 => Kind::Changed,
+            2 => Kind::Removed,
+            5 => Kind::Heartbeat,
+            _ => return Err(BusError::Unknown),
+        };
+        let node: [u8; 16] = r.take(16)?.try_into().map_err(|_| BusError::Length)?;
+        let seq = r.u64()?;
+        let n = r.u16()?;
+        let mut keys = Vec::with_capacity(usize::from(n).min(b.len() / 18));
+        for _ in 0..n {
+            let len = usize::from(r.u16()?);
+            let key = std::str::from_utf8(r.take(len)?).map_err(|_| BusError::Key)?.to_string();
+            keys.push((key, Token { epoch: r.u64()?, counter: r.u64()? }));
+        }
+        if !r.0.is_empty() {
+            return Err(BusError::Length);
+        }
+        Ok(Message { kind, node, seq, keys })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BusError> {
+        if self.0.len() < n {
+            return Err(BusError::Length);
+        }
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
+        Ok(h)
+    }
+    fn u16(&mut self) -> Result<u16, BusError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| BusError::Length)?))
+    }
+    fn u64(&mut self) -> Result<u64, BusError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| BusError::Length)?))
+    }
+}
+
+/// What a received message means for this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Heard {
+    /// Its own message coming back: proof the subscription is alive.
+    Own,
+    /// Another instance's: these keys changed (`removed`: were deleted); `gap` when messages
+    /// were lost before it.
+    Keys { keys: Vec<String>, removed: bool, gap: bool },
+    /// Another instance's heartbeat; `gap` when it is ahead of what was received.
+    Heartbeat { gap: bool },
+    /// Not a message (counted, ignored).
+    Malformed,
+}
+
+/// A sender's numbering and receivers' tracking of everyone else's.
+pub(crate) struct Numbering {
+    pub node: [u8; 16],
+    next: AtomicU64,
+    /// publisher -> (last seq received, when heard, in the receiver's clock nanos)
+    seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
+}
+
+impl Numbering {
+    pub(crate) fn new(node: [u8; 16]) -> Self {
+        Numbering { node, next: AtomicU64::new(1), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// The number of the next message; taken before the publish, so a lost publish is a gap.
+    pub(crate) fn take(&self) -> u64 {
+        self.next.fetch_add(1, Relaxed)
+    }
+
+    /// The last number taken (0: none yet), for a heartbeat.
+    pub(crate) fn last(&self) -> u64 {
+        self.next.load(Relaxed) - 1
+    }
+
+    /// Interprets received bytes at `now` (nanos, any clock that only moves forward).
+    pub(crate) fn hear(&self, bytes: &[u8], now: u64) -> Heard {
+        let Ok(m) = Message::decode(bytes) else { return Heard::Malformed };
+        if m.node == self.node {
+            return Heard::Own;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.contains_key(&m.node) && seen.len() >= MAX_PUBLISHERS {
+            if let Some(oldest) = seen.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+                seen.remove(&oldest);
+            }
+        }
+        let last = seen.get(&m.node).map(|(s, _)| *s);
+        let gap = match (m.kind, last) {
+            // a publisher first heard of: nothing to compare with (a new instance, or one forgotten)
+            (_, None) => false,
+            (Kind::Heartbeat, Some(l)) => m.seq > l,
+            (_, Some(l)) => m.seq != l.wrapping_add(1) && m.seq > l,
+        };
+        let newest = last.map_or(m.seq, |l| l.max(m.seq));
+        seen.insert(m.node, (newest, now));
+        match m.kind {
+            Kind::Heartbeat => Heard::Heartbeat { gap },
+            Kind::Changed | Kind::Removed => Heard::Keys {
+                keys: m.keys.into_iter().map(|(k, _)| k).collect(),
+                removed: m.kind == Kind::Removed,
+                gap,
+            },
+        }
+    }
+
+    /// Forgets every publisher's numbering (after a resubscribe, lost messages are covered by
+    /// distrusting L1, and numbers start being compared afresh).
+    pub(crate) fn forget(&self) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// A node id for one cache: distinct between caches and processes even when every instance of a
+/// fleet is given the same seed (the seed, the precise clock, a process-wide counter and the
+/// cache's own address, mixed). The core has no entropy source of its own on every target.
+pub(crate) fn node_id(seed: u64, precise_nanos: u64, addr: usize) -> [u8; 16] {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let n = MADE.fetch_add(1, Relaxed);
+    let mix = crate::xfetch::splitmix64;
+    let a = mix(seed ^ mix(precise_nanos) ^ mix(addr as u64));
+    let b = mix(a ^ mix(n.wrapping_add(0x6a09_e667_f3bc_c908)) ^ precise_nanos.rotate_left(29));
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&a.to_be_bytes());
+    id[8..].copy_from_slice(&b.to_be_bytes());
+    id
+}
+
+/// What a cache does with a key another instance changed (`false`) or deleted (`true`): true if
+/// it held a fresh copy.
+pub(crate) type OnKey = Box<dyn Fn(&str, bool) -> bool + Send + Sync>;
+
+/// One cache's end of the bus: its numbering, its channel and its counters.
+pub(crate) struct Link {
+    pub numbering: Numbering,
+    pub channel: String,
+    pub sent: AtomicU64,
+    pub publish_failed: AtomicU64,
+    pub received: AtomicU64,
+    pub invalidated: AtomicU64,
+    pub gaps: AtomicU64,
+    pub malformed: AtomicU64,
+    /// When the subscription last delivered anything, this cache's own heartbeats included
+    /// (cache clock, nanos); 0 before the first subscription.
+    pub last_heard: AtomicU64,
+    /// Held while a message is numbered and queued, so numbers leave in order.
+    pub sending: Mutex<()>,
+    /// Set while the subscription is silent past its bound, so one silence distrusts once.
+    pub silent: std::sync::atomic::AtomicBool,
+    /// Acts on a key another instance changed (stale) or deleted (removed) in its L1.
+    pub on_key: std::sync::OnceLock<OnKey>,
+}
+
+impl Link {
+    pub(crate) fn new(node: [u8; 16], channel: String) -> Self {
+        Link {
+            numbering: Numbering::new(node),
+            channel,
+            sent: AtomicU64::new(0),
+            publish_failed: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            invalidated: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            last_heard: AtomicU64::new(0),
+            sending: Mutex::new(()),
+            silent: std::sync::atomic::AtomicBool::new(false),
+            on_key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A message for `keys` (or a heartbeat), numbered; `None` past [`MAX_MESSAGE`].
+    pub(crate) fn message(&self, kind: Kind, keys: Vec<(String, Token)>) -> Option<Vec<u8>> {
+        let seq = if kind == Kind::Heartbeat { self.numbering.last() } else { self.numbering.take() };
+        Message { kind, node: self.numbering.node, seq, keys }.encode()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: Kind, node: u8, seq: u64, keys: &[&str]) -> Vec<u8> {
+        let keys = keys.iter().map(|k| (k.to_string(), Token { epoch: 7, counter: seq })).collect();
+        Message { kind, node: [node; 16], seq, keys }.encode().unwrap()
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let m = Message {
+            kind: Kind::Changed,
+            node: [3; 16],
+            seq: 42,
+            keys: vec![("user:1".into(), Token { epoch: 1, counter: 2 }), ("ü".into(), Token::default())],
+        };
+        assert_eq!(Message::decode(&m.encode().unwrap()).unwrap(), m);
+    }
+
+    #[test]
+    fn malformed_bytes_are_errors_never_panics() {
+        let good = msg(Kind::Removed, 1, 9, &["a", "bc"]);
+        for cut in 0..good.len() {
+            assert!(Message::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = good.clone();
+        extra.push(0);
+        assert_eq!(Message::decode(&extra), Err(BusError::Length));
+        let mut v2 = good.clone();
+        v2[0] = 2;
+        assert_eq!(Message::decode(&v2), Err(BusError::Unknown));
+        // a count far beyond the bytes allocates nothing large and fails
+        let mut huge = good[..26].to_vec();
+        huge.extend_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(Message::decode(&huge), Err(BusError::Length));
+        let mut rng = 0x1234_5678_u64;
+        for _ in 0..10_000 {
+            let mut b = good.clone();
+            rng = crate::xfetch::splitmix64(rng);
+            let at = (rng % b.len() as u64) as usize;
+            b[at] ^= (rng >> 32) as u8 | 1;
+            let _ = Message::decode(&b);
+        }
+        assert!(Message::decode(&vec![0u8; MAX_MESSAGE + 1]).is_err());
+    }
+
+    #[test]
+    fn a_message_over_the_bound_is_not_encoded() {
+        let key = "k".repeat(1000);
+        let keys = (0..70).map(|_| (key.clone(), Token::default())).collect();
+        assert_eq!(Message { kind: Kind::Changed, node: [0; 16], seq: 1, keys }.encode(), None);
+    }
+
+    #[test]
+    fn a_jump_in_numbers_or_a_heartbeat_ahead_is_a_gap() {
+        let me = Numbering::new([9; 16]);
+        assert_eq!(me.hear(&msg(Kind::Changed, 9, 1, &["x"]), 0), Heard::Own);
+        let keys = |gap| Heard::Keys { keys: vec!["k".into()], removed: false, gap };
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 5, &["k"]), 1), keys(false), "first heard of");
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 6, &["k"]), 2), keys(false));
+        assert_eq!(me.hear(&msg(Kind::Heartbeat, 1, 6, &[]), 3), Heard::Heartbeat { gap: false });
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 8, &["k"]), 4), keys(true), "7 was lost");
+        assert_eq!(me.hear(&msg(Kind::Heartbeat, 1, 10, &[]), 5), Heard::Heartbeat { gap: true }, "9 and 10 lost");
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 11, &["k"]), 6), keys(false));
+        // a late duplicate is no gap
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 3, &["k"]), 7), keys(false));
+        assert_eq!(me.hear(b"junk", 8), Heard::Malformed);
+        me.forget();
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 20, &["k"]), 9), keys(false));
+    }
+
+    #[test]
+    fn publishers_tracked_are_bounded() {
+        let me = Numbering::new([0; 16]);
+        for i in 0..(MAX_PUBLISHERS as u32 + 10) {
+            let mut node = [1u8; 16];
+            node[..4].copy_from_slice(&i.to_be_bytes());
+            let m = Message { kind: Kind::Heartbeat, node, seq: 1, keys: vec![] };
+            me.hear(&m.encode().unwrap(), u64::from(i));
+        }
+        assert_eq!(me.seen.lock().unwrap().len(), MAX_PUBLISHERS);
+    }
+
+    #[test]
+    fn numbers_are_taken_before_publishing() {
+        let me = Numbering::new([0; 16]);
+        assert_eq!(me.last(), 0);
+        assert_eq!((me.take(), me.take()), (1, 2));
+        assert_eq!(me.last(), 2);
+    }
+}
