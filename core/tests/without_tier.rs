@@ -4,7 +4,8 @@
 #![cfg(not(feature = "tier"))]
 
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::tier::{Neutral, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
+use healcache::keys::L2Keys;
+use healcache::tier::{BusSink, LockReply, Neutral, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
 use healcache::{Cache, ManualClock};
 
 /// A transport no test reaches: the builder refuses the tier before using it.
@@ -24,6 +25,24 @@ impl Transport for Unreachable {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
     fn spawn(&self, _: BoxFuture<'static, ()>) {}
+    fn acquire(
+        &self,
+        _: &L2Keys,
+        _: &str,
+        _: std::time::Duration,
+    ) -> BoxFuture<'static, Result<LockReply, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn renew(&self, _: &str, _: &str, _: std::time::Duration) -> BoxFuture<'static, Result<bool, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn release(&self, _: &str, _: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn publish(&self, _: &str, _: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn subscribe(&self, _: &str, _: std::sync::Arc<dyn BusSink>) {}
 }
 
 #[test]
