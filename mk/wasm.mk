@@ -15,7 +15,9 @@ $(WASM_PKG): $(NODE_DEPS) $(WASM_RUST_SRC) $(JS_SHARED)
 
 build-wasm: $(WASM_PKG)
 
+# The core as the module builds it (no `tier` feature) refuses a shared tier: core/tests/without_tier.rs.
 test-wasm: $(WASM_PKG) $(NODE_ADDON)
+	cargo test -p healcache --release --no-default-features --test without_tier
 	TEST_WASM=1 $(NODE) --test --test-timeout=120000 tests/js/*.test.mjs
 
 bench-wasm: $(WASM_PKG)

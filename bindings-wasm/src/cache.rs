@@ -6,20 +6,49 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
+use futures::future::{BoxFuture, FutureExt};
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
 use js_sys::{Function, Promise};
-use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::convert::to_js;
 use crate::error::into_js_error;
+
+/// A JS value, or a future holding JS values, marked `Send` so the core's `Send` bounds take it.
+/// Sound because this module has one thread: wasm32-unknown-unknown without the `atomics` target
+/// feature runs no other (a build with it is refused below). The send_wrapper crate does the same
+/// with a thread-id check on every access, which links std's thread registry (about 3 KB) into a
+/// module that cannot have a second thread.
+pub(crate) struct Local<T>(pub T);
+
+#[cfg(target_feature = "atomics")]
+compile_error!("healcache-wasm marks JS values `Send` (`Local`): it must run on one thread");
+
+// SAFETY: one thread (above).
+unsafe impl<T> Send for Local<T> {}
+
+impl<T> std::ops::Deref for Local<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<F: Future> Future for Local<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        // SAFETY: structural pinning: the field is never moved out of a pinned `Local`.
+        unsafe { self.map_unchecked_mut(|l| &mut l.0) }.poll(cx)
+    }
+}
 
 /// One cache, as the wrapper holds it, with its host hooks.
 #[wasm_bindgen(js_name = Backend)]
@@ -64,20 +93,15 @@ pub(crate) fn host_seed() -> u64 {
 /// more is cleared, so none outlives its use or keeps a Node process alive.
 pub(crate) struct JsTimer;
 
-/// A host timeout's promise, awaited.
-type HostWait = SendWrapper<Pin<Box<dyn Future<Output = ()>>>>;
-/// One host timeout, shared by the delays that end with it.
-type HostTimeout = Shared<HostWait>;
-
 thread_local! {
-    /// Host timeouts under way with their deadline (µs since `EPOCH`), held weakly (their waiters
-    /// hold them): about 32 per delay length in use (one per 250 ms for delays over 8 s).
-    static TIMEOUTS: RefCell<Vec<(u64, WeakShared<HostWait>)>> =
-        const { RefCell::new(Vec::new()) };
+    /// Host timeouts under way with their deadline (µs since `EPOCH`): the promise each waiter
+    /// awaits, and its guard held weakly (its waiters hold it): about 32 per delay length in use
+    /// (one per 250 ms for delays over 8 s).
+    static TIMEOUTS: RefCell<Vec<(u64, Promise, Weak<ClearOnDrop>)>> = const { RefCell::new(Vec::new()) };
     static EPOCH: web_time::Instant = web_time::Instant::now();
 }
 
-/// Clears a host timeout when dropped (a no-op once it fired).
+/// Clears a host timeout when dropped, by its last waiter (a no-op once it fired).
 struct ClearOnDrop(JsValue);
 
 impl Drop for ClearOnDrop {
@@ -86,17 +110,23 @@ impl Drop for ClearOnDrop {
     }
 }
 
-fn host_timeout(ms: f64) -> HostTimeout {
+/// A new host timeout of `ms`: the promise it resolves, and its guard.
+fn host_timeout(ms: f64) -> (Promise, Rc<ClearOnDrop>) {
     let mut id = JsValue::UNDEFINED;
     let p = Promise::new(&mut |resolve, _| {
         id = set_timeout(&resolve, ms);
     });
-    let guard = ClearOnDrop(id);
-    let fut: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+    (p, Rc::new(ClearOnDrop(id)))
+}
+
+/// One delay: awaits the shared promise (a JS promise takes any number of waiters, so no
+/// futures `Shared` is needed) and holds the guard until it ends or is dropped.
+fn wait_on(p: Promise, guard: Rc<ClearOnDrop>) -> BoxFuture<'static, ()> {
+    Local(async move {
         let _guard = guard;
         let _ = JsFuture::from(p).await;
-    });
-    SendWrapper::new(fut).shared()
+    })
+    .boxed()
 }
 
 impl Timer for JsTimer {
@@ -110,16 +140,15 @@ impl Timer for JsTimer {
             let mut t = t.borrow_mut();
             // forget the timeouts that have fired
             let now_us = (now * 1e3) as u64;
-            t.retain(|(at, _)| *at >= now_us);
-            if let Some(shared) = t.iter().find(|(at, _)| *at == key).and_then(|(_, w)| w.upgrade()) {
-                return shared.boxed();
+            t.retain(|(at, _, _)| *at >= now_us);
+            let live = t.iter().find(|(at, _, _)| *at == key).and_then(|(_, p, w)| Some((p.clone(), w.upgrade()?)));
+            if let Some((p, guard)) = live {
+                return wait_on(p, guard);
             }
-            let shared = host_timeout(deadline - now);
-            if let Some(weak) = shared.downgrade() {
-                t.retain(|(at, _)| *at != key);
-                t.push((key, weak));
-            }
-            shared.boxed()
+            let (p, guard) = host_timeout(deadline - now);
+            t.retain(|(at, _, _)| *at != key);
+            t.push((key, p.clone(), Rc::downgrade(&guard)));
+            wait_on(p, guard)
         })
     }
 }
@@ -334,9 +363,9 @@ impl Drop for AbortOnDrop {
 /// `loaded_from` (while it is pending it stands for its key's flight in `loading`); `run(true)`
 /// aborts its signal.
 fn core_loader(
-    loader: SendWrapper<Function>,
+    loader: Local<Function>,
     key: String,
-    loading: SendWrapper<Rc<js_sys::Map>>,
+    loading: Local<Rc<js_sys::Map>>,
 ) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
         let called = loader.call1(&JsValue::UNDEFINED, &JsValue::FALSE).map(Promise::from);
@@ -344,8 +373,8 @@ fn core_loader(
         if let Ok(p) = &called {
             loading.set(&key, p);
         }
-        let guard = AbortOnDrop(Some(loader.take()));
-        SendWrapper::new(async move {
+        let guard = AbortOnDrop(Some(loader.0));
+        Local(async move {
             let mut guard = guard;
             let failed = |_e: JsValue| loader_failed("loader call failed");
             let promise = match called {
@@ -405,7 +434,7 @@ fn run_fetch(
 ) -> Promise {
     let loading = Rc::clone(&c.1.loading);
     let joined = loading.get(&JsValue::from_str(&key)).dyn_into::<Promise>().ok();
-    let load = core_loader(SendWrapper::new(loader), key.clone(), SendWrapper::new(loading));
+    let load = core_loader(Local(loader), key.clone(), Local(loading));
     let fut = c.0.fetch(key, load, ticket, opts, must_value);
     let wait_until = wait_until.or_else(|| c.1.wait_until.borrow().clone());
     let fut = Kept { wait_until, fut: Box::pin(fut) };

@@ -7,21 +7,20 @@ use std::sync::Arc;
 use futures::future::FutureExt;
 use healcache_js_common::VerifyCall;
 use js_sys::{Array, Function, Promise};
-use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::cache::Wasm;
+use crate::cache::{Local, Wasm};
 use crate::convert::to_js;
 use crate::error::into_js_error;
 
 /// `Backend::register_source`: `verify` is the wrapper's per-source callback.
 #[wasm_bindgen(js_name = registerSource)]
 pub fn register_source(c: &Wasm, prefix: &str, verify: Function) -> Result<(), JsValue> {
-    let verify = SendWrapper::new(verify);
+    let verify = Local(verify);
     let call: VerifyCall = Arc::new(move |key, held| {
         let called = verify.call2(&JsValue::UNDEFINED, &JsValue::from_str(&key), &JsValue::from_f64(held));
-        SendWrapper::new(async move {
+        Local(async move {
             let got = JsFuture::from(Promise::from(called.map_err(|_| ())?)).await.map_err(|_| ())?;
             Ok(Array::from(&got).iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
         })

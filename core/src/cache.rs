@@ -78,8 +78,22 @@ pub(crate) struct Inner<V> {
     draws: AtomicU64,
     seed: u64,
     pub counters: StampedeCounters,
-    /// The shared tier (L2), when the cache has one.
-    pub tier: Option<Arc<Tier<V>>>,
+    /// The shared tier (L2), when the cache has one: read through [`Inner::tier`].
+    tier: Option<Arc<Tier<V>>>,
+}
+
+impl<V> Inner<V> {
+    /// The shared tier, when the cache has one. Without the `tier` feature it is always `None`,
+    /// a constant the compiler sees: every shared-tier path, and the tier's code with it, leaves
+    /// the build (the WebAssembly module, whose size counts and which has no sockets).
+    #[inline(always)]
+    pub fn tier(&self) -> Option<&Arc<Tier<V>>> {
+        if cfg!(feature = "tier") {
+            self.tier.as_ref()
+        } else {
+            None
+        }
+    }
 }
 
 /// A bounded, concurrent cache from string keys to values of type `V`.
@@ -142,6 +156,10 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
                 return Err(Error::invalid_config(field, problem, None));
             }
         }
+        if self.tier.is_some() && !cfg!(feature = "tier") {
+            let problem = ConfigProblem::Rule("needs healcache's `tier` feature (on by default)");
+            return Err(Error::invalid_config("shared_tier", problem, None));
+        }
         if self.tier.is_some() && self.timer.is_none() {
             let problem = ConfigProblem::Needs("a timer (CacheBuilder::timer) for the shared tier's deadlines");
             return Err(Error::invalid_config("shared_tier", problem, None));
@@ -163,7 +181,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.seed,
             Arc::clone(&clock),
         );
-        let tier = b.tier.map(|(transport, codec)| {
+        let tier = b.tier.filter(|_| cfg!(feature = "tier")).map(|(transport, codec)| {
             let timer = b.timer.clone();
             Tier::new(
                 transport,
@@ -192,7 +210,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 counters: StampedeCounters::default(),
             }),
         };
-        if let Some(tier) = &cache.inner.tier {
+        if let Some(tier) = cache.inner.tier() {
             // other instances' writes drop this cache's L1 copies (weakly: the bus does not keep
             // a dropped cache alive)
             let weak = Arc::downgrade(&cache.inner);
@@ -436,7 +454,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(w.expires_in, None);
     /// ```
     pub fn write_entry(&self, key: &str, value: V, opts: WriteOptions) -> Result<Written> {
-        let Some(tier) = &self.inner.tier else {
+        let Some(tier) = self.inner.tier() else {
             return self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0);
         };
         let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
@@ -487,7 +505,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Removes `key`; returns its value if it was fresh. With a shared tier, L2 gets a
     /// tombstone: other processes read a miss, and a rebuild that read the key before is fenced out.
     pub fn remove(&self, key: &str) -> Option<V> {
-        if let Some(tier) = &self.inner.tier {
+        if let Some(tier) = self.inner.tier() {
             if let Some(w) = tier.tombstone(key) {
                 tier.spawn(w);
             }
@@ -515,7 +533,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.done(removed);
         match r {
             Some(_) => {
-                if let Some(tier) = &self.inner.tier {
+                if let Some(tier) = self.inner.tier() {
                     if let Some(w) = tier.tombstone(key) {
                         tier.spawn(w);
                     }
@@ -533,7 +551,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// KEYS); answers how many. This process's L1 copies stay until they expire or are replaced.
     /// Without a shared tier: 0. [`Error::L2Unavailable`] when it cannot be reached.
     pub async fn unlink_shared(&self, pattern: &str) -> Result<u64> {
-        let Some(tier) = &self.inner.tier else { return Ok(0) };
+        let Some(tier) = self.inner.tier() else { return Ok(0) };
         tier.unlink_matching(pattern.to_string()).await.map_err(|e| Error::L2Unavailable { reason: e.to_string() })
     }
 
@@ -585,7 +603,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let c = &self.inner.flights.counters;
         let s = &self.inner.counters;
         let negative_hits = s.negative_hits.load(Relaxed);
-        let l2 = self.inner.tier.as_ref().map(|t| t.stats()).unwrap_or_default();
+        let l2 = self.inner.tier().map(|t| t.stats()).unwrap_or_default();
         Stats {
             hits: hits.saturating_sub(negative_hits),
             misses,

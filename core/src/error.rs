@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::decimal::Decimal;
 use crate::settings::{js_name, setting, Unit};
 
 /// The error a loader returned, shared unchanged by every waiter of its flight.
@@ -271,7 +272,7 @@ impl ConfigProblem {
     /// `value` and any bound of `unit` written in the host's unit.
     pub fn text(&self, host: Host, unit: Unit, value: Option<f64>) -> String {
         let dur = unit == Unit::Duration;
-        let num = |v: f64| if dur { to_host(host, v).to_string() } else { v.to_string() };
+        let num = |v: f64| if dur { Decimal(to_host(host, v)).to_string() } else { Decimal(v).to_string() };
         let got = value.map_or(String::new(), |v| format!(", got {}", num(v)));
         match *self {
             ConfigProblem::NotFinite => format!("must be a finite number{got}"),
@@ -287,7 +288,7 @@ impl ConfigProblem {
                 let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
                 let years = max / YEAR_MS;
                 if years.fract() == 0.0 {
-                    format!("must be at most {years} years{got}")
+                    format!("must be at most {} years{got}", Decimal(years))
                 } else {
                     format!("must be at most {} {}{got}", num(max), unit_word(host))
                 }
@@ -302,7 +303,7 @@ impl ConfigProblem {
             ConfigProblem::MustNotExceed(other) => format!("must not exceed `{}`", host_name(other, host)),
             ConfigProblem::MustBeBelow(other) if dur => format!("must be shorter than `{}`", host_name(other, host)),
             ConfigProblem::MustBeBelow(other) => format!("must be below `{}`", host_name(other, host)),
-            ConfigProblem::LimitReached { max } => format!("limit of {max} reached"),
+            ConfigProblem::LimitReached { max } => format!("limit of {} reached", Decimal(max)),
             ConfigProblem::Unknown => "unknown setting".to_string(),
             ConfigProblem::Rule(rule) => rule.to_string(),
         }
@@ -328,8 +329,8 @@ fn unit_word(host: Host) -> &'static str {
 
 fn duration(host: Host, ms: f64) -> String {
     match host {
-        Host::Python => format!("{} s", to_host(host, ms)),
-        Host::Rust | Host::Js => format!("{ms} ms"),
+        Host::Python => format!("{} s", Decimal(to_host(host, ms))),
+        Host::Rust | Host::Js => format!("{} ms", Decimal(ms)),
     }
 }
 

@@ -86,7 +86,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         // Fast path: a fresh value, when no refresh layer needs to see the read, is returned
         // without building the load machinery.
         let s = &self.inner.settings;
-        let trusted = self.inner.tier.as_ref().is_none_or(|t| !t.any_suspect());
+        let trusted = self.inner.tier().is_none_or(|t| !t.any_suspect());
         if s.xfetch_beta.is_none() && s.refresh_after.is_none() && trusted {
             if let Some(v) = self.inner.store.try_hit(key, |slot| slot.value.clone()) {
                 return Either::Left(future::ready(Ok(v)));
@@ -137,7 +137,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.done(removed);
         // An entry written before the shared tier's last outage ended may have missed an
         // invalidation: it is re-read from L2 (and serves as the stale value meanwhile).
-        let look = match (look, &inner.tier) {
+        let look = match (look, inner.tier()) {
             (Lookup::Fresh(raw), Some(t)) if t.is_suspect(raw.written_at) => Lookup::Stale(raw),
             (look, _) => look,
         };
@@ -373,9 +373,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let counters = &inner.flights.counters;
             // The shared tier first: a fresh L2 value ends the flight without the loader; a miss
             // there may take the fleet lock (one rebuild per fleet) or wait for its holder.
-            let mut l2_expect = None;
-            let mut lease = None;
-            if let Some(tier) = &inner.tier {
+            let mut l2_expect: Option<crate::tier::Expect> = None;
+            #[cfg(feature = "tier")]
+            let mut lease: Option<crate::tier::lock::Lease> = None;
+            // compiled out without the `tier` feature: a future awaited in place is polled from
+            // this state machine even where its branch is never taken, so a branch that is only
+            // dead at run time would keep the tier's code in the build
+            #[cfg(feature = "tier")]
+            if let Some(tier) = inner.tier() {
                 let mut read = tier.read(&key).await;
                 if let L2Read::Miss(e) = read {
                     // a background refresh skips when another instance refreshes, but only while
@@ -430,7 +435,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let took = inner.store.precise_now().saturating_sub(started);
             inner.counters.load_latency.record(took);
             let mut keep = true;
-            if let (Ok(v), Some(tier), Some(expect)) = (&res, &inner.tier, l2_expect) {
+            #[cfg(feature = "tier")]
+            if let (Ok(v), Some(tier), Some(expect)) = (&res, inner.tier(), l2_expect) {
                 let ttl = match v {
                     Some(_) => Some(cache.resolve_ttl(opts.ttl)),
                     None => opts.negative_ttl.or(inner.settings.negative_ttl).map(Some),
@@ -478,6 +484,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     }
                 }
             }
+            #[cfg(feature = "tier")]
             drop(lease);
             match &res {
                 Ok(v) if keep => cache.store_loaded(&key, v.clone(), fence, took, opts),
@@ -501,11 +508,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// last gap or outage): a flight about to start re-reads a suspect entry instead of
     /// answering with it.
     fn trusted_peek(&self, key: &str) -> Option<Option<V>> {
-        let tier = &self.inner.tier;
+        let tier = self.inner.tier();
         self.inner
             .store
             .peek_with(key, |s, _| (s.value.clone(), s.written_at))
-            .filter(|(_, written)| tier.as_ref().is_none_or(|t| !t.is_suspect(*written)))
+            .filter(|(_, written)| tier.is_none_or(|t| !t.is_suspect(*written)))
             .map(|(v, _)| v)
     }
 

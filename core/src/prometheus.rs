@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::cache::Cache;
+use crate::decimal::Decimal;
 use crate::healing::{Healer, HealingStats, PrefixScore};
 use crate::stats::{HistogramSnapshot, Stats, LATENCY_BUCKETS_MS};
 
@@ -128,7 +129,7 @@ fn healing_prometheus_text(stats: &HealingStats, scores: &[PrefixScore], cache_n
             out,
             "healcache_healing_score{{cache=\"{name}\",prefix=\"{}\"}} {}",
             escape_label(&p.prefix),
-            p.score
+            Decimal(p.score)
         );
     }
     histogram(
@@ -149,11 +150,13 @@ fn histogram(out: &mut String, metric: &str, help: &str, name: &str, h: &Histogr
     let mut cum = 0;
     for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
         cum += h.counts[i];
-        let _ = writeln!(out, "healcache_{metric}_bucket{{cache=\"{name}\",le=\"{}\"}} {cum}", b / ms_per_unit);
+        let _ =
+            writeln!(out, "healcache_{metric}_bucket{{cache=\"{name}\",le=\"{}\"}} {cum}", Decimal(b / ms_per_unit));
     }
     cum += h.counts[LATENCY_BUCKETS_MS.len()];
     let _ = writeln!(out, "healcache_{metric}_bucket{{cache=\"{name}\",le=\"+Inf\"}} {cum}");
-    let _ = writeln!(out, "healcache_{metric}_sum{{cache=\"{name}\"}} {}", h.sum_nanos as f64 / 1e6 / ms_per_unit);
+    let _ =
+        writeln!(out, "healcache_{metric}_sum{{cache=\"{name}\"}} {}", Decimal(h.sum_nanos as f64 / 1e6 / ms_per_unit));
     let _ = writeln!(out, "healcache_{metric}_count{{cache=\"{name}\"}} {cum}");
 }
 

@@ -273,7 +273,9 @@ pub fn js_name(name: &str) -> std::borrow::Cow<'_, str> {
         match c {
             '_' => upper = true,
             c if upper => {
-                out.extend(c.to_uppercase());
+                // names are ASCII identifiers; `char::to_uppercase` would link Unicode's case
+                // tables (about 13 KB) into the WebAssembly module
+                out.push(c.to_ascii_uppercase());
                 upper = false;
             }
             c => out.push(c),

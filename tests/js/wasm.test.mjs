@@ -1,8 +1,10 @@
 // WebAssembly only (TEST_WASM=1): the --target web build loaded as an edge worker does (bytes +
-// initSync), and a panic inside the module giving a clear, stable error afterwards.
+// initSync), a panic inside the module giving a clear, stable error afterwards, and the module
+// within its size budget.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WASM } from './helpers.mjs';
@@ -60,4 +62,26 @@ test('no timer or thread inside the module: an idle cache lets the process exit'
   const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /loaded 2/);
+});
+
+// The budget of the optimised module (`node js/build.mjs wasm`), as README.md and docs/edge.md
+// state it: 256 KB raw and 100 KB gzipped (gzip level 9), in bytes.
+const MAX_RAW = 256_000;
+const MAX_GZIPPED = 100_000;
+
+test('the module is within its size budget, raw and gzipped, as the docs state it', { skip: !WASM && 'TEST_WASM not set' }, () => {
+  for (const pkg of ['pkg-web', 'pkg-node']) {
+    const bytes = readFileSync(new URL(`../../bindings-wasm/${pkg}/healcache_wasm_bg.wasm`, import.meta.url));
+    // the file as shipped: optimised and stripped by the build (no name section left to count)
+    assert.deepEqual(WebAssembly.Module.customSections(new WebAssembly.Module(bytes), 'name'), [], pkg);
+    const gzipped = gzipSync(bytes, { level: 9 }).length;
+    assert.ok(bytes.length <= MAX_RAW, `${pkg}: ${bytes.length} bytes, over the budget of ${MAX_RAW}`);
+    assert.ok(gzipped <= MAX_GZIPPED, `${pkg}: ${gzipped} bytes gzipped, over the budget of ${MAX_GZIPPED}`);
+  }
+  // the bound the docs state is the one checked here
+  const stated = (n) => n.toLocaleString('en-US');
+  for (const doc of ['README.md', 'docs/edge.md']) {
+    const text = readFileSync(new URL(`../../${doc}`, import.meta.url), 'utf8');
+    assert.ok(text.includes(`${stated(MAX_RAW)} bytes raw`) && text.includes(`${stated(MAX_GZIPPED)} bytes gzipped`), doc);
+  }
 });
