@@ -39,7 +39,7 @@ impl Transport for Unreachable {
     fn release(&self, _: &str, _: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
-    fn publish(&self, _: &str, _: Vec<u8>) -> BoxFuture<'static, Result<(), TransportError>> {
+    fn publish(&self, _: &str, _: Vec<u8>, _: std::time::Duration) -> BoxFuture<'static, Result<(), TransportError>> {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
     fn subscribe(&self, _: &str, _: std::sync::Arc<dyn BusSink>) {}
