@@ -60,6 +60,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const clock = options == null ? undefined : options.clock;
       this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock), redis, l2Prefix, fleetLock);
       this._shared = redis !== undefined; // values also cross to L2, converted by the binding
+      if (this._shared) {
+        const g = B.localGeneration(this._c);
+        this._G = g === null ? null : new Uint32Array(g);
+      }
       if (clock !== undefined) this._now = () => clock.now();
       // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given
       const waitUntil = waitUntilArg(options);
@@ -117,7 +121,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     // The slot of `key`'s live entry without counting a read (a peek of the core when the
     // mirror cannot answer), or -1.
     _peekSlot(key) {
-      const i = this._m.get(key);
+      const i = this._at(key);
       if (i !== undefined && this._exp[i] > this._now()) return i;
       checkKey(key);
       if (i !== undefined && this._exp[i] !== -Infinity) return -1;

@@ -37,6 +37,8 @@ const PENDING_SWEEP = 1024; // pending keys before a sweep asks the core about a
 const FIRST_SLOTS = 1024; // slots before the table first grows
 
 const now = () => performance.now();
+// the generation of a cache whose L1 changes only through its own calls (no shared tier)
+const UNCHANGING = new Uint32Array(1);
 
 /**
  * The value-keeping base class over backend `B`. `P` is the backend's protocol (named numbers,
@@ -63,6 +65,12 @@ function makeMirror(B, P, row) {
       this._h = new Float64Array(FIRST_SLOTS);
       this._ver = new Float64Array(FIRST_SLOTS);
       this._exp = new Float64Array(FIRST_SLOTS);
+      // the core's L1 generation when each slot entered the mirror (NaN: never trusted)
+      this._gen = new Float64Array(FIRST_SLOTS);
+      // the core's counter of L1 changes made outside this process's calls (a shared cache's
+      // bus): a 4-byte view of the core's own memory, read without a call; null where the
+      // runtime could not share it (every entry is then asked of the core)
+      this._G = UNCHANGING;
       this._cap = FIRST_SLOTS; // slots before the table grows (reclaiming dropped ones first)
       this._sn = 0; // slots ever used
       this._free = []; // free slots
@@ -87,9 +95,22 @@ function makeMirror(B, P, row) {
       B.reportRemovals(this._c);
     }
 
+    // The core's L1 generation now (NaN when it cannot be read: nothing mirrored is trusted).
+    _generation() {
+      return this._G === null ? NaN : this._G[0];
+    }
+
+    // The mirror's slot of `key`, or undefined; an entry mirrored before L1 changed outside
+    // this process's calls is asked of the core again.
+    _at(key) {
+      const i = this._m.get(key);
+      if (i !== undefined && this._gen[i] !== (this._G === null ? NaN : this._G[0])) this._exp[i] = -Infinity;
+      return i;
+    }
+
     // The mirror's slot of `key` if fresh, counted as a hit, or -1.
     _hit(key) {
-      const i = this._m.get(key);
+      const i = this._at(key);
       if (i !== undefined) {
         const e = this._exp[i];
         if (e === Infinity || e > this._now()) {
@@ -104,7 +125,7 @@ function makeMirror(B, P, row) {
     // the key has a value on its way; otherwise a mirror entry past its expiry is past the
     // core's, and a key the mirror lacks has nothing fresh in the core either.
     _fresh(key) {
-      const i = this._m.get(key);
+      const i = this._at(key);
       if (i !== undefined) {
         const e = this._exp[i];
         if (e > this._now()) return i;
@@ -116,7 +137,7 @@ function makeMirror(B, P, row) {
 
     // A read of `key` the mirror did not answer with a hit: the value, or undefined.
     _readMissed(key) {
-      const i = this._m.get(key);
+      const i = this._at(key);
       // (with dispose, the core is read: it removes what expired and reports it)
       if (i !== undefined && this._exp[i] !== -Infinity && this._dispose === undefined) {
         this._miss(key);
@@ -156,6 +177,7 @@ function makeMirror(B, P, row) {
       this._v[i] = value;
       this._k[i] = key;
       const t0 = this._now();
+      const g0 = this._generation();
       let ver;
       try {
         if (this._shared) ver = B.setShared(this._c, key, h, w, ttl, ifVersion, value);
@@ -174,6 +196,7 @@ function makeMirror(B, P, row) {
       this._h[i] = h;
       this._ver[i] = ver;
       this._exp[i] = t0 + o[O_EXPIRES];
+      this._gen[i] = g0;
       // the slot it replaces is freed when the core reports its value dropped
       this._m.set(key, i);
       if (o[O_PENDING] === 1) this._drain();
@@ -280,7 +303,7 @@ function makeMirror(B, P, row) {
 
     _grow() {
       const cap = this._cap * 2;
-      for (const f of ['_h', '_ver', '_exp']) {
+      for (const f of ['_h', '_ver', '_exp', '_gen']) {
         const a = new Float64Array(cap);
         a.set(this[f]);
         this[f] = a;
@@ -353,6 +376,7 @@ function makeMirror(B, P, row) {
     // answers for the key again once none is left.
     _reconcile(key, peek = false) {
       const t0 = this._now();
+      const g0 = this._generation(); // read before the core: a change after it is seen next time
       if (peek) B.peek(this._c, key);
       else B.state(this._c, key);
       const o = row();
@@ -368,6 +392,7 @@ function makeMirror(B, P, row) {
         if (out >= 0) {
           this._ver[out] = ver;
           this._exp[out] = t0 + expIn;
+          this._gen[out] = g0;
         }
       }
       // decided when no flight is under way and no repair may land; a set value decided the

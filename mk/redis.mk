@@ -18,6 +18,7 @@ test-python: build-l2-tools
 .PHONY: bench-l2 bench-l2-node bench-l2-python
 bench-l2:
 	$(CARGO) bench -p healcache-redis --bench l2_hit
+	$(CARGO) bench -p healcache-redis --bench fleet
 
 bench-l2-node: build-node
 	$(NODE) bench/l2_node.mjs

@@ -10,10 +10,11 @@
 //! saturated i64 and a `Date` into an empty map, and walks cycles without bound.
 
 use std::ptr;
+use std::sync::Arc;
 
 use healcache::codec::{self, MAX_DEPTH};
 use healcache_js_common::{Backend, Payload};
-use napi::bindgen_prelude::{External, FromNapiValue, TypeName, ValueType};
+use napi::bindgen_prelude::{ArrayBuffer, External, FromNapiValue, TypeName, ValueType};
 use napi::{check_status, sys, Env};
 use napi_derive::napi;
 
@@ -52,6 +53,21 @@ pub fn set_shared(
 #[napi(ts_return_type = "[unknown] | undefined")]
 pub fn l2_value(c: &External<Backend>, id: f64) -> Option<Vec<FromL2>> {
     c.l2_value(id).map(|p| vec![FromL2(p)])
+}
+
+/// `Backend::local_generation` as a 4-byte `ArrayBuffer` over the core's counter itself, so the
+/// wrapper's read mirror checks it on every hit without a call; `null` without a shared tier,
+/// or where the runtime copies external buffers instead (the wrapper then asks the core on
+/// every read of a shared cache).
+#[napi(ts_return_type = "ArrayBuffer | null")]
+pub fn local_generation<'env>(env: &'env Env, c: &External<Backend>) -> napi::Result<Option<ArrayBuffer<'env>>> {
+    let Some(cell) = c.local_generation() else { return Ok(None) };
+    let at = Arc::as_ptr(&cell).cast::<u8>().cast_mut();
+    // SAFETY: 4 bytes, aligned, alive while `cell` is, and the buffer owns `cell` until it is
+    // collected. JS reads the counter without atomics: an aligned 32-bit load is not torn, and
+    // a read that misses a bump by a moment is one a call would have missed too.
+    let buffer = unsafe { ArrayBuffer::from_external(env, at, 4, cell, |_, cell| drop(cell)) }?;
+    Ok((buffer.as_ptr() == at.cast_const()).then_some(buffer))
 }
 
 /// A JS value's MessagePack bytes, or why it has none.

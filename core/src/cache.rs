@@ -2,7 +2,7 @@
 //! writes, removals and sampling here; the read-through calls (`get_or_load`, `fetch`) in
 //! [`crate::fetch`].
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -225,13 +225,27 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// grace window, re-read before it is served fresh) or deleted it (`deleted`: removed here
     /// too); true if there was a fresh copy.
     pub(crate) fn drop_local(&self, key: &str, deleted: bool) -> bool {
-        if !deleted {
-            return self.inner.store.make_stale(key);
+        let had = if deleted {
+            let mut removed = Vec::new();
+            let had = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
+            self.done(removed);
+            had == Some(true)
+        } else {
+            self.inner.store.make_stale(key)
+        };
+        if let Some(tier) = self.inner.tier() {
+            tier.changed();
         }
-        let mut removed = Vec::new();
-        let had = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
-        self.done(removed);
-        had == Some(true)
+        had
+    }
+
+    /// A counter bumped after L1 entries change without a call of this process (another
+    /// instance's write or delete arriving on the bus, L1 made suspect after a gap or an
+    /// outage); `None` without a shared tier, where only calls change L1. A host that answers
+    /// repeated reads from a mirror of L1 (the Node package does) asks the cache again for any
+    /// entry it mirrored before the counter moved.
+    pub fn local_generation(&self) -> Option<Arc<AtomicU32>> {
+        self.inner.tier().map(|t| t.local_changes())
     }
 
     /// A builder with default settings.

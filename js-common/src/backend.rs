@@ -212,6 +212,11 @@ impl Backend {
         self.l2.get(id)
     }
 
+    /// `Cache::local_generation`: what the wrapper's read mirror checks before a hit.
+    pub fn local_generation(&self) -> Option<Arc<std::sync::atomic::AtomicU32>> {
+        self.core().cache.local_generation()
+    }
+
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
         let h = Handle { id: handle, weight: weight as u64, payload: None };

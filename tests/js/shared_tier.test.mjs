@@ -214,6 +214,28 @@ test('a rebuild that lost its lease is fenced out, and the newer value stays in 
   assert.deepEqual([a.get('acct'), b.get('acct')], ['B', 'B']);
 });
 
+// Promise P7: another instance's write reaches this instance's read mirror too (its hits are
+// answered in JS, without a call into the core that the bus message changed).
+test('a bus invalidation reaches the JS read mirror: get and getOrLoad stop serving the old value', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const [a, b] = [new Cache({ redis: redis.url, ttl: 60_000 }), new Cache({ redis: redis.url, ttl: 60_000 })];
+  t.after(() => [a.close(), b.close()]);
+  a.set('doc', 'old');
+  await waitFor(() => a.stats().l2Writes === 1);
+  assert.equal((await b.fetch('doc', unloadable)).status, 'l2-hit');
+  // mirror hits now
+  for (let i = 0; i < 100; i++) assert.equal(b.get('doc'), 'old');
+  assert.equal(await b.getOrLoad('doc', unloadable), 'old');
+  a.set('doc', 'new');
+  await waitFor(() => b.stats().l2BusInvalidated === 1);
+  assert.notEqual(b.get('doc'), 'old', 'get: the changed copy is stale, no longer a hit');
+  assert.equal(await b.getOrLoad('doc', unloadable), 'new', 'getOrLoad re-reads L2');
+  assert.equal(b.get('doc'), 'new');
+  a.delete('doc');
+  await waitFor(() => b.stats().l2BusInvalidated === 2);
+  assert.equal(b.get('doc'), undefined, 'a deleted key is gone here too');
+});
+
 test('fleetLock is checked: a typed error names it', { skip: skip || WASM }, async (t) => {
   const redis = await redisFor(t);
   assert.throws(() => new Cache({ redis: redis.url, fleetLock: 'sometimes' }), (e) => e.code === 'InvalidConfig' && e.field === 'fleetLock');
