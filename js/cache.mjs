@@ -62,7 +62,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       this._shared = redis !== undefined; // values also cross to L2, converted by the binding
       if (this._shared) {
         const g = B.localGeneration(this._c);
-        this._G = g === null ? null : new Uint32Array(g);
+        this._G = g === null ? new Float64Array([NaN]) : new Uint32Array(g);
       }
       if (clock !== undefined) this._now = () => clock.now();
       // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given

@@ -68,8 +68,8 @@ function makeMirror(B, P, row) {
       // the core's L1 generation when each slot entered the mirror (NaN: never trusted)
       this._gen = new Float64Array(FIRST_SLOTS);
       // the core's counter of L1 changes made outside this process's calls (a shared cache's
-      // bus): a 4-byte view of the core's own memory, read without a call; null where the
-      // runtime could not share it (every entry is then asked of the core)
+      // bus): a 4-byte view of the core's own memory, read without a call; where the
+      // runtime could not share it, NaN (every entry is then asked of the core)
       this._G = UNCHANGING;
       this._cap = FIRST_SLOTS; // slots before the table grows (reclaiming dropped ones first)
       this._sn = 0; // slots ever used
@@ -95,16 +95,17 @@ function makeMirror(B, P, row) {
       B.reportRemovals(this._c);
     }
 
-    // The core's L1 generation now (NaN when it cannot be read: nothing mirrored is trusted).
+    // The core's L1 generation now (NaN when it cannot be read: NaN equals nothing, so nothing
+    // mirrored is trusted).
     _generation() {
-      return this._G === null ? NaN : this._G[0];
+      return this._G[0];
     }
 
     // The mirror's slot of `key`, or undefined; an entry mirrored before L1 changed outside
     // this process's calls is asked of the core again.
     _at(key) {
       const i = this._m.get(key);
-      if (i !== undefined && this._gen[i] !== (this._G === null ? NaN : this._G[0])) this._exp[i] = -Infinity;
+      if (i !== undefined && this._gen[i] !== this._G[0]) this._exp[i] = -Infinity;
       return i;
     }
 
