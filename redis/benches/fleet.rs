@@ -26,6 +26,23 @@ const PASSES: usize = 50;
 const WRITES: usize = 2000;
 const ROUNDS: usize = 11;
 
+/// The L2 keys of write `i` under `prefix`, and the envelope of `payload` for them.
+fn envelope(prefix: &str, i: usize, payload: &[u8]) -> (healcache::keys::L2Keys, Vec<u8>) {
+    let keys = healcache::keys::l2_keys(prefix, &format!("w{i}"));
+    let e = codec::encode(
+        keys.value.as_bytes(),
+        Kind::Value,
+        PayloadCodec::Raw,
+        Token::default(),
+        60_000,
+        0,
+        0,
+        payload,
+        &Limits::default(),
+    );
+    (keys, e.unwrap())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -111,19 +128,7 @@ fn main() {
     for round in 0..ROUNDS {
         let t = Instant::now();
         for i in 0..WRITES {
-            let keys = healcache::keys::l2_keys("bench", &format!("w{i}"));
-            let envelope = codec::encode(
-                keys.value.as_bytes(),
-                Kind::Value,
-                PayloadCodec::Raw,
-                Token::default(),
-                60_000,
-                0,
-                0,
-                &payload,
-                &Limits::default(),
-            )
-            .unwrap();
+            let (keys, envelope) = envelope("bench", i, &payload);
             let req = WriteRequest {
                 keys,
                 envelope,
@@ -138,19 +143,7 @@ fn main() {
         let t = Instant::now();
         for i in 0..WRITES {
             // the same work on the caller's side: the key and the envelope built, then sent
-            let keys = healcache::keys::l2_keys("peer", &format!("w{i}"));
-            let envelope = codec::encode(
-                keys.value.as_bytes(),
-                Kind::Value,
-                PayloadCodec::Raw,
-                Token::default(),
-                60_000,
-                0,
-                0,
-                &payload,
-                &Limits::default(),
-            )
-            .unwrap();
+            let (keys, envelope) = envelope("peer", i, &payload);
             let mut cn = conn.clone();
             futures::executor::block_on(healcache_rt::spawn(async move {
                 redis::cmd("SET").arg(keys.value).arg(envelope).arg("PX").arg(60_000).query_async::<()>(&mut cn).await
@@ -163,19 +156,7 @@ fn main() {
         // apart from the transport's queue
         let t = Instant::now();
         for i in 0..WRITES {
-            let keys = healcache::keys::l2_keys("direct", &format!("w{i}"));
-            let envelope = codec::encode(
-                keys.value.as_bytes(),
-                Kind::Value,
-                PayloadCodec::Raw,
-                Token::default(),
-                60_000,
-                0,
-                0,
-                &payload,
-                &Limits::default(),
-            )
-            .unwrap();
+            let (keys, envelope) = envelope("direct", i, &payload);
             let mut cn = conn.clone();
             let script = script.clone();
             futures::executor::block_on(healcache_rt::spawn(async move {
