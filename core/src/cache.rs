@@ -669,6 +669,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_bus_malformed: l2.bus_malformed,
             l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,
+            l2_bus_latency: l2.bus_latency,
         }
     }
 }

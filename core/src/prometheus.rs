@@ -103,6 +103,14 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
         1000.0,
     );
     histogram(&mut out, "l2_duration_seconds", "Shared-tier operation durations.", &name, &stats.l2_latency, 1000.0);
+    histogram(
+        &mut out,
+        "l2_bus_latency_seconds",
+        "From another instance's publish of an invalidation to its receipt here.",
+        &name,
+        &stats.l2_bus_latency,
+        1000.0,
+    );
     out
 }
 

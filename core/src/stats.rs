@@ -166,6 +166,9 @@ pub struct Stats {
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
     pub l2_latency: HistogramSnapshot,
+    /// From another instance's publish of an invalidation to its receipt here, on the two
+    /// processes' wall clocks.
+    pub l2_bus_latency: HistogramSnapshot,
 }
 
 impl Stats {

@@ -415,7 +415,7 @@ fn stats_counters_cover_every_field() {
     let json = serde_json::to_value(s).unwrap();
     let obj = json.as_object().unwrap();
     let names: Vec<&str> = s.counters().iter().map(|(n, _)| *n).collect();
-    assert_eq!(names.len() + 3, obj.len(), "every field but the three histograms");
+    assert_eq!(names.len() + 4, obj.len(), "every field but the four histograms");
     for (name, v) in s.counters() {
         assert_eq!(obj[name].as_u64(), Some(v), "{name}");
     }

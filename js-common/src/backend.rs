@@ -346,9 +346,12 @@ impl Backend {
         let s = self.core().cache.stats();
         let mut fields: Vec<(String, Js)> =
             s.counters().iter().map(|&(name, n)| (js_name(name).into_owned(), n.into())).collect();
-        for (name, h) in
-            [("loadLatency", &s.load_latency), ("l2Latency", &s.l2_latency), ("l2LockWait", &s.l2_lock_wait)]
-        {
+        for (name, h) in [
+            ("loadLatency", &s.load_latency),
+            ("l2Latency", &s.l2_latency),
+            ("l2LockWait", &s.l2_lock_wait),
+            ("l2BusLatency", &s.l2_bus_latency),
+        ] {
             fields.push((name.to_string(), heal::histogram(h)));
         }
         Js::Named(fields)

@@ -436,6 +436,8 @@ export interface CacheStats {
   l2BusMalformed: number;
   /** How long foreground misses waited for another instance's rebuild. */
   l2LockWait: LatencyHistogram;
+  /** From another instance's publish of an invalidation to its receipt here (wall clocks). */
+  l2BusLatency: LatencyHistogram;
   /** Latency of L2 operations. */
   l2Latency: LatencyHistogram;
 }

@@ -99,7 +99,12 @@ fn invalidation_latency_is_printed() {
     }
     took.sort();
     eprintln!("invalidation latency, write in one cache to drop in another: p50 {:?}, p99 {:?}", took[500], took[990]);
-    assert_eq!(b.stats().l2_bus_gaps, 0);
+    let s = b.stats();
+    assert_eq!(s.l2_bus_gaps, 0);
+    // every message b received is in its latency histogram (a's and b's clocks are one here)
+    assert_eq!(s.l2_bus_latency.count(), s.l2_bus_received, "{s:?}");
+    assert!(s.l2_bus_received >= 1000, "{s:?}");
+    eprintln!("l2_bus_latency buckets (ms bounds 1, 2, 5, ...): {:?}", s.l2_bus_latency.counts);
 }
 
 /// B's bus link is cut (blackholed by the fault proxy, B's other connection left working, new

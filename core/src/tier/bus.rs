@@ -10,7 +10,8 @@
 //! written before that moment (one "trusted since" stamp, O(1)): those entries are re-read from
 //! L2 before they are served fresh again, never flushed into a miss storm.
 //!
-//! Message v1, big-endian: u8 version (1), u8 kind, 16-byte node id, u64 seq, u16 count, then
+//! Message v1, big-endian: u8 version (1), u8 kind, 16-byte node id, u64 seq, u64 sent (the
+//! sender's wall clock in µs since the UNIX epoch, 0 when unknown), u16 count, then
 //! `count` × (u16 key length, key bytes, u64 epoch, u64 counter). At most [`MAX_MESSAGE`] bytes.
 
 use std::collections::HashMap;
@@ -44,6 +45,9 @@ pub struct Message {
     pub node: [u8; 16],
     /// The sender's number for this message (a heartbeat: its last number used).
     pub seq: u64,
+    /// The sender's wall clock when it sent the message, µs since the UNIX epoch (0: unknown),
+    /// for the receivers' invalidation-latency histogram.
+    pub sent_us: u64,
     /// The keys and the tokens they were written under (empty for a heartbeat).
     pub keys: Vec<(String, Token)>,
 }
@@ -65,11 +69,12 @@ pub enum BusError {
 impl Message {
     /// The message's bytes; `None` when it would exceed [`MAX_MESSAGE`] (the caller splits).
     pub fn encode(&self) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(28 + self.keys.iter().map(|(k, _)| 18 + k.len()).sum::<usize>());
+        let mut out = Vec::with_capacity(36 + self.keys.iter().map(|(k, _)| 18 + k.len()).sum::<usize>());
         out.push(1);
         out.push(self.kind as u8);
         out.extend_from_slice(&self.node);
         out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.sent_us.to_be_bytes());
         out.extend_from_slice(&u16::try_from(self.keys.len()).ok()?.to_be_bytes());
         for (k, t) in &self.keys {
             out.extend_from_slice(&u16::try_from(k.len()).ok()?.to_be_bytes());
@@ -97,6 +102,7 @@ impl Message {
         };
         let node: [u8; 16] = r.take(16)?.try_into().map_err(|_| BusError::Length)?;
         let seq = r.u64()?;
+        let sent_us = r.u64()?;
         let n = r.u16()?;
         let mut keys = Vec::with_capacity(usize::from(n).min(b.len() / 18));
         for _ in 0..n {
@@ -107,7 +113,7 @@ impl Message {
         if !r.0.is_empty() {
             return Err(BusError::Length);
         }
-        Ok(Message { kind, node, seq, keys })
+        Ok(Message { kind, node, seq, sent_us, keys })
     }
 }
 
@@ -137,7 +143,7 @@ pub(crate) enum Heard {
     Own,
     /// Another instance's: these keys changed (`removed`: were deleted); `gap` when messages
     /// were lost before it.
-    Keys { keys: Vec<String>, removed: bool, gap: bool },
+    Keys { keys: Vec<String>, removed: bool, gap: bool, sent_us: u64 },
     /// Another instance's heartbeat; `gap` when it is ahead of what was received.
     Heartbeat { gap: bool },
     /// Not a message (counted, ignored).
@@ -194,6 +200,7 @@ impl Numbering {
                 keys: m.keys.into_iter().map(|(k, _)| k).collect(),
                 removed: m.kind == Kind::Removed,
                 gap,
+                sent_us: m.sent_us,
             },
         }
     }
@@ -234,6 +241,8 @@ pub(crate) struct Link {
     pub invalidated: AtomicU64,
     pub gaps: AtomicU64,
     pub malformed: AtomicU64,
+    /// From a message's send (the sender's wall clock) to its receipt here (this one's).
+    pub latency: crate::stats::Histogram,
     /// When the subscription last delivered anything, this cache's own heartbeats included
     /// (cache clock, nanos); 0 before the first subscription.
     pub last_heard: AtomicU64,
@@ -256,6 +265,7 @@ impl Link {
             invalidated: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            latency: crate::stats::Histogram::default(),
             last_heard: AtomicU64::new(0),
             sending: Mutex::new(()),
             silent: std::sync::atomic::AtomicBool::new(false),
@@ -263,10 +273,11 @@ impl Link {
         }
     }
 
-    /// A message for `keys` (or a heartbeat), numbered; `None` past [`MAX_MESSAGE`].
-    pub(crate) fn message(&self, kind: Kind, keys: Vec<(String, Token)>) -> Option<Vec<u8>> {
+    /// A message for `keys` (or a heartbeat), numbered, sent at `sent_us` (wall clock, 0:
+    /// unknown); `None` past [`MAX_MESSAGE`].
+    pub(crate) fn message(&self, kind: Kind, keys: Vec<(String, Token)>, sent_us: u64) -> Option<Vec<u8>> {
         let seq = if kind == Kind::Heartbeat { self.numbering.last() } else { self.numbering.take() };
-        Message { kind, node: self.numbering.node, seq, keys }.encode()
+        Message { kind, node: self.numbering.node, seq, sent_us, keys }.encode()
     }
 }
 
@@ -276,7 +287,7 @@ mod tests {
 
     fn msg(kind: Kind, node: u8, seq: u64, keys: &[&str]) -> Vec<u8> {
         let keys = keys.iter().map(|k| (k.to_string(), Token { epoch: 7, counter: seq })).collect();
-        Message { kind, node: [node; 16], seq, keys }.encode().unwrap()
+        Message { kind, node: [node; 16], seq, sent_us: 5, keys }.encode().unwrap()
     }
 
     #[test]
@@ -285,6 +296,7 @@ mod tests {
             kind: Kind::Changed,
             node: [3; 16],
             seq: 42,
+            sent_us: 1_767_225_600_000_000,
             keys: vec![("user:1".into(), Token { epoch: 1, counter: 2 }), ("ü".into(), Token::default())],
         };
         assert_eq!(Message::decode(&m.encode().unwrap()).unwrap(), m);
@@ -303,7 +315,7 @@ mod tests {
         v2[0] = 2;
         assert_eq!(Message::decode(&v2), Err(BusError::Unknown));
         // a count far beyond the bytes allocates nothing large and fails
-        let mut huge = good[..26].to_vec();
+        let mut huge = good[..34].to_vec();
         huge.extend_from_slice(&u16::MAX.to_be_bytes());
         assert_eq!(Message::decode(&huge), Err(BusError::Length));
         let mut rng = 0x1234_5678_u64;
@@ -321,14 +333,14 @@ mod tests {
     fn a_message_over_the_bound_is_not_encoded() {
         let key = "k".repeat(1000);
         let keys = (0..70).map(|_| (key.clone(), Token::default())).collect();
-        assert_eq!(Message { kind: Kind::Changed, node: [0; 16], seq: 1, keys }.encode(), None);
+        assert_eq!(Message { kind: Kind::Changed, node: [0; 16], seq: 1, sent_us: 0, keys }.encode(), None);
     }
 
     #[test]
     fn a_jump_in_numbers_or_a_heartbeat_ahead_is_a_gap() {
         let me = Numbering::new([9; 16]);
         assert_eq!(me.hear(&msg(Kind::Changed, 9, 1, &["x"]), 0), Heard::Own);
-        let keys = |gap| Heard::Keys { keys: vec!["k".into()], removed: false, gap };
+        let keys = |gap| Heard::Keys { keys: vec!["k".into()], removed: false, gap, sent_us: 5 };
         assert_eq!(me.hear(&msg(Kind::Changed, 1, 5, &["k"]), 1), keys(false), "first heard of");
         assert_eq!(me.hear(&msg(Kind::Changed, 1, 6, &["k"]), 2), keys(false));
         assert_eq!(me.hear(&msg(Kind::Heartbeat, 1, 6, &[]), 3), Heard::Heartbeat { gap: false });
@@ -348,7 +360,7 @@ mod tests {
         for i in 0..(MAX_PUBLISHERS as u32 + 10) {
             let mut node = [1u8; 16];
             node[..4].copy_from_slice(&i.to_be_bytes());
-            let m = Message { kind: Kind::Heartbeat, node, seq: 1, keys: vec![] };
+            let m = Message { kind: Kind::Heartbeat, node, seq: 1, sent_us: 0, keys: vec![] };
             me.hear(&m.encode().unwrap(), u64::from(i));
         }
         assert_eq!(me.seen.lock().unwrap().len(), MAX_PUBLISHERS);

@@ -124,6 +124,8 @@ pub struct L2Stats {
     pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
     pub latency: HistogramSnapshot,
+    /// From another instance's publish of an invalidation to its receipt here (wall clocks).
+    pub bus_latency: HistogramSnapshot,
 }
 
 #[derive(Default)]
@@ -557,7 +559,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         // numbered and queued under one lock: the transport sends in queue order, so numbers
         // arrive in order unless messages are lost
         let sending = self.bus.sending.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(msg) = self.bus.message(kind, keys) else {
+        let Some(msg) = self.bus.message(kind, keys, self.clock.unix_micros().unwrap_or(0)) else {
             // over the message bound: receivers see the skipped number as a gap
             self.bus.numbering.take();
             self.bus.publish_failed.fetch_add(1, Relaxed);
@@ -637,8 +639,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 false
             }
             Heard::Heartbeat { gap } => gap,
-            Heard::Keys { keys, removed, gap } => {
+            Heard::Keys { keys, removed, gap, sent_us } => {
                 b.received.fetch_add(1, Relaxed);
+                // across processes, so on wall clocks (an unknown time, or a clock behind the
+                // sender's, records nothing rather than a made-up zero)
+                if let Some(now_us) = self.clock.unix_micros().filter(|_| sent_us != 0) {
+                    if let Some(us) = now_us.checked_sub(sent_us) {
+                        b.latency.record(us.saturating_mul(1000));
+                    }
+                }
                 if let Some(drop_key) = b.on_key.get() {
                     let dropped = keys.iter().filter(|k| drop_key(k, removed)).count();
                     b.invalidated.fetch_add(dropped as u64, Relaxed);
@@ -784,6 +793,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             bus_malformed: self.bus.malformed.load(Relaxed),
             lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
+            bus_latency: self.bus.latency.snapshot(),
         }
     }
 }
