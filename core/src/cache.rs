@@ -667,6 +667,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_bus_invalidated: l2.bus_invalidated,
             l2_bus_gaps: l2.bus_gaps,
             l2_bus_malformed: l2.bus_malformed,
+            l2_suspect_rereads: l2.suspect_rereads,
             l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,
             l2_bus_latency: l2.bus_latency,

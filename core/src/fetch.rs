@@ -138,7 +138,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         // An entry written before the shared tier's last outage ended may have missed an
         // invalidation: it is re-read from L2 (and serves as the stale value meanwhile).
         let look = match (look, inner.tier()) {
-            (Lookup::Fresh(raw), Some(t)) if t.is_suspect(raw.written_at) => Lookup::Stale(raw),
+            (Lookup::Fresh(raw), Some(t)) if t.is_suspect(raw.written_at) => {
+                t.reread_suspect();
+                Lookup::Stale(raw)
+            }
             (look, _) => look,
         };
         let stale = match look {

@@ -76,6 +76,11 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     counter("l2_bus_invalidated_total", "L1 copies dropped by other instances' writes.", stats.l2_bus_invalidated);
     counter("l2_bus_gaps_total", "Lost bus messages noticed (older L1 entries made suspect).", stats.l2_bus_gaps);
     counter("l2_bus_malformed_total", "Received bytes that were not a bus message.", stats.l2_bus_malformed);
+    counter(
+        "l2_suspect_rereads_total",
+        "Suspect L1 entries re-read from the shared tier before being served fresh.",
+        stats.l2_suspect_rereads,
+    );
     let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
     for (reason, v) in [
         ("stale_while_revalidate", stats.stale_served_swr),

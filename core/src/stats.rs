@@ -162,6 +162,9 @@ pub struct Stats {
     pub l2_bus_gaps: u64,
     /// Received bytes that were not a bus message.
     pub l2_bus_malformed: u64,
+    /// Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2 before
+    /// being served fresh.
+    pub l2_suspect_rereads: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -174,7 +177,7 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 47] {
+    pub fn counters(&self) -> [(&'static str, u64); 48] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -223,6 +226,7 @@ impl Stats {
             ("l2_bus_invalidated", self.l2_bus_invalidated),
             ("l2_bus_gaps", self.l2_bus_gaps),
             ("l2_bus_malformed", self.l2_bus_malformed),
+            ("l2_suspect_rereads", self.l2_suspect_rereads),
         ]
     }
 }

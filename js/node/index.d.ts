@@ -434,6 +434,8 @@ export interface CacheStats {
   l2BusGaps: number;
   /** Received bytes that were not a bus message. */
   l2BusMalformed: number;
+  /** Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2. */
+  l2SuspectRereads: number;
   /** How long foreground misses waited for another instance's rebuild. */
   l2LockWait: LatencyHistogram;
   /** From another instance's publish of an invalidation to its receipt here (wall clocks). */

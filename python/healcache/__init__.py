@@ -93,6 +93,7 @@ class Stats(TypedDict):
     l2_bus_invalidated: int
     l2_bus_gaps: int
     l2_bus_malformed: int
+    l2_suspect_rereads: int
     load_latency: LoadLatency
     healing: "HealingStats"
 

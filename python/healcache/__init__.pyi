@@ -123,6 +123,7 @@ class Stats(TypedDict):
     l2_bus_invalidated: int
     l2_bus_gaps: int
     l2_bus_malformed: int
+    l2_suspect_rereads: int
     load_latency: LoadLatency
     healing: HealingStats
 

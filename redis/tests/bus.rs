@@ -144,6 +144,7 @@ fn a_cut_bus_link_is_noticed_and_no_older_value_is_served() {
     for k in keys.iter().take(50) {
         assert_eq!(read(&b, k).value, Some(json!("new")), "{k} during the cut");
     }
+    assert_eq!(b.stats().l2_suspect_rereads, 50, "each suspect copy re-read once");
     std::thread::sleep(Duration::from_secs(20).saturating_sub(cut.elapsed()));
     proxy.clear();
     let back = Instant::now();

@@ -120,6 +120,9 @@ pub struct L2Stats {
     pub bus_gaps: u64,
     /// Received bytes that were not a bus message.
     pub bus_malformed: u64,
+    /// Suspect L1 entries (written before a gap or an outage) re-read from L2 before being
+    /// served fresh.
+    pub suspect_rereads: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -139,6 +142,7 @@ struct Counters {
     fenced_out: AtomicU64,
     codec_errors: AtomicU64,
     breaker_opens: AtomicU64,
+    suspect_rereads: AtomicU64,
     latency: Histogram,
     lock_wait: Histogram,
 }
@@ -249,6 +253,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// True when an L1 entry written at `written_at` (cache clock) must be re-read from L2.
     pub(crate) fn is_suspect(&self, written_at: u64) -> bool {
         written_at < self.suspect_before.load(Relaxed)
+    }
+
+    /// An L1 entry found suspect: it is re-read from L2 (counted).
+    pub(crate) fn reread_suspect(&self) {
+        self.counters.suspect_rereads.fetch_add(1, Relaxed);
     }
 
     /// True once some L1 entries may be suspect (after the first outage).
@@ -791,6 +800,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             bus_invalidated: self.bus.invalidated.load(Relaxed),
             bus_gaps: self.bus.gaps.load(Relaxed),
             bus_malformed: self.bus.malformed.load(Relaxed),
+            suspect_rereads: c.suspect_rereads.load(Relaxed),
             lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
             bus_latency: self.bus.latency.snapshot(),
