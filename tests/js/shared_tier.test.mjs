@@ -234,6 +234,11 @@ test('a bus invalidation reaches the JS read mirror: get and getOrLoad stop serv
   a.delete('doc');
   await waitFor(() => b.stats().l2BusInvalidated === 2);
   assert.equal(b.get('doc'), undefined, 'a deleted key is gone here too');
+  // each message b received is in its invalidation-latency histogram (one clock here)
+  const s = b.stats();
+  assert.equal(s.l2BusLatency.counts.reduce((n, c) => n + c, 0), s.l2BusReceived);
+  assert.ok(s.l2BusReceived >= 2);
+  assert.equal(s.l2SuspectRereads, 0, 'no gap: nothing was suspect');
 });
 
 test('fleetLock is checked: a typed error names it', { skip: skip || WASM }, async (t) => {
