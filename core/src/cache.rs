@@ -233,8 +233,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         } else {
             self.inner.store.make_stale(key)
         };
-        if let Some(tier) = self.inner.tier() {
-            tier.changed();
+        // only a fresh copy can be mirrored by a host; a message about anything else leaves
+        // every mirrored entry trusted
+        if had {
+            if let Some(tier) = self.inner.tier() {
+                tier.changed();
+            }
         }
         had
     }

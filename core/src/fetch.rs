@@ -462,13 +462,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             }
                         };
                         match tier.settle(w, late).await {
-                            // the write carries the lock's release: the lease ends with it
-                            None => {
-                                if let Some(l) = &mut lease {
-                                    l.released = true;
-                                }
-                            }
-                            Some(Wrote::Written) => {
+                            // written, or still on its way: the write carries the lock's
+                            // release, so the lease ends with it
+                            None | Some(Wrote::Written) => {
                                 if let Some(l) = &mut lease {
                                     l.released = true;
                                 }

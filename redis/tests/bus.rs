@@ -76,6 +76,27 @@ fn a_write_or_delete_in_one_instance_drops_the_copies_in_the_others() {
     assert_eq!(a.peek("mine"), Some(json!(1)), "a writer's own message does not drop its copy");
 }
 
+/// The L1 generation a host's read mirror checks moves when another instance's message changes
+/// an entry held here, and only then: a message about a key this instance does not hold leaves
+/// every mirrored entry trusted.
+#[test]
+fn the_local_generation_moves_only_when_a_held_entry_changes() {
+    use std::sync::atomic::Ordering::Acquire;
+    let r = server();
+    let (a, b) = (cache(&r.url()), cache(&r.url()));
+    let g = b.local_generation().expect("a cache with a shared tier has one");
+    let before = g.load(Acquire);
+    a.set("not-held", json!(1)).unwrap();
+    wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 1);
+    assert_eq!(g.load(Acquire), before, "nothing held here changed");
+    b.set("held", json!(1)).unwrap();
+    a.set("held", json!(2)).unwrap();
+    wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 2);
+    assert_eq!(g.load(Acquire), before + 1, "b's copy of `held` changed");
+    let plain: Cache<Value> = Cache::builder().build().unwrap();
+    assert!(plain.local_generation().is_none(), "without a shared tier only calls change L1");
+}
+
 /// Invalidation latency: `a.set(k)` returns, then `b` stops holding the old value. p50 and p99
 /// over 1,000 trials are printed (the bar, p99 under 5 ms on loopback, is for the figures, not
 /// asserted: tests never assert timings).
