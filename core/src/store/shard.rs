@@ -1,5 +1,5 @@
 //! One shard of the store: a dense vector of entries, the index of their positions, and the
-//! shard's own eviction and expiry (sampled LFU, the write-path sweep). The store routes keys to
+//! shard's own eviction and expiry (S3-FIFO queues, the write-path sweep). The store routes keys to
 //! shards and shares one byte budget between them; everything here runs under the shard's lock.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -9,7 +9,7 @@ use compact_str::CompactString;
 use rand::SeedableRng;
 
 use super::{Meta, RemovalCause, Removed, NEVER};
-use crate::eviction::{self, Aging, Budget, Freq, Ghost};
+use crate::eviction::{self, Budget, Freq, Queues};
 use crate::index::SlotIndex;
 use crate::stats::ShardStats;
 use crate::sync::RwLock;
@@ -65,7 +65,6 @@ pub(crate) struct ShardInner<V> {
     /// The whole store's byte budget, shared by every shard.
     pub(super) budget: Arc<Budget>,
     rng: SeededRng,
-    aging: Aging,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
     expiring: usize,
     /// The write-path sweep's hand: the next slot it looks at.
@@ -76,8 +75,8 @@ pub(crate) struct ShardInner<V> {
     /// The least `grace_until` of the entries the hand passed in its current round, and of those
     /// written or moved behind it meanwhile: the next `next_gone`.
     pub(super) round_min: u64,
-    /// How often absent and evicted keys were asked for ([`Ghost`]).
-    pub(super) ghost: Ghost,
+    /// The eviction queues and ghost ([`Queues`]), position for position beside `slots`.
+    pub(super) queues: Queues,
 }
 
 #[repr(align(128))]
@@ -151,12 +150,11 @@ impl<V> Shard<V> {
                 max_entries: cap as usize,
                 budget,
                 rng: SeededRng::seed_from_u64(seed),
-                aging: Aging::default(),
                 expiring: 0,
                 sweep_at: 0,
                 next_gone: NEVER,
                 round_min: NEVER,
-                ghost: Ghost::new(cap),
+                queues: Queues::new(cap, reserve),
             }),
             stats: ShardStats::default(),
         }
@@ -237,15 +235,15 @@ impl<V> ShardInner<V> {
             load_nanos,
             written_at: now,
             weight,
-            freq: Freq::new(self.ghost.estimate(hash)),
+            freq: Freq::new(),
         });
         self.weight += weight;
         self.budget.add(weight);
         self.expiring += usize::from(grace_until != NEVER);
         self.note_expiry(grace_until);
         self.table.insert(hash, idx);
+        self.queues.push(hash);
         count(&stats.inserts);
-        self.aging.insert(self.max_entries, self.slots.iter().map(|s| &s.freq), &self.ghost);
         // The next insert into this shard writes the next slot. Inserts spread over the shards
         // at random, too many streams for the hardware prefetcher, so each new slot was a cache
         // miss that the write's unlock waited for; fetched now, it is in cache by then.
@@ -263,6 +261,7 @@ impl<V> ShardInner<V> {
         self.sweep_at = 0;
         self.next_gone = NEVER;
         self.round_min = NEVER;
+        self.queues.clear();
         removed.extend(self.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
     }
 
@@ -297,6 +296,7 @@ impl<V> ShardInner<V> {
             self.table.relocate(moved, last as u32, idx as u32);
         }
         let s = self.slots.swap_remove(idx);
+        self.queues.remove(idx);
         self.weight -= s.weight;
         self.budget.sub(s.weight);
         self.expiring -= usize::from(s.grace_until != NEVER);
@@ -344,8 +344,14 @@ impl<V> ShardInner<V> {
         }
     }
 
+    /// Evicts until a new entry of `weight` fits (`keep` is `None`), or until the store is within
+    /// its byte budget, never evicting `keep` (taken out of its queue meanwhile, and put back at
+    /// its tail: it was just written).
     fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
         let mut keep = keep;
+        if let Some(k) = keep {
+            self.queues.detach(k);
+        }
         while !self.slots.is_empty()
             && (keep.is_none() && self.slots.len() >= self.max_entries || self.budget.over(weight))
         {
@@ -353,6 +359,9 @@ impl<V> ShardInner<V> {
                 break;
             }
             keep = self.evict_one(now, keep, stats, removed);
+        }
+        if let Some(k) = keep {
+            self.queues.attach(k);
         }
     }
 
@@ -364,9 +373,10 @@ impl<V> ShardInner<V> {
         }
     }
 
-    /// One round of sampled eviction, never of `keep`; returns where `keep` is afterwards (the
-    /// last slot moves into the victim's place). A round whose samples were all `keep` evicts
-    /// nothing.
+    /// Evicts one entry, never `keep` (detached from the queues by the caller); returns where
+    /// `keep` is afterwards (the last slot moves into the victim's place). Expired entries go
+    /// first: while some entries expire, a few random slots are probed for one before the queues
+    /// choose. Evicts nothing only when `keep` is the last entry.
     fn evict_one(
         &mut self,
         now: u64,
@@ -375,20 +385,30 @@ impl<V> ShardInner<V> {
         removed: &mut Removed<V>,
     ) -> Option<usize> {
         let n = self.slots.len();
-        // Draw and prefetch every candidate first, so their cache misses overlap.
-        let (cand, m) = eviction::candidates(&mut self.rng, n);
-        for &c in &cand[..m] {
-            prefetch(&self.slots[c]);
+        let mut expired = None;
+        if self.expiring > 0 {
+            // Draw and prefetch every probe first, so their cache misses overlap.
+            let (cand, m) = eviction::candidates(&mut self.rng, n);
+            for &c in &cand[..m] {
+                prefetch(&self.slots[c]);
+            }
+            expired = cand[..m].iter().copied().find(|&c| Some(c) != keep && !self.slots[c].live(now));
         }
-        let slots = &self.slots;
-        let Some(victim) = eviction::victim(&cand[..m], keep, |i| (slots[i].live(now), slots[i].freq.get())) else {
-            return keep;
+        let (victim, cold) = match expired {
+            Some(i) => (i, false),
+            None => {
+                let slots = &self.slots;
+                match self.queues.victim(|i| (slots[i].live(now), &slots[i].freq)) {
+                    Some(v) => v,
+                    None => return keep,
+                }
+            }
         };
         let last = n - 1;
         let s = self.remove_at(victim);
         let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
-        if cause == RemovalCause::Evicted {
-            self.ghost.remember(s.hash, s.freq.get());
+        if cold && cause == RemovalCause::Evicted {
+            self.queues.evicted(s.hash);
         }
         match cause {
             RemovalCause::Expired => count(&stats.expirations),

@@ -1,0 +1,80 @@
+//! The count and weight bounds hold under the eviction policy whatever the operations (P5):
+//! random inserts (light and heavy, with and without a TTL), reads (which move entries between
+//! the policy's queues), removals, overwrites that grow or shrink an entry, expiry on a manual
+//! clock and purges, over one or several shards.
+
+use std::time::Duration;
+
+use healcache::{Cache, ManualClock};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Key, value length, TTL in ms.
+    Set(u16, u16, Option<u16>),
+    Get(u16),
+    Remove(u16),
+    Advance(u16),
+    Purge,
+}
+
+fn op(keys: u16, heaviest: u16) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..keys, 0..heaviest, proptest::option::of(1u16..500)).prop_map(|(k, w, t)| Op::Set(k, w, t)),
+        // light entries mostly: heavy ones alone would keep every shard nearly empty
+        3 => (0..keys, 0u16..8, proptest::option::of(1u16..500)).prop_map(|(k, w, t)| Op::Set(k, w, t)),
+        6 => (0..keys).prop_map(Op::Get),
+        1 => (0..keys).prop_map(Op::Remove),
+        1 => (0u16..300).prop_map(Op::Advance),
+        1 => Just(Op::Purge),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn count_and_weight_bounds_hold(
+        shards in prop_oneof![Just(1usize), Just(2), Just(4)],
+        max_entries in 4u64..64,
+        max_bytes in 64u64..2_000,
+        ops in proptest::collection::vec(op(200, 600), 1..600),
+    ) {
+        let clock = ManualClock::new();
+        let c: Cache<Vec<u8>> = Cache::builder()
+            .max_entries(max_entries.max(shards as u64))
+            .max_bytes(max_bytes)
+            .shards(shards)
+            .weigher(|v: &Vec<u8>| v.len() as u64)
+            .clock(clock.clone())
+            .seed(9)
+            .build()
+            .unwrap();
+        let max_entries = max_entries.max(shards as u64);
+        for op in ops {
+            match op {
+                Op::Set(k, w, ttl) => {
+                    let ttl = ttl.map(|t| Duration::from_millis(t as u64));
+                    let key = format!("k{k}");
+                    // only an entry heavier than the whole budget (key included) is refused
+                    let fits = c.set_with_ttl(&key, vec![0; w as usize], ttl).is_ok();
+                    prop_assert_eq!(fits, w as u64 + key.len() as u64 <= max_bytes);
+                }
+                Op::Get(k) => {
+                    c.get(&format!("k{k}"));
+                }
+                Op::Remove(k) => {
+                    c.remove(&format!("k{k}"));
+                }
+                Op::Advance(ms) => clock.advance(Duration::from_millis(ms as u64)),
+                Op::Purge => {
+                    c.purge_expired();
+                }
+            }
+            let s = c.stats();
+            prop_assert!(s.entries <= max_entries, "{} entries over the bound {}", s.entries, max_entries);
+            prop_assert!(s.weight <= max_bytes, "weight {} over the budget {}", s.weight, max_bytes);
+            prop_assert_eq!(s.entries as usize, c.len());
+        }
+    }
+}
