@@ -36,15 +36,10 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use crate::SeededRng;
-use rand::Rng;
-
 /// Highest value of an access counter.
 pub(crate) const MAX_FREQ: u8 = 3;
 /// The hot queue may hold this share of a shard's entries (percent); the cold queue holds the rest.
 const HOT_PERCENT: usize = 97;
-/// Random slots an eviction looks at for an expired entry first, when some entries expire.
-pub(crate) const EXPIRED_PROBES: usize = 2;
 
 /// An entry's access counter.
 #[repr(transparent)]
@@ -87,47 +82,37 @@ impl Freq {
     }
 }
 
-/// Keys recently evicted from the cold queue: 32-bit tags of their hashes in buckets of
-/// [`WAYS`], each bucket a small FIFO (a new tag pushes out the bucket's oldest), half a shard's
-/// capacity in all (quick_cache's ghost share; a whole capacity lost 0.4 points at Zipf 0.99 and
-/// 10,000 entries). Read and written only on inserts and evictions, under the write lock.
+/// Keys recently evicted from the cold queue: 32-bit tags of their hashes in buckets of 4, each
+/// bucket a small FIFO (a new tag pushes out the bucket's oldest), half a shard's capacity in all
+/// (quick_cache's ghost share; a whole capacity lost 0.4 points at Zipf 0.99 and 10,000
+/// entries, and buckets of 16 gained nothing). Read and written only on inserts and evictions,
+/// under the write lock.
 struct Ghost {
-    tags: Box<[u32]>,
+    buckets: Box<[[u32; 4]]>,
 }
-
-/// Tags per ghost bucket.
-const WAYS: usize = 16;
 
 impl Ghost {
     fn new(cap: u64) -> Self {
-        let len = ((cap / 2) as usize).clamp(WAYS, 1 << 18).next_multiple_of(WAYS);
-        Ghost { tags: vec![0; len].into_boxed_slice() }
+        let n = ((cap / 8) as usize).clamp(1, 1 << 16);
+        Ghost { buckets: vec![[0; 4]; n].into_boxed_slice() }
     }
 
-    /// The bucket of `hash` (its first tag) and its tag (never 0, the empty tag).
+    /// The bucket of `hash` and its tag (never 0, the empty tag).
     #[inline]
-    fn place(&self, hash: u64) -> (usize, u32) {
-        let buckets = (self.tags.len() / WAYS) as u64;
-        ((((hash as u32) as u64 * buckets) >> 32) as usize * WAYS, (hash >> 24) as u32 | 1)
+    fn place(&mut self, hash: u64) -> (&mut [u32; 4], u32) {
+        let n = self.buckets.len() as u64;
+        (&mut self.buckets[(((hash as u32) as u64 * n) >> 32) as usize], (hash >> 24) as u32 | 1)
     }
 
     fn insert(&mut self, hash: u64) {
         let (b, tag) = self.place(hash);
-        self.tags.copy_within(b..b + WAYS - 1, b + 1);
-        self.tags[b] = tag;
+        *b = [tag, b[0], b[1], b[2]];
     }
 
-    /// Whether `hash` is in the ghost; takes it out if so (the older tags move up).
+    /// Whether `hash` is in the ghost; takes it out if so.
     fn take(&mut self, hash: u64) -> bool {
         let (b, tag) = self.place(hash);
-        match self.tags[b..b + WAYS].iter().position(|&t| t == tag) {
-            Some(j) => {
-                self.tags.copy_within(b + j + 1..b + WAYS, b + j);
-                self.tags[b + WAYS - 1] = 0;
-                true
-            }
-            None => false,
-        }
+        b.iter_mut().find(|t| **t == tag).map(|t| *t = 0).is_some()
     }
 }
 
@@ -170,20 +155,21 @@ impl Queues {
 
     /// Puts position `i` back at the tail of its queue.
     pub fn attach(&mut self, i: usize) {
-        let q = self.links[i].queue as usize;
-        let i = i as u32;
+        // `& 1`: a queue is 0 or 1, and the mask spares a bounds check (bytes in WebAssembly)
+        let q = (self.links[i].queue & 1) as usize;
+        let me = i as u32;
         let h = self.head[q];
-        if h == NIL {
-            self.links[i as usize].prev = i;
-            self.links[i as usize].next = i;
-            self.head[q] = i;
+        let (prev, next) = if h == NIL {
+            self.head[q] = me;
+            (me, me)
         } else {
             let t = self.links[h as usize].prev;
-            self.links[i as usize].prev = t;
-            self.links[i as usize].next = h;
-            self.links[t as usize].next = i;
-            self.links[h as usize].prev = i;
-        }
+            self.links[t as usize].next = me;
+            self.links[h as usize].prev = me;
+            (t, h)
+        };
+        self.links[i].prev = prev;
+        self.links[i].next = next;
         self.len[q] += 1;
     }
 
@@ -193,13 +179,14 @@ impl Queues {
         if prev == NIL {
             return;
         }
-        let q = queue as usize;
-        if next == i as u32 {
+        let q = (queue & 1) as usize;
+        let me = i as u32;
+        if next == me {
             self.head[q] = NIL;
         } else {
             self.links[prev as usize].next = next;
             self.links[next as usize].prev = prev;
-            if self.head[q] == i as u32 {
+            if self.head[q] == me {
                 self.head[q] = next;
             }
         }
@@ -207,25 +194,19 @@ impl Queues {
         self.links[i].prev = NIL;
     }
 
-    /// Position `i` leaves; the last position moves into its place (the slots' swap-remove).
+    /// Position `i` leaves; the last position moves into its place (the slots' swap-remove) and
+    /// rejoins its queue at the tail. The last slot is nearly always the newest entry, at the
+    /// tail of the cold queue already, so the queues keep their order; moving it by its links
+    /// instead cost more bytes than the WebAssembly module's budget had.
     pub fn remove(&mut self, i: usize) {
         self.detach(i);
         let last = self.links.len() - 1;
         if i != last {
-            let l = self.links[last];
-            self.links[i] = l;
-            let (to, from) = (i as u32, last as u32);
-            if l.prev != NIL {
-                if l.next == from {
-                    self.links[i].prev = to;
-                    self.links[i].next = to;
-                } else {
-                    self.links[l.prev as usize].next = to;
-                    self.links[l.next as usize].prev = to;
-                }
-                if self.head[l.queue as usize] == from {
-                    self.head[l.queue as usize] = to;
-                }
+            let attached = self.links[last].prev != NIL;
+            self.detach(last);
+            self.links[i] = self.links[last];
+            if attached {
+                self.attach(i);
             }
         }
         self.links.pop();
@@ -269,19 +250,6 @@ impl Queues {
     pub fn evicted(&mut self, hash: u64) {
         self.ghost.insert(hash);
     }
-}
-
-/// The positions an eviction probes for an expired entry among `n` entries: `EXPIRED_PROBES`
-/// random draws (fewer when `n` is smaller). The caller prefetches them before reading them, so
-/// their cache misses overlap.
-#[inline]
-pub(crate) fn candidates(rng: &mut SeededRng, n: usize) -> ([usize; EXPIRED_PROBES], usize) {
-    let mut cand = [0usize; EXPIRED_PROBES];
-    let m = EXPIRED_PROBES.min(n);
-    for c in cand.iter_mut().take(m) {
-        *c = rng.random_range(0..n);
-    }
-    (cand, m)
 }
 
 /// The byte budget is one total for the whole store, not a share per shard: an entry may weigh up
@@ -354,7 +322,8 @@ mod tests {
 
     #[test]
     fn queues_follow_swap_removes_and_detached_entries() {
-        use rand::SeedableRng;
+        use crate::SeededRng;
+        use rand::{Rng, SeedableRng};
         let mut rng = SeededRng::seed_from_u64(3);
         let mut q = Queues::new(64, 0);
         let freqs: Vec<Freq> = (0..200).map(|_| Freq::new()).collect();

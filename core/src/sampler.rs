@@ -36,10 +36,10 @@ pub struct PartialShuffle {
 impl PartialShuffle {
     /// A shuffle of `0..n`; `expected` sizes the front and the table (the number of draws planned).
     ///
-    /// # Panics
-    /// If `n` is `u32::MAX` or more (the store holds at most 2^31 entries).
+    /// `n` is below `u32::MAX`: the store holds at most 2^31 entries (checked in debug builds
+    /// only, as a check with a message costs the WebAssembly module bytes).
     pub fn new(n: usize, expected: usize) -> Self {
-        assert!(n < EMPTY as usize, "PartialShuffle supports n < 2^32 - 1");
+        debug_assert!(n < EMPTY as usize);
         let front_len = expected.min(n);
         let cap = (front_len.max(8) * 2).next_power_of_two();
         PartialShuffle {

@@ -14,9 +14,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::SeededRng;
 use compact_str::CompactString;
-use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -134,7 +132,6 @@ impl<V: Clone> Store<V> {
         seed: u64,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let mut seeder = SeededRng::seed_from_u64(seed);
         let budget = Arc::new(Budget::new(max_bytes));
         let n = shards as u64;
         let reserve = RESERVED_ENTRIES / n;
@@ -142,7 +139,7 @@ impl<V: Clone> Store<V> {
             .map(|i| {
                 // Spread the bounds exactly: the shards' capacities sum to max_entries.
                 let cap = max_entries / n + u64::from(i < max_entries % n);
-                Shard::new(cap, cap.min(reserve) as usize, budget.clone(), seeder.random())
+                Shard::new(cap, cap.min(reserve) as usize, budget.clone())
             })
             .collect();
         Store {

@@ -6,14 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use compact_str::CompactString;
-use rand::SeedableRng;
 
 use super::{Meta, RemovalCause, Removed, NEVER};
-use crate::eviction::{self, Budget, Freq, Queues};
+use crate::eviction::{Budget, Freq, Queues};
 use crate::index::SlotIndex;
 use crate::stats::ShardStats;
 use crate::sync::RwLock;
-use crate::SeededRng;
 
 const SWEEP_PROBES: usize = 2;
 
@@ -64,7 +62,6 @@ pub(crate) struct ShardInner<V> {
     max_entries: usize,
     /// The whole store's byte budget, shared by every shard.
     pub(super) budget: Arc<Budget>,
-    rng: SeededRng,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
     expiring: usize,
     /// The write-path sweep's hand: the next slot it looks at.
@@ -139,9 +136,9 @@ pub(super) struct Written {
 }
 
 impl<V> Shard<V> {
-    /// An empty shard holding at most `cap` entries, drawing its eviction samples from `seed`,
+    /// An empty shard holding at most `cap` entries,
     /// with room for `reserve` of them before its tables first grow.
-    pub(super) fn new(cap: u64, reserve: usize, budget: Arc<Budget>, seed: u64) -> Self {
+    pub(super) fn new(cap: u64, reserve: usize, budget: Arc<Budget>) -> Self {
         Shard {
             inner: RwLock::new(ShardInner {
                 table: SlotIndex::with_capacity(reserve),
@@ -149,7 +146,6 @@ impl<V> Shard<V> {
                 weight: 0,
                 max_entries: cap as usize,
                 budget,
-                rng: SeededRng::seed_from_u64(seed),
                 expiring: 0,
                 sweep_at: 0,
                 next_gone: NEVER,
@@ -212,12 +208,10 @@ impl<V> ShardInner<V> {
         }
     }
 
-    /// Makes room for a new entry of `weight`: below capacity, probes for expired entries; at
-    /// capacity (or over the byte budget) evicts, expired entries first.
+    /// Makes room for a new entry of `weight`: sweeps for expired entries (which go first), then
+    /// at capacity (or over the byte budget) evicts, an expired entry at a queue's head first.
     pub(super) fn admit(&mut self, weight: u64, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
-        if self.slots.len() < self.max_entries {
-            self.sweep(now, stats, removed);
-        }
+        self.sweep(now, stats, removed);
         self.make_room(weight, now, None, stats, removed);
     }
 
@@ -374,9 +368,8 @@ impl<V> ShardInner<V> {
     }
 
     /// Evicts one entry, never `keep` (detached from the queues by the caller); returns where
-    /// `keep` is afterwards (the last slot moves into the victim's place). Expired entries go
-    /// first: while some entries expire, a few random slots are probed for one before the queues
-    /// choose. Evicts nothing only when `keep` is the last entry.
+    /// `keep` is afterwards (the last slot moves into the victim's place). Evicts nothing only
+    /// when `keep` is the last entry.
     fn evict_one(
         &mut self,
         now: u64,
@@ -385,24 +378,9 @@ impl<V> ShardInner<V> {
         removed: &mut Removed<V>,
     ) -> Option<usize> {
         let n = self.slots.len();
-        let mut expired = None;
-        if self.expiring > 0 {
-            // Draw and prefetch every probe first, so their cache misses overlap.
-            let (cand, m) = eviction::candidates(&mut self.rng, n);
-            for &c in &cand[..m] {
-                prefetch(&self.slots[c]);
-            }
-            expired = cand[..m].iter().copied().find(|&c| Some(c) != keep && !self.slots[c].live(now));
-        }
-        let (victim, cold) = match expired {
-            Some(i) => (i, false),
-            None => {
-                let slots = &self.slots;
-                match self.queues.victim(|i| (slots[i].live(now), &slots[i].freq)) {
-                    Some(v) => v,
-                    None => return keep,
-                }
-            }
+        let slots = &self.slots;
+        let Some((victim, cold)) = self.queues.victim(|i| (slots[i].live(now), &slots[i].freq)) else {
+            return keep;
         };
         let last = n - 1;
         let s = self.remove_at(victim);
