@@ -46,10 +46,8 @@ fn zipf(n: usize, s: f64, len: usize, rng: &mut SmallRng) -> Vec<u32> {
 
 /// Every `every`-th request of `ids` replaced by a key never seen before or after.
 fn with_scan(mut ids: Vec<u32>, base: usize, every: usize) -> Vec<u32> {
-    let mut next = base as u32;
-    for id in ids.iter_mut().step_by(every) {
+    for (next, id) in (base as u32..).zip(ids.iter_mut().step_by(every)) {
         *id = next;
-        next += 1;
     }
     ids
 }
