@@ -194,19 +194,24 @@ impl Queues {
         self.links[i].prev = NIL;
     }
 
-    /// Position `i` leaves; the last position moves into its place (the slots' swap-remove) and
-    /// rejoins its queue at the tail. The last slot is nearly always the newest entry, at the
-    /// tail of the cold queue already, so the queues keep their order; moving it by its links
-    /// instead cost more bytes than the WebAssembly module's budget had.
+    /// Position `i` leaves; the last position moves into its place (the slots' swap-remove),
+    /// keeping its place in its queue.
     pub fn remove(&mut self, i: usize) {
         self.detach(i);
         let last = self.links.len() - 1;
         if i != last {
-            let attached = self.links[last].prev != NIL;
-            self.detach(last);
-            self.links[i] = self.links[last];
-            if attached {
-                self.attach(i);
+            let l = self.links[last];
+            self.links[i] = l;
+            let (to, from) = (i as u32, last as u32);
+            if l.prev != NIL {
+                // a ring of one points at itself
+                let (p, n) = if l.next == from { (i, i) } else { (l.prev as usize, l.next as usize) };
+                self.links[p].next = to;
+                self.links[n].prev = to;
+                let q = (l.queue & 1) as usize;
+                if self.head[q] == from {
+                    self.head[q] = to;
+                }
             }
         }
         self.links.pop();
