@@ -23,12 +23,13 @@
 //! docs/benchmarks.md). W-TinyLFU (a count-min sketch fed on inserts and on the counts entries
 //! pay in the queues, a FIFO window with hill climbing, a CLOCK main queue, TinyLFU admission)
 //! lost to S3-FIFO on every Zipf trace (1,000,000 keys, 10,000 entries: 0.635 against 0.653 at
-//! Zipf 0.99, 0.089 against 0.131 at 0.6) and won only on loops (0.84 against 0.81) and a
+//! Zipf 0.99, 0.089 against 0.131 at 0.6) and won only on loops (0.84 against 0.79) and a
 //! shifting working set: without reads in the sketch its frequencies are too coarse, and a read
 //! path that writes a shared sketch costs every hit. S3-FIFO's reads are the one counter bump
 //! the sampled LFU already made; it matches or passes quick_cache and moka on the Zipf, scan
 //! and recency traces. What it gives up: a loop slightly larger than the cache, where moka's
-//! admission keeps a fixed subset (the optimum, 0.909) and S3-FIFO keeps about 0.81.
+//! admission keeps a fixed subset (the optimum, 0.909) and S3-FIFO keeps about 0.79; and 1-2
+//! points behind quick_cache on a shifting working set and a hot set mixed with a loop.
 //!
 //! The store ([`crate::store`]) owns the entries and calls in here; this module knows nothing of
 //! slots, only positions (its links mirror the store's dense slot vector), counters and key

@@ -1,7 +1,7 @@
 //! # healcache
 //!
 //! One caching engine for Rust, Python, Node and edge workers: a bounded in-memory store with
-//! TTLs, versions and sampled-LFU eviction; coalesced loads (single flight); uniform O(k) key
+//! TTLs, versions and S3-FIFO eviction; coalesced loads (single flight); uniform O(k) key
 //! sampling for self-healing. The crate has no async runtime and compiles for
 //! `wasm32-unknown-unknown`: time comes through [`Clock`], delays through [`Timer`], randomness
 //! from a seed the host gives.
