@@ -179,8 +179,27 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       checkKey(key);
       let ttl;
       let ifVersion;
-      if (options !== undefined) [ttl, ifVersion] = setArgs(options);
-      return this._write(key, value, weigh(this._sizeOf, value, key), ttl, ifVersion);
+      let tags;
+      if (options !== undefined) [ttl, ifVersion, tags] = setArgs(options);
+      return this._write(key, value, weigh(this._sizeOf, value, key), ttl, ifVersion, tags);
+    }
+
+    /**
+     * Invalidates every entry written with `tag` (`set(key, value, { tags })`): made stale (a
+     * fallback within its grace window) or, with `hard`, removed; with a shared tier, in every
+     * instance and in L2. Resolves to how many fresh entries of this process it invalidated.
+     */
+    async invalidateTag(tag, options) {
+      if (B.invalidateTag === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package');
+      if (typeof tag !== 'string') throw argError('the tag is a string');
+      const hard = options != null && options.hard === true;
+      this._flushReads();
+      try {
+        return await B.invalidateTag(this._c, tag, hard);
+      } finally {
+        this._distrustMirror();
+        this._drain();
+      }
     }
 
     /** Compare-and-set: writes only if `key`'s live version is `expected` (0: absent). */

@@ -29,7 +29,7 @@
 //   their way are kept under their handle until then, so whatever the core holds resolves to
 //   its JS value. A stale value (past its TTL, within `grace`) is never a mirror hit.
 
-import { checkKey } from './options.mjs';
+import { checkKey, codeError } from './options.mjs';
 
 const SAMPLE_MASK = 15; // one mirror hit in 16 sends its key to the core
 const READ_BUFFER = 64; // keys per `touch` batch
@@ -172,7 +172,7 @@ function makeMirror(B, P, row) {
     }
 
     // Stores `value` under `key` through the core; the mirror takes the core's answer.
-    _write(key, value, w, ttl, ifVersion) {
+    _write(key, value, w, ttl, ifVersion, tags) {
       const i = this._slot();
       const h = 2 * i + 2;
       this._v[i] = value;
@@ -181,7 +181,12 @@ function makeMirror(B, P, row) {
       const g0 = this._generation();
       let ver;
       try {
-        if (this._shared) ver = B.setShared(this._c, key, h, w, ttl, ifVersion, value);
+        if (tags !== undefined) {
+          if (B.setTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package');
+          ver = this._shared
+            ? B.setSharedTagged(this._c, key, h, w, ttl, ifVersion, tags, value)
+            : B.setTagged(this._c, key, h, w, ttl, ifVersion, tags);
+        } else if (this._shared) ver = B.setShared(this._c, key, h, w, ttl, ifVersion, value);
         else
           ver =
             ttl === undefined && ifVersion === undefined
@@ -490,6 +495,12 @@ function makeMirror(B, P, row) {
         this._cand.delete(key);
         this._forget(key, cand);
       }
+    }
+
+    // Every mirrored entry is asked of the core again (after a call that changed entries the
+    // mirror cannot name, such as a tag invalidation).
+    _distrustMirror() {
+      for (const i of this._m.values()) this._exp[i] = -Infinity;
     }
 
     // Clears the mirror after the core was cleared.

@@ -237,11 +237,14 @@ function waitUntilArg(options) {
   return v;
 }
 
-/** `set`'s options: [ttl, ifVersion], types checked. */
+/** `set`'s options: [ttl, ifVersion, tags], types checked (the tags' bounds by the core). */
 function setArgs(options) {
-  const { ttl, ifVersion } = options;
+  const { ttl, ifVersion, tags } = options;
   if (ttl !== undefined && typeof ttl !== 'number') throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
-  return [ttl, ifVersion === undefined ? undefined : checkVersion(ifVersion)];
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) {
+    throw invalid('tags', 'must be an array of strings');
+  }
+  return [ttl, ifVersion === undefined ? undefined : checkVersion(ifVersion), tags];
 }
 
 /** An expected version (`ifVersion`): a non-negative integer (0: absent). */

@@ -219,8 +219,9 @@ impl PyCache {
 
     /// Stores `value`; returns the entry's new version. `ttl` in seconds (`None`: the cache's
     /// TTL, `math.inf`: never expires); `if_version`: write only if the live version is this
-    /// (0: only if absent), else raise `VersionMismatch`.
-    #[pyo3(signature = (key, value, /, *, ttl=None, if_version=None))]
+    /// (0: only if absent), else raise `VersionMismatch`; `tags`: up to 16 names of 1 to 128
+    /// bytes, for `invalidate_tag`.
+    #[pyo3(signature = (key, value, /, *, ttl=None, if_version=None, tags=None))]
     fn set(
         &self,
         py: Python<'_>,
@@ -228,11 +229,32 @@ impl PyCache {
         value: Bound<'_, PyAny>,
         ttl: Option<Seconds>,
         if_version: Option<u64>,
+        tags: Option<Vec<String>>,
     ) -> PyResult<u64> {
         let k = key_str(key)?;
         let ttl = convert::write_ttl(py, ttl)?;
         let v = self.weigh.value(value)?;
-        self.inner.write(k, v, WriteOptions { ttl, if_version }).map_err(|e| to_pyerr(py, e))
+        let opts = WriteOptions { ttl, if_version };
+        match tags {
+            None => self.inner.write(k, v, opts),
+            Some(tags) => {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                self.inner.write_tagged(k, v, opts, &tags).map(|w| w.version)
+            }
+        }
+        .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Invalidates every entry written with `tag`: made stale (a fallback within its grace
+    /// window) or, `hard`, removed; with a shared tier, in every instance and in L2 (raises
+    /// `L2Unavailable` when L2 cannot be reached; this process's entries are invalidated all
+    /// the same). Returns how many fresh entries of this process it invalidated. Blocks for one
+    /// round trip to L2 at most, without holding the GIL.
+    #[pyo3(signature = (tag, /, *, hard=false))]
+    fn invalidate_tag(&self, py: Python<'_>, tag: &str, hard: bool) -> PyResult<usize> {
+        let cache = self.inner.clone();
+        runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(tag, hard)))
+            .map_err(|e| to_pyerr(py, e))
     }
 
     fn __setitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {

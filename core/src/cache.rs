@@ -17,6 +17,7 @@ use crate::sampler::KeySample;
 use crate::stats::{StampedeCounters, Stats, StoreStats};
 use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, NEVER};
 use crate::sync::{lock, Mutex};
+use crate::tags::TagIndex;
 use crate::tier::{self, Tier};
 use crate::xfetch;
 use crate::{Spawner, Timer};
@@ -80,6 +81,9 @@ pub(crate) struct Inner<V> {
     pub counters: StampedeCounters,
     /// The shared tier (L2), when the cache has one: read through [`Inner::tier`].
     tier: Option<Arc<Tier<V>>>,
+    /// Tags of the entries.
+    #[cfg(feature = "tier")]
+    pub tags: Arc<TagIndex>,
 }
 
 impl<V> Inner<V> {
@@ -181,7 +185,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.seed,
             Arc::clone(&clock),
         );
+        let max_entries = usize::try_from(settings.max_entries).unwrap_or(usize::MAX);
+        #[cfg(feature = "tier")]
+        let tags = Arc::new(TagIndex::new(max_entries));
         let tier = b.tier.filter(|_| cfg!(feature = "tier")).map(|(transport, codec)| {
+            #[cfg(feature = "tier")]
+            let tags = Arc::clone(&tags);
+            // never reached without the feature (the filter above)
+            #[cfg(not(feature = "tier"))]
+            let tags = Arc::new(TagIndex::new(0));
             let timer = b.timer.clone();
             Tier::new(
                 transport,
@@ -191,11 +203,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 settings.seed,
                 timer.expect("checked by build"),
                 Arc::clone(&clock),
+                max_entries,
+                tags,
             )
         });
         let cache = Cache {
             inner: Arc::new(Inner {
                 tier,
+                #[cfg(feature = "tier")]
+                tags,
                 store,
                 flights: Flights::new(settings.max_in_flight, settings.seed),
                 rng: Mutex::new(SeededRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
@@ -210,13 +226,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 counters: StampedeCounters::default(),
             }),
         };
+        #[cfg(feature = "tier")]
         if let Some(tier) = cache.inner.tier() {
             // other instances' writes drop this cache's L1 copies (weakly: the bus does not keep
             // a dropped cache alive)
             let weak = Arc::downgrade(&cache.inner);
-            tier.start_bus(Box::new(move |key, removed| {
-                weak.upgrade().is_some_and(|inner| Cache { inner }.drop_local(key, removed))
-            }));
+            let weak_tags = weak.clone();
+            tier.start_bus(
+                Box::new(move |key, removed| {
+                    weak.upgrade().is_some_and(|inner| Cache { inner }.drop_local(key, removed))
+                }),
+                Box::new(move |tag, version, hard| {
+                    weak_tags.upgrade().map_or(0, |inner| Cache { inner }.tag_bumped(tag, version, hard))
+                }),
+            );
         }
         cache
     }
@@ -479,10 +502,93 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
         let grace = self.inner.settings.grace.unwrap_or_default();
         let ttl = self.resolve_ttl(opts.ttl);
-        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None) {
+        let memo = Some(written.version);
+        let w = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None, Vec::new(), memo);
+        if let Some(w) = w {
             tier.spawn(w);
         }
         Ok(written)
+    }
+
+    /// [`Cache::write_entry`] of a value carrying tags (at most 16, each 1 to 128 bytes): one
+    /// [`Cache::invalidate_tag`] of any of them later makes it stale, here and, with a shared
+    /// tier, in every instance and in L2. A tag list out of bounds is refused with
+    /// [`Error::InvalidConfig`] (field `tags`), changing nothing.
+    ///
+    /// ```
+    /// use healcache::{Cache, WriteOptions};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// cache.write_tagged("user:1", 1, WriteOptions::default(), &["team:7"]).unwrap();
+    /// cache.write_tagged("user:2", 2, WriteOptions::default(), &["team:8"]).unwrap();
+    /// assert_eq!(cache.invalidate_tag("team:7", false).await.unwrap(), 1);
+    /// assert_eq!((cache.get("user:1"), cache.get("user:2")), (None, Some(2)));
+    /// # });
+    /// ```
+    #[cfg(feature = "tier")]
+    pub fn write_tagged(&self, key: &str, value: V, opts: WriteOptions, tags: &[&str]) -> Result<Written> {
+        crate::tags::check(tags)?;
+        let tier = self.inner.tier();
+        let payload = match tier {
+            Some(t) => Some(t.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?),
+            None => None,
+        };
+        let recorded: Vec<crate::codec::Tag> = match tier {
+            Some(t) => t.versions_for_write(tags),
+            None => {
+                let known = self.inner.tags.known(tags);
+                tags.iter()
+                    .zip(known)
+                    .map(|(t, v)| crate::codec::Tag { name: t.to_string(), version: v.unwrap_or(0) })
+                    .collect()
+            }
+        };
+        let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
+        self.inner.tags.record(key, &recorded, |k| self.inner.store.stored_version(k) != 0);
+        if let (Some(tier), Some(payload)) = (tier, payload) {
+            let grace = self.inner.settings.grace.unwrap_or_default();
+            let ttl = self.resolve_ttl(opts.ttl);
+            let memo = Some(written.version);
+            if let Some(w) =
+                tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None, recorded, memo)
+            {
+                tier.spawn(w);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Invalidates every entry written with `tag`: made stale (served only as a fallback within
+    /// its grace window, as by stale-while-revalidate and fail-safe) or, `hard`, removed. With a
+    /// shared tier the tag's version is incremented in L2, so tagged values there read as misses,
+    /// and every instance is told on the bus; [`Error::L2Unavailable`] when L2 cannot be reached
+    /// (this process's entries are invalidated all the same). Answers how many fresh entries of
+    /// this process it invalidated.
+    #[cfg(feature = "tier")]
+    pub async fn invalidate_tag(&self, tag: &str, hard: bool) -> Result<usize> {
+        crate::tags::check(&[tag])?;
+        let Some(tier) = self.inner.tier() else {
+            let v = self.inner.tags.known(&[tag])[0].unwrap_or(0) + 1;
+            return Ok(self.tag_bumped(tag, v, hard));
+        };
+        match tier.bump_tag(tag, hard).await {
+            Ok(v) => Ok(self.tag_bumped(tag, v, hard)),
+            Err(e) => {
+                // no new version to compare with: every entry of this process with the tag goes,
+                // and the tag's version is read from L2 again when next needed
+                for k in self.inner.tags.take_all(tag) {
+                    self.drop_local(&k, hard);
+                }
+                Err(Error::L2Unavailable { reason: e.to_string() })
+            }
+        }
+    }
+
+    /// `tag` is at `version` now: the entries written here under another version are made stale
+    /// (`hard`: removed); answers how many were fresh.
+    #[cfg(feature = "tier")]
+    pub(crate) fn tag_bumped(&self, tag: &str, version: u64, hard: bool) -> usize {
+        self.inner.tags.bumped(tag, version).iter().filter(|k| self.drop_local(k, hard)).count()
     }
 
     /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
@@ -515,6 +621,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let r = self.inner.store.write(key, value, weight, meta, if_version, &mut removed);
         if negative && r.is_ok() {
             self.inner.counters.negative_entries.fetch_add(1, Relaxed);
+        }
+        // a value written without tags leaves the tags its key had (a tagged write records its
+        // own after this)
+        #[cfg(feature = "tier")]
+        if r.is_ok() && self.inner.tags.used() {
+            self.inner.tags.record(key, &[], |_| true);
         }
         self.done(removed);
         r.map(|version| Written { version, expires_in })
@@ -672,6 +784,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_bus_gaps: l2.bus_gaps,
             l2_bus_malformed: l2.bus_malformed,
             l2_suspect_rereads: l2.suspect_rereads,
+            l2_revalidated: l2.revalidated,
+            l2_tag_invalidations: l2.tag_invalidations,
+            l2_tag_received: l2.tag_received,
+            l2_tag_outdated: l2.tag_outdated,
             l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,
             l2_bus_latency: l2.bus_latency,

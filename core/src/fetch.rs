@@ -24,6 +24,7 @@ const FROM_L2: u8 = 1;
 const L2_SKIPPED: u8 = 2;
 const FROM_FLEET: u8 = 3;
 const FENCED_OUT: u8 = 4;
+const REVALIDATED: u8 = 5;
 
 /// What a loader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +236,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             (true, L2_SKIPPED) => Status::L2Skipped,
             (true, FROM_FLEET) => Status::FleetCoalesced,
             (true, FENCED_OUT) => Status::FencedOut,
+            (true, REVALIDATED) => Status::Revalidated,
             _ => loaded,
         };
         match result {
@@ -384,6 +386,32 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             // dead at run time would keep the tier's code in the build
             #[cfg(feature = "tier")]
             if let Some(tier) = inner.tier() {
+                // A fresh copy made suspect by a gap or an outage, whose token L2 still holds, is
+                // trusted again after a 16-byte read instead of a read of its value. Not a tagged
+                // one: a tag may have been invalidated meanwhile, which its token does not show.
+                let now = inner.store.now();
+                let held = inner.store.peek_stored(&key, |s| {
+                    (s.expires_at > now && tier.is_suspect(s.written_at))
+                        .then(|| (s.value.clone(), s.version, s.load_nanos))
+                });
+                if let Some((value, version, load_nanos)) = held.flatten().filter(|_| !inner.tags.tagged(&key)) {
+                    if let Some((token, grace)) = tier.recall(&key, version) {
+                        if let Some(fresh) = tier.revalidate(&key, token, grace).await {
+                            cache.store_shared(
+                                &key,
+                                value.clone(),
+                                fresh,
+                                load_nanos,
+                                fence,
+                                opts,
+                                (token, grace),
+                                &[],
+                            );
+                            origin.store(REVALIDATED, Relaxed);
+                            return Ok(value);
+                        }
+                    }
+                }
                 let mut read = tier.read(&key).await;
                 if let L2Read::Miss(e) = read {
                     // a background refresh skips when another instance refreshes, but only while
@@ -403,8 +431,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     };
                 }
                 match read {
-                    L2Read::Hit { value, fresh, load_nanos } => {
-                        cache.store_shared(&key, value.clone(), fresh, load_nanos, fence, opts);
+                    L2Read::Hit { value, fresh, load_nanos, token, grace, tags } => {
+                        cache.store_shared(&key, value.clone(), fresh, load_nanos, fence, opts, (token, grace), &tags);
                         if origin.load(Relaxed) != FROM_FLEET {
                             origin.store(FROM_L2, Relaxed);
                         }
@@ -439,6 +467,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             inner.counters.load_latency.record(took);
             let mut keep = true;
             #[cfg(feature = "tier")]
+            let mut written = None;
+            #[cfg(feature = "tier")]
             if let (Ok(v), Some(tier), Some(expect)) = (&res, inner.tier(), l2_expect) {
                 let ttl = match v {
                     Some(_) => Some(cache.resolve_ttl(opts.ttl)),
@@ -451,7 +481,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         Some(l) => (crate::tier::Expect::Fenced(l.token), Some(l.lockval.clone())),
                         None => (expect, None),
                     };
-                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release) {
+                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release, Vec::new()) {
                         // a write still queued at the deadline lands later; if a newer value won
                         // meanwhile, the copy kept here is made stale (as the winner's bus
                         // message would)
@@ -461,10 +491,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                                 c.drop_local(&k, false);
                             }
                         };
-                        match tier.settle(w, late).await {
+                        let settled = tier.settle(w, late).await;
+                        match settled {
                             // written, or still on its way: the write carries the lock's
                             // release, so the lease ends with it
-                            None | Some(Wrote::Written) => {
+                            None | Some(Wrote::Written(_)) => {
+                                if let Some(Wrote::Written(t)) = settled {
+                                    written = Some((tier, t, grace));
+                                }
                                 if let Some(l) = &mut lease {
                                     l.released = true;
                                 }
@@ -474,8 +508,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             Some(Wrote::FencedOut) => {
                                 keep = false;
                                 origin.store(FENCED_OUT, Relaxed);
-                                if let L2Read::Hit { value, fresh, load_nanos } = tier.read(&key).await {
-                                    cache.store_shared(&key, value, fresh, load_nanos, fence, opts);
+                                if let L2Read::Hit { value, fresh, load_nanos, token, grace, tags } =
+                                    tier.read(&key).await
+                                {
+                                    cache.store_shared(
+                                        &key,
+                                        value,
+                                        fresh,
+                                        load_nanos,
+                                        fence,
+                                        opts,
+                                        (token, grace),
+                                        &tags,
+                                    );
                                 }
                             }
                             Some(Wrote::Failed) => {}
@@ -486,7 +531,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             #[cfg(feature = "tier")]
             drop(lease);
             match &res {
-                Ok(v) if keep => cache.store_loaded(&key, v.clone(), fence, took, opts),
+                Ok(v) if keep => {
+                    let _version = cache.store_loaded(&key, v.clone(), fence, took, opts);
+                    #[cfg(feature = "tier")]
+                    if let (Some(version), Some((tier, token, grace))) = (_version, written) {
+                        tier.remember(&key, version, token, grace);
+                    }
+                }
                 Ok(_) => {}
                 Err(Error::LoadTimeout { .. }) => {
                     counters.load_timeouts.fetch_add(1, Relaxed);
@@ -516,7 +567,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Stores a value read from L2 for the life Redis has left (`fresh`; `None`: no expiry),
-    /// within the cache's own TTL, unless a write landed here since the load began.
+    /// within the cache's own TTL, unless a write landed here since the load began; remembers
+    /// its token (for a revalidation later) and its tags.
+    #[cfg(feature = "tier")]
+    #[allow(clippy::too_many_arguments)]
     fn store_shared(
         &self,
         key: &str,
@@ -525,31 +579,48 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         load_nanos: u64,
         fence: u64,
         opts: FetchOptions,
+        (token, grace): (crate::codec::Token, Duration),
+        tags: &[crate::codec::Tag],
     ) {
         let ttl = match (fresh, self.resolve_ttl(opts.ttl)) {
             (None, _) => Ttl::Default,
             (Some(f), Some(own)) => Ttl::For(f.min(own)),
             (Some(f), None) => Ttl::For(f),
         };
-        let _ = self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos);
+        if let Ok(w) = self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
+            if let Some(tier) = self.inner.tier() {
+                tier.remember(key, w.version, token, grace);
+            }
+            if !tags.is_empty() {
+                self.inner.tags.record(key, tags, |k| self.inner.store.stored_version(k) != 0);
+            }
+        }
     }
 
     /// Stores a loaded value unless a write landed since the load began (its version fence).
-    fn store_loaded(&self, key: &str, value: Option<V>, fence: u64, load_nanos: u64, opts: FetchOptions) {
+    /// Answers the version stored, if it was.
+    fn store_loaded(
+        &self,
+        key: &str,
+        value: Option<V>,
+        fence: u64,
+        load_nanos: u64,
+        opts: FetchOptions,
+    ) -> Option<u64> {
         let c = &self.inner.counters;
         let ttl = match &value {
             Some(_) => opts.ttl,
             None => {
-                let Some(t) = opts.negative_ttl.or(self.inner.settings.negative_ttl) else { return };
+                let t = opts.negative_ttl.or(self.inner.settings.negative_ttl)?;
                 if c.negative_entries.load(Relaxed) >= self.inner.settings.max_negative {
                     c.negative_refused.fetch_add(1, Relaxed);
-                    return;
+                    return None;
                 }
                 Ttl::For(t)
             }
         };
         match self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
-            Ok(_) => {}
+            Ok(w) => return Some(w.version),
             Err(Error::VersionMismatch { .. }) => {
                 c.fenced_writes.fetch_add(1, Relaxed);
             }
@@ -557,5 +628,6 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 c.oversize_rejections.fetch_add(1, Relaxed);
             }
         }
+        None
     }
 }

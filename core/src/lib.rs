@@ -39,6 +39,7 @@ mod source;
 mod stats;
 mod store;
 mod sync;
+mod tags;
 pub mod tier;
 mod xfetch;
 

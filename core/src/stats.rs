@@ -38,6 +38,9 @@ pub enum Status {
     /// This call loaded, but a newer write won in L2 meanwhile (the fence refused this one): the
     /// loaded value was returned and not cached; L1 holds the newer value when L2 had it fresh.
     FencedOut,
+    /// An L1 copy made suspect by a gap on the invalidation bus or an L2 outage was confirmed
+    /// by its token (a 16-byte read of L2) and served fresh.
+    Revalidated,
 }
 
 impl Status {
@@ -58,6 +61,7 @@ impl Status {
             Status::L2Skipped => "l2-skipped",
             Status::FleetCoalesced => "fleet-coalesced",
             Status::FencedOut => "fenced-out",
+            Status::Revalidated => "revalidated",
         }
     }
 }
@@ -165,6 +169,14 @@ pub struct Stats {
     /// Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2 before
     /// being served fresh.
     pub l2_suspect_rereads: u64,
+    /// Of those, copies L2 confirmed by their token alone (status `revalidated`).
+    pub l2_revalidated: u64,
+    /// Tag invalidations made by this process.
+    pub l2_tag_invalidations: u64,
+    /// Tag invalidations received from other instances.
+    pub l2_tag_received: u64,
+    /// L2 values read as misses because one of their tags was invalidated since.
+    pub l2_tag_outdated: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -177,7 +189,7 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 48] {
+    pub fn counters(&self) -> [(&'static str, u64); 52] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -227,6 +239,10 @@ impl Stats {
             ("l2_bus_gaps", self.l2_bus_gaps),
             ("l2_bus_malformed", self.l2_bus_malformed),
             ("l2_suspect_rereads", self.l2_suspect_rereads),
+            ("l2_revalidated", self.l2_revalidated),
+            ("l2_tag_invalidations", self.l2_tag_invalidations),
+            ("l2_tag_received", self.l2_tag_received),
+            ("l2_tag_outdated", self.l2_tag_outdated),
         ]
     }
 }

@@ -4,6 +4,7 @@
 #![cfg(not(feature = "tier"))]
 
 use futures::future::{self, BoxFuture, FutureExt};
+use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{BusSink, LockReply, Neutral, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
 use healcache::{Cache, ManualClock};
@@ -13,6 +14,15 @@ struct Unreachable;
 
 impl Transport for Unreachable {
     fn read(&self, _: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn revalidate(&self, _: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn tag_versions(&self, _: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn tag_bump(&self, _: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
     fn write(&self, _: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {

@@ -217,6 +217,34 @@ impl Backend {
         self.core().cache.local_generation()
     }
 
+    /// `Cache::write_tagged`: `write` of a value carrying tags; `payload`: the value as it
+    /// crosses to other processes, on a cache with a shared tier.
+    #[cfg(feature = "tier")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_tagged(
+        &self,
+        key: &str,
+        handle: f64,
+        weight: f64,
+        ttl: Option<f64>,
+        if_version: Option<f64>,
+        tags: &[String],
+        payload: Option<Payload>,
+        out: &mut [f64],
+    ) -> Result<f64> {
+        let h = Handle { id: handle, weight: weight as u64, payload: payload.map(Arc::new) };
+        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.written(self.core().cache.write_tagged(key, h, opts, &tags)?, out)
+    }
+
+    /// `Cache::invalidate_tag`: resolves to how many fresh entries of this process it invalidated.
+    #[cfg(feature = "tier")]
+    pub fn invalidate_tag(&self, tag: String, hard: bool) -> impl Future<Output = Result<f64>> + Send + 'static {
+        let cache = self.core().cache.clone();
+        async move { cache.invalidate_tag(&tag, hard).await.map(|n| n as f64) }
+    }
+
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
         let h = Handle { id: handle, weight: weight as u64, payload: None };

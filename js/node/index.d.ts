@@ -226,6 +226,17 @@ export interface SetOptions {
   ttl?: number;
   /** Write only if the live entry has this version (0: only if absent), else throw `VersionMismatch`. */
   ifVersion?: number;
+  /**
+   * Up to 16 tags of 1 to 128 bytes: `invalidateTag` of any of them invalidates the entry (with a shared tier, in
+   * every instance). Node only: the WebAssembly package throws `InvalidConfig`.
+   */
+  tags?: string[];
+}
+
+/** Options of `invalidateTag`. */
+export interface InvalidateTagOptions {
+  /** Remove the entries instead of making them stale (no fallback within the grace window). Defaults to false. */
+  hard?: boolean;
 }
 
 /** Options of `delete`. */
@@ -295,7 +306,8 @@ export type FetchStatus =
   | 'l2-hit'
   | 'l2-skipped'
   | 'fleet-coalesced'
-  | 'fenced-out';
+  | 'fenced-out'
+  | 'revalidated';
 
 /** The answer of `fetch`: the value (`undefined` when the key does not exist at the source) and its status. */
 export interface Fetched<V> {
@@ -436,6 +448,14 @@ export interface CacheStats {
   l2BusMalformed: number;
   /** Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2. */
   l2SuspectRereads: number;
+  /** Of those, copies L2 confirmed by their token alone (status 'revalidated'). */
+  l2Revalidated: number;
+  /** Tag invalidations made by this process. */
+  l2TagInvalidations: number;
+  /** Tag invalidations received from other instances. */
+  l2TagReceived: number;
+  /** L2 values read as misses because one of their tags was invalidated since. */
+  l2TagOutdated: number;
   /** How long foreground misses waited for another instance's rebuild. */
   l2LockWait: LatencyHistogram;
   /** From another instance's publish of an invalidation to its receipt here (wall clocks). */
@@ -499,6 +519,13 @@ export declare class Cache<V = any> {
   setIfVersion(key: string, value: V, expected: number, options?: Omit<SetOptions, 'ifVersion'>): number;
   /** Removes `key`; returns whether a live entry was removed. */
   delete(key: string, options?: DeleteOptions): boolean;
+  /**
+   * Invalidates every entry written with `tag`: made stale (a fallback within its grace window) or, with `hard`,
+   * removed; with a shared tier, in every instance and in L2 (rejects with `L2Unavailable` when L2 cannot be
+   * reached; this process's entries are invalidated all the same). Resolves to how many fresh entries of this
+   * process it invalidated.
+   */
+  invalidateTag(tag: string, options?: InvalidateTagOptions): Promise<number>;
   /** Removes every entry. */
   clear(): void;
   /** Removes every expired entry now; returns how many. Call it from a timer the host owns. */

@@ -94,6 +94,10 @@ class Stats(TypedDict):
     l2_bus_gaps: int
     l2_bus_malformed: int
     l2_suspect_rereads: int
+    l2_revalidated: int
+    l2_tag_invalidations: int
+    l2_tag_received: int
+    l2_tag_outdated: int
     load_latency: LoadLatency
     healing: "HealingStats"
 

@@ -124,6 +124,10 @@ class Stats(TypedDict):
     l2_bus_gaps: int
     l2_bus_malformed: int
     l2_suspect_rereads: int
+    l2_revalidated: int
+    l2_tag_invalidations: int
+    l2_tag_received: int
+    l2_tag_outdated: int
     load_latency: LoadLatency
     healing: HealingStats
 
@@ -357,10 +361,25 @@ class Cache(Generic[_V]):
     def max_entries(self) -> int:
         """The entry bound the cache was built with."""
     def __getitem__(self, key: str, /) -> _V: ...
-    def set(self, key: str, value: _V, /, *, ttl: Optional[_Seconds] = None, if_version: Optional[int] = None) -> int:
+    def set(
+        self,
+        key: str,
+        value: _V,
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        if_version: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
+    ) -> int:
         """Stores ``value``; returns the entry's new version. ``ttl`` in seconds (``None``: the
         cache's TTL, ``math.inf``: never expires). ``if_version``: write only if the live version
-        is this one (0: only if absent), else raise ``VersionMismatch``."""
+        is this one (0: only if absent), else raise ``VersionMismatch``. ``tags``: up to 16 names
+        of 1 to 128 bytes, for ``invalidate_tag``."""
+    def invalidate_tag(self, tag: str, /, *, hard: bool = False) -> int:
+        """Invalidates every entry written with ``tag``: made stale (a fallback within its grace
+        window) or, ``hard``, removed; with a shared tier, in every instance and in L2 (raises
+        ``L2Unavailable`` when L2 cannot be reached). Returns how many fresh entries of this
+        process it invalidated."""
     def __setitem__(self, key: str, value: _V, /) -> None: ...
     def delete(self, key: str, /, *, if_version: Optional[int] = None) -> bool:
         """Removes ``key``; returns whether a live entry was removed."""

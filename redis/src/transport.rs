@@ -50,6 +50,7 @@ struct Inner {
     /// `fork()` finds the marker inherited and starts them again.
     subs: Mutex<Subscriptions>,
     read: Script,
+    revalidate: Script,
     write: Script,
     /// The fenced write of a rebuild under the fleet lock (checks the token's epoch, releases the lock).
     write_fenced: Script,
@@ -123,6 +124,7 @@ impl RedisTransport {
                 writer: Mutex::new(None),
                 subs: Mutex::new((Vec::new(), None)),
                 read: Script::new(scripts::READ),
+                revalidate: Script::new(scripts::REVALIDATE),
                 write: Script::new(scripts::WRITE_SEEN),
                 write_fenced: Script::new(scripts::WRITE),
                 acquire: Script::new(scripts::ACQUIRE),
@@ -327,6 +329,34 @@ impl RedisTransport {
         Ok(ReadReply { value: reply.0, pttl_ms: reply.1 })
     }
 
+    async fn revalidate_now(&self, key: String) -> Result<(Option<Token>, i64), TransportError> {
+        let mut conn = self.conn_here().await?;
+        let (bytes, pttl): (Vec<u8>, i64) =
+            self.inner.revalidate.key(key).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        let token = <[u8; 16]>::try_from(bytes.as_slice()).ok().map(|b| Token {
+            epoch: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+            counter: u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
+        });
+        Ok((token, pttl))
+    }
+
+    async fn tag_versions_now(&self, keys: Vec<String>) -> Result<Vec<u64>, TransportError> {
+        let mut conn = self.conn_here().await?;
+        // one GET per key in one pipeline, not MGET: tag keys live in different cluster slots
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("GET").arg(k);
+        }
+        let got: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        // a version that is not a number was not written by a cache: read as never bumped
+        Ok(got.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
+    }
+
+    async fn tag_bump_now(&self, key: String) -> Result<u64, TransportError> {
+        let mut conn = self.conn_here().await?;
+        redis::cmd("INCR").arg(key).query_async(&mut conn).await.map_err(|e| self.failed(e))
+    }
+
     async fn unlink_now(&self, pattern: String) -> Result<u64, TransportError> {
         let mut conn = self.conn_here().await?;
         let mut cursor: u64 = 0;
@@ -529,6 +559,21 @@ impl Transport for RedisTransport {
         let me = self.clone();
         let key = value_key.to_string();
         run(async move { me.read_now(key).await })
+    }
+
+    fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
+        let (me, key) = (self.clone(), value_key.to_string());
+        run(async move { me.revalidate_now(key).await })
+    }
+
+    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
+        let me = self.clone();
+        run(async move { me.tag_versions_now(keys).await })
+    }
+
+    fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
+        let (me, key) = (self.clone(), key.to_string());
+        run(async move { me.tag_bump_now(key).await })
     }
 
     fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {

@@ -241,6 +241,41 @@ test('a bus invalidation reaches the JS read mirror: get and getOrLoad stop serv
   assert.equal(s.l2SuspectRereads, 0, 'no gap: nothing was suspect');
 });
 
+test('a tag invalidated in one cache reaches the other\'s read mirror; hard removes', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const opts = { redis: redis.url, ttl: 60_000, grace: 60_000 };
+  const [a, b] = [new Cache(opts), new Cache(opts)];
+  t.after(() => [a.close(), b.close()]);
+  a.set('user:1', 'u1', { tags: ['team:7'] });
+  a.set('user:2', 'u2', { tags: ['team:8'] });
+  await waitFor(() => a.stats().l2Writes === 2);
+  assert.equal((await b.fetch('user:1', unloadable)).status, 'l2-hit');
+  for (let i = 0; i < 100; i++) assert.equal(b.get('user:1'), 'u1');
+  assert.equal(a.get('user:1'), 'u1');
+  assert.equal(await a.invalidateTag('team:7'), 1);
+  assert.equal(a.get('user:1'), undefined, 'the invalidating cache\'s own mirror');
+  assert.equal(a.get('user:2'), 'u2');
+  await waitFor(() => b.stats().l2TagReceived === 1);
+  assert.equal(b.get('user:1'), undefined, 'the other cache\'s mirror');
+  const f = await b.fetch('user:1', async () => { throw new Error('origin down'); });
+  assert.deepEqual([f.value, f.status], ['u1', 'stale-fail-safe'], 'soft: the stale copy is a fallback');
+  a.set('user:3', 'u3', { tags: ['team:9'] });
+  assert.equal(await a.invalidateTag('team:9', { hard: true }), 1);
+  assert.equal(a.peek('user:3'), undefined);
+  assert.throws(() => a.set('k', 1, { tags: 'team' }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
+  assert.throws(() => a.set('k', 1, { tags: Array.from({ length: 17 }, (_, i) => `t${i}`) }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
+  assert.equal(a.peek('k'), undefined, 'refused: nothing written');
+});
+
+test('tags on a cache without a shared tier', { skip: WASM }, async () => {
+  const c = new Cache({ ttl: 60_000 });
+  c.set('a', 1, { tags: ['t'] });
+  c.set('b', 2, { tags: ['u'] });
+  assert.equal(c.get('a'), 1);
+  assert.equal(await c.invalidateTag('t'), 1);
+  assert.deepEqual([c.get('a'), c.get('b')], [undefined, 2]);
+});
+
 test('fleetLock is checked: a typed error names it', { skip: skip || WASM }, async (t) => {
   const redis = await redisFor(t);
   assert.throws(() => new Cache({ redis: redis.url, fleetLock: 'sometimes' }), (e) => e.code === 'InvalidConfig' && e.field === 'fleetLock');

@@ -32,6 +32,11 @@ pub enum Kind {
     Changed = 1,
     /// The keys were deleted.
     Removed = 2,
+    /// The tags (in place of keys, with their new version as the token's counter) were
+    /// invalidated: entries written with them become stale.
+    TagStale = 3,
+    /// As [`Kind::TagStale`], and the entries are removed (a hard invalidation).
+    TagRemoved = 4,
     /// Nothing changed: the sender's last sequence number, so receivers notice lost messages.
     Heartbeat = 5,
 }
@@ -97,6 +102,8 @@ impl Message {
         let kind = match r.take(1)?[0] {
             1 => Kind::Changed,
             2 => Kind::Removed,
+            3 => Kind::TagStale,
+            4 => Kind::TagRemoved,
             5 => Kind::Heartbeat,
             _ => return Err(BusError::Unknown),
         };
@@ -144,6 +151,8 @@ pub(crate) enum Heard {
     /// Another instance's: these keys changed (`removed`: were deleted); `gap` when messages
     /// were lost before it.
     Keys { keys: Vec<String>, removed: bool, gap: bool, sent_us: u64 },
+    /// Another instance's invalidation of tags, at these versions (`hard`: entries are removed).
+    Tags { tags: Vec<(String, u64)>, hard: bool, gap: bool },
     /// Another instance's heartbeat; `gap` when it is ahead of what was received.
     Heartbeat { gap: bool },
     /// Not a message (counted, ignored).
@@ -202,6 +211,11 @@ impl Numbering {
                 gap,
                 sent_us: m.sent_us,
             },
+            Kind::TagStale | Kind::TagRemoved => Heard::Tags {
+                tags: m.keys.into_iter().map(|(k, t)| (k, t.counter)).collect(),
+                hard: m.kind == Kind::TagRemoved,
+                gap,
+            },
         }
     }
 
@@ -231,6 +245,10 @@ pub(crate) fn node_id(seed: u64, precise_nanos: u64, addr: usize) -> [u8; 16] {
 /// it held a fresh copy.
 pub(crate) type OnKey = Box<dyn Fn(&str, bool) -> bool + Send + Sync>;
 
+/// What a cache does with a tag another instance invalidated, at its new version (`true`:
+/// hard): how many fresh entries it made stale or removed.
+pub(crate) type OnTag = Box<dyn Fn(&str, u64, bool) -> usize + Send + Sync>;
+
 /// One cache's end of the bus: its numbering, its channel and its counters.
 pub(crate) struct Link {
     pub numbering: Numbering,
@@ -252,6 +270,8 @@ pub(crate) struct Link {
     pub silent: std::sync::atomic::AtomicBool,
     /// Acts on a key another instance changed (stale) or deleted (removed) in its L1.
     pub on_key: std::sync::OnceLock<OnKey>,
+    /// Acts on a tag another instance invalidated.
+    pub on_tag: std::sync::OnceLock<OnTag>,
 }
 
 impl Link {
@@ -270,6 +290,7 @@ impl Link {
             sending: Mutex::new(()),
             silent: std::sync::atomic::AtomicBool::new(false),
             on_key: std::sync::OnceLock::new(),
+            on_tag: std::sync::OnceLock::new(),
         }
     }
 

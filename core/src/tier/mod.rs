@@ -111,6 +111,13 @@ pub enum TransportError {
 pub trait Transport: Send + Sync + 'static {
     /// The value stored at `value_key` and its PTTL, in one round trip.
     fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>>;
+    /// The token stored at `value_key` (the REVALIDATE script: 16 bytes instead of the value;
+    /// `None` when absent or not an envelope) and its PTTL.
+    fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>>;
+    /// The current versions of tags, read from their version keys (0: never bumped), in order.
+    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>>;
+    /// Increments the tag version at `key` (INCR); answers the new version.
+    fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>>;
     /// A fenced write (see [`WriteRequest`]); queued in call order; the transport keeps its
     /// deadline, from when it sends it.
     fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>>;

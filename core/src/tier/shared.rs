@@ -2,7 +2,7 @@
 //! [`Transport`], with their deadline, the breaker, the recovery queue and the counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{self, BoxFuture, Either, FutureExt};
@@ -12,9 +12,10 @@ use super::bus::{self, Heard, Link};
 use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
 use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
-use crate::codec::{self, Kind, Limits, Token};
+use crate::codec::{self, Kind, Limits, Tag, Token};
 use crate::keys::{self, L2Keys};
 use crate::stats::{Histogram, HistogramSnapshot};
+use crate::tags::TagIndex;
 use crate::{Clock, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
@@ -123,6 +124,14 @@ pub struct L2Stats {
     /// Suspect L1 entries (written before a gap or an outage) re-read from L2 before being
     /// served fresh.
     pub suspect_rereads: u64,
+    /// Of those, entries L2 confirmed by their token alone (16 bytes read, not the value).
+    pub revalidated: u64,
+    /// Tag invalidations made by this process (each bumps the tag's version in L2).
+    pub tag_invalidations: u64,
+    /// Tag invalidations received from other instances.
+    pub tag_received: u64,
+    /// L2 values read as misses because a tag of theirs was invalidated since they were written.
+    pub tag_outdated: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -143,6 +152,10 @@ struct Counters {
     codec_errors: AtomicU64,
     breaker_opens: AtomicU64,
     suspect_rereads: AtomicU64,
+    revalidated: AtomicU64,
+    tag_invalidations: AtomicU64,
+    tag_received: AtomicU64,
+    tag_outdated: AtomicU64,
     latency: Histogram,
     lock_wait: Histogram,
 }
@@ -150,8 +163,8 @@ struct Counters {
 /// How a write to L2 ended, for the caller that waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wrote {
-    /// Stored.
-    Written,
+    /// Stored, under this token.
+    Written(Token),
     /// Refused by the fence: a newer write, or a fence record lost since the token was taken.
     FencedOut,
     /// Not stored: L2 failed or is unreachable, or the value could not be encoded.
@@ -171,9 +184,9 @@ pub(crate) enum Rebuild<V> {
 
 /// What a read of L2 found.
 pub(crate) enum L2Read<V> {
-    /// A fresh value (`None`: a fresh "not found"), with the life it has left (`None`: no expiry)
-    /// and the duration of the load that produced it.
-    Hit { value: Option<V>, fresh: Option<Duration>, load_nanos: u64 },
+    /// A fresh value (`None`: a fresh "not found"), with the life it has left (`None`: no expiry),
+    /// the duration of the load that produced it, its token, grace and tags.
+    Hit { value: Option<V>, fresh: Option<Duration>, load_nanos: u64, token: Token, grace: Duration, tags: Vec<Tag> },
     /// Nothing usable; a write after the load must expect this.
     Miss(Expect),
     /// Not read: the breaker is open, or the read failed.
@@ -203,6 +216,11 @@ pub(crate) struct Tier<V> {
     /// Bumped after L1 entries change without a call of this process (a bus message, a
     /// distrust), so a host's read mirror of L1 knows to ask the core again.
     local_changes: Arc<AtomicU32>,
+    /// The L2 token of L1 entries, by key hash (direct-mapped, lossy): `(key hash, L1 version,
+    /// token, the envelope's grace in ms)`. A suspect entry whose version is still the one recorded, and whose token L2
+    /// still holds, is trusted again after a 16-byte read instead of a read of its value.
+    memo: Mutex<Vec<(u64, u64, Token, u64)>>,
+    tags: Arc<TagIndex>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -215,6 +233,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         seed: u64,
         timer: Arc<dyn Timer>,
         clock: Arc<dyn Clock>,
+        max_entries: usize,
+        tags: Arc<TagIndex>,
     ) -> Arc<Self> {
         let limits = Limits {
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
@@ -239,7 +259,57 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             owner: node.iter().map(|b| format!("{b:02x}")).collect(),
             bus: Link::new(node, keys::bus_channel(&cfg_prefix, "cache")),
             local_changes: Arc::default(),
+            memo: Mutex::new(vec![(0, 0, Token::default(), 0); max_entries.clamp(64, 1 << 16).next_power_of_two()]),
+            tags,
         })
+    }
+
+    fn memo_hash(key: &str) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        std::hash::Hasher::finish(&h) | 1
+    }
+
+    /// L1 holds `key` at `version` with the value L2 stores under `token`, `grace` after it
+    /// stops being fresh.
+    pub(crate) fn remember(&self, key: &str, version: u64, token: Token, grace: Duration) {
+        let h = Self::memo_hash(key);
+        let mut m = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let i = (h as usize) & (m.len() - 1);
+        m[i] = (h, version, token, grace.as_millis() as u64);
+    }
+
+    /// The token and grace remembered for `key` at L1 version `version`, if any.
+    pub(crate) fn recall(&self, key: &str, version: u64) -> Option<(Token, Duration)> {
+        let h = Self::memo_hash(key);
+        let m = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let (mh, mv, t, g) = m[(h as usize) & (m.len() - 1)];
+        (mh == h && mv == version).then_some((t, Duration::from_millis(g)))
+    }
+
+    /// Asks L2 whether it still holds `token` for `key`, fresh: `Some(life left)` (`None` inside:
+    /// no expiry) when it does; the caller then trusts its L1 copy again (counted).
+    pub(crate) async fn revalidate(
+        self: &Arc<Self>,
+        key: &str,
+        token: Token,
+        grace: Duration,
+    ) -> Option<Option<Duration>> {
+        if !self.admit() {
+            return None;
+        }
+        let keys = self.keys(key);
+        let (stored, pttl) = self.timed(self.transport.revalidate(&keys.value), Some(self.cfg.timeout)).await.ok()?;
+        if stored != Some(token) {
+            return None;
+        }
+        let fresh = match pttl {
+            -1 => None,
+            p if p < 0 => return None,
+            p => Some(Duration::from_millis((p as u64).checked_sub(grace.as_millis() as u64).filter(|l| *l > 0)?)),
+        };
+        self.counters.revalidated.fetch_add(1, Relaxed);
+        Some(fresh)
     }
 
     fn now(&self) -> Duration {
@@ -251,8 +321,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// True when an L1 entry written at `written_at` (cache clock) must be re-read from L2.
+    /// An entry written in the same clock tick as the distrust is suspect too: the cache clock is
+    /// coarse (a scheduler tick, 1-4 ms), so it may have been written before the gap.
     pub(crate) fn is_suspect(&self, written_at: u64) -> bool {
-        written_at < self.suspect_before.load(Relaxed)
+        written_at <= self.suspect_before.load(Relaxed)
     }
 
     /// An L1 entry found suspect: it is re-read from L2 (counted).
@@ -402,6 +474,17 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 _ => return miss(seen),
             },
         };
+        if !decoded.tags.is_empty() {
+            match self.tags_current(&decoded.tags).await {
+                Some(true) => {}
+                Some(false) => {
+                    c.tag_outdated.fetch_add(1, Relaxed);
+                    return miss(seen);
+                }
+                // the versions could not be read: the value is not served unchecked
+                None => return L2Read::Skipped,
+            }
+        }
         let load_nanos = u64::from(h.load_us) * 1000;
         let value = match h.kind {
             Kind::Tombstone => return miss(seen),
@@ -415,7 +498,65 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             },
         };
         c.hits.fetch_add(1, Relaxed);
-        L2Read::Hit { value, fresh, load_nanos }
+        let grace = Duration::from_millis(h.grace_ms);
+        L2Read::Hit { value, fresh, load_nanos, token: h.token, grace, tags: decoded.tags }
+    }
+
+    /// Whether every recorded tag version is current: the versions known here, the others read
+    /// from L2 (and learnt). `None` when they cannot be read: the value is not used unchecked.
+    async fn tags_current(self: &Arc<Self>, tags: &[Tag]) -> Option<bool> {
+        let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+        let known = self.tags.known(&names);
+        let unknown: Vec<usize> = (0..tags.len()).filter(|i| known[*i].is_none()).collect();
+        let mut current: Vec<u64> = known.iter().map(|v| v.unwrap_or(0)).collect();
+        if !unknown.is_empty() {
+            let keys = unknown.iter().map(|i| keys::tag_key(&self.cfg.prefix, "cache", names[*i])).collect();
+            let read = self.timed(self.transport.tag_versions(keys), Some(self.cfg.timeout)).await.ok()?;
+            for (i, v) in unknown.into_iter().zip(read) {
+                self.tags.learn(names[i], v);
+                current[i] = v;
+            }
+        }
+        Some(tags.iter().zip(current).all(|(t, v)| t.version == v))
+    }
+
+    /// The current versions of `tags` for a write: known here, the others taken as 0 and read
+    /// from L2 in the background for the next write. A version taken too low only makes the
+    /// value read as outdated later (a miss), never an invalidated value valid.
+    pub(crate) fn versions_for_write(self: &Arc<Self>, tags: &[&str]) -> Vec<Tag> {
+        let known = self.tags.known(tags);
+        let unknown: Vec<String> =
+            tags.iter().zip(&known).filter(|(_, v)| v.is_none()).map(|(t, _)| t.to_string()).collect();
+        if !unknown.is_empty() && self.breaker.state() == State::Closed {
+            let keys = unknown.iter().map(|t| keys::tag_key(&self.cfg.prefix, "cache", t)).collect();
+            let (op, tier) = (self.transport.tag_versions(keys), Arc::clone(self));
+            self.transport.spawn(
+                async move {
+                    if let Ok(vs) = tier.timed(op, Some(tier.cfg.timeout)).await {
+                        for (t, v) in unknown.iter().zip(vs) {
+                            tier.tags.learn(t, v);
+                        }
+                    }
+                }
+                .boxed(),
+            );
+        }
+        tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(0) }).collect()
+    }
+
+    /// Invalidates `tag` fleet-wide: its version in L2 is incremented, and the new version is
+    /// announced on the bus (`hard`: other instances remove their tagged entries instead of
+    /// making them stale). Answers the new version.
+    pub(crate) async fn bump_tag(self: &Arc<Self>, tag: &str, hard: bool) -> Result<u64, TransportError> {
+        if !self.admit() {
+            return Err(TransportError::Io("the breaker is open".into()));
+        }
+        let key = keys::tag_key(&self.cfg.prefix, "cache", tag);
+        let v = self.timed(self.transport.tag_bump(&key), Some(self.cfg.timeout)).await?;
+        self.counters.tag_invalidations.fetch_add(1, Relaxed);
+        let kind = if hard { bus::Kind::TagRemoved } else { bus::Kind::TagStale };
+        self.publish(kind, vec![(tag.to_string(), Token { epoch: 0, counter: v })]);
+        Ok(v)
     }
 
     /// The payload of `value`, or why it cannot be stored in L2.
@@ -437,6 +578,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         load_nanos: u64,
         expect: Expect,
         release: Option<String>,
+        tags: Vec<Tag>,
     ) -> Option<BoxFuture<'static, Wrote>> {
         let payload = match value.map(|v| self.codec.encode(v)).transpose() {
             Ok(p) => p,
@@ -445,10 +587,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 return None;
             }
         };
-        self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release)
+        self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release, tags, None)
     }
 
-    /// [`Tier::write`] of a payload already encoded (`None`: a "not found").
+    /// [`Tier::write`] of a payload already encoded (`None`: a "not found"); `memo`: the L1
+    /// version holding the same value, whose token is remembered once written.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_encoded(
         self: &Arc<Self>,
@@ -459,6 +602,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         load_nanos: u64,
         expect: Expect,
         release: Option<String>,
+        tags: Vec<Tag>,
+        memo: Option<u64>,
     ) -> Option<BoxFuture<'static, Wrote>> {
         let (kind, pc, payload) = match payload {
             Some((pc, p)) => (Kind::Value, pc, p),
@@ -467,7 +612,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let fresh_ms = ttl.map_or(u64::MAX, |t| (t.as_millis() as u64).max(1));
         let grace_ms = grace.as_millis() as u64;
         let px_ms = ttl.map_or(0, |_| fresh_ms.saturating_add(grace_ms));
-        let w = Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release };
+        let w = Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release, tags, memo };
         self.submit(key, w, &payload)
     }
 
@@ -485,12 +630,14 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             expect: Expect::Any,
             ttl: Some(self.cfg.tombstone_ttl),
             release: None,
+            tags: Vec::new(),
+            memo: None,
         };
         self.submit(key, w, &[])
     }
 
     fn submit(self: &Arc<Self>, key: &str, w: Write, payload: &[u8]) -> Option<BoxFuture<'static, Wrote>> {
-        let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release } = w;
+        let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release, tags, memo } = w;
         if !self.admit() {
             let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
             self.recovery.push(key, self.now(), keep);
@@ -498,7 +645,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         }
         let keys = self.keys(key);
         let load_us = u32::try_from(load_nanos / 1000).unwrap_or(u32::MAX);
-        let envelope = match codec::encode(
+        let envelope = match codec::encode_tagged(
             keys.value.as_bytes(),
             kind,
             pc,
@@ -506,6 +653,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             fresh_ms,
             grace_ms,
             load_us,
+            &tags,
             payload,
             &self.limits,
         ) {
@@ -525,9 +673,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 match tier.timed(op, None).await {
                     Ok(WriteReply::Written(token)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
+                        if let Some(version) = memo {
+                            tier.remember(&key, version, token, Duration::from_millis(grace_ms));
+                        }
                         let what = if kind == Kind::Tombstone { bus::Kind::Removed } else { bus::Kind::Changed };
                         tier.publish(what, vec![(key, token)]);
-                        Wrote::Written
+                        Wrote::Written(token)
                     }
                     Ok(WriteReply::Newer | WriteReply::EpochChanged) => {
                         tier.counters.fenced_out.fetch_add(1, Relaxed);
@@ -594,8 +745,9 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// (deleted) in L1 through `drop_key`;
     /// heartbeats go out every 250 ms, and a subscription silent for 750 ms (this cache's own
     /// heartbeats stopped coming back) makes every older L1 entry suspect.
-    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey) {
+    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey, on_tag: bus::OnTag) {
         let _ = self.bus.on_key.set(drop_key);
+        let _ = self.bus.on_tag.set(on_tag);
         self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
         let weak = Arc::downgrade(self);
         self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak.clone())));
@@ -622,6 +774,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
 
     /// Every L1 entry written before now is suspect: re-read from L2 before it is served fresh.
     pub(crate) fn distrust(&self) {
+        // bumps of tags may have been missed too: their versions are read from L2 again
+        self.tags.forget_versions();
         self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
         self.changed();
     }
@@ -659,6 +813,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 }
                 if let Some(drop_key) = b.on_key.get() {
                     let dropped = keys.iter().filter(|k| drop_key(k, removed)).count();
+                    b.invalidated.fetch_add(dropped as u64, Relaxed);
+                }
+                gap
+            }
+            Heard::Tags { tags, hard, gap } => {
+                b.received.fetch_add(1, Relaxed);
+                self.counters.tag_received.fetch_add(1, Relaxed);
+                if let Some(on_tag) = b.on_tag.get() {
+                    let dropped: usize = tags.iter().map(|(t, v)| on_tag(t, *v, hard)).sum();
                     b.invalidated.fetch_add(dropped as u64, Relaxed);
                 }
                 gap
@@ -801,6 +964,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             bus_gaps: self.bus.gaps.load(Relaxed),
             bus_malformed: self.bus.malformed.load(Relaxed),
             suspect_rereads: c.suspect_rereads.load(Relaxed),
+            revalidated: c.revalidated.load(Relaxed),
+            tag_invalidations: c.tag_invalidations.load(Relaxed),
+            tag_received: c.tag_received.load(Relaxed),
+            tag_outdated: c.tag_outdated.load(Relaxed),
             lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
             bus_latency: self.bus.latency.snapshot(),
@@ -819,6 +986,8 @@ struct Write {
     expect: Expect,
     ttl: Option<Duration>,
     release: Option<String>,
+    tags: Vec<Tag>,
+    memo: Option<u64>,
 }
 
 impl<V> Rebuild<V> {
