@@ -13,6 +13,8 @@
 //! Message v1, big-endian: u8 version (1), u8 kind, 16-byte node id, u64 seq, u64 sent (the
 //! sender's wall clock in µs since the UNIX epoch, 0 when unknown), u16 count, then
 //! `count` × (u16 key length, key bytes, u64 epoch, u64 counter). At most [`MAX_MESSAGE`] bytes.
+//! Kinds: 1 changed, 2 removed, 3 tags made stale and 4 tags removed (a tag in place of each key,
+//! its new version as the counter), 5 heartbeat.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
