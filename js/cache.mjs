@@ -14,7 +14,7 @@
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import {
-  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion,
+  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, tagsArg, waitUntilArg, setArgs, checkVersion,
   defaultSizeOf, weigh,
 } from './options.mjs';
 
@@ -190,7 +190,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * instance and in L2. Resolves to how many fresh entries of this process it invalidated.
      */
     async invalidateTag(tag, options) {
-      if (B.invalidateTag === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package');
+      if (B.invalidateTag === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
       if (typeof tag !== 'string') throw argError('the tag is a string');
       const hard = options != null && options.hard === true;
       this._flushReads();
@@ -300,8 +300,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         if (i >= 0) return { value: this._v[i], status: 'hit' };
       }
       const waitUntil = waitUntilArg(options);
+      const tags = tagsArg(options);
+      if (tags !== undefined && B.fetchTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
       const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
-        B.fetch(this._c, key, run, ticket, ...args, waitUntil),
+        tags === undefined ? B.fetch(this._c, key, run, ticket, ...args, waitUntil) : B.fetchTagged(this._c, key, run, ticket, ...args, tags),
       );
       return { value, status };
     }

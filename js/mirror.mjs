@@ -182,7 +182,7 @@ function makeMirror(B, P, row) {
       let ver;
       try {
         if (tags !== undefined) {
-          if (B.setTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package');
+          if (B.setTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
           ver = this._shared
             ? B.setSharedTagged(this._c, key, h, w, ttl, ifVersion, tags, value)
             : B.setTagged(this._c, key, h, w, ttl, ifVersion, tags);

@@ -323,7 +323,8 @@ fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
 }
 
 /// `Backend::fetch` as a promise.
-fn run_fetch<'env>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_fetch<'env>(
     env: &'env Env,
     c: &External<Backend>,
     key: String,
@@ -331,8 +332,12 @@ fn run_fetch<'env>(
     ticket: u32,
     opts: FetchOptions,
     must_value: bool,
+    tags: Option<Vec<String>>,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    let mut fut = c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed();
+    let mut fut = match tags {
+        None => c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed(),
+        Some(t) => c.fetch_tagged(key, core_loader(loader), ticket, opts, t).boxed(),
+    };
     // The core joins the key's flight or starts one on the first poll. Polling once here, in
     // call order, makes every call of one synchronous burst join the flight the first started;
     // left to the runtime's tasks, a late call could find that flight over already (a loader
@@ -357,7 +362,7 @@ pub fn get_or_load<'env>(
     loader: Loader,
     ticket: u32,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true)
+    run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true, None)
 }
 
 /// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
@@ -377,7 +382,28 @@ pub fn fetch<'env>(
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
-    run_fetch(env, c, key, loader, ticket, opts, false)
+    run_fetch(env, c, key, loader, ticket, opts, false, None)
+}
+
+/// Core `fetch_tagged` for one caller: `fetch` of a value carrying tags.
+#[napi(ts_return_type = "Promise<any>")]
+#[allow(clippy::too_many_arguments)]
+pub fn fetch_tagged<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    loader: Loader,
+    ticket: u32,
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<f64>,
+    tags: Vec<String>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
+        .map_err(|e| into_js_error(env, e))?;
+    run_fetch(env, c, key, loader, ticket, opts, false, Some(tags))
 }
 
 /// `Backend::cancel`.

@@ -342,14 +342,15 @@ impl PyCache {
         ttl: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
-        self.call(py, key, loader, opts, false)
+        self.call(py, key, loader, opts, None, false)
     }
 
     /// `await cache.fetch(key, loader)`: `Fetched(value, status)`, the read-through call with
     /// every stampede layer of the cache; `status` is the core's `Status::as_str()`. A loader
     /// answers "not found" with `NOT_FOUND` (then `value` is `None`). Per-call options override
     /// the cache's: `ttl`, `negative_ttl` and `soft_timeout` in seconds, `stale_while_revalidate`
-    /// and `xfetch` as booleans.
+    /// and `xfetch` as booleans; `tags`: the loaded value's tags (as `set`'s), recorded from
+    /// before the load, so an `invalidate_tag` during it leaves the value uncached.
     #[pyo3(signature = (
         key,
         loader,
@@ -359,7 +360,8 @@ impl PyCache {
         negative_ttl=None,
         stale_while_revalidate=None,
         xfetch=None,
-        soft_timeout=None
+        soft_timeout=None,
+        tags=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
@@ -372,6 +374,7 @@ impl PyCache {
         stale_while_revalidate: Option<bool>,
         xfetch: Option<bool>,
         soft_timeout: Option<Seconds>,
+        tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let seconds = |field, s: Option<Seconds>| s.map(|s| convert::duration(py, field, s)).transpose();
         let opts = FetchOptions {
@@ -381,7 +384,7 @@ impl PyCache {
             xfetch,
             soft_timeout: seconds("soft_timeout", soft_timeout)?,
         };
-        self.call(py, key, loader, opts, true)
+        self.call(py, key, loader, opts, tags, true)
     }
 
     /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`,
@@ -615,6 +618,7 @@ impl PyCache {
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         opts: FetchOptions,
+        tags: Option<Vec<String>>,
         fetched: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = key_str(key)?.to_owned();
@@ -632,7 +636,13 @@ impl PyCache {
         };
         let cache = self.inner.clone();
         let fut: WaitFuture = Box::pin(async move {
-            let f = cache.fetch(&key, opts, move || load.start()).await?;
+            let f = match &tags {
+                None => cache.fetch(&key, opts, move || load.start()).await?,
+                Some(t) => {
+                    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+                    cache.fetch_tagged(&key, opts, &t, move || load.start()).await?
+                }
+            };
             if fetched {
                 Ok(Reply::Fetched(f))
             } else {

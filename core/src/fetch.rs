@@ -26,6 +26,17 @@ const FROM_FLEET: u8 = 3;
 const FENCED_OUT: u8 = 4;
 const REVALIDATED: u8 = 5;
 
+/// The tags a fetch's value carries (`None`: none). Nothing without the `tier` feature, so the
+/// WebAssembly module's fetch path carries no tag code at all.
+#[cfg(feature = "tier")]
+type Tags = Option<Arc<[String]>>;
+#[cfg(not(feature = "tier"))]
+type Tags = ();
+#[cfg(feature = "tier")]
+const NO_TAGS: Tags = None;
+#[cfg(not(feature = "tier"))]
+const NO_TAGS: Tags = ();
+
 /// What a loader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loaded<V> {
@@ -117,7 +128,55 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(f.status, Status::NegativeHit);
     /// # });
     /// ```
-    pub async fn fetch<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> Result<Fetched<V>>
+    pub fn fetch<'a, F, Fut, E>(
+        &'a self,
+        key: &'a str,
+        opts: FetchOptions,
+        loader: F,
+    ) -> impl Future<Output = Result<Fetched<V>>> + Send + use<'a, F, Fut, E, V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        // the call's own future, not one wrapping it: one state machine less in every build
+        self.fetch_with(key, opts, NO_TAGS, loader)
+    }
+
+    /// [`Cache::fetch`] of a value that carries tags (at most 16, each 1 to 128 bytes; see
+    /// [`Cache::write_tagged`]): a loaded value records the tags' versions from before its load,
+    /// so an [`Cache::invalidate_tag`] during the load leaves it uncached (the caller still gets
+    /// it). A tag list out of bounds is refused with [`Error::InvalidConfig`] (field `tags`).
+    ///
+    /// ```
+    /// use healcache::{Cache, FetchOptions, Loaded};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// let load = || async { Ok::<_, std::io::Error>(Loaded::Value(7)) };
+    /// cache.fetch_tagged("user:1", FetchOptions::default(), &["team:7"], load).await.unwrap();
+    /// assert_eq!(cache.invalidate_tag("team:7", true).await.unwrap(), 1);
+    /// assert_eq!(cache.get("user:1"), None);
+    /// # });
+    /// ```
+    #[cfg(feature = "tier")]
+    pub async fn fetch_tagged<F, Fut, E>(
+        &self,
+        key: &str,
+        opts: FetchOptions,
+        tags: &[&str],
+        loader: F,
+    ) -> Result<Fetched<V>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        crate::tags::check(tags)?;
+        let tags: Arc<[String]> = tags.iter().map(|t| t.to_string()).collect();
+        self.fetch_with(key, opts, Some(tags), loader).await
+    }
+
+    async fn fetch_with<F, Fut, E>(&self, key: &str, opts: FetchOptions, tags: Tags, loader: F) -> Result<Fetched<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
@@ -165,7 +224,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         }
                     }
                     if status != Status::Hit {
-                        if self.refresh_in_background(key, opts, loader) {
+                        if self.refresh_in_background(key, opts, tags, loader) {
                             let c = if status == Status::EarlyRefresh {
                                 &inner.counters.early_refreshes
                             } else {
@@ -185,7 +244,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         if let Some(stale) = &stale {
             if opts.stale_while_revalidate.unwrap_or(s.stale_while_revalidate) && inner.spawner.is_some() {
-                self.refresh_in_background(key, opts, loader);
+                self.refresh_in_background(key, opts, tags, loader);
                 inner.counters.stale_swr.fetch_add(1, Relaxed);
                 return Ok(Fetched { value: stale.clone(), status: Status::Stale });
             }
@@ -196,7 +255,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             || self.trusted_peek(key),
             |id| {
                 let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, loader, origin.clone(), false)
+                self.load_future(Arc::from(key), id, fence, opts, tags, loader, origin.clone(), false)
             },
         )? {
             Err(v) => {
@@ -254,7 +313,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Starts a background refresh of `key` unless one is under way; true if it started.
-    fn refresh_in_background<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> bool
+    fn refresh_in_background<F, Fut, E>(&self, key: &str, opts: FetchOptions, tags: Tags, loader: F) -> bool
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
@@ -271,7 +330,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             || None,
             |id| {
                 let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), true)
+                self.load_future(Arc::from(key), id, fence, opts, tags, loader, Arc::default(), true)
             },
         );
         match joined {
@@ -328,7 +387,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             || self.trusted_peek(key),
             |id| {
                 let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), false)
+                self.load_future(Arc::from(key), id, fence, opts, NO_TAGS, loader, Arc::default(), false)
             },
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
@@ -355,6 +414,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         id: u64,
         fence: u64,
         opts: FetchOptions,
+        tags: Tags,
         loader: F,
         origin: Arc<AtomicU8>,
         background: bool,
@@ -442,6 +502,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     L2Read::Skipped => origin.store(L2_SKIPPED, Relaxed),
                 }
             }
+            // the tags' versions from before the load: an invalidation during it outdates the value
+            #[cfg(feature = "tier")]
+            let recorded: Vec<crate::codec::Tag> = match &tags {
+                None => Vec::new(),
+                Some(t) => {
+                    let names: Vec<&str> = t.iter().map(String::as_str).collect();
+                    match inner.tier() {
+                        Some(tier) if l2_expect.is_some() => tier.versions_for_load(&names).await,
+                        _ => inner.tags.versions_now(&names),
+                    }
+                }
+            };
+            #[cfg(not(feature = "tier"))]
+            let () = tags;
             let started = inner.store.precise_now();
             let load = Tracked {
                 id,
@@ -481,7 +555,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         Some(l) => (crate::tier::Expect::Fenced(l.token), Some(l.lockval.clone())),
                         None => (expect, None),
                     };
-                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release, Vec::new()) {
+                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release, recorded.clone()) {
                         // a write still queued at the deadline lands later; if a newer value won
                         // meanwhile, the copy kept here is made stale (as the winner's bus
                         // message would)
@@ -530,12 +604,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             #[cfg(feature = "tier")]
             drop(lease);
+            // a tag invalidated while it loaded: the caller gets the value, the cache does not keep it
+            #[cfg(feature = "tier")]
+            if !recorded.is_empty() && !inner.tags.current(&recorded) {
+                keep = false;
+            }
             match &res {
                 Ok(v) if keep => {
                     let _version = cache.store_loaded(&key, v.clone(), fence, took, opts);
                     #[cfg(feature = "tier")]
                     if let (Some(version), Some((tier, token, grace))) = (_version, written) {
                         tier.remember(&key, version, token, grace);
+                    }
+                    #[cfg(feature = "tier")]
+                    if _version.is_some() && !recorded.is_empty() {
+                        inner.tags.record(&key, &recorded, |k| inner.store.stored_version(k) != 0);
                     }
                 }
                 Ok(_) => {}

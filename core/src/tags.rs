@@ -126,13 +126,26 @@ impl TagIndex {
         self.state().known.clear();
     }
 
-    /// Whether every recorded version is the current one, as far as this cache knows (a tag
-    /// whose version is not known here counts as current: the caller that needs certainty asks
-    /// the shared tier first).
-    #[cfg(test)]
+    /// Whether every recorded version is known here and current. A version forgotten since
+    /// (after a bus gap, or at the bound) counts as outdated: a value is kept only when certain.
     pub(crate) fn current(&self, tags: &[Tag]) -> bool {
         let s = self.state();
-        tags.iter().all(|t| s.known.get(t.name.as_str()).is_none_or(|v| *v == t.version))
+        tags.iter().all(|t| s.known.get(t.name.as_str()) == Some(&t.version))
+    }
+
+    /// The versions of `tags` now, for a load in this process alone: a tag not known yet is at 0
+    /// (and known so from now on).
+    pub(crate) fn versions_now(&self, tags: &[&str]) -> Vec<Tag> {
+        let known = self.known(tags);
+        tags.iter()
+            .zip(known)
+            .map(|(t, v)| {
+                if v.is_none() {
+                    self.learn(t, 0);
+                }
+                Tag { name: t.to_string(), version: v.unwrap_or(0) }
+            })
+            .collect()
     }
 
     /// `key` now holds a value written with `tags` (empty: none); `held` tells whether a key is
@@ -233,6 +246,7 @@ mod tests {
         out.sort();
         assert_eq!(out, vec![Box::from("a")]);
         assert!(ix.current(&[tag("t", 1)]) && !ix.current(&[tag("t", 0)]));
+        assert!(!ix.current(&[tag("never-seen", 0)]), "a version not known is not certain");
         // a key rewritten without tags leaves the index
         ix.record("c", &[], |_| true);
         assert!(ix.bumped("u", 1).iter().map(|k| &**k).eq(["b"]));

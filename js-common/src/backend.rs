@@ -404,13 +404,58 @@ impl Backend {
     where
         L: FnOnce() -> LoaderFuture + Send + 'static,
     {
+        #[cfg(feature = "tier")]
+        let none = None;
+        #[cfg(not(feature = "tier"))]
+        let none = ();
+        self.fetch_with(key, loader, ticket, opts, must_value, none)
+    }
+
+    /// `fetch` of a value carrying tags (core `Cache::fetch_tagged`).
+    #[cfg(feature = "tier")]
+    pub fn fetch_tagged<L>(
+        &self,
+        key: String,
+        loader: L,
+        ticket: u32,
+        opts: FetchOptions,
+        tags: Vec<String>,
+    ) -> impl Future<Output = Result<FetchAnswer>> + Send + 'static
+    where
+        L: FnOnce() -> LoaderFuture + Send + 'static,
+    {
+        self.fetch_with(key, loader, ticket, opts, false, Some(tags))
+    }
+
+    fn fetch_with<L>(
+        &self,
+        key: String,
+        loader: L,
+        ticket: u32,
+        opts: FetchOptions,
+        must_value: bool,
+        #[cfg(feature = "tier")] tags: Option<Vec<String>>,
+        #[cfg(not(feature = "tier"))] tags: (),
+    ) -> impl Future<Output = Result<FetchAnswer>> + Send + 'static
+    where
+        L: FnOnce() -> LoaderFuture + Send + 'static,
+    {
         let cache = self.core().cache.clone();
         let cancels = Arc::clone(&self.cancels);
         let l2 = Arc::clone(&self.l2);
         let (abort, reg) = AbortHandle::new_pair();
         lock(&cancels).insert(ticket, abort);
         async move {
-            let load = cache.fetch(&key, opts, loader);
+            let load = async {
+                #[cfg(feature = "tier")]
+                if let Some(t) = tags {
+                    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+                    return cache.fetch_tagged(&key, opts, &t, loader).await;
+                }
+                #[cfg(not(feature = "tier"))]
+                let () = tags;
+                cache.fetch(&key, opts, loader).await
+            };
             let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
             lock(&cancels).remove(&ticket);
             let f = r?;

@@ -289,6 +289,8 @@ export interface FetchOptions extends GetOrLoadOptions {
   xfetch?: boolean;
   /** Soft timeout of this load in ms. Defaults to the cache's `loadSoftTimeout`. */
   softTimeout?: number;
+  /** The loaded value's tags (as `set`'s), recorded from before the load. Node only. */
+  tags?: string[];
 }
 
 /** What a `fetch` did (the core's `Status`). */

@@ -420,12 +420,14 @@ class Cache(Generic[_V]):
         stale_while_revalidate: Optional[bool] = None,
         xfetch: Optional[bool] = None,
         soft_timeout: Optional[_Seconds] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Awaitable[Fetched[_T]]:
         """``value, status = await cache.fetch(key, loader)``: like ``get_or_load`` with every
         stampede layer of the cache, and the ``Status`` of what happened. A loader returning
         ``NOT_FOUND`` gives ``value`` None (``"negative-loaded"``, then ``"negative-hit"`` while
         cached). Per-call overrides: ``ttl``, ``negative_ttl``, ``soft_timeout`` (seconds),
-        ``stale_while_revalidate``, ``xfetch``."""
+        ``stale_while_revalidate``, ``xfetch``. ``tags``: the loaded value's tags (as ``set``'s),
+        recorded from before the load."""
     @overload
     def fetch(
         self,
@@ -438,6 +440,7 @@ class Cache(Generic[_V]):
         stale_while_revalidate: Optional[bool] = None,
         xfetch: Optional[bool] = None,
         soft_timeout: Optional[_Seconds] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Awaitable[Fetched[_T]]: ...
     def get_or_load_sync(
         self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None

@@ -180,3 +180,34 @@ fn an_unreachable_l2_still_invalidates_this_process_and_says_so() {
     assert_eq!(e.code(), "L2Unavailable", "{e}");
     assert_eq!((a.get("k"), a.get("other")), (None, Some(json!(2))));
 }
+
+#[test]
+fn a_tag_invalidated_during_a_load_leaves_the_loaded_value_uncached_everywhere() {
+    let r = server();
+    let (a, b, c) = (cache(&r.url()), cache(&r.url()), cache(&r.url()));
+    let a2 = a.clone();
+    let slow = std::thread::spawn(move || {
+        block(a2.fetch_tagged("doc", FetchOptions::default(), &["t"], || async {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok::<_, std::io::Error>(Loaded::Value(json!("read before the invalidation")))
+        }))
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(block(b.invalidate_tag("t", false)).unwrap(), 0);
+    let f = slow.join().unwrap().unwrap();
+    assert_eq!(f.value, Some(json!("read before the invalidation")), "the caller still gets its value");
+    assert_eq!(a.peek("doc"), None, "but a does not keep it");
+    let f = fetch(&c, "doc", Some(json!("after"))).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("after")), Status::Loaded), "nor does L2 serve it");
+    // a load with the tag after the invalidation is kept, and read by the others
+    let f = block(a.fetch_tagged("doc2", FetchOptions::default(), &["t"], || async {
+        Ok::<_, std::io::Error>(Loaded::Value(json!(2)))
+    }))
+    .unwrap();
+    assert_eq!(f.status, Status::Loaded);
+    assert_eq!(a.peek("doc2"), Some(json!(2)));
+    wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes >= 2);
+    assert_eq!(fetch(&b, "doc2", None).unwrap().status, Status::L2Hit);
+    assert_eq!(block(b.invalidate_tag("t", true)).unwrap(), 1, "b's copy of doc2");
+    wait_for("a removes doc2", Duration::from_secs(5), || a.peek_entry("doc2").is_none());
+}

@@ -267,13 +267,23 @@ test('a tag invalidated in one cache reaches the other\'s read mirror; hard remo
   assert.equal(a.peek('k'), undefined, 'refused: nothing written');
 });
 
-test('tags on a cache without a shared tier', { skip: WASM }, async () => {
+test('tags on a cache without a shared tier, set and fetched', { skip: WASM }, async () => {
   const c = new Cache({ ttl: 60_000 });
   c.set('a', 1, { tags: ['t'] });
   c.set('b', 2, { tags: ['u'] });
+  assert.equal((await c.fetch('f', async () => 3, { tags: ['t'] })).status, 'loaded');
   assert.equal(c.get('a'), 1);
-  assert.equal(await c.invalidateTag('t'), 1);
-  assert.deepEqual([c.get('a'), c.get('b')], [undefined, 2]);
+  assert.equal(await c.invalidateTag('t'), 2);
+  assert.deepEqual([c.get('a'), c.get('b'), c.get('f')], [undefined, 2, undefined]);
+  await assert.rejects(c.fetch('g', async () => 1, { tags: [''] }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
+});
+
+test('tags are refused by the WebAssembly package with a typed error', { skip: !WASM }, async () => {
+  const c = new Cache();
+  assert.throws(() => c.set('a', 1, { tags: ['t'] }), (e) => e.code === 'InvalidConfig');
+  await assert.rejects(c.invalidateTag('t'), (e) => e.code === 'InvalidConfig');
+  await assert.rejects(c.fetch('a', async () => 1, { tags: ['t'] }), (e) => e.code === 'InvalidConfig');
+  assert.equal(c.peek('a'), undefined);
 });
 
 test('fleetLock is checked: a typed error names it', { skip: skip || WASM }, async (t) => {

@@ -290,3 +290,23 @@ def test_bad_tags_are_refused_and_change_nothing(redis_server):
     assert "k" not in c and c.stats()["l2_writes"] == 0
     c.set("k", 1, tags=["x" * 128] * 16)
     assert c.invalidate_tag("x" * 128) == 1
+
+
+def test_a_fetched_value_carries_its_tags(redis_server):
+    a = healcache.Cache(redis=redis_server.url, ttl=60)
+    b = healcache.Cache(redis=redis_server.url, ttl=60)
+
+    async def go():
+        return await a.fetch("doc", lambda: "v", tags=["t"])
+
+    assert asyncio.run(go()).status == "loaded"
+    wait_for(lambda: a.stats()["l2_writes"] == 1)
+    assert fetch(b, "doc", unloadable).status == "l2-hit"
+    assert b.invalidate_tag("t", hard=True) == 1
+    wait_for(lambda: a.get("doc") is None)
+
+    async def bad():
+        return await a.fetch("x", lambda: 1, tags=["y" * 129])
+
+    with pytest.raises(healcache.InvalidConfig, match="tags"):
+        asyncio.run(bad())

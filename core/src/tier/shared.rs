@@ -544,6 +544,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(0) }).collect()
     }
 
+    /// The current versions of `tags` before a load, read from L2 when not known here (and
+    /// learnt), so the loaded value records the versions its load saw. A version that cannot be
+    /// read stays unknown: the value is then not kept in L1, and reads as outdated in L2.
+    pub(crate) async fn versions_for_load(self: &Arc<Self>, tags: &[&str]) -> Vec<Tag> {
+        let probe: Vec<Tag> = tags.iter().map(|t| Tag { name: t.to_string(), version: 0 }).collect();
+        let _ = self.tags_current(&probe).await;
+        let known = self.tags.known(tags);
+        tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(u64::MAX) }).collect()
+    }
+
     /// Invalidates `tag` fleet-wide: its version in L2 is incremented, and the new version is
     /// announced on the bus (`hard`: other instances remove their tagged entries instead of
     /// making them stale). Answers the new version.
