@@ -60,6 +60,8 @@ fn a_tag_invalidated_in_one_instance_is_stale_in_every_other_and_in_l2() {
     tagged(&a, "user:2", json!("u2 v1"), &["team:7", "org:1"]);
     tagged(&a, "user:3", json!("u3 v1"), &["team:8"]);
     wait_for("a's writes", Duration::from_secs(5), || a.stats().l2_writes == 3);
+    // (read after their messages arrived, which would otherwise make b's fresh copies stale)
+    wait_for("b hears them", Duration::from_secs(5), || b.stats().l2_bus_received == 3);
     for (k, v) in [("user:1", "u1 v1"), ("user:2", "u2 v1"), ("user:3", "u3 v1")] {
         let f = fetch(&b, k, None).unwrap();
         assert_eq!((f.value, f.status), (Some(json!(v)), Status::L2Hit), "{k}");
@@ -148,6 +150,7 @@ fn after_a_gap_a_copy_whose_token_l2_still_holds_is_revalidated() {
     a.set("same", json!("s")).unwrap();
     a.set("gone", json!("g")).unwrap();
     wait_for("a's writes", Duration::from_secs(5), || a.stats().l2_writes == 2);
+    wait_for("b hears them", Duration::from_secs(5), || b.stats().l2_bus_received == 2);
     for k in ["same", "gone"] {
         assert_eq!(fetch(&b, k, None).unwrap().status, Status::L2Hit);
     }
@@ -207,6 +210,9 @@ fn a_tag_invalidated_during_a_load_leaves_the_loaded_value_uncached_everywhere()
     assert_eq!(f.status, Status::Loaded);
     assert_eq!(a.peek("doc2"), Some(json!(2)));
     wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes >= 2);
+    // b reads doc2 only after the message of its write arrived (a's two writes and c's one):
+    // a message arriving after the read would make b's copy stale before the invalidation
+    wait_for("b hears the writes", Duration::from_secs(5), || b.stats().l2_bus_received >= 3);
     assert_eq!(fetch(&b, "doc2", None).unwrap().status, Status::L2Hit);
     assert_eq!(block(b.invalidate_tag("t", true)).unwrap(), 1, "b's copy of doc2");
     wait_for("a removes doc2", Duration::from_secs(5), || a.peek_entry("doc2").is_none());

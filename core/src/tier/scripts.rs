@@ -33,11 +33,10 @@ local function num(s)
   if n and n >= 0 and n < TWO53 and n == math.floor(n) then return n end
   return nil
 end
--- n (< 2^53) as 8 big-endian bytes; % and floor are exact on such doubles
+-- n (< 2^53) as 8 big-endian bytes, as two 32-bit halves (% and floor are exact on such
+-- doubles); struct.pack, not a table of bytes: the table made every write ~10 us slower
 local function be8(n)
-  local t = {}
-  for i = 8, 1, -1 do t[i] = n % 256; n = math.floor(n / 256) end
-  return string.char(unpack(t))
+  return struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
 end
 -- a >= b for byte strings of equal length read as big-endian numbers
 local function ge(a, b)
