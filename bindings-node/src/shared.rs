@@ -40,10 +40,7 @@ pub fn set_shared(
     if_version: Option<f64>,
     value: Converted,
 ) -> napi::Result<f64> {
-    let payload = match value.0 {
-        Ok(bytes) => Payload::Encoded(bytes),
-        Err(reason) => return Err(into_js_error(env, healcache::Error::ValueNotEncodable { reason })),
-    };
+    let payload = value.payload(env)?;
     with_row(|out| c.write_shared(key.as_str(), handle, weight, ttl, if_version, payload, out))
         .map_err(|e| into_js_error(env, e))
 }
@@ -81,10 +78,7 @@ pub fn set_shared_tagged(
     tags: Vec<String>,
     value: Converted,
 ) -> napi::Result<f64> {
-    let payload = match value.0 {
-        Ok(bytes) => Payload::Encoded(bytes),
-        Err(reason) => return Err(into_js_error(env, healcache::Error::ValueNotEncodable { reason })),
-    };
+    let payload = value.payload(env)?;
     with_row(|out| c.write_tagged(key.as_str(), handle, weight, ttl, if_version, &tags, Some(payload), out))
         .map_err(|e| into_js_error(env, e))
 }
@@ -125,6 +119,15 @@ pub fn local_generation<'env>(env: &'env Env, c: &External<Backend>) -> napi::Re
 
 /// A JS value's MessagePack bytes, or why it has none.
 pub struct Converted(pub Result<Vec<u8>, String>);
+
+impl Converted {
+    /// The value as it crosses to L2, or the `ValueNotEncodable` error to throw.
+    fn payload(self, env: &Env) -> napi::Result<Payload> {
+        self.0
+            .map(Payload::Encoded)
+            .map_err(|reason| into_js_error(env, healcache::Error::ValueNotEncodable { reason }))
+    }
+}
 
 impl TypeName for Converted {
     fn type_name() -> &'static str {

@@ -27,9 +27,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
 pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     let name = escape_label(cache_name);
     let mut out = String::with_capacity(4096);
-    let mut counter = |metric: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} counter\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
-    };
+    let mut counter = |metric: &str, help: &str, v: u64| one(&mut out, "counter", metric, help, &name, v);
     counter("hits_total", "Reads that found a fresh value.", stats.hits);
     counter("misses_total", "Reads that found no fresh value.", stats.misses);
     counter("inserts_total", "Writes that created an entry.", stats.inserts);
@@ -55,9 +53,7 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     ] {
         let _ = writeln!(out, "healcache_stale_served_total{{cache=\"{name}\",reason=\"{reason}\"}} {v}");
     }
-    let mut gauge = |metric: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} gauge\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
-    };
+    let mut gauge = |metric: &str, help: &str, v: u64| one(&mut out, "gauge", metric, help, &name, v);
     gauge("entries", "Entries stored.", stats.entries);
     gauge("weight_bytes", "Total weight stored.", stats.weight);
     gauge("in_flight_loads", "Loads under way.", stats.in_flight);
@@ -68,14 +64,17 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     out
 }
 
+/// One metric of one value, with its HELP and TYPE lines.
+fn one(out: &mut String, kind: &str, metric: &str, help: &str, name: &str, v: u64) {
+    let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} {kind}\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
+}
+
 /// The shared tier's families (`healcache_l2_*`): only in builds that have a shared tier, so the
 /// WebAssembly module, whose size counts and which has none, carries no text for counters that
 /// stay zero there.
 #[cfg(feature = "tier")]
 fn shared_tier_text(out: &mut String, stats: &Stats, name: &str) {
-    let mut counter = |metric: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} counter\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
-    };
+    let mut counter = |metric: &str, help: &str, v: u64| one(out, "counter", metric, help, name, v);
     counter("l2_hits_total", "Shared-tier reads that found a fresh value.", stats.l2_hits);
     counter("l2_misses_total", "Shared-tier reads that found nothing usable.", stats.l2_misses);
     counter("l2_errors_total", "Shared-tier operations that failed (I/O, refusals, deadlines).", stats.l2_errors);
@@ -118,9 +117,7 @@ fn shared_tier_text(out: &mut String, stats: &Stats, name: &str) {
         "Shared-tier values read as misses: a tag of theirs was invalidated.",
         stats.l2_tag_outdated,
     );
-    let mut gauge = |metric: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} gauge\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
-    };
+    let mut gauge = |metric: &str, help: &str, v: u64| one(out, "gauge", metric, help, name, v);
     gauge("l2_breaker_state", "The shared tier's breaker: 0 closed, 1 open, 2 half-open.", stats.l2_breaker_state);
     gauge("l2_recovery_depth", "Invalidations waiting for the shared tier to return.", stats.l2_recovery_depth);
     histogram(out, "l2_lock_wait_seconds", "Waits for another instance's rebuild.", name, &stats.l2_lock_wait, 1000.0);

@@ -5,32 +5,16 @@
 //! value written before the invalidation never reads as valid again, and after a gap an L1 copy
 //! is trusted again only when L2 still holds its token.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use healcache::tier::MsgPack;
 use healcache::{Cache, FetchOptions, Loaded, Status, WriteOptions};
-use healcache_redis::RedisTransport;
-use healcache_rt::{IoSpawner, IoTimer};
-use healcache_testkit::RedisServer;
 use serde_json::{json, Value};
 
-fn server() -> RedisServer {
-    RedisServer::start().expect("redis-server must be installed (.ci/setup-server.sh) to run these tests")
-}
+mod common;
+use common::{block, cache_with_grace, server, wait_for};
 
 fn cache(url: &str) -> Cache<Value> {
-    Cache::builder()
-        .timer(IoTimer)
-        .spawner(IoSpawner)
-        .ttl(Duration::from_secs(600))
-        .grace(Duration::from_secs(600))
-        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
-        .build()
-        .unwrap()
-}
-
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    futures::executor::block_on(f)
+    cache_with_grace(url, Duration::from_secs(600))
 }
 
 /// What `c` serves for `key` with a loader that answers `origin` (`None`: the origin fails).
@@ -38,14 +22,6 @@ fn fetch(c: &Cache<Value>, key: &str, origin: Option<Value>) -> healcache::Resul
     block(c.fetch(key, FetchOptions::default(), move || async move {
         origin.map(Loaded::Value).ok_or_else(|| std::io::Error::other("origin down"))
     }))
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn tagged(c: &Cache<Value>, key: &str, v: Value, tags: &[&str]) {
