@@ -165,6 +165,16 @@ pub struct Stats {
     /// Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2 before
     /// being served fresh.
     pub l2_suspect_rereads: u64,
+    /// Fleet verifier leases taken by this process (it became a healing prefix's verifier).
+    pub l2_verifier_acquired: u64,
+    /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    pub l2_verifier_lost: u64,
+    /// Healing prefixes this process verifies for the fleet now.
+    pub l2_verifier_held: u64,
+    /// L2 entries this process sampled as a fleet verifier.
+    pub l2_verifier_sampled: u64,
+    /// Drifted L2 entries this process repaired as a fleet verifier.
+    pub l2_verifier_repaired: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -177,7 +187,7 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 48] {
+    pub fn counters(&self) -> [(&'static str, u64); 53] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -227,6 +237,11 @@ impl Stats {
             ("l2_bus_gaps", self.l2_bus_gaps),
             ("l2_bus_malformed", self.l2_bus_malformed),
             ("l2_suspect_rereads", self.l2_suspect_rereads),
+            ("l2_verifier_acquired", self.l2_verifier_acquired),
+            ("l2_verifier_lost", self.l2_verifier_lost),
+            ("l2_verifier_held", self.l2_verifier_held),
+            ("l2_verifier_sampled", self.l2_verifier_sampled),
+            ("l2_verifier_repaired", self.l2_verifier_repaired),
         ]
     }
 }

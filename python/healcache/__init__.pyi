@@ -124,6 +124,11 @@ class Stats(TypedDict):
     l2_bus_gaps: int
     l2_bus_malformed: int
     l2_suspect_rereads: int
+    l2_verifier_acquired: int
+    l2_verifier_lost: int
+    l2_verifier_held: int
+    l2_verifier_sampled: int
+    l2_verifier_repaired: int
     load_latency: LoadLatency
     healing: HealingStats
 
