@@ -117,7 +117,16 @@ fn shared_tier_text(out: &mut String, stats: &Stats, name: &str) {
         "Shared-tier values read as misses: a tag of theirs was invalidated.",
         stats.l2_tag_outdated,
     );
+    counter("l2_verifier_acquired_total", "Fleet verifier leases taken by this process.", stats.l2_verifier_acquired);
+    counter("l2_verifier_lost_total", "Fleet verifier leases lost (expired or taken over).", stats.l2_verifier_lost);
+    counter("l2_verifier_sampled_total", "L2 entries sampled as a fleet verifier.", stats.l2_verifier_sampled);
+    counter(
+        "l2_verifier_repaired_total",
+        "Drifted L2 entries repaired as a fleet verifier.",
+        stats.l2_verifier_repaired,
+    );
     let mut gauge = |metric: &str, help: &str, v: u64| one(out, "gauge", metric, help, name, v);
+    gauge("l2_verifier_held", "Healing prefixes this process verifies for the fleet.", stats.l2_verifier_held);
     gauge("l2_breaker_state", "The shared tier's breaker: 0 closed, 1 open, 2 half-open.", stats.l2_breaker_state);
     gauge("l2_recovery_depth", "Invalidations waiting for the shared tier to return.", stats.l2_recovery_depth);
     histogram(out, "l2_lock_wait_seconds", "Waits for another instance's rebuild.", name, &stats.l2_lock_wait, 1000.0);

@@ -177,6 +177,16 @@ pub struct Stats {
     pub l2_tag_received: u64,
     /// L2 values read as misses because one of their tags was invalidated since.
     pub l2_tag_outdated: u64,
+    /// Fleet verifier leases taken by this process (it became a healing prefix's verifier).
+    pub l2_verifier_acquired: u64,
+    /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    pub l2_verifier_lost: u64,
+    /// Healing prefixes this process verifies for the fleet now.
+    pub l2_verifier_held: u64,
+    /// L2 entries this process sampled as a fleet verifier.
+    pub l2_verifier_sampled: u64,
+    /// Drifted L2 entries this process repaired as a fleet verifier.
+    pub l2_verifier_repaired: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -189,7 +199,7 @@ pub struct Stats {
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 52] {
+    pub fn counters(&self) -> [(&'static str, u64); 57] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -243,6 +253,11 @@ impl Stats {
             ("l2_tag_invalidations", self.l2_tag_invalidations),
             ("l2_tag_received", self.l2_tag_received),
             ("l2_tag_outdated", self.l2_tag_outdated),
+            ("l2_verifier_acquired", self.l2_verifier_acquired),
+            ("l2_verifier_lost", self.l2_verifier_lost),
+            ("l2_verifier_held", self.l2_verifier_held),
+            ("l2_verifier_sampled", self.l2_verifier_sampled),
+            ("l2_verifier_repaired", self.l2_verifier_repaired),
         ]
     }
 }

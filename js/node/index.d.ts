@@ -458,6 +458,16 @@ export interface CacheStats {
   l2TagReceived: number;
   /** L2 values read as misses because one of their tags was invalidated since. */
   l2TagOutdated: number;
+  /** Fleet verifier leases taken by this process (it became a healing prefix's verifier). */
+  l2VerifierAcquired: number;
+  /** Fleet verifier leases lost (expired or taken over). */
+  l2VerifierLost: number;
+  /** Healing prefixes this process verifies for the fleet now. */
+  l2VerifierHeld: number;
+  /** L2 entries this process sampled as a fleet verifier. */
+  l2VerifierSampled: number;
+  /** Drifted L2 entries this process repaired as a fleet verifier. */
+  l2VerifierRepaired: number;
   /** How long foreground misses waited for another instance's rebuild. */
   l2LockWait: LatencyHistogram;
   /** From another instance's publish of an invalidation to its receipt here (wall clocks). */

@@ -98,6 +98,11 @@ class Stats(TypedDict):
     l2_tag_invalidations: int
     l2_tag_received: int
     l2_tag_outdated: int
+    l2_verifier_acquired: int
+    l2_verifier_lost: int
+    l2_verifier_held: int
+    l2_verifier_sampled: int
+    l2_verifier_repaired: int
     load_latency: LoadLatency
     healing: "HealingStats"
 

@@ -7,7 +7,8 @@ use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
-    scripts, BusSink, Expect, LockReply, ReadReply, Transport, TransportError, WriteReply, WriteRequest,
+    scripts, BusSink, Expect, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply,
+    WriteRequest,
 };
 use healcache::{ConfigProblem, Error};
 use healcache_rt::ForkGuard;
@@ -57,6 +58,8 @@ struct Inner {
     acquire: Script,
     renew: Script,
     release: Script,
+    lease: Script,
+    put_record: Script,
 }
 
 /// What the ordered queue carries: writes, and the bus messages announcing them, so a message is
@@ -130,6 +133,8 @@ impl RedisTransport {
                 acquire: Script::new(scripts::ACQUIRE),
                 renew: Script::new(scripts::RENEW),
                 release: Script::new(scripts::RELEASE),
+                lease: Script::new(scripts::LEASE),
+                put_record: Script::new(scripts::PUT_RECORD),
             }),
         };
         // A first connection now, so the first reads do not count as failures; an unreachable
@@ -437,6 +442,62 @@ impl RedisTransport {
         Ok(n == 1)
     }
 
+    async fn scan_now(&self, pattern: String, cursor: u64, count: usize) -> Result<(u64, Vec<String>), TransportError> {
+        let mut conn = self.conn_here().await?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok((next, keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect()))
+    }
+
+    async fn lease_now(&self, key: String, value: String, lease_ms: u64) -> Result<LeaseReply, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let reply: Vec<i64> = self
+            .inner
+            .lease
+            .key(key)
+            .arg(value)
+            .arg(lease_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        match reply.as_slice() {
+            [1] => Ok(LeaseReply::Won),
+            [0, pttl] => Ok(LeaseReply::Held { pttl_ms: *pttl }),
+            other => Err(TransportError::Reply(format!("unexpected LEASE answer {other:?}"))),
+        }
+    }
+
+    async fn put_record_now(
+        &self,
+        lease_key: String,
+        lease_value: String,
+        key: String,
+        fields: Record,
+        ttl_ms: u64,
+    ) -> Result<bool, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let mut call = self.inner.put_record.key(lease_key);
+        call.key(key).arg(lease_value).arg(ttl_ms);
+        for (f, v) in fields {
+            call.arg(f).arg(v);
+        }
+        let n: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(n == 1)
+    }
+
+    async fn get_record_now(&self, key: String) -> Result<Record, TransportError> {
+        let mut conn = self.conn_here().await?;
+        let fields: Record = redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(fields)
+    }
+
     /// In a child of `fork()`, the parent's subscription tasks are gone: start them again.
     fn resubscribe_after_fork(&self) {
         let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
@@ -628,6 +689,43 @@ impl Transport for RedisTransport {
         }
         drop(subs);
         healcache_rt::handle().spawn(self.clone().bus_loop(channel.to_string(), sink, true));
+    }
+
+    fn scan(
+        &self,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> BoxFuture<'static, Result<(u64, Vec<String>), TransportError>> {
+        let (me, pattern) = (self.clone(), pattern.to_string());
+        run(async move { me.scan_now(pattern, cursor, count).await })
+    }
+
+    fn try_lease(
+        &self,
+        key: &str,
+        value: &str,
+        lease: Duration,
+    ) -> BoxFuture<'static, Result<LeaseReply, TransportError>> {
+        let (me, key, value) = (self.clone(), key.to_string(), value.to_string());
+        run(async move { me.lease_now(key, value, millis(lease)).await })
+    }
+
+    fn put_record(
+        &self,
+        lease_key: &str,
+        lease_value: &str,
+        key: &str,
+        fields: Record,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, TransportError>> {
+        let (me, lk, lv, key) = (self.clone(), lease_key.to_string(), lease_value.to_string(), key.to_string());
+        run(async move { me.put_record_now(lk, lv, key, fields, millis(ttl)).await })
+    }
+
+    fn get_record(&self, key: &str) -> BoxFuture<'static, Result<Record, TransportError>> {
+        let (me, key) = (self.clone(), key.to_string());
+        run(async move { me.get_record_now(key).await })
     }
 
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {

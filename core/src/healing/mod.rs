@@ -24,6 +24,8 @@ use crate::stats::Histogram;
 use crate::sync::{lock, Mutex};
 
 mod config;
+#[cfg(feature = "tier")]
+mod fleet;
 mod report;
 
 pub use config::HealingConfig;
@@ -275,6 +277,14 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         // Backoff deadlines are set from `now_nanos` (below), so they are compared with it too:
         // a clock's precise reading may count from another origin.
         let began = inner.cache.now_nanos();
+        // with a shared tier, L2 entries are verified once per fleet (see `fleet`)
+        #[cfg(feature = "tier")]
+        let fleet = self.fleet_tier();
+        #[cfg(feature = "tier")]
+        if let Some(tier) = &fleet {
+            self.start_fleet(tier);
+            self.mirror_scores(tier).await;
+        }
         let live = inner.cache.len();
         let k = ((live as f64 * s.sample_rate).ceil() as usize).min(s.max_samples);
         let sample = inner.cache.sample_keys(k);
@@ -323,6 +333,17 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             .collect::<stream::FuturesOrdered<_>>()
             .collect()
             .await;
+        #[cfg(feature = "tier")]
+        let verified = match &fleet {
+            Some(tier) => {
+                let mut all = verified;
+                let shared = self.verify_fleet(tier, s, began).await;
+                report.drawn += shared.iter().map(|(_, o)| o.len() as u64).sum::<u64>();
+                all.extend(shared);
+                all
+            }
+            None => verified,
+        };
         let now = inner.cache.now_nanos();
         for (prefix, outcomes) in verified {
             let mut failed = 0u32;
@@ -405,6 +426,10 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 }
             }
         }
+        #[cfg(feature = "tier")]
+        if let Some(tier) = &fleet {
+            self.publish_scores(tier).await;
+        }
         report.verified = report.consistent + report.drift;
         inner.total_sampled.fetch_add(report.verified, Relaxed);
         inner.total_repaired.fetch_add(report.repaired, Relaxed);
@@ -420,6 +445,10 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     async fn verify(&self, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
         let inner = &self.inner;
         let Some((cached, version)) = inner.cache.peek_versioned(key) else { return Outcome::Skipped };
+        #[cfg(feature = "tier")]
+        if self.left_to_fleet(key).await {
+            return Outcome::Skipped;
+        }
         let fetch = source.fetch(key);
         let answer = match inner.cache.timer() {
             Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {

@@ -11,6 +11,7 @@ use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
 use super::bus::{self, Heard, Link};
 use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
+use super::verify::Leases;
 use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Tag, Token};
 use crate::keys::{self, L2Keys};
@@ -108,6 +109,16 @@ pub struct L2Stats {
     pub lock_timeouts: u64,
     /// Leases lost while the loader ran (a renewal found the lock taken over).
     pub lock_lease_lost: u64,
+    /// Fleet verifier leases taken by this process (it became a prefix's verifier).
+    pub verifier_acquired: u64,
+    /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    pub verifier_lost: u64,
+    /// Prefixes this process verifies for the fleet now.
+    pub verifier_held: u64,
+    /// L2 entries this process sampled as a fleet verifier.
+    pub verifier_sampled: u64,
+    /// Drifted L2 entries this process repaired as a fleet verifier.
+    pub verifier_repaired: u64,
     /// Invalidation messages published (writes, deletes, repairs; heartbeats aside).
     pub bus_sent: u64,
     /// Publishes that failed (their numbers are gaps the receivers notice).
@@ -195,23 +206,25 @@ pub(crate) enum L2Read<V> {
 
 /// One cache's link to the shared tier.
 pub(crate) struct Tier<V> {
-    transport: Arc<dyn Transport>,
+    pub(super) transport: Arc<dyn Transport>,
     codec: Arc<dyn ValueCodec<V>>,
-    cfg: TierConfig,
+    pub(super) cfg: TierConfig,
     limits: Limits,
     breaker: Breaker,
     recovery: RecoveryQueue,
     counters: Counters,
-    timer: Arc<dyn Timer>,
+    pub(super) timer: Arc<dyn Timer>,
     /// L1 entries written before this instant (cache clock, nanoseconds) are suspect: written
     /// before an outage ended, they may have missed an invalidation.
     suspect_before: AtomicU64,
     probing: AtomicBool,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     locks: Arc<LockCounters>,
-    jitter: Arc<AtomicU64>,
+    pub(super) jitter: Arc<AtomicU64>,
     /// This process in the fleet lock's values: random per cache, so two instances never share it.
-    owner: String,
+    pub(super) owner: String,
+    /// The fleet verifier's leases and counters.
+    pub(super) leases: Leases,
     bus: Link,
     /// Bumped after L1 entries change without a call of this process (a bus message, a
     /// distrust), so a host's read mirror of L1 knows to ask the core again.
@@ -261,6 +274,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             local_changes: Arc::default(),
             memo: Mutex::new(vec![(0, 0, Token::default(), 0); max_entries.clamp(64, 1 << 16).next_power_of_two()]),
             tags,
+            leases: Leases::default(),
         })
     }
 
@@ -340,7 +354,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
     /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
     /// half-open until the probe is presumed lost.
-    fn admit(self: &Arc<Self>) -> bool {
+    pub(super) fn admit(self: &Arc<Self>) -> bool {
         if self.breaker.state() == State::Closed {
             return true;
         }
@@ -350,7 +364,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// `op` under the tier's deadline, its latency recorded and its outcome told to the breaker.
-    async fn timed<T>(
+    pub(super) async fn timed<T>(
         self: &Arc<Self>,
         op: BoxFuture<'static, Result<T, TransportError>>,
         deadline: Option<Duration>,
@@ -569,6 +583,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         Ok(v)
     }
 
+    /// Reads `key` from L2, with the token of what is stored when it decoded.
+    pub(crate) async fn read_token(self: &Arc<Self>, key: &str) -> (L2Read<V>, Option<Token>) {
+        let r = self.read(key).await;
+        let token = match &r {
+            L2Read::Hit { token, .. } => Some(*token),
+            _ => None,
+        };
+        (r, token)
+    }
+
     /// The payload of `value`, or why it cannot be stored in L2.
     pub(crate) fn encode(&self, value: &V) -> Result<(codec::PayloadCodec, Vec<u8>), String> {
         self.codec.encode(value)
@@ -629,6 +653,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Writes a tombstone for `key`: other processes read a miss, and a rebuild that read `key`
     /// before it is fenced out.
     pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, Wrote>> {
+        self.tombstone_expect(key, Expect::Any)
+    }
+
+    /// [`Tier::tombstone`] written only as `expect` allows (a repair's: only over what it read).
+    pub(crate) fn tombstone_expect(self: &Arc<Self>, key: &str, expect: Expect) -> Option<BoxFuture<'static, Wrote>> {
         let ms = (self.cfg.tombstone_ttl.as_millis() as u64).max(1);
         let w = Write {
             kind: Kind::Tombstone,
@@ -637,7 +666,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             grace_ms: 0,
             load_nanos: 0,
             px_ms: ms,
-            expect: Expect::Any,
+            expect,
             ttl: Some(self.cfg.tombstone_ttl),
             release: None,
             tags: Vec::new(),
@@ -945,6 +974,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
 
     pub(crate) fn stats(&self) -> L2Stats {
         let c = &self.counters;
+        let v = self.leases.counts();
         L2Stats {
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
@@ -967,6 +997,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             lock_skipped: self.locks.skipped.load(Relaxed),
             lock_timeouts: self.locks.timeouts.load(Relaxed),
             lock_lease_lost: self.locks.lease_lost.load(Relaxed),
+            verifier_acquired: v.acquired,
+            verifier_lost: v.lost,
+            verifier_held: v.held,
+            verifier_sampled: v.sampled,
+            verifier_repaired: v.repaired,
             bus_sent: self.bus.sent.load(Relaxed),
             bus_publish_failed: self.bus.publish_failed.load(Relaxed),
             bus_received: self.bus.received.load(Relaxed),
