@@ -672,10 +672,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_bus_gaps: l2.bus_gaps,
             l2_bus_malformed: l2.bus_malformed,
             l2_suspect_rereads: l2.suspect_rereads,
+            #[cfg(feature = "tier")]
             l2_verifier_acquired: l2.verifier_acquired,
+            #[cfg(feature = "tier")]
             l2_verifier_lost: l2.verifier_lost,
+            #[cfg(feature = "tier")]
             l2_verifier_held: l2.verifier_held,
+            #[cfg(feature = "tier")]
             l2_verifier_sampled: l2.verifier_sampled,
+            #[cfg(feature = "tier")]
             l2_verifier_repaired: l2.verifier_repaired,
             l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,

@@ -81,14 +81,26 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
         "Suspect L1 entries re-read from the shared tier before being served fresh.",
         stats.l2_suspect_rereads,
     );
-    counter("l2_verifier_acquired_total", "Fleet verifier leases taken by this process.", stats.l2_verifier_acquired);
-    counter("l2_verifier_lost_total", "Fleet verifier leases lost (expired or taken over).", stats.l2_verifier_lost);
-    counter("l2_verifier_sampled_total", "L2 entries sampled as a fleet verifier.", stats.l2_verifier_sampled);
-    counter(
-        "l2_verifier_repaired_total",
-        "Drifted L2 entries repaired as a fleet verifier.",
-        stats.l2_verifier_repaired,
-    );
+    // the fleet verifier's: only with the tier (the WebAssembly module has a size budget)
+    #[cfg(feature = "tier")]
+    {
+        counter(
+            "l2_verifier_acquired_total",
+            "Fleet verifier leases taken by this process.",
+            stats.l2_verifier_acquired,
+        );
+        counter(
+            "l2_verifier_lost_total",
+            "Fleet verifier leases lost (expired or taken over).",
+            stats.l2_verifier_lost,
+        );
+        counter("l2_verifier_sampled_total", "L2 entries sampled as a fleet verifier.", stats.l2_verifier_sampled);
+        counter(
+            "l2_verifier_repaired_total",
+            "Drifted L2 entries repaired as a fleet verifier.",
+            stats.l2_verifier_repaired,
+        );
+    }
     let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
     for (reason, v) in [
         ("stale_while_revalidate", stats.stale_served_swr),
@@ -103,6 +115,7 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     gauge("entries", "Entries stored.", stats.entries);
     gauge("weight_bytes", "Total weight stored.", stats.weight);
     gauge("in_flight_loads", "Loads under way.", stats.in_flight);
+    #[cfg(feature = "tier")]
     gauge("l2_verifier_held", "Healing prefixes this process verifies for the fleet.", stats.l2_verifier_held);
     gauge("negative_entries", "Cached not-found answers.", stats.negative_entries);
     gauge("l2_breaker_state", "The shared tier's breaker: 0 closed, 1 open, 2 half-open.", stats.l2_breaker_state);

@@ -166,14 +166,21 @@ pub struct Stats {
     /// being served fresh.
     pub l2_suspect_rereads: u64,
     /// Fleet verifier leases taken by this process (it became a healing prefix's verifier).
+    /// The fleet verifier's counters exist only with the `tier` feature (the WebAssembly
+    /// module leaves the tier out, and has a size budget).
+    #[cfg(feature = "tier")]
     pub l2_verifier_acquired: u64,
     /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    #[cfg(feature = "tier")]
     pub l2_verifier_lost: u64,
     /// Healing prefixes this process verifies for the fleet now.
+    #[cfg(feature = "tier")]
     pub l2_verifier_held: u64,
     /// L2 entries this process sampled as a fleet verifier.
+    #[cfg(feature = "tier")]
     pub l2_verifier_sampled: u64,
     /// Drifted L2 entries this process repaired as a fleet verifier.
+    #[cfg(feature = "tier")]
     pub l2_verifier_repaired: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
@@ -184,10 +191,14 @@ pub struct Stats {
     pub l2_bus_latency: HistogramSnapshot,
 }
 
+/// How many counters [`Stats::counters`] lists: the fleet verifier's five only with the `tier`
+/// feature (the WebAssembly module, which leaves the tier out, has a size budget).
+pub const COUNTERS: usize = if cfg!(feature = "tier") { 53 } else { 48 };
+
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 53] {
+    pub fn counters(&self) -> [(&'static str, u64); COUNTERS] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -237,10 +248,16 @@ impl Stats {
             ("l2_bus_gaps", self.l2_bus_gaps),
             ("l2_bus_malformed", self.l2_bus_malformed),
             ("l2_suspect_rereads", self.l2_suspect_rereads),
+            // the fleet verifier's: only with the tier, whose build has no size budget
+            #[cfg(feature = "tier")]
             ("l2_verifier_acquired", self.l2_verifier_acquired),
+            #[cfg(feature = "tier")]
             ("l2_verifier_lost", self.l2_verifier_lost),
+            #[cfg(feature = "tier")]
             ("l2_verifier_held", self.l2_verifier_held),
+            #[cfg(feature = "tier")]
             ("l2_verifier_sampled", self.l2_verifier_sampled),
+            #[cfg(feature = "tier")]
             ("l2_verifier_repaired", self.l2_verifier_repaired),
         ]
     }
