@@ -142,3 +142,80 @@ fn a_walk_across_intervals_checks_every_entry_alike() {
     assert_eq!(score.score, 1.0);
     assert!(score.sampled >= total, "{} scored, {total} checked", score.sampled);
 }
+
+/// An instance without the lease asks the source only about what L2 does not hold (here a key
+/// unlinked from L2 behind its back), repairs it in L1 and in L2 (only where L2 still holds
+/// nothing), and reports the verifier's scores as its own.
+#[test]
+fn without_the_lease_only_entries_l2_lacks_are_checked_here() {
+    let r = server();
+    let build = || {
+        Cache::<u64>::builder()
+            .timer(IoTimer)
+            .spawner(IoSpawner)
+            .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let healer = |c: &Cache<u64>, log: Arc<Mutex<Vec<String>>>| {
+        let h = Healer::new(c.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+        let source = FnSource(move |key: &str| {
+            log.lock().unwrap().push(key.to_string());
+            // the source moved on for k:3 only
+            let i = key[2..].parse::<u64>().unwrap();
+            let v = if i == 3 { 103 } else { i };
+            async move { Ok::<_, SourceError>(SourceAnswer::Value(v)) }
+        });
+        h.register_source("k:", source).unwrap();
+        h
+    };
+    let (log_a, log_b): (Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) = Default::default();
+    let (ha, hb) = (healer(&a, log_a.clone()), healer(&b, log_b.clone()));
+    block_on(ha.run_interval());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.stats().l2_verifier_held == 0 {
+        assert!(std::time::Instant::now() < deadline, "no lease taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..10u64 {
+        b.set(&format!("k:{i}"), i).unwrap();
+    }
+    // wait for B's L2 writes, then take k:3 out of L2 behind B's back
+    let mut raw = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
+    let k3 = l2_keys("hc1", "k:3").value;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.stats().l2_writes < 10 {
+        assert!(std::time::Instant::now() < deadline, "writes not landed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _: () = redis::cmd("DEL").arg(&k3).query(&mut raw).unwrap();
+    let report = block_on(hb.run_interval());
+    assert_eq!(b.stats().l2_verifier_held, 0, "B is no verifier");
+    assert_eq!(*log_b.lock().unwrap(), ["k:3"], "B asks only about what L2 lacks");
+    assert_eq!((report.drift, report.repaired), (1, 1));
+    assert_eq!(b.peek("k:3"), Some(103));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: Option<Vec<u8>> = redis::cmd("GET").arg(&k3).query(&mut raw).unwrap();
+        if v.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the repair reached L2");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        block_on(a.fetch("k:3", healcache::FetchOptions::default(), || async {
+            Ok::<_, std::io::Error>(healcache::Loaded::Value(0))
+        }))
+        .unwrap()
+        .value,
+        Some(103),
+        "the repair is in L2 for every instance"
+    );
+    // A verifies the fleet's entries; B then reports A's scores
+    block_on(ha.run_interval());
+    assert!(log_a.lock().unwrap().len() >= 9, "A checked the L2 entries: {:?}", log_a.lock().unwrap());
+    block_on(hb.run_interval());
+    assert_eq!(hb.score("k:").unwrap().sampled, ha.score("k:").unwrap().sampled);
+}

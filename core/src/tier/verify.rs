@@ -333,16 +333,6 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         }
     }
 
-    /// Whether L2 holds `key` now (fresh), for an instance deciding whether an entry of its L1
-    /// is the fleet verifier's to check; `None` when L2 could not be asked.
-    pub(crate) async fn holds_shared(self: &Arc<Self>, key: &str) -> Option<bool> {
-        match self.read_token(key).await.0 {
-            L2Read::Hit { .. } => Some(true),
-            L2Read::Miss(_) => Some(false),
-            L2Read::Skipped => None,
-        }
-    }
-
     /// Repairs a drifted L2 entry with the source's value (`None`: the source has no such key,
     /// so a tombstone), only if it still holds `seen`: a write since the sample was read wins.
     /// A repair written is announced on the bus, so every instance's L1 copy goes stale.
