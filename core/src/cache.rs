@@ -676,6 +676,50 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// [`Cache::set_if_version`] whose L2 write lands only as `l2` allows: a healer's repair of
+    /// an entry L2 did not hold when it looked, which must not overwrite what another instance
+    /// wrote since.
+    #[cfg(feature = "tier")]
+    pub(crate) fn set_if_version_shared(&self, key: &str, value: V, expected: u64, l2: tier::Expect) -> Result<u64> {
+        let Some(tier) = self.inner.tier() else { return self.set_if_version(key, value, expected) };
+        let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
+        let written = self.write_raw(key, Some(value), Ttl::Default, Some(Expect::Live(expected)), 0)?;
+        let grace = self.inner.settings.grace.unwrap_or_default();
+        let ttl = self.resolve_ttl(Ttl::Default);
+        if let Some(w) =
+            tier.write_encoded(key, Some(payload), ttl, grace, 0, l2, None, Vec::new(), Some(written.version))
+        {
+            tier.spawn(w);
+        }
+        Ok(written.version)
+    }
+
+    /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see
+    /// [`Cache::set_if_version_shared`]).
+    #[cfg(feature = "tier")]
+    pub(crate) fn remove_if_version_shared(&self, key: &str, expected: u64, l2: tier::Expect) -> Result<()> {
+        let mut removed = Vec::new();
+        let mut current = 0;
+        let now = self.inner.store.now();
+        let r = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |s| {
+            current = if s.expires_at > now { s.version } else { 0 };
+            current == expected
+        });
+        self.done(removed);
+        match r {
+            Some(_) => {
+                if let Some(tier) = self.inner.tier() {
+                    if let Some(w) = tier.tombstone_expect(key, l2) {
+                        tier.spawn(w);
+                    }
+                }
+                Ok(())
+            }
+            None if expected == 0 && current == 0 => Ok(()),
+            None => Err(Error::VersionMismatch { expected, current }),
+        }
+    }
+
     /// Unlinks from the shared tier every value whose key matches the glob `pattern` (`*`, `?`,
     /// `[...]`; escape a literal metacharacter with `\\`), with SCAN and UNLINK in batches (never
     /// KEYS); answers how many. This process's L1 copies stay until they expire or are replaced.
@@ -784,14 +828,23 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_bus_gaps: l2.bus_gaps,
             l2_bus_malformed: l2.bus_malformed,
             l2_suspect_rereads: l2.suspect_rereads,
+            #[cfg(feature = "tier")]
             l2_revalidated: l2.revalidated,
+            #[cfg(feature = "tier")]
             l2_tag_invalidations: l2.tag_invalidations,
+            #[cfg(feature = "tier")]
             l2_tag_received: l2.tag_received,
+            #[cfg(feature = "tier")]
             l2_tag_outdated: l2.tag_outdated,
+            #[cfg(feature = "tier")]
             l2_verifier_acquired: l2.verifier_acquired,
+            #[cfg(feature = "tier")]
             l2_verifier_lost: l2.verifier_lost,
+            #[cfg(feature = "tier")]
             l2_verifier_held: l2.verifier_held,
+            #[cfg(feature = "tier")]
             l2_verifier_sampled: l2.verifier_sampled,
+            #[cfg(feature = "tier")]
             l2_verifier_repaired: l2.verifier_repaired,
             l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,

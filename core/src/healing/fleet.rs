@@ -14,7 +14,7 @@ use crate::error::{ConfigProblem, Error, Result};
 use crate::scoring::ScoreWindow;
 use crate::source::{Source, SourceAnswer, SourceError};
 use crate::sync::lock;
-use crate::tier::{FleetVerify, Record, Tier, Wrote};
+use crate::tier::{Expect, FleetVerify, L2Read, Record, Tier, Wrote};
 use crate::Ttl;
 
 /// A prefix this instance verifies for the fleet, with its source.
@@ -200,12 +200,27 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         future::join_all(records.into_iter().map(|(p, f)| async move { tier.put_scores(&p, f).await })).await;
     }
 
-    /// Whether an entry of this instance's L1 is left to the fleet verifier: L2 holds it (or
-    /// cannot be asked now: then nobody asks the source about it, rather than every instance).
-    pub(super) async fn left_to_fleet(&self, key: &str) -> bool {
-        match self.fleet_tier() {
-            Some(tier) => tier.holds_shared(key).await != Some(false),
-            None => false,
+    /// Whether this instance checks an entry of its own L1: `Some(None)` without the fleet
+    /// verifier; `Some(Some(seen))` when L2 does not hold it (what L2 held instead fences the
+    /// repair); `None` when it is the fleet verifier's (L2 holds it), or L2 cannot be asked now
+    /// (then nobody asks the source about it, rather than every instance).
+    pub(super) async fn l1_only(&self, key: &str) -> Option<Option<Expect>> {
+        let Some(tier) = self.fleet_tier() else { return Some(None) };
+        match tier.read(key).await {
+            L2Read::Miss(seen) => Some(Some(seen)),
+            L2Read::Hit { .. } | L2Read::Skipped => None,
+        }
+    }
+
+    /// A repair of an L1 entry (`value` `None`: removal), fenced on its version and, with the
+    /// fleet verifier, in L2 on what L2 held when it was looked at.
+    pub(super) fn repair_local(&self, key: &str, value: Option<V>, version: u64, seen: Option<Expect>) -> bool {
+        let cache = &self.inner.cache;
+        match (value, seen) {
+            (Some(v), None) => cache.set_if_version(key, v, version).is_ok(),
+            (None, None) => cache.remove_if_version(key, version).is_ok(),
+            (Some(v), Some(seen)) => cache.set_if_version_shared(key, v, version, seen).is_ok(),
+            (None, Some(seen)) => cache.remove_if_version_shared(key, version, seen).is_ok(),
         }
     }
 }

@@ -445,10 +445,13 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     async fn verify(&self, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
         let inner = &self.inner;
         let Some((cached, version)) = inner.cache.peek_versioned(key) else { return Outcome::Skipped };
+        // with the fleet verifier, an entry L2 holds is its to check; the rest is repaired here
+        // only over what L2 held when looked at
         #[cfg(feature = "tier")]
-        if self.left_to_fleet(key).await {
+        let Some(seen) = self.l1_only(key).await
+        else {
             return Outcome::Skipped;
-        }
+        };
         let fetch = source.fetch(key);
         let answer = match inner.cache.timer() {
             Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {
@@ -467,10 +470,16 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             (SourceAnswer::NotFound, None) => Outcome::Consistent,
             (SourceAnswer::Value(new), old) => {
                 // fenced: a write after the sample was read wins over the repair
+                #[cfg(feature = "tier")]
+                let repaired = s.auto_repair && self.repair_local(key, Some(new.clone()), version, seen);
+                #[cfg(not(feature = "tier"))]
                 let repaired = s.auto_repair && inner.cache.set_if_version(key, new.clone(), version).is_ok();
                 Outcome::Drift { repaired, old, new: Some(new) }
             }
             (SourceAnswer::NotFound, old) => {
+                #[cfg(feature = "tier")]
+                let repaired = s.auto_repair && self.repair_local(key, None, version, seen);
+                #[cfg(not(feature = "tier"))]
                 let repaired = s.auto_repair && inner.cache.remove_if_version(key, version).is_ok();
                 Outcome::Drift { repaired, old, new: None }
             }

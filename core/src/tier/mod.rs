@@ -20,6 +20,9 @@ pub mod lock;
 pub mod recovery;
 pub mod scripts;
 mod shared;
+// only with the feature: the tier's state is built in any case, and its drop would carry the
+// verifier's into the WebAssembly module, which has a size budget
+#[cfg(feature = "tier")]
 mod verify;
 
 use futures::future::BoxFuture;
@@ -28,6 +31,7 @@ pub use lock::{FleetLock, LockReply};
 pub use shared::L2Stats;
 pub(crate) use shared::TierConfig;
 pub(crate) use shared::{L2Read, Rebuild, Tier, Wrote};
+#[cfg(feature = "tier")]
 pub use verify::FleetVerify;
 
 use crate::codec::{PayloadCodec, Token};

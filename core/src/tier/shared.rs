@@ -11,6 +11,7 @@ use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
 use super::bus::{self, Heard, Link};
 use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
+#[cfg(feature = "tier")]
 use super::verify::Leases;
 use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Tag, Token};
@@ -110,14 +111,19 @@ pub struct L2Stats {
     /// Leases lost while the loader ran (a renewal found the lock taken over).
     pub lock_lease_lost: u64,
     /// Fleet verifier leases taken by this process (it became a prefix's verifier).
+    #[cfg(feature = "tier")]
     pub verifier_acquired: u64,
     /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    #[cfg(feature = "tier")]
     pub verifier_lost: u64,
     /// Prefixes this process verifies for the fleet now.
+    #[cfg(feature = "tier")]
     pub verifier_held: u64,
     /// L2 entries this process sampled as a fleet verifier.
+    #[cfg(feature = "tier")]
     pub verifier_sampled: u64,
     /// Drifted L2 entries this process repaired as a fleet verifier.
+    #[cfg(feature = "tier")]
     pub verifier_repaired: u64,
     /// Invalidation messages published (writes, deletes, repairs; heartbeats aside).
     pub bus_sent: u64,
@@ -224,6 +230,7 @@ pub(crate) struct Tier<V> {
     /// This process in the fleet lock's values: random per cache, so two instances never share it.
     pub(super) owner: String,
     /// The fleet verifier's leases and counters.
+    #[cfg(feature = "tier")]
     pub(super) leases: Leases,
     bus: Link,
     /// Bumped after L1 entries change without a call of this process (a bus message, a
@@ -274,6 +281,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             local_changes: Arc::default(),
             memo: Mutex::new(vec![(0, 0, Token::default(), 0); max_entries.clamp(64, 1 << 16).next_power_of_two()]),
             tags,
+            #[cfg(feature = "tier")]
             leases: Leases::default(),
         })
     }
@@ -974,6 +982,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
 
     pub(crate) fn stats(&self) -> L2Stats {
         let c = &self.counters;
+        #[cfg(feature = "tier")]
         let v = self.leases.counts();
         L2Stats {
             hits: c.hits.load(Relaxed),
@@ -997,10 +1006,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             lock_skipped: self.locks.skipped.load(Relaxed),
             lock_timeouts: self.locks.timeouts.load(Relaxed),
             lock_lease_lost: self.locks.lease_lost.load(Relaxed),
+            #[cfg(feature = "tier")]
             verifier_acquired: v.acquired,
+            #[cfg(feature = "tier")]
             verifier_lost: v.lost,
+            #[cfg(feature = "tier")]
             verifier_held: v.held,
+            #[cfg(feature = "tier")]
             verifier_sampled: v.sampled,
+            #[cfg(feature = "tier")]
             verifier_repaired: v.repaired,
             bus_sent: self.bus.sent.load(Relaxed),
             bus_publish_failed: self.bus.publish_failed.load(Relaxed),

@@ -23,7 +23,7 @@
 //! requires) and memory and work to every fenced write; RANDOMKEY or a random-cursor SCAN favour
 //! keys in sparse buckets and cannot keep to a prefix.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +79,9 @@ pub(crate) struct Leases {
     cfg: Mutex<FleetVerify>,
     held: Mutex<Vec<Held>>,
     started: AtomicBool,
+    /// The process the keeper runs in: a child of `fork()` inherits the parent's state, but
+    /// neither its task nor its leases.
+    pid: AtomicU32,
     /// When this instance last ran a healing interval (cache clock, ns; 0: never).
     ran_at: AtomicU64,
     acquired: AtomicU64,
@@ -106,6 +109,14 @@ impl Leases {
             repaired: self.repaired.load(Relaxed),
         }
     }
+}
+
+/// This process's id (0 where there are no processes to tell apart).
+fn process_id() -> u32 {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::process::id();
+    #[cfg(target_arch = "wasm32")]
+    0
 }
 
 /// What the lease keeper asks of its healer each round: the prefixes to verify (none when the
@@ -151,6 +162,13 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// leases of the prefixes `wanted` names, until it answers `None` (then every lease held is
     /// released, so a successor takes over at once rather than after the lease).
     pub(crate) fn start_verifier(self: &Arc<Self>, wanted: Wanted) {
+        let pid = process_id();
+        if self.leases.pid.swap(pid, Relaxed) != pid {
+            // a forked child: the leases are its parent's (which renews them), and no keeper
+            // runs here yet
+            guard(&self.leases.held).clear();
+            self.leases.started.store(false, Relaxed);
+        }
         if self.leases.started.swap(true, Relaxed) {
             return;
         }
@@ -312,16 +330,6 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         match self.read_token(key).await {
             (L2Read::Hit { value, .. }, Some(token)) => Some((value, token)),
             _ => None,
-        }
-    }
-
-    /// Whether L2 holds `key` now (fresh), for an instance deciding whether an entry of its L1
-    /// is the fleet verifier's to check; `None` when L2 could not be asked.
-    pub(crate) async fn holds_shared(self: &Arc<Self>, key: &str) -> Option<bool> {
-        match self.read_token(key).await.0 {
-            L2Read::Hit { .. } => Some(true),
-            L2Read::Miss(_) => Some(false),
-            L2Read::Skipped => None,
         }
     }
 
