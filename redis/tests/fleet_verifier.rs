@@ -81,7 +81,7 @@ fn the_walk_finds_the_prefix_entries_only() {
 }
 
 /// 1,000 entries (and their slots' fence records: about 2,000 keys), a walk of 250 keys per
-/// interval, 10% drawn of the entries each step finds: over 300 intervals (about 37 walks) each
+/// interval, each entry found drawn with a chance of 10%: over 300 intervals (about 37 walks) each
 /// entry is asked of the source about 4 times. Counts per entry pass a chi-square test of
 /// uniformity, and the source is asked exactly what the verifier sampled.
 #[test]

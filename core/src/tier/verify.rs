@@ -14,11 +14,10 @@
 //!
 //! Sampling: a cursor walk over the keyspace (`SCAN MATCH <prefix>:{????}:v:<key prefix>*`) of
 //! at most `scan_budget` keys per interval, resumed where the last interval stopped (by the
-//! last verifier too: the cursor is in the record); of the entries a step found,
-//! `ceil(sample_rate × found)` are drawn uniformly (a bounded reservoir, then a partial
-//! shuffle). SCAN returns every entry present for a whole walk, and each step draws the same
-//! share of what it found, so every entry has the same chance per walk, and the write path is
-//! untouched. The alternatives cost more where it counts: a per-prefix key index kept by the
+//! last verifier too: the cursor is in the record); each entry found is drawn with probability
+//! `sample_rate`, at most `max_samples` per interval (a reservoir over those drawn). SCAN
+//! returns every entry present for a whole walk, and each is drawn on its own, so every entry
+//! has the same chance per walk, and the write path is untouched. The alternatives cost more where it counts: a per-prefix key index kept by the
 //! write script adds a key in another slot (the script is no longer single-slot, which Cluster
 //! requires) and memory and work to every fenced write; RANDOMKEY or a random-cursor SCAN favour
 //! keys in sparse buckets and cannot keep to a prefix.
@@ -28,13 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::FutureExt;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use super::shared::{L2Read, Tier, Wrote};
 use super::{lock, Expect, LeaseReply, Record, TransportError};
 use crate::codec::Token;
 use crate::keys;
-use crate::sampler::PartialShuffle;
+use crate::sampler::StreamSample;
 use crate::sync::{lock as guard, Mutex};
 use crate::SeededRng;
 
@@ -289,24 +288,19 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let glob = keys::value_glob(&self.cfg.prefix, prefix);
         let budget = self.fleet().scan_budget.max(1);
         let mut rng = SeededRng::seed_from_u64(self.jitter.fetch_add(1, Relaxed) ^ 0x9e37_79b9_7f4a_7c15);
-        // a reservoir of `max` (algorithm R): uniform over the entries found, memory bounded
-        let mut reservoir: Vec<String> = Vec::new();
-        let (mut found, mut walked) = (0usize, 0usize);
+        // each entry found is drawn on its own, with the same chance: a share per piece of the
+        // walk rounded up would favour the entries of a piece that found few, and the pieces
+        // fall on the same cursors walk after walk
+        let mut sample = StreamSample::new(rate, max);
+        let mut walked = 0usize;
         let mut cursor = start.unwrap_or(0);
         loop {
             let count = SCAN_STEP.min(budget - walked).max(1);
             let (next, batch) = self.timed(self.transport.scan(&glob, cursor, count), Some(self.cfg.timeout)).await?;
             walked += count;
             for k in batch {
-                let Some(key) = keys::cache_key_of(&self.cfg.prefix, &k).filter(|k| accept(k)) else { continue };
-                found += 1;
-                if reservoir.len() < max {
-                    reservoir.push(key.to_string());
-                } else {
-                    let j = rng.random_range(0..found);
-                    if j < max {
-                        reservoir[j] = key.to_string();
-                    }
+                if let Some(key) = keys::cache_key_of(&self.cfg.prefix, &k).filter(|k| accept(k)) {
+                    sample.offer(&mut rng, key.to_string());
                 }
             }
             cursor = next;
@@ -317,11 +311,9 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
         }
         self.set_cursor(prefix, cursor);
-        let k = ((found as f64 * rate).ceil() as usize).min(max).min(reservoir.len());
-        let mut shuffle = PartialShuffle::new(reservoir.len(), k);
-        let picked: Vec<usize> = (0..k).filter_map(|_| shuffle.next_index(&mut rng)).collect();
+        let picked = sample.finish();
         self.leases.sampled.fetch_add(picked.len() as u64, Relaxed);
-        Ok(picked.into_iter().map(|i| std::mem::take(&mut reservoir[i])).collect())
+        Ok(picked)
     }
 
     /// The fresh value of `key` in L2 (`None` inside: a fresh "not found") with the token it was
