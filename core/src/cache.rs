@@ -79,6 +79,8 @@ pub(crate) struct Inner<V> {
     draws: AtomicU64,
     seed: u64,
     pub counters: StampedeCounters,
+    /// Progress of the warm-ups, read by the readiness check.
+    pub warming: crate::warm::Warming,
     /// The shared tier (L2), when the cache has one: read through [`Inner::tier`].
     tier: Option<Arc<Tier<V>>>,
     /// Tags of the entries.
@@ -224,6 +226,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 timer: b.timer,
                 spawner: b.spawner,
                 counters: StampedeCounters::default(),
+                warming: Default::default(),
             }),
         };
         #[cfg(feature = "tier")]
@@ -309,10 +312,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     fn weigh(&self, value: &Option<V>) -> u64 {
-        match (value, &self.inner.weigher) {
-            (None, _) => 0,
-            (Some(v), Some(w)) => w(v),
-            (Some(_), None) => std::mem::size_of::<V>() as u64,
+        value.as_ref().map_or(0, |v| self.weigh_value(v))
+    }
+
+    pub(crate) fn weigh_value(&self, value: &V) -> u64 {
+        match &self.inner.weigher {
+            Some(w) => w(value),
+            None => std::mem::size_of::<V>() as u64,
         }
     }
 
@@ -640,6 +646,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 tier.spawn(w);
             }
         }
+        self.remove_local(key)
+    }
+
+    /// Removes `key` from L1 only; returns its value if it was fresh.
+    pub(crate) fn remove_local(&self, key: &str) -> Option<V> {
         let mut removed = Vec::new();
         let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
         let v = match live {

@@ -19,6 +19,7 @@
 // (helpers, imports, arguments) is left unused.
 #![cfg_attr(not(feature = "tier"), allow(dead_code, unused_imports, unused_variables, unused_mut))]
 
+mod batch;
 mod cache;
 mod clock;
 pub mod codec;
@@ -41,6 +42,8 @@ mod store;
 mod sync;
 mod tags;
 pub mod tier;
+mod warm;
+mod write_through;
 mod xfetch;
 
 /// The seeded generator behind every random choice of the core (eviction samples, jitter,
@@ -57,6 +60,8 @@ pub use flight::{Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
 pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};
+pub use warm::{Warm, WarmReport};
+pub use write_through::WriteThrough;
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
 

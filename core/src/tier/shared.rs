@@ -739,6 +739,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// Hands a write's answer to the background.
+    /// Whether L2 is answering (the breaker closed).
+    pub(crate) fn available(&self) -> bool {
+        self.breaker.state() == State::Closed
+    }
+
     pub(crate) fn spawn(&self, w: BoxFuture<'static, Wrote>) {
         self.transport.spawn(w.map(drop).boxed());
     }

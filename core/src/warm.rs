@@ -1,0 +1,178 @@
+//! Warming and readiness: load a known set of keys before taking traffic, and say when that is
+//! done, for a readiness probe.
+//!
+//! A warm-up is batch reads ([`Cache::fetch_many`]) of `batch` keys, `concurrency` of them at
+//! once: every layer applies, so with a shared tier a key L2 holds fresh is taken from there
+//! (the source is not asked again, L2 is not written again), and a key another instance is
+//! rebuilding is waited for, not loaded twice.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+
+use crate::cache::Cache;
+use crate::error::{ConfigProblem, Error, LoaderError, Result};
+use crate::fetch::FetchOptions;
+
+/// Options of [`Cache::warm`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Warm {
+    /// Batches loading at once (1 to 1,024). Defaults to: 8.
+    pub concurrency: usize,
+    /// Keys per loader call (1 to `max_in_flight`). Defaults to: 100.
+    pub batch: usize,
+    /// Share of the keys that must be answered (found or known absent) for [`Cache::ready`].
+    /// Defaults to: 1.0, every key.
+    pub min_share: f64,
+}
+
+impl Default for Warm {
+    fn default() -> Self {
+        Warm { concurrency: 8, batch: 100, min_share: 1.0 }
+    }
+}
+
+/// What a warm-up did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarmReport {
+    /// Keys asked for.
+    pub total: u64,
+    /// Keys with a value now cached.
+    pub found: u64,
+    /// Keys the source does not have.
+    pub not_found: u64,
+    /// Keys whose batch failed.
+    pub failed: u64,
+    /// The first error, when a batch failed.
+    pub error: Option<String>,
+}
+
+/// The cache's warm-ups so far: what readiness and progress read.
+#[derive(Debug, Default)]
+pub(crate) struct Warming {
+    running: AtomicUsize,
+    total: AtomicU64,
+    answered: AtomicU64,
+    failed: AtomicU64,
+    /// `min_share` of the last warm-up started, in millionths.
+    min_share_ppm: AtomicU64,
+}
+
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Most batches a warm-up runs at once.
+const MAX_CONCURRENCY: usize = 1024;
+
+impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    /// Loads `keys` into the cache, `opts.batch` keys per `loader` call, `opts.concurrency`
+    /// calls at once, and returns what it did. The loader gets a batch's keys that no layer
+    /// could answer and returns the values it found (see [`Cache::fetch_many`]). Progress is
+    /// [`Cache::warm_progress`]; [`Cache::ready`] is false while it runs, and after it only if
+    /// fewer than `min_share` of the keys were answered.
+    ///
+    /// A failed batch does not stop the others: its keys are counted in `failed`. Options out
+    /// of bounds are refused with [`Error::InvalidConfig`] before anything is loaded.
+    ///
+    /// ```
+    /// use healcache::{Cache, Warm};
+    /// use std::collections::HashMap;
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// let keys: Vec<String> = (0..250).map(|i| format!("user:{i}")).collect();
+    /// let load = |keys: Vec<String>| async move {
+    ///     Ok::<_, std::io::Error>(keys.into_iter().map(|k| { let v = k[5..].parse().unwrap(); (k, v) }).collect::<HashMap<_, _>>())
+    /// };
+    /// let report = cache.warm(&keys, Warm::default(), load).await.unwrap();
+    /// assert_eq!((report.total, report.found), (250, 250));
+    /// assert!(cache.ready(false));
+    /// assert_eq!(cache.get("user:7"), Some(7));
+    /// # });
+    /// ```
+    pub async fn warm<K, F, Fut, E>(&self, keys: &[K], opts: Warm, loader: F) -> Result<WarmReport>
+    where
+        K: AsRef<str>,
+        F: Fn(Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<HashMap<String, V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let max_batch = self.inner.settings.max_in_flight;
+        if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY {
+            let problem = ConfigProblem::OutOfRange { min: 1.0, max: MAX_CONCURRENCY as f64 };
+            return Err(Error::invalid_config("concurrency", problem, Some(opts.concurrency as f64)));
+        }
+        if opts.batch == 0 || opts.batch > max_batch {
+            let problem = ConfigProblem::OutOfRange { min: 1.0, max: max_batch as f64 };
+            return Err(Error::invalid_config("batch", problem, Some(opts.batch as f64)));
+        }
+        if !(0.0..=1.0).contains(&opts.min_share) {
+            let problem = ConfigProblem::OutOfRange { min: 0.0, max: 1.0 };
+            return Err(Error::invalid_config("min_share", problem, Some(opts.min_share)));
+        }
+        for k in keys {
+            self.inner.store.check_key(k.as_ref())?;
+        }
+        let w = &self.inner.warming;
+        w.running.fetch_add(1, Relaxed);
+        // a warm-up dropped half-way (its task cancelled) is over too
+        let _running = Running(&w.running);
+        w.total.fetch_add(keys.len() as u64, Relaxed);
+        w.min_share_ppm.store((opts.min_share * 1e6) as u64, Relaxed);
+        // the loader is shared by every batch
+        let loader = Arc::new(loader);
+        let mut report = WarmReport { total: keys.len() as u64, ..WarmReport::default() };
+        let mut batches = stream::iter(keys.chunks(opts.batch))
+            .map(|chunk| {
+                let loader = Arc::clone(&loader);
+                async move { (chunk.len() as u64, self.fetch_many(chunk, FetchOptions::default(), move |k| loader(k)).await) }
+            })
+            .buffer_unordered(opts.concurrency);
+        while let Some((n, answer)) = batches.next().await {
+            match answer {
+                Ok(fetched) => {
+                    let found = fetched.iter().filter(|f| f.value.is_some()).count() as u64;
+                    report.found += found;
+                    report.not_found += fetched.len() as u64 - found;
+                    w.answered.fetch_add(n, Relaxed);
+                }
+                Err(e) => {
+                    report.failed += n;
+                    report.error.get_or_insert_with(|| e.to_string());
+                    w.failed.fetch_add(n, Relaxed);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Keys of the warm-ups so far: (answered, failed, total).
+    pub fn warm_progress(&self) -> (u64, u64, u64) {
+        let w = &self.inner.warming;
+        (w.answered.load(Relaxed), w.failed.load(Relaxed), w.total.load(Relaxed))
+    }
+
+    /// Whether the cache is ready for traffic, for a readiness probe: no warm-up running, at
+    /// least the last warm-up's `min_share` of the keys answered, and, with a shared tier, L2
+    /// answering (the breaker closed) unless `allow_degraded`. True for a cache never warmed:
+    /// start the warm-up before the probe is first asked.
+    pub fn ready(&self, allow_degraded: bool) -> bool {
+        let w = &self.inner.warming;
+        if w.running.load(Relaxed) > 0 {
+            return false;
+        }
+        let total = w.total.load(Relaxed);
+        let answered = w.answered.load(Relaxed);
+        if total > 0 && (answered as f64) < (w.min_share_ppm.load(Relaxed) as f64 / 1e6) * total as f64 {
+            return false;
+        }
+        allow_degraded || self.inner.tier().is_none_or(|t| t.available())
+    }
+}
