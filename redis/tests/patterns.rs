@@ -1,0 +1,102 @@
+//! The microservice patterns over a real redis-server, two instances sharing it: write-through
+//! reaches the other instance when the call returns, a failed writer leaves L2 as it was,
+//! warming takes what L2 already holds without asking the source, and readiness follows the
+//! tier.
+//!
+//! Promises checked: the shared tier promises only what it can (L2 written before the call
+//! returns, within its deadline; readiness says when L2 is not answering); nothing is lost or
+//! hidden silently.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{block, cache_with_grace, server, wait_for};
+use healcache::{FetchOptions, Loaded, Status, Warm, WriteThrough};
+use serde_json::{json, Value};
+
+fn ok() -> futures::future::Ready<Result<(), std::io::Error>> {
+    futures::future::ready(Ok(()))
+}
+
+#[test]
+fn write_through_is_in_l2_and_on_the_bus_when_it_returns() {
+    let r = server();
+    let (a, b) = (cache_with_grace(&r.url(), Duration::ZERO), cache_with_grace(&r.url(), Duration::ZERO));
+    b.set("user:1", json!("old")).unwrap();
+    wait_for("the old value in A through L2", Duration::from_secs(5), || {
+        block(a.fetch("user:1", FetchOptions::default(), || async { Ok::<_, std::io::Error>(Loaded::NotFound) }))
+            .is_ok_and(|f| f.value == Some(json!("old")))
+    });
+    block(a.write_through("user:1", json!({"name": "Ada"}), WriteThrough::default(), ok)).unwrap();
+    // B's copy is dropped by the bus; its next read finds the new value in L2, no load
+    wait_for("B's L1 copy dropped", Duration::from_secs(5), || b.get("user:1").is_none());
+    let never = || async { Err::<Loaded<Value>, _>(std::io::Error::other("the source must not be asked")) };
+    let f = block(b.fetch("user:1", FetchOptions::default(), never)).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!({"name": "Ada"})), Status::L2Hit));
+    // a failing writer changes neither L1 nor L2
+    let failing = || async { Err::<(), _>(std::io::Error::other("database down")) };
+    assert!(block(a.write_through("user:1", json!("lost"), WriteThrough::default(), failing)).is_err());
+    let fresh = cache_with_grace(&r.url(), Duration::ZERO);
+    let f = block(fresh.fetch("user:1", FetchOptions::default(), never)).unwrap();
+    assert_eq!(f.value, Some(json!({"name": "Ada"})));
+    assert_eq!(a.get("user:1"), Some(json!({"name": "Ada"})));
+    // invalidate instead of writing: a tombstone in L2, B's copy dropped, the next read loads
+    let opts = WriteThrough { invalidate: true, ..WriteThrough::default() };
+    assert_eq!(block(a.write_through("user:1", json!("unused"), opts, ok)).unwrap(), 0);
+    wait_for("B's copy dropped again", Duration::from_secs(5), || b.get("user:1").is_none());
+    let load = || async { Ok::<_, std::io::Error>(Loaded::Value(json!("from the source"))) };
+    let f = block(fresh.fetch("user:1", FetchOptions::default(), load)).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("from the source")), Status::Loaded));
+}
+
+#[test]
+fn a_second_instance_warms_from_l2_without_asking_the_source() {
+    let r = server();
+    let (a, b) = (cache_with_grace(&r.url(), Duration::ZERO), cache_with_grace(&r.url(), Duration::ZERO));
+    let keys: Vec<String> = (0..500).map(|i| format!("item:{i}")).collect();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let loader = |asked: &Arc<AtomicUsize>| {
+        let asked = asked.clone();
+        move |keys: Vec<String>| {
+            asked.fetch_add(keys.len(), SeqCst);
+            async move { Ok::<_, std::io::Error>(keys.into_iter().map(|k| (k.clone(), json!(k))).collect::<HashMap<_, _>>()) }
+        }
+    };
+    let report = block(a.warm(&keys, Warm::default(), loader(&asked))).unwrap();
+    assert_eq!((report.found, report.failed), (500, 0));
+    assert_eq!(asked.load(SeqCst), 500);
+    assert!(a.ready(false));
+    // the writes of A's loads land in L2 in the background: B waits for the last one
+    let last = keys.last().unwrap().clone();
+    let never = || async { Err::<Loaded<Value>, _>(std::io::Error::other("not yet")) };
+    let probe = cache_with_grace(&r.url(), Duration::ZERO);
+    wait_for("A's values in L2", Duration::from_secs(5), || block(probe.fetch(&last, FetchOptions::default(), never)).is_ok());
+    let report = block(b.warm(&keys, Warm { batch: 50, concurrency: 4, min_share: 1.0 }, loader(&asked))).unwrap();
+    assert_eq!((report.found, report.failed), (500, 0));
+    assert_eq!(asked.load(SeqCst), 500, "B's warm-up asked the source nothing");
+    assert!(b.stats().l2_hits >= 500, "{}", b.stats().l2_hits);
+    assert_eq!(b.warm_progress(), (500, 0, 500));
+    assert!(b.ready(false));
+}
+
+#[test]
+fn readiness_follows_the_tier_unless_degraded_is_allowed() {
+    let mut r = server();
+    let c = cache_with_grace(&r.url(), Duration::ZERO);
+    c.set("k", json!(1)).unwrap();
+    assert!(c.ready(false));
+    r.kill();
+    // reads fail over to L1 and the loader; a few failures open the breaker
+    let load = || async { Ok::<_, std::io::Error>(Loaded::Value(json!(2))) };
+    wait_for("the breaker open", Duration::from_secs(10), || {
+        let _ = block(c.fetch("other", FetchOptions::default(), load));
+        c.remove("other");
+        c.stats().l2_breaker_state != 0
+    });
+    assert!(!c.ready(false), "L2 is not answering");
+    assert!(c.ready(true), "degraded allowed: L1 and the loader still serve");
+}
