@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use healcache::{Cache, Error, FetchOptions, WriteOptions};
+use futures::future::FutureExt;
+use healcache::{Cache, Error, FetchOptions, Warm, WriteOptions, WriteThrough};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyList, PyTuple, PyType};
@@ -17,7 +18,7 @@ use crate::config;
 use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
 use crate::error::to_pyerr;
 use crate::healing::Healing;
-use crate::loaders::{check_callable, sync_loader, AsyncLoad};
+use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
 
 /// A bounded, concurrent in-memory cache from `str` keys to Python objects.
@@ -430,6 +431,106 @@ impl PyCache {
         py.import("healcache._decorator")?.getattr("cached")?.call1((slf, func, key, ttl))
     }
 
+    /// `await cache.write_through(key, value, writer)`: calls `writer(key, value)` (sync or
+    /// async: the source of truth's write) and only when it returned writes the value to the
+    /// cache (L1, and with a shared tier L2 and the bus, awaited within `l2_timeout`); returns
+    /// the new version. An exception of the writer is raised as it is and the cache is left as
+    /// it was. `invalidate=True` removes the key instead of caching the value. The key, the
+    /// TTL and the value's weight are checked before the writer is called.
+    #[pyo3(signature = (key, value, writer, /, *, ttl=None, invalidate=false))]
+    fn write_through<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        value: Bound<'py, PyAny>,
+        writer: Py<PyAny>,
+        ttl: Option<Seconds>,
+        invalidate: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = key_str(key)?.to_owned();
+        check_callable(writer.bind(py))?;
+        let opts = WriteThrough { ttl: convert::write_ttl(py, ttl)?, invalidate };
+        let (event_loop, context) = running_loop(py)?;
+        let call = py.import("functools")?.getattr("partial")?.call1((writer.bind(py), key, &value))?;
+        let v = self.weigh.value(value)?;
+        let write = AsyncLoad {
+            loader: call.unbind(),
+            event_loop: event_loop.clone().unbind(),
+            context: context.unbind(),
+            weigh: Arc::clone(&self.weigh),
+            key: None,
+            want: Want::Nothing,
+        };
+        let cache = self.inner.clone();
+        let fut: WaitFuture = Box::pin(async move {
+            cache.write_through(&k, v, opts, move || write.answer().map(|r| r.map(drop))).await.map(Reply::Version)
+        });
+        drive(py, &event_loop, fut)
+    }
+
+    /// `await cache.get_many(keys, loader)`: a dict of the keys found, each read as `fetch`
+    /// reads it; the keys no layer could answer are loaded by one call `loader(keys)` (sync or
+    /// async) returning a mapping of the keys it found to their values (a key left out is not
+    /// found, and absent from the result). At most `max_in_flight` distinct keys.
+    #[pyo3(signature = (keys, loader, /, *, ttl=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+        loader: Py<PyAny>,
+        ttl: Option<Seconds>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_callable(loader.bind(py))?;
+        let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
+        let (event_loop, context) = running_loop(py)?;
+        let load = self.batch_load(loader, &event_loop, context);
+        let cache = self.inner.clone();
+        let fut: WaitFuture = Box::pin(async move {
+            let got = cache.fetch_many(&keys, opts, move |k| load.call(k)).await?;
+            let found = keys.into_iter().zip(got).filter_map(|(k, f)| f.value.map(|v| (k, v))).collect();
+            Ok(Reply::Many(found))
+        });
+        drive(py, &event_loop, fut)
+    }
+
+    /// `await cache.warm(keys, loader)`: loads `keys` before traffic, `batch` keys per
+    /// `loader(keys)` call (as `get_many`'s), `concurrency` calls at once; returns a dict
+    /// `{total, found, not_found, failed, error}`. `ready()` is False while it runs.
+    #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=100, min_share=1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn warm<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+        loader: Py<PyAny>,
+        concurrency: usize,
+        batch: usize,
+        min_share: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_callable(loader.bind(py))?;
+        let (event_loop, context) = running_loop(py)?;
+        let load = Arc::new(self.batch_load(loader, &event_loop, context));
+        let cache = self.inner.clone();
+        let opts = Warm { concurrency, batch, min_share };
+        let fut: WaitFuture = Box::pin(async move {
+            cache.warm(&keys, opts, move |k| load.call(k)).await.map(Reply::Warm)
+        });
+        drive(py, &event_loop, fut)
+    }
+
+    /// Whether the cache is ready for traffic (a readiness probe): no `warm` running, the last
+    /// one's `min_share` of keys answered, and with a shared tier L2 answering unless
+    /// `allow_degraded`.
+    #[pyo3(signature = (*, allow_degraded=false))]
+    fn ready(&self, allow_degraded: bool) -> bool {
+        self.inner.ready(allow_degraded)
+    }
+
+    /// `(answered, failed, total)` keys of the warm-ups so far.
+    fn warm_progress(&self) -> (u64, u64, u64) {
+        self.inner.warm_progress()
+    }
+
     /// Registers (or replaces) the source of truth of keys starting with `prefix` (the longest
     /// registered prefix of a key wins): a sync callable `source(key)`, an async one, or a URL
     /// template (`str`) fetched over HTTP whose body is `decode`d (`"bytes"`, `"text"`, `"json"`);
@@ -611,6 +712,15 @@ impl PyCache {
 }
 
 impl PyCache {
+    fn batch_load(&self, loader: Py<PyAny>, event_loop: &Bound<'_, PyAny>, context: Bound<'_, PyAny>) -> BatchLoad {
+        BatchLoad {
+            loader,
+            event_loop: event_loop.clone().unbind(),
+            context: context.unbind(),
+            weigh: Arc::clone(&self.weigh),
+        }
+    }
+
     /// One asyncio call of the core's `fetch`: the asyncio future of its `Reply`.
     fn call<'py>(
         &self,
@@ -632,7 +742,8 @@ impl PyCache {
             event_loop: event_loop.clone().unbind(),
             context: context.unbind(),
             weigh: Arc::clone(&self.weigh),
-            key: key.clone(),
+            key: Some(key.clone()),
+            want: Want::Value,
         };
         let cache = self.inner.clone();
         let fut: WaitFuture = Box::pin(async move {

@@ -129,12 +129,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         // the loader is shared by every batch
         let loader = Arc::new(loader);
         let mut report = WarmReport { total: keys.len() as u64, ..WarmReport::default() };
-        let mut batches = stream::iter(keys.chunks(opts.batch))
-            .map(|chunk| {
-                let loader = Arc::clone(&loader);
-                async move { (chunk.len() as u64, self.fetch_many(chunk, FetchOptions::default(), move |k| loader(k)).await) }
-            })
-            .buffer_unordered(opts.concurrency);
+        // the batches' futures made up front (they start when polled): a stream holding the
+        // closure that makes them would not be `Send` for every lifetime of its argument
+        let mut pending = Vec::with_capacity(keys.len().div_ceil(opts.batch));
+        for chunk in keys.chunks(opts.batch) {
+            let loader = Arc::clone(&loader);
+            let chunk: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
+            pending.push(async move {
+                let answer = self.fetch_many(&chunk, FetchOptions::default(), move |k| loader(k)).await;
+                (chunk.len() as u64, answer)
+            });
+        }
+        let mut batches = stream::iter(pending).buffer_unordered(opts.concurrency);
         while let Some((n, answer)) = batches.next().await {
             match answer {
                 Ok(fetched) => {

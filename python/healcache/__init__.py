@@ -10,7 +10,7 @@ prefix (``register_source``), repairs drift and scores every prefix (``verify_no
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Optional, TypedDict
 
 from . import _errors
 from ._errors import (
@@ -107,6 +107,17 @@ class Stats(TypedDict):
     healing: "HealingStats"
 
 
+class WarmReport(TypedDict):
+    """What ``Cache.warm`` did: keys asked for, found, absent at the source, in failed batches,
+    and the first failure's message."""
+
+    total: int
+    found: int
+    not_found: int
+    failed: int
+    error: Optional[str]
+
+
 class IntervalReport(TypedDict):
     """What one healing interval did (``verify_now()``, ``verify_now_sync()``)."""
 
@@ -191,6 +202,7 @@ __all__ = [
     "Stats",
     "LoadLatency",
     "IntervalReport",
+    "WarmReport",
     "PrefixScore",
     "HealingStats",
     "IntervalDuration",

@@ -8,6 +8,7 @@ from typing import (
     Generic,
     Iterator,
     Literal,
+    Mapping,
     NamedTuple,
     Optional,
     Protocol,
@@ -136,6 +137,15 @@ class Stats(TypedDict):
     load_latency: LoadLatency
     healing: HealingStats
 
+
+class WarmReport(TypedDict):
+    """What ``Cache.warm`` did."""
+
+    total: int
+    found: int
+    not_found: int
+    failed: int
+    error: Optional[str]
 
 class IntervalReport(TypedDict):
     """What one healing interval did (``verify_now()``, ``verify_now_sync()``)."""
@@ -447,6 +457,45 @@ class Cache(Generic[_V]):
         soft_timeout: Optional[_Seconds] = None,
         tags: Optional[Sequence[str]] = None,
     ) -> Awaitable[Fetched[_T]]: ...
+    def write_through(
+        self,
+        key: str,
+        value: _V,
+        writer: Callable[[str, _V], Any],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        invalidate: bool = False,
+    ) -> Awaitable[int]:
+        """``await cache.write_through(key, value, writer)``: ``writer(key, value)`` (sync or
+        async) first, then the cache (L1, and with a shared tier L2 and the bus); the new
+        version. A writer's exception is raised as it is and the cache is left as it was.
+        ``invalidate=True`` removes the key instead of caching the value."""
+    def get_many(
+        self,
+        keys: Sequence[str],
+        loader: Callable[[list[str]], Union[Mapping[str, _V], Awaitable[Mapping[str, _V]]]],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+    ) -> Awaitable[dict[str, _V]]:
+        """``await cache.get_many(keys, loader)``: the keys found; the keys no layer answered
+        are loaded by one ``loader(keys)`` call returning the values it found."""
+    def warm(
+        self,
+        keys: Sequence[str],
+        loader: Callable[[list[str]], Union[Mapping[str, _V], Awaitable[Mapping[str, _V]]]],
+        /,
+        *,
+        concurrency: int = 8,
+        batch: int = 100,
+        min_share: float = 1.0,
+    ) -> Awaitable[WarmReport]:
+        """``await cache.warm(keys, loader)``: loads ``keys`` in batches before traffic."""
+    def ready(self, *, allow_degraded: bool = False) -> bool:
+        """For a readiness probe: no warm-up running, enough keys answered, L2 answering."""
+    def warm_progress(self) -> tuple[int, int, int]:
+        """``(answered, failed, total)`` keys of the warm-ups so far."""
     def get_or_load_sync(
         self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None
     ) -> _T:
