@@ -308,6 +308,171 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return { value, status };
     }
 
+    /**
+     * Write-through: `writer(key, value)` (the source of truth's write) first, then the cache (and
+     * with a shared tier L2 and the bus, awaited within `l2Timeout`); resolves to the new version.
+     * A writer's rejection reaches the caller as it is and the cache is left as it was. Options:
+     * `ttl` (ms), `invalidate` (remove the key instead of caching the value; resolves to 0). The
+     * key, the TTL and the value's weight are checked before the writer is called.
+     */
+    async writeThrough(key, value, writer, options) {
+      if (B.writeThrough === undefined) throw codeError('InvalidConfig', 'invalid config: `writeThrough` needs the Node package', { field: 'writeThrough' });
+      checkKey(key);
+      if (typeof writer !== 'function') throw argError('writer must be a function');
+      const ttl = options == null ? undefined : setArgs(options)[0];
+      const invalidate = options != null && options.invalidate === true;
+      const w = weigh(this._sizeOf, value, key);
+      this._flushReads();
+      // the value in a slot of its own, as `set` stores it (none when it is not to be cached):
+      // the core holds its handle only once the writer succeeded
+      const i = invalidate ? -1 : this._slot();
+      const h = i < 0 ? 0 : 2 * i + 2;
+      if (i >= 0) {
+        this._v[i] = value;
+        this._k[i] = key;
+      }
+      const g0 = this._generation();
+      const run = async () => {
+        try {
+          await writer(key, value);
+          return 0;
+        } catch (err) {
+          return -this._keep([key], err);
+        }
+      };
+      this._enter(key);
+      let ver;
+      try {
+        ver = await B.writeThrough(this._c, key, h, w, ttl, invalidate, run, this._shared ? value : undefined);
+      } catch (e) {
+        if (i >= 0) this._freeSlot(i);
+        throw this._loadError(e);
+      } finally {
+        this._leave(key);
+      }
+      if (i < 0) {
+        this._unmirror(key);
+      } else {
+        // mirrored, asked of the core at its first read (the expiry it decided is not at hand)
+        this._h[i] = h;
+        this._ver[i] = ver;
+        this._exp[i] = -Infinity;
+        this._gen[i] = g0;
+        this._m.set(key, i);
+        if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
+      }
+      this._drain();
+      return ver;
+    }
+
+    /**
+     * The values of `keys` found (a Map, in the order asked), each read as `fetch` reads it; the
+     * keys no layer could answer are loaded by one `loader(keys)` call resolving to a Map (or a
+     * plain object) of the keys it found; a key it leaves out is not found. At most `maxInFlight`
+     * distinct keys. Options: `ttl` (ms) of the loaded values.
+     */
+    async getMany(keys, loader, options) {
+      if (B.fetchMany === undefined) throw codeError('InvalidConfig', 'invalid config: `getMany` needs the Node package', { field: 'getMany' });
+      const uniq = this._batchArgs(keys, loader);
+      const ttl = options == null ? undefined : setArgs(options)[0];
+      this._flushReads();
+      for (const k of uniq) this._enter(k);
+      try {
+        let r;
+        try {
+          r = await B.fetchMany(this._c, uniq, (ks) => this._runBatch(ks, loader), ttl);
+        } catch (e) {
+          throw this._loadError(e);
+        }
+        const found = new Map();
+        for (let i = 0; i < uniq.length; i++) {
+          const h = r[2 * i];
+          if (h !== P.none) found.set(uniq[i], this._settle(uniq[i], h));
+        }
+        return found;
+      } finally {
+        for (const k of uniq) this._leave(k);
+      }
+    }
+
+    /**
+     * Loads `keys` before traffic: `batch` keys per `loader(keys)` call (as `getMany`'s),
+     * `concurrency` calls at once. Resolves to `{ total, found, notFound, failed, error }`.
+     * `ready()` is false while it runs, and after it while fewer than `minShare` of the keys
+     * were answered.
+     */
+    async warm(keys, loader, options) {
+      if (B.warm === undefined) throw codeError('InvalidConfig', 'invalid config: `warm` needs the Node package', { field: 'warm' });
+      const uniq = this._batchArgs(keys, loader);
+      const o = options == null ? {} : options;
+      const num = (name, d) => {
+        const v = o[name] === undefined ? d : o[name];
+        if (typeof v !== 'number') throw argError(`${name} must be a number`);
+        return v;
+      };
+      const r = await B.warm(this._c, uniq, (ks) => this._runBatch(ks, loader), num('concurrency', 8), num('batch', 100), num('minShare', 1));
+      return r;
+    }
+
+    /**
+     * For a readiness probe: no `warm` running, the last one's `minShare` of keys answered, and
+     * with a shared tier L2 answering unless `allowDegraded`.
+     */
+    ready(options) {
+      if (B.ready === undefined) return true;
+      return B.ready(this._c, options != null && options.allowDegraded === true);
+    }
+
+    /** `{ answered, failed, total }` keys of the warm-ups so far. */
+    warmProgress() {
+      if (B.warmProgress === undefined) return { answered: 0, failed: 0, total: 0 };
+      const [answered, failed, total] = B.warmProgress(this._c);
+      return { answered, failed, total };
+    }
+
+    // The distinct keys of a batch call, checked, and its loader.
+    _batchArgs(keys, loader) {
+      if (!Array.isArray(keys)) throw argError('keys must be an array of strings');
+      for (const k of keys) checkKey(k);
+      if (typeof loader !== 'function') throw argError('loader must be a function');
+      return [...new Set(keys)];
+    }
+
+    // Called by the core once per batch: runs the user's batch loader and gives the core
+    // [key, [handle, weight(, value)], ...] of the keys asked that it found, or [-loadId].
+    async _runBatch(keys, loader) {
+      let m;
+      try {
+        m = await loader(keys);
+        if (m === null || typeof m !== 'object') throw argError(`a batch loader resolves to a Map or an object of the keys it found, got ${m === null ? 'null' : typeof m}`);
+      } catch (err) {
+        return [-this._keep(keys, err)];
+      }
+      const asked = new Set(keys);
+      const rows = [];
+      const entries = m instanceof Map ? m.entries() : Object.entries(m);
+      for (const [k, v] of entries) {
+        if (!asked.has(k) || v === undefined || v === NOT_FOUND) continue;
+        const w = weigh(this._sizeOf, v, k);
+        const h = this._onItsWay(k, true, v);
+        rows.push(k, this._shared ? [h, w, v] : [h, w]);
+      }
+      return rows;
+    }
+
+    // Keeps a callback's rejection for the callers waiting on `keys`; returns its load id.
+    _keep(keys, err) {
+      const id = this._id();
+      this._errors.set(id, err);
+      for (const key of keys) {
+        if (!this._waiting.has(key)) continue;
+        const l = this._keyErrors.get(key);
+        if (l === undefined) this._keyErrors.set(key, [id]);
+        else l.push(id);
+      }
+      return id;
+    }
+
     // One getOrLoad/fetch call through the core: resolves to [value, status].
     async _flight(key, loader, signal, call) {
       checkKey(key);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
-use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
+use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, BatchFuture, LoaderFuture, Out};
 use napi::bindgen_prelude::{
     within_runtime_if_available, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
     ToNapiValue, TypeName, ValueType,
@@ -410,4 +410,149 @@ pub fn fetch_tagged<'env>(
 #[napi]
 pub fn cancel(c: &External<Backend>, ticket: u32) {
     c.cancel(ticket);
+}
+
+/// A batch loader as the core sees it: `run(keys)` runs the user's loader and resolves to its
+/// answer ([`BatchRows`]).
+type BatchLoader = ThreadsafeFunction<Vec<String>, Promise<BatchRows>, Vec<String>, Status, false>;
+
+/// A batch loader's answer: `[key, row, key, row, ...]` with each `row` as a loader's
+/// (`[handle, weight]`, and the value on a shared cache), or `[-loadId]` when it threw.
+pub struct BatchRows(Result<Vec<(String, LoaderRow)>, f64>);
+
+impl TypeName for BatchRows {
+    fn type_name() -> &'static str {
+        "Array<unknown>"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl FromNapiValue for BatchRows {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY (every call below): the live `env` and the array napi passed in.
+        unsafe {
+            let mut len = 0u32;
+            check_status!(sys::napi_get_array_length(env, v, &mut len))?;
+            let element = |i: u32| -> napi::Result<sys::napi_value> {
+                let mut e = ptr::null_mut();
+                check_status!(sys::napi_get_element(env, v, i, &mut e))?;
+                Ok(e)
+            };
+            if len == 1 {
+                return Ok(BatchRows(Err(-f64::from_napi_value(env, element(0)?)?)));
+            }
+            let mut rows = Vec::with_capacity(len as usize / 2);
+            for i in (0..len.saturating_sub(1)).step_by(2) {
+                let key = String::from_napi_value(env, element(i)?)?;
+                rows.push((key, LoaderRow::from_napi_value(env, element(i + 1)?)?));
+            }
+            Ok(BatchRows(Ok(rows)))
+        }
+    }
+}
+
+/// The JS batch loader as a core batch loader: one call per batch, on the JS thread.
+fn core_batch(loader: BatchLoader) -> impl Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static {
+    let loader = std::sync::Arc::new(loader);
+    move |keys| {
+        let loader = std::sync::Arc::clone(&loader);
+        Box::pin(async move {
+            let failed = |e: napi::Error| loader_failed(e.reason.clone());
+            let rows = loader.call_async_catch(keys).await.map_err(failed)?.await.map_err(failed)?;
+            let rows = rows.0.map_err(|id| healcache::LoaderError::new(id, "loader rejected"))?;
+            let mut found = std::collections::HashMap::with_capacity(rows.len());
+            for (key, row) in rows {
+                if let healcache::Loaded::Value(mut h) = loaded_from(&row.nums)? {
+                    h.payload = row.payload.map(std::sync::Arc::new);
+                    found.insert(key, h);
+                }
+            }
+            Ok(found)
+        })
+    }
+}
+
+/// Core `fetch_many`: resolves to `[handle, status, ...]`, a pair per key.
+#[napi(ts_return_type = "Promise<any>")]
+pub fn fetch_many<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    keys: Vec<String>,
+    loader: BatchLoader,
+    ttl: Option<f64>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let fut = c.fetch_many(keys, core_batch(loader), ttl).map_err(|e| into_js_error(env, e))?;
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| r.map(ToJs).map_err(|e| into_js_error(env, e)))
+}
+
+/// Core `warm`: resolves to its report.
+#[napi(ts_return_type = "Promise<any>")]
+pub fn warm<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    keys: Vec<String>,
+    loader: BatchLoader,
+    concurrency: f64,
+    batch: f64,
+    min_share: f64,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    // a count that is not a whole number in range is refused by the core as out of range
+    let count = |n: f64| if n.is_finite() && n >= 0.0 && n.fract() == 0.0 { n as usize } else { 0 };
+    let opts = healcache::Warm { concurrency: count(concurrency), batch: count(batch), min_share };
+    let fut = c.warm(keys, core_batch(loader), opts);
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| r.map(ToJs).map_err(|e| into_js_error(env, e)))
+}
+
+/// `Backend::ready`.
+#[napi]
+pub fn ready(c: &External<Backend>, allow_degraded: bool) -> bool {
+    c.ready(allow_degraded)
+}
+
+/// `Backend::warm_progress`.
+#[napi(ts_return_type = "number[]")]
+pub fn warm_progress(c: &External<Backend>) -> ToJs {
+    ToJs(c.warm_progress())
+}
+
+/// The JS writer as the core's: `run()` runs the user's writer, resolving to 0, or to
+/// `-loadId` when it threw.
+type Writer = ThreadsafeFunction<bool, Promise<f64>, bool, Status, false>;
+
+/// Core `write_through`: resolves to the new version.
+#[napi(
+    ts_return_type = "Promise<number>",
+    ts_args_type = "c: ExternalObject<'Backend'>, key: string, handle: number, weight: number, ttl: number | undefined, invalidate: boolean, writer: (abort: boolean) => Promise<number>, value?: unknown"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn write_through<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    handle: f64,
+    weight: f64,
+    ttl: Option<f64>,
+    invalidate: bool,
+    writer: Writer,
+    value: Option<crate::shared::Converted>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let payload = value.map(|v| v.payload(env)).transpose()?;
+    let run = move || -> BoxFuture<'static, Result<(), healcache::LoaderError>> {
+        Box::pin(async move {
+            let failed = |e: napi::Error| loader_failed(e.reason.clone());
+            let r = writer.call_async_catch(false).await.map_err(failed)?.await.map_err(failed)?;
+            if r < 0.0 {
+                return Err(healcache::LoaderError::new(-r, "writer rejected"));
+            }
+            Ok(())
+        })
+    };
+    let fut =
+        c.write_through(key, handle, weight, ttl, invalidate, payload, run).map_err(|e| into_js_error(env, e))?;
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+        r.map(|v| ToJs(healcache_js_common::Js::Num(v))).map_err(|e| into_js_error(env, e))
+    })
 }

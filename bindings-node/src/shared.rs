@@ -122,7 +122,7 @@ pub struct Converted(pub Result<Vec<u8>, String>);
 
 impl Converted {
     /// The value as it crosses to L2, or the `ValueNotEncodable` error to throw.
-    fn payload(self, env: &Env) -> napi::Result<Payload> {
+    pub(crate) fn payload(self, env: &Env) -> napi::Result<Payload> {
         self.0
             .map(Payload::Encoded)
             .map_err(|reason| into_js_error(env, healcache::Error::ValueNotEncodable { reason }))

@@ -19,7 +19,7 @@ use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::settings::js_name;
 use healcache::{
     Cache, CacheBuilder, Config, Entry, Error, FetchOptions, Healer, Loaded, LoaderError, ManualClock, Result, Spawner,
-    Timer, WriteOptions, Written,
+    Timer, Warm, WriteOptions, WriteThrough, Written,
 };
 
 use crate::config::ttl_arg;
@@ -31,6 +31,10 @@ use crate::{lock, Handle, Js, Map, Removals};
 
 /// The loader of one flight, as the binding bridges the JS function (see [`crate::loaded_from`]).
 pub type LoaderFuture = BoxFuture<'static, std::result::Result<Loaded<Handle>, LoaderError>>;
+
+/// One call of a batch loader (`getMany`, `warm`), as the binding bridges the JS function: the
+/// values it found, by key.
+pub type BatchFuture = BoxFuture<'static, std::result::Result<std::collections::HashMap<String, Handle>, LoaderError>>;
 
 /// What `fetch` and `getOrLoad` resolve to: `{ handle, status }` (handle [`NONE`]: not found;
 /// status: the core's `Status::as_str`).
@@ -469,6 +473,92 @@ impl Backend {
             };
             Ok(Js::Obj(vec![("handle", Js::Num(handle)), ("status", Js::Str(f.status.as_str().to_string()))]))
         }
+    }
+
+    /// `Cache::fetch_many`: resolves to `[handle, status, ...]`, one pair per key of `keys` (a
+    /// handle [`NONE`]: not found). `loader` is the batch loader as the binding bridges it.
+    pub fn fetch_many<L>(
+        &self,
+        keys: Vec<String>,
+        loader: L,
+        ttl: Option<f64>,
+    ) -> Result<impl Future<Output = Result<Js>> + Send + 'static>
+    where
+        L: Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static,
+    {
+        let opts = FetchOptions { ttl: ttl_arg(ttl)?, ..FetchOptions::default() };
+        let cache = self.core().cache.clone();
+        let l2 = Arc::clone(&self.l2);
+        Ok(async move {
+            let got = cache.fetch_many(&keys, opts, loader).await?;
+            let mut out = Vec::with_capacity(2 * got.len());
+            for f in got {
+                out.push(Js::Num(f.value.as_ref().map_or(NONE, |h| {
+                    l2.answered(h);
+                    h.id
+                })));
+                out.push(Js::Str(f.status.as_str().to_string()));
+            }
+            Ok(Js::List(out))
+        })
+    }
+
+    /// `Cache::warm`: resolves to the report `{ total, found, notFound, failed, error }`.
+    pub fn warm<L>(
+        &self,
+        keys: Vec<String>,
+        loader: L,
+        opts: Warm,
+    ) -> impl Future<Output = Result<Js>> + Send + 'static
+    where
+        L: Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static,
+    {
+        let cache = self.core().cache.clone();
+        async move {
+            let r = cache.warm(&keys, opts, loader).await?;
+            let error = r.error.map_or(Js::Undefined, Js::Str);
+            Ok(Js::Obj(vec![
+                ("total", Js::Num(r.total as f64)),
+                ("found", Js::Num(r.found as f64)),
+                ("notFound", Js::Num(r.not_found as f64)),
+                ("failed", Js::Num(r.failed as f64)),
+                ("error", error),
+            ]))
+        }
+    }
+
+    /// `Cache::ready`.
+    pub fn ready(&self, allow_degraded: bool) -> bool {
+        self.core().cache.ready(allow_degraded)
+    }
+
+    /// `Cache::warm_progress` as `[answered, failed, total]`.
+    pub fn warm_progress(&self) -> Js {
+        let (a, f, t) = self.core().cache.warm_progress();
+        Js::Nums(vec![a as f64, f as f64, t as f64])
+    }
+
+    /// `Cache::write_through` of `handle` (a value of `weight` bytes; `payload`: the value as it
+    /// crosses to other processes, on a cache with a shared tier); `writer` is the user's
+    /// writer as the binding bridges it. Resolves to the new version (0: invalidated).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_through<W>(
+        &self,
+        key: String,
+        handle: f64,
+        weight: f64,
+        ttl: Option<f64>,
+        invalidate: bool,
+        payload: Option<Payload>,
+        writer: W,
+    ) -> Result<impl Future<Output = Result<f64>> + Send + 'static>
+    where
+        W: FnOnce() -> BoxFuture<'static, std::result::Result<(), LoaderError>> + Send + 'static,
+    {
+        let opts = WriteThrough { ttl: ttl_arg(ttl)?, invalidate };
+        let h = Handle { id: handle, weight: weight as u64, payload: payload.map(Arc::new) };
+        let cache = self.core().cache.clone();
+        Ok(async move { cache.write_through(&key, h, opts, writer).await.map(|v| v as f64) })
     }
 
     /// Stops the wait of the call with this ticket (it fails with `Cancelled`); the flight goes

@@ -16,7 +16,7 @@ mod removals;
 mod shared;
 mod value;
 
-pub use backend::{AttachTier, Backend, FetchAnswer, LoaderFuture};
+pub use backend::{AttachTier, Backend, BatchFuture, FetchAnswer, LoaderFuture};
 pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings};
 pub use error::{error_message, error_props};
 pub use heal::{HealState, JsSource, VerifyCall};

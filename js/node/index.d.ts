@@ -233,6 +233,37 @@ export interface SetOptions {
   tags?: string[];
 }
 
+/** A batch loader: resolves to the values of the keys it found (a key left out is not found). */
+export type BatchLoader<V> = (keys: string[]) => Map<string, V> | Record<string, V> | Promise<Map<string, V> | Record<string, V>>;
+
+/** Options of `writeThrough`. */
+export interface WriteThroughOptions {
+  /** Milliseconds the cached value lives (default: the cache's `ttl`). */
+  ttl?: number;
+  /** Remove the key from the cache instead of caching the value. */
+  invalidate?: boolean;
+}
+
+/** Options of `warm`. */
+export interface WarmOptions {
+  /** Loader calls at once, 1 to 1,024 (default 8). */
+  concurrency?: number;
+  /** Keys per loader call, 1 to `maxInFlight` (default 100). */
+  batch?: number;
+  /** Share of the keys that must be answered for `ready()` (default 1). */
+  minShare?: number;
+}
+
+/** What `warm` did. */
+export interface WarmReport {
+  total: number;
+  found: number;
+  notFound: number;
+  failed: number;
+  /** The first failure's message. */
+  error?: string;
+}
+
 /** Options of `invalidateTag`. */
 export interface InvalidateTagOptions {
   /** Remove the entries instead of making them stale (no fallback within the grace window). Defaults to false. */
@@ -538,6 +569,27 @@ export declare class Cache<V = any> {
    * process it invalidated.
    */
   invalidateTag(tag: string, options?: InvalidateTagOptions): Promise<number>;
+  /**
+   * Write-through: `writer(key, value)` (the source of truth's write) first, then the cache (and with a shared
+   * tier L2 and the bus, awaited within `l2Timeout`); resolves to the new version (0 with `invalidate`). A
+   * writer's rejection reaches the caller as it is and the cache is left as it was. Node package only.
+   */
+  writeThrough(key: string, value: V, writer: (key: string, value: V) => unknown, options?: WriteThroughOptions): Promise<number>;
+  /**
+   * The values of `keys` found, each read as `fetch` reads it; the keys no layer could answer are loaded by one
+   * `loader(keys)` call resolving to a Map (or an object) of the keys it found. At most `maxInFlight` distinct
+   * keys. Node package only.
+   */
+  getMany(keys: readonly string[], loader: BatchLoader<V>, options?: { ttl?: number }): Promise<Map<string, V>>;
+  /**
+   * Loads `keys` before traffic: `batch` keys per `loader` call, `concurrency` calls at once; `ready()` is false
+   * while it runs. Node package only.
+   */
+  warm(keys: readonly string[], loader: BatchLoader<V>, options?: WarmOptions): Promise<WarmReport>;
+  /** For a readiness probe: no `warm` running, enough keys answered, L2 answering unless `allowDegraded`. */
+  ready(options?: { allowDegraded?: boolean }): boolean;
+  /** Keys of the warm-ups so far. */
+  warmProgress(): { answered: number; failed: number; total: number };
   /** Removes every entry. */
   clear(): void;
   /** Removes every expired entry now; returns how many. Call it from a timer the host owns. */

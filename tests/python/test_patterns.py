@@ -120,6 +120,11 @@ def test_write_through_reaches_another_instance_when_it_returns(redis_server):  
     a = healcache.Cache(redis=redis_server.url, ttl=60)
     b = healcache.Cache(redis=redis_server.url, ttl=60)
     b.set("user:1", {"name": "old"})
+    # B's write lands in L2 in the background: A's write-through comes after it
+    end = time.monotonic() + 5
+    while b.stats()["l2_writes"] < 1:
+        assert time.monotonic() < end
+        time.sleep(0.005)
     run(lambda: a.write_through("user:1", {"name": "Ada"}, lambda k, v: None))
     end = time.monotonic() + 5
     while b.get("user:1") == {"name": "old"}:
