@@ -485,7 +485,9 @@ pub fn fetch_many<'env>(
     ttl: Option<f64>,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
     let fut = c.fetch_many(keys, core_batch(loader), ttl).map_err(|e| into_js_error(env, e))?;
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| r.map(ToJs).map_err(|e| into_js_error(env, e)))
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+        r.map(ToJs).map_err(|e| into_js_error(env, e))
+    })
 }
 
 /// Core `warm`: resolves to its report.
@@ -503,7 +505,9 @@ pub fn warm<'env>(
     let count = |n: f64| if n.is_finite() && n >= 0.0 && n.fract() == 0.0 { n as usize } else { 0 };
     let opts = healcache::Warm { concurrency: count(concurrency), batch: count(batch), min_share };
     let fut = c.warm(keys, core_batch(loader), opts);
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| r.map(ToJs).map_err(|e| into_js_error(env, e)))
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+        r.map(ToJs).map_err(|e| into_js_error(env, e))
+    })
 }
 
 /// `Backend::ready`.
@@ -550,8 +554,7 @@ pub fn write_through<'env>(
             Ok(())
         })
     };
-    let fut =
-        c.write_through(key, handle, weight, ttl, invalidate, payload, run).map_err(|e| into_js_error(env, e))?;
+    let fut = c.write_through(key, handle, weight, ttl, invalidate, payload, run).map_err(|e| into_js_error(env, e))?;
     env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
         r.map(|v| ToJs(healcache_js_common::Js::Num(v))).map_err(|e| into_js_error(env, e))
     })

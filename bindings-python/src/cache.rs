@@ -512,9 +512,8 @@ impl PyCache {
         let load = Arc::new(self.batch_load(loader, &event_loop, context));
         let cache = self.inner.clone();
         let opts = Warm { concurrency, batch, min_share };
-        let fut: WaitFuture = Box::pin(async move {
-            cache.warm(&keys, opts, move |k| load.call(k)).await.map(Reply::Warm)
-        });
+        let fut: WaitFuture =
+            Box::pin(async move { cache.warm(&keys, opts, move |k| load.call(k)).await.map(Reply::Warm) });
         drive(py, &event_loop, fut)
     }
 

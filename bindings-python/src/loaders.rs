@@ -144,14 +144,21 @@ impl BatchLoad {
             loader: self.loader.clone_ref(py),
             event_loop: self.event_loop.clone_ref(py),
             // every call runs in a copy of the caller's context, as a loader's does
-            context: self.context.bind(py).call_method0("copy").map_or_else(|_| self.context.clone_ref(py), Bound::unbind),
+            context: self
+                .context
+                .bind(py)
+                .call_method0("copy")
+                .map_or_else(|_| self.context.clone_ref(py), Bound::unbind),
             weigh: Arc::clone(&self.weigh),
             key: None,
             want: Want::Batch,
         });
         let args = keys;
         Python::attach(|py| {
-            let partial = py.import("functools").and_then(|f| f.getattr("partial")).and_then(|p| p.call1((load.loader.bind(py), args)));
+            let partial = py
+                .import("functools")
+                .and_then(|f| f.getattr("partial"))
+                .and_then(|p| p.call1((load.loader.bind(py), args)));
             match partial {
                 Ok(p) => AsyncLoad { loader: p.unbind(), ..load }.answer(),
                 Err(e) => future::ready(Err(loader_error(py, e))).boxed(),

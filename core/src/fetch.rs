@@ -472,13 +472,28 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         }
                     }
                 }
+                // a refresh ahead of expiry (the copy here still fresh) that finds the same copy
+                // in L2, by its token, finds nothing newer: it loads (writing only over that
+                // token); a copy L2 holds under another token is a newer one, taken as it is
+                // (one refresh for the fleet). A stale copy's refresh takes any fresh L2 value.
+                let ours = if background {
+                    let version = inner.store.peek_stored(&key, |s| (s.expires_at > now).then_some(s.version));
+                    version.flatten().and_then(|v| tier.recall(&key, v)).map(|(t, _)| t)
+                } else {
+                    None
+                };
                 let mut read = tier.read(&key).await;
+                if let (Some(ours), L2Read::Hit { token, .. }) = (ours, &read) {
+                    if *token == ours {
+                        read = L2Read::Miss(crate::tier::Expect::Token(ours));
+                    }
+                }
                 if let L2Read::Miss(e) = read {
                     // a background refresh skips when another instance refreshes, but only while
                     // there is a value here to serve meanwhile
                     let serving = inner.store.peek_stored(&key, |slot| slot.value.clone());
                     let background = background && serving.is_some();
-                    read = match tier.rebuild(&key, e, background, inner.settings.load_timeout).await {
+                    read = match tier.rebuild(&key, e, background, inner.settings.load_timeout, ours).await {
                         Rebuild::Load(l, e) => {
                             lease = l;
                             L2Read::Miss(e)

@@ -60,10 +60,10 @@ pub use flight::{Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
 pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};
-pub use warm::{Warm, WarmReport};
-pub use write_through::WriteThrough;
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
+pub use warm::{Warm, WarmReport};
+pub use write_through::WriteThrough;
 
 /// Kept while the Node and WASM bindings still call `healcache::metrics::prometheus_text`; they
 /// can call [`Cache::prometheus`] instead. To be removed once they do.

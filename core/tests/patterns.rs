@@ -16,7 +16,9 @@ use healcache::{Cache, Error, FetchOptions, Status, Warm, WriteThrough};
 type Calls = Arc<Mutex<Vec<Vec<String>>>>;
 
 /// A batch loader that records every call and finds every key but those starting with "no:".
-fn recording(calls: &Calls) -> impl Fn(Vec<String>) -> futures::future::Ready<Result<HashMap<String, u64>, std::io::Error>> {
+fn recording(
+    calls: &Calls,
+) -> impl Fn(Vec<String>) -> futures::future::Ready<Result<HashMap<String, u64>, std::io::Error>> {
     let calls = calls.clone();
     move |keys: Vec<String>| {
         calls.lock().unwrap().push(keys.clone());
@@ -37,12 +39,17 @@ fn fetch_many_loads_only_what_no_layer_answered_in_one_call() {
     asked[0].sort();
     assert_eq!(asked[0], ["bb", "ccc", "no:1"]);
     let values: Vec<Option<u64>> = got.iter().map(|f| f.value).collect();
-    assert_eq!(values, [Some(100), Some(2), None, Some(2), Some(3)], "answers in the order asked, a repeat answered twice");
+    assert_eq!(
+        values,
+        [Some(100), Some(2), None, Some(2), Some(3)],
+        "answers in the order asked, a repeat answered twice"
+    );
     assert_eq!(got[0].status, Status::Hit);
     assert_eq!(got[1].status, Status::Loaded);
     assert_eq!(got[2].status, Status::NegativeLoaded);
     // everything is cached now, the absent key as absent: no call at all
-    let again = block_on(cache.fetch_many(&["a", "bb", "no:1", "ccc"], FetchOptions::default(), recording(&calls))).unwrap();
+    let again =
+        block_on(cache.fetch_many(&["a", "bb", "no:1", "ccc"], FetchOptions::default(), recording(&calls))).unwrap();
     assert_eq!(calls.lock().unwrap().len(), 1);
     assert_eq!(again[2].status, Status::NegativeHit);
     assert!(block_on(cache.fetch_many(&[] as &[&str], FetchOptions::default(), recording(&calls))).unwrap().is_empty());
@@ -223,7 +230,9 @@ fn a_failed_warm_batch_is_reported_and_keeps_the_cache_not_ready() {
 #[test]
 fn warm_options_are_checked_at_their_bounds() {
     let cache = Cache::<u64>::builder().max_in_flight(100).build().unwrap();
-    let load = |k: Vec<String>| async move { Ok::<_, std::io::Error>(k.into_iter().map(|k| (k, 1u64)).collect::<HashMap<_, _>>()) };
+    let load = |k: Vec<String>| async move {
+        Ok::<_, std::io::Error>(k.into_iter().map(|k| (k, 1u64)).collect::<HashMap<_, _>>())
+    };
     let keys = ["a", "b"];
     for (opts, field) in [
         (Warm { concurrency: 0, ..Warm::default() }, "concurrency"),
@@ -236,7 +245,9 @@ fn warm_options_are_checked_at_their_bounds() {
         assert!(matches!(e, Error::InvalidConfig { field: f, .. } if f == field), "{e:?}");
     }
     assert_eq!(cache.warm_progress(), (0, 0, 0), "refused warm-ups count nothing");
-    for opts in [Warm { concurrency: 1024, batch: 100, min_share: 0.0 }, Warm { concurrency: 1, batch: 1, min_share: 1.0 }] {
+    for opts in
+        [Warm { concurrency: 1024, batch: 100, min_share: 0.0 }, Warm { concurrency: 1, batch: 1, min_share: 1.0 }]
+    {
         assert_eq!(block_on(cache.warm(&keys, opts, load)).unwrap().found, 2);
     }
     // a loader answering a key it was not asked for does not cache it

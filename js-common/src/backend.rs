@@ -504,12 +504,7 @@ impl Backend {
     }
 
     /// `Cache::warm`: resolves to the report `{ total, found, notFound, failed, error }`.
-    pub fn warm<L>(
-        &self,
-        keys: Vec<String>,
-        loader: L,
-        opts: Warm,
-    ) -> impl Future<Output = Result<Js>> + Send + 'static
+    pub fn warm<L>(&self, keys: Vec<String>, loader: L, opts: Warm) -> impl Future<Output = Result<Js>> + Send + 'static
     where
         L: Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static,
     {

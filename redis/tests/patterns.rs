@@ -63,7 +63,9 @@ fn a_second_instance_warms_from_l2_without_asking_the_source() {
         let asked = asked.clone();
         move |keys: Vec<String>| {
             asked.fetch_add(keys.len(), SeqCst);
-            async move { Ok::<_, std::io::Error>(keys.into_iter().map(|k| (k.clone(), json!(k))).collect::<HashMap<_, _>>()) }
+            async move {
+                Ok::<_, std::io::Error>(keys.into_iter().map(|k| (k.clone(), json!(k))).collect::<HashMap<_, _>>())
+            }
         }
     };
     let report = block(a.warm(&keys, Warm::default(), loader(&asked))).unwrap();
@@ -74,7 +76,9 @@ fn a_second_instance_warms_from_l2_without_asking_the_source() {
     let last = keys.last().unwrap().clone();
     let never = || async { Err::<Loaded<Value>, _>(std::io::Error::other("not yet")) };
     let probe = cache_with_grace(&r.url(), Duration::ZERO);
-    wait_for("A's values in L2", Duration::from_secs(5), || block(probe.fetch(&last, FetchOptions::default(), never)).is_ok());
+    wait_for("A's values in L2", Duration::from_secs(5), || {
+        block(probe.fetch(&last, FetchOptions::default(), never)).is_ok()
+    });
     let report = block(b.warm(&keys, Warm { batch: 50, concurrency: 4, min_share: 1.0 }, loader(&asked))).unwrap();
     assert_eq!((report.found, report.failed), (500, 0));
     assert_eq!(asked.load(SeqCst), 500, "B's warm-up asked the source nothing");
@@ -99,4 +103,42 @@ fn readiness_follows_the_tier_unless_degraded_is_allowed() {
     });
     assert!(!c.ready(false), "L2 is not answering");
     assert!(c.ready(true), "degraded allowed: L1 and the loader still serve");
+}
+
+/// Refresh-ahead across the fleet: a refresh reads L2 first, so the value one instance's refresh
+/// wrote serves the others, whose own refresh asks the source nothing.
+#[test]
+fn one_instance_refreshing_ahead_serves_the_fleet() {
+    let r = server();
+    let make = || {
+        healcache::Cache::builder()
+            .timer(healcache_rt::IoTimer)
+            .spawner(healcache_rt::IoSpawner)
+            .ttl(Duration::from_secs(60))
+            .refresh_after(Duration::from_millis(100))
+            .shared_tier(healcache_redis::RedisTransport::connect(&r.url()).unwrap(), healcache::tier::MsgPack::new())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let load = |calls: &Arc<AtomicUsize>| {
+        let calls = calls.clone();
+        move || async move { Ok::<_, std::io::Error>(Loaded::Value(json!(calls.fetch_add(1, SeqCst) + 1))) }
+    };
+    assert_eq!(block(a.fetch("k", FetchOptions::default(), load(&calls))).unwrap().value, Some(json!(1)));
+    wait_for("a's value in L2", Duration::from_secs(5), || a.stats().l2_writes == 1);
+    assert_eq!(block(b.fetch("k", FetchOptions::default(), load(&calls))).unwrap().status, Status::L2Hit);
+    std::thread::sleep(Duration::from_millis(150));
+    // a's read past refresh_after refreshes in the background; its value reaches L2
+    let f = block(a.fetch("k", FetchOptions::default(), load(&calls))).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!(1)), Status::RefreshAhead));
+    wait_for("a's refresh in L2", Duration::from_secs(5), || a.stats().l2_writes == 2);
+    assert_eq!(calls.load(SeqCst), 2);
+    // b's copy is as old: its refresh (or its read of a copy the bus made stale) finds a's value
+    wait_for("b has a's refreshed value", Duration::from_secs(5), || {
+        block(b.fetch("k", FetchOptions::default(), load(&calls))).unwrap().value == Some(json!(2))
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(calls.load(SeqCst), 2, "one refresh for the fleet");
 }

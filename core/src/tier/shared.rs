@@ -901,6 +901,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         expect: Expect,
         background: bool,
         load_timeout: Option<Duration>,
+        ours: Option<Token>,
     ) -> Rebuild<V> {
         if !self.locks(background) {
             return Rebuild::Load(None, expect);
@@ -915,6 +916,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                     self.record_wait(started, first);
                     return match self.read(key).await {
                         L2Read::Miss(e) => Rebuild::Load(Some(lease), e),
+                        // still the copy a refresh set out to replace: nothing newer yet
+                        L2Read::Hit { token, .. } if Some(token) == ours => {
+                            Rebuild::Load(Some(lease), Expect::Token(token))
+                        }
                         // a hit: another instance finished meanwhile (the lease is released)
                         other => Rebuild::Fleet(other).or_load(lease),
                     };
