@@ -197,6 +197,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A write-behind queue holds `max_queue` items (with `on_full` reject, or still after the
+    /// block timeout); nothing was written, to the cache or the queue.
+    QueueFull {
+        /// The configured `max_queue`.
+        max: usize,
+    },
+    /// The write-behind queue was closed; nothing was written.
+    Closed,
 }
 
 impl Error {
@@ -217,6 +225,8 @@ impl Error {
             Error::Cancelled => "Cancelled",
             Error::ValueNotEncodable { .. } => "ValueNotEncodable",
             Error::L2Unavailable { .. } => "L2Unavailable",
+            Error::QueueFull { .. } => "QueueFull",
+            Error::Closed => "Closed",
         }
     }
 
@@ -263,6 +273,8 @@ impl Error {
             Error::Cancelled => "cancelled".to_string(),
             Error::ValueNotEncodable { reason } => format!("value cannot be stored in the shared tier: {reason}"),
             Error::L2Unavailable { reason } => format!("the shared tier is unavailable: {reason}"),
+            Error::QueueFull { max } => format!("write-behind queue full (limit {max})"),
+            Error::Closed => "write-behind queue closed".to_string(),
         }
     }
 }

@@ -41,6 +41,8 @@ mod store;
 mod sync;
 mod tags;
 pub mod tier;
+#[cfg(feature = "tier")]
+mod write_behind;
 mod xfetch;
 
 /// The seeded generator behind every random choice of the core (eviction samples, jitter,
@@ -59,6 +61,10 @@ pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
+#[cfg(feature = "tier")]
+pub use write_behind::{
+    BatchWriter, FailedItem, OnFull, Op, WriteBehind, WriteBehindConfig, WriteBehindStats, BATCH_SIZE_BUCKETS,
+};
 
 /// Kept while the Node and WASM bindings still call `healcache::metrics::prometheus_text`; they
 /// can call [`Cache::prometheus`] instead. To be removed once they do.
