@@ -548,7 +548,12 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
     pub fn stats(&self) -> WriteBehindStats {
         let now = self.shared.cache.precise_nanos();
         let st = lock(&self.shared.state);
-        let oldest = st.inflight.iter().map(|i| i.since).chain(st.order.front().and_then(|k| st.items.get(k)).map(|i| i.since)).min();
+        let oldest = st
+            .inflight
+            .iter()
+            .map(|i| i.since)
+            .chain(st.order.front().and_then(|k| st.items.get(k)).map(|i| i.since))
+            .min();
         let c = &st.counters;
         WriteBehindStats {
             queue_depth: st.depth(),

@@ -31,7 +31,10 @@ fn cache(rt: &tokio::runtime::Runtime) -> Cache<u64> {
 type Batches = Arc<Mutex<Vec<Vec<Op<u64>>>>>;
 
 /// A writer that records each batch it accepts, and waits while `gate` is closed (false).
-fn gated(gate: watch::Receiver<bool>, seen: Batches) -> impl Fn(Vec<Op<u64>>) -> BoxFuture<'static, Result<(), String>> {
+fn gated(
+    gate: watch::Receiver<bool>,
+    seen: Batches,
+) -> impl Fn(Vec<Op<u64>>) -> BoxFuture<'static, Result<(), String>> {
     move |batch| {
         let mut gate = gate.clone();
         let seen = Arc::clone(&seen);
@@ -287,8 +290,11 @@ fn a_newer_write_supersedes_an_item_being_retried() {
             }
         }
     };
-    let config =
-        WriteBehindConfig { retry_min: Duration::from_millis(200), retry_max: Duration::from_millis(200), ..cfg(10, 10) };
+    let config = WriteBehindConfig {
+        retry_min: Duration::from_millis(200),
+        retry_max: Duration::from_millis(200),
+        ..cfg(10, 10)
+    };
     let wb = WriteBehind::new(cache(&rt), writer, config).unwrap();
     wb.set("k", 1).unwrap();
     retrying_rx.recv_timeout(Duration::from_secs(20)).unwrap();
