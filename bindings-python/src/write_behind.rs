@@ -62,15 +62,35 @@ impl PyWriter {
         let items = PyList::empty(py);
         for op in batch {
             let t = match op {
-                Op::Put { key, value } => PyTuple::new(py, ["put".into_pyobject(py)?.into_any(), key.into_pyobject(py)?.into_any(), value.obj.bind(py).clone()])?,
-                Op::Delete { key } => PyTuple::new(py, ["delete".into_pyobject(py)?.into_any(), key.into_pyobject(py)?.into_any(), py.None().into_bound(py)])?,
+                Op::Put { key, value } => PyTuple::new(
+                    py,
+                    [
+                        "put".into_pyobject(py)?.into_any(),
+                        key.into_pyobject(py)?.into_any(),
+                        value.obj.bind(py).clone(),
+                    ],
+                )?,
+                Op::Delete { key } => PyTuple::new(
+                    py,
+                    [
+                        "delete".into_pyobject(py)?.into_any(),
+                        key.into_pyobject(py)?.into_any(),
+                        py.None().into_bound(py),
+                    ],
+                )?,
             };
             items.append(t)?;
         }
         let (tx, rx) = oneshot::channel();
         let reply = Py::new(py, WriteReply { tx: Mutex::new(Some(tx)) })?;
         let event_loop = self.event_loop.as_ref().map(|l| l.clone_ref(py));
-        glue(py)?.getattr(pyo3::intern!(py, "submit"))?.call1((&self.writer, items, event_loop, self.is_async, reply))?;
+        glue(py)?.getattr(pyo3::intern!(py, "submit"))?.call1((
+            &self.writer,
+            items,
+            event_loop,
+            self.is_async,
+            reply,
+        ))?;
         Ok(rx)
     }
 }
@@ -151,7 +171,8 @@ impl PyWriteBehind {
             glue(py)?.getattr("prepare")?.call1((writer,))?.extract()?;
         let w = PyWriter { writer: writer.clone().unbind(), event_loop, is_async };
         let c = cache.get();
-        let (wb, drain) = WriteBehind::detached(c.inner.clone(), w, cfg, Arc::new(TokioTimer)).map_err(|e| to_pyerr(py, e))?;
+        let (wb, drain) =
+            WriteBehind::detached(c.inner.clone(), w, cfg, Arc::new(TokioTimer)).map_err(|e| to_pyerr(py, e))?;
         let drainer = Py::new(py, HealLoop::background(drain)?)?;
         glue(py)?.getattr("start")?.call1((&drainer,))?;
         Ok(PyWriteBehind { wb: Arc::new(wb), weigh: Arc::clone(&c.weigh), _drainer: drainer })
@@ -159,7 +180,13 @@ impl PyWriteBehind {
 
     /// Writes to the cache at once and queues the write; returns the entry's version.
     #[pyo3(signature = (key, value, ttl=None))]
-    fn set(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: Bound<'_, PyAny>, ttl: Option<Seconds>) -> PyResult<u64> {
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: Bound<'_, PyAny>,
+        ttl: Option<Seconds>,
+    ) -> PyResult<u64> {
         let k = key_str(key)?;
         let opts = WriteOptions { ttl: write_ttl(py, ttl)?, if_version: None };
         let v = self.weigh.value(value)?;

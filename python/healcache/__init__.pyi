@@ -610,6 +610,7 @@ class _WriteBehindStats(TypedDict):
     batch_size_buckets: list[int]
     closed: bool
 
+@final
 class WriteBehind:
     """Write-behind in front of ``writer`` (the source of truth): ``set`` / ``delete`` change the
     cache at once (L1, and L2 with the bus when it has a shared tier) and queue the change; the
@@ -625,8 +626,8 @@ class WriteBehind:
     ordering across processes.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         cache: Cache[Any],
         writer: Callable[[list[tuple[str, str, Any]]], Any],
         *,
@@ -637,7 +638,7 @@ class WriteBehind:
         retry_max: float = 5.0,
         attempts: int = 10,
         on_full: Union[Literal["reject"], tuple[Literal["block"], float], None] = None,
-    ) -> None: ...
+    ) -> WriteBehind: ...
     def set(self, key: str, value: Any, ttl: Optional[float] = None) -> int:
         """Writes the cache and queues the write; returns the entry's version. Raises ``QueueFull``
         or ``Closed`` (nothing written)."""
