@@ -1,6 +1,8 @@
 //! Write-behind: the queue bound (reject and block), coalescing, batch bound, retries, items
 //! given up, and close. Real timers (tokio); no test asserts how fast anything is.
 
+#![cfg(feature = "tier")]
+
 mod common;
 
 use std::sync::{Arc, Mutex};
