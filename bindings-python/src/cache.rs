@@ -25,7 +25,7 @@ use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
 #[pyclass(name = "Cache", module = "healcache", frozen, mapping)]
 pub(crate) struct PyCache {
     pub(crate) inner: Cache<Value>,
-    weigh: Arc<Weigh>,
+    pub(crate) weigh: Arc<Weigh>,
     healing: Healing,
 }
 

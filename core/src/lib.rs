@@ -43,6 +43,8 @@ mod sync;
 mod tags;
 pub mod tier;
 mod warm;
+#[cfg(feature = "tier")]
+mod write_behind;
 mod write_through;
 mod xfetch;
 
@@ -63,6 +65,10 @@ pub use source::{FnSource, Source, SourceAnswer, SourceError};
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
 pub use warm::{Warm, WarmReport};
+#[cfg(feature = "tier")]
+pub use write_behind::{
+    BatchWriter, FailedItem, OnFull, Op, WriteBehind, WriteBehindConfig, WriteBehindStats, BATCH_SIZE_BUCKETS,
+};
 pub use write_through::WriteThrough;
 
 /// Kept while the Node and WASM bindings still call `healcache::metrics::prometheus_text`; they

@@ -196,7 +196,7 @@ fn histogram(out: &mut String, metric: &str, help: &str, name: &str, h: &Histogr
 }
 
 /// Escapes a label value (backslash, quote, newline), so a name can never break the format.
-fn escape_label(s: &str) -> String {
+pub(crate) fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

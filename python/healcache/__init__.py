@@ -17,6 +17,8 @@ from ._errors import (
     Cancelled,
     HealcacheError,
     L2Unavailable,
+    QueueFull,
+    Closed,
     InvalidConfig,
     InvalidKey,
     KeyTooLong,
@@ -32,7 +34,7 @@ from ._errors import (
 )
 from ._decorator import CachedFunction, CacheInfo
 from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
-from ._healcache import Cache, ManualClock, __version__
+from ._healcache import Cache, ManualClock, WriteBehind, __version__
 
 
 class LoadLatency(TypedDict):
@@ -193,6 +195,7 @@ class HealingConfig(TypedDict):
 __all__ = [
     "Cache",
     "ManualClock",
+    "WriteBehind",
     "Fetched",
     "Status",
     "NOT_FOUND",

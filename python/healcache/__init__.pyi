@@ -629,6 +629,81 @@ class ValueNotEncodable(HealcacheError, TypeError):
 class L2Unavailable(HealcacheError, ConnectionError):
     reason: str
 
+class QueueFull(HealcacheError):
+    max: int
+
+class Closed(HealcacheError): ...
+
+class _WriteBehindFailure(TypedDict):
+    """An item ``WriteBehind`` gave up: its operation, the writer calls it took part in, the last error."""
+
+    op: Literal["put", "delete"]
+    key: str
+    value: Any
+    attempts: int
+    error: str
+
+class _WriteBehindStats(TypedDict):
+    """What ``WriteBehind.stats()`` returns."""
+
+    queue_depth: int
+    queue_capacity: int
+    lag: float
+    batches: int
+    flushed_items: int
+    failures: int
+    failed: int
+    superseded: int
+    failed_dropped: int
+    batch_sizes: list[int]
+    batch_size_buckets: list[int]
+    closed: bool
+
+@final
+class WriteBehind:
+    """Write-behind in front of ``writer`` (the source of truth): ``set`` / ``delete`` change the
+    cache at once (L1, and L2 with the bus when it has a shared tier) and queue the change; the
+    writer gets batches of ``("put", key, value)`` / ``("delete", key, None)`` tuples, at most
+    ``batch`` at a time, once a batch is full or ``flush_interval`` seconds after its oldest item.
+
+    The queue coalesces per key (last wins) and holds at most ``max_queue`` items; when full,
+    ``on_full="reject"`` raises ``QueueFull`` at once and ``("block", seconds)`` waits up to that
+    long first; a refused write changes nothing. A failed batch is retried with jittered
+    exponential backoff (``retry_min`` to ``retry_max`` seconds) up to ``attempts`` calls; items
+    given up are counted and kept (``failed()``). A sync writer runs on a daemon thread, an async
+    one on the event loop running at construction. Limits: a crash loses the queue; there is no
+    ordering across processes.
+    """
+
+    def __new__(
+        cls,
+        cache: Cache[Any],
+        writer: Callable[[list[tuple[str, str, Any]]], Any],
+        *,
+        max_queue: int = 10_000,
+        batch: int = 100,
+        flush_interval: float = 0.1,
+        retry_min: float = 0.1,
+        retry_max: float = 5.0,
+        attempts: int = 10,
+        on_full: Union[Literal["reject"], tuple[Literal["block"], float], None] = None,
+    ) -> WriteBehind: ...
+    def set(self, key: str, value: Any, ttl: Optional[float] = None) -> int:
+        """Writes the cache and queues the write; returns the entry's version. Raises ``QueueFull``
+        or ``Closed`` (nothing written)."""
+    def delete(self, key: str) -> bool:
+        """Removes the key from the cache and queues its deletion; whether it was there."""
+    def close(self, timeout: float = 5.0) -> int:
+        """Stops accepting, flushes for at most ``timeout`` seconds; returns the items left
+        unflushed (kept in ``failed()``)."""
+    @property
+    def closed(self) -> bool: ...
+    def failed(self, take: bool = False) -> list[_WriteBehindFailure]:
+        """Items given up, oldest first (at most ``max_queue``); ``take=True`` removes them."""
+    def stats(self) -> _WriteBehindStats: ...
+    def prometheus(self, name: str) -> str:
+        """The ``healcache_write_behind_*`` metrics in the Prometheus text format."""
+
 __all__ = [
     "Cache",
     "ManualClock",
@@ -661,5 +736,8 @@ __all__ = [
     "Cancelled",
     "ValueNotEncodable",
     "L2Unavailable",
+    "QueueFull",
+    "Closed",
+    "WriteBehind",
     "__version__",
 ]
