@@ -486,16 +486,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         };
         let h = &decoded.header;
         let seen = Expect::Token(h.token);
-        // Freshness from Redis's own clock: the key lives fresh + grace, so what is left of its
-        // PTTL beyond the grace is what is left fresh.
-        let fresh = match (reply.pttl_ms, h.fresh_ms) {
-            (-1, u64::MAX) => None,
-            (p, _) if p < 0 => return miss(seen),
-            (p, _) => match (p as u64).checked_sub(h.grace_ms) {
-                Some(left) if left > 0 => Some(Duration::from_millis(left)),
-                _ => return miss(seen),
-            },
-        };
+        // freshness from Redis's own clock
+        let Some(fresh) = codec::fresh_left(reply.pttl_ms, h) else { return miss(seen) };
         if !decoded.tags.is_empty() {
             match self.tags_current(&decoded.tags).await {
                 Some(true) => {}
