@@ -25,6 +25,7 @@ bench-l2-node: build-node
 
 bench-l2-python: python-package
 	$(VENV_PY) bench/l2_python.py
+	$(VENV_PY) bench/patterns_python.py
 
 # The fleet checks at full length against real redis-server processes, every figure printed:
 # rebuilds per TTL boundary with 4 instance processes (about 30 boundaries a run), fencing,
