@@ -506,11 +506,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
-        let grace = self.inner.settings.grace.unwrap_or_default();
-        let ttl = self.resolve_ttl(opts.ttl);
-        let memo = Some(written.version);
-        let w = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None, Vec::new(), memo);
-        if let Some(w) = w {
+        if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, Vec::new()) {
             tier.spawn(w);
         }
         Ok(written)
@@ -552,12 +548,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
         self.inner.tags.record(key, &recorded, |k| self.inner.store.stored_version(k) != 0);
         if let (Some(tier), Some(payload)) = (tier, payload) {
-            let grace = self.inner.settings.grace.unwrap_or_default();
-            let ttl = self.resolve_ttl(opts.ttl);
-            let memo = Some(written.version);
-            if let Some(w) =
-                tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None, recorded, memo)
-            {
+            if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, recorded) {
                 tier.spawn(w);
             }
         }
@@ -598,6 +589,24 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
+    /// The L2 write of a value just written to L1 (`written`): the same TTL and grace, its token
+    /// remembered under the L1 version; `None` when there is nothing to write.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn l2_write(
+        &self,
+        tier: &Arc<Tier<V>>,
+        key: &str,
+        payload: (crate::codec::PayloadCodec, Vec<u8>),
+        ttl: Ttl,
+        written: &Written,
+        expect: tier::Expect,
+        tags: Vec<crate::codec::Tag>,
+    ) -> Option<futures::future::BoxFuture<'static, tier::Wrote>> {
+        let grace = self.inner.settings.grace.unwrap_or_default();
+        let ttl = self.resolve_ttl(ttl);
+        tier.write_encoded(key, Some(payload), ttl, grace, 0, expect, None, tags, Some(written.version))
+    }
+
     pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Option<Duration> {
         match ttl {
             Ttl::Default => self.inner.settings.ttl,
@@ -695,11 +704,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let Some(tier) = self.inner.tier() else { return self.set_if_version(key, value, expected) };
         let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
         let written = self.write_raw(key, Some(value), Ttl::Default, Some(Expect::Live(expected)), 0)?;
-        let grace = self.inner.settings.grace.unwrap_or_default();
-        let ttl = self.resolve_ttl(Ttl::Default);
-        if let Some(w) =
-            tier.write_encoded(key, Some(payload), ttl, grace, 0, l2, None, Vec::new(), Some(written.version))
-        {
+        if let Some(w) = self.l2_write(tier, key, payload, Ttl::Default, &written, l2, Vec::new()) {
             tier.spawn(w);
         }
         Ok(written.version)

@@ -74,11 +74,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let written = self.write_raw(key, Some(value), opts.ttl, None, 0)?;
         #[cfg(feature = "tier")]
         if let (Some(tier), Some(payload)) = (self.inner.tier(), payload) {
-            let grace = self.inner.settings.grace.unwrap_or_default();
-            let ttl = self.resolve_ttl(opts.ttl);
-            let memo = Some(written.version);
             let any = crate::tier::Expect::Any;
-            if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, any, None, Vec::new(), memo) {
+            if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, any, Vec::new()) {
                 tier.settle(w, drop).await;
             }
         }
