@@ -172,7 +172,9 @@ fn to_json(v: &Mp) -> Value {
         Mp::String(s) => json!(s.as_str().unwrap_or_default()),
         Mp::Binary(b) => json!({"$bytes": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
         Mp::Array(a) => Value::Array(a.iter().map(to_json).collect()),
-        Mp::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json(v))).collect()),
+        Mp::Map(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json(v))).collect())
+        }
         Mp::Ext(..) => json!({"error": "an extension type"}),
     }
 }
