@@ -163,7 +163,8 @@ pub(crate) enum Heard {
 
 /// A sender's numbering and receivers' tracking of everyone else's.
 pub(crate) struct Numbering {
-    pub node: [u8; 16],
+    /// This instance's id; a forked child takes a new one ([`Numbering::renew`]).
+    node: Mutex<[u8; 16]>,
     next: AtomicU64,
     /// publisher -> (last seq received, when heard, in the receiver's clock nanos)
     seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
@@ -171,7 +172,20 @@ pub(crate) struct Numbering {
 
 impl Numbering {
     pub(crate) fn new(node: [u8; 16]) -> Self {
-        Numbering { node, next: AtomicU64::new(1), seen: Mutex::new(HashMap::new()) }
+        Numbering { node: Mutex::new(node), next: AtomicU64::new(1), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// This instance's id on the bus.
+    pub(crate) fn node(&self) -> [u8; 16] {
+        *self.node.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new id, numbering from 1 and nobody's numbering known: a forked child is another
+    /// instance than its parent (sharing the id, each would take the other's messages for its own).
+    pub(crate) fn renew(&self, node: [u8; 16]) {
+        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = node;
+        self.next.store(1, Relaxed);
+        self.forget();
     }
 
     /// The number of the next message; taken before the publish, so a lost publish is a gap.
@@ -187,7 +201,7 @@ impl Numbering {
     /// Interprets received bytes at `now` (nanos, any clock that only moves forward).
     pub(crate) fn hear(&self, bytes: &[u8], now: u64) -> Heard {
         let Ok(m) = Message::decode(bytes) else { return Heard::Malformed };
-        if m.node == self.node {
+        if m.node == self.node() {
             return Heard::Own;
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -241,6 +255,14 @@ pub(crate) fn node_id(seed: u64, precise_nanos: u64, addr: usize) -> [u8; 16] {
     id[..8].copy_from_slice(&a.to_be_bytes());
     id[8..].copy_from_slice(&b.to_be_bytes());
     id
+}
+
+/// This process's id (0 where there are no processes to tell apart).
+pub(crate) fn process_id() -> u32 {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::process::id();
+    #[cfg(target_arch = "wasm32")]
+    0
 }
 
 /// What a cache does with a key another instance changed (`false`) or deleted (`true`): true if
@@ -300,7 +322,7 @@ impl Link {
     /// unknown); `None` past [`MAX_MESSAGE`].
     pub(crate) fn message(&self, kind: Kind, keys: Vec<(String, Token)>, sent_us: u64) -> Option<Vec<u8>> {
         let seq = if kind == Kind::Heartbeat { self.numbering.last() } else { self.numbering.take() };
-        Message { kind, node: self.numbering.node, seq, sent_us, keys }.encode()
+        Message { kind, node: self.numbering.node(), seq, sent_us, keys }.encode()
     }
 }
 
@@ -395,5 +417,20 @@ mod tests {
         assert_eq!(me.last(), 0);
         assert_eq!((me.take(), me.take()), (1, 2));
         assert_eq!(me.last(), 2);
+    }
+
+    #[test]
+    fn a_renewed_numbering_is_another_instance() {
+        // a forked child renews: the parent's messages (its old id) are no longer its own
+        let me = Numbering::new([9; 16]);
+        me.take();
+        assert!(matches!(me.hear(&msg(Kind::Changed, 7, 1, &["x"]), 0), Heard::Keys { gap: false, .. }));
+        me.renew([4; 16]);
+        assert_eq!(me.node(), [4; 16]);
+        assert_eq!(me.last(), 0);
+        assert!(matches!(me.hear(&msg(Kind::Changed, 9, 5, &["x"]), 0), Heard::Keys { gap: false, .. }));
+        // whoever was heard before is first heard again: no gap from numbers seen by the parent
+        assert!(matches!(me.hear(&msg(Kind::Changed, 7, 3, &["x"]), 0), Heard::Keys { gap: false, .. }));
+        assert_eq!(me.hear(&msg(Kind::Changed, 4, 1, &["x"]), 0), Heard::Own);
     }
 }

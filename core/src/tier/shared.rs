@@ -233,6 +233,8 @@ pub(crate) struct Tier<V> {
     #[cfg(feature = "tier")]
     pub(super) leases: Leases,
     bus: Link,
+    /// The process the bus identity and heartbeat belong to: a forked child takes its own.
+    bus_pid: AtomicU32,
     /// Bumped after L1 entries change without a call of this process (a bus message, a
     /// distrust), so a host's read mirror of L1 knows to ask the core again.
     local_changes: Arc<AtomicU32>,
@@ -278,6 +280,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             jitter: Arc::new(AtomicU64::new(seed)),
             owner: node.iter().map(|b| format!("{b:02x}")).collect(),
             bus: Link::new(node, keys::bus_channel(&cfg_prefix, "cache")),
+            bus_pid: AtomicU32::new(bus::process_id()),
             local_changes: Arc::default(),
             memo: Mutex::new(vec![(0, 0, Token::default(), 0); max_entries.clamp(64, 1 << 16).next_power_of_two()]),
             tags,
@@ -760,6 +763,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Announces written or deleted keys on the bus (after the write landed: never a message
     /// without its value in L2). Best effort: a failed publish is a gap receivers notice.
     fn publish(self: &Arc<Self>, kind: bus::Kind, keys: Vec<(String, codec::Token)>) {
+        self.after_fork();
         // numbered and queued under one lock: the transport sends in queue order, so numbers
         // arrive in order unless messages are lost
         let sending = self.bus.sending.lock().unwrap_or_else(|p| p.into_inner());
@@ -794,7 +798,13 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let _ = self.bus.on_tag.set(on_tag);
         self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
         let weak = Arc::downgrade(self);
-        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak.clone())));
+        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak)));
+        self.start_heartbeat();
+    }
+
+    /// Heartbeats every 250 ms, and the check for a silent subscription, until the cache is gone.
+    fn start_heartbeat(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
         let timer = Arc::clone(&self.timer);
         let jitter = Arc::clone(&self.jitter);
         self.transport.spawn(
@@ -814,6 +824,25 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
             .boxed(),
         );
+    }
+
+    /// In a child of `fork()` (first call there): the bus identity, numbering and heartbeat task
+    /// were the parent's. Sharing the id, parent and child would each take the other's messages
+    /// for its own; the task does not exist here. The child takes its own, and distrusts the L1
+    /// it inherited: messages sent before its subscription started again never reached it.
+    fn after_fork(self: &Arc<Self>) {
+        let pid = bus::process_id();
+        if self.bus_pid.load(Relaxed) == pid || self.bus_pid.swap(pid, Relaxed) == pid {
+            return;
+        }
+        let seed = self.jitter.load(Relaxed) ^ u64::from(pid);
+        self.bus.numbering.renew(bus::node_id(seed, self.clock.precise_nanos(), Arc::as_ptr(self) as usize));
+        self.distrust();
+        // the parent's last message is no sign of this process's subscription
+        self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
+        if self.bus.on_key.get().is_some() {
+            self.start_heartbeat();
+        }
     }
 
     /// Every L1 entry written before now is suspect: re-read from L2 before it is served fresh.
@@ -1068,6 +1097,7 @@ struct Sink<V>(std::sync::Weak<Tier<V>>);
 impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
     fn message(&self, bytes: &[u8]) {
         if let Some(t) = self.0.upgrade() {
+            t.after_fork();
             t.heard(bytes);
         }
     }
@@ -1078,6 +1108,7 @@ impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
 
     fn subscribed(&self, first: bool) {
         let Some(t) = self.0.upgrade() else { return };
+        t.after_fork();
         t.bus.last_heard.store(t.clock.now_nanos(), Relaxed);
         t.bus.silent.store(false, Relaxed);
         if !first {

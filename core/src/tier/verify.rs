@@ -29,6 +29,7 @@ use std::time::Duration;
 use futures::future::FutureExt;
 use rand::SeedableRng;
 
+use super::bus::process_id;
 use super::shared::{L2Read, Tier, Wrote};
 use super::{lock, Expect, LeaseReply, Record, TransportError};
 use crate::codec::Token;
@@ -108,14 +109,6 @@ impl Leases {
             repaired: self.repaired.load(Relaxed),
         }
     }
-}
-
-/// This process's id (0 where there are no processes to tell apart).
-fn process_id() -> u32 {
-    #[cfg(not(target_arch = "wasm32"))]
-    return std::process::id();
-    #[cfg(target_arch = "wasm32")]
-    0
 }
 
 /// What the lease keeper asks of its healer each round: the prefixes to verify (none when the
