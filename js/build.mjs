@@ -14,7 +14,7 @@ const out = (cmd, args) => execFileSync(cmd, args, { cwd: root, encoding: 'utf8'
 
 // The wrapper's ES modules, in dependency order, bundled into one CommonJS file: their imports
 // of each other dropped, the last one's exports made `module.exports`.
-const WRAPPER = ['js/options.mjs', 'js/mirror.mjs', 'js/healing.mjs', 'js/cache.mjs'];
+const WRAPPER = ['js/options.mjs', 'js/mirror.mjs', 'js/healing.mjs', 'js/write_behind.mjs', 'js/cache.mjs'];
 
 function cjs() {
   const exportLine = /^export \{([^}]*)\};\n?/m;

@@ -13,6 +13,7 @@
 
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
+import { makeWriteBehind } from './write_behind.mjs';
 import {
   useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, tagsArg, waitUntilArg, setArgs, checkVersion,
   defaultSizeOf, weigh,
@@ -624,4 +625,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, makeClock, guardWasm, NOT_FOUND, codeError };
+export { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND, codeError };

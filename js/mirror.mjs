@@ -86,6 +86,11 @@ function makeMirror(B, P, row) {
       this._waiting = new Map(); // key -> getOrLoad/fetch calls under way
       this._odd = new Map(); // loaded handle -> its slot, kept until the core drops the handle
       this._dispose = undefined; // the user's dispose(value, key, reason), when given
+      // slot -> write-behind queues that may still hold its handle: such a slot is not reused
+      // when the core drops the value (a queued handle must keep naming its value), only once
+      // released (`_unhold`)
+      this._held = new Map();
+      this._heldFree = new Set(); // held slots the core has dropped
     }
 
     // Hands every value the core lets go from now on to `dispose(value, key, reason)`: the core
@@ -215,7 +220,24 @@ function makeMirror(B, P, row) {
       this._v[i] = undefined;
       this._k[i] = undefined;
       this._h[i] = 0;
-      this._free.push(i);
+      if (this._held.size !== 0 && this._held.has(i)) this._heldFree.add(i);
+      else this._free.push(i);
+    }
+
+    // A write-behind queue may hold slot `i`'s handle from now on.
+    _hold(i) {
+      this._held.set(i, (this._held.get(i) || 0) + 1);
+    }
+
+    // It no longer does: once no queue holds it, a slot the core dropped meanwhile is free.
+    _unhold(i) {
+      const n = this._held.get(i) - 1;
+      if (n > 0) {
+        this._held.set(i, n);
+        return;
+      }
+      this._held.delete(i);
+      if (this._heldFree.delete(i)) this._free.push(i);
     }
 
     // Drops the mirror entries the core evicted or expired, and frees the slots of the values it

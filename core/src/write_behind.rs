@@ -544,6 +544,21 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
         lock(&self.shared.state).failed.drain(..).collect()
     }
 
+    /// The value of every put the queue still holds: queued, being written, or kept as failed.
+    /// For hosts that keep the values themselves and hand the queue a handle (the JS bindings):
+    /// a write coalesced over, delivered or given up drops its handle without a call, so such a
+    /// host frees the values this no longer lists.
+    pub fn held_values(&self) -> Vec<V> {
+        let st = lock(&self.shared.state);
+        let put = |op: &Op<V>| match op {
+            Op::Put { value, .. } => Some(value.clone()),
+            Op::Delete { .. } => None,
+        };
+        let queued = st.items.values().map(|i| &i.op);
+        let inflight = st.inflight.iter().map(|i| &i.op);
+        queued.chain(inflight).chain(st.failed.iter().map(|f| &f.op)).filter_map(put).collect()
+    }
+
     /// The counters and gauges now.
     pub fn stats(&self) -> WriteBehindStats {
         let now = self.shared.cache.precise_nanos();

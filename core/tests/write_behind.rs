@@ -364,3 +364,24 @@ fn settings_out_of_bounds_and_a_cache_without_runtime_are_refused() {
     let e = WriteBehind::new(bare, recording(Batches::default()), cfg(5, 5)).unwrap_err();
     assert_eq!(e.code(), "InvalidConfig");
 }
+
+#[test]
+fn held_values_lists_the_puts_queued_being_written_and_failed() {
+    let rt = runtime();
+    let c = cache(&rt);
+    let (open, gate) = watch::channel(false);
+    let config = WriteBehindConfig { flush_interval: Duration::from_secs(3600), ..cfg(10, 1) };
+    let wb = WriteBehind::new(c.clone(), gated(gate, Batches::default()), config).unwrap();
+    wb.set("a", 1).unwrap();
+    wb.set("a", 2).unwrap(); // coalesced over: 1 is no longer held
+    wb.delete("d").unwrap();
+    let mut held = wb.held_values();
+    held.sort_unstable();
+    assert_eq!(held, vec![2]);
+    // left at close's deadline: kept as failed, so still held until taken
+    assert_eq!(block(wb.close(Duration::from_millis(20))), 2);
+    assert_eq!(wb.held_values(), vec![2]);
+    wb.take_failed();
+    assert!(wb.held_values().is_empty());
+    drop(open);
+}

@@ -242,6 +242,16 @@ impl Backend {
         self.written(self.core().cache.write_tagged(key, h, opts, &tags)?, out)
     }
 
+    /// Core `WriteBehind::new` for this cache: its drainer on the cache's spawner.
+    #[cfg(feature = "tier")]
+    pub fn write_behind(
+        &self,
+        writer: impl healcache::BatchWriter<Handle>,
+        cfg: healcache::WriteBehindConfig,
+    ) -> Result<healcache::WriteBehind<Handle>> {
+        healcache::WriteBehind::new(self.core().cache.clone(), writer, cfg)
+    }
+
     /// `Cache::invalidate_tag`: resolves to how many fresh entries of this process it invalidated.
     #[cfg(feature = "tier")]
     pub fn invalidate_tag(&self, tag: String, hard: bool) -> impl Future<Output = Result<f64>> + Send + 'static {

@@ -360,6 +360,87 @@ export declare class ManualClock {
   now(): number;
 }
 
+/** One item of a write-behind batch: the newest value of a key, or its deletion. */
+export type WriteOp<V = unknown> = { op: 'put'; key: string; value: V } | { op: 'delete'; key: string };
+
+/** An item a write-behind queue gave up (attempts exhausted, or left at `close`). */
+export type FailedWrite<V = unknown> = WriteOp<V> & {
+  /** Writer calls that included it (0: never sent before `close`'s deadline). */
+  attempts: number;
+  /** The writer's last error as text (`"Name: message"`), or why it was not sent. */
+  error: string;
+};
+
+/** Settings of a `WriteBehind`; each unset one takes the default shown. */
+export interface WriteBehindOptions {
+  /** Items the queue holds at most, the batch being written included (1 to 10,000,000). Default 10,000. */
+  maxQueue?: number;
+  /** Items per writer call at most (1 to `maxQueue`). Default 100. */
+  batch?: number;
+  /** A partial batch is sent once its oldest item waited this long (ms, up to a day). Default 100. */
+  flushInterval?: number;
+  /** First retry delay of a failed batch (ms, up to `retryMax`). Default 100. */
+  retryMin?: number;
+  /** Longest retry delay (ms, up to a day). Default 5000. */
+  retryMax?: number;
+  /** Writer calls per batch at most, the first included (1 to 1000). Default 10. */
+  attempts?: number;
+  /** A write to a full queue: `'reject'` (code QueueFull at once, the default) or wait up to `block` ms for room. */
+  onFull?: 'reject' | { block: number };
+}
+
+/** Counters and gauges of a `WriteBehind`. */
+export interface WriteBehindStats {
+  /** Items queued now, the batch being written included. */
+  queueDepth: number;
+  /** `maxQueue`. */
+  queueCapacity: number;
+  /** How long the oldest item has waited, in ms (0 when empty). */
+  lag: number;
+  /** Batches the writer accepted. */
+  batches: number;
+  /** Items the writer accepted. */
+  flushedItems: number;
+  /** Writer calls that failed (each retry counts). */
+  failures: number;
+  /** Items given up: attempts exhausted, or left at `close`. */
+  failed: number;
+  /** Items dropped from a failed batch because a newer write of their key was queued. */
+  superseded: number;
+  /** Given-up items no longer kept (beyond the newest `maxQueue`); still counted in `failed`. */
+  failedDropped: number;
+  /** Batches accepted per size bucket of `batchSizeBuckets`, a last one for larger batches. */
+  batchSizes: number[];
+  /** Upper bounds of the batch-size buckets. */
+  batchSizeBuckets: number[];
+  /** Whether `close()` was called. */
+  closed: boolean;
+}
+
+/**
+ * Write-behind: a write lands in the cache at once (and in L2 with a shared tier) and reaches
+ * `writer` later, in coalesced (last value wins), bounded, retried batches, called one at a time.
+ * The queue lives in this process: call `close()` before exit. Node package only: the
+ * WebAssembly package refuses it with code InvalidConfig.
+ */
+export declare class WriteBehind<V = unknown> {
+  constructor(cache: Cache<V>, writer: (batch: WriteOp<V>[]) => Promise<void> | void, options?: WriteBehindOptions);
+  /** Writes the cache as `cache.set` does and queues the write; resolves to the entry's version. Rejects with code QueueFull or Closed, changing nothing. */
+  set(key: string, value: V, options?: { ttl?: number }): Promise<number>;
+  /** Removes `key` from the cache and queues its deletion; resolves to whether a live entry was removed. */
+  delete(key: string): Promise<boolean>;
+  /** Stops accepting writes, flushes for at most `timeoutMs` (default 5000); resolves to the items left unflushed. */
+  close(timeoutMs?: number): Promise<number>;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+  /** The items given up, oldest first; `{ take: true }` removes them. */
+  failed(options?: { take?: boolean }): FailedWrite<V>[];
+  /** The counters and gauges now. */
+  stats(): WriteBehindStats;
+  /** The metrics in the Prometheus text format, labelled `cache="<name>"`. */
+  prometheus(name: string): string;
+}
+
 /** What a loader returns for a key that does not exist at the source (cached for `negativeTtl`). */
 export declare const NOT_FOUND: unique symbol;
 /** The type of `NOT_FOUND`. */
@@ -524,6 +605,8 @@ export type ErrorCode =
   | 'Poisoned'
   | 'ValueNotEncodable'
   | 'L2Unavailable'
+  | 'QueueFull'
+  | 'Closed'
   | 'ERR_INVALID_ARG_TYPE';
 
 /** The errors healcache throws (a loader's own rejection is passed on unchanged instead). */

@@ -117,6 +117,7 @@ const PACKAGE_MODULES = [
   ['healcache/options.mjs', 'js/options.mjs'],
   ['healcache/mirror.mjs', 'js/mirror.mjs'],
   ['healcache/healing.mjs', 'js/healing.mjs'],
+  ['healcache/write_behind.mjs', 'js/write_behind.mjs'],
   ['bindings-wasm/pkg-web/healcache_wasm.js', 'bindings-wasm/pkg-web/healcache_wasm.js'],
   // the opt-in wire module
   ['healcache/wasm/wire', 'wasm-wire/pkg-web/healcache_wasm_wire.js'],
