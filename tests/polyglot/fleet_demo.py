@@ -140,7 +140,13 @@ def run(seconds=3.5, out=print):
         # 3. a write in Node: Rust and Python read the new value
         node.get("get/item:2"), rust.get("get/item:2"), python.get("get/item:2")
         node.get("set/item:2/written-by-node")
-        after_write = [status_value(s.get("get/item:2")) for s in (rust, python)]
+        # the write's bus message drops the copies of the other two (within the bus's bound)
+        end = time.monotonic() + 5
+        while True:
+            after_write = [status_value(s.get("get/item:2")) for s in (rust, python)]
+            if all(v == "written-by-node" for _, v in after_write) or time.monotonic() > end:
+                break
+            time.sleep(0.01)
         rows.append(("item:2 set in node, read by rust / python", " / ".join(f"{v} ({st})" for st, v in after_write), ""))
 
         # 4. the origin changes behind the cache; one healing interval in Python repairs all
@@ -149,8 +155,13 @@ def run(seconds=3.5, out=print):
         origin.values["cfg:1"] = "cfg:1@origin-v2"
         stale = [s.get("get/cfg:1")["value"] for s in services]
         report = python.get("heal/cfg:")
-        time.sleep(0.2)  # the repair's bus message reaches the other two
-        healed = [status_value(s.get("get/cfg:1")) for s in (rust, node)]
+        # the repair's bus message reaches the other two: their next read goes to L2
+        end = time.monotonic() + 5
+        while True:
+            healed = [status_value(s.get("get/cfg:1")) for s in (rust, node)]
+            if all(v == "cfg:1@origin-v2" for _, v in healed) or time.monotonic() > end:
+                break
+            time.sleep(0.01)
         rows.append(("cfg:1 before the repair (r/p/n)", " / ".join(stale), ""))
         rows.append(("python heal: verified / drift / repaired", f"{report['verified']} / {report['drift']} / {report['repaired']}", ""))
         rows.append(("cfg:1 after, read by rust / node", " / ".join(f"{v} ({st})" for st, v in healed), ""))
