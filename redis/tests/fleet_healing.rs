@@ -9,19 +9,18 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use healcache_testkit::RedisServer;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
+
+mod common;
+use common::{server, Instance as Node};
 
 /// The tests share two cores with their child processes: one at a time, so one test's load does
 /// not stretch the other's intervals.
@@ -30,64 +29,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const KEYS: usize = 100;
 const DRIFTED: usize = 10;
 
-/// The example binary, built by `cargo test` beside this test's own binary.
-fn healer_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("fleet_healer");
-    assert!(bin.exists(), "{} is built by `cargo test -p healcache-redis` (or `cargo build -p healcache-redis --release --example fleet_healer`)", bin.display());
-    bin
-}
-
-struct Node {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-}
-
-impl Node {
-    fn start(redis: &str, source: &str, args: &[&str]) -> Node {
-        let mut child = Command::new(healer_bin())
-            .args(["--redis", redis, "--source", source, "--keys", &KEYS.to_string()])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
-        let mut n = Node { child, stdin, out: BufReader::new(stdout) };
-        assert_eq!(n.read(), Value::from("ready"));
-        n
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-    }
-
-    fn cmd(&mut self, cmd: &str) -> Value {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
-        self.read()
-    }
-
-    fn status(&mut self) -> Value {
-        self.cmd("status")
-    }
-
-    fn sigkill(&mut self) {
-        // by this child's own pid, never by name
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) }, 0);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One `fleet_healer` instance on `redis`, its source of truth at `source`.
+fn start(redis: &str, source: &str, args: &[&str]) -> Node {
+    let keys = KEYS.to_string();
+    Node::start("fleet_healer", &[&["--redis", redis, "--source", source, "--keys", &keys][..], args].concat())
 }
 
 /// The source of truth: `GET /src/<key>` answers the key's value as JSON (404 when it has none),
@@ -185,10 +130,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn server() -> RedisServer {
-    RedisServer::start().expect("redis-server must be installed (.ci/setup-server.sh) to run these tests")
-}
-
 fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !cond() {
@@ -203,7 +144,7 @@ fn num(v: &Value, field: &str) -> u64 {
 }
 
 fn holders(nodes: &mut [Node]) -> Vec<usize> {
-    (0..nodes.len()).filter(|&i| num(&nodes[i].status(), "held") == 1).collect()
+    (0..nodes.len()).filter(|&i| num(&nodes[i].cmd("status"), "held") == 1).collect()
 }
 
 /// One run: `n` instances over the same keys. Answers the source's request rate (requests per
@@ -212,7 +153,7 @@ fn run(n: usize, src: &Source) -> f64 {
     let r = server();
     src.reset();
     let args = ["--rate", "0.2", "--interval-ms", "250", "--lease-ms", "2000"];
-    let mut nodes: Vec<Node> = (0..n).map(|_| Node::start(&r.url(), &src.template(), &args)).collect();
+    let mut nodes: Vec<Node> = (0..n).map(|_| start(&r.url(), &src.template(), &args)).collect();
     wait_for("a verifier", Duration::from_secs(10), || holders(&mut nodes).len() == 1);
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
@@ -234,13 +175,13 @@ fn run(n: usize, src: &Source) -> f64 {
     for node in nodes.iter_mut() {
         assert_eq!(node.cmd(&peek).as_array().unwrap(), &want, "L1 holds the repaired values");
     }
-    let statuses: Vec<Value> = nodes.iter_mut().map(Node::status).collect();
+    let statuses: Vec<Value> = nodes.iter_mut().map(|n| n.cmd("status")).collect();
     let repaired: u64 = statuses.iter().map(|s| num(s, "repaired")).sum();
     assert_eq!(repaired, DRIFTED as u64, "each drifted entry repaired once, fleet-wide: {statuses:?}");
     // every instance reports the fleet's score, written by the verifier
     let h = holder[0];
     wait_for("the fleet's score everywhere", Duration::from_secs(5), || {
-        let s: Vec<Value> = nodes.iter_mut().map(Node::status).collect();
+        let s: Vec<Value> = nodes.iter_mut().map(|n| n.cmd("status")).collect();
         s.iter().all(|x| num(x, "score_repaired") == DRIFTED as u64 && x["score"] == s[h]["score"])
     });
     println!("{n} instance(s): source {rate:.1} requests/s; drift repaired everywhere {took:?} after injection");
@@ -270,14 +211,14 @@ fn a_verifier_killed_mid_interval_is_replaced_within_its_lease() {
     src.reset();
     let r = server();
     let args = ["--rate", "0.2", "--interval-ms", "100", "--lease-ms", "1000"];
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start(&r.url(), &src.template(), &args)).collect();
+    let mut nodes: Vec<Node> = (0..3).map(|_| start(&r.url(), &src.template(), &args)).collect();
     wait_for("a verifier", Duration::from_secs(10), || holders(&mut nodes).len() == 1);
     let victim = holders(&mut nodes)[0];
     // a while into the lease's life, past renewals, so the kill does not follow its taking
     std::thread::sleep(Duration::from_millis(1450));
     // mid-interval: the verifier (the only instance asking the source) has a request out
     wait_for("an interval under way", Duration::from_secs(5), || src.in_flight.load(SeqCst) > 0);
-    nodes[victim].sigkill();
+    nodes[victim].kill_now();
     let killed = Instant::now();
     // how much of the lease was left at the kill: the successor may take over only after it
     let (lease_key, _) = healcache::keys::verifier_keys("hc1", "item:");
