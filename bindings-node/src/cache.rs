@@ -322,6 +322,27 @@ fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
     }
 }
 
+/// A promise of a core call's future, polled once here, in call order: every call of one
+/// synchronous burst joins the flight the first started (left to the runtime's tasks, a late
+/// call could find that flight over already, a loader failing at once, and start another), and
+/// a write-behind write that finds room is in the cache when the call returns. The task
+/// re-polls with its own waker.
+pub(crate) fn promise<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<PromiseRaw<'env, ToJs>>
+where
+    T: Into<healcache_js_common::Js> + Send + 'static,
+    F: std::future::Future<Output = healcache::Result<T>> + Send + 'static,
+{
+    let mut fut = fut.boxed();
+    let first = within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+    let fut = match first {
+        Poll::Ready(r) => future::ready(r).boxed(),
+        Poll::Pending => fut,
+    };
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+        r.map(|v| ToJs(v.into())).map_err(|e| into_js_error(env, e))
+    })
+}
+
 /// `Backend::fetch` as a promise.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_fetch<'env>(
@@ -334,22 +355,11 @@ pub(crate) fn run_fetch<'env>(
     must_value: bool,
     tags: Option<Vec<String>>,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    let mut fut = match tags {
+    let fut = match tags {
         None => c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed(),
         Some(t) => c.fetch_tagged(key, core_loader(loader), ticket, opts, t).boxed(),
     };
-    // The core joins the key's flight or starts one on the first poll. Polling once here, in
-    // call order, makes every call of one synchronous burst join the flight the first started;
-    // left to the runtime's tasks, a late call could find that flight over already (a loader
-    // failing at once) and start another. The task re-polls with its own waker.
-    let first = within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-    let fut = match first {
-        Poll::Ready(r) => future::ready(r).boxed(),
-        Poll::Pending => fut,
-    };
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
-        r.map(ToJs).map_err(|e| into_js_error(env, e))
-    })
+    promise(env, fut)
 }
 
 /// Core `get_or_load` for one caller: resolves to `{ handle, status }`; "not found" rejects
@@ -485,9 +495,7 @@ pub fn fetch_many<'env>(
     ttl: Option<f64>,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
     let fut = c.fetch_many(keys, core_batch(loader), ttl).map_err(|e| into_js_error(env, e))?;
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
-        r.map(ToJs).map_err(|e| into_js_error(env, e))
-    })
+    promise(env, fut)
 }
 
 /// Core `warm`: resolves to its report.
@@ -505,9 +513,7 @@ pub fn warm<'env>(
     let count = |n: f64| if n.is_finite() && n >= 0.0 && n.fract() == 0.0 { n as usize } else { 0 };
     let opts = healcache::Warm { concurrency: count(concurrency), batch: count(batch), min_share };
     let fut = c.warm(keys, core_batch(loader), opts);
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
-        r.map(ToJs).map_err(|e| into_js_error(env, e))
-    })
+    promise(env, fut)
 }
 
 /// `Backend::ready`.
@@ -555,7 +561,5 @@ pub fn write_through<'env>(
         })
     };
     let fut = c.write_through(key, handle, weight, ttl, invalidate, payload, run).map_err(|e| into_js_error(env, e))?;
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
-        r.map(|v| ToJs(healcache_js_common::Js::Num(v))).map_err(|e| into_js_error(env, e))
-    })
+    promise(env, fut)
 }

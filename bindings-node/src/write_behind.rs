@@ -3,16 +3,16 @@
 //! Host glue: the JS writer as the core's `BatchWriter`, called on the JS thread; promises.
 
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
-use futures::future::{self, BoxFuture, FutureExt};
+use futures::future::{BoxFuture, FutureExt};
 use healcache::{BatchWriter, Op};
 use healcache_js_common::{batch_js, Backend, Handle, JsWriteBehind, WriteBehindArgs};
-use napi::bindgen_prelude::{within_runtime_if_available, External, Promise, PromiseRaw};
+use napi::bindgen_prelude::{External, Promise, PromiseRaw};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
 
+use crate::cache::promise;
 use crate::convert::ToJs;
 use crate::error::into_js_error;
 use crate::shared::Converted;
@@ -36,25 +36,6 @@ impl BatchWriter<Handle> for Writer {
             }
         })
     }
-}
-
-/// A promise of `fut`, polled once now: a write that finds room writes the cache during the
-/// call, so the write is in the cache when the call returns, and writes made in one
-/// synchronous burst are queued in call order.
-fn promise<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<PromiseRaw<'env, ToJs>>
-where
-    T: Into<healcache_js_common::Js> + Send + 'static,
-    F: std::future::Future<Output = healcache::Result<T>> + Send + 'static,
-{
-    let mut fut = fut.boxed();
-    let first = within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-    let fut = match first {
-        Poll::Ready(r) => future::ready(r).boxed(),
-        Poll::Pending => fut,
-    };
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
-        r.map(|v| ToJs(v.into())).map_err(|e| into_js_error(env, e))
-    })
 }
 
 /// A write-behind queue for cache `c` in front of `writer`; settings as `WriteBehindArgs`

@@ -673,27 +673,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Removes `key` only if its live version is `expected`; fails with
     /// [`Error::VersionMismatch`], changing nothing, otherwise.
     pub fn remove_if_version(&self, key: &str, expected: u64) -> Result<()> {
-        let mut removed = Vec::new();
-        let mut current = 0;
-        let now = self.inner.store.now();
-        let r = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |s| {
-            current = if s.expires_at > now { s.version } else { 0 };
-            current == expected
-        });
-        self.done(removed);
-        match r {
-            Some(_) => {
-                if let Some(tier) = self.inner.tier() {
-                    if let Some(w) = tier.tombstone(key) {
-                        tier.spawn(w);
-                    }
-                }
-                Ok(())
-            }
-            // Version 0 means "absent": an absent key meets it as an expired one does.
-            None if expected == 0 && current == 0 => Ok(()),
-            None => Err(Error::VersionMismatch { expected, current }),
-        }
+        self.remove_if_version_shared(key, expected, tier::Expect::Any)
     }
 
     /// [`Cache::set_if_version`] whose L2 write lands only as `l2` allows: a healer's repair of
@@ -711,8 +691,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see
-    /// [`Cache::set_if_version_shared`]).
-    #[cfg(feature = "tier")]
+    /// [`Cache::set_if_version_shared`]); `Expect::Any` for a plain one.
     pub(crate) fn remove_if_version_shared(&self, key: &str, expected: u64, l2: tier::Expect) -> Result<()> {
         let mut removed = Vec::new();
         let mut current = 0;
@@ -731,6 +710,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 }
                 Ok(())
             }
+            // Version 0 means "absent": an absent key meets it as an expired one does.
             None if expected == 0 && current == 0 => Ok(()),
             None => Err(Error::VersionMismatch { expected, current }),
         }

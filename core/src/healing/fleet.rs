@@ -6,13 +6,13 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use futures::future::{self, Either};
+use futures::future;
 use futures::stream::{self, StreamExt};
 
 use super::{Healer, Outcome, Settings};
 use crate::error::{ConfigProblem, Error, Result};
 use crate::scoring::ScoreWindow;
-use crate::source::{Source, SourceAnswer, SourceError};
+use crate::source::{Source, SourceAnswer};
 use crate::sync::lock;
 use crate::tier::{Expect, FleetVerify, L2Read, Record, Tier, Wrote};
 use crate::Ttl;
@@ -144,18 +144,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     async fn verify_shared(&self, tier: &Arc<Tier<V>>, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
         let inner = &self.inner;
         let Some((cached, token)) = tier.read_checked(key).await else { return Outcome::Skipped };
-        let fetch = source.fetch(key);
-        let answer = match inner.cache.timer() {
-            Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {
-                Either::Left((a, _)) => a,
-                Either::Right(_) => Err(SourceError::Timeout),
-            },
-            None => fetch.await,
-        };
-        let answer = match answer {
+        let answer = match self.ask(key, source, s).await {
             Ok(a) => a,
-            Err(SourceError::Refused) => return Outcome::Skipped,
-            Err(_) => return Outcome::Failed,
+            Err(skipped_or_failed) => return skipped_or_failed,
         };
         let new = match (answer, &cached) {
             (SourceAnswer::Value(new), Some(old)) if (inner.compare)(old, &new) => return Outcome::Consistent,

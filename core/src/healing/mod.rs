@@ -442,6 +442,28 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         report
     }
 
+    /// Asks `source` about `key` within `source_timeout` (when the cache has a timer): its
+    /// answer, or the outcome of a check it could not answer (refused: skipped; else failed).
+    async fn ask(
+        &self,
+        key: &str,
+        source: &dyn Source<V>,
+        s: Settings,
+    ) -> std::result::Result<SourceAnswer<V>, Outcome<V>> {
+        let fetch = source.fetch(key);
+        let answer = match self.inner.cache.timer() {
+            Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {
+                Either::Left((a, _)) => a,
+                Either::Right(_) => Err(SourceError::Timeout),
+            },
+            None => fetch.await,
+        };
+        answer.map_err(|e| match e {
+            SourceError::Refused => Outcome::Skipped,
+            _ => Outcome::Failed,
+        })
+    }
+
     async fn verify(&self, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
         let inner = &self.inner;
         let Some((cached, version)) = inner.cache.peek_versioned(key) else { return Outcome::Skipped };
@@ -452,18 +474,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         else {
             return Outcome::Skipped;
         };
-        let fetch = source.fetch(key);
-        let answer = match inner.cache.timer() {
-            Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {
-                Either::Left((a, _)) => a,
-                Either::Right(_) => Err(SourceError::Timeout),
-            },
-            None => fetch.await,
-        };
-        let answer = match answer {
+        let answer = match self.ask(key, source, s).await {
             Ok(a) => a,
-            Err(SourceError::Refused) => return Outcome::Skipped,
-            Err(_) => return Outcome::Failed,
+            Err(skipped_or_failed) => return skipped_or_failed,
         };
         match (answer, cached) {
             (SourceAnswer::Value(new), Some(old)) if (inner.compare)(&old, &new) => Outcome::Consistent,
