@@ -398,30 +398,34 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
     /**
      * Loads `keys` before traffic: `batch` keys per `loader(keys)` call (as `getMany`'s),
-     * `concurrency` calls at once. Resolves to `{ total, found, notFound, failed, error }`.
-     * `ready()` is false while it runs, and after it while fewer than `minShare` of the keys
-     * were answered.
+     * `concurrency` calls at once. Given a string instead of keys, warms the keys the shared
+     * tier holds that match it as a glob (at most `maxKeys` of them). Resolves to
+     * `{ total, found, notFound, failed, error }`. `ready()` is false while it runs, and after
+     * it while fewer than `minShare` of the keys were answered.
      */
     async warm(keys, loader, options) {
       if (B.warm === undefined) throw codeError('InvalidConfig', 'invalid config: `warm` needs the Node package', { field: 'warm' });
-      const uniq = this._batchArgs(keys, loader);
+      const pattern = typeof keys === 'string' ? keys : undefined;
+      let uniq;
+      if (pattern === undefined) uniq = this._batchArgs(keys, loader);
+      else if (typeof loader !== 'function') throw argError('loader must be a function');
       const o = options == null ? {} : options;
-      const num = (name, d) => {
-        const v = o[name] === undefined ? d : o[name];
-        if (typeof v !== 'number') throw argError(`${name} must be a number`);
+      const num = (name) => {
+        const v = o[name];
+        if (v !== undefined && typeof v !== 'number') throw argError(`${name} must be a number`);
         return v;
       };
-      const r = await B.warm(this._c, uniq, (ks) => this._runBatch(ks, loader), num('concurrency', 8), num('batch', 100), num('minShare', 1));
-      return r;
+      const run = (ks) => this._runBatch(ks, loader);
+      return B.warm(this._c, uniq, pattern ?? '', run, num('concurrency'), num('batch'), num('minShare'), num('maxKeys'));
     }
 
     /**
      * For a readiness probe: no `warm` running, the last one's `minShare` of keys answered, and
-     * with a shared tier L2 answering unless `allowDegraded`.
+     * with a shared tier L2 answering unless the `allowDegraded` option is on.
      */
-    ready(options) {
+    ready() {
       if (B.ready === undefined) return true;
-      return B.ready(this._c, options != null && options.allowDegraded === true);
+      return B.ready(this._c);
     }
 
     /** `{ answered, failed, total }` keys of the warm-ups so far. */
@@ -500,14 +504,17 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         return undefined;
       };
       try {
-        const p = call(ticket, run);
-        if (signal) {
-          onAbort = () => B.cancel(this._c, ticket);
-          signal.addEventListener('abort', onAbort, { once: true });
-        }
         let r;
         try {
-          r = await p;
+          // the answer itself when the core had it at once (a hit), else a promise of it
+          const p = call(ticket, run);
+          if (p instanceof Promise) {
+            if (signal) {
+              onAbort = () => B.cancel(this._c, ticket);
+              signal.addEventListener('abort', onAbort, { once: true });
+            }
+            r = await p;
+          } else r = p;
         } catch (e) {
           // an aborted wait rejects with the signal's reason, as fetch() does
           if (signal && signal.aborted && e && e.code === 'Cancelled') throw signal.reason;

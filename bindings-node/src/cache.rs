@@ -13,7 +13,7 @@ use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, BatchFuture, LoaderFuture, Out};
 use napi::bindgen_prelude::{
-    within_runtime_if_available, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
+    within_runtime_if_available, Either, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
     ToNapiValue, TypeName, ValueType,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -343,7 +343,27 @@ where
     })
 }
 
-/// `Backend::fetch` as a promise.
+/// A core call's answer: the value itself when the future is ready at its first poll (a hit:
+/// resolving a promise from here would cost a trip through the runtime and the event loop,
+/// tens of microseconds, for a read that took one), else a promise of it as [`promise`] makes.
+pub(crate) fn answer<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>>
+where
+    T: Into<healcache_js_common::Js> + Send + 'static,
+    F: std::future::Future<Output = healcache::Result<T>> + Send + 'static,
+{
+    let mut fut = fut.boxed();
+    match within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))) {
+        Poll::Ready(Ok(v)) => Ok(Either::A(ToJs(v.into()))),
+        Poll::Ready(Err(e)) => Err(into_js_error(env, e)),
+        Poll::Pending => env
+            .spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+                r.map(|v| ToJs(v.into())).map_err(|e| into_js_error(env, e))
+            })
+            .map(Either::B),
+    }
+}
+
+/// `Backend::fetch`: the answer at once when it is ready, else a promise.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_fetch<'env>(
     env: &'env Env,
@@ -354,29 +374,29 @@ pub(crate) fn run_fetch<'env>(
     opts: FetchOptions,
     must_value: bool,
     tags: Option<Vec<String>>,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let fut = match tags {
         None => c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed(),
         Some(t) => c.fetch_tagged(key, core_loader(loader), ticket, opts, t).boxed(),
     };
-    promise(env, fut)
+    answer(env, fut)
 }
 
 /// Core `get_or_load` for one caller: resolves to `{ handle, status }`; "not found" rejects
 /// with `NotFound`. `ticket` lets `cancel` stop this one caller's wait.
-#[napi(ts_return_type = "Promise<any>")]
+#[napi(ts_return_type = "any")]
 pub fn get_or_load<'env>(
     env: &'env Env,
     c: &External<Backend>,
     key: String,
     loader: Loader,
     ticket: u32,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true, None)
 }
 
 /// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
-#[napi(ts_return_type = "Promise<any>")]
+#[napi(ts_return_type = "any")]
 #[allow(clippy::too_many_arguments)]
 pub fn fetch<'env>(
     env: &'env Env,
@@ -389,14 +409,14 @@ pub fn fetch<'env>(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
     run_fetch(env, c, key, loader, ticket, opts, false, None)
 }
 
 /// Core `fetch_tagged` for one caller: `fetch` of a value carrying tags.
-#[napi(ts_return_type = "Promise<any>")]
+#[napi(ts_return_type = "any")]
 #[allow(clippy::too_many_arguments)]
 pub fn fetch_tagged<'env>(
     env: &'env Env,
@@ -410,7 +430,7 @@ pub fn fetch_tagged<'env>(
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
     tags: Vec<String>,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
     run_fetch(env, c, key, loader, ticket, opts, false, Some(tags))
@@ -498,28 +518,31 @@ pub fn fetch_many<'env>(
     promise(env, fut)
 }
 
-/// Core `warm`: resolves to its report.
+/// Core `warm` of `keys`, or `warm_matching` of `pattern` when `keys` is undefined: resolves to
+/// its report.
 #[napi(ts_return_type = "Promise<any>")]
+#[allow(clippy::too_many_arguments)]
 pub fn warm<'env>(
     env: &'env Env,
     c: &External<Backend>,
-    keys: Vec<String>,
+    keys: Option<Vec<String>>,
+    pattern: String,
     loader: BatchLoader,
-    concurrency: f64,
-    batch: f64,
-    min_share: f64,
+    concurrency: Option<f64>,
+    batch: Option<f64>,
+    min_share: Option<f64>,
+    max_keys: Option<f64>,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    // a count that is not a whole number in range is refused by the core as out of range
-    let count = |n: f64| if n.is_finite() && n >= 0.0 && n.fract() == 0.0 { n as usize } else { 0 };
-    let opts = healcache::Warm { concurrency: count(concurrency), batch: count(batch), min_share };
-    let fut = c.warm(keys, core_batch(loader), opts);
+    let opts = healcache_js_common::warm_options(concurrency, batch, min_share, max_keys)
+        .map_err(|e| into_js_error(env, e))?;
+    let fut = c.warm(keys, pattern, core_batch(loader), opts);
     promise(env, fut)
 }
 
 /// `Backend::ready`.
 #[napi]
-pub fn ready(c: &External<Backend>, allow_degraded: bool) -> bool {
-    c.ready(allow_degraded)
+pub fn ready(c: &External<Backend>) -> bool {
+    c.ready()
 }
 
 /// `Backend::warm_progress`.

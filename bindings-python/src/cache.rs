@@ -12,7 +12,7 @@ use futures::future::FutureExt;
 use healcache::{Cache, Error, FetchOptions, Warm, WriteOptions, WriteThrough};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyIterator, PyList, PyTuple, PyType};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use crate::config;
 use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
@@ -70,6 +70,7 @@ impl PyCache {
         l2_tombstone_ttl=None,
         fleet_lock_lease=None,
         fleet_lock_max_hold=None,
+        allow_degraded=None,
         redis=None,
         l2_prefix=None,
         fleet_lock=None,
@@ -115,6 +116,7 @@ impl PyCache {
         l2_tombstone_ttl: Option<Given>,
         fleet_lock_lease: Option<Given>,
         fleet_lock_max_hold: Option<Given>,
+        allow_degraded: Option<Given>,
         redis: Option<String>,
         l2_prefix: Option<String>,
         fleet_lock: Option<String>,
@@ -157,6 +159,7 @@ impl PyCache {
             ("l2_tombstone_ttl", l2_tombstone_ttl),
             ("fleet_lock_lease", fleet_lock_lease),
             ("fleet_lock_max_hold", fleet_lock_max_hold),
+            ("allow_degraded", allow_degraded),
         ];
         let shared = config::Shared { redis, prefix: l2_prefix, fleet_lock };
         let (inner, weigh) = config::build(py, &settings, seed, weigher, clock, shared)?;
@@ -495,34 +498,44 @@ impl PyCache {
 
     /// `await cache.warm(keys, loader)`: loads `keys` before traffic, `batch` keys per
     /// `loader(keys)` call (as `get_many`'s), `concurrency` calls at once; returns a dict
-    /// `{total, found, not_found, failed, error}`. `ready()` is False while it runs.
-    #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=100, min_share=1.0))]
+    /// `{total, found, not_found, failed, error}`. `ready()` is False while it runs. Given a
+    /// `str` instead of keys, warms the keys the shared tier holds that match it as a glob (at
+    /// most `max_keys` of them).
+    #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=100, min_share=1.0, max_keys=100_000))]
     #[allow(clippy::too_many_arguments)]
     fn warm<'py>(
         &self,
         py: Python<'py>,
-        keys: Vec<String>,
+        keys: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         concurrency: usize,
         batch: usize,
         min_share: f64,
+        max_keys: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let pattern = keys.cast::<PyString>().ok().map(|p| p.to_string());
+        let keys: Option<Vec<String>> = if pattern.is_none() { Some(keys.extract()?) } else { None };
         check_callable(loader.bind(py))?;
         let (event_loop, context) = running_loop(py)?;
         let load = Arc::new(self.batch_load(loader, &event_loop, context));
         let cache = self.inner.clone();
-        let opts = Warm { concurrency, batch, min_share };
-        let fut: WaitFuture =
-            Box::pin(async move { cache.warm(&keys, opts, move |k| load.call(k)).await.map(Reply::Warm) });
+        let opts = Warm { concurrency, batch, min_share, max_keys };
+        let fut: WaitFuture = Box::pin(async move {
+            let load = move |k| load.call(k);
+            let report = match (keys, pattern) {
+                (Some(keys), _) => cache.warm(&keys, opts, load).await,
+                (None, pattern) => cache.warm_matching(&pattern.unwrap_or_default(), opts, load).await,
+            };
+            report.map(Reply::Warm)
+        });
         drive(py, &event_loop, fut)
     }
 
     /// Whether the cache is ready for traffic (a readiness probe): no `warm` running, the last
-    /// one's `min_share` of keys answered, and with a shared tier L2 answering unless
-    /// `allow_degraded`.
-    #[pyo3(signature = (*, allow_degraded=false))]
-    fn ready(&self, allow_degraded: bool) -> bool {
-        self.inner.ready(allow_degraded)
+    /// one's `min_share` of keys answered, and with a shared tier L2 answering unless the
+    /// `allow_degraded` setting is on.
+    fn ready(&self) -> bool {
+        self.inner.ready()
     }
 
     /// `(answered, failed, total)` keys of the warm-ups so far.

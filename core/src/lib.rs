@@ -64,7 +64,7 @@ pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
-pub use warm::{Warm, WarmReport};
+pub use warm::{Warm, WarmReport, MAX_PATTERN_KEYS};
 #[cfg(feature = "tier")]
 pub use write_behind::{
     BatchWriter, FailedItem, OnFull, Op, WriteBehind, WriteBehindConfig, WriteBehindStats, BATCH_SIZE_BUCKETS,

@@ -11,7 +11,13 @@ use crate::stats::{HistogramSnapshot, Stats, LATENCY_BUCKETS_MS};
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`.
     pub fn prometheus(&self, name: &str) -> String {
-        prometheus_text(&self.stats(), name)
+        #[allow(unused_mut)]
+        let mut out = prometheus_text(&self.stats(), name);
+        // warm-ups run only where there is a tokio-like host (not in the WebAssembly module,
+        // which has a size budget and no shared tier)
+        #[cfg(feature = "tier")]
+        self.inner.warming.prometheus(&mut out, &escape_label(name), self.ready(), self.precise_nanos());
+        out
     }
 }
 

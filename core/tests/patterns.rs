@@ -170,7 +170,8 @@ fn write_through_refuses_bad_input_before_the_writer_runs() {
 #[test]
 fn warm_loads_every_key_in_batches_and_reports_readiness() {
     let cache = Cache::<u64>::builder().max_entries(10_000).build().unwrap();
-    assert!(cache.ready(false), "never warmed: ready");
+    assert!(cache.ready(), "never warmed: ready");
+    assert!(cache.prometheus("c").contains("healcache_ready{cache=\"c\"} 1\n"));
     let keys: Vec<String> = (0..1000).map(|i| if i % 10 == 0 { format!("no:{i}") } else { format!("k:{i}") }).collect();
     let calls = Calls::default();
     let c2 = cache.clone();
@@ -179,7 +180,7 @@ fn warm_loads_every_key_in_batches_and_reports_readiness() {
     let load = {
         let record = recording(&calls);
         move |keys: Vec<String>| {
-            if !c2.ready(true) {
+            if !c2.ready() {
                 s.fetch_add(1, SeqCst);
             }
             record(keys)
@@ -192,7 +193,10 @@ fn warm_loads_every_key_in_batches_and_reports_readiness() {
     assert_eq!(calls.len(), 16, "1000 keys in batches of 64");
     assert!(calls.iter().all(|c| c.len() <= 64));
     assert_eq!(saw_not_ready.load(SeqCst), 16, "not ready while warming");
-    assert!(cache.ready(false));
+    let text = cache.prometheus("c");
+    assert!(text.contains("healcache_warm_keys_total{cache=\"c\",outcome=\"answered\"} 1000\n"), "{text}");
+    assert!(text.contains("healcache_warm_keys_total{cache=\"c\",outcome=\"failed\"} 0\n"));
+    assert!(cache.ready());
     assert_eq!(cache.warm_progress(), (1000, 0, 1000));
     assert_eq!(cache.get("k:1"), Some(3));
 }
@@ -211,19 +215,24 @@ fn a_failed_warm_batch_is_reported_and_keeps_the_cache_not_ready() {
     let r = block_on(cache.warm(&keys, opts, load)).unwrap();
     assert_eq!((r.found, r.failed), (5, 5));
     assert!(r.error.as_deref().unwrap().contains("origin down"));
-    assert!(!cache.ready(true), "half the keys is less than min_share 1.0");
+    assert!(!cache.ready(), "half the keys is less than min_share 1.0");
+    let text = cache.prometheus("c");
+    assert!(text.contains("healcache_warm_keys_total{cache=\"c\",outcome=\"failed\"} 5\n"), "{text}");
+    assert!(text.contains("healcache_ready{cache=\"c\"} 0\n"));
     let lenient = Cache::<u64>::builder().build().unwrap();
     let r = block_on(lenient.warm(&keys, Warm { batch: 5, min_share: 0.5, ..Warm::default() }, load)).unwrap();
     assert_eq!(r.failed, 5);
-    assert!(lenient.ready(true), "half the keys meets min_share 0.5");
+    assert!(lenient.ready(), "half the keys meets min_share 0.5");
     // a dropped warm-up is not running any more
     let dropped = Cache::<u64>::builder().build().unwrap();
     let slow = |_k: Vec<String>| futures::future::pending::<Result<HashMap<String, u64>, std::io::Error>>();
     let mut w = Box::pin(dropped.warm(&keys, Warm::default(), slow));
     assert!((&mut w).now_or_never().is_none());
-    assert!(!dropped.ready(true));
+    assert!(!dropped.ready());
+    assert!(dropped.prometheus("d").contains("healcache_warm_running{cache=\"d\"} 1\n"));
     drop(w);
-    assert!(!dropped.ready(true), "10 keys asked, none answered");
+    assert!(dropped.prometheus("d").contains("healcache_warm_running{cache=\"d\"} 0\n"));
+    assert!(!dropped.ready(), "10 keys asked, none answered");
     assert_eq!(dropped.warm_progress(), (0, 0, 10));
 }
 
@@ -240,16 +249,23 @@ fn warm_options_are_checked_at_their_bounds() {
         (Warm { batch: 0, ..Warm::default() }, "batch"),
         (Warm { batch: 101, ..Warm::default() }, "batch"),
         (Warm { min_share: 1.01, ..Warm::default() }, "min_share"),
+        (Warm { max_keys: 0, ..Warm::default() }, "max_keys"),
+        (Warm { max_keys: healcache::MAX_PATTERN_KEYS + 1, ..Warm::default() }, "max_keys"),
     ] {
         let e = block_on(cache.warm(&keys, opts, load)).unwrap_err();
         assert!(matches!(e, Error::InvalidConfig { field: f, .. } if f == field), "{e:?}");
     }
     assert_eq!(cache.warm_progress(), (0, 0, 0), "refused warm-ups count nothing");
-    for opts in
-        [Warm { concurrency: 1024, batch: 100, min_share: 0.0 }, Warm { concurrency: 1, batch: 1, min_share: 1.0 }]
-    {
+    for opts in [
+        Warm { concurrency: 1024, batch: 100, min_share: 0.0, max_keys: healcache::MAX_PATTERN_KEYS },
+        Warm { concurrency: 1, batch: 1, min_share: 1.0, max_keys: 1 },
+    ] {
         assert_eq!(block_on(cache.warm(&keys, opts, load)).unwrap().found, 2);
     }
+    // a key pattern is listed from the shared tier: without one it is refused, nothing loaded
+    let e = block_on(cache.warm_matching("user:*", Warm::default(), load)).unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "pattern", .. }), "{e:?}");
+    assert_eq!(cache.warm_progress(), (4, 0, 4));
     // a loader answering a key it was not asked for does not cache it
     let extra = |k: Vec<String>| async move {
         let mut m: HashMap<String, u64> = k.into_iter().map(|k| (k, 1u64)).collect();

@@ -513,14 +513,24 @@ impl Backend {
         })
     }
 
-    /// `Cache::warm`: resolves to the report `{ total, found, notFound, failed, error }`.
-    pub fn warm<L>(&self, keys: Vec<String>, loader: L, opts: Warm) -> impl Future<Output = Result<Js>> + Send + 'static
+    /// `Cache::warm` of `keys`, or `Cache::warm_matching` of `pattern` when there are no keys:
+    /// resolves to the report `{ total, found, notFound, failed, error }`.
+    pub fn warm<L>(
+        &self,
+        keys: Option<Vec<String>>,
+        pattern: String,
+        loader: L,
+        opts: Warm,
+    ) -> impl Future<Output = Result<Js>> + Send + 'static
     where
         L: Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static,
     {
         let cache = self.core().cache.clone();
         async move {
-            let r = cache.warm(&keys, opts, loader).await?;
+            let r = match keys {
+                Some(keys) => cache.warm(&keys, opts, loader).await?,
+                None => cache.warm_matching(&pattern, opts, loader).await?,
+            };
             let error = r.error.map_or(Js::Undefined, Js::Str);
             Ok(Js::Obj(vec![
                 ("total", Js::Num(r.total as f64)),
@@ -533,8 +543,8 @@ impl Backend {
     }
 
     /// `Cache::ready`.
-    pub fn ready(&self, allow_degraded: bool) -> bool {
-        self.core().cache.ready(allow_degraded)
+    pub fn ready(&self) -> bool {
+        self.core().cache.ready()
     }
 
     /// `Cache::warm_progress` as `[answered, failed, total]`.

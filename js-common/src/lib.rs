@@ -19,7 +19,7 @@ mod value;
 mod write_behind;
 
 pub use backend::{AttachTier, Backend, BatchFuture, FetchAnswer, LoaderFuture};
-pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings};
+pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings, warm_options};
 pub use error::{error_message, error_props};
 pub use heal::{HealState, JsSource, VerifyCall};
 pub use removals::{Removals, QUIET_LIMIT};

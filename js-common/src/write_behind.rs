@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use healcache::{
-    duration_ms, BatchWriter, ConfigProblem, Error, OnFull, Op, Result, WriteBehind, WriteBehindConfig, WriteOptions,
-    BATCH_SIZE_BUCKETS,
+    duration_ms, BatchWriter, OnFull, Op, Result, WriteBehind, WriteBehindConfig, WriteOptions, BATCH_SIZE_BUCKETS,
 };
 
-use crate::config::ttl_arg;
+use crate::config::{count, ttl_arg};
 use crate::shared::Payload;
 use crate::{Backend, Handle, Js};
 
@@ -26,15 +25,6 @@ pub struct WriteBehindArgs {
     pub retry_max: Option<f64>,
     pub attempts: Option<f64>,
     pub block: Option<f64>,
-}
-
-fn count(field: &'static str, v: Option<f64>, default: usize) -> Result<usize> {
-    match v {
-        None => Ok(default),
-        // the core checks the range; this only refuses what no count can be
-        Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => Ok(n as usize),
-        Some(n) => Err(Error::invalid_config(field, ConfigProblem::NotWhole, Some(n))),
-    }
 }
 
 fn delay(field: &'static str, v: Option<f64>, default: Duration) -> Result<Duration> {

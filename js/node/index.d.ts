@@ -86,6 +86,8 @@ export interface CacheOptions {
   fleetLockLease?: number;
   /** How long a fleet lock holder keeps renewing at most, in ms; a slower loader is fenced out if another takes over. Defaults to 30000. */
   fleetLockMaxHold?: number;
+  /** `ready()` stays true while the shared tier is unreachable (L1 and the loader serve). Defaults to false. */
+  allowDegraded?: boolean;
 }
 
 /**
@@ -252,6 +254,8 @@ export interface WarmOptions {
   batch?: number;
   /** Share of the keys that must be answered for `ready()` (default 1). */
   minShare?: number;
+  /** Most keys a pattern may match, 1 to 10,000,000 (default 100,000); more is refused before any load. */
+  maxKeys?: number;
 }
 
 /** What `warm` did. */
@@ -666,11 +670,12 @@ export declare class Cache<V = any> {
   getMany(keys: readonly string[], loader: BatchLoader<V>, options?: { ttl?: number }): Promise<Map<string, V>>;
   /**
    * Loads `keys` before traffic: `batch` keys per `loader` call, `concurrency` calls at once; `ready()` is false
-   * while it runs. Node package only.
+   * while it runs. Given a string, warms the keys the shared tier holds that match it as a glob (`*`, `?`,
+   * `[...]`). Node package only.
    */
-  warm(keys: readonly string[], loader: BatchLoader<V>, options?: WarmOptions): Promise<WarmReport>;
-  /** For a readiness probe: no `warm` running, enough keys answered, L2 answering unless `allowDegraded`. */
-  ready(options?: { allowDegraded?: boolean }): boolean;
+  warm(keysOrPattern: readonly string[] | string, loader: BatchLoader<V>, options?: WarmOptions): Promise<WarmReport>;
+  /** For a readiness probe: no `warm` running, enough keys answered, L2 answering unless the `allowDegraded` option. */
+  ready(): boolean;
   /** Keys of the warm-ups so far. */
   warmProgress(): { answered: number; failed: number; total: number };
   /** Removes every entry. */

@@ -286,6 +286,8 @@ class Cache(Generic[_V]):
       (``"fenced-out"``): a newer value always wins.
     - ``fleet_lock_lease``: seconds a lock lives without renewal (default 5); renewed every third
       of it while the loader runs, for ``fleet_lock_max_hold`` seconds at most (default 30).
+    - ``allow_degraded``: ``ready()`` stays True while the shared tier is unreachable (L1 and the
+      loader serve; default False).
 
     Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
     keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
@@ -342,6 +344,7 @@ class Cache(Generic[_V]):
         l2_tombstone_ttl: Optional[_Seconds] = None,
         fleet_lock_lease: Optional[_Seconds] = None,
         fleet_lock_max_hold: Optional[_Seconds] = None,
+        allow_degraded: Optional[bool] = None,
         redis: Optional[str] = None,
         l2_prefix: Optional[str] = None,
         fleet_lock: Optional[Literal["off", "refresh", "all"]] = None,
@@ -483,17 +486,20 @@ class Cache(Generic[_V]):
         are loaded by one ``loader(keys)`` call returning the values it found."""
     def warm(
         self,
-        keys: Sequence[str],
+        keys: Union[Sequence[str], str],
         loader: Callable[[list[str]], Union[Mapping[str, _V], Awaitable[Mapping[str, _V]]]],
         /,
         *,
         concurrency: int = 8,
         batch: int = 100,
         min_share: float = 1.0,
+        max_keys: int = 100_000,
     ) -> Awaitable[WarmReport]:
-        """``await cache.warm(keys, loader)``: loads ``keys`` in batches before traffic."""
-    def ready(self, *, allow_degraded: bool = False) -> bool:
-        """For a readiness probe: no warm-up running, enough keys answered, L2 answering."""
+        """``await cache.warm(keys, loader)``: loads ``keys`` in batches before traffic; given a
+        ``str``, the keys the shared tier holds that match it as a glob (``max_keys`` at most)."""
+    def ready(self) -> bool:
+        """For a readiness probe: no warm-up running, enough keys answered, L2 answering (unless
+        the ``allow_degraded`` setting)."""
     def warm_progress(self) -> tuple[int, int, int]:
         """``(answered, failed, total)`` keys of the warm-ups so far."""
     def get_or_load_sync(

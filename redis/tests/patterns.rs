@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{block, cache_with_grace, server, wait_for};
-use healcache::{FetchOptions, Loaded, Status, Warm, WriteThrough};
+use healcache::tier::MsgPack;
+use healcache::{Cache, FetchOptions, Loaded, Status, Warm, WriteThrough};
+use healcache_redis::RedisTransport;
+use healcache_rt::{IoSpawner, IoTimer};
 use serde_json::{json, Value};
 
 fn ok() -> futures::future::Ready<Result<(), std::io::Error>> {
@@ -47,7 +50,10 @@ fn write_through_is_in_l2_and_on_the_bus_when_it_returns() {
     // invalidate instead of writing: a tombstone in L2, B's copy dropped, the next read loads
     let opts = WriteThrough { invalidate: true, ..WriteThrough::default() };
     assert_eq!(block(a.write_through("user:1", json!("unused"), opts, ok)).unwrap(), 0);
-    wait_for("B's copy dropped again", Duration::from_secs(5), || b.get("user:1").is_none());
+    // the bus reaches every other instance: `fresh` read the value above and holds a copy too
+    wait_for("B's and fresh's copies dropped again", Duration::from_secs(5), || {
+        b.get("user:1").is_none() && fresh.get("user:1").is_none()
+    });
     let load = || async { Ok::<_, std::io::Error>(Loaded::Value(json!("from the source"))) };
     let f = block(fresh.fetch("user:1", FetchOptions::default(), load)).unwrap();
     assert_eq!((f.value, f.status), (Some(json!("from the source")), Status::Loaded));
@@ -71,7 +77,7 @@ fn a_second_instance_warms_from_l2_without_asking_the_source() {
     let report = block(a.warm(&keys, Warm::default(), loader(&asked))).unwrap();
     assert_eq!((report.found, report.failed), (500, 0));
     assert_eq!(asked.load(SeqCst), 500);
-    assert!(a.ready(false));
+    assert!(a.ready());
     // the writes of A's loads land in L2 in the background: B waits for the last one
     let last = keys.last().unwrap().clone();
     let never = || async { Err::<Loaded<Value>, _>(std::io::Error::other("not yet")) };
@@ -79,30 +85,97 @@ fn a_second_instance_warms_from_l2_without_asking_the_source() {
     wait_for("A's values in L2", Duration::from_secs(5), || {
         block(probe.fetch(&last, FetchOptions::default(), never)).is_ok()
     });
-    let report = block(b.warm(&keys, Warm { batch: 50, concurrency: 4, min_share: 1.0 }, loader(&asked))).unwrap();
+    let report = block(b.warm(&keys, Warm { batch: 50, concurrency: 4, ..Warm::default() }, loader(&asked))).unwrap();
     assert_eq!((report.found, report.failed), (500, 0));
     assert_eq!(asked.load(SeqCst), 500, "B's warm-up asked the source nothing");
     assert!(b.stats().l2_hits >= 500, "{}", b.stats().l2_hits);
     assert_eq!(b.warm_progress(), (500, 0, 500));
-    assert!(b.ready(false));
+    assert!(b.ready());
 }
 
 #[test]
 fn readiness_follows_the_tier_unless_degraded_is_allowed() {
     let mut r = server();
-    let c = cache_with_grace(&r.url(), Duration::ZERO);
-    c.set("k", json!(1)).unwrap();
-    assert!(c.ready(false));
+    let strict = cache_with_grace(&r.url(), Duration::ZERO);
+    let lenient = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .allow_degraded(true)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    strict.set("k", json!(1)).unwrap();
+    assert!(strict.ready() && lenient.ready());
+    assert!(strict.prometheus("s").contains("healcache_ready{cache=\"s\"} 1\n"));
     r.kill();
     // reads fail over to L1 and the loader; a few failures open the breaker
     let load = || async { Ok::<_, std::io::Error>(Loaded::Value(json!(2))) };
-    wait_for("the breaker open", Duration::from_secs(10), || {
-        let _ = block(c.fetch("other", FetchOptions::default(), load));
-        c.remove("other");
-        c.stats().l2_breaker_state != 0
+    for c in [&strict, &lenient] {
+        wait_for("the breaker open", Duration::from_secs(10), || {
+            let _ = block(c.fetch("other", FetchOptions::default(), load));
+            c.remove("other");
+            c.stats().l2_breaker_state != 0
+        });
+    }
+    assert!(!strict.ready(), "L2 is not answering");
+    assert!(strict.prometheus("s").contains("healcache_ready{cache=\"s\"} 0\n"));
+    assert!(lenient.ready(), "degraded allowed: L1 and the loader still serve");
+    // and a pattern cannot be listed while L2 is away: a typed error, nothing warmed
+    let none = |_k: Vec<String>| async { Ok::<_, std::io::Error>(HashMap::<String, Value>::new()) };
+    let e = block(strict.warm_matching("*", Warm::default(), none)).unwrap_err();
+    assert_eq!(e.code(), "L2Unavailable", "{e}");
+    assert_eq!(strict.warm_progress(), (0, 0, 0));
+}
+
+#[test]
+fn a_new_instance_warms_a_key_pattern_from_l2() {
+    let r = server();
+    let a = cache_with_grace(&r.url(), Duration::ZERO);
+    for i in 0..300 {
+        a.set(&format!("user:{i}"), json!({ "id": i })).unwrap();
+        a.set(&format!("order:{i}"), json!(i)).unwrap();
+    }
+    // a key whose L2 copy expired, kept through a writer's grace window, is listed and loaded
+    let graceful = cache_with_grace(&r.url(), Duration::from_secs(30));
+    graceful.set_with_ttl("user:short", json!("old"), Some(Duration::from_millis(300))).unwrap();
+    let probe = cache_with_grace(&r.url(), Duration::ZERO);
+    let never = || async { Err::<Loaded<Value>, _>(std::io::Error::other("not yet")) };
+    wait_for("A's writes in L2", Duration::from_secs(5), || {
+        ["user:299", "order:299", "user:short"]
+            .iter()
+            .all(|k| block(probe.fetch(k, FetchOptions::default(), never)).is_ok())
     });
-    assert!(!c.ready(false), "L2 is not answering");
-    assert!(c.ready(true), "degraded allowed: L1 and the loader still serve");
+    let b = cache_with_grace(&r.url(), Duration::ZERO);
+    let asked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let loader = {
+        let asked = asked.clone();
+        move |keys: Vec<String>| {
+            asked.lock().unwrap().extend(keys.iter().cloned());
+            async move { Ok::<_, std::io::Error>(keys.into_iter().map(|k| (k, json!("loaded"))).collect::<HashMap<_, _>>()) }
+        }
+    };
+    // the bound is checked before anything is loaded: 301 keys match, 300 are allowed
+    let e = block(b.warm_matching("user:*", Warm { max_keys: 300, ..Warm::default() }, loader.clone())).unwrap_err();
+    assert!(matches!(e, healcache::Error::InvalidConfig { field: "max_keys", .. }), "{e}");
+    assert_eq!((b.len(), b.warm_progress()), (0, (0, 0, 0)));
+    for bad in [0, healcache::MAX_PATTERN_KEYS + 1] {
+        let e =
+            block(b.warm_matching("user:*", Warm { max_keys: bad, ..Warm::default() }, loader.clone())).unwrap_err();
+        assert!(matches!(e, healcache::Error::InvalidConfig { field: "max_keys", .. }), "{e}");
+    }
+    std::thread::sleep(Duration::from_millis(350)); // user:short's copy expires in L2
+    let report = block(b.warm_matching("user:*", Warm { max_keys: 301, ..Warm::default() }, loader)).unwrap();
+    assert_eq!((report.total, report.found, report.failed), (301, 301, 0));
+    assert_eq!(*asked.lock().unwrap(), ["user:short"], "only the expired copy was loaded");
+    assert_eq!(b.get("user:7"), Some(json!({ "id": 7 })));
+    assert_eq!(b.get("user:short"), Some(json!("loaded")));
+    assert!(b.get("order:7").is_none(), "outside the pattern");
+    assert!(b.ready());
+    let text = b.prometheus("b");
+    assert!(text.contains("healcache_warm_keys_total{cache=\"b\",outcome=\"answered\"} 301\n"), "{text}");
+    assert!(text.contains("healcache_warm_running{cache=\"b\"} 0\n"));
+    let took = text.lines().find_map(|l| l.strip_prefix("healcache_warm_seconds{cache=\"b\"} ")).unwrap();
+    assert!(took.parse::<f64>().unwrap() > 0.0, "{took}");
 }
 
 /// Refresh-ahead across the fleet: a refresh reads L2 first, so the value one instance's refresh

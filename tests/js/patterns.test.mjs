@@ -89,7 +89,7 @@ test('warm reports progress and readiness', { skip: WASM }, async () => {
   const report = await c.warm(
     keys,
     async (batch) => {
-      readyDuring.push(c.ready({ allowDegraded: true }));
+      readyDuring.push(c.ready());
       await sleep(1);
       return new Map(batch.map((k) => [k, Number(k.slice(2))]));
     },
@@ -105,9 +105,14 @@ test('warm reports progress and readiness', { skip: WASM }, async () => {
     throw new Error('origin down');
   }, { batch: 1 });
   assert.equal(r.failed, 2);
-  assert.equal(cold.ready({ allowDegraded: true }), false);
+  assert.equal(cold.ready(), false);
+  assert.match(cold.prometheus('cold'), /healcache_warm_keys_total\{cache="cold",outcome="failed"\} 2\n/);
   await assert.rejects(cold.warm(['x'], async () => new Map(), { batch: 0 }), (e) => e.code === 'InvalidConfig' && e.field === 'batch');
   await assert.rejects(cold.warm(['x'], async () => new Map(), { batch: 'many' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
+  // a count that is not whole is named as such, not mistaken for 0
+  await assert.rejects(cold.warm(['x'], async () => new Map(), { batch: 1.5 }), (e) => e.code === 'InvalidConfig' && e.field === 'batch' && /whole/.test(e.message));
+  // a key pattern is listed from the shared tier: refused without one
+  await assert.rejects(cold.warm('x*', async () => new Map()), (e) => e.code === 'InvalidConfig' && e.field === 'pattern');
 });
 
 test('writeThrough reaches another instance when it returns; warm takes what L2 holds', { skip: noRedis || WASM }, async (t) => {
@@ -148,4 +153,33 @@ test('writeThrough reaches another instance when it returns; warm takes what L2 
   assert.deepEqual([r.found, r.failed], [50, 0]);
   assert.equal(b.ready(), true);
   assert.deepEqual([...(await b.getMany(['w:1', 'w:2'], never))], [['w:1', 'w:1'], ['w:2', 'w:2']]);
+  // a new instance warms by key pattern what L2 holds, without asking the source
+  const c = new Cache({ redis: redis.url, ttl: 60_000 });
+  t.after(() => c.close());
+  await assert.rejects(c.warm('w:*', never, { maxKeys: 49 }), (e) => e.code === 'InvalidConfig' && e.field === 'maxKeys');
+  assert.equal(c.size, 0);
+  const byPattern = await c.warm('w:*', never, { maxKeys: 50 });
+  assert.deepEqual([byPattern.total, byPattern.found, byPattern.failed], [50, 50, 0]);
+  assert.equal(c.get('w:7'), 'w:7');
+  assert.equal(c.get('user:1'), undefined);
+  assert.match(c.prometheus('c'), /healcache_warm_keys_total\{cache="c",outcome="answered"\} 50\n/);
+});
+
+test('readiness with Redis down follows the allowDegraded option', { skip: noRedis || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const strict = new Cache({ redis: redis.url, l2Timeout: 50 });
+  const lenient = new Cache({ redis: redis.url, l2Timeout: 50, allowDegraded: true });
+  t.after(() => [strict.close(), lenient.close()]);
+  assert.deepEqual([strict.ready(), lenient.ready()], [true, true]);
+  await redis.kill();
+  const end = Date.now() + 10_000;
+  for (const c of [strict, lenient]) {
+    while (c.stats().l2BreakerState === 0) {
+      assert.ok(Date.now() < end, 'the breaker did not open');
+      await c.fetch('other', async () => 1);
+      c.delete('other');
+    }
+  }
+  assert.equal(strict.ready(), false);
+  assert.equal(lenient.ready(), true);
 });

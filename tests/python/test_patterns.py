@@ -95,7 +95,7 @@ def test_warm_reports_progress_and_readiness():
     ready_during = []
 
     async def load(batch):
-        ready_during.append(c.ready(allow_degraded=True))
+        ready_during.append(c.ready())
         await asyncio.sleep(0)
         return {k: int(k[2:]) for k in batch}
 
@@ -111,9 +111,13 @@ def test_warm_reports_progress_and_readiness():
     cold = healcache.Cache()
     report = run(lambda: cold.warm(["x", "y"], failing, batch=1))
     assert (report["failed"], report["error"]) == (2, "loader failed: RuntimeError: origin down")
-    assert not cold.ready(allow_degraded=True)
+    assert not cold.ready()
+    assert 'healcache_warm_keys_total{cache="cold",outcome="failed"} 2\n' in cold.prometheus("cold")
     with pytest.raises(healcache.InvalidConfig):
         run(lambda: cold.warm(["x"], failing, batch=0))
+    # a key pattern is listed from the shared tier: refused without one
+    with pytest.raises(healcache.InvalidConfig, match="pattern"):
+        run(lambda: cold.warm("x*", failing))
 
 
 def test_write_through_reaches_another_instance_when_it_returns(redis_server):  # noqa: F811
@@ -149,3 +153,27 @@ def test_write_through_reaches_another_instance_when_it_returns(redis_server):  
     report = run(lambda: b.warm([f"w:{i}" for i in range(50)], never))
     assert (report["found"], report["failed"]) == (50, 0)
     assert b.ready()
+    # a new instance warms by key pattern what L2 holds, without asking the source
+    c = healcache.Cache(redis=redis_server.url, ttl=60)
+    with pytest.raises(healcache.InvalidConfig, match="max_keys"):
+        run(lambda: c.warm("w:*", never, max_keys=49))
+    assert len(c) == 0
+    report = run(lambda: c.warm("w:*", never, max_keys=50))
+    assert (report["total"], report["found"], report["failed"]) == (50, 50, 0)
+    assert c.get("w:7") == "w:7" and c.get("user:1") is None
+    assert 'healcache_warm_keys_total{cache="c",outcome="answered"} 50\n' in c.prometheus("c")
+
+
+def test_readiness_with_redis_down_follows_allow_degraded(redis_server):  # noqa: F811
+    strict = healcache.Cache(redis=redis_server.url, l2_timeout=0.05)
+    lenient = healcache.Cache(redis=redis_server.url, l2_timeout=0.05, allow_degraded=True)
+    assert strict.ready() and lenient.ready()
+    redis_server.kill()
+    end = time.monotonic() + 10
+    for c in (strict, lenient):
+        while c.stats()["l2_breaker_state"] == 0:
+            assert time.monotonic() < end, "the breaker did not open"
+            run(lambda: c.fetch("other", lambda: 1))  # noqa: B023
+            c.delete("other")
+    assert not strict.ready()
+    assert lenient.ready()

@@ -12,7 +12,7 @@ use super::bus::{self, Heard, Link};
 use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
 #[cfg(feature = "tier")]
-use super::verify::Leases;
+use super::verify::{Leases, SCAN_STEP};
 use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Tag, Token};
 use crate::keys::{self, L2Keys};
@@ -1009,6 +1009,43 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let glob = format!("{}:{{????}}:v:{}", self.cfg.prefix, pattern);
         // a scan of many keys takes many round trips: its deadline is the scan's, not one operation's
         self.timed(self.transport.unlink_matching(glob), Some(UNLINK_DEADLINE)).await
+    }
+
+    /// The cache keys of the L2 values whose cache key matches `pattern` (a glob over cache
+    /// keys), each once; `None` when there are more than `max` of them. Each step of the walk
+    /// has the deadline of one operation.
+    #[cfg(feature = "tier")]
+    pub(crate) async fn keys_matching(
+        self: &Arc<Self>,
+        pattern: &str,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, TransportError> {
+        if !self.admit() {
+            return Err(TransportError::Io("the breaker is open".into()));
+        }
+        let glob = format!("{}:{{????}}:v:{}", self.cfg.prefix, pattern);
+        // SCAN may return a key more than once (a rehash during the walk)
+        let mut seen = std::collections::HashSet::new();
+        let mut keys = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (next, batch) =
+                self.timed(self.transport.scan(&glob, cursor, SCAN_STEP), Some(self.cfg.timeout)).await?;
+            for k in batch {
+                if let Some(key) = keys::cache_key_of(&self.cfg.prefix, &k) {
+                    if seen.insert(key.to_string()) {
+                        if keys.len() == max {
+                            return Ok(None);
+                        }
+                        keys.push(key.to_string());
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(Some(keys));
+            }
+        }
     }
 
     pub(crate) fn stats(&self) -> L2Stats {

@@ -39,7 +39,7 @@ use crate::sync::{lock as guard, Mutex};
 use crate::SeededRng;
 
 /// Keys asked per SCAN round trip at most.
-const SCAN_STEP: usize = 1000;
+pub(super) const SCAN_STEP: usize = 1000;
 
 /// How long a score record outlives its last write, at least: a prefix no instance verifies
 /// any more leaves nothing behind for good (P5).
