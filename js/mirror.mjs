@@ -538,7 +538,9 @@ function makeMirror(B, P, row) {
     _settle(key, h) {
       const v = this._valueOf(key, h);
       if (v === undefined) throw Object.assign(new Error('the loaded value is gone'), { code: 'LoaderError' });
-      if (this._pending.has(key)) this._reconcile(key, true);
+      // a value the core answered without this process loading it (an L2 hit, another
+      // caller's load) enters the mirror too, so the next read of it is a mirror hit
+      if (this._pending.has(key) || this._m.get(key) === undefined) this._reconcile(key, true);
       return v[0];
     }
 

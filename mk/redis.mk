@@ -20,8 +20,15 @@ bench-l2:
 	$(CARGO) bench -p healcache-redis --bench l2_hit
 	$(CARGO) bench -p healcache-redis --bench fleet
 
-bench-l2-node: build-node
+bench-l2-node: build-node bench/peers/node_modules/.stamp
 	$(NODE) bench/l2_node.mjs
+	$(NODE) bench/patterns_node.mjs
+
+# Peers whose dependencies clash with the project's (bentocache 1.6 wants ioredis 5), in a
+# directory of their own; used by the benches only.
+bench/peers/node_modules/.stamp: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --no-audit --no-fund
+	touch $@
 
 bench-l2-python: python-package
 	$(VENV_PY) bench/l2_python.py
