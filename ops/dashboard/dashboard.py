@@ -127,10 +127,11 @@ def fmt(v):
 
 
 def chart(title, series, x_max, y_max=None, marker=None, width=600, height=230, chart_id=""):
-    """An SVG line chart. series: [(label, colour, xs, ys, dashed)]."""
+    """An SVG line chart. series: [(label, colour, xs, ys, dashed)]; y_max: the axis top as given
+    (otherwise the data's maximum, rounded up to 1, 2 or 5 times a power of ten)."""
     left, right, top, bottom = 56, 12, 28, 34
     pw, ph = width - left - right, height - top - bottom
-    top_y = nice_max(y_max if y_max is not None else max((max(ys) for _, _, _, ys, _ in series if ys), default=1))
+    top_y = y_max if y_max is not None else nice_max(max((max(ys) for _, _, _, ys, _ in series if ys), default=1))
     x_max = x_max or 1.0
 
     def px(x):
@@ -188,7 +189,7 @@ def stampede_section(rows):
             "to draw this part.</p></section>"
         )
     x_max = max((max(r["t_s"]) for r in rows.values() if r["t_s"]), default=1)
-    y_max = max((max(r["origin_qps"]) for r in rows.values() if r["origin_qps"]), default=1)
+    y_max = nice_max(max((max(r["origin_qps"]) for r in rows.values() if r["origin_qps"]), default=1))
     parts = [
         '<section id="stampede"><h2>Stampede: origin queries per 100 ms</h2>',
         "<p>Each protection layer, one chart each on the same scale: without the layers the origin's "
@@ -288,7 +289,12 @@ def metastable_section(rows, trigger):
     ]
     for col, title in METASTABLE_CHARTS:
         series = [(name, colours[name], r["t_s"], r[col], False) for name, r in rows.items()]
-        y_max = 1.0 if col == "miss_rate" else None
+        y_max = None
+        if col == "miss_rate":
+            y_max = 1.0
+        elif col == "breaker_open":
+            # a count of instances: a multiple of 4, so the ticks are whole numbers
+            y_max = 4.0 * max(1, math.ceil(max((max(r[col], default=0) for r in rows.values()), default=0) / 4))
         parts.append("<figure>" + chart(title, series, x_max, y_max, marker=trigger, chart_id=f"metastable-{col}") + "</figure>")
     parts.append("</div></section>")
     return "\n".join(parts)

@@ -489,7 +489,7 @@ fn main() {
         a.seconds
     );
     println!(
-        "| {:<36} | {:>11} | {:>11} | {:>9} | {:>8} | {:>9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>18} |",
+        "| {:<36} | {:>11} | {:>11} | {:>9} | {:>9} | {:>9} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} | {:>18} |",
         "row",
         "goodput 0-T",
         "goodput end",
@@ -503,7 +503,7 @@ fn main() {
         "failed",
         "recovery"
     );
-    let widths = [38, 13, 13, 11, 10, 11, 11, 10, 10, 10, 10, 20];
+    let widths = [38, 13, 13, 11, 11, 11, 11, 10, 10, 10, 10, 20];
     println!("|{}|", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("|"));
     let mut csv = String::from(CSV_HEADER);
     for &n in &a.rows {
