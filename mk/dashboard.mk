@@ -7,7 +7,7 @@
 #   of it in headless Chromium ($(LAB_DIR)/dashboard.png).
 # - `make test-dashboard` (part of `make test`): the generator's tests, in a real browser, and a
 #   short metastable run whose states and counts are checked.
-# This file is read before python.mk: it names the venv's files, not its variables.
+# This file is read before python.mk: its prerequisites name none of python.mk's variables.
 TEST_SUITES += test-dashboard
 
 LAB_DIR ?= target/lab
@@ -35,8 +35,10 @@ dashboard:
 		--screenshot=$(abspath $(LAB_DIR))/dashboard.png file://$(abspath $(LAB_DIR))/dashboard.html 2>/dev/null
 	@echo "dashboard: $(LAB_DIR)/dashboard.html, $(LAB_DIR)/dashboard.png"
 
-test-dashboard: .venv/.healcache-tools build-metastable
+# The venv's test tools through python.mk's stamp, named in the recipe (expanded when it runs).
+test-dashboard: build-metastable
 	@command -v $(CHROMIUM) >/dev/null || bash .ci/setup-dashboard.sh
 	@command -v redis-server >/dev/null || bash .ci/setup-server.sh
-	.venv/bin/python -m pytest tests/dashboard -q -p no:cacheprovider
+	$(MAKE) --no-print-directory $(PY_DEPS_STAMP)
+	$(VENV_PY) -m pytest tests/dashboard -q -p no:cacheprovider
 	$(CARGO) test -p healcache-redis --release --test metastable
