@@ -1,5 +1,5 @@
 # The metastable failure and the fleet lab's dashboard.
-# - `make metastable` (not part of `make test`: about 3 minutes) runs the metastable failure, row by
+# - `make metastable` (not part of `make test`: about 5 minutes) runs the metastable failure, row by
 #   row, on a real redis-server and a saturating origin; prints the table and writes
 #   $(LAB_DIR)/metastable.csv.
 # - `make dashboard` draws $(LAB_DIR)/dashboard.html from the CSV files there (stampede.csv from

@@ -105,7 +105,7 @@ fn args() -> Args {
     assert!(rows.iter().all(|r| (1..=4).contains(r)), "--rows: numbers 1-4");
     let args = Args {
         out: opt("--out").map_or_else(|| "target/lab".into(), Into::into),
-        seconds: num("--seconds", 40.0),
+        seconds: num("--seconds", 60.0),
         trigger_s: num("--trigger-s", 10.0),
         rate: num("--rate", 1800.0),
         tail_share: num("--tail-share", 0.44),
