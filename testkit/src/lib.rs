@@ -39,9 +39,11 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod cluster;
 mod proxy;
 mod redis;
 pub mod resp;
 
+pub use cluster::{RedisCluster, CLUSTER_PRIMARIES, CLUSTER_SLOTS};
 pub use proxy::{ConnInfo, Direction, FaultProxy, Faults, ACCEPT_LOG_LEN, FIRST_BYTES_KEPT, MAX_DELAY};
 pub use redis::{redis_available, RedisOptions, RedisServer, RESTRICTED_ACL_RULES};
