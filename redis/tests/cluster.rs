@@ -1,7 +1,8 @@
 //! The shared tier on a local three-primary Redis Cluster (redis-server children on loopback,
 //! stopped by pid): L2 writes and reads, the fleet lock (acquire, renew, release), a fenced write
 //! refused, a bus invalidation between two instances over sharded pub/sub, SCAN and pattern
-//! unlink over every primary; all on keys spread across the three primaries.
+//! unlink over every primary, tag versions, the fleet verifier's lease and score record; on
+//! keys spread across the three primaries.
 //!
 //! No cross-slot command exists: every key a script declares shares one hash tag (checked over
 //! many keys), and after the whole run no node has answered a single CROSSSLOT error, the tier's
@@ -11,7 +12,7 @@
 use std::time::Duration;
 
 use healcache::keys::{self, L2Keys};
-use healcache::tier::{Expect, LockReply, MsgPack, Transport, WriteReply, WriteRequest};
+use healcache::tier::{Expect, LeaseReply, LockReply, MsgPack, Transport, WriteReply, WriteRequest};
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_redis::RedisClusterTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -193,6 +194,15 @@ fn the_tier_on_a_three_primary_cluster() {
     }
     let versions = block(t.tag_versions(tag_keys.clone())).unwrap();
     assert_eq!(versions, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+    // the fleet verifier's lease and score record (one slot: the record's write checks the lease)
+    let (lease_key, record) = keys::verifier_keys("hc1", "user:");
+    assert_eq!(block(t.try_lease(&lease_key, "a:1", lease)).unwrap(), LeaseReply::Won);
+    assert!(matches!(block(t.try_lease(&lease_key, "b:1", lease)).unwrap(), LeaseReply::Held { .. }));
+    let fields = vec![("score".to_string(), b"0.5".to_vec())];
+    assert!(!block(t.put_record(&lease_key, "b:1", &record, fields.clone(), lease)).unwrap(), "not the holder");
+    assert!(block(t.put_record(&lease_key, "a:1", &record, fields.clone(), lease)).unwrap());
+    assert_eq!(block(t.get_record(&record)).unwrap(), fields);
 
     // the proof: no node ever answered CROSSSLOT, no tier command failed, sharded pub/sub only
     let errors = cluster.error_stats().unwrap();
