@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod transport;
 
+pub use cluster::RedisClusterTransport;
 pub use transport::{redact, RedisTransport};

@@ -12,29 +12,35 @@ use healcache::tier::{
 };
 use healcache::{ConfigProblem, Error};
 use healcache_rt::ForkGuard;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long connecting may take: a probe that cannot connect in this long fails, and the
 /// breaker tries again later.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a probe's PING may take on an existing connection before it is replaced.
-const PING_TIMEOUT: Duration = Duration::from_millis(250);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(250);
 /// Writes waiting for the connection at most; beyond, a write fails at once (the breaker counts
 /// it) rather than queueing without bound behind a slow Redis.
-const WRITE_QUEUE: usize = 65_536;
+pub(crate) const WRITE_QUEUE: usize = 65_536;
 /// Writes sent in one pipeline at most (what is queued when the previous batch is answered).
-const WRITE_BATCH: usize = 512;
+pub(crate) const WRITE_BATCH: usize = 512;
 /// The bus connection is pinged this often; one that does not answer within [`BUS_PONG`] is
 /// replaced (pub/sub has no other sign of a silently dead link).
-const BUS_PING: Duration = Duration::from_secs(1);
-const BUS_PONG: Duration = Duration::from_secs(3);
-/// Longest pause between attempts to subscribe again.
-const BUS_RETRY_MAX: Duration = Duration::from_secs(1);
+pub(crate) const BUS_PING: Duration = Duration::from_secs(1);
+pub(crate) const BUS_PONG: Duration = Duration::from_secs(3);
+/// Pauses before subscribing again are full jitter, `U(0, min(BUS_RETRY_MAX, BUS_RETRY_FIRST * 2^k))`
+/// after k failed tries, the breaker's shape: a fleet that lost Redis at one instant spreads its
+/// resubscriptions over the window instead of retrying in step (a `[d/2, d]` pause seeded from
+/// the clock, as before, kept 50 instances of one process within a few 100 ms buckets).
+const BUS_RETRY_FIRST: Duration = Duration::from_secs(1);
+const BUS_RETRY_MAX: Duration = Duration::from_secs(4);
 /// Keys asked per SCAN round trip and unlinked per UNLINK.
-const SCAN_COUNT: usize = 1000;
-const UNLINK_BATCH: usize = 500;
+pub(crate) const SCAN_COUNT: usize = 1000;
+pub(crate) const UNLINK_BATCH: usize = 500;
 
 /// The shared tier's transport on Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -312,12 +318,7 @@ impl RedisTransport {
 
     fn write_answer(&self, a: redis::RedisResult<redis::Value>) -> Result<WriteReply, TransportError> {
         let a = a.and_then(|v| redis::from_redis_value::<Vec<i64>>(v).map_err(Into::into));
-        match a.map_err(|e| self.failed(e))?.as_slice() {
-            [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
-            [0, ..] | [-2, ..] => Ok(WriteReply::Newer),
-            [-1, ..] => Ok(WriteReply::EpochChanged),
-            other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),
-        }
+        write_reply(&a.map_err(|e| self.failed(e))?)
     }
 
     fn failed(&self, e: redis::RedisError) -> TransportError {
@@ -338,11 +339,7 @@ impl RedisTransport {
         let mut conn = self.conn_here().await?;
         let (bytes, pttl): (Vec<u8>, i64) =
             self.inner.revalidate.key(key).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
-        let token = <[u8; 16]>::try_from(bytes.as_slice()).ok().map(|b| Token {
-            epoch: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
-            counter: u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
-        });
-        Ok((token, pttl))
+        Ok((token_of(&bytes), pttl))
     }
 
     async fn tag_versions_now(&self, keys: Vec<String>) -> Result<Vec<u64>, TransportError> {
@@ -401,24 +398,7 @@ impl RedisTransport {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
-        let bad = || TransportError::Reply("unexpected ACQUIRE answer".into());
-        let redis::Value::Array(items) = reply else { return Err(bad()) };
-        let int = |v: Option<&redis::Value>| match v {
-            Some(redis::Value::Int(n)) => Some(*n),
-            _ => None,
-        };
-        match int(items.first()) {
-            Some(1) => {
-                let (e, c) = (int(items.get(1)).ok_or_else(bad)?, int(items.get(2)).ok_or_else(bad)?);
-                let lockval = match items.get(3) {
-                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => return Err(bad()),
-                };
-                Ok(LockReply::Won { token: Token { epoch: e as u64, counter: c as u64 }, lockval })
-            }
-            Some(0) => Ok(LockReply::Held { pttl_ms: int(items.get(1)).unwrap_or(-2) }),
-            _ => Err(bad()),
-        }
+        acquire_reply(reply)
     }
 
     async fn renew_now(&self, lock_key: String, lockval: String, lease_ms: u64) -> Result<bool, TransportError> {
@@ -467,11 +447,7 @@ impl RedisTransport {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
-        match reply.as_slice() {
-            [1] => Ok(LeaseReply::Won),
-            [0, pttl] => Ok(LeaseReply::Held { pttl_ms: *pttl }),
-            other => Err(TransportError::Reply(format!("unexpected LEASE answer {other:?}"))),
-        }
+        lease_reply(&reply)
     }
 
     async fn put_record_now(
@@ -510,24 +486,23 @@ impl RedisTransport {
     }
 
     /// One subscription for as long as its sink is alive: subscribe, deliver, ping; when the
-    /// connection fails or stops answering, subscribe again after a short jittered pause.
+    /// connection fails or stops answering, subscribe again after a full-jitter pause.
     async fn bus_loop(self, channel: String, sink: Arc<dyn BusSink>, mut first: bool) {
-        let mut pause = Duration::from_millis(50);
+        let mut rng = SmallRng::seed_from_u64(host_seed());
+        // retries since the last subscription: the pause before the next is `U(0, window(k))`
+        let mut k = 0u32;
+        // the first subscription (of this process) goes at once
+        let mut pause = !first;
         while sink.alive() {
-            match self.bus_session(&channel, &sink, first).await {
-                Ok(()) => {
-                    first = false;
-                    pause = Duration::from_millis(50);
-                }
-                Err(()) => {
-                    // spread a fleet's resubscriptions: somewhere in [pause/2, pause]
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                    let nanos = u64::from(now.subsec_nanos()) ^ u64::from(std::process::id());
-                    let wait = pause / 2 + Duration::from_nanos(nanos % (pause.as_nanos() as u64 / 2 + 1));
-                    tokio::time::sleep(wait).await;
-                    pause = (pause * 2).min(BUS_RETRY_MAX);
-                }
+            if pause {
+                tokio::time::sleep(bus_pause(&mut rng, k)).await;
+                k = k.saturating_add(1);
             }
+            if self.bus_session(&channel, &sink, first).await.is_ok() {
+                first = false;
+                k = 0;
+            }
+            pause = true;
         }
     }
 
@@ -584,19 +559,81 @@ impl RedisTransport {
     }
 }
 
+/// The pause before the next try to subscribe after `k` tries since the last subscription.
+pub(crate) fn bus_pause(rng: &mut SmallRng, k: u32) -> Duration {
+    let window = BUS_RETRY_FIRST.saturating_mul(1u32.checked_shl(k.min(16)).unwrap_or(u32::MAX)).min(BUS_RETRY_MAX);
+    Duration::from_nanos(rng.random_range(0..=window.as_nanos() as u64))
+}
+
+/// A seed from the OS (std's hasher keys are random per process and per `RandomState`), so each
+/// subscription draws its own pauses.
+pub(crate) fn host_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
 /// A lease in whole milliseconds, at least 1 (`PX 0` is an error in Redis).
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
 }
 
-fn token_bytes(t: Token) -> Vec<u8> {
+/// A WRITE script's answer (see the core's `scripts` table).
+pub(crate) fn write_reply(a: &[i64]) -> Result<WriteReply, TransportError> {
+    match a {
+        [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
+        [0, ..] | [-2, ..] => Ok(WriteReply::Newer),
+        [-1, ..] => Ok(WriteReply::EpochChanged),
+        other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),
+    }
+}
+
+/// An ACQUIRE script's answer.
+pub(crate) fn acquire_reply(reply: redis::Value) -> Result<LockReply, TransportError> {
+    let bad = || TransportError::Reply("unexpected ACQUIRE answer".into());
+    let redis::Value::Array(items) = reply else { return Err(bad()) };
+    let int = |v: Option<&redis::Value>| match v {
+        Some(redis::Value::Int(n)) => Some(*n),
+        _ => None,
+    };
+    match int(items.first()) {
+        Some(1) => {
+            let (e, c) = (int(items.get(1)).ok_or_else(bad)?, int(items.get(2)).ok_or_else(bad)?);
+            let lockval = match items.get(3) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                _ => return Err(bad()),
+            };
+            Ok(LockReply::Won { token: Token { epoch: e as u64, counter: c as u64 }, lockval })
+        }
+        Some(0) => Ok(LockReply::Held { pttl_ms: int(items.get(1)).unwrap_or(-2) }),
+        _ => Err(bad()),
+    }
+}
+
+/// A REVALIDATE script's answer: the 16 token bytes (none when absent or not an envelope).
+pub(crate) fn token_of(bytes: &[u8]) -> Option<Token> {
+    <[u8; 16]>::try_from(bytes).ok().map(|b| Token {
+        epoch: u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+        counter: u64::from_be_bytes(b[8..].try_into().unwrap_or_default()),
+    })
+}
+
+/// A LEASE script's answer.
+pub(crate) fn lease_reply(reply: &[i64]) -> Result<LeaseReply, TransportError> {
+    match reply {
+        [1] => Ok(LeaseReply::Won),
+        [0, pttl] => Ok(LeaseReply::Held { pttl_ms: *pttl }),
+        other => Err(TransportError::Reply(format!("unexpected LEASE answer {other:?}"))),
+    }
+}
+
+pub(crate) fn token_bytes(t: Token) -> Vec<u8> {
     let mut b = Vec::with_capacity(16);
     b.extend_from_slice(&t.epoch.to_be_bytes());
     b.extend_from_slice(&t.counter.to_be_bytes());
     b
 }
 
-fn failure(e: redis::RedisError) -> TransportError {
+pub(crate) fn failure(e: redis::RedisError) -> TransportError {
     if e.is_timeout() {
         TransportError::Timeout
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
@@ -607,7 +644,7 @@ fn failure(e: redis::RedisError) -> TransportError {
 }
 
 /// A task on the I/O runtime whose outcome a caller on any executor awaits.
-fn run<T: Send + 'static>(
+pub(crate) fn run<T: Send + 'static>(
     fut: impl std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
 ) -> BoxFuture<'static, Result<T, TransportError>> {
     healcache_rt::spawn(fut)

@@ -41,11 +41,13 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod cluster;
 mod origin;
 mod proxy;
 mod redis;
 pub mod resp;
 
+pub use cluster::{RedisCluster, CLUSTER_PRIMARIES, CLUSTER_SLOTS};
 pub use origin::{Gate, Origin, OriginOptions, OriginStats, Query};
 pub use proxy::{ConnInfo, Direction, FaultProxy, Faults, ACCEPT_LOG_LEN, FIRST_BYTES_KEPT, MAX_DELAY};
 pub use redis::{redis_available, RedisOptions, RedisServer, RESTRICTED_ACL_RULES};
