@@ -23,7 +23,7 @@
 //! counts `redis/tests/fleet_lab.rs` asserts). `<out>` defaults to `target/fleet-lab`.
 //!
 //! `fleet_lab [--windows N] [--ttl-ms N] [--instances N] [--clients N] [--rounds N] [--out DIR]
-//!  [--no-mixed]`
+//!  [--no-mixed] [--rows ID,ID...]`
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -48,6 +48,8 @@ struct Opts {
     rounds: usize,
     out: PathBuf,
     mixed: bool,
+    /// only these rows (by CSV id, `fencing` included), to look at one layer; default all
+    only: Option<Vec<String>>,
 }
 
 impl Opts {
@@ -66,6 +68,7 @@ impl Opts {
             rounds: num("--rounds", 5) as usize,
             out: opt("--out").map_or(target.join("fleet-lab"), PathBuf::from),
             mixed: !args.iter().any(|a| a == "--no-mixed"),
+            only: opt("--rows").map(|r| r.split(',').map(String::from).collect()),
         };
         assert!(o.windows >= 1 && o.ttl_ms >= 100, "--windows at least 1, --ttl-ms at least 100");
         assert!(o.instances >= 1 && o.clients >= 1, "--instances and --clients at least 1");
@@ -226,6 +229,8 @@ struct Row {
     stale: u64,
     requests: usize,
     errors: u64,
+    /// the first error of each instance that had one
+    first_errors: Vec<String>,
     statuses: BTreeMap<String, u64>,
 }
 
@@ -315,11 +320,14 @@ impl Lab {
                 "tail": TAIL, "missing_from": MISSING_FROM}));
         }
         let mut lat = Vec::new();
-        let (mut errors, mut statuses) = (0, BTreeMap::<String, u64>::new());
+        let (mut errors, mut statuses, mut first_errors) = (0, BTreeMap::<String, u64>::new(), Vec::new());
         for p in procs.iter_mut() {
             let r = p.read();
             lat.extend(r["lat_ns"].as_array().expect("lat_ns").iter().filter_map(Value::as_u64));
             errors += r["errors"].as_u64().unwrap_or(0);
+            if let Some(e) = r["first_error"].as_str() {
+                first_errors.push(format!("{:?}: {e}", p.lang));
+            }
             for (k, v) in r["statuses"].as_object().expect("statuses") {
                 *statuses.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
             }
@@ -358,6 +366,7 @@ impl Lab {
             stale: count(&["stale", "stale-fail-safe", "stale-soft-timeout"]),
             requests: lat.len(),
             errors,
+            first_errors,
             statuses: statuses.clone(),
         }
     }
@@ -467,7 +476,9 @@ fn main() {
     );
     let widths = [36, 16, 18, 21, 11, 10, 16, 11, 11, 10, 9, 10];
     println!("|{}|", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("|"));
-    let rows = specs(&lab.o, &lab.redis.url());
+    let only = lab.o.only.clone();
+    let wanted = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == id));
+    let rows: Vec<Spec> = specs(&lab.o, &lab.redis.url()).into_iter().filter(|s| wanted(s.id)).collect();
     let mut summary = Vec::new();
     for spec in &rows {
         let r = lab.row(spec);
@@ -493,7 +504,7 @@ fn main() {
             "id": spec.id, "name": spec.name.trim(), "langs": spec.langs.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>(),
             "boundaries": r.boundaries, "hot_at_ms": r.hot_at, "warm_ms": r.warm_ms, "hot_queries": (r.hot_per_window * lab.o.windows as f64).round() as u64,
             "origin_queries": r.origin, "absent_queries": r.absent, "requests": r.requests,
-            "errors": r.errors, "statuses": r.statuses,
+            "errors": r.errors, "first_errors": r.first_errors, "statuses": r.statuses,
         }));
     }
     println!("\nrebuilds of the hot key per TTL boundary, fleet-wide:");
@@ -502,10 +513,15 @@ fn main() {
     }
     let errors: u64 = summary.iter().map(|s| s["errors"].as_u64().unwrap_or(0)).sum();
     if errors > 0 {
-        println!("  ({errors} requests ended in an error)");
+        println!("  ({errors} requests ended in an error; the first of each instance that had one:)");
+        for s in &summary {
+            for e in s["first_errors"].as_array().into_iter().flatten() {
+                println!("    {}: {}", s["id"].as_str().unwrap_or(""), e.as_str().unwrap_or(""));
+            }
+        }
     }
 
-    let f = lab.fencing();
+    let f = if wanted("fencing") { lab.fencing() } else { json!({"rounds": 0}) };
     println!(
         "\nFencing: lease 100 ms (renewed for 100 ms at most); A's loader 400 ms, B's 10 ms; the origin's value changes"
     );

@@ -12,7 +12,7 @@
 //! - `{"op":"run","until_ms":T,"clients":C,"seed":S,"tail":K,"missing_from":M}`: C closed-loop
 //!   clients (1 ms think time) until wall-clock T (ms since the epoch, so the fleet stops
 //!   together); half the requests for `hot`, half for a Zipf(1.0) tail of K keys, `tail:i`
-//!   below M and `absent:i` from M on. Answers `{"requests","errors","lat_ns":[..],"statuses":{..}}`.
+//!   below M and `absent:i` from M on. Answers `{"requests","errors","first_error","lat_ns":[..],"statuses":{..}}`.
 //! - `{"op":"fetch","key":K}`: one fetch; `{"status","value"}` or `{"error"}`.
 //! - `{"op":"peek","key":K}`: the L1 value, no load; `{"op":"stats"}`: the cache's counters.
 //!
@@ -104,6 +104,7 @@ async fn run(cache: Cache<Value>, loader: Loader, cmd: &Value) -> Value {
             tokio::spawn(async move {
                 let mut rng = Rng(seed.wrapping_mul(1000).wrapping_add(c as u64) | 1);
                 let (mut lat, mut statuses, mut errors) = (Vec::new(), BTreeMap::<&'static str, u64>::new(), 0u64);
+                let mut first_error = None;
                 while epoch_ms() < until {
                     let key = if rng.next() < 0.5 {
                         "hot".to_string()
@@ -118,25 +119,29 @@ async fn run(cache: Cache<Value>, loader: Loader, cmd: &Value) -> Value {
                     let t = Instant::now();
                     match fetch(&cache, &loader, &key).await {
                         Ok(f) => *statuses.entry(f.status.as_str()).or_default() += 1,
-                        Err(_) => errors += 1,
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| e.to_string());
+                        }
                     }
                     lat.push(t.elapsed().as_nanos() as u64);
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                (lat, statuses, errors)
+                (lat, statuses, errors, first_error)
             })
         })
         .collect();
-    let (mut lat, mut statuses, mut errors) = (Vec::new(), BTreeMap::<&'static str, u64>::new(), 0);
+    let (mut lat, mut statuses, mut errors, mut first_error) = (Vec::new(), BTreeMap::<&'static str, u64>::new(), 0, None);
     for t in tasks {
-        let (l, s, e) = t.await.expect("a client");
+        let (l, s, e, fe) = t.await.expect("a client");
+        first_error = first_error.or(fe);
         lat.extend(l);
         for (k, v) in s {
             *statuses.entry(k).or_default() += v;
         }
         errors += e;
     }
-    json!({"requests": lat.len(), "errors": errors, "lat_ns": lat, "statuses": statuses})
+    json!({"requests": lat.len(), "errors": errors, "first_error": first_error, "lat_ns": lat, "statuses": statuses})
 }
 
 fn main() {
