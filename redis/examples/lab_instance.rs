@@ -131,7 +131,8 @@ async fn run(cache: Cache<Value>, loader: Loader, cmd: &Value) -> Value {
             })
         })
         .collect();
-    let (mut lat, mut statuses, mut errors, mut first_error) = (Vec::new(), BTreeMap::<&'static str, u64>::new(), 0, None);
+    let (mut lat, mut statuses, mut errors, mut first_error) =
+        (Vec::new(), BTreeMap::<&'static str, u64>::new(), 0, None);
     for t in tasks {
         let (l, s, e, fe) = t.await.expect("a client");
         first_error = first_error.or(fe);
