@@ -70,13 +70,16 @@ fn fleet_lab_counts_in_three_windows() {
         assert!(b.iter().all(|&n| n == 1), "{id}: one rebuild per boundary, {b:?}");
     }
     // negative caching: each absent key asked of the origin about once per negative TTL per
-    // instance at most, where without it every request for one is a query
+    // instance at most
     let absent = |id: &str| row(id)["absent_queries"].as_u64().unwrap();
     let bound = summary["absent_keys"].as_u64().unwrap() * INSTANCES as u64 * (3 + 1);
     for id in ["negative", "negative-mixed"] {
         assert!(absent(id) <= bound, "{id}: {} absent-key queries, above {bound}", absent(id));
     }
-    assert!(absent("jitter") > bound, "without negative caching: {} absent-key queries", absent("jitter"));
+    // without it the count grows with the request rate instead (about 10x here on a quiet
+    // machine); twice is a margin a starved machine keeps
+    let with = absent("negative").max(absent("negative-mixed"));
+    assert!(absent("jitter") > 2 * with, "without negative caching {}, with {with}", absent("jitter"));
 
     // the fencing scenario: every round's late write fenced out; B's value everywhere
     let f = &summary["fencing"];
