@@ -97,3 +97,16 @@ impl Drop for Instance {
         let _ = self.child.wait();
     }
 }
+
+/// The path of `example`, an example binary of this crate built beside this test's binary (by
+/// `cargo test -p healcache-redis`, or `cargo build -p healcache-redis --release --example NAME`).
+pub fn example_path(example: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("examples").join(example);
+    assert!(
+        bin.exists(),
+        "{} is built by `cargo build -p healcache-redis --release --example {example}`",
+        bin.display()
+    );
+    bin
+}
