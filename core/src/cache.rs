@@ -329,7 +329,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// When an entry written now with `ttl` expires, and how long from now that is (the TTL the
     /// cache decided, its jitter included; `None`: never).
-    fn meta(&self, ttl: Ttl, load_nanos: u64) -> (Meta, Option<Duration>) {
+    pub(crate) fn meta(&self, ttl: Ttl, load_nanos: u64) -> (Meta, Option<Duration>) {
         let s = &self.inner.settings;
         let ttl = match ttl {
             Ttl::Default => s.ttl,

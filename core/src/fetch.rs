@@ -457,16 +457,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 if let Some((value, version, load_nanos)) = held.flatten().filter(|_| !inner.tags.tagged(&key)) {
                     if let Some((token, grace)) = tier.recall(&key, version) {
                         if let Some(fresh) = tier.revalidate(&key, token, grace).await {
-                            cache.store_shared(
-                                &key,
-                                value.clone(),
-                                fresh,
-                                load_nanos,
-                                fence,
-                                opts,
-                                (token, grace),
-                                &[],
-                            );
+                            // the same value, trusted again: renewed in place, not replaced, so
+                            // a host holding it under its handle is not told it was dropped
+                            cache.renew_shared(&key, version, fresh, load_nanos, opts, (token, grace));
                             origin.store(REVALIDATED, Relaxed);
                             return Ok(value);
                         }
@@ -692,6 +685,29 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             if !tags.is_empty() {
                 self.inner.tags.record(key, tags, |k| self.inner.store.stored_version(k) != 0);
             }
+        }
+    }
+
+    /// Renews the entry of `key` at `version` (a suspect copy L2 confirmed by its token) for
+    /// `fresh` more (the cache's TTL at most), remembering the token for its new version.
+    #[cfg(feature = "tier")]
+    fn renew_shared(
+        &self,
+        key: &str,
+        version: u64,
+        fresh: Option<Duration>,
+        load_nanos: u64,
+        opts: FetchOptions,
+        (token, grace): (crate::codec::Token, Duration),
+    ) {
+        let ttl = match (fresh, self.resolve_ttl(opts.ttl)) {
+            (None, _) => Ttl::Default,
+            (Some(f), Some(own)) => Ttl::For(f.min(own)),
+            (Some(f), None) => Ttl::For(f),
+        };
+        let (meta, _) = self.meta(ttl, load_nanos);
+        if let (Some(v), Some(tier)) = (self.inner.store.renew(key, version, meta), self.inner.tier()) {
+            tier.remember(key, v, token, grace);
         }
     }
 

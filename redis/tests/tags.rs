@@ -5,9 +5,13 @@
 //! value written before the invalidation never reads as valid again, and after a gap an L1 copy
 //! is trusted again only when L2 still holds its token.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use healcache::{Cache, FetchOptions, Loaded, Status, WriteOptions};
+use healcache::tier::MsgPack;
+use healcache::{Cache, FetchOptions, Loaded, RemovalCause, Status, WriteOptions};
+use healcache_redis::RedisTransport;
+use healcache_rt::{IoSpawner, IoTimer};
 use serde_json::{json, Value};
 
 mod common;
@@ -122,7 +126,20 @@ fn bad_tags_are_refused_and_change_nothing() {
 #[test]
 fn after_a_gap_a_copy_whose_token_l2_still_holds_is_revalidated() {
     let r = server();
-    let (a, b) = (cache(&r.url()), cache(&r.url()));
+    // b reports what leaves its L1: a host holding values by handle (the Node package) frees a
+    // value when told it left, so a copy trusted again must not be reported as replaced
+    let left: Arc<Mutex<Vec<(String, RemovalCause)>>> = Arc::default();
+    let log = left.clone();
+    let b = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .ttl(Duration::from_secs(600))
+        .grace(Duration::from_secs(600))
+        .on_removal(move |k, _, cause| log.lock().unwrap().push((k.to_string(), cause)))
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    let a = cache(&r.url());
     a.set("same", json!("s")).unwrap();
     a.set("gone", json!("g")).unwrap();
     wait_for("a's writes", Duration::from_secs(5), || a.stats().l2_writes == 2);
@@ -143,6 +160,7 @@ fn after_a_gap_a_copy_whose_token_l2_still_holds_is_revalidated() {
     assert_eq!((f.value, f.status), (Some(json!("s")), Status::Revalidated), "{:?}", b.stats());
     let f = fetch(&b, "same", None).unwrap();
     assert_eq!(f.status, Status::Hit, "trusted again");
+    assert_eq!(*left.lock().unwrap(), [], "a copy trusted again is renewed in place, not replaced");
     let f = fetch(&b, "gone", Some(json!("g2"))).unwrap();
     assert_eq!((f.value, f.status), (Some(json!("g2")), Status::Loaded), "a token L2 lost is no revalidation");
     let s = b.stats();
