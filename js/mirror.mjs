@@ -426,7 +426,9 @@ function makeMirror(B, P, row) {
       // decided when no flight is under way and no repair may land; a set value decided the
       // loads that began before it when it was written, and those that began after may yet
       // land (held 0: none by order)
-      const held = h !== NONE && h % 2 === 0 ? 0 : h;
+      // a value read from L2 is numbered apart from this process's loads, so its number says
+      // nothing of which came first: like a set value, it decides none of them by order
+      const held = h !== NONE && (h % 2 === 0 || h >= L2_FIRST_ID) ? 0 : h;
       this._decide(key, held, flights === 0 && this._settled(key));
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out >= 0 && this._pending.has(key)) this._exp[out] = -Infinity;

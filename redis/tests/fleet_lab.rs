@@ -47,15 +47,11 @@ fn fleet_lab_counts_in_three_windows() {
         // 3 windows of a TTL after the hot key's aligned load: its boundaries at 1 and 2 TTLs
         assert!(b.len() >= 2, "{}: {} boundaries in 3 windows", r["id"], b.len());
         assert!(r["requests"].as_u64().unwrap() > 0, "{}", r["id"]);
-        // every error of a Rust or Python instance fails the row; Node's are printed (see below)
+        // every error of any instance, in any language, fails the row
         for e in r["first_errors"].as_array().unwrap() {
-            let e = e.as_str().unwrap();
             eprintln!("{}: {e} ({} errors in the row)", r["id"], r["errors"]);
-            assert!(e.starts_with("Node:"), "{}: {e}", r["id"]);
         }
-        if r["id"] != "negative-mixed" {
-            assert_eq!(r["errors"], 0, "{}", r["id"]);
-        }
+        assert_eq!(r["errors"], 0, "{}: {}", r["id"], r["first_errors"]);
     }
     // single flight ends at the process boundary: one rebuild per instance, with or without L2
     // (each L1 copy expires with L2's logical expiry, so the instances miss together)
