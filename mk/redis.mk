@@ -35,12 +35,12 @@ bench-l2-python: python-package
 	$(VENV_PY) bench/patterns_python.py
 
 # The fleet checks at full length against real redis-server processes, every figure printed:
-# rebuilds per TTL boundary with 4 instance processes (about 30 boundaries a run), fencing,
+# rebuilds per TTL boundary with 4 instance processes (about 28 boundaries a run), fencing,
 # SIGKILL and SIGSTOP of a lock holder, a cut bus link, tags, fleet-wide healing with 1 and 4
 # processes, invalidation latency, then the
 # fleet bench. Not part of `make test`, which runs the same tests shorter.
-.PHONY: fleet-lab
-fleet-lab:
+.PHONY: fleet-checks
+fleet-checks:
 	HEALCACHE_FLEET_LAB=1 $(CARGO) test -p healcache-redis --release --test fleet_processes --test fleet_lock \
 		--test bus --test outage --test tags --test fleet_healing -- --nocapture --test-threads 1
 	$(CARGO) bench -p healcache-redis --bench fleet

@@ -58,9 +58,11 @@ fn rebuilds_per_ttl_boundary_fleet_wide_four_processes() {
         ("fleet lock", &["--fleet-lock", "all"]),
         ("swr + try-lock", &["--fleet-lock", "refresh", "--swr", "--grace-ms", "10000"]),
     ];
-    // `make fleet-lab` runs it longer: about 30 boundaries a run instead of about 11
+    // `make fleet-checks` runs it longer. A boundary comes every TTL plus a load (300 + 40 ms),
+    // the first group is the cold start, and a busy machine stretches loads: about 28 boundaries
+    // in 10 s and 10 in 3.8 s, asked with a margin
     let lab = std::env::var_os("HEALCACHE_FLEET_LAB").is_some();
-    let (run_ms, min_boundaries) = if lab { (10_000, 30) } else { (3_800, 10) };
+    let (run_ms, min_boundaries) = if lab { (10_000, 25) } else { (3_800, 8) };
     for (i, (name, extra)) in runs.iter().enumerate() {
         let mut args = vec!["--ttl-ms", "300", "--lease-ms", "2000"];
         args.extend_from_slice(extra);
