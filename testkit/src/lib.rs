@@ -2,6 +2,8 @@
 //! - [`RedisServer`]: a `redis-server` child process on a free loopback port, optionally running as a
 //!   restricted ACL user, that tests can SIGKILL, SIGSTOP/SIGCONT and restart on the same port, always by
 //!   its own pid.
+//! - [`RedisCluster`]: three cluster-enabled `redis-server` children on loopback, slots assigned by
+//!   hand, stopped by their pids.
 //! - [`FaultProxy`]: a TCP proxy on loopback whose faults (latency, bandwidth, 1-byte slicing, blackhole,
 //!   resets, refusal, data limit) change while it runs; the `healcache-faultproxy` binary exposes it to
 //!   Python and Node tests through JSON lines on stdin.
