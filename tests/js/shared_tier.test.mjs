@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { REPO, redisAvailable, redisFor, sleep } from './rediskit.mjs';
-import { Cache, NOT_FOUND, WASM } from './helpers.mjs';
+import { Cache, hammerFetches, WASM } from './helpers.mjs';
 
 const skip = !redisAvailable() ? 'redis-server is not installed' : false;
 
@@ -356,31 +356,7 @@ test('concurrent fetches across instances always get their value', { skip: skip 
   const opts = { redis: redis.url, l2Timeout: 1000, fleetLock: 'all', ttl: 100, grace: 5000, staleWhileRevalidate: true, xfetch: true, negativeTtl: 100, loadTimeout: 10_000 };
   const caches = [new Cache(opts), new Cache(opts), new Cache(opts)];
   t.after(() => caches.map((c) => c.close()));
-  const errors = new Map();
-  let n = 0;
-  const until = Date.now() + 2000;
-  await Promise.all(
-    caches.flatMap((c) =>
-      Array.from({ length: 16 }, async () => {
-        while (Date.now() < until) {
-          const i = Math.floor(Math.random() * 60);
-          const key = Math.random() < 0.5 ? 'hot' : `k${i}`;
-          const absent = key !== 'hot' && i >= 50;
-          try {
-            const f = await c.fetch(key, async () => {
-              await sleep(10);
-              return absent ? NOT_FOUND : `${key}@${Date.now()}`;
-            });
-            assert.ok(absent ? f.value === undefined : f.value.startsWith(`${key}@`), `${key}: ${f.value}`);
-            n++;
-          } catch (e) {
-            errors.set(String(e), (errors.get(String(e)) || 0) + 1);
-          }
-          await sleep(1);
-        }
-      }),
-    ),
-  );
-  assert.deepEqual([...errors], [], `${n} answered`);
+  const { n, errors } = await hammerFetches(caches, { ms: 2000, loops: 16 });
+  assert.deepEqual(errors, [], `${n} answered`);
   assert.ok(n > 1000, `${n} answered`);
 });
