@@ -13,32 +13,30 @@
 //!   index in its top 8 bits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
-    scripts, BusSink, Expect, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply,
-    WriteRequest,
+    BusSink, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
 };
 use healcache::{ConfigProblem, Error};
-use healcache_rt::ForkGuard;
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{
     MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
 };
-use redis::{PushKind, Script, Value};
-use tokio::sync::{mpsc, oneshot};
+use redis::{PushKind, Value};
+use tokio::sync::mpsc;
 
-use crate::transport::{
-    acquire_reply, bus_pause, failure, host_seed, lease_reply, millis, redact, run, token_bytes, token_of, write_reply,
-    BUS_PING, BUS_PONG, CONNECT_TIMEOUT, PING_TIMEOUT, SCAN_COUNT, UNLINK_BATCH, WRITE_BATCH, WRITE_QUEUE,
+use crate::common::{
+    self, failure, millis, run, transport_for, Link, State, BUS_PING, BUS_PONG, CONNECT_TIMEOUT, PING_TIMEOUT,
+    SCAN_COUNT,
 };
+use crate::queue::{self, Queued};
+use crate::transport::{redact, scan_cmd};
 
 /// Bits of a [`Transport::scan`] cursor that carry a primary's own SCAN cursor; the bits above
 /// hold the primary's index (Redis's cursors stay far below 2^56: they index its hash table).
@@ -56,47 +54,7 @@ struct Inner {
     nodes: Vec<String>,
     client: ClusterClient,
     redacted: Vec<String>,
-    conn: Mutex<Option<ForkGuard<ClusterConnection>>>,
-    writer: Mutex<Option<ForkGuard<mpsc::Sender<Job>>>>,
-    subs: Mutex<Subscriptions>,
-    read: Script,
-    revalidate: Script,
-    write: Script,
-    write_fenced: Script,
-    acquire: Script,
-    renew: Script,
-    release: Script,
-    lease: Script,
-    put_record: Script,
-}
-
-type Subscriptions = (Vec<(String, Arc<dyn BusSink>)>, Option<ForkGuard<()>>);
-
-enum Queued {
-    Write(WriteRequest),
-    Publish { channel: String, message: Vec<u8>, deadline: Duration },
-}
-
-impl Queued {
-    fn deadline(&self) -> Duration {
-        match self {
-            Queued::Write(w) => w.deadline,
-            Queued::Publish { deadline, .. } => *deadline,
-        }
-    }
-
-    /// The key whose slot the item goes to.
-    fn key(&self) -> &str {
-        match self {
-            Queued::Write(w) => &w.keys.value,
-            Queued::Publish { channel, .. } => channel,
-        }
-    }
-}
-
-struct Job {
-    req: Queued,
-    reply: oneshot::Sender<Result<WriteReply, TransportError>>,
+    state: State<ClusterConnection>,
 }
 
 impl std::fmt::Debug for RedisClusterTransport {
@@ -138,234 +96,11 @@ impl RedisClusterTransport {
             redis::IntoConnectionInfo::into_connection_info(n.as_str()).map_err(|_| bad())?;
         }
         let client = cluster_client(&nodes, None).map_err(|_| bad())?;
-        let t = RedisClusterTransport {
-            inner: Arc::new(Inner {
-                redacted: nodes.iter().map(|n| redact(n)).collect(),
-                nodes,
-                client,
-                conn: Mutex::new(None),
-                writer: Mutex::new(None),
-                subs: Mutex::new((Vec::new(), None)),
-                read: Script::new(scripts::READ),
-                revalidate: Script::new(scripts::REVALIDATE),
-                write: Script::new(scripts::WRITE_SEEN),
-                write_fenced: Script::new(scripts::WRITE),
-                acquire: Script::new(scripts::ACQUIRE),
-                renew: Script::new(scripts::RENEW),
-                release: Script::new(scripts::RELEASE),
-                lease: Script::new(scripts::LEASE),
-                put_record: Script::new(scripts::PUT_RECORD),
-            }),
-        };
+        let redacted = nodes.iter().map(|n| redact(n)).collect();
+        let t = RedisClusterTransport { inner: Arc::new(Inner { redacted, nodes, client, state: State::new() }) };
         let first = t.clone();
         let _ = futures::executor::block_on(healcache_rt::spawn(async move { first.reconnect().await }));
         Ok(t)
-    }
-
-    fn conn(&self) -> Result<ClusterConnection, TransportError> {
-        let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref().and_then(|g| g.get().cloned()).ok_or_else(|| TransportError::Io("not connected".into()))
-    }
-
-    /// The connection, or a new one in a child of `fork()` (the parent's is never used there).
-    async fn conn_here(&self) -> Result<ClusterConnection, TransportError> {
-        self.resubscribe_after_fork();
-        let inherited = {
-            let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            slot.as_ref().is_some_and(|g| g.get().is_none())
-        };
-        if inherited {
-            self.reconnect().await?;
-        }
-        self.conn()
-    }
-
-    fn lost(&self) {
-        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    fn failed(&self, e: redis::RedisError) -> TransportError {
-        if e.is_connection_refusal() || e.is_unrecoverable_error() {
-            self.lost();
-        }
-        failure(e)
-    }
-
-    async fn reconnect(&self) -> Result<(), TransportError> {
-        let connect = self.inner.client.get_async_connection();
-        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 4, connect)
-            .await
-            .map_err(|_| TransportError::Timeout)?
-            .map_err(failure)?;
-        ping_primaries(&mut conn).await?;
-        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(ForkGuard::new(conn));
-        Ok(())
-    }
-
-    fn writer(&self) -> mpsc::Sender<Job> {
-        let mut slot = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = slot.as_ref().and_then(|g| g.get()) {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let me = self.clone();
-        healcache_rt::handle().spawn(async move { me.write_loop(rx).await });
-        *slot = Some(ForkGuard::new(tx.clone()));
-        tx
-    }
-
-    /// The queued writes and messages in call order, in batches of what is queued; a batch is
-    /// answered before the next is sent, so order across batches holds too.
-    async fn write_loop(self, mut rx: mpsc::Receiver<Job>) {
-        let mut jobs = Vec::with_capacity(WRITE_BATCH);
-        while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
-            jobs.retain(|j| !j.reply.is_closed());
-            let (reqs, mut replies): (Vec<Queued>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
-            if reqs.is_empty() {
-                continue;
-            }
-            let gone = futures::future::join_all(replies.iter_mut().map(|r| r.closed()));
-            let deadline = reqs.iter().map(|r| r.deadline()).max().unwrap_or_default();
-            let n = reqs.len();
-            let batch = async {
-                tokio::time::timeout(deadline, self.write_batch(reqs))
-                    .await
-                    .unwrap_or_else(|_| vec![Err(TransportError::Timeout); n])
-            };
-            tokio::select! {
-                answers = batch => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                _ = gone => {}
-            }
-        }
-    }
-
-    /// One pipeline per slot, sent together; answers put back in call order.
-    async fn write_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
-        let n = reqs.len();
-        let conn = match self.conn_here().await {
-            Ok(c) => c,
-            Err(e) => return vec![Err(e); n],
-        };
-        let mut groups: HashMap<Route, Vec<usize>> = HashMap::new();
-        for (i, r) in reqs.iter().enumerate() {
-            groups.entry(Route::with_key(r.key(), SlotAddr::Master)).or_default().push(i);
-        }
-        let sends = groups.into_values().map(|idx| {
-            let mut conn = conn.clone();
-            let reqs = &reqs;
-            async move {
-                let answers = self.slot_pipeline(&mut conn, idx.iter().map(|i| &reqs[*i]).collect()).await;
-                idx.into_iter().zip(answers).collect::<Vec<_>>()
-            }
-        });
-        let mut out: Vec<Option<Result<WriteReply, TransportError>>> = vec![None; n];
-        for (i, a) in futures::future::join_all(sends).await.into_iter().flatten() {
-            out[i] = Some(a);
-        }
-        out.into_iter().map(|a| a.unwrap_or(Err(TransportError::Io("unanswered".into())))).collect()
-    }
-
-    /// The items of one slot as one pipeline to that slot's primary. A node that lost the
-    /// scripts is given them again and the pipeline sent once more (every write is fenced, so
-    /// one that had landed lands again as the same newest value).
-    async fn slot_pipeline(
-        &self,
-        conn: &mut ClusterConnection,
-        reqs: Vec<&Queued>,
-    ) -> Vec<Result<WriteReply, TransportError>> {
-        let all = |e: TransportError| vec![Err(e); reqs.len()];
-        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(reqs[0].key(), SlotAddr::Master));
-        let mut pipe = redis::pipe();
-        // an error answers its own item, not the whole pipeline
-        pipe.ignore_errors();
-        for req in &reqs {
-            let w = match req {
-                Queued::Write(w) => w,
-                Queued::Publish { channel, message, .. } => {
-                    pipe.cmd("SPUBLISH").arg(channel).arg(message);
-                    continue;
-                }
-            };
-            match w.expect {
-                Expect::Fenced(t) => {
-                    pipe.cmd("EVALSHA")
-                        .arg(self.inner.write_fenced.get_hash())
-                        .arg(3)
-                        .arg(&w.keys.value)
-                        .arg(&w.keys.fence)
-                        .arg(&w.keys.lock)
-                        .arg(t.epoch)
-                        .arg(t.counter)
-                        .arg(&w.envelope)
-                        .arg(w.px_ms)
-                        .arg(w.release.as_deref().unwrap_or(""));
-                }
-                other => {
-                    let (mode, seen): (&str, Vec<u8>) = match other {
-                        Expect::Absent => ("absent", Vec::new()),
-                        Expect::Token(t) => ("token", token_bytes(t)),
-                        _ => ("any", Vec::new()),
-                    };
-                    pipe.cmd("EVALSHA")
-                        .arg(self.inner.write.get_hash())
-                        .arg(2)
-                        .arg(&w.keys.value)
-                        .arg(&w.keys.fence)
-                        .arg(mode)
-                        .arg(seen)
-                        .arg(&w.envelope)
-                        .arg(w.px_ms);
-                }
-            }
-        }
-        let no_script = |v: &Value| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT");
-        let mut loaded = false;
-        loop {
-            let answers = match conn.route_pipeline(pipe.clone(), 0, reqs.len(), route.clone()).await {
-                Ok(a) => a,
-                Err(e) => return all(self.failed(e)),
-            };
-            if !loaded && answers.iter().any(no_script) {
-                for script in [&self.inner.write, &self.inner.write_fenced] {
-                    if let Err(e) = script.load_async(conn).await {
-                        return all(self.failed(e));
-                    }
-                }
-                loaded = true;
-                continue;
-            }
-            return answers
-                .into_iter()
-                .zip(&reqs)
-                .map(|(a, req)| {
-                    let a: redis::RedisResult<Value> = match a {
-                        Value::ServerError(e) => Err(e.into()),
-                        v => Ok(v),
-                    };
-                    match req {
-                        Queued::Write(_) => {
-                            let ints = a.and_then(|v| redis::from_redis_value::<Vec<i64>>(v).map_err(Into::into));
-                            write_reply(&ints.map_err(|e| self.failed(e))?)
-                        }
-                        Queued::Publish { .. } => {
-                            a.map(|_| WriteReply::Written(Token::default())).map_err(|e| self.failed(e))
-                        }
-                    }
-                })
-                .collect();
-        }
-    }
-
-    fn queue(&self, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-        let (reply, answer) = oneshot::channel();
-        if self.writer().try_send(Job { req, reply }).is_err() {
-            return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
-        }
-        answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
     }
 
     /// The primaries `(host, port)`, sorted, from `CLUSTER SLOTS`: the order a scan walks them.
@@ -395,92 +130,72 @@ impl RedisClusterTransport {
         nodes.dedup();
         Ok(nodes)
     }
+}
 
-    /// One SCAN step on the primary `cursor` names (see [`NODE_CURSOR_BITS`]).
-    async fn scan_now(&self, pattern: String, cursor: u64, count: usize) -> Result<(u64, Vec<String>), TransportError> {
-        let mut conn = self.conn_here().await?;
-        let nodes = self.primaries(&mut conn).await?;
-        let index = (cursor >> NODE_CURSOR_BITS) as usize;
-        let Some((host, port)) = nodes.get(index) else { return Ok((0, Vec::new())) };
-        let own = cursor & ((1u64 << NODE_CURSOR_BITS) - 1);
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(own).arg("MATCH").arg(&pattern).arg("COUNT").arg(count);
-        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
-        let reply = conn.route_command(scan, route).await.map_err(|e| self.failed(e))?;
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply).map_err(|e| self.failed(e.into()))?;
-        if next >= 1 << NODE_CURSOR_BITS {
-            return Err(TransportError::Reply(format!("SCAN cursor {next} out of range")));
+impl Link for RedisClusterTransport {
+    type Conn = ClusterConnection;
+
+    fn state(&self) -> &State<ClusterConnection> {
+        &self.inner.state
+    }
+
+    async fn reconnect(&self) -> Result<(), TransportError> {
+        let connect = self.inner.client.get_async_connection();
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 4, connect)
+            .await
+            .map_err(|_| TransportError::Timeout)?
+            .map_err(failure)?;
+        ping_primaries(&mut conn).await?;
+        self.inner.state.set_conn(conn);
+        Ok(())
+    }
+
+    fn failed(&self, e: redis::RedisError) -> TransportError {
+        if e.is_connection_refusal() || e.is_unrecoverable_error() {
+            common::lost(&self.inner.state);
         }
-        let next = match next {
-            0 if index + 1 < nodes.len() => ((index + 1) as u64) << NODE_CURSOR_BITS,
-            0 => 0,
-            n => ((index as u64) << NODE_CURSOR_BITS) | n,
+        failure(e)
+    }
+
+    async fn ping(&self, mut conn: ClusterConnection) -> Result<(), TransportError> {
+        ping_primaries(&mut conn).await
+    }
+
+    /// One pipeline per slot (a key's writes, and the messages of one channel, stay in call
+    /// order: one slot is one node and one connection), sent together; answers put back in call
+    /// order.
+    async fn send_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
+        let n = reqs.len();
+        let conn = match common::conn_here(self).await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); n],
         };
-        Ok((next, keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect()))
-    }
-
-    /// SCAN over every primary; UNLINK in batches of one slot's keys.
-    async fn unlink_now(&self, pattern: String) -> Result<u64, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let mut cursor = 0u64;
-        let mut unlinked = 0u64;
-        loop {
-            let (next, keys) = self.scan_now(pattern.clone(), cursor, SCAN_COUNT).await?;
-            let mut by_slot: HashMap<Route, Vec<String>> = HashMap::new();
-            for k in keys {
-                by_slot.entry(Route::with_key(&k, SlotAddr::Master)).or_default().push(k);
-            }
-            for keys in by_slot.into_values() {
-                for batch in keys.chunks(UNLINK_BATCH) {
-                    let n: u64 =
-                        redis::cmd("UNLINK").arg(batch).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
-                    unlinked += n;
-                }
-            }
-            if next == 0 {
-                return Ok(unlinked);
-            }
-            cursor = next;
+        let mut groups: HashMap<Route, Vec<usize>> = HashMap::new();
+        for (i, r) in reqs.iter().enumerate() {
+            groups.entry(Route::with_key(r.key(), SlotAddr::Master)).or_default().push(i);
         }
-    }
-
-    async fn probe_now(&self) -> Result<(), TransportError> {
-        if let Ok(mut conn) = self.conn() {
-            if let Ok(Ok(())) = tokio::time::timeout(PING_TIMEOUT, ping_primaries(&mut conn)).await {
-                return Ok(());
+        let sends = groups.into_values().map(|idx| {
+            let (conn, reqs) = (conn.clone(), &reqs);
+            async move {
+                let slot: Vec<&Queued> = idx.iter().map(|i| &reqs[*i]).collect();
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(slot[0].key(), SlotAddr::Master));
+                let count = slot.len();
+                let send = |mut conn: ClusterConnection, pipe: redis::Pipeline| {
+                    let route = route.clone();
+                    async move {
+                        let answers = conn.route_pipeline(pipe, 0, count, route).await?;
+                        Ok(answers.into_iter().map(server_error).collect())
+                    }
+                };
+                let answers = queue::send_pipeline(self, conn, &slot, "SPUBLISH", send).await;
+                idx.into_iter().zip(answers).collect::<Vec<_>>()
             }
-            self.lost();
+        });
+        let mut out: Vec<Option<Result<WriteReply, TransportError>>> = vec![None; n];
+        for (i, a) in futures::future::join_all(sends).await.into_iter().flatten() {
+            out[i] = Some(a);
         }
-        self.reconnect().await
-    }
-
-    fn resubscribe_after_fork(&self) {
-        let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
-        if subs.1.as_ref().is_some_and(|g| g.get().is_none()) {
-            subs.1 = Some(ForkGuard::new(()));
-            for (channel, sink) in subs.0.iter().filter(|(_, s)| s.alive()) {
-                healcache_rt::handle().spawn(self.clone().bus_loop(channel.clone(), Arc::clone(sink), true));
-            }
-        }
-    }
-
-    /// One sharded subscription for as long as its sink is alive; full-jitter pauses between
-    /// tries, as the single-server transport's.
-    async fn bus_loop(self, channel: String, sink: Arc<dyn BusSink>, mut first: bool) {
-        let mut rng = SmallRng::seed_from_u64(host_seed());
-        let mut k = 0u32;
-        let mut pause = !first;
-        while sink.alive() {
-            if pause {
-                tokio::time::sleep(bus_pause(&mut rng, k)).await;
-                k = k.saturating_add(1);
-            }
-            if self.bus_session(&channel, &sink, first).await.is_ok() {
-                first = false;
-                k = 0;
-            }
-            pause = true;
-        }
+        out.into_iter().map(|a| a.unwrap_or(Err(TransportError::Io("unanswered".into())))).collect()
     }
 
     /// `SSUBSCRIBE` on a cluster connection of its own (its pushes come to this session only);
@@ -535,6 +250,71 @@ impl RedisClusterTransport {
             }
         }
     }
+
+    async fn tag_versions(&self, keys: Vec<String>) -> Result<Vec<u64>, TransportError> {
+        let conn = common::conn_here(self).await?;
+        // one GET per tag, each routed to its own slot (never a cross-slot MGET)
+        let gets = keys.iter().map(|k| {
+            let mut conn = conn.clone();
+            async move { redis::cmd("GET").arg(k).query_async::<Option<String>>(&mut conn).await }
+        });
+        let mut out = Vec::with_capacity(keys.len());
+        for got in futures::future::join_all(gets).await {
+            out.push(got.map_err(|e| self.failed(e))?.and_then(|v| v.parse().ok()).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    /// SCAN over every primary; UNLINK in batches of one slot's keys.
+    async fn unlink(&self, pattern: String) -> Result<u64, TransportError> {
+        let mut conn = common::conn_here(self).await?;
+        let mut cursor = 0u64;
+        let mut unlinked = 0u64;
+        loop {
+            let (next, keys) = Link::scan(self, pattern.clone(), cursor, SCAN_COUNT).await?;
+            let mut by_slot: HashMap<Route, Vec<String>> = HashMap::new();
+            for k in keys {
+                by_slot.entry(Route::with_key(&k, SlotAddr::Master)).or_default().push(k);
+            }
+            for keys in by_slot.into_values() {
+                unlinked += common::unlink_keys(self, &mut conn, &keys).await?;
+            }
+            if next == 0 {
+                return Ok(unlinked);
+            }
+            cursor = next;
+        }
+    }
+
+    /// One SCAN step on the primary `cursor` names (see [`NODE_CURSOR_BITS`]).
+    async fn scan(&self, pattern: String, cursor: u64, count: usize) -> Result<(u64, Vec<String>), TransportError> {
+        let mut conn = common::conn_here(self).await?;
+        let nodes = self.primaries(&mut conn).await?;
+        let index = (cursor >> NODE_CURSOR_BITS) as usize;
+        let Some((host, port)) = nodes.get(index) else { return Ok((0, Vec::new())) };
+        let own = cursor & ((1u64 << NODE_CURSOR_BITS) - 1);
+        let scan = scan_cmd(&pattern, own, count);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
+        let reply = conn.route_command(scan, route).await.map_err(|e| self.failed(e))?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply).map_err(|e| self.failed(e.into()))?;
+        if next >= 1 << NODE_CURSOR_BITS {
+            return Err(TransportError::Reply(format!("SCAN cursor {next} out of range")));
+        }
+        let next = match next {
+            0 if index + 1 < nodes.len() => ((index + 1) as u64) << NODE_CURSOR_BITS,
+            0 => 0,
+            n => ((index as u64) << NODE_CURSOR_BITS) | n,
+        };
+        Ok((next, keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect()))
+    }
+}
+
+/// A pipeline's answer as a result: a server's error answers its own item.
+fn server_error(v: Value) -> redis::RedisResult<Value> {
+    match v {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
 }
 
 /// PING on every primary (all must answer).
@@ -545,205 +325,4 @@ async fn ping_primaries(conn: &mut ClusterConnection) -> Result<(), TransportErr
     Ok(())
 }
 
-impl Transport for RedisClusterTransport {
-    fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
-        let (me, key) = (self.clone(), value_key.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let reply: (Option<Vec<u8>>, i64) =
-                me.inner.read.key(key).invoke_async(&mut conn).await.map_err(|e| me.failed(e))?;
-            Ok(ReadReply { value: reply.0, pttl_ms: reply.1 })
-        })
-    }
-
-    fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
-        let (me, key) = (self.clone(), value_key.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let (bytes, pttl): (Vec<u8>, i64) =
-                me.inner.revalidate.key(key).invoke_async(&mut conn).await.map_err(|e| me.failed(e))?;
-            Ok((token_of(&bytes), pttl))
-        })
-    }
-
-    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
-        let me = self.clone();
-        run(async move {
-            let conn = me.conn_here().await?;
-            // one GET per tag, each routed to its own slot (never a cross-slot MGET)
-            let gets = keys.iter().map(|k| {
-                let mut conn = conn.clone();
-                async move { redis::cmd("GET").arg(k).query_async::<Option<String>>(&mut conn).await }
-            });
-            let mut out = Vec::with_capacity(keys.len());
-            for got in futures::future::join_all(gets).await {
-                out.push(got.map_err(|e| me.failed(e))?.and_then(|v| v.parse().ok()).unwrap_or(0));
-            }
-            Ok(out)
-        })
-    }
-
-    fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
-        let (me, key) = (self.clone(), key.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            redis::cmd("INCR").arg(key).query_async(&mut conn).await.map_err(|e| me.failed(e))
-        })
-    }
-
-    fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-        self.queue(Queued::Write(req))
-    }
-
-    fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>> {
-        let me = self.clone();
-        run(async move { me.unlink_now(pattern).await })
-    }
-
-    fn acquire(
-        &self,
-        keys: &L2Keys,
-        owner: &str,
-        lease: Duration,
-    ) -> BoxFuture<'static, Result<LockReply, TransportError>> {
-        let (me, keys, owner) = (self.clone(), keys.clone(), owner.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let reply: Value = me
-                .inner
-                .acquire
-                .key(&keys.lock)
-                .key(&keys.fence)
-                .key(&keys.value)
-                .arg(owner)
-                .arg(millis(lease))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| me.failed(e))?;
-            acquire_reply(reply)
-        })
-    }
-
-    fn renew(
-        &self,
-        lock_key: &str,
-        lockval: &str,
-        lease: Duration,
-    ) -> BoxFuture<'static, Result<bool, TransportError>> {
-        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let n: i64 = me
-                .inner
-                .renew
-                .key(key)
-                .arg(val)
-                .arg(millis(lease))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| me.failed(e))?;
-            Ok(n == 1)
-        })
-    }
-
-    fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
-        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let n: i64 = me.inner.release.key(key).arg(val).invoke_async(&mut conn).await.map_err(|e| me.failed(e))?;
-            Ok(n == 1)
-        })
-    }
-
-    fn publish(
-        &self,
-        channel: &str,
-        message: Vec<u8>,
-        deadline: Duration,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.queue(Queued::Publish { channel: channel.to_string(), message, deadline }).map(|r| r.map(drop)).boxed()
-    }
-
-    fn subscribe(&self, channel: &str, sink: Arc<dyn BusSink>) {
-        let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
-        subs.0.retain(|(_, s)| s.alive());
-        subs.0.push((channel.to_string(), Arc::clone(&sink)));
-        if subs.1.is_none() {
-            subs.1 = Some(ForkGuard::new(()));
-        }
-        drop(subs);
-        healcache_rt::handle().spawn(self.clone().bus_loop(channel.to_string(), sink, true));
-    }
-
-    fn scan(
-        &self,
-        pattern: &str,
-        cursor: u64,
-        count: usize,
-    ) -> BoxFuture<'static, Result<(u64, Vec<String>), TransportError>> {
-        let (me, pattern) = (self.clone(), pattern.to_string());
-        run(async move { me.scan_now(pattern, cursor, count).await })
-    }
-
-    fn try_lease(
-        &self,
-        key: &str,
-        value: &str,
-        lease: Duration,
-    ) -> BoxFuture<'static, Result<LeaseReply, TransportError>> {
-        let (me, key, value) = (self.clone(), key.to_string(), value.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let reply: Vec<i64> = me
-                .inner
-                .lease
-                .key(key)
-                .arg(value)
-                .arg(millis(lease))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| me.failed(e))?;
-            lease_reply(&reply)
-        })
-    }
-
-    fn put_record(
-        &self,
-        lease_key: &str,
-        lease_value: &str,
-        key: &str,
-        fields: Record,
-        ttl: Duration,
-    ) -> BoxFuture<'static, Result<bool, TransportError>> {
-        let (me, lk, lv, key) = (self.clone(), lease_key.to_string(), lease_value.to_string(), key.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let mut call = me.inner.put_record.key(lk);
-            call.key(key).arg(lv).arg(millis(ttl));
-            for (f, v) in fields {
-                call.arg(f).arg(v);
-            }
-            let n: i64 = call.invoke_async(&mut conn).await.map_err(|e| me.failed(e))?;
-            Ok(n == 1)
-        })
-    }
-
-    fn get_record(&self, key: &str) -> BoxFuture<'static, Result<Record, TransportError>> {
-        let (me, key) = (self.clone(), key.to_string());
-        run(async move {
-            let mut conn = me.conn_here().await?;
-            let fields: Record =
-                redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.map_err(|e| me.failed(e))?;
-            Ok(fields)
-        })
-    }
-
-    fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {
-        let me = self.clone();
-        run(async move { me.probe_now().await })
-    }
-
-    fn spawn(&self, work: BoxFuture<'static, ()>) {
-        healcache_rt::handle().spawn(work);
-    }
-}
+transport_for!(RedisClusterTransport);

@@ -28,6 +28,8 @@
 //! ```
 
 mod cluster;
+mod common;
+mod queue;
 mod transport;
 
 pub use cluster::RedisClusterTransport;
