@@ -34,6 +34,8 @@ fn write_through_is_in_l2_and_on_the_bus_when_it_returns() {
         block(a.fetch("user:1", FetchOptions::default(), || async { Ok::<_, std::io::Error>(Loaded::NotFound) }))
             .is_ok_and(|f| f.value == Some(json!("old")))
     });
+    // and B's bus message about it: arriving after A's write-through, it would drop A's new copy
+    wait_for("B's message at A", Duration::from_secs(5), || a.stats().l2_bus_received >= 1);
     block(a.write_through("user:1", json!({"name": "Ada"}), WriteThrough::default(), ok)).unwrap();
     // B's copy is dropped by the bus; its next read finds the new value in L2, no load
     wait_for("B's L1 copy dropped", Duration::from_secs(5), || b.get("user:1").is_none());
