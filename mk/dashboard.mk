@@ -5,8 +5,9 @@
 # - `make dashboard` draws $(LAB_DIR)/dashboard.html from the CSV files there (stampede.csv from
 #   `make fleet-lab`, metastable.csv from `make metastable`; either may be missing) and a screenshot
 #   of it in headless Chromium ($(LAB_DIR)/dashboard.png).
-# - `make test-dashboard` (part of `make test`): the generator's tests, in a real browser, and a
-#   short metastable run whose states and counts are checked.
+# - `make test-dashboard` (part of `make test`): the generator's tests, in a real browser. The
+#   short metastable run whose states and counts are checked is redis/tests/metastable.rs, run
+#   with the other shared-tier tests by `make test-redis`.
 # This file is read before python.mk: its prerequisites name none of python.mk's variables.
 TEST_SUITES += test-dashboard
 
@@ -36,9 +37,8 @@ dashboard:
 	@echo "dashboard: $(LAB_DIR)/dashboard.html, $(LAB_DIR)/dashboard.png"
 
 # The venv's test tools through python.mk's stamp, named in the recipe (expanded when it runs).
-test-dashboard: build-metastable
+test-dashboard:
 	@command -v $(CHROMIUM) >/dev/null || bash .ci/setup-dashboard.sh
 	@command -v redis-server >/dev/null || bash .ci/setup-server.sh
 	$(MAKE) --no-print-directory $(PY_DEPS_STAMP)
 	$(VENV_PY) -m pytest tests/dashboard -q -p no:cacheprovider
-	$(CARGO) test -p healcache-redis --release --test metastable
