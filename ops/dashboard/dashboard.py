@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 MAX_LINES = 200_000
-MAX_ROWS = 8
+MAX_ROWS = 16
 MAX_POINTS = 1_000
 
 STAMPEDE_COLUMNS = ["row", "t_s", "origin_qps", "hot_origin_qps"]

@@ -32,6 +32,15 @@ fn fleet_lab_counts_in_three_windows() {
     assert!(status.success(), "fleet_lab failed: {status}");
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let csv = std::fs::read_to_string(out.join("stampede.csv")).unwrap();
+    // the dashboard draws what the lab wrote (every row of it)
+    let python = std::env::var_os("HEALCACHE_PYTHON").unwrap_or_else(|| "python3".into());
+    let drawn = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/dashboard/dashboard.py"))
+        .arg(&out)
+        .output()
+        .expect("the dashboard's generator runs");
+    assert!(drawn.status.success(), "dashboard: {}", String::from_utf8_lossy(&drawn.stderr));
+    let html = std::fs::read_to_string(out.join("dashboard.html")).unwrap();
     let _ = std::fs::remove_dir_all(&out);
 
     let rows: Vec<&Value> = summary["rows"].as_array().unwrap().iter().collect();
@@ -105,4 +114,7 @@ fn fleet_lab_counts_in_three_windows() {
     let mut want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     want.push("fencing".into());
     assert_eq!(seen, want);
+    for row in &want {
+        assert!(html.contains(row.as_str()), "{row}: not on the dashboard");
+    }
 }
