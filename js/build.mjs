@@ -14,7 +14,7 @@ const out = (cmd, args) => execFileSync(cmd, args, { cwd: root, encoding: 'utf8'
 
 // The wrapper's ES modules, in dependency order, bundled into one CommonJS file: their imports
 // of each other dropped, the last one's exports made `module.exports`.
-const WRAPPER = ['js/options.mjs', 'js/mirror.mjs', 'js/healing.mjs', 'js/cache.mjs'];
+const WRAPPER = ['js/options.mjs', 'js/mirror.mjs', 'js/healing.mjs', 'js/write_behind.mjs', 'js/cache.mjs'];
 
 function cjs() {
   const exportLine = /^export \{([^}]*)\};\n?/m;
@@ -101,18 +101,25 @@ function buildWasm() {
   const registry = join(process.env.CARGO_HOME || join(homedir(), '.cargo'), 'registry/src');
   const remaps = [`${root}/`, ...(existsSync(registry) ? readdirSync(registry).map((d) => `${registry}/${d}/`) : [])];
   const rustflags = [process.env.RUSTFLAGS || '', ...remaps.map((p) => `--remap-path-prefix=${p}=`)].join(' ').trim();
-  run('cargo', ['build', '-p', 'healcache-wasm', '--profile', 'wasm', '--target', 'wasm32-unknown-unknown'], {
-    RUSTFLAGS: rustflags,
-  });
-  const wasm = join(targetDir(), 'wasm32-unknown-unknown/wasm/healcache_wasm.wasm');
+  // the cache's module, and the opt-in module of the fleet's wire format beside it
+  for (const [pkg, crate, out] of [
+    ['healcache-wasm', 'healcache_wasm', 'bindings-wasm/pkg'],
+    ['healcache-wasm-wire', 'healcache_wasm_wire', 'wasm-wire/pkg'],
+  ]) {
+    run('cargo', ['build', '-p', pkg, '--profile', 'wasm', '--target', 'wasm32-unknown-unknown'], { RUSTFLAGS: rustflags });
+    bindgen(join(targetDir(), `wasm32-unknown-unknown/wasm/${crate}.wasm`), crate, out);
+  }
+}
+
+function bindgen(wasm, name, out) {
   const wasmOpt = join(root, 'node_modules/.bin/wasm-opt');
   if (!existsSync(wasmOpt)) throw new Error('node_modules/.bin/wasm-opt missing: run npm install (npm package binaryen)');
   for (const target of ['web', 'nodejs']) {
-    const dir = join(root, `bindings-wasm/pkg-${target === 'web' ? 'web' : 'node'}`);
-    run('wasm-bindgen', ['--target', target, '--out-dir', dir, '--out-name', 'healcache_wasm', wasm]);
+    const dir = join(root, `${out}-${target === 'web' ? 'web' : 'node'}`);
+    run('wasm-bindgen', ['--target', target, '--out-dir', dir, '--out-name', name, wasm]);
     // the web glue is an ES module in a .js file: say so, or Node re-parses it with a warning
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: target === 'web' ? 'module' : 'commonjs' }) + '\n');
-    const bg = join(dir, 'healcache_wasm_bg.wasm');
+    const bg = join(dir, `${name}_bg.wasm`);
     // --converge: repeat the passes while they still shrink the module (about 180 bytes here)
     // --low-memory-unused: lets loads and stores fold a constant into their offset, which differs
     // only when base plus constant wraps below 1 KiB; Rust never forms an address by wrapping,

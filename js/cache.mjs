@@ -13,8 +13,9 @@
 
 import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
+import { makeWriteBehind } from './write_behind.mjs';
 import {
-  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion,
+  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, tagsArg, waitUntilArg, setArgs, checkVersion,
   defaultSizeOf, weigh,
 } from './options.mjs';
 
@@ -179,8 +180,27 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       checkKey(key);
       let ttl;
       let ifVersion;
-      if (options !== undefined) [ttl, ifVersion] = setArgs(options);
-      return this._write(key, value, weigh(this._sizeOf, value, key), ttl, ifVersion);
+      let tags;
+      if (options !== undefined) [ttl, ifVersion, tags] = setArgs(options);
+      return this._write(key, value, weigh(this._sizeOf, value, key), ttl, ifVersion, tags);
+    }
+
+    /**
+     * Invalidates every entry written with `tag` (`set(key, value, { tags })`): made stale (a
+     * fallback within its grace window) or, with `hard`, removed; with a shared tier, in every
+     * instance and in L2. Resolves to how many fresh entries of this process it invalidated.
+     */
+    async invalidateTag(tag, options) {
+      if (B.invalidateTag === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
+      if (typeof tag !== 'string') throw argError('the tag is a string');
+      const hard = options != null && options.hard === true;
+      this._flushReads();
+      try {
+        return await B.invalidateTag(this._c, tag, hard);
+      } finally {
+        this._distrustMirror();
+        this._drain();
+      }
     }
 
     /** Compare-and-set: writes only if `key`'s live version is `expected` (0: absent). */
@@ -281,10 +301,181 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         if (i >= 0) return { value: this._v[i], status: 'hit' };
       }
       const waitUntil = waitUntilArg(options);
+      const tags = tagsArg(options);
+      if (tags !== undefined && B.fetchTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
       const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
-        B.fetch(this._c, key, run, ticket, ...args, waitUntil),
+        tags === undefined ? B.fetch(this._c, key, run, ticket, ...args, waitUntil) : B.fetchTagged(this._c, key, run, ticket, ...args, tags),
       );
       return { value, status };
+    }
+
+    /**
+     * Write-through: `writer(key, value)` (the source of truth's write) first, then the cache (and
+     * with a shared tier L2 and the bus, awaited within `l2Timeout`); resolves to the new version.
+     * A writer's rejection reaches the caller as it is and the cache is left as it was. Options:
+     * `ttl` (ms), `invalidate` (remove the key instead of caching the value; resolves to 0). The
+     * key, the TTL and the value's weight are checked before the writer is called.
+     */
+    async writeThrough(key, value, writer, options) {
+      if (B.writeThrough === undefined) throw codeError('InvalidConfig', 'invalid config: `writeThrough` needs the Node package', { field: 'writeThrough' });
+      checkKey(key);
+      if (typeof writer !== 'function') throw argError('writer must be a function');
+      const ttl = options == null ? undefined : setArgs(options)[0];
+      const invalidate = options != null && options.invalidate === true;
+      const w = weigh(this._sizeOf, value, key);
+      this._flushReads();
+      // the value in a slot of its own, as `set` stores it (none when it is not to be cached):
+      // the core holds its handle only once the writer succeeded
+      const i = invalidate ? -1 : this._slot();
+      const h = i < 0 ? 0 : 2 * i + 2;
+      if (i >= 0) {
+        this._v[i] = value;
+        this._k[i] = key;
+      }
+      const g0 = this._generation();
+      const run = async () => {
+        try {
+          await writer(key, value);
+          return 0;
+        } catch (err) {
+          return -this._keep([key], err);
+        }
+      };
+      this._enter(key);
+      let ver;
+      try {
+        ver = await B.writeThrough(this._c, key, h, w, ttl, invalidate, run, this._shared ? value : undefined);
+      } catch (e) {
+        if (i >= 0) this._freeSlot(i);
+        throw this._loadError(e);
+      } finally {
+        this._leave(key);
+      }
+      if (i < 0) {
+        this._unmirror(key);
+      } else {
+        // mirrored, asked of the core at its first read (the expiry it decided is not at hand)
+        this._h[i] = h;
+        this._ver[i] = ver;
+        this._exp[i] = -Infinity;
+        this._gen[i] = g0;
+        this._m.set(key, i);
+        if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
+      }
+      this._drain();
+      return ver;
+    }
+
+    /**
+     * The values of `keys` found (a Map, in the order asked), each read as `fetch` reads it; the
+     * keys no layer could answer are loaded by one `loader(keys)` call resolving to a Map (or a
+     * plain object) of the keys it found; a key it leaves out is not found. At most `maxInFlight`
+     * distinct keys. Options: `ttl` (ms) of the loaded values.
+     */
+    async getMany(keys, loader, options) {
+      if (B.fetchMany === undefined) throw codeError('InvalidConfig', 'invalid config: `getMany` needs the Node package', { field: 'getMany' });
+      const uniq = this._batchArgs(keys, loader);
+      const ttl = options == null ? undefined : setArgs(options)[0];
+      this._flushReads();
+      for (const k of uniq) this._enter(k);
+      try {
+        let r;
+        try {
+          r = await B.fetchMany(this._c, uniq, (ks) => this._runBatch(ks, loader), ttl);
+        } catch (e) {
+          throw this._loadError(e);
+        }
+        const found = new Map();
+        for (let i = 0; i < uniq.length; i++) {
+          const h = r[2 * i];
+          if (h !== P.none) found.set(uniq[i], this._settle(uniq[i], h));
+        }
+        return found;
+      } finally {
+        for (const k of uniq) this._leave(k);
+      }
+    }
+
+    /**
+     * Loads `keys` before traffic: `batch` keys per `loader(keys)` call (as `getMany`'s),
+     * `concurrency` calls at once. Given a string instead of keys, warms the keys the shared
+     * tier holds that match it as a glob (at most `maxKeys` of them). Resolves to
+     * `{ total, found, notFound, failed, error }`. `ready()` is false while it runs, and after
+     * it while fewer than `minShare` of the keys were answered.
+     */
+    async warm(keys, loader, options) {
+      if (B.warm === undefined) throw codeError('InvalidConfig', 'invalid config: `warm` needs the Node package', { field: 'warm' });
+      const pattern = typeof keys === 'string' ? keys : undefined;
+      let uniq;
+      if (pattern === undefined) uniq = this._batchArgs(keys, loader);
+      else if (typeof loader !== 'function') throw argError('loader must be a function');
+      const o = options == null ? {} : options;
+      const num = (name) => {
+        const v = o[name];
+        if (v !== undefined && typeof v !== 'number') throw argError(`${name} must be a number`);
+        return v;
+      };
+      const run = (ks) => this._runBatch(ks, loader);
+      return B.warm(this._c, uniq, pattern ?? '', run, num('concurrency'), num('batch'), num('minShare'), num('maxKeys'));
+    }
+
+    /**
+     * For a readiness probe: no `warm` running, the last one's `minShare` of keys answered, and
+     * with a shared tier L2 answering unless the `allowDegraded` option is on.
+     */
+    ready() {
+      if (B.ready === undefined) return true;
+      return B.ready(this._c);
+    }
+
+    /** `{ answered, failed, total }` keys of the warm-ups so far. */
+    warmProgress() {
+      if (B.warmProgress === undefined) return { answered: 0, failed: 0, total: 0 };
+      const [answered, failed, total] = B.warmProgress(this._c);
+      return { answered, failed, total };
+    }
+
+    // The distinct keys of a batch call, checked, and its loader.
+    _batchArgs(keys, loader) {
+      if (!Array.isArray(keys)) throw argError('keys must be an array of strings');
+      for (const k of keys) checkKey(k);
+      if (typeof loader !== 'function') throw argError('loader must be a function');
+      return [...new Set(keys)];
+    }
+
+    // Called by the core once per batch: runs the user's batch loader and gives the core
+    // [key, [handle, weight(, value)], ...] of the keys asked that it found, or [-loadId].
+    async _runBatch(keys, loader) {
+      let m;
+      try {
+        m = await loader(keys);
+        if (m === null || typeof m !== 'object') throw argError(`a batch loader resolves to a Map or an object of the keys it found, got ${m === null ? 'null' : typeof m}`);
+      } catch (err) {
+        return [-this._keep(keys, err)];
+      }
+      const asked = new Set(keys);
+      const rows = [];
+      const entries = m instanceof Map ? m.entries() : Object.entries(m);
+      for (const [k, v] of entries) {
+        if (!asked.has(k) || v === undefined || v === NOT_FOUND) continue;
+        const w = weigh(this._sizeOf, v, k);
+        const h = this._onItsWay(k, true, v);
+        rows.push(k, this._shared ? [h, w, v] : [h, w]);
+      }
+      return rows;
+    }
+
+    // Keeps a callback's rejection for the callers waiting on `keys`; returns its load id.
+    _keep(keys, err) {
+      const id = this._id();
+      this._errors.set(id, err);
+      for (const key of keys) {
+        if (!this._waiting.has(key)) continue;
+        const l = this._keyErrors.get(key);
+        if (l === undefined) this._keyErrors.set(key, [id]);
+        else l.push(id);
+      }
+      return id;
     }
 
     // One getOrLoad/fetch call through the core: resolves to [value, status].
@@ -313,14 +504,17 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         return undefined;
       };
       try {
-        const p = call(ticket, run);
-        if (signal) {
-          onAbort = () => B.cancel(this._c, ticket);
-          signal.addEventListener('abort', onAbort, { once: true });
-        }
         let r;
         try {
-          r = await p;
+          // the answer itself when the core had it at once (a hit), else a promise of it
+          const p = call(ticket, run);
+          if (p instanceof Promise) {
+            if (signal) {
+              onAbort = () => B.cancel(this._c, ticket);
+              signal.addEventListener('abort', onAbort, { once: true });
+            }
+            r = await p;
+          } else r = p;
         } catch (e) {
           // an aborted wait rejects with the signal's reason, as fetch() does
           if (signal && signal.aborted && e && e.code === 'Cancelled') throw signal.reason;
@@ -438,4 +632,4 @@ function guardWasm(raw) {
   return B;
 }
 
-export { makeCache, makeClock, guardWasm, NOT_FOUND, codeError };
+export { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND, codeError };

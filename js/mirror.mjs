@@ -29,7 +29,7 @@
 //   their way are kept under their handle until then, so whatever the core holds resolves to
 //   its JS value. A stale value (past its TTL, within `grace`) is never a mirror hit.
 
-import { checkKey } from './options.mjs';
+import { checkKey, codeError } from './options.mjs';
 
 const SAMPLE_MASK = 15; // one mirror hit in 16 sends its key to the core
 const READ_BUFFER = 64; // keys per `touch` batch
@@ -86,6 +86,11 @@ function makeMirror(B, P, row) {
       this._waiting = new Map(); // key -> getOrLoad/fetch calls under way
       this._odd = new Map(); // loaded handle -> its slot, kept until the core drops the handle
       this._dispose = undefined; // the user's dispose(value, key, reason), when given
+      // slot -> write-behind queues that may still hold its handle: such a slot is not reused
+      // when the core drops the value (a queued handle must keep naming its value), only once
+      // released (`_unhold`)
+      this._held = new Map();
+      this._heldFree = new Set(); // held slots the core has dropped
     }
 
     // Hands every value the core lets go from now on to `dispose(value, key, reason)`: the core
@@ -172,7 +177,7 @@ function makeMirror(B, P, row) {
     }
 
     // Stores `value` under `key` through the core; the mirror takes the core's answer.
-    _write(key, value, w, ttl, ifVersion) {
+    _write(key, value, w, ttl, ifVersion, tags) {
       const i = this._slot();
       const h = 2 * i + 2;
       this._v[i] = value;
@@ -181,7 +186,12 @@ function makeMirror(B, P, row) {
       const g0 = this._generation();
       let ver;
       try {
-        if (this._shared) ver = B.setShared(this._c, key, h, w, ttl, ifVersion, value);
+        if (tags !== undefined) {
+          if (B.setTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
+          ver = this._shared
+            ? B.setSharedTagged(this._c, key, h, w, ttl, ifVersion, tags, value)
+            : B.setTagged(this._c, key, h, w, ttl, ifVersion, tags);
+        } else if (this._shared) ver = B.setShared(this._c, key, h, w, ttl, ifVersion, value);
         else
           ver =
             ttl === undefined && ifVersion === undefined
@@ -210,7 +220,24 @@ function makeMirror(B, P, row) {
       this._v[i] = undefined;
       this._k[i] = undefined;
       this._h[i] = 0;
-      this._free.push(i);
+      if (this._held.size !== 0 && this._held.has(i)) this._heldFree.add(i);
+      else this._free.push(i);
+    }
+
+    // A write-behind queue may hold slot `i`'s handle from now on.
+    _hold(i) {
+      this._held.set(i, (this._held.get(i) || 0) + 1);
+    }
+
+    // It no longer does: once no queue holds it, a slot the core dropped meanwhile is free.
+    _unhold(i) {
+      const n = this._held.get(i) - 1;
+      if (n > 0) {
+        this._held.set(i, n);
+        return;
+      }
+      this._held.delete(i);
+      if (this._heldFree.delete(i)) this._free.push(i);
     }
 
     // Drops the mirror entries the core evicted or expired, and frees the slots of the values it
@@ -399,7 +426,9 @@ function makeMirror(B, P, row) {
       // decided when no flight is under way and no repair may land; a set value decided the
       // loads that began before it when it was written, and those that began after may yet
       // land (held 0: none by order)
-      const held = h !== NONE && h % 2 === 0 ? 0 : h;
+      // a value read from L2 is numbered apart from this process's loads, so its number says
+      // nothing of which came first: like a set value, it decides none of them by order
+      const held = h !== NONE && (h % 2 === 0 || h >= L2_FIRST_ID) ? 0 : h;
       this._decide(key, held, flights === 0 && this._settled(key));
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out >= 0 && this._pending.has(key)) this._exp[out] = -Infinity;
@@ -492,6 +521,12 @@ function makeMirror(B, P, row) {
       }
     }
 
+    // Every mirrored entry is asked of the core again (after a call that changed entries the
+    // mirror cannot name, such as a tag invalidation).
+    _distrustMirror() {
+      for (const i of this._m.values()) this._exp[i] = -Infinity;
+    }
+
     // Clears the mirror after the core was cleared.
     _clearMirror() {
       this._drain(); // frees the set slots (kept for keys with waiters)
@@ -505,7 +540,9 @@ function makeMirror(B, P, row) {
     _settle(key, h) {
       const v = this._valueOf(key, h);
       if (v === undefined) throw Object.assign(new Error('the loaded value is gone'), { code: 'LoaderError' });
-      if (this._pending.has(key)) this._reconcile(key, true);
+      // a value the core answered without this process loading it (an L2 hit, another
+      // caller's load) enters the mirror too, so the next read of it is a mirror hit
+      if (this._pending.has(key) || this._m.get(key) === undefined) this._reconcile(key, true);
       return v[0];
     }
 

@@ -211,7 +211,7 @@ function fetchArgs(options) {
   if (options === undefined || options === null) return args;
   if (typeof options !== 'object') throw invalid('options', 'must be an object');
   for (const name of Object.keys(options)) {
-    if (name === 'signal') continue;
+    if (name === 'signal' || name === 'tags') continue;
     if (name === WAIT_UNTIL) {
       waitUntilArg(options);
       continue;
@@ -230,6 +230,15 @@ function fetchArgs(options) {
   return args;
 }
 
+/** The `tags` of a call's options (undefined: none), type checked (their bounds by the core). */
+function tagsArg(options) {
+  const tags = options == null ? undefined : options.tags;
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) {
+    throw invalid('tags', 'must be an array of strings');
+  }
+  return tags;
+}
+
 /** The `waitUntil` of a cache's or a call's options (undefined: none), type checked. */
 function waitUntilArg(options) {
   const v = options == null ? undefined : options[WAIT_UNTIL];
@@ -237,11 +246,11 @@ function waitUntilArg(options) {
   return v;
 }
 
-/** `set`'s options: [ttl, ifVersion], types checked. */
+/** `set`'s options: [ttl, ifVersion, tags], types checked (the tags' bounds by the core). */
 function setArgs(options) {
   const { ttl, ifVersion } = options;
   if (ttl !== undefined && typeof ttl !== 'number') throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
-  return [ttl, ifVersion === undefined ? undefined : checkVersion(ifVersion)];
+  return [ttl, ifVersion === undefined ? undefined : checkVersion(ifVersion), tagsArg(options)];
 }
 
 /** An expected version (`ifVersion`): a non-negative integer (0: absent). */
@@ -331,5 +340,5 @@ function weigh(sizeOf, value, key) {
 
 export {
   FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
-  makeClock, clockArg, createArgs, fetchArgs, waitUntilArg, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+  makeClock, clockArg, createArgs, fetchArgs, tagsArg, waitUntilArg, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

@@ -6,5 +6,6 @@ TEST_SUITES += test-edge
 
 # (targets by name: this file is read before wasm.mk, which defines the variables)
 # each test starts its runtimes: a loaded 2-core machine may take a minute for one
-test-edge: build-wasm
+# dist/healcache.node: the wire module's test writes the fleet's entries with the Node package
+test-edge: build-wasm dist/healcache.node
 	$(NODE) --test --test-timeout=180000 tests/edge/

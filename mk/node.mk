@@ -27,7 +27,8 @@ $(NODE_ADDON): $(NODE_DEPS) $(NODE_RUST_SRC) $(JS_SHARED)
 
 build-node: $(NODE_ADDON)
 
-test-node: $(NODE_ADDON) python-package build-l2-tools
+# build-wasm: tests/js/wire.test.mjs reads entries with the opt-in wire module
+test-node: $(NODE_ADDON) python-package build-l2-tools build-wasm
 	$(NODE) --test --test-timeout=120000 tests/js/*.test.mjs
 
 bench-node: $(NODE_ADDON)

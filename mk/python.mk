@@ -8,9 +8,9 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 # msgpack, lz4 and xxhash: the independent reader of the wire vectors (tests/python/test_wire_vectors.py);
-# redis: the peer of bench/l2_python.py.
+# redis: the peer of bench/l2_python.py; cashews: of bench/patterns_python.py.
 PY_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 cachetools==8.0.0 mypy==2.4.1 maturin==1.16.0 auditwheel==6.8.2 \
-	msgpack==1.2.4 lz4==4.4.5 xxhash==4.1.0 redis==8.1.0
+	msgpack==1.2.4 lz4==4.4.5 xxhash==4.1.0 redis==8.1.0 cashews==7.6.0
 PY_DEPS_STAMP := $(VENV)/.healcache-tools
 PY_PKG_STAMP := $(VENV)/.healcache-package
 # every crate the extension links (the shared tier's too), and the package

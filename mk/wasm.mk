@@ -5,8 +5,9 @@
 TEST_SUITES += test-wasm
 
 WASM_PKG := bindings-wasm/pkg-node/healcache_wasm_bg.wasm
-WASM_RUST_SRC := $(shell find core/src bindings-wasm/src js-common/src -name '*.rs') core/Cargo.toml bindings-wasm/Cargo.toml \
-	js-common/Cargo.toml Cargo.toml Cargo.lock js/build.mjs
+# the cache's module, and the opt-in wire module built beside it
+WASM_RUST_SRC := $(shell find core/src bindings-wasm/src js-common/src wasm-wire/src -name '*.rs') core/Cargo.toml bindings-wasm/Cargo.toml \
+	js-common/Cargo.toml wasm-wire/Cargo.toml Cargo.toml Cargo.lock js/build.mjs
 
 .PHONY: build-wasm test-wasm bench-wasm
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
-use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, LoaderFuture, Out};
+use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, BatchFuture, LoaderFuture, Out};
 use napi::bindgen_prelude::{
-    within_runtime_if_available, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
+    within_runtime_if_available, Either, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
     ToNapiValue, TypeName, ValueType,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -322,8 +322,50 @@ fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
     }
 }
 
-/// `Backend::fetch` as a promise.
-fn run_fetch<'env>(
+/// A promise of a core call's future, polled once here, in call order: every call of one
+/// synchronous burst joins the flight the first started (left to the runtime's tasks, a late
+/// call could find that flight over already, a loader failing at once, and start another), and
+/// a write-behind write that finds room is in the cache when the call returns. The task
+/// re-polls with its own waker.
+pub(crate) fn promise<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<PromiseRaw<'env, ToJs>>
+where
+    T: Into<healcache_js_common::Js> + Send + 'static,
+    F: std::future::Future<Output = healcache::Result<T>> + Send + 'static,
+{
+    let mut fut = fut.boxed();
+    let first = within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+    let fut = match first {
+        Poll::Ready(r) => future::ready(r).boxed(),
+        Poll::Pending => fut,
+    };
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+        r.map(|v| ToJs(v.into())).map_err(|e| into_js_error(env, e))
+    })
+}
+
+/// A core call's answer: the value itself when the future is ready at its first poll (a hit:
+/// resolving a promise from here would cost a trip through the runtime and the event loop,
+/// tens of microseconds, for a read that took one), else a promise of it as [`promise`] makes.
+pub(crate) fn answer<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>>
+where
+    T: Into<healcache_js_common::Js> + Send + 'static,
+    F: std::future::Future<Output = healcache::Result<T>> + Send + 'static,
+{
+    let mut fut = fut.boxed();
+    match within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))) {
+        Poll::Ready(Ok(v)) => Ok(Either::A(ToJs(v.into()))),
+        Poll::Ready(Err(e)) => Err(into_js_error(env, e)),
+        Poll::Pending => env
+            .spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
+                r.map(|v| ToJs(v.into())).map_err(|e| into_js_error(env, e))
+            })
+            .map(Either::B),
+    }
+}
+
+/// `Backend::fetch`: the answer at once when it is ready, else a promise.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_fetch<'env>(
     env: &'env Env,
     c: &External<Backend>,
     key: String,
@@ -331,37 +373,30 @@ fn run_fetch<'env>(
     ticket: u32,
     opts: FetchOptions,
     must_value: bool,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    let mut fut = c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed();
-    // The core joins the key's flight or starts one on the first poll. Polling once here, in
-    // call order, makes every call of one synchronous burst join the flight the first started;
-    // left to the runtime's tasks, a late call could find that flight over already (a loader
-    // failing at once) and start another. The task re-polls with its own waker.
-    let first = within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-    let fut = match first {
-        Poll::Ready(r) => future::ready(r).boxed(),
-        Poll::Pending => fut,
+    tags: Option<Vec<String>>,
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
+    let fut = match tags {
+        None => c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed(),
+        Some(t) => c.fetch_tagged(key, core_loader(loader), ticket, opts, t).boxed(),
     };
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| {
-        r.map(ToJs).map_err(|e| into_js_error(env, e))
-    })
+    answer(env, fut)
 }
 
 /// Core `get_or_load` for one caller: resolves to `{ handle, status }`; "not found" rejects
 /// with `NotFound`. `ticket` lets `cancel` stop this one caller's wait.
-#[napi(ts_return_type = "Promise<any>")]
+#[napi(ts_return_type = "any")]
 pub fn get_or_load<'env>(
     env: &'env Env,
     c: &External<Backend>,
     key: String,
     loader: Loader,
     ticket: u32,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true)
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
+    run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true, None)
 }
 
 /// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
-#[napi(ts_return_type = "Promise<any>")]
+#[napi(ts_return_type = "any")]
 #[allow(clippy::too_many_arguments)]
 pub fn fetch<'env>(
     env: &'env Env,
@@ -374,14 +409,180 @@ pub fn fetch<'env>(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
-) -> napi::Result<PromiseRaw<'env, ToJs>> {
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
-    run_fetch(env, c, key, loader, ticket, opts, false)
+    run_fetch(env, c, key, loader, ticket, opts, false, None)
+}
+
+/// Core `fetch_tagged` for one caller: `fetch` of a value carrying tags.
+#[napi(ts_return_type = "any")]
+#[allow(clippy::too_many_arguments)]
+pub fn fetch_tagged<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    loader: Loader,
+    ticket: u32,
+    ttl: Option<f64>,
+    negative_ttl: Option<f64>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<f64>,
+    tags: Vec<String>,
+) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
+    let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
+        .map_err(|e| into_js_error(env, e))?;
+    run_fetch(env, c, key, loader, ticket, opts, false, Some(tags))
 }
 
 /// `Backend::cancel`.
 #[napi]
 pub fn cancel(c: &External<Backend>, ticket: u32) {
     c.cancel(ticket);
+}
+
+/// A batch loader as the core sees it: `run(keys)` runs the user's loader and resolves to its
+/// answer ([`BatchRows`]).
+type BatchLoader = ThreadsafeFunction<Vec<String>, Promise<BatchRows>, Vec<String>, Status, false>;
+
+/// A batch loader's answer: `[key, row, key, row, ...]` with each `row` as a loader's
+/// (`[handle, weight]`, and the value on a shared cache), or `[-loadId]` when it threw.
+pub struct BatchRows(Result<Vec<(String, LoaderRow)>, f64>);
+
+impl TypeName for BatchRows {
+    fn type_name() -> &'static str {
+        "Array<unknown>"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl FromNapiValue for BatchRows {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY (every call below): the live `env` and the array napi passed in.
+        unsafe {
+            let mut len = 0u32;
+            check_status!(sys::napi_get_array_length(env, v, &mut len))?;
+            let element = |i: u32| -> napi::Result<sys::napi_value> {
+                let mut e = ptr::null_mut();
+                check_status!(sys::napi_get_element(env, v, i, &mut e))?;
+                Ok(e)
+            };
+            if len == 1 {
+                return Ok(BatchRows(Err(-f64::from_napi_value(env, element(0)?)?)));
+            }
+            let mut rows = Vec::with_capacity(len as usize / 2);
+            for i in (0..len.saturating_sub(1)).step_by(2) {
+                let key = String::from_napi_value(env, element(i)?)?;
+                rows.push((key, LoaderRow::from_napi_value(env, element(i + 1)?)?));
+            }
+            Ok(BatchRows(Ok(rows)))
+        }
+    }
+}
+
+/// The JS batch loader as a core batch loader: one call per batch, on the JS thread.
+fn core_batch(loader: BatchLoader) -> impl Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static {
+    let loader = std::sync::Arc::new(loader);
+    move |keys| {
+        let loader = std::sync::Arc::clone(&loader);
+        Box::pin(async move {
+            let failed = |e: napi::Error| loader_failed(e.reason.clone());
+            let rows = loader.call_async_catch(keys).await.map_err(failed)?.await.map_err(failed)?;
+            let rows = rows.0.map_err(|id| healcache::LoaderError::new(id, "loader rejected"))?;
+            let mut found = std::collections::HashMap::with_capacity(rows.len());
+            for (key, row) in rows {
+                if let healcache::Loaded::Value(mut h) = loaded_from(&row.nums)? {
+                    h.payload = row.payload.map(std::sync::Arc::new);
+                    found.insert(key, h);
+                }
+            }
+            Ok(found)
+        })
+    }
+}
+
+/// Core `fetch_many`: resolves to `[handle, status, ...]`, a pair per key.
+#[napi(ts_return_type = "Promise<any>")]
+pub fn fetch_many<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    keys: Vec<String>,
+    loader: BatchLoader,
+    ttl: Option<f64>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let fut = c.fetch_many(keys, core_batch(loader), ttl).map_err(|e| into_js_error(env, e))?;
+    promise(env, fut)
+}
+
+/// Core `warm` of `keys`, or `warm_matching` of `pattern` when `keys` is undefined: resolves to
+/// its report.
+#[napi(ts_return_type = "Promise<any>")]
+#[allow(clippy::too_many_arguments)]
+pub fn warm<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    keys: Option<Vec<String>>,
+    pattern: String,
+    loader: BatchLoader,
+    concurrency: Option<f64>,
+    batch: Option<f64>,
+    min_share: Option<f64>,
+    max_keys: Option<f64>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let opts = healcache_js_common::warm_options(concurrency, batch, min_share, max_keys)
+        .map_err(|e| into_js_error(env, e))?;
+    let fut = c.warm(keys, pattern, core_batch(loader), opts);
+    promise(env, fut)
+}
+
+/// `Backend::ready`.
+#[napi]
+pub fn ready(c: &External<Backend>) -> bool {
+    c.ready()
+}
+
+/// `Backend::warm_progress`.
+#[napi(ts_return_type = "number[]")]
+pub fn warm_progress(c: &External<Backend>) -> ToJs {
+    ToJs(c.warm_progress())
+}
+
+/// The JS writer as the core's: `run()` runs the user's writer, resolving to 0, or to
+/// `-loadId` when it threw.
+type Writer = ThreadsafeFunction<bool, Promise<f64>, bool, Status, false>;
+
+/// Core `write_through`: resolves to the new version.
+#[napi(
+    ts_return_type = "Promise<number>",
+    ts_args_type = "c: ExternalObject<'Backend'>, key: string, handle: number, weight: number, ttl: number | undefined, invalidate: boolean, writer: (abort: boolean) => Promise<number>, value?: unknown"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn write_through<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    key: String,
+    handle: f64,
+    weight: f64,
+    ttl: Option<f64>,
+    invalidate: bool,
+    writer: Writer,
+    value: Option<crate::shared::Converted>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
+    let payload = value.map(|v| v.payload(env)).transpose()?;
+    let run = move || -> BoxFuture<'static, Result<(), healcache::LoaderError>> {
+        Box::pin(async move {
+            let failed = |e: napi::Error| loader_failed(e.reason.clone());
+            let r = writer.call_async_catch(false).await.map_err(failed)?.await.map_err(failed)?;
+            if r < 0.0 {
+                return Err(healcache::LoaderError::new(-r, "writer rejected"));
+            }
+            Ok(())
+        })
+    };
+    let fut = c.write_through(key, handle, weight, ttl, invalidate, payload, run).map_err(|e| into_js_error(env, e))?;
+    promise(env, fut)
 }

@@ -12,8 +12,10 @@ mod convert;
 mod error;
 mod healing;
 mod shared;
+mod write_behind;
 
 pub use cache::*;
 pub use config::*;
 pub use healing::*;
 pub use shared::*;
+pub use write_behind::*;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use healcache::codec::{self, MAX_DEPTH};
 use healcache_js_common::{Backend, Payload};
-use napi::bindgen_prelude::{ArrayBuffer, External, FromNapiValue, TypeName, ValueType};
+use napi::bindgen_prelude::{ArrayBuffer, External, FromNapiValue, PromiseRaw, TypeName, ValueType};
 use napi::{check_status, sys, Env};
 use napi_derive::napi;
 
@@ -40,12 +40,59 @@ pub fn set_shared(
     if_version: Option<f64>,
     value: Converted,
 ) -> napi::Result<f64> {
-    let payload = match value.0 {
-        Ok(bytes) => Payload::Encoded(bytes),
-        Err(reason) => return Err(into_js_error(env, healcache::Error::ValueNotEncodable { reason })),
-    };
+    let payload = value.payload(env)?;
     with_row(|out| c.write_shared(key.as_str(), handle, weight, ttl, if_version, payload, out))
         .map_err(|e| into_js_error(env, e))
+}
+
+/// `Backend::write_tagged` on a cache without a shared tier.
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn set_tagged(
+    env: &Env,
+    c: &External<Backend>,
+    key: Key,
+    handle: f64,
+    weight: f64,
+    ttl: Option<f64>,
+    if_version: Option<f64>,
+    tags: Vec<String>,
+) -> napi::Result<f64> {
+    with_row(|out| c.write_tagged(key.as_str(), handle, weight, ttl, if_version, &tags, None, out))
+        .map_err(|e| into_js_error(env, e))
+}
+
+/// `Backend::write_tagged` on a cache with a shared tier, with the value converted.
+#[napi(
+    ts_args_type = "c: ExternalObject<'Backend'>, key: string, handle: number, weight: number, ttl: number | undefined, ifVersion: number | undefined, tags: string[], value: unknown"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn set_shared_tagged(
+    env: &Env,
+    c: &External<Backend>,
+    key: Key,
+    handle: f64,
+    weight: f64,
+    ttl: Option<f64>,
+    if_version: Option<f64>,
+    tags: Vec<String>,
+    value: Converted,
+) -> napi::Result<f64> {
+    let payload = value.payload(env)?;
+    with_row(|out| c.write_tagged(key.as_str(), handle, weight, ttl, if_version, &tags, Some(payload), out))
+        .map_err(|e| into_js_error(env, e))
+}
+
+/// `Backend::invalidate_tag`, resolving to how many entries of this process it invalidated.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn invalidate_tag<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    tag: String,
+    hard: bool,
+) -> napi::Result<PromiseRaw<'env, f64>> {
+    let fut = c.invalidate_tag(tag, hard);
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| r.map_err(|e| into_js_error(env, e)))
 }
 
 /// `Backend::l2_value`: the JS value of handle `id` read from L2, as `[value]`, or `undefined`
@@ -72,6 +119,15 @@ pub fn local_generation<'env>(env: &'env Env, c: &External<Backend>) -> napi::Re
 
 /// A JS value's MessagePack bytes, or why it has none.
 pub struct Converted(pub Result<Vec<u8>, String>);
+
+impl Converted {
+    /// The value as it crosses to L2, or the `ValueNotEncodable` error to throw.
+    pub(crate) fn payload(self, env: &Env) -> napi::Result<Payload> {
+        self.0
+            .map(Payload::Encoded)
+            .map_err(|reason| into_js_error(env, healcache::Error::ValueNotEncodable { reason }))
+    }
+}
 
 impl TypeName for Converted {
     fn type_name() -> &'static str {

@@ -8,23 +8,24 @@
 
 use std::sync::Arc;
 
-use healcache::{Cache, Error, FetchOptions, WriteOptions};
+use futures::future::FutureExt;
+use healcache::{Cache, Error, FetchOptions, Warm, WriteOptions, WriteThrough};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyIterator, PyList, PyTuple, PyType};
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use crate::config;
 use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
 use crate::error::to_pyerr;
 use crate::healing::Healing;
-use crate::loaders::{check_callable, sync_loader, AsyncLoad};
+use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
 
 /// A bounded, concurrent in-memory cache from `str` keys to Python objects.
 #[pyclass(name = "Cache", module = "healcache", frozen, mapping)]
 pub(crate) struct PyCache {
     pub(crate) inner: Cache<Value>,
-    weigh: Arc<Weigh>,
+    pub(crate) weigh: Arc<Weigh>,
     healing: Healing,
 }
 
@@ -69,6 +70,7 @@ impl PyCache {
         l2_tombstone_ttl=None,
         fleet_lock_lease=None,
         fleet_lock_max_hold=None,
+        allow_degraded=None,
         redis=None,
         l2_prefix=None,
         fleet_lock=None,
@@ -114,6 +116,7 @@ impl PyCache {
         l2_tombstone_ttl: Option<Given>,
         fleet_lock_lease: Option<Given>,
         fleet_lock_max_hold: Option<Given>,
+        allow_degraded: Option<Given>,
         redis: Option<String>,
         l2_prefix: Option<String>,
         fleet_lock: Option<String>,
@@ -156,6 +159,7 @@ impl PyCache {
             ("l2_tombstone_ttl", l2_tombstone_ttl),
             ("fleet_lock_lease", fleet_lock_lease),
             ("fleet_lock_max_hold", fleet_lock_max_hold),
+            ("allow_degraded", allow_degraded),
         ];
         let shared = config::Shared { redis, prefix: l2_prefix, fleet_lock };
         let (inner, weigh) = config::build(py, &settings, seed, weigher, clock, shared)?;
@@ -219,8 +223,9 @@ impl PyCache {
 
     /// Stores `value`; returns the entry's new version. `ttl` in seconds (`None`: the cache's
     /// TTL, `math.inf`: never expires); `if_version`: write only if the live version is this
-    /// (0: only if absent), else raise `VersionMismatch`.
-    #[pyo3(signature = (key, value, /, *, ttl=None, if_version=None))]
+    /// (0: only if absent), else raise `VersionMismatch`; `tags`: up to 16 names of 1 to 128
+    /// bytes, for `invalidate_tag`.
+    #[pyo3(signature = (key, value, /, *, ttl=None, if_version=None, tags=None))]
     fn set(
         &self,
         py: Python<'_>,
@@ -228,11 +233,32 @@ impl PyCache {
         value: Bound<'_, PyAny>,
         ttl: Option<Seconds>,
         if_version: Option<u64>,
+        tags: Option<Vec<String>>,
     ) -> PyResult<u64> {
         let k = key_str(key)?;
         let ttl = convert::write_ttl(py, ttl)?;
         let v = self.weigh.value(value)?;
-        self.inner.write(k, v, WriteOptions { ttl, if_version }).map_err(|e| to_pyerr(py, e))
+        let opts = WriteOptions { ttl, if_version };
+        match tags {
+            None => self.inner.write(k, v, opts),
+            Some(tags) => {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                self.inner.write_tagged(k, v, opts, &tags).map(|w| w.version)
+            }
+        }
+        .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Invalidates every entry written with `tag`: made stale (a fallback within its grace
+    /// window) or, `hard`, removed; with a shared tier, in every instance and in L2 (raises
+    /// `L2Unavailable` when L2 cannot be reached; this process's entries are invalidated all
+    /// the same). Returns how many fresh entries of this process it invalidated. Blocks for one
+    /// round trip to L2 at most, without holding the GIL.
+    #[pyo3(signature = (tag, /, *, hard=false))]
+    fn invalidate_tag(&self, py: Python<'_>, tag: &str, hard: bool) -> PyResult<usize> {
+        let cache = self.inner.clone();
+        runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(tag, hard)))
+            .map_err(|e| to_pyerr(py, e))
     }
 
     fn __setitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
@@ -320,14 +346,15 @@ impl PyCache {
         ttl: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
-        self.call(py, key, loader, opts, false)
+        self.call(py, key, loader, opts, None, false)
     }
 
     /// `await cache.fetch(key, loader)`: `Fetched(value, status)`, the read-through call with
     /// every stampede layer of the cache; `status` is the core's `Status::as_str()`. A loader
     /// answers "not found" with `NOT_FOUND` (then `value` is `None`). Per-call options override
     /// the cache's: `ttl`, `negative_ttl` and `soft_timeout` in seconds, `stale_while_revalidate`
-    /// and `xfetch` as booleans.
+    /// and `xfetch` as booleans; `tags`: the loaded value's tags (as `set`'s), recorded from
+    /// before the load, so an `invalidate_tag` during it leaves the value uncached.
     #[pyo3(signature = (
         key,
         loader,
@@ -337,7 +364,8 @@ impl PyCache {
         negative_ttl=None,
         stale_while_revalidate=None,
         xfetch=None,
-        soft_timeout=None
+        soft_timeout=None,
+        tags=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
@@ -350,6 +378,7 @@ impl PyCache {
         stale_while_revalidate: Option<bool>,
         xfetch: Option<bool>,
         soft_timeout: Option<Seconds>,
+        tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let seconds = |field, s: Option<Seconds>| s.map(|s| convert::duration(py, field, s)).transpose();
         let opts = FetchOptions {
@@ -359,7 +388,7 @@ impl PyCache {
             xfetch,
             soft_timeout: seconds("soft_timeout", soft_timeout)?,
         };
-        self.call(py, key, loader, opts, true)
+        self.call(py, key, loader, opts, tags, true)
     }
 
     /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`,
@@ -403,6 +432,115 @@ impl PyCache {
         // a bad ttl fails at decoration time; the calls get it as given
         convert::write_ttl(py, ttl.as_ref().map(|t| t.extract()).transpose()?)?;
         py.import("healcache._decorator")?.getattr("cached")?.call1((slf, func, key, ttl))
+    }
+
+    /// `await cache.write_through(key, value, writer)`: calls `writer(key, value)` (sync or
+    /// async: the source of truth's write) and only when it returned writes the value to the
+    /// cache (L1, and with a shared tier L2 and the bus, awaited within `l2_timeout`); returns
+    /// the new version. An exception of the writer is raised as it is and the cache is left as
+    /// it was. `invalidate=True` removes the key instead of caching the value. The key, the
+    /// TTL and the value's weight are checked before the writer is called.
+    #[pyo3(signature = (key, value, writer, /, *, ttl=None, invalidate=false))]
+    fn write_through<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        value: Bound<'py, PyAny>,
+        writer: Py<PyAny>,
+        ttl: Option<Seconds>,
+        invalidate: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = key_str(key)?.to_owned();
+        check_callable(writer.bind(py))?;
+        let opts = WriteThrough { ttl: convert::write_ttl(py, ttl)?, invalidate };
+        let (event_loop, context) = running_loop(py)?;
+        let call = py.import("functools")?.getattr("partial")?.call1((writer.bind(py), key, &value))?;
+        let v = self.weigh.value(value)?;
+        let write = AsyncLoad {
+            loader: call.unbind(),
+            event_loop: event_loop.clone().unbind(),
+            context: context.unbind(),
+            weigh: Arc::clone(&self.weigh),
+            key: None,
+            want: Want::Nothing,
+        };
+        let cache = self.inner.clone();
+        let fut: WaitFuture = Box::pin(async move {
+            cache.write_through(&k, v, opts, move || write.answer().map(|r| r.map(drop))).await.map(Reply::Version)
+        });
+        drive(py, &event_loop, fut)
+    }
+
+    /// `await cache.get_many(keys, loader)`: a dict of the keys found, each read as `fetch`
+    /// reads it; the keys no layer could answer are loaded by one call `loader(keys)` (sync or
+    /// async) returning a mapping of the keys it found to their values (a key left out is not
+    /// found, and absent from the result). At most `max_in_flight` distinct keys.
+    #[pyo3(signature = (keys, loader, /, *, ttl=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+        loader: Py<PyAny>,
+        ttl: Option<Seconds>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        check_callable(loader.bind(py))?;
+        let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
+        let (event_loop, context) = running_loop(py)?;
+        let load = self.batch_load(loader, &event_loop, context);
+        let cache = self.inner.clone();
+        let fut: WaitFuture = Box::pin(async move {
+            let got = cache.fetch_many(&keys, opts, move |k| load.call(k)).await?;
+            let found = keys.into_iter().zip(got).filter_map(|(k, f)| f.value.map(|v| (k, v))).collect();
+            Ok(Reply::Many(found))
+        });
+        drive(py, &event_loop, fut)
+    }
+
+    /// `await cache.warm(keys, loader)`: loads `keys` before traffic, `batch` keys per
+    /// `loader(keys)` call (as `get_many`'s), `concurrency` calls at once; returns a dict
+    /// `{total, found, not_found, failed, error}`. `ready()` is False while it runs. Given a
+    /// `str` instead of keys, warms the keys the shared tier holds that match it as a glob (at
+    /// most `max_keys` of them).
+    #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=100, min_share=1.0, max_keys=100_000))]
+    #[allow(clippy::too_many_arguments)]
+    fn warm<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        loader: Py<PyAny>,
+        concurrency: usize,
+        batch: usize,
+        min_share: f64,
+        max_keys: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pattern = keys.cast::<PyString>().ok().map(|p| p.to_string());
+        let keys: Option<Vec<String>> = if pattern.is_none() { Some(keys.extract()?) } else { None };
+        check_callable(loader.bind(py))?;
+        let (event_loop, context) = running_loop(py)?;
+        let load = Arc::new(self.batch_load(loader, &event_loop, context));
+        let cache = self.inner.clone();
+        let opts = Warm { concurrency, batch, min_share, max_keys };
+        let fut: WaitFuture = Box::pin(async move {
+            let load = move |k| load.call(k);
+            let report = match (keys, pattern) {
+                (Some(keys), _) => cache.warm(&keys, opts, load).await,
+                (None, pattern) => cache.warm_matching(&pattern.unwrap_or_default(), opts, load).await,
+            };
+            report.map(Reply::Warm)
+        });
+        drive(py, &event_loop, fut)
+    }
+
+    /// Whether the cache is ready for traffic (a readiness probe): no `warm` running, the last
+    /// one's `min_share` of keys answered, and with a shared tier L2 answering unless the
+    /// `allow_degraded` setting is on.
+    fn ready(&self) -> bool {
+        self.inner.ready()
+    }
+
+    /// `(answered, failed, total)` keys of the warm-ups so far.
+    fn warm_progress(&self) -> (u64, u64, u64) {
+        self.inner.warm_progress()
     }
 
     /// Registers (or replaces) the source of truth of keys starting with `prefix` (the longest
@@ -586,6 +724,15 @@ impl PyCache {
 }
 
 impl PyCache {
+    fn batch_load(&self, loader: Py<PyAny>, event_loop: &Bound<'_, PyAny>, context: Bound<'_, PyAny>) -> BatchLoad {
+        BatchLoad {
+            loader,
+            event_loop: event_loop.clone().unbind(),
+            context: context.unbind(),
+            weigh: Arc::clone(&self.weigh),
+        }
+    }
+
     /// One asyncio call of the core's `fetch`: the asyncio future of its `Reply`.
     fn call<'py>(
         &self,
@@ -593,6 +740,7 @@ impl PyCache {
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         opts: FetchOptions,
+        tags: Option<Vec<String>>,
         fetched: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = key_str(key)?.to_owned();
@@ -606,11 +754,18 @@ impl PyCache {
             event_loop: event_loop.clone().unbind(),
             context: context.unbind(),
             weigh: Arc::clone(&self.weigh),
-            key: key.clone(),
+            key: Some(key.clone()),
+            want: Want::Value,
         };
         let cache = self.inner.clone();
         let fut: WaitFuture = Box::pin(async move {
-            let f = cache.fetch(&key, opts, move || load.start()).await?;
+            let f = match &tags {
+                None => cache.fetch(&key, opts, move || load.start()).await?,
+                Some(t) => {
+                    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+                    cache.fetch_tagged(&key, opts, &t, move || load.start()).await?
+                }
+            };
             if fetched {
                 Ok(Reply::Fetched(f))
             } else {

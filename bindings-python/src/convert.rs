@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use healcache::settings::{setting, Setting, Unit};
-use healcache::{Fetched, IntervalReport, Loaded};
+use healcache::{Fetched, IntervalReport, Loaded, WarmReport};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -104,6 +104,20 @@ pub(crate) fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Va
         return Ok(Loaded::NotFound);
     }
     weigh.value(obj).map(Loaded::Value)
+}
+
+/// A batch loader's answer: a mapping of keys (str) to values; a key it leaves out is not found.
+pub(crate) fn found(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<std::collections::HashMap<String, Value>> {
+    let py = obj.py();
+    let items = obj.call_method0(pyo3::intern!(py, "items")).map_err(|_| {
+        PyTypeError::new_err(format!("a batch loader must return a mapping of keys to values, not {}", type_name(&obj)))
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for item in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        out.insert(key_str(&k)?.to_owned(), weigh.value(v)?);
+    }
+    Ok(out)
 }
 
 /// `datetime.timedelta` (not in the stable ABI's C API: looked up once).
@@ -248,6 +262,12 @@ pub(crate) enum Reply {
     Fetched(Fetched<Value>),
     /// `verify_now`: the interval's report, as a dict.
     Report(IntervalReport),
+    /// `get_many`: the keys found, in the order asked, as a dict.
+    Many(Vec<(String, Value)>),
+    /// `write_through`: the new version.
+    Version(u64),
+    /// `warm`: what it did, as a dict.
+    Warm(WarmReport),
 }
 
 impl Reply {
@@ -262,6 +282,23 @@ impl Reply {
                 class.bind(py).call1((value, PyString::intern(py, f.status.as_str())))
             }
             Reply::Report(r) => to_py(py, &r),
+            Reply::Many(found) => {
+                let d = PyDict::new(py);
+                for (k, v) in found {
+                    d.set_item(k, v.obj.bind(py))?;
+                }
+                Ok(d.into_any())
+            }
+            Reply::Version(v) => Ok(v.into_pyobject(py)?.into_any()),
+            Reply::Warm(r) => {
+                let d = PyDict::new(py);
+                d.set_item("total", r.total)?;
+                d.set_item("found", r.found)?;
+                d.set_item("not_found", r.not_found)?;
+                d.set_item("failed", r.failed)?;
+                d.set_item("error", r.error)?;
+                Ok(d.into_any())
+            }
         }
     }
 }

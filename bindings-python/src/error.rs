@@ -108,7 +108,7 @@ fn build(py: Python<'_>, e: &Error, spelling: Spelling<'_>) -> PyResult<PyErr> {
             exc.setattr("current", current)?;
         }
         Error::LoadTimeout { after_ms } => exc.setattr("after_ms", after_ms)?,
-        Error::TooManyLoads { max } => exc.setattr("max", max)?,
+        Error::TooManyLoads { max } | Error::QueueFull { max } => exc.setattr("max", max)?,
         Error::InvalidKey { reason } => exc.setattr("reason", reason)?,
         _ => {}
     }

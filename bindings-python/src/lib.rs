@@ -12,6 +12,7 @@
 //! - `shared.rs`: the shared tier (Redis L2): Python values to the core's payload model and back.
 //! - `error.rs`: core errors to Python exceptions, and loader exceptions through the core.
 //! - `fast_get.rs`: `Cache.get` installed as a `METH_FASTCALL` method (the hottest call).
+//! - `write_behind.rs`: the `WriteBehind` class; Python writers as the core's batch writer.
 //! - `runtime.rs`: the one place that polls, parks, spawns or releases the GIL.
 //!
 //! Modules depend downwards only: `fast_get` on `cache` and `convert`; `cache` on all the
@@ -30,6 +31,7 @@ mod healing;
 mod loaders;
 mod runtime;
 mod shared;
+mod write_behind;
 
 /// The compiled module; `python/healcache/__init__.py` re-exports it.
 #[pymodule]
@@ -37,6 +39,7 @@ fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCache>()?;
     m.add_class::<runtime::LoopDriver>()?;
     m.add_class::<config::PyManualClock>()?;
+    m.add_class::<write_behind::PyWriteBehind>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
     fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -6,6 +6,7 @@
 //! the event loop of the call that started the flight (loop and contextvars captured when the
 //! call is made), and that task is cancelled if every waiter goes away.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
@@ -14,7 +15,7 @@ use healcache::{Error, Loaded, LoaderError};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::convert::{loaded, Value, Weigh};
+use crate::convert::{found, loaded, Value, Weigh};
 use crate::error::{loader_error, to_pyerr, type_name};
 use crate::runtime::{bridge, relock};
 
@@ -44,28 +45,61 @@ fn call_sync(py: Python<'_>, loader: &Py<PyAny>, weigh: &Weigh) -> PyResult<Valu
     }
 }
 
-/// The loader of an async `get_or_load`, started by the flight's first poll on any thread.
+/// What a Python callback's answer is converted to.
+#[derive(Clone, Copy)]
+pub(crate) enum Want {
+    /// A loader's: a value or `NOT_FOUND`.
+    Value,
+    /// A batch loader's: a mapping of the keys found to their values.
+    Batch,
+    /// A writer's: nothing (its answer is ignored).
+    Nothing,
+}
+
+/// A Python callback's answer, converted as its [`Want`] says.
+pub(crate) enum Outcome {
+    Value(Loaded<Value>),
+    Batch(HashMap<String, Value>),
+    Nothing,
+}
+
+type Answer = Result<Outcome, LoaderError>;
+
+/// The loader of an async `get_or_load` (and the batch loader or writer of the other async
+/// calls), started by the flight's first poll on any thread.
 pub(crate) struct AsyncLoad {
     pub loader: Py<PyAny>,
     pub event_loop: Py<PyAny>,
     pub context: Py<PyAny>,
     pub weigh: Arc<Weigh>,
-    pub key: String,
+    /// The key marked as loading while the callback runs (none for a batch or a writer).
+    pub key: Option<String>,
+    pub want: Want,
 }
 
 type LoadResult = Result<Loaded<Value>, LoaderError>;
 
 impl AsyncLoad {
     pub fn start(self) -> BoxFuture<'static, LoadResult> {
+        self.answer()
+            .map(|r| match r? {
+                Outcome::Value(v) => Ok(v),
+                _ => Err(LoaderError::new((), "a loader's answer was converted as another kind")),
+            })
+            .boxed()
+    }
+
+    /// Calls the callback and converts its answer as `want` says.
+    pub fn answer(self) -> BoxFuture<'static, Answer> {
         Python::attach(|py| match self.try_start(py) {
             Ok(f) => f,
             Err(e) => future::ready(Err(loader_error(py, e))).boxed(),
         })
     }
 
-    fn try_start(self, py: Python<'_>) -> PyResult<BoxFuture<'static, LoadResult>> {
+    fn try_start(self, py: Python<'_>) -> PyResult<BoxFuture<'static, Answer>> {
         let (tx, rx) = oneshot::channel();
-        let done = Done { tx: Mutex::new(Some(tx)), weigh: Arc::clone(&self.weigh) };
+        let done = Done { tx: Mutex::new(Some(tx)), weigh: Arc::clone(&self.weigh), want: self.want };
         // In the caller's contextvars: call the loader; an awaitable it returns becomes a task
         // on the caller's loop, which reports to `done`.
         let start = bridge(py)?.getattr("start")?;
@@ -75,7 +109,7 @@ impl AsyncLoad {
             .call_method1("run", (start, self.loader.bind(py), self.event_loop.bind(py), done, &self.key))?;
         let (pending, obj): (bool, Bound<'_, PyAny>) = r.extract()?;
         if !pending {
-            return Ok(future::ready(Ok(loaded(&self.weigh, obj)?)).boxed());
+            return Ok(future::ready(Ok(convert(self.want, &self.weigh, obj)?)).boxed());
         }
         let mut guard = CancelOnDrop { task: Some(obj.unbind()), event_loop: self.event_loop };
         Ok(async move {
@@ -84,6 +118,57 @@ impl AsyncLoad {
             r.unwrap_or_else(|_| Err(LoaderError::new((), "the loader's task ended without a result")))
         }
         .boxed())
+    }
+}
+
+fn convert(want: Want, weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Outcome> {
+    Ok(match want {
+        Want::Value => Outcome::Value(loaded(weigh, obj)?),
+        Want::Batch => Outcome::Batch(found(weigh, obj)?),
+        Want::Nothing => Outcome::Nothing,
+    })
+}
+
+/// A batch loader, called with a list of keys each time the core asks (once per batch, and
+/// once per key refreshed later on its own).
+pub(crate) struct BatchLoad {
+    pub loader: Py<PyAny>,
+    pub event_loop: Py<PyAny>,
+    pub context: Py<PyAny>,
+    pub weigh: Arc<Weigh>,
+}
+
+impl BatchLoad {
+    pub fn call(&self, keys: Vec<String>) -> BoxFuture<'static, Result<HashMap<String, Value>, LoaderError>> {
+        let load = Python::attach(|py| AsyncLoad {
+            loader: self.loader.clone_ref(py),
+            event_loop: self.event_loop.clone_ref(py),
+            // every call runs in a copy of the caller's context, as a loader's does
+            context: self
+                .context
+                .bind(py)
+                .call_method0("copy")
+                .map_or_else(|_| self.context.clone_ref(py), Bound::unbind),
+            weigh: Arc::clone(&self.weigh),
+            key: None,
+            want: Want::Batch,
+        });
+        let args = keys;
+        Python::attach(|py| {
+            let partial = py
+                .import("functools")
+                .and_then(|f| f.getattr("partial"))
+                .and_then(|p| p.call1((load.loader.bind(py), args)));
+            match partial {
+                Ok(p) => AsyncLoad { loader: p.unbind(), ..load }.answer(),
+                Err(e) => future::ready(Err(loader_error(py, e))).boxed(),
+            }
+        })
+        .map(|r| match r? {
+            Outcome::Batch(m) => Ok(m),
+            _ => Err(LoaderError::new((), "a batch loader's answer was converted as another kind")),
+        })
+        .boxed()
     }
 }
 
@@ -116,19 +201,20 @@ impl Drop for CancelOnDrop {
 /// Done-callback of the loader's task (or concurrent future): sends its outcome to the flight.
 #[pyclass(frozen)]
 struct Done {
-    tx: Mutex<Option<oneshot::Sender<LoadResult>>>,
+    tx: Mutex<Option<oneshot::Sender<Answer>>>,
     weigh: Arc<Weigh>,
+    want: Want,
 }
 
 #[pymethods]
 impl Done {
     fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        let outcome = (|| -> PyResult<Loaded<Value>> {
+        let outcome = (|| -> PyResult<Outcome> {
             let exc = task.call_method0(pyo3::intern!(py, "exception"))?; // raises if cancelled
             if !exc.is_none() {
                 return Err(PyErr::from_value(exc));
             }
-            loaded(&self.weigh, task.call_method0(pyo3::intern!(py, "result"))?)
+            convert(self.want, &self.weigh, task.call_method0(pyo3::intern!(py, "result"))?)
         })();
         let outcome = outcome.map_err(|e| loader_error(py, e));
         let tx = relock(&self.tx).take();

@@ -67,6 +67,15 @@ pub(crate) fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T
     py.detach(f)
 }
 
+/// Runs a core future to its end on this thread with the GIL released (it waits for other
+/// threads, which may need the GIL, such as a write-behind's drainer).
+pub(crate) fn block_detached<F: Future + Send>(py: Python<'_>, fut: F) -> F::Output
+where
+    F::Output: Send,
+{
+    py.detach(|| futures::executor::block_on(fut))
+}
+
 /// The wait of one asyncio call: a core future, polled on the event loop's thread.
 pub(crate) type WaitFuture = Pin<Box<dyn Future<Output = healcache::Result<Reply>> + Send>>;
 
@@ -363,10 +372,15 @@ impl Wake for SocketWaker {
 
 impl HealLoop {
     pub fn new(healer: Healer<Value>) -> std::io::Result<Self> {
+        Self::background(async move { healer.run().await }.boxed())
+    }
+
+    /// Any background future of the core (a write-behind's drainer), polled the same way.
+    pub fn background(run: BoxFuture<'static, ()>) -> std::io::Result<Self> {
         let (reader, writer) = UnixStream::pair()?;
         writer.set_nonblocking(true)?;
         Ok(HealLoop {
-            run: Mutex::new(Some(async move { healer.run().await }.boxed())),
+            run: Mutex::new(Some(run)),
             stopped: AtomicBool::new(false),
             reader,
             waker: Arc::new(SocketWaker(writer)),

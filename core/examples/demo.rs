@@ -3,13 +3,17 @@
 //! Section 1: 1,000 concurrent requests for one cold key against a deliberately slow origin
 //! (50 ms a query, at most 16 queries at once, like a small database pool), first read straight
 //! through, then through `Cache::get_or_load`.
+//!
+//! Section 2: self-healing, drift found and repaired against a source of truth.
+//!
+//! Section 3: warming before traffic, with a progress bar and the readiness check a probe reads.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use healcache::{Cache, FnSource, Healer, HealingConfig, SourceAnswer, SourceError};
+use healcache::{Cache, FnSource, Healer, HealingConfig, SourceAnswer, SourceError, Warm};
 use tokio::sync::Semaphore;
 
 /// A slow origin that counts its queries and saturates at 16 concurrent ones.
@@ -164,5 +168,56 @@ async fn healing_section() {
         st.total_repaired,
         healer.score("user:").unwrap().score,
         i
+    );
+    warming().await;
+}
+
+/// Section 3: 20,000 keys warmed in batches from an origin that answers a batch in 20 ms, with a
+/// progress bar drawn from `warm_progress` and the readiness check a probe would ask.
+async fn warming() {
+    const KEYS: usize = 20_000;
+    println!("\n3. Warming before traffic: {KEYS} keys, 250 per origin call, 4 calls at once, 20 ms per call\n");
+    let cache: Cache<String> = Cache::builder().max_entries(KEYS as u64).build().unwrap();
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("product:{i}")).collect();
+    let calls = Arc::new(AtomicU64::new(0));
+    let load = {
+        let calls = calls.clone();
+        move |batch: Vec<String>| {
+            calls.fetch_add(1, SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, Infallible>(batch.into_iter().map(|k| (k.clone(), format!("row for {k}"))).collect())
+            }
+        }
+    };
+    let bar = |c: &Cache<String>| {
+        let (done, failed, total) = c.warm_progress();
+        let filled = if total == 0 { 0 } else { (done + failed) as usize * 40 / total as usize };
+        format!("[{}{}] {:>6}/{total} ready={}", "#".repeat(filled), ".".repeat(40 - filled), done + failed, c.ready())
+    };
+    println!("   before: ready={} (a cache never warmed is ready: start warming before the probe asks)", cache.ready());
+    let t0 = Instant::now();
+    let drawer = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            loop {
+                print!("\r   {}", bar(&cache));
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let opts = Warm { batch: 250, concurrency: 4, ..Warm::default() };
+    let report = cache.warm(&keys, opts, load).await.unwrap();
+    drawer.abort();
+    println!("\r   {}", bar(&cache));
+    println!(
+        "\n=> {} keys warmed ({} found, {} failed) in {:.2?} with {} origin calls; the probe now answers ready={}.",
+        report.total,
+        report.found,
+        report.failed,
+        t0.elapsed(),
+        calls.load(SeqCst),
+        cache.ready()
     );
 }

@@ -17,6 +17,7 @@ use crate::sampler::KeySample;
 use crate::stats::{StampedeCounters, Stats, StoreStats};
 use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, NEVER};
 use crate::sync::{lock, Mutex};
+use crate::tags::TagIndex;
 use crate::tier::{self, Tier};
 use crate::xfetch;
 use crate::{Spawner, Timer};
@@ -78,8 +79,13 @@ pub(crate) struct Inner<V> {
     draws: AtomicU64,
     seed: u64,
     pub counters: StampedeCounters,
+    /// Progress of the warm-ups, read by the readiness check.
+    pub warming: crate::warm::Warming,
     /// The shared tier (L2), when the cache has one: read through [`Inner::tier`].
     tier: Option<Arc<Tier<V>>>,
+    /// Tags of the entries.
+    #[cfg(feature = "tier")]
+    pub tags: Arc<TagIndex>,
 }
 
 impl<V> Inner<V> {
@@ -181,7 +187,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             settings.seed,
             Arc::clone(&clock),
         );
+        let max_entries = usize::try_from(settings.max_entries).unwrap_or(usize::MAX);
+        #[cfg(feature = "tier")]
+        let tags = Arc::new(TagIndex::new(max_entries));
         let tier = b.tier.filter(|_| cfg!(feature = "tier")).map(|(transport, codec)| {
+            #[cfg(feature = "tier")]
+            let tags = Arc::clone(&tags);
+            // never reached without the feature (the filter above)
+            #[cfg(not(feature = "tier"))]
+            let tags = Arc::new(TagIndex::new(0));
             let timer = b.timer.clone();
             Tier::new(
                 transport,
@@ -191,11 +205,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 settings.seed,
                 timer.expect("checked by build"),
                 Arc::clone(&clock),
+                max_entries,
+                tags,
             )
         });
         let cache = Cache {
             inner: Arc::new(Inner {
                 tier,
+                #[cfg(feature = "tier")]
+                tags,
                 store,
                 flights: Flights::new(settings.max_in_flight, settings.seed),
                 rng: Mutex::new(SeededRng::seed_from_u64(settings.seed ^ 0x5eed_5a3b_1e00_0001)),
@@ -208,15 +226,23 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 timer: b.timer,
                 spawner: b.spawner,
                 counters: StampedeCounters::default(),
+                warming: Default::default(),
             }),
         };
+        #[cfg(feature = "tier")]
         if let Some(tier) = cache.inner.tier() {
             // other instances' writes drop this cache's L1 copies (weakly: the bus does not keep
             // a dropped cache alive)
             let weak = Arc::downgrade(&cache.inner);
-            tier.start_bus(Box::new(move |key, removed| {
-                weak.upgrade().is_some_and(|inner| Cache { inner }.drop_local(key, removed))
-            }));
+            let weak_tags = weak.clone();
+            tier.start_bus(
+                Box::new(move |key, removed| {
+                    weak.upgrade().is_some_and(|inner| Cache { inner }.drop_local(key, removed))
+                }),
+                Box::new(move |tag, version, hard| {
+                    weak_tags.upgrade().map_or(0, |inner| Cache { inner }.tag_bumped(tag, version, hard))
+                }),
+            );
         }
         cache
     }
@@ -286,10 +312,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     fn weigh(&self, value: &Option<V>) -> u64 {
-        match (value, &self.inner.weigher) {
-            (None, _) => 0,
-            (Some(v), Some(w)) => w(v),
-            (Some(_), None) => std::mem::size_of::<V>() as u64,
+        value.as_ref().map_or(0, |v| self.weigh_value(v))
+    }
+
+    pub(crate) fn weigh_value(&self, value: &V) -> u64 {
+        match &self.inner.weigher {
+            Some(w) => w(value),
+            None => std::mem::size_of::<V>() as u64,
         }
     }
 
@@ -300,7 +329,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// When an entry written now with `ttl` expires, and how long from now that is (the TTL the
     /// cache decided, its jitter included; `None`: never).
-    fn meta(&self, ttl: Ttl, load_nanos: u64) -> (Meta, Option<Duration>) {
+    pub(crate) fn meta(&self, ttl: Ttl, load_nanos: u64) -> (Meta, Option<Duration>) {
         let s = &self.inner.settings;
         let ttl = match ttl {
             Ttl::Default => s.ttl,
@@ -477,15 +506,107 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
-        let grace = self.inner.settings.grace.unwrap_or_default();
-        let ttl = self.resolve_ttl(opts.ttl);
-        if let Some(w) = tier.write_encoded(key, Some(payload), ttl, grace, 0, tier::Expect::Any, None) {
+        if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, Vec::new()) {
             tier.spawn(w);
         }
         Ok(written)
     }
 
+    /// [`Cache::write_entry`] of a value carrying tags (at most 16, each 1 to 128 bytes): one
+    /// [`Cache::invalidate_tag`] of any of them later makes it stale, here and, with a shared
+    /// tier, in every instance and in L2. A tag list out of bounds is refused with
+    /// [`Error::InvalidConfig`] (field `tags`), changing nothing.
+    ///
+    /// ```
+    /// use healcache::{Cache, WriteOptions};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// cache.write_tagged("user:1", 1, WriteOptions::default(), &["team:7"]).unwrap();
+    /// cache.write_tagged("user:2", 2, WriteOptions::default(), &["team:8"]).unwrap();
+    /// assert_eq!(cache.invalidate_tag("team:7", false).await.unwrap(), 1);
+    /// assert_eq!((cache.get("user:1"), cache.get("user:2")), (None, Some(2)));
+    /// # });
+    /// ```
+    #[cfg(feature = "tier")]
+    pub fn write_tagged(&self, key: &str, value: V, opts: WriteOptions, tags: &[&str]) -> Result<Written> {
+        crate::tags::check(tags)?;
+        let tier = self.inner.tier();
+        let payload = match tier {
+            Some(t) => Some(t.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?),
+            None => None,
+        };
+        let recorded: Vec<crate::codec::Tag> = match tier {
+            Some(t) => t.versions_for_write(tags),
+            None => {
+                let known = self.inner.tags.known(tags);
+                tags.iter()
+                    .zip(known)
+                    .map(|(t, v)| crate::codec::Tag { name: t.to_string(), version: v.unwrap_or(0) })
+                    .collect()
+            }
+        };
+        let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
+        self.inner.tags.record(key, &recorded, |k| self.inner.store.stored_version(k) != 0);
+        if let (Some(tier), Some(payload)) = (tier, payload) {
+            if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, recorded) {
+                tier.spawn(w);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Invalidates every entry written with `tag`: made stale (served only as a fallback within
+    /// its grace window, as by stale-while-revalidate and fail-safe) or, `hard`, removed. With a
+    /// shared tier the tag's version is incremented in L2, so tagged values there read as misses,
+    /// and every instance is told on the bus; [`Error::L2Unavailable`] when L2 cannot be reached
+    /// (this process's entries are invalidated all the same). Answers how many fresh entries of
+    /// this process it invalidated.
+    #[cfg(feature = "tier")]
+    pub async fn invalidate_tag(&self, tag: &str, hard: bool) -> Result<usize> {
+        crate::tags::check(&[tag])?;
+        let Some(tier) = self.inner.tier() else {
+            let v = self.inner.tags.known(&[tag])[0].unwrap_or(0) + 1;
+            return Ok(self.tag_bumped(tag, v, hard));
+        };
+        match tier.bump_tag(tag, hard).await {
+            Ok(v) => Ok(self.tag_bumped(tag, v, hard)),
+            Err(e) => {
+                // no new version to compare with: every entry of this process with the tag goes,
+                // and the tag's version is read from L2 again when next needed
+                for k in self.inner.tags.take_all(tag) {
+                    self.drop_local(&k, hard);
+                }
+                Err(Error::L2Unavailable { reason: e.to_string() })
+            }
+        }
+    }
+
+    /// `tag` is at `version` now: the entries written here under another version are made stale
+    /// (`hard`: removed); answers how many were fresh.
+    #[cfg(feature = "tier")]
+    pub(crate) fn tag_bumped(&self, tag: &str, version: u64, hard: bool) -> usize {
+        self.inner.tags.bumped(tag, version).iter().filter(|k| self.drop_local(k, hard)).count()
+    }
+
     /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
+    /// The L2 write of a value just written to L1 (`written`): the same TTL and grace, its token
+    /// remembered under the L1 version; `None` when there is nothing to write.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn l2_write(
+        &self,
+        tier: &Arc<Tier<V>>,
+        key: &str,
+        payload: (crate::codec::PayloadCodec, Vec<u8>),
+        ttl: Ttl,
+        written: &Written,
+        expect: tier::Expect,
+        tags: Vec<crate::codec::Tag>,
+    ) -> Option<futures::future::BoxFuture<'static, tier::Wrote>> {
+        let grace = self.inner.settings.grace.unwrap_or_default();
+        let ttl = self.resolve_ttl(ttl);
+        tier.write_encoded(key, Some(payload), ttl, grace, 0, expect, None, tags, Some(written.version))
+    }
+
     pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Option<Duration> {
         match ttl {
             Ttl::Default => self.inner.settings.ttl,
@@ -516,6 +637,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if negative && r.is_ok() {
             self.inner.counters.negative_entries.fetch_add(1, Relaxed);
         }
+        // a value written without tags leaves the tags its key had (a tagged write records its
+        // own after this)
+        #[cfg(feature = "tier")]
+        if r.is_ok() && self.inner.tags.used() {
+            self.inner.tags.record(key, &[], |_| true);
+        }
         self.done(removed);
         r.map(|version| Written { version, expires_in })
     }
@@ -528,6 +655,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 tier.spawn(w);
             }
         }
+        self.remove_local(key)
+    }
+
+    /// Removes `key` from L1 only; returns its value if it was fresh.
+    pub(crate) fn remove_local(&self, key: &str) -> Option<V> {
         let mut removed = Vec::new();
         let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
         let v = match live {
@@ -541,6 +673,26 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Removes `key` only if its live version is `expected`; fails with
     /// [`Error::VersionMismatch`], changing nothing, otherwise.
     pub fn remove_if_version(&self, key: &str, expected: u64) -> Result<()> {
+        self.remove_if_version_shared(key, expected, tier::Expect::Any)
+    }
+
+    /// [`Cache::set_if_version`] whose L2 write lands only as `l2` allows: a healer's repair of
+    /// an entry L2 did not hold when it looked, which must not overwrite what another instance
+    /// wrote since.
+    #[cfg(feature = "tier")]
+    pub(crate) fn set_if_version_shared(&self, key: &str, value: V, expected: u64, l2: tier::Expect) -> Result<u64> {
+        let Some(tier) = self.inner.tier() else { return self.set_if_version(key, value, expected) };
+        let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
+        let written = self.write_raw(key, Some(value), Ttl::Default, Some(Expect::Live(expected)), 0)?;
+        if let Some(w) = self.l2_write(tier, key, payload, Ttl::Default, &written, l2, Vec::new()) {
+            tier.spawn(w);
+        }
+        Ok(written.version)
+    }
+
+    /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see
+    /// [`Cache::set_if_version_shared`]); `Expect::Any` for a plain one.
+    pub(crate) fn remove_if_version_shared(&self, key: &str, expected: u64, l2: tier::Expect) -> Result<()> {
         let mut removed = Vec::new();
         let mut current = 0;
         let now = self.inner.store.now();
@@ -552,7 +704,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         match r {
             Some(_) => {
                 if let Some(tier) = self.inner.tier() {
-                    if let Some(w) = tier.tombstone(key) {
+                    if let Some(w) = tier.tombstone_expect(key, l2) {
                         tier.spawn(w);
                     }
                 }
@@ -672,6 +824,24 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             l2_bus_gaps: l2.bus_gaps,
             l2_bus_malformed: l2.bus_malformed,
             l2_suspect_rereads: l2.suspect_rereads,
+            #[cfg(feature = "tier")]
+            l2_revalidated: l2.revalidated,
+            #[cfg(feature = "tier")]
+            l2_tag_invalidations: l2.tag_invalidations,
+            #[cfg(feature = "tier")]
+            l2_tag_received: l2.tag_received,
+            #[cfg(feature = "tier")]
+            l2_tag_outdated: l2.tag_outdated,
+            #[cfg(feature = "tier")]
+            l2_verifier_acquired: l2.verifier_acquired,
+            #[cfg(feature = "tier")]
+            l2_verifier_lost: l2.verifier_lost,
+            #[cfg(feature = "tier")]
+            l2_verifier_held: l2.verifier_held,
+            #[cfg(feature = "tier")]
+            l2_verifier_sampled: l2.verifier_sampled,
+            #[cfg(feature = "tier")]
+            l2_verifier_repaired: l2.verifier_repaired,
             l2_lock_wait: l2.lock_wait,
             l2_latency: l2.latency,
             l2_bus_latency: l2.bus_latency,

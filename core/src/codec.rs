@@ -204,6 +204,20 @@ pub struct Header {
     pub payload_len: u32,
 }
 
+/// What is left fresh of an envelope whose Redis key has `pttl_ms` left (Redis `PTTL`: -1 no
+/// expiry, -2 gone): the key lives fresh + grace, so what is left beyond the grace is fresh.
+/// `Some(None)`: fresh for ever; `None`: not fresh (stale or gone), whatever its kind.
+pub fn fresh_left(pttl_ms: i64, header: &Header) -> Option<Option<std::time::Duration>> {
+    match (pttl_ms, header.fresh_ms) {
+        (-1, NEVER) => Some(None),
+        (p, _) if p < 0 => None,
+        (p, _) => match (p as u64).checked_sub(header.grace_ms) {
+            Some(left) if left > 0 => Some(Some(std::time::Duration::from_millis(left))),
+            _ => None,
+        },
+    }
+}
+
 /// A decoded envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decoded {

@@ -108,6 +108,9 @@ pub struct Config {
     /// How long a holder keeps renewing at most, in ms: a loader slower than this loses the lock
     /// to the next instance and its write is fenced out. Defaults to: 30,000.
     pub fleet_lock_max_hold_ms: f64,
+    /// [`crate::Cache::ready`] stays true while the shared tier is unreachable: L1 and the
+    /// loader serve, so a probe need not take the instance out of traffic. Defaults to: false.
+    pub allow_degraded: bool,
 }
 
 impl Default for Config {
@@ -140,6 +143,7 @@ impl Default for Config {
             fleet_lock: crate::tier::FleetLock::Refresh,
             fleet_lock_lease_ms: 5_000.0,
             fleet_lock_max_hold_ms: 30_000.0,
+            allow_degraded: false,
         }
     }
 }
@@ -166,6 +170,7 @@ pub(crate) struct Settings {
     pub max_negative_ttl: Duration,
     pub max_negative: u64,
     pub tier: crate::tier::TierConfig,
+    pub allow_degraded: bool,
 }
 
 /// Checks a whole number in `min..=max` (counts and sizes).
@@ -265,6 +270,7 @@ impl Config {
             "l2_tombstone_ttl" => self.l2_tombstone_ttl_ms = value,
             "fleet_lock_lease" => self.fleet_lock_lease_ms = value,
             "fleet_lock_max_hold" => self.fleet_lock_max_hold_ms = value,
+            "allow_degraded" => self.allow_degraded = flag,
             _ => return Err(unknown()),
         }
         Ok(())
@@ -387,6 +393,7 @@ impl Config {
         };
         Ok(Settings {
             tier,
+            allow_degraded: self.allow_degraded,
             grace,
             stale_while_revalidate: self.stale_while_revalidate,
             soft_timeout,
@@ -545,6 +552,12 @@ impl<V> CacheBuilder<V> {
     /// Defaults to: false.
     pub fn stale_while_revalidate(mut self, on: bool) -> Self {
         self.config.stale_while_revalidate = on;
+        self
+    }
+
+    /// [`crate::Cache::ready`] stays true while the shared tier is unreachable. Defaults to: false.
+    pub fn allow_degraded(mut self, on: bool) -> Self {
+        self.config.allow_degraded = on;
         self
     }
 

@@ -197,6 +197,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A write-behind queue holds `max_queue` items (with `on_full` reject, or still after the
+    /// block timeout); nothing was written, to the cache or the queue. (With the `tier` feature,
+    /// as write-behind: the WebAssembly module leaves it out.)
+    #[cfg(feature = "tier")]
+    QueueFull {
+        /// The configured `max_queue`.
+        max: usize,
+    },
+    /// The write-behind queue was closed; nothing was written. (With the `tier` feature.)
+    #[cfg(feature = "tier")]
+    Closed,
 }
 
 impl Error {
@@ -217,6 +228,10 @@ impl Error {
             Error::Cancelled => "Cancelled",
             Error::ValueNotEncodable { .. } => "ValueNotEncodable",
             Error::L2Unavailable { .. } => "L2Unavailable",
+            #[cfg(feature = "tier")]
+            Error::QueueFull { .. } => "QueueFull",
+            #[cfg(feature = "tier")]
+            Error::Closed => "Closed",
         }
     }
 
@@ -263,6 +278,10 @@ impl Error {
             Error::Cancelled => "cancelled".to_string(),
             Error::ValueNotEncodable { reason } => format!("value cannot be stored in the shared tier: {reason}"),
             Error::L2Unavailable { reason } => format!("the shared tier is unavailable: {reason}"),
+            #[cfg(feature = "tier")]
+            Error::QueueFull { max } => format!("write-behind queue full (limit {max})"),
+            #[cfg(feature = "tier")]
+            Error::Closed => "write-behind queue closed".to_string(),
         }
     }
 }

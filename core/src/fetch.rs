@@ -24,6 +24,18 @@ const FROM_L2: u8 = 1;
 const L2_SKIPPED: u8 = 2;
 const FROM_FLEET: u8 = 3;
 const FENCED_OUT: u8 = 4;
+const REVALIDATED: u8 = 5;
+
+/// The tags a fetch's value carries (`None`: none). Nothing without the `tier` feature, so the
+/// WebAssembly module's fetch path carries no tag code at all.
+#[cfg(feature = "tier")]
+type Tags = Option<Arc<[String]>>;
+#[cfg(not(feature = "tier"))]
+type Tags = ();
+#[cfg(feature = "tier")]
+const NO_TAGS: Tags = None;
+#[cfg(not(feature = "tier"))]
+const NO_TAGS: Tags = ();
 
 /// What a loader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +128,55 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(f.status, Status::NegativeHit);
     /// # });
     /// ```
-    pub async fn fetch<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> Result<Fetched<V>>
+    pub fn fetch<'a, F, Fut, E>(
+        &'a self,
+        key: &'a str,
+        opts: FetchOptions,
+        loader: F,
+    ) -> impl Future<Output = Result<Fetched<V>>> + Send + use<'a, F, Fut, E, V>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        // the call's own future, not one wrapping it: one state machine less in every build
+        self.fetch_with(key, opts, NO_TAGS, loader)
+    }
+
+    /// [`Cache::fetch`] of a value that carries tags (at most 16, each 1 to 128 bytes; see
+    /// [`Cache::write_tagged`]): a loaded value records the tags' versions from before its load,
+    /// so an [`Cache::invalidate_tag`] during the load leaves it uncached (the caller still gets
+    /// it). A tag list out of bounds is refused with [`Error::InvalidConfig`] (field `tags`).
+    ///
+    /// ```
+    /// use healcache::{Cache, FetchOptions, Loaded};
+    /// # futures::executor::block_on(async {
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// let load = || async { Ok::<_, std::io::Error>(Loaded::Value(7)) };
+    /// cache.fetch_tagged("user:1", FetchOptions::default(), &["team:7"], load).await.unwrap();
+    /// assert_eq!(cache.invalidate_tag("team:7", true).await.unwrap(), 1);
+    /// assert_eq!(cache.get("user:1"), None);
+    /// # });
+    /// ```
+    #[cfg(feature = "tier")]
+    pub async fn fetch_tagged<F, Fut, E>(
+        &self,
+        key: &str,
+        opts: FetchOptions,
+        tags: &[&str],
+        loader: F,
+    ) -> Result<Fetched<V>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        crate::tags::check(tags)?;
+        let tags: Arc<[String]> = tags.iter().map(|t| t.to_string()).collect();
+        self.fetch_with(key, opts, Some(tags), loader).await
+    }
+
+    async fn fetch_with<F, Fut, E>(&self, key: &str, opts: FetchOptions, tags: Tags, loader: F) -> Result<Fetched<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
@@ -164,7 +224,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         }
                     }
                     if status != Status::Hit {
-                        if self.refresh_in_background(key, opts, loader) {
+                        if self.refresh_in_background(key, opts, tags, loader) {
                             let c = if status == Status::EarlyRefresh {
                                 &inner.counters.early_refreshes
                             } else {
@@ -184,7 +244,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         if let Some(stale) = &stale {
             if opts.stale_while_revalidate.unwrap_or(s.stale_while_revalidate) && inner.spawner.is_some() {
-                self.refresh_in_background(key, opts, loader);
+                self.refresh_in_background(key, opts, tags, loader);
                 inner.counters.stale_swr.fetch_add(1, Relaxed);
                 return Ok(Fetched { value: stale.clone(), status: Status::Stale });
             }
@@ -195,7 +255,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             || self.trusted_peek(key),
             |id| {
                 let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, loader, origin.clone(), false)
+                self.load_future(Arc::from(key), id, fence, opts, tags, loader, origin.clone(), false)
             },
         )? {
             Err(v) => {
@@ -235,6 +295,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             (true, L2_SKIPPED) => Status::L2Skipped,
             (true, FROM_FLEET) => Status::FleetCoalesced,
             (true, FENCED_OUT) => Status::FencedOut,
+            (true, REVALIDATED) => Status::Revalidated,
             _ => loaded,
         };
         match result {
@@ -252,7 +313,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Starts a background refresh of `key` unless one is under way; true if it started.
-    fn refresh_in_background<F, Fut, E>(&self, key: &str, opts: FetchOptions, loader: F) -> bool
+    fn refresh_in_background<F, Fut, E>(&self, key: &str, opts: FetchOptions, tags: Tags, loader: F) -> bool
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
@@ -269,7 +330,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             || None,
             |id| {
                 let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), true)
+                self.load_future(Arc::from(key), id, fence, opts, tags, loader, Arc::default(), true)
             },
         );
         match joined {
@@ -326,7 +387,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             || self.trusted_peek(key),
             |id| {
                 let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, loader, Arc::default(), false)
+                self.load_future(Arc::from(key), id, fence, opts, NO_TAGS, loader, Arc::default(), false)
             },
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
@@ -353,6 +414,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         id: u64,
         fence: u64,
         opts: FetchOptions,
+        tags: Tags,
         loader: F,
         origin: Arc<AtomicU8>,
         background: bool,
@@ -384,13 +446,47 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             // dead at run time would keep the tier's code in the build
             #[cfg(feature = "tier")]
             if let Some(tier) = inner.tier() {
+                // A fresh copy made suspect by a gap or an outage, whose token L2 still holds, is
+                // trusted again after a 16-byte read instead of a read of its value. Not a tagged
+                // one: a tag may have been invalidated meanwhile, which its token does not show.
+                let now = inner.store.now();
+                let held = inner.store.peek_stored(&key, |s| {
+                    (s.expires_at > now && tier.is_suspect(s.written_at))
+                        .then(|| (s.value.clone(), s.version, s.load_nanos))
+                });
+                if let Some((value, version, load_nanos)) = held.flatten().filter(|_| !inner.tags.tagged(&key)) {
+                    if let Some((token, grace)) = tier.recall(&key, version) {
+                        if let Some(fresh) = tier.revalidate(&key, token, grace).await {
+                            // the same value, trusted again: renewed in place, not replaced, so
+                            // a host holding it under its handle is not told it was dropped
+                            cache.renew_shared(&key, version, fresh, load_nanos, opts, (token, grace));
+                            origin.store(REVALIDATED, Relaxed);
+                            return Ok(value);
+                        }
+                    }
+                }
+                // a refresh ahead of expiry (the copy here still fresh) that finds the same copy
+                // in L2, by its token, finds nothing newer: it loads (writing only over that
+                // token); a copy L2 holds under another token is a newer one, taken as it is
+                // (one refresh for the fleet). A stale copy's refresh takes any fresh L2 value.
+                let ours = if background {
+                    let version = inner.store.peek_stored(&key, |s| (s.expires_at > now).then_some(s.version));
+                    version.flatten().and_then(|v| tier.recall(&key, v)).map(|(t, _)| t)
+                } else {
+                    None
+                };
                 let mut read = tier.read(&key).await;
+                if let (Some(ours), L2Read::Hit { token, .. }) = (ours, &read) {
+                    if *token == ours {
+                        read = L2Read::Miss(crate::tier::Expect::Token(ours));
+                    }
+                }
                 if let L2Read::Miss(e) = read {
                     // a background refresh skips when another instance refreshes, but only while
                     // there is a value here to serve meanwhile
                     let serving = inner.store.peek_stored(&key, |slot| slot.value.clone());
                     let background = background && serving.is_some();
-                    read = match tier.rebuild(&key, e, background, inner.settings.load_timeout).await {
+                    read = match tier.rebuild(&key, e, background, inner.settings.load_timeout, ours).await {
                         Rebuild::Load(l, e) => {
                             lease = l;
                             L2Read::Miss(e)
@@ -403,8 +499,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     };
                 }
                 match read {
-                    L2Read::Hit { value, fresh, load_nanos } => {
-                        cache.store_shared(&key, value.clone(), fresh, load_nanos, fence, opts);
+                    L2Read::Hit { value, fresh, load_nanos, token, grace, tags } => {
+                        cache.store_shared(&key, value.clone(), fresh, load_nanos, fence, opts, (token, grace), &tags);
                         if origin.load(Relaxed) != FROM_FLEET {
                             origin.store(FROM_L2, Relaxed);
                         }
@@ -414,6 +510,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     L2Read::Skipped => origin.store(L2_SKIPPED, Relaxed),
                 }
             }
+            // the tags' versions from before the load: an invalidation during it outdates the value
+            #[cfg(feature = "tier")]
+            let recorded: Vec<crate::codec::Tag> = match &tags {
+                None => Vec::new(),
+                Some(t) => {
+                    let names: Vec<&str> = t.iter().map(String::as_str).collect();
+                    match inner.tier() {
+                        Some(tier) if l2_expect.is_some() => tier.versions_for_load(&names).await,
+                        _ => inner.tags.versions_now(&names),
+                    }
+                }
+            };
+            #[cfg(not(feature = "tier"))]
+            let () = tags;
             let started = inner.store.precise_now();
             let load = Tracked {
                 id,
@@ -439,6 +549,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             inner.counters.load_latency.record(took);
             let mut keep = true;
             #[cfg(feature = "tier")]
+            let mut written = None;
+            #[cfg(feature = "tier")]
             if let (Ok(v), Some(tier), Some(expect)) = (&res, inner.tier(), l2_expect) {
                 let ttl = match v {
                     Some(_) => Some(cache.resolve_ttl(opts.ttl)),
@@ -451,7 +563,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         Some(l) => (crate::tier::Expect::Fenced(l.token), Some(l.lockval.clone())),
                         None => (expect, None),
                     };
-                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release) {
+                    if let Some(w) = tier.write(&key, v.as_ref(), ttl, grace, took, expect, release, recorded.clone()) {
                         // a write still queued at the deadline lands later; if a newer value won
                         // meanwhile, the copy kept here is made stale (as the winner's bus
                         // message would)
@@ -461,10 +573,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                                 c.drop_local(&k, false);
                             }
                         };
-                        match tier.settle(w, late).await {
+                        let settled = tier.settle(w, late).await;
+                        match settled {
                             // written, or still on its way: the write carries the lock's
                             // release, so the lease ends with it
-                            None | Some(Wrote::Written) => {
+                            None | Some(Wrote::Written(_)) => {
+                                if let Some(Wrote::Written(t)) = settled {
+                                    written = Some((tier, t, grace));
+                                }
                                 if let Some(l) = &mut lease {
                                     l.released = true;
                                 }
@@ -474,8 +590,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             Some(Wrote::FencedOut) => {
                                 keep = false;
                                 origin.store(FENCED_OUT, Relaxed);
-                                if let L2Read::Hit { value, fresh, load_nanos } = tier.read(&key).await {
-                                    cache.store_shared(&key, value, fresh, load_nanos, fence, opts);
+                                if let L2Read::Hit { value, fresh, load_nanos, token, grace, tags } =
+                                    tier.read(&key).await
+                                {
+                                    cache.store_shared(
+                                        &key,
+                                        value,
+                                        fresh,
+                                        load_nanos,
+                                        fence,
+                                        opts,
+                                        (token, grace),
+                                        &tags,
+                                    );
                                 }
                             }
                             Some(Wrote::Failed) => {}
@@ -485,8 +612,23 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             #[cfg(feature = "tier")]
             drop(lease);
+            // a tag invalidated while it loaded: the caller gets the value, the cache does not keep it
+            #[cfg(feature = "tier")]
+            if !recorded.is_empty() && !inner.tags.current(&recorded) {
+                keep = false;
+            }
             match &res {
-                Ok(v) if keep => cache.store_loaded(&key, v.clone(), fence, took, opts),
+                Ok(v) if keep => {
+                    let _version = cache.store_loaded(&key, v.clone(), fence, took, opts);
+                    #[cfg(feature = "tier")]
+                    if let (Some(version), Some((tier, token, grace))) = (_version, written) {
+                        tier.remember(&key, version, token, grace);
+                    }
+                    #[cfg(feature = "tier")]
+                    if _version.is_some() && !recorded.is_empty() {
+                        inner.tags.record(&key, &recorded, |k| inner.store.stored_version(k) != 0);
+                    }
+                }
                 Ok(_) => {}
                 Err(Error::LoadTimeout { .. }) => {
                     counters.load_timeouts.fetch_add(1, Relaxed);
@@ -516,7 +658,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Stores a value read from L2 for the life Redis has left (`fresh`; `None`: no expiry),
-    /// within the cache's own TTL, unless a write landed here since the load began.
+    /// within the cache's own TTL, unless a write landed here since the load began; remembers
+    /// its token (for a revalidation later) and its tags.
+    #[cfg(feature = "tier")]
+    #[allow(clippy::too_many_arguments)]
     fn store_shared(
         &self,
         key: &str,
@@ -525,31 +670,71 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         load_nanos: u64,
         fence: u64,
         opts: FetchOptions,
+        (token, grace): (crate::codec::Token, Duration),
+        tags: &[crate::codec::Tag],
     ) {
         let ttl = match (fresh, self.resolve_ttl(opts.ttl)) {
             (None, _) => Ttl::Default,
             (Some(f), Some(own)) => Ttl::For(f.min(own)),
             (Some(f), None) => Ttl::For(f),
         };
-        let _ = self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos);
+        if let Ok(w) = self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
+            if let Some(tier) = self.inner.tier() {
+                tier.remember(key, w.version, token, grace);
+            }
+            if !tags.is_empty() {
+                self.inner.tags.record(key, tags, |k| self.inner.store.stored_version(k) != 0);
+            }
+        }
+    }
+
+    /// Renews the entry of `key` at `version` (a suspect copy L2 confirmed by its token) for
+    /// `fresh` more (the cache's TTL at most), remembering the token for its new version.
+    #[cfg(feature = "tier")]
+    fn renew_shared(
+        &self,
+        key: &str,
+        version: u64,
+        fresh: Option<Duration>,
+        load_nanos: u64,
+        opts: FetchOptions,
+        (token, grace): (crate::codec::Token, Duration),
+    ) {
+        let ttl = match (fresh, self.resolve_ttl(opts.ttl)) {
+            (None, _) => Ttl::Default,
+            (Some(f), Some(own)) => Ttl::For(f.min(own)),
+            (Some(f), None) => Ttl::For(f),
+        };
+        let (meta, _) = self.meta(ttl, load_nanos);
+        if let (Some(v), Some(tier)) = (self.inner.store.renew(key, version, meta), self.inner.tier()) {
+            tier.remember(key, v, token, grace);
+        }
     }
 
     /// Stores a loaded value unless a write landed since the load began (its version fence).
-    fn store_loaded(&self, key: &str, value: Option<V>, fence: u64, load_nanos: u64, opts: FetchOptions) {
+    /// Answers the version stored, if it was.
+    fn store_loaded(
+        &self,
+        key: &str,
+        value: Option<V>,
+        fence: u64,
+        load_nanos: u64,
+        opts: FetchOptions,
+    ) -> Option<u64> {
         let c = &self.inner.counters;
         let ttl = match &value {
             Some(_) => opts.ttl,
             None => {
-                let Some(t) = opts.negative_ttl.or(self.inner.settings.negative_ttl) else { return };
+                let t = opts.negative_ttl.or(self.inner.settings.negative_ttl)?;
                 if c.negative_entries.load(Relaxed) >= self.inner.settings.max_negative {
                     c.negative_refused.fetch_add(1, Relaxed);
-                    return;
+                    return None;
                 }
                 Ttl::For(t)
             }
         };
         match self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
-            Ok(_) => {}
+            Ok(w) => return Some(w.version),
             Err(Error::VersionMismatch { .. }) => {
                 c.fenced_writes.fetch_add(1, Relaxed);
             }
@@ -557,5 +742,6 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 c.oversize_rejections.fetch_add(1, Relaxed);
             }
         }
+        None
     }
 }

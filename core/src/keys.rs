@@ -93,6 +93,23 @@ pub fn bus_channel(prefix: &str, namespace: &str) -> String {
     format!("{prefix}:{{{ns}}}:bus")
 }
 
+/// The fleet verifier's keys of a healing prefix: its lease `<prefix>:{<b>}:hl:<p>` and its
+/// score record `<prefix>:{<b>}:hs:<p>`, with `p` the healing prefix percent-encoded and `<b>`
+/// the slot of `p` as encoded (one slot for both, so the record's write can check the lease).
+/// `prefix` is assumed checked.
+pub fn verifier_keys(prefix: &str, healing_prefix: &str) -> (String, String) {
+    let mut p = String::new();
+    percent_encode(healing_prefix, &mut p);
+    let b = bucket(p.as_bytes());
+    (format!("{prefix}:{b}:hl:{p}"), format!("{prefix}:{b}:hs:{p}"))
+}
+
+/// The `SCAN MATCH` glob of every L2 value key whose cache key starts with `key_prefix`,
+/// taken literally (P8: a key is never a pattern). `prefix` is assumed checked.
+pub fn value_glob(prefix: &str, key_prefix: &str) -> String {
+    format!("{prefix}:{{????}}:v:{}*", glob_escape(key_prefix))
+}
+
 /// The cache key of an L2 value key built by [`l2_keys`] with `prefix`; `None` for any other key.
 pub fn cache_key_of<'a>(prefix: &str, value_key: &'a str) -> Option<&'a str> {
     let rest = value_key.strip_prefix(prefix)?.strip_prefix(":{")?;

@@ -19,6 +19,7 @@
 // (helpers, imports, arguments) is left unused.
 #![cfg_attr(not(feature = "tier"), allow(dead_code, unused_imports, unused_variables, unused_mut))]
 
+mod batch;
 mod cache;
 mod clock;
 pub mod codec;
@@ -39,7 +40,12 @@ mod source;
 mod stats;
 mod store;
 mod sync;
+mod tags;
 pub mod tier;
+mod warm;
+#[cfg(feature = "tier")]
+mod write_behind;
+mod write_through;
 mod xfetch;
 
 /// The seeded generator behind every random choice of the core (eviction samples, jitter,
@@ -58,6 +64,12 @@ pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
+pub use warm::{Warm, WarmReport, MAX_PATTERN_KEYS};
+#[cfg(feature = "tier")]
+pub use write_behind::{
+    BatchWriter, FailedItem, OnFull, Op, WriteBehind, WriteBehindConfig, WriteBehindStats, BATCH_SIZE_BUCKETS,
+};
+pub use write_through::WriteThrough;
 
 /// Kept while the Node and WASM bindings still call `healcache::metrics::prometheus_text`; they
 /// can call [`Cache::prometheus`] instead. To be removed once they do.

@@ -11,7 +11,13 @@ use crate::stats::{HistogramSnapshot, Stats, LATENCY_BUCKETS_MS};
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`.
     pub fn prometheus(&self, name: &str) -> String {
-        prometheus_text(&self.stats(), name)
+        #[allow(unused_mut)]
+        let mut out = prometheus_text(&self.stats(), name);
+        // warm-ups run only where there is a tokio-like host (not in the WebAssembly module,
+        // which has a size budget and no shared tier)
+        #[cfg(feature = "tier")]
+        self.inner.warming.prometheus(&mut out, &escape_label(name), self.ready(), self.precise_nanos());
+        out
     }
 }
 
@@ -27,9 +33,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
 pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     let name = escape_label(cache_name);
     let mut out = String::with_capacity(4096);
-    let mut counter = |metric: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} counter\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
-    };
+    let mut counter = |metric: &str, help: &str, v: u64| one(&mut out, "counter", metric, help, &name, v);
     counter("hits_total", "Reads that found a fresh value.", stats.hits);
     counter("misses_total", "Reads that found no fresh value.", stats.misses);
     counter("inserts_total", "Writes that created an entry.", stats.inserts);
@@ -47,6 +51,36 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     counter("negative_refused_total", "Not-found answers not cached (share bound).", stats.negative_refused);
     counter("fenced_writes_total", "Loaded values dropped because a newer write landed.", stats.fenced_writes);
     counter("oversize_rejections_total", "Loaded values over max_entry_bytes, not stored.", stats.oversize_rejections);
+    let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
+    for (reason, v) in [
+        ("stale_while_revalidate", stats.stale_served_swr),
+        ("fail_safe", stats.stale_served_fail_safe),
+        ("soft_timeout", stats.stale_served_soft_timeout),
+    ] {
+        let _ = writeln!(out, "healcache_stale_served_total{{cache=\"{name}\",reason=\"{reason}\"}} {v}");
+    }
+    let mut gauge = |metric: &str, help: &str, v: u64| one(&mut out, "gauge", metric, help, &name, v);
+    gauge("entries", "Entries stored.", stats.entries);
+    gauge("weight_bytes", "Total weight stored.", stats.weight);
+    gauge("in_flight_loads", "Loads under way.", stats.in_flight);
+    gauge("negative_entries", "Cached not-found answers.", stats.negative_entries);
+    histogram(&mut out, "load_duration_seconds", "Loader call durations.", &name, &stats.load_latency, 1000.0);
+    #[cfg(feature = "tier")]
+    shared_tier_text(&mut out, stats, &name);
+    out
+}
+
+/// One metric of one value, with its HELP and TYPE lines.
+fn one(out: &mut String, kind: &str, metric: &str, help: &str, name: &str, v: u64) {
+    let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} {kind}\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
+}
+
+/// The shared tier's families (`healcache_l2_*`): only in builds that have a shared tier, so the
+/// WebAssembly module, whose size counts and which has none, carries no text for counters that
+/// stay zero there.
+#[cfg(feature = "tier")]
+fn shared_tier_text(out: &mut String, stats: &Stats, name: &str) {
+    let mut counter = |metric: &str, help: &str, v: u64| one(out, "counter", metric, help, name, v);
     counter("l2_hits_total", "Shared-tier reads that found a fresh value.", stats.l2_hits);
     counter("l2_misses_total", "Shared-tier reads that found nothing usable.", stats.l2_misses);
     counter("l2_errors_total", "Shared-tier operations that failed (I/O, refusals, deadlines).", stats.l2_errors);
@@ -81,42 +115,36 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
         "Suspect L1 entries re-read from the shared tier before being served fresh.",
         stats.l2_suspect_rereads,
     );
-    let _ = writeln!(out, "# HELP healcache_stale_served_total Stale values served, by reason.\n# TYPE healcache_stale_served_total counter");
-    for (reason, v) in [
-        ("stale_while_revalidate", stats.stale_served_swr),
-        ("fail_safe", stats.stale_served_fail_safe),
-        ("soft_timeout", stats.stale_served_soft_timeout),
-    ] {
-        let _ = writeln!(out, "healcache_stale_served_total{{cache=\"{name}\",reason=\"{reason}\"}} {v}");
-    }
-    let mut gauge = |metric: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} gauge\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
-    };
-    gauge("entries", "Entries stored.", stats.entries);
-    gauge("weight_bytes", "Total weight stored.", stats.weight);
-    gauge("in_flight_loads", "Loads under way.", stats.in_flight);
-    gauge("negative_entries", "Cached not-found answers.", stats.negative_entries);
+    counter("l2_revalidated_total", "Suspect L1 entries confirmed by their token alone.", stats.l2_revalidated);
+    counter("l2_tag_invalidations_total", "Tag invalidations made by this process.", stats.l2_tag_invalidations);
+    counter("l2_tag_received_total", "Tag invalidations received from other instances.", stats.l2_tag_received);
+    counter(
+        "l2_tag_outdated_total",
+        "Shared-tier values read as misses: a tag of theirs was invalidated.",
+        stats.l2_tag_outdated,
+    );
+    counter("l2_verifier_acquired_total", "Fleet verifier leases taken by this process.", stats.l2_verifier_acquired);
+    counter("l2_verifier_lost_total", "Fleet verifier leases lost (expired or taken over).", stats.l2_verifier_lost);
+    counter("l2_verifier_sampled_total", "L2 entries sampled as a fleet verifier.", stats.l2_verifier_sampled);
+    counter(
+        "l2_verifier_repaired_total",
+        "Drifted L2 entries repaired as a fleet verifier.",
+        stats.l2_verifier_repaired,
+    );
+    let mut gauge = |metric: &str, help: &str, v: u64| one(out, "gauge", metric, help, name, v);
+    gauge("l2_verifier_held", "Healing prefixes this process verifies for the fleet.", stats.l2_verifier_held);
     gauge("l2_breaker_state", "The shared tier's breaker: 0 closed, 1 open, 2 half-open.", stats.l2_breaker_state);
     gauge("l2_recovery_depth", "Invalidations waiting for the shared tier to return.", stats.l2_recovery_depth);
-    histogram(&mut out, "load_duration_seconds", "Loader call durations.", &name, &stats.load_latency, 1000.0);
+    histogram(out, "l2_lock_wait_seconds", "Waits for another instance's rebuild.", name, &stats.l2_lock_wait, 1000.0);
+    histogram(out, "l2_duration_seconds", "Shared-tier operation durations.", name, &stats.l2_latency, 1000.0);
     histogram(
-        &mut out,
-        "l2_lock_wait_seconds",
-        "Waits for another instance's rebuild.",
-        &name,
-        &stats.l2_lock_wait,
-        1000.0,
-    );
-    histogram(&mut out, "l2_duration_seconds", "Shared-tier operation durations.", &name, &stats.l2_latency, 1000.0);
-    histogram(
-        &mut out,
+        out,
         "l2_bus_latency_seconds",
         "From another instance's publish of an invalidation to its receipt here.",
-        &name,
+        name,
         &stats.l2_bus_latency,
         1000.0,
     );
-    out
 }
 
 /// Renders healing metrics: `healing.samples_total`, `healing.repairs_total`,
@@ -174,7 +202,7 @@ fn histogram(out: &mut String, metric: &str, help: &str, name: &str, h: &Histogr
 }
 
 /// Escapes a label value (backslash, quote, newline), so a name can never break the format.
-fn escape_label(s: &str) -> String {
+pub(crate) fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

@@ -246,6 +246,48 @@ impl KeySample {
     }
 }
 
+/// A sample of a stream of unknown length, drawn as it goes past: each item is kept with
+/// probability `rate`, independently of its neighbours and of where the stream was cut, and at
+/// most `max` are kept (a reservoir, algorithm R, over the items kept: still uniform). A walk cut
+/// into pieces (the fleet verifier's SCAN, an interval at a time) so gives every item the same
+/// chance, however few items the piece it fell in held.
+#[cfg(feature = "tier")]
+pub struct StreamSample<T> {
+    rate: f64,
+    max: usize,
+    kept: Vec<T>,
+    accepted: usize,
+}
+
+#[cfg(feature = "tier")]
+impl<T> StreamSample<T> {
+    /// An empty sample; `rate` is clamped to 0..=1.
+    pub fn new(rate: f64, max: usize) -> Self {
+        StreamSample { rate: rate.clamp(0.0, 1.0), max, kept: Vec::new(), accepted: 0 }
+    }
+
+    /// Offers the next item of the stream.
+    pub fn offer<R: Rng + ?Sized>(&mut self, rng: &mut R, item: T) {
+        if self.rate < 1.0 && !rng.random_bool(self.rate) {
+            return;
+        }
+        self.accepted += 1;
+        if self.kept.len() < self.max {
+            self.kept.push(item);
+        } else {
+            let j = rng.random_range(0..self.accepted);
+            if j < self.max {
+                self.kept[j] = item;
+            }
+        }
+    }
+
+    /// The items drawn.
+    pub fn finish(self) -> Vec<T> {
+        self.kept
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +353,56 @@ mod tests {
         let expected = (rounds * k) as f64 / n as f64;
         let chi2: f64 = counts.iter().map(|c| (c - expected).powi(2) / expected).sum();
         assert!(chi2 < 43.8, "chi2 = {chi2}, counts = {counts:?}");
+    }
+
+    /// Every item of a stream cut into pieces has the same chance, whatever the size of its
+    /// piece: here a walk cut into a piece of 998 items and one of 2, drawn at 10%, 4,000 times.
+    #[cfg(feature = "tier")]
+    #[test]
+    fn a_stream_cut_in_pieces_gives_every_item_the_same_chance() {
+        let mut rng = SeededRng::seed_from_u64(11);
+        let mut counts = vec![0u32; 1000];
+        const WALKS: u32 = 4000;
+        for _ in 0..WALKS {
+            for piece in [0..998usize, 998..1000] {
+                let mut s = StreamSample::new(0.1, 1000);
+                for i in piece {
+                    s.offer(&mut rng, i);
+                }
+                for i in s.finish() {
+                    counts[i] += 1;
+                }
+            }
+        }
+        // 400 expected each, standard deviation 19: 500 is more than 5 of them
+        for (i, &c) in counts.iter().enumerate() {
+            assert!((300..=500).contains(&c), "item {i} drawn {c} times in {WALKS} walks");
+        }
+        let total: u32 = counts.iter().sum();
+        assert!((390_000..=410_000).contains(&total), "{total}");
+    }
+
+    /// At most `max` are kept, each item alike when the bound binds.
+    #[cfg(feature = "tier")]
+    #[test]
+    fn a_stream_sample_keeps_at_most_max_uniformly() {
+        let mut rng = SeededRng::seed_from_u64(12);
+        let mut counts = vec![0u32; 100];
+        for _ in 0..10_000 {
+            let mut s = StreamSample::new(1.0, 10);
+            for i in 0..100usize {
+                s.offer(&mut rng, i);
+            }
+            let got = s.finish();
+            assert_eq!(got.len(), 10);
+            for i in got {
+                counts[i] += 1;
+            }
+        }
+        // 1,000 expected each, standard deviation 30
+        assert!(counts.iter().all(|&c| (850..=1150).contains(&c)), "{counts:?}");
+        let mut none = StreamSample::new(0.0, 10);
+        none.offer(&mut rng, 1);
+        assert!(none.finish().is_empty());
     }
 }

@@ -64,6 +64,40 @@ impl ScoreWindow {
         self.len == 0
     }
 
+    /// The window as bytes (capacity, length and head as u32 little-endian, then the bits), so a
+    /// fleet verifier's successor carries the same window on.
+    #[cfg(feature = "tier")]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + self.bits.len() * 8);
+        for n in [self.capacity, self.len, self.head] {
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        for w in &self.bits {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// The window [`ScoreWindow::to_bytes`] wrote, resized to `capacity`; `None` when the bytes
+    /// are not such a window (they come from Redis: untrusted, and never over the bound).
+    #[cfg(feature = "tier")]
+    pub fn from_bytes(b: &[u8], capacity: usize) -> Option<Self> {
+        let word = |i: usize| Some(u32::from_le_bytes(b.get(i * 4..i * 4 + 4)?.try_into().ok()?) as usize);
+        let (cap, len, head) = (word(0)?, word(1)?, word(2)?);
+        let words = cap.div_ceil(64);
+        // a window that is not full has its head just past its samples (`push` relies on it)
+        let shaped = len <= cap && head < cap && (len == cap || head == len);
+        if cap == 0 || cap > 1_000_000 || !shaped || b.len() != 12 + words * 8 {
+            return None;
+        }
+        let bits: Vec<u64> =
+            b[12..].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let mut w = ScoreWindow { bits, capacity: cap, head, len, consistent: 0 };
+        // count what the window holds rather than trust a stored count
+        w.consistent = (0..len).filter(|age| w.bit((head + cap - 1 - age) % cap)).count();
+        Some(if cap == capacity.max(1) { w } else { w.resized(capacity) })
+    }
+
     /// The same window with another capacity, keeping the newest samples that fit.
     pub fn resized(&self, capacity: usize) -> Self {
         let mut w = ScoreWindow::new(capacity);
@@ -99,6 +133,23 @@ mod tests {
                 assert_eq!(w.len(), tail.len());
             }
         }
+    }
+
+    #[cfg(feature = "tier")]
+    #[test]
+    fn bytes_round_trip_and_refuse_garbage() {
+        let mut w = ScoreWindow::new(100);
+        for i in 0..130 {
+            w.push(i % 3 != 0);
+        }
+        let b = w.to_bytes();
+        let r = ScoreWindow::from_bytes(&b, 100).unwrap();
+        assert_eq!((r.len(), r.score()), (w.len(), w.score()));
+        let small = ScoreWindow::from_bytes(&b, 10).unwrap();
+        assert_eq!(small.score(), w.resized(10).score());
+        assert!(ScoreWindow::from_bytes(&b[..b.len() - 1], 100).is_none());
+        assert!(ScoreWindow::from_bytes(b"garbage", 100).is_none());
+        assert!(ScoreWindow::from_bytes(&[], 100).is_none());
     }
 
     #[test]

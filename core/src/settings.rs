@@ -191,6 +191,7 @@ pub static SETTINGS: &[Setting] = &[
         ),
         &["l2_tombstone_ttl_ms"],
     ),
+    s("allow_degraded", "allowDegraded", Cache, Flag, "false", "ready() stays true while L2 is unreachable."),
     aka(
         s(
             "fleet_lock_lease",

@@ -38,6 +38,9 @@ pub enum Status {
     /// This call loaded, but a newer write won in L2 meanwhile (the fence refused this one): the
     /// loaded value was returned and not cached; L1 holds the newer value when L2 had it fresh.
     FencedOut,
+    /// An L1 copy made suspect by a gap on the invalidation bus or an L2 outage was confirmed
+    /// by its token (a 16-byte read of L2) and served fresh.
+    Revalidated,
 }
 
 impl Status {
@@ -58,6 +61,7 @@ impl Status {
             Status::L2Skipped => "l2-skipped",
             Status::FleetCoalesced => "fleet-coalesced",
             Status::FencedOut => "fenced-out",
+            Status::Revalidated => "revalidated",
         }
     }
 }
@@ -165,6 +169,35 @@ pub struct Stats {
     /// Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2 before
     /// being served fresh.
     pub l2_suspect_rereads: u64,
+    /// Of those, copies L2 confirmed by their token alone (status `revalidated`).
+    #[cfg(feature = "tier")]
+    pub l2_revalidated: u64,
+    /// Tag invalidations made by this process.
+    #[cfg(feature = "tier")]
+    pub l2_tag_invalidations: u64,
+    /// Tag invalidations received from other instances.
+    #[cfg(feature = "tier")]
+    pub l2_tag_received: u64,
+    /// L2 values read as misses because one of their tags was invalidated since.
+    #[cfg(feature = "tier")]
+    pub l2_tag_outdated: u64,
+    /// Fleet verifier leases taken by this process (it became a healing prefix's verifier).
+    /// The fleet verifier's counters exist only with the `tier` feature (the WebAssembly
+    /// module leaves the tier out, and has a size budget).
+    #[cfg(feature = "tier")]
+    pub l2_verifier_acquired: u64,
+    /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    #[cfg(feature = "tier")]
+    pub l2_verifier_lost: u64,
+    /// Healing prefixes this process verifies for the fleet now.
+    #[cfg(feature = "tier")]
+    pub l2_verifier_held: u64,
+    /// L2 entries this process sampled as a fleet verifier.
+    #[cfg(feature = "tier")]
+    pub l2_verifier_sampled: u64,
+    /// Drifted L2 entries this process repaired as a fleet verifier.
+    #[cfg(feature = "tier")]
+    pub l2_verifier_repaired: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub l2_lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -174,10 +207,15 @@ pub struct Stats {
     pub l2_bus_latency: HistogramSnapshot,
 }
 
+/// How many counters [`Stats::counters`] lists: the fleet verifier's five, the revalidation's
+/// and the tags' four only with the `tier` feature (the WebAssembly module, which leaves the
+/// tier out, has a size budget).
+pub const COUNTERS: usize = if cfg!(feature = "tier") { 57 } else { 48 };
+
 impl Stats {
     /// Every counter with its field name, in declaration order (the load-latency histogram aside):
     /// the one list bindings walk instead of naming each field again.
-    pub fn counters(&self) -> [(&'static str, u64); 48] {
+    pub fn counters(&self) -> [(&'static str, u64); COUNTERS] {
         [
             ("hits", self.hits),
             ("misses", self.misses),
@@ -227,6 +265,25 @@ impl Stats {
             ("l2_bus_gaps", self.l2_bus_gaps),
             ("l2_bus_malformed", self.l2_bus_malformed),
             ("l2_suspect_rereads", self.l2_suspect_rereads),
+            #[cfg(feature = "tier")]
+            ("l2_revalidated", self.l2_revalidated),
+            #[cfg(feature = "tier")]
+            ("l2_tag_invalidations", self.l2_tag_invalidations),
+            #[cfg(feature = "tier")]
+            ("l2_tag_received", self.l2_tag_received),
+            #[cfg(feature = "tier")]
+            ("l2_tag_outdated", self.l2_tag_outdated),
+            // the fleet verifier's: only with the tier, whose build has no size budget
+            #[cfg(feature = "tier")]
+            ("l2_verifier_acquired", self.l2_verifier_acquired),
+            #[cfg(feature = "tier")]
+            ("l2_verifier_lost", self.l2_verifier_lost),
+            #[cfg(feature = "tier")]
+            ("l2_verifier_held", self.l2_verifier_held),
+            #[cfg(feature = "tier")]
+            ("l2_verifier_sampled", self.l2_verifier_sampled),
+            #[cfg(feature = "tier")]
+            ("l2_verifier_repaired", self.l2_verifier_repaired),
         ]
     }
 }

@@ -456,6 +456,25 @@ impl<V: Clone> Store<V> {
         Ok(version)
     }
 
+    /// Renews `key`'s entry if its stored version (fresh or stale) is `expected`: a new expiry
+    /// from `meta` and a new version, the same value, nothing removed or reported. Returns the
+    /// new version; `None` when the entry changed or is gone.
+    pub fn renew(&self, key: &str, expected: u64, meta: Meta) -> Option<u64> {
+        if meta.grace_until != NEVER && !self.expiry_seen.load(Relaxed) {
+            self.expiry_seen.store(true, Relaxed);
+        }
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        let i = g.find(hash, key)? as usize;
+        let now = self.now();
+        if g.slots[i].version != expected || g.slots[i].gone(now) {
+            return None;
+        }
+        let version = self.next_version.fetch_add(1, Relaxed);
+        g.renew(i, meta, now, version);
+        Some(version)
+    }
+
     /// Evicts from the shards other than `own` (whose writer already evicted all it could there)
     /// until the store is within its byte budget ([`Budget`]). One shard lock at a time, never
     /// two, so writers shedding at once cannot deadlock; the first shard rotates with the version

@@ -1,13 +1,28 @@
 //! KeySpace and the L2 key layout: injectivity, parse inverting key, glob safety, slots.
 
 use healcache::keys::{
-    bus_channel, cache_key_of, check_prefix, glob_escape, l2_keys, slot, tag_key, DimValue, KeySpace, DEFAULT_PREFIX,
-    MAX_DIMS, MAX_PREFIX_LEN,
+    bus_channel, cache_key_of, check_prefix, glob_escape, l2_keys, slot, tag_key, value_glob, verifier_keys, DimValue,
+    KeySpace, DEFAULT_PREFIX, MAX_DIMS, MAX_PREFIX_LEN,
 };
 use proptest::prelude::*;
 
 fn users() -> KeySpace {
     KeySpace::new("shop").unwrap().entity("user", 3).unwrap().dims(["id", "locale"]).unwrap()
+}
+
+/// A fleet verifier's lease and record share one slot (the record's write checks the lease in
+/// one script), braces in a healing prefix cannot move it, and its SCAN glob takes the prefix
+/// literally (P8).
+#[test]
+fn verifier_keys_share_a_slot_and_their_glob_is_literal() {
+    let (lease, record) = verifier_keys("hc1", "user:{x}*");
+    let tag = format!("{{{:04x}}}", slot(b"user%3A%7Bx%7D%2A"));
+    assert_eq!(lease, format!("hc1:{tag}:hl:user%3A%7Bx%7D%2A"));
+    assert_eq!(&lease[..10], &record[..10], "one hash tag");
+    assert_eq!(record, lease.replace(":hl:", ":hs:"));
+    assert_eq!(value_glob("hc1", "us*r:[a]"), "hc1:{????}:v:us\\*r:\\[a\\]*");
+    let k = l2_keys("hc1", "user:42").value;
+    assert_eq!(cache_key_of("hc1", &k), Some("user:42"));
 }
 
 #[test]

@@ -4,8 +4,11 @@
 #![cfg(not(feature = "tier"))]
 
 use futures::future::{self, BoxFuture, FutureExt};
+use healcache::codec::Token;
 use healcache::keys::L2Keys;
-use healcache::tier::{BusSink, LockReply, Neutral, ReadReply, Transport, TransportError, WriteReply, WriteRequest};
+use healcache::tier::{
+    BusSink, LeaseReply, LockReply, Neutral, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
+};
 use healcache::{Cache, ManualClock};
 
 /// A transport no test reaches: the builder refuses the tier before using it.
@@ -13,6 +16,15 @@ struct Unreachable;
 
 impl Transport for Unreachable {
     fn read(&self, _: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn revalidate(&self, _: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn tag_versions(&self, _: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn tag_bump(&self, _: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
     fn write(&self, _: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
@@ -43,6 +55,30 @@ impl Transport for Unreachable {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
     fn subscribe(&self, _: &str, _: std::sync::Arc<dyn BusSink>) {}
+    fn scan(&self, _: &str, _: u64, _: usize) -> BoxFuture<'static, Result<(u64, Vec<String>), TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn try_lease(
+        &self,
+        _: &str,
+        _: &str,
+        _: std::time::Duration,
+    ) -> BoxFuture<'static, Result<LeaseReply, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn put_record(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Record,
+        _: std::time::Duration,
+    ) -> BoxFuture<'static, Result<bool, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
+    fn get_record(&self, _: &str) -> BoxFuture<'static, Result<Record, TransportError>> {
+        future::ready(Err(TransportError::Timeout)).boxed()
+    }
 }
 
 #[test]

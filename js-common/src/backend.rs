@@ -19,7 +19,7 @@ use futures::future::{AbortHandle, Abortable, BoxFuture};
 use healcache::settings::js_name;
 use healcache::{
     Cache, CacheBuilder, Config, Entry, Error, FetchOptions, Healer, Loaded, LoaderError, ManualClock, Result, Spawner,
-    Timer, WriteOptions, Written,
+    Timer, Warm, WriteOptions, WriteThrough, Written,
 };
 
 use crate::config::ttl_arg;
@@ -31,6 +31,10 @@ use crate::{lock, Handle, Js, Map, Removals};
 
 /// The loader of one flight, as the binding bridges the JS function (see [`crate::loaded_from`]).
 pub type LoaderFuture = BoxFuture<'static, std::result::Result<Loaded<Handle>, LoaderError>>;
+
+/// One call of a batch loader (`getMany`, `warm`), as the binding bridges the JS function: the
+/// values it found, by key.
+pub type BatchFuture = BoxFuture<'static, std::result::Result<std::collections::HashMap<String, Handle>, LoaderError>>;
 
 /// What `fetch` and `getOrLoad` resolve to: `{ handle, status }` (handle [`NONE`]: not found;
 /// status: the core's `Status::as_str`).
@@ -217,6 +221,44 @@ impl Backend {
         self.core().cache.local_generation()
     }
 
+    /// `Cache::write_tagged`: `write` of a value carrying tags; `payload`: the value as it
+    /// crosses to other processes, on a cache with a shared tier.
+    #[cfg(feature = "tier")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_tagged(
+        &self,
+        key: &str,
+        handle: f64,
+        weight: f64,
+        ttl: Option<f64>,
+        if_version: Option<f64>,
+        tags: &[String],
+        payload: Option<Payload>,
+        out: &mut [f64],
+    ) -> Result<f64> {
+        let h = Handle { id: handle, weight: weight as u64, payload: payload.map(Arc::new) };
+        let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.written(self.core().cache.write_tagged(key, h, opts, &tags)?, out)
+    }
+
+    /// Core `WriteBehind::new` for this cache: its drainer on the cache's spawner.
+    #[cfg(feature = "tier")]
+    pub fn write_behind(
+        &self,
+        writer: impl healcache::BatchWriter<Handle>,
+        cfg: healcache::WriteBehindConfig,
+    ) -> Result<healcache::WriteBehind<Handle>> {
+        healcache::WriteBehind::new(self.core().cache.clone(), writer, cfg)
+    }
+
+    /// `Cache::invalidate_tag`: resolves to how many fresh entries of this process it invalidated.
+    #[cfg(feature = "tier")]
+    pub fn invalidate_tag(&self, tag: String, hard: bool) -> impl Future<Output = Result<f64>> + Send + 'static {
+        let cache = self.core().cache.clone();
+        async move { cache.invalidate_tag(&tag, hard).await.map(|n| n as f64) }
+    }
+
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
         let h = Handle { id: handle, weight: weight as u64, payload: None };
@@ -376,13 +418,58 @@ impl Backend {
     where
         L: FnOnce() -> LoaderFuture + Send + 'static,
     {
+        #[cfg(feature = "tier")]
+        let none = None;
+        #[cfg(not(feature = "tier"))]
+        let none = ();
+        self.fetch_with(key, loader, ticket, opts, must_value, none)
+    }
+
+    /// `fetch` of a value carrying tags (core `Cache::fetch_tagged`).
+    #[cfg(feature = "tier")]
+    pub fn fetch_tagged<L>(
+        &self,
+        key: String,
+        loader: L,
+        ticket: u32,
+        opts: FetchOptions,
+        tags: Vec<String>,
+    ) -> impl Future<Output = Result<FetchAnswer>> + Send + 'static
+    where
+        L: FnOnce() -> LoaderFuture + Send + 'static,
+    {
+        self.fetch_with(key, loader, ticket, opts, false, Some(tags))
+    }
+
+    fn fetch_with<L>(
+        &self,
+        key: String,
+        loader: L,
+        ticket: u32,
+        opts: FetchOptions,
+        must_value: bool,
+        #[cfg(feature = "tier")] tags: Option<Vec<String>>,
+        #[cfg(not(feature = "tier"))] tags: (),
+    ) -> impl Future<Output = Result<FetchAnswer>> + Send + 'static
+    where
+        L: FnOnce() -> LoaderFuture + Send + 'static,
+    {
         let cache = self.core().cache.clone();
         let cancels = Arc::clone(&self.cancels);
         let l2 = Arc::clone(&self.l2);
         let (abort, reg) = AbortHandle::new_pair();
         lock(&cancels).insert(ticket, abort);
         async move {
-            let load = cache.fetch(&key, opts, loader);
+            let load = async {
+                #[cfg(feature = "tier")]
+                if let Some(t) = tags {
+                    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+                    return cache.fetch_tagged(&key, opts, &t, loader).await;
+                }
+                #[cfg(not(feature = "tier"))]
+                let () = tags;
+                cache.fetch(&key, opts, loader).await
+            };
             let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
             lock(&cancels).remove(&ticket);
             let f = r?;
@@ -396,6 +483,97 @@ impl Backend {
             };
             Ok(Js::Obj(vec![("handle", Js::Num(handle)), ("status", Js::Str(f.status.as_str().to_string()))]))
         }
+    }
+
+    /// `Cache::fetch_many`: resolves to `[handle, status, ...]`, one pair per key of `keys` (a
+    /// handle [`NONE`]: not found). `loader` is the batch loader as the binding bridges it.
+    pub fn fetch_many<L>(
+        &self,
+        keys: Vec<String>,
+        loader: L,
+        ttl: Option<f64>,
+    ) -> Result<impl Future<Output = Result<Js>> + Send + 'static>
+    where
+        L: Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static,
+    {
+        let opts = FetchOptions { ttl: ttl_arg(ttl)?, ..FetchOptions::default() };
+        let cache = self.core().cache.clone();
+        let l2 = Arc::clone(&self.l2);
+        Ok(async move {
+            let got = cache.fetch_many(&keys, opts, loader).await?;
+            let mut out = Vec::with_capacity(2 * got.len());
+            for f in got {
+                out.push(Js::Num(f.value.as_ref().map_or(NONE, |h| {
+                    l2.answered(h);
+                    h.id
+                })));
+                out.push(Js::Str(f.status.as_str().to_string()));
+            }
+            Ok(Js::List(out))
+        })
+    }
+
+    /// `Cache::warm` of `keys`, or `Cache::warm_matching` of `pattern` when there are no keys:
+    /// resolves to the report `{ total, found, notFound, failed, error }`.
+    pub fn warm<L>(
+        &self,
+        keys: Option<Vec<String>>,
+        pattern: String,
+        loader: L,
+        opts: Warm,
+    ) -> impl Future<Output = Result<Js>> + Send + 'static
+    where
+        L: Fn(Vec<String>) -> BatchFuture + Send + Sync + 'static,
+    {
+        let cache = self.core().cache.clone();
+        async move {
+            let r = match keys {
+                Some(keys) => cache.warm(&keys, opts, loader).await?,
+                None => cache.warm_matching(&pattern, opts, loader).await?,
+            };
+            let error = r.error.map_or(Js::Undefined, Js::Str);
+            Ok(Js::Obj(vec![
+                ("total", Js::Num(r.total as f64)),
+                ("found", Js::Num(r.found as f64)),
+                ("notFound", Js::Num(r.not_found as f64)),
+                ("failed", Js::Num(r.failed as f64)),
+                ("error", error),
+            ]))
+        }
+    }
+
+    /// `Cache::ready`.
+    pub fn ready(&self) -> bool {
+        self.core().cache.ready()
+    }
+
+    /// `Cache::warm_progress` as `[answered, failed, total]`.
+    pub fn warm_progress(&self) -> Js {
+        let (a, f, t) = self.core().cache.warm_progress();
+        Js::Nums(vec![a as f64, f as f64, t as f64])
+    }
+
+    /// `Cache::write_through` of `handle` (a value of `weight` bytes; `payload`: the value as it
+    /// crosses to other processes, on a cache with a shared tier); `writer` is the user's
+    /// writer as the binding bridges it. Resolves to the new version (0: invalidated).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_through<W>(
+        &self,
+        key: String,
+        handle: f64,
+        weight: f64,
+        ttl: Option<f64>,
+        invalidate: bool,
+        payload: Option<Payload>,
+        writer: W,
+    ) -> Result<impl Future<Output = Result<f64>> + Send + 'static>
+    where
+        W: FnOnce() -> BoxFuture<'static, std::result::Result<(), LoaderError>> + Send + 'static,
+    {
+        let opts = WriteThrough { ttl: ttl_arg(ttl)?, invalidate };
+        let h = Handle { id: handle, weight: weight as u64, payload: payload.map(Arc::new) };
+        let cache = self.core().cache.clone();
+        Ok(async move { cache.write_through(&key, h, opts, writer).await.map(|v| v as f64) })
     }
 
     /// Stops the wait of the call with this ticket (it fails with `Cancelled`); the flight goes

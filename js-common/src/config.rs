@@ -23,6 +23,32 @@ pub fn config(names: &str, values: &[f64], seed: Option<u64>) -> Result<Config> 
     Ok(c)
 }
 
+/// A count option given by JS (`None`: the core's default). The core checks its range; this
+/// only refuses what no count can be.
+pub(crate) fn count(field: &'static str, v: Option<f64>, default: usize) -> Result<usize> {
+    match v {
+        None => Ok(default),
+        Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => Ok(n as usize),
+        Some(n) => Err(Error::invalid_config(field, ConfigProblem::NotWhole, Some(n))),
+    }
+}
+
+/// The options of `warm` (`None`: the core's default for that one).
+pub fn warm_options(
+    concurrency: Option<f64>,
+    batch: Option<f64>,
+    min_share: Option<f64>,
+    max_keys: Option<f64>,
+) -> Result<healcache::Warm> {
+    let d = healcache::Warm::default();
+    Ok(healcache::Warm {
+        concurrency: count("concurrency", concurrency, d.concurrency)?,
+        batch: count("batch", batch, d.batch)?,
+        min_share: min_share.unwrap_or(d.min_share),
+        max_keys: count("max_keys", max_keys, d.max_keys)?,
+    })
+}
+
 /// The test clock of `new Cache({ clock })`: the core's [`ManualClock`], so the core and the
 /// wrapper's read mirror read one time, on any thread, without calling into JS.
 pub fn manual_clock() -> ManualClock {

@@ -15,14 +15,18 @@ mod heal;
 mod removals;
 mod shared;
 mod value;
+#[cfg(feature = "tier")]
+mod write_behind;
 
-pub use backend::{AttachTier, Backend, FetchAnswer, LoaderFuture};
-pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings};
+pub use backend::{AttachTier, Backend, BatchFuture, FetchAnswer, LoaderFuture};
+pub use config::{clock_advance, clock_now, config, fetch_options, manual_clock, settings, warm_options};
 pub use error::{error_message, error_props};
 pub use heal::{HealState, JsSource, VerifyCall};
 pub use removals::{Removals, QUIET_LIMIT};
 pub use shared::{JsCodec, L2Values, Payload, L2_FIRST_ID};
 pub use value::{http, loaded_from, loader_failed, protocol, Js, Out, NONE, NOT_FOUND, SOURCE_FAILED, SOURCE_SKIP};
+#[cfg(feature = "tier")]
+pub use write_behind::{batch_js, JsWriteBehind, WriteBehindArgs};
 
 /// What the core stores per entry: the wrapper's handle of the value and the value's weight in
 /// bytes (the wrapper's `sizeOf`), so `maxBytes` and `maxEntryBytes` bound the JS values too.

@@ -86,6 +86,8 @@ export interface CacheOptions {
   fleetLockLease?: number;
   /** How long a fleet lock holder keeps renewing at most, in ms; a slower loader is fenced out if another takes over. Defaults to 30000. */
   fleetLockMaxHold?: number;
+  /** `ready()` stays true while the shared tier is unreachable (L1 and the loader serve). Defaults to false. */
+  allowDegraded?: boolean;
 }
 
 /**
@@ -226,6 +228,50 @@ export interface SetOptions {
   ttl?: number;
   /** Write only if the live entry has this version (0: only if absent), else throw `VersionMismatch`. */
   ifVersion?: number;
+  /**
+   * Up to 16 tags of 1 to 128 bytes: `invalidateTag` of any of them invalidates the entry (with a shared tier, in
+   * every instance). Node only: the WebAssembly package throws `InvalidConfig`.
+   */
+  tags?: string[];
+}
+
+/** A batch loader: resolves to the values of the keys it found (a key left out is not found). */
+export type BatchLoader<V> = (keys: string[]) => Map<string, V> | Record<string, V> | Promise<Map<string, V> | Record<string, V>>;
+
+/** Options of `writeThrough`. */
+export interface WriteThroughOptions {
+  /** Milliseconds the cached value lives (default: the cache's `ttl`). */
+  ttl?: number;
+  /** Remove the key from the cache instead of caching the value. */
+  invalidate?: boolean;
+}
+
+/** Options of `warm`. */
+export interface WarmOptions {
+  /** Loader calls at once, 1 to 1,024 (default 8). */
+  concurrency?: number;
+  /** Keys per loader call, 1 to `maxInFlight` (default 100). */
+  batch?: number;
+  /** Share of the keys that must be answered for `ready()` (default 1). */
+  minShare?: number;
+  /** Most keys a pattern may match, 1 to 10,000,000 (default 100,000); more is refused before any load. */
+  maxKeys?: number;
+}
+
+/** What `warm` did. */
+export interface WarmReport {
+  total: number;
+  found: number;
+  notFound: number;
+  failed: number;
+  /** The first failure's message. */
+  error?: string;
+}
+
+/** Options of `invalidateTag`. */
+export interface InvalidateTagOptions {
+  /** Remove the entries instead of making them stale (no fallback within the grace window). Defaults to false. */
+  hard?: boolean;
 }
 
 /** Options of `delete`. */
@@ -278,6 +324,8 @@ export interface FetchOptions extends GetOrLoadOptions {
   xfetch?: boolean;
   /** Soft timeout of this load in ms. Defaults to the cache's `loadSoftTimeout`. */
   softTimeout?: number;
+  /** The loaded value's tags (as `set`'s), recorded from before the load. Node only. */
+  tags?: string[];
 }
 
 /** What a `fetch` did (the core's `Status`). */
@@ -295,7 +343,8 @@ export type FetchStatus =
   | 'l2-hit'
   | 'l2-skipped'
   | 'fleet-coalesced'
-  | 'fenced-out';
+  | 'fenced-out'
+  | 'revalidated';
 
 /** The answer of `fetch`: the value (`undefined` when the key does not exist at the source) and its status. */
 export interface Fetched<V> {
@@ -313,6 +362,87 @@ export declare class ManualClock {
   advance(ms: number): void;
   /** The clock's time in milliseconds (it starts near 0). */
   now(): number;
+}
+
+/** One item of a write-behind batch: the newest value of a key, or its deletion. */
+export type WriteOp<V = unknown> = { op: 'put'; key: string; value: V } | { op: 'delete'; key: string };
+
+/** An item a write-behind queue gave up (attempts exhausted, or left at `close`). */
+export type FailedWrite<V = unknown> = WriteOp<V> & {
+  /** Writer calls that included it (0: never sent before `close`'s deadline). */
+  attempts: number;
+  /** The writer's last error as text (`"Name: message"`), or why it was not sent. */
+  error: string;
+};
+
+/** Settings of a `WriteBehind`; each unset one takes the default shown. */
+export interface WriteBehindOptions {
+  /** Items the queue holds at most, the batch being written included (1 to 10,000,000). Default 10,000. */
+  maxQueue?: number;
+  /** Items per writer call at most (1 to `maxQueue`). Default 100. */
+  batch?: number;
+  /** A partial batch is sent once its oldest item waited this long (ms, up to a day). Default 100. */
+  flushInterval?: number;
+  /** First retry delay of a failed batch (ms, up to `retryMax`). Default 100. */
+  retryMin?: number;
+  /** Longest retry delay (ms, up to a day). Default 5000. */
+  retryMax?: number;
+  /** Writer calls per batch at most, the first included (1 to 1000). Default 10. */
+  attempts?: number;
+  /** A write to a full queue: `'reject'` (code QueueFull at once, the default) or wait up to `block` ms for room. */
+  onFull?: 'reject' | { block: number };
+}
+
+/** Counters and gauges of a `WriteBehind`. */
+export interface WriteBehindStats {
+  /** Items queued now, the batch being written included. */
+  queueDepth: number;
+  /** `maxQueue`. */
+  queueCapacity: number;
+  /** How long the oldest item has waited, in ms (0 when empty). */
+  lag: number;
+  /** Batches the writer accepted. */
+  batches: number;
+  /** Items the writer accepted. */
+  flushedItems: number;
+  /** Writer calls that failed (each retry counts). */
+  failures: number;
+  /** Items given up: attempts exhausted, or left at `close`. */
+  failed: number;
+  /** Items dropped from a failed batch because a newer write of their key was queued. */
+  superseded: number;
+  /** Given-up items no longer kept (beyond the newest `maxQueue`); still counted in `failed`. */
+  failedDropped: number;
+  /** Batches accepted per size bucket of `batchSizeBuckets`, a last one for larger batches. */
+  batchSizes: number[];
+  /** Upper bounds of the batch-size buckets. */
+  batchSizeBuckets: number[];
+  /** Whether `close()` was called. */
+  closed: boolean;
+}
+
+/**
+ * Write-behind: a write lands in the cache at once (and in L2 with a shared tier) and reaches
+ * `writer` later, in coalesced (last value wins), bounded, retried batches, called one at a time.
+ * The queue lives in this process: call `close()` before exit. Node package only: the
+ * WebAssembly package refuses it with code InvalidConfig.
+ */
+export declare class WriteBehind<V = unknown> {
+  constructor(cache: Cache<V>, writer: (batch: WriteOp<V>[]) => Promise<void> | void, options?: WriteBehindOptions);
+  /** Writes the cache as `cache.set` does and queues the write; resolves to the entry's version. Rejects with code QueueFull or Closed, changing nothing. */
+  set(key: string, value: V, options?: { ttl?: number }): Promise<number>;
+  /** Removes `key` from the cache and queues its deletion; resolves to whether a live entry was removed. */
+  delete(key: string): Promise<boolean>;
+  /** Stops accepting writes, flushes for at most `timeoutMs` (default 5000); resolves to the items left unflushed. */
+  close(timeoutMs?: number): Promise<number>;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+  /** The items given up, oldest first; `{ take: true }` removes them. */
+  failed(options?: { take?: boolean }): FailedWrite<V>[];
+  /** The counters and gauges now. */
+  stats(): WriteBehindStats;
+  /** The metrics in the Prometheus text format, labelled `cache="<name>"`. */
+  prometheus(name: string): string;
 }
 
 /** What a loader returns for a key that does not exist at the source (cached for `negativeTtl`). */
@@ -436,6 +566,24 @@ export interface CacheStats {
   l2BusMalformed: number;
   /** Suspect L1 entries (written before a bus gap or an L2 outage) re-read from L2. */
   l2SuspectRereads: number;
+  /** Of those, copies L2 confirmed by their token alone (status 'revalidated'). */
+  l2Revalidated: number;
+  /** Tag invalidations made by this process. */
+  l2TagInvalidations: number;
+  /** Tag invalidations received from other instances. */
+  l2TagReceived: number;
+  /** L2 values read as misses because one of their tags was invalidated since. */
+  l2TagOutdated: number;
+  /** Fleet verifier leases taken by this process (it became a healing prefix's verifier). */
+  l2VerifierAcquired: number;
+  /** Fleet verifier leases lost (expired or taken over). */
+  l2VerifierLost: number;
+  /** Healing prefixes this process verifies for the fleet now. */
+  l2VerifierHeld: number;
+  /** L2 entries this process sampled as a fleet verifier. */
+  l2VerifierSampled: number;
+  /** Drifted L2 entries this process repaired as a fleet verifier. */
+  l2VerifierRepaired: number;
   /** How long foreground misses waited for another instance's rebuild. */
   l2LockWait: LatencyHistogram;
   /** From another instance's publish of an invalidation to its receipt here (wall clocks). */
@@ -461,6 +609,8 @@ export type ErrorCode =
   | 'Poisoned'
   | 'ValueNotEncodable'
   | 'L2Unavailable'
+  | 'QueueFull'
+  | 'Closed'
   | 'ERR_INVALID_ARG_TYPE';
 
 /** The errors healcache throws (a loader's own rejection is passed on unchanged instead). */
@@ -499,6 +649,35 @@ export declare class Cache<V = any> {
   setIfVersion(key: string, value: V, expected: number, options?: Omit<SetOptions, 'ifVersion'>): number;
   /** Removes `key`; returns whether a live entry was removed. */
   delete(key: string, options?: DeleteOptions): boolean;
+  /**
+   * Invalidates every entry written with `tag`: made stale (a fallback within its grace window) or, with `hard`,
+   * removed; with a shared tier, in every instance and in L2 (rejects with `L2Unavailable` when L2 cannot be
+   * reached; this process's entries are invalidated all the same). Resolves to how many fresh entries of this
+   * process it invalidated.
+   */
+  invalidateTag(tag: string, options?: InvalidateTagOptions): Promise<number>;
+  /**
+   * Write-through: `writer(key, value)` (the source of truth's write) first, then the cache (and with a shared
+   * tier L2 and the bus, awaited within `l2Timeout`); resolves to the new version (0 with `invalidate`). A
+   * writer's rejection reaches the caller as it is and the cache is left as it was. Node package only.
+   */
+  writeThrough(key: string, value: V, writer: (key: string, value: V) => unknown, options?: WriteThroughOptions): Promise<number>;
+  /**
+   * The values of `keys` found, each read as `fetch` reads it; the keys no layer could answer are loaded by one
+   * `loader(keys)` call resolving to a Map (or an object) of the keys it found. At most `maxInFlight` distinct
+   * keys. Node package only.
+   */
+  getMany(keys: readonly string[], loader: BatchLoader<V>, options?: { ttl?: number }): Promise<Map<string, V>>;
+  /**
+   * Loads `keys` before traffic: `batch` keys per `loader` call, `concurrency` calls at once; `ready()` is false
+   * while it runs. Given a string, warms the keys the shared tier holds that match it as a glob (`*`, `?`,
+   * `[...]`). Node package only.
+   */
+  warm(keysOrPattern: readonly string[] | string, loader: BatchLoader<V>, options?: WarmOptions): Promise<WarmReport>;
+  /** For a readiness probe: no `warm` running, enough keys answered, L2 answering unless the `allowDegraded` option. */
+  ready(): boolean;
+  /** Keys of the warm-ups so far. */
+  warmProgress(): { answered: number; failed: number; total: number };
   /** Removes every entry. */
   clear(): void;
   /** Removes every expired entry now; returns how many. Call it from a timer the host owns. */

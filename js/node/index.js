@@ -74,6 +74,7 @@ const { addon, tried } = forced === 'wasm' ? { addon: undefined, tried: [] } : l
 
 let Cache;
 let ManualClock;
+let WriteBehind;
 let backend;
 if (addon !== undefined) {
   const { AsyncLocalStorage } = require('node:async_hooks');
@@ -83,6 +84,8 @@ if (addon !== undefined) {
   Cache = wrapper.makeCache(addon, { asyncLocalStorage: new AsyncLocalStorage(), backgroundHealing: true });
   // A test clock: `new Cache({ clock: new ManualClock() })`, moved by `clock.advance(ms)`.
   ManualClock = wrapper.makeClock(addon);
+  // A write-behind queue in front of a writer (the core's; its drainer on the addon's runtime).
+  WriteBehind = wrapper.makeWriteBehind(addon, Cache);
   backend = 'native';
 } else {
   if (forced === 'native') throw notBuilt(`no native binary for ${triple} (looked for ${tried.join(', ')})`);
@@ -95,7 +98,8 @@ if (addon !== undefined) {
   }
   Cache = wasm.Cache;
   ManualClock = wasm.ManualClock;
+  WriteBehind = wasm.WriteBehind;
   backend = 'wasm';
 }
 
-module.exports = { Cache, ManualClock, NOT_FOUND: wrapper.NOT_FOUND, backend };
+module.exports = { Cache, ManualClock, WriteBehind, NOT_FOUND: wrapper.NOT_FOUND, backend };

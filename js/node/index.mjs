@@ -5,4 +5,5 @@ export const Cache = healcache.Cache;
 export const NOT_FOUND = healcache.NOT_FOUND;
 export const backend = healcache.backend;
 export const ManualClock = healcache.ManualClock;
+export const WriteBehind = healcache.WriteBehind;
 export default healcache;

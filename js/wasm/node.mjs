@@ -4,5 +4,6 @@ import m from './node.js';
 export const Cache = m.Cache;
 export const NOT_FOUND = m.NOT_FOUND;
 export const ManualClock = m.ManualClock;
+export const WriteBehind = m.WriteBehind;
 export const __testing = m.__testing;
 export default m;

@@ -5,7 +5,7 @@
 //   const cache = new Cache({ maxEntries: 10_000, ttl: 60_000 }); // module scope is fine
 // Imports per runtime: docs/edge.md.
 import rawInit, * as raw from '../../bindings-wasm/pkg-web/healcache_wasm.js';
-import { makeCache, makeClock, guardWasm, NOT_FOUND } from '../cache.mjs';
+import { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND } from '../cache.mjs';
 
 export { NOT_FOUND };
 
@@ -35,5 +35,7 @@ export async function init(input) {
 const ALS = globalThis.AsyncLocalStorage;
 export const Cache = makeCache(backend, { asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined });
 export const ManualClock = makeClock(backend);
+/** Refuses with code InvalidConfig: the queue's drainer needs the Node package. */
+export const WriteBehind = makeWriteBehind(backend, Cache);
 export const __testing = { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned };
 export default init;

@@ -10,13 +10,15 @@ prefix (``register_source``), repairs drift and scores every prefix (``verify_no
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Optional, TypedDict
 
 from . import _errors
 from ._errors import (
     Cancelled,
     HealcacheError,
     L2Unavailable,
+    QueueFull,
+    Closed,
     InvalidConfig,
     InvalidKey,
     KeyTooLong,
@@ -32,7 +34,7 @@ from ._errors import (
 )
 from ._decorator import CachedFunction, CacheInfo
 from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
-from ._healcache import Cache, ManualClock, __version__
+from ._healcache import Cache, ManualClock, WriteBehind, __version__
 
 
 class LoadLatency(TypedDict):
@@ -94,8 +96,28 @@ class Stats(TypedDict):
     l2_bus_gaps: int
     l2_bus_malformed: int
     l2_suspect_rereads: int
+    l2_revalidated: int
+    l2_tag_invalidations: int
+    l2_tag_received: int
+    l2_tag_outdated: int
+    l2_verifier_acquired: int
+    l2_verifier_lost: int
+    l2_verifier_held: int
+    l2_verifier_sampled: int
+    l2_verifier_repaired: int
     load_latency: LoadLatency
     healing: "HealingStats"
+
+
+class WarmReport(TypedDict):
+    """What ``Cache.warm`` did: keys asked for, found, absent at the source, in failed batches,
+    and the first failure's message."""
+
+    total: int
+    found: int
+    not_found: int
+    failed: int
+    error: Optional[str]
 
 
 class IntervalReport(TypedDict):
@@ -173,6 +195,7 @@ class HealingConfig(TypedDict):
 __all__ = [
     "Cache",
     "ManualClock",
+    "WriteBehind",
     "Fetched",
     "Status",
     "NOT_FOUND",
@@ -182,6 +205,7 @@ __all__ = [
     "Stats",
     "LoadLatency",
     "IntervalReport",
+    "WarmReport",
     "PrefixScore",
     "HealingStats",
     "IntervalDuration",

@@ -8,6 +8,7 @@ from typing import (
     Generic,
     Iterator,
     Literal,
+    Mapping,
     NamedTuple,
     Optional,
     Protocol,
@@ -124,9 +125,27 @@ class Stats(TypedDict):
     l2_bus_gaps: int
     l2_bus_malformed: int
     l2_suspect_rereads: int
+    l2_revalidated: int
+    l2_tag_invalidations: int
+    l2_tag_received: int
+    l2_tag_outdated: int
+    l2_verifier_acquired: int
+    l2_verifier_lost: int
+    l2_verifier_held: int
+    l2_verifier_sampled: int
+    l2_verifier_repaired: int
     load_latency: LoadLatency
     healing: HealingStats
 
+
+class WarmReport(TypedDict):
+    """What ``Cache.warm`` did."""
+
+    total: int
+    found: int
+    not_found: int
+    failed: int
+    error: Optional[str]
 
 class IntervalReport(TypedDict):
     """What one healing interval did (``verify_now()``, ``verify_now_sync()``)."""
@@ -267,6 +286,8 @@ class Cache(Generic[_V]):
       (``"fenced-out"``): a newer value always wins.
     - ``fleet_lock_lease``: seconds a lock lives without renewal (default 5); renewed every third
       of it while the loader runs, for ``fleet_lock_max_hold`` seconds at most (default 30).
+    - ``allow_degraded``: ``ready()`` stays True while the shared tier is unreachable (L1 and the
+      loader serve; default False).
 
     Self-healing (``register_source`` a source of truth per key prefix; every interval a sample of
     keys is checked against it, drift is repaired and each prefix scored; see ``verify_now``):
@@ -323,6 +344,7 @@ class Cache(Generic[_V]):
         l2_tombstone_ttl: Optional[_Seconds] = None,
         fleet_lock_lease: Optional[_Seconds] = None,
         fleet_lock_max_hold: Optional[_Seconds] = None,
+        allow_degraded: Optional[bool] = None,
         redis: Optional[str] = None,
         l2_prefix: Optional[str] = None,
         fleet_lock: Optional[Literal["off", "refresh", "all"]] = None,
@@ -357,10 +379,25 @@ class Cache(Generic[_V]):
     def max_entries(self) -> int:
         """The entry bound the cache was built with."""
     def __getitem__(self, key: str, /) -> _V: ...
-    def set(self, key: str, value: _V, /, *, ttl: Optional[_Seconds] = None, if_version: Optional[int] = None) -> int:
+    def set(
+        self,
+        key: str,
+        value: _V,
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        if_version: Optional[int] = None,
+        tags: Optional[Sequence[str]] = None,
+    ) -> int:
         """Stores ``value``; returns the entry's new version. ``ttl`` in seconds (``None``: the
         cache's TTL, ``math.inf``: never expires). ``if_version``: write only if the live version
-        is this one (0: only if absent), else raise ``VersionMismatch``."""
+        is this one (0: only if absent), else raise ``VersionMismatch``. ``tags``: up to 16 names
+        of 1 to 128 bytes, for ``invalidate_tag``."""
+    def invalidate_tag(self, tag: str, /, *, hard: bool = False) -> int:
+        """Invalidates every entry written with ``tag``: made stale (a fallback within its grace
+        window) or, ``hard``, removed; with a shared tier, in every instance and in L2 (raises
+        ``L2Unavailable`` when L2 cannot be reached). Returns how many fresh entries of this
+        process it invalidated."""
     def __setitem__(self, key: str, value: _V, /) -> None: ...
     def delete(self, key: str, /, *, if_version: Optional[int] = None) -> bool:
         """Removes ``key``; returns whether a live entry was removed."""
@@ -401,12 +438,14 @@ class Cache(Generic[_V]):
         stale_while_revalidate: Optional[bool] = None,
         xfetch: Optional[bool] = None,
         soft_timeout: Optional[_Seconds] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Awaitable[Fetched[_T]]:
         """``value, status = await cache.fetch(key, loader)``: like ``get_or_load`` with every
         stampede layer of the cache, and the ``Status`` of what happened. A loader returning
         ``NOT_FOUND`` gives ``value`` None (``"negative-loaded"``, then ``"negative-hit"`` while
         cached). Per-call overrides: ``ttl``, ``negative_ttl``, ``soft_timeout`` (seconds),
-        ``stale_while_revalidate``, ``xfetch``."""
+        ``stale_while_revalidate``, ``xfetch``. ``tags``: the loaded value's tags (as ``set``'s),
+        recorded from before the load."""
     @overload
     def fetch(
         self,
@@ -419,7 +458,50 @@ class Cache(Generic[_V]):
         stale_while_revalidate: Optional[bool] = None,
         xfetch: Optional[bool] = None,
         soft_timeout: Optional[_Seconds] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Awaitable[Fetched[_T]]: ...
+    def write_through(
+        self,
+        key: str,
+        value: _V,
+        writer: Callable[[str, _V], Any],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        invalidate: bool = False,
+    ) -> Awaitable[int]:
+        """``await cache.write_through(key, value, writer)``: ``writer(key, value)`` (sync or
+        async) first, then the cache (L1, and with a shared tier L2 and the bus); the new
+        version. A writer's exception is raised as it is and the cache is left as it was.
+        ``invalidate=True`` removes the key instead of caching the value."""
+    def get_many(
+        self,
+        keys: Sequence[str],
+        loader: Callable[[list[str]], Union[Mapping[str, _V], Awaitable[Mapping[str, _V]]]],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+    ) -> Awaitable[dict[str, _V]]:
+        """``await cache.get_many(keys, loader)``: the keys found; the keys no layer answered
+        are loaded by one ``loader(keys)`` call returning the values it found."""
+    def warm(
+        self,
+        keys: Union[Sequence[str], str],
+        loader: Callable[[list[str]], Union[Mapping[str, _V], Awaitable[Mapping[str, _V]]]],
+        /,
+        *,
+        concurrency: int = 8,
+        batch: int = 100,
+        min_share: float = 1.0,
+        max_keys: int = 100_000,
+    ) -> Awaitable[WarmReport]:
+        """``await cache.warm(keys, loader)``: loads ``keys`` in batches before traffic; given a
+        ``str``, the keys the shared tier holds that match it as a glob (``max_keys`` at most)."""
+    def ready(self) -> bool:
+        """For a readiness probe: no warm-up running, enough keys answered, L2 answering (unless
+        the ``allow_degraded`` setting)."""
+    def warm_progress(self) -> tuple[int, int, int]:
+        """``(answered, failed, total)`` keys of the warm-ups so far."""
     def get_or_load_sync(
         self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None
     ) -> _T:
@@ -553,6 +635,81 @@ class ValueNotEncodable(HealcacheError, TypeError):
 class L2Unavailable(HealcacheError, ConnectionError):
     reason: str
 
+class QueueFull(HealcacheError):
+    max: int
+
+class Closed(HealcacheError): ...
+
+class _WriteBehindFailure(TypedDict):
+    """An item ``WriteBehind`` gave up: its operation, the writer calls it took part in, the last error."""
+
+    op: Literal["put", "delete"]
+    key: str
+    value: Any
+    attempts: int
+    error: str
+
+class _WriteBehindStats(TypedDict):
+    """What ``WriteBehind.stats()`` returns."""
+
+    queue_depth: int
+    queue_capacity: int
+    lag: float
+    batches: int
+    flushed_items: int
+    failures: int
+    failed: int
+    superseded: int
+    failed_dropped: int
+    batch_sizes: list[int]
+    batch_size_buckets: list[int]
+    closed: bool
+
+@final
+class WriteBehind:
+    """Write-behind in front of ``writer`` (the source of truth): ``set`` / ``delete`` change the
+    cache at once (L1, and L2 with the bus when it has a shared tier) and queue the change; the
+    writer gets batches of ``("put", key, value)`` / ``("delete", key, None)`` tuples, at most
+    ``batch`` at a time, once a batch is full or ``flush_interval`` seconds after its oldest item.
+
+    The queue coalesces per key (last wins) and holds at most ``max_queue`` items; when full,
+    ``on_full="reject"`` raises ``QueueFull`` at once and ``("block", seconds)`` waits up to that
+    long first; a refused write changes nothing. A failed batch is retried with jittered
+    exponential backoff (``retry_min`` to ``retry_max`` seconds) up to ``attempts`` calls; items
+    given up are counted and kept (``failed()``). A sync writer runs on a daemon thread, an async
+    one on the event loop running at construction. Limits: a crash loses the queue; there is no
+    ordering across processes.
+    """
+
+    def __new__(
+        cls,
+        cache: Cache[Any],
+        writer: Callable[[list[tuple[str, str, Any]]], Any],
+        *,
+        max_queue: int = 10_000,
+        batch: int = 100,
+        flush_interval: float = 0.1,
+        retry_min: float = 0.1,
+        retry_max: float = 5.0,
+        attempts: int = 10,
+        on_full: Union[Literal["reject"], tuple[Literal["block"], float], None] = None,
+    ) -> WriteBehind: ...
+    def set(self, key: str, value: Any, ttl: Optional[float] = None) -> int:
+        """Writes the cache and queues the write; returns the entry's version. Raises ``QueueFull``
+        or ``Closed`` (nothing written)."""
+    def delete(self, key: str) -> bool:
+        """Removes the key from the cache and queues its deletion; whether it was there."""
+    def close(self, timeout: float = 5.0) -> int:
+        """Stops accepting, flushes for at most ``timeout`` seconds; returns the items left
+        unflushed (kept in ``failed()``)."""
+    @property
+    def closed(self) -> bool: ...
+    def failed(self, take: bool = False) -> list[_WriteBehindFailure]:
+        """Items given up, oldest first (at most ``max_queue``); ``take=True`` removes them."""
+    def stats(self) -> _WriteBehindStats: ...
+    def prometheus(self, name: str) -> str:
+        """The ``healcache_write_behind_*`` metrics in the Prometheus text format."""
+
 __all__ = [
     "Cache",
     "ManualClock",
@@ -585,5 +742,8 @@ __all__ = [
     "Cancelled",
     "ValueNotEncodable",
     "L2Unavailable",
+    "QueueFull",
+    "Closed",
+    "WriteBehind",
     "__version__",
 ]

@@ -40,12 +40,13 @@ async def _await(aw: Awaitable[Any]) -> Any:
 
 
 def start(
-    loader: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any], None], key: str
+    loader: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any], None], key: "str | None"
 ) -> tuple[bool, Any]:
-    """Calls ``loader()`` (in the caller's copied context, with ``key`` marked as loading). A
-    plain value comes back as ``(False, value)``; an awaitable becomes a task on ``loop``
-    reporting to ``done``, returned as ``(True, task)``."""
-    _loading.set(_loading.get() | {key})
+    """Calls ``loader()`` (in the caller's copied context, with ``key``, if any, marked as
+    loading). A plain value comes back as ``(False, value)``; an awaitable becomes a task on
+    ``loop`` reporting to ``done``, returned as ``(True, task)``."""
+    if key is not None:
+        _loading.set(_loading.get() | {key})
     result = loader()
     if not inspect.isawaitable(result):
         return False, result

@@ -111,6 +111,20 @@ class L2Unavailable(HealcacheError, ConnectionError):
     reason: str = ""
 
 
+class QueueFull(HealcacheError):
+    """A write-behind queue holds ``max_queue`` items (``on_full="reject"``, or still after the
+    block timeout). Nothing was written, to the cache or the queue."""
+
+    code = "QueueFull"
+    max: int = 0
+
+
+class Closed(HealcacheError):
+    """The write-behind queue was closed. Nothing was written."""
+
+    code = "Closed"
+
+
 __all__ = [
     "HealcacheError",
     "InvalidConfig",
@@ -127,6 +141,8 @@ __all__ = [
     "Cancelled",
     "ValueNotEncodable",
     "L2Unavailable",
+    "QueueFull",
+    "Closed",
 ]
 
 for _name in __all__:

@@ -23,6 +23,7 @@ Status = Union[
     Literal["l2-skipped"],
     Literal["fleet-coalesced"],
     Literal["fenced-out"],
+    Literal["revalidated"],
 ]
 """What a ``fetch`` did: the core's ``Status::as_str()``."""
 

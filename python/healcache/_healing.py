@@ -150,9 +150,9 @@ def _private_loop() -> asyncio.AbstractEventLoop:
         return _own_loop
 
 
-def start_healer(heal_loop: Any) -> None:
-    """Starts the background thread of one cache's healing."""
-    t = threading.Thread(target=_heal, args=(heal_loop,), name="healcache-healer", daemon=True)
+def start_healer(heal_loop: Any, name: str = "healcache-healer") -> None:
+    """Starts the background thread of one cache's healing (or of a write-behind's drainer)."""
+    t = threading.Thread(target=_heal, args=(heal_loop,), name=name, daemon=True)
     with _lock:
         _healers[heal_loop] = t
     t.start()

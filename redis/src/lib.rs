@@ -27,6 +27,10 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
+mod common;
+mod queue;
 mod transport;
 
+pub use cluster::RedisClusterTransport;
 pub use transport::{redact, RedisTransport};

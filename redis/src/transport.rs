@@ -1,39 +1,23 @@
 //! [`RedisTransport`]: the core's [`Transport`] on one multiplexed Redis connection.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
-    scripts, BusSink, Expect, LockReply, ReadReply, Transport, TransportError, WriteReply, WriteRequest,
+    BusSink, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
 };
 use healcache::{ConfigProblem, Error};
-use healcache_rt::ForkGuard;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script};
-use tokio::sync::{mpsc, oneshot};
+use redis::{AsyncConnectionConfig, Client};
 
-/// How long connecting may take: a probe that cannot connect in this long fails, and the
-/// breaker tries again later.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long a probe's PING may take on an existing connection before it is replaced.
-const PING_TIMEOUT: Duration = Duration::from_millis(250);
-/// Writes waiting for the connection at most; beyond, a write fails at once (the breaker counts
-/// it) rather than queueing without bound behind a slow Redis.
-const WRITE_QUEUE: usize = 65_536;
-/// Writes sent in one pipeline at most (what is queued when the previous batch is answered).
-const WRITE_BATCH: usize = 512;
-/// The bus connection is pinged this often; one that does not answer within [`BUS_PONG`] is
-/// replaced (pub/sub has no other sign of a silently dead link).
-const BUS_PING: Duration = Duration::from_secs(1);
-const BUS_PONG: Duration = Duration::from_secs(3);
-/// Longest pause between attempts to subscribe again.
-const BUS_RETRY_MAX: Duration = Duration::from_secs(1);
-/// Keys asked per SCAN round trip and unlinked per UNLINK.
-const SCAN_COUNT: usize = 1000;
-const UNLINK_BATCH: usize = 500;
+use crate::common::{
+    self, failure, millis, run, transport_for, Link, State, BUS_PING, BUS_PONG, CONNECT_TIMEOUT, PING_TIMEOUT,
+    SCAN_COUNT,
+};
+use crate::queue::{self, Queued};
 
 /// The shared tier's transport on Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -44,42 +28,7 @@ pub struct RedisTransport {
 struct Inner {
     client: Client,
     redacted: String,
-    conn: Mutex<Option<ForkGuard<MultiplexedConnection>>>,
-    writer: Mutex<Option<ForkGuard<mpsc::Sender<Job>>>>,
-    /// The bus subscriptions asked for, and a marker of the process that runs them: a child of
-    /// `fork()` finds the marker inherited and starts them again.
-    subs: Mutex<Subscriptions>,
-    read: Script,
-    write: Script,
-    /// The fenced write of a rebuild under the fleet lock (checks the token's epoch, releases the lock).
-    write_fenced: Script,
-    acquire: Script,
-    renew: Script,
-    release: Script,
-}
-
-/// What the ordered queue carries: writes, and the bus messages announcing them, so a message is
-/// sent after the write it announces and messages leave in the order they were numbered.
-enum Queued {
-    Write(WriteRequest),
-    Publish { channel: String, message: Vec<u8>, deadline: Duration },
-}
-
-impl Queued {
-    fn deadline(&self) -> Duration {
-        match self {
-            Queued::Write(w) => w.deadline,
-            Queued::Publish { deadline, .. } => *deadline,
-        }
-    }
-}
-
-/// The bus subscriptions asked for (channel and sink), and the process that runs them.
-type Subscriptions = (Vec<(String, Arc<dyn BusSink>)>, Option<ForkGuard<()>>);
-
-struct Job {
-    req: Queued,
-    reply: oneshot::Sender<Result<WriteReply, TransportError>>,
+    state: State<MultiplexedConnection>,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -115,52 +64,20 @@ impl RedisTransport {
         let redis_settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
         info = info.set_redis_settings(redis_settings);
         let client = Client::open(info).map_err(bad)?;
-        let t = RedisTransport {
-            inner: Arc::new(Inner {
-                client,
-                redacted,
-                conn: Mutex::new(None),
-                writer: Mutex::new(None),
-                subs: Mutex::new((Vec::new(), None)),
-                read: Script::new(scripts::READ),
-                write: Script::new(scripts::WRITE_SEEN),
-                write_fenced: Script::new(scripts::WRITE),
-                acquire: Script::new(scripts::ACQUIRE),
-                renew: Script::new(scripts::RENEW),
-                release: Script::new(scripts::RELEASE),
-            }),
-        };
+        let t = RedisTransport { inner: Arc::new(Inner { client, redacted, state: State::new() }) };
         // A first connection now, so the first reads do not count as failures; an unreachable
         // Redis is no error here (the cache serves from L1 and loaders meanwhile).
         let first = t.clone();
         let _ = futures::executor::block_on(healcache_rt::spawn(async move { first.reconnect().await }));
         Ok(t)
     }
+}
 
-    /// The connection of this process, if there is one.
-    fn conn(&self) -> Result<MultiplexedConnection, TransportError> {
-        let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref().and_then(|g| g.get().cloned()).ok_or_else(|| TransportError::Io("not connected".into()))
-    }
+impl Link for RedisTransport {
+    type Conn = MultiplexedConnection;
 
-    /// The connection, or a new one when the one kept was made by a parent process (this
-    /// process forked after connecting): a child reconnects at its first use, not after the
-    /// breaker's failures.
-    async fn conn_here(&self) -> Result<MultiplexedConnection, TransportError> {
-        self.resubscribe_after_fork();
-        let inherited = {
-            let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            slot.as_ref().is_some_and(|g| g.get().is_none())
-        };
-        if inherited {
-            self.reconnect().await?;
-        }
-        self.conn()
-    }
-
-    /// Forgets the connection after it failed: the next probe makes a new one.
-    fn lost(&self) {
-        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn state(&self) -> &State<MultiplexedConnection> {
+        &self.inner.state
     }
 
     async fn reconnect(&self) -> Result<(), TransportError> {
@@ -173,275 +90,33 @@ impl RedisTransport {
         if pong != "PONG" {
             return Err(TransportError::Reply(format!("PING answered {pong}")));
         }
-        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(ForkGuard::new(conn));
+        self.inner.state.set_conn(conn);
         Ok(())
-    }
-
-    /// The sender of this process's write queue, starting its writer task on first use.
-    fn writer(&self) -> mpsc::Sender<Job> {
-        let mut slot = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = slot.as_ref().and_then(|g| g.get()) {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let me = self.clone();
-        healcache_rt::handle().spawn(async move { me.write_loop(rx).await });
-        *slot = Some(ForkGuard::new(tx.clone()));
-        tx
-    }
-
-    /// Runs the queued writes in call order, in pipelined batches of what is queued (one round
-    /// trip each, rather than one per write: a burst of thousands then fits in one deadline); Redis
-    /// runs a connection's commands in the order sent, so they land in the order they were made.
-    /// A write whose caller has stopped waiting (its deadline passed) is not sent.
-    async fn write_loop(self, mut rx: mpsc::Receiver<Job>) {
-        let mut jobs = Vec::with_capacity(WRITE_BATCH);
-        while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
-            jobs.retain(|j| !j.reply.is_closed());
-            let (reqs, mut replies): (Vec<Queued>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
-            if reqs.is_empty() {
-                continue;
-            }
-            // a batch on a connection that stopped answering is abandoned once every caller's
-            // deadline has passed, so it never holds up the queue behind it
-            let gone = futures::future::join_all(replies.iter_mut().map(|r| r.closed()));
-            let deadline = reqs.iter().map(|r| r.deadline()).max().unwrap_or_default();
-            let n = reqs.len();
-            let batch = async {
-                tokio::time::timeout(deadline, self.write_batch(reqs))
-                    .await
-                    .unwrap_or_else(|_| vec![Err(TransportError::Timeout); n])
-            };
-            tokio::select! {
-                answers = batch => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                _ = gone => {}
-            }
-        }
-    }
-
-    /// One pipeline of WRITE script calls and PUBLISHes, an answer per item. A Redis that lost
-    /// the script (restarted, `SCRIPT FLUSH`) is given it again and the batch sent once more:
-    /// every write in it is fenced, so one that had landed lands again as the same newest value,
-    /// and a message sent twice is a duplicate receivers ignore.
-    async fn write_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
-        let n = reqs.len();
-        let all = |e: TransportError| vec![Err(e); n];
-        let mut conn = match self.conn_here().await {
-            Ok(c) => c,
-            Err(e) => return all(e),
-        };
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for req in &reqs {
-            let req = match req {
-                Queued::Write(w) => w,
-                Queued::Publish { channel, message, .. } => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(message);
-                    continue;
-                }
-            };
-            let (mode, seen): (&str, Vec<u8>) = match req.expect {
-                Expect::Any => ("any", Vec::new()),
-                Expect::Absent => ("absent", Vec::new()),
-                Expect::Token(t) => ("token", token_bytes(t)),
-                Expect::Fenced(t) => {
-                    pipe.cmd("EVALSHA")
-                        .arg(self.inner.write_fenced.get_hash())
-                        .arg(3)
-                        .arg(&req.keys.value)
-                        .arg(&req.keys.fence)
-                        .arg(&req.keys.lock)
-                        .arg(t.epoch)
-                        .arg(t.counter)
-                        .arg(&req.envelope)
-                        .arg(req.px_ms)
-                        .arg(req.release.as_deref().unwrap_or(""));
-                    continue;
-                }
-            };
-            pipe.cmd("EVALSHA")
-                .arg(self.inner.write.get_hash())
-                .arg(2)
-                .arg(&req.keys.value)
-                .arg(&req.keys.fence)
-                .arg(mode)
-                .arg(seen)
-                .arg(&req.envelope)
-                .arg(req.px_ms);
-        }
-        let no_script = |r: &redis::RedisResult<redis::Value>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
-        let mut loaded = false;
-        loop {
-            let answers: Vec<redis::RedisResult<redis::Value>> = match pipe.query_async(&mut conn).await {
-                Ok(a) => a,
-                Err(e) => return all(self.failed(e)),
-            };
-            if !loaded && answers.iter().any(no_script) {
-                for script in [&self.inner.write, &self.inner.write_fenced] {
-                    if let Err(e) = script.load_async(&mut conn).await {
-                        return all(self.failed(e));
-                    }
-                }
-                loaded = true;
-                continue;
-            }
-            return answers
-                .into_iter()
-                .zip(&reqs)
-                .map(|(a, req)| match req {
-                    Queued::Write(_) => self.write_answer(a),
-                    // a publish answers how many subscribers got it: any number is a success
-                    Queued::Publish { .. } => {
-                        a.map(|_| WriteReply::Written(Token::default())).map_err(|e| self.failed(e))
-                    }
-                })
-                .collect();
-        }
-    }
-
-    fn write_answer(&self, a: redis::RedisResult<redis::Value>) -> Result<WriteReply, TransportError> {
-        let a = a.and_then(|v| redis::from_redis_value::<Vec<i64>>(v).map_err(Into::into));
-        match a.map_err(|e| self.failed(e))?.as_slice() {
-            [1, e, c] => Ok(WriteReply::Written(Token { epoch: *e as u64, counter: *c as u64 })),
-            [0, ..] | [-2, ..] => Ok(WriteReply::Newer),
-            [-1, ..] => Ok(WriteReply::EpochChanged),
-            other => Err(TransportError::Reply(format!("unexpected WRITE answer {other:?}"))),
-        }
     }
 
     fn failed(&self, e: redis::RedisError) -> TransportError {
         if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-            self.lost();
+            common::lost(&self.inner.state);
         }
         failure(e)
     }
 
-    async fn read_now(&self, key: String) -> Result<ReadReply, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let reply: (Option<Vec<u8>>, i64) =
-            self.inner.read.key(key).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
-        Ok(ReadReply { value: reply.0, pttl_ms: reply.1 })
+    async fn ping(&self, mut conn: MultiplexedConnection) -> Result<(), TransportError> {
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(failure)
     }
 
-    async fn unlink_now(&self, pattern: String) -> Result<u64, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let mut cursor: u64 = 0;
-        let mut unlinked = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.failed(e))?;
-            for batch in keys.chunks(UNLINK_BATCH) {
-                let n: u64 =
-                    redis::cmd("UNLINK").arg(batch).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
-                unlinked += n;
-            }
-            if next == 0 {
-                return Ok(unlinked);
-            }
-            cursor = next;
-        }
-    }
-
-    async fn acquire_now(&self, keys: L2Keys, owner: String, lease_ms: u64) -> Result<LockReply, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let reply: redis::Value = self
-            .inner
-            .acquire
-            .key(&keys.lock)
-            .key(&keys.fence)
-            .key(&keys.value)
-            .arg(owner)
-            .arg(lease_ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        let bad = || TransportError::Reply("unexpected ACQUIRE answer".into());
-        let redis::Value::Array(items) = reply else { return Err(bad()) };
-        let int = |v: Option<&redis::Value>| match v {
-            Some(redis::Value::Int(n)) => Some(*n),
-            _ => None,
+    /// One pipeline of WRITE script calls and PUBLISHes, an answer per item.
+    async fn send_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
+        let conn = match common::conn_here(self).await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); reqs.len()],
         };
-        match int(items.first()) {
-            Some(1) => {
-                let (e, c) = (int(items.get(1)).ok_or_else(bad)?, int(items.get(2)).ok_or_else(bad)?);
-                let lockval = match items.get(3) {
-                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => return Err(bad()),
-                };
-                Ok(LockReply::Won { token: Token { epoch: e as u64, counter: c as u64 }, lockval })
-            }
-            Some(0) => Ok(LockReply::Held { pttl_ms: int(items.get(1)).unwrap_or(-2) }),
-            _ => Err(bad()),
-        }
+        let reqs: Vec<&Queued> = reqs.iter().collect();
+        let send =
+            |mut conn: MultiplexedConnection, pipe: redis::Pipeline| async move { pipe.query_async(&mut conn).await };
+        queue::send_pipeline(self, conn, &reqs, "PUBLISH", send).await
     }
 
-    async fn renew_now(&self, lock_key: String, lockval: String, lease_ms: u64) -> Result<bool, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let n: i64 = self
-            .inner
-            .renew
-            .key(lock_key)
-            .arg(lockval)
-            .arg(lease_ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(n == 1)
-    }
-
-    async fn release_now(&self, lock_key: String, lockval: String) -> Result<bool, TransportError> {
-        let mut conn = self.conn_here().await?;
-        let n: i64 =
-            self.inner.release.key(lock_key).arg(lockval).invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
-        Ok(n == 1)
-    }
-
-    /// In a child of `fork()`, the parent's subscription tasks are gone: start them again.
-    fn resubscribe_after_fork(&self) {
-        let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
-        if subs.1.as_ref().is_some_and(|g| g.get().is_none()) {
-            subs.1 = Some(ForkGuard::new(()));
-            for (channel, sink) in subs.0.iter().filter(|(_, s)| s.alive()) {
-                healcache_rt::handle().spawn(self.clone().bus_loop(channel.clone(), Arc::clone(sink), true));
-            }
-        }
-    }
-
-    /// One subscription for as long as its sink is alive: subscribe, deliver, ping; when the
-    /// connection fails or stops answering, subscribe again after a short jittered pause.
-    async fn bus_loop(self, channel: String, sink: Arc<dyn BusSink>, mut first: bool) {
-        let mut pause = Duration::from_millis(50);
-        while sink.alive() {
-            match self.bus_session(&channel, &sink, first).await {
-                Ok(()) => {
-                    first = false;
-                    pause = Duration::from_millis(50);
-                }
-                Err(()) => {
-                    // spread a fleet's resubscriptions: somewhere in [pause/2, pause]
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                    let nanos = u64::from(now.subsec_nanos()) ^ u64::from(std::process::id());
-                    let wait = pause / 2 + Duration::from_nanos(nanos % (pause.as_nanos() as u64 / 2 + 1));
-                    tokio::time::sleep(wait).await;
-                    pause = (pause * 2).min(BUS_RETRY_MAX);
-                }
-            }
-        }
-    }
-
-    /// Subscribed until the connection fails (`Ok` once it had subscribed), `Err` when it could
-    /// not subscribe.
     async fn bus_session(&self, channel: &str, sink: &Arc<dyn BusSink>, first: bool) -> Result<(), ()> {
         use futures::StreamExt;
         let connect = self.inner.client.get_async_pubsub();
@@ -471,128 +146,46 @@ impl RedisTransport {
         }
     }
 
-    /// Queues a write or a publish now, in call order (the contract of `Transport::write` and
-    /// `Transport::publish`); the future answers it.
-    fn queue(&self, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-        let (reply, answer) = oneshot::channel();
-        if self.writer().try_send(Job { req, reply }).is_err() {
-            return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
+    async fn tag_versions(&self, keys: Vec<String>) -> Result<Vec<u64>, TransportError> {
+        // one GET per key in one pipeline, not MGET: tag keys live in different cluster slots
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("GET").arg(k);
         }
-        answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
+        let mut conn = common::conn_here(self).await?;
+        let got: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        // a version that is not a number was not written by a cache: read as never bumped
+        Ok(got.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
     }
 
-    async fn probe_now(&self) -> Result<(), TransportError> {
-        if let Ok(mut conn) = self.conn() {
-            let ping = redis::cmd("PING");
-            if let Ok(Ok(_)) = tokio::time::timeout(PING_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
-                return Ok(());
+    async fn unlink(&self, pattern: String) -> Result<u64, TransportError> {
+        let mut conn = common::conn_here(self).await?;
+        let mut cursor: u64 = 0;
+        let mut unlinked = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                scan_cmd(&pattern, cursor, SCAN_COUNT).query_async(&mut conn).await.map_err(|e| self.failed(e))?;
+            unlinked += common::unlink_keys(self, &mut conn, &keys).await?;
+            if next == 0 {
+                return Ok(unlinked);
             }
-            self.lost();
+            cursor = next;
         }
-        self.reconnect().await
+    }
+
+    async fn scan(&self, pattern: String, cursor: u64, count: usize) -> Result<(u64, Vec<String>), TransportError> {
+        let (next, keys): (u64, Vec<Vec<u8>>) = common::query(self, &scan_cmd(&pattern, cursor, count)).await?;
+        Ok((next, keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect()))
     }
 }
 
-/// A lease in whole milliseconds, at least 1 (`PX 0` is an error in Redis).
-fn millis(d: Duration) -> u64 {
-    (d.as_millis() as u64).max(1)
-}
+transport_for!(RedisTransport);
 
-fn token_bytes(t: Token) -> Vec<u8> {
-    let mut b = Vec::with_capacity(16);
-    b.extend_from_slice(&t.epoch.to_be_bytes());
-    b.extend_from_slice(&t.counter.to_be_bytes());
-    b
-}
-
-fn failure(e: redis::RedisError) -> TransportError {
-    if e.is_timeout() {
-        TransportError::Timeout
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        TransportError::Io(e.to_string())
-    } else {
-        TransportError::Reply(e.to_string())
-    }
-}
-
-/// A task on the I/O runtime whose outcome a caller on any executor awaits.
-fn run<T: Send + 'static>(
-    fut: impl std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
-) -> BoxFuture<'static, Result<T, TransportError>> {
-    healcache_rt::spawn(fut)
-        .map(|r| r.unwrap_or_else(|e| Err(TransportError::Io(format!("the I/O task ended: {e}")))))
-        .boxed()
-}
-
-impl Transport for RedisTransport {
-    fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
-        let me = self.clone();
-        let key = value_key.to_string();
-        run(async move { me.read_now(key).await })
-    }
-
-    fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-        self.queue(Queued::Write(req))
-    }
-
-    fn unlink_matching(&self, pattern: String) -> BoxFuture<'static, Result<u64, TransportError>> {
-        let me = self.clone();
-        run(async move { me.unlink_now(pattern).await })
-    }
-
-    fn acquire(
-        &self,
-        keys: &L2Keys,
-        owner: &str,
-        lease: Duration,
-    ) -> BoxFuture<'static, Result<LockReply, TransportError>> {
-        let (me, keys, owner) = (self.clone(), keys.clone(), owner.to_string());
-        run(async move { me.acquire_now(keys, owner, millis(lease)).await })
-    }
-
-    fn renew(
-        &self,
-        lock_key: &str,
-        lockval: &str,
-        lease: Duration,
-    ) -> BoxFuture<'static, Result<bool, TransportError>> {
-        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
-        run(async move { me.renew_now(key, val, millis(lease)).await })
-    }
-
-    fn release(&self, lock_key: &str, lockval: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
-        let (me, key, val) = (self.clone(), lock_key.to_string(), lockval.to_string());
-        run(async move { me.release_now(key, val).await })
-    }
-
-    fn publish(
-        &self,
-        channel: &str,
-        message: Vec<u8>,
-        deadline: Duration,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.queue(Queued::Publish { channel: channel.to_string(), message, deadline }).map(|r| r.map(drop)).boxed()
-    }
-
-    fn subscribe(&self, channel: &str, sink: Arc<dyn BusSink>) {
-        let mut subs = self.inner.subs.lock().unwrap_or_else(|p| p.into_inner());
-        subs.0.retain(|(_, s)| s.alive());
-        subs.0.push((channel.to_string(), Arc::clone(&sink)));
-        if subs.1.is_none() {
-            subs.1 = Some(ForkGuard::new(()));
-        }
-        drop(subs);
-        healcache_rt::handle().spawn(self.clone().bus_loop(channel.to_string(), sink, true));
-    }
-
-    fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {
-        let me = self.clone();
-        run(async move { me.probe_now().await })
-    }
-
-    fn spawn(&self, work: BoxFuture<'static, ()>) {
-        healcache_rt::handle().spawn(work);
-    }
+/// One SCAN step from `cursor`; the cluster transport sends it to one primary at a time.
+pub(crate) fn scan_cmd(pattern: &str, cursor: u64, count: usize) -> redis::Cmd {
+    let mut scan = redis::cmd("SCAN");
+    scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
+    scan
 }
 
 #[cfg(test)]

@@ -8,29 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use healcache::tier::MsgPack;
 use healcache::{Cache, FetchOptions, Loaded, Status};
-use healcache_redis::RedisTransport;
-use healcache_rt::{IoSpawner, IoTimer};
-use healcache_testkit::{Direction, FaultProxy, Faults, RedisServer};
+use healcache_testkit::{Direction, FaultProxy, Faults};
 use serde_json::{json, Value};
 
-fn server() -> RedisServer {
-    RedisServer::start().expect("redis-server must be installed (.ci/setup-server.sh) to run these tests")
-}
+mod common;
+use common::{block, cache_with_grace, server, wait_for};
 
 fn cache(url: &str) -> Cache<Value> {
-    Cache::builder()
-        .timer(IoTimer)
-        .spawner(IoSpawner)
-        .ttl(Duration::from_secs(600))
-        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
-        .build()
-        .unwrap()
-}
-
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    futures::executor::block_on(f)
+    cache_with_grace(url, Duration::ZERO)
 }
 
 /// What `c` serves for `key` without ever running a loader (L1, else L2).
@@ -39,14 +25,6 @@ fn read(c: &Cache<Value>, key: &str) -> healcache::Fetched<Value> {
         c.fetch(key, FetchOptions::default(), || async { Err::<Loaded<Value>, _>(std::io::Error::other("no origin")) }),
     )
     .unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

@@ -2,9 +2,13 @@
 //! - [`RedisServer`]: a `redis-server` child process on a free loopback port, optionally running as a
 //!   restricted ACL user, that tests can SIGKILL, SIGSTOP/SIGCONT and restart on the same port, always by
 //!   its own pid.
+//! - [`RedisCluster`]: three cluster-enabled `redis-server` children on loopback, slots assigned by
+//!   hand, stopped by their pids.
 //! - [`FaultProxy`]: a TCP proxy on loopback whose faults (latency, bandwidth, 1-byte slicing, blackhole,
 //!   resets, refusal, data limit) change while it runs; the `healcache-faultproxy` binary exposes it to
 //!   Python and Node tests through JSON lines on stdin.
+//! - [`Origin`]: an HTTP origin on loopback that saturates like a database (a fixed number of workers
+//!   behind an unbounded queue, a fixed time per query, an optional 503 gate), counting every query.
 //! - [`resp`]: a minimal RESP2 client, independent of the client under test, to probe and plant data.
 //!
 //! Everything binds and connects to 127.0.0.1 only.
@@ -39,9 +43,13 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod cluster;
+mod origin;
 mod proxy;
 mod redis;
 pub mod resp;
 
+pub use cluster::{RedisCluster, CLUSTER_PRIMARIES, CLUSTER_SLOTS};
+pub use origin::{Gate, Origin, OriginOptions, OriginStats, Query};
 pub use proxy::{ConnInfo, Direction, FaultProxy, Faults, ACCEPT_LOG_LEN, FIRST_BYTES_KEPT, MAX_DELAY};
 pub use redis::{redis_available, RedisOptions, RedisServer, RESTRICTED_ACL_RULES};

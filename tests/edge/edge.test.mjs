@@ -227,3 +227,53 @@ test('node: a cache draws its seed at its first use, never at its creation', asy
     Object.defineProperty(crypto, 'getRandomValues', { value: real, configurable: true, writable: true });
   }
 });
+
+// The opt-in wire module in a worker: entries the Node package wrote to a real redis-server,
+// read by the worker through an HTTP-to-Redis service on 127.0.0.1, decode to the same values.
+const WIRE_WORKER = readFileSync(new URL('./wire_worker.mjs', import.meta.url), 'utf8');
+const { redisAvailable, RedisServer } = await import('../js/rediskit.mjs');
+const { Cache: NodeCache } = await import('healcache');
+
+for (const rt of RUNTIMES) {
+  const why = cannotRun(rt.name) || (!redisAvailable() && 'redis-server is not installed');
+  test(`${rt.name}: the wire module reads what the fleet wrote, through an HTTP-to-Redis service`, { skip: why }, async () => {
+    const redis = await RedisServer.start({});
+    const cache = new NodeCache({ redis: redis.url, ttl: 60_000 });
+    const conn = await redis.connect();
+    const service = createServer(async (req, res) => {
+      const key = decodeURIComponent(req.url.slice(1));
+      const bytes = await conn.command('GET', key);
+      if (bytes === null) return res.writeHead(404).end();
+      const pttl = await conn.command('PTTL', key);
+      res.writeHead(200, { 'x-pttl': String(pttl) }).end(bytes);
+    });
+    await new Promise((r) => service.listen(0, '127.0.0.1', r));
+    const serviceUrl = `http://127.0.0.1:${service.address().port}`;
+    const w = await rt.start(rt.source(WIRE_WORKER));
+    try {
+      const doc = { name: 'Ada', langs: ['en', 'fr'], n: 36, pi: 3.5, big: 2n ** 63n - 1n, raw: new Uint8Array([0, 255]) };
+      cache.set('user:1', doc);
+      cache.set('n', 42);
+      for (const end = Date.now() + 5000; cache.stats().l2Writes < 2; await sleep(5)) assert.ok(Date.now() < end);
+      const read = async (key) => (await getJson(`${w.url}/?service=${encodeURIComponent(serviceUrl)}&key=${encodeURIComponent(key)}`))[1];
+      const got = await read('user:1');
+      assert.deepEqual(got, {
+        kind: 'value',
+        fresh: true,
+        value: { name: 'Ada', langs: ['en', 'fr'], n: 36, pi: 3.5, big: { bigint: String(2n ** 63n - 1n) }, raw: { bytes: [0, 255] } },
+      }, `${rt.name} output:\n${w.output().slice(0, 2000)}`);
+      assert.deepEqual(await read('n'), { kind: 'value', fresh: true, value: 42 });
+      assert.deepEqual(await read('absent'), { kind: 'miss' });
+      cache.delete('n');
+      let after;
+      for (const end = Date.now() + 5000; (after = await read('n')).kind !== 'tombstone'; await sleep(10)) assert.ok(Date.now() < end);
+      assert.equal(after.fresh, false);
+    } finally {
+      await w.stop();
+      cache.close();
+      conn.close();
+      await new Promise((r) => service.close(r));
+      await redis.close();
+    }
+  });
+}

@@ -117,17 +117,22 @@ const PACKAGE_MODULES = [
   ['healcache/options.mjs', 'js/options.mjs'],
   ['healcache/mirror.mjs', 'js/mirror.mjs'],
   ['healcache/healing.mjs', 'js/healing.mjs'],
+  ['healcache/write_behind.mjs', 'js/write_behind.mjs'],
   ['bindings-wasm/pkg-web/healcache_wasm.js', 'bindings-wasm/pkg-web/healcache_wasm.js'],
+  // the opt-in wire module
+  ['healcache/wasm/wire', 'wasm-wire/pkg-web/healcache_wasm_wire.js'],
 ];
 
 /** The worker source with its wasm import as Deno takes it (`import source`: a WebAssembly.Module). */
 export const denoImports = (source) =>
-  source.replace(/^import (\w+) from '(healcache\/wasm\/healcache_wasm_bg\.wasm)';/m, "import source $1 from '$2';");
+  source.replace(/^import (\w+) from '(healcache\/wasm\/(?:healcache_wasm_bg|wire_bg)\.wasm)';/gm, "import source $1 from '$2';");
 
 const denoMap = () => ({
   imports: {
     'healcache/wasm/web': pathToFileURL(join(root, 'js/wasm/web.mjs')).href,
     'healcache/wasm/healcache_wasm_bg.wasm': pathToFileURL(join(root, 'bindings-wasm/pkg-web/healcache_wasm_bg.wasm')).href,
+    'healcache/wasm/wire': pathToFileURL(join(root, 'wasm-wire/pkg-web/healcache_wasm_wire.js')).href,
+    'healcache/wasm/wire_bg.wasm': pathToFileURL(join(root, 'wasm-wire/pkg-web/healcache_wasm_wire_bg.wasm')).href,
   },
 });
 const denoEnv = (dir) => ({ ...process.env, DENO_DIR: join(dir, '.deno'), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' });
@@ -204,6 +209,7 @@ export async function startWorkerd(source) {
     `(name = "worker.mjs", esModule = embed "worker.mjs")`,
     ...PACKAGE_MODULES.map(([n, f]) => mod(n, f)),
     `(name = "healcache/wasm/healcache_wasm_bg.wasm", wasm = embed ${copy('bindings-wasm/pkg-web/healcache_wasm_bg.wasm')})`,
+    `(name = "healcache/wasm/wire_bg.wasm", wasm = embed ${copy('wasm-wire/pkg-web/healcache_wasm_wire_bg.wasm')})`,
   ];
   const trigger =
     "export default { async fetch(req, env) { const r = await env.MAIN.scheduled({ cron: '* * * * *' });" +

@@ -2,7 +2,7 @@
 // (TEST_WASM=1), as lightningcss does. The test files import `Cache` from here only.
 export const WASM = Boolean(process.env.TEST_WASM);
 const mod = WASM ? await import('healcache/wasm') : await import('healcache');
-export const { Cache, NOT_FOUND } = mod;
+export const { Cache, NOT_FOUND, WriteBehind } = mod;
 export const testing = mod.__testing;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -15,3 +15,35 @@ export const thrown = (f) => {
   }
   throw new Error('expected an error');
 };
+
+/**
+ * `loops` concurrent callers per cache fetching, for `ms`, half the time `hot` and half one of 60
+ * tail keys (those from 50 up absent: the loader answers NOT_FOUND), a loader taking 10 ms.
+ * Checks each answer is its key's; returns how many were answered and each error's count.
+ */
+export async function hammerFetches(caches, { ms, loops }) {
+  let n = 0;
+  const errors = new Map();
+  const until = Date.now() + ms;
+  const caller = async (c) => {
+    while (Date.now() < until) {
+      const i = Math.floor(Math.random() * 60);
+      const key = Math.random() < 0.5 ? 'hot' : `k${i}`;
+      const absent = key !== 'hot' && i >= 50;
+      try {
+        const f = await c.fetch(key, async () => {
+          await sleep(10);
+          return absent ? NOT_FOUND : `${key}@${Date.now()}`;
+        });
+        const ok = absent ? f.value === undefined : typeof f.value === 'string' && f.value.startsWith(`${key}@`);
+        if (!ok) throw new Error(`${key} answered ${f.value}`);
+        n++;
+      } catch (e) {
+        errors.set(String(e), (errors.get(String(e)) || 0) + 1);
+      }
+      await sleep(1);
+    }
+  };
+  await Promise.all(caches.flatMap((c) => Array.from({ length: loops }, () => caller(c))));
+  return { n, errors: [...errors] };
+}

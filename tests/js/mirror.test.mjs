@@ -3,7 +3,7 @@
 // decided (jitter), and dispose across a refresh. Runs on the addon and, with TEST_WASM=1, WASM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, sleep } from './helpers.mjs';
+import { Cache, hammerFetches, sleep } from './helpers.mjs';
 
 test('the slot table grows past its first 1,024 slots and every key keeps its own value', () => {
   const c = new Cache({ maxEntries: 100_000 });
@@ -69,4 +69,13 @@ test('mirror hits are counted by the core, in batches', () => {
   for (let i = 0; i < 1000; i++) c.get('k');
   assert.equal(c.stats().hits, 1000);
   assert.equal(c.stats().misses, 0);
+});
+
+// A stale value served while its refresh lands: the value a caller is answered with is the one
+// the core chose, never a slot freed by the refresh before the caller read it.
+test('concurrent fetches under stale-while-revalidate and XFetch always get a value', async () => {
+  const c = new Cache({ ttl: 50, maxEntries: 10_000, grace: 5000, staleWhileRevalidate: true, xfetch: true, negativeTtl: 50 });
+  const { n, errors } = await hammerFetches([c], { ms: 1500, loops: 32 });
+  assert.deepEqual(errors, [], `${n} answered`);
+  assert.ok(n > 1000, `${n} answered`);
 });

@@ -25,6 +25,8 @@ CODES = {
     "Cancelled": (),
     "ValueNotEncodable": (TypeError,),
     "L2Unavailable": (ConnectionError,),
+    "QueueFull": (),
+    "Closed": (),
 }
 
 

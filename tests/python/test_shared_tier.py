@@ -254,3 +254,59 @@ def test_fleet_lock_settings_are_checked(redis_server):
     assert e.value.field == "fleet_lock_lease"
     for mode in ("off", "refresh", "all"):
         healcache.Cache(redis=redis_server.url, fleet_lock=mode)
+
+
+def test_a_tag_invalidated_in_one_process_is_stale_in_another(redis_server):
+    a = healcache.Cache(redis=redis_server.url, ttl=60, grace=60)
+    b = healcache.Cache(redis=redis_server.url, ttl=60, grace=60)
+    a.set("user:1", "u1", tags=["team:7"])
+    a.set("user:2", "u2", tags=["team:8"])
+    wait_for(lambda: a.stats()["l2_writes"] == 2)
+    assert fetch(b, "user:1", unloadable).status == "l2-hit"
+    assert a.invalidate_tag("team:7") == 1
+    wait_for(lambda: b.get("user:1") is None)
+    assert b.get("user:2") is None and a.get("user:2") == "u2"
+    # soft: the stale copy serves while the origin fails
+    def down():
+        raise RuntimeError("origin down")
+
+    f = fetch(b, "user:1", down)
+    assert (f.value, f.status) == ("u1", "stale-fail-safe")
+    assert b.stats()["l2_tag_received"] == 1 and a.stats()["l2_tag_invalidations"] == 1
+    # hard: removed
+    a.set("user:3", "u3", tags=["team:9"])
+    assert a.invalidate_tag("team:9", hard=True) == 1
+    assert a.get_entry("user:3") is None
+
+
+def test_bad_tags_are_refused_and_change_nothing(redis_server):
+    c = healcache.Cache(redis=redis_server.url)
+    with pytest.raises(healcache.InvalidConfig, match="tags"):
+        c.set("k", 1, tags=[f"t{i}" for i in range(17)])
+    with pytest.raises(healcache.InvalidConfig, match="tags"):
+        c.set("k", 1, tags=["x" * 129])
+    with pytest.raises(TypeError):
+        c.set("k", 1, tags="not-a-list")
+    assert "k" not in c and c.stats()["l2_writes"] == 0
+    c.set("k", 1, tags=["x" * 128] * 16)
+    assert c.invalidate_tag("x" * 128) == 1
+
+
+def test_a_fetched_value_carries_its_tags(redis_server):
+    a = healcache.Cache(redis=redis_server.url, ttl=60)
+    b = healcache.Cache(redis=redis_server.url, ttl=60)
+
+    async def go():
+        return await a.fetch("doc", lambda: "v", tags=["t"])
+
+    assert asyncio.run(go()).status == "loaded"
+    wait_for(lambda: a.stats()["l2_writes"] == 1)
+    assert fetch(b, "doc", unloadable).status == "l2-hit"
+    assert b.invalidate_tag("t", hard=True) == 1
+    wait_for(lambda: a.get("doc") is None)
+
+    async def bad():
+        return await a.fetch("x", lambda: 1, tags=["y" * 129])
+
+    with pytest.raises(healcache.InvalidConfig, match="tags"):
+        asyncio.run(bad())

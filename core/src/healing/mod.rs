@@ -24,6 +24,8 @@ use crate::stats::Histogram;
 use crate::sync::{lock, Mutex};
 
 mod config;
+#[cfg(feature = "tier")]
+mod fleet;
 mod report;
 
 pub use config::HealingConfig;
@@ -275,6 +277,14 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         // Backoff deadlines are set from `now_nanos` (below), so they are compared with it too:
         // a clock's precise reading may count from another origin.
         let began = inner.cache.now_nanos();
+        // with a shared tier, L2 entries are verified once per fleet (see `fleet`)
+        #[cfg(feature = "tier")]
+        let fleet = self.fleet_tier();
+        #[cfg(feature = "tier")]
+        if let Some(tier) = &fleet {
+            self.start_fleet(tier);
+            self.mirror_scores(tier).await;
+        }
         let live = inner.cache.len();
         let k = ((live as f64 * s.sample_rate).ceil() as usize).min(s.max_samples);
         let sample = inner.cache.sample_keys(k);
@@ -323,6 +333,17 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             .collect::<stream::FuturesOrdered<_>>()
             .collect()
             .await;
+        #[cfg(feature = "tier")]
+        let verified = match &fleet {
+            Some(tier) => {
+                let mut all = verified;
+                let shared = self.verify_fleet(tier, s, began).await;
+                report.drawn += shared.iter().map(|(_, o)| o.len() as u64).sum::<u64>();
+                all.extend(shared);
+                all
+            }
+            None => verified,
+        };
         let now = inner.cache.now_nanos();
         for (prefix, outcomes) in verified {
             let mut failed = 0u32;
@@ -405,6 +426,10 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 }
             }
         }
+        #[cfg(feature = "tier")]
+        if let Some(tier) = &fleet {
+            self.publish_scores(tier).await;
+        }
         report.verified = report.consistent + report.drift;
         inner.total_sampled.fetch_add(report.verified, Relaxed);
         inner.total_repaired.fetch_add(report.repaired, Relaxed);
@@ -417,31 +442,57 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         report
     }
 
-    async fn verify(&self, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
-        let inner = &self.inner;
-        let Some((cached, version)) = inner.cache.peek_versioned(key) else { return Outcome::Skipped };
+    /// Asks `source` about `key` within `source_timeout` (when the cache has a timer): its
+    /// answer, or the outcome of a check it could not answer (refused: skipped; else failed).
+    async fn ask(
+        &self,
+        key: &str,
+        source: &dyn Source<V>,
+        s: Settings,
+    ) -> std::result::Result<SourceAnswer<V>, Outcome<V>> {
         let fetch = source.fetch(key);
-        let answer = match inner.cache.timer() {
+        let answer = match self.inner.cache.timer() {
             Some(timer) => match future::select(fetch, timer.sleep(s.source_timeout)).await {
                 Either::Left((a, _)) => a,
                 Either::Right(_) => Err(SourceError::Timeout),
             },
             None => fetch.await,
         };
-        let answer = match answer {
+        answer.map_err(|e| match e {
+            SourceError::Refused => Outcome::Skipped,
+            _ => Outcome::Failed,
+        })
+    }
+
+    async fn verify(&self, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
+        let inner = &self.inner;
+        let Some((cached, version)) = inner.cache.peek_versioned(key) else { return Outcome::Skipped };
+        // with the fleet verifier, an entry L2 holds is its to check; the rest is repaired here
+        // only over what L2 held when looked at
+        #[cfg(feature = "tier")]
+        let Some(seen) = self.l1_only(key).await
+        else {
+            return Outcome::Skipped;
+        };
+        let answer = match self.ask(key, source, s).await {
             Ok(a) => a,
-            Err(SourceError::Refused) => return Outcome::Skipped,
-            Err(_) => return Outcome::Failed,
+            Err(skipped_or_failed) => return skipped_or_failed,
         };
         match (answer, cached) {
             (SourceAnswer::Value(new), Some(old)) if (inner.compare)(&old, &new) => Outcome::Consistent,
             (SourceAnswer::NotFound, None) => Outcome::Consistent,
             (SourceAnswer::Value(new), old) => {
                 // fenced: a write after the sample was read wins over the repair
+                #[cfg(feature = "tier")]
+                let repaired = s.auto_repair && self.repair_local(key, Some(new.clone()), version, seen);
+                #[cfg(not(feature = "tier"))]
                 let repaired = s.auto_repair && inner.cache.set_if_version(key, new.clone(), version).is_ok();
                 Outcome::Drift { repaired, old, new: Some(new) }
             }
             (SourceAnswer::NotFound, old) => {
+                #[cfg(feature = "tier")]
+                let repaired = s.auto_repair && self.repair_local(key, None, version, seen);
+                #[cfg(not(feature = "tier"))]
                 let repaired = s.auto_repair && inner.cache.remove_if_version(key, version).is_ok();
                 Outcome::Drift { repaired, old, new: None }
             }

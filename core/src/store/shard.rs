@@ -174,18 +174,11 @@ impl<V> ShardInner<V> {
         self.table.prefetch(hash);
     }
 
-    /// Overwrites the entry at `i` (whose version the caller checked), then evicts others if the
-    /// heavier value took the store over its byte budget.
-    pub(super) fn replace(&mut self, i: usize, value: V, w: Written, stats: &ShardStats, removed: &mut Removed<V>) {
-        let Written { weight, meta: Meta { expires_at, grace_until, load_nanos }, now, version } = w;
+    /// Gives slot `i` a new expiry and version, keeping its value: nothing is removed, so a host
+    /// that holds the value under the slot's handle keeps it.
+    pub(super) fn renew(&mut self, i: usize, meta: Meta, now: u64, version: u64) {
+        let Meta { expires_at, grace_until, load_nanos } = meta;
         let slot = &mut self.slots[i];
-        let cause = if slot.live(now) { RemovalCause::Replaced } else { RemovalCause::Expired };
-        let old = std::mem::replace(&mut slot.value, value);
-        removed.push((slot.key.clone(), old, cause));
-        self.weight = self.weight - slot.weight + weight;
-        self.budget.sub(slot.weight);
-        self.budget.add(weight);
-        slot.weight = weight;
         self.expiring = self.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
         slot.expires_at = expires_at;
         slot.grace_until = grace_until;
@@ -195,6 +188,23 @@ impl<V> ShardInner<V> {
         slot.load_nanos = load_nanos;
         slot.written_at = now;
         slot.version = version;
+    }
+
+    /// Overwrites the entry at `i` (whose version the caller checked), then evicts others if the
+    /// heavier value took the store over its byte budget.
+    pub(super) fn replace(&mut self, i: usize, value: V, w: Written, stats: &ShardStats, removed: &mut Removed<V>) {
+        let Written { weight, meta, now, version } = w;
+        let slot = &mut self.slots[i];
+        let cause = if slot.live(now) { RemovalCause::Replaced } else { RemovalCause::Expired };
+        let old = std::mem::replace(&mut slot.value, value);
+        removed.push((slot.key.clone(), old, cause));
+        let was = slot.weight;
+        slot.weight = weight;
+        self.weight = self.weight - was + weight;
+        self.budget.sub(was);
+        self.budget.add(weight);
+        self.renew(i, meta, now, version);
+        let slot = &mut self.slots[i];
         if cause == RemovalCause::Expired {
             slot.freq.reset();
             count(&stats.expirations);

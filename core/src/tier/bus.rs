@@ -13,6 +13,8 @@
 //! Message v1, big-endian: u8 version (1), u8 kind, 16-byte node id, u64 seq, u64 sent (the
 //! sender's wall clock in µs since the UNIX epoch, 0 when unknown), u16 count, then
 //! `count` × (u16 key length, key bytes, u64 epoch, u64 counter). At most [`MAX_MESSAGE`] bytes.
+//! Kinds: 1 changed, 2 removed, 3 tags made stale and 4 tags removed (a tag in place of each key,
+//! its new version as the counter), 5 heartbeat.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -32,6 +34,11 @@ pub enum Kind {
     Changed = 1,
     /// The keys were deleted.
     Removed = 2,
+    /// The tags (in place of keys, with their new version as the token's counter) were
+    /// invalidated: entries written with them become stale.
+    TagStale = 3,
+    /// As [`Kind::TagStale`], and the entries are removed (a hard invalidation).
+    TagRemoved = 4,
     /// Nothing changed: the sender's last sequence number, so receivers notice lost messages.
     Heartbeat = 5,
 }
@@ -97,6 +104,8 @@ impl Message {
         let kind = match r.take(1)?[0] {
             1 => Kind::Changed,
             2 => Kind::Removed,
+            3 => Kind::TagStale,
+            4 => Kind::TagRemoved,
             5 => Kind::Heartbeat,
             _ => return Err(BusError::Unknown),
         };
@@ -144,6 +153,8 @@ pub(crate) enum Heard {
     /// Another instance's: these keys changed (`removed`: were deleted); `gap` when messages
     /// were lost before it.
     Keys { keys: Vec<String>, removed: bool, gap: bool, sent_us: u64 },
+    /// Another instance's invalidation of tags, at these versions (`hard`: entries are removed).
+    Tags { tags: Vec<(String, u64)>, hard: bool, gap: bool },
     /// Another instance's heartbeat; `gap` when it is ahead of what was received.
     Heartbeat { gap: bool },
     /// Not a message (counted, ignored).
@@ -152,7 +163,8 @@ pub(crate) enum Heard {
 
 /// A sender's numbering and receivers' tracking of everyone else's.
 pub(crate) struct Numbering {
-    pub node: [u8; 16],
+    /// This instance's id; a forked child takes a new one ([`Numbering::renew`]).
+    node: Mutex<[u8; 16]>,
     next: AtomicU64,
     /// publisher -> (last seq received, when heard, in the receiver's clock nanos)
     seen: Mutex<HashMap<[u8; 16], (u64, u64)>>,
@@ -160,7 +172,20 @@ pub(crate) struct Numbering {
 
 impl Numbering {
     pub(crate) fn new(node: [u8; 16]) -> Self {
-        Numbering { node, next: AtomicU64::new(1), seen: Mutex::new(HashMap::new()) }
+        Numbering { node: Mutex::new(node), next: AtomicU64::new(1), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// This instance's id on the bus.
+    pub(crate) fn node(&self) -> [u8; 16] {
+        *self.node.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new id, numbering from 1 and nobody's numbering known: a forked child is another
+    /// instance than its parent (sharing the id, each would take the other's messages for its own).
+    pub(crate) fn renew(&self, node: [u8; 16]) {
+        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = node;
+        self.next.store(1, Relaxed);
+        self.forget();
     }
 
     /// The number of the next message; taken before the publish, so a lost publish is a gap.
@@ -176,7 +201,7 @@ impl Numbering {
     /// Interprets received bytes at `now` (nanos, any clock that only moves forward).
     pub(crate) fn hear(&self, bytes: &[u8], now: u64) -> Heard {
         let Ok(m) = Message::decode(bytes) else { return Heard::Malformed };
-        if m.node == self.node {
+        if m.node == self.node() {
             return Heard::Own;
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -201,6 +226,11 @@ impl Numbering {
                 removed: m.kind == Kind::Removed,
                 gap,
                 sent_us: m.sent_us,
+            },
+            Kind::TagStale | Kind::TagRemoved => Heard::Tags {
+                tags: m.keys.into_iter().map(|(k, t)| (k, t.counter)).collect(),
+                hard: m.kind == Kind::TagRemoved,
+                gap,
             },
         }
     }
@@ -227,9 +257,21 @@ pub(crate) fn node_id(seed: u64, precise_nanos: u64, addr: usize) -> [u8; 16] {
     id
 }
 
+/// This process's id (0 where there are no processes to tell apart).
+pub(crate) fn process_id() -> u32 {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::process::id();
+    #[cfg(target_arch = "wasm32")]
+    0
+}
+
 /// What a cache does with a key another instance changed (`false`) or deleted (`true`): true if
 /// it held a fresh copy.
 pub(crate) type OnKey = Box<dyn Fn(&str, bool) -> bool + Send + Sync>;
+
+/// What a cache does with a tag another instance invalidated, at its new version (`true`:
+/// hard): how many fresh entries it made stale or removed.
+pub(crate) type OnTag = Box<dyn Fn(&str, u64, bool) -> usize + Send + Sync>;
 
 /// One cache's end of the bus: its numbering, its channel and its counters.
 pub(crate) struct Link {
@@ -252,6 +294,8 @@ pub(crate) struct Link {
     pub silent: std::sync::atomic::AtomicBool,
     /// Acts on a key another instance changed (stale) or deleted (removed) in its L1.
     pub on_key: std::sync::OnceLock<OnKey>,
+    /// Acts on a tag another instance invalidated.
+    pub on_tag: std::sync::OnceLock<OnTag>,
 }
 
 impl Link {
@@ -270,6 +314,7 @@ impl Link {
             sending: Mutex::new(()),
             silent: std::sync::atomic::AtomicBool::new(false),
             on_key: std::sync::OnceLock::new(),
+            on_tag: std::sync::OnceLock::new(),
         }
     }
 
@@ -277,7 +322,7 @@ impl Link {
     /// unknown); `None` past [`MAX_MESSAGE`].
     pub(crate) fn message(&self, kind: Kind, keys: Vec<(String, Token)>, sent_us: u64) -> Option<Vec<u8>> {
         let seq = if kind == Kind::Heartbeat { self.numbering.last() } else { self.numbering.take() };
-        Message { kind, node: self.numbering.node, seq, sent_us, keys }.encode()
+        Message { kind, node: self.numbering.node(), seq, sent_us, keys }.encode()
     }
 }
 
@@ -372,5 +417,20 @@ mod tests {
         assert_eq!(me.last(), 0);
         assert_eq!((me.take(), me.take()), (1, 2));
         assert_eq!(me.last(), 2);
+    }
+
+    #[test]
+    fn a_renewed_numbering_is_another_instance() {
+        // a forked child renews: the parent's messages (its old id) are no longer its own
+        let me = Numbering::new([9; 16]);
+        me.take();
+        assert!(matches!(me.hear(&msg(Kind::Changed, 7, 1, &["x"]), 0), Heard::Keys { gap: false, .. }));
+        me.renew([4; 16]);
+        assert_eq!(me.node(), [4; 16]);
+        assert_eq!(me.last(), 0);
+        assert!(matches!(me.hear(&msg(Kind::Changed, 9, 5, &["x"]), 0), Heard::Keys { gap: false, .. }));
+        // whoever was heard before is first heard again: no gap from numbers seen by the parent
+        assert!(matches!(me.hear(&msg(Kind::Changed, 7, 3, &["x"]), 0), Heard::Keys { gap: false, .. }));
+        assert_eq!(me.hear(&msg(Kind::Changed, 4, 1, &["x"]), 0), Heard::Own);
     }
 }

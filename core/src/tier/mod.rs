@@ -20,6 +20,10 @@ pub mod lock;
 pub mod recovery;
 pub mod scripts;
 mod shared;
+// only with the feature: the tier's state is built in any case, and its drop would carry the
+// verifier's into the WebAssembly module, which has a size budget
+#[cfg(feature = "tier")]
+mod verify;
 
 use futures::future::BoxFuture;
 
@@ -27,6 +31,8 @@ pub use lock::{FleetLock, LockReply};
 pub use shared::L2Stats;
 pub(crate) use shared::TierConfig;
 pub(crate) use shared::{L2Read, Rebuild, Tier, Wrote};
+#[cfg(feature = "tier")]
+pub use verify::FleetVerify;
 
 use crate::codec::{PayloadCodec, Token};
 use crate::keys::L2Keys;
@@ -90,6 +96,21 @@ pub enum WriteReply {
     EpochChanged,
 }
 
+/// What a try for a fleet verifier's lease found (see [`Transport::try_lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseReply {
+    /// The lease is ours now.
+    Won,
+    /// Another instance holds it for `pttl_ms` more (-1: no expiry, -2: gone meanwhile).
+    Held {
+        /// The lease's remaining life in milliseconds.
+        pttl_ms: i64,
+    },
+}
+
+/// A record's fields and their values (a Redis hash), as a fleet verifier's scores are kept.
+pub type Record = Vec<(String, Vec<u8>)>;
+
 /// A failure of the transport. Every kind counts against the breaker: data outcomes (a value
 /// that does not decode, a refused write) are not errors of this type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +132,13 @@ pub enum TransportError {
 pub trait Transport: Send + Sync + 'static {
     /// The value stored at `value_key` and its PTTL, in one round trip.
     fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>>;
+    /// The token stored at `value_key` (the REVALIDATE script: 16 bytes instead of the value;
+    /// `None` when absent or not an envelope) and its PTTL.
+    fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>>;
+    /// The current versions of tags, read from their version keys (0: never bumped), in order.
+    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>>;
+    /// Increments the tag version at `key` (INCR); answers the new version.
+    fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>>;
     /// A fenced write (see [`WriteRequest`]); queued in call order; the transport keeps its
     /// deadline, from when it sends it.
     fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>>;
@@ -149,6 +177,36 @@ pub trait Transport: Send + Sync + 'static {
     /// `sink.subscribed` (messages may have been lost while it was down); a connection that
     /// stops answering its pings is replaced, and a process that forked subscribes again.
     fn subscribe(&self, channel: &str, sink: std::sync::Arc<dyn BusSink>);
+    /// One step of a cursor walk over the keyspace (`SCAN cursor MATCH pattern COUNT count`):
+    /// the next cursor (0 once the walk is over) and the keys of this step that match. Keys
+    /// that are not UTF-8 are left out (no cache key is).
+    fn scan(
+        &self,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> BoxFuture<'static, Result<(u64, Vec<String>), TransportError>>;
+    /// Try-lock of a plain lease (`SET key value NX PX lease`, the fleet verifier's): won, or
+    /// held by another instance for some time more.
+    fn try_lease(
+        &self,
+        key: &str,
+        value: &str,
+        lease: std::time::Duration,
+    ) -> BoxFuture<'static, Result<LeaseReply, TransportError>>;
+    /// Sets `fields` of the hash at `key` and its expiry to `ttl`, only while the lease at
+    /// `lease_key` still holds `lease_value` (the [`scripts::PUT_RECORD`] script); false when
+    /// the lease was lost, and nothing is written.
+    fn put_record(
+        &self,
+        lease_key: &str,
+        lease_value: &str,
+        key: &str,
+        fields: Record,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'static, Result<bool, TransportError>>;
+    /// Every field of the hash at `key` (`HGETALL`; empty when absent).
+    fn get_record(&self, key: &str) -> BoxFuture<'static, Result<Record, TransportError>>;
     /// A health probe that also reconnects when the connection was lost.
     fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>>;
     /// Runs the tier's background work (answers of queued writes, the probe loop, replayed

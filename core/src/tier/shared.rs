@@ -2,7 +2,7 @@
 //! [`Transport`], with their deadline, the breaker, the recovery queue and the counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{self, BoxFuture, Either, FutureExt};
@@ -11,10 +11,13 @@ use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
 use super::bus::{self, Heard, Link};
 use super::lock::{self, Lease, LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
+#[cfg(feature = "tier")]
+use super::verify::{Leases, SCAN_STEP};
 use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
-use crate::codec::{self, Kind, Limits, Token};
+use crate::codec::{self, Kind, Limits, Tag, Token};
 use crate::keys::{self, L2Keys};
 use crate::stats::{Histogram, HistogramSnapshot};
+use crate::tags::TagIndex;
 use crate::{Clock, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
@@ -107,6 +110,21 @@ pub struct L2Stats {
     pub lock_timeouts: u64,
     /// Leases lost while the loader ran (a renewal found the lock taken over).
     pub lock_lease_lost: u64,
+    /// Fleet verifier leases taken by this process (it became a prefix's verifier).
+    #[cfg(feature = "tier")]
+    pub verifier_acquired: u64,
+    /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
+    #[cfg(feature = "tier")]
+    pub verifier_lost: u64,
+    /// Prefixes this process verifies for the fleet now.
+    #[cfg(feature = "tier")]
+    pub verifier_held: u64,
+    /// L2 entries this process sampled as a fleet verifier.
+    #[cfg(feature = "tier")]
+    pub verifier_sampled: u64,
+    /// Drifted L2 entries this process repaired as a fleet verifier.
+    #[cfg(feature = "tier")]
+    pub verifier_repaired: u64,
     /// Invalidation messages published (writes, deletes, repairs; heartbeats aside).
     pub bus_sent: u64,
     /// Publishes that failed (their numbers are gaps the receivers notice).
@@ -123,6 +141,14 @@ pub struct L2Stats {
     /// Suspect L1 entries (written before a gap or an outage) re-read from L2 before being
     /// served fresh.
     pub suspect_rereads: u64,
+    /// Of those, entries L2 confirmed by their token alone (16 bytes read, not the value).
+    pub revalidated: u64,
+    /// Tag invalidations made by this process (each bumps the tag's version in L2).
+    pub tag_invalidations: u64,
+    /// Tag invalidations received from other instances.
+    pub tag_received: u64,
+    /// L2 values read as misses because a tag of theirs was invalidated since they were written.
+    pub tag_outdated: u64,
     /// How long foreground misses waited for another instance's rebuild.
     pub lock_wait: HistogramSnapshot,
     /// Latency of L2 operations.
@@ -143,6 +169,10 @@ struct Counters {
     codec_errors: AtomicU64,
     breaker_opens: AtomicU64,
     suspect_rereads: AtomicU64,
+    revalidated: AtomicU64,
+    tag_invalidations: AtomicU64,
+    tag_received: AtomicU64,
+    tag_outdated: AtomicU64,
     latency: Histogram,
     lock_wait: Histogram,
 }
@@ -150,8 +180,8 @@ struct Counters {
 /// How a write to L2 ended, for the caller that waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wrote {
-    /// Stored.
-    Written,
+    /// Stored, under this token.
+    Written(Token),
     /// Refused by the fence: a newer write, or a fence record lost since the token was taken.
     FencedOut,
     /// Not stored: L2 failed or is unreachable, or the value could not be encoded.
@@ -171,9 +201,9 @@ pub(crate) enum Rebuild<V> {
 
 /// What a read of L2 found.
 pub(crate) enum L2Read<V> {
-    /// A fresh value (`None`: a fresh "not found"), with the life it has left (`None`: no expiry)
-    /// and the duration of the load that produced it.
-    Hit { value: Option<V>, fresh: Option<Duration>, load_nanos: u64 },
+    /// A fresh value (`None`: a fresh "not found"), with the life it has left (`None`: no expiry),
+    /// the duration of the load that produced it, its token, grace and tags.
+    Hit { value: Option<V>, fresh: Option<Duration>, load_nanos: u64, token: Token, grace: Duration, tags: Vec<Tag> },
     /// Nothing usable; a write after the load must expect this.
     Miss(Expect),
     /// Not read: the breaker is open, or the read failed.
@@ -182,27 +212,37 @@ pub(crate) enum L2Read<V> {
 
 /// One cache's link to the shared tier.
 pub(crate) struct Tier<V> {
-    transport: Arc<dyn Transport>,
+    pub(super) transport: Arc<dyn Transport>,
     codec: Arc<dyn ValueCodec<V>>,
-    cfg: TierConfig,
+    pub(super) cfg: TierConfig,
     limits: Limits,
     breaker: Breaker,
     recovery: RecoveryQueue,
     counters: Counters,
-    timer: Arc<dyn Timer>,
+    pub(super) timer: Arc<dyn Timer>,
     /// L1 entries written before this instant (cache clock, nanoseconds) are suspect: written
     /// before an outage ended, they may have missed an invalidation.
     suspect_before: AtomicU64,
     probing: AtomicBool,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     locks: Arc<LockCounters>,
-    jitter: Arc<AtomicU64>,
+    pub(super) jitter: Arc<AtomicU64>,
     /// This process in the fleet lock's values: random per cache, so two instances never share it.
-    owner: String,
+    pub(super) owner: String,
+    /// The fleet verifier's leases and counters.
+    #[cfg(feature = "tier")]
+    pub(super) leases: Leases,
     bus: Link,
+    /// The process the bus identity and heartbeat belong to: a forked child takes its own.
+    bus_pid: AtomicU32,
     /// Bumped after L1 entries change without a call of this process (a bus message, a
     /// distrust), so a host's read mirror of L1 knows to ask the core again.
     local_changes: Arc<AtomicU32>,
+    /// The L2 token of L1 entries, by key hash (direct-mapped, lossy): `(key hash, L1 version,
+    /// token, the envelope's grace in ms)`. A suspect entry whose version is still the one recorded, and whose token L2
+    /// still holds, is trusted again after a 16-byte read instead of a read of its value.
+    memo: Mutex<Vec<(u64, u64, Token, u64)>>,
+    tags: Arc<TagIndex>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -215,6 +255,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         seed: u64,
         timer: Arc<dyn Timer>,
         clock: Arc<dyn Clock>,
+        max_entries: usize,
+        tags: Arc<TagIndex>,
     ) -> Arc<Self> {
         let limits = Limits {
             max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
@@ -238,8 +280,61 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             jitter: Arc::new(AtomicU64::new(seed)),
             owner: node.iter().map(|b| format!("{b:02x}")).collect(),
             bus: Link::new(node, keys::bus_channel(&cfg_prefix, "cache")),
+            bus_pid: AtomicU32::new(bus::process_id()),
             local_changes: Arc::default(),
+            memo: Mutex::new(vec![(0, 0, Token::default(), 0); max_entries.clamp(64, 1 << 16).next_power_of_two()]),
+            tags,
+            #[cfg(feature = "tier")]
+            leases: Leases::default(),
         })
+    }
+
+    fn memo_hash(key: &str) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        std::hash::Hasher::finish(&h) | 1
+    }
+
+    /// L1 holds `key` at `version` with the value L2 stores under `token`, `grace` after it
+    /// stops being fresh.
+    pub(crate) fn remember(&self, key: &str, version: u64, token: Token, grace: Duration) {
+        let h = Self::memo_hash(key);
+        let mut m = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let i = (h as usize) & (m.len() - 1);
+        m[i] = (h, version, token, grace.as_millis() as u64);
+    }
+
+    /// The token and grace remembered for `key` at L1 version `version`, if any.
+    pub(crate) fn recall(&self, key: &str, version: u64) -> Option<(Token, Duration)> {
+        let h = Self::memo_hash(key);
+        let m = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let (mh, mv, t, g) = m[(h as usize) & (m.len() - 1)];
+        (mh == h && mv == version).then_some((t, Duration::from_millis(g)))
+    }
+
+    /// Asks L2 whether it still holds `token` for `key`, fresh: `Some(life left)` (`None` inside:
+    /// no expiry) when it does; the caller then trusts its L1 copy again (counted).
+    pub(crate) async fn revalidate(
+        self: &Arc<Self>,
+        key: &str,
+        token: Token,
+        grace: Duration,
+    ) -> Option<Option<Duration>> {
+        if !self.admit() {
+            return None;
+        }
+        let keys = self.keys(key);
+        let (stored, pttl) = self.timed(self.transport.revalidate(&keys.value), Some(self.cfg.timeout)).await.ok()?;
+        if stored != Some(token) {
+            return None;
+        }
+        let fresh = match pttl {
+            -1 => None,
+            p if p < 0 => return None,
+            p => Some(Duration::from_millis((p as u64).checked_sub(grace.as_millis() as u64).filter(|l| *l > 0)?)),
+        };
+        self.counters.revalidated.fetch_add(1, Relaxed);
+        Some(fresh)
     }
 
     fn now(&self) -> Duration {
@@ -251,8 +346,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// True when an L1 entry written at `written_at` (cache clock) must be re-read from L2.
+    /// An entry written in the same clock tick as the distrust is suspect too: the cache clock is
+    /// coarse (a scheduler tick, 1-4 ms), so it may have been written before the gap.
     pub(crate) fn is_suspect(&self, written_at: u64) -> bool {
-        written_at < self.suspect_before.load(Relaxed)
+        written_at <= self.suspect_before.load(Relaxed)
     }
 
     /// An L1 entry found suspect: it is re-read from L2 (counted).
@@ -268,7 +365,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
     /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
     /// half-open until the probe is presumed lost.
-    fn admit(self: &Arc<Self>) -> bool {
+    pub(super) fn admit(self: &Arc<Self>) -> bool {
         if self.breaker.state() == State::Closed {
             return true;
         }
@@ -278,7 +375,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// `op` under the tier's deadline, its latency recorded and its outcome told to the breaker.
-    async fn timed<T>(
+    pub(super) async fn timed<T>(
         self: &Arc<Self>,
         op: BoxFuture<'static, Result<T, TransportError>>,
         deadline: Option<Duration>,
@@ -392,16 +489,19 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         };
         let h = &decoded.header;
         let seen = Expect::Token(h.token);
-        // Freshness from Redis's own clock: the key lives fresh + grace, so what is left of its
-        // PTTL beyond the grace is what is left fresh.
-        let fresh = match (reply.pttl_ms, h.fresh_ms) {
-            (-1, u64::MAX) => None,
-            (p, _) if p < 0 => return miss(seen),
-            (p, _) => match (p as u64).checked_sub(h.grace_ms) {
-                Some(left) if left > 0 => Some(Duration::from_millis(left)),
-                _ => return miss(seen),
-            },
-        };
+        // freshness from Redis's own clock
+        let Some(fresh) = codec::fresh_left(reply.pttl_ms, h) else { return miss(seen) };
+        if !decoded.tags.is_empty() {
+            match self.tags_current(&decoded.tags).await {
+                Some(true) => {}
+                Some(false) => {
+                    c.tag_outdated.fetch_add(1, Relaxed);
+                    return miss(seen);
+                }
+                // the versions could not be read: the value is not served unchecked
+                None => return L2Read::Skipped,
+            }
+        }
         let load_nanos = u64::from(h.load_us) * 1000;
         let value = match h.kind {
             Kind::Tombstone => return miss(seen),
@@ -415,7 +515,85 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             },
         };
         c.hits.fetch_add(1, Relaxed);
-        L2Read::Hit { value, fresh, load_nanos }
+        let grace = Duration::from_millis(h.grace_ms);
+        L2Read::Hit { value, fresh, load_nanos, token: h.token, grace, tags: decoded.tags }
+    }
+
+    /// Whether every recorded tag version is current: the versions known here, the others read
+    /// from L2 (and learnt). `None` when they cannot be read: the value is not used unchecked.
+    async fn tags_current(self: &Arc<Self>, tags: &[Tag]) -> Option<bool> {
+        let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+        let known = self.tags.known(&names);
+        let unknown: Vec<usize> = (0..tags.len()).filter(|i| known[*i].is_none()).collect();
+        let mut current: Vec<u64> = known.iter().map(|v| v.unwrap_or(0)).collect();
+        if !unknown.is_empty() {
+            let keys = unknown.iter().map(|i| keys::tag_key(&self.cfg.prefix, "cache", names[*i])).collect();
+            let read = self.timed(self.transport.tag_versions(keys), Some(self.cfg.timeout)).await.ok()?;
+            for (i, v) in unknown.into_iter().zip(read) {
+                self.tags.learn(names[i], v);
+                current[i] = v;
+            }
+        }
+        Some(tags.iter().zip(current).all(|(t, v)| t.version == v))
+    }
+
+    /// The current versions of `tags` for a write: known here, the others taken as 0 and read
+    /// from L2 in the background for the next write. A version taken too low only makes the
+    /// value read as outdated later (a miss), never an invalidated value valid.
+    pub(crate) fn versions_for_write(self: &Arc<Self>, tags: &[&str]) -> Vec<Tag> {
+        let known = self.tags.known(tags);
+        let unknown: Vec<String> =
+            tags.iter().zip(&known).filter(|(_, v)| v.is_none()).map(|(t, _)| t.to_string()).collect();
+        if !unknown.is_empty() && self.breaker.state() == State::Closed {
+            let keys = unknown.iter().map(|t| keys::tag_key(&self.cfg.prefix, "cache", t)).collect();
+            let (op, tier) = (self.transport.tag_versions(keys), Arc::clone(self));
+            self.transport.spawn(
+                async move {
+                    if let Ok(vs) = tier.timed(op, Some(tier.cfg.timeout)).await {
+                        for (t, v) in unknown.iter().zip(vs) {
+                            tier.tags.learn(t, v);
+                        }
+                    }
+                }
+                .boxed(),
+            );
+        }
+        tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(0) }).collect()
+    }
+
+    /// The current versions of `tags` before a load, read from L2 when not known here (and
+    /// learnt), so the loaded value records the versions its load saw. A version that cannot be
+    /// read stays unknown: the value is then not kept in L1, and reads as outdated in L2.
+    pub(crate) async fn versions_for_load(self: &Arc<Self>, tags: &[&str]) -> Vec<Tag> {
+        let probe: Vec<Tag> = tags.iter().map(|t| Tag { name: t.to_string(), version: 0 }).collect();
+        let _ = self.tags_current(&probe).await;
+        let known = self.tags.known(tags);
+        tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(u64::MAX) }).collect()
+    }
+
+    /// Invalidates `tag` fleet-wide: its version in L2 is incremented, and the new version is
+    /// announced on the bus (`hard`: other instances remove their tagged entries instead of
+    /// making them stale). Answers the new version.
+    pub(crate) async fn bump_tag(self: &Arc<Self>, tag: &str, hard: bool) -> Result<u64, TransportError> {
+        if !self.admit() {
+            return Err(TransportError::Io("the breaker is open".into()));
+        }
+        let key = keys::tag_key(&self.cfg.prefix, "cache", tag);
+        let v = self.timed(self.transport.tag_bump(&key), Some(self.cfg.timeout)).await?;
+        self.counters.tag_invalidations.fetch_add(1, Relaxed);
+        let kind = if hard { bus::Kind::TagRemoved } else { bus::Kind::TagStale };
+        self.publish(kind, vec![(tag.to_string(), Token { epoch: 0, counter: v })]);
+        Ok(v)
+    }
+
+    /// Reads `key` from L2, with the token of what is stored when it decoded.
+    pub(crate) async fn read_token(self: &Arc<Self>, key: &str) -> (L2Read<V>, Option<Token>) {
+        let r = self.read(key).await;
+        let token = match &r {
+            L2Read::Hit { token, .. } => Some(*token),
+            _ => None,
+        };
+        (r, token)
     }
 
     /// The payload of `value`, or why it cannot be stored in L2.
@@ -437,6 +615,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         load_nanos: u64,
         expect: Expect,
         release: Option<String>,
+        tags: Vec<Tag>,
     ) -> Option<BoxFuture<'static, Wrote>> {
         let payload = match value.map(|v| self.codec.encode(v)).transpose() {
             Ok(p) => p,
@@ -445,10 +624,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 return None;
             }
         };
-        self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release)
+        self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release, tags, None)
     }
 
-    /// [`Tier::write`] of a payload already encoded (`None`: a "not found").
+    /// [`Tier::write`] of a payload already encoded (`None`: a "not found"); `memo`: the L1
+    /// version holding the same value, whose token is remembered once written.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_encoded(
         self: &Arc<Self>,
@@ -459,6 +639,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         load_nanos: u64,
         expect: Expect,
         release: Option<String>,
+        tags: Vec<Tag>,
+        memo: Option<u64>,
     ) -> Option<BoxFuture<'static, Wrote>> {
         let (kind, pc, payload) = match payload {
             Some((pc, p)) => (Kind::Value, pc, p),
@@ -467,13 +649,18 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let fresh_ms = ttl.map_or(u64::MAX, |t| (t.as_millis() as u64).max(1));
         let grace_ms = grace.as_millis() as u64;
         let px_ms = ttl.map_or(0, |_| fresh_ms.saturating_add(grace_ms));
-        let w = Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release };
+        let w = Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release, tags, memo };
         self.submit(key, w, &payload)
     }
 
     /// Writes a tombstone for `key`: other processes read a miss, and a rebuild that read `key`
     /// before it is fenced out.
     pub(crate) fn tombstone(self: &Arc<Self>, key: &str) -> Option<BoxFuture<'static, Wrote>> {
+        self.tombstone_expect(key, Expect::Any)
+    }
+
+    /// [`Tier::tombstone`] written only as `expect` allows (a repair's: only over what it read).
+    pub(crate) fn tombstone_expect(self: &Arc<Self>, key: &str, expect: Expect) -> Option<BoxFuture<'static, Wrote>> {
         let ms = (self.cfg.tombstone_ttl.as_millis() as u64).max(1);
         let w = Write {
             kind: Kind::Tombstone,
@@ -482,15 +669,17 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             grace_ms: 0,
             load_nanos: 0,
             px_ms: ms,
-            expect: Expect::Any,
+            expect,
             ttl: Some(self.cfg.tombstone_ttl),
             release: None,
+            tags: Vec::new(),
+            memo: None,
         };
         self.submit(key, w, &[])
     }
 
     fn submit(self: &Arc<Self>, key: &str, w: Write, payload: &[u8]) -> Option<BoxFuture<'static, Wrote>> {
-        let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release } = w;
+        let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release, tags, memo } = w;
         if !self.admit() {
             let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
             self.recovery.push(key, self.now(), keep);
@@ -498,7 +687,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         }
         let keys = self.keys(key);
         let load_us = u32::try_from(load_nanos / 1000).unwrap_or(u32::MAX);
-        let envelope = match codec::encode(
+        let envelope = match codec::encode_tagged(
             keys.value.as_bytes(),
             kind,
             pc,
@@ -506,6 +695,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             fresh_ms,
             grace_ms,
             load_us,
+            &tags,
             payload,
             &self.limits,
         ) {
@@ -525,9 +715,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 match tier.timed(op, None).await {
                     Ok(WriteReply::Written(token)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
+                        if let Some(version) = memo {
+                            tier.remember(&key, version, token, Duration::from_millis(grace_ms));
+                        }
                         let what = if kind == Kind::Tombstone { bus::Kind::Removed } else { bus::Kind::Changed };
                         tier.publish(what, vec![(key, token)]);
-                        Wrote::Written
+                        Wrote::Written(token)
                     }
                     Ok(WriteReply::Newer | WriteReply::EpochChanged) => {
                         tier.counters.fenced_out.fetch_add(1, Relaxed);
@@ -541,6 +734,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 
     /// Hands a write's answer to the background.
+    /// Whether L2 is answering (the breaker closed).
+    pub(crate) fn available(&self) -> bool {
+        self.breaker.state() == State::Closed
+    }
+
     pub(crate) fn spawn(&self, w: BoxFuture<'static, Wrote>) {
         self.transport.spawn(w.map(drop).boxed());
     }
@@ -565,6 +763,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Announces written or deleted keys on the bus (after the write landed: never a message
     /// without its value in L2). Best effort: a failed publish is a gap receivers notice.
     fn publish(self: &Arc<Self>, kind: bus::Kind, keys: Vec<(String, codec::Token)>) {
+        self.after_fork();
         // numbered and queued under one lock: the transport sends in queue order, so numbers
         // arrive in order unless messages are lost
         let sending = self.bus.sending.lock().unwrap_or_else(|p| p.into_inner());
@@ -594,11 +793,18 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// (deleted) in L1 through `drop_key`;
     /// heartbeats go out every 250 ms, and a subscription silent for 750 ms (this cache's own
     /// heartbeats stopped coming back) makes every older L1 entry suspect.
-    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey) {
+    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey, on_tag: bus::OnTag) {
         let _ = self.bus.on_key.set(drop_key);
+        let _ = self.bus.on_tag.set(on_tag);
         self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
         let weak = Arc::downgrade(self);
-        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak.clone())));
+        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak)));
+        self.start_heartbeat();
+    }
+
+    /// Heartbeats every 250 ms, and the check for a silent subscription, until the cache is gone.
+    fn start_heartbeat(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
         let timer = Arc::clone(&self.timer);
         let jitter = Arc::clone(&self.jitter);
         self.transport.spawn(
@@ -620,8 +826,29 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         );
     }
 
+    /// In a child of `fork()` (first call there): the bus identity, numbering and heartbeat task
+    /// were the parent's. Sharing the id, parent and child would each take the other's messages
+    /// for its own; the task does not exist here. The child takes its own, and distrusts the L1
+    /// it inherited: messages sent before its subscription started again never reached it.
+    fn after_fork(self: &Arc<Self>) {
+        let pid = bus::process_id();
+        if self.bus_pid.load(Relaxed) == pid || self.bus_pid.swap(pid, Relaxed) == pid {
+            return;
+        }
+        let seed = self.jitter.load(Relaxed) ^ u64::from(pid);
+        self.bus.numbering.renew(bus::node_id(seed, self.clock.precise_nanos(), Arc::as_ptr(self) as usize));
+        self.distrust();
+        // the parent's last message is no sign of this process's subscription
+        self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
+        if self.bus.on_key.get().is_some() {
+            self.start_heartbeat();
+        }
+    }
+
     /// Every L1 entry written before now is suspect: re-read from L2 before it is served fresh.
     pub(crate) fn distrust(&self) {
+        // bumps of tags may have been missed too: their versions are read from L2 again
+        self.tags.forget_versions();
         self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
         self.changed();
     }
@@ -663,6 +890,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 }
                 gap
             }
+            Heard::Tags { tags, hard, gap } => {
+                b.received.fetch_add(1, Relaxed);
+                self.counters.tag_received.fetch_add(1, Relaxed);
+                if let Some(on_tag) = b.on_tag.get() {
+                    let dropped: usize = tags.iter().map(|(t, v)| on_tag(t, *v, hard)).sum();
+                    b.invalidated.fetch_add(dropped as u64, Relaxed);
+                }
+                gap
+            }
         };
         if gap {
             b.gaps.fetch_add(1, Relaxed);
@@ -686,6 +922,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         expect: Expect,
         background: bool,
         load_timeout: Option<Duration>,
+        ours: Option<Token>,
     ) -> Rebuild<V> {
         if !self.locks(background) {
             return Rebuild::Load(None, expect);
@@ -700,6 +937,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                     self.record_wait(started, first);
                     return match self.read(key).await {
                         L2Read::Miss(e) => Rebuild::Load(Some(lease), e),
+                        // still the copy a refresh set out to replace: nothing newer yet
+                        L2Read::Hit { token, .. } if Some(token) == ours => {
+                            Rebuild::Load(Some(lease), Expect::Token(token))
+                        }
                         // a hit: another instance finished meanwhile (the lease is released)
                         other => Rebuild::Fleet(other).or_load(lease),
                     };
@@ -770,8 +1011,47 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.timed(self.transport.unlink_matching(glob), Some(UNLINK_DEADLINE)).await
     }
 
+    /// The cache keys of the L2 values whose cache key matches `pattern` (a glob over cache
+    /// keys), each once; `None` when there are more than `max` of them. Each step of the walk
+    /// has the deadline of one operation.
+    #[cfg(feature = "tier")]
+    pub(crate) async fn keys_matching(
+        self: &Arc<Self>,
+        pattern: &str,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, TransportError> {
+        if !self.admit() {
+            return Err(TransportError::Io("the breaker is open".into()));
+        }
+        let glob = format!("{}:{{????}}:v:{}", self.cfg.prefix, pattern);
+        // SCAN may return a key more than once (a rehash during the walk)
+        let mut seen = std::collections::HashSet::new();
+        let mut keys = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (next, batch) =
+                self.timed(self.transport.scan(&glob, cursor, SCAN_STEP), Some(self.cfg.timeout)).await?;
+            for k in batch {
+                if let Some(key) = keys::cache_key_of(&self.cfg.prefix, &k) {
+                    if seen.insert(key.to_string()) {
+                        if keys.len() == max {
+                            return Ok(None);
+                        }
+                        keys.push(key.to_string());
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(Some(keys));
+            }
+        }
+    }
+
     pub(crate) fn stats(&self) -> L2Stats {
         let c = &self.counters;
+        #[cfg(feature = "tier")]
+        let v = self.leases.counts();
         L2Stats {
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
@@ -794,6 +1074,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             lock_skipped: self.locks.skipped.load(Relaxed),
             lock_timeouts: self.locks.timeouts.load(Relaxed),
             lock_lease_lost: self.locks.lease_lost.load(Relaxed),
+            #[cfg(feature = "tier")]
+            verifier_acquired: v.acquired,
+            #[cfg(feature = "tier")]
+            verifier_lost: v.lost,
+            #[cfg(feature = "tier")]
+            verifier_held: v.held,
+            #[cfg(feature = "tier")]
+            verifier_sampled: v.sampled,
+            #[cfg(feature = "tier")]
+            verifier_repaired: v.repaired,
             bus_sent: self.bus.sent.load(Relaxed),
             bus_publish_failed: self.bus.publish_failed.load(Relaxed),
             bus_received: self.bus.received.load(Relaxed),
@@ -801,6 +1091,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             bus_gaps: self.bus.gaps.load(Relaxed),
             bus_malformed: self.bus.malformed.load(Relaxed),
             suspect_rereads: c.suspect_rereads.load(Relaxed),
+            revalidated: c.revalidated.load(Relaxed),
+            tag_invalidations: c.tag_invalidations.load(Relaxed),
+            tag_received: c.tag_received.load(Relaxed),
+            tag_outdated: c.tag_outdated.load(Relaxed),
             lock_wait: c.lock_wait.snapshot(),
             latency: c.latency.snapshot(),
             bus_latency: self.bus.latency.snapshot(),
@@ -819,6 +1113,8 @@ struct Write {
     expect: Expect,
     ttl: Option<Duration>,
     release: Option<String>,
+    tags: Vec<Tag>,
+    memo: Option<u64>,
 }
 
 impl<V> Rebuild<V> {
@@ -838,6 +1134,7 @@ struct Sink<V>(std::sync::Weak<Tier<V>>);
 impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
     fn message(&self, bytes: &[u8]) {
         if let Some(t) = self.0.upgrade() {
+            t.after_fork();
             t.heard(bytes);
         }
     }
@@ -848,6 +1145,7 @@ impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
 
     fn subscribed(&self, first: bool) {
         let Some(t) = self.0.upgrade() else { return };
+        t.after_fork();
         t.bus.last_heard.store(t.clock.now_nanos(), Relaxed);
         t.bus.silent.store(false, Relaxed);
         if !first {

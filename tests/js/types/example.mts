@@ -1,7 +1,7 @@
 // A small typed user of the package: `tsc --noEmit -p tests/js/types` must accept it
 // (types.test.mjs). The @ts-expect-error lines check that the types refuse misuse.
 import {
-  Cache, ManualClock, NOT_FOUND, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError,
+  Cache, ManualClock, NOT_FOUND, WriteBehind, type WriteOp, type WriteBehindStats, type CacheStats, type Entry, type Fetched, type FetchStatus, type HealcacheError,
   type IntervalReport, type PrefixScore, type HealingStats, type DriftEvent,
 } from 'healcache';
 import { Cache as WasmCache, NOT_FOUND as WASM_NOT_FOUND } from 'healcache/wasm';
@@ -115,3 +115,14 @@ clock.advance(999);
 const at: number = clock.now() + (timed.getEntry('user:1')?.expiresIn ?? 0);
 // @ts-expect-error a clock is a ManualClock, not any object with now()
 new Cache({ clock: { now: () => at } });
+
+// write-behind: the batch carries the cache's value type
+const wb = new WriteBehind(users, async (batch: WriteOp<User>[]) => {
+  for (const op of batch) if (op.op === 'put') op.value.name.toUpperCase();
+}, { maxQueue: 1000, batch: 50, flushInterval: 100, onFull: { block: 1000 } });
+const wbVersion: Promise<number> = wb.set('user:9', { id: 9, name: 'Bo' }, { ttl: 60_000 });
+const wbStats: WriteBehindStats = wb.stats();
+wb.failed({ take: true }).map((f) => f.error + f.attempts + wbStats.queueDepth);
+wb.close(5_000).then((left: number) => left + 0, () => wbVersion);
+// @ts-expect-error onFull is 'reject' or { block }
+new WriteBehind(users, async () => {}, { onFull: 'wait' });

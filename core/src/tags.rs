@@ -1,0 +1,275 @@
+//! Tags: one call invalidates every entry written with a tag, in this process and, with a
+//! shared tier, in every instance of the fleet.
+//!
+//! A tag has a version: 0 until first invalidated, one more at each [`crate::Cache::invalidate_tag`]
+//! (with a shared tier, an `INCR` of the tag's key in Redis, so every instance counts the same).
+//! An entry records the version each of its tags had when it was written (a load: when it
+//! began) and is valid only while every recorded version is still the current one. Versions and
+//! not timestamps, as the fleet design chooses over FusionCache's and bentocache's: no clocks
+//! are compared across processes, and a load that began before an invalidation and ends after
+//! it carries the older version, so it is rejected.
+//! - L1 acts at once: an index from tag to the keys written here with it makes those entries
+//!   stale (kept as a fallback within their grace window) or, for a hard invalidation, removes
+//!   them. A value about to be stored whose recorded versions are no longer current is dropped.
+//! - L2 is checked lazily: a read of a tagged envelope compares its recorded versions with the
+//!   current ones (known here, else read from Redis), and an outdated value reads as a miss.
+//! - Other instances learn of a bump on the invalidation bus; a lost message is a gap, which
+//!   distrusts L1 and forgets the known versions, so the next reads ask Redis.
+//!
+//! Equality, never order, decides: a version forgotten here (the table is bounded) or reset in
+//! Redis (a restart without persistence) can only make an entry read as invalid, a miss, never
+//! make an invalidated entry valid.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use crate::codec::Tag;
+use crate::error::{ConfigProblem, Error, Result};
+
+/// Most tags one entry may carry (the envelope's tag section holds at most this many).
+pub const MAX_TAGS: usize = crate::codec::MAX_TAGS;
+/// Longest tag name, in bytes.
+pub const MAX_TAG_BYTES: usize = 128;
+/// Most tag versions a cache keeps known at once; past it one is forgotten (and read again from
+/// the shared tier when next needed).
+pub const MAX_KNOWN_TAGS: usize = 10_000;
+
+/// Refuses an unusable tag list, naming the bound.
+pub(crate) fn check(tags: &[&str]) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        let problem = ConfigProblem::LimitReached { max: MAX_TAGS as f64 };
+        return Err(Error::invalid_config("tags", problem, Some(tags.len() as f64)));
+    }
+    if let Some(t) = tags.iter().find(|t| t.is_empty() || t.len() > MAX_TAG_BYTES) {
+        let problem = ConfigProblem::Rule("each tag must be 1 to 128 bytes long");
+        return Err(Error::invalid_config("tags", problem, Some(t.len() as f64)));
+    }
+    Ok(())
+}
+
+/// A cache's tags: the versions it knows and which of its keys carry which tag.
+pub(crate) struct TagIndex {
+    /// False until the first tagged write, so a cache that never uses tags pays one relaxed load
+    /// per write and nothing per read.
+    used: AtomicBool,
+    /// Most memberships (key, tag) kept: 16 per entry the cache can hold; past it memberships of
+    /// keys no longer in L1 are swept.
+    bound: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    known: HashMap<Box<str>, u64>,
+    /// tag -> key -> the version recorded when the key was written
+    by_tag: HashMap<Box<str>, HashMap<Box<str>, u64>>,
+    /// key -> its tags
+    by_key: HashMap<Box<str>, Vec<Box<str>>>,
+    members: usize,
+}
+
+impl State {
+    fn unlink(&mut self, key: &str) {
+        let Some(tags) = self.by_key.remove(key) else { return };
+        for t in tags {
+            if let Some(keys) = self.by_tag.get_mut(&t) {
+                if keys.remove(key).is_some() {
+                    self.members -= 1;
+                }
+                if keys.is_empty() {
+                    self.by_tag.remove(&t);
+                }
+            }
+        }
+    }
+}
+
+impl TagIndex {
+    pub(crate) fn new(max_entries: usize) -> Self {
+        TagIndex {
+            used: AtomicBool::new(false),
+            bound: max_entries.saturating_mul(MAX_TAGS).max(MAX_TAGS),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True once any tagged write was made.
+    #[inline]
+    pub(crate) fn used(&self) -> bool {
+        self.used.load(Relaxed)
+    }
+
+    /// The versions known now of `tags` (`None` for a tag not known).
+    pub(crate) fn known(&self, tags: &[&str]) -> Vec<Option<u64>> {
+        let s = self.state();
+        tags.iter().map(|t| s.known.get(*t).copied()).collect()
+    }
+
+    /// Records that `tag` is at `version` now.
+    pub(crate) fn learn(&self, tag: &str, version: u64) {
+        let mut s = self.state();
+        if !s.known.contains_key(tag) && s.known.len() >= MAX_KNOWN_TAGS {
+            if let Some(k) = s.known.keys().next().cloned() {
+                s.known.remove(&k);
+            }
+        }
+        s.known.insert(tag.into(), version);
+    }
+
+    /// Forgets every known version (after a bus gap: bumps may have been missed).
+    pub(crate) fn forget_versions(&self) {
+        self.state().known.clear();
+    }
+
+    /// Whether every recorded version is known here and current. A version forgotten since
+    /// (after a bus gap, or at the bound) counts as outdated: a value is kept only when certain.
+    pub(crate) fn current(&self, tags: &[Tag]) -> bool {
+        let s = self.state();
+        tags.iter().all(|t| s.known.get(t.name.as_str()) == Some(&t.version))
+    }
+
+    /// The versions of `tags` now, for a load in this process alone: a tag not known yet is at 0
+    /// (and known so from now on).
+    pub(crate) fn versions_now(&self, tags: &[&str]) -> Vec<Tag> {
+        let known = self.known(tags);
+        tags.iter()
+            .zip(known)
+            .map(|(t, v)| {
+                if v.is_none() {
+                    self.learn(t, 0);
+                }
+                Tag { name: t.to_string(), version: v.unwrap_or(0) }
+            })
+            .collect()
+    }
+
+    /// `key` now holds a value written with `tags` (empty: none); `held` tells whether a key is
+    /// still in L1, for sweeping at the bound.
+    pub(crate) fn record(&self, key: &str, tags: &[Tag], held: impl Fn(&str) -> bool) {
+        if tags.is_empty() && !self.used() {
+            return;
+        }
+        self.used.store(true, Relaxed);
+        let mut s = self.state();
+        s.unlink(key);
+        if tags.is_empty() {
+            return;
+        }
+        if s.members + tags.len() > self.bound {
+            let gone: Vec<Box<str>> = s.by_key.keys().filter(|k| !held(k)).cloned().collect();
+            for k in gone {
+                s.unlink(&k);
+            }
+        }
+        for t in tags {
+            let keys = s.by_tag.entry(t.name.as_str().into()).or_default();
+            if keys.insert(key.into(), t.version).is_none() {
+                s.members += 1;
+            }
+        }
+        s.by_key.insert(key.into(), tags.iter().map(|t| t.name.as_str().into()).collect());
+    }
+
+    /// Whether `key` was written with tags.
+    pub(crate) fn tagged(&self, key: &str) -> bool {
+        self.used() && self.state().by_key.contains_key(key)
+    }
+
+    /// `tag` moved to `version`: the keys written here under another version, which the caller
+    /// makes stale or removes (they are no longer members).
+    pub(crate) fn bumped(&self, tag: &str, version: u64) -> Vec<Box<str>> {
+        self.learn(tag, version);
+        let mut s = self.state();
+        let Some(keys) = s.by_tag.get(tag) else { return Vec::new() };
+        let out: Vec<Box<str>> = keys.iter().filter(|(_, v)| **v != version).map(|(k, _)| k.clone()).collect();
+        for k in &out {
+            s.unlink(k);
+        }
+        out
+    }
+
+    /// Every key written here with `tag`, whatever its version (no longer members), and the
+    /// tag's version forgotten: for an invalidation whose new version is not known.
+    pub(crate) fn take_all(&self, tag: &str) -> Vec<Box<str>> {
+        let mut s = self.state();
+        s.known.remove(tag);
+        let out: Vec<Box<str>> = s.by_tag.get(tag).map(|keys| keys.keys().cloned().collect()).unwrap_or_default();
+        for k in &out {
+            s.unlink(k);
+        }
+        out
+    }
+
+    /// Memberships kept (for the bound's test).
+    #[cfg(test)]
+    fn members(&self) -> usize {
+        self.state().members
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(name: &str, version: u64) -> Tag {
+        Tag { name: name.into(), version }
+    }
+
+    #[test]
+    fn tags_are_checked_at_their_bounds() {
+        let sixteen: Vec<String> = (0..16).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = sixteen.iter().map(String::as_str).collect();
+        assert!(check(&refs).is_ok());
+        let mut seventeen = refs.clone();
+        seventeen.push("t16");
+        let e = check(&seventeen).unwrap_err();
+        assert_eq!((e.code(), e.to_string().contains("tags")), ("InvalidConfig", true), "{e}");
+        let long = "x".repeat(128);
+        assert!(check(&[long.as_str()]).is_ok());
+        let longer = "x".repeat(129);
+        assert!(check(&[longer.as_str()]).is_err());
+        assert!(check(&[""]).is_err());
+    }
+
+    #[test]
+    fn a_bump_takes_the_keys_written_under_another_version() {
+        let ix = TagIndex::new(10);
+        ix.record("a", &[tag("t", 0)], |_| true);
+        ix.record("b", &[tag("t", 1), tag("u", 0)], |_| true);
+        ix.record("c", &[tag("u", 0)], |_| true);
+        let mut out = ix.bumped("t", 1);
+        out.sort();
+        assert_eq!(out, vec![Box::from("a")]);
+        assert!(ix.current(&[tag("t", 1)]) && !ix.current(&[tag("t", 0)]));
+        assert!(!ix.current(&[tag("never-seen", 0)]), "a version not known is not certain");
+        // a key rewritten without tags leaves the index
+        ix.record("c", &[], |_| true);
+        assert!(ix.bumped("u", 1).iter().map(|k| &**k).eq(["b"]));
+        assert_eq!(ix.members(), 0, "an invalidated key leaves every tag's list");
+    }
+
+    #[test]
+    fn memberships_are_bounded_by_sweeping_keys_no_longer_held() {
+        let ix = TagIndex::new(1);
+        for i in 0..16 {
+            ix.record(&format!("k{i}"), &[tag("t", 0)], |_| true);
+        }
+        assert_eq!(ix.members(), 16);
+        ix.record("k16", &[tag("t", 0)], |k| k == "k15");
+        assert_eq!(ix.members(), 2, "only the held key and the new one remain");
+    }
+
+    #[test]
+    fn known_versions_are_bounded() {
+        let ix = TagIndex::new(1);
+        for i in 0..MAX_KNOWN_TAGS + 5 {
+            ix.learn(&format!("t{i}"), 1);
+        }
+        assert_eq!(ix.state().known.len(), MAX_KNOWN_TAGS);
+    }
+}

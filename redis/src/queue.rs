@@ -1,0 +1,190 @@
+//! The ordered write queue both transports share: writes, and the bus messages announcing them,
+//! leave in call order, in pipelined batches; only how a batch is sent differs
+//! ([`Link::send_batch`]: one pipeline, or one per cluster slot).
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use healcache::codec::Token;
+use healcache::tier::{Expect, TransportError, WriteReply, WriteRequest};
+use healcache_rt::ForkGuard;
+use redis::{Pipeline, RedisResult, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::common::{token_bytes, write_reply, Link, WRITE_BATCH, WRITE_QUEUE};
+
+/// What the ordered queue carries: writes, and the bus messages announcing them, so a message is
+/// sent after the write it announces and messages leave in the order they were numbered.
+pub(crate) enum Queued {
+    Write(WriteRequest),
+    Publish { channel: String, message: Vec<u8>, deadline: Duration },
+}
+
+impl Queued {
+    fn deadline(&self) -> Duration {
+        match self {
+            Queued::Write(w) => w.deadline,
+            Queued::Publish { deadline, .. } => *deadline,
+        }
+    }
+
+    /// The key whose slot the item goes to.
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Queued::Write(w) => &w.keys.value,
+            Queued::Publish { channel, .. } => channel,
+        }
+    }
+}
+
+pub(crate) struct Job {
+    req: Queued,
+    reply: oneshot::Sender<Result<WriteReply, TransportError>>,
+}
+
+/// Queues a write or a publish now, in call order (the contract of `Transport::write` and
+/// `Transport::publish`); the future answers it.
+pub(crate) fn enqueue<L: Link>(l: &L, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
+    let (reply, answer) = oneshot::channel();
+    if writer(l).try_send(Job { req, reply }).is_err() {
+        return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
+    }
+    answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
+}
+
+/// The sender of this process's write queue, starting its writer task on first use.
+fn writer<L: Link>(l: &L) -> mpsc::Sender<Job> {
+    let mut slot = l.state().writer.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(tx) = slot.as_ref().and_then(|g| g.get()) {
+        return tx.clone();
+    }
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    healcache_rt::handle().spawn(write_loop(l.clone(), rx));
+    *slot = Some(ForkGuard::new(tx.clone()));
+    tx
+}
+
+/// Runs the queued writes in call order, in pipelined batches of what is queued (one round
+/// trip each, rather than one per write: a burst of thousands then fits in one deadline); Redis
+/// runs a connection's commands in the order sent, so they land in the order they were made.
+/// A batch is answered before the next is sent, so order across batches holds too.
+/// A write whose caller has stopped waiting (its deadline passed) is not sent.
+async fn write_loop<L: Link>(l: L, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
+        jobs.retain(|j| !j.reply.is_closed());
+        let (reqs, mut replies): (Vec<Queued>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
+        if reqs.is_empty() {
+            continue;
+        }
+        // a batch on a connection that stopped answering is abandoned once every caller's
+        // deadline has passed, so it never holds up the queue behind it
+        let gone = futures::future::join_all(replies.iter_mut().map(|r| r.closed()));
+        let deadline = reqs.iter().map(|r| r.deadline()).max().unwrap_or_default();
+        let n = reqs.len();
+        let batch = async {
+            tokio::time::timeout(deadline, l.send_batch(reqs))
+                .await
+                .unwrap_or_else(|_| vec![Err(TransportError::Timeout); n])
+        };
+        tokio::select! {
+            answers = batch => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+            }
+            _ = gone => {}
+        }
+    }
+}
+
+/// `reqs` as one pipeline of WRITE script calls and `publish` commands (PUBLISH, SPUBLISH), sent
+/// by `send` on a clone of `conn`, an answer per item. A Redis that lost the scripts (restarted,
+/// `SCRIPT FLUSH`) is given them again and the pipeline sent once more: every write in it is
+/// fenced, so one that had landed lands again as the same newest value, and a message sent twice
+/// is a duplicate receivers ignore.
+pub(crate) async fn send_pipeline<L, F, Fut>(
+    l: &L,
+    mut conn: L::Conn,
+    reqs: &[&Queued],
+    publish: &str,
+    send: F,
+) -> Vec<Result<WriteReply, TransportError>>
+where
+    L: Link,
+    F: Fn(L::Conn, Pipeline) -> Fut,
+    Fut: Future<Output = RedisResult<Vec<RedisResult<Value>>>>,
+{
+    let all = |e: TransportError| vec![Err(e); reqs.len()];
+    let scripts = &l.state().scripts;
+    let mut pipe = redis::pipe();
+    // an error answers its own item, not the whole pipeline
+    pipe.ignore_errors();
+    for req in reqs {
+        let w = match req {
+            Queued::Write(w) => w,
+            Queued::Publish { channel, message, .. } => {
+                pipe.cmd(publish).arg(channel).arg(message);
+                continue;
+            }
+        };
+        let (mode, seen): (&str, Vec<u8>) = match w.expect {
+            Expect::Any => ("any", Vec::new()),
+            Expect::Absent => ("absent", Vec::new()),
+            Expect::Token(t) => ("token", token_bytes(t)),
+            Expect::Fenced(t) => {
+                pipe.cmd("EVALSHA")
+                    .arg(scripts.write_fenced.get_hash())
+                    .arg(3)
+                    .arg(&w.keys.value)
+                    .arg(&w.keys.fence)
+                    .arg(&w.keys.lock)
+                    .arg(t.epoch)
+                    .arg(t.counter)
+                    .arg(&w.envelope)
+                    .arg(w.px_ms)
+                    .arg(w.release.as_deref().unwrap_or(""));
+                continue;
+            }
+        };
+        pipe.cmd("EVALSHA")
+            .arg(scripts.write.get_hash())
+            .arg(2)
+            .arg(&w.keys.value)
+            .arg(&w.keys.fence)
+            .arg(mode)
+            .arg(seen)
+            .arg(&w.envelope)
+            .arg(w.px_ms);
+    }
+    let no_script = |r: &RedisResult<Value>| matches!(r, Err(e) if e.code() == Some("NOSCRIPT"));
+    let mut loaded = false;
+    loop {
+        let answers = match send(conn.clone(), pipe.clone()).await {
+            Ok(a) => a,
+            Err(e) => return all(l.failed(e)),
+        };
+        if !loaded && answers.iter().any(no_script) {
+            for script in [&scripts.write, &scripts.write_fenced] {
+                if let Err(e) = script.load_async(&mut conn).await {
+                    return all(l.failed(e));
+                }
+            }
+            loaded = true;
+            continue;
+        }
+        return answers
+            .into_iter()
+            .zip(reqs)
+            .map(|(a, req)| match req {
+                Queued::Write(_) => {
+                    let ints = a.and_then(|v| redis::from_redis_value::<Vec<i64>>(v).map_err(Into::into));
+                    write_reply(&ints.map_err(|e| l.failed(e))?)
+                }
+                // a publish answers how many subscribers got it: any number is a success
+                Queued::Publish { .. } => a.map(|_| WriteReply::Written(Token::default())).map_err(|e| l.failed(e)),
+            })
+            .collect();
+    }
+}

@@ -1,0 +1,222 @@
+//! The fleet verifier in one process against a real redis-server (as a restricted ACL user that
+//! may not run KEYS, FLUSHALL or DEBUG): the lease and score-record operations are fenced by the
+//! lease's value, and the verifier's SCAN walk, resumed across intervals, gives every L2 entry
+//! the same chance to be checked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::executor::block_on;
+use healcache::keys::{l2_keys, value_glob, verifier_keys};
+use healcache::tier::{FleetVerify, LeaseReply, MsgPack, Transport};
+use healcache::{Cache, FnSource, Healer, HealingConfig, SourceAnswer, SourceError};
+use healcache_redis::RedisTransport;
+use healcache_rt::{IoSpawner, IoTimer};
+use healcache_testkit::{RedisOptions, RedisServer};
+
+fn server() -> RedisServer {
+    RedisServer::start_with(RedisOptions { acl_user: Some(("hc".into(), "pw".into())), ..Default::default() })
+        .expect("redis-server must be installed (.ci/setup-server.sh) to run these tests")
+}
+
+/// A lease is taken once, held with its remaining time for the others, renewed and released only
+/// with its value; a score record is written only while the writer's value holds the lease.
+#[test]
+fn the_lease_and_the_score_record_are_fenced_by_the_lease_value() {
+    let r = server();
+    let t = RedisTransport::connect(&r.url()).unwrap();
+    let (lease, record) = verifier_keys("hc1", "user:");
+    let ms = Duration::from_millis(2000);
+    assert_eq!(block_on(t.try_lease(&lease, "a:1", ms)).unwrap(), LeaseReply::Won);
+    match block_on(t.try_lease(&lease, "b:1", ms)).unwrap() {
+        LeaseReply::Held { pttl_ms } => assert!((1..=2000).contains(&pttl_ms), "{pttl_ms}"),
+        other => panic!("{other:?}"),
+    }
+    let fields = vec![("score".to_string(), b"0.5".to_vec()), ("sampled".to_string(), b"2".to_vec())];
+    assert!(!block_on(t.put_record(&lease, "b:1", &record, fields.clone(), ms)).unwrap(), "not the holder");
+    assert!(block_on(t.get_record(&record)).unwrap().is_empty());
+    assert!(block_on(t.put_record(&lease, "a:1", &record, fields.clone(), ms)).unwrap());
+    let mut got = block_on(t.get_record(&record)).unwrap();
+    got.sort();
+    let mut want = fields;
+    want.sort();
+    assert_eq!(got, want);
+    assert!(!block_on(t.renew(&lease, "b:1", ms)).unwrap());
+    assert!(!block_on(t.release(&lease, "b:1")).unwrap());
+    assert!(block_on(t.renew(&lease, "a:1", ms)).unwrap());
+    assert!(block_on(t.release(&lease, "a:1")).unwrap());
+    assert_eq!(block_on(t.try_lease(&lease, "b:1", ms)).unwrap(), LeaseReply::Won);
+    // a holder whose lease was taken over cannot overwrite its successor's scores
+    let stale = vec![("score".to_string(), b"0".to_vec())];
+    assert!(!block_on(t.put_record(&lease, "a:1", &record, stale, ms)).unwrap());
+    assert_eq!(block_on(t.get_record(&record)).unwrap().iter().find(|(f, _)| f == "score").unwrap().1, b"0.5");
+}
+
+/// The glob finds value keys of its prefix only, whole walk long, with a metacharacter in the
+/// prefix taken literally.
+#[test]
+fn the_walk_finds_the_prefix_entries_only() {
+    let r = server();
+    let t = RedisTransport::connect(&r.url()).unwrap();
+    let mut raw = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
+    for k in ["a*:1", "a*:2", "ab:3", "a*"] {
+        let _: () = redis::cmd("SET").arg(l2_keys("hc1", k).value).arg("x").query(&mut raw).unwrap();
+    }
+    let _: () = redis::cmd("SET").arg(l2_keys("hc1", "a*:9").lock).arg("x").query(&mut raw).unwrap();
+    let glob = value_glob("hc1", "a*:");
+    let (mut cursor, mut found) = (0u64, Vec::new());
+    loop {
+        let (next, keys) = block_on(t.scan(&glob, cursor, 2)).unwrap();
+        found.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort();
+    let mut want = [l2_keys("hc1", "a*:1").value, l2_keys("hc1", "a*:2").value];
+    want.sort();
+    assert_eq!(found, want);
+}
+
+/// 1,000 entries (and their slots' fence records: about 2,000 keys), a walk of 250 keys per
+/// interval, each entry found drawn with a chance of 10%: over 300 intervals (about 37 walks) each
+/// entry is asked of the source about 4 times. Counts per entry pass a chi-square test of
+/// uniformity, and the source is asked exactly what the verifier sampled.
+#[test]
+fn a_walk_across_intervals_checks_every_entry_alike() {
+    let r = server();
+    let cache = Cache::<u64>::builder()
+        .max_entries(10_000)
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    const N: u64 = 1000;
+    for i in 0..N {
+        cache.set(&format!("k:{i}"), i).unwrap();
+    }
+    let asked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let log = asked.clone();
+    let healer = Healer::new(cache.clone(), HealingConfig { sample_rate: 0.1, ..HealingConfig::default() }).unwrap();
+    healer.set_fleet_verify(FleetVerify { lease: Duration::from_secs(5), scan_budget: 250, enabled: true }).unwrap();
+    healer
+        .register_source(
+            "k:",
+            FnSource(move |key: &str| {
+                *log.lock().unwrap().entry(key.to_string()).or_default() += 1;
+                let v = key[2..].parse::<u64>().map(SourceAnswer::Value).map_err(|_| SourceError::Unavailable);
+                async move { v }
+            }),
+        )
+        .unwrap();
+    // the first interval starts the lease keeper, which takes the lease in the background
+    block_on(healer.run_interval());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.stats().l2_verifier_held == 0 {
+        assert!(std::time::Instant::now() < deadline, "no lease taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    asked.lock().unwrap().clear();
+    let sampled_before = cache.stats().l2_verifier_sampled;
+    let mut drift = 0;
+    for _ in 0..300 {
+        drift += block_on(healer.run_interval()).drift;
+    }
+    assert_eq!(drift, 0);
+    let asked = asked.lock().unwrap();
+    let total: u64 = asked.values().sum();
+    assert_eq!(total, cache.stats().l2_verifier_sampled - sampled_before, "every source call is a verifier sample");
+    let expected = total as f64 / N as f64;
+    assert!((2.5..=6.0).contains(&expected), "about 4 checks per entry: {expected}");
+    let chi2: f64 = (0..N)
+        .map(|i| asked.get(&format!("k:{i}")).copied().unwrap_or(0) as f64)
+        .map(|c| (c - expected).powi(2) / expected)
+        .sum();
+    println!("{total} checks over {N} entries ({expected:.2} each): chi2 {chi2:.0} (999 degrees of freedom)");
+    // 999 degrees of freedom: the 99.9% critical value is about 1143
+    assert!(chi2 < 1143.0, "chi2 = {chi2} over {total} checks");
+    let score = healer.score("k:").unwrap();
+    assert_eq!(score.score, 1.0);
+    assert!(score.sampled >= total, "{} scored, {total} checked", score.sampled);
+}
+
+/// An instance without the lease asks the source only about what L2 does not hold (here a key
+/// unlinked from L2 behind its back), repairs it in L1 and in L2 (only where L2 still holds
+/// nothing), and reports the verifier's scores as its own.
+#[test]
+fn without_the_lease_only_entries_l2_lacks_are_checked_here() {
+    let r = server();
+    let build = || {
+        Cache::<u64>::builder()
+            .timer(IoTimer)
+            .spawner(IoSpawner)
+            .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let healer = |c: &Cache<u64>, log: Arc<Mutex<Vec<String>>>| {
+        let h = Healer::new(c.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+        let source = FnSource(move |key: &str| {
+            log.lock().unwrap().push(key.to_string());
+            // the source moved on for k:3 only
+            let i = key[2..].parse::<u64>().unwrap();
+            let v = if i == 3 { 103 } else { i };
+            async move { Ok::<_, SourceError>(SourceAnswer::Value(v)) }
+        });
+        h.register_source("k:", source).unwrap();
+        h
+    };
+    let log_a: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log_b: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (ha, hb) = (healer(&a, log_a.clone()), healer(&b, log_b.clone()));
+    block_on(ha.run_interval());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.stats().l2_verifier_held == 0 {
+        assert!(std::time::Instant::now() < deadline, "no lease taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..10u64 {
+        b.set(&format!("k:{i}"), i).unwrap();
+    }
+    // wait for B's L2 writes, then take k:3 out of L2 behind B's back
+    let mut raw = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
+    let k3 = l2_keys("hc1", "k:3").value;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.stats().l2_writes < 10 {
+        assert!(std::time::Instant::now() < deadline, "writes not landed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _: () = redis::cmd("DEL").arg(&k3).query(&mut raw).unwrap();
+    let report = block_on(hb.run_interval());
+    assert_eq!(b.stats().l2_verifier_held, 0, "B is no verifier");
+    assert_eq!(*log_b.lock().unwrap(), ["k:3"], "B asks only about what L2 lacks");
+    assert_eq!((report.drift, report.repaired), (1, 1));
+    assert_eq!(b.peek("k:3"), Some(103));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: Option<Vec<u8>> = redis::cmd("GET").arg(&k3).query(&mut raw).unwrap();
+        if v.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the repair reached L2");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        block_on(a.fetch("k:3", healcache::FetchOptions::default(), || async {
+            Ok::<_, std::io::Error>(healcache::Loaded::Value(0))
+        }))
+        .unwrap()
+        .value,
+        Some(103),
+        "the repair is in L2 for every instance"
+    );
+    // A verifies the fleet's entries; B then reports A's scores
+    block_on(ha.run_interval());
+    assert!(log_a.lock().unwrap().len() >= 9, "A checked the L2 entries: {:?}", log_a.lock().unwrap());
+    block_on(hb.run_interval());
+    assert_eq!(hb.score("k:").unwrap().sampled, ha.score("k:").unwrap().sampled);
+}

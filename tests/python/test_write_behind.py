@@ -1,0 +1,152 @@
+"""WriteBehind from Python: conversion, error types, sync and async writers, close. The queue's
+algorithms are tested in Rust (core/tests/write_behind.rs); these are the same behaviours, smaller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import healcache
+from healcache import Cache, WriteBehind
+
+
+def _wait(cond, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+class Gate:
+    """A sync writer that records batches and waits while closed."""
+
+    def __init__(self, open_: bool = True) -> None:
+        self.open = threading.Event()
+        if open_:
+            self.open.set()
+        self.batches: list[list[tuple]] = []
+
+    def __call__(self, batch: list[tuple]) -> None:
+        self.open.wait(30)
+        self.batches.append(batch)
+
+
+def test_set_and_delete_reach_the_cache_at_once_and_the_writer_in_batches() -> None:
+    cache = Cache()
+    w = Gate()
+    wb = WriteBehind(cache, w, batch=2, flush_interval=3600)
+    assert wb.set("a", {"n": 1}) > 0
+    assert cache.get("a") == {"n": 1}
+    for i in range(3):
+        wb.set("k", i)  # coalesces, last wins
+    wb.set("b", 2)
+    assert wb.delete("b") is True
+    assert cache.get("b") is None
+    assert wb.stats()["queue_depth"] == 3
+    assert wb.close(20) == 0
+    assert w.batches == [[("put", "a", {"n": 1}), ("put", "k", 2)], [("delete", "b", None)]]
+    s = wb.stats()
+    assert (s["batches"], s["flushed_items"], s["failed"], s["closed"]) == (2, 3, 0, True)
+    assert "healcache_write_behind_flushes_total{cache=\"x\"} 2" in wb.prometheus("x")
+
+
+def test_reject_at_the_bound_changes_nothing() -> None:
+    cache = Cache()
+    w = Gate(open_=False)
+    wb = WriteBehind(cache, w, max_queue=3, batch=1, flush_interval=0.001)
+    for i in range(3):
+        wb.set(f"k{i}", i)
+    with pytest.raises(healcache.QueueFull) as e:
+        wb.set("k3", 3)
+    assert e.value.code == "QueueFull" and e.value.max == 3
+    assert cache.get("k3") is None
+    wb.set("k2", 20)  # still queued: updated in place
+    w.open.set()
+    assert wb.close(20) == 0
+    assert [b[0] for b in w.batches] == [("put", "k0", 0), ("put", "k1", 1), ("put", "k2", 20)]
+
+
+def test_block_waits_for_room_then_times_out() -> None:
+    cache = Cache()
+    w = Gate(open_=False)
+    wb = WriteBehind(cache, w, max_queue=1, batch=1, flush_interval=0.001, on_full=("block", 0.05))
+    wb.set("a", 1)
+    with pytest.raises(healcache.QueueFull):
+        wb.set("b", 2)
+    assert cache.get("b") is None
+    threading.Timer(0.05, w.open.set).start()
+    wb2 = WriteBehind(cache, w, max_queue=1, batch=1, flush_interval=0.001, on_full=("block", 30))
+    wb2.set("c", 3)
+    wb2.set("d", 4)  # waits until the writer lets the first one through
+    assert cache.get("d") == 4
+    assert wb.close(20) == 0 and wb2.close(20) == 0
+
+
+def test_a_failing_writer_retries_then_gives_up_with_the_error() -> None:
+    calls = []
+
+    def flaky(batch: list[tuple]) -> None:
+        calls.append(batch)
+        if len(calls) <= 2:
+            raise ConnectionError("db down")
+
+    wb = WriteBehind(Cache(), flaky, flush_interval=0.001, retry_min=0.001, retry_max=0.005)
+    wb.set("a", 1)
+    assert wb.close(20) == 0
+    assert len(calls) == 3 and wb.stats()["failures"] == 2 and wb.failed() == []
+
+    def broken(batch: list[tuple]) -> None:
+        raise ValueError("bad row")
+
+    wb = WriteBehind(Cache(), broken, flush_interval=0.001, retry_min=0.001, retry_max=0.005, attempts=2)
+    wb.set("a", 1)
+    assert wb.close(20) == 0
+    assert wb.failed() == [{"op": "put", "key": "a", "value": 1, "attempts": 2, "error": "ValueError: bad row"}]
+    assert wb.stats()["failed"] == 1
+    assert len(wb.failed(take=True)) == 1 and wb.failed() == []
+
+
+def test_close_returns_what_it_could_not_flush_and_later_writes_raise_closed() -> None:
+    cache = Cache()
+    w = Gate(open_=False)
+    wb = WriteBehind(cache, w, flush_interval=0.001)
+    wb.set("a", 1)
+    wb.set("b", 2)
+    assert wb.close(0.05) == 2
+    assert {f["key"] for f in wb.failed()} == {"a", "b"}
+    assert wb.closed
+    with pytest.raises(healcache.Closed):
+        wb.set("c", 3)
+    assert cache.get("c") is None
+    w.open.set()
+
+
+def test_an_async_writer_runs_on_the_loop_captured_at_construction() -> None:
+    async def main() -> None:
+        seen: list[tuple[list[tuple], threading.Thread]] = []
+
+        async def writer(batch: list[tuple]) -> None:
+            await asyncio.sleep(0)
+            seen.append((batch, threading.current_thread()))
+
+        wb = WriteBehind(Cache(), writer, flush_interval=0.001)
+        wb.set("a", 1)
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, wb.close, 20) == 0
+        assert seen == [([("put", "a", 1)], threading.current_thread())]
+
+    asyncio.run(main())
+
+
+def test_bad_settings_raise_invalid_config() -> None:
+    with pytest.raises(healcache.InvalidConfig):
+        WriteBehind(Cache(), Gate(), max_queue=0)
+    with pytest.raises(healcache.InvalidConfig):
+        WriteBehind(Cache(), Gate(), batch=11, max_queue=10)
+    with pytest.raises(healcache.InvalidConfig):
+        WriteBehind(Cache(), Gate(), on_full="drop")
+    with pytest.raises(healcache.InvalidConfig):
+        WriteBehind(Cache(), "not callable")  # type: ignore[arg-type]
