@@ -270,6 +270,10 @@ fn main() {
     if files.is_empty() || std::env::var_os("HIT_RATIO_SYNTHETIC").is_some() {
         traces.extend(synthetic());
     }
+    // HIT_RATIO_ONLY=loop,shift: only the traces whose name contains one of these
+    if let Ok(only) = std::env::var("HIT_RATIO_ONLY") {
+        traces.retain(|(t, _)| only.split(',').any(|w| t.name.contains(w.trim())));
+    }
     let most = traces.iter().map(|(t, _)| t.keys).max().unwrap_or(0);
     let keys: Vec<String> = (0..most).map(|i| format!("user:{i:08}")).collect();
     println!("Hit ratio after a warm-up of the first quarter of each trace (synthetic: {LEN} requests, Zipf over {N} keys)\n");

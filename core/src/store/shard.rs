@@ -353,6 +353,9 @@ impl<V> ShardInner<V> {
     /// its tail: it was just written).
     fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
         let mut keep = keep;
+        if self.slots.len() >= self.max_entries {
+            self.queues.adapt(stats.hits.load(Relaxed), stats.misses.load(Relaxed));
+        }
         if let Some(k) = keep {
             self.queues.detach(k);
         }
