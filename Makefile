@@ -9,7 +9,7 @@ TEST_SUITES := test-rust
 
 -include mk/*.mk
 
-.PHONY: test demo test-rust lint bench lab fmt bench-hit-ratio
+.PHONY: test demo test-rust lint bench lab fmt bench-hit-ratio bench-read-scale
 test: $(TEST_SUITES)
 	@echo "make test: all suites passed ($(TEST_SUITES))"
 
@@ -40,3 +40,8 @@ bench:
 # Hit ratio against moka and quick_cache on a Zipf 0.99 trace (prints a table).
 bench-hit-ratio:
 	$(CARGO) bench -p healcache --bench hit_ratio
+
+# Read throughput at 1, 2 and all threads beside quick_cache, moka and sharded maps (prints a table;
+# READ_SCALE_GETS and READ_SCALE_ROUNDS change the gets per thread and the rounds).
+bench-read-scale:
+	$(CARGO) bench -p healcache --bench read_scale
