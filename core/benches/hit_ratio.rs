@@ -99,7 +99,12 @@ fn synthetic() -> Vec<(Trace, Vec<usize>)> {
 
 /// A trace file: ARC's `.lis` ranges, else one key per line.
 fn load(path: &str) -> Trace {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // cargo runs a bench in its package's folder (core/); a path that is not found there is also
+    // tried from the workspace root, where `cargo bench` is usually typed
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let text = std::fs::read_to_string(path)
+        .or_else(|e| std::fs::read_to_string(&root).map_err(|_| e))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut dense: HashMap<String, u32> = HashMap::new();
     let mut ids = Vec::new();
     let mut id = |k: String, ids: &mut Vec<u32>| {

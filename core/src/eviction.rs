@@ -144,7 +144,7 @@ struct Link {
 }
 
 /// Hill climbing of the hot share, as Caffeine sizes its admission window (Einziger, Eytan,
-/// Friedman and Manes, "Lightweight Robust Size Aware Cache Management", 2022): after every
+/// Friedman and Manes, "Adaptive Software Cache Management", Middleware 2018): after every
 /// sample of requests to the shard, the share takes another step in the same direction when the
 /// sample's hit ratio did not drop, else in the other. No fixed share suits both a loop (hot as
 /// large as possible) and a shifting working set (a large cold queue, so new keys are kept long
