@@ -84,6 +84,9 @@ impl PyCache {
         healing_max_prefixes=None,
         healing_max_drift_events=None,
         healing_max_samples=None,
+        healing_fleet_verify=None,
+        healing_fleet_verify_lease=None,
+        healing_fleet_verify_scan_budget=None,
         healing_comparator=None,
         clock=None
     ))]
@@ -130,6 +133,9 @@ impl PyCache {
         healing_max_prefixes: Option<Given>,
         healing_max_drift_events: Option<Given>,
         healing_max_samples: Option<Given>,
+        healing_fleet_verify: Option<Given>,
+        healing_fleet_verify_lease: Option<Given>,
+        healing_fleet_verify_scan_budget: Option<Given>,
         healing_comparator: Option<Bound<'py, PyAny>>,
         clock: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
@@ -174,6 +180,9 @@ impl PyCache {
             ("max_prefixes", healing_max_prefixes),
             ("max_drift_events", healing_max_drift_events),
             ("max_samples", healing_max_samples),
+            ("fleet_verify", healing_fleet_verify),
+            ("fleet_verify_lease", healing_fleet_verify_lease),
+            ("fleet_verify_scan_budget", healing_fleet_verify_scan_budget),
         ];
         let healing = Healing::new(py, &inner, &healing_settings, healing_comparator)?;
         Ok(PyCache { inner, weigh, healing })
@@ -619,7 +628,10 @@ impl PyCache {
         source_concurrency=None,
         max_prefixes=None,
         max_drift_events=None,
-        max_samples=None
+        max_samples=None,
+        fleet_verify=None,
+        fleet_verify_lease=None,
+        fleet_verify_scan_budget=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn set_healing(
@@ -635,6 +647,9 @@ impl PyCache {
         max_prefixes: Option<Given>,
         max_drift_events: Option<Given>,
         max_samples: Option<Given>,
+        fleet_verify: Option<Given>,
+        fleet_verify_lease: Option<Given>,
+        fleet_verify_scan_budget: Option<Given>,
     ) -> PyResult<()> {
         let settings = [
             ("enabled", enabled),
@@ -647,6 +662,9 @@ impl PyCache {
             ("max_prefixes", max_prefixes),
             ("max_drift_events", max_drift_events),
             ("max_samples", max_samples),
+            ("fleet_verify", fleet_verify),
+            ("fleet_verify_lease", fleet_verify_lease),
+            ("fleet_verify_scan_budget", fleet_verify_scan_budget),
         ];
         self.healing.set(py, &settings)
     }

@@ -251,6 +251,37 @@ pub static SETTINGS: &[Setting] = &[
         s("max_samples", "maxSamples", Healing, Count, "100000", "Most keys sampled in one interval."),
         &["healing.max_samples"],
     ),
+    // the fleet verifier's settings exist in builds with the shared tier only (not WebAssembly);
+    // their `healing.` names are spelt as the other healing settings' are
+    #[cfg(feature = "tier")]
+    aka(
+        s("fleet_verify", "fleetVerify", Healing, Flag, "true", "With a shared tier: L2 is verified once per fleet."),
+        &["healing.fleet_verify"],
+    ),
+    #[cfg(feature = "tier")]
+    aka(
+        s(
+            "fleet_verify_lease",
+            "fleetVerifyLease",
+            Healing,
+            Duration,
+            "5000",
+            "How long a fleet verifier's lease lives.",
+        ),
+        &["healing.fleet_verify_lease_ms"],
+    ),
+    #[cfg(feature = "tier")]
+    aka(
+        s(
+            "fleet_verify_scan_budget",
+            "fleetVerifyScanBudget",
+            Healing,
+            Count,
+            "10000",
+            "Keys of L2 a fleet verifier walks per interval and prefix.",
+        ),
+        &["healing.fleet_verify_scan_budget"],
+    ),
 ];
 
 /// The setting called `name`: its snake name, its camelCase name, or a former name.
@@ -354,7 +385,13 @@ mod tests {
                     diff(&cache_json(&Config::default()), &cache_json(&c))
                 }
                 Scope::Healing => {
-                    let mut c = HealingConfig { enabled: false, auto_repair: false, ..Default::default() };
+                    let mut c = HealingConfig {
+                        enabled: false,
+                        auto_repair: false,
+                        #[cfg(feature = "tier")]
+                        fleet_verify: false,
+                        ..Default::default()
+                    };
                     let before = healing_json(&c);
                     c.set(s.name, value(s)).unwrap_or_else(|e| panic!("{}: {e}", s.name));
                     c.set(s.js_name, value(s)).unwrap_or_else(|e| panic!("{}: {e}", s.js_name));

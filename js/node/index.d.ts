@@ -115,6 +115,15 @@ export interface HealingOptions {
   maxDriftEvents?: number;
   /** Most keys sampled in one interval. Defaults to 100,000. */
   maxSamples?: number;
+  /**
+   * With `redis`: L2 is verified once per fleet, by the instance holding a renewable lease per
+   * prefix (else each instance verifies its own L1). Defaults to true. Not in WebAssembly.
+   */
+  fleetVerify?: boolean;
+  /** How long a fleet verifier's lease lives without renewal, in ms (at least 1). Defaults to 5,000. Not in WebAssembly. */
+  fleetVerifyLease?: number;
+  /** Keys of L2 a fleet verifier walks per interval and prefix (1 to 10,000,000). Defaults to 10,000. Not in WebAssembly. */
+  fleetVerifyScanBudget?: number;
 }
 
 /** The core names of the healing settings, for `configSet` / `configGet`. */

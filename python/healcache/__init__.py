@@ -190,6 +190,9 @@ class HealingConfig(TypedDict):
     max_prefixes: int
     max_drift_events: int
     max_samples: int
+    fleet_verify: bool
+    fleet_verify_lease: float
+    fleet_verify_scan_budget: int
 
 
 __all__ = [

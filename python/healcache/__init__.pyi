@@ -217,6 +217,9 @@ class HealingConfig(TypedDict):
     max_prefixes: int
     max_drift_events: int
     max_samples: int
+    fleet_verify: bool
+    fleet_verify_lease: float
+    fleet_verify_scan_budget: int
 
 @final
 class ManualClock:
@@ -304,6 +307,12 @@ class Cache(Generic[_V]):
     - ``healing_max_prefixes``: most registered prefixes (default 1,024).
     - ``healing_max_drift_events``: drift events kept for ``drift_events()`` (default 1,000).
     - ``healing_max_samples``: most keys sampled in one interval (default 100,000).
+    - ``healing_fleet_verify``: with ``redis=``, L2 is verified once per fleet, by the instance
+      holding a renewable lease per prefix (default True); off, each instance verifies its own L1.
+    - ``healing_fleet_verify_lease``: seconds a fleet verifier's lease lives without renewal, at
+      least 0.001 (default 5); a verifier that dies is replaced about this long after.
+    - ``healing_fleet_verify_scan_budget``: keys of L2 a fleet verifier walks per interval and
+      prefix, 1 to 10,000,000 (default 10,000).
     - ``healing_comparator``: ``comparator(cached, fresh) -> bool``, True when consistent (default
       ``cached == fresh``: bytes compare byte for byte, parsed JSON structurally).
 
@@ -358,6 +367,9 @@ class Cache(Generic[_V]):
         healing_max_prefixes: Optional[float] = None,
         healing_max_drift_events: Optional[float] = None,
         healing_max_samples: Optional[float] = None,
+        healing_fleet_verify: Optional[bool] = None,
+        healing_fleet_verify_lease: Optional[_Seconds] = None,
+        healing_fleet_verify_scan_budget: Optional[float] = None,
         healing_comparator: Optional[Callable[[Any, Any], bool]] = None,
         clock: Optional[ManualClock] = None,
     ) -> Cache[_V]: ...
@@ -564,6 +576,9 @@ class Cache(Generic[_V]):
         max_prefixes: Optional[float] = None,
         max_drift_events: Optional[float] = None,
         max_samples: Optional[float] = None,
+        fleet_verify: Optional[bool] = None,
+        fleet_verify_lease: Optional[_Seconds] = None,
+        fleet_verify_scan_budget: Optional[float] = None,
     ) -> None:
         """Changes the given healing settings (the ``healing_*`` options of ``Cache``), all
         validated first: on ``InvalidConfig`` nothing changes. A new interval or timeout applies

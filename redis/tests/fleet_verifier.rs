@@ -220,3 +220,66 @@ fn without_the_lease_only_entries_l2_lacks_are_checked_here() {
     block_on(hb.run_interval());
     assert_eq!(hb.score("k:").unwrap().sampled, ha.score("k:").unwrap().sampled);
 }
+
+/// The fleet verifier's settings are healing settings like the others: given in the
+/// `HealingConfig` or by name, they reach the shared tier; `fleet_verify` off takes no lease;
+/// out-of-range values are refused by name and change nothing.
+#[test]
+fn the_fleet_verifier_settings_are_healing_settings() {
+    use healcache::{ConfigProblem, Error};
+    let r = server();
+    let cache = Cache::<u64>::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    cache.set("k:1", 1).unwrap();
+    let config = HealingConfig {
+        fleet_verify: false,
+        fleet_verify_lease_ms: 2000.0,
+        fleet_verify_scan_budget: 250.0,
+        ..HealingConfig::default()
+    };
+    let healer = Healer::new(cache.clone(), config).unwrap();
+    let off = FleetVerify { enabled: false, lease: Duration::from_secs(2), scan_budget: 250 };
+    assert_eq!(healer.fleet_verify(), Some(off));
+    healer.register_source("k:", FnSource(|_: &str| async { Ok(SourceAnswer::Value(1)) })).unwrap();
+    for _ in 0..3 {
+        block_on(healer.run_interval());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cache.stats().l2_verifier_acquired, 0, "fleet_verify off: no lease taken");
+    // by name, in the table's units (milliseconds here), at the bounds
+    healer.config_set("fleet_verify", "true").unwrap();
+    healer.config_set("fleetVerifyLease", "1").unwrap();
+    healer.config_set("fleet_verify_scan_budget", "10000000").unwrap();
+    let on = FleetVerify { enabled: true, lease: Duration::from_millis(1), scan_budget: 10_000_000 };
+    assert_eq!(healer.fleet_verify(), Some(on));
+    assert_eq!(healer.config_get("fleet_verify_scan_budget").unwrap(), "10000000");
+    for (name, value, field) in [
+        ("fleet_verify_lease", "0.5", "fleet_verify_lease"),
+        ("fleet_verify_lease", "0", "fleet_verify_lease"),
+        ("fleet_verify_scan_budget", "0", "fleet_verify_scan_budget"),
+        ("fleet_verify_scan_budget", "10000001", "fleet_verify_scan_budget"),
+        ("fleet_verify", "maybe", "fleet_verify"),
+    ] {
+        match healer.config_set(name, value) {
+            Err(Error::InvalidConfig { field: f, problem, .. }) => {
+                assert_eq!(f, field, "{name}={value}");
+                if value == "0.5" {
+                    assert_eq!(problem, ConfigProblem::TooShort { min: 1.0 });
+                }
+            }
+            other => panic!("{name}={value}: {other:?}"),
+        }
+        assert_eq!(healer.fleet_verify(), Some(on), "{name}={value} changed nothing");
+    }
+    // the Rust call and the settings are one: each shows what the other set
+    let two = FleetVerify { enabled: true, lease: Duration::from_secs(3), scan_budget: 500 };
+    healer.set_fleet_verify(two).unwrap();
+    let c = healer.config();
+    assert_eq!((c.fleet_verify, c.fleet_verify_lease_ms, c.fleet_verify_scan_budget), (true, 3000.0, 500.0));
+    assert!(healer.set_fleet_verify(FleetVerify { scan_budget: 0, ..two }).is_err());
+    assert_eq!(healer.fleet_verify(), Some(two));
+}

@@ -310,6 +310,8 @@ test('settings: constructor option, typed setter, by name; errors name the setti
   assert.deepEqual(before, {
     enabled: false, sampleRate: 0.05, verifyIntervalMs: 5000, autoRepair: true, scoreWindow: 100,
     sourceTimeoutMs: 2000, sourceConcurrency: 16, maxPrefixes: 1024, maxDriftEvents: 1000, maxSamples: 100000,
+    // the fleet verifier's settings come with the shared tier, which WebAssembly lacks
+    ...(WASM ? {} : { fleetVerify: true, fleetVerifyLease: 5000, fleetVerifyScanBudget: 10000 }),
   });
   assert.equal(cache.configGet('healing.sample_rate'), '0.05');
   cache.configSet('healing.sample_rate', '0.02');

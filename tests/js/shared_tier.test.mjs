@@ -293,6 +293,30 @@ test('fleetLock is checked: a typed error names it', { skip: skip || WASM }, asy
   assert.throws(() => new Cache({ redis: redis.url, fleetLockLease: -1 }), (e) => e.code === 'InvalidConfig' && e.field === 'fleetLockLease');
 });
 
+test('the fleet verifier settings reach the shared tier; bad values are refused and change nothing', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const c = new Cache({ redis: redis.url, healing: { fleetVerify: false, fleetVerifyLease: 2000, fleetVerifyScanBudget: 250 } });
+  t.after(() => c.close());
+  const shown = (cfg) => [cfg.fleetVerify, cfg.fleetVerifyLease, cfg.fleetVerifyScanBudget];
+  assert.deepEqual(shown(c.healingConfig()), [false, 2000, 250]);
+  c.set('k:1', 1);
+  c.registerSource('k:', () => 1);
+  for (let i = 0; i < 3; i++) await c.verifyNow();
+  await sleep(200);
+  assert.equal(c.stats().l2VerifierAcquired, 0, 'off: no lease taken');
+  c.setHealing({ fleetVerify: true });
+  await c.verifyNow();
+  for (let i = 0; i < 500 && c.stats().l2VerifierAcquired === 0; i++) await sleep(10);
+  assert.ok(c.stats().l2VerifierAcquired >= 1, 'on: a lease taken');
+  // at the bounds, in ms
+  c.setHealing({ fleetVerifyLease: 1, fleetVerifyScanBudget: 10_000_000 });
+  for (const bad of [{ fleetVerifyLease: 0.5 }, { fleetVerifyLease: 0 }, { fleetVerifyScanBudget: 0 }, { fleetVerifyScanBudget: 10_000_001 }]) {
+    const name = Object.keys(bad)[0];
+    assert.throws(() => c.setHealing(bad), (e) => e.code === 'InvalidConfig' && e.field === `healing.${name}`, name);
+  }
+  assert.deepEqual(shown(c.healingConfig()), [true, 1, 10_000_000]);
+});
+
 // One fleet, three languages: a Rust, a Python and a Node instance miss one key at the same
 // moment under the fleet lock; exactly one of them runs its loader.
 const FLEET_NODE = path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, 'target'), 'release/examples/fleet_node');

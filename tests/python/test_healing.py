@@ -448,6 +448,9 @@ def test_settings_by_name() -> None:
         "max_prefixes": 1024,
         "max_drift_events": 1000,
         "max_samples": 100000,
+        "fleet_verify": True,
+        "fleet_verify_lease": 5.0,
+        "fleet_verify_scan_budget": 10000,
     }
     for name, value, field in [
         ("healing.nope", "1", "name"),
@@ -491,6 +494,9 @@ def test_typed_settings_and_their_errors() -> None:
         "max_prefixes": 1024,
         "max_drift_events": 1000,
         "max_samples": 100000,
+        "fleet_verify": True,
+        "fleet_verify_lease": 5.0,
+        "fleet_verify_scan_budget": 10000,
     }
     assert c.config_get("healing.verify_interval_ms") == "1500"
     c.set_healing(sample_rate=0.02, auto_repair=True)

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -254,6 +255,37 @@ def test_fleet_lock_settings_are_checked(redis_server):
     assert e.value.field == "fleet_lock_lease"
     for mode in ("off", "refresh", "all"):
         healcache.Cache(redis=redis_server.url, fleet_lock=mode)
+
+
+def test_the_fleet_verifier_settings_reach_the_shared_tier(redis_server):
+    """The fleet verifier's settings are healing settings: off, the instance takes no lease; on,
+    it does; values outside their bounds are refused by name and change nothing."""
+    c = healcache.Cache(redis=redis_server.url, healing_fleet_verify=False,
+                        healing_fleet_verify_lease=2, healing_fleet_verify_scan_budget=250)
+    cfg = c.healing_config()
+    assert (cfg["fleet_verify"], cfg["fleet_verify_lease"], cfg["fleet_verify_scan_budget"]) == (False, 2.0, 250)
+    c.set("k:1", 1)
+    wait_for(lambda: c.stats()["l2_writes"] == 1)
+    c.register_source("k:", lambda key: 1)
+    for _ in range(3):
+        c.verify_now_sync()
+    time.sleep(0.2)
+    assert c.stats()["l2_verifier_acquired"] == 0
+    c.set_healing(fleet_verify=True)
+    c.verify_now_sync()
+    wait_for(lambda: c.stats()["l2_verifier_acquired"] >= 1)
+    # at the bounds, in seconds (a timedelta too)
+    c.set_healing(fleet_verify_lease=0.001, fleet_verify_scan_budget=10_000_000)
+    c.config_set("fleet_verify_lease", timedelta(seconds=3))
+    assert c.config_get("fleet_verify_lease") == "3"
+    for kw, bad in [("fleet_verify_lease", 0.0005), ("fleet_verify_lease", 0),
+                    ("fleet_verify_scan_budget", 0), ("fleet_verify_scan_budget", 10_000_001)]:
+        with pytest.raises(healcache.InvalidConfig) as e:
+            c.set_healing(**{kw: bad})
+        assert e.value.field == kw
+    cfg = c.healing_config()
+    assert (cfg["fleet_verify"], cfg["fleet_verify_lease"], cfg["fleet_verify_scan_budget"]) == (True, 3.0, 10_000_000)
+    c.close()
 
 
 def test_a_tag_invalidated_in_one_process_is_stale_in_another(redis_server):

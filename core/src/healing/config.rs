@@ -33,6 +33,19 @@ pub struct HealingConfig {
     pub max_drift_events: f64,
     /// Most keys sampled in one interval. Defaults to: 100,000.
     pub max_samples: f64,
+    /// With a shared tier, whether L2 entries are verified once per fleet, by the lease holder of
+    /// each prefix (else every instance verifies what its own L1 holds). Defaults to: true.
+    #[cfg(feature = "tier")]
+    pub fleet_verify: bool,
+    /// How long a fleet verifier's lease lives without renewal, in ms (at least 1); it is renewed
+    /// every third of it, and a verifier that dies is replaced about this long after its last
+    /// renewal. Defaults to: 5,000.
+    #[cfg(feature = "tier")]
+    pub fleet_verify_lease_ms: f64,
+    /// Keys of L2 a fleet verifier walks per interval and prefix at most (1 to 10,000,000), which
+    /// bounds its load on Redis. Defaults to: 10,000.
+    #[cfg(feature = "tier")]
+    pub fleet_verify_scan_budget: f64,
 }
 
 impl Default for HealingConfig {
@@ -48,6 +61,12 @@ impl Default for HealingConfig {
             max_prefixes: 1024.0,
             max_drift_events: 1000.0,
             max_samples: 100_000.0,
+            #[cfg(feature = "tier")]
+            fleet_verify: true,
+            #[cfg(feature = "tier")]
+            fleet_verify_lease_ms: 5000.0,
+            #[cfg(feature = "tier")]
+            fleet_verify_scan_budget: 10_000.0,
         }
     }
 }
@@ -65,6 +84,8 @@ pub(crate) struct Settings {
     pub max_prefixes: usize,
     pub max_drift_events: usize,
     pub max_samples: usize,
+    #[cfg(feature = "tier")]
+    pub fleet: crate::tier::FleetVerify,
 }
 
 impl HealingConfig {
@@ -80,6 +101,25 @@ impl HealingConfig {
             max_prefixes: count("max_prefixes", self.max_prefixes, 1.0, 1e5)? as usize,
             max_drift_events: count("max_drift_events", self.max_drift_events, 0.0, 1e6)? as usize,
             max_samples: count("max_samples", self.max_samples, 1.0, 1e7)? as usize,
+            #[cfg(feature = "tier")]
+            fleet: crate::tier::FleetVerify {
+                enabled: self.fleet_verify,
+                lease: {
+                    // a lease goes to Redis in whole milliseconds: below one it would be none
+                    let lease = duration_ms("fleet_verify_lease", self.fleet_verify_lease_ms)?;
+                    if lease < Duration::from_millis(1) {
+                        let problem = ConfigProblem::TooShort { min: 1.0 };
+                        return Err(Error::InvalidConfig {
+                            field: "fleet_verify_lease",
+                            problem,
+                            value: Some(self.fleet_verify_lease_ms),
+                            unit: Unit::Duration,
+                        });
+                    }
+                    Duration::from_millis(lease.as_millis() as u64)
+                },
+                scan_budget: count("fleet_verify_scan_budget", self.fleet_verify_scan_budget, 1.0, 1e7)? as usize,
+            },
         })
     }
 
@@ -118,6 +158,12 @@ impl HealingConfig {
             "max_prefixes" => next.max_prefixes = value,
             "max_drift_events" => next.max_drift_events = value,
             "max_samples" => next.max_samples = value,
+            #[cfg(feature = "tier")]
+            "fleet_verify" => next.fleet_verify = flag()?,
+            #[cfg(feature = "tier")]
+            "fleet_verify_lease" => next.fleet_verify_lease_ms = value,
+            #[cfg(feature = "tier")]
+            "fleet_verify_scan_budget" => next.fleet_verify_scan_budget = value,
             _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, Some(value))),
         }
         next.validate()?;
@@ -140,11 +186,17 @@ impl HealingConfig {
             "max_prefixes" => self.max_prefixes,
             "max_drift_events" => self.max_drift_events,
             "max_samples" => self.max_samples,
+            #[cfg(feature = "tier")]
+            "fleet_verify" => flag(self.fleet_verify),
+            #[cfg(feature = "tier")]
+            "fleet_verify_lease" => self.fleet_verify_lease_ms,
+            #[cfg(feature = "tier")]
+            "fleet_verify_scan_budget" => self.fleet_verify_scan_budget,
             _ => return Err(Error::invalid_config("name", ConfigProblem::Unknown, None)),
         })
     }
 
-    /// Whether the setting `name` is a flag (`enabled`, `auto_repair`).
+    /// Whether the setting `name` is a flag (`enabled`, `auto_repair`, `fleet_verify`).
     pub fn is_flag(name: &str) -> bool {
         setting_in(Scope::Healing, name).is_some_and(|s| s.unit == Unit::Flag)
     }

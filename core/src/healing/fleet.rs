@@ -30,8 +30,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     }
 
     /// Replaces the fleet verifier's settings (see [`FleetVerify`]); they apply from the lease
-    /// keeper's next round. [`Error::InvalidConfig`] without a shared tier, or with a zero lease
-    /// or scan budget.
+    /// keeper's next round. The same as setting `fleet_verify`, `fleet_verify_lease` and
+    /// `fleet_verify_scan_budget` in the [`crate::HealingConfig`]. [`Error::InvalidConfig`]
+    /// without a shared tier, or with a lease under 1 ms or a scan budget of 0.
     ///
     /// ```no_run
     /// # fn f(healer: healcache::Healer<u64>) -> healcache::Result<()> {
@@ -41,17 +42,22 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     /// # Ok(()) }
     /// ```
     pub fn set_fleet_verify(&self, cfg: FleetVerify) -> Result<()> {
-        let Some(tier) = self.inner.cache.inner.tier() else {
+        if self.inner.cache.inner.tier().is_none() {
             return Err(Error::invalid_config("fleet_verify", ConfigProblem::Needs("a shared tier"), None));
-        };
-        if cfg.lease.as_millis() == 0 {
-            return Err(Error::invalid_config("fleet_verify_lease", ConfigProblem::NotPositive, Some(0.0)));
         }
-        if cfg.scan_budget == 0 {
-            return Err(Error::invalid_config("fleet_verify_scan_budget", ConfigProblem::NotPositive, Some(0.0)));
+        self.update(|c| {
+            c.fleet_verify = cfg.enabled;
+            c.fleet_verify_lease_ms = cfg.lease.as_secs_f64() * 1000.0;
+            c.fleet_verify_scan_budget = cfg.scan_budget as f64;
+            Ok(())
+        })
+    }
+
+    /// Hands the fleet verifier's settings to the shared tier, if the cache has one.
+    pub(super) fn push_fleet(&self, settings: &Settings) {
+        if let Some(tier) = self.inner.cache.inner.tier() {
+            tier.set_fleet(settings.fleet);
         }
-        tier.set_fleet(cfg);
-        Ok(())
     }
 
     /// The cache's shared tier, when L2 entries are verified once per fleet.

@@ -148,7 +148,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         digest: Digest<V>,
     ) -> Result<Self> {
         let settings = config.validate()?;
-        Ok(Healer {
+        let healer = Healer {
             inner: Arc::new(Inner {
                 cache,
                 config: Mutex::new((config, settings)),
@@ -166,7 +166,10 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 last_interval_nanos: AtomicU64::new(0),
                 interval_hist: Histogram::default(),
             }),
-        })
+        };
+        #[cfg(feature = "tier")]
+        healer.push_fleet(&settings);
+        Ok(healer)
     }
 
     /// Registers (or replaces) the source of truth of keys starting with `prefix`; the longest
@@ -246,6 +249,8 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     }
 
     fn apply(&self, config: HealingConfig, settings: Settings) {
+        #[cfg(feature = "tier")]
+        self.push_fleet(&settings);
         let old = std::mem::replace(&mut *lock(&self.inner.config), (config, settings)).1;
         if old.score_window != settings.score_window {
             for (_, p) in lock(&self.inner.prefixes).0.iter_mut() {
