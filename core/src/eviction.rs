@@ -14,9 +14,10 @@
 //! each time), else leaves. Every count is paid for by one read, so the work per operation is
 //! O(1) amortised. An expired entry at a head leaves whatever its counter.
 //!
-//! The hot queue's share is not fixed: a climber moves it between 70% and 100% of the shard, a
-//! step after every sample of ten capacities' worth of requests, onward while the sample's hit
-//! ratio does not drop and back when it does (Caffeine's hill climbing of its window). A loop
+//! The hot queue's share is not fixed: a climber moves it between 70% and 100% of the shard, a step
+//! after every sample of ten capacities' worth of requests, onward while the sample's hit ratio
+//! does not drop and back when it does, in steps that shrink from 6 to 1 point while the ratio
+//! holds and grow back when it moves by 5 points (Caffeine's hill climbing of its window). A loop
 //! slightly larger than the cache wants the cold queue as small as possible; a working set that
 //! shifts wants it large, so new keys stay long enough to be read again.
 //!
@@ -32,29 +33,31 @@
 //! Zipf 0.99, 0.089 against 0.131 at 0.6) and won only on loops (0.84 against 0.79) and a
 //! shifting working set: without reads in the sketch its frequencies are too coarse, and a read
 //! path that writes a shared sketch costs every hit. S3-FIFO's reads are the one counter bump
-//! the sampled LFU already made. With the climber it matches or passes quick_cache and moka on
-//! the Zipf, scan and recency traces, and passes quick_cache on loops. What it gives up: a loop
-//! slightly larger than the cache, where moka's admission keeps a fixed subset (the optimum,
-//! 0.909) and this keeps 0.83-0.85; about a point behind quick_cache on a working set of 8,000
-//! keys shifting through 5,000 entries, and half a point on a hot set mixed with a loop.
+//! the sampled LFU already made. With the climber it matches (within 0.22 points) or passes
+//! quick_cache and moka on the Zipf, scan, shifting and recency traces, and passes quick_cache on
+//! loops. What it gives up: a loop slightly larger than the cache, where moka's admission keeps a
+//! fixed subset (the optimum, 0.909) and this keeps about 0.845.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Highest value of an access counter.
 pub(crate) const MAX_FREQ: u8 = 3;
-/// The share of a shard's entries the hot queue starts with (percent); the cold queue holds the
+/// The share of a shard's entries the hot queue starts with (per mille); the cold queue holds the
 /// rest. The climber moves it between [`HOT_MIN`] and [`HOT_MAX`].
-const HOT_START: u32 = 95;
-/// Bounds of the hot share. A loop slightly larger than the cache wants the cold queue as small as
-/// it can be (99: 0.84 against 0.79 at 97); a working set that shifts wants it large (at 80: 0.89
-/// against 0.78 at 97, 8,000 keys in 10,000 entries).
+const HOT_START: u32 = 900;
+/// Bounds of the hot share (per mille). A loop slightly larger than the cache wants the cold queue
+/// as small as it can be (99%: 0.84 against 0.79 at 97%); a working set that shifts wants it large
+/// (at 80%: 0.89 against 0.78 at 97%, 8,000 keys in 10,000 entries).
 #[cfg(not(target_arch = "wasm32"))]
-const HOT_MIN: u32 = 70;
+const HOT_MIN: u32 = 700;
 #[cfg(not(target_arch = "wasm32"))]
-const HOT_MAX: u32 = 100;
-/// How far the climber moves the hot share at a time (percentage points).
+const HOT_MAX: u32 = 1000;
+/// How far the climber moves the hot share at first and after a large change of the hit ratio
+/// (per mille), and how small its steps get while the ratio holds.
 #[cfg(not(target_arch = "wasm32"))]
-const HOT_STEP: u32 = 5;
+const HOT_STEP: u32 = 60;
+#[cfg(not(target_arch = "wasm32"))]
+const HOT_STEP_MIN: u32 = 10;
 
 /// An entry's access counter.
 #[repr(transparent)]
@@ -144,12 +147,14 @@ struct Link {
 }
 
 /// Hill climbing of the hot share, as Caffeine sizes its admission window (Einziger, Eytan,
-/// Friedman and Manes, "Adaptive Software Cache Management", Middleware 2018): after every
-/// sample of requests to the shard, the share takes another step in the same direction when the
-/// sample's hit ratio did not drop, else in the other. No fixed share suits both a loop (hot as
-/// large as possible) and a shifting working set (a large cold queue, so new keys are kept long
-/// enough to be read again). Not in WebAssembly, whose module has a size budget: there the share
-/// stays at [`HOT_START`].
+/// Friedman and Manes, "Adaptive Software Cache Management", Middleware 2018): after every sample
+/// of requests to the shard, the share takes another step in the same direction when the sample's
+/// hit ratio did not drop, else in the other. Steps shrink by an eighth per sample while the ratio
+/// holds (so a stable workload settles instead of wandering with the samples' noise), and are whole
+/// again when it moves by more than 5 points (a new workload). No fixed share suits both a loop
+/// (hot as large as possible) and a shifting working set (a large cold queue, so new keys are kept
+/// long enough to be read again). Not in WebAssembly, whose module has a size budget: there the
+/// share stays at [`HOT_START`].
 #[cfg(not(target_arch = "wasm32"))]
 struct Climber {
     /// Requests per sample: ten times the shard's capacity, as Caffeine samples.
@@ -161,6 +166,8 @@ struct Climber {
     last: u64,
     /// Step direction: `true` grows the hot share.
     up: bool,
+    /// The next step, per mille.
+    step: u32,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -176,12 +183,14 @@ impl Climber {
         if ratio < self.last {
             self.up = !self.up;
         }
+        self.step =
+            if ratio.abs_diff(self.last) > (1 << 16) / 20 { HOT_STEP } else { (self.step * 7 / 8).max(HOT_STEP_MIN) };
         (self.last, self.hits_at, self.reqs_at) = (ratio, hits, reqs);
         if first {
             // nothing to compare with yet
             return hot;
         }
-        let to = if self.up { hot + HOT_STEP } else { hot.saturating_sub(HOT_STEP) };
+        let to = if self.up { hot + self.step } else { hot.saturating_sub(self.step) };
         to.clamp(HOT_MIN, HOT_MAX)
     }
 }
@@ -194,7 +203,7 @@ pub(crate) struct Queues {
     head: [u32; 2],
     len: [usize; 2],
     ghost: Ghost,
-    /// The hot queue may hold this share of the entries (percent).
+    /// The hot queue may hold this share of the entries (per mille).
     hot: u32,
     #[cfg(not(target_arch = "wasm32"))]
     climber: Climber,
@@ -210,7 +219,14 @@ impl Queues {
             ghost: Ghost::new(cap),
             hot: HOT_START,
             #[cfg(not(target_arch = "wasm32"))]
-            climber: Climber { period: cap.saturating_mul(10), hits_at: 0, reqs_at: 0, last: 0, up: true },
+            climber: Climber {
+                period: cap.saturating_mul(10),
+                hits_at: 0,
+                reqs_at: 0,
+                last: 0,
+                up: true,
+                step: HOT_STEP,
+            },
         }
     }
 
@@ -315,7 +331,7 @@ impl Queues {
             if n == 0 {
                 return None;
             }
-            let hot_full = self.len[HOT as usize] * 100 > n * self.hot as usize;
+            let hot_full = self.len[HOT as usize] * 1000 > n * self.hot as usize;
             let q = if self.len[COLD as usize] == 0 || hot_full { HOT } else { COLD };
             let i = self.head[q as usize] as usize;
             let (live, freq) = entry(i);
@@ -482,22 +498,24 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn the_hot_share_climbs_while_hits_improve_and_turns_when_they_drop() {
-        let mut c = Climber { period: 100, hits_at: 0, reqs_at: 0, last: 0, up: true };
+        let mut c = Climber { period: 100, hits_at: 0, reqs_at: 0, last: 0, up: true, step: HOT_STEP };
         // a sample not yet complete, then the first one: nothing to compare with
-        assert_eq!(c.climb(95, 10, 99), 95);
-        assert_eq!(c.climb(95, 50, 100), 95);
-        // better: onward (up), up to the bound
-        assert_eq!(c.climb(95, 110, 200), 100);
-        assert_eq!(c.climb(100, 180, 300), 100);
-        // worse: turns down, and keeps going down while it improves again
-        assert_eq!(c.climb(100, 200, 400), 95);
-        assert_eq!(c.climb(95, 250, 500), 90);
-        // never below the lower bound
-        let mut hot = 90;
-        for i in 0..20u64 {
-            hot = c.climb(hot, 250 + (i + 1) * 60, 500 + (i + 1) * 100);
+        assert_eq!(c.climb(900, 10, 99), 900);
+        assert_eq!(c.climb(900, 50, 100), 900);
+        // better: onward (up), up to the bound, in whole steps while the ratio moves a lot
+        assert_eq!(c.climb(900, 110, 200), 960);
+        assert_eq!(c.climb(960, 180, 300), HOT_MAX);
+        // worse: turns down
+        assert_eq!(c.climb(HOT_MAX, 200, 400), 940);
+        // while the ratio holds, on in the same direction with smaller steps, down to the
+        // smallest step, and never below the lower bound
+        let mut hot = 940;
+        for i in 1..=40u64 {
+            hot = c.climb(hot, 200 + i * 20, 400 + i * 100);
         }
-        assert_eq!(hot, HOT_MIN);
+        assert_eq!((hot, c.step), (HOT_MIN, HOT_STEP_MIN));
+        // a large drop (a new workload): turns, in whole steps again
+        assert_eq!(c.climb(hot, 200 + 40 * 20, 400 + 41 * 100), HOT_MIN + HOT_STEP);
     }
 
     #[test]
