@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """healcache's Python hit and write paths against dict, functools.lru_cache and cachetools.TTLCache.
 
-Run with `make bench-python` (it builds the release package first). One run times every peer on
-the same 1,000,000 keys and the same access sequences (uniform and Zipf s=1.0), loop overhead
-measured and subtracted, and prints the ratios and the target bars. Nothing is asserted.
+Run with `make bench-python` (it builds the release package first). For each working set (1,000,
+100,000 and 1,000,000 keys unless `--keys` says otherwise) one run times every peer on the same
+keys and the same access sequences (uniform and Zipf s=1.0), loop overhead measured and
+subtracted, and prints the ratios and the target bars; a summary of the get-hit ratios at every
+size closes the run. Nothing is asserted.
 
   healcache get hit  <= 1.1 x functools.lru_cache hit,  <= 0.5 x cachetools.TTLCache get
   healcache set      <= 0.5 x cachetools.TTLCache set
@@ -43,12 +45,23 @@ def timed_round_robin(runs, seq, repeat: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--keys", default="1000,100000,1000000", help="working-set sizes, comma-separated")
     ap.add_argument("--ops", type=int, default=1_000_000, help="accesses per timed run")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
-    n = args.keys
+    summary = []
+    for n in (int(k) for k in args.keys.split(",")):
+        summary += run(n, args)
+    print("get hit against a functools.lru_cache hit, random access, by working set (bar <= 1.0x at every size):")
+    print(f"  {'keys':>9}  {'access':10}  {'cache[key]':>10}  {'cache.get(key)':>14}")
+    for n, dist, r_item, r_get in summary:
+        print(f"  {n:>9,}  {dist:10}  {r_item:9.2f}x  {r_get:13.2f}x")
+
+
+def run(n: int, args) -> list:
+    """One working set of `n` keys: every peer timed, the report printed; the get-hit ratios
+    to lru_cache returned for the summary."""
     rng = random.Random(args.seed)
 
     keys = [f"user:{i:07d}" for i in range(n)]
@@ -134,6 +147,7 @@ def main() -> None:
     print(f"python {platform.python_version()} ({sys.implementation.name}), healcache {healcache.__version__}, "
           f"{platform.machine()}; {n:,} keys, {args.ops:,} accesses per run, best of {args.repeat}")
     print("ns per operation, net of the bare loop (raw in parentheses)\n")
+    summary = []
     gc.disable()
     try:
         for dist, seq in sequences.items():
@@ -146,6 +160,8 @@ def main() -> None:
                 print(f"  {name:32s} {res[name]:8.1f}   ({ns:.1f})")
             ttl_set = res["cachetools.TTLCache[key] = v"]
             print("  ratios and bars (shown, not asserted):")
+            lru_hit_ns = res["functools.lru_cache hit"]
+            summary.append((n, dist, res["healcache cache[key]"] / lru_hit_ns, res["healcache cache.get(key)"] / lru_hit_ns))
             for name in ("healcache cache[key]", "healcache cache.get(key)"):
                 r1 = res[name] / res["functools.lru_cache hit"]
                 r2 = res[name] / res["cachetools.TTLCache.get"]
@@ -160,7 +176,8 @@ def main() -> None:
     finally:
         gc.enable()
     s = hc.stats()
-    print(f"healcache stats: hits={s['hits']:,} misses={s['misses']:,} evictions={s['evictions']:,}")
+    print(f"healcache stats: hits={s['hits']:,} misses={s['misses']:,} evictions={s['evictions']:,}\n")
+    return summary
 
 
 if __name__ == "__main__":
