@@ -108,7 +108,17 @@ fn drift_is_repaired_through_every_command() {
         assert_eq!(field(&all, "healing.enabled"), "true");
         // The core's settings table names them, durations in ms.
         assert_eq!(field(&all, "healing.verify_interval"), "50");
-        assert_eq!(all.len(), 10, "{all:?}");
+        // every healing setting of the table, and nothing else
+        let mut names: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        let mut want: Vec<String> = healcache::settings::SETTINGS
+            .iter()
+            .filter(|s| s.scope == healcache::settings::Scope::Healing)
+            .map(|s| format!("healing.{}", s.name))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(names, want, "{all:?}");
+        assert!(names.len() >= 10, "{all:?}");
         assert_eq!(text(&query(&mut con, &["CONFIG", "SET", "healing.verify_interval", "40"]).unwrap()), "OK");
         assert_eq!(text(&query(&mut con, &["CONFIG", "SET", "healing.sample_rate", "0.5"]).unwrap()), "OK");
         let one = map(&query(&mut con, &["CONFIG", "GET", "healing.sample_rate"]).unwrap());
