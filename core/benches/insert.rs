@@ -1,7 +1,7 @@
 //! Inserts of 1,000,000 fresh keys into an empty cache (the fill `make bench-node` times as
 //! "set (insert)"), then 1,000,000 overwrites of live keys in uniform order (its "set
 //! (overwrite)"), every cache timed in turn within each round: healcache (1 h TTL on every
-//! entry, capacity 1.25 x the keys, as the Node bench configures it), quick_cache (capacity the
+//! entry, capacity the keys, as the Node bench configures it), quick_cache (capacity the
 //! keys) and a plain hashbrown map (the floor, sized up front); medians over the rounds and the
 //! ratios against quick_cache. `cargo bench -p healcache --bench insert` (an optional argument sets
 //! the number of rounds, default 12; `-- healcache` times healcache alone, for a profiler).
@@ -58,7 +58,7 @@ fn main() {
     let alone = std::env::args().any(|a| a == "healcache");
     let keys = keys(N);
     let order = trace(N, N, false, 3);
-    let cap = N as u64 + N as u64 / 4;
+    let cap = N as u64;
     println!("ns per write, median of {rounds} rounds of {N} keys per cache, taken in turn (least-greatest)");
     let mut t: [[Vec<f64>; 2]; 3] = Default::default();
     for r in 0..rounds {

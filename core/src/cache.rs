@@ -417,14 +417,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// share of the hits on its access counter, so eviction sees what is read as if every read
     /// had come here. No value is read; keys no longer fresh are passed over.
     pub fn record_hits<K: AsRef<str>>(&self, sample: &[K], hits: u64) {
-        self.inner.store.count_hits(hits);
         if sample.is_empty() {
+            self.inner.store.count_hits(hits);
             return;
         }
         let n = sample.len() as u64;
         let (each, extra) = (hits / n, hits % n);
         for (i, k) in sample.iter().enumerate() {
-            self.inner.store.touch_key(k.as_ref(), each + u64::from((i as u64) < extra));
+            self.inner.store.hit_key(k.as_ref(), each + u64::from((i as u64) < extra));
         }
     }
 
@@ -859,6 +859,32 @@ mod tests {
         let clock = ManualClock::new();
         let c = Cache::builder().max_entries(max).shards(1).seed(1).clock(clock.clone()).build().unwrap();
         (c, clock)
+    }
+
+    /// Hits answered outside the cache (the JS mirror's) are counted on the shards their sampled
+    /// keys live in, as reads here would be: each shard's eviction policy steers by its own
+    /// shard's hit ratio, so hits piled on one shard would misdirect all of them.
+    #[test]
+    fn hits_answered_outside_count_on_the_shards_of_their_keys() {
+        let c: Cache<u64> = Cache::builder().max_entries(4096).shards(4).seed(1).build().unwrap();
+        let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            c.set(k, 1).unwrap();
+        }
+        c.record_hits(&keys, 6400);
+        let store = &c.inner.store;
+        let per_shard: Vec<u64> =
+            store.shards.iter().map(|s| s.stats.hits.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        assert_eq!(per_shard.iter().sum::<u64>(), 6400, "{per_shard:?}");
+        assert_eq!(c.stats().hits, 6400);
+        let mut expected = vec![0u64; 4];
+        for k in &keys {
+            expected[store.shard_of(k)] += 100;
+        }
+        assert_eq!(per_shard, expected);
+        // with no sample the hits are still counted
+        c.record_hits::<&str>(&[], 5);
+        assert_eq!(c.stats().hits, 6405);
     }
 
     #[test]

@@ -122,6 +122,13 @@ pub(crate) struct Store<V> {
     max_entry_bytes: u64,
 }
 
+/// Room a shard of `share` entries makes up front: a full store holds what its keys bring to
+/// each shard, binomially spread around the share (standard deviation at most `sqrt(share)`), so
+/// five deviations more make growing a table past it a rare event.
+fn headroom(share: u64) -> u64 {
+    share + 5 * (share as f64).sqrt() as u64 + 8
+}
+
 impl<V: Clone> Store<V> {
     pub fn new(
         shards: usize,
@@ -133,13 +140,14 @@ impl<V: Clone> Store<V> {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let budget = Arc::new(Budget::new(max_bytes));
+        let entries = Arc::new(Budget::new(max_entries));
         let n = shards as u64;
         let reserve = RESERVED_ENTRIES / n;
         let shards: Box<[Shard<V>]> = (0..n)
             .map(|i| {
-                // Spread the bounds exactly: the shards' capacities sum to max_entries.
+                // each shard's share of the bound; the bound itself is the store's
                 let cap = max_entries / n + u64::from(i < max_entries % n);
-                Shard::new(cap, cap.min(reserve) as usize, budget.clone())
+                Shard::new(cap, headroom(cap).min(reserve) as usize, entries.clone(), budget.clone())
             })
             .collect();
         Store {
@@ -159,6 +167,12 @@ impl<V: Clone> Store<V> {
     fn locate(&self, key: &str) -> (u64, &Shard<V>) {
         let hash = self.hasher.hash_one(key);
         (hash, &self.shards[(hash >> 48) as usize & self.mask])
+    }
+
+    /// The index of `key`'s shard.
+    #[cfg(test)]
+    pub fn shard_of(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) >> 48) as usize & self.mask
     }
 
     /// The clock at full resolution, for timing durations ([`Clock::precise_nanos`]).
@@ -329,17 +343,18 @@ impl<V: Clone> Store<V> {
         })
     }
 
-    /// Counts `n` hits answered outside the store (see `Cache::record_hits`).
+    /// Counts `n` hits answered outside the store whose keys are unknown (see
+    /// `Cache::record_hits`).
     pub fn count_hits(&self, n: u64) {
-        if n != 0 {
-            self.shards[0].stats.hits.fetch_add(n, Relaxed);
-        }
+        self.shards[0].stats.hits.fetch_add(n, Relaxed);
     }
 
-    /// Counts `times` reads of `key` on its access counter if it is fresh (at most
-    /// [`MAX_FREQ`](crate::eviction::MAX_FREQ): the counter saturates there), without counting hits.
-    pub fn touch_key(&self, key: &str, times: u64) {
+    /// Counts `times` hits answered outside the store on `key`'s shard (whose eviction policy
+    /// steers by that shard's hit ratio), and as many reads on the key's access counter if it is
+    /// fresh (at most [`MAX_FREQ`](crate::eviction::MAX_FREQ): the counter saturates there).
+    pub fn hit_key(&self, key: &str, times: u64) {
         let (hash, shard) = self.locate(key);
+        shard.stats.hits.fetch_add(times, Relaxed);
         let t = self.read_time();
         let g = read(&shard.inner);
         if let Some(i) = g.find(hash, key) {
@@ -448,7 +463,7 @@ impl<V: Clone> Store<V> {
             g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
             version
         };
-        let over = g.budget.over(0);
+        let over = g.over();
         drop(g);
         if over {
             self.shed(shard, now, removed);
@@ -476,7 +491,7 @@ impl<V: Clone> Store<V> {
     }
 
     /// Evicts from the shards other than `own` (whose writer already evicted all it could there)
-    /// until the store is within its byte budget ([`Budget`]). One shard lock at a time, never
+    /// until the store is within its count bound and its byte budget ([`Budget`]). One shard lock at a time, never
     /// two, so writers shedding at once cannot deadlock; the first shard rotates with the version
     /// counter, so no shard always pays first.
     #[cold]
@@ -489,10 +504,10 @@ impl<V: Clone> Store<V> {
                 continue;
             }
             let mut g = write(&shard.inner);
-            if !g.budget.over(0) {
+            if !g.over() {
                 return;
             }
-            g.shed_bytes(now, &shard.stats, removed);
+            g.shed(now, &shard.stats, removed);
         }
     }
 
@@ -717,7 +732,8 @@ mod tests {
         for i in 0..1000 {
             s.write(&format!("k{i}"), i, 0, forever, None, &mut Vec::new()).unwrap();
         }
-        // the count bound is per shard: some shards evicted, none grew
+        // the store holds all 1000, the shards as many as their keys brought; none grew
+        assert_eq!(s.len(), 1000);
         assert_eq!(reserved(&s), before);
         assert_eq!(s.shards.iter().map(|sh| read(&sh.inner).slots.as_ptr() as usize).collect::<Vec<_>>(), at);
 

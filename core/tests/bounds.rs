@@ -78,3 +78,28 @@ proptest! {
         }
     }
 }
+
+/// A cache sized for N entries holds N, over any number of shards (P5: the bound is the one the
+/// user set, not a share per shard): N distinct keys written into a cache of N all stay, and more
+/// keys keep it at exactly N.
+#[test]
+fn a_cache_of_n_entries_holds_n() {
+    for (n, shards) in [(100_000u64, None), (10_000, Some(64)), (1_000, Some(8)), (64, Some(64))] {
+        let mut b = Cache::<u64>::builder().max_entries(n).seed(3);
+        if let Some(s) = shards {
+            b = b.shards(s);
+        }
+        let c = b.build().unwrap();
+        for i in 0..n {
+            c.set(&format!("key:{i}"), i).unwrap();
+        }
+        let s = c.stats();
+        assert_eq!((s.entries, s.evictions), (n, 0), "{n} keys into a cache of {n} ({shards:?} shards)");
+        for i in n..3 * n {
+            c.set(&format!("key:{i}"), i).unwrap();
+            assert!(c.len() as u64 <= n);
+        }
+        let s = c.stats();
+        assert_eq!((s.entries, s.evictions), (n, 2 * n), "{n} more keys than a cache of {n} holds");
+    }
+}

@@ -36,20 +36,25 @@ class Gate:
 
 def test_set_and_delete_reach_the_cache_at_once_and_the_writer_in_batches() -> None:
     cache = Cache()
-    w = Gate()
+    # closed: the first full batch ("a", "z") stays with the writer, and the drainer sends one
+    # batch at a time, so what follows queues and coalesces behind it however soon the
+    # drainer's thread runs
+    w = Gate(open_=False)
     wb = WriteBehind(cache, w, batch=2, flush_interval=3600)
     assert wb.set("a", {"n": 1}) > 0
     assert cache.get("a") == {"n": 1}
+    wb.set("z", 0)
     for i in range(3):
         wb.set("k", i)  # coalesces, last wins
     wb.set("b", 2)
     assert wb.delete("b") is True
     assert cache.get("b") is None
-    assert wb.stats()["queue_depth"] == 3
+    assert wb.stats()["queue_depth"] == 4  # the batch being written, "k" and "b"
+    w.open.set()
     assert wb.close(20) == 0
-    assert w.batches == [[("put", "a", {"n": 1}), ("put", "k", 2)], [("delete", "b", None)]]
+    assert w.batches == [[("put", "a", {"n": 1}), ("put", "z", 0)], [("put", "k", 2), ("delete", "b", None)]]
     s = wb.stats()
-    assert (s["batches"], s["flushed_items"], s["failed"], s["closed"]) == (2, 3, 0, True)
+    assert (s["batches"], s["flushed_items"], s["failed"], s["closed"]) == (2, 4, 0, True)
     assert "healcache_write_behind_flushes_total{cache=\"x\"} 2" in wb.prometheus("x")
 
 

@@ -59,7 +59,9 @@ pub(crate) struct ShardInner<V> {
     pub(super) table: SlotIndex,
     pub slots: Vec<Slot<V>>,
     pub(super) weight: u64,
-    max_entries: usize,
+    /// The whole store's entry count and its bound, shared by every shard: a shard holds what
+    /// its keys bring, so a store of N holds N however they hash.
+    pub(super) entries: Arc<Budget>,
     /// The whole store's byte budget, shared by every shard.
     pub(super) budget: Arc<Budget>,
     /// Entries with an expiry: the write-path sweep runs only when some exist.
@@ -79,7 +81,7 @@ pub(crate) struct ShardInner<V> {
 #[repr(align(128))]
 pub(crate) struct Shard<V> {
     pub inner: RwLock<ShardInner<V>>,
-    pub(super) stats: ShardStats,
+    pub(crate) stats: ShardStats,
 }
 
 /// Hints the CPU to fetch `t`'s cache line (a no-op off x86_64).
@@ -136,15 +138,16 @@ pub(super) struct Written {
 }
 
 impl<V> Shard<V> {
-    /// An empty shard holding at most `cap` entries,
-    /// with room for `reserve` of them before its tables first grow.
-    pub(super) fn new(cap: u64, reserve: usize, budget: Arc<Budget>) -> Self {
+    /// An empty shard expecting about `cap` entries (its share of the store's bound, which sizes
+    /// its ghost and its climber's sample), with room for `reserve` of them before its tables
+    /// first grow.
+    pub(super) fn new(cap: u64, reserve: usize, entries: Arc<Budget>, budget: Arc<Budget>) -> Self {
         Shard {
             inner: RwLock::new(ShardInner {
                 table: SlotIndex::with_capacity(reserve),
                 slots: Vec::with_capacity(reserve),
                 weight: 0,
-                max_entries: cap as usize,
+                entries,
                 budget,
                 expiring: 0,
                 sweep_at: 0,
@@ -242,6 +245,7 @@ impl<V> ShardInner<V> {
             freq: Freq::new(),
         });
         self.weight += weight;
+        self.entries.add(1);
         self.budget.add(weight);
         self.expiring += usize::from(grace_until != NEVER);
         self.note_expiry(grace_until);
@@ -259,6 +263,7 @@ impl<V> ShardInner<V> {
     /// Takes every entry out, as explicit removals.
     pub(super) fn clear(&mut self, removed: &mut Removed<V>) {
         self.table.clear();
+        self.entries.sub(self.slots.len() as u64);
         self.budget.sub(self.weight);
         self.weight = 0;
         self.expiring = 0;
@@ -302,6 +307,7 @@ impl<V> ShardInner<V> {
         let s = self.slots.swap_remove(idx);
         self.queues.remove(idx);
         self.weight -= s.weight;
+        self.entries.sub(1);
         self.budget.sub(s.weight);
         self.expiring -= usize::from(s.grace_until != NEVER);
         s
@@ -353,15 +359,16 @@ impl<V> ShardInner<V> {
     /// its tail: it was just written).
     fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
         let mut keep = keep;
-        if self.slots.len() >= self.max_entries {
+        let entry = keep.is_none();
+        if entry && self.entries.over(1) {
             self.queues.adapt(stats.hits.load(Relaxed), stats.misses.load(Relaxed));
         }
         if let Some(k) = keep {
             self.queues.detach(k);
         }
-        while !self.slots.is_empty()
-            && (keep.is_none() && self.slots.len() >= self.max_entries || self.budget.over(weight))
-        {
+        // at the count bound a new entry evicts here, in its own shard; a shard with nothing to
+        // evict stores it anyway, and the store then sheds from the others (`Store::shed`)
+        while !self.slots.is_empty() && (entry && self.entries.over(1) || self.budget.over(weight)) {
             if keep.is_some() && self.slots.len() == 1 {
                 break;
             }
@@ -372,10 +379,15 @@ impl<V> ShardInner<V> {
         }
     }
 
-    /// Evicts from this shard while the store is over its byte budget (the count bound is this
-    /// shard's own business and is not applied here).
-    pub(super) fn shed_bytes(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
-        while !self.slots.is_empty() && self.budget.over(0) {
+    /// Whether the store is over its count bound or its byte budget.
+    #[inline]
+    pub(super) fn over(&self) -> bool {
+        self.entries.over(0) || self.budget.over(0)
+    }
+
+    /// Evicts from this shard while the store is over its count bound or its byte budget.
+    pub(super) fn shed(&mut self, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+        while !self.slots.is_empty() && self.over() {
             self.evict_one(now, None, stats, removed);
         }
     }
