@@ -512,83 +512,6 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Ok(written)
     }
 
-    /// [`Cache::write_entry`] of a value carrying tags (at most 16, each 1 to 128 bytes): one
-    /// [`Cache::invalidate_tag`] of any of them later makes it stale, here and, with a shared
-    /// tier, in every instance and in L2. A tag list out of bounds is refused with
-    /// [`Error::InvalidConfig`] (field `tags`), changing nothing.
-    ///
-    /// ```
-    /// use healcache::{Cache, WriteOptions};
-    /// # futures::executor::block_on(async {
-    /// let cache = Cache::<u64>::builder().build().unwrap();
-    /// cache.write_tagged("user:1", 1, WriteOptions::default(), &["team:7"]).unwrap();
-    /// cache.write_tagged("user:2", 2, WriteOptions::default(), &["team:8"]).unwrap();
-    /// assert_eq!(cache.invalidate_tag("team:7", false).await.unwrap(), 1);
-    /// assert_eq!((cache.get("user:1"), cache.get("user:2")), (None, Some(2)));
-    /// # });
-    /// ```
-    #[cfg(feature = "tier")]
-    pub fn write_tagged(&self, key: &str, value: V, opts: WriteOptions, tags: &[&str]) -> Result<Written> {
-        crate::tags::check(tags)?;
-        let tier = self.inner.tier();
-        let payload = match tier {
-            Some(t) => Some(t.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?),
-            None => None,
-        };
-        let recorded: Vec<crate::codec::Tag> = match tier {
-            Some(t) => t.versions_for_write(tags),
-            None => {
-                let known = self.inner.tags.known(tags);
-                tags.iter()
-                    .zip(known)
-                    .map(|(t, v)| crate::codec::Tag { name: t.to_string(), version: v.unwrap_or(0) })
-                    .collect()
-            }
-        };
-        let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
-        self.inner.tags.record(key, &recorded, |k| self.inner.store.stored_version(k) != 0);
-        if let (Some(tier), Some(payload)) = (tier, payload) {
-            if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, recorded) {
-                tier.spawn(w);
-            }
-        }
-        Ok(written)
-    }
-
-    /// Invalidates every entry written with `tag`: made stale (served only as a fallback within
-    /// its grace window, as by stale-while-revalidate and fail-safe) or, `hard`, removed. With a
-    /// shared tier the tag's version is incremented in L2, so tagged values there read as misses,
-    /// and every instance is told on the bus; [`Error::L2Unavailable`] when L2 cannot be reached
-    /// (this process's entries are invalidated all the same). Answers how many fresh entries of
-    /// this process it invalidated.
-    #[cfg(feature = "tier")]
-    pub async fn invalidate_tag(&self, tag: &str, hard: bool) -> Result<usize> {
-        crate::tags::check(&[tag])?;
-        let Some(tier) = self.inner.tier() else {
-            let v = self.inner.tags.known(&[tag])[0].unwrap_or(0) + 1;
-            return Ok(self.tag_bumped(tag, v, hard));
-        };
-        match tier.bump_tag(tag, hard).await {
-            Ok(v) => Ok(self.tag_bumped(tag, v, hard)),
-            Err(e) => {
-                // no new version to compare with: every entry of this process with the tag goes,
-                // and the tag's version is read from L2 again when next needed
-                for k in self.inner.tags.take_all(tag) {
-                    self.drop_local(&k, hard);
-                }
-                Err(Error::L2Unavailable { reason: e.to_string() })
-            }
-        }
-    }
-
-    /// `tag` is at `version` now: the entries written here under another version are made stale
-    /// (`hard`: removed); answers how many were fresh.
-    #[cfg(feature = "tier")]
-    pub(crate) fn tag_bumped(&self, tag: &str, version: u64, hard: bool) -> usize {
-        self.inner.tags.bumped(tag, version).iter().filter(|k| self.drop_local(k, hard)).count()
-    }
-
-    /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
     /// The L2 write of a value just written to L1 (`written`): the same TTL and grace, its token
     /// remembered under the L1 version; `None` when there is nothing to write.
     #[allow(clippy::too_many_arguments)]
@@ -607,6 +530,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         tier.write_encoded(key, Some(payload), ttl, grace, 0, expect, None, tags, Some(written.version))
     }
 
+    /// The lifetime a [`Ttl`] gives, before jitter (`None`: no expiry).
     pub(crate) fn resolve_ttl(&self, ttl: Ttl) -> Option<Duration> {
         match ttl {
             Ttl::Default => self.inner.settings.ttl,

@@ -1,38 +1,38 @@
 //! [`Tier`]: one cache's link to the shared tier — the read and write paths over a
-//! [`Transport`], with their deadline, the breaker, the recovery queue and the counters.
+//! [`Transport`]. Beside it: their deadline and the breaker (`health`), tag versions
+//! (`tagging`), the invalidation bus (`fanout`), the fleet rebuild lock (`rebuild`) and the
+//! counters (`stats`).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
+mod fanout;
+mod health;
+mod rebuild;
+mod stats;
+mod tagging;
+
+pub(crate) use rebuild::Rebuild;
+use stats::Counters;
+pub use stats::L2Stats;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{self, BoxFuture, Either, FutureExt};
 
-use super::breaker::{Admit, Breaker, BreakerConfig, State, Transition};
-use super::bus::{self, Heard, Link};
-use super::lock::{self, Lease, LockConfig, LockCounters};
+use super::breaker::{Breaker, BreakerConfig, State};
+use super::bus::{self, Link};
+use super::lock::{LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
 #[cfg(feature = "tier")]
 use super::verify::{Leases, SCAN_STEP};
-use super::{BusSink, Expect, LockReply, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
+use super::{Expect, Transport, TransportError, ValueCodec, WriteReply, WriteRequest};
 use crate::codec::{self, Kind, Limits, Tag, Token};
 use crate::keys::{self, L2Keys};
-use crate::stats::{Histogram, HistogramSnapshot};
 use crate::tags::TagIndex;
 use crate::{Clock, Timer};
 
 /// How long a pattern unlink may take (many SCAN and UNLINK round trips).
 const UNLINK_DEADLINE: Duration = Duration::from_secs(60);
-
-/// How often an instance announces its last message number on the bus.
-const HEARTBEAT: Duration = Duration::from_millis(250);
-
-/// A subscription that has delivered nothing for this long, not even this cache's own
-/// heartbeats (three of them missed), is presumed lost. Checked every half heartbeat, so a cut
-/// link is noticed within about 0.9 s of the cut.
-const SILENCE: Duration = Duration::from_millis(750);
-
-/// How long a probe may take at least: it may have to connect anew.
-const PROBE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Settings of the shared tier.
 #[derive(Debug, Clone)]
@@ -71,112 +71,6 @@ impl Default for TierConfig {
     }
 }
 
-/// The shared tier's counters, as [`crate::Stats`] reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct L2Stats {
-    /// Reads that found a fresh value (or a fresh "not found").
-    pub hits: u64,
-    /// Reads that found nothing usable: absent, stale, a tombstone, or a value that did not decode.
-    pub misses: u64,
-    /// Operations that failed: I/O errors, refusals by Redis, deadlines passed.
-    pub errors: u64,
-    /// Of those, deadlines passed.
-    pub timeouts: u64,
-    /// Operations skipped without awaiting because the breaker was open.
-    pub skipped: u64,
-    /// Values (and tombstones) written.
-    pub writes: u64,
-    /// Writes refused by the fence: a newer value or a tombstone was stored.
-    pub fenced_out: u64,
-    /// Stored values that did not decode (malformed, oversized, foreign, written for another
-    /// key), and values that could not be encoded.
-    pub codec_errors: u64,
-    /// The breaker: 0 closed, 1 open, 2 half-open.
-    pub breaker_state: u64,
-    /// Times the breaker opened.
-    pub breaker_opens: u64,
-    /// Invalidations waiting for L2 to return.
-    pub recovery_depth: u64,
-    /// Invalidations dropped at the recovery queue's bound.
-    pub recovery_dropped: u64,
-    /// Fleet rebuild locks taken by this process.
-    pub lock_acquired: u64,
-    /// Try-locks that found another instance rebuilding.
-    pub lock_contended: u64,
-    /// Background refreshes skipped because another instance was refreshing the key.
-    pub lock_skipped: u64,
-    /// Foreground waits for another instance's rebuild that gave up (after `lease +
-    /// load_timeout`) and loaded locally.
-    pub lock_timeouts: u64,
-    /// Leases lost while the loader ran (a renewal found the lock taken over).
-    pub lock_lease_lost: u64,
-    /// Fleet verifier leases taken by this process (it became a prefix's verifier).
-    #[cfg(feature = "tier")]
-    pub verifier_acquired: u64,
-    /// Fleet verifier leases lost (a renewal found the lease expired or taken over).
-    #[cfg(feature = "tier")]
-    pub verifier_lost: u64,
-    /// Prefixes this process verifies for the fleet now.
-    #[cfg(feature = "tier")]
-    pub verifier_held: u64,
-    /// L2 entries this process sampled as a fleet verifier.
-    #[cfg(feature = "tier")]
-    pub verifier_sampled: u64,
-    /// Drifted L2 entries this process repaired as a fleet verifier.
-    #[cfg(feature = "tier")]
-    pub verifier_repaired: u64,
-    /// Invalidation messages published (writes, deletes, repairs; heartbeats aside).
-    pub bus_sent: u64,
-    /// Publishes that failed (their numbers are gaps the receivers notice).
-    pub bus_publish_failed: u64,
-    /// Invalidation messages received from other instances.
-    pub bus_received: u64,
-    /// L1 copies dropped by those messages.
-    pub bus_invalidated: u64,
-    /// Lost messages noticed (a number skipped, a heartbeat ahead, a silent or restarted
-    /// subscription): each made every older L1 entry suspect.
-    pub bus_gaps: u64,
-    /// Received bytes that were not a bus message.
-    pub bus_malformed: u64,
-    /// Suspect L1 entries (written before a gap or an outage) re-read from L2 before being
-    /// served fresh.
-    pub suspect_rereads: u64,
-    /// Of those, entries L2 confirmed by their token alone (16 bytes read, not the value).
-    pub revalidated: u64,
-    /// Tag invalidations made by this process (each bumps the tag's version in L2).
-    pub tag_invalidations: u64,
-    /// Tag invalidations received from other instances.
-    pub tag_received: u64,
-    /// L2 values read as misses because a tag of theirs was invalidated since they were written.
-    pub tag_outdated: u64,
-    /// How long foreground misses waited for another instance's rebuild.
-    pub lock_wait: HistogramSnapshot,
-    /// Latency of L2 operations.
-    pub latency: HistogramSnapshot,
-    /// From another instance's publish of an invalidation to its receipt here (wall clocks).
-    pub bus_latency: HistogramSnapshot,
-}
-
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    errors: AtomicU64,
-    timeouts: AtomicU64,
-    skipped: AtomicU64,
-    writes: AtomicU64,
-    fenced_out: AtomicU64,
-    codec_errors: AtomicU64,
-    breaker_opens: AtomicU64,
-    suspect_rereads: AtomicU64,
-    revalidated: AtomicU64,
-    tag_invalidations: AtomicU64,
-    tag_received: AtomicU64,
-    tag_outdated: AtomicU64,
-    latency: Histogram,
-    lock_wait: Histogram,
-}
-
 /// How a write to L2 ended, for the caller that waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wrote {
@@ -186,17 +80,6 @@ pub(crate) enum Wrote {
     FencedOut,
     /// Not stored: L2 failed or is unreachable, or the value could not be encoded.
     Failed,
-}
-
-/// What a miss in L2 became under the fleet lock.
-pub(crate) enum Rebuild<V> {
-    /// This process rebuilds under the lease (`None`: without the lock: it is off for this load,
-    /// or L2 failed), and its write must expect this.
-    Load(Option<Lease>, Expect),
-    /// Another instance rebuilt it meanwhile: its value.
-    Fleet(L2Read<V>),
-    /// A background refresh found another instance refreshing: nothing to do.
-    Skip,
 }
 
 /// What a read of L2 found.
@@ -362,108 +245,6 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.suspect_before.load(Relaxed) != 0
     }
 
-    /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
-    /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
-    /// half-open until the probe is presumed lost.
-    pub(super) fn admit(self: &Arc<Self>) -> bool {
-        if self.breaker.state() == State::Closed {
-            return true;
-        }
-        self.counters.skipped.fetch_add(1, Relaxed);
-        self.start_probing();
-        false
-    }
-
-    /// `op` under the tier's deadline, its latency recorded and its outcome told to the breaker.
-    pub(super) async fn timed<T>(
-        self: &Arc<Self>,
-        op: BoxFuture<'static, Result<T, TransportError>>,
-        deadline: Option<Duration>,
-    ) -> Result<T, TransportError> {
-        let started = self.clock.precise_nanos();
-        let r = match deadline {
-            Some(d) => match future::select(op, self.timer.sleep(d)).await {
-                Either::Left((r, _)) => r,
-                Either::Right(_) => Err(TransportError::Timeout),
-            },
-            None => op.await,
-        };
-        self.counters.latency.record(self.clock.precise_nanos().saturating_sub(started));
-        match &r {
-            Ok(_) => {
-                self.breaker.on_success(self.now());
-            }
-            Err(e) => {
-                self.counters.errors.fetch_add(1, Relaxed);
-                let timeout = *e == TransportError::Timeout;
-                if timeout {
-                    self.counters.timeouts.fetch_add(1, Relaxed);
-                }
-                self.failed(timeout);
-            }
-        }
-        r
-    }
-
-    fn failed(self: &Arc<Self>, timeout: bool) {
-        let t = if timeout { self.breaker.on_timeout(self.now()) } else { self.breaker.on_failure(self.now()) };
-        if t == Transition::Opened {
-            self.counters.breaker_opens.fetch_add(1, Relaxed);
-        }
-        if self.breaker.state() != State::Closed {
-            self.start_probing();
-        }
-    }
-
-    /// While the breaker is open, one background task probes at the times the breaker draws
-    /// (full jitter) until a probe succeeds; then L1 entries written before now become suspect
-    /// and the queued invalidations are replayed.
-    fn start_probing(self: &Arc<Self>) {
-        if self.probing.swap(true, Relaxed) {
-            return;
-        }
-        let tier = Arc::clone(self);
-        self.transport.spawn(
-            async move {
-                let step = Duration::from_millis(20).min(tier.cfg.timeout);
-                loop {
-                    match tier.breaker.allow(tier.now()) {
-                        Admit::Yes => break,
-                        Admit::No => tier.timer.sleep(step).await,
-                        Admit::Probe => {
-                            let probe = tier.transport.probe();
-                            let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
-                            let ok = match future::select(probe, tier.timer.sleep(deadline)).await {
-                                Either::Left((r, _)) => r.is_ok(),
-                                Either::Right(_) => false,
-                            };
-                            if ok {
-                                tier.breaker.on_success(tier.now());
-                                tier.recovered();
-                                break;
-                            }
-                            tier.breaker.on_failure(tier.now());
-                        }
-                    }
-                }
-                tier.probing.store(false, Relaxed);
-            }
-            .boxed(),
-        );
-    }
-
-    /// L2 is back: every L1 entry written until now is suspect, and each key written while L2
-    /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
-    /// cannot be decided across processes without a shared clock).
-    fn recovered(self: &Arc<Self>) {
-        self.distrust();
-        for key in self.recovery.drain(self.now()) {
-            if let Some(w) = self.tombstone(&key) {
-                self.spawn(w);
-            }
-        }
-    }
-
     /// Reads `key` from L2.
     pub(crate) async fn read(self: &Arc<Self>, key: &str) -> L2Read<V> {
         if !self.admit() {
@@ -517,73 +298,6 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         c.hits.fetch_add(1, Relaxed);
         let grace = Duration::from_millis(h.grace_ms);
         L2Read::Hit { value, fresh, load_nanos, token: h.token, grace, tags: decoded.tags }
-    }
-
-    /// Whether every recorded tag version is current: the versions known here, the others read
-    /// from L2 (and learnt). `None` when they cannot be read: the value is not used unchecked.
-    async fn tags_current(self: &Arc<Self>, tags: &[Tag]) -> Option<bool> {
-        let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
-        let known = self.tags.known(&names);
-        let unknown: Vec<usize> = (0..tags.len()).filter(|i| known[*i].is_none()).collect();
-        let mut current: Vec<u64> = known.iter().map(|v| v.unwrap_or(0)).collect();
-        if !unknown.is_empty() {
-            let keys = unknown.iter().map(|i| keys::tag_key(&self.cfg.prefix, "cache", names[*i])).collect();
-            let read = self.timed(self.transport.tag_versions(keys), Some(self.cfg.timeout)).await.ok()?;
-            for (i, v) in unknown.into_iter().zip(read) {
-                self.tags.learn(names[i], v);
-                current[i] = v;
-            }
-        }
-        Some(tags.iter().zip(current).all(|(t, v)| t.version == v))
-    }
-
-    /// The current versions of `tags` for a write: known here, the others taken as 0 and read
-    /// from L2 in the background for the next write. A version taken too low only makes the
-    /// value read as outdated later (a miss), never an invalidated value valid.
-    pub(crate) fn versions_for_write(self: &Arc<Self>, tags: &[&str]) -> Vec<Tag> {
-        let known = self.tags.known(tags);
-        let unknown: Vec<String> =
-            tags.iter().zip(&known).filter(|(_, v)| v.is_none()).map(|(t, _)| t.to_string()).collect();
-        if !unknown.is_empty() && self.breaker.state() == State::Closed {
-            let keys = unknown.iter().map(|t| keys::tag_key(&self.cfg.prefix, "cache", t)).collect();
-            let (op, tier) = (self.transport.tag_versions(keys), Arc::clone(self));
-            self.transport.spawn(
-                async move {
-                    if let Ok(vs) = tier.timed(op, Some(tier.cfg.timeout)).await {
-                        for (t, v) in unknown.iter().zip(vs) {
-                            tier.tags.learn(t, v);
-                        }
-                    }
-                }
-                .boxed(),
-            );
-        }
-        tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(0) }).collect()
-    }
-
-    /// The current versions of `tags` before a load, read from L2 when not known here (and
-    /// learnt), so the loaded value records the versions its load saw. A version that cannot be
-    /// read stays unknown: the value is then not kept in L1, and reads as outdated in L2.
-    pub(crate) async fn versions_for_load(self: &Arc<Self>, tags: &[&str]) -> Vec<Tag> {
-        let probe: Vec<Tag> = tags.iter().map(|t| Tag { name: t.to_string(), version: 0 }).collect();
-        let _ = self.tags_current(&probe).await;
-        let known = self.tags.known(tags);
-        tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(u64::MAX) }).collect()
-    }
-
-    /// Invalidates `tag` fleet-wide: its version in L2 is incremented, and the new version is
-    /// announced on the bus (`hard`: other instances remove their tagged entries instead of
-    /// making them stale). Answers the new version.
-    pub(crate) async fn bump_tag(self: &Arc<Self>, tag: &str, hard: bool) -> Result<u64, TransportError> {
-        if !self.admit() {
-            return Err(TransportError::Io("the breaker is open".into()));
-        }
-        let key = keys::tag_key(&self.cfg.prefix, "cache", tag);
-        let v = self.timed(self.transport.tag_bump(&key), Some(self.cfg.timeout)).await?;
-        self.counters.tag_invalidations.fetch_add(1, Relaxed);
-        let kind = if hard { bus::Kind::TagRemoved } else { bus::Kind::TagStale };
-        self.publish(kind, vec![(tag.to_string(), Token { epoch: 0, counter: v })]);
-        Ok(v)
     }
 
     /// Reads `key` from L2, with the token of what is stored when it decoded.
@@ -733,12 +447,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         )
     }
 
-    /// Hands a write's answer to the background.
     /// Whether L2 is answering (the breaker closed).
     pub(crate) fn available(&self) -> bool {
         self.breaker.state() == State::Closed
     }
 
+    /// Hands a write's answer to the background.
     pub(crate) fn spawn(&self, w: BoxFuture<'static, Wrote>) {
         self.transport.spawn(w.map(drop).boxed());
     }
@@ -757,245 +471,6 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 self.transport.spawn(w.map(late).boxed());
                 None
             }
-        }
-    }
-
-    /// Announces written or deleted keys on the bus (after the write landed: never a message
-    /// without its value in L2). Best effort: a failed publish is a gap receivers notice.
-    fn publish(self: &Arc<Self>, kind: bus::Kind, keys: Vec<(String, codec::Token)>) {
-        self.after_fork();
-        // numbered and queued under one lock: the transport sends in queue order, so numbers
-        // arrive in order unless messages are lost
-        let sending = self.bus.sending.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(msg) = self.bus.message(kind, keys, self.clock.unix_micros().unwrap_or(0)) else {
-            // over the message bound: receivers see the skipped number as a gap
-            self.bus.numbering.take();
-            self.bus.publish_failed.fetch_add(1, Relaxed);
-            return;
-        };
-        if kind != bus::Kind::Heartbeat {
-            self.bus.sent.fetch_add(1, Relaxed);
-        }
-        let tier = Arc::clone(self);
-        let send = self.transport.publish(&self.bus.channel, msg, self.cfg.timeout);
-        drop(sending);
-        self.transport.spawn(
-            async move {
-                if send.await.is_err() {
-                    tier.bus.publish_failed.fetch_add(1, Relaxed);
-                }
-            }
-            .boxed(),
-        );
-    }
-
-    /// Subscribes to the bus: other instances' messages make keys stale (changed) or remove them
-    /// (deleted) in L1 through `drop_key`;
-    /// heartbeats go out every 250 ms, and a subscription silent for 750 ms (this cache's own
-    /// heartbeats stopped coming back) makes every older L1 entry suspect.
-    pub(crate) fn start_bus(self: &Arc<Self>, drop_key: bus::OnKey, on_tag: bus::OnTag) {
-        let _ = self.bus.on_key.set(drop_key);
-        let _ = self.bus.on_tag.set(on_tag);
-        self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
-        let weak = Arc::downgrade(self);
-        self.transport.subscribe(&self.bus.channel, Arc::new(Sink(weak)));
-        self.start_heartbeat();
-    }
-
-    /// Heartbeats every 250 ms, and the check for a silent subscription, until the cache is gone.
-    fn start_heartbeat(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        let timer = Arc::clone(&self.timer);
-        let jitter = Arc::clone(&self.jitter);
-        self.transport.spawn(
-            async move {
-                for tick in 0u64.. {
-                    timer.sleep(lock::jittered(HEARTBEAT / 2, &jitter)).await;
-                    let Some(tier) = weak.upgrade() else { return };
-                    if tick % 2 == 1 {
-                        tier.publish(bus::Kind::Heartbeat, Vec::new());
-                    }
-                    let quiet = tier.clock.now_nanos().saturating_sub(tier.bus.last_heard.load(Relaxed));
-                    if quiet > SILENCE.as_nanos() as u64 && !tier.bus.silent.swap(true, Relaxed) {
-                        tier.bus.gaps.fetch_add(1, Relaxed);
-                        tier.distrust();
-                    }
-                }
-            }
-            .boxed(),
-        );
-    }
-
-    /// In a child of `fork()` (first call there): the bus identity, numbering and heartbeat task
-    /// were the parent's. Sharing the id, parent and child would each take the other's messages
-    /// for its own; the task does not exist here. The child takes its own, and distrusts the L1
-    /// it inherited: messages sent before its subscription started again never reached it.
-    fn after_fork(self: &Arc<Self>) {
-        let pid = bus::process_id();
-        if self.bus_pid.load(Relaxed) == pid || self.bus_pid.swap(pid, Relaxed) == pid {
-            return;
-        }
-        let seed = self.jitter.load(Relaxed) ^ u64::from(pid);
-        self.bus.numbering.renew(bus::node_id(seed, self.clock.precise_nanos(), Arc::as_ptr(self) as usize));
-        self.distrust();
-        // the parent's last message is no sign of this process's subscription
-        self.bus.last_heard.store(self.clock.now_nanos(), Relaxed);
-        if self.bus.on_key.get().is_some() {
-            self.start_heartbeat();
-        }
-    }
-
-    /// Every L1 entry written before now is suspect: re-read from L2 before it is served fresh.
-    pub(crate) fn distrust(&self) {
-        // bumps of tags may have been missed too: their versions are read from L2 again
-        self.tags.forget_versions();
-        self.suspect_before.store(self.clock.now_nanos().max(1), Relaxed);
-        self.changed();
-    }
-
-    /// L1 entries changed outside this process's calls (after the change is made).
-    pub(crate) fn changed(&self) {
-        self.local_changes.fetch_add(1, Release);
-    }
-
-    /// The counter [`Tier::changed`] bumps.
-    pub(crate) fn local_changes(&self) -> Arc<AtomicU32> {
-        Arc::clone(&self.local_changes)
-    }
-
-    fn heard(&self, bytes: &[u8]) {
-        let now = self.clock.now_nanos();
-        let b = &self.bus;
-        b.last_heard.store(now, Relaxed);
-        b.silent.store(false, Relaxed);
-        let gap = match b.numbering.hear(bytes, now) {
-            Heard::Own => false,
-            Heard::Malformed => {
-                b.malformed.fetch_add(1, Relaxed);
-                false
-            }
-            Heard::Heartbeat { gap } => gap,
-            Heard::Keys { keys, removed, gap, sent_us } => {
-                b.received.fetch_add(1, Relaxed);
-                // across processes, so on wall clocks (an unknown time, or a clock behind the
-                // sender's, records nothing rather than a made-up zero)
-                if let Some(now_us) = self.clock.unix_micros().filter(|_| sent_us != 0) {
-                    if let Some(us) = now_us.checked_sub(sent_us) {
-                        b.latency.record(us.saturating_mul(1000));
-                    }
-                }
-                if let Some(drop_key) = b.on_key.get() {
-                    let dropped = keys.iter().filter(|k| drop_key(k, removed)).count();
-                    b.invalidated.fetch_add(dropped as u64, Relaxed);
-                }
-                gap
-            }
-            Heard::Tags { tags, hard, gap } => {
-                b.received.fetch_add(1, Relaxed);
-                self.counters.tag_received.fetch_add(1, Relaxed);
-                if let Some(on_tag) = b.on_tag.get() {
-                    let dropped: usize = tags.iter().map(|(t, v)| on_tag(t, *v, hard)).sum();
-                    b.invalidated.fetch_add(dropped as u64, Relaxed);
-                }
-                gap
-            }
-        };
-        if gap {
-            b.gaps.fetch_add(1, Relaxed);
-            self.distrust();
-        }
-    }
-
-    /// Whether a load (background or not) takes the fleet lock.
-    pub(crate) fn locks(&self, background: bool) -> bool {
-        self.cfg.lock.mode.applies(background)
-    }
-
-    /// After a miss in L2 (`expect` from that read): takes the fleet lock when the mode says so.
-    /// Won: the value is read once more (an instance may have finished just before), then this
-    /// process rebuilds under the lease. Held: a background refresh skips; a foreground miss
-    /// waits for the holder's value, polling L2 every `min(lease / 10, 50 ms)` (jittered) and
-    /// trying the lock again, for `lease + load_timeout` at most, then loads itself.
-    pub(crate) async fn rebuild(
-        self: &Arc<Self>,
-        key: &str,
-        expect: Expect,
-        background: bool,
-        load_timeout: Option<Duration>,
-        ours: Option<Token>,
-    ) -> Rebuild<V> {
-        if !self.locks(background) {
-            return Rebuild::Load(None, expect);
-        }
-        let lc = &self.cfg.lock;
-        let started = self.clock.precise_nanos();
-        let limit = lc.lease + load_timeout.unwrap_or(lc.lease);
-        let mut first = true;
-        loop {
-            match self.try_lock(key).await {
-                Ok(lease) => {
-                    self.record_wait(started, first);
-                    return match self.read(key).await {
-                        L2Read::Miss(e) => Rebuild::Load(Some(lease), e),
-                        // still the copy a refresh set out to replace: nothing newer yet
-                        L2Read::Hit { token, .. } if Some(token) == ours => {
-                            Rebuild::Load(Some(lease), Expect::Token(token))
-                        }
-                        // a hit: another instance finished meanwhile (the lease is released)
-                        other => Rebuild::Fleet(other).or_load(lease),
-                    };
-                }
-                Err(true) if background => {
-                    self.locks.skipped.fetch_add(1, Relaxed);
-                    return Rebuild::Skip;
-                }
-                Err(true) => {}
-                // the lock could not be asked (L2 failed): load without it
-                Err(false) => return Rebuild::Load(None, expect),
-            }
-            if first {
-                self.locks.contended.fetch_add(1, Relaxed);
-                first = false;
-            }
-            let waited = Duration::from_nanos(self.clock.precise_nanos().saturating_sub(started));
-            if waited >= limit {
-                self.locks.timeouts.fetch_add(1, Relaxed);
-                self.record_wait(started, false);
-                return Rebuild::Load(None, expect);
-            }
-            self.timer.sleep(lock::jittered(lc.poll(), &self.jitter).min(limit - waited)).await;
-            match self.read(key).await {
-                L2Read::Miss(_) => {}
-                other => {
-                    self.record_wait(started, false);
-                    return Rebuild::Fleet(other);
-                }
-            }
-        }
-    }
-
-    fn record_wait(&self, started: u64, first: bool) {
-        if !first {
-            self.counters.lock_wait.record(self.clock.precise_nanos().saturating_sub(started));
-        }
-    }
-
-    /// One try-lock: the lease when won; `Err(true)` held by another instance, `Err(false)` not
-    /// asked (breaker open or L2 failed).
-    async fn try_lock(self: &Arc<Self>, key: &str) -> Result<Lease, bool> {
-        if !self.admit() {
-            return Err(false);
-        }
-        let keys = self.keys(key);
-        let op = self.transport.acquire(&keys, &self.owner, self.cfg.lock.lease);
-        match self.timed(op, Some(self.cfg.timeout)).await {
-            Ok(LockReply::Won { token, lockval }) => {
-                self.locks.acquired.fetch_add(1, Relaxed);
-                let (c, j) = (Arc::clone(&self.locks), Arc::clone(&self.jitter));
-                Ok(lock::lease(&self.transport, &self.timer, &self.cfg.lock, c, j, keys.lock, token, lockval))
-            }
-            Ok(LockReply::Held { .. }) => Err(true),
-            Err(_) => Err(false),
         }
     }
 
@@ -1047,59 +522,6 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
         }
     }
-
-    pub(crate) fn stats(&self) -> L2Stats {
-        let c = &self.counters;
-        #[cfg(feature = "tier")]
-        let v = self.leases.counts();
-        L2Stats {
-            hits: c.hits.load(Relaxed),
-            misses: c.misses.load(Relaxed),
-            errors: c.errors.load(Relaxed),
-            timeouts: c.timeouts.load(Relaxed),
-            skipped: c.skipped.load(Relaxed),
-            writes: c.writes.load(Relaxed),
-            fenced_out: c.fenced_out.load(Relaxed),
-            codec_errors: c.codec_errors.load(Relaxed),
-            breaker_state: match self.breaker.state() {
-                State::Closed => 0,
-                State::Open => 1,
-                State::HalfOpen => 2,
-            },
-            breaker_opens: c.breaker_opens.load(Relaxed),
-            recovery_depth: self.recovery.len() as u64,
-            recovery_dropped: self.recovery.dropped(),
-            lock_acquired: self.locks.acquired.load(Relaxed),
-            lock_contended: self.locks.contended.load(Relaxed),
-            lock_skipped: self.locks.skipped.load(Relaxed),
-            lock_timeouts: self.locks.timeouts.load(Relaxed),
-            lock_lease_lost: self.locks.lease_lost.load(Relaxed),
-            #[cfg(feature = "tier")]
-            verifier_acquired: v.acquired,
-            #[cfg(feature = "tier")]
-            verifier_lost: v.lost,
-            #[cfg(feature = "tier")]
-            verifier_held: v.held,
-            #[cfg(feature = "tier")]
-            verifier_sampled: v.sampled,
-            #[cfg(feature = "tier")]
-            verifier_repaired: v.repaired,
-            bus_sent: self.bus.sent.load(Relaxed),
-            bus_publish_failed: self.bus.publish_failed.load(Relaxed),
-            bus_received: self.bus.received.load(Relaxed),
-            bus_invalidated: self.bus.invalidated.load(Relaxed),
-            bus_gaps: self.bus.gaps.load(Relaxed),
-            bus_malformed: self.bus.malformed.load(Relaxed),
-            suspect_rereads: c.suspect_rereads.load(Relaxed),
-            revalidated: c.revalidated.load(Relaxed),
-            tag_invalidations: c.tag_invalidations.load(Relaxed),
-            tag_received: c.tag_received.load(Relaxed),
-            tag_outdated: c.tag_outdated.load(Relaxed),
-            lock_wait: c.lock_wait.snapshot(),
-            latency: c.latency.snapshot(),
-            bus_latency: self.bus.latency.snapshot(),
-        }
-    }
 }
 
 /// The parts of one L2 write, as [`Tier::submit`] takes them.
@@ -1115,44 +537,4 @@ struct Write {
     release: Option<String>,
     tags: Vec<Tag>,
     memo: Option<u64>,
-}
-
-impl<V> Rebuild<V> {
-    /// A won lock whose second read found the value: the rebuild is not needed; the lease is
-    /// dropped (released) unless the read failed, in which case this process loads under it.
-    fn or_load(self, lease: Lease) -> Rebuild<V> {
-        match self {
-            Rebuild::Fleet(L2Read::Skipped) => Rebuild::Load(Some(lease), Expect::Any),
-            other => other,
-        }
-    }
-}
-
-/// The bus subscription's end in a tier (weak: a dropped cache stops listening).
-struct Sink<V>(std::sync::Weak<Tier<V>>);
-
-impl<V: Clone + Send + Sync + 'static> BusSink for Sink<V> {
-    fn message(&self, bytes: &[u8]) {
-        if let Some(t) = self.0.upgrade() {
-            t.after_fork();
-            t.heard(bytes);
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.0.strong_count() > 0
-    }
-
-    fn subscribed(&self, first: bool) {
-        let Some(t) = self.0.upgrade() else { return };
-        t.after_fork();
-        t.bus.last_heard.store(t.clock.now_nanos(), Relaxed);
-        t.bus.silent.store(false, Relaxed);
-        if !first {
-            // messages sent while it was down are lost: numbering starts afresh, L1 is suspect
-            t.bus.numbering.forget();
-            t.bus.gaps.fetch_add(1, Relaxed);
-            t.distrust();
-        }
-    }
 }

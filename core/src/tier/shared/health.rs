@@ -1,0 +1,119 @@
+//! The shared tier's health: the deadline and breaker around every operation, probing while
+//! the breaker is open, and what recovery does when L2 answers again.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{self, BoxFuture, Either, FutureExt};
+
+use super::Tier;
+use crate::tier::breaker::{Admit, State, Transition};
+use crate::tier::TransportError;
+
+/// How long a probe may take at least: it may have to connect anew.
+const PROBE_DEADLINE: Duration = Duration::from_secs(1);
+
+impl<V: Clone + Send + Sync + 'static> Tier<V> {
+    /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
+    /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
+    /// half-open until the probe is presumed lost.
+    pub(in crate::tier) fn admit(self: &Arc<Self>) -> bool {
+        if self.breaker.state() == State::Closed {
+            return true;
+        }
+        self.counters.skipped.fetch_add(1, Relaxed);
+        self.start_probing();
+        false
+    }
+
+    /// `op` under the tier's deadline, its latency recorded and its outcome told to the breaker.
+    pub(in crate::tier) async fn timed<T>(
+        self: &Arc<Self>,
+        op: BoxFuture<'static, Result<T, TransportError>>,
+        deadline: Option<Duration>,
+    ) -> Result<T, TransportError> {
+        let started = self.clock.precise_nanos();
+        let r = match deadline {
+            Some(d) => match future::select(op, self.timer.sleep(d)).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => Err(TransportError::Timeout),
+            },
+            None => op.await,
+        };
+        self.counters.latency.record(self.clock.precise_nanos().saturating_sub(started));
+        match &r {
+            Ok(_) => {
+                self.breaker.on_success(self.now());
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Relaxed);
+                let timeout = *e == TransportError::Timeout;
+                if timeout {
+                    self.counters.timeouts.fetch_add(1, Relaxed);
+                }
+                self.failed(timeout);
+            }
+        }
+        r
+    }
+
+    fn failed(self: &Arc<Self>, timeout: bool) {
+        let t = if timeout { self.breaker.on_timeout(self.now()) } else { self.breaker.on_failure(self.now()) };
+        if t == Transition::Opened {
+            self.counters.breaker_opens.fetch_add(1, Relaxed);
+        }
+        if self.breaker.state() != State::Closed {
+            self.start_probing();
+        }
+    }
+
+    /// While the breaker is open, one background task probes at the times the breaker draws
+    /// (full jitter) until a probe succeeds; then L1 entries written before now become suspect
+    /// and the queued invalidations are replayed.
+    fn start_probing(self: &Arc<Self>) {
+        if self.probing.swap(true, Relaxed) {
+            return;
+        }
+        let tier = Arc::clone(self);
+        self.transport.spawn(
+            async move {
+                let step = Duration::from_millis(20).min(tier.cfg.timeout);
+                loop {
+                    match tier.breaker.allow(tier.now()) {
+                        Admit::Yes => break,
+                        Admit::No => tier.timer.sleep(step).await,
+                        Admit::Probe => {
+                            let probe = tier.transport.probe();
+                            let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
+                            let ok = match future::select(probe, tier.timer.sleep(deadline)).await {
+                                Either::Left((r, _)) => r.is_ok(),
+                                Either::Right(_) => false,
+                            };
+                            if ok {
+                                tier.breaker.on_success(tier.now());
+                                tier.recovered();
+                                break;
+                            }
+                            tier.breaker.on_failure(tier.now());
+                        }
+                    }
+                }
+                tier.probing.store(false, Relaxed);
+            }
+            .boxed(),
+        );
+    }
+
+    /// L2 is back: every L1 entry written until now is suspect, and each key written while L2
+    /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
+    /// cannot be decided across processes without a shared clock).
+    fn recovered(self: &Arc<Self>) {
+        self.distrust();
+        for key in self.recovery.drain(self.now()) {
+            if let Some(w) = self.tombstone(&key) {
+                self.spawn(w);
+            }
+        }
+    }
+}
