@@ -9,7 +9,7 @@ TEST_SUITES := test-rust
 
 -include mk/*.mk
 
-.PHONY: test demo test-rust lint bench lab fmt bench-hit-ratio bench-read-scale
+.PHONY: test demo test-rust lint bench lab fmt bench-hit-ratio bench-read-scale bench-memory
 test: $(TEST_SUITES)
 	@echo "make test: all suites passed ($(TEST_SUITES))"
 
@@ -45,3 +45,8 @@ bench-hit-ratio:
 # READ_SCALE_GETS and READ_SCALE_ROUNDS change the gets per thread and the rounds).
 bench-read-scale:
 	$(CARGO) bench -p healcache --bench read_scale
+
+# Heap bytes per entry beside quick_cache, moka and a hashbrown map, by a counting allocator
+# (prints a table).
+bench-memory:
+	$(CARGO) bench -p healcache --bench memory

@@ -42,6 +42,12 @@ def test_readme_has_a_python_example() -> None:
     assert any(b.doc == "README.md" for b in PYTHON), "no ```python block in the README"
 
 
+def test_readme_reads_in_ten_minutes() -> None:
+    # A user's page, not a log: history lives in CHANGELOG.md and figures in docs/benchmarks.md.
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= 410, f"README.md has {lines} lines; move detail into docs/"
+
+
 @pytest.mark.parametrize("block", PYTHON, ids=[f"{b.doc}:{b.line}" for b in PYTHON])
 def test_python_block_runs(block: Block) -> None:
     code = compile(block.src, f"{ROOT / block.doc}:{block.line}", "exec")
