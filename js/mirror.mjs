@@ -110,7 +110,7 @@ function makeMirror(B, P, row) {
     // this process's calls is asked of the core again.
     _at(key) {
       const i = this._m.get(key);
-      if (i !== undefined && this._gen[i] !== this._G[0]) this._exp[i] = -Infinity;
+      if (i !== undefined && this._G !== UNCHANGING && this._gen[i] !== this._G[0]) this._exp[i] = -Infinity;
       return i;
     }
 

@@ -115,11 +115,14 @@ impl Ghost {
         Ghost { buckets: vec![[0; 4]; n].into_boxed_slice() }
     }
 
-    /// The bucket of `hash` and its tag (never 0, the empty tag).
+    /// The bucket of `hash` and its tag (never 0, the empty tag). Both come from the hash's low
+    /// half, which is all a slot keeps of it: the bucket from its top bits, the tag from all 32
+    /// (two keys share a tag only if their low halves agree but in the last bit).
     #[inline]
     fn place(&mut self, hash: u64) -> (&mut [u32; 4], u32) {
+        let h = hash as u32;
         let n = self.buckets.len() as u64;
-        (&mut self.buckets[(((hash as u32) as u64 * n) >> 32) as usize], (hash >> 24) as u32 | 1)
+        (&mut self.buckets[((h as u64 * n) >> 32) as usize], h.wrapping_mul(0x9E37_79B9) | 1)
     }
 
     fn insert(&mut self, hash: u64) {
@@ -139,11 +142,42 @@ const COLD: u8 = 0;
 const HOT: u8 = 1;
 
 /// A position's place in its queue (a circular doubly linked list). `prev == NIL`: detached.
+/// The queue is the top bit of `next` (a shard's positions stay below 2^31): 8 bytes a
+/// position, where a byte of its own took 12 with padding.
 #[derive(Clone, Copy)]
 struct Link {
     prev: u32,
-    next: u32,
-    queue: u8,
+    next_q: u32,
+}
+
+const QUEUE_BIT: u32 = 1 << 31;
+
+impl Link {
+    #[inline(always)]
+    fn new(queue: u8) -> Self {
+        Link { prev: NIL, next_q: u32::from(queue) << 31 }
+    }
+
+    #[inline(always)]
+    fn next(self) -> u32 {
+        self.next_q & !QUEUE_BIT
+    }
+
+    #[inline(always)]
+    fn set_next(&mut self, next: u32) {
+        self.next_q = self.next_q & QUEUE_BIT | next;
+    }
+
+    /// 0 (cold) or 1 (hot).
+    #[inline(always)]
+    fn queue(self) -> usize {
+        (self.next_q >> 31) as usize
+    }
+
+    #[inline(always)]
+    fn set_queue(&mut self, queue: u8) {
+        self.next_q = self.next_q & !QUEUE_BIT | u32::from(queue) << 31;
+    }
 }
 
 /// Hill climbing of the hot share, as Caffeine sizes its admission window (Einziger, Eytan,
@@ -246,15 +280,15 @@ impl Queues {
     #[inline]
     pub fn push(&mut self, hash: u64) {
         let i = self.links.len() as u32;
+        debug_assert!(i < QUEUE_BIT, "a shard holds fewer than 2^31 entries");
         let q = if self.ghost.take(hash) { HOT } else { COLD };
-        self.links.push(Link { prev: NIL, next: NIL, queue: q });
+        self.links.push(Link::new(q));
         self.attach(i as usize);
     }
 
     /// Puts position `i` back at the tail of its queue.
     pub fn attach(&mut self, i: usize) {
-        // `& 1`: a queue is 0 or 1, and the mask spares a bounds check (bytes in WebAssembly)
-        let q = (self.links[i].queue & 1) as usize;
+        let q = self.links[i].queue();
         let me = i as u32;
         let h = self.head[q];
         let (prev, next) = if h == NIL {
@@ -262,27 +296,27 @@ impl Queues {
             (me, me)
         } else {
             let t = self.links[h as usize].prev;
-            self.links[t as usize].next = me;
+            self.links[t as usize].set_next(me);
             self.links[h as usize].prev = me;
             (t, h)
         };
         self.links[i].prev = prev;
-        self.links[i].next = next;
+        self.links[i].set_next(next);
         self.len[q] += 1;
     }
 
     /// Takes position `i` out of its queue (it stays detached until [`Queues::attach`]).
     pub fn detach(&mut self, i: usize) {
-        let Link { prev, next, queue } = self.links[i];
+        let l = self.links[i];
+        let (prev, next, q) = (l.prev, l.next(), l.queue());
         if prev == NIL {
             return;
         }
-        let q = (queue & 1) as usize;
         let me = i as u32;
         if next == me {
             self.head[q] = NIL;
         } else {
-            self.links[prev as usize].next = next;
+            self.links[prev as usize].set_next(next);
             self.links[next as usize].prev = prev;
             if self.head[q] == me {
                 self.head[q] = next;
@@ -303,10 +337,10 @@ impl Queues {
             let (to, from) = (i as u32, last as u32);
             if l.prev != NIL {
                 // a ring of one points at itself
-                let (p, n) = if l.next == from { (i, i) } else { (l.prev as usize, l.next as usize) };
-                self.links[p].next = to;
+                let (p, n) = if l.next() == from { (i, i) } else { (l.prev as usize, l.next() as usize) };
+                self.links[p].set_next(to);
                 self.links[n].prev = to;
-                let q = (l.queue & 1) as usize;
+                let q = l.queue();
                 if self.head[q] == from {
                     self.head[q] = to;
                 }
@@ -340,10 +374,10 @@ impl Queues {
             }
             if q == COLD {
                 self.detach(i);
-                self.links[i].queue = HOT;
+                self.links[i].set_queue(HOT);
                 self.attach(i);
             } else {
-                self.head[q as usize] = self.links[i].next;
+                self.head[q as usize] = self.links[i].next();
             }
         }
     }
@@ -398,6 +432,18 @@ impl Budget {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_link_is_two_words_of_32_bits() {
+        assert_eq!(std::mem::size_of::<Link>(), 8);
+        let mut l = Link::new(HOT);
+        l.set_next(QUEUE_BIT - 1);
+        assert_eq!((l.next(), l.queue()), (QUEUE_BIT - 1, 1));
+        l.set_queue(COLD);
+        assert_eq!((l.next(), l.queue()), (QUEUE_BIT - 1, 0));
+        l.set_next(3);
+        assert_eq!((l.next(), l.queue()), (3, 0));
+    }
+
     /// Every attached position sits in exactly one well-linked ring, and the lengths agree.
     fn check(q: &Queues) {
         let mut seen = vec![false; q.links.len()];
@@ -407,12 +453,12 @@ mod tests {
                 let mut i = h;
                 loop {
                     let l = q.links[i as usize];
-                    assert_eq!(l.queue as usize, k);
-                    assert_eq!(q.links[l.next as usize].prev, i);
+                    assert_eq!(l.queue(), k);
+                    assert_eq!(q.links[l.next() as usize].prev, i);
                     assert!(!seen[i as usize]);
                     seen[i as usize] = true;
                     n += 1;
-                    i = l.next;
+                    i = l.next();
                     if i == h {
                         break;
                     }

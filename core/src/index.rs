@@ -7,7 +7,10 @@
 //! slot itself. This index keeps a 32-bit hash tag and the slot position together in one `u64`
 //! per bucket, with linear probing, so a lookup reads one line of the index and then the slot.
 //! It holds positions only (the store compares keys), and its entries carry their hash tag, so
-//! growing it never reads a slot.
+//! growing it never reads a slot. Its size is any multiple of 8 buckets, not a power of two (the
+//! home bucket is the tag scaled to the size, Lemire's multiply-shift): an index sized for a
+//! shard's reservation is then about 5/8 full when the store is, where rounding up to a power of
+//! two left between 8/5 and 16/5 buckets per entry (13 to 26 bytes).
 
 /// An empty bucket. A full one holds `tag << 32 | (position + 1)`.
 const EMPTY: u64 = 0;
@@ -16,7 +19,6 @@ const MIN_BUCKETS: usize = 8;
 
 pub(crate) struct SlotIndex {
     buckets: Box<[u64]>,
-    mask: usize,
     len: usize,
 }
 
@@ -45,8 +47,9 @@ impl SlotIndex {
     /// capacity, within a bound: see `store::RESERVED_ENTRIES`). The buckets are zeroed memory
     /// fresh from the allocator, so the pages of a large index are touched only as it fills.
     pub fn with_capacity(n: usize) -> Self {
-        let buckets = (n.saturating_mul(8) / 5 + 1).next_power_of_two().max(MIN_BUCKETS);
-        SlotIndex { buckets: vec![EMPTY; buckets].into_boxed_slice(), mask: buckets - 1, len: 0 }
+        // whole cache lines of buckets
+        let buckets = (n.saturating_mul(8) / 5 + 1).next_multiple_of(8).max(MIN_BUCKETS);
+        SlotIndex { buckets: vec![EMPTY; buckets].into_boxed_slice(), len: 0 }
     }
 
     /// Hints the CPU to fetch the bucket where a lookup of `hash` starts, so its cache miss
@@ -58,7 +61,27 @@ impl SlotIndex {
 
     #[inline]
     fn home(&self, tag: u32) -> usize {
-        tag as usize & self.mask
+        ((tag as u64 * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    /// The bucket after `i`, wrapping around.
+    #[inline(always)]
+    fn after(&self, i: usize) -> usize {
+        if i + 1 == self.buckets.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// How many buckets a probe from `from` walks to reach `to`, wrapping around.
+    #[inline]
+    fn walk(&self, from: usize, to: usize) -> usize {
+        if to >= from {
+            to - from
+        } else {
+            to + self.buckets.len() - from
+        }
     }
 
     /// The position of the entry of `hash` for which `eq(position)` holds.
@@ -74,7 +97,7 @@ impl SlotIndex {
             if (e >> 32) as u32 == t && eq(pos_of(e)) {
                 return Some(pos_of(e));
             }
-            i = (i + 1) & self.mask;
+            i = self.after(i);
         }
     }
 
@@ -86,7 +109,7 @@ impl SlotIndex {
             match self.buckets[i] {
                 EMPTY => return None,
                 e if e == want => return Some(i),
-                _ => i = (i + 1) & self.mask,
+                _ => i = self.after(i),
             }
         }
     }
@@ -106,7 +129,7 @@ impl SlotIndex {
     fn put(&mut self, e: u64) {
         let mut i = self.home((e >> 32) as u32);
         while self.buckets[i] != EMPTY {
-            i = (i + 1) & self.mask;
+            i = self.after(i);
         }
         self.buckets[i] = e;
     }
@@ -114,7 +137,6 @@ impl SlotIndex {
     fn grow(&mut self) {
         let n = 2 * self.buckets.len();
         let old = std::mem::replace(&mut self.buckets, vec![EMPTY; n].into_boxed_slice());
-        self.mask = self.buckets.len() - 1;
         for e in old.iter().copied().filter(|&e| e != EMPTY) {
             self.put(e);
         }
@@ -127,13 +149,13 @@ impl SlotIndex {
         // home bucket is not after it, so no lookup ever stops early at the hole
         let mut j = hole;
         loop {
-            j = (j + 1) & self.mask;
+            j = self.after(j);
             let e = self.buckets[j];
             if e == EMPTY {
                 break;
             }
             let home = self.home((e >> 32) as u32);
-            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
+            if self.walk(home, j) >= self.walk(hole, j) {
                 self.buckets[hole] = e;
                 hole = j;
             }
@@ -195,13 +217,14 @@ mod tests {
         ]
     }
 
-    // Few distinct low bits, so keys share home buckets and tags and probe runs wrap around.
+    // Few distinct tags, at both ends of their range, so keys share home buckets and tags, and
+    // probe runs from the last buckets wrap around.
     fn hash_of(key: u16) -> u64 {
         let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        if key % 3 == 0 {
-            h & !0xFFFF_FFFF | (key as u64 % 5)
-        } else {
-            h
+        match key % 6 {
+            0 | 3 => h & !0xFFFF_FFFF | u64::from(u32::MAX - u32::from(key % 5)),
+            1 => h & !0xFFFF_FFFF | u64::from(key % 5),
+            _ => h,
         }
     }
 

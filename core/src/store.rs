@@ -584,6 +584,13 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
+    /// Memory per entry (`--bench memory`): a slot with a 24-byte value is its key (inline), the
+    /// value, 7 words of metadata and the counter beside the hash's low half.
+    #[test]
+    fn a_slot_holds_its_metadata_in_seven_words_and_a_half() {
+        assert_eq!(std::mem::size_of::<shard::Slot<Vec<u8>>>(), 24 + 24 + 7 * 8);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Write(u8, Option<u16>),

@@ -25,10 +25,12 @@ pub(crate) struct Slot<V> {
     pub expires_at: u64,
     pub value: V,
     pub(super) freq: Freq,
+    /// The low half of the key's hash: all the index and the ghost read of it, and 4 bytes in
+    /// the counter's padding where the whole hash took 8 more per entry.
+    hash: u32,
     /// Physically removed after then (`expires_at` plus the grace window).
     pub grace_until: u64,
     pub version: u64,
-    hash: u64,
     /// How long the load that wrote this value took (XFetch's delta); 0 for plain writes.
     pub load_nanos: u64,
     /// When the value was written (for refresh-ahead).
@@ -234,7 +236,7 @@ impl<V> ShardInner<V> {
         let idx = self.slots.len() as u32;
         self.slots.push(Slot {
             key: CompactString::from(key),
-            hash,
+            hash: hash as u32,
             value,
             expires_at,
             grace_until,
@@ -292,12 +294,12 @@ impl<V> ShardInner<V> {
     }
 
     pub(super) fn remove_at(&mut self, idx: usize) -> Slot<V> {
-        let hash = self.slots[idx].hash;
+        let hash = u64::from(self.slots[idx].hash);
         let indexed = self.table.remove(hash, idx as u32);
         debug_assert!(indexed, "slot {idx} has no index entry");
         let last = self.slots.len() - 1;
         if idx != last {
-            let moved = self.slots[last].hash;
+            let moved = u64::from(self.slots[last].hash);
             if idx < self.sweep_at {
                 // moved behind the sweep's hand: it counts for this round without being passed
                 self.round_min = self.round_min.min(self.slots[last].grace_until);
@@ -411,7 +413,7 @@ impl<V> ShardInner<V> {
         let s = self.remove_at(victim);
         let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
         if cold && cause == RemovalCause::Evicted {
-            self.queues.evicted(s.hash);
+            self.queues.evicted(u64::from(s.hash));
         }
         match cause {
             RemovalCause::Expired => count(&stats.expirations),
