@@ -29,10 +29,13 @@
 //! and rounding (glibc's malloc adds about 8-16 bytes to every block), which favours no design
 //! but understates the real footprint of those that make more, smaller allocations per entry.
 
+mod common;
+
 use std::alloc::System;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use common::thousands;
 use healcache::Cache;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -230,16 +233,4 @@ fn main() {
         println!("note: {} at N = {} left {} bytes allocated after it was dropped", r.name, thousands(r.n), r.left);
     }
     println!("ran in {secs:.1} s");
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::sync::{Barrier, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{keys, median};
+use common::{keys, median, thousands};
 use healcache::Cache;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -219,16 +219,4 @@ fn main() {
             med[si][0][one] / med[si][1][one]
         );
     }
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

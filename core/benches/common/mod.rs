@@ -67,3 +67,16 @@ pub fn filled() -> Caches {
     moka.run_pending_tasks();
     Caches { keys, hc, moka, qc, hb }
 }
+
+/// `n` with a comma between each group of three digits, as the tables print counts.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
