@@ -43,7 +43,7 @@
 //! Zipf 0.99, 0.089 against 0.131 at 0.6) and won only on loops (0.84 against 0.79) and a
 //! shifting working set: without reads in the sketch its frequencies are too coarse, and a read
 //! path that writes a shared sketch costs every hit. S3-FIFO's reads are the one counter bump
-//! the sampled LFU already made. With the climber it matches (within 0.22 points) or passes
+//! the sampled LFU already made. With the climber it matches (within 0.15 points) or passes
 //! quick_cache and moka on the Zipf, scan, shifting and recency traces, and with the refusal
 //! of ghost hits comes within 0.1 point of moka's admission on a loop of 1,100 keys over 1,000
 //! (0.908 against the optimum's 0.909). What it gives up: the climber needs samples to find the
