@@ -210,7 +210,10 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stop: one
                 async move { Ok::<_, Infallible>(answer(st, req.uri().path()).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+            // half_close: a client that sends its query and closes at once (gives up) still has
+            // it read and served; without it, hyper drops a request read together with the
+            // client's close before the service sees it, and the query is lost from the count
+            let _ = hyper::server::conn::http1::Builder::new().half_close(true).serve_connection(io, svc).await;
         });
     }
 }

@@ -105,3 +105,20 @@ fn the_gate_refuses_at_once_past_its_queue_length_or_its_wait() {
     assert_eq!(origin.stats().served, 4);
     assert_eq!(origin.queries_for("d"), 1);
 }
+
+/// A hundred clients that send their query and close at once: every query is counted and served.
+/// The origin read some of them together with the client's close and dropped them unseen (62-100
+/// of 100 counted in five runs) until its connections allowed half-closes.
+#[test]
+fn queries_sent_with_the_close_are_all_counted_and_served() {
+    let origin = Origin::start(OriginOptions { latency: Duration::from_millis(200), workers: 8, gate: None }).unwrap();
+    let first = send(origin.addr(), "a");
+    wait_for(&origin, "a in service", |s| s.in_service == 1);
+    for i in 0..100 {
+        drop(send(origin.addr(), &format!("k{i}")));
+    }
+    wait_for(&origin, "all in line", |s| s.asked == 101);
+    assert_eq!(answer(first).0, 200);
+    wait_for(&origin, "every query served", |s| s.served == 101);
+    assert_eq!(origin.stats().rejected, 0);
+}
