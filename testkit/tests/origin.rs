@@ -108,7 +108,7 @@ fn the_gate_refuses_at_once_past_its_queue_length_or_its_wait() {
 
 /// A hundred clients that send their query and close at once: every query is counted and served.
 /// The origin read some of them together with the client's close and dropped them unseen (62-100
-/// of 100 counted in five runs) until its connections allowed half-closes.
+/// of 101 counted in six runs) until its connections allowed half-closes.
 #[test]
 fn queries_sent_with_the_close_are_all_counted_and_served() {
     let origin = Origin::start(OriginOptions { latency: Duration::from_millis(200), workers: 8, gate: None }).unwrap();
