@@ -797,8 +797,7 @@ mod tests {
         }
         c.record_hits(&keys, 6400);
         let store = &c.inner.store;
-        let per_shard: Vec<u64> =
-            store.shards.iter().map(|s| s.stats.hits.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        let per_shard: Vec<u64> = store.shards.iter().map(|s| s.reads().0).collect();
         assert_eq!(per_shard.iter().sum::<u64>(), 6400, "{per_shard:?}");
         assert_eq!(c.stats().hits, 6400);
         let mut expected = vec![0u64; 4];

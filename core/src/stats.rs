@@ -288,11 +288,18 @@ impl Stats {
     }
 }
 
+/// One shard's read counters, one set per stripe of its lock: a reader counts on the stripe it
+/// holds (or, reading outside the lock, on its CPU's), so reads on different CPUs count on
+/// different cache lines.
 #[derive(Default)]
-/// One shard's counters, bumped under its read or write lock.
-pub(crate) struct ShardStats {
+pub(crate) struct ReadCounts {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+}
+
+#[derive(Default)]
+/// One shard's write counters, bumped under its write lock.
+pub(crate) struct ShardStats {
     pub inserts: AtomicU64,
     pub updates: AtomicU64,
     pub evictions: AtomicU64,

@@ -19,7 +19,7 @@ use compact_str::CompactString;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::eviction::Budget;
-use crate::stats::{ShardStats, StoreStats};
+use crate::stats::{ReadCounts, StoreStats};
 use crate::sync::{read, write};
 
 mod shard;
@@ -269,13 +269,13 @@ impl<V: Clone> Store<V> {
     /// `Removed` list in (paired runs of both builds in one process, 2026-11-30).
     #[inline]
     pub fn get_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> T) -> Read<T> {
-        self.read_slot(key, Read::Miss, |stats, t, slot| {
+        self.read_slot(key, Read::Miss, |reads, t, slot| {
             if self.fresh(slot, t) {
                 slot.touch();
-                stats.hits.fetch_add(1, Relaxed);
+                reads.hits.fetch_add(1, Relaxed);
                 return Read::Hit(f(slot));
             }
-            stats.misses.fetch_add(1, Relaxed);
+            reads.misses.fetch_add(1, Relaxed);
             if !slot.gone(self.at(t)) {
                 return Read::Miss;
             }
@@ -285,17 +285,18 @@ impl<V: Clone> Store<V> {
 
     /// The start of every counted read: takes the read time, read-locks the shard of `key` and
     /// finds its slot, then answers `found(stats, time, slot)` under the lock; when the key is
-    /// absent, counts the miss and answers `absent`.
+    /// absent, counts the miss and answers `absent`. Counts go to the read counters of the lock
+    /// stripe held.
     #[inline(always)]
-    fn read_slot<R>(&self, key: &str, absent: R, found: impl FnOnce(&ShardStats, ReadTime, &Slot<V>) -> R) -> R {
+    fn read_slot<R>(&self, key: &str, absent: R, found: impl FnOnce(&ReadCounts, ReadTime, &Slot<V>) -> R) -> R {
         let (hash, shard) = self.locate(key);
         let t = self.read_time();
         let g = read(&shard.inner);
         let Some(i) = g.find(hash, key) else {
-            shard.stats.misses.fetch_add(1, Relaxed);
+            g.local().misses.fetch_add(1, Relaxed);
             return absent;
         };
-        found(&shard.stats, t, &g.slots[i as usize])
+        found(g.local(), t, &g.slots[i as usize])
     }
 
     /// The fresh value's `f(slot)`, counted as a hit; on anything else `None`, counting nothing
@@ -312,14 +313,14 @@ impl<V: Clone> Store<V> {
         }
         let t = f(slot)?;
         slot.touch();
-        shard.stats.hits.fetch_add(1, Relaxed);
+        g.local().hits.fetch_add(1, Relaxed);
         Some(t)
     }
 
     /// A read for loads: fresh entries count as hits; stale ones (within grace) are returned too.
     pub fn lookup(&self, key: &str, removed: &mut Removed<V>) -> Lookup<V> {
         // Err: past its grace window at this version, removed below (after the read lock)
-        let read = self.read_slot(key, Ok(Lookup::Absent), |stats, t, slot| {
+        let read = self.read_slot(key, Ok(Lookup::Absent), |reads, t, slot| {
             let now = self.at(t);
             let raw = || Raw {
                 value: slot.value.clone(),
@@ -330,11 +331,11 @@ impl<V: Clone> Store<V> {
             let fresh = slot.live(now);
             if fresh || !slot.gone(now) {
                 slot.touch();
-                let counts = if fresh { &stats.hits } else { &stats.misses };
+                let counts = if fresh { &reads.hits } else { &reads.misses };
                 counts.fetch_add(1, Relaxed);
                 return Ok(if fresh { Lookup::Fresh(raw()) } else { Lookup::Stale(raw()) });
             }
-            stats.misses.fetch_add(1, Relaxed);
+            reads.misses.fetch_add(1, Relaxed);
             Err(slot.version)
         });
         read.unwrap_or_else(|version| {
@@ -346,7 +347,7 @@ impl<V: Clone> Store<V> {
     /// Counts `n` hits answered outside the store whose keys are unknown (see
     /// `Cache::record_hits`).
     pub fn count_hits(&self, n: u64) {
-        self.shards[0].stats.hits.fetch_add(n, Relaxed);
+        self.shards[0].inner.local_here().hits.fetch_add(n, Relaxed);
     }
 
     /// Counts `times` hits answered outside the store on `key`'s shard (whose eviction policy
@@ -354,9 +355,9 @@ impl<V: Clone> Store<V> {
     /// fresh (at most [`MAX_FREQ`](crate::eviction::MAX_FREQ): the counter saturates there).
     pub fn hit_key(&self, key: &str, times: u64) {
         let (hash, shard) = self.locate(key);
-        shard.stats.hits.fetch_add(times, Relaxed);
         let t = self.read_time();
         let g = read(&shard.inner);
+        g.local().hits.fetch_add(times, Relaxed);
         if let Some(i) = g.find(hash, key) {
             let slot = &g.slots[i as usize];
             if self.fresh(slot, t) {
@@ -393,14 +394,10 @@ impl<V: Clone> Store<V> {
         let mut g = write(&shard.inner);
         let now = self.now();
         let Some(i) = g.find(hash, key) else { return false };
-        let slot = &mut g.slots[i as usize];
-        if !slot.live(now) {
+        if !g.slots[i as usize].live(now) {
             return false;
         }
-        if slot.grace_until == slot.expires_at {
-            slot.grace_until = now;
-        }
-        slot.expires_at = now;
+        g.make_stale(i as usize, now);
         true
     }
 
@@ -458,7 +455,7 @@ impl<V: Clone> Store<V> {
                     return Err(Error::VersionMismatch { expected: exp, current: 0 });
                 }
             }
-            g.admit(weight, now, &shard.stats, removed);
+            g.admit(weight, now, &shard.stats, || shard.reads(), removed);
             let version = self.next_version.fetch_add(1, Relaxed);
             g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
             version
@@ -560,8 +557,9 @@ impl<V: Clone> Store<V> {
     pub fn stats(&self) -> StoreStats {
         let mut t = StoreStats::default();
         for s in self.shards.iter() {
-            t.hits += s.stats.hits.load(Relaxed);
-            t.misses += s.stats.misses.load(Relaxed);
+            let (hits, misses) = s.reads();
+            t.hits += hits;
+            t.misses += misses;
             t.inserts += s.stats.inserts.load(Relaxed);
             t.updates += s.stats.updates.load(Relaxed);
             t.evictions += s.stats.evictions.load(Relaxed);
@@ -577,7 +575,8 @@ impl<V: Clone> Store<V> {
 #[cfg(test)]
 mod tests {
     //! The write-path sweep's bound: `next_gone` never passes an entry that may be gone, whatever
-    //! writes, removals, reads of expired entries and evictions move slots around the hand.
+    //! writes, removals, reads of expired entries, entries made stale and evictions move slots
+    //! around the hand.
 
     use super::*;
     use crate::clock::ManualClock;
@@ -597,6 +596,7 @@ mod tests {
         Remove(u8),
         Get(u8),
         Advance(u16),
+        MakeStale(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -605,6 +605,7 @@ mod tests {
             1 => (0u8..40).prop_map(Op::Remove),
             2 => (0u8..40).prop_map(Op::Get),
             2 => (0u16..200).prop_map(Op::Advance),
+            1 => (0u8..40).prop_map(Op::MakeStale),
         ]
     }
 
@@ -623,6 +624,8 @@ mod tests {
         let behind = g.slots.iter().take(g.sweep_at).map(|s| s.grace_until).min().unwrap_or(NEVER);
         prop_assert!(g.next_gone <= all, "next_gone {} passes an entry gone at {}", g.next_gone, all);
         prop_assert!(g.round_min <= behind, "round_min {} passes an entry behind the hand at {}", g.round_min, behind);
+        let expiring = g.slots.iter().filter(|s| s.grace_until != NEVER).count();
+        prop_assert_eq!(g.expiring(), expiring, "the count of entries with an expiry");
         Ok(())
     }
 
@@ -655,6 +658,66 @@ mod tests {
         s.write("b", 2, 0, soon, None, &mut Vec::new()).unwrap();
         assert_eq!(reads(&s, "a"), 1);
         assert_eq!(reads(&s, "b"), 1);
+    }
+
+    /// An entry that never expired, made stale with no grace window, is gone: the write-path
+    /// sweep removes it as it removes an entry whose TTL passed, and the removal keeps the
+    /// shard's count of expiring entries whole (it underflowed).
+    #[test]
+    fn an_entry_made_stale_is_swept_like_an_expired_one() {
+        let s: Store<u32> = Store::new(1, 100, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default()));
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        s.write("a", 1, 0, forever, None, &mut Vec::new()).unwrap();
+        assert!(s.make_stale("a"));
+        let mut removed = Vec::new();
+        s.write("b", 2, 0, forever, None, &mut removed).unwrap();
+        assert_eq!(removed.len(), 1, "the sweep took the gone entry");
+        assert_eq!((removed[0].0.as_str(), removed[0].2), ("a", RemovalCause::Expired));
+        assert_eq!((s.stats().expirations, s.len()), (1, 1));
+        // the count of expiring entries is back to zero, not below: the sweep stops looking
+        assert_eq!(read(&s.shards[0].inner).expiring(), 0);
+    }
+
+    /// Reads from many threads count on the stripes of the shard locks they hold; the store's
+    /// counters sum every hit and miss of every path exactly once (gets, lookups, hits answered
+    /// outside the store), and the climber sees the same sums.
+    #[test]
+    fn reads_from_many_threads_are_each_counted_once() {
+        // enough for threads sharing a stripe to race on its counters
+        const READS: usize = 100_000;
+        let s: Arc<Store<u32>> =
+            Arc::new(Store::new(4, 1000, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default())));
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        for i in 0..100 {
+            s.write(&format!("k{i}"), i, 0, forever, None, &mut Vec::new()).unwrap();
+        }
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for n in 0..READS {
+                        let key = format!("k{}", (n * 7 + t) % 150); // a third absent
+                        if n % 2 == 0 {
+                            s.get(&key, &mut Vec::new());
+                        } else {
+                            s.lookup(&key, &mut Vec::new());
+                        }
+                    }
+                    s.hit_key("k1", 3);
+                    s.count_hits(2);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = s.stats();
+        // keys k0..k99 are present: of the reads of each thread, those with (n*7+t) % 150 < 100
+        let hits: u64 = (0..6u64).map(|t| (0..READS as u64).filter(|n| (n * 7 + t) % 150 < 100).count() as u64).sum();
+        assert_eq!(st.hits, hits + 6 * 5);
+        assert_eq!(st.misses, 6 * READS as u64 - hits);
+        let by_shard = s.shards.iter().map(|sh| sh.reads()).fold((0, 0), |a, r| (a.0 + r.0, a.1 + r.1));
+        assert_eq!(by_shard, (st.hits, st.misses));
     }
 
     /// Every read path bumps the access counter of the entry it found (a get, a flight's hit, a
@@ -774,6 +837,9 @@ mod tests {
                         s.get(&format!("k{k}"), &mut Vec::new());
                     }
                     Op::Advance(ms) => clock.advance(Duration::from_millis(ms as u64)),
+                    Op::MakeStale(k) => {
+                        s.make_stale(&format!("k{k}"));
+                    }
                 }
                 check_bounds(&s)?;
             }

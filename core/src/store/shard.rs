@@ -10,8 +10,8 @@ use compact_str::CompactString;
 use super::{Meta, RemovalCause, Removed, NEVER};
 use crate::eviction::{Budget, Freq, Queues};
 use crate::index::SlotIndex;
-use crate::stats::ShardStats;
-use crate::sync::RwLock;
+use crate::stats::{ReadCounts, ShardStats};
+use crate::sync::Striped;
 
 const SWEEP_PROBES: usize = 2;
 
@@ -82,7 +82,8 @@ pub(crate) struct ShardInner<V> {
 
 #[repr(align(128))]
 pub(crate) struct Shard<V> {
-    pub inner: RwLock<ShardInner<V>>,
+    /// Striped by CPU; each stripe carries the shard's read counters of the readers holding it.
+    pub inner: Striped<ShardInner<V>, ReadCounts>,
     pub(crate) stats: ShardStats,
 }
 
@@ -145,20 +146,28 @@ impl<V> Shard<V> {
     /// first grow.
     pub(super) fn new(cap: u64, reserve: usize, entries: Arc<Budget>, budget: Arc<Budget>) -> Self {
         Shard {
-            inner: RwLock::new(ShardInner {
-                table: SlotIndex::with_capacity(reserve),
-                slots: Vec::with_capacity(reserve),
-                weight: 0,
-                entries,
-                budget,
-                expiring: 0,
-                sweep_at: 0,
-                next_gone: NEVER,
-                round_min: NEVER,
-                queues: Queues::new(cap, reserve),
-            }),
+            inner: Striped::new(
+                ShardInner {
+                    table: SlotIndex::with_capacity(reserve),
+                    slots: Vec::with_capacity(reserve),
+                    weight: 0,
+                    entries,
+                    budget,
+                    expiring: 0,
+                    sweep_at: 0,
+                    next_gone: NEVER,
+                    round_min: NEVER,
+                    queues: Queues::new(cap, reserve),
+                },
+                ReadCounts::default,
+            ),
             stats: ShardStats::default(),
         }
+    }
+
+    /// The shard's hits and misses, summed over its lock's stripes.
+    pub fn reads(&self) -> (u64, u64) {
+        self.inner.locals().fold((0, 0), |(h, m), r| (h + r.hits.load(Relaxed), m + r.misses.load(Relaxed)))
     }
 }
 
@@ -224,9 +233,22 @@ impl<V> ShardInner<V> {
     }
 
     /// Makes room for a new entry of `weight`: sweeps for expired entries (which go first), then
-    /// at capacity (or over the byte budget) evicts, an expired entry at a queue's head first.
-    pub(super) fn admit(&mut self, weight: u64, now: u64, stats: &ShardStats, removed: &mut Removed<V>) {
+    /// at capacity (or over the byte budget) evicts, an expired entry at a queue's head first. At
+    /// the count bound the climber is fed the shard's read counts first (`reads`: hits and misses,
+    /// summed over the lock's stripes only then).
+    pub(super) fn admit(
+        &mut self,
+        weight: u64,
+        now: u64,
+        stats: &ShardStats,
+        reads: impl FnOnce() -> (u64, u64),
+        removed: &mut Removed<V>,
+    ) {
         self.sweep(now, stats, removed);
+        if self.entries.over(1) {
+            let (hits, misses) = reads();
+            self.queues.adapt(hits, misses);
+        }
         self.make_room(weight, now, None, stats, removed);
     }
 
@@ -315,6 +337,23 @@ impl<V> ShardInner<V> {
         s
     }
 
+    /// Makes the fresh entry at `i` stale at `now`, keeping its grace window if it has one (one
+    /// without is gone now), and tells the sweep: it may now be an entry that expires.
+    pub(super) fn make_stale(&mut self, i: usize, now: u64) {
+        let slot = &mut self.slots[i];
+        let grace_until = if slot.grace_until == slot.expires_at { now } else { slot.grace_until };
+        self.expiring += usize::from(slot.grace_until == NEVER && grace_until != NEVER);
+        slot.expires_at = now;
+        slot.grace_until = grace_until;
+        self.note_expiry(grace_until);
+    }
+
+    /// Entries with an expiry (what the sweep looks for).
+    #[cfg(test)]
+    pub(crate) fn expiring(&self) -> usize {
+        self.expiring
+    }
+
     /// A write stored an entry gone at `grace_until`.
     #[inline]
     fn note_expiry(&mut self, grace_until: u64) {
@@ -362,9 +401,6 @@ impl<V> ShardInner<V> {
     fn make_room(&mut self, weight: u64, now: u64, keep: Option<usize>, stats: &ShardStats, removed: &mut Removed<V>) {
         let mut keep = keep;
         let entry = keep.is_none();
-        if entry && self.entries.over(1) {
-            self.queues.adapt(stats.hits.load(Relaxed), stats.misses.load(Relaxed));
-        }
         if let Some(k) = keep {
             self.queues.detach(k);
         }
