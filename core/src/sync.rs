@@ -98,9 +98,12 @@ mod striped {
     /// `MAX_STRIPES` (asked once: the count reads cgroup files).
     fn stripes() -> usize {
         static N: OnceLock<usize> = OnceLock::new();
-        *N.get_or_init(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).next_power_of_two().min(MAX_STRIPES)
-        })
+        *N.get_or_init(|| stripes_for(std::thread::available_parallelism().map_or(1, |n| n.get())))
+    }
+
+    /// The stripes of a lock on a host of `cpus` CPUs.
+    pub(super) fn stripes_for(cpus: usize) -> usize {
+        cpus.max(1).next_power_of_two().min(MAX_STRIPES)
     }
 
     /// This thread's number, handed out in turn when it first takes a striped lock: threads
@@ -360,6 +363,15 @@ mod tests {
             assert!(written.load(SeqCst));
             assert_eq!(*read(&lock), (round, round));
         }
+    }
+
+    /// As many stripes as CPUs, rounded up to a power of two (the stripe is a mask of the thread's
+    /// number), at most `MAX_STRIPES`.
+    #[test]
+    fn stripes_follow_the_cpus_up_to_the_bound() {
+        let got: Vec<usize> = [0, 1, 2, 3, 4, 5, 7, 8, 9, 64].iter().map(|&c| super::striped::stripes_for(c)).collect();
+        assert_eq!(got, [1, 1, 2, 4, 4, 8, 8, 8, 8, 8]);
+        assert_eq!(super::MAX_STRIPES, 8);
     }
 
     /// Readers on many threads count on their stripes' payloads; the sum over the stripes loses
