@@ -284,7 +284,7 @@ impl<V: Clone> Store<V> {
     }
 
     /// The start of every counted read: takes the read time, read-locks the shard of `key` and
-    /// finds its slot, then answers `found(stats, time, slot)` under the lock; when the key is
+    /// finds its slot, then answers `found(reads, time, slot)` under the lock; when the key is
     /// absent, counts the miss and answers `absent`. Counts go to the read counters of the lock
     /// stripe held.
     #[inline(always)]

@@ -139,6 +139,11 @@ mod striped {
         /// The stripe of this thread.
         #[inline(always)]
         fn here(&self) -> usize {
+            if self.mask == 0 {
+                // one stripe (a host of one CPU, such as a container limited to one): no need to
+                // read the thread's number
+                return 0;
+            }
             // `MAX_STRIPES - 1` too, so the compiler sees the index in bounds
             thread_id() & self.mask & (MAX_STRIPES - 1)
         }
