@@ -289,8 +289,8 @@ impl Stats {
 }
 
 /// One shard's read counters, one set per stripe of its lock: a reader counts on the stripe it
-/// holds (or, reading outside the lock, on its CPU's), so reads on different CPUs count on
-/// different cache lines.
+/// holds (or, counting outside the lock, on its thread's), so threads on different stripes count
+/// on different cache lines.
 #[derive(Default)]
 pub(crate) struct ReadCounts {
     pub hits: AtomicU64,

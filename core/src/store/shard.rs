@@ -82,7 +82,7 @@ pub(crate) struct ShardInner<V> {
 
 #[repr(align(128))]
 pub(crate) struct Shard<V> {
-    /// Striped by CPU; each stripe carries the shard's read counters of the readers holding it.
+    /// Striped by thread; each stripe carries the read counters of the readers holding it.
     pub inner: Striped<ShardInner<V>, ReadCounts>,
     pub(crate) stats: ShardStats,
 }
