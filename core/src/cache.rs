@@ -15,7 +15,7 @@ use crate::error::{ConfigProblem, Error, Result};
 use crate::flight::Flights;
 use crate::sampler::KeySample;
 use crate::stats::{StampedeCounters, Stats, StoreStats};
-use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, NEVER};
+use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, StoreConfig, Weigh, NEVER};
 use crate::sync::{lock, Mutex};
 use crate::tags::TagIndex;
 use crate::tier::{self, Tier};
@@ -175,18 +175,29 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
     }
 }
 
+/// A value's weight: the weigher's, else the size of `V`.
+fn value_weight<V>(weigher: Option<&Weigher<V>>, value: &V) -> u64 {
+    weigher.map_or(std::mem::size_of::<V>() as u64, |w| w(value))
+}
+
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// The cache of a builder whose settings [`CacheBuilder::build`] validated.
     pub(crate) fn assemble(settings: Settings, clock: Arc<dyn Clock>, b: CacheBuilder<V>) -> Self {
-        let store = Store::new(
-            settings.shards,
-            settings.max_entries,
-            settings.max_bytes,
-            settings.max_key_len,
-            settings.max_entry_bytes,
-            settings.seed,
-            Arc::clone(&clock),
-        );
+        let weigher = b.weigher.clone();
+        // a negative entry weighs its key alone
+        let weigh: Weigh<Option<V>> =
+            Arc::new(move |v: &Option<V>| v.as_ref().map_or(0, |v| value_weight(weigher.as_ref(), v)));
+        let config = StoreConfig {
+            shards: settings.shards,
+            max_entries: settings.max_entries,
+            max_bytes: settings.max_bytes,
+            max_key_len: settings.max_key_len,
+            max_entry_bytes: settings.max_entry_bytes,
+            seed: settings.seed,
+            weigh,
+            keep_written: settings.refresh_after.is_some() || b.tier.is_some(),
+        };
+        let store = Store::new(config, Arc::clone(&clock));
         let max_entries = usize::try_from(settings.max_entries).unwrap_or(usize::MAX);
         #[cfg(feature = "tier")]
         let tags = Arc::new(TagIndex::new(max_entries));
@@ -253,7 +264,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub(crate) fn drop_local(&self, key: &str, deleted: bool) -> bool {
         let had = if deleted {
             let mut removed = Vec::new();
-            let had = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
+            let had = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, &mut |_| true);
             self.done(removed);
             had == Some(true)
         } else {
@@ -311,15 +322,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    fn weigh(&self, value: &Option<V>) -> u64 {
-        value.as_ref().map_or(0, |v| self.weigh_value(v))
-    }
-
     pub(crate) fn weigh_value(&self, value: &V) -> u64 {
-        match &self.inner.weigher {
-            Some(w) => w(value),
-            None => std::mem::size_of::<V>() as u64,
-        }
+        value_weight(self.inner.weigher.as_ref(), value)
     }
 
     /// A uniform variate in (0, 1] from the cache's seeded stream, without a lock.
@@ -381,7 +385,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         match store.get_with(key, |s| {
             let expires_in =
                 (s.expires_at != NEVER).then(|| Duration::from_nanos(s.expires_at.saturating_sub(store.now())));
-            s.value.clone().map(|value| Entry { value, version: s.version, expires_in })
+            s.value.clone().map(|value| Entry { value, version: s.version(), expires_in })
         }) {
             Read::Hit(e) => e,
             Read::Miss => None,
@@ -400,7 +404,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// The fresh entry of `key` as stored (a `None` value is a cached "not found") with its
     /// version, without counting a read or touching its access counter.
     pub fn peek_versioned(&self, key: &str) -> Option<(Option<V>, u64)> {
-        self.inner.store.peek_with(key, |s, _| (s.value.clone(), s.version))
+        self.inner.store.peek_with(key, |s, _| (s.value.clone(), s.version()))
     }
 
     /// The fresh entry of `key` with its version and remaining TTL, like [`Cache::get_entry`] but
@@ -408,7 +412,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub fn peek_entry(&self, key: &str) -> Option<Entry<V>> {
         self.inner.store.peek_with(key, |s, now| {
             let expires_in = (s.expires_at != NEVER).then(|| Duration::from_nanos(s.expires_at.saturating_sub(now)));
-            s.value.clone().map(|value| Entry { value, version: s.version, expires_in })
+            s.value.clone().map(|value| Entry { value, version: s.version(), expires_in })
         })?
     }
 
@@ -554,10 +558,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         self.inner.store.check_key(key)?;
         let negative = value.is_none();
-        let weight = self.weigh(&value);
         let (meta, expires_in) = self.meta(ttl, load_nanos);
         let mut removed = Vec::new();
-        let r = self.inner.store.write(key, value, weight, meta, if_version, &mut removed);
+        let r = self.inner.store.write(key, value, meta, if_version, &mut removed);
         if negative && r.is_ok() {
             self.inner.counters.negative_entries.fetch_add(1, Relaxed);
         }
@@ -585,7 +588,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Removes `key` from L1 only; returns its value if it was fresh.
     pub(crate) fn remove_local(&self, key: &str) -> Option<V> {
         let mut removed = Vec::new();
-        let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |_| true);
+        let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, &mut |_| true);
         let v = match live {
             Some(true) => removed.last().and_then(|(_, v, _)| v.clone()),
             _ => None,
@@ -620,8 +623,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let mut removed = Vec::new();
         let mut current = 0;
         let now = self.inner.store.now();
-        let r = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, |s| {
-            current = if s.expires_at > now { s.version } else { 0 };
+        let r = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, &mut |s| {
+            current = if s.expires_at > now { s.version() } else { 0 };
             current == expected
         });
         self.done(removed);

@@ -518,6 +518,11 @@ impl<V> CacheBuilder<V> {
     }
 
     /// Weight of a value in bytes. Defaults to: `size_of::<V>()`.
+    ///
+    /// The cache keeps no weight per entry (8 bytes each): it weighs a value when it is written
+    /// and again when it leaves, so `f` must give a value the same weight each time, as
+    /// quick_cache's weighter must. It runs under a shard's lock: keep it cheap, and do not call
+    /// the cache from it.
     pub fn weigher(mut self, f: impl Fn(&V) -> u64 + Send + Sync + 'static) -> Self {
         self.weigher = Some(Arc::new(f));
         self

@@ -49,7 +49,7 @@
 //! refusal, about 0.89 against 0.91 on a loop of 11,000 over 10,000 in a trace of 100 cache
 //! sizes.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Highest value of an access counter.
 pub(crate) const MAX_FREQ: u8 = 3;
@@ -80,44 +80,74 @@ const HOT_STEP: u32 = 60;
 #[cfg(not(target_arch = "wasm32"))]
 const HOT_STEP_MIN: u32 = 10;
 
-/// An entry's access counter.
+/// An entry's version and its access counter, in one word: the counter in the top two bits (its
+/// highest value, [`MAX_FREQ`], needs no more), the version below them. A store numbers its
+/// versions from 1, one per write: 2^62 writes, a century at a billion a second, before the bits
+/// meet. A counter byte of its own padded every slot by 8 bytes.
+///
+/// Reads bump the counter under the shard's read lock: a relaxed load and store of the word. Two
+/// readers racing may lose a count, as they did on a byte; they store back the version they
+/// loaded, which only a holder of the write lock changes.
 #[repr(transparent)]
-pub(crate) struct Freq(AtomicU8);
+pub(crate) struct Stamp(AtomicU64);
 
-impl Freq {
+/// One count, in the stamp's top bits.
+const FREQ_ONE: u64 = 1 << 62;
+/// The highest version a stamp holds.
+pub(crate) const VERSION_BITS: u64 = FREQ_ONE - 1;
+/// A stamp at or above this holds a saturated counter.
+const SATURATED: u64 = MAX_FREQ as u64 * FREQ_ONE;
+const _: () = assert!(MAX_FREQ == 3, "the counter has two bits");
+
+impl Stamp {
     #[inline]
-    pub fn new() -> Self {
-        Freq(AtomicU8::new(0))
+    pub fn new(version: u64) -> Self {
+        debug_assert!(version <= VERSION_BITS, "a version of {version} reaches the counter's bits");
+        Stamp(AtomicU64::new(version))
+    }
+
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.0.load(Relaxed) & VERSION_BITS
+    }
+
+    /// A new version, the counter kept (under the shard's write lock).
+    #[inline]
+    pub fn set_version(&mut self, version: u64) {
+        debug_assert!(version <= VERSION_BITS, "a version of {version} reaches the counter's bits");
+        let s = self.0.get_mut();
+        *s = *s & !VERSION_BITS | version;
     }
 
     /// Counts one read: a relaxed load and store, nothing once saturated.
     #[inline]
     pub fn touch(&self) {
-        let f = self.0.load(Relaxed);
-        if f < MAX_FREQ {
-            self.0.store(f + 1, Relaxed);
+        let s = self.0.load(Relaxed);
+        if s < SATURATED {
+            self.0.store(s + FREQ_ONE, Relaxed);
         }
     }
 
+    /// The access counter.
     #[cfg(test)]
-    pub fn get(&self) -> u8 {
-        self.0.load(Relaxed)
+    pub fn freq(&self) -> u8 {
+        (self.0.load(Relaxed) >> 62) as u8
     }
 
-    /// Back to zero (an expired entry's slot reused by a new value).
+    /// The counter back to zero (an expired entry's slot reused by a new value).
     #[inline]
-    pub fn reset(&self) {
-        self.0.store(0, Relaxed);
+    pub fn reset(&mut self) {
+        *self.0.get_mut() &= VERSION_BITS;
     }
 
     /// Pays one count if there is one (under the shard's write lock).
     #[inline]
     fn take(&self) -> bool {
-        let f = self.0.load(Relaxed);
-        if f > 0 {
-            self.0.store(f - 1, Relaxed);
+        let s = self.0.load(Relaxed);
+        if s >= FREQ_ONE {
+            self.0.store(s - FREQ_ONE, Relaxed);
         }
-        f > 0
+        s >= FREQ_ONE
     }
 }
 
@@ -417,7 +447,7 @@ impl Queues {
     /// ghost, see [`Queues::evicted`]); `None` when no entry is attached. `entry(i)` tells
     /// whether position `i` is live and gives its counter. Entries passed over pay a count
     /// each, so the loop runs at most once per read since their last pass.
-    pub fn victim<'a>(&mut self, entry: impl Fn(usize) -> (bool, &'a Freq)) -> Option<(usize, bool)> {
+    pub fn victim<'a>(&mut self, entry: impl Fn(usize) -> (bool, &'a Stamp)) -> Option<(usize, bool)> {
         loop {
             let n = self.len[0] + self.len[1];
             if n == 0 {
@@ -426,8 +456,8 @@ impl Queues {
             let hot_full = self.len[HOT as usize] * 1000 > n * self.share() as usize;
             let q = if self.len[COLD as usize] == 0 || hot_full { HOT } else { COLD };
             let i = self.head[q as usize] as usize;
-            let (live, freq) = entry(i);
-            if !live || !freq.take() {
+            let (live, stamp) = entry(i);
+            if !live || !stamp.take() {
                 return Some((i, q == COLD));
             }
             if q == COLD {
@@ -535,7 +565,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = SeededRng::seed_from_u64(3);
         let mut q = Queues::new(64, 0);
-        let freqs: Vec<Freq> = (0..200).map(|_| Freq::new()).collect();
+        let freqs: Vec<Stamp> = (0..200).map(|i| Stamp::new(i + 1)).collect();
         let mut detached = None;
         for step in 0..20_000u64 {
             let n = q.links.len();
@@ -562,7 +592,7 @@ mod tests {
                 _ => {
                     if let Some((v, cold)) = q.victim(|i| (true, &freqs[i])) {
                         assert_ne!(Some(v), detached);
-                        assert_eq!(freqs[v].get(), 0);
+                        assert_eq!(freqs[v].freq(), 0);
                         if cold {
                             q.evicted(step);
                         }
@@ -581,7 +611,7 @@ mod tests {
     #[test]
     fn unread_keys_leave_first_and_evicted_keys_return_hot() {
         let mut q = Queues::new(100, 0);
-        let freqs: Vec<Freq> = (0..100).map(|_| Freq::new()).collect();
+        let freqs: Vec<Stamp> = (0..100).map(|i| Stamp::new(i + 1)).collect();
         for h in 0..100 {
             q.push(h);
         }
@@ -656,7 +686,7 @@ mod tests {
         let (mut ids, mut freqs) = (Vec::new(), Vec::new());
         // inserts one key, after making room as the shard does; a key read once before it
         // reaches a head has a count to pay
-        let insert = |q: &mut Queues, ids: &mut Vec<u64>, freqs: &mut Vec<Freq>, id: u64, read: bool| {
+        let insert = |q: &mut Queues, ids: &mut Vec<u64>, freqs: &mut Vec<Stamp>, id: u64, read: bool| {
             if ids.len() == 1000 {
                 let (v, _) = q.victim(|i| (true, &freqs[i])).unwrap();
                 q.remove(v);
@@ -665,7 +695,7 @@ mod tests {
             }
             q.push(id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             ids.push(id);
-            let f = Freq::new();
+            let f = Stamp::new(1);
             if read {
                 f.touch();
             }
@@ -718,17 +748,22 @@ mod tests {
         assert_eq!(hot_after_ghost(WHOLE + 100), 0);
     }
 
+    /// The counter saturates, pays, and resets in its two bits, and never touches the version
+    /// beside it; a new version keeps the counter.
     #[test]
     fn counters_saturate_and_pay() {
-        let f = Freq::new();
+        let top = VERSION_BITS;
+        let mut f = Stamp::new(top);
         for _ in 0..5 {
             f.touch();
         }
-        assert_eq!(f.get(), MAX_FREQ);
+        assert_eq!((f.freq(), f.version()), (MAX_FREQ, top));
         assert!(f.take());
-        assert_eq!(f.get(), MAX_FREQ - 1);
+        assert_eq!((f.freq(), f.version()), (MAX_FREQ - 1, top));
+        f.set_version(42);
+        assert_eq!((f.freq(), f.version()), (MAX_FREQ - 1, 42));
         f.reset();
         assert!(!f.take());
-        assert_eq!(f.get(), 0);
+        assert_eq!((f.freq(), f.version()), (0, 42));
     }
 }

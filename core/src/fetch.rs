@@ -451,8 +451,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 // one: a tag may have been invalidated meanwhile, which its token does not show.
                 let now = inner.store.now();
                 let held = inner.store.peek_stored(&key, |s| {
-                    (s.expires_at > now && tier.is_suspect(s.written_at))
-                        .then(|| (s.value.clone(), s.version, s.load_nanos))
+                    (s.expires_at > now && tier.is_suspect(s.written_at()))
+                        .then(|| (s.value.clone(), s.version(), s.load_nanos()))
                 });
                 if let Some((value, version, load_nanos)) = held.flatten().filter(|_| !inner.tags.tagged(&key)) {
                     if let Some((token, grace)) = tier.recall(&key, version) {
@@ -470,7 +470,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 // token); a copy L2 holds under another token is a newer one, taken as it is
                 // (one refresh for the fleet). A stale copy's refresh takes any fresh L2 value.
                 let ours = if background {
-                    let version = inner.store.peek_stored(&key, |s| (s.expires_at > now).then_some(s.version));
+                    let version = inner.store.peek_stored(&key, |s| (s.expires_at > now).then_some(s.version()));
                     version.flatten().and_then(|v| tier.recall(&key, v)).map(|(t, _)| t)
                 } else {
                     None
@@ -652,7 +652,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let tier = self.inner.tier();
         self.inner
             .store
-            .peek_with(key, |s, _| (s.value.clone(), s.written_at))
+            .peek_with(key, |s, _| (s.value.clone(), s.written_at()))
             .filter(|(_, written)| tier.is_none_or(|t| !t.is_suspect(*written)))
             .map(|(v, _)| v)
     }

@@ -23,8 +23,8 @@ use crate::stats::{ReadCounts, StoreStats};
 use crate::sync::{read, write};
 
 mod shard;
-use shard::Written;
-pub(crate) use shard::{prefetch, Shard, Slot};
+pub(crate) use shard::{prefetch, Entry, Shard, Slot, Weigh};
+use shard::{ShardSetup, Written};
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -120,6 +120,8 @@ pub(crate) struct Store<V> {
     expiry_seen: AtomicBool,
     max_key_len: usize,
     max_entry_bytes: u64,
+    /// The value's weight (the key's length is added to it).
+    weigh: Weigh<V>,
 }
 
 /// Room a shard of `share` entries makes up front: a full store holds what its keys bring to
@@ -129,16 +131,27 @@ fn headroom(share: u64) -> u64 {
     share + 5 * (share as f64).sqrt() as u64 + 8
 }
 
+/// What a store is made with.
+pub(crate) struct StoreConfig<V> {
+    pub shards: usize,
+    pub max_entries: u64,
+    pub max_bytes: u64,
+    pub max_key_len: usize,
+    pub max_entry_bytes: u64,
+    pub seed: u64,
+    /// Weighs a value (the store adds its key's length). Called on every write and again when
+    /// the entry leaves: the weight is not kept, so it must be the same each time.
+    pub weigh: Weigh<V>,
+    /// Every entry keeps its write time (refresh-ahead and a shared tier read it); else only
+    /// shards whose entries have a grace window or a load's duration keep cold fields.
+    pub keep_written: bool,
+}
+
 impl<V: Clone> Store<V> {
-    pub fn new(
-        shards: usize,
-        max_entries: u64,
-        max_bytes: u64,
-        max_key_len: usize,
-        max_entry_bytes: u64,
-        seed: u64,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(config: StoreConfig<V>, clock: Arc<dyn Clock>) -> Self {
+        let StoreConfig { shards, max_entries, max_bytes, max_key_len, max_entry_bytes, seed, weigh, keep_written } =
+            config;
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
         let budget = Arc::new(Budget::new(max_bytes));
         let entries = Arc::new(Budget::new(max_entries));
         let n = shards as u64;
@@ -147,20 +160,37 @@ impl<V: Clone> Store<V> {
             .map(|i| {
                 // each shard's share of the bound; the bound itself is the store's
                 let cap = max_entries / n + u64::from(i < max_entries % n);
-                Shard::new(cap, headroom(cap).min(reserve) as usize, entries.clone(), budget.clone())
+                let setup = ShardSetup { hasher: hasher.clone(), weigh: weigh.clone(), keep_cold: keep_written };
+                Shard::new(cap, headroom(cap).min(reserve) as usize, entries.clone(), budget.clone(), setup)
             })
             .collect();
         Store {
             mask: shards.len() - 1,
             shards,
-            hasher: foldhash::fast::FixedState::with_seed(seed),
+            hasher,
             system: clock.as_system(),
             clock,
             next_version: AtomicU64::new(1),
             expiry_seen: AtomicBool::new(false),
             max_key_len,
             max_entry_bytes,
+            weigh,
         }
+    }
+
+    /// The next write's version. The last one an entry can hold is 2^62 - 1 (its access counter
+    /// has the top bits): a century of writes at a billion a second. A write past it panics
+    /// before it changes anything rather than give a version that an older one would equal.
+    #[inline]
+    fn new_version(&self) -> u64 {
+        let version = self.next_version.fetch_add(1, Relaxed);
+        assert!(version <= crate::eviction::VERSION_BITS, "a cache's writes exhausted its 2^62 - 1 versions");
+        version
+    }
+
+    /// The weight of `value` (without its key).
+    pub fn weigh(&self, value: &V) -> u64 {
+        (self.weigh)(value)
     }
 
     #[inline]
@@ -259,7 +289,7 @@ impl<V: Clone> Store<V> {
     #[cold]
     #[inline(never)]
     pub fn remove_gone(&self, key: &str, version: u64, removed: &mut Removed<V>) {
-        self.remove_where(key, removed, RemovalCause::Expired, |s| s.version == version);
+        self.remove_where(key, removed, RemovalCause::Expired, &mut |s| s.version() == version);
     }
 
     /// `f` of the fresh entry of `key`, counting a hit or a miss and bumping the entry's access
@@ -270,16 +300,16 @@ impl<V: Clone> Store<V> {
     #[inline]
     pub fn get_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> T) -> Read<T> {
         self.read_slot(key, Read::Miss, |reads, t, slot| {
-            if self.fresh(slot, t) {
+            if self.fresh(&slot, t) {
                 slot.touch();
                 reads.hits.fetch_add(1, Relaxed);
-                return Read::Hit(f(slot));
+                return Read::Hit(f(&slot));
             }
             reads.misses.fetch_add(1, Relaxed);
             if !slot.gone(self.at(t)) {
                 return Read::Miss;
             }
-            Read::Gone(slot.version)
+            Read::Gone(slot.version())
         })
     }
 
@@ -288,7 +318,7 @@ impl<V: Clone> Store<V> {
     /// absent, counts the miss and answers `absent`. Counts go to the read counters of the lock
     /// stripe held.
     #[inline(always)]
-    fn read_slot<R>(&self, key: &str, absent: R, found: impl FnOnce(&ReadCounts, ReadTime, &Slot<V>) -> R) -> R {
+    fn read_slot<R>(&self, key: &str, absent: R, found: impl FnOnce(&ReadCounts, ReadTime, Entry<'_, V>) -> R) -> R {
         let (hash, shard) = self.locate(key);
         let t = self.read_time();
         let g = read(&shard.inner);
@@ -296,7 +326,7 @@ impl<V: Clone> Store<V> {
             g.local().misses.fetch_add(1, Relaxed);
             return absent;
         };
-        found(g.local(), t, &g.slots[i as usize])
+        found(g.local(), t, g.entry(i as usize))
     }
 
     /// The fresh value's `f(slot)`, counted as a hit; on anything else `None`, counting nothing
@@ -325,8 +355,8 @@ impl<V: Clone> Store<V> {
             let raw = || Raw {
                 value: slot.value.clone(),
                 expires_at: slot.expires_at,
-                load_nanos: slot.load_nanos,
-                written_at: slot.written_at,
+                load_nanos: slot.load_nanos(),
+                written_at: slot.written_at(),
             };
             let fresh = slot.live(now);
             if fresh || !slot.gone(now) {
@@ -336,7 +366,7 @@ impl<V: Clone> Store<V> {
                 return Ok(if fresh { Lookup::Fresh(raw()) } else { Lookup::Stale(raw()) });
             }
             reads.misses.fetch_add(1, Relaxed);
-            Err(slot.version)
+            Err(slot.version())
         });
         read.unwrap_or_else(|version| {
             self.remove_gone(key, version, removed);
@@ -369,22 +399,33 @@ impl<V: Clone> Store<V> {
     }
 
     /// Like `get` but without touching counters or access frequency.
-    pub fn peek_with<T>(&self, key: &str, f: impl FnOnce(&Slot<V>, u64) -> T) -> Option<T> {
-        let (hash, shard) = self.locate(key);
-        let g = read(&shard.inner);
-        let i = g.find(hash, key)?;
-        let now = self.now();
-        let slot = &g.slots[i as usize];
-        slot.live(now).then(|| f(slot, now))
+    pub fn peek_with<T>(&self, key: &str, f: impl FnOnce(&Entry<'_, V>, u64) -> T) -> Option<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.peek_entry(key, false, &mut |entry, now| out = f.take().map(|f| f(entry, now)));
+        out
     }
 
     /// Like `peek_with`, but a stale entry within its grace window answers too.
-    pub fn peek_stored<T>(&self, key: &str, f: impl FnOnce(&Slot<V>) -> T) -> Option<T> {
+    pub fn peek_stored<T>(&self, key: &str, f: impl FnOnce(&Entry<'_, V>) -> T) -> Option<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.peek_entry(key, true, &mut |entry, _| out = f.take().map(|f| f(entry)));
+        out
+    }
+
+    /// Calls `f` with `key`'s fresh entry (or a stale one within its grace window, if `stale`)
+    /// and the time, counting nothing. The callers' closures come through `dyn`: each peek's
+    /// own copy of this body cost the WebAssembly module more than the indirect call costs.
+    fn peek_entry(&self, key: &str, stale: bool, f: &mut dyn FnMut(&Entry<'_, V>, u64)) {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        let i = g.find(hash, key)?;
-        let slot = &g.slots[i as usize];
-        (!slot.gone(self.now())).then(|| f(slot))
+        let Some(i) = g.find(hash, key) else { return };
+        let now = self.now();
+        let entry = g.entry(i as usize);
+        if entry.live(now) || stale && !entry.gone(now) {
+            f(&entry, now);
+        }
     }
 
     /// Makes `key`'s fresh entry stale now (kept within its grace window as a fallback; without
@@ -405,12 +446,12 @@ impl<V: Clone> Store<V> {
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
-        g.find(hash, key).map_or(0, |i| g.slots[i as usize].version)
+        g.find(hash, key).map_or(0, |i| g.slots[i as usize].version())
     }
 
     /// The version of the live entry, 0 if there is none.
     pub fn version(&self, key: &str) -> u64 {
-        self.peek_with(key, |s, _| s.version).unwrap_or(0)
+        self.peek_with(key, |s, _| s.version()).unwrap_or(0)
     }
 
     /// Writes `value` if the live version of `key` equals `expected` (0: absent), or always when
@@ -419,13 +460,12 @@ impl<V: Clone> Store<V> {
         &self,
         key: &str,
         value: V,
-        weight: u64,
         meta: Meta,
         expected: Option<Expect>,
         removed: &mut Removed<V>,
     ) -> Result<u64> {
         self.check_key(key)?;
-        let weight = weight.saturating_add(key.len() as u64);
+        let weight = self.weigh(&value).saturating_add(key.len() as u64);
         self.check_weight(weight)?;
         if meta.grace_until != NEVER && !self.expiry_seen.load(Relaxed) {
             self.expiry_seen.store(true, Relaxed);
@@ -436,17 +476,17 @@ impl<V: Clone> Store<V> {
         let now = self.now();
         let version = if let Some(i) = g.find(hash, key) {
             let slot = &g.slots[i as usize];
-            let current = if slot.live(now) { slot.version } else { 0 };
+            let current = if slot.live(now) { slot.version() } else { 0 };
             match expected {
                 Some(Expect::Live(exp)) if exp != current => {
                     return Err(Error::VersionMismatch { expected: exp, current });
                 }
-                Some(Expect::Stored(exp)) if exp != slot.version => {
-                    return Err(Error::VersionMismatch { expected: exp, current: slot.version });
+                Some(Expect::Stored(exp)) if exp != slot.version() => {
+                    return Err(Error::VersionMismatch { expected: exp, current: slot.version() });
                 }
                 _ => {}
             }
-            let version = self.next_version.fetch_add(1, Relaxed);
+            let version = self.new_version();
             g.replace(i as usize, value, Written { weight, meta, now, version }, &shard.stats, removed);
             version
         } else {
@@ -456,7 +496,7 @@ impl<V: Clone> Store<V> {
                 }
             }
             g.admit(weight, now, &shard.stats, || shard.reads(), removed);
-            let version = self.next_version.fetch_add(1, Relaxed);
+            let version = self.new_version();
             g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
             version
         };
@@ -479,10 +519,10 @@ impl<V: Clone> Store<V> {
         let mut g = write(&shard.inner);
         let i = g.find(hash, key)? as usize;
         let now = self.now();
-        if g.slots[i].version != expected || g.slots[i].gone(now) {
+        if g.slots[i].version() != expected || g.entry(i).gone(now) {
             return None;
         }
-        let version = self.next_version.fetch_add(1, Relaxed);
+        let version = self.new_version();
         g.renew(i, meta, now, version);
         Some(version)
     }
@@ -508,13 +548,14 @@ impl<V: Clone> Store<V> {
         }
     }
 
-    /// Removes `key` if `pred` holds for its entry; returns whether it was live.
+    /// Removes `key` if `pred` holds for its entry; returns whether it was live. (`pred` comes
+    /// through `dyn`, as the peeks' closures do: see [`Store::peek_entry`].)
     pub fn remove_where(
         &self,
         key: &str,
         removed: &mut Removed<V>,
         cause: RemovalCause,
-        pred: impl FnOnce(&Slot<V>) -> bool,
+        pred: &mut dyn FnMut(&Slot<V>) -> bool,
     ) -> Option<bool> {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
@@ -523,7 +564,7 @@ impl<V: Clone> Store<V> {
         if !pred(&g.slots[i as usize]) {
             return None;
         }
-        let slot = g.remove_at(i as usize);
+        let (slot, _) = g.remove_at(i as usize);
         let live = slot.live(now);
         let cause = if live { cause } else { RemovalCause::Expired };
         if cause == RemovalCause::Expired {
@@ -583,16 +624,89 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    /// Memory per entry (`--bench memory`): a slot with a 24-byte value is its key (inline), the
-    /// value, 7 words of metadata and the counter beside the hash's low half.
+    /// Memory per entry (`--bench memory`): a slot is its key (inline), its value, and two words
+    /// of metadata (the expiry; the version with the access counter). The cold fields, where a
+    /// shard keeps them, are three words more.
     #[test]
-    fn a_slot_holds_its_metadata_in_seven_words_and_a_half() {
-        assert_eq!(std::mem::size_of::<shard::Slot<Vec<u8>>>(), 24 + 24 + 7 * 8);
+    fn a_slot_holds_its_metadata_in_two_words() {
+        assert_eq!(std::mem::size_of::<shard::Slot<Vec<u8>>>(), 24 + 24 + 2 * 8);
+        assert_eq!(std::mem::size_of::<shard::Slot<u64>>(), 24 + 8 + 2 * 8);
+        assert_eq!(std::mem::size_of::<shard::Cold>(), 3 * 8);
+    }
+
+    /// Versions go up to 2^62 - 1, where the access counter's bits begin; a write past that
+    /// panics before it changes anything.
+    #[test]
+    fn versions_end_where_the_counter_bits_begin() {
+        let s = new_store(1, 100, u64::MAX, 64, u64::MAX, 7, Arc::new(ManualClock::new()));
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        let last = crate::eviction::VERSION_BITS;
+        s.next_version.store(last, Relaxed);
+        assert_eq!(s.write("a", 1, forever, None, &mut Vec::new()).unwrap(), last);
+        assert_eq!(s.version("a"), last);
+        s.get("a", &mut Vec::new());
+        assert_eq!(s.version("a"), last, "a read's count stays out of the version");
+        let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.write("a", 2, forever, None, &mut Vec::new()).unwrap();
+        }));
+        assert!(past.is_err());
+        assert_eq!((s.get("a", &mut Vec::new()), s.version("a")), (Some(1), last));
+    }
+
+    /// Plain writes keep no cold column. The first write with a grace window makes it, and the
+    /// entries written before keep what its absence meant: gone at their expiry, written by no
+    /// load. A store that keeps write times keeps them from its first write.
+    #[test]
+    fn the_cold_column_is_made_by_the_first_write_that_needs_it() {
+        let clock = Arc::new(ManualClock::new());
+        let s = new_store(1, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let at = clock.now_nanos() + 10 * MS;
+        let plain = Meta { expires_at: at, grace_until: at, load_nanos: 0 };
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        s.write("a", 1, plain, None, &mut Vec::new()).unwrap();
+        s.write("b", 2, forever, None, &mut Vec::new()).unwrap();
+        assert!(!read(&s.shards[0].inner).has_cold());
+        let graced = Meta { expires_at: at, grace_until: at + 100 * MS, load_nanos: 5 };
+        s.write("c", 3, graced, None, &mut Vec::new()).unwrap();
+        {
+            let g = read(&s.shards[0].inner);
+            assert!(g.has_cold());
+            let grace = |key: &str| g.grace_until(g.find(s.hasher.hash_one(key), key).unwrap() as usize);
+            assert_eq!((grace("a"), grace("b"), grace("c")), (at, NEVER, at + 100 * MS));
+        }
+        let load = |key: &str| match s.lookup(key, &mut Vec::new()) {
+            Lookup::Fresh(r) | Lookup::Stale(r) => Some(r.load_nanos),
+            Lookup::Absent => None,
+        };
+        assert_eq!((load("a"), load("b"), load("c")), (Some(0), Some(0), Some(5)));
+        // past the expiry: "a" is gone, "c" is stale within its grace window
+        clock.advance(Duration::from_millis(20));
+        assert_eq!((load("a"), load("c")), (None, Some(5)));
+        assert!(matches!(s.lookup("c", &mut Vec::new()), Lookup::Stale(_)));
+
+        let weigh: Weigh<u32> = Arc::new(|v: &u32| u64::from(*v));
+        let config = StoreConfig {
+            shards: 1,
+            max_entries: 100,
+            max_bytes: u64::MAX,
+            max_key_len: 64,
+            max_entry_bytes: u64::MAX,
+            seed: 7,
+            weigh,
+            keep_written: true,
+        };
+        let s = Store::new(config, clock.clone());
+        clock.advance(Duration::from_millis(5));
+        let now = clock.now_nanos();
+        s.write("a", 1, forever, None, &mut Vec::new()).unwrap();
+        assert!(read(&s.shards[0].inner).has_cold());
+        assert!(matches!(s.lookup("a", &mut Vec::new()), Lookup::Fresh(Raw { written_at, .. }) if written_at == now));
     }
 
     #[derive(Debug, Clone)]
     enum Op {
-        Write(u8, Option<u16>),
+        /// A key, its TTL, a grace window after it.
+        Write(u8, Option<u16>, Option<u16>),
         Remove(u8),
         Get(u8),
         Advance(u16),
@@ -601,7 +715,8 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            5 => (0u8..40, proptest::option::of(1u16..400)).prop_map(|(k, t)| Op::Write(k, t)),
+            5 => (0u8..40, proptest::option::of(1u16..400), proptest::option::weighted(0.05, 1u16..100))
+                .prop_map(|(k, t, g)| Op::Write(k, t, g)),
             1 => (0u8..40).prop_map(Op::Remove),
             2 => (0u8..40).prop_map(Op::Get),
             2 => (0u16..200).prop_map(Op::Advance),
@@ -611,21 +726,63 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// A store whose values weigh what they hold, keeping no write times.
+    fn new_store(
+        shards: usize,
+        max_entries: u64,
+        max_bytes: u64,
+        max_key_len: usize,
+        max_entry_bytes: u64,
+        seed: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Store<u32> {
+        let weigh: Weigh<u32> = Arc::new(|v: &u32| u64::from(*v));
+        let config = StoreConfig {
+            shards,
+            max_entries,
+            max_bytes,
+            max_key_len,
+            max_entry_bytes,
+            seed,
+            weigh,
+            keep_written: false,
+        };
+        Store::new(config, clock)
+    }
+
     fn write(s: &Store<u32>, clock: &ManualClock, key: &str, ttl_ms: Option<u16>) {
+        write_graced(s, clock, key, ttl_ms, None, 0);
+    }
+
+    /// Writes `value` (which weighs itself) for `ttl_ms` and `grace_ms` after it; an entry with a
+    /// grace window has a load's duration too.
+    fn write_graced(
+        s: &Store<u32>,
+        clock: &ManualClock,
+        key: &str,
+        ttl_ms: Option<u16>,
+        grace_ms: Option<u16>,
+        value: u32,
+    ) {
         let at = ttl_ms.map_or(NEVER, |t| clock.now_nanos() + t as u64 * MS);
-        let meta = Meta { expires_at: at, grace_until: at, load_nanos: 0 };
-        s.write(key, 0, 0, meta, None, &mut Vec::new()).unwrap();
+        let grace_until = grace_ms.filter(|_| at != NEVER).map_or(at, |g| at + g as u64 * MS);
+        let meta = Meta { expires_at: at, grace_until, load_nanos: u64::from(grace_until != at) };
+        s.write(key, value, meta, None, &mut Vec::new()).unwrap();
     }
 
     /// `next_gone` bounds every entry's removal time, and `round_min` every entry behind the hand.
     fn check_bounds(s: &Store<u32>) -> std::result::Result<(), TestCaseError> {
         let g = read(&s.shards[0].inner);
-        let all = g.slots.iter().map(|s| s.grace_until).min().unwrap_or(NEVER);
-        let behind = g.slots.iter().take(g.sweep_at).map(|s| s.grace_until).min().unwrap_or(NEVER);
+        let grace: Vec<u64> = (0..g.slots.len()).map(|i| g.grace_until(i)).collect();
+        let all = grace.iter().copied().min().unwrap_or(NEVER);
+        let behind = grace.iter().take(g.sweep_at).copied().min().unwrap_or(NEVER);
         prop_assert!(g.next_gone <= all, "next_gone {} passes an entry gone at {}", g.next_gone, all);
         prop_assert!(g.round_min <= behind, "round_min {} passes an entry behind the hand at {}", g.round_min, behind);
-        let expiring = g.slots.iter().filter(|s| s.grace_until != NEVER).count();
+        let expiring = grace.iter().filter(|&&g| g != NEVER).count();
         prop_assert_eq!(g.expiring(), expiring, "the count of entries with an expiry");
+        // weights are weighed again on removal, not kept: the total is still every entry's sum
+        let weight: u64 = g.slots.iter().map(|slot| g.weight_of(slot)).sum();
+        prop_assert_eq!(g.weight, weight, "the shard's weight");
         Ok(())
     }
 
@@ -643,9 +800,9 @@ mod tests {
     #[test]
     fn reads_take_the_time_only_when_entries_expire() {
         let clock = Arc::new(Counting::default());
-        let s: Store<u32> = Store::new(4, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let s: Store<u32> = new_store(4, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
-        s.write("a", 1, 0, forever, None, &mut Vec::new()).unwrap();
+        s.write("a", 1, forever, None, &mut Vec::new()).unwrap();
         let reads = |s: &Store<u32>, key: &str| {
             let before = clock.0.load(Relaxed);
             assert!(s.get(key, &mut Vec::new()).is_some());
@@ -655,7 +812,7 @@ mod tests {
         assert_eq!(reads(&s, "a"), 0);
         // once one does, every read takes the time once, before its lookup
         let soon = Meta { expires_at: 10, grace_until: 10, load_nanos: 0 };
-        s.write("b", 2, 0, soon, None, &mut Vec::new()).unwrap();
+        s.write("b", 2, soon, None, &mut Vec::new()).unwrap();
         assert_eq!(reads(&s, "a"), 1);
         assert_eq!(reads(&s, "b"), 1);
     }
@@ -665,12 +822,12 @@ mod tests {
     /// shard's count of expiring entries whole (it underflowed).
     #[test]
     fn an_entry_made_stale_is_swept_like_an_expired_one() {
-        let s: Store<u32> = Store::new(1, 100, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default()));
+        let s: Store<u32> = new_store(1, 100, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default()));
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
-        s.write("a", 1, 0, forever, None, &mut Vec::new()).unwrap();
+        s.write("a", 1, forever, None, &mut Vec::new()).unwrap();
         assert!(s.make_stale("a"));
         let mut removed = Vec::new();
-        s.write("b", 2, 0, forever, None, &mut removed).unwrap();
+        s.write("b", 2, forever, None, &mut removed).unwrap();
         assert_eq!(removed.len(), 1, "the sweep took the gone entry");
         assert_eq!((removed[0].0.as_str(), removed[0].2), ("a", RemovalCause::Expired));
         assert_eq!((s.stats().expirations, s.len()), (1, 1));
@@ -685,11 +842,10 @@ mod tests {
     fn reads_from_many_threads_are_each_counted_once() {
         // enough for threads sharing a stripe to race on its counters
         const READS: usize = 100_000;
-        let s: Arc<Store<u32>> =
-            Arc::new(Store::new(4, 1000, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default())));
+        let s: Arc<Store<u32>> = Arc::new(new_store(4, 1000, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default())));
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
         for i in 0..100 {
-            s.write(&format!("k{i}"), i, 0, forever, None, &mut Vec::new()).unwrap();
+            s.write(&format!("k{i}"), i, forever, None, &mut Vec::new()).unwrap();
         }
         let threads: Vec<_> = (0..6)
             .map(|t| {
@@ -725,14 +881,14 @@ mod tests {
     #[test]
     fn reads_bump_their_entrys_counter() {
         let clock = Arc::new(ManualClock::new());
-        let s: Store<u32> = Store::new(1, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let s: Store<u32> = new_store(1, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
         for k in ["a", "b", "c"] {
             write(&s, &clock, k, None);
         }
         let counter = |key: &str| {
             let g = read(&s.shards[0].inner);
             let i = g.table.find(s.hasher.hash_one(key), |i| &*g.slots[i as usize].key == key).unwrap();
-            (i, g.slots[i as usize].freq.get())
+            (i, g.slots[i as usize].stamp.freq())
         };
         let base = [counter("a").1, counter("b").1, counter("c").1];
         // one read by each path: up to MAX_FREQ, where counters saturate
@@ -746,11 +902,11 @@ mod tests {
         assert_eq!(counter("c"), (2, crate::eviction::MAX_FREQ));
         assert_eq!(counter("b"), (1, base[1] + 1));
         // removing "a" moves "c", the last slot, into position 0 with its counter
-        s.remove_where("a", &mut Vec::new(), RemovalCause::Explicit, |_| true);
+        s.remove_where("a", &mut Vec::new(), RemovalCause::Explicit, &mut |_| true);
         assert_eq!(counter("c"), (0, 3));
         // a stale read (past the TTL, within grace) counts too; a peek does not
         let at = clock.now_nanos() + 10 * MS;
-        s.write("d", 4, 0, Meta { expires_at: at, grace_until: at + 100 * MS, load_nanos: 0 }, None, &mut Vec::new())
+        s.write("d", 4, Meta { expires_at: at, grace_until: at + 100 * MS, load_nanos: 0 }, None, &mut Vec::new())
             .unwrap();
         let d = counter("d").1;
         clock.advance(Duration::from_millis(20));
@@ -766,21 +922,21 @@ mod tests {
     #[test]
     fn a_replace_up_to_the_whole_byte_budget_keeps_the_entry() {
         let clock = Arc::new(ManualClock::new());
-        let s: Store<u32> = Store::new(4, 1000, 1000, 64, 1000, 7, clock);
+        let s: Store<u32> = new_store(4, 1000, 1000, 64, 1000, 7, clock);
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
         for i in 0..20 {
-            s.write(&format!("k{i:02}"), i, 40, forever, None, &mut Vec::new()).unwrap();
+            s.write(&format!("k{i:02}"), 40, forever, None, &mut Vec::new()).unwrap();
         }
         assert_eq!((s.len(), s.stats().weight), (20, 20 * 43));
         let mut removed = Vec::new();
-        let v = s.write("k00", 100, 997, forever, None, &mut removed).unwrap();
+        let v = s.write("k00", 997, forever, None, &mut removed).unwrap();
         assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
         assert_eq!(removed.iter().filter(|r| r.2 == RemovalCause::Evicted).count(), 19);
         assert!(removed.iter().any(|r| r.0 == "k00" && r.2 == RemovalCause::Replaced));
-        let over = s.write("k00", 101, 998, forever, None, &mut Vec::new());
+        let over = s.write("k00", 998, forever, None, &mut Vec::new());
         assert!(matches!(over, Err(Error::ValueTooLarge { weight: 1001, max: 1000 })));
         assert_eq!((s.len(), s.stats().weight, s.version("k00")), (1, 1000, v));
-        assert_eq!(s.get("k00", &mut Vec::new()), Some(100));
+        assert_eq!(s.get("k00", &mut Vec::new()), Some(997));
     }
 
     /// Each shard's slot vector and index hold (its share of) `RESERVED_ENTRIES` before they grow.
@@ -795,12 +951,12 @@ mod tests {
     fn a_store_reserves_its_capacity_up_to_the_bound() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
-        let s: Store<u32> = Store::new(4, 1000, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let s: Store<u32> = new_store(4, 1000, u64::MAX, 64, u64::MAX, 7, clock.clone());
         assert!(reserved(&s).iter().all(|&(v, ix)| v >= 250 && ix >= 250), "{:?}", reserved(&s));
         let at: Vec<_> = s.shards.iter().map(|sh| read(&sh.inner).slots.as_ptr() as usize).collect();
         let before = reserved(&s);
         for i in 0..1000 {
-            s.write(&format!("k{i}"), i, 0, forever, None, &mut Vec::new()).unwrap();
+            s.write(&format!("k{i}"), i, forever, None, &mut Vec::new()).unwrap();
         }
         // the store holds all 1000, the shards as many as their keys brought; none grew
         assert_eq!(s.len(), 1000);
@@ -809,13 +965,13 @@ mod tests {
 
         // at the bound: every shard reserves its whole capacity
         let share = (RESERVED_ENTRIES / 64) as usize;
-        let s: Store<u32> = Store::new(64, RESERVED_ENTRIES, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let s: Store<u32> = new_store(64, RESERVED_ENTRIES, u64::MAX, 64, u64::MAX, 7, clock.clone());
         assert!(reserved(&s).iter().all(|&(v, ix)| v >= share && ix >= share));
         // above it: the bound's share, not the capacity (the tables grow past it)
-        let s: Store<u32> = Store::new(64, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let s: Store<u32> = new_store(64, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock.clone());
         let r = reserved(&s);
         assert!(r.iter().all(|&(v, ix)| v == share && ix >= share && ix < 2 * share), "{:?}", &r[..2]);
-        let s: Store<u32> = Store::new(1, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock);
+        let s: Store<u32> = new_store(1, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock);
         assert_eq!(reserved(&s)[0].0, RESERVED_ENTRIES as usize);
     }
 
@@ -826,12 +982,12 @@ mod tests {
         fn sweep_bound_holds(ops in proptest::collection::vec(op(), 1..300), cap in 8u64..48) {
             let clock = ManualClock::new();
             // one shard, small enough that writes also evict
-            let s: Store<u32> = Store::new(1, cap, u64::MAX, 64, u64::MAX, 7, Arc::new(clock.clone()));
+            let s: Store<u32> = new_store(1, cap, u64::MAX, 64, u64::MAX, 7, Arc::new(clock.clone()));
             for op in ops {
                 match op {
-                    Op::Write(k, t) => write(&s, &clock, &format!("k{k}"), t),
+                    Op::Write(k, t, grace) => write_graced(&s, &clock, &format!("k{k}"), t, grace, k.into()),
                     Op::Remove(k) => {
-                        s.remove_where(&format!("k{k}"), &mut Vec::new(), RemovalCause::Explicit, |_| true);
+                        s.remove_where(&format!("k{k}"), &mut Vec::new(), RemovalCause::Explicit, &mut |_| true);
                     }
                     Op::Get(k) => {
                         s.get(&format!("k{k}"), &mut Vec::new());
@@ -850,10 +1006,10 @@ mod tests {
             let before = s.len();
             for _ in 0..before + 2 {
                 write(&s, &clock, "probe", None);
-                s.remove_where("probe", &mut Vec::new(), RemovalCause::Explicit, |_| true);
+                s.remove_where("probe", &mut Vec::new(), RemovalCause::Explicit, &mut |_| true);
             }
             let g = read(&s.shards[0].inner);
-            prop_assert!(g.slots.iter().all(|s| s.grace_until == NEVER), "an expired entry outlived {} writes", before);
+            prop_assert!((0..g.slots.len()).all(|i| g.grace_until(i) == NEVER), "an expired entry outlived {} writes", before);
         }
     }
 }

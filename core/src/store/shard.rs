@@ -2,20 +2,28 @@
 //! shard's own eviction and expiry (S3-FIFO queues, the write-path sweep). The store routes keys to
 //! shards and shares one byte budget between them; everything here runs under the shard's lock.
 
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use foldhash::fast::FixedState;
 
 use super::{Meta, RemovalCause, Removed, NEVER};
-use crate::eviction::{Budget, Freq, Queues};
+use crate::eviction::{Budget, Queues, Stamp};
 use crate::index::SlotIndex;
 use crate::stats::{ReadCounts, ShardStats};
 use crate::sync::Striped;
 
 const SWEEP_PROBES: usize = 2;
 
-// Field order is fixed so that what a read touches (key, expiry, value, counter) comes first.
+/// A slot holds what every entry needs and every read touches: 40 bytes besides the value. What
+/// only some caches use (a grace window, a load's duration, the write time) lives in the shard's
+/// [`Cold`] column, made only when a write first needs it, as Caffeine generates entry classes
+/// with only the fields a configuration uses. Nor does a slot keep its weight or its key's hash:
+/// removals compute them again (the weigher must give a value the same weight each time, as
+/// quick_cache's weighter must). So an entry costs 16 bytes of metadata here, where it took 56.
+// Field order is fixed: what a read touches comes first, the value last.
 #[repr(C)]
 pub(crate) struct Slot<V> {
     /// Keys of up to 24 bytes are stored inline: a lookup compares them without another
@@ -23,19 +31,9 @@ pub(crate) struct Slot<V> {
     pub key: CompactString,
     /// Fresh until then: reads after it are misses (or stale, within the grace window).
     pub expires_at: u64,
+    /// The entry's version and its access counter.
+    pub(super) stamp: Stamp,
     pub value: V,
-    pub(super) freq: Freq,
-    /// The low half of the key's hash: all the index and the ghost read of it, and 4 bytes in
-    /// the counter's padding where the whole hash took 8 more per entry.
-    hash: u32,
-    /// Physically removed after then (`expires_at` plus the grace window).
-    pub grace_until: u64,
-    pub version: u64,
-    /// How long the load that wrote this value took (XFetch's delta); 0 for plain writes.
-    pub load_nanos: u64,
-    /// When the value was written (for refresh-ahead).
-    pub written_at: u64,
-    weight: u64,
 }
 
 impl<V> Slot<V> {
@@ -45,21 +43,86 @@ impl<V> Slot<V> {
         self.expires_at > now
     }
 
-    /// Past its grace window too: to be removed.
     #[inline]
-    pub(super) fn gone(&self, now: u64) -> bool {
-        self.grace_until <= now
+    pub fn version(&self) -> u64 {
+        self.stamp.version()
     }
 
     #[inline]
     pub(super) fn touch(&self) {
-        self.freq.touch();
+        self.stamp.touch();
     }
 }
+
+/// What an entry keeps beside its slot only once its shard needs it: the column is made by the
+/// first write whose entry has a grace window or a load's duration, or by the first write at all
+/// when the cache reads write times (refresh-ahead, a shared tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cold {
+    /// Physically removed after then (`expires_at` plus the grace window).
+    pub grace_until: u64,
+    /// How long the load that wrote this value took (XFetch's delta); 0 for plain writes.
+    pub load_nanos: u64,
+    /// When the value was written (refresh-ahead, a shared tier's suspicion).
+    pub written_at: u64,
+}
+
+impl Cold {
+    /// What a shard without the column knows of an entry expiring at `expires_at`: removed then,
+    /// written by no load, at no known time (0, before any other; only caches that keep the
+    /// column from their first write read it).
+    #[inline]
+    fn plain(expires_at: u64) -> Self {
+        Cold { grace_until: expires_at, load_nanos: 0, written_at: 0 }
+    }
+}
+
+/// An entry as read under its shard's lock: its slot, and its cold fields if the shard keeps them.
+pub(crate) struct Entry<'a, V> {
+    slot: &'a Slot<V>,
+    cold: Option<&'a Cold>,
+}
+
+impl<V> std::ops::Deref for Entry<'_, V> {
+    type Target = Slot<V>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Slot<V> {
+        self.slot
+    }
+}
+
+impl<V> Entry<'_, V> {
+    /// Past its grace window too: to be removed (without cold fields, at its expiry).
+    #[inline]
+    pub fn gone(&self, now: u64) -> bool {
+        self.cold.map_or(self.slot.expires_at, |c| c.grace_until) <= now
+    }
+
+    /// How long its load took (0 without cold fields: see [`Cold::plain`]).
+    pub fn load_nanos(&self) -> u64 {
+        self.cold.map_or(0, |c| c.load_nanos)
+    }
+
+    /// When it was written (0 without cold fields: see [`Cold::plain`]).
+    pub fn written_at(&self) -> u64 {
+        self.cold.map_or(0, |c| c.written_at)
+    }
+}
+
+/// Gives an entry's weight (its value's; the shard adds the key's length).
+pub(crate) type Weigh<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
 
 pub(crate) struct ShardInner<V> {
     pub(super) table: SlotIndex,
     pub slots: Vec<Slot<V>>,
+    /// The slots' cold fields, position for position: empty, or as long as `slots`.
+    cold: Vec<Cold>,
+    /// Every entry gets its cold fields, from the first write (the cache reads write times).
+    keep_cold: bool,
+    /// The store's hasher: removals hash the key again rather than keep its hash in the slot.
+    hasher: FixedState,
+    weigh: Weigh<V>,
     pub(super) weight: u64,
     /// The whole store's entry count and its bound, shared by every shard: a shard holds what
     /// its keys bring, so a store of N holds N however they hash.
@@ -78,6 +141,13 @@ pub(crate) struct ShardInner<V> {
     pub(super) round_min: u64,
     /// The eviction queues and ghost ([`Queues`]), position for position beside `slots`.
     pub(super) queues: Queues,
+}
+
+/// What a shard is made with besides its bounds.
+pub(crate) struct ShardSetup<V> {
+    pub hasher: FixedState,
+    pub weigh: Weigh<V>,
+    pub keep_cold: bool,
 }
 
 #[repr(align(128))]
@@ -144,12 +214,24 @@ impl<V> Shard<V> {
     /// An empty shard expecting about `cap` entries (its share of the store's bound, which sizes
     /// its ghost and its climber's sample), with room for `reserve` of them before its tables
     /// first grow.
-    pub(super) fn new(cap: u64, reserve: usize, entries: Arc<Budget>, budget: Arc<Budget>) -> Self {
+    pub(super) fn new(
+        cap: u64,
+        reserve: usize,
+        entries: Arc<Budget>,
+        budget: Arc<Budget>,
+        setup: ShardSetup<V>,
+    ) -> Self {
+        let ShardSetup { hasher, weigh, keep_cold } = setup;
         Shard {
             inner: Striped::new(
                 ShardInner {
                     table: SlotIndex::with_capacity(reserve),
                     slots: Vec::with_capacity(reserve),
+                    // made by the first write that needs it, with room for the slots
+                    cold: Vec::new(),
+                    keep_cold,
+                    hasher,
+                    weigh,
                     weight: 0,
                     entries,
                     budget,
@@ -178,6 +260,59 @@ impl<V> ShardInner<V> {
         self.table.find(hash, |i| &*self.slots[i as usize].key == key)
     }
 
+    /// The entry at position `i`.
+    #[inline(always)]
+    pub(crate) fn entry(&self, i: usize) -> Entry<'_, V> {
+        Entry { slot: &self.slots[i], cold: self.cold.get(i) }
+    }
+
+    /// When the entry at `i` is removed (past its grace window).
+    #[inline]
+    pub(crate) fn grace_until(&self, i: usize) -> u64 {
+        self.cold.get(i).map_or(self.slots[i].expires_at, |c| c.grace_until)
+    }
+
+    #[inline]
+    fn gone(&self, i: usize, now: u64) -> bool {
+        self.grace_until(i) <= now
+    }
+
+    /// An entry's weight: its value's, and its key's length.
+    #[inline]
+    pub(super) fn weight_of(&self, slot: &Slot<V>) -> u64 {
+        (self.weigh)(&slot.value).saturating_add(slot.key.len() as u64)
+    }
+
+    /// Whether an entry with these cold fields needs the column: the shard keeps write times,
+    /// or what a shard without it would assume of them (see [`Cold::plain`]) is not so.
+    #[inline]
+    fn needs_cold(&self, c: Cold, expires_at: u64) -> bool {
+        self.keep_cold || c.grace_until != expires_at || c.load_nanos != 0
+    }
+
+    /// Makes the cold column for the slots there are, with what its absence meant of each.
+    #[cold]
+    fn make_cold(&mut self) {
+        debug_assert!(self.cold.is_empty());
+        self.cold.reserve(self.slots.capacity());
+        // a plain loop: less code in the WebAssembly module than `extend` over a `map`
+        for s in &self.slots {
+            self.cold.push(Cold::plain(s.expires_at));
+        }
+    }
+
+    /// Sets the cold fields of the entry at `i` (whose `expires_at` is already set).
+    #[inline]
+    fn set_cold(&mut self, i: usize, c: Cold) {
+        if self.cold.is_empty() {
+            if !self.needs_cold(c, self.slots[i].expires_at) {
+                return;
+            }
+            self.make_cold();
+        }
+        self.cold[i] = c;
+    }
+
     /// Hints the CPU to fetch the index bucket where a write's lookup of `hash` starts, so its
     /// cache miss overlaps the clock read and the checks before it. (Fetching the ghost cells an
     /// insert reads as well made no difference beyond the noise to inserts, and costs an
@@ -192,35 +327,31 @@ impl<V> ShardInner<V> {
     /// that holds the value under the slot's handle keeps it.
     pub(super) fn renew(&mut self, i: usize, meta: Meta, now: u64, version: u64) {
         let Meta { expires_at, grace_until, load_nanos } = meta;
+        let was = self.grace_until(i);
+        self.expiring = self.expiring + usize::from(grace_until != NEVER) - usize::from(was != NEVER);
         let slot = &mut self.slots[i];
-        self.expiring = self.expiring + usize::from(grace_until != NEVER) - usize::from(slot.grace_until != NEVER);
         slot.expires_at = expires_at;
-        slot.grace_until = grace_until;
-        // (`note_expiry`, by field: `slot` borrows `self.slots`)
-        self.next_gone = self.next_gone.min(grace_until);
-        self.round_min = self.round_min.min(grace_until);
-        slot.load_nanos = load_nanos;
-        slot.written_at = now;
-        slot.version = version;
+        slot.stamp.set_version(version);
+        self.note_expiry(grace_until);
+        self.set_cold(i, Cold { grace_until, load_nanos, written_at: now });
     }
 
     /// Overwrites the entry at `i` (whose version the caller checked), then evicts others if the
     /// heavier value took the store over its byte budget.
     pub(super) fn replace(&mut self, i: usize, value: V, w: Written, stats: &ShardStats, removed: &mut Removed<V>) {
         let Written { weight, meta, now, version } = w;
+        // weighed before anything changes: a weigher that panics leaves the shard whole
+        let was = self.weight_of(&self.slots[i]);
         let slot = &mut self.slots[i];
         let cause = if slot.live(now) { RemovalCause::Replaced } else { RemovalCause::Expired };
         let old = std::mem::replace(&mut slot.value, value);
         removed.push((slot.key.clone(), old, cause));
-        let was = slot.weight;
-        slot.weight = weight;
-        self.weight = self.weight - was + weight;
+        self.weight = self.weight.saturating_sub(was) + weight;
         self.budget.sub(was);
         self.budget.add(weight);
         self.renew(i, meta, now, version);
-        let slot = &mut self.slots[i];
         if cause == RemovalCause::Expired {
-            slot.freq.reset();
+            self.slots[i].stamp.reset();
             count(&stats.expirations);
             count(&stats.inserts);
         } else {
@@ -255,19 +386,16 @@ impl<V> ShardInner<V> {
     /// Stores a new entry for `key` (absent here, room made by [`ShardInner::admit`]).
     pub(super) fn push(&mut self, key: &str, hash: u64, value: V, w: Written, stats: &ShardStats) {
         let Written { weight, meta: Meta { expires_at, grace_until, load_nanos }, now, version } = w;
+        let cold = Cold { grace_until, load_nanos, written_at: now };
+        let needs = self.needs_cold(cold, expires_at);
+        if needs && self.cold.is_empty() {
+            self.make_cold();
+        }
+        if needs || !self.cold.is_empty() {
+            self.cold.push(cold);
+        }
         let idx = self.slots.len() as u32;
-        self.slots.push(Slot {
-            key: CompactString::from(key),
-            hash: hash as u32,
-            value,
-            expires_at,
-            grace_until,
-            version,
-            load_nanos,
-            written_at: now,
-            weight,
-            freq: Freq::new(),
-        });
+        self.slots.push(Slot { key: CompactString::from(key), expires_at, stamp: Stamp::new(version), value });
         self.weight += weight;
         self.entries.add(1);
         self.budget.add(weight);
@@ -295,6 +423,7 @@ impl<V> ShardInner<V> {
         self.next_gone = NEVER;
         self.round_min = NEVER;
         self.queues.clear();
+        self.cold.clear();
         removed.extend(self.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
     }
 
@@ -303,10 +432,10 @@ impl<V> ShardInner<V> {
         let mut n = 0;
         let mut i = 0;
         while i < self.slots.len() {
-            if !self.slots[i].gone(now) {
+            if !self.gone(i, now) {
                 i += 1;
             } else {
-                let s = self.remove_at(i);
+                let (s, _) = self.remove_at(i);
                 removed.push((s.key, s.value, RemovalCause::Expired));
                 count(&stats.expirations);
                 n += 1;
@@ -315,36 +444,49 @@ impl<V> ShardInner<V> {
         n
     }
 
-    pub(super) fn remove_at(&mut self, idx: usize) -> Slot<V> {
-        let hash = u64::from(self.slots[idx].hash);
+    /// Takes the entry at `idx` out; returns it and its key's hash.
+    pub(super) fn remove_at(&mut self, idx: usize) -> (Slot<V>, u64) {
+        // weighed before anything changes: a weigher that panics leaves the shard whole
+        let weight = self.weight_of(&self.slots[idx]);
+        let hash = self.hasher.hash_one(&*self.slots[idx].key);
         let indexed = self.table.remove(hash, idx as u32);
         debug_assert!(indexed, "slot {idx} has no index entry");
         let last = self.slots.len() - 1;
         if idx != last {
-            let moved = u64::from(self.slots[last].hash);
+            let moved = self.hasher.hash_one(&*self.slots[last].key);
             if idx < self.sweep_at {
                 // moved behind the sweep's hand: it counts for this round without being passed
-                self.round_min = self.round_min.min(self.slots[last].grace_until);
+                self.round_min = self.round_min.min(self.grace_until(last));
             }
             self.table.relocate(moved, last as u32, idx as u32);
         }
+        let grace_until = self.grace_until(idx);
         let s = self.slots.swap_remove(idx);
+        if !self.cold.is_empty() {
+            // (`swap_remove` carries a panic of its own, in every build; the bounds are those of
+            // `slots`, checked above)
+            self.cold.swap(idx, last);
+            self.cold.pop();
+        }
         self.queues.remove(idx);
-        self.weight -= s.weight;
+        self.weight = self.weight.saturating_sub(weight);
         self.entries.sub(1);
-        self.budget.sub(s.weight);
-        self.expiring -= usize::from(s.grace_until != NEVER);
-        s
+        self.budget.sub(weight);
+        self.expiring -= usize::from(grace_until != NEVER);
+        (s, hash)
     }
 
     /// Makes the fresh entry at `i` stale at `now`, keeping its grace window if it has one (one
     /// without is gone now), and tells the sweep: it may now be an entry that expires.
     pub(super) fn make_stale(&mut self, i: usize, now: u64) {
-        let slot = &mut self.slots[i];
-        let grace_until = if slot.grace_until == slot.expires_at { now } else { slot.grace_until };
-        self.expiring += usize::from(slot.grace_until == NEVER && grace_until != NEVER);
-        slot.expires_at = now;
-        slot.grace_until = grace_until;
+        let was = self.grace_until(i);
+        let grace_until = if was == self.slots[i].expires_at { now } else { was };
+        self.expiring += usize::from(was == NEVER && grace_until != NEVER);
+        self.slots[i].expires_at = now;
+        // without the column, an entry's grace ends at its expiry: now, as it should
+        if let Some(c) = self.cold.get_mut(i) {
+            c.grace_until = grace_until;
+        }
         self.note_expiry(grace_until);
     }
 
@@ -352,6 +494,12 @@ impl<V> ShardInner<V> {
     #[cfg(test)]
     pub(crate) fn expiring(&self) -> usize {
         self.expiring
+    }
+
+    /// Whether the shard keeps the cold column.
+    #[cfg(test)]
+    pub(crate) fn has_cold(&self) -> bool {
+        !self.cold.is_empty()
     }
 
     /// A write stored an entry gone at `grace_until`.
@@ -383,13 +531,13 @@ impl<V> ShardInner<V> {
                 }
                 i = 0;
             }
-            if self.slots[i].gone(now) {
+            if self.gone(i, now) {
                 // the last entry moves into slot `i`: the hand looks at it next
-                let s = self.remove_at(i);
+                let (s, _) = self.remove_at(i);
                 count(&stats.expirations);
                 removed.push((s.key, s.value, RemovalCause::Expired));
             } else {
-                self.round_min = self.round_min.min(self.slots[i].grace_until);
+                self.round_min = self.round_min.min(self.grace_until(i));
                 self.sweep_at = i + 1;
             }
         }
@@ -442,14 +590,14 @@ impl<V> ShardInner<V> {
     ) -> Option<usize> {
         let n = self.slots.len();
         let slots = &self.slots;
-        let Some((victim, cold)) = self.queues.victim(|i| (slots[i].live(now), &slots[i].freq)) else {
+        let Some((victim, cold)) = self.queues.victim(|i| (slots[i].live(now), &slots[i].stamp)) else {
             return keep;
         };
         let last = n - 1;
-        let s = self.remove_at(victim);
+        let (s, hash) = self.remove_at(victim);
         let cause = if s.live(now) { RemovalCause::Evicted } else { RemovalCause::Expired };
         if cold && cause == RemovalCause::Evicted {
-            self.queues.evicted(u64::from(s.hash));
+            self.queues.evicted(hash);
         }
         match cause {
             RemovalCause::Expired => count(&stats.expirations),
