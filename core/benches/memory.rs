@@ -3,15 +3,15 @@
 //! `cargo bench -p healcache --bench memory` (also `make bench-memory`); prints one table.
 //!
 //! A counting global allocator (`stats_alloc` around `std::alloc::System`) keeps the bytes
-//! currently allocated. For each cache and N the bench reads that count, builds the cache with
-//! room for N entries and no TTL (one more healcache row gives every entry a TTL and a grace
-//! window, so its shards keep their entries' cold fields), reads the count again ("built empty"), inserts N distinct keys
-//! of exactly 16 bytes (`k:{i:014}`) with 64-byte `Vec<u8>` values (`vec![i as u8; 64]`), looks
-//! every key up and stops if one is missing or holds another value, reads the count a last time
-//! and drops the cache. Keys and values are made inside that region the same way for every
-//! cache: a `String` of capacity 16 and a `Vec<u8>` of capacity 64, moved into the cache where
-//! its API takes them by value (quick_cache, moka, the map); healcache's `set` takes `&str` and
-//! copies the key into its slot (inline, keys of up to 24 bytes), so the `String` is freed at
+//! currently allocated. For each cache and N the bench reads that count, builds the cache with room
+//! for N entries and no TTL (one more healcache row gives every entry a TTL and a grace window, so
+//! its shards keep their entries' cold fields), reads the count again ("built empty"), inserts N
+//! distinct keys of exactly 16 bytes (`k:{i:014}`) with 64-byte `Vec<u8>` values (`vec![i as u8;
+//! 64]`), looks every key up and stops if one is missing or holds another value, reads the count a
+//! last time and drops the cache. Keys and values are made inside that region the same way for
+//! every cache: a `String` of capacity 16 and a `Vec<u8>` of capacity 64, moved into the cache
+//! where its API takes them by value (quick_cache, moka, the map); healcache's `set` takes `&str`
+//! and copies the key into its slot (inline, keys of up to 24 bytes), so the `String` is freed at
 //! once. Values read back by `get` are clones dropped at once; nothing the bench holds is alive
 //! when the count is read, so the difference is what the cache holds. No entry may be evicted:
 //! healcache holds exactly N with `max_entries(N)` and moka with `max_capacity(N)`; quick_cache
