@@ -8,7 +8,8 @@
 //! cache holds every key with room for twice as many, so nothing is evicted; every read must hit,
 //! and the run stops if one misses (a miss costs a different amount, so a silent miss would
 //! change what is measured). healcache and moka run with a 1 h TTL on every entry, as in
-//! `--bench interleaved` (the clock is read on each hit); the others keep no TTL.
+//! `--bench interleaved` (the clock is read on each hit); the others keep no TTL, and so does a
+//! second healcache row ("healcache, no TTL": no clock read), the like of quick_cache's setup.
 //! Each thread reads its own key indices, drawn beforehand from a seeded RNG (the RNG's cost stays
 //! out of the timing); every cache reads the same indices. Within a round every cache runs at
 //! every thread count in turn, the caches' order rotating from round to round, so a slow phase of
@@ -28,7 +29,7 @@ use rand::{Rng, SeedableRng};
 
 const SIZES: [usize; 2] = [10_000, 1_000_000];
 const SHARDS: usize = 64;
-const NAMES: [&str; 5] = ["healcache", "quick_cache", "moka", "64 RwLock maps", "read-only map"];
+const NAMES: [&str; 6] = ["healcache", "healcache, no TTL", "quick_cache", "moka", "64 RwLock maps", "read-only map"];
 
 /// A positive count from the environment, or the default when unset.
 fn env_count(name: &str, default: usize) -> usize {
@@ -79,6 +80,7 @@ struct Set {
     keys: Vec<String>,
     idx: Vec<Vec<u32>>,
     hc: Cache<u64>,
+    hc_plain: Cache<u64>,
     qc: quick_cache::sync::Cache<String, u64>,
     moka: moka::sync::Cache<String, u64>,
     sharded: Sharded,
@@ -90,12 +92,14 @@ fn build(n: usize, max_threads: usize, gets: usize) -> Set {
     let ttl = Duration::from_secs(3600);
     let cap = 2 * n;
     let hc = Cache::builder().max_entries(cap as u64).ttl(ttl).build().unwrap();
+    let hc_plain = Cache::builder().max_entries(cap as u64).build().unwrap();
     let qc = quick_cache::sync::Cache::new(cap);
     let moka = moka::sync::Cache::builder().max_capacity(cap as u64).time_to_live(ttl).build();
     let sharded = Sharded::new();
     let mut ro = hashbrown::HashMap::with_capacity(n);
     for (i, k) in keys.iter().enumerate() {
         hc.set(k, i as u64).unwrap();
+        hc_plain.set(k, i as u64).unwrap();
         qc.insert(k.clone(), i as u64);
         moka.insert(k.clone(), i as u64);
         sharded.insert(k, i as u64);
@@ -105,6 +109,8 @@ fn build(n: usize, max_threads: usize, gets: usize) -> Set {
     // every key resident in every cache before anything is timed
     assert_eq!(hc.len(), n, "healcache holds every key");
     assert_eq!(hc.stats().evictions, 0, "healcache evicted nothing");
+    assert_eq!(hc_plain.len(), n, "healcache with no TTL holds every key");
+    assert_eq!(hc_plain.stats().evictions, 0, "healcache with no TTL evicted nothing");
     assert_eq!(qc.len(), n, "quick_cache holds every key");
     assert_eq!(moka.entry_count(), n as u64, "moka holds every key");
     assert_eq!(sharded.len(), n, "the sharded maps hold every key");
@@ -115,7 +121,7 @@ fn build(n: usize, max_threads: usize, gets: usize) -> Set {
             (0..gets).map(|_| rng.random_range(0..n as u32)).collect()
         })
         .collect();
-    Set { keys, idx, hc, qc, moka, sharded, ro }
+    Set { keys, idx, hc, hc_plain, qc, moka, sharded, ro }
 }
 
 /// Mops/s over `threads` threads, each reading its own indices, and the hits seen. The threads
@@ -168,17 +174,19 @@ fn main() {
             for j in 0..NAMES.len() {
                 let c = (r + j) % NAMES.len();
                 for (ti, &t) in threads.iter().enumerate() {
-                    let before = set.hc.stats();
+                    let hc = if c == 0 { &set.hc } else { &set.hc_plain };
+                    let before = hc.stats();
                     let (mops, hits) = match c {
                         0 => run(t, set, |k| set.hc.get(k)),
-                        1 => run(t, set, |k| set.qc.get(k)),
-                        2 => run(t, set, |k| set.moka.get(k)),
-                        3 => run(t, set, |k| set.sharded.get(k)),
+                        1 => run(t, set, |k| set.hc_plain.get(k)),
+                        2 => run(t, set, |k| set.qc.get(k)),
+                        3 => run(t, set, |k| set.moka.get(k)),
+                        4 => run(t, set, |k| set.sharded.get(k)),
                         _ => run(t, set, |k| set.ro.get(k).copied()),
                     };
                     assert_eq!(hits, (t * gets) as u64, "{}: every read hits", NAMES[c]);
-                    if c == 0 {
-                        let after = set.hc.stats();
+                    if c <= 1 {
+                        let after = hc.stats();
                         assert_eq!(after.hits - before.hits, (t * gets) as u64, "healcache counted every read a hit");
                         assert_eq!(after.misses, before.misses, "healcache counted no miss");
                     }
@@ -213,10 +221,12 @@ fn main() {
     let (one, two) = (threads.iter().position(|&t| t == 1).unwrap(), threads.iter().position(|&t| t == 2).unwrap());
     for (si, &n) in SIZES.iter().enumerate() {
         println!(
-            "{} keys: healcache 2 threads / 1 thread {:.2}x; healcache / quick_cache at 1 thread {:.2}x",
+            "{} keys: healcache 2 threads / 1 thread {:.2}x; at 1 thread, healcache / quick_cache {:.2}x, \
+             healcache with no TTL / quick_cache {:.2}x",
             thousands(n),
             med[si][0][two] / med[si][0][one],
-            med[si][0][one] / med[si][1][one]
+            med[si][0][one] / med[si][2][one],
+            med[si][1][one] / med[si][2][one]
         );
     }
 }
