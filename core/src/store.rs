@@ -495,8 +495,9 @@ impl<V: Clone> Store<V> {
                     return Err(Error::VersionMismatch { expected: exp, current: 0 });
                 }
             }
-            g.admit(weight, now, &shard.stats, || shard.reads(), removed);
+            // taken before room is made, so a write past the last version evicts nothing
             let version = self.new_version();
+            g.admit(weight, now, &shard.stats, || shard.reads(), removed);
             g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
             version
         };
@@ -651,6 +652,17 @@ mod tests {
         }));
         assert!(past.is_err());
         assert_eq!((s.get("a", &mut Vec::new()), s.version("a")), (Some(1), last));
+        // an insert into a full store panics before it makes room: nothing is evicted
+        let full = new_store(1, 1, u64::MAX, 64, u64::MAX, 7, Arc::new(ManualClock::new()));
+        full.write("a", 1, forever, None, &mut Vec::new()).unwrap();
+        full.next_version.store(last + 1, Relaxed);
+        let mut removed = Vec::new();
+        let past = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            full.write("b", 2, forever, None, &mut removed).unwrap();
+        }));
+        assert!(past.is_err());
+        assert!(removed.is_empty(), "nothing was evicted");
+        assert_eq!((full.get("a", &mut Vec::new()), full.get("b", &mut Vec::new())), (Some(1), None));
     }
 
     /// Plain writes keep no cold column. The first write with a grace window makes it, and the
