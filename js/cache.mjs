@@ -65,7 +65,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         const g = B.localGeneration(this._c);
         this._G = g === null ? new Float64Array([NaN]) : new Uint32Array(g);
       }
-      if (clock !== undefined) this._now = () => clock.now();
+      if (clock !== undefined) this._useClock(() => clock.now());
       // background work (refreshes, a soft timeout's tail) goes to the host's waitUntil when given
       const waitUntil = waitUntilArg(options);
       if (waitUntil !== undefined && typeof B.setWaitUntil === 'function') B.setWaitUntil(this._c, waitUntil);

@@ -37,6 +37,17 @@ const PENDING_SWEEP = 1024; // pending keys before a sweep asks the core about a
 const FIRST_SLOTS = 1024; // slots before the table first grows
 
 const now = () => performance.now();
+// The backend's ticking clock (a native thread stores the time every millisecond; see
+// `_tickCheck`), made with the first cache: a time in ms, and the word that asks for it.
+let tick;
+let tickAsk;
+const NO_TICK = new Float64Array([Infinity]); // no ticking clock: every hit reads `_now()`
+// A mirror hit skips the clock read when the entry expires more than this many ms after the
+// ticking clock's time (entries closer to their expiry are checked against `_now()`).
+const TICK_SLACK = 1000;
+// The ticking clock is not trusted while it is this many ms further behind `_now()` than its
+// least lag seen (its thread held back), until it catches up.
+const TICK_LAG = 100;
 // the generation of a cache whose L1 changes only through its own calls (no shared tier)
 const UNCHANGING = new Uint32Array(1);
 
@@ -57,6 +68,15 @@ function makeMirror(B, P, row) {
         L2_FIRST_ID = P.l2FirstId; // handles of values the core read from the shared tier
       }
       this._now = now; // the cache's clock (a ManualClock's `now` in tests)
+      if (tick === undefined) {
+        const b = typeof B.tickClock === 'function' ? B.tickClock() : null;
+        tick = b === null ? NO_TICK : new Float64Array(b, 0, 1);
+        tickAsk = b === null ? new Uint32Array(1) : new Uint32Array(b, 8, 1);
+      }
+      this._T = tick;
+      this._tickMin = Infinity; // the least `_now() - tick` seen
+      this._tickOff = Infinity; // added to the tick for the hit check (Infinity: not trusted)
+      this._tickCheck();
       this._shared = false; // whether values also cross to the shared tier (set by the cache)
       this._m = new Map(); // key -> slot of what the core holds
       // the slots: value, key, handle, version, expiry (a JS clock time, -Infinity: ask the core)
@@ -100,6 +120,25 @@ function makeMirror(B, P, row) {
       B.reportRemovals(this._c);
     }
 
+    // Reads go by `now()` (ms, on the scale of `performance.now()`), with no ticking clock.
+    _useClock(now) {
+      this._now = now;
+      this._T = NO_TICK;
+      this._tickOff = Infinity;
+    }
+
+    // Checks the ticking clock against `_now()`: it is trusted (hits skip the clock read when
+    // the entry expires over TICK_SLACK ms after its time, mapped to `_now()`'s scale by the
+    // least lag seen) unless it is TICK_LAG ms further behind than that; and asks its thread to
+    // keep its millisecond pace. Run with every batch of hits reported to the core.
+    _tickCheck() {
+      if (this._T === NO_TICK) return;
+      tickAsk[0] = 1;
+      const lag = this._now() - this._T[0];
+      if (lag < this._tickMin) this._tickMin = lag;
+      this._tickOff = lag - this._tickMin > TICK_LAG ? Infinity : this._tickMin + TICK_SLACK;
+    }
+
     // The core's L1 generation now (NaN when it cannot be read: NaN equals nothing, so nothing
     // mirrored is trusted).
     _generation() {
@@ -119,7 +158,9 @@ function makeMirror(B, P, row) {
       const i = this._at(key);
       if (i !== undefined) {
         const e = this._exp[i];
-        if (e === Infinity || e > this._now()) {
+        // the ticking clock first: a plain load, where a JS clock call waits for every earlier
+        // load to finish
+        if (e === Infinity || e > this._T[0] + this._tickOff || e > this._now()) {
           if ((++this._hits & SAMPLE_MASK) === 1) this._read(key);
           return i;
         }
@@ -169,6 +210,7 @@ function makeMirror(B, P, row) {
     // Reports the reads the mirror answered to the core (the hits' sampled keys and count, the misses).
     _flushReads() {
       if (this._hits === 0 && this._missed.length === 0) return;
+      this._tickCheck();
       const pending = B.touch(this._c, this._reads, this._hits, this._missed);
       this._reads.length = 0;
       this._missed.length = 0;

@@ -13,8 +13,8 @@ use futures::FutureExt;
 use healcache::{FetchOptions, Spawner, Timer};
 use healcache_js_common::{fetch_options, loaded_from, loader_failed, Backend, BatchFuture, LoaderFuture, Out};
 use napi::bindgen_prelude::{
-    within_runtime_if_available, Either, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise, PromiseRaw,
-    ToNapiValue, TypeName, ValueType,
+    within_runtime_if_available, ArrayBuffer, Either, External, FromNapiRef, FromNapiValue, JsValue, Object, Promise,
+    PromiseRaw, ToNapiValue, TypeName, ValueType,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{check_status, sys, Env, JsError, Status};
@@ -121,6 +121,21 @@ impl ToNapiValue for RowView {
 #[napi(ts_return_type = "Float64Array")]
 pub fn out_row() -> RowView {
     RowView
+}
+
+/// The process's ticking clock (`healcache_rt::tick`) as a 16-byte `ArrayBuffer` over its words:
+/// the time in ms as an `f64` at byte 0, the readers' request as a `u32` at byte 8. `null` when
+/// its thread could not start or the runtime copies external buffers (the mirror then reads
+/// `performance.now()` on every hit).
+#[napi(ts_return_type = "ArrayBuffer | null")]
+pub fn tick_clock(env: &Env) -> napi::Result<Option<ArrayBuffer<'_>>> {
+    let Some(tick) = healcache_rt::tick::tick() else { return Ok(None) };
+    let at = std::ptr::from_ref(tick).cast::<u8>().cast_mut();
+    // SAFETY: 16 bytes (the two words, `repr(C)`), aligned, in a static that lives as long as
+    // the process. JS loads the time without atomics (an aligned 64-bit load is not torn) and
+    // stores the request as an aligned 32-bit word, which the thread swaps atomically.
+    let buffer = unsafe { ArrayBuffer::from_external(env, at, 16, (), |_, ()| {}) }?;
+    Ok((buffer.as_ptr() == at.cast_const()).then_some(buffer))
 }
 
 /// `Backend::write`: returns the new version and fills the result row.

@@ -11,6 +11,8 @@
 //! Futures returned by [`spawn`] work under any executor (the Python loop driver, napi's tokio,
 //! `futures::executor::block_on`), and dropping one aborts its task.
 
+pub mod tick;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;

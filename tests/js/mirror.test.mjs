@@ -63,6 +63,37 @@ test('dispose sees a stale loaded value replaced by a background refresh, once, 
   assert.deepEqual(log, [['v1', 'k', 'expire']]);
 });
 
+test('a hit reads the JS clock near its expiry, and whenever the ticking clock lags', async () => {
+  const c = new Cache({ ttl: 1400 });
+  const ticking = c._tickOff !== Infinity; // the addon has a ticking clock, WASM none
+  if (!process.env.TEST_WASM) assert.ok(ticking, 'the addon starts its ticking clock');
+  c.set('k', 'v');
+  assert.equal(c.get('k'), 'v');
+  await sleep(600); // within a second of the expiry: the hit asks the JS clock
+  assert.equal(c.get('k'), 'v');
+  await sleep(900);
+  assert.equal(c.get('k'), undefined, 'expired');
+  if (!ticking) return;
+  // a ticking clock held back (its thread starved) is trusted no longer once hits are reported
+  const d = new Cache({ ttl: 1100 });
+  d.set('short', 's');
+  d.set('long', 'l', { ttl: 60_000 });
+  d.set('near', 'n', { ttl: 900 });
+  const live = d._T;
+  d._T = new Float64Array([live[0]]); // stops where it is
+  await sleep(1200);
+  // under a second from its expiry by the tick's time: the hit asks the JS clock, lag or none
+  assert.equal(d.get('near'), undefined);
+  for (let i = 0; i < 1100; i++) assert.equal(d.get('long'), 'l');
+  assert.equal(d._tickOff, Infinity);
+  assert.equal(d.get('short'), undefined, 'expired, though the held-back tick says otherwise');
+  // and trusted again once it has caught up
+  d._T = live;
+  for (let i = 0; i < 1100; i++) d.get('long');
+  assert.notEqual(d._tickOff, Infinity);
+  assert.equal(d.get('short'), undefined);
+});
+
 test('mirror hits are counted by the core, in batches', () => {
   const c = new Cache();
   c.set('k', 1);
