@@ -8,6 +8,9 @@
 //! another pid leaks that one (its threads do not exist here, so it cannot be shut down) and
 //! builds its own. Connections kept by callers follow the same rule with [`ForkGuard`].
 //!
+//! [`tick`] keeps a clock in memory for readers that cannot afford a clock call per read (the
+//! Node read mirror).
+//!
 //! Futures returned by [`spawn`] work under any executor (the Python loop driver, napi's tokio,
 //! `futures::executor::block_on`), and dropping one aborts its task.
 
