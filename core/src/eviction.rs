@@ -91,7 +91,10 @@ const HOT_STEP: u32 = 60;
 const HOT_STEP_MIN: u32 = 10;
 /// Of 20 new entries in the loop detector's window, how many back from the ghost start a trial.
 #[cfg(not(target_arch = "wasm32"))]
-const RETURNS_OF_20: u32 = 9;
+const RETURNS_OF_20: u64 = 9;
+/// The loop detector's smallest window (new entries), so that a small shard's is not a few keys.
+#[cfg(not(target_arch = "wasm32"))]
+const DETECTOR_WINDOW_MIN: u64 = 64;
 /// Windows a trial may last while almost nothing hits yet.
 #[cfg(not(target_arch = "wasm32"))]
 const TRIAL_WINDOWS: u8 = 8;
@@ -277,8 +280,8 @@ struct Climber {
     from: u32,
     /// The loop detector (see [`Queues::detect`]): new entries, and those back from the ghost,
     /// in its window; the shard's hits and requests when the window began, and as last seen.
-    pushes: u32,
-    returns: u32,
+    pushes: u64,
+    returns: u64,
     window_at: (u64, u64),
     seen: (u64, u64),
     detector: Detector,
@@ -443,8 +446,8 @@ impl Queues {
     fn detect(&mut self, back: bool) {
         let c = &mut self.climber;
         c.pushes += 1;
-        c.returns += u32::from(back);
-        if (c.pushes as u64) < c.period / 20 {
+        c.returns += u64::from(back);
+        if c.pushes < (c.period / 20).max(DETECTOR_WINDOW_MIN) {
             return;
         }
         let returning = c.returns * 20 >= c.pushes * RETURNS_OF_20;
@@ -970,7 +973,7 @@ mod tests {
         let (h, r) = q.climber.seen;
         q.climber.seen = (h + 100, r + 1000);
         for i in 0..q.climber.period / 20 {
-            q.detect(i % 20 < RETURNS_OF_20 as u64 - 1);
+            q.detect(i % 20 < RETURNS_OF_20 - 1);
         }
         assert_eq!((q.hot, q.climber.detector), (HOT_START, Detector::Armed));
     }
