@@ -37,10 +37,6 @@ const PENDING_SWEEP = 1024; // pending keys before a sweep asks the core about a
 const FIRST_SLOTS = 1024; // slots before the table first grows
 
 const now = () => performance.now();
-// The backend's ticking clock (a native thread stores the time every millisecond; see
-// `_tickCheck`), made with the first cache: a time in ms, and the word that asks for it.
-let tick;
-let tickAsk;
 const NO_TICK = new Float64Array([Infinity]); // no ticking clock: every hit reads `_now()`
 // A mirror hit skips the clock read when the entry expires more than this many ms after the
 // ticking clock's time (entries closer to their expiry are checked against `_now()`).
@@ -59,6 +55,9 @@ const UNCHANGING = new Uint32Array(1);
 function makeMirror(B, P, row) {
   // read from `P` when the first cache is made (a WebAssembly module is instantiated later)
   let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, NONE, L2_FIRST_ID;
+  // the backend's ticking clock (a native thread stores the time every millisecond; see
+  // `_tickCheck`), made with the first cache: a time in ms, and the word that asks for it
+  let tick, tickAsk;
 
   return class Mirror {
     constructor() {
