@@ -123,7 +123,7 @@ pub fn out_row() -> RowView {
     RowView
 }
 
-/// The process's ticking clock (`healcache_rt::tick`) as a 16-byte `ArrayBuffer` over its words:
+/// New words of the process's ticking clock (`healcache_rt::tick`) as a 16-byte `ArrayBuffer`:
 /// the time in ms as an `f64` at byte 0, the readers' request as a `u32` at byte 8. `null` when
 /// its thread could not start or the runtime copies external buffers (the mirror then reads
 /// `performance.now()` on every hit).
@@ -131,8 +131,8 @@ pub fn out_row() -> RowView {
 pub fn tick_clock(env: &Env) -> napi::Result<Option<ArrayBuffer<'_>>> {
     let Some(tick) = healcache_rt::tick::tick() else { return Ok(None) };
     let at = std::ptr::from_ref(tick).cast::<u8>().cast_mut();
-    // SAFETY: 16 bytes (the two words, `repr(C)`), aligned, in a static that lives as long as
-    // the process. JS loads the time without atomics (an aligned 64-bit load is not torn) and
+    // SAFETY: 16 bytes (the two words, `repr(C)`), aligned, kept for the life of the process
+    // (never freed, so no other buffer is ever made over them). JS loads the time without atomics (an aligned 64-bit load is not torn) and
     // stores the request as an aligned 32-bit word, which the thread swaps atomically.
     let buffer = unsafe { ArrayBuffer::from_external(env, at, 16, (), |_, ()| {}) }?;
     Ok((buffer.as_ptr() == at.cast_const()).then_some(buffer))

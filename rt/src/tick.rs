@@ -11,9 +11,14 @@
 //!
 //! The thread stores every millisecond while readers ask for it (they set [`Tick::wanted`] now
 //! and then), and every [`IDLE_PACE`] once nobody has for [`IDLE_AFTER`] stores.
+//!
+//! Each [`tick`] call gets words of its own, kept for the life of the process: a JS engine wraps
+//! them in an `ArrayBuffer`, and older V8s abort when two buffers are made over one address, or
+//! when an address is reused while they still hold it registered. A reader makes one per loaded
+//! module instance, so what is kept stays small.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Pace while readers ask for the time.
@@ -33,9 +38,6 @@ pub struct Tick {
     pub wanted: AtomicU32,
 }
 
-static TICK: Tick = Tick { millis: AtomicU64::new(0), wanted: AtomicU32::new(1) };
-static ORIGIN: OnceLock<Instant> = OnceLock::new();
-
 impl Tick {
     /// The last stored time, in milliseconds.
     pub fn millis(&self) -> f64 {
@@ -43,31 +45,47 @@ impl Tick {
     }
 }
 
-fn store() {
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    TICK.millis.store((origin.elapsed().as_secs_f64() * 1e3).to_bits(), Ordering::Relaxed);
+/// Every `Tick` handed out; the thread stores into each.
+static TICKS: Mutex<Vec<&'static Tick>> = Mutex::new(Vec::new());
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+fn now() -> u64 {
+    (ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3).to_bits()
 }
 
-/// The process's ticking clock, its thread started on first use (the first time is stored
-/// before this returns). `None` when the thread cannot be started.
+/// Stores the time into every tick; whether a reader asked for it since the last store.
+fn store_all() -> bool {
+    let t = now();
+    let mut asked = false;
+    for tick in TICKS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        tick.millis.store(t, Ordering::Relaxed);
+        asked |= tick.wanted.swap(0, Ordering::Relaxed) != 0;
+    }
+    asked
+}
+
+/// New words of the process's ticking clock (holding the time already), its thread started on
+/// first use. `None` when the thread cannot be started.
 pub fn tick() -> Option<&'static Tick> {
     static STARTED: OnceLock<bool> = OnceLock::new();
     let started = STARTED.get_or_init(|| {
-        store();
         std::thread::Builder::new()
             .name("healcache-tick".into())
             .spawn(|| {
                 let mut unwanted = 0u32;
                 loop {
                     std::thread::sleep(if unwanted >= IDLE_AFTER { IDLE_PACE } else { PACE });
-                    store();
-                    let asked = TICK.wanted.swap(0, Ordering::Relaxed) != 0;
-                    unwanted = if asked { 0 } else { unwanted.saturating_add(1) };
+                    unwanted = if store_all() { 0 } else { unwanted.saturating_add(1) };
                 }
             })
             .is_ok()
     });
-    started.then_some(&TICK)
+    if !started {
+        return None;
+    }
+    let tick: &'static Tick = Box::leak(Box::new(Tick { millis: AtomicU64::new(now()), wanted: AtomicU32::new(1) }));
+    TICKS.lock().unwrap_or_else(|p| p.into_inner()).push(tick);
+    Some(tick)
 }
 
 #[cfg(test)]
@@ -79,6 +97,8 @@ mod tests {
     #[test]
     fn the_tick_keeps_up_with_the_clock() {
         let t = tick().expect("a thread");
+        let other = tick().unwrap();
+        assert!(!std::ptr::eq(t, other), "each call has words of its own");
         let origin = *ORIGIN.get().unwrap();
         for _ in 0..50 {
             t.wanted.store(1, Ordering::Relaxed);
@@ -92,6 +112,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert!(t.millis() >= before + 10.0, "the tick moved from {before} to {}", t.millis());
         assert_eq!(t.wanted.load(Ordering::Relaxed), 0, "the thread takes the request");
+        assert!(other.millis() >= before + 10.0, "every tick moves");
         assert_eq!(std::mem::align_of::<Tick>(), 128);
     }
 }

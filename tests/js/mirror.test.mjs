@@ -94,6 +94,31 @@ test('a hit reads the JS clock near its expiry, and whenever the ticking clock l
   assert.equal(d.get('short'), undefined);
 });
 
+test('caches in worker threads and in both module formats each read a ticking clock of their own', async (t) => {
+  if (process.env.TEST_WASM) return t.skip('WebAssembly has no ticking clock');
+  const { Worker } = await import('node:worker_threads');
+  const { createRequire } = await import('node:module');
+  const code = `const { Cache } = require('healcache');
+    const c = new Cache({ ttl: 60000 });
+    c.set('k', 1);
+    require('node:worker_threads').parentPort.postMessage([c.get('k'), c._tickOff !== Infinity, c._T[0] > 0]);`;
+  for (let i = 0; i < 2; i++) {
+    const w = new Worker(code, { eval: true });
+    const got = await new Promise((resolve, reject) => {
+      w.on('message', resolve);
+      w.on('error', reject);
+    });
+    assert.deepEqual(got, [1, true, true]);
+    await w.terminate();
+  }
+  const { Cache: Cjs } = createRequire(import.meta.url)('healcache');
+  const [a, b] = [new Cache({ ttl: 60000 }), new Cjs({ ttl: 60000 })];
+  a.set('k', 'esm');
+  b.set('k', 'cjs');
+  assert.deepEqual([a.get('k'), b.get('k')], ['esm', 'cjs']);
+  assert.ok(a._tickOff !== Infinity && b._tickOff !== Infinity);
+});
+
 test('mirror hits are counted by the core, in batches', () => {
   const c = new Cache();
   c.set('k', 1);
