@@ -45,6 +45,12 @@ fn envelope(prefix: &str, i: usize, payload: &[u8]) -> (healcache::keys::L2Keys,
     (keys, e.unwrap())
 }
 
+/// Write `i` under `prefix` of `payload` as the transport takes it: unconditional, 60 s to live.
+fn write_request(prefix: &str, i: usize, payload: &[u8]) -> WriteRequest {
+    let (keys, envelope) = envelope(prefix, i, payload);
+    WriteRequest { keys, envelope, px_ms: 60_000, expect: Expect::Any, deadline: Duration::from_secs(5), release: None }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -130,16 +136,7 @@ fn main() {
     for round in 0..ROUNDS {
         let t = Instant::now();
         for i in 0..WRITES {
-            let (keys, envelope) = envelope("bench", i, &payload);
-            let req = WriteRequest {
-                keys,
-                envelope,
-                px_ms: 60_000,
-                expect: Expect::Any,
-                deadline: Duration::from_secs(5),
-                release: None,
-            };
-            futures::executor::block_on(transport.write(req)).unwrap();
+            futures::executor::block_on(transport.write(write_request("bench", i, &payload))).unwrap();
         }
         let o = t.elapsed().as_nanos() as f64 / WRITES as f64;
         let t = Instant::now();
@@ -231,16 +228,7 @@ fn main() {
 async fn in_runtime_fenced(transport: &RedisTransport, payload: &[u8]) -> f64 {
     let t = Instant::now();
     for i in 0..WRITES {
-        let (keys, envelope) = envelope("bench-rt", i, payload);
-        let req = WriteRequest {
-            keys,
-            envelope,
-            px_ms: 60_000,
-            expect: Expect::Any,
-            deadline: Duration::from_secs(5),
-            release: None,
-        };
-        transport.write(req).await.unwrap();
+        transport.write(write_request("bench-rt", i, payload)).await.unwrap();
     }
     t.elapsed().as_nanos() as f64 / WRITES as f64
 }
