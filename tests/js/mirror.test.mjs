@@ -92,6 +92,13 @@ test('a hit reads the JS clock near its expiry, and whenever the ticking clock l
   for (let i = 0; i < 1100; i++) d.get('long');
   assert.notEqual(d._tickOff, Infinity);
   assert.equal(d.get('short'), undefined);
+  // at the bound: 60 ms further behind than its least lag is still trusted, 140 ms is not
+  // (the live tick may itself be up to 20 ms behind, at its idle pace)
+  for (const [behind, trusted] of [[60, true], [140, false], [0, true]]) {
+    d._T = new Float64Array([live[0] - behind]);
+    d._tickCheck();
+    assert.equal(d._tickOff !== Infinity, trusted, `${behind} ms behind`);
+  }
 });
 
 test('caches in worker threads and in both module formats each read a ticking clock of their own', async (t) => {
