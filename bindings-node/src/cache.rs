@@ -132,8 +132,9 @@ pub fn tick_clock(env: &Env) -> napi::Result<Option<ArrayBuffer<'_>>> {
     let Some(tick) = healcache_rt::tick::tick() else { return Ok(None) };
     let at = std::ptr::from_ref(tick).cast::<u8>().cast_mut();
     // SAFETY: 16 bytes (the two words, `repr(C)`), aligned, kept for the life of the process
-    // (never freed, so no other buffer is ever made over them). JS loads the time without atomics (an aligned 64-bit load is not torn) and
-    // stores the request as an aligned 32-bit word, which the thread swaps atomically.
+    // (never freed, so no other buffer is ever made over them). JS loads the time without
+    // atomics (an aligned 64-bit load is not torn) and stores the request as an aligned 32-bit
+    // word, which the thread swaps atomically.
     let buffer = unsafe { ArrayBuffer::from_external(env, at, 16, (), |_, ()| {}) }?;
     Ok((buffer.as_ptr() == at.cast_const()).then_some(buffer))
 }
