@@ -309,15 +309,22 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             return;
         }
         for (k, v, cause) in removed {
-            match v {
-                Some(v) => {
-                    if let Some(l) = &self.inner.listener {
-                        l(k.as_str(), v, cause);
-                    }
+            self.gone(&k, v, cause);
+        }
+    }
+
+    /// Reports one entry that left: to the removal listener, or, for a cached "not found", to
+    /// the count of those.
+    #[inline]
+    fn gone(&self, key: &str, value: Option<V>, cause: RemovalCause) {
+        match value {
+            Some(v) => {
+                if let Some(l) = &self.inner.listener {
+                    l(key, v, cause);
                 }
-                None => {
-                    self.inner.counters.negative_entries.fetch_sub(1, Relaxed);
-                }
+            }
+            None => {
+                self.inner.counters.negative_entries.fetch_sub(1, Relaxed);
             }
         }
     }
@@ -560,7 +567,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let negative = value.is_none();
         let (meta, expires_in) = self.meta(ttl, load_nanos);
         let mut removed = Vec::new();
-        let r = self.inner.store.write(key, value, meta, if_version, &mut removed);
+        let r = self.inner.store.put(key, value, meta, if_version, &mut removed);
         if negative && r.is_ok() {
             self.inner.counters.negative_entries.fetch_add(1, Relaxed);
         }
@@ -570,6 +577,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if r.is_ok() && self.inner.tags.used() {
             self.inner.tags.record(key, &[], |_| true);
         }
+        // the replaced value is reported before the entries the write evicted, as they left
+        let r = r.map(|(version, replaced)| {
+            if let Some((old, cause)) = replaced {
+                self.gone(key, old, cause);
+            }
+            version
+        });
         self.done(removed);
         r.map(|version| Written { version, expires_in })
     }

@@ -455,7 +455,9 @@ impl<V: Clone> Store<V> {
     }
 
     /// Writes `value` if the live version of `key` equals `expected` (0: absent), or always when
-    /// `expected` is `None`. Returns the new version.
+    /// `expected` is `None`. Returns the new version; entries evicted to make room go to
+    /// `removed`, and the value the write replaced, if any, to the list as well.
+    #[cfg(test)]
     pub fn write(
         &self,
         key: &str,
@@ -464,6 +466,28 @@ impl<V: Clone> Store<V> {
         expected: Option<Expect>,
         removed: &mut Removed<V>,
     ) -> Result<u64> {
+        let (version, replaced) = self.put(key, value, meta, expected, removed)?;
+        if let Some((old, cause)) = replaced {
+            // first, as the store reported it before the entries its write evicted
+            removed.insert(0, (CompactString::from(key), old, cause));
+        }
+        Ok(version)
+    }
+
+    /// [`Store::write`], handing back the value the write replaced, if any, and why it left
+    /// (replaced while live, or expired) rather than in `removed`: an overwrite then makes no
+    /// list, copies no key and allocates nothing for it. On overwrites of 1,000,000 live keys the
+    /// list's work after the write made each take about 300 ns more (792-828 ns against 496-508),
+    /// far beyond its own instructions: it seems to keep the next write's cache misses from
+    /// overlapping this one's.
+    pub fn put(
+        &self,
+        key: &str,
+        value: V,
+        meta: Meta,
+        expected: Option<Expect>,
+        removed: &mut Removed<V>,
+    ) -> Result<(u64, Option<(V, RemovalCause)>)> {
         self.check_key(key)?;
         let weight = self.weigh(&value).saturating_add(key.len() as u64);
         self.check_weight(weight)?;
@@ -474,7 +498,7 @@ impl<V: Clone> Store<V> {
         let mut g = write(&shard.inner);
         g.prefetch_write(hash);
         let now = self.now();
-        let version = if let Some(i) = g.find(hash, key) {
+        let (version, replaced) = if let Some(i) = g.find(hash, key) {
             let slot = &g.slots[i as usize];
             let current = if slot.live(now) { slot.version() } else { 0 };
             match expected {
@@ -487,8 +511,8 @@ impl<V: Clone> Store<V> {
                 _ => {}
             }
             let version = self.new_version();
-            g.replace(i as usize, value, Written { weight, meta, now, version }, &shard.stats, removed);
-            version
+            let old = g.replace(i as usize, value, Written { weight, meta, now, version }, &shard.stats, removed);
+            (version, Some(old))
         } else {
             if let Some(Expect::Live(exp) | Expect::Stored(exp)) = expected {
                 if exp != 0 {
@@ -499,14 +523,14 @@ impl<V: Clone> Store<V> {
             let version = self.new_version();
             g.admit(weight, now, &shard.stats, || shard.reads(), removed);
             g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
-            version
+            (version, None)
         };
         let over = g.over();
         drop(g);
         if over {
             self.shed(shard, now, removed);
         }
-        Ok(version)
+        Ok((version, replaced))
     }
 
     /// Renews `key`'s entry if its stored version (fresh or stale) is `expected`: a new expiry

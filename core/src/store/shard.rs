@@ -337,15 +337,22 @@ impl<V> ShardInner<V> {
     }
 
     /// Overwrites the entry at `i` (whose version the caller checked), then evicts others if the
-    /// heavier value took the store over its byte budget.
-    pub(super) fn replace(&mut self, i: usize, value: V, w: Written, stats: &ShardStats, removed: &mut Removed<V>) {
+    /// heavier value took the store over its byte budget. Returns the value it replaced and why
+    /// it left (replaced while live, or expired).
+    pub(super) fn replace(
+        &mut self,
+        i: usize,
+        value: V,
+        w: Written,
+        stats: &ShardStats,
+        removed: &mut Removed<V>,
+    ) -> (V, RemovalCause) {
         let Written { weight, meta, now, version } = w;
         // weighed before anything changes: a weigher that panics leaves the shard whole
         let was = self.weight_of(&self.slots[i]);
         let slot = &mut self.slots[i];
         let cause = if slot.live(now) { RemovalCause::Replaced } else { RemovalCause::Expired };
         let old = std::mem::replace(&mut slot.value, value);
-        removed.push((slot.key.clone(), old, cause));
         self.weight = self.weight.saturating_sub(was) + weight;
         self.budget.sub(was);
         self.budget.add(weight);
@@ -361,6 +368,7 @@ impl<V> ShardInner<V> {
         if self.budget.over(0) {
             self.make_room(0, now, Some(i), stats, removed);
         }
+        (old, cause)
     }
 
     /// Makes room for a new entry of `weight`: sweeps for expired entries (which go first), then
