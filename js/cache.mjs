@@ -359,7 +359,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         this._ver[i] = ver;
         this._exp[i] = -Infinity;
         this._gen[i] = g0;
-        this._m.set(key, i);
+        this._map().set(key, i);
         if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
       }
       this._drain();

@@ -102,7 +102,7 @@ function makeWriteBehind(B, Cache) {
         throw e;
       }
       // the mirror points at the value now: each read asks the core which one it holds
-      c._m.set(key, i);
+      c._map().set(key, i);
       let ver;
       try {
         ver = await p;
@@ -114,7 +114,7 @@ function makeWriteBehind(B, Cache) {
         c._leave(key);
       }
       c._ver[i] = ver;
-      const j = c._m.get(key);
+      const j = c._map().get(key);
       if (j !== undefined) c._exp[j] = -Infinity;
       if (c._pending.size !== 0 && c._pending.has(key)) c._decide(key, c._next, false);
       c._drain();
@@ -127,8 +127,8 @@ function makeWriteBehind(B, Cache) {
       const c = this._cache;
       this._vals.delete(h);
       this._setting.delete(h);
-      if (c._m.get(key) === i) {
-        c._m.delete(key);
+      if (c._map().get(key) === i) {
+        c._map().delete(key);
         c._reconcile(key, true);
       }
       c._unhold(i);
@@ -143,14 +143,14 @@ function makeWriteBehind(B, Cache) {
       checkKey(key);
       const c = this._cache;
       c._flushReads();
-      const i = c._m.get(key);
+      const i = c._map().get(key);
       if (i !== undefined) c._exp[i] = -Infinity; // asked of the core until settled
       c._enter(key);
       try {
         return await B.wbDelete(this._wb, key);
       } finally {
         c._leave(key);
-        const j = c._m.get(key);
+        const j = c._map().get(key);
         if (j !== undefined) c._exp[j] = -Infinity;
         c._drain();
       }

@@ -126,6 +126,48 @@ test('caches in worker threads and in both module formats each read a ticking cl
   assert.ok(a._tickOff !== Infinity && b._tickOff !== Infinity);
 });
 
+// The mirror's Map takes written keys in batches of 64; evictions, deletes, overwrites and
+// reads in between must each see every write made before them.
+test('writes enter the mirror in batches, and every call sees the writes made before it', () => {
+  const c = new Cache({ maxEntries: 8 });
+  const held = new Set();
+  for (let i = 0; i < 300; i++) {
+    const k = `k${i % 40}`;
+    c.set(k, `${k}@${i}`);
+    if (i % 3 === 0) assert.equal(c.get(k), `${k}@${i}`, 'the first read after a set');
+    if (i % 7 === 0) c.delete(`k${(i + 5) % 40}`);
+    if (i % 11 === 0) assert.equal(c.has(k), true);
+  }
+  for (let j = 0; j < 40; j++) {
+    const v = c.peek(`k${j}`);
+    // a key is either absent or holds its own last value: never a value of a reused slot
+    if (v !== undefined) {
+      assert.match(v, new RegExp(`^k${j}@`));
+      held.add(`k${j}`);
+    }
+  }
+  assert.equal(held.size, c.size);
+  assert.deepEqual(new Set(c.keys()), held);
+  // a key written while its slot's old key is still waiting in the batch
+  const d = new Cache({ maxEntries: 2 });
+  for (let i = 0; i < 200; i++) {
+    d.set(`a${i}`, i);
+    assert.equal(d.get(`a${i}`), i);
+    if (i > 2) assert.equal(d.get(`a${i - 3}`), undefined, `a${i - 3} was evicted`);
+  }
+  // keys evicted before their batch entered the Map, their slots reused by later writes
+  for (let i = 0; i < 200; i++) d.set(`b${i}`, i);
+  let found = 0;
+  for (let i = 0; i < 200; i++) {
+    const v = d.get(`b${i}`);
+    if (v !== undefined) {
+      assert.equal(v, i, `b${i}`);
+      found++;
+    }
+  }
+  assert.equal(found, d.size);
+});
+
 test('mirror hits are counted by the core, in batches', () => {
   const c = new Cache();
   c.set('k', 1);
