@@ -271,7 +271,9 @@ impl Backend {
         let version = w.version as f64;
         out[Out::VERSION] = version;
         out[Out::EXPIRES] = ms_left(w.expires_in);
-        out[Out::PENDING] = f64::from(u8::from(self.core().removed.pending()));
+        let removed = &self.core().removed;
+        out[Out::PENDING] = f64::from(u8::from(removed.pending()));
+        out[Out::REPLACED] = f64::from(u8::from(removed.take_replaced()));
         Ok(version)
     }
 

@@ -68,8 +68,11 @@ impl Out {
     pub const FLIGHTS: usize = 3;
     /// 1 when removals are queued: the wrapper drains them before it answers again.
     pub const PENDING: usize = 4;
+    /// 1 when the write replaced a value (`set`): a hint for the wrapper's read mirror, which
+    /// enters an overwrite in its Map at once and batches the entry of new keys.
+    pub const REPLACED: usize = 5;
     /// The row's length.
-    pub const LEN: usize = 5;
+    pub const LEN: usize = 6;
 }
 
 /// No handle: nothing live under the key.
@@ -116,6 +119,7 @@ pub fn protocol() -> Js {
                 ("handle", u(Out::HANDLE)),
                 ("flights", u(Out::FLIGHTS)),
                 ("pending", u(Out::PENDING)),
+                ("replaced", u(Out::REPLACED)),
                 ("len", u(Out::LEN)),
             ]),
         ),

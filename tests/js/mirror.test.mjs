@@ -168,6 +168,22 @@ test('writes enter the mirror in batches, and every call sees the writes made be
   assert.equal(found, d.size);
 });
 
+test('an overwrite enters the mirror after the new keys written before it', () => {
+  const c = new Cache();
+  // new keys wait in the write batch; their overwrites enter the Map at once, after them
+  for (let i = 0; i < 10; i++) c.set(`n${i}`, `first${i}`);
+  for (let i = 0; i < 10; i++) c.set(`n${i}`, `second${i}`);
+  for (let i = 0; i < 10; i++) assert.equal(c.get(`n${i}`), `second${i}`, `n${i}`);
+  // the same with the overwrite of a key its read left in the mirror
+  c.set('m', 1);
+  assert.equal(c.get('m'), 1);
+  for (let i = 0; i < 5; i++) c.set(`p${i}`, i);
+  c.set('m', 2);
+  assert.equal(c.get('m'), 2);
+  for (let i = 0; i < 5; i++) assert.equal(c.get(`p${i}`), i);
+  assert.equal(c.stats().misses, 0);
+});
+
 test('mirror hits are counted by the core, in batches', () => {
   const c = new Cache();
   c.set('k', 1);
