@@ -233,7 +233,9 @@ async fn answer(st: Arc<State>, path: &str) -> Response<Full<Bytes>> {
         }
     }
     // The query runs on a task of its own, so it holds its place in line and then a worker even
-    // when the client gives up and hyper drops this future.
+    // when the client gives up and hyper drops this future. It reads the value before it counts
+    // itself served, so a lab that waits for the count and then changes the value knows which
+    // value the query answers.
     let (tx, rx) = oneshot::channel();
     let task = st.clone();
     st.queued.fetch_add(1, Relaxed);
@@ -242,23 +244,25 @@ async fn answer(st: Arc<State>, path: &str) -> Response<Full<Bytes>> {
         task.queued.fetch_sub(1, Relaxed);
         task.in_service.fetch_add(1, Relaxed);
         tokio::time::sleep(task.latency).await;
+        let body = if task.missing.lock().unwrap().iter().any(|p| key.starts_with(p.as_str())) {
+            None
+        } else {
+            let held = task.values.lock().unwrap().get(&key).cloned();
+            Some(held.unwrap_or_else(|| serde_json::Value::String(format!("{key}@origin")).to_string()))
+        };
         drop(permit);
         task.in_service.fetch_sub(1, Relaxed);
         task.served.fetch_add(1, Relaxed);
-        let _ = tx.send(());
+        let _ = tx.send(body);
     });
-    if rx.await.is_err() {
-        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    match rx.await {
+        Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(None) => status(StatusCode::NOT_FOUND),
+        Ok(Some(body)) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a static header is valid"),
     }
-    if st.missing.lock().unwrap().iter().any(|p| key.starts_with(p.as_str())) {
-        return status(StatusCode::NOT_FOUND);
-    }
-    let body = st.values.lock().unwrap().get(&key).cloned();
-    let body = body.unwrap_or_else(|| serde_json::Value::String(format!("{key}@origin")).to_string());
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("a static header is valid")
 }
 
 fn status(code: StatusCode) -> Response<Full<Bytes>> {

@@ -122,3 +122,23 @@ fn queries_sent_with_the_close_are_all_counted_and_served() {
     wait_for(&origin, "every query served", |s| s.served == 101);
     assert_eq!(origin.stats().rejected, 0);
 }
+
+/// A query answers the value the origin held when it counted the query served: a lab that sees
+/// the count move and then changes the value must not have the change leak into that answer.
+#[test]
+fn a_served_query_answers_the_value_held_when_it_was_counted() {
+    let origin = Origin::start(OriginOptions { latency: Duration::from_millis(1), workers: 1, gate: None }).unwrap();
+    for round in 0..300 {
+        origin.set_value("k", "\"old\"");
+        let served = origin.stats().served;
+        let s = send(origin.addr(), "k");
+        // spin rather than sleep: the change lands as close after the count as the lab's would
+        let end = Instant::now() + Duration::from_secs(10);
+        while origin.stats().served <= served {
+            assert!(Instant::now() < end, "round {round}: not served within 10 s");
+            std::hint::spin_loop();
+        }
+        origin.set_value("k", "\"new\"");
+        assert_eq!(answer(s), (200, "\"old\"".to_string()), "round {round}");
+    }
+}
