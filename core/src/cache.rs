@@ -63,6 +63,9 @@ pub struct Written {
     pub version: u64,
     /// Time from the write until the entry stops being fresh, `None` if it never expires.
     pub expires_in: Option<Duration>,
+    /// Whether the write replaced a live entry of the key (a fresh value or a cached "not
+    /// found"); `false` for a new key, or one whose entry had expired.
+    pub replaced: bool,
 }
 
 /// The shared state behind every handle of one cache. A stored `None` is a cached "not found".
@@ -578,14 +581,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             self.inner.tags.record(key, &[], |_| true);
         }
         // the replaced value is reported before the entries the write evicted, as they left
-        let r = r.map(|(version, replaced)| {
-            if let Some((old, cause)) = replaced {
+        let r = r.map(|(version, replaced)| match replaced {
+            Some((old, cause)) => {
                 self.gone(key, old, cause);
+                (version, cause == RemovalCause::Replaced)
             }
-            version
+            None => (version, false),
         });
         self.done(removed);
-        r.map(|version| Written { version, expires_in })
+        r.map(|(version, replaced)| Written { version, expires_in, replaced })
     }
 
     /// Removes `key`; returns its value if it was fresh. With a shared tier, L2 gets a

@@ -113,3 +113,23 @@ fn keys_lists_every_live_key_once() {
     want.sort();
     assert_eq!(keys, want);
 }
+
+/// A mirror enters a new key and an overwrite differently, and learns which one a write was from
+/// the write's answer.
+#[test]
+fn a_write_says_whether_it_replaced_a_live_entry() {
+    let clock = ManualClock::new();
+    let c = cache(&clock);
+    let opts = WriteOptions::default;
+    assert!(!c.write_entry("a", 1, opts()).unwrap().replaced, "a new key");
+    assert!(c.write_entry("a", 2, opts()).unwrap().replaced, "an overwrite of a live value");
+    // a refused write replaced nothing, and the next write still finds the live value
+    assert!(c.write_entry("a", 9, WriteOptions { ttl: Ttl::Default, if_version: Some(12345) }).is_err());
+    assert!(c.write_entry("a", 3, opts()).unwrap().replaced);
+    // an entry that expired is not live: the write is a new key's for the mirror
+    clock.advance(Duration::from_secs(11));
+    assert!(!c.write_entry("a", 4, opts()).unwrap().replaced, "over an expired entry");
+    // a removed key is gone
+    c.remove("a");
+    assert!(!c.write_entry("a", 5, opts()).unwrap().replaced, "after a remove");
+}

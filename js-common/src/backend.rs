@@ -273,7 +273,7 @@ impl Backend {
         out[Out::EXPIRES] = ms_left(w.expires_in);
         let removed = &self.core().removed;
         out[Out::PENDING] = f64::from(u8::from(removed.pending()));
-        out[Out::REPLACED] = f64::from(u8::from(removed.take_replaced()));
+        out[Out::REPLACED] = f64::from(u8::from(w.replaced));
         Ok(version)
     }
 

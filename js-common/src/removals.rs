@@ -28,9 +28,6 @@ pub const QUIET_LIMIT: usize = 256;
 #[derive(Default)]
 pub struct Removals {
     pending: AtomicBool,
-    /// A value was replaced since the last write took this flag (only a hint: a repair by the
-    /// healer sets it too).
-    replaced: AtomicBool,
     all: AtomicBool,
     entries: Mutex<Vec<Removal>>,
 }
@@ -56,12 +53,6 @@ impl Removals {
         self.pending.load(Relaxed)
     }
 
-    /// Whether a value was replaced since the last call (and clears the flag).
-    #[inline]
-    pub fn take_replaced(&self) -> bool {
-        self.replaced.load(Relaxed) && self.replaced.swap(false, Relaxed)
-    }
-
     /// Queues every removal from now on, with its cause.
     pub fn report_all(&self) {
         self.all.store(true, Relaxed);
@@ -75,9 +66,6 @@ impl Removals {
     /// The core's removal listener of a binding's cache.
     #[inline]
     pub fn record(&self, key: &str, handle: Handle, cause: RemovalCause, heal: &HealState) {
-        if cause == RemovalCause::Replaced {
-            self.replaced.store(true, Relaxed);
-        }
         let now = match cause {
             RemovalCause::Evicted | RemovalCause::Expired => true,
             // the wrapper knows of its own replaces and deletes, not of the healer's repairs

@@ -68,8 +68,9 @@ impl Out {
     pub const FLIGHTS: usize = 3;
     /// 1 when removals are queued: the wrapper drains them before it answers again.
     pub const PENDING: usize = 4;
-    /// 1 when the write replaced a value (`set`): a hint for the wrapper's read mirror, which
-    /// enters an overwrite in its Map at once and batches the entry of new keys.
+    /// 1 when the write replaced a live entry of the key (`set`, the core's `Written::replaced`):
+    /// the wrapper's read mirror enters an overwrite in its Map at once and batches the entry of
+    /// new keys.
     pub const REPLACED: usize = 5;
     /// The row's length.
     pub const LEN: usize = 6;
