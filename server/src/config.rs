@@ -172,7 +172,7 @@ impl ServerConfig {
             return Err(format!("{name} must be at most {MAX_TIMEOUT_MS} (a year)"));
         }
         if self.max_query_buffer < self.max_bulk + 2 || self.output_limit < PRE_AUTH_OUTPUT {
-            return Err("max_query_buffer must hold a max_bulk argument; output_limit at least 64 KiB".into());
+            return Err("max_query_buffer must be at least max_bulk + 2 bytes, output_limit at least 64 KiB".into());
         }
         Ok(ip)
     }

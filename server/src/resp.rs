@@ -36,9 +36,10 @@ pub enum ProtoError {
     InvalidMultibulkLength,
     /// More than the unauthenticated argument limit before AUTH.
     UnauthenticatedMultibulkLength,
-    /// `$` followed by no number, a negative one, or one over the bulk limit.
+    /// `$` followed by no number, a negative one, or one over the bulk limit; an inline argument
+    /// over the bulk limit.
     InvalidBulkLength,
-    /// A bulk over the unauthenticated bulk limit before AUTH.
+    /// A bulk (or inline argument) over the unauthenticated bulk limit before AUTH.
     UnauthenticatedBulkLength,
     /// An argument of a multibulk request did not start with `$`.
     ExpectedDollar(u8),
@@ -242,18 +243,31 @@ impl Parser {
         if nl > INLINE_MAX {
             return Err(ProtoError::TooBigInline);
         }
+        // An inline command meets the limits a multibulk one does, whether it arrived in one
+        // read or in many.
+        if nl + 1 > limits.max_buffer {
+            return Err(ProtoError::QueryBufferLimit);
+        }
         let line = buf.split_to(nl + 1);
         self.scanned = 0;
         let mut text = &line[..nl];
         if text.last() == Some(&b'\r') {
             text = &text[..text.len() - 1];
         }
-        match split_args(text, limits.max_args) {
+        let args = match split_args(text, limits.max_args) {
             Err(ProtoError::InvalidMultibulkLength) if limits.unauthenticated => {
-                Err(ProtoError::UnauthenticatedMultibulkLength)
+                return Err(ProtoError::UnauthenticatedMultibulkLength)
             }
-            r => r.map(Some),
+            r => r?,
+        };
+        if args.iter().any(|a| a.len() > limits.max_bulk) {
+            return Err(if limits.unauthenticated {
+                ProtoError::UnauthenticatedBulkLength
+            } else {
+                ProtoError::InvalidBulkLength
+            });
         }
+        Ok(Some(args))
     }
 }
 
