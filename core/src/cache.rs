@@ -173,6 +173,12 @@ impl<V: Clone + Send + Sync + 'static> CacheBuilder<V> {
             let problem = ConfigProblem::Needs("a timer (CacheBuilder::timer) for the shared tier's deadlines");
             return Err(Error::invalid_config("shared_tier", problem, None));
         }
+        if self.tier.is_some() && settings.max_key_len > crate::tier::bus::MAX_KEY_BYTES {
+            let problem = ConfigProblem::Rule(
+                "must be at most 65,482 bytes with a shared tier (a key's bus message fits in 64 KiB)",
+            );
+            return Err(Error::invalid_config("max_key_len", problem, Some(settings.max_key_len as f64)));
+        }
         let clock = self.take_clock();
         Ok(Cache::assemble(settings, clock, self))
     }

@@ -419,9 +419,7 @@ pub fn encode_tagged(
     }
     let compressed = if payload.len() >= limits.compress_min_bytes && !payload.is_empty() {
         let c = lz4_flex::block::compress(payload);
-        // kept only if it saves at least 12.5% (one eighth): below that the decompression costs
-        // more than the bytes saved on the wire
-        (c.len() as u64 * 8 <= payload.len() as u64 * 7).then_some(c)
+        lz4_pays(c.len(), payload.len()).then_some(c)
     } else {
         None
     };
@@ -457,6 +455,12 @@ pub fn encode_tagged(
     let sum = checksum(redis_key, &out[HEADER_LEN..]);
     out[offsets::CHECKSUM..HEADER_LEN].copy_from_slice(&sum.to_be_bytes());
     Ok(out)
+}
+
+/// Whether `compressed` bytes are kept for a payload of `raw` bytes: only if they save at least
+/// 12.5% (one eighth); below that the decompression costs more than the bytes saved on the wire.
+fn lz4_pays(compressed: usize, raw: usize) -> bool {
+    compressed as u64 * 8 <= raw as u64 * 7
 }
 
 fn kind_name(kind: Kind) -> &'static str {
@@ -587,5 +591,56 @@ fn read_tags(section: &[u8], count: usize) -> Vec<Tag> {
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(kind_name(*self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// P5: lz4 is kept when it saves exactly one eighth, and not when it saves one byte less
+    /// (the boundary numbers themselves, for payloads of a length divisible by 8 and not).
+    #[test]
+    fn lz4_is_kept_at_exactly_an_eighth_saved() {
+        assert!(lz4_pays(896, 1024) && !lz4_pays(897, 1024));
+        // 1001 * 7 / 8 = 875.875: 875 saves more than an eighth, 876 less
+        assert!(lz4_pays(875, 1001) && !lz4_pays(876, 1001));
+        assert!(lz4_pays(0, 0) && lz4_pays(7, 8) && !lz4_pays(8, 8));
+    }
+
+    /// P5: the same boundary through the envelope, with real lz4 output: a payload whose block
+    /// compresses to exactly 7/8 of it is stored compressed, one a byte longer is stored raw; both
+    /// read back whole.
+    #[test]
+    fn an_envelope_stores_lz4_only_when_it_saves_an_eighth() {
+        const LEN: usize = 1024;
+        // random bytes then zeros: the compressed size grows with the random part, byte by byte
+        let mut rng = 0x9e37_79b9_u64;
+        let noise: Vec<u8> = (0..LEN)
+            .map(|_| {
+                rng = crate::xfetch::splitmix64(rng);
+                rng as u8
+            })
+            .collect();
+        let payload = |random: usize| {
+            let mut p = noise[..random].to_vec();
+            p.resize(LEN, 0);
+            p
+        };
+        let with = |target: usize| {
+            (0..LEN)
+                .map(payload)
+                .find(|p| lz4_flex::block::compress(p).len() == target)
+                .unwrap_or_else(|| panic!("no payload of {LEN} bytes compresses to exactly {target}"))
+        };
+        let limits = Limits::default();
+        for (target, kept) in [(LEN / 8 * 7, true), (LEN / 8 * 7 + 1, false)] {
+            let p = with(target);
+            let e = encode(b"k", Kind::Value, PayloadCodec::Raw, Token::default(), 1, 0, 0, &p, &limits).unwrap();
+            assert_eq!(e[offsets::FLAGS] & flags::LZ4 != 0, kept, "compressed to {target} of {LEN}");
+            let stored = if kept { target } else { LEN };
+            assert_eq!(e.len(), HEADER_LEN + stored);
+            assert_eq!(decode(b"k", &e, &limits).unwrap().payload, p);
+        }
     }
 }

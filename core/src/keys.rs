@@ -434,3 +434,33 @@ impl KeyPattern {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// P5: fence records are one per Redis Cluster slot, so at most 16,384 whatever the number of
+    /// keys: 300,000 keys reach every slot from 0 to 16,383 and no fence key beyond them, and the
+    /// edge slots are written as four hex digits.
+    #[test]
+    fn fence_records_are_at_most_16_384() {
+        let mut fences = std::collections::HashSet::new();
+        let mut at_edges = [None, None];
+        for i in 0..300_000u32 {
+            let key = format!("user:{i}");
+            let s = slot(key.as_bytes());
+            assert!(s < SLOTS, "{key}: slot {s}");
+            let k = l2_keys("hc1", &key);
+            if s == 0 {
+                at_edges[0] = Some(k.fence.clone());
+            } else if s == SLOTS - 1 {
+                at_edges[1] = Some(k.fence.clone());
+            }
+            fences.insert(k.fence);
+        }
+        assert_eq!(fences.len(), usize::from(SLOTS), "every slot reached, none beyond");
+        assert_eq!(at_edges, [Some("hc1:{0000}:f".to_string()), Some("hc1:{3fff}:f".to_string())]);
+        let expected: std::collections::HashSet<String> = (0..SLOTS).map(|s| format!("hc1:{{{s:04x}}}:f")).collect();
+        assert_eq!(fences, expected);
+    }
+}

@@ -352,4 +352,28 @@ mod tests {
         }
         assert_eq!(ix.state().known.len(), MAX_KNOWN_TAGS);
     }
+
+    /// P5: at exactly [`MAX_KNOWN_TAGS`] every version is known, and relearning one forgets
+    /// nothing; the next new tag forgets exactly one other (which one is not chosen: a version
+    /// forgotten only reads as outdated until it is read again) and is itself known.
+    #[test]
+    fn known_versions_are_kept_at_the_bound_and_one_is_forgotten_past_it() {
+        let ix = TagIndex::new(1);
+        let names: Vec<String> = (0..MAX_KNOWN_TAGS).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (i, t) in refs.iter().enumerate() {
+            ix.learn(t, i as u64);
+        }
+        let known = ix.known(&refs);
+        assert!(known.iter().enumerate().all(|(i, v)| *v == Some(i as u64)), "all 10,000 known");
+        ix.learn("t0", 77);
+        assert_eq!(ix.state().known.len(), MAX_KNOWN_TAGS);
+        assert_eq!(ix.known(&["t0"]), vec![Some(77)]);
+
+        ix.learn("newest", 5);
+        assert_eq!(ix.state().known.len(), MAX_KNOWN_TAGS);
+        assert_eq!(ix.known(&["newest"]), vec![Some(5)]);
+        let forgotten = ix.known(&refs).iter().filter(|v| v.is_none()).count();
+        assert_eq!(forgotten, 1, "exactly one version forgotten");
+    }
 }

@@ -120,3 +120,40 @@ fn representable(v: &rmpv::Value) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Value `n` read from L2: the handle the codec gives the core.
+    fn read(values: &Arc<L2Values>, n: usize) -> Handle {
+        let bytes = codec::encode_msgpack(&rmpv::Value::from(n as u64)).unwrap();
+        JsCodec(Arc::clone(values)).decode(PayloadCodec::MsgPack, &bytes).unwrap()
+    }
+
+    /// Whether the value under `id` is still there to read, and is `n`.
+    fn readable(values: &L2Values, id: f64, n: usize) -> bool {
+        matches!(values.get(id).as_deref(), Some(Payload::Decoded(v)) if *v == rmpv::Value::from(n as u64))
+    }
+
+    /// P5: what is kept for calls being answered is bounded: with exactly 4,096 answered values
+    /// the core has already dropped (evicted), every one is still readable; the 4,097th pushes
+    /// out exactly the oldest, which then reads as a miss (`None`), and no other.
+    #[test]
+    fn the_last_4096_answers_are_kept_and_the_next_pushes_out_the_oldest() {
+        assert_eq!(KEPT_ANSWERS, 4096);
+        let values = Arc::new(L2Values::default());
+        let answer = |n| {
+            let h = read(&values, n);
+            values.answered(&h);
+            // the core evicts it before the wrapper reads it
+            h.id
+        };
+        let ids: Vec<f64> = (0..KEPT_ANSWERS).map(answer).collect();
+        assert!(ids.iter().enumerate().all(|(n, id)| readable(&values, *id, n)), "all 4,096 kept");
+        let newest = answer(KEPT_ANSWERS);
+        assert!(values.get(ids[0]).is_none(), "the oldest is pushed out");
+        assert!(ids.iter().enumerate().skip(1).all(|(n, id)| readable(&values, *id, n)), "and only the oldest");
+        assert!(readable(&values, newest, KEPT_ANSWERS));
+    }
+}

@@ -46,11 +46,27 @@ pub(crate) struct Job {
 /// Queues a write or a publish now, in call order (the contract of `Transport::write` and
 /// `Transport::publish`); the future answers it.
 pub(crate) fn enqueue<L: Link>(l: &L, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
+    queue_on(&writer(l), req)
+}
+
+/// Queues `req` on `tx`; a full queue refuses it at once rather than growing.
+fn queue_on(tx: &mpsc::Sender<Job>, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
     let (reply, answer) = oneshot::channel();
-    if writer(l).try_send(Job { req, reply }).is_err() {
+    if tx.try_send(Job { req, reply }).is_err() {
         return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
     }
     answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed()
+}
+
+/// A write queue of [`WRITE_QUEUE`] places.
+fn write_queue() -> (mpsc::Sender<Job>, mpsc::Receiver<Job>) {
+    mpsc::channel(WRITE_QUEUE)
+}
+
+/// Moves the next batch into `jobs`: what is queued, [`WRITE_BATCH`] at most; 0 once the queue
+/// is closed and empty.
+async fn next_batch(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) -> usize {
+    rx.recv_many(jobs, WRITE_BATCH).await
 }
 
 /// The sender of this process's write queue, starting its writer task on first use.
@@ -59,7 +75,7 @@ fn writer<L: Link>(l: &L) -> mpsc::Sender<Job> {
     if let Some(tx) = slot.as_ref().and_then(|g| g.get()) {
         return tx.clone();
     }
-    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    let (tx, rx) = write_queue();
     healcache_rt::handle().spawn(write_loop(l.clone(), rx));
     *slot = Some(ForkGuard::new(tx.clone()));
     tx
@@ -72,7 +88,7 @@ fn writer<L: Link>(l: &L) -> mpsc::Sender<Job> {
 /// A write whose caller has stopped waiting (its deadline passed) is not sent.
 async fn write_loop<L: Link>(l: L, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(WRITE_BATCH);
-    while rx.recv_many(&mut jobs, WRITE_BATCH).await > 0 {
+    while next_batch(&mut rx, &mut jobs).await > 0 {
         jobs.retain(|j| !j.reply.is_closed());
         let (reqs, mut replies): (Vec<Queued>, Vec<_>) = jobs.drain(..).map(|j| (j.req, j.reply)).unzip();
         if reqs.is_empty() {
@@ -186,5 +202,78 @@ where
                 Queued::Publish { .. } => a.map(|_| WriteReply::Written(Token::default())).map_err(|e| l.failed(e)),
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use healcache::keys::l2_keys;
+
+    /// Write `i` as the core queues it (its own key, so the order it leaves in shows).
+    fn write(i: usize) -> Queued {
+        Queued::Write(WriteRequest {
+            keys: l2_keys("hc1", &format!("k{i}")),
+            envelope: Vec::new(),
+            px_ms: 1000,
+            expect: Expect::Any,
+            deadline: Duration::from_secs(1),
+            release: None,
+        })
+    }
+
+    /// The value key a queued job writes.
+    fn key(job: &Job) -> &str {
+        job.req.key()
+    }
+
+    /// P5: with nothing draining it, the queue takes exactly 65,536 writes (each waits for its
+    /// answer) and refuses the 65,537th at once with a typed error, never growing past the bound;
+    /// once drained, every queued write leaves, in call order, and gets its answer.
+    #[test]
+    fn the_write_queue_takes_65536_writes_and_refuses_the_next_at_once() {
+        assert_eq!(WRITE_QUEUE, 65_536);
+        let (tx, mut rx) = write_queue();
+        let mut answers: Vec<_> = (0..WRITE_QUEUE).map(|i| queue_on(&tx, write(i))).collect();
+        assert!(answers.iter_mut().all(|a| a.now_or_never().is_none()), "every queued write waits for its answer");
+        let over = queue_on(&tx, write(WRITE_QUEUE)).now_or_never();
+        assert_eq!(over, Some(Err(TransportError::Io("write queue full".into()))));
+        drop(tx);
+        let (mut jobs, mut left, mut batches) = (Vec::new(), Vec::new(), 0);
+        while block_on(next_batch(&mut rx, &mut jobs)) > 0 {
+            batches += 1;
+            left.append(&mut jobs);
+        }
+        assert_eq!((left.len(), batches), (WRITE_QUEUE, WRITE_QUEUE / WRITE_BATCH));
+        for (i, job) in left.into_iter().enumerate() {
+            assert_eq!(key(&job), l2_keys("hc1", &format!("k{i}")).value);
+            let _ = job.reply.send(Ok(WriteReply::Written(Token { epoch: 1, counter: i as u64 })));
+        }
+        for (i, a) in answers.into_iter().enumerate() {
+            assert_eq!(a.now_or_never(), Some(Ok(WriteReply::Written(Token { epoch: 1, counter: i as u64 }))));
+        }
+    }
+
+    /// P5: one round trip carries at most 512 writes: with 513 waiting a batch takes exactly the
+    /// first 512 and the 513th goes in the next; with exactly 512 waiting one batch takes them all.
+    #[test]
+    fn a_batch_takes_512_writes_and_the_rest_goes_in_the_next() {
+        assert_eq!(WRITE_BATCH, 512);
+        let (tx, mut rx) = write_queue();
+        let _answers: Vec<_> = (0..=WRITE_BATCH).map(|i| queue_on(&tx, write(i))).collect();
+        let mut jobs = Vec::new();
+        assert_eq!(block_on(next_batch(&mut rx, &mut jobs)), WRITE_BATCH);
+        let first: Vec<_> = jobs.iter().map(key).collect();
+        let want: Vec<_> = (0..WRITE_BATCH).map(|i| l2_keys("hc1", &format!("k{i}")).value).collect();
+        assert_eq!(first, want);
+        jobs.clear();
+        assert_eq!(block_on(next_batch(&mut rx, &mut jobs)), 1);
+        assert_eq!(key(&jobs[0]), l2_keys("hc1", &format!("k{WRITE_BATCH}")).value);
+        jobs.clear();
+
+        let _answers: Vec<_> = (0..WRITE_BATCH).map(|i| queue_on(&tx, write(i))).collect();
+        assert_eq!(block_on(next_batch(&mut rx, &mut jobs)), WRITE_BATCH);
+        assert!(rx.try_recv().is_err(), "nothing left for a second batch");
     }
 }

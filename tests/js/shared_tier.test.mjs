@@ -132,6 +132,11 @@ test('credentials never show; a Redis that is down degrades to the loader', { sk
   assert.throws(() => new Cache({ redis: 'http://x' }), (e) => e.code === 'InvalidConfig' && e.field === 'redis' && !String(e.message).includes('s3cret'));
   assert.throws(() => new Cache({ redis: 5 }), (e) => e.code === 'InvalidConfig' && e.field === 'redis');
   assert.throws(() => new Cache({ l2Prefix: 5 }), (e) => e.code === 'InvalidConfig' && e.field === 'l2Prefix');
+  // P5: with a shared tier a key's bus message must fit in 64 KiB
+  const long = { redis: 'redis://127.0.0.1:1', l2Timeout: 50 };
+  assert.throws(() => new Cache({ ...long, maxKeyLen: 65_483 }), (e) => e.code === 'InvalidConfig' && e.field === 'maxKeyLen');
+  new Cache({ ...long, maxKeyLen: 65_482 }).close();
+  new Cache({ maxKeyLen: 65_483 }).close(); // no bus without a shared tier
 });
 
 // A Python process writes, Node reads, and the other way round (the Python package must be built:

@@ -123,6 +123,12 @@ def test_settings_are_checked(redis_server):
     assert e.value.field == "l2_timeout"
     with pytest.raises(healcache.InvalidConfig):
         healcache.Cache(redis=redis_server.url, l2_prefix="")
+    # P5: with a shared tier a key's bus message must fit in 64 KiB
+    with pytest.raises(healcache.InvalidConfig) as e:
+        healcache.Cache(redis=redis_server.url, max_key_len=65_483)
+    assert e.value.field == "max_key_len"
+    assert healcache.Cache(redis=redis_server.url, max_key_len=65_482) is not None
+    assert healcache.Cache(max_key_len=65_483) is not None  # no bus without a shared tier
 
 
 CHILD = r"""

@@ -24,6 +24,14 @@ use crate::codec::Token;
 
 /// Largest message accepted or sent.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Bytes of a message before its keys (version, kind, node, seq, sent, count).
+const HEADER_BYTES: usize = 36;
+/// Bytes of each key's entry besides the key (its length, epoch and counter).
+const KEY_ENTRY_BYTES: usize = 18;
+/// Longest key a message can announce. A cache with a shared tier refuses a `max_key_len` over
+/// it, so every write is announced: a key that did not fit could only show as a gap, which makes
+/// every receiver distrust its whole L1.
+pub const MAX_KEY_BYTES: usize = MAX_MESSAGE - HEADER_BYTES - KEY_ENTRY_BYTES;
 /// Publishers whose numbering a receiver tracks; the one heard from longest ago is forgotten.
 pub const MAX_PUBLISHERS: usize = 4096;
 
@@ -74,9 +82,11 @@ pub enum BusError {
 }
 
 impl Message {
-    /// The message's bytes; `None` when it would exceed [`MAX_MESSAGE`] (the caller splits).
+    /// The message's bytes; `None` when it would exceed [`MAX_MESSAGE`] (the sender then skips
+    /// its number, which receivers see as a gap).
     pub fn encode(&self) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(36 + self.keys.iter().map(|(k, _)| 18 + k.len()).sum::<usize>());
+        let len = HEADER_BYTES + self.keys.iter().map(|(k, _)| KEY_ENTRY_BYTES + k.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
         out.push(1);
         out.push(self.kind as u8);
         out.extend_from_slice(&self.node);
@@ -381,6 +391,48 @@ mod tests {
         assert_eq!(Message { kind: Kind::Changed, node: [0; 16], seq: 1, sent_us: 0, keys }.encode(), None);
     }
 
+    /// The bytes of a one-key message as the format above lays them out, whatever their length,
+    /// so a message past the bound can be well formed in every other way.
+    fn one_key(key_len: usize) -> Vec<u8> {
+        let mut b = vec![1, Kind::Changed as u8];
+        b.extend_from_slice(&[4; 16]);
+        b.extend_from_slice(&7u64.to_be_bytes());
+        b.extend_from_slice(&9u64.to_be_bytes());
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(&u16::try_from(key_len).unwrap().to_be_bytes());
+        b.extend(std::iter::repeat_n(b'k', key_len));
+        b.extend_from_slice(&2u64.to_be_bytes());
+        b.extend_from_slice(&3u64.to_be_bytes());
+        b
+    }
+
+    /// P5: a message of exactly [`MAX_MESSAGE`] bytes is sent and read; one byte more is neither
+    /// encoded nor decoded, though it is well formed in every other way.
+    #[test]
+    fn a_message_is_kept_at_64_kib_and_refused_one_byte_past() {
+        // 36 bytes of header, then 2 + key + 16 for the one key
+        let at = MAX_MESSAGE - 36 - 18;
+        assert_eq!(at, MAX_KEY_BYTES, "the longest key a message announces");
+        let m = |len: usize| Message {
+            kind: Kind::Changed,
+            node: [4; 16],
+            seq: 7,
+            sent_us: 9,
+            keys: vec![("k".repeat(len), Token { epoch: 2, counter: 3 })],
+        };
+        let bytes = m(at).encode().expect("a message of exactly 64 KiB is encoded");
+        assert_eq!(bytes.len(), MAX_MESSAGE);
+        assert!(bytes == one_key(at), "the test's layout is the encoder's");
+        assert!(Message::decode(&bytes) == Ok(m(at)), "a message of exactly 64 KiB is read back whole");
+
+        assert_eq!(m(at + 1).encode().map(|b| b.len()), None, "65,537 bytes are not encoded");
+        let over = one_key(at + 1);
+        assert_eq!(over.len(), MAX_MESSAGE + 1);
+        // compared without the message itself, so a failure does not print 64 KiB of key
+        assert_eq!(Message::decode(&over).map(|m| m.keys[0].0.len()), Err(BusError::Length));
+        assert_eq!(Numbering::new([0; 16]).hear(&over, 0), Heard::Malformed);
+    }
+
     #[test]
     fn a_jump_in_numbers_or_a_heartbeat_ahead_is_a_gap() {
         let me = Numbering::new([9; 16]);
@@ -409,6 +461,42 @@ mod tests {
             me.hear(&m.encode().unwrap(), u64::from(i));
         }
         assert_eq!(me.seen.lock().unwrap().len(), MAX_PUBLISHERS);
+    }
+
+    /// P5: with exactly [`MAX_PUBLISHERS`] publishers every numbering is kept; one more forgets
+    /// the publisher heard from longest ago (not the first one heard), whose next message is then
+    /// first heard of again, while one heard recently still has its gaps noticed.
+    #[test]
+    fn the_publisher_heard_from_longest_ago_is_forgotten_one_past_the_bound() {
+        let me = Numbering::new([0; 16]);
+        let id = |i: u32| {
+            let mut node = [1u8; 16];
+            node[..4].copy_from_slice(&i.to_be_bytes());
+            node
+        };
+        let beat = |i: u32, seq: u64| Message { kind: Kind::Heartbeat, node: id(i), seq, sent_us: 0, keys: vec![] };
+        let at = MAX_PUBLISHERS as u32;
+        for i in 0..at {
+            me.hear(&beat(i, 1).encode().unwrap(), u64::from(i) + 1);
+        }
+        // publisher 0 is heard again last, so publisher 1 is now the one heard from longest ago
+        assert_eq!(me.hear(&beat(0, 1).encode().unwrap(), 10_000), Heard::Heartbeat { gap: false });
+        {
+            let seen = me.seen.lock().unwrap();
+            assert_eq!(seen.len(), MAX_PUBLISHERS);
+            assert!((0..at).all(|i| seen.contains_key(&id(i))), "none forgotten at the bound");
+        }
+
+        me.hear(&beat(at, 1).encode().unwrap(), 10_001);
+        {
+            let seen = me.seen.lock().unwrap();
+            assert_eq!(seen.len(), MAX_PUBLISHERS);
+            assert!(!seen.contains_key(&id(1)), "the one heard from longest ago is forgotten");
+            assert!((0..=at).filter(|i| *i != 1).all(|i| seen.contains_key(&id(i))), "only that one");
+        }
+        // a recent publisher's skipped number is a gap; the forgotten one's is a first hearing
+        assert_eq!(me.hear(&beat(0, 3).encode().unwrap(), 10_002), Heard::Heartbeat { gap: true });
+        assert_eq!(me.hear(&beat(1, 3).encode().unwrap(), 10_003), Heard::Heartbeat { gap: false });
     }
 
     #[test]

@@ -224,4 +224,29 @@ mod tests {
         assert_eq!(c(5000).poll(), Duration::from_millis(50));
         assert_eq!(c(100).poll(), Duration::from_millis(10));
     }
+
+    /// P5: the poll is a tenth of the lease up to exactly 50 ms (a lease of 500 ms) and never
+    /// more; jittered, it stays within 10% of that.
+    #[test]
+    fn the_poll_reaches_50_ms_at_a_500_ms_lease_and_never_passes_it() {
+        let c = |ms| LockConfig { lease: Duration::from_millis(ms), ..LockConfig::default() };
+        assert_eq!(c(499).poll(), Duration::from_micros(49_900));
+        assert_eq!(c(500).poll(), Duration::from_millis(50));
+        assert_eq!(c(501).poll(), Duration::from_millis(50));
+        assert_eq!(c(u64::MAX).poll(), Duration::from_millis(50));
+        let s = AtomicU64::new(3);
+        for _ in 0..1000 {
+            let d = jittered(c(500).poll(), &s);
+            assert!(d >= Duration::from_millis(45) && d <= Duration::from_millis(55), "{d:?}");
+        }
+    }
+
+    /// P5: the poll is 1 ms at least, so a lease under 10 ms never polls in a busy loop.
+    #[test]
+    fn the_poll_is_1_ms_at_least() {
+        let c = |lease| LockConfig { lease, ..LockConfig::default() };
+        assert_eq!(c(Duration::from_millis(10)).poll(), Duration::from_millis(1));
+        assert_eq!(c(Duration::from_millis(9)).poll(), Duration::from_millis(1));
+        assert_eq!(c(Duration::from_nanos(1)).poll(), Duration::from_millis(1));
+    }
 }

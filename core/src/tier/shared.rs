@@ -165,7 +165,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             bus: Link::new(node, keys::bus_channel(&cfg_prefix, "cache")),
             bus_pid: AtomicU32::new(bus::process_id()),
             local_changes: Arc::default(),
-            memo: Mutex::new(vec![(0, 0, Token::default(), 0); max_entries.clamp(64, 1 << 16).next_power_of_two()]),
+            memo: Mutex::new(vec![(0, 0, Token::default(), 0); memo_slots(max_entries)]),
             tags,
             #[cfg(feature = "tier")]
             leases: Leases::default(),
@@ -524,6 +524,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     }
 }
 
+/// Slots of the revalidation token table: one per entry the cache can hold, 64 to 65,536,
+/// rounded up to a power of two (a slot is the key's hash masked).
+fn memo_slots(max_entries: usize) -> usize {
+    max_entries.clamp(64, 1 << 16).next_power_of_two()
+}
+
 /// The parts of one L2 write, as [`Tier::submit`] takes them.
 struct Write {
     kind: Kind,
@@ -537,4 +543,49 @@ struct Write {
     release: Option<String>,
     tags: Vec<Tag>,
     memo: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// P5: the token table has 64 slots at the lower bound, 65,536 at the upper one however many
+    /// entries the cache holds, and a power of two in between (40 bytes a slot, as documented).
+    #[test]
+    fn the_token_table_is_bounded_at_64_and_65_536_slots() {
+        assert_eq!((memo_slots(1), memo_slots(63), memo_slots(64)), (64, 64, 64));
+        assert_eq!((memo_slots(65), memo_slots(1000), memo_slots(1024)), (128, 1024, 1024));
+        assert_eq!((memo_slots(32_769), memo_slots(65_535), memo_slots(65_536)), (65_536, 65_536, 65_536));
+        assert_eq!((memo_slots(65_537), memo_slots(1 << 31), memo_slots(usize::MAX)), (65_536, 65_536, 65_536));
+        assert_eq!(std::mem::size_of::<(u64, u64, Token, u64)>(), 40);
+    }
+
+    /// P5: the reconnect probe waits `U(0, min(4 s, 1 s * 2^k))`: the window doubles up to
+    /// exactly 4 s at k = 2 and stays there, and no drawn wait is ever longer.
+    #[test]
+    fn the_reconnect_backoff_reaches_4_s_and_never_passes_it() {
+        let cfg = TierConfig::default().breaker;
+        assert_eq!(cfg.max_window, Duration::from_secs(4));
+        let b = Breaker::new(cfg, 11);
+        let w: Vec<Duration> = [0, 1, 2, 3, 4, 31, 32, u32::MAX].iter().map(|k| b.window(*k)).collect();
+        let s = Duration::from_secs;
+        assert_eq!(w, [s(1), s(2), s(4), s(4), s(4), s(4), s(4), s(4)]);
+
+        // failed probes reopen the breaker with k = 1, 2, ...: every wait drawn stays within 4 s
+        let mut now = Duration::from_secs(1);
+        for _ in 0..3 {
+            b.on_failure(now);
+        }
+        let mut longest = Duration::ZERO;
+        for k in 0..300u32 {
+            let at = b.probe_at().expect("open");
+            let wait = at - now;
+            assert!(wait <= b.window(k).min(s(4)), "open {k}: waited {wait:?}");
+            longest = longest.max(wait);
+            now = at;
+            assert_eq!(b.allow(now), crate::tier::breaker::Admit::Probe);
+            b.on_failure(now);
+        }
+        assert!(longest > Duration::from_millis(3500), "the window grew to the cap: longest {longest:?}");
+    }
 }
