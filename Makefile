@@ -15,7 +15,7 @@ test: $(TEST_SUITES)
 
 test-rust:
 	@rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	$(CARGO) test -p healcache -p healcache-http --profile checked
+	$(CARGO) test -p healcache -p healcache-http -p healcache-js-common --profile checked
 	$(CARGO) test -p healcache --profile checked --features shuttle --test shuttle
 	$(CARGO) build -p healcache --release --target wasm32-unknown-unknown
 
