@@ -38,9 +38,11 @@ use crate::common::{
 use crate::queue::{self, Queued};
 use crate::transport::{redact, scan_cmd};
 
-/// Bits of a [`Transport::scan`] cursor that carry a primary's own SCAN cursor; the bits above
-/// hold the primary's index (Redis's cursors stay far below 2^56: they index its hash table).
-const NODE_CURSOR_BITS: u32 = 56;
+/// Bits of a [`Transport::scan`] cursor that carry a primary's own SCAN cursor; the 16 bits above
+/// hold the primary's index, room for the 16,384 primaries a cluster can have at most (one per
+/// hash slot). Redis's cursors stay far below 2^48: they index its hash table. A cursor over it
+/// is an error, never a wrap.
+const NODE_CURSOR_BITS: u32 = 48;
 /// How many times a command is retried on a redirect (MOVED, ASK) or a lost node connection.
 const RETRIES: u32 = 3;
 
@@ -290,23 +292,33 @@ impl Link for RedisClusterTransport {
     async fn scan(&self, pattern: String, cursor: u64, count: usize) -> Result<(u64, Vec<String>), TransportError> {
         let mut conn = common::conn_here(self).await?;
         let nodes = self.primaries(&mut conn).await?;
-        let index = (cursor >> NODE_CURSOR_BITS) as usize;
+        let (index, own) = split_cursor(cursor);
         let Some((host, port)) = nodes.get(index) else { return Ok((0, Vec::new())) };
-        let own = cursor & ((1u64 << NODE_CURSOR_BITS) - 1);
         let scan = scan_cmd(&pattern, own, count);
         let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
         let reply = conn.route_command(scan, route).await.map_err(|e| self.failed(e))?;
         let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply).map_err(|e| self.failed(e.into()))?;
-        if next >= 1 << NODE_CURSOR_BITS {
-            return Err(TransportError::Reply(format!("SCAN cursor {next} out of range")));
-        }
-        let next = match next {
-            0 if index + 1 < nodes.len() => ((index + 1) as u64) << NODE_CURSOR_BITS,
-            0 => 0,
-            n => ((index as u64) << NODE_CURSOR_BITS) | n,
-        };
+        let next = next_cursor(index, next, nodes.len())?;
         Ok((next, keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect()))
     }
+}
+
+/// The primary's index and its own SCAN cursor in a [`Transport::scan`] cursor.
+fn split_cursor(cursor: u64) -> (usize, u64) {
+    ((cursor >> NODE_CURSOR_BITS) as usize, cursor & ((1u64 << NODE_CURSOR_BITS) - 1))
+}
+
+/// The walk's cursor after primary `index` of `primaries` answered its own cursor `next`: the
+/// same primary again, else the next one from its start, else 0 (the walk is over).
+fn next_cursor(index: usize, next: u64, primaries: usize) -> Result<u64, TransportError> {
+    if next >= 1 << NODE_CURSOR_BITS {
+        return Err(TransportError::Reply(format!("SCAN cursor {next} out of range")));
+    }
+    Ok(match next {
+        0 if index + 1 < primaries => ((index + 1) as u64) << NODE_CURSOR_BITS,
+        0 => 0,
+        n => ((index as u64) << NODE_CURSOR_BITS) | n,
+    })
 }
 
 /// A pipeline's answer as a result: a server's error answers its own item.
@@ -326,3 +338,27 @@ async fn ping_primaries(conn: &mut ClusterConnection) -> Result<(), TransportErr
 }
 
 transport_for!(RedisClusterTransport);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing is skipped silently: a walk over the most primaries a cluster can have (16,384,
+    /// one per hash slot) visits each of them in turn and ends after the last, and a primary's
+    /// own cursor comes back unchanged.
+    #[test]
+    fn a_walk_reaches_every_primary_of_the_largest_cluster() {
+        const MOST: usize = 16_384;
+        let mut cursor = 0u64;
+        for index in 0..MOST {
+            assert_eq!(split_cursor(cursor), (index, 0), "primary {index} starts from its own cursor 0");
+            let mid = next_cursor(index, 12_345, MOST).unwrap();
+            assert_eq!(split_cursor(mid), (index, 12_345), "primary {index} goes on where it stopped");
+            cursor = next_cursor(index, 0, MOST).unwrap();
+        }
+        assert_eq!(cursor, 0, "the walk ends after the last primary");
+        // a primary's cursor past what the walk's cursor can carry is an error, never a wrap
+        assert!(next_cursor(0, 1 << NODE_CURSOR_BITS, MOST).is_err());
+        assert!(next_cursor(0, (1 << NODE_CURSOR_BITS) - 1, MOST).is_ok());
+    }
+}
