@@ -103,6 +103,41 @@ test('values without a neutral form are refused with ValueNotEncodable and chang
   assert.ok(plain.get('k') instanceof Map);
 });
 
+// P5: a value crosses nested at most 64 levels deep (what every language's decoder reads), and
+// numbers up to 2^53 - 1 cross as integers. At the bound a value is written and read back whole
+// by another cache; one level deeper is refused, changing nothing.
+test('values at the nesting and integer bounds cross whole, one past them does not', { skip: skip || WASM }, async (t) => {
+  const redis = await redisFor(t);
+  const a = new Cache({ redis: redis.url });
+  const b = new Cache({ redis: redis.url });
+  t.after(() => {
+    a.close();
+    b.close();
+  });
+  const nest = (n) => {
+    let v = 1;
+    for (let i = 0; i < n; i++) v = i % 2 ? { a: v } : [v];
+    return v;
+  };
+  a.set('deep', nest(64));
+  assert.throws(() => a.set('deeper', nest(65)), (e) => e.code === 'ValueNotEncodable');
+  assert.equal(a.has('deeper'), false);
+  const ints = [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 2 ** 53, 0.5];
+  a.set('ints', ints);
+  await waitFor(() => a.stats().l2Writes === 2);
+  assert.deepEqual(await b.getOrLoad('deep', unloadable), nest(64));
+  assert.deepEqual(await b.getOrLoad('ints', unloadable), ints);
+  assert.equal(b.stats().l2CodecErrors, 0);
+  // in MessagePack, 2^53 - 1 is an integer (0xcf: uint 64, 0xd3: int 64) and 2^53 a float (0xcb)
+  const r = await redis.connect();
+  t.after(() => r.close());
+  const [, keys] = await r.command('SCAN', '0', 'MATCH', 'hc1:*:v:ints', 'COUNT', '1000');
+  assert.equal(keys.length, 1);
+  const stored = Buffer.from(await r.command('GET', keys[0].toString()));
+  const payload = stored.subarray(56);
+  assert.deepEqual([payload[0], payload[1], payload[10], payload[19]], [0x94, 0xcf, 0xd3, 0xcb], payload.toString('hex'));
+});
+
 test('a value planted in Redis that is no envelope is a miss and a codec error', { skip: skip || WASM }, async (t) => {
   const redis = await redisFor(t);
   const c = new Cache({ redis: redis.url });
