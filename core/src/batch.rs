@@ -123,6 +123,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<HashMap<String, V>, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
+        opts.check()?;
         let mut distinct: Vec<&str> = Vec::with_capacity(keys.len());
         let mut seen = hashbrown::HashSet::with_capacity(keys.len());
         for k in keys {

@@ -568,9 +568,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         load_nanos: u64,
     ) -> Result<Written> {
         if let Ttl::For(d) = ttl {
-            if d.is_zero() {
-                return Err(Error::invalid_config("ttl", ConfigProblem::NotPositive, Some(0.0)));
-            }
+            crate::config::call_duration("ttl", d)?;
         }
         self.inner.store.check_key(key)?;
         let negative = value.is_none();

@@ -203,6 +203,19 @@ pub fn duration_ms(field: &'static str, v: f64) -> Result<Duration> {
     Err(Error::InvalidConfig { field, problem, value: Some(v), unit: Unit::Duration })
 }
 
+/// A duration a Rust caller gives one call, held to the bounds [`duration_ms`] holds the
+/// settings to: not zero, at most 100 years (compared exactly, not through a float).
+pub(crate) fn call_duration(field: &'static str, d: Duration) -> Result<()> {
+    let problem = if d.is_zero() {
+        ConfigProblem::NotPositive
+    } else if d > Duration::from_millis(MAX_DURATION_MS as u64) {
+        ConfigProblem::TooLong { max: MAX_DURATION_MS }
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidConfig { field, problem, value: Some(d.as_secs_f64() * 1000.0), unit: Unit::Duration })
+}
+
 /// Checks a share between 0 and 1.
 pub(crate) fn fraction(field: &'static str, v: f64) -> Result<f64> {
     if !v.is_finite() || !(0.0..=1.0).contains(&v) {

@@ -61,6 +61,19 @@ pub struct FetchOptions {
     pub soft_timeout: Option<Duration>,
 }
 
+impl FetchOptions {
+    /// Refuses a duration the settings' table would refuse (zero, over 100 years).
+    pub(crate) fn check(&self) -> Result<()> {
+        if let Ttl::For(d) = self.ttl {
+            crate::config::call_duration("ttl", d)?;
+        }
+        for (field, d) in [("negative_ttl", self.negative_ttl), ("soft_timeout", self.soft_timeout)] {
+            d.map_or(Ok(()), |d| crate::config::call_duration(field, d))?;
+        }
+        Ok(())
+    }
+}
+
 /// The answer of [`Cache::fetch`]: the value (`None`: not found) and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched<V> {
@@ -185,6 +198,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let inner = &self.inner;
         let s = &inner.settings;
         inner.store.check_key(key)?;
+        opts.check()?;
         if let Some(t) = opts.negative_ttl.filter(|t| *t > s.max_negative_ttl) {
             return Err(Error::invalid_config(
                 "negative_ttl",

@@ -87,6 +87,70 @@ fn durations_below_a_nanosecond_are_refused() {
     assert!(CacheBuilder::<u32>::from_config(c).build().is_ok());
 }
 
+/// The field of an `InvalidConfig`; panics on any other outcome.
+fn refused<T: std::fmt::Debug>(r: healcache::Result<T>) -> &'static str {
+    match r {
+        Err(Error::InvalidConfig { field, .. }) => field,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+/// P5: durations given per call hold the settings' bounds. A TTL of exactly 100 years is kept; a
+/// microsecond more, on a write or a fetch, is `InvalidConfig` naming the field and changes
+/// nothing (it was once capped silently); a zero duration per call is refused too.
+#[test]
+fn per_call_durations_are_bounded_like_the_settings() {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let past = century + Duration::from_micros(1);
+    let c: Cache<u32> = Cache::builder().build().unwrap();
+    assert!(c.set_with_ttl("at", 1, Some(century)).is_ok());
+    assert_eq!(refused(c.set_with_ttl("past", 1, Some(past))), "ttl");
+    assert_eq!(c.get("past"), None);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let fetch = |opts: FetchOptions| {
+        let loads = Arc::clone(&loads);
+        block_on(c.fetch("f", opts, move || async move {
+            loads.fetch_add(1, SeqCst);
+            Ok::<_, std::io::Error>(Loaded::Value(7))
+        }))
+    };
+    let with_ttl = |d| FetchOptions { ttl: healcache::Ttl::For(d), ..FetchOptions::default() };
+    assert_eq!(refused(fetch(with_ttl(past))), "ttl");
+    assert_eq!(refused(fetch(with_ttl(Duration::ZERO))), "ttl");
+    assert_eq!(
+        refused(fetch(FetchOptions { negative_ttl: Some(Duration::ZERO), ..FetchOptions::default() })),
+        "negative_ttl"
+    );
+    assert_eq!(refused(fetch(FetchOptions { soft_timeout: Some(past), ..FetchOptions::default() })), "soft_timeout");
+    assert_eq!(
+        refused(fetch(FetchOptions { soft_timeout: Some(Duration::ZERO), ..FetchOptions::default() })),
+        "soft_timeout"
+    );
+    assert_eq!(loads.load(SeqCst), 0, "a refused call loads nothing");
+    assert_eq!((c.get("f"), c.len()), (None, 1));
+    assert_eq!(fetch(with_ttl(century)).unwrap().value, Some(7));
+}
+
+/// P5: without `max_entry_bytes`, an entry (key included) weighs at most the smaller of
+/// `max_bytes` and 64 MiB: at 64 MiB it is stored under a 1 GiB budget, a byte more is
+/// `ValueTooLarge` and changes nothing; under a smaller budget the budget is the bound.
+#[test]
+fn the_default_entry_bound_is_the_smaller_of_the_budget_and_64_mib() {
+    const MIB: u64 = 1 << 20;
+    let c = weighed(1 << 30, None);
+    let sized = |n: u64| vec![0u8; usize::try_from(n).unwrap()];
+    // key "k" weighs 1 byte
+    assert!(c.set("k", sized(64 * MIB - 1)).is_ok());
+    match c.set("j", sized(64 * MIB)) {
+        Err(Error::ValueTooLarge { .. }) => {}
+        other => panic!("expected ValueTooLarge, got {:?}", other.map(drop)),
+    }
+    assert!(!c.contains("j"));
+    let small = weighed(MIB, None);
+    assert!(small.set("k", sized(MIB - 1)).is_ok());
+    assert!(matches!(small.set("j", sized(MIB)), Err(Error::ValueTooLarge { .. })));
+}
+
 /// Version 0 means "absent", for absent, expired and live keys alike: removing "only if absent"
 /// succeeds (there is nothing to remove) unless a live entry is there.
 #[test]
