@@ -387,3 +387,108 @@ fn digest_runs_with_no_healer_lock_held() {
     assert_eq!((r.drift, r.repaired), (20, 20));
     assert_eq!(seen.load(SeqCst), 40, "two digests per drift event");
 }
+
+/// P5, a failing source (3 failed intervals, then a wait that doubles up to 32 intervals): after
+/// its 3rd, 4th, 5th ... failed interval the source is left alone for exactly 1, 2, 4, 8, 16, 32
+/// intervals, and then 32 again however often it fails (never 64). Each wait is measured at its
+/// bound: 1 ns before it an interval is skipped without asking the source, exactly at it the
+/// source is asked. One answered interval clears the count: two more failures are not backed
+/// off, and the third waits 1 interval again.
+#[test]
+fn backoff_doubles_from_the_third_failure_up_to_32_intervals() {
+    let clock = ManualClock::new();
+    let cache: Cache<u64> = Cache::builder().clock(clock.clone()).build().unwrap();
+    for i in 0..10 {
+        cache.set(&format!("k{i}"), i).unwrap();
+    }
+    let down = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let h = Healer::new(cache.clone(), config(1.0)).unwrap();
+    h.register_source("k", common::flaky_source(&down, &calls)).unwrap();
+    assert_eq!(h.config().verify_interval_ms, 5000.0, "the interval the waits are counted in");
+    let interval = Duration::from_millis(5000);
+    let ns = Duration::from_nanos(1);
+    // an interval now: (failed answers, consistent samples, skipped samples, calls to the source)
+    let run = || {
+        let before = calls.load(SeqCst);
+        let r = block_on(h.run_interval());
+        (r.failures, r.consistent, r.skipped, calls.load(SeqCst) - before)
+    };
+    let failed = (10, 0, 10, 10);
+    let answered = (0, 10, 0, 10);
+    let left_alone = (0, 0, 10, 0);
+    // The wait set by the last interval, in intervals: left alone at once and 1 ns before each
+    // whole interval, until the source is asked at a whole interval (that run's outcome returned).
+    let wait = || {
+        assert_eq!(run(), left_alone, "backed off at once");
+        for intervals in 1..=64u32 {
+            clock.advance(interval - ns);
+            assert_eq!(run(), left_alone, "1 ns before {intervals} intervals");
+            clock.advance(ns);
+            let r = run();
+            if r.3 > 0 {
+                return (intervals, r);
+            }
+            assert_eq!(r, left_alone, "at {intervals} intervals");
+        }
+        panic!("still backed off after 64 intervals");
+    };
+    // the 1st and 2nd failures: not backed off, the next interval (even at once) asks again
+    assert_eq!(run(), failed);
+    assert_eq!(run(), failed);
+    assert_eq!(run(), failed, "the 3rd failure");
+    // each wait ends in the next failure, which sets the next wait
+    let waits: Vec<u32> = (3..=10)
+        .map(|_| {
+            let (intervals, r) = wait();
+            assert_eq!(r, failed);
+            intervals
+        })
+        .collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 32, 32], "waits after failures 3 to 10");
+    assert_eq!(h.stats().source_failures, 11 * 10);
+    // the wait after the 11th failure is 32 still; the source answers when asked at its end
+    down.store(false, SeqCst);
+    assert_eq!(wait(), (32, answered));
+    // a fresh count: failures 1 and 2 asked at once, the 3rd backs off 1 interval, not 64
+    down.store(true, SeqCst);
+    assert_eq!(run(), failed);
+    assert_eq!(run(), failed);
+    assert_eq!(run(), failed);
+    assert_eq!(wait(), (1, failed));
+    let s = h.score("k").unwrap();
+    assert_eq!((s.sampled, s.score), (10, 1.0), "failures never count in the score");
+}
+
+/// P5, drift events kept (`max_drift_events`, the oldest leaves): at 5, five events are all
+/// kept, oldest first; a 6th drops exactly the oldest and is kept last, and each later one again
+/// drops only the oldest. One key drifts per interval, so the events' order is known.
+#[test]
+fn drift_history_keeps_exactly_max_drift_events_and_drops_the_oldest() {
+    let cache: Cache<u64> = Cache::builder().build().unwrap();
+    let h = Healer::new(cache.clone(), config(1.0)).unwrap();
+    h.config_set("max_drift_events", "5").unwrap();
+    assert_eq!(h.config().max_drift_events, 5.0);
+    // the source says `k<n>` is n; each key is cached as 0 just before its interval (drift),
+    // and repaired in it, so later intervals find it consistent
+    h.register_source(
+        "k",
+        FnSource(|k: &str| futures::future::ready(Ok(SourceAnswer::Value(k[1..].parse().unwrap())))),
+    )
+    .unwrap();
+    let kept = || h.drift_events().into_iter().map(|e| e.key).collect::<Vec<_>>();
+    let keys = |r: std::ops::Range<u32>| r.map(|i| format!("k{i}")).collect::<Vec<_>>();
+    for i in 1..=5 {
+        cache.set(&format!("k{i}"), 0).unwrap();
+        let r = block_on(h.run_interval());
+        assert_eq!((r.drift, r.repaired), (1, 1));
+    }
+    assert_eq!(kept(), keys(1..6), "at the bound: all five, oldest first");
+    cache.set("k6", 0).unwrap();
+    assert_eq!(block_on(h.run_interval()).drift, 1);
+    assert_eq!(kept(), keys(2..7), "past it: k1 left, k6 kept last");
+    cache.set("k7", 0).unwrap();
+    assert_eq!(block_on(h.run_interval()).drift, 1);
+    assert_eq!(kept(), keys(3..8));
+    assert_eq!(h.stats().total_drift, 7, "dropped events still count in the totals");
+}

@@ -302,3 +302,71 @@ fn debug_output_redacts_credentials() {
     assert!(d.contains("https://svc:***@api.example/users/{key}?token=***&v=***"), "{d}");
     assert_eq!(healcache_http::redact("http://h/x/{key}"), "http://h/x/{key}");
 }
+
+/// Serves one request on a loopback port with a chunked body (no Content-Length) made of
+/// `chunks`; then ends the body (`end`), or leaves it open until the client hangs up, which it
+/// reports on the channel returned.
+fn chunked_once(chunks: Vec<Vec<u8>>, end: bool) -> (String, std::sync::mpsc::Receiver<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/c/{{key}}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the client hung up before its request ended");
+            req.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n").unwrap();
+        for c in &chunks {
+            s.write_all(format!("{:x}\r\n", c.len()).as_bytes()).unwrap();
+            s.write_all(c).unwrap();
+            s.write_all(b"\r\n").unwrap();
+        }
+        if end {
+            s.write_all(b"0\r\n\r\n").unwrap();
+        }
+        s.flush().unwrap();
+        // until the client hangs up (after a whole body: when it has read it)
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    (url, rx)
+}
+
+/// P5, an HTTP source's body (`max_body_bytes`, default 1 MiB; over it a failed answer, read no
+/// further), on the chunked path where no Content-Length warns ahead: a body of exactly the
+/// default 1,048,576 bytes is the value; one byte more is `Unavailable` as soon as that byte
+/// arrives, though the body never ends (reading on would wait for the 5 s timeout), and the
+/// connection is dropped. The same at a cap of 10 with the excess inside one chunk.
+#[test]
+fn chunked_bodies_at_and_past_the_body_cap() {
+    const MIB: usize = 1_048_576;
+    assert_eq!(HttpOptions::default().max_body_bytes, MIB, "the documented default");
+    let options = HttpOptions { timeout: Duration::from_secs(5), ..local() };
+    assert_eq!(options.max_body_bytes, MIB);
+    // 16 chunks of 64 KiB: exactly the cap, then the end of the body
+    let (url, _) = chunked_once(vec![vec![b'a'; MIB / 16]; 16], true);
+    let src = HttpSource::new(&url, options.clone()).unwrap();
+    assert_eq!(block_on(src.fetch_bytes("whole")), Ok(SourceAnswer::Value(vec![b'a'; MIB])));
+    // the same, then a chunk of one byte, and the body left open
+    let mut chunks = vec![vec![b'a'; MIB / 16]; 16];
+    chunks.push(b"b".to_vec());
+    let (url, hung_up) = chunked_once(chunks, false);
+    let src = HttpSource::new(&url, options).unwrap();
+    let t0 = std::time::Instant::now();
+    assert_eq!(block_on(src.fetch_bytes("over")), Err(SourceError::Unavailable));
+    assert!(t0.elapsed() < Duration::from_secs(4), "read on past the cap: {:?}", t0.elapsed());
+    hung_up.recv_timeout(Duration::from_secs(4)).expect("the client dropped the connection");
+    // a small cap: 10 bytes in two chunks are the value; 11 in one chunk are refused
+    let (url, _) = chunked_once(vec![b"01234".to_vec(), b"56789".to_vec()], true);
+    let src = HttpSource::new(&url, opts(5_000, 10)).unwrap();
+    assert_eq!(block_on(src.fetch_bytes("ten")), Ok(SourceAnswer::Value(b"0123456789".to_vec())));
+    let (url, hung_up) = chunked_once(vec![b"0123456789X".to_vec()], false);
+    let src = HttpSource::new(&url, opts(5_000, 10)).unwrap();
+    assert_eq!(block_on(src.fetch_bytes("eleven")), Err(SourceError::Unavailable));
+    hung_up.recv_timeout(Duration::from_secs(4)).expect("the client dropped the connection");
+}
