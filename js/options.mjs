@@ -230,11 +230,18 @@ function fetchArgs(options) {
   return args;
 }
 
-/** The `tags` of a call's options (undefined: none), type checked (their bounds by the core). */
+/**
+ * The `tags` of a call's options (undefined: none), type checked (their bounds by the core): each
+ * a well-formed UTF-16 string, as keys are (a lone surrogate would cross as U+FFFD, making
+ * distinct tags one).
+ */
 function tagsArg(options) {
   const tags = options == null ? undefined : options.tags;
   if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) {
     throw invalid('tags', 'must be an array of strings');
+  }
+  if (tags !== undefined && !tags.every(wellFormed)) {
+    throw invalid('tags', 'must be well-formed UTF-16 strings (one has a lone surrogate)');
   }
   return tags;
 }

@@ -3,8 +3,11 @@
 //! (MessagePack): `null`, booleans, numbers (integers up to 2^53 as integers), BigInts in 64
 //! bits, strings, `Uint8Array`/`Buffer` (read back as `Buffer`), arrays, and plain objects
 //! (properties holding `undefined` are left out, as JSON does). Anything else (functions,
-//! symbols, `Date`, `Map`, class instances) has no neutral form: `set` refuses it with
-//! `ValueNotEncodable`, and a loaded one stays in this process only.
+//! symbols, `Date`, `Map`, class instances, and strings or property names that are not
+//! well-formed UTF-16: a lone surrogate has no UTF-8 form) has no neutral form: `set` refuses it
+//! with `ValueNotEncodable`, and a loaded one stays in this process only. Maps read back are
+//! objects whose keys are own data properties, as `JSON.parse` makes them: a `"__proto__"` key
+//! is a property, never the object's prototype.
 //!
 //! Written by hand on napi's raw calls: napi's serde bridge turns a large number into a
 //! saturated i64 and a `Date` into an empty map, and walks cycles without bound.
@@ -13,6 +16,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use healcache::codec::{self, MAX_DEPTH};
+use healcache::ConfigProblem;
 use healcache_js_common::{Backend, Payload};
 use napi::bindgen_prelude::{ArrayBuffer, External, FromNapiValue, PromiseRaw, TypeName, ValueType};
 use napi::{check_status, sys, Env};
@@ -56,8 +60,9 @@ pub fn set_tagged(
     weight: f64,
     ttl: Option<f64>,
     if_version: Option<f64>,
-    tags: Vec<String>,
+    tags: Vec<Tag>,
 ) -> napi::Result<f64> {
+    let tags = Tag::all(env, tags)?;
     with_row(|out| c.write_tagged(key.as_str(), handle, weight, ttl, if_version, &tags, None, out))
         .map_err(|e| into_js_error(env, e))
 }
@@ -75,9 +80,10 @@ pub fn set_shared_tagged(
     weight: f64,
     ttl: Option<f64>,
     if_version: Option<f64>,
-    tags: Vec<String>,
+    tags: Vec<Tag>,
     value: Converted,
 ) -> napi::Result<f64> {
+    let tags = Tag::all(env, tags)?;
     let payload = value.payload(env)?;
     with_row(|out| c.write_tagged(key.as_str(), handle, weight, ttl, if_version, &tags, Some(payload), out))
         .map_err(|e| into_js_error(env, e))
@@ -88,10 +94,10 @@ pub fn set_shared_tagged(
 pub fn invalidate_tag<'env>(
     env: &'env Env,
     c: &External<Backend>,
-    tag: String,
+    tag: Tag,
     hard: bool,
 ) -> napi::Result<PromiseRaw<'env, f64>> {
-    let fut = c.invalidate_tag(tag, hard);
+    let fut = c.invalidate_tag(tag.text(env)?, hard);
     env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| r.map_err(|e| into_js_error(env, e)))
 }
 
@@ -115,6 +121,61 @@ pub fn local_generation<'env>(env: &'env Env, c: &External<Backend>) -> napi::Re
     // a read that misses a bump by a moment is one a call would have missed too.
     let buffer = unsafe { ArrayBuffer::from_external(env, at, 4, cell, |_, cell| drop(cell)) }?;
     Ok((buffer.as_ptr() == at.cast_const()).then_some(buffer))
+}
+
+/// A tag as given, `None` when it is not well-formed UTF-16 (napi's UTF-8 conversion would turn
+/// each lone surrogate into U+FFFD, making distinct tags one).
+pub struct Tag(Option<String>);
+
+impl Tag {
+    /// The tag's text, or the `InvalidConfig` error (field `tags`) to throw.
+    fn text(self, env: &Env) -> napi::Result<String> {
+        self.0.ok_or_else(|| {
+            let rule = ConfigProblem::Rule("each tag must be well-formed UTF-16 (this one has a lone surrogate)");
+            into_js_error(env, healcache::Error::invalid_config("tags", rule, None))
+        })
+    }
+
+    fn all(env: &Env, tags: Vec<Tag>) -> napi::Result<Vec<String>> {
+        tags.into_iter().map(|t| t.text(env)).collect()
+    }
+}
+
+impl TypeName for Tag {
+    fn type_name() -> &'static str {
+        "string"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl FromNapiValue for Tag {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY: the live `env` and value napi passed in.
+        Ok(Tag(unsafe { text(env, v) }?))
+    }
+}
+
+/// The JS string `v` as Rust text, `None` when it is not well-formed UTF-16. One UTF-8 read, as
+/// `String`'s conversion does; only text holding U+FFFD (the replacement of a lone surrogate, or
+/// a real one) is read again as UTF-16 to tell which.
+unsafe fn text(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Option<String>> {
+    // SAFETY: the live `env` and value napi gave.
+    let s = unsafe { String::from_napi_value(env, v) }?;
+    if !s.contains('\u{FFFD}') {
+        return Ok(Some(s));
+    }
+    let mut len = 0usize;
+    // SAFETY (both calls): the live `env` and string napi gave; `units` holds `len + 1` units.
+    unsafe {
+        status(sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len))?;
+        let mut units = vec![0u16; len + 1];
+        status(sys::napi_get_value_string_utf16(env, v, units.as_mut_ptr(), len + 1, &mut len))?;
+        units.truncate(len);
+        Ok(String::from_utf16(&units).ok())
+    }
 }
 
 /// A JS value's MessagePack bytes, or why it has none.
@@ -243,7 +304,10 @@ unsafe fn to_neutral(
                     V::F64(n)
                 }
             }
-            T::napi_string => V::String(String::from_napi_value(env, v)?.into()),
+            T::napi_string => match text(env, v)? {
+                Some(s) => V::String(s.into()),
+                None => return Ok(Err("a string with a lone surrogate (not well-formed UTF-16)".into())),
+            },
             T::napi_bigint => {
                 let (mut i, mut lossless) = (0i64, false);
                 status(sys::napi_get_value_bigint_int64(env, v, &mut i, &mut lossless))?;
@@ -329,8 +393,11 @@ unsafe fn object_to_neutral(
             if t == sys::ValueType::napi_undefined {
                 continue; // as JSON.stringify leaves it out
             }
+            let Some(name) = text(env, k)? else {
+                return Ok(Err("a property name with a lone surrogate (not well-formed UTF-16)".into()));
+            };
             match to_neutral(env, x, depth + 1)? {
-                Ok(x) => map.push((V::String(String::from_napi_value(env, k)?.into()), x)),
+                Ok(x) => map.push((V::String(name.into()), x)),
                 Err(why) => return Ok(Err(why)),
             }
         }
@@ -360,7 +427,9 @@ unsafe fn plain(env: sys::napi_env, v: sys::napi_value) -> napi::Result<bool> {
 }
 
 /// `v` as a JS value: integers beyond 2^53 as BigInts, bytes as a `Buffer`, maps as objects
-/// (number and boolean keys as their text).
+/// (number and boolean keys as their text) whose keys are own data properties, defined as
+/// `JSON.parse` defines them: an assignment would call the inherited `__proto__` setter, making
+/// a `"__proto__"` key the object's prototype (or dropping it).
 unsafe fn from_neutral(env: sys::napi_env, v: &rmpv::Value) -> napi::Result<sys::napi_value> {
     use rmpv::Value as V;
     let mut out = ptr::null_mut();
@@ -393,6 +462,7 @@ unsafe fn from_neutral(env: sys::napi_env, v: &rmpv::Value) -> napi::Result<sys:
             }
             V::Map(m) => {
                 status(sys::napi_create_object(env, &mut out))?;
+                let mut props = Vec::with_capacity(m.len());
                 for (k, x) in m {
                     let name = match k {
                         V::String(s) => s.as_str().unwrap_or_default().to_string(),
@@ -401,7 +471,23 @@ unsafe fn from_neutral(env: sys::napi_env, v: &rmpv::Value) -> napi::Result<sys:
                     };
                     let mut key = ptr::null_mut();
                     status(sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut key))?;
-                    status(sys::napi_set_property(env, out, key, from_neutral(env, x)?))?;
+                    props.push(sys::napi_property_descriptor {
+                        utf8name: ptr::null(),
+                        name: key,
+                        method: None,
+                        getter: None,
+                        setter: None,
+                        value: from_neutral(env, x)?,
+                        // napi_default_jsproperty: as an assignment or JSON.parse makes it
+                        attributes: sys::PropertyAttributes::writable
+                            | sys::PropertyAttributes::enumerable
+                            | sys::PropertyAttributes::configurable,
+                        data: ptr::null_mut(),
+                    });
+                }
+                if !props.is_empty() {
+                    // a duplicate key is defined again: the last one wins, as with JSON.parse
+                    status(sys::napi_define_properties(env, out, props.len(), props.as_ptr()))?;
                 }
             }
             V::Ext(..) => status(sys::napi_get_null(env, &mut out))?, // refused when read

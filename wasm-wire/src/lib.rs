@@ -7,16 +7,19 @@
 
 use healcache::codec::{self, Kind, Limits};
 use healcache::keys;
-use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
+use js_sys::{Array, BigInt, JsString, Object, Reflect, Uint8Array};
 use rmpv::Value;
 use wasm_bindgen::prelude::*;
 
 /// `[value key, lock key, fence key]` of `key` under the cache prefix `prefix` (the `l2_prefix`
-/// setting, `hc1` by default); throws on a prefix the caches would refuse.
+/// setting, `hc1` by default); throws on a prefix the caches would refuse, and on a key or prefix
+/// that is not well-formed UTF-16 (the caches refuse such keys; as UTF-8 a lone surrogate would
+/// become U+FFFD, the layout of another key).
 #[wasm_bindgen(js_name = l2Keys)]
-pub fn l2_keys(prefix: &str, key: &str) -> Result<Array, JsError> {
-    keys::check_prefix(prefix).map_err(|e| JsError::new(&e.to_string()))?;
-    let k = keys::l2_keys(prefix, key);
+pub fn l2_keys(prefix: &JsString, key: &JsString) -> Result<Array, JsError> {
+    let (prefix, key) = (text(prefix, "the prefix")?, text(key, "the key")?);
+    keys::check_prefix(&prefix).map_err(|e| JsError::new(&e.to_string()))?;
+    let k = keys::l2_keys(&prefix, &key);
     Ok([k.value, k.lock, k.fence].iter().map(|s| JsValue::from_str(s)).collect())
 }
 
@@ -26,7 +29,8 @@ pub fn l2_keys(prefix: &str, key: &str) -> Result<Array, JsError> {
 /// serve it as fresh, `freshMs` the time left fresh (`Infinity`: never stale). Throws an Error
 /// with code `CodecError` when the bytes are not an envelope written for that key.
 #[wasm_bindgen(js_name = decodeEntry)]
-pub fn decode_entry(value_key: &str, stored: &[u8], pttl_ms: f64) -> Result<Object, JsValue> {
+pub fn decode_entry(value_key: &JsString, stored: &[u8], pttl_ms: f64) -> Result<Object, JsValue> {
+    let value_key = text(value_key, "the value key")?;
     let decoded = codec::decode(value_key.as_bytes(), stored, &Limits::default()).map_err(codec_error)?;
     let h = &decoded.header;
     let kind = match h.kind {
@@ -65,6 +69,19 @@ pub fn decode_entry(value_key: &str, stored: &[u8], pttl_ms: f64) -> Result<Obje
     Ok(out)
 }
 
+/// `s` as Rust text; an error when it is not a string or has a lone surrogate. The conversion to
+/// UTF-8 replaces each lone surrogate with U+FFFD, so only text holding U+FFFD (a replacement, or
+/// a real one) is checked unit by unit.
+fn text(s: &JsString, what: &str) -> Result<String, JsError> {
+    let Some(t) = s.as_string() else {
+        return Err(JsError::new(&format!("{what} must be a string")));
+    };
+    if t.contains('\u{FFFD}') && !s.is_valid_utf16() {
+        return Err(JsError::new(&format!("{what} must be well-formed UTF-16 (this one has a lone surrogate)")));
+    }
+    Ok(t)
+}
+
 fn set(o: &Object, k: &str, v: &JsValue) -> Result<(), JsValue> {
     Reflect::set(o, &JsValue::from_str(k), v).map(drop)
 }
@@ -77,7 +94,10 @@ fn codec_error(e: codec::CodecError) -> JsValue {
 }
 
 /// A payload value as JS, as the Node package gives it: integers beyond 2^53 as BigInt, bytes
-/// as Uint8Array, maps as plain objects (their keys are text in the payload model).
+/// as Uint8Array, maps as plain objects (their keys are text in the payload model) built with
+/// `Object.fromEntries`, so each key is an own data property as `JSON.parse` makes it: an
+/// assignment would call the inherited `__proto__` setter, making a `"__proto__"` key the
+/// object's prototype (or dropping it).
 fn to_js(v: &Value) -> Result<JsValue, JsValue> {
     const SAFE: u64 = (1 << 53) - 1;
     Ok(match v {
@@ -98,14 +118,14 @@ fn to_js(v: &Value) -> Result<JsValue, JsValue> {
         Value::Binary(b) => Uint8Array::from(&b[..]).into(),
         Value::Array(a) => a.iter().map(to_js).collect::<Result<Array, _>>()?.into(),
         Value::Map(m) => {
-            let o = Object::new();
-            for (k, v) in m {
+            let entries = Array::new_with_length(m.len() as u32);
+            for (i, (k, v)) in m.iter().enumerate() {
                 let Some(k) = k.as_str() else {
                     return Err(codec_error(codec::CodecError::Payload("a map key that is not text".into())));
                 };
-                set(&o, k, &to_js(v)?)?;
+                entries.set(i as u32, Array::of2(&JsValue::from_str(k), &to_js(v)?).into());
             }
-            o.into()
+            Object::from_entries(&entries)?.into()
         }
         Value::Ext(..) => return Err(codec_error(codec::CodecError::Payload("an extension type".into()))),
     })
