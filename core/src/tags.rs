@@ -1,8 +1,10 @@
 //! Tags: one call invalidates every entry written with a tag, in this process and, with a
 //! shared tier, in every instance of the fleet.
 //!
-//! A tag has a version: 0 until first invalidated, one more at each [`crate::Cache::invalidate_tag`]
-//! (with a shared tier, an `INCR` of the tag's key in Redis, so every instance counts the same).
+//! A tag has a version: 0 until first invalidated, a new one at each [`crate::Cache::invalidate_tag`]
+//! (with a shared tier, an `INCR` of the tag's key in Redis, so every instance counts the same;
+//! without one, the next value of a counter of the cache's, shared by all its tags, so a version
+//! is never handed out twice, even for a tag whose version was forgotten).
 //! An entry records the version each of its tags had when it was written (a load: when it
 //! began) and is valid only while every recorded version is still the current one. Versions and
 //! not timestamps, as the fleet design chooses over FusionCache's and bentocache's: no clocks
@@ -18,9 +20,12 @@
 //!
 //! Equality, never order, decides: a version forgotten here (the table is bounded) or reset in
 //! Redis (a restart without persistence) can only make an entry read as invalid, a miss, never
-//! make an invalidated entry valid.
+//! make an invalidated entry valid (without a tier, the next version comes from the counter,
+//! never from the version known, so it cannot be one an entry recorded).
 
 use std::collections::HashMap;
+#[cfg(feature = "tier")]
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -62,6 +67,11 @@ pub(crate) struct TagIndex {
     /// Most memberships (key, tag) kept: 16 per entry the cache can hold; past it memberships of
     /// keys no longer in L1 are swept.
     bound: usize,
+    /// The last version handed out by an invalidation without a shared tier (0: none yet). One
+    /// counter for every tag, so a new version differs from every version recorded before,
+    /// whatever was forgotten since.
+    #[cfg(feature = "tier")]
+    local: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -96,6 +106,8 @@ impl TagIndex {
         TagIndex {
             used: AtomicBool::new(false),
             bound: max_entries.saturating_mul(MAX_TAGS).max(MAX_TAGS),
+            #[cfg(feature = "tier")]
+            local: AtomicU64::new(0),
             state: Mutex::default(),
         }
     }
@@ -125,6 +137,14 @@ impl TagIndex {
             }
         }
         s.known.insert(tag.into(), version);
+    }
+
+    /// A version never handed out before, for an invalidation without a shared tier: at least 1,
+    /// so never the 0 of a tag not invalidated yet. Not "known + 1": a tag's version forgotten
+    /// at the bound would come back as one its entries recorded, and leave them valid.
+    #[cfg(feature = "tier")]
+    pub(crate) fn next_local_version(&self) -> u64 {
+        self.local.fetch_add(1, Relaxed) + 1
     }
 
     /// Forgets every known version (after a bus gap: bumps may have been missed).
@@ -269,8 +289,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub async fn invalidate_tag(&self, tag: &str, hard: bool) -> Result<usize> {
         check(&[tag])?;
         let Some(tier) = self.inner.tier() else {
-            let v = self.inner.tags.known(&[tag])[0].unwrap_or(0) + 1;
-            return Ok(self.tag_bumped(tag, v, hard));
+            return Ok(self.tag_bumped(tag, self.inner.tags.next_local_version(), hard));
         };
         match tier.bump_tag(tag, hard).await {
             Ok(v) => Ok(self.tag_bumped(tag, v, hard)),
@@ -375,5 +394,47 @@ mod tests {
         assert_eq!(ix.known(&["newest"]), vec![Some(5)]);
         let forgotten = ix.known(&refs).iter().filter(|v| v.is_none()).count();
         assert_eq!(forgotten, 1, "exactly one version forgotten");
+    }
+
+    /// P7: without a shared tier a tag's versions come from this process alone, and the known
+    /// versions are bounded, so a tag invalidated once can be forgotten (other tags crowd it
+    /// out) while an entry still records its version. Invalidating it again must still make
+    /// that entry stale: were the new version taken as "known + 1", the forgotten tag would get
+    /// the version the entry recorded again, the two would match, and the entry, invalidated,
+    /// would be served as fresh.
+    #[cfg(feature = "tier")]
+    #[test]
+    fn a_forgotten_tag_invalidated_again_still_invalidates_its_entries() {
+        use crate::cache::{Cache, WriteOptions};
+        use futures::executor::block_on;
+
+        let cache = Cache::<u64>::builder().build().unwrap();
+        let tags = &cache.inner.tags;
+        // as before: a tag never invalidated is at 0, the first invalidation takes it to 1
+        assert_eq!(tags.versions_now(&["a"])[0].version, 0);
+        assert_eq!(block_on(cache.invalidate_tag("a", false)).unwrap(), 0);
+        assert_eq!(tags.known(&["a"]), vec![Some(1)]);
+        cache.write_tagged("k", 1, WriteOptions::default(), &["a"]).unwrap();
+        // as many other tags invalidated as the table holds: past the bound, versions are
+        // forgotten. Which one goes is not chosen (the map's first key, most often one just
+        // learnt), so the test makes the choice fall on "a", as it may in use.
+        for i in 0..MAX_KNOWN_TAGS {
+            assert_eq!(block_on(cache.invalidate_tag(&format!("other{i}"), false)).unwrap(), 0);
+        }
+        assert_eq!(tags.state().known.len(), MAX_KNOWN_TAGS, "the table is at its bound");
+        tags.state().known.remove("a");
+        assert_eq!(tags.known(&["a"]), vec![None], "\"a\" forgotten");
+        assert_eq!(cache.peek("k"), Some(1), "k untouched by the other tags");
+
+        assert_eq!(block_on(cache.invalidate_tag("a", false)).unwrap(), 1, "k was fresh: one invalidated");
+        assert_eq!(cache.peek("k"), None, "k is not served fresh after its tag's invalidation");
+        assert_ne!(cache.inner.store.stored_version("k"), 0, "a soft invalidation keeps k, stale");
+        // and the tag goes on working: a new write under it is fresh until the next invalidation
+        cache.write_tagged("k", 2, WriteOptions::default(), &["a"]).unwrap();
+        cache.write_tagged("j", 3, WriteOptions::default(), &["never-invalidated"]).unwrap();
+        assert_eq!(tags.versions_now(&["never-invalidated"])[0].version, 0, "still at 0");
+        assert_eq!((cache.get("k"), cache.get("j")), (Some(2), Some(3)));
+        assert_eq!(block_on(cache.invalidate_tag("a", true)).unwrap(), 1);
+        assert_eq!(cache.inner.store.stored_version("k"), 0, "a hard invalidation removes k");
     }
 }
