@@ -6,6 +6,20 @@ export const { Cache, NOT_FOUND, WriteBehind } = mod;
 export const testing = mod.__testing;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits until `f()` is true, checking every 10 ms; throws after `ms`. */
+export async function waitFor(f, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${f}`);
+    await sleep(10);
+  }
+}
+
+/** A loader for a read that must be answered from the shared tier: it throws if called. */
+export const unloadable = async () => {
+  throw new Error('the loader ran: the value should have come from L2');
+};
+
 /** The error `f()` throws (the test fails if it throws none). */
 export const thrown = (f) => {
   try {

@@ -9,23 +9,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { REPO, redisAvailable, redisFor, sleep } from './rediskit.mjs';
-import { Cache, hammerFetches, WASM } from './helpers.mjs';
+import { Cache, hammerFetches, WASM, unloadable, waitFor } from './helpers.mjs';
 
 const skip = !redisAvailable() ? 'redis-server is not installed' : false;
 
 const DOC = { name: 'Ada', langs: ['en', 'fr'], n: 36, big: 2n ** 63n - 1n, neg: -(2n ** 63n), pi: 3.5, ok: true, none: null, nested: { a: [1, { b: 'c' }] } };
-const unloadable = async () => {
-  throw new Error('the loader ran: the value should have come from L2');
-};
-
-async function waitFor(f, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${f}`);
-    await sleep(10);
-  }
-}
-
 test('wasm refuses redis with a typed error', { skip: !WASM }, () => {
   assert.throws(() => new Cache({ redis: 'redis://127.0.0.1:1' }), (e) => e.code === 'InvalidConfig' && e.field === 'redis');
 });

@@ -6,23 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { redisAvailable, redisFor, sleep } from './rediskit.mjs';
-import { Cache, WASM } from './helpers.mjs';
+import { redisAvailable, redisFor } from './rediskit.mjs';
+import { Cache, WASM, unloadable, waitFor } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const skip = !redisAvailable() ? 'redis-server is not installed' : false;
-
-const unloadable = async () => {
-  throw new Error('the loader ran: the value should have come from L2');
-};
-
-async function waitFor(f, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${f}`);
-    await sleep(10);
-  }
-}
 
 /** `v` is the plain object `{ "__proto__": proto, a: 2 }` with "__proto__" an own data property. */
 function assertOwnProto(v, proto) {
