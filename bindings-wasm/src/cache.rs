@@ -90,8 +90,14 @@ pub(crate) fn host_seed() -> u64 {
 /// has no timer of its own). The healer asks for one delay per sampled key, so delays that end
 /// within the same slice of time (1/32 of the delay, from 1 to 250 ms) share one host timeout: a
 /// delay ends up to a slice later than asked, never earlier. A host timeout nobody waits for any
-/// more is cleared, so none outlives its use or keeps a Node process alive.
+/// more is cleared, so none outlives its use or keeps a Node process alive. A host timeout lasts
+/// at most `HOST_MAX_MS`: a longer delay is waited in legs, each armed when the one before ends
+/// for what the clock says is left (delays go up to 100 years).
 pub(crate) struct JsTimer;
+
+/// The longest delay one host timeout takes: setTimeout's delay is a 32-bit signed int, and Node
+/// and browsers (WebIDL) run a longer one after about 1 ms.
+const HOST_MAX_MS: f64 = 2_147_483_647.0;
 
 thread_local! {
     /// Host timeouts under way with their deadline (µs since `EPOCH`): the promise each waiter
@@ -101,8 +107,9 @@ thread_local! {
     static EPOCH: web_time::Instant = web_time::Instant::now();
 }
 
-/// Clears a host timeout when dropped, by its last waiter (a no-op once it fired).
-struct ClearOnDrop(JsValue);
+/// Clears a host timeout when dropped, by its last waiter (a no-op once it fired); and whether
+/// the timeout ends its delay (`false`: a leg before the last).
+struct ClearOnDrop(JsValue, bool);
 
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
@@ -110,46 +117,60 @@ impl Drop for ClearOnDrop {
     }
 }
 
-/// A new host timeout of `ms`: the promise it resolves, and its guard.
-fn host_timeout(ms: f64) -> (Promise, Rc<ClearOnDrop>) {
-    let mut id = JsValue::UNDEFINED;
-    let p = Promise::new(&mut |resolve, _| {
-        id = set_timeout(&resolve, ms);
-    });
-    (p, Rc::new(ClearOnDrop(id)))
+/// Milliseconds since `EPOCH`.
+fn now_ms() -> f64 {
+    EPOCH.with(|e| e.elapsed().as_secs_f64() * 1e3)
 }
 
-/// One delay: awaits the shared promise (a JS promise takes any number of waiters, so no
-/// futures `Shared` is needed) and holds the guard until it ends or is dropped.
-fn wait_on(p: Promise, guard: Rc<ClearOnDrop>) -> BoxFuture<'static, ()> {
-    Local(async move {
-        let _guard = guard;
-        let _ = JsFuture::from(p).await;
+/// The host timeout to wait on now for `deadline` (ms since `EPOCH`): the one under way for it,
+/// else a new one of what is left, at most `HOST_MAX_MS`: its promise and its guard.
+fn leg(deadline: f64, now: f64) -> (Promise, Rc<ClearOnDrop>) {
+    let key = (deadline * 1e3) as u64;
+    TIMEOUTS.with(|t| {
+        let mut t = t.borrow_mut();
+        // forget the timeouts that have fired
+        let now_us = (now * 1e3) as u64;
+        t.retain(|(at, _, _)| *at >= now_us);
+        let live = t.iter().find(|(at, _, _)| *at == key).and_then(|(_, p, w)| Some((p.clone(), w.upgrade()?)));
+        if let Some(live) = live {
+            return live;
+        }
+        let ms = deadline - now;
+        let mut id = JsValue::UNDEFINED;
+        let p = Promise::new(&mut |resolve, _| {
+            id = set_timeout(&resolve, ms.min(HOST_MAX_MS));
+        });
+        let guard = Rc::new(ClearOnDrop(id, ms <= HOST_MAX_MS));
+        t.retain(|(at, _, _)| *at != key);
+        t.push((key, p.clone(), Rc::downgrade(&guard)));
+        (p, guard)
     })
-    .boxed()
 }
 
 impl Timer for JsTimer {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        let now = EPOCH.with(|e| e.elapsed().as_secs_f64() * 1e3);
+        let now = now_ms();
         let ms = d.as_secs_f64() * 1e3;
         let slice = (ms / 32.0).clamp(1.0, 250.0);
         let deadline = ((now + ms) / slice).ceil() * slice;
-        let key = (deadline * 1e3) as u64;
-        TIMEOUTS.with(|t| {
-            let mut t = t.borrow_mut();
-            // forget the timeouts that have fired
-            let now_us = (now * 1e3) as u64;
-            t.retain(|(at, _, _)| *at >= now_us);
-            let live = t.iter().find(|(at, _, _)| *at == key).and_then(|(_, p, w)| Some((p.clone(), w.upgrade()?)));
-            if let Some((p, guard)) = live {
-                return wait_on(p, guard);
+        // armed now, not at the first poll
+        let (mut p, mut guard) = leg(deadline, now);
+        // Awaits the shared promise (a JS promise takes any number of waiters, so no futures
+        // `Shared` is needed), holding the guard until it ends or is dropped.
+        Local(async move {
+            loop {
+                let _ = JsFuture::from(p).await;
+                if guard.1 {
+                    return;
+                }
+                // A leg before the last ended: its first waiter forgets it, so that no waiter
+                // finds it again, and every waiter goes on to the next leg.
+                let fired = Rc::as_ptr(&guard);
+                TIMEOUTS.with(|t| t.borrow_mut().retain(|(_, _, w)| !std::ptr::eq(w.as_ptr(), fired)));
+                (p, guard) = leg(deadline, now_ms());
             }
-            let (p, guard) = host_timeout(deadline - now);
-            t.retain(|(at, _, _)| *at != key);
-            t.push((key, p.clone(), Rc::downgrade(&guard)));
-            wait_on(p, guard)
         })
+        .boxed()
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, temp_file, Raw, Server, PASSWORD};
+use common::{eventually, free_port, multibulk, temp_file, Raw, Server, PASSWORD};
 use healcache_server::config::{PRE_AUTH, PRE_AUTH_OUTPUT};
 use healcache_server::resp::INLINE_MAX;
 use healcache_server::{ServerConfig, Settings};
@@ -29,16 +29,6 @@ fn open_server(server: serde_json::Value) -> Server {
 /// A server with a password: new clients have the limits before AUTH.
 fn locked_server(server: serde_json::Value) -> Server {
     Server::start(json!({ "server": server }), &["--requirepass", PASSWORD])
-}
-
-fn multibulk(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 fn closed(c: &mut Raw) -> bool {
@@ -209,7 +199,7 @@ fn max_query_buffer_is_at_least_max_bulk_plus_2() {
 fn query_buffer_at_its_configured_bound() {
     let s = open_server(json!({"max_bulk": 4096, "max_query_buffer": 4098}));
     // `*2\r\n$4\r\nECHO\r\n$N\r\n` + N + `\r\n` is 23 + N bytes for a 4-digit N.
-    let echo = |total: usize| multibulk(&[b"ECHO", &vec![b'q'; total - 23]]);
+    let echo = |total: usize| multibulk(&[b"ECHO".as_slice(), &vec![b'q'; total - 23]]);
     assert_eq!(echo(4098).len(), 4098);
     let mut c = s.connect();
     c.send(&echo(4098));
@@ -266,7 +256,7 @@ fn before_auth_10_arguments_are_answered() {
 fn before_auth_an_argument_of_16_kib() {
     let s = locked_server(json!({}));
     let mut c = s.connect();
-    c.send(&multibulk(&[b"PING", &[b'p'; 16 * KIB]]));
+    c.send(&multibulk(&[b"PING".as_slice(), &[b'p'; 16 * KIB]]));
     assert_eq!(c.bulk().unwrap().len(), 16 * KIB);
     c.send(format!("PING {}\r\n", "p".repeat(16 * KIB)).as_bytes());
     assert_eq!(c.bulk().unwrap().len(), 16 * KIB);
@@ -314,7 +304,7 @@ fn before_auth_replies_held_at_64_kib() {
         let sizes = [16 * KIB - 10, 16 * KIB - 10, 16 * KIB - 10, last];
         assert_eq!(sizes.iter().map(|n| n + 10).sum::<usize>(), total);
         let mut c = s.connect();
-        let batch: Vec<u8> = sizes.iter().flat_map(|&n| multibulk(&[b"PING", &vec![b'r'; n]])).collect();
+        let batch: Vec<u8> = sizes.iter().flat_map(|&n| multibulk(&[b"PING".as_slice(), &vec![b'r'; n]])).collect();
         c.send(&batch);
         for n in sizes {
             assert_eq!(c.bulk().unwrap().len(), n, "replies totalling {total}");

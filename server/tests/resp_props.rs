@@ -1,7 +1,10 @@
 //! The request parser over arbitrary input: it never panics, never holds more than its limits,
 //! and a valid stream split anywhere parses to the same commands.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
+use common::multibulk;
 use healcache_server::resp::{Args, Limits, Parser, ProtoError};
 use proptest::prelude::*;
 
@@ -33,16 +36,6 @@ fn feed(stream: &[u8], cuts: &[usize], limits: &Limits) -> (Vec<Args>, Option<Pr
         assert!(parser.pending() <= limits.max_buffer);
     }
     (got, None)
-}
-
-fn multibulk(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 fn inline(args: &[Vec<u8>]) -> Vec<u8> {
