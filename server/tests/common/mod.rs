@@ -308,16 +308,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Polls `f` until it is true or `within` passes.
 /// A multibulk request of raw byte arguments, as a client sends it.
-pub fn multibulk<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        let a = a.as_ref();
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
+pub use healcache_testkit::resp::encode as multibulk;
 
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
