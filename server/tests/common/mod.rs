@@ -307,8 +307,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Polls `f` until it is true or `within` passes.
-/// A multibulk request of raw byte arguments, as a client sends it.
-pub use healcache_testkit::resp::encode as multibulk;
+/// A multibulk request of raw byte arguments, as a client sends it (the test kit's encoder).
+pub fn multibulk<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    healcache_testkit::resp::encode(args)
+}
 
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
