@@ -15,7 +15,10 @@
 //! 4. The same two writes alternating write by write (which of the pair goes first alternates
 //!    too): the median of the paired differences, fenced minus the `SET` beside it. Two writes
 //!    a few microseconds apart meet the same state of this VM, whose drifts move whole series
-//!    by more than the bar; this is the row the bar is read from.
+//!    by more than the bar; this is the row the bar is read from. A third write in each turn,
+//!    the same `SET` made by a script that does nothing else, shows what running any script
+//!    costs on this server, and a fourth, the write script sent directly as the `SET` is, what
+//!    the fence's own work adds; the rest is the transport's ordered queue.
 
 use std::time::{Duration, Instant};
 
@@ -211,16 +214,18 @@ fn main() {
         }
     }
     // 4. write by write
-    let (mut diffs, mut fenced_p50, mut set_p50) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut diffs, mut floor_diffs, mut direct_diffs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fenced_p50, mut set_p50) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (t, c) = (transport.clone(), conn.clone());
         let pl = payload.clone();
-        let (d, f, s) =
-            futures::executor::block_on(healcache_rt::spawn(async move { paired(&t, &c, &pl).await })).unwrap();
+        let r = futures::executor::block_on(healcache_rt::spawn(async move { paired(&t, &c, &pl).await })).unwrap();
         if round > 0 {
-            diffs.push(d);
-            fenced_p50.push(f);
-            set_p50.push(s);
+            diffs.push(r.diff);
+            floor_diffs.push(r.floor_diff);
+            direct_diffs.push(r.direct_diff);
+            fenced_p50.push(r.fenced);
+            set_p50.push(r.set);
         }
     }
     let (d_lo, d_hi) = diffs.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
@@ -250,47 +255,88 @@ fn main() {
     println!(
         "L2 write, alternating write by write on the I/O runtime: fenced minus SET {:+.1} us \
          (median over rounds of each round's median paired difference; rounds {:+.1} to {:+.1} us; bar: \
-         SET + 5 us); median write: fenced {:.1} us, SET {:.1} us",
+         SET + 5 us); median write: fenced {:.1} us, SET {:.1} us; minus SET, a script that only SETs {:+.1} us \
+         (what any script costs here), the write script sent directly {:+.1} us (the fence's work; the rest is \
+         the transport's ordered queue)",
         median(diffs) / 1e3,
         d_lo / 1e3,
         d_hi / 1e3,
         median(fenced_p50) / 1e3,
-        median(set_p50) / 1e3
+        median(set_p50) / 1e3,
+        median(floor_diffs) / 1e3,
+        median(direct_diffs) / 1e3
     );
 }
 
-/// A fenced write and a plain `SET ... PX` of the same bytes, alternating write by write, each
-/// timed alone (requests built before the clock starts): the median of the paired differences
-/// (fenced minus `SET`, ns), and the median of each.
-async fn paired(
-    transport: &RedisTransport,
-    conn: &redis::aio::MultiplexedConnection,
-    payload: &[u8],
-) -> (f64, f64, f64) {
+/// A fenced write, a plain `SET ... PX` of the same bytes, the same `SET` made by a script that
+/// does nothing else, and the write script sent directly as the `SET` is (not through the
+/// transport's ordered queue), in turn write by write (the order rotating), each timed alone
+/// (requests built before the clock starts): the medians of the paired differences with the
+/// `SET` (ns), and the median fenced and `SET` write.
+async fn paired(transport: &RedisTransport, conn: &redis::aio::MultiplexedConnection, payload: &[u8]) -> Paired {
     let mut cn = conn.clone();
-    let (mut fenced, mut set, mut diff) =
-        (Vec::with_capacity(WRITES), Vec::with_capacity(WRITES), Vec::with_capacity(WRITES));
+    let floor = redis::Script::new(SET_ONLY);
+    let script = redis::Script::new(healcache::tier::scripts::WRITE_SEEN);
+    let (mut fenced, mut set, mut diff, mut floor_diff, mut direct_diff) = (
+        Vec::with_capacity(WRITES),
+        Vec::with_capacity(WRITES),
+        Vec::with_capacity(WRITES),
+        Vec::with_capacity(WRITES),
+        Vec::with_capacity(WRITES),
+    );
     for i in 0..WRITES {
         let mut request = Some(write_request("pair", i, payload));
-        let (keys, envelope) = envelope("pair-set", i, payload);
-        let cmd = redis::cmd("SET").arg(keys.value).arg(envelope).arg("PX").arg(60_000).clone();
-        let (mut f, mut s) = (0.0, 0.0);
-        for fenced_turn in [i % 2 == 0, i % 2 == 1] {
+        let (floor_keys, _) = envelope("pair-floor", i, payload);
+        let (keys, bytes) = envelope("pair-set", i, payload);
+        let cmd = redis::cmd("SET").arg(keys.value).arg(&bytes).arg("PX").arg(60_000).clone();
+        let mut floor_call = floor.key(floor_keys.value);
+        floor_call.arg(&bytes).arg(60_000);
+        let (direct_keys, direct_bytes) = envelope("pair-direct", i, payload);
+        let mut direct_call = script.key(direct_keys.value);
+        direct_call.key(direct_keys.fence).arg("any").arg("").arg(direct_bytes).arg(60_000);
+        let mut took = [0.0; 4];
+        for turn in 0..4 {
+            let which = (i + turn) % 4;
             let t = Instant::now();
-            if fenced_turn {
-                transport.write(request.take().expect("written once")).await.unwrap();
-                f = t.elapsed().as_nanos() as f64;
-            } else {
-                cmd.query_async::<()>(&mut cn).await.unwrap();
-                s = t.elapsed().as_nanos() as f64;
+            match which {
+                0 => {
+                    transport.write(request.take().expect("written once")).await.unwrap();
+                }
+                1 => cmd.query_async::<()>(&mut cn).await.unwrap(),
+                2 => floor_call.invoke_async::<()>(&mut cn).await.unwrap(),
+                _ => {
+                    direct_call.invoke_async::<redis::Value>(&mut cn).await.unwrap();
+                }
             }
+            took[which] = t.elapsed().as_nanos() as f64;
         }
-        fenced.push(f);
-        set.push(s);
-        diff.push(f - s);
+        fenced.push(took[0]);
+        set.push(took[1]);
+        diff.push(took[0] - took[1]);
+        floor_diff.push(took[2] - took[1]);
+        direct_diff.push(took[3] - took[1]);
     }
-    (median(diff), median(fenced), median(set))
+    Paired {
+        diff: median(diff),
+        floor_diff: median(floor_diff),
+        direct_diff: median(direct_diff),
+        fenced: median(fenced),
+        set: median(set),
+    }
 }
+
+/// What [`paired`] gives for one round (ns).
+struct Paired {
+    diff: f64,
+    floor_diff: f64,
+    direct_diff: f64,
+    fenced: f64,
+    set: f64,
+}
+
+/// The least script that writes: one `SET ... PX`, nothing else. What it costs beyond the same
+/// `SET` sent alone is what any script costs on this server, before the fence's own work.
+const SET_ONLY: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])";
 
 /// Nanoseconds per fenced write (the WRITE script through the ordered queue), awaited in turn:
 /// the mean and the median write.
