@@ -101,6 +101,200 @@ test('a hit reads the JS clock near its expiry, and whenever the ticking clock l
   }
 });
 
+// P6 ("Time is monotonic": TTL goes by the injected clock) and P5 (bounds stated and tested at the
+// bound): the ticking clock's constants (docs/js-mirror.md, rule 3; README, the Node read mirror
+// row) pinned exactly, with both clocks the mirror reads in the test's hands: `_now()` (counted)
+// and the ticking clock's word `_T[0]`. The core runs on a ManualClock moved in step with `_now()`,
+// so the expiry it answers is the TTL exactly (no time passes in it but what the test adds).
+const T0 = 1_000_000; // the JS clock's time at the start (an integer: every sum below is exact)
+const LEAST = 5; // the ticking clock's least lag seen, set by the first check
+// the next double below / above a positive `x` (the smallest step floating point distinguishes)
+const stepDouble = (x, d) => {
+  const f = new Float64Array([x]);
+  new BigInt64Array(f.buffer)[0] += BigInt(d);
+  return f[0];
+};
+const below = (x) => stepDouble(x, -1);
+const above = (x) => stepDouble(x, 1);
+
+async function tickedCache(options) {
+  const { ManualClock } = await import('healcache');
+  const clock = new ManualClock();
+  const c = new Cache({ ...options, clock });
+  const s = { c, t: T0, reads: 0, checks: 0, tick: new Float64Array([T0 - LEAST]) };
+  c._now = () => {
+    s.reads++;
+    return s.t;
+  };
+  c._T = s.tick; // the word the native thread would store; the test stores it here
+  const check = c._tickCheck;
+  c._tickCheck = function () {
+    s.checks++;
+    return check.call(this);
+  };
+  c._tickMin = Infinity;
+  c._tickCheck(); // lag 5: the least lag seen
+  assert.equal(c._tickMin, LEAST);
+  assert.equal(c._tickOff, LEAST + 1000);
+  // moves the JS clock (and the core's with it) by `ms`
+  s.advance = (ms) => {
+    s.t += ms;
+    clock.advance(ms);
+  };
+  // `get(key)` and how many times it read `_now()`
+  s.get = (key) => {
+    const r = s.reads;
+    const v = c.get(key);
+    return [v, s.reads - r];
+  };
+  return s;
+}
+
+test('P5/P6: the ticking clock is trusted while it lags at most 100 ms beyond its least lag, exactly', async (t) => {
+  if (process.env.TEST_WASM) return t.skip('WebAssembly has no ticking clock');
+  const s = await tickedCache();
+  const { c, tick } = s;
+  // [the tick's time, trusted?]: lag = T0 - tick, 5 at least
+  const cases = [
+    [T0 - LEAST - 100, true, 'exactly 100 ms beyond its least lag'],
+    [below(T0 - LEAST - 100), false, 'one double over 100 ms beyond'],
+    [T0 - LEAST - 100.001, false, '100.001 ms beyond'],
+    [T0 - LEAST, true, 'back at its least lag'],
+    [T0 - LEAST - 1100, false, 'held back over a second'],
+    [T0 - LEAST - 99.999, true, 'caught up to 99.999 ms beyond'],
+  ];
+  for (const [at, trusted, what] of cases) {
+    tick[0] = at;
+    c._tickCheck();
+    assert.equal(c._tickMin, LEAST, what);
+    // trusted: the hit check's offset is the least lag plus the 1,000 ms slack, else Infinity
+    assert.equal(c._tickOff, trusted ? LEAST + 1000 : Infinity, what);
+  }
+  // a smaller lag becomes the least lag seen, and the bound follows it
+  tick[0] = T0 - 2;
+  c._tickCheck();
+  assert.equal(c._tickMin, 2);
+  assert.equal(c._tickOff, 1002);
+  tick[0] = T0 - 103; // 101 ms beyond the new least lag (within 100 of the old one)
+  c._tickCheck();
+  assert.equal(c._tickOff, Infinity);
+  // a tick held back while the JS clock moves on: 100 ms later still trusted, a step later not
+  tick[0] = T0 - 2;
+  s.advance(100);
+  c._tickCheck();
+  assert.equal(c._tickOff, 1002, 'JS clock 100 ms on, tick held');
+  s.t = above(s.t);
+  c._tickCheck();
+  assert.equal(c._tickOff, Infinity, 'JS clock one double more');
+});
+
+test('P5/P6: a hit skips the JS clock only for an entry expiring over 1,000 ms after the mapped tick', async (t) => {
+  if (process.env.TEST_WASM) return t.skip('WebAssembly has no ticking clock');
+  const s = await tickedCache({ ttl: 60_000 });
+  const { c, tick } = s;
+  c.set('k', 'v');
+  const e = T0 + 60_000;
+  assert.equal(c._exp[c._map().get('k')], e, 'the mirror expiry: the write-time JS clock plus the TTL');
+  assert.deepEqual(s.get('k'), ['v', 0], '59 s from its expiry: no clock read');
+  // the tick at `x` maps to x + 5 (its least lag) on the JS clock's scale
+  const at = (x, what) => {
+    s.t = x + LEAST;
+    tick[0] = x;
+    c._tickCheck(); // the lag is its least: trusted
+    assert.equal(c._tickOff, LEAST + 1000, what);
+  };
+  at(e - 1000 - LEAST, 'exactly 1,000 ms after the mapped tick');
+  assert.deepEqual(s.get('k'), ['v', 1], 'expires exactly 1,000 ms after the mapped tick: the hit reads _now()');
+  at(below(e - 1000 - LEAST), 'one double over 1,000 ms');
+  assert.deepEqual(s.get('k'), ['v', 0], 'one double over 1,000 ms: no clock read');
+  at(e - 1000.001 - LEAST, '1,000.001 ms');
+  assert.deepEqual(s.get('k'), ['v', 0], '1,000.001 ms: no clock read');
+  // the slack counts from the tick mapped by its least lag, not from its raw time: 1,004 ms
+  // after the raw tick is 999 ms after the mapped one
+  at(e - 1004, 'raw tick 1,004 ms before the expiry');
+  assert.deepEqual(s.get('k'), ['v', 1], '999 ms after the mapped tick: the hit reads _now()');
+  // a tick not trusted: every hit reads the clock, however far its entry is from its expiry
+  at(T0 - LEAST, 'back at the start');
+  tick[0] = T0 - LEAST - 101;
+  c._tickCheck();
+  assert.equal(c._tickOff, Infinity);
+  assert.deepEqual(s.get('k'), ['v', 1], 'lagging tick: the hit reads _now()');
+  // and the JS clock decides: at its expiry the entry is gone
+  s.t = e;
+  assert.deepEqual(s.get('k'), [undefined, 1], 'at its expiry by the JS clock');
+});
+
+// The check runs with each batch of 64 sampled keys, one hit in 16 sampled. The hits sampled are
+// the 1st, 17th, 33rd, ... after a report, so the 64th sampled key, which sends the batch and runs
+// the check, is hit 1 + 63 * 16 = 1,009: a check every 1,009 hits, as the README states.
+test('P5/P6: the ticking clock is checked with each batch of hits, every 1,009 hits', async (t) => {
+  if (process.env.TEST_WASM) return t.skip('WebAssembly has no ticking clock');
+  const s = await tickedCache({ ttl: 3_600_000 });
+  const { c, tick } = s;
+  c.set('k', 'v');
+  const checks0 = s.checks;
+  // the thread held back: 101 ms beyond its least lag, unseen until the next check
+  s.advance(101);
+  const reads0 = s.reads;
+  for (let h = 1; h <= 1008; h++) assert.equal(c.get('k'), 'v');
+  assert.equal(s.checks, checks0, 'no check in the first 1,008 hits');
+  assert.equal(c._tickOff, LEAST + 1000, 'still trusted after 1,008 hits');
+  assert.equal(s.reads, reads0, 'trusted: the 1,008 hits read no clock');
+  assert.equal(c.get('k'), 'v'); // hit 1,009
+  assert.equal(s.checks, checks0 + 1, 'the check runs at hit 1,009');
+  assert.equal(c._tickOff, Infinity, 'not trusted from hit 1,009 on');
+  assert.equal(s.reads, reads0 + 1, "hit 1,009 read the clock once: the check's read");
+  // caught up: trusted again at the next check, 1,009 hits later, and not before
+  tick[0] = s.t - LEAST;
+  for (let h = 1; h <= 1008; h++) c.get('k');
+  assert.equal(c._tickOff, Infinity, 'a caught-up tick is not trusted before the next check');
+  assert.equal(s.reads, reads0 + 1 + 1008, 'not trusted: each hit read the clock');
+  c.get('k');
+  assert.equal(s.checks, checks0 + 2, 'the next check runs 1,009 hits later');
+  assert.equal(c._tickOff, LEAST + 1000);
+  // and so on, every 1,009 hits
+  const at = [];
+  for (let h = 1; h <= 3 * 1009; h++) {
+    const n = s.checks;
+    c.get('k');
+    if (s.checks !== n) at.push(h);
+  }
+  assert.deepEqual(at, [1009, 2018, 3027]);
+});
+
+// The documented exception (README, the Node read mirror row; docs/js-mirror.md rule 3): a tick
+// held back H ms beyond its least lag, between two checks, serves an entry past its expiry only
+// when H > 1,000 ms, and by less than H - 1,000 ms; the next check ends it.
+test('P5/P6: an entry past its expiry by the JS clock is served only while the tick is held back over 1 s', async (t) => {
+  if (process.env.TEST_WASM) return t.skip('WebAssembly has no ticking clock');
+  const s = await tickedCache({ ttl: 3_600_000 });
+  const { c, tick } = s;
+  c.set('a', 'A', { ttl: 1000 }); // expires at T0 + 1000
+  c.set('b', 'B', { ttl: 1001 });
+  c.set('c', 'C', { ttl: 1500 });
+  c.set('long', 'L');
+  // the thread stops: the tick stays at T0 - 5 while the JS clock moves on
+  s.advance(1000); // held back exactly 1 s beyond its least lag
+  assert.deepEqual(s.get('a'), [undefined, 1], 'at its expiry: read the clock, not served');
+  assert.deepEqual(s.get('b'), ['B', 0], 'fresh: served from the tick');
+  s.advance(500); // held back 1.5 s
+  assert.equal(c._tickOff, LEAST + 1000, 'no check since: the tick is still trusted');
+  // `b` expired 499 ms ago, `c` at this very ms (e === now is expired): both served, without a
+  // clock read; `a`, 500 ms past (not under H - 1,000), is not
+  assert.deepEqual(s.get('b'), ['B', 0], 'b, 499 ms past its expiry: the documented exception');
+  assert.deepEqual(s.get('c'), ['C', 0], 'c, at its expiry: the documented exception');
+  assert.deepEqual(s.get('a'), [undefined, 1], 'a, 500 ms past its expiry: not served');
+  // the next check (with the next batch of hits) stops trusting the tick: nothing past its expiry
+  const checks = s.checks;
+  for (let h = 0; h < 1024 && s.checks === checks; h++) assert.equal(c.get('long'), 'L');
+  assert.equal(s.checks, checks + 1, 'checked within 1,024 hits');
+  assert.equal(c._tickOff, Infinity);
+  assert.equal(c.get('b'), undefined);
+  assert.equal(c.get('c'), undefined);
+  assert.equal(c.get('a'), undefined);
+  assert.equal(c.get('long'), 'L');
+});
+
 test('caches in worker threads and in both module formats each read a ticking clock of their own', async (t) => {
   if (process.env.TEST_WASM) return t.skip('WebAssembly has no ticking clock');
   const { Worker } = await import('node:worker_threads');
