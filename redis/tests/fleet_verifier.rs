@@ -283,3 +283,199 @@ fn the_fleet_verifier_settings_are_healing_settings() {
     assert!(healer.set_fleet_verify(FleetVerify { scan_budget: 0, ..two }).is_err());
     assert_eq!(healer.fleet_verify(), Some(two));
 }
+
+/// The keys a verifier asked of its source, in the order asked.
+type Asked = Arc<Mutex<Vec<String>>>;
+
+/// Writes `k:0` .. `k:<n-1>` (value i) to L2 through a cache of their own (so the verifier's L1
+/// stays empty), 200 at a time, each batch landed before the next: the tests of this file share
+/// one I/O thread, and a burst of thousands would hold up the others' L2 calls past their deadline.
+fn populate(url: &str, n: u64) {
+    let writer = tolerant(url);
+    for start in (0..n).step_by(200) {
+        let end = (start + 200).min(n);
+        for i in start..end {
+            writer.set(&format!("k:{i}"), i).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while writer.stats().l2_writes < end {
+            assert!(std::time::Instant::now() < deadline, "{} of {end} writes landed", writer.stats().l2_writes);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A cache on `url` whose L2 calls may take 5 s: the tests here run side by side on a small
+/// machine, and one timed out would leave a hole in a walk compared SCAN by SCAN.
+fn tolerant(url: &str) -> Cache<u64> {
+    Cache::<u64>::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .l2_timeout(Duration::from_secs(5))
+        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
+        .build()
+        .unwrap()
+}
+
+/// A cache on `url` with a healer that verifies `k:` for the fleet with `fleet`, every entry the
+/// walk finds drawn (rate 1, so the source is asked about exactly what the walk found), against
+/// a source that answers what `populate` wrote. Returns once it holds the prefix's lease.
+fn verifier(url: &str, fleet: Option<FleetVerify>) -> (Cache<u64>, Healer<u64>, Asked) {
+    let cache = tolerant(url);
+    let healer = Healer::new(cache.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    if let Some(fleet) = fleet {
+        healer.set_fleet_verify(fleet).unwrap();
+    }
+    let asked: Asked = Arc::default();
+    let log = asked.clone();
+    healer
+        .register_source(
+            "k:",
+            FnSource(move |key: &str| {
+                log.lock().unwrap().push(key.to_string());
+                let v = key[2..].parse::<u64>().map(SourceAnswer::Value).map_err(|_| SourceError::Unavailable);
+                async move { v }
+            }),
+        )
+        .unwrap();
+    // the first interval starts the lease keeper, which takes the lease in the background
+    block_on(healer.run_interval());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.stats().l2_verifier_held == 0 {
+        assert!(std::time::Instant::now() < deadline, "no lease taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (cache, healer, asked)
+}
+
+/// Where the verifier's walk of `k:` goes on, as its score record holds it (`None`: no record).
+fn walk_cursor(raw: &mut redis::Connection) -> Option<u64> {
+    let (_, record) = verifier_keys("hc1", "k:");
+    let cursor: Option<String> = redis::cmd("HGET").arg(record).arg("cursor").query(raw).unwrap();
+    cursor.map(|c| c.parse().unwrap())
+}
+
+/// One `SCAN <cursor> COUNT <count>` without MATCH: the next cursor, how many keys Redis
+/// examined, and the cache keys under `k:` among them (what the verifier's MATCH keeps: SCAN
+/// counts keys before MATCH filters them, so both walks move alike).
+fn scan_step(raw: &mut redis::Connection, cursor: u64, count: usize) -> (u64, usize, Vec<String>) {
+    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(count).query(raw).unwrap();
+    let entries = keys.iter().filter_map(|k| healcache::keys::cache_key_of("hc1", k)).filter(|k| k.starts_with("k:"));
+    (next, keys.len(), entries.map(str::to_string).collect())
+}
+
+fn sorted(mut keys: Vec<String>) -> Vec<String> {
+    keys.sort();
+    keys
+}
+
+/// P5: the default scan budget (10,000) bounds one interval's walk, tested at the bound. What it
+/// counts is the keys SCAN examines (the sum of the COUNTs: ten SCANs of COUNT 1000), every key
+/// of the database alike (entries, their slots' fence records, the lease, the score record, keys
+/// of no cache at all), before MATCH keeps the entries; not the entries matching the glob. Redis
+/// answers a SCAN in whole buckets, so ten of COUNT 1000 examine 10,000 keys and the tails of
+/// their last buckets (a few more). The database here holds a bit more than 10,000 keys (10,300,
+/// 1,000 of them entries): the first interval examines what ten SCANs of COUNT 1000 from cursor 0
+/// examine (asking the source about each entry among them, no other) and stops short of the end;
+/// the second goes on from its cursor, finishes the walk and asks about every other entry. With
+/// the smallest budget, 1, each interval is one SCAN of COUNT 1 (one bucket: a key or a few), and
+/// the walk still finishes.
+#[test]
+fn the_default_scan_budget_bounds_one_interval_walk_at_10_000_keys() {
+    let r = server();
+    // 1,000 entries under `k:` (with their fence records), and plain keys outside the glob to
+    // make up 10,300 keys: SCAN counts them toward the budget all the same, and the source is
+    // asked about 1,000 entries only (a light load: the tests here share one I/O thread)
+    const N: u64 = 1000;
+    const KEYS: usize = 10_300;
+    // the lease first: an interval that wins it midway walks the keyspace empty still
+    let (cache, healer, asked) = verifier(&r.url(), None);
+    populate(&r.url(), N);
+    assert_eq!(healer.fleet_verify().unwrap().scan_budget, 10_000, "the default budget");
+    assert_eq!(FleetVerify::default().scan_budget, 10_000);
+    let mut raw = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
+    let written: usize = redis::cmd("DBSIZE").query(&mut raw).unwrap();
+    let mut fill = redis::pipe();
+    for i in 0..KEYS - written {
+        fill.cmd("SET").arg(format!("filler:{i}")).arg(1).ignore();
+    }
+    let _: () = fill.query(&mut raw).unwrap();
+    // Redis finishes growing its keyspace table in the background (every 100 ms): the walk
+    // below and the verifier's must see one table
+    std::thread::sleep(Duration::from_millis(300));
+    let keys: usize = redis::cmd("DBSIZE").query(&mut raw).unwrap();
+    assert_eq!(keys, KEYS, "{written} written through the cache");
+    // whether the verifier walked the (then empty) keyspace already or not, its walk starts at 0
+    assert_eq!(walk_cursor(&mut raw).unwrap_or(0), 0);
+    asked.lock().unwrap().clear();
+    let (mut cursor, mut examined, mut first) = (0u64, 0usize, Vec::new());
+    for _ in 0..10 {
+        let (next, n, entries) = scan_step(&mut raw, cursor, 1000);
+        (cursor, examined) = (next, examined + n);
+        first.extend(entries);
+        assert_ne!(cursor, 0, "ten SCANs of COUNT 1000 do not reach the end of {keys} keys");
+    }
+    println!("{keys} keys ({written} entries, fences, lease); ten SCANs of COUNT 1000 examine {examined}");
+    println!("and find {} of the {N} entries", first.len());
+    // Redis returns whole buckets, so a SCAN may examine a key or two beyond its COUNT
+    assert!((10_000..10_100).contains(&examined), "{examined} keys examined");
+
+    let one = block_on(healer.run_interval());
+    let asked1 = std::mem::take(&mut *asked.lock().unwrap());
+    assert_eq!(walk_cursor(&mut raw), Some(cursor), "the first interval stops where ten SCANs of COUNT 1000 do");
+    assert_eq!(sorted(asked1.clone()), sorted(first), "and asks about the entries they examined");
+    assert!(asked1.len() < N as usize, "the first interval does not finish the walk");
+    assert_eq!((one.drawn, one.verified, one.drift), (asked1.len() as u64, asked1.len() as u64, 0));
+
+    let two = block_on(healer.run_interval());
+    let asked2 = std::mem::take(&mut *asked.lock().unwrap());
+    assert_eq!(walk_cursor(&mut raw), Some(0), "the second interval finishes the walk");
+    assert_eq!(two.drift, 0);
+    println!("interval 1 asked about {} entries, interval 2 about {}", asked1.len(), asked2.len());
+    // one walk: every entry found once, in one interval or the other
+    let mut all = asked1;
+    all.extend(asked2);
+    let want: Vec<String> = (0..N).map(|i| format!("k:{i}")).collect();
+    assert_eq!(sorted(all), sorted(want), "the two intervals ask about every entry once");
+    assert_eq!(cache.stats().l2_verifier_sampled, N);
+    drop((healer, cache));
+
+    // the smallest budget: 10 entries and their fence records (22 keys with the lease and the
+    // score record)
+    let r = server();
+    const M: u64 = 10;
+    let budget_1 = FleetVerify { scan_budget: 1, ..FleetVerify::default() };
+    let (_cache, healer, asked) = verifier(&r.url(), Some(budget_1));
+    let mut raw = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
+    // a walk begun over the empty keyspace ends first (entries written during a walk may be
+    // passed over); it writes the score record, so the keyspace stays as it is once they are in
+    let mut intervals = 0;
+    while walk_cursor(&mut raw) != Some(0) {
+        block_on(healer.run_interval());
+        intervals += 1;
+        assert!(intervals < 50, "a walk of budget 1 over the lease alone finishes");
+    }
+    populate(&r.url(), M);
+    std::thread::sleep(Duration::from_millis(300));
+    let keys: usize = redis::cmd("DBSIZE").query(&mut raw).unwrap();
+    asked.lock().unwrap().clear();
+    // the walk, interval by interval, against SCANs of COUNT 1 (one bucket each: a key or a few)
+    let (mut cursor, mut steps, mut most, mut all) = (0u64, 0, 0, Vec::new());
+    loop {
+        let (next, n, entries) = scan_step(&mut raw, cursor, 1);
+        block_on(healer.run_interval());
+        let got = sorted(std::mem::take(&mut *asked.lock().unwrap()));
+        assert_eq!(got, sorted(entries), "interval {steps}: one SCAN of COUNT 1");
+        assert_eq!(walk_cursor(&mut raw), Some(next), "interval {steps} goes on where the SCAN does");
+        all.extend(got);
+        (cursor, steps, most) = (next, steps + 1, most.max(n));
+        assert!(steps <= 2 * keys, "a walk of budget 1 finishes");
+        if cursor == 0 {
+            break;
+        }
+    }
+    println!("budget 1: {keys} keys walked in {steps} intervals, at most {most} keys in one");
+    assert!(steps > 1, "{keys} keys in one interval of budget 1");
+    let want: Vec<String> = (0..M).map(|i| format!("k:{i}")).collect();
+    assert_eq!(sorted(all), sorted(want), "the walk of budget 1 asks about every entry once");
+}
