@@ -179,14 +179,46 @@ impl Stamp {
 /// (quick_cache's ghost share; a whole capacity lost 0.4 points at Zipf 0.99 and 10,000
 /// entries, and buckets of 16 gained nothing). Read and written only on inserts and evictions,
 /// under the write lock.
+///
+/// It starts with room for the shard's reserve and grows with the shard's positions to its whole
+/// size, rather than taking it up front: a WebAssembly module's memory is committed as it grows,
+/// and a cache made with a large `max_entries` must not take megabytes before it holds anything.
+/// Growing forgets the tags held (a tag does not tell its bucket in a larger table); a shard of a
+/// cache bounded by entries reaches its whole ghost before the cache first evicts.
 struct Ghost {
     buckets: Box<[[u32; 4]]>,
+    /// The bucket count the ghost grows to.
+    full: usize,
+    /// The shard position count at which it next grows (`usize::MAX` once at `full`).
+    grow_at: usize,
 }
 
+/// Positions per ghost bucket: buckets of 4 tags for half the positions.
+const PER_BUCKET: usize = 8;
+
 impl Ghost {
-    fn new(cap: u64) -> Self {
-        let n = ((cap / 8) as usize).clamp(1, 1 << 16);
-        Ghost { buckets: vec![[0; 4]; n].into_boxed_slice() }
+    /// A ghost for a shard of `cap` entries, first sized for `reserve` of them.
+    fn new(cap: u64, reserve: usize) -> Self {
+        let full = ((cap / PER_BUCKET as u64) as usize).clamp(1, 1 << 16);
+        let mut g = Ghost { buckets: Box::default(), full, grow_at: 0 };
+        g.size(reserve / PER_BUCKET);
+        g
+    }
+
+    /// `want` buckets, or the whole size from half of it on: a shard that fills to about its
+    /// share (when the cache first evicts) has its whole ghost by then, and forgets nothing after.
+    fn size(&mut self, want: usize) {
+        let n = if want.saturating_mul(2) >= self.full { self.full } else { want.max(1) };
+        self.buckets = vec![[0; 4]; n].into_boxed_slice();
+        self.grow_at = if n == self.full { usize::MAX } else { n * PER_BUCKET };
+    }
+
+    /// Room for a shard of `positions`, once they need more: twice the buckets at least.
+    #[inline]
+    fn fit(&mut self, positions: usize) {
+        if positions >= self.grow_at {
+            self.size((self.buckets.len() * 2).max(positions.div_ceil(PER_BUCKET)));
+        }
     }
 
     /// The bucket of `hash` and its tag (never 0, the empty tag). Both come from the hash's low
@@ -400,7 +432,7 @@ impl Queues {
             links: Vec::with_capacity(reserve),
             head: [NIL; 2],
             len: [0; 2],
-            ghost: Ghost::new(cap),
+            ghost: Ghost::new(cap, reserve),
             hot: HOT_START,
             #[cfg(not(target_arch = "wasm32"))]
             climber: Climber::new(cap.saturating_mul(10), HOT_START),
@@ -426,6 +458,7 @@ impl Queues {
     pub fn push(&mut self, hash: u64) {
         let i = self.links.len() as u32;
         debug_assert!(i < QUEUE_BIT, "a shard holds fewer than 2^31 entries");
+        self.ghost.fit(i as usize + 1);
         let back = self.ghost.take(hash);
         #[cfg(not(target_arch = "wasm32"))]
         self.detect(back);
@@ -654,6 +687,35 @@ impl Budget {
 mod tests {
     use super::*;
 
+    /// The ghost takes room as its shard fills, not up front: room for the reserve first, its
+    /// whole size (an eighth of the capacity, at most 65,536 buckets) from half of it on, and a
+    /// key evicted then is found in it as before.
+    #[test]
+    fn the_ghost_grows_with_its_shard_to_its_whole_size() {
+        let cap = 1 << 20;
+        let mut q = Queues::new(cap, 16);
+        assert_eq!(q.ghost.buckets.len(), 2, "room for the reserve's 16 positions");
+        let full = 1 << 16; // an eighth of 2^20 is over the cap
+        let mut grew = vec![q.ghost.buckets.len()];
+        for i in 0..(full * PER_BUCKET / 2) as u64 {
+            q.push(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            if *grew.last().unwrap() != q.ghost.buckets.len() {
+                grew.push(q.ghost.buckets.len());
+            }
+        }
+        // doubling, then the whole size once half of it is wanted
+        assert_eq!(grew.first(), Some(&2));
+        assert_eq!(grew.last(), Some(&full));
+        assert!(grew.windows(2).all(|w| w[1] == 2 * w[0] || w[1] == full), "{grew:?}");
+        assert_eq!(q.ghost.grow_at, usize::MAX);
+        q.evicted(42);
+        assert!(q.ghost.take(42));
+        assert!(!q.ghost.take(42));
+        // a small shard's ghost is an eighth of it from the start
+        assert_eq!(Queues::new(64, 80).ghost.buckets.len(), 8);
+        assert_eq!(Queues::new(3, 8).ghost.buckets.len(), 1);
+    }
+
     #[test]
     fn a_link_is_two_words_of_32_bits() {
         assert_eq!(std::mem::size_of::<Link>(), 8);
@@ -665,6 +727,9 @@ mod tests {
         l.set_next(3);
         assert_eq!((l.next(), l.queue()), (3, 0));
     }
+
+    // The tests below make their queues with room for the whole shard up front (as a native
+    // store of that size does), so the ghost is whole from the first eviction on.
 
     /// Every attached position sits in exactly one well-linked ring, and the lengths agree.
     fn check(q: &Queues) {
@@ -698,7 +763,7 @@ mod tests {
         use crate::SeededRng;
         use rand::{Rng, SeedableRng};
         let mut rng = SeededRng::seed_from_u64(3);
-        let mut q = Queues::new(64, 0);
+        let mut q = Queues::new(64, 64);
         let freqs: Vec<Stamp> = (0..200).map(|i| Stamp::new(i + 1)).collect();
         let mut detached = None;
         for step in 0..20_000u64 {
@@ -744,7 +809,7 @@ mod tests {
 
     #[test]
     fn unread_keys_leave_first_and_evicted_keys_return_hot() {
-        let mut q = Queues::new(100, 0);
+        let mut q = Queues::new(100, 100);
         let freqs: Vec<Stamp> = (0..100).map(|i| Stamp::new(i + 1)).collect();
         for h in 0..100 {
             q.push(h);
@@ -819,7 +884,7 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn a_new_key_outlives_the_next_inserts_at_the_top_share() {
-        let mut q = Queues::new(1000, 0);
+        let mut q = Queues::new(1000, 1000);
         q.hot = WHOLE;
         let (mut ids, mut freqs) = (Vec::new(), Vec::new());
         // inserts one key, after making room as the shard does; a key read once before it
@@ -856,7 +921,7 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn the_hot_share_stops_at_97_percent_while_ghost_hits_get_in() {
-        let mut q = Queues::new(1000, 0);
+        let mut q = Queues::new(1000, 1000);
         for (climbed, share) in [(700, 700), (900, 900), (970, 970), (990, 970), (WHOLE, 970), (WHOLE + 1, WHOLE)] {
             q.hot = climbed;
             assert_eq!(q.share(), share, "climber at {climbed}");
@@ -869,7 +934,7 @@ mod tests {
     #[test]
     fn past_the_whole_shard_ghost_hits_are_refused_in_proportion() {
         let hot_after_ghost = |share: u32| {
-            let mut q = Queues::new(10_000, 0);
+            let mut q = Queues::new(10_000, 10_000);
             q.hot = share;
             for h in 0..1000u64 {
                 // the hash's high half picks who is refused, its low half is the ghost's tag
@@ -890,7 +955,7 @@ mod tests {
     /// (a miss inserts the key, as a read-through does), counted as the shard counts.
     #[cfg(not(target_arch = "wasm32"))]
     fn loop_hits(keys: u64, from: u64, to: u64) -> f64 {
-        let mut q = Queues::new(1000, 0);
+        let mut q = Queues::new(1000, 1000);
         let (mut ids, mut freqs): (Vec<u64>, Vec<Stamp>) = (Vec::new(), Vec::new());
         let (mut hits, mut misses, mut measured) = (0u64, 0u64, 0u64);
         for r in 0..to {
@@ -947,7 +1012,7 @@ mod tests {
             }
         };
         let trial = |then: &[u64]| {
-            let mut q = Queues::new(1000, 0);
+            let mut q = Queues::new(1000, 1000);
             q.hot = 940;
             window(&mut q, 450);
             assert_eq!(q.hot, HOT_MAX, "most new entries came back: ghost hits refused");
@@ -960,7 +1025,7 @@ mod tests {
         assert_eq!(trial(&[455, 900]), (940, Detector::Spent));
         assert_eq!(trial(&[300, 900]), (940, Detector::Spent));
         // before anything hits, the trial waits for hits (up to its windows)
-        let mut q = Queues::new(1000, 0);
+        let mut q = Queues::new(1000, 1000);
         window(&mut q, 0);
         assert_eq!(q.hot, HOT_MAX);
         window(&mut q, 0);
@@ -969,7 +1034,7 @@ mod tests {
         window(&mut q, 800);
         assert_eq!((q.hot, q.climber.detector), (HOT_MAX, Detector::Kept));
         // a window with few keys back from the ghost starts nothing
-        let mut q = Queues::new(1000, 0);
+        let mut q = Queues::new(1000, 1000);
         let (h, r) = q.climber.seen;
         q.climber.seen = (h + 100, r + 1000);
         for i in 0..q.climber.period / 20 {
