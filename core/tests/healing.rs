@@ -30,6 +30,32 @@ fn config(rate: f64) -> HealingConfig {
     HealingConfig { enabled: true, sample_rate: rate, ..HealingConfig::default() }
 }
 
+/// P5: an interval draws `ceil(live_keys * sample_rate)` keys, at most `max_samples`: a fraction
+/// of a key rounds up (7 keys at 0.1 draw one, 101 at 0.05 draw six), a product at a whole number
+/// does not (100 at 0.05 draw five), and `max_samples` caps the draw exactly at its value.
+#[test]
+fn an_interval_draws_the_rate_rounded_up_at_most_max_samples() {
+    for (keys, rate, max_samples, drawn) in [
+        (7u64, 0.1, 100_000.0, 1u64),
+        (101, 0.05, 100_000.0, 6),
+        (100, 0.05, 100_000.0, 5),
+        (1000, 1.0, 10.0, 10),
+        (1000, 1.0, 1000.0, 1000),
+        (1000, 1.0, 999.0, 999),
+    ] {
+        let cache: Cache<u64> = Cache::builder().max_entries(2 * keys).seed(5).build().unwrap();
+        let db: Db = Arc::default();
+        for i in 0..keys {
+            cache.set(&format!("k{i}"), i).unwrap();
+            db.write().unwrap().insert(format!("k{i}"), i);
+        }
+        let h = Healer::new(cache.clone(), HealingConfig { max_samples, ..config(rate) }).unwrap();
+        h.register_source("k", db_source(&db)).unwrap();
+        let r = block_on(h.run_interval());
+        assert_eq!((r.drawn, r.verified), (drawn, drawn), "{keys} keys at {rate}, max_samples {max_samples}");
+    }
+}
+
 /// 100,000 keys, 10% of them changed at the source behind the cache's back. Without repair the
 /// score settles at 0.9 (within 0.04: three standard deviations of a 1,000-sample window are
 /// 0.028); with repair it climbs to 1.0 as repairs land, and cache and source then agree.

@@ -7,7 +7,7 @@
 //!   when asked;
 //! - N instance processes (4 by default; `lab_instance`, and in the mixed row also
 //!   `tests/fleet_lab/py_instance.py` and `js_instance.mjs`), each with 32 closed-loop clients
-//!   (1 ms think time): half the requests for one hot key, half for a Zipf(1.0) tail of 400
+//!   (1 ms think time): half the requests for one hot key, half for a Zipf(1.0) tail of 120
 //!   keys, of which the last 15 are absent at the origin (404): fewer than `make lab`'s 400, so that
 //!   the warm-up of four instances (4 x 121 queries) fits in one TTL at the origin's 1,600 q/s;
 //! - an aligned warm-up (every instance loads the tail at once, then the hot key at once, so

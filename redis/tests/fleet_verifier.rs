@@ -20,6 +20,28 @@ fn server() -> RedisServer {
         .expect("redis-server must be installed (.ci/setup-server.sh) to run these tests")
 }
 
+/// Registers for `k:` a source that answers `k:<i>` with `i` and tells `seen` each key it is
+/// asked, then runs a first interval, which starts the lease keeper, and waits for the lease it
+/// takes in the background.
+fn verify_k(cache: &Cache<u64>, healer: &Healer<u64>, seen: impl Fn(&str) + Send + Sync + 'static) {
+    healer
+        .register_source(
+            "k:",
+            FnSource(move |key: &str| {
+                seen(key);
+                let v = key[2..].parse::<u64>().map(SourceAnswer::Value).map_err(|_| SourceError::Unavailable);
+                async move { v }
+            }),
+        )
+        .unwrap();
+    block_on(healer.run_interval());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cache.stats().l2_verifier_held == 0 {
+        assert!(std::time::Instant::now() < deadline, "no lease taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A lease is taken once, held with its remaining time for the others, renewed and released only
 /// with its value; a score record is written only while the writer's value holds the lease.
 #[test]
@@ -102,23 +124,7 @@ fn a_walk_across_intervals_checks_every_entry_alike() {
     let log = asked.clone();
     let healer = Healer::new(cache.clone(), HealingConfig { sample_rate: 0.1, ..HealingConfig::default() }).unwrap();
     healer.set_fleet_verify(FleetVerify { lease: Duration::from_secs(5), scan_budget: 250, enabled: true }).unwrap();
-    healer
-        .register_source(
-            "k:",
-            FnSource(move |key: &str| {
-                *log.lock().unwrap().entry(key.to_string()).or_default() += 1;
-                let v = key[2..].parse::<u64>().map(SourceAnswer::Value).map_err(|_| SourceError::Unavailable);
-                async move { v }
-            }),
-        )
-        .unwrap();
-    // the first interval starts the lease keeper, which takes the lease in the background
-    block_on(healer.run_interval());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cache.stats().l2_verifier_held == 0 {
-        assert!(std::time::Instant::now() < deadline, "no lease taken");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    verify_k(&cache, &healer, move |key| *log.lock().unwrap().entry(key.to_string()).or_default() += 1);
     asked.lock().unwrap().clear();
     let sampled_before = cache.stats().l2_verifier_sampled;
     let mut drift = 0;
@@ -328,23 +334,7 @@ fn verifier(url: &str, fleet: Option<FleetVerify>) -> (Cache<u64>, Healer<u64>, 
     }
     let asked: Asked = Arc::default();
     let log = asked.clone();
-    healer
-        .register_source(
-            "k:",
-            FnSource(move |key: &str| {
-                log.lock().unwrap().push(key.to_string());
-                let v = key[2..].parse::<u64>().map(SourceAnswer::Value).map_err(|_| SourceError::Unavailable);
-                async move { v }
-            }),
-        )
-        .unwrap();
-    // the first interval starts the lease keeper, which takes the lease in the background
-    block_on(healer.run_interval());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cache.stats().l2_verifier_held == 0 {
-        assert!(std::time::Instant::now() < deadline, "no lease taken");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    verify_k(&cache, &healer, move |key| log.lock().unwrap().push(key.to_string()));
     (cache, healer, asked)
 }
 

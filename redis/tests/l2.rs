@@ -84,6 +84,34 @@ fn plain_sets_and_deletes_reach_other_caches() {
     assert_eq!((f.value, f.status), (Some(json!("reloaded")), Status::Loaded), "a tombstone reads as a miss");
 }
 
+/// P5: the tombstone a delete leaves in Redis lives `l2_tombstone_ttl`: 10 s by default (its
+/// PTTL read just after is under 10,000 ms and close to it), or what the setting says.
+#[test]
+fn a_tombstone_lives_l2_tombstone_ttl() {
+    let r = server();
+    let value_key = |k: &str| healcache::keys::l2_keys(healcache::keys::DEFAULT_PREFIX, k).value;
+    let mut conn = raw(&r.url());
+    let mut configured = healcache::Config::default();
+    configured.set("l2_tombstone_ttl", 1_500.0).unwrap();
+    configured.set("ttl", 60_000.0).unwrap();
+    let short = healcache::CacheBuilder::<Value>::from_config(configured)
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    for (c, key, range) in [(cache(&r.url()), "default", 9_000..=10_000), (short, "set", 500..=1_500)] {
+        c.set(key, json!(1)).unwrap();
+        wait_for(|| c.stats().l2_writes == 1);
+        let before: i64 = redis::cmd("PTTL").arg(value_key(key)).query(&mut conn).unwrap();
+        assert!(before > 50_000, "the value's own TTL (60 s), not a tombstone's: {before}");
+        c.remove(key);
+        wait_for(|| c.stats().l2_writes == 2);
+        let left: i64 = redis::cmd("PTTL").arg(value_key(key)).query(&mut conn).unwrap();
+        assert!(range.contains(&left), "{key}: the tombstone has {left} ms left");
+    }
+}
+
 #[test]
 fn l1_keeps_an_l2_value_only_for_the_life_redis_has_left() {
     let r = server();
