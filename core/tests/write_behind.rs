@@ -385,3 +385,53 @@ fn held_values_lists_the_puts_queued_being_written_and_failed() {
     assert!(wb.held_values().is_empty());
     drop(open);
 }
+
+/// The field a refused config names, or `None` when it is accepted.
+fn refused(config: WriteBehindConfig) -> Option<&'static str> {
+    match config.check() {
+        Ok(()) => None,
+        Err(Error::InvalidConfig { field, .. }) => Some(field),
+        Err(e) => panic!("not InvalidConfig: {e:?}"),
+    }
+}
+
+/// P5: every write-behind setting is accepted at its bound and refused one step past it, naming
+/// the field: `max_queue` 10,000,000, `batch` = `max_queue`, `attempts` 1,000, and one day for
+/// `flush_interval`, `retry_min`, `retry_max` and the block timeout (one nanosecond over is over).
+/// A queue made at every bound at once works.
+#[test]
+fn settings_are_accepted_at_their_bounds_and_refused_one_step_past() {
+    let day = Duration::from_secs(86_400);
+    let over = day + Duration::from_nanos(1);
+    let top = WriteBehindConfig {
+        max_queue: 10_000_000,
+        batch: 10_000_000,
+        flush_interval: day,
+        retry_min: day,
+        retry_max: day,
+        attempts: 1000,
+        on_full: OnFull::Block(day),
+    };
+    assert_eq!(refused(top), None);
+    assert_eq!(refused(WriteBehindConfig { max_queue: 10_000_001, ..top }), Some("max_queue"));
+    assert_eq!(refused(WriteBehindConfig { max_queue: 0, batch: 1, ..top }), Some("max_queue"));
+    assert_eq!(refused(WriteBehindConfig { batch: 10_000_001, ..top }), Some("batch"));
+    assert_eq!(refused(WriteBehindConfig { batch: 0, ..top }), Some("batch"));
+    assert_eq!(refused(WriteBehindConfig { flush_interval: over, ..top }), Some("flush_interval"));
+    assert_eq!(refused(WriteBehindConfig { flush_interval: Duration::ZERO, ..top }), Some("flush_interval"));
+    assert_eq!(refused(WriteBehindConfig { retry_min: over, retry_max: over, ..top }), Some("retry_min"));
+    assert_eq!(refused(WriteBehindConfig { retry_max: over, ..top }), Some("retry_max"));
+    assert_eq!(refused(WriteBehindConfig { attempts: 1001, ..top }), Some("attempts"));
+    assert_eq!(refused(WriteBehindConfig { attempts: 0, ..top }), Some("attempts"));
+    assert_eq!(refused(WriteBehindConfig { on_full: OnFull::Block(over), ..top }), Some("on_full"));
+    assert_eq!(refused(WriteBehindConfig { on_full: OnFull::Block(Duration::ZERO), ..top }), None);
+
+    let rt = runtime();
+    let seen = Batches::default();
+    let wb = WriteBehind::new(cache(&rt), recording(Arc::clone(&seen)), top).unwrap();
+    wb.set("a", 1).unwrap();
+    // a day's flush interval: the partial batch waits for it, or for close
+    assert_eq!(wb.stats().queue_depth, 1);
+    assert_eq!(block(wb.close(Duration::from_secs(5))), 0);
+    assert_eq!(*seen.lock().unwrap(), vec![vec![put("a", 1)]]);
+}

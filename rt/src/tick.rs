@@ -64,6 +64,24 @@ fn store_all() -> bool {
     asked
 }
 
+/// How long the thread sleeps after `unwanted` stores in a row with no reader's request.
+fn pace(unwanted: u32) -> Duration {
+    if unwanted >= IDLE_AFTER {
+        IDLE_PACE
+    } else {
+        PACE
+    }
+}
+
+/// Stores in a row with no reader's request, after one more store (`asked`: a reader asked).
+fn unwanted_after(unwanted: u32, asked: bool) -> u32 {
+    if asked {
+        0
+    } else {
+        unwanted.saturating_add(1)
+    }
+}
+
 /// New words of the process's ticking clock (holding the time already), its thread started on
 /// first use. `None` when the thread cannot be started.
 pub fn tick() -> Option<&'static Tick> {
@@ -74,8 +92,8 @@ pub fn tick() -> Option<&'static Tick> {
             .spawn(|| {
                 let mut unwanted = 0u32;
                 loop {
-                    std::thread::sleep(if unwanted >= IDLE_AFTER { IDLE_PACE } else { PACE });
-                    unwanted = if store_all() { 0 } else { unwanted.saturating_add(1) };
+                    std::thread::sleep(pace(unwanted));
+                    unwanted = unwanted_after(unwanted, store_all());
                 }
             })
             .is_ok()
@@ -91,6 +109,24 @@ pub fn tick() -> Option<&'static Tick> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// P5: the thread stores every 1 ms for the first 1,000 stores no reader asked for, every
+    /// 20 ms from the 1,000th on, and every 1 ms again after the first store a reader asked for.
+    #[test]
+    fn the_pace_slows_after_1000_unwanted_stores_and_a_request_restores_it() {
+        assert_eq!((PACE, IDLE_PACE, IDLE_AFTER), (Duration::from_millis(1), Duration::from_millis(20), 1000));
+        let mut unwanted = 0;
+        let mut paces = vec![pace(unwanted)];
+        for _ in 0..1001 {
+            unwanted = unwanted_after(unwanted, false);
+            paces.push(pace(unwanted));
+        }
+        // paces[n]: the sleep after n unwanted stores
+        assert!(paces[..1000].iter().all(|p| *p == PACE), "1 ms up to the 999th");
+        assert!(paces[1000..].iter().all(|p| *p == IDLE_PACE), "20 ms from the 1,000th");
+        assert_eq!(pace(unwanted_after(unwanted, true)), PACE);
+        assert_eq!(unwanted_after(u32::MAX, false), u32::MAX, "an idle thread never wraps round to busy");
+    }
 
     /// The stored time follows the monotonic clock within a few paces, and the thread clears the
     /// readers' request as it goes.

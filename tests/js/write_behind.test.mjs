@@ -238,6 +238,35 @@ test('bad settings are refused with InvalidConfig naming the option', { skip: no
   assert.throws(() => new WriteBehind(c, 'nope'), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
 });
 
+test('settings are accepted at their bounds and refused one step past (P5)', { skip: node }, async () => {
+  // maxQueue 10,000,000, batch up to maxQueue, attempts 1,000, a day (86,400,000 ms) for
+  // flushInterval, retryMin, retryMax and the block timeout
+  const day = 86_400_000;
+  const top = { maxQueue: 10_000_000, batch: 10_000_000, flushInterval: day, retryMin: day, retryMax: day, attempts: 1000, onFull: { block: day } };
+  const c = new Cache();
+  const w = gated(true);
+  const wb = new WriteBehind(c, w.writer, top);
+  await wb.set('a', 1);
+  assert.equal(await wb.close(5000), 0, 'the partial batch went at close, not after a day');
+  assert.deepEqual(w.batches, [[{ op: 'put', key: 'a', value: 1 }]]);
+  const over = day + 1;
+  for (const [change, field] of [
+    [{ maxQueue: 10_000_001 }, 'maxQueue'],
+    [{ batch: 10_000_001 }, 'batch'],
+    [{ flushInterval: over }, 'flushInterval'],
+    [{ retryMax: over }, 'retryMax'],
+    [{ retryMin: over, retryMax: over }, 'retryMin'],
+    [{ attempts: 1001 }, 'attempts'],
+    [{ onFull: { block: over } }, 'onFull'],
+  ]) {
+    assert.throws(
+      () => new WriteBehind(c, w.writer, { ...top, ...change }),
+      (e) => e.code === 'InvalidConfig' && e.field === field,
+      JSON.stringify(change),
+    );
+  }
+});
+
 test('with a shared tier the value is in L2 at once, while the writer is stalled', { skip: node || (!redisAvailable() && 'redis-server is not installed') }, async (t) => {
   const redis = await redisFor(t);
   const a = new Cache({ redis: redis.url, ttl: 60_000 });

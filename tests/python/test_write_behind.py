@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,32 @@ def test_bad_settings_raise_invalid_config() -> None:
         WriteBehind(Cache(), Gate(), on_full="drop")
     with pytest.raises(healcache.InvalidConfig):
         WriteBehind(Cache(), "not callable")  # type: ignore[arg-type]
+
+
+def test_settings_are_accepted_at_their_bounds_and_refused_one_step_past() -> None:
+    """P5: max_queue 10,000,000, batch up to max_queue, attempts 1,000, and a day (86,400 s) for
+    flush_interval, retry_min, retry_max and the block timeout; one step past each is
+    InvalidConfig naming the setting."""
+    day = 86_400.0
+    top: dict[str, Any] = dict(max_queue=10_000_000, batch=10_000_000, flush_interval=day, retry_min=day, retry_max=day, attempts=1000, on_full=("block", day))
+    cache = Cache()
+    gate = Gate()
+    wb = WriteBehind(cache, gate, **top)
+    wb.set("a", 1)
+    assert wb.close(5) == 0  # the partial batch went at close, not after a day
+    assert gate.batches == [[("put", "a", 1)]]
+
+    over = day + 0.001
+    past: list[tuple[dict[str, Any], str]] = [
+        ({"max_queue": 10_000_001}, "max_queue"),
+        ({"batch": 10_000_001}, "batch"),
+        ({"flush_interval": over}, "flush_interval"),
+        ({"retry_max": over}, "retry_max"),
+        ({"retry_min": over, "retry_max": over}, "retry_min"),
+        ({"attempts": 1001}, "attempts"),
+        ({"on_full": ("block", over)}, "on_full"),
+    ]
+    for change, field in past:
+        with pytest.raises(healcache.InvalidConfig) as e:
+            WriteBehind(cache, gate, **{**top, **change})
+        assert e.value.field == field, (change, e.value)
