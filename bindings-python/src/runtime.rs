@@ -352,9 +352,20 @@ pub(crate) fn block_on_attached<F: Future>(py: Python<'_>, fut: F) -> PyResult<F
 #[pyclass(frozen, name = "_HealLoop", module = "healcache._healcache")]
 pub(crate) struct HealLoop {
     run: Mutex<Option<BoxFuture<'static, ()>>>,
+    /// Makes the loop's future anew in a forked child, where the inherited one waits on the
+    /// parent's threads.
+    remake: Remake,
     stopped: AtomicBool,
-    reader: UnixStream,
-    waker: Arc<SocketWaker>,
+    /// The socket pair of wake-ups: made anew in a forked child, whose copy the parent shares.
+    wake: Mutex<(UnixStream, Arc<SocketWaker>)>,
+}
+
+type Remake = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+fn wake_pair() -> std::io::Result<(UnixStream, Arc<SocketWaker>)> {
+    let (reader, writer) = UnixStream::pair()?;
+    writer.set_nonblocking(true)?;
+    Ok((reader, Arc::new(SocketWaker(writer))))
 }
 
 struct SocketWaker(UnixStream);
@@ -372,19 +383,26 @@ impl Wake for SocketWaker {
 
 impl HealLoop {
     pub fn new(healer: Healer<Value>) -> std::io::Result<Self> {
-        Self::background(async move { healer.run().await }.boxed())
+        let remake = move || {
+            let healer = healer.clone();
+            async move { healer.run().await }.boxed()
+        };
+        Self::background(remake(), Box::new(remake))
     }
 
-    /// Any background future of the core (a write-behind's drainer), polled the same way.
-    pub fn background(run: BoxFuture<'static, ()>) -> std::io::Result<Self> {
-        let (reader, writer) = UnixStream::pair()?;
-        writer.set_nonblocking(true)?;
+    /// Any background future of the core (a write-behind's drainer), polled the same way;
+    /// `remake` makes it anew in a forked child.
+    pub fn background(run: BoxFuture<'static, ()>, remake: Remake) -> std::io::Result<Self> {
         Ok(HealLoop {
             run: Mutex::new(Some(run)),
+            remake,
             stopped: AtomicBool::new(false),
-            reader,
-            waker: Arc::new(SocketWaker(writer)),
+            wake: Mutex::new(wake_pair()?),
         })
+    }
+
+    fn waker(&self) -> Arc<SocketWaker> {
+        Arc::clone(&relock(&self.wake).1)
     }
 }
 
@@ -392,7 +410,20 @@ impl HealLoop {
 impl HealLoop {
     /// The descriptor the thread reads wake-ups from (blocking).
     fn fileno(&self) -> i32 {
-        self.reader.as_raw_fd()
+        relock(&self.wake).0.as_raw_fd()
+    }
+
+    /// In a forked child (called before its thread starts): new wake-up sockets and a new
+    /// future, unless the loop was stopped; whether it should run here.
+    fn after_fork(&self) -> PyResult<bool> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        *relock(&self.wake) = wake_pair()?;
+        let inherited = relock(&self.run).replace((self.remake)());
+        // Not dropped: its timers and tasks belong to the parent's threads, which are not here.
+        std::mem::forget(inherited);
+        Ok(true)
     }
 
     /// Polls the loop once (GIL held); false when it is over (stopped), and the thread ends.
@@ -405,7 +436,7 @@ impl HealLoop {
             return false;
         }
         let Some(fut) = run.as_mut() else { return false };
-        let waker = Waker::from(Arc::clone(&self.waker));
+        let waker = Waker::from(self.waker());
         match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(()) => {
                 *run = None;
@@ -418,46 +449,22 @@ impl HealLoop {
     /// Ends the loop at its next step (from any thread, without waiting).
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        self.waker.wake_by_ref();
+        self.waker().wake_by_ref();
     }
 }
 
-/// Load timeouts on a one-thread tokio runtime of their own. The returned future only awaits a
-/// channel, so it works from any thread or executor (a thread blocked in `get_or_load_sync` may
-/// poll it), and the runtime's thread never touches Python.
+/// Load timeouts on the process's I/O thread (`healcache_rt`, which a forked child makes anew:
+/// the parent's thread does not run there). The returned future only awaits the spawned sleep,
+/// so it works from any thread or executor (a thread blocked in `get_or_load_sync` may poll it),
+/// and that thread never touches Python.
 pub(crate) struct TokioTimer;
-
-fn timer_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("healcache-timer")
-            .enable_time()
-            .build()
-            .expect("healcache: cannot start the timer thread")
-    })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 impl Timer for TokioTimer {
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        let task = timer_runtime().spawn(async move {
-            tokio::time::sleep(d).await;
-            let _ = tx.send(());
-        });
-        let guard = AbortOnDrop(task);
+        // dropped early (the load ended first), the sleep is aborted
+        let task = healcache_rt::spawn(async move { tokio::time::sleep(d).await });
         Box::pin(async move {
-            let _ = rx.await;
-            drop(guard);
+            let _ = task.await;
         })
     }
 }

@@ -173,9 +173,16 @@ impl PyWriteBehind {
         let c = cache.get();
         let (wb, drain) =
             WriteBehind::detached(c.inner.clone(), w, cfg, Arc::new(TokioTimer)).map_err(|e| to_pyerr(py, e))?;
-        let drainer = Py::new(py, HealLoop::background(drain)?)?;
+        let wb = Arc::new(wb);
+        // weak: the queue closes when its last handle goes, which this must not keep
+        let again = Arc::downgrade(&wb);
+        let remake = move || match again.upgrade() {
+            Some(wb) => wb.after_fork(),
+            None => Box::pin(futures::future::ready(())),
+        };
+        let drainer = Py::new(py, HealLoop::background(drain, Box::new(remake))?)?;
         glue(py)?.getattr("start")?.call1((&drainer,))?;
-        Ok(PyWriteBehind { wb: Arc::new(wb), weigh: Arc::clone(&c.weigh), _drainer: drainer })
+        Ok(PyWriteBehind { wb, weigh: Arc::clone(&c.weigh), _drainer: drainer })
     }
 
     /// Writes to the cache at once and queues the write; returns the entry's version.

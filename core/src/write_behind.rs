@@ -531,6 +531,27 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
         n
     }
 
+    /// For a process that got this queue as a copy of its parent's memory (a forked child), where
+    /// the parent's drainer does not run: forgets the items queued, in flight and given up (they
+    /// are the parent's, which writes them; sending them here too would write each twice) and
+    /// answers a new drainer for this process to run, as [`WriteBehind::detached`] does.
+    /// Counters and settings are kept; a closed queue stays closed.
+    pub fn after_fork(&self) -> BoxFuture<'static, ()> {
+        let sh = &self.shared;
+        {
+            let mut st = lock(&sh.state);
+            st.order.clear();
+            st.items.clear();
+            st.inflight.clear();
+            st.reserved = 0;
+            st.failed.clear();
+            // wakers of tasks and threads that are not in this process
+            st.waiters.clear();
+            st.notify();
+        }
+        drain(Arc::clone(sh)).boxed()
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         lock(&self.shared.state).closed

@@ -435,3 +435,24 @@ fn settings_are_accepted_at_their_bounds_and_refused_one_step_past() {
     assert_eq!(block(wb.close(Duration::from_secs(5))), 0);
     assert_eq!(*seen.lock().unwrap(), vec![vec![put("a", 1)]]);
 }
+
+/// P9: in a forked child the parent's drainer does not run: `after_fork` forgets the items the
+/// parent queued (the parent writes them), and the drainer it answers sends what is written here.
+#[test]
+fn after_fork_forgets_the_inherited_items_and_a_new_drainer_sends_new_ones() {
+    let rt = runtime();
+    let seen = Batches::default();
+    let timer: Arc<dyn healcache::Timer> = Arc::new(TokioTimer(rt.handle().clone()));
+    // the first drainer is never run: as in a child, where the parent's thread is gone
+    let (wb, _parents) = WriteBehind::detached(cache(&rt), recording(Arc::clone(&seen)), cfg(10, 10), timer).unwrap();
+    wb.set("parent-1", 1).unwrap();
+    wb.delete("parent-2").unwrap();
+    assert_eq!(wb.stats().queue_depth, 2);
+    let drain = wb.after_fork();
+    assert_eq!(wb.stats().queue_depth, 0);
+    assert!(wb.held_values().is_empty());
+    rt.spawn(drain);
+    wb.set("child", 3).unwrap();
+    assert_eq!(block(wb.close(Duration::from_secs(5))), 0);
+    assert_eq!(*seen.lock().unwrap(), vec![vec![put("child", 3)]]);
+}

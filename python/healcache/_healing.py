@@ -184,6 +184,28 @@ async def _cancel_tasks() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _after_fork_in_child() -> None:
+    """In a forked child only the forking thread exists: the parent's workers, its event loop
+    thread and its background threads are gone, so their records are dropped (the next source
+    call starts workers here), and each cache's background healing and each write-behind's
+    drainer start again here (the drainer without the items the parent queued: those are the
+    parent's to write)."""
+    global _lock, _jobs, _idle, _workers, _own_loop, _own_thread, _healers
+    inherited = [(heal_loop, t.name) for heal_loop, t in _healers.items()]
+    _lock = threading.Lock()
+    _jobs = queue.SimpleQueue()
+    _idle = threading.Semaphore(0)
+    _workers = []
+    _own_loop, _own_thread = None, None
+    _healers = {}
+    for heal_loop, name in inherited:
+        if heal_loop.after_fork():
+            start_healer(heal_loop, name)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _shutdown() -> None:
     """At interpreter exit: stops and joins every background healing thread, then ends

@@ -9,6 +9,7 @@ import multiprocessing
 import time
 
 import healcache
+from healcache import WriteBehind
 from rediskit import redis_server  # noqa: F401 (fixture)
 
 # docs/shared-tier.md: a copy another instance changed is dropped when the message arrives, or
@@ -137,3 +138,101 @@ def test_a_forked_child_and_its_parent_see_each_others_writes(redis_server):
         if child.is_alive():
             child.kill()  # by its pid
             child.join()
+
+
+async def _hanging() -> str:
+    await asyncio.sleep(30)
+    return "late"
+
+
+def _load_outcome(cache) -> str:
+    """What a read-through whose loader hangs for 30 s ends in: the error's name, or the value."""
+
+    async def go():
+        return await cache.get_or_load("hangs", _hanging)
+
+    try:
+        return asyncio.run(go())
+    except healcache.HealcacheError as e:
+        return type(e).__name__
+
+
+def _timers_and_healing_child(inherited, conn) -> None:
+    try:
+        fresh = healcache.Cache(load_timeout=0.2, healing_sample_rate=1.0)
+        steps = [_load_outcome(inherited), _load_outcome(fresh)]
+        fresh.set("u:1", 1)
+        fresh.register_source("u:", lambda key: 2)
+        steps.append(fresh.verify_now_sync()["drift"])
+        steps.append(inherited.verify_now_sync()["drift"])
+        conn.send(steps)
+    except BaseException as e:  # the parent reports it
+        conn.send(("child failed", repr(e)))
+
+
+def test_a_forked_child_keeps_load_timeouts_and_sync_sources() -> None:
+    """P9: load timeouts fire in a forked child, and healing asks sync sources there, in a cache
+    made before the fork and in one made after it, though the parent had used both before."""
+    cache = healcache.Cache(load_timeout=0.2, healing_sample_rate=1.0)
+    assert _load_outcome(cache) == "LoadTimeout"
+    cache.set("u:1", 1)
+    cache.register_source("u:", lambda key: 2)
+    assert cache.verify_now_sync()["drift"] == 1
+    cache.set("u:1", 1)
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_timers_and_healing_child, args=(cache, there), daemon=True)
+    child.start()
+    try:
+        assert here.poll(20), "the child hung"
+        assert here.recv() == ["LoadTimeout", "LoadTimeout", 1, 1]
+        child.join(20)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()  # by its pid
+            child.join()
+
+
+def _background_child(healed, wb, batches, conn) -> None:
+    try:
+        # the parent's background healing goes on here: drift planted here is found and repaired
+        healed.set("u:1", 1)
+        end = time.monotonic() + 20
+        while healed.get("u:1") != 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        steps = [healed.get("u:1")]
+        # the write-behind drains here what is written here, and only that
+        wb.set("child", 2)
+        steps.append(wb.close(10))
+        steps.append(batches)
+        conn.send(steps)
+    except BaseException as e:  # the parent reports it
+        conn.send(("child failed", repr(e)))
+
+
+def test_a_forked_child_runs_background_healing_and_write_behind_of_its_own() -> None:
+    """P9: background work made before a fork runs in the child too: a cache's background
+    healing, and a write-behind's drainer, which sends what the child writes; the items the
+    parent had queued stay the parent's, written once, by the parent."""
+    healed = healcache.Cache(healing_enabled=True, healing_verify_interval=0.02, healing_sample_rate=1.0)
+    healed.register_source("u:", lambda key: 2)
+    batches: list = []
+    wb = WriteBehind(healcache.Cache(), batches.append, flush_interval=3600)
+    wb.set("parent", 1)  # waits in the queue for an hour, or for close
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_background_child, args=(healed, wb, batches, there), daemon=True)
+    child.start()
+    try:
+        assert here.poll(40), "the child hung"
+        assert here.recv() == [2, 0, [[("put", "child", 2)]]]
+        child.join(20)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()  # by its pid
+            child.join()
+    assert wb.close(10) == 0
+    assert batches == [[("put", "parent", 1)]], "the parent's item, written once, here"
+    healed.close()
