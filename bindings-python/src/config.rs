@@ -120,11 +120,7 @@ impl PyManualClock {
     /// Moves the clock forward by `seconds` (a number or a `timedelta`, not negative).
     #[pyo3(signature = (seconds, /))]
     fn advance(&self, py: Python<'_>, seconds: Seconds) -> PyResult<()> {
-        if !(seconds.0.is_finite() && seconds.0 >= 0.0) {
-            return Err(invalid(py, "seconds", "must be a finite number of seconds, not negative"));
-        }
-        self.inner.advance(std::time::Duration::from_secs_f64(seconds.0));
-        Ok(())
+        self.inner.advance_ms("seconds", seconds.0 * 1000.0).map_err(|e| to_pyerr(py, e))
     }
 
     /// The clock's time in seconds (it starts near 0).

@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::MAX_DURATION_MS;
+use crate::error::{ConfigProblem, Error, Result};
+use crate::settings::Unit;
+
 /// A monotonic clock: nanoseconds since an arbitrary origin, never going backwards.
 pub trait Clock: Send + Sync + 'static {
     /// Nanoseconds since this clock's origin.
@@ -126,10 +130,26 @@ impl ManualClock {
         ManualClock { now: Arc::new(AtomicU64::new(1)) }
     }
 
-    /// Moves the clock forward by `d`.
+    /// Moves the clock forward by `d`. Its time stops at `u64::MAX` nanoseconds (about 584
+    /// years) rather than wrap round to an earlier time.
     pub fn advance(&self, d: Duration) {
         let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.now.fetch_add(n, Ordering::SeqCst);
+        let _ = self.now.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(n)));
+    }
+
+    /// [`ManualClock::advance`] by `ms` milliseconds as a host gives them: finite, not negative,
+    /// at most 100 years (the longest duration anywhere). Otherwise [`Error::InvalidConfig`]
+    /// naming `field`, and the clock does not move.
+    pub fn advance_ms(&self, field: &'static str, ms: f64) -> Result<()> {
+        let problem = if !(ms.is_finite() && ms >= 0.0) {
+            ConfigProblem::Rule("must be a finite duration, not negative")
+        } else if ms > MAX_DURATION_MS {
+            ConfigProblem::TooLong { max: MAX_DURATION_MS }
+        } else {
+            self.advance(Duration::from_nanos((ms * 1e6) as u64));
+            return Ok(());
+        };
+        Err(Error::InvalidConfig { field, problem, value: Some(ms), unit: Unit::Duration })
     }
 }
 
@@ -178,6 +198,29 @@ mod tests {
             assert!(n >= last);
             last = n;
         }
+    }
+
+    /// P5: a host moves the test clock by at most 100 years a call; more, a negative, NaN or an
+    /// infinite amount is InvalidConfig and the clock stays where it was; and however far it is
+    /// moved, it never wraps round to an earlier time.
+    #[test]
+    fn a_host_moves_the_manual_clock_by_at_most_100_years_a_call() {
+        let c = ManualClock::new();
+        let century = crate::config::MAX_DURATION_MS;
+        for bad in [century * (1.0 + f64::EPSILON), 1e300, f64::INFINITY, f64::NAN, -1.0] {
+            let e = c.advance_ms("ms", bad).unwrap_err();
+            assert!(matches!(e, crate::Error::InvalidConfig { field: "ms", .. }), "{bad}: {e:?}");
+            assert_eq!(c.now_nanos(), 1, "{bad}");
+        }
+        c.advance_ms("ms", 0.0).unwrap();
+        c.advance_ms("ms", 1.5).unwrap();
+        assert_eq!(c.now_nanos(), 1_500_001);
+        c.advance_ms("ms", century).unwrap();
+        assert_eq!(c.now_nanos(), 1_500_001 + (century * 1e6) as u64);
+        for _ in 0..10 {
+            c.advance(Duration::MAX);
+        }
+        assert_eq!(c.now_nanos(), u64::MAX, "the clock stops at its end");
     }
 
     #[test]

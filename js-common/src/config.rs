@@ -57,12 +57,7 @@ pub fn manual_clock() -> ManualClock {
 
 /// Moves `clock` forward by `ms` milliseconds (finite, not negative).
 pub fn clock_advance(clock: &ManualClock, ms: f64) -> Result<()> {
-    if !(ms.is_finite() && ms >= 0.0) {
-        let problem = ConfigProblem::Rule("must be a finite number of milliseconds, not negative");
-        return Err(Error::invalid_config("ms", problem, Some(ms)));
-    }
-    clock.advance(std::time::Duration::from_secs_f64(ms / 1000.0));
-    Ok(())
+    clock.advance_ms("ms", ms)
 }
 
 /// The time of `clock` in milliseconds, the unit of `performance.now()`.
