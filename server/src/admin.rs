@@ -136,7 +136,12 @@ pub fn info(shared: &Shared, wanted: &[Bytes]) -> Reply {
         );
     }
     if want("keyspace") {
-        section(&mut out, "Keyspace", &[("db0", format!("keys={},expires=0,avg_ttl=0", shared.cache.len()))]);
+        // Only what the engine counts: it keeps no count of keys with an expiry nor their
+        // average TTL, and printing zeros there would be made up. An empty database is not
+        // listed, as in Redis.
+        let keys = shared.cache.len();
+        let db0 = (keys > 0).then(|| ("db0", format!("keys={keys}")));
+        section(&mut out, "Keyspace", db0.as_slice());
     }
     Reply::text(out)
 }
@@ -154,12 +159,10 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 /// `CONFIG GET pattern ...` and `CONFIG SET healing.name value ...`.
-pub fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
-    let Some(sub) = args.get(1) else { return Err(arity("config")) };
+/// `commands::lookup` checked the subcommand and its argument count.
+pub(crate) fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
+    let sub = &args[1];
     if sub.eq_ignore_ascii_case(b"get") {
-        if args.len() < 3 {
-            return Err(arity("config|get"));
-        }
         let config = shared.healer.config();
         let healing = healing_settings().map(|s| {
             let value = config.get_by_name(s.name).unwrap_or_default();
@@ -175,8 +178,8 @@ pub fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
         return Ok(Reply::Map(pairs));
     }
     if sub.eq_ignore_ascii_case(b"set") {
-        if args.len() < 4 || !args.len().is_multiple_of(2) {
-            return Err(arity("config|set"));
+        if !args.len().is_multiple_of(2) {
+            return Err(Reply::err("ERR syntax error"));
         }
         // All checked before any is applied, so a refused pair changes nothing.
         let mut next = shared.healer.config();
@@ -223,21 +226,22 @@ fn utf8<'a>(b: &'a Bytes, what: &str) -> Result<&'a str, Failed> {
     std::str::from_utf8(b).map_err(|_| Reply::Error(format!("ERR the {what} must be UTF-8 text")))
 }
 
-/// `CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT ...`.
-pub fn consistency(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
-    let Some(sub) = args.get(1) else { return Err(arity("consistency")) };
+/// `CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT ...`; `commands::lookup` checked the
+/// subcommand and its argument count.
+pub(crate) fn consistency(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
+    let sub = &args[1];
     let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
     let healer = &shared.healer;
-    if is(b"source") && args.len() == 4 {
+    if is(b"source") {
         let prefix = utf8(&args[2], "prefix")?;
         let template = utf8(&args[3], "URL template")?;
         register_source(shared, prefix, template)?;
         Ok(Reply::Status("OK"))
-    } else if is(b"score") && args.len() == 3 {
+    } else if is(b"score") {
         Ok(healer.score(utf8(&args[2], "prefix")?).map_or(Reply::Null, score_reply))
-    } else if is(b"scores") && args.len() == 2 {
+    } else if is(b"scores") {
         Ok(Reply::Array(healer.scores().into_iter().map(score_reply).collect()))
-    } else if is(b"stats") && args.len() == 2 {
+    } else if is(b"stats") {
         let s = healer.stats();
         Ok(Reply::Map(vec![
             (text("total_sampled"), Reply::Int(s.total_sampled as i64)),
@@ -246,7 +250,10 @@ pub fn consistency(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
             (text("source_failures"), Reply::Int(s.source_failures as i64)),
             (text("last_interval_ms"), Reply::Double(s.last_interval_ms)),
         ]))
-    } else if is(b"drift") && args.len() <= 3 {
+    } else if is(b"drift") {
+        if args.len() > 3 {
+            return Err(arity("consistency|drift"));
+        }
         let n = match args.get(2) {
             Some(n) => match parse_int(n) {
                 Some(n) if n >= 0 => n as usize,
@@ -257,8 +264,6 @@ pub fn consistency(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
         let events = healer.drift_events();
         let skip = events.len().saturating_sub(n);
         Ok(Reply::Array(events.into_iter().skip(skip).map(drift_reply).collect()))
-    } else if ["source", "score", "scores", "stats", "drift"].iter().any(|s| is(s.as_bytes())) {
-        Err(arity(&format!("consistency|{}", String::from_utf8_lossy(sub).to_ascii_lowercase())))
     } else {
         Err(Reply::Error(format!(
             "ERR unknown subcommand '{}'. Try CONSISTENCY SOURCE|SCORE|SCORES|STATS|DRIFT.",
