@@ -95,18 +95,24 @@ fn fetch_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     FETCH.get_or_try_init(py, || Ok(py.import("healcache._fetch")?.unbind())).map(|m| m.bind(py))
 }
 
-/// A loader's answer: `NOT_FOUND` is the core's `Loaded::NotFound`, anything else a value.
-pub(crate) fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
+/// Whether `obj` is the `NOT_FOUND` sentinel.
+fn is_not_found(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     static NOT_FOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = obj.py();
     let nf = NOT_FOUND.get_or_try_init(py, || Ok::<_, PyErr>(fetch_module(py)?.getattr("NOT_FOUND")?.unbind()))?;
-    if obj.is(nf.bind(py)) {
+    Ok(obj.is(nf.bind(py)))
+}
+
+/// A loader's answer: `NOT_FOUND` is the core's `Loaded::NotFound`, anything else a value.
+pub(crate) fn loaded(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<Loaded<Value>> {
+    if is_not_found(&obj)? {
         return Ok(Loaded::NotFound);
     }
     weigh.value(obj).map(Loaded::Value)
 }
 
-/// A batch loader's answer: a mapping of keys (str) to values; a key it leaves out is not found.
+/// A batch loader's answer: a mapping of keys (str) to values; a key it leaves out, or gives
+/// `NOT_FOUND`, is not found.
 pub(crate) fn found(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<std::collections::HashMap<String, Value>> {
     let py = obj.py();
     let items = obj.call_method0(pyo3::intern!(py, "items")).map_err(|_| {
@@ -115,7 +121,10 @@ pub(crate) fn found(weigh: &Weigh, obj: Bound<'_, PyAny>) -> PyResult<std::colle
     let mut out = std::collections::HashMap::new();
     for item in items.try_iter()? {
         let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
-        out.insert(key_str(&k)?.to_owned(), weigh.value(v)?);
+        let key = key_str(&k)?;
+        if !is_not_found(&v)? {
+            out.insert(key.to_owned(), weigh.value(v)?);
+        }
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ use pyo3::types::PyModule;
 
 static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
-fn errors(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+pub(crate) fn errors(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     ERRORS.get_or_try_init(py, || Ok(py.import("healcache._errors")?.unbind())).map(|m| m.bind(py))
 }
 

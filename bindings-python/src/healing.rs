@@ -35,7 +35,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::config::{self, Settings};
 use crate::convert::{in_seconds, loaded, Seconds, Value, Weigh};
-use crate::error::{config_error, invalid, to_pyerr, type_name, unknown_setting, Spelling};
+use crate::error::{config_error, errors, invalid, to_pyerr, type_name, unknown_setting, Spelling};
 use crate::runtime::{relock, HealLoop};
 
 type Answer = Result<SourceAnswer<Value>, SourceError>;
@@ -376,6 +376,10 @@ impl Healing {
     /// Ends the background thread for good and waits for it (at most 10 s).
     pub fn close(&self, py: Python<'_>) -> PyResult<()> {
         let bg = std::mem::replace(&mut *relock(&self.background), Background::Closed);
+        // the settings say what runs: nothing in the background from now on
+        let mut off = self.healer.config();
+        off.enabled = false;
+        let _ = self.healer.set_config(off);
         if let Background::Running(heal_loop) = bg {
             glue(py)?.getattr("stop_healer")?.call1((heal_loop,))?;
         }
@@ -493,19 +497,32 @@ impl Healing {
     /// on error.
     pub fn set(&self, py: Python<'_>, given: &Settings) -> PyResult<()> {
         let config = config::healing(py, self.healer.config(), given, "")?;
+        if config.enabled && self.is_closed() {
+            return Err(closed(py));
+        }
         self.healer.set_config(config).map_err(|e| config_error(py, e, Spelling::Keyword("")))?;
         self.follow_enabled(py)
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(*relock(&self.background), Background::Closed)
     }
 
     /// `config_set(name, value)`: the core parses and validates the text. A duration called by
     /// its name in the table is in seconds, as everywhere in Python (its former `_ms` names keep
     /// milliseconds).
     pub fn config_set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let before = self.healer.config();
         let set = match seconds_given(name, value)? {
             Some(s) => self.healer.config_set_number(name, s.ms()),
             None => self.healer.config_set(name, &setting_text(value)?),
         };
         set.map_err(|e| named_error(py, e, name))?;
+        if self.healer.config().enabled && self.is_closed() {
+            // the call changes nothing: the settings go back as they were
+            let _ = self.healer.set_config(before);
+            return Err(closed(py));
+        }
         self.follow_enabled(py)
     }
 
@@ -586,4 +603,13 @@ fn allow_private_arg(arg: Option<&Bound<'_, PyAny>>) -> PyResult<AllowPrivate> {
         );
     }
     Ok(AllowPrivate::hosts(hosts))
+}
+
+/// `Closed`: the background healing of a closed cache does not start again.
+fn closed(py: Python<'_>) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let message = "the cache is closed: its background healing does not start again";
+        Ok(PyErr::from_value(errors(py)?.getattr("Closed")?.call1((message,))?))
+    })();
+    made.unwrap_or_else(|err| err)
 }

@@ -665,7 +665,8 @@ def test_background_loop_heals_and_stops_on_close() -> None:
     time.sleep(0.1)
     assert c.healing_stats()["total_sampled"] == sampled, "no interval after close()"
     c.close()  # idempotent
-    c.set_healing(enabled=True)  # closed: no loop starts again
+    with pytest.raises(healcache.Closed):
+        c.set_healing(enabled=True)  # closed: no loop starts again, and the call says so
     time.sleep(0.1)
     assert c.healing_stats()["total_sampled"] == sampled
     assert c.verify_now_sync()["verified"] == 100, "verify_now still works after close()"
@@ -908,3 +909,22 @@ def test_http_templates_refused_at_registration() -> None:
         c.register_source("", "http://127.0.0.1:9/{key}", decode="xml")  # type: ignore[arg-type]
     assert e.value.field == "decode"
     assert c.scores() == []
+
+
+def test_background_healing_does_not_start_again_after_close() -> None:
+    """Nothing hidden: after close() the settings say healing is off, and turning it on again
+    raises Closed and changes nothing; verify_now still works."""
+    c = Cache(healing_enabled=True, healing_verify_interval=3600)
+    c.close()
+    assert c.healing_config()["enabled"] is False
+    with pytest.raises(healcache.Closed):
+        c.set_healing(enabled=True, sample_rate=0.5)
+    with pytest.raises(healcache.Closed):
+        c.config_set("healing.enabled", True)
+    config = c.healing_config()
+    assert (config["enabled"], config["sample_rate"]) == (False, 0.01)
+    c.set_healing(sample_rate=0.5)  # anything but turning it on is still taken
+    assert c.healing_config()["sample_rate"] == 0.5
+    c.set("u:1", 1)
+    c.register_source("u:", lambda key: 2)
+    assert c.verify_now_sync()["drift"] == 1

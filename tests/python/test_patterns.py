@@ -80,6 +80,15 @@ def test_get_many_loads_the_missing_keys_in_one_call():
     assert "e" not in c
 
 
+def test_get_many_reads_not_found_in_the_mapping_as_a_key_left_out():
+    """NOT_FOUND means "absent" wherever a loader answers: a batch loader's mapping that gives it
+    for a key makes that key not found (absent from the result, and not cached as a value)."""
+    c = healcache.Cache()
+    got = run(lambda: c.get_many(["s", "t"], lambda keys: {"s": healcache.NOT_FOUND, "t": 1}))
+    assert got == {"t": 1}
+    assert "s" not in c and c.get("s") is None
+
+
 def test_get_many_bound_is_max_in_flight():
     c = healcache.Cache(max_in_flight=3)
     load = lambda keys: {k: 1 for k in keys}  # noqa: E731
