@@ -301,7 +301,14 @@ impl ConfigProblem {
             ConfigProblem::OutOfRange { min, max } => format!("must be between {} and {}{got}", num(min), num(max)),
             ConfigProblem::TooShort { min } => {
                 let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
-                format!("must be at least one nanosecond ({} {}){got}", num(min), unit_word(host))
+                if min == 1e-6 {
+                    format!("must be at least one nanosecond ({} {}){got}", num(min), unit_word(host))
+                } else {
+                    let n = num(min);
+                    let word = unit_word(host);
+                    let word = if n == "1" { word.trim_end_matches('s') } else { word };
+                    format!("must be at least {n} {word}{got}")
+                }
             }
             ConfigProblem::TooLong { max } => {
                 let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));

@@ -296,3 +296,18 @@ fn negative_entries_have_a_ttl_cap() {
     assert_eq!(e.code(), "InvalidConfig");
     assert_eq!(c.stats().loads, 0, "refused before any work");
 }
+
+/// A bound is stated as it is: the fleet verifier's lease of at least a millisecond says so (it
+/// once said "at least one nanosecond (1 ms)"), and the nanosecond floor of every duration still
+/// reads as one nanosecond.
+#[test]
+fn a_too_short_duration_states_its_own_floor() {
+    let config = healcache::HealingConfig { fleet_verify_lease_ms: 0.1, ..Default::default() };
+    let e = healcache::Healer::new(Cache::<u32>::builder().build().unwrap(), config).err().expect("0.1 ms refused");
+    let text = e.to_string();
+    assert!(text.ends_with("must be at least 1 millisecond, got 0.1 milliseconds"), "{text}");
+    let mut c = Config::default();
+    c.set("ttl_ms", 1e-9).unwrap();
+    let e = CacheBuilder::<u32>::from_config(c).build().err().expect("1e-9 ms refused");
+    assert!(e.to_string().contains("must be at least one nanosecond"), "{e}");
+}
