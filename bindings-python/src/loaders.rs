@@ -16,7 +16,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::convert::{found, loaded, Value, Weigh};
-use crate::error::{loader_error, to_pyerr, type_name};
+use crate::error::{errors, loader_error, to_pyerr, type_name};
 use crate::runtime::{bridge, relock};
 
 /// A loader must be callable; checked when the call is made, before any flight starts.
@@ -210,7 +210,15 @@ struct Done {
 impl Done {
     fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
         let outcome = (|| -> PyResult<Outcome> {
-            let exc = task.call_method0(pyo3::intern!(py, "exception"))?; // raises if cancelled
+            if task.call_method0(pyo3::intern!(py, "cancelled"))?.is_truthy()? {
+                // asyncio's CancelledError is a BaseException no waiter asked for (they may be
+                // threads): the task was cancelled under them, as when its event loop stopped
+                let exc = errors(py)?.getattr("Cancelled")?.call1((
+                    "the loader's task was cancelled before it answered (its event loop stopped, or the task was cancelled)",
+                ))?;
+                return Err(PyErr::from_value(exc));
+            }
+            let exc = task.call_method0(pyo3::intern!(py, "exception"))?;
             if !exc.is_none() {
                 return Err(PyErr::from_value(exc));
             }

@@ -89,7 +89,9 @@ class NotFound(HealcacheError, LookupError):
 
 
 class Cancelled(HealcacheError):
-    """The caller stopped waiting; others waiting for the same load are unaffected."""
+    """The caller stopped waiting (others waiting for the same load are unaffected), or an async
+    loader's task was cancelled before it answered, as when its event loop stopped: every caller
+    still waiting for it gets this."""
 
     code = "Cancelled"
 

@@ -124,6 +124,40 @@ def test_async_and_threaded_callers_share_one_flight() -> None:
     assert calls == 1 and results == ["shared"] * 5
 
 
+def test_a_thread_waiting_on_a_loader_whose_loop_stopped_gets_cancelled_not_cancelled_error() -> None:
+    """A waiter that never cancelled anything gets a typed error (``healcache.Cancelled``, an
+    ``Exception``) when the loader's task is cancelled under it, as when its event loop stops;
+    never asyncio's ``CancelledError``, a ``BaseException`` that ``except Exception`` misses."""
+    c = Cache()
+    started = threading.Event()
+    got: list = []
+
+    def waiter() -> None:
+        started.wait(5)
+        try:
+            got.append(c.get_or_load_sync("k", lambda: "own"))
+        except BaseException as e:  # noqa: BLE001 - what it is, is the point
+            got.append(e)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+
+    async def main() -> None:
+        async def slow() -> str:
+            started.set()
+            await asyncio.sleep(30)
+            return "late"
+
+        task = asyncio.ensure_future(c.get_or_load("k", slow))
+        await asyncio.sleep(0.2)  # the thread joins the flight meanwhile
+        task.cancel()  # the only async waiter goes: the loader's task is cancelled with it
+
+    asyncio.run(main())
+    t.join(10)
+    assert len(got) == 1
+    assert isinstance(got[0], healcache.Cancelled) or got[0] == "own", repr(got[0])
+
+
 def test_recursive_sync_loader_from_async_call() -> None:
     c = Cache()
 
