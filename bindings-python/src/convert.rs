@@ -164,6 +164,8 @@ pub(crate) enum Given {
     Flag(bool),
     Number(f64),
     Span(Seconds),
+    /// Anything else: refused by [`Given::to_core`] naming the setting (the type's name).
+    Other(String),
 }
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Given {
@@ -176,7 +178,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Given {
         if is_timedelta(&obj)? {
             return Seconds::extract(obj).map(Given::Span);
         }
-        Ok(Given::Number(obj.extract()?))
+        Ok(obj.extract().map_or_else(|_| Given::Other(type_name(&obj)), Given::Number))
     }
 }
 
@@ -188,7 +190,12 @@ impl Given {
         let number = |n: f64| if setting.unit == Unit::Duration { Seconds(n).ms() } else { n };
         match (setting.unit, self) {
             (Unit::Flag, Given::Flag(b)) => Ok(flag(*b)),
+            (Unit::Flag, Given::Other(t)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a bool, not {t}"))),
             (Unit::Flag, _) => Err(PyTypeError::new_err(format!("`{keyword}` must be a bool"))),
+            (Unit::Duration, Given::Other(t)) => {
+                Err(PyTypeError::new_err(format!("`{keyword}` must be a number of seconds or a timedelta, not {t}")))
+            }
+            (_, Given::Other(t)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not {t}"))),
             (Unit::Duration, Given::Span(s)) => Ok(s.ms()),
             (_, Given::Span(_)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not timedelta"))),
             // a bool elsewhere is the int it equals, as in Python

@@ -80,6 +80,17 @@ def test_no_other_setting_takes_a_timedelta(name: str, scope: str) -> None:
         Cache(**{keyword(name, scope): timedelta(seconds=1)})
 
 
+# `seed` refuses anything but an int with InvalidConfig (test_errors.py)
+@pytest.mark.parametrize("name, scope, unit", [(n, s, u) for n, s, u in TABLE if n != "seed"])
+def test_a_value_of_the_wrong_type_is_a_type_error_naming_the_setting(name: str, scope: str, unit: str) -> None:
+    kw = keyword(name, scope)
+    for bad in ["5", [1], None if unit == "flag" else object()]:
+        if bad is None:
+            continue
+        with pytest.raises(TypeError, match=f"`{kw}`"):
+            Cache(**{kw: bad})
+
+
 def test_a_bool_given_for_a_number_is_the_int_it_equals() -> None:
     c = Cache(healing_verify_interval=True, healing_score_window=True)
     assert c.healing_config()["verify_interval"] == 1.0, "one second, as `1` would be"
