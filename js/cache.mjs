@@ -15,8 +15,8 @@ import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import { makeWriteBehind } from './write_behind.mjs';
 import {
-  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, fetchArgs, tagsArg, waitUntilArg, setArgs, checkVersion,
-  defaultSizeOf, weigh,
+  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
+  waitUntilArg, setArgs, checkVersion, defaultSizeOf, weigh,
 } from './options.mjs';
 
 /**
@@ -174,14 +174,16 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
     /**
      * Stores `value` under `key`; returns the entry's new version. `ttl` in ms (Infinity: never
-     * expires; default: the cache's), `ifVersion` makes it a compare-and-set (0: only if absent).
+     * expires; default: the cache's), `ifVersion` makes it a compare-and-set (0: only if absent),
+     * `tags`; another name is refused (InvalidConfig), null is no options.
      */
     set(key, value, options) {
       checkKey(key);
       let ttl;
       let ifVersion;
       let tags;
-      if (options !== undefined) [ttl, ifVersion, tags] = setArgs(options);
+      // no options, the common call, checks nothing more
+      if (options != null) [ttl, ifVersion, tags] = setArgs(options);
       return this._write(key, value, weigh(this._sizeOf, value, key), ttl, ifVersion, tags);
     }
 
@@ -193,7 +195,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     async invalidateTag(tag, options) {
       if (B.invalidateTag === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
       if (typeof tag !== 'string') throw argError('the tag is a string');
-      const hard = options != null && options.hard === true;
+      const hard = flagArg(callOptions(options, 'invalidateTag'), 'hard');
       this._flushReads();
       try {
         return await B.invalidateTag(this._c, tag, hard);
@@ -205,18 +207,20 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
     /** Compare-and-set: writes only if `key`'s live version is `expected` (0: absent). */
     setIfVersion(key, value, expected, options) {
-      return this.set(key, value, { ...options, ifVersion: expected });
+      // an `ifVersion` among the options would be overridden by `expected`: refused
+      return this.set(key, value, { ...callOptions(options, 'setIfVersion'), ifVersion: expected });
     }
 
     /** Removes `key`; returns whether a live entry was removed. With `ifVersion`, only that version. */
     delete(key, options) {
       checkKey(key);
+      const o = callOptions(options, 'delete');
       this._flushReads();
-      if (options !== undefined && options.ifVersion !== undefined) {
-        B.removeIfVersion(this._c, key, checkVersion(options.ifVersion));
+      if (o !== undefined && o.ifVersion !== undefined) {
+        const removed = B.removeIfVersion(this._c, key, checkVersion(o.ifVersion));
         this._unmirror(key);
         if (this._dispose !== undefined) this._drain();
-        return true;
+        return removed;
       }
       const h = B.remove(this._c, key);
       this._unmirror(key);
@@ -270,17 +274,21 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * result: a rejection reaches every waiter as the same value. `signal` stops this caller's
      * wait (it rejects with `signal.reason`, as `fetch()` does, at once when already aborted);
      * the load goes on for the others. A loader
-     * answering `NOT_FOUND` (or a cached "not found") rejects with code "NotFound".
+     * answering `NOT_FOUND` (or a cached "not found") rejects with code "NotFound". Options: those
+     * of `fetch`, which this is without the status.
      */
     async getOrLoad(key, loader, options) {
-      const signal = options === undefined || options === null ? undefined : options.signal;
-      if (signal && signal.aborted) throw signal.reason;
-      if (!this._readRefresh) {
-        const i = this._hit(key);
-        if (i >= 0) return this._v[i];
+      if (options == null) {
+        if (!this._readRefresh) {
+          const i = this._hit(key);
+          if (i >= 0) return this._v[i];
+        }
+        const [v] = await this._flight(key, loader, undefined, (ticket, run) => B.getOrLoad(this._c, key, run, ticket, undefined));
+        return v;
       }
-      const waitUntil = waitUntilArg(options);
-      const [v] = await this._flight(key, loader, signal, (ticket, run) => B.getOrLoad(this._c, key, run, ticket, waitUntil));
+      const [v, , found] = await this._fetch(key, loader, options, 'getOrLoad');
+      // fetch answers "not found" by its status; getOrLoad rejects, as the core's getOrLoad does
+      if (!found) throw codeError('NotFound', 'not found');
       return v;
     }
 
@@ -290,23 +298,29 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * "refresh-ahead", "negative-hit", "negative-loaded" (value undefined for the last two). The
      * loader may return `NOT_FOUND`. Options: `ttl`, `negativeTtl`, `softTimeout` (ms),
      * `staleWhileRevalidate`, `xfetch` (booleans), `signal`, `waitUntil` (the host's hook for the
-     * background work this call starts); unset ones take the cache's.
+     * background work this call starts), `tags`; unset ones take the cache's, others are refused.
      */
     async fetch(key, loader, options) {
-      const args = fetchArgs(options);
-      const signal = options == null ? undefined : options.signal;
-      if (signal && signal.aborted) throw signal.reason;
+      const [value, status] = await this._fetch(key, loader, options, 'fetch');
+      return { value, status };
+    }
+
+    // `fetch` for `method` (fetch, or getOrLoad given options): [value, status, found]. Every
+    // option is checked before the hit path, so a bad one is refused whether or not the key is cached.
+    async _fetch(key, loader, options, method) {
+      const args = fetchArgs(options, method);
+      const signal = signalArg(options);
+      if (signal !== undefined && signal.aborted) throw signal.reason;
       if (!this._readRefresh) {
         const i = this._hit(key);
-        if (i >= 0) return { value: this._v[i], status: 'hit' };
+        if (i >= 0) return [this._v[i], 'hit', true];
       }
       const waitUntil = waitUntilArg(options);
       const tags = tagsArg(options);
       if (tags !== undefined && B.fetchTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
-      const [value, status] = await this._flight(key, loader, signal, (ticket, run) =>
+      return this._flight(key, loader, signal, (ticket, run) =>
         tags === undefined ? B.fetch(this._c, key, run, ticket, ...args, waitUntil) : B.fetchTagged(this._c, key, run, ticket, ...args, tags),
       );
-      return { value, status };
     }
 
     /**
@@ -320,8 +334,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       if (B.writeThrough === undefined) throw codeError('InvalidConfig', 'invalid config: `writeThrough` needs the Node package', { field: 'writeThrough' });
       checkKey(key);
       if (typeof writer !== 'function') throw argError('writer must be a function');
-      const ttl = options == null ? undefined : setArgs(options)[0];
-      const invalidate = options != null && options.invalidate === true;
+      const o = callOptions(options, 'writeThrough');
+      const ttl = ttlArg(o);
+      const invalidate = flagArg(o, 'invalidate');
       const w = weigh(this._sizeOf, value, key);
       this._flushReads();
       // the value in a slot of its own, as `set` stores it (none when it is not to be cached):
@@ -375,7 +390,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     async getMany(keys, loader, options) {
       if (B.fetchMany === undefined) throw codeError('InvalidConfig', 'invalid config: `getMany` needs the Node package', { field: 'getMany' });
       const uniq = this._batchArgs(keys, loader);
-      const ttl = options == null ? undefined : setArgs(options)[0];
+      const ttl = ttlArg(callOptions(options, 'getMany'));
       this._flushReads();
       for (const k of uniq) this._enter(k);
       try {
@@ -409,7 +424,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       let uniq;
       if (pattern === undefined) uniq = this._batchArgs(keys, loader);
       else if (typeof loader !== 'function') throw argError('loader must be a function');
-      const o = options == null ? {} : options;
+      const o = callOptions(options, 'warm') || {};
       const num = (name) => {
         const v = o[name];
         if (v !== undefined && typeof v !== 'number') throw argError(`${name} must be a number`);
@@ -478,7 +493,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return id;
     }
 
-    // One getOrLoad/fetch call through the core: resolves to [value, status].
+    // One getOrLoad/fetch call through the core: resolves to [value, status, found].
     async _flight(key, loader, signal, call) {
       checkKey(key);
       if (typeof loader !== 'function') throw argError('loader must be a function');
@@ -520,7 +535,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
           if (signal && signal.aborted && e && e.code === 'Cancelled') throw signal.reason;
           throw this._loadError(e);
         }
-        return [r.handle === P.none ? undefined : this._settle(key, r.handle), r.status];
+        const found = r.handle !== P.none;
+        return [found ? this._settle(key, r.handle) : undefined, r.status, found];
       } finally {
         if (onAbort) signal.removeEventListener('abort', onAbort);
         this._leave(key);

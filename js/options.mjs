@@ -5,7 +5,8 @@
 /** Options of `fetch(key, loader, options)`, in the order the backends take them. */
 const FETCH_OPTIONS = ['ttl', 'negativeTtl', 'staleWhileRevalidate', 'xfetch', 'softTimeout'];
 const FETCH_BOOLEAN = new Set(['staleWhileRevalidate', 'xfetch']);
-const FETCH_KNOWN = new Map(FETCH_OPTIONS.map((js, i) => [js, i]));
+/** Settings of `new WriteBehind(cache, writer, options)` that are numbers, in the order the backend takes them. */
+const WRITE_BEHIND_COUNTS = ['maxQueue', 'batch', 'flushInterval', 'retryMin', 'retryMax', 'attempts'];
 // JS-only options of `new Cache`: `sizeOf(value, key)`, the weight of a value in bytes for
 // maxBytes/maxEntryBytes, `healing`, the healing settings, and `dispose(value, key, reason)`.
 const SIZE_OF = 'sizeOf';
@@ -25,6 +26,28 @@ const FORMER = new Map([
   ['sourceTimeoutMs', 'sourceTimeout'],
 ]);
 const SHOWN = new Map([...FORMER].map(([former, js]) => [js, former]));
+
+/*
+ * The names each method's options object may hold, read by `callOptions`. A name not listed is
+ * refused rather than dropped: a misspelt `ttl` would otherwise store an entry that never expires.
+ * `getOrLoad` takes `fetch`'s options, as it is `fetch` without the status.
+ */
+const FETCH_CALL = new Set([...FETCH_OPTIONS, 'signal', 'tags', WAIT_UNTIL]);
+const CALL_OPTIONS = {
+  set: new Set(['ttl', 'ifVersion', 'tags']),
+  setIfVersion: new Set(['ttl', 'tags']),
+  delete: new Set(['ifVersion']),
+  getOrLoad: FETCH_CALL,
+  fetch: FETCH_CALL,
+  invalidateTag: new Set(['hard']),
+  writeThrough: new Set(['ttl', 'invalidate']),
+  getMany: new Set(['ttl']),
+  warm: new Set(['concurrency', 'batch', 'minShare', 'maxKeys']),
+  WriteBehind: new Set([...WRITE_BEHIND_COUNTS, 'onFull']),
+  onFull: new Set(['block']),
+  'WriteBehind.set': new Set(['ttl']),
+  'WriteBehind.failed': new Set(['take']),
+};
 
 /*
  * The core's table of settings (`settings()` of the backend): every cache option and healing
@@ -205,20 +228,34 @@ function createArgs(options) {
   return [names.join(','), values, seed, ...text];
 }
 
-/** The backends' `fetch` option arguments; names and types checked here, values by the core. */
-function fetchArgs(options) {
-  const args = new Array(FETCH_OPTIONS.length).fill(undefined);
-  if (options === undefined || options === null) return args;
-  if (typeof options !== 'object') throw invalid('options', 'must be an object');
-  for (const name of Object.keys(options)) {
-    if (name === 'signal' || name === 'tags') continue;
-    if (name === WAIT_UNTIL) {
-      waitUntilArg(options);
-      continue;
+/**
+ * The options object of a call to `method` (a key of CALL_OPTIONS), or undefined for none
+ * (undefined or null). Anything but an object, or a name the method does not take, is refused with
+ * InvalidConfig naming it (`prefix` + name: `onFull.blok`), before the call changes anything.
+ * Own names only: for...in with a check of each unknown name costs less than `Object.keys`.
+ */
+function callOptions(options, method, prefix = '') {
+  if (options === undefined || options === null) return undefined;
+  if (typeof options !== 'object') {
+    throw invalid(prefix === '' ? 'options' : prefix.slice(0, -1), `of ${method} must be an object, got ${typeof options}`);
+  }
+  const known = CALL_OPTIONS[method];
+  for (const name in options) {
+    if (!known.has(name) && Object.prototype.hasOwnProperty.call(options, name)) {
+      throw invalid(prefix + name, `is not an option of ${method} (known: ${[...known].join(', ')})`);
     }
-    const i = FETCH_KNOWN.get(name);
-    if (i === undefined) throw invalid(name, `is not a fetch option (known: ${[...FETCH_KNOWN.keys(), 'signal', WAIT_UNTIL].join(', ')})`);
-    const v = options[name];
+  }
+  return options;
+}
+
+/** The backends' `fetch` option arguments of `getOrLoad` or `fetch`; names and types checked here, values by the core. */
+function fetchArgs(options, method) {
+  const args = new Array(FETCH_OPTIONS.length).fill(undefined);
+  const o = callOptions(options, method);
+  if (o === undefined) return args;
+  for (let i = 0; i < FETCH_OPTIONS.length; i++) {
+    const name = FETCH_OPTIONS[i];
+    const v = o[name];
     if (v === undefined) continue;
     if (FETCH_BOOLEAN.has(name)) {
       if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
@@ -227,7 +264,42 @@ function fetchArgs(options) {
     }
     args[i] = v;
   }
+  waitUntilArg(o);
   return args;
+}
+
+/**
+ * The `signal` of a call's options (undefined: none, null too). Checked by shape, not with
+ * `instanceof AbortSignal`: a signal of another realm (a vm context, an iframe) or of a polyfill
+ * fails that test and is still one. Refused before a load starts: the wait would otherwise throw
+ * a TypeError once the load is under way.
+ */
+function signalArg(options) {
+  const s = options == null ? undefined : options.signal;
+  if (s === undefined || s === null) return undefined;
+  if (
+    typeof s !== 'object' ||
+    typeof s.aborted !== 'boolean' ||
+    typeof s.addEventListener !== 'function' ||
+    typeof s.removeEventListener !== 'function'
+  ) {
+    throw invalid('signal', 'must be an AbortSignal');
+  }
+  return s;
+}
+
+/** A boolean option of a call's options (undefined: false), type checked. */
+function flagArg(options, name) {
+  const v = options == null ? undefined : options[name];
+  if (v !== undefined && typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+  return v === true;
+}
+
+/** The `ttl` of a call's options (undefined: the cache's), type checked (its value by the core). */
+function ttlArg(options) {
+  const ttl = options == null ? undefined : options.ttl;
+  if (ttl !== undefined && typeof ttl !== 'number') throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
+  return ttl;
 }
 
 /**
@@ -253,11 +325,11 @@ function waitUntilArg(options) {
   return v;
 }
 
-/** `set`'s options: [ttl, ifVersion, tags], types checked (the tags' bounds by the core). */
+/** `set`'s options (not undefined or null): [ttl, ifVersion, tags], names and types checked (the tags' bounds by the core). */
 function setArgs(options) {
-  const { ttl, ifVersion } = options;
-  if (ttl !== undefined && typeof ttl !== 'number') throw invalid('ttl', `must be a number of milliseconds, got ${typeof ttl}`);
-  return [ttl, ifVersion === undefined ? undefined : checkVersion(ifVersion), tagsArg(options)];
+  callOptions(options, 'set');
+  const { ifVersion } = options;
+  return [ttlArg(options), ifVersion === undefined ? undefined : checkVersion(ifVersion), tagsArg(options)];
 }
 
 /** An expected version (`ifVersion`): a non-negative integer (0: absent). */
@@ -346,6 +418,7 @@ function weigh(sizeOf, value, key) {
 }
 
 export {
-  FETCH_OPTIONS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
-  makeClock, clockArg, createArgs, fetchArgs, tagsArg, waitUntilArg, setArgs, checkVersion, healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
+  FETCH_OPTIONS, WRITE_BEHIND_COUNTS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
+  makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg, waitUntilArg, setArgs, checkVersion,
+  healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

@@ -10,10 +10,9 @@
 // the values kept here are swept against the handles the queue still holds (`wbHeld`) once
 // twice as many are kept as were held at the last sweep.
 
-import { argError, checkKey, codeError, invalid, setArgs, weigh } from './options.mjs';
+import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, codeError, flagArg, invalid, ttlArg, weigh } from './options.mjs';
 
 const SWEEP_MIN = 1024; // values kept before the first sweep
-const COUNTS = ['maxQueue', 'batch', 'flushInterval', 'retryMin', 'retryMax', 'attempts'];
 
 // The text kept with an item the writer failed (the core keeps text, as Python's does).
 const errorText = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
@@ -25,7 +24,7 @@ function makeWriteBehind(B, Cache) {
      * A queue in front of `writer(batch)` (async; `batch` an array of `{ op: 'put', key, value }`
      * and `{ op: 'delete', key }`) for `cache`. Options (unset: the core's default): `maxQueue`,
      * `batch`, `flushInterval`, `retryMin`, `retryMax` (ms), `attempts`, `onFull` ('reject' or
-     * `{ block: ms }`).
+     * `{ block: ms }`); another name is refused (InvalidConfig).
      */
     constructor(cache, writer, options) {
       if (B.wbCreate === undefined) {
@@ -33,9 +32,8 @@ function makeWriteBehind(B, Cache) {
       }
       if (!(cache instanceof Cache)) throw argError('cache must be a Cache');
       if (typeof writer !== 'function') throw argError('writer must be a function');
-      const o = options == null ? {} : options;
-      if (typeof o !== 'object') throw argError('options must be an object');
-      const nums = COUNTS.map((name) => {
+      const o = callOptions(options, 'WriteBehind') || {};
+      const nums = WRITE_BEHIND_COUNTS.map((name) => {
         const v = o[name];
         if (v !== undefined && typeof v !== 'number') throw invalid(name, `must be a number, got ${typeof v}`);
         return v;
@@ -46,6 +44,7 @@ function makeWriteBehind(B, Cache) {
         if (f === null || typeof f !== 'object' || typeof f.block !== 'number') {
           throw invalid('onFull', "must be 'reject' or { block: ms }");
         }
+        callOptions(f, 'onFull', 'onFull.');
         block = f.block;
       }
       const vals = new Map(); // handle -> value, while the queue may hold it
@@ -68,17 +67,13 @@ function makeWriteBehind(B, Cache) {
 
     /**
      * Writes `value` to the cache at once, as `cache.set` does, and queues it for the writer;
-     * resolves to the entry's version. Options: `ttl` (ms). Rejects with code "QueueFull" when
+     * resolves to the entry's version. Options: `ttl` (ms), no other. Rejects with code "QueueFull" when
      * the queue is full (after waiting with `onFull: { block }`), "Closed" after `close()`; a
      * refused write changes nothing.
      */
     async set(key, value, options) {
       checkKey(key);
-      let ttl;
-      if (options !== undefined) {
-        if (options.ifVersion !== undefined || options.tags !== undefined) throw argError('WriteBehind.set takes `ttl` only');
-        [ttl] = setArgs(options);
-      }
+      const ttl = ttlArg(callOptions(options, 'WriteBehind.set'));
       const c = this._cache;
       const w = weigh(c._sizeOf, value, key);
       c._flushReads();
@@ -177,7 +172,7 @@ function makeWriteBehind(B, Cache) {
      * `{ op, key, value (puts), attempts, error }`; with `{ take: true }` they are removed.
      */
     failed(options) {
-      const take = options != null && options.take === true;
+      const take = flagArg(callOptions(options, 'WriteBehind.failed'), 'take');
       const items = B.wbFailed(this._wb, take).map((f) => {
         const out = { op: f.op, key: f.key };
         if (f.op === 'put') out.value = this._vals.get(f.handle);

@@ -237,7 +237,7 @@ pub fn remove(c: &External<Backend>, key: Key) -> f64 {
 
 /// `Backend::remove_if_version`.
 #[napi]
-pub fn remove_if_version(env: &Env, c: &External<Backend>, key: Key, expected: f64) -> napi::Result<()> {
+pub fn remove_if_version(env: &Env, c: &External<Backend>, key: Key, expected: f64) -> napi::Result<bool> {
     c.remove_if_version(key.as_str(), expected).map_err(|e| into_js_error(env, e))
 }
 

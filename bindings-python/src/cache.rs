@@ -277,13 +277,14 @@ impl PyCache {
     }
 
     /// Removes `key`; returns whether a live entry was removed. With `if_version`, removes only
-    /// if the live version is this one, else raises `VersionMismatch`.
+    /// if the live version is this one (0: only if absent, which removes nothing live), else
+    /// raises `VersionMismatch`.
     #[pyo3(signature = (key, /, *, if_version=None))]
     fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>, if_version: Option<u64>) -> PyResult<bool> {
         let k = key_str(key)?;
         match if_version {
             None => Ok(self.inner.remove(k).is_some()),
-            Some(v) => self.inner.remove_if_version(k, v).map(|()| true).map_err(|e| to_pyerr(py, e)),
+            Some(v) => self.inner.remove_if_version(k, v).map_err(|e| to_pyerr(py, e)),
         }
     }
 

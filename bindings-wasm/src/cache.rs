@@ -291,7 +291,7 @@ pub fn remove(c: &Wasm, key: &str) -> f64 {
 
 /// `Backend::remove_if_version`.
 #[wasm_bindgen(js_name = removeIfVersion)]
-pub fn remove_if_version(c: &Wasm, key: &str, expected: f64) -> Result<(), JsValue> {
+pub fn remove_if_version(c: &Wasm, key: &str, expected: f64) -> Result<bool, JsValue> {
     c.0.remove_if_version(key, expected).map_err(into_js_error)
 }
 

@@ -15,7 +15,7 @@ use crate::error::{ConfigProblem, Error, Result};
 use crate::flight::Flights;
 use crate::sampler::KeySample;
 use crate::stats::{StampedeCounters, Stats, StoreStats};
-use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, StoreConfig, Weigh, NEVER};
+use crate::store::{Expect, Meta, Read, RemovalCause, Removed, Store, StoreConfig, Supersede, Weigh, NEVER};
 use crate::sync::{lock, Mutex};
 use crate::tags::TagIndex;
 use crate::tier::{self, Tier};
@@ -269,11 +269,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Another instance replaced `key` in L2 (this L1 copy becomes stale: a fallback within its
     /// grace window, re-read before it is served fresh) or deleted it (`deleted`: removed here
-    /// too); true if there was a fresh copy.
+    /// too, and a load of `key` under way here is not stored: it may have read what was deleted);
+    /// true if there was a fresh copy. A replaced value leaves loads alone: the bus announces
+    /// writes a load here may have read already, and a loader's own L2 write is fenced by token.
     pub(crate) fn drop_local(&self, key: &str, deleted: bool) -> bool {
         let had = if deleted {
             let mut removed = Vec::new();
-            let had = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, &mut |_| true);
+            let had = self.inner.store.remove_where(
+                key,
+                &mut removed,
+                RemovalCause::Explicit,
+                Supersede::Always,
+                &mut |_| true,
+            );
             self.done(removed);
             had == Some(true)
         } else {
@@ -596,8 +604,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         r.map(|(version, replaced)| Written { version, expires_in, replaced })
     }
 
-    /// Removes `key`; returns its value if it was fresh. With a shared tier, L2 gets a
-    /// tombstone: other processes read a miss, and a rebuild that read the key before is fenced out.
+    /// Removes `key`; returns its value if it was fresh. A load of `key` under way does not store
+    /// its value (its callers still get it). With a shared tier, L2 gets a tombstone: other
+    /// processes read a miss, and a rebuild that read the key before is fenced out.
     pub fn remove(&self, key: &str) -> Option<V> {
         if let Some(tier) = self.inner.tier() {
             if let Some(w) = tier.tombstone(key) {
@@ -607,10 +616,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.remove_local(key)
     }
 
-    /// Removes `key` from L1 only; returns its value if it was fresh.
+    /// Removes `key` from L1 only; returns its value if it was fresh. A load of `key` under way
+    /// is not stored (whether there was an entry or not).
     pub(crate) fn remove_local(&self, key: &str) -> Option<V> {
         let mut removed = Vec::new();
-        let live = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, &mut |_| true);
+        let live =
+            self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, Supersede::Always, &mut |_| true);
         let v = match live {
             Some(true) => removed.last().and_then(|(_, v, _)| v.clone()),
             _ => None,
@@ -619,9 +630,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         v
     }
 
-    /// Removes `key` only if its live version is `expected`; fails with
+    /// Removes `key` only if its live version is `expected` (0: only if absent, which removes
+    /// nothing live); answers whether it removed a live entry. Fails with
     /// [`Error::VersionMismatch`], changing nothing, otherwise.
-    pub fn remove_if_version(&self, key: &str, expected: u64) -> Result<()> {
+    ///
+    /// ```
+    /// use healcache::Cache;
+    ///
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// assert!(!cache.remove_if_version("a", 0).unwrap(), "absent: nothing removed");
+    /// let v = cache.set("a", 1).unwrap();
+    /// assert_eq!(cache.remove_if_version("a", v + 1).unwrap_err().code(), "VersionMismatch");
+    /// assert!(cache.remove_if_version("a", v).unwrap());
+    /// assert_eq!(cache.get("a"), None);
+    /// ```
+    pub fn remove_if_version(&self, key: &str, expected: u64) -> Result<bool> {
         self.remove_if_version_shared(key, expected, tier::Expect::Any)
     }
 
@@ -641,26 +664,27 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see
     /// [`Cache::set_if_version_shared`]); `Expect::Any` for a plain one.
-    pub(crate) fn remove_if_version_shared(&self, key: &str, expected: u64, l2: tier::Expect) -> Result<()> {
+    pub(crate) fn remove_if_version_shared(&self, key: &str, expected: u64, l2: tier::Expect) -> Result<bool> {
         let mut removed = Vec::new();
         let mut current = 0;
         let now = self.inner.store.now();
-        let r = self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, &mut |s| {
-            current = if s.expires_at > now { s.version() } else { 0 };
-            current == expected
-        });
+        let r =
+            self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, Supersede::IfRemoved, &mut |s| {
+                current = if s.expires_at > now { s.version() } else { 0 };
+                current == expected
+            });
         self.done(removed);
         match r {
-            Some(_) => {
+            Some(live) => {
                 if let Some(tier) = self.inner.tier() {
                     if let Some(w) = tier.tombstone_expect(key, l2) {
                         tier.spawn(w);
                     }
                 }
-                Ok(())
+                Ok(live)
             }
             // Version 0 means "absent": an absent key meets it as an expired one does.
-            None if expected == 0 && current == 0 => Ok(()),
+            None if expected == 0 && current == 0 => Ok(false),
             None => Err(Error::VersionMismatch { expected, current }),
         }
     }
@@ -684,7 +708,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.len() == 0
     }
 
-    /// Removes every entry.
+    /// Removes every entry. No load under way stores its value after it (its callers still get it).
     pub fn clear(&self) {
         let mut removed = Vec::new();
         self.inner.store.clear(&mut removed);

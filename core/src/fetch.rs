@@ -14,7 +14,7 @@ use crate::cache::{Cache, Ttl};
 use crate::error::{ConfigProblem, Error, LoaderError, Result};
 use crate::flight::{self, LoadFuture, Tracked};
 use crate::stats::Status;
-use crate::store::{Expect, Lookup};
+use crate::store::{Expect, LoadFence, Lookup};
 use crate::tier::{L2Read, Rebuild, Wrote};
 use crate::xfetch;
 
@@ -87,7 +87,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Returns `key`'s fresh value, or loads it with `loader`: concurrent callers for the same key
     /// share one loader call and its result (value or error). The loader's future is owned by the
     /// flight, not by this caller: dropping this future leaves the others waiting unharmed. The
-    /// value is stored fenced: if `key` was written while it loaded, the newer write is kept.
+    /// value is stored fenced: if `key` was written while it loaded, the newer write is kept, and
+    /// if it was removed (a delete, a clear, an invalidation), the value is returned but not kept.
     /// With a grace window, a stale value is served when the load fails (fail-safe).
     ///
     /// ```
@@ -268,8 +269,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             key,
             || self.trusted_peek(key),
             |id| {
-                let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, tags, loader, origin.clone(), false)
+                let key: Arc<str> = Arc::from(key);
+                let fence = inner.store.begin_load(&key, id);
+                self.load_future(key, fence, opts, tags, loader, origin.clone(), false)
             },
         )? {
             Err(v) => {
@@ -343,8 +345,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             key,
             || None,
             |id| {
-                let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, tags, loader, Arc::default(), true)
+                let key: Arc<str> = Arc::from(key);
+                let fence = inner.store.begin_load(&key, id);
+                self.load_future(key, fence, opts, tags, loader, Arc::default(), true)
             },
         );
         match joined {
@@ -400,8 +403,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             key,
             || self.trusted_peek(key),
             |id| {
-                let fence = inner.store.stored_version(key);
-                self.load_future(Arc::from(key), id, fence, opts, NO_TAGS, loader, Arc::default(), false)
+                let key: Arc<str> = Arc::from(key);
+                let fence = inner.store.begin_load(&key, id);
+                self.load_future(key, fence, opts, NO_TAGS, loader, Arc::default(), false)
             },
         )? {
             Err(v) => return v.ok_or(Error::NotFound),
@@ -421,12 +425,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// The load of flight `fence.id`, begun by [`crate::store::Store::begin_load`].
     #[allow(clippy::too_many_arguments)]
     fn load_future<F, Fut, E>(
         &self,
         key: Arc<str>,
-        id: u64,
-        fence: u64,
+        fence: LoadFence,
         opts: FetchOptions,
         tags: Tags,
         loader: F,
@@ -439,15 +443,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         E: Into<LoaderError>,
     {
         let cache = self.clone();
-        async move {
-            // Removes the table entry however the flight ends: done, or dropped by its last waiter.
-            struct Finish<V: Clone + Send + Sync + 'static>(Cache<V>, Arc<str>, u64);
-            impl<V: Clone + Send + Sync + 'static> Drop for Finish<V> {
-                fn drop(&mut self) {
-                    self.0.inner.flights.finish(&self.1, self.2);
-                }
+        let id = fence.id;
+        // Removes the table entry and the load's mark in the store however the flight ends:
+        // done, or dropped by its last waiter, also before it was ever polled (so it is made
+        // here, not in the future's body, which a future dropped unpolled never runs).
+        struct Finish<V: Clone + Send + Sync + 'static>(Cache<V>, Arc<str>, u64);
+        impl<V: Clone + Send + Sync + 'static> Drop for Finish<V> {
+            fn drop(&mut self) {
+                self.0.inner.store.end_load(&self.1, self.2);
+                self.0.inner.flights.finish(&self.1, self.2);
             }
-            let _finish = Finish(cache.clone(), key.clone(), id);
+        }
+        let finish = Finish(cache.clone(), key.clone(), id);
+        async move {
+            let _finish = finish;
             let inner = &cache.inner;
             let counters = &inner.flights.counters;
             // The shared tier first: a fresh L2 value ends the flight without the loader; a miss
@@ -604,6 +613,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             Some(Wrote::FencedOut) => {
                                 keep = false;
                                 origin.store(FENCED_OUT, Relaxed);
+                                // what L2 holds is read after every change that beat this
+                                // write: fenced from now, not from when the load began
+                                let fence = inner.store.refence(&key, fence);
                                 if let L2Read::Hit { value, fresh, load_nanos, token, grace, tags } =
                                     tier.read(&key).await
                                 {
@@ -672,8 +684,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Stores a value read from L2 for the life Redis has left (`fresh`; `None`: no expiry),
-    /// within the cache's own TTL, unless a write landed here since the load began; remembers
-    /// its token (for a revalidation later) and its tags.
+    /// within the cache's own TTL, unless a write or a removal landed here since the load began
+    /// (counted as a fenced write); remembers its token (for a revalidation later) and its tags.
     #[cfg(feature = "tier")]
     #[allow(clippy::too_many_arguments)]
     fn store_shared(
@@ -682,7 +694,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         value: Option<V>,
         fresh: Option<Duration>,
         load_nanos: u64,
-        fence: u64,
+        fence: LoadFence,
         opts: FetchOptions,
         (token, grace): (crate::codec::Token, Duration),
         tags: &[crate::codec::Tag],
@@ -692,13 +704,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             (Some(f), Some(own)) => Ttl::For(f.min(own)),
             (Some(f), None) => Ttl::For(f),
         };
-        if let Ok(w) = self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
-            if let Some(tier) = self.inner.tier() {
-                tier.remember(key, w.version, token, grace);
+        match self.write_raw(key, value, ttl, Some(Expect::Load(fence)), load_nanos) {
+            Ok(w) => {
+                if let Some(tier) = self.inner.tier() {
+                    tier.remember(key, w.version, token, grace);
+                }
+                if !tags.is_empty() {
+                    self.inner.tags.record(key, tags, |k| self.inner.store.stored_version(k) != 0);
+                }
             }
-            if !tags.is_empty() {
-                self.inner.tags.record(key, tags, |k| self.inner.store.stored_version(k) != 0);
+            Err(Error::VersionMismatch { .. }) => {
+                self.inner.counters.fenced_writes.fetch_add(1, Relaxed);
             }
+            Err(_) => {}
         }
     }
 
@@ -725,13 +743,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// Stores a loaded value unless a write landed since the load began (its version fence).
-    /// Answers the version stored, if it was.
+    /// Stores a loaded value unless a write or a removal landed since the load began (its
+    /// fence). Answers the version stored, if it was.
     fn store_loaded(
         &self,
         key: &str,
         value: Option<V>,
-        fence: u64,
+        fence: LoadFence,
         load_nanos: u64,
         opts: FetchOptions,
     ) -> Option<u64> {
@@ -747,7 +765,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Ttl::For(t)
             }
         };
-        match self.write_raw(key, value, ttl, Some(Expect::Stored(fence)), load_nanos) {
+        match self.write_raw(key, value, ttl, Some(Expect::Load(fence)), load_nanos) {
             Ok(w) => return Some(w.version),
             Err(Error::VersionMismatch { .. }) => {
                 c.fenced_writes.fetch_add(1, Relaxed);

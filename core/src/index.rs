@@ -43,9 +43,9 @@ impl SlotIndex {
         Self::with_capacity(0)
     }
 
-    /// An index that holds `n` positions before it first grows (the store sizes it from its
-    /// capacity, within a bound: see `store::RESERVED_ENTRIES`). The buckets are zeroed memory
-    /// fresh from the allocator, so the pages of a large index are touched only as it fills.
+    /// An index that holds `n` positions before it first grows. The store starts its indexes
+    /// at the least and lets them grow: zeroed buckets are cleared by the allocator, which
+    /// touches their pages, unless the block is large enough to be mapped fresh.
     pub fn with_capacity(n: usize) -> Self {
         // whole cache lines of buckets
         let buckets = (n.saturating_mul(8) / 5 + 1).next_multiple_of(8).max(MIN_BUCKETS);

@@ -24,7 +24,7 @@ use crate::sync::{read, write};
 
 mod shard;
 pub(crate) use shard::{prefetch, Entry, Shard, Slot, Weigh};
-use shard::{ShardSetup, Written};
+use shard::{LoadMark, ShardSetup, Written};
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -68,9 +68,31 @@ pub(crate) struct Meta {
 pub(crate) enum Expect {
     /// The live version must be this (0: absent or expired). Public compare-and-set.
     Live(u64),
-    /// The stored entry's own version must be this, fresh or stale (0: no entry at all). A load's
-    /// fence: only a write or a removal since the load began makes it lose, not mere expiry.
-    Stored(u64),
+    /// A load's store: only a write or an explicit removal of its key since the load began makes
+    /// it lose, not expiry or eviction (see [`Store::begin_load`]).
+    Load(LoadFence),
+}
+
+/// What a load's store is checked against: the flight whose mark a removal of its key sets, and
+/// the version of the entry stored when it began (0: none). An entry stored now under another
+/// version was written since; no entry at all was removed since (the mark tells) or expired or
+/// evicted (no write, so the load stores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LoadFence {
+    pub id: u64,
+    pub version: u64,
+}
+
+/// Which loads of its key a removal makes lose their store (see [`Store::begin_load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Supersede {
+    /// None: expiry, like eviction, is no write.
+    No,
+    /// Those under way when it removes an entry (a compare-and-delete).
+    IfRemoved,
+    /// Those under way, whether there was an entry or not (a delete, an invalidation): a load
+    /// may have read what the delete invalidates before the key was ever stored.
+    Always,
 }
 
 /// What a plain read found (see [`Store::get_with`]).
@@ -289,7 +311,7 @@ impl<V: Clone> Store<V> {
     #[cold]
     #[inline(never)]
     pub fn remove_gone(&self, key: &str, version: u64, removed: &mut Removed<V>) {
-        self.remove_where(key, removed, RemovalCause::Expired, &mut |s| s.version() == version);
+        self.remove_where(key, removed, RemovalCause::Expired, Supersede::No, &mut |s| s.version() == version);
     }
 
     /// `f` of the fresh entry of `key`, counting a hit or a miss and bumping the entry's access
@@ -442,11 +464,45 @@ impl<V: Clone> Store<V> {
         true
     }
 
-    /// The stored entry's version, fresh or stale, 0 if there is none (a load's fence).
+    /// The stored entry's version, fresh or stale, 0 if there is none.
     pub fn stored_version(&self, key: &str) -> u64 {
         let (hash, shard) = self.locate(key);
         let g = read(&shard.inner);
         g.find(hash, key).map_or(0, |i| g.slots[i as usize].version())
+    }
+
+    /// A load of `key` begins, as flight `id`: its fence. The version it records and the mark a
+    /// removal of `key` sets are taken under one lock, so every removal is either before the
+    /// load began (the fence sees what it left) or marks it. An absent key is no proof that
+    /// nothing happened: a set then a delete leave it absent again, and so does a delete of a
+    /// key the load may have read before the delete's change. Until [`Store::end_load`].
+    pub fn begin_load(&self, key: &Arc<str>, id: u64) -> LoadFence {
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        g.loads.push(LoadMark { id, hash, key: Arc::clone(key), superseded: false });
+        let version = g.find(hash, key).map_or(0, |i| g.slots[i as usize].version());
+        LoadFence { id, version }
+    }
+
+    /// The load of `fence` reads its value again, from now on: a fence of this moment (what was
+    /// removed before the new read cannot be in what it reads).
+    pub fn refence(&self, key: &str, fence: LoadFence) -> LoadFence {
+        let (hash, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        if let Some(m) = g.loads.iter_mut().find(|m| m.id == fence.id) {
+            m.superseded = false;
+        }
+        let version = g.find(hash, key).map_or(0, |i| g.slots[i as usize].version());
+        LoadFence { id: fence.id, version }
+    }
+
+    /// The load of flight `id` ended (or was dropped): its mark goes.
+    pub fn end_load(&self, key: &str, id: u64) {
+        let (_, shard) = self.locate(key);
+        let mut g = write(&shard.inner);
+        if let Some(i) = g.loads.iter().position(|m| m.id == id) {
+            g.loads.swap_remove(i);
+        }
     }
 
     /// The version of the live entry, 0 if there is none.
@@ -505,8 +561,8 @@ impl<V: Clone> Store<V> {
                 Some(Expect::Live(exp)) if exp != current => {
                     return Err(Error::VersionMismatch { expected: exp, current });
                 }
-                Some(Expect::Stored(exp)) if exp != slot.version() => {
-                    return Err(Error::VersionMismatch { expected: exp, current: slot.version() });
+                Some(Expect::Load(f)) if f.version != slot.version() || g.load_superseded(f.id) => {
+                    return Err(Error::VersionMismatch { expected: f.version, current: slot.version() });
                 }
                 _ => {}
             }
@@ -514,10 +570,15 @@ impl<V: Clone> Store<V> {
             let old = g.replace(i as usize, value, Written { weight, meta, now, version }, &shard.stats, removed);
             (version, Some(old))
         } else {
-            if let Some(Expect::Live(exp) | Expect::Stored(exp)) = expected {
-                if exp != 0 {
+            match expected {
+                Some(Expect::Live(exp)) if exp != 0 => {
                     return Err(Error::VersionMismatch { expected: exp, current: 0 });
                 }
+                // an entry the load saw and that expired or was evicted since is no newer write
+                Some(Expect::Load(f)) if g.load_superseded(f.id) => {
+                    return Err(Error::VersionMismatch { expected: f.version, current: 0 });
+                }
+                _ => {}
             }
             // taken before room is made, so a write past the last version evicts nothing
             let version = self.new_version();
@@ -525,6 +586,15 @@ impl<V: Clone> Store<V> {
             g.push(key, hash, value, Written { weight, meta, now, version }, &shard.stats);
             (version, None)
         };
+        // a write since a load began makes it lose, whatever becomes of the entry after (an
+        // eviction leaves no version to compare); a load's own store spares only itself
+        if !g.loads.is_empty() {
+            let own = match expected {
+                Some(Expect::Load(f)) => Some(f.id),
+                _ => None,
+            };
+            g.supersede_loads_except(hash, key, own);
+        }
         let over = g.over();
         drop(g);
         if over {
@@ -573,21 +643,29 @@ impl<V: Clone> Store<V> {
         }
     }
 
-    /// Removes `key` if `pred` holds for its entry; returns whether it was live. (`pred` comes
-    /// through `dyn`, as the peeks' closures do: see [`Store::peek_entry`].)
+    /// Removes `key` if `pred` holds for its entry; returns whether it was live. The loads of
+    /// `key` under way lose their store as `supersede` says. (`pred` comes through `dyn`, as the
+    /// peeks' closures do: see [`Store::peek_entry`].)
     pub fn remove_where(
         &self,
         key: &str,
         removed: &mut Removed<V>,
         cause: RemovalCause,
+        supersede: Supersede,
         pred: &mut dyn FnMut(&Slot<V>) -> bool,
     ) -> Option<bool> {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
+        if supersede == Supersede::Always {
+            g.supersede_loads(hash, key);
+        }
         let now = self.now();
         let i = g.find(hash, key)?;
         if !pred(&g.slots[i as usize]) {
             return None;
+        }
+        if supersede == Supersede::IfRemoved {
+            g.supersede_loads(hash, key);
         }
         let (slot, _) = g.remove_at(i as usize);
         let live = slot.live(now);
@@ -599,6 +677,7 @@ impl<V: Clone> Store<V> {
         Some(live)
     }
 
+    /// Removes every entry; every load under way loses its store.
     pub fn clear(&self, removed: &mut Removed<V>) {
         for shard in self.shards.iter() {
             write(&shard.inner).clear(removed);
@@ -938,7 +1017,7 @@ mod tests {
         assert_eq!(counter("c"), (2, crate::eviction::MAX_FREQ));
         assert_eq!(counter("b"), (1, base[1] + 1));
         // removing "a" moves "c", the last slot, into position 0 with its counter
-        s.remove_where("a", &mut Vec::new(), RemovalCause::Explicit, &mut |_| true);
+        s.remove_where("a", &mut Vec::new(), RemovalCause::Explicit, Supersede::Always, &mut |_| true);
         assert_eq!(counter("c"), (0, 3));
         // a stale read (past the TTL, within grace) counts too; a peek does not
         let at = clock.now_nanos() + 10 * MS;
@@ -980,33 +1059,37 @@ mod tests {
         s.shards.iter().map(|sh| read(&sh.inner)).map(|g| (g.slots.capacity(), g.table.capacity())).collect()
     }
 
-    /// A store makes room up front for its capacity, up to `RESERVED_ENTRIES`: filling it to
-    /// its capacity moves no slot vector and grows no index; above the bound each shard reserves
-    /// its share of the bound, and its tables grow past it.
+    /// A store makes room up front for its capacity, up to `RESERVED_ENTRIES`, in its slot
+    /// vectors (address space, touched only as slots fill): filling it to its capacity moves no
+    /// slot vector; above the bound each shard reserves its share of the bound, and its vector
+    /// grows past it. The key indexes start at their least and grow as keys arrive (their
+    /// zeroed buckets would be touched up front).
     #[test]
     fn a_store_reserves_its_capacity_up_to_the_bound() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
         let s: Store<u32> = new_store(4, 1000, u64::MAX, 64, u64::MAX, 7, clock.clone());
-        assert!(reserved(&s).iter().all(|&(v, ix)| v >= 250 && ix >= 250), "{:?}", reserved(&s));
+        assert!(reserved(&s).iter().all(|&(v, ix)| v >= 250 && ix < 8), "{:?}", reserved(&s));
         let at: Vec<_> = s.shards.iter().map(|sh| read(&sh.inner).slots.as_ptr() as usize).collect();
         let before = reserved(&s);
         for i in 0..1000 {
             s.write(&format!("k{i}"), i, forever, None, &mut Vec::new()).unwrap();
         }
-        // the store holds all 1000, the shards as many as their keys brought; none grew
+        // the store holds all 1000, the shards as many as their keys brought; no slot vector
+        // grew, and each index grew to hold its keys
         assert_eq!(s.len(), 1000);
-        assert_eq!(reserved(&s), before);
+        let after = reserved(&s);
+        assert!(after.iter().zip(&before).all(|(a, b)| a.0 == b.0 && a.1 >= 200), "{after:?}");
         assert_eq!(s.shards.iter().map(|sh| read(&sh.inner).slots.as_ptr() as usize).collect::<Vec<_>>(), at);
 
         // at the bound: every shard reserves its whole capacity
         let share = (RESERVED_ENTRIES / 64) as usize;
         let s: Store<u32> = new_store(64, RESERVED_ENTRIES, u64::MAX, 64, u64::MAX, 7, clock.clone());
-        assert!(reserved(&s).iter().all(|&(v, ix)| v >= share && ix >= share));
-        // above it: the bound's share, not the capacity (the tables grow past it)
+        assert!(reserved(&s).iter().all(|&(v, ix)| v >= share && ix < 8));
+        // above it: the bound's share, not the capacity (the vectors grow past it)
         let s: Store<u32> = new_store(64, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock.clone());
         let r = reserved(&s);
-        assert!(r.iter().all(|&(v, ix)| v == share && ix >= share && ix < 2 * share), "{:?}", &r[..2]);
+        assert!(r.iter().all(|&(v, ix)| v == share && ix < 8), "{:?}", &r[..2]);
         let s: Store<u32> = new_store(1, 1 << 30, u64::MAX, 64, u64::MAX, 7, clock);
         assert_eq!(reserved(&s)[0].0, RESERVED_ENTRIES as usize);
     }
@@ -1023,7 +1106,7 @@ mod tests {
                 match op {
                     Op::Write(k, t, grace) => write_graced(&s, &clock, &format!("k{k}"), t, grace, k.into()),
                     Op::Remove(k) => {
-                        s.remove_where(&format!("k{k}"), &mut Vec::new(), RemovalCause::Explicit, &mut |_| true);
+                        s.remove_where(&format!("k{k}"), &mut Vec::new(), RemovalCause::Explicit, Supersede::Always, &mut |_| true);
                     }
                     Op::Get(k) => {
                         s.get(&format!("k{k}"), &mut Vec::new());
@@ -1042,7 +1125,7 @@ mod tests {
             let before = s.len();
             for _ in 0..before + 2 {
                 write(&s, &clock, "probe", None);
-                s.remove_where("probe", &mut Vec::new(), RemovalCause::Explicit, &mut |_| true);
+                s.remove_where("probe", &mut Vec::new(), RemovalCause::Explicit, Supersede::Always, &mut |_| true);
             }
             let g = read(&s.shards[0].inner);
             prop_assert!((0..g.slots.len()).all(|i| g.grace_until(i) == NEVER), "an expired entry outlived {} writes", before);

@@ -151,7 +151,7 @@ impl Run {
             "contains" => json!(c.contains(key)),
             "version" => json!(c.version(key)),
             "delete" => match st["if_version"].as_u64() {
-                Some(v) => or_err(c.remove_if_version(key, v).map(|()| json!(true))),
+                Some(v) => or_err(c.remove_if_version(key, v).map(|removed| json!(removed))),
                 None => json!(c.remove(key).is_some()),
             },
             "len" => json!(c.len()),

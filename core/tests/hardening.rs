@@ -308,6 +308,6 @@ fn a_too_short_duration_states_its_own_floor() {
     assert!(text.ends_with("must be at least 1 millisecond, got 0.1 milliseconds"), "{text}");
     let mut c = Config::default();
     c.set("ttl_ms", 1e-9).unwrap();
-    let e = CacheBuilder::<u32>::from_config(c).build().err().expect("1e-9 ms refused");
+    let e = CacheBuilder::<u32>::from_config(c).build().expect_err("1e-9 ms refused");
     assert!(e.to_string().contains("must be at least one nanosecond"), "{e}");
 }

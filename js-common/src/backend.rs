@@ -282,8 +282,9 @@ impl Backend {
         self.core().cache.remove(key).map_or(NONE, |h| h.id)
     }
 
-    /// Removes `key` only if its live version is `expected` (0: absent), else `VersionMismatch`.
-    pub fn remove_if_version(&self, key: &str, expected: f64) -> Result<()> {
+    /// Removes `key` only if its live version is `expected` (0: absent), else `VersionMismatch`;
+    /// whether a live entry was removed.
+    pub fn remove_if_version(&self, key: &str, expected: f64) -> Result<bool> {
         self.core().cache.remove_if_version(key, expected as u64)
     }
 

@@ -231,7 +231,7 @@ export interface DriftEvent {
   repaired: boolean;
 }
 
-/** Options of `set`. */
+/** Options of `set`. Here as in every method's options, another name is refused with `InvalidConfig` naming it; `null` is none. */
 export interface SetOptions {
   /** Time-to-live of this entry in ms; `Infinity`: never expires. Defaults to the cache's `ttl`. */
   ttl?: number;
@@ -310,19 +310,20 @@ export interface AbortSignalLike {
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 
-/** Options of `getOrLoad`. */
-export interface GetOrLoadOptions {
+/**
+ * Options of `getOrLoad` and `fetch` (the same: `getOrLoad` is `fetch` without the status): per-call
+ * overrides of the cache's settings, plus `signal` and `waitUntil`. Another name is refused with
+ * `InvalidConfig` (`err.field` names it) before any load; `null` is no options.
+ */
+export interface FetchOptions {
   /**
    * Stops this caller's wait: it rejects with `signal.reason`, as `fetch()` does (at once when
-   * already aborted, a hit too); the load goes on for the others.
+   * already aborted, a hit too); the load goes on for the others. Anything without `aborted`,
+   * `addEventListener` and `removeEventListener` is refused with `InvalidConfig` (field `signal`).
    */
-  signal?: AbortSignalLike;
+  signal?: AbortSignalLike | null;
   /** The host's hook for the background work this call starts (edge: `(p) => ctx.waitUntil(p)`). */
   waitUntil?: (promise: Promise<unknown>) => void;
-}
-
-/** Options of `fetch`: per-call overrides of the cache's settings, plus `signal`. */
-export interface FetchOptions extends GetOrLoadOptions {
   /** TTL of a loaded value in ms; `Infinity`: never expires. Defaults to the cache's `ttl`. */
   ttl?: number;
   /** TTL of a "not found" answer in ms. Defaults to the cache's `negativeTtl`. */
@@ -336,6 +337,9 @@ export interface FetchOptions extends GetOrLoadOptions {
   /** The loaded value's tags (as `set`'s), recorded from before the load. Node only. */
   tags?: string[];
 }
+
+/** Options of `getOrLoad`: those of `fetch`. */
+export type GetOrLoadOptions = FetchOptions;
 
 /** What a `fetch` did (the core's `Status`). */
 export type FetchStatus =
@@ -437,9 +441,9 @@ export interface WriteBehindStats {
  * WebAssembly package refuses it with code InvalidConfig.
  */
 export declare class WriteBehind<V = unknown> {
-  constructor(cache: Cache<V>, writer: (batch: WriteOp<V>[]) => Promise<void> | void, options?: WriteBehindOptions);
+  constructor(cache: Cache<V>, writer: (batch: WriteOp<V>[]) => Promise<void> | void, options?: WriteBehindOptions | null);
   /** Writes the cache as `cache.set` does and queues the write; resolves to the entry's version. Rejects with code QueueFull or Closed, changing nothing. */
-  set(key: string, value: V, options?: { ttl?: number }): Promise<number>;
+  set(key: string, value: V, options?: { ttl?: number } | null): Promise<number>;
   /** Removes `key` from the cache and queues its deletion; resolves to whether a live entry was removed. */
   delete(key: string): Promise<boolean>;
   /** Stops accepting writes, flushes for at most `timeoutMs` (default 5000); resolves to the items left unflushed. */
@@ -447,7 +451,7 @@ export declare class WriteBehind<V = unknown> {
   /** Whether `close()` was called. */
   readonly closed: boolean;
   /** The items given up, oldest first; `{ take: true }` removes them. */
-  failed(options?: { take?: boolean }): FailedWrite<V>[];
+  failed(options?: { take?: boolean } | null): FailedWrite<V>[];
   /** The counters and gauges now. */
   stats(): WriteBehindStats;
   /** The metrics in the Prometheus text format, labelled `cache="<name>"`. */
@@ -625,7 +629,10 @@ export type ErrorCode =
 /** The errors healcache throws (a loader's own rejection is passed on unchanged instead). */
 export interface HealcacheError extends Error {
   code: ErrorCode;
-  /** `InvalidConfig`: the option at fault, as spelled in `CacheOptions`. */
+  /**
+   * `InvalidConfig`: the option at fault, as spelled in the options given (a cache's or a call's;
+   * `healing.` before a healing setting), or `options` when the options are not an object.
+   */
   field?: string;
   /** `VersionMismatch`: the version the caller expected (0: absent). */
   expected?: number;
@@ -653,36 +660,36 @@ export declare class Cache<V = any> {
   /** The version of `key`'s live entry, 0 if none. */
   version(key: string): number;
   /** Stores `value`; returns the entry's new version. */
-  set(key: string, value: V, options?: SetOptions): number;
-  /** Compare-and-set: writes only if `key`'s live version is `expected` (0: absent). */
-  setIfVersion(key: string, value: V, expected: number, options?: Omit<SetOptions, 'ifVersion'>): number;
+  set(key: string, value: V, options?: SetOptions | null): number;
+  /** Compare-and-set: writes only if `key`'s live version is `expected` (0: absent); an `ifVersion` option is refused. */
+  setIfVersion(key: string, value: V, expected: number, options?: Omit<SetOptions, 'ifVersion'> | null): number;
   /** Removes `key`; returns whether a live entry was removed. */
-  delete(key: string, options?: DeleteOptions): boolean;
+  delete(key: string, options?: DeleteOptions | null): boolean;
   /**
    * Invalidates every entry written with `tag`: made stale (a fallback within its grace window) or, with `hard`,
    * removed; with a shared tier, in every instance and in L2 (rejects with `L2Unavailable` when L2 cannot be
    * reached; this process's entries are invalidated all the same). Resolves to how many fresh entries of this
    * process it invalidated.
    */
-  invalidateTag(tag: string, options?: InvalidateTagOptions): Promise<number>;
+  invalidateTag(tag: string, options?: InvalidateTagOptions | null): Promise<number>;
   /**
    * Write-through: `writer(key, value)` (the source of truth's write) first, then the cache (and with a shared
    * tier L2 and the bus, awaited within `l2Timeout`); resolves to the new version (0 with `invalidate`). A
    * writer's rejection reaches the caller as it is and the cache is left as it was. Node package only.
    */
-  writeThrough(key: string, value: V, writer: (key: string, value: V) => unknown, options?: WriteThroughOptions): Promise<number>;
+  writeThrough(key: string, value: V, writer: (key: string, value: V) => unknown, options?: WriteThroughOptions | null): Promise<number>;
   /**
    * The values of `keys` found, each read as `fetch` reads it; the keys no layer could answer are loaded by one
    * `loader(keys)` call resolving to a Map (or an object) of the keys it found. At most `maxInFlight` distinct
    * keys. Node package only.
    */
-  getMany(keys: readonly string[], loader: BatchLoader<V>, options?: { ttl?: number }): Promise<Map<string, V>>;
+  getMany(keys: readonly string[], loader: BatchLoader<V>, options?: { ttl?: number } | null): Promise<Map<string, V>>;
   /**
    * Loads `keys` before traffic: `batch` keys per `loader` call, `concurrency` calls at once; `ready()` is false
    * while it runs. Given a string, warms the keys the shared tier holds that match it as a glob (`*`, `?`,
    * `[...]`). Node package only.
    */
-  warm(keysOrPattern: readonly string[] | string, loader: BatchLoader<V>, options?: WarmOptions): Promise<WarmReport>;
+  warm(keysOrPattern: readonly string[] | string, loader: BatchLoader<V>, options?: WarmOptions | null): Promise<WarmReport>;
   /** For a readiness probe: no `warm` running, enough keys answered, L2 answering unless the `allowDegraded` option. */
   ready(): boolean;
   /** Keys of the warm-ups so far. */
@@ -700,12 +707,13 @@ export declare class Cache<V = any> {
   /**
    * The value of `key`, or loads it: concurrent callers of one key share one `loader` call and
    * its result; a rejection reaches every waiter as the same value and is not cached. A loader
-   * answering `NOT_FOUND` (or a cached "not found") rejects with code `NotFound`.
+   * answering `NOT_FOUND` (or a cached "not found") rejects with code `NotFound`. Takes the
+   * per-call options of `fetch` (`ttl`, `negativeTtl`, ...), which this is without the status.
    */
   getOrLoad(
     key: string,
     loader: Loader<V>,
-    options?: GetOrLoadOptions,
+    options?: GetOrLoadOptions | null,
   ): Promise<V>;
   /**
    * `getOrLoad` with every stampede layer and the status of what happened: stale values within
@@ -714,7 +722,7 @@ export declare class Cache<V = any> {
   fetch(
     key: string,
     loader: Loader<V>,
-    options?: FetchOptions,
+    options?: FetchOptions | null,
   ): Promise<Fetched<V>>;
 
   /**

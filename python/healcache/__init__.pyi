@@ -412,7 +412,9 @@ class Cache(Generic[_V]):
         process it invalidated."""
     def __setitem__(self, key: str, value: _V, /) -> None: ...
     def delete(self, key: str, /, *, if_version: Optional[int] = None) -> bool:
-        """Removes ``key``; returns whether a live entry was removed."""
+        """Removes ``key``; returns whether a live entry was removed. ``if_version``: only if the
+        live version is this one (0: only if absent, which removes nothing), else raise
+        ``VersionMismatch``. A load of ``key`` under way is not cached after it."""
     def __delitem__(self, key: str, /) -> None: ...
     def __contains__(self, key: object, /) -> bool: ...
     def __len__(self) -> int: ...
@@ -594,7 +596,8 @@ class Cache(Generic[_V]):
         """A setting by its name, as text, in the unit ``config_set`` takes under that name."""
     def close(self) -> None:
         """Ends the background healing for good and waits for its thread; the cache stays usable
-        (``verify_now`` included)."""
+        (``verify_now`` included). Afterwards ``healing_config()["enabled"]`` is False, and
+        turning healing on again raises ``Closed``."""
     def __enter__(self) -> Cache[_V]: ...
     def __exit__(self, *_exc: object) -> bool: ...
     def __aenter__(self) -> Awaitable[Cache[_V]]:

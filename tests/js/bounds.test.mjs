@@ -26,10 +26,10 @@ test('core bounds: ttl below a nanosecond and negativeTtl over maxNegativeTtl ar
   assert.equal(c.has('k'), false);
 });
 
-test('delete with ifVersion 0 on a never-written key succeeds and changes nothing', () => {
+test('delete with ifVersion 0 on a never-written key succeeds, removes nothing and changes nothing', () => {
   const c = new Cache();
   c.set('other', 1);
-  assert.equal(c.delete('never', { ifVersion: 0 }), true);
+  assert.equal(c.delete('never', { ifVersion: 0 }), false);
   assert.equal(c.has('never'), false);
   assert.equal(c.get('other'), 1);
   assert.equal(c.size, 1);

@@ -256,7 +256,8 @@ async def test_an_exception_in_async_with_propagates_and_still_closes() -> None:
             assert len(healer_threads()) == before + 1
             raise KeyError("x")
     assert len(healer_threads()) == before
-    c.set_healing(enabled=True)  # closed for good: no loop starts again
+    with pytest.raises(healcache.Closed):
+        c.set_healing(enabled=True)  # closed for good: no loop starts again, and the call says so
     await asyncio.sleep(0.05)
     assert len(healer_threads()) == before
 

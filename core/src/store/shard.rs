@@ -141,6 +141,18 @@ pub(crate) struct ShardInner<V> {
     pub(super) round_min: u64,
     /// The eviction queues and ghost ([`Queues`]), position for position beside `slots`.
     pub(super) queues: Queues,
+    /// Loads of this shard's keys under way ([`super::Store::begin_load`]): a few at most, so a
+    /// list, and an empty one costs a removal nothing.
+    pub(super) loads: Vec<LoadMark>,
+}
+
+/// A load under way of a key of this shard: whether a removal of its key since it began means
+/// its value must not be stored.
+pub(super) struct LoadMark {
+    pub id: u64,
+    pub hash: u64,
+    pub key: Arc<str>,
+    pub superseded: bool,
 }
 
 /// What a shard is made with besides its bounds.
@@ -212,8 +224,8 @@ pub(super) struct Written {
 
 impl<V> Shard<V> {
     /// An empty shard expecting about `cap` entries (its share of the store's bound, which sizes
-    /// its ghost and its climber's sample), with room for `reserve` of them before its tables
-    /// first grow.
+    /// its ghost and its climber's sample), with room for `reserve` of them before its slot
+    /// table first grows.
     pub(super) fn new(
         cap: u64,
         reserve: usize,
@@ -225,7 +237,11 @@ impl<V> Shard<V> {
         Shard {
             inner: Striped::new(
                 ShardInner {
-                    table: SlotIndex::with_capacity(reserve),
+                    // grown as entries arrive, unlike the slots: zeroed buckets are memory the
+                    // allocator touches (it clears them) unless the block is large enough to be
+                    // mapped fresh, so sizing them up front made a cache of 10,000 entries take
+                    // about 130 KB before its first write
+                    table: SlotIndex::with_capacity(0),
                     slots: Vec::with_capacity(reserve),
                     // made by the first write that needs it, with room for the slots
                     cold: Vec::new(),
@@ -240,6 +256,7 @@ impl<V> Shard<V> {
                     next_gone: NEVER,
                     round_min: NEVER,
                     queues: Queues::new(cap, reserve),
+                    loads: Vec::new(),
                 },
                 ReadCounts::default,
             ),
@@ -258,6 +275,33 @@ impl<V> ShardInner<V> {
     #[inline(always)]
     pub(super) fn find(&self, hash: u64, key: &str) -> Option<u32> {
         self.table.find(hash, |i| &*self.slots[i as usize].key == key)
+    }
+
+    /// A removal of `key` (`hash` is its hash): every load of it under way loses its store.
+    #[inline]
+    pub(super) fn supersede_loads(&mut self, hash: u64, key: &str) {
+        for m in &mut self.loads {
+            if m.hash == hash && *m.key == *key {
+                m.superseded = true;
+            }
+        }
+    }
+
+    /// A write of `key`: every load of it under way but `own` (the load storing) loses its store.
+    #[inline]
+    pub(super) fn supersede_loads_except(&mut self, hash: u64, key: &str, own: Option<u64>) {
+        for m in &mut self.loads {
+            if m.hash == hash && *m.key == *key && Some(m.id) != own {
+                m.superseded = true;
+            }
+        }
+    }
+
+    /// Whether the load of flight `id` may no longer store its value: its key was removed since
+    /// it began (or its mark is gone, which only its end takes).
+    #[inline]
+    pub(super) fn load_superseded(&self, id: u64) -> bool {
+        self.loads.iter().find(|m| m.id == id).is_none_or(|m| m.superseded)
     }
 
     /// The entry at position `i`.
@@ -420,7 +464,7 @@ impl<V> ShardInner<V> {
         }
     }
 
-    /// Takes every entry out, as explicit removals.
+    /// Takes every entry out, as explicit removals; every load under way loses its store.
     pub(super) fn clear(&mut self, removed: &mut Removed<V>) {
         self.table.clear();
         self.entries.sub(self.slots.len() as u64);
@@ -432,6 +476,9 @@ impl<V> ShardInner<V> {
         self.round_min = NEVER;
         self.queues.clear();
         self.cold.clear();
+        for m in &mut self.loads {
+            m.superseded = true;
+        }
         removed.extend(self.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
     }
 
