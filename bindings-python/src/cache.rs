@@ -16,7 +16,7 @@ use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use crate::config;
 use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
-use crate::error::to_pyerr;
+use crate::error::{loader_error, to_pyerr};
 use crate::healing::Healing;
 use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
@@ -423,7 +423,26 @@ impl PyCache {
         let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
         let load = sync_loader(loader, Arc::clone(&self.weigh));
         let cache = &self.inner;
-        match runtime::detach(py, || cache.get_or_load_blocking_with(k, opts, load)) {
+        // asked while the call waits: Ctrl-C ends the wait; and a thread running an event loop
+        // must not wait on another caller's load, which may need that very loop (an async
+        // loader): the wait would block it for good
+        let mut interrupt = |joined: bool| -> healcache::Result<()> {
+            Python::attach(|py| {
+                let e = if joined && running_loop(py).is_ok() {
+                    PyRuntimeError::new_err(
+                        "get_or_load_sync would block the running event loop waiting for another caller's load \
+                         of this key: use `await cache.get_or_load(...)` there",
+                    )
+                } else {
+                    match py.check_signals() {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    }
+                };
+                Err(Error::Loader(loader_error(py, e)))
+            })
+        };
+        match runtime::detach(py, || cache.get_or_load_blocking_interruptible(k, opts, load, &mut interrupt)) {
             Ok(v) => Ok(v.obj.clone_ref(py)),
             Err(e) => Err(to_pyerr(py, e)),
         }

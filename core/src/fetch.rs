@@ -12,7 +12,7 @@ use futures::future::{self, Either, FutureExt};
 
 use crate::cache::{Cache, Ttl};
 use crate::error::{ConfigProblem, Error, LoaderError, Result};
-use crate::flight::{self, LoadFuture, Tracked};
+use crate::flight::{self, Interrupt, LoadFuture, Tracked};
 use crate::stats::Status;
 use crate::store::{Expect, LoadFence, Lookup};
 use crate::tier::{L2Read, Rebuild, Wrote};
@@ -388,6 +388,41 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
         E: Into<LoaderError>,
     {
+        self.blocking_load(key, opts, loader, None)
+    }
+
+    /// [`Cache::get_or_load_blocking_with`] whose wait `interrupt` may end: it is asked before
+    /// the thread parks and at least every 50 ms while it waits (with whether the load is
+    /// another caller's), and an error it answers is this call's, at once (no fail-safe to a
+    /// stale value; the load goes on for the others). For hosts whose threads take signals (a
+    /// Ctrl-C in Python) or must not wait on some loads (an event loop's own thread).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn get_or_load_blocking_interruptible<F, E>(
+        &self,
+        key: &str,
+        opts: FetchOptions,
+        loader: F,
+        interrupt: &mut Interrupt<'_>,
+    ) -> Result<V>
+    where
+        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        self.blocking_load(key, opts, loader, Some(interrupt))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn blocking_load<F, E>(
+        &self,
+        key: &str,
+        opts: FetchOptions,
+        loader: F,
+        interrupt: Option<&mut Interrupt<'_>>,
+    ) -> Result<V>
+    where
+        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        E: Into<LoaderError>,
+    {
         let inner = &self.inner;
         inner.store.check_key(key)?;
         let mut removed = Vec::new();
@@ -411,7 +446,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,
         };
-        match flight::wait_blocking(joined, inner.settings.load_timeout) {
+        let done = match flight::wait_blocking(joined, inner.settings.load_timeout, interrupt) {
+            flight::Waited::Done(r) => r,
+            flight::Waited::Interrupted(e) => return Err(e),
+        };
+        match done {
             Ok(v) => v.ok_or(Error::NotFound),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
             // fail-safe, as in `fetch`: within grace a failed load serves the stale value

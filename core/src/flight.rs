@@ -248,7 +248,8 @@ pub(crate) async fn wait<V: Clone + Send + Sync + 'static>(joined: Joined<V>) ->
 pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
     joined: Joined<V>,
     timeout: Option<Duration>,
-) -> Result<V> {
+    interrupt: Option<&mut Interrupt<'_>>,
+) -> Waited<V> {
     use std::sync::Arc as StdArc;
     use std::task::Wake;
     use std::thread::{self, Thread};
@@ -264,25 +265,55 @@ pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
     }
 
     if is_polling(joined.id) {
-        return Err(Error::RecursiveLoad);
+        return Waited::Done(Err(Error::RecursiveLoad));
     }
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let waker = std::task::Waker::from(StdArc::new(Unparker(thread::current())));
     let mut cx = Context::from_waker(&waker);
     let mut load = joined.load;
+    let mut interrupt = interrupt;
     loop {
         if let Poll::Ready(v) = load.poll_unpin(&mut cx) {
-            return v;
+            return Waited::Done(v);
         }
-        match deadline {
-            None => thread::park(),
-            Some(d) => {
-                let now = std::time::Instant::now();
-                if now >= d {
-                    return Err(Error::LoadTimeout { after_ms: timeout.map_or(0, |t| t.as_millis() as u64) });
-                }
-                thread::park_timeout(d - now);
+        // a wait the host may end: asked before each park, and parks are short
+        let mut most = None;
+        if let Some(ask) = interrupt.as_mut() {
+            if let Err(e) = ask(!joined.started) {
+                return Waited::Interrupted(e);
             }
+            most = Some(INTERRUPT_EVERY);
+        }
+        let now = std::time::Instant::now();
+        let until_deadline = match deadline {
+            Some(d) if now >= d => {
+                return Waited::Done(Err(Error::LoadTimeout { after_ms: timeout.map_or(0, |t| t.as_millis() as u64) }));
+            }
+            Some(d) => Some(d - now),
+            None => None,
+        };
+        match (until_deadline, most) {
+            (None, None) => thread::park(),
+            (Some(t), None) | (None, Some(t)) => thread::park_timeout(t),
+            (Some(a), Some(b)) => thread::park_timeout(a.min(b)),
         }
     }
+}
+
+/// How long a thread waiting on a load with an [`Interrupt`] parks at most between two asks.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const INTERRUPT_EVERY: Duration = Duration::from_millis(50);
+
+/// A host's say on a blocked wait, asked before each park: `Err` ends the wait with that error
+/// (the load goes on for the others). Its argument: whether the load waited on is another
+/// caller's (joined) rather than one this call started.
+pub type Interrupt<'a> = dyn FnMut(bool) -> Result<()> + 'a;
+
+/// How a blocking wait ended.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) enum Waited<V> {
+    /// The flight's outcome (or the load timeout).
+    Done(Result<V>),
+    /// The host's [`Interrupt`] ended it.
+    Interrupted(Error),
 }

@@ -58,7 +58,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{duration_ms, CacheBuilder, Config, RemovalListener, Weigher};
 pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use fetch::{FetchOptions, Fetched, Loaded};
-pub use flight::{Spawner, Timer};
+pub use flight::{Interrupt, Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
 pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{Boom, TokioTimer};
 use futures::FutureExt;
-use healcache::{Cache, Error};
+use healcache::{Cache, Error, FetchOptions};
 
 fn cache() -> Cache<String> {
     Cache::builder().max_entries(10_000).build().unwrap()
@@ -407,4 +407,46 @@ async fn oversize_loaded_value_is_returned_but_not_stored() {
     assert_eq!(v.len(), 100);
     assert!(c.get("k").is_none());
     assert_eq!(c.stats().oversize_rejections, 1);
+}
+
+/// P1/P9: a blocked wait a host may end. The interrupt is asked while the call waits on another
+/// caller's load (told so), at least every 50 ms, and its error ends this call at once while the
+/// load goes on for its owner; a call that runs its own loader is never asked.
+#[test]
+fn an_interruptible_blocking_wait_ends_with_the_hosts_error_and_the_load_goes_on() {
+    use std::sync::mpsc;
+    let c: Cache<u64> = Cache::builder().build().unwrap();
+    let (started, started_rx) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let owner = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            c.get_or_load_blocking("k", move || {
+                started.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok::<_, std::io::Error>(7)
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    let mut asked = Vec::new();
+    let mut ask = |joined: bool| {
+        asked.push(joined);
+        if asked.len() == 3 {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    };
+    let r = c.get_or_load_blocking_interruptible("k", FetchOptions::default(), || Ok::<_, std::io::Error>(1), &mut ask);
+    assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    assert_eq!(asked, vec![true; 3], "asked while it waited on the owner's load");
+    release.send(()).unwrap();
+    assert_eq!(owner.join().unwrap().unwrap(), 7, "the load went on for its owner");
+    assert_eq!(c.get("k"), Some(7));
+
+    let mut never = |_: bool| -> healcache::Result<()> { panic!("a call running its own loader is not asked") };
+    let own =
+        c.get_or_load_blocking_interruptible("own", FetchOptions::default(), || Ok::<_, std::io::Error>(2), &mut never);
+    assert_eq!(own.unwrap(), 2);
 }

@@ -169,3 +169,60 @@ def test_recursive_sync_loader_from_async_call() -> None:
             await c.get_or_load("k", loader)
 
     asyncio.run(main())
+
+
+def test_ctrl_c_ends_a_sync_wait_on_another_threads_load() -> None:
+    """P9: a thread waiting in get_or_load_sync on another thread's load takes Ctrl-C (SIGINT)
+    while it waits, not only once the load ends; the load goes on for its owner."""
+    import os
+    import signal
+
+    c = Cache()
+    started, finished = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        time.sleep(3)
+        finished.set()
+        return "owner's"
+
+    owner = threading.Thread(target=lambda: c.get_or_load_sync("k", slow))
+    owner.start()
+    assert started.wait(5)
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        c.get_or_load_sync("k", lambda: "mine")
+    assert not finished.is_set(), "interrupted while the load was still under way"
+    owner.join(10)
+    assert c.get("k") == "owner's"
+
+
+def test_a_sync_wait_on_the_event_loops_own_thread_is_refused_not_a_deadlock() -> None:
+    """P1: get_or_load_sync on a thread running an event loop, for a key that loop is loading
+    (an async loader needing the loop), raises RuntimeError instead of blocking the loop for good."""
+    import subprocess
+    import sys
+
+    code = """
+import asyncio, healcache
+c = healcache.Cache()
+async def slow():
+    await asyncio.sleep(0.2)
+    return 1
+async def main():
+    t = asyncio.ensure_future(c.get_or_load("k", slow))
+    await asyncio.sleep(0.05)
+    try:
+        c.get_or_load_sync("k", lambda: 2)
+        print("no error")
+    except RuntimeError as e:
+        print("refused:", e)
+    print("loaded", await t)
+    print("own", c.get_or_load_sync("other", lambda: 3))
+asyncio.run(main())
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 3, (r.stdout, r.stderr)
+    assert lines[0].startswith("refused: get_or_load_sync would block the running event loop")
+    assert lines[1:] == ["loaded 1", "own 3"]
