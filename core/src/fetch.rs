@@ -207,6 +207,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Some(t.as_secs_f64() * 1000.0),
             ));
         }
+        // as the setting is: a soft timeout at or past the hard one would never serve stale
+        if let (Some(soft), Some(hard)) = (opts.soft_timeout, s.load_timeout) {
+            if soft >= hard {
+                let problem = ConfigProblem::MustBeBelow("load_timeout");
+                return Err(Error::invalid_config("soft_timeout", problem, Some(soft.as_secs_f64() * 1000.0)));
+            }
+        }
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);

@@ -37,9 +37,9 @@ pub(crate) const NEVER: u64 = u64::MAX;
 /// when it grows, so there it is small.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) const RESERVED_ENTRIES: u64 = 1 << 21;
-/// Entries a new store makes room for up front (see the native value): 1,024 on wasm32.
+/// Entries a new store makes room for up front (see the native value): 128 on wasm32.
 #[cfg(target_arch = "wasm32")]
-pub(crate) const RESERVED_ENTRIES: u64 = 1 << 10;
+pub(crate) const RESERVED_ENTRIES: u64 = 1 << 7;
 
 /// Why an entry left the cache, as told to an eviction listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -311,3 +311,37 @@ fn a_too_short_duration_states_its_own_floor() {
     let e = CacheBuilder::<u32>::from_config(c).build().expect_err("1e-9 ms refused");
     assert!(e.to_string().contains("must be at least one nanosecond"), "{e}");
 }
+
+/// A per-call soft timeout is held to the rule the setting is: shorter than `load_timeout`
+/// (a soft timeout at or past the hard one never serves stale); InvalidConfig, nothing done.
+#[test]
+fn a_per_call_soft_timeout_must_be_shorter_than_the_load_timeout() {
+    let c: Cache<u32> = Cache::builder().load_timeout(Duration::from_secs(1)).timer(common_timer()).build().unwrap();
+    for soft in [Duration::from_secs(1), Duration::from_secs(5)] {
+        let opts = FetchOptions { soft_timeout: Some(soft), ..FetchOptions::default() };
+        let loaded = Arc::new(AtomicBool::new(false));
+        let l = Arc::clone(&loaded);
+        let r = block_on(c.fetch("k", opts, move || {
+            l.store(true, SeqCst);
+            async { Ok::<_, std::io::Error>(Loaded::Value(1)) }
+        }));
+        assert_eq!(refused(r), "soft_timeout", "{soft:?}");
+        assert!(!loaded.load(SeqCst), "no load started");
+    }
+    let opts = FetchOptions { soft_timeout: Some(Duration::from_millis(999)), ..FetchOptions::default() };
+    assert_eq!(
+        block_on(c.fetch("k", opts, || async { Ok::<_, std::io::Error>(Loaded::Value(1)) })).unwrap().value,
+        Some(1)
+    );
+}
+
+/// A timer that never fires within a test (the fetches above end at once).
+fn common_timer() -> impl healcache::Timer {
+    struct Never;
+    impl healcache::Timer for Never {
+        fn sleep(&self, _: Duration) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(futures::future::pending())
+        }
+    }
+    Never
+}

@@ -417,7 +417,9 @@ class Cache(Generic[_V]):
         ``VersionMismatch``. A load of ``key`` under way is not cached after it."""
     def __delitem__(self, key: str, /) -> None: ...
     def __contains__(self, key: object, /) -> bool: ...
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The entries held (``stats()["entries"]``): stale values within their grace window,
+        cached "not found" answers and expired entries not yet removed included."""
     def version(self, key: str, /) -> int:
         """The version of ``key``'s live entry, 0 if it has none."""
     def get_entry(self, key: str, /) -> Optional[tuple[_V, int, Optional[float]]]:

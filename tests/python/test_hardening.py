@@ -56,3 +56,23 @@ def test_negative_ttl_is_capped() -> None:
 
     asyncio.run(main())
     assert calls == [], "refused before the loader ran"
+
+
+def test_a_per_call_soft_timeout_must_be_shorter_than_the_load_timeout() -> None:
+    """As `load_soft_timeout` must: one at or past `load_timeout` is InvalidConfig, no load."""
+    c = healcache.Cache(load_timeout=1)
+    calls = []
+
+    def load() -> int:
+        calls.append(1)
+        return 1
+
+    async def go(soft: float) -> object:
+        return await c.fetch("k", load, soft_timeout=soft)
+
+    for soft in [1, 5]:
+        with pytest.raises(healcache.InvalidConfig) as e:
+            asyncio.run(go(soft))
+        assert e.value.field == "soft_timeout"
+    assert calls == []
+    assert asyncio.run(go(0.5)).value == 1
