@@ -322,3 +322,17 @@ test('the WebAssembly package refuses unknown names the same way', { skip: !WASM
   assert.equal(c.size, 0);
   assert.equal(c.stats().loads, 0);
 });
+
+test('a per-call softTimeout at or past loadTimeout is refused before any load, as the setting is', async () => {
+  const c = new Cache({ loadTimeout: 1000 });
+  let loads = 0;
+  const load = async () => {
+    loads += 1;
+    return 1;
+  };
+  for (const softTimeout of [1000, 5000]) {
+    await assert.rejects(c.fetch('k', load, { softTimeout }), (e) => e.code === 'InvalidConfig' && e.field === 'softTimeout');
+  }
+  assert.equal(loads, 0);
+  assert.equal((await c.fetch('k', load, { softTimeout: 999 })).value, 1);
+});
