@@ -28,6 +28,17 @@ function snapshot(c, keys) {
   return { counters, size: c.size, entries: keys.map((k) => [k, c.peek(k), c.version(k)]) };
 }
 
+
+/** A loader answering `value` that counts its calls in `loader.calls`. */
+function counting(value) {
+  const loader = async () => {
+    loader.calls += 1;
+    return value;
+  };
+  loader.calls = 0;
+  return loader;
+}
+
 test('set refuses an unknown or misspelled option and changes nothing', () => {
   const c = new Cache();
   const v1 = c.set('old', 'a');
@@ -89,20 +100,16 @@ test('delete refuses an unknown option and removes nothing', () => {
 test('getOrLoad refuses an unknown option before a load or a hit, and changes nothing', async () => {
   const c = new Cache();
   c.set('hit', 'h');
-  let calls = 0;
-  const loader = async () => {
-    calls++;
-    return 'v';
-  };
+  const loader = counting('v');
   const before = snapshot(c, ['hit', 'k']);
   await assert.rejects(c.getOrLoad('k', loader, { bogus: 1 }), refused('bogus'));
   await assert.rejects(c.getOrLoad('k', loader, { tttl: 50 }), refused('tttl'));
   await assert.rejects(c.getOrLoad('hit', loader, { signl: new AbortController().signal }), refused('signl'));
   await assert.rejects(c.getOrLoad('k', loader, 50), refused('options'));
-  assert.equal(calls, 0);
+  assert.equal(loader.calls, 0);
   assert.deepEqual(snapshot(c, ['hit', 'k']), before);
   assert.equal(await c.getOrLoad('k', loader, null), 'v');
-  assert.equal(calls, 1);
+  assert.equal(loader.calls, 1);
 });
 
 test('getOrLoad takes fetch\'s per-call options: a ttl of its own', async () => {
@@ -162,17 +169,13 @@ test('getOrLoad with options coalesces with plain callers of the key (one flight
 test('a signal that is not an AbortSignal is refused before a load starts (getOrLoad, fetch)', async () => {
   const c = new Cache();
   c.set('hit', 'h');
-  let calls = 0;
-  const loader = async () => {
-    calls++;
-    return 'v';
-  };
+  const loader = counting('v');
   for (const signal of [{}, { aborted: false }, { addEventListener() {} }, 5, 'abort', true, () => {}]) {
     await assert.rejects(c.getOrLoad('k', loader, { signal }), refused('signal'));
     await assert.rejects(c.fetch('k', loader, { signal }), refused('signal'));
     await assert.rejects(c.getOrLoad('hit', loader, { signal }), refused('signal'));
   }
-  assert.equal(calls, 0);
+  assert.equal(loader.calls, 0);
   assert.equal(c.get('k'), undefined);
   assert.equal(c.stats().loads, 0);
   assert.equal(c.stats().inFlight, 0);
@@ -206,15 +209,11 @@ test('a signal of another implementation (AbortSignalLike) is used, not refused'
 
 test('fetch refuses unknown names and a non-object, and still takes its own', async () => {
   const c = new Cache();
-  let calls = 0;
-  const loader = async () => {
-    calls++;
-    return 'v';
-  };
+  const loader = counting('v');
   await assert.rejects(c.fetch('k', loader, { tttl: 5 }), refused('tttl'));
   await assert.rejects(c.fetch('k', loader, { ifVersion: 0 }), refused('ifVersion'));
   await assert.rejects(c.fetch('k', loader, 'ttl'), refused('options'));
-  assert.equal(calls, 0);
+  assert.equal(loader.calls, 0);
   assert.equal(c.stats().loads, 0);
   const f = await c.fetch('k', loader, { ttl: 50, negativeTtl: 10, staleWhileRevalidate: false, xfetch: false, softTimeout: 100, signal: new AbortController().signal, waitUntil: () => {} });
   assert.deepEqual(f, { value: 'v', status: 'loaded' });

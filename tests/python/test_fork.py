@@ -179,15 +179,22 @@ def test_a_forked_child_keeps_load_timeouts_and_sync_sources() -> None:
     cache.register_source("u:", lambda key: 2)
     assert cache.verify_now_sync()["drift"] == 1
     cache.set("u:1", 1)
+    assert _child_answer(_timers_and_healing_child, cache) == ["LoadTimeout", "LoadTimeout", 1, 1]
+
+
+def _child_answer(target, *args):
+    """Runs ``target(*args, conn)`` in a forked child; its one message on ``conn``, once it has
+    exited cleanly (killed by its pid when it hangs)."""
     ctx = multiprocessing.get_context("fork")
     here, there = ctx.Pipe()
-    child = ctx.Process(target=_timers_and_healing_child, args=(cache, there), daemon=True)
+    child = ctx.Process(target=target, args=(*args, there), daemon=True)
     child.start()
     try:
-        assert here.poll(20), "the child hung"
-        assert here.recv() == ["LoadTimeout", "LoadTimeout", 1, 1]
+        assert here.poll(40), "the child hung"
+        answer = here.recv()
         child.join(20)
         assert child.exitcode == 0
+        return answer
     finally:
         if child.is_alive():
             child.kill()  # by its pid
@@ -220,19 +227,7 @@ def test_a_forked_child_runs_background_healing_and_write_behind_of_its_own() ->
     batches: list = []
     wb = WriteBehind(healcache.Cache(), batches.append, flush_interval=3600)
     wb.set("parent", 1)  # waits in the queue for an hour, or for close
-    ctx = multiprocessing.get_context("fork")
-    here, there = ctx.Pipe()
-    child = ctx.Process(target=_background_child, args=(healed, wb, batches, there), daemon=True)
-    child.start()
-    try:
-        assert here.poll(40), "the child hung"
-        assert here.recv() == [2, 0, [[("put", "child", 2)]]]
-        child.join(20)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive():
-            child.kill()  # by its pid
-            child.join()
+    assert _child_answer(_background_child, healed, wb, batches) == [2, 0, [[("put", "child", 2)]]]
     assert wb.close(10) == 0
     assert batches == [[("put", "parent", 1)]], "the parent's item, written once, here"
     healed.close()
