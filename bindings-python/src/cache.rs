@@ -226,7 +226,7 @@ impl PyCache {
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         match self.inner.get(key_str(key)?) {
             Some(v) => Ok(v.obj.clone_ref(py)),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(missing()),
         }
     }
 
@@ -291,7 +291,7 @@ impl PyCache {
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         match self.inner.remove(key_str(key)?) {
             Some(_) => Ok(()),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(missing()),
         }
     }
 
@@ -812,4 +812,10 @@ impl PyCache {
         });
         drive(py, &event_loop, fut)
     }
+}
+
+/// The `KeyError` of a missing key. Keys are data: a KeyError is logged with its traceback, so
+/// it does not carry the key as a dict's does (a key may be an email address or a token).
+fn missing() -> PyErr {
+    PyKeyError::new_err("the key is not in the cache (keys are not shown in errors)")
 }

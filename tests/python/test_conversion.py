@@ -29,6 +29,17 @@ def test_get_set_default_and_mapping_protocol() -> None:
         del c["a"]
 
 
+def test_a_missing_key_is_a_key_error_that_does_not_show_the_key() -> None:
+    """P8, keys are data: a KeyError is logged with its traceback, so it never carries the key
+    (which may be an email address or a token)."""
+    c = Cache()
+    for op in [lambda: c["user:ada@example.com"], lambda: c.__delitem__("user:ada@example.com")]:
+        with pytest.raises(KeyError) as e:
+            op()
+        assert "ada@example.com" not in repr(e.value) and "ada@example.com" not in str(e.value)
+        assert "not in the cache" in str(e.value)
+
+
 def test_values_of_any_type_roundtrip() -> None:
     c = Cache()
     values = [None, 0, -1, 2**80, 1.5, "text", "ünïcødé ✓", b"\x00bytes", [1, 2], {"k": (1, 2)}, object()]
