@@ -286,9 +286,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         const [v] = await this._flight(key, loader, undefined, (ticket, run) => B.getOrLoad(this._c, key, run, ticket, undefined));
         return v;
       }
-      const [v, , found] = await this._fetch(key, loader, options, 'getOrLoad');
-      // fetch answers "not found" by its status; getOrLoad rejects, as the core's getOrLoad does
-      if (!found) throw codeError('NotFound', 'not found');
+      const [v] = await this._fetch(key, loader, options, 'getOrLoad');
       return v;
     }
 
@@ -305,7 +303,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return { value, status };
     }
 
-    // `fetch` for `method` (fetch, or getOrLoad given options): [value, status, found]. Every
+    // `fetch` for `method` (fetch, or getOrLoad given options): [value, status]. Every
     // option is checked before the hit path, so a bad one is refused whether or not the key is cached.
     async _fetch(key, loader, options, method) {
       const args = fetchArgs(options, method);
@@ -313,13 +311,17 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       if (signal !== undefined && signal.aborted) throw signal.reason;
       if (!this._readRefresh) {
         const i = this._hit(key);
-        if (i >= 0) return [this._v[i], 'hit', true];
+        if (i >= 0) return [this._v[i], 'hit'];
       }
       const waitUntil = waitUntilArg(options);
       const tags = tagsArg(options);
+      // getOrLoad: the core answers "not found" with NotFound instead of a status
+      const mustValue = method === 'getOrLoad';
       if (tags !== undefined && B.fetchTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
       return this._flight(key, loader, signal, (ticket, run) =>
-        tags === undefined ? B.fetch(this._c, key, run, ticket, ...args, waitUntil) : B.fetchTagged(this._c, key, run, ticket, ...args, tags),
+        tags === undefined
+          ? B.fetch(this._c, key, run, ticket, ...args, mustValue, waitUntil)
+          : B.fetchTagged(this._c, key, run, ticket, ...args, mustValue, tags),
       );
     }
 
@@ -493,7 +495,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return id;
     }
 
-    // One getOrLoad/fetch call through the core: resolves to [value, status, found].
+    // One getOrLoad/fetch call through the core: resolves to [value, status].
     async _flight(key, loader, signal, call) {
       checkKey(key);
       if (typeof loader !== 'function') throw argError('loader must be a function');
@@ -535,8 +537,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
           if (signal && signal.aborted && e && e.code === 'Cancelled') throw signal.reason;
           throw this._loadError(e);
         }
-        const found = r.handle !== P.none;
-        return [found ? this._settle(key, r.handle) : undefined, r.status, found];
+        return [r.handle !== P.none ? this._settle(key, r.handle) : undefined, r.status];
       } finally {
         if (onAbort) signal.removeEventListener('abort', onAbort);
         this._leave(key);

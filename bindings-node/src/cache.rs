@@ -393,7 +393,7 @@ pub(crate) fn run_fetch<'env>(
 ) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let fut = match tags {
         None => c.fetch(key, core_loader(loader), ticket, opts, must_value).boxed(),
-        Some(t) => c.fetch_tagged(key, core_loader(loader), ticket, opts, t).boxed(),
+        Some(t) => c.fetch_tagged(key, core_loader(loader), ticket, opts, must_value, t).boxed(),
     };
     answer(env, fut)
 }
@@ -411,7 +411,8 @@ pub fn get_or_load<'env>(
     run_fetch(env, c, key, loader, ticket, FetchOptions::default(), true, None)
 }
 
-/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's).
+/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's);
+/// `must_value` makes "not found" reject with `NotFound` (`getOrLoad` given options).
 #[napi(ts_return_type = "any")]
 #[allow(clippy::too_many_arguments)]
 pub fn fetch<'env>(
@@ -425,10 +426,11 @@ pub fn fetch<'env>(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
+    must_value: bool,
 ) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
-    run_fetch(env, c, key, loader, ticket, opts, false, None)
+    run_fetch(env, c, key, loader, ticket, opts, must_value, None)
 }
 
 /// Core `fetch_tagged` for one caller: `fetch` of a value carrying tags.
@@ -445,11 +447,12 @@ pub fn fetch_tagged<'env>(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
+    must_value: bool,
     tags: Vec<String>,
 ) -> napi::Result<Either<ToJs, PromiseRaw<'env, ToJs>>> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)
         .map_err(|e| into_js_error(env, e))?;
-    run_fetch(env, c, key, loader, ticket, opts, false, Some(tags))
+    run_fetch(env, c, key, loader, ticket, opts, must_value, Some(tags))
 }
 
 /// `Backend::cancel`.

@@ -470,7 +470,8 @@ pub fn get_or_load(c: &Wasm, key: String, loader: Function, ticket: u32, wait_un
     run_fetch(c, key, loader, ticket, FetchOptions::default(), true, wait_until)
 }
 
-/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's). Exported
+/// Core `fetch` for one caller, with its per-call options (`undefined`: the cache's);
+/// `must_value` makes "not found" reject with `NotFound` (`getOrLoad` given options). Exported
 /// as `fetchWith`: a module export named `fetch` would shadow the global `fetch` in the glue
 /// that loads the module.
 #[wasm_bindgen(js_name = fetchWith)]
@@ -485,10 +486,11 @@ pub fn fetch_with(
     stale_while_revalidate: Option<bool>,
     xfetch: Option<bool>,
     soft_timeout: Option<f64>,
+    must_value: bool,
     wait_until: Option<Function>,
 ) -> Result<Promise, JsValue> {
     let opts = fetch_options(ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout).map_err(into_js_error)?;
-    Ok(run_fetch(c, key, loader, ticket, opts, false, wait_until))
+    Ok(run_fetch(c, key, loader, ticket, opts, must_value, wait_until))
 }
 
 /// `Backend::cancel`.

@@ -436,12 +436,13 @@ impl Backend {
         loader: L,
         ticket: u32,
         opts: FetchOptions,
+        must_value: bool,
         tags: Vec<String>,
     ) -> impl Future<Output = Result<FetchAnswer>> + Send + 'static
     where
         L: FnOnce() -> LoaderFuture + Send + 'static,
     {
-        self.fetch_with(key, loader, ticket, opts, false, Some(tags))
+        self.fetch_with(key, loader, ticket, opts, must_value, Some(tags))
     }
 
     fn fetch_with<L>(

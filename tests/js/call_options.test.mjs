@@ -149,6 +149,15 @@ test('getOrLoad with per-call options still rejects "not found" with NotFound, c
   await assert.rejects(c.getOrLoad('gone3', absent), notFound);
 });
 
+test('getOrLoad with tags rejects "not found" with NotFound; fetch with the same tags answers a status', { skip: nodeOnly }, async () => {
+  const c = new Cache();
+  const absent = async () => NOT_FOUND;
+  await assert.rejects(c.getOrLoad('t', absent, { tags: ['a'], negativeTtl: 10_000 }), (e) => e.code === 'NotFound' && e.message === 'not found');
+  assert.deepEqual(await c.fetch('t', absent, { tags: ['a'] }), { value: undefined, status: 'negative-hit' });
+  assert.equal(await c.getOrLoad('u', async () => 7, { tags: ['a'] }), 7);
+  assert.equal(c.get('u'), 7);
+});
+
 test('getOrLoad with options coalesces with plain callers of the key (one flight)', async () => {
   const c = new Cache();
   let calls = 0;
