@@ -293,6 +293,11 @@ impl ConfigProblem {
         let dur = unit == Unit::Duration;
         let num = |v: f64| if dur { Decimal(to_host(host, v)).to_string() } else { Decimal(v).to_string() };
         let got = value.map_or(String::new(), |v| format!(", got {}", num(v)));
+        // where the problem's words do not say the unit, a duration's value carries it
+        let got_in_unit = match value {
+            Some(v) if dur => format!(", got {} {}", num(v), unit_word(host)),
+            _ => got.clone(),
+        };
         match *self {
             ConfigProblem::NotFinite => format!("must be a finite number{got}"),
             ConfigProblem::NotWhole => format!("must be a whole number{got}"),
@@ -326,9 +331,11 @@ impl ConfigProblem {
                 Some(_) => format!("needs `{}`", host_name(what, host)),
                 None => format!("needs {what}"),
             },
-            ConfigProblem::MustNotExceed(other) => format!("must not exceed `{}`", host_name(other, host)),
-            ConfigProblem::MustBeBelow(other) if dur => format!("must be shorter than `{}`", host_name(other, host)),
-            ConfigProblem::MustBeBelow(other) => format!("must be below `{}`", host_name(other, host)),
+            ConfigProblem::MustNotExceed(other) => format!("must not exceed `{}`{got_in_unit}", host_name(other, host)),
+            ConfigProblem::MustBeBelow(other) if dur => {
+                format!("must be shorter than `{}`{got_in_unit}", host_name(other, host))
+            }
+            ConfigProblem::MustBeBelow(other) => format!("must be below `{}`{got}", host_name(other, host)),
             ConfigProblem::LimitReached { max } => format!("limit of {} reached", Decimal(max)),
             ConfigProblem::Unknown => "unknown setting".to_string(),
             ConfigProblem::Rule(rule) => rule.to_string(),

@@ -13,6 +13,7 @@ use futures::future::{self, Either, FutureExt};
 use crate::cache::{Cache, Ttl};
 use crate::error::{ConfigProblem, Error, LoaderError, Result};
 use crate::flight::{self, Interrupt, LoadFuture, Tracked};
+use crate::settings::Unit;
 use crate::stats::Status;
 use crate::store::{Expect, LoadFence, Lookup};
 use crate::tier::{L2Read, Rebuild, Wrote};
@@ -211,7 +212,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if let (Some(soft), Some(hard)) = (opts.soft_timeout, s.load_timeout) {
             if soft >= hard {
                 let problem = ConfigProblem::MustBeBelow("load_timeout");
-                return Err(Error::invalid_config("soft_timeout", problem, Some(soft.as_secs_f64() * 1000.0)));
+                let value = Some(soft.as_secs_f64() * 1000.0);
+                return Err(Error::InvalidConfig { field: "soft_timeout", problem, value, unit: Unit::Duration });
             }
         }
         let mut removed = Vec::new();

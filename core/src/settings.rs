@@ -467,7 +467,10 @@ mod tests {
         c.set("load_timeout", 10.0).unwrap();
         c.set("load_soft_timeout", 20.0).unwrap();
         let e = crate::Cache::<u8>::from_config(c).unwrap_err();
-        assert_eq!(e.message_for(Host::Js), "invalid config: `loadSoftTimeout` must be shorter than `loadTimeout`");
+        assert_eq!(
+            e.message_for(Host::Js),
+            "invalid config: `loadSoftTimeout` must be shorter than `loadTimeout`, got 20 milliseconds"
+        );
         // a load timeout in the host's unit
         let e = Error::LoadTimeout { after_ms: 250 };
         assert_eq!(e.message_for(Host::Python), "load timed out after 0.25 s");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use healcache::{Cache, CacheBuilder, Clock, Config, Error, FetchOptions, Healer, HealingConfig, Loaded, ManualClock};
+use healcache::{
+    Cache, CacheBuilder, Clock, Config, Error, FetchOptions, Healer, HealingConfig, Host, Loaded, ManualClock,
+};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 fn weighed(max_bytes: u64, shards: Option<usize>) -> Cache<Vec<u8>> {
@@ -328,6 +330,17 @@ fn a_per_call_soft_timeout_must_be_shorter_than_the_load_timeout() {
         assert_eq!(refused(r), "soft_timeout", "{soft:?}");
         assert!(!loaded.load(SeqCst), "no load started");
     }
+    // worded as the setting's rule is, with the value given in the host's unit
+    let opts = FetchOptions { soft_timeout: Some(Duration::from_millis(1500)), ..FetchOptions::default() };
+    let e = block_on(c.fetch("k", opts, || async { Ok::<_, std::io::Error>(Loaded::Value(1)) })).unwrap_err();
+    assert_eq!(
+        e.message_for(Host::Python),
+        "invalid config: `soft_timeout` must be shorter than `load_timeout`, got 1.5 seconds"
+    );
+    assert_eq!(
+        e.message_for(Host::Js),
+        "invalid config: `softTimeout` must be shorter than `loadTimeout`, got 1500 milliseconds"
+    );
     let opts = FetchOptions { soft_timeout: Some(Duration::from_millis(999)), ..FetchOptions::default() };
     assert_eq!(
         block_on(c.fetch("k", opts, || async { Ok::<_, std::io::Error>(Loaded::Value(1)) })).unwrap().value,

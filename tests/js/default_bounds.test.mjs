@@ -127,7 +127,7 @@ test('P5: a batch read takes at most 10,000 distinct keys by default: 10,001 are
   await assert.rejects(c.getMany(ks, load), (e) => {
     assert.equal(e.code, 'InvalidConfig');
     assert.equal(e.field, 'keys');
-    assert.equal(e.message, 'invalid config: `keys` must not exceed `maxInFlight`');
+    assert.equal(e.message, `invalid config: \`keys\` must not exceed \`maxInFlight\`, got ${MAX_IN_FLIGHT + 1}`);
     return true;
   });
   assert.deepEqual(batches, [], 'a refused batch loads nothing');
