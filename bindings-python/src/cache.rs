@@ -15,8 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use crate::config;
-use crate::convert::{self, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
-use crate::error::{loader_error, to_pyerr};
+use crate::convert::{self, arg, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
+use crate::error::{invalid, loader_error, to_pyerr};
 use crate::healing::Healing;
 use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
@@ -241,8 +241,8 @@ impl PyCache {
         key: &Bound<'_, PyAny>,
         value: Bound<'_, PyAny>,
         ttl: Option<Seconds>,
-        if_version: Option<u64>,
-        tags: Option<Vec<String>>,
+        #[pyo3(from_py_with = arg::if_version)] if_version: Option<u64>,
+        #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<u64> {
         let k = key_str(key)?;
         let ttl = convert::write_ttl(py, ttl)?;
@@ -280,7 +280,12 @@ impl PyCache {
     /// if the live version is this one (0: only if absent, which removes nothing live), else
     /// raises `VersionMismatch`.
     #[pyo3(signature = (key, /, *, if_version=None))]
-    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>, if_version: Option<u64>) -> PyResult<bool> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = arg::if_version)] if_version: Option<u64>,
+    ) -> PyResult<bool> {
         let k = key_str(key)?;
         match if_version {
             None => Ok(self.inner.remove(k).is_some()),
@@ -331,7 +336,7 @@ impl PyCache {
 
     /// Up to `k` live keys drawn uniformly at random.
     #[pyo3(signature = (k, /))]
-    fn sample_keys(&self, k: usize) -> Vec<String> {
+    fn sample_keys(&self, #[pyo3(from_py_with = arg::k)] k: usize) -> Vec<String> {
         self.inner.sample_keys(k).iter().map(str::to_owned).collect()
     }
 
@@ -344,19 +349,36 @@ impl PyCache {
     }
 
     /// `await cache.get_or_load(key, loader)`: the live value of `key`, or the result of one
-    /// `loader()` call shared by every concurrent caller of this key (async or threaded).
-    /// `ttl`: seconds the loaded value lives (`None`: the cache's TTL, `math.inf`: forever).
-    /// A "not found" answer (`NOT_FOUND`, loaded or cached) raises `NotFound`.
-    #[pyo3(signature = (key, loader, /, *, ttl=None))]
+    /// `loader()` call shared by every concurrent caller of this key (async or threaded). Takes
+    /// `fetch`'s per-call options, with `fetch`'s meaning; a "not found" answer (`NOT_FOUND`,
+    /// loaded or cached) raises `NotFound`.
+    #[pyo3(signature = (
+        key,
+        loader,
+        /,
+        *,
+        ttl=None,
+        negative_ttl=None,
+        stale_while_revalidate=None,
+        xfetch=None,
+        soft_timeout=None,
+        tags=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn get_or_load<'py>(
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         ttl: Option<Seconds>,
+        negative_ttl: Option<Seconds>,
+        stale_while_revalidate: Option<bool>,
+        xfetch: Option<bool>,
+        soft_timeout: Option<Seconds>,
+        #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
-        self.call(py, key, loader, opts, None, false)
+        let opts = convert::fetch_options(py, ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
+        self.call(py, key, loader, opts, tags, false)
     }
 
     /// `await cache.fetch(key, loader)`: `Fetched(value, status)`, the read-through call with
@@ -388,16 +410,9 @@ impl PyCache {
         stale_while_revalidate: Option<bool>,
         xfetch: Option<bool>,
         soft_timeout: Option<Seconds>,
-        tags: Option<Vec<String>>,
+        #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let seconds = |field, s: Option<Seconds>| s.map(|s| convert::duration(py, field, s)).transpose();
-        let opts = FetchOptions {
-            ttl: convert::write_ttl(py, ttl)?,
-            negative_ttl: seconds("negative_ttl", negative_ttl)?,
-            stale_while_revalidate,
-            xfetch,
-            soft_timeout: seconds("soft_timeout", soft_timeout)?,
-        };
+        let opts = convert::fetch_options(py, ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
         self.call(py, key, loader, opts, tags, true)
     }
 
@@ -409,18 +424,41 @@ impl PyCache {
     }
 
     /// The threaded twin of `get_or_load`: blocks with the GIL released while another thread
-    /// or task loads `key`; `loader` must be a plain (sync) callable.
-    #[pyo3(signature = (key, loader, /, *, ttl=None))]
+    /// or task loads `key`; `loader` must be a plain (sync) callable. It declares `fetch`'s
+    /// options; the core's blocking load refuses by name those it cannot honour (it loads on
+    /// this thread, with no background work and no "not found" answer), and there is no blocking
+    /// load of tagged values.
+    #[pyo3(signature = (
+        key,
+        loader,
+        /,
+        *,
+        ttl=None,
+        negative_ttl=None,
+        stale_while_revalidate=None,
+        xfetch=None,
+        soft_timeout=None,
+        tags=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn get_or_load_sync(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         loader: Py<PyAny>,
         ttl: Option<Seconds>,
+        negative_ttl: Option<Seconds>,
+        stale_while_revalidate: Option<bool>,
+        xfetch: Option<bool>,
+        soft_timeout: Option<Seconds>,
+        tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        if tags.is_some() {
+            return Err(invalid(py, "tags", NO_TAGGED_SYNC));
+        }
         let k = key_str(key)?;
         check_callable(loader.bind(py))?;
-        let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
+        let opts = convert::fetch_options(py, ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
         let load = sync_loader(loader, Arc::clone(&self.weigh));
         let cache = &self.inner;
         // asked while the call waits: Ctrl-C ends the wait; and a thread running an event loop
@@ -508,7 +546,7 @@ impl PyCache {
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        keys: Vec<String>,
+        #[pyo3(from_py_with = arg::keys)] keys: Vec<String>,
         loader: Py<PyAny>,
         ttl: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -537,13 +575,13 @@ impl PyCache {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
-        concurrency: usize,
-        batch: usize,
+        #[pyo3(from_py_with = arg::concurrency)] concurrency: usize,
+        #[pyo3(from_py_with = arg::batch)] batch: usize,
         min_share: f64,
-        max_keys: usize,
+        #[pyo3(from_py_with = arg::max_keys)] max_keys: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let pattern = keys.cast::<PyString>().ok().map(|p| p.to_string());
-        let keys: Option<Vec<String>> = if pattern.is_none() { Some(keys.extract()?) } else { None };
+        let keys: Option<Vec<String>> = if pattern.is_none() { Some(convert::key_list(keys)?) } else { None };
         check_callable(loader.bind(py))?;
         let (event_loop, context) = running_loop(py)?;
         let load = Arc::new(self.batch_load(loader, &event_loop, context));
@@ -813,6 +851,9 @@ impl PyCache {
         drive(py, &event_loop, fut)
     }
 }
+
+/// Why `get_or_load_sync` refuses `tags`: the core has no blocking load of tagged values.
+const NO_TAGGED_SYNC: &str = "is not supported by get_or_load_sync: use `await cache.get_or_load(...)`";
 
 /// The `KeyError` of a missing key. Keys are data: a KeyError is logged with its traceback, so
 /// it does not carry the key as a dict's does (a key may be an email address or a token).

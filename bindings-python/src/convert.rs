@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use healcache::settings::{setting, Setting, Unit};
-use healcache::{Fetched, IntervalReport, Loaded, WarmReport};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use healcache::{Error, FetchOptions, Fetched, IntervalReport, Loaded, WarmReport};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyModule, PyString, PyType};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyModule, PySequence, PyString, PyType};
 
 use crate::error::{invalid, to_pyerr, type_name};
 
@@ -33,14 +33,138 @@ pub(crate) fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
     // str object, which `key` keeps alive for 'a.
     let p = unsafe { PyUnicode_AsUTF8AndSize(key.as_ptr(), &mut size) };
     if p.is_null() {
-        let err = PyErr::fetch(key.py());
+        let py = key.py();
+        // the UnicodeEncodeError names the key's characters, and keys are data
+        drop(PyErr::fetch(py));
         if key.is_instance_of::<PyString>() {
-            return Err(err); // a str with lone surrogates: UnicodeEncodeError
+            return Err(to_pyerr(py, Error::InvalidKey { reason: NOT_UTF8 }));
         }
         return Err(PyTypeError::new_err(format!("cache keys must be str, not {}", type_name(key))));
     }
     // SAFETY: CPython returns valid UTF-8 of `size` bytes.
     Ok(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.cast::<u8>(), size as usize)) })
+}
+
+/// Why a str holding lone surrogates is refused as a key: it has no UTF-8 form.
+const NOT_UTF8: &str = "the key is not valid Unicode text (a lone surrogate cannot be encoded as UTF-8)";
+
+/// A list of str an argument takes: any sequence of them but a `str`, itself a sequence (of its
+/// characters) that would otherwise be taken apart into one-letter items.
+fn str_list(
+    obj: &Bound<'_, PyAny>,
+    field: &str,
+    each: impl Fn(&Bound<'_, PyAny>) -> PyResult<String>,
+) -> PyResult<Vec<String>> {
+    let not_a_list = |t: &str| PyTypeError::new_err(format!("`{field}` must be a sequence of str, not {t}"));
+    if obj.is_instance_of::<PyString>() {
+        return Err(not_a_list("str"));
+    }
+    let seq = obj.cast::<PySequence>().map_err(|_| not_a_list(&type_name(obj)))?;
+    let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
+    for item in seq.try_iter()? {
+        out.push(each(&item?)?);
+    }
+    Ok(out)
+}
+
+/// Keys given as a list (`get_many`, `warm`): each checked as any key is.
+pub(crate) fn key_list(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    str_list(obj, "keys", |k| key_str(k).map(str::to_owned))
+}
+
+/// One tag of a `tags` list; a tag with no UTF-8 form is refused as the core refuses a bad tag.
+fn tag(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let s = obj
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("`tags` items must be str, not {}", type_name(obj))))?;
+    match s.to_cow() {
+        Ok(t) => Ok(t.into_owned()),
+        Err(_) => {
+            Err(invalid(obj.py(), "tags", "must be valid Unicode text (a lone surrogate cannot be encoded as UTF-8)"))
+        }
+    }
+}
+
+/// Whole numbers of a Rust type, with its bound as Python writes it.
+pub(crate) trait Whole {
+    const RANGE: &'static str;
+}
+
+impl Whole for u64 {
+    const RANGE: &'static str = "must be an int between 0 and 2**64-1";
+}
+
+impl Whole for usize {
+    #[cfg(target_pointer_width = "64")]
+    const RANGE: &'static str = "must be an int between 0 and 2**64-1";
+    #[cfg(not(target_pointer_width = "64"))]
+    const RANGE: &'static str = "must be an int between 0 and 2**32-1";
+}
+
+impl Whole for u32 {
+    const RANGE: &'static str = "must be an int between 0 and 2**32-1";
+}
+
+impl<T: Whole> Whole for Option<T> {
+    const RANGE: &'static str = T::RANGE;
+}
+
+/// A whole-number argument: an int out of the type's range is `InvalidConfig` naming `field`, as
+/// its other out-of-range values are (pyo3's own `OverflowError` names nothing); another type
+/// is a `TypeError` naming it.
+fn whole<'a, 'py, T>(obj: &'a Bound<'py, PyAny>, field: &'static str) -> PyResult<T>
+where
+    T: Whole + FromPyObject<'a, 'py>,
+    T::Error: Into<PyErr>,
+{
+    let py = obj.py();
+    obj.extract::<T>().map_err(|e| {
+        let e: PyErr = e.into();
+        if e.is_instance_of::<PyOverflowError>(py) {
+            invalid(py, field, T::RANGE)
+        } else if e.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err(format!("`{field}` must be an int, not {}", type_name(obj)))
+        } else {
+            e
+        }
+    })
+}
+
+/// Extractors of arguments whose errors name the argument (`#[pyo3(from_py_with = ...)]`): pyo3's
+/// own extraction errors only carry the name in a note.
+pub(crate) mod arg {
+    use super::*;
+
+    macro_rules! whole_args {
+        ($($name:ident: $t:ty),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<$t> {
+                whole(obj, stringify!($name))
+            }
+        )*};
+    }
+
+    whole_args!(
+        if_version: Option<u64>,
+        k: usize,
+        concurrency: usize,
+        batch: usize,
+        max_keys: usize,
+        max_queue: usize,
+        attempts: u32,
+    );
+
+    /// `tags=`: a list of str, or None.
+    pub(crate) fn tags(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
+        if obj.is_none() {
+            return Ok(None);
+        }
+        str_list(obj, "tags", tag).map(Some)
+    }
+
+    /// `keys`: a list of keys.
+    pub(crate) fn keys(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        key_list(obj)
+    }
 }
 
 /// A stored Python object and its weight, computed once when it enters the cache (GIL held), so
@@ -228,6 +352,26 @@ pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<Seconds>) -> PyResult<healca
         Some(s) if s.0 == f64::INFINITY => Ok(healcache::Ttl::Never),
         Some(s) => duration(py, "ttl", s).map(healcache::Ttl::For),
     }
+}
+
+/// The per-call options of `fetch` and `get_or_load` (seconds to durations, validated by the
+/// core under each option's name).
+pub(crate) fn fetch_options(
+    py: Python<'_>,
+    ttl: Option<Seconds>,
+    negative_ttl: Option<Seconds>,
+    stale_while_revalidate: Option<bool>,
+    xfetch: Option<bool>,
+    soft_timeout: Option<Seconds>,
+) -> PyResult<FetchOptions> {
+    let seconds = |field, s: Option<Seconds>| s.map(|s| duration(py, field, s)).transpose();
+    Ok(FetchOptions {
+        ttl: write_ttl(py, ttl)?,
+        negative_ttl: seconds("negative_ttl", negative_ttl)?,
+        stale_while_revalidate,
+        xfetch,
+        soft_timeout: seconds("soft_timeout", soft_timeout)?,
+    })
 }
 
 /// A per-call duration, validated by the core under the option's name.

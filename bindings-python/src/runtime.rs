@@ -37,7 +37,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 use crate::convert::{Reply, Value};
-use crate::error::to_pyerr;
+use crate::error::{errors, to_pyerr};
 
 /// A lock whose holder panicked is still usable: no state here is left half-changed by a panic.
 pub(crate) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,9 +119,20 @@ fn complete(py: Python<'_>, done: &Bound<'_, PyAny>, r: healcache::Result<Reply>
         return Ok(());
     }
     match r {
-        Ok(reply) => done.call_method1(pyo3::intern!(py, "set_result"), (reply.into_py(py)?,))?,
-        Err(e) => done.call_method1(pyo3::intern!(py, "set_exception"), (to_pyerr(py, e).into_value(py),))?,
-    };
+        Ok(reply) => {
+            done.call_method1(pyo3::intern!(py, "set_result"), (reply.into_py(py)?,))?;
+        }
+        Err(e) => {
+            let exc = to_pyerr(py, e).into_value(py);
+            done.call_method1(pyo3::intern!(py, "set_exception"), (&exc,))?;
+            // A load cut short by cancellation (its loader's task cancelled, as asyncio.run does
+            // at its end) is not reported on a future nobody awaits, as asyncio reports no
+            // cancelled task; marked as read, and an awaiting caller still gets `Cancelled`.
+            if exc.bind(py).is_instance(&errors(py)?.getattr(pyo3::intern!(py, "Cancelled"))?)? {
+                done.call_method0(pyo3::intern!(py, "exception"))?;
+            }
+        }
+    }
     Ok(())
 }
 

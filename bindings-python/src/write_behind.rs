@@ -19,7 +19,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
 use crate::cache::PyCache;
-use crate::convert::{key_str, write_ttl, Seconds, Value};
+use crate::convert::{arg, key_str, write_ttl, Seconds, Value};
 use crate::error::{invalid, to_pyerr};
 use crate::runtime::{block_detached, relock, HealLoop, TokioTimer};
 
@@ -144,12 +144,12 @@ impl PyWriteBehind {
         py: Python<'_>,
         cache: &Bound<'_, PyCache>,
         writer: &Bound<'_, PyAny>,
-        max_queue: usize,
-        batch: usize,
+        #[pyo3(from_py_with = arg::max_queue)] max_queue: usize,
+        #[pyo3(from_py_with = arg::batch)] batch: usize,
         flush_interval: f64,
         retry_min: f64,
         retry_max: f64,
-        attempts: u32,
+        #[pyo3(from_py_with = arg::attempts)] attempts: u32,
         on_full: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if !writer.is_callable() {

@@ -73,7 +73,29 @@ impl FetchOptions {
         }
         Ok(())
     }
+
+    /// Refuses what a blocking load cannot honour rather than ignore it: it runs no background
+    /// work (stale-while-revalidate, XFetch, a soft timeout) and its loader cannot answer "not
+    /// found". The "off" values are taken.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn check_blocking(&self) -> Result<()> {
+        let unsupported = [
+            ("negative_ttl", self.negative_ttl.is_some()),
+            ("stale_while_revalidate", self.stale_while_revalidate == Some(true)),
+            ("xfetch", self.xfetch == Some(true)),
+            ("soft_timeout", self.soft_timeout.is_some()),
+        ];
+        match unsupported.into_iter().find(|(_, given)| *given) {
+            Some((field, _)) => Err(Error::invalid_config(field, ConfigProblem::Rule(BLOCKING_ONLY), None)),
+            None => Ok(()),
+        }
+    }
 }
+
+/// Why [`FetchOptions::check_blocking`] refuses an option.
+#[cfg(not(target_arch = "wasm32"))]
+const BLOCKING_ONLY: &str = "is not supported by a blocking load, which runs no background work and whose loader \
+     cannot answer \"not found\": use the async call";
 
 /// The answer of [`Cache::fetch`]: the value (`None`: not found) and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,6 +456,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     {
         let inner = &self.inner;
         inner.store.check_key(key)?;
+        opts.check()?;
+        opts.check_blocking()?;
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);
@@ -598,16 +622,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let started = inner.store.precise_now();
             let load = Tracked {
                 id,
-                fut: future::lazy(move |_| loader())
-                    .flatten()
-                    .map(|r| {
-                        r.map(|l| match l {
-                            Loaded::Value(v) => Some(v),
-                            Loaded::NotFound => None,
-                        })
-                        .map_err(Into::into)
+                // counted when called: a flight an L2 hit answers makes no trip to the source
+                fut: future::lazy(|_| {
+                    inner.flights.counters.loads.fetch_add(1, Relaxed);
+                    loader()
+                })
+                .flatten()
+                .map(|r| {
+                    r.map(|l| match l {
+                        Loaded::Value(v) => Some(v),
+                        Loaded::NotFound => None,
                     })
-                    .boxed(),
+                    .map_err(Into::into)
+                })
+                .boxed(),
             };
             let res = match (inner.settings.load_timeout, &inner.timer) {
                 (Some(t), Some(timer)) => match future::select(load, timer.sleep(t)).await {

@@ -167,7 +167,6 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
             if let Some(old) = map.insert(Arc::from(key), (id, weak, true)).and_then(|(_, w, _)| w.upgrade()) {
                 dead.push(old);
             }
-            self.counters.loads.fetch_add(1, Relaxed);
             Ok(Ok(Joined { id, load, started: true }))
         };
         drop(dead);

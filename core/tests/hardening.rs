@@ -358,3 +358,26 @@ fn common_timer() -> impl healcache::Timer {
     }
     Never
 }
+
+/// A blocking load runs on the calling thread: no background work (stale-while-revalidate,
+/// XFetch, a soft timeout) and a loader that cannot answer "not found". Options it cannot honour
+/// are refused by name, before any load, rather than ignored; their "off" values are taken.
+#[test]
+fn a_blocking_load_refuses_the_options_it_cannot_honour() {
+    let c: Cache<u32> = Cache::builder().build().unwrap();
+    let refused_opts = [
+        ("negative_ttl", FetchOptions { negative_ttl: Some(Duration::from_secs(5)), ..FetchOptions::default() }),
+        ("stale_while_revalidate", FetchOptions { stale_while_revalidate: Some(true), ..FetchOptions::default() }),
+        ("xfetch", FetchOptions { xfetch: Some(true), ..FetchOptions::default() }),
+        ("soft_timeout", FetchOptions { soft_timeout: Some(Duration::from_millis(100)), ..FetchOptions::default() }),
+    ];
+    for (field, opts) in refused_opts {
+        let r = c.get_or_load_blocking_with("k", opts, || -> Result<u32, std::io::Error> { panic!("loader called") });
+        assert_eq!(refused(r), field);
+        let e = c.get_or_load_blocking_with("k", opts, || -> Result<u32, std::io::Error> { Ok(1) }).unwrap_err();
+        assert!(e.to_string().contains("not supported by a blocking load"), "{e}");
+    }
+    assert_eq!(c.len(), 0, "nothing loaded");
+    let off = FetchOptions { stale_while_revalidate: Some(false), xfetch: Some(false), ..FetchOptions::default() };
+    assert_eq!(c.get_or_load_blocking_with("k", off, || Ok::<_, std::io::Error>(1)).unwrap(), 1);
+}

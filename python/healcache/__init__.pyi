@@ -320,6 +320,11 @@ class Cache(Generic[_V]):
     ``User | None``); a plain ``Cache()`` holds anything. A cache cannot be pickled or copied
     into another process (``TypeError``).
 
+    Keys are ``str`` (another type raises ``TypeError``); a ``str`` with no UTF-8 form (a lone
+    surrogate) raises ``InvalidKey``. Where a list of ``str`` is asked for (``tags``, the keys
+    of ``get_many``), a ``str`` itself raises ``TypeError``. A whole-number argument out of its
+    range raises ``InvalidConfig`` naming it. Nothing changes in the cache on any of these.
+
     Tests: ``clock``, a ``ManualClock``, is the time TTLs, grace windows, refresh-ahead and XFetch
     read (default: the host's monotonic clock); with ``seed`` every random draw repeats.
     """
@@ -432,15 +437,39 @@ class Cache(Generic[_V]):
         """Every counter in the Prometheus text format, labelled ``cache="<name>"``, healing
         metrics included."""
     @overload
-    def get_or_load(self, key: str, loader: _Loader[_T], /, *, ttl: Optional[_Seconds] = None) -> Awaitable[_T]:
+    def get_or_load(
+        self,
+        key: str,
+        loader: _Loader[_T],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        negative_ttl: Optional[_Seconds] = None,
+        stale_while_revalidate: Optional[bool] = None,
+        xfetch: Optional[bool] = None,
+        soft_timeout: Optional[_Seconds] = None,
+        tags: Optional[Sequence[str]] = None,
+    ) -> Awaitable[_T]:
         """``await cache.get_or_load(key, loader)``: the live value of ``key``, or the result of
         one ``loader()`` call shared by every concurrent caller. ``loader`` may be an async
         function, a function returning an awaitable, or a plain function (called directly).
-        ``ttl``: seconds the loaded value lives (``None``: the cache's TTL). A ``NOT_FOUND``
-        answer, loaded or cached, raises ``NotFound``. The result has the loader's type."""
+        Takes ``fetch``'s per-call options with the same meaning: ``ttl`` (seconds the loaded
+        value lives; ``None``: the cache's TTL), ``negative_ttl``, ``soft_timeout``,
+        ``stale_while_revalidate``, ``xfetch``, ``tags``. A ``NOT_FOUND`` answer, loaded or
+        cached (see ``negative_ttl``), raises ``NotFound``. The result has the loader's type."""
     @overload
     def get_or_load(
-        self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None
+        self,
+        key: str,
+        loader: Callable[[], Union[_T, NotFoundType]],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        negative_ttl: Optional[_Seconds] = None,
+        stale_while_revalidate: Optional[bool] = None,
+        xfetch: Optional[bool] = None,
+        soft_timeout: Optional[_Seconds] = None,
+        tags: Optional[Sequence[str]] = None,
     ) -> Awaitable[_T]: ...
     @overload
     def fetch(
@@ -519,10 +548,24 @@ class Cache(Generic[_V]):
     def warm_progress(self) -> tuple[int, int, int]:
         """``(answered, failed, total)`` keys of the warm-ups so far."""
     def get_or_load_sync(
-        self, key: str, loader: Callable[[], Union[_T, NotFoundType]], /, *, ttl: Optional[_Seconds] = None
+        self,
+        key: str,
+        loader: Callable[[], Union[_T, NotFoundType]],
+        /,
+        *,
+        ttl: Optional[_Seconds] = None,
+        negative_ttl: None = None,
+        stale_while_revalidate: Optional[Literal[False]] = None,
+        xfetch: Optional[Literal[False]] = None,
+        soft_timeout: None = None,
+        tags: None = None,
     ) -> _T:
         """The threaded twin of ``get_or_load``; waits with the GIL released. A ``NOT_FOUND``
-        answer raises ``NotFound`` (cached ones too; this call does not cache it)."""
+        answer raises ``NotFound`` (cached ones too; this call does not cache it). Of
+        ``fetch``'s options it honours ``ttl`` (and ``False`` for ``stale_while_revalidate`` and
+        ``xfetch``): it loads on the calling thread, without background work, cached "not found"
+        answers or tags, so ``negative_ttl``, ``soft_timeout``, ``tags`` and ``True`` for the
+        other two raise ``InvalidConfig`` naming the option (use ``await cache.get_or_load``)."""
     def register_source(
         self,
         prefix: str,

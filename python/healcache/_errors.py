@@ -75,8 +75,9 @@ class TooManyLoads(HealcacheError):
 
 
 class InvalidKey(HealcacheError, ValueError):
-    """The key cannot be used where it was asked for (e.g. as a URL segment); ``reason`` says why
-    (the key itself is never part of the message)."""
+    """The key cannot be used where it was asked for (e.g. as a URL segment), or is no valid
+    Unicode text (a ``str`` holding a lone surrogate has no UTF-8 form); ``reason`` says why (the
+    key itself is never part of the message)."""
 
     code = "InvalidKey"
     reason: str = ""

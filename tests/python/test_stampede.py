@@ -492,7 +492,7 @@ def test_oversize_loaded_value_is_counted() -> None:
 
 
 def test_invalid_key_is_a_value_error() -> None:
-    # Raised by the core for keys a source cannot use (not reachable from this binding's calls).
+    # Raised for keys a source cannot use, and for keys with no UTF-8 form (test_input_edges.py).
     assert issubclass(healcache.InvalidKey, ValueError)
     assert issubclass(healcache.InvalidKey, healcache.HealcacheError)
     assert healcache.InvalidKey.code == "InvalidKey"

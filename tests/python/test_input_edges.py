@@ -1,0 +1,304 @@
+"""Bad input at the edge of the Python API: every refusal is a typed healcache error (or a
+TypeError naming the argument) raised before the core is called, so nothing in the cache changes.
+
+- whole-number arguments given a negative int or one too large for them: `InvalidConfig` naming
+  the argument, as their other out-of-range values get (never pyo3's bare `OverflowError`);
+- a `str` where a list of str is expected: a `TypeError` saying so (a str is a sequence of
+  characters, which would be taken apart);
+- keys that are no valid Unicode text (lone surrogates): `InvalidKey`, never `UnicodeEncodeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import pytest
+
+import healcache
+from healcache import Cache, WriteBehind
+
+TOO_BIG = [2**64, 2**100]
+OUT_OF_RANGE = [-1, -(2**70), *TOO_BIG]
+
+
+def _snapshot(c: Cache) -> tuple[Any, ...]:
+    """What a refused call must leave as it was: the entries, their versions, the counters."""
+    s = c.stats()
+    counters = {k: v for k, v in s.items() if k not in ("load_latency", "healing")}
+    return sorted(c.keys()), {k: c.version(k) for k in c.keys()}, counters
+
+
+def _invalid(call: Callable[[], Any], field: str) -> healcache.InvalidConfig:
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        call()
+    assert ei.value.field == field
+    assert f"`{field}`" in str(ei.value)
+    return ei.value
+
+
+async def _ainvalid(call: Callable[[], Any], field: str) -> healcache.InvalidConfig:
+    """`_invalid` of an asyncio call, refused when made or when awaited."""
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        await call()
+    assert ei.value.field == field
+    assert f"`{field}`" in str(ei.value)
+    return ei.value
+
+
+# -- whole numbers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE)
+def test_if_version_out_of_range_is_invalid_config_and_changes_nothing(bad: int) -> None:
+    c = Cache()
+    c.set("k", "v")
+    before = _snapshot(c)
+    _invalid(lambda: c.set("k", "w", if_version=bad), "if_version")
+    _invalid(lambda: c.set("new", "w", if_version=bad, tags=["t"]), "if_version")
+    _invalid(lambda: c.delete("k", if_version=bad), "if_version")
+    assert _snapshot(c) == before and c.get("k") == "v"
+    # the largest version is accepted (and simply does not match)
+    with pytest.raises(healcache.VersionMismatch):
+        c.delete("k", if_version=2**64 - 1)
+
+
+def test_if_version_of_the_wrong_type_is_a_type_error_naming_it() -> None:
+    c = Cache()
+    for bad in (1.5, "1"):
+        with pytest.raises(TypeError, match="if_version") as ei:
+            c.set("k", 1, if_version=bad)  # type: ignore[arg-type]
+        assert not isinstance(ei.value, healcache.HealcacheError)
+        with pytest.raises(TypeError, match="if_version"):
+            c.delete("k", if_version=bad)  # type: ignore[arg-type]
+    assert "k" not in c
+    assert c.set("k", 1, if_version=None) == 1  # None is "no condition", as before
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE)
+def test_sample_keys_out_of_range_is_invalid_config(bad: int) -> None:
+    c = Cache()
+    c["a"] = 1
+    before = _snapshot(c)
+    _invalid(lambda: c.sample_keys(bad), "k")
+    assert _snapshot(c) == before
+    assert c.sample_keys(0) == [] and c.sample_keys(5) == ["a"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("option", ["concurrency", "batch", "max_keys"])
+async def test_warm_counts_out_of_range_are_refused_as_zero_is(option: str) -> None:
+    c = Cache()
+    calls: list[list[str]] = []
+
+    def loader(keys: list[str]) -> dict[str, Any]:
+        calls.append(keys)
+        return {k: k for k in keys}
+
+    zero = await _ainvalid(lambda: c.warm(["a", "b"], loader, **{option: 0}), option)
+    for bad in OUT_OF_RANGE:
+        e = await _ainvalid(lambda: c.warm(["a", "b"], loader, **{option: bad}), option)
+        assert type(e) is type(zero)
+    assert calls == [] and len(c) == 0 and c.warm_progress() == (0, 0, 0)
+
+
+@pytest.mark.parametrize("option", ["max_queue", "batch", "attempts"])
+def test_write_behind_counts_out_of_range_are_refused_as_zero_is(option: str) -> None:
+    c = Cache()
+    zero = _invalid(lambda: WriteBehind(c, lambda batch: None, **{option: 0}), option)
+    bad_values = [*OUT_OF_RANGE, 2**32] if option == "attempts" else OUT_OF_RANGE
+    for bad in bad_values:
+        e = _invalid(lambda: WriteBehind(c, lambda batch: None, **{option: bad}), option)
+        assert type(e) is type(zero)
+    with pytest.raises(TypeError, match=option):
+        WriteBehind(c, lambda batch: None, **{option: 2.5})
+
+
+def test_no_whole_number_argument_raises_overflow_error() -> None:
+    """Every whole-number argument of the API, each given -1 and 2**64: never OverflowError."""
+    c = Cache()
+
+    async def warm(**kw: Any) -> Any:
+        return await c.warm(["a"], lambda keys: {}, **kw)
+
+    calls: list[Callable[[Any], Any]] = [
+        lambda n: c.set("k", 1, if_version=n),
+        lambda n: c.delete("k", if_version=n),
+        lambda n: c.sample_keys(n),
+        lambda n: asyncio.run(warm(concurrency=n)),
+        lambda n: asyncio.run(warm(batch=n)),
+        lambda n: asyncio.run(warm(max_keys=n)),
+        lambda n: WriteBehind(c, lambda b: None, max_queue=n),
+        lambda n: WriteBehind(c, lambda b: None, batch=n),
+        lambda n: WriteBehind(c, lambda b: None, attempts=n),
+    ]
+    for call in calls:
+        for n in (-1, 2**64):
+            with pytest.raises(healcache.InvalidConfig):
+                call(n)
+
+
+# -- a str where a list of str is expected -------------------------------------------------------
+
+
+def test_tags_given_a_str_is_a_type_error_and_writes_nothing() -> None:
+    c = Cache()
+    with pytest.raises(TypeError, match="`tags` must be a sequence of str, not str"):
+        c.set("k", 1, tags="abc")
+    assert "k" not in c and c.stats()["inserts"] == 0
+    # a list, a tuple: as before
+    c.set("k", 1, tags=["abc"])
+    c.set("k2", 1, tags=("abc", "def"))
+    assert c.invalidate_tag("abc", hard=True) == 2
+
+
+def test_tags_of_other_types_are_type_errors_naming_tags() -> None:
+    c = Cache()
+    for bad in (5, [1], ["a", None], {"a": 1}.items()):
+        with pytest.raises(TypeError, match="tags"):
+            c.set("k", 1, tags=bad)  # type: ignore[arg-type]
+    assert "k" not in c
+
+
+@pytest.mark.asyncio
+async def test_fetch_tags_given_a_str_is_a_type_error_before_any_load() -> None:
+    c = Cache()
+    calls = 0
+
+    def loader() -> int:
+        nonlocal calls
+        calls += 1
+        return 1
+
+    with pytest.raises(TypeError, match="`tags` must be a sequence of str, not str"):
+        await c.fetch("k", loader, tags="abc")
+    assert calls == 0 and "k" not in c
+
+
+@pytest.mark.asyncio
+async def test_get_many_given_a_str_is_a_type_error_before_any_load() -> None:
+    c = Cache()
+    asked: list[list[str]] = []
+
+    def loader(keys: list[str]) -> dict[str, Any]:
+        asked.append(keys)
+        return {}
+
+    with pytest.raises(TypeError, match="`keys` must be a sequence of str, not str"):
+        await c.get_many("abc", loader)
+    with pytest.raises(TypeError, match="keys must be str, not int"):
+        await c.get_many(["a", 1], loader)  # type: ignore[list-item]
+    assert asked == [] and len(c) == 0
+    assert await c.get_many(("a", "b"), lambda keys: {"a": 1}) == {"a": 1}
+
+
+@pytest.mark.asyncio
+async def test_warm_takes_a_str_as_a_pattern_and_a_list_as_keys() -> None:
+    # a str is a glob over the shared tier's keys (documented), so it stays accepted there
+    c = Cache()
+    with pytest.raises(healcache.InvalidConfig):  # no shared tier to match against
+        await c.warm("user:*", lambda keys: {})
+    with pytest.raises(TypeError, match="keys must be str, not int"):
+        await c.warm(["a", 1], lambda keys: {})  # type: ignore[list-item]
+    assert len(c) == 0
+
+
+# -- keys that are no valid Unicode text ---------------------------------------------------------
+
+BAD_KEY = "a\ud800b"
+
+
+def _invalid_key(call: Callable[[], Any]) -> None:
+    with pytest.raises(healcache.InvalidKey) as ei:
+        call()
+    assert isinstance(ei.value, ValueError)
+    assert "Unicode" in ei.value.reason and "UTF-8" in ei.value.reason
+    assert BAD_KEY not in str(ei.value) and "\\ud800" not in str(ei.value)  # keys are data
+
+
+def test_a_key_with_a_lone_surrogate_is_invalid_key_in_every_sync_call() -> None:
+    c = Cache()
+    c["a"] = 1
+    before = _snapshot(c)
+    calls: list[Callable[[], Any]] = [
+        lambda: c.get(BAD_KEY),
+        lambda: c.get(BAD_KEY, 0),
+        lambda: Cache.get(c, BAD_KEY),
+        lambda: c.peek(BAD_KEY),
+        lambda: c[BAD_KEY],
+        lambda: c.__setitem__(BAD_KEY, 1),
+        lambda: c.__delitem__(BAD_KEY),
+        lambda: BAD_KEY in c,
+        lambda: c.set(BAD_KEY, 1),
+        lambda: c.set(BAD_KEY, 1, tags=["t"]),
+        lambda: c.delete(BAD_KEY),
+        lambda: c.delete(BAD_KEY, if_version=0),
+        lambda: c.version(BAD_KEY),
+        lambda: c.get_entry(BAD_KEY),
+        lambda: c.get_or_load_sync(BAD_KEY, lambda: 1),
+    ]
+    for call in calls:
+        _invalid_key(call)
+    assert _snapshot(c) == before
+
+
+@pytest.mark.asyncio
+async def test_a_key_with_a_lone_surrogate_is_invalid_key_in_every_async_call() -> None:
+    c = Cache()
+    called = []
+
+    def loader(*args: Any) -> Any:
+        called.append(args)
+        return {} if args else 1
+
+    async def each() -> None:
+        calls: list[Callable[[], Any]] = [
+            lambda: c.get_or_load(BAD_KEY, loader),
+            lambda: c.fetch(BAD_KEY, loader),
+            lambda: c.fetch(BAD_KEY, loader, tags=["t"]),
+            lambda: c.write_through(BAD_KEY, 1, lambda k, v: called.append((k, v))),
+            lambda: c.get_many(["ok", BAD_KEY], loader),
+            lambda: c.warm(["ok", BAD_KEY], loader),
+        ]
+        for call in calls:
+            with pytest.raises(healcache.InvalidKey) as ei:
+                await call()
+            assert "Unicode" in ei.value.reason
+
+    await each()
+    assert called == [] and len(c) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_batch_loader_answering_a_lone_surrogate_key_raises_invalid_key() -> None:
+    c = Cache()
+    with pytest.raises(healcache.InvalidKey):
+        await c.get_many(["a"], lambda keys: {BAD_KEY: 1})
+    assert len(c) == 0
+
+
+def test_write_behind_keys_with_a_lone_surrogate_are_invalid_key() -> None:
+    c = Cache()
+    written: list[Any] = []
+    wb = WriteBehind(c, written.extend, flush_interval=0.01)
+    try:
+        _invalid_key(lambda: wb.set(BAD_KEY, 1))
+        _invalid_key(lambda: wb.delete(BAD_KEY))
+        assert wb.stats()["queue_depth"] == 0 and len(c) == 0
+    finally:
+        wb.close()
+    assert written == []
+
+
+def test_a_tag_with_a_lone_surrogate_is_refused_like_a_bad_tag() -> None:
+    c = Cache()
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        c.set("k", 1, tags=["ok", "t\ud800"])
+    assert ei.value.field == "tags" and "\\ud800" not in str(ei.value)
+    assert "k" not in c
+
+
+def test_values_with_lone_surrogates_are_still_stored() -> None:
+    c = Cache()
+    c.set("k", BAD_KEY)  # a value is not a key: stored as given
+    assert c.get("k") == BAD_KEY
