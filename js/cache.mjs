@@ -30,6 +30,7 @@ const NOT_FOUND = Symbol.for('healcache.NOT_FOUND');
 // `Symbol.dispose` where the host has it (Node 20, current browsers and workers), else the name
 // TypeScript's polyfill registers, so `using` works once a polyfill is loaded.
 const DISPOSE = typeof Symbol.dispose === 'symbol' ? Symbol.dispose : Symbol.for('Symbol.dispose');
+const ASYNC_DISPOSE = typeof Symbol.asyncDispose === 'symbol' ? Symbol.asyncDispose : Symbol.for('Symbol.asyncDispose');
 
 /**
  * The `Cache` class over one backend module (napi addon or wasm-bindgen module; see
@@ -579,9 +580,29 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return e;
     }
 
+    /**
+     * Ends self-healing and, with a shared tier, waits until the L2 writes under way (with their
+     * bus messages) are sent, for `timeout` ms at most (default 5000), then closes the Redis
+     * connections; resolves to the writes still under way at the deadline. The cache stays usable
+     * from L1 (later L2 operations are skipped). Call it before a process exits.
+     */
+    close(options) {
+      const o = callOptions(options, 'close');
+      const timeout = o === undefined || o.timeout === undefined ? 5000 : o.timeout;
+      if (typeof timeout !== 'number') throw argError(`timeout must be a number of milliseconds, got ${typeof timeout}`);
+      super.close();
+      // the WebAssembly build has no shared tier: nothing to wait for
+      return typeof B.closeShared === 'function' ? B.closeShared(this._c, timeout) : Promise.resolve(0);
+    }
+
     /** Closes the cache (`close()`), so a `using` declaration closes it at the end of its block. */
     [DISPOSE]() {
       this.close();
+    }
+
+    /** `close()`, awaited, so an `await using` declaration flushes the shared tier's writes. */
+    async [ASYNC_DISPOSE]() {
+      await this.close();
     }
 
     // What `util.inspect` and `console.log` show: the size and bound, never keys or values.

@@ -40,6 +40,7 @@ const CALL_OPTIONS = {
   getOrLoad: FETCH_CALL,
   fetch: FETCH_CALL,
   invalidateTag: new Set(['hard']),
+  close: new Set(['timeout']),
   writeThrough: new Set(['ttl', 'invalidate']),
   getMany: new Set(['ttl']),
   warm: new Set(['concurrency', 'batch', 'minShare', 'maxKeys']),

@@ -744,9 +744,16 @@ impl PyCache {
         self.healing.config_get(py, name)
     }
 
-    /// Ends background work for good (the healing loop) and waits for it; the cache stays usable.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.healing.close(py)
+    /// Ends background work for good (the healing loop) and waits for it; with a shared tier,
+    /// waits (the GIL released) until the L2 writes under way are sent, `timeout` seconds at
+    /// most, then closes its connections. Returns the writes still under way at the deadline.
+    /// The cache stays usable (from L1 alone when it had a shared tier).
+    #[pyo3(signature = (timeout=5.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
+        let d = std::time::Duration::try_from_secs_f64(timeout)
+            .map_err(|_| invalid(py, "timeout", "must be a non-negative finite number of seconds"))?;
+        self.healing.close(py)?;
+        Ok(runtime::block_detached(py, self.inner.close_shared(d)))
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
@@ -763,7 +770,8 @@ impl PyCache {
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
+        // close()'s default timeout
+        self.close(py, 5.0)?;
         Ok(false)
     }
 

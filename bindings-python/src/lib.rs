@@ -41,6 +41,7 @@ fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::PyManualClock>()?;
     m.add_class::<write_behind::PyWriteBehind>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(shared::_close_all_shared, m)?)?;
     fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -532,7 +532,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let Some(tier) = self.inner.tier() else {
             return self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0);
         };
-        let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
+        let payload = tier.encode(&value)?;
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
         if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, Vec::new()) {
             tier.spawn(w);
@@ -654,7 +654,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     #[cfg(feature = "tier")]
     pub(crate) fn set_if_version_shared(&self, key: &str, value: V, expected: u64, l2: tier::Expect) -> Result<u64> {
         let Some(tier) = self.inner.tier() else { return self.set_if_version(key, value, expected) };
-        let payload = tier.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?;
+        let payload = tier.encode(&value)?;
         let written = self.write_raw(key, Some(value), Ttl::Default, Some(Expect::Live(expected)), 0)?;
         if let Some(w) = self.l2_write(tier, key, payload, Ttl::Default, &written, l2, Vec::new()) {
             tier.spawn(w);
@@ -696,6 +696,30 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub async fn unlink_shared(&self, pattern: &str) -> Result<u64> {
         let Some(tier) = self.inner.tier() else { return Ok(0) };
         tier.unlink_matching(pattern.to_string()).await.map_err(|e| Error::L2Unavailable { reason: e.to_string() })
+    }
+
+    /// Closes the shared tier: waits until the L2 writes under way (each with the bus message
+    /// announcing it) have gone, for `timeout` at most, then closes the tier's connections.
+    /// Answers how many writes were still under way at the deadline (abandoned; a write that
+    /// failed is counted in the stats, as always). A process that exits right after its last
+    /// write calls it first, or those writes never reach L2 and other instances keep their old
+    /// copies. From then on the cache works from L1 alone: L2 reads, writes and deletes are
+    /// skipped (counted in `l2_skipped`), never an error. Without a shared tier: 0 at once.
+    ///
+    /// ```
+    /// # use healcache::Cache;
+    /// # use std::time::Duration;
+    /// let cache = Cache::<u64>::builder().build().unwrap();
+    /// assert_eq!(futures::executor::block_on(cache.close_shared(Duration::from_secs(5))), 0);
+    /// ```
+    pub fn close_shared(&self, timeout: Duration) -> impl std::future::Future<Output = usize> + Send + 'static {
+        let tier = self.inner.tier().cloned();
+        async move {
+            match tier {
+                Some(t) => t.close(timeout).await,
+                None => 0,
+            }
+        }
     }
 
     /// Number of stored entries (expired entries not yet swept included; see [`Cache::purge_expired`]).

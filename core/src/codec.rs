@@ -357,7 +357,7 @@ fn checksum(redis_key: &[u8], body: &[u8]) -> u64 {
     h.digest()
 }
 
-fn max_payload(limits: &Limits) -> u64 {
+pub(crate) fn max_payload(limits: &Limits) -> u64 {
     (limits.max_entry_bytes as u64).min(u32::MAX as u64)
 }
 

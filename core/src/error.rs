@@ -140,7 +140,8 @@ pub enum Error {
         /// The configured `max_key_len`.
         max: usize,
     },
-    /// The entry (key + value weight) is heavier than `max_entry_bytes`.
+    /// The entry (key + value weight) is heavier than `max_entry_bytes`; with a shared tier, so
+    /// is the value's encoded payload.
     ValueTooLarge {
         /// Weight of the refused entry.
         weight: u64,

@@ -260,7 +260,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         check(tags)?;
         let tier = self.inner.tier();
         let payload = match tier {
-            Some(t) => Some(t.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?),
+            Some(t) => Some(t.encode(&value)?),
             None => None,
         };
         let recorded: Vec<Tag> = match tier {

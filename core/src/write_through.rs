@@ -54,7 +54,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.check_write(key, &value, opts.ttl)?;
         #[cfg(feature = "tier")]
         let payload = match self.inner.tier() {
-            Some(t) => Some(t.encode(&value).map_err(|reason| Error::ValueNotEncodable { reason })?),
+            Some(t) => Some(t.encode(&value)?),
             None => None,
         };
         writer().await.map_err(|e| Error::Loader(e.into()))?;

@@ -434,6 +434,9 @@ mod shared {
             ok(())
         }
         fn spawn(&self, _: BoxFuture<'static, ()>) {}
+        fn close(&self, _: std::time::Duration) -> BoxFuture<'static, ()> {
+            future::ready(()).boxed()
+        }
     }
 
     /// A timer whose deadlines never come: the test decides when each read answers.

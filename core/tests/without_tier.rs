@@ -37,6 +37,9 @@ impl Transport for Unreachable {
         future::ready(Err(TransportError::Timeout)).boxed()
     }
     fn spawn(&self, _: BoxFuture<'static, ()>) {}
+    fn close(&self, _: std::time::Duration) -> BoxFuture<'static, ()> {
+        future::ready(()).boxed()
+    }
     fn acquire(
         &self,
         _: &L2Keys,

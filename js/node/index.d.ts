@@ -283,6 +283,12 @@ export interface InvalidateTagOptions {
   hard?: boolean;
 }
 
+/** Options of `close`. */
+export interface CloseOptions {
+  /** How long to wait for the shared tier's writes under way, in ms (0: none). Defaults to 5000. */
+  timeout?: number;
+}
+
 /** Options of `delete`. */
 export interface DeleteOptions {
   /** Remove only if the live entry has this version, else throw `VersionMismatch`. */
@@ -755,10 +761,17 @@ export declare class Cache<V = any> {
   configSet(name: HealingSettingName, value: string | number | boolean): void;
   /** One runtime setting by core name, as text. */
   configGet(name: HealingSettingName): string;
-  /** Stops self-healing: the background loop ends and every source is unregistered; entries stay. */
-  close(): void;
-  /** `close()`, for a `using` declaration. */
+  /**
+   * Stops self-healing (the background loop ends and every source is unregistered; entries stay) and, with a
+   * shared tier, waits until the L2 writes under way (with their bus messages) are sent, for `timeout` ms at most,
+   * then closes the Redis connections. Resolves to the writes still under way at the deadline (0 without a shared
+   * tier). The cache stays usable from L1; later L2 operations are skipped. Await it before a process exits.
+   */
+  close(options?: CloseOptions | null): Promise<number>;
+  /** `close()` without waiting for it, for a `using` declaration (`await using` waits). */
   [Symbol.dispose](): void;
+  /** `close()`, awaited, for an `await using` declaration. */
+  [Symbol.asyncDispose](): Promise<void>;
   /** Keys of the live entries, in no particular order (a snapshot taken when iteration starts). */
   keys(): IterableIterator<string>;
   /** Values of the live entries, in the order of `keys()`; not counted as reads. */
@@ -773,6 +786,8 @@ declare global {
   interface SymbolConstructor {
     /** The method a `using` declaration calls (Node 20 and current hosts have it). */
     readonly dispose: unique symbol;
+    /** The method an `await using` declaration calls. */
+    readonly asyncDispose: unique symbol;
   }
 }
 

@@ -35,6 +35,7 @@ from ._errors import (
 from ._decorator import CachedFunction, CacheInfo
 from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
 from ._healcache import Cache, ManualClock, WriteBehind, __version__
+from . import _closing  # noqa: F401 (the shared tier's exit hook)
 
 
 class LoadLatency(TypedDict):

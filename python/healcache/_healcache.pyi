@@ -10,6 +10,10 @@ __version__: str
 def _settings() -> list[tuple[str, str, str]]:
     """The core's settings table as ``(name, scope, unit)`` (internal)."""
 
+def _close_all_shared(timeout: float) -> int:
+    """Closes every cache's shared tier still open, after its writes under way, within
+    ``timeout`` seconds; the writes still under way at the deadline (the exit hook's, internal)."""
+
 @final
 class _LoopDriver:
     """Polls the waiting ``get_or_load``/``fetch`` calls and background refreshes of one event loop (internal)."""

@@ -32,8 +32,8 @@ use redis::{PushKind, Value};
 use tokio::sync::mpsc;
 
 use crate::common::{
-    self, failure, millis, run, transport_for, Link, State, BUS_PING, BUS_PONG, CONNECT_TIMEOUT, PING_TIMEOUT,
-    SCAN_COUNT,
+    self, failure, millis, run, transport_for, KeepOpen, Link, State, BUS_PING, BUS_PONG, CONNECT_TIMEOUT,
+    PING_TIMEOUT, SCAN_COUNT,
 };
 use crate::queue::{self, Queued};
 use crate::transport::{redact, scan_cmd};
@@ -50,6 +50,9 @@ const RETRIES: u32 = 3;
 #[derive(Clone)]
 pub struct RedisClusterTransport {
     inner: Arc<Inner>,
+    /// Held by the clones users have, not by the transport's own tasks: the last one dropped
+    /// closes the transport.
+    _keep: Option<Arc<KeepOpen<RedisClusterTransport>>>,
 }
 
 struct Inner {
@@ -99,10 +102,13 @@ impl RedisClusterTransport {
         }
         let client = cluster_client(&nodes, None).map_err(|_| bad())?;
         let redacted = nodes.iter().map(|n| redact(n)).collect();
-        let t = RedisClusterTransport { inner: Arc::new(Inner { redacted, nodes, client, state: State::new() }) };
+        let t = RedisClusterTransport {
+            inner: Arc::new(Inner { redacted, nodes, client, state: State::new() }),
+            _keep: None,
+        };
         let first = t.clone();
         let _ = futures::executor::block_on(healcache_rt::spawn(async move { first.reconnect().await }));
-        Ok(t)
+        Ok(Self { _keep: Some(Arc::new(KeepOpen(t.tasks()))), ..t })
     }
 
     /// The primaries `(host, port)`, sorted, from `CLUSTER SLOTS`: the order a scan walks them.
@@ -136,6 +142,10 @@ impl RedisClusterTransport {
 
 impl Link for RedisClusterTransport {
     type Conn = ClusterConnection;
+
+    fn tasks(&self) -> Self {
+        RedisClusterTransport { inner: Arc::clone(&self.inner), _keep: None }
+    }
 
     fn state(&self) -> &State<ClusterConnection> {
         &self.inner.state

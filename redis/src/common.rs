@@ -3,6 +3,12 @@
 //! decoders and the [`Transport`] impl itself. Each transport says, through [`Link`], only what
 //! differs: how it connects and pings, which errors lose the connection, how a batch of writes is
 //! sent, how a subscription runs, and how tags, scans and unlinks are spread over its nodes.
+//!
+//! Closing: a transport closes when told to ([`close`]) or when the last clone a user holds is
+//! dropped ([`KeepOpen`]); either way what it queued is still sent first, then its connections
+//! close. Its own tasks hold clones that do not keep it open ([`Link::tasks`]): a write task
+//! holding a full clone kept alive the queue it waited on, so a dropped cache's connection
+//! stayed open for the life of the process.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -17,7 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::ConnectionLike;
 use redis::Script;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::queue::{Job, Queued};
 
@@ -41,6 +47,8 @@ pub(crate) const BUS_PONG: Duration = Duration::from_secs(3);
 /// the clock, as before, kept 50 instances of one process within a few 100 ms buckets).
 const BUS_RETRY_FIRST: Duration = Duration::from_secs(1);
 const BUS_RETRY_MAX: Duration = Duration::from_secs(4);
+/// How long a transport whose last user dropped it goes on sending what it had queued, at most.
+const DROP_DRAIN: Duration = Duration::from_secs(10);
 /// Keys asked per SCAN round trip and unlinked per UNLINK.
 pub(crate) const SCAN_COUNT: usize = 1000;
 pub(crate) const UNLINK_BATCH: usize = 500;
@@ -62,6 +70,16 @@ pub(crate) struct Scripts {
     put_record: Script,
 }
 
+/// Where a transport is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Open,
+    /// Closing: what is queued is still sent; nothing new is taken.
+    Draining,
+    /// Every connection dropped; every operation fails at once.
+    Closed,
+}
+
 /// A transport's state in this process; every part made by a parent process is replaced in a
 /// child of `fork()` (the [`ForkGuard`]s), never used there.
 pub(crate) struct State<C> {
@@ -71,6 +89,8 @@ pub(crate) struct State<C> {
     /// `fork()` finds the marker inherited and starts them again.
     subs: Mutex<Subscriptions>,
     pub(crate) scripts: Scripts,
+    /// The write loop and each bus subscription watch it, and end once the transport closes.
+    pub(crate) phase: watch::Sender<Phase>,
 }
 
 impl<C> State<C> {
@@ -90,12 +110,26 @@ impl<C> State<C> {
                 lease: Script::new(scripts::LEASE),
                 put_record: Script::new(scripts::PUT_RECORD),
             },
+            phase: watch::Sender::new(Phase::Open),
         }
     }
 
-    /// Keeps a new connection for this process.
+    /// Keeps a new connection for this process, unless the transport closed meanwhile (a
+    /// probe under way at the close): then it is dropped at once.
     pub(crate) fn set_conn(&self, conn: C) {
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(ForkGuard::new(conn));
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        // checked under the lock `shut` takes after marking the transport closed
+        if !self.closed() {
+            *slot = Some(ForkGuard::new(conn));
+        }
+    }
+
+    pub(crate) fn open(&self) -> bool {
+        *self.phase.borrow() == Phase::Open
+    }
+
+    fn closed(&self) -> bool {
+        *self.phase.borrow() == Phase::Closed
     }
 }
 
@@ -103,6 +137,9 @@ impl<C> State<C> {
 pub(crate) trait Link: Clone + Send + Sync + 'static {
     type Conn: ConnectionLike + Clone + Send + Sync + 'static;
     fn state(&self) -> &State<Self::Conn>;
+    /// A clone for the transport's own tasks (the write loop, the bus subscriptions): unlike a
+    /// user's clone it does not keep the transport open.
+    fn tasks(&self) -> Self;
     /// A new connection, kept with [`State::set_conn`] once it answered.
     fn reconnect(&self) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// A failure's error, forgetting the connection when the failure says it is lost.
@@ -138,6 +175,9 @@ pub(crate) fn conn<L: Link>(l: &L) -> Result<L::Conn, TransportError> {
 /// The connection, or a new one when the one kept was made by a parent process (this process
 /// forked after connecting): a child reconnects at its first use, not after the breaker's failures.
 pub(crate) async fn conn_here<L: Link>(l: &L) -> Result<L::Conn, TransportError> {
+    if l.state().closed() {
+        return Err(closed_error());
+    }
     resubscribe_after_fork(l);
     let inherited = {
         let slot = l.state().conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,6 +195,10 @@ pub(crate) fn lost<C>(state: &State<C>) {
 }
 
 pub(crate) async fn probe<L: Link>(l: &L) -> Result<(), TransportError> {
+    // a closing transport never connects again
+    if !l.state().open() {
+        return Err(closed_error());
+    }
     if let Ok(conn) = conn(l) {
         if let Ok(Ok(())) = tokio::time::timeout(PING_TIMEOUT, l.ping(conn)).await {
             return Ok(());
@@ -167,28 +211,44 @@ pub(crate) async fn probe<L: Link>(l: &L) -> Result<(), TransportError> {
 /// In a child of `fork()`, the parent's subscription tasks are gone: start them again.
 fn resubscribe_after_fork<L: Link>(l: &L) {
     let mut subs = l.state().subs.lock().unwrap_or_else(|p| p.into_inner());
-    if subs.1.as_ref().is_some_and(|g| g.get().is_none()) {
+    if subs.1.as_ref().is_some_and(|g| g.get().is_none()) && l.state().open() {
         subs.1 = Some(ForkGuard::new(()));
         for (channel, sink) in subs.0.iter().filter(|(_, s)| s.alive()) {
-            healcache_rt::handle().spawn(bus_loop(l.clone(), channel.clone(), Arc::clone(sink), true));
+            healcache_rt::handle().spawn(bus_loop(l.tasks(), channel.clone(), Arc::clone(sink), true));
         }
     }
 }
 
 pub(crate) fn subscribe<L: Link>(l: &L, channel: &str, sink: Arc<dyn BusSink>) {
     let mut subs = l.state().subs.lock().unwrap_or_else(|p| p.into_inner());
+    if !l.state().open() {
+        return;
+    }
     subs.0.retain(|(_, s)| s.alive());
     subs.0.push((channel.to_string(), Arc::clone(&sink)));
     if subs.1.is_none() {
         subs.1 = Some(ForkGuard::new(()));
     }
     drop(subs);
-    healcache_rt::handle().spawn(bus_loop(l.clone(), channel.to_string(), sink, true));
+    healcache_rt::handle().spawn(bus_loop(l.tasks(), channel.to_string(), sink, true));
 }
 
-/// One subscription for as long as its sink is alive: subscribe, deliver, ping; when the
-/// connection fails or stops answering, subscribe again after a full-jitter pause.
-async fn bus_loop<L: Link>(l: L, channel: String, sink: Arc<dyn BusSink>, mut first: bool) {
+/// One subscription for as long as its sink is alive and the transport open; a close ends it at
+/// once, its connection with it.
+async fn bus_loop<L: Link>(l: L, channel: String, sink: Arc<dyn BusSink>, first: bool) {
+    let mut phase = l.state().phase.subscribe();
+    let closing = async move {
+        let _ = phase.wait_for(|p| *p != Phase::Open).await;
+    };
+    tokio::select! {
+        () = bus_sessions(&l, &channel, &sink, first) => {}
+        () = closing => {}
+    }
+}
+
+/// Subscribe, deliver, ping; when the connection fails or stops answering, subscribe again
+/// after a full-jitter pause; until the sink is gone.
+async fn bus_sessions<L: Link>(l: &L, channel: &str, sink: &Arc<dyn BusSink>, mut first: bool) {
     let mut rng = SmallRng::seed_from_u64(host_seed());
     // retries since the last subscription: the pause before the next is `U(0, window(k))`
     let mut k = 0u32;
@@ -199,11 +259,60 @@ async fn bus_loop<L: Link>(l: L, channel: String, sink: Arc<dyn BusSink>, mut fi
             tokio::time::sleep(bus_pause(&mut rng, k)).await;
             k = k.saturating_add(1);
         }
-        if l.bus_session(&channel, &sink, first).await.is_ok() {
+        if l.bus_session(channel, sink, first).await.is_ok() {
             first = false;
             k = 0;
         }
         pause = true;
+    }
+}
+
+/// Closes the transport (see `Transport::close`): nothing new is taken; the write loop sends
+/// what is queued, for `deadline` at most, then every connection is dropped.
+pub(crate) async fn close<L: Link>(l: &L, deadline: Duration) {
+    let st = l.state();
+    let mut phase = st.phase.subscribe();
+    let first = st.phase.send_if_modified(|p| {
+        let open = *p == Phase::Open;
+        if open {
+            *p = Phase::Draining;
+        }
+        open
+    });
+    if first {
+        // without its sender the write loop ends once it has sent what is queued, and shuts
+        let writer = st.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if writer.is_none_or(|g| g.get().is_none()) {
+            // no write loop in this process: nothing queued
+            shut(st);
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(deadline, phase.wait_for(|p| *p == Phase::Closed)).await;
+    shut(st);
+}
+
+/// Closed for good: the write loop gives up what it still holds, the bus subscriptions end, and
+/// every connection is dropped (each closes once the operations holding it end).
+pub(crate) fn shut<C>(st: &State<C>) {
+    st.phase.send_replace(Phase::Closed);
+    lost(st);
+    st.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+    st.subs.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
+}
+
+pub(crate) fn closed_error() -> TransportError {
+    TransportError::Io("the shared tier is closed".into())
+}
+
+/// Held by every clone of a transport a user has, never by the transport's own tasks: when the
+/// last one goes (every cache on it dropped), the transport closes after sending what it queued.
+pub(crate) struct KeepOpen<L: Link>(pub(crate) L);
+
+impl<L: Link> Drop for KeepOpen<L> {
+    fn drop(&mut self) {
+        let l = self.0.tasks();
+        healcache_rt::handle().spawn(async move { close(&l, DROP_DRAIN).await });
     }
 }
 
@@ -515,6 +624,16 @@ macro_rules! transport_for {
 
             fn spawn(&self, work: BoxFuture<'static, ()>) {
                 healcache_rt::handle().spawn(work);
+            }
+
+            fn close(&self, deadline: Duration) -> BoxFuture<'static, ()> {
+                let me = self.tasks();
+                // a task of its own: the closing goes on if the caller stops waiting
+                let closing = healcache_rt::handle().spawn(async move { common::close(&me, deadline).await });
+                async move {
+                    let _ = closing.await;
+                }
+                .boxed()
             }
         }
     };

@@ -12,7 +12,7 @@ use healcache_rt::ForkGuard;
 use redis::{Pipeline, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::common::{token_bytes, write_reply, Link, WRITE_BATCH, WRITE_QUEUE};
+use crate::common::{closed_error, shut, token_bytes, write_reply, Link, Phase, WRITE_BATCH, WRITE_QUEUE};
 
 /// What the ordered queue carries: writes, and the bus messages announcing them, so a message is
 /// sent after the write it announces and messages leave in the order they were numbered.
@@ -44,9 +44,12 @@ pub(crate) struct Job {
 }
 
 /// Queues a write or a publish now, in call order (the contract of `Transport::write` and
-/// `Transport::publish`); the future answers it.
+/// `Transport::publish`); the future answers it. A closing transport refuses it at once.
 pub(crate) fn enqueue<L: Link>(l: &L, req: Queued) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-    queue_on(&writer(l), req)
+    match writer(l) {
+        Some(tx) => queue_on(&tx, req),
+        None => futures::future::ready(Err(closed_error())).boxed(),
+    }
 }
 
 /// Queues `req` on `tx`; a full queue refuses it at once rather than growing.
@@ -69,16 +72,38 @@ async fn next_batch(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) -> usize 
     rx.recv_many(jobs, WRITE_BATCH).await
 }
 
-/// The sender of this process's write queue, starting its writer task on first use.
-fn writer<L: Link>(l: &L) -> mpsc::Sender<Job> {
+/// The sender of this process's write queue, starting its writer task on first use; `None`
+/// once the transport is closing.
+fn writer<L: Link>(l: &L) -> Option<mpsc::Sender<Job>> {
     let mut slot = l.state().writer.lock().unwrap_or_else(|p| p.into_inner());
+    // checked under the lock `close` takes the sender with
+    if !l.state().open() {
+        return None;
+    }
     if let Some(tx) = slot.as_ref().and_then(|g| g.get()) {
-        return tx.clone();
+        return Some(tx.clone());
     }
     let (tx, rx) = write_queue();
-    healcache_rt::handle().spawn(write_loop(l.clone(), rx));
+    healcache_rt::handle().spawn(write_loop(l.tasks(), rx));
     *slot = Some(ForkGuard::new(tx.clone()));
-    tx
+    Some(tx)
+}
+
+/// The writer task: sends what is queued until the queue's sender is gone (the transport is
+/// closing) and the queue is empty, then shuts the transport; at a close's deadline it gives up
+/// what it still holds (each caller gets an error).
+async fn write_loop<L: Link>(l: L, rx: mpsc::Receiver<Job>) {
+    let mut phase = l.state().phase.subscribe();
+    let closed = async move {
+        let _ = phase.wait_for(|p| *p == Phase::Closed).await;
+    };
+    tokio::select! {
+        () = send_queued(&l, rx) => {}
+        () = closed => {}
+    }
+    if !l.state().open() {
+        shut(l.state());
+    }
 }
 
 /// Runs the queued writes in call order, in pipelined batches of what is queued (one round
@@ -86,7 +111,7 @@ fn writer<L: Link>(l: &L) -> mpsc::Sender<Job> {
 /// runs a connection's commands in the order sent, so they land in the order they were made.
 /// A batch is answered before the next is sent, so order across batches holds too.
 /// A write whose caller has stopped waiting (its deadline passed) is not sent.
-async fn write_loop<L: Link>(l: L, mut rx: mpsc::Receiver<Job>) {
+async fn send_queued<L: Link>(l: &L, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(WRITE_BATCH);
     while next_batch(&mut rx, &mut jobs).await > 0 {
         jobs.retain(|j| !j.reply.is_closed());

@@ -14,8 +14,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
 use crate::common::{
-    self, failure, millis, run, transport_for, Link, State, BUS_PING, BUS_PONG, CONNECT_TIMEOUT, PING_TIMEOUT,
-    SCAN_COUNT,
+    self, failure, millis, run, transport_for, KeepOpen, Link, State, BUS_PING, BUS_PONG, CONNECT_TIMEOUT,
+    PING_TIMEOUT, SCAN_COUNT,
 };
 use crate::queue::{self, Queued};
 
@@ -23,6 +23,9 @@ use crate::queue::{self, Queued};
 #[derive(Clone)]
 pub struct RedisTransport {
     inner: Arc<Inner>,
+    /// Held by the clones users have, not by the transport's own tasks: the last one dropped
+    /// closes the transport.
+    _keep: Option<Arc<KeepOpen<RedisTransport>>>,
 }
 
 struct Inner {
@@ -64,17 +67,21 @@ impl RedisTransport {
         let redis_settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
         info = info.set_redis_settings(redis_settings);
         let client = Client::open(info).map_err(bad)?;
-        let t = RedisTransport { inner: Arc::new(Inner { client, redacted, state: State::new() }) };
+        let t = RedisTransport { inner: Arc::new(Inner { client, redacted, state: State::new() }), _keep: None };
         // A first connection now, so the first reads do not count as failures; an unreachable
         // Redis is no error here (the cache serves from L1 and loaders meanwhile).
         let first = t.clone();
         let _ = futures::executor::block_on(healcache_rt::spawn(async move { first.reconnect().await }));
-        Ok(t)
+        Ok(Self { _keep: Some(Arc::new(KeepOpen(t.tasks()))), ..t })
     }
 }
 
 impl Link for RedisTransport {
     type Conn = MultiplexedConnection;
+
+    fn tasks(&self) -> Self {
+        RedisTransport { inner: Arc::clone(&self.inner), _keep: None }
+    }
 
     fn state(&self) -> &State<MultiplexedConnection> {
         &self.inner.state

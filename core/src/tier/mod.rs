@@ -28,8 +28,8 @@ mod verify;
 use futures::future::BoxFuture;
 
 pub use lock::{FleetLock, LockReply};
-pub use shared::L2Stats;
 pub(crate) use shared::TierConfig;
+pub use shared::{close_all, L2Stats};
 pub(crate) use shared::{L2Read, Rebuild, Tier, Wrote};
 #[cfg(feature = "tier")]
 pub use verify::FleetVerify;
@@ -213,6 +213,12 @@ pub trait Transport: Send + Sync + 'static {
     /// invalidations) to completion on the transport's own runtime: it must not depend on a
     /// host call being under way, as a host's spawner may.
     fn spawn(&self, work: BoxFuture<'static, ()>);
+    /// Closes the transport for good: what it has queued (writes, bus messages) is still sent,
+    /// for `deadline` at most; then every connection closes, the bus subscriptions' included,
+    /// and later operations fail at once (a probe never connects again). The future resolves
+    /// once the connections are closed; dropping it does not stop the closing. Clones of a
+    /// transport share their connections: closing one closes them all.
+    fn close(&self, deadline: std::time::Duration) -> BoxFuture<'static, ()>;
 }
 
 /// Where a subscription delivers (see [`Transport::subscribe`]).

@@ -3,12 +3,14 @@
 //! (`tagging`), the invalidation bus (`fanout`), the fleet rebuild lock (`rebuild`) and the
 //! counters (`stats`).
 
+mod closing;
 mod fanout;
 mod health;
 mod rebuild;
 mod stats;
 mod tagging;
 
+pub use closing::close_all;
 pub(crate) use rebuild::Rebuild;
 use stats::Counters;
 pub use stats::L2Stats;
@@ -107,6 +109,12 @@ pub(crate) struct Tier<V> {
     /// before an outage ended, they may have missed an invalidation.
     suspect_before: AtomicU64,
     probing: AtomicBool,
+    /// Whether a replay of the recovery queue is due (see `Tier::replay_soon`).
+    replaying: AtomicBool,
+    /// Whether L2 has answered since the tier was made, and whether a probe asks it meanwhile
+    /// (see `Tier::answered`).
+    answered: AtomicBool,
+    first_probing: AtomicBool,
     pub(super) clock: Arc<dyn Clock>,
     locks: Arc<LockCounters>,
     pub(super) jitter: Arc<AtomicU64>,
@@ -126,6 +134,8 @@ pub(crate) struct Tier<V> {
     /// still holds, is trusted again after a 16-byte read instead of a read of its value.
     memo: Mutex<Vec<(u64, u64, Token, u64)>>,
     tags: Arc<TagIndex>,
+    /// The writes under way, and whether the tier is closed.
+    closing: Arc<closing::Closing>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
@@ -147,7 +157,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         };
         let node = bus::node_id(seed, clock.precise_nanos(), Arc::as_ptr(&transport) as *const () as usize);
         let cfg_prefix = cfg.prefix.clone();
-        Arc::new(Tier {
+        let tier = Arc::new(Tier {
             transport,
             codec,
             limits,
@@ -158,6 +168,9 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             timer,
             suspect_before: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
+            first_probing: AtomicBool::new(false),
             clock,
             locks: Arc::default(),
             jitter: Arc::new(AtomicU64::new(seed)),
@@ -169,7 +182,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             tags,
             #[cfg(feature = "tier")]
             leases: Leases::default(),
-        })
+            closing: Arc::default(),
+        });
+        // so that a readiness check soon after start finds L2 answered (see `Tier::answered`)
+        tier.first_probe();
+        tier.listed()
     }
 
     fn memo_hash(key: &str) -> u64 {
@@ -310,9 +327,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         (r, token)
     }
 
-    /// The payload of `value`, or why it cannot be stored in L2.
-    pub(crate) fn encode(&self, value: &V) -> Result<(codec::PayloadCodec, Vec<u8>), String> {
-        self.codec.encode(value)
+    /// The payload of `value`, or why L2 cannot store it: `ValueNotEncodable`, or `ValueTooLarge`
+    /// past `max_entry_bytes` (L1 weighs a value its own way; checked before any write, so
+    /// nothing changes rather than L1 holding what L2 refuses while L2 keeps the value replaced).
+    pub(crate) fn encode(&self, value: &V) -> crate::Result<(codec::PayloadCodec, Vec<u8>)> {
+        let (pc, payload) = self.codec.encode(value).map_err(|reason| crate::Error::ValueNotEncodable { reason })?;
+        let max = codec::max_payload(&self.limits);
+        if payload.len() as u64 > max {
+            return Err(crate::Error::ValueTooLarge { weight: payload.len() as u64, max });
+        }
+        Ok((pc, payload))
     }
 
     /// Writes `key`'s value (`None`: a "not found") to L2, fresh for `ttl` (`None`: no expiry)
@@ -331,11 +355,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         release: Option<String>,
         tags: Vec<Tag>,
     ) -> Option<BoxFuture<'static, Wrote>> {
-        let payload = match value.map(|v| self.codec.encode(v)).transpose() {
+        let payload = match value.map(|v| self.encode(v)).transpose() {
             Ok(p) => p,
             Err(_) => {
+                // a loaded value L2 cannot hold: L2 must not keep serving what it replaces (when
+                // it held nothing as the load began, there is nothing to replace)
                 self.counters.codec_errors.fetch_add(1, Relaxed);
-                return None;
+                if expect == Expect::Absent && release.is_none() {
+                    return None;
+                }
+                return self.tombstone_releasing(key, expect, release);
             }
         };
         self.write_encoded(key, payload, ttl, grace, load_nanos, expect, release, tags, None)
@@ -375,6 +404,16 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
 
     /// [`Tier::tombstone`] written only as `expect` allows (a repair's: only over what it read).
     pub(crate) fn tombstone_expect(self: &Arc<Self>, key: &str, expect: Expect) -> Option<BoxFuture<'static, Wrote>> {
+        self.tombstone_releasing(key, expect, None)
+    }
+
+    /// [`Tier::tombstone_expect`] that also releases the fleet lock held as `release`.
+    fn tombstone_releasing(
+        self: &Arc<Self>,
+        key: &str,
+        expect: Expect,
+        release: Option<String>,
+    ) -> Option<BoxFuture<'static, Wrote>> {
         let ms = (self.cfg.tombstone_ttl.as_millis() as u64).max(1);
         let w = Write {
             kind: Kind::Tombstone,
@@ -385,7 +424,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             px_ms: ms,
             expect,
             ttl: Some(self.cfg.tombstone_ttl),
-            release: None,
+            release,
             tags: Vec::new(),
             memo: None,
         };
@@ -394,6 +433,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
 
     fn submit(self: &Arc<Self>, key: &str, w: Write, payload: &[u8]) -> Option<BoxFuture<'static, Wrote>> {
         let Write { kind, pc, fresh_ms, grace_ms, load_nanos, px_ms, expect, ttl, release, tags, memo } = w;
+        let busy = self.busy();
         if !self.admit() {
             let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
             self.recovery.push(key, self.now(), keep);
@@ -425,6 +465,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let key = key.to_string();
         Some(
             async move {
+                // under way until its bus message is queued (dropped with the future)
+                let _busy = busy;
                 // the transport keeps the deadline from when it sends the write (see WriteRequest)
                 match tier.timed(op, None).await {
                     Ok(WriteReply::Written(token)) => {
@@ -440,16 +482,25 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                         tier.counters.fenced_out.fetch_add(1, Relaxed);
                         Wrote::FencedOut
                     }
-                    Err(_) => Wrote::Failed,
+                    Err(_) => {
+                        // the other instances still hold what this write replaced: its key is
+                        // invalidated once L2 takes writes again
+                        let keep = ttl.map_or(Duration::MAX, |t| t.saturating_add(Duration::from_millis(grace_ms)));
+                        tier.recovery.push(&key, tier.now(), keep);
+                        tier.replay_soon();
+                        Wrote::Failed
+                    }
                 }
             }
             .boxed(),
         )
     }
 
-    /// Whether L2 is answering (the breaker closed).
-    pub(crate) fn available(&self) -> bool {
-        self.breaker.state() == State::Closed
+    /// Whether L2 is answering: it has answered since the tier was made, and the breaker is
+    /// closed. A tier that never answered asks L2 in the background (a readiness check made
+    /// before any traffic must not pass on a URL that leads nowhere).
+    pub(crate) fn available(self: &Arc<Self>) -> bool {
+        self.answered() && self.breaker.state() == State::Closed
     }
 
     /// Hands a write's answer to the background.

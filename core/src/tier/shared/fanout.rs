@@ -63,7 +63,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.start_heartbeat();
     }
 
-    /// Heartbeats every 250 ms, and the check for a silent subscription, until the cache is gone.
+    /// Heartbeats every 250 ms, and the check for a silent subscription, until the cache is gone
+    /// or its tier closed.
     fn start_heartbeat(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let timer = Arc::clone(&self.timer);
@@ -73,6 +74,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 for tick in 0u64.. {
                     timer.sleep(lock::jittered(HEARTBEAT / 2, &jitter)).await;
                     let Some(tier) = weak.upgrade() else { return };
+                    // closed: no more heartbeats, and a silence that is no gap
+                    if tier.is_closed() {
+                        return;
+                    }
                     if tick % 2 == 1 {
                         tier.publish(bus::Kind::Heartbeat, Vec::new());
                     }

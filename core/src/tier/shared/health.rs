@@ -14,12 +14,15 @@ use crate::tier::TransportError;
 /// How long a probe may take at least: it may have to connect anew.
 const PROBE_DEADLINE: Duration = Duration::from_secs(1);
 
+/// How long a failed write's invalidation waits before it is tried (a short error spell passes).
+const REPLAY_PAUSE: Duration = Duration::from_millis(100);
+
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Whether an operation may go to L2 now; counts a skip otherwise. Only the probe loop asks
     /// the breaker for a probe: an operation that took one and skipped it would leave the breaker
     /// half-open until the probe is presumed lost.
     pub(in crate::tier) fn admit(self: &Arc<Self>) -> bool {
-        if self.breaker.state() == State::Closed {
+        if self.breaker.state() == State::Closed && !self.is_closed() {
             return true;
         }
         self.counters.skipped.fetch_add(1, Relaxed);
@@ -44,6 +47,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.counters.latency.record(self.clock.precise_nanos().saturating_sub(started));
         match &r {
             Ok(_) => {
+                self.answered.store(true, Relaxed);
                 self.breaker.on_success(self.now());
             }
             Err(e) => {
@@ -72,14 +76,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// (full jitter) until a probe succeeds; then L1 entries written before now become suspect
     /// and the queued invalidations are replayed.
     fn start_probing(self: &Arc<Self>) {
-        if self.probing.swap(true, Relaxed) {
+        // a closed tier never connects again
+        if self.is_closed() || self.probing.swap(true, Relaxed) {
             return;
         }
         let tier = Arc::clone(self);
         self.transport.spawn(
             async move {
                 let step = Duration::from_millis(20).min(tier.cfg.timeout);
-                loop {
+                while !tier.is_closed() {
                     match tier.breaker.allow(tier.now()) {
                         Admit::Yes => break,
                         Admit::No => tier.timer.sleep(step).await,
@@ -91,6 +96,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                                 Either::Right(_) => false,
                             };
                             if ok {
+                                tier.answered.store(true, Relaxed);
                                 tier.breaker.on_success(tier.now());
                                 tier.recovered();
                                 break;
@@ -105,15 +111,71 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         );
     }
 
-    /// L2 is back: every L1 entry written until now is suspect, and each key written while L2
-    /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
-    /// cannot be decided across processes without a shared clock).
-    fn recovered(self: &Arc<Self>) {
-        self.distrust();
+    /// Whether L2 has answered since the tier was made; when it has not, one probe asks it in
+    /// the background (at most one at a time).
+    pub(in crate::tier) fn answered(self: &Arc<Self>) -> bool {
+        if self.answered.load(Relaxed) {
+            return true;
+        }
+        self.first_probe();
+        false
+    }
+
+    /// Asks L2 once whether it answers (a `PING` as the breaker's probe), unless already asking.
+    pub(in crate::tier) fn first_probe(self: &Arc<Self>) {
+        if self.first_probing.swap(true, Relaxed) {
+            return;
+        }
+        let tier = Arc::clone(self);
+        self.transport.spawn(
+            async move {
+                let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
+                if let Either::Left((Ok(()), _)) =
+                    future::select(tier.transport.probe(), tier.timer.sleep(deadline)).await
+                {
+                    tier.answered.store(true, Relaxed);
+                }
+                tier.first_probing.store(false, Relaxed);
+            }
+            .boxed(),
+        );
+    }
+
+    /// A write failed while the breaker may still be closed (an error answer, one lost
+    /// connection): its key waits in the recovery queue, replayed after a pause. A replay that
+    /// fails queues its key again, and failures enough open the breaker, whose probe replays
+    /// the queue once L2 answers.
+    pub(in crate::tier) fn replay_soon(self: &Arc<Self>) {
+        if self.replaying.swap(true, Relaxed) {
+            return;
+        }
+        let tier = Arc::clone(self);
+        self.transport.spawn(
+            async move {
+                tier.timer.sleep(REPLAY_PAUSE).await;
+                tier.replaying.store(false, Relaxed);
+                if tier.breaker.state() == State::Closed {
+                    tier.replay();
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// Writes a tombstone for each key in the recovery queue.
+    fn replay(self: &Arc<Self>) {
         for key in self.recovery.drain(self.now()) {
             if let Some(w) = self.tombstone(&key) {
                 self.spawn(w);
             }
         }
+    }
+
+    /// L2 is back: every L1 entry written until now is suspect, and each key written while L2
+    /// was away gets a tombstone (an invalidation, never a value: which of two values is newer
+    /// cannot be decided across processes without a shared clock).
+    fn recovered(self: &Arc<Self>) {
+        self.distrust();
+        self.replay();
     }
 }
