@@ -101,6 +101,16 @@ impl SlotIndex {
         }
     }
 
+    /// Calls `f` with every position indexed under a hash of `hash`'s tag: those of its key, and
+    /// maybe others (the caller compares what they hold).
+    #[inline]
+    pub fn each(&self, hash: u64, mut f: impl FnMut(u32)) {
+        let _ = self.find(hash, |p| {
+            f(p);
+            false
+        });
+    }
+
     /// The bucket holding `pos` under `hash`.
     fn bucket_of(&self, hash: u64, pos: u32) -> Option<usize> {
         let want = pack(tag(hash), pos);
@@ -114,7 +124,8 @@ impl SlotIndex {
         }
     }
 
-    /// Adds `pos` under `hash` (the caller knows its key is not indexed yet).
+    /// Adds `pos` under `hash` (the caller knows `pos` is not indexed yet; the store, that its
+    /// key is not).
     #[inline]
     pub fn insert(&mut self, hash: u64, pos: u32) {
         // at most 5/8 full: linear probing stays short (a miss probes about three buckets, all
@@ -288,6 +299,9 @@ mod tests {
                     // the store's equality: the position's key is `k`
                     let got = ix.find(hash_of(k), |p| model.get(&k) == Some(&p));
                     prop_assert_eq!(got, want, "key {}", k);
+                    let mut under = Vec::new();
+                    ix.each(hash_of(k), |p| under.push(p));
+                    prop_assert_eq!(under.iter().filter(|&&p| Some(p) == want).count(), usize::from(want.is_some()));
                 }
             }
         }

@@ -22,9 +22,10 @@ use crate::eviction::Budget;
 use crate::stats::{ReadCounts, StoreStats};
 use crate::sync::{read, write};
 
+mod loads;
 mod shard;
 pub(crate) use shard::{prefetch, Entry, Shard, Slot, Weigh};
-use shard::{LoadMark, ShardSetup, Written};
+use shard::{ShardSetup, Written};
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -479,7 +480,7 @@ impl<V: Clone> Store<V> {
     pub fn begin_load(&self, key: &Arc<str>, id: u64) -> LoadFence {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
-        g.loads.push(LoadMark { id, hash, key: Arc::clone(key), superseded: false });
+        g.loads.begin(id, hash, key);
         let version = g.find(hash, key).map_or(0, |i| g.slots[i as usize].version());
         LoadFence { id, version }
     }
@@ -489,20 +490,15 @@ impl<V: Clone> Store<V> {
     pub fn refence(&self, key: &str, fence: LoadFence) -> LoadFence {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
-        if let Some(m) = g.loads.iter_mut().find(|m| m.id == fence.id) {
-            m.superseded = false;
-        }
+        g.loads.refence(hash, fence.id);
         let version = g.find(hash, key).map_or(0, |i| g.slots[i as usize].version());
         LoadFence { id: fence.id, version }
     }
 
     /// The load of flight `id` ended (or was dropped): its mark goes.
     pub fn end_load(&self, key: &str, id: u64) {
-        let (_, shard) = self.locate(key);
-        let mut g = write(&shard.inner);
-        if let Some(i) = g.loads.iter().position(|m| m.id == id) {
-            g.loads.swap_remove(i);
-        }
+        let (hash, shard) = self.locate(key);
+        write(&shard.inner).loads.end(hash, id);
     }
 
     /// The version of the live entry, 0 if there is none.
@@ -561,7 +557,7 @@ impl<V: Clone> Store<V> {
                 Some(Expect::Live(exp)) if exp != current => {
                     return Err(Error::VersionMismatch { expected: exp, current });
                 }
-                Some(Expect::Load(f)) if f.version != slot.version() || g.load_superseded(f.id) => {
+                Some(Expect::Load(f)) if f.version != slot.version() || g.loads.superseded(hash, f.id) => {
                     return Err(Error::VersionMismatch { expected: f.version, current: slot.version() });
                 }
                 _ => {}
@@ -575,7 +571,7 @@ impl<V: Clone> Store<V> {
                     return Err(Error::VersionMismatch { expected: exp, current: 0 });
                 }
                 // an entry the load saw and that expired or was evicted since is no newer write
-                Some(Expect::Load(f)) if g.load_superseded(f.id) => {
+                Some(Expect::Load(f)) if g.loads.superseded(hash, f.id) => {
                     return Err(Error::VersionMismatch { expected: f.version, current: 0 });
                 }
                 _ => {}
@@ -593,7 +589,7 @@ impl<V: Clone> Store<V> {
                 Some(Expect::Load(f)) => Some(f.id),
                 _ => None,
             };
-            g.supersede_loads_except(hash, key, own);
+            g.loads.supersede(hash, key, own);
         }
         let over = g.over();
         drop(g);
@@ -657,7 +653,7 @@ impl<V: Clone> Store<V> {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
         if supersede == Supersede::Always {
-            g.supersede_loads(hash, key);
+            g.loads.supersede(hash, key, None);
         }
         let now = self.now();
         let i = g.find(hash, key)?;
@@ -665,7 +661,7 @@ impl<V: Clone> Store<V> {
             return None;
         }
         if supersede == Supersede::IfRemoved {
-            g.supersede_loads(hash, key);
+            g.loads.supersede(hash, key, None);
         }
         let (slot, _) = g.remove_at(i as usize);
         let live = slot.live(now);
@@ -736,6 +732,30 @@ mod tests {
         assert_eq!(std::mem::size_of::<shard::Slot<Vec<u8>>>(), 24 + 24 + 2 * 8);
         assert_eq!(std::mem::size_of::<shard::Slot<u64>>(), 24 + 8 + 2 * 8);
         assert_eq!(std::mem::size_of::<shard::Cold>(), 3 * 8);
+    }
+
+    /// Several loads of one key under way: the store of one makes the others lose and keeps its
+    /// own, also once its entry is evicted (no write); a load of another key keeps its store.
+    #[test]
+    fn a_load_store_makes_the_other_loads_of_its_key_lose() {
+        let s = new_store(1, 1, u64::MAX, 64, u64::MAX, 7, Arc::new(ManualClock::new()));
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        let key: Arc<str> = Arc::from("k");
+        let fences: Vec<LoadFence> = (1..=5).map(|id| s.begin_load(&key, id)).collect();
+        let other = s.begin_load(&Arc::from("j"), 6);
+        let store = |k: &str, f: LoadFence| s.write(k, 1, forever, Some(Expect::Load(f)), &mut Vec::new());
+        store("k", fences[2]).unwrap();
+        s.write("x", 1, forever, None, &mut Vec::new()).unwrap();
+        assert_eq!(s.version("k"), 0, "k was evicted");
+        for (i, &f) in fences.iter().enumerate().filter(|&(i, _)| i != 2) {
+            assert!(store("k", f).is_err(), "load {i} lost to the store of another");
+        }
+        store("k", fences[2]).unwrap();
+        store("j", other).unwrap();
+        for id in 1..=5 {
+            s.end_load("k", id);
+        }
+        assert!(store("k", fences[2]).is_err(), "a load that ended stores nothing");
     }
 
     /// Versions go up to 2^62 - 1, where the access counter's bits begin; a write past that

@@ -335,6 +335,37 @@ fn newer_writes_win_under_contention_no_load_outlives_a_later_delete() {
     assert!(s.loads > 100, "loads raced the deletes: {} loads", s.loads);
 }
 
+/// Newer writes win in a miss storm: of a thousand loads under way, a delete of one key keeps
+/// only that key's value out; every other load is stored, and none is left behind.
+#[test]
+fn newer_writes_win_a_delete_among_a_thousand_loads_fences_only_its_own() {
+    const LOADS: usize = 1000;
+    let c: Cache<String> = Cache::builder().max_entries(2 * LOADS as u64).build().unwrap();
+    let mut gates = Vec::with_capacity(LOADS);
+    let mut loads = Vec::with_capacity(LOADS);
+    for i in 0..LOADS {
+        let (gate, loader) = held(format!("v{i}"));
+        let mut load = Box::pin(c.get_or_load(&format!("user:{i}"), loader));
+        begin(load.as_mut());
+        gates.push(gate);
+        loads.push(load);
+    }
+    assert_eq!(c.in_flight(), LOADS);
+    assert_eq!(c.remove("user:417"), None);
+    for gate in gates {
+        gate.send(()).unwrap();
+    }
+    for (i, load) in loads.into_iter().enumerate() {
+        assert_eq!(block_on(load).unwrap(), format!("v{i}"), "every caller gets what it loaded");
+    }
+    assert_eq!(c.stats().fenced_writes, 1);
+    assert_eq!(c.get("user:417"), None, "the delete won");
+    for i in (0..LOADS).filter(|&i| i != 417) {
+        assert_eq!(c.get(&format!("user:{i}")), Some(format!("v{i}")), "user:{i} is stored");
+    }
+    assert_eq!(c.in_flight(), 0);
+}
+
 /// A value read from the shared tier is fenced as a loaded one is.
 #[cfg(feature = "tier")]
 mod shared {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use foldhash::fast::FixedState;
 
+use super::loads::Loads;
 use super::{Meta, RemovalCause, Removed, NEVER};
 use crate::eviction::{Budget, Queues, Stamp};
 use crate::index::SlotIndex;
@@ -141,18 +142,8 @@ pub(crate) struct ShardInner<V> {
     pub(super) round_min: u64,
     /// The eviction queues and ghost ([`Queues`]), position for position beside `slots`.
     pub(super) queues: Queues,
-    /// Loads of this shard's keys under way ([`super::Store::begin_load`]): a few at most, so a
-    /// list, and an empty one costs a removal nothing.
-    pub(super) loads: Vec<LoadMark>,
-}
-
-/// A load under way of a key of this shard: whether a removal of its key since it began means
-/// its value must not be stored.
-pub(super) struct LoadMark {
-    pub id: u64,
-    pub hash: u64,
-    pub key: Arc<str>,
-    pub superseded: bool,
+    /// Loads of this shard's keys under way ([`super::Store::begin_load`]).
+    pub(super) loads: Loads,
 }
 
 /// What a shard is made with besides its bounds.
@@ -256,7 +247,7 @@ impl<V> Shard<V> {
                     next_gone: NEVER,
                     round_min: NEVER,
                     queues: Queues::new(cap, reserve),
-                    loads: Vec::new(),
+                    loads: Loads::new(),
                 },
                 ReadCounts::default,
             ),
@@ -275,33 +266,6 @@ impl<V> ShardInner<V> {
     #[inline(always)]
     pub(super) fn find(&self, hash: u64, key: &str) -> Option<u32> {
         self.table.find(hash, |i| &*self.slots[i as usize].key == key)
-    }
-
-    /// A removal of `key` (`hash` is its hash): every load of it under way loses its store.
-    #[inline]
-    pub(super) fn supersede_loads(&mut self, hash: u64, key: &str) {
-        for m in &mut self.loads {
-            if m.hash == hash && *m.key == *key {
-                m.superseded = true;
-            }
-        }
-    }
-
-    /// A write of `key`: every load of it under way but `own` (the load storing) loses its store.
-    #[inline]
-    pub(super) fn supersede_loads_except(&mut self, hash: u64, key: &str, own: Option<u64>) {
-        for m in &mut self.loads {
-            if m.hash == hash && *m.key == *key && Some(m.id) != own {
-                m.superseded = true;
-            }
-        }
-    }
-
-    /// Whether the load of flight `id` may no longer store its value: its key was removed since
-    /// it began (or its mark is gone, which only its end takes).
-    #[inline]
-    pub(super) fn load_superseded(&self, id: u64) -> bool {
-        self.loads.iter().find(|m| m.id == id).is_none_or(|m| m.superseded)
     }
 
     /// The entry at position `i`.
@@ -476,9 +440,7 @@ impl<V> ShardInner<V> {
         self.round_min = NEVER;
         self.queues.clear();
         self.cold.clear();
-        for m in &mut self.loads {
-            m.superseded = true;
-        }
+        self.loads.supersede_all();
         removed.extend(self.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
     }
 
