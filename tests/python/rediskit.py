@@ -60,6 +60,15 @@ def faultproxy_path() -> Path:
     return target / "release" / "healcache-faultproxy"
 
 
+def wait_for(cond, limit: float = 5.0) -> None:
+    """Polls `cond` every 10 ms until it holds; fails once `limit` seconds have passed."""
+    end = time.monotonic() + limit
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {limit} s")
+        time.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

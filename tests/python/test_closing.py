@@ -13,17 +13,11 @@ import time
 import pytest
 
 import healcache
-from rediskit import redis_server  # noqa: F401 (fixture)
+from rediskit import redis_server, wait_for  # noqa: F401 (fixture)
 
 N = 5000
 
 
-def wait_for(cond, limit: float) -> None:
-    end = time.monotonic() + limit
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {limit} s")
-        time.sleep(0.01)
 
 
 class Watch:

@@ -13,16 +13,9 @@ import time
 import pytest
 
 import healcache
-from rediskit import Resp, free_port, redis_server, fault_proxy  # noqa: F401 (fixtures)
+from rediskit import redis_server, wait_for  # noqa: F401 (fixture)
 
 
-def wait_for(cond, limit: float = 5.0) -> None:
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_value_l2_would_refuse_is_refused_by_set_and_changes_nothing(redis_server):

@@ -16,16 +16,9 @@ from datetime import timedelta
 import pytest
 
 import healcache
-from rediskit import Resp, free_port, redis_server, fault_proxy  # noqa: F401 (fixtures)
+from rediskit import Resp, free_port, redis_server, fault_proxy, wait_for  # noqa: F401 (fixtures)
 
 
-def wait_for(cond, limit: float = 5.0) -> None:
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def fetch(cache, key, loader):
