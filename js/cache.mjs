@@ -588,8 +588,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      */
     close(options) {
       const o = callOptions(options, 'close');
-      const timeout = o === undefined || o.timeout === undefined ? 5000 : o.timeout;
-      if (typeof timeout !== 'number') throw argError(`timeout must be a number of milliseconds, got ${typeof timeout}`);
+      const timeout = o === undefined ? undefined : o.timeout; // undefined: the core's default
+      if (timeout !== undefined && typeof timeout !== 'number') throw argError(`timeout must be a number of milliseconds, got ${typeof timeout}`);
       super.close();
       // the WebAssembly build has no shared tier: nothing to wait for
       return typeof B.closeShared === 'function' ? B.closeShared(this._c, timeout) : Promise.resolve(0);

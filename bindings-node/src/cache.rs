@@ -231,16 +231,19 @@ pub fn raw_exports(exports: Object, env: Env) -> napi::Result<()> {
 
 /// `Backend::close_shared`: resolves to the L2 writes still under way at the deadline.
 #[napi(ts_return_type = "Promise<number>")]
-pub fn close_shared<'env>(env: &'env Env, c: &External<Backend>, timeout: f64) -> napi::Result<PromiseRaw<'env, ToJs>> {
+pub fn close_shared<'env>(
+    env: &'env Env,
+    c: &External<Backend>,
+    timeout: Option<f64>,
+) -> napi::Result<PromiseRaw<'env, ToJs>> {
     let fut = c.close_shared(timeout).map_err(|e| into_js_error(env, e))?;
     promise(env, fut.map(Ok))
 }
 
 /// `Backend::close_all_shared`, for the process's `beforeExit`.
 #[napi(ts_return_type = "Promise<number>")]
-pub fn close_all_shared(env: &Env, timeout: f64) -> napi::Result<PromiseRaw<'_, ToJs>> {
-    let fut = Backend::close_all_shared(timeout).map_err(|e| into_js_error(env, e))?;
-    promise(env, fut.map(Ok))
+pub fn close_all_shared(env: &Env) -> napi::Result<PromiseRaw<'_, ToJs>> {
+    promise(env, Backend::close_all_shared().map(Ok))
 }
 
 /// `Backend::remove`.

@@ -746,12 +746,12 @@ impl PyCache {
 
     /// Ends background work for good (the healing loop) and waits for it; with a shared tier,
     /// waits (the GIL released) until the L2 writes under way are sent, `timeout` seconds at
-    /// most, then closes its connections. Returns the writes still under way at the deadline.
-    /// The cache stays usable (from L1 alone when it had a shared tier).
-    #[pyo3(signature = (timeout=5.0))]
-    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
-        let d = std::time::Duration::try_from_secs_f64(timeout)
-            .map_err(|_| invalid(py, "timeout", "must be a non-negative finite number of seconds"))?;
+    /// most (`None`: the core's default), then closes its connections. Returns the writes still
+    /// under way at the deadline. The cache stays usable (from L1 alone when it had a shared tier).
+    #[pyo3(signature = (timeout=None))]
+    fn close(&self, py: Python<'_>, timeout: Option<Seconds>) -> PyResult<usize> {
+        let d = healcache::close_timeout_ms(timeout.map(|s| s.ms()), healcache::DEFAULT_CLOSE_TIMEOUT)
+            .map_err(|e| to_pyerr(py, e))?;
         self.healing.close(py)?;
         Ok(runtime::block_detached(py, self.inner.close_shared(d)))
     }
@@ -770,8 +770,7 @@ impl PyCache {
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        // close()'s default timeout
-        self.close(py, 5.0)?;
+        self.close(py, None)?;
         Ok(false)
     }
 

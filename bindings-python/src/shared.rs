@@ -12,20 +12,19 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::convert::{Value, Weigh};
-use crate::error::{invalid, type_name};
+use crate::error::type_name;
 use crate::runtime;
 
 /// Nesting deeper than this is refused (as the core's decoder refuses it).
 const MAX_DEPTH: usize = codec::MAX_DEPTH;
 
-/// `healcache::tier::close_all`, for the exit hook of `healcache._closing`: the shared tier of
-/// every cache still open sends what it queued, within `timeout` seconds (waited for with the
-/// GIL released), then closes; returns the writes still under way at the deadline.
+/// `healcache::tier::close_all` within the core's exit timeout, for the exit hook of
+/// `healcache._closing`: the shared tier of every cache still open sends what it queued
+/// (waited for with the GIL released), then closes; returns the writes still under way at the
+/// deadline.
 #[pyfunction]
-pub(crate) fn _close_all_shared(py: Python<'_>, timeout: f64) -> PyResult<usize> {
-    let d = std::time::Duration::try_from_secs_f64(timeout)
-        .map_err(|_| invalid(py, "timeout", "must be a non-negative finite number of seconds"))?;
-    Ok(runtime::block_detached(py, healcache::tier::close_all(d)))
+pub(crate) fn _close_all_shared(py: Python<'_>) -> usize {
+    runtime::block_detached(py, healcache::tier::close_all(healcache::EXIT_CLOSE_TIMEOUT))
 }
 
 /// The codec of Python values: conversion to and from [`rmpv::Value`], weighed as any value.

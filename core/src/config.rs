@@ -187,6 +187,25 @@ pub(crate) fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u
     Err(Error::invalid_config(field, problem, Some(v)))
 }
 
+/// How long a close waits at most for the shared tier's writes under way when the caller does
+/// not say ([`crate::Cache::close_shared`]).
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the exit hook of a host (Python's `atexit`, Node's `beforeExit`) waits at most for
+/// the writes under way of every shared tier still open ([`crate::tier::close_all`]): an exit
+/// must not hang on an unreachable Redis.
+pub const EXIT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A close's timeout in milliseconds as a host gives it: `None` is `default`, 0 closes at once
+/// (waits for no write), anything else is checked as every duration is ([`duration_ms`]).
+pub fn close_timeout_ms(ms: Option<f64>, default: Duration) -> Result<Duration> {
+    match ms {
+        None => Ok(default),
+        Some(0.0) => Ok(Duration::ZERO),
+        Some(v) => duration_ms("timeout", v),
+    }
+}
+
 /// Validates a duration in milliseconds: finite, positive, at most 100 years. `field` names the
 /// setting (as in the settings table) or the option of a call.
 pub fn duration_ms(field: &'static str, v: f64) -> Result<Duration> {

@@ -55,7 +55,10 @@ pub(crate) type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use cache::{Cache, Entry, Ttl, WriteOptions, Written};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{duration_ms, CacheBuilder, Config, RemovalListener, Weigher};
+pub use config::{
+    close_timeout_ms, duration_ms, CacheBuilder, Config, RemovalListener, Weigher, DEFAULT_CLOSE_TIMEOUT,
+    EXIT_CLOSE_TIMEOUT,
+};
 pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use fetch::{FetchOptions, Fetched, Loaded};
 pub use flight::{Interrupt, Spawner, Timer};

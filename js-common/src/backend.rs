@@ -683,29 +683,20 @@ impl Backend {
             self.core().healer.stop();
         }
     }
+
     /// `Cache::close_shared`: resolves to the L2 writes still under way at the deadline.
-    /// `timeout` in ms (0: wait for none, close at once).
+    /// `timeout` in ms (`None`: the core's default; 0: wait for none, close at once).
     #[cfg(feature = "tier")]
-    pub fn close_shared(&self, timeout: f64) -> Result<impl Future<Output = f64> + Send + 'static> {
-        let d = close_timeout(timeout)?;
+    pub fn close_shared(&self, timeout: Option<f64>) -> Result<impl Future<Output = f64> + Send + 'static> {
+        let d = healcache::close_timeout_ms(timeout, healcache::DEFAULT_CLOSE_TIMEOUT)?;
         Ok(futures::FutureExt::map(self.core().cache.close_shared(d), |left| left as f64))
     }
 
-    /// `healcache::tier::close_all`, for the host's exit hook: every shared tier of the process
-    /// still open, closed at once; resolves to the writes still under way at the deadline in all.
+    /// `healcache::tier::close_all` within the core's exit timeout, for the host's exit hook:
+    /// every shared tier of the process still open, closed at once; resolves to the writes still
+    /// under way at the deadline in all.
     #[cfg(feature = "tier")]
-    pub fn close_all_shared(timeout: f64) -> Result<impl Future<Output = f64> + Send + 'static> {
-        let d = close_timeout(timeout)?;
-        Ok(futures::FutureExt::map(healcache::tier::close_all(d), |left| left as f64))
-    }
-}
-
-/// A close's timeout in ms, as the core's duration settings are checked (0 allowed).
-#[cfg(feature = "tier")]
-fn close_timeout(ms: f64) -> Result<std::time::Duration> {
-    if ms == 0.0 {
-        Ok(std::time::Duration::ZERO)
-    } else {
-        healcache::duration_ms("timeout", ms)
+    pub fn close_all_shared() -> impl Future<Output = f64> + Send + 'static {
+        futures::FutureExt::map(healcache::tier::close_all(healcache::EXIT_CLOSE_TIMEOUT), |left| left as f64)
     }
 }

@@ -87,9 +87,10 @@ if (addon !== undefined) {
   // A write-behind queue in front of a writer (the core's; its drainer on the addon's runtime).
   WriteBehind = wrapper.makeWriteBehind(addon, Cache);
   // When the event loop runs out of work, the shared tiers still open send the writes they
-  // queued (and the bus messages announcing them) before the process exits, 2 s at most. Once:
-  // the call's own promise would otherwise bring the event back. `process.exit()` skips it.
-  process.once('beforeExit', () => addon.closeAllShared(2000));
+  // queued (and the bus messages announcing them) before the process exits, within the core's
+  // exit timeout. Once: the call's own promise would otherwise bring the event back.
+  // `process.exit()` skips it.
+  process.once('beforeExit', () => addon.closeAllShared());
   backend = 'native';
 } else {
   if (forced === 'native') throw notBuilt(`no native binary for ${triple} (looked for ${tried.join(', ')})`);

@@ -639,10 +639,10 @@ class Cache(Generic[_V]):
         raises ``InvalidConfig`` naming the setting as asked, and changes nothing."""
     def config_get(self, name: str, /) -> str:
         """A setting by its name, as text, in the unit ``config_set`` takes under that name."""
-    def close(self, timeout: float = 5.0) -> int:
+    def close(self, timeout: Optional[_Seconds] = None) -> int:
         """Ends the background healing for good and waits for its thread; with a shared tier,
         also waits (the GIL released) until the L2 writes under way, with the bus messages
-        announcing them, are sent, for at most ``timeout`` seconds, then closes the Redis
+        announcing them, are sent, for at most ``timeout`` seconds (``None``: 5; 0: none), then closes the Redis
         connections. Returns the writes still under way at the deadline (0 without a shared
         tier). The cache stays usable (``verify_now`` included), from L1 alone when it had a
         shared tier: later L2 reads, writes and deletes are skipped (``l2_skipped``).

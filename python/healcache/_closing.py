@@ -3,7 +3,7 @@
 ``set`` returns once L1 holds the value; its L2 write, and the bus message telling other
 instances to drop their copies, are sent in the background. A batch job that sets keys and ends
 would leave those still queued unsent, so at interpreter exit every cache's shared tier still
-open sends what it queued and closes, as ``Cache.close()`` does, within ``EXIT_TIMEOUT``.
+open sends what it queued and closes, as ``Cache.close()`` does, within a short timeout.
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ import atexit
 
 from ._healcache import _close_all_shared
 
-# Seconds the exit waits at most for the writes under way (a healthy Redis takes milliseconds
-# for thousands; an unreachable one has its writes skipped, so none are under way).
-EXIT_TIMEOUT = 2.0
-
-
-@atexit.register
-def _close_all() -> None:
-    _close_all_shared(EXIT_TIMEOUT)
+# How long the exit waits at most is the core's (2 s): a healthy Redis takes milliseconds for
+# thousands of writes, and an unreachable one has its writes skipped, so none are under way.
+atexit.register(_close_all_shared)

@@ -10,9 +10,9 @@ __version__: str
 def _settings() -> list[tuple[str, str, str]]:
     """The core's settings table as ``(name, scope, unit)`` (internal)."""
 
-def _close_all_shared(timeout: float) -> int:
-    """Closes every cache's shared tier still open, after its writes under way, within
-    ``timeout`` seconds; the writes still under way at the deadline (the exit hook's, internal)."""
+def _close_all_shared() -> int:
+    """Closes every cache's shared tier still open, after its writes under way, within the core's
+    exit timeout (2 s); the writes still under way at the deadline (the exit hook's, internal)."""
 
 @final
 class _LoopDriver:

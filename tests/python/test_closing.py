@@ -6,6 +6,7 @@ connection open."""
 from __future__ import annotations
 
 import gc
+from datetime import timedelta
 import subprocess
 import sys
 import time
@@ -117,5 +118,7 @@ def test_close_timeout_is_checked():
     for bad in (-1, float("nan"), float("inf")):
         with pytest.raises(healcache.InvalidConfig):
             c.close(timeout=bad)
-    # without a shared tier nothing is under way
+    # without a shared tier nothing is under way; None is the default, a timedelta is seconds
     assert c.close(timeout=0) == 0
+    assert c.close(timeout=None) == 0
+    assert c.close(timeout=timedelta(milliseconds=10)) == 0
