@@ -264,9 +264,14 @@ impl PyCache {
     /// the same). Returns how many fresh entries of this process it invalidated. Blocks for one
     /// round trip to L2 at most, without holding the GIL.
     #[pyo3(signature = (tag, /, *, hard=false))]
-    fn invalidate_tag(&self, py: Python<'_>, tag: &str, hard: bool) -> PyResult<usize> {
+    fn invalidate_tag(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::tag)] tag: String,
+        hard: bool,
+    ) -> PyResult<usize> {
         let cache = self.inner.clone();
-        runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(tag, hard)))
+        runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(&tag, hard)))
             .map_err(|e| to_pyerr(py, e))
     }
 
@@ -618,18 +623,18 @@ impl PyCache {
     fn register_source(
         &self,
         py: Python<'_>,
-        prefix: &str,
+        #[pyo3(from_py_with = arg::prefix)] prefix: String,
         source: &Bound<'_, PyAny>,
-        decode: Option<&str>,
+        #[pyo3(from_py_with = arg::decode)] decode: Option<String>,
         allow_private: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.healing.register_source(py, prefix, source, decode, allow_private, &self.weigh)
+        self.healing.register_source(py, &prefix, source, decode.as_deref(), allow_private, &self.weigh)
     }
 
     /// Removes a prefix's source and its score; returns whether it was registered.
     #[pyo3(signature = (prefix, /))]
-    fn unregister_source(&self, prefix: &str) -> bool {
-        self.healing.unregister_source(prefix)
+    fn unregister_source(&self, #[pyo3(from_py_with = arg::prefix)] prefix: String) -> bool {
+        self.healing.unregister_source(&prefix)
     }
 
     /// `await cache.verify_now()`: one healing interval now; its report as a dict.
@@ -654,8 +659,12 @@ impl PyCache {
 
     /// The score report of one prefix, or `None` if it has no source.
     #[pyo3(signature = (prefix, /))]
-    fn score<'py>(&self, py: Python<'py>, prefix: &str) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.healing.healer.score(prefix))
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = arg::prefix)] prefix: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.healing.healer.score(&prefix))
     }
 
     /// The score reports of every prefix, sorted by prefix.
@@ -734,14 +743,19 @@ impl PyCache {
 
     /// Sets one setting by its name (`"healing.sample_rate"`, ...), validated by the core.
     #[pyo3(signature = (name, value, /))]
-    fn config_set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.healing.config_set(py, name, value)
+    fn config_set(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::name)] name: String,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.healing.config_set(py, &name, value)
     }
 
     /// One setting by its name, as text.
     #[pyo3(signature = (name, /))]
-    fn config_get(&self, py: Python<'_>, name: &str) -> PyResult<String> {
-        self.healing.config_get(py, name)
+    fn config_get(&self, py: Python<'_>, #[pyo3(from_py_with = arg::name)] name: String) -> PyResult<String> {
+        self.healing.config_get(py, &name)
     }
 
     /// Ends background work for good (the healing loop) and waits for it; with a shared tier,

@@ -74,15 +74,10 @@ pub(crate) fn key_list(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 
 /// One tag of a `tags` list; a tag with no UTF-8 form is refused as the core refuses a bad tag.
 fn tag(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    let s = obj
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err(format!("`tags` items must be str, not {}", type_name(obj))))?;
-    match s.to_cow() {
-        Ok(t) => Ok(t.into_owned()),
-        Err(_) => {
-            Err(invalid(obj.py(), "tags", "must be valid Unicode text (a lone surrogate cannot be encoded as UTF-8)"))
-        }
+    if !obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!("`tags` items must be str, not {}", type_name(obj))));
     }
+    text(obj, "tags", |py| invalid(py, "tags", NOT_UTF8_TEXT))
 }
 
 /// Whole numbers of a Rust type, with its bound as Python writes it.
@@ -158,12 +153,54 @@ pub(crate) mod arg {
         if obj.is_none() {
             return Ok(None);
         }
-        str_list(obj, "tags", tag).map(Some)
+        str_list(obj, "tags", super::tag).map(Some)
     }
 
     /// `keys`: a list of keys.
     pub(crate) fn keys(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         key_list(obj)
+    }
+
+    /// `invalidate_tag`'s tag: refused as a tag of `set` is when it has no UTF-8 form.
+    pub(crate) fn tag(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+        text(obj, "tag", |py| invalid(py, "tag", NOT_UTF8_TEXT))
+    }
+
+    /// A source's prefix: a key prefix, so one with no UTF-8 form is refused as such a key is.
+    pub(crate) fn prefix(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+        text(obj, "prefix", |py| to_pyerr(py, Error::InvalidKey { reason: PREFIX_NOT_UTF8 }))
+    }
+
+    /// A setting's name (`config_set`, `config_get`).
+    pub(crate) fn name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+        text(obj, "name", |py| invalid(py, "name", NOT_UTF8_TEXT))
+    }
+
+    /// `decode=` of an HTTP source, or None.
+    pub(crate) fn decode(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        if obj.is_none() {
+            return Ok(None);
+        }
+        text(obj, "decode", |py| invalid(py, "decode", NOT_UTF8_TEXT)).map(Some)
+    }
+}
+
+/// Why a str holding lone surrogates is refused where text is needed.
+const NOT_UTF8_TEXT: &str = "must be valid Unicode text (a lone surrogate cannot be encoded as UTF-8)";
+
+/// Why a source's prefix holding lone surrogates is refused.
+const PREFIX_NOT_UTF8: &str = "the prefix is not valid Unicode text (a lone surrogate cannot be encoded as UTF-8)";
+
+/// A str argument as Rust text: one with no UTF-8 form gets `refused` (a typed error naming the
+/// argument) rather than pyo3's `UnicodeEncodeError`, which quotes the text; another type is a
+/// `TypeError` naming it.
+fn text(obj: &Bound<'_, PyAny>, field: &str, refused: impl Fn(Python<'_>) -> PyErr) -> PyResult<String> {
+    let s = obj
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("`{field}` must be str, not {}", type_name(obj))))?;
+    match s.to_cow() {
+        Ok(t) => Ok(t.into_owned()),
+        Err(_) => Err(refused(obj.py())),
     }
 }
 
@@ -272,14 +309,34 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
         if is_timedelta(&obj)? {
             return Ok(Seconds(obj.call_method0(pyo3::intern!(obj.py(), "total_seconds"))?.extract()?));
         }
-        Ok(Seconds(obj.extract()?))
+        Ok(Seconds(float(&obj)?))
     }
+}
+
+/// A number as an `f64`; an int too large for one is the largest finite `f64` of its sign, so the
+/// core refuses it under the setting's name as out of range (and never reads it as `math.inf`,
+/// which means "no expiry" for a TTL) rather than pyo3 raising a bare `OverflowError`.
+fn float(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    obj.extract::<f64>().or_else(|e| {
+        let py = obj.py();
+        if e.is_instance_of::<PyOverflowError>(py) && obj.is_instance_of::<pyo3::types::PyInt>() {
+            Ok(if obj.lt(0)? { -f64::MAX } else { f64::MAX })
+        } else {
+            Err(e)
+        }
+    })
 }
 
 impl Seconds {
     /// In the core's unit (milliseconds).
     pub fn ms(self) -> f64 {
-        self.0 * 1000.0
+        // finite seconds stay finite: infinity means "no expiry" where a TTL is read
+        let ms = self.0 * 1000.0;
+        if ms.is_infinite() && self.0.is_finite() {
+            f64::MAX.copysign(self.0)
+        } else {
+            ms
+        }
     }
 }
 
@@ -302,7 +359,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Given {
         if is_timedelta(&obj)? {
             return Seconds::extract(obj).map(Given::Span);
         }
-        Ok(obj.extract().map_or_else(|_| Given::Other(type_name(&obj)), Given::Number))
+        Ok(float(&obj).map_or_else(|_| Given::Other(type_name(&obj)), Given::Number))
     }
 }
 

@@ -67,6 +67,27 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// An `f64` in an error message: as [`Decimal`] from 1e-6 up to 1e21 (where JavaScript writes
+/// plain digits too), with an exponent beyond (`1e+300`, `1.5e-7`), so a huge value a user
+/// gave reads as they would write it, not as 301 digits.
+pub(crate) struct Short(pub f64);
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self.0.abs();
+        if !a.is_finite() || a == 0.0 || (1e-6..1e21).contains(&a) {
+            return Decimal(self.0).fmt(f);
+        }
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(self.0);
+        match text.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => write!(f, "{}e+{e}", m.trim_end_matches(".0")),
+            Some((m, e)) => write!(f, "{}e{e}", m.trim_end_matches(".0")),
+            None => f.write_str(text),
+        }
+    }
+}
+
 /// ryu's text of a finite, non-negative number (`123.0`, `1.5e-7`, `1e21`) as digits `d` and an
 /// exponent `q` (the number is `d * 10^q`), `d` without trailing zeros (0 for zero).
 fn shortest(text: &[u8]) -> (u64, i32) {
@@ -171,6 +192,24 @@ mod tests {
             -1_704_007_611_719_213.25,
         ] {
             same(v);
+        }
+    }
+
+    #[test]
+    fn short_writes_an_exponent_only_beyond_plain_digits() {
+        for (v, want) in [
+            (1e300, "1e+300"),
+            (-1e300, "-1e+300"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-7"),
+            (1e20, "100000000000000000000"),
+            (123.25, "123.25"),
+            (0.000001, "0.000001"),
+            (0.0, "0"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(Short(v).to_string(), want);
         }
     }
 

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::decimal::Decimal;
+use crate::decimal::{Decimal, Short};
 use crate::settings::{js_name, setting, Unit};
 
 /// The error a loader returned, shared unchanged by every waiter of its flight.
@@ -292,7 +292,7 @@ impl ConfigProblem {
     /// `value` and any bound of `unit` written in the host's unit.
     pub fn text(&self, host: Host, unit: Unit, value: Option<f64>) -> String {
         let dur = unit == Unit::Duration;
-        let num = |v: f64| if dur { Decimal(to_host(host, v)).to_string() } else { Decimal(v).to_string() };
+        let num = |v: f64| if dur { Short(to_host(host, v)).to_string() } else { Short(v).to_string() };
         let got = value.map_or(String::new(), |v| format!(", got {}", num(v)));
         // where the problem's words do not say the unit, a duration's value carries it
         let got_in_unit = match value {

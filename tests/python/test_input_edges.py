@@ -5,7 +5,9 @@ TypeError naming the argument) raised before the core is called, so nothing in t
   the argument, as their other out-of-range values get (never pyo3's bare `OverflowError`);
 - a `str` where a list of str is expected: a `TypeError` saying so (a str is a sequence of
   characters, which would be taken apart);
-- keys that are no valid Unicode text (lone surrogates): `InvalidKey`, never `UnicodeEncodeError`.
+- keys that are no valid Unicode text (lone surrogates): `InvalidKey`, never `UnicodeEncodeError`;
+  other text arguments (a tag, a setting's name, `decode`) the same way: `InvalidConfig` naming them;
+- ints no float holds where a number is expected: `InvalidConfig`, never `OverflowError`.
 """
 
 from __future__ import annotations
@@ -302,3 +304,56 @@ def test_values_with_lone_surrogates_are_still_stored() -> None:
     c = Cache()
     c.set("k", BAD_KEY)  # a value is not a key: stored as given
     assert c.get("k") == BAD_KEY
+
+
+def test_text_arguments_with_a_lone_surrogate_are_typed_errors_naming_the_argument() -> None:
+    """A tag, a source's prefix, a setting's name and `decode` with no UTF-8 form: a typed error
+    naming the argument (never `UnicodeEncodeError`, which quotes the text), nothing changed."""
+    c = Cache(max_entries=10)
+    c.set("k", 1, tags=["t"])
+    c.register_source("user:", lambda key: 1)
+    before = _snapshot(c), c.healing_config()
+    _invalid(lambda: c.invalidate_tag("t\ud800"), "tag")
+    _invalid(lambda: c.config_set("healing.sample\ud800", 1), "name")
+    _invalid(lambda: c.config_get("healing.sample\ud800"), "name")
+    _invalid(lambda: c.register_source("x:", "http://127.0.0.1:9/{key}", decode="js\ud800n"), "decode")
+    for call in (
+        lambda: c.register_source("user\ud800", lambda key: 1),
+        lambda: c.unregister_source("user\ud800"),
+        lambda: c.score("user\ud800"),
+    ):
+        with pytest.raises(healcache.InvalidKey) as ei:
+            call()
+        assert "prefix" in str(ei.value) and "\\ud800" not in str(ei.value)
+    assert (_snapshot(c), c.healing_config()) == before
+    assert c.score("user:") is not None and c.score("x:") is None
+    with pytest.raises(TypeError, match="`tag` must be str, not int"):
+        c.invalidate_tag(7)  # type: ignore[arg-type]
+
+
+HUGE = [2**1024, 10**400, -(2**1024)]
+
+
+def test_ints_too_large_for_a_float_are_out_of_range_not_overflow_error() -> None:
+    """A duration or a number setting given an int no float holds: `InvalidConfig` naming the
+    argument, as other out-of-range values get (never a bare `OverflowError`, and never read as
+    `math.inf`, which means "no expiry")."""
+    c = Cache(max_entries=10)
+    c.set("k", 1)
+    before = _snapshot(c)
+    for n in HUGE:
+        _invalid(lambda: c.set("k", 2, ttl=n), "ttl")
+        _invalid(lambda: c.get_or_load_sync("n", lambda key: 1, ttl=n), "ttl")
+        _invalid(lambda: Cache(ttl=n), "ttl")
+        _invalid(lambda: Cache(max_entries=10, xfetch_beta=n), "xfetch_beta")
+    assert _snapshot(c) == before and c.get("k") == 1
+
+
+def test_a_huge_number_in_an_error_reads_as_the_user_wrote_it() -> None:
+    """1e300 seconds is written with an exponent in the error, not as 301 digits; a finite
+    number too large in milliseconds is out of range, not "inf"."""
+    c = Cache(max_entries=10)
+    e = _invalid(lambda: c.set("k", 1, ttl=1e300), "ttl")
+    assert "got 1e+300 seconds" in str(e) and "000000" not in str(e)
+    e = _invalid(lambda: Cache(ttl=1e306), "ttl")
+    assert "at most 100 years" in str(e) and "inf" not in str(e)
