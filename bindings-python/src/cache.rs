@@ -866,7 +866,7 @@ impl PyCache {
             if fetched {
                 Ok(Reply::Fetched(f))
             } else {
-                f.value.map(Reply::Value).ok_or(Error::NotFound)
+                f.into_value().map(Reply::Value)
             }
         });
         drive(py, &event_loop, fut)

@@ -106,6 +106,14 @@ pub struct Fetched<V> {
     pub status: Status,
 }
 
+impl<V> Fetched<V> {
+    /// The value, or [`Error::NotFound`] when the key does not exist at the source: what
+    /// `get_or_load` answers in every language, where `fetch` answers the status with an option.
+    pub fn into_value(self) -> Result<V> {
+        self.value.ok_or(Error::NotFound)
+    }
+}
+
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Returns `key`'s fresh value, or loads it with `loader`: concurrent callers for the same key
     /// share one loader call and its result (value or error). The loader's future is owned by the

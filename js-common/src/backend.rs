@@ -477,15 +477,16 @@ impl Backend {
             let r = Abortable::new(load, reg).await.unwrap_or(Err(Error::Cancelled));
             lock(&cancels).remove(&ticket);
             let f = r?;
-            let handle = match f.value {
+            let status = f.status;
+            let value = if must_value { Some(f.into_value()?) } else { f.value };
+            let handle = match value {
                 Some(h) => {
                     l2.answered(&h);
                     h.id
                 }
-                None if must_value => return Err(Error::NotFound),
                 None => NONE,
             };
-            Ok(Js::Obj(vec![("handle", Js::Num(handle)), ("status", Js::Str(f.status.as_str().to_string()))]))
+            Ok(Js::Obj(vec![("handle", Js::Num(handle)), ("status", Js::Str(status.as_str().to_string()))]))
         }
     }
 
