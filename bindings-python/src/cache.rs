@@ -142,8 +142,7 @@ impl PyCache {
         let settings = [
             ("max_entries", max_entries),
             ("max_bytes", max_bytes),
-            // `math.inf` is no expiry, as for a write's `ttl`: the setting's default
-            ("ttl", ttl.filter(|t| !matches!(t, Given::Number(n) if *n == f64::INFINITY))),
+            ("ttl", ttl),
             ("max_key_len", max_key_len),
             ("max_entry_bytes", max_entry_bytes),
             ("max_in_flight", max_in_flight),
@@ -573,7 +572,7 @@ impl PyCache {
     /// `{total, found, not_found, failed, error}`. `ready()` is False while it runs. Given a
     /// `str` instead of keys, warms the keys the shared tier holds that match it as a glob (at
     /// most `max_keys` of them).
-    #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=100, min_share=1.0, max_keys=100_000))]
+    #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=None, min_share=1.0, max_keys=100_000))]
     #[allow(clippy::too_many_arguments)]
     fn warm<'py>(
         &self,
@@ -581,7 +580,7 @@ impl PyCache {
         keys: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         #[pyo3(from_py_with = arg::concurrency)] concurrency: usize,
-        #[pyo3(from_py_with = arg::batch)] batch: usize,
+        #[pyo3(from_py_with = arg::warm_batch)] batch: Option<usize>,
         min_share: f64,
         #[pyo3(from_py_with = arg::max_keys)] max_keys: usize,
     ) -> PyResult<Bound<'py, PyAny>> {

@@ -148,6 +148,11 @@ pub(crate) mod arg {
         attempts: u32,
     );
 
+    /// `warm`'s `batch=`: an int, or None for the core's default.
+    pub(crate) fn warm_batch(obj: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        whole(obj, "batch")
+    }
+
     /// `tags=`: a list of str, or None.
     pub(crate) fn tags(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
         if obj.is_none() {

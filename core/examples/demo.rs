@@ -207,7 +207,7 @@ async fn warming() {
             }
         })
     };
-    let opts = Warm { batch: 250, concurrency: 4, ..Warm::default() };
+    let opts = Warm { batch: Some(250), concurrency: 4, ..Warm::default() };
     let report = cache.warm(&keys, opts, load).await.unwrap();
     drawer.abort();
     println!("\r   {}", bar(&cache));

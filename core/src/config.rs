@@ -271,6 +271,8 @@ impl Config {
     /// c.set("stale_while_revalidate", 1.0).unwrap();
     /// assert_eq!((c.max_entries, c.load_timeout_ms, c.stale_while_revalidate), (500.0, Some(250.0), true));
     /// assert!(c.set("max_entrys", 1.0).is_err());
+    /// c.set("ttl", f64::INFINITY).unwrap();
+    /// assert_eq!(c.ttl_ms, None);
     /// ```
     pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
         let unknown = || Error::invalid_config("name", ConfigProblem::Unknown, Some(value));
@@ -279,7 +281,8 @@ impl Config {
         match setting.name {
             "max_entries" => self.max_entries = value,
             "max_bytes" => self.max_bytes = Some(value),
-            "ttl" => self.ttl_ms = Some(value),
+            // infinity is no expiry, the default, as for a write's TTL
+            "ttl" => self.ttl_ms = (value != f64::INFINITY).then_some(value),
             "max_key_len" => self.max_key_len = value,
             "max_entry_bytes" => self.max_entry_bytes = Some(value),
             "max_in_flight" => self.max_in_flight = value,

@@ -76,7 +76,7 @@ use Unit::{Bytes, Count, Duration, Flag, Fraction, Number};
 pub static SETTINGS: &[Setting] = &[
     s("max_entries", "maxEntries", Cache, Count, "10000", "Maximum number of entries."),
     s("max_bytes", "maxBytes", Cache, Bytes, "none", "Maximum total weight (key length + value weight)."),
-    aka(s("ttl", "ttl", Cache, Duration, "none", "Default time-to-live of an entry."), &["ttl_ms"]),
+    aka(s("ttl", "ttl", Cache, Duration, "none", "Default time-to-live of an entry (infinity: none)."), &["ttl_ms"]),
     s("max_key_len", "maxKeyLen", Cache, Bytes, "4096", "Longest key accepted."),
     s("max_entry_bytes", "maxEntryBytes", Cache, Bytes, "max_bytes, else 64 MiB", "Heaviest single entry accepted."),
     s("max_in_flight", "maxInFlight", Cache, Count, "10000", "Most distinct keys loading at once."),

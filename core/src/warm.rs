@@ -20,10 +20,12 @@ use crate::fetch::FetchOptions;
 /// Options of [`Cache::warm`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Warm {
-    /// Batches loading at once (1 to 1,024). Defaults to: 8.
+    /// Batches loading at once (1 to 1,024); fewer when that many batches would hold more keys
+    /// than `max_in_flight` allows loading at once. Defaults to: 8.
     pub concurrency: usize,
-    /// Keys per loader call (1 to `max_in_flight`). Defaults to: 100.
-    pub batch: usize,
+    /// Keys per loader call (1 to `max_in_flight`). Defaults to: 100, or `max_in_flight` when
+    /// that is lower (`None`).
+    pub batch: Option<usize>,
     /// Share of the keys that must be answered (found or known absent) for [`Cache::ready`].
     /// Defaults to: 1.0, every key.
     pub min_share: f64,
@@ -34,7 +36,7 @@ pub struct Warm {
 
 impl Default for Warm {
     fn default() -> Self {
-        Warm { concurrency: 8, batch: 100, min_share: 1.0, max_keys: 100_000 }
+        Warm { concurrency: 8, batch: None, min_share: 1.0, max_keys: 100_000 }
     }
 }
 
@@ -83,6 +85,8 @@ impl<V: Clone + Send + Sync + 'static> Drop for Running<'_, V> {
 
 /// Most batches a warm-up runs at once.
 const MAX_CONCURRENCY: usize = 1024;
+/// Keys per batch unless given (or `max_in_flight` when lower).
+const DEFAULT_BATCH: usize = 100;
 /// Most keys a pattern warm-up may list (they are held in memory while it runs).
 pub const MAX_PATTERN_KEYS: usize = 10_000_000;
 
@@ -118,7 +122,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<HashMap<String, V>, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
-        self.check_warm(&opts)?;
+        let batch = self.check_warm(&opts)?;
+        // a warm-up alone never loads more keys at once than the cache's bound allows
+        let concurrency = opts.concurrency.min((self.inner.settings.max_in_flight / batch).max(1));
         for k in keys {
             self.inner.store.check_key(k.as_ref())?;
         }
@@ -134,8 +140,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let mut report = WarmReport { total: keys.len() as u64, ..WarmReport::default() };
         // the batches' futures made up front (they start when polled): a stream holding the
         // closure that makes them would not be `Send` for every lifetime of its argument
-        let mut pending = Vec::with_capacity(keys.len().div_ceil(opts.batch));
-        for chunk in keys.chunks(opts.batch) {
+        let mut pending = Vec::with_capacity(keys.len().div_ceil(batch));
+        for chunk in keys.chunks(batch) {
             let loader = Arc::clone(&loader);
             let chunk: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
             pending.push(async move {
@@ -143,7 +149,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 (chunk.len() as u64, answer)
             });
         }
-        let mut batches = stream::iter(pending).buffer_unordered(opts.concurrency);
+        let mut batches = stream::iter(pending).buffer_unordered(concurrency);
         while let Some((n, answer)) = batches.next().await {
             match answer {
                 Ok(fetched) => {
@@ -185,15 +191,17 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.settings.allow_degraded || self.inner.tier().is_none_or(|t| t.available())
     }
 
-    fn check_warm(&self, opts: &Warm) -> Result<()> {
+    /// Checks `opts`; returns the keys per batch.
+    fn check_warm(&self, opts: &Warm) -> Result<usize> {
         let max_batch = self.inner.settings.max_in_flight;
         if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY {
             let problem = ConfigProblem::OutOfRange { min: 1.0, max: MAX_CONCURRENCY as f64 };
             return Err(Error::invalid_config("concurrency", problem, Some(opts.concurrency as f64)));
         }
-        if opts.batch == 0 || opts.batch > max_batch {
+        let batch = opts.batch.unwrap_or(DEFAULT_BATCH.min(max_batch));
+        if batch == 0 || batch > max_batch {
             let problem = ConfigProblem::OutOfRange { min: 1.0, max: max_batch as f64 };
-            return Err(Error::invalid_config("batch", problem, Some(opts.batch as f64)));
+            return Err(Error::invalid_config("batch", problem, Some(batch as f64)));
         }
         if !(0.0..=1.0).contains(&opts.min_share) {
             let problem = ConfigProblem::OutOfRange { min: 0.0, max: 1.0 };
@@ -203,7 +211,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let problem = ConfigProblem::OutOfRange { min: 1.0, max: MAX_PATTERN_KEYS as f64 };
             return Err(Error::invalid_config("max_keys", problem, Some(opts.max_keys as f64)));
         }
-        Ok(())
+        Ok(batch)
     }
 
     /// Warms the keys the shared tier holds whose cache key matches the glob `pattern` (`*`, `?`,

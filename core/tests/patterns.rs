@@ -186,7 +186,7 @@ fn warm_loads_every_key_in_batches_and_reports_readiness() {
             record(keys)
         }
     };
-    let opts = Warm { batch: 64, concurrency: 3, ..Warm::default() };
+    let opts = Warm { batch: Some(64), concurrency: 3, ..Warm::default() };
     let report = block_on(cache.warm(&keys, opts, load)).unwrap();
     assert_eq!((report.total, report.found, report.not_found, report.failed), (1000, 900, 100, 0));
     let calls = calls.lock().unwrap();
@@ -211,7 +211,7 @@ fn a_failed_warm_batch_is_reported_and_keeps_the_cache_not_ready() {
         }
         Ok(keys.into_iter().map(|k| (k, 1u64)).collect::<HashMap<_, _>>())
     };
-    let opts = Warm { batch: 5, ..Warm::default() };
+    let opts = Warm { batch: Some(5), ..Warm::default() };
     let r = block_on(cache.warm(&keys, opts, load)).unwrap();
     assert_eq!((r.found, r.failed), (5, 5));
     assert!(r.error.as_deref().unwrap().contains("origin down"));
@@ -220,7 +220,7 @@ fn a_failed_warm_batch_is_reported_and_keeps_the_cache_not_ready() {
     assert!(text.contains("healcache_warm_keys_total{cache=\"c\",outcome=\"failed\"} 5\n"), "{text}");
     assert!(text.contains("healcache_ready{cache=\"c\"} 0\n"));
     let lenient = Cache::<u64>::builder().build().unwrap();
-    let r = block_on(lenient.warm(&keys, Warm { batch: 5, min_share: 0.5, ..Warm::default() }, load)).unwrap();
+    let r = block_on(lenient.warm(&keys, Warm { batch: Some(5), min_share: 0.5, ..Warm::default() }, load)).unwrap();
     assert_eq!(r.failed, 5);
     assert!(lenient.ready(), "half the keys meets min_share 0.5");
     // a dropped warm-up is not running any more
@@ -236,6 +236,34 @@ fn a_failed_warm_batch_is_reported_and_keeps_the_cache_not_ready() {
     assert_eq!(dropped.warm_progress(), (0, 0, 10));
 }
 
+/// The default batch fits any cache: below 100 loads in flight it is `max_in_flight` keys, not a
+/// default the cache's own bound refuses; and a warm-up runs no more batches at once than that
+/// bound allows.
+#[test]
+fn the_default_warm_batch_is_at_most_max_in_flight() {
+    let cache = Cache::<u64>::builder().max_in_flight(5).build().unwrap();
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&sizes);
+    let load = move |k: Vec<String>| {
+        seen.lock().unwrap().push(k.len());
+        let m: HashMap<String, u64> = k.into_iter().map(|k| (k, 1u64)).collect();
+        async move { Ok::<_, std::io::Error>(m) }
+    };
+    let keys: Vec<String> = (0..12).map(|i| format!("k:{i}")).collect();
+    let r = block_on(cache.warm(&keys, Warm::default(), load.clone())).unwrap();
+    assert_eq!(r.found, 12);
+    let mut got = sizes.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, [2, 5, 5]);
+    // 8 batches of 2 at once would load 16 keys: fewer batches run at once, none fails
+    let fresh = Cache::<u64>::builder().max_in_flight(5).build().unwrap();
+    let r = block_on(fresh.warm(&keys, Warm { batch: Some(2), ..Warm::default() }, load.clone())).unwrap();
+    assert_eq!((r.found, r.failed), (12, 0));
+    // given, a batch over the bound is still refused
+    let e = block_on(cache.warm(&keys, Warm { batch: Some(6), ..Warm::default() }, load)).unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "batch", .. }), "{e:?}");
+}
+
 #[test]
 fn warm_options_are_checked_at_their_bounds() {
     let cache = Cache::<u64>::builder().max_in_flight(100).build().unwrap();
@@ -246,8 +274,8 @@ fn warm_options_are_checked_at_their_bounds() {
     for (opts, field) in [
         (Warm { concurrency: 0, ..Warm::default() }, "concurrency"),
         (Warm { concurrency: 1025, ..Warm::default() }, "concurrency"),
-        (Warm { batch: 0, ..Warm::default() }, "batch"),
-        (Warm { batch: 101, ..Warm::default() }, "batch"),
+        (Warm { batch: Some(0), ..Warm::default() }, "batch"),
+        (Warm { batch: Some(101), ..Warm::default() }, "batch"),
         (Warm { min_share: 1.01, ..Warm::default() }, "min_share"),
         (Warm { max_keys: 0, ..Warm::default() }, "max_keys"),
         (Warm { max_keys: healcache::MAX_PATTERN_KEYS + 1, ..Warm::default() }, "max_keys"),
@@ -257,8 +285,8 @@ fn warm_options_are_checked_at_their_bounds() {
     }
     assert_eq!(cache.warm_progress(), (0, 0, 0), "refused warm-ups count nothing");
     for opts in [
-        Warm { concurrency: 1024, batch: 100, min_share: 0.0, max_keys: healcache::MAX_PATTERN_KEYS },
-        Warm { concurrency: 1, batch: 1, min_share: 1.0, max_keys: 1 },
+        Warm { concurrency: 1024, batch: Some(100), min_share: 0.0, max_keys: healcache::MAX_PATTERN_KEYS },
+        Warm { concurrency: 1, batch: Some(1), min_share: 1.0, max_keys: 1 },
     ] {
         assert_eq!(block_on(cache.warm(&keys, opts, load)).unwrap().found, 2);
     }

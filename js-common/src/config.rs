@@ -43,7 +43,7 @@ pub fn warm_options(
     let d = healcache::Warm::default();
     Ok(healcache::Warm {
         concurrency: count("concurrency", concurrency, d.concurrency)?,
-        batch: count("batch", batch, d.batch)?,
+        batch: batch.map(|b| count("batch", Some(b), 0)).transpose()?,
         min_share: min_share.unwrap_or(d.min_share),
         max_keys: count("max_keys", max_keys, d.max_keys)?,
     })

@@ -536,12 +536,13 @@ class Cache(Generic[_V]):
         /,
         *,
         concurrency: int = 8,
-        batch: int = 100,
+        batch: Optional[int] = None,
         min_share: float = 1.0,
         max_keys: int = 100_000,
     ) -> Awaitable[WarmReport]:
-        """``await cache.warm(keys, loader)``: loads ``keys`` in batches before traffic; given a
-        ``str``, the keys the shared tier holds that match it as a glob (``max_keys`` at most)."""
+        """``await cache.warm(keys, loader)``: loads ``keys`` in batches before traffic (``batch``
+        keys per loader call: 100 by default, or ``max_in_flight`` when lower); given a ``str``,
+        the keys the shared tier holds that match it as a glob (``max_keys`` at most)."""
     def ready(self) -> bool:
         """For a readiness probe: no warm-up running, enough keys answered, L2 answering (unless
         the ``allow_degraded`` setting)."""

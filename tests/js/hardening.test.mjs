@@ -147,3 +147,14 @@ test('one synchronous burst of getOrLoad runs the loader once per key', async ()
   }
   assert.equal(multi, 0, `bursts that ran the loader more than once: ${multi} of 100`);
 });
+
+test('a cache TTL of Infinity is no expiry, as a per-call TTL of Infinity is (and as Python reads math.inf)', () => {
+  const c = new Cache({ ttl: Infinity });
+  c.set('k', 1);
+  assert.equal(c.getRemainingTTL('k'), Infinity);
+  c.set('j', 2, { ttl: Infinity });
+  assert.equal(c.getRemainingTTL('j'), Infinity);
+  const e = thrown(() => new Cache({ ttl: -Infinity }));
+  assert.equal(e.code, 'InvalidConfig');
+  assert.equal(e.field, 'ttl');
+});

@@ -183,3 +183,16 @@ test('readiness with Redis down follows the allowDegraded option', { skip: noRed
   assert.equal(strict.ready(), false);
   assert.equal(lenient.ready(), true);
 });
+
+test('the default warm batch fits a small maxInFlight', { skip: WASM }, async () => {
+  const c = new Cache({ maxInFlight: 5 });
+  const sizes = [];
+  const keys = Array.from({ length: 12 }, (_, i) => `k:${i}`);
+  const report = await c.warm(keys, async (ks) => {
+    sizes.push(ks.length);
+    return new Map(ks.map((k) => [k, 1]));
+  });
+  assert.equal(report.found, 12);
+  assert.deepEqual(sizes.sort((a, b) => a - b), [2, 5, 5]);
+  await assert.rejects(c.warm(keys, async () => new Map(), { batch: 6 }), (e) => e.code === 'InvalidConfig' && e.field === 'batch');
+});

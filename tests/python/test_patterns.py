@@ -186,3 +186,25 @@ def test_readiness_with_redis_down_follows_allow_degraded(redis_server):  # noqa
             c.delete("other")
     assert not strict.ready()
     assert lenient.ready()
+
+
+def test_the_default_warm_batch_fits_a_small_max_in_flight():
+    """Below 100 loads in flight, the default batch is `max_in_flight` keys (not a default the
+    cache's own bound refuses); a batch given over the bound is still refused."""
+    c = healcache.Cache(max_in_flight=5)
+    sizes: list[int] = []
+
+    def load(keys: list[str]) -> dict[str, int]:
+        sizes.append(len(keys))
+        return {k: 1 for k in keys}
+
+    keys = [f"k:{i}" for i in range(12)]
+
+    async def main() -> None:
+        report = await c.warm(keys, load)
+        assert report["found"] == 12 and sorted(sizes) == [2, 5, 5]
+        with pytest.raises(healcache.InvalidConfig) as ei:
+            await c.warm(keys, load, batch=6)
+        assert ei.value.field == "batch"
+
+    asyncio.run(main())
