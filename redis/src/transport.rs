@@ -88,7 +88,9 @@ impl Link for RedisTransport {
     }
 
     async fn reconnect(&self) -> Result<(), TransportError> {
-        let cfg = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+        // every operation has its own deadline (`l2_timeout`, up to 100 years): the client's
+        // default response timeout (500 ms) would cut longer ones short
+        let cfg = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT)).set_response_timeout(None);
         let mut conn = self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(failure)?;
         let pong: String = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
             .await

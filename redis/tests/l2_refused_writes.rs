@@ -196,3 +196,29 @@ fn a_loaded_value_l2_cannot_hold_leaves_a_tombstone_over_what_it_replaced() {
     );
     assert!(f.is_err(), "no stale value to serve: {f:?}");
 }
+
+/// `l2_timeout` is the deadline of an L2 operation, above half a second too: a write Redis takes
+/// 0.8 s to answer (its clients paused) under a 3 s deadline lands and counts no error (the
+/// client library's own 500 ms response timeout used to cut it first).
+#[test]
+fn an_l2_timeout_over_half_a_second_is_the_deadline() {
+    let r = server();
+    let a = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .ttl(Duration::from_secs(60))
+        .l2_timeout(Duration::from_secs(3))
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    a.set("warm", json!(0)).unwrap();
+    wait_for("the first write lands", Duration::from_secs(5), || a.stats().l2_writes == 1);
+    let mut admin = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(800).arg("ALL").query(&mut admin).unwrap();
+    let start = Instant::now();
+    a.set("k", json!("v")).unwrap();
+    wait_for("the paused write lands", Duration::from_secs(5), || a.stats().l2_writes == 2);
+    let s = a.stats();
+    assert!(start.elapsed() >= Duration::from_millis(700), "the pause held the write");
+    assert_eq!((s.l2_errors, s.l2_timeouts), (0, 0), "{s:?}");
+}
