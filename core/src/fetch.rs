@@ -26,6 +26,8 @@ const L2_SKIPPED: u8 = 2;
 const FROM_FLEET: u8 = 3;
 const FENCED_OUT: u8 = 4;
 const REVALIDATED: u8 = 5;
+/// The fresh L1 copy, suspect but not to be checked: L2 could not be asked.
+const HELD: u8 = 6;
 
 /// The tags a fetch's value carries (`None`: none). Nothing without the `tier` feature, so the
 /// WebAssembly module's fetch path carries no tag code at all.
@@ -351,6 +353,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             (true, FROM_FLEET) => Status::FleetCoalesced,
             (true, FENCED_OUT) => Status::FencedOut,
             (true, REVALIDATED) => Status::Revalidated,
+            (true, HELD) if loaded == Status::NegativeLoaded => Status::NegativeHit,
+            (true, HELD) => Status::Hit,
             _ => loaded,
         };
         match result {
@@ -557,7 +561,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     (s.expires_at > now && tier.is_suspect(s.written_at()))
                         .then(|| (s.value.clone(), s.version(), s.load_nanos()))
                 });
-                if let Some((value, version, load_nanos)) = held.flatten().filter(|_| !inner.tags.tagged(&key)) {
+                let held = held.flatten();
+                if let Some((value, version, load_nanos)) = held.clone().filter(|_| !inner.tags.tagged(&key)) {
                     if let Some((token, grace)) = tier.recall(&key, version) {
                         if let Some(fresh) = tier.revalidate(&key, token, grace).await {
                             // the same value, trusted again: renewed in place, not replaced, so
@@ -610,6 +615,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         return Ok(value);
                     }
                     L2Read::Miss(e) => l2_expect = Some(e),
+                    // L2 cannot be asked (the breaker is open, or the read failed): a fresh copy
+                    // made suspect by the outage itself is served as it is, so an outage of L2
+                    // sends no instance's working set to the origin
+                    L2Read::Skipped if held.is_some() => {
+                        origin.store(HELD, Relaxed);
+                        return Ok(held.and_then(|(value, ..)| value));
+                    }
                     L2Read::Skipped => origin.store(L2_SKIPPED, Relaxed),
                 }
             }

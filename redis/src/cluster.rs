@@ -178,7 +178,7 @@ impl Link for RedisClusterTransport {
     /// order.
     async fn send_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
         let n = reqs.len();
-        let conn = match common::conn_here(self).await {
+        let conn = match common::conn_for(self, reqs.iter().any(Queued::connects)).await {
             Ok(c) => c,
             Err(e) => return vec![Err(e); n],
         };

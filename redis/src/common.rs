@@ -89,6 +89,8 @@ pub(crate) struct State<C> {
     /// `fork()` finds the marker inherited and starts them again.
     subs: Mutex<Subscriptions>,
     pub(crate) scripts: Scripts,
+    /// Held while an operation connects again (one connection made for all that wait).
+    reconnecting: tokio::sync::Mutex<()>,
     /// The write loop and each bus subscription watch it, and end once the transport closes.
     pub(crate) phase: watch::Sender<Phase>,
 }
@@ -99,6 +101,7 @@ impl<C> State<C> {
             conn: Mutex::new(None),
             writer: Mutex::new(None),
             subs: Mutex::new((Vec::new(), None)),
+            reconnecting: tokio::sync::Mutex::new(()),
             scripts: Scripts {
                 read: Script::new(scripts::READ),
                 revalidate: Script::new(scripts::REVALIDATE),
@@ -172,9 +175,17 @@ pub(crate) fn conn<L: Link>(l: &L) -> Result<L::Conn, TransportError> {
     slot.as_ref().and_then(|g| g.get().cloned()).ok_or_else(|| TransportError::Io("not connected".into()))
 }
 
+/// The connection for an operation the breaker let through, connecting again when it was lost.
+pub(crate) async fn conn_here<L: Link>(l: &L) -> Result<L::Conn, TransportError> {
+    conn_for(l, true).await
+}
+
 /// The connection, or a new one when the one kept was made by a parent process (this process
 /// forked after connecting): a child reconnects at its first use, not after the breaker's failures.
-pub(crate) async fn conn_here<L: Link>(l: &L) -> Result<L::Conn, TransportError> {
+/// A connection lost to a failure is made again only when `connect`: for the operations the
+/// breaker admits, not for the bus heartbeats, which go out during an outage too and would
+/// otherwise make a connection attempt each.
+pub(crate) async fn conn_for<L: Link>(l: &L, connect: bool) -> Result<L::Conn, TransportError> {
     if l.state().closed() {
         return Err(closed_error());
     }
@@ -186,7 +197,19 @@ pub(crate) async fn conn_here<L: Link>(l: &L) -> Result<L::Conn, TransportError>
     if inherited {
         l.reconnect().await?;
     }
-    conn(l)
+    match conn(l) {
+        // lost to a failure (a heartbeat that found it dropped, say): connected again now, once
+        // for every caller, rather than failing each operation until the breaker opens and its
+        // probe connects (Redis restarted: the next operation uses it, within its deadline)
+        Err(_) if connect && l.state().open() => {
+            let _one = l.state().reconnecting.lock().await;
+            if conn(l).is_err() {
+                l.reconnect().await?;
+            }
+            conn(l)
+        }
+        c => c,
+    }
 }
 
 /// Forgets the connection after it failed: the next probe makes a new one.

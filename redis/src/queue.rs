@@ -29,6 +29,12 @@ impl Queued {
         }
     }
 
+    /// Whether a batch holding the item may connect again (see [`crate::common::conn_for`]): a
+    /// write, which the breaker admitted; not a message alone.
+    pub(crate) fn connects(&self) -> bool {
+        matches!(self, Queued::Write(_))
+    }
+
     /// The key whose slot the item goes to.
     pub(crate) fn key(&self) -> &str {
         match self {

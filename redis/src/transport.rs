@@ -116,7 +116,7 @@ impl Link for RedisTransport {
 
     /// One pipeline of WRITE script calls and PUBLISHes, an answer per item.
     async fn send_batch(&self, reqs: Vec<Queued>) -> Vec<Result<WriteReply, TransportError>> {
-        let conn = match common::conn_here(self).await {
+        let conn = match common::conn_for(self, reqs.iter().any(Queued::connects)).await {
             Ok(c) => c,
             Err(e) => return vec![Err(e); reqs.len()],
         };

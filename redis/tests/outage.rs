@@ -284,3 +284,58 @@ fn wait_until(limit: Duration, cond: impl Fn() -> bool) -> bool {
     }
     cond()
 }
+
+/// A fetch of `key` counting its loader calls in `loads`.
+fn fetch_counting(c: &Cache<Value>, key: &str, loads: &Arc<AtomicU64>) -> healcache::Fetched<Value> {
+    let (k, loads) = (key.to_string(), loads.clone());
+    futures::executor::block_on(c.fetch(key, FetchOptions::default(), move || async move {
+        loads.fetch_add(1, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(Loaded::Value(json!({ "key": k })))
+    }))
+    .unwrap()
+}
+
+/// When Redis goes away, the silence on the bus makes L1 suspect, but a suspect copy that L2
+/// cannot revalidate is served as it is: an L2 outage sends no instance's working set to the
+/// origin (no miss storm), as FusionCache and bentocache keep serving L1.
+#[test]
+fn redis_going_away_sends_no_fresh_l1_entry_to_the_origin() {
+    let mut r = RedisServer::start().unwrap();
+    let c = cache(&r.url());
+    let loads = Arc::new(AtomicU64::new(0));
+    for i in 0..50 {
+        assert_eq!(fetch_counting(&c, &format!("k:{i}"), &loads).status, Status::Loaded);
+    }
+    assert!(wait_until(Duration::from_secs(5), || c.stats().l2_writes >= 50));
+    r.kill();
+    // the bus misses its heartbeats: every L1 entry is suspect now
+    assert!(wait_until(Duration::from_secs(5), || c.stats().l2_bus_gaps > 0));
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..50 {
+        let f = fetch_counting(&c, &format!("k:{i}"), &loads);
+        assert_eq!(f.value, Some(json!({ "key": format!("k:{i}") })));
+        assert_eq!(f.status, Status::Hit, "k:{i}");
+    }
+    assert_eq!(loads.load(Ordering::Relaxed), 50, "no reload during the outage: {:?}", c.stats());
+}
+
+/// After Redis restarts, the next operation reconnects (the bus saw the connection drop), rather
+/// than three operations failing first to open the breaker whose probe reconnects.
+#[test]
+fn after_a_restart_the_next_operation_uses_l2_again() {
+    let mut r = RedisServer::start().unwrap();
+    let c = cache(&r.url());
+    let loads = Arc::new(AtomicU64::new(0));
+    fetch_counting(&c, "before", &loads);
+    assert!(wait_until(Duration::from_secs(5), || c.stats().l2_writes >= 1));
+    r.restart().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let errors = c.stats().l2_errors;
+    for i in 0..3 {
+        let f = fetch_counting(&c, &format!("after:{i}"), &loads);
+        assert_eq!(f.status, Status::Loaded, "after:{i}: {:?}", c.stats());
+    }
+    assert!(wait_until(Duration::from_secs(5), || c.stats().l2_writes >= 4), "{:?}", c.stats());
+    assert_eq!(c.stats().l2_errors, errors, "{:?}", c.stats());
+    assert!(c.ready());
+}
