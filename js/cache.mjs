@@ -590,9 +590,11 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const o = callOptions(options, 'close');
       const timeout = o === undefined ? undefined : o.timeout; // undefined: the core's default
       if (timeout !== undefined && typeof timeout !== 'number') throw argError(`timeout must be a number of milliseconds, got ${typeof timeout}`);
+      // the core checks the timeout before it stops anything (a refused close changes nothing),
+      // ends the healing loop and closes the shared tier (the WebAssembly build has none: 0)
+      const left = B.closeCache(this._c, timeout);
       super.close();
-      // the WebAssembly build has no shared tier: nothing to wait for
-      return typeof B.closeShared === 'function' ? B.closeShared(this._c, timeout) : Promise.resolve(0);
+      return left;
     }
 
     /** Closes the cache (`close()`), so a `using` declaration closes it at the end of its block. */
@@ -632,7 +634,7 @@ const BACKEND_FNS = [
   'protocol', 'settings', 'outRow', 'create', 'reportRemovals', 'set', 'setPlain', 'remove', 'removeIfVersion', 'state', 'peek', 'version', 'keys',
   'touch', 'drain', 'len', 'clear', 'purgeExpired', 'stats', 'prometheus', 'getOrLoad', 'fetch', 'cancel', 'setWaitUntil',
   '__panicForTest', 'manualClockNew', 'clockShare', 'clockAdvanceBy', 'clockNowMs', 'registerSource', 'unregisterSource', 'verifyNow', 'healingIntervals', 'healingReset',
-  'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'healingClose',
+  'healingSet', 'healingGet', 'healingScore', 'healingScores', 'healingStats', 'driftEvents', 'closeCache',
 ];
 
 /**

@@ -267,11 +267,10 @@ function makeHealing(Base, B, P, notFound) {
     }
 
     /**
-     * Stops self-healing: the background loop ends (an interval under way finishes) and every
-     * source is unregistered. The entries stay readable and writable.
+     * Unregisters every source, once the cache's `close()` has ended the background loop (an
+     * interval under way finishes). The entries stay readable and writable.
      */
     close() {
-      B.healingClose(this._c);
       for (const prefix of this._sources) B.unregisterSource(this._c, prefix);
       this._sources.clear();
     }

@@ -229,14 +229,15 @@ pub fn raw_exports(exports: Object, env: Env) -> napi::Result<()> {
     Ok(())
 }
 
-/// `Backend::close_shared`: resolves to the L2 writes still under way at the deadline.
+/// `Backend::close`: resolves to the L2 writes still under way at the deadline. (`closeCache`,
+/// as in the WebAssembly module, whose exports shadow no global.)
 #[napi(ts_return_type = "Promise<number>")]
-pub fn close_shared<'env>(
+pub fn close_cache<'env>(
     env: &'env Env,
     c: &External<Backend>,
     timeout: Option<f64>,
 ) -> napi::Result<PromiseRaw<'env, ToJs>> {
-    let fut = c.close_shared(timeout).map_err(|e| into_js_error(env, e))?;
+    let fut = c.close(timeout).map_err(|e| into_js_error(env, e))?;
     promise(env, fut.map(Ok))
 }
 

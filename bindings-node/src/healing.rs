@@ -97,12 +97,6 @@ pub fn drift_events(c: &External<Backend>) -> ToJs {
     ToJs(c.drift_events())
 }
 
-/// `Backend::close`.
-#[napi]
-pub fn healing_close(c: &External<Backend>) {
-    c.close();
-}
-
 /// A URL-template source (`healcache-http`): the template is checked by the core's rules,
 /// requests time out after `timeoutMs`, bodies above `maxBodyBytes` fail, and non-public
 /// destinations are refused unless `allowAll` or the host is in `allowHosts`.

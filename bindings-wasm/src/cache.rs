@@ -493,6 +493,15 @@ pub fn fetch_with(
     Ok(run_fetch(c, key, loader, ticket, opts, must_value, wait_until))
 }
 
+/// `Backend::close`: resolves to 0 (the module has no shared tier, so no write under way).
+/// Exported as `closeCache`: a module export named `close` would shadow the worker's global
+/// `close` in the glue.
+#[wasm_bindgen(js_name = closeCache)]
+pub fn close_cache(c: &Wasm, timeout: Option<f64>) -> Result<Promise, JsValue> {
+    let fut = c.0.close(timeout).map_err(into_js_error)?;
+    Ok(future_to_promise(async move { Ok(JsValue::from_f64(fut.await)) }))
+}
+
 /// `Backend::cancel`.
 #[wasm_bindgen]
 pub fn cancel(c: &Wasm, ticket: u32) {

@@ -89,9 +89,3 @@ pub fn healing_stats(c: &Wasm) -> JsValue {
 pub fn drift_events(c: &Wasm) -> JsValue {
     to_js(c.0.drift_events())
 }
-
-/// `Backend::close`.
-#[wasm_bindgen(js_name = healingClose)]
-pub fn healing_close(c: &Wasm) {
-    c.0.close();
-}

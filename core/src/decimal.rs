@@ -78,13 +78,30 @@ impl fmt::Display for Short {
         if !a.is_finite() || a == 0.0 || (1e-6..1e21).contains(&a) {
             return Decimal(self.0).fmt(f);
         }
+        // from the shortest digits `Decimal` uses (no `str` searching or integer formatting,
+        // which would add kilobytes to the WebAssembly module)
         let mut buf = ryu::Buffer::new();
-        let text = buf.format_finite(self.0);
-        match text.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => write!(f, "{}e+{e}", m.trim_end_matches(".0")),
-            Some((m, e)) => write!(f, "{}e{e}", m.trim_end_matches(".0")),
-            None => f.write_str(text),
+        let (digits, exp) = shortest(buf.format_finite(a).as_bytes());
+        let mut text = [0u8; 20];
+        let (mut len, mut rest) = (0, digits);
+        while rest > 0 {
+            text[len] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            len += 1;
         }
+        text[..len].reverse();
+        if self.0 < 0.0 {
+            f.write_str("-")?;
+        }
+        for (i, &b) in text[..len].iter().enumerate() {
+            if i == 1 {
+                f.write_str(".")?;
+            }
+            fmt::Write::write_char(f, char::from(b))?;
+        }
+        let e = exp + len as i32 - 1;
+        f.write_str(if e < 0 { "e" } else { "e+" })?;
+        Decimal(f64::from(e)).fmt(f)
     }
 }
 

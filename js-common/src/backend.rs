@@ -677,20 +677,25 @@ impl Backend {
         Js::List(self.core().healer.drift_events().into_iter().map(heal::drift_event).collect())
     }
 
-    /// Ends the background loop for good (after its current sleep or interval).
-    pub fn close(&self) {
+    /// `close()`: the core checks `timeout` (ms; `None`: its default, 0: wait for none) first, so
+    /// a refused close stops nothing; then the background loop ends for good (after its current
+    /// sleep or interval), and the future is `Cache::close_shared`'s: the L2 writes still under
+    /// way at the deadline. Without the `tier` feature there is no shared tier: 0 at once, as the
+    /// core answers (its `close_shared` is left out: it would grow the WebAssembly module by 2.6 KB).
+    pub fn close(&self, timeout: Option<f64>) -> Result<impl Future<Output = f64> + Send + 'static> {
+        let d = healcache::close_timeout_ms(timeout, healcache::DEFAULT_CLOSE_TIMEOUT)?;
         let state = std::mem::replace(&mut *lock(&self.heal_loop), HealLoop::Closed);
         if let HealLoop::Running(_) = state {
             self.core().healer.stop();
         }
-    }
-
-    /// `Cache::close_shared`: resolves to the L2 writes still under way at the deadline.
-    /// `timeout` in ms (`None`: the core's default; 0: wait for none, close at once).
-    #[cfg(feature = "tier")]
-    pub fn close_shared(&self, timeout: Option<f64>) -> Result<impl Future<Output = f64> + Send + 'static> {
-        let d = healcache::close_timeout_ms(timeout, healcache::DEFAULT_CLOSE_TIMEOUT)?;
-        Ok(futures::FutureExt::map(self.core().cache.close_shared(d), |left| left as f64))
+        #[cfg(feature = "tier")]
+        let closing = futures::FutureExt::map(self.core().cache.close_shared(d), |left| left as f64);
+        #[cfg(not(feature = "tier"))]
+        let closing = {
+            let _ = d;
+            futures::future::ready(0.0)
+        };
+        Ok(closing)
     }
 
     /// `healcache::tier::close_all` within the core's exit timeout, for the host's exit hook:

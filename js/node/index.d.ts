@@ -40,6 +40,8 @@ export interface CacheOptions {
   negativeTtl?: number;
   /** Largest share of `maxEntries` that cached "not found" answers may take (0 to 1). Defaults to 0.1. */
   maxNegativeShare?: number;
+  /** Longest TTL of a cached "not found" answer, in ms: a `negativeTtl` (the cache's or a call's) above it is refused. Defaults to 60,000. */
+  maxNegativeTtl?: number;
   /**
    * The weight of a value in bytes, for `maxBytes` and `maxEntryBytes`. Defaults to: a string's
    * length, the byteLength of an ArrayBuffer or view (Buffer, Uint8Array), 0 for other values.
@@ -95,17 +97,21 @@ export interface CacheOptions {
  * core name with `configSet("healing.sample_rate", "0.02")`).
  */
 export interface HealingOptions {
-  /** Run intervals in the background every `verifyIntervalMs` (Node; WASM hosts call `runHealingInterval`). Defaults to false. */
+  /** Run intervals in the background every `verifyInterval` (Node; WASM hosts call `runHealingInterval`). Defaults to false. */
   enabled?: boolean;
   /** Share of live keys sampled per interval (0 to 1). Defaults to 0.01. */
   sampleRate?: number;
   /** Time between background intervals, in ms. Defaults to 5,000. */
+  verifyInterval?: number;
+  /** `verifyInterval`, by its former name (still taken; `healingConfig()` shows it under this name). */
   verifyIntervalMs?: number;
   /** Repair drift (else only report it). Defaults to true. */
   autoRepair?: boolean;
   /** Verified samples per prefix in the rolling score. Defaults to 1,000. */
   scoreWindow?: number;
   /** Time a source may take per key before the sample counts as a failure, in ms. Defaults to 2,000. */
+  sourceTimeout?: number;
+  /** `sourceTimeout`, by its former name (still taken; `healingConfig()` shows it under this name). */
   sourceTimeoutMs?: number;
   /** Most keys asked of one source at once. Defaults to 16. */
   sourceConcurrency?: number;
@@ -126,18 +132,53 @@ export interface HealingOptions {
   fleetVerifyScanBudget?: number;
 }
 
-/** The core names of the healing settings, for `configSet` / `configGet`. */
+/**
+ * Every name `configSet` / `configGet` take for a healing setting: the core's snake_case name
+ * (`sample_rate`), its JS name (`sampleRate`) and its former names (`healing.sample_rate`,
+ * `healing.verify_interval_ms`, ...). The `fleet*` ones exist in the Node package only (with the
+ * shared tier; the WebAssembly package refuses them).
+ */
 export type HealingSettingName =
-  | 'healing.enabled'
-  | 'healing.sample_rate'
-  | 'healing.verify_interval_ms'
-  | 'healing.auto_repair'
-  | 'healing.score_window'
-  | 'healing.source_timeout_ms'
-  | 'healing.source_concurrency'
-  | 'healing.max_prefixes'
-  | 'healing.max_drift_events'
-  | 'healing.max_samples';
+  | 'enabled' | 'healing.enabled'
+  | 'sample_rate' | 'sampleRate' | 'healing.sample_rate'
+  | 'verify_interval' | 'verifyInterval' | 'healing.verify_interval_ms' | 'verify_interval_ms'
+  | 'auto_repair' | 'autoRepair' | 'healing.auto_repair'
+  | 'score_window' | 'scoreWindow' | 'healing.score_window'
+  | 'source_timeout' | 'sourceTimeout' | 'healing.source_timeout_ms' | 'source_timeout_ms'
+  | 'source_concurrency' | 'sourceConcurrency' | 'healing.source_concurrency'
+  | 'max_prefixes' | 'maxPrefixes' | 'healing.max_prefixes'
+  | 'max_drift_events' | 'maxDriftEvents' | 'healing.max_drift_events'
+  | 'max_samples' | 'maxSamples' | 'healing.max_samples'
+  // Node only
+  | 'fleet_verify' | 'fleetVerify' | 'healing.fleet_verify'
+  | 'fleet_verify_lease' | 'fleetVerifyLease' | 'healing.fleet_verify_lease_ms'
+  | 'fleet_verify_scan_budget' | 'fleetVerifyScanBudget' | 'healing.fleet_verify_scan_budget';
+
+/**
+ * What `healingConfig()` returns: every healing setting now, by JS name, except that the
+ * interval and the source timeout are shown under their former names (`verifyIntervalMs`,
+ * `sourceTimeoutMs`). The `fleet*` settings are there in the Node package only.
+ */
+export interface HealingConfig {
+  enabled: boolean;
+  sampleRate: number;
+  /** `verifyInterval`, in ms. */
+  verifyIntervalMs: number;
+  autoRepair: boolean;
+  scoreWindow: number;
+  /** `sourceTimeout`, in ms. */
+  sourceTimeoutMs: number;
+  sourceConcurrency: number;
+  maxPrefixes: number;
+  maxDriftEvents: number;
+  maxSamples: number;
+  /** Node only (absent in WebAssembly). */
+  fleetVerify?: boolean;
+  /** In ms. Node only (absent in WebAssembly). */
+  fleetVerifyLease?: number;
+  /** Node only (absent in WebAssembly). */
+  fleetVerifyScanBudget?: number;
+}
 
 /**
  * A source of truth: the key's current value, or `NOT_FOUND` when it does not exist. Throwing,
@@ -285,7 +326,7 @@ export interface InvalidateTagOptions {
 
 /** Options of `close`. */
 export interface CloseOptions {
-  /** How long to wait for the shared tier's writes under way, in ms (0: none). Defaults to 5000. */
+  /** How long to wait for the shared tier's writes under way, in ms (0: none; else positive, at most 100 years). Defaults to 5000. */
   timeout?: number;
 }
 
@@ -755,17 +796,18 @@ export declare class Cache<V = any> {
   driftEvents(): DriftEvent[];
   /** Changes healing settings, validated by the core: all or none. */
   setHealing(settings: HealingOptions): void;
-  /** The healing settings now. */
-  healingConfig(): Required<HealingOptions>;
-  /** Sets one runtime setting by core name, from text (`"0.02"`) or a number/boolean; nothing changes on error. */
+  /** The healing settings now (see `HealingConfig` for the names). */
+  healingConfig(): HealingConfig;
+  /** Sets one runtime setting by any of its names, from text (`"0.02"`) or a number/boolean; nothing changes on error. */
   configSet(name: HealingSettingName, value: string | number | boolean): void;
-  /** One runtime setting by core name, as text. */
+  /** One runtime setting by any of its names, as text. */
   configGet(name: HealingSettingName): string;
   /**
    * Stops self-healing (the background loop ends and every source is unregistered; entries stay) and, with a
    * shared tier, waits until the L2 writes under way (with their bus messages) are sent, for `timeout` ms at most,
    * then closes the Redis connections. Resolves to the writes still under way at the deadline (0 without a shared
    * tier). The cache stays usable from L1; later L2 operations are skipped. Await it before a process exits.
+   * A bad `timeout` throws `InvalidConfig` (field `timeout`) before anything is stopped.
    */
   close(options?: CloseOptions | null): Promise<number>;
   /** `close()` without waiting for it, for a `using` declaration (`await using` waits). */

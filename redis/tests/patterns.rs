@@ -87,7 +87,8 @@ fn a_second_instance_warms_from_l2_without_asking_the_source() {
     wait_for("A's values in L2", Duration::from_secs(5), || {
         block(probe.fetch(&last, FetchOptions::default(), never)).is_ok()
     });
-    let report = block(b.warm(&keys, Warm { batch: Some(50), concurrency: 4, ..Warm::default() }, loader(&asked))).unwrap();
+    let report =
+        block(b.warm(&keys, Warm { batch: Some(50), concurrency: 4, ..Warm::default() }, loader(&asked))).unwrap();
     assert_eq!((report.found, report.failed), (500, 0));
     assert_eq!(asked.load(SeqCst), 500, "B's warm-up asked the source nothing");
     assert!(b.stats().l2_hits >= 500, "{}", b.stats().l2_hits);

@@ -145,9 +145,40 @@ test('close options are checked', async () => {
   const c = new Cache({ ttl: 1000 });
   assert.throws(() => c.close({ timeout: 'soon' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
   assert.throws(() => c.close({ timeot: 1 }), (e) => e.code === 'InvalidConfig' && e.field === 'timeot');
-  if (!WASM) assert.throws(() => c.close({ timeout: -1 }), (e) => e.code === 'InvalidConfig' && e.field === 'timeout');
+  assert.throws(() => c.close({ timeout: -1 }), (e) => e.code === 'InvalidConfig' && e.field === 'timeout');
   // without a shared tier (the WebAssembly build has none) nothing is under way
   assert.equal(await c.close(), 0);
   assert.equal(await c.close({ timeout: 0 }), 0);
   await c[Symbol.asyncDispose]();
+});
+
+test('a close refused for its timeout changes nothing: the sources stay registered, healing goes on', async () => {
+  // the core checks the timeout (its close_timeout_ms) before anything is stopped, on Node and WASM
+  const c = new Cache({ healing: { enabled: !WASM, sampleRate: 1, verifyIntervalMs: 5 } });
+  c.set('u:1', 1);
+  let calls = 0;
+  c.registerSource('u:', () => (calls++, 1));
+  for (const timeout of [-1, NaN, Infinity, 1e-9, 4e12]) {
+    assert.throws(
+      () => c.close({ timeout }),
+      (e) => e.code === 'InvalidConfig' && e.field === 'timeout',
+      `close({ timeout: ${timeout} })`,
+    );
+    assert.deepEqual(c.scores().map((s) => s.prefix), ['u:'], `after close({ timeout: ${timeout} })`);
+  }
+  if (WASM) {
+    await c.runHealingInterval();
+    assert.equal(calls, 1);
+  } else {
+    // the background loop still runs
+    const seen = calls;
+    const end = Date.now() + 5000;
+    while (calls < seen + 2 && Date.now() < end) await sleep(5);
+    assert.ok(calls >= seen + 2, `no interval after a refused close (${calls} source calls)`);
+  }
+  assert.equal(await c.close({ timeout: 1000 }), 0);
+  assert.deepEqual(c.scores(), []);
+  const after = calls;
+  await sleep(50);
+  assert.equal(calls, after, 'no interval after close');
 });

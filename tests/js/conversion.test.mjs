@@ -34,7 +34,7 @@ test('bad options throw InvalidConfig naming the camelCase field', () => {
     [{ maxBytes: -1 }, 'maxBytes'],
     [{ ttl: 0 }, 'ttl'],
     [{ ttl: -1 }, 'ttl'],
-    [{ ttl: Infinity }, 'ttl'],
+    [{ ttl: -Infinity }, 'ttl'], // Infinity is no expiry (hardening.test.mjs)
     [{ maxKeyLen: 0 }, 'maxKeyLen'],
     [{ maxEntryBytes: 100, maxBytes: 10 }, 'maxEntryBytes'],
     [{ maxInFlight: 0 }, 'maxInFlight'],

@@ -85,3 +85,93 @@ declare module 'healcache/wasm/healcache_wasm_bg.wasm' {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// The typings against what the runtime takes and gives, name by name: the options `new Cache`
+// takes (the core's settings table with its JS names, and the wrapper's own), the `healing`
+// settings (`new Cache({ healing })`, `setHealing`), the names `configSet`/`configGet` take and
+// the keys and value types `healingConfig()` returns. Each name is asked of the runtime itself
+// (a name it does not know is refused); the candidates are the backend's table in every spelling
+// and the names the runtime lists. The shipped declarations are shared by Node and WASM: on Node
+// they must match exactly, on WASM (no shared tier: no fleet settings) declare all it takes.
+test('the typings declare exactly the options, setting names and healingConfig keys the runtime takes', async () => {
+  const { mkdirSync, rmSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { createRequire } = await import('node:module');
+  const { Cache, WASM } = await import('./helpers.mjs');
+  const require = createRequire(import.meta.url);
+  const raw = WASM ? require(join(root, 'bindings-wasm/pkg-node/healcache_wasm.js')) : require(join(root, 'dist/healcache.node'));
+  const table = raw.settings();
+  const refusedAs = (f, field, pattern) => {
+    try {
+      f();
+      return false;
+    } catch (e) {
+      return e.code === 'InvalidConfig' && e.field === field && pattern.test(e.message);
+    }
+  };
+  // every option name the wrapper lists besides the table's
+  let listed = [];
+  try {
+    new Cache({ '?': 1 });
+  } catch (e) {
+    listed = /known: ([^)]*)\)/.exec(e.message)[1].split(', ');
+  }
+  const c = new Cache();
+  const config = c.healingConfig();
+  const candidates = [...new Set([...table.flatMap((s) => [s.name, s.jsName, ...s.aliases]), ...listed, ...Object.keys(config)])];
+  candidates.push(...candidates.filter((n) => !n.endsWith('Ms')).map((n) => `${n}Ms`)); // former JS spellings
+  const cacheOptions = candidates.filter((n) => !refusedAs(() => new Cache({ [n]: undefined }), n, /is not an option/));
+  const healingOptions = candidates.filter((n) => !refusedAs(() => new Cache({ healing: { [n]: undefined } }), `healing.${n}`, /is not a healing setting/));
+  const settingNames = candidates.filter((n) => !refusedAs(() => c.configGet(n), 'name', /unknown setting/));
+  c.close();
+  assert.ok(cacheOptions.includes('maxEntries') && healingOptions.includes('sampleRate') && settingNames.includes('sample_rate'));
+  const flag = (n) => table.find((s) => [s.name, s.jsName, ...s.aliases].includes(n))?.flag;
+  const union = (names) => (names.length === 0 ? 'never' : names.map((n) => JSON.stringify(n)).join(' | '));
+  const lines = [
+    `import type { Cache, CacheOptions, HealingOptions, HealingSettingName } from '${WASM ? 'healcache/wasm' : 'healcache'}';`,
+    'type Config = ReturnType<Cache<unknown>["healingConfig"]>;',
+    'type RequiredKeys<T> = { [K in keyof T]-?: {} extends Pick<T, K> ? never : K }[keyof T];',
+    'type None<T, What extends string> = [T] extends [never] ? true : { [K in What]: T };',
+    'type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;',
+  ];
+  const exact = (declared, runtime, what) => {
+    lines.push(`export const ${what}Undeclared: None<Exclude<${union(runtime)}, ${declared}>, 'takenButNotDeclared'> = true;`);
+    // the Node package has every setting: a declared name it refuses is a wrong declaration
+    if (!WASM) lines.push(`export const ${what}Refused: None<Exclude<${declared}, ${union(runtime)}>, 'declaredButRefused'> = true;`);
+  };
+  exact('keyof CacheOptions', cacheOptions, 'cacheOptions');
+  exact('keyof HealingOptions', healingOptions, 'healingOptions');
+  exact('HealingSettingName', settingNames, 'settingNames');
+  exact('keyof Config', Object.keys(config), 'healingConfig');
+  // every key the declaration says is always there is returned (the fleet's only where a shared tier can be)
+  lines.push(`export const healingConfigRequired: None<Exclude<RequiredKeys<Config>, ${union(Object.keys(config))}>, 'declaredButNotReturned'> = true;`);
+  for (const [n, v] of Object.entries(config)) {
+    lines.push(`export const config_${n}: Same<Required<Config>[${JSON.stringify(n)}], ${typeof v}> = true;`);
+  }
+  for (const [names, type] of [[cacheOptions, 'CacheOptions'], [healingOptions, 'HealingOptions']]) {
+    for (const n of names) {
+      const f = flag(n);
+      if (f === true) lines.push(`export const ${type}_${n}: Same<NonNullable<${type}[${JSON.stringify(n)}]>, boolean> = true;`);
+      if (f === false) lines.push(`export const ${type}_${n}: number extends NonNullable<${type}[${JSON.stringify(n)}]> ? true : false = true;`);
+    }
+  }
+  const dir = join(root, 'tests/js', `.types-surface-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  try {
+    writeFileSync(join(dir, 'surface.mts'), lines.join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', lib: ['es2022', 'dom'], types: [], strict: true, noEmit: true },
+        files: ['surface.mts'],
+      }),
+    );
+    try {
+      execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir], { cwd: root, encoding: 'utf8' });
+    } catch (e) {
+      assert.fail(`the typings and the runtime differ (${WASM ? 'WASM' : 'Node'}):\n${e.stdout}${e.stderr}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -60,10 +60,15 @@ healed.setHealing({ sampleRate: 0.02 });
 healed.configSet('healing.sample_rate', '0.02');
 const rate: string = healed.configGet('healing.sample_rate');
 const enabled: boolean = healed.healingConfig().enabled;
+const every: number = healed.healingConfig().verifyIntervalMs + (healed.healingConfig().fleetVerifyLease ?? 0);
+healed.setHealing({ verifyInterval: 10_000, sourceTimeout: 1_000 });
+healed.configSet('sample_rate', 0.5);
+healed.configSet('healing.fleet_verify_scan_budget', 5);
+const strict = new Cache<User>({ negativeTtl: 90_000, maxNegativeTtl: 120_000 });
 healed.unregisterSource('user:admin:');
 void new WasmCache<User>().runHealingInterval();
 healed.close();
-void [sc?.score, all.length, hs.avgScore, ev[0]?.oldDigest, rate, enabled];
+void [sc?.score, all.length, hs.avgScore, ev[0]?.oldDigest, rate, enabled, every, strict];
 
 const w = new WasmCache<string>({ maxEntries: 10 });
 w.set('a', 'b');
@@ -106,6 +111,8 @@ healed.registerSource('user:', () => 42);
 healed.setHealing({ sampleRate: '0.1' });
 // @ts-expect-error unknown setting name
 healed.configSet('healing.sample_rat', '0.1');
+// @ts-expect-error healingConfig() shows the interval as verifyIntervalMs
+void healed.healingConfig().verifyInterval;
 // @ts-expect-error decode applies to URL templates only
 healed.registerSource('user:', () => NOT_FOUND, { decode: 'json' });
 // a test clock: the time of the caches given it
