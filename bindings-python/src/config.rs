@@ -74,7 +74,7 @@ pub(crate) fn build(
         Some(f) if !f.is_callable() => return Err(invalid(py, "weigher", "must be callable")),
         Some(f) => Weigh::Custom(f.unbind()),
         None if config.max_bytes.is_some() || config.max_entry_bytes.is_some() => Weigh::Default,
-        None => Weigh::Off,
+        None => Weigh::Lengths,
     };
     for (name, text) in [("l2_prefix", shared.prefix), ("fleet_lock", shared.fleet_lock)] {
         if let Some(text) = text {

@@ -221,9 +221,10 @@ pub(crate) type Value = Arc<Stored>;
 
 /// How values are weighed.
 pub(crate) enum Weigh {
-    /// No byte bound is set: weights are not needed.
-    Off,
-    /// `len()` for str and bytes-likes, `sys.getsizeof` otherwise.
+    /// No byte bound set: str and bytes-likes weigh their length (the default entry bound holds
+    /// for them, and the `weight` counter reads as Node's), other objects nothing (as in Node).
+    Lengths,
+    /// A byte bound set: as [`Weigh::Lengths`], and `sys.getsizeof` for other objects.
     Default,
     /// The user's `weigher(value) -> int`.
     Custom(Py<PyAny>),
@@ -234,21 +235,24 @@ impl Weigh {
     pub fn value(&self, obj: Bound<'_, PyAny>) -> PyResult<Value> {
         let py = obj.py();
         let weight = match self {
-            Weigh::Off => 0,
-            Weigh::Default => {
+            Weigh::Custom(f) => {
+                let w = f.bind(py).call1((&obj,))?;
+                w.extract::<u64>().map_err(|_| invalid(py, "weigher", "must return an int between 0 and 2**64-1"))?
+            }
+            _ => {
                 if let Ok(s) = obj.cast::<PyString>() {
                     s.len()? as u64
                 } else if let Ok(b) = obj.cast::<PyBytes>() {
                     b.as_bytes().len() as u64
                 } else if let Ok(b) = obj.cast::<PyByteArray>() {
                     b.len() as u64
+                } else if matches!(self, Weigh::Default) {
+                    static GETSIZEOF: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                    let f = GETSIZEOF.import(py, "sys", "getsizeof")?;
+                    f.call1((&obj,))?.extract::<u64>()?
                 } else {
-                    py.import("sys")?.call_method1("getsizeof", (&obj,))?.extract::<u64>()?
+                    0
                 }
-            }
-            Weigh::Custom(f) => {
-                let w = f.bind(py).call1((&obj,))?;
-                w.extract::<u64>().map_err(|_| invalid(py, "weigher", "must return an int between 0 and 2**64-1"))?
             }
         };
         Ok(Arc::new(Stored { obj: obj.unbind(), weight }))

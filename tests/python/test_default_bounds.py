@@ -174,3 +174,32 @@ def test_p5_default_batch_read_takes_10000_distinct_keys() -> None:
         assert len(c) == MAX_IN_FLIGHT and c.stats()["in_flight"] == 0
 
     asyncio.run(main())
+
+
+MAX_ENTRY_BYTES = 64 << 20
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, str])
+def test_p5_default_max_entry_bytes_is_64_mib_key_included(kind: type) -> None:
+    """With no byte bound set, a str or bytes-like still weighs its length: an entry of exactly
+    64 MiB (key included) is stored, one byte more is ``ValueTooLarge`` and changes nothing (as
+    in Node and the WebAssembly package)."""
+    c = default_cache()
+    key = "k"
+    at = MAX_ENTRY_BYTES - len(key)
+    value = kind("x" * at) if kind is str else kind(b"x" * at)
+    assert c.set(key, value) == 1
+    over = kind("y" * (at + 1)) if kind is str else kind(b"y" * (at + 1))
+    with pytest.raises(healcache.ValueTooLarge):
+        c.set(key, over)
+    assert c.get(key) == value and c.version(key) == 1
+    del value, over
+
+
+def test_without_a_byte_bound_values_weigh_as_in_node() -> None:
+    """The `weight` counter without a byte bound: a str weighs its length and its key's, as the
+    Node package counts it (three 1-byte keys with 3-character values: 12)."""
+    c = default_cache()
+    for k in "abc":
+        c.set(k, k * 3)
+    assert c.stats()["weight"] == 12
