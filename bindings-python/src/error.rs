@@ -57,6 +57,14 @@ pub(crate) enum Spelling<'a> {
 }
 
 impl Spelling<'_> {
+    /// The unit a value is written in: seconds, or milliseconds under a former `_ms` name.
+    fn host(self) -> Host {
+        match self {
+            Spelling::Asked(name) if setting(name).is_some_and(|s| s.aliases.contains(&name)) => Host::Rust,
+            _ => Host::Python,
+        }
+    }
+
     fn field(self, field: &'static str) -> String {
         let Some(s) = setting(field) else { return field.to_string() };
         match self {
@@ -89,11 +97,18 @@ pub(crate) fn config_error(py: Python<'_>, e: Error, spelling: Spelling<'_>) -> 
 fn build(py: Python<'_>, e: &Error, spelling: Spelling<'_>) -> PyResult<PyErr> {
     let module = errors(py)?;
     let class = module.getattr(e.code()).or_else(|_| module.getattr("HealcacheError"))?;
-    let exc = class.call1((e.message_for(Host::Python),))?;
+    // a setting is named in the message as in `field`: as the caller wrote it, in its unit
+    let message = match e {
+        Error::InvalidConfig { field, problem, value, unit } => {
+            format!("invalid config: `{}` {}", spelling.field(field), problem.text(spelling.host(), *unit, *value))
+        }
+        _ => e.message_for(Host::Python),
+    };
+    let exc = class.call1((message,))?;
     match e {
         Error::InvalidConfig { field, problem, value, unit } => {
             exc.setattr("field", spelling.field(field))?;
-            exc.setattr("reason", problem.text(Host::Python, *unit, *value))?;
+            exc.setattr("reason", problem.text(spelling.host(), *unit, *value))?;
         }
         Error::KeyTooLong { len, max } => {
             exc.setattr("len", len)?;

@@ -308,7 +308,9 @@ impl ConfigProblem {
             ConfigProblem::TooShort { min } => {
                 let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
                 if min == 1e-6 {
-                    format!("must be at least one nanosecond ({} {}){got}", num(min), unit_word(host))
+                    // written out: in seconds, 1e-6 ms / 1000 is not exactly 1e-9
+                    let ns = if to_host(host, 1.0) == 1.0 { "0.000001" } else { "0.000000001" };
+                    format!("must be at least one nanosecond ({ns} {}){got}", unit_word(host))
                 } else {
                     let n = num(min);
                     let word = unit_word(host);

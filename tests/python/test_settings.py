@@ -95,3 +95,26 @@ def test_a_bool_given_for_a_number_is_the_int_it_equals() -> None:
     c = Cache(healing_verify_interval=True, healing_score_window=True)
     assert c.healing_config()["verify_interval"] == 1.0, "one second, as `1` would be"
     assert c.healing_config()["score_window"] == 1
+
+
+def test_an_error_names_the_setting_as_written_and_in_its_unit() -> None:
+    """The message names the setting as the caller wrote it (a `Cache` keyword with its
+    `healing_` prefix, a `config_set` name) and gives values in the unit of that name (seconds,
+    or milliseconds for a former `_ms` name), like the exception's `field`."""
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        healcache.Cache(healing_sample_rate=2)
+    assert ei.value.field == "healing_sample_rate"
+    assert str(ei.value) == "invalid config: `healing_sample_rate` must be between 0 and 1, got 2"
+    c = healcache.Cache()
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        c.config_set("healing.verify_interval_ms", "-1500")
+    assert ei.value.field == "healing.verify_interval_ms"
+    assert str(ei.value) == (
+        "invalid config: `healing.verify_interval_ms` must be a positive number of milliseconds, got -1500"
+    )
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        c.config_set("verify_interval", "-1.5")
+    assert str(ei.value) == "invalid config: `verify_interval` must be a positive number of seconds, got -1.5"
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        healcache.Cache(ttl=1e-10)
+    assert str(ei.value).endswith("must be at least one nanosecond (0.000000001 seconds), got 1e-10 seconds")
