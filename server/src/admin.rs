@@ -158,6 +158,21 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
+/// `CONFIG HELP`: the subcommands served, in Redis's words and then what differs here.
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "    The parameters are the healing.<name> settings, save and appendonly.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "    Only the healing.<name> settings can be set.",
+    "RESETSTAT",
+    "    Accepted for tools that send it; resets nothing.",
+    "HELP",
+    "    Prints this help.",
+];
+
 /// `CONFIG GET pattern ...` and `CONFIG SET healing.name value ...`.
 /// `commands::lookup` checked the subcommand and its argument count.
 pub(crate) fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
@@ -198,6 +213,9 @@ pub(crate) fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
     }
     if sub.eq_ignore_ascii_case(b"resetstat") {
         return Ok(Reply::Status("OK"));
+    }
+    if sub.eq_ignore_ascii_case(b"help") {
+        return Ok(crate::commands::help(CONFIG_HELP));
     }
     Err(Reply::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", printable(sub, 128))))
 }

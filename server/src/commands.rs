@@ -84,11 +84,15 @@ const COMMANDS: &[Spec] = &[
     spec(b"PTTL", 2),
     spec(b"DBSIZE", 1),
     spec(b"SELECT", 2),
+    // No transactions: MULTI answers +OK, then everything up to EXEC or DISCARD is refused unrun.
+    spec(b"MULTI", 1),
+    spec(b"EXEC", 1),
+    spec(b"DISCARD", 1),
     // SETINFO is Redis 7.2's; redis-py and node-redis send it on connect.
     Spec {
         name: b"CLIENT",
         arity: -2,
-        subcommands: &[("setinfo", 4), ("setname", 3), ("getname", 2), ("id", 2)],
+        subcommands: &[("setinfo", 4), ("setname", 3), ("getname", 2), ("id", 2), ("help", 2)],
         help: "CLIENT HELP",
     },
     // Every subcommand answers (empty): redis-cli 7 asks for the docs on connect.
@@ -97,7 +101,7 @@ const COMMANDS: &[Spec] = &[
     Spec {
         name: b"CONFIG",
         arity: -2,
-        subcommands: &[("get", -3), ("set", -4), ("resetstat", 2)],
+        subcommands: &[("get", -3), ("set", -4), ("resetstat", 2), ("help", 2)],
         help: "CONFIG HELP",
     },
     Spec {
@@ -144,16 +148,46 @@ fn lookup(name: &[u8], args: &[Bytes]) -> Result<&'static Spec, Failed> {
     Ok(spec)
 }
 
+/// The reply to every command after a MULTI, up to EXEC or DISCARD: it does not run, so a
+/// client's MULTI ... EXEC applies none of its writes rather than some of them.
+const NOT_RUN: &str = "ERR not run: healcache-server has no transactions, so nothing between MULTI and EXEC \
+                       runs; EXEC or DISCARD ends it";
+
+/// EXEC's reply after a MULTI: Redis's reply to a transaction whose queued commands had errors.
+const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+
+/// The reply to an EXEC refused before it runs (its argument count, NOAUTH), as Redis words it:
+/// the error after `EXECABORT Transaction discarded because of: `, without its `ERR` code.
+fn exec_refused(error: &str) -> Reply {
+    let error = error.strip_prefix("ERR ").unwrap_or(error);
+    Reply::Error(format!("EXECABORT Transaction discarded because of: {error}"))
+}
+
 /// Runs one command and writes its reply to `out`.
 pub fn execute(shared: &Shared, client: &mut Client, args: &[Bytes], out: &mut BytesMut) -> Flow {
     let mut buf = [0u8; 16];
     let name = upper(&args[0], &mut buf);
     if !client.authenticated && !matches!(name, b"AUTH" | b"HELLO" | b"QUIT" | b"PING") {
-        write_error(out, "NOAUTH Authentication required.");
+        const NOAUTH: &str = "NOAUTH Authentication required.";
+        match name {
+            b"EXEC" => exec_refused(NOAUTH).encode(client.proto, out),
+            _ => write_error(out, NOAUTH),
+        }
+        return Flow::Continue;
+    }
+    if client.in_multi && !matches!(name, b"EXEC" | b"DISCARD" | b"MULTI" | b"QUIT") {
+        write_error(out, NOT_RUN);
         return Flow::Continue;
     }
     if let Err(e) = lookup(name, args) {
-        e.encode(client.proto, out);
+        match (name, e) {
+            // Redis discards the transaction when EXEC itself is refused.
+            (b"EXEC", Reply::Error(text)) => {
+                client.in_multi = false;
+                exec_refused(&text).encode(client.proto, out);
+            }
+            (_, e) => e.encode(client.proto, out),
+        }
         return Flow::Continue;
     }
     // The two hot commands write straight into the output.
@@ -194,6 +228,15 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Bytes], out: &mut B
             Ok(_) => Err(Reply::err("ERR DB index is out of range")),
             Err(e) => Err(e),
         },
+        b"MULTI" if client.in_multi => Err(Reply::err("ERR MULTI calls can not be nested")),
+        b"MULTI" => {
+            client.in_multi = true;
+            Ok(Reply::Status("OK"))
+        }
+        b"EXEC" if std::mem::take(&mut client.in_multi) => Err(Reply::err(EXECABORT)),
+        b"EXEC" => Err(Reply::err("ERR EXEC without MULTI")),
+        b"DISCARD" if std::mem::take(&mut client.in_multi) => Ok(Reply::Status("OK")),
+        b"DISCARD" => Err(Reply::err("ERR DISCARD without MULTI")),
         b"CLIENT" => client_command(client, args),
         b"COMMAND" => Ok(match args.get(1) {
             // redis-cli 7 asks for the docs on connect; none is a valid answer.
@@ -296,7 +339,9 @@ enum Expiry {
 
 const INVALID_EXPIRE: &str = "ERR invalid expire time in 'set' command";
 
-/// The expiry an expire option asks for. Values Redis refuses get its error word for word; a TTL
+/// The expiry an expire option asks for. Values Redis refuses get its error word for word: not
+/// positive (i64::MIN too), EX past i64::MAX once in milliseconds, EX or PX past i64::MAX once
+/// the current time is added (Redis stores the Unix time in milliseconds). A TTL Redis takes but
 /// past the engine's bound gets the same error with the bound, since shortening it silently
 /// would keep a key for less time than asked.
 fn expiry(unit: ExpireUnit, n: &Bytes) -> Result<Expiry, Failed> {
@@ -305,17 +350,18 @@ fn expiry(unit: ExpireUnit, n: &Bytes) -> Result<Expiry, Failed> {
     if n <= 0 || (seconds && n > i64::MAX / 1000) {
         return Err(Reply::err(INVALID_EXPIRE));
     }
-    let ms = if seconds { n * 1000 } else { n } as u64;
+    let ms = if seconds { n * 1000 } else { n };
+    // Only the wall clock tells how far off a client's Unix time is, and where Redis's sum ends.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let ms = match unit {
-        ExpireUnit::Ex | ExpireUnit::Px => ms,
-        ExpireUnit::ExAt | ExpireUnit::PxAt => {
-            // A client's Unix time: only the wall clock can tell how far off it is.
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-            match ms.checked_sub(now) {
-                Some(left) if left > 0 => left,
-                _ => return Ok(Expiry::Past),
-            }
-        }
+        ExpireUnit::Ex | ExpireUnit::Px => match ms.checked_add(now) {
+            Some(_) => ms as u64,
+            None => return Err(Reply::err(INVALID_EXPIRE)),
+        },
+        ExpireUnit::ExAt | ExpireUnit::PxAt => match ms.checked_sub(now) {
+            Some(left) if left > 0 => left as u64,
+            _ => return Ok(Expiry::Past),
+        },
     };
     healcache::duration_ms("ttl", ms as f64).map_err(|e| match e {
         Error::InvalidConfig { problem: ConfigProblem::TooLong { max }, .. } => {
@@ -452,9 +498,9 @@ fn hello(shared: &Shared, client: &mut Client, args: &[Bytes]) -> Result<Reply, 
     }
     if !client.authenticated {
         return Err(Reply::err(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> \
-             AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol \
-             version at the same time",
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH \
+             <user> <pass> option can be used to authenticate the client and select the RESP protocol version at \
+             the same time",
         ));
     }
     client.proto = proto;
@@ -482,6 +528,26 @@ fn valid_name(n: &Bytes) -> Result<Bytes, Failed> {
     Ok(n.clone())
 }
 
+/// A `... HELP` reply as Redis gives it: one status line each.
+pub(crate) fn help(lines: &'static [&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|&l| Reply::Status(l)).collect())
+}
+
+/// `CLIENT HELP`: the subcommands served, in Redis's words where they do what Redis's do.
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "SETINFO <option> <value>",
+    "    Accepted and ignored (Redis 7.2's; clients send their library's name and version with it).",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "HELP",
+    "    Prints this help.",
+];
+
 fn client_command(client: &mut Client, args: &[Bytes]) -> Result<Reply, Failed> {
     // `lookup` checked the subcommand and its argument count.
     let is = |s: &[u8]| args[1].eq_ignore_ascii_case(s);
@@ -495,6 +561,8 @@ fn client_command(client: &mut Client, args: &[Bytes]) -> Result<Reply, Failed> 
         Ok(client.name.clone().map_or(Reply::Null, Reply::Bulk))
     } else if is(b"id") {
         Ok(Reply::Int(client.id as i64))
+    } else if is(b"help") {
+        Ok(help(CLIENT_HELP))
     } else {
         Err(Reply::Error(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", printable(&args[1], ECHOED_NAME))))
     }

@@ -26,6 +26,9 @@ pub struct Client {
     pub authenticated: bool,
     /// The name it gave with `CLIENT SETNAME` or `HELLO ... SETNAME`.
     pub name: Option<Bytes>,
+    /// Whether it sent a MULTI and no EXEC or DISCARD since: there are no transactions, so every
+    /// command meanwhile is answered with an error and not run, and EXEC answers EXECABORT.
+    pub in_multi: bool,
 }
 
 /// Whether the connection goes on after a command.
@@ -67,7 +70,13 @@ pub async fn serve(shared: &Shared, mut sock: TcpStream, peer: SocketAddr) {
     let cfg = &shared.settings.server;
     let counters = &shared.counters;
     let _ = sock.set_nodelay(true);
-    let mut client = Client { id: shared.next_id(), proto: 2, authenticated: cfg.requirepass.is_none(), name: None };
+    let mut client = Client {
+        id: shared.next_id(),
+        proto: 2,
+        authenticated: cfg.requirepass.is_none(),
+        name: None,
+        in_multi: false,
+    };
     let mut input = BytesMut::with_capacity(READ_ROOM);
     let mut out = BytesMut::with_capacity(READ_ROOM);
     let mut parser = Parser::new();

@@ -285,14 +285,19 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
         return None;
     }
-    let mut v: i64 = 0;
+    // The magnitude in a u64: i64::MIN's is one more than i64::MAX.
+    let mut v: u64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    Some(if neg { -v } else { v })
+    if neg {
+        0i64.checked_sub_unsigned(v)
+    } else {
+        i64::try_from(v).ok()
+    }
 }
 
 fn is_space(b: u8) -> bool {
@@ -532,9 +537,34 @@ mod tests {
         assert_eq!(parse_all(b"*1\r\n$blabla\r\n"), Err(ProtoError::InvalidBulkLength));
         assert_eq!(parse_all(b"*20000000\r\n"), Err(ProtoError::InvalidMultibulkLength));
         assert_eq!(parse_all(b"*-10\r\n*1\r\n$4\r\nPING\r\n").unwrap().len(), 1);
+        assert_eq!(parse_all(b"*-9223372036854775808\r\n*1\r\n$4\r\nPING\r\n").unwrap().len(), 1);
+        assert_eq!(parse_all(b"*-9223372036854775809\r\n"), Err(ProtoError::InvalidMultibulkLength));
         assert_eq!(parse_all(b"set \"\"\"a\"\"\" b\r\n"), Err(ProtoError::UnbalancedQuotes));
         assert_eq!(parse_all(b"set 'a\n"), Err(ProtoError::UnbalancedQuotes));
         assert_eq!(parse_all(b"*01\r\n"), Err(ProtoError::InvalidMultibulkLength));
+    }
+
+    /// Every 64-bit integer, i64::MIN included, as Redis's `string2ll` reads them.
+    #[test]
+    fn integers_cover_the_whole_i64_range() {
+        assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_int(b"-9223372036854775807"), Some(i64::MIN + 1));
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"-1"), Some(-1));
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"-9223372036854775809",
+            b"-",
+            b"",
+            b"-0",
+            b"01",
+            b"+1",
+            b"1 ",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_int(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -82,6 +82,34 @@ test("commands, pipelines and errors through ioredis", async () => {
   }
 });
 
+test("a MULTI/EXEC transaction applies none of its writes", async () => {
+  const r = new Redis({ port, host: "127.0.0.1", password: PASSWORD, maxRetriesPerRequest: 0, lazyConnect: true });
+  await r.connect();
+  try {
+    assert.equal(await r.set("t", "before"), "OK");
+    // MULTI answers +OK; each queued command an error, not run; EXEC answers EXECABORT.
+    await assert.rejects(r.multi().set("t", "1").set("u", "1").del("t").exec(), (e) => {
+      assert.equal(e.message, "EXECABORT Transaction discarded because of previous errors.");
+      assert.equal(e.previousErrors.length, 3);
+      for (const p of e.previousErrors) {
+        assert.equal(
+          String(p),
+          "ReplyError: ERR not run: healcache-server has no transactions, so nothing between MULTI and EXEC runs; " +
+            "EXEC or DISCARD ends it",
+        );
+      }
+      return true;
+    });
+    assert.equal(await r.get("t"), "before");
+    assert.equal(await r.exists("u"), 0);
+    // The connection left the transaction at EXEC.
+    assert.equal(await r.set("u", "2"), "OK");
+    assert.equal(await r.get("u"), "2");
+  } finally {
+    r.disconnect();
+  }
+});
+
 test("a wrong password is refused", async () => {
   const r = new Redis({ port, host: "127.0.0.1", password: "nope", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   const errors = [];

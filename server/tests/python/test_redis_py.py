@@ -60,3 +60,40 @@ def test_wrong_password(server):
         redis.Redis(host="127.0.0.1", port=port, password="nope", retry=once).ping()
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=port, retry=once).get("k")
+
+
+NOT_RUN = "not run: healcache-server has no transactions, so nothing between MULTI and EXEC runs"
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_transaction_applies_none_of_its_writes(server, protocol):
+    """healcache-server has no transactions: MULTI answers +OK, every queued command answers an
+    error and does not run, EXEC answers EXECABORT. redis-py then raises the first queued
+    command's error (a ResponseError, the ExecAbortError as its context); none of the commands
+    runs and the connection goes on afterwards."""
+    port, password = server
+    r = redis.Redis(host="127.0.0.1", port=port, password=password, protocol=protocol)
+    assert r.set("t", "before") is True
+    pipe = r.pipeline(transaction=True)
+    pipe.set("t", "1")
+    pipe.set("u", "1")
+    pipe.delete("t")
+    first = r"^Command # 1 \(SET t 1\) of pipeline caused error: " + NOT_RUN
+    with pytest.raises(redis.ResponseError, match=first) as e:
+        pipe.execute()
+    assert not isinstance(e.value, redis.exceptions.ExecAbortError)
+    assert isinstance(e.value.__context__, redis.exceptions.ExecAbortError)
+    assert str(e.value.__context__) == "Transaction discarded because of previous errors."
+    assert r.get("t") == b"before"
+    assert r.exists("u") == 0
+    # The default pipeline is a transaction too.
+    with r.pipeline() as pipe:
+        pipe.set("u", "2")
+        with pytest.raises(redis.ResponseError, match=NOT_RUN) as e:
+            pipe.execute()
+        assert isinstance(e.value.__context__, redis.exceptions.ExecAbortError)
+    assert r.exists("u") == 0
+    # The pooled connection left the transaction at EXEC: commands run again on it.
+    assert r.set("u", "3") is True
+    assert r.get("u") == b"3"
+    assert r.pipeline(transaction=False).set("v", "1").get("v").execute() == [True, b"1"]
