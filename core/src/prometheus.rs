@@ -148,7 +148,7 @@ fn shared_tier_text(out: &mut String, stats: &Stats, name: &str) {
 }
 
 /// Renders healing metrics: `healing.samples_total`, `healing.repairs_total`,
-/// `healing.source_failures`, `healing.interval_duration_ms` (histogram) and
+/// `healing.source_failures_total`, `healing.interval_duration_ms` (histogram) and
 /// `healing.score.{prefix}` (a gauge per prefix, the prefix as a label).
 fn healing_prometheus_text(stats: &HealingStats, scores: &[PrefixScore], cache_name: &str) -> String {
     let name = escape_label(cache_name);
@@ -157,7 +157,7 @@ fn healing_prometheus_text(stats: &HealingStats, scores: &[PrefixScore], cache_n
         ("healing_samples_total", "Samples verified against a source.", stats.total_sampled),
         ("healing_repairs_total", "Drifted entries repaired.", stats.total_repaired),
         ("healing_drift_total", "Drifted entries found.", stats.total_drift),
-        ("healing_source_failures", "Source calls that failed or timed out.", stats.source_failures),
+        ("healing_source_failures_total", "Source calls that failed or timed out.", stats.source_failures),
     ] {
         let _ = writeln!(out, "# HELP healcache_{metric} {help}\n# TYPE healcache_{metric} counter\nhealcache_{metric}{{cache=\"{name}\"}} {v}");
     }
@@ -209,6 +209,21 @@ pub(crate) fn escape_label(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Prometheus's naming rule: a counter's name ends in `_total`, in the cache's metrics and in
+    /// the healer's.
+    #[test]
+    fn every_counter_is_named_total() {
+        let cache = Cache::<u64>::builder().build().unwrap();
+        let healer = Healer::new(cache.clone(), crate::healing::HealingConfig::default()).unwrap();
+        let text = cache.prometheus("c") + &healer.prometheus("c");
+        let counters: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+        assert!(counters.len() > 40, "{counters:?}");
+        for name in counters {
+            assert!(name.ends_with("_total"), "{name}");
+        }
+    }
 
     #[test]
     fn label_values_are_escaped() {

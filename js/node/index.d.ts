@@ -298,9 +298,9 @@ export interface WriteThroughOptions {
 
 /** Options of `warm`. */
 export interface WarmOptions {
-  /** Loader calls at once, 1 to 1,024 (default 8). */
+  /** Loader calls at once, 1 to 1,024 (default 8); fewer when that many batches would load more than `maxInFlight` keys. */
   concurrency?: number;
-  /** Keys per loader call, 1 to `maxInFlight` (default 100). */
+  /** Keys per loader call, 1 to `maxInFlight` (default 100, or `maxInFlight` when lower). */
   batch?: number;
   /** Share of the keys that must be answered for `ready()` (default 1). */
   minShare?: number;
