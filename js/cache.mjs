@@ -589,7 +589,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     close(options) {
       const o = callOptions(options, 'close');
       const timeout = o === undefined ? undefined : o.timeout; // undefined: the core's default
-      if (timeout !== undefined && typeof timeout !== 'number') throw argError(`timeout must be a number of milliseconds, got ${typeof timeout}`);
+      if (timeout !== undefined && typeof timeout !== 'number') throw codeError('InvalidConfig', `invalid config: \`timeout\` must be a number of milliseconds, got ${typeof timeout}`, { field: 'timeout' });
       // the core checks the timeout before it stops anything (a refused close changes nothing),
       // ends the healing loop and closes the shared tier (the WebAssembly build has none: 0)
       const left = B.closeCache(this._c, timeout);
