@@ -339,3 +339,19 @@ fn after_a_restart_the_next_operation_uses_l2_again() {
     assert_eq!(c.stats().l2_errors, errors, "{:?}", c.stats());
     assert!(c.ready());
 }
+
+/// An idle cache notices an outage by its bus heartbeats, which go to Redis every 250 ms: its
+/// breaker opens and `ready()` turns false with no call made; once Redis is back, the probe
+/// closes the breaker and `ready()` is true again.
+#[test]
+fn an_idle_cache_is_not_ready_while_redis_is_down() {
+    let mut r = RedisServer::start().unwrap();
+    let c = cache(&r.url());
+    assert!(wait_until(Duration::from_secs(5), || c.ready()), "{:?}", c.stats());
+    r.kill();
+    assert!(wait_until(Duration::from_secs(3), || !c.ready()), "{:?}", c.stats());
+    assert_ne!(c.stats().l2_breaker_state, 0);
+    r.restart().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || c.ready()), "{:?}", c.stats());
+    assert_eq!(c.stats().l2_breaker_state, 0);
+}

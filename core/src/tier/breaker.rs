@@ -206,6 +206,14 @@ impl Breaker {
         }
     }
 
+    /// A success that may not close the breaker (a bus heartbeat, which no probe admitted): it
+    /// only ends a closed breaker's run of failures.
+    pub fn on_success_while_closed(&self) {
+        if self.state.load(Ordering::Acquire) == CLOSED && self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Reports an I/O error (refused connection, reset, protocol error).
     pub fn on_failure(&self, now: Duration) -> Transition {
         let mut inner = lock(&self.inner);

@@ -10,7 +10,7 @@ use futures::future::FutureExt;
 use super::Tier;
 use crate::codec;
 use crate::tier::bus::{self, Heard};
-use crate::tier::{lock, BusSink};
+use crate::tier::{lock, BusSink, TransportError};
 
 /// How often an instance announces its last message number on the bus.
 const HEARTBEAT: Duration = Duration::from_millis(250);
@@ -40,10 +40,20 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let tier = Arc::clone(self);
         let send = self.transport.publish(&self.bus.channel, msg, self.cfg.timeout);
         drop(sending);
+        let heartbeat = kind == bus::Kind::Heartbeat;
         self.transport.spawn(
             async move {
-                if send.await.is_err() {
+                let r = send.await;
+                if r.is_err() {
                     tier.bus.publish_failed.fetch_add(1, Relaxed);
+                }
+                // heartbeats go to Redis every 250 ms whatever the traffic, so their answers tell
+                // the breaker too: an idle cache sees an outage (its `ready()` turns false, its
+                // probe reconnects once Redis is back) as a busy one does
+                match r {
+                    Ok(()) if heartbeat => tier.breaker.on_success_while_closed(),
+                    Err(e) if heartbeat && !tier.is_closed() => tier.failed(e == TransportError::Timeout),
+                    _ => {}
                 }
             }
             .boxed(),

@@ -62,7 +62,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         r
     }
 
-    fn failed(self: &Arc<Self>, timeout: bool) {
+    pub(super) fn failed(self: &Arc<Self>, timeout: bool) {
         let t = if timeout { self.breaker.on_timeout(self.now()) } else { self.breaker.on_failure(self.now()) };
         if t == Transition::Opened {
             self.counters.breaker_opens.fetch_add(1, Relaxed);
