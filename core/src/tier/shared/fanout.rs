@@ -47,12 +47,15 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 if r.is_err() {
                     tier.bus.publish_failed.fetch_add(1, Relaxed);
                 }
-                // heartbeats go to Redis every 250 ms whatever the traffic, so their answers tell
+                // heartbeats go to Redis every 250 ms whatever the traffic, so their failures tell
                 // the breaker too: an idle cache sees an outage (its `ready()` turns false, its
-                // probe reconnects once Redis is back) as a busy one does
+                // probe reconnects once Redis is back) as a busy one does. A lost connection or a
+                // refusal only: a slow answer under load is no outage, and heartbeats, four a
+                // second, would open the breaker on it far more often than calls do
                 match r {
                     Ok(()) if heartbeat => tier.breaker.on_success_while_closed(),
-                    Err(e) if heartbeat && !tier.is_closed() => tier.failed(e == TransportError::Timeout),
+                    Err(TransportError::Timeout) => {}
+                    Err(_) if heartbeat && !tier.is_closed() => tier.failed(false),
                     _ => {}
                 }
             }
