@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use healcache::tier::MsgPack;
+use healcache::codec::PayloadCodec;
+use healcache::tier::{MsgPack, ValueCodec};
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -354,4 +355,42 @@ fn an_idle_cache_is_not_ready_while_redis_is_down() {
     r.restart().unwrap();
     assert!(wait_until(Duration::from_secs(10), || c.ready()), "{:?}", c.stats());
     assert_eq!(c.stats().l2_breaker_state, 0);
+}
+
+/// A codec that lets a test see when the tier holding it is freed.
+struct Watched(MsgPack<Value>, #[allow(dead_code)] Arc<()>);
+
+impl ValueCodec<Value> for Watched {
+    fn encode(&self, value: &Value) -> Result<(PayloadCodec, Vec<u8>), String> {
+        self.0.encode(value)
+    }
+    fn decode(&self, codec: PayloadCodec, payload: &[u8]) -> Result<Value, String> {
+        self.0.decode(codec, payload)
+    }
+}
+
+/// Promise: a dropped cache frees what it holds. The breaker's probe loop runs until Redis
+/// answers again; it must not keep a dropped cache's tier alive (and probing) meanwhile.
+#[test]
+fn a_cache_dropped_while_redis_is_down_is_freed() {
+    let mut r = RedisServer::start().unwrap();
+    let alive = Arc::new(());
+    let c = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .l2_timeout(L2_TIMEOUT)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), Watched(MsgPack::new(), Arc::clone(&alive)))
+        .build()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || c.ready()), "{:?}", c.stats());
+    r.kill();
+    // the breaker opens and its probe loop starts
+    assert!(wait_until(Duration::from_secs(3), || !c.ready()), "{:?}", c.stats());
+    assert_ne!(c.stats().l2_breaker_state, 0);
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(3), || Arc::strong_count(&alive) == 1),
+        "the tier is still held {} times after its cache was dropped",
+        Arc::strong_count(&alive) - 1
+    );
 }

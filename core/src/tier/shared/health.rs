@@ -80,32 +80,43 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         if self.is_closed() || self.probing.swap(true, Relaxed) {
             return;
         }
-        let tier = Arc::clone(self);
+        // the loop holds the tier only between its waits: a cache dropped during an outage is
+        // freed, and its probing ends with it
+        let weak = Arc::downgrade(self);
+        let timer = Arc::clone(&self.timer);
         self.transport.spawn(
             async move {
-                let step = Duration::from_millis(20).min(tier.cfg.timeout);
-                while !tier.is_closed() {
-                    match tier.breaker.allow(tier.now()) {
-                        Admit::Yes => break,
-                        Admit::No => tier.timer.sleep(step).await,
-                        Admit::Probe => {
-                            let probe = tier.transport.probe();
-                            let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
-                            let ok = match future::select(probe, tier.timer.sleep(deadline)).await {
-                                Either::Left((r, _)) => r.is_ok(),
-                                Either::Right(_) => false,
-                            };
-                            if ok {
-                                tier.answered.store(true, Relaxed);
-                                tier.breaker.on_success(tier.now());
-                                tier.recovered();
-                                break;
-                            }
-                            tier.breaker.on_failure(tier.now());
-                        }
+                loop {
+                    let Some(tier) = weak.upgrade() else { return };
+                    if tier.is_closed() {
+                        tier.probing.store(false, Relaxed);
+                        return;
                     }
+                    let probe = match tier.breaker.allow(tier.now()) {
+                        Admit::Yes => {
+                            tier.probing.store(false, Relaxed);
+                            return;
+                        }
+                        Admit::No => None,
+                        Admit::Probe => Some(tier.probe()),
+                    };
+                    let step = Duration::from_millis(20).min(tier.cfg.timeout);
+                    drop(tier);
+                    let Some(probe) = probe else {
+                        timer.sleep(step).await;
+                        continue;
+                    };
+                    let ok = probe.await;
+                    let Some(tier) = weak.upgrade() else { return };
+                    if ok {
+                        tier.answered.store(true, Relaxed);
+                        tier.breaker.on_success(tier.now());
+                        tier.recovered();
+                        tier.probing.store(false, Relaxed);
+                        return;
+                    }
+                    tier.breaker.on_failure(tier.now());
                 }
-                tier.probing.store(false, Relaxed);
             }
             .boxed(),
         );
@@ -129,16 +140,19 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         let tier = Arc::clone(self);
         self.transport.spawn(
             async move {
-                let deadline = tier.cfg.timeout.max(PROBE_DEADLINE);
-                if let Either::Left((Ok(()), _)) =
-                    future::select(tier.transport.probe(), tier.timer.sleep(deadline)).await
-                {
+                if tier.probe().await {
                     tier.answered.store(true, Relaxed);
                 }
                 tier.first_probing.store(false, Relaxed);
             }
             .boxed(),
         );
+    }
+
+    /// One probe of L2 (a `PING`) under its deadline; it holds nothing of the tier while it waits.
+    fn probe(&self) -> BoxFuture<'static, bool> {
+        let (probe, sleep) = (self.transport.probe(), self.timer.sleep(self.cfg.timeout.max(PROBE_DEADLINE)));
+        future::select(probe, sleep).map(|r| matches!(r, Either::Left((Ok(()), _)))).boxed()
     }
 
     /// A write failed while the breaker may still be closed (an error answer, one lost
