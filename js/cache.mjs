@@ -15,7 +15,7 @@ import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import { makeWriteBehind } from './write_behind.mjs';
 import {
-  useSettings, codeError, argError, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
+  settingsOf, codeError, argError, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
   waitUntilArg, setArgs, checkVersion, defaultSizeOf, weigh,
 } from './options.mjs';
 
@@ -51,14 +51,14 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
   function ready() {
     if (P.out !== undefined) return;
     Object.assign(P, B.protocol());
-    useSettings(B.settings());
+    P.settings = settingsOf(B.settings());
   }
 
   class Cache extends makeHealing(makeMirror(B, P, row), B, P, NOT_FOUND) {
     constructor(options) {
       ready();
       super();
-      const [names, values, seed, redis, l2Prefix, fleetLock] = createArgs(options);
+      const [names, values, seed, redis, l2Prefix, fleetLock] = createArgs(P.settings, options);
       const clock = options == null ? undefined : options.clock;
       this._c = B.create(names, values, seed, backgroundHealing, clockArg(B, clock), redis, l2Prefix, fleetLock);
       this._shared = redis !== undefined; // values also cross to L2, converted by the binding

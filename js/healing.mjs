@@ -152,7 +152,7 @@ function makeHealing(Base, B, P, notFound) {
       try {
         B.registerSource(this._c, prefix, verify);
       } catch (e) {
-        throw healingField(e);
+        throw healingField(P.settings, e);
       }
       this._sources.add(prefix);
     }
@@ -221,18 +221,18 @@ function makeHealing(Base, B, P, notFound) {
     }
 
     _healingSet(settings) {
-      const [names, values, wrote] = healingArgs(settings);
+      const [names, values, wrote] = healingArgs(P.settings, settings);
       try {
         B.healingSet(this._c, names, values);
       } catch (e) {
-        throw healingField(e, wrote);
+        throw healingField(P.settings, e, wrote);
       }
     }
 
     /** The healing settings now, by JS name. */
     healingConfig() {
       const out = {};
-      for (const [shown, s] of healingSettings()) {
+      for (const [shown, s] of healingSettings(P.settings)) {
         const v = B.healingGet(this._c, s.jsName);
         out[shown] = s.flag ? v === 1 : v;
       }
@@ -250,9 +250,9 @@ function makeHealing(Base, B, P, notFound) {
         throw argError('a setting value is a string, number or boolean');
       }
       try {
-        B.healingSet(this._c, [name], [settingNumber(name, value)]);
+        B.healingSet(this._c, [name], [settingNumber(P.settings, name, value)]);
       } catch (e) {
-        throw settingError(e, name);
+        throw settingError(P.settings, e, name);
       }
     }
 
@@ -260,9 +260,9 @@ function makeHealing(Base, B, P, notFound) {
     configGet(name) {
       if (typeof name !== 'string') throw argError('a setting name is a string');
       try {
-        return settingText(name, B.healingGet(this._c, name));
+        return settingText(P.settings, name, B.healingGet(this._c, name));
       } catch (e) {
-        throw settingError(e, name);
+        throw settingError(P.settings, e, name);
       }
     }
 
@@ -364,7 +364,7 @@ function makeHealing(Base, B, P, notFound) {
           Array.isArray(allow) ? allow : [],
         );
       } catch (e) {
-        throw healingField(e);
+        throw healingField(P.settings, e);
       }
       const decode = o.decode === undefined ? 'buffer' : o.decode;
       const strip = o.stripPrefix === true;

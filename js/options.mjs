@@ -52,27 +52,25 @@ const CALL_OPTIONS = {
 
 /*
  * The core's table of settings (`settings()` of the backend): every cache option and healing
- * setting with its names, scope and whether it is a flag. Read once, by `useSettings`.
+ * setting with its names, scope and whether it is a flag, by the names each use looks them up
+ * with. One per backend: the native and the WebAssembly builds loaded in one process each keep
+ * their own core's table.
  */
-let CACHE; // JS name -> setting, for `new Cache(options)`
-let HEALING; // JS name (and former JS name) -> setting, for `healing` and `setHealing`
-let ANY; // any name the core takes (snake, camelCase, former) -> setting, for `configSet`
-
-function useSettings(table) {
-  if (ANY !== undefined) return;
-  CACHE = new Map();
-  HEALING = new Map();
-  ANY = new Map();
+function settingsOf(table) {
+  const cache = new Map(); // JS name -> setting, for `new Cache(options)`
+  const healing = new Map(); // JS name (and former JS name) -> setting, for `healing` and `setHealing`
+  const any = new Map(); // any name the core takes (snake, camelCase, former) -> setting, for `configSet`
   for (const s of table) {
-    (s.scope === 'healing' ? HEALING : CACHE).set(s.jsName, s);
-    for (const n of [s.name, s.jsName, ...s.aliases]) ANY.set(n, s);
+    (s.scope === 'healing' ? healing : cache).set(s.jsName, s);
+    for (const n of [s.name, s.jsName, ...s.aliases]) any.set(n, s);
   }
-  for (const [former, js] of FORMER) HEALING.set(former, HEALING.get(js));
+  for (const [former, js] of FORMER) healing.set(former, healing.get(js));
+  return { cache, healing, any };
 }
 
 /** The healing settings as `healingConfig()` shows them: [shown name, setting]. */
-function healingSettings() {
-  return [...HEALING].filter(([js]) => !FORMER.has(js)).map(([js, s]) => [SHOWN.get(js) || js, s]);
+function healingSettings(S) {
+  return [...S.healing].filter(([js]) => !FORMER.has(js)).map(([js, s]) => [SHOWN.get(js) || js, s]);
 }
 
 function codeError(code, message, props) {
@@ -105,9 +103,9 @@ function renamed(e, rename) {
  * A core error naming a healing setting names it as the user wrote it, under `healing.`
  * (`sampleRate` -> `healing.sampleRate`); `wrote` maps JS names to the names given.
  */
-const healingField = (e, wrote) =>
+const healingField = (S, e, wrote) =>
   renamed(e, (f) => {
-    const s = ANY.get(f);
+    const s = S.any.get(f);
     if (s === undefined || s.scope !== 'healing') return undefined;
     return `healing.${(wrote && wrote.get(s.jsName)) || SHOWN.get(s.jsName) || s.jsName}`;
   });
@@ -190,7 +188,7 @@ function clockArg(B, clock) {
  * values (booleans as 0/1), and the seed (undefined when none is given: the backend draws one from
  * the host's randomness at the cache's first use, as edge runtimes refuse it in global scope).
  */
-function createArgs(options) {
+function createArgs(S, options) {
   const names = [];
   const values = [];
   let seed;
@@ -210,8 +208,8 @@ function createArgs(options) {
         text[t] = v;
         continue;
       }
-      const s = CACHE.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...CACHE.keys(), SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION, ...TEXT_OPTIONS].join(', ')})`);
+      const s = S.cache.get(name);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...S.cache.keys(), SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION, ...TEXT_OPTIONS].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint
@@ -344,16 +342,16 @@ function checkVersion(v) {
  * Names and values of healing settings given by JS name (today's or a former one), and which
  * name the user wrote for each; names and types checked here, values by the core.
  */
-function healingArgs(settings) {
+function healingArgs(S, settings) {
   const names = [];
   const values = [];
   const wrote = new Map();
   if (settings === undefined || settings === null) return [names, values, wrote];
   if (typeof settings !== 'object') throw invalid('healing', 'must be an object');
   for (const name of Object.keys(settings)) {
-    const s = HEALING.get(name);
+    const s = S.healing.get(name);
     if (s === undefined) {
-      throw invalid(`healing.${name}`, `is not a healing setting (known: ${healingSettings().map(([n]) => n).join(', ')})`);
+      throw invalid(`healing.${name}`, `is not a healing setting (known: ${healingSettings(S).map(([n]) => n).join(', ')})`);
     }
     const v = settings[name];
     if (v === undefined) continue;
@@ -368,10 +366,10 @@ function healingArgs(settings) {
 }
 
 /** The number a `configSet` value stands for (flags: 1/0, from true/false, 1/0, on/off). */
-function settingNumber(name, value) {
+function settingNumber(S, name, value) {
   if (typeof value === 'boolean') return Number(value);
   if (typeof value === 'number') return value;
-  const s = ANY.get(name);
+  const s = S.any.get(name);
   const t = value.trim();
   let n = NaN;
   if (s === undefined || !s.flag) n = t === '' ? NaN : Number(t);
@@ -382,8 +380,8 @@ function settingNumber(name, value) {
 }
 
 /** A setting's number as `configGet` text (flags: "true"/"false"). */
-function settingText(name, n) {
-  const s = ANY.get(name);
+function settingText(S, name, n) {
+  const s = S.any.get(name);
   return s !== undefined && s.flag ? String(n === 1) : String(n);
 }
 
@@ -391,13 +389,13 @@ function settingText(name, n) {
  * A core error of `configSet(name)` / `configGet(name)` names the setting as given; an unknown
  * setting says which names exist.
  */
-function settingError(e, name) {
+function settingError(S, e, name) {
   if (e && e.code === 'InvalidConfig' && e.field === 'name') {
-    const known = [...ANY].filter(([, s]) => s.scope === 'healing').map(([n]) => n);
+    const known = [...S.any].filter(([, s]) => s.scope === 'healing').map(([n]) => n);
     e.message = `invalid config: unknown setting ${JSON.stringify(name)} (known: ${known.join(', ')})`;
     return e;
   }
-  return renamed(e, (f) => (ANY.get(f) === ANY.get(name) ? name : undefined));
+  return renamed(e, (f) => (S.any.get(f) === S.any.get(name) ? name : undefined));
 }
 
 /**
@@ -419,7 +417,7 @@ function weigh(sizeOf, value, key) {
 }
 
 export {
-  FETCH_OPTIONS, WRITE_BEHIND_COUNTS, useSettings, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
+  FETCH_OPTIONS, WRITE_BEHIND_COUNTS, settingsOf, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
   makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg, waitUntilArg, setArgs, checkVersion,
   healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };
