@@ -57,7 +57,7 @@ pub use cache::{Cache, Entry, Ttl, WriteOptions, Written};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     close_timeout_ms, duration_ms, CacheBuilder, Config, RemovalListener, Weigher, DEFAULT_CLOSE_TIMEOUT,
-    EXIT_CLOSE_TIMEOUT,
+    EXIT_CLOSE_TIMEOUT, MAX_DURATION_MS,
 };
 pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use fetch::{FetchOptions, Fetched, Loaded};

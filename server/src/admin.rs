@@ -302,9 +302,11 @@ fn register_source(shared: &Shared, prefix: &str, template: &str) -> Result<(), 
             "NOPERM the source's host is not allowed: the server must be started with --source-allow naming it",
         ));
     }
-    let timeout_ms = shared.healer.config().source_timeout_ms.max(1.0);
     let options = HttpOptions {
-        timeout: Duration::from_millis(timeout_ms as u64),
+        // The healer bounds each request by the current `healing.source_timeout` (the cache has a
+        // timer), so a CONFIG SET applies to sources already registered; the client's own
+        // timeout is only a backstop that must never be the shorter bound.
+        timeout: Duration::from_millis(healcache::MAX_DURATION_MS as u64),
         max_body_bytes: shared.settings.server.max_bulk,
         // --source-allow names this host at startup: that is the explicit allowance a
         // loopback or private destination needs
