@@ -242,6 +242,8 @@ function makeMirror(B, P, row) {
 
     // Stores `value` under `key` through the core; the mirror takes the core's answer.
     _write(key, value, w, ttl, ifVersion, tags) {
+      // the sampled reads before a write reach the policy before it may evict
+      if (this._reads.length !== 0) this._flushReads();
       const i = this._slot();
       const h = 2 * i + 2;
       this._v[i] = value;
@@ -556,6 +558,7 @@ function makeMirror(B, P, row) {
     // A value (or a "not found" when `hasValue` is false) is on its way to the core for `key`:
     // kept under a new odd id until decided, and the key is pending. Returns the id.
     _onItsWay(key, hasValue, v) {
+      if (this._reads.length !== 0) this._flushReads(); // the core may store it (and evict) from now on
       this._next += 2;
       const h = this._next;
       if (hasValue) this._loaded.set(h, { v });
@@ -617,6 +620,7 @@ function makeMirror(B, P, row) {
 
     // A getOrLoad/fetch call of `key` starts waiting.
     _enter(key) {
+      if (this._reads.length !== 0) this._flushReads(); // the call may store a value at once (from the shared tier)
       this._waiting.set(key, (this._waiting.get(key) || 0) + 1);
     }
 

@@ -359,7 +359,8 @@ test('writes enter the mirror in batches, and every call sees the writes made be
       found++;
     }
   }
-  assert.equal(found, d.size);
+  // (a199, read just before, may be kept as the policy keeps a read entry: only b keys count)
+  assert.equal(found, [...d.keys()].filter((k) => k.startsWith('b')).length);
 });
 
 test('an overwrite enters the mirror after the new keys written before it', () => {
