@@ -284,10 +284,17 @@ pub static SETTINGS: &[Setting] = &[
     ),
 ];
 
-/// The setting called `name`: its snake name, its camelCase name, or a former name.
+/// The setting called `name`: its snake name, its camelCase name, or a former name; a healing
+/// setting also under `healing.` and any of those (`healing.verify_interval`), the name the RESP
+/// server's `CONFIG` shows, so every surface takes the names the others show.
 pub fn setting(name: &str) -> Option<&'static Setting> {
-    SETTINGS.iter().find(|s| s.name == name || s.js_name == name || s.aliases.contains(&name))
+    let find = |name: &str| SETTINGS.iter().find(|s| s.name == name || s.js_name == name || s.aliases.contains(&name));
+    let bare = name.strip_prefix(HEALING_PREFIX).filter(|bare| !bare.starts_with(HEALING_PREFIX));
+    find(name).or_else(|| bare.and_then(find).filter(|s| s.scope == Scope::Healing))
 }
+
+/// What a healing setting's name may start with (see [`setting`]).
+pub const HEALING_PREFIX: &str = "healing.";
 
 /// `name` as JS spells it: a setting's camelCase name from the table, else `snake_case` turned
 /// into camelCase (counters and per-call options are not in the table: `load_errors` ->
@@ -350,6 +357,15 @@ mod tests {
         assert!(setting("nope").is_none());
         assert!(setting("").is_none());
         assert!(setting_in(Scope::Cache, "sample_rate").is_none());
+        // a healing setting under `healing.`, as the RESP server's CONFIG shows it, by any name
+        assert_eq!(setting("healing.verify_interval").unwrap().name, "verify_interval");
+        assert_eq!(setting("healing.verifyInterval").unwrap().name, "verify_interval");
+        assert_eq!(setting("healing.source_timeout").unwrap().name, "source_timeout");
+        assert_eq!(setting("healing.fleet_verify_lease").unwrap().name, "fleet_verify_lease");
+        // only healing settings, and only one prefix
+        assert!(setting("healing.load_timeout").is_none());
+        assert!(setting("healing.healing.sample_rate").is_none());
+        assert!(setting("healing.").is_none());
     }
 
     /// One spelling of names for JS: the table's for settings (former names included), camelCase
