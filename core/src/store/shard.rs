@@ -18,6 +18,112 @@ use crate::sync::Striped;
 
 const SWEEP_PROBES: usize = 2;
 
+/// The expiry heap is compacted when it holds this many elements more than twice the valid ones
+/// it kept at its last compaction.
+const DUES_SLACK: usize = 64;
+
+/// A time and a position, as the expiry heap keeps them: 12 bytes, ordered by the time. Lazy: the
+/// heap holds, for every entry with an expiry, an element of its position at a time no later than
+/// its expiry, and may hold stale ones besides (of entries moved, removed or renewed since). So an
+/// overwrite that pushes the expiry back changes nothing here; a move or an earlier expiry notes
+/// the entry again, rather than looking for its old element.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(test, derive(Debug))]
+struct Due {
+    at_hi: u32,
+    at_lo: u32,
+    pos: u32,
+}
+
+impl Due {
+    #[inline]
+    fn new(at: u64, pos: usize) -> Self {
+        Due { at_hi: (at >> 32) as u32, at_lo: at as u32, pos: pos as u32 }
+    }
+
+    #[inline]
+    fn at(self) -> u64 {
+        (u64::from(self.at_hi) << 32) | u64::from(self.at_lo)
+    }
+}
+
+/// The expiry heap: a binary min-heap of [`Due`]s, least time on top. By hand rather than
+/// `BinaryHeap<Reverse<Due>>`: the standard heap's pop (sift to the bottom, then up) and rebuild
+/// (a range sift) add about 1 KB to the WebAssembly module, where one sift each way serves here.
+#[derive(Default)]
+struct Dues(Vec<Due>);
+
+impl Dues {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn peek(&self) -> Option<Due> {
+        self.0.first().copied()
+    }
+
+    fn push(&mut self, d: Due) {
+        let h = &mut self.0;
+        h.push(d);
+        let mut i = h.len() - 1;
+        while i > 0 {
+            let up = (i - 1) / 2;
+            if h[up] <= h[i] {
+                break;
+            }
+            h.swap(up, i);
+            i = up;
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        self.0.swap_remove(0);
+        self.sift_down(0);
+    }
+
+    /// Keeps, in place, what `keep` maps each element to (`None`: dropped), then restores the
+    /// heap order bottom up (linear).
+    fn rebuild(&mut self, mut keep: impl FnMut(Due) -> Option<Due>) {
+        let mut n = 0;
+        for i in 0..self.0.len() {
+            if let Some(d) = keep(self.0[i]) {
+                self.0[n] = d;
+                n += 1;
+            }
+        }
+        self.0.truncate(n);
+        for i in (0..n / 2).rev() {
+            self.sift_down(i);
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let h = &mut self.0;
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < h.len() && h[l] < h[least] {
+                least = l;
+            }
+            if r < h.len() && h[r] < h[least] {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            h.swap(i, least);
+            i = least;
+        }
+    }
+}
+
 /// A slot holds what every entry needs and every read touches: 40 bytes besides the value. What
 /// only some caches use (a grace window, a load's duration, the write time) lives in the shard's
 /// [`Cold`] column, made only when a write first needs it, as Caffeine generates entry classes
@@ -142,6 +248,14 @@ pub(crate) struct ShardInner<V> {
     pub(super) round_min: u64,
     /// The eviction queues and ghost ([`Queues`]), position for position beside `slots`.
     pub(super) queues: Queues,
+    /// The entries with an expiry, least time on top ([`Due`]), so making room finds an expired
+    /// entry wherever the queues hold it, without walking the shard (the sweep's hand covers the
+    /// shard only in `len / SWEEP_PROBES` writes, and a full shard evicts on every one of them).
+    dues: Dues,
+    /// `dues` is compacted when it grows to this length (stale elements dropped): twice the
+    /// elements the last compaction left, plus [`DUES_SLACK`]. So it holds at most about twice the
+    /// shard's entries, and the pushes since pay for each compaction.
+    dues_limit: usize,
     /// Loads of this shard's keys under way ([`super::Store::begin_load`]).
     pub(super) loads: Loads,
 }
@@ -247,6 +361,8 @@ impl<V> Shard<V> {
                     next_gone: NEVER,
                     round_min: NEVER,
                     queues: Queues::new(cap, reserve),
+                    dues: Dues::default(),
+                    dues_limit: DUES_SLACK,
                     loads: Loads::new(),
                 },
                 ReadCounts::default,
@@ -338,8 +454,11 @@ impl<V> ShardInner<V> {
         let was = self.grace_until(i);
         self.expiring = self.expiring + usize::from(grace_until != NEVER) - usize::from(was != NEVER);
         let slot = &mut self.slots[i];
-        slot.expires_at = expires_at;
+        let before = std::mem::replace(&mut slot.expires_at, expires_at);
         slot.stamp.set_version(version);
+        if expires_at < before {
+            self.note_due(i);
+        }
         self.note_expiry(grace_until);
         self.set_cold(i, Cold { grace_until, load_nanos, written_at: now });
     }
@@ -379,8 +498,8 @@ impl<V> ShardInner<V> {
         (old, cause)
     }
 
-    /// Makes room for a new entry of `weight`: sweeps for expired entries (which go first), then
-    /// at capacity (or over the byte budget) evicts, an expired entry at a queue's head first. At
+    /// Makes room for a new entry of `weight`: sweeps for expired entries, then at capacity (or
+    /// over the byte budget) evicts, expired entries first (see [`ShardInner::evict_one`]). At
     /// the count bound the climber is fed the shard's read counts first (`reads`: hits and misses,
     /// summed over the lock's stripes only then).
     pub(super) fn admit(
@@ -412,6 +531,7 @@ impl<V> ShardInner<V> {
         }
         let idx = self.slots.len() as u32;
         self.slots.push(Slot { key: CompactString::from(key), expires_at, stamp: Stamp::new(version), value });
+        self.note_due(idx as usize);
         self.weight += weight;
         self.entries.add(1);
         self.budget.add(weight);
@@ -439,6 +559,8 @@ impl<V> ShardInner<V> {
         self.next_gone = NEVER;
         self.round_min = NEVER;
         self.queues.clear();
+        self.dues.clear();
+        self.dues_limit = DUES_SLACK;
         self.cold.clear();
         self.loads.supersede_all();
         removed.extend(self.slots.drain(..).map(|s| (s.key, s.value, RemovalCause::Explicit)));
@@ -479,6 +601,9 @@ impl<V> ShardInner<V> {
         }
         let grace_until = self.grace_until(idx);
         let s = self.slots.swap_remove(idx);
+        if idx != last {
+            self.note_due(idx);
+        }
         if !self.cold.is_empty() {
             // (`swap_remove` carries a panic of its own, in every build; the bounds are those of
             // `slots`, checked above)
@@ -499,7 +624,10 @@ impl<V> ShardInner<V> {
         let was = self.grace_until(i);
         let grace_until = if was == self.slots[i].expires_at { now } else { was };
         self.expiring += usize::from(was == NEVER && grace_until != NEVER);
-        self.slots[i].expires_at = now;
+        let before = std::mem::replace(&mut self.slots[i].expires_at, now);
+        if now < before {
+            self.note_due(i);
+        }
         // without the column, an entry's grace ends at its expiry: now, as it should
         if let Some(c) = self.cold.get_mut(i) {
             c.grace_until = grace_until;
@@ -517,6 +645,81 @@ impl<V> ShardInner<V> {
     #[cfg(test)]
     pub(crate) fn has_cold(&self) -> bool {
         !self.cold.is_empty()
+    }
+
+    /// Notes the expiry of the entry now at `i` in the expiry heap (nothing for one that never
+    /// expires).
+    #[inline]
+    fn note_due(&mut self, i: usize) {
+        let at = self.slots[i].expires_at;
+        if at == NEVER {
+            return;
+        }
+        if self.dues.len() >= self.dues_limit {
+            self.compact_dues();
+        }
+        self.dues.push(Due::new(at, i));
+    }
+
+    /// Leaves one element per entry with an expiry in the expiry heap, at its expiry: the
+    /// positions of the elements there are (every such entry has one) less those repeated or
+    /// holding no expiring entry.
+    #[cold]
+    fn compact_dues(&mut self) {
+        let slots = &self.slots;
+        let mut seen = vec![0u64; slots.len().div_ceil(64)];
+        self.dues.rebuild(|d| {
+            let p = d.pos as usize;
+            let at = slots.get(p).map(|s| s.expires_at).filter(|&at| at != NEVER)?;
+            let bit = 1 << (p % 64);
+            if seen[p / 64] & bit != 0 {
+                return None;
+            }
+            seen[p / 64] |= bit;
+            Some(Due::new(at, p))
+        });
+        self.dues_limit = 2 * self.dues.len() + DUES_SLACK;
+    }
+
+    /// The position of an expired entry other than `keep`, if the shard holds one (the caller
+    /// removes it). Elements due by `now` are taken out: a stale one is dropped, one whose entry's
+    /// expiry was pushed back goes back in at that expiry, so each renewal costs one move here at
+    /// most, and only once its first expiry has passed.
+    fn expired(&mut self, now: u64, keep: Option<usize>) -> Option<usize> {
+        let mut kept = None;
+        while let Some(d) = self.dues.peek() {
+            if d.at() > now {
+                break;
+            }
+            self.dues.pop();
+            let p = d.pos as usize;
+            let Some(at) = self.slots.get(p).map(|s| s.expires_at) else {
+                continue;
+            };
+            if at > now {
+                if at != NEVER {
+                    self.dues.push(Due::new(at, p));
+                }
+            } else if Some(p) == keep {
+                // never the entry being written: its element goes back once the search is over
+                kept = Some(Due::new(at, p));
+            } else {
+                if let Some(d) = kept {
+                    self.dues.push(d);
+                }
+                return Some(p);
+            }
+        }
+        if let Some(d) = kept {
+            self.dues.push(d);
+        }
+        None
+    }
+
+    /// The length of the expiry heap.
+    #[cfg(test)]
+    pub(crate) fn dues(&self) -> usize {
+        self.dues.len()
     }
 
     /// A write stored an entry gone at `grace_until`.
@@ -595,9 +798,10 @@ impl<V> ShardInner<V> {
         }
     }
 
-    /// Evicts one entry, never `keep` (detached from the queues by the caller); returns where
-    /// `keep` is afterwards (the last slot moves into the victim's place). Evicts nothing only
-    /// when `keep` is the last entry.
+    /// Evicts one entry, never `keep` (detached from the queues by the caller): an expired one
+    /// while the shard holds any, the queues' victim otherwise. Returns where `keep` is afterwards
+    /// (the last slot moves into the victim's place). Evicts nothing only when `keep` is the last
+    /// entry.
     fn evict_one(
         &mut self,
         now: u64,
@@ -606,9 +810,16 @@ impl<V> ShardInner<V> {
         removed: &mut Removed<V>,
     ) -> Option<usize> {
         let n = self.slots.len();
-        let slots = &self.slots;
-        let Some((victim, cold)) = self.queues.victim(|i| (slots[i].live(now), &slots[i].stamp)) else {
-            return keep;
+        // an expired entry goes first, wherever it sits in the queues
+        let (victim, cold) = match self.expired(now, keep) {
+            Some(i) => (i, false),
+            None => {
+                let slots = &self.slots;
+                let Some(v) = self.queues.victim(|i| (slots[i].live(now), &slots[i].stamp)) else {
+                    return keep;
+                };
+                v
+            }
         };
         let last = n - 1;
         let (s, hash) = self.remove_at(victim);
@@ -627,5 +838,104 @@ impl<V> ShardInner<V> {
         } else {
             keep
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Meta, RemovalCause, Store, StoreConfig, Supersede, NEVER};
+    use super::Weigh;
+    use crate::clock::{Clock, ManualClock};
+    use crate::sync::read;
+
+    /// Promise: everything is bounded. The expiry heap keeps stale elements until they come due or
+    /// a compaction drops them: under writes that shorten TTLs (each a new element), removals and
+    /// evictions it stays within twice the shard's entries, plus its slack.
+    /// The expiry heap gives its elements least first, through pushes, pops and rebuilds that
+    /// drop some and change others (checked against a sorted list).
+    #[test]
+    fn the_expiry_heap_pops_least_first() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut heap = super::Dues::default();
+        let mut model: Vec<super::Due> = Vec::new();
+        for round in 0..2_000 {
+            match next(10) {
+                0..=5 => {
+                    let d = super::Due::new(next(1 << 40), next(1000) as usize);
+                    heap.push(d);
+                    model.push(d);
+                }
+                6..=8 => {
+                    model.sort();
+                    assert_eq!(heap.peek(), model.first().copied(), "round {round}");
+                    heap.pop();
+                    if !model.is_empty() {
+                        model.remove(0);
+                    }
+                }
+                _ => {
+                    // drop the odd positions, move the others' times later
+                    let keep = |d: super::Due| (d.pos % 2 == 0).then(|| super::Due::new(d.at() + 5, d.pos as usize));
+                    heap.rebuild(keep);
+                    model = model.into_iter().filter_map(keep).collect();
+                }
+            }
+            assert_eq!(heap.len(), model.len());
+        }
+        model.sort();
+        for d in model {
+            assert_eq!(heap.peek(), Some(d));
+            heap.pop();
+        }
+        assert_eq!(heap.peek(), None);
+    }
+
+    #[test]
+    fn the_expiry_heap_stays_within_twice_the_entries() {
+        const MAX: u64 = 100;
+        let clock = ManualClock::new();
+        let weigh: Weigh<u32> = Arc::new(|_| 0);
+        let config = StoreConfig {
+            shards: 1,
+            max_entries: MAX,
+            max_bytes: u64::MAX,
+            max_key_len: 64,
+            max_entry_bytes: u64::MAX,
+            seed: 7,
+            weigh,
+            keep_written: false,
+        };
+        let s: Store<u32> = Store::new(config, Arc::new(clock.clone()));
+        let mut most = 0;
+        for n in 0..100_000u64 {
+            let key = format!("k{}", n * 7919 % 150);
+            let now = clock.now_nanos();
+            // expiries that come earlier as `n` grows, so an overwrite notes a new element; some
+            // come due within a few writes, and some entries never expire
+            let at = match n % 13 {
+                0 => NEVER,
+                1 => now + 1_000_000,
+                _ => 1_000_000_000_000 - n,
+            };
+            let meta = Meta { expires_at: at, grace_until: at, load_nanos: 0 };
+            s.write(&key, 1, meta, None, &mut Vec::new()).unwrap();
+            if n % 11 == 0 {
+                s.remove_where(&key, &mut Vec::new(), RemovalCause::Explicit, Supersede::Always, &mut |_| true);
+            }
+            if n % 97 == 0 {
+                clock.advance(std::time::Duration::from_millis(3));
+            }
+            most = most.max(read(&s.shards[0].inner).dues());
+        }
+        assert!(most <= 2 * MAX as usize + super::DUES_SLACK + 1, "the heap grew to {most}");
+        assert!(most > MAX as usize, "the heap was compacted ({most})");
     }
 }
