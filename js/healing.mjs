@@ -127,7 +127,8 @@ function makeHealing(Base, B, P, notFound) {
      * registered prefix of a key wins). `source(key)` returns or resolves to the key's current
      * value, or `NOT_FOUND`; throwing, rejecting or returning `undefined` is a failed answer
      * (skipped, counted in `sourceFailures`, never drift). Options: `compare(cached, fresh, key)`
-     * (default: strings and bytes byte for byte, other values by JSON text). In Node `source` may
+     * (default: strings and bytes byte for byte, other values by JSON text; a `compare` that
+     * throws counts the pair as drift, so the source's value is written). In Node `source` may
      * also be a URL template (`http://host/users/{key}`), with `decode` ("buffer", default,
      * "text" or "json"), `stripPrefix` (the URL gets the key without `prefix`), `maxBodyBytes`
      * and `allowPrivate` (`true`, or the hosts that may resolve to loopback, private or
@@ -286,6 +287,13 @@ function makeHealing(Base, B, P, notFound) {
       return true;
     }
 
+    // A key's healing state lasts only while the key is pending: once nothing of it is on its way,
+    // no repair of it can land, and under the background loop no verifyNow would settle it.
+    _decide(key, held, idle) {
+      super._decide(key, held, idle);
+      if (this._healKeys.size !== 0 && !this._pending.has(key)) this._healKeys.delete(key);
+    }
+
     // Called by the core (through the backend) for a sampled key whose entry holds handle `h`
     // (0: a cached "not found"): asks `source` and answers the core.
     async _verify(source, compare, key, h) {
@@ -313,11 +321,13 @@ function makeHealing(Base, B, P, notFound) {
         return [P.notFound, 0, digest(cur)];
       }
       if (h !== P.notFound) {
+        let same = false;
         try {
-          if (compare(cur, v, key)) return [h, 0];
+          same = compare(cur, v, key);
         } catch {
-          return FAILED;
+          // the check failed, not the source: the source of truth wins (drift), as in Python
         }
+        if (same) return [h, 0];
       }
       let w;
       try {
@@ -352,13 +362,11 @@ function makeHealing(Base, B, P, notFound) {
           'URL-template sources need the native package (healcache); in WebAssembly, register a function that calls fetch()',
         );
       }
-      const timeout = B.healingGet(this._c, 'sourceTimeout');
       let src;
       try {
         const allow = o.allowPrivate;
         src = B.httpSource(
           template,
-          timeout,
           o.maxBodyBytes === undefined ? 1 << 20 : o.maxBodyBytes,
           allow === true,
           Array.isArray(allow) ? allow : [],

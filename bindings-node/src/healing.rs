@@ -3,9 +3,8 @@
 //! callback as the shared `VerifyCall`, promises.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use healcache::{duration_ms, SourceAnswer, SourceError};
+use healcache::{SourceAnswer, SourceError};
 use healcache_http::{AllowPrivate, HttpOptions, HttpSource};
 use healcache_js_common::{http, Backend, VerifyCall};
 use napi::bindgen_prelude::{Buffer, Either, External, FnArgs, Promise, PromiseRaw};
@@ -98,26 +97,25 @@ pub fn drift_events(c: &External<Backend>) -> ToJs {
 }
 
 /// A URL-template source (`healcache-http`): the template is checked by the core's rules,
-/// requests time out after `timeoutMs`, bodies above `maxBodyBytes` fail, and non-public
-/// destinations are refused unless `allowAll` or the host is in `allowHosts`.
+/// requests end by the healer's current `healing.source_timeout` (the cache has a timer),
+/// bodies above `maxBodyBytes` fail, and non-public destinations are refused unless `allowAll`
+/// or the host is in `allowHosts`.
 #[napi(ts_return_type = "ExternalObject<'HttpSource'>")]
 pub fn http_source(
     env: &Env,
     template: String,
-    timeout_ms: f64,
     max_body_bytes: f64,
     allow_all: bool,
     allow_hosts: Vec<String>,
 ) -> napi::Result<External<HttpSource>> {
     let make = || -> healcache::Result<HttpSource> {
-        let timeout: Duration = duration_ms("healing.source_timeout_ms", timeout_ms)?;
         let max_body_bytes = if max_body_bytes.is_finite() { max_body_bytes as usize } else { 0 };
         let allow_private = match (allow_all, allow_hosts.is_empty()) {
             (true, _) => AllowPrivate::All,
             (false, true) => AllowPrivate::No,
             (false, false) => AllowPrivate::hosts(allow_hosts),
         };
-        HttpSource::new(&template, HttpOptions { timeout, max_body_bytes, allow_private })
+        HttpSource::new(&template, HttpOptions { max_body_bytes, allow_private, ..HttpOptions::bounded_by_healer() })
     };
     make().map(External::new).map_err(|e| into_js_error(env, e))
 }

@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
@@ -35,7 +34,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::config::{self, Settings};
 use crate::convert::{in_seconds, loaded, Seconds, Value, Weigh};
-use crate::error::{config_error, errors, invalid, to_pyerr, type_name, unknown_setting, Spelling};
+use crate::error::{config_error, invalid, to_pyerr, type_name, unknown_setting, Spelling};
 use crate::runtime::{relock, HealLoop};
 
 type Answer = Result<SourceAnswer<Value>, SourceError>;
@@ -296,7 +295,6 @@ type Held = Arc<Mutex<Option<Py<PyAny>>>>;
 /// The self-healing state of one `Cache`: its core healer and its background thread.
 pub(crate) struct Healing {
     pub healer: Healer<Value>,
-    cache: Cache<Value>,
     background: Mutex<Background>,
     /// The Python objects each prefix's source holds (its callable, its event loop), and the
     /// comparator: visited by the `Cache`'s `__traverse__`, released by its `__clear__`, so a
@@ -337,7 +335,6 @@ impl Healing {
         .map_err(|e| config_error(py, e, Spelling::Keyword(KEYWORD_PREFIX)))?;
         let healing = Healing {
             healer,
-            cache: cache.clone(),
             background: Mutex::new(Background::Idle),
             held: Mutex::new(HashMap::new()),
             comparator: custom,
@@ -403,16 +400,12 @@ impl Healing {
         allow_private: Option<&Bound<'_, PyAny>>,
         weigh: &Arc<Weigh>,
     ) -> PyResult<()> {
-        let max = self.cache.config().max_key_len;
-        if prefix.len() as f64 > max {
-            return Err(to_pyerr(py, healcache::Error::KeyTooLong { len: prefix.len(), max: max as usize }));
-        }
         let mut held: Option<[Held; 2]> = None;
         let registered = if let Ok(template) = source.cast::<PyString>() {
             let decode = Decode::parse(py, decode)?;
-            let timeout = Duration::from_secs_f64(self.healer.config().source_timeout_ms / 1000.0);
+            // the cache has a timer: a later change of `source_timeout` applies to this source too
             let options =
-                HttpOptions { timeout, allow_private: allow_private_arg(allow_private)?, ..HttpOptions::default() };
+                HttpOptions { allow_private: allow_private_arg(allow_private)?, ..HttpOptions::bounded_by_healer() };
             let http = HttpSource::new(&template.to_cow()?, options).map_err(|e| to_pyerr(py, e))?;
             let weigh = Arc::clone(weigh);
             let source = http.map(move |body: Vec<u8>| {
@@ -607,9 +600,5 @@ fn allow_private_arg(arg: Option<&Bound<'_, PyAny>>) -> PyResult<AllowPrivate> {
 
 /// `Closed`: the background healing of a closed cache does not start again.
 fn closed(py: Python<'_>) -> PyErr {
-    let made = (|| -> PyResult<PyErr> {
-        let message = "the cache is closed: its background healing does not start again";
-        Ok(PyErr::from_value(errors(py)?.getattr("Closed")?.call1((message,))?))
-    })();
-    made.unwrap_or_else(|err| err)
+    to_pyerr(py, healcache::Error::healing_closed())
 }

@@ -411,7 +411,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 (s.expires_at != NEVER).then(|| Duration::from_nanos(s.expires_at.saturating_sub(store.now())));
             s.value.clone().map(|value| Entry { value, version: s.version(), expires_in })
         }) {
-            Read::Hit(e) => e,
+            Read::Hit(Some(e)) => Some(e),
+            // a cached "not found", counted as `get` counts it
+            Read::Hit(None) => {
+                self.inner.counters.negative_hits.fetch_add(1, Relaxed);
+                None
+            }
             Read::Miss => None,
             Read::Gone(version) => {
                 self.expire(key, version);
@@ -579,8 +584,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             crate::config::call_duration("ttl", d)?;
         }
         self.inner.store.check_key(key)?;
-        let negative = value.is_none();
         let (meta, expires_in) = self.meta(ttl, load_nanos);
+        self.write_meta(key, value, meta, expires_in, if_version)
+    }
+
+    /// [`Cache::write_raw`] of an expiry already decided (`meta`, `expires_in` from now).
+    fn write_meta(
+        &self,
+        key: &str,
+        value: Option<V>,
+        meta: Meta,
+        expires_in: Option<Duration>,
+        if_version: Option<Expect>,
+    ) -> Result<Written> {
+        let negative = value.is_none();
         let mut removed = Vec::new();
         let r = self.inner.store.put(key, value, meta, if_version, &mut removed);
         if negative && r.is_ok() {
@@ -631,8 +648,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     /// Removes `key` only if its live version is `expected` (0: only if absent, which removes
-    /// nothing live); answers whether it removed a live entry. Fails with
-    /// [`Error::VersionMismatch`], changing nothing, otherwise.
+    /// nothing, not even a stale copy kept for fail-safe); answers whether it removed a live
+    /// entry. Fails with [`Error::VersionMismatch`], changing nothing, otherwise.
     ///
     /// ```
     /// use healcache::Cache;
@@ -648,18 +665,54 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.remove_if_version_shared(key, expected, tier::Expect::Any)
     }
 
-    /// [`Cache::set_if_version`] whose L2 write lands only as `l2` allows: a healer's repair of
-    /// an entry L2 did not hold when it looked, which must not overwrite what another instance
-    /// wrote since.
+    /// [`Cache::repair_if_version`] whose L2 write lands only as `l2` allows: a healer's repair
+    /// of an entry L2 did not hold when it looked, which must not overwrite what another instance
+    /// wrote since. L2 gets the value for the time the L1 entry has left.
     #[cfg(feature = "tier")]
     pub(crate) fn set_if_version_shared(&self, key: &str, value: V, expected: u64, l2: tier::Expect) -> Result<u64> {
-        let Some(tier) = self.inner.tier() else { return self.set_if_version(key, value, expected) };
+        let Some(tier) = self.inner.tier() else {
+            return self.repair_if_version(key, value, expected).map(|w| w.version);
+        };
         let payload = tier.encode(&value)?;
-        let written = self.write_raw(key, Some(value), Ttl::Default, Some(Expect::Live(expected)), 0)?;
-        if let Some(w) = self.l2_write(tier, key, payload, Ttl::Default, &written, l2, Vec::new()) {
+        let written = self.repair_if_version(key, value, expected)?;
+        let ttl = written.expires_in.map_or(Ttl::Never, Ttl::For);
+        if let Some(w) = self.l2_write(tier, key, payload, ttl, &written, l2, Vec::new()) {
             tier.spawn(w);
         }
         Ok(written.version)
+    }
+
+    /// A healer's repair of `key` in L1: `value` replaces the entry only if its live version is
+    /// `expected`, and keeps the entry's expiry (its time left, grace window and load time). A
+    /// repair corrects what is cached, not how long it may be: the cache's default TTL would
+    /// stretch a short-lived entry or shorten one that never expires. Fails with
+    /// [`Error::VersionMismatch`], changing nothing, when the entry changed or expired.
+    pub(crate) fn repair_if_version(&self, key: &str, value: V, expected: u64) -> Result<Written> {
+        let grace = self.inner.settings.grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX));
+        let kept = self.inner.store.peek_with(key, |e, now| {
+            let meta = Meta {
+                expires_at: e.expires_at,
+                // as `meta` gives it: no expiry has no grace end either
+                grace_until: if e.expires_at == NEVER {
+                    NEVER
+                } else {
+                    e.expires_at.saturating_add(grace).min(NEVER - 1)
+                },
+                load_nanos: e.load_nanos(),
+            };
+            let left = (e.expires_at != NEVER).then(|| Duration::from_nanos(e.expires_at.saturating_sub(now)));
+            (e.version(), meta, left)
+        });
+        // the write below checks the version again, under the shard's lock: an entry changed
+        // since this read fails there, so the expiry kept is always the replaced entry's own
+        let (meta, left) = match kept {
+            Some((version, meta, left)) if version == expected => (meta, left),
+            other => {
+                let current = other.map_or(0, |(v, ..)| v);
+                return Err(Error::VersionMismatch { expected, current });
+            }
+        };
+        self.write_meta(key, Some(value), meta, left, Some(Expect::Live(expected)))
     }
 
     /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see
@@ -671,7 +724,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let r =
             self.inner.store.remove_where(key, &mut removed, RemovalCause::Explicit, Supersede::IfRemoved, &mut |s| {
                 current = if s.expires_at > now { s.version() } else { 0 };
-                current == expected
+                // version 0 ("absent") holds for a stale entry but removes nothing: its copy
+                // stays for fail-safe, as after any refused compare-and-delete
+                current == expected && expected != 0
             });
         self.done(removed);
         match r {

@@ -164,6 +164,9 @@ pub(crate) struct Settings {
     pub stale_while_revalidate: bool,
     pub soft_timeout: Option<Duration>,
     pub xfetch_beta: Option<f64>,
+    /// The beta of a read that turns XFetch on per call: the configured one, also when the
+    /// cache's own XFetch is off.
+    pub xfetch_call_beta: f64,
     pub refresh_after: Option<Duration>,
     pub ttl_jitter: f64,
     pub negative_ttl: Option<Duration>,
@@ -433,6 +436,7 @@ impl Config {
             stale_while_revalidate: self.stale_while_revalidate,
             soft_timeout,
             xfetch_beta: self.xfetch.then_some(self.xfetch_beta),
+            xfetch_call_beta: self.xfetch_beta,
             refresh_after,
             ttl_jitter,
             negative_ttl,

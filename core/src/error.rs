@@ -206,9 +206,12 @@ pub enum Error {
         /// The configured `max_queue`.
         max: usize,
     },
-    /// The write-behind queue was closed; nothing was written. (With the `tier` feature.)
-    #[cfg(feature = "tier")]
-    Closed,
+    /// Refused because something is closed; nothing changed: a write-behind queue after its
+    /// `close` (nothing written), or a closed cache's background healing asked to start again.
+    Closed {
+        /// What is closed, as the message says it.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -231,9 +234,13 @@ impl Error {
             Error::L2Unavailable { .. } => "L2Unavailable",
             #[cfg(feature = "tier")]
             Error::QueueFull { .. } => "QueueFull",
-            #[cfg(feature = "tier")]
-            Error::Closed => "Closed",
+            Error::Closed { .. } => "Closed",
         }
+    }
+
+    /// [`Error::Closed`]: a closed cache's background healing does not start again.
+    pub fn healing_closed() -> Self {
+        Error::Closed { reason: "the cache is closed: its background healing does not start again" }
     }
 
     /// The error every waiter of a panicked loader gets, carrying the panic's text.
@@ -281,8 +288,7 @@ impl Error {
             Error::L2Unavailable { reason } => format!("the shared tier is unavailable: {reason}"),
             #[cfg(feature = "tier")]
             Error::QueueFull { max } => format!("write-behind queue full (limit {max})"),
-            #[cfg(feature = "tier")]
-            Error::Closed => "write-behind queue closed".to_string(),
+            Error::Closed { reason } => reason.to_string(),
         }
     }
 }

@@ -267,14 +267,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     return Ok(Fetched { value: None, status: Status::NegativeHit });
                 };
                 let mut status = Status::Hit;
-                if s.refresh_after.is_some() || s.xfetch_beta.is_some() {
+                // the per-call option overrides the cache's setting both ways
+                let xfetch_beta = match opts.xfetch {
+                    None => s.xfetch_beta,
+                    Some(true) => Some(s.xfetch_call_beta),
+                    Some(false) => None,
+                };
+                if s.refresh_after.is_some() || xfetch_beta.is_some() {
                     let now = inner.store.now();
                     if let Some(ra) = s.refresh_after {
                         if now.saturating_sub(raw.written_at) >= ra.as_nanos() as u64 {
                             status = Status::RefreshAhead;
                         }
                     }
-                    if let (Status::Hit, Some(beta), true) = (status, s.xfetch_beta, opts.xfetch.unwrap_or(true)) {
+                    if let (Status::Hit, Some(beta)) = (status, xfetch_beta) {
                         if xfetch::should_refresh(now, raw.expires_at, raw.load_nanos, beta, self.unit()) {
                             status = Status::EarlyRefresh;
                         }
@@ -413,7 +419,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// The blocking twin of [`Cache::get_or_load`] for threaded code (native only). It shares
     /// flights with the async variant. Waits at most `load_timeout` when that is set; a thread
-    /// running a synchronous loader itself cannot be interrupted and returns when it finishes.
+    /// running a synchronous loader itself cannot be interrupted and returns when it finishes,
+    /// with [`Error::LoadTimeout`] (the value not kept) if that was past the deadline, as every
+    /// other caller of the flight gets.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn get_or_load_blocking<F, E>(&self, key: &str, loader: F) -> Result<V>
     where
@@ -474,7 +482,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);
         let stale = match look {
-            Lookup::Fresh(raw) => return raw.value.ok_or(Error::NotFound),
+            Lookup::Fresh(raw) => {
+                // as `fetch` counts it: the store counted a hit, which a "not found" is not
+                if raw.value.is_none() {
+                    inner.counters.negative_hits.fetch_add(1, Relaxed);
+                }
+                return raw.value.ok_or(Error::NotFound);
+            }
             Lookup::Stale(raw) => Some(raw.value),
             Lookup::Absent => None,
         };
@@ -657,12 +671,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 })
                 .boxed(),
             };
+            // the host timer's time, not the cache clock's: the deadline is the timer's
+            let began = web_time::Instant::now();
             let res = match (inner.settings.load_timeout, &inner.timer) {
                 (Some(t), Some(timer)) => match future::select(load, timer.sleep(t)).await {
                     Either::Left((r, _)) => r,
                     Either::Right(_) => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),
                 },
                 _ => load.await,
+            };
+            // A loader that holds its thread (a synchronous one) answers before the timer can
+            // fire: an answer past the deadline is the timeout the timer would have given, so
+            // every caller of the flight gets the same outcome and the late value is not kept.
+            let res = match inner.settings.load_timeout {
+                Some(t) if began.elapsed() >= t => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),
+                _ => res,
             };
             let took = inner.store.precise_now().saturating_sub(started);
             inner.counters.load_latency.record(took);

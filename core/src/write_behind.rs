@@ -442,7 +442,7 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
     fn try_admit(&self, key: &str) -> Result<std::result::Result<Slot, u64>> {
         let mut st = lock(&self.shared.state);
         if st.closed {
-            return Err(Error::Closed);
+            return Err(Error::Closed { reason: "write-behind queue closed" });
         }
         if let Some(item) = st.items.get_mut(key) {
             item.pinned += 1;

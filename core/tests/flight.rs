@@ -433,13 +433,13 @@ fn an_interruptible_blocking_wait_ends_with_the_hosts_error_and_the_load_goes_on
     let mut ask = |joined: bool| {
         asked.push(joined);
         if asked.len() == 3 {
-            Err(Error::Closed)
+            Err(Error::Closed { reason: "closed" })
         } else {
             Ok(())
         }
     };
     let r = c.get_or_load_blocking_interruptible("k", FetchOptions::default(), || Ok::<_, std::io::Error>(1), &mut ask);
-    assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    assert!(matches!(r, Err(Error::Closed { .. })), "{r:?}");
     assert_eq!(asked, vec![true; 3], "asked while it waited on the owner's load");
     release.send(()).unwrap();
     assert_eq!(owner.join().unwrap().unwrap(), 7, "the load went on for its owner");

@@ -325,7 +325,7 @@ fn close_flushes_what_it_can_and_answers_the_rest() {
     assert_eq!((s.queue_depth, s.failed, s.flushed_items), (0, 5, 0));
     assert!(s.closed);
     // closed: later writes are refused and change nothing
-    assert!(matches!(wb.set("late", 1), Err(Error::Closed)));
+    assert!(matches!(wb.set("late", 1), Err(Error::Closed { .. })));
     assert_eq!(wb.delete("k0").unwrap_err().code(), "Closed");
     assert_eq!((c.get("late"), c.get("k0")), (None, Some(0)));
 

@@ -64,6 +64,16 @@ impl Default for HttpOptions {
     }
 }
 
+impl HttpOptions {
+    /// The defaults for a source registered with a [`healcache::Healer`] whose cache has a
+    /// timer: the healer ends every request by the *current* `healing.source_timeout`, so a
+    /// change of it applies to sources registered before; the client's own timeout is then
+    /// only a backstop that is never the shorter bound (the longest duration healcache takes).
+    pub fn bounded_by_healer() -> Self {
+        HttpOptions { timeout: Duration::from_millis(healcache::MAX_DURATION_MS as u64), ..HttpOptions::default() }
+    }
+}
+
 /// A source of truth served over HTTP(S), answering with the response body's bytes.
 #[derive(Clone)]
 pub struct HttpSource {

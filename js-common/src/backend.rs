@@ -630,6 +630,10 @@ impl Backend {
             cfg.set(n, *v)?;
         }
         let enabled = cfg.enabled;
+        // checked before anything changes: the call is refused as a whole
+        if enabled && matches!(*lock(&self.heal_loop), HealLoop::Closed) {
+            return Err(Error::healing_closed());
+        }
         self.core().healer.set_config(cfg)?;
         if enabled {
             self.start_loop();

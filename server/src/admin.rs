@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use bytes::Bytes;
 use healcache::settings::{setting, Scope, Setting, SETTINGS};
@@ -302,15 +301,14 @@ fn register_source(shared: &Shared, prefix: &str, template: &str) -> Result<(), 
             "NOPERM the source's host is not allowed: the server must be started with --source-allow naming it",
         ));
     }
+    // the server's cache has a timer: a CONFIG SET of `healing.source_timeout` applies to
+    // sources already registered
     let options = HttpOptions {
-        // The healer bounds each request by the current `healing.source_timeout` (the cache has a
-        // timer), so a CONFIG SET applies to sources already registered; the client's own
-        // timeout is only a backstop that must never be the shorter bound.
-        timeout: Duration::from_millis(healcache::MAX_DURATION_MS as u64),
         max_body_bytes: shared.settings.server.max_bulk,
         // --source-allow names this host at startup: that is the explicit allowance a
         // loopback or private destination needs
         allow_private: AllowPrivate::hosts([host]),
+        ..HttpOptions::bounded_by_healer()
     };
     let source = HttpSource::new(template, options).map_err(|e| core_error(&e))?;
     shared

@@ -29,9 +29,11 @@ pub struct HealingConfig {
     pub source_concurrency: f64,
     /// Most registered prefixes. Defaults to: 1,024.
     pub max_prefixes: f64,
-    /// Drift events kept for `drift_events`. Defaults to: 1,000.
+    /// Drift events kept for `drift_events` (0: none); lowering it drops the oldest at once.
+    /// Defaults to: 1,000.
     pub max_drift_events: f64,
-    /// Most keys sampled in one interval. Defaults to: 100,000.
+    /// Most keys sampled in one interval, in all: the L1 sample and, as a fleet verifier, the L2
+    /// samples of every prefix together. Defaults to: 100,000.
     pub max_samples: f64,
     /// With a shared tier, whether L2 entries are verified once per fleet, by the lease holder of
     /// each prefix (else every instance verifies what its own L1 holds). Defaults to: true.

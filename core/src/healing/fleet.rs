@@ -5,17 +5,19 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future;
 use futures::stream::{self, StreamExt};
+use rand::{Rng, SeedableRng};
 
-use super::{Healer, Outcome, Settings};
+use super::{Group, Healer, Outcome, Settings};
 use crate::error::{ConfigProblem, Error, Result};
 use crate::scoring::ScoreWindow;
 use crate::source::{Source, SourceAnswer};
 use crate::sync::lock;
 use crate::tier::{Expect, FleetVerify, L2Read, Record, Tier, Wrote};
-use crate::Ttl;
+use crate::SeededRng;
 
 /// A prefix this instance verifies for the fleet, with its source.
 type Held<V> = (Arc<str>, Arc<dyn Source<V>>);
@@ -60,9 +62,10 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// The cache's shared tier, when L2 entries are verified once per fleet.
+    /// The cache's shared tier, when L2 entries are verified once per fleet (not once it is
+    /// closed: the cache then works from L1 alone, and so does its healer).
     pub(super) fn fleet_tier(&self) -> Option<Arc<Tier<V>>> {
-        self.inner.cache.inner.tier().filter(|t| t.fleet().enabled).cloned()
+        self.inner.cache.inner.tier().filter(|t| t.fleet().enabled && !t.is_closed()).cloned()
     }
 
     /// Notes that an interval runs and starts the lease keeper (once). The keeper wants every
@@ -110,9 +113,9 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// Verifies a sample of the L2 entries of every prefix this instance holds the lease of
-    /// (sources backed off since `began` aside).
-    pub(super) async fn verify_fleet(&self, tier: &Arc<Tier<V>>, s: Settings, began: u64) -> Vec<Verified<V>> {
+    /// Draws this interval's sample of the L2 entries of every prefix this instance holds the
+    /// lease of (sources backed off since `began` aside), `max_samples` of each at most.
+    pub(super) async fn sample_fleet(&self, tier: &Arc<Tier<V>>, s: Settings, began: u64) -> Vec<Group<V>> {
         let (all, held): (Vec<Arc<str>>, Vec<Held<V>>) = {
             let sources = lock(&self.inner.sources);
             let held = sources
@@ -128,6 +131,36 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             let accept =
                 |key: &str| all.iter().find(|p| key.starts_with(&***p)).is_some_and(|p| Arc::ptr_eq(p, &prefix));
             let Ok(keys) = tier.sample_shared(&prefix, s.sample_rate, s.max_samples, accept).await else { continue };
+            out.push((prefix, source, keys));
+        }
+        out
+    }
+
+    /// Which of `n` keys drawn an interval keeps, when they are more than `max`: `max` of them,
+    /// every subset alike (selection sampling), so the prefixes share the interval's budget in
+    /// proportion to what each drew and none is starved by another's place in the list.
+    pub(super) fn keep_at_most(&self, n: usize, max: usize) -> Vec<bool> {
+        let mut rng = SeededRng::seed_from_u64(self.inner.cache.random_u64());
+        let mut need = max.min(n);
+        (0..n)
+            .map(|i| {
+                let keep = need > 0 && rng.random_range(0..n - i) < need;
+                need -= usize::from(keep);
+                keep
+            })
+            .collect()
+    }
+
+    /// Verifies the sampled L2 entries of the prefixes this instance verifies for the fleet.
+    pub(super) async fn verify_fleet(
+        &self,
+        tier: &Arc<Tier<V>>,
+        groups: Vec<Group<V>>,
+        s: Settings,
+    ) -> Vec<Verified<V>> {
+        tier.sampled(groups.iter().map(|g| g.2.len() as u64).sum());
+        let mut out = Vec::with_capacity(groups.len());
+        for (prefix, source, keys) in groups {
             let outcomes = stream::iter(keys)
                 .map(|key| {
                     let (this, source, tier) = (self.clone(), source.clone(), tier.clone());
@@ -145,25 +178,44 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     }
 
     /// Checks one L2 entry against the source; a drifted one is repaired in L2 only if it still
-    /// holds what was read (the write's bus message makes every other instance's copy stale),
-    /// and this instance's own copy is made stale (or removed) with it.
+    /// holds what was read, for the time it had left (the write's bus message makes every other
+    /// instance's copy stale), and this instance's own copy is made stale (or removed) with it.
+    /// An entry written, removed or expired while the source was asked is skipped: that check
+    /// is moot.
     async fn verify_shared(&self, tier: &Arc<Tier<V>>, key: &str, source: &dyn Source<V>, s: Settings) -> Outcome<V> {
         let inner = &self.inner;
-        let Some((cached, token)) = tier.read_checked(key).await else { return Outcome::Skipped };
+        let read_at = inner.cache.now_nanos();
+        let Some(checked) = tier.read_checked(key).await else { return Outcome::Skipped };
         let answer = match self.ask(key, source, s).await {
             Ok(a) => a,
             Err(skipped_or_failed) => return skipped_or_failed,
         };
+        let cached = checked.value;
         let new = match (answer, &cached) {
             (SourceAnswer::Value(new), Some(old)) if (inner.compare)(old, &new) => return Outcome::Consistent,
             (SourceAnswer::NotFound, None) => return Outcome::Consistent,
             (SourceAnswer::Value(new), _) => Some(new),
             (SourceAnswer::NotFound, _) => None,
         };
-        let repaired = s.auto_repair && {
-            let ttl = inner.cache.resolve_ttl(Ttl::Default);
-            let grace = inner.cache.inner.settings.grace.unwrap_or_default();
-            matches!(tier.repair(key, new.as_ref(), token, ttl, grace).await, Wrote::Written(_))
+        let repaired = if s.auto_repair {
+            // the entry keeps the life it had left when read (less the time the source took): a
+            // repair corrects the value, not how long the writer wanted it kept
+            let spent = Duration::from_nanos(inner.cache.now_nanos().saturating_sub(read_at));
+            let ttl = match checked.fresh.map(|left| left.saturating_sub(spent)) {
+                Some(left) if left.is_zero() => return Outcome::Skipped,
+                ttl => ttl,
+            };
+            match tier.repair(key, new.as_ref(), checked.token, ttl, checked.grace).await {
+                Wrote::Written(_) => true,
+                // written since the sample was read
+                Wrote::FencedOut => return Outcome::Skipped,
+                Wrote::Failed => false,
+            }
+        } else {
+            match tier.read_checked(key).await {
+                Some(now) if now.token == checked.token => false,
+                _ => return Outcome::Skipped,
+            }
         };
         if repaired {
             inner.cache.drop_local(key, new.is_none());
@@ -209,15 +261,15 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// A repair of an L1 entry (`value` `None`: removal), fenced on its version and, with the
-    /// fleet verifier, in L2 on what L2 held when it was looked at.
-    pub(super) fn repair_local(&self, key: &str, value: Option<V>, version: u64, seen: Option<Expect>) -> bool {
+    /// A repair of an L1 entry (`value` `None`: removal) that keeps its expiry, fenced on its
+    /// version and, with the fleet verifier, in L2 on what L2 held when it was looked at.
+    pub(super) fn repair_local(&self, key: &str, value: Option<V>, version: u64, seen: Option<Expect>) -> Result<()> {
         let cache = &self.inner.cache;
         match (value, seen) {
-            (Some(v), None) => cache.set_if_version(key, v, version).is_ok(),
-            (None, None) => cache.remove_if_version(key, version).is_ok(),
-            (Some(v), Some(seen)) => cache.set_if_version_shared(key, v, version, seen).is_ok(),
-            (None, Some(seen)) => cache.remove_if_version_shared(key, version, seen).is_ok(),
+            (Some(v), None) => cache.repair_if_version(key, v, version).map(drop),
+            (None, None) => cache.remove_if_version(key, version).map(drop),
+            (Some(v), Some(seen)) => cache.set_if_version_shared(key, v, version, seen).map(drop),
+            (None, Some(seen)) => cache.remove_if_version_shared(key, version, seen).map(drop),
         }
     }
 }

@@ -175,6 +175,11 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     /// Registers (or replaces) the source of truth of keys starting with `prefix`; the longest
     /// registered prefix of a key wins. At most `max_prefixes` prefixes.
     pub fn register_source(&self, prefix: &str, source: impl Source<V>) -> Result<()> {
+        // a prefix is the start of keys: one longer than any key could match none
+        let max_key_len = self.inner.cache.config().max_key_len;
+        if prefix.len() as f64 > max_key_len {
+            return Err(Error::KeyTooLong { len: prefix.len(), max: max_key_len as usize });
+        }
         let max = lock(&self.inner.config).1.max_prefixes;
         let mut sources = lock(&self.inner.sources);
         let source: Arc<dyn Source<V>> = Arc::new(source);
@@ -251,7 +256,12 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     fn apply(&self, config: HealingConfig, settings: Settings) {
         #[cfg(feature = "tier")]
         self.push_fleet(&settings);
+        // the drift history holds at most `max_drift_events` from now on: trimmed (oldest first)
+        // under its lock, which an interval adding events takes before it reads the bound
+        let mut drift = lock(&self.inner.drift);
         let old = std::mem::replace(&mut *lock(&self.inner.config), (config, settings)).1;
+        trim_oldest(&mut drift, settings.max_drift_events);
+        drop(drift);
         if old.score_window != settings.score_window {
             for (_, p) in lock(&self.inner.prefixes).0.iter_mut() {
                 p.window = p.window.resized(settings.score_window);
@@ -293,12 +303,35 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         let live = inner.cache.len();
         let k = ((live as f64 * s.sample_rate).ceil() as usize).min(s.max_samples);
         let sample = inner.cache.sample_keys(k);
-        let mut report = IntervalReport { drawn: sample.len() as u64, ..Default::default() };
+        // `max_samples` bounds the whole interval: this L1 sample and the fleet's prefixes
+        // together, a share to each in proportion to what it drew
+        #[cfg(feature = "tier")]
+        let (shared, keep) = match &fleet {
+            Some(tier) => {
+                let mut shared = self.sample_fleet(tier, s, began).await;
+                let n = sample.len() + shared.iter().map(|g| g.2.len()).sum::<usize>();
+                let keep = (n > s.max_samples).then(|| {
+                    let keep = self.keep_at_most(n, s.max_samples);
+                    let mut of_shared = keep[sample.len()..].iter();
+                    for g in shared.iter_mut() {
+                        g.2.retain(|_| of_shared.next() == Some(&true));
+                    }
+                    keep
+                });
+                (shared, keep)
+            }
+            None => (Vec::new(), None),
+        };
+        #[cfg(not(feature = "tier"))]
+        let keep: Option<Vec<bool>> = None;
+        let kept = |i: usize| keep.as_ref().is_none_or(|keep| keep[i]);
+        let mut report = IntervalReport::default();
         // group the keys by source (longest prefix), skipping backed-off sources
         let mut groups: Vec<Group<V>> = Vec::new();
         {
             let sources = lock(&inner.sources);
-            for key in sample.iter() {
+            for key in sample.iter().enumerate().filter(|(i, _)| kept(*i)).map(|(_, key)| key) {
+                report.drawn += 1;
                 let Some(idx) = sources.iter().position(|r| key.starts_with(&*r.prefix)) else {
                     report.skipped += 1;
                     continue;
@@ -342,9 +375,8 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         let verified = match &fleet {
             Some(tier) => {
                 let mut all = verified;
-                let shared = self.verify_fleet(tier, s, began).await;
-                report.drawn += shared.iter().map(|(_, o)| o.len() as u64).sum::<u64>();
-                all.extend(shared);
+                report.drawn += shared.iter().map(|g| g.2.len() as u64).sum::<u64>();
+                all.extend(self.verify_fleet(tier, shared, s).await);
                 all
             }
             None => verified,
@@ -406,14 +438,15 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                     }
                 }
             }
-            if !events.is_empty() && s.max_drift_events > 0 {
+            if !events.is_empty() {
+                // the bound as it is now, read under the history's lock: a change of settings
+                // during the interval trims the history under it too (`apply`)
                 let mut d = lock(&inner.drift);
+                let max = self.settings().max_drift_events;
                 for e in events {
-                    if d.len() >= s.max_drift_events {
-                        d.pop_front();
-                    }
                     d.push_back(e);
                 }
+                trim_oldest(&mut d, max);
             }
             let mut sources = lock(&inner.sources);
             if let Some(r) = sources.iter_mut().find(|r| Arc::ptr_eq(&r.prefix, &prefix)) {
@@ -483,25 +516,35 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
             Ok(a) => a,
             Err(skipped_or_failed) => return skipped_or_failed,
         };
-        match (answer, cached) {
-            (SourceAnswer::Value(new), Some(old)) if (inner.compare)(&old, &new) => Outcome::Consistent,
-            (SourceAnswer::NotFound, None) => Outcome::Consistent,
-            (SourceAnswer::Value(new), old) => {
-                // fenced: a write after the sample was read wins over the repair
-                #[cfg(feature = "tier")]
-                let repaired = s.auto_repair && self.repair_local(key, Some(new.clone()), version, seen);
-                #[cfg(not(feature = "tier"))]
-                let repaired = s.auto_repair && inner.cache.set_if_version(key, new.clone(), version).is_ok();
-                Outcome::Drift { repaired, old, new: Some(new) }
+        let (old, new) = match (answer, cached) {
+            (SourceAnswer::Value(new), Some(old)) if (inner.compare)(&old, &new) => return Outcome::Consistent,
+            (SourceAnswer::NotFound, None) => return Outcome::Consistent,
+            (SourceAnswer::Value(new), old) => (old, Some(new)),
+            (SourceAnswer::NotFound, old) => (old, None),
+        };
+        // Fenced on the version read with the sample, and keeping the entry's expiry. An entry
+        // written, removed or expired while its source was asked makes the check moot: what the
+        // cache holds now was not compared, so it is neither drift nor a sample of the score.
+        let repaired = if s.auto_repair {
+            #[cfg(feature = "tier")]
+            let r = self.repair_local(key, new.clone(), version, seen);
+            #[cfg(not(feature = "tier"))]
+            let r = match new.clone() {
+                Some(v) => inner.cache.repair_if_version(key, v, version).map(drop),
+                None => inner.cache.remove_if_version(key, version).map(drop),
+            };
+            match r {
+                Ok(()) => true,
+                Err(Error::VersionMismatch { .. }) => return Outcome::Skipped,
+                // the source's value cannot be stored (too large, not encodable): drift stays
+                Err(_) => false,
             }
-            (SourceAnswer::NotFound, old) => {
-                #[cfg(feature = "tier")]
-                let repaired = s.auto_repair && self.repair_local(key, None, version, seen);
-                #[cfg(not(feature = "tier"))]
-                let repaired = s.auto_repair && inner.cache.remove_if_version(key, version).is_ok();
-                Outcome::Drift { repaired, old, new: None }
-            }
-        }
+        } else if inner.cache.version(key) != version {
+            return Outcome::Skipped;
+        } else {
+            false
+        };
+        Outcome::Drift { repaired, old, new }
     }
 
     /// The background loop: an interval every `verify_interval` while enabled, until
@@ -570,5 +613,13 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     /// The most recent drift events, newest last (at most `max_drift_events`).
     pub fn drift_events(&self) -> Vec<DriftEvent> {
         lock(&self.inner.drift).iter().cloned().collect()
+    }
+}
+
+/// Drops the oldest events until at most `max` are left. One `pop_front` at a time, not
+/// `drain`: the same work here, and `drain`'s code would add about 1 KB to the WebAssembly module.
+fn trim_oldest<T>(events: &mut std::collections::VecDeque<T>, max: usize) {
+    while events.len() > max {
+        events.pop_front();
     }
 }

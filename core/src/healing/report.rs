@@ -50,14 +50,15 @@ pub struct DriftEvent {
     pub old_digest: String,
     /// Short digest of the source's value (`absent` when the source said "not found").
     pub new_digest: String,
-    /// Whether it was repaired (false: auto_repair off, or a newer write won the race).
+    /// Whether it was repaired (false: auto_repair off, or the source's value could not be
+    /// stored: too large, not encodable, L2 unreachable). A repair keeps the entry's expiry.
     pub repaired: bool,
 }
 
 /// What one interval did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct IntervalReport {
-    /// Keys drawn.
+    /// Keys drawn: `max_samples` at most, the fleet verifier's L2 samples included.
     pub drawn: u64,
     /// Keys verified (consistent + drift).
     pub verified: u64,
@@ -67,7 +68,9 @@ pub struct IntervalReport {
     pub drift: u64,
     /// Drifted keys repaired.
     pub repaired: u64,
-    /// Keys skipped: no source, source backed off, source failed, or the entry changed meanwhile.
+    /// Keys skipped: no source, source backed off, failed or refused, the entry gone before its
+    /// source answered, or drift found on an entry written, removed or expired while its source
+    /// was asked (that check is moot: not drift, and not a sample of the score).
     pub skipped: u64,
     /// Source calls that failed or timed out.
     pub failures: u64,

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::FutureExt;
+use futures::future::{self, FutureExt};
 use rand::SeedableRng;
 
 use super::bus::process_id;
@@ -111,6 +111,18 @@ impl Leases {
     }
 }
 
+/// An L2 entry as the fleet verifier read it (see [`Tier::read_checked`]).
+pub(crate) struct Checked<V> {
+    /// The value (`None`: a fresh "not found").
+    pub value: Option<V>,
+    /// The token it is stored under: a repair lands only over it.
+    pub token: Token,
+    /// The life it had left when read (`None`: no expiry), which a repair keeps.
+    pub fresh: Option<Duration>,
+    /// Its grace window.
+    pub grace: Duration,
+}
+
 /// What the lease keeper asks of its healer each round: the prefixes to verify (none when the
 /// fleet verifier is off or healing disabled), or `None` once the healer is gone or stopped.
 pub(crate) type Wanted = Box<dyn Fn() -> Option<Vec<Arc<str>>> + Send + Sync>;
@@ -172,6 +184,10 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 let mut due: Vec<(Arc<str>, u64)> = Vec::new();
                 loop {
                     let Some(t) = tier.upgrade() else { return };
+                    // a closed tier gave its leases back (`Tier::close`) and takes none again
+                    if t.is_closed() {
+                        return;
+                    }
                     let lease = t.fleet().lease;
                     let Some(want) = wanted() else {
                         t.release_all(&[]);
@@ -233,6 +249,12 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             None => {
                 let val = format!("{}:{}", self.owner, self.clock.precise_nanos());
                 match self.timed(self.transport.try_lease(&lease_key, &val, lease), deadline).await {
+                    // won while the tier closed: given back at once, as the close gave back the others
+                    Ok(LeaseReply::Won) if self.is_closed() => {
+                        let release = self.transport.release(&lease_key, &val);
+                        let _ = future::select(release, self.timer.sleep(self.cfg.timeout)).await;
+                        Duration::ZERO
+                    }
                     Ok(LeaseReply::Won) => {
                         self.leases.acquired.fetch_add(1, Relaxed);
                         guard(&self.leases.held).push(Held { prefix: prefix.clone(), lockval: val, cursor: None });
@@ -264,9 +286,25 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         }
     }
 
+    /// Releases every lease held (compare-and-delete), for a close: the releases are sent now,
+    /// and the future resolves once each is answered or the tier's deadline passed.
+    pub(crate) fn release_leases(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let held = std::mem::take(&mut *guard(&self.leases.held));
+        let releases: Vec<_> = held
+            .into_iter()
+            .map(|h| {
+                let (lease_key, _) = keys::verifier_keys(&self.cfg.prefix, &h.prefix);
+                let release = self.transport.release(&lease_key, &h.lockval);
+                future::select(release, self.timer.sleep(self.cfg.timeout)).map(drop)
+            })
+            .collect();
+        future::join_all(releases).map(drop)
+    }
+
     /// Draws this interval's sample of `prefix`'s L2 entries (cache keys that `accept` keeps):
     /// walks on from the held cursor over at most `scan_budget` keys, then draws
-    /// `ceil(rate × found)` of the entries found, `max` at most, uniformly. Moves the cursor.
+    /// `ceil(rate × found)` of the entries found, `max` at most, uniformly. Moves the cursor. The
+    /// keys verified of it are counted by [`Tier::sampled`] (the healer may keep fewer).
     pub(crate) async fn sample_shared(
         self: &Arc<Self>,
         prefix: &str,
@@ -304,16 +342,19 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             }
         }
         self.set_cursor(prefix, cursor);
-        let picked = sample.finish();
-        self.leases.sampled.fetch_add(picked.len() as u64, Relaxed);
-        Ok(picked)
+        Ok(sample.finish())
+    }
+
+    /// Counts `n` L2 entries verified as the fleet's verifier (`l2_verifier_sampled`).
+    pub(crate) fn sampled(&self, n: u64) {
+        self.leases.sampled.fetch_add(n, Relaxed);
     }
 
     /// The fresh value of `key` in L2 (`None` inside: a fresh "not found") with the token it was
-    /// stored under; `None` when L2 holds nothing fresh or could not be read.
-    pub(crate) async fn read_checked(self: &Arc<Self>, key: &str) -> Option<(Option<V>, Token)> {
+    /// stored under and its lifetime; `None` when L2 holds nothing fresh or could not be read.
+    pub(crate) async fn read_checked(self: &Arc<Self>, key: &str) -> Option<Checked<V>> {
         match self.read_token(key).await {
-            (L2Read::Hit { value, .. }, Some(token)) => Some((value, token)),
+            (L2Read::Hit { value, fresh, grace, .. }, Some(token)) => Some(Checked { value, token, fresh, grace }),
             _ => None,
         }
     }

@@ -1,7 +1,8 @@
-//! Closing a cache's shared tier: new L2 operations stop, the writes under way are waited for
-//! (each until its bus message is queued), then the transport sends what it holds and closes
-//! its connections, all within one deadline. A closed tier skips every operation (counted as
-//! skipped, never replayed), so the cache goes on from L1 alone.
+//! Closing a cache's shared tier: new L2 operations stop, the fleet verifier's leases are
+//! released, the writes under way are waited for (each until its bus message is queued), then
+//! the transport sends what it holds and closes its connections, all within one deadline. A
+//! closed tier skips every operation (counted as skipped, never replayed), so the cache goes on
+//! from L1 alone.
 //!
 //! Every tier of the process is also listed, weakly, so a host's exit hook (Python's `atexit`,
 //! Node's `beforeExit`) closes them all with one call: a batch job that exits right after its
@@ -86,19 +87,27 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         self.closing.closed.load(SeqCst)
     }
 
-    /// Closes the tier: later operations are skipped; the writes under way are waited for until
-    /// `timeout`, then the transport gets what is left of it to send the bus messages it holds,
-    /// and closes its connections. Answers how many writes were still under way at the deadline
+    /// Closes the tier: later operations are skipped; the fleet verifier's leases are released
+    /// (each within the tier's deadline); the writes under way are waited for until `timeout`,
+    /// then the transport gets what is left of it to send the bus messages it holds, and closes
+    /// its connections. Answers how many writes were still under way at the deadline
     /// (they are abandoned; a write that failed is counted in the stats, as always). A second
     /// call waits again for what is left.
     pub(crate) async fn close(self: &Arc<Self>, timeout: Duration) -> usize {
         self.closing.closed.store(true, SeqCst);
+        // The fleet verifier's leases are given back now, while the connections are open: another
+        // instance then verifies their prefixes at once, not only once they expire. Each release
+        // has the tier's own deadline, so a close with none left still sends them.
+        #[cfg(feature = "tier")]
+        let releasing = self.release_leases();
         let started = self.clock.precise_nanos();
         let expired = self.timer.sleep(timeout);
         let (left, expired) = match future::select(pin!(self.closing.idle()), expired).await {
             Either::Left(((), expired)) => (0, Some(expired)),
             Either::Right(((), _)) => (self.closing.busy.load(SeqCst), None),
         };
+        #[cfg(feature = "tier")]
+        releasing.await;
         let spent = Duration::from_nanos(self.clock.precise_nanos().saturating_sub(started));
         let rest = if expired.is_some() { timeout.saturating_sub(spent) } else { Duration::ZERO };
         let shut = self.transport.close(rest);
