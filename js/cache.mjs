@@ -310,7 +310,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const args = fetchArgs(options, method);
       const signal = signalArg(options);
       if (signal !== undefined && signal.aborted) throw signal.reason;
-      if (!this._readRefresh) {
+      // a per-call xfetch decides on the read of a fresh value too: only the core can
+      if (!this._readRefresh && !(options != null && options.xfetch === true)) {
         const i = this._hit(key);
         if (i >= 0) return [this._v[i], 'hit'];
       }
@@ -644,15 +645,29 @@ const BACKEND_FNS = [
  * instance: a new worker/isolate, or re-instantiating the module. Values already in the JS mirror
  * stay readable with `get`.
  */
-function guardWasm(raw) {
-  let trap = null;
+function guardWasm(raw, { initialized = true } = {}) {
+  // what stops every call: the trap that poisoned the instance, or NOT_INITIALIZED until the
+  // host instantiates the module (the web build): one check per call serves both
+  let trap = initialized ? null : NOT_INITIALIZED;
   const poisoned = () =>
-    codeError(
-      'Poisoned',
-      `healcache: the WebAssembly instance trapped earlier (${trap.message}); it cannot be used any more, ` +
-        'load the module again (a new worker or isolate)',
-    );
-  const B = { isPoisoned: () => trap !== null };
+    trap === NOT_INITIALIZED
+      ? codeError(
+          'HEALCACHE_NOT_INITIALIZED',
+          'healcache: the WebAssembly module is not instantiated yet: call init() or initSync() first, once per ' +
+            'isolate (docs/edge.md lists the imports per runtime)',
+        )
+      : codeError(
+          'Poisoned',
+          `healcache: the WebAssembly instance trapped earlier (${trap.message}); it cannot be used any more, ` +
+            'load the module again (a new worker or isolate)',
+        );
+  const B = {
+    isPoisoned: () => trap !== null && trap !== NOT_INITIALIZED,
+    // the host instantiated the module
+    initialized: () => {
+      if (trap === NOT_INITIALIZED) trap = null;
+    },
+  };
   for (const name of BACKEND_FNS) {
     const f = raw[name];
     if (typeof f !== 'function') continue;
@@ -671,5 +686,6 @@ function guardWasm(raw) {
   }
   return B;
 }
+const NOT_INITIALIZED = Object.freeze({ message: 'not instantiated' });
 
 export { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND, codeError };

@@ -3,8 +3,9 @@
 //   healcache-<version>.tgz                 the JS wrapper, typings and the WebAssembly build; no
 //                                           native binary; `optionalDependencies` on every
 //                                           platform package of npm/*/package.json
-//   healcache-<triple>-<version>.tgz        this machine's platform package: the addon built here,
-//                                           with the `os`, `cpu` and `libc` npm matches on install
+//   healcache-<triple>-<version>.tgz        this machine's platform package: the addon built here
+//                                           and the license texts, with the `os`, `cpu` and `libc`
+//                                           npm matches on install
 //
 // The root package.json lists no `optionalDependencies`: until the platform packages are
 // published, `npm ci` in a checkout could not resolve them. They are added to the packed
@@ -47,12 +48,14 @@ function npmPack(dir) {
 }
 
 // The main package: what `files` names, minus the locally built addon (the platform package
-// carries it); the manifest without scripts and devDependencies, with optionalDependencies.
+// carries it) and wasm-bindgen's typings of the raw .wasm exports (`*_bg.wasm.d.ts`: nothing
+// reads them, and Deno takes one as the types of `import source wasm from '...wasm'`, then
+// refuses to check it); the manifest without scripts and devDependencies, with optionalDependencies.
 const mainDir = join(stage, 'healcache');
 for (const entry of [...main.files, 'README.md']) {
   cpSync(join(root, entry), join(mainDir, entry), {
     recursive: true,
-    filter: (src) => !src.endsWith('.node'),
+    filter: (src) => !src.endsWith('.node') && !src.endsWith('_bg.wasm.d.ts'),
   });
 }
 const { scripts, devDependencies, ...manifest } = main;
@@ -65,6 +68,10 @@ const platDir = join(stage, triple);
 const plat = readJson(join(root, 'npm', triple, 'package.json'));
 plat.version = main.version;
 mkdirSync(platDir, { recursive: true });
-writeFileSync(join(platDir, 'package.json'), JSON.stringify(plat, null, 2) + '\n');
 cpSync(join(root, 'dist/healcache.node'), join(platDir, plat.main));
+// the license texts its `license` names (npm packs a plain LICENSE by itself, not these names)
+const licenses = ['LICENSE-MIT', 'LICENSE-APACHE'];
+for (const file of licenses) cpSync(join(root, file), join(platDir, file));
+plat.files = [...new Set([...(plat.files ?? []), ...licenses])];
+writeFileSync(join(platDir, 'package.json'), JSON.stringify(plat, null, 2) + '\n');
 npmPack(platDir);

@@ -652,7 +652,7 @@ export interface CacheStats {
   l2Latency: LatencyHistogram;
 }
 
-/** The stable `err.code` values: the core's error variants, plus JS argument errors and `Poisoned` (WASM). */
+/** The stable `err.code` values: the core's error variants, plus JS argument errors, `Poisoned` and `HEALCACHE_NOT_INITIALIZED` (WASM). */
 export type ErrorCode =
   | 'InvalidConfig'
   | 'KeyTooLong'
@@ -667,6 +667,7 @@ export type ErrorCode =
   | 'InvalidKey'
   | 'Cancelled'
   | 'Poisoned'
+  | 'HEALCACHE_NOT_INITIALIZED'
   | 'ValueNotEncodable'
   | 'L2Unavailable'
   | 'QueueFull'

@@ -7,6 +7,7 @@
 //      `prepare` script of a git or path install;
 //   2. @healcache/<platform>: the prebuilt package npm installs from `optionalDependencies`
 //      when its `os`, `cpu` and `libc` fit this machine (`make package` builds them).
+// A candidate that is there but cannot load here (dlopen fails) counts as absent.
 // With none of them, the WebAssembly build serves (the same `Cache`, without a background
 // healing thread: call `runHealingInterval()`). HEALCACHE_BACKEND=wasm asks for it directly.
 const { existsSync } = require('node:fs');
@@ -34,24 +35,31 @@ try {
   throw notBuilt('the package is not built (dist/cache.cjs is missing)', e);
 }
 
+// A binary that is there but does not load (built for another platform, or needing a newer
+// glibc than this machine's: npm matches a platform package's `libc` by family only) is passed
+// over like a missing one; `tried` says why, for the error when HEALCACHE_BACKEND=native.
+const unloadable = (what, e) => `${what}: ${e.message.split('\n')[0]}`;
+
 function loadNative(triple) {
   const tried = [];
   const local = join(root, 'dist', 'healcache.node');
-  tried.push(local);
   if (existsSync(local)) {
     try {
       return { addon: require(local), tried };
     } catch (e) {
-      // built for another platform (a tarball packed elsewhere): the next candidates may fit
       if (e.code !== 'ERR_DLOPEN_FAILED') throw e;
+      tried.push(unloadable(local, e));
     }
+  } else {
+    tried.push(local);
   }
   const pkg = `@healcache/${triple}`;
-  tried.push(pkg);
   try {
     return { addon: require(pkg), tried };
   } catch (e) {
-    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    if (e.code === 'MODULE_NOT_FOUND') tried.push(pkg);
+    else if (e.code === 'ERR_DLOPEN_FAILED') tried.push(unloadable(pkg, e));
+    else throw e;
     return { addon: undefined, tried };
   }
 }

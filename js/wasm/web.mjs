@@ -9,12 +9,16 @@ import { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND } from '../
 
 export { NOT_FOUND };
 
-// the module exports `fetchWith` (an export named `fetch` would shadow the global in the glue)
-const backend = guardWasm({ ...raw, fetch: raw.fetchWith });
+// Until the module is instantiated every call is refused with HEALCACHE_NOT_INITIALIZED (the
+// glue's own functions would fail with a bare TypeError).
+const backend = guardWasm({ ...raw, fetch: raw.fetchWith }, { initialized: false });
 
 // Edge runtimes stop a request's work once it has answered: background work handed to no
 // `waitUntil` may never finish, so the core never makes a later caller wait on it.
-const ready = () => raw.hostEndsRequests(true);
+const ready = () => {
+  backend.initialized();
+  raw.hostEndsRequests(true);
+};
 
 /** Instantiates the module synchronously from its bytes (BufferSource) or a WebAssembly.Module. */
 export function initSync(module) {
@@ -31,8 +35,18 @@ export async function init(input) {
   ready();
 }
 
-// Runtimes that expose AsyncLocalStorage globally get RecursiveLoad detection too.
-const ALS = globalThis.AsyncLocalStorage;
+// AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection):
+// global on Vercel/Next edge, `node:async_hooks` on Deno, Node and workerd with nodejs_compat or
+// nodejs_als. Elsewhere (a browser, workerd without those flags) there is none, and a loader that
+// asks for its own key waits on itself until `loadTimeout` (docs/edge.md). The specifier is not a
+// literal, so bundlers for hosts without `node:` modules leave the import to run time, where it fails.
+const ASYNC_HOOKS = 'node:async_hooks';
+const ALS =
+  globalThis.AsyncLocalStorage ??
+  (await import(/* webpackIgnore: true */ /* @vite-ignore */ ASYNC_HOOKS).then(
+    (m) => m.AsyncLocalStorage,
+    () => undefined,
+  ));
 export const Cache = makeCache(backend, { asyncLocalStorage: typeof ALS === 'function' ? new ALS() : undefined });
 export const ManualClock = makeClock(backend);
 /** Refuses with code InvalidConfig: the queue's drainer needs the Node package. */

@@ -4,6 +4,7 @@
 // run on this platform is skipped with the reason printed; any other failure fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
@@ -139,6 +140,61 @@ for (const rt of RUNTIMES) {
     }
   });
 }
+
+// P1 (every call ends): a loader that asks for its own key would wait on itself. The web build
+// finds it through the host's AsyncLocalStorage (`node:async_hooks`: Deno, and workerd with
+// nodejs_compat or nodejs_als); without one the load timeout ends it. Either way the key is
+// not stranded: the next call loads.
+const RECURSION = [
+  ['deno', startDeno, [], 'RecursiveLoad'],
+  ['workerd', startWorkerd, ['nodejs_als'], 'RecursiveLoad'],
+  ['workerd', startWorkerd, ['nodejs_compat'], 'RecursiveLoad'],
+  ['workerd', startWorkerd, [], 'LoadTimeout'],
+];
+for (const [name, start, flags, code] of RECURSION) {
+  const source = name === 'deno' ? denoImports(TEST_WORKER) : TEST_WORKER;
+  test(`P1: ${name}${flags.length ? ` (${flags})` : ''}: a loader that asks for its own key gets ${code}; the key is not stranded`, { skip: cannotRun(name) }, async () => {
+    const w = await start(source, { flags });
+    try {
+      const t0 = Date.now();
+      const [status, body] = await getJson(`${w.url}/recursive/r`);
+      assert.deepEqual([status, body && body.code], [500, code], `${name} output:\n${w.output().slice(0, 2000)}`);
+      if (code === 'RecursiveLoad') assert.ok(Date.now() - t0 < 900, 'at once, not by the load timeout');
+      const [s2, b2] = await getJson(`${w.url}/rec-plain/r`);
+      assert.deepEqual([s2, b2 && b2.value, b2 && b2.status], [200, 'plain', 'loaded']);
+      assert.equal((await getJson(`${w.url}/stats`))[1].rec.inFlight, 0, 'no load left in flight');
+    } finally {
+      await w.stop();
+    }
+  });
+}
+
+test('P1: node: healcache/wasm/web gets RecursiveLoad as healcache/wasm does', async () => {
+  const web = await import('healcache/wasm/web');
+  web.initSync(readFileSync(`${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`));
+  const c = new web.Cache({ loadTimeout: 2000 });
+  await assert.rejects(c.getOrLoad('k', () => c.getOrLoad('k', async () => 1)), (e) => e.code === 'RecursiveLoad');
+  assert.equal(await c.getOrLoad('k', async () => 2), 2);
+  assert.equal(c.stats().inFlight, 0);
+});
+
+// The web build is instantiated by the user: a use before `init`/`initSync` says so, with a code.
+test('node: the web build used before init throws HEALCACHE_NOT_INITIALIZED', () => {
+  const script = `
+    const { Cache, ManualClock, initSync } = await import('healcache/wasm/web');
+    const codes = [];
+    for (const f of [() => new Cache(), () => new Cache({ maxEntries: -1 }), () => new ManualClock()]) {
+      try { f(); codes.push('no error'); } catch (e) { codes.push(e.code + ': ' + e.message.includes('call init() or initSync() first')); }
+    }
+    initSync(readFileSync(${JSON.stringify(`${root}bindings-wasm/pkg-web/healcache_wasm_bg.wasm`)}));
+    const c = new Cache();
+    c.set('k', 1);
+    codes.push(c.get('k'));
+    console.log(JSON.stringify(codes));`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import { readFileSync } from 'node:fs';${script}`], { cwd: root, encoding: 'utf8' });
+  const nope = 'HEALCACHE_NOT_INITIALIZED: true';
+  assert.deepEqual(JSON.parse(out), [nope, nope, nope, 1]);
+});
 
 // `init()` with no argument fetches the .wasm beside the glue, `init(url)` the one at `url`: both
 // reach the host's `fetch` (a module export named `fetch` once shadowed it in the glue).

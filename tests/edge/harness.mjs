@@ -29,6 +29,9 @@ const bin = (name) => {
   }
 };
 
+/** The Deno executable (npm `deno`). */
+export const denoBin = () => bin('deno');
+
 /** Why `name --version` cannot run here (a printed skip reason), or undefined when it can. */
 export function cannotRun(name) {
   const r = spawnSync(bin(name), ['--version'], { encoding: 'utf8' });
@@ -189,12 +192,13 @@ export default {
 }
 
 /**
- * Starts `workerd serve` with `source` (an ES module worker) on a free loopback port; its global
+ * Starts `workerd serve` with `source` (an ES module worker, with the compatibility `flags`
+ * given) on a free loopback port; its global
  * `fetch` may reach 127.0.0.1 (the test's origin). A second worker, `trigger`, runs the main
  * worker's `scheduled` handler through a service binding (raw workerd has no
  * `/cdn-cgi/handler/scheduled`: that route is wrangler's). Returns what `running` gives.
  */
-export async function startWorkerd(source) {
+export async function startWorkerd(source, { flags = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'healcache-workerd-'));
   const [port, triggerPort] = [await freePort(), await freePort()];
   writeFileSync(join(dir, 'worker.mjs'), source);
@@ -231,6 +235,7 @@ const config :Workerd.Config = (
 const main :Workerd.Worker = (
   modules = [ ${modules.join(',\n    ')} ],
   compatibilityDate = "2025-09-01",
+  compatibilityFlags = ${JSON.stringify(flags)},
   globalOutbound = "loopback",
 );
 const trigger :Workerd.Worker = (

@@ -9,6 +9,9 @@ initSync(wasm);
 const swr = new Cache({ ttl: 300, grace: 60_000, staleWhileRevalidate: true });
 const timed = new Cache({ loadTimeout: 300 });
 const soft = new Cache({ ttl: 300, grace: 60_000, loadSoftTimeout: 50 });
+// a loader that asks for its own key: RecursiveLoad where the host has an async context, else
+// the load timeout ends it
+const rec = new Cache({ loadTimeout: 1000 });
 
 const load = (origin) => async (key) => {
   const res = await fetch(origin + key);
@@ -31,7 +34,9 @@ export default {
       if (kind === 'soft') return json(await soft.fetch(key, load(origin), { waitUntil }));
       // a soft timeout whose load's tail is handed to no waitUntil
       if (kind === 'soft-unkept') return json(await soft.fetch(key, load(origin)));
-      if (kind === 'stats') return json({ swr: swr.stats(), timed: timed.stats(), soft: soft.stats() });
+      if (kind === 'recursive') return json(await rec.fetch(key, () => rec.getOrLoad(key, async () => 'inner')));
+      if (kind === 'rec-plain') return json(await rec.fetch(key, async () => 'plain'));
+      if (kind === 'stats') return json({ swr: swr.stats(), timed: timed.stats(), soft: soft.stats(), rec: rec.stats() });
       return json({ error: 'no such route' }, 404);
     } catch (e) {
       return json({ error: String(e && e.message), code: e && e.code }, 500);

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ const version = createRequire(import.meta.url)('../../package.json').version;
 const mainTgz = join(dir, `healcache-${version}.tgz`);
 const platTgz = join(dir, `healcache-${platformTriple()}-${version}.tgz`);
 const tsc = join(root, 'node_modules/typescript/bin/tsc');
+const { cannotRun, denoBin } = await import('../edge/harness.mjs');
 
 const temps = [];
 process.on('exit', () => temps.forEach((t) => rmSync(t, { recursive: true, force: true })));
@@ -124,4 +125,99 @@ test('an install with nothing to run says so in its own words', () => {
   assert.throws(noBackend, (e) => /healcache: neither a native binary .* nor the WebAssembly build/s.test(e.stderr) && /HEALCACHE_NOT_BUILT/.test(e.stderr));
   rmSync(join(pkg, 'dist'), { recursive: true });
   assert.throws(noBackend, (e) => /healcache: the package is not built \(dist\/cache\.cjs is missing\)/.test(e.stderr) && !/^Error: Cannot find module/m.test(e.stderr));
+});
+
+// P9 (every host's rules hold): docs/install.md promises the WebAssembly build wherever no native
+// binary fits, and a platform package npm installed can still not load here (its addon needs a
+// newer glibc than this machine's: npm matches `libc` by family only).
+test('P9: a platform package whose addon cannot load here is passed over for the WebAssembly build', () => {
+  const p = project(mainTgz, platTgz);
+  const plat = join(p, 'node_modules/@healcache', platformTriple());
+  const { main } = JSON.parse(readFileSync(join(plat, 'package.json'), 'utf8'));
+  writeFileSync(join(plat, main), 'not a shared object'); // dlopen fails as on a too-old glibc
+  writeFileSync(join(p, 'user.cjs'), `const { backend, Cache } = require('healcache');\nnew Cache().set('k', 1);\nconsole.log(backend);\n`);
+  assert.equal(run(p, 'user.cjs'), 'wasm');
+  writeFileSync(join(p, 'user.mjs'), `import { Cache, NOT_FOUND, backend } from 'healcache';\n${USE}\nconsole.log(backend);\n`);
+  assert.equal(run(p, 'user.mjs'), 'wasm');
+  // asked for the native addon, the error names why the one found did not load
+  assert.throws(
+    () => run(p, 'user.cjs', { HEALCACHE_BACKEND: 'native' }),
+    (e) => /HEALCACHE_NOT_BUILT/.test(e.stderr) && new RegExp(`@healcache/${platformTriple()}: .*(file too short|invalid ELF header)`).test(e.stderr),
+  );
+});
+
+test('the platform package carries the license texts it declares (MIT OR Apache-2.0)', () => {
+  for (const tgz of [mainTgz, platTgz]) {
+    const files = execFileSync('tar', ['tzf', tgz], { encoding: 'utf8' }).split('\n');
+    assert.ok(files.includes('package/LICENSE-MIT') && files.includes('package/LICENSE-APACHE'), `${tgz}: ${files.join(' ')}`);
+  }
+});
+
+// The typings of the WebAssembly entries, as TypeScript users of each resolution mode compile
+// them: `init` is callable (web.mjs is ES module code, so its types must read as such), and
+// `backend`, which only the Node entry has, is not offered by the WebAssembly ones.
+test('TypeScript: healcache/wasm/web types its default init under nodenext and bundler; no `backend` on the wasm entries', () => {
+  const p = project(mainTgz);
+  writeFileSync(
+    join(p, 'web.mts'),
+    `import init, { initSync, Cache, NOT_FOUND, type Fetched } from 'healcache/wasm/web';\n` +
+      `import wasm from 'healcache/wasm/healcache_wasm_bg.wasm';\n` +
+      `await init();\ninitSync(wasm);\n` +
+      `const c = new Cache<number>({ maxEntries: 10 });\n` +
+      `const f: Fetched<number> = await c.fetch('k', async (): Promise<number | typeof NOT_FOUND> => 1);\n` +
+      `export const got: number | undefined = c.get('k') ?? f.value;\n`,
+  );
+  writeFileSync(join(p, 'node.mts'), `import { Cache, NOT_FOUND } from 'healcache/wasm';\nexport const c = new Cache<string>();\nexport const nf = NOT_FOUND;\n`);
+  writeFileSync(join(p, 'backend_web.mts'), `import { backend } from 'healcache/wasm/web';\nexport const b: unknown = backend;\n`);
+  writeFileSync(join(p, 'backend_node.mts'), `import { backend } from 'healcache/wasm';\nexport const b: unknown = backend;\n`);
+  const compile = (resolution, files) => {
+    const module = resolution === 'bundler' ? 'esnext' : 'nodenext';
+    writeFileSync(
+      join(p, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'es2022', module, moduleResolution: resolution, strict: true, noEmit: true, types: [], lib: ['es2022', 'dom'], skipLibCheck: false },
+        files,
+      }),
+    );
+    try {
+      execFileSync(process.execPath, [tsc, '-p', '.'], { cwd: p, encoding: 'utf8' });
+      return '';
+    } catch (e) {
+      return `${e.stdout}${e.stderr}` || 'failed';
+    }
+  };
+  for (const resolution of ['nodenext', 'bundler']) {
+    assert.equal(compile(resolution, ['web.mts', 'node.mts']), '', `${resolution}: the documented imports type-check`);
+    for (const file of ['backend_web.mts', 'backend_node.mts']) {
+      assert.match(compile(resolution, [file]), /backend/, `${resolution}: ${file} must not type-check`);
+    }
+  }
+});
+
+// Deno type-checks (`deno check`, `deno test`) what it runs: docs/edge.md's Deno imports must pass.
+// TypeScript itself does not parse `import source` yet, so that form is checked in a JS module.
+test('deno: the documented imports pass deno check', { skip: cannotRun('deno') }, () => {
+  const p = project(mainTgz);
+  writeFileSync(join(p, 'deno.json'), JSON.stringify({ nodeModulesDir: 'manual' }));
+  writeFileSync(
+    join(p, 'source.mjs'),
+    `import { initSync, Cache } from 'healcache/wasm/web';\nimport source wasm from 'healcache/wasm/healcache_wasm_bg.wasm';\n` +
+      `initSync(wasm);\nconst c = new Cache();\nc.set('k', 1);\nconsole.log(c.get('k'));\n`,
+  );
+  writeFileSync(
+    join(p, 'init.ts'),
+    `import init, { Cache } from 'healcache/wasm/web';\nawait init();\nconst c = new Cache<number>();\nc.set('k', 2);\nconst v: number | undefined = c.get('k');\nconsole.log(v);\n`,
+  );
+  const env = { ...process.env, DENO_DIR: join(p, '.deno'), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' };
+  for (const [file, out] of [['source.mjs', '1'], ['init.ts', '2']]) {
+    for (const cmd of [['check', file], ['run', '--check', `--allow-read=${p}`, file]]) {
+      let got;
+      try {
+        got = execFileSync(denoBin(), cmd, { cwd: p, env, encoding: 'utf8', stdio: 'pipe' }).trim();
+      } catch (e) {
+        assert.fail(`deno ${cmd.join(' ')}:\n${e.stdout}${e.stderr}`);
+      }
+      if (cmd[0] === 'run') assert.equal(got, out, `deno ${cmd.join(' ')}`);
+    }
+  }
 });

@@ -1,5 +1,10 @@
 // Types of healcache/wasm/web (edge workers, browsers): the same Cache, plus initialisation.
-export * from '../node/index';
+// A .d.mts: web.mjs is an ES module, and TypeScript (nodenext, Deno) reads a .d.ts in this package
+// as CommonJS, where `export default init` is not the callable default import.
+// Every type of the Node package, and the values this entry has: not `backend`, which only the
+// Node entry exports.
+export type * from '../node/index.js';
+export { Cache, NOT_FOUND, ManualClock, WriteBehind } from '../node/index.js';
 
 /** What the module can be instantiated from. */
 export type WasmInput = BufferSource | WebAssembly.Module;
