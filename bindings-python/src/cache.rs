@@ -19,7 +19,7 @@ use crate::convert::{self, arg, key_str, to_py, EntryTuple, Given, Reply, Second
 use crate::error::{invalid, loader_error, to_pyerr};
 use crate::healing::Healing;
 use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
-use crate::runtime::{self, block_on_attached, drive, running_loop, WaitFuture};
+use crate::runtime::{self, block_on_attached, drive, on_loop, running_loop, WaitFuture};
 
 /// A bounded, concurrent in-memory cache from `str` keys to Python objects.
 #[pyclass(name = "Cache", module = "healcache", frozen, mapping)]
@@ -370,8 +370,7 @@ impl PyCache {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn get_or_load<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         ttl: Option<Seconds>,
@@ -381,8 +380,8 @@ impl PyCache {
         soft_timeout: Option<Seconds>,
         #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let opts = convert::fetch_options(py, ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
-        self.call(py, key, loader, opts, tags, false)
+        let opts = convert::fetch_options(slf.py(), ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
+        Self::call(slf, key, loader, opts, tags, false)
     }
 
     /// `await cache.fetch(key, loader)`: `Fetched(value, status)`, the read-through call with
@@ -405,8 +404,7 @@ impl PyCache {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn fetch<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         ttl: Option<Seconds>,
@@ -416,8 +414,8 @@ impl PyCache {
         soft_timeout: Option<Seconds>,
         #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let opts = convert::fetch_options(py, ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
-        self.call(py, key, loader, opts, tags, true)
+        let opts = convert::fetch_options(slf.py(), ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
+        Self::call(slf, key, loader, opts, tags, true)
     }
 
     /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`,
@@ -513,33 +511,35 @@ impl PyCache {
     /// TTL and the value's weight are checked before the writer is called.
     #[pyo3(signature = (key, value, writer, /, *, ttl=None, invalidate=false))]
     fn write_through<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         value: Bound<'py, PyAny>,
         writer: Py<PyAny>,
         ttl: Option<Seconds>,
         invalidate: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
         let k = key_str(key)?.to_owned();
         check_callable(writer.bind(py))?;
         let opts = WriteThrough { ttl: convert::write_ttl(py, ttl)?, invalidate };
-        let (event_loop, context) = running_loop(py)?;
-        let call = py.import("functools")?.getattr("partial")?.call1((writer.bind(py), key, &value))?;
-        let v = self.weigh.value(value)?;
-        let write = AsyncLoad {
-            loader: call.unbind(),
-            event_loop: event_loop.clone().unbind(),
-            context: context.unbind(),
-            weigh: Arc::clone(&self.weigh),
-            key: None,
-            want: Want::Nothing,
-        };
-        let cache = self.inner.clone();
-        let fut: WaitFuture = Box::pin(async move {
-            cache.write_through(&k, v, opts, move || write.answer().map(|r| r.map(drop))).await.map(Reply::Version)
-        });
-        drive(py, &event_loop, fut)
+        let call = py.import("functools")?.getattr("partial")?.call1((writer.bind(py), key, &value))?.unbind();
+        let v = slf.get().weigh.value(value)?;
+        on_loop(slf, move |this, event_loop, context| {
+            let py = event_loop.py();
+            let write = AsyncLoad {
+                loader: call.clone_ref(py),
+                event_loop: event_loop.clone().unbind(),
+                context: context.unbind(),
+                weigh: Arc::clone(&this.weigh),
+                key: None,
+                want: Want::Nothing,
+            };
+            let (cache, k, v) = (this.inner.clone(), k.clone(), v.clone());
+            let fut: WaitFuture = Box::pin(async move {
+                cache.write_through(&k, v, opts, move || write.answer().map(|r| r.map(drop))).await.map(Reply::Version)
+            });
+            drive(py, event_loop, fut)
+        })
     }
 
     /// `await cache.get_many(keys, loader)`: a dict of the keys found, each read as `fetch`
@@ -548,23 +548,24 @@ impl PyCache {
     /// found, and absent from the result). At most `max_in_flight` distinct keys.
     #[pyo3(signature = (keys, loader, /, *, ttl=None))]
     fn get_many<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         #[pyo3(from_py_with = arg::keys)] keys: Vec<String>,
         loader: Py<PyAny>,
         ttl: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
         check_callable(loader.bind(py))?;
         let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
-        let (event_loop, context) = running_loop(py)?;
-        let load = self.batch_load(loader, &event_loop, context);
-        let cache = self.inner.clone();
-        let fut: WaitFuture = Box::pin(async move {
-            let got = cache.fetch_many(&keys, opts, move |k| load.call(k)).await?;
-            let found = keys.into_iter().zip(got).filter_map(|(k, f)| f.value.map(|v| (k, v))).collect();
-            Ok(Reply::Many(found))
-        });
-        drive(py, &event_loop, fut)
+        on_loop(slf, move |this, event_loop, context| {
+            let load = this.batch_load(loader.clone_ref(event_loop.py()), event_loop, context);
+            let (cache, keys) = (this.inner.clone(), keys.clone());
+            let fut: WaitFuture = Box::pin(async move {
+                let got = cache.fetch_many(&keys, opts, move |k| load.call(k)).await?;
+                let found = keys.into_iter().zip(got).filter_map(|(k, f)| f.value.map(|v| (k, v))).collect();
+                Ok(Reply::Many(found))
+            });
+            drive(event_loop.py(), event_loop, fut)
+        })
     }
 
     /// `await cache.warm(keys, loader)`: loads `keys` before traffic, `batch` keys per
@@ -575,8 +576,7 @@ impl PyCache {
     #[pyo3(signature = (keys, loader, /, *, concurrency=8, batch=None, min_share=1.0, max_keys=100_000))]
     #[allow(clippy::too_many_arguments)]
     fn warm<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         keys: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         #[pyo3(from_py_with = arg::concurrency)] concurrency: usize,
@@ -586,20 +586,21 @@ impl PyCache {
     ) -> PyResult<Bound<'py, PyAny>> {
         let pattern = keys.cast::<PyString>().ok().map(|p| p.to_string());
         let keys: Option<Vec<String>> = if pattern.is_none() { Some(convert::key_list(keys)?) } else { None };
-        check_callable(loader.bind(py))?;
-        let (event_loop, context) = running_loop(py)?;
-        let load = Arc::new(self.batch_load(loader, &event_loop, context));
-        let cache = self.inner.clone();
+        check_callable(loader.bind(slf.py()))?;
         let opts = Warm { concurrency, batch, min_share, max_keys };
-        let fut: WaitFuture = Box::pin(async move {
-            let load = move |k| load.call(k);
-            let report = match (keys, pattern) {
-                (Some(keys), _) => cache.warm(&keys, opts, load).await,
-                (None, pattern) => cache.warm_matching(&pattern.unwrap_or_default(), opts, load).await,
-            };
-            report.map(Reply::Warm)
-        });
-        drive(py, &event_loop, fut)
+        on_loop(slf, move |this, event_loop, context| {
+            let load = Arc::new(this.batch_load(loader.clone_ref(event_loop.py()), event_loop, context));
+            let (cache, keys, pattern) = (this.inner.clone(), keys.clone(), pattern.clone());
+            let fut: WaitFuture = Box::pin(async move {
+                let load = move |k| load.call(k);
+                let report = match (keys, pattern) {
+                    (Some(keys), _) => cache.warm(&keys, opts, load).await,
+                    (None, pattern) => cache.warm_matching(&pattern.unwrap_or_default(), opts, load).await,
+                };
+                report.map(Reply::Warm)
+            });
+            drive(event_loop.py(), event_loop, fut)
+        })
     }
 
     /// Whether the cache is ready for traffic (a readiness probe): no `warm` running, the last
@@ -637,11 +638,12 @@ impl PyCache {
     }
 
     /// `await cache.verify_now()`: one healing interval now; its report as a dict.
-    fn verify_now<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (event_loop, _) = running_loop(py)?;
-        let healer = self.healing.healer.clone();
-        let fut: WaitFuture = Box::pin(async move { Ok(Reply::Report(healer.run_interval().await)) });
-        drive(py, &event_loop, fut)
+    fn verify_now<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        on_loop(slf, |this, event_loop, _| {
+            let healer = this.healing.healer.clone();
+            let fut: WaitFuture = Box::pin(async move { Ok(Reply::Report(healer.run_interval().await)) });
+            drive(event_loop.py(), event_loop, fut)
+        })
     }
 
     /// One healing interval now, on this thread (the GIL is released while sources answer);
@@ -831,8 +833,7 @@ impl PyCache {
 
     /// One asyncio call of the core's `fetch`: the asyncio future of its `Reply`.
     fn call<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         opts: FetchOptions,
@@ -840,35 +841,37 @@ impl PyCache {
         fetched: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = key_str(key)?.to_owned();
-        check_callable(loader.bind(py))?;
-        let (event_loop, context) = running_loop(py)?;
-        if runtime::bridge(py)?.getattr(pyo3::intern!(py, "recursive"))?.call1((&key,))?.is_truthy()? {
-            return Err(to_pyerr(py, Error::RecursiveLoad));
-        }
-        let load = AsyncLoad {
-            loader,
-            event_loop: event_loop.clone().unbind(),
-            context: context.unbind(),
-            weigh: Arc::clone(&self.weigh),
-            key: Some(key.clone()),
-            want: Want::Value,
-        };
-        let cache = self.inner.clone();
-        let fut: WaitFuture = Box::pin(async move {
-            let f = match &tags {
-                None => cache.fetch(&key, opts, move || load.start()).await?,
-                Some(t) => {
-                    let t: Vec<&str> = t.iter().map(String::as_str).collect();
-                    cache.fetch_tagged(&key, opts, &t, move || load.start()).await?
-                }
-            };
-            if fetched {
-                Ok(Reply::Fetched(f))
-            } else {
-                f.into_value().map(Reply::Value)
+        check_callable(loader.bind(slf.py()))?;
+        on_loop(slf, move |this, event_loop, context| {
+            let py = event_loop.py();
+            if runtime::bridge(py)?.getattr(pyo3::intern!(py, "recursive"))?.call1((&key,))?.is_truthy()? {
+                return Err(to_pyerr(py, Error::RecursiveLoad));
             }
-        });
-        drive(py, &event_loop, fut)
+            let load = AsyncLoad {
+                loader: loader.clone_ref(py),
+                event_loop: event_loop.clone().unbind(),
+                context: context.unbind(),
+                weigh: Arc::clone(&this.weigh),
+                key: Some(key.clone()),
+                want: Want::Value,
+            };
+            let (cache, key, tags) = (this.inner.clone(), key.clone(), tags.clone());
+            let fut: WaitFuture = Box::pin(async move {
+                let f = match &tags {
+                    None => cache.fetch(&key, opts, move || load.start()).await?,
+                    Some(t) => {
+                        let t: Vec<&str> = t.iter().map(String::as_str).collect();
+                        cache.fetch_tagged(&key, opts, &t, move || load.start()).await?
+                    }
+                };
+                if fetched {
+                    Ok(Reply::Fetched(f))
+                } else {
+                    f.into_value().map(Reply::Value)
+                }
+            });
+            drive(py, event_loop, fut)
+        })
     }
 }
 

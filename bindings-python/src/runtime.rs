@@ -62,6 +62,28 @@ pub(crate) fn running_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<
     Ok((get_loop.bind(py).call0()?, copy.bind(py).call0()?))
 }
 
+/// Starts an asyncio call: `start` gets the cache, the running event loop and a copy of the
+/// caller's contextvars, and returns the awaitable. Outside a running loop (as in
+/// `asyncio.run(cache.get_or_load(...))` or `loop.run_until_complete(...)`), where there is no
+/// loop to start on yet, the call is a coroutine that starts once awaited, as an `async def`
+/// method's call is.
+pub(crate) fn on_loop<'py, T, F>(slf: &Bound<'py, T>, start: F) -> PyResult<Bound<'py, PyAny>>
+where
+    T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
+    F: for<'a> Fn(&T, &Bound<'a, PyAny>, Bound<'a, PyAny>) -> PyResult<Bound<'a, PyAny>> + Send + Sync + 'static,
+{
+    let py = slf.py();
+    if let Ok((event_loop, context)) = running_loop(py) {
+        return start(slf.get(), &event_loop, context);
+    }
+    let this = slf.clone().unbind();
+    let later = pyo3::types::PyCFunction::new_closure(py, None, None, move |args, _| -> PyResult<Py<PyAny>> {
+        let (event_loop, context) = running_loop(args.py())?;
+        start(this.get(), &event_loop, context).map(Bound::unbind)
+    })?;
+    bridge(py)?.getattr(pyo3::intern!(py, "deferred"))?.call1((later,))
+}
+
 /// Runs `f` with the GIL released (a blocking core call that may wait for other threads).
 pub(crate) fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     py.detach(f)

@@ -39,6 +39,12 @@ async def _await(aw: Awaitable[Any]) -> Any:
     return await aw
 
 
+async def deferred(start: Callable[[], Awaitable[Any]]) -> Any:
+    """An async method called outside a running event loop (``asyncio.run(cache.get_or_load(...))``):
+    the call starts once awaited, inside the loop."""
+    return await start()
+
+
 def start(
     loader: Callable[[], Any], loop: asyncio.AbstractEventLoop, done: Callable[[Any], None], key: "str | None"
 ) -> tuple[bool, Any]:
