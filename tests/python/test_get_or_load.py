@@ -180,9 +180,10 @@ async def test_errors_before_the_load() -> None:
         c.get_or_load_sync("k", 42)  # type: ignore[arg-type]
 
 
-def test_needs_a_running_loop() -> None:
-    with pytest.raises(RuntimeError):
-        Cache().get_or_load("k", lambda: 1)
+def test_outside_a_running_loop_the_call_starts_once_awaited() -> None:
+    later = Cache().get_or_load("k", lambda: 1)  # no loop runs: nothing starts yet
+    assert asyncio.iscoroutine(later)
+    assert asyncio.run(later) == 1
 
 
 @pytest.mark.asyncio
