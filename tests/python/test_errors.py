@@ -120,7 +120,15 @@ def test_load_timeout_in_threads() -> None:
         release.wait(5)
         return 1
 
-    t = threading.Thread(target=lambda: c.get_or_load_sync("k", slow))
+    loader_thread: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            c.get_or_load_sync("k", slow)
+        except BaseException as e:
+            loader_thread.append(e)
+
+    t = threading.Thread(target=load)
     t.start()
     try:
         assert started.wait(5)
@@ -129,6 +137,9 @@ def test_load_timeout_in_threads() -> None:
     finally:
         release.set()
         t.join()
+    # the thread that ran the loader gets the flight's outcome too, once its loader returns
+    assert [type(e) for e in loader_thread] == [healcache.LoadTimeout]
+    assert "k" not in c
 
 
 def test_recursive_load_is_refused() -> None:
