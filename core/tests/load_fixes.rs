@@ -5,34 +5,14 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Boom, TokioTimer};
+use common::{Boom, QueueSpawner, TokioTimer};
 use futures::executor::block_on;
-use futures::future::BoxFuture;
-use healcache::{Cache, CacheBuilder, Config, Error, FetchOptions, Loaded, ManualClock, Spawner, Status};
+use healcache::{Cache, CacheBuilder, Config, Error, FetchOptions, Loaded, ManualClock, Status};
 
 const MS: Duration = Duration::from_millis(1);
-
-/// Collects background work; the test runs it when it chooses.
-#[derive(Clone, Default)]
-struct QueueSpawner(Arc<Mutex<Vec<BoxFuture<'static, ()>>>>);
-
-impl Spawner for QueueSpawner {
-    fn spawn(&self, fut: BoxFuture<'static, ()>) {
-        self.0.lock().unwrap().push(fut);
-    }
-}
-
-impl QueueSpawner {
-    fn drain(&self) -> usize {
-        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().unwrap());
-        let n = jobs.len();
-        jobs.into_iter().for_each(block_on);
-        n
-    }
-}
 
 fn timed_cache(rt: &tokio::runtime::Runtime) -> Cache<&'static str> {
     Cache::builder().load_timeout(100 * MS).timer(TokioTimer(rt.handle().clone())).build().unwrap()

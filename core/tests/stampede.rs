@@ -4,34 +4,13 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Boom, TokioTimer};
+use common::{Boom, QueueSpawner, TokioTimer};
 use futures::executor::block_on;
 use futures::future::BoxFuture;
 use healcache::{Cache, CacheBuilder, Error, FetchOptions, Loaded, ManualClock, Spawner, Status};
-
-/// Collects background work; the test runs it when it chooses, so timing is deterministic.
-#[derive(Clone, Default)]
-struct QueueSpawner(Arc<Mutex<Vec<BoxFuture<'static, ()>>>>);
-
-impl Spawner for QueueSpawner {
-    fn spawn(&self, fut: BoxFuture<'static, ()>) {
-        self.0.lock().unwrap().push(fut);
-    }
-}
-
-impl QueueSpawner {
-    fn drain(&self) -> usize {
-        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().unwrap());
-        let n = jobs.len();
-        for j in jobs {
-            block_on(j);
-        }
-        n
-    }
-}
 
 struct TokioSpawner;
 impl Spawner for TokioSpawner {

@@ -21,6 +21,26 @@ impl Timer for TokioTimer {
     }
 }
 
+/// Collects background work; the test runs it when it chooses, so timing is deterministic.
+#[derive(Clone, Default)]
+pub struct QueueSpawner(pub std::sync::Arc<std::sync::Mutex<Vec<BoxFuture<'static, ()>>>>);
+
+impl healcache::Spawner for QueueSpawner {
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        self.0.lock().unwrap().push(fut);
+    }
+}
+
+impl QueueSpawner {
+    /// Runs what was spawned so far; returns how many jobs ran.
+    pub fn drain(&self) -> usize {
+        let jobs: Vec<_> = std::mem::take(&mut *self.0.lock().unwrap());
+        let n = jobs.len();
+        jobs.into_iter().for_each(futures::executor::block_on);
+        n
+    }
+}
+
 #[derive(Debug)]
 pub struct Boom(pub &'static str);
 impl std::fmt::Display for Boom {
