@@ -289,8 +289,8 @@ function makeHealing(Base, B, P, notFound) {
 
     // A key's healing state lasts only while the key is pending: once nothing of it is on its way,
     // no repair of it can land, and under the background loop no verifyNow would settle it.
-    _decide(key, held, idle) {
-      super._decide(key, held, idle);
+    _decide(key, held, idle, stored) {
+      super._decide(key, held, idle, stored);
       if (this._healKeys.size !== 0 && !this._pending.has(key)) this._healKeys.delete(key);
     }
 

@@ -61,7 +61,7 @@ const UNCHANGING = new Uint32Array(1);
  */
 function makeMirror(B, P, row) {
   // read from `P` when the first cache is made (a WebAssembly module is instantiated later)
-  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_REPLACED, NONE, L2_FIRST_ID;
+  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_REPLACED, O_STORED, NONE, L2_FIRST_ID;
   // the backend's ticking clock (a native thread stores the time every millisecond; see
   // `_tickCheck`), made with the first cache: a time in ms, and the word that asks for it
   let tick, tickAsk;
@@ -69,7 +69,7 @@ function makeMirror(B, P, row) {
   return class Mirror {
     constructor() {
       if (NONE === undefined) {
-        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, replaced: O_REPLACED } = P.out);
+        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, replaced: O_REPLACED, stored: O_STORED } = P.out);
         NONE = P.none;
         L2_FIRST_ID = P.l2FirstId; // handles of values the core read from the shared tier
       }
@@ -500,7 +500,7 @@ function makeMirror(B, P, row) {
       // a value read from L2 is numbered apart from this process's loads, so its number says
       // nothing of which came first: like a set value, it decides none of them by order
       const held = h !== NONE && (h % 2 === 0 || h >= L2_FIRST_ID) ? 0 : h;
-      this._decide(key, held, flights === 0 && this._settled(key));
+      this._decide(key, held, flights === 0 && this._settled(key), o[O_STORED]);
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out >= 0 && this._pending.has(key)) this._exp[out] = -Infinity;
       return out;
@@ -516,7 +516,7 @@ function makeMirror(B, P, row) {
     // are. With nothing fresh in the core, a decided value may still be its stale entry (within
     // grace): those stay resolvable as the key's candidates until the key is written, deleted,
     // holds a fresh value, or the core reports them gone. Values are kept while the key has waiters.
-    _decide(key, held, idle) {
+    _decide(key, held, idle, stored = NONE) {
       const ids = this._pending.get(key);
       let done = [];
       if (ids !== undefined) {
@@ -526,12 +526,17 @@ function makeMirror(B, P, row) {
         done = ids.filter((id) => !keep.includes(id));
       }
       if (held < 0) {
-        const cand = done.filter((id) => this._loaded.has(id));
-        if (cand.length !== 0) {
-          const c = this._cand.get(key);
-          if (c === undefined) this._cand.set(key, cand);
-          else c.push(...cand);
-          done = done.filter((id) => !this._loaded.has(id));
+        // nothing fresh in the core: of the decided values, only the stale entry it keeps
+        // (`stored`) may still be handed back (fail-safe); the others are forgotten (a refused
+        // repair, a load whose key was evicted meanwhile)
+        const c = this._cand.get(key);
+        if (c !== undefined) {
+          this._cand.delete(key);
+          done.push(...c);
+        }
+        if (stored !== NONE && stored % 2 !== 0 && this._loaded.has(stored) && done.includes(stored)) {
+          this._cand.set(key, [stored]);
+          done = done.filter((id) => id !== stored);
         }
       } else {
         const c = this._cand.get(key);

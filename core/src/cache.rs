@@ -461,6 +461,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// The value the cache keeps for `key`, fresh or stale within its grace window (what a
+    /// fetch's fail-safe could still serve), without counting a read; `None` for none or a cached
+    /// "not found". For a host that keeps its values apart (the JS wrapper), to know which of
+    /// them the cache may still hand back.
+    pub fn peek_stored(&self, key: &str) -> Option<V> {
+        self.inner.store.peek_stored(key, |s| s.value.clone()).flatten()
+    }
+
     /// The fresh value of `key` without counting a read or touching its access counter, so
     /// looking does not change what is evicted next (`None` also for a cached "not found").
     pub fn peek(&self, key: &str) -> Option<V> {

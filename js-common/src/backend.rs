@@ -293,16 +293,20 @@ impl Backend {
     /// wrapper can follow a value a background refresh stored) and the pending flag.
     pub fn state(&self, key: &str, out: &mut [f64]) {
         out[Out::FLIGHTS] = self.core().cache.in_flight() as f64;
-        self.entry_into(self.core().cache.get_entry(key), out);
+        self.entry_into(key, self.core().cache.get_entry(key), out);
     }
 
     /// `state` without counting a read or touching the entry's access counter (`peek`).
     pub fn peek(&self, key: &str, out: &mut [f64]) {
         out[Out::FLIGHTS] = self.core().cache.in_flight() as f64;
-        self.entry_into(self.core().cache.peek_entry(key), out);
+        self.entry_into(key, self.core().cache.peek_entry(key), out);
     }
 
-    fn entry_into(&self, e: Option<Entry<Handle>>, out: &mut [f64]) {
+    fn entry_into(&self, key: &str, e: Option<Entry<Handle>>, out: &mut [f64]) {
+        out[Out::STORED] = match &e {
+            Some(e) => e.value.id,
+            None => self.core().cache.peek_stored(key).map_or(NONE, |h| h.id),
+        };
         match e {
             Some(e) => {
                 out[Out::HANDLE] = e.value.id;

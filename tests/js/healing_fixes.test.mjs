@@ -3,7 +3,7 @@
 // after close(), and a source prefix longer than the cache's keys may be.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, WASM, sleep, thrown } from './helpers.mjs';
+import { Cache, WASM, sleep, thrown, waitFor } from './helpers.mjs';
 
 test('P5: background healing over churning keys keeps per-key healing state to the keys still pending', { skip: WASM && 'WASM: the host schedules runHealingInterval' }, async () => {
   const c = new Cache({ maxEntries: 1000, healing: { enabled: true, sampleRate: 1, verifyIntervalMs: 20 } });
@@ -82,5 +82,29 @@ test('P5: a source prefix longer than maxKeyLen (UTF-8 bytes) is KeyTooLong and 
   assert.deepEqual(c.scores(), []);
   c.registerSource('y'.repeat(16), () => 1);
   assert.deepEqual(c.scores().map((s) => s.prefix), ['y'.repeat(16)]);
+  c.close();
+});
+
+// P5: a repair the core refuses (its key was evicted while the source answered) leaves nothing
+// behind in the wrapper: the value is kept only while the core may still hand it back.
+test('P5: repairs refused because their keys were evicted meanwhile keep no value alive', async () => {
+  const c = new Cache({ maxEntries: 10, healing: { sampleRate: 1 } });
+  let release;
+  let asked = 0;
+  const gate = new Promise((r) => (release = r));
+  c.registerSource('u:', async () => {
+    asked++;
+    await gate;
+    return 'fresh';
+  });
+  for (let i = 0; i < 10; i++) c.set(`u:${i}`, 'stale');
+  const v = c.verifyNow();
+  await waitFor(() => asked === 10); // every source call is under way
+  for (let i = 0; i < 20; i++) c.set(`x:${i}`, 'other'); // evicts every u: key
+  release();
+  const r = await v;
+  assert.equal(r.repaired, 0);
+  assert.equal(c.get('u:0'), undefined);
+  assert.deepEqual([c._loaded.size, c._cand.size, c._pending.size], [0, 0, 0]);
   c.close();
 });
