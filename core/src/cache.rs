@@ -593,10 +593,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         self.inner.store.check_key(key)?;
         let (meta, expires_in) = self.meta(ttl, load_nanos);
-        self.write_meta(key, value, meta, expires_in, if_version)
+        self.write_meta(key, value, meta, expires_in, if_version, false)
     }
 
-    /// [`Cache::write_raw`] of an expiry already decided (`meta`, `expires_in` from now).
+    /// [`Cache::write_raw`] of an expiry already decided (`meta`, `expires_in` from now); with
+    /// `keep_tags` the key keeps the tags it had (a repair), else it loses them.
     fn write_meta(
         &self,
         key: &str,
@@ -604,6 +605,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         meta: Meta,
         expires_in: Option<Duration>,
         if_version: Option<Expect>,
+        keep_tags: bool,
     ) -> Result<Written> {
         let negative = value.is_none();
         let mut removed = Vec::new();
@@ -614,9 +616,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         // a value written without tags leaves the tags its key had (a tagged write records its
         // own after this)
         #[cfg(feature = "tier")]
-        if r.is_ok() && self.inner.tags.used() {
+        if r.is_ok() && !keep_tags && self.inner.tags.used() {
             self.inner.tags.record(key, &[], |_| true);
         }
+        #[cfg(not(feature = "tier"))]
+        let _ = keep_tags;
         // the replaced value is reported before the entries the write evicted, as they left
         let r = r.map(|(version, replaced)| match replaced {
             Some((old, cause)) => {
@@ -684,7 +688,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let payload = tier.encode(&value)?;
         let written = self.repair_if_version(key, value, expected)?;
         let ttl = written.expires_in.map_or(Ttl::Never, Ttl::For);
-        if let Some(w) = self.l2_write(tier, key, payload, ttl, &written, l2, Vec::new()) {
+        // the L2 copy carries the key's tags too, at the versions they had when it was written
+        let tags = self.inner.tags.of(key);
+        if let Some(w) = self.l2_write(tier, key, payload, ttl, &written, l2, tags) {
             tier.spawn(w);
         }
         Ok(written.version)
@@ -720,7 +726,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 return Err(Error::VersionMismatch { expected, current });
             }
         };
-        self.write_meta(key, Some(value), meta, left, Some(Expect::Live(expected)))
+        // and keeps the key's tags: a repair corrects the value, not what it belongs to
+        self.write_meta(key, Some(value), meta, left, Some(Expect::Live(expected)), true)
     }
 
     /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see

@@ -201,6 +201,20 @@ impl TagIndex {
         s.by_key.insert(key.into(), tags.iter().map(|t| t.name.as_str().into()).collect());
     }
 
+    /// The tags `key` was written with, at the versions recorded then.
+    #[cfg(feature = "tier")]
+    pub(crate) fn of(&self, key: &str) -> Vec<Tag> {
+        let s = self.state();
+        let Some(names) = s.by_key.get(key) else { return Vec::new() };
+        names
+            .iter()
+            .filter_map(|n| {
+                let version = *s.by_tag.get(n)?.get(key)?;
+                Some(Tag { name: n.to_string(), version })
+            })
+            .collect()
+    }
+
     /// Whether `key` was written with tags.
     pub(crate) fn tagged(&self, key: &str) -> bool {
         self.used() && self.state().by_key.contains_key(key)

@@ -147,3 +147,18 @@ fn a_write_while_the_source_is_asked_skips_the_sample() {
     assert_eq!((r.consistent, r.drift, r.skipped), (1, 0, 0));
     assert_eq!(cache.get("u:1"), Some(9));
 }
+
+/// A repair corrects the value and keeps what the entry is tagged with: invalidating the tag
+/// afterwards drops the repaired entry as it would have dropped the one it replaced.
+#[test]
+fn a_repair_keeps_the_entry_tags() {
+    let cache: Cache<u64> = Cache::builder().build().unwrap();
+    cache.write_tagged("t:1", 1, healcache::WriteOptions::default(), &["team"]).unwrap();
+    let h = Healer::new(cache.clone(), config()).unwrap();
+    h.register_source("t:", answers(2)).unwrap();
+    let r = block_on(h.run_interval());
+    assert_eq!((r.drift, r.repaired), (1, 1));
+    assert_eq!(cache.get("t:1"), Some(2));
+    assert_eq!(block_on(cache.invalidate_tag("team", true)).unwrap(), 1);
+    assert_eq!(cache.get("t:1"), None, "the repaired entry kept its tag");
+}

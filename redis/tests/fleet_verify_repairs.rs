@@ -201,3 +201,30 @@ fn closing_the_cache_releases_its_verifier_leases() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(!exists(&mut raw, "user:") && !exists(&mut raw, "item:"));
 }
+
+/// A fleet repair corrects the value and keeps the L2 entry's tags: invalidating a tag after
+/// the repair reaches the repaired copy, so another instance loads the key anew instead of
+/// reading the repaired value.
+#[test]
+fn a_fleet_repair_keeps_the_l2_entry_tags() {
+    let r = server();
+    let writer = cache(&r.url());
+    writer.write_tagged("s:1", 1, healcache::WriteOptions::default(), &["team"]).unwrap();
+    wait_for("write landed", || writer.stats().l2_writes == 1);
+    let verifier = cache(&r.url());
+    let healer = Healer::new(verifier.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    healer.register_source("s:", source(2, &calls)).unwrap();
+    hold(&verifier, &healer, 1);
+    wait_for("repaired", || {
+        block_on(healer.run_interval());
+        verifier.stats().l2_verifier_repaired == 1
+    });
+    block_on(writer.invalidate_tag("team", true)).unwrap();
+    let reader = cache(&r.url());
+    let got = block_on(reader.fetch("s:1", healcache::FetchOptions::default(), || async {
+        Ok::<_, std::io::Error>(healcache::Loaded::Value(3))
+    }))
+    .unwrap();
+    assert_eq!(got.value, Some(3), "the repaired copy lost its tag: status {:?}", got.status);
+}

@@ -205,7 +205,7 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
                 Some(left) if left.is_zero() => return Outcome::Skipped,
                 ttl => ttl,
             };
-            match tier.repair(key, new.as_ref(), checked.token, ttl, checked.grace).await {
+            match tier.repair(key, new.as_ref(), checked.token, ttl, checked.grace, checked.tags).await {
                 Wrote::Written(_) => true,
                 // written since the sample was read
                 Wrote::FencedOut => return Outcome::Skipped,

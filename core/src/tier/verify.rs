@@ -32,7 +32,7 @@ use rand::SeedableRng;
 use super::bus::process_id;
 use super::shared::{L2Read, Tier, Wrote};
 use super::{lock, Expect, LeaseReply, Record, TransportError};
-use crate::codec::Token;
+use crate::codec::{Tag, Token};
 use crate::keys;
 use crate::sampler::StreamSample;
 use crate::sync::{lock as guard, Mutex};
@@ -121,6 +121,8 @@ pub(crate) struct Checked<V> {
     pub fresh: Option<Duration>,
     /// Its grace window.
     pub grace: Duration,
+    /// The tags it was written with, which a repair keeps.
+    pub tags: Vec<Tag>,
 }
 
 /// What the lease keeper asks of its healer each round: the prefixes to verify (none when the
@@ -354,14 +356,18 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// stored under and its lifetime; `None` when L2 holds nothing fresh or could not be read.
     pub(crate) async fn read_checked(self: &Arc<Self>, key: &str) -> Option<Checked<V>> {
         match self.read_token(key).await {
-            (L2Read::Hit { value, fresh, grace, .. }, Some(token)) => Some(Checked { value, token, fresh, grace }),
+            (L2Read::Hit { value, fresh, grace, tags, .. }, Some(token)) => {
+                Some(Checked { value, token, fresh, grace, tags })
+            }
             _ => None,
         }
     }
 
     /// Repairs a drifted L2 entry with the source's value (`None`: the source has no such key,
     /// so a tombstone), only if it still holds `seen`: a write since the sample was read wins.
-    /// A repair written is announced on the bus, so every instance's L1 copy goes stale.
+    /// The value keeps the entry's `tags`. A repair written is announced on the bus, so every
+    /// instance's L1 copy goes stale.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn repair(
         self: &Arc<Self>,
         key: &str,
@@ -369,10 +375,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         seen: Token,
         ttl: Option<Duration>,
         grace: Duration,
+        tags: Vec<Tag>,
     ) -> Wrote {
         let expect = Expect::Token(seen);
         let w = match value {
-            Some(v) => self.write(key, Some(v), ttl, grace, 0, expect, None, Vec::new()),
+            Some(v) => self.write(key, Some(v), ttl, grace, 0, expect, None, tags),
             None => self.tombstone_expect(key, expect),
         };
         let wrote = match w {
