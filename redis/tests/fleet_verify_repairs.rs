@@ -59,6 +59,30 @@ fn hold(cache: &Cache<u64>, healer: &Healer<u64>, n: u64) {
     });
 }
 
+/// A cache on `url` and its healer, drawing every entry.
+fn verifier(url: &str) -> (Cache<u64>, Healer<u64>) {
+    let c = cache(url);
+    let healer = Healer::new(c.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    (c, healer)
+}
+
+/// Runs intervals until the fleet verifier has repaired `n` L2 entries.
+fn repaired(verifier: &Cache<u64>, healer: &Healer<u64>, n: u64) {
+    wait_for("repaired", || {
+        block_on(healer.run_interval());
+        verifier.stats().l2_verifier_repaired == n
+    });
+}
+
+/// What a fresh cache on `url` reads for `key` (L2, else its loader's 0).
+fn read_fresh(url: &str, key: &str) -> healcache::Fetched<u64> {
+    let read = cache(url);
+    block_on(read.fetch(key, healcache::FetchOptions::default(), || async {
+        Ok::<_, std::io::Error>(healcache::Loaded::Value(0))
+    }))
+    .unwrap()
+}
+
 /// P6 (an entry keeps the lifetime it was written with; L2's time is Redis's own): an entry
 /// written for 5 s into a cache whose default TTL is 60 s, repaired by the fleet verifier, keeps
 /// what it had left in L2 (its PTTL stays at most 5 s), not the cache's default.
@@ -69,26 +93,17 @@ fn a_fleet_repair_keeps_the_l2_entry_remaining_time() {
     writer.set_with_ttl("s:1", 1, Some(Duration::from_secs(5))).unwrap();
     writer.set_with_ttl("s:2", 1, None).unwrap();
     wait_for("writes landed", || writer.stats().l2_writes == 2);
-    let verifier = cache(&r.url());
-    let healer = Healer::new(verifier.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    let (verifier, healer) = verifier(&r.url());
     let calls = Arc::new(AtomicUsize::new(0));
     healer.register_source("s:", source(2, &calls)).unwrap();
     hold(&verifier, &healer, 1);
-    wait_for("repaired", || {
-        block_on(healer.run_interval());
-        verifier.stats().l2_verifier_repaired == 2
-    });
+    repaired(&verifier, &healer, 2);
     let mut raw = redis::Client::open(r.url()).unwrap().get_connection().unwrap();
     let mut pttl = |k: &str| -> i64 { redis::cmd("PTTL").arg(l2_keys("hc1", k).value).query(&mut raw).unwrap() };
     let short = pttl("s:1");
     assert!((1..=5000).contains(&short), "s:1 keeps its 5 s: PTTL {short} ms");
     assert_eq!(pttl("s:2"), -1, "s:2 never expires, after its repair too");
-    let read = cache(&r.url());
-    let got = block_on(read.fetch("s:1", healcache::FetchOptions::default(), || async {
-        Ok::<_, std::io::Error>(healcache::Loaded::Value(0))
-    }))
-    .unwrap();
-    assert_eq!(got.value, Some(2), "the repair is in L2");
+    assert_eq!(read_fresh(&r.url(), "s:1").value, Some(2), "the repair is in L2");
 }
 
 /// P5: `max_samples` bounds what one interval draws in all, the local L1 sample and every prefix
@@ -132,8 +147,7 @@ fn a_write_while_the_verifier_asks_skips_the_sample() {
     let writer = cache(&r.url());
     writer.set("w:1", 1).unwrap();
     wait_for("write landed", || writer.stats().l2_writes == 1);
-    let verifier = cache(&r.url());
-    let healer = Healer::new(verifier.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    let (verifier, healer) = verifier(&r.url());
     // no source yet: the lease is taken, nothing is asked
     let idle = Arc::new(AtomicUsize::new(0));
     healer.register_source("w:", source(1, &idle)).unwrap();
@@ -160,12 +174,7 @@ fn a_write_while_the_verifier_asks_skips_the_sample() {
     assert!(healer.drift_events().is_empty());
     assert_eq!(healer.stats().total_drift, 0);
     assert_eq!(healer.score("w:").unwrap().score, 1.0, "the score is not lowered");
-    let read = cache(&r.url());
-    let got = block_on(read.fetch("w:1", healcache::FetchOptions::default(), || async {
-        Ok::<_, std::io::Error>(healcache::Loaded::Value(0))
-    }))
-    .unwrap();
-    assert_eq!(got.value, Some(7), "L2 keeps the newer write");
+    assert_eq!(read_fresh(&r.url(), "w:1").value, Some(7), "L2 keeps the newer write");
 }
 
 /// P7 (the lease is an efficiency lock, and given back when done): closing the cache releases
@@ -175,8 +184,7 @@ fn a_write_while_the_verifier_asks_skips_the_sample() {
 #[test]
 fn closing_the_cache_releases_its_verifier_leases() {
     let r = server();
-    let c = cache(&r.url());
-    let healer = Healer::new(c.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    let (c, healer) = verifier(&r.url());
     healer
         .set_fleet_verify(healcache::tier::FleetVerify { lease: Duration::from_secs(10), ..Default::default() })
         .unwrap();
@@ -211,20 +219,12 @@ fn a_fleet_repair_keeps_the_l2_entry_tags() {
     let writer = cache(&r.url());
     writer.write_tagged("s:1", 1, healcache::WriteOptions::default(), &["team"]).unwrap();
     wait_for("write landed", || writer.stats().l2_writes == 1);
-    let verifier = cache(&r.url());
-    let healer = Healer::new(verifier.clone(), HealingConfig { sample_rate: 1.0, ..HealingConfig::default() }).unwrap();
+    let (verifier, healer) = verifier(&r.url());
     let calls = Arc::new(AtomicUsize::new(0));
     healer.register_source("s:", source(2, &calls)).unwrap();
     hold(&verifier, &healer, 1);
-    wait_for("repaired", || {
-        block_on(healer.run_interval());
-        verifier.stats().l2_verifier_repaired == 1
-    });
+    repaired(&verifier, &healer, 1);
     block_on(writer.invalidate_tag("team", true)).unwrap();
-    let reader = cache(&r.url());
-    let got = block_on(reader.fetch("s:1", healcache::FetchOptions::default(), || async {
-        Ok::<_, std::io::Error>(healcache::Loaded::Value(3))
-    }))
-    .unwrap();
-    assert_eq!(got.value, Some(3), "the repaired copy lost its tag: status {:?}", got.status);
+    let got = read_fresh(&r.url(), "s:1");
+    assert_eq!(got.value, Some(0), "the repaired copy lost its tag: status {:?}", got.status);
 }
