@@ -62,11 +62,7 @@ function settingsOf(table) {
   const any = new Map(); // any name the core takes (snake, camelCase, former) -> setting, for `configSet`
   for (const s of table) {
     (s.scope === 'healing' ? healing : cache).set(s.jsName, s);
-    for (const n of [s.name, s.jsName, ...s.aliases]) {
-      any.set(n, s);
-      // the core also takes a healing setting's names under `healing.` (as the RESP server shows them)
-      if (s.scope === 'healing' && !n.startsWith('healing.')) any.set(`healing.${n}`, s);
-    }
+    for (const n of [s.name, s.jsName, ...s.aliases]) any.set(n, s);
   }
   for (const [former, js] of FORMER) healing.set(former, healing.get(js));
   return { cache, healing, any };

@@ -296,6 +296,27 @@ pub fn setting(name: &str) -> Option<&'static Setting> {
 /// What a healing setting's name may start with (see [`setting`]).
 pub const HEALING_PREFIX: &str = "healing.";
 
+impl Setting {
+    /// Every name [`setting`] finds this setting by besides its snake and camelCase names: its
+    /// former names and, for a healing setting, each of its names under [`HEALING_PREFIX`] (a
+    /// former name already under it may come twice).
+    pub fn other_names(&self) -> Vec<String> {
+        let healing = self.scope == Scope::Healing;
+        let mut out = Vec::new();
+        for (i, n) in [self.name, self.js_name].iter().chain(self.aliases).enumerate() {
+            if i >= 2 {
+                out.push(n.to_string());
+            }
+            if healing && !n.starts_with(HEALING_PREFIX) {
+                let mut prefixed = String::from(HEALING_PREFIX);
+                prefixed.push_str(n);
+                out.push(prefixed);
+            }
+        }
+        out
+    }
+}
+
 /// `name` as JS spells it: a setting's camelCase name from the table, else `snake_case` turned
 /// into camelCase (counters and per-call options are not in the table: `load_errors` ->
 /// `loadErrors`).
@@ -366,6 +387,15 @@ mod tests {
         assert!(setting("healing.load_timeout").is_none());
         assert!(setting("healing.healing.sample_rate").is_none());
         assert!(setting("healing.").is_none());
+        // and every other name a setting lists is one `setting` finds it by
+        for s in SETTINGS {
+            for n in s.other_names() {
+                assert_eq!(setting(&n), Some(s), "{n}");
+            }
+        }
+        let names = setting("verify_interval").unwrap().other_names();
+        assert!(names.contains(&"healing.verifyInterval".to_string()), "{names:?}");
+        assert!(setting("load_timeout").unwrap().other_names().iter().all(|n| !n.starts_with("healing.")));
     }
 
     /// One spelling of names for JS: the table's for settings (former names included), camelCase

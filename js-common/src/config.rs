@@ -97,7 +97,7 @@ pub(crate) fn one_value_each(field: &'static str) -> Error {
 }
 
 /// The core's table of settings as the wrapper reads it: `{ name, jsName, scope ("cache" or
-/// "healing"), flag, aliases }` for each.
+/// "healing"), flag, aliases }` for each (`aliases`: every other name the core takes).
 pub fn settings() -> Js {
     Js::List(
         SETTINGS
@@ -108,7 +108,7 @@ pub fn settings() -> Js {
                     ("jsName", Js::Str(s.js_name.to_string())),
                     ("scope", Js::Str(if s.scope == Scope::Healing { "healing" } else { "cache" }.to_string())),
                     ("flag", Js::Bool(s.unit == Unit::Flag)),
-                    ("aliases", Js::List(s.aliases.iter().map(|a| Js::Str(a.to_string())).collect())),
+                    ("aliases", Js::List(s.other_names().into_iter().map(Js::Str).collect())),
                 ])
             })
             .collect(),

@@ -134,25 +134,30 @@ export interface HealingOptions {
 
 /**
  * Every name `configSet` / `configGet` take for a healing setting: the core's snake_case name
- * (`sample_rate`), its JS name (`sampleRate`) and its former names (`healing.sample_rate`,
- * `healing.verify_interval_ms`, ...). The `fleet*` ones exist in the Node package only (with the
- * shared tier; the WebAssembly package refuses them).
+ * (`sample_rate`), its JS name (`sampleRate`), its former names (`healing.verify_interval_ms`,
+ * `verify_interval_ms`, in ms as every JS duration) and each of these under `healing.`
+ * (`healing.sample_rate`, `healing.sampleRate`: the RESP server's CONFIG names). The `fleet*` ones
+ * exist in the Node package only (with the shared tier; the WebAssembly package refuses them).
  */
 export type HealingSettingName =
   | 'enabled' | 'healing.enabled'
-  | 'sample_rate' | 'sampleRate' | 'healing.sample_rate'
+  | 'sample_rate' | 'sampleRate' | 'healing.sample_rate' | 'healing.sampleRate'
   | 'verify_interval' | 'verifyInterval' | 'healing.verify_interval_ms' | 'verify_interval_ms'
-  | 'auto_repair' | 'autoRepair' | 'healing.auto_repair'
-  | 'score_window' | 'scoreWindow' | 'healing.score_window'
+  | 'healing.verify_interval' | 'healing.verifyInterval'
+  | 'auto_repair' | 'autoRepair' | 'healing.auto_repair' | 'healing.autoRepair'
+  | 'score_window' | 'scoreWindow' | 'healing.score_window' | 'healing.scoreWindow'
   | 'source_timeout' | 'sourceTimeout' | 'healing.source_timeout_ms' | 'source_timeout_ms'
-  | 'source_concurrency' | 'sourceConcurrency' | 'healing.source_concurrency'
-  | 'max_prefixes' | 'maxPrefixes' | 'healing.max_prefixes'
-  | 'max_drift_events' | 'maxDriftEvents' | 'healing.max_drift_events'
-  | 'max_samples' | 'maxSamples' | 'healing.max_samples'
+  | 'healing.source_timeout' | 'healing.sourceTimeout'
+  | 'source_concurrency' | 'sourceConcurrency' | 'healing.source_concurrency' | 'healing.sourceConcurrency'
+  | 'max_prefixes' | 'maxPrefixes' | 'healing.max_prefixes' | 'healing.maxPrefixes'
+  | 'max_drift_events' | 'maxDriftEvents' | 'healing.max_drift_events' | 'healing.maxDriftEvents'
+  | 'max_samples' | 'maxSamples' | 'healing.max_samples' | 'healing.maxSamples'
   // Node only
-  | 'fleet_verify' | 'fleetVerify' | 'healing.fleet_verify'
+  | 'fleet_verify' | 'fleetVerify' | 'healing.fleet_verify' | 'healing.fleetVerify'
   | 'fleet_verify_lease' | 'fleetVerifyLease' | 'healing.fleet_verify_lease_ms'
-  | 'fleet_verify_scan_budget' | 'fleetVerifyScanBudget' | 'healing.fleet_verify_scan_budget';
+  | 'healing.fleet_verify_lease' | 'healing.fleetVerifyLease'
+  | 'fleet_verify_scan_budget' | 'fleetVerifyScanBudget' | 'healing.fleet_verify_scan_budget'
+  | 'healing.fleetVerifyScanBudget';
 
 /**
  * What `healingConfig()` returns: every healing setting now, by JS name, except that the
