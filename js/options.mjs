@@ -410,8 +410,10 @@ function defaultSizeOf(v) {
 
 function weigh(sizeOf, value, key) {
   const w = sizeOf(value, key);
-  if (typeof w !== 'number' || !(w >= 0) || w === Infinity) {
-    throw invalid(SIZE_OF, `must return a non-negative number of bytes, got ${String(w)}`);
+  // a whole number of bytes, as Python's weigher returns an int (past 2^53 - 1 a JS number is
+  // no longer exact)
+  if (!Number.isSafeInteger(w) || w < 0) {
+    throw invalid(SIZE_OF, `must return a whole number of bytes between 0 and 2**53-1, got ${String(w)}`);
   }
   return w;
 }

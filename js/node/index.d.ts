@@ -43,8 +43,9 @@ export interface CacheOptions {
   /** Longest TTL of a cached "not found" answer, in ms: a `negativeTtl` (the cache's or a call's) above it is refused. Defaults to 60,000. */
   maxNegativeTtl?: number;
   /**
-   * The weight of a value in bytes, for `maxBytes` and `maxEntryBytes`. Defaults to: a string's
-   * length, the byteLength of an ArrayBuffer or view (Buffer, Uint8Array), 0 for other values.
+   * The weight of a value in bytes, for `maxBytes` and `maxEntryBytes`: a whole number from 0
+   * to 2^53 - 1, else `InvalidConfig`. Defaults to: a string's length, the byteLength of an
+   * ArrayBuffer or view (Buffer, Uint8Array), 0 for other values.
    */
   sizeOf?: (value: any, key: string) => number;
   /**
