@@ -16,9 +16,11 @@
 
 pub mod tick;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Mutex, Once};
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
@@ -27,9 +29,50 @@ use tokio::task::{JoinError, JoinHandle};
 
 static RUNTIME: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
 
+/// This process's id, 0 until first asked.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// This process's id, without a system call each time: glibc no longer caches `getpid`, and
+/// every operation on a connection checks who made it ([`ForkGuard`]). A fork handler sets it
+/// again in the child. (No crate keeps a fork-aware pid; hence these few lines.)
+pub fn pid() -> u32 {
+    match PID.load(Relaxed) {
+        0 => {
+            static HANDLER: Once = Once::new();
+            // registered before the first store, so a fork after the store always refreshes it
+            HANDLER.call_once(|| {
+                #[cfg(unix)]
+                // SAFETY: the handler only calls getpid, which is async-signal-safe
+                unsafe {
+                    libc::pthread_atfork(None, None, Some(forked));
+                }
+            });
+            let pid = std::process::id();
+            PID.store(pid, Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+#[cfg(unix)]
+extern "C" fn forked() {
+    PID.store(std::process::id(), Relaxed);
+}
+
+thread_local! {
+    static ON_IO_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the caller runs on this process's I/O thread (in a task of [`spawn`]): a future
+/// polled there may use the runtime's timer and connections directly, without a task of its own.
+pub fn on_io_thread() -> bool {
+    ON_IO_THREAD.with(Cell::get)
+}
+
 /// The runtime of this process (built now if none was built in this process).
 pub fn handle() -> Handle {
-    let pid = std::process::id();
+    let pid = pid();
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((owner, rt)) = *slot {
         if owner == pid {
@@ -41,6 +84,7 @@ pub fn handle() -> Handle {
         Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("healcache-io")
+            .on_thread_start(|| ON_IO_THREAD.with(|c| c.set(true)))
             .enable_all()
             .build()
             .expect("healcache: cannot start the I/O thread"),
@@ -107,12 +151,12 @@ pub struct ForkGuard<T> {
 impl<T> ForkGuard<T> {
     /// `value`, owned by the current process.
     pub fn new(value: T) -> Self {
-        ForkGuard { pid: std::process::id(), value }
+        ForkGuard { pid: pid(), value }
     }
 
     /// The value, if this is the process that made it.
     pub fn get(&self) -> Option<&T> {
-        (self.pid == std::process::id()).then_some(&self.value)
+        (self.pid == pid()).then_some(&self.value)
     }
 }
 
@@ -140,5 +184,34 @@ mod tests {
         assert_eq!(g.get(), Some(&5));
         let forged = ForkGuard { pid: std::process::id().wrapping_add(1), value: 5 };
         assert_eq!(forged.get(), None);
+    }
+
+    /// A fork-safe pid: a child of `fork()` learns its own id at once (a connection guard that
+    /// compared the parent's id would hand a child the parent's connection).
+    #[cfg(unix)]
+    #[test]
+    fn the_kept_pid_is_the_childs_after_a_fork() {
+        let parent = pid();
+        assert_eq!(parent, std::process::id());
+        let g = ForkGuard::new(());
+        // SAFETY: the child only reads atomics, calls getpid and _exit
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            let ok = pid() == std::process::id() && pid() != parent && g.get().is_none();
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just made
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw a stale pid: {status}");
+        assert_eq!(pid(), parent);
+        assert!(g.get().is_some());
+    }
+
+    #[test]
+    fn only_the_io_thread_is_the_io_thread() {
+        assert!(!on_io_thread());
+        assert!(futures::executor::block_on(spawn(async { on_io_thread() })).unwrap());
     }
 }
