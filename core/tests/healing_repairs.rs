@@ -149,7 +149,9 @@ fn a_write_while_the_source_is_asked_skips_the_sample() {
 }
 
 /// A repair corrects the value and keeps what the entry is tagged with: invalidating the tag
-/// afterwards drops the repaired entry as it would have dropped the one it replaced.
+/// afterwards drops the repaired entry as it would have dropped the one it replaced. (Tags come
+/// with the `tier` feature.)
+#[cfg(feature = "tier")]
 #[test]
 fn a_repair_keeps_the_entry_tags() {
     let cache: Cache<u64> = Cache::builder().build().unwrap();
