@@ -111,6 +111,17 @@ impl Redis {
         )
     }
 
+    /// WRITE_SEEN of `env` under `cond` (`""`, `absent`, or the token bytes expected).
+    fn write_seen(&mut self, k: &L2Keys, cond: &[u8], env: &[u8], px: &str) -> Reply {
+        let (head, tail) = scripts::split_envelope(env);
+        self.eval(scripts::WRITE_SEEN, &[&k.value, &k.fence], &[cond, head, tail, px.as_bytes()])
+    }
+
+    /// The fence record's fields and values.
+    fn fence(&mut self, k: &L2Keys) -> Vec<Vec<u8>> {
+        self.cmd(&[b"HGETALL", k.fence.as_bytes()]).items().iter().map(Reply::bytes).collect()
+    }
+
     /// ACQUIRE: the token and lock value, or `None` when the lock is held.
     fn acquire(&mut self, k: &L2Keys, owner: &str, lease_ms: u64) -> Option<(Token, String)> {
         let r = self
@@ -150,6 +161,19 @@ fn envelope(k: &L2Keys, kind: Kind, payload: &[u8]) -> Vec<u8> {
         &Limits::default(),
     )
     .unwrap()
+}
+
+/// An envelope naming `epoch` as its slot's (what a tier that saw it last sends).
+fn naming(k: &L2Keys, epoch: u64, payload: &[u8]) -> Vec<u8> {
+    let mut env = envelope(k, Kind::Value, payload);
+    env[8..16].copy_from_slice(&epoch.to_be_bytes());
+    env
+}
+
+/// The token stored under `k`.
+fn stored_token(r: &mut Redis, k: &L2Keys) -> Token {
+    let (v, _) = r.read_value(k);
+    codec::decode(k.value.as_bytes(), &v.unwrap(), &Limits::default()).unwrap().header.token
 }
 
 fn written(r: &Reply) -> Token {
@@ -276,7 +300,8 @@ fn tokens_compare_as_numbers_across_byte_boundaries_and_up_to_2_pow_53() {
     for start in [254u64, 65_534, (1 << 32) - 2, (1 << 53) - 4] {
         let k = l2_keys("hc1", &format!("boundary:{start}"));
         written(&r.write(&k, None, &envelope(&k, Kind::Value, b"seed"), "60000", ""));
-        r.cmd(&[b"HSET", k.fence.as_bytes(), b"c", start.to_string().as_bytes()]);
+        let epoch = written(&r.write(&k, None, &envelope(&k, Kind::Value, b"seed"), "60000", "")).epoch;
+        r.cmd(&[b"HSET", k.fence.as_bytes(), &epoch.to_be_bytes(), start.to_string().as_bytes()]);
         // A takes start+1, B takes start+2 (a byte boundary lies between for the first three)
         let (a, la) = r.acquire(&k, "a", 5000).unwrap();
         r.eval(scripts::RELEASE, &[&k.lock], &[la.as_bytes()]);
@@ -310,4 +335,59 @@ fn a_foreign_value_under_the_key_is_overwritten_by_a_token_write() {
     assert_eq!(written(&r.write(&k, Some(t), &envelope(&k, Kind::Value, b"ours"), "60000", &lockval)), t);
     let (v, _) = r.read_value(&k);
     assert_eq!(codec::decode(k.value.as_bytes(), &v.unwrap(), &Limits::default()).unwrap().payload, b"ours");
+}
+
+/// The fence record is one field named by the epoch: a write that names the slot's epoch gets
+/// its token from one `HINCRBY` and a bare counter back; a write that names none or a stale one
+/// is still given a token of the current epoch (and learns it), and leaves no field behind.
+#[test]
+fn a_write_naming_the_epoch_takes_the_next_counter_and_any_other_is_told_the_epoch() {
+    let mut r = Redis::start();
+    let k = l2_keys("hc1", "seen:1");
+    // no epoch named, no record: a new epoch, counter 1, told in full
+    let first = written(&r.write_seen(&k, b"", &naming(&k, 0, b"a"), "60000"));
+    assert!(first.epoch > 1_600_000_000_000_000, "TIME in microseconds: {}", first.epoch);
+    assert_eq!(first.counter, 1);
+    assert_eq!(r.fence(&k), vec![first.epoch.to_be_bytes().to_vec(), b"1".to_vec()]);
+    assert_eq!(stored_token(&mut r, &k), first);
+    // naming it: the next counter, as a bare integer
+    assert_eq!(r.write_seen(&k, b"", &naming(&k, first.epoch, b"b"), "60000"), Reply::Int(2));
+    assert_eq!(stored_token(&mut r, &k), Token { epoch: first.epoch, counter: 2 });
+    assert_eq!(scripts::seen_token(&naming(&k, first.epoch, b"b"), 2), Some(Token { epoch: first.epoch, counter: 2 }));
+    // naming a wrong one: the slot's epoch and the next counter, and no stray field
+    let wrong = written(&r.write_seen(&k, b"", &naming(&k, first.epoch + 1, b"c"), "60000"));
+    assert_eq!(wrong, Token { epoch: first.epoch, counter: 3 });
+    assert_eq!(r.fence(&k), vec![first.epoch.to_be_bytes().to_vec(), b"3".to_vec()]);
+    assert_eq!(stored_token(&mut r, &k), wrong);
+    let (v, pttl) = r.read_value(&k);
+    assert!(pttl > 55_000 && pttl <= 60_000, "{pttl}");
+    assert_eq!(codec::decode(k.value.as_bytes(), &v.unwrap(), &Limits::default()).unwrap().payload, b"c");
+    // the record lost: a new epoch, even for a writer naming the old one
+    r.cmd(&[b"DEL", k.fence.as_bytes()]);
+    let after = written(&r.write_seen(&k, b"", &naming(&k, first.epoch, b"d"), "0"));
+    assert_ne!(after.epoch, first.epoch);
+    assert_eq!(after.counter, 1);
+    assert_eq!(r.read_value(&k).1, -1, "px 0: no expiry");
+    // a record of another layout (fields e and c) is replaced by a new epoch
+    r.cmd(&[b"DEL", k.fence.as_bytes()]);
+    r.cmd(&[b"HSET", k.fence.as_bytes(), b"e", b"5", b"c", b"9"]);
+    let relaid = written(&r.write_seen(&k, b"", &naming(&k, 5, b"e"), "60000"));
+    assert_eq!(relaid.counter, 1);
+    assert_eq!(r.fence(&k), vec![relaid.epoch.to_be_bytes().to_vec(), b"1".to_vec()]);
+    // the counter's bytes across 2^32 and up to 2^53 - 1
+    for c in [(1u64 << 32) - 1, (1 << 53) - 2] {
+        r.cmd(&[b"HSET", k.fence.as_bytes(), &relaid.epoch.to_be_bytes(), c.to_string().as_bytes()]);
+        assert_eq!(r.write_seen(&k, b"", &naming(&k, relaid.epoch, b"f"), "60000"), Reply::Int(c as i64 + 1));
+        assert_eq!(stored_token(&mut r, &k), Token { epoch: relaid.epoch, counter: c + 1 });
+    }
+    // the conditions hold as before: absent refuses over a value; token refuses a wrong token
+    assert_eq!(r.write_seen(&k, b"absent", &naming(&k, relaid.epoch, b"g"), "60000").items()[0].int(), 0);
+    let held = stored_token(&mut r, &k);
+    let other = Token { epoch: held.epoch, counter: held.counter - 1 };
+    assert_eq!(r.write_seen(&k, &other.to_bytes(), &naming(&k, relaid.epoch, b"h"), "60000").items()[0].int(), 0);
+    assert!(matches!(r.write_seen(&k, &held.to_bytes(), &naming(&k, relaid.epoch, b"i"), "60000"), Reply::Int(_)));
+    // not an envelope: refused, nothing written
+    let k2 = l2_keys("hc1", "seen:2");
+    assert!(matches!(r.write_seen(&k2, b"", b"hc short", "60000"), Reply::Error(_)));
+    assert_eq!(r.cmd(&[b"EXISTS", k2.value.as_bytes(), k2.fence.as_bytes()]), Reply::Int(0));
 }

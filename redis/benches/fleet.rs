@@ -8,7 +8,7 @@
 //! 2. A fenced write (the WRITE script: fence record, token, value and expiry in one call) beside a
 //!    plain `SET` of the same envelope bytes with `PX`, each awaited one at a time on the same
 //!    kind of multiplexed connection through the same runtime. Bar: SET + 5 us. Also the write
-//!    script called directly like the SET (its cost in Redis, apart from the transport's queue).
+//!    script called directly like the SET (its cost in Redis, apart from the transport's work).
 //! 3. The same two writes awaited in turn by one task on the I/O runtime, with no thread hop
 //!    per write (how an async Rust caller meets them, and how the design reference measured):
 //!    the mean write, and the median write of each round (the design reference gave p50s).
@@ -18,13 +18,21 @@
 //!    by more than the bar; this is the row the bar is read from. A third write in each turn,
 //!    the same `SET` made by a script that does nothing else, shows what running any script
 //!    costs on this server, and a fourth, the write script sent directly as the `SET` is, what
-//!    the fence's own work adds; the rest is the transport's ordered queue.
+//!    the fence's own work adds; the rest is the transport's own (a write with none waiting
+//!    before it goes straight to the connection, without the write queue's hop).
+//!
+//! Every write names its slot's fence epoch as last seen, as a cache's tier does (the first
+//! round, which learns them, is not counted).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
-use healcache::tier::{Expect, MsgPack, Transport, WriteRequest};
+use healcache::tier::epochs::EpochHints;
+use healcache::tier::scripts::{seen_token, split_envelope};
+use healcache::tier::{Expect, MsgPack, Transport, WriteReply, WriteRequest};
 use healcache::Cache;
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -36,14 +44,44 @@ const PASSES: usize = 50;
 const WRITES: usize = 2000;
 const ROUNDS: usize = 11;
 
-/// The L2 keys of write `i` under `prefix`, and the envelope of `payload` for them.
+/// The fence epochs seen per prefix, as a cache's tier keeps them for its prefix: every write
+/// names its slot's, as the tier's do.
+fn epochs(prefix: &str) -> Arc<EpochHints> {
+    static SEEN: Mutex<Option<HashMap<String, Arc<EpochHints>>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap();
+    Arc::clone(seen.get_or_insert_with(HashMap::new).entry(prefix.to_string()).or_default())
+}
+
+/// Keeps the epoch of a written token, as the tier does.
+fn learn(prefix: &str, i: usize, reply: &WriteReply) {
+    if let WriteReply::Written(t) = reply {
+        epochs(prefix).learn(EpochHints::slot_of(&format!("w{i}")), t.epoch);
+    }
+}
+
+/// Keeps the epoch a WRITE_SEEN reply names (a bare counter: the one the envelope named).
+fn learn_reply(prefix: &str, i: usize, envelope: &[u8], reply: &redis::Value) {
+    let token = match reply {
+        redis::Value::Int(c) => seen_token(envelope, *c),
+        redis::Value::Array(a) => match a.as_slice() {
+            [_, redis::Value::Int(e), redis::Value::Int(c)] => Some(Token { epoch: *e as u64, counter: *c as u64 }),
+            _ => None,
+        },
+        _ => None,
+    };
+    learn(prefix, i, &WriteReply::Written(token.expect("a written token")));
+}
+
+/// The L2 keys of write `i` under `prefix`, and the envelope of `payload` for them, naming the
+/// slot's fence epoch as last seen.
 fn envelope(prefix: &str, i: usize, payload: &[u8]) -> (healcache::keys::L2Keys, Vec<u8>) {
-    let keys = healcache::keys::l2_keys(prefix, &format!("w{i}"));
+    let key = format!("w{i}");
+    let keys = healcache::keys::l2_keys(prefix, &key);
     let e = codec::encode(
         keys.value.as_bytes(),
         Kind::Value,
         PayloadCodec::Raw,
-        Token::default(),
+        Token { epoch: epochs(prefix).get(EpochHints::slot_of(&key)), counter: 0 },
         60_000,
         0,
         0,
@@ -144,7 +182,8 @@ fn main() {
     for round in 0..ROUNDS {
         let t = Instant::now();
         for i in 0..WRITES {
-            futures::executor::block_on(transport.write(write_request("bench", i, &payload))).unwrap();
+            let r = futures::executor::block_on(transport.write(write_request("bench", i, &payload))).unwrap();
+            learn("bench", i, &r);
         }
         let o = t.elapsed().as_nanos() as f64 / WRITES as f64;
         let t = Instant::now();
@@ -160,25 +199,28 @@ fn main() {
         }
         let p = t.elapsed().as_nanos() as f64 / WRITES as f64;
         // the write script called directly, as the SET is: what the script costs in Redis,
-        // apart from the transport's queue
+        // apart from the transport's work
         let t = Instant::now();
         for i in 0..WRITES {
             let (keys, envelope) = envelope("direct", i, &payload);
             let mut cn = conn.clone();
             let script = script.clone();
-            futures::executor::block_on(healcache_rt::spawn(async move {
-                script
+            let reply = futures::executor::block_on(healcache_rt::spawn(async move {
+                let (head, tail) = split_envelope(&envelope);
+                let r = script
                     .key(keys.value)
                     .key(keys.fence)
-                    .arg("any")
                     .arg("")
-                    .arg(envelope)
+                    .arg(head)
+                    .arg(tail)
                     .arg(60_000)
                     .invoke_async::<redis::Value>(&mut cn)
-                    .await
+                    .await;
+                r.map(|r| (r, envelope))
             }))
             .unwrap()
             .unwrap();
+            learn_reply("direct", i, &reply.1, &reply.0);
         }
         let d = t.elapsed().as_nanos() as f64 / WRITES as f64;
         if round > 0 {
@@ -257,7 +299,7 @@ fn main() {
          (median over rounds of each round's median paired difference; rounds {:+.1} to {:+.1} us; bar: \
          SET + 5 us); median write: fenced {:.1} us, SET {:.1} us; minus SET, a script that only SETs {:+.1} us \
          (what any script costs here), the write script sent directly {:+.1} us (the fence's work; the rest is \
-         the transport's ordered queue)",
+         the transport's)",
         median(diffs) / 1e3,
         d_lo / 1e3,
         d_hi / 1e3,
@@ -270,7 +312,7 @@ fn main() {
 
 /// A fenced write, a plain `SET ... PX` of the same bytes, the same `SET` made by a script that
 /// does nothing else, and the write script sent directly as the `SET` is (not through the
-/// transport's ordered queue), in turn write by write (the order rotating), each timed alone
+/// transport), in turn write by write (the order rotating), each timed alone
 /// (requests built before the clock starts): the medians of the paired differences with the
 /// `SET` (ns), and the median fenced and `SET` write.
 async fn paired(transport: &RedisTransport, conn: &redis::aio::MultiplexedConnection, payload: &[u8]) -> Paired {
@@ -293,19 +335,22 @@ async fn paired(transport: &RedisTransport, conn: &redis::aio::MultiplexedConnec
         floor_call.arg(&bytes).arg(60_000);
         let (direct_keys, direct_bytes) = envelope("pair-direct", i, payload);
         let mut direct_call = script.key(direct_keys.value);
-        direct_call.key(direct_keys.fence).arg("any").arg("").arg(direct_bytes).arg(60_000);
+        let (head, tail) = split_envelope(&direct_bytes);
+        direct_call.key(direct_keys.fence).arg("").arg(head).arg(tail).arg(60_000);
         let mut took = [0.0; 4];
         for turn in 0..4 {
             let which = (i + turn) % 4;
             let t = Instant::now();
             match which {
                 0 => {
-                    transport.write(request.take().expect("written once")).await.unwrap();
+                    let r = transport.write(request.take().expect("written once")).await.unwrap();
+                    learn("pair", i, &r);
                 }
                 1 => cmd.query_async::<()>(&mut cn).await.unwrap(),
                 2 => floor_call.invoke_async::<()>(&mut cn).await.unwrap(),
                 _ => {
-                    direct_call.invoke_async::<redis::Value>(&mut cn).await.unwrap();
+                    let r = direct_call.invoke_async::<redis::Value>(&mut cn).await.unwrap();
+                    learn_reply("pair-direct", i, &direct_bytes, &r);
                 }
             }
             took[which] = t.elapsed().as_nanos() as f64;
@@ -344,7 +389,8 @@ async fn in_runtime_fenced(transport: &RedisTransport, payload: &[u8]) -> (f64, 
     let mut each = Vec::with_capacity(WRITES);
     for i in 0..WRITES {
         let t = Instant::now();
-        transport.write(write_request("bench-rt", i, payload)).await.unwrap();
+        let r = transport.write(write_request("bench-rt", i, payload)).await.unwrap();
+        learn("bench-rt", i, &r);
         each.push(t.elapsed().as_nanos() as f64);
     }
     (each.iter().sum::<f64>() / WRITES as f64, median(each))

@@ -23,9 +23,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::ConnectionLike;
 use redis::Script;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::queue::{Job, Queued};
+use crate::queue::{Queued, Writer};
 
 /// How long connecting may take: a probe that cannot connect in this long fails, and the
 /// breaker tries again later.
@@ -84,7 +84,7 @@ pub(crate) enum Phase {
 /// child of `fork()` (the [`ForkGuard`]s), never used there.
 pub(crate) struct State<C> {
     conn: Mutex<Option<ForkGuard<C>>>,
-    pub(crate) writer: Mutex<Option<ForkGuard<mpsc::Sender<Job>>>>,
+    pub(crate) writer: Mutex<Option<ForkGuard<Writer>>>,
     /// The bus subscriptions asked for, and a marker of the process that runs them: a child of
     /// `fork()` finds the marker inherited and starts them again.
     subs: Mutex<Subscriptions>,

@@ -16,6 +16,7 @@
 
 pub mod breaker;
 pub mod bus;
+pub mod epochs;
 pub mod lock;
 pub mod recovery;
 pub mod scripts;

@@ -11,21 +11,26 @@
 //! | [`READ`] | value | | `{envelope or nil, PTTL}` |
 //! | [`REVALIDATE`] | value | | `{16 token bytes or "", PTTL}` |
 //! | [`WRITE`] | value, fence, lock | epoch, counter (`""` = allocate), envelope, px (`""`/`0` = none), lockval (`""` = none) | `{1, epoch, counter}`, `{-1}` epoch changed, `{-2}` newer stored |
+//! | [`WRITE_SEEN`] | value, fence | condition (`""`, `absent` or 16 token bytes), head, tail (see [`split_envelope`]), px (`0` = none) | counter (written under the epoch in head), `{1, epoch, counter}` (under another), `{0}` refused |
 //! | [`ACQUIRE`] | lock, fence, value | owner, lease_ms | `{1, epoch, counter, lockval, header (56 bytes or ""), PTTL}` or `{0, lock PTTL}` |
 //! | [`RENEW`] | lock | lockval, lease_ms | 1 renewed, 0 lost |
 //! | [`RELEASE`] | lock | lockval | 1 released, 0 not ours |
 //! | [`LEASE`] | lease | value, lease_ms | `{1}` won, `{0, PTTL}` held |
 //! | [`PUT_RECORD`] | lease, record | lease value, ttl_ms, field, value, ... | 1 written, 0 lease lost |
 //!
-//! The fence hash (`<prefix>:{b}:f`, one per slot, so at most 16,384) holds `e`, the epoch, and
-//! `c`, the counter. The epoch is the server's `TIME` in microseconds whenever the hash is missing
+//! The fence hash (`<prefix>:{b}:f`, one per slot, so at most 16,384) holds one field: its name is
+//! the epoch (8 big-endian bytes), its value the counter, so a writer that names the epoch gets a
+//! fresh token with one `HINCRBY`. The epoch is the server's `TIME` in microseconds whenever the hash is missing
 //! (first use, a restart without persistence, eviction, `FLUSHALL`): only equality of epochs is
 //! tested, so a token from before the loss is fenced out without comparing clocks. Microseconds,
 //! not milliseconds, so that two losses within one millisecond still give two epochs; 2^53 µs
 //! lasts until the year 2255.
 
-/// Lua helpers shared by the scripts that handle tokens (one text, spliced with `concat!`).
-macro_rules! token_helpers {
+// Lua helpers, each a text spliced with `concat!` into the scripts that use it: a script
+// defines its helpers on every call, so each takes only those it needs.
+
+/// `num(s)`: an integer below 2^53 from decimal text, else nil.
+macro_rules! lua_num {
     () => {
         r#"
 local TWO53 = 9007199254740992
@@ -35,11 +40,40 @@ local function num(s)
   if n and n >= 0 and n < TWO53 and n == math.floor(n) then return n end
   return nil
 end
+"#
+    };
+}
+
+/// `be8(n)`: n < 2^53 as 8 big-endian bytes.
+macro_rules! lua_be8 {
+    () => {
+        r#"
 -- n (< 2^53) as 8 big-endian bytes, as two 32-bit halves (% and floor are exact on such
 -- doubles); struct.pack, not a table of bytes: the table made every write ~10 us slower
 local function be8(n)
   return struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
 end
+"#
+    };
+}
+
+/// `n8(b)`: the number in 8 big-endian bytes.
+macro_rules! lua_n8 {
+    () => {
+        r#"
+-- the number in 8 big-endian bytes (an epoch: below 2^53)
+local function n8(b)
+  local hi, lo = struct.unpack('>I4I4', b)
+  return hi * 4294967296 + lo
+end
+"#
+    };
+}
+
+/// `ge(a, b)`: a >= b for byte strings of equal length.
+macro_rules! lua_ge {
+    () => {
+        r#"
 -- a >= b for byte strings of equal length read as big-endian numbers
 local function ge(a, b)
   for i = 1, #a do
@@ -48,15 +82,41 @@ local function ge(a, b)
   end
   return true
 end
--- the slot's epoch, made from the server clock (microseconds) when the fence hash lacks one
-local function epoch(f)
-  local e = num(redis.call('HGET', f, 'e'))
-  if not e then
+"#
+    };
+}
+
+/// A fresh token from the fence record `f`, as statements (no function: a script defines its
+/// functions again on every call, which costs a write more than the call saves). In: `f`, and
+/// `hint`, the epoch the writer saw last (8 bytes; zeros: none). Out: the locals `eb` (the
+/// epoch's 8 bytes) and `c` (the next counter), which the script declares.
+macro_rules! lua_bump {
+    () => {
+        r#"
+-- The record has one field, named by the epoch, holding the counter: with the right hint a
+-- token is one HINCRBY. A wrong hint, none, or a lost record (first use, a restart without
+-- persistence, eviction, FLUSHALL) takes the slow way; a lost record gets a new epoch from the
+-- server clock (microseconds).
+eb, c = hint, 0
+if #hint == 8 and hint ~= '\0\0\0\0\0\0\0\0' then
+  c = redis.call('HINCRBY', f, hint, 1)
+  -- 1: the field was made just now, so the hint is not the epoch
+  if c == 1 then redis.call('HDEL', f, hint) end
+end
+if c < 2 then
+  local ks = redis.call('HKEYS', f)
+  if #ks == 1 and #ks[1] == 8 then
+    eb = ks[1]
+    c = redis.call('HINCRBY', f, eb, 1)
+  else
+    -- lost, or not a record of this layout: a new epoch fences out every token of the old
+    if #ks > 0 then redis.call('DEL', f) end
     local t = redis.call('TIME')
-    e = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('HSET', f, 'e', string.format('%.0f', e))
+    local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    eb = struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
+    c = 1
+    redis.call('HSET', f, eb, 1)
   end
-  return e
 end
 "#
     };
@@ -84,23 +144,29 @@ return {redis.call('GETRANGE', KEYS[1], 8, 23), redis.call('PTTL', KEYS[1])}
 /// before it. The envelope's bytes 8-23 are replaced by the token written; the SET uses `PX px`
 /// (none when `px` is `""` or `0`); the lock is released when `lockval` still holds it.
 pub const WRITE: &str = concat!(
-    token_helpers!(),
+    lua_num!(),
+    lua_be8!(),
+    lua_n8!(),
+    lua_ge!(),
     r#"
 local v, f, l = KEYS[1], KEYS[2], KEYS[3]
 local env = ARGV[3]
 if #env < 56 or string.sub(env, 1, 2) ~= 'hc' then
   return redis.error_reply('ERR healcache: the value is not an envelope')
 end
-local e, c
+local e, c, eb
 if ARGV[2] == '' then
-  e = epoch(f)
-  c = redis.call('HINCRBY', f, 'c', 1)
+  local hint = string.sub(env, 9, 16)
+"#,
+    lua_bump!(),
+    r#"
+  e = n8(eb)
 else
   e, c = num(ARGV[1]), num(ARGV[2])
   if not e or not c then
     return redis.error_reply('ERR healcache: a token is not an integer below 2^53')
   end
-  if num(redis.call('HGET', f, 'e')) ~= e then return {-1} end
+  if redis.call('HEXISTS', f, be8(e)) == 0 then return {-1} end
   local h = redis.call('GETRANGE', v, 0, 23)
   if #h == 24 and string.sub(h, 1, 2) == 'hc' and string.sub(h, 9, 16) == be8(e)
       and ge(string.sub(h, 17, 24), be8(c)) then
@@ -123,12 +189,15 @@ return {1, e, c}
 /// `owner:epoch:counter` for `lease_ms`, and returns the stored envelope's header so the winner
 /// can skip a reload that another node just finished.
 pub const ACQUIRE: &str = concat!(
-    token_helpers!(),
+    lua_n8!(),
     r#"
 local l, f, v = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', l) == 1 then return {0, redis.call('PTTL', l)} end
-local e = epoch(f)
-local c = redis.call('HINCRBY', f, 'c', 1)
+local eb, c, hint = nil, nil, ''
+"#,
+    lua_bump!(),
+    r#"
+local e = n8(eb)
 local lockval = ARGV[1] .. ':' .. string.format('%.0f', e) .. ':' .. string.format('%.0f', c)
 redis.call('SET', l, lockval, 'PX', ARGV[2])
 return {1, e, c, lockval, redis.call('GETRANGE', v, 0, 55), redis.call('PTTL', v)}
@@ -182,34 +251,59 @@ pub mod write_result {
 /// writer read before its load, so a slow loader never overwrites a newer value and a delete's
 /// tombstone (written unconditionally, with a fresh token) makes a late rebuild lose.
 ///
-/// KEYS: value, fence. ARGV: `mode` (`any`: unconditional; `absent`: only if no value is stored;
-/// `token`: only if the stored token is `seen` (16 bytes), or the key expired with no newer
-/// write), `seen`, envelope, px (`0` = no expiry). Returns `{1, epoch, counter}` written (a fresh
-/// token from the slot's fence record), `{0}` refused.
+/// The envelope comes in two parts (see [`split_envelope`]): its first 16 bytes, whose bytes
+/// 8-15 name the epoch the writer saw last for the slot (zeros: none), and its bytes from 24
+/// on; the token goes between. With the right epoch the fence record costs one `HINCRBY`, and
+/// the envelope is joined as it came, with no copy of it made to splice the token in.
+///
+/// KEYS: value, fence. ARGV: the condition (`""`: none; `absent`: only if no value is stored;
+/// 16 token bytes: only if the stored token is that one, or the key expired with no newer
+/// write), head, tail, px (`0` = no expiry). Returns the counter written (an integer >= 1)
+/// when written under the epoch in head, `{1, epoch, counter}` when written under another (the
+/// slot's epoch is not the one named), `{0}` refused.
 pub const WRITE_SEEN: &str = concat!(
-    token_helpers!(),
     r#"
 local v, f = KEYS[1], KEYS[2]
-local mode, env = ARGV[1], ARGV[3]
-if #env < 56 or string.sub(env, 1, 2) ~= 'hc' then
+local cond, head, tail = ARGV[1], ARGV[2], ARGV[3]
+if #head ~= 16 or #tail < 32 or string.sub(head, 1, 2) ~= 'hc' then
   return redis.error_reply('ERR healcache: the value is not an envelope')
 end
-if mode ~= 'any' then
+if cond == 'absent' then
+  if redis.call('EXISTS', v) == 1 then return {0} end
+elseif cond ~= '' then
   local cur = redis.call('GETRANGE', v, 8, 23)
-  if mode == 'absent' then
-    if redis.call('EXISTS', v) == 1 then return {0} end
-  elseif cur ~= '' and cur ~= ARGV[2] then
-    return {0}
-  end
+  if cur ~= '' and cur ~= cond then return {0} end
 end
-local e = epoch(f)
-local c = redis.call('HINCRBY', f, 'c', 1)
-env = string.sub(env, 1, 8) .. be8(e) .. be8(c) .. string.sub(env, 25)
+local hint, eb, c = string.sub(head, 9, 16), nil, nil
+"#,
+    lua_bump!(),
+    r#"
+if eb ~= hint then head = string.sub(head, 1, 8) .. eb end
+local env = head .. struct.pack('>I4I4', math.floor(c / 4294967296), c % 4294967296) .. tail
 if ARGV[4] == '0' then
   redis.call('SET', v, env)
 else
   redis.call('SET', v, env, 'PX', ARGV[4])
 end
-return {1, e, c}
+if eb == hint then return c end
+local hi, lo = struct.unpack('>I4I4', eb)
+return {1, hi * 4294967296 + lo, c}
 "#
 );
+
+/// An envelope as [`WRITE_SEEN`] takes it: bytes 0-15 (the header's start and the epoch the
+/// writer names) and bytes 24 on (after the token's counter). Shorter than 24 bytes, it is not an
+/// envelope: the whole of it comes first and the script refuses it.
+pub fn split_envelope(env: &[u8]) -> (&[u8], &[u8]) {
+    if env.len() < 24 {
+        return (env, &[]);
+    }
+    (&env[..16], &env[24..])
+}
+
+/// The token a [`WRITE_SEEN`] reply of a bare counter names: the epoch the envelope named (its
+/// bytes 8-15) and that counter.
+pub fn seen_token(env: &[u8], counter: i64) -> Option<crate::codec::Token> {
+    let epoch = u64::from_be_bytes(env.get(8..16)?.try_into().ok()?);
+    (counter >= 1).then_some(crate::codec::Token { epoch, counter: counter as u64 })
+}

@@ -23,6 +23,7 @@ use futures::future::{self, BoxFuture, Either, FutureExt};
 
 use super::breaker::{Breaker, BreakerConfig, State};
 use super::bus::{self, Link};
+use super::epochs::EpochHints;
 use super::lock::{LockConfig, LockCounters};
 use super::recovery::RecoveryQueue;
 #[cfg(feature = "tier")]
@@ -134,6 +135,8 @@ pub(crate) struct Tier<V> {
     /// still holds, is trusted again after a 16-byte read instead of a read of its value.
     memo: Mutex<Vec<(u64, u64, Token, u64)>>,
     tags: Arc<TagIndex>,
+    /// The fence epoch last seen per slot, named by each write.
+    pub(super) epochs: EpochHints,
     /// The writes under way, and whether the tier is closed.
     closing: Arc<closing::Closing>,
 }
@@ -180,6 +183,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             local_changes: Arc::default(),
             memo: Mutex::new(vec![(0, 0, Token::default(), 0); memo_slots(max_entries)]),
             tags,
+            epochs: EpochHints::default(),
             #[cfg(feature = "tier")]
             leases: Leases::default(),
             closing: Arc::default(),
@@ -441,11 +445,14 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         }
         let keys = self.keys(key);
         let load_us = u32::try_from(load_nanos / 1000).unwrap_or(u32::MAX);
+        let slot = EpochHints::slot_of(key);
+        // the token's epoch names the slot's as last seen; the script fills in the rest
+        let named = Token { epoch: self.epochs.get(slot), counter: 0 };
         let envelope = match codec::encode_tagged(
             keys.value.as_bytes(),
             kind,
             pc,
-            Token::default(),
+            named,
             fresh_ms,
             grace_ms,
             load_us,
@@ -471,6 +478,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 match tier.timed(op, None).await {
                     Ok(WriteReply::Written(token)) => {
                         tier.counters.writes.fetch_add(1, Relaxed);
+                        tier.epochs.learn(slot, token.epoch);
                         if let Some(version) = memo {
                             tier.remember(&key, version, token, Duration::from_millis(grace_ms));
                         }

@@ -106,6 +106,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         match self.timed(op, Some(self.cfg.timeout)).await {
             Ok(LockReply::Won { token, lockval }) => {
                 self.locks.acquired.fetch_add(1, Relaxed);
+                self.epochs.learn(super::super::epochs::EpochHints::slot_of(key), token.epoch);
                 let (c, j) = (Arc::clone(&self.locks), Arc::clone(&self.jitter));
                 Ok(lock::lease(&self.transport, &self.timer, &self.cfg.lock, c, j, keys.lock, token, lockval))
             }
