@@ -61,7 +61,7 @@ const UNCHANGING = new Uint32Array(1);
  */
 function makeMirror(B, P, row) {
   // read from `P` when the first cache is made (a WebAssembly module is instantiated later)
-  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_REPLACED, O_STORED, NONE, L2_FIRST_ID;
+  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_REPLACED, NONE, L2_FIRST_ID;
   // the backend's ticking clock (a native thread stores the time every millisecond; see
   // `_tickCheck`), made with the first cache: a time in ms, and the word that asks for it
   let tick, tickAsk;
@@ -69,7 +69,7 @@ function makeMirror(B, P, row) {
   return class Mirror {
     constructor() {
       if (NONE === undefined) {
-        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, replaced: O_REPLACED, stored: O_STORED } = P.out);
+        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, replaced: O_REPLACED } = P.out);
         NONE = P.none;
         L2_FIRST_ID = P.l2FirstId; // handles of values the core read from the shared tier
       }
@@ -500,7 +500,9 @@ function makeMirror(B, P, row) {
       // a value read from L2 is numbered apart from this process's loads, so its number says
       // nothing of which came first: like a set value, it decides none of them by order
       const held = h !== NONE && (h % 2 === 0 || h >= L2_FIRST_ID) ? 0 : h;
-      this._decide(key, held, flights === 0 && this._settled(key), o[O_STORED]);
+      // with nothing fresh, a decided value may be the stale entry the core keeps: asked only then
+      const decides = h === NONE && (this._pending.has(key) || this._cand.has(key));
+      this._decide(key, held, flights === 0 && this._settled(key), decides ? B.stored(this._c, key) : NONE);
       // still pending: a value may yet land, so the mirror keeps asking the core
       if (out >= 0 && this._pending.has(key)) this._exp[out] = -Infinity;
       return out;

@@ -271,6 +271,12 @@ pub fn peek(c: &External<Backend>, key: Key) {
     with_row(|out| c.peek(key.as_str(), out));
 }
 
+/// `Backend::stored`.
+#[napi]
+pub fn stored(c: &External<Backend>, key: Key) -> f64 {
+    c.stored(key.as_str())
+}
+
 /// `Backend::version`.
 #[napi]
 pub fn version(c: &External<Backend>, key: Key) -> f64 {

@@ -307,6 +307,12 @@ pub fn peek(c: &Wasm, key: &str) {
     c.0.peek(key, row());
 }
 
+/// `Backend::stored`.
+#[wasm_bindgen]
+pub fn stored(c: &Wasm, key: &str) -> f64 {
+    c.0.stored(key)
+}
+
 /// `Backend::version`.
 #[wasm_bindgen]
 pub fn version(c: &Wasm, key: &str) -> f64 {

@@ -293,20 +293,23 @@ impl Backend {
     /// wrapper can follow a value a background refresh stored) and the pending flag.
     pub fn state(&self, key: &str, out: &mut [f64]) {
         out[Out::FLIGHTS] = self.core().cache.in_flight() as f64;
-        self.entry_into(key, self.core().cache.get_entry(key), out);
+        self.entry_into(self.core().cache.get_entry(key), out);
     }
 
     /// `state` without counting a read or touching the entry's access counter (`peek`).
     pub fn peek(&self, key: &str, out: &mut [f64]) {
         out[Out::FLIGHTS] = self.core().cache.in_flight() as f64;
-        self.entry_into(key, self.core().cache.peek_entry(key), out);
+        self.entry_into(self.core().cache.peek_entry(key), out);
     }
 
-    fn entry_into(&self, key: &str, e: Option<Entry<Handle>>, out: &mut [f64]) {
-        out[Out::STORED] = match &e {
-            Some(e) => e.value.id,
-            None => self.core().cache.peek_stored(key).map_or(NONE, |h| h.id),
-        };
+    /// The handle of the entry the core keeps for `key`, fresh or stale within its grace window
+    /// ([`NONE`] if none), without counting a read: the wrapper keeps a decided value only while
+    /// the core may still hand it back, and asks only when it holds such a value.
+    pub fn stored(&self, key: &str) -> f64 {
+        self.core().cache.peek_stored(key).map_or(NONE, |h| h.id)
+    }
+
+    fn entry_into(&self, e: Option<Entry<Handle>>, out: &mut [f64]) {
         match e {
             Some(e) => {
                 out[Out::HANDLE] = e.value.id;

@@ -72,12 +72,8 @@ impl Out {
     /// the wrapper's read mirror enters an overwrite in its Map at once and batches the entry of
     /// new keys.
     pub const REPLACED: usize = 5;
-    /// The handle of the entry the core keeps for the key, fresh or stale within its grace
-    /// window ([`NONE`] if none; `state`, `peek`): the wrapper keeps a decided value only while the core
-    /// may still hand it back.
-    pub const STORED: usize = 6;
     /// The row's length.
-    pub const LEN: usize = 7;
+    pub const LEN: usize = 6;
 }
 
 /// No handle: nothing live under the key.
@@ -125,7 +121,6 @@ pub fn protocol() -> Js {
                 ("flights", u(Out::FLIGHTS)),
                 ("pending", u(Out::PENDING)),
                 ("replaced", u(Out::REPLACED)),
-                ("stored", u(Out::STORED)),
                 ("len", u(Out::LEN)),
             ]),
         ),
