@@ -256,8 +256,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let weak = Arc::downgrade(&cache.inner);
             let weak_tags = weak.clone();
             tier.start_bus(
-                Box::new(move |key, removed| {
-                    weak.upgrade().is_some_and(|inner| Cache { inner }.drop_local(key, removed))
+                Box::new(move |key, removed, token| {
+                    weak.upgrade().is_some_and(|inner| Cache { inner }.heard_of(key, removed, token))
                 }),
                 Box::new(move |tag, version, hard| {
                     weak_tags.upgrade().map_or(0, |inner| Cache { inner }.tag_bumped(tag, version, hard))
@@ -265,6 +265,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             );
         }
         cache
+    }
+
+    /// Another instance's message: it replaced `key` in L2 under `token`, or deleted it
+    /// (`deleted`); see [`Cache::drop_local`]. A copy already holding that very write (read from
+    /// L2 after it landed, its token remembered) stays fresh: the message often arrives after
+    /// such a read.
+    fn heard_of(&self, key: &str, deleted: bool, token: crate::codec::Token) -> bool {
+        if !deleted {
+            let held = self.inner.tier().and_then(|t| t.recall(key, self.inner.store.version(key)));
+            if held.is_some_and(|(t, _)| t == token) {
+                return false;
+            }
+        }
+        self.drop_local(key, deleted)
     }
 
     /// Another instance replaced `key` in L2 (this L1 copy becomes stale: a fallback within its

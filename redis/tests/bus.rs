@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use healcache::codec::Token;
+use healcache::tier::bus::{Kind, Message};
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_testkit::{Direction, FaultProxy, Faults};
 use serde_json::{json, Value};
@@ -52,6 +54,48 @@ fn a_write_or_delete_in_one_instance_drops_the_copies_in_the_others() {
     // b heard a's three messages (its own delete is not counted)
     wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 3);
     assert_eq!(a.peek("mine"), Some(json!(1)), "a writer's own message does not drop its copy");
+}
+
+/// The token `key` is stored under in L2 (as `hc1` lays it out).
+fn stored_token(url: &str, key: &str) -> Token {
+    let value = healcache::keys::l2_keys("hc1", key).value;
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let raw: Vec<u8> = redis::cmd("GET").arg(&value).query(&mut conn).unwrap();
+    healcache::codec::decode(value.as_bytes(), &raw, &healcache::codec::Limits::default()).unwrap().header.token
+}
+
+/// Publishes what an instance `node` says after writing `key` under `token`, as message `seq`.
+fn announce(url: &str, node: u8, seq: u64, key: &str, token: Token) {
+    let m = Message { kind: Kind::Changed, node: [node; 16], seq, sent_us: 0, keys: vec![(key.into(), token)] };
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let channel = healcache::keys::bus_channel("hc1", "cache");
+    let _: i64 = redis::cmd("PUBLISH").arg(channel).arg(m.encode().unwrap()).query(&mut conn).unwrap();
+}
+
+/// A message about the very write a copy holds (this instance read it from L2 after the write
+/// landed, so the message, sent once the write was answered, may well come after the read) leaves
+/// the copy fresh; a message of any other token makes it stale.
+#[test]
+fn a_message_about_the_write_a_copy_holds_leaves_it_fresh() {
+    let r = server();
+    let b = cache(&r.url());
+    let a = cache(&r.url());
+    a.set("k", json!("v1")).unwrap();
+    wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == 1);
+    wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 1);
+    let f = read(&b, "k");
+    assert_eq!((f.value, f.status), (Some(json!("v1")), Status::L2Hit));
+    let t = stored_token(&r.url(), "k");
+    // the same write announced again, after b's read (as a's message may arrive)
+    announce(&r.url(), 42, 1, "k", t);
+    wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 2);
+    assert_eq!(read(&b, "k").status, Status::Hit, "b's copy is that write");
+    assert_eq!(b.stats().l2_bus_invalidated, 0);
+    // a later write of the key (another token) makes it stale
+    announce(&r.url(), 42, 2, "k", Token { counter: t.counter + 1, ..t });
+    wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 3);
+    assert_eq!(b.peek("k"), None, "stale once another write is announced");
+    assert_eq!(b.stats().l2_bus_invalidated, 1);
 }
 
 /// The L1 generation a host's read mirror checks moves when another instance's message changes

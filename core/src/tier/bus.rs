@@ -160,9 +160,9 @@ impl<'a> Reader<'a> {
 pub(crate) enum Heard {
     /// Its own message coming back: proof the subscription is alive.
     Own,
-    /// Another instance's: these keys changed (`removed`: were deleted); `gap` when messages
-    /// were lost before it.
-    Keys { keys: Vec<String>, removed: bool, gap: bool, sent_us: u64 },
+    /// Another instance's: these keys changed (`removed`: were deleted), under these tokens;
+    /// `gap` when messages were lost before it.
+    Keys { keys: Vec<(String, Token)>, removed: bool, gap: bool, sent_us: u64 },
     /// Another instance's invalidation of tags, at these versions (`hard`: entries are removed).
     Tags { tags: Vec<(String, u64)>, hard: bool, gap: bool },
     /// Another instance's heartbeat; `gap` when it is ahead of what was received.
@@ -231,12 +231,9 @@ impl Numbering {
         seen.insert(m.node, (newest, now));
         match m.kind {
             Kind::Heartbeat => Heard::Heartbeat { gap },
-            Kind::Changed | Kind::Removed => Heard::Keys {
-                keys: m.keys.into_iter().map(|(k, _)| k).collect(),
-                removed: m.kind == Kind::Removed,
-                gap,
-                sent_us: m.sent_us,
-            },
+            Kind::Changed | Kind::Removed => {
+                Heard::Keys { keys: m.keys, removed: m.kind == Kind::Removed, gap, sent_us: m.sent_us }
+            }
             Kind::TagStale | Kind::TagRemoved => Heard::Tags {
                 tags: m.keys.into_iter().map(|(k, t)| (k, t.counter)).collect(),
                 hard: m.kind == Kind::TagRemoved,
@@ -275,9 +272,9 @@ pub(crate) fn process_id() -> u32 {
     0
 }
 
-/// What a cache does with a key another instance changed (`false`) or deleted (`true`): true if
-/// it held a fresh copy.
-pub(crate) type OnKey = Box<dyn Fn(&str, bool) -> bool + Send + Sync>;
+/// What a cache does with a key another instance changed (`false`) or deleted (`true`), under a
+/// token: true if it made a fresh copy stale or removed it.
+pub(crate) type OnKey = Box<dyn Fn(&str, bool, Token) -> bool + Send + Sync>;
 
 /// What a cache does with a tag another instance invalidated, at its new version (`true`:
 /// hard): how many fresh entries it made stale or removed.
@@ -437,18 +434,24 @@ mod tests {
     fn a_jump_in_numbers_or_a_heartbeat_ahead_is_a_gap() {
         let me = Numbering::new([9; 16]);
         assert_eq!(me.hear(&msg(Kind::Changed, 9, 1, &["x"]), 0), Heard::Own);
-        let keys = |gap| Heard::Keys { keys: vec!["k".into()], removed: false, gap, sent_us: 5 };
-        assert_eq!(me.hear(&msg(Kind::Changed, 1, 5, &["k"]), 1), keys(false), "first heard of");
-        assert_eq!(me.hear(&msg(Kind::Changed, 1, 6, &["k"]), 2), keys(false));
+        // the keys with the tokens they were written under (`msg` writes counter `seq`)
+        let keys = |gap, seq| Heard::Keys {
+            keys: vec![("k".into(), Token { epoch: 7, counter: seq })],
+            removed: false,
+            gap,
+            sent_us: 5,
+        };
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 5, &["k"]), 1), keys(false, 5), "first heard of");
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 6, &["k"]), 2), keys(false, 6));
         assert_eq!(me.hear(&msg(Kind::Heartbeat, 1, 6, &[]), 3), Heard::Heartbeat { gap: false });
-        assert_eq!(me.hear(&msg(Kind::Changed, 1, 8, &["k"]), 4), keys(true), "7 was lost");
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 8, &["k"]), 4), keys(true, 8), "7 was lost");
         assert_eq!(me.hear(&msg(Kind::Heartbeat, 1, 10, &[]), 5), Heard::Heartbeat { gap: true }, "9 and 10 lost");
-        assert_eq!(me.hear(&msg(Kind::Changed, 1, 11, &["k"]), 6), keys(false));
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 11, &["k"]), 6), keys(false, 11));
         // a late duplicate is no gap
-        assert_eq!(me.hear(&msg(Kind::Changed, 1, 3, &["k"]), 7), keys(false));
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 3, &["k"]), 7), keys(false, 3));
         assert_eq!(me.hear(b"junk", 8), Heard::Malformed);
         me.forget();
-        assert_eq!(me.hear(&msg(Kind::Changed, 1, 20, &["k"]), 9), keys(false));
+        assert_eq!(me.hear(&msg(Kind::Changed, 1, 20, &["k"]), 9), keys(false, 20));
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                     }
                 }
                 if let Some(drop_key) = b.on_key.get() {
-                    let dropped = keys.iter().filter(|k| drop_key(k, removed)).count();
+                    let dropped = keys.iter().filter(|(k, t)| drop_key(k, removed, *t)).count();
                     b.invalidated.fetch_add(dropped as u64, Relaxed);
                 }
                 gap
