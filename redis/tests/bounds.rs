@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use common::{block, wait_for};
 use futures::FutureExt;
-use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
+use healcache::codec::{self, Kind, Limits};
 use healcache::keys::l2_keys;
-use healcache::tier::{Expect, MsgPack, Transport, TransportError, WriteReply, WriteRequest};
+use healcache::tier::{MsgPack, Transport, TransportError, WriteReply, WriteRequest};
 use healcache::Cache;
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -48,20 +48,7 @@ fn cache(t: &RedisTransport) -> Cache<Value> {
 
 /// An unconditional write of cache key `key` as the core sends it.
 fn write(key: &str) -> WriteRequest {
-    let keys = l2_keys("hc1", key);
-    let envelope = codec::encode(
-        keys.value.as_bytes(),
-        Kind::Value,
-        PayloadCodec::Raw,
-        Token::default(),
-        60_000,
-        0,
-        0,
-        b"v",
-        &Limits::default(),
-    )
-    .unwrap();
-    WriteRequest { keys, envelope, px_ms: 60_000, expect: Expect::Any, deadline: LONG, release: None }
+    common::write_request(key, b"v", LONG)
 }
 
 /// Raw access as the ACL user, for planting keys and reading what Redis holds.

@@ -10,28 +10,14 @@ mod common;
 use std::time::Duration;
 
 use common::{block, server};
-use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
+use healcache::codec::{self, Limits, Token};
 use healcache::keys::l2_keys;
-use healcache::tier::{Expect, Transport, WriteReply, WriteRequest};
+use healcache::tier::{Transport, WriteReply, WriteRequest};
 use healcache_redis::RedisTransport;
 
 /// An unconditional write of `payload` under cache key `key`, as the core sends it.
 fn write(key: &str, payload: &[u8]) -> WriteRequest {
-    let keys = l2_keys("hc1", key);
-    let envelope = codec::encode(
-        keys.value.as_bytes(),
-        Kind::Value,
-        PayloadCodec::Raw,
-        Token::default(),
-        60_000,
-        0,
-        0,
-        payload,
-        &Limits::default(),
-    )
-    .unwrap();
-    let deadline = Duration::from_secs(10);
-    WriteRequest { keys, envelope, px_ms: 60_000, expect: Expect::Any, deadline, release: None }
+    common::write_request(key, payload, Duration::from_secs(10))
 }
 
 /// What Redis holds under cache key `key`: the payload and its token.

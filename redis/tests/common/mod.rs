@@ -22,6 +22,27 @@ pub fn cache_with_grace(url: &str, grace: Duration) -> Cache<Value> {
     b.shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new()).build().unwrap()
 }
 
+/// An unconditional write of `payload` under cache key `key` (prefix `hc1`), as the core sends
+/// it to the transport.
+pub fn write_request(key: &str, payload: &[u8], deadline: Duration) -> healcache::tier::WriteRequest {
+    use healcache::codec::{self, Kind, Limits, PayloadCodec, Token};
+    let keys = healcache::keys::l2_keys("hc1", key);
+    let envelope = codec::encode(
+        keys.value.as_bytes(),
+        Kind::Value,
+        PayloadCodec::Raw,
+        Token::default(),
+        60_000,
+        0,
+        0,
+        payload,
+        &Limits::default(),
+    )
+    .unwrap();
+    let expect = healcache::tier::Expect::Any;
+    healcache::tier::WriteRequest { keys, envelope, px_ms: 60_000, expect, deadline, release: None }
+}
+
 pub fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     futures::executor::block_on(f)
 }
