@@ -324,13 +324,31 @@ fn redis_going_away_sends_no_fresh_l1_entry_to_the_origin() {
 /// than three operations failing first to open the breaker whose probe reconnects.
 #[test]
 fn after_a_restart_the_next_operation_uses_l2_again() {
+    restart_then_load(false);
+}
+
+/// A restart slow enough that the bus heartbeats open the breaker first (on a loaded machine a
+/// plain restart can take that long): once the probe closes the breaker, the next operations use
+/// L2 again, with no error.
+#[test]
+fn after_a_slow_restart_the_operations_after_the_probe_use_l2_again() {
+    restart_then_load(true);
+}
+
+fn restart_then_load(breaker_opens_first: bool) {
     let mut r = RedisServer::start().unwrap();
     let c = cache(&r.url());
     let loads = Arc::new(AtomicU64::new(0));
     fetch_counting(&c, "before", &loads);
     assert!(wait_until(Duration::from_secs(5), || c.stats().l2_writes >= 1));
+    r.kill();
+    if breaker_opens_first {
+        assert!(wait_until(Duration::from_secs(5), || !c.ready()), "{:?}", c.stats());
+    }
     r.restart().unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    // An open breaker probes within U(0, 1 s · 2^k), k the failed probes: bounded well inside 10 s
+    assert!(wait_until(Duration::from_secs(10), || c.ready()), "{:?}", c.stats());
     let errors = c.stats().l2_errors;
     for i in 0..3 {
         let f = fetch_counting(&c, &format!("after:{i}"), &loads);
