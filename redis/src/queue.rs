@@ -151,7 +151,7 @@ pub(crate) fn enqueue<L: Link>(l: &L, req: Queued) -> BoxFuture<'static, Result<
         req => req,
     };
     if !q.gate.queued() {
-        return futures::future::ready(Err(TransportError::Io("write queue full".into()))).boxed();
+        return futures::future::ready(Err(queue_full())).boxed();
     }
     try_queue(&q.tx, req).unwrap_or_else(|e| {
         q.gate.sending(1);
@@ -181,10 +181,21 @@ fn try_queue(
     req: Queued,
 ) -> Result<BoxFuture<'static, Result<WriteReply, TransportError>>, TransportError> {
     let (reply, answer) = oneshot::channel();
-    if tx.try_send(Job { req, reply }).is_err() {
-        return Err(TransportError::Io("write queue full".into()));
+    match tx.try_send(Job { req, reply }) {
+        Ok(()) => Ok(answer.map(|r| r.unwrap_or_else(|_| Err(writer_stopped()))).boxed()),
+        Err(mpsc::error::TrySendError::Full(_)) => Err(queue_full()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(writer_stopped()),
     }
-    Ok(answer.map(|r| r.unwrap_or_else(|_| Err(TransportError::Io("the writer stopped".into())))).boxed())
+}
+
+/// A write refused because the queue holds its bound of waiting writes.
+fn queue_full() -> TransportError {
+    TransportError::Io("write queue full".into())
+}
+
+/// A write the writer task will not send: it has stopped.
+fn writer_stopped() -> TransportError {
+    TransportError::Io("the writer stopped".into())
 }
 
 #[cfg(test)]
@@ -429,6 +440,16 @@ mod tests {
         job.req.key()
     }
 
+    /// A write queued after the writer stopped is told so, not that the queue is full: the
+    /// two call for different things (wait and retry, or give up on this transport).
+    #[test]
+    fn a_write_queued_after_the_writer_stopped_says_so() {
+        let (tx, rx) = write_queue();
+        drop(rx);
+        let answer = block_on(queue_on(&tx, write(0)));
+        assert_eq!(answer, Err(TransportError::Io("the writer stopped".into())));
+    }
+
     /// P5: with nothing draining it, the queue takes exactly 65,536 writes (each waits for its
     /// answer) and refuses the 65,537th at once with a typed error, never growing past the bound;
     /// once drained, every queued write leaves, in call order, and gets its answer.
@@ -439,7 +460,8 @@ mod tests {
         let mut answers: Vec<_> = (0..WRITE_QUEUE).map(|i| queue_on(&tx, write(i))).collect();
         assert!(answers.iter_mut().all(|a| a.now_or_never().is_none()), "every queued write waits for its answer");
         let over = queue_on(&tx, write(WRITE_QUEUE)).now_or_never();
-        assert_eq!(over, Some(Err(TransportError::Io("write queue full".into()))));
+        assert_eq!(over, Some(Err(queue_full())));
+        assert_eq!(queue_full(), TransportError::Io("write queue full".into()));
         drop(tx);
         let (mut jobs, mut left, mut batches) = (Vec::new(), Vec::new(), 0);
         while block_on(next_batch(&mut rx, &mut jobs)) > 0 {
