@@ -61,7 +61,7 @@ const UNCHANGING = new Uint32Array(1);
  */
 function makeMirror(B, P, row) {
   // read from `P` when the first cache is made (a WebAssembly module is instantiated later)
-  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_REPLACED, NONE, L2_FIRST_ID;
+  let O_VERSION, O_EXPIRES, O_HANDLE, O_FLIGHTS, O_PENDING, O_REPLACED, O_DROPPED, NONE, L2_FIRST_ID;
   // the backend's ticking clock (a native thread stores the time every millisecond; see
   // `_tickCheck`), made with the first cache: a time in ms, and the word that asks for it
   let tick, tickAsk;
@@ -69,7 +69,7 @@ function makeMirror(B, P, row) {
   return class Mirror {
     constructor() {
       if (NONE === undefined) {
-        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, replaced: O_REPLACED } = P.out);
+        ({ version: O_VERSION, expires: O_EXPIRES, handle: O_HANDLE, flights: O_FLIGHTS, pending: O_PENDING, replaced: O_REPLACED, dropped: O_DROPPED } = P.out);
         NONE = P.none;
         L2_FIRST_ID = P.l2FirstId; // handles of values the core read from the shared tier
       }
@@ -274,13 +274,17 @@ function makeMirror(B, P, row) {
       this._ver[i] = ver;
       this._exp[i] = t0 + o[O_EXPIRES];
       this._gen[i] = g0;
-      // the slot it replaces is freed when the core reports its value dropped
       if (o[O_REPLACED] === 1) this._map().set(key, i);
       else {
         const wb = this._wb;
         wb.push(key, i);
         if (wb.length >= 2 * WRITE_BUFFER) this._enterWrites();
       }
+      // the slot of the value it replaced is freed once the core reports that value dropped: in
+      // the write's answer for a set value only the wrapper had to hear of (dropped here as a
+      // drain would), else by the removal queue
+      const d = o[O_DROPPED];
+      if (d !== NONE) this._dropSet(this._k[d / 2 - 1], d, true);
       if (o[O_PENDING] === 1) this._drain();
       // a value on its way older than this write can no longer be stored (fenced, or replaced)
       if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);

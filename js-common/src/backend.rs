@@ -208,7 +208,7 @@ impl Backend {
         out: &mut [f64],
     ) -> Result<f64> {
         let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
-        self.written(self.core().cache.write_entry(key, h, opts)?, out)
+        self.written(|| self.core().cache.write_entry(key, h, opts), out)
     }
 
     /// The value read from L2 under handle `id`, while the core holds it (`None` once dropped).
@@ -239,7 +239,7 @@ impl Backend {
         let h = Handle { id: handle, weight: weight as u64, payload: payload.map(Arc::new) };
         let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        self.written(self.core().cache.write_tagged(key, h, opts, &tags)?, out)
+        self.written(|| self.core().cache.write_tagged(key, h, opts, &tags), out)
     }
 
     /// Core `WriteBehind::new` for this cache: its drainer on the cache's spawner.
@@ -262,18 +262,21 @@ impl Backend {
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
         let h = Handle { id: handle, weight: weight as u64, payload: None };
-        self.written(self.core().cache.write_entry(key, h, WriteOptions::default())?, out)
+        self.written(|| self.core().cache.write_entry(key, h, WriteOptions::default()), out)
     }
 
-    /// What a write decided, into `out`; returns the version.
+    /// Runs `write` and puts what it decided into `out`; returns the version.
     #[inline]
-    fn written(&self, w: Written, out: &mut [f64]) -> Result<f64> {
+    fn written(&self, write: impl FnOnce() -> Result<Written>, out: &mut [f64]) -> Result<f64> {
+        let removed = &self.core().removed;
+        let (w, dropped) = removed.capturing(write);
+        let w = w?;
         let version = w.version as f64;
         out[Out::VERSION] = version;
         out[Out::EXPIRES] = ms_left(w.expires_in);
-        let removed = &self.core().removed;
         out[Out::PENDING] = f64::from(u8::from(removed.pending()));
         out[Out::REPLACED] = f64::from(u8::from(w.replaced));
+        out[Out::DROPPED] = dropped;
         Ok(version)
     }
 

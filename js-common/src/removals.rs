@@ -1,11 +1,13 @@
 //! The removal queue of one cache, filled by the core's removal listener and taken by `drain`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use healcache::RemovalCause;
 
 use crate::heal::HealState;
+use crate::value::NONE;
 use crate::{lock, Handle};
 
 /// Removals queued without a flag before the binding flags them: bounds the queue between two
@@ -20,7 +22,8 @@ pub const QUIET_LIMIT: usize = 256;
 /// - values replaced or removed: their slots in the wrapper's value table may be reused. The
 ///   wrapper knows of these writes itself, or has stopped answering for the key (a value on its
 ///   way), so they wait, quietly, for the next drain, or raise `pending` once `QUIET_LIMIT` are
-///   queued.
+///   queued. A `set` value replaced by the wrapper's own write is not queued at all: the write
+///   answers it ([`Removals::capturing`]).
 ///
 /// With [`Removals::report_all`] (the wrapper's `dispose` callback), every removal is queued
 /// with its cause and raises `pending`, so the wrapper can hand each value it let go to the
@@ -35,6 +38,31 @@ pub struct Removals {
 /// One queued removal: the key (left out for `set` values), the handle (negated when quiet) and
 /// the cause.
 pub type Removal = (Option<Arc<str>>, f64, RemovalCause);
+
+/// What the removal listener does with a `set` value the wrapper's write on this thread replaces.
+#[derive(Clone, Copy)]
+enum Capture {
+    /// No wrapper write under way on this thread: queue it.
+    Off,
+    /// A write under way: keep its handle for the write's answer instead of queueing it.
+    Armed,
+    /// A write under way replaced this handle.
+    Got(f64),
+}
+
+thread_local! {
+    static CAPTURE: Cell<Capture> = const { Cell::new(Capture::Off) };
+}
+
+/// Disarms the capture when the write ends, also by a panic (a later removal on this thread,
+/// such as a repair, must be queued).
+struct Disarm;
+
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.set(Capture::Off));
+    }
+}
 
 /// The number of a removal cause as the wrapper reads it (names in `protocol().removal`).
 pub fn cause_code(cause: RemovalCause) -> f64 {
@@ -63,6 +91,20 @@ impl Removals {
         self.all.load(Relaxed)
     }
 
+    /// Runs `write`, a wrapper's write on this thread, and answers the `set` value it replaced
+    /// when only the wrapper needs to hear of it ([`NONE`]: none), rather than queueing it: the
+    /// wrapper frees its slot at once, and an overwrite costs no queued removal and no drain.
+    /// The write's own key is the only one it replaces (other removals are evictions, or made
+    /// on other threads), so the value answered is this write's.
+    pub fn capturing<T>(&self, write: impl FnOnce() -> T) -> (T, f64) {
+        CAPTURE.with(|c| c.set(Capture::Armed));
+        let disarm = Disarm;
+        let r = write();
+        let got = CAPTURE.with(|c| c.get());
+        drop(disarm);
+        (r, if let Capture::Got(h) = got { h } else { NONE })
+    }
+
     /// The core's removal listener of a binding's cache.
     #[inline]
     pub fn record(&self, key: &str, handle: Handle, cause: RemovalCause, heal: &HealState) {
@@ -71,6 +113,9 @@ impl Removals {
             // the wrapper knows of its own replaces and deletes, not of the healer's repairs
             _ => heal.take_watched(handle.id) || self.all.load(Relaxed),
         };
+        if !now && cause == RemovalCause::Replaced && handle.from_set() && self.captured(handle.id) {
+            return;
+        }
         // a set value's handle goes without its key (its slot has it); negated when quiet
         let key = (!handle.from_set()).then(|| Arc::from(key));
         let entry = (key, if now { handle.id } else { -handle.id }, cause);
@@ -81,9 +126,79 @@ impl Removals {
         }
     }
 
+    /// Whether a write under way on this thread takes `id` for its answer.
+    #[inline]
+    fn captured(&self, id: f64) -> bool {
+        CAPTURE.with(|c| match c.get() {
+            Capture::Armed => {
+                c.set(Capture::Got(id));
+                true
+            }
+            _ => false,
+        })
+    }
+
     /// Takes the queue (and clears the flag).
     pub fn take(&self) -> Vec<Removal> {
         self.pending.store(false, Relaxed);
         std::mem::take(&mut *lock(&self.entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(id: f64) -> Handle {
+        Handle { id, weight: 0, payload: None }
+    }
+
+    /// The set value a wrapper's write replaces is answered by the write, not queued; every other
+    /// removal made meanwhile (an eviction, a loaded value replaced) is queued as before, and so
+    /// is a replace made outside a write.
+    #[test]
+    fn the_set_value_a_write_replaces_is_answered_and_every_other_removal_queued() {
+        let (r, heal) = (Removals::default(), HealState::default());
+        let ((), got) = r.capturing(|| r.record("k", value(2.0), RemovalCause::Replaced, &heal));
+        assert_eq!(got, 2.0);
+        assert!(r.take().is_empty(), "not queued");
+        r.record("k", value(4.0), RemovalCause::Replaced, &heal);
+        let q = r.take();
+        assert_eq!((q.len(), q[0].1), (1, -4.0), "outside a write: queued, quiet");
+        let ((), got) = r.capturing(|| {
+            r.record("e", value(6.0), RemovalCause::Evicted, &heal);
+            r.record("k", value(8.0), RemovalCause::Replaced, &heal);
+        });
+        assert_eq!(got, 8.0);
+        assert!(r.pending(), "the eviction raises the flag");
+        let q = r.take();
+        assert_eq!((q.len(), q[0].1), (1, 6.0), "only the eviction is queued");
+        let ((), got) = r.capturing(|| r.record("k", value(3.0), RemovalCause::Replaced, &heal));
+        assert_eq!(got, NONE, "a loaded value (odd handle) goes by the queue, with its key");
+        assert_eq!(r.take()[0].0.as_deref(), Some("k"));
+    }
+
+    /// With every removal reported (the wrapper's `dispose`), a replaced set value is queued with
+    /// its cause, so the callback hears of it.
+    #[test]
+    fn with_every_removal_reported_a_replaced_set_value_is_queued() {
+        let (r, heal) = (Removals::default(), HealState::default());
+        r.report_all();
+        let ((), got) = r.capturing(|| r.record("k", value(2.0), RemovalCause::Replaced, &heal));
+        assert_eq!(got, NONE);
+        let q = r.take();
+        assert_eq!((q.len(), q[0].1, q[0].2), (1, 2.0, RemovalCause::Replaced));
+    }
+
+    /// A write that panics leaves nothing armed: a replace on the same thread afterwards (a
+    /// healer's repair, say) is queued.
+    #[test]
+    fn after_a_write_that_panics_a_replace_is_queued() {
+        let (r, heal) = (Removals::default(), HealState::default());
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.capturing(|| panic!("the write failed"))));
+        assert!(caught.is_err());
+        r.record("k", value(2.0), RemovalCause::Replaced, &heal);
+        assert_eq!(r.take().len(), 1);
     }
 }

@@ -72,8 +72,11 @@ impl Out {
     /// the wrapper's read mirror enters an overwrite in its Map at once and batches the entry of
     /// new keys.
     pub const REPLACED: usize = 5;
+    /// The `set` value a write replaced, whose slot the wrapper frees now ([`NONE`]: none, or
+    /// one left in the removal queue because more than the wrapper must hear of it).
+    pub const DROPPED: usize = 6;
     /// The row's length.
-    pub const LEN: usize = 6;
+    pub const LEN: usize = 7;
 }
 
 /// No handle: nothing live under the key.
@@ -121,6 +124,7 @@ pub fn protocol() -> Js {
                 ("flights", u(Out::FLIGHTS)),
                 ("pending", u(Out::PENDING)),
                 ("replaced", u(Out::REPLACED)),
+                ("dropped", u(Out::DROPPED)),
                 ("len", u(Out::LEN)),
             ]),
         ),

@@ -56,6 +56,30 @@ test('every key answers its own value while slots are reused (evictions, overwri
   assert.ok(c._sn <= 1024, `slots used: ${c._sn}`);
 });
 
+test('an overwrite frees the slot of the value it replaced at once: rewriting one key uses two slots', async () => {
+  const c = new Cache({ maxEntries: 100 });
+  const values = [];
+  for (let i = 0; i < 1000; i++) {
+    values.push({ i });
+    c.set('k', values[i]);
+  }
+  assert.equal(c.get('k'), values[999]);
+  // the new value's slot is taken before the core answers which value it replaced
+  assert.equal(c._sn, 2, `slots used: ${c._sn}`);
+  // a slot freed for a key with a load under way waits for its waiters (who may settle on it)
+  const p = c.getOrLoad('w', () => new Promise((r) => setTimeout(() => r({ loaded: true }), 20)));
+  const ws = [];
+  for (let i = 0; i < 10; i++) {
+    ws.push({ i });
+    c.set('w', ws[i]);
+  }
+  assert.equal(c.get('w'), ws[9]);
+  const got = await p;
+  assert.ok(got.loaded === true || ws.includes(got), `the waiter got ${JSON.stringify(got)}`);
+  assert.equal(c.get('w'), ws[9], 'the load began before the writes: it does not replace them');
+  assert.equal(c.get('k'), values[999]);
+});
+
 test('a getOrLoad answered from a set value gets that key\'s value while the key is rewritten', async () => {
   const c = new Cache({ maxEntries: 50, shards: 1 });
   const a = { v: 'a' };
