@@ -47,6 +47,8 @@ fn a_write_or_delete_in_one_instance_drops_the_copies_in_the_others() {
     // a delete too; and the writer keeps its own copy (its own messages are not invalidations)
     b.remove("k");
     wait_for("a and c drop v2", Duration::from_secs(5), || a.peek("k").is_none() && c.peek("k").is_none());
+    // a copy is dropped first, then counted: wait for c's count of its two drops
+    wait_for("c counts its drops", Duration::from_secs(5), || c.stats().l2_bus_invalidated >= 2);
     let s = c.stats();
     assert_eq!((s.l2_bus_received, s.l2_bus_invalidated, s.l2_bus_gaps, s.l2_bus_malformed), (3, 2, 0, 0), "{s:?}");
     assert_eq!(a.stats().l2_bus_sent, 2);
@@ -94,6 +96,8 @@ fn a_message_about_the_write_a_copy_holds_leaves_it_fresh() {
     // a later write of the key (another token) makes it stale
     announce(&r.url(), 42, 2, "k", Token { counter: t.counter + 1, ..t });
     wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 3);
+    // a message is counted as received before its copy is dropped, and the drop counted after
+    wait_for("b drops its copy", Duration::from_secs(5), || b.peek("k").is_none() && b.stats().l2_bus_invalidated >= 1);
     assert_eq!(b.peek("k"), None, "stale once another write is announced");
     assert_eq!(b.stats().l2_bus_invalidated, 1);
 }
@@ -114,6 +118,9 @@ fn the_local_generation_moves_only_when_a_held_entry_changes() {
     b.set("held", json!(1)).unwrap();
     a.set("held", json!(2)).unwrap();
     wait_for("b hears it", Duration::from_secs(5), || b.stats().l2_bus_received == 2);
+    // a message is counted as received before the copy it changes is dropped (and the
+    // generation moved)
+    wait_for("b's generation moves", Duration::from_secs(5), || g.load(Acquire) != before);
     assert_eq!(g.load(Acquire), before + 1, "b's copy of `held` changed");
     let plain: Cache<Value> = Cache::builder().build().unwrap();
     assert!(plain.local_generation().is_none(), "without a shared tier only calls change L1");

@@ -116,6 +116,8 @@ fn the_tier_on_a_three_primary_cluster() {
         let f = read(&b, key);
         assert_eq!((f.value, f.status), (Some(json!({ "key": key, "v": 2 })), Status::L2Hit), "{key}");
     }
+    // a copy is dropped first, then counted
+    wait_for("B counts its drops", Duration::from_secs(10), || b.stats().l2_bus_invalidated as usize >= spread.len());
     assert!(b.stats().l2_bus_received > 0 && b.stats().l2_bus_invalidated as usize >= spread.len());
 
     // the fleet lock and fencing, through the transport itself, on every primary

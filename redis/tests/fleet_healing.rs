@@ -179,6 +179,11 @@ fn run(n: usize, src: &Source) -> f64 {
     for node in nodes.iter_mut() {
         assert_eq!(node.cmd(&peek).as_array().unwrap(), &want, "L1 holds the repaired values");
     }
+    // the verifier counts a repair once its write is answered: the value can be read (and its
+    // bus message heard) a moment before
+    wait_for("the repairs counted", Duration::from_secs(5), || {
+        nodes.iter_mut().map(|n| num(&n.cmd("status"), "repaired")).sum::<u64>() >= DRIFTED as u64
+    });
     let statuses: Vec<Value> = nodes.iter_mut().map(|n| n.cmd("status")).collect();
     let repaired: u64 = statuses.iter().map(|s| num(s, "repaired")).sum();
     assert_eq!(repaired, DRIFTED as u64, "each drifted entry repaired once, fleet-wide: {statuses:?}");

@@ -244,6 +244,8 @@ fn background_refreshes_skip_when_another_instance_is_refreshing() {
     let (a, b) = (make(), make());
     let calls = Arc::new(AtomicUsize::new(0));
     fetch_slow(&a, "k", 1, json!(1), &calls);
+    // the load's write may still be on its way when fetch returns (past the L2 deadline)
+    wait_for("a's value in L2", || a.stats().l2_writes == 1);
     fetch_slow(&b, "k", 1, json!(1), &calls);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "b read a's value from L2");
     std::thread::sleep(Duration::from_millis(150));

@@ -138,6 +138,8 @@ fn a_holder_killed_mid_rebuild_is_replaced_by_exactly_one_instance_after_its_lea
     ];
     let mut nodes: Vec<Node> = (0..3).map(|_| start(&r.url(), &args)).collect();
     assert_eq!(nodes[0].cmd(r#"fetch k 1 "v1""#)["status"], "loaded");
+    // the load's write may still be on its way when fetch returns (past the L2 deadline)
+    wait_for("the load's write", || nodes[0].cmd("stats")["l2_writes"] == 1);
     for n in nodes[1..].iter_mut() {
         assert_eq!(n.cmd(r#"fetch k 1 "v1""#)["status"], "l2-hit");
     }

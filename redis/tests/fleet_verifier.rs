@@ -354,6 +354,23 @@ fn scan_step(raw: &mut redis::Connection, cursor: u64, count: usize) -> (u64, us
     (next, keys.len(), entries.map(str::to_string).collect())
 }
 
+/// Waits until Redis has finished growing (rehashing) the tables of database 0, which it does in
+/// the background (`DEBUG HTSTATS`, as the admin user: a table being grown shows its
+/// "rehashing target").
+fn settled(r: &RedisServer) {
+    let mut admin = r.connect_admin().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = admin.cmd(&["DEBUG", "HTSTATS", "0"]).unwrap();
+        let text = stats.as_str().unwrap_or_else(|| panic!("DEBUG HTSTATS answered {stats:?}"));
+        if !text.contains("rehashing target") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "Redis still rehashing after 10 s: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn sorted(mut keys: Vec<String>) -> Vec<String> {
     keys.sort();
     keys
@@ -392,7 +409,7 @@ fn the_default_scan_budget_bounds_one_interval_walk_at_10_000_keys() {
     let _: () = fill.query(&mut raw).unwrap();
     // Redis finishes growing its keyspace table in the background (every 100 ms): the walk
     // below and the verifier's must see one table
-    std::thread::sleep(Duration::from_millis(300));
+    settled(&r);
     let keys: usize = redis::cmd("DBSIZE").query(&mut raw).unwrap();
     assert_eq!(keys, KEYS, "{written} written through the cache");
     // whether the verifier walked the (then empty) keyspace already or not, its walk starts at 0
@@ -446,7 +463,7 @@ fn the_default_scan_budget_bounds_one_interval_walk_at_10_000_keys() {
         assert!(intervals < 50, "a walk of budget 1 over the lease alone finishes");
     }
     populate(&r.url(), M);
-    std::thread::sleep(Duration::from_millis(300));
+    settled(&r);
     let keys: usize = redis::cmd("DBSIZE").query(&mut raw).unwrap();
     asked.lock().unwrap().clear();
     // the walk, interval by interval, against SCANs of COUNT 1 (one bucket each: a key or a few)

@@ -60,6 +60,8 @@ fn what_one_cache_loads_another_reads_from_l2() {
     let doc = json!({"name": "Ada", "langs": ["en", "fr"], "n": 36, "ok": true, "x": null, "pi": 3.5});
     let f = block(fetch(&a, "user:1", doc.clone()));
     assert_eq!((f.value.as_ref(), f.status), (Some(&doc), Status::Loaded));
+    // the load's write may still be on its way when fetch returns (past the L2 deadline)
+    wait_for(|| a.stats().l2_writes == 1);
     let f = block(fetch_unloadable(&b, "user:1")).unwrap();
     assert_eq!((f.value, f.status), (Some(doc.clone()), Status::L2Hit));
     // now in b's L1: a plain hit, no second L2 read
@@ -124,6 +126,8 @@ fn l1_keeps_an_l2_value_only_for_the_life_redis_has_left() {
     ))
     .unwrap();
     assert_eq!(f.status, Status::Loaded);
+    // the load's write may still be on its way when fetch returns (past the L2 deadline)
+    wait_for(|| a.stats().l2_writes == 1);
     std::thread::sleep(Duration::from_millis(150));
     let e = {
         block(fetch_unloadable(&b, "short")).unwrap();
@@ -155,6 +159,8 @@ fn a_delete_fences_out_a_rebuild_that_read_before_it() {
     wait_for(|| b.stats().l2_writes == 1);
     tx.send(()).unwrap();
     assert_eq!(slow.join().unwrap().value, Some(json!("old balance")), "the caller still gets its value");
+    // the refusal may come back after fetch returned (past the L2 deadline)
+    wait_for(|| a.stats().l2_fenced_out >= 1);
     assert_eq!(a.stats().l2_fenced_out, 1, "but L2 refused it");
     let c = cache(&r.url());
     let f = block(fetch(&c, "acct", json!("fresh")));
@@ -166,6 +172,8 @@ fn bytes_that_are_not_our_envelope_for_this_key_are_misses() {
     let r = server();
     let a = cache(&r.url());
     block(fetch(&a, "good", json!({"secret": "alice"})));
+    // the load's write may still be on its way when fetch returns (past the L2 deadline)
+    wait_for(|| a.stats().l2_writes == 1);
     let keys = healcache::keys::l2_keys("hc1", "good");
     let other = healcache::keys::l2_keys("hc1", "other");
     let mut con = raw(&r.url());

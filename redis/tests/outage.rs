@@ -95,7 +95,12 @@ fn redis_killed_under_64_workers_then_restarted() {
     let open_after = killed.elapsed();
     let hits_before = c.stats().hits;
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(c.stats().hits > hits_before + 1000, "L1 keeps serving hot keys during the outage");
+    // the workers' pace depends on the machine's load: waited for, the outage still going on
+    assert!(
+        wait_until(Duration::from_secs(10), || c.stats().hits > hits_before + 1000),
+        "L1 keeps serving hot keys during the outage: {:?}",
+        c.stats()
+    );
     let skipped = c.stats().l2_skipped;
     r.restart().unwrap();
     let restarted = Instant::now();

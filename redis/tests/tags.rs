@@ -78,6 +78,8 @@ fn a_hard_invalidation_removes_the_copies() {
     assert_eq!(fetch(&b, "doc", None).unwrap().status, Status::L2Hit);
     assert_eq!(block(a.invalidate_tag("t", true)).unwrap(), 1);
     wait_for("b removes its copy", Duration::from_secs(5), || b.stats().l2_tag_received == 1);
+    // the message is counted before the copies it names are removed
+    wait_for("b's copy removed", Duration::from_secs(5), || b.peek_entry("doc").is_none());
     assert!(b.peek_entry("doc").is_none());
     let e = fetch(&b, "doc", None).unwrap_err();
     assert_eq!(e.code(), "LoaderError", "no stale fallback after a hard invalidation: {e}");
@@ -93,14 +95,24 @@ fn a_write_racing_an_invalidation_it_did_not_see_reads_as_outdated() {
     wait_for("b's write", Duration::from_secs(5), || b.stats().l2_writes == 1);
     let mut raw = r.connect_admin().unwrap();
     let key = healcache::keys::tag_key("hc1", "cache", "t");
-    // b learns the version in the background after its first tagged write
-    std::thread::sleep(Duration::from_millis(300));
+    // b learns the version in the background after its first tagged write, by a GET of the tag's
+    // key (nothing else here sends a GET): once Redis answered it, what b learns is version 0
+    wait_for("b's read of the tag's version", Duration::from_secs(10), || get_calls(&mut raw) >= 1);
     raw.cmd(&["INCR", key.as_str()]).unwrap();
     tagged(&b, "doc", json!("written before b knew"), &["t"]);
     wait_for("b's write", Duration::from_secs(5), || b.stats().l2_writes == 2);
     let f = fetch(&a, "doc", Some(json!("from the origin"))).unwrap();
     assert_eq!((f.value, f.status), (Some(json!("from the origin")), Status::Loaded));
     assert_eq!(a.stats().l2_tag_outdated, 1);
+}
+
+/// How many GET commands Redis has run (`INFO commandstats`).
+fn get_calls(raw: &mut healcache_testkit::resp::RespConn) -> u64 {
+    let info = raw.cmd(&["INFO", "commandstats"]).unwrap();
+    let info = info.as_str().unwrap_or_else(|| panic!("INFO commandstats answered {info:?}"));
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .map_or(0, |l| l.split(',').next().unwrap().parse().unwrap())
 }
 
 #[test]
@@ -183,14 +195,21 @@ fn a_tag_invalidated_during_a_load_leaves_the_loaded_value_uncached_everywhere()
     let r = server();
     let (a, b, c) = (cache(&r.url()), cache(&r.url()), cache(&r.url()));
     let a2 = a.clone();
+    // the loader runs once the load has read the tag's version; it is held until the
+    // invalidation has reached a
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
     let slow = std::thread::spawn(move || {
-        block(a2.fetch_tagged("doc", FetchOptions::default(), &["t"], || async {
-            std::thread::sleep(Duration::from_millis(400));
+        block(a2.fetch_tagged("doc", FetchOptions::default(), &["t"], move || async move {
+            started_tx.send(()).unwrap();
+            let _ = go_rx.recv_timeout(Duration::from_secs(10));
             Ok::<_, std::io::Error>(Loaded::Value(json!("read before the invalidation")))
         }))
     });
-    std::thread::sleep(Duration::from_millis(150));
+    started.recv_timeout(Duration::from_secs(10)).expect("the load started");
     assert_eq!(block(b.invalidate_tag("t", false)).unwrap(), 0);
+    wait_for("a hears the invalidation", Duration::from_secs(5), || a.stats().l2_tag_received >= 1);
+    go.send(()).unwrap();
     let f = slow.join().unwrap().unwrap();
     assert_eq!(f.value, Some(json!("read before the invalidation")), "the caller still gets its value");
     assert_eq!(a.peek("doc"), None, "but a does not keep it");
