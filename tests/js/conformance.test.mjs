@@ -106,7 +106,8 @@ class Run {
 
   /** Lets background work run until no load is in flight (a hung one ends by its timeout). */
   async settle() {
-    for (let i = 0; i < 500 && this.cache.stats().inFlight !== 0; i++) await tick();
+    // bounded by time, not by a count of 2 ms ticks (each may take far longer on a loaded machine)
+    for (const end = Date.now() + 10_000; this.cache.stats().inFlight !== 0 && Date.now() < end; ) await tick();
     await tick();
   }
 

@@ -15,6 +15,21 @@ export async function waitFor(f, ms = 5000) {
   }
 }
 
+/**
+ * Waits until `f()` is true, checking every 5 ms, for at most `ms` (generous: CI runs every suite
+ * at once on a loaded 2-core machine); returns whether it holds. Throws nothing: the caller's
+ * own assertion (and its message) then says what did not happen. For background work (a
+ * refresh, a repair, an L2 write) that a fixed sleep cannot be sure to outlast.
+ */
+export async function eventually(f, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) return false;
+    await sleep(5);
+  }
+  return true;
+}
+
 /** A loader for a read that must be answered from the shared tier: it throws if called. */
 export const unloadable = async () => {
   throw new Error('the loader ran: the value should have come from L2');

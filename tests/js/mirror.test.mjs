@@ -3,7 +3,7 @@
 // decided (jitter), and dispose across a refresh. Runs on the addon and, with TEST_WASM=1, WASM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, hammerFetches, sleep } from './helpers.mjs';
+import { Cache, eventually, hammerFetches, sleep } from './helpers.mjs';
 
 test('the slot table grows past its first 1,024 slots and every key keeps its own value', () => {
   const c = new Cache({ maxEntries: 100_000 });
@@ -27,7 +27,9 @@ test('a set value replaced by a background refresh frees its slot without anothe
   const { status } = await c.fetch('k', () => gate.then(() => 'refreshed'), { ttl: 60_000 });
   assert.equal(status, 'stale');
   release();
-  await sleep(20); // the refresh lands outside any JS call, replacing the set value
+  // the refresh lands outside any JS call, replacing the set value (its flight ends once it is
+  // stored; waited for without reading `k`)
+  await eventually(() => c.stats().inFlight === 0);
   // writes of other keys reuse freed slots; `k` answers only its own value
   for (let i = 0; i < 600; i++) c.set(`other${i}`, `v${i}`);
   assert.equal(c.get('k'), 'refreshed');
@@ -57,7 +59,7 @@ test('dispose sees a stale loaded value replaced by a background refresh, once, 
   assert.equal(await c.getOrLoad('k', load), 'v1');
   await sleep(50);
   assert.equal((await c.fetch('k', load, { ttl: 60_000 })).status, 'stale');
-  for (let t = 0; t < 200 && c.get('k') !== 'v2'; t++) await sleep(5);
+  await eventually(() => c.get('k') === 'v2');
   assert.equal(c.get('k'), 'v2');
   // the stale value had passed its TTL when the refresh replaced it: the core says "expired"
   assert.deepEqual(log, [['v1', 'k', 'expire']]);

@@ -139,7 +139,7 @@ test('a value planted in Redis that is no envelope is a miss and a codec error',
   assert.equal(keys.length, 1);
   await r.command('SET', keys[0].toString(), 'not an envelope');
   c.delete('victim'); // L1 forgets it (and leaves a tombstone in L2: planted again below)
-  await sleep(100);
+  await waitFor(() => c.stats().l2Writes === 2); // the tombstone is written in the background
   await r.command('SET', keys[0].toString(), 'not an envelope');
   assert.equal(await c.getOrLoad('victim', async () => 'loaded'), 'loaded');
   assert.equal(c.stats().l2CodecErrors, 1);
@@ -350,7 +350,6 @@ test('the fleet verifier settings reach the shared tier; bad values are refused 
 const FLEET_NODE = path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, 'target'), 'release/examples/fleet_node');
 test('Rust, Python and Node instances rebuild a key once for the fleet', { skip: skip || WASM || (!existsSync(PY) && 'no .venv') }, async (t) => {
   const redis = await redisFor(t);
-  const start = Date.now() + 2000;
   // each child's output lines, in order, whether they arrive before or after they are asked for
   const lines = (child) => {
     let buf = '';
@@ -371,20 +370,31 @@ test('Rust, Python and Node instances rebuild a key once for the fleet', { skip:
   const rust = spawn(FLEET_NODE, ['--redis', redis.url, '--fleet-lock', 'all'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const python = spawn(PY, ['-c', `import asyncio, sys, time, healcache
 c = healcache.Cache(redis=sys.argv[1], fleet_lock="all")
+end = time.time() + 10
+while not c.ready() and time.time() < end:
+    time.sleep(0.01)
+print("ready", flush=True)
+start = float(sys.stdin.readline())
 async def load():
     await asyncio.sleep(0.3)
     return "python"
 async def go():
-    while time.time() * 1000 < ${start}:
+    while time.time() * 1000 < start:
         await asyncio.sleep(0.001)
     return await c.fetch("fleet", load)
 f = asyncio.run(go())
-print(f.status, f.value)`, redis.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+print(f.status, f.value)`, redis.url], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.after(() => [rust.kill('SIGKILL'), python.kill('SIGKILL')]);
   const [rustLine, pyLine] = [lines(rust), lines(python)];
-  assert.equal(await rustLine(), '"ready"');
   const c = new Cache({ redis: redis.url, fleetLock: 'all' });
   t.after(() => c.close());
+  assert.equal(await rustLine(), '"ready"');
+  assert.equal(await pyLine(), 'ready');
+  await waitFor(() => c.ready());
+  // the moment is set once every child has started (a fixed head start may not cover an
+  // interpreter's start on a loaded machine)
+  const start = Date.now() + 500;
+  python.stdin.end(`${start}\n`);
   await sleep(start - Date.now());
   rust.stdin.write('fetch fleet 300 "rust"\n');
   const node = await c.fetch('fleet', async () => {

@@ -3,7 +3,7 @@
 // Small real durations; only behaviour is asserted, never speed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, NOT_FOUND, WASM, sleep } from './helpers.mjs';
+import { Cache, NOT_FOUND, WASM, eventually, sleep } from './helpers.mjs';
 import { existsSync } from 'node:fs';
 
 const thrown = (fn) => {
@@ -141,7 +141,8 @@ test('stale-while-revalidate: "stale" at once, one refresh for many stale reads,
   const stale = await Promise.all(Array.from({ length: 50 }, () => c.fetch('k', load, { ttl: 10_000 })));
   for (const f of stale) assert.deepEqual(f, { value: 'v1', status: 'stale' });
   assert.equal(await c.getOrLoad('k', load), 'v1', 'getOrLoad serves the stale value too');
-  await sleep(80); // the refresh completes in the background
+  // the refresh completes in the background: its flight ends once its value is stored
+  await eventually(() => c.stats().inFlight === 0);
   assert.equal(calls, 2, 'exactly one refresh');
   assert.equal(c.get('k'), 'v2', 'the next get sees the refreshed value');
   assert.deepEqual(await c.fetch('k', load), { value: 'v2', status: 'hit' });
@@ -162,10 +163,11 @@ test('a value a background refresh stored stays servable as stale after its own 
   assert.equal((await c.fetch('k', load)).status, 'loaded');
   await sleep(50);
   assert.deepEqual(await c.fetch('k', load), { value: 'v1', status: 'stale' });
+  await eventually(() => c.stats().inFlight === 0); // v2 is stored in the background (not read)
   await sleep(65); // v2, stored in the background and never read, is stale now too
   assert.equal(c.get('k'), undefined);
   assert.deepEqual(await c.fetch('k', load, { ttl: 10_000 }), { value: 'v2', status: 'stale' });
-  await sleep(40);
+  await eventually(() => c.stats().inFlight === 0); // the refresh to v3 lands
   assert.equal(c.get('k'), 'v3');
 });
 
@@ -199,7 +201,7 @@ test('soft timeout: "stale-soft-timeout" at the soft timeout, the load finishing
   };
   assert.deepEqual(await c.fetch('k', slow, { ttl: 10_000 }), { value: 1, status: 'stale-soft-timeout' });
   assert.equal(c.get('k'), undefined);
-  await sleep(160);
+  await eventually(() => c.stats().inFlight === 0); // the load goes on in the background
   assert.equal(c.get('k'), 2, 'the load finished in the background and the next get sees it');
   assert.equal(c.stats().staleServedSoftTimeout, 1);
   // per call
@@ -207,7 +209,7 @@ test('soft timeout: "stale-soft-timeout" at the soft timeout, the load finishing
   d.set('k', 1);
   await sleep(50);
   assert.deepEqual(await d.fetch('k', slow, { softTimeout: 20, ttl: 10_000 }), { value: 1, status: 'stale-soft-timeout' });
-  await sleep(160);
+  await eventually(() => d.stats().inFlight === 0); // the load goes on in the background
   assert.deepEqual(await d.fetch('k', slow), { value: 2, status: 'hit' });
 });
 
@@ -225,7 +227,7 @@ test('refresh-ahead: an old value is served and refreshed once; the mirror then 
   assert.deepEqual(await c.fetch('k', load), { value: 'v1', status: 'refresh-ahead' });
   assert.deepEqual(await c.fetch('k', load), { value: 'v1', status: 'hit' }, 'one refresh at a time');
   assert.equal(c.get('k'), 'v1');
-  await sleep(80);
+  await eventually(() => c.stats().inFlight === 0); // the refresh runs in the background
   assert.equal(calls, 2);
   assert.equal(c.get('k'), 'v2', 'the background refresh replaced the fresh value in the mirror');
   assert.equal(c.getEntry('k').value, 'v2');
@@ -237,7 +239,7 @@ test('a background refresh answering NOT_FOUND removes the value from the mirror
   c.set('k', 'v');
   await sleep(40);
   assert.deepEqual(await c.fetch('k', () => NOT_FOUND), { value: 'v', status: 'refresh-ahead' });
-  await sleep(40);
+  await eventually(() => c.stats().inFlight === 0); // the refresh runs in the background
   assert.equal(c.get('k'), undefined);
   assert.equal(c.has('k'), false);
   assert.equal((await c.fetch('k', () => 'x')).status, 'negative-hit');
@@ -257,7 +259,7 @@ test('xfetch: hot reads refresh early ("early-refresh"); off per call', async ()
   let early = 0;
   for (let i = 0; i < 20 && early === 0; i++) if ((await c.fetch('k', load)).status === 'early-refresh') early++;
   assert.equal(early, 1);
-  await sleep(50);
+  await eventually(() => c.stats().inFlight === 0); // the early refresh runs in the background
   assert.equal(calls, 2);
   assert.equal(c.get('k'), 2);
   assert.ok(c.stats().earlyRefreshes >= 1);

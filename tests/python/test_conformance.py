@@ -133,9 +133,11 @@ class Run:
 
     async def settle(self) -> None:
         """Lets background work run until no load is in flight (a hung one ends by its timeout)."""
-        for _ in range(500):
+        # bounded by time, not by a count of 2 ms sleeps (each may take far longer on a loaded machine)
+        end = asyncio.get_running_loop().time() + 10
+        while True:
             await asyncio.sleep(0.002)
-            if self.cache.stats()["in_flight"] == 0:
+            if self.cache.stats()["in_flight"] == 0 or asyncio.get_running_loop().time() > end:
                 break
         await asyncio.sleep(0.002)
 

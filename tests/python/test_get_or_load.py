@@ -15,7 +15,7 @@ import pytest
 
 import healcache
 from healcache import NOT_FOUND, Cache
-from test_stampede import Source, until
+from test_stampede import Source, eventually, until
 
 
 @pytest.mark.asyncio
@@ -123,10 +123,7 @@ async def test_load_stops_when_every_waiter_is_gone() -> None:
     for t in tasks:
         t.cancel()
     await asyncio.wait_for(cancelled.wait(), 10)
-    for _ in range(100):
-        if c.stats()["in_flight"] == 0:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: c.stats()["in_flight"] == 0)
     assert c.stats()["in_flight"] == 0
     assert await c.get_or_load("k", lambda: "again") == "again"  # the key is not stuck
 
@@ -456,7 +453,11 @@ def test_a_real_loader_error_nobody_awaited_is_still_reported() -> None:
 
         pending = c.get_or_load("k", failing)
         await asyncio.wait({pending}, timeout=0.001)
-        await asyncio.sleep(0.1)
+        # the loader fails in the background: wait (bounded) until the call has its error, without
+        # reading it (done() retrieves nothing)
+        end = asyncio.get_running_loop().time() + 10
+        while not pending.done() and asyncio.get_running_loop().time() < end:
+            await asyncio.sleep(0.005)
         del pending
 
     reported = _run_capturing(main)

@@ -22,7 +22,11 @@ def test_p1_p2_sync_load_past_load_timeout_is_a_timeout_for_every_caller() -> No
     waited: dict[str, Any] = {}
 
     def waiter() -> None:
-        time.sleep(0.03)
+        # joins the load once it is under way (the main thread starts it): a bounded wait for
+        # it, not a fixed sleep the main thread may not have started it within
+        end = time.monotonic() + 10
+        while c.stats()["in_flight"] == 0 and time.monotonic() < end:
+            time.sleep(0.001)
         t = time.monotonic()
         try:
             waited["r"] = c.get_or_load_sync("k", lambda: "joined")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import select
 import subprocess
 import sys
 import time
@@ -192,8 +193,13 @@ def test_python_and_rust_read_each_others_entries(redis_server):
 
 FLEET_CHILD = r"""
 import asyncio, sys, time, healcache
-url, start = sys.argv[1], float(sys.argv[2])
+url = sys.argv[1]
 c = healcache.Cache(redis=url, fleet_lock="all", fleet_lock_lease=2)
+end = time.time() + 10
+while not c.ready() and time.time() < end:
+    time.sleep(0.01)
+print("ready", flush=True)
+start = float(sys.stdin.readline())
 async def load():
     await asyncio.sleep(0.3)
     return "built"
@@ -207,13 +213,28 @@ print(f.status, f.value)
 
 
 def test_the_fleet_lock_lets_one_process_rebuild_for_all(redis_server):
-    # three interpreters miss one key at once: one rebuilds, the others wait for its value
-    start = time.time() + 1.5
+    # three interpreters miss one key at once: one rebuilds, the others wait for its value. The
+    # moment is set once all three have started (a fixed head start may not cover an
+    # interpreter's start on a loaded machine)
     procs = [
-        subprocess.Popen([sys.executable, "-c", FLEET_CHILD, redis_server.url, str(start)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", FLEET_CHILD, redis_server.url], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
-    outs = sorted(p.communicate(timeout=30)[0].strip() for p in procs)
+    try:
+        for p in procs:
+            assert select.select([p.stdout], [], [], 30)[0], "a child did not start"
+            assert p.stdout.readline().strip() == "ready"
+        start = time.time() + 0.5
+        for p in procs:  # every child has the moment before any is waited for
+            p.stdin.write(f"{start}\n")
+            p.stdin.flush()
+        outs = sorted(p.communicate(timeout=30)[0].strip() for p in procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()  # by its pid
+                p.wait()
     assert all(p.returncode == 0 for p in procs)
     assert outs == ["fleet-coalesced built", "fleet-coalesced built", "loaded built"]
 
@@ -234,7 +255,10 @@ def test_a_rebuild_that_lost_its_lease_is_fenced_out(redis_server):
 
     async def go():
         fa = asyncio.ensure_future(a.fetch("acct", slow))
-        await asyncio.sleep(0.05)
+        # A holds the lock before B asks (bounded wait: taking it is a Redis round trip)
+        end = asyncio.get_running_loop().time() + 10
+        while a.stats()["l2_lock_acquired"] == 0 and asyncio.get_running_loop().time() < end:
+            await asyncio.sleep(0.005)
         fb = await b.fetch("acct", fast)
         return await fa, fb
 

@@ -27,6 +27,19 @@ async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def eventually(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Waits (yielding to the loop) until `cond()` holds or `timeout` seconds pass; returns
+    whether it holds. Fails nothing itself: the caller's own assertion, with its message, says
+    what did not happen. For background work a fixed sleep cannot be sure to outlast on a
+    loaded machine."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
 class Source:
     """A loader counting its calls; calls after the first `free` ones wait for `gate`."""
 
