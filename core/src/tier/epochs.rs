@@ -33,6 +33,12 @@ impl EpochHints {
     pub fn learn(&self, slot: usize, epoch: u64) {
         self.slots[slot].store(epoch, Relaxed);
     }
+
+    /// `epoch` was read for `slot` (in a stored envelope's token): kept only while none is known,
+    /// as what a write or a lock answered is newer than what a value stored earlier carries.
+    pub fn learn_if_unknown(&self, slot: usize, epoch: u64) {
+        let _ = self.slots[slot].compare_exchange(0, epoch, Relaxed, Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -49,6 +55,10 @@ mod tests {
         h.learn(a, 7);
         h.learn(usize::from(SLOTS) - 1, 9);
         assert_eq!((h.get(a), h.get(b), h.get(usize::from(SLOTS) - 1)), (7, 0, 9));
+        // a read teaches only a slot that knows none
+        h.learn_if_unknown(a, 8);
+        h.learn_if_unknown(b, 5);
+        assert_eq!((h.get(a), h.get(b)), (7, 5));
         // the L2 keys of a cache key are in its slot: the slot is the cache key's
         let k = crate::keys::l2_keys("hc1", "a");
         assert!(k.fence.contains(&format!("{{{a:04x}}}")), "{k:?}");

@@ -291,6 +291,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         };
         let h = &decoded.header;
         let seen = Expect::Token(h.token);
+        // a first write to this slot can name the epoch the stored value was written in
+        self.epochs.learn_if_unknown(EpochHints::slot_of(key), h.token.epoch);
         // freshness from Redis's own clock
         let Some(fresh) = codec::fresh_left(reply.pttl_ms, h) else { return miss(seen) };
         if !decoded.tags.is_empty() {
