@@ -120,14 +120,6 @@ fn plant(conn: &mut redis::Connection, prefix: &str, n: usize) {
     pipe.query::<()>(conn).unwrap();
 }
 
-/// How many UNLINK commands Redis ran since the last reset.
-fn unlink_calls(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_unlink:calls="))
-        .map_or(0, |l| l.split(',').next().unwrap().parse().unwrap())
-}
-
 /// `unlink_shared` over `n` matching keys (all in one SCAN page): how many it answered, UNLINK
 /// commands run, keys left in Redis, and whether the non-matching key is still there.
 fn unlink_matching(n: usize) -> (u64, u64, u64, bool) {
@@ -138,7 +130,7 @@ fn unlink_matching(n: usize) -> (u64, u64, u64, bool) {
     let unlinked = block(c.unlink_shared("p:*")).unwrap();
     let left: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
     let other: bool = redis::cmd("EXISTS").arg(l2_keys("hc1", "other").value).query(&mut conn).unwrap();
-    (unlinked, unlink_calls(&mut conn), left, other)
+    (unlinked, r.command_calls("unlink").unwrap(), left, other)
 }
 
 /// P5: an UNLINK carries at most 500 keys: exactly 500 matching keys go in one UNLINK, and all of

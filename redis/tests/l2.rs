@@ -323,17 +323,6 @@ fn a_burst_of_writes_lands_in_order_within_its_deadlines() {
     }
 }
 
-/// How many times Redis has run `command` (lowercase), scripts' calls included (`INFO
-/// commandstats`).
-fn calls(r: &RedisServer, command: &str) -> u64 {
-    let info = r.connect_admin().unwrap().cmd(&["INFO", "commandstats"]).unwrap();
-    let info = info.as_str().unwrap_or_else(|| panic!("INFO commandstats answered {info:?}"));
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map_or(0, |l| l.split(',').next().unwrap().parse().unwrap())
-}
-
 /// A cache that has only read a slot learns its fence epoch from what it read, so its first write
 /// there names the epoch and takes its token with one `HINCRBY`: the write script's slower way
 /// (which reads the record's fields with `HKEYS`) is not taken.
@@ -345,10 +334,10 @@ fn a_first_write_after_a_read_names_the_epoch_the_read_saw() {
     wait_for(|| a.stats().l2_writes == 1);
     let read = block(fetch_unloadable(&b, "k")).unwrap();
     assert_eq!((read.status, read.value), (Status::L2Hit, Some(json!("from a"))));
-    let before = calls(&r, "hkeys");
+    let before = r.command_calls("hkeys").unwrap();
     b.set("k", json!("from b")).unwrap();
     wait_for(|| b.stats().l2_writes == 1);
-    assert_eq!(calls(&r, "hkeys"), before, "b's first write took the slow way: {:?}", b.stats());
+    assert_eq!(r.command_calls("hkeys").unwrap(), before, "b's first write took the slow way: {:?}", b.stats());
     // and the write landed, fenced by the right token: a third cache reads it
     let c = cache(&r.url());
     assert_eq!(block(fetch_unloadable(&c, "k")).unwrap().value, Some(json!("from b")));

@@ -97,22 +97,13 @@ fn a_write_racing_an_invalidation_it_did_not_see_reads_as_outdated() {
     let key = healcache::keys::tag_key("hc1", "cache", "t");
     // b learns the version in the background after its first tagged write, by a GET of the tag's
     // key (nothing else here sends a GET): once Redis answered it, what b learns is version 0
-    wait_for("b's read of the tag's version", Duration::from_secs(10), || get_calls(&mut raw) >= 1);
+    wait_for("b's read of the tag's version", Duration::from_secs(10), || r.command_calls("get").unwrap() >= 1);
     raw.cmd(&["INCR", key.as_str()]).unwrap();
     tagged(&b, "doc", json!("written before b knew"), &["t"]);
     wait_for("b's write", Duration::from_secs(5), || b.stats().l2_writes == 2);
     let f = fetch(&a, "doc", Some(json!("from the origin"))).unwrap();
     assert_eq!((f.value, f.status), (Some(json!("from the origin")), Status::Loaded));
     assert_eq!(a.stats().l2_tag_outdated, 1);
-}
-
-/// How many GET commands Redis has run (`INFO commandstats`).
-fn get_calls(raw: &mut healcache_testkit::resp::RespConn) -> u64 {
-    let info = raw.cmd(&["INFO", "commandstats"]).unwrap();
-    let info = info.as_str().unwrap_or_else(|| panic!("INFO commandstats answered {info:?}"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .map_or(0, |l| l.split(',').next().unwrap().parse().unwrap())
 }
 
 #[test]

@@ -225,7 +225,7 @@ impl RedisCluster {
 }
 
 /// `name=value` from a comma-separated INFO line, 0 when absent.
-fn field(fields: &str, name: &str) -> u64 {
+pub(crate) fn field(fields: &str, name: &str) -> u64 {
     fields.split(',').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
 }
 

@@ -222,6 +222,21 @@ impl RedisServer {
         Ok(conn)
     }
 
+    /// How many times this server has run `command` (lowercase, as INFO names it) since it
+    /// started or since `CONFIG RESETSTAT`, calls made by scripts included (`INFO commandstats`,
+    /// as the unrestricted user); 0 when it never ran.
+    pub fn command_calls(&self, command: &str) -> io::Result<u64> {
+        let text = match self.connect_admin()?.cmd(&["INFO", "commandstats"])? {
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            other => return Err(io::Error::other(format!("INFO commandstats answered {other:?}"))),
+        };
+        let prefix = format!("cmdstat_{command}:");
+        Ok(text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .map_or(0, |f| crate::cluster::field(f, "calls")))
+    }
+
     /// Sets a redis.conf setting now (CONFIG SET, as the unrestricted user) and for every later
     /// [`restart`](Self::restart): `config_set("maxmemory-policy", "allkeys-lru")`,
     /// `config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60")`. The value is words of

@@ -22,6 +22,19 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Commands are counted by name, scripts' calls included; a command never run counts 0.
+#[test]
+fn command_calls_counts_each_command_run() {
+    let r = RedisServer::start().unwrap();
+    assert_eq!(r.command_calls("get").unwrap(), 0);
+    let mut c = r.connect().unwrap();
+    c.cmd(&["GET", "a"]).unwrap();
+    c.cmd(&["GET", "b"]).unwrap();
+    c.cmd(&["EVAL", "return redis.call('GET', 'c')", "0"]).unwrap();
+    assert_eq!(r.command_calls("get").unwrap(), 3);
+    assert_eq!(r.command_calls("getex").unwrap(), 0, "a name is matched whole");
+}
+
 #[test]
 fn redis_server_is_installed() {
     assert!(redis_available(), "redis-server is missing: run .ci/setup-server.sh");
