@@ -126,7 +126,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const i = this._at(key);
       if (i !== undefined && this._exp[i] > this._now()) return i;
       checkKey(key);
-      if (i !== undefined && this._exp[i] !== -Infinity) return -1;
+      if (i !== undefined && this._exp[i] !== -Infinity && !this._lower) return -1;
       return this._reconcile(key, true);
     }
 

@@ -103,6 +103,51 @@ test('a hit reads the JS clock near its expiry, and whenever the ticking clock l
   }
 });
 
+// A write takes its start time from the ticking clock (a plain load) rather than a JS clock call:
+// a time never later than the JS clock's, so the mirror's expiry is a lower bound of the core's,
+// and a read past it asks the core.
+test("a write's expiry starts no later than the JS clock, and a read past it asks the core", async (t) => {
+  const c = new Cache({ ttl: 60_000 });
+  if (process.env.TEST_WASM) {
+    assert.equal(c._tickAt, undefined, 'no ticking clock: writes read the JS clock');
+    return t.skip('WebAssembly has no ticking clock');
+  }
+  assert.notEqual(c._tickAt, undefined, 'the addon writes by its ticking clock');
+  const slot = (k) => c._map().get(k);
+  // the live tick: every write's expiry is at most the JS clock's time after it, plus the TTL
+  for (let i = 0; i < 2000; i++) {
+    c.set(`k${i}`, i, i % 2 ? { ttl: 1000 + i } : undefined);
+    const after = performance.now();
+    assert.ok(c._exp[slot(`k${i}`)] <= after + (i % 2 ? 1000 + i : 60_000), `write ${i}`);
+    if (i % 500 === 0) await sleep(3); // across the tick's steps
+  }
+  // a tick held back 10 s (its thread starved): the expiry starts 10 s early, and reads past it
+  // ask the core, which holds the entry for its whole TTL
+  const live = c._T;
+  c._T = new Float64Array([live[0] - 10_000]);
+  c._tickCheck(); // seen as held back: hits read the JS clock
+  assert.equal(c._tickOff, Infinity);
+  c.set('held', 'v', { ttl: 5000 });
+  assert.ok(c._exp[slot('held')] < performance.now(), 'the mirror expiry has passed already');
+  const hits = c.stats().hits;
+  assert.equal(c.get('held'), 'v', 'fresh in the core');
+  assert.equal(c.stats().hits, hits + 1, 'a hit, counted by the core');
+  assert.ok(c._exp[slot('held')] > performance.now() + 4000, 'the core answer re-based the expiry');
+  c.set('held2', 'v', { ttl: 5000 });
+  assert.equal(c.has('held2'), true);
+  c.set('held3', 'v', { ttl: 5000 });
+  assert.equal(c.peek('held3'), 'v');
+  c.set('held4', 'v', { ttl: 5000 });
+  assert.ok(c.getRemainingTTL('held4') > 4000);
+  c._T = live;
+  // and an entry past its expiry in the core too is a miss
+  c.set('gone', 'v', { ttl: 20 });
+  await sleep(60);
+  assert.equal(c.get('gone'), undefined);
+  assert.equal(c.has('gone'), false);
+  assert.equal(c.getRemainingTTL('gone'), 0);
+});
+
 // P6 ("Time is monotonic": TTL goes by the injected clock) and P5 (bounds stated and tested at the
 // bound): the ticking clock's constants (docs/js-mirror.md, rule 3; README, the Node read mirror
 // row) pinned exactly, with both clocks the mirror reads in the test's hands: `_now()` (counted)
