@@ -156,6 +156,7 @@ function makeHealing(Base, B, P, notFound) {
         throw healingField(P.settings, e);
       }
       this._sources.add(prefix);
+      this._healing = 1; // for good: a check may still be under way after its source goes
     }
 
     /** Removes the source of `prefix` and its score; returns whether one was registered. */

@@ -11,7 +11,10 @@
 //   core has dropped its handle (its removal queue says so, for every value it drops) and no
 //   waiter may still settle on it. So a write is one core call, array stores and one `Map.set`
 //   (a new key's is buffered: it enters the Map with the next 63 new keys', or before anything
-//   reads the Map, so no read sees the Map without it; an overwrite's enters at once).
+//   reads the Map, so no read sees the Map without it; an overwrite's enters at once). A plain
+//   overwrite, while nothing but the mirror may name the key's value by its handle
+//   (`_keepable`), may keep that handle (the core says so in its answer): the key's slot then
+//   takes the new value in place, with no new slot and no `Map.set`.
 // - The mirror (key -> slot) holds what the core holds: every write enters it with the
 //   version and the expiry the core decided (as time left, added to a time no later than the
 //   core's: the ticking clock's, else a JS clock read taken before the call), so the first read
@@ -132,6 +135,7 @@ function makeMirror(B, P, row) {
       // released (`_unhold`)
       this._held = new Map();
       this._heldFree = new Set(); // held slots the core has dropped
+      this._healing = 0; // 1 once a healing source was registered (set by the healing class)
     }
 
     // Hands every value the core lets go from now on to `dispose(value, key, reason)`: the core
@@ -260,8 +264,6 @@ function makeMirror(B, P, row) {
       if (this._reads.length !== 0) this._flushReads();
       const i = this._slot();
       const h = 2 * i + 2;
-      this._v[i] = value;
-      this._k[i] = key;
       const t0 = this._tickAt === undefined ? this._now() : this._T[0] + this._tickAt;
       const g0 = this._generation();
       let ver;
@@ -275,15 +277,28 @@ function makeMirror(B, P, row) {
         else
           ver =
             ttl === undefined && ifVersion === undefined
-              ? B.setPlain(this._c, key, h, w)
+              ? B.setPlain(this._c, key, h, w, this._keepable())
               : B.set(this._c, key, h, w, ttl, ifVersion);
       } catch (e) {
-        this._v[i] = undefined;
-        this._k[i] = undefined;
         this._free.push(i);
         throw e;
       }
       const o = row();
+      const held = o[O_HANDLE];
+      if (held !== h) {
+        // the core kept the handle of the set value this write replaced: the key keeps its slot
+        // and its mirror entry, which take the new value
+        this._free.push(i);
+        const j = held / 2 - 1;
+        this._v[j] = value;
+        this._ver[j] = ver;
+        this._exp[j] = t0 + o[O_EXPIRES];
+        this._gen[j] = g0;
+        if (o[O_PENDING] === 1) this._drain();
+        return ver;
+      }
+      this._v[i] = value;
+      this._k[i] = key;
       this._h[i] = h;
       this._ver[i] = ver;
       this._exp[i] = t0 + o[O_EXPIRES];
@@ -303,6 +318,21 @@ function makeMirror(B, P, row) {
       // a value on its way older than this write can no longer be stored (fenced, or replaced)
       if (this._pending.size !== 0 && this._pending.has(key)) this._decide(key, this._next, false);
       return ver;
+    }
+
+    // Whether nothing in the wrapper holds the handle of a key's set value but the mirror, so a
+    // plain overwrite may store its value under that handle (the backend's `write_plain`): no
+    // load or waiter under way, no write-behind queue, no decided value kept for a key, and no
+    // healing source (a check names the value it compares by its handle).
+    _keepable() {
+      return (
+        this._waiting.size === 0 &&
+        this._pending.size === 0 &&
+        this._held.size === 0 &&
+        this._kept.size === 0 &&
+        this._cand.size === 0 &&
+        this._healing === 0
+      );
     }
 
     _freeSlot(i) {

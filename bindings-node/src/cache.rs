@@ -153,8 +153,8 @@ pub fn set(
     with_row(|out| c.write(key.as_str(), handle, weight, ttl, if_version, out)).map_err(|e| into_js_error(env, e))
 }
 
-/// `setPlain(c, key, handle, weight)`: `Backend::write_plain`, the wrapper's common write;
-/// returns the new version and fills the result row.
+/// `setPlain(c, key, handle, weight, keep)`: `Backend::write_plain_keeping`, the wrapper's common
+/// write; returns the new version and fills the result row.
 ///
 /// A raw napi callback rather than a `#[napi]` function: napi-rs wraps each of those in a
 /// native-borrow scope (an `Arc` allocated and freed, thread-local pushes and mutex locks on
@@ -162,8 +162,8 @@ pub fn set(
 /// runs, and calls no JS. The conversions are napi-rs' own, as a generated function makes them.
 unsafe extern "C" fn set_plain(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: napi calls this with a live `env` and the call's `info`, on the JS thread.
-    let r = unsafe { set_plain_args(env, info) }.and_then(|(c, key, handle, weight)| {
-        let w = with_row(|out| c.write_plain(key.as_str(), handle, weight, out));
+    let r = unsafe { set_plain_args(env, info) }.and_then(|(c, key, handle, weight, keep)| {
+        let w = with_row(|out| c.write_plain_keeping(key.as_str(), handle, weight, keep, out));
         // SAFETY: the same live `env`.
         w.map_err(|e| into_js_error(&Env::from(env), e)).and_then(|v| unsafe { f64::to_napi_value(env, v) })
     });
@@ -182,9 +182,9 @@ unsafe extern "C" fn set_plain(env: sys::napi_env, info: sys::napi_callback_info
 unsafe fn set_plain_args(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-) -> napi::Result<(&'static External<Backend>, Key, f64, f64)> {
-    let mut argc = 4;
-    let mut argv = [ptr::null_mut(); 4];
+) -> napi::Result<(&'static External<Backend>, Key, f64, f64, bool)> {
+    let mut argc = 5;
+    let mut argv = [ptr::null_mut(); 5];
     // SAFETY (every call below): the caller's guarantee; `argv` holds `argc` values.
     unsafe {
         check_status!(sys::napi_get_cb_info(
@@ -195,8 +195,8 @@ unsafe fn set_plain_args(
             ptr::null_mut(),
             ptr::null_mut()
         ))?;
-        if argc < 4 {
-            return Err(napi::Error::new(Status::InvalidArg, "setPlain takes 4 arguments"));
+        if argc < 5 {
+            return Err(napi::Error::new(Status::InvalidArg, "setPlain takes 5 arguments"));
         }
         let c = <External<Backend> as FromNapiRef>::from_napi_ref(env, argv[0])?;
         Ok((
@@ -204,6 +204,7 @@ unsafe fn set_plain_args(
             Key::from_napi_value(env, argv[1])?,
             f64::from_napi_value(env, argv[2])?,
             f64::from_napi_value(env, argv[3])?,
+            bool::from_napi_value(env, argv[4])?,
         ))
     }
 }

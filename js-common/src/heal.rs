@@ -61,6 +61,12 @@ impl Marks {
 }
 
 impl HealState {
+    /// Whether the healer may be watching a handle (an interval found drift and is not over).
+    #[inline]
+    pub fn watching(&self) -> bool {
+        self.watching.load(Relaxed)
+    }
+
     /// Whether a replaced or removed handle is one the healer found drifted (it is forgotten).
     /// Costs one relaxed load outside intervals that found drift.
     #[inline]

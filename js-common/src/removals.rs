@@ -46,6 +46,9 @@ enum Capture {
     Off,
     /// A write under way: keep its handle for the write's answer instead of queueing it.
     Armed,
+    /// A write under way that stores its value under the handle of the value it replaces
+    /// ([`Removals::keeping`]): that replace is taken whatever else would queue it.
+    Keep(f64),
     /// A write under way replaced this handle.
     Got(f64),
 }
@@ -105,9 +108,25 @@ impl Removals {
         (r, if let Capture::Got(h) = got { h } else { NONE })
     }
 
+    /// [`Removals::capturing`] for a write that stores its value under handle `id`, that of the
+    /// set value it replaces: that replace is never queued (a later drain would free the slot
+    /// the new value then has), even if the healer began to watch the handle meanwhile. Answers
+    /// `id` if the write replaced it, else [`NONE`].
+    pub fn keeping<T>(&self, id: f64, write: impl FnOnce() -> T) -> (T, f64) {
+        CAPTURE.with(|c| c.set(Capture::Keep(id)));
+        let disarm = Disarm;
+        let r = write();
+        let got = CAPTURE.with(|c| c.get());
+        drop(disarm);
+        (r, if let Capture::Got(h) = got { h } else { NONE })
+    }
+
     /// The core's removal listener of a binding's cache.
     #[inline]
     pub fn record(&self, key: &str, handle: Handle, cause: RemovalCause, heal: &HealState) {
+        if cause == RemovalCause::Replaced && self.kept(handle.id) {
+            return;
+        }
         let now = match cause {
             RemovalCause::Evicted | RemovalCause::Expired => true,
             // the wrapper knows of its own replaces and deletes, not of the healer's repairs
@@ -124,6 +143,18 @@ impl Removals {
         if now || q.len() >= QUIET_LIMIT {
             self.pending.store(true, Relaxed);
         }
+    }
+
+    /// Whether a write under way on this thread stores its value under `id`, replacing it.
+    #[inline]
+    fn kept(&self, id: f64) -> bool {
+        CAPTURE.with(|c| match c.get() {
+            Capture::Keep(k) if k == id => {
+                c.set(Capture::Got(id));
+                true
+            }
+            _ => false,
+        })
     }
 
     /// Whether a write under way on this thread takes `id` for its answer.
@@ -176,6 +207,28 @@ mod tests {
         let ((), got) = r.capturing(|| r.record("k", value(3.0), RemovalCause::Replaced, &heal));
         assert_eq!(got, NONE, "a loaded value (odd handle) goes by the queue, with its key");
         assert_eq!(r.take()[0].0.as_deref(), Some("k"));
+    }
+
+    /// A write that stores its value under the handle it replaces takes that replace, and only
+    /// that one: another value it replaces or evicts is queued, and a replace outside it is too.
+    #[test]
+    fn a_write_keeping_a_handle_takes_only_the_replace_of_that_handle() {
+        let (r, heal) = (Removals::default(), HealState::default());
+        let ((), got) = r.keeping(2.0, || r.record("k", value(2.0), RemovalCause::Replaced, &heal));
+        assert_eq!(got, 2.0);
+        assert!(r.take().is_empty(), "not queued");
+        let ((), got) = r.keeping(2.0, || {
+            r.record("e", value(6.0), RemovalCause::Evicted, &heal);
+            r.record("j", value(4.0), RemovalCause::Replaced, &heal);
+        });
+        assert_eq!(got, NONE, "not the kept handle");
+        let q = r.take();
+        assert_eq!(q.iter().map(|e| e.1).collect::<Vec<_>>(), [6.0, -4.0], "both queued");
+        let ((), got) = r.keeping(2.0, || r.record("k", value(2.0), RemovalCause::Explicit, &heal));
+        assert_eq!(got, NONE, "a removal of the kept handle is no replace");
+        assert_eq!(r.take().len(), 1);
+        r.record("k", value(2.0), RemovalCause::Replaced, &heal);
+        assert_eq!(r.take().len(), 1, "outside the write: queued");
     }
 
     /// With every removal reported (the wrapper's `dispose`), a replaced set value is queued with

@@ -1,7 +1,7 @@
 // An in-process hit returns the very value stored, as with Map and lru-cache.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache } from './helpers.mjs';
+import { Cache, WASM } from './helpers.mjs';
 
 test('get returns the stored object itself', () => {
   const c = new Cache();
@@ -78,6 +78,64 @@ test('an overwrite frees the slot of the value it replaced at once: rewriting on
   assert.ok(got.loaded === true || ws.includes(got), `the waiter got ${JSON.stringify(got)}`);
   assert.equal(c.get('w'), ws[9], 'the load began before the writes: it does not replace them');
   assert.equal(c.get('k'), values[999]);
+});
+
+// A plain overwrite, when only the mirror holds the key's set value, is stored under that value's
+// handle (the backend's `write_plain_keeping`): the key keeps its slot and mirror entry, updated in
+// place. Not while a load, a write-behind queue, `dispose` or a healing source may name the value.
+test('a plain overwrite keeps the key\'s slot when only the mirror holds its value', { skip: WASM && 'the napi addon only' }, async () => {
+  const c = new Cache({ maxEntries: 100, ttl: 60_000 });
+  c.set('k', { i: -1 });
+  const slot = c._map().get('k');
+  const h = c._h[slot];
+  let ver = c.getEntry('k').version;
+  for (let i = 0; i < 100; i++) {
+    const v = { i };
+    const nv = c.set('k', v);
+    assert.equal(nv, ver + 1, 'a new version each write');
+    ver = nv;
+    assert.equal(c._map().get('k'), slot, 'the same slot');
+    assert.equal(c._h[slot], h, 'the same handle');
+    assert.equal(c.get('k'), v);
+    assert.equal(c.getEntry('k').version, nv);
+  }
+  assert.ok(c.getRemainingTTL('k') > 59_000, 'the expiry of the last write');
+  // a write with options, or a replace the core reports (dispose hears of it), takes a new slot
+  c.set('k', { ttl: 1 }, { ttl: 30_000 });
+  assert.notEqual(c._h[c._map().get('k')], h, 'a write with options: a new handle');
+  const told = [];
+  const d = new Cache({ maxEntries: 100, dispose: (v, k, why) => told.push([v, k, why]) });
+  const first = { first: true };
+  d.set('k', first);
+  d.set('k', { second: true });
+  assert.deepEqual(told, [[first, 'k', 'set']], 'dispose hears of the replaced value');
+  // a load under way anywhere: the overwrite takes a new slot (a waiter may settle on the old one)
+  const e = new Cache({ maxEntries: 100 });
+  e.set('k', 'a');
+  const before = e._map().get('k');
+  let finish;
+  const called = new Promise((called) => {
+    finish = (v) => called(v);
+  });
+  const p = e.getOrLoad('other', () => called);
+  e.set('k', 'b');
+  assert.notEqual(e._map().get('k'), before, 'a new slot while a load is under way');
+  finish('loaded');
+  assert.equal(await p, 'loaded');
+  assert.equal(e.get('k'), 'b');
+  const after = e._map().get('k');
+  e.set('k', 'c');
+  assert.equal(e._map().get('k'), after, 'in place again once the load is done');
+  assert.equal(e.get('k'), 'c');
+  // a healing source, even once removed: a check may name the value by its handle
+  const f = new Cache({ maxEntries: 100 });
+  f.registerSource('p:', () => undefined);
+  f.unregisterSource('p:');
+  f.set('p:k', 1);
+  const s0 = f._map().get('p:k');
+  f.set('p:k', 2);
+  assert.notEqual(f._map().get('p:k'), s0);
+  assert.equal(f.get('p:k'), 2);
 });
 
 test('a getOrLoad answered from a set value gets that key\'s value while the key is rewritten', async () => {

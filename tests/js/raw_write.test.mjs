@@ -12,17 +12,17 @@ test('setPlain converts its arguments as a generated function does', { skip }, (
   const B = createRequire(import.meta.url)('../../dist/healcache.node');
   const c = new Cache({ maxKeyLen: 8 });
   const h = c._c;
-  const v = B.setPlain(h, 'k', 2, 0);
+  const v = B.setPlain(h, 'k', 2, 0, false);
   assert.ok(v > 0);
   assert.equal(B.version(h, 'k'), v);
   // each argument of the wrong type, and too few arguments: an error, nothing written
-  const bad = [[{}, 'x', 4, 0], [h, 7, 4, 0], [h, 'x', '4', 0], [h, 'x', 4, null], [h, 'x', 4], []];
+  const bad = [[{}, 'x', 4, 0, false], [h, 7, 4, 0, false], [h, 'x', '4', 0, false], [h, 'x', 4, null, false], [h, 'x', 4, 0, 1], [h, 'x', 4, 0], []];
   for (const [n, args] of bad.entries()) {
     const e = thrown(() => B.setPlain(...args));
     assert.ok(e instanceof Error, `case ${n}`);
     assert.equal(B.version(h, 'x'), 0);
   }
   // a core error keeps its code
-  assert.equal(thrown(() => B.setPlain(h, '123456789', 4, 0)).code, 'KeyTooLong');
+  assert.equal(thrown(() => B.setPlain(h, '123456789', 4, 0, false)).code, 'KeyTooLong');
   assert.equal(B.version(h, 'k'), v);
 });
