@@ -18,9 +18,9 @@
 // - The mirror (key -> slot) holds what the core holds: every write enters it with the
 //   version and the expiry the core decided (as time left, added to a time no later than the
 //   core's: the ticking clock's, else a JS clock read taken before the call), so the first read
-//   after a write is a mirror hit. Past that expiry, a read asks the core when it may be early. A read the mirror
-//   cannot answer is a read of the core (`state`), which the core counts, and its answer
-//   (handle, version, expiry) enters the mirror.
+//   after a write is a mirror hit; past that expiry, a read asks the core when the expiry may
+//   be early. A read the mirror cannot answer is a read of the core (`state`), which the core
+//   counts, and its answer (handle, version, expiry) enters the mirror.
 // - The mirror stays exact: writes and deletes update it with the core's answer; entries the
 //   core evicts or expires come back through its removal queue (a call that may evict raises a
 //   flag, then the queue is drained), and are dropped if the mirror still holds that handle.
