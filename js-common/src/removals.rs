@@ -100,12 +100,7 @@ impl Removals {
     /// The write's own key is the only one it replaces (other removals are evictions, or made
     /// on other threads), so the value answered is this write's.
     pub fn capturing<T>(&self, write: impl FnOnce() -> T) -> (T, f64) {
-        CAPTURE.with(|c| c.set(Capture::Armed));
-        let disarm = Disarm;
-        let r = write();
-        let got = CAPTURE.with(|c| c.get());
-        drop(disarm);
-        (r, if let Capture::Got(h) = got { h } else { NONE })
+        Self::armed(Capture::Armed, write)
     }
 
     /// [`Removals::capturing`] for a write that stores its value under handle `id`, that of the
@@ -113,7 +108,14 @@ impl Removals {
     /// the new value then has), even if the healer began to watch the handle meanwhile. Answers
     /// `id` if the write replaced it, else [`NONE`].
     pub fn keeping<T>(&self, id: f64, write: impl FnOnce() -> T) -> (T, f64) {
-        CAPTURE.with(|c| c.set(Capture::Keep(id)));
+        Self::armed(Capture::Keep(id), write)
+    }
+
+    /// Runs `write` with the capture in `mode`, disarmed after it (also by a panic); the handle
+    /// it took, or [`NONE`].
+    #[inline]
+    fn armed<T>(mode: Capture, write: impl FnOnce() -> T) -> (T, f64) {
+        CAPTURE.with(|c| c.set(mode));
         let disarm = Disarm;
         let r = write();
         let got = CAPTURE.with(|c| c.get());
