@@ -12,10 +12,11 @@
 //!   the working set adds enough misses to exceed the origin's capacity: that is the trigger's
 //!   lever (a cold cache sends at most one query per request, so a load that stays below the
 //!   origin's capacity when nothing is cached cannot be tipped over by a flush);
-//! - the trigger at 10 s: redis-server killed and started again 0.5 s later without persistence
-//!   (a failover that lost the data). L2 is empty; each instance's breaker opens and closes
-//!   again, and its bus subscribes again: both distrust every L1 entry. The trigger ends once
-//!   every instance has done so.
+//! - the trigger at 10 s: redis-server restarted without persistence (a failover that lost the
+//!   data). L2 is empty; each instance's bus subscribes again, which distrusts every L1 entry
+//!   (so does its breaker closing again, where it opened: only an instance that sent 3 reads to
+//!   Redis in the restart's few milliseconds has it open). The trigger ends once every instance
+//!   has distrusted its L1.
 //!
 //! Rows: no protection; + the fleet lock (`all`); + a 503 gate at the origin (estimated wait
 //! above 50 ms or more than 16 queued); + fail-safe (a stale value is an answer) and a retry
@@ -56,9 +57,6 @@ const BUDGET_MAX: f64 = 20.0;
 /// Backoff before retry n (from 1): uniform in [0, min(BACKOFF_MAX, BACKOFF_BASE * 2^n)).
 const BACKOFF_BASE: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(200);
-/// How long redis-server stays down at the trigger. A restart alone is over in a few ms: too
-/// soon for every instance to see the 3 failures in a row that open its breaker.
-const DOWNTIME: Duration = Duration::from_millis(500);
 /// How long the trigger's distrust may take at most before the row goes on anyway.
 const TRIGGER_BOUND: Duration = Duration::from_secs(5);
 
@@ -389,8 +387,6 @@ pub async fn run_row(p: Protection, a: &Args) -> RowResult {
     let gaps: Vec<u64> = fleet.iter().map(|c| c.stats().l2_bus_gaps).collect();
     let opens: Vec<u64> = fleet.iter().map(|c| c.stats().l2_breaker_opens).collect();
     redis = tokio::task::spawn_blocking(move || {
-        redis.kill();
-        std::thread::sleep(DOWNTIME);
         redis.restart().expect("redis-server restarted");
         redis
     })

@@ -47,8 +47,9 @@ fn a_short_run_has_every_column_and_row_and_the_gate_and_fail_safe_act() {
         assert_eq!(of_row.len(), r.samples.len());
         let ts: Vec<f64> = of_row.iter().map(|f| f[1].parse().unwrap()).collect();
         assert!(ts.windows(2).all(|w| w[0] < w[1]), "{name}: time goes forward");
+        // by its bus subscribing again; not by its breaker, which a restart of a few milliseconds
+        // opens only in the instances that sent 3 reads to Redis meanwhile (none to 3 of the 4 here)
         assert!(r.distrusted, "{name}: every instance distrusted its L1 after the restart");
-        assert!(r.breaker_opens > 0, "{name}: the restart opened breakers");
         assert!(r.baseline > 0.0 && r.asked > 0, "{name}: requests were served before the trigger");
     }
     let (bare, full) = (&results[0], &results[1]);
