@@ -321,7 +321,7 @@ function makeMirror(B, P, row) {
     }
 
     // Whether nothing in the wrapper holds the handle of a key's set value but the mirror, so a
-    // plain overwrite may store its value under that handle (the backend's `write_plain`): no
+    // plain overwrite may store its value under that handle (`write_plain_keeping`): no
     // load or waiter under way, no write-behind queue, no decided value kept for a key, and no
     // healing source (a check names the value it compares by its handle).
     _keepable() {

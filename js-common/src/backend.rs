@@ -292,7 +292,7 @@ impl Backend {
     }
 
     /// Runs `write` of handle `id` and puts what it decided into `out`; returns the version.
-    /// `keep`: `id` is that of the set value it replaces (see [`Backend::write_plain`]).
+    /// `keep`: `id` is that of the set value it replaces (see [`Backend::write_plain_keeping`]).
     #[inline]
     fn written(&self, id: f64, keep: bool, write: impl FnOnce() -> Result<Written>, out: &mut [f64]) -> Result<f64> {
         let removed = &self.core().removed;
