@@ -607,11 +607,29 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         self.inner.store.check_key(key)?;
         let (meta, expires_in) = self.meta(ttl, load_nanos);
-        self.write_meta(key, value, meta, expires_in, if_version, false)
+        self.write_meta(key, value, meta, expires_in, if_version, false, None)
+    }
+
+    /// [`Cache::write_entry`] with the default options, whose value, when it overwrites a fresh
+    /// entry, may be one `adopt` makes from the value it replaces, under the same lock as the
+    /// write (so no other write comes between the look and the write). For a host that keeps
+    /// its values apart and names them by handle: the JS wrapper stores an overwrite under the
+    /// handle of the value it replaces, and so keeps that value's slot. `adopt` answers a value
+    /// that weighs as `value` does, or `None` to store `value`. With a shared tier it is not
+    /// asked (the write is [`Cache::write_entry`]'s).
+    pub fn write_adopting(&self, key: &str, value: V, adopt: &mut dyn FnMut(&V) -> Option<V>) -> Result<Written> {
+        if self.inner.tier().is_some() {
+            return self.write_entry(key, value, WriteOptions::default());
+        }
+        self.inner.store.check_key(key)?;
+        let (meta, expires_in) = self.meta(Ttl::Default, 0);
+        let adopt = &mut |old: &Option<V>| old.as_ref().and_then(&mut *adopt).map(Some);
+        self.write_meta(key, Some(value), meta, expires_in, None, false, Some(adopt))
     }
 
     /// [`Cache::write_raw`] of an expiry already decided (`meta`, `expires_in` from now); with
     /// `keep_tags` the key keeps the tags it had (a repair), else it loses them.
+    #[allow(clippy::too_many_arguments)]
     fn write_meta(
         &self,
         key: &str,
@@ -620,10 +638,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         expires_in: Option<Duration>,
         if_version: Option<Expect>,
         keep_tags: bool,
+        adopt: Option<crate::store::Adopt<'_, Option<V>>>,
     ) -> Result<Written> {
         let negative = value.is_none();
         let mut removed = Vec::new();
-        let r = self.inner.store.put(key, value, meta, if_version, &mut removed);
+        let r = self.inner.store.put(key, value, meta, if_version, adopt, &mut removed);
         if negative && r.is_ok() {
             self.inner.counters.negative_entries.fetch_add(1, Relaxed);
         }
@@ -741,7 +760,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
         };
         // and keeps the key's tags: a repair corrects the value, not what it belongs to
-        self.write_meta(key, Some(value), meta, left, Some(Expect::Live(expected)), true)
+        self.write_meta(key, Some(value), meta, left, Some(Expect::Live(expected)), true, None)
     }
 
     /// [`Cache::remove_if_version`] whose L2 tombstone lands only as `l2` allows (see

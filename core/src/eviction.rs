@@ -187,6 +187,10 @@ impl Stamp {
 /// cache bounded by entries reaches its whole ghost before the cache first evicts.
 struct Ghost {
     buckets: Box<[[u32; 4]]>,
+    /// Whether any tag may be held: until the shard first drops a cold entry, a lookup answers
+    /// without touching the buckets (a random read of up to a megabyte per shard, a cache miss
+    /// on every insert of a cache still filling).
+    used: bool,
     /// The bucket count the ghost grows to.
     full: usize,
     /// The shard position count at which it next grows (`usize::MAX` once at `full`).
@@ -200,7 +204,7 @@ impl Ghost {
     /// A ghost for a shard of `cap` entries, first sized for `reserve` of them.
     fn new(cap: u64, reserve: usize) -> Self {
         let full = ((cap / PER_BUCKET as u64) as usize).clamp(1, 1 << 16);
-        let mut g = Ghost { buckets: Box::default(), full, grow_at: 0 };
+        let mut g = Ghost { buckets: Box::default(), used: false, full, grow_at: 0 };
         g.size(reserve / PER_BUCKET);
         g
     }
@@ -210,6 +214,7 @@ impl Ghost {
     fn size(&mut self, want: usize) {
         let n = if want.saturating_mul(2) >= self.full { self.full } else { want.max(1) };
         self.buckets = vec![[0; 4]; n].into_boxed_slice();
+        self.used = false;
         self.grow_at = if n == self.full { usize::MAX } else { n * PER_BUCKET };
     }
 
@@ -232,12 +237,16 @@ impl Ghost {
     }
 
     fn insert(&mut self, hash: u64) {
+        self.used = true;
         let (b, tag) = self.place(hash);
         *b = [tag, b[0], b[1], b[2]];
     }
 
     /// Whether `hash` is in the ghost; takes it out if so.
     fn take(&mut self, hash: u64) -> bool {
+        if !self.used {
+            return false;
+        }
         let (b, tag) = self.place(hash);
         b.iter_mut().find(|t| **t == tag).map(|t| *t = 0).is_some()
     }

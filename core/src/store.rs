@@ -130,6 +130,9 @@ pub(crate) enum Lookup<V> {
 /// Values taken out of a shard under its lock, dropped (or handed to the listener) after it.
 pub(crate) type Removed<V> = Vec<(CompactString, V, RemovalCause)>;
 
+/// What a write may store in place of its value when it replaces a live entry: see [`Store::put`].
+pub(crate) type Adopt<'a, V> = &'a mut dyn FnMut(&V) -> Option<V>;
+
 pub(crate) struct Store<V> {
     pub shards: Box<[Shard<V>]>,
     mask: usize,
@@ -518,7 +521,7 @@ impl<V: Clone> Store<V> {
         expected: Option<Expect>,
         removed: &mut Removed<V>,
     ) -> Result<u64> {
-        let (version, replaced) = self.put(key, value, meta, expected, removed)?;
+        let (version, replaced) = self.put(key, value, meta, expected, None, removed)?;
         if let Some((old, cause)) = replaced {
             // first, as the store reported it before the entries its write evicted
             removed.insert(0, (CompactString::from(key), old, cause));
@@ -532,12 +535,17 @@ impl<V: Clone> Store<V> {
     /// list's work after the write made each take about 300 ns more (792-828 ns against 496-508),
     /// far beyond its own instructions: it seems to keep the next write's cache misses from
     /// overlapping this one's.
+    ///
+    /// `adopt`, when the write replaces a live entry, may answer the value to store in place of
+    /// `value`, made from the one it replaces under the same lock (so no write comes between the
+    /// look and the write); it answers a value of `value`'s weight, or `None` to store `value`.
     pub fn put(
         &self,
         key: &str,
         value: V,
         meta: Meta,
         expected: Option<Expect>,
+        adopt: Option<Adopt<'_, V>>,
         removed: &mut Removed<V>,
     ) -> Result<(u64, Option<(V, RemovalCause)>)> {
         self.check_key(key)?;
@@ -562,6 +570,15 @@ impl<V: Clone> Store<V> {
                 }
                 _ => {}
             }
+            let value = match adopt {
+                Some(adopt) if slot.live(now) => adopt(&slot.value).unwrap_or(value),
+                _ => value,
+            };
+            debug_assert_eq!(
+                self.weigh(&value).saturating_add(key.len() as u64),
+                weight,
+                "an adopted value weighs as the one given"
+            );
             let version = self.new_version();
             let old = g.replace(i as usize, value, Written { weight, meta, now, version }, &shard.stats, removed);
             (version, Some(old))

@@ -133,3 +133,45 @@ fn a_write_says_whether_it_replaced_a_live_entry() {
     c.remove("a");
     assert!(!c.write_entry("a", 5, opts()).unwrap().replaced, "after a remove");
 }
+
+/// A write that may adopt a value made from the one it replaces (the JS wrapper keeps the
+/// handle of a value it overwrites) asks only about a fresh entry, under the write itself: what
+/// it answers is stored, `None` stores the value given, and the replaced value is reported.
+#[test]
+fn a_write_adopting_asks_only_about_the_fresh_value_it_replaces() {
+    use std::sync::{Arc, Mutex};
+    let clock = ManualClock::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&heard);
+    let c: Cache<u64> = Cache::builder()
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(10))
+        .on_removal(move |k, v, cause| h.lock().unwrap().push((k.to_owned(), v, cause)))
+        .build()
+        .unwrap();
+    let asked = std::cell::RefCell::new(Vec::new());
+    let mut adopt = |old: &u64| {
+        asked.borrow_mut().push(*old);
+        (*old < 10).then_some(old + 100)
+    };
+    let w = c.write_adopting("a", 1, &mut adopt).unwrap();
+    assert!(!w.replaced);
+    assert_eq!(c.get("a"), Some(1), "a new key: the value given");
+    let w = c.write_adopting("a", 2, &mut adopt).unwrap();
+    assert!(w.replaced);
+    assert_eq!((c.get("a"), w.version), (Some(101), c.version("a")), "the adopted value, at the new version");
+    assert_eq!(w.expires_in, Some(Duration::from_secs(10)), "the default TTL");
+    c.write_adopting("a", 3, &mut adopt).unwrap();
+    assert_eq!(c.get("a"), Some(3), "adopt answered None: the value given");
+    // an expired entry is not asked about
+    clock.advance(Duration::from_secs(11));
+    c.write_adopting("a", 4, &mut adopt).unwrap();
+    assert_eq!(c.get("a"), Some(4));
+    assert_eq!(*asked.borrow(), [1, 101], "asked about the two fresh values it replaced, not about the expired one");
+    // a refused key (over the default 4,096 bytes) changes nothing and asks nothing
+    assert_eq!(c.write_adopting(&"k".repeat(4097), 5, &mut adopt).unwrap_err().code(), "KeyTooLong");
+    assert_eq!(asked.borrow().len(), 2);
+    let heard = heard.lock().unwrap();
+    let replaced: Vec<u64> = heard.iter().filter(|e| e.2 == healcache::RemovalCause::Replaced).map(|e| e.1).collect();
+    assert_eq!(replaced, [1, 101], "each replaced fresh value reported once");
+}

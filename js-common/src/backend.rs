@@ -208,7 +208,7 @@ impl Backend {
         out: &mut [f64],
     ) -> Result<f64> {
         let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
-        self.written(h.id, false, || self.core().cache.write_entry(key, h, opts), out)
+        self.written(h.id, || self.core().cache.write_entry(key, h, opts), out)
     }
 
     /// The value read from L2 under handle `id`, while the core holds it (`None` once dropped).
@@ -239,7 +239,7 @@ impl Backend {
         let h = Handle { id: handle, weight: weight as u64, payload: payload.map(Arc::new) };
         let opts = WriteOptions { ttl: ttl_arg(ttl)?, if_version: if_version.map(|v| v as u64) };
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        self.written(h.id, false, || self.core().cache.write_tagged(key, h, opts, &tags), out)
+        self.written(h.id, || self.core().cache.write_tagged(key, h, opts, &tags), out)
     }
 
     /// Core `WriteBehind::new` for this cache: its drainer on the cache's spawner.
@@ -262,45 +262,56 @@ impl Backend {
     /// `write` with the cache's TTL and no condition, the common case, in fewer arguments.
     pub fn write_plain(&self, key: &str, handle: f64, weight: f64, out: &mut [f64]) -> Result<f64> {
         let h = Handle { id: handle, weight: weight as u64, payload: None };
-        self.written(handle, false, || self.core().cache.write_entry(key, h, WriteOptions::default()), out)
+        self.written(handle, || self.core().cache.write_entry(key, h, WriteOptions::default()), out)
     }
 
     /// [`Backend::write_plain`] that, with `keep` (the wrapper says only its mirror holds the
-    /// key's set value), stores an overwrite of a set value under that value's handle: the
+    /// key's set value), stores an overwrite of a fresh set value under that value's handle: the
     /// wrapper then keeps the key's slot and mirror entry and updates them in place, rather than
-    /// taking a new slot and a `Map.set` (a third of an overwrite's time in JS). It is a
-    /// compare-and-set on the version read first, so a write made meanwhile makes it a plain
-    /// write under `handle`. Not while every removal is reported (`dispose` hears of each value
+    /// taking a new slot and a `Map.set` (a third of an overwrite's time in JS). The core decides
+    /// it under the write's own lock ([`healcache::Cache::write_adopting`]): one lookup of the key, as a
+    /// plain write makes. Not while every removal is reported (`dispose` hears of each value
     /// replaced) or the healer watches handles. `out[HANDLE]` names the handle the core holds.
     /// (The WebAssembly module leaves it out: its size budget has no room for it.)
     pub fn write_plain_keeping(&self, key: &str, handle: f64, weight: f64, keep: bool, out: &mut [f64]) -> Result<f64> {
         let core = self.core();
-        if keep && !core.removed.reports_all() && !core.heal.watching() {
-            if let Some(e) = core.cache.peek_entry(key) {
-                let id = e.value.id;
-                if e.value.from_set() && id < L2_FIRST_ID as f64 {
-                    let h = Handle { id, weight: weight as u64, payload: None };
-                    let opts = WriteOptions { if_version: Some(e.version), ..WriteOptions::default() };
-                    match self.written(id, true, || core.cache.write_entry(key, h, opts), out) {
-                        Err(Error::VersionMismatch { .. }) => {}
-                        r => return r,
-                    }
-                }
-            }
+        if !keep || core.removed.reports_all() || core.heal.watching() {
+            return self.write_plain(key, handle, weight, out);
         }
-        self.write_plain(key, handle, weight, out)
+        let removed = &core.removed;
+        let mut kept = NONE;
+        let mut adopt = |old: &Handle| {
+            (old.from_set() && old.id < L2_FIRST_ID as f64).then(|| {
+                kept = old.id;
+                removed.keep(old.id);
+                Handle { id: old.id, weight: weight as u64, payload: None }
+            })
+        };
+        let h = Handle { id: handle, weight: weight as u64, payload: None };
+        let (w, dropped) = removed.capturing(|| core.cache.write_adopting(key, h, &mut adopt));
+        if kept == NONE {
+            return self.answer(handle, false, w, dropped, out);
+        }
+        self.answer(kept, true, w, dropped, out)
     }
 
     /// Runs `write` of handle `id` and puts what it decided into `out`; returns the version.
-    /// `keep`: `id` is that of the set value it replaces (see [`Backend::write_plain_keeping`]).
     #[inline]
-    fn written(&self, id: f64, keep: bool, write: impl FnOnce() -> Result<Written>, out: &mut [f64]) -> Result<f64> {
-        let removed = &self.core().removed;
-        let (w, dropped) = if keep { removed.keeping(id, write) } else { removed.capturing(write) };
+    fn written(&self, id: f64, write: impl FnOnce() -> Result<Written>, out: &mut [f64]) -> Result<f64> {
+        let (w, dropped) = self.core().removed.capturing(write);
+        self.answer(id, false, w, dropped, out)
+    }
+
+    /// Puts what write `w` of handle `id` decided into `out`, with `dropped` the set value it
+    /// replaced (see [`crate::removals::Removals::capturing`]); returns the version. `kept`: `id` is that of the
+    /// set value it replaced (see [`Backend::write_plain_keeping`]).
+    #[inline]
+    fn answer(&self, id: f64, kept: bool, w: Result<Written>, dropped: f64, out: &mut [f64]) -> Result<f64> {
         let w = w?;
         // a kept handle's replace is the write itself: nothing for the wrapper to free
-        debug_assert!(!keep || dropped == id, "a compare-and-set write replaced the value it read");
-        let dropped = if keep { NONE } else { dropped };
+        debug_assert!(!kept || dropped == id, "a kept write replaced another value");
+        let dropped = if kept { NONE } else { dropped };
+        let removed = &self.core().removed;
         out[Out::HANDLE] = id;
         let version = w.version as f64;
         out[Out::VERSION] = version;

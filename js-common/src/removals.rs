@@ -103,12 +103,16 @@ impl Removals {
         Self::armed(Capture::Armed, write)
     }
 
-    /// [`Removals::capturing`] for a write that stores its value under handle `id`, that of the
-    /// set value it replaces: that replace is never queued (a later drain would free the slot
-    /// the new value then has), even if the healer began to watch the handle meanwhile. Answers
-    /// `id` if the write replaced it, else [`NONE`].
-    pub fn keeping<T>(&self, id: f64, write: impl FnOnce() -> T) -> (T, f64) {
-        Self::armed(Capture::Keep(id), write)
+    /// Within [`Removals::capturing`], before the write replaces anything: the write stores its
+    /// value under handle `id`, that of the set value it replaces. That replace is never queued
+    /// (a later drain would free the slot the new value then has), even if the healer began to
+    /// watch the handle meanwhile; `capturing` answers `id` once the write replaced it.
+    pub fn keep(&self, id: f64) {
+        CAPTURE.with(|c| {
+            if matches!(c.get(), Capture::Armed) {
+                c.set(Capture::Keep(id));
+            }
+        });
     }
 
     /// Runs `write` with the capture in `mode`, disarmed after it (also by a panic); the handle
@@ -216,21 +220,31 @@ mod tests {
     #[test]
     fn a_write_keeping_a_handle_takes_only_the_replace_of_that_handle() {
         let (r, heal) = (Removals::default(), HealState::default());
-        let ((), got) = r.keeping(2.0, || r.record("k", value(2.0), RemovalCause::Replaced, &heal));
+        let ((), got) = r.capturing(|| {
+            r.keep(2.0);
+            r.record("k", value(2.0), RemovalCause::Replaced, &heal);
+        });
         assert_eq!(got, 2.0);
         assert!(r.take().is_empty(), "not queued");
-        let ((), got) = r.keeping(2.0, || {
+        let ((), got) = r.capturing(|| {
+            r.keep(2.0);
             r.record("e", value(6.0), RemovalCause::Evicted, &heal);
             r.record("j", value(4.0), RemovalCause::Replaced, &heal);
         });
         assert_eq!(got, NONE, "not the kept handle");
         let q = r.take();
         assert_eq!(q.iter().map(|e| e.1).collect::<Vec<_>>(), [6.0, -4.0], "both queued");
-        let ((), got) = r.keeping(2.0, || r.record("k", value(2.0), RemovalCause::Explicit, &heal));
+        let ((), got) = r.capturing(|| {
+            r.keep(2.0);
+            r.record("k", value(2.0), RemovalCause::Explicit, &heal);
+        });
         assert_eq!(got, NONE, "a removal of the kept handle is no replace");
         assert_eq!(r.take().len(), 1);
         r.record("k", value(2.0), RemovalCause::Replaced, &heal);
         assert_eq!(r.take().len(), 1, "outside the write: queued");
+        r.keep(2.0);
+        r.record("k", value(2.0), RemovalCause::Replaced, &heal);
+        assert_eq!(r.take().len(), 1, "a keep outside a write keeps nothing");
     }
 
     /// With every removal reported (the wrapper's `dispose`), a replaced set value is queued with
