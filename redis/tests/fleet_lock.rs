@@ -110,6 +110,50 @@ fn four_instances_missing_one_key_rebuild_it_once_with_the_lock_and_four_times_w
     }
 }
 
+/// With `all`, a holder whose loader fails releases the lock at once (its lease is not waited
+/// out): the next waiter to poll takes it and loads in its turn, so a failing origin sees the
+/// waiters' loads one at a time, never together, and each caller gets its own loader's error.
+#[test]
+fn a_failing_holder_releases_the_lock_and_the_waiters_load_one_at_a_time() {
+    let r = server();
+    let lease = Duration::from_millis(3000);
+    let caches: Vec<_> = (0..4).map(|_| cache(&r.url(), FleetLock::All, 3000, 30000)).collect();
+    let (calls, running, most) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let started = Instant::now();
+    let threads: Vec<_> = caches
+        .iter()
+        .map(|c| {
+            let (c, calls, running, most) = (c.clone(), calls.clone(), running.clone(), most.clone());
+            std::thread::spawn(move || {
+                block(c.fetch("down", FetchOptions::default(), move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    IoTimer.sleep(Duration::from_millis(100)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Err::<Loaded<Value>, _>(std::io::Error::other("origin down"))
+                }))
+            })
+        })
+        .collect();
+    let got: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let elapsed = started.elapsed();
+    for f in &got {
+        let e = f.as_ref().expect_err("nothing to serve: every caller fails");
+        assert_eq!(e.code(), "LoaderError");
+        assert!(e.to_string().contains("origin down"), "{e}");
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "the origin saw one load at a time");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "each waiter loaded in its turn");
+    // four loads of 100 ms and the waiters' polls (50 ms): nowhere near one lease
+    assert!(elapsed < lease, "took {elapsed:?}: a waiter waited out a lease");
+    let lock_key = healcache::keys::l2_keys("hc1", "down").lock;
+    wait_for("the last holder released the lock", || !raw(&r.url()).exists::<_, bool>(&lock_key).unwrap());
+    let s: Vec<_> = caches.iter().map(|c| c.stats()).collect();
+    assert_eq!(s.iter().map(|s| s.l2_lock_timeouts).sum::<u64>(), 0, "no waiter timed out");
+}
+
 /// Lease 100 ms, renewed for 100 ms at most; A's loader takes 400 ms, B's 10 ms. B takes the lock
 /// once A's lease lapses and writes first; A's late write is refused by its token. B's value is
 /// final in L2 and in both L1s; A's caller gets its own value with `fenced-out`.
