@@ -269,9 +269,9 @@ impl Backend {
     /// key's set value), stores an overwrite of a fresh set value under that value's handle: the
     /// wrapper then keeps the key's slot and mirror entry and updates them in place, rather than
     /// taking a new slot and a `Map.set` (a third of an overwrite's time in JS). The core decides
-    /// it under the write's own lock ([`healcache::Cache::write_adopting`]): one lookup of the key, as a
-    /// plain write makes. Not while every removal is reported (`dispose` hears of each value
-    /// replaced) or the healer watches handles. `out[HANDLE]` names the handle the core holds.
+    /// it under the write's own lock ([`healcache::Cache::write_adopting`]): one lookup of the
+    /// key, as a plain write makes. Not while every removal is reported (`dispose` hears of each
+    /// value replaced) or the healer watches handles. `out[HANDLE]` names the handle the core holds.
     /// (The WebAssembly module leaves it out: its size budget has no room for it.)
     pub fn write_plain_keeping(&self, key: &str, handle: f64, weight: f64, keep: bool, out: &mut [f64]) -> Result<f64> {
         let core = self.core();
@@ -303,8 +303,8 @@ impl Backend {
     }
 
     /// Puts what write `w` of handle `id` decided into `out`, with `dropped` the set value it
-    /// replaced (see [`crate::removals::Removals::capturing`]); returns the version. `kept`: `id` is that of the
-    /// set value it replaced (see [`Backend::write_plain_keeping`]).
+    /// replaced (see [`crate::removals::Removals::capturing`]); returns the version. `kept`:
+    /// `id` is that of the set value it replaced (see [`Backend::write_plain_keeping`]).
     #[inline]
     fn answer(&self, id: f64, kept: bool, w: Result<Written>, dropped: f64, out: &mut [f64]) -> Result<f64> {
         let w = w?;
