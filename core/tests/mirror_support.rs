@@ -1,6 +1,7 @@
 //! What a host that mirrors entries (the JS packages) needs from the core: the expiry a write
 //! decided, reads that count nothing (`peek_entry`), hits recorded without reading values
-//! (`record_hits`), and the live keys.
+//! (`record_hits`), a write that may store a value made from the one it replaces
+//! (`write_adopting`), and the live keys.
 
 use std::time::Duration;
 
