@@ -32,7 +32,7 @@ const jsBlocks = blocks.filter((b) => JS_TAGS.has(b.tag));
 
 // What a block prints, where its output is the point: each entry must match exactly one block.
 const EXPECTED_STDOUT = [
-  { doc: 'README.md', contains: "cache.score('user:')", stdout: /prefix: 'user:'/ },
+  { doc: 'README.md', contains: "cache.score('user:')", stdout: /^1 \{ prefix: 'user:', score: 0.5, sampled: 2, repaired: 1 \}$/m },
   { doc: 'docs/node.md', contains: 'setIfVersion', stdout: /coalesced/ },
   { doc: 'docs/node.md', contains: '.fetch(', stdout: /^healcache_loader_calls_total\{cache="users"\} 3$/m },
   { doc: 'docs/node.md', contains: 'renamed', stdout: /prefix: 'user:'/ },
