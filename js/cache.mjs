@@ -209,7 +209,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     /** Compare-and-set: writes only if `key`'s live version is `expected` (0: absent). */
     setIfVersion(key, value, expected, options) {
       // an `ifVersion` among the options would be overridden by `expected`: refused
-      return this.set(key, value, { ...callOptions(options, 'setIfVersion'), ifVersion: expected });
+      const o = callOptions(options, 'setIfVersion');
+      // checked here: `ifVersion: undefined` is no check, which would make this a plain set
+      checkVersion(expected);
+      return this.set(key, value, { ...o, ifVersion: expected });
     }
 
     /** Removes `key`; returns whether a live entry was removed. With `ifVersion`, only that version. */
@@ -279,6 +282,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * of `fetch`, which this is without the status.
      */
     async getOrLoad(key, loader, options) {
+      // refused before the hit path, so whether the key is cached does not decide
+      if (typeof loader !== 'function') throw argError('loader must be a function');
       if (options == null) {
         if (!this._readRefresh) {
           const i = this._hit(key);
@@ -309,6 +314,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     async _fetch(key, loader, options, method) {
       const args = fetchArgs(options, method);
       const signal = signalArg(options);
+      if (typeof loader !== 'function') throw argError('loader must be a function');
       if (signal !== undefined && signal.aborted) throw signal.reason;
       // a per-call xfetch decides on the read of a fresh value too: only the core can
       if (!this._readRefresh && !(options != null && options.xfetch === true)) {
@@ -500,7 +506,6 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     // One getOrLoad/fetch call through the core: resolves to [value, status].
     async _flight(key, loader, signal, call) {
       checkKey(key);
-      if (typeof loader !== 'function') throw argError('loader must be a function');
       tickets = (tickets + 1) >>> 0;
       const ticket = tickets;
       // the loads this call is nested in: [cache, key] pairs, carried by the host's async context

@@ -87,6 +87,18 @@ function argError(message) {
   return codeError('ERR_INVALID_ARG_TYPE', message);
 }
 
+/**
+ * A value as a message shows it, as JS writes it: a number (`Infinity`, `-0`), a string with its
+ * text, anything else by its type.
+ */
+function shown(v) {
+  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
+  if (typeof v === 'string') return `a string ${JSON.stringify(v)}`;
+  if (typeof v === 'bigint') return `a bigint ${v}n`;
+  if (v === null || v === undefined) return String(v);
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
 /** Renames the field of a core error with `rename` (the core's JS name -> the name the user wrote). */
 function renamed(e, rename) {
   if (e && e.code === 'InvalidConfig' && typeof e.field === 'string') {
@@ -145,7 +157,11 @@ function checkSeed(v) {
     return v;
   }
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
-  throw invalid('seed', `must be a non-negative integer or bigint, got ${String(v)}`);
+  if (typeof v === 'number' && Number.isInteger(v) && v > 0) {
+    // past 2^53 - 1 a number no longer holds every integer: the seed given may not be the one meant
+    throw invalid('seed', `past 2**53-1 must be a bigint (a number above it is not exact), got ${shown(v)}`);
+  }
+  throw invalid('seed', `must be a non-negative integer or bigint, got ${shown(v)}`);
 }
 
 /**
@@ -358,6 +374,12 @@ function healingArgs(S, settings) {
     if (s.flag ? typeof v !== 'boolean' : typeof v !== 'number') {
       throw invalid(`healing.${name}`, `must be a ${s.flag ? 'boolean' : 'number'}, got ${typeof v}`);
     }
+    // a setting under its name and its former name: one would silently win over the other
+    const twice = wrote.get(s.jsName);
+    if (twice !== undefined) {
+      const former = FORMER.has(name) ? name : twice;
+      throw invalid(`healing.${former}`, `is the former name of \`healing.${s.jsName}\`: give one of them, not both`);
+    }
     names.push(s.jsName);
     values.push(Number(v));
     wrote.set(s.jsName, name);
@@ -413,7 +435,7 @@ function weigh(sizeOf, value, key) {
   // a whole number of bytes, as Python's weigher returns an int (past 2^53 - 1 a JS number is
   // no longer exact)
   if (!Number.isSafeInteger(w) || w < 0) {
-    throw invalid(SIZE_OF, `must return a whole number of bytes between 0 and 2**53-1, got ${String(w)}`);
+    throw invalid(SIZE_OF, `must return a whole number of bytes between 0 and 2**53-1, got ${shown(w)}`);
   }
   return w;
 }

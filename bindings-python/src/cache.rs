@@ -17,7 +17,7 @@ use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 use crate::config;
 use crate::convert::{self, arg, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
 use crate::error::{invalid, loader_error, to_pyerr};
-use crate::healing::Healing;
+use crate::healing::{self, Healing};
 use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, on_loop, running_loop, WaitFuture};
 
@@ -239,7 +239,7 @@ impl PyCache {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: Bound<'_, PyAny>,
-        ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
         #[pyo3(from_py_with = arg::if_version)] if_version: Option<u64>,
         #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<u64> {
@@ -267,7 +267,7 @@ impl PyCache {
         &self,
         py: Python<'_>,
         #[pyo3(from_py_with = arg::tag)] tag: String,
-        hard: bool,
+        #[pyo3(from_py_with = arg::hard)] hard: bool,
     ) -> PyResult<usize> {
         let cache = self.inner.clone();
         runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(&tag, hard)))
@@ -373,11 +373,11 @@ impl PyCache {
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
-        ttl: Option<Seconds>,
-        negative_ttl: Option<Seconds>,
-        stale_while_revalidate: Option<bool>,
-        xfetch: Option<bool>,
-        soft_timeout: Option<Seconds>,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::negative_ttl)] negative_ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::stale_while_revalidate)] stale_while_revalidate: Option<bool>,
+        #[pyo3(from_py_with = arg::xfetch)] xfetch: Option<bool>,
+        #[pyo3(from_py_with = arg::soft_timeout)] soft_timeout: Option<Seconds>,
         #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let opts = convert::fetch_options(slf.py(), ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
@@ -407,11 +407,11 @@ impl PyCache {
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
-        ttl: Option<Seconds>,
-        negative_ttl: Option<Seconds>,
-        stale_while_revalidate: Option<bool>,
-        xfetch: Option<bool>,
-        soft_timeout: Option<Seconds>,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::negative_ttl)] negative_ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::stale_while_revalidate)] stale_while_revalidate: Option<bool>,
+        #[pyo3(from_py_with = arg::xfetch)] xfetch: Option<bool>,
+        #[pyo3(from_py_with = arg::soft_timeout)] soft_timeout: Option<Seconds>,
         #[pyo3(from_py_with = arg::tags)] tags: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let opts = convert::fetch_options(slf.py(), ttl, negative_ttl, stale_while_revalidate, xfetch, soft_timeout)?;
@@ -448,11 +448,11 @@ impl PyCache {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         loader: Py<PyAny>,
-        ttl: Option<Seconds>,
-        negative_ttl: Option<Seconds>,
-        stale_while_revalidate: Option<bool>,
-        xfetch: Option<bool>,
-        soft_timeout: Option<Seconds>,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::negative_ttl)] negative_ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::stale_while_revalidate)] stale_while_revalidate: Option<bool>,
+        #[pyo3(from_py_with = arg::xfetch)] xfetch: Option<bool>,
+        #[pyo3(from_py_with = arg::soft_timeout)] soft_timeout: Option<Seconds>,
         tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         if tags.is_some() {
@@ -499,7 +499,7 @@ impl PyCache {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         // a bad ttl fails at decoration time; the calls get it as given
-        convert::write_ttl(py, ttl.as_ref().map(|t| t.extract()).transpose()?)?;
+        convert::write_ttl(py, ttl.as_ref().map(arg::ttl).transpose()?.flatten())?;
         py.import("healcache._decorator")?.getattr("cached")?.call1((slf, func, key, ttl))
     }
 
@@ -515,8 +515,8 @@ impl PyCache {
         key: &Bound<'py, PyAny>,
         value: Bound<'py, PyAny>,
         writer: Py<PyAny>,
-        ttl: Option<Seconds>,
-        invalidate: bool,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::invalidate)] invalidate: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let k = key_str(key)?.to_owned();
@@ -551,7 +551,7 @@ impl PyCache {
         slf: &Bound<'py, Self>,
         #[pyo3(from_py_with = arg::keys)] keys: Vec<String>,
         loader: Py<PyAny>,
-        ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         check_callable(loader.bind(py))?;
@@ -580,8 +580,8 @@ impl PyCache {
         keys: &Bound<'py, PyAny>,
         loader: Py<PyAny>,
         #[pyo3(from_py_with = arg::concurrency)] concurrency: usize,
-        #[pyo3(from_py_with = arg::warm_batch)] batch: Option<usize>,
-        min_share: f64,
+        #[pyo3(from_py_with = arg::batch)] batch: Option<usize>,
+        #[pyo3(from_py_with = arg::min_share)] min_share: f64,
         #[pyo3(from_py_with = arg::max_keys)] max_keys: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let pattern = keys.cast::<PyString>().ok().map(|p| p.to_string());
@@ -618,8 +618,9 @@ impl PyCache {
     /// Registers (or replaces) the source of truth of keys starting with `prefix` (the longest
     /// registered prefix of a key wins): a sync callable `source(key)`, an async one, or a URL
     /// template (`str`) fetched over HTTP whose body is `decode`d (`"bytes"`, `"text"`, `"json"`);
-    /// `allow_private` (True, or a list of hosts) lets a template reach non-public addresses.
-    #[pyo3(signature = (prefix, source, /, *, decode=None, allow_private=None))]
+    /// `allow_private` (True, or a list of hosts) lets a template reach non-public addresses;
+    /// `max_body_bytes` bounds its bodies (default 1 MiB).
+    #[pyo3(signature = (prefix, source, /, *, decode=None, allow_private=None, max_body_bytes=None))]
     fn register_source(
         &self,
         py: Python<'_>,
@@ -627,8 +628,10 @@ impl PyCache {
         source: &Bound<'_, PyAny>,
         #[pyo3(from_py_with = arg::decode)] decode: Option<String>,
         allow_private: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = arg::max_body_bytes)] max_body_bytes: Option<usize>,
     ) -> PyResult<()> {
-        self.healing.register_source(py, &prefix, source, decode.as_deref(), allow_private, &self.weigh)
+        let url = healing::UrlOptions { decode: decode.as_deref(), allow_private, max_body_bytes };
+        self.healing.register_source(py, &prefix, source, url, &self.weigh)
     }
 
     /// Removes a prefix's source and its score; returns whether it was registered.
@@ -764,7 +767,7 @@ impl PyCache {
     /// most (`None`: the core's default), then closes its connections. Returns the writes still
     /// under way at the deadline. The cache stays usable (from L1 alone when it had a shared tier).
     #[pyo3(signature = (timeout=None))]
-    fn close(&self, py: Python<'_>, timeout: Option<Seconds>) -> PyResult<usize> {
+    fn close(&self, py: Python<'_>, #[pyo3(from_py_with = arg::timeout)] timeout: Option<Seconds>) -> PyResult<usize> {
         let d = healcache::close_timeout_ms(timeout.map(|s| s.ms()), healcache::DEFAULT_CLOSE_TIMEOUT)
             .map_err(|e| to_pyerr(py, e))?;
         self.healing.close(py)?;

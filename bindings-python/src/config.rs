@@ -9,11 +9,11 @@ use healcache::settings::{setting, Scope, Setting, SETTINGS};
 use healcache::{Cache, Clock, Config, HealingConfig, ManualClock};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 
 use std::sync::Arc;
 
-use crate::convert::{setting_to_py, Given, Seconds, Value, Weigh};
+use crate::convert::{arg, setting_to_py, Given, Seconds, Value, Weigh};
 use crate::error::{config_error, invalid, to_pyerr, Spelling};
 use crate::runtime::{detach, DriverSpawner, TokioTimer};
 use crate::shared::PyCodec;
@@ -48,7 +48,8 @@ fn apply(
             Spelling::Keyword(prefix) => format!("{prefix}{name}"),
             _ => name.to_string(),
         };
-        set(setting.name, value.to_core(setting, &keyword)?).map_err(|e| config_error(py, e, spelling))?;
+        set(setting.name, value.to_core(py, setting, &keyword, spelling)?)
+            .map_err(|e| config_error(py, e, spelling))?;
     }
     Ok(())
 }
@@ -67,8 +68,9 @@ pub(crate) fn build(
     let mut config = Config::default();
     apply(py, given, Spelling::ByName, |name, v| config.set(name, v))?;
     if let Some(s) = seed {
-        config.seed =
-            Some(s.extract::<u64>().map_err(|_| invalid(py, "seed", "must be an int between 0 and 2**64-1"))?);
+        // a bool is an int to Python, but `seed=True` is a mistake, refused as a bad seed is
+        let whole = if s.is_instance_of::<PyBool>() { None } else { s.extract::<u64>().ok() };
+        config.seed = Some(whole.ok_or_else(|| invalid(py, "seed", "must be an int between 0 and 2**64-1"))?);
     }
     let weigh = match weigher {
         Some(f) if !f.is_callable() => return Err(invalid(py, "weigher", "must be callable")),
@@ -119,7 +121,7 @@ impl PyManualClock {
 
     /// Moves the clock forward by `seconds` (a number or a `timedelta`, not negative).
     #[pyo3(signature = (seconds, /))]
-    fn advance(&self, py: Python<'_>, seconds: Seconds) -> PyResult<()> {
+    fn advance(&self, py: Python<'_>, #[pyo3(from_py_with = arg::advance)] seconds: Seconds) -> PyResult<()> {
         self.inner.advance_ms("seconds", seconds.0 * 1000.0).map_err(|e| to_pyerr(py, e))
     }
 

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use healcache::settings::{setting, Setting, Unit};
-use healcache::{Error, FetchOptions, Fetched, IntervalReport, Loaded, WarmReport};
+use healcache::{ConfigProblem, Error, FetchOptions, Fetched, IntervalReport, Loaded, WarmReport};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyModule, PySequence, PyString, PyType};
 
-use crate::error::{invalid, to_pyerr, type_name};
+use crate::error::{config_error, invalid, key_not_str, to_pyerr, type_name, Spelling};
 
 extern "C" {
     // Part of the stable ABI since 3.10 and exported by CPython 3.9 as well (pyo3-ffi hides it
@@ -39,7 +39,7 @@ pub(crate) fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
         if key.is_instance_of::<PyString>() {
             return Err(to_pyerr(py, Error::InvalidKey { reason: NOT_UTF8 }));
         }
-        return Err(PyTypeError::new_err(format!("cache keys must be str, not {}", type_name(key))));
+        return Err(key_not_str(py, &type_name(key)));
     }
     // SAFETY: CPython returns valid UTF-8 of `size` bytes.
     Ok(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.cast::<u8>(), size as usize)) })
@@ -104,15 +104,19 @@ impl<T: Whole> Whole for Option<T> {
     const RANGE: &'static str = T::RANGE;
 }
 
-/// A whole-number argument: an int out of the type's range is `InvalidConfig` naming `field`, as
-/// its other out-of-range values are (pyo3's own `OverflowError` names nothing); another type
-/// is a `TypeError` naming it.
+/// A whole-number argument: an int out of the type's range, or a bool, is `InvalidConfig` naming
+/// `field`, as its other out-of-range values are (pyo3's own `OverflowError` names nothing);
+/// another type is a `TypeError` naming it.
 fn whole<'a, 'py, T>(obj: &'a Bound<'py, PyAny>, field: &'static str) -> PyResult<T>
 where
     T: Whole + FromPyObject<'a, 'py>,
     T::Error: Into<PyErr>,
 {
     let py = obj.py();
+    // a bool is an int to Python, but `True` given for a count or a version is a mistake
+    if obj.is_instance_of::<PyBool>() {
+        return Err(invalid(py, field, NOT_A_BOOL_INT));
+    }
     obj.extract::<T>().map_err(|e| {
         let e: PyErr = e.into();
         if e.is_instance_of::<PyOverflowError>(py) {
@@ -139,17 +143,87 @@ pub(crate) mod arg {
     }
 
     whole_args!(
-        if_version: Option<u64>,
         k: usize,
         concurrency: usize,
-        batch: usize,
         max_keys: usize,
         max_queue: usize,
         attempts: u32,
     );
 
-    /// `warm`'s `batch=`: an int, or None for the core's default.
-    pub(crate) fn warm_batch(obj: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    /// `if_version=`: an int, or None; a float is refused as a version out of range is (as JS
+    /// refuses `ifVersion: 1.5`), a str is a `TypeError`.
+    pub(crate) fn if_version(obj: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+        if obj.is_instance_of::<PyFloat>() {
+            return Err(invalid(obj.py(), "if_version", u64::RANGE));
+        }
+        whole(obj, "if_version")
+    }
+
+    /// `max_body_bytes=` of an HTTP source: a whole number of bytes, or None for the default.
+    pub(crate) fn max_body_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        whole(obj, "max_body_bytes")
+    }
+
+    macro_rules! seconds_args {
+        ($($name:ident),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<Option<Seconds>> {
+                if obj.is_none() {
+                    return Ok(None);
+                }
+                seconds(obj, stringify!($name)).map(Some)
+            }
+        )*};
+    }
+
+    // per-call durations: seconds or a timedelta, None for the default
+    seconds_args!(ttl, negative_ttl, soft_timeout, timeout);
+
+    /// `ManualClock.advance`'s `seconds`.
+    pub(crate) fn advance(obj: &Bound<'_, PyAny>) -> PyResult<Seconds> {
+        seconds(obj, "seconds")
+    }
+
+    macro_rules! number_args {
+        ($($name:ident),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+                number(obj, stringify!($name))
+            }
+        )*};
+    }
+
+    // plain numbers (the write-behind durations take seconds as a number only)
+    number_args!(min_share, flush_interval, retry_min, retry_max);
+
+    /// `WriteBehind.close`'s `timeout`, a number of seconds.
+    pub(crate) fn wb_timeout(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+        number(obj, "timeout")
+    }
+
+    macro_rules! flag_args {
+        ($($name:ident),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+                flag(obj, stringify!($name))
+            }
+        )*};
+    }
+
+    flag_args!(hard, invalidate, take);
+
+    macro_rules! optional_flag_args {
+        ($($name:ident),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
+                if obj.is_none() {
+                    return Ok(None);
+                }
+                flag(obj, stringify!($name)).map(Some)
+            }
+        )*};
+    }
+
+    optional_flag_args!(stale_while_revalidate, xfetch);
+
+    /// `warm`'s and `WriteBehind`'s `batch=`: an int, or None for the core's default.
+    pub(crate) fn batch(obj: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
         whole(obj, "batch")
     }
 
@@ -207,6 +281,40 @@ fn text(obj: &Bound<'_, PyAny>, field: &str, refused: impl Fn(Python<'_>) -> PyE
         Ok(t) => Ok(t.into_owned()),
         Err(_) => Err(refused(obj.py())),
     }
+}
+
+/// Why a bool is refused where an int is expected.
+const NOT_A_BOOL_INT: &str = "must be an int, not a bool";
+
+/// A duration argument named `field`: seconds (an int or a float) or a `timedelta`; a bool is
+/// refused as the argument's bad numbers are, another type is a `TypeError` naming it, as
+/// `Cache(ttl="5")`'s.
+fn seconds(obj: &Bound<'_, PyAny>, field: &'static str) -> PyResult<Seconds> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(invalid(obj.py(), field, "must be a number of seconds or a timedelta, not a bool"));
+    }
+    if is_timedelta(obj)? {
+        return obj.extract();
+    }
+    float(obj).map(Seconds).map_err(|_| {
+        PyTypeError::new_err(format!("`{field}` must be a number of seconds or a timedelta, not {}", type_name(obj)))
+    })
+}
+
+/// A number argument named `field`; a bool is refused as its bad numbers are, another type is a
+/// `TypeError` naming it.
+fn number(obj: &Bound<'_, PyAny>, field: &'static str) -> PyResult<f64> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(invalid(obj.py(), field, "must be a number, not a bool"));
+    }
+    float(obj).map_err(|_| PyTypeError::new_err(format!("`{field}` must be a number, not {}", type_name(obj))))
+}
+
+/// A flag argument named `field`: a bool only (`1` is no flag), else a `TypeError` naming it.
+fn flag(obj: &Bound<'_, PyAny>, field: &'static str) -> PyResult<bool> {
+    obj.cast::<PyBool>()
+        .map(|b| b.is_true())
+        .map_err(|_| PyTypeError::new_err(format!("`{field}` must be a bool, not {}", type_name(obj))))
 }
 
 /// A stored Python object and its weight, computed once when it enters the cache (GIL held), so
@@ -373,9 +481,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Given {
 }
 
 impl Given {
-    /// The value in the core's unit for `setting`, given as the keyword `keyword`: seconds to
-    /// milliseconds for durations; flags only from `bool`; a timedelta only for durations.
-    pub fn to_core(&self, setting: &Setting, keyword: &str) -> PyResult<f64> {
+    /// The value in the core's unit for `setting`, given as the keyword `keyword` (named in an
+    /// `InvalidConfig` as `spelling` says): seconds to milliseconds for durations; flags only
+    /// from `bool`, and a `bool` only for flags; a timedelta only for durations.
+    pub fn to_core(&self, py: Python<'_>, setting: &Setting, keyword: &str, spelling: Spelling<'_>) -> PyResult<f64> {
         let flag = |b: bool| f64::from(u8::from(b));
         let number = |n: f64| if setting.unit == Unit::Duration { Seconds(n).ms() } else { n };
         match (setting.unit, self) {
@@ -388,8 +497,15 @@ impl Given {
             (_, Given::Other(t)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not {t}"))),
             (Unit::Duration, Given::Span(s)) => Ok(s.ms()),
             (_, Given::Span(_)) => Err(PyTypeError::new_err(format!("`{keyword}` must be a number, not timedelta"))),
-            // a bool elsewhere is the int it equals, as in Python
-            (_, Given::Flag(b)) => Ok(number(flag(*b))),
+            // a bool is an int to Python, but `max_entries=True` is a mistake, not one entry
+            (unit, Given::Flag(_)) => {
+                let rule = if unit == Unit::Duration {
+                    "must be a number of seconds or a timedelta, not a bool"
+                } else {
+                    "must be a number, not a bool"
+                };
+                Err(config_error(py, Error::invalid_config(setting.name, ConfigProblem::Rule(rule), None), spelling))
+            }
             (_, Given::Number(n)) => Ok(number(*n)),
         }
     }

@@ -148,3 +148,15 @@ pub(crate) fn unknown_setting(py: Python<'_>, name: &str) -> PyErr {
 pub(crate) fn invalid(py: Python<'_>, field: &'static str, rule: &'static str) -> PyErr {
     to_pyerr(py, Error::invalid_config(field, ConfigProblem::Rule(rule), None))
 }
+
+/// `InvalidKey` for a key that is not a `str`: an instance of `InvalidKeyType`, which is also a
+/// `TypeError`, so `except TypeError` written for a wrong key type still catches it.
+pub(crate) fn key_not_str(py: Python<'_>, type_name: &str) -> PyErr {
+    let reason = format!("cache keys must be str, not {type_name}");
+    let made = (|| -> PyResult<PyErr> {
+        let exc = errors(py)?.getattr("InvalidKeyType")?.call1((format!("invalid key: {reason}"),))?;
+        exc.setattr("reason", &reason)?;
+        Ok(PyErr::from_value(exc))
+    })();
+    made.unwrap_or_else(|err| err)
+}

@@ -252,6 +252,13 @@ impl Source<Value> for PySource {
     }
 }
 
+/// The keywords of `register_source` that apply to URL-template sources only.
+pub(crate) struct UrlOptions<'a, 'py> {
+    pub decode: Option<&'a str>,
+    pub allow_private: Option<&'a Bound<'py, PyAny>>,
+    pub max_body_bytes: Option<usize>,
+}
+
 /// How the body of an HTTP source becomes a Python value.
 #[derive(Clone, Copy)]
 enum Decode {
@@ -374,9 +381,7 @@ impl Healing {
     pub fn close(&self, py: Python<'_>) -> PyResult<()> {
         let bg = std::mem::replace(&mut *relock(&self.background), Background::Closed);
         // the settings say what runs: nothing in the background from now on
-        let mut off = self.healer.config();
-        off.enabled = false;
-        let _ = self.healer.set_config(off);
+        self.healer.stop();
         if let Background::Running(heal_loop) = bg {
             glue(py)?.getattr("stop_healer")?.call1((heal_loop,))?;
         }
@@ -396,16 +401,23 @@ impl Healing {
         py: Python<'_>,
         prefix: &str,
         source: &Bound<'_, PyAny>,
-        decode: Option<&str>,
-        allow_private: Option<&Bound<'_, PyAny>>,
+        url: UrlOptions<'_, '_>,
         weigh: &Arc<Weigh>,
     ) -> PyResult<()> {
+        let UrlOptions { decode, allow_private, max_body_bytes } = url;
         let mut held: Option<[Held; 2]> = None;
         let registered = if let Ok(template) = source.cast::<PyString>() {
             let decode = Decode::parse(py, decode)?;
             // the cache has a timer: a later change of `source_timeout` applies to this source too
-            let options =
+            let mut options =
                 HttpOptions { allow_private: allow_private_arg(allow_private)?, ..HttpOptions::bounded_by_healer() };
+            if let Some(max) = max_body_bytes {
+                // refused here to name the keyword (the HTTP source's own error names `source`)
+                if max == 0 {
+                    return Err(invalid(py, "max_body_bytes", "must be a positive whole number of bytes"));
+                }
+                options.max_body_bytes = max;
+            }
             let http = HttpSource::new(&template.to_cow()?, options).map_err(|e| to_pyerr(py, e))?;
             let weigh = Arc::clone(weigh);
             let source = http.map(move |body: Vec<u8>| {
@@ -421,6 +433,11 @@ impl Healing {
             }
             if decode.is_some() {
                 return Err(PyTypeError::new_err("register_source: `decode` applies to URL-template sources only"));
+            }
+            if max_body_bytes.is_some() {
+                return Err(PyTypeError::new_err(
+                    "register_source: `max_body_bytes` applies to URL-template sources only",
+                ));
             }
             let (is_async, event_loop): (bool, Option<Bound<'_, PyAny>>) =
                 glue(py)?.getattr("prepare")?.call1((source,))?.extract()?;
@@ -542,7 +559,8 @@ pub(crate) const KEYWORD_PREFIX: &str = "healing_";
 /// a `timedelta` or their text); `None` for other settings and for text that is no number (the
 /// core then refuses it by name).
 fn seconds_given(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Seconds>> {
-    if !in_seconds(name) {
+    // a bool goes as its text, which the core refuses by name for a duration
+    if !in_seconds(name) || value.is_instance_of::<PyBool>() {
         return Ok(None);
     }
     if let Ok(s) = value.cast::<PyString>() {
@@ -588,8 +606,14 @@ fn allow_private_arg(arg: Option<&Bound<'_, PyAny>>) -> PyResult<AllowPrivate> {
             "register_source: `allow_private` takes a bool or a list of hosts, not a str",
         ));
     }
+    let hosts_of = arg.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "register_source: `allow_private` takes a bool or a list of hosts, not {}",
+            type_name(arg)
+        ))
+    })?;
     let mut hosts = Vec::new();
-    for h in arg.try_iter()? {
+    for h in hosts_of {
         hosts.push(
             h?.extract::<String>()
                 .map_err(|_| PyTypeError::new_err("register_source: `allow_private` hosts must be str"))?,

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture, FutureExt};
-use healcache::{Error, Loaded, LoaderError};
+use healcache::{Loaded, LoaderError};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::convert::{found, loaded, Value, Weigh};
-use crate::error::{errors, loader_error, to_pyerr, type_name};
+use crate::error::{errors, loader_error, type_name};
 use crate::runtime::{bridge, relock};
 
 /// A loader must be callable; checked when the call is made, before any flight starts.
@@ -27,22 +27,21 @@ pub(crate) fn check_callable(loader: &Bound<'_, PyAny>) -> PyResult<()> {
     Err(PyTypeError::new_err(format!("loader must be callable, not {}", type_name(loader))))
 }
 
-/// The loader of `get_or_load_sync`, called on the thread that leads the flight. The core's
-/// blocking load takes values only, so a `NOT_FOUND` answer raises `NotFound` to every waiter
-/// (and is not cached).
-pub(crate) fn sync_loader(loader: Py<PyAny>, weigh: Arc<Weigh>) -> impl FnOnce() -> Result<Value, LoaderError> + Send {
+/// The loader of `get_or_load_sync`, called on the thread that leads the flight: a value or
+/// `NOT_FOUND`, as the async loader answers.
+pub(crate) fn sync_loader(
+    loader: Py<PyAny>,
+    weigh: Arc<Weigh>,
+) -> impl FnOnce() -> Result<Loaded<Value>, LoaderError> + Send {
     move || Python::attach(|py| call_sync(py, &loader, &weigh).map_err(|e| loader_error(py, e)))
 }
 
-fn call_sync(py: Python<'_>, loader: &Py<PyAny>, weigh: &Weigh) -> PyResult<Value> {
+fn call_sync(py: Python<'_>, loader: &Py<PyAny>, weigh: &Weigh) -> PyResult<Loaded<Value>> {
     let r = loader.bind(py).call0()?;
     if r.hasattr(pyo3::intern!(py, "__await__"))? {
         bridge(py)?.getattr("refuse_awaitable")?.call1((&r,))?;
     }
-    match loaded(weigh, r)? {
-        Loaded::Value(v) => Ok(v),
-        Loaded::NotFound => Err(to_pyerr(py, Error::NotFound)),
-    }
+    loaded(weigh, r)
 }
 
 /// What a Python callback's answer is converted to.

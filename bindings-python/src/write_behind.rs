@@ -107,7 +107,7 @@ impl BatchWriter<Value> for PyWriter {
     }
 }
 
-/// `WriteBehind(cache, writer, *, max_queue=10_000, batch=100, flush_interval=0.1,
+/// `WriteBehind(cache, writer, *, max_queue=10_000, batch=None, flush_interval=0.1,
 /// retry_min=0.1, retry_max=5.0, attempts=10, on_full="reject")`.
 #[pyclass(frozen, name = "WriteBehind", module = "healcache")]
 pub(crate) struct PyWriteBehind {
@@ -137,7 +137,7 @@ fn on_full(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<OnFull> {
 #[pymethods]
 impl PyWriteBehind {
     #[new]
-    #[pyo3(signature = (cache, writer, *, max_queue=10_000, batch=100, flush_interval=0.1, retry_min=0.1,
+    #[pyo3(signature = (cache, writer, *, max_queue=10_000, batch=None, flush_interval=0.1, retry_min=0.1,
                         retry_max=5.0, attempts=10, on_full=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -145,10 +145,10 @@ impl PyWriteBehind {
         cache: &Bound<'_, PyCache>,
         writer: &Bound<'_, PyAny>,
         #[pyo3(from_py_with = arg::max_queue)] max_queue: usize,
-        #[pyo3(from_py_with = arg::batch)] batch: usize,
-        flush_interval: f64,
-        retry_min: f64,
-        retry_max: f64,
+        #[pyo3(from_py_with = arg::batch)] batch: Option<usize>,
+        #[pyo3(from_py_with = arg::flush_interval)] flush_interval: f64,
+        #[pyo3(from_py_with = arg::retry_min)] retry_min: f64,
+        #[pyo3(from_py_with = arg::retry_max)] retry_max: f64,
         #[pyo3(from_py_with = arg::attempts)] attempts: u32,
         on_full: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
@@ -192,7 +192,7 @@ impl PyWriteBehind {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: Bound<'_, PyAny>,
-        ttl: Option<Seconds>,
+        #[pyo3(from_py_with = arg::ttl)] ttl: Option<Seconds>,
     ) -> PyResult<u64> {
         let k = key_str(key)?;
         let opts = WriteOptions { ttl: write_ttl(py, ttl)?, if_version: None };
@@ -210,7 +210,7 @@ impl PyWriteBehind {
 
     /// Stops accepting writes, flushes for at most `timeout` seconds; returns the items left.
     #[pyo3(signature = (timeout=5.0))]
-    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
+    fn close(&self, py: Python<'_>, #[pyo3(from_py_with = arg::wb_timeout)] timeout: f64) -> PyResult<usize> {
         let d = seconds(py, "timeout", timeout)?;
         let wb = &self.wb;
         let left = block_detached(py, async move { wb.close(d).await });
@@ -225,7 +225,11 @@ impl PyWriteBehind {
 
     /// Items given up (attempts exhausted, or left at close), oldest first; `take=True` removes them.
     #[pyo3(signature = (take=false))]
-    fn failed<'py>(&self, py: Python<'py>, take: bool) -> PyResult<Bound<'py, PyList>> {
+    fn failed<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = arg::take)] take: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
         let items = if take { self.wb.take_failed() } else { self.wb.errors() };
         let out = PyList::empty(py);
         for f in items {

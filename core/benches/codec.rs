@@ -27,7 +27,7 @@ fn document(bytes: usize) -> Value {
             ("id".into(), Value::from(i as u64)),
             ("name".into(), Value::from(format!("user-{i}"))),
             ("email".into(), Value::from(format!("user-{i}@example.com"))),
-            ("active".into(), Value::Boolean(i % 3 != 0)),
+            ("active".into(), Value::Boolean(!i.is_multiple_of(3))),
             ("score".into(), Value::F64(i as f64 * 0.5)),
         ])
     };

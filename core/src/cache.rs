@@ -299,7 +299,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             self.done(removed);
             had == Some(true)
         } else {
-            self.inner.store.make_stale(key)
+            // an entry that never expired has no grace window of its own: the cache's, from now
+            self.inner.store.make_stale(key, self.inner.settings.grace_nanos())
         };
         // only a fresh copy can be mirrored by a host; a message about anything else leaves
         // every mirrored entry trusted
@@ -387,7 +388,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         let now = self.inner.store.now();
         let expires_at = now.saturating_add(nanos).min(NEVER - 1);
-        let grace = s.grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX));
+        let grace = s.grace_nanos();
         let meta = Meta { expires_at, grace_until: expires_at.saturating_add(grace).min(NEVER - 1), load_nanos };
         (meta, Some(Duration::from_nanos(expires_at - now)))
     }
@@ -735,7 +736,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// stretch a short-lived entry or shorten one that never expires. Fails with
     /// [`Error::VersionMismatch`], changing nothing, when the entry changed or expired.
     pub(crate) fn repair_if_version(&self, key: &str, value: V, expected: u64) -> Result<Written> {
-        let grace = self.inner.settings.grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX));
+        let grace = self.inner.settings.grace_nanos();
         let kept = self.inner.store.peek_with(key, |e, now| {
             let meta = Meta {
                 expires_at: e.expires_at,

@@ -176,6 +176,13 @@ pub(crate) struct Settings {
     pub allow_degraded: bool,
 }
 
+impl Settings {
+    /// The grace window in nanoseconds (0: none).
+    pub fn grace_nanos(&self) -> u64 {
+        self.grace.map_or(0, |g| u64::try_from(g.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
 /// Checks a whole number in `min..=max` (counts and sizes).
 pub(crate) fn count(field: &'static str, v: f64, min: f64, max: f64) -> Result<u64> {
     let problem = if !v.is_finite() {

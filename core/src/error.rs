@@ -293,12 +293,24 @@ impl Error {
     }
 }
 
+/// A value or a bound in a message for `host`: in its unit when `dur`, and an infinity as the
+/// user wrote it (Rust and Python spell it `inf`). Not inlined: the messages call it often, and
+/// the WebAssembly module's size budget counts every copy.
+#[inline(never)]
+fn shown(host: Host, dur: bool, v: f64) -> String {
+    match host {
+        Host::Js if v.is_infinite() => if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string(),
+        _ if dur => Short(to_host(host, v)).to_string(),
+        _ => Short(v).to_string(),
+    }
+}
+
 impl ConfigProblem {
     /// The problem in words for `host` (the part of the message after the setting's name), with
     /// `value` and any bound of `unit` written in the host's unit.
     pub fn text(&self, host: Host, unit: Unit, value: Option<f64>) -> String {
         let dur = unit == Unit::Duration;
-        let num = |v: f64| if dur { Short(to_host(host, v)).to_string() } else { Short(v).to_string() };
+        let num = |v: f64| shown(host, dur, v);
         let got = value.map_or(String::new(), |v| format!(", got {}", num(v)));
         // where the problem's words do not say the unit, a duration's value carries it
         let got_in_unit = match value {

@@ -439,14 +439,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
         E: Into<LoaderError>,
     {
-        self.blocking_load(key, opts, loader, None)
+        self.blocking_load(key, opts, move || loader().map(Loaded::Value), None)
     }
 
     /// [`Cache::get_or_load_blocking_with`] whose wait `interrupt` may end: it is asked before
     /// the thread parks and at least every 50 ms while it waits (with whether the load is
     /// another caller's), and an error it answers is this call's, at once (no fail-safe to a
     /// stale value; the load goes on for the others). For hosts whose threads take signals (a
-    /// Ctrl-C in Python) or must not wait on some loads (an event loop's own thread).
+    /// Ctrl-C in Python) or must not wait on some loads (an event loop's own thread). Its loader
+    /// may answer [`Loaded::NotFound`], as an async loader may: a "not found", not a failure.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn get_or_load_blocking_interruptible<F, E>(
         &self,
@@ -456,7 +457,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         interrupt: &mut Interrupt<'_>,
     ) -> Result<V>
     where
-        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        F: FnOnce() -> std::result::Result<Loaded<V>, E> + Send + 'static,
         E: Into<LoaderError>,
     {
         self.blocking_load(key, opts, loader, Some(interrupt))
@@ -471,7 +472,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         interrupt: Option<&mut Interrupt<'_>>,
     ) -> Result<V>
     where
-        F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
+        F: FnOnce() -> std::result::Result<Loaded<V>, E> + Send + 'static,
         E: Into<LoaderError>,
     {
         let inner = &self.inner;
@@ -492,7 +493,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Lookup::Stale(raw) => Some(raw.value),
             Lookup::Absent => None,
         };
-        let loader = move || future::lazy(move |_| loader().map(Loaded::Value));
+        let loader = move || future::lazy(move |_| loader());
         let joined = match inner.flights.join_or_start(
             key,
             || self.trusted_peek(key),

@@ -455,8 +455,8 @@ impl<V: Clone> Store<V> {
     }
 
     /// Makes `key`'s fresh entry stale now (kept within its grace window as a fallback; without
-    /// one it is gone); true if it was fresh.
-    pub fn make_stale(&self, key: &str) -> bool {
+    /// one it is gone; one that never expired is kept `grace` nanoseconds); true if it was fresh.
+    pub fn make_stale(&self, key: &str, grace: u64) -> bool {
         let (hash, shard) = self.locate(key);
         let mut g = write(&shard.inner);
         let now = self.now();
@@ -464,7 +464,7 @@ impl<V: Clone> Store<V> {
         if !g.slots[i as usize].live(now) {
             return false;
         }
-        g.make_stale(i as usize, now);
+        g.make_stale(i as usize, now, grace);
         true
     }
 
@@ -862,7 +862,8 @@ mod tests {
         Remove(u8),
         Get(u8),
         Advance(u16),
-        MakeStale(u8),
+        /// A key, the grace window it gets if it never expired.
+        MakeStale(u8, u16),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -872,7 +873,7 @@ mod tests {
             1 => (0u8..40).prop_map(Op::Remove),
             2 => (0u8..40).prop_map(Op::Get),
             2 => (0u16..200).prop_map(Op::Advance),
-            1 => (0u8..40).prop_map(Op::MakeStale),
+            1 => (0u8..40, prop_oneof![Just(0u16), 1u16..100]).prop_map(|(k, g)| Op::MakeStale(k, g)),
         ]
     }
 
@@ -977,7 +978,7 @@ mod tests {
         let s: Store<u32> = new_store(1, 100, u64::MAX, 64, u64::MAX, 7, Arc::new(Counting::default()));
         let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
         s.write("a", 1, forever, None, &mut Vec::new()).unwrap();
-        assert!(s.make_stale("a"));
+        assert!(s.make_stale("a", 0));
         let mut removed = Vec::new();
         s.write("b", 2, forever, None, &mut removed).unwrap();
         assert_eq!(removed.len(), 1, "the sweep took the gone entry");
@@ -985,6 +986,34 @@ mod tests {
         assert_eq!((s.stats().expirations, s.len()), (1, 1));
         // the count of expiring entries is back to zero, not below: the sweep stops looking
         assert_eq!(read(&s.shards[0].inner).expiring(), 0);
+    }
+
+    /// An entry that never expired, made stale with a grace window, is kept for that window
+    /// from now: stale within it (the shard makes its cold column for it, as none had one),
+    /// then gone and swept, with the count of expiring entries whole. Entries with an expiry
+    /// keep their own window, whatever the one given.
+    #[test]
+    fn an_entry_without_expiry_made_stale_is_kept_for_the_grace_given() {
+        let clock = Arc::new(ManualClock::new());
+        let s = new_store(1, 100, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        s.write("a", 1, forever, None, &mut Vec::new()).unwrap();
+        let at = clock.now_nanos() + 10 * MS;
+        s.write("b", 2, Meta { expires_at: at, grace_until: at, load_nanos: 0 }, None, &mut Vec::new()).unwrap();
+        assert!(!read(&s.shards[0].inner).has_cold());
+        assert!(s.make_stale("a", 50 * MS) && s.make_stale("b", 50 * MS));
+        assert!(!s.make_stale("a", 50 * MS), "stale already");
+        assert_eq!(read(&s.shards[0].inner).expiring(), 2);
+        assert!(matches!(s.lookup("a", &mut Vec::new()), Lookup::Stale(_)));
+        assert!(matches!(s.lookup("b", &mut Vec::new()), Lookup::Absent), "no window of its own: gone");
+        clock.advance(Duration::from_millis(49));
+        assert!(matches!(s.lookup("a", &mut Vec::new()), Lookup::Stale(_)));
+        clock.advance(Duration::from_millis(1));
+        assert!(matches!(s.lookup("a", &mut Vec::new()), Lookup::Absent));
+        let mut removed = Vec::new();
+        s.write("c", 3, forever, None, &mut removed).unwrap();
+        assert!(s.peek_stored("a", |_| ()).is_none());
+        assert_eq!(read(&s.shards[0].inner).expiring(), 0, "{} removed", removed.len());
     }
 
     /// Reads from many threads count on the stripes of the shard locks they hold; the store's
@@ -1149,8 +1178,8 @@ mod tests {
                         s.get(&format!("k{k}"), &mut Vec::new());
                     }
                     Op::Advance(ms) => clock.advance(Duration::from_millis(ms as u64)),
-                    Op::MakeStale(k) => {
-                        s.make_stale(&format!("k{k}"));
+                    Op::MakeStale(k, grace_ms) => {
+                        s.make_stale(&format!("k{k}"), grace_ms as u64 * MS);
                     }
                 }
                 check_bounds(&s)?;

@@ -221,26 +221,32 @@ impl TagIndex {
     }
 
     /// `tag` moved to `version`: the keys written here under another version, which the caller
-    /// makes stale or removes (they are no longer members).
-    pub(crate) fn bumped(&self, tag: &str, version: u64) -> Vec<Box<str>> {
+    /// makes stale or, `hard`, removes. Removed keys are no longer members; stale ones stay, at
+    /// the versions they recorded, so a later hard invalidation of any of their tags finds them.
+    pub(crate) fn bumped(&self, tag: &str, version: u64, hard: bool) -> Vec<Box<str>> {
         self.learn(tag, version);
         let mut s = self.state();
         let Some(keys) = s.by_tag.get(tag) else { return Vec::new() };
         let out: Vec<Box<str>> = keys.iter().filter(|(_, v)| **v != version).map(|(k, _)| k.clone()).collect();
-        for k in &out {
-            s.unlink(k);
+        if hard {
+            for k in &out {
+                s.unlink(k);
+            }
         }
         out
     }
 
-    /// Every key written here with `tag`, whatever its version (no longer members), and the
-    /// tag's version forgotten: for an invalidation whose new version is not known.
-    pub(crate) fn take_all(&self, tag: &str) -> Vec<Box<str>> {
+    /// Every key written here with `tag`, whatever its version, and the tag's version forgotten:
+    /// for an invalidation whose new version is not known. Members afterwards as after
+    /// [`TagIndex::bumped`].
+    pub(crate) fn take_all(&self, tag: &str, hard: bool) -> Vec<Box<str>> {
         let mut s = self.state();
         s.known.remove(tag);
         let out: Vec<Box<str>> = s.by_tag.get(tag).map(|keys| keys.keys().cloned().collect()).unwrap_or_default();
-        for k in &out {
-            s.unlink(k);
+        if hard {
+            for k in &out {
+                s.unlink(k);
+            }
         }
         out
     }
@@ -298,8 +304,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// its grace window, as by stale-while-revalidate and fail-safe) or, `hard`, removed. With a
     /// shared tier the tag's version is incremented in L2, so tagged values there read as misses,
     /// and every instance is told on the bus; [`Error::L2Unavailable`] when L2 cannot be reached
-    /// (this process's entries are invalidated all the same). Answers how many fresh entries of
-    /// this process it invalidated.
+    /// (this process's entries are invalidated all the same). An entry that never expires is
+    /// kept stale for the cache's grace window from now; a hard invalidation removes the entries
+    /// an earlier soft one left stale too. Answers how many fresh entries of this process it
+    /// invalidated (a stale entry it removes is not counted).
     pub async fn invalidate_tag(&self, tag: &str, hard: bool) -> Result<usize> {
         check(&[tag])?;
         let Some(tier) = self.inner.tier() else {
@@ -310,7 +318,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Err(e) => {
                 // no new version to compare with: every entry of this process with the tag goes,
                 // and the tag's version is read from L2 again when next needed
-                for k in self.inner.tags.take_all(tag) {
+                for k in self.inner.tags.take_all(tag, hard) {
                     self.drop_local(&k, hard);
                 }
                 Err(Error::L2Unavailable { reason: e.to_string() })
@@ -321,7 +329,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// `tag` is at `version` now: the entries written here under another version are made stale
     /// (`hard`: removed); answers how many were fresh.
     pub(crate) fn tag_bumped(&self, tag: &str, version: u64, hard: bool) -> usize {
-        self.inner.tags.bumped(tag, version).iter().filter(|k| self.drop_local(k, hard)).count()
+        self.inner.tags.bumped(tag, version, hard).iter().filter(|k| self.drop_local(k, hard)).count()
     }
 }
 
@@ -355,15 +363,32 @@ mod tests {
         ix.record("a", &[tag("t", 0)], |_| true);
         ix.record("b", &[tag("t", 1), tag("u", 0)], |_| true);
         ix.record("c", &[tag("u", 0)], |_| true);
-        let mut out = ix.bumped("t", 1);
+        let mut out = ix.bumped("t", 1, true);
         out.sort();
         assert_eq!(out, vec![Box::from("a")]);
         assert!(ix.current(&[tag("t", 1)]) && !ix.current(&[tag("t", 0)]));
         assert!(!ix.current(&[tag("never-seen", 0)]), "a version not known is not certain");
         // a key rewritten without tags leaves the index
         ix.record("c", &[], |_| true);
-        assert!(ix.bumped("u", 1).iter().map(|k| &**k).eq(["b"]));
+        assert!(ix.bumped("u", 1, true).iter().map(|k| &**k).eq(["b"]));
         assert_eq!(ix.members(), 0, "an invalidated key leaves every tag's list");
+    }
+
+    /// A soft bump hands out its stale keys and keeps them, at the versions they recorded: the
+    /// next bump (the hard one that removes them) finds them again, and only it unlinks them.
+    #[test]
+    fn a_soft_bump_keeps_its_keys_for_a_later_hard_one() {
+        let ix = TagIndex::new(10);
+        ix.record("a", &[tag("t", 0), tag("u", 0)], |_| true);
+        assert!(ix.bumped("t", 1, false).iter().map(|k| &**k).eq(["a"]));
+        assert_eq!(ix.members(), 2, "still under both tags");
+        assert!(ix.bumped("t", 2, true).iter().map(|k| &**k).eq(["a"]), "found again by the hard bump");
+        assert_eq!(ix.members(), 0);
+        // the same when the new version is not known
+        ix.record("b", &[tag("t", 2)], |_| true);
+        assert!(ix.take_all("t", false).iter().map(|k| &**k).eq(["b"]));
+        assert!(ix.take_all("t", true).iter().map(|k| &**k).eq(["b"]));
+        assert_eq!(ix.members(), 0);
     }
 
     #[test]

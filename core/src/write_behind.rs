@@ -52,6 +52,8 @@ pub const BATCH_SIZE_BUCKETS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1
 
 /// The largest `max_queue` accepted.
 pub const MAX_QUEUE_LIMIT: usize = 10_000_000;
+/// Items per writer call unless given (or `max_queue` when lower).
+const DEFAULT_BATCH: usize = 100;
 /// The largest `attempts` accepted.
 pub const MAX_ATTEMPTS: u32 = 1000;
 /// The longest `flush_interval`, `retry_min`, `retry_max` or block timeout accepted: one day.
@@ -98,8 +100,9 @@ pub struct WriteBehindConfig {
     /// Items the queue holds at most, the batch being written included (1 to 10,000,000).
     /// Defaults to: 10,000.
     pub max_queue: usize,
-    /// Items per writer call at most (1 to `max_queue`). Defaults to: 100.
-    pub batch: usize,
+    /// Items per writer call at most (1 to `max_queue`). Defaults to: 100, or `max_queue` when
+    /// that is lower (`None`).
+    pub batch: Option<usize>,
     /// A partial batch is sent once its oldest item waited this long (up to a day).
     /// Defaults to: 100 ms.
     pub flush_interval: Duration,
@@ -117,7 +120,7 @@ impl Default for WriteBehindConfig {
     fn default() -> Self {
         WriteBehindConfig {
             max_queue: 10_000,
-            batch: 100,
+            batch: None,
             flush_interval: Duration::from_millis(100),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
@@ -128,6 +131,11 @@ impl Default for WriteBehindConfig {
 }
 
 impl WriteBehindConfig {
+    /// Items per writer call at most: `batch`, or its default.
+    pub fn batch(&self) -> usize {
+        self.batch.unwrap_or(DEFAULT_BATCH.min(self.max_queue))
+    }
+
     /// Checks every field; the error names the first one refused.
     pub fn check(&self) -> Result<()> {
         let count = |field: &'static str, v: usize, max: usize| {
@@ -150,8 +158,8 @@ impl WriteBehindConfig {
             Err(Error::InvalidConfig { field, problem, value: Some(ms), unit: Unit::Duration })
         };
         count("max_queue", self.max_queue, MAX_QUEUE_LIMIT)?;
-        count("batch", self.batch, self.max_queue).map_err(|e| match e {
-            Error::InvalidConfig { value, unit, .. } if self.batch > self.max_queue => {
+        count("batch", self.batch(), self.max_queue).map_err(|e| match e {
+            Error::InvalidConfig { value, unit, .. } if self.batch() > self.max_queue => {
                 Error::InvalidConfig { field: "batch", problem: ConfigProblem::MustNotExceed("max_queue"), value, unit }
             }
             e => e,
@@ -734,7 +742,7 @@ mod tests {
 
     #[test]
     fn settings_are_checked_at_their_bounds() {
-        let ok = WriteBehindConfig { max_queue: MAX_QUEUE_LIMIT, batch: MAX_QUEUE_LIMIT, ..Default::default() };
+        let ok = WriteBehindConfig { max_queue: MAX_QUEUE_LIMIT, batch: Some(MAX_QUEUE_LIMIT), ..Default::default() };
         ok.check().unwrap();
         let field = |c: WriteBehindConfig| match c.check() {
             Err(Error::InvalidConfig { field, .. }) => field,
@@ -743,8 +751,11 @@ mod tests {
         let d = WriteBehindConfig::default();
         assert_eq!(field(WriteBehindConfig { max_queue: 0, ..d }), "max_queue");
         assert_eq!(field(WriteBehindConfig { max_queue: MAX_QUEUE_LIMIT + 1, ..d }), "max_queue");
-        assert_eq!(field(WriteBehindConfig { batch: 0, ..d }), "batch");
-        assert_eq!(field(WriteBehindConfig { batch: 10_001, ..d }), "batch");
+        assert_eq!(field(WriteBehindConfig { batch: Some(0), ..d }), "batch");
+        assert_eq!(field(WriteBehindConfig { batch: Some(10_001), ..d }), "batch");
+        // not given: 100, or `max_queue` when that is lower
+        assert_eq!((d.batch(), WriteBehindConfig { max_queue: 3, ..d }.batch()), (100, 3));
+        WriteBehindConfig { max_queue: 1, ..d }.check().unwrap();
         assert_eq!(field(WriteBehindConfig { flush_interval: Duration::ZERO, ..d }), "flush_interval");
         assert_eq!(field(WriteBehindConfig { retry_max: Duration::from_secs(86_401), ..d }), "retry_max");
         assert_eq!(field(WriteBehindConfig { retry_min: Duration::from_secs(6), ..d }), "retry_min");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{Boom, TokioTimer};
 use futures::FutureExt;
-use healcache::{Cache, Error, FetchOptions};
+use healcache::{Cache, Error, FetchOptions, Loaded};
 
 fn cache() -> Cache<String> {
     Cache::builder().max_entries(10_000).build().unwrap()
@@ -438,7 +438,12 @@ fn an_interruptible_blocking_wait_ends_with_the_hosts_error_and_the_load_goes_on
             Ok(())
         }
     };
-    let r = c.get_or_load_blocking_interruptible("k", FetchOptions::default(), || Ok::<_, std::io::Error>(1), &mut ask);
+    let r = c.get_or_load_blocking_interruptible(
+        "k",
+        FetchOptions::default(),
+        || Ok::<_, std::io::Error>(Loaded::Value(1)),
+        &mut ask,
+    );
     assert!(matches!(r, Err(Error::Closed { .. })), "{r:?}");
     assert_eq!(asked, vec![true; 3], "asked while it waited on the owner's load");
     release.send(()).unwrap();
@@ -446,7 +451,11 @@ fn an_interruptible_blocking_wait_ends_with_the_hosts_error_and_the_load_goes_on
     assert_eq!(c.get("k"), Some(7));
 
     let mut never = |_: bool| -> healcache::Result<()> { panic!("a call running its own loader is not asked") };
-    let own =
-        c.get_or_load_blocking_interruptible("own", FetchOptions::default(), || Ok::<_, std::io::Error>(2), &mut never);
+    let own = c.get_or_load_blocking_interruptible(
+        "own",
+        FetchOptions::default(),
+        || Ok::<_, std::io::Error>(Loaded::Value(2)),
+        &mut never,
+    );
     assert_eq!(own.unwrap(), 2);
 }

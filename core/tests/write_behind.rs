@@ -57,7 +57,7 @@ fn recording(seen: Batches) -> impl Fn(Vec<Op<u64>>) -> BoxFuture<'static, Resul
 fn cfg(max_queue: usize, batch: usize) -> WriteBehindConfig {
     WriteBehindConfig {
         max_queue,
-        batch,
+        batch: Some(batch),
         flush_interval: Duration::from_millis(5),
         retry_min: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
@@ -405,7 +405,7 @@ fn settings_are_accepted_at_their_bounds_and_refused_one_step_past() {
     let over = day + Duration::from_nanos(1);
     let top = WriteBehindConfig {
         max_queue: 10_000_000,
-        batch: 10_000_000,
+        batch: Some(10_000_000),
         flush_interval: day,
         retry_min: day,
         retry_max: day,
@@ -414,9 +414,9 @@ fn settings_are_accepted_at_their_bounds_and_refused_one_step_past() {
     };
     assert_eq!(refused(top), None);
     assert_eq!(refused(WriteBehindConfig { max_queue: 10_000_001, ..top }), Some("max_queue"));
-    assert_eq!(refused(WriteBehindConfig { max_queue: 0, batch: 1, ..top }), Some("max_queue"));
-    assert_eq!(refused(WriteBehindConfig { batch: 10_000_001, ..top }), Some("batch"));
-    assert_eq!(refused(WriteBehindConfig { batch: 0, ..top }), Some("batch"));
+    assert_eq!(refused(WriteBehindConfig { max_queue: 0, batch: Some(1), ..top }), Some("max_queue"));
+    assert_eq!(refused(WriteBehindConfig { batch: Some(10_000_001), ..top }), Some("batch"));
+    assert_eq!(refused(WriteBehindConfig { batch: Some(0), ..top }), Some("batch"));
     assert_eq!(refused(WriteBehindConfig { flush_interval: over, ..top }), Some("flush_interval"));
     assert_eq!(refused(WriteBehindConfig { flush_interval: Duration::ZERO, ..top }), Some("flush_interval"));
     assert_eq!(refused(WriteBehindConfig { retry_min: over, retry_max: over, ..top }), Some("retry_min"));

@@ -740,10 +740,8 @@ impl Backend {
     /// core answers (its `close_shared` is left out: it would grow the WebAssembly module by 2.6 KB).
     pub fn close(&self, timeout: Option<f64>) -> Result<impl Future<Output = f64> + Send + 'static> {
         let d = healcache::close_timeout_ms(timeout, healcache::DEFAULT_CLOSE_TIMEOUT)?;
-        let state = std::mem::replace(&mut *lock(&self.heal_loop), HealLoop::Closed);
-        if let HealLoop::Running(_) = state {
-            self.core().healer.stop();
-        }
+        *lock(&self.heal_loop) = HealLoop::Closed;
+        self.core().healer.stop();
         #[cfg(feature = "tier")]
         let closing = futures::FutureExt::map(self.core().cache.close_shared(d), |left| left as f64);
         #[cfg(not(feature = "tier"))]

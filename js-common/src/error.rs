@@ -13,8 +13,9 @@ pub fn error_message(e: &Error) -> String {
 }
 
 /// `code` ([`Error::code`]), then `field` for a bad option (its JS name: the wrapper spells it
-/// as the user did), `expected`/`current` for a version mismatch, and `loadId` for a loader's
-/// rejection (the wrapper hands back the rejection value it kept under that id).
+/// as the user did), `expected`/`current` for a version mismatch, the figures of a refusal at a
+/// bound (`len`, `weight`, `max`, `afterMs`: Python's exceptions carry them too), and `loadId`
+/// for a loader's rejection (the wrapper hands back the rejection value it kept under that id).
 pub fn error_props(e: &Error) -> Vec<(&'static str, Js)> {
     let mut props = vec![("code", Js::Str(e.code().to_string()))];
     match e {
@@ -25,6 +26,18 @@ pub fn error_props(e: &Error) -> Vec<(&'static str, Js)> {
             props.push(("expected", (*expected).into()));
             props.push(("current", (*current).into()));
         }
+        Error::KeyTooLong { len, max } => {
+            props.push(("len", Js::Num(*len as f64)));
+            props.push(("max", Js::Num(*max as f64)));
+        }
+        Error::ValueTooLarge { weight, max } => {
+            props.push(("weight", Js::Num(*weight as f64)));
+            props.push(("max", Js::Num(*max as f64)));
+        }
+        Error::TooManyLoads { max } => props.push(("max", Js::Num(*max as f64))),
+        #[cfg(feature = "tier")]
+        Error::QueueFull { max } => props.push(("max", Js::Num(*max as f64))),
+        Error::LoadTimeout { after_ms } => props.push(("afterMs", Js::Num(*after_ms as f64))),
         Error::Loader(le) => {
             if let Some(id) = le.downcast_ref::<f64>() {
                 props.push(("loadId", Js::Num(*id)));

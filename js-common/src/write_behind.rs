@@ -46,7 +46,7 @@ impl WriteBehindArgs {
         let d = WriteBehindConfig::default();
         Ok(WriteBehindConfig {
             max_queue: count("max_queue", self.max_queue, d.max_queue)?,
-            batch: count("batch", self.batch, d.batch)?,
+            batch: self.batch.map(|b| count("batch", Some(b), 0)).transpose()?,
             flush_interval: delay("flush_interval", self.flush_interval, d.flush_interval)?,
             retry_min: delay("retry_min", self.retry_min, d.retry_min)?,
             retry_max: delay("retry_max", self.retry_max, d.retry_max)?,

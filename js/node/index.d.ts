@@ -104,7 +104,7 @@ export interface HealingOptions {
   sampleRate?: number;
   /** Time between background intervals, in ms. Defaults to 5,000. */
   verifyInterval?: number;
-  /** `verifyInterval`, by its former name (still taken; `healingConfig()` shows it under this name). */
+  /** `verifyInterval`, by its former name (still taken, but not beside `verifyInterval`; `healingConfig()` shows it under this name). */
   verifyIntervalMs?: number;
   /** Repair drift (else only report it). Defaults to true. */
   autoRepair?: boolean;
@@ -112,7 +112,7 @@ export interface HealingOptions {
   scoreWindow?: number;
   /** Time a source may take per key before the sample counts as a failure, in ms. Defaults to 2,000. */
   sourceTimeout?: number;
-  /** `sourceTimeout`, by its former name (still taken; `healingConfig()` shows it under this name). */
+  /** `sourceTimeout`, by its former name (still taken, but not beside `sourceTimeout`; `healingConfig()` shows it under this name). */
   sourceTimeoutMs?: number;
   /** Most keys asked of one source at once. Defaults to 16. */
   sourceConcurrency?: number;
@@ -445,7 +445,7 @@ export type FailedWrite<V = unknown> = WriteOp<V> & {
 export interface WriteBehindOptions {
   /** Items the queue holds at most, the batch being written included (1 to 10,000,000). Default 10,000. */
   maxQueue?: number;
-  /** Items per writer call at most (1 to `maxQueue`). Default 100. */
+  /** Items per writer call at most (1 to `maxQueue`). Default 100, or `maxQueue` when lower. */
   batch?: number;
   /** A partial batch is sent once its oldest item waited this long (ms, up to a day). Default 100. */
   flushInterval?: number;
@@ -692,6 +692,14 @@ export interface HealcacheError extends Error {
   expected?: number;
   /** `VersionMismatch`: the entry's version now (0: absent). */
   current?: number;
+  /** `KeyTooLong`: the key's length in UTF-8 bytes. */
+  len?: number;
+  /** `ValueTooLarge`: the entry's weight in bytes (key length plus value weight). */
+  weight?: number;
+  /** The bound refused at: `KeyTooLong` (bytes), `ValueTooLarge` (bytes), `TooManyLoads`, `QueueFull`. */
+  max?: number;
+  /** `LoadTimeout`: the timeout that ended the load, in ms. */
+  afterMs?: number;
 }
 
 /**
@@ -720,10 +728,11 @@ export declare class Cache<V = any> {
   /** Removes `key`; returns whether a live entry was removed. */
   delete(key: string, options?: DeleteOptions | null): boolean;
   /**
-   * Invalidates every entry written with `tag`: made stale (a fallback within its grace window) or, with `hard`,
-   * removed; with a shared tier, in every instance and in L2 (rejects with `L2Unavailable` when L2 cannot be
-   * reached; this process's entries are invalidated all the same). Resolves to how many fresh entries of this
-   * process it invalidated.
+   * Invalidates every entry written with `tag`: made stale (a fallback within its grace window; one that never
+   * expires, for `grace` from now) or, with `hard`, removed, stale ones too; with a shared tier, in every instance
+   * and in L2 (rejects with `L2Unavailable` when L2 cannot be reached; this process's entries are invalidated all
+   * the same). Resolves to how many fresh entries of this process it invalidated (a stale one that `hard` removes
+   * is not counted).
    */
   invalidateTag(tag: string, options?: InvalidateTagOptions | null): Promise<number>;
   /**

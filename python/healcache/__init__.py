@@ -21,6 +21,7 @@ from ._errors import (
     Closed,
     InvalidConfig,
     InvalidKey,
+    InvalidKeyType,
     KeyTooLong,
     LoaderError,
     LoaderPanicked,
@@ -216,5 +217,6 @@ __all__ = [
     "DriftEvent",
     "HealingConfig",
     *_errors.__all__,
+    "InvalidKeyType",
     "__version__",
 ]

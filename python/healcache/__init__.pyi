@@ -320,10 +320,12 @@ class Cache(Generic[_V]):
     ``User | None``); a plain ``Cache()`` holds anything. A cache cannot be pickled or copied
     into another process (``TypeError``).
 
-    Keys are ``str`` (another type raises ``TypeError``); a ``str`` with no UTF-8 form (a lone
-    surrogate) raises ``InvalidKey``. Where a list of ``str`` is asked for (``tags``, the keys
-    of ``get_many``), a ``str`` itself raises ``TypeError``. A whole-number argument out of its
-    range raises ``InvalidConfig`` naming it. Nothing changes in the cache on any of these.
+    Keys are ``str``: another type raises ``InvalidKeyType``, an ``InvalidKey`` that is also a
+    ``TypeError``; a ``str`` with no UTF-8 form (a lone surrogate) raises ``InvalidKey``. Where a
+    list of ``str`` is asked for (``tags``, the keys of ``get_many``), a ``str`` itself raises
+    ``TypeError``. A whole-number argument out of its range, and a ``bool`` given where a number
+    is expected, raise ``InvalidConfig`` naming it; an argument of another wrong type raises a
+    ``TypeError`` naming it. Nothing changes in the cache on any of these.
 
     Tests: ``clock``, a ``ManualClock``, is the time TTLs, grace windows, refresh-ahead and XFetch
     read (default: the host's monotonic clock); with ``seed`` every random draw repeats.
@@ -412,9 +414,10 @@ class Cache(Generic[_V]):
         of 1 to 128 bytes, for ``invalidate_tag``."""
     def invalidate_tag(self, tag: str, /, *, hard: bool = False) -> int:
         """Invalidates every entry written with ``tag``: made stale (a fallback within its grace
-        window) or, ``hard``, removed; with a shared tier, in every instance and in L2 (raises
-        ``L2Unavailable`` when L2 cannot be reached). Returns how many fresh entries of this
-        process it invalidated."""
+        window; one that never expires, for ``grace`` from now) or, ``hard``, removed, stale ones
+        too; with a shared tier, in every instance and in L2 (raises ``L2Unavailable`` when L2
+        cannot be reached). Returns how many fresh entries of this process it invalidated (a
+        stale one that ``hard`` removes is not counted)."""
     def __setitem__(self, key: str, value: _V, /) -> None: ...
     def delete(self, key: str, /, *, if_version: Optional[int] = None) -> bool:
         """Removes ``key``; returns whether a live entry was removed. ``if_version``: only if the
@@ -575,6 +578,7 @@ class Cache(Generic[_V]):
         *,
         decode: Optional[Literal["bytes", "text", "json"]] = None,
         allow_private: Union[bool, Sequence[str], None] = None,
+        max_body_bytes: Optional[int] = None,
     ) -> None:
         """Registers (or replaces) the source of truth of keys starting with ``prefix``; the
         longest registered prefix of a key wins. ``source(key)`` (the whole key, prefix
@@ -593,6 +597,8 @@ class Cache(Generic[_V]):
           skipped. The request timeout is ``healing_source_timeout`` at registration.
           Loopback, private, link-local and other non-public destinations are refused (a
           source failure) unless ``allow_private`` is ``True`` or lists the template's host.
+          A body longer than ``max_body_bytes`` (an int from 1, default 1 MiB) is a failure,
+          read no further; ``max_body_bytes=0`` raises ``InvalidConfig``.
         """
     def unregister_source(self, prefix: str, /) -> bool:
         """Removes a prefix's source and its score; returns whether it was registered."""
@@ -695,6 +701,9 @@ class TooManyLoads(HealcacheError):
 class InvalidKey(HealcacheError, ValueError):
     reason: str
 
+class InvalidKeyType(InvalidKey, TypeError):
+    """``InvalidKey`` for a key that is not a ``str`` (also a ``TypeError``)."""
+
 class NotFound(HealcacheError, LookupError): ...
 class Cancelled(HealcacheError): ...
 
@@ -739,7 +748,8 @@ class WriteBehind:
     """Write-behind in front of ``writer`` (the source of truth): ``set`` / ``delete`` change the
     cache at once (L1, and L2 with the bus when it has a shared tier) and queue the change; the
     writer gets batches of ``("put", key, value)`` / ``("delete", key, None)`` tuples, at most
-    ``batch`` at a time, once a batch is full or ``flush_interval`` seconds after its oldest item.
+    ``batch`` at a time (default 100, or ``max_queue`` when lower), once a batch is full or
+    ``flush_interval`` seconds after its oldest item.
 
     The queue coalesces per key (last wins) and holds at most ``max_queue`` items; when full,
     ``on_full="reject"`` raises ``QueueFull`` at once and ``("block", seconds)`` waits up to that
@@ -756,7 +766,7 @@ class WriteBehind:
         writer: Callable[[list[tuple[str, str, Any]]], Any],
         *,
         max_queue: int = 10_000,
-        batch: int = 100,
+        batch: Optional[int] = None,
         flush_interval: float = 0.1,
         retry_min: float = 0.1,
         retry_max: float = 5.0,
@@ -807,6 +817,7 @@ __all__ = [
     "RecursiveLoad",
     "TooManyLoads",
     "InvalidKey",
+    "InvalidKeyType",
     "NotFound",
     "Cancelled",
     "ValueNotEncodable",

@@ -83,6 +83,11 @@ class InvalidKey(HealcacheError, ValueError):
     reason: str = ""
 
 
+class InvalidKeyType(InvalidKey, TypeError):
+    """``InvalidKey`` for a key that is not a ``str``: also a ``TypeError``, as a wrong type is in
+    Python, so ``except TypeError`` still catches it. Its ``code`` is ``"InvalidKey"``."""
+
+
 class NotFound(HealcacheError, LookupError):
     """The loader answered ``NOT_FOUND`` for the key, or a cached "not found" answer did."""
 
@@ -148,6 +153,6 @@ __all__ = [
     "Closed",
 ]
 
-for _name in __all__:
+for _name in [*__all__, "InvalidKeyType"]:
     globals()[_name].__module__ = "healcache"
 del _name

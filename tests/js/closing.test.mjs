@@ -182,3 +182,22 @@ test('a close refused for its timeout changes nothing: the sources stay register
   await sleep(50);
   assert.equal(calls, after, 'no interval after close');
 });
+
+test('after close, healingConfig() says healing is off (as Python does)', async () => {
+  for (const options of [undefined, { timeout: 0 }]) {
+    const c = new Cache({ healing: { enabled: true, sampleRate: 1, verifyIntervalMs: 20 } });
+    assert.equal(c.healingConfig().enabled, true);
+    await c.close(options);
+    assert.equal(c.healingConfig().enabled, false, JSON.stringify(options));
+    assert.equal(c.configGet('enabled'), 'false');
+    // turning it on again is refused, turning it off is not
+    assert.throws(() => c.setHealing({ enabled: true }), (e) => e.code === 'Closed');
+    c.setHealing({ enabled: false });
+    assert.equal(c.healingConfig().enabled, false);
+  }
+  // a close refused for its timeout leaves healing on
+  const c = new Cache({ healing: { enabled: true } });
+  assert.throws(() => c.close({ timeout: -1 }), (e) => e.code === 'InvalidConfig');
+  assert.equal(c.healingConfig().enabled, true);
+  await c.close();
+});

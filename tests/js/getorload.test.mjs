@@ -158,3 +158,17 @@ test('a loader asking for its own key gets RecursiveLoad instead of waiting fore
   // nesting distinct keys is fine
   assert.equal(await c.getOrLoad('outer', async () => `${await c.getOrLoad('inner', () => 'i')}o`), 'io');
 });
+
+test('a loader that is not a function is refused on a hit as on a miss', async () => {
+  const c = new Cache();
+  c.set('k', 'v');
+  for (const bad of [5, 'nope', undefined, null, {}]) {
+    for (const key of ['k', 'miss']) {
+      await assert.rejects(c.getOrLoad(key, bad), (e) => e.code === 'ERR_INVALID_ARG_TYPE', `getOrLoad(${key}, ${String(bad)})`);
+      await assert.rejects(c.getOrLoad(key, bad, { ttl: 10 }), (e) => e.code === 'ERR_INVALID_ARG_TYPE', `getOrLoad(${key}, ${String(bad)}, opts)`);
+      await assert.rejects(c.fetch(key, bad), (e) => e.code === 'ERR_INVALID_ARG_TYPE', `fetch(${key}, ${String(bad)})`);
+    }
+  }
+  assert.equal(c.get('k'), 'v');
+  assert.equal(c.has('miss'), false);
+});

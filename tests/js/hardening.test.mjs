@@ -158,3 +158,71 @@ test('a cache TTL of Infinity is no expiry, as a per-call TTL of Infinity is (an
   assert.equal(e.code, 'InvalidConfig');
   assert.equal(e.field, 'ttl');
 });
+
+test('setIfVersion without an expected version (undefined) is refused as null is, and changes nothing', () => {
+  const c = new Cache();
+  const v1 = c.set('k', 'a');
+  let forgot; // a field the caller did not fill
+  for (const bad of [forgot, null]) {
+    assert.equal(thrown(() => c.setIfVersion('k', 'b', bad)).code, 'ERR_INVALID_ARG_TYPE', String(bad));
+    assert.equal(thrown(() => c.setIfVersion('absent', 'b', bad)).code, 'ERR_INVALID_ARG_TYPE', String(bad));
+  }
+  assert.equal(thrown(() => c.setIfVersion('k', 'b')).code, 'ERR_INVALID_ARG_TYPE');
+  assert.equal(c.get('k'), 'a');
+  assert.equal(c.version('k'), v1);
+  assert.equal(c.has('absent'), false);
+});
+
+test('messages show a refused value as JS writes it: Infinity, and a non-number by its type', async () => {
+  const c = new Cache();
+  c.set('k', 'v');
+  const message = (f) => thrown(f).message;
+  assert.match(message(() => c.set('k', 1, { ttl: -Infinity })), /got -Infinity\b/);
+  for (const name of ['maxEntries', 'loadTimeout', 'maxBytes']) {
+    const e = thrown(() => new Cache({ [name]: Infinity }));
+    assert.equal(e.field, name);
+    assert.match(e.message, /got Infinity\b/, name);
+  }
+  assert.match(message(() => c.close({ timeout: Infinity })), /got Infinity\b/);
+  assert.match(message(() => c.setHealing({ sampleRate: -Infinity })), /got -Infinity\b/);
+  await assert.rejects(c.fetch('miss', () => 1, { softTimeout: -Infinity }), (e) => e.field === 'softTimeout' && /got -Infinity\b/.test(e.message));
+  for (const m of [message(() => c.set('k', 1, { ttl: -Infinity })), message(() => new Cache({ maxEntries: Infinity }))]) {
+    assert.doesNotMatch(m, /\binf\b/);
+  }
+  const weighed = new Cache({ maxBytes: 100, sizeOf: () => '5' });
+  const e = thrown(() => weighed.set('w', 'x'));
+  assert.equal(e.field, 'sizeOf');
+  assert.match(e.message, /got a string "5"/);
+  assert.equal(weighed.has('w'), false);
+  assert.equal(c.get('k'), 'v');
+});
+
+test('a seed past 2^53 - 1 as a number is refused with a message saying to pass a bigint', () => {
+  for (const seed of [2 ** 53, 2 ** 60]) {
+    const e = thrown(() => new Cache({ seed }));
+    assert.equal(e.code, 'InvalidConfig');
+    assert.equal(e.field, 'seed');
+    assert.match(e.message, /2\*\*53-1/);
+    assert.match(e.message, /bigint/);
+    assert.match(e.message, /not exact/);
+  }
+  assert.match(thrown(() => new Cache({ seed: '5' })).message, /got a string "5"/);
+  new Cache({ seed: 2n ** 53n });
+  new Cache({ seed: 2 ** 53 - 1 });
+});
+
+// P5: a refusal at a bound carries the bound and what was over it as fields, as Python's
+// exceptions do (`len`/`max`, `weight`/`max`, `max`, `after_ms` there; camelCase here)
+test('errors at a bound carry their figures as fields, as in Python', async () => {
+  const c = new Cache({ maxBytes: 10, maxKeyLen: 4, maxInFlight: 1, loadTimeout: 30 });
+  const long = thrown(() => c.set('12345', 1));
+  assert.deepEqual([long.code, long.len, long.max], ['KeyTooLong', 5, 4]);
+  const big = thrown(() => c.set('k', 'x'.repeat(20)));
+  assert.deepEqual([big.code, typeof big.weight, big.max], ['ValueTooLarge', 'number', 10]);
+  assert.ok(big.weight > 10, `${big.weight}`);
+  const hang = c.getOrLoad('l1', () => new Promise(() => {}));
+  const many = await c.getOrLoad('l2', () => 1).catch((e) => e);
+  assert.deepEqual([many.code, many.max], ['TooManyLoads', 1]);
+  const late = await hang.catch((e) => e);
+  assert.deepEqual([late.code, late.afterMs], ['LoadTimeout', 30]);
+});

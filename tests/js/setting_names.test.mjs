@@ -24,3 +24,21 @@ test('only healing settings take the prefix', () => {
   }
   assert.deepEqual(c.healingConfig(), before);
 });
+
+test('a healing setting given under its name and its former name at once is refused, naming both', () => {
+  const c = new Cache();
+  const before = c.healingConfig();
+  for (const [former, name] of [['verifyIntervalMs', 'verifyInterval'], ['sourceTimeoutMs', 'sourceTimeout']]) {
+    for (const settings of [{ [name]: 100, [former]: 200 }, { [former]: 300, [name]: 400 }, { [former]: 300, [name]: 300 }]) {
+      const check = (e) =>
+        e.code === 'InvalidConfig' && e.field === `healing.${former}` && e.message.includes(`\`healing.${name}\``);
+      assert.throws(() => c.setHealing(settings), check, JSON.stringify(settings));
+      assert.throws(() => new Cache({ healing: settings }), check, JSON.stringify(settings));
+    }
+    // one of them undefined: given once
+    c.setHealing({ [name]: 1234, [former]: undefined });
+    c.setHealing(before);
+  }
+  c.setHealing({ verifyIntervalMs: before.verifyIntervalMs });
+  assert.deepEqual(c.healingConfig(), before);
+});

@@ -306,6 +306,29 @@ test('tags on a cache without a shared tier, set and fetched', { skip: WASM }, a
   await assert.rejects(c.fetch('g', async () => 1, { tags: [''] }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
 });
 
+test('P7: a soft invalidation keeps an entry without expiry stale for grace; a hard one after it removes the stale entry', { skip: WASM }, async () => {
+  const { ManualClock } = await import('healcache');
+  const clock = new ManualClock();
+  const c = new Cache({ clock, ttl: 1000, grace: 500 });
+  const down = async () => { throw new Error('origin down'); };
+  c.set('withTtl', 'A', { tags: ['t'] });
+  c.set('noTtl', 'D', { tags: ['t'], ttl: Infinity });
+  assert.equal(await c.invalidateTag('t'), 2);
+  assert.deepEqual([c.get('withTtl'), c.get('noTtl'), c.size], [undefined, undefined, 2]);
+  for (const [k, v] of [['withTtl', 'A'], ['noTtl', 'D']]) {
+    const f = await c.fetch(k, down);
+    assert.deepEqual([f.value, f.status], [v, 'stale-fail-safe'], k);
+  }
+  clock.advance(500);
+  await assert.rejects(c.fetch('noTtl', down), /origin down/, 'past its grace window');
+
+  c.set('x', 'X', { tags: ['h'] });
+  assert.equal(await c.invalidateTag('h'), 1);
+  assert.equal(await c.invalidateTag('h', { hard: true }), 0, 'x was stale already: not counted, removed');
+  await assert.rejects(c.fetch('x', down), /origin down/, 'no fallback after a hard invalidation');
+  assert.equal(c.peek('x'), undefined);
+});
+
 test('tags are refused by the WebAssembly package with a typed error', { skip: !WASM }, async () => {
   const c = new Cache();
   assert.throws(() => c.set('a', 1, { tags: ['t'] }), (e) => e.code === 'InvalidConfig');

@@ -88,6 +88,18 @@ test('the queue bound holds under a stalled writer: the next write rejects with 
   assert.ok(!got.some((o) => o.key === 'k5'));
 });
 
+test('a maxQueue below the default batch is its own batch; a batch above it is refused', { skip: node }, async () => {
+  const c = new Cache();
+  const w = gated(false);
+  const wb = new WriteBehind(c, w.writer, { maxQueue: 3, flushInterval: 3_600_000 });
+  for (let i = 0; i < 3; i++) wb.set(`k${i}`, i);
+  await waitFor(() => w.calls === 1);
+  w.open();
+  assert.equal(await wb.close(), 0);
+  assert.deepEqual(w.batches.map((b) => b.map((o) => o.key)), [['k0', 'k1', 'k2']]);
+  assert.throws(() => new WriteBehind(c, w.writer, { maxQueue: 3, batch: 4 }), (e) => e.code === 'InvalidConfig' && e.field === 'batch');
+});
+
 test('onFull block waits for room, then succeeds', { skip: node }, async () => {
   const cache = new Cache();
   const w = gated();
@@ -144,7 +156,9 @@ test('a writer failing twice then succeeding delivers everything', { skip: node 
     calls.push(batch);
     if (calls.length <= 2) throw new Error('db down');
   };
-  const wb = new WriteBehind(new Cache(), writer, FAST);
+  // the batch goes once full: a and b together, however long the first set takes (with
+  // FAST's 1 ms flush interval a slow first call sent a alone, and the calls were four)
+  const wb = new WriteBehind(new Cache(), writer, { ...FAST, batch: 2, flushInterval: 60_000 });
   await wb.set('a', 1);
   await wb.set('b', 2);
   assert.equal(await wb.close(20_000), 0);

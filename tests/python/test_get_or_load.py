@@ -462,3 +462,32 @@ def test_a_real_loader_error_nobody_awaited_is_still_reported() -> None:
 
     reported = _run_capturing(main)
     assert [r for r in reported if "never retrieved" in r and "LoaderFailed" in r], reported
+
+
+@pytest.mark.asyncio
+async def test_a_not_found_answer_is_no_load_error() -> None:
+    # `load_errors` counts loads that ended in the loader's error; "not found" is an answer
+    c = Cache()
+    with pytest.raises(healcache.NotFound):
+        await c.get_or_load("u", lambda: NOT_FOUND)
+    s = c.stats()
+    assert (s["loads"], s["load_errors"]) == (1, 0)
+
+
+def test_a_not_found_answer_is_no_load_error_in_threads() -> None:
+    c = Cache()
+    with pytest.raises(healcache.NotFound):
+        c.get_or_load_sync("u", lambda: NOT_FOUND)
+    s = c.stats()
+    assert (s["loads"], s["load_errors"]) == (1, 0)
+    # and it is cached for negative_ttl, as an async load's is
+    n = Cache(negative_ttl=60)
+    with pytest.raises(healcache.NotFound):
+        n.get_or_load_sync("u", lambda: NOT_FOUND)
+
+    def never() -> str:
+        raise AssertionError("the cached answer was not used")
+
+    with pytest.raises(healcache.NotFound):
+        n.get_or_load_sync("u", never)
+    assert n.stats()["loads"] == 1

@@ -941,3 +941,32 @@ def test_background_healing_does_not_start_again_after_close() -> None:
     c.set("u:1", 1)
     c.register_source("u:", lambda key: 2)
     assert c.verify_now_sync()["drift"] == 1
+
+
+def test_http_source_max_body_bytes_is_the_largest_body_taken(api: str) -> None:
+    # P5: a body of exactly `max_body_bytes` is the value; one byte more is a failed answer
+    Api.users["big"] = "x" * 1000
+    for cap, repaired, failures in [(1000, 1, 0), (999, 0, 1)]:
+        c = Cache(healing_sample_rate=1.0)
+        c["big"] = "stale"
+        c.register_source("", api + "/text/{key}", decode="text", allow_private=["127.0.0.1"], max_body_bytes=cap)
+        r = c.verify_now_sync()
+        assert (r["repaired"], r["failures"]) == (repaired, failures), (cap, r)
+        assert c["big"] == ("x" * 1000 if repaired else "stale")
+
+
+def test_http_source_max_body_bytes_is_checked_at_registration() -> None:
+    c = Cache()
+    template = "http://example.com/users/{key}"
+    c.register_source("a", template, max_body_bytes=1)
+    c.register_source("b", template, max_body_bytes=2**64 - 1)  # the bound of Rust's `usize`
+    for bad in (0, -1, 2**64, True, False):
+        with pytest.raises(healcache.InvalidConfig) as ei:
+            c.register_source("c", template, max_body_bytes=bad)
+        assert ei.value.field == "max_body_bytes" and "`max_body_bytes`" in str(ei.value)
+    for wrong in (1.5, "1024"):
+        with pytest.raises(TypeError, match="`max_body_bytes`"):
+            c.register_source("c", template, max_body_bytes=wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`max_body_bytes`"):  # applies to URL templates only
+        c.register_source("c", lambda k: 1, max_body_bytes=1024)
+    assert [s["prefix"] for s in c.scores()] == ["a", "b"]

@@ -13,6 +13,7 @@ TypeError naming the argument) raised before the core is called, so nothing in t
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Callable
 
 import pytest
@@ -67,7 +68,8 @@ def test_if_version_out_of_range_is_invalid_config_and_changes_nothing(bad: int)
 
 def test_if_version_of_the_wrong_type_is_a_type_error_naming_it() -> None:
     c = Cache()
-    for bad in (1.5, "1"):
+    # a float is a number that is no version: InvalidConfig (below)
+    for bad in ("1",):
         with pytest.raises(TypeError, match="if_version") as ei:
             c.set("k", 1, if_version=bad)  # type: ignore[arg-type]
         assert not isinstance(ei.value, healcache.HealcacheError)
@@ -357,3 +359,245 @@ def test_a_huge_number_in_an_error_reads_as_the_user_wrote_it() -> None:
     assert "got 1e+300 seconds" in str(e) and "000000" not in str(e)
     e = _invalid(lambda: Cache(ttl=1e306), "ttl")
     assert "at most 100 years" in str(e) and "inf" not in str(e)
+
+
+# -- a bool where a number is expected -----------------------------------------------------------
+
+
+def _bool_refused(call: Callable[[Any], Any], field: str) -> None:
+    """`call(True)` and `call(False)` are refused as the argument's other bad numbers are."""
+    for flag in (True, False):
+        _invalid(lambda: call(flag), field)
+
+
+def test_a_bool_is_refused_wherever_a_number_is_expected_and_changes_nothing() -> None:
+    # a bool is an int in Python, but `max_entries=True` is a mistake, not a cache of one entry
+    c = Cache(max_entries=10)
+    c.set("k", "v")
+    healing = c.healing_config()
+    before = _snapshot(c)
+    cases: list[tuple[Callable[[Any], Any], str]] = [
+        *[(lambda b, kw=kw: Cache(**{kw: b}), kw) for kw in (
+            "max_entries", "max_bytes", "ttl", "load_timeout", "grace", "max_key_len", "xfetch_beta",
+            "negative_ttl", "seed", "healing_sample_rate", "healing_score_window", "healing_verify_interval",
+        )],
+        (lambda b: c.set_healing(sample_rate=b), "sample_rate"),
+        (lambda b: c.set_healing(score_window=b), "score_window"),
+        (lambda b: c.set_healing(verify_interval=b), "verify_interval"),
+        (lambda b: c.config_set("healing.verify_interval", b), "healing.verify_interval"),
+        (lambda b: c.config_set("healing.sample_rate", b), "healing.sample_rate"),
+        (lambda b: c.set("k", "w", ttl=b), "ttl"),
+        (lambda b: c.set("k", "w", if_version=b), "if_version"),
+        (lambda b: c.set("k", "w", if_version=b, tags=["t"]), "if_version"),
+        (lambda b: c.delete("k", if_version=b), "if_version"),
+        (lambda b: c.sample_keys(b), "k"),
+        (lambda b: c.get_or_load_sync("n", lambda: 1, ttl=b), "ttl"),
+        (lambda b: c.get_or_load_sync("n", lambda: 1, soft_timeout=b), "soft_timeout"),
+        (lambda b: c.cached(ttl=b), "ttl"),
+        (lambda b: c.close(timeout=b), "timeout"),
+        (lambda b: healcache.ManualClock().advance(b), "seconds"),
+        *[(lambda b, kw=kw: WriteBehind(c, lambda batch: None, **{kw: b}), kw) for kw in (
+            "max_queue", "batch", "attempts", "flush_interval", "retry_min", "retry_max",
+        )],
+    ]
+    for call, field in cases:
+        _bool_refused(call, field)
+    assert _snapshot(c) == before and c.get("k") == "v" and c.healing_config() == healing
+
+
+@pytest.mark.asyncio
+async def test_a_bool_is_refused_wherever_an_async_call_expects_a_number() -> None:
+    c = Cache()
+    called: list[Any] = []
+
+    def loader(*args: Any) -> Any:
+        called.append(args)
+        return {} if args else 1
+
+    calls: list[tuple[Callable[[Any], Any], str]] = [
+        (lambda b: c.get_or_load("n", loader, ttl=b), "ttl"),
+        (lambda b: c.get_or_load("n", loader, negative_ttl=b), "negative_ttl"),
+        (lambda b: c.fetch("n", loader, soft_timeout=b), "soft_timeout"),
+        (lambda b: c.get_many(["n"], loader, ttl=b), "ttl"),
+        (lambda b: c.write_through("n", 1, lambda k, v: called.append((k, v)), ttl=b), "ttl"),
+        (lambda b: c.warm(["n"], loader, concurrency=b), "concurrency"),
+        (lambda b: c.warm(["n"], loader, batch=b), "batch"),
+        (lambda b: c.warm(["n"], loader, max_keys=b), "max_keys"),
+        (lambda b: c.warm(["n"], loader, min_share=b), "min_share"),
+    ]
+    for call, field in calls:
+        for flag in (True, False):
+            await _ainvalid(lambda: call(flag), field)
+    assert called == [] and len(c) == 0 and c.stats()["loads"] == 0
+
+
+def test_a_bool_for_a_flag_is_still_a_bool() -> None:
+    c = Cache(xfetch=True, stale_while_revalidate=False)
+    c.set_healing(enabled=False, auto_repair=True)
+    assert c.healing_config()["auto_repair"] is True
+
+
+def test_if_version_that_is_no_whole_number_is_invalid_config() -> None:
+    # as every other bad number of `if_version` (and as JS refuses `ifVersion: 1.5`)
+    c = Cache()
+    c.set("k", "v")
+    before = _snapshot(c)
+    for bad in (1.5, math.nan, math.inf, -0.5, 1.0):
+        _invalid(lambda: c.set("k", "w", if_version=bad), "if_version")
+        _invalid(lambda: c.delete("k", if_version=bad), "if_version")
+    assert _snapshot(c) == before and c.get("k") == "v"
+
+
+# -- a key that is not a str ---------------------------------------------------------------------
+
+
+def _key_not_str(call: Callable[[], Any]) -> None:
+    with pytest.raises(healcache.InvalidKey) as ei:
+        call()
+    assert isinstance(ei.value, TypeError), "`except TypeError` still catches a key of the wrong type"
+    assert ei.value.code == "InvalidKey" and "keys must be str, not int" in str(ei.value)
+
+
+def test_a_key_that_is_not_a_str_is_invalid_key_in_every_sync_call() -> None:
+    c = Cache()
+    c["a"] = 1
+    before = _snapshot(c)
+    calls: list[Callable[[], Any]] = [
+        lambda: c.get(7),  # type: ignore[arg-type]
+        lambda: c.get(7, 0),  # type: ignore[arg-type]
+        lambda: Cache.get(c, 7),  # type: ignore[arg-type]
+        lambda: c.peek(7),  # type: ignore[arg-type]
+        lambda: c[7],  # type: ignore[index]
+        lambda: c.__setitem__(7, 1),  # type: ignore[arg-type]
+        lambda: c.__delitem__(7),  # type: ignore[arg-type]
+        lambda: 7 in c,
+        lambda: c.set(7, 1),  # type: ignore[arg-type]
+        lambda: c.set(7, 1, tags=["t"]),  # type: ignore[arg-type]
+        lambda: c.delete(7),  # type: ignore[arg-type]
+        lambda: c.version(7),  # type: ignore[arg-type]
+        lambda: c.get_entry(7),  # type: ignore[arg-type]
+        lambda: c.get_or_load_sync(7, lambda: 1),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        _key_not_str(call)
+    assert _snapshot(c) == before
+
+
+@pytest.mark.asyncio
+async def test_a_key_that_is_not_a_str_is_invalid_key_in_every_async_call() -> None:
+    c = Cache()
+    called: list[Any] = []
+
+    def loader(*args: Any) -> Any:
+        called.append(args)
+        return {} if args else 1
+
+    calls: list[Callable[[], Any]] = [
+        lambda: c.get_or_load(7, loader),  # type: ignore[arg-type]
+        lambda: c.fetch(7, loader),  # type: ignore[arg-type]
+        lambda: c.write_through(7, 1, lambda k, v: called.append((k, v))),  # type: ignore[arg-type]
+        lambda: c.get_many(["ok", 7], loader),  # type: ignore[list-item]
+        lambda: c.warm(["ok", 7], loader),  # type: ignore[list-item]
+    ]
+    for call in calls:
+        with pytest.raises(healcache.InvalidKey) as ei:
+            await call()
+        assert isinstance(ei.value, TypeError) and "keys must be str, not int" in str(ei.value)
+    assert called == [] and len(c) == 0
+
+
+def test_write_behind_keys_that_are_not_str_are_invalid_key() -> None:
+    c = Cache()
+    written: list[Any] = []
+    wb = WriteBehind(c, written.extend, flush_interval=0.01)
+    try:
+        _key_not_str(lambda: wb.set(7, 1))  # type: ignore[arg-type]
+        _key_not_str(lambda: wb.delete(7))  # type: ignore[arg-type]
+        assert wb.stats()["queue_depth"] == 0 and len(c) == 0
+    finally:
+        wb.close()
+    assert written == []
+
+
+# -- per-call keywords of the wrong type ---------------------------------------------------------
+
+
+def _type_error_naming(call: Callable[[], Any], keyword: str) -> None:
+    """A TypeError, as `Cache(ttl="5")` raises, whose message names the keyword."""
+    with pytest.raises(TypeError) as ei:
+        call()
+    assert type(ei.value) is TypeError
+    assert f"`{keyword}`" in str(ei.value), str(ei.value)
+
+
+def test_cache_ttl_of_the_wrong_type_is_the_reference() -> None:
+    _type_error_naming(lambda: Cache(ttl="5"), "ttl")  # type: ignore[arg-type]
+
+
+def test_every_per_call_keyword_of_the_wrong_type_names_itself_and_changes_nothing() -> None:
+    c = Cache()
+    c.set("k", "v")
+    before = _snapshot(c)
+    wb = WriteBehind(c, lambda batch: None)
+    calls: list[tuple[Callable[[], Any], str]] = [
+        (lambda: c.set("k", 1, ttl="5"), "ttl"),  # type: ignore[arg-type]
+        (lambda: c.set("k", 1, if_version="1"), "if_version"),  # type: ignore[arg-type]
+        (lambda: c.delete("k", if_version="1"), "if_version"),  # type: ignore[arg-type]
+        (lambda: c.invalidate_tag("t", hard=1), "hard"),  # type: ignore[arg-type]
+        (lambda: c.sample_keys("1"), "k"),  # type: ignore[arg-type]
+        (lambda: c.get_or_load_sync("n", lambda: 1, ttl="5"), "ttl"),  # type: ignore[arg-type]
+        (lambda: c.get_or_load_sync("n", lambda: 1, negative_ttl="5"), "negative_ttl"),  # type: ignore[arg-type]
+        (lambda: c.get_or_load_sync("n", lambda: 1, soft_timeout="5"), "soft_timeout"),  # type: ignore[arg-type]
+        (lambda: c.get_or_load_sync("n", lambda: 1, stale_while_revalidate=1), "stale_while_revalidate"),  # type: ignore[arg-type]
+        (lambda: c.get_or_load_sync("n", lambda: 1, xfetch=1), "xfetch"),  # type: ignore[arg-type]
+        (lambda: c.cached(ttl="5"), "ttl"),  # type: ignore[arg-type]
+        (lambda: c.close(timeout="5"), "timeout"),  # type: ignore[arg-type]
+        (lambda: c.register_source("p", "http://example.com/{key}", allow_private=5), "allow_private"),  # type: ignore[arg-type]
+        (lambda: c.register_source("p", "http://example.com/{key}", max_body_bytes="5"), "max_body_bytes"),  # type: ignore[arg-type]
+        (lambda: healcache.ManualClock().advance("5"), "seconds"),  # type: ignore[arg-type]
+        (lambda: wb.set("k", 1, ttl="5"), "ttl"),  # type: ignore[arg-type]
+        (lambda: wb.close(timeout="5"), "timeout"),  # type: ignore[arg-type]
+        (lambda: wb.failed(take=1), "take"),  # type: ignore[arg-type]
+        (lambda: WriteBehind(c, lambda batch: None, flush_interval="5"), "flush_interval"),  # type: ignore[arg-type]
+    ]
+    try:
+        for call, keyword in calls:
+            _type_error_naming(call, keyword)
+        assert _snapshot(c) == before and c.get("k") == "v" and c.scores() == []
+    finally:
+        wb.close()
+
+
+@pytest.mark.asyncio
+async def test_every_async_per_call_keyword_of_the_wrong_type_names_itself() -> None:
+    c = Cache()
+    called: list[Any] = []
+
+    def loader(*args: Any) -> Any:
+        called.append(args)
+        return {} if args else 1
+
+    def writer(k: str, v: Any) -> None:
+        called.append((k, v))
+
+    calls: list[tuple[Callable[[], Any], str]] = []
+    for method in (c.get_or_load, c.fetch):
+        calls += [
+            (lambda m=method: m("n", loader, ttl="5"), "ttl"),
+            (lambda m=method: m("n", loader, negative_ttl="5"), "negative_ttl"),
+            (lambda m=method: m("n", loader, soft_timeout="5"), "soft_timeout"),
+            (lambda m=method: m("n", loader, stale_while_revalidate=1), "stale_while_revalidate"),
+            (lambda m=method: m("n", loader, xfetch=1), "xfetch"),
+        ]
+    calls += [
+        (lambda: c.get_many(["n"], loader, ttl="5"), "ttl"),
+        (lambda: c.write_through("n", 1, writer, ttl="5"), "ttl"),
+        (lambda: c.write_through("n", 1, writer, invalidate=1), "invalidate"),
+        (lambda: c.warm(["n"], loader, concurrency="1"), "concurrency"),
+        (lambda: c.warm(["n"], loader, min_share="1"), "min_share"),
+    ]
+    for call, keyword in calls:
+        with pytest.raises(TypeError) as ei:
+            await call()
+        assert type(ei.value) is TypeError and f"`{keyword}`" in str(ei.value), str(ei.value)
+    assert called == [] and len(c) == 0 and c.stats()["loads"] == 0

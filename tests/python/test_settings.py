@@ -91,9 +91,14 @@ def test_a_value_of_the_wrong_type_is_a_type_error_naming_the_setting(name: str,
             Cache(**{kw: bad})
 
 
-def test_a_bool_given_for_a_number_is_the_int_it_equals() -> None:
-    c = Cache(healing_verify_interval=True, healing_score_window=True)
-    assert c.healing_config()["verify_interval"] == 1.0, "one second, as `1` would be"
+def test_a_bool_given_for_a_number_is_refused_naming_the_setting() -> None:
+    # a bool is an int to Python, but `healing_score_window=True` is a mistake, not a window of 1
+    for kw in ("healing_verify_interval", "healing_score_window"):
+        with pytest.raises(healcache.InvalidConfig) as ei:
+            Cache(**{kw: True})
+        assert ei.value.field == kw and "not a bool" in str(ei.value)
+    c = Cache(healing_verify_interval=1, healing_score_window=1)
+    assert c.healing_config()["verify_interval"] == 1.0, "one second"
     assert c.healing_config()["score_window"] == 1
 
 

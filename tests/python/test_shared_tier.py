@@ -6,6 +6,7 @@ degrades to the local cache and the loader."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import pickle
 import select
@@ -332,6 +333,35 @@ def test_a_tag_invalidated_in_one_process_is_stale_in_another(redis_server):
     a.set("user:3", "u3", tags=["team:9"])
     assert a.invalidate_tag("team:9", hard=True) == 1
     assert a.get_entry("user:3") is None
+
+
+def test_tags_soft_keeps_an_entry_without_expiry_stale_and_hard_after_soft_removes() -> None:
+    """P7: without a shared tier too, a soft invalidation keeps an entry that never expires as a
+    fallback for ``grace`` from then on, and a hard one after it removes what it left stale (the
+    count is of fresh entries)."""
+    clock = healcache.ManualClock()
+    c = healcache.Cache(clock=clock, ttl=1, grace=0.5)
+
+    def down():
+        raise RuntimeError("origin down")
+
+    c.set("withTtl", "A", tags=["t"])
+    c.set("noTtl", "D", tags=["t"], ttl=math.inf)
+    assert c.invalidate_tag("t") == 2
+    assert (c.get("withTtl"), c.get("noTtl"), len(c)) == (None, None, 2)
+    for k, v in [("withTtl", "A"), ("noTtl", "D")]:
+        f = fetch(c, k, down)
+        assert (f.value, f.status) == (v, "stale-fail-safe"), k
+    clock.advance(0.5)
+    with pytest.raises(RuntimeError, match="origin down"):
+        fetch(c, "noTtl", down)  # past its grace window
+
+    c.set("x", "X", tags=["h"])
+    assert c.invalidate_tag("h") == 1
+    assert c.invalidate_tag("h", hard=True) == 0  # x was stale already: not counted, removed
+    with pytest.raises(RuntimeError, match="origin down"):
+        fetch(c, "x", down)
+    assert c.get_entry("x") is None
 
 
 def test_bad_tags_are_refused_and_change_nothing(redis_server):

@@ -75,6 +75,22 @@ def test_reject_at_the_bound_changes_nothing() -> None:
     assert [b[0] for b in w.batches] == [("put", "k0", 0), ("put", "k1", 1), ("put", "k2", 20)]
 
 
+def test_a_max_queue_below_the_default_batch_is_its_own_batch() -> None:
+    # only max_queue given: the default batch (100) gives way to it, as warm's gives way to
+    # max_in_flight; batch given above it is still refused, naming it
+    cache = Cache()
+    w = Gate(open_=False)
+    wb = WriteBehind(cache, w, max_queue=3, flush_interval=3600)
+    for i in range(3):
+        wb.set(f"k{i}", i)
+    w.open.set()
+    assert wb.close(20) == 0
+    assert w.batches == [[("put", "k0", 0), ("put", "k1", 1), ("put", "k2", 2)]]
+    with pytest.raises(healcache.InvalidConfig) as e:
+        WriteBehind(cache, w, max_queue=3, batch=4)
+    assert e.value.field == "batch"
+
+
 def test_block_waits_for_room_then_times_out() -> None:
     cache = Cache()
     w = Gate(open_=False)

@@ -560,9 +560,14 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
         }
     }
 
-    /// Ends [`Healer::run`] after its current sleep or interval.
+    /// Ends [`Healer::run`] after its current sleep or interval, for good: from now on the
+    /// settings say healing is off, as every host's `close` reports it.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Relaxed);
+        let _ = self.update(|c| {
+            c.enabled = false;
+            Ok(())
+        });
     }
 
     /// The score report of one prefix.

@@ -619,16 +619,27 @@ impl<V> ShardInner<V> {
     }
 
     /// Makes the fresh entry at `i` stale at `now`, keeping its grace window if it has one (one
-    /// without is gone now), and tells the sweep: it may now be an entry that expires.
-    pub(super) fn make_stale(&mut self, i: usize, now: u64) {
+    /// without is gone now), and tells the sweep: it may now be an entry that expires. An entry
+    /// that never expired has no grace window of its own: it gets `grace` from `now`.
+    pub(super) fn make_stale(&mut self, i: usize, now: u64, grace: u64) {
         let was = self.grace_until(i);
-        let grace_until = if was == self.slots[i].expires_at { now } else { was };
+        let grace_until = if was == NEVER {
+            now.saturating_add(grace).min(NEVER - 1)
+        } else if was == self.slots[i].expires_at {
+            now
+        } else {
+            was
+        };
         self.expiring += usize::from(was == NEVER && grace_until != NEVER);
         let before = std::mem::replace(&mut self.slots[i].expires_at, now);
         if now < before {
             self.note_due(i);
         }
-        // without the column, an entry's grace ends at its expiry: now, as it should
+        // without the column, an entry's grace ends at its expiry: now, right when none is
+        // given; a window past it needs the column
+        if self.cold.is_empty() && grace_until != now {
+            self.make_cold();
+        }
         if let Some(c) = self.cold.get_mut(i) {
             c.grace_until = grace_until;
         }
@@ -883,7 +894,8 @@ mod tests {
                 }
                 _ => {
                     // drop the odd positions, move the others' times later
-                    let keep = |d: super::Due| (d.pos % 2 == 0).then(|| super::Due::new(d.at() + 5, d.pos as usize));
+                    let keep =
+                        |d: super::Due| d.pos.is_multiple_of(2).then(|| super::Due::new(d.at() + 5, d.pos as usize));
                     heap.rebuild(keep);
                     model = model.into_iter().filter_map(keep).collect();
                 }

@@ -86,11 +86,11 @@ fn next_step<V: Clone + Send + Sync + 'static>(sh: &Shared<V>, st: &mut State<V>
     }
     let oldest = st.order.front().and_then(|k| st.items.get(k)).map_or(now, |i| i.since);
     let age = Duration::from_nanos(now.saturating_sub(oldest));
-    if ready < sh.cfg.batch && !st.closed && age < sh.cfg.flush_interval {
+    if ready < sh.cfg.batch() && !st.closed && age < sh.cfg.flush_interval {
         return Next::Wait(st.generation, Some(sh.cfg.flush_interval - age));
     }
     let mut i = 0;
-    while st.inflight.len() < sh.cfg.batch && i < st.order.len() {
+    while st.inflight.len() < sh.cfg.batch() && i < st.order.len() {
         let pinned = st.items.get(&st.order[i]).is_some_and(|it| it.pinned > 0);
         if pinned {
             i += 1;
