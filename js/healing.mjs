@@ -85,8 +85,9 @@ function sourceOptions(options, isUrl) {
       throw invalid(name, `must be one of ${DECODE.join(', ')}`);
     } else if (name === 'stripPrefix' && typeof v !== 'boolean') {
       throw invalid(name, 'must be a boolean');
-    } else if (name === 'maxBodyBytes' && !(Number.isSafeInteger(v) && v > 0)) {
-      throw invalid(name, 'must be a positive whole number of bytes');
+    } else if (name === 'maxBodyBytes' && !(Number.isSafeInteger(v) && v >= 0)) {
+      // 0 is the core's to refuse (a size past 2^53 - 1, or negative, is no exact count of bytes)
+      throw invalid(name, 'must be a whole number of bytes');
     } else if (
       name === 'allowPrivate' &&
       typeof v !== 'boolean' &&

@@ -412,10 +412,6 @@ impl Healing {
             let mut options =
                 HttpOptions { allow_private: allow_private_arg(allow_private)?, ..HttpOptions::bounded_by_healer() };
             if let Some(max) = max_body_bytes {
-                // refused here to name the keyword (the HTTP source's own error names `source`)
-                if max == 0 {
-                    return Err(invalid(py, "max_body_bytes", "must be a positive whole number of bytes"));
-                }
                 options.max_body_bytes = max;
             }
             let http = HttpSource::new(&template.to_cow()?, options).map_err(|e| to_pyerr(py, e))?;

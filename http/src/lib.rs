@@ -153,7 +153,8 @@ impl HttpSource {
             return Err(invalid("HTTP source timeout must be above zero"));
         }
         if options.max_body_bytes == 0 {
-            return Err(invalid("HTTP source max_body_bytes must be above zero"));
+            // a per-source option, named as the hosts spell it (`max_body_bytes`, `maxBodyBytes`)
+            return Err(Error::invalid_config("max_body_bytes", ConfigProblem::NotPositive, Some(0.0)));
         }
         // reqwest is built without a rustls crypto provider (see Cargo.toml): use the process's
         // default if the host installed one, ring otherwise.

@@ -153,6 +153,9 @@ fn bad_templates_and_options_are_refused() {
     let t = "http://127.0.0.1:9/{key}";
     assert_eq!(HttpSource::new(t, opts(0, 10)).unwrap_err().code(), "InvalidConfig");
     assert_eq!(HttpSource::new(t, opts(10, 0)).unwrap_err().code(), "InvalidConfig");
+    // the body cap is a per-source option: its refusal names it, so every host shows its name
+    let e = HttpSource::new(t, opts(10, 0)).unwrap_err();
+    assert!(matches!(e, healcache::Error::InvalidConfig { field: "max_body_bytes", .. }), "{e:?}");
     assert_eq!(HttpSource::new(t, opts(10, 10)).unwrap().template(), t);
 }
 
