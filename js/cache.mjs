@@ -15,7 +15,7 @@ import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import { makeWriteBehind } from './write_behind.mjs';
 import {
-  settingsOf, codeError, argError, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
+  settingsOf, codeError, argError, errorText, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
   waitUntilArg, setArgs, checkVersion, defaultSizeOf, weigh,
 } from './options.mjs';
 
@@ -476,7 +476,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         m = await loader(keys);
         if (m === null || typeof m !== 'object') throw argError(`a batch loader resolves to a Map or an object of the keys it found, got ${m === null ? 'null' : typeof m}`);
       } catch (err) {
-        return [-this._keep(keys, err)];
+        // the text goes with the id: a warm-up's report names the first failure by it
+        return [-this._keep(keys, err), errorText(err)];
       }
       const asked = new Set(keys);
       const rows = [];

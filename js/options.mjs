@@ -87,6 +87,9 @@ function argError(message) {
   return codeError('ERR_INVALID_ARG_TYPE', message);
 }
 
+/** A rejection as text for the core's reports: `Error: message` for an Error, as Python's `Type: message`. */
+const errorText = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+
 /**
  * A value as a message shows it, as JS writes it: a number (`Infinity`, `-0`), a string with its
  * text, anything else by its type.
@@ -441,7 +444,7 @@ function weigh(sizeOf, value, key) {
 }
 
 export {
-  FETCH_OPTIONS, WRITE_BEHIND_COUNTS, settingsOf, healingSettings, codeError, invalid, argError, healingField, checkKey, checkPrefix,
+  FETCH_OPTIONS, WRITE_BEHIND_COUNTS, settingsOf, healingSettings, codeError, invalid, argError, errorText, healingField, checkKey, checkPrefix,
   makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg, waitUntilArg, setArgs, checkVersion,
   healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };

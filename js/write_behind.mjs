@@ -10,12 +10,11 @@
 // the values kept here are swept against the handles the queue still holds (`wbHeld`) once
 // twice as many are kept as were held at the last sweep.
 
-import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, codeError, flagArg, invalid, ttlArg, weigh } from './options.mjs';
+import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, codeError, errorText, flagArg, invalid, ttlArg, weigh } from './options.mjs';
 
 const SWEEP_MIN = 1024; // values kept before the first sweep
 
 // The text kept with an item the writer failed (the core keeps text, as Python's does).
-const errorText = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 
 /** The `WriteBehind` class over backend `B`, for caches of class `Cache`. */
 function makeWriteBehind(B, Cache) {

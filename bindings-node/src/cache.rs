@@ -491,8 +491,8 @@ pub fn cancel(c: &External<Backend>, ticket: u32) {
 type BatchLoader = ThreadsafeFunction<Vec<String>, Promise<BatchRows>, Vec<String>, Status, false>;
 
 /// A batch loader's answer: `[key, row, key, row, ...]` with each `row` as a loader's
-/// (`[handle, weight]`, and the value on a shared cache), or `[-loadId]` when it threw.
-pub struct BatchRows(Result<Vec<(String, LoaderRow)>, f64>);
+/// (`[handle, weight]`, and the value on a shared cache), or `[-loadId, text]` when it threw.
+pub struct BatchRows(Result<Vec<(String, LoaderRow)>, healcache::LoaderError>);
 
 impl TypeName for BatchRows {
     fn type_name() -> &'static str {
@@ -515,8 +515,12 @@ impl FromNapiValue for BatchRows {
                 check_status!(sys::napi_get_element(env, v, i, &mut e))?;
                 Ok(e)
             };
-            if len == 1 {
-                return Ok(BatchRows(Err(-f64::from_napi_value(env, element(0)?)?)));
+            // a rejection starts with a number, a row with its key
+            if len == 2 {
+                if let Ok(id) = f64::from_napi_value(env, element(0)?) {
+                    let text = String::from_napi_value(env, element(1)?)?;
+                    return Ok(BatchRows(Err(healcache::LoaderError::new(-id, text))));
+                }
             }
             let mut rows = Vec::with_capacity(len as usize / 2);
             for i in (0..len.saturating_sub(1)).step_by(2) {
@@ -536,7 +540,7 @@ fn core_batch(loader: BatchLoader) -> impl Fn(Vec<String>) -> BatchFuture + Send
         Box::pin(async move {
             let failed = |e: napi::Error| loader_failed(e.reason.clone());
             let rows = loader.call_async_catch(keys).await.map_err(failed)?.await.map_err(failed)?;
-            let rows = rows.0.map_err(|id| healcache::LoaderError::new(id, "loader rejected"))?;
+            let rows = rows.0?;
             let mut found = std::collections::HashMap::with_capacity(rows.len());
             for (key, row) in rows {
                 if let healcache::Loaded::Value(mut h) = loaded_from(&row.nums)? {

@@ -105,6 +105,8 @@ test('warm reports progress and readiness', { skip: WASM }, async () => {
     throw new Error('origin down');
   }, { batch: 1 });
   assert.equal(r.failed, 2);
+  // the first failure's text, as Python's report gives it ('loader failed: RuntimeError: ...')
+  assert.equal(r.error, 'loader failed: Error: origin down');
   assert.equal(cold.ready(), false);
   assert.match(cold.prometheus('cold'), /healcache_warm_keys_total\{cache="cold",outcome="failed"\} 2\n/);
   await assert.rejects(cold.warm(['x'], async () => new Map(), { batch: 0 }), (e) => e.code === 'InvalidConfig' && e.field === 'batch');
