@@ -380,12 +380,17 @@ fn a_write_naming_the_epoch_takes_the_next_counter_and_any_other_is_told_the_epo
         assert_eq!(r.write_seen(&k, b"", &naming(&k, relaid.epoch, b"f"), "60000"), Reply::Int(c as i64 + 1));
         assert_eq!(stored_token(&mut r, &k), Token { epoch: relaid.epoch, counter: c + 1 });
     }
+    // the next counter would be 2^53, past what tokens compare exactly: a new epoch instead
+    let rolled = written(&r.write_seen(&k, b"", &naming(&k, relaid.epoch, b"f"), "60000"));
+    assert_ne!(rolled.epoch, relaid.epoch);
+    assert_eq!(rolled.counter, 1);
+    assert_eq!(r.fence(&k), vec![rolled.epoch.to_be_bytes().to_vec(), b"1".to_vec()]);
     // the conditions hold as before: absent refuses over a value; token refuses a wrong token
-    assert_eq!(r.write_seen(&k, b"absent", &naming(&k, relaid.epoch, b"g"), "60000").items()[0].int(), 0);
+    assert_eq!(r.write_seen(&k, b"absent", &naming(&k, rolled.epoch, b"g"), "60000").items()[0].int(), 0);
     let held = stored_token(&mut r, &k);
     let other = Token { epoch: held.epoch, counter: held.counter - 1 };
-    assert_eq!(r.write_seen(&k, &other.to_bytes(), &naming(&k, relaid.epoch, b"h"), "60000").items()[0].int(), 0);
-    assert!(matches!(r.write_seen(&k, &held.to_bytes(), &naming(&k, relaid.epoch, b"i"), "60000"), Reply::Int(_)));
+    assert_eq!(r.write_seen(&k, &other.to_bytes(), &naming(&k, rolled.epoch, b"h"), "60000").items()[0].int(), 0);
+    assert!(matches!(r.write_seen(&k, &held.to_bytes(), &naming(&k, rolled.epoch, b"i"), "60000"), Reply::Int(_)));
     // not an envelope: refused, nothing written
     let k2 = l2_keys("hc1", "seen:2");
     assert!(matches!(r.write_seen(&k2, b"", b"hc short", "60000"), Reply::Error(_)));

@@ -272,7 +272,7 @@ impl Link for RedisClusterTransport {
         });
         let mut out = Vec::with_capacity(keys.len());
         for got in futures::future::join_all(gets).await {
-            out.push(got.map_err(|e| self.failed(e))?.and_then(|v| v.parse().ok()).unwrap_or(0));
+            out.push(common::tag_version(got.map_err(|e| self.failed(e))?));
         }
         Ok(out)
     }

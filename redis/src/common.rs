@@ -324,6 +324,14 @@ pub(crate) fn shut<C>(st: &State<C>) {
     st.subs.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
 }
 
+/// A tag version as read: absent is never bumped (0); text that is no version (no cache wrote
+/// it) is [`healcache::tier::UNREADABLE_TAG`].
+pub(crate) fn tag_version(got: Option<String>) -> u64 {
+    got.map_or(0, |v| {
+        v.parse().ok().filter(|v| *v != healcache::tier::UNREADABLE_TAG).unwrap_or(healcache::tier::UNREADABLE_TAG)
+    })
+}
+
 pub(crate) fn closed_error() -> TransportError {
     TransportError::Io("the shared tier is closed".into())
 }

@@ -163,8 +163,7 @@ impl Link for RedisTransport {
         }
         let mut conn = common::conn_here(self).await?;
         let got: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(|e| self.failed(e))?;
-        // a version that is not a number was not written by a cache: read as never bumped
-        Ok(got.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
+        Ok(got.into_iter().map(common::tag_version).collect())
     }
 
     async fn unlink(&self, pattern: String) -> Result<u64, TransportError> {

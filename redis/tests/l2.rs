@@ -207,6 +207,65 @@ fn bytes_that_are_not_our_envelope_for_this_key_are_misses() {
     assert_eq!(b.stats().l2_hits, 0);
 }
 
+/// P7 and untrusted bytes: a slot's fence record that is not of our layout (another type, a
+/// counter that is no integer, one at the end of the integers, an epoch or a counter past 2^53)
+/// gets a new epoch at the next write, which lands; a value key holding another type is a miss
+/// plus a codec error, not a failed command that counts toward the breaker, and the next write
+/// replaces it.
+#[test]
+fn a_fence_record_or_a_value_key_not_of_our_layout_is_replaced_not_fatal() {
+    let r = server();
+    let a = cache(&r.url());
+    let mut con = raw(&r.url());
+    let epoch = |e: u64| e.to_be_bytes().to_vec();
+    type Plant = fn(&mut redis::Connection, &str, Vec<u8>);
+    let cases: Vec<(&str, Plant)> = vec![
+        ("string", |c, f, _| redis::cmd("SET").arg(f).arg("garbage").query::<()>(c).unwrap()),
+        ("list", |c, f, _| redis::cmd("RPUSH").arg(f).arg("x").query::<()>(c).unwrap()),
+        ("not an integer", |c, f, e| redis::cmd("HSET").arg(f).arg(e).arg("notanint").query::<()>(c).unwrap()),
+        ("at the end of the integers", |c, f, e| {
+            redis::cmd("HSET").arg(f).arg(e).arg(i64::MAX).query::<()>(c).unwrap()
+        }),
+        ("a counter past 2^53", |c, f, e| {
+            redis::cmd("HSET").arg(f).arg(e).arg((1u64 << 53) + 5).query::<()>(c).unwrap()
+        }),
+        ("an epoch past 2^53", |c, f, _| redis::cmd("HSET").arg(f).arg(vec![0xffu8; 8]).arg(1).query::<()>(c).unwrap()),
+    ];
+    for (i, (what, plant)) in cases.into_iter().enumerate() {
+        let key = format!("victim{i}");
+        let keys = healcache::keys::l2_keys("hc1", &key);
+        let _: () = redis::cmd("DEL").arg(&keys.fence).query(&mut con).unwrap();
+        plant(&mut con, &keys.fence, epoch(1_700_000_000_000_000));
+        let before = a.stats();
+        a.set(&key, json!(what)).unwrap();
+        wait_for(|| a.stats().l2_writes > before.l2_writes || a.stats().l2_errors > before.l2_errors);
+        let s = a.stats();
+        assert_eq!((s.l2_writes - before.l2_writes, s.l2_errors - before.l2_errors), (1, 0), "{what}: {s:?}");
+        let b = cache(&r.url());
+        let f = block(fetch(&b, &key, json!("from origin")));
+        assert_eq!((f.value, f.status), (Some(json!(what)), Status::L2Hit), "{what}");
+        // the record is ours again: one epoch field, its counter below 2^53
+        let fields: Vec<(Vec<u8>, u64)> = redis::cmd("HGETALL").arg(&keys.fence).query(&mut con).unwrap();
+        assert_eq!(fields.len(), 1, "{what}");
+        assert!(
+            u64::from_be_bytes(fields[0].0.clone().try_into().unwrap()) < 1 << 53 && fields[0].1 < 1 << 53,
+            "{what}"
+        );
+    }
+    assert_eq!(a.stats().l2_breaker_opens, 0);
+    // a value key of another type
+    let keys = healcache::keys::l2_keys("hc1", "hashed");
+    let _: () = redis::cmd("HSET").arg(&keys.value).arg("f").arg("v").query(&mut con).unwrap();
+    let b = cache(&r.url());
+    let f = block(fetch(&b, "hashed", json!("from origin")));
+    assert_eq!((f.value, f.status), (Some(json!("from origin")), Status::Loaded));
+    let s = b.stats();
+    assert_eq!((s.l2_codec_errors, s.l2_errors), (1, 0), "{s:?}");
+    wait_for(|| b.stats().l2_writes == 1);
+    let c = cache(&r.url());
+    assert_eq!(block(fetch(&c, "hashed", json!("no"))).status, Status::L2Hit, "the load's write replaced it");
+}
+
 #[test]
 fn the_acl_user_cannot_run_keys_flushall_or_debug() {
     let r = server();

@@ -106,6 +106,29 @@ fn a_write_racing_an_invalidation_it_did_not_see_reads_as_outdated() {
     assert_eq!(a.stats().l2_tag_outdated, 1);
 }
 
+/// P7: a tag version L2 holds that no cache wrote (text, a number past 64 bits) is no version:
+/// a value recorded under the tag is not served unchecked (it would be served as if the tag had
+/// never been bumped, an invalidated value back to life), and the garbage is counted.
+#[test]
+fn a_tag_version_no_cache_wrote_makes_the_value_a_miss_and_is_counted() {
+    let r = server();
+    let a = cache(&r.url());
+    let mut raw = r.connect_admin().unwrap();
+    let key = healcache::keys::tag_key("hc1", "cache", "tA");
+    for (i, garbage) in ["notanumber", "99999999999999999999999", "1.5"].into_iter().enumerate() {
+        // recorded under version 0 (the loads below write untagged values over it)
+        raw.cmd(&["DEL", key.as_str()]).unwrap();
+        tagged(&a, "item", json!("OLD"), &["tA"]);
+        wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == i as u64 + 1);
+        raw.cmd(&["SET", key.as_str(), garbage]).unwrap();
+        let fresh = cache(&r.url());
+        let f = fetch(&fresh, "item", Some(json!("from the origin"))).unwrap();
+        assert_eq!((f.value, f.status), (Some(json!("from the origin")), Status::Loaded), "{garbage}");
+        let s = fresh.stats();
+        assert_eq!((s.l2_codec_errors, s.l2_tag_outdated, s.l2_hits), (1, 1, 0), "{garbage}: {s:?}");
+    }
+}
+
 #[test]
 fn bad_tags_are_refused_and_change_nothing() {
     let r = server();

@@ -564,10 +564,10 @@ impl<V: Clone + Send + Sync + 'static> Healer<V> {
     /// settings say healing is off, as every host's `close` reports it.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Relaxed);
-        let _ = self.update(|c| {
-            c.enabled = false;
-            Ok(())
-        });
+        // nothing else changes, so nothing is checked again
+        let mut c = lock(&self.inner.config);
+        c.0.enabled = false;
+        c.1.enabled = false;
     }
 
     /// The score report of one prefix.

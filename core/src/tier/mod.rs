@@ -127,6 +127,10 @@ pub enum TransportError {
     Reply(String),
 }
 
+/// A tag version L2 holds that no cache wrote: the values recorded under the tag are not served
+/// (reading it as never bumped could bring an invalidated value back), and it is counted.
+pub const UNREADABLE_TAG: u64 = u64::MAX;
+
 /// The operations the shared tier needs from its store. Futures must not borrow the transport
 /// (they run after the call returns) and must be safe to drop at any await: a dropped operation
 /// is abandoned, never answered to another caller.
@@ -136,7 +140,8 @@ pub trait Transport: Send + Sync + 'static {
     /// The token stored at `value_key` (the REVALIDATE script: 16 bytes instead of the value;
     /// `None` when absent or not an envelope) and its PTTL.
     fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>>;
-    /// The current versions of tags, read from their version keys (0: never bumped), in order.
+    /// The current versions of tags, read from their version keys (0: never bumped), in order;
+    /// [`UNREADABLE_TAG`] for a key holding what no cache wrote (text that is no version).
     fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>>;
     /// Increments the tag version at `key` (INCR); answers the new version.
     fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>>;

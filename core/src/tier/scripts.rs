@@ -95,22 +95,43 @@ macro_rules! lua_bump {
         r#"
 -- The record has one field, named by the epoch, holding the counter: with the right hint a
 -- token is one HINCRBY. A wrong hint, none, or a lost record (first use, a restart without
--- persistence, eviction, FLUSHALL) takes the slow way; a lost record gets a new epoch from the
--- server clock (microseconds).
+-- persistence, eviction, FLUSHALL) takes the slow way; a lost record, or one not of this layout
+-- (another type, a counter that is no integer or is past 2^53, an epoch past 2^53: bytes no
+-- cache wrote), gets a new epoch from the server clock (microseconds). pcall: such a record
+-- must not make every write to the slot fail; any other error (out of memory, say) fails the
+-- write as it would have.
 eb, c = hint, 0
 if #hint == 8 and hint ~= '\0\0\0\0\0\0\0\0' then
-  c = redis.call('HINCRBY', f, hint, 1)
+  c = redis.pcall('HINCRBY', f, hint, 1)
+  if type(c) == 'table' then
+    if not (string.find(c.err, '^WRONGTYPE') or string.find(c.err, 'not an integer')
+        or string.find(c.err, 'overflow')) then
+      return redis.error_reply(c.err)
+    end
+    c = 0
+  end
   -- 1: the field was made just now, so the hint is not the epoch
   if c == 1 then redis.call('HDEL', f, hint) end
 end
-if c < 2 then
-  local ks = redis.call('HKEYS', f)
-  if #ks == 1 and #ks[1] == 8 then
+if c < 2 or c >= 9007199254740992 then
+  local ks = redis.pcall('HKEYS', f)
+  c = nil
+  -- an epoch below 2^53: its high 32 bits below 2^21
+  if type(ks) == 'table' and #ks == 1 and #ks[1] == 8 and struct.unpack('>I4', ks[1]) < 2097152 then
     eb = ks[1]
-    c = redis.call('HINCRBY', f, eb, 1)
-  else
-    -- lost, or not a record of this layout: a new epoch fences out every token of the old
-    if #ks > 0 then redis.call('DEL', f) end
+    c = redis.pcall('HINCRBY', f, eb, 1)
+    if type(c) == 'table' then
+      if not (string.find(c.err, 'not an integer') or string.find(c.err, 'overflow')) then
+        return redis.error_reply(c.err)
+      end
+      c = nil
+    elseif c >= 9007199254740992 then
+      c = nil
+    end
+  end
+  if not c then
+    -- lost, or not of this layout: a new epoch fences out every token of the old
+    redis.call('DEL', f)
     local t = redis.call('TIME')
     local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
     eb = struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
@@ -125,13 +146,18 @@ end
 /// `{GET v, PTTL v}`: the envelope (nil when absent) and its remaining time to live in ms
 /// (-2 absent, -1 no expiry). Fresh for `PTTL - grace_ms` more.
 pub const READ: &str = r#"
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+local v = redis.pcall('GET', KEYS[1])
+-- a key of another type holds no envelope: '' reads as a codec error, not a failed command
+if type(v) == 'table' then v = '' end
+return {v, redis.call('PTTL', KEYS[1])}
 "#;
 
 /// `{GETRANGE v 8 23, PTTL v}`: the stored token's 16 bytes ("" when absent) without the
 /// payload, so a suspect L1 copy whose token matches is trusted again for 16 bytes of traffic.
 pub const REVALIDATE: &str = r#"
-return {redis.call('GETRANGE', KEYS[1], 8, 23), redis.call('PTTL', KEYS[1])}
+local t = redis.pcall('GETRANGE', KEYS[1], 8, 23)
+if type(t) == 'table' then t = '' end
+return {t, redis.call('PTTL', KEYS[1])}
 "#;
 
 /// The fenced compare-and-set of every L2 write.
@@ -166,9 +192,10 @@ else
   if not e or not c then
     return redis.error_reply('ERR healcache: a token is not an integer below 2^53')
   end
-  if redis.call('HEXISTS', f, be8(e)) == 0 then return {-1} end
-  local h = redis.call('GETRANGE', v, 0, 23)
-  if #h == 24 and string.sub(h, 1, 2) == 'hc' and string.sub(h, 9, 16) == be8(e)
+  -- a record of another type holds no epoch: fenced out, as when it was lost
+  if redis.pcall('HEXISTS', f, be8(e)) ~= 1 then return {-1} end
+  local h = redis.pcall('GETRANGE', v, 0, 23)
+  if type(h) == 'string' and #h == 24 and string.sub(h, 1, 2) == 'hc' and string.sub(h, 9, 16) == be8(e)
       and ge(string.sub(h, 17, 24), be8(c)) then
     return {-2}
   end
@@ -271,8 +298,9 @@ end
 if cond == 'absent' then
   if redis.call('EXISTS', v) == 1 then return {0} end
 elseif cond ~= '' then
-  local cur = redis.call('GETRANGE', v, 8, 23)
-  if cur ~= '' and cur ~= cond then return {0} end
+  local cur = redis.pcall('GETRANGE', v, 8, 23)
+  -- a key of another type holds no token: as absent, and the SET below replaces it
+  if type(cur) == 'string' and cur ~= '' and cur ~= cond then return {0} end
 end
 local hint, eb, c = string.sub(head, 9, 16), nil, nil
 "#,

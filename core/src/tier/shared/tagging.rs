@@ -11,11 +11,12 @@ use crate::codec::{Tag, Token};
 use crate::keys;
 use crate::tier::breaker::State;
 use crate::tier::bus;
-use crate::tier::TransportError;
+use crate::tier::{TransportError, UNREADABLE_TAG};
 
 impl<V: Clone + Send + Sync + 'static> Tier<V> {
     /// Whether every recorded tag version is current: the versions known here, the others read
     /// from L2 (and learnt). `None` when they cannot be read: the value is not used unchecked.
+    /// A version no cache wrote is not current (and not learnt).
     pub(super) async fn tags_current(self: &Arc<Self>, tags: &[Tag]) -> Option<bool> {
         let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
         let known = self.tags.known(&names);
@@ -24,6 +25,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         if !unknown.is_empty() {
             let keys = unknown.iter().map(|i| keys::tag_key(&self.cfg.prefix, "cache", names[*i])).collect();
             let read = self.timed(self.transport.tag_versions(keys), Some(self.cfg.timeout)).await.ok()?;
+            if read.contains(&UNREADABLE_TAG) {
+                // no version to compare with: the value is outdated (a miss), and the bytes counted
+                self.counters.codec_errors.fetch_add(1, Relaxed);
+                return Some(false);
+            }
             for (i, v) in unknown.into_iter().zip(read) {
                 self.tags.learn(names[i], v);
                 current[i] = v;
@@ -45,7 +51,7 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             self.transport.spawn(
                 async move {
                     if let Ok(vs) = tier.timed(op, Some(tier.cfg.timeout)).await {
-                        for (t, v) in unknown.iter().zip(vs) {
+                        for (t, v) in unknown.iter().zip(vs).filter(|(_, v)| *v != UNREADABLE_TAG) {
                             tier.tags.learn(t, v);
                         }
                     }
