@@ -361,6 +361,17 @@ pub(crate) fn max_payload(limits: &Limits) -> u64 {
     (limits.max_entry_bytes as u64).min(u32::MAX as u64)
 }
 
+/// The longest tag section: the count byte, then per tag a 2-byte length, a name of at most
+/// 65,535 bytes and an 8-byte version.
+const MAX_TAG_SECTION: u64 = 1 + MAX_TAGS as u64 * (2 + u16::MAX as u64 + 8);
+
+/// The longest stored envelope [`decode`] accepts: the header, the longest tag section and the
+/// largest payload. The READ script refuses a longer value by its length, inside Redis, so its
+/// bytes never cross the network.
+pub fn max_envelope_bytes(limits: &Limits) -> u64 {
+    HEADER_LEN as u64 + MAX_TAG_SECTION + max_payload(limits)
+}
+
 /// Builds an envelope. `redis_key` is the L2 value key the envelope is written under (the
 /// checksum binds the two). A negative entry or tombstone must have an empty payload. The token
 /// is usually [`Token::default`]: the WRITE script sets bytes 8-23 to the token it allocates or
@@ -519,6 +530,11 @@ pub fn decode_header(stored: &[u8], limits: &Limits) -> Result<Header, CodecErro
 
 /// Reads an envelope stored under `redis_key`. Pure and bounded: see the module doc.
 pub fn decode(redis_key: &[u8], stored: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
+    // the bound the READ script applies, so that both paths refuse the same envelopes
+    let max = max_envelope_bytes(limits);
+    if stored.len() as u64 > max {
+        return Err(CodecError::TooLarge { len: stored.len() as u64, max });
+    }
     let header = decode_header(stored, limits)?;
     let fl = stored[offsets::FLAGS];
     let body = &stored[HEADER_LEN..];

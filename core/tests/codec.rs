@@ -500,3 +500,19 @@ fn codec_error_codes_are_stable() {
     assert_eq!(CodecError::Short { len: 0 }.code(), "Short");
     assert_eq!(codec::VERSION, 1);
 }
+
+/// `decode` refuses a stored value longer than `max_envelope_bytes` by its length alone (the
+/// bound the READ script applies in Redis), and takes one at the bound to its other checks.
+#[test]
+fn an_envelope_past_the_stored_bound_is_too_large_by_its_length() {
+    let lim = Limits { max_entry_bytes: 100, compress_min_bytes: 1024 };
+    let max = codec::max_envelope_bytes(&lim);
+    assert_eq!(max, 56 + 1 + 16 * (2 + 65_535 + 8) + 100);
+    let env = enc(Kind::Value, PayloadCodec::MsgPack, b"v", &lim).unwrap();
+    let mut long = env.clone();
+    long.resize(max as usize, 0);
+    assert!(!matches!(codec::decode(KEY, &long, &lim), Err(CodecError::TooLarge { .. })), "at the bound");
+    long.push(0);
+    assert_eq!(codec::decode(KEY, &long, &lim).unwrap_err(), CodecError::TooLarge { len: max + 1, max });
+    assert!(codec::decode(KEY, &env, &lim).is_ok());
+}

@@ -370,29 +370,17 @@ fn newer_writes_win_a_delete_among_a_thousand_loads_fences_only_its_own() {
 #[cfg(feature = "tier")]
 mod shared {
     use super::*;
-    use futures::future::{self, FutureExt};
+    use common::fake_l2::{FakeL2, Never};
+    use futures::future::FutureExt;
     use healcache::codec::{self, Kind, Limits, Token};
-    use healcache::keys::L2Keys;
-    use healcache::tier::{
-        BusSink, LeaseReply, LockReply, MsgPack, ReadReply, Record, Transport, TransportError, ValueCodec, WriteReply,
-        WriteRequest,
-    };
-    use healcache::Timer;
+    use healcache::tier::{MsgPack, ReadReply, ValueCodec};
 
-    /// An L2 that holds `value` under every key, fresh for a minute, and answers each read only
-    /// once the test opens the gate; every write lands, every background job is dropped.
-    struct HeldL2 {
-        value: String,
-        gate: Mutex<Option<oneshot::Receiver<()>>>,
-    }
-
-    fn ok<T: Send + 'static>(t: T) -> BoxFuture<'static, Result<T, TransportError>> {
-        future::ready(Ok(t)).boxed()
-    }
-
-    impl Transport for HeldL2 {
-        fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
-            let (pc, payload) = MsgPack::<String>::new().encode(&self.value).unwrap();
+    /// An L2 that holds `value` under every key, fresh for a minute, and answers the first read
+    /// only once the test opens the gate; every write lands, every background job is dropped.
+    fn held_l2(value: &str, gate: oneshot::Receiver<()>) -> FakeL2 {
+        let (value, gate) = (value.to_string(), Arc::new(Mutex::new(Some(gate))));
+        FakeL2::reading(Arc::new(move |value_key: &str| {
+            let (pc, payload) = MsgPack::<String>::new().encode(&value).unwrap();
             let env = codec::encode(
                 value_key.as_bytes(),
                 Kind::Value,
@@ -405,82 +393,20 @@ mod shared {
                 &Limits::default(),
             )
             .unwrap();
-            let gate = self.gate.lock().unwrap().take();
+            let gate = gate.lock().unwrap().take();
             async move {
                 if let Some(g) = gate {
                     let _ = g.await;
                 }
-                Ok(ReadReply { value: Some(env), pttl_ms: 60_000 })
+                Ok(ReadReply { value: Some(env), too_long: 0, pttl_ms: 60_000 })
             }
             .boxed()
-        }
-        fn revalidate(&self, _: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
-            ok((None, -2))
-        }
-        fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
-            ok(vec![0; keys.len()])
-        }
-        fn tag_bump(&self, _: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
-            ok(1)
-        }
-        fn write(&self, _: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-            ok(WriteReply::Written(Token::default()))
-        }
-        fn unlink_matching(&self, _: String) -> BoxFuture<'static, Result<u64, TransportError>> {
-            ok(0)
-        }
-        fn acquire(&self, _: &L2Keys, _: &str, _: Duration) -> BoxFuture<'static, Result<LockReply, TransportError>> {
-            future::ready(Err(TransportError::Timeout)).boxed()
-        }
-        fn renew(&self, _: &str, _: &str, _: Duration) -> BoxFuture<'static, Result<bool, TransportError>> {
-            ok(false)
-        }
-        fn release(&self, _: &str, _: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
-            ok(false)
-        }
-        fn publish(&self, _: &str, _: Vec<u8>, _: Duration) -> BoxFuture<'static, Result<(), TransportError>> {
-            ok(())
-        }
-        fn subscribe(&self, _: &str, _: Arc<dyn BusSink>) {}
-        fn scan(&self, _: &str, _: u64, _: usize) -> BoxFuture<'static, Result<(u64, Vec<String>), TransportError>> {
-            ok((0, Vec::new()))
-        }
-        fn try_lease(&self, _: &str, _: &str, _: Duration) -> BoxFuture<'static, Result<LeaseReply, TransportError>> {
-            ok(LeaseReply::Held { pttl_ms: -2 })
-        }
-        fn put_record(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-            _: Record,
-            _: Duration,
-        ) -> BoxFuture<'static, Result<bool, TransportError>> {
-            ok(false)
-        }
-        fn get_record(&self, _: &str) -> BoxFuture<'static, Result<Record, TransportError>> {
-            ok(Vec::new())
-        }
-        fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {
-            ok(())
-        }
-        fn spawn(&self, _: BoxFuture<'static, ()>) {}
-        fn close(&self, _: std::time::Duration) -> BoxFuture<'static, ()> {
-            future::ready(()).boxed()
-        }
-    }
-
-    /// A timer whose deadlines never come: the test decides when each read answers.
-    struct Never;
-    impl Timer for Never {
-        fn sleep(&self, _: Duration) -> BoxFuture<'static, ()> {
-            future::pending().boxed()
-        }
+        }))
     }
 
     fn tiered() -> (Cache<String>, oneshot::Sender<()>) {
         let (tx, rx) = oneshot::channel();
-        let l2 = HeldL2 { value: "v1".into(), gate: Mutex::new(Some(rx)) };
+        let l2 = held_l2("v1", rx);
         let c = Cache::builder().timer(Never).shared_tier(l2, MsgPack::<String>::new()).build().unwrap();
         (c, tx)
     }

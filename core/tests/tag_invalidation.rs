@@ -110,130 +110,11 @@ fn p7_a_soft_invalidation_keeps_an_entry_without_expiry_as_a_fallback_for_the_gr
 /// in L2 and tells the others on the bus, which apply it to their own L1 copies.
 mod shared {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
 
-    use futures::future::{self, BoxFuture, FutureExt};
-    use healcache::codec::Token;
-    use healcache::keys::L2Keys;
-    use healcache::tier::{
-        BusSink, LeaseReply, LockReply, MsgPack, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
-    };
-    use healcache::Timer;
+    use common::fake_l2::{FakeL2, Never};
+    use healcache::tier::MsgPack;
 
-    /// A Redis for the test: tag versions counted, L2 reads absent, writes landing, bus messages
-    /// queued until the test delivers them to every subscriber (the sender too, as Redis does);
-    /// background jobs are dropped.
-    #[derive(Default)]
-    struct State {
-        tags: HashMap<String, u64>,
-        sinks: Vec<Arc<dyn BusSink>>,
-        queued: Vec<Vec<u8>>,
-        /// Tag bumps fail (Redis unreachable).
-        down: bool,
-    }
-
-    #[derive(Clone, Default)]
-    struct FakeRedis(Arc<Mutex<State>>);
-
-    impl FakeRedis {
-        /// Delivers every queued message; answers how many.
-        fn deliver(&self) -> usize {
-            let (msgs, sinks) = {
-                let mut s = self.0.lock().unwrap();
-                (std::mem::take(&mut s.queued), s.sinks.clone())
-            };
-            for m in &msgs {
-                sinks.iter().for_each(|s| s.message(m));
-            }
-            msgs.len()
-        }
-    }
-
-    fn ok<T: Send + 'static>(t: T) -> BoxFuture<'static, Result<T, TransportError>> {
-        future::ready(Ok(t)).boxed()
-    }
-
-    impl Transport for FakeRedis {
-        fn read(&self, _: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
-            ok(ReadReply { value: None, pttl_ms: -2 })
-        }
-        fn revalidate(&self, _: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
-            ok((None, -2))
-        }
-        fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
-            let s = self.0.lock().unwrap();
-            ok(keys.iter().map(|k| s.tags.get(k).copied().unwrap_or(0)).collect())
-        }
-        fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
-            let mut s = self.0.lock().unwrap();
-            if s.down {
-                return future::ready(Err(TransportError::Io("down".into()))).boxed();
-            }
-            let v = s.tags.entry(key.to_string()).or_default();
-            *v += 1;
-            ok(*v)
-        }
-        fn write(&self, _: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
-            ok(WriteReply::Written(Token::default()))
-        }
-        fn unlink_matching(&self, _: String) -> BoxFuture<'static, Result<u64, TransportError>> {
-            ok(0)
-        }
-        fn acquire(&self, _: &L2Keys, _: &str, _: Duration) -> BoxFuture<'static, Result<LockReply, TransportError>> {
-            future::ready(Err(TransportError::Timeout)).boxed()
-        }
-        fn renew(&self, _: &str, _: &str, _: Duration) -> BoxFuture<'static, Result<bool, TransportError>> {
-            ok(false)
-        }
-        fn release(&self, _: &str, _: &str) -> BoxFuture<'static, Result<bool, TransportError>> {
-            ok(false)
-        }
-        fn publish(&self, _: &str, message: Vec<u8>, _: Duration) -> BoxFuture<'static, Result<(), TransportError>> {
-            self.0.lock().unwrap().queued.push(message);
-            ok(())
-        }
-        fn subscribe(&self, _: &str, sink: Arc<dyn BusSink>) {
-            sink.subscribed(true);
-            self.0.lock().unwrap().sinks.push(sink);
-        }
-        fn scan(&self, _: &str, _: u64, _: usize) -> BoxFuture<'static, Result<(u64, Vec<String>), TransportError>> {
-            ok((0, Vec::new()))
-        }
-        fn try_lease(&self, _: &str, _: &str, _: Duration) -> BoxFuture<'static, Result<LeaseReply, TransportError>> {
-            ok(LeaseReply::Held { pttl_ms: -2 })
-        }
-        fn put_record(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-            _: Record,
-            _: Duration,
-        ) -> BoxFuture<'static, Result<bool, TransportError>> {
-            ok(false)
-        }
-        fn get_record(&self, _: &str) -> BoxFuture<'static, Result<Record, TransportError>> {
-            ok(Vec::new())
-        }
-        fn probe(&self) -> BoxFuture<'static, Result<(), TransportError>> {
-            ok(())
-        }
-        fn spawn(&self, _: BoxFuture<'static, ()>) {}
-        fn close(&self, _: Duration) -> BoxFuture<'static, ()> {
-            future::ready(()).boxed()
-        }
-    }
-
-    /// A timer whose deadlines never come: no heartbeat, no silence taken for a gap.
-    struct Never;
-    impl Timer for Never {
-        fn sleep(&self, _: Duration) -> BoxFuture<'static, ()> {
-            future::pending().boxed()
-        }
-    }
-
-    fn instance(redis: &FakeRedis, clock: &ManualClock) -> Cache<String> {
+    fn instance(redis: &FakeL2, clock: &ManualClock) -> Cache<String> {
         let b = Cache::builder().ttl(TTL).grace(GRACE).clock(clock.clone()).timer(Never);
         b.shared_tier(redis.clone(), MsgPack::<String>::new()).build().unwrap()
     }
@@ -248,7 +129,7 @@ mod shared {
     /// removes them after the hard one. `a`'s own copies go the same way.
     #[test]
     fn p7_soft_then_hard_invalidation_holds_across_instances() {
-        let (redis, clock) = (FakeRedis::default(), ManualClock::new());
+        let (redis, clock) = (FakeL2::default(), ManualClock::new());
         let (a, b) = (instance(&redis, &clock), instance(&redis, &clock));
         tagged(&a, "a:ttl", Some(TTL), &["t"]);
         tagged(&a, "a:never", None, &["t"]);
@@ -279,17 +160,17 @@ mod shared {
     /// again, a hard invalidation removes them.
     #[test]
     fn p7_a_soft_invalidation_l2_missed_is_still_followed_by_a_hard_one() {
-        let (redis, clock) = (FakeRedis::default(), ManualClock::new());
+        let (redis, clock) = (FakeL2::default(), ManualClock::new());
         let a = instance(&redis, &clock);
         tagged(&a, "a:ttl", Some(TTL), &["t"]);
         tagged(&a, "a:never", None, &["t"]);
-        redis.0.lock().unwrap().down = true;
+        redis.set_down(true);
         assert_eq!(block_on(a.invalidate_tag("t", false)).unwrap_err().code(), "L2Unavailable");
         for k in ["a:ttl", "a:never"] {
             assert_eq!(a.peek(k), None, "{k}: not fresh");
             assert_eq!(a.peek_stored(k), Some(format!("{k} v1")), "{k}: stale, kept as a fallback");
         }
-        redis.0.lock().unwrap().down = false;
+        redis.set_down(false);
         assert_eq!(block_on(a.invalidate_tag("t", true)).unwrap(), 0);
         for k in ["a:ttl", "a:never"] {
             assert_eq!(a.peek_stored(k), None, "{k}: removed");

@@ -138,8 +138,17 @@ impl Redis {
         Some((t, String::from_utf8(r[3].bytes()).unwrap()))
     }
 
+    /// READ with the default bound.
     fn read_value(&mut self, k: &L2Keys) -> (Option<Vec<u8>>, i64) {
-        let r = self.eval(scripts::READ, &[&k.value], &[]).items();
+        self.read_within(k, codec::max_envelope_bytes(&Limits::default()))
+    }
+
+    /// READ of at most `max` bytes (a longer value answers its length, as an integer).
+    fn read_within(&mut self, k: &L2Keys, max: u64) -> (Option<Vec<u8>>, i64) {
+        let r = self.eval(scripts::READ, &[&k.value], &[max.to_string().as_bytes()]).items();
+        if let Reply::Int(n) = r[0] {
+            return (Some(format!("length {n}").into_bytes()), r[1].int());
+        }
         let v = match &r[0] {
             Reply::Nil => None,
             b => Some(b.bytes()),
@@ -207,6 +216,13 @@ fn scripts_against_a_real_redis_server() {
     // the next plain write: same epoch, next counter
     let t2 = written(&r.write(&k, None, &envelope(&k, Kind::Value, b"two"), "65000", ""));
     assert_eq!((t2.epoch, t2.counter), (t1.epoch, 2));
+
+    // READ refuses a value longer than its bound by its length; at the bound it reads it
+    let stored = r.read_value(&k).0.unwrap();
+    let n = stored.len() as u64;
+    assert_eq!(r.read_within(&k, n).0, Some(stored.clone()), "at the bound");
+    assert_eq!(r.read_within(&k, n - 1).0, Some(format!("length {n}").into_bytes()), "past the bound");
+    assert_eq!(r.read_within(&l2_keys("hc1", "absent"), 0), (None, -2), "absent, bound 0");
 
     // REVALIDATE: the 16 token bytes and the PTTL
     let rv = r.eval(scripts::REVALIDATE, &[&k.value], &[]).items();

@@ -347,11 +347,16 @@ impl<L: Link> Drop for KeepOpen<L> {
     }
 }
 
-pub(crate) async fn read<L: Link>(l: &L, key: String) -> Result<ReadReply, TransportError> {
+pub(crate) async fn read<L: Link>(l: &L, key: String, max_bytes: u64) -> Result<ReadReply, TransportError> {
     let mut conn = conn_here(l).await?;
-    let reply: (Option<Vec<u8>>, i64) =
-        l.state().scripts.read.key(key).invoke_async(&mut conn).await.map_err(|e| l.failed(e))?;
-    Ok(ReadReply { value: reply.0, pttl_ms: reply.1 })
+    let (stored, pttl_ms): (redis::Value, i64) =
+        l.state().scripts.read.key(key).arg(max_bytes).invoke_async(&mut conn).await.map_err(|e| l.failed(e))?;
+    // the value's bytes, nil when absent, or its length when past `max_bytes`
+    let (value, too_long) = match stored {
+        redis::Value::Int(n) => (None, n.max(1) as u64),
+        v => (redis::from_redis_value(v).map_err(|e| l.failed(e.into()))?, 0),
+    };
+    Ok(ReadReply { value, too_long, pttl_ms })
 }
 
 pub(crate) async fn revalidate<L: Link>(l: &L, key: String) -> Result<(Option<Token>, i64), TransportError> {
@@ -542,9 +547,9 @@ pub(crate) fn run<T: Send + 'static>(
 macro_rules! transport_for {
     ($t:ty) => {
         impl Transport for $t {
-            fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
+            fn read(&self, value_key: &str, max_bytes: u64) -> BoxFuture<'static, Result<ReadReply, TransportError>> {
                 let (me, key) = (self.clone(), value_key.to_string());
-                run(async move { common::read(&me, key).await })
+                run(async move { common::read(&me, key, max_bytes).await })
             }
 
             fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {

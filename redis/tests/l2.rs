@@ -266,6 +266,52 @@ fn a_fence_record_or_a_value_key_not_of_our_layout_is_replaced_not_fatal() {
     assert_eq!(block(fetch(&c, "hashed", json!("no"))).status, Status::L2Hit, "the load's write replaced it");
 }
 
+/// Bytes Redis has sent to its clients so far (`INFO stats`).
+fn net_output_bytes(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
+    let line = info.lines().find_map(|l| l.strip_prefix("total_net_output_bytes:")).unwrap();
+    line.trim().parse().unwrap()
+}
+
+/// A value key longer than any envelope this cache accepts (its `max_entry_bytes`, plus the
+/// header and the largest tag section) is refused by its length inside Redis: a miss and a codec
+/// error, as when it is read and refused, but its bytes never cross the network, so a planted
+/// 8 MiB value costs no transfer and no timeout.
+#[test]
+fn a_value_key_past_the_read_bound_is_refused_without_its_bytes_crossing() {
+    let r = server();
+    let mut con = raw(&r.url());
+    let keys = healcache::keys::l2_keys("hc1", "huge");
+    let _: () = redis::cmd("SET").arg(&keys.value).arg(vec![7u8; 8 << 20]).query(&mut con).unwrap();
+    let c = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .ttl(Duration::from_secs(60))
+        .max_entry_bytes(64 << 10)
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
+    let before = net_output_bytes(&mut con);
+    let f = block(fetch(&c, "huge", json!("from origin")));
+    let sent = net_output_bytes(&mut con) - before;
+    assert_eq!((f.value, f.status), (Some(json!("from origin")), Status::Loaded));
+    let s = c.stats();
+    assert_eq!((s.l2_codec_errors, s.l2_errors, s.l2_breaker_opens), (1, 0, 0), "{s:?}");
+    assert!(sent < 1 << 20, "{sent} bytes sent for one refused read");
+    // the load's write replaced it, and the next cache reads the value
+    wait_for(|| c.stats().l2_writes == 1);
+    assert_eq!(block(fetch(&cache(&r.url()), "huge", json!("no"))).status, Status::L2Hit);
+    // within a cache's bound the bytes are read (and these, being no envelope, refused)
+    let keys = healcache::keys::l2_keys("hc1", "large");
+    let _: () = redis::cmd("SET").arg(&keys.value).arg(vec![7u8; 8 << 20]).query(&mut con).unwrap();
+    let d = cache(&r.url());
+    let before = net_output_bytes(&mut con);
+    assert_eq!(block(fetch(&d, "large", json!("loaded"))).status, Status::Loaded);
+    let sent = net_output_bytes(&mut con) - before;
+    assert_eq!(d.stats().l2_codec_errors, 1);
+    assert!(sent >= 8 << 20, "{sent} bytes: a 64 MiB bound reads 8 MiB");
+}
+
 #[test]
 fn the_acl_user_cannot_run_keys_flushall_or_debug() {
     let r = server();

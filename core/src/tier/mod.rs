@@ -42,8 +42,10 @@ use crate::keys::L2Keys;
 /// there) and Redis's PTTL of the key (-2 absent, -1 no expiry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadReply {
-    /// The stored bytes, `None` when the key is absent.
+    /// The stored bytes, `None` when the key is absent or holds more than the read's bound.
     pub value: Option<Vec<u8>>,
+    /// The stored length when it is past the read's bound (its bytes were not read), else 0.
+    pub too_long: u64,
     /// The key's remaining life in milliseconds as Redis reports it.
     pub pttl_ms: i64,
 }
@@ -135,8 +137,9 @@ pub const UNREADABLE_TAG: u64 = u64::MAX;
 /// (they run after the call returns) and must be safe to drop at any await: a dropped operation
 /// is abandoned, never answered to another caller.
 pub trait Transport: Send + Sync + 'static {
-    /// The value stored at `value_key` and its PTTL, in one round trip.
-    fn read(&self, value_key: &str) -> BoxFuture<'static, Result<ReadReply, TransportError>>;
+    /// The value stored at `value_key` and its PTTL, in one round trip; a value longer than
+    /// `max_bytes` is not read, only its length (the READ script).
+    fn read(&self, value_key: &str, max_bytes: u64) -> BoxFuture<'static, Result<ReadReply, TransportError>>;
     /// The token stored at `value_key` (the REVALIDATE script: 16 bytes instead of the value;
     /// `None` when absent or not an envelope) and its PTTL.
     fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>>;

@@ -8,7 +8,7 @@
 //!
 //! | script | KEYS | ARGV | returns |
 //! |---|---|---|---|
-//! | [`READ`] | value | | `{envelope or nil, PTTL}` |
+//! | [`READ`] | value | max bytes | `{envelope or nil, PTTL}`; `{length, PTTL}` past max bytes |
 //! | [`REVALIDATE`] | value | | `{16 token bytes or "", PTTL}` |
 //! | [`WRITE`] | value, fence, lock | epoch, counter (`""` = allocate), envelope, px (`""`/`0` = none), lockval (`""` = none) | `{1, epoch, counter}`, `{-1}` epoch changed, `{-2}` newer stored |
 //! | [`WRITE_SEEN`] | value, fence | condition (`""`, `absent` or 16 token bytes), head, tail (see [`split_envelope`]), px (`0` = none) | counter (written under the epoch in head), `{1, epoch, counter}` (under another), `{0}` refused |
@@ -144,11 +144,16 @@ end
 }
 
 /// `{GET v, PTTL v}`: the envelope (nil when absent) and its remaining time to live in ms
-/// (-2 absent, -1 no expiry). Fresh for `PTTL - grace_ms` more.
+/// (-2 absent, -1 no expiry). Fresh for `PTTL - grace_ms` more. A value longer than `ARGV[1]`
+/// bytes (see [`crate::codec::max_envelope_bytes`]) answers its length instead, so bytes the
+/// reader would refuse never cross the network.
 pub const READ: &str = r#"
-local v = redis.pcall('GET', KEYS[1])
+local n = redis.pcall('STRLEN', KEYS[1])
+local v
 -- a key of another type holds no envelope: '' reads as a codec error, not a failed command
-if type(v) == 'table' then v = '' end
+if type(n) == 'table' then v = ''
+elseif n > tonumber(ARGV[1]) then v = n
+else v = redis.call('GET', KEYS[1]) end
 return {v, redis.call('PTTL', KEYS[1])}
 "#;
 

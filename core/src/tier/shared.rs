@@ -272,7 +272,8 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             return L2Read::Skipped;
         }
         let keys = self.keys(key);
-        let reply = match self.timed(self.transport.read(&keys.value), Some(self.cfg.timeout)).await {
+        let max = codec::max_envelope_bytes(&self.limits);
+        let reply = match self.timed(self.transport.read(&keys.value, max), Some(self.cfg.timeout)).await {
             Ok(r) => r,
             Err(_) => return L2Read::Skipped,
         };
@@ -281,6 +282,11 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
             c.misses.fetch_add(1, Relaxed);
             L2Read::Miss(expect)
         };
+        if reply.too_long != 0 {
+            // refused as `decode` refuses it, without its bytes
+            c.codec_errors.fetch_add(1, Relaxed);
+            return miss(Expect::Any);
+        }
         let Some(stored) = reply.value else { return miss(Expect::Absent) };
         let decoded = match codec::decode(keys.value.as_bytes(), &stored, &self.limits) {
             Ok(d) => d,

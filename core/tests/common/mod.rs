@@ -69,3 +69,4 @@ pub fn flaky_source(
         })
     })
 }
+pub mod fake_l2;
