@@ -15,7 +15,7 @@ import { makeMirror } from './mirror.mjs';
 import { makeHealing } from './healing.mjs';
 import { makeWriteBehind } from './write_behind.mjs';
 import {
-  settingsOf, codeError, argError, errorText, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
+  settingsOf, codeError, invalid, argError, errorText, checkKey, makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg,
   waitUntilArg, setArgs, checkVersion, defaultSizeOf, weigh,
 } from './options.mjs';
 
@@ -194,7 +194,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * instance and in L2. Resolves to how many fresh entries of this process it invalidated.
      */
     async invalidateTag(tag, options) {
-      if (B.invalidateTag === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
+      if (B.invalidateTag === undefined) throw invalid('tags', 'needs the Node package');
       if (typeof tag !== 'string') throw argError('the tag is a string');
       const hard = flagArg(callOptions(options, 'invalidateTag'), 'hard');
       this._flushReads();
@@ -325,7 +325,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const tags = tagsArg(options);
       // getOrLoad: the core answers "not found" with NotFound instead of a status
       const mustValue = method === 'getOrLoad';
-      if (tags !== undefined && B.fetchTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
+      if (tags !== undefined && B.fetchTagged === undefined) throw invalid('tags', 'needs the Node package');
       return this._flight(key, loader, signal, (ticket, run) =>
         tags === undefined
           ? B.fetch(this._c, key, run, ticket, ...args, mustValue, waitUntil)
@@ -341,7 +341,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * key, the TTL and the value's weight are checked before the writer is called.
      */
     async writeThrough(key, value, writer, options) {
-      if (B.writeThrough === undefined) throw codeError('InvalidConfig', 'invalid config: `writeThrough` needs the Node package', { field: 'writeThrough' });
+      if (B.writeThrough === undefined) throw invalid('writeThrough', 'needs the Node package');
       checkKey(key);
       if (typeof writer !== 'function') throw argError('writer must be a function');
       const o = callOptions(options, 'writeThrough');
@@ -398,7 +398,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * distinct keys. Options: `ttl` (ms) of the loaded values.
      */
     async getMany(keys, loader, options) {
-      if (B.fetchMany === undefined) throw codeError('InvalidConfig', 'invalid config: `getMany` needs the Node package', { field: 'getMany' });
+      if (B.fetchMany === undefined) throw invalid('getMany', 'needs the Node package');
       const uniq = this._batchArgs(keys, loader);
       const ttl = ttlArg(callOptions(options, 'getMany'));
       this._flushReads();
@@ -429,7 +429,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
      * it while fewer than `minShare` of the keys were answered.
      */
     async warm(keys, loader, options) {
-      if (B.warm === undefined) throw codeError('InvalidConfig', 'invalid config: `warm` needs the Node package', { field: 'warm' });
+      if (B.warm === undefined) throw invalid('warm', 'needs the Node package');
       const pattern = typeof keys === 'string' ? keys : undefined;
       let uniq;
       if (pattern === undefined) uniq = this._batchArgs(keys, loader);
@@ -596,7 +596,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
     close(options) {
       const o = callOptions(options, 'close');
       const timeout = o === undefined ? undefined : o.timeout; // undefined: the core's default
-      if (timeout !== undefined && typeof timeout !== 'number') throw codeError('InvalidConfig', `invalid config: \`timeout\` must be a number of milliseconds, got ${typeof timeout}`, { field: 'timeout' });
+      if (timeout !== undefined && typeof timeout !== 'number') throw invalid('timeout', `must be a number of milliseconds, got ${typeof timeout}`);
       // the core checks the timeout before it stops anything (a refused close changes nothing),
       // ends the healing loop and closes the shared tier (the WebAssembly build has none: 0)
       const left = B.closeCache(this._c, timeout);

@@ -35,7 +35,7 @@
 //   their way are kept under their handle until then, so whatever the core holds resolves to
 //   its JS value. A stale value (past its TTL, within `grace`) is never a mirror hit.
 
-import { checkKey, codeError } from './options.mjs';
+import { checkKey, invalid } from './options.mjs';
 
 const SAMPLE_MASK = 15; // one mirror hit in 16 sends its key to the core
 const READ_BUFFER = 64; // keys per `touch` batch
@@ -269,7 +269,7 @@ function makeMirror(B, P, row) {
       let ver;
       try {
         if (tags !== undefined) {
-          if (B.setTagged === undefined) throw codeError('InvalidConfig', 'invalid config: `tags` needs the Node package', { field: 'tags' });
+          if (B.setTagged === undefined) throw invalid('tags', 'needs the Node package');
           ver = this._shared
             ? B.setSharedTagged(this._c, key, h, w, ttl, ifVersion, tags, value)
             : B.setTagged(this._c, key, h, w, ttl, ifVersion, tags);

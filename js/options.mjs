@@ -80,7 +80,7 @@ function codeError(code, message, props) {
 }
 
 function invalid(field, reason) {
-  return codeError('InvalidConfig', `invalid config: \`${field}\` ${reason}`, { field });
+  return codeError('InvalidConfig', `invalid config: \`${field}\` ${reason}`, { field, reason });
 }
 
 function argError(message) {
@@ -125,9 +125,11 @@ const healingField = (S, e, wrote) =>
     return `healing.${(wrote && wrote.get(s.jsName)) || SHOWN.get(s.jsName) || s.jsName}`;
   });
 
-function keyError(message) {
-  const e = new TypeError(message);
+// `reason`: the message after its prefix, as the core's errors and Python's carry it
+function keyError(reason) {
+  const e = new TypeError(`invalid key: ${reason}`);
   e.code = 'InvalidKey';
+  e.reason = reason;
   return e;
 }
 
@@ -417,7 +419,8 @@ function settingText(S, name, n) {
 function settingError(S, e, name) {
   if (e && e.code === 'InvalidConfig' && e.field === 'name') {
     const known = [...S.any].filter(([, s]) => s.scope === 'healing').map(([n]) => n);
-    e.message = `invalid config: unknown setting ${JSON.stringify(name)} (known: ${known.join(', ')})`;
+    e.reason = `unknown setting ${JSON.stringify(name)} (known: ${known.join(', ')})`;
+    e.message = `invalid config: ${e.reason}`;
     return e;
   }
   return renamed(e, (f) => (S.any.get(f) === S.any.get(name) ? name : undefined));

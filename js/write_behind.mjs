@@ -10,7 +10,7 @@
 // the values kept here are swept against the handles the queue still holds (`wbHeld`) once
 // twice as many are kept as were held at the last sweep.
 
-import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, codeError, errorText, flagArg, invalid, ttlArg, weigh } from './options.mjs';
+import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, errorText, flagArg, invalid, ttlArg, weigh } from './options.mjs';
 
 const SWEEP_MIN = 1024; // values kept before the first sweep
 
@@ -27,7 +27,7 @@ function makeWriteBehind(B, Cache) {
      */
     constructor(cache, writer, options) {
       if (B.wbCreate === undefined) {
-        throw codeError('InvalidConfig', 'invalid config: `WriteBehind` needs the Node package', { field: 'WriteBehind' });
+        throw invalid('WriteBehind', 'needs the Node package');
       }
       if (!(cache instanceof Cache)) throw argError('cache must be a Cache');
       if (typeof writer !== 'function') throw argError('writer must be a function');

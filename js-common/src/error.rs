@@ -12,16 +12,19 @@ pub fn error_message(e: &Error) -> String {
     e.message_for(Host::Js)
 }
 
-/// `code` ([`Error::code`]), then `field` for a bad option (its JS name: the wrapper spells it
-/// as the user did), `expected`/`current` for a version mismatch, the figures of a refusal at a
-/// bound (`len`, `weight`, `max`, `afterMs`: Python's exceptions carry them too), and `loadId`
-/// for a loader's rejection (the wrapper hands back the rejection value it kept under that id).
+/// `code` ([`Error::code`]), then: `field` and `reason` for a bad option (its JS name, which the
+/// wrapper spells as the user did, and the message after it); `reason` for a bad key;
+/// `expected`/`current` for a version mismatch; the figures of a refusal at a bound (`len`,
+/// `weight`, `max`, `afterMs`: Python's exceptions carry them too); `loadId` for a loader's
+/// rejection (the wrapper hands back the rejection value it kept under that id).
 pub fn error_props(e: &Error) -> Vec<(&'static str, Js)> {
     let mut props = vec![("code", Js::Str(e.code().to_string()))];
     match e {
-        Error::InvalidConfig { field, .. } => {
+        Error::InvalidConfig { field, problem, value, unit } => {
             props.push(("field", Js::Str(js_name(field).into_owned())));
+            props.push(("reason", Js::Str(problem.text(Host::Js, *unit, *value))));
         }
+        Error::InvalidKey { reason } => props.push(("reason", Js::Str(reason.to_string()))),
         Error::VersionMismatch { expected, current } => {
             props.push(("expected", (*expected).into()));
             props.push(("current", (*current).into()));

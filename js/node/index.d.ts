@@ -688,6 +688,11 @@ export interface HealcacheError extends Error {
    * `healing.` before a healing setting), or `options` when the options are not an object.
    */
   field?: string;
+  /**
+   * `InvalidConfig`: what is wrong with the field, the message after its name; `InvalidKey`: why
+   * the key was refused.
+   */
+  reason?: string;
   /** `VersionMismatch`: the version the caller expected (0: absent). */
   expected?: number;
   /** `VersionMismatch`: the entry's version now (0: absent). */

@@ -160,3 +160,28 @@ test('registerSource prefixes are checked like keys', () => {
   c.registerSource('\uD83D\uDE00', () => 1);
   assert.equal(c.scores().length, 1);
 });
+
+test('InvalidConfig and InvalidKey errors carry `reason`, the message after the field, as in Python', () => {
+  const cases = [
+    // refused by the core's settings table
+    () => new Cache({ maxEntries: 0 }),
+    // refused by the wrapper before the core
+    () => new Cache({ maxEntries: 10 }).set('k', 1, { ttl: 'soon' }),
+    () => new Cache().set('k', 1, { bogus: 1 }),
+  ];
+  for (const f of cases) {
+    const e = thrown(f);
+    assert.equal(e.code, 'InvalidConfig', String(f));
+    assert.equal(typeof e.reason, 'string', `${f}: ${e.message}`);
+    assert.ok(e.reason.length > 0);
+    assert.equal(e.message, `invalid config: \`${e.field}\` ${e.reason}`);
+  }
+  assert.equal(thrown(() => new Cache({ maxEntries: 0 })).reason, 'must be between 1 and 2147483648, got 0');
+  for (const f of [() => new Cache().set(7, 1), () => new Cache().get('\uD800'), () => new Cache().registerSource(null, () => 1)]) {
+    const e = thrown(f);
+    assert.equal(e.code, 'InvalidKey', String(f));
+    assert.equal(typeof e.reason, 'string', `${f}: ${e.message}`);
+    assert.equal(e.message, `invalid key: ${e.reason}`);
+  }
+  assert.equal(thrown(() => new Cache().set(7, 1)).reason, 'cache keys are strings, got number');
+});
