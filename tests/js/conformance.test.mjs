@@ -15,7 +15,11 @@ class ScenarioError extends Error {}
 
 function outcome(e) {
   if (e instanceof ScenarioError) return { error: 'LoaderError', message: e.message };
-  if (e && typeof e.code === 'string') return { error: e.code, field: typeof e.field === 'string' ? snake(e.field) : null };
+  // Node's own ERR_* codes are a driver's mistake (a wrong argument type), never an engine result
+  if (e && typeof e.code === 'string' && !e.code.startsWith('ERR_')) {
+    // JS names a healing setting under `healing.`; the scenarios name it alone
+    return { error: e.code, field: typeof e.field === 'string' ? snake(e.field.replace(/^healing\./, '')) : null };
+  }
   throw e;
 }
 

@@ -59,6 +59,9 @@ export async function runSteps(s, build, outcome) {
       }
       if ('expect' in st) {
         assert.ok(matches(st.expect, got), `step ${i} (${st.op}): expected ${JSON.stringify(st.expect)}, got ${JSON.stringify(got)}`);
+      } else {
+        // a step that states nothing must still succeed: an error there would pass unseen
+        assert.ok(!(got !== null && typeof got === 'object' && 'error' in got), `step ${i} (${st.op}): no expect, got ${JSON.stringify(got)}`);
       }
     }
     await r.settle();

@@ -42,6 +42,9 @@ async def run_steps(s: Dict[str, Any], build: Callable[[], Any], outcome: Callab
         got = await r.step(st)
         if "expect" in st:
             assert matches(st["expect"], got), f"step {i} ({st['op']}): expected {st['expect']}, got {got}"
+        else:
+            # a step that states nothing must still succeed: an error there would pass unseen
+            assert not (isinstance(got, dict) and "error" in got), f"step {i} ({st['op']}): no expect, got {got}"
     await r.settle()
 
 

@@ -30,7 +30,11 @@ def outcome(e: BaseException) -> Any:
     if isinstance(e, ScenarioError):
         return {"error": "LoaderError", "message": str(e)}
     if isinstance(e, healcache.HealcacheError):
-        return {"error": e.code, "field": getattr(e, "field", None)}
+        field = getattr(e, "field", None)
+        # Python's keyword for a healing setting is its name after `healing_`
+        if isinstance(field, str) and field.startswith("healing_"):
+            field = field[len("healing_") :]
+        return {"error": e.code, "field": field}
     raise e
 
 

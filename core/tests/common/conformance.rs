@@ -186,10 +186,11 @@ pub fn run<R>(s: &Value, built: Result<R, Error>, mut step: impl FnMut(&mut R, &
     };
     for (i, st) in s["steps"].as_array().unwrap().iter().enumerate() {
         let got = step(&mut r, st);
-        if let Some(e) = st.get("expect") {
-            if !matches(e, &got) {
-                return Err(format!("step {i} ({}): expected {e}, got {got}", st["op"]));
-            }
+        match st.get("expect") {
+            Some(e) if !matches(e, &got) => return Err(format!("step {i} ({}): expected {e}, got {got}", st["op"])),
+            // a step that states nothing must still succeed: an error there would pass unseen
+            None if got.get("error").is_some() => return Err(format!("step {i} ({}): no expect, got {got}", st["op"])),
+            _ => {}
         }
     }
     Ok(())
