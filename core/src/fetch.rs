@@ -122,7 +122,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// flight, not by this caller: dropping this future leaves the others waiting unharmed. The
     /// value is stored fenced: if `key` was written while it loaded, the newer write is kept, and
     /// if it was removed (a delete, a clear, an invalidation), the value is returned but not kept.
-    /// With a grace window, a stale value is served when the load fails (fail-safe).
+    /// With a grace window, a stale value is served when the load fails (fail-safe). A loader
+    /// that answers `Err(Error::NotFound)` says the key does not exist, as `Loaded::NotFound`
+    /// says it to [`Cache::fetch`]: the call returns `Error::NotFound`, counted as a load (not a
+    /// load error) and cached for `negative_ttl` when one is set.
     ///
     /// ```
     /// use healcache::Cache;
@@ -153,7 +156,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         let key = key.to_owned();
         Either::Right(async move {
-            let f = self.fetch(&key, FetchOptions::default(), move || loader().map(|r| r.map(Loaded::Value))).await?;
+            let f = self.fetch(&key, FetchOptions::default(), move || loader().map(|r| as_loaded(r))).await?;
             f.value.ok_or(Error::NotFound)
         })
     }
@@ -439,7 +442,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         F: FnOnce() -> std::result::Result<V, E> + Send + 'static,
         E: Into<LoaderError>,
     {
-        self.blocking_load(key, opts, move || loader().map(Loaded::Value), None)
+        self.blocking_load(key, opts, move || as_loaded(loader()), None)
     }
 
     /// [`Cache::get_or_load_blocking_with`] whose wait `interrupt` may end: it is asked before
@@ -895,5 +898,22 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
         }
         None
+    }
+}
+
+/// A value loader's answer as a read-through one: the crate's own [`Error::NotFound`] is the
+/// source saying the key does not exist (what [`Loaded::NotFound`] says to `fetch`), so it is
+/// counted and negatively cached as that, not as a failed load.
+fn as_loaded<V, E: Into<LoaderError>>(r: std::result::Result<V, E>) -> std::result::Result<Loaded<V>, LoaderError> {
+    match r {
+        Ok(v) => Ok(Loaded::Value(v)),
+        Err(e) => {
+            let e = e.into();
+            if matches!(e.downcast_ref::<Error>(), Some(Error::NotFound)) {
+                Ok(Loaded::NotFound)
+            } else {
+                Err(e)
+            }
+        }
     }
 }

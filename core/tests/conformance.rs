@@ -116,6 +116,15 @@ impl Run {
                 soft_timeout: d("soft_timeout")?,
             })
         })();
+        if step["op"] == "get_or_load" && o.is_null() {
+            // the method itself (its fast path included), its loader's "not found" as the
+            // nested loads give it
+            let load = move || {
+                load().map(|r| r.and_then(|l| if let Loaded::Value(v) = l { Ok(v) } else { Err(Error::NotFound) }))
+            };
+            let call = async move { cache.get_or_load(&key, load).await.map_or_else(|e| err(&e), |v| v.0) };
+            return self.exec.call(step, call);
+        }
         let fetch = step["op"] == "fetch";
         let call = async move {
             match async { cache.fetch(&key, opts?, load).await }.await {
