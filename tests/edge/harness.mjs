@@ -124,6 +124,8 @@ const PACKAGE_MODULES = [
   ['bindings-wasm/pkg-web/healcache_wasm.js', 'bindings-wasm/pkg-web/healcache_wasm.js'],
   // the opt-in wire module
   ['healcache/wasm/wire', 'wasm-wire/pkg-web/healcache_wasm_wire.js'],
+  // the conformance driver, for tests/edge/conformance_worker.mjs
+  ['healcache-tests/driver.mjs', 'tests/js/driver.mjs'],
 ];
 
 /** The worker source with its wasm import as Deno takes it (`import source`: a WebAssembly.Module). */
@@ -136,6 +138,7 @@ const denoMap = () => ({
     'healcache/wasm/healcache_wasm_bg.wasm': pathToFileURL(join(root, 'bindings-wasm/pkg-web/healcache_wasm_bg.wasm')).href,
     'healcache/wasm/wire': pathToFileURL(join(root, 'wasm-wire/pkg-web/healcache_wasm_wire.js')).href,
     'healcache/wasm/wire_bg.wasm': pathToFileURL(join(root, 'wasm-wire/pkg-web/healcache_wasm_wire_bg.wasm')).href,
+    'healcache-tests/driver.mjs': pathToFileURL(join(root, 'tests/js/driver.mjs')).href,
   },
 });
 const denoEnv = (dir) => ({ ...process.env, DENO_DIR: join(dir, '.deno'), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' });
