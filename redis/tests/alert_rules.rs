@@ -2,8 +2,9 @@
 //! so they cannot drift from the code: every `healcache_*` family an expression names must be
 //! in the Prometheus text of a real cache on a real shared tier (a redis-server on loopback),
 //! with the type the expression needs (`rate`/`increase` of a counter or a histogram's buckets).
-//! Also: the recovery queue's bound written in the rules is the setting's default, and every
-//! `runbook_url` points at a section of docs/runbook.md. Run by `make test-alerts`.
+//! Also: the recovery queue's bound written in the rules is the setting's default, every
+//! `runbook_url` points at a section of docs/runbook.md, and the Grafana dashboard
+//! (ops/grafana/healcache.json) names only exported families. Run by `make test-alerts`.
 
 mod common;
 
@@ -115,6 +116,28 @@ fn slug(heading: &str) -> String {
         .collect()
 }
 
+/// The families `exprs` name, and what is wrong with them: a name the export lacks, or
+/// `rate`/`increase` of something that is not a counter or a histogram's series.
+fn check_names(exprs: &[String], fams: &BTreeMap<String, String>) -> (BTreeSet<String>, Vec<String>) {
+    let mut named = BTreeSet::new();
+    let mut problems = Vec::new();
+    for expr in exprs {
+        for (name, of_rate) in metric_names(expr) {
+            match family_of(&name, fams) {
+                None => problems.push(format!("{name}: no such family in the export (in `{expr}`)")),
+                Some((fam, kind, suffix)) => {
+                    let counts = kind == "counter" || (kind == "histogram" && !suffix.is_empty());
+                    if of_rate && !counts {
+                        problems.push(format!("{name}: rate/increase of a {kind} (in `{expr}`)"));
+                    }
+                    named.insert(fam);
+                }
+            }
+        }
+    }
+    (named, problems)
+}
+
 /// The Prometheus text of a cache on a real shared tier, after one load, so each family is
 /// there with a value the way a scrape sees it.
 fn real_prometheus_text() -> String {
@@ -137,6 +160,9 @@ fn real_prometheus_text() -> String {
     wb.set("alerts:wb", json!(1)).unwrap();
     text += &wb.prometheus("alerts");
     assert!(text.contains("healcache_write_behind_queue_capacity{cache=\"alerts\"}"), "{text}");
+    // and a healer, which exports the healing families
+    let healer = healcache::Healer::new(cache.clone(), healcache::HealingConfig::default()).unwrap();
+    text += &healer.prometheus("alerts");
     text
 }
 
@@ -151,25 +177,7 @@ fn every_family_the_alert_rules_name_is_exported_by_a_cache_on_a_shared_tier() {
     assert_eq!(exprs.len(), rule_count.count(), "one expression read per rule: {exprs:#?}");
 
     let text = real_prometheus_text();
-    let fams = families(&text);
-    let all = fams.clone();
-
-    let mut named = BTreeSet::new();
-    let mut problems = Vec::new();
-    for expr in &exprs {
-        for (name, of_rate) in metric_names(expr) {
-            match family_of(&name, &all) {
-                None => problems.push(format!("{name}: no such family in the export (in `{expr}`)")),
-                Some((fam, kind, suffix)) => {
-                    let counts = kind == "counter" || (kind == "histogram" && !suffix.is_empty());
-                    if of_rate && !counts {
-                        problems.push(format!("{name}: rate/increase of a {kind} (in `{expr}`)"));
-                    }
-                    named.insert(fam);
-                }
-            }
-        }
-    }
+    let (named, problems) = check_names(&exprs, &families(&text));
     assert!(
         problems.is_empty(),
         "alert rules out of step with the export:\n{}\n\nexported:\n{text}",
@@ -182,6 +190,45 @@ fn every_family_the_alert_rules_name_is_exported_by_a_cache_on_a_shared_tier() {
         "{named:?}"
     );
     eprintln!("families named by the alert rules ({}): {named:?}", named.len());
+}
+
+/// The Grafana dashboard (ops/grafana/healcache.json) reads what healcache exports: every
+/// `healcache_*` family a panel or a variable names is in the export of a real cache on a real
+/// shared tier, with a write-behind queue and a healer, as the alert rules are.
+#[test]
+fn every_family_the_dashboard_names_is_exported() {
+    let dash: serde_json::Value = serde_json::from_str(&read("ops/grafana/healcache.json")).expect("valid JSON");
+    let mut exprs = Vec::new();
+    let mut ids = BTreeSet::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        assert!(ids.insert(p["id"].as_u64().expect("a panel id")), "panel ids are unique: {}", p["id"]);
+        let g = &p["gridPos"];
+        assert!(g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24, "{}: within the grid", p["title"]);
+        if p["type"] == "row" {
+            continue;
+        }
+        assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()), "{}: says what it shows", p["title"]);
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{}: a query", p["title"]);
+        exprs.extend(targets.iter().map(|t| t["expr"].as_str().expect("expr").to_string()));
+    }
+    for v in dash["templating"]["list"].as_array().expect("variables") {
+        if let Some(q) = v["query"]["query"].as_str() {
+            exprs.push(q.to_string());
+        }
+    }
+    let text = real_prometheus_text();
+    let (named, problems) = check_names(&exprs, &families(&text));
+    assert!(problems.is_empty(), "the dashboard is out of step with the export:\n{}", problems.join("\n"));
+    for fam in [
+        "healcache_hits_total",
+        "healcache_l2_breaker_state",
+        "healcache_write_behind_queue_depth",
+        "healcache_healing_score",
+    ] {
+        assert!(named.contains(fam), "the dashboard shows {fam}: {named:?}");
+    }
+    assert!(exprs.len() >= 20, "{exprs:?}");
 }
 
 #[test]
