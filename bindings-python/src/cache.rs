@@ -16,7 +16,7 @@ use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple, PyType};
 
 use crate::config;
 use crate::convert::{self, arg, key_str, to_py, EntryTuple, Given, Reply, Seconds, Value, Weigh};
-use crate::error::{invalid, loader_error, to_pyerr};
+use crate::error::{invalid, loader_error, loop_would_block, to_pyerr};
 use crate::healing::{self, Healing};
 use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, on_loop, running_loop, WaitFuture};
@@ -120,9 +120,9 @@ impl PyCache {
         fleet_lock_lease: Option<Given>,
         fleet_lock_max_hold: Option<Given>,
         allow_degraded: Option<Given>,
-        redis: Option<String>,
-        l2_prefix: Option<String>,
-        fleet_lock: Option<String>,
+        #[pyo3(from_py_with = arg::redis)] redis: Option<String>,
+        #[pyo3(from_py_with = arg::l2_prefix)] l2_prefix: Option<String>,
+        #[pyo3(from_py_with = arg::fleet_lock)] fleet_lock: Option<String>,
         healing_enabled: Option<Given>,
         healing_sample_rate: Option<Given>,
         healing_verify_interval: Option<Given>,
@@ -212,6 +212,33 @@ impl PyCache {
         self.inner.keys()
     }
 
+    /// Every fresh value, in no particular order (a snapshot, as `keys()`); counts no read.
+    fn values(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        self.inner.entries().into_iter().map(|(_, v)| v.obj.clone_ref(py)).collect()
+    }
+
+    /// Every `(key, value)` holding a fresh value, in no particular order (a snapshot, as
+    /// `keys()`); counts no read.
+    fn items(&self, py: Python<'_>) -> Vec<(String, Py<PyAny>)> {
+        self.inner.entries().into_iter().map(|(k, v)| (k, v.obj.clone_ref(py))).collect()
+    }
+
+    /// Removes `key` and returns its fresh value, as `dict.pop`: `default` when it has none, else
+    /// `KeyError`.
+    #[pyo3(signature = (key, /, *default))]
+    fn pop(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        // `*default`, not `default=None`: `pop(key, None)` answers None where `pop(key)` raises
+        if default.len() > 1 {
+            return Err(PyTypeError::new_err(format!("pop expected at most 2 arguments, got {}", default.len() + 1)));
+        }
+        let key = key_str(key)?;
+        match (self.inner.remove(key), default.get_item(0).ok()) {
+            (Some(v), _) => Ok(v.obj.clone_ref(py)),
+            (None, Some(d)) => Ok(d.unbind()),
+            (None, None) => Err(missing()),
+        }
+    }
+
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
         PyList::new(py, self.inner.keys())?.try_iter()
     }
@@ -270,8 +297,13 @@ impl PyCache {
         #[pyo3(from_py_with = arg::hard)] hard: bool,
     ) -> PyResult<usize> {
         let cache = self.inner.clone();
-        runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(&tag, hard)))
-            .map_err(|e| to_pyerr(py, e))
+        runtime::detach(py, || futures::executor::block_on(cache.invalidate_tag(&tag, hard))).map_err(|e| match e {
+            // the core checks the tag as a list of one, `tags`; the argument here is `tag`
+            Error::InvalidConfig { field: "tags", problem, value, unit } => {
+                to_pyerr(py, Error::InvalidConfig { field: "tag", problem, value, unit })
+            }
+            e => to_pyerr(py, e),
+        })
     }
 
     fn __setitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
@@ -304,7 +336,12 @@ impl PyCache {
         }
     }
 
+    /// As `in` answers for a dict: a key of another type than `str` is not in the cache (no
+    /// key of it can be), which is no error.
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if !key.is_instance_of::<PyString>() {
+            return Ok(false);
+        }
         Ok(self.inner.contains(key_str(key)?))
     }
 
@@ -421,8 +458,8 @@ impl PyCache {
     /// Every counter in the Prometheus text exposition format, labelled `cache="<name>"`,
     /// the healing metrics included.
     #[pyo3(signature = (name, /))]
-    fn prometheus(&self, name: &str) -> String {
-        self.inner.prometheus(name) + &self.healing.healer.prometheus(name)
+    fn prometheus(&self, #[pyo3(from_py_with = arg::name)] name: String) -> String {
+        self.inner.prometheus(&name) + &self.healing.healer.prometheus(&name)
     }
 
     /// The threaded twin of `get_or_load`: blocks with the GIL released while another thread
@@ -469,7 +506,8 @@ impl PyCache {
         let mut interrupt = |joined: bool| -> healcache::Result<()> {
             Python::attach(|py| {
                 let e = if joined && running_loop(py).is_ok() {
-                    PyRuntimeError::new_err(
+                    loop_would_block(
+                        py,
                         "get_or_load_sync would block the running event loop waiting for another caller's load \
                          of this key: use `await cache.get_or_load(...)` there",
                     )
@@ -588,6 +626,8 @@ impl PyCache {
         let keys: Option<Vec<String>> = if pattern.is_none() { Some(convert::key_list(keys)?) } else { None };
         check_callable(loader.bind(slf.py()))?;
         let opts = Warm { concurrency, batch, min_share, max_keys };
+        // refused when called, not when awaited
+        slf.borrow().inner.check_warm(&opts).map_err(|e| to_pyerr(slf.py(), e))?;
         on_loop(slf, move |this, event_loop, context| {
             let load = Arc::new(this.batch_load(loader.clone_ref(event_loop.py()), event_loop, context));
             let (cache, keys, pattern) = (this.inner.clone(), keys.clone(), pattern.clone());
@@ -845,6 +885,9 @@ impl PyCache {
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = key_str(key)?.to_owned();
         check_callable(loader.bind(slf.py()))?;
+        // refused when called, not when awaited (and on a hit too, as the core refuses them)
+        let tag_list: Vec<&str> = tags.iter().flatten().map(String::as_str).collect();
+        slf.borrow().inner.check_fetch(&key, &opts, &tag_list).map_err(|e| to_pyerr(slf.py(), e))?;
         on_loop(slf, move |this, event_loop, context| {
             let py = event_loop.py();
             if runtime::bridge(py)?.getattr(pyo3::intern!(py, "recursive"))?.call1((&key,))?.is_truthy()? {

@@ -15,7 +15,9 @@ use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyList, PyModule, PySequence, PyString, PyType};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyModule, PySequence, PyString, PyType,
+};
 
 use crate::error::{config_error, invalid, key_not_str, to_pyerr, type_name, Spelling};
 
@@ -191,12 +193,27 @@ pub(crate) mod arg {
         )*};
     }
 
-    // plain numbers (the write-behind durations take seconds as a number only)
-    number_args!(min_share, flush_interval, retry_min, retry_max);
+    number_args!(min_share);
 
-    /// `WriteBehind.close`'s `timeout`, a number of seconds.
+    macro_rules! write_behind_seconds_args {
+        ($($name:ident),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+                seconds(obj, stringify!($name)).map(|s| s.0)
+            }
+        )*};
+    }
+
+    // the write-behind durations: seconds or a timedelta, as seconds (a number is their default)
+    write_behind_seconds_args!(flush_interval, retry_min, retry_max);
+
+    /// `WriteBehind.close`'s `timeout`.
     pub(crate) fn wb_timeout(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
-        number(obj, "timeout")
+        seconds(obj, "timeout").map(|s| s.0)
+    }
+
+    /// The wait of `on_full=("block", wait)`.
+    pub(crate) fn block_wait(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+        seconds(obj, "on_full").map(|s| s.0)
     }
 
     macro_rules! flag_args {
@@ -255,13 +272,19 @@ pub(crate) mod arg {
         text(obj, "name", |py| invalid(py, "name", NOT_UTF8_TEXT))
     }
 
-    /// `decode=` of an HTTP source, or None.
-    pub(crate) fn decode(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        if obj.is_none() {
-            return Ok(None);
-        }
-        text(obj, "decode", |py| invalid(py, "decode", NOT_UTF8_TEXT)).map(Some)
+    macro_rules! optional_text_args {
+        ($($name:ident),* $(,)?) => {$(
+            pub(crate) fn $name(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+                if obj.is_none() {
+                    return Ok(None);
+                }
+                text(obj, stringify!($name), |py| invalid(py, stringify!($name), NOT_UTF8_TEXT)).map(Some)
+            }
+        )*};
     }
+
+    // `decode=` of an HTTP source, and the shared tier's text keywords of `Cache(...)`; or None
+    optional_text_args!(decode, redis, l2_prefix, fleet_lock);
 }
 
 /// Why a str holding lone surrogates is refused where text is needed.
@@ -436,7 +459,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
 fn float(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     obj.extract::<f64>().or_else(|e| {
         let py = obj.py();
-        if e.is_instance_of::<PyOverflowError>(py) && obj.is_instance_of::<pyo3::types::PyInt>() {
+        if e.is_instance_of::<PyOverflowError>(py) && obj.is_instance_of::<PyInt>() {
             Ok(if obj.lt(0)? { -f64::MAX } else { f64::MAX })
         } else {
             Err(e)

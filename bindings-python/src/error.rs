@@ -160,3 +160,11 @@ pub(crate) fn key_not_str(py: Python<'_>, type_name: &str) -> PyErr {
     })();
     made.unwrap_or_else(|err| err)
 }
+
+/// The `RuntimeError` of a wait refused on a thread running an event loop, which it would block:
+/// a `healcache._errors._LoopWouldBlock`, so `@cache.cached` tells it from its function's own
+/// `RuntimeError` and names that function instead of the method it calls.
+pub(crate) fn loop_would_block(py: Python<'_>, message: &str) -> PyErr {
+    let made = errors(py).and_then(|m| m.getattr("_LoopWouldBlock")).and_then(|class| class.call1((message,)));
+    made.map_or_else(|err| err, PyErr::from_value)
+}

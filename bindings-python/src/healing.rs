@@ -552,8 +552,8 @@ impl Healing {
 pub(crate) const KEYWORD_PREFIX: &str = "healing_";
 
 /// The duration `config_set` was given for a setting Python gives in seconds (an int, a float,
-/// a `timedelta` or their text); `None` for other settings and for text that is no number (the
-/// core then refuses it by name).
+/// a `timedelta` or their text); `None` for other settings, for text that is no number (the
+/// core then refuses it by name) and for other types (refused by `setting_text`).
 fn seconds_given(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Seconds>> {
     // a bool goes as its text, which the core refuses by name for a duration
     if !in_seconds(name) || value.is_instance_of::<PyBool>() {
@@ -562,7 +562,8 @@ fn seconds_given(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Second
     if let Ok(s) = value.cast::<PyString>() {
         return Ok(s.to_cow()?.trim().parse().ok().map(Seconds));
     }
-    value.extract().map(Some)
+    // another type goes on to `setting_text`, whose TypeError names `value`
+    Ok(value.extract().ok())
 }
 
 /// A setting's value as the core's text: `str` as given, booleans as `true`/`false`, numbers
@@ -577,7 +578,10 @@ fn setting_text(value: &Bound<'_, PyAny>) -> PyResult<String> {
     if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
         return Ok(value.repr()?.to_cow()?.into_owned());
     }
-    Err(PyTypeError::new_err(format!("config_set: a value is a str, bool, int or float, not {}", type_name(value))))
+    Err(PyTypeError::new_err(format!(
+        "`value` must be a str, bool, int, float or, for a duration, a timedelta, not {}",
+        type_name(value)
+    )))
 }
 
 /// A core error of `config_set`/`config_get`, naming the setting as it was asked for; an

@@ -126,9 +126,9 @@ fn on_full(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<OnFull> {
         if s == "reject" {
             return Ok(OnFull::Reject);
         }
-    } else if let Ok((kind, secs)) = v.extract::<(String, f64)>() {
+    } else if let Ok((kind, wait)) = v.extract::<(String, Bound<'_, PyAny>)>() {
         if kind == "block" {
-            return Ok(OnFull::Block(seconds(py, "on_full", secs)?));
+            return Ok(OnFull::Block(seconds(py, "on_full", arg::block_wait(&wait)?)?));
         }
     }
     Err(invalid(py, "on_full", "must be \"reject\" or (\"block\", seconds)"))
@@ -273,7 +273,7 @@ impl PyWriteBehind {
     }
 
     /// The metrics in the Prometheus text format, labelled `cache="<name>"`.
-    fn prometheus(&self, name: &str) -> String {
-        self.wb.prometheus(name)
+    fn prometheus(&self, #[pyo3(from_py_with = arg::name)] name: String) -> String {
+        self.wb.prometheus(&name)
     }
 }

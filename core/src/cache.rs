@@ -500,6 +500,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         all.iter().filter(|k| self.contains(k)).map(str::to_owned).collect()
     }
 
+    /// Every key with a fresh value and that value, in no particular order: a snapshot as
+    /// [`Cache::keys`] is, counting no read (a value removed between the two steps is left out).
+    pub fn entries(&self) -> Vec<(String, V)> {
+        self.keys().into_iter().filter_map(|k| self.peek(&k).map(|v| (k, v))).collect()
+    }
+
     pub(crate) fn now_nanos(&self) -> u64 {
         self.inner.store.now()
     }

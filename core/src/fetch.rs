@@ -226,15 +226,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.fetch_with(key, opts, Some(tags), loader).await
     }
 
-    async fn fetch_with<F, Fut, E>(&self, key: &str, opts: FetchOptions, tags: Tags, loader: F) -> Result<Fetched<V>>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
-        E: Into<LoaderError>,
-    {
-        let inner = &self.inner;
-        let s = &inner.settings;
-        inner.store.check_key(key)?;
+    /// Refuses what [`Cache::fetch`] (or `get_or_load`, `fetch_tagged` with `tags`) would refuse
+    /// of its arguments before any work: the key, a duration out of range, a `negative_ttl` over
+    /// `max_negative_ttl`, a soft timeout not below `load_timeout`, an unusable tag list. For a
+    /// host whose call hands back an awaitable: it refuses them when called, not when awaited.
+    pub fn check_fetch(&self, key: &str, opts: &FetchOptions, tags: &[&str]) -> Result<()> {
+        let s = &self.inner.settings;
+        self.inner.store.check_key(key)?;
         opts.check()?;
         if let Some(t) = opts.negative_ttl.filter(|t| *t > s.max_negative_ttl) {
             return Err(Error::invalid_config(
@@ -251,6 +249,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 return Err(Error::InvalidConfig { field: "soft_timeout", problem, value, unit: Unit::Duration });
             }
         }
+        if !tags.is_empty() {
+            crate::tags::check(tags)?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_with<F, Fut, E>(&self, key: &str, opts: FetchOptions, tags: Tags, loader: F) -> Result<Fetched<V>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<LoaderError>,
+    {
+        let inner = &self.inner;
+        let s = &inner.settings;
+        self.check_fetch(key, &opts, &[])?;
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);

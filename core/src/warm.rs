@@ -191,8 +191,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.settings.allow_degraded || self.inner.tier().is_none_or(|t| t.available())
     }
 
-    /// Checks `opts`; returns the keys per batch.
-    fn check_warm(&self, opts: &Warm) -> Result<usize> {
+    /// Refuses what [`Cache::warm`] and [`Cache::warm_matching`] would refuse of `opts` before any
+    /// work (for a host whose call hands back an awaitable: when called, not when awaited);
+    /// returns the keys per batch.
+    pub fn check_warm(&self, opts: &Warm) -> Result<usize> {
         let max_batch = self.inner.settings.max_in_flight;
         if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY {
             let problem = ConfigProblem::OutOfRange { min: 1.0, max: MAX_CONCURRENCY as f64 };

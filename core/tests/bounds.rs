@@ -103,3 +103,38 @@ fn a_cache_of_n_entries_holds_n() {
         assert_eq!((s.entries, s.evictions), (n, 2 * n), "{n} more keys than a cache of {n} holds");
     }
 }
+
+/// A host whose calls hand back an awaitable checks their arguments when called, through the
+/// core's own checks: `check_fetch` and `check_warm` refuse what the calls would, and accept what
+/// they would.
+#[test]
+fn the_read_through_and_warm_checks_refuse_what_the_calls_refuse() {
+    use healcache::{FetchOptions, Timer, Warm};
+    struct Never;
+    impl Timer for Never {
+        fn sleep(&self, _: Duration) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(futures::future::pending())
+        }
+    }
+    let c = Cache::<u64>::builder().timer(Never).load_timeout(Duration::from_secs(1)).build().unwrap();
+    let field = |r: healcache::Result<()>| match r {
+        Err(healcache::Error::InvalidConfig { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    let over = FetchOptions { negative_ttl: Some(Duration::from_secs(61)), ..FetchOptions::default() };
+    assert_eq!(field(c.check_fetch("k", &over, &[])), "negative_ttl");
+    let at = FetchOptions { negative_ttl: Some(Duration::from_secs(60)), ..FetchOptions::default() };
+    assert!(c.check_fetch("k", &at, &[]).is_ok(), "at max_negative_ttl");
+    let soft = FetchOptions { soft_timeout: Some(Duration::from_secs(1)), ..FetchOptions::default() };
+    assert_eq!(field(c.check_fetch("k", &soft, &[])), "soft_timeout");
+    assert_eq!(field(c.check_fetch("k", &FetchOptions::default(), &[""])), "tags");
+    assert!(c.check_fetch("k", &FetchOptions::default(), &["t"; 16]).is_ok(), "16 tags");
+    assert_eq!(field(c.check_fetch("k", &FetchOptions::default(), &["t"; 17])), "tags");
+    assert_eq!(c.check_fetch(&"k".repeat(4097), &FetchOptions::default(), &[]).unwrap_err().code(), "KeyTooLong");
+    let warm = |w: Warm| c.check_warm(&w).map(|_| ());
+    assert_eq!(field(warm(Warm { concurrency: 0, ..Warm::default() })), "concurrency");
+    assert_eq!(field(warm(Warm { min_share: 2.0, ..Warm::default() })), "min_share");
+    assert_eq!(field(warm(Warm { max_keys: 0, ..Warm::default() })), "max_keys");
+    assert_eq!(c.check_warm(&Warm::default()).unwrap(), 100, "the default batch");
+    assert_eq!(c.stats().loads, 0);
+}

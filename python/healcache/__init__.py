@@ -41,7 +41,9 @@ from . import _closing  # noqa: F401 (the shared tier's exit hook)
 
 class LoadLatency(TypedDict):
     """Loader latency histogram: ``counts[i]`` loads fell in bucket i (not cumulative; the last
-    bucket is +Inf); ``sum_nanos`` is the total time."""
+    bucket is +Inf); ``sum_nanos`` is the total time. ``Stats`` has three more of this shape:
+    ``l2_lock_wait`` (misses waiting for another instance's rebuild), ``l2_latency`` (L2
+    operations) and ``l2_bus_latency`` (an invalidation's publish to its receipt here)."""
 
     counts: list[int]
     sum_nanos: int
@@ -108,6 +110,9 @@ class Stats(TypedDict):
     l2_verifier_sampled: int
     l2_verifier_repaired: int
     load_latency: LoadLatency
+    l2_lock_wait: LoadLatency
+    l2_latency: LoadLatency
+    l2_bus_latency: LoadLatency
     healing: "HealingStats"
 
 

@@ -68,7 +68,9 @@ _Loader = Callable[[], Awaitable[Union[_T, NotFoundType]]]
 
 class LoadLatency(TypedDict):
     """Loader latency histogram: ``counts[i]`` loads fell in bucket i (not cumulative; the last
-    bucket is +Inf); ``sum_nanos`` is the total time."""
+    bucket is +Inf); ``sum_nanos`` is the total time. ``Stats`` has three more of this shape:
+    ``l2_lock_wait`` (misses waiting for another instance's rebuild), ``l2_latency`` (L2
+    operations) and ``l2_bus_latency`` (an invalidation's publish to its receipt here)."""
 
     counts: list[int]
     sum_nanos: int
@@ -135,6 +137,9 @@ class Stats(TypedDict):
     l2_verifier_sampled: int
     l2_verifier_repaired: int
     load_latency: LoadLatency
+    l2_lock_wait: LoadLatency
+    l2_latency: LoadLatency
+    l2_bus_latency: LoadLatency
     healing: HealingStats
 
 
@@ -321,7 +326,8 @@ class Cache(Generic[_V]):
     into another process (``TypeError``).
 
     Keys are ``str``: another type raises ``InvalidKeyType``, an ``InvalidKey`` that is also a
-    ``TypeError``; a ``str`` with no UTF-8 form (a lone surrogate) raises ``InvalidKey``. Where a
+    ``TypeError`` (``key in cache`` answers False, as for a dict); a ``str`` with no UTF-8 form (a
+    lone surrogate) raises ``InvalidKey``. Where a
     list of ``str`` is asked for (``tags``, the keys of ``get_many``), a ``str`` itself raises
     ``TypeError``. A whole-number argument out of its range, and a ``bool`` given where a number
     is expected, raise ``InvalidConfig`` naming it; an argument of another wrong type raises a
@@ -393,6 +399,16 @@ class Cache(Generic[_V]):
     def keys(self) -> list[str]:
         """Every key holding a value, in no particular order: a snapshot, so writing while
         iterating over it is safe. ``for key in cache`` iterates over it."""
+    def values(self) -> list[_V]:
+        """Every fresh value, in no particular order (a snapshot, as ``keys()``); counts no read."""
+    def items(self) -> list[tuple[str, _V]]:
+        """Every ``(key, value)`` holding a fresh value (a snapshot, as ``keys()``); counts no read."""
+    @overload
+    def pop(self, key: str, /) -> _V:
+        """Removes ``key`` and returns its fresh value, as ``dict.pop``: ``KeyError`` when it has none."""
+    @overload
+    def pop(self, key: str, default: _D, /) -> Union[_V, _D]:
+        """Removes ``key`` and returns its fresh value, or ``default`` when it has none."""
     def __iter__(self) -> Iterator[str]: ...
     @property
     def max_entries(self) -> int:
@@ -749,7 +765,7 @@ class WriteBehind:
     cache at once (L1, and L2 with the bus when it has a shared tier) and queue the change; the
     writer gets batches of ``("put", key, value)`` / ``("delete", key, None)`` tuples, at most
     ``batch`` at a time (default 100, or ``max_queue`` when lower), once a batch is full or
-    ``flush_interval`` seconds after its oldest item.
+    ``flush_interval`` seconds after its oldest item. Durations are seconds or a ``timedelta``.
 
     The queue coalesces per key (last wins) and holds at most ``max_queue`` items; when full,
     ``on_full="reject"`` raises ``QueueFull`` at once and ``("block", seconds)`` waits up to that
@@ -767,18 +783,18 @@ class WriteBehind:
         *,
         max_queue: int = 10_000,
         batch: Optional[int] = None,
-        flush_interval: float = 0.1,
-        retry_min: float = 0.1,
-        retry_max: float = 5.0,
+        flush_interval: _Seconds = 0.1,
+        retry_min: _Seconds = 0.1,
+        retry_max: _Seconds = 5.0,
         attempts: int = 10,
-        on_full: Union[Literal["reject"], tuple[Literal["block"], float], None] = None,
+        on_full: Union[Literal["reject"], tuple[Literal["block"], _Seconds], None] = None,
     ) -> WriteBehind: ...
-    def set(self, key: str, value: Any, ttl: Optional[float] = None) -> int:
+    def set(self, key: str, value: Any, ttl: Optional[_Seconds] = None) -> int:
         """Writes the cache and queues the write; returns the entry's version. Raises ``QueueFull``
         or ``Closed`` (nothing written)."""
     def delete(self, key: str) -> bool:
         """Removes the key from the cache and queues its deletion; whether it was there."""
-    def close(self, timeout: float = 5.0) -> int:
+    def close(self, timeout: _Seconds = 5.0) -> int:
         """Stops accepting, flushes for at most ``timeout`` seconds; returns the items left
         unflushed (kept in ``failed()``)."""
     @property
@@ -801,6 +817,7 @@ __all__ = [
     "Stats",
     "LoadLatency",
     "IntervalReport",
+    "WarmReport",
     "PrefixScore",
     "HealingStats",
     "IntervalDuration",

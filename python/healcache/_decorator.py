@@ -7,6 +7,8 @@ import inspect
 import types
 from typing import Any, Callable, NamedTuple, Optional, Protocol
 
+from ._errors import _LoopWouldBlock
+
 
 class CacheInfo(NamedTuple):
     """``cache_info()`` of a decorated function, as ``functools.lru_cache`` gives it: the
@@ -68,9 +70,17 @@ def cached(
     The wrapper has ``cache``, ``cache_info()`` (the cache's own hit and miss counters, its
     ``max_entries`` and entry count) and ``cache_clear()`` (empties the cache: give a function
     a cache of its own to clear only its entries).
+
+    A sync function called on a thread running an event loop while another caller loads its key
+    raises ``RuntimeError`` naming it: waiting would block the loop (``get_or_load_sync``'s rule).
     """
+    # both checked at decoration, as `ttl` is, rather than at the first call
+    if key is not None and not callable(key):
+        raise TypeError(f"`key` must be callable, not {type(key).__name__}")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise TypeError(f"`func` must be callable, not {type(fn).__name__}")
         make_key = key if key is not None else default_key(fn)
         if inspect.iscoroutinefunction(fn):
 
@@ -82,7 +92,26 @@ def cached(
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return cache.get_or_load_sync(make_key(*args, **kwargs), lambda: fn(*args, **kwargs), ttl=ttl)
+            ran = False
+
+            def load() -> Any:
+                nonlocal ran
+                ran = True
+                return fn(*args, **kwargs)
+
+            try:
+                return cache.get_or_load_sync(make_key(*args, **kwargs), load, ttl=ttl)
+            except _LoopWouldBlock:
+                if ran:  # refused inside `fn` (a cached function it calls): that one is named
+                    raise
+                # the caller called `fn`, not `get_or_load_sync`: the error names what they called
+                name = getattr(fn, "__qualname__", repr(fn))
+                raise _LoopWouldBlock(
+                    f"{name}() would block the running event loop: it is a sync function cached by "
+                    "@cache.cached and another caller is loading its key; make it an async function "
+                    "(async def) to await it there, or call it outside the event loop (in a thread: "
+                    f"await asyncio.to_thread({name.rsplit('.', 1)[-1]}, ...))"
+                ) from None
 
         return _with_cache(wrapper, cache)
 

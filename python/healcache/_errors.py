@@ -133,6 +133,12 @@ class Closed(HealcacheError):
     code = "Closed"
 
 
+class _LoopWouldBlock(RuntimeError):
+    """A blocking wait refused on a thread running an event loop, which it would block (another
+    caller's load of the key may need that loop). Private: raised as the ``RuntimeError`` it is,
+    and told apart from a function's own ``RuntimeError`` by ``@cache.cached``."""
+
+
 __all__ = [
     "HealcacheError",
     "InvalidConfig",

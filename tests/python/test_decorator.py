@@ -142,3 +142,55 @@ def test_bad_ttl_fails_at_decoration() -> None:
 
     with pytest.raises(healcache.InvalidConfig):
         Cache().cached(ttl=-1)
+
+
+def test_cached_given_no_callable_is_a_type_error_at_decoration() -> None:
+    """Bad decorator arguments fail at decoration, as a bad `ttl` does, with a `TypeError` naming
+    the argument: `func` (what `@cache.cached` decorates) and `key` must be callable."""
+    c = Cache()
+    with pytest.raises(TypeError, match="`func` must be callable, not int"):
+        c.cached(5)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="`key` must be callable, not int"):
+        c.cached(key=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`key` must be callable, not str"):
+        c.cached(key="k")  # type: ignore[arg-type]
+    assert len(c) == 0
+
+
+def test_a_cached_sync_function_refused_in_a_running_loop_names_itself() -> None:
+    """A sync function under `@cache.cached`, called on a thread running an event loop while
+    another thread loads its key, is refused (as `get_or_load_sync` is: waiting would block the
+    loop) with a `RuntimeError` that names the decorated function, not `get_or_load_sync` (a method
+    the caller never called), and says what to do instead."""
+    c = Cache()
+    started, release = threading.Event(), threading.Event()
+
+    @c.cached(key=lambda: "k")
+    def report() -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    @c.cached(key=lambda: "own")
+    def own_error() -> str:
+        raise RuntimeError("its own")
+
+    other = threading.Thread(target=report)
+    other.start()
+    try:
+        assert started.wait(10)
+
+        async def in_the_loop() -> None:
+            with pytest.raises(RuntimeError) as ei:
+                report()
+            message = str(ei.value)
+            assert "report()" in message and "get_or_load_sync" not in message, message
+            assert "async" in message and "thread" in message, message
+            with pytest.raises(RuntimeError, match="^its own$"):
+                own_error()  # the function's own RuntimeError is raised as it is
+
+        asyncio.run(in_the_loop())
+    finally:
+        release.set()
+        other.join(10)
+    assert report() == "done" and c["k"] == "done"

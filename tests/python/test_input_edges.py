@@ -333,6 +333,67 @@ def test_text_arguments_with_a_lone_surrogate_are_typed_errors_naming_the_argume
         c.invalidate_tag(7)  # type: ignore[arg-type]
 
 
+
+def test_text_arguments_of_the_wrong_type_are_type_errors_naming_them() -> None:
+    """A text argument given another type is a `TypeError` naming the argument, as every other
+    argument conversion is (pyo3's own message names none), and nothing changes."""
+    c = Cache(max_entries=10)
+    c.set("k", 1)
+    before = _snapshot(c), c.healing_config()
+    wb = WriteBehind(c, lambda batch: None)
+    calls: list[tuple[Callable[[], Any], str]] = [
+        (lambda: Cache(redis=5), "redis"),  # type: ignore[arg-type]
+        (lambda: Cache(fleet_lock=1), "fleet_lock"),  # type: ignore[arg-type]
+        (lambda: Cache(l2_prefix=3), "l2_prefix"),  # type: ignore[arg-type]
+        (lambda: c.prometheus(5), "name"),  # type: ignore[arg-type]
+        (lambda: wb.prometheus(5), "name"),  # type: ignore[arg-type]
+        (lambda: c.config_set("sample_rate", None), "value"),  # type: ignore[arg-type]
+        (lambda: c.config_set("verify_interval", None), "value"),  # type: ignore[arg-type]
+        (lambda: c.config_set("healing.verify_interval_ms", [1]), "value"),  # type: ignore[arg-type]
+    ]
+    try:
+        for call, keyword in calls:
+            _type_error_naming(call, keyword)
+        assert (_snapshot(c), c.healing_config()) == before
+    finally:
+        wb.close()
+
+
+def test_invalidate_tag_names_its_argument_tag() -> None:
+    """An `InvalidConfig` names the argument as the user spelled it: `invalidate_tag`'s is `tag`
+    (the core checks it as a list of one tag, `tags`), and nothing is invalidated."""
+    c = Cache()
+    c.set("k", 1, tags=["t"])
+    before = _snapshot(c)
+    for bad in ("", "x" * 129):
+        e = _invalid(lambda: c.invalidate_tag(bad), "tag")
+        assert "`tags`" not in str(e)
+    assert _snapshot(c) == before and c.get("k") == 1
+
+
+@pytest.mark.asyncio
+async def test_async_call_arguments_the_core_refuses_raise_when_called() -> None:
+    """docs/python.md: the async methods' arguments are checked when they are called, on a hit too
+    (not when the awaitable is awaited), inside a running loop as outside one."""
+    c = Cache()
+    c.set("k", 1)
+
+    def loader(*args: Any) -> Any:
+        return {} if args else 1
+
+    calls: list[tuple[Callable[[], Any], str]] = [
+        (lambda: c.get_or_load("k", loader, negative_ttl=1000), "negative_ttl"),
+        (lambda: c.fetch("k", loader, negative_ttl=1000), "negative_ttl"),
+        (lambda: c.get_or_load("k", loader, tags=[""]), "tags"),
+        (lambda: c.warm(["a"], loader, concurrency=0), "concurrency"),
+        (lambda: c.warm(["a"], loader, min_share=2), "min_share"),
+        (lambda: c.warm(["a"], loader, max_keys=0), "max_keys"),
+    ]
+    for call, field in calls:
+        _invalid(call, field)
+    assert c.stats()["loads"] == 0 and c.warm_progress() == (0, 0, 0)
+
+
 HUGE = [2**1024, 10**400, -(2**1024)]
 
 
@@ -470,7 +531,6 @@ def test_a_key_that_is_not_a_str_is_invalid_key_in_every_sync_call() -> None:
         lambda: c[7],  # type: ignore[index]
         lambda: c.__setitem__(7, 1),  # type: ignore[arg-type]
         lambda: c.__delitem__(7),  # type: ignore[arg-type]
-        lambda: 7 in c,
         lambda: c.set(7, 1),  # type: ignore[arg-type]
         lambda: c.set(7, 1, tags=["t"]),  # type: ignore[arg-type]
         lambda: c.delete(7),  # type: ignore[arg-type]
@@ -480,6 +540,19 @@ def test_a_key_that_is_not_a_str_is_invalid_key_in_every_sync_call() -> None:
     ]
     for call in calls:
         _key_not_str(call)
+    assert _snapshot(c) == before
+
+
+def test_in_with_a_key_that_is_not_a_str_is_false_as_in_a_dict() -> None:
+    """`key in cache` answers whether the key holds a value, as `key in dict` does: only a str can
+    be a key, so another type is simply not in the cache (the stub takes `object`), never an error;
+    a str with no UTF-8 form is still `InvalidKey` (test above)."""
+    c = Cache()
+    c["1"] = 1
+    before = _snapshot(c)
+    for other in (1, 1.0, b"1", None, ("1",), object()):
+        assert (other in c) is False
+        assert (other not in c) is True
     assert _snapshot(c) == before
 
 
@@ -601,3 +674,27 @@ async def test_every_async_per_call_keyword_of_the_wrong_type_names_itself() -> 
             await call()
         assert type(ei.value) is TypeError and f"`{keyword}`" in str(ei.value), str(ei.value)
     assert called == [] and len(c) == 0 and c.stats()["loads"] == 0
+
+
+def test_values_items_and_pop_work_as_a_dicts_do() -> None:
+    """docs/python.md: the dict methods a cachetools user reaches for: `values()` and `items()` are
+    snapshots of the fresh entries counting no read, `pop` removes and returns (`default`, else
+    KeyError), `pop(key, None)` answers None."""
+    c = Cache()
+    c.set("a", 1)
+    c.set("b", [2])
+    hits = c.stats()["hits"]
+    assert sorted(c.items(), key=lambda kv: kv[0]) == [("a", 1), ("b", [2])]
+    assert sorted(map(str, c.values())) == ["1", "[2]"]
+    assert c.stats()["hits"] == hits, "a snapshot counts no read"
+    assert c.pop("a") == 1
+    assert "a" not in c and len(c) == 1
+    assert c.pop("a", "dflt") == "dflt"
+    assert c.pop("a", None) is None
+    with pytest.raises(KeyError):
+        c.pop("a")
+    with pytest.raises(TypeError):
+        c.pop("a", 1, 2)  # type: ignore[call-overload]
+    with pytest.raises(healcache.InvalidKey):
+        c.pop(7)  # type: ignore[call-overload]
+    assert c.items() == [("b", [2])]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import pathlib
 import subprocess
 import sys
+import typing
 
 import healcache
 
@@ -89,3 +91,39 @@ def _mypy_strict(src: pathlib.Path) -> None:
         timeout=600,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _stub() -> ast.Module:
+    return ast.parse((pathlib.Path(healcache.__file__).parent / "__init__.pyi").read_text())
+
+
+def _stub_typeddict_keys(name: str) -> set[str]:
+    (cls,) = [n for n in _stub().body if isinstance(n, ast.ClassDef) and n.name == name]
+    return {s.target.id for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+
+
+def test_stub_all_equals_runtime_all() -> None:
+    """What `from healcache import *` gives is what the stubs declare it gives, name for name."""
+    (stub_all,) = [
+        ast.literal_eval(n.value)
+        for n in _stub().body
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
+    ]
+    assert len(set(stub_all)) == len(stub_all) and len(set(healcache.__all__)) == len(healcache.__all__)
+    assert set(stub_all) == set(healcache.__all__)
+
+
+def test_stats_typeddicts_have_the_keys_stats_returns() -> None:
+    """`Stats` (the stub's and the runtime's) declares exactly the keys `stats()` returns, no more
+    and no fewer, and so do the dicts nested in it (`load_latency`, `healing`...)."""
+    stats = healcache.Cache().stats()
+    assert set(healcache.Stats.__annotations__) == set(stats)
+    assert _stub_typeddict_keys("Stats") == set(stats)
+    hints = typing.get_type_hints(healcache.Stats)
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            nested = hints[key]
+            assert set(nested.__annotations__) == set(value), key
+            assert _stub_typeddict_keys(nested.__name__) == set(value), key
+        else:
+            assert hints[key] is int and isinstance(value, int), key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -201,3 +202,35 @@ def test_settings_are_accepted_at_their_bounds_and_refused_one_step_past() -> No
         with pytest.raises(healcache.InvalidConfig) as e:
             WriteBehind(cache, gate, **{**top, **change})
         assert e.value.field == field, (change, e.value)
+
+
+def test_every_write_behind_duration_takes_a_timedelta() -> None:
+    """As every duration of the API: `flush_interval`, `retry_min`, `retry_max`, the block timeout
+    of `on_full` and `close`'s `timeout` take seconds or a `timedelta`, and a timedelta out of
+    bounds is refused as the same number of seconds is, naming the argument."""
+    cache = Cache()
+    gate = Gate()
+    wb = WriteBehind(
+        cache,
+        gate,
+        flush_interval=timedelta(milliseconds=10),
+        retry_min=timedelta(milliseconds=10),
+        retry_max=timedelta(seconds=1),
+        on_full=("block", timedelta(seconds=1)),
+    )
+    wb.set("a", 1)
+    _wait(lambda: gate.batches == [[("put", "a", 1)]], "the batch flushed after 10 ms")
+    assert wb.close(timedelta(seconds=5)) == 0
+    day = timedelta(days=1, milliseconds=1)
+    for change, field in [
+        ({"flush_interval": day}, "flush_interval"),
+        ({"retry_max": day}, "retry_max"),
+        ({"retry_min": timedelta(seconds=-1)}, "retry_min"),
+        ({"on_full": ("block", day)}, "on_full"),
+    ]:
+        with pytest.raises(healcache.InvalidConfig) as e:
+            WriteBehind(cache, gate, **change)
+        assert e.value.field == field, (change, e.value)
+    with pytest.raises(healcache.InvalidConfig) as e:
+        WriteBehind(cache, gate).close(timedelta(seconds=-1))
+    assert e.value.field == "timeout"
