@@ -620,6 +620,15 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return `Cache { entries: ${B.len(this._c)}${bound} }`;
     }
 
+    // What `JSON.stringify` writes, as `inspect` shows: never the keys and values it holds
+    toJSON() {
+      return this._maxEntries === undefined ? { entries: B.len(this._c) } : { entries: B.len(this._c), maxEntries: this._maxEntries };
+    }
+
+    get [Symbol.toStringTag]() {
+      return 'Cache';
+    }
+
     _leave(key) {
       const last = super._leave(key);
       if (last) {

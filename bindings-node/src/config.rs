@@ -46,7 +46,14 @@ pub fn create(
         };
         Backend::new(config, TokioTimer, TokioSpawner, background, clock, None, tier)
     };
-    make().map(External::new).map_err(|e| into_js_error(env, e))
+    // V8 hears of the memory behind the handle: without it, a process that drops caches keeps
+    // thousands of them until a collection it sees no reason for (10,000 caches of 10,000
+    // entries: 123 MB more RSS, freed memory the allocator kept)
+    let hinted = |b: Backend| {
+        let bytes = usize::try_from(b.reserved_bytes()).unwrap_or(usize::MAX);
+        External::new_with_size_hint(b, bytes)
+    };
+    make().map(hinted).map_err(|e| into_js_error(env, e))
 }
 
 /// A new test clock (`healcache_js_common::manual_clock`).

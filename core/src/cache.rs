@@ -837,6 +837,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.inner.store.len()
     }
 
+    /// Bytes the cache made room for up front (its entries' slots; the key and the value of each
+    /// entry are their own allocations). On native targets this is address space the system
+    /// hands out as entries fill it. For a host whose garbage collector should know what a
+    /// cache object holds: a Node process that drops caches without hearing of their memory
+    /// collects them too rarely.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.inner.store.reserved_bytes()
+    }
+
     /// Whether the cache stores no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -712,6 +712,12 @@ impl<V: Clone> Store<V> {
         self.shards.iter().map(|s| read(&s.inner).slots.len()).sum()
     }
 
+    /// Bytes the slot vectors hold room for (most of a store's memory once it fills).
+    pub fn reserved_bytes(&self) -> u64 {
+        let slot = std::mem::size_of::<shard::Slot<V>>() as u64;
+        self.shards.iter().map(|s| read(&s.inner).slots.capacity() as u64 * slot).sum()
+    }
+
     pub fn stats(&self) -> StoreStats {
         let mut t = StoreStats::default();
         for s in self.shards.iter() {

@@ -138,3 +138,16 @@ fn the_read_through_and_warm_checks_refuse_what_the_calls_refuse() {
     assert_eq!(c.check_warm(&Warm::default()).unwrap(), 100, "the default batch");
     assert_eq!(c.stats().loads, 0);
 }
+
+/// `reserved_bytes` is the room a cache makes up front: its capacity's slots (at least a byte
+/// each), the same before and after a write, and more for a larger capacity.
+#[test]
+fn reserved_bytes_grow_with_the_capacity_made_up_front() {
+    let small = Cache::<u64>::builder().max_entries(1_000).build().unwrap();
+    let large = Cache::<u64>::builder().max_entries(100_000).build().unwrap();
+    let before = large.reserved_bytes();
+    assert!(small.reserved_bytes() >= 1_000, "{}", small.reserved_bytes());
+    assert!(before >= 100_000 && before > 50 * small.reserved_bytes(), "{before}");
+    large.set("k", 1).unwrap();
+    assert_eq!(large.reserved_bytes(), before, "a write within the room moves nothing");
+}

@@ -153,6 +153,12 @@ impl Backend {
         Ok(b)
     }
 
+    /// Bytes the core made room for up front (`Cache::reserved_bytes`; 0 before it is built): a
+    /// host tells its garbage collector, so that dropped caches are collected in time.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.core.get().map_or(0, |c| c.cache.reserved_bytes())
+    }
+
     /// The core, built (and seeded) at the first use.
     #[inline]
     fn core(&self) -> &Core {

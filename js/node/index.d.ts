@@ -383,7 +383,7 @@ export interface FetchOptions {
   negativeTtl?: number;
   /** Serve a stale value at once while refreshing. Defaults to the cache's `staleWhileRevalidate`. */
   staleWhileRevalidate?: boolean;
-  /** `false` turns XFetch off for this read (it cannot turn it on). Defaults to the cache's `xfetch`. */
+  /** XFetch early refresh on this read, either way (`true` turns it on for a cache built without it). Defaults to the cache's `xfetch`. */
   xfetch?: boolean;
   /** Soft timeout of this load in ms. Defaults to the cache's `loadSoftTimeout`. */
   softTimeout?: number;

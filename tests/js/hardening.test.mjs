@@ -128,6 +128,13 @@ test('printing a cache shows its size, never keys or values', () => {
   assert.match(shown, /^Cache \{ entries: 2/);
   assert.ok(shown.length < 200, shown);
   assert.match(util.format('%o', c), /^Cache \{ entries: 2/);
+  // nor does JSON, and the tag names the class as lru-cache's does
+  const json = JSON.stringify(c);
+  for (const s of ['secret-key-1234', 'secret-value-5678', 'secret-nested-9999', 'other']) {
+    assert.ok(!json.includes(s), `${s} in ${json}`);
+  }
+  assert.deepEqual(JSON.parse(json), { entries: 2, maxEntries: 10 });
+  assert.equal(Object.prototype.toString.call(c), '[object Cache]');
 });
 
 test('one synchronous burst of getOrLoad runs the loader once per key', async () => {
