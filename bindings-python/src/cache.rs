@@ -465,8 +465,7 @@ impl PyCache {
     /// The threaded twin of `get_or_load`: blocks with the GIL released while another thread
     /// or task loads `key`; `loader` must be a plain (sync) callable. It declares `fetch`'s
     /// options; the core's blocking load refuses by name those it cannot honour (it loads on
-    /// this thread, with no background work and no "not found" answer), and there is no blocking
-    /// load of tagged values.
+    /// this thread, with no background work), and there is no blocking load of tagged values.
     #[pyo3(signature = (
         key,
         loader,

@@ -832,7 +832,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// Number of stored entries (expired entries not yet swept included; see [`Cache::purge_expired`]).
+    /// Number of stored entries: expired entries not yet swept (see [`Cache::purge_expired`]),
+    /// stale ones kept for their grace window and cached "not found" answers included, as the
+    /// `max_entries` bound counts them; [`Cache::keys`] lists only keys holding a fresh value.
     pub fn len(&self) -> usize {
         self.inner.store.len()
     }

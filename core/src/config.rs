@@ -485,6 +485,7 @@ pub type Weigher<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
 /// let err = Cache::<String>::builder().max_entries(0).build().unwrap_err();
 /// assert_eq!(err.code(), "InvalidConfig");
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct CacheBuilder<V> {
     pub(crate) config: Config,
     pub(crate) weigher: Option<Weigher<V>>,
@@ -493,6 +494,13 @@ pub struct CacheBuilder<V> {
     pub(crate) listener: Option<RemovalListener<V>>,
     pub(crate) spawner: Option<Arc<dyn crate::Spawner>>,
     pub(crate) tier: Option<SharedTier<V>>,
+}
+
+impl<V> std::fmt::Debug for CacheBuilder<V> {
+    // its closures and trait objects print as nothing useful: the settings are what it is
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 /// A shared tier as the builder keeps it until `build`.

@@ -77,12 +77,10 @@ impl FetchOptions {
     }
 
     /// Refuses what a blocking load cannot honour rather than ignore it: it runs no background
-    /// work (stale-while-revalidate, XFetch, a soft timeout) and its loader cannot answer "not
-    /// found". The "off" values are taken.
+    /// work (stale-while-revalidate, XFetch, a soft timeout). The "off" values are taken.
     #[cfg(not(target_arch = "wasm32"))]
     fn check_blocking(&self) -> Result<()> {
         let unsupported = [
-            ("negative_ttl", self.negative_ttl.is_some()),
             ("stale_while_revalidate", self.stale_while_revalidate == Some(true)),
             ("xfetch", self.xfetch == Some(true)),
             ("soft_timeout", self.soft_timeout.is_some()),
@@ -96,8 +94,7 @@ impl FetchOptions {
 
 /// Why [`FetchOptions::check_blocking`] refuses an option.
 #[cfg(not(target_arch = "wasm32"))]
-const BLOCKING_ONLY: &str = "is not supported by a blocking load, which runs no background work and whose loader \
-     cannot answer \"not found\": use the async call";
+const BLOCKING_ONLY: &str = "is not supported by a blocking load, which runs no background work: use the async call";
 
 /// The answer of [`Cache::fetch`]: the value (`None`: not found) and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +116,8 @@ impl<V> Fetched<V> {
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Returns `key`'s fresh value, or loads it with `loader`: concurrent callers for the same key
     /// share one loader call and its result (value or error). The loader's future is owned by the
-    /// flight, not by this caller: dropping this future leaves the others waiting unharmed. The
+    /// flight, not by this caller: dropping this future leaves the others waiting unharmed; once
+    /// the last waiter is gone the load is dropped too, and nothing is stored. The
     /// value is stored fenced: if `key` was written while it loaded, the newer write is kept, and
     /// if it was removed (a delete, a clear, an invalidation), the value is returned but not kept.
     /// With a grace window, a stale value is served when the load fails (fail-safe). A loader
@@ -336,12 +334,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 let fence = inner.store.begin_load(&key, id);
                 self.load_future(key, fence, opts, tags, loader, origin.clone(), false)
             },
-        )? {
-            Err(v) => {
+        ) {
+            Ok(Err(v)) => {
                 let status = if v.is_some() { Status::Hit } else { Status::NegativeHit };
                 return Ok(Fetched { value: v, status });
             }
-            Ok(j) => j,
+            Ok(Ok(j)) => j,
+            // no room for another load: the stale value serves, as when a load fails
+            Err(e @ Error::TooManyLoads { .. }) => match stale {
+                Some(stale) => {
+                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                    return Ok(Fetched { value: stale, status: Status::StaleFailSafe });
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
         };
         let (started, id) = (joined.started, joined.id);
         let soft = opts.soft_timeout.or(s.soft_timeout);
@@ -492,8 +499,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         E: Into<LoaderError>,
     {
         let inner = &self.inner;
-        inner.store.check_key(key)?;
-        opts.check()?;
+        self.check_fetch(key, &opts, &[])?;
         opts.check_blocking()?;
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);

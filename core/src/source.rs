@@ -40,6 +40,12 @@ pub trait Source<V>: Send + Sync + 'static {
 /// A [`Source`] from an async function (how bindings wrap host callbacks).
 pub struct FnSource<F>(pub F);
 
+impl<F> std::fmt::Debug for FnSource<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FnSource")
+    }
+}
+
 impl<V, F, Fut> Source<V> for FnSource<F>
 where
     F: Fn(&str) -> Fut + Send + Sync + 'static,

@@ -459,3 +459,36 @@ fn an_interruptible_blocking_wait_ends_with_the_hosts_error_and_the_load_goes_on
     );
     assert_eq!(own.unwrap(), 2);
 }
+
+/// Fail-safe covers a load that cannot start: with every load slot taken, a key whose stale
+/// value is within its grace window gets that value (`StaleFailSafe`, counted) rather than
+/// `TooManyLoads`; a key with nothing to fall back on still gets the error.
+#[tokio::test]
+async fn too_many_loads_falls_back_to_a_stale_value_within_grace() {
+    let clock = healcache::ManualClock::new();
+    let c: Cache<String> = Cache::builder()
+        .max_in_flight(1)
+        .ttl(Duration::from_secs(1))
+        .grace(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    c.set("stale", "old".to_string()).unwrap();
+    clock.advance(Duration::from_secs(2));
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let mut hung = Box::pin(c.get_or_load("busy", move || async move {
+        let _ = rx.await;
+        Ok::<_, Boom>("v".to_string())
+    }));
+    let waker = futures::task::noop_waker();
+    let pending = hung.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(pending.is_pending(), "the one slot is taken");
+    let load = || async { Ok::<_, Boom>(Loaded::Value("new".to_string())) };
+    let f = c.fetch("stale", FetchOptions::default(), load).await.unwrap();
+    assert_eq!((f.value.as_deref(), f.status), (Some("old"), healcache::Status::StaleFailSafe));
+    assert_eq!(c.stats().stale_served_fail_safe, 1);
+    let none = c.fetch("absent", FetchOptions::default(), load).await;
+    assert!(matches!(none, Err(Error::TooManyLoads { max: 1 })), "{none:?}");
+    tx.send(()).unwrap();
+    assert_eq!(hung.await.unwrap(), "v");
+}

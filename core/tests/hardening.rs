@@ -364,13 +364,22 @@ fn common_timer() -> impl healcache::Timer {
 }
 
 /// A blocking load runs on the calling thread: no background work (stale-while-revalidate,
-/// XFetch, a soft timeout) and a loader that cannot answer "not found". Options it cannot honour
-/// are refused by name, before any load, rather than ignored; their "off" values are taken.
+/// XFetch, a soft timeout). Options it cannot honour are refused by name, before any load,
+/// rather than ignored; their "off" values are taken. Its loader may answer "not found"
+/// (`Err(Error::NotFound)`), which a per-call `negative_ttl` caches, bounded as in `fetch`.
 #[test]
 fn a_blocking_load_refuses_the_options_it_cannot_honour() {
     let c: Cache<u32> = Cache::builder().build().unwrap();
+    let negative = FetchOptions { negative_ttl: Some(Duration::from_secs(5)), ..FetchOptions::default() };
+    let missing = || -> Result<u32, healcache::Error> { Err(healcache::Error::NotFound) };
+    assert_eq!(c.get_or_load_blocking_with("gone", negative, missing).unwrap_err().code(), "NotFound");
+    let again = c.get_or_load_blocking_with("gone", negative, || -> Result<u32, std::io::Error> { panic!("cached") });
+    assert_eq!(again.unwrap_err().code(), "NotFound", "the per-call negative_ttl cached the answer");
+    let (s, _) = (c.stats(), c.remove("gone"));
+    assert_eq!((s.loads, s.load_errors, s.negative_hits), (1, 0, 1));
+    let over = FetchOptions { negative_ttl: Some(Duration::from_secs(61)), ..FetchOptions::default() };
+    assert_eq!(refused(c.get_or_load_blocking_with("k", over, missing)), "negative_ttl", "max_negative_ttl");
     let refused_opts = [
-        ("negative_ttl", FetchOptions { negative_ttl: Some(Duration::from_secs(5)), ..FetchOptions::default() }),
         ("stale_while_revalidate", FetchOptions { stale_while_revalidate: Some(true), ..FetchOptions::default() }),
         ("xfetch", FetchOptions { xfetch: Some(true), ..FetchOptions::default() }),
         ("soft_timeout", FetchOptions { soft_timeout: Some(Duration::from_millis(100)), ..FetchOptions::default() }),

@@ -574,18 +574,18 @@ class Cache(Generic[_V]):
         /,
         *,
         ttl: Optional[_Seconds] = None,
-        negative_ttl: None = None,
+        negative_ttl: Optional[_Seconds] = None,
         stale_while_revalidate: Optional[Literal[False]] = None,
         xfetch: Optional[Literal[False]] = None,
         soft_timeout: None = None,
         tags: None = None,
     ) -> _T:
         """The threaded twin of ``get_or_load``; waits with the GIL released. A ``NOT_FOUND``
-        answer raises ``NotFound`` (cached ones too; this call does not cache it). Of
-        ``fetch``'s options it honours ``ttl`` (and ``False`` for ``stale_while_revalidate`` and
-        ``xfetch``): it loads on the calling thread, without background work, cached "not found"
-        answers or tags, so ``negative_ttl``, ``soft_timeout``, ``tags`` and ``True`` for the
-        other two raise ``InvalidConfig`` naming the option (use ``await cache.get_or_load``)."""
+        answer raises ``NotFound`` and is cached for ``negative_ttl`` (the call's, else the
+        cache's), as ``get_or_load`` does. Of ``fetch``'s other options it honours ``ttl`` (and
+        ``False`` for ``stale_while_revalidate`` and ``xfetch``): it loads on the calling thread,
+        without background work or tags, so ``soft_timeout``, ``tags`` and ``True`` for the other
+        two raise ``InvalidConfig`` naming the option (use ``await cache.get_or_load``)."""
     def register_source(
         self,
         prefix: str,

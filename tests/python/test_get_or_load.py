@@ -343,7 +343,6 @@ async def test_get_or_load_options_are_checked_as_fetch_checks_them() -> None:
 @pytest.mark.parametrize(
     "option, value",
     [
-        ("negative_ttl", 5),
         ("stale_while_revalidate", True),
         ("xfetch", True),
         ("soft_timeout", 0.1),
@@ -352,8 +351,9 @@ async def test_get_or_load_options_are_checked_as_fetch_checks_them() -> None:
 )
 def test_get_or_load_sync_refuses_what_it_cannot_honour(option: str, value: Any) -> None:
     """The threaded call loads on the caller's thread: no background work (stale-while-revalidate,
-    XFetch, soft timeout), no cached "not found" and no tags. It refuses those options by name
-    rather than ignore them; None (not given) is accepted."""
+    XFetch, soft timeout) and no tags. It refuses those options by name rather than ignore them;
+    None (not given) is accepted. (`negative_ttl` it honours: see
+    test_a_not_found_answer_is_no_load_error_in_threads.)"""
     c = Cache()
     with pytest.raises(healcache.InvalidConfig) as ei:
         c.get_or_load_sync("k", lambda: pytest.fail("loader called"), **{option: value})
@@ -491,3 +491,13 @@ def test_a_not_found_answer_is_no_load_error_in_threads() -> None:
     with pytest.raises(healcache.NotFound):
         n.get_or_load_sync("u", never)
     assert n.stats()["loads"] == 1
+    # a per-call negative_ttl caches it too, bounded by max_negative_ttl as get_or_load's is
+    p = Cache()
+    with pytest.raises(healcache.NotFound):
+        p.get_or_load_sync("u", lambda: NOT_FOUND, negative_ttl=30)
+    with pytest.raises(healcache.NotFound):
+        p.get_or_load_sync("u", never)
+    assert (p.stats()["loads"], p.stats()["negative_hits"]) == (1, 1)
+    with pytest.raises(healcache.InvalidConfig) as ei:
+        p.get_or_load_sync("v", lambda: NOT_FOUND, negative_ttl=61)
+    assert ei.value.field == "negative_ttl"

@@ -268,6 +268,12 @@ impl ValueCodec<rmpv::Value> for Neutral {
 /// MessagePack through serde, for Rust values: a `serde_json::Value` or a typed struct.
 pub struct MsgPack<T>(std::marker::PhantomData<fn() -> T>);
 
+impl<T> std::fmt::Debug for MsgPack<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MsgPack")
+    }
+}
+
 impl<T> MsgPack<T> {
     /// The codec.
     pub fn new() -> Self {
