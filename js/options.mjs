@@ -83,8 +83,11 @@ function invalid(field, reason) {
   return codeError('InvalidConfig', `invalid config: \`${field}\` ${reason}`, { field, reason });
 }
 
+// a TypeError, as Node's own errors of this code are
 function argError(message) {
-  return codeError('ERR_INVALID_ARG_TYPE', message);
+  const e = new TypeError(message);
+  e.code = 'ERR_INVALID_ARG_TYPE';
+  return e;
 }
 
 /** A rejection as text for the core's reports: `Error: message` for an Error, as Python's `Type: message`. */
@@ -225,7 +228,7 @@ function createArgs(S, options) {
       if (name === HEALING_OPTION || name === CLOCK_OPTION) continue; // checked by healingArgs, clockArg
       const t = TEXT_OPTIONS.indexOf(name);
       if (t >= 0) {
-        if (v !== undefined && typeof v !== 'string') throw invalid(name, `must be a string, got ${typeof v}`);
+        if (v !== undefined && typeof v !== 'string') throw invalid(name, `must be a string, got ${shown(v)}`);
         text[t] = v;
         continue;
       }
@@ -237,9 +240,9 @@ function createArgs(S, options) {
         continue;
       }
       if (s.flag) {
-        if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+        if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${shown(v)}`);
       } else if (typeof v !== 'number') {
-        throw invalid(name, `must be a number, got ${typeof v}`);
+        throw invalid(name, `must be a number, got ${shown(v)}`);
       }
       names.push(name);
       values.push(Number(v)); // NaN, negative, fractional: the core refuses them and names the field
@@ -278,9 +281,9 @@ function fetchArgs(options, method) {
     const v = o[name];
     if (v === undefined) continue;
     if (FETCH_BOOLEAN.has(name)) {
-      if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+      if (typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${shown(v)}`);
     } else if (typeof v !== 'number') {
-      throw invalid(name, `must be a number of milliseconds, got ${typeof v}`);
+      throw invalid(name, `must be a number of milliseconds, got ${shown(v)}`);
     }
     args[i] = v;
   }
@@ -311,7 +314,7 @@ function signalArg(options) {
 /** A boolean option of a call's options (undefined: false), type checked. */
 function flagArg(options, name) {
   const v = options == null ? undefined : options[name];
-  if (v !== undefined && typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${typeof v}`);
+  if (v !== undefined && typeof v !== 'boolean') throw invalid(name, `must be a boolean, got ${shown(v)}`);
   return v === true;
 }
 
@@ -377,7 +380,7 @@ function healingArgs(S, settings) {
     const v = settings[name];
     if (v === undefined) continue;
     if (s.flag ? typeof v !== 'boolean' : typeof v !== 'number') {
-      throw invalid(`healing.${name}`, `must be a ${s.flag ? 'boolean' : 'number'}, got ${typeof v}`);
+      throw invalid(`healing.${name}`, `must be a ${s.flag ? 'boolean' : 'number'}, got ${shown(v)}`);
     }
     // a setting under its name and its former name: one would silently win over the other
     const twice = wrote.get(s.jsName);
@@ -447,6 +450,7 @@ function weigh(sizeOf, value, key) {
 }
 
 export {
+  shown,
   FETCH_OPTIONS, WRITE_BEHIND_COUNTS, settingsOf, healingSettings, codeError, invalid, argError, errorText, healingField, checkKey, checkPrefix,
   makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg, waitUntilArg, setArgs, checkVersion,
   healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,

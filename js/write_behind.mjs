@@ -10,7 +10,7 @@
 // the values kept here are swept against the handles the queue still holds (`wbHeld`) once
 // twice as many are kept as were held at the last sweep.
 
-import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, errorText, flagArg, invalid, ttlArg, weigh } from './options.mjs';
+import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, errorText, flagArg, invalid, shown, ttlArg, weigh } from './options.mjs';
 
 const SWEEP_MIN = 1024; // values kept before the first sweep
 
@@ -34,7 +34,7 @@ function makeWriteBehind(B, Cache) {
       const o = callOptions(options, 'WriteBehind') || {};
       const nums = WRITE_BEHIND_COUNTS.map((name) => {
         const v = o[name];
-        if (v !== undefined && typeof v !== 'number') throw invalid(name, `must be a number, got ${typeof v}`);
+        if (v !== undefined && typeof v !== 'number') throw invalid(name, `must be a number, got ${shown(v)}`);
         return v;
       });
       let block;

@@ -185,3 +185,12 @@ test('InvalidConfig and InvalidKey errors carry `reason`, the message after the 
   }
   assert.equal(thrown(() => new Cache().set(7, 1)).reason, 'cache keys are strings, got number');
 });
+
+test('a wrong type is shown as what was given, and an argument of the wrong type is a TypeError, as Node does', () => {
+  assert.match(thrown(() => new Cache({ ttl: null })).message, /got null$/);
+  assert.match(thrown(() => new Cache({ ttl: '5' })).message, /got a string "5"$/);
+  assert.match(thrown(() => new Cache({ staleWhileRevalidate: 1 })).message, /must be a boolean, got 1$/);
+  const e = thrown(() => new Cache().prometheus(5));
+  assert.equal(e.code, 'ERR_INVALID_ARG_TYPE');
+  assert.ok(e instanceof TypeError, e.constructor.name);
+});
