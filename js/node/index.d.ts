@@ -824,7 +824,8 @@ export declare class Cache<V = any> {
   /** One runtime setting by any of its names, as text. */
   configGet(name: HealingSettingName): string;
   /**
-   * Stops self-healing (the background loop ends and every source is unregistered; entries stay) and, with a
+   * Stops self-healing (the background loop ends for good and every source is unregistered; entries stay, and
+   * healing can still be run by hand: a source registered later answers `verifyNow`, as in Python) and, with a
    * shared tier, waits until the L2 writes under way (with their bus messages) are sent, for `timeout` ms at most,
    * then closes the Redis connections. Resolves to the writes still under way at the deadline (0 without a shared
    * tier). The cache stays usable from L1; later L2 operations are skipped. Await it before a process exits.
