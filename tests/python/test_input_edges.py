@@ -25,6 +25,18 @@ TOO_BIG = [2**64, 2**100]
 OUT_OF_RANGE = [-1, -(2**70), *TOO_BIG]
 
 
+def _recording_loader() -> tuple[list[Any], Callable[..., Any]]:
+    """A loader for a key (no arguments: 1) or a batch (the keys: {}), recording every call, so
+    a test can assert a refused call loaded nothing."""
+    called: list[Any] = []
+
+    def loader(*args: Any) -> Any:
+        called.append(args)
+        return {} if args else 1
+
+    return called, loader
+
+
 def _snapshot(c: Cache) -> tuple[Any, ...]:
     """What a refused call must leave as it was: the entries, their versions, the counters."""
     s = c.stats()
@@ -249,11 +261,7 @@ def test_a_key_with_a_lone_surrogate_is_invalid_key_in_every_sync_call() -> None
 @pytest.mark.asyncio
 async def test_a_key_with_a_lone_surrogate_is_invalid_key_in_every_async_call() -> None:
     c = Cache()
-    called = []
-
-    def loader(*args: Any) -> Any:
-        called.append(args)
-        return {} if args else 1
+    called, loader = _recording_loader()
 
     async def each() -> None:
         calls: list[Callable[[], Any]] = [
@@ -469,11 +477,7 @@ def test_a_bool_is_refused_wherever_a_number_is_expected_and_changes_nothing() -
 @pytest.mark.asyncio
 async def test_a_bool_is_refused_wherever_an_async_call_expects_a_number() -> None:
     c = Cache()
-    called: list[Any] = []
-
-    def loader(*args: Any) -> Any:
-        called.append(args)
-        return {} if args else 1
+    called, loader = _recording_loader()
 
     calls: list[tuple[Callable[[Any], Any], str]] = [
         (lambda b: c.get_or_load("n", loader, ttl=b), "ttl"),
@@ -559,11 +563,7 @@ def test_in_with_a_key_that_is_not_a_str_is_false_as_in_a_dict() -> None:
 @pytest.mark.asyncio
 async def test_a_key_that_is_not_a_str_is_invalid_key_in_every_async_call() -> None:
     c = Cache()
-    called: list[Any] = []
-
-    def loader(*args: Any) -> Any:
-        called.append(args)
-        return {} if args else 1
+    called, loader = _recording_loader()
 
     calls: list[Callable[[], Any]] = [
         lambda: c.get_or_load(7, loader),  # type: ignore[arg-type]
@@ -644,11 +644,7 @@ def test_every_per_call_keyword_of_the_wrong_type_names_itself_and_changes_nothi
 @pytest.mark.asyncio
 async def test_every_async_per_call_keyword_of_the_wrong_type_names_itself() -> None:
     c = Cache()
-    called: list[Any] = []
-
-    def loader(*args: Any) -> Any:
-        called.append(args)
-        return {} if args else 1
+    called, loader = _recording_loader()
 
     def writer(k: str, v: Any) -> None:
         called.append((k, v))
