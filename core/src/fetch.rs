@@ -328,6 +328,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let origin = Arc::new(AtomicU8::new(FROM_LOADER));
         let joined = match inner.flights.join_or_start(
             key,
+            false,
             || self.trusted_peek(key),
             |id| {
                 let key: Arc<str> = Arc::from(key);
@@ -415,6 +416,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         let joined = inner.flights.join_or_start(
             key,
+            false,
             || None,
             |id| {
                 let key: Arc<str> = Arc::from(key);
@@ -518,6 +520,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let loader = move || future::lazy(move |_| loader());
         let joined = match inner.flights.join_or_start(
             key,
+            true,
             || self.trusted_peek(key),
             |id| {
                 let key: Arc<str> = Arc::from(key);
@@ -528,7 +531,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Err(v) => return v.ok_or(Error::NotFound),
             Ok(j) => j,
         };
-        let done = match flight::wait_blocking(joined, inner.settings.load_timeout, interrupt) {
+        let done = match flight::wait_blocking(joined, inner.settings.load_timeout, interrupt, inner.spawner.as_deref())
+        {
             flight::Waited::Done(r) => r,
             flight::Waited::Interrupted(e) => return Err(e),
         };

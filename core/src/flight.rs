@@ -12,7 +12,11 @@
 //! - the loader runs lazily at the first poll, outside the table lock, under `catch_unwind`:
 //!   a panic becomes [`Error::LoaderPanicked`] for every waiter and leaves no lock poisoned;
 //! - a loader that asks for its own key is detected while it is being polled (a thread-local stack
-//!   of flights being polled) and gets [`Error::RecursiveLoad`] instead of waiting on itself.
+//!   of flights being polled) and gets [`Error::RecursiveLoad`] instead of waiting on itself;
+//! - a blocking thread that joins a load an async caller started does not poll it: that loader may
+//!   need the host's runtime (its timers, sockets, `spawn`), which the thread is not in. With a
+//!   spawner that takes work from any thread, the runtime drives the load and the thread waits
+//!   for its outcome.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -63,6 +67,15 @@ pub trait Spawner: Send + Sync + 'static {
     fn keeps_alive(&self) -> bool {
         true
     }
+
+    /// Whether [`Spawner::spawn`] may be called from a thread outside the runtime (tokio's
+    /// `Handle::spawn` may; `tokio::spawn` panics there). When true, a thread blocked in
+    /// [`crate::Cache::get_or_load_blocking`] that joins a load an async caller started hands that
+    /// load to the runtime instead of polling the async loader itself, off the runtime it may
+    /// need (its timers, sockets, `spawn`). Defaults to: false (the thread polls it).
+    fn spawns_from_any_thread(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) type LoadFuture<V> = BoxFuture<'static, Result<V>>;
@@ -89,9 +102,10 @@ pub(crate) struct FlightCounters {
     pub load_timeouts: AtomicU64,
 }
 
-/// A flight's id, a weak handle on its shared load, and whether later callers may wait on it
-/// (false once it was left to a background task the host may stop: see [`Spawner::keeps_alive`]).
-type FlightEntry<V> = (u64, WeakShared<LoadFuture<V>>, bool);
+/// A flight's id, a weak handle on its shared load, whether later callers may wait on it
+/// (false once it was left to a background task the host may stop: see [`Spawner::keeps_alive`]),
+/// and whether its loader is a blocking one.
+type FlightEntry<V> = (u64, WeakShared<LoadFuture<V>>, bool, bool);
 
 pub(crate) struct Flights<V> {
     /// Keyed with the cache's seed (as the store is), not a process-global random state.
@@ -106,6 +120,8 @@ pub(crate) struct Joined<V> {
     pub load: SharedLoad<V>,
     /// This caller started the flight (its loader runs); otherwise it joined one under way.
     pub started: bool,
+    /// The flight's loader is a blocking one (run by the thread that started it).
+    pub blocking: bool,
 }
 
 impl<V: Clone + Send + Sync + 'static> Flights<V> {
@@ -118,12 +134,13 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         lock(&self.map).len()
     }
 
-    /// Joins the flight of `key`, or starts one with `make(id)` when there is none.
-    /// `recheck` runs under the table lock before starting: a flight that just finished has
+    /// Joins the flight of `key`, or starts one with `make(id)` when there is none (`blocking`:
+    /// with a blocking loader). `recheck` runs under the table lock before starting: a flight that just finished has
     /// already stored its value, so a late caller takes that value instead of loading again.
     pub fn join_or_start(
         &self,
         key: &str,
+        blocking: bool,
         recheck: impl FnOnce() -> Option<V>,
         make: impl FnOnce(u64) -> LoadFuture<V>,
     ) -> Result<std::result::Result<Joined<V>, V>> {
@@ -132,22 +149,22 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         let mut dead: Vec<SharedLoad<V>> = Vec::new();
         let res = {
             let mut map = lock(&self.map);
-            if let Some((id, weak, true)) = map.get(key) {
-                let id = *id;
+            if let Some((id, weak, true, by_thread)) = map.get(key) {
+                let (id, blocking) = (*id, *by_thread);
                 if let Some(load) = weak.upgrade() {
                     if is_polling(id) {
                         dead.push(load);
                         return Err(Error::RecursiveLoad);
                     }
                     self.counters.coalesced.fetch_add(1, Relaxed);
-                    return Ok(Ok(Joined { id, load, started: false }));
+                    return Ok(Ok(Joined { id, load, started: false, blocking }));
                 }
             }
             if let Some(v) = recheck() {
                 return Ok(Err(v));
             }
             if map.len() >= self.max {
-                map.retain(|_, (_, w, _)| match w.upgrade() {
+                map.retain(|_, (_, w, _, _)| match w.upgrade() {
                     Some(s) => {
                         dead.push(s);
                         true
@@ -164,10 +181,12 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
             let load = make(id).shared();
             let weak = load.downgrade().expect("a fresh Shared has not completed");
             // replaces a flight nobody may wait on: its guard removes only its own entry
-            if let Some(old) = map.insert(Arc::from(key), (id, weak, true)).and_then(|(_, w, _)| w.upgrade()) {
+            if let Some(old) =
+                map.insert(Arc::from(key), (id, weak, true, blocking)).and_then(|(_, w, _, _)| w.upgrade())
+            {
                 dead.push(old);
             }
-            Ok(Ok(Joined { id, load, started: true }))
+            Ok(Ok(Joined { id, load, started: true, blocking }))
         };
         drop(dead);
         res
@@ -176,14 +195,14 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
     /// Whether a load of `key` is under way (one later callers may wait on or not).
     pub fn loading(&self, key: &str) -> bool {
         // the strong handle is dropped after the lock: dropping the last one takes the lock
-        let load = lock(&self.map).get(key).and_then(|(_, w, _)| w.upgrade());
+        let load = lock(&self.map).get(key).and_then(|(_, w, _, _)| w.upgrade());
         load.is_some()
     }
 
     /// Marks flight `id` of `key` as one later callers must not wait on: it was left to a
     /// background task the host may stop before it ends.
     pub fn abandon(&self, key: &str, id: u64) {
-        if let Some((cur, _, joinable)) = lock(&self.map).get_mut(key) {
+        if let Some((cur, _, joinable, _)) = lock(&self.map).get_mut(key) {
             if *cur == id {
                 *joinable = false;
             }
@@ -195,7 +214,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         let removed = {
             let mut map = lock(&self.map);
             match map.get(key) {
-                Some((cur, _, _)) if *cur == id => map.remove(key),
+                Some((cur, _, _, _)) if *cur == id => map.remove(key),
                 _ => None,
             }
         };
@@ -242,12 +261,16 @@ pub(crate) async fn wait<V: Clone + Send + Sync + 'static>(joined: Joined<V>) ->
     joined.load.await
 }
 
-/// Blocks the current thread on a flight, up to `timeout` (native only).
+/// Blocks the current thread on a flight, up to `timeout` (native only). A flight another caller
+/// started with an async loader is handed to `spawner` (the host's runtime) to drive when this
+/// thread may spawn on it and the work is kept running; otherwise the thread drives it, as any
+/// waiter may.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
     joined: Joined<V>,
     timeout: Option<Duration>,
     interrupt: Option<&mut Interrupt<'_>>,
+    spawner: Option<&dyn Spawner>,
 ) -> Waited<V> {
     use std::sync::Arc as StdArc;
     use std::task::Wake;
@@ -269,16 +292,41 @@ pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let waker = std::task::Waker::from(StdArc::new(Unparker(thread::current())));
     let mut cx = Context::from_waker(&waker);
-    let mut load = joined.load;
+    let joined_one = !joined.started;
+    let mut awaited = match spawner {
+        Some(spawner)
+            if joined_one && !joined.blocking && spawner.spawns_from_any_thread() && spawner.keeps_alive() =>
+        {
+            let slot = Arc::new(Mutex::new(None));
+            let (to, me, load) = (slot.clone(), thread::current(), joined.load);
+            spawner.spawn(
+                async move {
+                    let r = load.await;
+                    *lock(&to) = Some(r);
+                    me.unpark();
+                }
+                .boxed(),
+            );
+            Awaited::Landing(slot)
+        }
+        _ => Awaited::Polled(joined.load),
+    };
     let mut interrupt = interrupt;
     loop {
-        if let Poll::Ready(v) = load.poll_unpin(&mut cx) {
+        let done = match &mut awaited {
+            Awaited::Polled(load) => match load.poll_unpin(&mut cx) {
+                Poll::Ready(v) => Some(v),
+                Poll::Pending => None,
+            },
+            Awaited::Landing(slot) => lock(slot).take(),
+        };
+        if let Some(v) = done {
             return Waited::Done(v);
         }
         // a wait the host may end: asked before each park, and parks are short
         let mut most = None;
         if let Some(ask) = interrupt.as_mut() {
-            if let Err(e) = ask(!joined.started) {
+            if let Err(e) = ask(joined_one) {
                 return Waited::Interrupted(e);
             }
             most = Some(INTERRUPT_EVERY);
@@ -297,6 +345,14 @@ pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
             (Some(a), Some(b)) => thread::park_timeout(a.min(b)),
         }
     }
+}
+
+/// What a blocked thread waits on: the load it polls itself, or the slot where the runtime's task
+/// that drives it leaves its outcome.
+#[cfg(not(target_arch = "wasm32"))]
+enum Awaited<V> {
+    Polled(SharedLoad<V>),
+    Landing(Arc<Mutex<Option<Result<V>>>>),
 }
 
 /// How long a thread waiting on a load with an [`Interrupt`] parks at most between two asks.

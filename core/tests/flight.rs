@@ -492,3 +492,97 @@ async fn too_many_loads_falls_back_to_a_stale_value_within_grace() {
     tx.send(()).unwrap();
     assert_eq!(hung.await.unwrap(), "v");
 }
+
+/// The cache's spawner on a tokio runtime of its own (not the calling thread's).
+struct OnRuntime(tokio::runtime::Handle);
+impl healcache::Spawner for OnRuntime {
+    fn spawn(&self, fut: futures::future::BoxFuture<'static, ()>) {
+        self.0.spawn(fut);
+    }
+    fn spawns_from_any_thread(&self) -> bool {
+        true
+    }
+}
+
+/// What an async loader sees after its first await: whether it runs on the host's runtime.
+fn where_it_ran() -> String {
+    if tokio::runtime::Handle::try_current().is_ok() { "on the runtime" } else { "off the runtime" }.to_string()
+}
+
+/// A thread that joins a load an async caller started never runs that caller's loader itself:
+/// the host's runtime drives it (through the cache's spawner), so a loader that needs the runtime
+/// (its timers, sockets, `spawn`) works however async and blocking callers mix, also while the
+/// async leader is parked unpolled.
+#[test]
+fn p1_a_blocking_waiter_never_drives_an_async_loader_off_its_runtime() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let c: Cache<String> = Cache::builder().max_entries(100).spawner(OnRuntime(rt.handle().clone())).build().unwrap();
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let mut leader = Box::pin(c.get_or_load("k", move || async move {
+        let _ = rx.await;
+        Ok::<_, Boom>(where_it_ran())
+    }));
+    // the leader starts the load, then is parked unpolled while its loader waits on `rx`
+    assert!(rt.block_on(futures::future::poll_fn(|cx| Poll::Ready(leader.as_mut().poll(cx)))).is_pending());
+    let c2 = c.clone();
+    let joiner = std::thread::spawn(move || c2.get_or_load_blocking("k", || Ok::<_, Boom>("its own".to_string())));
+    while c.stats().coalesced == 0 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    tx.send(()).unwrap();
+    // time for the joining thread to drive the loader, if it would
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(rt.block_on(leader).unwrap(), "on the runtime");
+    assert_eq!(joiner.join().unwrap().unwrap(), "on the runtime");
+}
+
+/// The same with the async leader gone: the runtime still drives the load the thread waits on.
+#[test]
+fn p3_a_blocking_waiter_outlives_the_async_leader_it_joined() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let c: Cache<String> = Cache::builder().max_entries(100).spawner(OnRuntime(rt.handle().clone())).build().unwrap();
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let mut leader = Box::pin(c.get_or_load("k", move || async move {
+        let _ = rx.await;
+        Ok::<_, Boom>(where_it_ran())
+    }));
+    assert!(rt.block_on(futures::future::poll_fn(|cx| Poll::Ready(leader.as_mut().poll(cx)))).is_pending());
+    let c2 = c.clone();
+    let joiner = std::thread::spawn(move || c2.get_or_load_blocking("k", || Ok::<_, Boom>("its own".to_string())));
+    while c.stats().coalesced == 0 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(leader);
+    tx.send(()).unwrap();
+    assert_eq!(joiner.join().unwrap().unwrap(), "on the runtime");
+    assert_eq!(c.get("k").as_deref(), Some("on the runtime"));
+}
+
+/// A spawner that takes work only on its runtime's threads (Python's loop drivers, `tokio::spawn`)
+/// is never called by a blocked thread: the thread polls the load it joined, as before.
+#[test]
+fn p1_a_blocking_waiter_does_not_spawn_on_a_spawner_bound_to_its_runtime() {
+    struct RuntimeBound;
+    impl healcache::Spawner for RuntimeBound {
+        fn spawn(&self, _: futures::future::BoxFuture<'static, ()>) {
+            panic!("spawned from a thread outside the runtime");
+        }
+    }
+    let c: Cache<String> = Cache::builder().max_entries(100).spawner(RuntimeBound).build().unwrap();
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let mut leader = Box::pin(c.get_or_load("k", move || async move {
+        let _ = rx.await;
+        Ok::<_, Boom>("async".to_string())
+    }));
+    assert!(
+        futures::executor::block_on(futures::future::poll_fn(|cx| Poll::Ready(leader.as_mut().poll(cx)))).is_pending()
+    );
+    let c2 = c.clone();
+    let joiner = std::thread::spawn(move || c2.get_or_load_blocking("k", || Ok::<_, Boom>("its own".to_string())));
+    while c.stats().coalesced == 0 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    tx.send(()).unwrap();
+    assert_eq!(joiner.join().unwrap().unwrap(), "async");
+    assert_eq!(futures::executor::block_on(leader).unwrap(), "async");
+}

@@ -138,6 +138,11 @@ impl healcache::Spawner for IoSpawner {
     fn spawn(&self, fut: futures::future::BoxFuture<'static, ()>) {
         handle().spawn(fut);
     }
+
+    // `Handle::spawn` takes work from any thread
+    fn spawns_from_any_thread(&self) -> bool {
+        true
+    }
 }
 
 /// A value that belongs to the process that made it: [`ForkGuard::get`] answers `None` in any
