@@ -340,6 +340,23 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if removed.is_empty() {
             return;
         }
+        // A listener that panics on one entry does not cost the others their report; its panic
+        // reaches the caller once all are reported (no lock is held meanwhile). On wasm32 a
+        // panic aborts, so there is nothing to catch.
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let mut panicked = None;
+            for (k, v, cause) in removed {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.gone(&k, v, cause)));
+                if let Err(p) = r {
+                    panicked.get_or_insert(p);
+                }
+            }
+            if let Some(p) = panicked {
+                std::panic::resume_unwind(p);
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
         for (k, v, cause) in removed {
             self.gone(&k, v, cause);
         }

@@ -701,7 +701,8 @@ impl<V> CacheBuilder<V> {
     }
 
     /// Called with each entry that leaves the cache (evicted, expired, replaced, removed),
-    /// after the cache's locks are released. Defaults to: none.
+    /// after the cache's locks are released. A panic in `f` reaches the call that removed the
+    /// entry, after every other entry that call removed was reported. Defaults to: none.
     pub fn on_removal(mut self, f: impl Fn(&str, V, RemovalCause) + Send + Sync + 'static) -> Self {
         self.listener = Some(Arc::new(f));
         self

@@ -244,6 +244,37 @@ fn removal_listener_sees_every_cause_outside_locks() {
     *cache_slot.lock().unwrap() = None;
 }
 
+/// A removal listener that panics on one entry does not cost the others their report: every entry
+/// the call removed is reported, then the panic reaches the call; the cache is whole after it.
+#[test]
+fn a_panicking_removal_listener_loses_no_other_report() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let l = log.clone();
+    let c: Cache<u64> = Cache::builder()
+        .max_entries(10)
+        .shards(1)
+        .on_removal(move |k, _, _| {
+            l.lock().unwrap().push(k.to_string());
+            if k == "b" {
+                panic!("listener failed on b");
+            }
+        })
+        .build()
+        .unwrap();
+    for k in ["a", "b", "c", "d"] {
+        c.set(k, 1).unwrap();
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.clear()));
+    let p = r.expect_err("the listener's panic reaches the call");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"listener failed on b"));
+    let mut seen = log.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["a", "b", "c", "d"]);
+    assert_eq!(c.len(), 0);
+    c.set("e", 2).unwrap();
+    assert_eq!(c.get("e"), Some(2));
+}
+
 /// `get` and `get_entry` remove an entry they find past its TTL (and past any grace), tell the
 /// listener, and count a miss; an entry replaced in the meantime stays.
 #[test]
