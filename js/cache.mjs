@@ -72,6 +72,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       if (waitUntil !== undefined && typeof B.setWaitUntil === 'function') B.setWaitUntil(this._c, waitUntil);
       // layers that decide on reads of fresh values: getOrLoad/fetch always ask the core
       this._readRefresh = options != null && (options.xfetch === true || options.refreshAfter !== undefined);
+      // the per-call values (and tags) of the last fetch the core answered (see `_accepted`)
+      this._took = undefined;
       this._sizeOf = (options && options.sizeOf) || defaultSizeOf;
       this._maxEntries = options != null && typeof options.maxEntries === 'number' ? options.maxEntries : undefined;
       this._errors = new Map(); // load id -> a loader's rejection, while its key has waiters
@@ -309,28 +311,45 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return { value, status };
     }
 
-    // `fetch` for `method` (fetch, or getOrLoad given options): [value, status]. Every
-    // option is checked before the hit path, so a bad one is refused whether or not the key is cached.
+    // `fetch` for `method` (fetch, or getOrLoad given options): [value, status]. Every option is
+    // checked whether or not the key is cached: types here, values by the core. A hit the mirror
+    // answers does not reach the core, so it is taken only for values the core already accepted.
     async _fetch(key, loader, options, method) {
       const args = fetchArgs(options, method);
       const signal = signalArg(options);
       if (typeof loader !== 'function') throw argError('loader must be a function');
       if (signal !== undefined && signal.aborted) throw signal.reason;
+      const tags = tagsArg(options);
       // a per-call xfetch decides on the read of a fresh value too: only the core can
-      if (!this._readRefresh && !(options != null && options.xfetch === true)) {
+      if (!this._readRefresh && !(options != null && options.xfetch === true) && this._accepted(args, tags)) {
         const i = this._hit(key);
         if (i >= 0) return [this._v[i], 'hit'];
       }
       const waitUntil = waitUntilArg(options);
-      const tags = tagsArg(options);
       // getOrLoad: the core answers "not found" with NotFound instead of a status
       const mustValue = method === 'getOrLoad';
       if (tags !== undefined && B.fetchTagged === undefined) throw invalid('tags', 'needs the Node package');
-      return this._flight(key, loader, signal, (ticket, run) =>
+      const r = await this._flight(key, loader, signal, (ticket, run) =>
         tags === undefined
           ? B.fetch(this._c, key, run, ticket, ...args, mustValue, waitUntil)
           : B.fetchTagged(this._c, key, run, ticket, ...args, mustValue, tags),
       );
+      this._took = [args, tags === undefined ? undefined : tags.slice()];
+      return r;
+    }
+
+    // Whether the core took these per-call values (and tags) in this cache's last answered fetch
+    // with options, or there are none: callers mostly pass the same options each time.
+    _accepted(args, tags) {
+      if (tags === undefined && args.every((a) => a === undefined)) return true;
+      const took = this._took;
+      if (took === undefined) return false;
+      const [a, t] = took;
+      for (let i = 0; i < a.length; i++) if (a[i] !== args[i]) return false;
+      if (t === undefined || tags === undefined) return t === tags;
+      if (t.length !== tags.length) return false;
+      for (let i = 0; i < t.length; i++) if (t[i] !== tags[i]) return false;
+      return true;
     }
 
     /**

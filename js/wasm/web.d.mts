@@ -10,10 +10,13 @@ export { Cache, NOT_FOUND, ManualClock, WriteBehind } from '../node/index.js';
 export type WasmInput = BufferSource | WebAssembly.Module;
 
 /** Instantiates the module synchronously from its bytes or a compiled module (once per isolate). */
-export declare function initSync(module: WasmInput): void;
+export declare function initSync(module: WasmInput | { module: WasmInput }): void;
+
+/** What `init` fetches or instantiates the module from. */
+export type InitInput = WasmInput | URL | string | Response | Promise<Response>;
 
 /** Instantiates the module from a URL, Response, bytes or module (default: the .wasm next to the glue). */
-export declare function init(input?: WasmInput | URL | string | Response | Promise<Response>): Promise<void>;
+export declare function init(input?: InitInput | { module_or_path: InitInput }): Promise<void>;
 export default init;
 
 /** Test hooks of the WebAssembly build. */

@@ -20,9 +20,14 @@ const ready = () => {
   raw.hostEndsRequests(true);
 };
 
+// wasm-bindgen's own argument object (`{ module }`, `{ module_or_path }`), as the wire module
+// takes it: passed on as given. Anything else is the input itself.
+const isOptions = (x, name) =>
+  x !== null && typeof x === 'object' && Object.getPrototypeOf(x) === Object.prototype && name in x;
+
 /** Instantiates the module synchronously from its bytes (BufferSource) or a WebAssembly.Module. */
 export function initSync(module) {
-  raw.initSync({ module });
+  raw.initSync(isOptions(module, 'module') ? module : { module });
   ready();
 }
 
@@ -31,7 +36,7 @@ export function initSync(module) {
  * from the .wasm file next to the glue (fetched from `import.meta.url`).
  */
 export async function init(input) {
-  await rawInit(input === undefined ? undefined : { module_or_path: input });
+  await rawInit(input === undefined || isOptions(input, 'module_or_path') ? input : { module_or_path: input });
   ready();
 }
 

@@ -344,3 +344,35 @@ test('a per-call softTimeout at or past loadTimeout is refused before any load, 
   assert.equal(loads, 0);
   assert.equal((await c.fetch('k', load, { softTimeout: 999 })).value, 1);
 });
+
+test('a per-call value the core refuses is refused on a hit too (the mirror answers hits)', async () => {
+  const c = new Cache({ maxEntries: 100, negativeTtl: 1000 });
+  await c.getOrLoad('k', async () => 1);
+  assert.equal(c.get('k'), 1);
+  const load = async () => assert.fail('a hit does not load');
+  for (const [options, field] of [
+    [{ ttl: -1 }, 'ttl'],
+    [{ negativeTtl: -5 }, 'negativeTtl'],
+    [{ softTimeout: -1 }, 'softTimeout'],
+    [{ ttl: Number.NaN }, 'ttl'],
+  ]) {
+    const before = snapshot(c, ['k']);
+    await assert.rejects(c.fetch('k', load, options), refused(field));
+    await assert.rejects(c.getOrLoad('k', load, options), refused(field));
+    assert.deepEqual(snapshot(c, ['k']), before);
+  }
+  // values the core took once answer later hits from the mirror, and a changed one is checked again
+  assert.deepEqual(await c.fetch('k', load, { ttl: 5000 }), { value: 1, status: 'hit' });
+  assert.deepEqual(await c.fetch('k', load, { ttl: 5000 }), { value: 1, status: 'hit' });
+  assert.equal(await c.getOrLoad('k', load, { ttl: 5000 }), 1);
+  await assert.rejects(c.fetch('k', load, { ttl: -5000 }), refused('ttl'));
+});
+
+test('tags the core refuses are refused on a hit too', { skip: nodeOnly }, async () => {
+  const c = new Cache({ maxEntries: 100 });
+  await c.getOrLoad('k', async () => 1);
+  const load = async () => assert.fail('a hit does not load');
+  await assert.rejects(c.fetch('k', load, { tags: [1] }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
+  await assert.rejects(c.fetch('k', load, { tags: [''] }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
+  assert.deepEqual(await c.fetch('k', load, { tags: ['t'] }), { value: 1, status: 'hit' });
+});

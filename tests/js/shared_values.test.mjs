@@ -108,3 +108,27 @@ test('the wire module refuses a key or a prefix with a lone surrogate', async ()
   assert.deepEqual(wire.l2Keys('hc1', '\uD83D\uDE00').length, 3);
   assert.notDeepEqual(wire.l2Keys('hc1', '\uFFFD'), wire.l2Keys('hc1', '\uD83D\uDE00'));
 });
+
+test("the wire module's errors carry the code the cache gives for the same key", () => {
+  // as the cache's own key checks: a TypeError with code InvalidKey and its reason
+  const wire = require('healcache/wasm/wire');
+  const refused = (f) => {
+    try {
+      f();
+    } catch (e) {
+      return e;
+    }
+    assert.fail('not refused');
+  };
+  const cases = [['hc1', 'a\uD800'], ['hc\uDC00', 'k'], ['', 'k'], ['a b', 'k'], ['hc1', 5], [null, 'k']];
+  for (const [prefix, key] of cases) {
+    const e = refused(() => wire.l2Keys(prefix, key));
+    const what = `${String(prefix)} ${String(key)}: ${e.message}`;
+    assert.equal(e.code, 'InvalidKey', what);
+    assert.ok(e instanceof TypeError, what);
+    assert.equal(e.message, `invalid key: ${e.reason}`, what);
+  }
+  assert.match(refused(() => wire.l2Keys('', 'k')).reason, /prefix/);
+  assert.match(refused(() => wire.l2Keys('hc1', 5)).reason, /the key must be a string/);
+  assert.equal(refused(() => wire.decodeEntry(5, new Uint8Array(1), 0)).code, 'InvalidKey');
+});

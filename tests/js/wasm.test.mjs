@@ -29,6 +29,30 @@ test('the web build: bytes + initSync, then getOrLoad', { skip: !WASM && 'TEST_W
   assert.equal(cache.stats().coalesced, 99);
 });
 
+// wasm-bindgen's own object forms, as docs/edge.md shows for the wire module, work for the cache's
+// module too; each in a child process (a module is instantiated once per process)
+for (const [form, call] of [
+  ['initSync({ module })', 'initSync({ module: bytes })'],
+  ['initSync(module)', 'initSync(new WebAssembly.Module(bytes))'],
+  ['init({ module_or_path })', 'await init({ module_or_path: bytes })'],
+  ['init(bytes)', 'await init(bytes)'],
+]) {
+  test(`the web build instantiates with ${form}`, { skip: !WASM && 'TEST_WASM not set' }, () => {
+    const script = `
+      import { initSync, init, Cache } from 'healcache/wasm/web';
+      import { readFileSync } from 'node:fs';
+      const bytes = readFileSync('bindings-wasm/pkg-web/healcache_wasm_bg.wasm');
+      ${call};
+      const c = new Cache();
+      c.set('a', 1);
+      console.log('ready', c.get('a'));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /ready 1/);
+  });
+}
+
 test('a panic poisons the instance: later calls throw code Poisoned', { skip: !WASM && 'TEST_WASM not set' }, () => {
   // in a child process: the instance stays poisoned for the rest of its life
   const script = `

@@ -16,9 +16,12 @@ use wasm_bindgen::prelude::*;
 /// that is not well-formed UTF-16 (the caches refuse such keys; as UTF-8 a lone surrogate would
 /// become U+FFFD, the layout of another key).
 #[wasm_bindgen(js_name = l2Keys)]
-pub fn l2_keys(prefix: &JsString, key: &JsString) -> Result<Array, JsError> {
+pub fn l2_keys(prefix: &JsString, key: &JsString) -> Result<Array, JsValue> {
     let (prefix, key) = (text(prefix, "the prefix")?, text(key, "the key")?);
-    keys::check_prefix(&prefix).map_err(|e| JsError::new(&e.to_string()))?;
+    keys::check_prefix(&prefix).map_err(|e| match e {
+        healcache::Error::InvalidKey { reason } => key_error(reason),
+        e => key_error(&e.to_string()),
+    })?;
     let k = keys::l2_keys(&prefix, &key);
     Ok([k.value, k.lock, k.fence].iter().map(|s| JsValue::from_str(s)).collect())
 }
@@ -72,14 +75,23 @@ pub fn decode_entry(value_key: &JsString, stored: &[u8], pttl_ms: f64) -> Result
 /// `s` as Rust text; an error when it is not a string or has a lone surrogate. The conversion to
 /// UTF-8 replaces each lone surrogate with U+FFFD, so only text holding U+FFFD (a replacement, or
 /// a real one) is checked unit by unit.
-fn text(s: &JsString, what: &str) -> Result<String, JsError> {
+fn text(s: &JsString, what: &str) -> Result<String, JsValue> {
     let Some(t) = s.as_string() else {
-        return Err(JsError::new(&format!("{what} must be a string")));
+        return Err(key_error(&format!("{what} must be a string")));
     };
     if t.contains('\u{FFFD}') && !s.is_valid_utf16() {
-        return Err(JsError::new(&format!("{what} must be well-formed UTF-16 (this one has a lone surrogate)")));
+        return Err(key_error(&format!("{what} must be well-formed UTF-16 (this one has a lone surrogate)")));
     }
     Ok(t)
+}
+
+/// A key or prefix refused as the cache refuses one: a TypeError with code `InvalidKey` and its
+/// reason.
+fn key_error(reason: &str) -> JsValue {
+    let err: js_sys::Object = js_sys::TypeError::new(&format!("invalid key: {reason}")).into();
+    let _ = set(&err, "code", &JsValue::from_str("InvalidKey"));
+    let _ = set(&err, "reason", &JsValue::from_str(reason));
+    err.into()
 }
 
 fn set(o: &Object, k: &str, v: &JsValue) -> Result<(), JsValue> {
