@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use healcache::settings::{setting, Scope, Setting, SETTINGS};
+use healcache::settings::{Scope, Setting, SETTINGS};
 use healcache::{DriftEvent, PrefixScore};
 use healcache_http::{AllowPrivate, HttpOptions, HttpSource};
 
@@ -21,11 +21,13 @@ fn healing_settings() -> impl Iterator<Item = &'static Setting> {
 }
 
 /// The healing setting a CONFIG name stands for: `healing.` and a name of the table (or one
-/// of its former names, such as `healing.verify_interval_ms`).
+/// of its former names, such as `healing.verify_interval_ms`), in any case, as Redis reads
+/// CONFIG names.
 fn healing_setting(name: &[u8]) -> Option<&'static Setting> {
     let name = std::str::from_utf8(name).ok()?;
-    let bare = name.strip_prefix(HEALING)?;
-    setting(bare).or_else(|| setting(name)).filter(|s| s.scope == Scope::Healing)
+    let bare = name.get(..HEALING.len()).filter(|p| p.eq_ignore_ascii_case(HEALING)).map(|_| &name[HEALING.len()..])?;
+    let same = |n: &str| n.eq_ignore_ascii_case(bare) || n.eq_ignore_ascii_case(name);
+    healing_settings().find(|s| [s.name, s.js_name].iter().chain(s.aliases).any(|n| same(n)))
 }
 
 /// A core error about a healing setting, naming it as CONFIG does (`healing.sample_rate`).
@@ -145,15 +147,88 @@ pub fn info(shared: &Shared, wanted: &[Bytes]) -> Reply {
     Reply::text(out)
 }
 
-/// Redis's glob subset for CONFIG GET: `*` and `?`, case-insensitive.
+/// Longest CONFIG GET pattern, in bytes: matching costs up to the pattern's length times each
+/// name's, and no name is half as long.
+const MAX_PATTERN: usize = 128;
+
+/// Whether `name` matches `pattern`, read as Redis's `stringmatchlen` reads a glob without case
+/// (as CONFIG GET reads it): `*` any bytes, `?` one, `[abc]`, `[a-z]` (either way round) and
+/// `[^...]` one of a class or none of it, `\x` the byte x itself (in a class too); a class
+/// without its `]` runs to the pattern's end, and `[]` matches nothing.
+///
+/// Hand-written: it must be Redis's stringmatch (`[^...]`, unclosed classes, reversed ranges,
+/// escapes in classes), and that is a few lines. A mismatch goes back to the last `*` only,
+/// which is enough as every other item takes one byte, so a name costs at most its length
+/// times the pattern's (retrying every split at every star took exponential time).
 fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),
-        Some((&p, rest)) => match name.split_first() {
-            Some((&n, tail)) if p == b'?' || p.eq_ignore_ascii_case(&n) => glob(rest, tail),
-            _ => false,
-        },
+    let (mut p, mut n) = (0, 0);
+    // After the last `*` seen: where the rest of the pattern starts, and the name byte the star
+    // has reached.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if pattern.get(p) == Some(&b'*') {
+            while pattern.get(p) == Some(&b'*') {
+                p += 1;
+            }
+            star = Some((p, n));
+            continue;
+        }
+        if let Some((matched, next)) = one(pattern, p, name[n]) {
+            if matched {
+                (p, n) = (next, n + 1);
+                continue;
+            }
+        }
+        match star {
+            Some((after, taken)) => {
+                (p, n) = (after, taken + 1);
+                star = Some((after, taken + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// Whether the pattern item at `p` (not a `*`) matches byte `c`, and where the next item
+/// starts; `None` at the pattern's end.
+fn one(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let lower = |b: u8| b.to_ascii_lowercase();
+    match *pattern.get(p)? {
+        b'?' => Some((true, p + 1)),
+        b'\\' if p + 1 < pattern.len() => Some((lower(pattern[p + 1]) == lower(c), p + 2)),
+        b'[' => {
+            let mut i = p + 1;
+            let not = pattern.get(i) == Some(&b'^');
+            i += usize::from(not);
+            let mut matched = false;
+            loop {
+                match pattern.get(i) {
+                    None => break,
+                    Some(b']') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < pattern.len() => {
+                        matched |= lower(pattern[i + 1]) == lower(c);
+                        i += 2;
+                    }
+                    Some(&start) if i + 2 < pattern.len() && pattern[i + 1] == b'-' => {
+                        // Redis orders the ends, then lowers them and the byte
+                        let end = pattern[i + 2];
+                        let (start, end) = if start > end { (end, start) } else { (start, end) };
+                        matched |= (lower(start)..=lower(end)).contains(&lower(c));
+                        i += 3;
+                    }
+                    Some(&b) => {
+                        matched |= lower(b) == lower(c);
+                        i += 1;
+                    }
+                }
+            }
+            Some((matched != not, i))
+        }
+        b => Some((lower(b) == lower(c), p + 1)),
     }
 }
 
@@ -183,10 +258,12 @@ pub(crate) fn config(shared: &Shared, args: &[Bytes]) -> Result<Reply, Failed> {
             (format!("{HEALING}{}", s.name), value)
         });
         let benign = BENIGN.iter().map(|(n, v)| (n.to_string(), v.to_string()));
-        // A pattern is at most a few bytes of * and letters; longer ones match nothing.
+        if args[2..].iter().any(|p| p.len() > MAX_PATTERN) {
+            return Err(Reply::Error(format!("ERR CONFIG GET pattern longer than {MAX_PATTERN} bytes")));
+        }
         let pairs = healing
             .chain(benign)
-            .filter(|(name, _)| args[2..].iter().any(|p| p.len() <= 128 && glob(p, name.as_bytes())))
+            .filter(|(name, _)| args[2..].iter().any(|p| glob(p, name.as_bytes())))
             .map(|(name, value)| (Reply::text(name), Reply::text(value)))
             .collect();
         return Ok(Reply::Map(pairs));

@@ -219,7 +219,8 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Bytes], out: &mut B
         b"AUTH" => auth(shared, client, args),
         b"HELLO" => hello(shared, client, args),
         b"DEL" => count(args, |k| shared.cache.remove(k).is_some()),
-        b"EXISTS" => count(args, |k| shared.cache.contains(k)),
+        // A read, as Redis's EXISTS is: a hit or a miss in INFO stats (`contains` counts none).
+        b"EXISTS" => count(args, |k| shared.cache.get(k).is_some()),
         b"TTL" => ttl(shared, args, 1000),
         b"PTTL" => ttl(shared, args, 1),
         b"DBSIZE" => Ok(Reply::Int(shared.cache.len() as i64)),

@@ -1,7 +1,7 @@
 //! The server's settings: a JSON file (`--config`) with `server`, `cache` and `healing`
 //! sections, then the command line over it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use healcache::{Config, HealingConfig};
@@ -47,6 +47,12 @@ impl std::fmt::Debug for Secret {
 pub const PRE_AUTH: Limits = Limits { max_args: 10, max_bulk: 16 * 1024, max_buffer: 1 << 20, unauthenticated: true };
 /// Replies held for a client before AUTH.
 pub const PRE_AUTH_OUTPUT: usize = 64 * 1024;
+
+/// Most arguments `max_args` may allow: Redis 6's fixed multibulk limit. The parser makes room
+/// for arguments as they arrive, so this bounds what a config can ask for, not memory.
+pub const MAX_ARGS: usize = 1024 * 1024;
+/// Longest bulk `max_bulk` may allow: 512 MiB, Redis's `proto-max-bulk-len` default.
+pub const MAX_BULK: usize = 512 << 20;
 
 /// Longest timeout accepted, in ms (a year): deadlines are computed by adding it to the time now.
 const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
@@ -171,20 +177,60 @@ impl ServerConfig {
         if let Some((name, _)) = positive[1..4].iter().find(|(_, v)| *v > MAX_TIMEOUT_MS) {
             return Err(format!("{name} must be at most {MAX_TIMEOUT_MS} (a year)"));
         }
-        if self.max_query_buffer < self.max_bulk + 2 || self.output_limit < PRE_AUTH_OUTPUT {
+        if self.max_args > MAX_ARGS {
+            return Err(format!("max_args must be at most {MAX_ARGS}"));
+        }
+        if self.max_bulk > MAX_BULK {
+            return Err(format!("max_bulk must be at most {MAX_BULK} (512 MiB)"));
+        }
+        // checked, so no max_bulk can wrap past the rule
+        let bulk_and_crlf = self.max_bulk.checked_add(2);
+        if bulk_and_crlf.is_none_or(|least| self.max_query_buffer < least) || self.output_limit < PRE_AUTH_OUTPUT {
             return Err("max_query_buffer must be at least max_bulk + 2 bytes, output_limit at least 64 KiB".into());
         }
         Ok(ip)
     }
 
-    /// Whether a `CONSISTENCY SOURCE` template may send requests to `host` (and `port`).
+    /// Whether a `CONSISTENCY SOURCE` template may send requests to `host` (and `port`). An
+    /// IPv6 host may come with or without its URL brackets; entries name one as `[::1]` or
+    /// `[::1]:port`, or bare as `::1` (no port then: its colons would be ambiguous).
     pub fn source_allowed(&self, host: &str, port: Option<u16>) -> bool {
-        self.source_allow.iter().any(|a| match a.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
-                h.eq_ignore_ascii_case(host) && port == p.parse().ok()
-            }
-            _ => a.eq_ignore_ascii_case(host),
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let v6 = host.parse::<Ipv6Addr>().ok();
+        self.source_allow.iter().any(|entry| {
+            let (h, p) = split_host_port(entry);
+            let same_host = match (h.parse::<Ipv6Addr>(), v6) {
+                // one address has many spellings (`::1`, `0:0::1`)
+                (Ok(a), Some(b)) => a == b,
+                _ => h.eq_ignore_ascii_case(host),
+            };
+            same_host && p.is_none_or(|p| port == Some(p))
         })
+    }
+}
+
+/// An allowlist entry's host (without IPv6 brackets) and port, if it names one: `host`,
+/// `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address (its colons are no port).
+fn split_host_port(entry: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        if let Some((h, tail)) = rest.split_once(']') {
+            match tail.strip_prefix(':').map(str::parse::<u16>) {
+                Some(Ok(p)) => return (h, Some(p)),
+                None if tail.is_empty() => return (h, None),
+                // anything else after `]` names no host a URL can have
+                _ => return (entry, None),
+            }
+        }
+    }
+    if entry.parse::<Ipv6Addr>().is_ok() {
+        return (entry, None);
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => (entry, None),
+        },
+        _ => (entry, None),
     }
 }
 

@@ -15,6 +15,9 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Redis's longest inline request (and longest header line), 64 KiB.
 pub const INLINE_MAX: usize = 64 * 1024;
 
+/// Most argument slots made for a multibulk command before its arguments arrive.
+const ARGS_UP_FRONT: usize = 64;
+
 /// Limits of one connection's requests (tighter before AUTH).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -143,8 +146,9 @@ impl Parser {
                             ProtoError::InvalidMultibulkLength
                         });
                     }
-                    // Reserve for the pointers, not the payload: bounded by max_args.
-                    self.args.reserve(n as usize);
+                    // The count is a claim: room for a few arguments now, the rest made as they
+                    // arrive (bounded by the query buffer), so `*<max_args>` alone costs little.
+                    self.args.reserve((n as usize).min(ARGS_UP_FRONT));
                     self.state = State::Header { left: n as usize };
                 }
                 State::Header { left } => {

@@ -21,6 +21,11 @@ const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
 /// Growth of the server's resident memory allowed over a test.
 const RSS_GROWTH_KIB: u64 = 64 * 1024;
 
+/// The most arguments `max_args` may allow: Redis 6's fixed multibulk limit.
+const MAX_ARGS: usize = 1024 * 1024;
+/// The longest bulk `max_bulk` may allow: 512 MiB, Redis's `proto-max-bulk-len` default.
+const MAX_BULK: usize = 512 * MIB;
+
 /// A server without a password: every client has the limits after AUTH.
 fn open_server(server: serde_json::Value) -> Server {
     Server::start(json!({ "server": server }), &[])
@@ -407,6 +412,9 @@ fn the_server_refuses_to_start_past_a_config_bound() {
         (json!({"output_limit": 65_535}), "output_limit"),
         (json!({"idle_timeout_ms": 0}), "idle_timeout_ms must be above zero"),
         (json!({"request_timeout_ms": YEAR_MS + 1}), "request_timeout_ms must be at most"),
+        (json!({"max_args": MAX_ARGS + 1}), "max_args must be at most 1048576"),
+        (json!({"max_bulk": MAX_BULK + 1, "max_query_buffer": MAX_BULK + 3}), "max_bulk must be at most 536870912"),
+        (json!({"max_bulk": u64::MAX}), "max_bulk must be at most 536870912"),
     ];
     for (server, reason) in past {
         let file = temp_file("config.json", &json!({ "server": server }).to_string());
@@ -435,5 +443,55 @@ fn the_server_refuses_to_start_past_a_config_bound() {
     let at = json!({"max_bulk": 4096, "max_query_buffer": 4098, "output_limit": 65_536,
                     "idle_timeout_ms": YEAR_MS, "request_timeout_ms": 1, "output_timeout_ms": YEAR_MS});
     let s = open_server(at);
+    assert!(answers(&mut s.connect()));
+}
+
+/// `max_args` runs from 1 to 1,048,576 and `max_bulk` from 1 to 512 MiB (536,870,912 bytes),
+/// as docs/server.md states: at the bound the config is taken, one past it refused with the
+/// reason. `max_bulk` + 2 is checked without wrapping: the largest `max_bulk` there is gets
+/// the bound's reason, not a pass of the query-buffer rule.
+#[test]
+fn max_args_and_max_bulk_have_upper_bounds() {
+    let doc = server_doc();
+    for stated in ["`max_args` runs from 1 to 1,048,576", "`max_bulk` from 1 to 512 MiB (536,870,912 bytes"] {
+        assert!(doc.contains(stated), "{stated:?} not in docs/server.md");
+    }
+    assert_eq!(check(json!({"max_args": MAX_ARGS})), Ok(()));
+    assert_eq!(check(json!({"max_args": MAX_ARGS + 1})), Err("max_args must be at most 1048576".into()));
+    assert_eq!(check(json!({"max_bulk": MAX_BULK, "max_query_buffer": MAX_BULK + 2})), Ok(()));
+    let past = Err("max_bulk must be at most 536870912 (512 MiB)".to_string());
+    assert_eq!(check(json!({"max_bulk": MAX_BULK + 1, "max_query_buffer": MAX_BULK + 3})), past);
+    for huge in [u64::MAX, u64::MAX - 1, u64::MAX - 2] {
+        assert_eq!(check(json!({"max_bulk": huge, "max_query_buffer": 64 * MIB})), past, "max_bulk {huge}");
+        assert_eq!(check(json!({"max_bulk": huge, "max_query_buffer": huge})), past, "max_bulk {huge}");
+    }
+    assert_eq!(check(json!({"max_args": u64::MAX})), Err("max_args must be at most 1048576".into()));
+}
+
+/// A `*n` header is checked against `max_args` and the room for `n` arguments is not made up
+/// front: with `max_args` at its bound (1,048,576), 64 clients each announcing that many
+/// arguments (32 MiB of argument slots each, were they reserved) leave the server's memory
+/// as it was, and it answers others; one more than the bound is refused and the connection
+/// closed. The slots are made as arguments arrive, which the query buffer bounds.
+#[test]
+fn a_count_at_max_args_is_not_reserved_up_front() {
+    let s = open_server(json!({"max_args": MAX_ARGS, "max_bulk": MAX_BULK, "max_query_buffer": MAX_BULK + 2}));
+    let before = s.vm_data_kib();
+    let mut clients: Vec<Raw> = (0..64).map(|_| s.connect()).collect();
+    for c in &mut clients {
+        c.send(format!("*{MAX_ARGS}\r\n$4\r\nECHO\r\n").as_bytes());
+    }
+    // time for the server to read every header (nothing is answered until a command is whole)
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(answers(&mut s.connect()));
+    let grown = s.vm_data_kib().saturating_sub(before);
+    assert!(grown < RSS_GROWTH_KIB, "the server mapped {grown} KiB more for 64 announced commands");
+    drop(clients);
+    assert!(answers(&mut s.connect()));
+
+    let mut c = s.connect();
+    c.try_send(format!("*{}\r\n", MAX_ARGS + 1).as_bytes());
+    assert_eq!(c.line(), "-ERR Protocol error: invalid multibulk length");
+    assert!(closed(&mut c));
     assert!(answers(&mut s.connect()));
 }

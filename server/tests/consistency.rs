@@ -175,3 +175,43 @@ fn metrics_endpoint_serves_the_core_text() {
     other.send(b"GET / HTTP/1.1\r\n\r\n");
     assert!(other.line().starts_with("HTTP/1.1 404"));
 }
+
+/// `--source-allow` takes IPv6 hosts as URLs write them, in brackets, with or without a port
+/// (`[::1]`, `[::1]:18080`), and a bare address (`::1`) as a host without a port. The check is
+/// made when the source is registered, before any request: a -NOPERM or an OK tells, with no
+/// listener on those addresses. IPv4 and names are read as before.
+#[test]
+fn source_allow_takes_ipv6_hosts() {
+    let allow = "[::1]:18080, [::2], ::3, [0:0::4]:80, 127.0.0.1:18080, api.internal";
+    let s = Server::start(json!({}), &["--source-allow", allow]);
+    let mut con = redis::Client::open(s.url()).unwrap().get_connection().unwrap();
+    let cases = [
+        ("http://[::1]:18080/{key}", true),
+        ("http://[0:0::1]:18080/{key}", true),
+        ("http://[::1]:18081/{key}", false),
+        ("http://[::1]/{key}", false),
+        ("http://[::2]/{key}", true),
+        ("http://[::2]:9/{key}", true),
+        ("https://[::2]/{key}", true),
+        ("http://[::3]/{key}", true),
+        ("http://[::3]:18080/{key}", true),
+        ("http://[::4]/{key}", true),
+        ("http://[::4]:81/{key}", false),
+        ("http://[::5]/{key}", false),
+        ("http://[::1:0]:18080/{key}", false),
+        ("http://127.0.0.1:18080/{key}", true),
+        ("http://127.0.0.1:18081/{key}", false),
+        ("http://API.internal/{key}", true),
+        ("http://api.internal:8080/{key}", true),
+        ("http://other.internal/{key}", false),
+    ];
+    for (i, (template, allowed)) in cases.iter().enumerate() {
+        let prefix = format!("p{i}:");
+        let reply = query(&mut con, &["CONSISTENCY", "SOURCE", &prefix, template]);
+        match (allowed, reply) {
+            (true, Ok(v)) => assert_eq!(text(&v), "OK", "{template}"),
+            (false, Err(e)) => assert_eq!(e.code(), Some("NOPERM"), "{template}: {e}"),
+            (_, other) => panic!("{template}: {other:?}"),
+        }
+    }
+}
