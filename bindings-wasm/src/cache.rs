@@ -154,23 +154,44 @@ impl Timer for JsTimer {
         let slice = (ms / 32.0).clamp(1.0, 250.0);
         let deadline = ((now + ms) / slice).ceil() * slice;
         // armed now, not at the first poll
-        let (mut p, mut guard) = leg(deadline, now);
-        // Awaits the shared promise (a JS promise takes any number of waiters, so no futures
-        // `Shared` is needed), holding the guard until it ends or is dropped.
-        Local(async move {
-            loop {
-                let _ = JsFuture::from(p).await;
-                if guard.1 {
-                    return;
-                }
-                // A leg before the last ended: its first waiter forgets it, so that no waiter
-                // finds it again, and every waiter goes on to the next leg.
-                let fired = Rc::as_ptr(&guard);
-                TIMEOUTS.with(|t| t.borrow_mut().retain(|(_, _, w)| !std::ptr::eq(w.as_ptr(), fired)));
-                (p, guard) = leg(deadline, now_ms());
+        let (p, guard) = leg(deadline, now);
+        Local(Sleep { deadline, wait: JsFuture::from(p), guard }).boxed()
+    }
+}
+
+/// A sleep: waits on the host timeout of its deadline (a JS promise takes any number of waiters,
+/// so no futures `Shared` is needed), holding its guard until it ends or is dropped.
+struct Sleep {
+    deadline: f64,
+    wait: JsFuture,
+    guard: Rc<ClearOnDrop>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        loop {
+            // An edge host stops a request's timeouts once it has answered: a sleep armed by a
+            // request that is over would never end, and a load it times would be joined for good.
+            // A poll past the deadline (a later request joining that load) ends it.
+            if now_ms() >= self.deadline {
+                return std::task::Poll::Ready(());
             }
-        })
-        .boxed()
+            if self.wait.poll_unpin(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            if self.guard.1 {
+                return std::task::Poll::Ready(());
+            }
+            // A leg before the last ended: its first waiter forgets it, so that no waiter finds
+            // it again, and every waiter goes on to the next leg.
+            let fired = Rc::as_ptr(&self.guard);
+            TIMEOUTS.with(|t| t.borrow_mut().retain(|(_, _, w)| !std::ptr::eq(w.as_ptr(), fired)));
+            let (p, guard) = leg(self.deadline, now_ms());
+            self.wait = JsFuture::from(p);
+            self.guard = guard;
+        }
     }
 }
 

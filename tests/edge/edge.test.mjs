@@ -111,6 +111,19 @@ for (const rt of RUNTIMES) {
       [status, body] = await getJson(`${w.url}/timed/slow${q}`);
       assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'loaded']);
 
+      // a request that leaves its load by a race answers; the host then stops that load's I/O
+      // and timers. A caller past the load timeout ends that load (LoadTimeout, not a request
+      // the host cancels as hung), and the next one loads again.
+      delayMs = 1000;
+      [status, body] = await getJson(`${w.url}/timed-race/left${q}`);
+      assert.deepEqual([status, body], [200, 'gave up']);
+      await sleep(600);
+      [status, body] = await getJson(`${w.url}/timed/left${q}`);
+      assert.deepEqual([status, body && body.code], [500, 'LoadTimeout']);
+      delayMs = 0;
+      [status, body] = await getJson(`${w.url}/timed/left${q}`);
+      assert.deepEqual([status, body.value, body.status], [200, { version: 1 }, 'loaded']);
+
       // a soft timeout (50 ms) with a stale value: the request answers stale and the load's tail
       // goes on. Handed to no waitUntil, the host may stop it once the request has answered:
       // later callers never wait on it (each answers at once, and may start a load of its own)

@@ -31,6 +31,11 @@ export default {
     try {
       if (kind === 'swr') return json(await swr.fetch(key, load(origin), { waitUntil }));
       if (kind === 'timed') return json(await timed.fetch(key, load(origin)));
+      // a request that stops waiting on its load by a race, not a signal, and answers
+      if (kind === 'timed-race') {
+        const gaveUp = new Promise((r) => setTimeout(() => r('gave up'), 50));
+        return json(await Promise.race([timed.fetch(key, load(origin)), gaveUp]));
+      }
       if (kind === 'soft') return json(await soft.fetch(key, load(origin), { waitUntil }));
       // a soft timeout whose load's tail is handed to no waitUntil
       if (kind === 'soft-unkept') return json(await soft.fetch(key, load(origin)));
