@@ -509,26 +509,44 @@ fn where_it_ran() -> String {
     if tokio::runtime::Handle::try_current().is_ok() { "on the runtime" } else { "off the runtime" }.to_string()
 }
 
-/// A thread that joins a load an async caller started never runs that caller's loader itself:
-/// the host's runtime drives it (through the cache's spawner), so a loader that needs the runtime
-/// (its timers, sockets, `spawn`) works however async and blocking callers mix, also while the
-/// async leader is parked unpolled.
-#[test]
-fn p1_a_blocking_waiter_never_drives_an_async_loader_off_its_runtime() {
+/// A cache whose spawner is a runtime of its own; an async caller that started a load of "k" (its
+/// loader waits on the sender returned, then says where it ran) and is parked unpolled; and a
+/// thread blocked in `get_or_load_blocking` that joined that load.
+#[allow(clippy::type_complexity)]
+fn async_leader_and_blocking_joiner() -> (
+    tokio::runtime::Runtime,
+    Cache<String>,
+    std::pin::Pin<Box<dyn Future<Output = healcache::Result<String>> + Send>>,
+    futures::channel::oneshot::Sender<()>,
+    std::thread::JoinHandle<healcache::Result<String>>,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let c: Cache<String> = Cache::builder().max_entries(100).spawner(OnRuntime(rt.handle().clone())).build().unwrap();
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
-    let mut leader = Box::pin(c.get_or_load("k", move || async move {
-        let _ = rx.await;
-        Ok::<_, Boom>(where_it_ran())
-    }));
-    // the leader starts the load, then is parked unpolled while its loader waits on `rx`
+    let c1 = c.clone();
+    let mut leader: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+        c1.get_or_load("k", move || async move {
+            let _ = rx.await;
+            Ok::<_, Boom>(where_it_ran())
+        })
+        .await
+    });
     assert!(rt.block_on(futures::future::poll_fn(|cx| Poll::Ready(leader.as_mut().poll(cx)))).is_pending());
     let c2 = c.clone();
     let joiner = std::thread::spawn(move || c2.get_or_load_blocking("k", || Ok::<_, Boom>("its own".to_string())));
     while c.stats().coalesced == 0 {
         std::thread::sleep(Duration::from_millis(2));
     }
+    (rt, c, leader, tx, joiner)
+}
+
+/// A thread that joins a load an async caller started never runs that caller's loader itself:
+/// the host's runtime drives it (through the cache's spawner), so a loader that needs the runtime
+/// (its timers, sockets, `spawn`) works however async and blocking callers mix, also while the
+/// async leader is parked unpolled.
+#[test]
+fn p1_a_blocking_waiter_never_drives_an_async_loader_off_its_runtime() {
+    let (rt, _c, leader, tx, joiner) = async_leader_and_blocking_joiner();
     tx.send(()).unwrap();
     // time for the joining thread to drive the loader, if it would
     std::thread::sleep(Duration::from_millis(150));
@@ -539,19 +557,7 @@ fn p1_a_blocking_waiter_never_drives_an_async_loader_off_its_runtime() {
 /// The same with the async leader gone: the runtime still drives the load the thread waits on.
 #[test]
 fn p3_a_blocking_waiter_outlives_the_async_leader_it_joined() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let c: Cache<String> = Cache::builder().max_entries(100).spawner(OnRuntime(rt.handle().clone())).build().unwrap();
-    let (tx, rx) = futures::channel::oneshot::channel::<()>();
-    let mut leader = Box::pin(c.get_or_load("k", move || async move {
-        let _ = rx.await;
-        Ok::<_, Boom>(where_it_ran())
-    }));
-    assert!(rt.block_on(futures::future::poll_fn(|cx| Poll::Ready(leader.as_mut().poll(cx)))).is_pending());
-    let c2 = c.clone();
-    let joiner = std::thread::spawn(move || c2.get_or_load_blocking("k", || Ok::<_, Boom>("its own".to_string())));
-    while c.stats().coalesced == 0 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let (_rt, c, leader, tx, joiner) = async_leader_and_blocking_joiner();
     drop(leader);
     tx.send(()).unwrap();
     assert_eq!(joiner.join().unwrap().unwrap(), "on the runtime");

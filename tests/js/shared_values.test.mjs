@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { redisAvailable, redisFor } from './rediskit.mjs';
-import { Cache, WASM, unloadable, waitFor } from './helpers.mjs';
+import { Cache, WASM, thrown, unloadable, waitFor } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const skip = !redisAvailable() ? 'redis-server is not installed' : false;
@@ -112,23 +112,15 @@ test('the wire module refuses a key or a prefix with a lone surrogate', async ()
 test("the wire module's errors carry the code the cache gives for the same key", () => {
   // as the cache's own key checks: a TypeError with code InvalidKey and its reason
   const wire = require('healcache/wasm/wire');
-  const refused = (f) => {
-    try {
-      f();
-    } catch (e) {
-      return e;
-    }
-    assert.fail('not refused');
-  };
   const cases = [['hc1', 'a\uD800'], ['hc\uDC00', 'k'], ['', 'k'], ['a b', 'k'], ['hc1', 5], [null, 'k']];
   for (const [prefix, key] of cases) {
-    const e = refused(() => wire.l2Keys(prefix, key));
+    const e = thrown(() => wire.l2Keys(prefix, key));
     const what = `${String(prefix)} ${String(key)}: ${e.message}`;
     assert.equal(e.code, 'InvalidKey', what);
     assert.ok(e instanceof TypeError, what);
     assert.equal(e.message, `invalid key: ${e.reason}`, what);
   }
-  assert.match(refused(() => wire.l2Keys('', 'k')).reason, /prefix/);
-  assert.match(refused(() => wire.l2Keys('hc1', 5)).reason, /the key must be a string/);
-  assert.equal(refused(() => wire.decodeEntry(5, new Uint8Array(1), 0)).code, 'InvalidKey');
+  assert.match(thrown(() => wire.l2Keys('', 'k')).reason, /prefix/);
+  assert.match(thrown(() => wire.l2Keys('hc1', 5)).reason, /the key must be a string/);
+  assert.equal(thrown(() => wire.decodeEntry(5, new Uint8Array(1), 0)).code, 'InvalidKey');
 });
