@@ -120,6 +120,7 @@ export function makeDriver({ Cache, ManualClock, NOT_FOUND }) {
       this.gates = new Map();
       this.calls = new Map();
       this.aborts = new Map();
+      this.hung = [];
     }
 
     gate(name) {
@@ -136,7 +137,9 @@ export function makeDriver({ Cache, ManualClock, NOT_FOUND }) {
       return async () => {
         if (gate) await gate.p;
         if (spec.advance !== undefined) this.clock.advance(spec.advance);
-        if (spec.hang) await new Promise(() => {});
+        // held by the run, as a real hung call is by what it waits on: a promise nothing references
+        // is collected, and the addon then sees its loader's answer dropped (a LoaderError)
+        if (spec.hang) await new Promise((resolve) => this.hung.push(resolve));
         if (spec.error !== undefined) throw new ScenarioError(spec.error);
         if (spec.load !== undefined) return this.cache.getOrLoad(spec.load, this.loader(spec.loader));
         return spec.not_found ? NOT_FOUND : spec.value;
