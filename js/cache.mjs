@@ -334,7 +334,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
           ? B.fetch(this._c, key, run, ticket, ...args, mustValue, waitUntil)
           : B.fetchTagged(this._c, key, run, ticket, ...args, mustValue, tags),
       );
-      this._took = [args, tags === undefined ? undefined : tags.slice()];
+      // a call with no per-call values leaves the last accepted ones: they still hold
+      if (tags !== undefined || args.some((a) => a !== undefined)) {
+        this._took = [args, tags === undefined ? undefined : tags.slice()];
+      }
       return r;
     }
 

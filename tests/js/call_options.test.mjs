@@ -368,6 +368,18 @@ test('a per-call value the core refuses is refused on a hit too (the mirror answ
   await assert.rejects(c.fetch('k', load, { ttl: -5000 }), refused('ttl'));
 });
 
+test('a fetch with no options between two with the same options keeps the mirror answering their hits', async () => {
+  const c = new Cache({ maxEntries: 100 });
+  await c.fetch('k', async () => 1, { ttl: 5000 });
+  const load = async () => assert.fail('a hit does not load');
+  // a plain miss: the core answers it, and no options were given
+  assert.deepEqual(await c.fetch('other', async () => 2), { value: 2, status: 'loaded' });
+  // the mirror's unreported hits count what it answered without the core
+  const hits = c._hits;
+  assert.deepEqual(await c.fetch('k', load, { ttl: 5000 }), { value: 1, status: 'hit' });
+  assert.equal(c._hits, hits + 1, 'answered by the mirror');
+});
+
 test('tags the core refuses are refused on a hit too', { skip: nodeOnly }, async () => {
   const c = new Cache({ maxEntries: 100 });
   await c.getOrLoad('k', async () => 1);
