@@ -22,6 +22,12 @@ use crate::tier::{self, Tier};
 use crate::xfetch;
 use crate::{Spawner, Timer};
 
+#[cfg(not(target_arch = "wasm32"))]
+thread_local! {
+    /// Set while this thread stores a load's value (`Cache::storing_a_load`).
+    static LOAD_STORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// How long a written entry lives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Ttl {
@@ -336,12 +342,28 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         &self.inner.config
     }
 
+    /// Runs `f`, a step of a load's store, with a removal listener's panic kept inside it (see
+    /// `done`).
+    pub(crate) fn storing_a_load<R>(f: impl FnOnce() -> R) -> R {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let outer = LOAD_STORE.with(|d| d.replace(true));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            LOAD_STORE.with(|d| d.set(outer));
+            r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }
+        #[cfg(target_arch = "wasm32")]
+        f()
+    }
+
     pub(crate) fn done(&self, removed: Removed<Option<V>>) {
         if removed.is_empty() {
             return;
         }
         // A listener that panics on one entry does not cost the others their report; its panic
-        // reaches the caller once all are reported (no lock is held meanwhile). On wasm32 a
+        // reaches the caller once all are reported (no lock is held meanwhile). Within a load's
+        // store it stops there (the panic hook has reported it): the load is shared, and one
+        // listener's panic must not cost every waiter the value that was stored. On wasm32 a
         // panic aborts, so there is nothing to catch.
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -353,7 +375,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 }
             }
             if let Some(p) = panicked {
-                std::panic::resume_unwind(p);
+                if !LOAD_STORE.with(|d| d.get()) {
+                    std::panic::resume_unwind(p);
+                }
             }
         }
         #[cfg(target_arch = "wasm32")]

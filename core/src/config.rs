@@ -702,7 +702,9 @@ impl<V> CacheBuilder<V> {
 
     /// Called with each entry that leaves the cache (evicted, expired, replaced, removed),
     /// after the cache's locks are released. A panic in `f` reaches the call that removed the
-    /// entry, after every other entry that call removed was reported. Defaults to: none.
+    /// entry, after every other entry that call removed was reported; one raised while a load
+    /// stores its value stops there (the panic hook reports it), so every caller of that shared
+    /// load still gets the value. Defaults to: none.
     pub fn on_removal(mut self, f: impl Fn(&str, V, RemovalCause) + Send + Sync + 'static) -> Self {
         self.listener = Some(Arc::new(f));
         self

@@ -477,3 +477,40 @@ fn config_set_by_name_covers_every_field() {
     c.set("max_entries", -1.0).unwrap();
     assert!(matches!(Cache::<u8>::from_config(c), Err(Error::InvalidConfig { field: "max_entries", .. })));
 }
+
+/// A removal listener that panics while a shared load stores its value (here the value's store
+/// evicts another entry) costs no waiter its value: every caller of the flight gets the loaded
+/// value, the value is kept, and the key is not left with a broken flight.
+#[test]
+fn a_removal_listener_panicking_in_a_shared_load_costs_no_waiter_its_value() {
+    let c: Cache<u64> = Cache::builder()
+        .max_entries(1)
+        .shards(1)
+        .on_removal(|k, _, _| {
+            if k == "a" {
+                panic!("listener failed on a");
+            }
+        })
+        .build()
+        .unwrap();
+    c.set("a", 1).unwrap();
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let rx = futures::FutureExt::shared(rx);
+    let load = |rx: futures::future::Shared<futures::channel::oneshot::Receiver<()>>| async move {
+        let _ = rx.await;
+        Ok::<u64, std::io::Error>(2)
+    };
+    let first = c.get_or_load("b", {
+        let rx = rx.clone();
+        move || load(rx)
+    });
+    let second = c.get_or_load("b", move || load(rx));
+    let both = futures::future::join(first, second);
+    tx.send(()).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures::executor::block_on(both)));
+    let (a, b) = r.expect("no waiter of the load panics");
+    assert_eq!(a.unwrap(), 2);
+    assert_eq!(b.unwrap(), 2);
+    assert_eq!(c.get("b"), Some(2));
+    assert_eq!(futures::executor::block_on(c.get_or_load("b", || async { Ok::<u64, std::io::Error>(3) })).unwrap(), 2);
+}
