@@ -338,16 +338,25 @@ pub fn prometheus(c: &External<Backend>, name: String) -> String {
     c.prometheus(&name)
 }
 
+/// A JS call's failure as a loader's. The wrapper settles every promise it hands over, so one
+/// napi-rs reports as dropped ("oneshot canceled") was collected unsettled: the user's promise
+/// it waited on was unreachable, so it could never settle.
+fn js_failed(e: napi::Error) -> healcache::LoaderError {
+    if e.reason == "oneshot canceled" {
+        return loader_failed("the loader's promise was collected before it settled: nothing could settle it");
+    }
+    loader_failed(e.reason)
+}
+
 /// The JS loader as a core loader: one call per flight, on the JS thread.
 fn core_loader(loader: Loader) -> impl FnOnce() -> LoaderFuture + Send {
     move || {
         Box::pin(async move {
             let mut guard = AbortOnDrop(Some(loader));
-            let failed = |e: napi::Error| loader_failed(e.reason.clone());
             let r = match &guard.0 {
                 Some(l) => match l.call_async_catch(false).await {
-                    Ok(p) => p.await.map_err(failed),
-                    Err(e) => Err(failed(e)),
+                    Ok(p) => p.await.map_err(js_failed),
+                    Err(e) => Err(js_failed(e)),
                 },
                 None => Err(loader_failed("loader gone")),
             };
@@ -538,8 +547,7 @@ fn core_batch(loader: BatchLoader) -> impl Fn(Vec<String>) -> BatchFuture + Send
     move |keys| {
         let loader = std::sync::Arc::clone(&loader);
         Box::pin(async move {
-            let failed = |e: napi::Error| loader_failed(e.reason.clone());
-            let rows = loader.call_async_catch(keys).await.map_err(failed)?.await.map_err(failed)?;
+            let rows = loader.call_async_catch(keys).await.map_err(js_failed)?.await.map_err(js_failed)?;
             let rows = rows.0?;
             let mut found = std::collections::HashMap::with_capacity(rows.len());
             for (key, row) in rows {
@@ -623,8 +631,7 @@ pub fn write_through<'env>(
     let payload = value.map(|v| v.payload(env)).transpose()?;
     let run = move || -> BoxFuture<'static, Result<(), healcache::LoaderError>> {
         Box::pin(async move {
-            let failed = |e: napi::Error| loader_failed(e.reason.clone());
-            let r = writer.call_async_catch(false).await.map_err(failed)?.await.map_err(failed)?;
+            let r = writer.call_async_catch(false).await.map_err(js_failed)?.await.map_err(js_failed)?;
             if r < 0.0 {
                 return Err(healcache::LoaderError::new(-r, "writer rejected"));
             }

@@ -1,7 +1,10 @@
 // Coalescing through the core's flight table, loader errors, cancellation, timeouts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, sleep } from './helpers.mjs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Cache, WASM, sleep } from './helpers.mjs';
 
 test('1,000 concurrent callers share one loader call', async () => {
   const c = new Cache();
@@ -171,4 +174,26 @@ test('a loader that is not a function is refused on a hit as on a miss', async (
   }
   assert.equal(c.get('k'), 'v');
   assert.equal(c.has('miss'), false);
+});
+
+test('a loader promise collected before it settles fails its load with a message that says so', { skip: WASM }, () => {
+  // a fresh process that may force collections: nothing but the addon refers to the promise
+  const entry = path.join(fileURLToPath(new URL('../..', import.meta.url)), 'js', 'node', 'index.mjs');
+  const script = `
+import { Cache } from ${JSON.stringify(entry)};
+const c = new Cache();
+const collect = setInterval(() => globalThis.gc(), 5);
+try {
+  await c.getOrLoad('k', () => new Promise(() => {}));
+  console.log(JSON.stringify({ resolved: true }));
+} catch (e) {
+  console.log(JSON.stringify({ code: e.code, message: e.message, inFlight: c.stats().inFlight }));
+}
+clearInterval(collect);
+`;
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  const r = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(r.code, 'LoaderError');
+  assert.match(r.message, /promise was collected before it settled/);
+  assert.equal(r.inFlight, 0);
 });
