@@ -223,6 +223,21 @@ fn recovery_drops_items_past_their_ttl() {
     assert_eq!(q.dropped(), 0);
 }
 
+/// At the bound, an item past its deadline leaves as expired, not as a dropped live one: an
+/// outage longer than the entries' TTL drops nothing that still matters.
+#[test]
+fn recovery_expires_items_past_their_deadline_before_dropping_live_ones() {
+    let q = RecoveryQueue::new(3);
+    q.push("old-live", ms(0), ms(10_000));
+    q.push("short-1", ms(0), ms(100));
+    q.push("short-2", ms(0), ms(100));
+    assert_eq!(q.len(), 3);
+    q.push("new", ms(500), ms(10_000));
+    assert_eq!((q.dropped(), q.expired()), (0, 2));
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.drain(ms(600)), ["old-live", "new"]);
+}
+
 #[test]
 fn recovery_repeated_pushes_of_two_keys_keep_two_items_in_order() {
     let q = RecoveryQueue::new(4);
@@ -243,7 +258,11 @@ struct Model {
 }
 
 impl Model {
-    fn push(&mut self, max: usize, key: &str, deadline: Duration) {
+    fn push(&mut self, max: usize, key: &str, now: Duration, deadline: Duration) {
+        // items past their deadline go first, as expired: only live ones are dropped at the bound
+        let before = self.items.len();
+        self.items.retain(|(_, d)| *d > now);
+        self.expired += (before - self.items.len()) as u64;
         self.items.retain(|(k, _)| k != key);
         self.items.push((key.to_owned(), deadline));
         while self.items.len() > max {
@@ -278,7 +297,7 @@ proptest::proptest! {
             } else {
                 let k = format!("k{}", key % 8);
                 q.push(&k, ms(t), ms(ttl));
-                m.push(max, &k, ms(t + ttl));
+                m.push(max, &k, ms(t), ms(t + ttl));
             }
             proptest::prop_assert_eq!(q.len(), m.items.len());
             proptest::prop_assert_eq!(q.dropped(), m.dropped);

@@ -4,10 +4,12 @@
 //! It holds keys, never values: replaying a value would need a cross-node "which is newer"
 //! decision, which only wall clocks could make, and the source of truth reloads the key on its
 //! next miss anyway. Each key is queued once (a second push moves it to the back and renews its
-//! deadline: last wins). An item older than its entry's TTL is dropped, since every copy it would
-//! invalidate has expired by then. At the bound the oldest item is dropped and counted.
+//! deadline: last wins). An item older than its entry's TTL leaves as expired, since every copy
+//! it would invalidate has expired by then; each push removes those first, so at the bound the
+//! oldest *live* item is dropped and counted.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use hashbrown::HashMap;
@@ -28,6 +30,9 @@ struct Inner {
     items: HashMap<String, Item>,
     /// Push order; an entry whose seq no longer matches its key's item is stale and skipped.
     order: VecDeque<(u64, String)>,
+    /// The same entries by deadline, earliest first (stale ones skipped the same way): a push
+    /// finds the expired items without a scan.
+    deadlines: BinaryHeap<Reverse<(Duration, u64, String)>>,
     seq: u64,
     dropped: u64,
     expired: u64,
@@ -59,6 +64,18 @@ impl RecoveryQueue {
     /// Queues an invalidation of `key`, to be dropped once `ttl` has passed after `now`.
     pub fn push(&self, key: &str, now: Duration, ttl: Duration) {
         let mut q = lock(&self.inner);
+        // the items already past their deadline leave first
+        while let Some(Reverse((d, seq, _))) = q.deadlines.peek() {
+            if *d > now {
+                break;
+            }
+            let seq = *seq;
+            let Some(Reverse((_, _, key))) = q.deadlines.pop() else { break };
+            if q.items.get(&key).is_some_and(|i| i.seq == seq) {
+                q.items.remove(&key);
+                q.expired += 1;
+            }
+        }
         q.seq += 1;
         let seq = q.seq;
         let deadline = now.saturating_add(ttl);
@@ -69,6 +86,7 @@ impl RecoveryQueue {
             }
         }
         q.order.push_back((seq, key.to_owned()));
+        q.deadlines.push(Reverse((deadline, seq, key.to_owned())));
         while q.items.len() > self.max {
             if let Some((seq, key)) = q.order.pop_front() {
                 if q.items.get(&key).is_some_and(|i| i.seq == seq) {
@@ -78,9 +96,14 @@ impl RecoveryQueue {
             }
         }
         // re-pushed keys leave stale entries behind: compact before they outnumber the live ones
+        let live = |items: &HashMap<String, Item>, seq: u64, key: &str| items.get(key).is_some_and(|i| i.seq == seq);
         if q.order.len() > 2 * q.items.len() + 16 {
             let Inner { items, order, .. } = &mut *q;
-            order.retain(|(seq, key)| items.get(key).is_some_and(|i| i.seq == *seq));
+            order.retain(|(seq, key)| live(items, *seq, key));
+        }
+        if q.deadlines.len() > 2 * q.items.len() + 16 {
+            let Inner { items, deadlines, .. } = &mut *q;
+            deadlines.retain(|Reverse((_, seq, key))| live(items, *seq, key));
         }
     }
 
@@ -89,6 +112,7 @@ impl RecoveryQueue {
     pub fn drain(&self, now: Duration) -> Vec<String> {
         let mut q = lock(&self.inner);
         let order = std::mem::take(&mut q.order);
+        q.deadlines.clear();
         let mut items = std::mem::take(&mut q.items);
         let mut out = Vec::with_capacity(items.len());
         for (seq, key) in order {
@@ -123,7 +147,7 @@ impl RecoveryQueue {
         lock(&self.inner).dropped
     }
 
-    /// Keys dropped by [`RecoveryQueue::drain`] because their TTL had passed.
+    /// Keys that left because their TTL had passed (found by a push or by [`RecoveryQueue::drain`]).
     pub fn expired(&self) -> u64 {
         lock(&self.inner).expired
     }
