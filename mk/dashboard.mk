@@ -13,6 +13,7 @@ TEST_SUITES += test-dashboard
 
 LAB_DIR ?= target/lab
 METASTABLE_ARGS ?=
+METASTABLE_BIN = $(or $(CARGO_TARGET_DIR),target)/release/examples/metastable
 CHROMIUM ?= chromium
 CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars
@@ -25,7 +26,7 @@ build-metastable:
 metastable: build-metastable
 	@command -v redis-server >/dev/null || bash .ci/setup-server.sh
 	mkdir -p $(LAB_DIR)
-	target/release/examples/metastable --out $(LAB_DIR) $(METASTABLE_ARGS)
+	$(METASTABLE_BIN) --out $(LAB_DIR) $(METASTABLE_ARGS)
 
 dashboard:
 	@command -v $(CHROMIUM) >/dev/null || bash .ci/setup-dashboard.sh
