@@ -24,8 +24,32 @@ use crate::{Spawner, Timer};
 
 #[cfg(not(target_arch = "wasm32"))]
 thread_local! {
-    /// Set while this thread stores a load's value (`Cache::storing_a_load`).
+    /// Set while this thread stores a load's value (see [`StoringALoad`]).
     static LOAD_STORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While it lives, a removal listener's panic stays inside the load's store under way on this
+/// thread (see `Cache::done`); dropped (on unwinding too), the thread is as it was. Nothing on
+/// wasm32, where a panic aborts.
+pub(crate) struct StoringALoad {
+    #[cfg(not(target_arch = "wasm32"))]
+    outer: bool,
+}
+
+impl StoringALoad {
+    pub(crate) fn enter() -> Self {
+        StoringALoad {
+            #[cfg(not(target_arch = "wasm32"))]
+            outer: LOAD_STORE.with(|d| d.replace(true)),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for StoringALoad {
+    fn drop(&mut self) {
+        LOAD_STORE.with(|d| d.set(self.outer));
+    }
 }
 
 /// How long a written entry lives.
@@ -340,20 +364,6 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// The configuration the cache was built with.
     pub fn config(&self) -> &Config {
         &self.inner.config
-    }
-
-    /// Runs `f`, a step of a load's store, with a removal listener's panic kept inside it (see
-    /// `done`).
-    pub(crate) fn storing_a_load<R>(f: impl FnOnce() -> R) -> R {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let outer = LOAD_STORE.with(|d| d.replace(true));
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            LOAD_STORE.with(|d| d.set(outer));
-            r.unwrap_or_else(|p| std::panic::resume_unwind(p))
-        }
-        #[cfg(target_arch = "wasm32")]
-        f()
     }
 
     pub(crate) fn done(&self, removed: Removed<Option<V>>) {

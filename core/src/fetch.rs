@@ -850,7 +850,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             (Some(f), Some(own)) => Ttl::For(f.min(own)),
             (Some(f), None) => Ttl::For(f),
         };
-        match Self::storing_a_load(|| self.write_raw(key, value, ttl, Some(Expect::Load(fence)), load_nanos)) {
+        let _storing = crate::cache::StoringALoad::enter();
+        match self.write_raw(key, value, ttl, Some(Expect::Load(fence)), load_nanos) {
             Ok(w) => {
                 if let Some(tier) = self.inner.tier() {
                     tier.remember(key, w.version, token, grace);
@@ -911,7 +912,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Ttl::For(t)
             }
         };
-        match Self::storing_a_load(|| self.write_raw(key, value, ttl, Some(Expect::Load(fence)), load_nanos)) {
+        let _storing = crate::cache::StoringALoad::enter();
+        match self.write_raw(key, value, ttl, Some(Expect::Load(fence)), load_nanos) {
             Ok(w) => return Some(w.version),
             Err(Error::VersionMismatch { .. }) => {
                 c.fenced_writes.fetch_add(1, Relaxed);
