@@ -125,6 +125,7 @@ fn build(py: Python<'_>, e: &Error, spelling: Spelling<'_>) -> PyResult<PyErr> {
         Error::LoadTimeout { after_ms } => exc.setattr("after_ms", after_ms)?,
         Error::TooManyLoads { max } | Error::QueueFull { max } => exc.setattr("max", max)?,
         Error::InvalidKey { reason } => exc.setattr("reason", reason)?,
+        Error::ValueNotEncodable { reason } | Error::L2Unavailable { reason } => exc.setattr("reason", reason)?,
         _ => {}
     }
     Ok(PyErr::from_value(exc))

@@ -13,7 +13,8 @@ pub fn error_message(e: &Error) -> String {
 }
 
 /// `code` ([`Error::code`]), then: `field` and `reason` for a bad option (its JS name, which the
-/// wrapper spells as the user did, and the message after it); `reason` for a bad key;
+/// wrapper spells as the user did, and the message after it); `reason` for a bad key, a value
+/// the shared tier cannot encode and an unavailable shared tier;
 /// `expected`/`current` for a version mismatch; the figures of a refusal at a bound (`len`,
 /// `weight`, `max`, `afterMs`: Python's exceptions carry them too); `loadId` for a loader's
 /// rejection (the wrapper hands back the rejection value it kept under that id).
@@ -25,6 +26,11 @@ pub fn error_props(e: &Error) -> Vec<(&'static str, Js)> {
             props.push(("reason", Js::Str(problem.text(Host::Js, *unit, *value))));
         }
         Error::InvalidKey { reason } => props.push(("reason", Js::Str(reason.to_string()))),
+        // only the shared tier raises these (the WebAssembly module has none)
+        #[cfg(feature = "tier")]
+        Error::ValueNotEncodable { reason } | Error::L2Unavailable { reason } => {
+            props.push(("reason", Js::Str(reason.clone())))
+        }
         Error::VersionMismatch { expected, current } => {
             props.push(("expected", (*expected).into()));
             props.push(("current", (*current).into()));

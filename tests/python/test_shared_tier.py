@@ -58,6 +58,8 @@ def test_values_the_model_lacks_are_refused_and_change_nothing(redis_server):
         with pytest.raises(healcache.ValueNotEncodable) as e:
             c.set("k", bad)
         assert isinstance(e.value, TypeError)
+        # the structured field says what could not be encoded, as the message does
+        assert e.value.reason and e.value.reason in str(e.value)
         assert "k" not in c
     deep = []
     for _ in range(100):
@@ -395,3 +397,13 @@ def test_a_fetched_value_carries_its_tags(redis_server):
 
     with pytest.raises(healcache.InvalidConfig, match="tags"):
         asyncio.run(bad())
+
+
+def test_an_unreachable_shared_tier_is_l2_unavailable_with_its_reason():
+    # nothing listens on port 1 of loopback: the connection is refused at once
+    c = healcache.Cache(redis="redis://127.0.0.1:1", l2_timeout=0.05)
+    with pytest.raises(healcache.L2Unavailable) as e:
+        c.invalidate_tag("t")
+    assert isinstance(e.value, ConnectionError)
+    assert e.value.reason and e.value.reason in str(e.value)
+    c.close()
