@@ -725,4 +725,17 @@ function guardWasm(raw, { initialized = true } = {}) {
 }
 const NOT_INITIALIZED = Object.freeze({ message: 'not instantiated' });
 
-export { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND, codeError };
+/**
+ * `prometheusJoin(texts)`: the Prometheus expositions of several caches (each `prometheus(name)`'s
+ * text) as one that strict parsers accept, each family's HELP and TYPE lines once. Two texts
+ * holding the same series (two caches given one name) are refused with code InvalidConfig.
+ */
+function makePrometheusJoin(B) {
+  return function prometheusJoin(texts) {
+    if (B.prometheusJoin === undefined) throw invalid('prometheusJoin', 'needs the Node package');
+    if (!Array.isArray(texts) || !texts.every((t) => typeof t === 'string')) throw argError('texts is an array of strings');
+    return B.prometheusJoin(texts);
+  };
+}
+
+export { makeCache, makeClock, makeWriteBehind, makePrometheusJoin, guardWasm, NOT_FOUND, codeError };

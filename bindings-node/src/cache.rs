@@ -248,6 +248,12 @@ pub fn close_all_shared(env: &Env) -> napi::Result<PromiseRaw<'_, ToJs>> {
     promise(env, Backend::close_all_shared().map(Ok))
 }
 
+/// `healcache::prometheus_join`.
+#[napi]
+pub fn prometheus_join(env: &Env, texts: Vec<String>) -> napi::Result<String> {
+    healcache::prometheus_join(&texts).map_err(|e| into_js_error(env, e))
+}
+
 /// `Backend::remove`.
 #[napi]
 pub fn remove(c: &External<Backend>, key: Key) -> f64 {

@@ -928,3 +928,11 @@ const NO_TAGGED_SYNC: &str = "is not supported by get_or_load_sync: use `await c
 fn missing() -> PyErr {
     PyKeyError::new_err("the key is not in the cache (keys are not shown in errors)")
 }
+
+/// `healcache.prometheus_join`: the expositions of several caches as one (each family's HELP
+/// and TYPE lines once).
+#[pyfunction]
+#[pyo3(signature = (texts, /))]
+pub(crate) fn prometheus_join(py: Python<'_>, texts: Vec<String>) -> PyResult<String> {
+    healcache::prometheus_join(&texts).map_err(|e| to_pyerr(py, e))
+}

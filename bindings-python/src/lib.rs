@@ -42,6 +42,8 @@ fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<write_behind::PyWriteBehind>()?;
     m.add_function(wrap_pyfunction!(config::_settings, m)?)?;
     m.add_function(wrap_pyfunction!(shared::_close_all_shared, m)?)?;
+    m.add_function(wrap_pyfunction!(cache::prometheus_join, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_after_fork, m)?)?;
     fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

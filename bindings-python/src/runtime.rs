@@ -501,3 +501,10 @@ impl Timer for TokioTimer {
         })
     }
 }
+
+/// `healcache::after_fork`, for `healcache._healing`'s hook in a forked child: the loads the
+/// parent had under way are not joined there (no thread of the child would end them).
+#[pyfunction]
+pub(crate) fn _after_fork() {
+    healcache::after_fork();
+}

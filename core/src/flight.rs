@@ -83,6 +83,41 @@ pub(crate) type SharedLoad<V> = Shared<LoadFuture<V>>;
 
 static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(1);
 
+/// Flights with a lower id were started before this process forked (0: it did not): no thread
+/// here runs them, so they are not joined, and count for nothing. (No fork on wasm32.)
+#[cfg(not(target_arch = "wasm32"))]
+static FORK_FLOOR: AtomicU64 = AtomicU64::new(0);
+
+/// Tells every cache of this process that it is the child of a `fork()`: the loads the parent had
+/// under way have no thread here to end them, so a caller of one of their keys starts a new load
+/// instead of waiting for good, and they no longer count as loads in flight. Call it in the child
+/// only, before it uses a cache (Python's package does, from `os.register_at_fork`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn after_fork() {
+    FORK_FLOOR.store(NEXT_FLIGHT.load(Relaxed), Relaxed);
+}
+
+/// Whether this process is the child of a fork that happened after a flight started.
+#[inline]
+fn forked() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    return FORK_FLOOR.load(Relaxed) != 0;
+    #[cfg(target_arch = "wasm32")]
+    false
+}
+
+/// Whether flight `id` was started in this process.
+#[inline]
+fn ours(id: u64) -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    return id >= FORK_FLOOR.load(Relaxed);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = id;
+        true
+    }
+}
+
 thread_local! {
     /// Flights whose loader is being polled on this thread right now, innermost last.
     static POLLING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
@@ -131,7 +166,11 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
     }
 
     pub fn in_flight(&self) -> usize {
-        lock(&self.map).len()
+        let map = lock(&self.map);
+        if !forked() {
+            return map.len();
+        }
+        map.values().filter(|(id, ..)| ours(*id)).count()
     }
 
     /// Joins the flight of `key`, or starts one with `make(id)` when there is none (`blocking`:
@@ -149,7 +188,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         let mut dead: Vec<SharedLoad<V>> = Vec::new();
         let res = {
             let mut map = lock(&self.map);
-            if let Some((id, weak, true, by_thread)) = map.get(key) {
+            if let Some((id, weak, true, by_thread)) = map.get(key).filter(|(id, ..)| ours(*id)) {
                 let (id, blocking) = (*id, *by_thread);
                 if let Some(load) = weak.upgrade() {
                     if is_polling(id) {
@@ -164,7 +203,8 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
                 return Ok(Err(v));
             }
             if map.len() >= self.max {
-                map.retain(|_, (_, w, _, _)| match w.upgrade() {
+                // a flight from before a fork is dropped unasked: no thread here would end it
+                map.retain(|_, (id, w, _, _)| match ours(*id).then(|| w.upgrade()).flatten() {
                     Some(s) => {
                         dead.push(s);
                         true
@@ -181,8 +221,9 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
             let load = make(id).shared();
             let weak = load.downgrade().expect("a fresh Shared has not completed");
             // replaces a flight nobody may wait on: its guard removes only its own entry
-            if let Some(old) =
-                map.insert(Arc::from(key), (id, weak, true, blocking)).and_then(|(_, w, _, _)| w.upgrade())
+            if let Some(old) = map
+                .insert(Arc::from(key), (id, weak, true, blocking))
+                .and_then(|(id, w, _, _)| ours(id).then(|| w.upgrade()).flatten())
             {
                 dead.push(old);
             }
@@ -195,7 +236,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
     /// Whether a load of `key` is under way (one later callers may wait on or not).
     pub fn loading(&self, key: &str) -> bool {
         // the strong handle is dropped after the lock: dropping the last one takes the lock
-        let load = lock(&self.map).get(key).and_then(|(_, w, _, _)| w.upgrade());
+        let load = lock(&self.map).get(key).filter(|(id, ..)| ours(*id)).and_then(|(_, w, _, _)| w.upgrade());
         load.is_some()
     }
 

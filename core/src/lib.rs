@@ -61,8 +61,11 @@ pub use config::{
 };
 pub use error::{ConfigProblem, Error, Host, LoaderError, Result};
 pub use fetch::{FetchOptions, Fetched, Loaded};
+#[cfg(not(target_arch = "wasm32"))]
+pub use flight::after_fork;
 pub use flight::{Interrupt, Spawner, Timer};
 pub use healing::{Comparator, Digest, DriftEvent, Healer, HealingConfig, HealingStats, IntervalReport, PrefixScore};
+pub use prometheus::prometheus_join;
 pub use sampler::KeySample;
 pub use source::{FnSource, Source, SourceAnswer, SourceError};
 pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
@@ -73,13 +76,6 @@ pub use write_behind::{
     BatchWriter, FailedItem, OnFull, Op, WriteBehind, WriteBehindConfig, WriteBehindStats, BATCH_SIZE_BUCKETS,
 };
 pub use write_through::WriteThrough;
-
-/// Kept while the Node and WASM bindings still call `healcache::metrics::prometheus_text`; they
-/// can call [`Cache::prometheus`] instead. To be removed once they do.
-#[doc(hidden)]
-pub mod metrics {
-    pub use crate::prometheus::prometheus_text;
-}
 
 /// The README's Rust examples, run as doctests.
 #[cfg(doctest)]

@@ -3,8 +3,11 @@
 
 use std::fmt::Write;
 
+use hashbrown::{HashMap, HashSet};
+
 use crate::cache::Cache;
 use crate::decimal::Decimal;
+use crate::error::{ConfigProblem, Error, Result};
 use crate::healing::{Healer, HealingStats, PrefixScore};
 use crate::stats::{HistogramSnapshot, Stats, LATENCY_BUCKETS_MS};
 
@@ -68,6 +71,72 @@ pub fn prometheus_text(stats: &Stats, cache_name: &str) -> String {
     #[cfg(feature = "tier")]
     shared_tier_text(&mut out, stats, &name);
     out
+}
+
+/// Joins Prometheus text expositions, as [`Cache::prometheus`], [`Healer::prometheus`] and
+/// `WriteBehind::prometheus` give them (one per cache), into one that strict parsers accept:
+/// each family's HELP and TYPE lines once, then all its samples. Concatenated, the texts of two
+/// caches repeat every HELP line, which `promtool` and Go's parser refuse.
+///
+/// A series that two texts both hold (two caches given the same name) is refused with
+/// [`Error::InvalidConfig`] on `texts`: one of the two values would be lost.
+pub fn prometheus_join<S: AsRef<str>>(texts: &[S]) -> Result<String> {
+    // family name -> (its HELP and TYPE lines, its samples), in the order first seen
+    let mut families: Vec<(String, Vec<&str>, Vec<&str>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut series: HashSet<&str> = HashSet::new();
+    for text in texts {
+        let mut current: Option<usize> = None;
+        for line in text.as_ref().lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")) {
+                let family = rest.split(' ').next().unwrap_or_default();
+                let i = *index.entry(family.to_owned()).or_insert_with(|| {
+                    families.push((family.to_owned(), Vec::new(), Vec::new()));
+                    families.len() - 1
+                });
+                let head = &mut families[i].1;
+                // the first text's HELP and TYPE lines stand for the family
+                if head.len() < 2 && !head.iter().any(|h| h.get(..7) == line.get(..7)) {
+                    head.push(line);
+                }
+                current = Some(i);
+            } else if line.starts_with('#') {
+                continue;
+            } else {
+                let name = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+                if !series.insert(name) {
+                    return Err(Error::invalid_config(
+                        "texts",
+                        ConfigProblem::Rule("must not repeat a series: two caches have the same name"),
+                        None,
+                    ));
+                }
+                match current {
+                    Some(i) => families[i].2.push(line),
+                    None => {
+                        // a sample with no HELP or TYPE before it is a family of its own
+                        let family = name.split('{').next().unwrap_or_default().to_owned();
+                        let i = *index.entry(family.clone()).or_insert_with(|| {
+                            families.push((family, Vec::new(), Vec::new()));
+                            families.len() - 1
+                        });
+                        families[i].2.push(line);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = String::with_capacity(texts.iter().map(|t| t.as_ref().len()).sum());
+    for (_, head, samples) in &families {
+        for line in head.iter().chain(samples) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 /// One metric of one value, with its HELP and TYPE lines.

@@ -398,6 +398,41 @@ fn metrics_snapshot_and_prometheus_text() {
     assert_eq!(json["loads"], 1);
 }
 
+/// Several caches in one exposition: each family's HELP and TYPE lines once, its samples
+/// together (concatenated texts repeat every HELP line, which strict parsers refuse), no sample
+/// lost; two caches given one name are refused.
+#[test]
+fn expositions_of_several_caches_join_into_one() {
+    let a: Cache<u64> = Cache::builder().build().unwrap();
+    let b: Cache<u64> = Cache::builder().build().unwrap();
+    a.set("k", 1).unwrap();
+    assert_eq!(a.get("k"), Some(1));
+    let (ta, tb) = (a.prometheus("a"), b.prometheus("b"));
+    let joined = healcache::prometheus_join(&[ta.as_str(), tb.as_str()]).unwrap();
+    let samples = |t: &str| t.lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect::<Vec<_>>();
+    let mut want = samples(&ta);
+    want.extend(samples(&tb));
+    want.sort();
+    let mut got = samples(&joined);
+    got.sort();
+    assert_eq!(got, want, "every sample of both, once");
+    let mut seen = std::collections::HashSet::new();
+    let mut family = String::new();
+    for line in joined.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            family = rest.split(' ').next().unwrap().to_owned();
+            assert!(seen.insert(family.clone()), "{family}: HELP twice");
+        } else if !line.starts_with('#') {
+            assert!(line.starts_with(&family), "{line} outside its family {family}");
+        }
+    }
+    assert!(joined.contains("healcache_hits_total{cache=\"a\"} 1\nhealcache_hits_total{cache=\"b\"} 0\n"));
+    // one text alone is unchanged
+    assert_eq!(healcache::prometheus_join(&[&ta]).unwrap(), ta);
+    let e = healcache::prometheus_join(&[&ta, &a.prometheus("a")]).unwrap_err();
+    assert!(matches!(e, Error::InvalidConfig { field: "texts", .. }), "{e}");
+}
+
 #[test]
 fn stampede_config_is_validated() {
     let e = Cache::<u8>::builder().xfetch(1.0).build().unwrap_err();

@@ -861,3 +861,11 @@ declare global {
  * this platform or `HEALCACHE_BACKEND=wasm`). Only the Node entry has it.
  */
 export declare const backend: 'native' | 'wasm';
+/**
+ * The Prometheus expositions of several caches (each `prometheus(name)`'s text) as one that
+ * strict parsers accept: each family's HELP and TYPE lines once, then all its samples
+ * (concatenated texts repeat them). Throws code InvalidConfig (field "texts") when two texts hold
+ * the same series: two caches given one name. Node package only: the WebAssembly package refuses
+ * it with code InvalidConfig.
+ */
+export declare function prometheusJoin(texts: string[]): string;

@@ -84,6 +84,7 @@ let Cache;
 let ManualClock;
 let WriteBehind;
 let backend;
+let prometheusJoin;
 if (addon !== undefined) {
   const { AsyncLocalStorage } = require('node:async_hooks');
   // AsyncLocalStorage carries the chain of loads a call is nested in (RecursiveLoad detection).
@@ -99,6 +100,7 @@ if (addon !== undefined) {
   // exit timeout. Once: the call's own promise would otherwise bring the event back.
   // `process.exit()` skips it.
   process.once('beforeExit', () => addon.closeAllShared());
+  prometheusJoin = wrapper.makePrometheusJoin(addon);
   backend = 'native';
 } else {
   if (forced === 'native') throw notBuilt(`no native binary for ${triple} (looked for ${tried.join(', ')})`);
@@ -112,7 +114,8 @@ if (addon !== undefined) {
   Cache = wasm.Cache;
   ManualClock = wasm.ManualClock;
   WriteBehind = wasm.WriteBehind;
+  prometheusJoin = wasm.prometheusJoin;
   backend = 'wasm';
 }
 
-module.exports = { Cache, ManualClock, WriteBehind, NOT_FOUND: wrapper.NOT_FOUND, backend };
+module.exports = { Cache, ManualClock, WriteBehind, prometheusJoin, NOT_FOUND: wrapper.NOT_FOUND, backend };

@@ -6,4 +6,5 @@ export const NOT_FOUND = healcache.NOT_FOUND;
 export const backend = healcache.backend;
 export const ManualClock = healcache.ManualClock;
 export const WriteBehind = healcache.WriteBehind;
+export const prometheusJoin = healcache.prometheusJoin;
 export default healcache;

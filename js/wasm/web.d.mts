@@ -4,7 +4,7 @@
 // Every type of the Node package, and the values this entry has: not `backend`, which only the
 // Node entry exports.
 export type * from '../node/index.js';
-export { Cache, NOT_FOUND, ManualClock, WriteBehind } from '../node/index.js';
+export { Cache, NOT_FOUND, ManualClock, WriteBehind, prometheusJoin } from '../node/index.js';
 
 /** What the module can be instantiated from. */
 export type WasmInput = BufferSource | WebAssembly.Module;

@@ -5,7 +5,7 @@
 //   const cache = new Cache({ maxEntries: 10_000, ttl: 60_000 }); // module scope is fine
 // Imports per runtime: docs/edge.md.
 import rawInit, * as raw from '../../bindings-wasm/pkg-web/healcache_wasm.js';
-import { makeCache, makeClock, makeWriteBehind, guardWasm, NOT_FOUND } from '../cache.mjs';
+import { makeCache, makeClock, makeWriteBehind, makePrometheusJoin, guardWasm, NOT_FOUND } from '../cache.mjs';
 
 export { NOT_FOUND };
 
@@ -56,5 +56,7 @@ export const Cache = makeCache(backend, { asyncLocalStorage: typeof ALS === 'fun
 export const ManualClock = makeClock(backend);
 /** Refuses with code InvalidConfig: the queue's drainer needs the Node package. */
 export const WriteBehind = makeWriteBehind(backend, Cache);
+/** Refuses with code InvalidConfig: it needs the Node package. */
+export const prometheusJoin = makePrometheusJoin(backend);
 export const __testing = { panic: () => backend.__panicForTest(), isPoisoned: backend.isPoisoned };
 export default init;

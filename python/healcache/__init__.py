@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._decorator import CachedFunction, CacheInfo
 from ._fetch import NOT_FOUND, Fetched, NotFoundType, Status
-from ._healcache import Cache, ManualClock, WriteBehind, __version__
+from ._healcache import Cache, ManualClock, WriteBehind, __version__, prometheus_join
 from . import _closing  # noqa: F401 (the shared tier's exit hook)
 
 
@@ -206,6 +206,7 @@ __all__ = [
     "Cache",
     "ManualClock",
     "WriteBehind",
+    "prometheus_join",
     "Fetched",
     "Status",
     "NOT_FOUND",

@@ -226,6 +226,12 @@ class HealingConfig(TypedDict):
     fleet_verify_lease: float
     fleet_verify_scan_budget: int
 
+def prometheus_join(texts: Sequence[str], /) -> str:
+    """Joins the Prometheus expositions of several caches (each ``prometheus(name)``'s text) into
+    one that strict parsers accept: each family's ``HELP`` and ``TYPE`` lines once, then all its
+    samples (concatenated texts repeat them). Raises ``InvalidConfig`` (``field`` ``"texts"``) when
+    two texts hold the same series: two caches given the same name."""
+
 @final
 class ManualClock:
     """A clock moved only by hand, for deterministic tests: ``Cache(clock=clock)`` reads its time
@@ -842,5 +848,6 @@ __all__ = [
     "QueueFull",
     "Closed",
     "WriteBehind",
+    "prometheus_join",
     "__version__",
 ]

@@ -4,11 +4,15 @@ from typing import final
 
 from healcache import Cache as Cache
 from healcache import ManualClock as ManualClock
+from healcache import prometheus_join as prometheus_join
 
 __version__: str
 
 def _settings() -> list[tuple[str, str, str]]:
     """The core's settings table as ``(name, scope, unit)`` (internal)."""
+
+def _after_fork() -> None:
+    """In a forked child: the parent's loads under way are not joined (the fork hook's, internal)."""
 
 def _close_all_shared() -> int:
     """Closes every cache's shared tier still open, after its writes under way, within the core's

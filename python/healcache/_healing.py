@@ -189,8 +189,12 @@ def _after_fork_in_child() -> None:
     thread and its background threads are gone, so their records are dropped (the next source
     call starts workers here), and each cache's background healing and each write-behind's
     drainer start again here (the drainer without the items the parent queued: those are the
-    parent's to write)."""
+    parent's to write). The loads the parent had under way are not joined here: no thread here
+    would end them."""
     global _lock, _jobs, _idle, _workers, _own_loop, _own_thread, _healers
+    from . import _healcache
+
+    _healcache._after_fork()
     inherited = [(heal_loop, t.name) for heal_loop, t in _healers.items()]
     _lock = threading.Lock()
     _jobs = queue.SimpleQueue()

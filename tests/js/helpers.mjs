@@ -2,7 +2,7 @@
 // (TEST_WASM=1), as lightningcss does. The test files import `Cache` from here only.
 export const WASM = Boolean(process.env.TEST_WASM);
 const mod = WASM ? await import('healcache/wasm') : await import('healcache');
-export const { Cache, NOT_FOUND, WriteBehind } = mod;
+export const { Cache, NOT_FOUND, WriteBehind, prometheusJoin } = mod;
 export const testing = mod.__testing;
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -3,17 +3,9 @@
 // Small real durations; only behaviour is asserted, never speed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cache, NOT_FOUND, WASM, eventually, sleep } from './helpers.mjs';
+import { Cache, NOT_FOUND, WASM, eventually, sleep, prometheusJoin, thrown } from './helpers.mjs';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-
-const thrown = (fn) => {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  assert.fail('expected a throw');
-};
 
 test('every stampede option is validated and a bad one names its camelCase field', () => {
   const cases = [
@@ -318,4 +310,35 @@ test('NOT_FOUND is one value for both packages', async () => {
   const other = WASM ? await import('healcache') : wasmBuilt ? await import('healcache/wasm') : null;
   if (other) assert.equal(other.NOT_FOUND, NOT_FOUND);
   assert.equal(typeof NOT_FOUND, 'symbol');
+});
+
+test('the expositions of several caches join into one a strict parser accepts', () => {
+  if (WASM) {
+    const e = thrown(() => prometheusJoin([]));
+    assert.equal(e.code, 'InvalidConfig');
+    assert.match(e.message, /needs the Node package/);
+    return;
+  }
+  const a = new Cache();
+  const b = new Cache();
+  a.set('k', 1);
+  assert.equal(a.get('k'), 1);
+  const [ta, tb] = [a.prometheus('a'), b.prometheus('b')];
+  const check = (text) => {
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.error, undefined, 'promtool runs');
+    return r.stdout + r.stderr;
+  };
+  // concatenated, every HELP line comes twice: promtool (Go's parser) refuses the text
+  assert.match(check(ta + tb), /second HELP line/);
+  const joined = prometheusJoin([ta, tb]);
+  assert.doesNotMatch(check(joined), /parsing error/);
+  const samples = (t) => t.split('\n').filter((l) => l && !l.startsWith('#')).sort();
+  assert.deepEqual(samples(joined), samples(ta + tb));
+  assert.ok(joined.includes('healcache_hits_total{cache="a"} 1\nhealcache_hits_total{cache="b"} 0\n'));
+  // two caches with one name: one of the two values would be lost
+  const e = thrown(() => prometheusJoin([ta, a.prometheus('a')]));
+  assert.equal(e.code, 'InvalidConfig');
+  assert.equal(e.field, 'texts');
+  assert.equal(thrown(() => prometheusJoin(ta)).code, 'ERR_INVALID_ARG_TYPE');
 });

@@ -231,3 +231,45 @@ def test_a_forked_child_runs_background_healing_and_write_behind_of_its_own() ->
     assert wb.close(10) == 0
     assert batches == [[("put", "parent", 1)]], "the parent's item, written once, here"
     healed.close()
+
+
+def _inherited_load_child(cache, conn) -> None:
+    try:
+        # the parent's thread that runs the load of "k" does not exist here
+        steps = [cache.stats()["in_flight"]]
+        steps.append(cache.get_or_load_sync("k", lambda: "child"))
+        steps.append(asyncio.run(cache.get_or_load("a", lambda: "child-async")))
+        steps.append(cache.stats()["in_flight"])
+        conn.send(steps)
+    except BaseException as e:  # the parent reports it
+        conn.send(("child failed", repr(e)))
+
+
+def test_a_load_under_way_at_the_fork_does_not_hold_its_key_in_the_child() -> None:
+    """P9: a key another thread of the parent was loading when it forked loads in the child: no
+    thread is there to end the parent's load, so waiting on it would never end."""
+    import threading
+
+    cache = healcache.Cache()
+    release = threading.Event()
+    started = threading.Barrier(3)
+
+    def slow(key):
+        def load():
+            started.wait(5)
+            release.wait(10)
+            return "parent"
+
+        return lambda: cache.get_or_load_sync(key, load)
+
+    threads = [threading.Thread(target=slow(k)) for k in ("k", "a")]
+    for t in threads:
+        t.start()
+    started.wait(5)
+    try:
+        assert _child_answer(_inherited_load_child, cache) == [0, "child", "child-async", 0]
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)
+    assert cache.get("k") == "parent"

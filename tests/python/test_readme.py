@@ -8,6 +8,7 @@ import json
 import pathlib
 import re
 import shlex
+import subprocess
 from typing import NamedTuple
 
 import pytest
@@ -57,7 +58,8 @@ def test_python_block_runs(block: Block) -> None:
 def test_every_block_is_run_by_some_suite() -> None:
     # rust: doctests of the README only (core/src/lib.rs includes README.md); python: here;
     # js: tests/js/readme.test.mjs; sh: checked below; console (docs/ only): command lines of the
-    # Redis tools and the server, which the server's client tests drive. Anything else would never run.
+    # Redis tools and the server, which the server's client tests drive; yaml (the runbook's):
+    # Prometheus configuration, checked below by promtool. Anything else would never run.
     not_run = [
         f"{b.doc}:{b.line} ({b.tag or 'untagged'})"
         for b in BLOCKS
@@ -65,6 +67,7 @@ def test_every_block_is_run_by_some_suite() -> None:
             b.tag in ("python", "js", "sh")
             or (b.tag == "rust" and b.doc == "README.md")
             or (b.tag == "console" and b.doc.startswith("docs/"))
+            or (b.tag == "yaml" and b.doc == "docs/runbook.md")
         )
     ]
     assert not_run == [], "blocks no suite runs"
@@ -122,3 +125,14 @@ def test_make_targets_named_in_the_text_exist() -> None:
     }
     assert len(named) > 5, "the README names its make targets"
     assert sorted(n for n in named if n[1] not in targets) == []
+
+
+PROMETHEUS_CONFIGS = [b for b in BLOCKS if b.tag == "yaml" and b.doc == "docs/runbook.md"]
+
+
+@pytest.mark.parametrize("block", PROMETHEUS_CONFIGS, ids=[f"{b.doc}:{b.line}" for b in PROMETHEUS_CONFIGS])
+def test_runbook_prometheus_config_is_valid(block: Block, tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "prometheus.yml"
+    config.write_text(block.src, encoding="utf-8")
+    r = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -497,6 +497,32 @@ async def test_stats_fields_and_prometheus() -> None:
     assert "# TYPE healcache_load_duration_seconds histogram" in text
 
 
+def test_the_expositions_of_several_caches_join_into_one_a_strict_parser_accepts() -> None:
+    a: Cache[str] = Cache()
+    b: Cache[str] = Cache()
+    a["k"] = "v"
+    assert a.get("k") == "v"
+    ta, tb = a.prometheus("a"), b.prometheus("b")
+
+    def check(text: str) -> str:
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        return r.stdout + r.stderr
+
+    # concatenated, every HELP line comes twice: promtool (Go's parser) refuses the text
+    assert "second HELP line" in check(ta + tb)
+    joined = healcache.prometheus_join([ta, tb])
+    assert "parsing error" not in check(joined)
+    samples = lambda t: sorted(line for line in t.splitlines() if line and not line.startswith("#"))  # noqa: E731
+    assert samples(joined) == samples(ta + tb)
+    assert 'healcache_hits_total{cache="a"} 1\nhealcache_hits_total{cache="b"} 0\n' in joined
+    # two caches with one name: one of the two values would be lost
+    with pytest.raises(healcache.InvalidConfig) as e:
+        healcache.prometheus_join([ta, a.prometheus("a")])
+    assert e.value.field == "texts"
+    with pytest.raises(TypeError):
+        healcache.prometheus_join(ta)  # type: ignore[arg-type]
+
+
 def test_oversize_loaded_value_is_counted() -> None:
     c = Cache(max_bytes=100, max_entry_bytes=10)
     assert c.get_or_load_sync("k", lambda: "x" * 50) == "x" * 50
