@@ -184,14 +184,14 @@ def legend(items):
 def stampede_section(rows):
     if rows is None:
         return (
-            '<section id="stampede"><h2>Stampede: origin queries per 100 ms</h2>'
+            '<section id="stampede"><h2>Stampede: origin queries per second, in 100 ms buckets</h2>'
             '<p class="missing">stampede.csv is missing from this directory: run <code>make fleet-lab</code> '
             "to draw this part.</p></section>"
         )
     x_max = max((max(r["t_s"]) for r in rows.values() if r["t_s"]), default=1)
     y_max = nice_max(max((max(r["origin_qps"]) for r in rows.values() if r["origin_qps"]), default=1))
     parts = [
-        '<section id="stampede"><h2>Stampede: origin queries per 100 ms</h2>',
+        '<section id="stampede"><h2>Stampede: origin queries per second, in 100 ms buckets</h2>',
         "<p>Each protection layer, one chart each on the same scale: without the layers the origin's "
         "load is a sawtooth (every instance rebuilds at each TTL boundary); with them it is flat.</p>",
         table(
