@@ -38,7 +38,9 @@ pub(crate) fn sync_loader(
 
 fn call_sync(py: Python<'_>, loader: &Py<PyAny>, weigh: &Weigh) -> PyResult<Loaded<Value>> {
     let r = loader.bind(py).call0()?;
-    if r.hasattr(pyo3::intern!(py, "__await__"))? {
+    // the protocol is the type's (as `inspect.isawaitable` checks): an instance whose
+    // `__getattr__` answers every name is a plain value
+    if r.get_type().hasattr(pyo3::intern!(py, "__await__"))? {
         bridge(py)?.getattr("refuse_awaitable")?.call1((&r,))?;
     }
     loaded(weigh, r)

@@ -96,6 +96,22 @@ def test_async_loader_is_refused_in_sync_call() -> None:
         c.get_or_load_sync("k", loader)
 
 
+def test_a_value_whose_getattr_answers_every_name_is_no_awaitable() -> None:
+    # records and proxies answer any attribute: `__await__` on the instance is not the protocol
+    # (inspect.isawaitable looks at the type), so the value is stored as the async path does
+    class Row:
+        def __init__(self, **fields: object) -> None:
+            self._f = fields
+
+        def __getattr__(self, name: str) -> object:
+            return self._f.get(name)
+
+    c = Cache()
+    row = c.get_or_load_sync("k", lambda: Row(name="Ada"))
+    assert row.name == "Ada"
+    assert c.get("k") is row
+
+
 def test_async_and_threaded_callers_share_one_flight() -> None:
     c = Cache()
     calls = 0
