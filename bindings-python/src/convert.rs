@@ -550,6 +550,11 @@ pub(crate) fn in_seconds(name: &str) -> bool {
     setting(name).is_some_and(|s| s.unit == Unit::Duration && !s.aliases.contains(&name))
 }
 
+/// Whether `name` is a duration under any of its names.
+pub(crate) fn is_duration(name: &str) -> bool {
+    setting(name).is_some_and(|s| s.unit == Unit::Duration)
+}
+
 /// A per-write TTL: `None` keeps the cache's TTL, `math.inf` never expires.
 pub(crate) fn write_ttl(py: Python<'_>, ttl: Option<Seconds>) -> PyResult<healcache::Ttl> {
     match ttl {

@@ -29,11 +29,11 @@ use healcache_http::{AllowPrivate, HttpOptions, HttpSource};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyModule, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDelta, PyDict, PyFloat, PyInt, PyModule, PyString};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::config::{self, Settings};
-use crate::convert::{in_seconds, loaded, Seconds, Value, Weigh};
+use crate::convert::{in_seconds, is_duration, loaded, Seconds, Value, Weigh};
 use crate::error::{config_error, invalid, to_pyerr, type_name, unknown_setting, Spelling};
 use crate::runtime::{relock, HealLoop};
 
@@ -552,12 +552,17 @@ impl Healing {
 pub(crate) const KEYWORD_PREFIX: &str = "healing_";
 
 /// The duration `config_set` was given for a setting Python gives in seconds (an int, a float,
-/// a `timedelta` or their text); `None` for other settings, for text that is no number (the
+/// a `timedelta` or their text) or a `timedelta` for one under its former `_ms` name; `None` for
+/// other settings, for text that is no number (the
 /// core then refuses it by name) and for other types (refused by `setting_text`).
 fn seconds_given(name: &str, value: &Bound<'_, PyAny>) -> PyResult<Option<Seconds>> {
     // a bool goes as its text, which the core refuses by name for a duration
-    if !in_seconds(name) || value.is_instance_of::<PyBool>() {
+    if value.is_instance_of::<PyBool>() {
         return Ok(None);
+    }
+    if !in_seconds(name) {
+        // a timedelta carries its unit: a duration under its former `_ms` name takes it too
+        return Ok(if is_duration(name) && value.is_instance_of::<PyDelta>() { value.extract().ok() } else { None });
     }
     if let Ok(s) = value.cast::<PyString>() {
         return Ok(s.to_cow()?.trim().parse().ok().map(Seconds));

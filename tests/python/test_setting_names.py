@@ -1,6 +1,8 @@
 """Promise: every surface takes the names the others show. The RESP server's CONFIG shows a
 healing setting as `healing.<name>`; Python takes that name too, in its own unit (seconds)."""
 
+from datetime import timedelta
+
 import healcache
 import pytest
 
@@ -18,6 +20,11 @@ def test_a_healing_setting_is_taken_under_healing_dot_its_name():
     # the former names keep their unit, milliseconds
     c.config_set("healing.verify_interval_ms", "1500")
     assert c.healing_config()["verify_interval"] == 1.5
+    # a timedelta carries its unit: taken under either name
+    c.config_set("healing.verify_interval_ms", timedelta(seconds=3))
+    assert c.healing_config()["verify_interval"] == 3.0
+    c.config_set("source_timeout_ms", timedelta(milliseconds=400))
+    assert c.healing_config()["source_timeout"] == 0.4
 
 
 @pytest.mark.parametrize("name", ["healing.load_timeout", "healing.healing.sample_rate", "healing."])
