@@ -561,6 +561,8 @@ impl PyCache {
         let opts = WriteThrough { ttl: convert::write_ttl(py, ttl)?, invalidate };
         let call = py.import("functools")?.getattr("partial")?.call1((writer.bind(py), key, &value))?.unbind();
         let v = slf.get().weigh.value(value)?;
+        // refused when called, not when awaited
+        slf.get().inner.check_write_through(&k, &v, &opts).map_err(|e| to_pyerr(py, e))?;
         on_loop(slf, move |this, event_loop, context| {
             let py = event_loop.py();
             let write = AsyncLoad {
@@ -593,6 +595,8 @@ impl PyCache {
         let py = slf.py();
         check_callable(loader.bind(py))?;
         let opts = FetchOptions { ttl: convert::write_ttl(py, ttl)?, ..FetchOptions::default() };
+        // refused when called, not when awaited
+        slf.get().inner.check_fetch_many(&keys, &opts).map_err(|e| to_pyerr(py, e))?;
         on_loop(slf, move |this, event_loop, context| {
             let load = this.batch_load(loader.clone_ref(event_loop.py()), event_loop, context);
             let (cache, keys) = (this.inner.clone(), keys.clone());
@@ -626,7 +630,11 @@ impl PyCache {
         check_callable(loader.bind(slf.py()))?;
         let opts = Warm { concurrency, batch, min_share, max_keys };
         // refused when called, not when awaited
-        slf.borrow().inner.check_warm(&opts).map_err(|e| to_pyerr(slf.py(), e))?;
+        let checked = match &keys {
+            Some(keys) => slf.get().inner.check_warm_keys(keys, &opts).map(drop),
+            None => slf.get().inner.check_warm_matching(&opts),
+        };
+        checked.map_err(|e| to_pyerr(slf.py(), e))?;
         on_loop(slf, move |this, event_loop, context| {
             let load = Arc::new(this.batch_load(loader.clone_ref(event_loop.py()), event_loop, context));
             let (cache, keys, pattern) = (this.inner.clone(), keys.clone(), pattern.clone());

@@ -91,6 +91,36 @@ impl<V> Drop for Member<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    /// What [`Cache::fetch_many`] refuses before it reads anything (the options, a key over
+    /// `max_key_len`, more than `max_in_flight` distinct keys), checked without reading: a host
+    /// whose call returns a future checks with it when called, not when awaited.
+    pub fn check_fetch_many<K: AsRef<str>>(&self, keys: &[K], opts: &FetchOptions) -> Result<()> {
+        self.distinct_keys(keys, opts).map(drop)
+    }
+
+    /// The distinct keys of a `fetch_many` call, in order, once its checks pass.
+    fn distinct_keys<'k, K: AsRef<str>>(&self, keys: &'k [K], opts: &FetchOptions) -> Result<Vec<&'k str>> {
+        opts.check()?;
+        let mut distinct: Vec<&str> = Vec::with_capacity(keys.len());
+        let mut seen = hashbrown::HashSet::with_capacity(keys.len());
+        for k in keys {
+            let k = k.as_ref();
+            self.inner.store.check_key(k)?;
+            if seen.insert(k) {
+                distinct.push(k);
+            }
+        }
+        let max = self.inner.settings.max_in_flight;
+        if distinct.len() > max {
+            return Err(Error::invalid_config(
+                "keys",
+                ConfigProblem::MustNotExceed("max_in_flight"),
+                Some(distinct.len() as f64),
+            ));
+        }
+        Ok(distinct)
+    }
+
     /// Reads many keys at once: each is answered as [`Cache::fetch`] would (every layer, per
     /// key), and the keys none of them could answer are loaded by **one** call of `loader`,
     /// which gets those keys and returns the values it found; a key it leaves out is "not
@@ -123,24 +153,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<HashMap<String, V>, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
-        opts.check()?;
-        let mut distinct: Vec<&str> = Vec::with_capacity(keys.len());
-        let mut seen = hashbrown::HashSet::with_capacity(keys.len());
-        for k in keys {
-            let k = k.as_ref();
-            self.inner.store.check_key(k)?;
-            if seen.insert(k) {
-                distinct.push(k);
-            }
-        }
-        let max = self.inner.settings.max_in_flight;
-        if distinct.len() > max {
-            return Err(Error::invalid_config(
-                "keys",
-                ConfigProblem::MustNotExceed("max_in_flight"),
-                Some(distinct.len() as f64),
-            ));
-        }
+        let distinct = self.distinct_keys(keys, &opts)?;
         let loader = Arc::new(loader);
         let call: Call<V> = Arc::new(move |keys| {
             let fut = loader(keys);

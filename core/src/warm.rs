@@ -122,12 +122,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<HashMap<String, V>, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
-        let batch = self.check_warm(&opts)?;
+        let batch = self.check_warm_keys(keys, &opts)?;
         // a warm-up alone never loads more keys at once than the cache's bound allows
         let concurrency = opts.concurrency.min((self.inner.settings.max_in_flight / batch).max(1));
-        for k in keys {
-            self.inner.store.check_key(k.as_ref())?;
-        }
         let w = &self.inner.warming;
         w.running.fetch_add(1, Relaxed);
         w.started_ns.store(self.precise_nanos(), Relaxed);
@@ -229,7 +226,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<HashMap<String, V>, E>> + Send + 'static,
         E: Into<LoaderError>,
     {
-        self.check_warm(&opts)?;
+        self.check_warm_matching(&opts)?;
         #[cfg(feature = "tier")]
         if let Some(tier) = self.inner.tier() {
             let listed = tier.keys_matching(pattern, opts.max_keys).await;
@@ -241,8 +238,34 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             return self.warm(&keys, opts, loader).await;
         }
         let _ = (pattern, loader);
-        Err(Error::invalid_config("pattern", ConfigProblem::Needs("a shared tier to list the keys from"), None))
+        Err(no_tier_to_list())
     }
+
+    /// What [`Cache::warm`] refuses before it loads anything (its options, a key over
+    /// `max_key_len`), checked without loading; answers the batch size. A host whose call
+    /// returns a future checks with it when called, not when awaited.
+    pub fn check_warm_keys<K: AsRef<str>>(&self, keys: &[K], opts: &Warm) -> Result<usize> {
+        let batch = self.check_warm(opts)?;
+        for k in keys {
+            self.inner.store.check_key(k.as_ref())?;
+        }
+        Ok(batch)
+    }
+
+    /// What [`Cache::warm_matching`] refuses before it lists anything: its options, and a cache
+    /// without a shared tier to list the keys from.
+    pub fn check_warm_matching(&self, opts: &Warm) -> Result<()> {
+        self.check_warm(opts)?;
+        if self.inner.tier().is_none() {
+            return Err(no_tier_to_list());
+        }
+        Ok(())
+    }
+}
+
+/// A pattern given to a cache with no shared tier to list its keys from.
+fn no_tier_to_list() -> Error {
+    Error::invalid_config("pattern", ConfigProblem::Needs("a shared tier to list the keys from"), None)
 }
 
 #[cfg(feature = "tier")]

@@ -51,7 +51,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Fut: Future<Output = std::result::Result<(), E>>,
         E: Into<LoaderError>,
     {
-        self.check_write(key, &value, opts.ttl)?;
+        self.check_write_through(key, &value, &opts)?;
         #[cfg(feature = "tier")]
         let payload = match self.inner.tier() {
             Some(t) => Some(t.encode(&value)?),
@@ -82,9 +82,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Ok(written.version)
     }
 
-    /// What [`Cache::write_raw`] would refuse, checked without writing.
-    fn check_write(&self, key: &str, value: &V, ttl: Ttl) -> Result<()> {
-        if let Ttl::For(d) = ttl {
+    /// What [`Cache::write_through`] refuses before it calls the writer (the key, the TTL, the
+    /// value's weight), checked without writing: a host whose call returns a future checks with
+    /// it when called, not when awaited.
+    pub fn check_write_through(&self, key: &str, value: &V, opts: &WriteThrough) -> Result<()> {
+        if let Ttl::For(d) = opts.ttl {
             if d.is_zero() {
                 return Err(Error::invalid_config("ttl", crate::ConfigProblem::NotPositive, Some(0.0)));
             }

@@ -37,6 +37,39 @@ def test_a_deferred_call_checks_its_arguments_when_made():
         c.get_or_load("k", lambda: 1, ttl=-1)
 
 
+@pytest.mark.parametrize("in_loop", [False, True])
+def test_every_async_method_checks_its_arguments_when_called(in_loop: bool) -> None:
+    """A bad key, too many keys, a value over the bound or a pattern with no shared tier is
+    refused by the call itself, loop or not: never a coroutine or future holding the error."""
+    c = healcache.Cache(max_key_len=10, max_in_flight=2, max_entry_bytes=8, max_bytes=1000)
+    long_key = "x" * 20
+    calls = [
+        (lambda: c.get_many([long_key], lambda ks: {}), healcache.KeyTooLong),
+        (lambda: c.get_many(["a", "b", "c"], lambda ks: {}), healcache.InvalidConfig),
+        (lambda: c.get_many(["a"], lambda ks: {}, ttl=-1), healcache.InvalidConfig),
+        (lambda: c.warm([long_key], lambda ks: {}), healcache.KeyTooLong),
+        (lambda: c.warm("u:*", lambda ks: {}), healcache.InvalidConfig),
+        (lambda: c.write_through(long_key, 1, lambda k, v: None), healcache.KeyTooLong),
+        (lambda: c.write_through("k", "x" * 100, lambda k, v: None), healcache.ValueTooLarge),
+        (lambda: c.write_through("k", 1, lambda k, v: None, ttl=-1), healcache.InvalidConfig),
+    ]
+
+    def check_all() -> None:
+        for call, error in calls:
+            with pytest.raises(error):
+                call()
+
+    if in_loop:
+
+        async def main() -> None:
+            check_all()
+
+        asyncio.run(main())
+    else:
+        check_all()
+    assert len(c) == 0 and c.stats()["loads"] == 0
+
+
 def test_a_deferred_load_is_one_flight_with_the_others():
     c = healcache.Cache()
     calls = []
