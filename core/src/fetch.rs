@@ -374,6 +374,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     }
                 }
             }
+            #[cfg(not(target_arch = "wasm32"))]
+            _ => Self::wait_joined(joined, s.load_timeout, inner.timer.as_deref()).await,
+            // no blocking loads there
+            #[cfg(target_arch = "wasm32")]
             _ => flight::wait(joined).await,
         };
         let status = |loaded| match (started, origin.load(Relaxed)) {
@@ -888,6 +892,24 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if let (Some(v), Some(tier)) = (self.inner.store.renew(key, version, meta), self.inner.tier()) {
             tier.remember(key, v, token, grace);
         }
+    }
+
+    /// Waits for a joined flight. A flight a blocking thread leads runs its loader inside that
+    /// thread's poll, where the flight's own timer cannot end it: a caller that joins it waits
+    /// with a timer of its own, up to `load_timeout`, as a blocking waiter does.
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn wait_joined<T: Clone + Send + Sync + 'static>(
+        joined: flight::Joined<T>,
+        load_timeout: Option<Duration>,
+        timer: Option<&dyn crate::Timer>,
+    ) -> Result<T> {
+        if let (true, Some(t), Some(timer)) = (joined.blocking, load_timeout, timer) {
+            return match future::select(Box::pin(flight::wait(joined)), timer.sleep(t)).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),
+            };
+        }
+        flight::wait(joined).await
     }
 
     /// Stores a loaded value unless a write or a removal landed since the load began (its

@@ -47,6 +47,33 @@ fn p1_p2_a_blocking_loader_past_load_timeout_is_a_timeout_for_every_caller() {
     assert_eq!(c.get("k"), None, "the late value is not stored");
 }
 
+/// P1/P2: an async caller that joins a load a blocking thread runs stops waiting at its own
+/// deadline, as a blocking waiter does: the thread is inside its loader, where no timer of the
+/// flight can end it, so the caller's wait has a timer of its own.
+#[test]
+fn p1_p2_an_async_waiter_on_a_blocking_load_gets_load_timeout_at_its_deadline() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let c = timed_cache(&rt);
+    let leader = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            c.get_or_load_blocking("k", || {
+                std::thread::sleep(600 * MS);
+                Ok::<_, Boom>("late")
+            })
+        })
+    };
+    std::thread::sleep(30 * MS);
+    let t = Instant::now();
+    let w = rt.block_on(c.get_or_load("k", || async { Ok::<_, Boom>("joined") }));
+    let waited = t.elapsed();
+    assert!(matches!(w, Err(Error::LoadTimeout { after_ms: 100 })), "the async waiter: {w:?}");
+    assert!(waited < 400 * MS, "the async waiter stops waiting at its deadline: {waited:?}");
+    let r = leader.join().unwrap();
+    assert!(matches!(r, Err(Error::LoadTimeout { .. })), "the leader: {r:?}");
+    assert_eq!(c.get("k"), None, "the late value is not stored");
+}
+
 /// P2: the async twin with a loader that blocks its thread past `load_timeout` (the timer cannot
 /// fire while it runs) answers as the timer would have: `LoadTimeout`, not stored, counted.
 #[test]

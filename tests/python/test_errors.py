@@ -142,6 +142,35 @@ def test_load_timeout_in_threads() -> None:
     assert "k" not in c
 
 
+def test_load_timeout_of_an_async_caller_joining_a_thread_s_load() -> None:
+    import threading
+
+    c = Cache(load_timeout=0.05)
+    started, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> int:
+        started.set()
+        release.wait(5)
+        returned.set()
+        return 1
+
+    t = threading.Thread(target=lambda: pytest.raises(healcache.LoadTimeout, c.get_or_load_sync, "k", slow))
+    t.start()
+    try:
+        assert started.wait(5)
+
+        async def join() -> bool:
+            with pytest.raises(healcache.LoadTimeout):  # at its own deadline: the loader still runs
+                await c.get_or_load("k", lambda: 2)
+            return returned.is_set()
+
+        assert asyncio.run(join()) is False, "the await ended before the thread's loader returned"
+    finally:
+        release.set()
+        t.join()
+    assert "k" not in c
+
+
 def test_recursive_load_is_refused() -> None:
     c = Cache()
 
