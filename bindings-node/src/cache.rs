@@ -248,6 +248,12 @@ pub fn close_all_shared(env: &Env) -> napi::Result<PromiseRaw<'_, ToJs>> {
     promise(env, Backend::close_all_shared().map(Ok))
 }
 
+/// `Backend::close_all_write_behind`, for the process's `beforeExit`.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn close_all_write_behind(env: &Env) -> napi::Result<PromiseRaw<'_, ToJs>> {
+    promise(env, Backend::close_all_write_behind().map(Ok))
+}
+
 /// `healcache::prometheus_join`.
 #[napi]
 pub fn prometheus_join(env: &Env, texts: Vec<String>) -> napi::Result<String> {

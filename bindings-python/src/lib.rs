@@ -44,6 +44,7 @@ fn _healcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shared::_close_all_shared, m)?)?;
     m.add_function(wrap_pyfunction!(cache::prometheus_join, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(write_behind::_close_all_write_behind, m)?)?;
     fast_get::install(&m.py().get_type::<cache::PyCache>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

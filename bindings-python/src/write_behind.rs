@@ -277,3 +277,11 @@ impl PyWriteBehind {
         self.wb.prometheus(&name)
     }
 }
+
+/// `healcache::close_all_write_behind` within the core's exit timeout, for the exit hook of
+/// `healcache._closing`: every write-behind queue still running sends what it holds (waited for
+/// with the GIL released, so Python writers run); returns the items left at the deadline.
+#[pyfunction]
+pub(crate) fn _close_all_write_behind(py: Python<'_>) -> usize {
+    crate::runtime::block_detached(py, healcache::close_all_write_behind(healcache::EXIT_CLOSE_TIMEOUT))
+}

@@ -72,6 +72,8 @@ pub use stats::{HistogramSnapshot, Stats, Status, LATENCY_BUCKETS_MS};
 pub use store::RemovalCause;
 pub use warm::{Warm, WarmReport, MAX_PATTERN_KEYS};
 #[cfg(feature = "tier")]
+pub use write_behind::close_all as close_all_write_behind;
+#[cfg(feature = "tier")]
 pub use write_behind::{
     BatchWriter, FailedItem, OnFull, Op, WriteBehind, WriteBehindConfig, WriteBehindStats, BATCH_SIZE_BUCKETS,
 };

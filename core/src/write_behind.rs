@@ -385,6 +385,11 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
             stop: AtomicBool::new(false),
         });
         let drain = drain(Arc::clone(&shared)).boxed();
+        let open: Arc<dyn Closable> = shared.clone();
+        let mut queues = QUEUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queues.retain(|q| q.strong_count() > 0);
+        queues.push(Arc::downgrade(&open));
+        drop(queues);
         Ok((WriteBehind { shared }, drain))
     }
 
@@ -624,6 +629,41 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
     pub fn prometheus(&self, name: &str) -> String {
         prometheus_text(&self.stats(), name)
     }
+}
+
+/// Every write-behind queue of this process that may still hold items (its drainer or a handle
+/// keeps it), for [`close_all`].
+static QUEUES: std::sync::Mutex<Vec<std::sync::Weak<dyn Closable>>> = std::sync::Mutex::new(Vec::new());
+
+/// A queue of any value type, as the process's list holds it.
+trait Closable: Send + Sync {
+    fn close_for(self: Arc<Self>, timeout: Duration) -> BoxFuture<'static, usize>;
+    /// Stopped by a close's deadline already: what it held is accounted for.
+    fn stopped(&self) -> bool;
+}
+
+impl<V: Clone + Send + Sync + 'static> Closable for Shared<V> {
+    fn close_for(self: Arc<Self>, timeout: Duration) -> BoxFuture<'static, usize> {
+        async move { WriteBehind { shared: self }.close(timeout).await }.boxed()
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// Closes every write-behind queue of this process still running, all at once, each as
+/// [`WriteBehind::close`] does within `timeout` (also queues whose handles were dropped, while
+/// their drainer still sends what they hold); answers how many items were left at the deadline,
+/// in all (each kept with the failed ones). For a host's exit hook, before the shared tier's
+/// ([`crate::tier::close_all`]): Python's `atexit`, Node's `beforeExit`.
+pub fn close_all(timeout: Duration) -> impl Future<Output = usize> + Send + 'static {
+    let open: Vec<Arc<dyn Closable>> = {
+        let mut queues = QUEUES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queues.retain(|q| q.strong_count() > 0);
+        queues.iter().filter_map(std::sync::Weak::upgrade).filter(|q| !q.stopped()).collect()
+    };
+    future::join_all(open.into_iter().map(|q| q.close_for(timeout))).map(|left| left.into_iter().sum())
 }
 
 impl<V: Clone + Send + Sync + 'static> Drop for WriteBehind<V> {

@@ -765,4 +765,12 @@ impl Backend {
     pub fn close_all_shared() -> impl Future<Output = f64> + Send + 'static {
         futures::FutureExt::map(healcache::tier::close_all(healcache::EXIT_CLOSE_TIMEOUT), |left| left as f64)
     }
+
+    /// `healcache::close_all_write_behind` within the core's exit timeout, for the host's exit
+    /// hook: every write-behind queue still running sends what it holds; resolves to the items
+    /// left at the deadline in all.
+    #[cfg(feature = "tier")]
+    pub fn close_all_write_behind() -> impl Future<Output = f64> + Send + 'static {
+        futures::FutureExt::map(healcache::close_all_write_behind(healcache::EXIT_CLOSE_TIMEOUT), |left| left as f64)
+    }
 }

@@ -490,7 +490,8 @@ export interface WriteBehindStats {
 /**
  * Write-behind: a write lands in the cache at once (and in L2 with a shared tier) and reaches
  * `writer` later, in coalesced (last value wins), bounded, retried batches, called one at a time.
- * The queue lives in this process: call `close()` before exit. Node package only: the
+ * The queue lives in this process: call `close()` before exit (when the event loop runs dry, an
+ * open queue sends what it holds within 2 s and reports on stderr what it could not). Node package only: the
  * WebAssembly package refuses it with code InvalidConfig.
  */
 export declare class WriteBehind<V = unknown> {

@@ -95,11 +95,21 @@ if (addon !== undefined) {
   ManualClock = wrapper.makeClock(addon);
   // A write-behind queue in front of a writer (the core's; its drainer on the addon's runtime).
   WriteBehind = wrapper.makeWriteBehind(addon, Cache);
-  // When the event loop runs out of work, the shared tiers still open send the writes they
-  // queued (and the bus messages announcing them) before the process exits, within the core's
-  // exit timeout. Once: the call's own promise would otherwise bring the event back.
+  // When the event loop runs out of work, the write-behind queues still running send what they
+  // hold to their writers (what they could not send in time is reported on stderr, never
+  // dropped without a word), then the shared tiers still open send the writes they queued (and
+  // the bus messages announcing them) before the process exits, each within the core's exit
+  // timeout. Once: the calls' own promises would otherwise bring the event back.
   // `process.exit()` skips it.
-  process.once('beforeExit', () => addon.closeAllShared());
+  process.once('beforeExit', async () => {
+    const left = await addon.closeAllWriteBehind();
+    if (left > 0) {
+      process.stderr.write(
+        `healcache: ${left} write-behind item(s) were not written before exit (close() each WriteBehind before exit, and read its failed())\n`,
+      );
+    }
+    await addon.closeAllShared();
+  });
   prometheusJoin = wrapper.makePrometheusJoin(addon);
   backend = 'native';
 } else {

@@ -14,6 +14,10 @@ def _settings() -> list[tuple[str, str, str]]:
 def _after_fork() -> None:
     """In a forked child: the parent's loads under way are not joined (the fork hook's, internal)."""
 
+def _close_all_write_behind() -> int:
+    """Closes every write-behind queue still running, within the core's exit timeout (2 s); the
+    items left at the deadline (the exit hook's, internal)."""
+
 def _close_all_shared() -> int:
     """Closes every cache's shared tier still open, after its writes under way, within the core's
     exit timeout (2 s); the writes still under way at the deadline (the exit hook's, internal)."""

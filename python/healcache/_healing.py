@@ -25,6 +25,7 @@ import functools
 import inspect
 import os
 import queue
+import sys
 import threading
 from typing import Any, Awaitable, Callable, Optional
 
@@ -212,8 +213,19 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @atexit.register
 def _shutdown() -> None:
-    """At interpreter exit: stops and joins every background healing thread, then ends
-    healcache's own event loop after cancelling the source calls still on it."""
+    """At interpreter exit: every write-behind queue still running first sends what it holds to
+    its writer (as ``WriteBehind.close()`` does, within the core's exit timeout; what it could
+    not send is reported on stderr, never dropped without a word), then every background thread
+    is stopped and joined, and healcache's own event loop ends after the source calls still on it
+    are cancelled."""
+    from . import _healcache
+
+    left = _healcache._close_all_write_behind()
+    if left:
+        sys.stderr.write(
+            f"healcache: {left} write-behind item(s) were not written before exit "
+            "(close() each WriteBehind before exit, and read its failed())\n"
+        )
     with _lock:
         running = list(_healers.items())
         loop, loop_thread = _own_loop, _own_thread

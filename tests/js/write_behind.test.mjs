@@ -3,6 +3,9 @@
 // (core/tests/write_behind.rs); these are the same behaviours, smaller. Node addon only: the
 // WebAssembly package refuses `WriteBehind` (the drainer needs the addon's runtime).
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { redisAvailable, redisFor } from './rediskit.mjs';
 import { Cache, WriteBehind, WASM, sleep } from './helpers.mjs';
@@ -300,3 +303,33 @@ test('with a shared tier the value is in L2 at once, while the writer is stalled
   assert.equal(await wb.close(20_000), 0);
   assert.deepEqual(w.batches.flat(), [{ op: 'put', key: 'user:1', value: { name: 'Ada' } }]);
 });
+
+for (const writer of ['ok', 'stuck']) {
+  test(`at exit, queued items are written or reported, never dropped silently (${writer} writer)`, { skip: node }, () => {
+    // the event loop running dry without close(): the queue sends what it holds, as close() does
+    // within the exit timeout; what it could not send is reported on stderr
+    const entry = path.join(fileURLToPath(new URL('../..', import.meta.url)), 'js', 'node', 'index.mjs');
+    const script = `
+import { Cache, WriteBehind } from ${JSON.stringify(entry)};
+const stuck = ${JSON.stringify(writer)} === 'stuck';
+const wb = new WriteBehind(new Cache(), async (batch) => {
+  if (stuck) {
+    // a writer that never answers, which holds nothing open
+    await new Promise((resolve) => { globalThis.held = resolve; });
+  }
+  console.log('wrote', JSON.stringify(batch.map((o) => o.key).sort()));
+}, { flushInterval: 3_600_000 });
+await wb.set('a', 1);
+await wb.set('b', 2);
+`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    if (writer === 'ok') {
+      assert.match(r.stdout, /wrote \["a","b"\]/);
+      assert.doesNotMatch(r.stderr, /not written/);
+    } else {
+      assert.doesNotMatch(r.stdout, /wrote/);
+      assert.match(r.stderr, /healcache: 2 write-behind item\(s\) were not written before exit/);
+    }
+  });
+}

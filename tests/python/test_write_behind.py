@@ -234,3 +234,32 @@ def test_every_write_behind_duration_takes_a_timedelta() -> None:
     with pytest.raises(healcache.InvalidConfig) as e:
         WriteBehind(cache, gate).close(timedelta(seconds=-1))
     assert e.value.field == "timeout"
+
+
+_EXIT_SCRIPT = """
+import sys, time, healcache
+def writer(batch):
+    if sys.argv[1] == "stuck":
+        time.sleep(30)
+    print("wrote", sorted(op[1] for op in batch), flush=True)
+wb = healcache.WriteBehind(healcache.Cache(), writer, flush_interval=3600)
+wb.set("a", 1)
+wb.set("b", 2)
+"""
+
+
+@pytest.mark.parametrize("writer", ["ok", "stuck"])
+def test_at_exit_queued_items_are_written_or_reported_never_dropped_silently(writer: str) -> None:
+    """P-nothing-lost: an interpreter exit without `close()` sends what the queue holds, as
+    `close()` does within the exit timeout; what it could not send is reported on stderr."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, writer], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    if writer == "ok":
+        assert "wrote ['a', 'b']" in r.stdout
+        assert "not written" not in r.stderr
+    else:
+        assert "wrote" not in r.stdout
+        assert "healcache: 2 write-behind item(s) were not written before exit" in r.stderr
