@@ -115,6 +115,8 @@ pub(crate) struct PyWriteBehind {
     weigh: Arc<crate::convert::Weigh>,
     /// The drainer's loop; it ends once the queue is closed (the core closes it when dropped) and empty.
     _drainer: Py<HealLoop>,
+    /// The event loop an async writer runs on (the one running at construction).
+    writer_loop: Option<Py<PyAny>>,
 }
 
 fn seconds(py: Python<'_>, field: &'static str, s: f64) -> PyResult<Duration> {
@@ -169,6 +171,7 @@ impl PyWriteBehind {
         };
         let (is_async, event_loop): (bool, Option<Py<PyAny>>) =
             glue(py)?.getattr("prepare")?.call1((writer,))?.extract()?;
+        let writer_loop = if is_async { event_loop.as_ref().map(|l| l.clone_ref(py)) } else { None };
         let w = PyWriter { writer: writer.clone().unbind(), event_loop, is_async };
         let c = cache.get();
         let (wb, drain) =
@@ -182,7 +185,7 @@ impl PyWriteBehind {
         };
         let drainer = Py::new(py, HealLoop::background(drain, Box::new(remake))?)?;
         glue(py)?.getattr("start")?.call1((&drainer,))?;
-        Ok(PyWriteBehind { wb, weigh: Arc::clone(&c.weigh), _drainer: drainer })
+        Ok(PyWriteBehind { wb, weigh: Arc::clone(&c.weigh), _drainer: drainer, writer_loop })
     }
 
     /// Writes to the cache at once and queues the write; returns the entry's version.
@@ -212,9 +215,33 @@ impl PyWriteBehind {
     #[pyo3(signature = (timeout=5.0))]
     fn close(&self, py: Python<'_>, #[pyo3(from_py_with = arg::wb_timeout)] timeout: f64) -> PyResult<usize> {
         let d = seconds(py, "timeout", timeout)?;
+        // waiting on the thread of the loop an async writer runs on would keep the writer from
+        // running until the deadline, and every item would be left
+        let on_writer_loop = match (&self.writer_loop, crate::runtime::running_loop(py)) {
+            (Some(l), Ok((running, _))) => running.is(l.bind(py)),
+            _ => false,
+        };
+        if on_writer_loop {
+            return Err(crate::error::loop_would_block(
+                py,
+                "WriteBehind.close() would block the event loop its async writer runs on, so the writer could \
+                 not run: use `await wb.aclose(timeout)` there",
+            ));
+        }
         let wb = &self.wb;
         let left = block_detached(py, async move { wb.close(d).await });
         Ok(left)
+    }
+
+    /// `await wb.aclose(timeout=5.0)`: `close` on a worker thread, so the event loop (and an
+    /// async writer on it) runs meanwhile.
+    #[pyo3(signature = (timeout=5.0))]
+    fn aclose<'py>(
+        slf: &Bound<'py, Self>,
+        #[pyo3(from_py_with = arg::wb_timeout)] timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let close = slf.getattr("close")?;
+        slf.py().import("asyncio")?.getattr("to_thread")?.call1((close, timeout))
     }
 
     /// Whether `close` was called.

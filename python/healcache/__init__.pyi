@@ -802,7 +802,12 @@ class WriteBehind:
         """Removes the key from the cache and queues its deletion; whether it was there."""
     def close(self, timeout: _Seconds = 5.0) -> int:
         """Stops accepting, flushes for at most ``timeout`` seconds; returns the items left
-        unflushed (kept in ``failed()``)."""
+        unflushed (kept in ``failed()``). On the thread of the event loop an async writer runs
+        on it raises ``RuntimeError`` (the writer could not run while it waits): use
+        ``aclose`` there."""
+    async def aclose(self, timeout: _Seconds = 5.0) -> int:
+        """``close`` on a worker thread (``asyncio.to_thread``), so the event loop and an async
+        writer on it run meanwhile."""
     @property
     def closed(self) -> bool: ...
     def failed(self, take: bool = False) -> list[_WriteBehindFailure]:

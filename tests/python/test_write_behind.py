@@ -236,6 +236,29 @@ def test_every_write_behind_duration_takes_a_timedelta() -> None:
     assert e.value.field == "timeout"
 
 
+def test_close_on_the_async_writer_s_loop_is_refused_and_aclose_flushes() -> None:
+    """close() on the thread of the loop an async writer runs on would block that loop until its
+    deadline, with the writer unable to run: refused at once; aclose() flushes there."""
+    written: list[list[tuple]] = []
+
+    async def writer(batch: list[tuple]) -> None:
+        await asyncio.sleep(0)
+        written.append(batch)
+
+    async def main() -> tuple[int, bool]:
+        wb = WriteBehind(Cache(), writer, flush_interval=3600)
+        wb.set("a", 1)
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="aclose"):
+            wb.close(2)
+        refused_at_once = time.monotonic() - started < 1.0
+        return await wb.aclose(5), refused_at_once
+
+    left, refused_at_once = asyncio.run(main())
+    assert (left, refused_at_once) == (0, True)
+    assert written == [[("put", "a", 1)]]
+
+
 _EXIT_SCRIPT = """
 import sys, time, healcache
 def writer(batch):
