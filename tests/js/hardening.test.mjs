@@ -216,6 +216,13 @@ test('a seed past 2^53 - 1 as a number is refused with a message saying to pass 
   assert.match(thrown(() => new Cache({ seed: '5' })).message, /got a string "5"/);
   new Cache({ seed: 2n ** 53n });
   new Cache({ seed: 2 ** 53 - 1 });
+  // a seed is below 2^64: taken at the bound, refused one past it
+  new Cache({ seed: 2n ** 64n - 1n });
+  for (const seed of [2n ** 64n, -1n]) {
+    const e = thrown(() => new Cache({ seed }));
+    assert.equal(e.code, 'InvalidConfig', String(seed));
+    assert.equal(e.field, 'seed');
+  }
 });
 
 // P5: a refusal at a bound carries the bound and what was over it as fields, as Python's

@@ -253,3 +253,11 @@ def test_loader_exception_is_not_wrapped() -> None:
     assert ei.value is err
     assert c.stats()["load_errors"] == 1
     assert c.get_or_load_sync("k", lambda: 3) == 3  # errors are not cached
+
+
+def test_a_seed_is_taken_up_to_2_64_minus_1_and_refused_past_it() -> None:
+    Cache(seed=2**64 - 1)
+    for seed in (2**64, -1):
+        with pytest.raises(healcache.InvalidConfig) as e:
+            Cache(seed=seed)
+        assert e.value.field == "seed"
