@@ -22,7 +22,7 @@ use crate::loaders::{check_callable, sync_loader, AsyncLoad, BatchLoad, Want};
 use crate::runtime::{self, block_on_attached, drive, on_loop, running_loop, WaitFuture};
 
 /// A bounded, concurrent in-memory cache from `str` keys to Python objects.
-#[pyclass(name = "Cache", module = "healcache", frozen, mapping)]
+#[pyclass(name = "Cache", module = "healcache", frozen, mapping, weakref)]
 pub(crate) struct PyCache {
     pub(crate) inner: Cache<Value>,
     pub(crate) weigh: Arc<Weigh>,
@@ -821,12 +821,33 @@ impl PyCache {
         Ok(runtime::block_detached(py, self.inner.close_shared(d)))
     }
 
+    /// What the collector must see to collect a cycle through the cache: the healing objects, a
+    /// weigher, and every stored value, as a dict shows its values.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        self.healing.traverse(&visit)
+        self.healing.traverse(&visit)?;
+        if let Weigh::Custom(f) = &*self.weigh {
+            visit.call(f)?;
+        }
+        // A shard's read lock, not a try: every pass of one collection must see the same
+        // references. It is never held by this thread here, since no Python code runs under a
+        // store lock, and other threads hold it without waiting for the GIL. One stored value
+        // under two keys is one reference, so each is visited once; only a value held elsewhere
+        // too can be under two keys, so only those are remembered.
+        let mut seen = std::collections::HashSet::new();
+        self.inner.for_each_value(|v| {
+            if Arc::strong_count(v) == 1 || seen.insert(Arc::as_ptr(v)) {
+                visit.call(&v.obj)
+            } else {
+                Ok(())
+            }
+        })
     }
 
+    /// The cache is garbage: drops the healing objects and every stored value (a cycle through an
+    /// object that cannot be cleared itself, such as a tuple, ends here).
     fn __clear__(&self) {
-        self.healing.clear()
+        self.healing.clear();
+        self.inner.clear();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

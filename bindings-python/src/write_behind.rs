@@ -50,9 +50,13 @@ impl WriteReply {
     }
 }
 
+/// The writer, shared by the queue's [`PyWriter`] and its `WriteBehind`, which shows it to the
+/// collector and drops it when the queue is garbage.
+type Held = Arc<Mutex<Option<Py<PyAny>>>>;
+
 /// A Python writer (sync or async callable taking a list of `(op, key, value)` tuples).
 struct PyWriter {
-    writer: Py<PyAny>,
+    writer: Held,
     event_loop: Option<Py<PyAny>>,
     is_async: bool,
 }
@@ -81,16 +85,13 @@ impl PyWriter {
             };
             items.append(t)?;
         }
+        let writer = relock(&self.writer).as_ref().map(|w| w.clone_ref(py)).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("the write-behind queue was garbage collected with its writer")
+        })?;
         let (tx, rx) = oneshot::channel();
         let reply = Py::new(py, WriteReply { tx: Mutex::new(Some(tx)) })?;
         let event_loop = self.event_loop.as_ref().map(|l| l.clone_ref(py));
-        glue(py)?.getattr(pyo3::intern!(py, "submit"))?.call1((
-            &self.writer,
-            items,
-            event_loop,
-            self.is_async,
-            reply,
-        ))?;
+        glue(py)?.getattr(pyo3::intern!(py, "submit"))?.call1((writer, items, event_loop, self.is_async, reply))?;
         Ok(rx)
     }
 }
@@ -112,7 +113,9 @@ impl BatchWriter<Value> for PyWriter {
 #[pyclass(frozen, name = "WriteBehind", module = "healcache")]
 pub(crate) struct PyWriteBehind {
     wb: Arc<WriteBehind<Value>>,
-    weigh: Arc<crate::convert::Weigh>,
+    /// The cache it writes to, kept alive while the queue is.
+    cache: Py<PyCache>,
+    writer: Held,
     /// The drainer's loop; it ends once the queue is closed (the core closes it when dropped) and empty.
     _drainer: Py<HealLoop>,
     /// The event loop an async writer runs on (the one running at construction).
@@ -172,7 +175,8 @@ impl PyWriteBehind {
         let (is_async, event_loop): (bool, Option<Py<PyAny>>) =
             glue(py)?.getattr("prepare")?.call1((writer,))?.extract()?;
         let writer_loop = if is_async { event_loop.as_ref().map(|l| l.clone_ref(py)) } else { None };
-        let w = PyWriter { writer: writer.clone().unbind(), event_loop, is_async };
+        let held: Held = Arc::new(Mutex::new(Some(writer.clone().unbind())));
+        let w = PyWriter { writer: Arc::clone(&held), event_loop, is_async };
         let c = cache.get();
         let (wb, drain) =
             WriteBehind::detached(c.inner.clone(), w, cfg, Arc::new(TokioTimer)).map_err(|e| to_pyerr(py, e))?;
@@ -185,7 +189,7 @@ impl PyWriteBehind {
         };
         let drainer = Py::new(py, HealLoop::background(drain, Box::new(remake))?)?;
         glue(py)?.getattr("start")?.call1((&drainer,))?;
-        Ok(PyWriteBehind { wb, weigh: Arc::clone(&c.weigh), _drainer: drainer, writer_loop })
+        Ok(PyWriteBehind { wb, cache: cache.clone().unbind(), writer: held, _drainer: drainer, writer_loop })
     }
 
     /// Writes to the cache at once and queues the write; returns the entry's version.
@@ -199,7 +203,7 @@ impl PyWriteBehind {
     ) -> PyResult<u64> {
         let k = key_str(key)?;
         let opts = WriteOptions { ttl: write_ttl(py, ttl)?, if_version: None };
-        let v = self.weigh.value(value)?;
+        let v = self.cache.get().weigh.value(value)?;
         let wb = &self.wb;
         block_detached(py, async move { wb.set_async(k, v, opts).await }).map_err(|e| to_pyerr(py, e))
     }
@@ -242,6 +246,30 @@ impl PyWriteBehind {
     ) -> PyResult<Bound<'py, PyAny>> {
         let close = slf.getattr("close")?;
         slf.py().import("asyncio")?.getattr("to_thread")?.call1((close, timeout))
+    }
+
+    /// The cache, the drainer and the event loop are always shown to the collector; the writer
+    /// only once the queue is closed. An open queue is live work, as a running thread is: it
+    /// keeps its writer, and what refers to it, until closed.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.cache)?;
+        visit.call(&self._drainer)?;
+        visit.call(&self.writer_loop)?;
+        if self.wb.is_closed() {
+            // never held here: `submit` holds it with the GIL, which the collector has
+            if let Ok(w) = self.writer.try_lock() {
+                visit.call(&*w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue is garbage (so closed): drops its writer.
+    fn __clear__(&self) {
+        if self.wb.is_closed() {
+            let w = relock(&self.writer).take();
+            drop(w);
+        }
     }
 
     /// Whether `close` was called.

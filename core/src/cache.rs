@@ -904,6 +904,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.len() == 0
     }
 
+    /// Calls `f` with every value the cache holds (stale and expired ones not yet removed
+    /// included), holding one shard's read lock at a time; stops at `f`'s first error. For a
+    /// host's garbage collector, which must see every object a cache refers to; `f` must not use
+    /// this cache.
+    pub fn for_each_value<E>(&self, mut f: impl FnMut(&V) -> Result<(), E>) -> Result<(), E> {
+        self.inner.store.for_each_value(|v| v.as_ref().map_or(Ok(()), &mut f))
+    }
+
     /// Removes every entry. No load under way stores its value after it (its callers still get it).
     pub fn clear(&self) {
         let mut removed = Vec::new();

@@ -708,6 +708,12 @@ impl<V: Clone> Store<V> {
         n
     }
 
+    /// Calls `f` with every stored value (expired ones included), holding one shard's read
+    /// lock at a time; stops at `f`'s first error.
+    pub fn for_each_value<E>(&self, mut f: impl FnMut(&V) -> Result<(), E>) -> Result<(), E> {
+        self.shards.iter().try_for_each(|shard| read(&shard.inner).slots.iter().try_for_each(|s| f(&s.value)))
+    }
+
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| read(&s.inner).slots.len()).sum()
     }
@@ -779,6 +785,38 @@ mod tests {
             s.end_load("k", id);
         }
         assert!(store("k", fences[2]).is_err(), "a load that ended stores nothing");
+    }
+
+    /// `for_each_value` sees every stored value, expired ones too, and stops at the first error.
+    #[test]
+    fn for_each_value_sees_every_value() {
+        let clock = Arc::new(ManualClock::new());
+        let s = new_store(4, 1_000, u64::MAX, 64, u64::MAX, 7, clock.clone());
+        let short = Meta { expires_at: MS, grace_until: MS, load_nanos: 0 };
+        let forever = Meta { expires_at: NEVER, grace_until: NEVER, load_nanos: 0 };
+        for v in 1..=40u32 {
+            s.write(&format!("k{v}"), v, if v % 2 == 0 { short } else { forever }, None, &mut Vec::new()).unwrap();
+        }
+        clock.advance(Duration::from_millis(5));
+        let mut seen = Vec::new();
+        s.for_each_value(|v| {
+            seen.push(*v);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=40).collect::<Vec<_>>());
+        let (mut failed, mut after) = (false, 0);
+        let stop = s.for_each_value(|v| {
+            after += usize::from(failed);
+            failed |= *v == 7;
+            if *v == 7 {
+                Err(*v)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((stop, after), (Err(7), 0), "no value after the error");
     }
 
     /// Versions go up to 2^62 - 1, where the access counter's bits begin; a write past that

@@ -4,6 +4,7 @@ from typing import final
 
 from healcache import Cache as Cache
 from healcache import ManualClock as ManualClock
+from healcache import WriteBehind as WriteBehind
 from healcache import prometheus_join as prometheus_join
 
 __version__: str
