@@ -248,8 +248,9 @@ pub fn close_all_shared(env: &Env) -> napi::Result<PromiseRaw<'_, ToJs>> {
     promise(env, Backend::close_all_shared().map(Ok))
 }
 
-/// `Backend::close_all_write_behind`, for the process's `beforeExit`.
-#[napi(ts_return_type = "Promise<number>")]
+/// `Backend::close_all_write_behind`, for the process's `beforeExit`: the line to report on
+/// stderr, if items were left.
+#[napi(ts_return_type = "Promise<string | undefined>")]
 pub fn close_all_write_behind(env: &Env) -> napi::Result<PromiseRaw<'_, ToJs>> {
     promise(env, Backend::close_all_write_behind().map(Ok))
 }

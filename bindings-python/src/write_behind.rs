@@ -335,8 +335,10 @@ impl PyWriteBehind {
 
 /// `healcache::close_all_write_behind` within the core's exit timeout, for the exit hook of
 /// `healcache._closing`: every write-behind queue still running sends what it holds (waited for
-/// with the GIL released, so Python writers run); returns the items left at the deadline.
+/// with the GIL released, so Python writers run); returns the line to report on stderr for the
+/// items left at the deadline, if any.
 #[pyfunction]
-pub(crate) fn _close_all_write_behind(py: Python<'_>) -> usize {
-    crate::runtime::block_detached(py, healcache::close_all_write_behind(healcache::EXIT_CLOSE_TIMEOUT))
+pub(crate) fn _close_all_write_behind(py: Python<'_>) -> Option<String> {
+    let left = crate::runtime::block_detached(py, healcache::close_all_write_behind(healcache::EXIT_CLOSE_TIMEOUT));
+    healcache::write_behind_exit_report(left)
 }

@@ -666,6 +666,17 @@ pub fn close_all(timeout: Duration) -> impl Future<Output = usize> + Send + 'sta
     future::join_all(open.into_iter().map(|q| q.close_for(timeout))).map(|left| left.into_iter().sum())
 }
 
+/// The line a host's exit hook writes on stderr when [`close_all`] left `left` items unsent
+/// (nothing when it left none): one text for every language.
+pub fn exit_report(left: usize) -> Option<String> {
+    (left > 0).then(|| {
+        format!(
+            "healcache: {left} write-behind item(s) were not written before exit \
+             (close() each WriteBehind before exit, and read its failed())\n"
+        )
+    })
+}
+
 impl<V: Clone + Send + Sync + 'static> Drop for WriteBehind<V> {
     /// The last handle gone, nothing can be queued any more: the drainer sends what is left
     /// and ends.

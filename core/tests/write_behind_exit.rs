@@ -58,3 +58,13 @@ fn close_all_sends_what_every_queue_holds() {
     // nothing left to close: at once
     assert_eq!(rt.block_on(healcache::close_all_write_behind(Duration::from_secs(10))), 0);
 }
+
+/// The exit hooks' report (one text for every language): nothing when nothing was left, else one
+/// line with the count.
+#[test]
+fn the_exit_report_names_the_items_left_and_is_silent_when_none_was() {
+    assert_eq!(healcache::write_behind_exit_report(0), None);
+    let r = healcache::write_behind_exit_report(2).unwrap();
+    assert!(r.starts_with("healcache: 2 write-behind item(s) were not written before exit"), "{r}");
+    assert_eq!((r.matches('\n').count(), r.ends_with('\n')), (1, true));
+}

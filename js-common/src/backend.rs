@@ -767,10 +767,12 @@ impl Backend {
     }
 
     /// `healcache::close_all_write_behind` within the core's exit timeout, for the host's exit
-    /// hook: every write-behind queue still running sends what it holds; resolves to the items
-    /// left at the deadline in all.
+    /// hook: every write-behind queue still running sends what it holds; resolves to the line to
+    /// report on stderr for the items left at the deadline (`undefined` when none was left).
     #[cfg(feature = "tier")]
-    pub fn close_all_write_behind() -> impl Future<Output = f64> + Send + 'static {
-        futures::FutureExt::map(healcache::close_all_write_behind(healcache::EXIT_CLOSE_TIMEOUT), |left| left as f64)
+    pub fn close_all_write_behind() -> impl Future<Output = Js> + Send + 'static {
+        futures::FutureExt::map(healcache::close_all_write_behind(healcache::EXIT_CLOSE_TIMEOUT), |left| {
+            healcache::write_behind_exit_report(left).map_or(Js::Undefined, Js::Str)
+        })
     }
 }

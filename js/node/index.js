@@ -102,12 +102,8 @@ if (addon !== undefined) {
   // timeout. Once: the calls' own promises would otherwise bring the event back.
   // `process.exit()` skips it.
   process.once('beforeExit', async () => {
-    const left = await addon.closeAllWriteBehind();
-    if (left > 0) {
-      process.stderr.write(
-        `healcache: ${left} write-behind item(s) were not written before exit (close() each WriteBehind before exit, and read its failed())\n`,
-      );
-    }
+    const report = await addon.closeAllWriteBehind();
+    if (report !== undefined) process.stderr.write(report);
     await addon.closeAllShared();
   });
   prometheusJoin = wrapper.makePrometheusJoin(addon);

@@ -15,9 +15,9 @@ def _settings() -> list[tuple[str, str, str]]:
 def _after_fork() -> None:
     """In a forked child: the parent's loads under way are not joined (the fork hook's, internal)."""
 
-def _close_all_write_behind() -> int:
+def _close_all_write_behind() -> str | None:
     """Closes every write-behind queue still running, within the core's exit timeout (2 s); the
-    items left at the deadline (the exit hook's, internal)."""
+    line to report on stderr for the items left at the deadline, if any (the exit hook's, internal)."""
 
 def _close_all_shared() -> int:
     """Closes every cache's shared tier still open, after its writes under way, within the core's

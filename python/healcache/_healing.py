@@ -220,12 +220,9 @@ def _shutdown() -> None:
     are cancelled."""
     from . import _healcache
 
-    left = _healcache._close_all_write_behind()
-    if left:
-        sys.stderr.write(
-            f"healcache: {left} write-behind item(s) were not written before exit "
-            "(close() each WriteBehind before exit, and read its failed())\n"
-        )
+    report = _healcache._close_all_write_behind()
+    if report is not None:
+        sys.stderr.write(report)
     with _lock:
         running = list(_healers.items())
         loop, loop_thread = _own_loop, _own_thread
