@@ -1,24 +1,30 @@
-//! The default bounds on keys and loads (P5, "Everything is bounded"), with a cache built with
-//! default settings: `max_key_len` 4,096 bytes and `max_in_flight` 10,000 keys. Other tests check
-//! these bounds at small configured values; these check the defaults the README states, exactly
-//! at the bound and one past it.
+//! The default bounds (P5, "Everything is bounded"), with each bound left at its default:
+//! `max_key_len` 4,096 bytes and `max_in_flight` 10,000 keys; negative entries at most
+//! `max_negative_share` (0.1) of `max_entries`, rounded down; and healing's `max_prefixes`
+//! (1,024), `max_samples` (100,000), `source_concurrency` (16) and `score_window` (1,000). Other
+//! tests check these bounds at small configured values; these check the defaults the README
+//! states, exactly at the bound and one past it.
 //!
-//! Loads are held open by a gate the test opens: each loader awaits one shared receiver, and the
-//! calls are polled once by hand (a no-op waker), so every flight is under way at the same time
-//! without a runtime or a timer.
+//! In the `max_in_flight` test, loads are held open by a gate the test opens: each loader awaits
+//! one shared receiver, and the calls are polled once by hand (a no-op waker), so every flight is
+//! under way at the same time without a runtime or a timer.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::task::Context;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::executor::block_on;
 use futures::future::{self, FutureExt};
 use futures::task::noop_waker_ref;
-use healcache::{Cache, ConfigProblem, Error, FetchOptions, Loaded, Status};
+use healcache::{
+    Cache, ConfigProblem, Error, FetchOptions, Fetched, FnSource, Healer, HealingConfig, Loaded, SourceAnswer,
+    SourceError, Status,
+};
 
 const MAX_KEY_LEN: usize = 4096;
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -233,4 +239,211 @@ fn p5_default_batch_read_takes_10000_distinct_keys() {
     }
     assert_eq!(cache.len(), MAX_IN_FLIGHT);
     assert_eq!(cache.in_flight(), 0);
+}
+
+const MAX_PREFIXES: usize = 1024;
+const MAX_SAMPLES: u64 = 100_000;
+const SOURCE_CONCURRENCY: usize = 16;
+const SCORE_WINDOW: u64 = 1000;
+
+/// The default healing settings, but for `sample_rate` 1.0: every live key is drawn, so what an
+/// interval asks is known.
+fn every_key() -> HealingConfig {
+    let d = HealingConfig::default();
+    // the defaults under test are the ones the README states
+    assert_eq!(
+        (d.max_prefixes, d.max_samples, d.source_concurrency, d.score_window),
+        (MAX_PREFIXES as f64, MAX_SAMPLES as f64, SOURCE_CONCURRENCY as f64, SCORE_WINDOW as f64)
+    );
+    HealingConfig { sample_rate: 1.0, ..d }
+}
+
+type Answer = future::Ready<Result<SourceAnswer<u64>, SourceError>>;
+
+/// A source of truth that says `k<i>` is `i` (what `keys` and `index` use).
+fn index_source() -> FnSource<impl Fn(&str) -> Answer + Send + Sync + 'static> {
+    FnSource(|k: &str| future::ready(Ok(SourceAnswer::Value(index(k)))))
+}
+
+/// A source that answers every key with `v`.
+fn answers(v: u64) -> FnSource<impl Fn(&str) -> Answer + Send + Sync + 'static> {
+    FnSource(move |_: &str| future::ready(Ok(SourceAnswer::Value(v))))
+}
+
+/// Pending once (waking itself at once), then ready: a call that yields stays under way while the
+/// interval polls its other calls.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// P5: `healing.max_prefixes` defaults to 1,024: 1,024 prefixes register, the 1,025th is refused, a replacement is not.
+#[test]
+fn p5_default_max_prefixes_is_1024() {
+    let cache = default_cache();
+    let h = Healer::new(cache.clone(), HealingConfig::default()).unwrap();
+    let prefix = |i: usize| format!("p{i}:");
+    for i in 0..MAX_PREFIXES {
+        h.register_source(&prefix(i), answers(1)).unwrap_or_else(|e| panic!("prefix {} of {MAX_PREFIXES}: {e}", i + 1));
+    }
+    assert_eq!(h.scores().len(), MAX_PREFIXES);
+    let refused = |r: healcache::Result<()>| match r {
+        Err(Error::InvalidConfig { field: "max_prefixes", problem: ConfigProblem::LimitReached { max }, .. }) => {
+            assert_eq!(max, MAX_PREFIXES as f64)
+        }
+        other => panic!("expected InvalidConfig for `max_prefixes`, got {other:?}"),
+    };
+    let past = prefix(MAX_PREFIXES);
+    refused(h.register_source(&past, answers(1)));
+    assert!(h.score(&past).is_none(), "a refused prefix is not registered");
+    assert_eq!(h.scores().len(), MAX_PREFIXES);
+
+    // at the bound a registered prefix can still be replaced: it adds no prefix
+    h.register_source(&prefix(0), answers(2)).unwrap();
+    h.register_source(&prefix(MAX_PREFIXES - 1), answers(2)).unwrap();
+    assert_eq!(h.scores().len(), MAX_PREFIXES);
+    // and the replacement is the source asked: p0:'s key drifts from 1 to 2 and is repaired
+    cache.set("p0:k", 1).unwrap();
+    let r = block_on(h.run_interval());
+    assert_eq!((r.drawn, r.drift, r.repaired), (1, 1, 1));
+    assert_eq!(cache.get("p0:k"), Some(2));
+    // the replacements did not make room for one more
+    refused(h.register_source(&past, answers(1)));
+}
+
+/// P5: `max_samples` defaults to 100,000: an interval draws all 100,000 live keys, and 100,000 of 100,001.
+#[test]
+fn p5_default_max_samples_is_100000() {
+    let n = MAX_SAMPLES;
+    // room for every key: no eviction decides how many are live
+    let cache: Cache<u64> = Cache::builder().max_entries(2 * n).seed(5).build().unwrap();
+    for k in keys(n as usize) {
+        cache.set(&k, index(&k)).unwrap();
+    }
+    let h = Healer::new(cache.clone(), every_key()).unwrap();
+    h.register_source("k", index_source()).unwrap();
+    let r = block_on(h.run_interval());
+    assert_eq!((r.drawn, r.verified, r.consistent), (n, n, n), "at the bound: every live key drawn");
+
+    cache.set(&format!("k{n}"), n).unwrap();
+    assert_eq!(cache.len(), n as usize + 1);
+    let r = block_on(h.run_interval());
+    assert_eq!((r.drawn, r.verified, r.consistent, r.skipped), (n, n, n, 0), "one past it: the draw is capped");
+    assert_eq!(h.score("k").unwrap().sampled, 2 * n);
+}
+
+/// P5: `source_concurrency` defaults to 16: asked about 100 keys, a source has 16 calls under way at once, never more.
+#[test]
+fn p5_default_source_concurrency_is_16() {
+    const KEYS: u64 = 100;
+    let cache = default_cache();
+    for k in keys(KEYS as usize) {
+        cache.set(&k, index(&k)).unwrap();
+    }
+    let (under_way, peak, calls) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let src = {
+        let (under_way, peak, calls) = (under_way.clone(), peak.clone(), calls.clone());
+        FnSource(move |k: &str| {
+            let (under_way, peak, calls, i) = (under_way.clone(), peak.clone(), calls.clone(), index(k));
+            async move {
+                calls.fetch_add(1, SeqCst);
+                peak.fetch_max(under_way.fetch_add(1, SeqCst) + 1, SeqCst);
+                // stay under way over a few polls, so the interval starts its other calls meanwhile
+                for _ in 0..3 {
+                    YieldNow(false).await;
+                }
+                under_way.fetch_sub(1, SeqCst);
+                Ok(SourceAnswer::Value(i))
+            }
+        })
+    };
+    let h = Healer::new(cache.clone(), every_key()).unwrap();
+    h.register_source("k", src).unwrap();
+    let r = block_on(h.run_interval());
+    // the keys past the 16th waited their turn: every one was asked and verified
+    assert_eq!((r.drawn, r.verified, r.consistent), (KEYS, KEYS, KEYS));
+    assert_eq!(calls.load(SeqCst), KEYS as usize);
+    assert_eq!(peak.load(SeqCst), SOURCE_CONCURRENCY, "calls under way at once, at most");
+    assert_eq!(under_way.load(SeqCst), 0);
+}
+
+/// P5: `score_window` defaults to 1,000: a score counts the last 1,000 samples; the 1,001st pushes the oldest out.
+#[test]
+fn p5_default_score_window_is_1000_samples() {
+    let cache = default_cache();
+    // the source says k0 is 0: the first sample is drift (and repaired), every later one consistent
+    cache.set("k0", 1).unwrap();
+    let h = Healer::new(cache.clone(), every_key()).unwrap();
+    h.register_source("k", index_source()).unwrap();
+    let r = block_on(h.run_interval());
+    assert_eq!((r.drift, r.repaired), (1, 1));
+    for _ in 1..SCORE_WINDOW {
+        assert_eq!(block_on(h.run_interval()).consistent, 1);
+    }
+    // one sample per interval, so the window's order is the intervals'
+    let s = h.score("k").unwrap();
+    assert_eq!((s.sampled, s.score), (SCORE_WINDOW, 0.999), "at the bound: 1,000 samples, the drift among them");
+    assert_eq!(block_on(h.run_interval()).consistent, 1);
+    let s = h.score("k").unwrap();
+    assert_eq!((s.sampled, s.score), (SCORE_WINDOW + 1, 1.0), "one past it: the oldest sample, the drift, left");
+}
+
+/// Fetches `k` with a loader answering "not found".
+fn fetch_not_found(cache: &Cache<u64>, k: &str) -> Fetched<u64> {
+    block_on(cache.fetch(k, FetchOptions::default(), || async { Ok::<_, std::io::Error>(Loaded::NotFound) })).unwrap()
+}
+
+/// Checks that `cache` (empty, with a `negative_ttl`) keeps `allowed` not-found answers, and that
+/// the next is answered but not cached, counted in `negative_refused`.
+fn check_negative_bound(cache: &Cache<u64>, allowed: u64) {
+    let nf = |i: u64| format!("nf{i}");
+    for i in 0..allowed {
+        assert_eq!(fetch_not_found(cache, &nf(i)).status, Status::NegativeLoaded);
+    }
+    let s = cache.stats();
+    assert_eq!((s.negative_entries, s.negative_refused), (allowed, 0), "at the bound: all {allowed} kept");
+    assert_eq!(cache.len(), allowed as usize);
+
+    // one past it: the caller still gets the answer, the cache does not keep it
+    let past = nf(allowed);
+    assert_eq!(fetch_not_found(cache, &past), Fetched { value: None, status: Status::NegativeLoaded });
+    let s = cache.stats();
+    assert_eq!((s.negative_entries, s.negative_refused), (allowed, 1), "one past it: refused, counted");
+    assert_eq!(cache.len(), allowed as usize);
+    // the kept answers are served from the cache; the refused one is loaded (and refused) again
+    for i in 0..allowed {
+        assert_eq!(fetch_not_found(cache, &nf(i)).status, Status::NegativeHit, "{}", nf(i));
+    }
+    assert_eq!(fetch_not_found(cache, &past).status, Status::NegativeLoaded);
+    assert_eq!(cache.stats().negative_refused, 2);
+}
+
+/// P5: negative entries are `max_negative_share` (0.1) of `max_entries`, rounded down: 2 of 25 (2.5), the 3rd refused.
+#[test]
+fn p5_negative_share_of_max_entries_rounds_down() {
+    // (max_entries, negative entries allowed): 2.5 and 2.9 round down to 2, 0.9 to none
+    for (max_entries, allowed) in [(25, 2), (29, 2), (9, 0), (10, 1), (30, 3)] {
+        let cache: Cache<u64> =
+            Cache::builder().max_entries(max_entries).negative_ttl(Duration::from_secs(10)).build().unwrap();
+        assert_eq!(cache.config().max_negative_share, 0.1, "the default share");
+        check_negative_bound(&cache, allowed);
+    }
+}
+
+/// P5: default negative share, 0.1 of the default 10,000 entries: 1,000 not-found answers kept, the 1,001st refused.
+#[test]
+fn p5_default_negative_share_keeps_1000_of_10000_entries() {
+    let cache: Cache<u64> = Cache::builder().negative_ttl(Duration::from_secs(10)).build().unwrap();
+    assert_eq!((cache.config().max_entries, cache.config().max_negative_share), (10_000.0, 0.1));
+    check_negative_bound(&cache, 1000);
 }
