@@ -16,18 +16,28 @@ use crate::settings::{js_name, setting, Unit};
 /// Bindings put their host error (a Python exception, a JS value) in here and take it back out with
 /// [`LoaderError::downcast_ref`], so every waiter sees the very object the loader raised.
 #[derive(Clone)]
-pub struct LoaderError(Arc<dyn Any + Send + Sync>, Arc<str>);
+pub struct LoaderError(Arc<dyn Any + Send + Sync>, Arc<str>, Option<AsError>);
+
+/// Views a loader's error as the `std::error::Error` it was made from: a plain function made
+/// for its type, rather than a second `Arc` of it, so the error stays as small as before.
+type AsError = fn(&(dyn Any + Send + Sync)) -> Option<&(dyn std::error::Error + 'static)>;
+
+fn as_error<E: std::error::Error + 'static>(
+    err: &(dyn Any + Send + Sync),
+) -> Option<&(dyn std::error::Error + 'static)> {
+    err.downcast_ref::<E>().map(|e| e as _)
+}
 
 impl LoaderError {
     /// Wraps any error value; `message` is what `Display` shows.
     pub fn new<E: Any + Send + Sync>(err: E, message: impl Into<Arc<str>>) -> Self {
-        LoaderError(Arc::new(err), message.into())
+        LoaderError(Arc::new(err), message.into(), None)
     }
 
     /// Wraps a `std::error::Error`, using its `Display` text as the message.
     pub fn from_error<E: std::error::Error + Send + Sync + 'static>(err: E) -> Self {
         let msg = err.to_string();
-        LoaderError(Arc::new(err), msg.into())
+        LoaderError(Arc::new(err), msg.into(), Some(as_error::<E>))
     }
 
     /// The original error, if it has type `E`.
@@ -38,6 +48,12 @@ impl LoaderError {
     /// The message given at construction.
     pub fn message(&self) -> &str {
         &self.1
+    }
+
+    /// The original error as a `std::error::Error`, when it was made from one
+    /// ([`LoaderError::from_error`], `?` on a loader's error).
+    pub fn as_std_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.2.and_then(|f| f(&*self.0))
     }
 }
 
@@ -403,7 +419,15 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    /// A loader's own error, when it is a `std::error::Error`: error chains show it.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Loader(e) => e.as_std_error(),
+            _ => None,
+        }
+    }
+}
 
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

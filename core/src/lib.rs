@@ -73,6 +73,7 @@ pub use store::RemovalCause;
 pub use warm::{Warm, WarmReport, MAX_PATTERN_KEYS};
 #[cfg(feature = "tier")]
 pub use write_behind::close_all as close_all_write_behind;
+#[cfg(feature = "tier")]
 pub use write_behind::exit_report as write_behind_exit_report;
 #[cfg(feature = "tier")]
 pub use write_behind::{

@@ -592,3 +592,18 @@ fn p1_a_blocking_waiter_does_not_spawn_on_a_spawner_bound_to_its_runtime() {
     assert_eq!(joiner.join().unwrap().unwrap(), "async");
     assert_eq!(futures::executor::block_on(leader).unwrap(), "async");
 }
+
+/// A loader's `std::error::Error` is the failed call's `source()`, so error chains (`anyhow`'s
+/// `{:#}`, `tracing`) show it and walkers find it; an error that is not one has no source.
+#[tokio::test]
+async fn a_loader_error_is_the_source_of_the_load_error() {
+    use std::error::Error as _;
+    let c = cache();
+    let e = c.get_or_load("k", || async { Err::<String, _>(Boom("db down")) }).await.unwrap_err();
+    let source = e.source().expect("the loader's error as the source");
+    assert_eq!(source.to_string(), "db down");
+    assert_eq!(source.downcast_ref::<Boom>().map(|b| b.0), Some("db down"));
+    let opaque = Error::Loader(healcache::LoaderError::new(7_u32, "seven"));
+    assert!(opaque.source().is_none());
+    assert!(Error::NotFound.source().is_none());
+}
