@@ -672,6 +672,37 @@ async def test_every_async_per_call_keyword_of_the_wrong_type_names_itself() -> 
     assert called == [] and len(c) == 0 and c.stats()["loads"] == 0
 
 
+def test_del_pop_and_delete_remove_a_cached_not_found() -> None:
+    """docs/python.md: invalidating a key removes a cached "not found" too, so the next read loads
+    the value the source now has; `del` and `pop(key)` still raise KeyError (it was no value)."""
+    calls: list[str] = []
+
+    def absent() -> Any:
+        calls.append("absent")
+        return healcache.NOT_FOUND
+
+    def remove_by(how: str, c: Cache[Any]) -> None:
+        if how == "del":
+            with pytest.raises(KeyError):
+                del c["k"]
+        elif how == "pop":
+            with pytest.raises(KeyError):
+                c.pop("k")
+        elif how == "pop-default":
+            assert c.pop("k", "dflt") == "dflt"
+        else:
+            assert c.delete("k") is False
+
+    for how in ["del", "pop", "pop-default", "delete"]:
+        c: Cache[Any] = Cache(negative_ttl=60)
+        with pytest.raises(healcache.NotFound):
+            c.get_or_load_sync("k", absent)
+        assert "k" not in c and len(c) == 1, "the cached not-found is an entry, not a value"
+        remove_by(how, c)
+        assert len(c) == 0, how
+        assert c.get_or_load_sync("k", lambda: "created") == "created", how
+
+
 def test_values_items_and_pop_work_as_a_dicts_do() -> None:
     """docs/python.md: the dict methods a cachetools user reaches for: `values()` and `items()` are
     snapshots of the fresh entries counting no read, `pop` removes and returns (`default`, else
