@@ -137,7 +137,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       return this._fresh(key) >= 0;
     }
 
-    /** The version of `key`'s live entry, 0 if it has none. */
+    /** The version of `key`'s live entry (a cached "not found" included), 0 if it has none. */
     version(key) {
       const i = this._fresh(key);
       // the mirror holds values only: a cached "not found" has its version in the core
@@ -177,7 +177,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
 
     /**
      * Stores `value` under `key`; returns the entry's new version. `ttl` in ms (Infinity: never
-     * expires; default: the cache's), `ifVersion` makes it a compare-and-set (0: only if absent),
+     * expires; default: the cache's), `ifVersion` makes it a compare-and-set (0: only if the key has no entry, a cached "not found" being one),
      * `tags`; another name is refused (InvalidConfig), null is no options.
      */
     set(key, value, options) {
@@ -225,12 +225,13 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       if (o !== undefined && o.ifVersion !== undefined) {
         const removed = B.removeIfVersion(this._c, key, checkVersion(o.ifVersion));
         this._unmirror(key);
-        if (this._dispose !== undefined) this._drain();
+        // the removed value is let go now, as Map lets it go, not at a later batch
+        if (removed || this._dispose !== undefined) this._drain();
         return removed;
       }
       const h = B.remove(this._c, key);
       this._unmirror(key);
-      if (this._dispose !== undefined) this._drain();
+      if (h !== P.none || this._dispose !== undefined) this._drain();
       return h !== P.none;
     }
 
@@ -594,6 +595,9 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         }
         return [-id];
       }
+      // the core gave this load up (it timed out, or no caller waits any more) and stores
+      // nothing of it: the value is not kept on its way, where only a later read would free it
+      if (signal.aborted) return [-this._id()];
       // the core may store this answer at any time from now on
       const found = v !== NOT_FOUND;
       const h = this._onItsWay(key, found, v);

@@ -420,6 +420,8 @@ function makeMirror(B, P, row) {
         const v = gone[i];
         if (v === undefined) continue; // not a value this wrapper kept
         const c = gone[i + 2];
+        // a value set again over itself is still the one the cache holds (lru-cache's rule too)
+        if (c === R.replaced && this._holds(gone[i + 1], v[0])) continue;
         const reason = c === R.evicted ? 'evict' : c === R.expired ? 'expire' : c === R.replaced ? 'set' : 'delete';
         try {
           this._dispose(v[0], gone[i + 1], reason);
@@ -427,6 +429,12 @@ function makeMirror(B, P, row) {
           // the user's callback failed: the removal stands
         }
       }
+    }
+
+    // Whether the mirror answers `value` for `key` now.
+    _holds(key, value) {
+      const i = this._map().get(key);
+      return i !== undefined && this._v[i] === value;
     }
 
     // The core dropped set value `h` of `key`: its slot is freed, or kept until the key's waiters

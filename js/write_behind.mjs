@@ -7,8 +7,8 @@
 // the core drops the cache entry; while a queue may still hold its handle, the slot is held
 // (`_hold` in mirror.mjs), so a queued handle always names its value. The core drops a handle
 // without a call (a write coalesced over, a batch delivered, an item given up and taken), so
-// the values kept here are swept against the handles the queue still holds (`wbHeld`) once
-// twice as many are kept as were held at the last sweep.
+// the values kept here are let go when their batch is delivered, and swept against the handles
+// the queue still holds (`wbHeld`) once twice as many are kept as were held at the last sweep.
 
 import { WRITE_BEHIND_COUNTS, argError, callOptions, checkKey, errorText, flagArg, invalid, shown, ttlArg, weigh } from './options.mjs';
 
@@ -52,6 +52,9 @@ function makeWriteBehind(B, Cache) {
         try {
           const ops = batch.map((b) => (b.op === 'put' ? { op: 'put', key: b.key, value: vals.get(b.handle) } : { op: 'delete', key: b.key }));
           await writer(ops);
+          // a delivered put leaves the queue (a put is queued once, and none is retried once
+          // written): its value and slot are let go now, not at the next sweep
+          for (const b of batch) if (b.op === 'put' && vals.delete(b.handle)) cache._unhold(b.handle / 2 - 1);
           return null;
         } catch (e) {
           return errorText(e);

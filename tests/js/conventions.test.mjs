@@ -125,6 +125,26 @@ test('dispose(value, key, reason) is called for every value the cache lets go', 
   assert.equal(log.length - n, size);
 });
 
+test('setting the value a key already holds calls no dispose, as in lru-cache', () => {
+  // a dispose that closes a resource must not close the value the cache still serves
+  const log = [];
+  const c = new Cache({ dispose: (v, k, reason) => log.push([v, k, reason]) });
+  const o = { conn: 'socket' };
+  const p = { conn: 'other' };
+  c.set('a', o);
+  c.set('a', o);
+  c.setIfVersion('a', o, c.version('a'));
+  assert.deepEqual(log, []);
+  assert.equal(c.get('a'), o);
+  c.set('a', p);
+  assert.deepEqual(log, [[o, 'a', 'set']]);
+  c.set('b', 1);
+  c.set('b', 1); // a primitive equal to the one held is the same value too
+  assert.equal(log.length, 1);
+  c.delete('a');
+  assert.deepEqual(log[1], [p, 'a', 'delete']);
+});
+
 test('dispose gets loaded values too, and a throwing dispose never breaks the cache', async () => {
   const log = [];
   const c = new Cache({
