@@ -258,7 +258,7 @@ impl PyCache {
 
     /// Stores `value`; returns the entry's new version. `ttl` in seconds (`None`: the cache's
     /// TTL, `math.inf`: never expires); `if_version`: write only if the live version is this
-    /// (0: only if absent), else raise `VersionMismatch`; `tags`: up to 16 names of 1 to 128
+    /// (0: only if the key has no entry, a cached "not found" being one), else raise `VersionMismatch`; `tags`: up to 16 names of 1 to 128
     /// bytes, for `invalidate_tag`.
     #[pyo3(signature = (key, value, /, *, ttl=None, if_version=None, tags=None))]
     fn set(
@@ -349,7 +349,7 @@ impl PyCache {
         self.inner.len()
     }
 
-    /// The version of `key`'s live entry, 0 if it has none.
+    /// The version of `key`'s live entry (a cached "not found" included), 0 if it has none.
     #[pyo3(signature = (key, /))]
     fn version(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
         Ok(self.inner.version(key_str(key)?))

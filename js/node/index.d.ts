@@ -282,7 +282,7 @@ export interface DriftEvent {
 export interface SetOptions {
   /** Time-to-live of this entry in ms; `Infinity`: never expires. Defaults to the cache's `ttl`. */
   ttl?: number;
-  /** Write only if the live entry has this version (0: only if absent), else throw `VersionMismatch`. */
+  /** Write only if the live entry has this version (0: only if the key has no entry; a cached "not found" is one, with its own version), else throw `VersionMismatch`. */
   ifVersion?: number;
   /**
    * Up to 16 tags of 1 to 128 bytes: `invalidateTag` of any of them invalidates the entry (with a shared tier, in
@@ -725,7 +725,7 @@ export declare class Cache<V = any> {
   getRemainingTTL(key: string): number;
   /** Whether `key` has a live entry (not counted as a read). */
   has(key: string): boolean;
-  /** The version of `key`'s live entry, 0 if none. */
+  /** The version of `key`'s live entry (a cached "not found" included), 0 if none. */
   version(key: string): number;
   /** Stores `value`; returns the entry's new version. */
   set(key: string, value: V, options?: SetOptions | null): number;

@@ -432,7 +432,8 @@ class Cache(Generic[_V]):
     ) -> int:
         """Stores ``value``; returns the entry's new version. ``ttl`` in seconds (``None``: the
         cache's TTL, ``math.inf``: never expires). ``if_version``: write only if the live version
-        is this one (0: only if absent), else raise ``VersionMismatch``. ``tags``: up to 16 names
+        is this one (0: only if the key has no entry; a cached "not found" is one, with its own
+        version), else raise ``VersionMismatch``. ``tags``: up to 16 names
         of 1 to 128 bytes, for ``invalidate_tag``."""
     def invalidate_tag(self, tag: str, /, *, hard: bool = False) -> int:
         """Invalidates every entry written with ``tag``: made stale (a fallback within its grace
@@ -451,7 +452,7 @@ class Cache(Generic[_V]):
         """The entries held (``stats()["entries"]``): stale values within their grace window,
         cached "not found" answers and expired entries not yet removed included."""
     def version(self, key: str, /) -> int:
-        """The version of ``key``'s live entry, 0 if it has none."""
+        """The version of ``key``'s live entry (a cached "not found" included), 0 if it has none."""
     def get_entry(self, key: str, /) -> Optional[tuple[_V, int, Optional[float]]]:
         """``(value, version, seconds_left)`` of ``key``'s live entry, or ``None``."""
     def clear(self) -> None: ...
