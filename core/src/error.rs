@@ -420,10 +420,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {
-    /// A loader's own error, when it is a `std::error::Error`: error chains show it.
+    /// What caused a loader's error, when it is a `std::error::Error`: the chain goes on from it,
+    /// as `std::io::Error`'s does. Not the loader's error itself, whose text this error's already
+    /// shows: a report then shows each text once ([`LoaderError::as_std_error`] gives it).
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Loader(e) => e.as_std_error(),
+            Error::Loader(e) => e.as_std_error().and_then(std::error::Error::source),
             _ => None,
         }
     }

@@ -250,6 +250,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         if !tags.is_empty() {
             crate::tags::check(tags)?;
         }
+        // what the builder refuses for the settings, refused per call (not ignored); the
+        // bindings always give a timer and a spawner, so the WebAssembly module leaves it out
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let inner = &self.inner;
+            if opts.soft_timeout.is_some() && (inner.timer.is_none() || inner.spawner.is_none()) {
+                return Err(Error::invalid_config("soft_timeout", ConfigProblem::Needs("a timer and a spawner"), None));
+            }
+            for (on, field) in [(opts.stale_while_revalidate, "stale_while_revalidate"), (opts.xfetch, "xfetch")] {
+                if on == Some(true) && inner.spawner.is_none() {
+                    let problem = ConfigProblem::Needs("a spawner (CacheBuilder::spawner) for background refreshes");
+                    return Err(Error::invalid_config(field, problem, None));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -505,8 +520,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         E: Into<LoaderError>,
     {
         let inner = &self.inner;
-        self.check_fetch(key, &opts, &[])?;
+        // first: what no blocking load can honour is named so, whatever the cache has
         opts.check_blocking()?;
+        self.check_fetch(key, &opts, &[])?;
         let mut removed = Vec::new();
         let look = inner.store.lookup(key, &mut removed);
         self.done(removed);
@@ -705,6 +721,17 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             // the host timer's time, not the cache clock's: the deadline is the timer's
             let began = web_time::Instant::now();
             let res = match (inner.settings.load_timeout, &inner.timer) {
+                // The sleep is made once the loader is seen pending: a blocking loader answers
+                // in the first poll, on its caller's thread, where the host timer's sleep may
+                // not run (tokio's needs its runtime); its deadline is kept by the check below.
+                #[cfg(not(target_arch = "wasm32"))]
+                (Some(t), Some(timer)) => {
+                    match future::select(load, future::lazy(|_| timer.sleep(t)).flatten()).await {
+                        Either::Left((r, _)) => r,
+                        Either::Right(_) => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),
+                    }
+                }
+                #[cfg(target_arch = "wasm32")]
                 (Some(t), Some(timer)) => match future::select(load, timer.sleep(t)).await {
                     Either::Left((r, _)) => r,
                     Either::Right(_) => Err(Error::LoadTimeout { after_ms: t.as_millis() as u64 }),

@@ -313,25 +313,13 @@ pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
     interrupt: Option<&mut Interrupt<'_>>,
     spawner: Option<&dyn Spawner>,
 ) -> Waited<V> {
-    use std::sync::Arc as StdArc;
-    use std::task::Wake;
-    use std::thread::{self, Thread};
-
-    struct Unparker(Thread);
-    impl Wake for Unparker {
-        fn wake(self: StdArc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &StdArc<Self>) {
-            self.0.unpark();
-        }
-    }
+    use std::thread;
 
     if is_polling(joined.id) {
         return Waited::Done(Err(Error::RecursiveLoad));
     }
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    let waker = std::task::Waker::from(StdArc::new(Unparker(thread::current())));
+    let waker = unparker();
     let mut cx = Context::from_waker(&waker);
     let joined_one = !joined.started;
     let mut awaited = match spawner {
@@ -385,6 +373,41 @@ pub(crate) fn wait_blocking<V: Clone + Send + Sync + 'static>(
             (Some(t), None) | (None, Some(t)) => thread::park_timeout(t),
             (Some(a), Some(b)) => thread::park_timeout(a.min(b)),
         }
+    }
+}
+
+/// A waker that unparks this thread (native only).
+#[cfg(not(target_arch = "wasm32"))]
+fn unparker() -> std::task::Waker {
+    struct Unparker(std::thread::Thread);
+    impl std::task::Wake for Unparker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    std::task::Waker::from(std::sync::Arc::new(Unparker(std::thread::current())))
+}
+
+/// Polls `fut` on this thread, parked between polls, until it completes or `deadline` passes
+/// (`None`) (native only). A blocking wait with a deadline needs no host timer, whose sleeps may
+/// only run on the host runtime's threads (tokio's), not on the caller's.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn block_until<F: Future>(fut: F, deadline: std::time::Instant) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let waker = unparker();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(deadline - now);
     }
 }
 

@@ -472,7 +472,22 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
         match self.try_admit(key)? {
             Ok(slot) => Ok(slot),
             Err(_) if matches!(self.shared.cfg.on_full, OnFull::Reject) => self.full(),
-            Err(_) => futures::executor::block_on(self.admit_async(key)),
+            Err(seen) => {
+                // parked until the deadline, not on the host timer: its sleeps may only run on
+                // the host runtime's threads, and this is the caller's
+                let OnFull::Block(timeout) = self.shared.cfg.on_full else { return self.full() };
+                let deadline = std::time::Instant::now() + timeout;
+                let mut seen = seen;
+                loop {
+                    if crate::flight::block_until(changed(&self.shared, seen), deadline).is_none() {
+                        return self.try_admit(key)?.or_else(|_| self.full());
+                    }
+                    seen = match self.try_admit(key)? {
+                        Ok(slot) => return Ok(slot),
+                        Err(seen) => seen,
+                    };
+                }
+            }
         }
     }
 

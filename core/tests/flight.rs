@@ -593,17 +593,79 @@ fn p1_a_blocking_waiter_does_not_spawn_on_a_spawner_bound_to_its_runtime() {
     assert_eq!(futures::executor::block_on(leader).unwrap(), "async");
 }
 
-/// A loader's `std::error::Error` is the failed call's `source()`, so error chains (`anyhow`'s
-/// `{:#}`, `tracing`) show it and walkers find it; an error that is not one has no source.
+/// A loader's `std::error::Error` is reachable: `LoaderError::as_std_error` gives it, and the
+/// chain goes on from it, as `std::io::Error`'s does: the load error's text already shows the
+/// loader's ("loader failed: db down"), so `source()` is the loader error's own source, and a
+/// report (`anyhow`'s `{:#}`) shows each text once.
 #[tokio::test]
-async fn a_loader_error_is_the_source_of_the_load_error() {
+async fn a_loader_error_s_chain_is_reachable_and_shows_each_text_once() {
     use std::error::Error as _;
+    #[derive(Debug)]
+    struct Query(Boom);
+    impl std::fmt::Display for Query {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("query failed")
+        }
+    }
+    impl std::error::Error for Query {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
     let c = cache();
-    let e = c.get_or_load("k", || async { Err::<String, _>(Boom("db down")) }).await.unwrap_err();
-    let source = e.source().expect("the loader's error as the source");
-    assert_eq!(source.to_string(), "db down");
-    assert_eq!(source.downcast_ref::<Boom>().map(|b| b.0), Some("db down"));
+    let e = c.get_or_load("k", || async { Err::<String, _>(Query(Boom("db down"))) }).await.unwrap_err();
+    assert_eq!(e.to_string(), "loader failed: query failed");
+    let Error::Loader(l) = &e else { panic!("{e:?}") };
+    let own = l.as_std_error().expect("made from a std error");
+    assert!(own.downcast_ref::<Query>().is_some());
+    let mut chain = vec![e.to_string()];
+    let mut at = e.source();
+    while let Some(s) = at {
+        chain.push(s.to_string());
+        at = s.source();
+    }
+    assert_eq!(chain, ["loader failed: query failed", "db down"]);
+
+    let plain = c.get_or_load("p", || async { Err::<String, _>(Boom("db down")) }).await.unwrap_err();
+    assert!(plain.source().is_none(), "no text after the load error's own");
     let opaque = Error::Loader(healcache::LoaderError::new(7_u32, "seven"));
     assert!(opaque.source().is_none());
+    assert!(matches!(&opaque, Error::Loader(l) if l.as_std_error().is_none()));
     assert!(Error::NotFound.source().is_none());
+}
+
+/// The timer the docs show, `tokio::time::sleep` (which needs its runtime's thread).
+struct RuntimeTimer;
+
+impl healcache::Timer for RuntimeTimer {
+    fn sleep(&self, d: Duration) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// P1, threads: a blocking load on a plain thread (rayon's, `std::thread`'s) keeps its
+/// `load_timeout` without the host timer, whose sleeps may only run on the host runtime's
+/// threads: the call panicked ("no reactor running") before its loader ran.
+#[test]
+fn a_blocking_load_on_a_plain_thread_keeps_its_deadline_without_the_runtime_timer() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c: Cache<String> =
+        Cache::builder().load_timeout(Duration::from_millis(100)).timer(RuntimeTimer).build().unwrap();
+    let (a, b) = (c.clone(), c.clone());
+    let quick = std::thread::spawn(move || a.get_or_load_blocking("k", || Ok::<_, Boom>("v".to_string())));
+    assert_eq!(quick.join().unwrap().unwrap(), "v");
+    let slow = std::thread::spawn(move || {
+        b.get_or_load_blocking("slow", || {
+            std::thread::sleep(Duration::from_millis(250));
+            Ok::<_, Boom>("late".to_string())
+        })
+    });
+    assert!(matches!(slow.join().unwrap(), Err(Error::LoadTimeout { after_ms: 100 })));
+    assert_eq!(c.get("slow"), None, "an answer past the deadline is not kept");
+    // the async calls still use the timer, on the runtime
+    let r = rt.block_on(c.get_or_load("async", || async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok::<_, Boom>("late".to_string())
+    }));
+    assert!(matches!(r, Err(Error::LoadTimeout { after_ms: 100 })));
 }

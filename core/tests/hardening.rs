@@ -322,7 +322,13 @@ fn a_too_short_duration_states_its_own_floor() {
 /// (a soft timeout at or past the hard one never serves stale); InvalidConfig, nothing done.
 #[test]
 fn a_per_call_soft_timeout_must_be_shorter_than_the_load_timeout() {
-    let c: Cache<u32> = Cache::builder().load_timeout(Duration::from_secs(1)).timer(common_timer()).build().unwrap();
+    // a timer and a spawner: what a soft timeout needs (without them it is refused for that)
+    let c: Cache<u32> = Cache::builder()
+        .load_timeout(Duration::from_secs(1))
+        .timer(common_timer())
+        .spawner(common::QueueSpawner(Arc::default()))
+        .build()
+        .unwrap();
     for soft in [Duration::from_secs(1), Duration::from_secs(5)] {
         let opts = FetchOptions { soft_timeout: Some(soft), ..FetchOptions::default() };
         let loaded = Arc::new(AtomicBool::new(false));

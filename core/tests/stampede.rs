@@ -471,3 +471,43 @@ fn prometheus_bucket_bounds_are_exact() {
         ["0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
     );
 }
+
+/// A per-call option the cache cannot honour is refused, as the builder refuses the setting:
+/// without a timer and a spawner a `soft_timeout` never fired, and without a spawner
+/// `stale_while_revalidate` and `xfetch` loaded in the caller's time, silently.
+#[test]
+fn per_call_options_a_cache_cannot_honour_are_refused_before_any_work() {
+    let clock = ManualClock::new();
+    let c: Cache<u64> = Cache::builder()
+        .ttl(Duration::from_secs(1))
+        .grace(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    c.set("k", 1).unwrap();
+    clock.advance(Duration::from_secs(2)); // stale, within grace
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cases = [
+        ("soft_timeout", FetchOptions { soft_timeout: Some(Duration::from_millis(50)), ..Default::default() }),
+        ("stale_while_revalidate", FetchOptions { stale_while_revalidate: Some(true), ..Default::default() }),
+        ("xfetch", FetchOptions { xfetch: Some(true), ..Default::default() }),
+    ];
+    for (name, opts) in cases {
+        assert!(
+            matches!(c.check_fetch("k", &opts, &[]), Err(Error::InvalidConfig { field, .. }) if field == name),
+            "{name}"
+        );
+        let n = Arc::clone(&calls);
+        let r = block_on(c.fetch("k", opts, move || async move {
+            n.fetch_add(1, SeqCst);
+            Ok::<_, Boom>(Loaded::Value(2))
+        }));
+        assert!(matches!(r, Err(Error::InvalidConfig { field, .. }) if field == name), "{name}: {r:?}");
+    }
+    assert_eq!(calls.load(SeqCst), 0, "refused before any work");
+    assert_eq!(c.peek_stored("k"), Some(1), "nothing changed");
+    // turned off, or the cache's own setting: taken
+    let off = FetchOptions { stale_while_revalidate: Some(false), xfetch: Some(false), ..Default::default() };
+    let got = block_on(c.fetch("k", off, || async { Ok::<_, Boom>(Loaded::Value(3)) })).unwrap();
+    assert_eq!((got.value, got.status), (Some(3), Status::Loaded));
+}

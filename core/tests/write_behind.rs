@@ -456,3 +456,42 @@ fn after_fork_forgets_the_inherited_items_and_a_new_drainer_sends_new_ones() {
     assert_eq!(block(wb.close(Duration::from_secs(5))), 0);
     assert_eq!(*seen.lock().unwrap(), vec![vec![put("child", 3)]]);
 }
+
+/// The timer the docs show, `tokio::time::sleep` (which needs its runtime's thread).
+struct RuntimeTimer;
+
+impl healcache::Timer for RuntimeTimer {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// A blocking write that waits for room (`OnFull::Block`) on a plain thread keeps its deadline
+/// without the host timer, whose sleeps may only run on the runtime's threads: it panicked
+/// ("no reactor running").
+#[test]
+fn a_blocking_write_waits_for_room_on_a_plain_thread_without_the_runtime_timer() {
+    let rt = runtime();
+    let c: Cache<u64> =
+        Cache::builder().timer(RuntimeTimer).spawner(TokioSpawner(rt.handle().clone())).build().unwrap();
+    let (open, gate) = watch::channel(false);
+    let config = WriteBehindConfig { on_full: OnFull::Block(Duration::from_secs(1)), ..cfg(1, 1) };
+    let wb = {
+        let _in = rt.enter(); // the drainer starts on the runtime
+        Arc::new(WriteBehind::new(c.clone(), gated(gate, Batches::default()), config).unwrap())
+    };
+    wb.set("a", 1).unwrap();
+    let w = Arc::clone(&wb);
+    let full = std::thread::spawn(move || w.set("b", 2)).join().unwrap();
+    assert!(matches!(full, Err(Error::QueueFull { max: 1 })), "{full:?}");
+    assert_eq!(c.get("b"), None);
+    // room made while it waits: the write goes in
+    let w = Arc::clone(&wb);
+    let waiting = std::thread::spawn(move || w.set("c", 3));
+    std::thread::sleep(Duration::from_millis(10));
+    open.send(true).unwrap();
+    let done = waiting.join().unwrap();
+    assert!(done.is_ok(), "{done:?}");
+    assert_eq!(c.get("c"), Some(3));
+    assert_eq!(rt.block_on(wb.close(Duration::from_secs(5))), 0); // async: on the runtime
+}
