@@ -497,7 +497,10 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       let m;
       try {
         m = await loader(keys);
-        if (m === null || typeof m !== 'object') throw argError(`a batch loader resolves to a Map or an object of the keys it found, got ${m === null ? 'null' : typeof m}`);
+        if (m === null || typeof m !== 'object' || Array.isArray(m)) {
+          const got = m === null ? 'null' : Array.isArray(m) ? 'an array' : typeof m;
+          throw argError(`a batch loader resolves to a Map or an object of the keys it found (not an array), got ${got}`);
+        }
       } catch (err) {
         // the text goes with the id: a warm-up's report names the first failure by it
         return [-this._keep(keys, err), errorText(err)];

@@ -68,6 +68,12 @@ test('getMany loads the missing keys in one call', { skip: WASM }, async () => {
   // a plain object answers too; keys not asked for are ignored
   assert.deepEqual([...(await c.getMany(['d'], () => ({ d: 4, zz: 9 })))], [['d', 4]]);
   assert.equal(c.get('zz'), undefined);
+  // an array of pairs is no answer (read as an object, it found nothing): refused, not empty
+  await assert.rejects(
+    c.getMany(['g'], async () => [['g', 7]]),
+    (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /not an array/.test(e.message),
+  );
+  assert.equal(c.has('g'), false);
   const err = new Error('origin down');
   await assert.rejects(
     c.getMany(['e', 'f'], async () => {
