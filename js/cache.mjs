@@ -40,6 +40,32 @@ const ASYNC_DISPOSE = typeof Symbol.asyncDispose === 'symbol' ? Symbol.asyncDisp
  * `backgroundHealing` (Node), the core's healing loop runs on the backend's runtime once
  * `healing.enabled` is set, until `close()`.
  */
+// The calls waiting with each signal: one 'abort' listener per signal, however many calls share
+// it (a request's signal handed to every load it makes), since Node warns past 10 listeners on
+// one signal. The listener stays once added (it goes with its signal), so adding and removing
+// it costs nothing per call.
+const waitingOn = new WeakMap();
+
+/** Calls `f` when `signal` aborts; returns what stops that. */
+function onAbort(signal, f) {
+  let calls = waitingOn.get(signal);
+  if (calls === undefined) {
+    const mine = new Set();
+    calls = mine;
+    waitingOn.set(signal, mine);
+    signal.addEventListener(
+      'abort',
+      () => {
+        waitingOn.delete(signal);
+        for (const g of mine) g();
+      },
+      { once: true },
+    );
+  }
+  calls.add(f);
+  return () => calls.delete(f);
+}
+
 function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}) {
   let tickets = 0;
   // The protocol's named numbers, read once the backend is ready (a WebAssembly module is
@@ -541,7 +567,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         throw codeError('RecursiveLoad', 'recursive load: a loader asked for the key it is loading');
       }
       this._enter(key);
-      let onAbort;
+      let stopWaiting;
       // the flight's own signal, made when the core calls the loader: the core aborts it (`run(true)`)
       // once every waiter has gone or the load timed out; the abort runs in a microtask of its own
       let ctl;
@@ -560,10 +586,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
           // the answer itself when the core had it at once (a hit), else a promise of it
           const p = call(ticket, run);
           if (p instanceof Promise) {
-            if (signal) {
-              onAbort = () => B.cancel(this._c, ticket);
-              signal.addEventListener('abort', onAbort, { once: true });
-            }
+            if (signal) stopWaiting = onAbort(signal, () => B.cancel(this._c, ticket));
             r = await p;
           } else r = p;
         } catch (e) {
@@ -573,7 +596,7 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
         }
         return [r.handle !== P.none ? this._settle(key, r.handle) : undefined, r.status];
       } finally {
-        if (onAbort) signal.removeEventListener('abort', onAbort);
+        if (stopWaiting) stopWaiting();
         this._leave(key);
       }
     }

@@ -79,3 +79,33 @@ test('the loader signal fires when the load times out, and never after a load th
   await sleep(20);
   assert.equal(fast.aborted, false);
 });
+
+test('one signal shared by many waiting calls adds one listener: no MaxListenersExceededWarning', async () => {
+  // a request's signal handed to every load it makes, as with fetch(): Node warns past 10
+  // listeners on one signal
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const c = new Cache();
+    const other = new Cache();
+    const ctl = new AbortController();
+    const loads = [];
+    for (let i = 0; i < 30; i++) {
+      loads.push(c.getOrLoad(`k${i}`, async () => (await sleep(20), i), { signal: ctl.signal }));
+      loads.push(other.fetch(`k${i}`, async () => (await sleep(20), i), { signal: ctl.signal }));
+    }
+    const got = await Promise.all(loads);
+    assert.deepEqual(got.filter((_, j) => j % 2 === 0), [...Array(30).keys()]);
+    // still aborts every call waiting on it
+    const waits = [];
+    for (let i = 0; i < 12; i++) waits.push(c.getOrLoad(`w${i}`, () => new Promise(() => {}), { signal: ctl.signal }));
+    const reason = new Error('request gone');
+    ctl.abort(reason);
+    for (const w of waits) await assert.rejects(w, (e) => e === reason);
+    await sleep(10);
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(warnings, []);
+});
