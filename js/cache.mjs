@@ -725,8 +725,9 @@ function guardWasm(raw, { initialized = true } = {}) {
         )
       : codeError(
           'Poisoned',
-          `healcache: the WebAssembly instance trapped earlier (${trap.message}); it cannot be used any more, ` +
-            'load the module again (a new worker or isolate)',
+          `healcache: the WebAssembly instance trapped earlier (${trap.message}: a panic inside the module, or a ` +
+            'stack overflow that unwound through an earlier call and left it half-changed); it cannot be used any ' +
+            'more, load the module again (a new worker or isolate)',
         );
   const B = {
     isPoisoned: () => trap !== null && trap !== NOT_INITIALIZED,

@@ -76,6 +76,36 @@ test('a panic poisons the instance: later calls throw code Poisoned', { skip: !W
   assert.match(r.stdout, /poisoned-ok/);
 });
 
+test('a stack overflow through a call either leaves the cache working or poisons it, saying so', { skip: !WASM && 'TEST_WASM not set' }, () => {
+  // an overflow that unwinds through the module may leave its state half-changed; the next
+  // call's trap then names that cause as well as a panic
+  const script = `
+    const assert = require('node:assert/strict');
+    const { Cache, __testing } = require('healcache/wasm');
+    const c = new Cache();
+    c.set('x', 1);
+    let i = 0;
+    function walk() { i++; c.set('k', i); walk(); }
+    assert.throws(walk, (e) => e instanceof RangeError);
+    // where the overflow lands varies: outside the module the cache goes on; inside it the
+    // instance is poisoned, and the error says what does that
+    let after;
+    try {
+      c.set('y', 1);
+      after = 'works';
+    } catch (e) {
+      assert.equal(e.code, 'Poisoned');
+      assert.match(e.message, /stack overflow|call stack/);
+      after = 'poisoned';
+    }
+    assert.equal(c.get('x'), 1);
+    console.log('overflow-ok', after);
+  `;
+  const r = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /overflow-ok/);
+});
+
 test('no timer or thread inside the module: an idle cache lets the process exit', { skip: !WASM && 'TEST_WASM not set' }, () => {
   const script = `
     const { Cache } = require('healcache/wasm');
