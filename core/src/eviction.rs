@@ -678,9 +678,17 @@ impl Budget {
         }
     }
 
+    /// Stops at zero (native): a weigher whose answer for a stored value changed (against its
+    /// contract, but a shared mutable value makes it easy) takes off more than was put on, which
+    /// must not wrap the total and leave the store over its budget for good.
     #[inline]
     pub fn sub(&self, w: u64) {
         if self.max != u64::MAX {
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = self.used.fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(w)));
+            // the WebAssembly module's weigher reads the weight the host gave at the write, which
+            // never changes, and its size budget counts every byte
+            #[cfg(target_arch = "wasm32")]
             self.used.fetch_sub(w, Relaxed);
         }
     }

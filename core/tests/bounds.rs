@@ -151,3 +151,27 @@ fn reserved_bytes_grow_with_the_capacity_made_up_front() {
     large.set("k", 1).unwrap();
     assert_eq!(large.reserved_bytes(), before, "a write within the room moves nothing");
 }
+
+/// A weigher must answer the same for a value as long as it is stored; one whose answer grew (a
+/// shared, mutable value weighed by its length) made the removal take more off the byte total
+/// than the write put on, which wrapped it: the store then counted as over its budget for good
+/// and held one entry. The total now stops at zero, so the store keeps filling to its bound.
+#[test]
+fn a_weigher_whose_answer_grew_does_not_leave_the_store_over_budget_for_good() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    let c: Cache<Arc<AtomicU64>> =
+        Cache::builder().max_bytes(100_000).weigher(|v: &Arc<AtomicU64>| v.load(Relaxed)).build().unwrap();
+    let shared = Arc::new(AtomicU64::new(0));
+    c.set("grows", Arc::clone(&shared)).unwrap();
+    for i in 0..10 {
+        c.set(&format!("k{i}"), Arc::new(AtomicU64::new(100))).unwrap();
+    }
+    shared.store(5_000, Relaxed); // the breach: its weight changes while stored
+    c.remove("grows");
+    for i in 10..500 {
+        c.set(&format!("k{i}"), Arc::new(AtomicU64::new(100))).unwrap();
+    }
+    // 500 entries of about 104 bytes fit in 100,000: none was evicted
+    assert_eq!((c.len(), c.stats().evictions), (500, 0));
+}
