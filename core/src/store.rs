@@ -48,9 +48,12 @@ pub(crate) const RESERVED_ENTRIES: u64 = 1 << 7;
 pub enum RemovalCause {
     /// Made room for another entry (count or weight bound).
     Evicted,
-    /// Its TTL passed.
+    /// Its TTL passed, or it was made stale (`invalidate_tag`), whatever found it so: a sweep, a
+    /// read, or a write or removal of its key. A write or a background refresh over an entry
+    /// already past its TTL reports this, not `Replaced`; a removal of one reports this and
+    /// answers `None` (it held no fresh value), where moka says `Replaced` and `Explicit`.
     Expired,
-    /// Overwritten by a write to the same key.
+    /// Overwritten, while fresh, by a write to the same key.
     Replaced,
     /// Removed by `remove`, `clear` or a versioned removal.
     Explicit,
