@@ -42,28 +42,33 @@ const ASYNC_DISPOSE = typeof Symbol.asyncDispose === 'symbol' ? Symbol.asyncDisp
  */
 // The calls waiting with each signal: one 'abort' listener per signal, however many calls share
 // it (a request's signal handed to every load it makes), since Node warns past 10 listeners on
-// one signal. The listener stays once added (it goes with its signal), so adding and removing
-// it costs nothing per call.
+// one signal. It is removed once no call waits with the signal any more.
 const waitingOn = new WeakMap();
 
 /** Calls `f` when `signal` aborts; returns what stops that. */
 function onAbort(signal, f) {
-  let calls = waitingOn.get(signal);
-  if (calls === undefined) {
-    const mine = new Set();
-    calls = mine;
-    waitingOn.set(signal, mine);
-    signal.addEventListener(
-      'abort',
-      () => {
-        waitingOn.delete(signal);
-        for (const g of mine) g();
-      },
-      { once: true },
-    );
+  let w = waitingOn.get(signal);
+  if (w === undefined) {
+    const calls = new Set();
+    const fire = () => {
+      // an AbortSignal of another implementation may not honour `once`
+      signal.removeEventListener('abort', fire);
+      waitingOn.delete(signal);
+      for (const g of calls) g();
+    };
+    w = { calls, fire };
+    waitingOn.set(signal, w);
+    signal.addEventListener('abort', fire, { once: true });
   }
-  calls.add(f);
-  return () => calls.delete(f);
+  const mine = w;
+  mine.calls.add(f);
+  return () => {
+    mine.calls.delete(f);
+    if (mine.calls.size === 0 && waitingOn.get(signal) === mine) {
+      waitingOn.delete(signal);
+      signal.removeEventListener('abort', mine.fire);
+    }
+  };
 }
 
 function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}) {
@@ -240,7 +245,8 @@ function makeCache(B, { asyncLocalStorage: als, backgroundHealing = false } = {}
       const o = callOptions(options, 'setIfVersion');
       // checked here: `ifVersion: undefined` is no check, which would make this a plain set
       checkVersion(expected);
-      return this.set(key, value, { ...o, ifVersion: expected });
+      // read by name, not spread (a spread copies own properties only: an inherited `ttl` is one)
+      return this.set(key, value, o === undefined ? { ifVersion: expected } : { ttl: o.ttl, tags: o.tags, ifVersion: expected });
     }
 
     /** Removes `key`; returns whether a live entry was removed. With `ifVersion`, only that version. */

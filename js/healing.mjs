@@ -11,7 +11,7 @@
 
 import {
   healingSettings, codeError, invalid, argError, healingField, checkPrefix, healingArgs, settingNumber, settingText,
-  settingError, weigh,
+  settingError, weigh, optionNames,
 } from './options.mjs';
 
 const SOURCE_OPTIONS = ['compare', 'decode', 'stripPrefix', 'maxBodyBytes', 'allowPrivate'];
@@ -73,7 +73,7 @@ function digest(v) {
 function sourceOptions(options, isUrl) {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object') throw invalid('options', 'must be an object');
-  for (const name of Object.keys(options)) {
+  for (const name of optionNames(options, SOURCE_OPTIONS)) {
     if (!SOURCE_OPTIONS.includes(name)) throw invalid(name, `is not a source option (known: ${SOURCE_OPTIONS.join(', ')})`);
     const v = options[name];
     if (v === undefined) continue;

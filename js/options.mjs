@@ -26,6 +26,8 @@ const FORMER = new Map([
   ['sourceTimeoutMs', 'sourceTimeout'],
 ]);
 const SHOWN = new Map([...FORMER].map(([former, js]) => [js, former]));
+/** The options of `new Cache` the core's table does not list (the JS-only and text ones). */
+const CACHE_JS_OPTIONS = [SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION, ...TEXT_OPTIONS];
 
 /*
  * The names each method's options object may hold, read by `callOptions`. A name not listed is
@@ -208,6 +210,22 @@ function clockArg(B, clock) {
 }
 
 /**
+ * The names of an options object (`new Cache`'s, `healing`) to read, each as `options[name]`,
+ * which sees own, inherited and getter values, as destructuring does: every enumerable name, own
+ * or inherited (for...in: the own ones first, in `Object.keys` order), so an unknown one is refused
+ * wherever it comes from, then each `known` name not among them (a getter of a class, a
+ * non-enumerable property). A getter of a class's prototype is not enumerable: nothing lists it,
+ * so it is read when known and not checked when unknown.
+ */
+function optionNames(options, known) {
+  const names = [];
+  for (const name in options) names.push(name);
+  const listed = new Set(names);
+  for (const name of known) if (!listed.has(name)) names.push(name);
+  return names;
+}
+
+/**
  * The backends' `create` arguments from the options object: setting names (comma-separated) and
  * values (booleans as 0/1), and the seed (undefined when none is given: the backend draws one from
  * the host's randomness at the cache's first use, as edge runtimes refuse it in global scope).
@@ -219,7 +237,7 @@ function createArgs(S, options) {
   const text = TEXT_OPTIONS.map(() => undefined);
   if (options !== undefined && options !== null) {
     if (typeof options !== 'object') throw invalid('options', 'must be an object');
-    for (const name of Object.keys(options)) {
+    for (const name of optionNames(options, [...S.cache.keys(), ...CACHE_JS_OPTIONS])) {
       const v = options[name];
       if (name === SIZE_OF || name === DISPOSE_OPTION || name === WAIT_UNTIL) {
         if (v !== undefined && typeof v !== 'function') throw invalid(name, 'must be a function');
@@ -233,7 +251,7 @@ function createArgs(S, options) {
         continue;
       }
       const s = S.cache.get(name);
-      if (s === undefined) throw invalid(name, `is not an option (known: ${[...S.cache.keys(), SIZE_OF, DISPOSE_OPTION, WAIT_UNTIL, HEALING_OPTION, CLOCK_OPTION, ...TEXT_OPTIONS].join(', ')})`);
+      if (s === undefined) throw invalid(name, `is not an option (known: ${[...S.cache.keys(), ...CACHE_JS_OPTIONS].join(', ')})`);
       if (v === undefined) continue;
       if (name === 'seed') {
         seed = checkSeed(v); // a u64: passed on its own, as a bigint
@@ -255,7 +273,10 @@ function createArgs(S, options) {
  * The options object of a call to `method` (a key of CALL_OPTIONS), or undefined for none
  * (undefined or null). Anything but an object, or a name the method does not take, is refused with
  * InvalidConfig naming it (`prefix` + name: `onFull.blok`), before the call changes anything.
- * Own names only: for...in with a check of each unknown name costs less than `Object.keys`.
+ * The names checked are every enumerable one, own or inherited (for...in), so an inherited
+ * misspelling is refused as an own one is; the callers read each known option as `o[name]`, which
+ * sees own, inherited and getter values, as destructuring does. A getter of a class's prototype is
+ * not enumerable: nothing lists it, so it is read when known and not checked when unknown.
  */
 function callOptions(options, method, prefix = '') {
   if (options === undefined || options === null) return undefined;
@@ -264,9 +285,7 @@ function callOptions(options, method, prefix = '') {
   }
   const known = CALL_OPTIONS[method];
   for (const name in options) {
-    if (!known.has(name) && Object.prototype.hasOwnProperty.call(options, name)) {
-      throw invalid(prefix + name, `is not an option of ${method} (known: ${[...known].join(', ')})`);
-    }
+    if (!known.has(name)) throw invalid(prefix + name, `is not an option of ${method} (known: ${[...known].join(', ')})`);
   }
   return options;
 }
@@ -372,7 +391,7 @@ function healingArgs(S, settings) {
   const wrote = new Map();
   if (settings === undefined || settings === null) return [names, values, wrote];
   if (typeof settings !== 'object') throw invalid('healing', 'must be an object');
-  for (const name of Object.keys(settings)) {
+  for (const name of optionNames(settings, S.healing.keys())) {
     const s = S.healing.get(name);
     if (s === undefined) {
       throw invalid(`healing.${name}`, `is not a healing setting (known: ${healingSettings(S).map(([n]) => n).join(', ')})`);
@@ -452,6 +471,6 @@ function weigh(sizeOf, value, key) {
 export {
   shown,
   FETCH_OPTIONS, WRITE_BEHIND_COUNTS, settingsOf, healingSettings, codeError, invalid, argError, errorText, healingField, checkKey, checkPrefix,
-  makeClock, clockArg, createArgs, callOptions, fetchArgs, signalArg, flagArg, ttlArg, tagsArg, waitUntilArg, setArgs, checkVersion,
+  makeClock, clockArg, createArgs, callOptions, optionNames, fetchArgs, signalArg, flagArg, ttlArg, tagsArg, waitUntilArg, setArgs, checkVersion,
   healingArgs, settingNumber, settingText, settingError, defaultSizeOf, weigh,
 };
