@@ -18,10 +18,12 @@
 //! - Other instances learn of a bump on the invalidation bus; a lost message is a gap, which
 //!   distrusts L1 and forgets the known versions, so the next reads ask Redis.
 //!
-//! Equality, never order, decides: a version forgotten here (the table is bounded) or reset in
-//! Redis (a restart without persistence) can only make an entry read as invalid, a miss, never
-//! make an invalidated entry valid (without a tier, the next version comes from the counter,
-//! never from the version known, so it cannot be one an entry recorded).
+//! Equality, never order, decides: a version forgotten here (the table is bounded) can only make
+//! an entry read as invalid, a miss, never make an invalidated entry valid (without a tier, the
+//! next version comes from the counter, never from the version known, so it cannot be one an
+//! entry recorded). A tag's key lost in Redis while values written before its first bump remain
+//! (evicted under an `allkeys-*` policy, or deleted) reads as 0 again and makes those values
+//! valid: docs/shared-tier.md tells operators to keep tag keys from eviction.
 
 use std::collections::HashMap;
 #[cfg(feature = "tier")]
