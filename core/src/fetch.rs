@@ -12,7 +12,9 @@ use futures::future::{self, Either, FutureExt};
 
 use crate::cache::{Cache, Ttl};
 use crate::error::{ConfigProblem, Error, LoaderError, Result};
-use crate::flight::{self, Interrupt, LoadFuture, Tracked};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::flight::Interrupt;
+use crate::flight::{self, LoadFuture, Tracked};
 use crate::settings::Unit;
 use crate::stats::Status;
 use crate::store::{Expect, LoadFence, Lookup};

@@ -155,7 +155,8 @@ pub(crate) struct Joined<V> {
     pub load: SharedLoad<V>,
     /// This caller started the flight (its loader runs); otherwise it joined one under way.
     pub started: bool,
-    /// The flight's loader is a blocking one (run by the thread that started it).
+    /// The flight's loader is a blocking one (run by the thread that started it); wasm32 has none.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub blocking: bool,
 }
 

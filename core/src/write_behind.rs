@@ -472,6 +472,10 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
         match self.try_admit(key)? {
             Ok(slot) => Ok(slot),
             Err(_) if matches!(self.shared.cfg.on_full, OnFull::Reject) => self.full(),
+            // one thread: the host timer's sleep is the only way to wait
+            #[cfg(target_arch = "wasm32")]
+            Err(_) => futures::executor::block_on(self.admit_async(key)),
+            #[cfg(not(target_arch = "wasm32"))]
             Err(seen) => {
                 // parked until the deadline, not on the host timer: its sleeps may only run on
                 // the host runtime's threads, and this is the caller's
