@@ -407,3 +407,31 @@ def test_an_unreachable_shared_tier_is_l2_unavailable_with_its_reason():
     assert isinstance(e.value, ConnectionError)
     assert e.value.reason and e.value.reason in str(e.value)
     c.close()
+
+
+def test_a_unix_socket_url_reaches_a_local_redis(tmp_path):
+    """docs/shared-tier.md: `redis=` takes a `redis://` URL, or `unix://` for a local socket. A
+    redis-server child listening on a socket only (no TCP port), stopped by its pid."""
+    import rediskit
+
+    exe = rediskit.redis_server_path()
+    assert exe is not None, "redis-server is not installed: run .ci/setup-server.sh"
+    sock = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        [exe, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(sock.exists, 10)
+        a = healcache.Cache(redis=f"unix://{sock}", l2_prefix="ux")
+        b = healcache.Cache(redis=f"unix://{sock}", l2_prefix="ux")
+        wait_for(a.ready, 10)
+        a.set("k", "v")
+        assert a.close() == 0  # the write has landed
+        got = asyncio.run(b.fetch("k", lambda: "origin"))
+        assert (got.value, got.status) == ("v", "l2-hit")
+        assert b.close() == 0
+    finally:
+        proc.kill()
+        proc.wait()
