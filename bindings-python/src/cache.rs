@@ -258,8 +258,8 @@ impl PyCache {
 
     /// Stores `value`; returns the entry's new version. `ttl` in seconds (`None`: the cache's
     /// TTL, `math.inf`: never expires); `if_version`: write only if the live version is this
-    /// (0: only if the key has no entry, a cached "not found" being one), else raise `VersionMismatch`; `tags`: up to 16 names of 1 to 128
-    /// bytes, for `invalidate_tag`.
+    /// (0: only if the key has no entry, a cached "not found" being one), else raise
+    /// `VersionMismatch`; `tags`: up to 16 names of 1 to 128 bytes, for `invalidate_tag`.
     #[pyo3(signature = (key, value, /, *, ttl=None, if_version=None, tags=None))]
     fn set(
         &self,

@@ -296,8 +296,9 @@ impl Decode {
     }
 }
 
-/// A Python object the healer holds, shared with the `Cache`'s GC methods.
-type Held = Arc<Mutex<Option<Py<PyAny>>>>;
+/// A Python object held by the healer or a write-behind queue, shared with the GC methods of
+/// its owner, which show it to the collector and drop it when the owner is garbage.
+pub(crate) type Held = Arc<Mutex<Option<Py<PyAny>>>>;
 
 /// The self-healing state of one `Cache`: its core healer and its background thread.
 pub(crate) struct Healing {

@@ -21,6 +21,7 @@ use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 use crate::cache::PyCache;
 use crate::convert::{arg, key_str, write_ttl, Seconds, Value};
 use crate::error::{invalid, to_pyerr};
+use crate::healing::Held;
 use crate::runtime::{block_detached, relock, HealLoop, TokioTimer};
 
 static GLUE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -49,10 +50,6 @@ impl WriteReply {
         }
     }
 }
-
-/// The writer, shared by the queue's [`PyWriter`] and its `WriteBehind`, which shows it to the
-/// collector and drops it when the queue is garbage.
-type Held = Arc<Mutex<Option<Py<PyAny>>>>;
 
 /// A Python writer (sync or async callable taking a list of `(op, key, value)` tuples).
 struct PyWriter {
