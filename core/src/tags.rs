@@ -1,10 +1,13 @@
 //! Tags: one call invalidates every entry written with a tag, in this process and, with a
 //! shared tier, in every instance of the fleet.
 //!
-//! A tag has a version: 0 until first invalidated, a new one at each [`crate::Cache::invalidate_tag`]
-//! (with a shared tier, an `INCR` of the tag's key in Redis, so every instance counts the same;
-//! without one, the next value of a counter of the cache's, shared by all its tags, so a version
-//! is never handed out twice, even for a tag whose version was forgotten).
+//! A tag has a version, and a new one at each [`crate::Cache::invalidate_tag`]. Without a shared
+//! tier a tag is at 0 until first invalidated, and each invalidation takes the next value of a
+//! counter of the cache's, shared by all its tags, so a version is never handed out twice, even
+//! for a tag whose version was forgotten. With one, the version lives in the tag's key in
+//! Redis and comes from the server's clock (the TAG_READ and TAG_BUMP scripts), so every
+//! instance sees the same, and a key lost in Redis never comes back at a version an entry
+//! recorded.
 //! An entry records the version each of its tags had when it was written (a load: when it
 //! began) and is valid only while every recorded version is still the current one. Versions and
 //! not timestamps, as the fleet design chooses over FusionCache's and bentocache's: no clocks
@@ -21,14 +24,14 @@
 //! Equality, never order, decides: a version forgotten here (the table is bounded) can only make
 //! an entry read as invalid, a miss, never make an invalidated entry valid (without a tier, the
 //! next version comes from the counter, never from the version known, so it cannot be one an
-//! entry recorded). A tag's key lost in Redis while values written before its first bump remain
-//! (evicted under an `allkeys-*` policy, or deleted) reads as 0 again and makes those values
-//! valid: docs/shared-tier.md tells operators to keep tag keys from eviction.
+//! entry recorded).
 
 use std::collections::HashMap;
 #[cfg(feature = "tier")]
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+#[cfg(feature = "tier")]
+use std::sync::Arc;
 use std::sync::Mutex;
 
 #[cfg(feature = "tier")]
@@ -285,20 +288,42 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Some(t) => Some(t.encode(&value)?),
             None => None,
         };
-        let recorded: Vec<Tag> = match tier {
+        let (recorded, unknown) = match tier {
             Some(t) => t.versions_for_write(tags),
             None => {
                 let known = self.inner.tags.known(tags);
-                tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(0) }).collect()
+                let recorded =
+                    tags.iter().zip(known).map(|(t, v)| Tag { name: t.to_string(), version: v.unwrap_or(0) });
+                (recorded.collect(), Vec::new())
             }
         };
+        let began = tier.map_or(0, |t| t.precise_nanos());
         let written = self.write_raw(key, Some(value), opts.ttl, opts.if_version.map(Expect::Live), 0)?;
         self.inner.tags.record(key, &recorded, |k| self.inner.store.stored_version(k) != 0);
-        if let (Some(tier), Some(payload)) = (tier, payload) {
+        let (Some(tier), Some(payload)) = (tier, payload) else { return Ok(written) };
+        if unknown.is_empty() {
             if let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, recorded) {
                 tier.spawn(w);
             }
+            return Ok(written);
         }
+        let again = payload.clone();
+        let Some(w) = self.l2_write(tier, key, payload, opts.ttl, &written, tier::Expect::Any, recorded.clone()) else {
+            return Ok(written);
+        };
+        // the L1 record takes the versions confirmed, while the key still holds this write
+        let inner = Arc::downgrade(&self.inner);
+        let (k, version) = (key.to_string(), written.version);
+        let resolved = move |tags: &[Tag]| {
+            if let Some(inner) = inner.upgrade() {
+                if inner.store.stored_version(&k) == version {
+                    inner.tags.record(&k, tags, |k| inner.store.stored_version(k) != 0);
+                }
+            }
+        };
+        let ttl = self.resolve_ttl(opts.ttl);
+        let grace = self.inner.settings.grace.unwrap_or_default();
+        tier.resolve_tags(w, began, key, again, ttl, grace, written.version, recorded, unknown, resolved);
         Ok(written)
     }
 

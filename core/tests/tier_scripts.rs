@@ -412,3 +412,75 @@ fn a_write_naming_the_epoch_takes_the_next_counter_and_any_other_is_told_the_epo
     assert!(matches!(r.write_seen(&k2, b"", b"hc short", "60000"), Reply::Error(_)));
     assert_eq!(r.cmd(&[b"EXISTS", k2.value.as_bytes(), k2.fence.as_bytes()]), Reply::Int(0));
 }
+
+/// The server's clock in microseconds.
+fn server_micros(r: &mut Redis) -> u64 {
+    let t = r.cmd(&[b"TIME"]).items();
+    let part = |i: usize| String::from_utf8(t[i].bytes()).unwrap().parse::<u64>().unwrap();
+    part(0) * 1_000_000 + part(1)
+}
+
+fn version_of(reply: &Reply) -> (u64, i64) {
+    let items = reply.items();
+    (String::from_utf8(items[0].bytes()).unwrap().parse().unwrap(), items[1].int())
+}
+
+/// A tag key lost in Redis must never come back as a version a value recorded: an absent key is
+/// set from the server's clock (even), and a bump moves past both that clock and the old version
+/// (odd), so a reader tells a version an invalidation set, and when, from one a read made.
+#[test]
+fn tag_versions_come_from_the_server_clock_and_never_repeat_after_a_loss() {
+    let mut r = Redis::start();
+    let key = healcache::keys::tag_key("hc1", "cache", "t");
+    let before = server_micros(&mut r);
+    // absent: set by this read, from the clock, even
+    let (v1, how) = version_of(&r.eval(scripts::TAG_READ, &[&key], &[]));
+    assert_eq!(how, -2, "set by this read");
+    assert!(v1 + 1 >= before && v1 <= server_micros(&mut r) && v1 % 2 == 0, "{v1} from the clock");
+    assert_eq!(r.cmd(&[b"GET", key.as_bytes()]), Reply::Bulk(v1.to_string().into_bytes()));
+    // present: the same version, set by an earlier read
+    assert_eq!(version_of(&r.eval(scripts::TAG_READ, &[&key], &[])), (v1, -3));
+    // a bump takes the clock, odd; two bumps in one microsecond still differ
+    let b1 = r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64;
+    let b2 = r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64;
+    assert!(b1 > v1 && b2 > b1 && b1 % 2 == 1 && b2 % 2 == 1, "{v1} {b1} {b2}");
+    // read: set by an invalidation, this long ago by the server's clock
+    std::thread::sleep(Duration::from_millis(20));
+    let (again, ago) = version_of(&r.eval(scripts::TAG_READ, &[&key], &[]));
+    assert_eq!(again, b2);
+    assert!((20_000..10_000_000).contains(&ago), "set {ago} µs ago");
+    // a version ahead of the clock is bumped past, and when it was set is not known
+    let ahead = server_micros(&mut r) + 3_600_000_001;
+    let ahead = ahead + 1 - ahead % 2;
+    r.cmd(&[b"SET", key.as_bytes(), ahead.to_string().as_bytes()]);
+    assert_eq!(version_of(&r.eval(scripts::TAG_READ, &[&key], &[])), (ahead, -1));
+    assert_eq!(r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64, ahead + 2);
+    // a version an older release counted up from 1 is bumped to the clock; how it was set is
+    // not known
+    for old in ["3", "4"] {
+        r.cmd(&[b"SET", key.as_bytes(), old.as_bytes()]);
+        assert_eq!(version_of(&r.eval(scripts::TAG_READ, &[&key], &[])), (old.parse().unwrap(), -1));
+    }
+    assert!(r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64 >= before);
+    // lost and read again: a version none before held
+    let last = r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64;
+    r.cmd(&[b"DEL", key.as_bytes()]);
+    let (made, how) = version_of(&r.eval(scripts::TAG_READ, &[&key], &[]));
+    assert_eq!(how, -2);
+    assert!(![v1, b1, b2, 3, 4, last].contains(&made), "{made}");
+    // lost and bumped: the same
+    r.cmd(&[b"DEL", key.as_bytes()]);
+    let bumped = r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64;
+    assert!(bumped > made && bumped % 2 == 1, "{bumped} after {made}");
+    // text that is no version is read as it is (the client calls it unreadable) and replaced
+    // by a bump; a TTL on the key is kept, as INCR keeps it
+    r.cmd(&[b"SET", key.as_bytes(), b"garbage", b"EX", b"1000"]);
+    assert_eq!(r.eval(scripts::TAG_READ, &[&key], &[]).items()[1], Reply::Int(-1));
+    assert!(r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64 >= before);
+    assert!(r.cmd(&[b"TTL", key.as_bytes()]).int() > 900);
+    // another type: an error, as GET and INCR answer
+    r.cmd(&[b"DEL", key.as_bytes()]);
+    r.cmd(&[b"HSET", key.as_bytes(), b"f", b"1"]);
+    assert!(matches!(r.eval(scripts::TAG_READ, &[&key], &[]), Reply::Error(e) if e.contains("WRONGTYPE")));
+    assert!(matches!(r.eval(scripts::TAG_BUMP, &[&key], &[]), Reply::Error(e) if e.contains("WRONGTYPE")));
+}

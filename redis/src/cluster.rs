@@ -20,7 +20,7 @@ use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
-    BusSink, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
+    BusSink, LeaseReply, LockReply, ReadReply, Record, TagRead, Transport, TransportError, WriteReply, WriteRequest,
 };
 use healcache::{ConfigProblem, Error};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -261,20 +261,6 @@ impl Link for RedisClusterTransport {
                 }
             }
         }
-    }
-
-    async fn tag_versions(&self, keys: Vec<String>) -> Result<Vec<u64>, TransportError> {
-        let conn = common::conn_here(self).await?;
-        // one GET per tag, each routed to its own slot (never a cross-slot MGET)
-        let gets = keys.iter().map(|k| {
-            let mut conn = conn.clone();
-            async move { redis::cmd("GET").arg(k).query_async::<Option<String>>(&mut conn).await }
-        });
-        let mut out = Vec::with_capacity(keys.len());
-        for got in futures::future::join_all(gets).await {
-            out.push(common::tag_version(got.map_err(|e| self.failed(e))?));
-        }
-        Ok(out)
     }
 
     /// SCAN over every primary; UNLINK in batches of one slot's keys.

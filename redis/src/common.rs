@@ -17,7 +17,10 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
-use healcache::tier::{scripts, BusSink, LeaseReply, LockReply, ReadReply, Record, TransportError, WriteReply};
+use healcache::tier::{
+    scripts, BusSink, LeaseReply, LockReply, ReadReply, Record, TagRead, TagSet, TransportError, WriteReply,
+    UNREADABLE_TAG,
+};
 use healcache_rt::ForkGuard;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -68,6 +71,8 @@ pub(crate) struct Scripts {
     release: Script,
     lease: Script,
     put_record: Script,
+    tag_read: Script,
+    tag_bump: Script,
 }
 
 /// Where a transport is in its life.
@@ -112,6 +117,8 @@ impl<C> State<C> {
                 release: Script::new(scripts::RELEASE),
                 lease: Script::new(scripts::LEASE),
                 put_record: Script::new(scripts::PUT_RECORD),
+                tag_read: Script::new(scripts::TAG_READ),
+                tag_bump: Script::new(scripts::TAG_BUMP),
             },
             phase: watch::Sender::new(Phase::Open),
         }
@@ -159,7 +166,6 @@ pub(crate) trait Link: Clone + Send + Sync + 'static {
         sink: &Arc<dyn BusSink>,
         first: bool,
     ) -> impl Future<Output = Result<(), ()>> + Send;
-    fn tag_versions(&self, keys: Vec<String>) -> impl Future<Output = Result<Vec<u64>, TransportError>> + Send;
     fn unlink(&self, pattern: String) -> impl Future<Output = Result<u64, TransportError>> + Send;
     fn scan(
         &self,
@@ -324,12 +330,38 @@ pub(crate) fn shut<C>(st: &State<C>) {
     st.subs.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
 }
 
-/// A tag version as read: absent is never bumped (0); text that is no version (no cache wrote
-/// it) is [`healcache::tier::UNREADABLE_TAG`].
-pub(crate) fn tag_version(got: Option<String>) -> u64 {
-    got.map_or(0, |v| {
-        v.parse().ok().filter(|v| *v != healcache::tier::UNREADABLE_TAG).unwrap_or(healcache::tier::UNREADABLE_TAG)
-    })
+/// A tag version as the TAG_READ script answers it: text that is no version (no cache wrote it)
+/// is [`UNREADABLE_TAG`].
+pub(crate) fn tag_read((text, how): (String, i64)) -> TagRead {
+    let version = text.parse().ok().filter(|v| *v != UNREADABLE_TAG).unwrap_or(UNREADABLE_TAG);
+    let set = match how {
+        -2 => TagSet::ByThisRead,
+        -3 => TagSet::ByARead,
+        us if us >= 0 => TagSet::Bumped(Duration::from_micros(us as u64)),
+        _ => TagSet::Unknown,
+    };
+    TagRead { version, set }
+}
+
+/// The TAG_READ script on every key, each sent on its own (the keys live in different cluster
+/// slots) but at once, so a multiplexed connection pipelines them.
+pub(crate) async fn tag_versions<L: Link>(l: &L, keys: Vec<String>) -> Result<Vec<TagRead>, TransportError> {
+    let conn = conn_here(l).await?;
+    let script = &l.state().scripts.tag_read;
+    let reads = keys.iter().map(|k| {
+        let mut conn = conn.clone();
+        async move { script.key(k).invoke_async::<(String, i64)>(&mut conn).await }
+    });
+    let mut out = Vec::with_capacity(keys.len());
+    for got in futures::future::join_all(reads).await {
+        out.push(tag_read(got.map_err(|e| l.failed(e))?));
+    }
+    Ok(out)
+}
+
+/// The TAG_BUMP script on `key`: the tag's new version.
+pub(crate) async fn tag_bump<L: Link>(l: &L, key: String) -> Result<u64, TransportError> {
+    invoke(l, &l.state().scripts.tag_bump.key(key)).await
 }
 
 pub(crate) fn closed_error() -> TransportError {
@@ -557,14 +589,14 @@ macro_rules! transport_for {
                 run(async move { common::revalidate(&me, key).await })
             }
 
-            fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
+            fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<TagRead>, TransportError>> {
                 let me = self.clone();
-                run(async move { Link::tag_versions(&me, keys).await })
+                run(async move { common::tag_versions(&me, keys).await })
             }
 
             fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
-                let (me, cmd) = (self.clone(), redis::cmd("INCR").arg(key).clone());
-                run(async move { common::query(&me, &cmd).await })
+                let (me, key) = (self.clone(), key.to_string());
+                run(async move { common::tag_bump(&me, key).await })
             }
 
             fn write(&self, req: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {

@@ -7,7 +7,7 @@ use futures::future::{BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
-    BusSink, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
+    BusSink, LeaseReply, LockReply, ReadReply, Record, TagRead, Transport, TransportError, WriteReply, WriteRequest,
 };
 use healcache::{ConfigProblem, Error};
 use redis::aio::MultiplexedConnection;
@@ -153,17 +153,6 @@ impl Link for RedisTransport {
                 }
             }
         }
-    }
-
-    async fn tag_versions(&self, keys: Vec<String>) -> Result<Vec<u64>, TransportError> {
-        // one GET per key in one pipeline, not MGET: tag keys live in different cluster slots
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("GET").arg(k);
-        }
-        let mut conn = common::conn_here(self).await?;
-        let got: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(|e| self.failed(e))?;
-        Ok(got.into_iter().map(common::tag_version).collect())
     }
 
     async fn unlink(&self, pattern: String) -> Result<u64, TransportError> {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use healcache::keys::{self, L2Keys};
-use healcache::tier::{Expect, LeaseReply, LockReply, MsgPack, Transport, WriteReply, WriteRequest};
+use healcache::tier::{Expect, LeaseReply, LockReply, MsgPack, TagSet, Transport, WriteReply, WriteRequest};
 use healcache::{Cache, FetchOptions, Loaded, Status};
 use healcache_redis::RedisClusterTransport;
 use healcache_rt::{IoSpawner, IoTimer};
@@ -186,16 +186,30 @@ fn the_tier_on_a_three_primary_cluster() {
     assert_eq!(unlinked as usize, spread.len());
     assert_eq!(block(t.scan(&glob, 0, 1000)).unwrap().1.len(), 0);
 
-    // tags: versions read one GET per tag, each on its own slot
+    // tags: versions read by one script call per tag, each on its own slot
     let tag_keys: Vec<String> = (0..12).map(|i| keys::tag_key("hc1", "cache", &format!("t{i}"))).collect();
     let slots: std::collections::HashSet<usize> =
         tag_keys.iter().map(|k| cluster.node_of_slot(cluster_slot(k))).collect();
     assert_eq!(slots.len(), CLUSTER_PRIMARIES, "tags on every primary");
-    for k in &tag_keys[..3] {
-        block(t.tag_bump(k)).unwrap();
+    let bumped: Vec<u64> = tag_keys[..3].iter().map(|k| block(t.tag_bump(k)).unwrap()).collect();
+    let read = block(t.tag_versions(tag_keys.clone())).unwrap();
+    for (i, r) in read.iter().enumerate() {
+        match i {
+            // set by an invalidation (odd), and just now
+            0..3 => {
+                assert_eq!(r.version, bumped[i]);
+                assert!(
+                    r.version % 2 == 1 && matches!(r.set, TagSet::Bumped(d) if d < Duration::from_secs(10)),
+                    "{r:?}"
+                );
+            }
+            // absent: made by the read (even), from the clock
+            _ => assert!(r.version % 2 == 0 && r.version > 1 << 50 && r.set == TagSet::ByThisRead, "{r:?}"),
+        }
     }
-    let versions = block(t.tag_versions(tag_keys.clone())).unwrap();
-    assert_eq!(versions, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let again = block(t.tag_versions(tag_keys.clone())).unwrap();
+    assert_eq!(again.iter().map(|r| r.version).collect::<Vec<_>>(), read.iter().map(|r| r.version).collect::<Vec<_>>());
+    assert!(again[3..].iter().all(|r| r.set == TagSet::ByARead), "{again:?}");
 
     // the fleet verifier's lease and score record (one slot: the record's write checks the lease)
     let (lease_key, record) = keys::verifier_keys("hc1", "user:");

@@ -12,6 +12,7 @@ use healcache::tier::MsgPack;
 use healcache::{Cache, FetchOptions, Loaded, RemovalCause, Status, WriteOptions};
 use healcache_redis::RedisTransport;
 use healcache_rt::{IoSpawner, IoTimer};
+use healcache_testkit::RedisServer;
 use serde_json::{json, Value};
 
 mod common;
@@ -32,6 +33,26 @@ fn tagged(c: &Cache<Value>, key: &str, v: Value, tags: &[&str]) {
     c.write_tagged(key, v, WriteOptions::default(), tags).unwrap();
 }
 
+/// Waits until `a` has made `writes` L2 writes and each of `others` has heard every bus message
+/// `a` sent (a message arriving after another instance's read would make its fresh copy stale).
+fn settled(a: &Cache<Value>, writes: u64, others: &[&Cache<Value>]) {
+    let limit = std::time::Instant::now() + Duration::from_secs(5);
+    while a.stats().l2_writes != writes && std::time::Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(a.stats().l2_writes, writes, "{:?}", a.stats());
+    for o in others {
+        wait_for("a's messages heard", Duration::from_secs(5), || o.stats().l2_bus_received >= a.stats().l2_bus_sent);
+    }
+}
+
+/// Invalidates `tag` in Redis where no instance hears it (no bus message), as the TAG_BUMP
+/// script does.
+fn bump_unheard(r: &RedisServer, tag: &str) {
+    let key = healcache::keys::tag_key("hc1", "cache", tag);
+    r.connect_admin().unwrap().cmd(&["EVAL", healcache::tier::scripts::TAG_BUMP, "1", key.as_str()]).unwrap();
+}
+
 #[test]
 fn a_tag_invalidated_in_one_instance_is_stale_in_every_other_and_in_l2() {
     let r = server();
@@ -39,9 +60,8 @@ fn a_tag_invalidated_in_one_instance_is_stale_in_every_other_and_in_l2() {
     tagged(&a, "user:1", json!("u1 v1"), &["team:7"]);
     tagged(&a, "user:2", json!("u2 v1"), &["team:7", "org:1"]);
     tagged(&a, "user:3", json!("u3 v1"), &["team:8"]);
-    wait_for("a's writes", Duration::from_secs(5), || a.stats().l2_writes == 3);
-    // (read after their messages arrived, which would otherwise make b's fresh copies stale)
-    wait_for("b hears them", Duration::from_secs(5), || b.stats().l2_bus_received == 3);
+    // a knew none of the tags: each value is written, then written again with the versions read
+    settled(&a, 6, &[&b]);
     for (k, v) in [("user:1", "u1 v1"), ("user:2", "u2 v1"), ("user:3", "u3 v1")] {
         let f = fetch(&b, k, None).unwrap();
         assert_eq!((f.value, f.status), (Some(json!(v)), Status::L2Hit), "{k}");
@@ -64,7 +84,7 @@ fn a_tag_invalidated_in_one_instance_is_stale_in_every_other_and_in_l2() {
     assert_eq!((sa.l2_tag_invalidations, sb.l2_tag_received, sb.l2_bus_gaps), (1, 1, 0), "{sb:?}");
     // a value written after the invalidation, with the tag, is valid everywhere
     tagged(&a, "user:1", json!("u1 v2"), &["team:7"]);
-    wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == 4);
+    wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == 7);
     let f = fetch(&b, "user:1", None).unwrap();
     assert_eq!((f.value, f.status), (Some(json!("u1 v2")), Status::L2Hit));
 }
@@ -74,7 +94,7 @@ fn a_hard_invalidation_removes_the_copies() {
     let r = server();
     let (a, b) = (cache(&r.url()), cache(&r.url()));
     tagged(&a, "doc", json!("v1"), &["t"]);
-    wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == 1);
+    settled(&a, 2, &[&b]);
     assert_eq!(fetch(&b, "doc", None).unwrap().status, Status::L2Hit);
     assert_eq!(block(a.invalidate_tag("t", true)).unwrap(), 1);
     wait_for("b removes its copy", Duration::from_secs(5), || b.stats().l2_tag_received == 1);
@@ -88,19 +108,18 @@ fn a_hard_invalidation_removes_the_copies() {
 #[test]
 fn a_write_racing_an_invalidation_it_did_not_see_reads_as_outdated() {
     let r = server();
-    let (a, b) = (cache(&r.url()), cache(&r.url()));
-    // b learns version 0 of the tag, then a bumps it while b's write is on its way: b's value
-    // records the old version, so no instance takes it as valid
+    let b = cache(&r.url());
+    // b learns the tag's version (its first tagged write reads it), then the tag is invalidated
+    // where b cannot hear it while b's next write is on its way: b's value records the old
+    // version, so no instance takes it as valid
     tagged(&b, "warm", json!(0), &["t"]);
-    wait_for("b's write", Duration::from_secs(5), || b.stats().l2_writes == 1);
-    let mut raw = r.connect_admin().unwrap();
-    let key = healcache::keys::tag_key("hc1", "cache", "t");
-    // b learns the version in the background after its first tagged write, by a GET of the tag's
-    // key (nothing else here sends a GET): once Redis answered it, what b learns is version 0
-    wait_for("b's read of the tag's version", Duration::from_secs(10), || r.command_calls("get").unwrap() >= 1);
-    raw.cmd(&["INCR", key.as_str()]).unwrap();
+    wait_for("b's writes", Duration::from_secs(5), || b.stats().l2_writes == 2);
+    bump_unheard(&r, "t");
     tagged(&b, "doc", json!("written before b knew"), &["t"]);
-    wait_for("b's write", Duration::from_secs(5), || b.stats().l2_writes == 2);
+    wait_for("b's write", Duration::from_secs(5), || b.stats().l2_writes == 3);
+    // (read by an instance that knows no version of the tag: a learnt b's from the bus, and
+    // the invalidation above, sent on no bus, is one a real instance could not miss unnoticed)
+    let a = cache(&r.url());
     let f = fetch(&a, "doc", Some(json!("from the origin"))).unwrap();
     assert_eq!((f.value, f.status), (Some(json!("from the origin")), Status::Loaded));
     assert_eq!(a.stats().l2_tag_outdated, 1);
@@ -116,10 +135,10 @@ fn a_tag_version_no_cache_wrote_makes_the_value_a_miss_and_is_counted() {
     let mut raw = r.connect_admin().unwrap();
     let key = healcache::keys::tag_key("hc1", "cache", "tA");
     for (i, garbage) in ["notanumber", "99999999999999999999999", "1.5"].into_iter().enumerate() {
-        // recorded under version 0 (the loads below write untagged values over it)
-        raw.cmd(&["DEL", key.as_str()]).unwrap();
+        // a valid version recorded (the loads below write untagged values over it): the first
+        // time a writes twice, the second write with the version it read
         tagged(&a, "item", json!("OLD"), &["tA"]);
-        wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == i as u64 + 1);
+        wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == i as u64 + 2);
         raw.cmd(&["SET", key.as_str(), garbage]).unwrap();
         let fresh = cache(&r.url());
         let f = fetch(&fresh, "item", Some(json!("from the origin"))).unwrap();
@@ -243,4 +262,95 @@ fn a_tag_invalidated_during_a_load_leaves_the_loaded_value_uncached_everywhere()
     assert_eq!(fetch(&b, "doc2", None).unwrap().status, Status::L2Hit);
     assert_eq!(block(b.invalidate_tag("t", true)).unwrap(), 1, "b's copy of doc2");
     wait_for("a removes doc2", Duration::from_secs(5), || a.peek_entry("doc2").is_none());
+}
+
+/// P7: a tag's key lost in Redis on its own (evicted under an `allkeys-*` policy, deleted) never
+/// makes a value valid again: the key is made anew at a version no value recorded, and an
+/// invalidation of a lost key moves to one too. Every instance learns the version made, so
+/// values written afterwards are valid again everywhere.
+#[test]
+fn a_tag_key_lost_in_redis_never_makes_an_outdated_value_valid_again() {
+    let r = server();
+    let a = cache(&r.url());
+    let mut raw = r.connect_admin().unwrap();
+    let key = healcache::keys::tag_key("hc1", "cache", "t");
+    tagged(&a, "doc", json!("before"), &["t"]);
+    settled(&a, 2, &[]);
+    let b = cache(&r.url());
+    assert_eq!(fetch(&b, "doc", None).unwrap().status, Status::L2Hit, "valid before the invalidation");
+    block(a.invalidate_tag("t", false)).unwrap();
+    tagged(&a, "doc2", json!("after"), &["t"]);
+    settled(&a, 3, &[]);
+    assert_eq!(fetch(&cache(&r.url()), "doc2", None).unwrap().status, Status::L2Hit);
+
+    // lost, then read: both values recorded a version the key held before
+    raw.cmd(&["DEL", key.as_str()]).unwrap();
+    let c = cache(&r.url());
+    for k in ["doc", "doc2"] {
+        let f = fetch(&c, k, Some(json!("from the origin"))).unwrap();
+        assert_eq!((f.value, f.status), (Some(json!("from the origin")), Status::Loaded), "{k}");
+    }
+    assert_eq!(c.stats().l2_tag_outdated, 2);
+
+    // a, which knew the lost version, learns the one c's read made: its next write is valid
+    wait_for("a hears c", Duration::from_secs(5), || a.stats().l2_bus_received >= c.stats().l2_bus_sent);
+    tagged(&a, "doc3", json!("after the loss"), &["t"]);
+    settled(&a, 4, &[]);
+    assert_eq!(fetch(&cache(&r.url()), "doc3", None).unwrap().status, Status::L2Hit);
+
+    // lost, then invalidated: the new version is none the key held
+    raw.cmd(&["DEL", key.as_str()]).unwrap();
+    block(a.invalidate_tag("t", false)).unwrap();
+    let e = cache(&r.url());
+    let f = fetch(&e, "doc3", Some(json!("from the origin"))).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("from the origin")), Status::Loaded));
+    assert_eq!(e.stats().l2_tag_outdated, 1);
+}
+
+/// A burst of first writes with tags this instance has not seen (new to the fleet, or known
+/// only elsewhere): each value is written, then confirmed with the versions read, so every
+/// other instance reads it.
+#[test]
+fn first_writes_with_tags_not_known_here_are_read_by_other_instances() {
+    let r = server();
+    let (a, c) = (cache(&r.url()), cache(&r.url()));
+    for i in 0..10 {
+        tagged(&a, &format!("a{i}"), json!(i), &["shared", &format!("own{i}")]);
+    }
+    settled(&a, 20, &[&c]);
+    // b, started since, has not heard of "shared", which a's reads made
+    let b = cache(&r.url());
+    for i in 0..10 {
+        tagged(&b, &format!("b{i}"), json!(i), &["shared"]);
+    }
+    settled(&b, 20, &[&c]);
+    for k in (0..10).flat_map(|i| [format!("a{i}"), format!("b{i}")]) {
+        let f = fetch(&c, &k, None).unwrap();
+        assert_eq!(f.status, Status::L2Hit, "{k}");
+    }
+    assert_eq!(c.stats().l2_tag_outdated, 0);
+}
+
+/// A write cannot tell whether an invalidation of a tag it does not know came before it began
+/// or after, when the invalidation is recent (within a second, the margin for the clocks): its
+/// value then stays outdated in L2 (a miss, never an invalidated value served). It learns the
+/// version all the same, and its next write is valid.
+#[test]
+fn a_first_write_just_after_an_unheard_invalidation_stays_outdated_in_l2() {
+    let r = server();
+    let (a, b) = (cache(&r.url()), cache(&r.url()));
+    bump_unheard(&r, "t");
+    tagged(&a, "doc", json!("v1"), &["t"]);
+    wait_for("a's write", Duration::from_secs(5), || a.stats().l2_writes == 1);
+    // the tag's version is read at once (loopback), and no second write follows
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.stats().l2_writes, 1, "no second write of doc: its tag was set too recently");
+    let f = fetch(&b, "doc", Some(json!("from the origin"))).unwrap();
+    assert_eq!(f.status, Status::Loaded);
+    assert_eq!(b.stats().l2_tag_outdated, 1);
+    // a learnt the version: its next write records it, once
+    tagged(&a, "doc", json!("v2"), &["t"]);
+    settled(&a, 2, &[&b]);
+    let f = fetch(&b, "doc", None).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("v2")), Status::L2Hit));
 }

@@ -56,20 +56,21 @@ test('lone surrogates are refused in values, property names and tags, changing n
   assert.equal(a.size, 0);
   assert.equal(a.stats().l2Writes, 0);
   // a tag with a lone surrogate is refused, not read as U+FFFD (which would invalidate this one)
+  // (a tag a did not know: the value is written, then again with the version read)
   a.set('t', 1, { tags: ['\uFFFD'] });
-  await waitFor(() => a.stats().l2Writes === 1);
+  await waitFor(() => a.stats().l2Writes === 2);
   await assert.rejects(a.invalidateTag('\uDC00'), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
   await assert.rejects(a.invalidateTag('\uD800', { hard: true }), (e) => e.code === 'InvalidConfig' && e.field === 'tags');
   assert.equal(a.get('t'), 1, 'still fresh');
   // a loaded value with a lone surrogate is served here and stays in this process
   assert.equal(await a.getOrLoad('loaded', async () => 'x\uD800'), 'x\uD800');
   assert.equal(await b.getOrLoad('loaded', async () => 'b loaded it'), 'b loaded it');
-  assert.equal(a.stats().l2Writes, 1);
+  assert.equal(a.stats().l2Writes, 2);
   // well-formed text crosses unchanged: astral characters, and a real U+FFFD
   const good = { '\uD83D\uDE00': '\uD83D\uDE00', s: 'caf\u00e9 \uFFFD \uD834\uDD1E', '\uFFFD': ['\uD83D\uDE00'] };
   a.set('good', good, { tags: ['\uD83D\uDE00'] });
   a.set('astral', '\uD83D\uDE00');
-  await waitFor(() => a.stats().l2Writes === 3);
+  await waitFor(() => a.stats().l2Writes === 5);
   assert.deepEqual(await b.getOrLoad('good', unloadable), good);
   assert.equal(await b.getOrLoad('astral', unloadable), '\uD83D\uDE00');
   assert.equal(await a.invalidateTag('\uD83D\uDE00', { hard: true }), 1);

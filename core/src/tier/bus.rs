@@ -49,6 +49,10 @@ pub enum Kind {
     TagRemoved = 4,
     /// Nothing changed: the sender's last sequence number, so receivers notice lost messages.
     Heartbeat = 5,
+    /// The tags' keys were absent in L2 (a new tag, or its key lost) and were made, at these
+    /// versions: receivers learn them (an instance that knew a lost version would record it in
+    /// its writes, each then outdated). No entry changes.
+    TagMade = 6,
 }
 
 /// One bus message.
@@ -117,6 +121,7 @@ impl Message {
             3 => Kind::TagStale,
             4 => Kind::TagRemoved,
             5 => Kind::Heartbeat,
+            6 => Kind::TagMade,
             _ => return Err(BusError::Unknown),
         };
         let node: [u8; 16] = r.take(16)?.try_into().map_err(|_| BusError::Length)?;
@@ -165,6 +170,8 @@ pub(crate) enum Heard {
     Keys { keys: Vec<(String, Token)>, removed: bool, gap: bool, sent_us: u64 },
     /// Another instance's invalidation of tags, at these versions (`hard`: entries are removed).
     Tags { tags: Vec<(String, u64)>, hard: bool, gap: bool },
+    /// Another instance made these tags' keys, at these versions.
+    TagsMade { tags: Vec<(String, u64)>, gap: bool },
     /// Another instance's heartbeat; `gap` when it is ahead of what was received.
     Heartbeat { gap: bool },
     /// Not a message (counted, ignored).
@@ -239,6 +246,7 @@ impl Numbering {
                 hard: m.kind == Kind::TagRemoved,
                 gap,
             },
+            Kind::TagMade => Heard::TagsMade { tags: m.keys.into_iter().map(|(k, t)| (k, t.counter)).collect(), gap },
         }
     }
 
@@ -352,6 +360,14 @@ mod tests {
             keys: vec![("user:1".into(), Token { epoch: 1, counter: 2 }), ("ü".into(), Token::default())],
         };
         assert_eq!(Message::decode(&m.encode().unwrap()).unwrap(), m);
+        use Kind::*;
+        for kind in [Changed, Removed, TagStale, TagRemoved, Heartbeat, TagMade] {
+            let m = Message { kind, ..m.clone() };
+            assert_eq!(Message::decode(&m.encode().unwrap()).unwrap(), m);
+        }
+        let mut seven = m.encode().unwrap();
+        seven[1] = 7;
+        assert_eq!(Message::decode(&seven), Err(BusError::Unknown));
     }
 
     #[test]

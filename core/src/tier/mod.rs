@@ -133,6 +133,28 @@ pub enum TransportError {
 /// (reading it as never bumped could bring an invalidated value back), and it is counted.
 pub const UNREADABLE_TAG: u64 = u64::MAX;
 
+/// A tag's current version as read from L2 (the TAG_READ script), and when it was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagRead {
+    /// The version; [`UNREADABLE_TAG`] for text that is no version.
+    pub version: u64,
+    /// When the version was set.
+    pub set: TagSet,
+}
+
+/// How a tag's version was set, as the server tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagSet {
+    /// By this very read: the key was absent (the tag new, or its key lost).
+    ByThisRead,
+    /// By an earlier read that found the key absent: no invalidation since.
+    ByARead,
+    /// By an invalidation this long before the read, by the server's clock.
+    Bumped(std::time::Duration),
+    /// Not known (a version not made from the server's clock, or ahead of it).
+    Unknown,
+}
+
 /// The operations the shared tier needs from its store. Futures must not borrow the transport
 /// (they run after the call returns) and must be safe to drop at any await: a dropped operation
 /// is abandoned, never answered to another caller.
@@ -143,10 +165,13 @@ pub trait Transport: Send + Sync + 'static {
     /// The token stored at `value_key` (the REVALIDATE script: 16 bytes instead of the value;
     /// `None` when absent or not an envelope) and its PTTL.
     fn revalidate(&self, value_key: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>>;
-    /// The current versions of tags, read from their version keys (0: never bumped), in order;
-    /// [`UNREADABLE_TAG`] for a key holding what no cache wrote (text that is no version).
-    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>>;
-    /// Increments the tag version at `key` (INCR); answers the new version.
+    /// The current versions of tags, in order (the TAG_READ script): an absent key is set to a
+    /// new version from the server's clock first, so a key lost in Redis never reads as a
+    /// version a value recorded before; [`UNREADABLE_TAG`] for a key holding what no cache
+    /// wrote (text that is no version).
+    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<TagRead>, TransportError>>;
+    /// Moves the tag version at `key` to one never held before (the TAG_BUMP script: the server's
+    /// clock in microseconds, or the old version + 1 if that is higher); answers it.
     fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>>;
     /// A fenced write (see [`WriteRequest`]); queued in call order; the transport keeps its
     /// deadline, from when it sends it.

@@ -17,6 +17,8 @@
 //! | [`RELEASE`] | lock | lockval | 1 released, 0 not ours |
 //! | [`LEASE`] | lease | value, lease_ms | `{1}` won, `{0, PTTL}` held |
 //! | [`PUT_RECORD`] | lease, record | lease value, ttl_ms, field, value, ... | 1 written, 0 lease lost |
+//! | [`TAG_READ`] | tag | | `{version, how}`: µs since an invalidation set it, `-2` set by this read, `-3` by an earlier read, `-1` not known |
+//! | [`TAG_BUMP`] | tag | | the new version |
 //!
 //! The fence hash (`<prefix>:{b}:f`, one per slot, so at most 16,384) holds one field: its name is
 //! the epoch (8 big-endian bytes), its value the counter, so a writer that names the epoch gets a
@@ -268,6 +270,57 @@ for i = 3, #ARGV - 1, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 "#;
+
+/// A tag's current version and how it was set. Versions come from the server's clock in
+/// microseconds, so a key lost in Redis (evicted, deleted, a restart without persistence) never
+/// comes back at a version a value recorded before. An absent key (the tag new, or its key
+/// lost) is set by the read to an even version; an invalidation ([`TAG_BUMP`]) sets an odd
+/// one, so a reader can tell whether an invalidation set the version, and how long ago by the
+/// server's clock.
+///
+/// KEYS: the tag's key. Returns `{version as text, how}`: how `-2` set by this read, `-3` set
+/// by an earlier read (no invalidation since), `>= 0` set by an invalidation that many µs ago,
+/// `-1` not known (a version not made from the clock, or ahead of it).
+pub const TAG_READ: &str = concat!(
+    lua_num!(),
+    r#"
+local v = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if not v then
+  local made = string.format('%.0f', now - now % 2)
+  redis.call('SET', KEYS[1], made)
+  return {made, -2}
+end
+local n = num(v)
+if n and n >= 1000000000000000 then
+  if n % 2 == 0 then return {v, -3} end
+  if n <= now then return {v, now - n} end
+end
+return {v, -1}
+"#
+);
+
+/// A tag's invalidation: its version moves to the server's clock in microseconds, or past the
+/// old version when that is not lower (two bumps within a microsecond), made odd (see
+/// [`TAG_READ`]), so the new version is one the key never held, even after the key was lost and
+/// made again. Text that is no version is replaced. A TTL on the key is kept, as `INCR` keeps it.
+///
+/// KEYS: the tag's key. Returns the new version.
+pub const TAG_BUMP: &str = concat!(
+    lua_num!(),
+    r#"
+local v = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local old = v and num(v)
+if old and old >= n then n = old + 1 end
+if n % 2 == 0 then n = n + 1 end
+if n >= TWO53 then return redis.error_reply('ERR the tag version is past 2^53') end
+redis.call('SET', KEYS[1], string.format('%.0f', n), 'KEEPTTL')
+return n
+"#
+);
 
 /// Result codes of [`WRITE`] (first element of its reply).
 pub mod write_result {

@@ -10,7 +10,8 @@ use futures::future::{self, BoxFuture, FutureExt};
 use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
-    BusSink, LeaseReply, LockReply, ReadReply, Record, Transport, TransportError, WriteReply, WriteRequest,
+    BusSink, LeaseReply, LockReply, ReadReply, Record, TagRead, TagSet, Transport, TransportError, WriteReply,
+    WriteRequest,
 };
 use healcache::Timer;
 
@@ -25,6 +26,18 @@ struct State {
     /// Tag bumps fail (Redis unreachable).
     down: bool,
     reads: Option<Reads>,
+    /// The last tag version handed out: the TAG_READ and TAG_BUMP scripts take theirs from the
+    /// server's clock, so one is never handed out twice.
+    versions: u64,
+}
+
+impl State {
+    /// The next version of this parity (0: made by a read, 1: by a bump).
+    fn next_version(&mut self, parity: u64) -> u64 {
+        let v = self.versions.max(1_000_000_000_000_000) + 1;
+        self.versions = v + (v % 2 != parity) as u64;
+        self.versions
+    }
 }
 
 #[derive(Clone, Default)]
@@ -71,18 +84,32 @@ impl Transport for FakeL2 {
     fn revalidate(&self, _: &str) -> BoxFuture<'static, Result<(Option<Token>, i64), TransportError>> {
         ok((None, -2))
     }
-    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, TransportError>> {
-        let s = self.0.lock().unwrap();
-        ok(keys.iter().map(|k| s.tags.get(k).copied().unwrap_or(0)).collect())
+    fn tag_versions(&self, keys: Vec<String>) -> BoxFuture<'static, Result<Vec<TagRead>, TransportError>> {
+        let mut s = self.0.lock().unwrap();
+        let reads = keys
+            .iter()
+            .map(|k| match s.tags.get(k) {
+                // versions made by a read are even, by a bump odd, as the scripts make them
+                Some(v) if v % 2 == 0 => TagRead { version: *v, set: TagSet::ByARead },
+                Some(v) => TagRead { version: *v, set: TagSet::Bumped(Duration::ZERO) },
+                None => {
+                    // as the TAG_READ script: an absent key gets a version no value recorded
+                    let v = s.next_version(0);
+                    s.tags.insert(k.clone(), v);
+                    TagRead { version: v, set: TagSet::ByThisRead }
+                }
+            })
+            .collect();
+        ok(reads)
     }
     fn tag_bump(&self, key: &str) -> BoxFuture<'static, Result<u64, TransportError>> {
         let mut s = self.0.lock().unwrap();
         if s.down {
             return future::ready(Err(TransportError::Io("down".into()))).boxed();
         }
-        let v = s.tags.entry(key.to_string()).or_default();
-        *v += 1;
-        ok(*v)
+        let v = s.next_version(1);
+        s.tags.insert(key.to_string(), v);
+        ok(v)
     }
     fn write(&self, _: WriteRequest) -> BoxFuture<'static, Result<WriteReply, TransportError>> {
         ok(WriteReply::Written(Token::default()))

@@ -178,6 +178,13 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
                 }
                 gap
             }
+            Heard::TagsMade { tags, gap } => {
+                b.received.fetch_add(1, Relaxed);
+                for (t, v) in &tags {
+                    self.tags.learn(t, *v);
+                }
+                gap
+            }
         };
         if gap {
             b.gaps.fetch_add(1, Relaxed);
