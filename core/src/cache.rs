@@ -688,7 +688,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// [`Cache::write_raw`] of an expiry already decided (`meta`, `expires_in` from now); with
     /// `keep_tags` the key keeps the tags it had (a repair), else it loses them.
     #[allow(clippy::too_many_arguments)]
-    fn write_meta(
+    pub(crate) fn write_meta(
         &self,
         key: &str,
         value: Option<V>,

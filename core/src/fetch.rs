@@ -412,7 +412,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Ok(Some(v)) => Ok(Fetched { value: Some(v), status: status(Status::Loaded) }),
             Ok(None) => Ok(Fetched { value: None, status: status(Status::NegativeLoaded) }),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
-            Err(e) => match stale {
+            Err(e) => match stale.or_else(|| self.fallback_after_failure(key)) {
                 Some(stale) => {
                     inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
                     Ok(Fetched { value: stale, status: Status::StaleFailSafe })
@@ -562,7 +562,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Ok(v) => v.ok_or(Error::NotFound),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
             // fail-safe, as in `fetch`: within grace a failed load serves the stale value
-            Err(e) => match stale {
+            Err(e) => match stale.or_else(|| self.fallback_after_failure(key)) {
                 Some(v) => {
                     inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
                     v.ok_or(Error::NotFound)
@@ -817,6 +817,19 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             #[cfg(feature = "tier")]
             drop(lease);
+            // Fail-safe for an instance that holds no stale copy (a new one, or one that evicted
+            // it): what L2 still holds within its grace window stands in for the failed load,
+            // kept here as a stale entry (served only as a fallback) for this load's callers
+            // and the next ones.
+            #[cfg(feature = "tier")]
+            if let (Err(e), Some(tier), Some(_)) = (&res, inner.tier(), l2_expect) {
+                let usable = !matches!(e, Error::RecursiveLoad | Error::KeyTooLong { .. });
+                if usable && inner.settings.grace_nanos() > 0 && inner.store.peek_stored(&key, |_| ()).is_none() {
+                    if let Some((value, left, tags)) = tier.read_fallback(&key).await {
+                        cache.store_fallback(&key, value, left, fence, &tags);
+                    }
+                }
+            }
             // a tag invalidated while it loaded: the caller gets the value, the cache does not keep it
             #[cfg(feature = "tier")]
             if !recorded.is_empty() && !inner.tags.current(&recorded) {
@@ -898,6 +911,38 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
             Err(_) => {}
         }
+    }
+
+    /// Keeps `value`, what L2 held for `key` when its load failed, as a stale entry: served only
+    /// as a fallback, for the cache's grace window at most and no longer than L2 would keep it
+    /// (`left`), and only if nothing was written to `key` since the load began.
+    #[cfg(feature = "tier")]
+    fn store_fallback(
+        &self,
+        key: &str,
+        value: Option<V>,
+        left: Option<Duration>,
+        fence: LoadFence,
+        tags: &[crate::codec::Tag],
+    ) {
+        let now = self.inner.store.now();
+        let left = left.map_or(u64::MAX, |l| u64::try_from(l.as_nanos()).unwrap_or(u64::MAX));
+        let grace = left.min(self.inner.settings.grace_nanos());
+        let grace_until = now.saturating_add(grace).min(crate::store::NEVER - 1);
+        let meta = crate::store::Meta { expires_at: now, grace_until, load_nanos: 0 };
+        let _storing = crate::cache::StoringALoad::enter();
+        let stored = self.write_meta(key, value, meta, Some(Duration::ZERO), Some(Expect::Load(fence)), false, None);
+        if stored.is_ok() && !tags.is_empty() {
+            self.inner.tags.record(key, tags, |k| self.inner.store.stored_version(k) != 0);
+        }
+    }
+
+    /// After a failed load, for a call that had no stale value to fall back on: the stale one
+    /// the load kept from L2 meanwhile (see [`Cache::store_fallback`]), if any.
+    fn fallback_after_failure(&self, key: &str) -> Option<Option<V>> {
+        self.inner.tier()?;
+        let now = self.inner.store.now();
+        self.inner.store.peek_stored(key, |e| (e.expires_at <= now).then(|| e.value.clone())).flatten()
     }
 
     /// Renews the entry of `key` at `version` (a suspect copy L2 confirmed by its token) for

@@ -425,14 +425,18 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
     }
 
     /// Removes `key` from the cache and queues its deletion for the writer (blocking as
-    /// [`WriteBehind::set`] does when full). Answers whether the cache held a fresh value.
+    /// [`WriteBehind::set`] does when full). Answers whether the cache held a fresh value. A key
+    /// the cache refuses (longer than its `max_key_len`) is refused as its `set` is
+    /// ([`Error::KeyTooLong`]), and nothing is queued.
     pub fn delete(&self, key: &str) -> Result<bool> {
+        self.shared.cache.inner.store.check_key(key)?;
         let slot = self.admit_blocking(key)?;
         Ok(self.finish_delete(key, slot))
     }
 
     /// [`WriteBehind::delete`] that waits for room without blocking the thread.
     pub async fn delete_async(&self, key: &str) -> Result<bool> {
+        self.shared.cache.inner.store.check_key(key)?;
         let slot = self.admit_async(key).await?;
         Ok(self.finish_delete(key, slot))
     }

@@ -352,6 +352,10 @@ fn a_write_the_cache_refuses_queues_nothing() {
     let wb = WriteBehind::new(c, recording(Batches::default()), cfg(1, 1)).unwrap();
     assert_eq!(wb.set("a-key-too-long", 1).unwrap_err().code(), "KeyTooLong");
     assert_eq!(wb.stats().queue_depth, 0);
+    // a delete of a key the cache could never hold is refused as its set is, not sent on
+    assert_eq!(wb.delete("a-key-too-long").unwrap_err().code(), "KeyTooLong");
+    assert_eq!(block(wb.delete_async("a-key-too-long")).unwrap_err().code(), "KeyTooLong");
+    assert_eq!(wb.stats().queue_depth, 0);
     wb.set("ok", 1).unwrap(); // the slot was given back
 }
 

@@ -218,7 +218,8 @@ fn a_fleet_repair_keeps_the_l2_entry_tags() {
     let r = server();
     let writer = cache(&r.url());
     writer.write_tagged("s:1", 1, healcache::WriteOptions::default(), &["team"]).unwrap();
-    wait_for("write landed", || writer.stats().l2_writes == 1);
+    // a tag the writer did not know: written, then again with the version read
+    wait_for("write landed", || writer.stats().l2_writes == 2);
     let (verifier, healer) = verifier(&r.url());
     let calls = Arc::new(AtomicUsize::new(0));
     healer.register_source("s:", source(2, &calls)).unwrap();

@@ -421,9 +421,18 @@ fn a_burst_of_writes_lands_in_order_within_its_deadlines() {
     }
     let s = a.stats();
     assert_eq!((s.l2_writes, s.l2_errors, s.l2_timeouts, s.l2_breaker_opens), (N, 0, 0, 0));
-    let b = cache(&r.url());
+    // read back by a new cache with a long deadline: its first read also connects, while Redis
+    // may still be sending the burst's bus messages, and what is checked here is the content
+    let b = Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .ttl(Duration::from_secs(60))
+        .l2_timeout(Duration::from_secs(5))
+        .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+        .build()
+        .unwrap();
     for k in 0..1000u64 {
-        let got = block(fetch_unloadable(&b, &format!("k{k}"))).unwrap();
+        let got = block(fetch_unloadable(&b, &format!("k{k}"))).unwrap_or_else(|e| panic!("k{k}: {e} {:?}", b.stats()));
         assert_eq!((got.value, got.status), (Some(json!({"i": N - 1000 + k})), Status::L2Hit));
     }
 }
@@ -446,4 +455,59 @@ fn a_first_write_after_a_read_names_the_epoch_the_read_saw() {
     // and the write landed, fenced by the right token: a third cache reads it
     let c = cache(&r.url());
     assert_eq!(block(fetch_unloadable(&c, "k")).unwrap().value, Some(json!("from b")));
+}
+
+fn graceful(url: &str, ttl: Duration, grace: Duration) -> Cache<Value> {
+    Cache::builder()
+        .timer(IoTimer)
+        .spawner(IoSpawner)
+        .ttl(ttl)
+        .grace(grace)
+        .shared_tier(RedisTransport::connect(url).unwrap(), MsgPack::new())
+        .build()
+        .unwrap()
+}
+
+/// Fail-safe on an instance with no stale copy of its own (a new one): a failed load serves
+/// what L2 still holds within the grace window its writer gave it, and keeps it here as a stale
+/// entry (a fallback only: never served fresh, never written back to L2). Not a tombstone, not
+/// a value a tag invalidation outdated, and not on a cache without a grace window of its own.
+#[test]
+fn a_new_instance_serves_a_stale_l2_value_when_its_load_fails() {
+    let r = server();
+    let (ttl, grace) = (Duration::from_millis(300), Duration::from_secs(60));
+    let a = graceful(&r.url(), ttl, grace);
+    block(fetch(&a, "k", json!("v1")));
+    a.write_tagged("tagged", json!("t1"), healcache::WriteOptions::default(), &["t"]).unwrap();
+    a.set("gone", json!("g1")).unwrap();
+    wait_for(|| a.stats().l2_writes == 4);
+    a.remove("gone");
+    block(a.invalidate_tag("t", false)).unwrap();
+    wait_for(|| a.stats().l2_writes == 5);
+    std::thread::sleep(ttl + Duration::from_millis(100));
+
+    let c = graceful(&r.url(), ttl, grace);
+    let f = block(fetch_unloadable(&c, "k")).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("v1")), Status::StaleFailSafe));
+    assert_eq!(c.get("k"), None, "kept as a fallback, not fresh");
+    let f = block(fetch_unloadable(&c, "k")).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("v1")), Status::StaleFailSafe), "and served again from here");
+    // the blocking path too
+    let d = graceful(&r.url(), ttl, grace);
+    let v = d.get_or_load_blocking("k", || Err::<Value, _>(std::io::Error::other("origin down"))).unwrap();
+    assert_eq!(v, json!("v1"));
+    for e in ["tagged", "gone"] {
+        let err = block(fetch_unloadable(&c, e)).unwrap_err();
+        assert_eq!(err.code(), "LoaderError", "{e}: {err}");
+    }
+    let s = c.stats();
+    assert_eq!((s.stale_served_fail_safe, s.l2_writes), (2, 0), "{s:?}");
+    // a loader that answers replaces the fallback
+    assert_eq!(block(fetch(&c, "k", json!("v2"))).status, Status::Loaded);
+    assert_eq!(c.get("k"), Some(json!("v2")));
+    // a cache with no grace window of its own has no fallback
+    let plain = cache(&r.url());
+    block(fetch(&a, "other", json!("o1")));
+    std::thread::sleep(ttl + Duration::from_millis(100));
+    assert!(block(fetch_unloadable(&plain, "other")).is_err());
 }

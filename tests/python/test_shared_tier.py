@@ -437,3 +437,22 @@ def test_a_unix_socket_url_reaches_a_local_redis(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_new_instance_serves_a_stale_l2_value_when_its_load_fails(redis_server):
+    """Fail-safe from L2: a new instance has no stale copy of its own; when its load fails, what
+    L2 holds within its grace window is served (and kept here as a fallback, never as fresh)."""
+    a = healcache.Cache(redis=redis_server.url, ttl=0.3, grace=60)
+    assert fetch(a, "k", lambda: "v1").status == "loaded"
+    wait_for(lambda: a.stats()["l2_writes"] == 1)
+    time.sleep(0.4)
+    c = healcache.Cache(redis=redis_server.url, ttl=0.3, grace=60)
+    f = fetch(c, "k", unloadable)
+    assert (f.value, f.status) == ("v1", "stale-fail-safe")
+    assert c.get("k") is None
+    assert c.get_or_load_sync("k", unloadable) == "v1"
+    assert c.stats()["l2_writes"] == 0
+    # without a grace window of its own, a cache takes no fallback
+    plain = healcache.Cache(redis=redis_server.url, ttl=60)
+    with pytest.raises(RuntimeError, match="the origin must not be called"):
+        fetch(plain, "k", unloadable)

@@ -329,6 +329,37 @@ impl<V: Clone + Send + Sync + 'static> Tier<V> {
         L2Read::Hit { value, fresh, load_nanos, token: h.token, grace, tags: decoded.tags }
     }
 
+    /// What `key` holds in L2 that may stand in for a failed load (fail-safe): a value or a
+    /// "not found", fresh or within the grace window its writer gave it, not outdated by a tag
+    /// (a tombstone never), with the time its grace window has left by Redis's clock (`None`:
+    /// no expiry) and its tags. `None`: nothing usable, or L2 cannot be asked.
+    pub(crate) async fn read_fallback(self: &Arc<Self>, key: &str) -> Option<(Option<V>, Option<Duration>, Vec<Tag>)> {
+        if !self.admit() {
+            return None;
+        }
+        let keys = self.keys(key);
+        let max = codec::max_envelope_bytes(&self.limits);
+        let reply = self.timed(self.transport.read(&keys.value, max), Some(self.cfg.timeout)).await.ok()?;
+        let left = match reply.pttl_ms {
+            -1 => None,
+            p if p > 0 => Some(Duration::from_millis(p as u64)),
+            _ => return None,
+        };
+        let decoded = match (reply.too_long, reply.value) {
+            (0, Some(stored)) => codec::decode(keys.value.as_bytes(), &stored, &self.limits).ok()?,
+            _ => return None,
+        };
+        if !decoded.tags.is_empty() && self.tags_current(&decoded.tags).await != Some(true) {
+            return None;
+        }
+        let value = match decoded.header.kind {
+            Kind::Tombstone => return None,
+            Kind::NotFound => None,
+            Kind::Value => Some(self.codec.decode(decoded.header.codec, &decoded.payload).ok()?),
+        };
+        Some((value, left, decoded.tags))
+    }
+
     /// Reads `key` from L2, with the token of what is stored when it decoded.
     pub(crate) async fn read_token(self: &Arc<Self>, key: &str) -> (L2Read<V>, Option<Token>) {
         let r = self.read(key).await;
