@@ -40,6 +40,19 @@ impl LoaderError {
         LoaderError(Arc::new(err), msg.into(), Some(as_error::<E>))
     }
 
+    /// Wraps a boxed error (`Box<dyn Error + Send + Sync>`, what `anyhow::Error` converts into),
+    /// which `?` cannot turn into a `LoaderError` (a box is no `std::error::Error` itself);
+    /// its `Display` text is the message, and [`LoaderError::as_std_error`] gives the boxed
+    /// error.
+    pub fn from_boxed(err: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        fn as_boxed(err: &(dyn Any + Send + Sync)) -> Option<&(dyn std::error::Error + 'static)> {
+            let boxed = err.downcast_ref::<Box<dyn std::error::Error + Send + Sync + 'static>>()?;
+            Some(&**boxed)
+        }
+        let msg = err.to_string();
+        LoaderError(Arc::new(err), msg.into(), Some(as_boxed))
+    }
+
     /// The original error, if it has type `E`.
     pub fn downcast_ref<E: Any>(&self) -> Option<&E> {
         self.0.downcast_ref::<E>()

@@ -634,6 +634,40 @@ async fn a_loader_error_s_chain_is_reachable_and_shows_each_text_once() {
     assert!(Error::NotFound.source().is_none());
 }
 
+/// A loader whose errors are boxed (`Box<dyn Error + Send + Sync>`, or `anyhow::Error` turned
+/// into one) cannot use `?` into `LoaderError` (a box is no `std::error::Error`), so
+/// `LoaderError::from_boxed` takes it: the text is the boxed error's, and the boxed error is
+/// reachable as a `std::error::Error`, its own chain after it.
+#[tokio::test]
+async fn a_boxed_loader_error_keeps_its_text_and_its_chain() {
+    use std::error::Error as _;
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    #[derive(Debug)]
+    struct Query(Boom);
+    impl std::fmt::Display for Query {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("query failed")
+        }
+    }
+    impl std::error::Error for Query {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    async fn query() -> Result<String, BoxError> {
+        Err(Box::new(Query(Boom("db down"))))
+    }
+    let c = cache();
+    let e =
+        c.get_or_load("k", || async { query().await.map_err(healcache::LoaderError::from_boxed) }).await.unwrap_err();
+    assert_eq!(e.to_string(), "loader failed: query failed");
+    let Error::Loader(l) = &e else { panic!("{e:?}") };
+    let own = l.as_std_error().expect("made from a std error");
+    assert!(own.downcast_ref::<Query>().is_some(), "{own:?}");
+    assert!(l.downcast_ref::<BoxError>().is_some());
+    assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("db down"));
+}
+
 /// The timer the docs show, `tokio::time::sleep` (which needs its runtime's thread).
 struct RuntimeTimer;
 
