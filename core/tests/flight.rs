@@ -593,6 +593,22 @@ fn p1_a_blocking_waiter_does_not_spawn_on_a_spawner_bound_to_its_runtime() {
     assert_eq!(futures::executor::block_on(leader).unwrap(), "async");
 }
 
+/// A loader's error with a source: "query failed", then its `Boom`.
+#[derive(Debug)]
+struct Query(Boom);
+
+impl std::fmt::Display for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("query failed")
+    }
+}
+
+impl std::error::Error for Query {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 /// A loader's `std::error::Error` is reachable: `LoaderError::as_std_error` gives it, and the
 /// chain goes on from it, as `std::io::Error`'s does: the load error's text already shows the
 /// loader's ("loader failed: db down"), so `source()` is the loader error's own source, and a
@@ -600,18 +616,6 @@ fn p1_a_blocking_waiter_does_not_spawn_on_a_spawner_bound_to_its_runtime() {
 #[tokio::test]
 async fn a_loader_error_s_chain_is_reachable_and_shows_each_text_once() {
     use std::error::Error as _;
-    #[derive(Debug)]
-    struct Query(Boom);
-    impl std::fmt::Display for Query {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("query failed")
-        }
-    }
-    impl std::error::Error for Query {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
     let c = cache();
     let e = c.get_or_load("k", || async { Err::<String, _>(Query(Boom("db down"))) }).await.unwrap_err();
     assert_eq!(e.to_string(), "loader failed: query failed");
@@ -642,18 +646,6 @@ async fn a_loader_error_s_chain_is_reachable_and_shows_each_text_once() {
 async fn a_boxed_loader_error_keeps_its_text_and_its_chain() {
     use std::error::Error as _;
     type BoxError = Box<dyn std::error::Error + Send + Sync>;
-    #[derive(Debug)]
-    struct Query(Boom);
-    impl std::fmt::Display for Query {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("query failed")
-        }
-    }
-    impl std::error::Error for Query {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
     async fn query() -> Result<String, BoxError> {
         Err(Box::new(Query(Boom("db down"))))
     }

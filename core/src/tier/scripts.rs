@@ -271,6 +271,18 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 "#;
 
+/// The tag's stored text `v` (false when absent) and the server's clock `now` in microseconds,
+/// as statements: the start of both tag scripts.
+macro_rules! lua_tag_now {
+    () => {
+        r#"
+local v = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"#
+    };
+}
+
 /// A tag's current version and how it was set. Versions come from the server's clock in
 /// microseconds, so a key lost in Redis (evicted, deleted, a restart without persistence) never
 /// comes back at a version a value recorded before. An absent key (the tag new, or its key
@@ -283,10 +295,8 @@ return 1
 /// `-1` not known (a version not made from the clock, or ahead of it).
 pub const TAG_READ: &str = concat!(
     lua_num!(),
+    lua_tag_now!(),
     r#"
-local v = redis.call('GET', KEYS[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if not v then
   local made = string.format('%.0f', now - now % 2)
   redis.call('SET', KEYS[1], made)
@@ -309,10 +319,9 @@ return {v, -1}
 /// KEYS: the tag's key. Returns the new version.
 pub const TAG_BUMP: &str = concat!(
     lua_num!(),
+    lua_tag_now!(),
     r#"
-local v = redis.call('GET', KEYS[1])
-local t = redis.call('TIME')
-local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = now
 local old = v and num(v)
 if old and old >= n then n = old + 1 end
 if n % 2 == 0 then n = n + 1 end
