@@ -369,8 +369,7 @@ impl ConfigProblem {
                 let got = value.map_or(String::new(), |v| format!(", got {} {}", num(v), unit_word(host)));
                 let years = max / YEAR_MS;
                 if years.fract() == 0.0 {
-                    let (n, word) = (num(max), unit_word(host));
-                    format!("must be at most {} years of 365 days ({n} {word}){got}", Decimal(years))
+                    format!("must be at most {} years{got}", Decimal(years))
                 } else {
                     format!("must be at most {} {}{got}", num(max), unit_word(host))
                 }

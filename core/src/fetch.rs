@@ -412,13 +412,21 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Ok(Some(v)) => Ok(Fetched { value: Some(v), status: status(Status::Loaded) }),
             Ok(None) => Ok(Fetched { value: None, status: status(Status::NegativeLoaded) }),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
-            Err(e) => match stale.or_else(|| self.fallback_after_failure(key)) {
-                Some(stale) => {
-                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
-                    Ok(Fetched { value: stale, status: Status::StaleFailSafe })
+            Err(e) => {
+                // (the fallback from L2 exists with the tier only, and leaves the build without)
+                #[cfg(feature = "tier")]
+                let stale = match stale.or_else(|| self.fallback_after_failure(key)) {
+                    None if matches!(e, Error::LoadTimeout { .. }) => self.fallback_from_l2(key).await,
+                    found => found,
+                };
+                match stale {
+                    Some(stale) => {
+                        inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                        Ok(Fetched { value: stale, status: Status::StaleFailSafe })
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
     }
 
@@ -562,13 +570,20 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             Ok(v) => v.ok_or(Error::NotFound),
             Err(e @ (Error::RecursiveLoad | Error::KeyTooLong { .. })) => Err(e),
             // fail-safe, as in `fetch`: within grace a failed load serves the stale value
-            Err(e) => match stale.or_else(|| self.fallback_after_failure(key)) {
-                Some(v) => {
-                    inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
-                    v.ok_or(Error::NotFound)
+            Err(e) => {
+                #[cfg(all(feature = "tier", not(target_arch = "wasm32")))]
+                let stale = match stale.or_else(|| self.fallback_after_failure(key)) {
+                    None if matches!(e, Error::LoadTimeout { .. }) => self.fallback_from_l2_blocking(key),
+                    found => found,
+                };
+                match stale {
+                    Some(v) => {
+                        inner.counters.stale_fail_safe.fetch_add(1, Relaxed);
+                        v.ok_or(Error::NotFound)
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
     }
 
@@ -939,10 +954,31 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// After a failed load, for a call that had no stale value to fall back on: the stale one
     /// the load kept from L2 meanwhile (see [`Cache::store_fallback`]), if any.
+    #[cfg(feature = "tier")]
     fn fallback_after_failure(&self, key: &str) -> Option<Option<V>> {
         self.inner.tier()?;
         let now = self.inner.store.now();
         self.inner.store.peek_stored(key, |e| (e.expires_at <= now).then(|| e.value.clone())).flatten()
+    }
+
+    /// The fallback of a call whose wait for its load timed out: the load keeps what L2 holds
+    /// once it has ended, but the call's own deadline ends its wait as the load's deadline ends
+    /// the load, so the call reads L2 itself (one read, with the tier's deadline): a value
+    /// within its grace window, for a cache with a grace window of its own.
+    #[cfg(feature = "tier")]
+    async fn fallback_from_l2(&self, key: &str) -> Option<Option<V>> {
+        let tier = self.inner.tier()?;
+        if self.inner.settings.grace_nanos() == 0 {
+            return None;
+        }
+        tier.read_fallback(key).await.map(|(value, ..)| value)
+    }
+
+    /// [`Cache::fallback_from_l2`] for a thread blocked in a load, polled on that thread as the
+    /// load's own reads of the tier are.
+    #[cfg(all(feature = "tier", not(target_arch = "wasm32")))]
+    fn fallback_from_l2_blocking(&self, key: &str) -> Option<Option<V>> {
+        futures::executor::block_on(self.fallback_from_l2(key))
     }
 
     /// Renews the entry of `key` at `version` (a suspect copy L2 confirmed by its token) for

@@ -133,10 +133,16 @@ impl TagIndex {
         tags.iter().map(|t| s.known.get(*t).copied()).collect()
     }
 
-    /// Records that `tag` is at `version` now.
+    /// Records that `tag` is at `version` now, unless a higher one is known: versions only grow,
+    /// and news of them arrives from several processes in no set order (an older one heard last
+    /// would make values recorded under it read as valid again).
     pub(crate) fn learn(&self, tag: &str, version: u64) {
         let mut s = self.state();
-        if !s.known.contains_key(tag) && s.known.len() >= MAX_KNOWN_TAGS {
+        if let Some(v) = s.known.get_mut(tag) {
+            *v = (*v).max(version);
+            return;
+        }
+        if s.known.len() >= MAX_KNOWN_TAGS {
             if let Some(k) = s.known.keys().next().cloned() {
                 s.known.remove(&k);
             }
@@ -329,7 +335,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Invalidates every entry written with `tag`: made stale (served only as a fallback within
     /// its grace window, as by stale-while-revalidate and fail-safe) or, `hard`, removed. With a
-    /// shared tier the tag's version is incremented in L2, so tagged values there read as misses,
+    /// shared tier the tag's version in L2 moves to a new one, so tagged values there read as misses,
     /// and every instance is told on the bus; [`Error::L2Unavailable`] when L2 cannot be reached
     /// (this process's entries are invalidated all the same). An entry that never expires is
     /// kept stale for the cache's grace window from now; a hard invalidation removes the entries
@@ -436,6 +442,24 @@ mod tests {
             ix.learn(&format!("t{i}"), 1);
         }
         assert_eq!(ix.state().known.len(), MAX_KNOWN_TAGS);
+    }
+
+    /// P7: versions only grow (from the server's clock, or the cache's counter), and news of
+    /// them comes from several processes in no set order: a made key's version announced after
+    /// a newer invalidation, or two invalidations heard out of order, must not take the known
+    /// version back, or values recorded under the older one would read as valid again.
+    #[test]
+    fn a_known_version_never_goes_back() {
+        let ix = TagIndex::new(10);
+        ix.learn("t", 10);
+        ix.learn("t", 4);
+        assert_eq!(ix.known(&["t"]), vec![Some(10)]);
+        ix.record("k", &[Tag { name: "t".into(), version: 10 }], |_| true);
+        // an older invalidation heard late still makes what it names stale, but not current
+        assert_eq!(ix.bumped("t", 7, false), vec![Box::<str>::from("k")]);
+        assert_eq!(ix.known(&["t"]), vec![Some(10)]);
+        ix.learn("t", 12);
+        assert_eq!(ix.known(&["t"]), vec![Some(12)]);
     }
 
     /// P5: at exactly [`MAX_KNOWN_TAGS`] every version is known, and relearning one forgets

@@ -429,14 +429,12 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
     /// the cache refuses (longer than its `max_key_len`) is refused as its `set` is
     /// ([`Error::KeyTooLong`]), and nothing is queued.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        self.shared.cache.inner.store.check_key(key)?;
         let slot = self.admit_blocking(key)?;
         Ok(self.finish_delete(key, slot))
     }
 
     /// [`WriteBehind::delete`] that waits for room without blocking the thread.
     pub async fn delete_async(&self, key: &str) -> Result<bool> {
-        self.shared.cache.inner.store.check_key(key)?;
         let slot = self.admit_async(key).await?;
         Ok(self.finish_delete(key, slot))
     }
@@ -455,8 +453,10 @@ impl<V: Clone + Send + Sync + 'static> WriteBehind<V> {
         had
     }
 
-    /// Takes a place for `key` (its queued item, or a free slot); `Err(generation)` when full.
+    /// Takes a place for `key` (its queued item, or a free slot); `Err(generation)` when full. A
+    /// key the cache refuses takes none.
     fn try_admit(&self, key: &str) -> Result<std::result::Result<Slot, u64>> {
+        self.shared.cache.inner.store.check_key(key)?;
         let mut st = lock(&self.shared.state);
         if st.closed {
             return Err(Error::Closed { reason: "write-behind queue closed" });

@@ -478,6 +478,11 @@ fn tag_versions_come_from_the_server_clock_and_never_repeat_after_a_loss() {
     assert_eq!(r.eval(scripts::TAG_READ, &[&key], &[]).items()[1], Reply::Int(-1));
     assert!(r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64 >= before);
     assert!(r.cmd(&[b"TTL", key.as_bytes()]).int() > 900);
+    // a number past 2^52 no cache wrote: a bump replaces it with the clock (2^53 - 1 + 1 would
+    // be past what Lua counts exactly, and the tag could never be invalidated again)
+    r.cmd(&[b"SET", key.as_bytes(), b"9007199254740991"]);
+    let fresh = r.eval(scripts::TAG_BUMP, &[&key], &[]).int() as u64;
+    assert!(fresh >= before && fresh < healcache::tier::TAG_VERSION_END, "{fresh}");
     // another type: an error, as GET and INCR answer
     r.cmd(&[b"DEL", key.as_bytes()]);
     r.cmd(&[b"HSET", key.as_bytes(), b"f", b"1"]);

@@ -19,7 +19,7 @@ use healcache::codec::Token;
 use healcache::keys::L2Keys;
 use healcache::tier::{
     scripts, BusSink, LeaseReply, LockReply, ReadReply, Record, TagRead, TagSet, TransportError, WriteReply,
-    UNREADABLE_TAG,
+    TAG_VERSION_END, UNREADABLE_TAG,
 };
 use healcache_rt::ForkGuard;
 use rand::rngs::SmallRng;
@@ -330,10 +330,10 @@ pub(crate) fn shut<C>(st: &State<C>) {
     st.subs.lock().unwrap_or_else(|p| p.into_inner()).0.clear();
 }
 
-/// A tag version as the TAG_READ script answers it: text that is no version (no cache wrote it)
-/// is [`UNREADABLE_TAG`].
+/// A tag version as the TAG_READ script answers it: text that is no version, or a number past
+/// [`TAG_VERSION_END`] (no cache wrote either), is [`UNREADABLE_TAG`].
 pub(crate) fn tag_read((text, how): (String, i64)) -> TagRead {
-    let version = text.parse().ok().filter(|v| *v != UNREADABLE_TAG).unwrap_or(UNREADABLE_TAG);
+    let version = text.parse().ok().filter(|v| *v < TAG_VERSION_END).unwrap_or(UNREADABLE_TAG);
     let set = match how {
         -2 => TagSet::ByThisRead,
         -3 => TagSet::ByARead,

@@ -496,6 +496,27 @@ fn a_new_instance_serves_a_stale_l2_value_when_its_load_fails() {
     let d = graceful(&r.url(), ttl, grace);
     let v = d.get_or_load_blocking("k", || Err::<Value, _>(std::io::Error::other("origin down"))).unwrap();
     assert_eq!(v, json!("v1"));
+    // a load that times out: the caller's deadline ends its wait as the load's ends the load,
+    // so the caller reads L2 itself, async or blocked
+    let timed = || {
+        Cache::builder()
+            .timer(IoTimer)
+            .spawner(IoSpawner)
+            .ttl(ttl)
+            .grace(grace)
+            .load_timeout(Duration::from_millis(200))
+            .shared_tier(RedisTransport::connect(&r.url()).unwrap(), MsgPack::new())
+            .build()
+            .unwrap()
+    };
+    let hung = || futures::future::pending::<Result<Loaded<Value>, std::io::Error>>();
+    let f = block(timed().fetch("k", FetchOptions::default(), hung)).unwrap();
+    assert_eq!((f.value, f.status), (Some(json!("v1")), Status::StaleFailSafe));
+    let slow = || {
+        std::thread::sleep(Duration::from_millis(400));
+        Ok::<Value, std::io::Error>(json!("too late"))
+    };
+    assert_eq!(timed().get_or_load_blocking("k", slow).unwrap(), json!("v1"));
     for e in ["tagged", "gone"] {
         let err = block(fetch_unloadable(&c, e)).unwrap_err();
         assert_eq!(err.code(), "LoaderError", "{e}: {err}");

@@ -134,7 +134,7 @@ fn a_tag_version_no_cache_wrote_makes_the_value_a_miss_and_is_counted() {
     let a = cache(&r.url());
     let mut raw = r.connect_admin().unwrap();
     let key = healcache::keys::tag_key("hc1", "cache", "tA");
-    for (i, garbage) in ["notanumber", "99999999999999999999999", "1.5"].into_iter().enumerate() {
+    for (i, garbage) in ["notanumber", "99999999999999999999999", "1.5", "9007199254740991"].into_iter().enumerate() {
         // a valid version recorded (the loads below write untagged values over it): the first
         // time a writes twice, the second write with the version it read
         tagged(&a, "item", json!("OLD"), &["tA"]);
@@ -318,12 +318,22 @@ fn first_writes_with_tags_not_known_here_are_read_by_other_instances() {
         tagged(&a, &format!("a{i}"), json!(i), &["shared", &format!("own{i}")]);
     }
     settled(&a, 20, &[&c]);
-    // b, started since, has not heard of "shared", which a's reads made
+    // b, started since, has not heard of "shared", which a's reads made: its writes until it
+    // has read the version are written twice (how many is up to timing), the others once
     let b = cache(&r.url());
     for i in 0..10 {
         tagged(&b, &format!("b{i}"), json!(i), &["shared"]);
     }
-    settled(&b, 20, &[&c]);
+    let mut last = (0, std::time::Instant::now());
+    wait_for("b's writes settle", Duration::from_secs(10), || {
+        let n = b.stats().l2_writes;
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        }
+        n >= 11 && last.1.elapsed() > Duration::from_millis(300)
+    });
+    let sent = a.stats().l2_bus_sent + b.stats().l2_bus_sent;
+    wait_for("c hears them", Duration::from_secs(5), || c.stats().l2_bus_received >= sent);
     for k in (0..10).flat_map(|i| [format!("a{i}"), format!("b{i}")]) {
         let f = fetch(&c, &k, None).unwrap();
         assert_eq!(f.status, Status::L2Hit, "{k}");

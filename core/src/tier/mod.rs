@@ -133,6 +133,11 @@ pub enum TransportError {
 /// (reading it as never bumped could bring an invalidated value back), and it is counted.
 pub const UNREADABLE_TAG: u64 = u64::MAX;
 
+/// Tag versions are below this (2^52 µs of the server's clock: the year 2112); a higher one no
+/// cache wrote, and it reads as [`UNREADABLE_TAG`] (kept, it could never be moved past, as
+/// versions only grow).
+pub const TAG_VERSION_END: u64 = 1 << 52;
+
 /// A tag's current version as read from L2 (the TAG_READ script), and when it was set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TagRead {

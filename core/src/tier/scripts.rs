@@ -314,7 +314,8 @@ return {v, -1}
 /// A tag's invalidation: its version moves to the server's clock in microseconds, or past the
 /// old version when that is not lower (two bumps within a microsecond), made odd (see
 /// [`TAG_READ`]), so the new version is one the key never held, even after the key was lost and
-/// made again. Text that is no version is replaced. A TTL on the key is kept, as `INCR` keeps it.
+/// made again. Text that is no version, or a number past 2^52 (see
+/// [`super::TAG_VERSION_END`]), is replaced. A TTL on the key is kept, as `INCR` keeps it.
 ///
 /// KEYS: the tag's key. Returns the new version.
 pub const TAG_BUMP: &str = concat!(
@@ -323,6 +324,8 @@ pub const TAG_BUMP: &str = concat!(
     r#"
 local n = now
 local old = v and num(v)
+-- past 2^52 (the year 2112) no cache wrote it: the clock replaces it
+if old and old >= 4503599627370496 then old = nil end
 if old and old >= n then n = old + 1 end
 if n % 2 == 0 then n = n + 1 end
 if n >= TWO53 then return redis.error_reply('ERR the tag version is past 2^53') end
