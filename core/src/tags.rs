@@ -21,10 +21,11 @@
 //! - Other instances learn of a bump on the invalidation bus; a lost message is a gap, which
 //!   distrusts L1 and forgets the known versions, so the next reads ask Redis.
 //!
-//! Equality, never order, decides: a version forgotten here (the table is bounded) can only make
-//! an entry read as invalid, a miss, never make an invalidated entry valid (without a tier, the
-//! next version comes from the counter, never from the version known, so it cannot be one an
-//! entry recorded).
+//! Equality decides whether an entry is valid: a version forgotten here (the table is bounded)
+//! can only make an entry read as invalid, a miss, never make an invalidated entry valid
+//! (without a tier, the next version comes from the counter, never from the version known, so it
+//! cannot be one an entry recorded). Order only keeps what is known from going back: versions
+//! grow, and news of them arrives from several processes in no set order.
 
 use std::collections::HashMap;
 #[cfg(feature = "tier")]
